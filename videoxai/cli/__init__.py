@@ -1,0 +1,34 @@
+"""The ``videoxai`` command line (Typer + Rich).
+
+Each module of this package adds its commands with a ``register(app)`` function, so a capability
+(explain, evaluate, serve, stabn, …) brings its own commands without touching this file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from ..errors import VideoXAIError
+
+app = typer.Typer(name="videoxai", no_args_is_help=True, add_completion=False,
+                  help="Explain video classifiers: where and when the evidence for a prediction lies.")
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    _mod = importlib.import_module(f"{__name__}.{_info.name}")
+    if hasattr(_mod, "register"):
+        _mod.register(app)
+
+
+def main() -> None:
+    """Entry point: user errors become one red line and exit code 2, not a traceback."""
+    from rich.console import Console
+
+    try:
+        app(standalone_mode=True)
+    except VideoXAIError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}")
+        sys.exit(2)

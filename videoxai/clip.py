@@ -1,0 +1,99 @@
+"""`Clip`: the frames of a video, as the user's code and every method sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+
+@dataclass
+class Clip:
+    """A sequence of RGB frames at their original size.
+
+    Attributes:
+        frames: ``(T, H, W, 3)`` ``uint8`` in [0, 255] or ``float32`` in [0, 1].
+        fps: frames per second of the *sampled* frames' source, if known.
+        indices: ``(T,)`` index of each frame in the source video (``arange(T)`` for arrays).
+        source: where the frames came from (a path), for reports.
+    """
+
+    frames: np.ndarray
+    fps: float | None = None
+    indices: np.ndarray | None = None
+    source: str | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.frames = _validate_frames(self.frames)
+        t = self.frames.shape[0]
+        if self.indices is None:
+            self.indices = np.arange(t, dtype=np.int64)
+        self.indices = np.asarray(self.indices, dtype=np.int64)
+        if self.indices.shape != (t,):
+            raise InputError(f"Clip.indices must have shape ({t},), got {self.indices.shape}")
+
+    @classmethod
+    def from_array(cls, frames, fps: float | None = None, **kwargs) -> "Clip":
+        """Build a clip from ``(T, H, W, 3)`` frames (uint8, or float in [0, 1]; numpy or torch)."""
+        if isinstance(frames, torch.Tensor):
+            frames = frames.detach().cpu().numpy()
+        return cls(np.asarray(frames), fps=fps, **kwargs)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def to_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The clip as a pixel-space batch: float32 ``(1, T, 3, H, W)`` in [0, 1]."""
+        x = torch.from_numpy(np.ascontiguousarray(self.frames)).to(device)
+        x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return x.permute(0, 3, 1, 2).unsqueeze(0)
+
+    def uint8(self) -> np.ndarray:
+        """The frames as ``(T, H, W, 3)`` uint8 (for rendering and encoding)."""
+        if self.frames.dtype == np.uint8:
+            return self.frames
+        return np.clip(np.rint(self.frames * 255.0), 0, 255).astype(np.uint8)
+
+    def subclip(self, index: np.ndarray | list[int] | slice) -> "Clip":
+        """A clip of the selected frames (fps and source kept, indices carried over)."""
+        index = np.arange(self.num_frames)[index]
+        return Clip(self.frames[index], fps=self.fps, indices=self.indices[index], source=self.source,
+                    meta=dict(self.meta))
+
+
+def _validate_frames(frames) -> np.ndarray:
+    if not isinstance(frames, np.ndarray):
+        raise InputError(f"frames must be a numpy array or tensor, got {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InputError(f"frames must have shape (T, H, W, 3), got {tuple(frames.shape)}")
+    t, h, w, _ = frames.shape
+    if t < 1 or h < 1 or w < 1:
+        raise InputError(f"frames must be non-empty, got shape {tuple(frames.shape)}")
+    if frames.dtype == np.uint8:
+        return frames
+    if not np.issubdtype(frames.dtype, np.floating):
+        raise InputError(f"frames must be uint8 or float in [0, 1], got dtype {frames.dtype}")
+    frames = frames.astype(np.float32, copy=False)
+    if not np.isfinite(frames).all():
+        raise InputError("frames contain NaN or infinite values")
+    lo, hi = float(frames.min()), float(frames.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise InputError(f"float frames must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+                         "divide uint8 frames by 255 or pass them as uint8")
+    return np.clip(frames, 0.0, 1.0)

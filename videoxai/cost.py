@@ -1,0 +1,114 @@
+"""Measured cost of an explanation: wall time, model passes and peak memory.
+
+Costs are measured, never estimated: the model adapter counts every clip that goes forward and
+every clip whose logits receive a gradient (see :class:`videoxai.models.base.PassCounter`), and a
+:class:`CostMeter` takes the difference around one explanation. Peak memory is the CUDA allocator's
+peak on GPU; on CPU it is the peak rise of the process's resident set, sampled every few
+milliseconds by a background thread (torch's CPU allocator keeps no peak statistic).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+import psutil
+import torch
+
+
+@dataclass
+class Cost:
+    """What one explanation cost.
+
+    Attributes:
+        seconds: wall-clock time of the method, model passes and post-processing included.
+        forward_passes: clips that went through the model's forward (a batch of 8 counts 8).
+        backward_passes: clips whose logits were back-propagated.
+        peak_memory_mb: peak CUDA memory, or on CPU the peak rise of resident memory, in MiB.
+        device: where the model ran.
+    """
+
+    seconds: float = 0.0
+    forward_passes: int = 0
+    backward_passes: int = 0
+    peak_memory_mb: float = 0.0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Cost":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+class _RssSampler(threading.Thread):
+    """Samples this process's resident memory until stopped; keeps the maximum."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        super().__init__(daemon=True)
+        self._proc = psutil.Process()
+        self._interval = interval
+        self._stop_event = threading.Event()
+        self.start_rss = self._proc.memory_info().rss
+        self.peak_rss = self.start_rss
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak_rss = max(self.peak_rss, self._proc.memory_info().rss)
+            self._stop_event.wait(self._interval)
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        self.peak_rss = max(self.peak_rss, self._proc.memory_info().rss)
+        return (self.peak_rss - self.start_rss) / 2**20
+
+
+class CostMeter:
+    """Context manager that fills a :class:`Cost` for the work done inside it.
+
+    >>> with CostMeter(model) as meter:
+    ...     model(x)
+    >>> meter.cost.forward_passes
+    1
+    """
+
+    def __init__(self, model, device: torch.device | str | None = None) -> None:
+        self.model = model
+        self.device = torch.device(device) if device is not None else _model_device(model)
+        self.cost = Cost(device=str(self.device))
+
+    def __enter__(self) -> "CostMeter":
+        counter = self.model.passes
+        self._f0, self._b0 = counter.forward, counter.backward
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._cuda0 = torch.cuda.memory_allocated(self.device)
+            self._sampler = None
+        else:
+            self._sampler = _RssSampler()
+            self._sampler.start()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = (torch.cuda.max_memory_allocated(self.device) - self._cuda0) / 2**20
+        else:
+            peak = self._sampler.stop()
+        self.cost.seconds = time.perf_counter() - self._t0
+        counter = self.model.passes
+        self.cost.forward_passes = counter.forward - self._f0
+        self.cost.backward_passes = counter.backward - self._b0
+        self.cost.peak_memory_mb = max(0.0, float(peak))
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device("cpu")

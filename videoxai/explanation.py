@@ -1,0 +1,131 @@
+"""`Explanation`: where and when the evidence for one prediction lies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cost import Cost
+from .errors import InputError
+
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class Explanation:
+    """The result of :func:`videoxai.explain`.
+
+    Attributes:
+        spatial: float32 ``(T, H, W)`` in [0, 1], aligned with the clip's frames at their original
+            size (zero outside the region the model sees, e.g. outside a centre crop). One scale
+            for the whole clip, so frames can be compared with each other.
+        temporal: float32 ``(T,)``, one score per clip frame, non-negative, sums to 1.
+        target: the explained class index.
+        label: its name.
+        score: the model's probability of ``target`` on the clean clip.
+        probs: float32 ``(num_classes,)`` softmax of the clean clip's logits.
+        method: registered method name.
+        options: the method's options as used (defaults filled in).
+        cost: measured cost of this explanation.
+        raw: float32 ``(T', h, w)`` map at the method's own resolution before upsampling and
+            refinement (token grid, feature map or input pixels), for metrics and research.
+        frame_indices: ``(T,)`` source-video index of each frame.
+    """
+
+    spatial: np.ndarray
+    temporal: np.ndarray
+    target: int
+    label: str
+    score: float
+    probs: np.ndarray
+    method: str
+    options: dict = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
+    raw: np.ndarray | None = None
+    frame_indices: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.spatial = np.asarray(self.spatial, dtype=np.float32)
+        self.temporal = np.asarray(self.temporal, dtype=np.float32)
+        self.probs = np.asarray(self.probs, dtype=np.float32)
+        if self.spatial.ndim != 3:
+            raise InputError(f"Explanation.spatial must be (T, H, W), got {self.spatial.shape}")
+        if self.temporal.shape != (self.spatial.shape[0],):
+            raise InputError(f"Explanation.temporal must be ({self.spatial.shape[0]},), "
+                             f"got {self.temporal.shape}")
+        if self.frame_indices is None:
+            self.frame_indices = np.arange(self.spatial.shape[0], dtype=np.int64)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.spatial.shape[0])
+
+    def top_frames(self, k: int = 3) -> np.ndarray:
+        """Indices of the k most important frames, most important first."""
+        return np.argsort(-self.temporal, kind="stable")[:k]
+
+    def to_dict(self, maps: bool = False) -> dict:
+        """JSON-friendly summary (maps included only if ``maps``)."""
+        d = {
+            "method": self.method, "target": int(self.target), "label": self.label,
+            "score": float(self.score), "options": self.options, "cost": self.cost.to_dict(),
+            "temporal": self.temporal.tolist(), "frame_indices": self.frame_indices.tolist(),
+            "shape": list(self.spatial.shape), "meta": self.meta,
+        }
+        if maps:
+            d["spatial"] = self.spatial.tolist()
+            d["probs"] = self.probs.tolist()
+        return d
+
+    def save(self, path: str | Path) -> Path:
+        """Write a ``.npz`` with the arrays and a JSON metadata record (no pickle)."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "version": _FORMAT_VERSION, "target": int(self.target), "label": self.label,
+            "score": float(self.score), "method": self.method, "options": self.options,
+            "cost": self.cost.to_dict(), "meta": self.meta,
+        }
+        arrays = {"spatial": self.spatial, "temporal": self.temporal, "probs": self.probs,
+                  "frame_indices": self.frame_indices,
+                  "metadata": np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)}
+        if self.raw is not None:
+            arrays["raw"] = np.asarray(self.raw, dtype=np.float32)
+        np.savez_compressed(path, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Explanation":
+        """Read an explanation written by :meth:`save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"no explanation file at {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["metadata"]).decode())
+                arrays = {k: z[k] for k in z.files if k != "metadata"}
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f"{path} is not a videoxai explanation file: {e}") from e
+        return cls(spatial=arrays["spatial"], temporal=arrays["temporal"], probs=arrays["probs"],
+                   frame_indices=arrays.get("frame_indices"), raw=arrays.get("raw"),
+                   target=meta["target"], label=meta["label"], score=meta["score"],
+                   method=meta["method"], options=meta.get("options", {}),
+                   cost=Cost.from_dict(meta.get("cost", {})), meta=meta.get("meta", {}))
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    return str(o)

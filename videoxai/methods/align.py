@@ -1,0 +1,61 @@
+"""Bring a method's map back onto the clip's original frames.
+
+A map at model resolution covers the model's *crop box*, not the whole frame, so it is resized
+to the box and pasted there (zero elsewhere); the reference STAA code stretched it over the whole
+frame, which misplaces evidence on any non-square video. Time is aligned first, at low resolution:
+token frames that each cover ``tubelet`` input frames are repeated, feature maps with fewer frames
+are interpolated between their centres. Everything stays on the tensor's device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models.base import Preprocess
+
+
+def align_time(maps: torch.Tensor, num_frames: int, mode: str = "repeat") -> torch.Tensor:
+    """``(B, T', h, w)`` → ``(B, T, h, w)``."""
+    t_in = maps.shape[1]
+    if t_in == num_frames:
+        return maps
+    if mode == "repeat" and num_frames % t_in == 0:
+        return maps.repeat_interleave(num_frames // t_in, dim=1)
+    b, _, h, w = maps.shape
+    x = maps.permute(0, 2, 3, 1).reshape(b, h * w, t_in)
+    x = F.interpolate(x, size=num_frames, mode="linear", align_corners=False)
+    return x.reshape(b, h, w, num_frames).permute(0, 3, 1, 2)
+
+
+def to_frames(maps: torch.Tensor, *, space: str, preprocess: Preprocess, frame_size: tuple[int, int],
+              num_frames: int, time_align: str = "repeat") -> torch.Tensor:
+    """Align ``(B, T', h, w)`` with ``(B, T, H, W)`` original frames.
+
+    ``space="crop"``: the ``h × w`` grid covers ``preprocess.crop_box``; ``"frame"``: the whole frame.
+    """
+    maps = align_time(maps.float(), num_frames, time_align)
+    b, t, h, w = maps.shape
+    fh, fw = frame_size
+    if space == "frame":
+        if (h, w) == (fh, fw):
+            return maps
+        return F.interpolate(maps.reshape(b * t, 1, h, w), size=(fh, fw), mode="bilinear",
+                             align_corners=False).reshape(b, t, fh, fw)
+    if space != "crop":
+        raise ValueError(f"unknown map space {space!r}")
+    top, left, ch, cw = preprocess.crop_box(fh, fw).as_ints(fh, fw)
+    inner = F.interpolate(maps.reshape(b * t, 1, h, w), size=(ch, cw), mode="bilinear",
+                          align_corners=False).reshape(b, t, ch, cw)
+    out = maps.new_zeros(b, t, fh, fw)
+    out[:, :, top:top + ch, left:left + cw] = inner
+    return out
+
+
+def crop_mask(preprocess: Preprocess, frame_size: tuple[int, int], device=None) -> torch.Tensor:
+    """Boolean ``(H, W)``: the pixels the model sees."""
+    fh, fw = frame_size
+    top, left, ch, cw = preprocess.crop_box(fh, fw).as_ints(fh, fw)
+    m = torch.zeros(fh, fw, dtype=torch.bool, device=device)
+    m[top:top + ch, left:left + cw] = True
+    return m

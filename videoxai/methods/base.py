@@ -1,0 +1,177 @@
+"""The base of every attribution method, and the registry behind ``vx.explain(method=...)``.
+
+A method is a small class: its ``__init__`` takes the model and the method's keyword options
+(with defaults), and :meth:`Method.attribute` maps a pixel batch and a target to an
+:class:`Attribution` at the method's own resolution. Everything common (targets, option records,
+progress, batching, alignment with the original frames, refinement, normalisation, cost) lives
+here or in :func:`videoxai.explain`, so a method file says only what is special about it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Iterable, Iterator, Literal, Sequence
+
+import torch
+
+from ..errors import InputError, UnknownMethodError, UnsupportedModelError
+from ..models.base import VideoModel
+
+Target = int | Sequence[int] | torch.Tensor | None
+
+
+@dataclass
+class Attribution:
+    """What a method returns for a batch of B clips of T frames.
+
+    Attributes:
+        maps: non-negative relevance ``(B, T', h, w)``. ``T'`` may be smaller than T (tokens,
+            feature maps); ``space`` says which pixels the ``h × w`` grid covers.
+        space: ``"crop"`` — the grid covers the model's crop box (token grids, CAM feature maps,
+            masks made at model resolution); ``"frame"`` — it covers the whole original frame
+            (gradients and perturbations in pixel space).
+        target: ``(B,)`` the explained class of each clip.
+        logits: ``(B, C)`` clean-clip logits if the method computed them anyway (saves a pass).
+        temporal: ``(B, T)`` the method's own per-frame importance, if it has one; otherwise the
+            per-frame mass of ``maps`` is used.
+        time_align: how the ``T'`` map frames spread over the T input frames: ``"repeat"``
+            (each covers ``T/T'`` frames, e.g. tubelets) or ``"linear"`` (feature-map centres).
+        extras: method-specific arrays kept in ``Explanation.meta`` (e.g. segment Shapley values).
+    """
+
+    maps: torch.Tensor
+    space: Literal["crop", "frame"]
+    target: torch.Tensor
+    logits: torch.Tensor | None = None
+    temporal: torch.Tensor | None = None
+    time_align: Literal["repeat", "linear"] = "repeat"
+    extras: dict | None = None
+
+
+class Method:
+    """Base class. Subclasses set :attr:`name` and implement :meth:`attribute`.
+
+    Options are the keyword arguments of the subclass's ``__init__``; they are recorded, with
+    defaults filled in, in :attr:`options` (and so in ``Explanation.options``).
+    """
+
+    name: ClassVar[str]
+    #: what the model must provide, checked at construction: "attention", "cam_layer", "token_grid"
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    options: dict
+
+    def __init__(self, model: VideoModel) -> None:
+        if not isinstance(model, VideoModel):
+            raise InputError(f"{self.name} needs a videoxai model (vx.load_model or vx.wrap), "
+                             f"got {type(model).__name__}")
+        for need in self.requires:
+            if getattr(model, {"attention": "attention", "cam_layer": "cam_layer",
+                               "token_grid": "token_grid"}[need], None) is None:
+                raise UnsupportedModelError(
+                    f"method {self.name!r} needs a model with {need.replace('_', ' ')}; "
+                    f"{model.name} ({model.family}) has none")
+        self.model = model
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        sig = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recorded_init(self, model, *args, **kwargs):
+            try:
+                bound = sig.bind(self, model, *args, **kwargs)
+            except TypeError as e:
+                names = [p for p in sig.parameters if p not in ("self", "model")]
+                raise InputError(f"method {cls.name!r}: {e}; its options are: {', '.join(names)}") from None
+            bound.apply_defaults()
+            init(self, model, *args, **kwargs)
+            if type(self) is cls:
+                self.options = {k: v for k, v in bound.arguments.items()
+                                if k not in ("self", "model") and sig.parameters[k].kind
+                                not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+
+        cls.__init__ = recorded_init
+
+    # -- the one method to implement ------------------------------------------------------------
+    def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
+        """Explain ``inputs`` (float ``(B, T, 3, H, W)`` in [0, 1]) for ``target``.
+
+        ``target``: an int (same class for every clip), a sequence / ``(B,)`` tensor, or ``None``
+        for each clip's top-1 class.
+        """
+        raise NotImplementedError
+
+    # -- helpers for subclasses -----------------------------------------------------------------
+    def resolve_target(self, target: Target, logits: torch.Tensor) -> torch.Tensor:
+        """``(B,)`` long tensor of target classes; ``None`` → argmax of ``logits``."""
+        b, c = logits.shape
+        if target is None:
+            return logits.detach().argmax(-1)
+        t = torch.as_tensor(target, device=logits.device).long().reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(b)
+        if t.numel() != b:
+            raise InputError(f"got {t.numel()} targets for a batch of {b} clips")
+        if (t < 0).any() or (t >= c).any():
+            raise InputError(f"target {t.tolist()} out of range for a model with {c} classes")
+        return t.clone()
+
+    def clean_logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """One forward pass without gradients."""
+        with torch.no_grad():
+            return self.model(inputs)
+
+    def progress(self, items: Iterable, total: int, description: str) -> Iterator:
+        """Iterate with a progress bar when the work is long (see :mod:`videoxai.progress`)."""
+        from ..progress import track
+        return track(items, total=total, description=f"{self.name}: {description}")
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in getattr(self, "options", {}).items())
+        return f"{type(self).__name__}({opts})"
+
+
+# -- registry ----------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method available to ``vx.explain`` under ``cls.name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"method name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def get(name: str) -> type[Method]:
+    """The method class registered under ``name``."""
+    from . import _load_all
+    _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownMethodError(f"unknown method {name!r}; available: {', '.join(available())}") from None
+
+
+def available() -> list[str]:
+    """Names of the registered methods."""
+    from . import _load_all
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def batched(n: int, batch_size: int) -> Iterator[slice]:
+    """Slices ``[0, n)`` in chunks of ``batch_size`` (the memory knob of every method)."""
+    if batch_size < 1:
+        raise InputError(f"batch_size must be ≥ 1, got {batch_size}")
+    for start in range(0, n, batch_size):
+        yield slice(start, min(n, start + batch_size))
+
+
+MethodFactory = Callable[..., Method]

@@ -1,0 +1,149 @@
+"""Model adapters and the one loading function, :func:`load_model`.
+
+A model spec is a string:
+
+* ``"demo"`` — the tiny TimeSformer trained on the synthetic benchmark, shipped with the package
+  (other bundled models: see :func:`available`);
+* ``"hf:<hub id or directory>"`` — a Hugging Face TimeSformer / VideoMAE / ViViT classifier;
+* ``"torchvision:<name>"`` — a torchvision video model (``r3d_18``, ``r2plus1d_18``, …);
+* a local directory — a Hugging Face ``save_pretrained`` directory or a videoxai model directory.
+
+Loaders are registered by prefix (:func:`register_loader`), so a new family is one function.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import InputError, UnknownModelError
+from .base import IMAGENET_MEAN, IMAGENET_STD, CropBox, Layout, Preprocess, TokenGrid, VideoModel
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+Loader = Callable[[str, torch.device], VideoModel]
+_LOADERS: dict[str, Loader] = {}
+_BUNDLED: dict[str, str] = {}  # short name -> "prefix:rest" spec, with a one-line description
+_BUNDLED_HELP: dict[str, str] = {}
+
+
+def register_loader(prefix: str) -> Callable[[Loader], Loader]:
+    """Register ``fn(rest, device) -> VideoModel`` for specs ``"<prefix>:<rest>"``."""
+    def deco(fn: Loader) -> Loader:
+        _LOADERS[prefix] = fn
+        return fn
+    return deco
+
+
+def register_bundled(name: str, spec: str, help: str) -> None:
+    """Give a short name (``"demo"``) to a spec shipped with the package."""
+    _BUNDLED[name] = spec
+    _BUNDLED_HELP[name] = help
+
+
+def available() -> dict[str, str]:
+    """Bundled model names and loader prefixes, with a line of help each."""
+    _ensure_loaders()
+    out = {name: _BUNDLED_HELP[name] for name in _BUNDLED}
+    out.update({f"{p}:…": (fn.__doc__ or "").strip().splitlines()[0] for p, fn in _LOADERS.items()})
+    return out
+
+
+def load_model(spec: str | Path, device: str | torch.device = "cpu") -> VideoModel:
+    """Load a video classifier as a :class:`VideoModel` in eval mode.
+
+    Args:
+        spec: see the module docstring.
+        device: where to put it.
+    """
+    _ensure_loaders()
+    device = torch.device(device)
+    spec = str(spec)
+    if spec in _BUNDLED:
+        spec = _BUNDLED[spec]
+    prefix, sep, rest = spec.partition(":")
+    if sep and prefix in _LOADERS:
+        return _LOADERS[prefix](rest, device)
+    path = Path(spec)
+    if path.is_dir():
+        return _load_dir(path, device)
+    if path.exists():
+        raise UnknownModelError(f"{spec} is a file; give the directory that holds the model "
+                                "(config.json or videoxai.json)")
+    known = ", ".join(sorted(_BUNDLED)) + ", " + ", ".join(f"{p}:…" for p in sorted(_LOADERS))
+    raise UnknownModelError(f"unknown model {spec!r}: not a directory and not one of {known}")
+
+
+def _load_dir(path: Path, device: torch.device) -> VideoModel:
+    if (path / "videoxai.json").is_file():
+        meta = json.loads((path / "videoxai.json").read_text())
+        kind = meta.get("loader")
+        if kind not in _LOADERS:
+            raise UnknownModelError(f"{path}/videoxai.json names unknown loader {kind!r}")
+        return _LOADERS[kind](str(path), device)
+    if (path / "config.json").is_file():
+        return _LOADERS["hf"](str(path), device)
+    raise UnknownModelError(f"{path} holds neither config.json (Hugging Face) nor videoxai.json")
+
+
+def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int],
+         layout: Layout = "BCTHW", mean: Sequence[float] = IMAGENET_MEAN,
+         std: Sequence[float] = IMAGENET_STD, labels: Sequence[str] | None = None,
+         num_classes: int | None = None, shortest_edge: int | None = None,
+         fixed_num_frames: bool = False, cam_layer: str | None = None,
+         cam_reshape: Callable | None = None, token_grid: TokenGrid | None = None,
+         name: str = "custom") -> VideoModel:
+    """Adapt any PyTorch video classifier.
+
+    Args:
+        module: maps a normalised clip laid out as ``layout`` to logits ``(B, C)`` (or an object
+            with ``.logits``).
+        num_frames: frames per clip it expects.
+        input_size: ``h`` or ``(h, w)`` of its input.
+        layout: ``"BCTHW"`` (3D CNNs) or ``"BTCHW"`` (Hugging Face style).
+        mean, std: its input normalisation (pixels in [0, 1] are normalised inside).
+        labels / num_classes: class names, or their count.
+        shortest_edge: resize the shorter side to this and centre-crop; ``None`` resizes the whole
+            frame to ``input_size``.
+        cam_layer: dotted name of the layer Grad-CAM should use by default.
+    """
+    if not isinstance(module, nn.Module):
+        raise InputError(f"vx.wrap needs a torch.nn.Module, got {type(module).__name__}")
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if labels is None and num_classes is None:
+        num_classes = _infer_num_classes(module)
+    pre = Preprocess(size=size, shortest_edge=shortest_edge, mean=tuple(mean), std=tuple(std))
+    return VideoModel(module.eval(), num_frames=num_frames, preprocess=pre, labels=labels,
+                      num_classes=num_classes, layout=layout, fixed_num_frames=fixed_num_frames,
+                      token_grid=token_grid, cam_layer=cam_layer, cam_reshape=cam_reshape,
+                      family="custom", name=name)
+
+
+def _infer_num_classes(module: nn.Module) -> int:
+    last = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if not last:
+        raise InputError("cannot infer the number of classes; pass labels= or num_classes=")
+    return last[-1].out_features
+
+
+_loaded = False
+
+
+def _ensure_loaders() -> None:
+    """Import every module of this package once: loader modules register themselves."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+    import pkgutil
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+__all__ = ["VideoModel", "Preprocess", "TokenGrid", "CropBox", "load_model", "wrap", "available",
+           "register_loader", "register_bundled"]

@@ -1,0 +1,251 @@
+"""The model adapter: every video classifier behind one pixel-space interface.
+
+A :class:`VideoModel` takes clips in pixel space, float ``(B, T, 3, H, W)`` in [0, 1] at any
+frame size, and returns logits ``(B, num_classes)``. Resizing, centre-cropping and mean/std
+normalisation happen *inside* its forward (differentiably), so every perturbation a method makes
+(blur, fade, masks) and every gradient it takes lives on real pixels of the original frames.
+
+The adapter also carries what methods need to know about the network: its token grid
+(:class:`TokenGrid`), its default layer for CAM methods, its attention sites (transformers) and
+its class names. Subclasses override :meth:`VideoModel.logits` only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+
+Layout = Literal["BTCHW", "BCTHW"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """The region of an original frame that the model sees, in original pixel coordinates."""
+
+    top: float
+    left: float
+    height: float
+    width: float
+
+    def as_ints(self, frame_h: int, frame_w: int) -> tuple[int, int, int, int]:
+        """``(top, left, height, width)`` rounded and clipped to the frame."""
+        top, left = int(round(self.top)), int(round(self.left))
+        h, w = int(round(self.height)), int(round(self.width))
+        top, left = max(0, top), max(0, left)
+        return top, left, max(1, min(h, frame_h - top)), max(1, min(w, frame_w - left))
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize / centre-crop / normalise, as a model's preprocessor config describes it.
+
+    Args:
+        size: ``(h, w)`` of the model input.
+        shortest_edge: if set, the frame is scaled so that its shorter side has this length and
+            then centre-cropped to ``size`` (Hugging Face / torchvision video convention). If
+            ``None`` the whole frame is resized to ``size`` (aspect ratio not kept).
+        mean, std: per-channel normalisation applied after resizing.
+    """
+
+    size: tuple[int, int]
+    shortest_edge: int | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def crop_box(self, frame_h: int, frame_w: int) -> CropBox:
+        """Where the model's input window lies in an ``frame_h × frame_w`` frame."""
+        if self.shortest_edge is None:
+            return CropBox(0.0, 0.0, float(frame_h), float(frame_w))
+        scale = self.shortest_edge / min(frame_h, frame_w)
+        ch, cw = min(self.size[0] / scale, frame_h), min(self.size[1] / scale, frame_w)
+        return CropBox((frame_h - ch) / 2, (frame_w - cw) / 2, ch, cw)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 3, H, W)`` in [0, 1] → normalised ``(B, T, 3, h, w)``.
+
+        The crop is taken first in original coordinates and then resized, which equals
+        resize-then-crop and keeps :meth:`crop_box` exact.
+        """
+        b, t, c, h, w = pixels.shape
+        top, left, ch, cw = self.crop_box(h, w).as_ints(h, w)
+        x = pixels[..., top:top + ch, left:left + cw].reshape(b * t, c, ch, cw)
+        if (ch, cw) != tuple(self.size):
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False,
+                              antialias=ch > self.size[0] or cw > self.size[1])
+        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
+        std = x.new_tensor(self.std).view(1, 3, 1, 1)
+        return ((x - mean) / std).view(b, t, c, *self.size)
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """How a transformer's token sequence maps onto the (time, row, col) volume of its input.
+
+    Attributes:
+        frames, rows, cols: grid size ``T' × H' × W'``.
+        tubelet: input frames per token frame (2 for VideoMAE/ViViT, 1 for TimeSformer).
+        patch: ``(ph, pw)`` input pixels per token.
+        prefix_tokens: leading non-patch tokens (1 for a CLS token, 0 for mean pooling).
+        order: the order of the patch tokens, e.g. ``"thw"`` (VideoMAE, ViViT) or ``"hwt"``
+            (TimeSformer stores each patch position's frames next to each other).
+    """
+
+    frames: int
+    rows: int
+    cols: int
+    tubelet: int = 1
+    patch: tuple[int, int] = (16, 16)
+    prefix_tokens: int = 0
+    order: str = "thw"
+
+    @property
+    def num_patches(self) -> int:
+        return self.frames * self.rows * self.cols
+
+    def to_volume(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(B, N, D)`` tokens (prefix tokens included) → ``(B, D, T', H', W')``."""
+        b, n, d = tokens.shape
+        if n != self.prefix_tokens + self.num_patches:
+            raise InputError(f"expected {self.prefix_tokens + self.num_patches} tokens for grid "
+                             f"{self.frames}x{self.rows}x{self.cols}, got {n}")
+        sizes = {"t": self.frames, "h": self.rows, "w": self.cols}
+        x = tokens[:, self.prefix_tokens:].reshape(b, *(sizes[a] for a in self.order), d)
+        perm = [0, 4] + [1 + self.order.index(a) for a in "thw"]
+        return x.permute(*perm).contiguous()
+
+    def scores_to_volume(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(B, N_patches)`` per-patch scores (no prefix) → ``(B, T', H', W')``."""
+        b = scores.shape[0]
+        sizes = {"t": self.frames, "h": self.rows, "w": self.cols}
+        x = scores.reshape(b, *(sizes[a] for a in self.order))
+        return x.permute(0, *[1 + self.order.index(a) for a in "thw"]).contiguous()
+
+
+@dataclass
+class PassCounter:
+    """Clips that went forward / backward through a model (read by :class:`videoxai.cost.CostMeter`)."""
+
+    forward: int = 0
+    backward: int = 0
+
+
+class VideoModel(nn.Module):
+    """Pixel-space adapter around a video classifier.
+
+    Args:
+        net: the wrapped network.
+        num_frames: frames per clip the network expects.
+        preprocess: resize / crop / normalisation applied inside :meth:`forward`.
+        labels: class names (``None`` gives ``"class_<i>"``).
+        layout: how the network wants its input, ``"BTCHW"`` (Hugging Face) or ``"BCTHW"``
+            (torchvision and most 3D CNNs).
+        fixed_num_frames: the network only accepts exactly ``num_frames`` (position embeddings).
+        token_grid: for transformers, how tokens map to the input volume.
+        cam_layer: dotted module name (relative to ``net``) of the default Grad-CAM layer.
+        cam_reshape: turns that layer's output into ``(B, C, T', H', W')``; ``None`` if it already is.
+        family: short family name (``"timesformer"``, ``"r3d"``, ``"custom"``, …).
+        name: the spec it was loaded from, for reports.
+    """
+
+    def __init__(self, net: nn.Module, *, num_frames: int, preprocess: Preprocess,
+                 labels: Sequence[str] | None = None, num_classes: int | None = None,
+                 layout: Layout = "BCTHW", fixed_num_frames: bool = True,
+                 token_grid: TokenGrid | None = None, cam_layer: str | None = None,
+                 cam_reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 family: str = "custom", name: str | None = None) -> None:
+        super().__init__()
+        if layout not in ("BTCHW", "BCTHW"):
+            raise InputError(f"layout must be 'BTCHW' or 'BCTHW', got {layout!r}")
+        self.net = net
+        self.num_frames = int(num_frames)
+        self.preprocess = preprocess
+        self.layout = layout
+        self.fixed_num_frames = fixed_num_frames
+        self.token_grid = token_grid
+        self.cam_layer = cam_layer
+        self.cam_reshape = cam_reshape
+        self.family = family
+        self.name = name or family
+        if labels is None:
+            if num_classes is None:
+                raise InputError("give labels or num_classes")
+            labels = [f"class_{i}" for i in range(num_classes)]
+        self.labels = list(labels)
+        self.passes = PassCounter()
+        self.attention = None  # set by transformer adapters: videoxai.models.attention.AttentionSites
+
+    # -- what subclasses override ------------------------------------------------------------
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the network on preprocessed input laid out as :attr:`layout`; return logits."""
+        out = self.net(x)
+        return out.logits if hasattr(out, "logits") else out
+
+    # -- the pixel-space forward -------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.preprocess.size)
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    def check_input(self, pixels: torch.Tensor) -> None:
+        """Raise :class:`InputError` naming what is wrong with a pixel batch."""
+        if not isinstance(pixels, torch.Tensor):
+            raise InputError(f"expected a tensor (B, T, 3, H, W), got {type(pixels).__name__}")
+        if pixels.ndim != 5 or pixels.shape[2] != 3:
+            raise InputError(f"expected pixels of shape (B, T, 3, H, W), got {tuple(pixels.shape)}")
+        if self.fixed_num_frames and pixels.shape[1] != self.num_frames:
+            raise InputError(f"{self.name} takes clips of exactly {self.num_frames} frames, got "
+                             f"{pixels.shape[1]}; sample with vx.read_video(path, "
+                             f"num_frames={self.num_frames}) or vx.sliding_windows")
+        if not pixels.is_floating_point():
+            raise InputError(f"pixels must be float in [0, 1], got dtype {pixels.dtype}")
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 3, H, W)`` float in [0, 1] → logits ``(B, num_classes)``."""
+        self.check_input(pixels)
+        x = self.preprocess(pixels.to(self.device))
+        if self.layout == "BCTHW":
+            x = x.transpose(1, 2)
+        out = self.logits(x)
+        self.passes.forward += pixels.shape[0]
+        if out.requires_grad:
+            n = pixels.shape[0]
+            out.register_hook(lambda g: self._count_backward(n))
+        return out
+
+    def _count_backward(self, n: int) -> None:
+        self.passes.backward += n
+
+    @torch.no_grad()
+    def predict(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities ``(B, num_classes)`` without gradients."""
+        return self(pixels).float().softmax(-1)
+
+    def submodule(self, name: str) -> nn.Module:
+        """A module of the wrapped network by dotted name (``"layer4"``, ``"encoder.layer.11"``)."""
+        try:
+            return self.net.get_submodule(name)
+        except AttributeError as e:
+            raise InputError(f"{self.name} has no layer {name!r}") from e
+
+    def extra_repr(self) -> str:
+        return (f"family={self.family}, num_frames={self.num_frames}, input_size={self.input_size}, "
+                f"classes={self.num_classes}, layout={self.layout}")

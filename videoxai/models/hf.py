@@ -1,0 +1,245 @@
+"""Hugging Face video transformers: TimeSformer, VideoMAE and ViViT.
+
+Each family is one small adapter class that says what is special about it: how its tokens lie on
+the (time, row, col) grid, where its attention projections are, and its default CAM layer.
+Preprocessing (resize, crop, mean/std) is read from the checkpoint's ``preprocessor_config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import UnknownModelError
+from .attention import AttentionCall, AttentionSites
+from .base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, TokenGrid, VideoModel
+
+log = logging.getLogger(__name__)
+
+
+def _pair(x) -> tuple[int, int]:
+    return (int(x), int(x)) if isinstance(x, (int, float)) else (int(x[0]), int(x[1]))
+
+
+class HFVideoModel(VideoModel):
+    """Base of the Hugging Face adapters (input layout ``(B, T, C, H, W)``)."""
+
+    model_type: ClassVar[str]
+    auto_class: ClassVar[str]
+
+    def __init__(self, net: nn.Module, preprocess: Preprocess, name: str | None = None) -> None:
+        cfg = net.config
+        labels = [cfg.id2label[i] for i in range(len(cfg.id2label))] if cfg.id2label else None
+        grid = self.build_grid(cfg)
+        super().__init__(net, num_frames=cfg.num_frames, preprocess=preprocess, labels=labels,
+                         num_classes=cfg.num_labels, layout="BTCHW", fixed_num_frames=True,
+                         token_grid=grid, cam_layer=self.build_cam_layer(cfg),
+                         cam_reshape=self._cam_reshape, family=self.model_type, name=name)
+        self.attention = self.build_attention(net)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(pixel_values=x).logits
+
+    def _cam_reshape(self, out) -> torch.Tensor:
+        """A transformer layer's output (a tensor or a tuple) → ``(B, D, T', H', W')``."""
+        hidden = out[0] if isinstance(out, (tuple, list)) else out
+        return self.token_grid.to_volume(hidden)
+
+    # -- per family --------------------------------------------------------------------------
+    @staticmethod
+    def build_grid(cfg) -> TokenGrid:
+        raise NotImplementedError
+
+    @staticmethod
+    def build_cam_layer(cfg) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def build_attention(net) -> AttentionSites:
+        raise NotImplementedError
+
+
+class TimesformerAdapter(HFVideoModel):
+    """TimeSformer, divided space-time attention: each layer has a temporal then a spatial attention.
+
+    Tokens are ``[CLS] + (row, col, frame)``-ordered patches; the spatial attention of frame t
+    runs over ``[CLS_t] + patches of t`` and the temporal attention of a patch over its T frames.
+    """
+
+    model_type = "timesformer"
+    auto_class = "TimesformerForVideoClassification"
+
+    @staticmethod
+    def build_grid(cfg) -> TokenGrid:
+        n = cfg.image_size // cfg.patch_size
+        return TokenGrid(cfg.num_frames, n, n, tubelet=1, patch=(cfg.patch_size, cfg.patch_size),
+                         prefix_tokens=1, order="hwt")
+
+    @staticmethod
+    def build_cam_layer(cfg) -> str:
+        return f"timesformer.encoder.layer.{cfg.num_hidden_layers - 1}"
+
+    @staticmethod
+    def build_attention(net) -> AttentionSites:
+        cfg = net.config
+        if cfg.attention_type != "divided_space_time":
+            raise UnknownModelError(f"TimeSformer attention_type {cfg.attention_type!r} is not supported")
+        scale = (cfg.hidden_size // cfg.num_attention_heads) ** -0.5
+        layers = []
+        for layer in net.timesformer.encoder.layer:
+            calls = {}
+            for kind, att in (("temporal", layer.temporal_attention), ("spatial", layer.attention)):
+                sa = att.attention
+                calls[kind] = AttentionCall(sa, sa.qkv, sa.qkv, sa.qkv, sa.num_heads, scale, fused=True)
+            layers.append(calls)
+        return AttentionSites(layers)
+
+
+class VideoMAEAdapter(HFVideoModel):
+    """VideoMAE: joint space-time attention over ``(frame/tubelet, row, col)`` tokens, no CLS token
+    (mean pooling), so STAA uses the attention each token receives."""
+
+    model_type = "videomae"
+    auto_class = "VideoMAEForVideoClassification"
+
+    @staticmethod
+    def build_grid(cfg) -> TokenGrid:
+        n = cfg.image_size // cfg.patch_size
+        return TokenGrid(cfg.num_frames // cfg.tubelet_size, n, n, tubelet=cfg.tubelet_size,
+                         patch=(cfg.patch_size, cfg.patch_size), prefix_tokens=0, order="thw")
+
+    @staticmethod
+    def build_cam_layer(cfg) -> str:
+        return f"videomae.encoder.layer.{cfg.num_hidden_layers - 1}"
+
+    @staticmethod
+    def build_attention(net) -> AttentionSites:
+        cfg = net.config
+        layers = []
+        for layer in net.videomae.encoder.layer:
+            sa = layer.attention.attention
+            layers.append({"joint": AttentionCall(sa, sa.query, sa.key, sa.value, sa.num_attention_heads,
+                                                  sa.scaling)})
+        return AttentionSites(layers)
+
+
+class VivitAdapter(HFVideoModel):
+    """ViViT (model 1, joint attention): ``[CLS] + (frame/tubelet, row, col)`` tokens."""
+
+    model_type = "vivit"
+    auto_class = "VivitForVideoClassification"
+
+    @staticmethod
+    def build_grid(cfg) -> TokenGrid:
+        tt, th, tw = cfg.tubelet_size
+        h, w = _pair(cfg.image_size)
+        return TokenGrid(cfg.num_frames // tt, h // th, w // tw, tubelet=tt, patch=(th, tw),
+                         prefix_tokens=1, order="thw")
+
+    @staticmethod
+    def build_cam_layer(cfg) -> str:
+        return f"vivit.layers.{cfg.num_hidden_layers - 1}"
+
+    @staticmethod
+    def build_attention(net) -> AttentionSites:
+        layers = []
+        for layer in net.vivit.layers:
+            a = layer.attention
+            layers.append({"joint": AttentionCall(a, a.q_proj, a.k_proj, a.v_proj, a.num_attention_heads,
+                                                  a.scaling, finish=a.o_proj)})
+        return AttentionSites(layers)
+
+
+HF_FAMILIES: dict[str, type[HFVideoModel]] = {
+    cls.model_type: cls for cls in (TimesformerAdapter, VideoMAEAdapter, VivitAdapter)
+}
+
+
+def preprocess_from_config(pp: dict | None, cfg) -> Preprocess:
+    """Build :class:`Preprocess` from a ``preprocessor_config.json`` dict (or model defaults)."""
+    image = _pair(cfg.image_size)
+    pp = pp or {}
+    crop = pp.get("crop_size") or {}
+    size = pp.get("size") or {}
+    if isinstance(crop, dict) and "height" in crop:
+        out = (int(crop["height"]), int(crop["width"]))
+    elif isinstance(crop, int):
+        out = (crop, crop)
+    else:
+        out = image
+    if out != image:
+        log.warning("preprocessor crop %s differs from the model's image_size %s; using the model's", out, image)
+        out = image
+    shortest = None
+    if pp.get("do_center_crop", True):
+        if isinstance(size, dict) and "shortest_edge" in size:
+            shortest = int(size["shortest_edge"])
+        elif isinstance(size, int):
+            shortest = size
+        elif not pp:
+            shortest = out[0]
+        if shortest is not None and shortest < min(out):
+            shortest = min(out)
+    mean = tuple(pp.get("image_mean", IMAGENET_MEAN)) if pp.get("do_normalize", True) else (0.0, 0.0, 0.0)
+    std = tuple(pp.get("image_std", IMAGENET_STD)) if pp.get("do_normalize", True) else (1.0, 1.0, 1.0)
+    factor = float(pp.get("rescale_factor", 1 / 255))
+    if pp.get("offset", False):
+        # ViViT rescales to [-1, 1] (x·factor − 1) before normalising: fold that into mean/std so
+        # the adapter can keep taking pixels in [0, 1].
+        k = 255 * factor
+        mean = tuple((1 + m) / k for m in mean)
+        std = tuple(s / k for s in std)
+    return Preprocess(size=out, shortest_edge=shortest, mean=mean, std=std)
+
+
+def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None = None,
+            attn_implementation: str | None = None) -> HFVideoModel:
+    """Load a Hugging Face video classifier from a hub id or a local directory.
+
+    The model type is read from its config; preprocessing from its preprocessor config when
+    there is one (otherwise the model's own ``image_size`` with ImageNet statistics).
+    """
+    import transformers
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(spec)
+    except (OSError, ValueError) as e:
+        raise UnknownModelError(f"cannot load a Hugging Face config from {spec!r}: {e}") from e
+    family = HF_FAMILIES.get(cfg.model_type)
+    if family is None:
+        raise UnknownModelError(f"{spec!r} is a {cfg.model_type!r} model; supported Hugging Face video "
+                                f"families: {', '.join(sorted(HF_FAMILIES))}")
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    net = getattr(transformers, family.auto_class).from_pretrained(spec, **kwargs)
+    pp = _read_preprocessor(spec)
+    model = family(net.eval(), preprocess_from_config(pp, cfg), name=name or spec)
+    return model.to(device).eval()
+
+
+def _read_preprocessor(spec: str) -> dict | None:
+    local = Path(spec) / "preprocessor_config.json"
+    if local.is_file():
+        return json.loads(local.read_text())
+    if Path(spec).is_dir():
+        return None
+    try:
+        from huggingface_hub import hf_hub_download
+        return json.loads(Path(hf_hub_download(spec, "preprocessor_config.json")).read_text())
+    except Exception as e:  # no preprocessor on the hub, or offline: fall back to model defaults
+        log.warning("no preprocessor config for %s (%s); using the model's image size and ImageNet "
+                    "statistics", spec, e)
+        return None
+
+
+def from_hf_module(net: nn.Module, preprocess: Preprocess | None = None, name: str | None = None) -> HFVideoModel:
+    """Adapt an already-built Hugging Face video classifier (e.g. from a config, in tests)."""
+    family = HF_FAMILIES.get(net.config.model_type)
+    if family is None:
+        raise UnknownModelError(f"unsupported Hugging Face model type {net.config.model_type!r}")
+    return family(net.eval(), preprocess or preprocess_from_config(None, net.config), name=name)

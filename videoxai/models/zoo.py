@@ -1,0 +1,18 @@
+"""The registered loaders: which spec prefixes and bundled names exist."""
+
+from __future__ import annotations
+
+import torch
+
+from . import ASSETS, register_bundled, register_loader
+from .hf import load_hf
+
+
+@register_loader("hf")
+def _hf(rest: str, device: torch.device):
+    """Hugging Face TimeSformer / VideoMAE / ViViT: hub id or save_pretrained directory."""
+    return load_hf(rest, device=device)
+
+
+register_bundled("demo", f"hf:{ASSETS / 'demo_timesformer'}",
+                 "tiny TimeSformer trained on the synthetic benchmark (bundled)")

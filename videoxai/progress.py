@@ -1,0 +1,36 @@
+"""Progress bars for long work (Rich), silent for short work and when not on a terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+#: below this many steps no bar is drawn; set VIDEOXAI_PROGRESS=0 to silence every bar
+MIN_STEPS = 8
+
+
+def enabled() -> bool:
+    flag = os.environ.get("VIDEOXAI_PROGRESS")
+    if flag is not None:
+        return flag not in ("0", "false", "no")
+    return sys.stderr.isatty()
+
+
+def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
+    """Yield ``items``, drawing a Rich progress bar on stderr when ``total`` is large enough."""
+    if total < MIN_STEPS or not enabled():
+        yield from items
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.console import Console
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        for item in items:
+            yield item
+            bar.advance(task)
