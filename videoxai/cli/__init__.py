@@ -14,7 +14,7 @@ import typer
 
 from ..errors import VideoXAIError
 
-app = typer.Typer(name="videoxai", no_args_is_help=True, add_completion=False,
+app = typer.Typer(name="videoxai", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Explain video classifiers: where and when the evidence for a prediction lies.")
 
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
