@@ -25,14 +25,14 @@ from .base import IMAGENET_MEAN, IMAGENET_STD, CropBox, Layout, Preprocess, Toke
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
-Loader = Callable[[str, torch.device], VideoModel]
+Loader = Callable[..., VideoModel]  # fn(rest: str, device: torch.device, **options)
 _LOADERS: dict[str, Loader] = {}
 _BUNDLED: dict[str, str] = {}  # short name -> "prefix:rest" spec, with a one-line description
 _BUNDLED_HELP: dict[str, str] = {}
 
 
 def register_loader(prefix: str) -> Callable[[Loader], Loader]:
-    """Register ``fn(rest, device) -> VideoModel`` for specs ``"<prefix>:<rest>"``."""
+    """Register ``fn(rest, device, **options) -> VideoModel`` for specs ``"<prefix>:<rest>"``."""
     def deco(fn: Loader) -> Loader:
         _LOADERS[prefix] = fn
         return fn
@@ -53,12 +53,13 @@ def available() -> dict[str, str]:
     return out
 
 
-def load_model(spec: str | Path, device: str | torch.device = "cpu") -> VideoModel:
+def load_model(spec: str | Path, device: str | torch.device = "cpu", **options) -> VideoModel:
     """Load a video classifier as a :class:`VideoModel` in eval mode.
 
     Args:
         spec: see the module docstring.
         device: where to put it.
+        **options: passed to the loader (e.g. ``weights="r3d_18.pth"`` for torchvision models).
     """
     _ensure_loaders()
     device = torch.device(device)
@@ -67,10 +68,10 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu") -> VideoMod
         spec = _BUNDLED[spec]
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in _LOADERS:
-        return _LOADERS[prefix](rest, device)
+        return _LOADERS[prefix](rest, device, **options)
     path = Path(spec)
     if path.is_dir():
-        return _load_dir(path, device)
+        return _load_dir(path, device, **options)
     if path.exists():
         raise UnknownModelError(f"{spec} is a file; give the directory that holds the model "
                                 "(config.json or videoxai.json)")
@@ -78,15 +79,15 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu") -> VideoMod
     raise UnknownModelError(f"unknown model {spec!r}: not a directory and not one of {known}")
 
 
-def _load_dir(path: Path, device: torch.device) -> VideoModel:
+def _load_dir(path: Path, device: torch.device, **options) -> VideoModel:
     if (path / "videoxai.json").is_file():
         meta = json.loads((path / "videoxai.json").read_text())
         kind = meta.get("loader")
         if kind not in _LOADERS:
             raise UnknownModelError(f"{path}/videoxai.json names unknown loader {kind!r}")
-        return _LOADERS[kind](str(path), device)
+        return _LOADERS[kind](str(path), device, **options)
     if (path / "config.json").is_file():
-        return _LOADERS["hf"](str(path), device)
+        return _LOADERS["hf"](str(path), device, **options)
     raise UnknownModelError(f"{path} holds neither config.json (Hugging Face) nor videoxai.json")
 
 

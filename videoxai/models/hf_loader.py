@@ -1,4 +1,4 @@
-"""The registered loaders: which spec prefixes and bundled names exist."""
+"""Registers the Hugging Face loader (`hf:`) and the bundled demo TimeSformer (`demo`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from .hf import load_hf
 
 
 @register_loader("hf")
-def _hf(rest: str, device: torch.device):
+def _hf(rest: str, device: torch.device, **options):
     """Hugging Face TimeSformer / VideoMAE / ViViT: hub id or save_pretrained directory."""
-    return load_hf(rest, device=device)
+    return load_hf(rest, device=device, **options)
 
 
 register_bundled("demo", f"hf:{ASSETS / 'demo_timesformer'}",

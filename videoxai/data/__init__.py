@@ -1,0 +1,1 @@
+"""Video I/O, the synthetic benchmark and datasets."""

@@ -1,0 +1,80 @@
+"""Baselines: what a pixel, a region or a frame is replaced by when it is "absent".
+
+Shared by Integrated Gradients (the path's start), the perturbation methods (absent segments,
+superpixels, occluded windows) and the deletion/insertion metrics. Each baseline maps a pixel
+batch ``(B, T, 3, H, W)`` in [0, 1] to a batch of the same shape; they are registered by name so
+that options and CLI flags can name them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+Baseline = Callable[[torch.Tensor], torch.Tensor]
+_BASELINES: dict[str, Baseline] = {}
+
+
+def _register(name: str):
+    def deco(fn: Baseline) -> Baseline:
+        _BASELINES[name] = fn
+        return fn
+    return deco
+
+
+@_register("black")
+def black(x: torch.Tensor) -> torch.Tensor:
+    """All-zero pixels."""
+    return torch.zeros_like(x)
+
+
+@_register("mean")
+def mean_frame(x: torch.Tensor) -> torch.Tensor:
+    """Every frame replaced by the clip's mean frame (removes motion and the object's timing)."""
+    return x.mean(1, keepdim=True).expand_as(x).clone()
+
+
+@_register("freeze")
+def freeze(x: torch.Tensor) -> torch.Tensor:
+    """Every frame replaced by the clip's first frame (a still video)."""
+    return x[:, :1].expand_as(x).clone()
+
+
+@_register("fade")
+def fade(x: torch.Tensor) -> torch.Tensor:
+    """Mid-grey (0.5) pixels."""
+    return torch.full_like(x, 0.5)
+
+
+@_register("blur")
+def blur(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
+    """Each frame blurred with a Gaussian of ``sigma`` (default: 1/20 of the shorter side)."""
+    b, t, c, h, w = x.shape
+    sigma = sigma if sigma is not None else max(1.0, min(h, w) / 20)
+    radius = max(1, int(3 * sigma))
+    k = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-0.5 * (k / sigma) ** 2)
+    k = (k / k.sum())
+    y = x.reshape(b * t * c, 1, h, w)
+    mode = "reflect" if min(h, w) > radius else "replicate"
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode=mode), k.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode=mode), k.view(1, 1, -1, 1))
+    return y.reshape(b, t, c, h, w)
+
+
+def get(name: str | Baseline) -> Baseline:
+    """A baseline by name (``"black"``, ``"blur"``, ``"mean"``, ``"freeze"``, ``"fade"``) or a callable."""
+    if callable(name):
+        return name
+    try:
+        return _BASELINES[name]
+    except KeyError:
+        raise InputError(f"unknown baseline {name!r}; choose from {', '.join(sorted(_BASELINES))}") from None
+
+
+def available() -> list[str]:
+    return sorted(_BASELINES)
