@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny Hugging Face video transformers built from configs (no downloads)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("VIDEOXAI_PROGRESS", "0")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=5)
+
+
+def tiny_hf(family: str, seed: int = 0, **overrides):
+    """A tiny random HF video classifier of ``family`` (timesformer | videomae | vivit)."""
+    from transformers import (TimesformerConfig, TimesformerForVideoClassification, VideoMAEConfig,
+                              VideoMAEForVideoClassification, VivitConfig, VivitForVideoClassification)
+
+    torch.manual_seed(seed)
+    kw = {**TINY, **overrides}
+    if family == "timesformer":
+        net = TimesformerForVideoClassification(TimesformerConfig(num_frames=8, image_size=32, patch_size=8, **kw))
+    elif family == "videomae":
+        net = VideoMAEForVideoClassification(VideoMAEConfig(num_frames=8, image_size=32, patch_size=8,
+                                                            tubelet_size=2, **kw))
+    elif family == "vivit":
+        net = VivitForVideoClassification(VivitConfig(num_frames=8, image_size=32, tubelet_size=[2, 8, 8], **kw))
+    else:
+        raise ValueError(family)
+    # Random init gives near-uniform attention; sharpen it so attention maps carry structure.
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if any(k in name for k in ("qkv", "query", "key", "q_proj", "k_proj")) and p.ndim == 2:
+                p.mul_(25.0)
+    return net.eval()
+
+
+@pytest.fixture(params=["timesformer", "videomae", "vivit"])
+def hf_family(request):
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,105 @@
+"""Clip, Explanation, cost meter and the explain() front door."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import videoxai as vx
+from videoxai.cost import CostMeter
+from videoxai.errors import InputError, UnknownMethodError, UnknownModelError
+
+
+def test_clip_from_uint8_and_float_agree(rng):
+    frames = rng.integers(0, 256, size=(4, 10, 12, 3), dtype=np.uint8)
+    a = vx.Clip.from_array(frames)
+    b = vx.Clip.from_array(frames.astype(np.float32) / 255)
+    assert a.to_tensor().shape == (1, 4, 3, 10, 12)
+    torch.testing.assert_close(a.to_tensor(), b.to_tensor())
+    np.testing.assert_array_equal(b.uint8(), frames)
+    assert list(a.indices) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((4, 10, 12)), "shape"),
+    (np.zeros((0, 10, 12, 3)), "non-empty"),
+    (np.full((2, 4, 4, 3), np.nan, dtype=np.float32), "NaN"),
+    (np.full((2, 4, 4, 3), 3.0, dtype=np.float32), r"\[0, 1\]"),
+    (np.zeros((2, 4, 4, 3), dtype=np.int64), "dtype"),
+])
+def test_clip_rejects_bad_frames(bad, match):
+    with pytest.raises(InputError, match=match):
+        vx.Clip.from_array(bad)
+
+
+def test_explanation_save_load_round_trip(tmp_path, rng):
+    exp = vx.Explanation(spatial=rng.random((3, 5, 6)), temporal=np.array([0.2, 0.5, 0.3]), target=2,
+                         label="jump", score=0.7, probs=np.array([0.1, 0.2, 0.7]), method="staa",
+                         options={"layers": 1, "refine": {"threshold": "otsu"}},
+                         cost=vx.Cost(seconds=0.5, forward_passes=1, backward_passes=0, peak_memory_mb=3.0),
+                         raw=rng.random((3, 2, 2)), frame_indices=np.array([0, 10, 20]),
+                         meta={"model": "demo"})
+    path = exp.save(tmp_path / "e.npz")
+    back = vx.Explanation.load(path)
+    np.testing.assert_array_equal(back.spatial, exp.spatial.astype(np.float32))
+    np.testing.assert_array_equal(back.temporal, exp.temporal.astype(np.float32))
+    np.testing.assert_array_equal(back.raw, exp.raw.astype(np.float32))
+    np.testing.assert_array_equal(back.frame_indices, [0, 10, 20])
+    assert (back.target, back.label, back.method, back.options, back.meta) == \
+        (2, "jump", "staa", exp.options, {"model": "demo"})
+    assert back.cost == exp.cost
+    # the file holds no pickle: loading with allow_pickle=False must succeed (done above) and the
+    # metadata is plain JSON
+    with np.load(path, allow_pickle=False) as z:
+        assert json.loads(bytes(z["metadata"]).decode())["label"] == "jump"
+
+
+def test_explanation_load_rejects_other_files(tmp_path):
+    p = tmp_path / "x.npz"
+    np.savez(p, a=np.zeros(3))
+    with pytest.raises(InputError, match="not a videoxai explanation"):
+        vx.Explanation.load(p)
+    with pytest.raises(InputError, match="no explanation file"):
+        vx.Explanation.load(tmp_path / "missing.npz")
+
+
+def test_cost_meter_counts_passes():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    model = vx.wrap(net, num_frames=2, input_size=4, num_classes=3)
+    x = torch.rand(5, 2, 3, 4, 4)
+    model(x[:1])  # materialise the lazy layer outside the meter
+    with CostMeter(model) as meter:
+        with torch.no_grad():
+            model(x)
+        out = model(x[:2])
+        out.sum().backward()
+    assert meter.cost.forward_passes == 7
+    assert meter.cost.backward_passes == 2
+    assert meter.cost.seconds > 0
+
+
+def test_unknown_method_and_model_errors_name_the_problem():
+    with pytest.raises(UnknownMethodError, match="unknown method 'nope'.*staa"):
+        vx.methods.get("nope")
+    with pytest.raises(UnknownModelError, match="unknown model 'no/such/model'"):
+        vx.load_model("no/such/model")
+
+
+def test_method_rejects_unknown_option():
+    from conftest import tiny_hf
+    from videoxai.models.hf import from_hf_module
+    model = from_hf_module(tiny_hf("timesformer"))
+    clip = vx.Clip.from_array(np.zeros((8, 32, 32, 3), np.float32))
+    with pytest.raises(InputError, match="unexpected keyword.*layers"):
+        vx.explain(model, clip, "staa", layer=3)
+
+
+def test_explain_rejects_wrong_frame_count():
+    from conftest import tiny_hf
+    from videoxai.models.hf import from_hf_module
+    model = from_hf_module(tiny_hf("timesformer"))
+    with pytest.raises(InputError, match="exactly 8 frames, got 5"):
+        vx.explain(model, np.zeros((5, 32, 32, 3), np.float32))

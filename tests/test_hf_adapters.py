@@ -1,0 +1,94 @@
+"""Hugging Face adapters: loading from a saved directory, preprocessing, crop-box alignment."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_hf
+
+import videoxai as vx
+from videoxai.methods.align import to_frames
+from videoxai.models.base import Preprocess
+from videoxai.models.hf import from_hf_module, preprocess_from_config
+
+PP = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}, "do_center_crop": True,
+      "do_normalize": True, "image_mean": [0.45, 0.45, 0.45], "image_std": [0.225, 0.225, 0.225]}
+
+
+def _save(net, tmp_path, pp=PP):
+    net.save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(pp))
+    return tmp_path
+
+
+def test_load_from_directory_matches_module(hf_family, tmp_path, rng):
+    net = tiny_hf(hf_family)
+    path = _save(net, tmp_path)
+    model = vx.load_model(str(path))
+    assert model.family == hf_family and model.num_frames == 8 and model.num_classes == 5
+    assert model.preprocess == Preprocess(size=(32, 32), shortest_edge=32, mean=(0.45,) * 3, std=(0.225,) * 3)
+    x = torch.from_numpy(rng.random((2, 8, 3, 40, 56), dtype=np.float32))
+    # by hand: scale the short side to 32, centre-crop 32x32, normalise; HF layout (B, T, C, H, W)
+    ref_in = x[..., :, 8:48].reshape(16, 3, 40, 40)  # 56 wide → central 40 columns
+    ref_in = F.interpolate(ref_in, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+    ref_in = ((ref_in - 0.45) / 0.225).reshape(2, 8, 3, 32, 32)
+    with torch.no_grad():
+        ref = net(pixel_values=ref_in).logits
+        out = model(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+    # also through the "hf:" prefix
+    assert vx.load_model(f"hf:{path}").family == hf_family
+
+
+def test_vivit_offset_rescale_folded_into_mean_std():
+    from transformers import VivitConfig
+    pp = {"size": {"shortest_edge": 256}, "crop_size": {"height": 224, "width": 224}, "do_center_crop": True,
+          "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
+          "rescale_factor": 1 / 127.5, "offset": True}
+    pre = preprocess_from_config(pp, VivitConfig())
+    # HF: x_uint8 / 127.5 - 1, then (· - 0.5) / 0.5; ours takes p = x_uint8 / 255
+    p = torch.tensor([0.0, 0.3, 1.0])
+    hf = ((p * 255 / 127.5 - 1) - 0.5) / 0.5
+    ours = (p - pre.mean[0]) / pre.std[0]
+    torch.testing.assert_close(ours, hf)
+    assert pre.shortest_edge == 256 and pre.size == (224, 224)
+
+
+def test_crop_box_of_non_square_frames():
+    pre = Preprocess(size=(224, 224), shortest_edge=224)
+    box = pre.crop_box(720, 1280)  # a 16:9 frame: the model sees the central 720x720 square
+    assert box.as_ints(720, 1280) == (0, 280, 720, 720)
+    pre = Preprocess(size=(224, 224), shortest_edge=256)  # resize 256 then crop 224 → a smaller box
+    top, left, h, w = pre.crop_box(720, 1280).as_ints(720, 1280)
+    assert (h, w) == (630, 630) and top == 45 and left == 325
+
+
+def test_crop_space_map_lands_inside_the_crop_box():
+    pre = Preprocess(size=(32, 32), shortest_edge=32)
+    maps = torch.zeros(1, 4, 4, 4)
+    maps[0, 2, 0, 3] = 1.0  # top-right token of map frame 2
+    out = to_frames(maps, space="crop", preprocess=pre, frame_size=(40, 80), num_frames=8, time_align="repeat")
+    assert out.shape == (1, 8, 40, 80)
+    # crop box of a 40x80 frame: columns 20..60; the top-right token covers rows 0..10, cols 50..60
+    assert out[0, :, :, :20].abs().max() == 0 and out[0, :, :, 60:].abs().max() == 0
+    assert out[0, 4].sum() > 0 and out[0, 5].sum() > 0 and out[0, [0, 1, 2, 3, 6, 7]].sum() == 0
+    r, c = np.unravel_index(out[0, 4].argmax().item(), (40, 80))
+    assert 0 <= r < 10 and 50 <= c < 60
+
+
+def test_staa_explanation_aligned_with_original_frames(hf_family, rng):
+    model = from_hf_module(tiny_hf(hf_family), preprocess=Preprocess(size=(32, 32), shortest_edge=32))
+    clip = vx.Clip.from_array(rng.random((8, 36, 72, 3), dtype=np.float32))
+    exp = vx.explain(model, clip, "staa")
+    assert exp.spatial.shape == (8, 36, 72) and exp.spatial.dtype == np.float32
+    assert exp.temporal.shape == (8,) and abs(exp.temporal.sum() - 1) < 1e-5
+    assert exp.spatial.min() >= 0 and exp.spatial.max() == pytest.approx(1.0)
+    # nothing outside the crop box (columns 18..54 of a 72-wide frame)
+    assert exp.spatial[:, :, :18].max() == 0 and exp.spatial[:, :, 54:].max() == 0
+    assert exp.spatial[:, :, 18:54].max() > 0
+    assert exp.probs.shape == (5,) and exp.label == model.labels[exp.target]
+    assert exp.cost.forward_passes == 1 and exp.cost.backward_passes == 0

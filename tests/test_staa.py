@@ -1,0 +1,121 @@
+"""STAA against the attention the models themselves compute (eager, output_attentions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_hf
+
+import videoxai as vx
+from videoxai.errors import UnsupportedModelError
+from videoxai.methods import get
+from videoxai.models.hf import from_hf_module
+
+
+def _pixels(rng, b=2):
+    return torch.from_numpy(rng.random((b, 8, 3, 32, 32), dtype=np.float32))
+
+
+def _eager(family):
+    net = tiny_hf(family)
+    if family != "timesformer":
+        net.config._attn_implementation = "eager"
+    return net
+
+
+def test_timesformer_spatial_and_temporal_match_eager_attention(rng):
+    net = _eager("timesformer")
+    model = from_hf_module(net)
+    x = _pixels(rng)
+    attr = get("staa")(model).attribute(x)
+    grid = model.token_grid
+    # reference: the spatial attention HF returns, and the temporal attention read by calling the
+    # temporal attention module again on its captured input with output_attentions=True
+    captured = {}
+    last = net.timesformer.encoder.layer[-1]
+    h = last.temporal_attention.attention.register_forward_pre_hook(lambda m, a: captured.setdefault("t", a[0]))
+    with torch.no_grad():
+        out = net(pixel_values=model.preprocess(x), output_attentions=True)
+        h.remove()
+        temporal_probs = last.temporal_attention.attention(captured["t"], output_attentions=True)[1]
+    spatial = out.attentions[-1].mean(1)[:, 0, 1:].reshape(2, 8, grid.rows * grid.cols)      # (B, T, P)
+    tau = temporal_probs.mean(1).mean(1).reshape(2, grid.rows * grid.cols, 8).transpose(1, 2)  # (B, T, P)
+    ref = (spatial * tau).reshape(2, 8, grid.rows, grid.cols)
+    torch.testing.assert_close(attr.maps, ref, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(attr.logits, out.logits)
+    assert not torch.allclose(tau, torch.full_like(tau, 1 / 8), atol=1e-3), "temporal attention must not be trivial"
+
+
+@pytest.mark.parametrize("family", ["videomae", "vivit"])
+def test_joint_attention_matches_eager_attention(family, rng):
+    net = _eager(family)
+    x = _pixels(rng)
+    model = from_hf_module(net)
+    with torch.no_grad():
+        out = net(pixel_values=model.preprocess(x), output_attentions=True)
+    a = out.attentions[-1].mean(1)                     # (B, N, N), head mean
+    scores = a[:, 0, 1:] if family == "vivit" else a.mean(1)  # CLS row, or attention received
+    ref = model.token_grid.scores_to_volume(scores)
+    # STAA on the *fast* (sdpa) model must give the eager model's map
+    fast = tiny_hf(family)
+    fast.config._attn_implementation = "sdpa"
+    attr = get("staa")(from_hf_module(fast)).attribute(x)
+    torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["videomae", "vivit"])
+def test_gradient_weighted_matches_eager_gradients(family, rng):
+    net = _eager(family)
+    model = from_hf_module(net)
+    x = _pixels(rng, b=1)
+    out = net(pixel_values=model.preprocess(x), output_attentions=True)
+    att = out.attentions[-1]
+    att.retain_grad()
+    target = out.logits.argmax(-1)
+    out.logits[0, target[0]].backward()
+    w = (att * att.grad.clamp_min(0)).mean(1)
+    scores = w[:, 0, 1:] if family == "vivit" else w.mean(1)
+    ref = model.token_grid.scores_to_volume(scores)
+    attr = get("staa")(from_hf_module(tiny_hf(family)), gradient_weighted=True).attribute(x)
+    torch.testing.assert_close(attr.maps, ref.detach(), rtol=1e-4, atol=1e-7)
+
+
+def test_mean_of_last_layers(rng):
+    model = from_hf_module(tiny_hf("vivit"))
+    x = _pixels(rng, b=1)
+    per_layer = [get("staa")(model, layers=[i]).attribute(x).maps for i in (0, 1)]
+    both = get("staa")(model, layers=2).attribute(x).maps
+    torch.testing.assert_close(both, (per_layer[0] + per_layer[1]) / 2)
+
+
+def test_model_left_unmodified_even_on_error(hf_family, rng):
+    model = from_hf_module(tiny_hf(hf_family))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [p.requires_grad for p in model.parameters()]
+    x = _pixels(rng, b=1)
+    vx.explain(model, x[0].permute(0, 2, 3, 1).numpy(), "staa", gradient_weighted=True)
+    with pytest.raises(vx.InputError):
+        get("staa")(model, gradient_weighted=True).attribute(x[:, :5])  # wrong frame count
+    hooks = [m for m in model.modules() if m._forward_hooks or m._forward_pre_hooks]
+    assert hooks == []
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert not model.training
+
+
+def test_staa_is_deterministic(rng):
+    model = from_hf_module(tiny_hf("timesformer"))
+    clip = vx.Clip.from_array(rng.random((8, 40, 40, 3), dtype=np.float32))
+    a, b = vx.explain(model, clip, "staa"), vx.explain(model, clip, "staa", refine=True)
+    np.testing.assert_array_equal(a.spatial, vx.explain(model, clip, "staa").spatial)
+    np.testing.assert_array_equal(b.spatial, vx.explain(model, clip, "staa", refine=True).spatial)
+    assert not np.array_equal(a.spatial, b.spatial)
+
+
+def test_staa_needs_attention():
+    cnn = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 3))
+    model = vx.wrap(cnn, num_frames=8, input_size=16)
+    with pytest.raises(UnsupportedModelError, match="staa.*attention"):
+        vx.explain(model, np.zeros((8, 16, 16, 3), np.float32), "staa")
