@@ -182,6 +182,7 @@ class VideoModel(nn.Module):
         self.labels = list(labels)
         self.passes = PassCounter()
         self.attention = None  # set by transformer adapters: videoxai.models.attention.AttentionSites
+        self.eval()  # explanations need inference behaviour (dropout off, batch-norm statistics)
 
     # -- what subclasses override ------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
