@@ -1,0 +1,301 @@
+"""Video I/O on PyAV: round trips, uniform sampling, sliding windows, a real H.264 file, bad files."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import videoxai as vx
+from videoxai.data import video as vio
+from videoxai.data.video import probe, read_video, sliding_windows, uniform_indices, write_video
+from videoxai.errors import InputError, VideoReadError
+
+BUNNY = Path(__file__).parent / "data" / "bigbuckbunny.mp4"
+
+
+def make_frames(t: int = 12, h: int = 48, w: int = 64) -> np.ndarray:
+    """Frame k: flat grey level 20·k with a white square at x = 4·k (order and motion visible)."""
+    frames = np.zeros((t, h, w, 3), np.uint8)
+    for k in range(t):
+        frames[k] = 20 * k
+        frames[k, 10:20, 4 * k:4 * k + 10] = 255
+    return frames
+
+
+@pytest.fixture(scope="module")
+def frames() -> np.ndarray:
+    return make_frames()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory, frames) -> dict[str, Path]:
+    """The same 12 frames at 10 fps in every writable format."""
+    d = tmp_path_factory.mktemp("videos")
+    exts = (".mp4", ".mkv", ".webm", ".avi", ".gif")
+    return {ext: write_video(frames, d / f"clip{ext}", fps=10) for ext in exts}
+
+
+# ----------------------------------------------------------------------------------------------
+# round trips
+
+
+@pytest.mark.parametrize("ext,tol", [(".mp4", 2.0), (".mkv", 2.0), (".webm", 3.0), (".avi", 3.0),
+                                     (".gif", 1.0)])
+def test_round_trip(videos, frames, ext, tol):
+    clip = read_video(videos[ext])
+    assert clip.frames.shape == frames.shape and clip.frames.dtype == np.uint8
+    np.testing.assert_array_equal(clip.indices, np.arange(12))
+    assert clip.source == str(videos[ext])
+    # GIF stores delays in 1/100 s: 100 ms per frame is exact
+    assert clip.fps == pytest.approx(10.0, rel=1e-3)
+    diff = np.abs(clip.frames.astype(np.int16) - frames)
+    assert diff.mean() < tol
+    # frame order survived: each frame's brightness matches its source frame, not a neighbour's
+    np.testing.assert_allclose(clip.frames.mean(axis=(1, 2, 3)), frames.mean(axis=(1, 2, 3)), atol=3)
+
+
+def test_probe(videos):
+    for ext, p in videos.items():
+        info = probe(p)
+        assert (info["frames"], info["width"], info["height"]) == (12, 64, 48), ext
+        assert info["fps"] == pytest.approx(10.0, rel=1e-3)
+        assert info["duration"] == pytest.approx(1.2, abs=0.11)
+    assert probe(videos[".mp4"])["codec"] == "h264"
+    assert probe(videos[".webm"])["codec"] in ("vp9", "vp8")
+
+
+def test_odd_size_is_padded_to_even_for_h264(tmp_path, frames):
+    odd = frames[:, :33, :45]
+    clip = read_video(write_video(odd, tmp_path / "odd.mp4", fps=10))
+    assert clip.frames.shape == (12, 34, 46, 3)
+    assert np.abs(clip.frames[:, :33, :45].astype(int) - odd).mean() < 2.5
+    # padding repeats the last row and column (no black border)
+    assert np.abs(clip.frames[:, 33].astype(int) - clip.frames[:, 32]).mean() < 2.5
+    # VP9 takes odd sizes as they are
+    assert read_video(write_video(odd, tmp_path / "odd.webm", fps=10)).frames.shape == (12, 33, 45, 3)
+
+
+def test_write_accepts_float_frames_and_clips(tmp_path, frames):
+    a = read_video(write_video(frames.astype(np.float32) / 255, tmp_path / "f.mp4", fps=10))
+    b = read_video(write_video(vx.Clip(frames), tmp_path / "c.mp4", fps=10))
+    np.testing.assert_array_equal(a.frames, b.frames)
+
+
+# ----------------------------------------------------------------------------------------------
+# sampling
+
+
+def test_uniform_indices():
+    np.testing.assert_array_equal(uniform_indices(12, 4), [0, 4, 7, 11])
+    np.testing.assert_array_equal(uniform_indices(132, 8), [0, 19, 37, 56, 75, 94, 112, 131])
+    np.testing.assert_array_equal(uniform_indices(1, 8), np.zeros(8))
+    np.testing.assert_array_equal(uniform_indices(3, 6), [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(uniform_indices(5, 5), np.arange(5))
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv", ".webm", ".gif"])
+def test_sampled_frames_are_the_frames_at_their_indices(videos, ext):
+    # mkv/webm/gif report no frame count: the count comes from the demux pass
+    full = read_video(videos[ext])
+    clip = read_video(videos[ext], 4)
+    np.testing.assert_array_equal(clip.indices, [0, 4, 7, 11])
+    np.testing.assert_array_equal(clip.frames, full.frames[[0, 4, 7, 11]])
+    assert clip.fps == full.fps
+
+
+@pytest.mark.parametrize("count", [1, 5, 50])
+def test_wrong_container_count_is_corrected(videos, monkeypatch, count):
+    """If the demuxer's count is wrong, sampling is redone on the decoded count."""
+    truth = read_video(videos[".mkv"])
+    monkeypatch.setattr(vio, "_packet_times", lambda path: [0.1 * k for k in range(count)])
+    clip = read_video(videos[".mkv"], 4)
+    np.testing.assert_array_equal(clip.indices, [0, 4, 7, 11])
+    np.testing.assert_array_equal(clip.frames, truth.frames[[0, 4, 7, 11]])
+    # reading every frame sizes its buffer from the count too: it must grow or shrink to fit
+    every = read_video(videos[".mkv"])
+    np.testing.assert_array_equal(every.frames, truth.frames)
+    np.testing.assert_array_equal(every.indices, np.arange(12))
+
+
+def test_time_range(videos):
+    p = videos[".mp4"]
+    clip = read_video(p, start=0.3, end=0.8)  # 10 fps: frames 3..7
+    np.testing.assert_array_equal(clip.indices, [3, 4, 5, 6, 7])
+    np.testing.assert_array_equal(read_video(p, 3, start=0.3, end=0.8).indices, [3, 5, 7])
+    np.testing.assert_array_equal(read_video(videos[".webm"], 3, start=0.3, end=0.8).indices, [3, 5, 7])
+    np.testing.assert_array_equal(read_video(p, start=0.95).indices, [10, 11])
+
+
+def test_max_side_keeps_aspect(videos):
+    clip = read_video(videos[".mp4"], 3, max_side=32)
+    assert clip.frames.shape == (3, 24, 32, 3)
+    # a frame already small enough is left alone
+    assert read_video(videos[".mp4"], 3, max_side=100).frames.shape == (3, 48, 64, 3)
+
+
+def test_one_frame_video_is_sampled_with_repetition(tmp_path, frames):
+    p = write_video(frames[5:6], tmp_path / "one.mp4", fps=10)
+    clip = read_video(p, 8)
+    assert clip.frames.shape == (8, 48, 64, 3)
+    np.testing.assert_array_equal(clip.indices, np.zeros(8))
+    assert (clip.frames == clip.frames[0]).all()
+
+
+def test_real_h264_sample():
+    info = probe(BUNNY)
+    assert (info["frames"], info["width"], info["height"], info["codec"]) == (132, 1280, 720, "h264")
+    assert info["fps"] == pytest.approx(25.0)
+    clip = vx.read_video(BUNNY, num_frames=8)
+    assert clip.frames.shape == (8, 720, 1280, 3) and clip.frames.dtype == np.uint8
+    np.testing.assert_array_equal(clip.indices, [0, 19, 37, 56, 75, 94, 112, 131])
+    assert clip.fps == pytest.approx(25.0)
+    assert clip.frames.std() > 20  # real picture content, not a blank decode
+
+
+# ----------------------------------------------------------------------------------------------
+# sliding windows
+
+
+def _windows(src, *args, **kwargs):
+    return [(w.indices.tolist(), w.meta["padding"]) for w in sliding_windows(src, *args, **kwargs)]
+
+
+def test_sliding_windows_counts_strides_and_padding(videos):
+    p = videos[".mp4"]  # 12 frames
+    assert _windows(p, 4) == [([0, 1, 2, 3], 0), ([4, 5, 6, 7], 0), ([8, 9, 10, 11], 0)]
+    assert _windows(p, 5) == [([0, 1, 2, 3, 4], 0), ([5, 6, 7, 8, 9], 0), ([10, 11, 11, 11, 11], 3)]
+    # overlapping windows stop once the end has been reached
+    assert _windows(p, 8, 3) == [(list(range(8)), 0), ([3, 4, 5, 6, 7, 8, 9, 10], 0),
+                                 ([6, 7, 8, 9, 10, 11, 11, 11], 2)]
+    assert _windows(p, 4, 8) == [([0, 1, 2, 3], 0), ([8, 9, 10, 11], 0)]  # gaps
+    assert _windows(p, 3, frame_step=4) == [([0, 4, 8], 0)]
+    assert _windows(p, 2, 1, frame_step=5) == [([0, 5], 0), ([5, 10], 0)]
+    assert _windows(p, 20) == [(list(range(12)) + [11] * 8, 8)]  # shorter than one window
+
+
+def test_sliding_windows_frames_and_clip_source(videos):
+    p = videos[".mp4"]
+    full = read_video(p)
+    wins = list(sliding_windows(p, 5, 4))
+    for k, w in enumerate(wins):
+        assert w.frames.shape == (5, 48, 64, 3) and w.fps == pytest.approx(10.0)
+        assert w.meta["window"] == k
+        np.testing.assert_array_equal(w.frames, full.frames[w.indices])
+    # the same windows from a clip in memory
+    from_clip = list(vx.sliding_windows(full, 5, 4))
+    assert [w.indices.tolist() for w in from_clip] == [w.indices.tolist() for w in wins]
+    for a, b in zip(from_clip, wins):
+        np.testing.assert_array_equal(a.frames, b.frames)
+
+
+def test_sliding_windows_is_lazy(videos, monkeypatch):
+    """Windows come out while the file is still being decoded."""
+    decoded = []
+    original = vio._Decoder.frames
+
+    def spy(self):
+        for item in original(self):
+            decoded.append(item[0])
+            yield item
+
+    monkeypatch.setattr(vio._Decoder, "frames", spy)
+    first = next(iter(sliding_windows(videos[".mp4"], 3)))
+    assert first.indices.tolist() == [0, 1, 2]
+    assert len(decoded) == 3
+
+
+def test_sliding_windows_bad_arguments(videos):
+    with pytest.raises(VideoReadError, match="clip.mp4"):
+        sliding_windows(videos[".mp4"], 0)
+    with pytest.raises(InputError, match="stride"):
+        sliding_windows(vx.Clip(make_frames()), 4, stride=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# bad inputs
+
+
+def _truncated(src: Path, dst: Path, keep: float) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[:int(len(data) * keep)])
+    return dst
+
+
+def _header_only(src: Path, dst: Path) -> Path:
+    """An mp4 whose index (moov, written first) survives but whose frame data (mdat) is gone."""
+    data = src.read_bytes()
+    dst.write_bytes(data[:data.index(b"mdat") + 4])
+    return dst
+
+
+def _audio_only(dst: Path) -> Path:
+    with wave.open(str(dst), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 800)
+    return dst
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing", "no such file"),
+    ("directory", "directory"),
+    ("text", "not a readable video"),
+    ("empty", "empty"),
+    ("truncated", "truncated"),
+    ("cut_early", "truncated"),
+    ("no_frames", "no decodable frame"),
+    ("audio", "no video stream"),
+])
+def test_bad_files(tmp_path, videos, case, match):
+    path = {
+        "missing": lambda: tmp_path / "missing.mp4",
+        "directory": lambda: (tmp_path / "dir.mp4").mkdir() or tmp_path / "dir.mp4",
+        "text": lambda: (tmp_path / "notes.mp4").write_text("not a video\n" * 20) and tmp_path / "notes.mp4",
+        "empty": lambda: (tmp_path / "empty.mp4").write_bytes(b"") or tmp_path / "empty.mp4",
+        "truncated": lambda: _truncated(videos[".mp4"], tmp_path / "cut.mp4", 0.9),
+        "cut_early": lambda: _truncated(videos[".mp4"], tmp_path / "cut_early.mp4", 0.5),
+        "no_frames": lambda: _header_only(videos[".mp4"], tmp_path / "header.mp4"),
+        "audio": lambda: _audio_only(tmp_path / "sound.wav"),
+    }[case]()
+    calls = (lambda: read_video(path), lambda: read_video(path, 4), lambda: list(sliding_windows(path, 4)))
+    for call in calls:
+        with pytest.raises(VideoReadError, match=match) as info:
+            call()
+        assert path.name in str(info.value)
+        assert "Traceback" not in str(info.value)
+        assert info.value.__cause__ is None  # no chained av exception
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"num_frames": 0}, "num_frames must be >= 1"),
+    ({"num_frames": -3}, "num_frames must be >= 1"),
+    ({"num_frames": 2.5}, "num_frames must be a positive integer"),
+    ({"start": 0.8, "end": 0.3}, "before end"),
+    ({"start": 0.5, "end": 0.5}, "before end"),
+    ({"start": -1.0}, "start must be"),
+    ({"start": 5.0}, "no frame in the time range"),
+    ({"max_side": 0}, "max_side"),
+])
+def test_bad_arguments(videos, kwargs, match):
+    with pytest.raises(VideoReadError, match=match) as info:
+        read_video(videos[".mp4"], **kwargs)
+    assert "clip.mp4" in str(info.value)
+
+
+def test_write_errors(tmp_path, frames):
+    with pytest.raises(InputError, match="unknown video suffix"):
+        write_video(frames, tmp_path / "x.flv")
+    with pytest.raises(InputError, match=r"\(T, H, W, 3\)"):
+        write_video(frames[..., 0], tmp_path / "x.mp4")
+    with pytest.raises(InputError, match="fps"):
+        write_video(frames, tmp_path / "x.mp4", fps=0)
+
+
+def test_missing_encoder_is_a_clear_error(tmp_path, frames, monkeypatch):
+    monkeypatch.setattr(vio, "_has_encoder", lambda name: name != "libx264")
+    with pytest.raises(vx.VideoXAIError, match="no libx264 encoder"):
+        write_video(frames, tmp_path / "x.mp4")

@@ -1,0 +1,346 @@
+"""Overlays, overlay videos, temporal curves and the HTML report."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import videoxai as vx
+from videoxai.data.video import probe, read_video
+from videoxai.errors import InputError
+from videoxai.viz import overlay_frames, temporal_curve, write_report
+from videoxai.viz.curve import _TOP
+from videoxai.viz.overlay import colormap_lut, playback_fps, render_frames
+
+T, H, W = 6, 24, 32
+
+
+@pytest.fixture(scope="module")
+def clip() -> vx.Clip:
+    frames = np.random.default_rng(0).integers(0, 256, (T, H, W, 3), dtype=np.uint8)
+    return vx.Clip(frames, fps=25.0, indices=np.arange(0, 5 * T, 5), source="/data/walk.mp4")
+
+
+def make_exp(clip: vx.Clip, method: str = "staa", peak: int = 2, seed: int = 0) -> vx.Explanation:
+    """A hand-made explanation: a square of evidence moving right, temporal mass peaked at ``peak``."""
+    spatial = np.zeros((T, H, W), np.float32)
+    for t in range(T):
+        spatial[t, 6:14, 2 + 4 * t:10 + 4 * t] = np.linspace(0.2, 1.0, 8)
+    temporal = np.exp(-0.5 * (np.arange(T) - peak) ** 2)
+    probs = np.random.default_rng(seed).dirichlet(np.ones(7)).astype(np.float32)
+    target = int(np.argmax(probs))
+    return vx.Explanation(spatial=spatial, temporal=temporal / temporal.sum(), target=target,
+                          label=f"class<{target}>", score=float(probs[target]), probs=probs,
+                          method=method, options={"layer": -1, "refine": {"threshold": 0.5}},
+                          cost=vx.Cost(seconds=0.0123, forward_passes=3, backward_passes=1,
+                                       peak_memory_mb=42.0),
+                          frame_indices=clip.indices, meta={"model": "tiny-timesformer"})
+
+
+# ----------------------------------------------------------------------------------------------
+# overlay_frames
+
+
+def test_overlay_changes_only_the_evidence_square(clip):
+    spatial = np.zeros((T, H, W), np.float32)
+    spatial[:, 4:12, 8:20] = 1.0
+    out = overlay_frames(clip.frames, spatial, alpha=0.5)
+    assert out.dtype == np.uint8 and out.shape == clip.frames.shape
+    outside = np.ones((H, W), bool)
+    outside[4:12, 8:20] = False
+    np.testing.assert_array_equal(out[:, outside], clip.frames[:, outside])
+    # inside: half frame, half the colormap's top colour (jet's dark red)
+    top = colormap_lut("jet")[255]
+    expected = np.rint(0.5 * clip.frames[:, 4:12, 8:20].astype(np.float32) + 0.5 * top)
+    np.testing.assert_array_equal(out[:, 4:12, 8:20], expected.astype(np.uint8))
+
+
+def test_overlay_blends_through_the_map(clip):
+    spatial = np.full((T, H, W), 0.25, np.float32)
+    lut = colormap_lut("inferno")
+    out = overlay_frames(clip.frames, spatial, alpha=0.8, cmap="inferno")
+    a = 0.8 * 0.25
+    expected = np.rint((1 - a) * clip.frames.astype(np.float32) + a * lut[64])
+    assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_overlay_alpha_zero_returns_frames(clip):
+    spatial = np.random.default_rng(1).random((T, H, W)).astype(np.float32)
+    np.testing.assert_array_equal(overlay_frames(clip.frames, spatial, alpha=0.0), clip.frames)
+
+
+def test_overlay_accepts_float_frames(clip):
+    spatial = np.random.default_rng(1).random((T, H, W)).astype(np.float32)
+    a = overlay_frames(clip.frames, spatial)
+    b = overlay_frames(clip.frames.astype(np.float32) / 255.0, spatial)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_overlay_matches_pytorch_grad_cam_show_cam_on_image(clip):
+    """``image_weight`` reproduces pytorch-grad-cam's blend (on one frame, with OpenCV's jet)."""
+    cv2 = pytest.importorskip("cv2")
+    gc = pytest.importorskip("pytorch_grad_cam.utils.image")
+    rng = np.random.default_rng(3)
+    img = rng.random((H, W, 3)).astype(np.float32)
+    img[0, 0] = 1.0  # a white pixel: the blend's maximum is reached, so both rescale alike
+    # map values k/255 + a quarter step: OpenCV's truncation and our rounding pick the same entry
+    mask = ((rng.integers(0, 255, (H, W)) + 0.25) / 255).astype(np.float32)
+    mask[0, 0] = (191 + 0.25) / 255  # jet's red channel is 255 there
+    lut = cv2.cvtColor(cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_JET),
+                       cv2.COLOR_BGR2RGB)[:, 0]
+    ours = overlay_frames(img[None], mask[None], cmap=lut, image_weight=0.6)[0]
+    theirs = gc.show_cam_on_image(img, mask, use_rgb=True, image_weight=0.6)
+    # ours rounds where theirs truncates: at most one level apart
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("spatial,match", [
+    (np.zeros((T, H, W + 1)), "does not match"),
+    (np.full((T, H, W), 1.5), r"\[0, 1\]"),
+    (np.full((T, H, W), np.nan), "NaN"),
+])
+def test_overlay_bad_maps(clip, spatial, match):
+    with pytest.raises(InputError, match=match):
+        overlay_frames(clip.frames, spatial)
+
+
+def test_overlay_bad_options(clip):
+    spatial = np.zeros((T, H, W))
+    with pytest.raises(InputError, match="colormap"):
+        overlay_frames(clip.frames, spatial, cmap="no-such-map")
+    with pytest.raises(InputError, match="alpha"):
+        overlay_frames(clip.frames, spatial, alpha=2.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# render
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_render_writes_a_readable_video(tmp_path, clip, suffix):
+    exp = make_exp(clip)
+    path = vx.render(exp, clip, tmp_path / f"overlay{suffix}", fps=10)
+    assert path.is_file()
+    back = read_video(path)
+    assert back.num_frames == T
+    assert back.width == W and back.height > H  # the caption band sits under the frame
+    assert back.fps == pytest.approx(10.0, rel=1e-3)
+
+
+def test_render_without_label_is_the_overlay(tmp_path, clip):
+    exp = make_exp(clip)
+    back = read_video(vx.render(exp, clip, tmp_path / "plain.gif", label=False))
+    assert back.frames.shape == clip.frames.shape
+    expected = overlay_frames(clip.frames, exp.spatial)
+    # GIF quantises random noise to 256 colours: close, not equal
+    assert np.abs(back.frames.astype(int) - expected).mean() < 12
+
+
+def test_render_caption_highlights_the_current_frame(clip):
+    exp = make_exp(clip)
+    out = render_frames(exp, clip)
+    bands = out[:, H:]
+    assert bands.shape[1] > 0
+    # every frame's band differs (the highlighted bar and the counter move)
+    assert all(not np.array_equal(bands[i], bands[i + 1]) for i in range(T - 1))
+    # the overlay part is untouched by the caption
+    np.testing.assert_array_equal(out[:, :H], overlay_frames(clip.frames, exp.spatial))
+
+
+def test_render_rejects_another_clip(tmp_path, clip):
+    exp = make_exp(clip)
+    other = vx.Clip(clip.frames[:, :20])
+    with pytest.raises(InputError, match="render the clip that was explained"):
+        vx.render(exp, other, tmp_path / "x.mp4")
+
+
+def test_playback_fps_spans_the_source_duration(clip):
+    assert playback_fps(clip) == pytest.approx(25.0 / 5)     # every 5th frame of a 25 fps video
+    assert playback_fps(vx.Clip(clip.frames)) == 8.0           # unknown source rate
+    sparse = vx.Clip(clip.frames, fps=25.0, indices=np.arange(0, 100 * T, 100))
+    assert playback_fps(sparse) == 1.0                          # never slower than 1 frame/s
+
+
+def test_render_default_fps_from_clip(tmp_path, clip):
+    path = vx.render(make_exp(clip), clip, tmp_path / "o.mp4")
+    assert probe(path)["fps"] == pytest.approx(5.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# temporal curve
+
+
+def test_curve_png(tmp_path, clip):
+    path = temporal_curve(make_exp(clip), tmp_path / "curve.png", window=(10, 20))
+    assert path == tmp_path / "curve.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.width > 600 and im.height > 200
+
+
+def test_curve_highlights_top_frames_and_window(clip):
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import Rectangle
+
+    exp = make_exp(clip, peak=4)
+    fig = temporal_curve(exp, window=(10, 20), top_k=2)
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() < 10]
+    assert len(bars) == T
+    # bars stand at the source frame indices and have the temporal scores as heights
+    np.testing.assert_allclose([b.get_x() + b.get_width() / 2 for b in bars], clip.indices)
+    np.testing.assert_allclose([b.get_height() for b in bars], exp.temporal, rtol=1e-6)
+    hot = [i for i, b in enumerate(bars) if to_hex(b.get_facecolor()) == to_hex(_TOP)]
+    assert sorted(hot) == sorted(exp.top_frames(2).tolist()) == [3, 4]
+    # the ground-truth window [10, 20) is shaded over frames 10..19
+    spans = [(p.get_x(), p.get_x() + p.get_width()) for p in ax.patches if p not in bars]
+    assert any(np.isclose(a, 9.5) and np.isclose(b, 19.5) for a, b in spans)
+
+
+def test_curve_several_methods_and_given_axes(clip):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    exps = [make_exp(clip, "staa", 1), make_exp(clip, "gradcam", 4)]
+    assert temporal_curve(exps, ax=ax) is fig
+    lines = [ln for ln in ax.lines if ln.get_label() in ("staa", "gradcam")]
+    assert len(lines) == 2
+    np.testing.assert_allclose(lines[1].get_ydata(), exps[1].temporal)
+    with pytest.raises(InputError):
+        temporal_curve([])
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("src", "href", "poster", "data") and v is not None:
+                self.refs.append((tag, k, v))
+
+
+def _refs(html: str) -> list[tuple[str, str, str]]:
+    p = _Refs()
+    p.feed(html)
+    return p.refs
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, clip) -> tuple[Path, list[vx.Explanation]]:
+    exps = [make_exp(clip, "staa", 1), make_exp(clip, "gradcam", 4), make_exp(clip, "staa", 2, seed=5)]
+    notes = {"temporal localisation rate": "0.93", "pointing game": 0.714}
+    out = tmp_path_factory.mktemp("report") / "sub" / "report.html"
+    return write_report(out, clip, exps, notes=notes, window=(10, 20), title="Walk <test>"), exps
+
+
+def test_report_is_self_contained(report):
+    path, _ = report
+    html = path.read_text()
+    refs = _refs(html)
+    assert refs, "the report embeds its media"
+    for tag, attr, value in refs:
+        assert value.startswith("data:"), f"<{tag} {attr}> points outside the file: {value[:60]}"
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html)
+    assert "@import" not in html and "url(http" not in html
+
+
+def test_report_contents(report, clip):
+    path, exps = report
+    html = path.read_text()
+    for name in ("staa", "gradcam", "staa (2)"):
+        assert f">{name}<" in html
+    assert "temporal localisation rate" in html and "0.93" in html and "0.714" in html
+    assert "Walk &lt;test&gt;" in html and "Walk <test>" not in html  # escaped
+    assert "class&lt;" in html  # labels escaped too
+    assert "42.0 MiB" in html and "12.3 ms" in html  # cost
+    assert ">3<" in html and ">1<" in html  # forward / backward passes
+    # one original and one overlay video per explanation, each as WebM and MP4
+    videos = re.findall(r"<video\b", html)
+    assert len(videos) == 1 + len(exps)
+    kinds = [t for t, a, v in _refs(html) if t == "source"]
+    assert len(kinds) == 2 * len(videos)
+
+
+def test_report_videos_decode(report, tmp_path):
+    """The embedded videos are real: decode each data URI and count its frames."""
+    path, exps = report
+    html = path.read_text()
+    uris = re.findall(r'src="data:(video/(?:webm|mp4));base64,([^"]+)"', html)
+    assert len(uris) == 2 * (1 + len(exps))
+    for i, (mime, data) in enumerate(uris):
+        f = tmp_path / f"v{i}.{mime.split('/')[1]}"
+        f.write_bytes(base64.b64decode(data))
+        v = read_video(f)
+        assert v.num_frames == T
+        assert v.width >= 320  # tiny clips are enlarged for display
+
+
+def test_report_notes_matrix_and_single_explanation(tmp_path, clip):
+    exp = make_exp(clip)
+    notes = {"staa": {"deletion AUC": 0.12, "insertion AUC": 0.55}, "gradcam": {"deletion AUC": 0.2}}
+    html = write_report(tmp_path / "one.html", clip, exp, notes=notes).read_text()
+    assert "deletion AUC" in html and "insertion AUC" in html and "0.55" in html
+    assert "walk.mp4" in html  # default title from the clip's source
+
+
+def test_report_rejects_mismatched_explanation(tmp_path, clip):
+    exp = make_exp(clip)
+    with pytest.raises(InputError):
+        write_report(tmp_path / "x.html", vx.Clip(clip.frames[:3]), exp)
+    with pytest.raises(InputError):
+        write_report(tmp_path / "x.html", clip, [])
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs a headless chromium")
+def test_report_plays_in_headless_chromium(report, tmp_path):
+    """Every video of the report reaches a playable state in a real browser."""
+    path, exps = report
+    probe_js = """<pre id="vx-probe">pending</pre><script>
+    setTimeout(function () {
+      var s = [];
+      document.querySelectorAll("video").forEach(function (v) {
+        s.push(v.readyState + ":" + (v.error ? "E" : "ok"));
+      });
+      document.getElementById("vx-probe").textContent = s.join(",");
+    }, 1500);</script></body>"""
+    page = tmp_path / "probe.html"
+    page.write_text(path.read_text().replace("</body>", probe_js))
+    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                          "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                         capture_output=True, text=True, timeout=180).stdout
+    states = re.search(r'<pre id="vx-probe">([^<]*)</pre>', dom).group(1).split(",")
+    assert len(states) == 1 + len(exps)
+    for s in states:
+        ready, err = s.split(":")
+        assert err == "ok" and int(ready) >= 2, states  # HAVE_CURRENT_DATA or better
+
+
+def test_report_falls_back_to_gif_without_video_encoders(tmp_path, clip, monkeypatch):
+    from videoxai.data import video as vio
+
+    monkeypatch.setattr(vio, "_has_encoder", lambda name: False)  # an FFmpeg without x264/libvpx
+    html = write_report(tmp_path / "gif.html", clip, make_exp(clip)).read_text()
+    assert "<video" not in html
+    gifs = re.findall(r'src="data:image/gif;base64,([^"]+)"', html)
+    assert len(gifs) == 2
+    f = tmp_path / "a.gif"
+    f.write_bytes(base64.b64decode(gifs[1]))
+    assert read_video(f).num_frames == T

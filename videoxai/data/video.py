@@ -1,0 +1,600 @@
+"""Video files in and out, on PyAV (FFmpeg) only.
+
+Reading never keeps more frames in memory than the caller asked for: :func:`read_video` with
+``num_frames=N`` decodes the file once, in order, and converts to RGB only the N frames it keeps
+(the decoder still has to run over the frames in between, because inter-coded frames depend on
+them). To choose N frames uniformly it must know how many frames there are; the container's count
+is used when it reports one (mp4, mov, avi), otherwise a demux-only pass (packets, no decoding)
+counts them (mkv, webm, gif). If decoding then finds a different number of frames than expected,
+the choice is redone on the true count, with a second decoding pass only when a frame it needs
+was not kept.
+
+Every failure a user can cause (a missing file, a directory, a file that is not a video, a
+truncated or corrupt stream, a stream with no decodable frame, bad arguments) raises
+:class:`~videoxai.errors.VideoReadError` with the file's name in the message, never a raw PyAV
+exception.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..clip import Clip
+from ..errors import InputError, VideoReadError, VideoXAIError
+
+__all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices",
+           "WRITERS"]
+
+
+# ----------------------------------------------------------------------------------------------
+# sampling
+
+
+def uniform_indices(count: int, num: int) -> np.ndarray:
+    """``num`` positions spread uniformly over ``range(count)``, first and last frame included.
+
+    ``round(linspace(0, count - 1, num))`` (PyTorchVideo's ``UniformTemporalSubsample`` up to the
+    rounding). When ``num > count`` positions repeat: a one-frame video sampled with ``num=8``
+    gives eight copies of frame 0, so a model that needs ``T`` frames can still run on it.
+    """
+    if count < 1 or num < 1:
+        raise ValueError(f"uniform_indices needs count >= 1 and num >= 1, got {count}, {num}")
+    return np.floor(np.linspace(0.0, count - 1, num) + 0.5).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# opening and decoding
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What the container says about its first video stream, before any decoding."""
+
+    frames: int          # 0 when the container does not report a count
+    fps: float | None
+    width: int
+    height: int
+    duration: float | None
+    codec: str
+    container: str
+
+
+def _check_path(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise VideoReadError(f"{p}: no such file")
+    if p.is_dir():
+        raise VideoReadError(f"{p}: is a directory, not a video file")
+    if p.stat().st_size == 0:
+        raise VideoReadError(f"{p}: the file is empty")
+    return p
+
+
+def _reason(e: Exception) -> str:
+    """A one-line description of a PyAV/FFmpeg error, without its repr noise."""
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return text.rstrip(".")
+
+
+@contextmanager
+def _open(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """Open ``path`` and its first video stream, turning every FFmpeg failure into a clear error."""
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise VideoReadError(f"{path}: not a readable video file ({_reason(e)})") from None
+    try:
+        if not container.streams.video:
+            raise VideoReadError(f"{path}: the file has no video stream")
+        stream = container.streams.video[0]
+        # Slice threading only: FFmpeg's frame threading swallows the decoder's error at the
+        # point where a truncated file ends, which would turn a damaged file into a short clip.
+        stream.thread_type = "SLICE"
+        yield container, stream
+    finally:
+        container.close()
+
+
+def _header(container, stream) -> _Header:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else None
+    tb = stream.time_base
+    duration = None
+    if stream.duration is not None and tb is not None:
+        duration = float(stream.duration * tb)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    return _Header(frames=int(stream.frames or 0), fps=fps, width=int(stream.codec_context.width or 0),
+                   height=int(stream.codec_context.height or 0), duration=duration,
+                   codec=stream.codec_context.name, container=container.format.name)
+
+
+def _packet_times(path: Path) -> list[float | None]:
+    """Presentation times (s) of the stream's packets, in presentation order, by demuxing only.
+
+    One packet holds one frame for every codec we read (H.264/HEVC/VP8/VP9/AV1/MPEG-4/GIF
+    frames; VP9 hidden frames travel inside superframes), so this counts frames without decoding.
+    """
+    times: list[float | None] = []
+    with _open(path) as (container, stream):
+        tb = stream.time_base
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:  # the flush packet at the end
+                    continue
+                ts = packet.pts if packet.pts is not None else packet.dts
+                times.append(float(ts * tb) if ts is not None and tb is not None else None)
+        except (av.FFmpegError, OSError) as e:
+            raise VideoReadError(f"{path}: truncated or corrupt after {len(times)} packets "
+                                 f"({_reason(e)})") from None
+    if all(t is not None for t in times):
+        times.sort()
+    return times
+
+
+def _target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+class _Decoder:
+    """Decodes one file in presentation order; yields ``(index, time, frame)`` lazily.
+
+    ``index`` counts every decoded frame from the start of the stream; ``time`` is the frame's
+    presentation time in seconds relative to the stream's first frame (``index / fps`` when the
+    container gives no timestamps).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.header: _Header | None = None
+        self.size: tuple[int, int] | None = None
+
+    def frames(self) -> Iterator[tuple[int, float, av.VideoFrame]]:
+        with _open(self.path) as (container, stream):
+            self.header = h = _header(container, stream)
+            tb = stream.time_base
+            index = 0
+            t0 = None
+            try:
+                for frame in container.decode(stream):
+                    if frame.pts is not None and tb is not None:
+                        t = float(frame.pts * tb)
+                        t0 = t if t0 is None else t0
+                        t -= t0
+                    else:
+                        t = index / h.fps if h.fps else float(index)
+                    yield index, t, frame
+                    index += 1
+            except (av.FFmpegError, OSError) as e:
+                if index == 0:
+                    raise VideoReadError(f"{self.path}: cannot decode its {h.codec} video stream; the "
+                                         "file is truncated, corrupt or in an unsupported format "
+                                         f"({_reason(e)})") from None
+                raise VideoReadError(f"{self.path}: truncated or corrupt video, decoding failed "
+                                     f"after {index} frames ({_reason(e)})") from None
+
+    def to_rgb(self, frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
+        """``(H, W, 3)`` uint8. Every frame gets the first frame's (possibly reduced) size."""
+        if self.size is None:
+            self.size = _target_size(frame.width, frame.height, max_side)
+        w, h = self.size
+        if (frame.width, frame.height) != (w, h):
+            # AREA averages the source pixels a target pixel covers (no aliasing when shrinking)
+            frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
+        return frame.to_ndarray(format="rgb24")
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+def probe(path: str | Path) -> dict:
+    """Describe a video without decoding it.
+
+    Returns:
+        ``{"frames", "fps", "width", "height", "duration", "codec", "container"}``; ``frames`` is
+        the container's count or, when it reports none, the number of packets (demux only);
+        ``duration`` in seconds (from the stream, the container or ``frames / fps``).
+    """
+    path = _check_path(path)
+    with _open(path) as (container, stream):
+        h = _header(container, stream)
+    frames = h.frames or len(_packet_times(path))
+    duration = h.duration if h.duration is not None else (frames / h.fps if h.fps else None)
+    return {"frames": frames, "fps": h.fps, "width": h.width, "height": h.height,
+            "duration": duration, "codec": h.codec, "container": h.container}
+
+
+def _check_count(path, value, name: str, error=VideoReadError) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise error(f"{path}: {name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise error(f"{path}: {name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _check_range(path, start, end) -> tuple[float, float]:
+    try:
+        lo = 0.0 if start is None else float(start)
+        hi = float("inf") if end is None else float(end)
+    except (TypeError, ValueError):
+        raise VideoReadError(f"{path}: start and end must be times in seconds, got "
+                             f"{start!r} and {end!r}") from None
+    if not (np.isfinite(lo) and lo >= 0):
+        raise VideoReadError(f"{path}: start must be a time >= 0 in seconds, got {start!r}")
+    if np.isnan(hi) or lo >= hi:
+        raise VideoReadError(f"{path}: start ({lo:g} s) must be before end ({end!r} s)")
+    return lo, hi
+
+
+def read_video(path: str | Path, num_frames: int | None = None, *, start: float | None = None,
+               end: float | None = None, max_side: int | None = None) -> Clip:
+    """Decode a video file (mp4, mov, mkv, webm, avi, gif, ...) into a :class:`~videoxai.Clip`.
+
+    Args:
+        path: the file.
+        num_frames: how many frames to return, sampled uniformly over the file (or over
+            ``[start, end)``) with the first and last frame included (:func:`uniform_indices`);
+            ``None`` returns every frame. A video with fewer frames than ``num_frames`` is sampled
+            with repetition (a one-frame video gives ``num_frames`` copies of it), so the clip
+            always has exactly ``num_frames`` frames; ``clip.indices`` shows the repeats.
+        start, end: optional time range in seconds, ``start`` included, ``end`` excluded,
+            measured from the stream's first frame.
+        max_side: if set, frames whose longer side exceeds it are shrunk (aspect ratio kept).
+
+    Returns:
+        A clip with ``frames`` uint8 ``(T, H, W, 3)``, ``fps`` the *source* frame rate,
+        ``indices`` each frame's index in the source video and ``source=str(path)``.
+
+    Raises:
+        VideoReadError: the file is missing, a directory, not a video, truncated or corrupt, has
+            no decodable frame in the range, or the arguments are invalid.
+    """
+    path = _check_path(path)
+    num_frames = _check_count(path, num_frames, "num_frames")
+    max_side = _check_count(path, max_side, "max_side")
+    lo, hi = _check_range(path, start, end)
+    ranged = start is not None or end is not None
+
+    def in_range(t: float) -> bool:
+        return lo <= t < hi
+
+    # How many frames lie in the range, before decoding: the container's count, else a demux pass.
+    with _open(path) as (container, stream):
+        reported = 0 if ranged else int(stream.frames or 0)
+    expected = reported or _count_in_range(_packet_times(path), in_range)
+    expected = max(expected, 1)  # nothing found: decode anyway, so the error says why
+
+    if num_frames is None:
+        dec = _Decoder(path)
+        kept, src = _FrameBuffer(expected), []
+        for index, t, frame in dec.frames():
+            if t >= hi:
+                break
+            if in_range(t):
+                kept.append(dec.to_rgb(frame, max_side))
+                src.append(index)
+        _check_nonempty(path, len(src), ranged, lo, hi)
+        return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path))
+
+    wanted = uniform_indices(expected, num_frames)
+    dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, hi, max_side)
+    _check_nonempty(path, count, ranged, lo, hi)
+    if reported and count < reported - max(2, reported // 50):
+        # a cut-off download whose header survived: the index lists frames the data lacks
+        raise VideoReadError(f"{path}: truncated video: the container lists {reported} frames "
+                             f"but only {count} could be decoded")
+    if count != expected:
+        # the container's count was wrong (or packets != frames): choose again on the true count
+        wanted = uniform_indices(count, num_frames)
+        if not set(wanted.tolist()) <= kept.keys():
+            dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, hi, max_side)
+    frames = np.stack([kept[p] for p in wanted.tolist()])
+    indices = np.asarray([src[p] for p in wanted.tolist()], dtype=np.int64)
+    return Clip(frames, fps=dec.header.fps, indices=indices, source=str(path))
+
+
+class _FrameBuffer:
+    """Frames appended into one array sized from the expected count.
+
+    Collecting a list and stacking it would hold every frame twice at the end; here the array
+    grows (doubling) only if the count was low, and its unused tail was never written, so the
+    operating system has not backed it with memory.
+    """
+
+    def __init__(self, expected: int) -> None:
+        self._expected = max(1, expected)
+        self._buf: np.ndarray | None = None
+        self._n = 0
+
+    def append(self, rgb: np.ndarray) -> None:
+        if self._buf is None:
+            self._buf = np.empty((self._expected, *rgb.shape), dtype=rgb.dtype)
+        elif self._n == len(self._buf):
+            grown = np.empty((2 * len(self._buf), *self._buf.shape[1:]), dtype=self._buf.dtype)
+            grown[:self._n] = self._buf
+            self._buf = grown
+        self._buf[self._n] = rgb
+        self._n += 1
+
+    def array(self) -> np.ndarray:
+        return self._buf[:self._n]
+
+
+def _count_in_range(times: list[float | None], in_range: Callable[[float], bool]) -> int:
+    if times and all(t is not None for t in times):
+        return sum(in_range(t - times[0]) for t in times)
+    return len(times)  # no timestamps: only a whole-file count is possible
+
+
+def _decode_positions(path: Path, wanted: set[int], in_range: Callable[[float], bool], hi: float,
+                      max_side: int | None):
+    """One decoding pass keeping the frames at ``wanted`` positions of the range.
+
+    Returns the decoder, ``{position: rgb}``, ``{position: source index}`` and the number of
+    frames found in the range.
+    """
+    dec = _Decoder(path)
+    kept: dict[int, np.ndarray] = {}
+    src: dict[int, int] = {}
+    pos = 0
+    for index, t, frame in dec.frames():
+        if t >= hi:
+            break
+        if not in_range(t):
+            continue
+        if pos in wanted:
+            kept[pos] = dec.to_rgb(frame, max_side)
+            src[pos] = index
+        pos += 1
+    return dec, kept, src, pos
+
+
+def _check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float) -> None:
+    if count:
+        return
+    if ranged:
+        raise VideoReadError(f"{path}: no frame in the time range [{lo:g}, {hi:g}) s")
+    raise VideoReadError(f"{path}: the video has no decodable frame")
+
+
+# ----------------------------------------------------------------------------------------------
+# sliding windows
+
+
+def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: int | None = None, *,
+                    frame_step: int = 1, max_side: int | None = None) -> Iterator[Clip]:
+    """Windows of ``num_frames`` consecutive (sub-sampled) frames, decoded as a stream.
+
+    The video is read frame by frame and never held whole: at most ``num_frames`` frames are in
+    memory. Frames are first sub-sampled by ``frame_step`` (every ``frame_step``-th frame of the
+    file or clip);
+    windows then start every ``stride`` sub-sampled frames (default ``num_frames``: no overlap;
+    smaller: overlapping; larger: gaps).
+
+    The last window is **padded by repeating the last frame** when the video ends inside it, so
+    every window has exactly ``num_frames`` frames; its ``indices`` show the repeated source
+    index and ``meta["padding"]`` how many frames were added. A window is emitted only if it holds
+    a frame no earlier window reached, so the end of the video is never reported twice. A video
+    shorter than one window gives one padded window.
+
+    Args:
+        path_or_clip: a video file or a :class:`~videoxai.Clip` already in memory.
+        num_frames: frames per window.
+        stride: sub-sampled frames between window starts.
+        frame_step: take every ``frame_step``-th frame.
+        max_side: shrink large frames (files only, as in :func:`read_video`).
+
+    Yields:
+        Clips with ``fps`` the source frame rate, ``indices`` the source frame indices and
+        ``meta = {"window": k, "start": first sub-sampled position, "padding": p}``.
+    """
+    is_clip = isinstance(path_or_clip, Clip)
+    name = (path_or_clip.source or "clip") if is_clip else path_or_clip
+    error = InputError if is_clip else VideoReadError
+    num_frames = _check_count(name, num_frames, "num_frames", error)
+    stride = num_frames if stride is None else _check_count(name, stride, "stride", error)
+    frame_step = _check_count(name, frame_step, "frame_step", error)
+    if is_clip:
+        clip = path_or_clip
+        source = ((int(i), clip.frames[k]) for k, i in enumerate(clip.indices))
+        return _windows(source, num_frames, stride, frame_step, clip.source, lambda: clip.fps)
+    path = _check_path(path_or_clip)
+    max_side = _check_count(path, max_side, "max_side")
+    return _file_windows(path, num_frames, stride, frame_step, max_side)
+
+
+def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int,
+                  max_side: int | None) -> Iterator[Clip]:
+    dec = _Decoder(path)
+    source = ((index, frame) for index, _, frame in dec.frames())
+    yielded = False
+    for window in _windows(source, num_frames, stride, frame_step, str(path),
+                           lambda: dec.header.fps if dec.header else None,
+                           convert=lambda f: dec.to_rgb(f, max_side)):
+        yielded = True
+        yield window
+    if not yielded:
+        raise VideoReadError(f"{path}: the video has no decodable frame")
+
+
+def _windows(source: Iterator[tuple[int, object]], num_frames: int, stride: int, frame_step: int,
+             name: str | None, get_fps: Callable[[], float | None],
+             convert: Callable[[object], np.ndarray] = np.asarray) -> Iterator[Clip]:
+    """Core of :func:`sliding_windows` over ``(source index, frame)`` pairs in order."""
+    buf: deque[tuple[int, int, np.ndarray]] = deque()  # (position, source index, rgb)
+    start = 0          # position (in sub-sampled frames) where the next window starts
+    covered = -1       # last position any emitted window has reached
+    k = 0
+    pos = -1
+    for n, (index, frame) in enumerate(source):
+        if n % frame_step:
+            continue
+        pos += 1
+        if pos < start:  # a gap between windows (stride > num_frames)
+            continue
+        buf.append((pos, index, convert(frame)))
+        if pos == start + num_frames - 1:
+            yield _window(buf, num_frames, get_fps(), name, k, start)
+            covered, k = pos, k + 1
+            start += stride
+            while buf and buf[0][0] < start:
+                buf.popleft()
+    if buf and pos > covered:
+        yield _window(buf, num_frames, get_fps(), name, k, start)
+
+
+def _window(buf, num_frames: int, fps, name, k: int, start: int) -> Clip:
+    items = list(buf)[:num_frames]
+    pad = num_frames - len(items)
+    items += [items[-1]] * pad
+    frames = np.stack([f for _, _, f in items])
+    indices = np.asarray([i for _, i, _ in items], dtype=np.int64)
+    return Clip(frames, fps=fps, indices=indices, source=name,
+                meta={"window": k, "start": start, "padding": pad})
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+
+def _frames_uint8(frames) -> np.ndarray:
+    if isinstance(frames, Clip):
+        return frames.uint8()
+    return Clip.from_array(frames).uint8()
+
+
+def _rate(fps: float) -> Fraction:
+    if not (isinstance(fps, (int, float, np.integer, np.floating)) and np.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
+    return Fraction(float(fps)).limit_denominator(1001)
+
+
+def _encode_av(frames: np.ndarray, path: Path, fps: float, codec: str, options: dict[str, str],
+               container_options: dict[str, str] | None = None, even: bool = False) -> None:
+    if even:
+        # yuv420p stores chroma at half resolution; x264 refuses odd sizes. Pad by repeating the
+        # last row/column rather than cropping, so no pixel of the content is lost.
+        t, h, w, _ = frames.shape
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    if not _has_encoder(codec):
+        raise VideoXAIError(f"{path}: this FFmpeg build has no {codec} encoder; choose another "
+                            f"format among {', '.join(sorted(WRITERS))}")
+    t, h, w, _ = frames.shape
+    rate = _rate(fps)
+    with av.open(str(path), mode="w", options=container_options or {}) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.time_base = 1 / rate
+        stream.options = options
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts = i
+            frame.time_base = stream.time_base
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+def _write_h264(frames, path, fps, quality):
+    # crf 18 is visually lossless for x264; "+faststart" puts the index first so browsers and
+    # streaming readers can start before the whole file has arrived.
+    _encode_av(frames, path, fps, "libx264", {"crf": str(quality), "preset": "medium"},
+               {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".mov") else None,
+               even=True)
+
+
+def _write_webm(frames, path, fps, quality):
+    codec = "libvpx" if not _has_encoder("libvpx-vp9") and _has_encoder("libvpx") else "libvpx-vp9"
+    # constant-quality mode ("b:v 0" + crf); x264's crf 18 ~ VP9's crf 31 in visual quality
+    options = {"crf": str(min(63, quality + 13)), "b:v": "0", "deadline": "good", "cpu-used": "4",
+               "row-mt": "1"} if codec == "libvpx-vp9" else \
+              {"crf": str(min(63, quality - 4)), "b:v": "4M", "deadline": "good", "cpu-used": "4"}
+    _encode_av(frames, path, fps, codec, options, even=False)
+
+
+def _write_avi(frames, path, fps, quality):
+    _encode_av(frames, path, fps, "mpeg4", {"qscale": "2", "flags": "+qscale"}, even=True)
+
+
+def _pillow_animation(frames, path, fps, **kwargs):
+    from PIL import Image
+
+    duration = max(1, round(1000.0 / fps))
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0,
+                   **kwargs)
+
+
+def _write_gif(frames, path, fps, quality):
+    # one adaptive 256-colour palette per frame (Pillow's median cut) keeps heat-map gradients
+    # smooth; GIF times are in 1/100 s, so fps above 50 are slowed down by the format itself.
+    _pillow_animation(frames, path, fps, optimize=False, disposal=1)
+
+
+def _write_webp(frames, path, fps, quality):
+    _pillow_animation(frames, path, fps, quality=max(50, 100 - quality), method=4)
+
+
+#: suffix → writer(frames uint8 (T, H, W, 3), path, fps, quality)
+WRITERS: dict[str, Callable[[np.ndarray, Path, float, int], None]] = {
+    ".mp4": _write_h264, ".mov": _write_h264, ".mkv": _write_h264,
+    ".webm": _write_webm, ".avi": _write_avi, ".gif": _write_gif, ".webp": _write_webp,
+}
+
+
+@lru_cache(maxsize=None)
+def _has_encoder(name: str) -> bool:
+    try:
+        av.codec.Codec(name, "w")
+    except (av.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
+        return False
+    return True
+
+
+def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18) -> Path:
+    """Encode frames into a video file; the format follows the suffix.
+
+    * ``.mp4`` / ``.mov`` / ``.mkv``: H.264 (libx264), yuv420p, ``crf=quality`` (18 is visually
+      lossless); odd widths/heights are padded to even by repeating the last row/column.
+    * ``.webm``: VP9 (libvpx-vp9; VP8 if this FFmpeg has no VP9 encoder) at a comparable quality.
+    * ``.avi``: MPEG-4 part 2 at high quality; ``.gif``: Pillow, one adaptive palette per frame,
+      looping; ``.webp``: animated WebP (Pillow), looping.
+
+    Args:
+        frames: ``(T, H, W, 3)`` uint8 (or float in [0, 1], or a :class:`~videoxai.Clip`).
+        path: output file; parent folders are created.
+        fps: frames per second of the output.
+        quality: constant-quality factor, lower is better (x264 crf scale, 0-51).
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    writer = WRITERS.get(path.suffix.lower())
+    if writer is None:
+        raise InputError(f"cannot write {path}: unknown video suffix {path.suffix!r}; "
+                         f"use one of {', '.join(sorted(WRITERS))}")
+    frames = _frames_uint8(frames)
+    _rate(fps)
+    if not 0 <= int(quality) <= 51:
+        raise InputError(f"quality must be in [0, 51] (crf scale), got {quality}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        writer(frames, path, float(fps), int(quality))
+    except (av.FFmpegError, OSError) as e:
+        raise VideoXAIError(f"{path}: could not write the video ({_reason(e)})") from None
+    return path

@@ -1,0 +1,126 @@
+"""The temporal importance of a clip's frames as a figure.
+
+Figures are built on :class:`matplotlib.figure.Figure` with the Agg canvas directly, never
+through ``pyplot``: no GUI backend is touched, no global figure state is kept, and the functions
+are safe to call from a server's worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..explanation import Explanation
+
+__all__ = ["temporal_curve", "PALETTE"]
+
+#: Method colours (colour-blind-safe, Okabe–Ito), shared by the report so each method keeps its colour.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+_BAR = "#9AA5B8"
+_TOP = "#D55E00"
+_WINDOW = "#2CA02C"
+
+
+def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | None = None, *,
+                   window: tuple[float, float] | None = None, ax=None, top_k: int = 3,
+                   title: str | None = None, names: Sequence[str] | None = None, dpi: int = 150):
+    """Plot per-frame temporal importance against source frame indices.
+
+    One explanation is drawn as bars with its ``top_k`` frames highlighted and labelled;
+    several (methods compared on one clip) as lines with markers, each method's top frame
+    ringed. A dashed line marks the uniform level ``1/T`` (no temporal preference).
+
+    Args:
+        exp: an :class:`~videoxai.Explanation` or a list of them (same clip).
+        path: if given, write a PNG there and return its path.
+        window: optional ground-truth ``(start, end)`` in source frame indices, ``start``
+            included and ``end`` excluded; shaded.
+        ax: draw into this matplotlib ``Axes`` instead of a new figure.
+        top_k: frames to highlight (single explanation).
+        title: figure title (default: method and label).
+        names: legend names, one per explanation (default: their method names).
+        dpi: resolution of the PNG.
+
+    Returns:
+        The PNG's :class:`~pathlib.Path` if ``path`` is given, else the matplotlib ``Figure``.
+    """
+    exps = [exp] if isinstance(exp, Explanation) else list(exp)
+    if not exps or not all(isinstance(e, Explanation) for e in exps):
+        raise InputError("temporal_curve needs an Explanation or a non-empty list of them")
+    if ax is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7.0, 2.9), layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+
+    x0 = np.asarray(exps[0].frame_indices, dtype=np.float64)
+    spacing = float(np.min(np.diff(np.unique(x0)))) if np.unique(x0).size > 1 else 1.0
+    names = [e.method for e in exps] if names is None else [str(n) for n in names]
+    if len(names) != len(exps):
+        raise InputError(f"names has {len(names)} entries for {len(exps)} explanations")
+    handles = (_bars(ax, exps[0], names[0], top_k, spacing) if len(exps) == 1
+               else _lines(ax, exps, names))
+    if window is not None:
+        start, end = (float(v) for v in window)
+        if end <= start:
+            raise InputError(f"window must be (start, end) with start < end, got {window}")
+        # frame k covers [k - 1/2, k + 1/2) on the axis
+        handles.append(ax.axvspan(start - 0.5, end - 0.5, color=_WINDOW, alpha=0.13, lw=0,
+                                  label="ground truth", zorder=0))
+    handles.append(ax.axhline(1.0 / len(x0), color="#666", lw=0.8, ls=(0, (4, 3)), label="uniform"))
+
+    ax.set_xlabel("source frame" if not np.array_equal(x0, np.arange(len(x0))) else "frame")
+    ax.set_ylabel("temporal importance")
+    ax.set_ylim(0, max(float(max(e.temporal.max() for e in exps)) * 1.22, 1.5 / len(x0)))
+    ax.set_xlim(x0.min() - spacing * 0.7, x0.max() + spacing * 0.7)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", color="#e5e7eb", lw=0.6)
+    ax.set_axisbelow(True)
+    if title is None:
+        title = (f"{exps[0].method} — {exps[0].label} ({exps[0].score:.0%})" if len(exps) == 1
+                 else f"temporal importance — {exps[0].label}")
+    ax.set_title(title, fontsize=10, loc="left", pad=18)
+    # one row of keys above the plot, where it cannot hide a bar or a line
+    ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7,
+              frameon=False, ncols=len(handles), borderaxespad=0.1, handlelength=1.6,
+              columnspacing=1.2)
+    if path is None:
+        return fig
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png", facecolor="white")
+    return path
+
+
+def _bars(ax, exp: Explanation, name: str, top_k: int, spacing: float) -> list:
+    from matplotlib.patches import Patch
+
+    x = np.asarray(exp.frame_indices, dtype=np.float64)
+    y = np.asarray(exp.temporal, dtype=np.float64)
+    top = exp.top_frames(min(top_k, len(y)))
+    colors = np.array([_BAR] * len(y), dtype=object)
+    colors[top] = _TOP
+    ax.bar(x, y, width=spacing * 0.8, color=list(colors))
+    for k in top:
+        ax.annotate(f"#{int(x[k])}", (x[k], y[k]), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7, color=_TOP)
+    return [Patch(color=_BAR, label=name), Patch(color=_TOP, label=f"top {len(top)}")]
+
+
+def _lines(ax, exps: Sequence[Explanation], names: Sequence[str]) -> list:
+    handles = []
+    for i, (e, name) in enumerate(zip(exps, names)):
+        x = np.asarray(e.frame_indices, dtype=np.float64)
+        y = np.asarray(e.temporal, dtype=np.float64)
+        c = PALETTE[i % len(PALETTE)]
+        handles += ax.plot(x, y, marker="o", ms=3.5, lw=1.5, color=c, label=name)
+        k = int(e.top_frames(1)[0])  # ring each method's most important frame
+        ax.plot([x[k]], [y[k]], marker="o", ms=9, mfc="none", mec=c, mew=1.5)
+    return handles

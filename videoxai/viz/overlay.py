@@ -1,0 +1,298 @@
+"""Heat-map overlays on the original frames, and overlay videos with a caption.
+
+:func:`overlay_frames` is the video analogue of pytorch-grad-cam's ``show_cam_on_image``, on a
+whole clip at once. By default the heat colour is blended in *through the map*: a pixel with map
+value ``m`` becomes ``(1 - alpha·m)·frame + alpha·m·colour(m)``, so frames keep their look where
+there is no evidence (``m = 0``, e.g. outside the model's crop box) and the colour is strongest
+where the evidence is. ``image_weight`` switches to pytorch-grad-cam's uniform blend instead.
+
+:func:`render` writes the overlay as a video (``.mp4``, ``.gif``, ``.webm``, ... by suffix) with a
+caption band under each frame: the predicted label and score, the frame's position, and a
+strip of the temporal scores of all frames with the current one highlighted.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..clip import Clip
+from ..errors import InputError
+from ..explanation import Explanation
+
+__all__ = ["overlay_frames", "render", "render_frames", "colormap_lut", "caption_bands",
+           "playback_fps", "match_clip", "resize_frames", "resize_maps"]
+
+# Frames blended per step: bounds the float32 temporaries to ~200 MB whatever the video length.
+_CHUNK_PIXELS = 1 << 24
+
+
+@lru_cache(maxsize=32)
+def colormap_lut(name: str) -> np.ndarray:
+    """The 256-entry lookup table of a matplotlib colormap: float32 ``(256, 3)`` in [0, 255]."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        raise InputError(f"unknown colormap {name!r}; use a matplotlib name such as 'jet', "
+                         "'inferno', 'turbo' or 'viridis'") from None
+    lut = cmap.resampled(256)(np.arange(256))[:, :3] * 255.0
+    lut = lut.astype(np.float32)
+    lut.flags.writeable = False  # shared through the cache
+    return lut
+
+
+def _lut(cmap: str | np.ndarray) -> np.ndarray:
+    if isinstance(cmap, str):
+        return colormap_lut(cmap)
+    lut = np.asarray(cmap)
+    if lut.shape != (256, 3):
+        raise InputError(f"cmap must be a matplotlib colormap name or a (256, 3) RGB lookup table, "
+                         f"got an array of shape {lut.shape}")
+    # float tables are matplotlib-style [0, 1], integer ones are 0-255 (e.g. OpenCV's)
+    return lut.astype(np.float32) * (255.0 if np.issubdtype(lut.dtype, np.floating) else 1.0)
+
+
+def _as_frames(frames) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 from a Clip, uint8 frames or float frames in [0, 1]."""
+    if isinstance(frames, Clip):
+        return frames.uint8()
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu().numpy()
+    return Clip(np.asarray(frames)).uint8()
+
+
+def _check_unit(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise InputError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+def overlay_frames(frames, spatial, *, alpha: float = 0.5, cmap: str | np.ndarray = "jet",
+                   image_weight: float | None = None) -> np.ndarray:
+    """Blend a heat map into every frame of a clip.
+
+    Args:
+        frames: ``(T, H, W, 3)`` uint8 (or float in [0, 1], or a :class:`~videoxai.Clip`).
+        spatial: ``(T, H, W)`` maps in [0, 1] (``Explanation.spatial``).
+        alpha: opacity of the heat colour where the map is 1; it falls linearly to 0 with the
+            map, so zero-evidence pixels are returned unchanged. ``alpha=0`` returns the frames.
+        cmap: a matplotlib colormap name (its 256-entry table is built once and cached) or a
+            ``(256, 3)`` RGB lookup table (uint8 0-255, or float in [0, 1]).
+        image_weight: if given, pytorch-grad-cam's look instead: every pixel becomes
+            ``image_weight·frame + (1 - image_weight)·colour(map)`` and the result is divided by
+            its maximum, as ``show_cam_on_image`` does, but over the whole clip rather than per
+            frame so that brightness does not flicker; ``alpha`` is then not used.
+
+    Returns:
+        uint8 ``(T, H, W, 3)``.
+    """
+    frames = _as_frames(frames)
+    spatial = np.asarray(spatial.detach().cpu() if isinstance(spatial, torch.Tensor) else spatial)
+    if spatial.shape != frames.shape[:3]:
+        raise InputError(f"map shape {tuple(spatial.shape)} does not match the frames "
+                         f"(T, H, W) = {frames.shape[:3]}")
+    if not np.isfinite(spatial).all():
+        raise InputError("the map contains NaN or infinite values")
+    if spatial.size and (spatial.min() < -1e-6 or spatial.max() > 1 + 1e-6):
+        raise InputError(f"the map must lie in [0, 1], got values in "
+                         f"[{spatial.min():.3g}, {spatial.max():.3g}]")
+    alpha = _check_unit("alpha", alpha)
+    if image_weight is not None:
+        image_weight = _check_unit("image_weight", image_weight)
+    lut = _lut(cmap)
+    t, h, w, _ = frames.shape
+    step = max(1, _CHUNK_PIXELS // (h * w))
+
+    def blend(s: slice) -> np.ndarray:
+        f = frames[s].astype(np.float32)
+        m = np.clip(spatial[s], 0.0, 1.0).astype(np.float32)
+        heat = lut[np.rint(m * 255.0).astype(np.intp)]  # (t, H, W, 3)
+        if image_weight is None:
+            a = (alpha * m)[..., None]
+            return f + a * (heat - f)
+        return image_weight * f + (1.0 - image_weight) * heat
+
+    chunks = [slice(i, min(i + step, t)) for i in range(0, t, step)]
+    scale = 1.0
+    if image_weight is not None:
+        peak = max(float(blend(s).max()) for s in chunks)
+        scale = 255.0 / peak if peak > 0 else 1.0
+    out = np.empty_like(frames)
+    for s in chunks:
+        out[s] = np.clip(np.rint(blend(s) * scale), 0, 255).astype(np.uint8)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# resizing (reports shrink huge frames and enlarge tiny ones before drawing)
+
+
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 ``(T, H, W, 3)`` → ``(T, h, w, 3)``: anti-aliased when shrinking, nearest when enlarging
+    (tiny synthetic clips stay crisp instead of blurring)."""
+    if frames.shape[1:3] == tuple(size):
+        return frames
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+    x = _resize(x, size)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float ``(T, H, W)`` → ``(T, h, w)`` with the same rule as :func:`resize_frames`."""
+    if maps.shape[1:3] == tuple(size):
+        return maps
+    x = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
+    return _resize(x, size)[:, 0].clamp(0, 1).numpy()
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if size[0] >= x.shape[-2] and size[1] >= x.shape[-1]:
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# caption
+
+
+_BAND_BG = (24, 26, 31)
+_TEXT = (236, 238, 242)
+_MUTED = (150, 156, 168)
+_BAR = (92, 99, 112)
+_BAR_NOW = (255, 170, 40)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _fit(draw, text: str, font, width: float) -> str:
+    """``text`` cut with an ellipsis to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…" if text else ""
+
+
+def caption_bands(width: int, heading: str, indices: np.ndarray,
+                  temporal: np.ndarray | None = None, *, text_size: int | None = None) -> np.ndarray:
+    """uint8 ``(T, band, width, 3)``: one caption band per frame, to stack under the frames.
+
+    Each band shows ``heading`` (e.g. label and score), the frame's position (``k/T`` and its
+    source index ``#i``) and a strip with one bar per frame, the current one highlighted: the
+    bars' heights are ``temporal`` (the frame's temporal score) or all equal when it is
+    ``None`` (a plain position indicator, for the original clip). ``text_size`` (pixels)
+    defaults to about 1/34 of the width.
+    """
+    from PIL import Image, ImageDraw
+
+    t = len(indices)
+    size = int(np.clip(round(width / 34), 9, 22)) if text_size is None else max(6, int(text_size))
+    font, small = _font(size), _font(max(8, round(size * 0.8)))
+    pad = max(2, size // 3)
+    strip_h = max(6, round(size * 1.1))
+    band = pad + size + pad + strip_h + pad
+    band += band % 2  # even, so H.264 needs no padding row for the band itself
+    scores = np.ones(t) if temporal is None else np.asarray(temporal, dtype=np.float64)
+    peak = scores.max() if scores.max() > 0 else 1.0
+    slot = (width - 2 * pad) / t
+    gap = 1 if slot >= 3 else 0
+    out = np.empty((t, band, width, 3), dtype=np.uint8)
+    for k in range(t):
+        img = Image.new("RGB", (width, band), _BAND_BG)
+        d = ImageDraw.Draw(img)
+        right = f"frame {k + 1}/{t} · #{int(indices[k])}"
+        right_w = d.textlength(right, font=small)
+        if right_w > width * 0.45:
+            right = f"{k + 1}/{t}"
+            right_w = d.textlength(right, font=small)
+        d.text((width - pad - right_w, pad + (size - small.size)), right, fill=_MUTED, font=small)
+        d.text((pad, pad), _fit(d, heading, font, width - 3 * pad - right_w), fill=_TEXT, font=font)
+        base = band - pad
+        for j in range(t):
+            x0 = pad + j * slot
+            bh = max(1.0, strip_h * scores[j] / peak)
+            d.rectangle([x0, base - bh, max(x0, x0 + slot - gap - 1), base],
+                        fill=_BAR_NOW if j == k else _BAR)
+        out[k] = np.asarray(img)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# rendering
+
+
+def match_clip(exp: Explanation, clip) -> Clip:
+    """``clip`` as a :class:`~videoxai.Clip`, after checking that ``exp`` explains these frames."""
+    if not isinstance(exp, Explanation):
+        raise InputError(f"expected an Explanation, got {type(exp).__name__}")
+    clip = clip if isinstance(clip, Clip) else Clip.from_array(clip)
+    if exp.spatial.shape != (clip.num_frames, clip.height, clip.width):
+        raise InputError(f"the explanation's maps have shape (T, H, W) = {exp.spatial.shape} but the "
+                         f"clip has {clip.num_frames} frames of {clip.height}x{clip.width}; render "
+                         "the clip that was explained")
+    return clip
+
+
+def playback_fps(clip: Clip) -> float:
+    """Frame rate that plays a sampled clip over its source duration (at least 1 frame/s).
+
+    A clip of 8 frames sampled from 5 s of a 25 fps video plays at ~1.5 fps, so its overlay lasts
+    as long as the scene did; 8 fps when the source rate is unknown.
+    """
+    if not clip.fps:
+        return 8.0
+    steps = np.diff(clip.indices)
+    step = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0
+    return max(1.0, float(clip.fps) / step)
+
+
+def render_frames(exp: Explanation, clip, *, alpha: float = 0.5, cmap: str | np.ndarray = "jet",
+                  label: bool = True, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The frames of :func:`render`: uint8 ``(T, H [+ caption], W, 3)``.
+
+    Args:
+        size: optional ``(h, w)`` to draw at (frames and maps are resized first, so the caption
+            is drawn at the output resolution and stays sharp).
+    """
+    clip = match_clip(exp, clip)
+    frames, maps = clip.uint8(), exp.spatial
+    if size is not None:
+        frames, maps = resize_frames(frames, size), resize_maps(maps, size)
+    out = overlay_frames(frames, maps, alpha=alpha, cmap=cmap)
+    if label:
+        bands = caption_bands(out.shape[2], f"{exp.label}  {exp.score:.0%}", clip.indices, exp.temporal)
+        out = np.concatenate([out, bands], axis=1)
+    return out
+
+
+def render(exp: Explanation, clip, path: str | Path, *, alpha: float = 0.5,
+           cmap: str | np.ndarray = "jet", label: bool = True, fps: float | None = None) -> Path:
+    """Write the explanation as an overlay video; the format follows the suffix.
+
+    Args:
+        exp: the explanation (``exp.spatial`` is ``(T, H, W)`` at the clip's size).
+        clip: the explained clip (a :class:`~videoxai.Clip` or frames, uint8 or float).
+        path: ``.mp4`` (H.264), ``.gif``, ``.webm`` (VP9), ``.webp``, ``.mkv``, ``.mov``, ``.avi``.
+        alpha, cmap: see :func:`overlay_frames`.
+        label: draw a caption band under each frame (label, score, temporal-score strip).
+        fps: output frame rate; default :func:`playback_fps` of the clip.
+
+    Returns:
+        The written path.
+    """
+    from ..data.video import write_video
+
+    clip = match_clip(exp, clip)
+    frames = render_frames(exp, clip, alpha=alpha, cmap=cmap, label=label)
+    return write_video(frames, path, fps=playback_fps(clip) if fps is None else fps)

@@ -1,0 +1,364 @@
+"""One self-contained HTML page that shows a clip's explanations side by side.
+
+Everything the page shows is embedded as a ``data:`` URI (videos, figures, key frames), so the
+file can be mailed, attached to an issue or opened offline, and the page makes no network
+request. Videos are embedded twice, as VP9 WebM and as H.264 MP4 ``<source>`` elements: the
+browser plays the first it can (WebM in Chromium and Firefox builds without H.264, MP4 in
+Safari); both were checked to play in Debian's headless Chromium (``tests/test_viz.py`` checks
+it again where a ``chromium`` binary is installed). An FFmpeg build with neither encoder gets
+an animated GIF instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+import numpy as np
+
+from ..clip import Clip
+from ..errors import InputError
+from ..explanation import Explanation
+from .curve import PALETTE, temporal_curve
+from .overlay import (
+    caption_bands,
+    match_clip,
+    overlay_frames,
+    playback_fps,
+    resize_frames,
+    resize_maps,
+)
+
+__all__ = ["write_report"]
+
+_VIDEO_FORMATS = ((".webm", "video/webm"), (".mp4", "video/mp4"))
+
+
+def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Explanation], *,
+                 title: str | None = None, notes: Mapping | None = None,
+                 window: tuple[float, float] | None = None, labels: Sequence[str] | None = None,
+                 top_k: int = 3, max_side: int = 640, min_side: int = 320) -> Path:
+    """Write one HTML file showing ``clip`` and each explanation of it, side by side.
+
+    The page shows the original clip and one overlay video per explanation (playing in step),
+    the temporal importance of every method on one plot (ground-truth window shaded), and for
+    each method a strip of its ``top_k`` frames with the overlay, the model's top classes with
+    probabilities, the measured cost (seconds, forward/backward passes, peak memory) and the
+    method's options. ``notes`` become a table at the top.
+
+    Args:
+        path: the ``.html`` file to write.
+        clip: the explained clip (a :class:`~videoxai.Clip` or frames).
+        explanations: one :class:`~videoxai.Explanation` or several (e.g. one per method), all
+            of this clip.
+        title: page title (default: the clip's file name).
+        notes: ``{name: value}`` shown as a table (e.g. ``{"temporal localisation rate": "0.93"}``),
+            or ``{column: {name: value}}`` shown as one table with a column per key (e.g. a
+            metric per method).
+        window: ground-truth ``(start, end)`` in source frame indices (end excluded), shaded on
+            the temporal plot.
+        labels: class names for the top-classes lists (default: ``exp.meta["labels"]`` if
+            present; the explained class always shows ``exp.label``).
+        top_k: key frames per method.
+        max_side, min_side: the embedded videos are drawn with their longer side within
+            these bounds (huge frames shrunk to keep the file small, tiny ones enlarged with
+            nearest-neighbour so that pixels stay crisp and captions legible).
+
+    Returns:
+        The written path.
+    """
+    exps = [explanations] if isinstance(explanations, Explanation) else list(explanations)
+    if not exps:
+        raise InputError("write_report needs at least one explanation")
+    clip = clip if isinstance(clip, Clip) else Clip.from_array(clip)
+    for e in exps:
+        match_clip(e, clip)
+    if window is not None and (len(window) != 2 or float(window[1]) <= float(window[0])):
+        raise InputError(f"window must be (start, end) with start < end, got {window!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    size = _display_size(clip.height, clip.width, max_side, min_side)
+    frames = resize_frames(clip.uint8(), size)
+    fps = playback_fps(clip)
+    names = _unique_names(exps)
+    source = Path(clip.source).name if clip.source else None
+    title = title or (f"videoxai — {source}" if source else "videoxai report")
+
+    parts = [_header(title, clip, exps, size)]
+    if notes:
+        parts.append(_notes(notes))
+    videos = [_video_card("original", _original_caption(clip), frames, clip, fps, None)]
+    overlays = []
+    for i, (e, name) in enumerate(zip(exps, names)):
+        over = overlay_frames(frames, resize_maps(e.spatial, size))
+        overlays.append(over)
+        videos.append(_video_card(name, f"{e.label} · {e.score:.1%}", over, clip, fps, e,
+                                  color=PALETTE[i % len(PALETTE)]))
+    parts.append('<h2>Where — the clip and its explanations</h2>'
+                 '<div class="grid">' + "".join(videos) + "</div>")
+    parts.append(_curve_section(exps, names, window))
+    cards = [_method_card(e, name, over, clip, labels, top_k, PALETTE[i % len(PALETTE)])
+             for i, (e, name, over) in enumerate(zip(exps, names, overlays))]
+    parts.append('<h2>Per method</h2><div class="grid methods">' + "".join(cards) + "</div>")
+
+    from .. import __version__
+
+    page = Template(resources.files(__package__).joinpath("templates/report.html").read_text("utf-8"))
+    path.write_text(page.substitute(title=_esc(title), body="\n".join(parts), version=__version__),
+                    encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# sections
+
+
+def _header(title: str, clip: Clip, exps: list[Explanation], size: tuple[int, int]) -> str:
+    models = sorted({str(e.meta.get("model")) for e in exps if e.meta.get("model")})
+    idx = clip.indices
+    chips = []
+    if clip.source:
+        chips.append(("source", Path(clip.source).name))
+    if models:
+        chips.append(("model", ", ".join(models)))
+    chips += [("frames", f"{clip.num_frames} × {clip.width}×{clip.height}"),
+              ("source frames", f"#{idx.min()}–#{idx.max()}" if len(idx) > 1 else f"#{idx[0]}")]
+    if clip.fps:
+        chips.append(("fps", f"{clip.fps:g}"))
+    targets = sorted({e.label for e in exps})
+    chips.append(("explained class", ", ".join(targets)))
+    chip_html = "".join(f'<span class="chip">{_esc(k)} <b>{_esc(v)}</b></span>' for k, v in chips)
+    return (f'<header><h1>{_esc(title)}</h1><div class="chips">{chip_html}</div>'
+            '<div class="controls"><button id="vx-play" type="button">pause</button>'
+            '<button id="vx-restart" type="button">restart</button></div></header>')
+
+
+def _notes(notes: Mapping) -> str:
+    values = list(notes.values())
+    if values and all(isinstance(v, Mapping) for v in values):
+        cols = [str(c) for c in notes]
+        rows: list[str] = []
+        for v in values:
+            rows += [str(r) for r in v if str(r) not in rows]
+        head = "<tr><th></th>" + "".join(f'<th class="num">{_esc(c)}</th>' for c in cols) + "</tr>"
+        body = "".join(
+            f"<tr><th>{_esc(r)}</th>"
+            + "".join(f'<td class="num">{_esc(_fmt(_lookup(notes[c], r)))}</td>' for c in notes)
+            + "</tr>" for r in rows)
+        table = f"<table>{head}{body}</table>"
+    else:
+        table = "<table>" + "".join(f'<tr><th>{_esc(k)}</th><td class="num">{_esc(_fmt(v))}</td></tr>'
+                                    for k, v in notes.items()) + "</table>"
+    return f'<h2>Notes</h2><div class="card notes">{table}</div>'
+
+
+def _lookup(d: Mapping, key: str):
+    for k, v in d.items():
+        if str(k) == key:
+            return v
+    return "—"
+
+
+def _original_caption(clip: Clip) -> str:
+    return Path(clip.source).name if clip.source else f"{clip.num_frames} frames"
+
+
+def _video_card(name: str, sub: str, frames: np.ndarray, clip: Clip, fps: float,
+                exp: Explanation | None, color: str | None = None) -> str:
+    heading = f"{exp.label}  {exp.score:.0%}" if exp is not None else "original"
+    # cards show the video at ~300 px wide: a larger text keeps the caption readable there
+    bands = caption_bands(frames.shape[2], heading, clip.indices,
+                          None if exp is None else exp.temporal,
+                          text_size=max(12, round(frames.shape[2] / 20)))
+    media = _video_html(np.concatenate([frames, bands], axis=1), fps)
+    style = f' style="--c:{color}"' if color else ' style="--c:#c9ced8"'
+    swatch = '<span class="swatch"></span>' if color else ""
+    cls = "card method"
+    return (f'<div class="{cls}"{style}><div class="head"><h3>{swatch}{_esc(name)}</h3>'
+            f'<span class="sub">{_esc(sub)}</span></div>'
+            f'<div class="media">{media}</div></div>')
+
+
+def _curve_section(exps: list[Explanation], names: list[str], window) -> str:
+    fig = temporal_curve(exps if len(exps) > 1 else exps[0], window=window, names=names)
+    if len(exps) > 1:
+        fig.set_size_inches(9.0, 3.2)
+    png = _figure_png(fig)
+    legend = ""
+    if window is not None:
+        legend = (f'<p class="sub">Shaded: ground-truth window, source frames #{_fmt(window[0])} '
+                  f'to #{_fmt(window[1])} (end excluded).</p>')
+    return ('<h2>When — temporal importance</h2><div class="card curve">'
+            f'<img alt="temporal importance per frame" src="{png}">{legend}</div>')
+
+
+def _method_card(e: Explanation, name: str, over: np.ndarray, clip: Clip,
+                 labels: Sequence[str] | None, top_k: int, color: str) -> str:
+    return (f'<div class="card method" style="--c:{color}"><div class="head">'
+            f'<h3><span class="swatch"></span>{_esc(name)}</h3>'
+            f'<span class="sub">{_esc(str(e.meta.get("model", "")))}</span></div>'
+            + _keyframes(e, over, clip, top_k) + _top_classes(e, labels) + _cost(e)
+            + _options(e) + "</div>")
+
+
+def _keyframes(e: Explanation, over: np.ndarray, clip: Clip, top_k: int) -> str:
+    top = e.top_frames(max(1, min(top_k, e.num_frames)))
+    figs = []
+    for rank, k in enumerate(top, 1):
+        src = _jpeg(_thumb(over[k], 320))
+        figs.append(f'<figure><img alt="frame {k + 1}" src="{src}"><figcaption><b>{rank}.</b> '
+                    f"frame {k + 1} · #{int(clip.indices[k])}<br>"
+                    f"{e.temporal[k]:.1%} of the clip</figcaption></figure>")
+    return ('<div class="section-label">Key frames (highest temporal importance)</div>'
+            f'<div class="keyframes">{"".join(figs)}</div>')
+
+
+def _top_classes(e: Explanation, labels: Sequence[str] | None, k: int = 5) -> str:
+    probs = np.asarray(e.probs, dtype=np.float64)
+    if probs.size == 0:
+        return ""
+    names = labels if labels is not None else e.meta.get("labels")
+    order = list(np.argsort(-probs, kind="stable")[:k])
+    if e.target not in order and 0 <= e.target < probs.size:
+        order[-1] = e.target  # the explained class is always listed
+    rows = []
+    for c in order:
+        c = int(c)
+        name = e.label if c == e.target else (
+            str(names[c]) if names is not None and c < len(names) else f"class {c}")
+        cls = "name target" if c == e.target else "name"
+        rows.append(f'<div class="{cls}" title="{_esc(name)}">{_esc(name)}</div>'
+                    f'<div class="bar"><span style="width:{100 * probs[c]:.1f}%"></span></div>'
+                    f'<div class="p">{probs[c]:.1%}</div>')
+    return ('<div class="section-label">Top classes (explained class in bold)</div>'
+            f'<div class="probs">{"".join(rows)}</div>')
+
+
+def _cost(e: Explanation) -> str:
+    c = e.cost
+    rows = [("time", _seconds(c.seconds)), ("forward passes", f"{c.forward_passes:,}"),
+            ("backward passes", f"{c.backward_passes:,}"),
+            ("peak memory", f"{c.peak_memory_mb:,.1f} MiB"), ("device", c.device)]
+    body = "".join(f'<tr><th>{k}</th><td class="num">{_esc(v)}</td></tr>' for k, v in rows)
+    return f'<div class="section-label">Cost</div><table>{body}</table>'
+
+
+def _options(e: Explanation) -> str:
+    if not e.options:
+        return ""
+    body = "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(_fmt(v))}</code></td></tr>"
+                   for k, v in e.options.items())
+    return f'<div class="section-label">Options</div><table>{body}</table>'
+
+
+# ----------------------------------------------------------------------------------------------
+# embedding
+
+
+def _video_html(frames: np.ndarray, fps: float) -> str:
+    """A looping ``<video>`` with a WebM and an MP4 source; an animated GIF if this FFmpeg build
+    has neither encoder."""
+    from ..data.video import write_video
+    from ..errors import VideoXAIError
+
+    sources = []
+    with tempfile.TemporaryDirectory(prefix="videoxai-report-") as tmp:
+        for suffix, mime in _VIDEO_FORMATS:
+            try:
+                f = write_video(frames, Path(tmp) / f"v{suffix}", fps=fps, quality=20)
+            except VideoXAIError:  # no such encoder in this FFmpeg build
+                continue
+            sources.append(f'<source type="{mime}" src="{_data_uri(f.read_bytes(), mime)}">')
+        if sources:
+            return ('<video autoplay muted loop playsinline preload="auto">' + "".join(sources)
+                    + "</video>")
+        gif = write_video(frames, Path(tmp) / "v.gif", fps=fps)
+        return f'<img alt="animation" src="{_data_uri(gif.read_bytes(), "image/gif")}">'
+
+
+def _figure_png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150, facecolor="white")
+    return _data_uri(buf.getvalue(), "image/png")
+
+
+def _jpeg(rgb: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=88)
+    return _data_uri(buf.getvalue(), "image/jpeg")
+
+
+def _thumb(rgb: np.ndarray, width: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if w <= width:
+        return rgb
+    return resize_frames(rgb[None], (max(1, round(h * width / w)), width))[0]
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+# ----------------------------------------------------------------------------------------------
+# formatting
+
+
+def _display_size(h: int, w: int, max_side: int, min_side: int) -> tuple[int, int]:
+    """Size to draw the embedded videos at: longer side within ``[min_side, max_side]``."""
+    longest = max(h, w)
+    if longest > max_side:
+        s = max_side / longest
+        return max(1, round(h * s)), max(1, round(w * s))
+    if longest < min_side:
+        k = math.ceil(min_side / longest)  # whole factor: each pixel becomes a k×k block
+        return h * k, w * k
+    return h, w
+
+
+def _unique_names(exps: list[Explanation]) -> list[str]:
+    seen: dict[str, int] = {}
+    names = []
+    for e in exps:
+        seen[e.method] = seen.get(e.method, 0) + 1
+        names.append(e.method if seen[e.method] == 1 else f"{e.method} ({seen[e.method]})")
+    return names
+
+
+def _seconds(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} µs"
+    if s < 1:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s:.2f} s"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v)).lower()
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.4g}"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, Mapping):
+        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()) or "{}"
+    if isinstance(v, (list, tuple)):
+        text = json.dumps(v, default=str)
+        return text if len(text) <= 120 else text[:117] + "…"
+    return str(v)
+
+
+def _esc(v) -> str:
+    return html.escape(str(v), quote=True)
