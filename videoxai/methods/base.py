@@ -91,7 +91,8 @@ class Method:
                 raise InputError(f"method {cls.name!r}: {e}; its options are: {', '.join(names)}") from None
             bound.apply_defaults()
             init(self, model, *args, **kwargs)
-            if type(self) is cls:
+            # the most-derived __init__ records (a subclass without one inherits this one)
+            if type(self).__init__ is cls.__init__:
                 self.options = {k: v for k, v in bound.arguments.items()
                                 if k not in ("self", "model") and sig.parameters[k].kind
                                 not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}

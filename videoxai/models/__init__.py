@@ -117,6 +117,12 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if labels is None and num_classes is None:
         num_classes = _infer_num_classes(module)
+    if labels is not None and num_classes is not None and len(labels) != num_classes:
+        raise InputError(f"{len(labels)} labels given but num_classes={num_classes}")
+    if len(mean) != 3 or len(std) != 3:
+        raise InputError(f"mean and std need one value per RGB channel, got {list(mean)} and {list(std)}")
+    if cam_layer is not None and cam_layer not in dict(module.named_modules()):
+        raise InputError(f"cam_layer {cam_layer!r} is not a module of {type(module).__name__}")
     pre = Preprocess(size=size, shortest_edge=shortest_edge, mean=tuple(mean), std=tuple(std))
     return VideoModel(module.eval(), num_frames=num_frames, preprocess=pre, labels=labels,
                       num_classes=num_classes, layout=layout, fixed_num_frames=fixed_num_frames,

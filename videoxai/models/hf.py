@@ -82,7 +82,11 @@ class TimesformerAdapter(HFVideoModel):
 
     @staticmethod
     def build_cam_layer(cfg) -> str:
-        return f"timesformer.encoder.layer.{cfg.num_hidden_layers - 1}"
+        # Only the CLS token of the last layer's output reaches the head, so Grad-CAM there has zero
+        # gradient on every patch. Use that layer's input (the previous layer's output, or the
+        # embeddings), which its attention reads into the CLS token — the ViT "norm1" choice.
+        last = cfg.num_hidden_layers - 1
+        return f"timesformer.encoder.layer.{last - 1}" if last else "timesformer.embeddings"
 
     @staticmethod
     def build_attention(net) -> AttentionSites:
@@ -143,7 +147,9 @@ class VivitAdapter(HFVideoModel):
 
     @staticmethod
     def build_cam_layer(cfg) -> str:
-        return f"vivit.layers.{cfg.num_hidden_layers - 1}"
+        # CLS pooling: the last layer's output has zero gradient on patches (see TimeSformer); its
+        # layernorm_before (the input of its attention) is the ViT "norm1" choice.
+        return f"vivit.layers.{cfg.num_hidden_layers - 1}.layernorm_before"
 
     @staticmethod
     def build_attention(net) -> AttentionSites:

@@ -1,0 +1,142 @@
+"""vx.wrap: any PyTorch video classifier behind the pixel-space interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import videoxai as vx
+from videoxai.errors import InputError, UnsupportedModelError
+
+MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+
+
+class TinyCNN(nn.Module):
+    """``(B, 3, T, H, W)`` → ``(B, classes)``: a 3D convolution, ReLU, global average pool, linear."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv3d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(6, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1] == 3, "channels must come second (BCTHW)"
+        return self.fc(self.conv(x).relu().mean((2, 3, 4)))
+
+
+class TinyBTCHW(nn.Module):
+    """The same network taking ``(B, T, 3, H, W)``, as Hugging Face models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = TinyCNN()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[2] == 3, "channels must come third (BTCHW)"
+        return self.inner(x.transpose(1, 2))
+
+
+def pixels(b: int, t: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(b, t, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """``(B, T, 3, h, w)`` by hand."""
+    return (x - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(B, T, 3, H, W)`` → ``(B, T, 3, *size)``, bilinear, antialiased when shrinking."""
+    b, t = x.shape[:2]
+    y = F.interpolate(x.flatten(0, 1), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return y.view(b, t, 3, *size)
+
+
+@pytest.mark.parametrize("layout, module", [("BCTHW", TinyCNN), ("BTCHW", TinyBTCHW)])
+def test_forward_equals_module_on_hand_preprocessed_input(layout, module):
+    net = module()
+    to_layout = (lambda x: x.transpose(1, 2)) if layout == "BCTHW" else (lambda x: x)
+    x = pixels(2, 4, 48, 64)
+    cases = {
+        # shorter side 48 → 24 (half): crop the central 48x48 (columns 8..56), then shrink
+        "shortest_edge": (dict(input_size=24, shortest_edge=24), resize(x[..., :, 8:56], (24, 24))),
+        # no shortest edge: the whole frame is resized, aspect ratio not kept
+        "whole_frame": (dict(input_size=(24, 32)), resize(x, (24, 32))),
+        # shorter side already 48: only the crop (rows 12..36, columns 20..44 of 48x64) acts
+        "crop_only": (dict(input_size=24, shortest_edge=48), x[..., 12:36, 20:44]),
+    }
+    for case, (kwargs, by_hand) in cases.items():
+        model = vx.wrap(net, num_frames=4, layout=layout, mean=MEAN, std=STD, **kwargs)
+        with torch.no_grad():
+            expected = net(to_layout(normalise(by_hand)))
+            out = model(x)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6, msg=case)
+    assert model.passes.forward == 2 and model.layout == layout
+
+
+def test_forward_is_differentiable_in_pixel_space():
+    model = vx.wrap(TinyCNN(), num_frames=4, input_size=24, shortest_edge=24)
+    x = pixels(1, 4, 48, 64).requires_grad_()
+    model(x)[0, 1].backward()
+    grad = x.grad.abs().sum((0, 1, 2))  # (H, W)
+    # pixels inside the central 48x48 crop matter, the columns cut away do not
+    assert (grad[:, 8:56] > 0).all() and grad[:, :8].sum() == 0 and grad[:, 56:].sum() == 0
+    assert model.passes.backward == 1
+
+
+def test_labels_and_num_classes():
+    net = TinyCNN(classes=5)
+    model = vx.wrap(net, num_frames=4, input_size=24)
+    assert model.num_classes == 5 and model.labels == [f"class_{i}" for i in range(5)]  # from the last Linear
+    labels = ["run", "jump", "swim", "walk", "sit"]
+    assert vx.wrap(net, num_frames=4, input_size=24, labels=labels).labels == labels
+    assert vx.wrap(net, num_frames=4, input_size=24, num_classes=5).num_classes == 5
+    with pytest.raises(InputError, match="3 labels given but num_classes=5"):
+        vx.wrap(net, num_frames=4, input_size=24, labels=labels[:3], num_classes=5)
+    with pytest.raises(InputError, match="cannot infer the number of classes"):
+        vx.wrap(nn.Sequential(nn.Conv3d(3, 5, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten()), num_frames=4,
+                input_size=24)
+
+
+def test_wrap_rejects_bad_arguments():
+    with pytest.raises(InputError, match="needs a torch.nn.Module, got function"):
+        vx.wrap(lambda x: x, num_frames=4, input_size=24)
+    with pytest.raises(InputError, match="layout must be"):
+        vx.wrap(TinyCNN(), num_frames=4, input_size=24, layout="BTHWC")
+    with pytest.raises(InputError, match="one value per RGB channel"):
+        vx.wrap(TinyCNN(), num_frames=4, input_size=24, mean=(0.5,), std=(0.5,))
+    with pytest.raises(InputError, match="cam_layer 'layer4' is not a module of TinyCNN"):
+        vx.wrap(TinyCNN(), num_frames=4, input_size=24, cam_layer="layer4")
+    net = TinyCNN()
+    assert vx.wrap(net, num_frames=4, input_size=24, cam_layer="conv").submodule("conv") is net.conv
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.rand(4, 3, 24, 24), r"shape \(B, T, 3, H, W\), got \(4, 3, 24, 24\)"),  # no batch axis
+    (torch.rand(1, 4, 1, 24, 24), r"shape \(B, T, 3, H, W\), got \(1, 4, 1, 24, 24\)"),  # grey frames
+    (torch.rand(1, 4, 24, 24, 3), r"got \(1, 4, 24, 24, 3\)"),  # channels last
+    (torch.rand(1, 5, 3, 24, 24), "exactly 4 frames, got 5"),
+    (torch.randint(0, 256, (1, 4, 3, 24, 24), dtype=torch.uint8), r"float in \[0, 1\], got dtype torch.uint8"),
+    (np.zeros((1, 4, 3, 24, 24), dtype=np.float32), "expected a tensor"),
+])
+def test_bad_inputs_raise_input_error(bad, match):
+    model = vx.wrap(TinyCNN(), num_frames=4, input_size=24, fixed_num_frames=True)
+    with pytest.raises(InputError, match=match):
+        model(bad)
+    assert model.passes.forward == 0
+
+
+def test_any_clip_length_unless_fixed():
+    model = vx.wrap(TinyCNN(), num_frames=4, input_size=24)
+    assert model(pixels(1, 7, 30, 30)).shape == (1, 4)
+
+
+def test_staa_on_a_wrapped_cnn_is_unsupported():
+    model = vx.wrap(TinyCNN(), num_frames=4, input_size=24)
+    frames = np.random.default_rng(0).integers(0, 256, size=(4, 24, 24, 3), dtype=np.uint8)
+    with pytest.raises(UnsupportedModelError, match="attention"):
+        vx.explain(model, vx.Clip.from_array(frames), method="staa")
