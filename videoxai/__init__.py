@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from . import methods
+from . import methods, metrics
 from .clip import Clip
 from .cost import Cost
 from .errors import (InputError, UnknownMethodError, UnknownModelError, UnsupportedModelError,
@@ -42,5 +42,5 @@ def render(exp: Explanation, clip: Clip, path, **kwargs):
 
 
 __all__ = ["Clip", "Cost", "Explanation", "Refine", "VideoModel", "explain", "load_model", "wrap",
-           "read_video", "sliding_windows", "render", "methods", "VideoXAIError", "InputError",
+           "read_video", "sliding_windows", "render", "methods", "metrics", "VideoXAIError", "InputError",
            "VideoReadError", "UnknownModelError", "UnknownMethodError", "UnsupportedModelError"]

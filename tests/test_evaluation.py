@@ -1,0 +1,381 @@
+"""The evaluation runner: SQLite results, resume after a killed run (local worker processes),
+the Ray backend, the report, datasets and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videoxai.data.datasets import EvalSample, load_dataset
+from videoxai.data.synthetic import SyntheticVideos
+from videoxai.errors import InputError, UnknownMethodError
+from videoxai.evaluation import ResultRow, ResultStore, evaluate, summarise, write_report
+from videoxai.evaluation.report import confidence_interval
+
+METRICS = "deletion(unit=frame, steps=4),insertion(unit=frame, steps=4),energy,temporal_grounding"
+FEW = "deletion(unit=frame, steps=4),temporal_grounding"
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny TimeSformer saved like any checkpoint, with the synthetic benchmark's 4 classes."""
+    from conftest import tiny_hf
+
+    labels = SyntheticVideos(1).labels
+    net = tiny_hf("timesformer", num_labels=4, id2label=dict(enumerate(labels)),
+                  label2id={name: i for i, name in enumerate(labels)})
+    d = tmp_path_factory.mktemp("tiny_synthetic_timesformer")
+    net.save_pretrained(d)
+    (d / "preprocessor_config.json").write_text(json.dumps({
+        "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32},
+        "image_mean": [0.45] * 3, "image_std": [0.225] * 3}))
+    return str(d)
+
+
+def keys(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT video, method, metric FROM results").fetchall()
+
+
+def values(db: Path) -> dict[tuple, float | None]:
+    with sqlite3.connect(db) as c:
+        return {(v, m, k): x for v, m, k, x in c.execute(
+            "SELECT video, method, metric, value FROM results WHERE metric != 'cost'")}
+
+
+def assert_same_results(a, b):
+    """Same keys and values (cost aside) in two evaluations' results files."""
+    va, vb = values(a.database), values(b.database)
+    assert va.keys() == vb.keys() and va
+    for k in va:
+        assert (va[k] is None and vb[k] is None) or va[k] == pytest.approx(vb[k], abs=1e-5), k
+
+
+# -- runner, inline ---------------------------------------------------------------------------------
+def test_inline_run_stores_every_key_once_and_resumes_without_recomputing(model_dir, tmp_path):
+    out = tmp_path / "eval"
+    first = evaluate(model_dir, "synthetic:3", "staa,random", METRICS, out, backend="inline", progress=False)
+    total = 3 * 2 * 4
+    assert (first.computed, first.skipped, first.errors) == (total, 0, 0)
+    assert len(keys(out / "results.sqlite")) == total
+    assert all(first.report[k].is_file() for k in ("markdown", "csv", "html", "curves", "methods_metrics"))
+    before = values(out / "results.sqlite")
+
+    again = evaluate(model_dir, "synthetic:3", "staa,random", METRICS, out, backend="inline", progress=False)
+    assert (again.computed, again.skipped) == (0, total)
+    # a new metric is one new column: only it is computed
+    more = evaluate(model_dir, "synthetic:3", "staa,random", METRICS + ",sparseness", out, backend="inline",
+                    progress=False)
+    assert (more.computed, more.skipped) == (3 * 2, total)
+    after = values(out / "results.sqlite")
+    assert {k: v for k, v in after.items() if k[2] != "sparseness"} == before
+    # the explanations were made for the clips' labels (target="label")
+    with ResultStore(out / "results.sqlite") as store:
+        ex = store.explanations()
+    assert len(ex) == 6 and all(e.target == e.label for e in ex)
+
+
+def test_a_different_evaluation_in_the_same_directory_is_refused(model_dir, tmp_path):
+    evaluate(model_dir, "synthetic:1", "random", "energy", tmp_path, backend="inline", progress=False,
+             report=False)
+    with pytest.raises(InputError, match="different evaluation.*data"):
+        evaluate(model_dir, "synthetic:1,seed=3", "random", "energy", tmp_path, backend="inline",
+                 progress=False, report=False)
+
+
+def test_bad_runner_arguments(model_dir, tmp_path):
+    with pytest.raises(UnknownMethodError, match="unknown method 'nope'"):
+        evaluate(model_dir, "synthetic:1", "nope", "energy", tmp_path, backend="inline")
+    with pytest.raises(InputError, match="unknown metric"):
+        evaluate(model_dir, "synthetic:1", "staa", "energi", tmp_path, backend="inline")
+    with pytest.raises(InputError, match="backend must be"):
+        evaluate(model_dir, "synthetic:1", "staa", "energy", tmp_path, backend="dask")
+    with pytest.raises(InputError, match="unknown dataset kind"):
+        evaluate(model_dir, "kinetics:1", "staa", "energy", tmp_path, backend="inline")
+    with pytest.raises(InputError, match="model spec"):
+        from videoxai.models import load_model
+        evaluate(load_model(model_dir), "synthetic:1", "staa", "energy", tmp_path, backend="local")
+
+
+def test_method_failures_become_error_rows_and_are_retried(model_dir, tmp_path):
+    # a clip whose label is not one of the model's classes: the method fails, the run goes on
+    clip = SyntheticVideos(1, split="test")[0]
+    bad = EvalSample(key="bad", clip=clip.clip, label=7)
+    good = EvalSample(key="good", clip=clip.clip, label=clip.label)
+    s = evaluate(model_dir, [bad, good], "staa", "energy,temporal_grounding", tmp_path, backend="inline",
+                 progress=False)
+    assert s.errors == 2 and s.computed == 4
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        rows = {r.key: r for r in store.rows()}
+        # no masks on these samples: localisation is "n/a", not an error and not a fake zero
+        assert rows[("good", "staa", "energy")].status == "n/a"
+        assert "out of range" in rows[("bad", "staa", "energy")].details["error"]
+        assert store.done() == {("good", "staa", "energy"), ("good", "staa", "temporal_grounding")}
+
+
+@pytest.fixture
+def picky_method():
+    """A method that finds out only while running that it cannot explain the model."""
+    from videoxai.errors import UnsupportedModelError
+    from videoxai.methods import base
+
+    class Picky(base.Method):
+        name = "picky_test_method"
+
+        def attribute(self, inputs, target=None):
+            raise UnsupportedModelError("picky needs another architecture")
+
+    base._REGISTRY[Picky.name] = Picky
+    yield Picky.name
+    del base._REGISTRY[Picky.name]
+
+
+def test_a_method_unsupported_at_run_time_is_not_applicable_not_an_error(model_dir, tmp_path, picky_method):
+    s = evaluate(model_dir, "synthetic:2", f"staa,{picky_method}", "energy", tmp_path, backend="inline",
+                 progress=False)
+    assert s.errors == 0
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        assert {r.status for r in store.rows() if r.method == picky_method} == {"n/a"}
+        summary = summarise(store)
+    assert summary.methods == ["staa"] and "another architecture" in summary.inapplicable[picky_method]
+    assert "picky_test_method (UnsupportedModelError: picky needs another architecture)" in \
+        s.report["markdown"].read_text()
+    again = evaluate(model_dir, "synthetic:2", f"staa,{picky_method}", "energy", tmp_path, backend="inline",
+                     progress=False, report=False)
+    assert again.computed == 0                      # not applicable is final, unlike an error
+
+
+# -- resume after a killed run -------------------------------------------------------------------------
+KILLED_RUN = textwrap.dedent("""
+    import os, signal, sys
+    from videoxai.evaluation import store, evaluate
+    write = store.ResultStore.write
+    def write_then_die(self, row):
+        write(self, row)
+        if self.count() >= int(sys.argv[3]):
+            os.kill(os.getpid(), signal.SIGKILL)   # a crash between two committed rows
+    store.ResultStore.write = write_then_die
+    evaluate(sys.argv[1], "synthetic:3", "staa,random", sys.argv[4], sys.argv[2], backend="local",
+             workers=1, progress=False)
+""")
+
+
+def test_resume_after_a_killed_run_loses_and_duplicates_nothing(model_dir, tmp_path):
+    import psutil
+
+    out = tmp_path / "eval"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, model_dir, str(out), "5", FEW],
+                            cwd=TESTS.parent, stderr=subprocess.PIPE)
+    workers = {}
+    while proc.poll() is None:  # note the worker processes, to check they do not outlive the parent
+        try:
+            workers.update((c.pid, c) for c in psutil.Process(proc.pid).children(recursive=True))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    assert proc.returncode == -9, proc.stderr.read().decode()[-2000:]
+    db = out / "results.sqlite"
+    first = keys(db)
+    assert len(first) == 5
+    assert workers
+    for w in workers.values():  # orphaned workers notice and exit (after their current task)
+        try:
+            w.wait(timeout=60)
+        except psutil.NoSuchProcess:
+            pass
+
+    total = 3 * 2 * 2
+    second = evaluate(model_dir, "synthetic:3", "staa,random", FEW, out, backend="inline", progress=False)
+    assert second.computed == total - 5 and second.skipped == 5
+    with sqlite3.connect(db) as c:
+        rows = c.execute("SELECT video, method, metric, run FROM results").fetchall()
+    assert len(rows) == total and len({r[:3] for r in rows}) == total
+    assert sorted(r[:3] for r in rows if r[3] == 1) == sorted(first)   # the killed run's rows are kept
+    assert sum(r[3] == 2 for r in rows) == total - 5
+    # rows from the killed worker process plus rows of the resumed run = one clean inline run
+    clean = evaluate(model_dir, "synthetic:3", "staa,random", FEW, tmp_path / "clean", backend="inline",
+                     progress=False, report=False)
+    assert_same_results(clean, second)
+
+
+# -- backends agree ---------------------------------------------------------------------------------------
+def test_ray_backend_gives_the_same_results_as_inline(model_dir, tmp_path):
+    pytest.importorskip("ray")
+    a = evaluate(model_dir, "synthetic:2", "staa,random", FEW, tmp_path / "inline", backend="inline",
+                 progress=False, report=False)
+    b = evaluate(model_dir, "synthetic:2", "staa,random", FEW, tmp_path / "ray", backend="ray",
+                 workers=1, progress=False, report=False)
+    assert b.computed == 8 and b.errors == 0
+    assert_same_results(a, b)
+
+
+# -- report ---------------------------------------------------------------------------------------------
+def test_confidence_interval_by_hand():
+    mean, lo, hi = confidence_interval([1.0, 2.0, 3.0, np.nan])
+    half = 4.302652729911275 / math.sqrt(3)          # t(0.975, 2) · s / √n with s = 1
+    assert (mean, lo, hi) == pytest.approx((2.0, 2 - half, 2 + half))
+    assert math.isnan(confidence_interval([5.0])[1])
+
+
+def filled_store(path: Path) -> None:
+    from videoxai.metrics import build
+
+    with ResultStore(path) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("insertion"), build("deletion"), build("cost")])
+        store.start_run({})
+        table = {  # video → (random, a, b) for insertion ↑ and deletion ↓
+            "insertion": [[0.1, 0.5, 0.9], [0.2, 0.8, 0.6], [0.4, 0.3, 0.5]],
+            "deletion": [[0.5, 0.4, 0.1], [0.5, 0.2, 0.3], [0.5, 0.3, 0.4]],
+            "cost": [[0.0, 1.0, 2.0]] * 3,
+        }
+        for metric, rows in table.items():
+            for v, row in enumerate(rows):
+                for method, x in zip(("random", "a", "b"), row):
+                    store.write(ResultRow(f"v{v}", method, metric, x, curve=[0.5, x, 0.0]))
+
+
+def test_summary_ranks_by_direction_and_computes_alpha(tmp_path):
+    db = tmp_path / "r.sqlite"
+    filled_store(db)
+    with ResultStore(db) as store:
+        s = summarise(store)
+    # insertion ↑ means: random .233, a .533, b .667 → b, a, random; deletion ↓: b .267, a .3, random .5
+    assert [s.ranks[(m, "insertion")] for m in ("b", "a", "random")] == [1, 2, 3]
+    assert [s.ranks[(m, "deletion")] for m in ("b", "a", "random")] == [1, 2, 3]
+    assert s.methods == ["b", "a", "random"]           # cost is shown, not ranked on
+    assert s.ranks[("random", "cost")] == 1
+    # the hand-computed α of tests/test_metrics_reliability.py's table (insertion is that table)
+    assert s.alpha["insertion"] == pytest.approx(0.25)
+    assert s.cells[("a", "insertion")].n == 3
+
+
+def test_report_files_are_written_and_the_page_is_self_contained(tmp_path):
+    db = tmp_path / "r.sqlite"
+    filled_store(db)
+    paths = write_report(db, tmp_path / "report")
+    md = paths["markdown"].read_text()
+    assert md.index("| b |") < md.index("| a |") < md.index("| random (reference) |")
+    assert "insertion ↑" in md and "deletion ↓" in md and "α (reliability)" in md
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") == 2 and "http" not in page.replace("http-equiv", "")
+    with open(paths["csv"]) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 9 and {r["metric"] for r in rows} == {"insertion", "deletion", "cost"}
+
+
+# -- datasets -------------------------------------------------------------------------------------------
+def video(path: Path, t=16, h=24, w=32):
+    from videoxai.data.video import write_video
+
+    rng = np.random.default_rng(0)
+    write_video(rng.integers(0, 255, (t, h, w, 3), dtype=np.uint8), path, fps=8)
+    return path
+
+
+def test_folder_with_csv_maps_names_and_windows(tmp_path):
+    video(tmp_path / "a.mp4")
+    video(tmp_path / "sub" / "b.mp4")
+    (tmp_path / "labels.csv").write_text("video,label,start,end\na.mp4,Blue Square,4,10\nsub/b.mp4,1,,\n")
+    ds = load_dataset(f"folder:{tmp_path}", num_frames=8, labels=["red square", "blue square"])
+    assert ds.keys() == ["a.mp4", "sub/b.mp4"]
+    a, b = ds[0], ds[1]
+    # 8 of 16 frames: source indices 0 2 4 6 9 11 13 15; frames 4, 6, 9 lie in [4, 10)
+    assert a.clip.indices.tolist() == [0, 2, 4, 6, 9, 11, 13, 15]
+    assert (a.label, a.label_name, a.window) == (1, "blue square", (2, 5))
+    assert (b.label, b.window) == (1, None)
+    unlabelled = load_dataset(f"folder:{tmp_path / 'sub'}", num_frames=4)
+    assert unlabelled.keys() == ["b.mp4"] and unlabelled[0].label is None
+    (tmp_path / "other.csv").write_text("video,label\nsub/b.mp4,red square\n")
+    named = load_dataset(f"folder:{tmp_path},labels={tmp_path / 'other.csv'}", num_frames=4,
+                         labels=["red square", "blue square"])
+    assert named.keys() == ["sub/b.mp4"] and named[0].label == 0
+    with pytest.raises(InputError, match="unknown option.*colour"):
+        load_dataset(f"folder:{tmp_path},colour=red", num_frames=4)
+    with pytest.raises(InputError, match="unknown option.*splt.*known: split, seed"):
+        load_dataset("synthetic:2,splt=val", num_frames=8)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("file,label\na.mp4,0\n", "'video' column"),
+    ("video,label\na.mp4,purple\n", "not one of the model's classes"),
+    ("video,label\nmissing.mp4,0\n", "no video file"),
+    ("video,label\na.mp4,9\n", "out of range"),
+    ("video,label,start,end\na.mp4,0,5,2\n", "empty or negative"),
+])
+def test_folder_csv_errors(tmp_path, content, message):
+    video(tmp_path / "a.mp4", t=4)
+    (tmp_path / "labels.csv").write_text(content)
+    with pytest.raises(InputError, match=message):
+        load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["x", "y"])
+
+
+def test_ucf24_boxes_follow_the_sampled_frames(tmp_path):
+    video(tmp_path / "Basketball" / "v_Basketball_g01_c01.mp4", t=16, h=24, w=32)
+    boxes = [[4, 2, 12, 10]] * 8                          # x1 y1 x2 y2 on source frames 2 … 9
+    (tmp_path / "annotations.json").write_text(json.dumps({"Basketball/v_Basketball_g01_c01": {
+        "label": 0, "numf": 16, "annotations": [{"label": 0, "sf": 2, "ef": 10, "boxes": boxes}]}}))
+    s = load_dataset(f"ucf24:{tmp_path}", num_frames=8)[0]
+    # sampled source frames 0 2 4 6 9 11 13 15: 2, 4, 6, 9 are annotated → clip frames 1 … 4
+    assert s.window == (1, 5) and s.label_name == "Basketball" and s.label == 0
+    assert s.boxes[1].tolist() == [2, 4, 10, 12] and (s.boxes[[0, 5, 6, 7]] == -1).all()
+    assert s.masks[1, 2:10, 4:12].all() and s.masks[1].sum() == 64 and not s.masks[0].any()
+    with pytest.raises(InputError, match="not valid JSON"):
+        (tmp_path / "bad.json").write_text("{")
+        load_dataset(f"ucf24:{tmp_path},annotations={tmp_path / 'bad.json'}", num_frames=8)
+
+
+def test_ssv2_templates_map_to_label_indices(tmp_path):
+    video(tmp_path / "101.webm", t=4)
+    (tmp_path / "val.json").write_text(json.dumps([{"id": "101", "template": "Putting [something] on a surface"}]))
+    (tmp_path / "labels.json").write_text(json.dumps({"Putting something on a surface": "3"}))
+    ds = load_dataset(f"ssv2:{tmp_path},annotations={tmp_path / 'val.json'},labels={tmp_path / 'labels.json'}",
+                      num_frames=4)
+    s = ds[0]
+    assert (ds.keys(), s.label, s.label_name) == (["101"], 3, "Putting something on a surface")
+    with pytest.raises(InputError, match="annotations="):
+        load_dataset(f"ssv2:{tmp_path}", num_frames=4)
+
+
+def test_synthetic_dataset_keys_and_ground_truth():
+    ds = load_dataset("synthetic:3,seed=1", num_frames=8)
+    s = ds[2]
+    assert ds.keys() == [f"synthetic:test:1/{i}" for i in range(3)] and s.key == ds.key(2)
+    assert s.masks.shape == (8, 64, 64) and s.has_ground_truth and s.window[1] > s.window[0]
+    with pytest.raises(InputError, match="not the synthetic"):
+        load_dataset("synthetic:3", num_frames=8, labels=["a", "b"])
+    with pytest.raises(InputError, match="must look like"):
+        load_dataset("synthetic", num_frames=8)
+
+
+# -- CLI --------------------------------------------------------------------------------------------------
+def test_cli_evaluate_and_metrics(model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+
+    args = ["evaluate", "--model", model_dir, "--data", "synthetic:2", "--methods", "staa,random",
+            "--metrics", "energy,temporal_grounding", "--out", str(tmp_path), "--backend", "inline"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "8 results computed" in r.output and (tmp_path / "report.html").is_file()
+    r = CliRunner().invoke(app, args)
+    assert "0 results computed (0 errors), 8 already stored" in r.output
+    r = CliRunner().invoke(app, ["evaluate", "--out", str(tmp_path), "--data", "x:1", "--report-only"])
+    assert r.exit_code == 0 and "staa" in r.output
+    r = CliRunner().invoke(app, ["metrics"])
+    assert r.exit_code == 0 and "deletion" in r.output and "synthetic" in r.output
+    r = CliRunner().invoke(app, ["evaluate", "--model", model_dir, "--data", "synthetic:1", "--metrics", "nope",
+                                 "--out", str(tmp_path)])
+    assert isinstance(r.exception, InputError)

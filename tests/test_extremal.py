@@ -1,0 +1,240 @@
+"""Extremal perturbation (2D-EP, 3D-EP, STEP): the recipe's terms on hand-computed examples, and
+the optimised masks on an analytic model whose evidence is known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import videoxai as vx
+from videoxai.errors import InputError
+from videoxai.methods import baselines
+from videoxai.methods.extremal import (AREA_GROWTH, BlurPyramid, MaskGenerator, area_loss,
+                                       ellipsoid_kernel, log_reward, smoothness_loss)
+
+T, S = 8, 24
+BOX, WINDOW = (8, 14, 10, 16), (2, 6)        # 6 × 6 pixels in 4 frames: 1.6 % of the clip
+
+
+class BoxEvidence(nn.Module):
+    """logit_0 = scale · mean intensity inside ``BOX`` of the frames in ``WINDOW``; logit_1 = offset."""
+
+    def __init__(self, scale: float = 20.0, offset: float = 11.0, window=WINDOW) -> None:
+        super().__init__()
+        self.scale, self.offset, self.window = scale, offset, window
+        self.mix = nn.Conv3d(3, 1, 1, bias=False)
+        nn.init.constant_(self.mix.weight, 1 / 3)
+
+    def forward(self, x):
+        (t0, t1), (y0, y1, x0, x1) = self.window, BOX
+        v = self.mix(x)[:, 0, t0:t1, y0:y1, x0:x1].mean((1, 2, 3))
+        return torch.stack([self.scale * v, torch.full_like(v, self.offset)], 1)
+
+
+@pytest.fixture(scope="module")
+def case():
+    g = torch.Generator().manual_seed(0)
+    frames = 0.2 + 0.1 * torch.rand(T, S, S, 3, generator=g)
+    (t0, t1), (y0, y1, x0, x1) = WINDOW, BOX
+    frames[t0:t1, y0:y1, x0:x1] = 0.9
+    truth = np.zeros((T, S, S), bool)
+    truth[t0:t1, y0:y1, x0:x1] = True
+    model = vx.wrap(BoxEvidence(), num_frames=T, input_size=S, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1))
+    return model, vx.Clip.from_array(frames.numpy()), truth
+
+
+# -- the mask generator ----------------------------------------------------------------------------
+def test_mask_generator_has_the_recipe_geometry():
+    g = MaskGenerator((112, 112), step=7, sigma=11)
+    assert g.shape_in == (16, 16) and g.padding == 5 and g.radius == 3
+    assert g.shape_out == (134, 134) and g.margin == 11         # the padded 134², cropped at [11:123]
+
+
+def test_mask_generator_matches_torchray_and_its_gradient():
+    g = MaskGenerator((30, 22), step=3, sigma=4.0)
+    p = torch.rand(3, 1, *g.shape_in, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    g.weight = g.weight.double()
+    fused = p.clone().requires_grad_(True)
+    plain = p.clone().requires_grad_(True)
+    cropped, padded = g(fused)
+    ref = g.reference(plain)
+    torch.testing.assert_close(padded, ref)
+    torch.testing.assert_close(cropped, ref[..., 4:34, 4:26])
+    w = torch.rand_like(ref)
+    (padded * w).sum().backward()
+    (ref * w).sum().backward()
+    torch.testing.assert_close(fused.grad, plain.grad)
+    assert torch.autograd.gradcheck(lambda q: g(q)[1], (p[:1].clone().requires_grad_(True),), atol=1e-6,
+                                    fast_mode=True)
+
+
+def test_mask_generator_spreads_a_cell_into_a_smooth_bump_at_its_place():
+    g = MaskGenerator((112, 112), step=7, sigma=11)
+    on = g(torch.ones(1, 1, 16, 16))[0][0, 0]                        # all on → (almost) all kept:
+    assert on[20:-20, 20:-20].min() > 0.97 and on.min() > 0.85        # a smooth max is a soft mean
+    p = torch.zeros(1, 1, 16, 16)
+    p[0, 0, 5, 9] = 1.0
+    mask = g(p)[0][0, 0]
+    rows, cols = torch.meshgrid(torch.arange(112.0), torch.arange(112.0), indexing="ij")
+    centre = ((mask * rows).sum() / mask.sum(), (mask * cols).sum() / mask.sum())
+    assert centre[0].item() == pytest.approx(7 * 5, abs=0.5)          # cell i sits at step·i
+    assert centre[1].item() == pytest.approx(7 * 9, abs=0.5)
+    assert mask[7 * 5, 7 * 9 + 5] > 0.99 and mask[7 * 5 - 5, 7 * 9] > 0.99   # flat top: k = 1 for z ≤ ½
+    assert mask[7 * 5, 7 * 9 + 22] < 0.2 and mask[0, 0] < 1e-6        # decays beyond 2σ
+
+
+# -- the perturbation pyramid -----------------------------------------------------------------------
+def test_blur_pyramid_blends_neighbouring_levels():
+    x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(1))
+    pyr = BlurPyramid(x, levels=8, max_blur=5.0)
+    ones, zeros = torch.ones(1, 2, 20, 20), torch.zeros(1, 2, 20, 20)
+    torch.testing.assert_close(pyr.apply(ones)[0], x)
+    torch.testing.assert_close(pyr.apply(zeros)[0], baselines.blur(x[None], sigma=5.0)[0])
+    half = pyr.apply(torch.full((1, 2, 20, 20), 0.5))[0]                # 7 · 0.5 = 3.5: levels 3 and 4
+    lv3 = baselines.blur(x[None], sigma=(1 - 3 / 7) * 5.0)[0]
+    lv4 = baselines.blur(x[None], sigma=(1 - 4 / 7) * 5.0)[0]
+    torch.testing.assert_close(half, 0.5 * lv3 + 0.5 * lv4)
+    fade = BlurPyramid(x, kind="fade", fade_to=(0.5, 0.4, 0.3))
+    torch.testing.assert_close(fade.apply(zeros)[0], torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1).expand_as(x))
+
+
+# -- the loss terms, by hand ------------------------------------------------------------------------
+def test_area_loss_by_hand():
+    m = torch.tensor([[0.2, 0.9], [0.0, 0.6]]).reshape(1, 2, 1, 2)       # (A=1, T=2, 1, 2)
+    # volume, a = 0.25: V = 4, r = [0, 0, 0, 1], sorted m = [0, .2, .6, .9]
+    assert area_loss(m, torch.tensor([0.25]), per_frame=False).item() == pytest.approx(
+        (0 + 0.2 ** 2 + 0.6 ** 2 + 0.1 ** 2) / 4)
+    # per frame, a = 0.5: r = [0, 1] in each frame; frame 0 [.2, .9], frame 1 [0, .6]
+    assert area_loss(m, torch.tensor([0.5]), per_frame=True).item() == pytest.approx(
+        ((0.2 ** 2 + 0.1 ** 2) / 2 + (0 + 0.4 ** 2) / 2) / 2)
+    shuffled = area_loss(m, torch.tensor([0.25]), per_frame=False, order=torch.tensor([3, 1, 0, 2]))
+    assert shuffled.item() == pytest.approx(area_loss(m, torch.tensor([0.25]), False).item())
+
+
+def test_ellipsoid_kernel_is_the_recipes_and_a_cross_at_3x3x3():
+    k = ellipsoid_kernel(3, 3, 3)
+    assert k.sum() == 7 and k[1, 1, 1] == 1 and k[0, 1, 1] == 1 and k[0, 0, 1] == 0
+    assert ellipsoid_kernel(8, 11, 11).sum() == 352                      # ΣK for K_t = 8 (the digest)
+    assert ellipsoid_kernel(3, 3, 3, "cylinder").sum() == 15              # 5-pixel disc × 3 frames
+
+
+def test_smoothness_loss_by_hand():
+    """Two 3×3×3 windows at stride 3: one fully on (ĉ = 1), one with only its centre on (ĉ = 1/7).
+
+    ones = int(3·3·3·0.5236) = 14 and top = ceil(a·T·Ho·Wo / 14) with T·Ho·Wo = 54.
+    """
+    m = torch.zeros(1, 3, 6, 3)
+    m[0, :, 0:3, :] = 1
+    m[0, 1, 4, 1] = 1
+    k = ellipsoid_kernel(3, 3, 3)
+    # a = 0.25: top = ceil(13.5 / 14) = 1 → (1 − 1)² + (1/7)²
+    assert smoothness_loss(m, torch.tensor([0.25]), k).item() == pytest.approx(1 / 49)
+    # a = 0.5: top = ceil(27 / 14) = 2 → mean((1 − 1)², (1/7 − 1)²), nothing left "off"
+    assert smoothness_loss(m, torch.tensor([0.5]), k).item() == pytest.approx(18 / 49)
+    two = smoothness_loss(m.expand(2, -1, -1, -1), torch.tensor([0.25, 0.5]), k,
+                          order=torch.tensor([1, 0]))
+    torch.testing.assert_close(two, torch.tensor([1 / 49, 18 / 49]))
+
+
+def test_rewards_are_minus_log_probabilities():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]])
+    p = logits.softmax(-1)[:, 0]
+    torch.testing.assert_close(log_reward(logits, 0, "preserve"), -p.log())
+    torch.testing.assert_close(log_reward(logits, 0, "delete"), -(1 - p).log())
+
+
+def test_step_energy_is_area_plus_smoothness_on_the_recipes_schedule(case):
+    model, clip, _ = case
+    m = vx.methods.get("step")(model, smooth_start=0.25)
+    m.check_clip(T, (31, 31))
+    padded = torch.rand(2, T, 31, 31, generator=torch.Generator().manual_seed(0))
+    areas = torch.tensor([0.05, 0.1])
+    orders = m.draw_orders(torch.Generator().manual_seed(0), T, (31, 31))
+    area = area_loss(padded, areas, per_frame=False)
+    smooth = smoothness_loss(padded, areas, ellipsoid_kernel(4, 3, 3))     # 11 px at 112 → 3 at 24
+    torch.testing.assert_close(m.regulariser(padded, areas, 0.2, orders), 300 * AREA_GROWTH ** 0.2 * area)
+    torch.testing.assert_close(m.regulariser(padded, areas, 0.5, orders),
+                               300 * AREA_GROWTH ** 0.5 * area + 300 * smooth)
+    torch.testing.assert_close(m.regulariser(padded, areas, 1.0, orders),
+                               300 * 1.0008668 ** 1200 * area + 300 * smooth)
+    ep2d = vx.methods.get("ep2d")(model)
+    torch.testing.assert_close(ep2d.regulariser(padded, areas, 0.0, ep2d.draw_orders(torch.Generator(), T, (31, 31))),
+                               300 * area_loss(padded, areas, per_frame=True))
+
+
+# -- the optimised masks --------------------------------------------------------------------------
+def test_step_mask_covers_the_evidence_region_and_frames(case):
+    model, clip, truth = case
+    exp = vx.explain(model, clip, method="step", target=0, areas=(0.05,), iterations=150, lr=0.1)
+    t0, t1 = WINDOW
+    for t in range(t0, t1):
+        assert truth[t].ravel()[exp.spatial[t].argmax()], f"frame {t}: peak outside the box"
+        assert exp.spatial[t][truth[t]].mean() > 0.8                 # the box is covered
+    assert t0 <= int(exp.temporal.argmax()) < t1
+    inside, outside = exp.spatial[truth].mean(), exp.spatial[~truth].mean()
+    assert inside > 4 * outside
+    assert exp.meta["probability"][0, 0, 0] > 0.9                     # the preserved clip keeps the class
+    assert exp.cost.forward_passes == 150 + 1 and exp.cost.backward_passes == 150
+
+
+@pytest.mark.parametrize("method", ["ep2d", "ep3d"])
+def test_ep_masks_find_the_box(case, method):
+    model, clip, truth = case
+    exp = vx.explain(model, clip, method=method, target=0, areas=(0.05,), iterations=100, lr=0.1)
+    for t in range(*WINDOW):
+        assert truth[t].ravel()[exp.spatial[t].argmax()], f"{method} frame {t}"
+
+
+def test_delete_game_finds_the_box_too(case):
+    model, clip, truth = case
+    exp = vx.explain(model, clip, method="ep3d", target=0, areas=(0.05,), iterations=100, lr=0.1,
+                     game="delete")
+    hits = [truth[t].ravel()[exp.spatial[t].argmax()] for t in range(*WINDOW)]
+    assert sum(hits) >= 3
+    assert exp.meta["probability"][0, 0, 0] < 0.5                     # deleting the mask removes the class
+    dual = vx.explain(model, clip, method="ep3d", target=0, areas=(0.05,), iterations=100, lr=0.1,
+                      game="dual", perturbation="fade")
+    preserved, deleted = dual.meta["probability"][0, 0]
+    assert preserved > 0.5 > deleted
+
+
+def test_batch_size_splits_areas_without_changing_the_result_and_seeds_repeat(case):
+    model, clip, _ = case
+    x = clip.to_tensor()
+    opts = dict(areas=(0.05, 0.2), iterations=12, smooth_start=0.0)
+    joint = vx.methods.get("step")(model, batch_size=8, **opts).attribute(x, 0)
+    split = vx.methods.get("step")(model, batch_size=1, **opts).attribute(x, 0)
+    torch.testing.assert_close(joint.maps, split.maps, atol=1e-5, rtol=1e-4)
+    again = vx.methods.get("step")(model, batch_size=8, **opts).attribute(x, 0)
+    assert torch.equal(joint.maps, again.maps)
+
+
+def test_model_is_left_untouched(case):
+    model, clip, _ = case
+    flags = [p.requires_grad for p in model.parameters()]
+    vx.explain(model, clip, method="ep3d", target=0, areas=(0.1,), iterations=3)
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert all(p.grad is None for p in model.parameters())
+    assert not model.training
+
+
+def test_short_clips_and_bad_options_raise_clear_errors(case):
+    model, clip, _ = case
+    x = clip.to_tensor()
+    with pytest.raises(InputError, match="L_K kernel spans 9 frames but the clip has only 8"):
+        vx.methods.get("step")(model, kernel_frames=9, iterations=1).attribute(x)
+    with pytest.raises(InputError, match="rows"):
+        vx.methods.get("step")(model, kernel_size=40, iterations=1).attribute(x)
+    with pytest.raises(InputError, match="areas"):
+        vx.methods.get("ep3d")(model, areas=(0.0,))
+    with pytest.raises(InputError, match="game"):
+        vx.methods.get("ep2d")(model, game="keep")
+    short = vx.wrap(BoxEvidence(window=(0, 2)), num_frames=2, input_size=S, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1))
+    y = torch.rand(1, 2, 3, S, S)
+    with pytest.raises(InputError, match="spans 4 frames"):
+        vx.methods.get("step")(short, kernel_frames=4, iterations=1).attribute(y)
+    assert vx.methods.get("step")(short, iterations=2).attribute(y).maps.shape == (1, 2, S, S)

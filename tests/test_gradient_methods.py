@@ -1,0 +1,533 @@
+"""Gradient, CAM and attention-flow methods: known answers, references, clean-up, bad input.
+
+The analytic model :class:`BoxScorer` scores only what lies inside a known box in known frames
+(a fixed gate after a positive 1×1×1 convolution, then global average pooling and a linear head),
+so the true attribution is known; the clip puts equally bright distractors outside the box and in
+other frames. Rollout and relevance are checked against dense ``N × N`` references written
+independently from the factored operators they use, and rollout on a transformer whose attention
+is set by hand to flow to a known box and frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from conftest import tiny_hf
+from torch import nn
+
+import videoxai as vx
+from videoxai.errors import InputError, UnsupportedModelError
+from videoxai.methods import get
+from videoxai.models.attention import AttentionTap
+from videoxai.models.hf import from_hf_module
+
+T, S = 8, 16                                 # clip frames and size of the analytic model
+BOX = (slice(4, 10), slice(8, 14))           # pixel rows, cols the model reads (feature cells 2..4, 4..6)
+FRAMES = (2, 3)                              # the frames it reads (feature frame 1 of 4)
+INPUT_METHODS = ["saliency", "grad_x_input", "integrated_gradients", "smoothgrad", "smoothgrad_sq"]
+CAM_METHODS = ["gradcam", "gradcam_pp", "saliency_tubes"]
+FAST = {"integrated_gradients": {"n_steps": 8}, "smoothgrad": {"n_samples": 4},
+        "smoothgrad_sq": {"n_samples": 4}}
+
+
+class Gate(nn.Module):
+    """Multiplies a feature map by a fixed 0/1 mask over ``(T', H', W')``."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask
+
+
+class BoxScorer(nn.Module):
+    """Class 0's logit is the mean of a positive feature over the box × frames; class 1's is minus
+    that. Input ``(B, 3, 8, 16, 16)``; features ``(B, 4, 4, 8, 8)`` (stride 2 in time and space)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.features = nn.Sequential(nn.AvgPool3d(2), nn.Conv3d(3, 4, 1, bias=False), nn.ReLU())
+        with torch.no_grad():
+            self.features[1].weight.copy_(torch.rand(4, 3, 1, 1, 1, generator=g) + 0.5)
+        mask = torch.zeros(4, 8, 8)
+        mask[1, 2:5, 4:7] = 1
+        self.gate = Gate(mask)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0, 0.5, 2.0, 1.0], [-1.0, -0.5, -2.0, -1.0]]))
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.gate(self.features(x))).flatten(1))
+
+
+def box_model() -> vx.VideoModel:
+    return vx.wrap(BoxScorer(), num_frames=T, input_size=S, mean=(0, 0, 0), std=(1, 1, 1),
+                   num_classes=2, cam_layer="gate")
+
+
+def box_clip() -> np.ndarray:
+    """Dim noise; a bright square inside the box in the key frames, and equally bright distractors
+    outside the box in the key frames and inside the box's area in other frames."""
+    rng = np.random.default_rng(0)
+    f = (0.1 + 0.1 * rng.random((T, S, S, 3))).astype(np.float32)
+    f[2:4, 5:9, 9:13] = 0.9       # evidence
+    f[2:4, 11:15, 1:5] = 0.9      # distractor: right frames, wrong place
+    f[6:8, 5:9, 9:13] = 0.9       # distractor: right place, wrong frames
+    return f
+
+
+def _in_box(t: int, h: int, w: int) -> bool:
+    return t in FRAMES and BOX[0].start <= h < BOX[0].stop and BOX[1].start <= w < BOX[1].stop
+
+
+# -- the analytic model: every method finds the box and the frames -------------------------------
+@pytest.mark.parametrize("method", INPUT_METHODS + CAM_METHODS)
+def test_analytic_model_every_method_finds_box_and_frames(method):
+    exp = vx.explain(box_model(), box_clip(), method=method, target=0, refine=False, **FAST.get(method, {}))
+    assert exp.spatial.shape == (T, S, S) and exp.temporal.shape == (T,)
+    peak = np.unravel_index(np.argmax(exp.spatial), exp.spatial.shape)
+    assert _in_box(*peak), f"{method} peaks at {peak}"
+    assert int(np.argmax(exp.temporal)) in FRAMES
+    assert exp.temporal[list(FRAMES)].sum() >= 0.74           # CAM: 0.75 after linear time alignment
+    if method in INPUT_METHODS:                                # pixel gradients vanish outside exactly
+        outside = np.ones_like(exp.spatial, dtype=bool)
+        outside[FRAMES[0]:FRAMES[-1] + 1, BOX[0], BOX[1]] = False
+        assert exp.spatial[outside].max() == 0
+        assert exp.temporal[list(FRAMES)].sum() == pytest.approx(1.0)
+
+
+def test_analytic_saliency_equals_the_true_gradient():
+    model = box_model()
+    x = vx.Clip.from_array(box_clip()).to_tensor()
+    values = get("saliency")(model).attribute_pixels(x, 0).values[0]      # (T, 3, H, W)
+    net = model.net
+    n_features = 4 * 8 * 8
+    # ∂logit0/∂x_c = Σ_k fc[0,k] · conv[k,c] / 8 (average pool) / n_features (global pool), in the box
+    per_channel = (net.fc.weight[0] @ net.features[1].weight.view(4, 3)) / 8 / n_features
+    expected = torch.zeros_like(values)
+    expected[FRAMES[0]:FRAMES[-1] + 1, :, BOX[0], BOX[1]] = per_channel.view(3, 1, 1)
+    torch.testing.assert_close(values, expected.detach(), rtol=1e-5, atol=1e-12)
+
+
+def test_integrated_gradients_is_complete_on_a_piecewise_linear_path():
+    # BoxScorer is linear along the path from black (positive weights, no bias), so IG is exact
+    x = vx.Clip.from_array(box_clip()).to_tensor()
+    pix = get("integrated_gradients")(box_model(), n_steps=4, return_convergence_delta=True).attribute_pixels(x, 0)
+    assert abs(float(pix.extras["convergence_delta"][0])) < 1e-5
+    assert float(pix.values.sum()) == pytest.approx(float(pix.logits[0, 0]), rel=1e-5)
+
+
+def test_cam_time_alignment_puts_feature_frames_at_their_centres():
+    # feature frame 1 averages input frames 2 and 3: its evidence must be centred on 2.5. A
+    # corner-aligned resize (scipy.ndimage.zoom, pytorch-grad-cam) would centre it on 7/3.
+    exp = vx.explain(box_model(), box_clip(), method="gradcam", target=0, refine=False)
+    assert float((exp.temporal * np.arange(T)).sum()) == pytest.approx(2.5, abs=1e-5)
+    np.testing.assert_allclose(exp.temporal, [0, 0.125, 0.375, 0.375, 0.125, 0, 0, 0], atol=1e-6)
+    attr = get("gradcam")(box_model()).attribute(vx.Clip.from_array(box_clip()).to_tensor(), 0)
+    assert attr.maps.shape == (1, 4, 8, 8) and attr.time_align == "linear" and attr.space == "crop"
+
+
+def test_saliency_tubes_is_gradcam_on_a_gap_linear_head():
+    # for global average pooling + linear, the Grad-CAM weights are the classifier row / N
+    model, x = box_model(), vx.Clip.from_array(box_clip()).to_tensor()
+    tubes = get("saliency_tubes")(model).attribute(x, 0).maps
+    cam = get("gradcam")(model).attribute(x, 0).maps
+    torch.testing.assert_close(tubes / tubes.max(), cam / cam.max())
+
+
+def test_saliency_tubes_refuses_a_head_that_is_not_gap_linear():
+    torch.manual_seed(0)
+    net = torchvision.models.video.r3d_18(num_classes=3)
+    model = vx.wrap(net, num_frames=4, input_size=32, cam_layer="layer3")   # layer3 → layer4 → fc
+    with pytest.raises(UnsupportedModelError, match="channels|global average pooling"):
+        get("saliency_tubes")(model).attribute(torch.rand(1, 4, 3, 32, 32))
+
+
+# -- CAM details -------------------------------------------------------------------------------
+def small_cnn() -> vx.VideoModel:
+    """A small non-linear 3D CNN (fast; gradients depend on the input)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv3d(8, 8, 3, stride=2), nn.ReLU(),
+                        nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(8, 3))
+    return vx.wrap(net, num_frames=T, input_size=S, num_classes=3, cam_layer="3")
+
+
+def _layer_tensors(model, x, target, layer="layer4"):
+    """Activations and gradients of ``layer`` by plain hooks (the reference)."""
+    store = {}
+
+    def keep(_m, _i, out):
+        out.retain_grad()
+        store["a"] = out
+
+    h = model.net.get_submodule(layer).register_forward_hook(keep)
+    try:
+        logits = model.net(model.preprocess(x).transpose(1, 2))
+        logits.gather(1, torch.as_tensor(target)[:, None]).sum().backward()
+    finally:
+        h.remove()
+    model.net.zero_grad(set_to_none=True)
+    return store["a"].detach(), store["a"].grad
+
+
+def test_gradcam_per_frame_weights_match_reference():
+    model = small_cnn()
+    x = torch.rand(2, T, 3, S, S, generator=torch.Generator().manual_seed(1))
+    # layer "1" feeds another convolution, so its gradient varies over frames (behind a global
+    # average pool it would not, and per-frame weights would equal global ones)
+    a, g = _layer_tensors(model, x, [1, 2], layer="1")
+    attr = get("gradcam")(model, layer="1", per_frame_weights=True).attribute(x, [1, 2])
+    ref = torch.relu((a * g.mean((3, 4), keepdim=True)).sum(1))     # w[c, t'] = mean over (H', W')
+    assert a.shape[2] > 1 and ref.flatten(1).sum(1).min() > 0
+    torch.testing.assert_close(attr.maps, ref, rtol=1e-5, atol=1e-9)
+    glob = get("gradcam")(model, layer="1").attribute(x, [1, 2]).maps
+    torch.testing.assert_close(glob, torch.relu((a * g.mean((2, 3, 4), keepdim=True)).sum(1)), rtol=1e-5, atol=1e-9)
+    assert not torch.allclose(glob, attr.maps), "per-frame weights must differ from global ones"
+
+
+def test_gradcam_pp_matches_the_paper_formula():
+    model = small_cnn()
+    x = torch.rand(2, T, 3, S, S, generator=torch.Generator().manual_seed(2))
+    a, g = (t.double() for t in _layer_tensors(model, x, [2, 0], layer="3"))
+    # Chattopadhay et al., eq. 19 with the sums over the whole (T', H', W') grid
+    denom = 2 * g ** 2 + a.sum((2, 3, 4), keepdim=True) * g ** 3
+    alpha = torch.where(g != 0, g ** 2 / torch.where(denom != 0, denom, torch.ones_like(denom)), 0)
+    w = (alpha * g.clamp_min(0)).sum((2, 3, 4))
+    ref = torch.relu(torch.einsum("bcthw,bc->bthw", a, w)).float()
+    assert ref.flatten(1).sum(1).min() > 0
+    attr = get("gradcam_pp")(model).attribute(x, [2, 0])
+    torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-7)
+
+
+def test_cam_backward_stops_at_the_layer_and_counts_passes():
+    model = small_cnn()
+    seen = []
+    model.net[0].register_full_backward_hook(lambda *a: seen.append("first conv"))
+    with vx.cost.CostMeter(model) as meter:
+        get("gradcam")(model).attribute(torch.rand(2, T, 3, S, S))
+    assert (meter.cost.forward_passes, meter.cost.backward_passes) == (2, 2)
+    assert seen == [] and all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("family", ["timesformer", "videomae", "vivit"])
+def test_transformer_gradcam_matches_manual_token_reshape(family):
+    net = tiny_hf(family)
+    model = from_hf_module(net)
+    x = torch.rand(2, 8, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    module = model.submodule(model.cam_layer)
+    store = {}
+
+    def keep(m, i, o):
+        h = o[0] if isinstance(o, tuple) else o
+        h.retain_grad()
+        store["h"] = h
+
+    handle = module.register_forward_hook(keep)
+    logits = net(pixel_values=model.preprocess(x)).logits
+    handle.remove()
+    logits[:, 1].sum().backward()
+    h, g = store["h"].detach(), store["h"].grad
+    t, n = 8 // (1 if family == "timesformer" else 2), 4
+    if family == "timesformer":   # [CLS] + tokens ordered (row, col, frame)
+        def vol(z): return z[:, 1:].reshape(2, n, n, t, -1).permute(0, 4, 3, 1, 2)
+    elif family == "vivit":       # [CLS] + tokens ordered (frame, row, col)
+        def vol(z): return z[:, 1:].reshape(2, t, n, n, -1).permute(0, 4, 1, 2, 3)
+    else:                         # no CLS, (frame, row, col)
+        def vol(z): return z.reshape(2, t, n, n, -1).permute(0, 4, 1, 2, 3)
+    a, g = vol(h), vol(g)
+    ref = torch.relu((a * g.mean((2, 3, 4), keepdim=True)).sum(1))
+    assert ref.abs().sum() > 0, "the default CAM layer must carry gradient to the patch tokens"
+    attr = get("gradcam")(model).attribute(x, 1)
+    torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-7)
+    assert attr.time_align == "repeat"
+
+
+# -- rollout and relevance against dense references --------------------------------------------
+def _normalised(a: torch.Tensor) -> torch.Tensor:
+    """(A + I) / rowsum for a batch of matrices."""
+    eye = torch.eye(a.shape[-1], dtype=a.dtype)
+    m = a + eye
+    return m / m.sum(-1, keepdim=True)
+
+
+def _timesformer_dense(model, spatial: torch.Tensor, temporal: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Dense ``N × N`` mixing matrices of one layer from per-frame spatial ``(B, T, 1+P, 1+P)`` and
+    per-patch temporal ``(B, P, T, T)`` attention; token ``1 + p·T + t`` is patch p in frame t."""
+    grid = model.token_grid
+    b, p, t = spatial.shape[0], grid.rows * grid.cols, grid.frames
+    n = 1 + p * t
+    ms, mt = torch.zeros(b, n, n, dtype=torch.float64), torch.zeros(b, n, n, dtype=torch.float64)
+    idx = lambda q, f: 1 + q * t + f  # noqa: E731
+    for bi in range(b):
+        for f in range(t):
+            ms[bi, 0, 0] += spatial[bi, f, 0, 0] / t
+            for q in range(p):
+                ms[bi, 0, idx(q, f)] = spatial[bi, f, 0, 1 + q] / t
+                ms[bi, idx(q, f), 0] = spatial[bi, f, 1 + q, 0]
+                for r in range(p):
+                    ms[bi, idx(q, f), idx(r, f)] = spatial[bi, f, 1 + q, 1 + r]
+        for q in range(p):
+            for f in range(t):
+                for f2 in range(t):
+                    mt[bi, idx(q, f), idx(q, f2)] = temporal[bi, q, f, f2]
+    return ms, mt
+
+
+def _tap_matrices(model, rec_fn, b):
+    grid = model.token_grid
+    p = grid.rows * grid.cols
+    out = []
+    for layer in range(model.attention.num_layers):
+        s = rec_fn(layer, "spatial").reshape(b, grid.frames, 1 + p, 1 + p).double()
+        t = rec_fn(layer, "temporal").reshape(b, p, grid.frames, grid.frames).double()
+        out.append(_timesformer_dense(model, s, t))
+    return out
+
+
+def test_rollout_timesformer_divided_matches_dense_product():
+    model = from_hf_module(tiny_hf("timesformer"))
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad(), AttentionTap(model.attention, range(model.attention.num_layers)) as tap:
+        model(x)
+    dense = _tap_matrices(model, lambda l, k: tap.records[(l, k)].full().mean(1), 1)
+    rollout = torch.eye(dense[0][0].shape[-1], dtype=torch.float64)[None]
+    for ms, mt in dense:                                   # layer by layer: temporal, then spatial
+        rollout = _normalised(ms) @ _normalised(mt) @ rollout
+    ref = model.token_grid.scores_to_volume(rollout[:, 0, 1:].float())
+    attr = get("rollout")(model).attribute(x)
+    torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-7)
+    # the CLS row is a probability distribution: CLS self-mass + patches = 1
+    assert float(rollout[0, 0].sum()) == pytest.approx(1.0)
+
+
+def test_relevance_timesformer_divided_matches_dense_chefer():
+    model = from_hf_module(tiny_hf("timesformer"))
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    layers = range(model.attention.num_layers)
+    with AttentionTap(model.attention, layers, grad=True) as tap:
+        logits = model(x.clone().requires_grad_(True))
+        logits[0, 3].backward()
+    cam = lambda l, k: (tap.records[(l, k)].probs * tap.records[(l, k)].probs.grad).clamp_min(0).mean(1)  # noqa: E731
+    dense = _tap_matrices(model, lambda l, k: cam(l, k).detach(), 1)
+    model.zero_grad(set_to_none=True)
+    r = torch.eye(dense[0][0].shape[-1], dtype=torch.float64)[None]
+    for ms, mt in dense:                                   # R ← R + Ā R, in forward order
+        r = r + mt @ r
+        r = r + ms @ r
+    ref = model.token_grid.scores_to_volume(r[:, 0, 1:].float())
+    attr = get("attention_relevance")(model).attribute(x, 3)
+    torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-8)
+    assert ref.abs().sum() > 0
+
+
+@pytest.mark.parametrize("family", ["videomae", "vivit"])
+def test_joint_rollout_and_relevance_match_eager_attention(family):
+    net = tiny_hf(family)
+    net.config._attn_implementation = "eager"
+    model = from_hf_module(net)
+    x = torch.rand(2, 8, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    out = net(pixel_values=model.preprocess(x), output_attentions=True)
+    atts = out.attentions
+    for a in atts:
+        a.retain_grad()
+    out.logits[:, 2].sum().backward()
+    cls = family == "vivit"
+    pick = (lambda m: m[:, 0, 1:]) if cls else (lambda m: m.mean(1))
+    roll = torch.eye(atts[0].shape[-1])[None]
+    rel = torch.eye(atts[0].shape[-1])[None].repeat(2, 1, 1)
+    for a in atts:
+        roll = _normalised(a.detach().mean(1)) @ roll
+        rel = rel + (a.grad * a.detach()).clamp_min(0).mean(1) @ rel
+    grid = model.token_grid
+    fast = from_hf_module(tiny_hf(family))          # default (sdpa) attention: the tap reads q, k
+    torch.testing.assert_close(get("rollout")(fast).attribute(x).maps,
+                               grid.scores_to_volume(pick(roll)), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(get("attention_relevance")(fast).attribute(x, 2).maps,
+                               grid.scores_to_volume(pick(rel)), rtol=1e-4, atol=1e-7)
+
+
+def test_rollout_head_fusion_and_layers_options():
+    model = from_hf_module(tiny_hf("vivit"))
+    x = torch.rand(1, 8, 3, 32, 32)
+    maps = {f: get("rollout")(model, head_fusion=f).attribute(x).maps for f in ("mean", "max", "min")}
+    assert not torch.allclose(maps["mean"], maps["max"]) and not torch.allclose(maps["mean"], maps["min"])
+    last = get("rollout")(model, layers=1).attribute(x).maps
+    assert not torch.allclose(last, maps["mean"])
+    with pytest.raises(InputError, match="head_fusion"):
+        get("rollout")(model, head_fusion="median")
+
+
+# -- rollout on a transformer whose attention flow is known -------------------------------------
+def _routed_timesformer():
+    """A tiny TimeSformer whose attention is set by hand: tokens carry only position and time
+    embeddings (one-hot features), attention leaves the residual stream unchanged, the CLS query
+    reads the patches of the box (rows 1-2, cols 2-3 of a 4×4 grid) and the temporal query reads
+    frames 5 and 6."""
+    from transformers import TimesformerConfig, TimesformerForVideoClassification
+    cfg = TimesformerConfig(num_frames=8, image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2,
+                            num_attention_heads=1, intermediate_size=16, num_labels=2)
+    net = TimesformerForVideoClassification(cfg).eval()
+    box = [r * 4 + c for r in (1, 2) for c in (2, 3)]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        emb = net.timesformer.embeddings
+        emb.cls_token[0, 0, 3] = 10.0                         # feature 3: "I am the CLS token"
+        emb.position_embeddings[0, 1:, 2] = 10.0             # feature 2: "ordinary patch"
+        emb.position_embeddings[0, [1 + p for p in box], 2] = 0.0
+        emb.position_embeddings[0, [1 + p for p in box], 1] = 10.0   # feature 1: "in the box"
+        emb.time_embeddings[0, :, 5] = 10.0                  # feature 5: "ordinary frame"
+        emb.time_embeddings[0, [5, 6], 5] = 0.0
+        emb.time_embeddings[0, [5, 6], 4] = 10.0             # feature 4: "key frame"
+        for layer in net.timesformer.encoder.layer:
+            for ln in (layer.layernorm_before, layer.temporal_layernorm):
+                ln.weight.fill_(1.0)
+            d = cfg.hidden_size
+            sq, tq = layer.attention.attention.qkv, layer.temporal_attention.attention.qkv
+            sq.weight[0, 3] = 20.0                           # spatial query: CLS-ness
+            sq.weight[d, 1] = 20.0                           # spatial key: in-the-box
+            tq.bias[0] = 20.0                                # temporal query: constant
+            tq.weight[d, 4] = 20.0                           # temporal key: key-frame-ness
+    return net
+
+
+def test_rollout_follows_attention_set_by_hand():
+    model = from_hf_module(_routed_timesformer())
+    attr = get("rollout")(model).attribute(torch.rand(1, 8, 3, 32, 32))
+    maps = attr.maps[0]                                        # (T, 4, 4)
+    peak = np.unravel_index(int(maps.argmax()), maps.shape)
+    assert peak[0] in (5, 6) and peak[1] in (1, 2) and peak[2] in (2, 3), peak
+    inside = maps[[5, 6]][:, 1:3, 2:4].sum() / maps.sum()
+    assert inside > 5 * 8 / 128           # 8 of the 128 patch tokens hold ≥ 5× their uniform share
+    assert int(attr.temporal[0].argmax()) in (5, 6)
+
+
+# -- clean-up, determinism, bad input ----------------------------------------------------------
+def _no_hooks(model) -> bool:
+    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
+               for m in model.modules())
+
+
+@pytest.mark.parametrize("method", INPUT_METHODS + CAM_METHODS)
+def test_model_left_as_it_was_cnn(method):
+    model = box_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    get(method)(model, **FAST.get(method, {})).attribute(vx.Clip.from_array(box_clip()).to_tensor())
+    assert _no_hooks(model) and all(p.requires_grad and p.grad is None for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_pp", "rollout", "attention_relevance", "saliency"])
+def test_model_left_as_it_was_transformer(method):
+    model = from_hf_module(tiny_hf("timesformer"))
+    get(method)(model).attribute(torch.rand(1, 8, 3, 32, 32))
+    assert _no_hooks(model) and all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+class Exploding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = BoxScorer()
+
+    def forward(self, x):
+        self.body.gate(self.body.features(x))
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("method", ["gradcam", "saliency_tubes", "integrated_gradients", "saliency"])
+def test_hooks_and_flags_restored_after_an_exception_inside_forward(method):
+    model = vx.wrap(Exploding(), num_frames=T, input_size=S, num_classes=2, cam_layer="body.gate")
+    with pytest.raises(RuntimeError, match="boom"):
+        get(method)(model).attribute(torch.rand(1, T, 3, S, S), target=0)
+    assert _no_hooks(model) and all(p.requires_grad for p in model.parameters())
+
+
+def test_layer_that_runs_twice_is_refused():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv3d(3, 4, 1)
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x):                 # a shared layer, applied to two streams
+            return self.fc(self.conv(x).mean((2, 3, 4)) + self.conv(x.flip(2)).mean((2, 3, 4)))
+
+    model = vx.wrap(Twice(), num_frames=4, input_size=8, cam_layer="conv")
+    with pytest.raises(UnsupportedModelError, match="more than once"):
+        get("gradcam")(model).attribute(torch.rand(1, 4, 3, 8, 8))
+    assert _no_hooks(model)
+
+
+def test_smoothgrad_is_deterministic_under_a_seed():
+    model, x = small_cnn(), vx.Clip.from_array(box_clip()).to_tensor()
+    a = get("smoothgrad")(model, n_samples=3, seed=1, noise_level=0.5).attribute_pixels(x, 0).values
+    b = get("smoothgrad")(model, n_samples=3, seed=1, noise_level=0.5).attribute_pixels(x, 0).values
+    c = get("smoothgrad")(model, n_samples=3, seed=2, noise_level=0.5).attribute_pixels(x, 0).values
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # no noise: SmoothGrad is the gradient
+    s0 = get("smoothgrad")(model, n_samples=2, noise_level=0.0).attribute_pixels(x, 0).values
+    torch.testing.assert_close(s0, get("saliency")(model).attribute_pixels(x, 0).values)
+
+
+def test_ig_batching_does_not_change_the_result():
+    model = small_cnn()
+    x = torch.rand(2, T, 3, S, S, generator=torch.Generator().manual_seed(7))
+    one = get("integrated_gradients")(model, n_steps=5, internal_batch_size=2).attribute_pixels(x).values
+    all_ = get("integrated_gradients")(model, n_steps=5, internal_batch_size=10).attribute_pixels(x).values
+    torch.testing.assert_close(one, all_, rtol=1e-5, atol=1e-10)
+
+
+@pytest.mark.parametrize("how, ref", [
+    ("abs", lambda a: a.abs().sum(2)), ("l2", lambda a: a.norm(dim=2)),
+    ("max", lambda a: a.abs().amax(2)), ("positive", lambda a: a.sum(2).clamp_min(0))])
+def test_channel_reductions(how, ref):
+    model, x = box_model(), vx.Clip.from_array(box_clip()).to_tensor()
+    m = get("grad_x_input")(model, channel_reduce=how)
+    torch.testing.assert_close(m.attribute(x, 1).maps, ref(m.attribute_pixels(x, 1).values))
+
+
+def test_bad_inputs_and_options():
+    model = box_model()
+    with pytest.raises(InputError, match="shape"):
+        get("saliency")(model).attribute(torch.rand(1, T, S, S))
+    bad = torch.rand(1, T, 3, S, S)
+    bad[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        get("integrated_gradients")(model).attribute(bad)
+    with pytest.raises(InputError, match="baseline"):
+        get("integrated_gradients")(model, baseline="grey")
+    with pytest.raises(InputError, match="method"):
+        get("integrated_gradients")(model, method="simpson")
+    with pytest.raises(InputError, match="channel_reduce"):
+        get("saliency")(model, channel_reduce="mean")
+    with pytest.raises(InputError, match="target"):
+        get("gradcam")(model).attribute(torch.rand(1, T, 3, S, S), target=7)
+    with pytest.raises(InputError, match="broadcast"):
+        get("integrated_gradients")(model, baseline=torch.zeros(2, 3)).attribute(torch.rand(1, T, 3, S, S))
+    no_layer = vx.wrap(BoxScorer(), num_frames=T, input_size=S, num_classes=2)
+    with pytest.raises(UnsupportedModelError, match="layer="):
+        get("gradcam")(no_layer)
+    with pytest.raises(InputError, match="no layer"):
+        get("gradcam")(model, layer="nope")
+    with pytest.raises(UnsupportedModelError, match="attention"):
+        get("rollout")(model)
+    flat = vx.wrap(BoxScorer(), num_frames=T, input_size=S, num_classes=2, cam_layer="fc")
+    with pytest.raises(UnsupportedModelError, match="cam_reshape"):
+        get("gradcam")(flat).attribute(torch.rand(1, T, 3, S, S))
+
+
+def test_ig_baselines_change_the_attribution():
+    model, x = box_model(), vx.Clip.from_array(box_clip()).to_tensor()
+    out = {b: get("integrated_gradients")(model, n_steps=4, baseline=b).attribute_pixels(x, 0).values
+           for b in ("black", "blur", "mean")}
+    assert not torch.allclose(out["black"], out["blur"]) and not torch.allclose(out["black"], out["mean"])
+    # the mean-frame baseline removes what is constant over time: a static pixel gets nothing
+    static = torch.rand(1, 1, 3, S, S).expand(1, T, 3, S, S).contiguous()
+    flat = get("integrated_gradients")(model, n_steps=4, baseline="mean").attribute_pixels(static, 0).values
+    assert float(flat.abs().max()) < 1e-6 * float(out["mean"].abs().max())

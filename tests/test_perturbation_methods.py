@@ -1,0 +1,335 @@
+"""Temporal SHAP, LIME, occlusion and RISE on analytic models whose true attribution is known."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import videoxai as vx
+from videoxai.errors import InputError
+from videoxai.methods.lime import weighted_ridge
+from videoxai.methods.segments import frame_segments, superpixels, window_starts
+from videoxai.methods.shap_temporal import exact_shapley
+
+T, S = 8, 32
+
+
+# -- analytic models ------------------------------------------------------------------------------
+class FrameSum(nn.Module):
+    """logit_0 = Σ_t w_t · mean(x_t) (optionally through a ReLU threshold), logit_1 = 0.
+
+    With a black baseline and ``output="logit"`` the game is additive: the Shapley value of a
+    segment is Σ_{t ∈ segment} w_t · mean(x_t), exactly. The threshold makes it non-additive.
+    """
+
+    def __init__(self, weights, threshold: float | None = None, scale: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("w", torch.as_tensor(weights, dtype=torch.float32))
+        self.threshold, self.scale = threshold, scale
+
+    def forward(self, x):                                   # (B, C, T, H, W), identity-normalised
+        z = (x.mean((1, 3, 4)) * self.w).sum(1)
+        if self.threshold is not None:
+            z = torch.relu(z - self.threshold)
+        z = self.scale * z
+        return torch.stack([z, torch.zeros_like(z)], 1)
+
+
+class BoxEvidence(nn.Module):
+    """logit_0 = scale · mean intensity inside ``box`` of frames ``frames``, logit_1 = offset.
+
+    Only the pixels of the box in those frames can change the output: the ground truth of
+    every spatial method.
+    """
+
+    def __init__(self, box, frames, scale: float = 20.0, offset: float = 11.0) -> None:
+        super().__init__()
+        self.box, self.frames, self.scale, self.offset = box, frames, scale, offset
+        self.conv = nn.Conv3d(3, 1, 1, bias=False)           # a real layer: mean over channels
+        nn.init.constant_(self.conv.weight, 1 / 3)
+
+    def forward(self, x):
+        (t0, t1), (y0, y1, x0, x1) = self.frames, self.box
+        v = self.conv(x)[:, 0, t0:t1, y0:y1, x0:x1].mean((1, 2, 3))
+        return torch.stack([self.scale * v, torch.full_like(v, self.offset)], 1)
+
+
+def wrap(net, size=S, **kw):
+    return vx.wrap(net, num_frames=T, input_size=size, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1), **kw)
+
+
+BOX, WINDOW = (10, 18, 12, 20), (2, 5)
+
+
+@pytest.fixture(scope="module")
+def box_case():
+    """A clip with a bright square inside ``BOX`` in ``WINDOW``, and the model that looks there."""
+    g = torch.Generator().manual_seed(0)
+    frames = 0.2 + 0.1 * torch.rand(T, S, S, 3, generator=g)
+    (t0, t1), (y0, y1, x0, x1) = WINDOW, BOX
+    frames[t0:t1, y0:y1, x0:x1] = 0.9
+    truth = np.zeros((T, S, S), bool)
+    truth[t0:t1, y0:y1, x0:x1] = True
+    return wrap(BoxEvidence(BOX, WINDOW)), vx.Clip.from_array(frames.numpy()), truth
+
+
+def textured_clip(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, T, 3, S, S, generator=g)
+
+
+# -- segments -------------------------------------------------------------------------------------
+def test_frame_segments_cover_the_clip_in_order():
+    b = frame_segments(8, 3)
+    assert b.tolist() == [[0, 3], [3, 6], [6, 8]]
+    assert frame_segments(8, 8).tolist() == [[i, i + 1] for i in range(8)]
+    with pytest.raises(InputError, match="cannot be split into 9"):
+        frame_segments(8, 9)
+
+
+def test_window_starts_cover_every_position():
+    assert window_starts(10, 4, 3) == [0, 3, 6]
+    assert window_starts(11, 4, 3) == [0, 3, 6, 7]
+    with pytest.raises(InputError):
+        window_starts(3, 4, 1)
+
+
+def test_superpixels_label_each_frame_separately_or_the_volume():
+    x = textured_clip()[0]
+    per_frame = superpixels(x, 6, mode="frame")
+    assert per_frame.shape == (T, S, S)
+    labels = per_frame.unique()
+    assert labels.tolist() == list(range(len(labels)))               # consecutive
+    frames_of = [set(per_frame[t].unique().tolist()) for t in range(T)]
+    assert all(not (a & b) for a, b in itertools.combinations(frames_of, 2))  # no label spans frames
+    volume = superpixels(x, 24, mode="clip")
+    spans = [(volume == v).any(-1).any(-1).sum().item() for v in volume.unique()]
+    assert max(spans) > 1                                             # supervoxels span frames
+
+
+# -- temporal SHAP --------------------------------------------------------------------------------
+def coalition_value(model, x, bounds, members, output, target=0):
+    keep = torch.zeros(T)
+    for i in members:
+        keep[bounds[i, 0]:bounds[i, 1]] = 1
+    xs = x * keep[None, :, None, None, None]                          # black baseline
+    out = model(xs)
+    return out[0, target].item() if output == "logit" else out.softmax(-1)[0, target].item()
+
+
+def test_shap_equals_known_segment_values_on_an_additive_model():
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0, 1.5, -1.0, 2.0])
+    model, x = wrap(FrameSum(w)), textured_clip()
+    m = vx.methods.get("shap_temporal")(model, n_segments=4, baseline="black", output="logit")
+    attr = m.attribute(x, target=0)
+    frame_means = x[0].mean((1, 2, 3))
+    known = (w * frame_means).reshape(4, 2).sum(1)
+    phi = attr.extras["segment_values"][0]
+    torch.testing.assert_close(phi, known, atol=1e-5, rtol=1e-5)
+    assert attr.extras["segments"][0].tolist() == [[0, 2], [2, 4], [4, 6], [6, 8]]
+    # per-frame values spread each segment's value evenly over its frames; temporal is their positive part
+    torch.testing.assert_close(attr.extras["frame_values"][0], known.repeat_interleave(2) / 2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(attr.temporal[0], (known.repeat_interleave(2) / 2).clamp_min(0), atol=1e-5, rtol=0)
+
+
+def test_shap_uses_shapley_weights_not_equal_weights():
+    """A thresholded (non-additive) game: compare with Shapley values by brute force over orders."""
+    w = torch.ones(T)
+    x = textured_clip(1)
+    total = (w * x[0].mean((1, 2, 3))).sum().item()
+    model = wrap(FrameSum(w, threshold=0.6 * total, scale=4.0))
+    n = 4
+    bounds = frame_segments(T, n)
+    brute = torch.zeros(n, dtype=torch.float64)
+    for order in itertools.permutations(range(n)):
+        for k, i in enumerate(order):
+            brute[i] += (coalition_value(model, x, bounds, order[:k + 1], "logit")
+                         - coalition_value(model, x, bounds, order[:k], "logit"))
+    brute /= math.factorial(n)
+    m = vx.methods.get("shap_temporal")(model, n_segments=n, baseline="black", output="logit")
+    phi = m.attribute(x, target=0).extras["segment_values"][0].double()
+    torch.testing.assert_close(phi, brute, atol=1e-4, rtol=1e-4)
+    # the reference's unweighted (Banzhaf) average differs on this game: the test can tell
+    codes = range(2 ** n)
+    v = torch.tensor([coalition_value(model, x, bounds, [i for i in range(n) if c >> i & 1], "logit")
+                      for c in codes], dtype=torch.float64)
+    banzhaf = torch.tensor([sum(v[c | 1 << i] - v[c] for c in codes if not c >> i & 1) / 2 ** (n - 1)
+                            for i in range(n)])
+    assert (banzhaf - brute).abs().max() > 1e-2
+    torch.testing.assert_close(exact_shapley(v, n), brute, atol=1e-9, rtol=0)
+
+
+def test_shap_efficiency_and_symmetry_with_probabilities():
+    w = torch.tensor([1.0, 1.0, 2.0, 2.0, 1.0, 1.0, -1.0, 0.5])
+    x = textured_clip(2)
+    x[:, 4:6] = x[:, 0:2]                                   # segments 0 and 2: same frames, same weights
+    model = wrap(FrameSum(w, scale=3.0))
+    m = vx.methods.get("shap_temporal")(model, n_segments=4, baseline="black", batch_size=5)
+    attr = m.attribute(x, target=0)
+    phi = attr.extras["segment_values"][0].double()
+    v_full = model(x).softmax(-1)[0, 0].item()
+    v_empty = model(torch.zeros_like(x)).softmax(-1)[0, 0].item()
+    assert phi.sum().item() == pytest.approx(v_full - v_empty, abs=1e-6)
+    assert attr.extras["value_full"][0].item() == pytest.approx(v_full, abs=1e-6)
+    assert phi[0].item() == pytest.approx(phi[2].item(), abs=1e-6)          # symmetry
+    assert abs(phi[0].item() - phi[1].item()) > 1e-3                        # and not trivially equal
+
+
+def test_exact_shap_evaluates_every_coalition_once():
+    model, x = wrap(FrameSum(torch.ones(T))), textured_clip()
+    clip = vx.Clip.from_array(x[0].permute(0, 2, 3, 1).numpy())
+    exp = vx.explain(model, clip, method="shap_temporal", n_segments=5, batch_size=7)
+    assert exp.cost.forward_passes == 2 ** 5 + 1                            # + the clean clip
+    assert exp.meta["segment_values"].shape == (1, 5)                       # (batch, segments)
+    assert exp.temporal.shape == (T,) and exp.spatial.shape == (T, S, S)
+
+
+def test_sampled_shap_is_exactly_efficient_and_unbiased_on_additive_games():
+    w = torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0, 1.5, -1.0, 2.0])
+    x = textured_clip(3)
+    additive = wrap(FrameSum(w))
+    exact = vx.methods.get("shap_temporal")(additive, n_segments=8, baseline="black", output="logit")
+    sampled = vx.methods.get("shap_temporal")(additive, n_segments=8, baseline="black", output="logit",
+                                               max_exact_players=4, n_samples=6)
+    # on an additive game every ordering gives the exact values
+    torch.testing.assert_close(sampled.attribute(x, 0).extras["segment_values"],
+                               exact.attribute(x, 0).extras["segment_values"], atol=1e-5, rtol=0)
+    # on a non-additive game each ordering's gains still add up to v(N) − v(∅)
+    total = (w.clamp_min(0) * x[0].mean((1, 2, 3))).sum().item()
+    game = wrap(FrameSum(w.clamp_min(0), threshold=0.5 * total, scale=5.0))
+    m = vx.methods.get("shap_temporal")(game, n_segments=8, baseline="black", max_exact_players=4,
+                                        n_samples=7, seed=3)
+    a = m.attribute(x, 0)
+    phi = a.extras["segment_values"][0].double()
+    gap = phi.sum() - (a.extras["value_full"][0] - a.extras["value_empty"][0]).double()
+    assert abs(gap.item()) < 1e-6
+    again = vx.methods.get("shap_temporal")(game, n_segments=8, baseline="black", max_exact_players=4,
+                                            n_samples=7, seed=3).attribute(x, 0)
+    other = vx.methods.get("shap_temporal")(game, n_segments=8, baseline="black", max_exact_players=4,
+                                            n_samples=7, seed=4).attribute(x, 0)
+    assert torch.equal(again.extras["segment_values"], a.extras["segment_values"])
+    assert not torch.equal(other.extras["segment_values"], a.extras["segment_values"])
+    true_phi = vx.methods.get("shap_temporal")(game, n_segments=8, baseline="black").attribute(x, 0)
+    assert (a.extras["segment_values"] - true_phi.extras["segment_values"]).abs().max() < 0.1
+
+
+def test_shap_rejects_more_segments_than_frames():
+    model = wrap(FrameSum(torch.ones(T)))
+    with pytest.raises(InputError, match="8 frames cannot be split into 12 segments"):
+        vx.methods.get("shap_temporal")(model, n_segments=12).attribute(textured_clip())
+
+
+# -- LIME, occlusion, RISE on the box model ----------------------------------------------------------
+def assert_localises(exp, truth, min_share):
+    """Every frame of the window has its peak inside the box; the window holds the temporal peak;
+    the box holds ``min_share`` of the map's mass (it is 2.3 % of the clip's voxels)."""
+    t0, t1 = WINDOW
+    for t in range(t0, t1):
+        assert truth[t].ravel()[exp.spatial[t].argmax()], f"frame {t}: peak outside the box"
+    assert t0 <= int(exp.temporal.argmax()) < t1
+    share = exp.spatial[truth].sum() / exp.spatial.sum()
+    assert share > min_share, share
+
+
+def test_lime_recovers_the_box(box_case):
+    model, clip, truth = box_case
+    exp = vx.explain(model, clip, method="lime", target=0, n_samples=300, superpixels="frame",
+                     n_segments=12)
+    assert_localises(exp, truth, min_share=0.35)
+    assert exp.meta["surrogate_r2"] > 0.5
+    # supervoxels over the clip localise too
+    exp = vx.explain(model, clip, method="lime", target=0, n_samples=300, superpixels="clip",
+                     n_segments=60)
+    assert_localises(exp, truth, min_share=0.3)
+
+
+def test_occlusion_recovers_the_box(box_case):
+    model, clip, truth = box_case
+    exp = vx.explain(model, clip, method="occlusion", target=0, window=(1, 4, 4), strides=(1, 4, 4),
+                     baseline="black")
+    assert_localises(exp, truth, min_share=0.6)
+    t = [0, 1, 5, 6, 7]                                     # frames the model never looks at
+    assert exp.spatial[t].max() == 0
+    n = 8 * 8 * 8
+    assert exp.cost.forward_passes == n + 1 + 1             # windows + reference + clean logits
+
+
+def test_occlusion_maps_back_through_the_crop_box():
+    """A wide video and a centre-cropping model: the map lands where the model looked."""
+    model = wrap(BoxEvidence(BOX, WINDOW), shortest_edge=S)
+    h, w = 48, 60                                           # crop box: rows 0-48, cols 6-54, scale 2/3
+    g = torch.Generator().manual_seed(0)
+    frames = 0.2 + 0.1 * torch.rand(T, h, w, 3, generator=g)
+    y0, y1, x0, x1 = (round(v * 1.5) for v in BOX)          # the box in original pixels
+    x0, x1 = x0 + 6, x1 + 6
+    frames[WINDOW[0]:WINDOW[1], y0:y1, x0:x1] = 0.9
+    exp = vx.explain(model, vx.Clip.from_array(frames.numpy()), method="occlusion", target=0,
+                     window=(1, 4, 4), strides=(1, 4, 4), baseline="black")
+    assert exp.spatial.shape == (T, h, w)
+    for t in range(*WINDOW):
+        r, c = np.unravel_index(exp.spatial[t].argmax(), (h, w))
+        assert y0 <= r < y1 and x0 <= c < x1, (t, r, c)
+    assert exp.spatial[:, :, :6].max() == 0 and exp.spatial[:, :, 54:].max() == 0
+
+
+def test_rise_recovers_the_box(box_case):
+    model, clip, truth = box_case
+    exp = vx.explain(model, clip, method="rise", target=0, n_samples=400, cells=(8, 4, 4), seed=1)
+    assert_localises(exp, truth, min_share=0.1)      # smooth masks: a blurred map
+    assert exp.cost.forward_passes == 400 + 1
+
+
+@pytest.mark.parametrize("method,opts", [("lime", {"n_samples": 40}), ("rise", {"n_samples": 40}),
+                                         ("shap_temporal", {"max_exact_players": 2, "n_samples": 4})])
+def test_random_methods_are_deterministic_under_a_seed(box_case, method, opts):
+    model, clip, _ = box_case
+    x = clip.to_tensor()
+    m = vx.methods.get(method)
+    a = m(model, seed=5, batch_size=16, **opts).attribute(x, 0).maps
+    b = m(model, seed=5, batch_size=7, **opts).attribute(x, 0).maps        # batching changes nothing
+    c = m(model, seed=6, **opts).attribute(x, 0).maps
+    torch.testing.assert_close(a, b)
+    if method != "shap_temporal":                                          # its map is per frame only
+        assert not torch.allclose(a, c)
+
+
+def test_batch_of_clips_equals_clips_one_by_one(box_case):
+    model, clip, _ = box_case
+    x = clip.to_tensor()
+    x2 = torch.cat([x, x.flip(-1)])
+    m = vx.methods.get("rise")(model, n_samples=30)
+    both = m.attribute(x2, target=0).maps
+    torch.testing.assert_close(both[1:], m.attribute(x2[1:], target=0).maps)
+
+
+def test_clear_errors_for_bad_options_and_short_clips(box_case):
+    model, clip, _ = box_case
+    x = clip.to_tensor()
+    with pytest.raises(InputError, match="unknown baseline"):
+        vx.methods.get("lime")(model, baseline="purple")
+    with pytest.raises(InputError, match="batch_size"):
+        vx.methods.get("rise")(model, batch_size=0)
+    with pytest.raises(InputError, match="output"):
+        vx.methods.get("occlusion")(model, output="odds")
+    with pytest.raises(InputError, match="window spans 12 frames"):
+        vx.methods.get("occlusion")(model, window=(12, 4, 4)).attribute(x)
+    with pytest.raises(InputError, match="spans 9 frames"):
+        vx.methods.get("rise")(model, cells=(9, 4, 4)).attribute(x)
+
+
+def test_weighted_ridge_matches_the_normal_equations():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 2, (50, 6), generator=g).double()
+    beta_true = torch.tensor([1.0, -2.0, 0.0, 0.5, 3.0, -1.0], dtype=torch.float64)
+    y = x @ beta_true + 0.7
+    w = torch.rand(50, generator=g, dtype=torch.float64)
+    beta, b, r2 = weighted_ridge(x, y, w, alpha=0.0)                  # no penalty: exact fit
+    torch.testing.assert_close(beta, beta_true)
+    assert b.item() == pytest.approx(0.7) and r2.item() == pytest.approx(1.0)
+    beta1, _, _ = weighted_ridge(x, y, w, alpha=5.0)                  # penalty shrinks
+    assert beta1.norm() < beta_true.norm()

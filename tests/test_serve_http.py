@@ -1,0 +1,355 @@
+"""The HTTP side of the service, against a real uvicorn server on loopback.
+
+Uploads are explained by the same code as ``vx.explain``, so every result is checked against the
+library run locally on the same frames; bad inputs must give JSON errors with the right status
+and leave the server serving.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+import videoxai as vx  # noqa: E402
+from conftest import tiny_hf  # noqa: E402
+from videoxai.data.video import probe, write_video  # noqa: E402
+from videoxai.models.hf import from_hf_module  # noqa: E402
+from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
+from videoxai.serve.engine import downsample  # noqa: E402
+from videoxai.serve.jobs import count_windows, merge_temporal  # noqa: E402
+from videoxai.serve.protocol import CompactArray, WindowResult  # noqa: E402
+
+SETTINGS = ServeSettings(max_upload_mb=0.25, max_frames=60, max_pixels=160 * 120, max_side=200,
+                         max_queued_jobs=2, max_jobs_kept=8, map_size=16)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return from_hf_module(tiny_hf("timesformer"))
+
+
+@pytest.fixture(scope="module")
+def served(model):
+    app = create_app(model, SETTINGS)
+    with BackgroundServer(app) as server:
+        yield server, app
+
+
+@pytest.fixture
+def client(served):
+    server, _ = served
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(20, 48, 64, 3), dtype=np.uint8)
+    out = {"frames": frames, "short": write_video(frames, root / "short.mp4", fps=10)}
+    out["long"] = write_video(rng.integers(0, 256, size=(70, 24, 32, 3), dtype=np.uint8), root / "long.avi", fps=10)
+    out["wide"] = write_video(rng.integers(0, 256, size=(8, 128, 256, 3), dtype=np.uint8), root / "wide.mp4", fps=10)
+    data = out["short"].read_bytes()
+    out["truncated"] = root / "truncated.mp4"
+    out["truncated"].write_bytes(data[: len(data) * 6 // 10])
+    out["text"] = root / "notes.mp4"
+    out["text"].write_text("this is not a video\n" * 20)
+    return out
+
+
+def upload(client, path, **params):
+    return client.post("/api/jobs", content=path.read_bytes(), params=params,
+                       headers={"content-type": "video/mp4"})
+
+
+def wait(client, job_id, timeout=60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/jobs/{job_id}").json()
+        if status["state"] not in ("queued", "running"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    return body["error"]["message"]
+
+
+def assert_window_matches(window: dict, exp: vx.Explanation, map_size: int):
+    w = WindowResult.model_validate(window)
+    assert w.prediction.index == exp.target
+    assert w.prediction.score == pytest.approx(exp.score, abs=1e-5)
+    np.testing.assert_allclose(w.temporal, exp.temporal, atol=1e-5)
+    assert w.frame_indices == exp.frame_indices.tolist()
+    want = downsample(torch.from_numpy(exp.spatial)[None], map_size)[0].numpy()
+    got = w.maps.spatial.decode()
+    assert got.shape == want.shape and max(got.shape[1:]) == min(map_size, max(exp.spatial.shape[1:]))
+    np.testing.assert_allclose(got, want, atol=w.maps.spatial.scale / 510 + 1e-6)  # uint8 quantisation
+    assert w.top[0].index == exp.target and [t.score for t in w.top] == sorted([t.score for t in w.top], reverse=True)
+
+
+# -- happy paths -----------------------------------------------------------------------------------
+
+
+def test_health_and_info(client, model):
+    assert client.get("/api/health").json() == {"status": "ok"}
+    info = client.get("/api/info").json()
+    assert info["model"]["num_frames"] == model.num_frames and info["model"]["labels"] == model.labels
+    assert "staa" in info["methods"] and info["default_method"] == "staa"
+    assert info["limits"]["max_frames"] == 60 and info["limits"]["api_key_required"] is False
+    assert "api_key" not in info["limits"] and "work_dir" not in info["limits"]
+
+
+def test_upload_uniform_matches_library(client, model, videos):
+    r = upload(client, videos["short"])
+    assert r.status_code == 202, r.text
+    status = wait(client, r.json()["id"])
+    assert status["state"] == "done" and status["progress"] == 1.0 and status["windows_done"] == 1
+    result = client.get(status["links"]["result"]).json()
+
+    clip = vx.read_video(videos["short"], num_frames=model.num_frames)
+    exp = vx.explain(model, clip, method="staa")
+    assert result["method"] == "staa" and result["video"]["frames"] == 20
+    assert result["video"]["width"] == 64 and result["video"]["height"] == 48
+    assert len(result["windows"]) == 1
+    assert_window_matches(result["windows"][0], exp, SETTINGS.map_size)
+    assert result["prediction"]["index"] == exp.target
+    assert result["frame_indices"] == clip.indices.tolist()
+    np.testing.assert_allclose(result["temporal"], exp.temporal, atol=1e-5)
+
+    overlay = client.get(status["links"]["overlay"])
+    assert overlay.status_code == 200 and overlay.headers["content-type"] == "video/mp4"
+    path = videos["short"].parent / "overlay_uniform.mp4"
+    path.write_bytes(overlay.content)
+    info = probe(path)
+    assert info["frames"] == model.num_frames and info["width"] == 64  # the clip's frames, captioned below
+
+
+def test_multipart_sliding_windows_match_library(client, model, videos):
+    files = {"file": ("short.mp4", videos["short"].read_bytes(), "video/mp4")}
+    data = {"sampling": "windows", "stride": "4", "maps": "spatial,raw", "map_dtype": "float16"}
+    r = client.post("/api/jobs", files=files, data=data)
+    assert r.status_code == 202, r.text
+    status = wait(client, r.json()["id"])
+    assert status["state"] == "done", status
+    result = client.get(status["links"]["result"]).json()
+
+    clips = list(vx.sliding_windows(videos["short"], num_frames=model.num_frames, stride=4))
+    assert len(result["windows"]) == len(clips) == count_windows(20, model.num_frames, 4) == 4
+    for window, clip in zip(result["windows"], clips):
+        exp = vx.explain(model, clip, method="staa")
+        assert_window_matches(window, exp, SETTINGS.map_size)
+        raw = CompactArray.model_validate(window["maps"]["raw"])
+        assert raw.dtype == "float16" and raw.shape == list(exp.raw.shape)
+        np.testing.assert_allclose(raw.decode(), exp.raw, rtol=2e-3, atol=raw.scale * 1e-3)
+    # every source frame is covered once in the merged curve, which sums to 1
+    assert result["frame_indices"] == list(range(20))
+    assert sum(result["temporal"]) == pytest.approx(1.0, abs=1e-6)
+    windows = [WindowResult.model_validate(w) for w in result["windows"]]
+    assert merge_temporal(windows) == (result["frame_indices"], pytest.approx(result["temporal"]))
+
+    overlay = client.get(status["links"]["overlay"])
+    path = videos["short"].parent / "overlay_windows.mp4"
+    path.write_bytes(overlay.content)
+    assert probe(path)["frames"] == 20  # every source frame once, written window by window
+
+
+def test_merge_temporal_averages_overlapping_windows():
+    def window(index, frames, scores):
+        return WindowResult(index=index, frame_indices=frames, temporal=scores, compute_ms=0.0, top=[],
+                            prediction={"index": 0, "label": "a", "score": 1.0}, maps={})
+
+    # frame 1 is in both windows (0.5 and 0.25 → mean 0.375); the repeated frame 3 counts once
+    # for its window, with the sum of its scores
+    frames, scores = merge_temporal([window(0, [0, 1], [0.5, 0.5]), window(1, [1, 3, 3], [0.25, 0.25, 0.5])])
+    assert frames == [0, 1, 3]
+    raw = np.array([0.5, 0.375, 0.75])
+    np.testing.assert_allclose(scores, raw / raw.sum())
+
+
+def test_delete_job(client, videos):
+    job = upload(client, videos["short"], overlay="false").json()
+    wait(client, job["id"])
+    assert_error(client.get(f"/api/jobs/{job['id']}/overlay.mp4"), 404, "not_found")
+    assert client.delete(f"/api/jobs/{job['id']}").status_code == 204
+    assert_error(client.get(f"/api/jobs/{job['id']}"), 404, "not_found")
+
+
+# -- bad inputs ----------------------------------------------------------------------------------
+
+
+def test_not_a_video(client, videos):
+    message = assert_error(upload(client, videos["text"]), 415, "bad_video")
+    assert "/tmp" not in message and "upload" in message  # the server's paths stay private
+
+
+def test_empty_upload(client):
+    assert_error(client.post("/api/jobs", content=b""), 400, "bad_upload")
+
+
+def test_truncated_file_fails_with_a_clear_error(client, videos):
+    r = upload(client, videos["truncated"])
+    if r.status_code == 202:  # the header survived the cut: decoding finds the damage
+        status = wait(client, r.json()["id"])
+        assert status["state"] == "failed" and status["error"]["code"] == "bad_video", status
+        assert "truncat" in status["error"]["message"]
+        assert_error(client.get(status["links"]["result"]), 409, "job_failed")
+    else:
+        assert_error(r, 415, "bad_video")
+
+
+def test_oversize_upload_declared(client):
+    body = b"\0" * (SETTINGS.max_upload_bytes + 1)
+    assert_error(client.post("/api/jobs", content=body), 413, "upload_too_large")
+
+
+def test_oversize_upload_streamed_without_length(client):
+    def chunks():  # chunked transfer: no Content-Length, the limit is enforced while reading
+        for _ in range(SETTINGS.max_upload_bytes // 65536 + 2):
+            yield b"\0" * 65536
+
+    assert_error(client.post("/api/jobs", content=chunks()), 413, "upload_too_large")
+
+
+def test_too_many_frames_and_pixels(client, videos):
+    assert "60" in assert_error(upload(client, videos["long"]), 413, "video_too_long")
+    assert "256x128" in assert_error(upload(client, videos["wide"]), 413, "video_too_large")
+
+
+@pytest.mark.parametrize("params, status, code", [
+    ({"method": "no_such_method"}, 400, "unknown_method"),
+    ({"options": "{not json"}, 400, "bad_request"),
+    ({"options": json.dumps({"no_such_option": 1})}, 400, "bad_input"),
+    ({"sampling": "everything"}, 422, "bad_request"),
+    ({"target": "99"}, 400, "bad_input"),
+    ({"unknown_field": "1"}, 422, "bad_request"),
+])
+def test_bad_job_parameters(client, videos, params, status, code):
+    assert_error(upload(client, videos["short"], **params), status, code)
+
+
+def test_malformed_multipart(client):
+    r = client.post("/api/jobs", content=b"--xyz\r\nnot a part",
+                    headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert r.status_code == 400 and r.json()["error"]["code"] in ("bad_upload",), r.text
+    r = client.post("/api/jobs", files={"other": ("a.txt", b"abc", "text/plain")})
+    assert_error(r, 400, "bad_upload")
+
+
+def test_unknown_routes_and_jobs_are_json_404(client):
+    assert_error(client.get("/api/nothing"), 404, "not_found")
+    assert_error(client.get("/api/jobs/0123"), 404, "not_found")
+    assert_error(client.put("/api/health"), 405, "method_not_allowed")
+
+
+def test_abrupt_disconnect_mid_upload_leaves_nothing_behind(served, client, videos):
+    server, app = served
+    host, port = server.url.removeprefix("http://").split(":")
+    before = set(app.state.jobs.root.iterdir())
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\n"
+                  b"Content-Length: 200000\r\n\r\n" + videos["short"].read_bytes()[:5000])
+        time.sleep(0.2)  # let the server start writing the upload
+    deadline = time.monotonic() + 10
+    while set(app.state.jobs.root.iterdir()) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert set(app.state.jobs.root.iterdir()) == before  # the partial upload's folder is gone
+    assert client.get("/api/health").status_code == 200
+    r = upload(client, videos["short"], overlay="false")
+    assert r.status_code == 202 and wait(client, r.json()["id"])["state"] == "done"
+
+
+def test_full_queue_refuses_with_retry_after(served, client, videos):
+    _, app = served
+    engine = app.state.engine
+    deadline = time.monotonic() + 30
+    while app.state.jobs.counts().get("queued", 0) + app.state.jobs.counts().get("running", 0):
+        assert time.monotonic() < deadline, "earlier jobs did not finish"
+        time.sleep(0.05)
+    gate = threading.Event()
+    blocker = threading.Thread(target=engine.call_sync, args=(gate.wait,), daemon=True)
+    blocker.start()  # holds the model thread: the first job waits in its first window
+    try:
+        ids = [upload(client, videos["short"], overlay="false") for _ in range(SETTINGS.max_queued_jobs)]
+        assert all(r.status_code == 202 for r in ids), [r.text for r in ids]
+        r = upload(client, videos["short"])
+        assert_error(r, 503, "busy")
+        assert r.headers["retry-after"] == "5"
+        assert client.get("/api/health").status_code == 200  # the event loop is not blocked
+    finally:
+        gate.set()
+        blocker.join(10)
+    assert all(wait(client, r.json()["id"])["state"] == "done" for r in ids)
+
+
+# -- API key -------------------------------------------------------------------------------------
+
+
+def test_api_key(model, videos):
+    app = create_app(model, ServeSettings(api_key="s3cret"))
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, trust_env=False, timeout=30) as c:
+        assert c.get("/api/health").status_code == 200  # liveness needs no key
+        assert c.get("/").status_code == 200  # nor does the viewer page (it asks for the key)
+        assert_error(c.get("/api/info"), 401, "unauthorized")
+        assert_error(c.get("/api/info", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
+        assert_error(upload(c, videos["short"]), 401, "unauthorized")
+        assert c.get("/api/info", headers={"X-API-Key": "s3cret"}).json()["limits"]["api_key_required"] is True
+        assert c.get("/api/info", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+
+def test_serve_command(tmp_path, videos, monkeypatch):
+    """``videoxai serve`` loads a saved model directory and serves it with the given options."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app as cli
+
+    tiny_hf("timesformer").save_pretrained(tmp_path / "model")
+    servers: list = []
+    run = uvicorn.Server.run
+
+    def recorded_run(self, *args, **kwargs):  # keep a handle to stop the server the CLI starts
+        servers.append(self)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(uvicorn.Server, "run", recorded_run)
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(CliRunner().invoke(
+        cli, ["serve", "--model", str(tmp_path / "model"), "--port", "0", "--api-key", "k", "--max-frames", "30"])))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (servers and servers[0].started):
+            assert thread.is_alive() and time.monotonic() < deadline, outcome and outcome[0].output
+            time.sleep(0.05)
+        server = servers[0]
+        assert server.config.host == "127.0.0.1" and server.config.ws_max_size == ServeSettings().max_message_bytes
+        port = server.servers[0].sockets[0].getsockname()[1]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=30) as c:
+            assert_error(c.get("/api/info"), 401, "unauthorized")
+            info = c.get("/api/info", headers={"X-API-Key": "k"}).json()
+            assert info["model"]["family"] == "timesformer" and info["limits"]["max_frames"] == 30
+            r = c.post("/api/jobs", content=videos["short"].read_bytes(), headers={"X-API-Key": "k"})
+            assert r.status_code == 202
+    finally:
+        for server in servers:
+            server.should_exit = True
+        thread.join(30)
+    assert outcome[0].exit_code == 0, outcome[0].output
+    assert "serving" in outcome[0].output

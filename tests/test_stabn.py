@@ -1,0 +1,431 @@
+"""ST-ABN: architecture and parameterisation, losses, training/resume, loading, the method,
+edit files, collection and fine-tuning."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import videoxai as vx
+from videoxai.errors import InputError, UnknownModelError, UnsupportedModelError
+from videoxai.stabn.data import open_dataset
+from videoxai.stabn.knowledge import (EditSet, TemporalEdit, check_levels, collect, edit_targets,
+                                      fill_between, finetune, finetune_config)
+from videoxai.stabn.loader import load_stabn, save_stabn
+from videoxai.stabn.losses import stabn_loss, temporal_loss
+from videoxai.stabn.model import STABN, STABNConfig, STABNOutput, build
+from videoxai.stabn.train import FreezeSchedule, TrainConfig, fit
+
+DATA = "synthetic:48,val=16"
+
+
+@pytest.fixture(scope="module")
+def train_set():
+    return open_dataset(DATA, "train")
+
+
+def tiny(num_classes=4, num_frames=8, size=64, seed=0, **kw):
+    torch.manual_seed(seed)
+    return build(num_classes=num_classes, num_frames=num_frames, input_size=size, **kw).eval()
+
+
+# -- architecture ---------------------------------------------------------------------------------
+def test_r50_has_the_reference_size_and_shapes():
+    """The paper's configuration (T=32, 224², K=174) reproduces the reference code's parameter
+    count (55.67 M, research/stabn.md appendix A) and its tensor shapes; built on the meta device,
+    so nothing is allocated."""
+    with torch.device("meta"):
+        net = STABN(STABNConfig(num_classes=174, num_frames=32, input_size=224, backbone="r50"))
+        out = net(torch.empty(1, 3, 32, 224, 224))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert abs(count(net) - 55.67e6) < 0.01e6
+    assert abs(count(net.att_layer4) - 20.208e6) < 0.001e6 and abs(count(net.fusion) - 2.099e6) < 0.001e6
+    assert [tuple(o.shape) for o in out] == [(1, 174), (1, 174), (1, 32, 14, 14), (1, 32)]
+    with torch.device("meta"):  # T=16 at 112 px (the reference's Kinetics debug setting), K=400
+        net = STABN(STABNConfig(num_classes=400, num_frames=16, input_size=112, backbone="r50"))
+        out = net(torch.empty(1, 3, 16, 112, 112))
+    # the reference hard-codes 174 attention-head outputs; here both heads have K
+    assert [tuple(o.shape) for o in out] == [(1, 400), (1, 400), (1, 16, 7, 7), (1, 16)]
+
+
+@pytest.mark.parametrize("num_frames, num_classes, size, frame_size", [
+    (4, 3, 48, (48, 48)), (8, 5, 64, (72, 96)), (16, 2, 64, (64, 64)), (12, 7, 80, (90, 80)),
+])
+def test_shapes_follow_clip_length_classes_and_size(num_frames, num_classes, size, frame_size):
+    model = tiny(num_classes, num_frames, size)
+    h, w = model.config.attention_size
+    assert (h, w) == (math.ceil(size / 8), math.ceil(size / 8))
+    assert model.net.att_fc.in_features == num_classes * num_frames
+    assert model.net.temporal_fc1.weight.shape == (num_frames, num_frames)
+    pixels = torch.rand(2, num_frames, 3, *frame_size)
+    logits = model(pixels)
+    out = model.last_output
+    assert logits.shape == (2, num_classes) and torch.equal(logits, out.logits)
+    assert out.att_logits.shape == (2, num_classes)
+    assert out.spatial.shape == (2, num_frames, h, w) and out.temporal.shape == (2, num_frames)
+    for m in (out.spatial, out.temporal):  # sigmoids: every frame gets its own weight in [0, 1]
+        assert ((m >= 0) & (m <= 1)).all() and m.std() > 0
+    with pytest.raises(InputError, match=f"exactly {num_frames} frames"):
+        model(torch.rand(1, num_frames + 1, 3, *frame_size))
+
+
+def test_every_size_builds_and_bad_configs_are_rejected():
+    for name in ("tiny", "small", "r18", "r34", "r50"):
+        with torch.device("meta"):
+            STABN(STABNConfig(num_classes=3, num_frames=4, input_size=112, backbone=name))
+    with pytest.raises(InputError, match="unknown ST-ABN backbone"):
+        STABNConfig(num_classes=3, backbone="r101x")
+    with pytest.raises(InputError, match="too small"):
+        STABNConfig(num_classes=3, input_size=8, backbone="r50")
+    with pytest.raises(InputError, match="labels for"):
+        STABNConfig(num_classes=3, labels=["a", "b"])
+    with pytest.raises(InputError, match="num_classes"):
+        STABNConfig(num_classes=1)
+
+
+def test_attention_mechanism_weights_features_as_documented():
+    """G = fusion([F ⊙ (1 + M_s), F ⊙ M_t]): the spatial half is residual, the temporal half a
+    gate; an override of M_t replaces the gate frame by frame (the editor's preview)."""
+    model = tiny(seed=1)
+    x = torch.rand(1, 8, 3, 64, 64)
+    seen = {}
+    handle = model.net.fusion.register_forward_pre_hook(lambda m, a: seen.__setitem__("g", a[0]))
+    gate = torch.tensor([1.0, 0.0, 0.5, 1.0, 0.0, 0.0, 1.0, 0.5])
+    try:
+        out = model.outputs(x, temporal_override=gate)
+    finally:
+        handle.remove()
+    feats = model.net.features(model.preprocess(x).transpose(1, 2))
+    c = feats.shape[1]
+    g_s, g_t = seen["g"][:, :c], seen["g"][:, c:]
+    torch.testing.assert_close(g_s, feats * (1 + out.spatial[:, None]))
+    torch.testing.assert_close(g_t, feats * gate.view(1, 1, 8, 1, 1))
+    assert torch.equal(out.temporal[0], gate)
+    own = model.outputs(x)
+    assert not torch.allclose(own.logits, out.logits)          # the gate matters
+    torch.testing.assert_close(own.att_logits, out.att_logits)  # the attention branch does not see it
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        model.outputs(x, temporal_override=torch.full((8,), 2.0))
+    with pytest.raises(InputError, match="override must be"):
+        model.outputs(x, temporal_override=torch.ones(5))
+    assert model._override is None and model._capture is None  # nothing left behind
+
+
+# -- losses ---------------------------------------------------------------------------------------
+def test_temporal_loss_known_answer_and_masking():
+    pred = torch.tensor([[0.2, 0.8], [0.5, 0.5], [0.9, 0.1]], requires_grad=True)
+    edited = torch.tensor([[0.0, 1.0], [float("nan"), float("nan")], [1.0, 0.0]])
+    has = torch.tensor([True, False, True])
+    loss = temporal_loss(pred, edited, has, gamma_t=2.0)
+    # per clip: (0.04 + 0.04) / 2 = 0.04, 0 (no edit), (0.01 + 0.01) / 2 = 0.01; mean · γ_t
+    assert loss.item() == pytest.approx(2.0 * (0.04 + 0.0 + 0.01) / 3)
+    loss.backward()
+    assert torch.isfinite(pred.grad).all() and torch.equal(pred.grad[1], torch.zeros(2))
+    # without has_edit every clip counts: against all-zero edits, the mean of M_t²
+    assert temporal_loss(pred.detach(), torch.zeros(3, 2)).item() == pytest.approx((0.34 + 0.25 + 0.41) / 3)
+    with pytest.raises(InputError, match="both be"):
+        temporal_loss(pred, edited[:, :1])
+
+
+def test_stabn_loss_is_the_sum_of_both_cross_entropies_and_l_temp():
+    torch.manual_seed(0)
+    out = STABNOutput(torch.randn(4, 3), torch.randn(4, 3), torch.rand(4, 5, 2, 2), torch.rand(4, 5))
+    y = torch.tensor([0, 2, 1, 1])
+    plain = stabn_loss(out, y)
+    assert plain.perception.item() == pytest.approx(F.cross_entropy(out.logits, y).item())
+    assert plain.attention.item() == pytest.approx(F.cross_entropy(out.att_logits, y).item())
+    assert plain.temporal.item() == 0 and plain.total.item() == pytest.approx(plain.perception + plain.attention)
+    edited = torch.ones(4, 5)
+    has = torch.tensor([True, True, False, False])
+    terms = stabn_loss(out, y, edited, has, gamma_t=3.0)
+    expected = 3.0 * ((1 - out.temporal[:2]) ** 2).mean(1).sum() / 4
+    assert terms.temporal.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert terms.total.item() == pytest.approx((plain.total + terms.temporal).item(), rel=1e-6)
+
+
+# -- training, resume, saving ----------------------------------------------------------------------
+def test_training_reports_both_branches_and_resumes_exactly(tmp_path, train_set):
+    config = TrainConfig(epochs=2, batch_size=16, seed=3)
+    val = open_dataset(DATA, "val")
+    straight = fit(tiny(seed=5), train_set, config, out=tmp_path / "a", val=val)
+    assert straight.history[1].loss < straight.history[0].loss
+    assert set(straight.history[1].val) >= {"accuracy", "attention_accuracy", "window_hit", "window_corr"}
+    assert straight.evaluation.clips == 16
+
+    class Crash(Exception):
+        pass
+
+    def crash(record):
+        raise Crash  # the process dies after epoch 1 was checkpointed
+
+    with pytest.raises(Crash):
+        fit(tiny(seed=5), train_set, config, out=tmp_path / "b", val=val, on_epoch=crash)
+    assert json.loads((tmp_path / "b" / "history.json").read_text())[-1]["epoch"] == 1
+    resumed = fit(tiny(seed=99), train_set, config, out=tmp_path / "b", val=val)  # weights: from the checkpoint
+    for (name, a), b in zip(straight.model.net.state_dict().items(), resumed.model.net.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert [r.epoch for r in resumed.history] == [1, 2]
+    assert resumed.history[1].loss == pytest.approx(straight.history[1].loss)
+    assert resumed.history[1].val == pytest.approx(straight.history[1].val)
+    history = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    # a finished run resumed again does nothing more
+    again = fit(tiny(seed=5), train_set, config, out=tmp_path / "b")
+    assert len(again.history) == 2
+    with pytest.raises(InputError, match="other training settings"):
+        fit(tiny(seed=5), train_set, TrainConfig(epochs=2, batch_size=8, seed=3), out=tmp_path / "b")
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny(num_classes=3, num_frames=4, size=48, labels=["a", "b", "c"])
+    save_stabn(model, tmp_path / "m", metrics={"accuracy": 0.5})
+    meta = json.loads((tmp_path / "m" / "videoxai.json").read_text())
+    assert meta["loader"] == "stabn" and meta["config"]["num_frames"] == 4
+    back = vx.load_model(tmp_path / "m")
+    again = vx.load_model(f"stabn:{tmp_path / 'm'}")
+    x = torch.rand(2, 4, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), model(x))
+        torch.testing.assert_close(again(x), model(x))
+    assert back.labels == ["a", "b", "c"] and back.family == "stabn" and not back.training
+    (tmp_path / "m" / "videoxai.json").write_text(json.dumps({**meta, "config": {**meta["config"], "num_frames": 6}}))
+    with pytest.raises(UnknownModelError, match="does not match"):
+        load_stabn(tmp_path / "m")
+    (tmp_path / "m" / "videoxai.json").write_text(json.dumps({**meta, "loader": "hf"}))
+    with pytest.raises(UnknownModelError, match="not 'stabn'"):
+        load_stabn(tmp_path / "m")
+
+
+def test_bundled_demo_is_accurate_on_held_out_clips():
+    model = vx.load_model("demo-stabn")
+    meta = json.loads((vx.models.ASSETS / "demo_stabn" / "videoxai.json").read_text())
+    assert meta["config"]["backbone"] == "tiny" and model.labels == meta["config"]["labels"]
+    assert meta["training"]["command"].startswith("videoxai stabn train")
+    assert meta["metrics"]["test"]["clips"] >= 1000
+    assert (vx.models.ASSETS / "demo_stabn" / "model.safetensors").stat().st_size <= 5 * 2**20
+    test = open_dataset("synthetic:2000,test=64", "test")
+    from videoxai.stabn.evaluate import evaluate
+    ev = evaluate(model, test)
+    assert ev.accuracy > 0.6                    # 4 classes: chance is 0.25
+    assert ev.window_hit > ev.window_chance     # its temporal attention points into the window
+
+
+# -- the explanation method -----------------------------------------------------------------------
+def test_stabn_method_returns_the_models_own_attention():
+    model = tiny(seed=2)
+    frames = (np.random.default_rng(0).random((8, 64, 64, 3)) * 255).astype(np.uint8)
+    exp = vx.explain(model, frames, method="stabn", refine=False)
+    own = model.outputs(vx.Clip.from_array(frames).to_tensor())
+    np.testing.assert_allclose(exp.temporal, (own.temporal / own.temporal.sum()).detach().numpy()[0], rtol=1e-5)
+    np.testing.assert_allclose(exp.raw, own.spatial.detach().numpy()[0], rtol=1e-5)
+    assert exp.spatial.shape == (8, 64, 64) and exp.cost.forward_passes == 1
+    assert exp.target == int(own.logits.argmax())
+    # the attention does not depend on the target; only the reported score does
+    other = vx.explain(model, frames, method="stabn", target=(exp.target + 1) % 4, refine=False)
+    np.testing.assert_allclose(other.raw, exp.raw)
+    weighted = vx.explain(model, frames, method="stabn", weight_by_temporal=True, refine=False)
+    np.testing.assert_allclose(weighted.raw, exp.raw * own.temporal.detach().numpy()[0][:, None, None], rtol=1e-5)
+
+
+def test_stabn_method_refuses_other_models():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    other = vx.wrap(net, num_frames=8, input_size=16, layout="BCTHW", num_classes=3)
+    with pytest.raises(UnsupportedModelError, match="ST-ABN"):
+        vx.explain(other, np.zeros((8, 16, 16, 3), np.uint8), method="stabn")
+
+
+# -- edits -----------------------------------------------------------------------------------------
+def test_edit_file_round_trip_and_validation(tmp_path):
+    edit = TemporalEdit(id="synthetic:train:0/3", levels=[1, 1, 0.5, 0, 0, 0, 0.5, 1], label=2)
+    path = edit.save(tmp_path / "e.json")
+    back = TemporalEdit.load(path)
+    assert back == edit and back.levels == [1.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0] and back.saved
+    with pytest.raises(InputError, match="frame 1: level 0.7"):
+        TemporalEdit(id="x", levels=[1.0, 0.7])
+    with pytest.raises(InputError, match="frames 1, 2 have no level"):
+        check_levels([1.0, None, None, 0.0])
+    with pytest.raises(InputError, match="level True"):
+        check_levels([True, 0.0])
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match="cannot read edit"):
+        TemporalEdit.load(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text('{"levels": [1.0]}')
+    with pytest.raises(InputError, match="needs 'id'"):
+        TemporalEdit.load(tmp_path / "other.json")
+
+
+@pytest.mark.parametrize("levels, filled", [
+    ([1, None, None, 1, None, 0], [1, 1, 1, 1, None, 0]),            # the reference's example
+    ([None, 0, None, 0.5, None, 0.5, None], [None, 0, None, 0.5, 0.5, 0.5, None]),
+    ([0, None, None, None, 0, None, 0], [0, 0, 0, 0, 0, 0, 0]),
+    ([None, None], [None, None]),
+])
+def test_fill_between_equal_levels(levels, filled):
+    assert fill_between(levels) == filled
+
+
+def _window_levels(window, t=8):
+    return [1.0 if window[0] <= i < window[1] else 0.0 for i in range(t)]
+
+
+def test_collect_keeps_the_misclassified_training_clips(tmp_path, train_set):
+    model = tiny(seed=4)
+    es = collect(model, train_set, tmp_path / "edits", model_spec="in-memory")
+    with torch.no_grad():
+        pred = model(train_set.pixels(slice(None))).argmax(1).numpy()
+    wrong = np.flatnonzero(pred != train_set.labels)
+    assert [it.index for it in es.items] == list(wrong)
+    back = EditSet.open(tmp_path / "edits")
+    assert back.num_frames == 8 and len(back.items) == len(wrong) and back.data == DATA
+    frames, spatial = back.clip(back.items[0].key)
+    np.testing.assert_array_equal(frames, train_set.frames[wrong[0]])
+    assert spatial.shape == (8, 8, 8)
+    it = back.items[0]
+    back.save_edit(it.key, _window_levels(train_set.windows[it.index]))
+    assert back.edits()[it.id].levels == _window_levels(train_set.windows[it.index])
+    with pytest.raises(InputError, match="8 frames, got 3 levels"):
+        back.save_edit(it.key, [1.0, 0.0, 1.0])
+    with pytest.raises(InputError, match="no clip"):
+        back.edit("nope")
+
+
+def test_finetune_pulls_temporal_attention_towards_the_edits(train_set):
+    """Fine-tuning the bundled model with γ_t · L_temp on edits of its training clips (1.0 in the
+    true window, 0.0 elsewhere) moves M_t of those clips towards the edits, unlike the same
+    fine-tuning without L_temp; the frozen feature extractor (weights and batch-norm statistics)
+    does not move, the branches do."""
+    edits = {train_set.ids[i]: TemporalEdit(train_set.ids[i], _window_levels(train_set.windows[i]))
+             for i in range(0, 48, 2)}
+    targets = edit_targets(train_set, edits, 1.0)
+    rows = np.flatnonzero(targets.has_edit)
+
+    def mse(model, clips=rows):
+        with torch.no_grad():
+            m_t = model.outputs(train_set.pixels(clips)).temporal.numpy()
+        truth = np.array([_window_levels(w) for w in train_set.windows[clips]])
+        return float(((m_t - truth) ** 2).mean())
+
+    config = finetune_config(epochs=6, lr=0.05, batch_size=8)
+    models = {}
+    for gamma in (20.0, 0.0):
+        models[gamma] = vx.load_model("demo-stabn")
+        torch.manual_seed(123)
+        finetune(models[gamma], train_set, edits, gamma_t=gamma, edited_only=True, config=config)
+        after = torch.rand(3)
+        torch.manual_seed(123)
+        assert torch.equal(after, torch.rand(3))   # the caller's random stream is untouched
+        # nothing is left frozen or in training mode
+        assert all(p.requires_grad for p in models[gamma].parameters()) and not models[gamma].training
+    start = vx.load_model("demo-stabn")
+    assert mse(models[20.0]) < 0.9 * mse(start)
+    assert mse(models[20.0]) < 0.9 * mse(models[0.0])
+    # and on the clips that were not edited, M_t moved towards their (unseen) windows too
+    unedited = np.flatnonzero(~targets.has_edit)
+    assert mse(models[20.0], unedited) < 0.95 * mse(models[0.0], unedited)
+    old, new = start.net.state_dict(), models[20.0].net.state_dict()
+    for k in old:
+        if k.split(".")[0] in STABN.GROUPS["feature_extractor"]:
+            assert torch.equal(old[k], new[k]), k
+    for k in ("temporal_fc2.weight", "att_layer4.0.conv1.weight", "fusion.0.weight", "fc.weight"):
+        assert not torch.equal(old[k], new[k]), k
+
+
+def test_finetune_rejects_edits_of_other_data(train_set):
+    edits = {"synthetic:train:7/0": TemporalEdit("synthetic:train:7/0", [1.0] * 8)}
+    with pytest.raises(InputError, match="not in synthetic"):
+        finetune(tiny(), train_set, edits, config=finetune_config(epochs=1))
+    with pytest.raises(InputError, match="no saved edits"):
+        finetune(tiny(), train_set, {}, config=finetune_config(epochs=1))
+
+
+def test_freeze_schedule_unfreezes_at_the_given_epoch():
+    net = tiny().net
+    schedule = FreezeSchedule(("feature_extractor",), until=2)
+    schedule.apply(net, 0)
+    assert not net.layer3[0].conv1.weight.requires_grad and not net.layer3.training
+    assert net.att_layer4.training and net.fc.weight.requires_grad
+    schedule.apply(net, 2)
+    assert net.layer3[0].conv1.weight.requires_grad and net.layer3.training
+    with pytest.raises(InputError, match="unknown module groups"):
+        FreezeSchedule(("backbone",))
+
+
+# -- the command line --------------------------------------------------------------------------------
+def test_cli_train_collect_finetune(tmp_path):
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+
+    run = lambda *args: CliRunner().invoke(app, ["stabn", *map(str, args)])  # noqa: E731
+    r = run("train", "--out", tmp_path / "run", "--data", "synthetic:32,val=8", "--epochs", "1")
+    assert r.exit_code == 0, r.output
+    assert "val acc" in r.output and (tmp_path / "run" / "checkpoint.pt").is_file()
+    model_dir = tmp_path / "run" / "model"
+    meta = json.loads((model_dir / "videoxai.json").read_text())
+    assert meta["training"]["data"] == "synthetic:32,val=8" and "stabn train" in meta["training"]["command"]
+
+    r = run("collect", "--out", tmp_path / "edits", "--model", model_dir, "--data", "synthetic:32",
+            "--all", "--limit", "4")
+    assert r.exit_code == 0, r.output
+    es = EditSet.open(tmp_path / "edits")
+    assert len(es.items) == 4 and es.model == str(model_dir.resolve())
+    data = open_dataset("synthetic:32", "train")
+    for it in es.items[:2]:
+        es.save_edit(it.key, _window_levels(data.windows[it.index]))
+
+    r = run("finetune", tmp_path / "edits", "--out", tmp_path / "ft", "--epochs", "1", "--gamma-t", "2")
+    assert r.exit_code == 0, r.output
+    ft = json.loads((tmp_path / "ft" / "model" / "videoxai.json").read_text())["training"]
+    assert ft["finetune"]["edits"] == 2 and ft["finetune"]["gamma_t"] == 2.0
+    assert ft["finetune"]["frozen"] == ["feature_extractor"]
+    assert vx.load_model(tmp_path / "ft" / "model").family == "stabn"
+
+    r = run("collect", "--out", tmp_path / "e2", "--model", tmp_path / "nothing", "--data", "synthetic:8")
+    assert isinstance(r.exception, UnknownModelError)
+
+
+def test_a_folder_of_videos_with_a_csv_trains(tmp_path):
+    """`--data folder:DIR` (videos + labels.csv with windows): clips are decoded once, sampled to
+    the model's frames, resized (shorter side, centre crop) and keep their windows."""
+    from videoxai.data.video import write_video
+
+    synth = open_dataset("synthetic:6", "train", frame_size=(48, 64))
+    lines = ["video,label,start,end"]
+    for i in range(6):
+        write_video(synth.frames[i], tmp_path / f"v{i}.mp4", fps=8)
+        lines.append(f"v{i}.mp4,{synth.labels[i]},{synth.windows[i][0]},{synth.windows[i][1]}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    data = open_dataset(f"folder:{tmp_path}", "train", frame_size=(32, 32),
+                        labels=["red square", "red triangle", "blue square", "blue triangle"])
+    assert data.frames.shape == (6, 8, 32, 32, 3) and list(data.labels) == list(synth.labels)
+    np.testing.assert_array_equal(data.windows, synth.windows)
+    assert data.ids == [f"v{i}.mp4" for i in range(6)]
+    # the decoded clip is the synthetic clip, centre-cropped to 48x48 and shrunk to 32x32
+    crop = torch.from_numpy(synth.frames[0][:, :, 8:56]).permute(0, 3, 1, 2).float()
+    small = F.interpolate(crop, size=(32, 32), mode="bilinear", antialias=True).permute(0, 2, 3, 1)
+    assert np.abs(data.frames[0].astype(float) - small.numpy()).mean() < 6  # h264 is lossy
+    result = fit(tiny(size=32), data, TrainConfig(epochs=1, batch_size=3))
+    assert len(result.history) == 1
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("synthetic:many", "clip count must be an integer"),
+    ("synthetic:10,colour=red", "unknown option"),
+    ("synthetic:10,seed", "is not key=value"),
+    ("nosuch:thing", "unknown dataset kind"),
+])
+def test_bad_dataset_specs_say_what_is_wrong(spec, match):
+    with pytest.raises(InputError, match=match):
+        open_dataset(spec, "train")
+
+
+def test_synthetic_splits_are_disjoint_and_sized():
+    train, val = open_dataset("synthetic:20,val=6,seed=3", "train"), open_dataset("synthetic:20,val=6,seed=3", "val")
+    assert (len(train), len(val)) == (20, 6) and len(open_dataset("synthetic:20", "test")) == 5
+    assert train.ids[0] == "synthetic:train:3/0" and val.ids[0] == "synthetic:val:3/0"
+    assert not any(np.array_equal(a, b) for a in train.frames for b in val.frames)

@@ -1,0 +1,187 @@
+"""The temporal-attention editor: its JSON API, and the page driven in a real headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from videoxai.stabn.data import open_dataset
+from videoxai.stabn.editor import create_app
+from videoxai.stabn.knowledge import EditSet, collect
+from videoxai.stabn.model import build
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build(num_classes=4, num_frames=8, input_size=64).eval()
+
+
+@pytest.fixture
+def edit_set(tmp_path, model):
+    data = open_dataset("synthetic:12", "train")
+    return collect(model, data, tmp_path / "edits", model_spec="in-memory", misclassified_only=False, limit=3)
+
+
+@pytest.fixture
+def client(edit_set, model):
+    return TestClient(create_app(edit_set, model))
+
+
+def test_collection_and_clip(client, edit_set):
+    c = client.get("/api/collection").json()
+    assert c["num_frames"] == 8 and c["levels"] == [1.0, 0.5, 0.0] and c["preview"] is True
+    assert [x["key"] for x in c["clips"]] == [it.key for it in edit_set.items]
+    first = c["clips"][0]
+    assert first["attention"] == edit_set.items[0].attention and first["edited"] is False
+    d = client.get(f"/api/clips/{first['key']}").json()
+    assert d["levels"] is None and d["frame_size"] == [64, 64]
+
+
+def test_frames_are_the_collected_pixels(client, edit_set):
+    key = edit_set.items[1].key
+    frames, spatial = edit_set.clip(key)
+    r = client.get(f"/api/clips/{key}/frames/3.png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(r.content))), frames[3])
+    over = np.asarray(Image.open(io.BytesIO(client.get(f"/api/clips/{key}/frames/3.png?overlay=spatial").content)))
+    assert over.shape == frames[3].shape and not np.array_equal(over, frames[3])
+    assert client.get(f"/api/clips/{key}/frames/8.png").json() == {
+        "error": f"frame 8 out of range: clip {key} has 8 frames"}
+
+
+def test_save_fill_delete_and_errors_as_data(client, edit_set):
+    key = edit_set.items[0].key
+    r = client.post(f"/api/clips/{key}/fill", json={"levels": [1, None, 1, None, None, 0, None, 0]})
+    assert r.json() == {"levels": [1, 1, 1, None, None, 0, 0, 0]}
+    r = client.put(f"/api/clips/{key}/edit", json={"levels": [1, 1, 1, None, None, 0, 0, 0]})
+    assert r.status_code == 422 and "frames 3, 4 have no level" in r.json()["error"]
+    r = client.put(f"/api/clips/{key}/edit", json={"levels": [1, 1, 0.3, 0, 0, 0, 0, 0]})
+    assert r.status_code == 422 and "level 0.3" in r.json()["error"]
+    r = client.put(f"/api/clips/{key}/edit", json={"levels": "high"})
+    assert r.status_code == 422 and r.json()["error"].startswith("levels")
+    levels = [1, 1, 1, 0.5, 0, 0, 0, 0]
+    r = client.put(f"/api/clips/{key}/edit", json={"levels": levels})
+    assert r.status_code == 200 and r.json()["levels"] == levels
+    on_disk = json.loads((edit_set.directory / "edits" / f"{key}.json").read_text())
+    assert on_disk["levels"] == levels and on_disk["id"] == edit_set.items[0].id
+    assert client.get(f"/api/clips/{key}").json()["levels"] == levels
+    assert client.delete(f"/api/clips/{key}/edit").json() == {"key": key, "deleted": True}
+    assert client.get("/api/clips/nope").status_code == 404
+
+
+def test_preview_replaces_the_temporal_attention(client, edit_set, model):
+    key = edit_set.items[0].key
+    r = client.post(f"/api/clips/{key}/preview", json={"levels": [None] * 8}).json()
+    assert r["original"] == r["edited"]                  # unset frames keep the model's own M_t
+    r = client.post(f"/api/clips/{key}/preview", json={"levels": [0.0] * 4 + [1.0] * 4}).json()
+    assert r["edited"]["temporal"] == [0.0] * 4 + [1.0] * 4
+    frames, _ = edit_set.clip(key)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float() / 255
+    with torch.no_grad():
+        expected = model.outputs(x, temporal_override=torch.tensor([0.0] * 4 + [1.0] * 4)).logits.softmax(-1)[0]
+    np.testing.assert_allclose(r["edited"]["probs"], expected.numpy(), atol=1e-5)
+    no_model = TestClient(create_app(edit_set, None))
+    r = no_model.post(f"/api/clips/{key}/preview", json={"levels": [1.0] * 8})
+    assert r.status_code == 422 and "preview needs the model" in r.json()["error"]
+
+
+# -- the page in a real browser ---------------------------------------------------------------------
+def _browser():
+    chromium = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.skip("needs Chromium and chromedriver (Debian: apt-get install chromium chromium-driver; "
+                    "`make install` does it)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+@pytest.fixture
+def served(edit_set, model):
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(edit_set, model), host="127.0.0.1", port=0,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the editor server did not start")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_editor_page_sets_levels_fills_previews_and_saves(served, edit_set):
+    browser = _browser()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    frame = lambda t: browser.find_element(By.CSS_SELECTOR, f'.frame[data-t="{t}"]')  # noqa: E731
+    level = lambda t: frame(t).get_attribute("data-level")  # noqa: E731
+    key = edit_set.items[1].key
+    try:
+        browser.get(served)
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".frame img")) == 8)
+        # every frame shows its image (served by the API) and the model's attention
+        wait.until(lambda b: all(b.execute_script("return arguments[0].naturalWidth", img) == 64
+                                 for img in b.find_elements(By.CSS_SELECTOR, ".frame img")))
+        assert not browser.find_element(By.ID, "save").is_enabled()   # nothing set yet
+
+        browser.find_element(By.ID, "level-1").click()
+        frame(1).click()
+        frame(4).click()
+        assert (level(1), level(2), level(4)) == ("1", None, "1")
+        browser.find_element(By.ID, "fill").click()                   # 2 and 3 lie between two 1.0s
+        wait.until(lambda b: level(2) == "1" and level(3) == "1")
+        browser.find_element(By.ID, "level-0").click()
+        for t in (0, 5, 6, 7):
+            frame(t).click()
+        browser.find_element(By.ID, "level-0.5").click()
+        frame(7).click()                                              # change of mind: 0.5
+        assert [level(t) for t in range(8)] == ["0", "1", "1", "1", "1", "0", "0", "0.5"]
+
+        browser.find_element(By.ID, "preview").click()
+        wait.until(lambda b: b.find_elements(By.ID, "preview-table"))
+        rows = browser.find_elements(By.CSS_SELECTOR, "#preview-table tr")
+        assert len(rows) == 3 and "0.00 1.00 1.00 1.00 1.00 0.00 0.00 0.50" in rows[2].text
+
+        browser.find_element(By.ID, "save").click()
+        wait.until(lambda b: "saved edit of" in b.find_element(By.ID, "status").text)
+        saved = json.loads((edit_set.directory / "edits" / f"{key}.json").read_text())
+        assert saved["levels"] == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.5]
+        assert "edited" in browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').get_attribute("class")
+
+        browser.refresh()                                             # the saved edit comes back
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".frame")) == 8)
+        assert [level(t) for t in range(8)] == ["0", "1", "1", "1", "1", "0", "0", "0.5"]
+        assert EditSet.open(edit_set.directory).edits()[edit_set.items[1].id].levels == saved["levels"]
+    finally:
+        browser.quit()

@@ -1,0 +1,120 @@
+"""``videoxai evaluate`` and ``videoxai metrics``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+_DATA_HELP = ("Dataset spec: synthetic:N[,split=test,seed=0] | folder:DIR[,labels=FILE.csv] | "
+              "ucf24:ROOT[,annotations=FILE.json,split=FILE.txt] | ssv2:VIDEOS,annotations=FILE.json"
+              "[,labels=FILE.json]. See `videoxai metrics` for details.")
+_METHODS_HELP = ("Comma-separated method specs, e.g. 'staa,occlusion(window=4),random', or 'all' (every "
+                 "method the model supports plus the random reference map).")
+_METRICS_HELP = ("Comma-separated metric specs, e.g. 'deletion,insertion(unit=frame),pointing_game', or "
+                 "'all' (the standard suite). `videoxai metrics` lists them with their options.")
+
+
+def evaluate_cmd(
+    data: str = typer.Option(..., "--data", "-d", help=_DATA_HELP),
+    model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name>, or a directory."),
+    methods: str = typer.Option("all", "--methods", help=_METHODS_HELP),
+    metrics: str = typer.Option("all", "--metrics", help=_METRICS_HELP),
+    out: Path = typer.Option(Path("videoxai_eval"), "--out", "-o", help="Output directory: results.sqlite, report.md/.html, summary.csv, plots."),
+    backend: str = typer.Option("local", help="local (worker processes), ray, or inline (this process)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (e.g. auto, ray://host:10001); default: a local Ray instance."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (local) or CPUs of a local Ray instance; default: the machine's CPUs."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …"),
+    target: str = typer.Option("label", help="label: explain the annotated class (the prediction when a clip has none); predicted: the prediction."),
+    refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Refine the maps (default: per method)."),
+    seed: int = typer.Option(0, help="Seed of the random reference map."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N clips."),
+    report_only: bool = typer.Option(False, "--report-only", help="Only rewrite the report from OUT/results.sqlite."),
+) -> None:
+    """Compare attribution methods with objective metrics; results are stored as they are computed,
+    and running the same command again resumes an interrupted evaluation.
+
+    Example: videoxai evaluate --model demo --data synthetic:100 --methods all --metrics all --out eval
+    """
+    from ..errors import InputError
+    from ..evaluation import evaluate, summarise, write_report
+    from ..evaluation.runner import DATABASE
+    from ..evaluation.store import ResultStore
+
+    if report_only:
+        if not (out / DATABASE).is_file():
+            raise InputError(f"no results file {out / DATABASE}")
+        paths = write_report(out / DATABASE, out)
+    else:
+        summary = evaluate(model, data, methods, metrics, out, backend=backend, workers=workers, address=address,
+                           device=device, target=target, refine=refine, seed=seed, limit=limit)
+        for name, reason in summary.dropped_methods.items():
+            console.print(f"[yellow]skipped {name}[/]: {reason}")
+        console.print(f"{summary.computed} results computed ({summary.errors} errors), {summary.skipped} already "
+                      f"stored, in {summary.seconds:.1f} s")
+        paths = summary.report
+    with ResultStore(out / DATABASE) as store:
+        _print_table(summarise(store))
+    console.print(f"report: [bold]{paths['html']}[/] ({paths['markdown'].name}, {paths['csv'].name})")
+
+
+def _print_table(s) -> None:
+    """The ranking and each metric's best method (the full table is in the report files)."""
+    import math
+
+    from ..evaluation.report import _arrow, _cell_text
+
+    ranking = Table(title=f"ranking ({s.videos} clips)",
+                    caption="mean rank over the faithfulness, localisation and randomisation metrics")
+    for col in ("rank", "method", "mean rank"):
+        ranking.add_column(col)
+    for i, m in enumerate(s.methods, start=1):
+        ranking.add_row(str(i), m, f"{s.overall[m]:.2f}" if math.isfinite(s.overall[m]) else "–")
+    console.print(ranking)
+    best = Table(title="per metric")
+    for col in ("metric", "best method", "mean ± 95% CI", "α"):
+        best.add_column(col)
+    for metric in s.metrics:
+        ranked = sorted((r, m) for (m, k), r in s.ranks.items() if k == metric)
+        if ranked:
+            m = ranked[0][1]
+            a = s.alpha.get(metric, math.nan)
+            best.add_row(f"{metric} {_arrow(s, metric)}", m, _cell_text(s, m, metric),
+                         f"{a:.2f}" if math.isfinite(a) else "–")
+    console.print(best)
+
+
+def metrics_cmd() -> None:
+    """List the metrics (with their options and which way is better) and the dataset kinds."""
+    from .. import metrics as vm
+    from ..data.datasets import dataset_kinds
+
+    table = Table(title="metrics (spec: name(option=value, …))")
+    for col in ("name", "family", "better", "options (defaults)"):
+        table.add_column(col, overflow="fold")
+    for name in vm.available():
+        cls = vm.get(name)
+        m = cls()
+        better = "higher" if m.higher_is_better else "lower"
+        if name in ("deletion", "insertion"):
+            better += " (order=morf)"
+        opts = ", ".join(f"{k}={v!r}" for k, v in cls._defaults.items())
+        table.add_row(name, cls.family, better, opts or "–")
+    console.print(table)
+    console.print("--metrics all = " + ", ".join(vm.SUITE))
+    kinds = Table(title="datasets (--data kind:argument[,key=value…])")
+    kinds.add_column("kind")
+    kinds.add_column("spec")
+    for kind, help_line in dataset_kinds().items():
+        kinds.add_row(kind, help_line)
+    console.print(kinds)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_cmd)
+    app.command("metrics")(metrics_cmd)

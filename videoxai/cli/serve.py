@@ -1,0 +1,137 @@
+"""``videoxai serve`` (the service) and ``videoxai stream`` (its command-line client)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def serve_cmd(
+    model: str = typer.Option("demo", "--model", "-m",
+                              help="Model spec: demo, hf:<id|dir>, torchvision:<name>, or a directory."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default; put a TLS proxy "
+                                               "in front for anything else)."),
+    port: int = typer.Option(8000, help="TCP port (0: any free port)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …"),
+    threads: Optional[int] = typer.Option(None, help="Torch CPU threads for the model (default: torch's choice, "
+                                                     "one per core). On a shared or small machine 1 is often "
+                                                     "faster: idle threads spin."),
+    method: str = typer.Option("staa", help="Default method for requests that name none."),
+    api_key: Optional[str] = typer.Option(None, envvar="VIDEOXAI_API_KEY",
+                                          help="Require this key (X-API-Key header; api_key query parameter "
+                                               "for WebSockets)."),
+    max_upload_mb: float = typer.Option(200.0, help="Largest upload."),
+    max_frames: int = typer.Option(1800, help="Most frames decoded from one upload."),
+    max_pixels: int = typer.Option(1920 * 1080, help="Most pixels per frame (uploads and streams)."),
+    max_streams: int = typer.Option(8, help="Concurrent WebSocket streams."),
+    max_queued_jobs: int = typer.Option(8, help="Uploads queued or running at once."),
+    work_dir: Optional[Path] = typer.Option(None, help="Folder for uploads and results (default: a temporary "
+                                                       "folder removed at exit)."),
+) -> None:
+    """Serve explanations over HTTP (uploads) and WebSocket (live streams), with a browser viewer."""
+    import uvicorn
+
+    from ..models import load_model
+    from ..serve import ServeSettings, create_app, uvicorn_config
+
+    settings = ServeSettings(api_key=api_key, max_upload_mb=max_upload_mb, max_frames=max_frames,
+                             max_pixels=max_pixels, max_streams=max_streams, max_queued_jobs=max_queued_jobs,
+                             default_method=method, work_dir=str(work_dir) if work_dir else None)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    with console.status(f"loading {model}…"):
+        vm = load_model(model, device=device)
+    app = create_app(vm, settings)
+    config = uvicorn_config(app, host=host, port=port, log_level="info")
+    server = uvicorn.Server(config)
+    shown = host if ":" not in host else f"[{host}]"
+    console.print(f"serving [bold]{vm.name}[/] ({vm.family}, {vm.num_frames} frames) with {method} "
+                  f"on http://{shown}:{port}  (viewer: /, API: /docs)")
+    server.run()
+
+
+def stream_cmd(
+    source: str = typer.Argument(..., help="Video file or stream URL (rtsp://, http://, …)."),
+    server: str = typer.Option("http://127.0.0.1:8000", "--server", "-s", help="The videoxai server."),
+    api_key: Optional[str] = typer.Option(None, envvar="VIDEOXAI_API_KEY", help="The server's API key."),
+    method: Optional[str] = typer.Option(None, help="Method (default: the server's)."),
+    stride: Optional[int] = typer.Option(None, help="Frames between windows (default: half a window)."),
+    window: Optional[int] = typer.Option(None, help="Frames per window (default: the model's)."),
+    target: Optional[int] = typer.Option(None, help="Class to explain (default: each window's prediction)."),
+    live: Optional[bool] = typer.Option(None, "--live/--file",
+                                        help="Live: send at the source's rate and let the server drop stale "
+                                             "windows. File: lossless, at the server's pace. Default: live for "
+                                             "URLs, file for files."),
+    fps: Optional[float] = typer.Option(None, help="Send rate for --live (default: the source's)."),
+    max_side: Optional[int] = typer.Option(320, help="Shrink frames to this longer side before sending (0: never)."),
+    frame_format: str = typer.Option("jpeg", "--format", help="jpeg, png or rgb."),
+    save: Optional[Path] = typer.Option(None, help="Write the overlay video here (.mp4)."),
+    as_json: bool = typer.Option(False, "--json", help="Print each server message as one JSON line."),
+    option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable)."),
+) -> None:
+    """Stream a video to a videoxai server; print each window's prediction and temporal peak."""
+    from ..errors import InputError
+    from ..serve.client import OverlaySaver, StreamClient, source_fps, video_frames
+    from .explain import _parse_options
+
+    if frame_format not in ("jpeg", "png", "rgb"):
+        raise InputError(f"--format must be jpeg, png or rgb, got {frame_format!r}")
+    is_file = Path(source).exists()
+    live = (not is_file) if live is None else live
+    src_fps = source_fps(source)
+    send_fps = (fps or src_fps or 30.0) if live else None
+    client = StreamClient(server, api_key=api_key, window=window, stride=stride, method=method,
+                          options=_parse_options(option), target=target, live=live, frame_format=frame_format,
+                          fps=send_fps)
+    frames = video_frames(source, max_side=max_side or None)
+    saver = OverlaySaver(save, fps=src_fps or 25.0) if save else None
+    if saver is not None:
+        frames = saver.tap(frames)
+    try:
+        for msg in client.stream(frames):
+            if as_json:
+                print(json.dumps(msg), flush=True)
+            else:
+                _print(msg)
+            if saver is not None and msg["type"] == "window":
+                saver.add(msg)
+    finally:
+        if saver is not None:
+            saver.close()
+    if saver is not None and not as_json:
+        console.print(f"overlay: [bold]{save}[/]")
+
+
+def _print(msg: dict) -> None:
+    kind = msg["type"]
+    if kind == "ready":
+        console.print(f"[bold]{msg['model']['name']}[/] · {msg['method']} · window {msg['window']}, "
+                      f"stride {msg['stride']} · {'live' if msg['live'] else 'file'}")
+    elif kind == "window":
+        f = msg["frame_indices"]
+        p, s = msg["prediction"], msg["smoothed"]
+        peak = f[max(range(len(f)), key=lambda i: msg["temporal"][i])]
+        console.print(f"window {msg['index']:>4}  frames {f[0]:>5}-{f[-1]:<5}  {p['label']} {p['score']:.2f}  "
+                      f"(smoothed {s['label']} {s['score']:.2f})  peak frame {peak}  "
+                      f"{msg['latency_ms']:.0f} ms")
+    elif kind == "dropped":
+        err_console.print(f"[yellow]dropped[/] frames {msg['first_frame']}-{msg['last_frame']} "
+                          f"({msg['total']} windows so far): {msg['reason']}")
+    elif kind == "error":
+        err_console.print(f"[red]error[/] {msg['error']['code']}: {msg['error']['message']}")
+    elif kind == "end":
+        console.print(f"end: {msg['frames']} frames, {msg['windows']} windows, {msg['dropped']} dropped")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_cmd)
+    app.command("stream")(stream_cmd)

@@ -1,0 +1,191 @@
+"""``videoxai stabn train / collect / edit / finetune``: an ST-ABN and human knowledge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+stabn_app = typer.Typer(name="stabn", no_args_is_help=True,
+                        help="Train an ST-ABN (a video model that explains itself) and correct its "
+                             "temporal attention with human knowledge: collect → edit → finetune.")
+
+_DATA_HELP = ("Dataset spec: synthetic[:N,seed=S,val=M] (default; train/val are disjoint streams), "
+              "folder:DIR (videos + labels.csv), ssv2:…, ucf24:….")
+
+
+def _threads(threads: Optional[int]) -> None:
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+
+
+def _command(ctx: typer.Context) -> str:
+    """The running command with every setting spelt out (defaults included), to store with what
+    it makes: running it again makes the same thing."""
+    import shlex
+
+    words: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            words.append(str(value))
+        elif value is None:
+            continue
+        elif getattr(param, "is_flag", False):
+            if value:
+                words.append(param.opts[0])
+            elif param.secondary_opts:
+                words.append(param.secondary_opts[0])
+        else:
+            words += [param.opts[0], str(value)]
+    return f"videoxai {' '.join(ctx.command_path.split()[1:])} {shlex.join(words)}"
+
+
+def _print_epoch(record) -> None:
+    console.print(str(record))
+
+
+def _load(model: str, device: str):
+    from ..errors import UnsupportedModelError
+    from ..models import load_model
+    from ..stabn.model import STABNVideoModel
+
+    vm = load_model(model, device=device)
+    if not isinstance(vm, STABNVideoModel):
+        raise UnsupportedModelError(f"{model} is a {vm.family} model, not an ST-ABN")
+    return vm
+
+
+@stabn_app.command("train")
+def train_cmd(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/."),
+    data: str = typer.Option("synthetic", "--data", "-d", help=_DATA_HELP),
+    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split; none for other data)."),
+    backbone: str = typer.Option("tiny", help="Backbone size: tiny, small, r18, r34, r50."),
+    frames: int = typer.Option(8, help="Frames per clip (T)."),
+    size: int = typer.Option(64, help="Input size (pixels a side)."),
+    epochs: int = typer.Option(12),
+    batch_size: int = typer.Option(16),
+    lr: float = typer.Option(0.05, help="Initial learning rate (×0.1 at 1/2 and 5/6 of the epochs)."),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Train an ST-ABN; validation accuracy of both branches after every epoch."""
+    from ..stabn.train import TrainConfig, train
+
+    _threads(threads)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    console.print(f"training an ST-ABN ({backbone}) on {data} for {epochs} epochs → {out}")
+    result = train(data, out, val_data=val_data, backbone=backbone, num_frames=frames, input_size=size,
+                   config=config, resume=resume, device=device, on_epoch=_print_epoch, command=_command(ctx))
+    if result.evaluation is not None:
+        console.print(f"validation: {result.evaluation}")
+    console.print(f"model: [bold]{result.model_dir}[/]  (vx.load_model('{result.model_dir}'))")
+
+
+@stabn_app.command("collect")
+def collect_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Edit-set directory to create."),
+    model: str = typer.Option("demo-stabn", "--model", "-m", help="ST-ABN model: a directory or demo-stabn."),
+    data: str = typer.Option("synthetic", "--data", "-d", help=_DATA_HELP + " Its training split is used."),
+    all_clips: bool = typer.Option(False, "--all", help="Collect every clip, not only the misclassified ones."),
+    limit: Optional[int] = typer.Option(None, help="Collect at most this many clips."),
+    threads: Optional[int] = typer.Option(None),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Step 1: store the temporal attention of the misclassified training clips."""
+    from ..stabn.data import open_dataset
+    from ..stabn.knowledge import collect
+
+    _threads(threads)
+    vm = _load(model, device)
+    h, w = vm.input_size
+    with console.status(f"loading {data}…"):
+        train_set = open_dataset(data, "train", num_frames=vm.num_frames, frame_size=(h, w), labels=vm.labels)
+    spec = str(Path(model).resolve()) if Path(model).is_dir() else model
+    es = collect(vm, train_set, out, model_spec=spec, misclassified_only=not all_clips, limit=limit)
+    what = "clips" if all_clips else "misclassified clips"
+    console.print(f"collected {len(es.items)} {what} of {len(train_set)} into [bold]{out}[/]; "
+                  f"edit them with: videoxai stabn edit {out}")
+
+
+@stabn_app.command("edit")
+def edit_cmd(
+    edits: Path = typer.Argument(..., help="Edit-set directory (from `videoxai stabn collect`)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for the preview (default: the collection's)."),
+    no_preview: bool = typer.Option(False, "--no-preview", help="Do not load a model (no preview)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8001, help="TCP port."),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Step 2: serve the editor page: give every frame a level (1.0 / 0.5 / 0.0) and save."""
+    import uvicorn
+
+    from ..stabn.editor import create_app
+    from ..stabn.knowledge import EditSet
+
+    es = EditSet.open(edits)
+    vm = None
+    if not no_preview:
+        with console.status(f"loading {model or es.model}…"):
+            vm = _load(model or es.model, device)
+    app = create_app(es, vm)
+    console.print(f"editing {len(es.items)} clips of {edits} on http://{host}:{port}  (Ctrl-C to stop)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@stabn_app.command("finetune")
+def finetune_cmd(
+    ctx: typer.Context,
+    edits: Path = typer.Argument(..., help="Edit-set directory with saved edits."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to fine-tune (default: the collection's)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data (default: the collection's)."),
+    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split)."),
+    gamma_t: float = typer.Option(10.0, "--gamma-t", help="Weight γ_t of L_temp (0: no human knowledge)."),
+    epochs: int = typer.Option(2),
+    batch_size: int = typer.Option(16),
+    lr: float = typer.Option(0.01),
+    freeze: str = typer.Option("feature_extractor", help="Frozen module groups, comma-separated "
+                               "(feature_extractor, attention_branch, perception_branch), or 'none'."),
+    unfreeze_at: Optional[int] = typer.Option(None, help="Epoch from which every group trains."),
+    edited_only: bool = typer.Option(False, "--edited-only", help="Train on the edited clips only."),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(True, "--resume/--no-resume"),
+    threads: Optional[int] = typer.Option(None),
+    device: str = typer.Option("cpu"),
+) -> None:
+    """Step 3: fine-tune with L_att + L_per + γ_t · MSE(edited, predicted temporal attention)."""
+    from ..stabn.data import open_dataset
+    from ..stabn.knowledge import EditSet, finetune, finetune_config
+
+    _threads(threads)
+    es = EditSet.open(edits)
+    vm = _load(model or es.model, device)
+    spec = data or es.data
+    size = vm.input_size
+    with console.status(f"loading {spec}…"):
+        train_set = open_dataset(spec, es.split, num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
+        val_spec = val_data or (spec if spec.startswith("synthetic") else None)
+        val_set = (open_dataset(val_spec, "val", num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
+                   if val_spec else None)
+    frozen = () if freeze.strip().lower() == "none" else tuple(g.strip() for g in freeze.split(",") if g.strip())
+    config = finetune_config(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    result = finetune(vm, train_set, es, out, gamma_t=gamma_t, config=config, frozen=frozen,
+                      unfreeze_at=unfreeze_at, edited_only=edited_only, val=val_set, resume=resume,
+                      on_epoch=_print_epoch, command=_command(ctx))
+    if result.evaluation is not None:
+        console.print(f"validation: {result.evaluation}")
+    console.print(f"model: [bold]{result.model_dir}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(stabn_app, name="stabn")

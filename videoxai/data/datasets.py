@@ -1,0 +1,501 @@
+"""Evaluation datasets: clips with labels and, where known, where and when the evidence is.
+
+Every dataset is a sequence of :class:`EvalSample` and is named by a spec string,
+``kind:argument[,key=value…]``:
+
+* ``synthetic:N[,split=test][,seed=0]`` — the first ``N`` clips of the synthetic benchmark
+  (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window.
+* ``folder:DIR[,labels=FILE.csv][,max_side=N]`` — the videos in ``DIR``; the CSV (default
+  ``DIR/labels.csv`` if it exists) has a header with columns ``video`` (path relative to ``DIR``)
+  and ``label`` (class index or class name), and optionally ``start`` and ``end``: the evidence
+  window in *source* frame indices, ``end`` excluded. Without a CSV every video file in ``DIR``
+  is used, unlabelled (the model's prediction is explained).
+* ``ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt]`` — UCF101-24-style per-frame boxes:
+  ``ROOT/<key>.avi`` (or ``.mp4``) and a JSON file (default ``ROOT/annotations.json``) in the
+  layout of the corrected annotations' ``pyannot.pkl`` (convert the pickle once with
+  ``json.dump({k: {**v, "annotations": [{**a, "boxes": a["boxes"].tolist()} for a in
+  v["annotations"]]} for k, v in pickle.load(f).items()}, out)``; videoxai never unpickles
+  data): ``{key: {"label": int, "numf": int, "annotations": [{"label": int, "sf": int, "ef": int,
+  "boxes": [[x1, y1, x2, y2], …]}]}}`` with 0-based start frame ``sf`` and ``ef`` excluded, one
+  box per frame. Class names are the key's folder (``Basketball/v_Basketball_g01_c01``). The
+  optional split file lists the keys to use, one per line.
+* ``ssv2:VIDEOS,annotations=FILE.json[,labels=FILE.json]`` — Something-Something-style JSON: a
+  list of ``{"id": …, "template": "Putting [something] on a surface", …}`` (``VIDEOS/<id>.webm``)
+  and a labels file mapping each template (brackets removed) to its class index.
+
+Clips are sampled uniformly with the model's number of frames (``num_frames``). Datasets know
+each clip's ``key`` without decoding it, so a resumed evaluation skips finished clips for free.
+Class names are mapped onto the model's labels when ``labels=`` is given to
+:func:`load_dataset` (a class the model does not know is an error, not a silent mismatch).
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..clip import Clip
+from ..errors import InputError
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
+
+
+@dataclass
+class EvalSample:
+    """One clip to evaluate on, with what is known about it.
+
+    Attributes:
+        key: unique, stable name of the clip within its dataset (results are stored under it).
+        clip: the frames.
+        label: class index to explain (in the model's classes), or ``None`` to explain the prediction.
+        masks: ``(T, H, W)`` bool, the evidence's pixels per frame, if annotated.
+        boxes: ``(T, 4)`` ``[top, left, bottom, right)`` per frame, ``-1`` rows where absent, if annotated.
+        window: ``(start, end)`` clip frames in which the evidence is visible, if annotated.
+        label_name: the class's name, if known.
+    """
+
+    key: str
+    clip: Clip
+    label: int | None = None
+    masks: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    window: tuple[int, int] | None = None
+    label_name: str | None = None
+
+    def __post_init__(self) -> None:
+        t, h, w = self.clip.num_frames, self.clip.height, self.clip.width
+        if self.masks is not None:
+            self.masks = np.asarray(self.masks, dtype=bool)
+            if self.masks.shape != (t, h, w):
+                raise InputError(f"{self.key}: masks have shape {self.masks.shape}, the clip is {(t, h, w)}")
+        if self.boxes is not None:
+            self.boxes = np.asarray(self.boxes)
+            if self.boxes.shape != (t, 4):
+                raise InputError(f"{self.key}: boxes must have shape ({t}, 4), got {self.boxes.shape}")
+        if self.window is not None:
+            start, end = int(self.window[0]), int(self.window[1])
+            if not 0 <= start < end <= t:
+                raise InputError(f"{self.key}: window {tuple(self.window)} is not within the clip's {t} frames")
+            self.window = (start, end)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """Masks or boxes are annotated (the spatial localisation metrics can run)."""
+        return self.masks is not None or self.boxes is not None
+
+    @property
+    def has_window(self) -> bool:
+        """A window or any per-frame annotation is known (temporal grounding can run)."""
+        return self.window is not None or self.has_ground_truth
+
+
+class EvalDataset(Sequence[EvalSample]):
+    """Base: a sequence of samples whose keys are known without loading them."""
+
+    spec: str = ""
+    class_names: list[str] | None = None
+
+    def key(self, i: int) -> str:
+        raise NotImplementedError
+
+    def load(self, i: int) -> EvalSample:
+        raise NotImplementedError
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        return self.load(i % len(self))
+
+    def keys(self) -> list[str]:
+        return [self.key(i) for i in range(len(self))]
+
+
+class SamplesDataset(EvalDataset):
+    """Samples already in memory (a list), e.g. built by a script."""
+
+    def __init__(self, samples: Sequence[EvalSample], spec: str = "samples") -> None:
+        self.samples = list(samples)
+        keys = [s.key for s in self.samples]
+        if len(set(keys)) != len(keys):
+            raise InputError("sample keys must be unique")
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def key(self, i: int) -> str:
+        return self.samples[i].key
+
+    def load(self, i: int) -> EvalSample:
+        return self.samples[i]
+
+
+# -- registry ----------------------------------------------------------------------------------
+Factory = Callable[..., EvalDataset]   # fn(argument, *, num_frames, classes, **options)
+_DATASETS: dict[str, Factory] = {}
+
+
+def register_dataset(kind: str) -> Callable[[Factory], Factory]:
+    """Register ``fn(argument, *, num_frames, classes, **options) -> EvalDataset`` for ``kind:…`` specs.
+
+    ``classes`` are the model's class names (or ``None``); options come from the spec as strings.
+    """
+    def deco(fn: Factory) -> Factory:
+        _DATASETS[kind] = fn
+        return fn
+    return deco
+
+
+def dataset_kinds() -> dict[str, str]:
+    """Registered dataset kinds with the first line of their help."""
+    return {k: (fn.__doc__ or "").strip().splitlines()[0] for k, fn in _DATASETS.items()}
+
+
+def parse_data_spec(spec: str) -> tuple[str, str, dict]:
+    """``"synthetic:100,seed=1"`` → ``("synthetic", "100", {"seed": "1"})``."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise InputError(f"dataset spec {spec!r} must look like kind:argument[,key=value…]; "
+                         f"kinds: {', '.join(sorted(_DATASETS))}")
+    kind, _, rest = spec.partition(":")
+    parts = [p.strip() for p in rest.split(",") if p.strip()]
+    if not parts:
+        raise InputError(f"dataset spec {spec!r} has no argument after {kind}:")
+    argument, options = parts[0], {}
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise InputError(f"dataset spec {spec!r}: {part!r} is not key=value")
+        options[key.strip()] = value.strip()
+    return kind.strip(), argument, options
+
+
+def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: int = 8,
+                 labels: Sequence[str] | None = None) -> EvalDataset:
+    """A dataset from its spec (see the module docs), or a list of samples as is.
+
+    Args:
+        spec: the spec string, an :class:`EvalDataset`, or a list of :class:`EvalSample`.
+        num_frames: frames per clip (the model's ``num_frames``).
+        labels: the model's class names; named classes are mapped onto their indices.
+    """
+    if isinstance(spec, EvalDataset):
+        return spec
+    if not isinstance(spec, str):
+        return SamplesDataset(spec)
+    kind, argument, options = parse_data_spec(spec)
+    if kind not in _DATASETS:
+        raise InputError(f"unknown dataset kind {kind!r} in {spec!r}; kinds: {', '.join(sorted(_DATASETS))}")
+    factory = _DATASETS[kind]
+    known = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in known.values()):
+        unknown = sorted(set(options) - set(known) - {"num_frames", "classes"})
+        if unknown:
+            raise InputError(f"{kind}: unknown option(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(k for k in known if k not in ('argument', 'num_frames', 'classes'))}")
+    ds = factory(argument, num_frames=int(num_frames), classes=labels, **options)
+    ds.spec = spec
+    return ds
+
+
+def _int_option(value, name: str, spec_kind: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{spec_kind}: {name} must be an integer, got {value!r}") from None
+
+
+def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> tuple[int, str | None]:
+    """A label given as an index or a class name → (index into the model's classes, name)."""
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        i = int(text)
+        if i < 0 or (labels is not None and i >= len(labels)):
+            raise InputError(f"{where}: label {i} is out of range for a model with "
+                             f"{len(labels) if labels is not None else '?'} classes")
+        return i, (labels[i] if labels is not None else None)
+    if labels is None:
+        raise InputError(f"{where}: label {text!r} is a name; give the model's labels to map it")
+    lookup = {name.strip().lower(): i for i, name in enumerate(labels)}
+    if text.lower() not in lookup:
+        raise InputError(f"{where}: class {text!r} is not one of the model's classes "
+                         f"({', '.join(labels[:8])}{', …' if len(labels) > 8 else ''})")
+    return lookup[text.lower()], labels[lookup[text.lower()]]
+
+
+def _window_from_source(indices: np.ndarray, start: int, end: int) -> tuple[int, int] | None:
+    """Source-frame window ``[start, end)`` → the clip frames it covers (first to last inside)."""
+    inside = np.flatnonzero((indices >= start) & (indices < end))
+    if inside.size == 0:
+        return None
+    return int(inside[0]), int(inside[-1]) + 1
+
+
+# -- synthetic ---------------------------------------------------------------------------------
+class SyntheticDataset(EvalDataset):
+    def __init__(self, size: int, split: str, seed: int, num_frames: int) -> None:
+        from .synthetic import SyntheticVideos
+
+        self.videos = SyntheticVideos(size, split=split, seed=seed, num_frames=num_frames)
+        self.class_names = list(self.videos.labels)
+        self._prefix = f"synthetic:{split}:{seed}/"
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def key(self, i: int) -> str:
+        return f"{self._prefix}{i}"
+
+    def load(self, i: int) -> EvalSample:
+        s = self.videos[i]
+        return EvalSample(key=self.key(i), clip=s.clip, label=int(s.label), masks=s.masks, boxes=s.boxes,
+                          window=tuple(s.window), label_name=self.class_names[s.label])
+
+
+@register_dataset("synthetic")
+def _synthetic(argument: str, *, num_frames: int, classes=None, split: str = "test", seed="0") -> EvalDataset:
+    """synthetic:N[,split=test][,seed=0] — the synthetic benchmark (masks, boxes, window)."""
+    size = _int_option(argument, "the clip count", "synthetic")
+    if size < 1:
+        raise InputError(f"synthetic: the clip count must be >= 1, got {size}")
+    ds = SyntheticDataset(size, split, _int_option(seed, "seed", "synthetic"), num_frames)
+    if classes is not None and list(classes) != ds.class_names:
+        raise InputError(f"synthetic: the model's classes {list(classes)[:6]} are not the synthetic "
+                         f"benchmark's {ds.class_names}; evaluate a model trained on it (e.g. demo)")
+    return ds
+
+
+# -- a folder of videos --------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    key: str
+    path: Path
+    label: int | None = None
+    label_name: str | None = None
+    source_window: tuple[int, int] | None = None
+
+
+class VideoListDataset(EvalDataset):
+    """Videos on disk, each with an optional label and source-frame window."""
+
+    def __init__(self, entries: Sequence[_Entry], num_frames: int, max_side: int | None = None) -> None:
+        if not entries:
+            raise InputError("the dataset has no videos")
+        self.entries = list(entries)
+        self.num_frames = num_frames
+        self.max_side = max_side
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def key(self, i: int) -> str:
+        return self.entries[i].key
+
+    def read(self, i: int) -> Clip:
+        from .video import read_video
+        return read_video(self.entries[i].path, num_frames=self.num_frames, max_side=self.max_side)
+
+    def load(self, i: int) -> EvalSample:
+        e = self.entries[i]
+        clip = self.read(i)
+        window = _window_from_source(clip.indices, *e.source_window) if e.source_window else None
+        return EvalSample(key=e.key, clip=clip, label=e.label, window=window, label_name=e.label_name)
+
+
+@register_dataset("folder")
+def _folder(argument: str, *, num_frames: int, classes=None, max_side=None, **options) -> EvalDataset:
+    """folder:DIR[,labels=FILE.csv][,max_side=N] — videos with a CSV of labels (video,label[,start,end])."""
+    root = Path(argument).expanduser()
+    if not root.is_dir():
+        raise InputError(f"folder: {root} is not a directory")
+    explicit = "labels" in options
+    csv_path = Path(options.pop("labels")) if explicit else root / "labels.csv"
+    if options:
+        raise InputError(f"folder: unknown option(s) {', '.join(options)}; known: labels, max_side")
+    side = _int_option(max_side, "max_side", "folder") if max_side is not None else None
+    if not csv_path.is_file():
+        if explicit:
+            raise InputError(f"folder: no labels file {csv_path}")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        entries = [_Entry(str(p.relative_to(root)), p) for p in files]
+        if not entries:
+            raise InputError(f"folder: no video files in {root}")
+        return VideoListDataset(entries, num_frames, side)
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "video" not in reader.fieldnames:
+            raise InputError(f"{csv_path}: the header must name a 'video' column (and 'label'); "
+                             f"got {reader.fieldnames}")
+        entries = []
+        for n, row in enumerate(reader, start=2):
+            where = f"{csv_path}:{n}"
+            rel = (row.get("video") or "").strip()
+            if not rel:
+                raise InputError(f"{where}: empty video path")
+            path = root / rel
+            if not path.is_file():
+                raise InputError(f"{where}: no video file {path}")
+            label, name = (None, None)
+            if (row.get("label") or "").strip():
+                label, name = _label_index(row["label"], classes, where)
+            window = None
+            if (row.get("start") or "").strip() or (row.get("end") or "").strip():
+                start = _int_option(row.get("start"), "start", where)
+                end = _int_option(row.get("end"), "end", where)
+                if not 0 <= start < end:
+                    raise InputError(f"{where}: window [{start}, {end}) is empty or negative")
+                window = (start, end)
+            entries.append(_Entry(rel, path, label, name, window))
+    if len({e.key for e in entries}) != len(entries):
+        raise InputError(f"{csv_path}: a video is listed twice")
+    return VideoListDataset(entries, num_frames, side)
+
+
+# -- UCF101-24-style per-frame boxes -------------------------------------------------------------
+class BoxesDataset(VideoListDataset):
+    """Videos with per-frame boxes (UCF101-24 style), tubes in source-frame indices."""
+
+    def __init__(self, entries, tubes: dict[str, list[dict]], num_frames: int) -> None:
+        super().__init__(entries, num_frames)
+        self.tubes = tubes
+
+    def load(self, i: int) -> EvalSample:
+        e = self.entries[i]
+        clip = self.read(i)
+        t, h, w = clip.num_frames, clip.height, clip.width
+        masks = np.zeros((t, h, w), dtype=bool)
+        for tube in self.tubes[e.key]:
+            sf, boxes = int(tube["sf"]), np.asarray(tube["boxes"], dtype=np.float64)
+            for k, src in enumerate(clip.indices):
+                j = int(src) - sf
+                if 0 <= j < len(boxes):
+                    x1, y1, x2, y2 = boxes[j]
+                    y0, x0 = max(0, int(np.floor(y1))), max(0, int(np.floor(x1)))
+                    masks[k, y0:min(h, int(np.ceil(y2))), x0:min(w, int(np.ceil(x2)))] = True
+        present = masks.reshape(t, -1).any(1)
+        boxes = np.full((t, 4), -1, dtype=np.int64)
+        for k in np.flatnonzero(present):
+            ys, xs = np.nonzero(masks[k])
+            boxes[k] = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+        window = (int(np.argmax(present)), int(t - np.argmax(present[::-1]))) if present.any() else None
+        return EvalSample(key=e.key, clip=clip, label=e.label, masks=masks, boxes=boxes, window=window,
+                          label_name=e.label_name)
+
+
+@register_dataset("ucf24")
+def _ucf24(argument: str, *, num_frames: int, classes=None, annotations=None, split=None) -> EvalDataset:
+    """ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt] — UCF101-24-style per-frame boxes."""
+    root = Path(argument).expanduser()
+    if not root.is_dir():
+        raise InputError(f"ucf24: {root} is not a directory")
+    ann_path = Path(annotations) if annotations else root / "annotations.json"
+    data = _read_json(ann_path, "ucf24")
+    if not isinstance(data, dict):
+        raise InputError(f"{ann_path}: expected a JSON object mapping video keys to annotations")
+    keys = sorted(data)
+    if split is not None:
+        split_path = Path(split)
+        if not split_path.is_file():
+            raise InputError(f"ucf24: no split file {split_path}")
+        wanted = [ln.strip().rsplit(".", 1)[0] if ln.strip().endswith((".avi", ".mp4")) else ln.strip()
+                  for ln in split_path.read_text().splitlines() if ln.strip()]
+        missing = [k for k in wanted if k not in data]
+        if missing:
+            raise InputError(f"{split_path}: {len(missing)} keys have no annotation, e.g. {missing[0]!r}")
+        keys = wanted
+    entries, tubes = [], {}
+    for key in keys:
+        rec = data[key]
+        where = f"{ann_path}: {key}"
+        if not isinstance(rec, dict) or "annotations" not in rec:
+            raise InputError(f"{where}: expected {{'label', 'annotations': [...]}}")
+        path = next((root / f"{key}{s}" for s in (".avi", ".mp4") if (root / f"{key}{s}").is_file()), None)
+        if path is None:
+            raise InputError(f"{where}: no video {root / key}.avi or .mp4")
+        for a in rec["annotations"]:
+            if not {"sf", "boxes"} <= set(a):
+                raise InputError(f"{where}: each annotation needs 'sf' and 'boxes'")
+            b = np.asarray(a["boxes"], dtype=np.float64)
+            if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
+                raise InputError(f"{where}: boxes must be a list of [x1, y1, x2, y2]")
+        # the class is the key's folder when the model knows it by that name, else the index
+        name = key.split("/")[0] if "/" in key else None
+        if classes is not None and name is not None and name.lower() in {n.lower() for n in classes}:
+            label, name = _label_index(name, classes, where)
+        elif rec.get("label") is not None:
+            label, _ = _label_index(rec["label"], classes, where)
+        else:
+            label = None
+        entries.append(_Entry(key, path, label, name))
+        tubes[key] = rec["annotations"]
+    return BoxesDataset(entries, tubes, num_frames)
+
+
+# -- Something-Something-style JSON ----------------------------------------------------------------
+@register_dataset("ssv2")
+def _ssv2(argument: str, *, num_frames: int, classes=None, annotations=None, **options) -> EvalDataset:
+    """ssv2:VIDEOS,annotations=FILE.json[,labels=FILE.json] — Something-Something-style JSON labels."""
+    root = Path(argument).expanduser()
+    if not root.is_dir():
+        raise InputError(f"ssv2: {root} is not a directory")
+    if annotations is None:
+        raise InputError("ssv2: give annotations=FILE.json (the list of {id, template} records)")
+    records = _read_json(Path(annotations), "ssv2")
+    if not isinstance(records, list):
+        raise InputError(f"{annotations}: expected a JSON list of {{id, template}} records")
+    index = None
+    if "labels" in options:
+        mapping = _read_json(Path(options.pop("labels")), "ssv2")
+        if not isinstance(mapping, dict):
+            raise InputError("ssv2: the labels file must map template → class index")
+        index = {_template(k): int(v) for k, v in mapping.items()}
+    if options:
+        raise InputError(f"ssv2: unknown option(s) {', '.join(options)}; known: annotations, labels")
+    entries = []
+    for n, rec in enumerate(records):
+        where = f"{annotations}[{n}]"
+        if not isinstance(rec, dict) or "id" not in rec:
+            raise InputError(f"{where}: each record needs an 'id'")
+        vid = str(rec["id"])
+        path = next((root / f"{vid}{s}" for s in (".webm", ".mp4") if (root / f"{vid}{s}").is_file()), None)
+        if path is None:
+            raise InputError(f"{where}: no video {root / vid}.webm or .mp4")
+        text = rec.get("template") or rec.get("label")
+        label, name = None, None
+        if text is not None:
+            name = _template(text)
+            if index is not None:
+                if name not in index:
+                    raise InputError(f"{where}: template {name!r} is not in the labels file")
+                label = index[name]
+                if classes is not None and label >= len(classes):
+                    raise InputError(f"{where}: label {label} is out of range for a model with {len(classes)} classes")
+            elif classes is not None:
+                label, name = _label_index(name, classes, where)
+        entries.append(_Entry(vid, path, label, name))
+    return VideoListDataset(entries, num_frames)
+
+
+def _template(text: str) -> str:
+    """``"Putting [something] on a surface"`` → ``"Putting something on a surface"``."""
+    return str(text).replace("[", "").replace("]", "").strip()
+
+
+def _read_json(path: Path, kind: str):
+    if not path.is_file():
+        raise InputError(f"{kind}: no annotation file {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not valid JSON: {e}") from None
+
+
+__all__ = ["EvalSample", "EvalDataset", "SamplesDataset", "VideoListDataset", "BoxesDataset",
+           "load_dataset", "register_dataset", "dataset_kinds", "parse_data_spec"]

@@ -1,0 +1,225 @@
+"""Where tasks run: in this process, on local worker processes, or on a Ray cluster.
+
+Every backend takes the tasks (each with its sample already loaded by the parent) and calls
+``emit(row)`` in the parent for every row a worker computes, as soon as it arrives; the parent is
+the only writer of the results file.
+
+* ``inline``: this process, one task after another (``workers=0``; also takes a model object).
+* ``local`` (default): ``workers`` spawned processes, each loading the model once and running
+  with ``threads`` torch threads; one task per (video, method) at a time per worker, its rows
+  streamed back one by one over the worker's own pipe. Workers stop when the parent goes away,
+  also when it is killed.
+* ``ray``: ``ray.init(address=...)`` (a running cluster) or a local Ray instance with ``workers``
+  CPUs; one remote task per video, a streaming generator whose rows the parent stores as they
+  come. Ray is optional (``pip install 'videoxai[ray]'``); cluster nodes need videoxai installed.
+
+Only a few tasks per worker are in flight, so samples are loaded (decoded) only shortly before
+they are needed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+from multiprocessing.connection import Connection, wait
+from typing import Callable, Iterable, Iterator
+
+from ..errors import InputError
+from ..models.base import VideoModel
+from .store import ExplanationRow, ResultRow
+from .tasks import RunSettings, Task, WorkerContext, run_task
+
+Emit = Callable[[ResultRow | ExplanationRow], None]
+
+BACKENDS = ("inline", "local", "ray")
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process died or could not start (rows computed before are kept)."""
+
+
+def run(backend: str, tasks: Iterable[Task], settings: RunSettings, emit: Emit, *,
+        workers: int, model: VideoModel | None = None, address: str | None = None) -> None:
+    """Run ``tasks`` on ``backend`` (see the module docs)."""
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "inline":
+        _run_inline(tasks, settings, emit, model)
+    elif backend == "local":
+        _run_local(tasks, settings, emit, workers)
+    else:
+        _run_ray(tasks, settings, emit, workers, address)
+
+
+# -- inline ----------------------------------------------------------------------------------------
+def _run_inline(tasks, settings, emit, model) -> None:
+    ctx = WorkerContext.create(settings, model)
+    for task in tasks:
+        for row in run_task(ctx, task):
+            emit(row)
+
+
+# -- local processes -------------------------------------------------------------------------------
+def _worker_main(settings: RunSettings, conn: Connection) -> None:
+    """A local worker: load the model once, then run the tasks the parent sends over ``conn``.
+
+    ``conn`` is this worker's private end of a pipe whose other end only the parent holds, so a
+    parent that dies (even by SIGKILL, even in the middle of sending a task) is an end-of-file
+    here, and the worker exits instead of waiting forever.
+    """
+    try:
+        ctx = WorkerContext.create(settings)
+    except BaseException as e:
+        _send(conn, ("fatal", f"worker could not start: {type(e).__name__}: {e}"))
+        return
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone: nobody would store our rows
+        if task is None:
+            return
+        try:
+            for row in run_task(ctx, task):
+                conn.send(("row", row))
+            conn.send(("done", task.id))
+        except (EOFError, OSError):
+            return
+        except BaseException:
+            _send(conn, ("fatal", traceback.format_exc()))
+            return
+
+
+def _send(conn: Connection, message) -> None:
+    try:
+        conn.send(message)
+    except OSError:
+        pass
+
+
+def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
+    if workers < 1:
+        raise InputError(f"the local backend needs workers >= 1, got {workers}")
+    ctx = mp.get_context("spawn")  # fork after torch has started its thread pools can deadlock
+    conns: list[Connection] = []
+    procs = []
+    for i in range(workers):
+        mine, theirs = ctx.Pipe(duplex=True)
+        p = ctx.Process(target=_worker_main, args=(settings, theirs), daemon=True, name=f"videoxai-eval-{i}")
+        p.start()
+        theirs.close()  # only the worker holds its end, so its death is our EOF and ours is its
+        conns.append(mine)
+        procs.append(p)
+    source = _split_per_method(tasks)
+    busy: dict[int, Task] = {}           # worker -> the task it runs (one at a time, so a send never waits)
+    exhausted = False
+    try:
+        while True:
+            for i in range(workers):
+                if i in busy or exhausted:
+                    continue
+                task = next(source, None)
+                if task is None:
+                    exhausted = True
+                    break
+                try:
+                    conns[i].send(task)
+                except OSError:
+                    raise WorkerFailed(f"worker {procs[i].name} exited with code {procs[i].exitcode}") from None
+                busy[i] = task
+            if exhausted and not busy:
+                break
+            for conn in wait([conns[i] for i in busy], timeout=1.0):
+                i = conns.index(conn)
+                try:
+                    kind, payload = conn.recv()
+                except (EOFError, OSError):
+                    procs[i].join(timeout=1)
+                    raise WorkerFailed(f"worker {procs[i].name} exited with code {procs[i].exitcode}") from None
+                if kind == "row":
+                    emit(payload)
+                elif kind == "done":
+                    busy.pop(i)
+                else:
+                    raise WorkerFailed(payload)
+    finally:
+        for conn in conns:
+            _send(conn, None)
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=5)
+        for conn in conns:
+            conn.close()
+
+
+def _split_per_method(tasks: Iterable[Task]) -> Iterator[Task]:
+    for task in tasks:
+        yield from task.split()
+
+
+# -- ray -------------------------------------------------------------------------------------------
+_RAY_CONTEXT: dict[RunSettings, WorkerContext] = {}
+
+
+def _ray_task(settings: RunSettings, task: Task):
+    """A Ray remote generator: the rows of one video, as they are computed.
+
+    Ray keeps worker processes alive between tasks, so the model is loaded once per process.
+    """
+    ctx = _RAY_CONTEXT.get(settings)
+    if ctx is None:
+        ctx = _RAY_CONTEXT[settings] = WorkerContext.create(settings)
+    yield from run_task(ctx, task)
+
+
+def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str | None) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise InputError("the ray backend needs Ray: pip install 'videoxai[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        kwargs = dict(include_dashboard=False, logging_level="WARNING", configure_logging=True)
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=max(1, workers), **kwargs)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=settings.threads)(_ray_task)
+        capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // max(1, settings.threads)))
+        pending: dict = {}          # generator -> task
+        source = iter(tasks)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < 2 * capacity:
+                task = next(source, None)
+                if task is None:
+                    exhausted = True
+                    break
+                pending[remote.remote(settings, task)] = task
+            if exhausted and not pending:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for gen in ready:
+                try:
+                    ref = next(gen)
+                except StopIteration:
+                    pending.pop(gen)
+                    continue
+                try:
+                    row = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    raise WorkerFailed(f"a Ray task failed: {e}") from None
+                emit(row)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def default_workers() -> int:
+    """Worker processes for this machine (its CPUs, at most 8)."""
+    return max(1, min(8, os.cpu_count() or 1))

@@ -1,0 +1,372 @@
+"""The report of an evaluation: a table with confidence intervals, a ranking, plots and a page.
+
+Read from the results file alone (so a report can be redone at any time, also while a run is
+still writing):
+
+* per method × metric: the mean over clips and its 95 % confidence interval (Student's t:
+  ``mean ± t₀.₉₇₅,ₙ₋₁ · s / √n``; undefined values and ``n/a`` rows left out, ``n`` reported);
+* per metric: methods ranked by the mean in the metric's direction (1 = best), and, with three
+  methods or more, the metric's reliability α over the clips on which every method has a value
+  (:func:`~videoxai.metrics.reliability.reliability_alpha`, weighted by the ``random`` reference
+  when it was run);
+* overall: methods ordered by their mean rank over the faithfulness, localisation and
+  randomisation metrics (complexity and cost are shown, not ranked on);
+* ``report.md`` and ``summary.csv``; ``curves.png`` (mean deletion/insertion curves per method),
+  ``randomisation.png`` (rank correlation per randomisation stage), ``methods_metrics.png``
+  (each metric's means, coloured from worst to best); and ``report.html``, one self-contained
+  page (images inlined).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..metrics.reliability import reliability_alpha
+from .store import ResultStore
+from .tasks import RANDOM
+
+RANKED_FAMILIES = ("faithfulness", "localisation", "randomisation")
+_GRID = np.linspace(0.0, 1.0, 101)
+
+
+@dataclass
+class Cell:
+    """One method × metric: ``n`` values, their mean and 95 % interval."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+
+@dataclass
+class Summary:
+    """Everything the report shows, computed from the results file."""
+
+    methods: list[str]                          # ordered best first
+    metrics: list[str]                          # in the order they were registered
+    info: dict[str, dict]                       # metric -> name, family, higher_is_better
+    cells: dict[tuple[str, str], Cell]
+    ranks: dict[tuple[str, str], float]         # (method, metric) -> rank within the metric
+    overall: dict[str, float]                   # method -> mean rank over the ranked families
+    alpha: dict[str, float]                     # metric -> reliability α
+    curves: dict[str, dict[str, np.ndarray]]    # metric -> method -> mean curve
+    videos: int
+    accuracy: float | None
+    counts: dict[str, int] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    inapplicable: dict[str, str] = field(default_factory=dict)   # method -> why it has no values
+
+
+def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval of ``values`` (``nan`` bounds for fewer than 2 values)."""
+    from scipy.stats import t as student_t
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, math.nan, math.nan
+    half = float(student_t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return mean, mean - half, mean + half
+
+
+def summarise(store: ResultStore) -> Summary:
+    """Aggregate a results file (see the module docs)."""
+    info = store.metric_info()
+    rows = store.rows()
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    curves_raw: dict[tuple[str, str], list[np.ndarray]] = {}
+    methods, videos = [], []
+    counts = {"ok": 0, "n/a": 0, "error": 0}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        if r.method not in methods:
+            methods.append(r.method)
+        if r.video not in videos:
+            videos.append(r.video)
+        if r.status != "ok" or r.metric not in info:
+            continue
+        table.setdefault((r.method, r.metric), {})[r.video] = r.value
+        if r.curve:
+            curves_raw.setdefault((r.metric, r.method), []).append(np.asarray(r.curve, dtype=np.float64))
+    metrics = [m for m in info if any((meth, m) in table for meth in methods)]
+    # methods that produced no value at all (not applicable to the model) are listed, not ranked
+    inapplicable = {m: "" for m in methods if not any((m, k) in table for k in metrics)}
+    for e in store.explanations():
+        if e.method in inapplicable and e.error and not inapplicable[e.method]:
+            inapplicable[e.method] = e.error
+    methods = [m for m in methods if m not in inapplicable]
+
+    cells = {}
+    for key, by_video in table.items():
+        mean, lo, hi = confidence_interval(np.fromiter(by_video.values(), dtype=np.float64))
+        n = int(np.isfinite(np.fromiter(by_video.values(), dtype=np.float64)).sum())
+        cells[key] = Cell(n, mean, lo, hi)
+
+    ranks: dict[tuple[str, str], float] = {}
+    alpha: dict[str, float] = {}
+    for metric in metrics:
+        hib = info[metric]["higher_is_better"]
+        present = [m for m in methods if (m, metric) in cells and math.isfinite(cells[(m, metric)].mean)]
+        if present:
+            from scipy.stats import rankdata
+            means = np.array([cells[(m, metric)].mean for m in present])
+            for m, r in zip(present, rankdata(-means if hib else means)):
+                ranks[(m, metric)] = float(r)
+        cols = [m for m in methods if (m, metric) in table]
+        if len(cols) >= 3:  # two methods can only agree (ρ = 1) or disagree (ρ = −1): α says nothing
+            common = sorted(set.intersection(*(set(table[(m, metric)]) for m in cols)))
+            d = np.array([[table[(m, metric)][v] for m in cols] for v in common], dtype=np.float64)
+            d = d.reshape(len(common), len(cols))
+            alpha[metric] = reliability_alpha(d, hib, cols.index(RANDOM) if RANDOM in cols else None)
+
+    ranked = [m for m in metrics if info[m]["family"] in RANKED_FAMILIES] or metrics
+    overall = {}
+    for m in methods:
+        rs = [ranks[(m, metric)] for metric in ranked if (m, metric) in ranks]
+        overall[m] = float(np.mean(rs)) if rs else math.nan
+    methods = sorted(methods, key=lambda m: (math.isnan(overall[m]), overall[m], m))
+
+    curves: dict[str, dict[str, np.ndarray]] = {}
+    for (metric, method), cs in curves_raw.items():
+        grid = [np.interp(_GRID, np.linspace(0, 1, len(c)), c) for c in cs if len(c) > 1]
+        if grid:
+            curves.setdefault(metric, {})[method] = np.mean(grid, axis=0)
+
+    expl = store.explanations()
+    labelled = [e for e in expl if e.status == "ok" and e.label is not None and e.predicted is not None]
+    per_video = {e.video: e.predicted == e.label for e in labelled}
+    accuracy = float(np.mean(list(per_video.values()))) if per_video else None
+    return Summary(methods, metrics, info, cells, ranks, overall, alpha, curves, len(videos), accuracy,
+                   counts, store.meta(), inapplicable)
+
+
+# -- files -----------------------------------------------------------------------------------------
+def write_report(database: str | Path, out_dir: str | Path, title: str | None = None) -> dict[str, Path]:
+    """Write ``report.md``, ``summary.csv``, the plots and ``report.html`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(database) as store:
+        s = summarise(store)
+    title = title or f"Evaluation of {s.meta.get('model', 'a model')} on {s.meta.get('data', 'a dataset')}"
+    paths = {"markdown": out / "report.md", "csv": out / "summary.csv", "html": out / "report.html"}
+    paths["markdown"].write_text(markdown(s, title))
+    _write_csv(s, paths["csv"])
+    images = {}
+    for name, fn in (("curves", _plot_curves), ("randomisation", _plot_randomisation),
+                     ("methods_metrics", _plot_matrix)):
+        fig = fn(s)
+        if fig is not None:
+            paths[name] = out / f"{name}.png"
+            fig.savefig(paths[name], dpi=110, bbox_inches="tight")
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+            images[name] = base64.b64encode(buf.getvalue()).decode()
+    paths["html"].write_text(_html(s, title, images))
+    return paths
+
+
+def _arrow(s: Summary, metric: str) -> str:
+    return "↑" if s.info[metric]["higher_is_better"] else "↓"
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _cell_text(s: Summary, method: str, metric: str) -> str:
+    c = s.cells.get((method, metric))
+    if c is None or not math.isfinite(c.mean):
+        return "–"
+    digits = 2 if s.info[metric]["family"] == "cost" else 3
+    if math.isfinite(c.half_width):
+        return f"{c.mean:.{digits}f} ± {c.half_width:.{digits}f}"
+    return f"{c.mean:.{digits}f}"
+
+
+def table_rows(s: Summary) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the method × metric table (shared by Markdown and HTML)."""
+    header = ["rank", "method"] + [f"{m} {_arrow(s, m)}" for m in s.metrics]
+    rows = []
+    for i, method in enumerate(s.methods, start=1):
+        name = f"{method} (reference)" if method == RANDOM else method
+        rank = f"{i} ({_fmt(s.overall[method], 2)})" if math.isfinite(s.overall[method]) else "–"
+        rows.append([rank, name] + [_cell_text(s, method, m) for m in s.metrics])
+    rows.append(["", "α (reliability)"] + [_fmt(s.alpha.get(m, math.nan), 2) for m in s.metrics])
+    return header, rows
+
+
+def markdown(s: Summary, title: str) -> str:
+    header, rows = table_rows(s)
+    lines = [f"# {title}", ""]
+    lines.append(f"{s.videos} clips; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a, "
+                 f"{s.counts.get('error', 0)} errors."
+                 + (f" Model accuracy on these clips: {s.accuracy:.1%}." if s.accuracy is not None else ""))
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", _legend(s)]
+    if s.inapplicable:
+        lines += ["", "Without any value (not applicable to this model, or failed on every clip): "
+                  + "; ".join(f"{m} ({why})" if why else m for m, why in s.inapplicable.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _legend(s: Summary) -> str:
+    ranked = ", ".join(RANKED_FAMILIES)
+    return (f"Mean ± half-width of the 95 % Student-t interval over clips; ↑ higher is better, ↓ lower "
+            f"is better. Methods are ordered by their mean rank (in parentheses) over the {ranked} "
+            "metrics. α is each metric's reliability (agreement of the per-clip method rankings, "
+            "weighted by how clearly each clip puts the random map last; 1 = every clip ranks the "
+            "methods alike).")
+
+
+def _write_csv(s: Summary, path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "metric", "family", "higher_is_better", "n", "mean", "ci_low", "ci_high",
+                    "rank", "overall_rank", "alpha"])
+        for method in s.methods:
+            for metric in s.metrics:
+                c = s.cells.get((method, metric))
+                if c is None:
+                    continue
+                w.writerow([method, metric, s.info[metric]["family"], int(s.info[metric]["higher_is_better"]),
+                            c.n, c.mean, c.low, c.high, s.ranks.get((method, metric), ""),
+                            s.overall[method], s.alpha.get(metric, "")])
+
+
+# -- plots -----------------------------------------------------------------------------------------
+def _figure(w: float, h: float):
+    from matplotlib.figure import Figure
+    return Figure(figsize=(w, h), layout="constrained")
+
+
+def _plot_curves(s: Summary):
+    metrics = [m for m in s.metrics if s.info[m]["name"] in ("deletion", "insertion") and m in s.curves]
+    if not metrics:
+        return None
+    cols = min(2, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig = _figure(5.2 * cols, 3.6 * rows)
+    for i, metric in enumerate(metrics):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for method in s.methods:
+            if method in s.curves[metric]:
+                c = s.cells.get((method, metric))
+                ax.plot(_GRID, s.curves[metric][method], label=f"{method} ({_fmt(c.mean if c else math.nan)})",
+                        linestyle="--" if method == RANDOM else "-")
+        ax.set_title(f"{metric} {_arrow(s, metric)}", fontsize=10)
+        ax.set_xlabel("fraction of units switched")
+        ax.set_ylabel("target probability")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)        # probabilities: one scale, so curves of two metrics compare
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _plot_randomisation(s: Summary):
+    metrics = [m for m in s.metrics if s.info[m]["name"] == "randomisation" and m in s.curves]
+    if not metrics:
+        return None
+    fig = _figure(5.2, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    metric = metrics[0]
+    for method in s.methods:
+        if method in s.curves[metric]:
+            ax.plot(_GRID, s.curves[metric][method], label=method, linestyle="--" if method == RANDOM else "-")
+    ax.set_title(f"{metric}: rank correlation to the original map ↓", fontsize=10)
+    ax.set_xlabel("randomisation stage, first (output end) → last (input end)")
+    ax.set_ylabel("Spearman ρ")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _plot_matrix(s: Summary):
+    if not s.methods or not s.metrics:
+        return None
+    goodness = np.full((len(s.methods), len(s.metrics)), np.nan)
+    for j, metric in enumerate(s.metrics):
+        col = np.array([s.cells[(m, metric)].mean if (m, metric) in s.cells else np.nan for m in s.methods])
+        lo, hi = np.nanmin(col) if np.isfinite(col).any() else 0, np.nanmax(col) if np.isfinite(col).any() else 0
+        g = (col - lo) / (hi - lo) if hi > lo else np.where(np.isfinite(col), 0.5, np.nan)
+        goodness[:, j] = g if s.info[metric]["higher_is_better"] else 1 - g
+    fig = _figure(1.0 + 1.05 * len(s.metrics), 0.9 + 0.42 * len(s.methods))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(np.ma.masked_invalid(goodness), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(s.metrics)), [f"{m} {_arrow(s, m)}" for m in s.metrics], rotation=40,
+                  ha="right", fontsize=8)
+    ax.set_yticks(range(len(s.methods)), s.methods, fontsize=8)
+    for i, method in enumerate(s.methods):
+        for j, metric in enumerate(s.metrics):
+            c = s.cells.get((method, metric))
+            if c is not None and math.isfinite(c.mean):
+                ax.text(j, i, f"{c.mean:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_title("methods × metrics (green: best of the column)", fontsize=10)
+    return fig
+
+
+# -- html ------------------------------------------------------------------------------------------
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3} td:nth-child(2),th:nth-child(2){text-align:left}
+tr:last-child td{background:#fafafa;font-style:italic}
+td.best{font-weight:bold;background:#e6f4e6}
+img{max-width:100%;margin:1em 0} .note{color:#555;font-size:13px} code{background:#f3f3f3;padding:1px 4px}
+"""
+
+
+def _html(s: Summary, title: str, images: dict[str, str]) -> str:
+    header, rows = table_rows(s)
+    best = {metric: min((m for m in s.methods if (m, metric) in s.ranks), key=lambda m: s.ranks[(m, metric)],
+                        default=None) for metric in s.metrics}
+    body = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    for i, row in enumerate(rows):
+        method = s.methods[i] if i < len(s.methods) else None
+        tds = []
+        for j, text in enumerate(row):
+            cls = ' class="best"' if j >= 2 and method is not None and best.get(s.metrics[j - 2]) == method else ""
+            tds.append(f"<td{cls}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(tds) + "</tr>")
+    meta = "".join(f"<li><code>{html.escape(str(k))}</code>: {html.escape(str(v))}</li>" for k, v in s.meta.items())
+    imgs = "".join(f'<h2>{html.escape(name.replace("_", " × " if name == "methods_metrics" else " "))}</h2>'
+                   f'<img alt="{name}" src="data:image/png;base64,{data}">' for name, data in images.items())
+    acc = f" Model accuracy on these clips: {s.accuracy:.1%}." if s.accuracy is not None else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p>{s.videos} clips; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a,
+{s.counts.get('error', 0)} errors.{acc}</p>
+<table>{''.join(body)}</table>
+<p class="note">{html.escape(_legend(s))}</p>
+{_inapplicable_html(s)}
+{imgs}
+<h2>Run</h2><ul>{meta}</ul>
+</body></html>
+"""
+
+
+def _inapplicable_html(s: Summary) -> str:
+    if not s.inapplicable:
+        return ""
+    items = "".join(f"<li><code>{html.escape(m)}</code>{': ' + html.escape(why) if why else ''}</li>"
+                    for m, why in s.inapplicable.items())
+    return f"<p>Without any value (not applicable to this model, or failed on every clip):</p><ul>{items}</ul>"

@@ -1,0 +1,274 @@
+"""The evaluation runner: methods × metrics over a dataset, stored as computed, resumable.
+
+>>> from videoxai.evaluation import evaluate
+>>> summary = evaluate("demo", "synthetic:100", methods="all", metrics="all", out="eval")
+>>> summary.report["markdown"]          # eval/report.md; eval/results.sqlite holds every value
+
+For every video, every method explains it (the ``target`` is the clip's label when known, else
+the prediction) and every metric scores the explanation; each result is written to
+``OUT/results.sqlite`` the moment it arrives (:mod:`videoxai.evaluation.store`). Running the same
+command again skips every ``(video, method, metric)`` already stored and computes only the rest,
+so an interrupted evaluation resumes where it stopped, without duplicates. Adding a method or a
+metric to a finished evaluation computes just the new column.
+
+Methods are given by name with options (``"occlusion(window=4)"``) or ``"all"``: every
+registered method that supports the model, plus the ``random`` reference map. Metrics are specs
+(``"deletion(unit=frame)"``, see :mod:`videoxai.metrics`) or ``"all"``
+(:data:`videoxai.metrics.SUITE`). Where the work runs is the ``backend``
+(:mod:`videoxai.evaluation.backends`); the ``local`` backend spawns worker processes, so a script
+that calls :func:`evaluate` must do so under ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from ..data.datasets import EvalDataset, EvalSample, load_dataset
+from ..errors import InputError, UnsupportedModelError
+from ..metrics import SUITE, Metric, build, format_spec, parse_spec
+from ..models.base import VideoModel
+from . import backends
+from .store import ExplanationRow, ResultRow, ResultStore
+from .tasks import RANDOM, RunSettings, Task
+
+DATABASE = "results.sqlite"
+
+
+@dataclass
+class EvalSummary:
+    """What one call of :func:`evaluate` did.
+
+    Attributes:
+        out: the output directory; ``database`` the SQLite file in it.
+        computed: results computed (and stored) by this call, errors included.
+        skipped: results that were already stored and were not computed again.
+        errors: results of this call whose status is ``error``.
+        methods, metrics: the canonical specs evaluated.
+        dropped_methods: methods of ``"all"`` that cannot run on the model, with the reason.
+        videos: clips in the dataset (after ``limit``).
+        seconds: wall time of the call.
+        report: paths of the report files (``markdown``, ``csv``, ``html``, plots), if written.
+    """
+
+    out: Path
+    database: Path
+    computed: int
+    skipped: int
+    errors: int
+    methods: list[str]
+    metrics: list[str]
+    videos: int
+    seconds: float
+    dropped_methods: dict[str, str] = field(default_factory=dict)
+    report: dict[str, Path] | None = None
+
+
+def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSample],
+             methods: str | Sequence[str] = "all", metrics: str | Sequence[str] = "all",
+             out: str | Path = "videoxai_eval", *, backend: str = "local", workers: int | None = None,
+             address: str | None = None, device: str = "cpu", target: str = "label",
+             refine: bool | None = None, seed: int = 0, limit: int | None = None,
+             progress: bool | None = None, report: bool = True) -> EvalSummary:
+    """Evaluate ``methods`` with ``metrics`` on ``data`` for ``model``; see the module docs.
+
+    Args:
+        model: a model spec (``"demo"``, ``"hf:…"``, a directory; needed by the ``local`` and
+            ``ray`` backends, whose workers load their own copy) or a loaded model (``inline``).
+        data: a dataset spec (:mod:`videoxai.data.datasets`), a dataset, or a list of samples.
+        methods: method specs, a comma-separated string, or ``"all"``.
+        metrics: metric specs, a comma-separated string, or ``"all"``.
+        out: output directory (created); results go to ``out/results.sqlite``.
+        backend: ``"local"`` (worker processes), ``"ray"`` or ``"inline"`` (this process).
+        workers: worker processes (local) or CPUs of a local Ray instance; default: the CPUs.
+        address: a Ray cluster's address (``"auto"``, ``"ray://host:10001"``); default: start a
+            local instance.
+        device: where the model runs.
+        target: ``"label"`` explains the annotated class (the prediction when a clip has none),
+            ``"predicted"`` the model's prediction.
+        refine: the explanations' refinement (``None``: each method's default).
+        seed: seeds the ``random`` reference map.
+        limit: use only the first ``limit`` clips.
+        progress: draw a progress bar (default: when on a terminal).
+        report: write the report (Markdown, CSV, plots, HTML) when done.
+    """
+    t0 = time.perf_counter()
+    metric_objs = resolve_metrics(metrics)  # before loading anything: a typo fails at once
+    if target not in ("label", "predicted"):
+        raise InputError(f"target must be 'label' or 'predicted', got {target!r}")
+    if backend not in backends.BACKENDS:
+        raise InputError(f"backend must be one of {', '.join(backends.BACKENDS)}, got {backend!r}")
+    if isinstance(model, VideoModel):
+        if backend != "inline":
+            raise InputError(f"the {backend} backend loads the model in its workers: pass a model "
+                             "spec (e.g. 'demo' or a directory), or use backend='inline'")
+        vm, model_id = model, model.name
+    elif isinstance(model, str):
+        from ..models import load_model
+        vm, model_id = load_model(model, device=device), model
+    else:
+        raise InputError(f"model must be a spec string or a loaded model, got {type(model).__name__}")
+
+    dataset = load_dataset(data, num_frames=vm.num_frames, labels=vm.labels)
+    n_videos = len(dataset) if limit is None else min(int(limit), len(dataset))
+    if n_videos < 1:
+        raise InputError("the dataset is empty")
+    method_specs, dropped = resolve_methods(methods, vm)
+    metric_specs = [m.spec for m in metric_objs]
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_workers = backends.default_workers() if workers is None else int(workers)
+    if backend == "inline":
+        threads = torch.get_num_threads()
+    else:
+        threads = max(1, (os.cpu_count() or 1) // max(1, n_workers)) if backend == "local" else 1
+    settings = RunSettings(model=model_id, metrics=tuple(metric_specs), device=device, target=target,
+                           refine=refine, seed=int(seed), threads=threads)
+    identity = {"model": model_id, "data": getattr(dataset, "spec", "samples"), "target": target,
+                "refine": refine, "seed": int(seed)}
+
+    with ResultStore(out / DATABASE) as store:
+        store.bind(identity)
+        store.register_metrics(metric_objs)
+        done = store.done()
+        tasks, skipped = plan(dataset, n_videos, method_specs, metric_specs, done)
+        store.start_run({**identity, "methods": method_specs, "metrics": metric_specs, "backend": backend,
+                         "workers": n_workers, "address": address})
+        counts = {"computed": 0, "errors": 0}
+        expected = sum(t.size for t in tasks)
+        bar = _Progress(expected, progress)
+
+        def emit(row: ResultRow | ExplanationRow) -> None:
+            if isinstance(row, ExplanationRow):
+                store.write_explanation(row)
+                return
+            store.write(row)
+            counts["computed"] += 1
+            counts["errors"] += row.status == "error"
+            bar.advance()
+
+        try:
+            if tasks:
+                backends.run(backend, _with_samples(dataset, tasks), settings, emit,
+                             workers=n_workers, model=vm if backend == "inline" else None, address=address)
+        finally:
+            bar.close()
+            store.finish_run(counts["computed"])
+        summary = EvalSummary(out=out, database=store.path, computed=counts["computed"], skipped=skipped,
+                              errors=counts["errors"], methods=method_specs, metrics=metric_specs,
+                              videos=n_videos, seconds=0.0, dropped_methods=dropped)
+    if report:
+        from .report import write_report
+        summary.report = write_report(out / DATABASE, out)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> tuple[list[str], dict[str, str]]:
+    """Canonical method specs, and the methods of ``"all"`` dropped because the model cannot run them.
+
+    Every named method is constructed once with its options, so an unknown name, a bad option or
+    a method the model cannot support fails here, before any work starts.
+    """
+    from ..metrics.base import split_top_level
+    from ..methods import available, get
+
+    items = split_top_level(methods) if isinstance(methods, str) else list(methods)
+    if not items:
+        raise InputError("no methods given")
+    specs, dropped = [], {}
+    for item in items:
+        if item == "all":
+            for name in available() + [RANDOM]:
+                try:
+                    if name != RANDOM:
+                        get(name)(model)
+                except (UnsupportedModelError, InputError) as e:
+                    dropped[name] = str(e)
+                    continue
+                if name not in specs:
+                    specs.append(name)
+            continue
+        name, options = parse_spec(item)
+        if name != RANDOM:
+            get(name)(model, **options)  # raises UnknownMethodError / InputError / UnsupportedModelError
+        elif options:
+            raise InputError("the random reference takes no options (its seed is the run's seed)")
+        spec = format_spec(name, options)
+        if spec not in specs:
+            specs.append(spec)
+    return specs, dropped
+
+
+def resolve_metrics(metrics: str | Sequence[str]) -> list[Metric]:
+    """Metric objects for the specs (``"all"``: :data:`videoxai.metrics.SUITE`), duplicates removed."""
+    from ..metrics.base import split_top_level
+
+    items = split_top_level(metrics) if isinstance(metrics, str) else list(metrics)
+    if not items:
+        raise InputError("no metrics given")
+    out: dict[str, Metric] = {}
+    for item in items:
+        for spec in (SUITE if item == "all" else [item]):
+            m = build(spec)
+            out.setdefault(m.spec, m)
+    return list(out.values())
+
+
+def plan(dataset: EvalDataset, n_videos: int, methods: list[str], metrics: list[str],
+         done: set[tuple[str, str, str]]) -> tuple[list[Task], int]:
+    """The tasks still to do (by the clips' keys, without loading them), and how many results
+    are already stored."""
+    tasks, skipped = [], 0
+    for i in range(n_videos):
+        key = dataset.key(i)
+        work = {}
+        for m in methods:
+            missing = [s for s in metrics if (key, m, s) not in done]
+            skipped += len(metrics) - len(missing)
+            if missing:
+                work[m] = missing
+        if work:
+            tasks.append(Task(id=len(tasks), index=i, key=key, work=work))
+    return tasks, skipped
+
+
+def _with_samples(dataset: EvalDataset, tasks: list[Task]) -> Iterator[Task]:
+    """Load each task's sample just before it is handed out (backends pull lazily)."""
+    for task in tasks:
+        sample = dataset[task.index]
+        if sample.key != task.key:
+            raise InputError(f"dataset key changed while running: {task.key!r} became {sample.key!r}")
+        task.sample = sample
+        yield task
+
+
+class _Progress:
+    """A Rich bar over the results to compute (silent off a terminal, see videoxai.progress)."""
+
+    def __init__(self, total: int, show: bool | None) -> None:
+        from ..progress import enabled
+
+        self._bar = None
+        if total and (enabled() if show is None else show):
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True))
+            self._bar.start()
+            self._task = self._bar.add_task("results", total=total)
+
+    def advance(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

@@ -1,0 +1,215 @@
+"""Results of an evaluation in one SQLite file, written row by row as they are computed.
+
+One process writes (the runner's parent; workers send it their rows), in WAL mode with every
+row committed on its own, so a killed run loses at most the rows that were still being computed
+and a reader (the report, a test, a second terminal) can look at the file while it grows.
+
+Tables:
+
+* ``results``: one row per ``(video, method, metric)`` — the primary key, so a result can never be
+  stored twice — with the value (``NULL`` when undefined), a status (``ok``; ``n/a`` when the clip
+  lacks the ground truth the metric needs; ``error`` with the message in ``details``), the curve
+  behind the value and the metric's details as JSON, and the seconds the metric took.
+* ``explanations``: one row per ``(video, method)``: target, prediction, ground-truth label, score
+  and the explanation's measured cost.
+* ``metrics``: each metric spec of the file with its direction and family (what the report ranks by).
+* ``meta``: the run's identity (model, data, target, refinement); a resumed run must match it.
+* ``runs``: one row per invocation, with how many results it computed.
+
+Resuming skips the keys whose status is ``ok`` or ``n/a``; ``error`` rows are computed again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    video TEXT NOT NULL, method TEXT NOT NULL, metric TEXT NOT NULL,
+    value REAL, status TEXT NOT NULL, curve TEXT, details TEXT, seconds REAL, run INTEGER,
+    created REAL NOT NULL,
+    PRIMARY KEY (video, method, metric)
+);
+CREATE TABLE IF NOT EXISTS explanations (
+    video TEXT NOT NULL, method TEXT NOT NULL, status TEXT NOT NULL, target INTEGER, predicted INTEGER,
+    label INTEGER, score REAL, seconds REAL, forward_passes INTEGER, backward_passes INTEGER,
+    peak_memory_mb REAL, error TEXT, run INTEGER, created REAL NOT NULL,
+    PRIMARY KEY (video, method)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    spec TEXT PRIMARY KEY, name TEXT NOT NULL, family TEXT NOT NULL, higher_is_better INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL, computed INTEGER,
+    config TEXT
+);
+"""
+
+#: run settings that change what a result means; a resumed run must use the same
+IDENTITY_KEYS = ("model", "data", "target", "refine", "seed")
+
+DONE_STATUSES = ("ok", "n/a")
+
+
+@dataclass
+class ResultRow:
+    """One metric value of one explanation."""
+
+    video: str
+    method: str
+    metric: str
+    value: float | None
+    status: str = "ok"
+    curve: list[float] | None = None
+    details: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.video, self.method, self.metric)
+
+
+@dataclass
+class ExplanationRow:
+    """What one explanation was: its target and prediction, and its measured cost."""
+
+    video: str
+    method: str
+    status: str = "ok"
+    target: int | None = None
+    predicted: int | None = None
+    label: int | None = None
+    score: float | None = None
+    seconds: float | None = None
+    forward_passes: int | None = None
+    backward_passes: int | None = None
+    peak_memory_mb: float | None = None
+    error: str | None = None
+
+
+class ResultStore:
+    """The SQLite file of one evaluation (see the module docs). Use from one process."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable against a killed process in WAL mode (not against power loss)
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise InputError(f"{self.path} is not a videoxai results database: {e}") from None
+        self.run_id: int | None = None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- identity -----------------------------------------------------------------------------------
+    def meta(self) -> dict:
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
+
+    def bind(self, identity: dict) -> None:
+        """Record the run's identity, or check that it matches the one already stored."""
+        stored = self.meta()
+        clash = {k: (stored[k], identity.get(k)) for k in IDENTITY_KEYS
+                 if k in stored and stored[k] != identity.get(k)}
+        if clash:
+            what = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in clash.items())
+            raise InputError(f"{self.path} holds results of a different evaluation ({what}); "
+                             "use another output directory")
+        with self.db:
+            for k, v in identity.items():
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
+
+    def register_metrics(self, metrics) -> None:
+        """Store each metric's spec with its direction and family."""
+        with self.db:
+            for m in metrics:
+                self.db.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
+                                (m.spec, m.name, m.family, int(m.higher_is_better)))
+
+    def metric_info(self) -> dict[str, dict]:
+        return {spec: {"name": name, "family": fam, "higher_is_better": bool(hib)}
+                for spec, name, fam, hib in self.db.execute("SELECT * FROM metrics")}
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def start_run(self, config: dict) -> int:
+        cur = self.db.execute("INSERT INTO runs (started, config) VALUES (?, ?)",
+                              (time.time(), json.dumps(config)))
+        self.run_id = int(cur.lastrowid)
+        return self.run_id
+
+    def finish_run(self, computed: int) -> None:
+        self.db.execute("UPDATE runs SET finished = ?, computed = ? WHERE id = ?",
+                        (time.time(), computed, self.run_id))
+
+    # -- rows ---------------------------------------------------------------------------------------
+    def done(self) -> set[tuple[str, str, str]]:
+        """Keys that a resumed run skips (status ``ok`` or ``n/a``)."""
+        q = f"SELECT video, method, metric FROM results WHERE status IN ({','.join('?' * len(DONE_STATUSES))})"
+        return {tuple(r) for r in self.db.execute(q, DONE_STATUSES)}
+
+    def write(self, row: ResultRow) -> None:
+        value = None if row.value is None or not math.isfinite(row.value) else float(row.value)
+        self.db.execute(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.video, row.method, row.metric, value, row.status,
+             json.dumps(list(row.curve)) if row.curve is not None else None,
+             json.dumps(row.details, default=_json_default), float(row.seconds), self.run_id, time.time()))
+
+    def write_explanation(self, row: ExplanationRow) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO explanations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.video, row.method, row.status, row.target, row.predicted, row.label, row.score,
+             row.seconds, row.forward_passes, row.backward_passes, row.peak_memory_mb, row.error,
+             self.run_id, time.time()))
+
+    def rows(self, status: str | None = None) -> list[ResultRow]:
+        q = "SELECT video, method, metric, value, status, curve, details, seconds FROM results"
+        args: tuple = ()
+        if status is not None:
+            q, args = q + " WHERE status = ?", (status,)
+        out = []
+        for video, method, metric, value, st, curve, details, seconds in self.db.execute(q + " ORDER BY rowid", args):
+            out.append(ResultRow(video, method, metric, math.nan if value is None else value, st,
+                                 json.loads(curve) if curve else None, json.loads(details) if details else {},
+                                 seconds or 0.0))
+        return out
+
+    def explanations(self) -> list[ExplanationRow]:
+        cols = [f.name for f in ExplanationRow.__dataclass_fields__.values()]
+        q = f"SELECT {', '.join(cols)} FROM explanations ORDER BY rowid"
+        return [ExplanationRow(*r) for r in self.db.execute(q)]
+
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        return int(self.db.execute("SELECT COUNT(*) FROM results WHERE status = ?", (status,)).fetchone()[0])
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -1,0 +1,187 @@
+"""The base of the class-activation-map family (Grad-CAM, Grad-CAM++, Saliency Tubes).
+
+A CAM method reads one layer of the network — by default the model's ``cam_layer``, or the dotted
+name given as ``layer=`` — and weighs its channels: ``map = relu(Σ_c w_c · A_c)`` on the layer's
+``(T', H', W')`` grid. Subclasses override only :meth:`CAMMethod.weights` (pytorch-grad-cam's
+design); everything else is here:
+
+* **Capture.** :class:`LayerCapture` hooks the layer for one forward pass. For gradient-based
+  variants it replaces the layer's output by a fresh leaf tensor with the same values, so the
+  backward pass starts at the logits and *stops at that layer* (the rest of the network is never
+  differentiated), and with the model's parameters frozen nothing below the layer keeps
+  activations for a backward. The hook is removed on exit, also when the forward raises.
+* **Layout.** The model's ``cam_reshape`` turns the layer's output (a tensor or a tuple such as a
+  transformer block's ``(hidden_states, ...)``) into ``(B, C, T', H', W')``: Hugging Face adapters
+  read their :class:`~videoxai.models.base.TokenGrid` (CLS token, tubelets, TimeSformer's
+  ``(row, col, frame)`` token order), the torchvision adapters know MViT's tokens and Swin3D's
+  channels-last stages. The same function maps the gradient, as in pytorch-grad-cam.
+* **Time.** A feature map usually has fewer frames than the clip. Token grids (``T'`` equal to the
+  model's token frames) cover ``tubelet`` frames each (``time_align="repeat"``); CNN feature frames
+  are placed at their centres and interpolated linearly (``"linear"``: feature frame i sits at
+  input frame ``(i + ½)·T/T' − ½``). pytorch-grad-cam's ``scipy.ndimage.zoom`` instead pins the
+  first and last feature frames to the first and last input frames, which shifts evidence towards
+  the clip's ends. The per-frame scores are the map's mass per input frame after that alignment.
+* **Space.** The map covers the model's crop box (``space="crop"``); ``vx.explain`` upsamples it
+  with torch on the tensor's device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from ..models.base import VideoModel
+from .align import align_time
+from .base import Attribution, Method, Target
+from .gradients import check_pixels, frozen_parameters
+
+
+def _split_output(out: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
+    """A layer's main output tensor, and a function that puts another tensor in its place."""
+    if isinstance(out, torch.Tensor):
+        return out, lambda t: t
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0], lambda t: type(out)([t, *out[1:]]) if isinstance(out, list) else (t, *out[1:])
+    raise UnsupportedModelError(f"CAM layers must output a tensor or a tuple starting with one, "
+                                f"got {type(out).__name__}")
+
+
+class LayerCapture:
+    """Capture one module's output during a forward pass.
+
+    With ``graph=True`` the module's output is replaced by ``leaf.clone()`` where ``leaf`` is a new
+    tensor that requires grad and holds the same values: ``torch.autograd.grad(score, cap.leaf)``
+    then gives the gradient at that layer, and the backward pass goes no deeper. (The clone keeps
+    the captured values safe from in-place operations that follow the layer, e.g. ``out += x``.)
+
+    >>> with LayerCapture(model.submodule("layer4"), "layer4", graph=True) as cap:
+    ...     logits = model(x)
+    >>> cap.output(cap.leaf)        # the layer's output structure, with the captured tensor
+
+    The hook is removed on exit, also when the forward raises.
+    """
+
+    def __init__(self, module: nn.Module, name: str, graph: bool) -> None:
+        self.module, self.name, self.graph = module, name, graph
+        self.leaf: torch.Tensor | None = None
+        self._rebuild: Callable[[torch.Tensor], Any] | None = None
+        self._handle = None
+
+    def __enter__(self) -> "LayerCapture":
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _hook(self, _module: nn.Module, _inputs, out):
+        if self.leaf is not None:
+            raise UnsupportedModelError(f"layer {self.name!r} runs more than once per forward pass; "
+                                        "choose a layer that runs once (layer=...)")
+        tensor, self._rebuild = _split_output(out)
+        if not self.graph:
+            self.leaf = tensor.detach().clone()
+            return None
+        self.leaf = tensor.detach().requires_grad_(True)
+        return self._rebuild(self.leaf.clone())
+
+    def output(self, tensor: torch.Tensor) -> Any:
+        """The layer's output structure with ``tensor`` in place of its main tensor."""
+        if self._rebuild is None:
+            raise UnsupportedModelError(f"layer {self.name!r} did not run during the forward pass")
+        return self._rebuild(tensor)
+
+
+@dataclass
+class LayerState:
+    """What a CAM variant's :meth:`~CAMMethod.weights` sees.
+
+    Attributes:
+        activations: ``(B, C, T', H', W')`` the layer's output.
+        gradients: ``(B, C, T', H', W')`` gradient of the target logits there (``None`` for
+            gradient-free variants).
+        target: ``(B,)`` explained classes; logits: ``(B, num_classes)``.
+    """
+
+    activations: torch.Tensor
+    gradients: torch.Tensor | None
+    target: torch.Tensor
+    logits: torch.Tensor
+
+
+class CAMMethod(Method):
+    """Base of the CAM family; subclasses implement :meth:`weights` (see the module docstring)."""
+
+    #: whether the variant needs the gradient at the layer (one backward pass from the logits)
+    uses_gradients: ClassVar[bool] = True
+    default_refine: ClassVar[bool] = False
+
+    def __init__(self, model: VideoModel, layer: str | None) -> None:
+        super().__init__(model)
+        layer = layer if layer is not None else model.cam_layer
+        if layer is None:
+            raise UnsupportedModelError(f"{self.name} needs a layer: {model.name} has no default CAM "
+                                        "layer; pass layer='<dotted module name in model.net>'")
+        self.layer = layer
+        self.module = model.submodule(layer)
+
+    # -- what variants override ------------------------------------------------------------------
+    def weights(self, state: LayerState) -> torch.Tensor:
+        """Channel weights, ``(B, C)`` or anything that broadcasts against ``(B, C, T', H', W')``."""
+        raise NotImplementedError
+
+    def combine(self, state: LayerState, weights: torch.Tensor) -> torch.Tensor:
+        """``(B, T', H', W')`` non-negative map from the weighted channels (default: ReLU of the sum)."""
+        return F.relu(weighted_sum(state.activations, weights))
+
+    # -- shared machinery ------------------------------------------------------------------------
+    def volume(self, out: Any) -> torch.Tensor:
+        """The layer's output (or a gradient of the same structure) as ``(B, C, T', H', W')``."""
+        vol = self.model.cam_reshape(out) if self.model.cam_reshape is not None else out
+        if not isinstance(vol, torch.Tensor) or vol.ndim != 5:
+            shape = tuple(vol.shape) if isinstance(vol, torch.Tensor) else type(vol).__name__
+            raise UnsupportedModelError(
+                f"layer {self.layer!r} of {self.model.name} gives {shape}, but CAM needs (B, C, T', H', W'); "
+                "give the model a cam_reshape (vx.wrap(..., cam_reshape=fn)) or choose another layer")
+        return vol
+
+    def time_align(self, frames: int) -> str:
+        """``"repeat"`` for a transformer's token frames (tubelets), ``"linear"`` for feature maps."""
+        grid = self.model.token_grid
+        return "repeat" if grid is not None and frames == grid.frames else "linear"
+
+    def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
+        x = check_pixels(self.model, inputs)
+        with frozen_parameters(self.model), LayerCapture(self.module, self.layer, self.uses_gradients) as cap, \
+                torch.set_grad_enabled(self.uses_gradients):
+            logits = self.model(x)
+            target = self.resolve_target(target, logits)
+            if cap.leaf is None:
+                raise UnsupportedModelError(f"layer {self.layer!r} did not run during the forward pass")
+            grads = None
+            if self.uses_gradients:
+                (g,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), cap.leaf)
+                grads = self.volume(cap.output(g))
+            acts = self.volume(cap.output(cap.leaf.detach()))
+        with torch.no_grad():
+            state = LayerState(acts, grads, target, logits.detach())
+            maps = self.combine(state, self.weights(state))
+            align = self.time_align(maps.shape[1])
+            mass = maps.flatten(2).sum(-1)[..., None, None]
+            temporal = align_time(mass, x.shape[1], align)[..., 0, 0]
+        return Attribution(maps=maps, space="crop", target=target, logits=logits.detach(),
+                           temporal=temporal, time_align=align)
+
+
+def weighted_sum(acts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``Σ_c w_c · A_c`` → ``(B, T', H', W')``; ``weights`` is ``(B, C)`` or broadcastable to ``acts``."""
+    if weights.ndim == 2:
+        return torch.einsum("bcthw,bc->bthw", acts, weights)
+    return (acts * weights).sum(1)

@@ -1,0 +1,169 @@
+"""What every input-gradient method shares: one gradient call, and the pixel → map reduction.
+
+Input-gradient methods (saliency, gradient × input, Integrated Gradients, SmoothGrad) attribute
+to every pixel of every original frame: the model adapter resizes, crops and normalises *inside*
+its forward, so the gradient flows back through that preprocessing onto the clip as the user gave
+it (``space="frame"``; pixels outside the model's crop box get exactly zero).
+
+A subclass implements :meth:`InputGradientMethod.attribute_pixels`, which returns the signed
+per-pixel attribution ``(B, T, 3, H, W)`` — the tensor Captum returns for the same method, and
+what the peer-agreement tests compare. :meth:`InputGradientMethod.attribute` turns it into the
+non-negative map ``(B, T, H, W)`` by a documented reduction over the colour channels
+(:data:`CHANNEL_REDUCTIONS`) and into per-frame scores (the map's mass per frame).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Iterator, Literal
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from ..models.base import VideoModel
+from .base import Attribution, Method, Target
+
+ChannelReduce = Literal["abs", "l2", "max", "positive"]
+
+#: ``(B, T, 3, H, W)`` signed attribution → ``(B, T, H, W)`` non-negative map.
+CHANNEL_REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    # Σ_c |a_c|: all evidence, either sign (the usual choice for IG and gradient × input)
+    "abs": lambda a: a.abs().sum(2),
+    # ‖a‖₂ over channels
+    "l2": lambda a: a.square().sum(2).sqrt(),
+    # max_c |a_c|: Simonyan et al. (2014)'s saliency map
+    "max": lambda a: a.abs().amax(2),
+    # max(0, Σ_c a_c): only evidence *for* the target (IG/G×I sum over channels keeps completeness)
+    "positive": lambda a: a.sum(2).clamp_min(0),
+}
+
+
+def reduce_channels(values: torch.Tensor, how: str) -> torch.Tensor:
+    """Reduce a signed ``(B, T, 3, H, W)`` attribution to a non-negative ``(B, T, H, W)`` map."""
+    try:
+        return CHANNEL_REDUCTIONS[how](values)
+    except KeyError:
+        raise InputError(f"channel_reduce must be one of {', '.join(CHANNEL_REDUCTIONS)}, got {how!r}") from None
+
+
+@contextlib.contextmanager
+def frozen_parameters(module: nn.Module) -> Iterator[None]:
+    """Turn off ``requires_grad`` of ``module``'s parameters for the block, then restore it.
+
+    Attribution needs gradients with respect to inputs or activations, never parameters. With
+    frozen parameters autograd does not keep the inputs of linear layers that it would only need
+    for weight gradients (about a sixth of a video transformer's saved activations) and stops
+    building the graph below the first tensor that requires grad (CAM methods start it at the
+    hooked layer). The flags are restored on exit, also when the block raises.
+    """
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    try:
+        for p in trainable:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+
+
+def check_pixels(model: VideoModel, inputs: torch.Tensor) -> torch.Tensor:
+    """Validate a pixel batch for ``model`` and move it to the model's device (detached)."""
+    model.check_input(inputs)
+    x = inputs.detach().to(model.device)
+    if not torch.isfinite(x).all():
+        raise InputError("pixels contain NaN or infinite values")
+    return x
+
+
+def target_gradients(model: VideoModel, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of each clip's target logit with respect to its pixels.
+
+    Args:
+        model: the adapter (its parameters should be frozen by the caller, see
+            :func:`frozen_parameters`).
+        x: pixels ``(N, T, 3, H, W)``.
+        target: ``(N,)`` class per clip.
+
+    Returns:
+        ``(grads (N, T, 3, H, W), logits (N, C))``; clips do not interact, so the gradient of the
+        summed target logits is each clip's own gradient.
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(x)
+        score = logits.gather(1, target[:, None].to(logits.device)).sum()
+        (grads,) = torch.autograd.grad(score, x)
+    return grads, logits.detach()
+
+
+@dataclass
+class PixelAttribution:
+    """A signed attribution on the clip's pixels.
+
+    Attributes:
+        values: ``(B, T, 3, H, W)``, same shape as the input (Captum's convention).
+        target: ``(B,)`` the explained classes.
+        logits: ``(B, C)`` clean-clip logits if they were computed.
+        extras: method-specific results (e.g. IG's convergence delta).
+    """
+
+    values: torch.Tensor
+    target: torch.Tensor
+    logits: torch.Tensor | None = None
+    extras: dict | None = None
+
+
+class InputGradientMethod(Method):
+    """Base of the methods that attribute to input pixels through gradients.
+
+    Subclasses set :attr:`name`, take a ``channel_reduce`` option (their default in the signature)
+    and implement :meth:`attribute_pixels`.
+    """
+
+    channel_reduce: str
+    #: default post-processing in ``vx.explain`` (raw gradients are left as they are)
+    default_refine: ClassVar[bool] = False
+
+    def __init__(self, model: VideoModel, channel_reduce: ChannelReduce) -> None:
+        super().__init__(model)
+        if channel_reduce not in CHANNEL_REDUCTIONS:
+            raise InputError(f"{self.name}: channel_reduce must be one of "
+                             f"{', '.join(CHANNEL_REDUCTIONS)}, got {channel_reduce!r}")
+        self.channel_reduce = channel_reduce
+
+    def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:
+        """The signed ``(B, T, 3, H, W)`` attribution that the map is derived from."""
+        raise NotImplementedError
+
+    def target_and_logits(self, x: torch.Tensor, target: Target,
+                          need_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The resolved ``(B,)`` target and the clean logits, running the clean forward pass only
+        when the target is ``None`` (top class) or ``need_logits``. Multi-pass methods with a given
+        target then do exactly the peer's work; ``vx.explain`` runs the pass for the probabilities."""
+        if target is None or need_logits:
+            logits = self.clean_logits(x)
+            return self.resolve_target(target, logits), logits
+        return self.resolve_target(target, x.new_empty(x.shape[0], self.model.num_classes)), None
+
+    def clean_gradient(self, inputs: torch.Tensor, target: Target) -> tuple[torch.Tensor, ...]:
+        """One forward and one backward pass on the clips themselves.
+
+        Returns ``(pixels, grads, target, logits)``: the validated pixels ``(B, T, 3, H, W)`` on
+        the model's device, the gradient of each clip's target logit with respect to them, the
+        resolved ``(B,)`` target (``None`` → the top class of these very logits) and the logits.
+        """
+        x = check_pixels(self.model, inputs)
+        with frozen_parameters(self.model), torch.enable_grad():
+            x.requires_grad_(True)
+            logits = self.model(x)
+            target = self.resolve_target(target, logits)
+            (grads,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), x)
+        return x.detach(), grads, target, logits.detach()
+
+    def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
+        pix = self.attribute_pixels(inputs, target)
+        maps = reduce_channels(pix.values, self.channel_reduce)
+        return Attribution(maps=maps, space="frame", target=pix.target, logits=pix.logits,
+                           temporal=maps.flatten(2).sum(-1), time_align="repeat", extras=pix.extras)

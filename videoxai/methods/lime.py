@@ -1,0 +1,125 @@
+"""LIME for video: a weighted linear surrogate over superpixels or supervoxels (the STAA paper's
+spatial baseline, made spatio-temporal).
+
+1. The crop the model sees is segmented with SLIC (scikit-image) at the model's input
+   resolution: superpixels in every frame (``superpixels="frame"``, each a separate feature, so
+   the surrogate also says which *frames* matter) or supervoxels over the clip (``"clip"``).
+2. ``n_samples`` binary vectors z are drawn (each feature kept with probability 1/2; the first
+   sample keeps everything, as in LIME); a sample's clip keeps the pixels of its kept features
+   and shows the baseline elsewhere. The model scores every sample, ``batch_size`` at a time.
+3. Each sample is weighted by ``exp(−d² / kernel_width²)``, d being the cosine distance between
+   z and the all-ones vector (the unperturbed clip).
+4. A weighted ridge regression (closed form, float64, unpenalised intercept; ``alpha``) fits the
+   scores; its positive coefficients, painted onto their superpixels, are the map.
+
+The reference run used ``lime_image`` on single frames of an image model with a binary top-10
+mask; here the map keeps the coefficients' magnitudes and every frame is explained jointly.
+
+Defaults were chosen on 16 validation clips of the synthetic benchmark with the bundled 3D CNN
+(top frame in the evidence window / peak pixel on the evidence object): supervoxels (96, mean
+baseline) 0.94 / 0.64; per-frame superpixels (48 per frame) 0.94 / 0.60, (32) 0.88 / 0.42; blur
+or black baselines were a little worse (0.88 / 0.58, 0.88 / 0.53).
+``extras["surrogate_r2"]`` is the weighted R² of the fit (how linear the model looks locally)
+and ``extras["n_features"]`` the number of superpixels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import InputError
+from .base import register
+from .perturbation import Canvas, ClipResult, PerturbationMethod
+from .segments import superpixels
+
+
+def weighted_ridge(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                   alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted ridge regression with an unpenalised intercept, in closed form.
+
+    Minimises ``Σ_i w_i (y_i − b − x_i·β)² + alpha·|β|²`` (as scikit-learn's ``Ridge`` with
+    ``sample_weight``).
+
+    Args:
+        x: ``(N, F)`` features; y: ``(N,)`` targets; w: ``(N,)`` non-negative sample weights.
+
+    Returns ``(β (F,), b (), weighted R²)`` in float64.
+    """
+    x, y, w = x.double(), y.double(), w.double()
+    ws = w.sum()
+    xm = (w[:, None] * x).sum(0) / ws
+    ym = (w * y).sum() / ws
+    xc, yc = x - xm, y - ym
+    gram = xc.T @ (w[:, None] * xc) + alpha * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    beta = torch.linalg.solve(gram, xc.T @ (w * yc))
+    intercept = ym - xm @ beta
+    resid = yc - xc @ beta
+    total = (w * yc * yc).sum()
+    r2 = 1 - (w * resid * resid).sum() / total if total > 0 else torch.ones((), dtype=x.dtype)
+    return beta, intercept, r2
+
+
+@register
+class LIME(PerturbationMethod):
+    """LIME over superpixels (per frame) or supervoxels (over the clip); see the module docstring.
+
+    Args:
+        n_samples: perturbed clips (the surrogate's training set); 500 by default (the STAA
+            paper used 400–1000).
+        superpixels: ``"clip"`` (SLIC supervoxels, the default) or ``"frame"`` (SLIC per frame).
+        n_segments: supervoxels in the clip (``"clip"``) or superpixels per frame (``"frame"``);
+            ``None`` → 12·T supervoxels (96 for 8 frames), or 48 per frame.
+        compactness: SLIC compactness.
+        kernel_width: width of the exponential kernel on the cosine distance (LIME's 0.25).
+        alpha: ridge penalty (scikit-learn's and LIME's default 1).
+        baseline: what replaces an absent superpixel (a :mod:`~videoxai.methods.baselines` name).
+        output: ``"probability"`` or ``"logit"`` of the target.
+        batch_size: perturbed clips per forward pass.
+        seed: seeds the samples.
+    """
+
+    name = "lime"
+
+    def __init__(self, model, n_samples: int = 500, superpixels: str = "clip",
+                 n_segments: int | None = None, compactness: float = 10.0,
+                 kernel_width: float = 0.25, alpha: float = 1.0, baseline: str = "mean",
+                 output: str = "probability", batch_size: int = 32, seed: int = 0) -> None:
+        super().__init__(model)
+        self._setup(batch_size=batch_size, output=output, seed=seed, baseline=baseline)
+        if int(n_samples) < 2:
+            raise InputError(f"lime: n_samples must be ≥ 2, got {n_samples}")
+        if superpixels not in ("frame", "clip"):
+            raise InputError(f"lime: superpixels must be 'frame' or 'clip', got {superpixels!r}")
+        if n_segments is not None and int(n_segments) < 1:
+            raise InputError(f"lime: n_segments must be ≥ 1, got {n_segments}")
+        if kernel_width <= 0 or alpha < 0:
+            raise InputError("lime: kernel_width must be > 0 and alpha ≥ 0")
+        self.n_samples = int(n_samples)
+        self.superpixels = superpixels
+        self.n_segments = None if n_segments is None else int(n_segments)
+        self.compactness = float(compactness)
+        self.kernel_width = float(kernel_width)
+        self.alpha = float(alpha)
+
+    def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
+        t = canvas.num_frames
+        n_seg = self.n_segments or (48 if self.superpixels == "frame" else 12 * t)
+        labels = superpixels(canvas.to_grid(canvas.pixels)[0], n_seg, mode=self.superpixels,
+                             compactness=self.compactness).to(canvas.pixels.device)  # (T, h, w)
+        n_features = int(labels.max()) + 1
+        z = torch.randint(0, 2, (self.n_samples, n_features), generator=generator).bool()
+        z[0] = True
+        zf = z.to(canvas.pixels.device, torch.float32)
+        fill = self.baseline(canvas)
+
+        def make(sl: slice) -> torch.Tensor:
+            return canvas.compose(zf[sl][:, labels], fill, mode="nearest-exact")
+
+        y = self.scores(make, self.n_samples, target, f"{self.n_samples} samples")
+        kept = z.sum(1).double()
+        cosine = torch.where(kept > 0, (kept / n_features).sqrt(), torch.zeros_like(kept))
+        weights = torch.exp(-((1 - cosine) ** 2) / self.kernel_width ** 2).to(y.device)
+        beta, _, r2 = weighted_ridge(zf, y, weights, self.alpha)
+        maps = beta.clamp_min(0).float()[labels]                                      # (T, h, w)
+        return ClipResult(maps=maps, extras={"surrogate_r2": r2.float(),
+                                             "n_features": torch.tensor(n_features)})

@@ -1,0 +1,238 @@
+"""What the perturbation methods share: the canvas they perturb, and batched scoring.
+
+Perturbation methods (``shap_temporal``, ``lime``, ``occlusion``, ``rise``, ``ep2d``, ``ep3d``,
+``step``) explain a clip by running the model again on altered copies of it. Three things are
+common to all of them and live here:
+
+* **The canvas.** Masks are made on the model's input grid (``model.input_size``) and applied to
+  *pixels*: to the region of the original frames that the model sees (its crop box). A large
+  video is first scaled down so that its crop box is about the size of the model input; the
+  model would do that scaling anyway, and perturbing, say, a 1080p clip 1000 times at full size
+  would cost memory for nothing. Frames already at or below the model's resolution are used
+  unchanged, so on those the perturbed clips are exactly what a user would feed the model.
+  Maps are returned on the model grid with ``space="crop"``, and :func:`videoxai.explain` pastes
+  them back through the crop box.
+* **The baseline** that stands in for absent pixels: a pixel-space clip from
+  :mod:`videoxai.methods.baselines` (``black``, ``blur``, ``mean``, ``freeze``, ``fade``), computed
+  once per clip on the canvas.
+* **Scoring in batches**: perturbed clips are built ``batch_size`` at a time (never all at once,
+  so 4096 SHAP coalitions cost the memory of ``batch_size`` clips) and the target's softmax
+  probability (or logit) is read off.
+
+Each method overrides one function, :meth:`PerturbationMethod.explain_clip`, which explains one
+clip; :meth:`PerturbationMethod.attribute` runs it for every clip of a batch with a fresh random
+generator seeded by ``seed``, so a clip's explanation does not depend on its position in the
+batch, on ``batch_size`` or on global random state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..models.base import VideoModel
+from . import baselines
+from .base import Attribution, Method, Target, batched
+
+Output = Literal["probability", "logit"]
+
+
+@dataclass
+class Canvas:
+    """One clip prepared for perturbation.
+
+    Attributes:
+        pixels: ``(1, T, 3, H', W')`` in [0, 1]: the clip, scaled down (never up) so that its crop
+            box is at most the model's input size.
+        box: ``(top, left, height, width)`` of the crop box in canvas pixels.
+        grid: ``(h, w)`` of the model input: the resolution masks and maps are made at.
+    """
+
+    pixels: torch.Tensor
+    box: tuple[int, int, int, int]
+    grid: tuple[int, int]
+
+    @classmethod
+    def of(cls, model: VideoModel, clip: torch.Tensor) -> "Canvas":
+        """The canvas of ``clip`` ``(1, T, 3, H, W)`` for ``model``."""
+        _, t, c, fh, fw = clip.shape
+        h, w = model.input_size
+        box = model.preprocess.crop_box(fh, fw)
+        ry, rx = min(1.0, h / box.height), min(1.0, w / box.width)
+        pixels = clip
+        if ry < 1.0 or rx < 1.0:
+            size = (max(1, round(fh * ry)), max(1, round(fw * rx)))
+            pixels = F.interpolate(clip.reshape(t, c, fh, fw), size=size, mode="bilinear",
+                                   align_corners=False, antialias=True)
+            pixels = pixels.clamp(0, 1).reshape(1, t, c, *size)
+        ch, cw = pixels.shape[-2:]
+        return cls(pixels, model.preprocess.crop_box(ch, cw).as_ints(ch, cw), (h, w))
+
+    @property
+    def num_frames(self) -> int:
+        return self.pixels.shape[1]
+
+    def region(self, x: torch.Tensor | None = None) -> torch.Tensor:
+        """The crop-box part of ``x`` (default: the canvas): ``(n, T, 3, bh, bw)``."""
+        top, left, bh, bw = self.box
+        x = self.pixels if x is None else x
+        return x[..., top:top + bh, left:left + bw]
+
+    def to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """The crop-box part of ``x`` ``(n, T, 3, H', W')`` resampled to the grid: ``(n, T, 3, h, w)``."""
+        r = self.region(x)
+        n, t, c, bh, bw = r.shape
+        if (bh, bw) == self.grid:
+            return r
+        return F.interpolate(r.reshape(n * t, c, bh, bw), size=self.grid, mode="bilinear",
+                             align_corners=False, antialias=True).reshape(n, t, c, *self.grid)
+
+    def to_box(self, maps: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+        """Grid-resolution ``(n, T, [C,] h, w)`` → crop-box resolution ``(n, T, [C,] bh, bw)``."""
+        _, _, bh, bw = self.box
+        if maps.shape[-2:] == (bh, bw):
+            return maps
+        lead = maps.shape[:-2]
+        flat = maps.reshape(-1, 1, *maps.shape[-2:])
+        kw = {} if mode.startswith("nearest") else {"align_corners": False}
+        return F.interpolate(flat, size=(bh, bw), mode=mode, **kw).reshape(*lead, bh, bw)
+
+    def paste(self, inner: torch.Tensor) -> torch.Tensor:
+        """Put crop-box content ``(n, T, 3, bh, bw)`` into copies of the canvas: ``(n, T, 3, H', W')``.
+
+        Differentiable in ``inner``. Pixels outside the crop box are never seen by the model, so
+        they keep the canvas's values.
+        """
+        top, left, bh, bw = self.box
+        full = self.pixels.shape[-2:]
+        if (bh, bw) == tuple(full):
+            return inner
+        out = self.pixels.expand(inner.shape[0], *self.pixels.shape[1:]).clone()
+        out[..., top:top + bh, left:left + bw] = inner
+        return out
+
+    def compose(self, keep: torch.Tensor, fill: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+        """Blend the canvas with ``fill`` where ``keep`` is 0: ``(n, T, 3, H', W')``.
+
+        Args:
+            keep: ``(n, T, h, w)`` in [0, 1] on the grid (1 keeps the pixel, 0 replaces it), or
+                ``(n, T, 1, 1)`` to keep or replace whole frames.
+            fill: ``(1, T, 3, H', W')`` baseline clip on the canvas.
+            mode: how ``keep`` is resized to the crop box (``"nearest-exact"`` for label masks).
+        """
+        if keep.shape[-2:] == (1, 1):
+            return fill + keep[:, :, None] * (self.pixels - fill)
+        k = self.to_box(keep, mode)[:, :, None]
+        base, x = self.region(fill), self.region()
+        return self.paste(base + k * (x - base))
+
+
+@dataclass
+class ClipResult:
+    """What :meth:`PerturbationMethod.explain_clip` returns for one clip.
+
+    Attributes:
+        maps: non-negative ``(T', h, w)``.
+        temporal: optional non-negative ``(T,)`` per-frame scores.
+        extras: fixed-shape per-clip arrays (stacked over the batch into ``Attribution.extras``).
+    """
+
+    maps: torch.Tensor
+    temporal: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class PerturbationMethod(Method):
+    """Base of the methods that explain by re-running the model on perturbed copies of a clip.
+
+    Subclasses set :attr:`space` and implement :meth:`explain_clip`; their ``__init__`` stores
+    the common options through :meth:`_setup`.
+    """
+
+    #: which pixels a map's grid covers (see :class:`~videoxai.methods.base.Attribution`)
+    space: str = "crop"
+    batch_size: int = 32
+    output: Output = "probability"
+    seed: int = 0
+    baseline_name: str | Callable = "black"
+
+    def _setup(self, *, batch_size: int, output: str = "probability", seed: int = 0,
+               baseline: str | Callable | None = None) -> None:
+        if int(batch_size) < 1:
+            raise InputError(f"{self.name}: batch_size must be ≥ 1, got {batch_size}")
+        if output not in ("probability", "logit"):
+            raise InputError(f"{self.name}: output must be 'probability' or 'logit', got {output!r}")
+        self.batch_size = int(batch_size)
+        self.output = output
+        self.seed = int(seed)
+        if baseline is not None:
+            baselines.get(baseline)  # fail now, with the list of names, not mid-explanation
+            self.baseline_name = baseline
+
+    # -- the one method to implement --------------------------------------------------------------
+    def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
+        """Explain one clip (as a :class:`Canvas`) for class ``target``."""
+        raise NotImplementedError
+
+    # -- shared machinery -------------------------------------------------------------------------
+    def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
+        self.model.check_input(inputs)
+        logits = self.clean_logits(inputs)
+        target = self.resolve_target(target, logits)
+        results = []
+        for b in range(inputs.shape[0]):
+            canvas = Canvas.of(self.model, inputs[b:b + 1].to(self.model.device))
+            generator = torch.Generator().manual_seed(self.seed)
+            results.append(self.explain_clip(canvas, int(target[b]), generator))
+        maps = torch.stack([r.maps for r in results]).clamp_min(0)
+        temporal = None
+        if all(r.temporal is not None for r in results):
+            temporal = torch.stack([r.temporal for r in results]).clamp_min(0)
+        extras = {k: torch.stack([torch.as_tensor(r.extras[k]) for r in results])
+                  for k in results[0].extras}
+        return Attribution(maps=maps, space=self.space, target=target, logits=logits,
+                           temporal=temporal, time_align="repeat", extras=extras or None)
+
+    def baseline(self, canvas: Canvas) -> torch.Tensor:
+        """The pixel-space baseline clip ``(1, T, 3, H', W')`` of ``canvas``."""
+        return baselines.get(self.baseline_name)(canvas.pixels)
+
+    def read(self, logits: torch.Tensor, target: int) -> torch.Tensor:
+        """The scalar each perturbed clip is scored by: ``(n,)`` probability or logit of ``target``."""
+        if self.output == "logit":
+            return logits[:, target].double()
+        return logits.double().softmax(-1)[:, target]
+
+    @torch.no_grad()
+    def scores(self, make_batch: Callable[[slice], torch.Tensor], n: int, target: int,
+               description: str) -> torch.Tensor:
+        """Score ``n`` perturbed clips, built ``batch_size`` at a time by ``make_batch(slice)``.
+
+        Returns ``(n,)`` float64 on the model's device.
+        """
+        out = []
+        total = math.ceil(n / self.batch_size)
+        for sl in self.progress(batched(n, self.batch_size), total, description):
+            out.append(self.read(self.model(make_batch(sl)), target))
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def check_fits(name: str, what: str, size: tuple[int, ...], limit: tuple[int, ...],
+               axes: tuple[str, ...] = ("frames", "rows", "cols")) -> None:
+    """Raise :class:`InputError` if a window/kernel ``size`` does not fit in ``limit``.
+
+    The reference STEP code crashes deep inside ``conv3d`` when a clip is shorter than its
+    kernel; here the user gets the numbers.
+    """
+    for s, lim, axis in zip(size, limit, axes):
+        if s > lim:
+            raise InputError(f"{name}: the {what} spans {s} {axis} but the clip has only {lim} "
+                             f"{axis} on the model's grid ({' x '.join(map(str, limit))}); "
+                             f"choose a smaller {what}")
+        if s < 1:
+            raise InputError(f"{name}: the {what} must be at least 1 along every axis, got {size}")

@@ -1,0 +1,33 @@
+"""Saliency: the gradient of the target logit with respect to the input pixels
+(Simonyan, Vedaldi & Zisserman, 2014).
+
+One forward and one backward pass. :meth:`Saliency.attribute_pixels` returns the signed gradient
+``(B, T, 3, H, W)`` (Captum's ``Saliency(abs=False)``); the map takes, by default, the largest
+absolute gradient over the colour channels, as in the paper.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Target, register
+from .gradients import ChannelReduce, InputGradientMethod, PixelAttribution
+
+
+@register
+class Saliency(InputGradientMethod):
+    """Vanilla gradient; see the module docstring.
+
+    Args:
+        channel_reduce: how the map reduces the colour channels (see
+            :data:`~videoxai.methods.gradients.CHANNEL_REDUCTIONS`); ``"max"``: max_c |∂y/∂x_c|.
+    """
+
+    name = "saliency"
+
+    def __init__(self, model, channel_reduce: ChannelReduce = "max") -> None:
+        super().__init__(model, channel_reduce)
+
+    def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:
+        _, grads, target, logits = self.clean_gradient(inputs, target)
+        return PixelAttribution(values=grads, target=target, logits=logits)

@@ -1,0 +1,72 @@
+"""Saliency Tubes (Stergiou et al., 2019): class activation mapping for 3D CNNs.
+
+For a network that ends in global average pooling and a linear classifier on the CAM layer, the
+target's logit is exactly ``Σ_c w_{k,c} · mean_{t,h,w} A_c + b_k``, so ``Σ_c w_{k,c} · A_c(t, h, w)``
+says how much each feature voxel adds to it (Zhou et al.'s CAM, carried to ``(T', H', W')``). It
+needs one forward pass and no gradients. As in the reference code the signed map is shifted by its
+minimum (then normalised by ``vx.explain``), not clipped at zero.
+
+The classifier is found as the last ``nn.Linear`` of ``model.net`` with one output per class, or
+named with ``classifier=``. The method checks, on the very forward pass it explains, that the
+logits equal that classifier applied to the pooled layer, and otherwise raises
+:class:`~videoxai.errors.UnsupportedModelError` (use ``gradcam``, which needs no such structure).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from .base import register
+from .cam import CAMMethod, LayerState, weighted_sum
+
+
+@register
+class SaliencyTubes(CAMMethod):
+    """Saliency Tubes / 3-D CAM; see the module docstring.
+
+    Args:
+        layer: dotted module name in ``model.net`` (default: the model's ``cam_layer``).
+        classifier: dotted name of the final linear layer (default: found automatically).
+    """
+
+    name = "saliency_tubes"
+    uses_gradients = False
+
+    def __init__(self, model, layer: str | None = None, classifier: str | None = None) -> None:
+        super().__init__(model, layer)
+        if classifier is not None:
+            self.classifier = model.submodule(classifier)
+            if not isinstance(self.classifier, nn.Linear):
+                raise UnsupportedModelError(f"saliency_tubes: {classifier!r} is a "
+                                            f"{type(self.classifier).__name__}, not nn.Linear")
+        else:
+            heads = [m for m in model.net.modules()
+                     if isinstance(m, nn.Linear) and m.out_features == model.num_classes]
+            if not heads:
+                raise UnsupportedModelError(f"saliency_tubes: {model.name} has no nn.Linear with "
+                                            f"{model.num_classes} outputs; name it with classifier=")
+            self.classifier = heads[-1]
+
+    def weights(self, state: LayerState) -> torch.Tensor:
+        acts = state.activations
+        w, b = self.classifier.weight, self.classifier.bias
+        if w.shape[1] != acts.shape[1]:
+            raise UnsupportedModelError(
+                f"saliency_tubes: the classifier takes {w.shape[1]} features but layer {self.layer!r} "
+                f"has {acts.shape[1]} channels; use gradcam or pass layer=/classifier=")
+        pooled = acts.float().mean((2, 3, 4))
+        predicted = nn.functional.linear(pooled, w.float(), None if b is None else b.float())
+        scale = state.logits.abs().amax().clamp_min(1.0)
+        if not torch.allclose(predicted, state.logits.float(), rtol=1e-3, atol=1e-3 * float(scale)):
+            gap = (predicted - state.logits.float()).abs().max().item()
+            raise UnsupportedModelError(
+                f"saliency_tubes needs a network that ends in global average pooling and a linear "
+                f"classifier after layer {self.layer!r}; {self.model.name}'s logits differ from that "
+                f"by up to {gap:.3g}. Use gradcam")
+        return w[state.target]                           # (B, C)
+
+    def combine(self, state: LayerState, weights: torch.Tensor) -> torch.Tensor:
+        cam = weighted_sum(state.activations, weights)
+        return cam - cam.flatten(1).amin(1).view(-1, 1, 1, 1)

@@ -1,0 +1,46 @@
+"""``stabn`` — the explanation an ST-ABN gives of itself.
+
+An ST-ABN (:mod:`videoxai.stabn`) computes, in the same forward pass that classifies, a spatial
+attention map per frame ``M_s (B, T, h, w)`` on its ``layer3`` grid and a temporal attention
+weight per frame ``M_t (B, T)``, and weights its features with them before the perception branch.
+This method returns those: ``maps`` are ``M_s`` (``space="crop"``: the grid covers the model's
+input window), ``temporal`` is ``M_t``. One forward pass, no gradients.
+
+The attention is the model's, not the target's: it is the same whichever class is asked about
+(``target`` only selects the class whose score is reported). ``weight_by_temporal=True``
+multiplies each frame's map by its ``M_t`` so that one map shows both where and when.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import UnsupportedModelError
+from .base import Attribution, Method, Target, register
+
+
+@register
+class STABNAttention(Method):
+    name = "stabn"
+
+    def __init__(self, model, weight_by_temporal: bool = False) -> None:
+        super().__init__(model)
+        from ..stabn.model import STABNVideoModel
+
+        if not isinstance(model, STABNVideoModel):
+            raise UnsupportedModelError(
+                f"method 'stabn' explains ST-ABN models with their own attention; {model.name} "
+                f"({model.family}) is not one (train one with `videoxai stabn train`, or load "
+                "'demo-stabn')")
+        self.weight_by_temporal = bool(weight_by_temporal)
+
+    def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
+        with torch.no_grad():
+            out = self.model.outputs(inputs)
+        target = self.resolve_target(target, out.logits)
+        maps = out.spatial
+        if self.weight_by_temporal:
+            maps = maps * out.temporal[:, :, None, None]
+        return Attribution(maps=maps.float(), space="crop", target=target, logits=out.logits,
+                           temporal=out.temporal.float(), time_align="repeat",
+                           extras={"attention_logits": out.att_logits})

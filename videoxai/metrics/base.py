@@ -1,0 +1,383 @@
+"""The base of every metric, the registry behind metric names, and the spec grammar.
+
+A metric is a small class: its ``__init__`` takes the metric's keyword options (with defaults,
+recorded in :attr:`Metric.options`), and :meth:`Metric.compute` scores one explanation of one clip.
+Calling the object (``metric(model, clip, explanation, target=..., sample=...)``) checks and
+converts the inputs once, so every metric sees the same things:
+
+* ``x``: the clip as a pixel batch, float ``(1, T, 3, H, W)`` in [0, 1] on the model's device;
+* ``explanation``: an :class:`~videoxai.explanation.Explanation` whose ``spatial`` is ``(T, H, W)``
+  at the clip's size and ``temporal`` is ``(T,)``;
+* ``target``: the class whose probability perturbation metrics follow (default: the explained one);
+* ``sample``: ground truth (anything with ``masks`` / ``boxes`` / ``window``), for localisation.
+
+Which way is better is a property of the metric *object* (``higher_is_better``), because for some
+metrics it depends on an option (deletion of the least relevant units first is better when the
+curve stays *high*). The report ranks methods with it; it is listed for every metric by
+``videoxai metrics``.
+
+Specs name a metric with options in one string: ``"deletion"``, ``"deletion(unit=frame)"``,
+``"insertion(unit=superpixel, order=lerf, steps=64)"``. Values are JSON (``true``, ``0.5``,
+``"blur"``) or bare words (``blur``). :attr:`Metric.spec` gives the canonical form (options that
+differ from the defaults, sorted), which is the key results are stored under.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+import numpy as np
+import torch
+
+from ..clip import Clip
+from ..errors import InputError, VideoXAIError
+from ..explanation import Explanation
+from ..methods.align import crop_mask
+from ..methods.base import batched
+from ..models.base import VideoModel
+
+Family = Literal["faithfulness", "localisation", "randomisation", "complexity", "cost"]
+
+
+class MissingGroundTruth(VideoXAIError):
+    """A localisation metric was asked to score a clip that has no annotation of the needed kind."""
+
+
+@dataclass
+class Score:
+    """The result of one metric on one explanation.
+
+    Attributes:
+        value: the metric's scalar; ``nan`` when it is undefined for this input (the reason is in
+            ``details["undefined"]``).
+        curve: the curve behind the value, if any: the target probability after each step of a
+            deletion/insertion curve (x = ``linspace(0, 1, len(curve))``, the fraction of units
+            switched), or the rank correlation after each randomisation stage.
+        details: metric-specific numbers (units, steps, frames scored, …), JSON-friendly.
+    """
+
+    value: float
+    curve: np.ndarray | None = None
+    details: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.value = float(self.value)
+        if self.curve is not None:
+            self.curve = np.asarray(self.curve, dtype=np.float64)
+
+    def __float__(self) -> float:
+        return self.value
+
+    @classmethod
+    def undefined(cls, reason: str, **details) -> "Score":
+        return cls(math.nan, details={"undefined": reason, **details})
+
+
+class Metric:
+    """Base class. Subclasses set :attr:`name`, :attr:`family`, ``higher_is_better`` and
+    implement :meth:`compute`.
+
+    Options are the keyword arguments of the subclass's ``__init__``; they are recorded, with
+    defaults filled in, in :attr:`options`, and the ones that differ from the defaults make up
+    :attr:`spec`.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[Family]
+    #: what ``sample`` must provide: "ground_truth" (masks or boxes), "window" (frames)
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: the metric re-runs the explanation method (cascading randomisation)
+    needs_explainer: ClassVar[bool] = False
+    _higher_is_better: ClassVar[bool] = True
+
+    options: dict
+    _defaults: ClassVar[dict] = {}
+
+    def __init__(self) -> None:  # a metric without options
+        self.options = {}
+
+    def __init_subclass__(cls, **kw) -> None:
+        super().__init_subclass__(**kw)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        sig = inspect.signature(init)
+        for p in sig.parameters.values():
+            if p.name != "self" and p.kind is not inspect.Parameter.KEYWORD_ONLY:
+                raise TypeError(f"{cls.__name__}.__init__: option {p.name!r} must be keyword-only")
+        cls._defaults = {k: p.default for k, p in sig.parameters.items() if k != "self"}
+
+        @functools.wraps(init)
+        def recorded_init(self, *args, **kwargs):
+            if args:
+                raise InputError(f"metric {type(self).name!r} takes keyword options only")
+            unknown = sorted(set(kwargs) - set(cls._defaults))
+            if unknown:
+                raise InputError(f"metric {type(self).name!r} has no option {', '.join(map(repr, unknown))}; "
+                                 f"its options are: {', '.join(cls._defaults) or '(none)'}")
+            init(self, **kwargs)
+            # record once, in the __init__ that the instance's own class resolves to
+            if next(c for c in type(self).__mro__ if "__init__" in c.__dict__) is cls:
+                self.options = {**cls._defaults, **kwargs}
+
+        cls.__init__ = recorded_init
+
+    # -- what a metric says about itself --------------------------------------------------------
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger value means a better explanation (used to rank methods)."""
+        return self._higher_is_better
+
+    @property
+    def spec(self) -> str:
+        """Canonical ``name(option=value, ...)`` with the non-default options, sorted."""
+        changed = {k: v for k, v in self.options.items() if self._defaults.get(k) != v}
+        return format_spec(self.name, changed)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
+
+    # -- calling discipline ---------------------------------------------------------------------
+    def __call__(self, model: VideoModel, clip: Clip | np.ndarray | torch.Tensor,
+                 explanation: Explanation | np.ndarray, target: int | None = None, *,
+                 sample: Any = None, explain_fn: Callable[[VideoModel], Explanation] | None = None) -> Score:
+        """Score ``explanation`` of ``model`` on ``clip``.
+
+        Args:
+            model: the explained :class:`~videoxai.models.base.VideoModel`.
+            clip: a :class:`~videoxai.clip.Clip`, ``(T, H, W, 3)`` frames, or a pixel tensor
+                ``(T, 3, H, W)`` / ``(1, T, 3, H, W)`` in [0, 1].
+            explanation: an :class:`~videoxai.explanation.Explanation`, or a ``(T, H, W)``
+                non-negative map (its temporal scores are then its per-frame sums; give ``target``).
+            target: class whose probability is followed (default: ``explanation.target``).
+            sample: ground truth with ``masks (T, H, W)``, ``boxes (T, 4)`` and/or ``window``
+                (e.g. an :class:`~videoxai.data.datasets.EvalSample`), for localisation metrics.
+            explain_fn: ``model -> Explanation`` re-running the explanation (randomisation check);
+                by default rebuilt from ``explanation.method`` and ``explanation.options``.
+        """
+        if not isinstance(model, VideoModel):
+            raise InputError(f"metric {self.name!r} needs a videoxai model (vx.load_model or vx.wrap), "
+                             f"got {type(model).__name__}")
+        x = as_pixels(clip, model.device)
+        exp = as_explanation(explanation, target, x.shape[1], model.num_classes)
+        if tuple(exp.spatial.shape) != (x.shape[1], x.shape[3], x.shape[4]):
+            raise InputError(f"explanation map {tuple(exp.spatial.shape)} does not match the clip's "
+                             f"(T, H, W) = {(x.shape[1], x.shape[3], x.shape[4])}")
+        target = exp.target if target is None else int(target)
+        if not 0 <= target < model.num_classes:
+            raise InputError(f"target {target} out of range for a model with {model.num_classes} classes")
+        if "ground_truth" in self.requires or "window" in self.requires:
+            _check_sample(self, sample, x.shape[1], x.shape[3], x.shape[4])
+        kwargs = {"explain_fn": explain_fn} if self.needs_explainer else {}
+        return self.compute(model, x, exp, target, sample, **kwargs)
+
+    def compute(self, model: VideoModel, x: torch.Tensor, explanation: Explanation, target: int,
+                sample: Any) -> Score:
+        """Score one explanation; inputs already checked (see :meth:`__call__`)."""
+        raise NotImplementedError
+
+    # -- helpers for subclasses -----------------------------------------------------------------
+    @staticmethod
+    def forward_batched(model: VideoModel, n: int, build: Callable[[slice], torch.Tensor],
+                        batch_size: int) -> torch.Tensor:
+        """Logits ``(n, C)`` of ``n`` clips made ``batch_size`` at a time by ``build(slice)``."""
+        with torch.no_grad():
+            out = [model(build(s)).float() for s in batched(n, batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, model.num_classes)
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+def as_pixels(clip, device: torch.device) -> torch.Tensor:
+    """A clip as float ``(1, T, 3, H, W)`` in [0, 1] on ``device``."""
+    if isinstance(clip, Clip):
+        return clip.to_tensor(device)
+    if isinstance(clip, np.ndarray):
+        return Clip.from_array(clip).to_tensor(device)
+    if isinstance(clip, torch.Tensor):
+        x = clip.detach()
+        if x.ndim == 4:
+            x = x.unsqueeze(0)
+        if x.ndim != 5 or x.shape[0] != 1 or x.shape[2] != 3:
+            raise InputError(f"a clip tensor must be (T, 3, H, W) or (1, T, 3, H, W), got {tuple(clip.shape)}")
+        if not x.is_floating_point():
+            raise InputError(f"a clip tensor must be float in [0, 1], got {x.dtype}")
+        if not torch.isfinite(x).all():
+            raise InputError("the clip contains NaN or infinite values")
+        return x.float().to(device)
+    raise InputError(f"expected a Clip, (T, H, W, 3) frames or a pixel tensor, got {type(clip).__name__}")
+
+
+def as_explanation(exp, target: int | None, num_frames: int, num_classes: int) -> Explanation:
+    """An :class:`Explanation`, or a bare ``(T, H, W)`` map wrapped as one (``target`` required)."""
+    if isinstance(exp, Explanation):
+        spatial = exp.spatial
+    else:
+        if target is None:
+            raise InputError("give target= when the explanation is a bare map")
+        spatial = np.asarray(exp.detach().cpu() if isinstance(exp, torch.Tensor) else exp, dtype=np.float32)
+        if spatial.ndim != 3:
+            raise InputError(f"an explanation map must be (T, H, W), got shape {spatial.shape}")
+    if not np.isfinite(spatial).all():
+        raise InputError("the explanation map contains NaN or infinite values")
+    if (spatial < 0).any():
+        raise InputError("the explanation map has negative values; metrics rank non-negative relevance")
+    if spatial.shape[0] != num_frames:
+        raise InputError(f"explanation has {spatial.shape[0]} frames, the clip {num_frames}")
+    if isinstance(exp, Explanation):
+        if not np.isfinite(exp.temporal).all() or (exp.temporal < 0).any():
+            raise InputError("explanation.temporal must be finite and non-negative")
+        return exp
+    mass = spatial.reshape(num_frames, -1).sum(1)
+    temporal = mass / mass.sum() if mass.sum() > 0 else np.full(num_frames, 1.0 / num_frames)
+    return Explanation(spatial=spatial, temporal=temporal, target=int(target), label=str(target),
+                       score=math.nan, probs=np.full(num_classes, math.nan), method="map")
+
+
+def _check_sample(metric: Metric, sample, t: int, h: int, w: int) -> None:
+    if sample is None:
+        raise MissingGroundTruth(f"metric {metric.name!r} needs ground truth: pass sample= with "
+                                 "masks, boxes or a window")
+    from .localisation import ground_truth, truth_window
+    if "ground_truth" in metric.requires:
+        ground_truth(sample, (t, h, w))
+    if "window" in metric.requires:
+        truth_window(sample, t)
+
+
+def view_mask(model: VideoModel, t: int, h: int, w: int, device=None) -> torch.Tensor:
+    """Boolean ``(T, H, W)``: the pixels the model sees (its crop box in every frame)."""
+    return crop_mask(model.preprocess, (h, w), device=device).expand(t, h, w)
+
+
+def descending_order(scores: torch.Tensor, seed: int) -> torch.Tensor:
+    """Indices that sort ``scores`` (1-D) from largest to smallest, ties in a seeded random order.
+
+    Ties are common (zeros outside the evidence, plateaus after thresholding); breaking them in
+    raster order would favour the top-left of every frame, so they are shuffled, reproducibly.
+    """
+    n = scores.numel()
+    g = torch.Generator().manual_seed(int(seed))
+    perm = torch.randperm(n, generator=g).to(scores.device)
+    shuffled = scores.reshape(-1)[perm]
+    # a stable sort of the shuffled values keeps the random order among equal values
+    return perm[torch.sort(shuffled, descending=True, stable=True).indices]
+
+
+# -- registry --------------------------------------------------------------------------------------
+_REGISTRY: dict[str, type[Metric]] = {}
+
+
+def register(cls: type[Metric]) -> type[Metric]:
+    """Class decorator: make a metric available by ``cls.name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"metric name {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    """Names of the registered metrics."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Metric]:
+    """The metric class registered under ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown metric {name!r}; available: {', '.join(available())}") from None
+
+
+def build(spec: str | Metric, **options) -> Metric:
+    """A metric from a spec string (``"deletion(unit=frame)"``) or a name plus options."""
+    if isinstance(spec, Metric):
+        if options:
+            raise InputError("pass options when constructing the metric")
+        return spec
+    name, opts = parse_spec(spec)
+    return get(name)(**{**opts, **options})
+
+
+def evaluate(metric: str | Metric, model: VideoModel, clip, explanation, target: int | None = None, *,
+             sample: Any = None, **options) -> Score:
+    """Function form: ``evaluate("deletion", model, clip, exp, unit="frame")``."""
+    return build(metric, **options)(model, clip, explanation, target, sample=sample)
+
+
+# -- spec grammar ----------------------------------------------------------------------------------
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``"name(a=1, b=blur)"`` → ``("name", {"a": 1, "b": "blur"})``; ``"name"`` → ``("name", {})``."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"empty spec {spec!r}")
+    s = spec.strip()
+    name, paren, rest = s.partition("(")
+    name = name.strip()
+    if not _NAME.match(name):
+        raise InputError(f"bad spec {spec!r}: {name!r} is not a name")
+    if not paren:
+        return name, {}
+    if not rest.endswith(")"):
+        raise InputError(f"bad spec {spec!r}: missing ')'")
+    body = rest[:-1].strip()
+    opts: dict = {}
+    for part in split_top_level(body, ",") if body else []:
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or not _NAME.match(key):
+            raise InputError(f"bad spec {spec!r}: {part.strip()!r} is not KEY=VALUE")
+        opts[key] = _parse_value(value.strip())
+    return name, opts
+
+
+def format_spec(name: str, options: dict) -> str:
+    """Inverse of :func:`parse_spec`, options sorted (a canonical key)."""
+    if not options:
+        return name
+    body = ", ".join(f"{k}={_format_value(v)}" for k, v in sorted(options.items()))
+    return f"{name}({body})"
+
+
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split on ``sep`` outside parentheses and brackets: ``"a(x=1,y=2),b"`` → ``["a(x=1,y=2)", "b"]``."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                raise InputError(f"unbalanced brackets in {text!r}")
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise InputError(f"unbalanced brackets in {text!r}")
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _format_value(v) -> str:
+    if isinstance(v, str) and _NAME.match(v) and v not in ("true", "false", "null"):
+        return v
+    if isinstance(v, tuple):
+        v = list(v)
+    return json.dumps(v)
+

@@ -1,0 +1,36 @@
+"""Cost of an explanation, as measured when it was made (``Explanation.cost``).
+
+Wall time, forward and backward passes (clips through the model) and peak memory are recorded by
+:func:`videoxai.explain` around the method (see :mod:`videoxai.cost`), so cost comparisons between
+methods are measurements, not claims. Lower is better. Seconds depend on the machine and on what
+else runs on it; passes do not.
+"""
+
+from __future__ import annotations
+
+from ..errors import InputError
+from .base import Metric, Score, register
+
+MEASURES = ("seconds", "forward_passes", "backward_passes", "peak_memory_mb")
+
+
+@register
+class CostMetric(Metric):
+    """One measure of the explanation's recorded cost (lower is better).
+
+    Options:
+        measure: ``"seconds"``, ``"forward_passes"``, ``"backward_passes"`` or ``"peak_memory_mb"``.
+    """
+
+    name = "cost"
+    family = "cost"
+    _higher_is_better = False
+
+    def __init__(self, *, measure: str = "seconds") -> None:
+        if measure not in MEASURES:
+            raise InputError(f"measure must be one of {', '.join(MEASURES)}, got {measure!r}")
+        self.measure = measure
+
+    def compute(self, model, x, explanation, target, sample) -> Score:
+        cost = explanation.cost
+        return Score(float(getattr(cost, self.measure)), details=cost.to_dict())

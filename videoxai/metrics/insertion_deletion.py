@@ -1,0 +1,117 @@
+"""Causal insertion and deletion curves (Petsiuk et al.'s RISE metric, as the video-attribution
+reference code runs it; research/perturbation.md §4).
+
+Units (pixels, patches, superpixels or frames, see :mod:`videoxai.metrics.units`) are ranked by
+the explanation and switched in ``n = min(steps, U)`` equal steps; after step ``s`` the first
+``round(s·U/n)`` units of the order are switched:
+
+* **deletion** starts from the clip and replaces switched units by the baseline;
+* **insertion** starts from the baseline and restores switched units from the clip.
+
+Order ``"morf"`` switches the most relevant units first, ``"lerf"`` the least relevant first.
+The curve is the softmax probability of the target after each step, ``p_0 … p_n``, and the
+score is its area over the fraction of units switched, by the trapezoidal rule:
+
+    AUC = (Σ_s p_s − p_0/2 − p_n/2) / n
+
+Which way is better: insertion-MoRF and deletion-LeRF **higher**, deletion-MoRF and
+insertion-LeRF **lower**. Insertion-MoRF and deletion-LeRF switch the same sets of units (and so
+give the same AUC), as do deletion-MoRF and insertion-LeRF.
+
+The reference baseline is "fade" (zeros in normalised space, about the dataset's mean colour);
+``baseline`` takes any name of :mod:`videoxai.methods.baselines` (``blur``, ``fade``, ``mean``,
+``black``, ``freeze``). Perturbed clips go through the model ``batch_size`` at a time.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from ..errors import InputError
+from ..methods import baselines
+from .base import Metric, Score, register
+from .units import check_unit_options, partition
+
+ORDERS = ("morf", "lerf")
+
+
+class _CausalCurve(Metric):
+    """Shared body of :class:`Deletion` and :class:`Insertion`."""
+
+    family = "faithfulness"
+    deletes: ClassVar[bool]
+
+    def __init__(self, *, unit: str = "patch", order: str = "morf", baseline: str = "fade",
+                 steps: int = 32, grid: int = 16, segments: int = 256, batch_size: int = 16,
+                 seed: int = 0) -> None:
+        check_unit_options(unit, grid, segments)
+        if order not in ORDERS:
+            raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
+        if not isinstance(steps, int) or steps < 1:
+            raise InputError(f"steps must be a positive integer, got {steps!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.baseline = baselines.get(baseline)
+        self.unit, self.order, self.steps, self.grid, self.segments = unit, order, steps, grid, segments
+        self.batch_size, self.seed = batch_size, seed
+
+    @property
+    def higher_is_better(self) -> bool:
+        # a good map makes the target vanish fast when its top units go, or come back fast
+        morf = self.order == "morf"
+        return morf != self.deletes
+
+    def compute(self, model, x, explanation, target, sample) -> Score:
+        probs, units = self.curve(model, x, explanation, target)
+        n = probs.numel() - 1
+        auc = (probs.sum() - probs[0] / 2 - probs[-1] / 2) / n
+        return Score(float(auc), curve=probs.cpu().numpy(), details={"units": units, "steps": n})
+
+    def curve(self, model, x: torch.Tensor, explanation, target: int) -> tuple[torch.Tensor, int]:
+        """Target probabilities ``(n + 1,)`` along the curve, and the number of units."""
+        clip = x[0]                                                            # (T, 3, H, W)
+        part = partition(self.unit, clip, model.preprocess, grid=self.grid, segments=self.segments)
+        place = part.positions(part.scores(explanation), self.seed, self.order == "morf")
+        n = min(self.steps, part.count)
+        switched = torch.round(torch.arange(n + 1, dtype=torch.float64) * part.count / n).long()
+        base = self.baseline(x)[0]
+        start, end = (clip, base) if self.deletes else (base, clip)
+
+        def build(s: slice) -> torch.Tensor:
+            mask = place.unsqueeze(0) < switched[s].to(place.device).view(-1, 1, 1, 1)   # (b, T, H, W)
+            return torch.where(mask.unsqueeze(2), end, start)
+
+        logits = self.forward_batched(model, n + 1, build, self.batch_size)
+        return logits.softmax(-1)[:, target].double(), part.count
+
+
+@register
+class Deletion(_CausalCurve):
+    """Deletion curve AUC: units replaced by the baseline in the given order (see module docs).
+
+    Options:
+        unit: ``"pixel"``, ``"patch"``, ``"superpixel"`` or ``"frame"``.
+        order: ``"morf"`` (most relevant first; lower AUC is better) or ``"lerf"`` (higher is better).
+        baseline: what a removed unit becomes (``"fade"``, ``"blur"``, ``"mean"``, …).
+        steps: number of steps (at most one per unit).
+        grid: patch lattice per frame (``unit="patch"``).
+        segments: SLIC supervoxels per clip (``unit="superpixel"``).
+        batch_size: perturbed clips per forward pass.
+        seed: order among units of equal relevance.
+    """
+
+    name = "deletion"
+    deletes = True
+
+
+@register
+class Insertion(_CausalCurve):
+    """Insertion curve AUC: units restored from the clip onto the baseline in the given order.
+
+    Options as :class:`Deletion`; with ``order="morf"`` higher AUC is better.
+    """
+
+    name = "insertion"
+    deletes = False

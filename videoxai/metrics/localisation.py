@@ -1,0 +1,226 @@
+"""Localisation against ground truth: does the explanation point where (and when) the evidence is?
+
+Ground truth comes from ``sample``: per-frame ``masks (T, H, W)`` bool, or per-frame ``boxes
+(T, 4)`` ``[top, left, bottom, right)`` in pixels with ``-1`` rows where nothing is annotated, and
+for the temporal metric a ``window = (start, end)`` of frames (or, without one, the frames that
+have an annotation). All four are higher-is-better rates in [0, 1].
+
+* **pointing game** (per frame): the peak of the frame's map is a hit if it lies within
+  ``tolerance`` (a fraction of the frame's shorter side; 0.0625 ≈ the reference's 7 px at 112²)
+  of the annotated region, Euclidean distance. Scored over the frames with an annotation; a
+  frame whose map is empty is a miss. Several equal maxima: one is drawn (seeded), not the first
+  in raster order.
+* **energy**: share of the map's mass on the annotated voxels. ``scope="clip"`` divides by the
+  mass of the whole clip, so mass on frames without the evidence counts against the map;
+  ``"frames"`` only looks at the annotated frames (a purely spatial score).
+* **iou**: the top ``k`` voxels of the map vs the annotated voxels; ``k`` is the annotation's own
+  size by default (so a perfect map scores 1), or ``share`` of the visible voxels.
+* **temporal grounding**: share of the ``k`` most important frames (by the explanation's
+  temporal scores) that lie inside the annotated window; ``k = 1`` is the reference's hit test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .base import Metric, MissingGroundTruth, Score, descending_order, register, view_mask
+
+
+def ground_truth(sample, shape: tuple[int, int, int]) -> np.ndarray:
+    """Annotated voxels ``(T, H, W)`` bool from ``sample.masks``, else ``sample.boxes``."""
+    t, h, w = shape
+    masks = getattr(sample, "masks", None)
+    if masks is not None:
+        masks = np.asarray(masks)
+        if masks.shape != (t, h, w):
+            raise InputError(f"ground-truth masks have shape {masks.shape}, the clip is {(t, h, w)}")
+        return masks.astype(bool)
+    boxes = getattr(sample, "boxes", None)
+    if boxes is None:
+        raise MissingGroundTruth("the sample has neither masks nor boxes")
+    return boxes_to_masks(boxes, (t, h, w))
+
+
+def boxes_to_masks(boxes, shape: tuple[int, int, int]) -> np.ndarray:
+    """``(T, 4)`` ``[top, left, bottom, right)`` (``-1`` rows: none) → ``(T, H, W)`` bool."""
+    t, h, w = shape
+    boxes = np.asarray(boxes)
+    if boxes.shape != (t, 4):
+        raise InputError(f"ground-truth boxes must have shape ({t}, 4), got {boxes.shape}")
+    if not np.isfinite(boxes).all():
+        raise InputError("ground-truth boxes contain NaN or infinite values")
+    out = np.zeros((t, h, w), dtype=bool)
+    for i, (top, left, bottom, right) in enumerate(boxes):
+        if top < 0 and bottom < 0:
+            continue
+        if bottom < top or right < left:
+            raise InputError(f"box {boxes[i].tolist()} of frame {i} is not [top, left, bottom, right)")
+        y0, x0 = max(0, int(math.floor(top))), max(0, int(math.floor(left)))
+        y1, x1 = min(h, int(math.ceil(bottom))), min(w, int(math.ceil(right)))
+        out[i, y0:y1, x0:x1] = True
+    return out
+
+
+def truth_window(sample, num_frames: int) -> tuple[int, int] | np.ndarray:
+    """The annotated frames: ``sample.window`` as ``(start, end)``, else a bool ``(T,)`` of the
+    frames that have a mask or a box."""
+    window = getattr(sample, "window", None)
+    if window is not None:
+        start, end = int(window[0]), int(window[1])
+        if not 0 <= start < end <= num_frames:
+            raise InputError(f"window {tuple(window)} is not a non-empty [start, end) within {num_frames} frames")
+        return start, end
+    masks, boxes = getattr(sample, "masks", None), getattr(sample, "boxes", None)
+    if masks is None and boxes is None:
+        raise MissingGroundTruth("the sample has no window, masks or boxes")
+    present = (np.asarray(masks).reshape(num_frames, -1).any(1) if masks is not None
+               else np.asarray(boxes)[:, 2] >= 0)
+    if not present.any():
+        raise MissingGroundTruth("the sample's annotation is empty in every frame")
+    return present
+
+
+def _in_window(window, frames: np.ndarray) -> np.ndarray:
+    if isinstance(window, tuple):
+        return (frames >= window[0]) & (frames < window[1])
+    return window[frames]
+
+
+@register
+class PointingGame(Metric):
+    """Per-frame pointing game: share of annotated frames whose map peak is on the annotation.
+
+    Options:
+        tolerance: allowed distance from the annotated region, as a fraction of the frame's
+            shorter side (0.0625 ≈ 7 px at 112², the reference's).
+        seed: which of several equal maxima is taken.
+    """
+
+    name = "pointing_game"
+    family = "localisation"
+    requires = ("ground_truth",)
+
+    def __init__(self, *, tolerance: float = 0.0625, seed: int = 0) -> None:
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
+            raise InputError(f"tolerance must be a number >= 0, got {tolerance!r}")
+        self.tolerance, self.seed = float(tolerance), seed
+
+    def compute(self, model, x, explanation, target, sample) -> Score:
+        from scipy.ndimage import distance_transform_edt
+
+        t, h, w = explanation.spatial.shape
+        truth = ground_truth(sample, (t, h, w))
+        tol = self.tolerance * min(h, w)
+        frames = np.flatnonzero(truth.reshape(t, -1).any(1))
+        if frames.size == 0:
+            return Score.undefined("no frame has an annotation")
+        hits = []
+        for f in frames:
+            m = torch.from_numpy(explanation.spatial[f])
+            if float(m.max()) <= 0:
+                hits.append(False)
+                continue
+            peak = int(descending_order(m.reshape(-1), self.seed + int(f))[0])
+            y, x_ = divmod(peak, w)
+            dist = distance_transform_edt(~truth[f]) if tol > 0 else None
+            hits.append(bool(truth[f, y, x_]) or (dist is not None and dist[y, x_] <= tol))
+        return Score(float(np.mean(hits)), details={"frames": int(frames.size), "hits": int(sum(hits))})
+
+
+@register
+class Energy(Metric):
+    """Share of the map's mass on the annotated voxels.
+
+    Options:
+        scope: ``"clip"`` (whole clip's mass in the denominator) or ``"frames"`` (annotated frames only).
+    """
+
+    name = "energy"
+    family = "localisation"
+    requires = ("ground_truth",)
+
+    def __init__(self, *, scope: str = "clip") -> None:
+        if scope not in ("clip", "frames"):
+            raise InputError(f"scope must be 'clip' or 'frames', got {scope!r}")
+        self.scope = scope
+
+    def compute(self, model, x, explanation, target, sample) -> Score:
+        s = explanation.spatial.astype(np.float64)
+        truth = ground_truth(sample, s.shape)
+        if self.scope == "frames":
+            annotated = truth.reshape(truth.shape[0], -1).any(1)
+            s, truth = s[annotated], truth[annotated]
+        total = s.sum()
+        if truth.sum() == 0:
+            return Score.undefined("no voxel is annotated")
+        # an empty map puts no energy anywhere, so none on the evidence
+        return Score(float(s[truth].sum() / total) if total > 0 else 0.0)
+
+
+@register
+class TopShareIoU(Metric):
+    """IoU between the map's top voxels (within the model's view) and the annotated voxels.
+
+    Options:
+        share: fraction of the visible voxels taken as the top; ``None`` takes as many as are
+            annotated (a perfect map scores 1).
+        seed: order among voxels of equal relevance.
+    """
+
+    name = "iou"
+    family = "localisation"
+    requires = ("ground_truth",)
+
+    def __init__(self, *, share: float | None = None, seed: int = 0) -> None:
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                                  or not 0 < share <= 1):
+            raise InputError(f"share must be a number in (0, 1] or None, got {share!r}")
+        self.share, self.seed = share, seed
+
+    def compute(self, model, x, explanation, target, sample) -> Score:
+        t, h, w = explanation.spatial.shape
+        truth = torch.from_numpy(ground_truth(sample, (t, h, w)))
+        visible = view_mask(model, t, h, w)
+        scores = torch.from_numpy(explanation.spatial).double()
+        scores = torch.where(visible, scores, torch.full_like(scores, -1.0))   # never pick unseen voxels
+        n_truth = int(truth.sum())
+        if n_truth == 0:
+            return Score.undefined("no voxel is annotated")
+        k = n_truth if self.share is None else max(1, int(round(self.share * int(visible.sum()))))
+        top = torch.zeros(t * h * w, dtype=torch.bool)
+        top[descending_order(scores.reshape(-1), self.seed)[:k]] = True
+        top = top.view(t, h, w)
+        inter, union = int((top & truth).sum()), int((top | truth).sum())
+        return Score(inter / union, details={"top": k, "annotated": n_truth})
+
+
+@register
+class TemporalGrounding(Metric):
+    """Share of the ``k`` most important frames that lie inside the annotated window.
+
+    Options:
+        k: number of top frames (1: the reference's hit test).
+        seed: order among frames of equal score.
+    """
+
+    name = "temporal_grounding"
+    family = "localisation"
+    requires = ("window",)
+
+    def __init__(self, *, k: int = 1, seed: int = 0) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InputError(f"k must be a positive integer, got {k!r}")
+        self.k, self.seed = k, seed
+
+    def compute(self, model, x, explanation, target, sample) -> Score:
+        t = explanation.num_frames
+        if self.k > t:
+            raise InputError(f"k={self.k} is more than the clip's {t} frames")
+        window = truth_window(sample, t)
+        top = descending_order(torch.from_numpy(explanation.temporal).double(), self.seed)[:self.k].numpy()
+        inside = _in_window(window, top)
+        return Score(float(inside.mean()), details={"top_frames": top.tolist()})

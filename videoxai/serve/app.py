@@ -1,0 +1,346 @@
+"""The ASGI app: HTTP jobs for uploads, a WebSocket stream and the browser viewer.
+
+>>> import videoxai as vx
+>>> from videoxai.serve import create_app, ServeSettings
+>>> app = create_app(vx.load_model("demo"), ServeSettings(max_streams=4))
+>>> # uvicorn.run(app, host="127.0.0.1", port=8000)  (or: videoxai serve --model demo)
+
+Routes (all ``/api/*`` routes but ``/api/health`` need the API key when one is set):
+
+=======================================  =====================================================
+``GET /``                                the viewer (upload a file or stream the camera)
+``GET /api/health``                      liveness
+``GET /api/info``                        model, methods, limits
+``POST /api/jobs``                       upload a video (raw body or multipart ``file``) → 202 job
+``GET /api/jobs/{id}``                   job status and progress
+``GET /api/jobs/{id}/result``            prediction, temporal scores, compact maps (JSON)
+``GET /api/jobs/{id}/overlay.mp4``       the overlay video
+``DELETE /api/jobs/{id}``                cancel / delete
+``WS /api/stream``                       frames in, explained windows out (``docs/protocol.md``)
+=======================================  =====================================================
+
+Every error is ``{"error": {"code", "message"}}`` with a fitting HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+
+from .. import __version__
+from ..errors import VideoXAIError
+from ..models.base import VideoModel
+from .engine import Engine
+from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_video
+from .protocol import (ErrorInfo, ErrorResponse, JobRequest, JobResult, JobStatus, ServerInfo, ServiceError,
+                       to_service_error)
+from .settings import ServeSettings
+from .stream import StreamSession, StreamSlots, authorised
+
+log = logging.getLogger("videoxai.serve")
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+# documents the error body in the OpenAPI schema (/docs)
+_RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse}
+                                               for code in (400, 401, 404, 409, 413, 415, 422, 503)}
+
+
+def create_app(model: VideoModel, settings: ServeSettings | None = None) -> FastAPI:
+    """Build the service around a loaded model.
+
+    Args:
+        model: the model every request uses (``vx.load_model`` / ``vx.wrap``).
+        settings: limits, API key, default method (:class:`ServeSettings`).
+    """
+    settings = settings or ServeSettings()
+    engine = Engine(model, settings.default_method)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_dir = settings.work_dir is None
+        root = Path(tempfile.mkdtemp(prefix="videoxai-serve-")) if own_dir else Path(settings.work_dir)
+        jobs = JobQueue(engine, settings, root)
+        jobs.start()
+        app.state.jobs = jobs
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(jobs.stop)
+            engine.close()
+            if own_dir:
+                shutil.rmtree(root, ignore_errors=True)
+
+    app = FastAPI(title="videoxai", version=__version__, lifespan=lifespan,
+                  summary="Explanations of a video classifier for uploads and live streams.")
+    app.state.engine, app.state.settings = engine, settings
+    app.state.slots = StreamSlots(settings.max_streams)
+    _install_error_handlers(app)
+
+    def require_key(request: Request) -> None:
+        if not authorised(settings, request.headers.get("x-api-key"), request.headers.get("authorization")):
+            raise ServiceError(401, "unauthorized", "missing or wrong API key (header X-API-Key)",
+                               headers={"WWW-Authenticate": "Bearer"})
+
+    def jobs_of(request: Request) -> JobQueue:
+        return request.app.state.jobs
+
+    @app.get("/", include_in_schema=False)
+    async def viewer() -> FileResponse:
+        return FileResponse(STATIC / "viewer.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/api/info", response_model=ServerInfo, dependencies=[Depends(require_key)], responses=_RESPONSES)
+    async def info() -> ServerInfo:
+        return ServerInfo(model=engine.info(), methods=engine.methods(), default_method=engine.default_method,
+                          limits=settings.public(), version=__version__)
+
+    @app.post("/api/jobs", status_code=202, response_model=JobStatus, dependencies=[Depends(require_key)],
+              responses=_RESPONSES)
+    async def create_job(request: Request) -> JobStatus | Response:
+        """Upload a video: the raw body (options as query parameters) or a multipart form with a
+        ``file`` field (options as form fields or query parameters)."""
+        jobs = jobs_of(request)
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes:
+            raise _too_big(settings)
+        job_id, folder = jobs.new_dir()
+        try:
+            params = await _receive_upload(request, folder / UPLOAD_NAME, settings)
+            job_request = _job_request(params)
+            # unknown methods, bad options and targets fail now, not minutes later in the queue
+            await asyncio.to_thread(engine.prepare, job_request.method, job_request.options, job_request.target,
+                              job_request.maps, job_request.map_size or settings.map_size, job_request.map_dtype)
+            video = await asyncio.to_thread(check_video, folder / UPLOAD_NAME, settings)
+            job = jobs.submit(job_id, folder, job_request, video)
+        except ClientDisconnect:  # the client left mid-upload: nobody to answer
+            jobs.discard(folder)
+            return Response(status_code=400)
+        except BaseException:
+            jobs.discard(folder)
+            raise
+        return job.status()
+
+    @app.get("/api/jobs/{job_id}", response_model=JobStatus, dependencies=[Depends(require_key)],
+             responses=_RESPONSES)
+    async def job_status(job_id: str, request: Request) -> JobStatus:
+        return jobs_of(request).status(job_id)
+
+    @app.get("/api/jobs/{job_id}/result", response_model=JobResult, dependencies=[Depends(require_key)],
+             responses=_RESPONSES)
+    async def job_result(job_id: str, request: Request) -> FileResponse:
+        job = _finished(jobs_of(request), job_id)
+        return FileResponse(job.result_path, media_type="application/json")
+
+    @app.get(f"/api/jobs/{{job_id}}/{OVERLAY_NAME}", dependencies=[Depends(require_key)], responses=_RESPONSES,
+             response_class=FileResponse)
+    async def job_overlay(job_id: str, request: Request) -> FileResponse:
+        job = _finished(jobs_of(request), job_id)
+        if not job.overlay_path.is_file():
+            raise ServiceError(404, "not_found", "this job has no overlay video (it was submitted with overlay=false)")
+        return FileResponse(job.overlay_path, media_type="video/mp4", filename=f"{job_id}-overlay.mp4")
+
+    @app.delete("/api/jobs/{job_id}", status_code=204, dependencies=[Depends(require_key)], responses=_RESPONSES)
+    async def delete_job(job_id: str, request: Request) -> Response:
+        jobs_of(request).delete(job_id)
+        return Response(status_code=204)
+
+    @app.websocket("/api/stream")
+    async def stream(ws: WebSocket) -> None:
+        await StreamSession(ws, engine, settings, app.state.slots).run()
+
+    return app
+
+
+# -- uploads -------------------------------------------------------------------------------------
+
+
+async def _limited(request: Request, settings: ServeSettings) -> AsyncIterator[bytes]:
+    """The request body, failing with 413 as soon as it exceeds the upload limit."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > settings.max_upload_bytes:
+            raise _too_big(settings)
+        yield chunk
+
+
+def _too_big(settings: ServeSettings) -> ServiceError:
+    return ServiceError(413, "upload_too_large", f"the upload exceeds the server's limit of "
+                                                 f"{settings.max_upload_mb:g} MiB")
+
+
+async def _receive_upload(request: Request, dest: Path, settings: ServeSettings) -> dict[str, str]:
+    """Write the uploaded video to ``dest``; return the job's parameters (query + form fields)."""
+    params = dict(request.query_params)
+    body = _limited(request, settings)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        try:
+            form = await MultiPartParser(request.headers, body, max_files=1, max_fields=32,
+                                         max_part_size=64 * 1024).parse()
+        except MultiPartException as e:
+            raise ServiceError(400, "bad_upload", f"malformed multipart upload: {e.message}") from None
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ServiceError(400, "bad_upload", "the multipart upload has no 'file' field")
+            with dest.open("wb") as out:
+                await asyncio.to_thread(shutil.copyfileobj, upload.file, out, 1 << 20)
+            params.update({k: v for k, v in form.multi_items() if isinstance(v, str)})
+        finally:
+            await form.close()
+    else:
+        with dest.open("wb") as out:
+            async for chunk in body:
+                out.write(chunk)
+    if dest.stat().st_size == 0:
+        raise ServiceError(400, "bad_upload", "the upload is empty")
+    return params
+
+
+def _job_request(params: dict[str, str]) -> JobRequest:
+    """Query/form strings → a validated :class:`JobRequest`."""
+    data: dict[str, Any] = {k: v for k, v in params.items() if k != "api_key"}
+    if "options" in data:
+        try:
+            data["options"] = json.loads(data["options"])
+        except json.JSONDecodeError as e:
+            raise ServiceError(400, "bad_request", f"options must be a JSON object: {e}") from None
+    if "maps" in data:
+        data["maps"] = [m.strip() for m in data["maps"].split(",") if m.strip()]
+    try:
+        return JobRequest.model_validate(data)
+    except ValidationError as e:
+        parts = [f"{'.'.join(map(str, err['loc'])) or 'request'}: {err['msg']}" for err in e.errors()[:3]]
+        raise ServiceError(422, "bad_request", "; ".join(parts)) from None
+
+
+def _finished(jobs: JobQueue, job_id: str):
+    job = jobs.get(job_id)
+    with jobs.lock:
+        state, error = job.state, job.error
+    if state == "failed" and error is not None:
+        raise ServiceError(409, "job_failed", f"the job failed: {error.code}: {error.message}")
+    if state != "done":
+        raise ServiceError(409, "not_ready", f"the job is {state}; poll its status until it is done")
+    return job
+
+
+# -- errors as data --------------------------------------------------------------------------------
+
+
+def _error_response(err: ServiceError) -> JSONResponse:
+    body = ErrorResponse(error=ErrorInfo(code=err.code, message=err.message))
+    return JSONResponse(body.model_dump(), status_code=err.status, headers=err.headers)
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 422: "bad_request"}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return _error_response(exc)
+
+    @app.exception_handler(VideoXAIError)
+    async def library_error(request: Request, exc: VideoXAIError) -> JSONResponse:
+        return _error_response(to_service_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return _error_response(ServiceError(exc.status_code, code, str(exc.detail), headers=exc.headers))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]]
+        return _error_response(ServiceError(422, "bad_request", "; ".join(parts)))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error_response(to_service_error(exc))
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+
+def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, **kwargs):
+    """A :class:`uvicorn.Config` whose transport limits match the app's settings.
+
+    The WebSocket message limit is one raw frame at the pixel limit (uvicorn closes a stream
+    that sends more with code 1009), and uvicorn queues few messages per connection, so a client
+    that sends faster than the server reads is slowed by TCP, not buffered in memory.
+    """
+    import uvicorn
+
+    settings: ServeSettings = app.state.settings
+    options = dict(ws_max_size=settings.max_message_bytes, ws_max_queue=4,
+                   limit_concurrency=max(64, 4 * settings.max_streams), timeout_keep_alive=5,
+                   log_level="warning")
+    options.update(kwargs)
+    return uvicorn.Config(app, host=host, port=port, **options)
+
+
+class BackgroundServer:
+    """Run the app with uvicorn on a background thread (notebooks, tests, benchmarks).
+
+    >>> with BackgroundServer(create_app(model)) as server:
+    ...     print(server.url)          # http://127.0.0.1:<free port>
+
+    Args:
+        app: the app from :func:`create_app`.
+        host: interface (loopback by default).
+        port: 0 picks a free port.
+        **kwargs: more :class:`uvicorn.Config` options.
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, **kwargs) -> None:
+        import uvicorn
+
+        # uvicorn installs signal handlers only on the main thread, so a background one is safe
+        self.server = uvicorn.Server(uvicorn_config(app, host=host, port=port, **kwargs))
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def __enter__(self) -> "BackgroundServer":
+        self._thread = threading.Thread(target=self.server.run, name="videoxai-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start (is the port free?)")
+            time.sleep(0.02)
+        sock = self.server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)

@@ -1,0 +1,296 @@
+"""Stream a video to a videoxai server and receive its explanations window by window.
+
+>>> from videoxai.serve.client import StreamClient, video_frames
+>>> client = StreamClient("ws://127.0.0.1:8000", stride=4)
+>>> for event in client.stream(video_frames("clip.mp4")):
+...     if event["type"] == "window":
+...         print(event["frame_indices"][0], event["prediction"]["label"])
+
+Frames are sent from a background thread while results are read in the caller's thread, so a
+file stream runs at the server's pace (``live=False``: the server stops reading when it is
+behind) and a live stream at the source's (``live=True``: the server drops stale windows and
+says so). :class:`OverlaySaver` turns the results back into an overlay video.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from ..errors import InputError, VideoXAIError
+from .protocol import CompactArray, FrameHeader, pack_frame
+
+
+class StreamError(VideoXAIError):
+    """The server refused the stream or ended it with a fatal error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def stream_url(server: str, api_key: str | None = None) -> str:
+    """``http://host:port`` / ``ws://host:port`` / ``host:port`` → the stream endpoint's URL."""
+    if "://" not in server:
+        server = "ws://" + server
+    parts = urlsplit(server)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None:
+        raise InputError(f"server must be an http(s):// or ws(s):// address, got {server!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/api/stream"):
+        path += "/api/stream"
+    query = urlencode({"api_key": api_key}) if api_key else ""
+    return urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+def encode_frame(frame: np.ndarray, fmt: Literal["jpeg", "png", "rgb"] = "jpeg", quality: int = 85,
+                 ts: float | None = None) -> bytes:
+    """A ``(H, W, 3)`` uint8 frame as a binary frame message."""
+    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+    h, w = frame.shape[:2]
+    if fmt == "rgb":
+        payload = frame.tobytes()
+    else:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="JPEG" if fmt == "jpeg" else "PNG",
+                                    **({"quality": quality} if fmt == "jpeg" else {}))
+        payload = buf.getvalue()
+    return pack_frame(FrameHeader(format=fmt, width=w, height=h, ts=ts), payload)
+
+
+def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
+    """Decode a file or a stream URL (rtsp://, http://, …) frame by frame: ``(H, W, 3)`` uint8."""
+    path = Path(str(source))
+    if path.exists():
+        from ..data.video import sliding_windows
+
+        for clip in sliding_windows(path, num_frames=1, stride=1, max_side=max_side):
+            yield clip.frames[0]
+        return
+    import av
+
+    try:
+        container = av.open(str(source), mode="r", timeout=10.0)
+    except (av.FFmpegError, OSError) as e:
+        raise InputError(f"cannot open {source}: not a file, and not a readable stream URL ({e})") from None
+    with container:
+        if not container.streams.video:
+            raise InputError(f"{source} has no video stream")
+        for frame in container.decode(container.streams.video[0]):
+            w, h = frame.width, frame.height
+            if max_side is not None and max(w, h) > max_side:
+                s = max_side / max(w, h)
+                w, h = max(1, round(w * s)), max(1, round(h * s))
+            yield frame.to_ndarray(format="rgb24", width=w, height=h)
+
+
+def source_fps(source: str | Path) -> float | None:
+    """The frame rate a file or URL reports, if any."""
+    import av
+
+    try:
+        with av.open(str(source), mode="r", timeout=10.0) as c:
+            rate = c.streams.video[0].average_rate if c.streams.video else None
+            return float(rate) if rate else None
+    except (av.FFmpegError, OSError):
+        return None
+
+
+class StreamClient:
+    """A WebSocket stream to a videoxai server.
+
+    Args:
+        server: ``http://host:port`` (or ``ws://…``).
+        api_key: the server's API key, if it has one.
+        window, stride, method, options, target, live, smoothing, maps, map_size, map_dtype: the
+            ``start`` message (``docs/protocol.md``); ``None`` leaves the choice to the server.
+        frame_format: ``"jpeg"`` (small), ``"png"`` (lossless) or ``"rgb"`` (raw, no encoding cost).
+        quality: JPEG quality.
+        fps: if set, frames are sent at this rate (a live source); otherwise as fast as the
+            server takes them.
+        timeout: seconds to wait for the server's next message before giving up.
+    """
+
+    def __init__(self, server: str, *, api_key: str | None = None, window: int | None = None,
+                 stride: int | None = None, method: str | None = None, options: dict[str, Any] | None = None,
+                 target: int | None = None, live: bool = False, smoothing: float | None = None,
+                 maps: tuple[str, ...] = ("spatial",), map_size: int | None = None,
+                 map_dtype: Literal["uint8", "float16"] = "uint8",
+                 frame_format: Literal["jpeg", "png", "rgb"] = "jpeg", quality: int = 85,
+                 fps: float | None = None, timeout: float = 60.0) -> None:
+        self.url = stream_url(server, api_key)
+        start = {"type": "start", "window": window, "stride": stride, "method": method,
+                 "options": options or {}, "target": target, "live": live, "smoothing": smoothing,
+                 "maps": list(maps), "map_size": map_size, "map_dtype": map_dtype}
+        self.start = {k: v for k, v in start.items() if v is not None}
+        self.frame_format, self.quality, self.fps, self.timeout = frame_format, quality, fps, timeout
+        self.ready: dict | None = None
+        self.frames_sent = 0
+        self._covered = 0  # frames [0, covered) lie in windows already received
+        self._progress = threading.Condition()
+
+    def stream(self, frames: Iterable[np.ndarray]) -> Iterator[dict]:
+        """Send ``frames`` and yield the server's messages (``ready``, ``window``, ``dropped``,
+        non-fatal ``error``) up to and including ``end``.
+
+        Raises:
+            StreamError: the server refused the stream or closed it with a fatal error.
+        """
+        from websockets.exceptions import ConnectionClosed
+        from websockets.sync.client import connect
+
+        # no compression (frames are JPEG already) and no proxy (the server is addressed directly)
+        with connect(self.url, compression=None, proxy=None, max_size=None, open_timeout=self.timeout) as ws:
+            try:
+                ws.send(json.dumps(self.start))
+            except ConnectionClosed:
+                pass  # refused at once (busy, bad key): the reason is the message already received
+            first = self._recv(ws)
+            if first.get("type") != "ready":
+                self._raise(first)
+            self.ready = first
+            yield first
+            failure: list[BaseException] = []
+            stop = threading.Event()
+            sender = threading.Thread(target=self._send_all, args=(ws, frames, stop, failure), daemon=True,
+                                      name="videoxai-stream-client")
+            sender.start()
+            try:
+                while True:
+                    try:
+                        msg = self._recv(ws)
+                    except StreamError:
+                        if failure:
+                            raise failure[0] from None
+                        raise
+                    if msg.get("type") == "error" and msg.get("fatal"):
+                        self._raise(msg)
+                    # a window explained, or failed on the server: the frames up to its end are consumed
+                    done = (msg["frame_indices"][-1] if msg.get("type") == "window"
+                            else (msg.get("frame_range") or [-1])[-1] if msg.get("type") == "error" else -1)
+                    if done >= 0:
+                        with self._progress:
+                            self._covered = max(self._covered, done + 1)
+                            self._progress.notify_all()
+                    yield msg
+                    if msg.get("type") == "end":
+                        return
+            finally:
+                stop.set()
+                with self._progress:
+                    self._progress.notify_all()
+                sender.join(timeout=self.timeout)
+
+    def _send_all(self, ws, frames: Iterable[np.ndarray], stop: threading.Event,
+                  failure: list[BaseException]) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        t0 = time.monotonic()
+        # A file stream (no fps) keeps at most this many frames beyond the last result: enough to
+        # keep the model busy (a window in flight, the next one waiting), while frames never pile
+        # up in TCP buffers, where they would delay keep-alive pings and inflate latency.
+        ahead = self.ready["window"] + 2 * self.ready["stride"]
+        try:
+            for i, frame in enumerate(frames):
+                if stop.is_set():
+                    return
+                if not self.fps:
+                    with self._progress:
+                        self._progress.wait_for(lambda: i < self._covered + ahead or stop.is_set())
+                    if stop.is_set():
+                        return
+                if self.fps:
+                    delay = t0 + i / self.fps - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                ws.send(encode_frame(frame, self.frame_format, self.quality, ts=time.time()))
+                self.frames_sent += 1
+            ws.send(json.dumps({"type": "end"}))
+        except ConnectionClosed:
+            return  # the reader reports why
+        except BaseException as e:  # a decoding error in the source: report it, close the stream
+            failure.append(e)
+            ws.close()
+
+    def _recv(self, ws) -> dict:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            text = ws.recv(timeout=self.timeout)
+        except TimeoutError:
+            raise StreamError("timeout", f"no message from the server for {self.timeout:g} s") from None
+        except ConnectionClosed as e:
+            code = e.rcvd.code if e.rcvd is not None else None
+            raise StreamError("closed", f"the server closed the stream (code {code}) before its 'end'") from None
+        if not isinstance(text, str):
+            raise StreamError("bad_message", "the server sent a binary message")
+        return json.loads(text)
+
+    @staticmethod
+    def _raise(msg: dict) -> None:
+        err = msg.get("error") or {}
+        raise StreamError(err.get("code", "protocol"), err.get("message", f"unexpected message {msg}"))
+
+
+class OverlaySaver:
+    """Builds an overlay video from the frames sent and the windows received.
+
+    Each frame is written once, with the map of the first window that contains it; frames of
+    dropped windows (live streams) are not written. At most ``keep`` unsent-to-disk frames are
+    held, the oldest discarded first.
+    """
+
+    def __init__(self, path: str | Path, fps: float, keep: int = 512, alpha: float = 0.5, cmap: str = "jet") -> None:
+        from .jobs import OverlayWriter
+
+        self._writer = OverlayWriter(Path(path), fps=fps)
+        self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.keep, self.alpha, self.cmap = keep, alpha, cmap
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def tap(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Pass frames through, keeping each until its window arrives."""
+        for frame in frames:
+            with self._lock:
+                self._frames[self._count] = frame
+                self._count += 1
+                while len(self._frames) > self.keep:
+                    self._frames.popitem(last=False)
+            yield frame
+
+    def add(self, window: dict) -> None:
+        """Overlay one ``window`` message on its frames and write the ones not written yet."""
+        import torch
+        import torch.nn.functional as F
+
+        from ..viz.overlay import overlay_frames
+
+        indices = window["frame_indices"]
+        with self._lock:
+            for old in [i for i in self._frames if i < indices[0]]:
+                del self._frames[old]
+            frames = [self._frames.get(i) for i in indices]
+        if any(f is None for f in frames) or window.get("maps", {}).get("spatial") is None:
+            return
+        clip = np.stack(frames)
+        maps = CompactArray.model_validate(window["maps"]["spatial"]).decode()
+        # bilinear, not nearest: a map of a few dozen cells should not look like a mosaic
+        maps = F.interpolate(torch.from_numpy(maps)[:, None], size=clip.shape[1:3], mode="bilinear",
+                             align_corners=False)[:, 0].clamp(0, 1).numpy()
+        self._writer.write_window(overlay_frames(clip, maps, alpha=self.alpha, cmap=self.cmap), indices)
+
+    def close(self) -> None:
+        self._writer.close()

@@ -1,0 +1,199 @@
+"""The model's own thread: every explanation the server computes runs here, one at a time.
+
+Methods install hooks on the shared model for the length of one explanation (attention taps,
+activation captures), so two explanations must never overlap on one model; and inference is
+CPU-bound work that would freeze the event loop. Both are solved by one dedicated worker thread:
+stream sessions await it (``await engine.call(...)``), the job worker blocks on it
+(``engine.call_sync(...)``). Its queue is bounded by construction: each stream keeps at most one
+window in flight and the job worker one, so it never holds more than ``max_streams + 1`` items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..clip import Clip
+from ..errors import InputError
+from ..explain import explain
+from ..explanation import Explanation
+from ..methods import available as available_methods
+from ..methods import get as get_method
+from ..methods.base import Method
+from ..methods.refine import StreamSmoother
+from ..models.base import VideoModel
+from .protocol import CompactArray, ModelInfo, Prediction, WindowMaps, WindowResult
+
+R = TypeVar("R")
+
+#: classes listed in ``WindowResult.top``
+TOP_K = 5
+
+
+@dataclass
+class ExplainSpec:
+    """What to compute for each window of a job or a stream (validated by :meth:`Engine.prepare`)."""
+
+    method: Method
+    target: int | None = None
+    maps: tuple[str, ...] = ("spatial",)
+    map_size: int = 32
+    map_dtype: str = "uint8"
+
+    @property
+    def method_name(self) -> str:
+        return self.method.name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.method.options)
+
+
+@dataclass
+class Smoothing:
+    """Moving averages across the windows of one stream (spatial maps and class probabilities).
+
+    The average runs over window *positions*: frame k of a window is blended with frame k of the
+    previous windows. With stride ``s`` and weight ``alpha`` the maps lag the stream by about
+    ``s·(1 − alpha)/alpha`` frames, the price of a steady overlay on a live camera.
+    """
+
+    alpha: float
+    maps: StreamSmoother = field(init=False)
+    probs: StreamSmoother = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.maps = StreamSmoother(self.alpha)
+        self.probs = StreamSmoother(self.alpha)
+
+
+class Engine:
+    """Owns the model and the thread that runs it.
+
+    Args:
+        model: the loaded model; the engine never modifies it outside one explanation.
+        default_method: used when a request names none.
+    """
+
+    def __init__(self, model: VideoModel, default_method: str = "staa") -> None:
+        if not isinstance(model, VideoModel):
+            raise InputError(f"the server needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
+        get_method(default_method)  # unknown names fail at start-up, not on the first request
+        self.model = model.eval()
+        self.default_method = default_method
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoxai-model")
+
+    # -- running on the model thread ---------------------------------------------------------
+    async def call(self, fn: Callable[..., R], *args) -> R:
+        """Run ``fn(*args)`` on the model thread, from the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def call_sync(self, fn: Callable[..., R], *args) -> R:
+        """Run ``fn(*args)`` on the model thread and wait for it (from another thread)."""
+        return self._executor.submit(fn, *args).result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    # -- description ---------------------------------------------------------------------------
+    def info(self) -> ModelInfo:
+        m = self.model
+        return ModelInfo(name=m.name, family=m.family, num_frames=m.num_frames,
+                         input_size=list(m.input_size), fixed_num_frames=m.fixed_num_frames,
+                         labels=list(m.labels))
+
+    def methods(self) -> list[str]:
+        """Registered methods whose requirements (attention, CAM layer, token grid) the model meets."""
+        return [name for name in available_methods()
+                if all(getattr(self.model, need, None) is not None for need in get_method(name).requires)]
+
+    def window_size(self, requested: int | None, max_frames: int) -> int:
+        """The window a client may use: the model's frame count, or any size if it accepts any."""
+        t = self.model.num_frames
+        if requested is None or requested == t:
+            return t
+        if self.model.fixed_num_frames:
+            raise InputError(f"{self.model.name} takes windows of exactly {t} frames, not {requested}")
+        if requested > max_frames:
+            raise InputError(f"window {requested} exceeds the server's limit of {max_frames} frames")
+        return requested
+
+    # -- work ----------------------------------------------------------------------------------
+    def prepare(self, method: str | None, options: dict[str, Any], target: int | None,
+                maps: list[str] | tuple[str, ...], map_size: int, map_dtype: str) -> ExplainSpec:
+        """Build the method once (its constructor validates the options) and check the target.
+
+        Safe on any thread: a method's constructor only reads the model (hooks are installed by
+        ``attribute``, on the model thread), so requests are validated even while it is busy.
+        """
+        name = method or self.default_method
+        m = get_method(name)(self.model, **(options or {}))
+        if target is not None and not 0 <= target < self.model.num_classes:
+            raise InputError(f"target {target} is out of range: the model has {self.model.num_classes} classes")
+        return ExplainSpec(method=m, target=target, maps=tuple(dict.fromkeys(maps)), map_size=map_size,
+                           map_dtype=map_dtype)
+
+    def explain_window(self, frames: np.ndarray | list[np.ndarray], frame_indices: list[int], index: int,
+                       spec: ExplainSpec, smoothing: Smoothing | None = None,
+                       fps: float | None = None) -> tuple[Explanation, WindowResult, Prediction]:
+        """Explain one window of ``(T, H, W, 3)`` uint8 frames (on the model thread only).
+
+        Returns the full explanation (for overlays), the compact :class:`WindowResult`, and the
+        smoothed prediction (the window's own when ``smoothing`` is ``None``).
+        """
+        t0 = time.perf_counter()
+        stacked = np.stack(frames) if isinstance(frames, list) else frames
+        clip = Clip(stacked, fps=fps, indices=np.asarray(frame_indices, dtype=np.int64))
+        exp = explain(self.model, clip, method=spec.method, target=spec.target)
+
+        spatial = torch.from_numpy(exp.spatial)[None]                         # (1, T, H, W)
+        probs = torch.from_numpy(exp.probs)[None]                             # (1, C)
+        if "spatial" in spec.maps:
+            small = downsample(spatial, spec.map_size)
+            if smoothing is not None:
+                small = smoothing.maps(small)
+        smooth_probs = smoothing.probs(probs) if smoothing is not None else probs
+        maps = WindowMaps(
+            spatial=CompactArray.encode(small[0].numpy(), spec.map_dtype) if "spatial" in spec.maps else None,
+            raw=CompactArray.encode(exp.raw, spec.map_dtype) if "raw" in spec.maps and exp.raw is not None
+            else None)
+        result = WindowResult(
+            index=index, frame_indices=[int(i) for i in exp.frame_indices],
+            prediction=Prediction(index=exp.target, label=exp.label, score=exp.score),
+            top=self._top(exp.probs), temporal=[float(v) for v in exp.temporal], maps=maps,
+            compute_ms=(time.perf_counter() - t0) * 1000.0)
+        k = int(smooth_probs[0].argmax())
+        smoothed = Prediction(index=k, label=self.model.labels[k], score=float(smooth_probs[0, k]))
+        return exp, result, smoothed
+
+    def _top(self, probs: np.ndarray) -> list[Prediction]:
+        order = np.argsort(-probs, kind="stable")[:TOP_K]
+        return [Prediction(index=int(i), label=self.model.labels[i], score=float(probs[i])) for i in order]
+
+
+def downsample(maps: torch.Tensor, max_side: int) -> torch.Tensor:
+    """``(B, T, H, W)`` → ``(B, T, h, w)`` with ``max(h, w) ≤ max_side``, aspect ratio kept.
+
+    Area averaging: each small cell is the mean of the pixels it covers, so no evidence is lost
+    between samples (bilinear would skip narrow peaks).
+    """
+    b, t, h, w = maps.shape
+    size = fit(h, w, max_side)
+    if size is None:
+        return maps
+    return F.interpolate(maps.reshape(b * t, 1, h, w), size=size, mode="area").reshape(b, t, *size)
+
+
+def fit(h: int, w: int, max_side: int) -> tuple[int, int] | None:
+    """``(h, w)`` shrunk so that the longer side is ``max_side`` (aspect kept); ``None`` if it fits."""
+    if max(h, w) <= max_side:
+        return None
+    s = max_side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))

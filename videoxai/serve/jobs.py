@@ -1,0 +1,370 @@
+"""Uploaded videos explained in the background: a bounded job queue and its worker thread.
+
+An upload becomes a :class:`Job` in its own folder (``<work_dir>/jobs/<id>/``): the video, then
+``result.json`` and ``overlay.mp4`` when done. One worker thread decodes, explains window by
+window on the model thread (so live streams interleave with long jobs instead of waiting for
+them), renders the overlay, and records progress. At most ``max_queued_jobs`` jobs are queued or
+running (more are refused with 503 and ``Retry-After``); at most ``max_jobs_kept`` finished jobs
+are kept, the oldest deleted first; the upload itself is deleted as soon as its job ends.
+Nothing depends on the working directory, and no two jobs share a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..data.video import probe, read_video, sliding_windows, write_video
+from ..errors import VideoReadError
+from ..viz.overlay import playback_fps, render_frames
+from .engine import Engine, fit
+from .protocol import (ErrorInfo, JobLinks, JobRequest, JobResult, JobState, JobStatus, Prediction,
+                       ServiceError, VideoInfo, WindowResult, to_service_error)
+from .settings import ServeSettings
+
+log = logging.getLogger("videoxai.serve")
+
+UPLOAD_NAME = "upload"
+RESULT_NAME = "result.json"
+OVERLAY_NAME = "overlay.mp4"
+
+
+@dataclass
+class Job:
+    """One upload and what became of it (fields change under :attr:`JobQueue.lock`)."""
+
+    id: str
+    dir: Path
+    request: JobRequest
+    video: VideoInfo
+    state: JobState = "queued"
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    windows_done: int = 0
+    windows_total: int | None = None
+    error: ErrorInfo | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def upload(self) -> Path:
+        return self.dir / UPLOAD_NAME
+
+    @property
+    def result_path(self) -> Path:
+        return self.dir / RESULT_NAME
+
+    @property
+    def overlay_path(self) -> Path:
+        return self.dir / OVERLAY_NAME
+
+    def status(self, prefix: str = "/api/jobs") -> JobStatus:
+        total = self.windows_total
+        progress = 1.0 if self.state == "done" else (self.windows_done / total if total else 0.0)
+        base = f"{prefix}/{self.id}"
+        return JobStatus(id=self.id, state=self.state, progress=min(1.0, progress), windows_done=self.windows_done,
+                         windows_total=total, error=self.error, created=self.created, started=self.started,
+                         finished=self.finished,
+                         links=JobLinks(status=base, result=f"{base}/result", overlay=f"{base}/{OVERLAY_NAME}"))
+
+
+def check_video(path: Path, settings: ServeSettings) -> VideoInfo:
+    """Probe an upload (no decoding) and enforce the server's limits on it.
+
+    Raises:
+        VideoReadError: not a video, or no readable video stream (→ 415).
+        ServiceError: too many frames or pixels (→ 413).
+    """
+    try:
+        info = probe(path)
+    except VideoReadError as e:
+        raise VideoReadError(hide_path(str(e), path)) from None
+    w, h, n = int(info["width"]), int(info["height"]), int(info["frames"])
+    if w < 1 or h < 1:
+        raise ServiceError(415, "bad_video", "the video stream reports no frame size")
+    if max(w, h) > settings.max_side or w * h > settings.max_pixels:
+        raise ServiceError(413, "video_too_large", f"frames of {w}x{h} exceed the server's limit "
+                                                   f"({settings.max_pixels} pixels, {settings.max_side} per side)")
+    if n > settings.max_frames:
+        raise ServiceError(413, "video_too_long", f"the video has {n} frames; the server's limit is "
+                                                  f"{settings.max_frames}")
+    return VideoInfo(frames=n, fps=info["fps"], width=w, height=h, duration=info["duration"])
+
+
+def hide_path(message: str, path: Path) -> str:
+    """A library message without the server's file path (clients need not know the layout)."""
+    return message.replace(str(path), "the upload")
+
+
+def count_windows(frames: int, window: int, stride: int) -> int:
+    """How many windows :func:`~videoxai.data.video.sliding_windows` yields for ``frames`` frames."""
+    if frames <= window:
+        return 1
+    full = (frames - window) // stride + 1
+    last_start = (full - 1) * stride
+    # a padded tail window when a frame lies beyond both the last window and the next start
+    return full + (1 if frames > last_start + max(stride, window) else 0)
+
+
+class JobQueue:
+    """The jobs of one server and the thread that runs them.
+
+    Args:
+        engine: runs the model.
+        settings: the server's limits.
+        root: folder for the job folders (created).
+    """
+
+    def __init__(self, engine: Engine, settings: ServeSettings, root: Path) -> None:
+        self.engine, self.settings = engine, settings
+        self.root = Path(root) / "jobs"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._work, name="videoxai-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self.lock:
+            for job in self._jobs.values():
+                job.cancel.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # -- API ---------------------------------------------------------------------------------------
+    def new_dir(self) -> tuple[str, Path]:
+        """A fresh job id and its folder, for an upload in progress."""
+        job_id = uuid.uuid4().hex
+        path = self.root / job_id
+        path.mkdir()
+        return job_id, path
+
+    def submit(self, job_id: str, path: Path, request: JobRequest, video: VideoInfo) -> Job:
+        """Queue a job whose upload is at ``path / UPLOAD_NAME``; 503 when the queue is full."""
+        job = Job(id=job_id, dir=path, request=request, video=video)
+        with self.lock:
+            active = sum(j.state in ("queued", "running") for j in self._jobs.values())
+            if active >= self.settings.max_queued_jobs:
+                raise ServiceError(503, "busy", f"{active} jobs are already queued or running; try again later",
+                                   headers={"Retry-After": "5"})
+            self._jobs[job_id] = job
+        self._queue.put(job)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self.lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise ServiceError(404, "not_found", f"no job {job_id!r} (finished jobs are deleted after a while)")
+        return job
+
+    def status(self, job_id: str) -> JobStatus:
+        job = self.get(job_id)
+        with self.lock:
+            return job.status()
+
+    def delete(self, job_id: str) -> None:
+        """Cancel a queued or running job and delete its files."""
+        job = self.get(job_id)
+        job.cancel.set()
+        with self.lock:
+            self._jobs.pop(job_id, None)
+            running = job.state == "running"
+            if job.state == "queued":
+                job.state = "cancelled"
+        if not running:  # the worker deletes a running job's folder when it notices the cancel
+            shutil.rmtree(job.dir, ignore_errors=True)
+
+    def discard(self, path: Path) -> None:
+        """Remove the folder of an upload that never became a job."""
+        shutil.rmtree(path, ignore_errors=True)
+
+    def counts(self) -> dict[str, int]:
+        with self.lock:
+            out: dict[str, int] = defaultdict(int)
+            for j in self._jobs.values():
+                out[j.state] += 1
+            return dict(out)
+
+    # -- worker ------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if job.cancel.is_set():
+                continue
+            with self.lock:
+                job.state, job.started = "running", time.time()
+            try:
+                self._run(job)
+                state, error = ("cancelled", None) if job.cancel.is_set() else ("done", None)
+            except Exception as e:
+                err = to_service_error(e)
+                if err.status >= 500:
+                    log.exception("job %s failed", job.id)
+                state, error = "failed", ErrorInfo(code=err.code, message=hide_path(err.message, job.upload))
+            if state != "done":
+                job.overlay_path.unlink(missing_ok=True)
+            with self.lock:
+                job.state, job.error, job.finished = state, error, time.time()
+                deleted = job.id not in self._jobs
+            job.upload.unlink(missing_ok=True)
+            if deleted:
+                shutil.rmtree(job.dir, ignore_errors=True)
+            self._evict()
+
+    def _evict(self) -> None:
+        with self.lock:
+            ended = sorted((j for j in self._jobs.values() if j.state in ("done", "failed", "cancelled")),
+                           key=lambda j: j.finished or 0.0)
+            old = ended[:max(0, len(ended) - self.settings.max_jobs_kept)]
+            for j in old:
+                del self._jobs[j.id]
+        for j in old:
+            shutil.rmtree(j.dir, ignore_errors=True)
+
+    def _run(self, job: Job) -> None:
+        t0 = time.perf_counter()
+        req, engine = job.request, self.engine
+        spec = engine.prepare(req.method, req.options, req.target, req.maps,
+                              req.map_size or self.settings.map_size, req.map_dtype)
+        window = engine.model.num_frames
+        if req.sampling == "uniform":
+            clips = iter([read_video(job.upload, num_frames=window)])
+            total = 1
+        else:
+            stride = req.stride or window
+            clips = sliding_windows(job.upload, num_frames=window, stride=stride)
+            total = count_windows(job.video.frames, window, stride)
+        with self.lock:
+            job.windows_total = total
+
+        windows: list[WindowResult] = []
+        prob_sum: np.ndarray | None = None
+        writer: OverlayWriter | None = None
+        try:
+            for k, clip in enumerate(clips):
+                if job.cancel.is_set():
+                    return
+                if int(clip.indices.max()) >= self.settings.max_frames:  # the container under-reported
+                    raise ServiceError(413, "video_too_long", f"the video has more than {self.settings.max_frames} "
+                                                              "frames, the server's limit")
+                exp, result, _ = engine.call_sync(engine.explain_window, clip.frames, clip.indices.tolist(), k,
+                                                  spec, None, clip.fps)
+                windows.append(result)
+                prob_sum = exp.probs.astype(np.float64) if prob_sum is None else prob_sum + exp.probs
+                if req.overlay:
+                    drawn = render_frames(exp, clip, size=fit(clip.height, clip.width, self.settings.overlay_max_side))
+                    if req.sampling == "uniform":
+                        write_video(drawn, job.overlay_path, fps=playback_fps(clip))
+                    else:
+                        if writer is None:
+                            writer = OverlayWriter(job.overlay_path, fps=playback_fps(clip))
+                        writer.write_window(drawn, clip.indices)
+                with self.lock:
+                    job.windows_done = k + 1
+                    job.windows_total = max(job.windows_total or 0, k + 1)
+        finally:
+            if writer is not None:
+                writer.close()
+        if not windows:
+            raise ServiceError(415, "bad_video", "the video has no decodable frame")
+
+        probs = prob_sum / len(windows)
+        top = int(probs.argmax())
+        frame_indices, temporal = merge_temporal(windows)
+        result = JobResult(id=job.id, model=engine.model.name, method=spec.method_name, options=spec.options,
+                           video=job.video,
+                           prediction=Prediction(index=top, label=engine.model.labels[top], score=float(probs[top])),
+                           frame_indices=frame_indices, temporal=temporal, windows=windows,
+                           overlay=job.status().links.overlay if req.overlay else None,
+                           seconds=time.perf_counter() - t0)
+        tmp = job.result_path.with_suffix(".part")
+        tmp.write_text(result.model_dump_json(exclude_none=True))
+        tmp.replace(job.result_path)  # readers never see half a file
+
+
+def merge_temporal(windows: list[WindowResult]) -> tuple[list[int], list[float]]:
+    """Per source frame: the mean score of the windows that contain it, normalised to sum 1.
+
+    A frame repeated inside one window (padding at the end of a video, or sampling a short video)
+    counts once for that window, with the sum of its scores.
+    """
+    total: dict[int, float] = defaultdict(float)
+    seen: dict[int, int] = defaultdict(int)
+    for w in windows:
+        per_frame: dict[int, float] = defaultdict(float)
+        for i, s in zip(w.frame_indices, w.temporal):
+            per_frame[i] += s
+        for i, s in per_frame.items():
+            total[i] += s
+            seen[i] += 1
+    order = sorted(total)
+    mean = np.array([total[i] / seen[i] for i in order], dtype=np.float64)
+    mean = mean / mean.sum() if mean.sum() > 0 else np.full(len(order), 1.0 / max(1, len(order)))
+    return order, mean.tolist()
+
+
+class OverlayWriter:
+    """Writes an overlay video window by window (H.264 in MP4), never holding the whole video.
+
+    Each source frame is written once, from the first window that contains it; padding repeats
+    at the end of the video are skipped.
+    """
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path = path
+        self._rate = Fraction(float(fps)).limit_denominator(1001)
+        self._out = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+        self._stream = None
+        self._last = -1
+        self._pts = 0
+
+    def write_window(self, frames: np.ndarray, indices) -> None:
+        """``frames``: a window's rendered frames ``(T, H, W, 3)``; ``indices``: their source indices."""
+        for rgb, index in zip(frames, indices):
+            if index <= self._last:
+                continue
+            self._last = int(index)
+            self._encode(rgb)
+
+    def _encode(self, rgb: np.ndarray) -> None:
+        # yuv420p needs even sides: repeat the last row/column rather than crop content
+        rgb = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)), mode="edge")
+        if self._stream is None:
+            s = self._out.add_stream("libx264", rate=self._rate)
+            s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+            s.time_base = 1 / self._rate
+            s.options = {"crf": "20", "preset": "veryfast"}
+            self._stream = s
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        # not stream.time_base: the MP4 muxer replaces it (e.g. 1/10240) once the header is written
+        frame.pts, frame.time_base = self._pts, 1 / self._rate
+        self._pts += 1
+        self._out.mux(self._stream.encode(frame))
+
+    def close(self) -> None:
+        if self._stream is None:  # nothing was written: leave no empty file behind
+            self._out.close()
+            self.path.unlink(missing_ok=True)
+            return
+        self._out.mux(self._stream.encode(None))
+        self._out.close()

@@ -1,0 +1,454 @@
+"""The service's wire format: typed messages of the HTTP API and of the WebSocket stream.
+
+Everything that crosses the network is JSON described by a pydantic model below, or a frame
+(JPEG, PNG or raw RGB bytes) behind a small JSON header; nothing is ever unpickled. The
+human-readable specification, with examples, is ``docs/protocol.md``; this module is the
+authoritative one (the server validates every message against it).
+
+Stream messages, in order::
+
+    client                                       server
+    {"type": "start", window, stride, …}  ──▶
+                                          ◀──  {"type": "ready", window, stride, model, limits, …}
+    binary frame  (header + pixels)       ──▶
+    …                                     ◀──  {"type": "window", prediction, temporal, maps, …}
+                                          ◀──  {"type": "dropped", …}       (live streams only)
+    {"type": "end"}                       ──▶
+                                          ◀──  {"type": "end", frames, windows, dropped}
+
+A binary frame message is ``uint32 big-endian n | n bytes of FrameHeader JSON | payload``.
+Errors anywhere are ``{"error": {"code", "message"}}`` (HTTP bodies) or
+``{"type": "error", "fatal": bool, "error": {"code", "message"}}`` (stream messages).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import (InputError, UnknownMethodError, UnknownModelError, UnsupportedModelError, VideoReadError,
+                      VideoXAIError)
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong: a stable machine-readable ``code`` and a sentence for people."""
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """The body of every HTTP error response."""
+
+    error: ErrorInfo
+
+
+class ServiceError(Exception):
+    """An error the server reports to a client as JSON, with its HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+    def info(self) -> ErrorInfo:
+        return ErrorInfo(code=self.code, message=self.message)
+
+
+#: library error class → (HTTP status, error code); the first matching class wins
+_LIBRARY_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (VideoReadError, 415, "bad_video"),
+    (UnknownMethodError, 400, "unknown_method"),
+    (UnknownModelError, 400, "unknown_model"),
+    (UnsupportedModelError, 400, "unsupported_method"),
+    (InputError, 400, "bad_input"),
+    (VideoXAIError, 400, "bad_input"),
+)
+
+
+def to_service_error(exc: BaseException) -> ServiceError:
+    """Map any exception to the :class:`ServiceError` a client sees.
+
+    Library errors keep their message (it names what is wrong); anything else is an internal
+    error whose details stay in the server log.
+    """
+    if isinstance(exc, ServiceError):
+        return exc
+    for cls, status, code in _LIBRARY_ERRORS:
+        if isinstance(exc, cls):
+            return ServiceError(status, code, str(exc))
+    return ServiceError(500, "internal", f"internal error ({type(exc).__name__}); see the server log")
+
+
+# -- compact arrays ----------------------------------------------------------------------------
+
+
+class CompactArray(BaseModel):
+    """A small float array in [0, ``scale``], quantised and base64-encoded.
+
+    Decode: ``np.frombuffer(base64.b64decode(data), dtype).reshape(shape)``, then multiply by
+    ``scale / 255`` for ``uint8`` or by ``scale`` for ``float16``. Values are C-ordered,
+    little-endian.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    dtype: Literal["uint8", "float16"]
+    shape: list[int]
+    scale: float = 1.0
+    data: str
+
+    @classmethod
+    def encode(cls, array: np.ndarray, dtype: Literal["uint8", "float16"] = "uint8") -> "CompactArray":
+        """Quantise a non-negative array; ``scale`` is its maximum (1 for an all-zero array)."""
+        a = np.nan_to_num(np.asarray(array, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        a = np.clip(a, 0.0, None)
+        peak = float(a.max()) if a.size else 0.0
+        scale = peak if peak > 0 else 1.0
+        unit = a / scale
+        if dtype == "uint8":
+            payload = np.rint(unit * 255.0).astype(np.uint8)
+        elif dtype == "float16":
+            payload = unit.astype("<f2")
+        else:
+            raise InputError(f"map dtype must be 'uint8' or 'float16', got {dtype!r}")
+        return cls(dtype=dtype, shape=list(a.shape), scale=scale,
+                   data=base64.b64encode(payload.tobytes()).decode("ascii"))
+
+    def decode(self) -> np.ndarray:
+        """The float32 array (quantisation error ≤ scale/510 for uint8)."""
+        raw = np.frombuffer(base64.b64decode(self.data), dtype=np.uint8 if self.dtype == "uint8" else "<f2")
+        a = raw.astype(np.float32).reshape(self.shape)
+        return a * (self.scale / 255.0) if self.dtype == "uint8" else a * self.scale
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+class Prediction(BaseModel):
+    """A class and its probability."""
+
+    index: int
+    label: str
+    score: float
+
+
+class WindowMaps(BaseModel):
+    """The maps of one window in compact form.
+
+    Attributes:
+        spatial: ``(T, h, w)`` in [0, 1]: the explanation's map over the *whole* frame (zero
+            outside the model's crop box), area-downsampled so that the longer side is at most
+            ``map_size``; stretch it over the frame to overlay it. Smoothed across the windows of
+            a stream.
+        raw: ``(T', h', w')``: the method's own map before refinement and alignment (for
+            STAA the token grid over the model's crop box), when asked for.
+    """
+
+    spatial: CompactArray | None = None
+    raw: CompactArray | None = None
+
+
+class WindowResult(BaseModel):
+    """One explained window of consecutive (or uniformly sampled) frames."""
+
+    index: int = Field(description="window number, from 0")
+    frame_indices: list[int] = Field(description="index of each of the window's frames in the video/stream")
+    prediction: Prediction = Field(description="the explained class on this window")
+    top: list[Prediction] = Field(description="the most probable classes of this window, best first")
+    temporal: list[float] = Field(description="one score per frame of the window, summing to 1")
+    maps: WindowMaps
+    compute_ms: float = Field(description="server time spent explaining this window")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    family: str
+    num_frames: int
+    input_size: list[int]
+    fixed_num_frames: bool
+    labels: list[str]
+
+
+class ServerInfo(BaseModel):
+    """``GET /api/info``."""
+
+    model: ModelInfo
+    methods: list[str]
+    default_method: str
+    limits: dict[str, Any]
+    version: str
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class JobRequest(BaseModel):
+    """How to explain an uploaded video (query parameters or multipart form fields).
+
+    Attributes:
+        method: a registered method (server default: STAA).
+        options: the method's options as a JSON object.
+        target: class to explain; ``None`` explains each window's prediction.
+        sampling: ``"uniform"``: one window of the model's frame count sampled over the whole
+            video (what ``videoxai explain`` does); ``"windows"``: sliding windows over every
+            frame.
+        stride: frames between window starts for ``"windows"`` (default: the window size).
+        overlay: also render the overlay video.
+        maps: which maps the result carries.
+        map_size: longest side of the downsampled spatial maps.
+        map_dtype: their quantisation.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    target: int | None = Field(None, ge=0)
+    sampling: Literal["uniform", "windows"] = "uniform"
+    stride: int | None = Field(None, ge=1)
+    overlay: bool = True
+    maps: list[Literal["spatial", "raw"]] = Field(default_factory=lambda: ["spatial"])
+    map_size: int | None = Field(None, ge=4, le=256)
+    map_dtype: Literal["uint8", "float16"] = "uint8"
+
+
+class JobLinks(BaseModel):
+    status: str
+    result: str
+    overlay: str
+
+
+class JobStatus(BaseModel):
+    """``POST /api/jobs`` (202) and ``GET /api/jobs/{id}``."""
+
+    id: str
+    state: JobState
+    progress: float = Field(description="fraction of windows done, in [0, 1]")
+    windows_done: int
+    windows_total: int | None
+    error: ErrorInfo | None = None
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    links: JobLinks
+
+
+class VideoInfo(BaseModel):
+    frames: int
+    fps: float | None
+    width: int
+    height: int
+    duration: float | None
+
+
+class JobResult(BaseModel):
+    """``GET /api/jobs/{id}/result``.
+
+    ``prediction`` is the class with the highest mean probability over the windows;
+    ``temporal`` gives one score per video frame that any window covered (``frame_indices``):
+    the mean of the windows' scores for that frame, normalised to sum to 1.
+    """
+
+    id: str
+    model: str
+    method: str
+    options: dict[str, Any]
+    video: VideoInfo
+    prediction: Prediction
+    frame_indices: list[int]
+    temporal: list[float]
+    windows: list[WindowResult]
+    overlay: str | None = Field(description="URL of the overlay video, when rendered")
+    seconds: float = Field(description="wall time of the job")
+
+
+# -- stream ------------------------------------------------------------------------------------
+
+
+class StartMessage(BaseModel):
+    """Client → server, first message: what to compute and how.
+
+    Attributes:
+        window: frames per window; a model with a fixed frame count accepts only that
+            (``null`` = the model's).
+        stride: frames between window starts, 1 … window (``null`` = half the window).
+        method, options, target: as for jobs.
+        live: ``true`` for a live source: when the model is slower than the frames arrive, stale
+            windows are dropped (and reported) so results stay current. ``false`` for a file:
+            every window is explained and the server stops reading (TCP back-pressure) until
+            the model catches up.
+        smoothing: weight of the newest window in the moving average of the spatial maps and
+            the probabilities (1 = no smoothing; ``null`` = server default).
+        maps, map_size, map_dtype: as for jobs.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["start"]
+    window: int | None = Field(None, ge=1)
+    stride: int | None = Field(None, ge=1)
+    method: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    target: int | None = Field(None, ge=0)
+    live: bool = True
+    smoothing: float | None = Field(None, gt=0, le=1)
+    maps: list[Literal["spatial", "raw"]] = Field(default_factory=lambda: ["spatial"])
+    map_size: int | None = Field(None, ge=4, le=256)
+    map_dtype: Literal["uint8", "float16"] = "uint8"
+
+
+class EndMessage(BaseModel):
+    """Client → server: no more frames; the server explains what is left and answers ``end``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["end"]
+
+
+class FrameHeader(BaseModel):
+    """The JSON header of a binary frame message.
+
+    Attributes:
+        format: ``"jpeg"`` / ``"png"`` (encoded image) or ``"rgb"`` (raw ``height × width × 3``
+            bytes, row-major, no padding).
+        width, height: required for ``"rgb"``; checked against the image for the others.
+        ts: any number the client wants echoed in the result of the window this frame closes
+            (e.g. its send time, to measure latency).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["jpeg", "png", "rgb"]
+    width: int | None = Field(None, ge=1)
+    height: int | None = Field(None, ge=1)
+    ts: float | None = None
+
+
+class ReadyMessage(BaseModel):
+    """Server → client: the negotiated settings."""
+
+    type: Literal["ready"] = "ready"
+    window: int
+    stride: int
+    method: str
+    options: dict[str, Any]
+    target: int | None
+    live: bool
+    smoothing: float
+    maps: list[str]
+    map_size: int
+    map_dtype: str
+    model: ModelInfo
+    limits: dict[str, Any]
+
+
+class WindowMessage(WindowResult):
+    """Server → client: one explained window of the stream.
+
+    ``prediction`` / ``top`` are this window's; ``smoothed`` is the class with the highest
+    moving-average probability; ``maps.spatial`` is smoothed across windows. ``ts`` echoes the
+    header ``ts`` of the window's last frame; ``latency_ms`` is the server time from that
+    frame's arrival to this message.
+    """
+
+    type: Literal["window"] = "window"
+    smoothed: Prediction
+    ts: float | None = None
+    latency_ms: float
+    dropped_total: int
+
+
+class DroppedMessage(BaseModel):
+    """Server → client (live streams): windows skipped because the model was busy."""
+
+    type: Literal["dropped"] = "dropped"
+    windows: int
+    first_frame: int
+    last_frame: int
+    total: int
+    reason: str = "the model was still busy with an earlier window; a live stream keeps only the newest"
+
+
+class ErrorMessage(BaseModel):
+    """Server → client. ``fatal``: the server closes the stream after it. ``frame_range``: the
+    first and last frame of the window that failed, for an error of one window."""
+
+    type: Literal["error"] = "error"
+    fatal: bool
+    error: ErrorInfo
+    frame_range: list[int] | None = None
+
+
+class EndAck(BaseModel):
+    """Server → client, last message of a stream that the client ended."""
+
+    type: Literal["end"] = "end"
+    frames: int
+    windows: int
+    dropped: int
+
+
+_CLIENT_MESSAGES: dict[str, type[BaseModel]] = {"start": StartMessage, "end": EndMessage}
+
+
+def parse_client_text(text: str) -> StartMessage | EndMessage:
+    """Validate a client's text message; raise :class:`ServiceError` naming what is wrong."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ServiceError(400, "bad_message", f"text messages must be JSON objects: {e}") from None
+    if not isinstance(data, dict):
+        raise ServiceError(400, "bad_message", "text messages must be JSON objects")
+    kind = data.get("type")
+    cls = _CLIENT_MESSAGES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ServiceError(400, "bad_message",
+                           f"unknown message type {kind!r}; expected one of {', '.join(_CLIENT_MESSAGES)}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise ServiceError(400, "bad_message", f"invalid {kind!r} message: {_first_errors(e)}") from None
+
+
+#: longest accepted frame header, in bytes
+MAX_HEADER_BYTES = 4096
+
+
+def pack_frame(header: FrameHeader | dict, payload: bytes) -> bytes:
+    """Build a binary frame message (what clients send)."""
+    if isinstance(header, FrameHeader):
+        header = header.model_dump(exclude_none=True)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack(">I", len(head)) + head + payload
+
+
+def unpack_frame(message: bytes) -> tuple[FrameHeader, memoryview]:
+    """Split a binary frame message into its validated header and its payload."""
+    if len(message) < 4:
+        raise ServiceError(400, "bad_frame", "a frame message starts with a 4-byte header length")
+    (n,) = struct.unpack_from(">I", message)
+    if n == 0 or n > MAX_HEADER_BYTES or 4 + n > len(message):
+        raise ServiceError(400, "bad_frame", f"frame header length {n} is invalid for a message of "
+                                             f"{len(message)} bytes (at most {MAX_HEADER_BYTES})")
+    try:
+        header = FrameHeader.model_validate_json(message[4:4 + n])
+    except ValidationError as e:
+        raise ServiceError(400, "bad_frame", f"invalid frame header: {_first_errors(e)}") from None
+    return header, memoryview(message)[4 + n:]
+
+
+def _first_errors(e: ValidationError, n: int = 3) -> str:
+    parts = []
+    for err in e.errors()[:n]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "message"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)

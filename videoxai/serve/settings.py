@@ -1,0 +1,68 @@
+"""Limits and settings of the service, in one typed record.
+
+Every resource a client can make the server spend is bounded here: bytes per upload, decoded
+frames and pixels per frame, queued jobs, finished jobs kept on disk, concurrent streams, the size
+of one WebSocket message and how long a silent stream is kept open. The defaults suit one CPU
+machine serving a few clients; ``videoxai serve`` exposes the common ones as options.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServeSettings(BaseModel):
+    """Settings of one server (immutable once the app is built).
+
+    Attributes:
+        api_key: if set, every API request must carry it (header ``X-API-Key`` or
+            ``Authorization: Bearer …``; WebSocket clients may also use the ``api_key`` query
+            parameter, because browsers cannot set headers on a WebSocket).
+        max_upload_mb: largest accepted upload body.
+        max_frames: most frames decoded from one upload.
+        max_pixels: most pixels (width × height) of one frame, uploads and streams alike.
+        max_side: longest accepted frame side.
+        max_queued_jobs: uploads waiting or running at once; more are refused with 503.
+        max_jobs_kept: finished jobs whose results stay available; the oldest are deleted first.
+        max_streams: concurrent WebSocket streams; more are refused with a ``busy`` error.
+        stream_idle_timeout_s: a stream that sends nothing for this long is closed.
+        stream_smoothing: default weight of the newest window in the maps' moving average.
+        map_size: default longest side of the downsampled spatial maps sent to clients.
+        overlay_max_side: overlay videos of uploads are drawn with at most this longer side
+            (drawing and encoding full-HD overlays would cost more than explaining them).
+        default_method: the method used when a client names none.
+        work_dir: where uploads and results are written (a fresh temporary folder if ``None``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_key: str | None = None
+    max_upload_mb: float = Field(200.0, gt=0)
+    max_frames: int = Field(1800, ge=1)
+    max_pixels: int = Field(1920 * 1080, ge=1)
+    max_side: int = Field(4096, ge=1)
+    max_queued_jobs: int = Field(8, ge=1)
+    max_jobs_kept: int = Field(32, ge=1)
+    max_streams: int = Field(8, ge=1)
+    stream_idle_timeout_s: float = Field(30.0, gt=0)
+    stream_smoothing: float = Field(0.5, gt=0, le=1)
+    map_size: int = Field(32, ge=4, le=256)
+    overlay_max_side: int = Field(640, ge=16)
+    default_method: str = "staa"
+    work_dir: str | None = None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_message_bytes(self) -> int:
+        """Largest WebSocket message: one raw RGB frame at the pixel limit plus its header."""
+        return self.max_pixels * 3 + 64 * 1024
+
+    def public(self) -> dict:
+        """The limits a client may see (no secrets)."""
+        d = self.model_dump(exclude={"api_key", "work_dir"})
+        d["api_key_required"] = self.api_key is not None
+        d["max_message_bytes"] = self.max_message_bytes
+        return d

@@ -1,0 +1,415 @@
+"""One WebSocket stream: frames in, one explained window per ``stride`` frames out.
+
+A session has three parts that never block each other:
+
+* the **receiver** (the handler's own task) reads messages, decodes frames off the event loop
+  and appends them to a ring buffer of ``window`` frames; every ``stride`` frames it hands the
+  buffer's frames to the runner through a one-slot mailbox;
+* the **runner** takes windows from the mailbox and explains them on the model thread
+  (:class:`~videoxai.serve.engine.Engine`), one at a time, in order;
+* the **sender** writes outgoing messages from a bounded queue.
+
+Back-pressure: a window waits in the mailbox while the runner is busy. For a *live* stream a
+newer window replaces a waiting one, and the client is told which frames were skipped (a camera
+cannot wait, so stale windows are dropped and results stay current). For a *file* stream
+(``live: false``) the receiver waits for the mailbox to empty, stops reading the socket, and TCP
+flow control slows the client to the model's pace; nothing is dropped. Either way a session holds
+at most ``window`` frames, one window in flight, one waiting and a bounded outgoing queue.
+
+Errors are messages, never tracebacks: a bad frame or a bad message gets a non-fatal ``error``
+and the stream goes on; protocol abuse the server cannot recover from (bad credentials, idle
+too long, a client that stops reading) gets a fatal one and the socket is closed. Whatever a
+client does, only its own session is affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from .engine import Engine, ExplainSpec, Smoothing
+from .protocol import (DroppedMessage, EndAck, EndMessage, ErrorInfo, ErrorMessage, FrameHeader, ReadyMessage,
+                       ServiceError, StartMessage, WindowMessage, parse_client_text, to_service_error,
+                       unpack_frame)
+from .settings import ServeSettings
+
+log = logging.getLogger("videoxai.serve")
+
+#: WebSocket close codes (RFC 6455 §7.4.1)
+CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1000, 1008, 1009, 1011, 1013
+
+#: outgoing messages a session may queue before its runner waits for the client to read
+OUTGOING_QUEUE = 32
+
+
+class StreamSlots:
+    """Counts live sessions against ``max_streams`` (event-loop only, so no lock)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.active = limit, 0
+
+    def try_acquire(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        self.active = max(0, self.active - 1)
+
+
+@dataclass
+class _Window:
+    index: int
+    start: int
+    frames: list[np.ndarray]
+    ts: float | None
+    arrived: float  # monotonic time the window's last frame arrived
+
+
+_END = object()
+_CLOSE = object()
+
+
+class _Gone(Exception):
+    """The client disconnected."""
+
+
+class _Fatal(Exception):
+    """End the session with an error message and a close code."""
+
+    def __init__(self, error: ServiceError, close_code: int) -> None:
+        super().__init__(error.message)
+        self.error, self.close_code = error, close_code
+
+
+def decode_frame(header: FrameHeader, payload: memoryview, settings: ServeSettings) -> np.ndarray:
+    """A frame message's pixels as ``(H, W, 3)`` uint8, within the server's resolution limits."""
+    if header.format == "rgb":
+        if header.width is None or header.height is None:
+            raise ServiceError(400, "bad_frame", "raw 'rgb' frames need width and height in the header")
+        _check_size(header.width, header.height, settings)
+        need = header.width * header.height * 3
+        if len(payload) != need:
+            raise ServiceError(400, "bad_frame", f"a {header.width}x{header.height} rgb frame has {need} bytes, "
+                                                 f"got {len(payload)}")
+        return np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width, 3)
+
+    from PIL import Image, UnidentifiedImageError
+
+    fmt = {"jpeg": "JPEG", "png": "PNG"}[header.format]
+    try:
+        with Image.open(io.BytesIO(payload), formats=[fmt]) as im:
+            # the size is in the image header: check it before decoding a single pixel
+            _check_size(im.width, im.height, settings)
+            if (header.width, header.height) not in ((None, None), (im.width, im.height)):
+                raise ServiceError(400, "bad_frame", f"the header says {header.width}x{header.height} but the "
+                                                     f"{header.format} image is {im.width}x{im.height}")
+            rgb = np.asarray(im.convert("RGB"))
+    except ServiceError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ServiceError(400, "bad_frame", f"cannot decode the {header.format} frame: {e}") from None
+    return rgb
+
+
+def _check_size(width: int, height: int, settings: ServeSettings) -> None:
+    if max(width, height) > settings.max_side or width * height > settings.max_pixels:
+        raise ServiceError(413, "frame_too_large",
+                           f"frame {width}x{height} exceeds the server's limit ({settings.max_pixels} pixels, "
+                           f"{settings.max_side} per side)")
+
+
+def authorised(settings: ServeSettings, header_key: str | None, authorization: str | None,
+               query_key: str | None = None) -> bool:
+    """Whether a request carries the server's API key (always true when none is set)."""
+    if settings.api_key is None:
+        return True
+    given = header_key or query_key
+    if given is None and authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    return given is not None and hmac.compare_digest(given.encode(), settings.api_key.encode())
+
+
+class StreamSession:
+    """Serves one WebSocket client (see the module docstring)."""
+
+    def __init__(self, ws: WebSocket, engine: Engine, settings: ServeSettings, slots: StreamSlots) -> None:
+        self.ws, self.engine, self.settings, self.slots = ws, engine, settings, slots
+        self._out: asyncio.Queue = asyncio.Queue(maxsize=OUTGOING_QUEUE)
+        self._mailbox: asyncio.Queue = asyncio.Queue(maxsize=1)
+        self._frames = 0          # frames accepted
+        self._windows = 0         # windows formed (explained or dropped)
+        self._explained = 0
+        self._dropped = 0
+        self._next_start = 0      # first frame of the next window
+        self._covered = 0         # frames [0, covered) lie in some window
+        self._size: tuple[int, int] | None = None
+        self._buffer: deque[np.ndarray] = deque()
+        self._last_ts: float | None = None
+        self._smoothing: Smoothing | None = None
+        self._main: asyncio.Task | None = None
+        self._client_stalled = False
+        self._closing = False
+
+    # -- entry point -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        ws = self.ws
+        await ws.accept()
+        if not authorised(self.settings, ws.headers.get("x-api-key"), ws.headers.get("authorization"),
+                          ws.query_params.get("api_key")):
+            await self._close_with(ServiceError(401, "unauthorized", "missing or wrong API key"), CLOSE_POLICY)
+            return
+        if not self.slots.try_acquire():
+            await self._close_with(ServiceError(503, "busy", f"the server already serves {self.slots.limit} "
+                                                             "streams; try again later"), CLOSE_TRY_LATER)
+            return
+        self._main = asyncio.current_task()
+        sender = asyncio.create_task(self._send_loop(), name="videoxai-stream-sender")
+        runner: asyncio.Task | None = None
+        close_code = CLOSE_NORMAL
+        try:
+            start, spec = await self._negotiate()
+            runner = asyncio.create_task(self._run_windows(spec), name="videoxai-stream-runner")
+            await self._receive_frames(start)
+            await self._finish(start, runner)
+        except _Gone:
+            pass
+        except asyncio.CancelledError:
+            if not self._client_stalled:  # server shutdown: let the cancellation through
+                raise
+            close_code = CLOSE_POLICY
+        except _Fatal as f:
+            self._queue_nowait(ErrorMessage(fatal=True, error=f.error.info()))
+            close_code = f.close_code
+        except Exception:  # a bug must end this session only, with a message, never the server
+            log.exception("stream session failed")
+            self._queue_nowait(ErrorMessage(fatal=True, error=ErrorInfo(code="internal",
+                                                                        message="internal error; see the server log")))
+            close_code = CLOSE_INTERNAL
+        finally:
+            self._closing = True
+            self.slots.release()
+            if runner is not None and not runner.done():
+                runner.cancel()  # an explanation in flight finishes on the model thread; its result is dropped
+            await self._stop_sender(sender)
+            await self._close(close_code)
+
+    # -- phases ----------------------------------------------------------------------------------
+    async def _negotiate(self) -> tuple[StartMessage, ExplainSpec]:
+        """Wait for a valid ``start``; answer ``ready``. Invalid ones get a non-fatal error."""
+        while True:
+            msg = await self._receive()
+            if "bytes" in msg and msg["bytes"] is not None:
+                self._error(ServiceError(400, "bad_message", "send a 'start' message before any frame"))
+                continue
+            try:
+                start = parse_client_text(msg.get("text") or "")
+                if not isinstance(start, StartMessage):
+                    raise ServiceError(400, "bad_message", "send a 'start' message first")
+                window = self.engine.window_size(start.window, self.settings.max_frames)
+                stride = start.stride if start.stride is not None else max(1, window // 2)
+                if stride > window:
+                    raise ServiceError(400, "bad_message",
+                                       f"stride {stride} must be between 1 and the window ({window})")
+                spec = await asyncio.to_thread(self.engine.prepare, start.method, start.options, start.target,
+                                              start.maps, start.map_size or self.settings.map_size, start.map_dtype)
+            except Exception as e:
+                err = to_service_error(e)
+                if err.status >= 500:
+                    log.exception("stream negotiation failed")
+                self._error(err)
+                continue
+            start = start.model_copy(update={"window": window, "stride": stride})
+            smoothing = start.smoothing if start.smoothing is not None else self.settings.stream_smoothing
+            self._smoothing = Smoothing(smoothing)
+            self._buffer = deque(maxlen=window)
+            await self._queue(ReadyMessage(
+                window=window, stride=stride, method=spec.method_name, options=spec.options, target=spec.target,
+                live=start.live, smoothing=smoothing, maps=list(spec.maps), map_size=spec.map_size,
+                map_dtype=spec.map_dtype, model=self.engine.info(), limits=self.settings.public()))
+            return start, spec
+
+    async def _receive_frames(self, start: StartMessage) -> None:
+        """Read frames until ``end``; a disconnect raises :class:`_Gone`."""
+        while True:
+            msg = await self._receive()
+            data = msg.get("bytes")
+            if data is None:
+                try:
+                    parsed = parse_client_text(msg.get("text") or "")
+                except ServiceError as e:
+                    self._error(e)
+                    continue
+                if isinstance(parsed, EndMessage):
+                    return
+                self._error(ServiceError(400, "bad_message", "the stream has already started; "
+                                                             "open a new connection to change its settings"))
+                continue
+            try:
+                if len(data) > self.settings.max_message_bytes:
+                    raise ServiceError(413, "frame_too_large", f"a {len(data)}-byte message exceeds the limit of "
+                                                               f"{self.settings.max_message_bytes} bytes")
+                header, payload = unpack_frame(data)
+                if header.format == "rgb":
+                    frame = decode_frame(header, payload, self.settings)
+                else:  # image decoding takes milliseconds: keep it off the event loop
+                    frame = await asyncio.to_thread(decode_frame, header, payload, self.settings)
+                self._check_frame_size(frame)
+            except ServiceError as e:
+                self._error(e)
+                continue
+            await self._accept_frame(frame, header.ts, start)
+
+    def _check_frame_size(self, frame: np.ndarray) -> None:
+        size = frame.shape[:2]
+        if self._size is None:
+            self._size = size
+        elif size != self._size:
+            raise ServiceError(400, "bad_frame", f"frame size changed from {self._size[1]}x{self._size[0]} to "
+                                                 f"{size[1]}x{size[0]}; one stream takes frames of one size")
+
+    async def _accept_frame(self, frame: np.ndarray, ts: float | None, start: StartMessage) -> None:
+        index = self._frames
+        self._frames += 1
+        self._buffer.append(frame)
+        self._last_ts = ts
+        if index == self._next_start + start.window - 1:  # the buffer holds exactly the next window
+            window = _Window(index=self._windows, start=self._next_start, frames=list(self._buffer), ts=ts,
+                             arrived=time.monotonic())
+            self._windows += 1
+            self._covered = index + 1
+            self._next_start += start.stride
+            await self._post(window, start.live)
+
+    async def _post(self, window: _Window, live: bool) -> None:
+        if not live:
+            await self._mailbox.put(window)  # waits for the runner: back-pressure on the socket
+        else:
+            if self._mailbox.full():
+                stale: _Window = self._mailbox.get_nowait()
+                self._dropped += 1
+                self._queue_nowait(DroppedMessage(windows=1, first_frame=stale.start,
+                                                  last_frame=stale.start + len(stale.frames) - 1,
+                                                  total=self._dropped))
+            self._mailbox.put_nowait(window)
+        # Yield once so that an idle runner takes the window now: messages already buffered by
+        # the server are read without suspending, and would otherwise replace it first.
+        await asyncio.sleep(0)
+
+    async def _finish(self, start: StartMessage, runner: asyncio.Task) -> None:
+        """Explain the frames the last stride left uncovered, wait for the runner, answer ``end``."""
+        if self._frames < start.window:
+            self._error(ServiceError(400, "too_few_frames", f"the stream ended after {self._frames} frames; "
+                                                            f"a window needs {start.window}"))
+        elif self._covered < self._frames:
+            tail = _Window(index=self._windows, start=self._frames - start.window, frames=list(self._buffer),
+                           ts=self._last_ts, arrived=time.monotonic())
+            self._windows += 1
+            self._covered = self._frames
+            await self._post(tail, live=False)  # the last window is never dropped
+        await self._mailbox.put(_END)
+        await runner
+        await self._queue(EndAck(frames=self._frames, windows=self._explained, dropped=self._dropped))
+
+    # -- runner ------------------------------------------------------------------------------------
+    async def _run_windows(self, spec: ExplainSpec) -> None:
+        while True:
+            window = await self._mailbox.get()
+            if window is _END:
+                return
+            indices = list(range(window.start, window.start + len(window.frames)))
+            try:
+                _, result, smoothed = await self.engine.call(self.engine.explain_window, window.frames, indices,
+                                                             window.index, spec, self._smoothing)
+            except Exception as e:
+                err = to_service_error(e)
+                if err.status >= 500:
+                    log.exception("explaining a stream window failed")
+                self._queue_nowait(ErrorMessage(fatal=False, error=err.info(),
+                                                frame_range=[window.start, window.start + len(window.frames) - 1]))
+                continue
+            self._explained += 1
+            latency = (time.monotonic() - window.arrived) * 1000.0
+            await self._queue(WindowMessage(**result.model_dump(), smoothed=smoothed, ts=window.ts,
+                                            latency_ms=latency, dropped_total=self._dropped))
+
+    # -- I/O ---------------------------------------------------------------------------------------
+    async def _receive(self) -> dict:
+        """The next message; :class:`_Gone` on disconnect, :class:`_Fatal` when idle too long."""
+        try:
+            msg = await asyncio.wait_for(self.ws.receive(), timeout=self.settings.stream_idle_timeout_s)
+        except asyncio.TimeoutError:
+            raise _Fatal(ServiceError(408, "idle", f"no message for {self.settings.stream_idle_timeout_s:g} s"),
+                         CLOSE_POLICY) from None
+        except (WebSocketDisconnect, RuntimeError):
+            raise _Gone() from None
+        if msg["type"] == "websocket.disconnect":
+            raise _Gone()
+        return msg
+
+    async def _queue(self, message: BaseModel) -> None:
+        """Queue a message, waiting while the client is behind on reading."""
+        await self._out.put(message.model_dump_json(exclude_none=True))
+
+    def _queue_nowait(self, message: BaseModel) -> None:
+        """Queue an advisory message; skipped when the client is not reading anyway."""
+        try:
+            self._out.put_nowait(message.model_dump_json(exclude_none=True))
+        except asyncio.QueueFull:
+            pass
+
+    def _error(self, err: ServiceError) -> None:
+        self._queue_nowait(ErrorMessage(fatal=False, error=err.info()))
+
+    async def _send_loop(self) -> None:
+        """Write queued messages; a client that stops reading for the idle timeout is dropped."""
+        while True:
+            item = await self._out.get()
+            if item is _CLOSE:
+                return
+            try:
+                await asyncio.wait_for(self.ws.send_text(item), timeout=self.settings.stream_idle_timeout_s)
+            except asyncio.TimeoutError:
+                # the client stopped reading: end the session even if its receiver is blocked
+                # (a file stream waiting for the runner, which waits for this queue)
+                self._client_stalled = True
+                if self._main is not None and not self._closing:
+                    self._main.cancel()
+                return
+            except Exception:  # disconnected: the receiver sees the close
+                return
+
+    async def _stop_sender(self, sender: asyncio.Task) -> None:
+        try:
+            self._out.put_nowait(_CLOSE)
+        except asyncio.QueueFull:
+            sender.cancel()
+        try:
+            await asyncio.wait_for(sender, timeout=5.0)
+        except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
+            sender.cancel()
+
+    async def _close_with(self, error: ServiceError, code: int) -> None:
+        try:
+            await self.ws.send_text(ErrorMessage(fatal=True, error=error.info()).model_dump_json())
+        except Exception:
+            pass
+        await self._close(code)
+
+    async def _close(self, code: int) -> None:
+        if self.ws.application_state == WebSocketState.DISCONNECTED:
+            return
+        try:
+            await self.ws.close(code)
+        except Exception:  # already closed by the client
+            pass

@@ -1,0 +1,200 @@
+"""Clip sets for ST-ABN training, collection and fine-tuning.
+
+A :class:`ClipSet` holds a split in memory as uint8 frames (what a tiny model on a CPU trains on
+without a decoding bottleneck), with labels, the ground-truth temporal windows where the dataset
+has them, and a stable id per clip (edits are matched to clips by it).
+
+Datasets are named by the project's spec strings (:mod:`videoxai.data.datasets`):
+
+* ``"synthetic"`` or ``"synthetic:N[,seed=0][,val=M][,test=M]"`` — the synthetic benchmark
+  (:class:`videoxai.data.synthetic.SyntheticVideos`): ``N`` training clips (default 2000) and,
+  for the ``"val"`` and ``"test"`` splits, ``M`` clips (default ``N/4``) from *disjoint* random
+  streams, so validation never sees a training clip;
+* any other spec :func:`videoxai.data.datasets.load_dataset` reads (``folder:DIR`` — videos with
+  a ``video,label[,start,end]`` CSV —, ``ssv2:…``, ``ucf24:…``): every clip is decoded once,
+  sampled to ``num_frames`` frames and resized (shorter side, centre crop) to ``frame_size``.
+  Such a spec names one split; validation data is a second spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+
+@dataclass
+class ClipSet:
+    """A split of a dataset, in memory.
+
+    Attributes:
+        frames: ``(N, T, H, W, 3)`` uint8.
+        labels: ``(N,)`` int64 class indices.
+        windows: ``(N, 2)`` int64 ground-truth ``[start, end)`` evidence windows, or ``None``.
+        ids: ``N`` stable clip ids (``"synthetic:train/17"``, a video path, …).
+        label_names: class names.
+        spec: the dataset spec it came from, and ``split`` its split.
+    """
+
+    frames: np.ndarray
+    labels: np.ndarray
+    windows: np.ndarray | None
+    ids: list[str]
+    label_names: list[str]
+    spec: str
+    split: str
+
+    def __post_init__(self) -> None:
+        n = len(self.labels)
+        if self.frames.ndim != 5 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
+            raise InputError(f"ClipSet.frames must be (N, T, H, W, 3) uint8, got "
+                             f"{self.frames.shape} {self.frames.dtype}")
+        if self.frames.shape[0] != n or len(self.ids) != n:
+            raise InputError(f"ClipSet has {self.frames.shape[0]} clips, {n} labels, {len(self.ids)} ids")
+        if self.windows is not None and self.windows.shape != (n, 2):
+            raise InputError(f"ClipSet.windows must be ({n}, 2), got {self.windows.shape}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return int(self.frames.shape[2]), int(self.frames.shape[3])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def pixels(self, index: np.ndarray | list[int] | slice) -> torch.Tensor:
+        """The selected clips as a pixel batch: float32 ``(B, T, 3, H, W)`` in [0, 1]."""
+        x = torch.from_numpy(np.ascontiguousarray(self.frames[index]))
+        return x.permute(0, 1, 4, 2, 3).float().div_(255.0)
+
+    def batches(self, batch_size: int, order: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Index arrays of at most ``batch_size`` clips, in ``order`` (default: dataset order)."""
+        if batch_size < 1:
+            raise InputError(f"batch_size must be ≥ 1, got {batch_size}")
+        order = np.arange(len(self)) if order is None else np.asarray(order)
+        for start in range(0, len(order), batch_size):
+            yield order[start:start + batch_size]
+
+    def index_of(self) -> dict[str, int]:
+        """``{clip id: position}``."""
+        return {cid: i for i, cid in enumerate(self.ids)}
+
+
+# -- opening datasets -----------------------------------------------------------------------------
+DEFAULT_TRAIN_SIZE = 2000
+
+
+def open_dataset(spec: str, split: str = "train", *, num_frames: int = 8,
+                 frame_size: tuple[int, int] = (64, 64), labels: Sequence[str] | None = None) -> ClipSet:
+    """Load split ``split`` of the dataset named by ``spec`` (see the module docstring).
+
+    Args:
+        spec: a dataset spec.
+        split: for the synthetic benchmark, which stream (``"train"``, ``"val"``, ``"test"``);
+            other specs name one split already and only record it.
+        num_frames, frame_size: how clips are sampled (the synthetic set renders at that size).
+        labels: class names, to map named labels of a CSV onto class indices.
+    """
+    spec = str(spec).strip()
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        return _synthetic(spec, split, num_frames, tuple(frame_size))
+    return _decoded(spec, split, num_frames, tuple(frame_size), labels)
+
+
+def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]) -> ClipSet:
+    from ..data.synthetic import SyntheticVideos
+
+    rest = spec.partition(":")[2]
+    parts = [p.strip() for p in rest.split(",") if p.strip()]
+    size = DEFAULT_TRAIN_SIZE
+    if parts and "=" not in parts[0]:
+        size = _int(parts.pop(0), "the clip count", spec)
+    opts = {}
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise InputError(f"dataset spec {spec!r}: {part!r} is not key=value")
+        opts[key.strip()] = value
+    unknown = set(opts) - {"seed", "val", "test", "classes"}
+    if unknown:
+        raise InputError(f"dataset spec {spec!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+                         "known: seed, val, test, classes")
+    opts = {k: _int(v, k, spec) for k, v in opts.items()}
+    seed = opts.get("seed", 0)
+    n = size if split == "train" else opts.get(split, max(1, size // 4))
+    ds = SyntheticVideos(n, split=split, seed=seed, num_frames=num_frames, frame_size=frame_size,
+                         num_classes=opts.get("classes", 4))
+    samples = [ds[i] for i in range(len(ds))]
+    h, w = frame_size
+    frames = np.stack([s.frames for s in samples]) if samples else np.zeros((0, num_frames, h, w, 3), np.uint8)
+    return ClipSet(frames=frames,
+                   labels=np.array([s.label for s in samples], dtype=np.int64),
+                   windows=np.array([s.window for s in samples], dtype=np.int64).reshape(-1, 2),
+                   # the same clip key as videoxai.data.datasets uses for this clip
+                   ids=[f"synthetic:{split}:{seed}/{i}" for i in range(len(samples))],
+                   label_names=list(ds.labels), spec=spec, split=split)
+
+
+def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int],
+             labels: Sequence[str] | None) -> ClipSet:
+    from ..data.datasets import load_dataset
+    from ..progress import track
+
+    ds = load_dataset(spec, num_frames=num_frames, labels=labels)
+    frames, ys, windows, ids = [], [], [], []
+    for i in track(range(len(ds)), total=len(ds), description=f"decoding {spec}"):
+        s = ds[i]
+        if s.label is None:
+            raise InputError(f"{spec}: clip {s.key} has no label; training needs labelled clips")
+        if s.clip.num_frames != num_frames:
+            raise InputError(f"{spec}: clip {s.key} has {s.clip.num_frames} frames, not {num_frames}")
+        frames.append(_resize(s.clip.uint8(), frame_size))
+        ys.append(int(s.label))
+        windows.append(s.window)
+        ids.append(s.key)
+    names = list(labels) if labels is not None else list(getattr(ds, "class_names", None) or [])
+    if not names:
+        names = [f"class_{i}" for i in range(max(ys) + 1)] if ys else []
+    h, w = frame_size
+    known = bool(windows) and all(win is not None for win in windows)  # all or none: metrics need every one
+    return ClipSet(frames=np.stack(frames) if frames else np.zeros((0, num_frames, h, w, 3), np.uint8),
+                   labels=np.array(ys, dtype=np.int64),
+                   windows=np.array(windows, dtype=np.int64) if known else None,
+                   ids=ids, label_names=names, spec=spec, split=split)
+
+
+def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 → ``(T, h, w, 3)``: shorter side scaled to fit, centre crop."""
+    t, fh, fw, _ = frames.shape
+    h, w = size
+    if (fh, fw) == (h, w):
+        return frames
+    scale = max(h / fh, w / fw)
+    sh, sw = max(h, round(fh * scale)), max(w, round(fw * scale))
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False, antialias=scale < 1)
+    top, left = (sh - h) // 2, (sw - w) // 2
+    x = x[:, :, top:top + h, left:left + w]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def _int(value: str, name: str, spec: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"dataset spec {spec!r}: {name} must be an integer, got {value!r}") from None
+
+
+__all__ = ["ClipSet", "open_dataset"]

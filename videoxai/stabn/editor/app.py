@@ -1,0 +1,194 @@
+"""The temporal-attention editor: a small FastAPI app over an edit set.
+
+``videoxai stabn edit EDITS`` serves it; a person opens the page, picks a collected clip, sees
+its frames with the model's current temporal attention (a colour bar and a value above each
+frame; optionally the spatial attention over the frame), gives every frame a level (1.0 / 0.5 /
+0.0) by clicking, fills gaps between equal levels, previews how the edit changes the prediction,
+and saves the edit as ``edits/<key>.json``.
+
+API (JSON; errors are ``{"error": message}`` with a 4xx status):
+
+* ``GET  /api/collection`` — labels, frames per clip, whether preview is available, the clips;
+* ``GET  /api/clips/{key}`` — one clip: label, prediction, temporal attention, saved edit;
+* ``GET  /api/clips/{key}/frames/{t}.png?overlay=spatial`` — a frame (with the spatial map);
+* ``PUT  /api/clips/{key}/edit`` ``{"levels": [1.0, 0.5, …]}`` — save (every frame needs a level);
+* ``DELETE /api/clips/{key}/edit`` — remove the saved edit;
+* ``POST /api/clips/{key}/fill`` ``{"levels": [1.0, null, null, 1.0, …]}`` — unset frames between
+  two frames of the same level get that level (:func:`~videoxai.stabn.knowledge.fill_between`);
+* ``POST /api/clips/{key}/preview`` ``{"levels": [1.0, null, …]}`` — prediction with the model's
+  temporal attention and with the edit in its place (unset frames keep the model's value).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from ...errors import InputError, VideoXAIError
+from ..knowledge import LEVELS, EditSet, UnknownClipError, fill_between, preview
+from ..model import STABNVideoModel
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+class ClipSummary(BaseModel):
+    key: str
+    id: str
+    label: int
+    label_name: str
+    predicted: int
+    predicted_name: str
+    attention: list[float]
+    edited: bool
+
+
+class ClipDetail(ClipSummary):
+    levels: list[float] | None = Field(None, description="the saved edit, if any")
+    frame_size: tuple[int, int]
+
+
+class Collection(BaseModel):
+    model: str
+    data: str
+    split: str
+    labels: list[str]
+    num_frames: int
+    levels: list[float]
+    preview: bool
+    clips: list[ClipSummary]
+
+
+class EditBody(BaseModel):
+    levels: list[float | None] = Field(..., description="one level per frame: 1.0, 0.5, 0.0 (or null: unset)")
+
+
+class SavedEdit(BaseModel):
+    key: str
+    id: str
+    levels: list[float]
+    saved: str | None
+
+
+class Outcome(BaseModel):
+    predicted: int
+    label: str
+    probability: float
+    probs: list[float]
+    temporal: list[float]
+
+
+class Preview(BaseModel):
+    original: Outcome
+    edited: Outcome
+
+
+def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = None) -> FastAPI:
+    """The editor for ``edit_set``; ``model`` (the collection's model) enables the preview."""
+    es = edit_set if isinstance(edit_set, EditSet) else EditSet.open(edit_set)
+    app = FastAPI(title="videoxai ST-ABN temporal-attention editor")
+    lock = threading.Lock()  # one model forward at a time; edits are written atomically anyway
+
+    @app.exception_handler(VideoXAIError)
+    async def _user_error(request: Request, exc: VideoXAIError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=404 if isinstance(exc, UnknownClipError) else 422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=422)
+
+    def summary(it) -> dict:
+        return dict(key=it.key, id=it.id, label=it.label, label_name=es.labels[it.label],
+                    predicted=it.predicted, predicted_name=es.labels[it.predicted],
+                    attention=it.attention, edited=es.edit_path(it.key).is_file())
+
+    @app.get("/api/collection", response_model=Collection)
+    def collection() -> dict:
+        return dict(model=es.model, data=es.data, split=es.split, labels=es.labels, num_frames=es.num_frames,
+                    levels=list(LEVELS), preview=model is not None, clips=[summary(it) for it in es.items])
+
+    @app.get("/api/clips/{key}", response_model=ClipDetail)
+    def clip(key: str) -> dict:
+        it = es.item(key)
+        frames, _ = es.clip(key)
+        edit = es.edit(key)
+        return dict(**summary(it), levels=edit.levels if edit else None, frame_size=frames.shape[1:3])
+
+    @app.get("/api/clips/{key}/frames/{t}.png")
+    def frame(key: str, t: int, overlay: Literal["none", "spatial"] = "none") -> Response:
+        frames, spatial = es.clip(key)
+        if not 0 <= t < len(frames):
+            raise InputError(f"frame {t} out of range: clip {key} has {len(frames)} frames")
+        img = frames[t]
+        if overlay == "spatial":
+            img = _blend(img, spatial[t])
+        return Response(_png(img), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @app.put("/api/clips/{key}/edit", response_model=SavedEdit)
+    def save(key: str, body: EditBody) -> dict:
+        edit = es.save_edit(key, body.levels)
+        return dict(key=key, id=edit.id, levels=edit.levels, saved=edit.saved)
+
+    @app.delete("/api/clips/{key}/edit")
+    def delete(key: str) -> dict:
+        return {"key": key, "deleted": es.delete_edit(key)}
+
+    @app.post("/api/clips/{key}/fill")
+    def fill(key: str, body: EditBody) -> dict:
+        es.item(key)
+        return {"levels": fill_between(body.levels)}
+
+    @app.post("/api/clips/{key}/preview", response_model=Preview)
+    def do_preview(key: str, body: EditBody) -> dict:
+        if model is None:
+            raise InputError("preview needs the model: start the editor with --model (or keep the "
+                             "collection's model directory where it was)")
+        frames, _ = es.clip(key)
+        with lock:
+            return preview(model, frames, body.levels)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _jet(v: np.ndarray) -> np.ndarray:
+    """The JET colour map (as the reference visualisation uses): values in [0, 1] → RGB in [0, 1]."""
+    v = np.clip(v, 0.0, 1.0)[..., None]
+    return np.clip(1.5 - np.abs(4.0 * v - np.array([3.0, 2.0, 1.0])), 0.0, 1.0)
+
+
+def _blend(frame: np.ndarray, spatial: np.ndarray) -> np.ndarray:
+    """0.6 · frame + 0.4 · JET(spatial map upsampled bilinearly to the frame), as the reference."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = frame.shape[:2]
+    m = F.interpolate(torch.from_numpy(np.asarray(spatial, np.float32))[None, None], size=(h, w),
+                      mode="bilinear", align_corners=False)[0, 0].numpy()
+    out = 0.6 * frame.astype(np.float32) + 0.4 * 255.0 * _jet(m)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _png(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,212 @@
+// ST-ABN temporal-attention editor: one level (1.0 / 0.5 / 0.0) per frame, saved through the API.
+"use strict";
+
+const LEVELS = [1, 0.5, 0];
+const state = { collection: null, key: null, clip: null, levels: [], tool: 1, overlay: false };
+const $ = (sel) => document.querySelector(sel);
+
+async function api(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
+  return data;
+}
+
+function status(text, isError = false) {
+  const el = $("#status");
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+// The JET colour map of the reference visualisation, for the attention bars.
+function jet(v) {
+  const c = (x) => Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - x))));
+  return `rgb(${c(3)}, ${c(2)}, ${c(1)})`;
+}
+
+function levelText(v) {
+  return v === null ? "–" : v.toFixed(1);
+}
+
+function renderList() {
+  const list = $("#clips");
+  list.replaceChildren();
+  const clips = state.collection.clips;
+  for (const c of clips) {
+    const li = document.createElement("li");
+    li.dataset.key = c.key;
+    li.textContent = `${c.id} — ${c.label_name} (predicted ${c.predicted_name})`;
+    li.classList.toggle("edited", c.edited);
+    li.classList.toggle("current", c.key === state.key);
+    li.addEventListener("click", () => selectClip(c.key));
+    list.append(li);
+  }
+  const done = clips.filter((c) => c.edited).length;
+  $("#progress").textContent = `(${done}/${clips.length} edited)`;
+}
+
+function frameUrl(t) {
+  const overlay = state.overlay ? "spatial" : "none";
+  return `/api/clips/${encodeURIComponent(state.key)}/frames/${t}.png?overlay=${overlay}`;
+}
+
+function renderFrames() {
+  const box = $("#frames");
+  box.replaceChildren();
+  state.clip.attention.forEach((a, t) => {
+    const div = document.createElement("div");
+    div.className = "frame";
+    div.dataset.t = String(t);
+    div.title = `frame ${t}: model attention ${a.toFixed(3)}; click to set the selected level`;
+    const bar = document.createElement("div");
+    bar.className = "bar";
+    bar.style.background = jet(a);
+    const img = document.createElement("img");
+    img.src = frameUrl(t);
+    img.alt = `frame ${t}`;
+    img.draggable = false;
+    const caption = document.createElement("div");
+    caption.className = "caption";
+    caption.innerHTML = `<span>#${t} · M<sub>t</sub> ${a.toFixed(2)}</span><span class="level-text"></span>`;
+    div.append(bar, img, caption);
+    div.addEventListener("click", () => setLevel(t, state.tool));
+    box.append(div);
+  });
+  renderLevels();
+}
+
+function renderLevels() {
+  document.querySelectorAll(".frame").forEach((div) => {
+    const v = state.levels[Number(div.dataset.t)];
+    if (v === null) delete div.dataset.level; else div.dataset.level = String(v);
+    div.querySelector(".level-text").textContent = levelText(v);
+  });
+  const unset = state.levels.filter((v) => v === null).length;
+  $("#save").disabled = unset > 0;
+  $("#save").title = unset ? `${unset} frame(s) still need a level` : "save this edit";
+}
+
+function setLevel(t, v) {
+  state.levels[t] = v;
+  renderLevels();
+}
+
+function selectTool(v) {
+  state.tool = v;
+  document.querySelectorAll("button.level").forEach((b) => {
+    const level = b.dataset.level === "" ? null : Number(b.dataset.level);
+    b.setAttribute("aria-pressed", String(level === v));
+  });
+}
+
+async function selectClip(key) {
+  try {
+    state.clip = await api("GET", `/api/clips/${encodeURIComponent(key)}`);
+  } catch (e) {
+    status(e.message, true);
+    return;
+  }
+  state.key = key;
+  state.levels = state.clip.levels ? [...state.clip.levels] : state.clip.attention.map(() => null);
+  $("#empty").hidden = true;
+  $("#editor").hidden = false;
+  $("#preview-result").replaceChildren();
+  const c = state.clip;
+  $("#clip-info").innerHTML = "";
+  const info = document.createElement("p");
+  info.textContent = `${c.id}: true class ${c.label_name}, predicted ${c.predicted_name}` +
+    (c.levels ? " — edit saved" : " — not edited yet");
+  $("#clip-info").append(info);
+  status("");
+  renderList();
+  renderFrames();
+}
+
+async function fill() {
+  try {
+    const r = await api("POST", `/api/clips/${encodeURIComponent(state.key)}/fill`, { levels: state.levels });
+    state.levels = r.levels;
+    renderLevels();
+    status("filled between equal levels");
+  } catch (e) {
+    status(e.message, true);
+  }
+}
+
+function fromAttention() {
+  // nearest level to the model's own attention: a starting point to correct
+  state.levels = state.clip.attention.map((a) => LEVELS.reduce((best, l) => (Math.abs(l - a) < Math.abs(best - a) ? l : best)));
+  renderLevels();
+  status("levels set from the model's attention (nearest level)");
+}
+
+async function save() {
+  try {
+    const r = await api("PUT", `/api/clips/${encodeURIComponent(state.key)}/edit`, { levels: state.levels });
+    state.clip.levels = r.levels;
+    const summary = state.collection.clips.find((c) => c.key === state.key);
+    summary.edited = true;
+    renderList();
+    status(`saved edit of ${r.id}`);
+  } catch (e) {
+    status(e.message, true);
+  }
+}
+
+async function preview() {
+  const out = $("#preview-result");
+  try {
+    const r = await api("POST", `/api/clips/${encodeURIComponent(state.key)}/preview`, { levels: state.levels });
+    const row = (name, o) => `<tr><td>${name}</td><td>${o.label}</td><td>${o.probability.toFixed(3)}</td>` +
+      `<td>${o.temporal.map((v) => v.toFixed(2)).join(" ")}</td></tr>`;
+    out.innerHTML = `<table id="preview-table"><tr><th>temporal attention</th><th>prediction</th><th>probability</th>` +
+      `<th>M<sub>t</sub> used</th></tr>${row("the model's", r.original)}${row("edited", r.edited)}</table>`;
+    status(`true class ${state.clip.label_name}: edited attention predicts ${r.edited.label}`);
+  } catch (e) {
+    out.replaceChildren();
+    status(e.message, true);
+  }
+}
+
+function bind() {
+  document.querySelectorAll("button.level").forEach((b) =>
+    b.addEventListener("click", () => selectTool(b.dataset.level === "" ? null : Number(b.dataset.level))));
+  $("#fill").addEventListener("click", fill);
+  $("#from-attention").addEventListener("click", fromAttention);
+  $("#clear").addEventListener("click", () => { state.levels = state.levels.map(() => null); renderLevels(); });
+  $("#save").addEventListener("click", save);
+  $("#preview").addEventListener("click", preview);
+  $("#overlay").addEventListener("change", (e) => {
+    state.overlay = e.target.checked;
+    document.querySelectorAll(".frame img").forEach((img, t) => { img.src = frameUrl(t); });
+  });
+  document.addEventListener("keydown", (e) => {
+    if (e.target.tagName === "INPUT") return;
+    const keys = { "1": 1, "2": 0.5, "3": 0, "0": null };
+    if (e.key in keys) selectTool(keys[e.key]);
+  });
+}
+
+async function main() {
+  bind();
+  selectTool(1);
+  try {
+    state.collection = await api("GET", "/api/collection");
+  } catch (e) {
+    status(e.message, true);
+    return;
+  }
+  const c = state.collection;
+  $("#source").textContent = `model ${c.model} · ${c.data} (${c.split}) · ${c.clips.length} clips · ${c.num_frames} frames`;
+  $("#preview").disabled = !c.preview;
+  if (!c.preview) $("#preview").title = "start the editor with the model to preview";
+  renderList();
+  document.body.dataset.ready = "true";
+}
+
+main();

@@ -1,0 +1,93 @@
+"""Save and load ST-ABN model directories.
+
+A model directory holds ``model.safetensors`` (the weights; no pickle) and ``videoxai.json``::
+
+    {"loader": "stabn", "format": 1, "config": {...STABNConfig...}, "name": "...",
+     "metrics": {...}, "training": {...}}
+
+``vx.load_model(directory)`` finds the ``"loader"`` key and comes here (the registration lives in
+:mod:`videoxai.models.stabn_loader`), as does ``vx.load_model("stabn:<directory>")`` and the
+bundled ``vx.load_model("demo-stabn")``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import InputError, UnknownModelError
+from .model import STABN, STABNConfig, STABNVideoModel
+
+WEIGHTS = "model.safetensors"
+META = "videoxai.json"
+FORMAT = 1
+
+
+def save_stabn(model: STABNVideoModel, directory: str | Path, *, metrics: dict | None = None,
+               training: dict | None = None) -> Path:
+    """Write ``model`` to ``directory`` (created if needed); returns the directory."""
+    if not isinstance(model, STABNVideoModel):
+        raise InputError(f"save_stabn needs an ST-ABN model, got {type(model).__name__}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
+    # write to temporary names and rename, so a crash never leaves a half-written model behind
+    tmp = directory / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    tmp.replace(directory / WEIGHTS)
+    (directory / WEIGHTS).chmod(0o644)  # safetensors writes 0600; a model is meant to be shared
+    meta = {"loader": "stabn", "format": FORMAT, "name": model.name, "config": model.config.to_dict(),
+            "metrics": metrics or {}, "training": training or {}}
+    tmp = directory / (META + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(directory / META)
+    return directory
+
+
+def read_meta(directory: str | Path) -> dict:
+    """The parsed ``videoxai.json`` of an ST-ABN model directory."""
+    directory = Path(directory)
+    path = directory / META
+    if not path.is_file():
+        raise UnknownModelError(f"{directory} is not an ST-ABN model directory (no {META})")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UnknownModelError(f"{path} is not valid JSON: {e}") from None
+    if meta.get("loader") != "stabn":
+        raise UnknownModelError(f"{path} is for loader {meta.get('loader')!r}, not 'stabn'")
+    if meta.get("format", FORMAT) > FORMAT:
+        raise UnknownModelError(f"{path} has format {meta['format']}; this videoxai reads ≤ {FORMAT}")
+    return meta
+
+
+def load_stabn(directory: str | Path, device: str | torch.device = "cpu",
+               name: str | None = None) -> STABNVideoModel:
+    """Load an ST-ABN model directory as a :class:`STABNVideoModel` in eval mode."""
+    directory = Path(directory)
+    meta = read_meta(directory)
+    try:
+        config = STABNConfig.from_dict(meta["config"])
+    except (InputError, TypeError, KeyError) as e:
+        raise UnknownModelError(f"{directory / META}: bad ST-ABN config: {e}") from None
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise UnknownModelError(f"{directory} has no {WEIGHTS}")
+    net = STABN(config)
+    state = load_file(str(weights))
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise UnknownModelError(f"{weights} does not match its config: {e}") from None
+    if missing or unexpected:
+        raise UnknownModelError(f"{weights} does not match its config: missing {sorted(missing)[:5]}, "
+                                f"unexpected {sorted(unexpected)[:5]}")
+    model = STABNVideoModel(net, name=name or meta.get("name") or directory.name)
+    model.metadata = meta
+    return model.to(device).eval()
+
+
+__all__ = ["save_stabn", "load_stabn", "read_meta", "WEIGHTS", "META"]

@@ -1,0 +1,414 @@
+"""ST-ABN: a spatio-temporal attention branch network on a slow-only 3D ResNet.
+
+The network (research/stabn.md §2, after the authors' code [V1]) is
+
+* a **feature extractor**: a slow-only 3D ResNet up to ``layer3`` — stem ``1×7×7``, ``layer1`` and
+  ``layer2`` purely spatial, the first convolution of every block of ``layer3`` / ``layer4``
+  temporal (``3×1×1`` in bottlenecks, ``3×3×3`` in basic blocks); time is never downsampled, so
+  every input frame keeps its own feature map, its own spatial attention map and its own temporal
+  attention weight;
+* an **attention branch** on the ``layer3`` features ``F``: a copy of ``layer4`` with spatial
+  stride 1, then class-wise maps ``A (B, K, T, h, w)`` from which come the attention logits
+  ``z_att``, the **spatial attention** ``M_s = σ(BN(conv₁ₓ₁ₓ₁(A))) (B, T, h, w)`` and the
+  **temporal attention** ``M_t (B, T)`` (a ``3×3×3`` conv to one channel, a ``1×1`` conv across
+  frames treated as channels, global pooling and two ``T×T`` fully connected layers, sigmoid);
+* the **attention mechanism** ``G = ReLU(BN(conv₁ₓ₁ₓ₁([F ⊙ (1 + M_s), F ⊙ M_t])))`` — the spatial
+  weighting is residual (ABN style), the temporal one is a gate; both are sigmoids, so each frame
+  gets an independent weight in [0, 1] and nothing normalises across frames;
+* a **perception branch**: ``layer4(G)``, global pooling, dropout and a linear head, ``z_per``.
+
+Training minimises ``CE(z_per, y) + CE(z_att, y)`` (:mod:`videoxai.stabn.losses`).
+
+Unlike the reference code, the clip length ``T``, the input size and the class count ``K`` are
+parameters (the reference hard-codes 32 frames, 224 pixels and 174 attention-head outputs); the
+branch is still tied to the ``T`` it was built for (``T×T`` layers and a ``K·T → K`` head), as in
+the paper. The fusion applies the ReLU of [V1] (the re-implementation [V2] omits it). Backbone
+sizes range from ``"tiny"`` (trains on 2 CPU cores in minutes) to ``"r50"`` (the paper's 3D
+ResNet-50: 55.7 M parameters at T=32, K=174).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar, Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from ..models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, VideoModel
+
+
+# -- backbone sizes -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One size of the slow-only 3D ResNet.
+
+    Attributes:
+        block: ``"basic"`` (two ``3×3`` convs) or ``"bottleneck"`` (``1×1``, ``3×3``, ``1×1``, ×4).
+        blocks: blocks in ``layer1`` … ``layer4``.
+        widths: base channels of ``layer1`` … ``layer4`` (bottlenecks output 4× as many).
+        stem_width: channels of the ``1×7×7`` stem convolution.
+        stem_pool: a ``1×3×3`` stride-2 max-pool after the stem (as in ResNet).
+        strides: spatial strides of ``layer1`` … ``layer4`` (the attention branch's copy of
+            ``layer4`` always has stride 1). Small backbones for small inputs keep ``layer3`` at
+            the resolution of ``layer2`` so that the attention maps stay usable (8×8 at 64 px).
+    """
+
+    block: Literal["basic", "bottleneck"]
+    blocks: tuple[int, int, int, int]
+    widths: tuple[int, int, int, int]
+    stem_width: int
+    stem_pool: bool = True
+    strides: tuple[int, int, int, int] = (1, 2, 2, 2)
+    help: str = ""
+
+    @property
+    def expansion(self) -> int:
+        return 4 if self.block == "bottleneck" else 1
+
+    @property
+    def stride(self) -> int:
+        """Spatial stride from the input to ``layer3`` (where the attention maps live)."""
+        return 2 * (2 if self.stem_pool else 1) * self.strides[0] * self.strides[1] * self.strides[2]
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "tiny": BackboneSpec("basic", (1, 1, 1, 1), (8, 16, 24, 32), 8, strides=(1, 2, 1, 2),
+                         help="0.09 M parameters; trains on 2 CPU cores in minutes (64×64, 8 frames)"),
+    "small": BackboneSpec("basic", (1, 1, 1, 1), (16, 32, 64, 128), 16, strides=(1, 2, 1, 2),
+                          help="0.9 M parameters; small inputs (64–112 px)"),
+    "r18": BackboneSpec("basic", (2, 2, 2, 2), (64, 128, 256, 512), 64,
+                        help="slow-only 3D ResNet-18"),
+    "r34": BackboneSpec("basic", (3, 4, 6, 3), (64, 128, 256, 512), 64,
+                        help="slow-only 3D ResNet-34"),
+    "r50": BackboneSpec("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), 64,
+                        help="slow-only 3D ResNet-50, the paper's backbone"),
+}
+
+
+# -- configuration --------------------------------------------------------------------------------
+@dataclass
+class STABNConfig:
+    """Everything needed to rebuild an ST-ABN (stored in ``videoxai.json``).
+
+    Attributes:
+        num_classes: K, the classes of both heads.
+        num_frames: T, frames per clip; the attention branch is built for exactly this many.
+        input_size: ``(h, w)`` of the network input.
+        backbone: a name of :data:`BACKBONES`.
+        dropout: before both linear heads (0.5 in the paper).
+        shortest_edge: frames are scaled so that their shorter side is this long and centre-cropped
+            to ``input_size``; ``None`` resizes whole frames to ``input_size``.
+        mean, std: input normalisation of pixels in [0, 1].
+        labels: class names (``None`` gives ``class_<i>``).
+    """
+
+    num_classes: int
+    num_frames: int = 8
+    input_size: tuple[int, int] = (64, 64)
+    backbone: str = "tiny"
+    dropout: float = 0.5
+    shortest_edge: int | None = None
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    labels: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.input_size, int):
+            self.input_size = (self.input_size, self.input_size)
+        self.input_size = tuple(int(s) for s in self.input_size)
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+        if self.backbone not in BACKBONES:
+            raise InputError(f"unknown ST-ABN backbone {self.backbone!r}; "
+                             f"sizes: {', '.join(BACKBONES)}")
+        if int(self.num_classes) < 2:
+            raise InputError(f"num_classes must be ≥ 2, got {self.num_classes}")
+        if int(self.num_frames) < 1:
+            raise InputError(f"num_frames must be ≥ 1, got {self.num_frames}")
+        if len(self.input_size) != 2:
+            raise InputError(f"input_size must be h or (h, w), got {self.input_size}")
+        stride = BACKBONES[self.backbone].stride
+        if min(self.input_size) < stride:
+            raise InputError(f"input_size {self.input_size} is too small for backbone "
+                             f"{self.backbone!r}: need ≥ {stride} pixels a side")
+        if self.labels is not None:
+            self.labels = [str(s) for s in self.labels]
+            if len(self.labels) != self.num_classes:
+                raise InputError(f"{len(self.labels)} labels for {self.num_classes} classes")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def attention_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the per-frame spatial attention map (the ``layer3`` grid)."""
+        s = BACKBONES[self.backbone].stride
+        return tuple(-(-d // s) for d in self.input_size)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"], d["mean"], d["std"] = list(self.input_size), list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "STABNConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"unknown ST-ABN config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+# -- output ---------------------------------------------------------------------------------------
+class STABNOutput(NamedTuple):
+    """What one forward pass of :class:`STABN` returns.
+
+    Attributes:
+        logits: ``(B, K)`` perception-branch logits (the model's prediction).
+        att_logits: ``(B, K)`` attention-branch logits.
+        spatial: ``(B, T, h, w)`` spatial attention ``M_s`` in (0, 1), one map per frame.
+        temporal: ``(B, T)`` temporal attention ``M_t`` in (0, 1), one weight per frame (the
+            one used by the attention mechanism: the override, if one was given).
+    """
+
+    logits: torch.Tensor
+    att_logits: torch.Tensor
+    spatial: torch.Tensor
+    temporal: torch.Tensor
+
+
+# -- building blocks ------------------------------------------------------------------------------
+def _conv(cin: int, cout: int, k: tuple[int, int, int], stride: tuple[int, int, int] = (1, 1, 1)) -> nn.Conv3d:
+    return nn.Conv3d(cin, cout, k, stride=stride, padding=tuple(x // 2 for x in k), bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion: ClassVar[int] = 1
+
+    def __init__(self, cin: int, width: int, stride: int, kt: int) -> None:
+        super().__init__()
+        self.conv1 = _conv(cin, width, (kt, 3, 3), (1, stride, stride))
+        self.bn1 = nn.BatchNorm3d(width)
+        self.conv2 = _conv(width, width, (1, 3, 3))
+        self.bn2 = nn.BatchNorm3d(width)
+        self.downsample = _shortcut(cin, width, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class Bottleneck(nn.Module):
+    expansion: ClassVar[int] = 4
+
+    def __init__(self, cin: int, width: int, stride: int, kt: int) -> None:
+        super().__init__()
+        self.conv1 = _conv(cin, width, (kt, 1, 1))
+        self.bn1 = nn.BatchNorm3d(width)
+        self.conv2 = _conv(width, width, (1, 3, 3), (1, stride, stride))
+        self.bn2 = nn.BatchNorm3d(width)
+        self.conv3 = _conv(width, width * 4, (1, 1, 1))
+        self.bn3 = nn.BatchNorm3d(width * 4)
+        self.downsample = _shortcut(cin, width * 4, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(_conv(cin, cout, (1, 1, 1), (1, stride, stride)), nn.BatchNorm3d(cout))
+
+
+def _layer(spec: BackboneSpec, cin: int, i: int, stride: int) -> nn.Sequential:
+    """``layer{i+1}``: temporal kernels only in layer3 and layer4 (slow-only, ``inflate=(0,0,1,1)``)."""
+    block = Bottleneck if spec.block == "bottleneck" else BasicBlock
+    kt = 3 if i >= 2 else 1
+    width = spec.widths[i]
+    mods = []
+    for j in range(spec.blocks[i]):
+        mods.append(block(cin, width, stride if j == 0 else 1, kt))
+        cin = width * block.expansion
+    return nn.Sequential(*mods)
+
+
+# -- the network ----------------------------------------------------------------------------------
+class STABN(nn.Module):
+    """The ST-ABN network on normalised input ``(B, 3, T, h, w)``; see the module docstring.
+
+    Use :class:`STABNVideoModel` (or :func:`build`) for the pixel-space adapter.
+    """
+
+    def __init__(self, config: STABNConfig) -> None:
+        super().__init__()
+        self.config = config
+        spec = BACKBONES[config.backbone]
+        k, t, e = config.num_classes, config.num_frames, spec.expansion
+        c3, c4 = spec.widths[2] * e, spec.widths[3] * e
+
+        # feature extractor
+        self.stem = nn.Sequential(_conv(3, spec.stem_width, (1, 7, 7), (1, 2, 2)),
+                                  nn.BatchNorm3d(spec.stem_width), nn.ReLU(inplace=True))
+        self.pool = nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)) if spec.stem_pool else nn.Identity()
+        self.layer1 = _layer(spec, spec.stem_width, 0, spec.strides[0])
+        self.layer2 = _layer(spec, spec.widths[0] * e, 1, spec.strides[1])
+        self.layer3 = _layer(spec, spec.widths[1] * e, 2, spec.strides[2])
+
+        # attention branch: a layer4 with spatial stride 1, then K class-wise maps
+        self.att_layer4 = _layer(spec, c3, 3, 1)
+        self.att_bn = nn.BatchNorm3d(c4)
+        self.att_conv = _conv(c4, k, (1, 1, 1))
+        self.att_bn2 = nn.BatchNorm3d(k)
+        self.att_out = _conv(k, k, (1, 1, 1))
+        self.att_fc = nn.Linear(k * t, k)
+        self.spatial_conv = _conv(k, 1, (1, 1, 1))
+        self.spatial_bn = nn.BatchNorm3d(1)
+        self.temporal_conv = _conv(k, 1, (3, 3, 3))
+        self.temporal_bn = nn.BatchNorm3d(1)
+        self.temporal_mix = nn.Conv2d(t, t, 1)        # frames as channels
+        self.temporal_fc1 = nn.Linear(t, t)
+        self.temporal_fc2 = nn.Linear(t, t)
+
+        # attention mechanism
+        self.fusion = nn.Sequential(_conv(2 * c3, c3, (1, 1, 1)), nn.BatchNorm3d(c3), nn.ReLU(inplace=True))
+
+        # perception branch
+        self.layer4 = _layer(spec, c3, 3, spec.strides[3])
+        self.fc = nn.Linear(c4, k)
+        self.dropout = nn.Dropout(config.dropout)
+        self._init_weights()
+
+    #: module groups, for freezing schedules (see videoxai.stabn.knowledge)
+    GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "feature_extractor": ("stem", "pool", "layer1", "layer2", "layer3"),
+        "attention_branch": ("att_layer4", "att_bn", "att_conv", "att_bn2", "att_out", "att_fc",
+                             "spatial_conv", "spatial_bn", "temporal_conv", "temporal_bn",
+                             "temporal_mix", "temporal_fc1", "temporal_fc2"),
+        "perception_branch": ("fusion", "layer4", "fc"),
+    }
+
+    def _init_weights(self) -> None:
+        if self.fc.weight.is_meta:  # built on the meta device (shapes, sizes): nothing to draw
+            return
+        for m in self.modules():
+            if isinstance(m, (nn.Conv3d, nn.Conv2d)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # the two class heads as in [V1]: N(0, 0.01), zero bias
+        for head in (self.att_fc, self.fc):
+            nn.init.normal_(head.weight, 0.0, 0.01)
+            nn.init.zeros_(head.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, T, H, W)`` → ``layer3`` features ``F (B, C3, T, h, w)``."""
+        return self.layer3(self.layer2(self.layer1(self.pool(self.stem(x)))))
+
+    def attention(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``F`` → ``(z_att (B, K), M_s (B, T, h, w), M_t (B, T))``."""
+        a = F.relu(self.att_bn2(self.att_conv(self.att_bn(self.att_layer4(feats)))))  # (B, K, T, h, w)
+        z = self.att_out(a).mean((3, 4)).flatten(1)                                  # (B, K·T)
+        z_att = self.att_fc(self.dropout(z))
+        m_s = torch.sigmoid(self.spatial_bn(self.spatial_conv(a)))[:, 0]             # (B, T, h, w)
+        u = F.relu(self.temporal_bn(self.temporal_conv(a)))[:, 0]                    # (B, T, h, w)
+        u = F.relu(self.temporal_mix(u)).mean((2, 3))                                # (B, T)
+        m_t = torch.sigmoid(self.temporal_fc2(F.relu(self.temporal_fc1(u))))         # (B, T)
+        return z_att, m_s, m_t
+
+    def forward(self, x: torch.Tensor, temporal_override: torch.Tensor | None = None) -> STABNOutput:
+        """``(B, 3, T, H, W)`` normalised → :class:`STABNOutput`.
+
+        ``temporal_override`` ``(B, T)`` or ``(T,)`` replaces ``M_t`` in the attention mechanism
+        (the editor's preview of a human edit); the attention logits are unaffected.
+        """
+        b, _, t = x.shape[:3]
+        if t != self.config.num_frames:
+            raise InputError(f"this ST-ABN was built for {self.config.num_frames} frames, got {t}")
+        feats = self.features(x)
+        z_att, m_s, m_t = self.attention(feats)
+        if temporal_override is not None:
+            m_t = _as_override(temporal_override, b, t, feats)
+        g_s = feats * (1.0 + m_s[:, None])
+        g_t = feats * m_t[:, None, :, None, None]
+        g = self.fusion(torch.cat([g_s, g_t], 1))
+        z_per = self.fc(self.dropout(self.layer4(g).mean((2, 3, 4))))
+        return STABNOutput(z_per, z_att, m_s, m_t)
+
+
+def _as_override(m: torch.Tensor, b: int, t: int, like: torch.Tensor) -> torch.Tensor:
+    m = torch.as_tensor(m, dtype=like.dtype, device=like.device)
+    if m.ndim == 1:
+        m = m.expand(b, -1)
+    if m.shape != (b, t):
+        raise InputError(f"temporal attention override must be ({b}, {t}) or ({t},), got {tuple(m.shape)}")
+    if not torch.isfinite(m).all() or (m < 0).any() or (m > 1).any():
+        raise InputError("temporal attention override must lie in [0, 1]")
+    return m
+
+
+# -- the pixel-space adapter ----------------------------------------------------------------------
+class STABNVideoModel(VideoModel):
+    """An ST-ABN behind the :class:`~videoxai.models.base.VideoModel` interface.
+
+    Its logits (``model(pixels)``) are the **perception branch's**, the model's prediction as in
+    the paper. :meth:`outputs` gives everything at once (both branches' logits and both
+    attentions); after any forward, :attr:`last_output` holds that forward's outputs (detached),
+    so the ``stabn`` explanation method costs no extra pass. Layout ``BCTHW``. A loaded model's
+    :attr:`metadata` is its ``videoxai.json`` (training data, command, metrics).
+    """
+
+    def __init__(self, net: STABN, name: str | None = None) -> None:
+        cfg = net.config
+        pre = Preprocess(size=cfg.input_size, shortest_edge=cfg.shortest_edge, mean=cfg.mean, std=cfg.std)
+        super().__init__(net, num_frames=cfg.num_frames, preprocess=pre, labels=cfg.labels,
+                         num_classes=cfg.num_classes, layout="BCTHW", fixed_num_frames=True,
+                         cam_layer="layer4", family="stabn", name=name or f"stabn-{cfg.backbone}")
+        self.last_output: STABNOutput | None = None
+        self.metadata: dict = {}
+        self._override: torch.Tensor | None = None
+        self._capture: list[STABNOutput] | None = None
+
+    @property
+    def config(self) -> STABNConfig:
+        return self.net.config
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x, temporal_override=self._override)
+        self.last_output = STABNOutput(*(o.detach() for o in out))
+        if self._capture is not None:
+            self._capture.append(out)
+        return out.logits
+
+    def outputs(self, pixels: torch.Tensor, temporal_override: torch.Tensor | None = None) -> STABNOutput:
+        """``(B, T, 3, H, W)`` pixels in [0, 1] → :class:`STABNOutput` (with gradients).
+
+        ``temporal_override`` ``(B, T)`` or ``(T,)`` in [0, 1] replaces the temporal attention in
+        the attention mechanism, to see how an edit changes the prediction.
+        """
+        self._override, self._capture = temporal_override, []
+        try:
+            self(pixels)
+            return self._capture[0]
+        finally:
+            self._override, self._capture = None, None
+
+
+def build(config: STABNConfig | None = None, *, name: str | None = None, **kwargs) -> STABNVideoModel:
+    """A freshly initialised ST-ABN adapter: ``build(num_classes=5, num_frames=8, backbone="tiny")``."""
+    if config is None:
+        config = STABNConfig(**kwargs)
+    elif kwargs:
+        raise InputError("give a config or keyword arguments, not both")
+    return STABNVideoModel(STABN(config), name=name)
+
+
+__all__ = ["BACKBONES", "BackboneSpec", "STABNConfig", "STABN", "STABNOutput", "STABNVideoModel", "build"]
