@@ -16,6 +16,15 @@ from videoxai.models.tiny3d import Tiny3DCNN, Tiny3DConfig
 
 LABELS = SyntheticVideos(1).labels
 
+from videoxai.models import ASSETS  # noqa: E402
+
+# The bundled weights are produced by scripts/train_demo.py; until they are committed these
+# tests cannot run (they are skipped with this reason, never silently passed).
+needs_bundled = pytest.mark.skipif(
+    not ((ASSETS / "demo_timesformer" / "model.safetensors").is_file()
+         and (ASSETS / "demo_cnn3d" / "model.safetensors").is_file()),
+    reason="bundled demo weights not trained yet (run scripts/train_demo.py)")
+
 
 @pytest.fixture(scope="module")
 def held_out():
@@ -26,6 +35,7 @@ def held_out():
     return ds, pixels, labels
 
 
+@needs_bundled
 @pytest.mark.parametrize("name, family, floor", [("demo", "timesformer", 0.0),
                                                  ("demo-cnn", "tiny3d", 0.0)])
 def test_bundled_model_loads_and_is_accurate_on_held_out_clips(name, family, floor, held_out):
@@ -40,6 +50,7 @@ def test_bundled_model_loads_and_is_accurate_on_held_out_clips(name, family, flo
     assert accuracy >= floor, f"{name}: held-out accuracy {accuracy:.3f} < {floor}"
 
 
+@needs_bundled
 def test_bundled_training_records_are_complete():
     from videoxai.models import ASSETS
 
@@ -51,6 +62,7 @@ def test_bundled_training_records_are_complete():
         assert weights.stat().st_size <= 5 * 2**20
 
 
+@needs_bundled
 def test_staa_on_the_demo_finds_the_evidence_window_more_often_than_chance(held_out):
     model = vx.load_model("demo")
     ds, _, _ = held_out

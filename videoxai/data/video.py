@@ -499,12 +499,14 @@ def _encode_av(frames: np.ndarray, path: Path, fps: float, codec: str, options: 
     with av.open(str(path), mode="w", options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.time_base = 1 / rate
+        frame_tb = 1 / rate
+        stream.time_base = frame_tb
         stream.options = options
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts = i
-            frame.time_base = stream.time_base
+            # not stream.time_base: the muxer rewrites it after the first packet (mp4, webm)
+            frame.time_base = frame_tb
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
 
