@@ -17,7 +17,7 @@ they run on the first ``--ep-clips`` clips only (the table says on how many). Th
 STAA's time as a share of temporal SHAP's and LIME's (the STAA paper claims under 3 %), with the
 chance rates of a uniformly random guess.
 
-    python benchmarks/perturbation_quality.py                      # demo model, 24 clips
+    python benchmarks/perturbation_quality.py                      # demo model, 20 clips
     python benchmarks/perturbation_quality.py --clips 50 --ep-clips 8 --model demo
 """
 
@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-import videoxai as vx  # noqa: E402
-from videoxai.data.synthetic import SyntheticVideos, chance_rates  # noqa: E402
+import videoxai as vx
+from videoxai.data.synthetic import SyntheticVideos, chance_rates
 
 METHODS = ["staa", "shap_temporal", "lime", "occlusion", "rise", "ep2d", "ep3d", "step"]
 EXTREMAL = {"ep2d", "ep3d", "step"}
@@ -58,9 +58,9 @@ def localisation(exp: vx.Explanation, sample) -> tuple[bool, list[bool]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="demo", help="model spec for vx.load_model (default: demo)")
-    ap.add_argument("--clips", type=int, default=24, help="held-out clips (default 24)")
-    ap.add_argument("--ep-clips", type=int, default=4,
-                    help="clips for ep2d/ep3d/step, the first of --clips (default 4)")
+    ap.add_argument("--clips", type=int, default=20, help="held-out clips (default 20)")
+    ap.add_argument("--ep-clips", type=int, default=2,
+                    help="clips for ep2d/ep3d/step, the first of --clips (default 2)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
