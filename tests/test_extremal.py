@@ -3,8 +3,6 @@ the optimised masks on an analytic model whose evidence is known."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -13,8 +11,15 @@ from torch import nn
 import videoxai as vx
 from videoxai.errors import InputError
 from videoxai.methods import baselines
-from videoxai.methods.extremal import (AREA_GROWTH, BlurPyramid, MaskGenerator, area_loss,
-                                       ellipsoid_kernel, log_reward, smoothness_loss)
+from videoxai.methods.extremal import (
+    AREA_GROWTH,
+    BlurPyramid,
+    MaskGenerator,
+    area_loss,
+    ellipsoid_kernel,
+    log_reward,
+    smoothness_loss,
+)
 
 T, S = 8, 24
 BOX, WINDOW = (8, 14, 10, 16), (2, 6)        # 6 × 6 pixels in 4 frames: 1.6 % of the clip
@@ -148,7 +153,7 @@ def test_rewards_are_minus_log_probabilities():
 
 
 def test_step_energy_is_area_plus_smoothness_on_the_recipes_schedule(case):
-    model, clip, _ = case
+    model = case[0]
     m = vx.methods.get("step")(model, smooth_start=0.25)
     m.check_clip(T, (31, 31))
     padded = torch.rand(2, T, 31, 31, generator=torch.Generator().manual_seed(0))
@@ -205,7 +210,7 @@ def test_delete_game_finds_the_box_too(case):
 def test_batch_size_splits_areas_without_changing_the_result_and_seeds_repeat(case):
     model, clip, _ = case
     x = clip.to_tensor()
-    opts = dict(areas=(0.05, 0.2), iterations=12, smooth_start=0.0)
+    opts = {"areas": (0.05, 0.2), "iterations": 12, "smooth_start": 0.0}
     joint = vx.methods.get("step")(model, batch_size=8, **opts).attribute(x, 0)
     split = vx.methods.get("step")(model, batch_size=1, **opts).attribute(x, 0)
     torch.testing.assert_close(joint.maps, split.maps, atol=1e-5, rtol=1e-4)

@@ -52,7 +52,8 @@ demo model's 32 masks, one thread).
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -155,12 +156,12 @@ class _SmoothMax(torch.autograd.Function):
     @staticmethod
     def _weighted(cols: torch.Tensor, weight: torch.Tensor, step: int) -> torch.Tensor:
         """v = upsampled parameters × kernel weights: ``(n, J, mh, step, mw, step)`` in one pass."""
-        n, j, mh, mw = cols.shape
+        _, j, mh, mw = cols.shape
         return cols[:, :, :, None, :, None] * weight.view(1, j, mh, step, mw, step)
 
     @staticmethod
     def forward(ctx, cols, weight, step, shape_out, coldness):
-        n, j, mh, mw = cols.shape
+        n, _, mh, mw = cols.shape
         # the weights on the whole upsampled grid, zero where TorchRay crops it away
         full = F.pad(weight, (0, mw * step - shape_out[1], 0, mh * step - shape_out[0]))
         out = cols.new_empty(n, mh * step, mw * step)

@@ -28,8 +28,9 @@ batch, on ``batch_size`` or on global random state.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +59,7 @@ class Canvas:
     grid: tuple[int, int]
 
     @classmethod
-    def of(cls, model: VideoModel, clip: torch.Tensor) -> "Canvas":
+    def of(cls, model: VideoModel, clip: torch.Tensor) -> Canvas:
         """The canvas of ``clip`` ``(1, T, 3, H, W)`` for ``model``."""
         _, t, c, fh, fw = clip.shape
         h, w = model.input_size
