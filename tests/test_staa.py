@@ -28,7 +28,7 @@ def test_timesformer_spatial_and_temporal_match_eager_attention(rng):
     net = _eager("timesformer")
     model = from_hf_module(net)
     x = _pixels(rng)
-    attr = get("staa")(model).attribute(x)
+    attr = get("staa")(model, layers=1).attribute(x)
     grid = model.token_grid
     # reference: the spatial attention HF returns, and the temporal attention read by calling the
     # temporal attention module again on its captured input with output_attentions=True
@@ -60,7 +60,7 @@ def test_joint_attention_matches_eager_attention(family, rng):
     # STAA on the *fast* (sdpa) model must give the eager model's map
     fast = tiny_hf(family)
     fast.config._attn_implementation = "sdpa"
-    attr = get("staa")(from_hf_module(fast)).attribute(x)
+    attr = get("staa")(from_hf_module(fast), layers=1).attribute(x)
     torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6)
 
 
@@ -77,7 +77,7 @@ def test_gradient_weighted_matches_eager_gradients(family, rng):
     w = (att * att.grad.clamp_min(0)).mean(1)
     scores = w[:, 0, 1:] if family == "vivit" else w.mean(1)
     ref = model.token_grid.scores_to_volume(scores)
-    attr = get("staa")(from_hf_module(tiny_hf(family)), gradient_weighted=True).attribute(x)
+    attr = get("staa")(from_hf_module(tiny_hf(family)), layers=1, gradient_weighted=True).attribute(x)
     torch.testing.assert_close(attr.maps, ref.detach(), rtol=1e-4, atol=1e-7)
 
 
@@ -119,3 +119,38 @@ def test_staa_needs_attention():
     model = vx.wrap(cnn, num_frames=8, input_size=16)
     with pytest.raises(UnsupportedModelError, match="staa.*attention"):
         vx.explain(model, np.zeros((8, 16, 16, 3), np.float32), "staa")
+
+
+def test_layer_choices_resolve_to_the_documented_layers():
+    model = from_hf_module(tiny_hf("timesformer"))                 # 2 layers
+    assert get("staa")(model).layers == [1]                        # "half": the last half
+    assert get("staa")(model, layers="all").layers == [0, 1]
+    assert get("staa")(model, layers=[0]).layers == [0]
+    with pytest.raises(vx.InputError, match="layers"):
+        get("staa")(model, layers="most")
+    with pytest.raises(vx.InputError, match="peak_share"):
+        get("staa")(model, peak_share=0.0)
+
+
+def test_temporal_score_is_the_mean_of_each_frames_peak_values():
+    model = from_hf_module(tiny_hf("vivit"))                       # tubelet 2: 4 map frames for 8
+    maps = torch.full((1, 4, 4, 5), 0.05)                          # 20 cells per map frame
+    maps[0, 1] = 0.0
+    maps[0, 1, 2, 3] = 0.6                                         # concentrated, less mass
+    # peak_share 0.1 → the top 2 cells of each map frame
+    scores = get("staa")(model, peak_share=0.1).peak_scores(maps, 8)
+    expected = torch.tensor([0.05, 0.3, 0.05, 0.05]).repeat_interleave(2)
+    torch.testing.assert_close(scores[0], expected)
+    # peak_share 1 → the mean, i.e. the per-frame mass over the number of cells
+    mass = get("staa")(model, peak_share=1.0).peak_scores(maps, 8)
+    torch.testing.assert_close(mass[0], (maps.flatten(2).sum(-1) / 20).repeat_interleave(2, dim=1)[0])
+
+
+def test_explanation_temporal_follows_the_peak_statistic(rng):
+    model = from_hf_module(tiny_hf("timesformer"))
+    x = _pixels(rng, b=1)
+    method = get("staa")(model, peak_share=0.25)
+    attr = method.attribute(x)
+    exp = vx.explain(model, x[0].permute(0, 2, 3, 1).numpy(), method)
+    expected = method.peak_scores(attr.maps, 8)[0]
+    np.testing.assert_allclose(exp.temporal, (expected / expected.sum()).numpy(), rtol=1e-5)

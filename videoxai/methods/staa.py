@@ -13,29 +13,62 @@ One forward pass of a video transformer gives both maps from its own attention:
   averaged over queries.
 
 Only the asked-for layers' queries and keys are kept (:class:`~videoxai.models.attention.AttentionTap`);
-the model keeps its fast attention kernels. ``layers=k`` averages the maps of the last k layers
-(default 1, the last layer, as in the reference). ``gradient_weighted=True`` weights each attention
-entry by its positive gradient for the target (one backward pass). Unlike the reference code we
-use the CLS row of *each* frame (not rows of frame 0's patches) and no random thresholds.
+the model keeps its fast attention kernels. ``layers=k`` averages the maps of the last k layers;
+the default ``"half"`` averages the last half (the reference used the last layer only).
+``gradient_weighted=True`` weights each attention entry by its positive gradient for the target
+(one backward pass). Unlike the reference code we use the CLS row of *each* frame (not rows of
+frame 0's patches) and no random thresholds.
+
+**Temporal score.** An attention row sums to one in every frame, so the per-frame *mass* of the
+map hardly varies: a frame showing nothing still spreads its unit of attention over the
+background. What changes when a frame holds evidence is how *concentrated* the attention is, so
+the temporal score of a frame is the mean of its top ``peak_share`` of map values (5 % of the
+patches by default; ``peak_share=1`` gives the mass). On 200 held-out clips of the synthetic
+benchmark with the bundled demo TimeSformer, the top frame fell in the evidence window for 0.81
+of them with these defaults, against 0.44 for the last layer's mass (the reference's choice) and
+0.53 for the last half's mass; chance is 0.38 (``scripts/staa_choices.py``).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from ..errors import InputError
 from ..models.attention import AttentionRecord, AttentionTap
+from .align import align_time
 from .base import Attribution, Method, Target, register
 
 
 @register
 class STAA(Method):
+    """Spatio-temporal attention attribution; see the module docstring.
+
+    Args:
+        layers: ``"half"`` (the last half of the layers, at least one), ``"all"``, ``k`` (the
+            last k layers) or a list of layer indices; their maps are averaged.
+        gradient_weighted: weight each attention entry by its positive gradient for the target
+            (one backward pass through the chosen layers' eager attention).
+        peak_share: the share of each frame's highest map values whose mean is the frame's
+            temporal score, in (0, 1].
+    """
+
     name = "staa"
     requires = ("attention", "token_grid")
 
-    def __init__(self, model, layers: int | list[int] = 1, gradient_weighted: bool = False) -> None:
+    def __init__(self, model, layers: int | list[int] | str = "half", gradient_weighted: bool = False,
+                 peak_share: float = 0.05) -> None:
         super().__init__(model)
-        self.layers = model.attention.resolve_layers(layers)
+        n = model.attention.num_layers
+        named = {"half": max(1, n // 2), "all": n}
+        if isinstance(layers, str) and layers not in named:
+            raise InputError(f"staa: layers must be 'half', 'all', a count or a list of indices, got {layers!r}")
+        self.layers = model.attention.resolve_layers(named.get(layers, layers) if isinstance(layers, str) else layers)
         self.gradient_weighted = bool(gradient_weighted)
+        if not 0 < float(peak_share) <= 1:
+            raise InputError(f"staa: peak_share must be in (0, 1], got {peak_share}")
+        self.peak_share = float(peak_share)
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         with AttentionTap(self.model.attention, self.layers, grad=self.gradient_weighted) as tap:
@@ -50,7 +83,15 @@ class STAA(Method):
             with torch.no_grad():
                 maps = torch.stack([self._layer_map(tap, layer, b) for layer in self.layers]).mean(0)
         return Attribution(maps=maps, space="crop", target=target, logits=logits.detach(),
-                           time_align="repeat")
+                           temporal=self.peak_scores(maps, inputs.shape[1]), time_align="repeat")
+
+    def peak_scores(self, maps: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """``(B, T', h, w)`` maps → ``(B, T)``: the mean of each map frame's top ``peak_share``
+        values, repeated over the input frames that the map frame (a tubelet) covers."""
+        flat = maps.flatten(2)
+        k = max(1, math.ceil(self.peak_share * flat.shape[-1]))
+        peak = flat.topk(k, dim=-1).values.mean(-1)                                       # (B, T')
+        return align_time(peak[..., None, None], num_frames, "repeat")[..., 0, 0]
 
     # -- per attention layout --------------------------------------------------------------------
     def _layer_map(self, tap: AttentionTap, layer: int, batch: int) -> torch.Tensor:

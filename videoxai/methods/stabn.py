@@ -21,6 +21,12 @@ from .base import Attribution, Method, Target, register
 
 @register
 class STABNAttention(Method):
+    """An ST-ABN's own spatial and temporal attention; see the module docstring.
+
+    Args:
+        weight_by_temporal: multiply each frame's spatial map by its temporal weight.
+    """
+
     name = "stabn"
 
     def __init__(self, model, weight_by_temporal: bool = False) -> None:
