@@ -133,7 +133,7 @@ RECIPES: dict[str, Recipe] = {
     # clips: its attention starts uniform, so the few evidence patches among 512 barely move the
     # CLS token. It learns within ~100 steps on big, long-visible objects without distractors, so it
     # sees those first and the benchmark's own clips for the second half of training.
-    "timesformer": Recipe(build_timesformer, save_timesformer, "staa", steps=800, lr=1e-3,
+    "timesformer": Recipe(build_timesformer, save_timesformer, "staa", steps=1600, lr=1e-3,
                           curriculum=((0.2, {"window": (6, 8), "distractors": (0, 1),
                                              "object_size": (0.18, 0.22)}),
                                       (0.3, {"window": (3, 6), "distractors": (1, 3),

@@ -36,8 +36,10 @@ def held_out():
 
 
 @needs_bundled
-@pytest.mark.parametrize("name, family, floor", [("demo", "timesformer", 0.0),
-                                                 ("demo-cnn", "tiny3d", 0.0)])
+# floors a little below what the shipped weights score on these 64 clips (1.00 and 0.98; on the
+# 512 clips of training.json 0.988 and 0.961)
+@pytest.mark.parametrize("name, family, floor", [("demo", "timesformer", 0.95),
+                                                 ("demo-cnn", "tiny3d", 0.92)])
 def test_bundled_model_loads_and_is_accurate_on_held_out_clips(name, family, floor, held_out):
     model = vx.load_model(name)
     assert model.family == family and model.labels == LABELS
@@ -63,16 +65,22 @@ def test_bundled_training_records_are_complete():
 
 
 @needs_bundled
-def test_staa_on_the_demo_finds_the_evidence_window_more_often_than_chance(held_out):
+def test_staa_on_the_demo_finds_the_evidence_window_and_object_far_more_often_than_chance(held_out):
     model = vx.load_model("demo")
     ds, _, _ = held_out
-    hits = []
+    temporal, spatial = [], []
     for i in range(32):
         s = ds[i]
         exp = vx.explain(model, s.clip, "staa")
-        hits.append(s.window[0] <= int(np.argmax(exp.temporal)) < s.window[1])
-    # chance (a random frame in the window) is about 0.37 on this split
-    assert np.mean(hits) >= 0.0
+        start, end = s.window
+        temporal.append(start <= int(np.argmax(exp.temporal)) < end)
+        for t in range(start, end):
+            peak = np.unravel_index(int(np.argmax(exp.spatial[t])), exp.spatial[t].shape)
+            spatial.append(bool(s.masks[t][peak]))
+    # measured 0.88 and 0.62 on these clips; chance is about 0.37 (a random frame of the clip in
+    # the window) and 0.015 (a random pixel on the object)
+    assert np.mean(temporal) >= 0.75
+    assert np.mean(spatial) >= 0.45
 
 
 def _random_tiny3d(seed: int = 0) -> Tiny3DCNN:
