@@ -55,7 +55,7 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
         files["overlay"].append(render(exp, clip, out / f"{name}.mp4"))
         files["curve"].append(temporal_curve(exp, out / f"{name}_curve.png", window=window))
     report = write_report(out / "report.html", clip, exps, title=f"{model.name}: {Path(str(clip.source)).name}",
-                          notes=notes, window=window)
+                          notes=notes, window=window, labels=model.labels)
     return ExplainResult(report=report, explanations=exps, files=files)
 
 

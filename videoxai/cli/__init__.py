@@ -30,5 +30,5 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except VideoXAIError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}")
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {e}")  # one line, never wrapped
         sys.exit(2)

@@ -47,8 +47,11 @@ def explain_cmd(
     from ..errors import VideoReadError
     from ..methods import get
 
+    from ..data.video import probe
+
     if not video.is_file():  # fail fast, before loading a model
         raise VideoReadError(f"no such video file: {video}")
+    probe(video)  # not a video, or no readable header: say so before loading a model
     methods = [m.strip() for m in method.split(",") if m.strip()]
     for m in methods:
         get(m)

@@ -65,7 +65,9 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", **options) 
     device = torch.device(device)
     spec = str(spec)
     if spec in _BUNDLED:
-        spec = _BUNDLED[spec]
+        model = load_model(_BUNDLED[spec], device, **options)
+        model.name = spec  # reports and results say "demo", not the install path
+        return model
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in _LOADERS:
         return _LOADERS[prefix](rest, device, **options)

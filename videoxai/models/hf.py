@@ -222,7 +222,16 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
         raise UnknownModelError(f"{spec!r} is a {cfg.model_type!r} model; supported Hugging Face video "
                                 f"families: {', '.join(sorted(HF_FAMILIES))}")
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    net = getattr(transformers, family.auto_class).from_pretrained(spec, **kwargs)
+    # transformers prints a "Loading weights" bar on every load: noise for a local directory,
+    # but a hub download keeps its bars (the switch also silences huggingface_hub's)
+    bar = transformers.utils.logging.is_progress_bar_enabled()
+    if Path(spec).is_dir():
+        transformers.utils.logging.disable_progress_bar()
+    try:
+        net = getattr(transformers, family.auto_class).from_pretrained(spec, **kwargs)
+    finally:
+        if bar:
+            transformers.utils.logging.enable_progress_bar()
     pp = _read_preprocessor(spec)
     model = family(net.eval(), preprocess_from_config(pp, cfg), name=name or spec)
     return model.to(device).eval()

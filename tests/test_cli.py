@@ -1,0 +1,96 @@
+"""The command line as a user runs it: a real subprocess, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import videoxai as vx
+from videoxai.data.synthetic import SyntheticVideos
+from videoxai.data.video import write_video
+
+SAMPLE = Path(__file__).parent / "data" / "bigbuckbunny.mp4"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "videoxai", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, env={"VIDEOXAI_PROGRESS": "0", "COLUMNS": "200",
+                                                     "PATH": "/usr/bin:/bin"})
+
+
+@pytest.fixture(scope="module")
+def held_out_video(tmp_path_factory) -> tuple[Path, object]:
+    sample = SyntheticVideos(1, split="test", seed=0)[0]
+    path = write_video(sample.frames, tmp_path_factory.mktemp("clip") / "clip.mp4", fps=8)
+    return path, sample
+
+
+def test_explain_writes_overlays_curves_explanations_and_a_report(held_out_video, tmp_path):
+    path, sample = held_out_video
+    out = tmp_path / "out"
+    r = run("explain", str(path), "--model", "demo", "--method", "staa,gradcam", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert f"report: {out / 'report.html'}" in r.stdout.replace("\n", "")
+    for name in ("staa", "gradcam"):
+        assert (out / f"{name}.mp4").stat().st_size > 0 and (out / f"{name}_curve.png").is_file()
+        exp = vx.Explanation.load(out / f"{name}.npz")
+        assert exp.method == name and exp.spatial.shape == (8, 64, 64)
+        assert exp.label in SyntheticVideos(1).labels and 0 <= exp.target < 4
+    html = (out / "report.html").read_text()
+    # the top-classes list names every class by the model's labels, not "class 2"
+    for label in SyntheticVideos(1).labels:
+        assert label in html
+    assert "class 1" not in html
+
+
+def test_explain_with_a_method_option_records_it(held_out_video, tmp_path):
+    path, _ = held_out_video
+    r = run("explain", str(path), "--model", "demo-cnn", "--method", "integrated_gradients",
+            "-O", "n_steps=4", "-O", "baseline=blur", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    exp = vx.Explanation.load(tmp_path / "integrated_gradients.npz")
+    assert exp.options["n_steps"] == 4 and exp.options["baseline"] == "blur"
+    assert exp.cost.forward_passes >= 4 and exp.cost.backward_passes >= 4
+
+
+def test_demo_scores_localisation_and_prints_where_the_report_is(tmp_path):
+    r = run("demo", "--out", "demo_out", "--clips", "12", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = tmp_path / "demo_out" / "report.html"
+    assert f"report: {report}" in r.stdout.replace("\n", "")
+    html = report.read_text()
+    assert "STAA top frame inside the evidence window" in html and "<video" in html
+
+
+def test_models_and_methods_list_what_is_registered():
+    r = run("models")
+    assert r.returncode == 0 and all(n in r.stdout for n in ("demo", "demo-cnn", "demo-stabn", "hf:"))
+    r = run("methods")
+    assert r.returncode == 0
+    for name in vx.methods.available():
+        assert name in r.stdout
+
+
+@pytest.mark.parametrize("make, args, message", [
+    (None, ["explain", "missing.mp4"], "no such video file"),
+    (lambda d: (d / "notes.mp4").write_text("not a video"), ["explain", "notes.mp4"], "notes.mp4"),
+    (lambda d: (d / "cut.mp4").write_bytes(SAMPLE.read_bytes()[:2000]), ["explain", "cut.mp4"], "cut.mp4"),
+    (lambda d: (d / "ok.mp4").write_bytes(SAMPLE.read_bytes()),
+     ["explain", "ok.mp4", "--model", "nosuchmodel"], "unknown model 'nosuchmodel'"),
+    (lambda d: (d / "ok.mp4").write_bytes(SAMPLE.read_bytes()),
+     ["explain", "ok.mp4", "--method", "nosuchmethod"], "nosuchmethod"),
+    (lambda d: (d / "ok.mp4").write_bytes(SAMPLE.read_bytes()),
+     ["explain", "ok.mp4", "--method", "staa", "-O", "layers=99"], "last 99 layers of a 4-layer model"),
+])
+def test_bad_inputs_are_one_line_errors_with_exit_code_2(tmp_path, make, args, message):
+    if make:
+        make(tmp_path)
+    r = run(*args, "--out", "out", cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
