@@ -123,8 +123,11 @@ def test_staa_needs_attention():
 
 def test_layer_choices_resolve_to_the_documented_layers():
     model = from_hf_module(tiny_hf("timesformer"))                 # 2 layers
-    assert get("staa")(model).layers == [1]                        # "half": the last half
+    assert get("staa")(model).layers == [1]                        # "auto": the last half
     assert get("staa")(model, layers="all").layers == [0, 1]
+    for family, auto in (("vivit", [2, 3]), ("videomae", [3])):   # CLS rows: half; received: last
+        deeper = from_hf_module(tiny_hf(family, num_hidden_layers=4))
+        assert get("staa")(deeper).layers == auto
     assert get("staa")(model, layers=[0]).layers == [0]
     with pytest.raises(vx.InputError, match="layers"):
         get("staa")(model, layers="most")
