@@ -94,3 +94,13 @@ def test_bad_inputs_are_one_line_errors_with_exit_code_2(tmp_path, make, args, m
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_gradcam_on_a_torchvision_model_needs_no_user_code(tmp_path):
+    # random weights (no download here): the command must still run end to end and say so
+    r = run("explain", str(SAMPLE), "--model", "torchvision:r3d_18", "--method", "gradcam",
+            "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    exp = vx.Explanation.load(tmp_path / "gradcam.npz")
+    assert exp.spatial.shape[0] == 16 and exp.spatial.max() == 1.0
+    assert exp.cost.forward_passes == 1 and exp.cost.backward_passes == 1
