@@ -44,10 +44,9 @@ def explain_cmd(
     from ..models import load_model
     from ..workflows import explain_video
 
+    from ..data.video import probe
     from ..errors import VideoReadError
     from ..methods import get
-
-    from ..data.video import probe
 
     if not video.is_file():  # fail fast, before loading a model
         raise VideoReadError(f"no such video file: {video}")

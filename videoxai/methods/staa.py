@@ -68,10 +68,12 @@ class STAA(Method):
         n = model.attention.num_layers
         received = "joint" in model.attention.kinds() and not model.token_grid.prefix_tokens
         named = {"half": max(1, n // 2), "all": n, "auto": 1 if received else max(1, n // 2)}
-        if isinstance(layers, str) and layers not in named:
-            raise InputError(f"staa: layers must be 'auto', 'half', 'all', a count or a list of "
-                             f"indices, got {layers!r}")
-        self.layers = model.attention.resolve_layers(named.get(layers, layers) if isinstance(layers, str) else layers)
+        if isinstance(layers, str):
+            if layers not in named:
+                raise InputError(f"staa: layers must be 'auto', 'half', 'all', a count or a list of "
+                                 f"indices, got {layers!r}")
+            layers = named[layers]
+        self.layers = model.attention.resolve_layers(layers)
         self.gradient_weighted = bool(gradient_weighted)
         if not 0 < float(peak_share) <= 1:
             raise InputError(f"staa: peak_share must be in (0, 1], got {peak_share}")
