@@ -136,9 +136,9 @@ def picky_method():
         def attribute(self, inputs, target=None):
             raise UnsupportedModelError("picky needs another architecture")
 
-    base._REGISTRY[Picky.name] = Picky
+    base.register(Picky)
     yield Picky.name
-    del base._REGISTRY[Picky.name]
+    base.METHODS.unregister(Picky.name)
 
 
 def test_a_method_unsupported_at_run_time_is_not_applicable_not_an_error(model_dir, tmp_path, picky_method):

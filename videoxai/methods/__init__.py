@@ -6,21 +6,7 @@ imported on first use, so adding a method is adding a file with a ``@register``-
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from .base import Attribution, Method, available, batched, get, register
-
-_loaded = False
-
-
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
 
 
 __all__ = ["Attribution", "Method", "available", "get", "register", "batched"]

@@ -18,6 +18,7 @@ import torch
 
 from ..errors import InputError, UnknownMethodError, UnsupportedModelError
 from ..models.base import VideoModel
+from ..registry import Registry
 
 Target = int | Sequence[int] | torch.Tensor | None
 
@@ -139,32 +140,19 @@ class Method:
 
 
 # -- registry ----------------------------------------------------------------------------------
-_REGISTRY: dict[str, type[Method]] = {}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method available to ``vx.explain`` under ``cls.name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"method name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+METHODS: Registry[type[Method]] = Registry("method", UnknownMethodError, package="videoxai.methods")
+#: class decorator: make a method available to ``vx.explain`` under ``cls.name``
+register = METHODS.register
 
 
 def get(name: str) -> type[Method]:
     """The method class registered under ``name``."""
-    from . import _load_all
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownMethodError(f"unknown method {name!r}; available: {', '.join(available())}") from None
+    return METHODS.get(name)
 
 
 def available() -> list[str]:
     """Names of the registered methods."""
-    from . import _load_all
-    _load_all()
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def batched(n: int, batch_size: int) -> Iterator[slice]:

@@ -41,6 +41,7 @@ from ..explanation import Explanation
 from ..methods.align import crop_mask
 from ..methods.base import batched
 from ..models.base import VideoModel
+from ..registry import Registry
 
 Family = Literal["faithfulness", "localisation", "randomisation", "complexity", "cost"]
 
@@ -270,28 +271,19 @@ def descending_order(scores: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 # -- registry --------------------------------------------------------------------------------------
-_REGISTRY: dict[str, type[Metric]] = {}
-
-
-def register(cls: type[Metric]) -> type[Metric]:
-    """Class decorator: make a metric available by ``cls.name``."""
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"metric name {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
+METRICS: Registry[type[Metric]] = Registry("metric", InputError)
+#: class decorator: make a metric available by ``cls.name``
+register = METRICS.register
 
 
 def available() -> list[str]:
     """Names of the registered metrics."""
-    return sorted(_REGISTRY)
+    return METRICS.names()
 
 
 def get(name: str) -> type[Metric]:
     """The metric class registered under ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise InputError(f"unknown metric {name!r}; available: {', '.join(available())}") from None
+    return METRICS.get(name)
 
 
 def build(spec: str | Metric, **options) -> Metric:

@@ -148,10 +148,8 @@ def _ensure_loaders() -> None:
     if _loaded:
         return
     _loaded = True
-    import importlib
-    import pkgutil
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+    from ..registry import import_submodules
+    import_submodules(__name__)
 
 
 __all__ = ["VideoModel", "Preprocess", "TokenGrid", "CropBox", "load_model", "wrap", "available",
