@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -46,3 +47,22 @@ def hf_family(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def headless_chrome():
+    """A Selenium-driven headless Chromium; skips the test where Chromium, chromedriver or Selenium is
+    missing (Debian: apt-get install chromium chromium-driver; `make test` installs them)."""
+    chromium = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.skip("needs Chromium and chromedriver (Debian: apt-get install chromium chromium-driver; "
+                    "`make test` installs them)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--autoplay-policy=no-user-gesture-required", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=opts)

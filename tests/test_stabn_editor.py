@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import threading
 import time
 
@@ -14,6 +13,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from conftest import headless_chrome
 from videoxai.stabn.data import open_dataset
 from videoxai.stabn.editor import create_app
 from videoxai.stabn.knowledge import EditSet, collect
@@ -96,23 +96,6 @@ def test_preview_replaces_the_temporal_attention(client, edit_set, model):
 
 
 # -- the page in a real browser ---------------------------------------------------------------------
-def _browser():
-    chromium = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-    driver = shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        pytest.skip("needs Chromium and chromedriver (Debian: apt-get install chromium chromium-driver; "
-                    "`make install` does it)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver), options=opts)
-
-
 @pytest.fixture
 def served(edit_set, model):
     import uvicorn
@@ -135,7 +118,7 @@ def served(edit_set, model):
 
 
 def test_editor_page_sets_levels_fills_previews_and_saves(served, edit_set):
-    browser = _browser()
+    browser = headless_chrome()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
