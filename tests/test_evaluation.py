@@ -86,6 +86,38 @@ def test_inline_run_stores_every_key_once_and_resumes_without_recomputing(model_
     assert len(ex) == 6 and all(e.target == e.label for e in ex)
 
 
+def test_clips_limits_a_method_or_metric_to_the_first_clips_and_can_be_raised_later(model_dir, tmp_path):
+    out = tmp_path / "eval"
+    first = evaluate(model_dir, "synthetic:4", "staa,random(clips=2)", "energy,temporal_grounding(clips=1)",
+                     out, backend="inline", progress=False)
+    # staa: 4 clips × energy + 1 × grounding; random: 2 clips × energy + 1 × grounding
+    assert first.computed == 4 + 1 + 2 + 1 and first.clips == {"random": 2, "temporal_grounding": 1}
+    assert first.methods == ["staa", "random"] and first.metrics == ["energy", "temporal_grounding"]
+    got = {(v.split("/")[-1], m, k) for v, m, k in keys(out / "results.sqlite")}
+    assert ("2", "random", "energy") not in got and ("1", "staa", "temporal_grounding") not in got
+    assert ("1", "random", "energy") in got and ("3", "staa", "energy") in got
+    # the limit is part of the plan, not of the result: raising it computes only the added clips
+    more = evaluate(model_dir, "synthetic:4", "staa,random(clips=3)", "energy,temporal_grounding(clips=1)",
+                    out, backend="inline", progress=False)
+    assert (more.computed, more.skipped) == (1, 8)
+    with ResultStore(out / "results.sqlite") as store:
+        s = summarise(store)
+    assert s.cells[("random", "energy")].n == 3 and s.cells[("staa", "energy")].n == 4
+    assert "(n=3)" in more.report["markdown"].read_text()
+    # `all` runs the slow methods on their first clips; a repeat of a spec keeps the wider scope
+    from videoxai.evaluation import resolve_methods, resolve_metrics
+    from videoxai.models import load_model
+
+    sel = resolve_methods("all", load_model(model_dir))
+    assert sel.clips.get("ep2d") == 10 and "staa" in sel.specs and "staa" not in sel.clips
+    assert resolve_metrics("all").clips == {"randomisation": 10}
+    assert resolve_metrics("energy(clips=2),energy").clips == {}
+    assert resolve_metrics("energy(clips=2),energy(clips=5)").clips == {"energy": 5}
+    for bad in ("energy(clips=0)", "energy(clips=two)", "energy(clips=true)"):
+        with pytest.raises(InputError, match="clips must be a positive integer"):
+            resolve_metrics(bad)
+
+
 def test_a_different_evaluation_in_the_same_directory_is_refused(model_dir, tmp_path):
     evaluate(model_dir, "synthetic:1", "random", "energy", tmp_path, backend="inline", progress=False,
              report=False)

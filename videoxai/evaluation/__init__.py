@@ -8,9 +8,9 @@ confidence intervals, plots and an HTML page. The CLI is ``videoxai evaluate``.
 from __future__ import annotations
 
 from .report import Summary, summarise, write_report
-from .runner import EvalSummary, evaluate, resolve_methods, resolve_metrics
+from .runner import EvalSummary, Selection, evaluate, resolve_methods, resolve_metrics
 from .store import ExplanationRow, ResultRow, ResultStore
 from .tasks import RANDOM, Task
 
 __all__ = ["evaluate", "EvalSummary", "write_report", "summarise", "Summary", "ResultStore", "ResultRow",
-           "ExplanationRow", "resolve_methods", "resolve_metrics", "RANDOM", "Task"]
+           "ExplanationRow", "resolve_methods", "resolve_metrics", "Selection", "RANDOM", "Task"]

@@ -194,9 +194,10 @@ def _cell_text(s: Summary, method: str, metric: str) -> str:
     if c is None or not math.isfinite(c.mean):
         return "–"
     digits = 2 if s.info[metric]["family"] == "cost" else 3
+    text = f"{c.mean:.{digits}f}"
     if math.isfinite(c.half_width):
-        return f"{c.mean:.{digits}f} ± {c.half_width:.{digits}f}"
-    return f"{c.mean:.{digits}f}"
+        text += f" ± {c.half_width:.{digits}f}"
+    return text if c.n >= s.videos else f"{text} (n={c.n})"  # a method or metric run on fewer clips
 
 
 def table_rows(s: Summary) -> tuple[list[str], list[list[str]]]:

@@ -14,7 +14,13 @@ metric to a finished evaluation computes just the new column.
 Methods are given by name with options (``"occlusion(window=4)"``) or ``"all"``: every
 registered method that supports the model, plus the ``random`` reference map. Metrics are specs
 (``"deletion(unit=frame)"``, see :mod:`videoxai.metrics`) or ``"all"``
-(:data:`videoxai.metrics.SUITE`). Where the work runs is the ``backend``
+(:data:`videoxai.metrics.SUITE`).
+
+Any method or metric spec also takes ``clips=N``: compute it on the first ``N`` clips only. It
+belongs to the plan, not to the result (the stored spec leaves it out), so raising ``N`` later
+computes just the added clips. ``all`` uses it for the methods that take tens of seconds per
+clip (their ``evaluation_clips``) and the suite for the randomisation check, which re-runs the
+method once per randomised block; the report gives ``n`` wherever a cell has fewer clips. Where the work runs is the ``backend``
 (:mod:`videoxai.evaluation.backends`); the ``local`` backend spawns worker processes, so a script
 that calls :func:`evaluate` must do so under ``if __name__ == "__main__":``.
 """
@@ -50,6 +56,7 @@ class EvalSummary:
         skipped: results that were already stored and were not computed again.
         errors: results of this call whose status is ``error``.
         methods, metrics: the canonical specs evaluated.
+        clips: the specs computed on the first ``N`` clips only, with ``N``.
         dropped_methods: methods of ``"all"`` that cannot run on the model, with the reason.
         videos: clips in the dataset (after ``limit``).
         seconds: wall time of the call.
@@ -65,8 +72,45 @@ class EvalSummary:
     metrics: list[str]
     videos: int
     seconds: float
+    clips: dict[str, int] = field(default_factory=dict)
     dropped_methods: dict[str, str] = field(default_factory=dict)
     report: dict[str, Path] | None = None
+
+
+@dataclass
+class Selection:
+    """Resolved method or metric specs: canonical, without the ``clips`` option, which is kept
+    in :attr:`clips` (spec → how many of the first clips it runs on).
+
+    Attributes:
+        specs: the canonical specs, in the order given.
+        clips: the specs limited to the first ``N`` clips.
+        dropped: (methods of ``"all"``) the methods the model cannot run, with the reason.
+        metrics: (metrics) the metric objects, in the order of :attr:`specs`.
+    """
+
+    specs: list[str]
+    clips: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+
+    def covers(self, spec: str, index: int) -> bool:
+        """Whether ``spec`` runs on the clip at ``index``."""
+        return index < self.clips.get(spec, index + 1)
+
+    def add(self, spec: str, clips: int | None) -> bool:
+        """Add ``spec`` (given twice, the wider scope wins); whether it was new."""
+        new = spec not in self.specs
+        if new:
+            self.specs.append(spec)
+            if clips is not None:
+                self.clips[spec] = clips
+        elif spec in self.clips:
+            if clips is None:
+                del self.clips[spec]
+            else:
+                self.clips[spec] = max(clips, self.clips[spec])
+        return new
 
 
 def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSample],
@@ -98,7 +142,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         report: write the report (Markdown, CSV, plots, HTML) when done.
     """
     t0 = time.perf_counter()
-    metric_objs = resolve_metrics(metrics)  # before loading anything: a typo fails at once
+    metric_sel = resolve_metrics(metrics)  # before loading anything: a typo fails at once
     if target not in ("label", "predicted"):
         raise InputError(f"target must be 'label' or 'predicted', got {target!r}")
     if backend not in backends.BACKENDS:
@@ -118,8 +162,8 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     n_videos = len(dataset) if limit is None else min(int(limit), len(dataset))
     if n_videos < 1:
         raise InputError("the dataset is empty")
-    method_specs, dropped = resolve_methods(methods, vm)
-    metric_specs = [m.spec for m in metric_objs]
+    method_sel = resolve_methods(methods, vm)
+    method_specs, metric_specs = method_sel.specs, metric_sel.specs
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,11 +179,12 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
 
     with ResultStore(out / DATABASE) as store:
         store.bind(identity)
-        store.register_metrics(metric_objs)
+        store.register_metrics(metric_sel.metrics)
         done = store.done()
-        tasks, skipped = plan(dataset, n_videos, method_specs, metric_specs, done)
-        store.start_run({**identity, "methods": method_specs, "metrics": metric_specs, "backend": backend,
-                         "workers": n_workers, "address": address})
+        tasks, skipped = plan(dataset, n_videos, method_sel, metric_sel, done)
+        clips = {**method_sel.clips, **metric_sel.clips}
+        store.start_run({**identity, "methods": method_specs, "metrics": metric_specs, "clips": clips,
+                         "backend": backend, "workers": n_workers, "address": address})
         counts = {"computed": 0, "errors": 0}
         expected = sum(t.size for t in tasks)
         bar = _Progress(expected, progress)
@@ -162,7 +207,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             store.finish_run(counts["computed"])
         summary = EvalSummary(out=out, database=store.path, computed=counts["computed"], skipped=skipped,
                               errors=counts["errors"], methods=method_specs, metrics=metric_specs,
-                              videos=n_videos, seconds=0.0, dropped_methods=dropped)
+                              videos=n_videos, seconds=0.0, clips=clips, dropped_methods=method_sel.dropped)
     if report:
         from .report import write_report
         summary.report = write_report(out / DATABASE, out)
@@ -170,8 +215,8 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     return summary
 
 
-def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> tuple[list[str], dict[str, str]]:
-    """Canonical method specs, and the methods of ``"all"`` dropped because the model cannot run them.
+def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> Selection:
+    """The method specs, with the methods of ``"all"`` the model cannot run dropped (and why).
 
     Every named method is constructed once with its options, so an unknown name, a bad option or
     a method the model cannot support fails here, before any work starts.
@@ -182,46 +227,55 @@ def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> tuple[li
     items = split_top_level(methods) if isinstance(methods, str) else list(methods)
     if not items:
         raise InputError("no methods given")
-    specs, dropped = [], {}
+    sel = Selection([])
     for item in items:
         if item == "all":
             for name in available() + [RANDOM]:
-                try:
-                    if name != RANDOM:
-                        get(name)(model)
-                except (UnsupportedModelError, InputError) as e:
-                    dropped[name] = str(e)
+                if name in sel.specs:
                     continue
-                if name not in specs:
-                    specs.append(name)
+                try:
+                    limit = None if name == RANDOM else get(name)(model).evaluation_clips
+                except (UnsupportedModelError, InputError) as e:
+                    sel.dropped[name] = str(e)
+                    continue
+                sel.add(name, limit)
             continue
         name, options = parse_spec(item)
+        limit = _pop_clips(options, item)
         if name != RANDOM:
             get(name)(model, **options)  # raises UnknownMethodError / InputError / UnsupportedModelError
         elif options:
             raise InputError("the random reference takes no options (its seed is the run's seed)")
-        spec = format_spec(name, options)
-        if spec not in specs:
-            specs.append(spec)
-    return specs, dropped
+        sel.add(format_spec(name, options), limit)
+    return sel
 
 
-def resolve_metrics(metrics: str | Sequence[str]) -> list[Metric]:
-    """Metric objects for the specs (``"all"``: :data:`videoxai.metrics.SUITE`), duplicates removed."""
+def resolve_metrics(metrics: str | Sequence[str]) -> Selection:
+    """The metric specs and objects (``"all"``: :data:`videoxai.metrics.SUITE`), duplicates removed."""
     from ..metrics.base import split_top_level
 
     items = split_top_level(metrics) if isinstance(metrics, str) else list(metrics)
     if not items:
         raise InputError("no metrics given")
-    out: dict[str, Metric] = {}
+    sel = Selection([])
     for item in items:
         for spec in (SUITE if item == "all" else [item]):
-            m = build(spec)
-            out.setdefault(m.spec, m)
-    return list(out.values())
+            name, options = parse_spec(spec)
+            limit = _pop_clips(options, spec)
+            m = build(format_spec(name, options))
+            if sel.add(m.spec, limit):
+                sel.metrics.append(m)
+    return sel
 
 
-def plan(dataset: EvalDataset, n_videos: int, methods: list[str], metrics: list[str],
+def _pop_clips(options: dict, spec: str) -> int | None:
+    clips = options.pop("clips", None)
+    if clips is not None and (isinstance(clips, bool) or not isinstance(clips, int) or clips < 1):
+        raise InputError(f"{spec}: clips must be a positive integer (compute on the first N clips), got {clips!r}")
+    return clips
+
+
+def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selection,
          done: set[tuple[str, str, str]]) -> tuple[list[Task], int]:
     """The tasks still to do (by the clips' keys, without loading them), and how many results
     are already stored."""
@@ -229,9 +283,12 @@ def plan(dataset: EvalDataset, n_videos: int, methods: list[str], metrics: list[
     for i in range(n_videos):
         key = dataset.key(i)
         work = {}
-        for m in methods:
-            missing = [s for s in metrics if (key, m, s) not in done]
-            skipped += len(metrics) - len(missing)
+        for m in methods.specs:
+            if not methods.covers(m, i):
+                continue
+            wanted = [s for s in metrics.specs if metrics.covers(s, i)]
+            missing = [s for s in wanted if (key, m, s) not in done]
+            skipped += len(wanted) - len(missing)
             if missing:
                 work[m] = missing
         if work:

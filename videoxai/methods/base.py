@@ -61,6 +61,9 @@ class Method:
     name: ClassVar[str]
     #: what the model must provide, checked at construction: "attention", "cam_layer", "token_grid"
     requires: ClassVar[tuple[str, ...]] = ()
+    #: clips an evaluation's ``--methods all`` runs this method on (the first N; ``None``: every
+    #: clip): set by methods whose explanation of one clip takes tens of seconds
+    evaluation_clips: ClassVar[int | None] = None
 
     options: dict
 
