@@ -15,9 +15,11 @@ _DATA_HELP = ("Dataset spec: synthetic:N[,split=test,seed=0] | folder:DIR[,label
               "ucf24:ROOT[,annotations=FILE.json,split=FILE.txt] | ssv2:VIDEOS,annotations=FILE.json"
               "[,labels=FILE.json]. See `videoxai metrics` for details.")
 _METHODS_HELP = ("Comma-separated method specs, e.g. 'staa,occlusion(window=4),random', or 'all' (every "
-                 "method the model supports plus the random reference map).")
+                 "method the model supports plus the random reference map; the extremal perturbation "
+                 "methods on the first 10 clips). Any spec takes clips=N: only the first N clips.")
 _METRICS_HELP = ("Comma-separated metric specs, e.g. 'deletion,insertion(unit=frame),pointing_game', or "
-                 "'all' (the standard suite). `videoxai metrics` lists them with their options.")
+                 "'all' (the standard suite, the randomisation check on the first 5 clips). `videoxai metrics` "
+                 "lists them with their options.")
 
 
 def evaluate_cmd(
@@ -55,6 +57,8 @@ def evaluate_cmd(
                            device=device, target=target, refine=refine, seed=seed, limit=limit)
         for name, reason in summary.dropped_methods.items():
             console.print(f"[yellow]skipped {name}[/]: {reason}")
+        if summary.clips:
+            console.print("on the first clips only: " + ", ".join(f"{k} ({n})" for k, n in summary.clips.items()))
         console.print(f"{summary.computed} results computed ({summary.errors} errors), {summary.skipped} already "
                       f"stored, in {summary.seconds:.1f} s")
         paths = summary.report
