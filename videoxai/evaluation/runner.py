@@ -20,9 +20,11 @@ Any method or metric spec also takes ``clips=N``: compute it on the first ``N`` 
 belongs to the plan, not to the result (the stored spec leaves it out), so raising ``N`` later
 computes just the added clips. ``all`` uses it for the methods that take tens of seconds per
 clip (their ``evaluation_clips``) and the suite for the randomisation check, which re-runs the
-method once per randomised block; the report gives ``n`` wherever a cell has fewer clips. Where the work runs is the ``backend``
-(:mod:`videoxai.evaluation.backends`); the ``local`` backend spawns worker processes, so a script
-that calls :func:`evaluate` must do so under ``if __name__ == "__main__":``.
+method once per randomised block; the report gives ``n`` wherever a cell has fewer clips.
+
+Where the work runs is the ``backend`` (:mod:`videoxai.evaluation.backends`); the ``local``
+backend spawns worker processes, so a script that calls :func:`evaluate` must do so under
+``if __name__ == "__main__":``.
 """
 
 from __future__ import annotations
