@@ -291,6 +291,13 @@ def test_summary_ranks_by_direction_and_computes_alpha(tmp_path):
     # the hand-computed α of tests/test_metrics_reliability.py's table (insertion is that table)
     assert s.alpha["insertion"] == pytest.approx(0.25)
     assert s.cells[("a", "insertion")].n == 3
+    # a method run on one clip of three (clips=1) is ranked, but left out of α, which would
+    # otherwise be taken over that single clip (and be undefined)
+    with ResultStore(db) as store:
+        store.write(ResultRow("v0", "c", "insertion", 0.95, curve=[0.5, 0.95, 0.0]))
+        s = summarise(store)
+    assert s.ranks[("c", "insertion")] == 1 and s.cells[("c", "insertion")].n == 1
+    assert s.alpha["insertion"] == pytest.approx(0.25)
 
 
 def test_report_files_are_written_and_the_page_is_self_contained(tmp_path):

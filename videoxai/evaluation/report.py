@@ -8,7 +8,8 @@ still writing):
 * per metric: methods ranked by the mean in the metric's direction (1 = best), and, with three
   methods or more, the metric's reliability α over the clips on which every method has a value
   (:func:`~videoxai.metrics.reliability.reliability_alpha`, weighted by the ``random`` reference
-  when it was run);
+  when it was run), leaving out methods evaluated on fewer than half of the metric's clips
+  (``clips=N``) so that they do not shrink the clip set;
 * overall: methods ordered by their mean rank over the faithfulness, localisation and
   randomisation metrics (complexity and cost are shown, not ranked on);
 * ``report.md`` and ``summary.csv``; ``curves.png`` (mean deletion/insertion curves per method),
@@ -129,6 +130,10 @@ def summarise(store: ResultStore) -> Summary:
             for m, r in zip(present, rankdata(-means if hib else means)):
                 ranks[(m, metric)] = float(r)
         cols = [m for m in methods if (m, metric) in table]
+        # methods run on a subset of the clips (clips=N) would shrink α's clip set to that subset:
+        # α is taken over the methods with values on at least half of the metric's clips
+        most = max((len(table[(m, metric)]) for m in cols), default=0)
+        cols = [m for m in cols if 2 * len(table[(m, metric)]) >= most]
         if len(cols) >= 3:  # two methods can only agree (ρ = 1) or disagree (ρ = −1): α says nothing
             common = sorted(set.intersection(*(set(table[(m, metric)]) for m in cols)))
             d = np.array([[table[(m, metric)][v] for m in cols] for v in common], dtype=np.float64)
