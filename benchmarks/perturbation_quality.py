@@ -7,7 +7,8 @@ the clip's true class with ``vx.explain`` at its documented defaults, and the sc
 * **temporal**: the share of clips whose top frame (argmax of ``exp.temporal``) lies inside the
   evidence window;
 * **spatial**: over the frames of the windows, the share whose peak pixel (argmax of
-  ``exp.spatial[t]``) lies on the evidence object's mask;
+  ``exp.spatial[t]``) lies on the evidence object's mask; **px**: the median distance from that
+  peak to the object's centre (a near miss of a coarse map is a small distance);
 * **s/clip**, **fwd**, **bwd**: wall seconds, forward and backward passes per clip, as measured by
   ``exp.cost``.
 
@@ -49,12 +50,18 @@ EXTREMAL = {"ep2d", "ep3d", "step"}
 TEMPORAL_ONLY = {"shap_temporal"}
 
 
-def localisation(exp: vx.Explanation, sample) -> tuple[bool, list[bool]]:
-    """(top frame inside the window, [peak pixel on the object] for each frame of the window)."""
+def localisation(exp: vx.Explanation, sample) -> tuple[bool, list[bool], list[float]]:
+    """(top frame inside the window, [peak pixel on the object], [distance in pixels from the peak
+    to the object's centre]) for each frame of the window."""
     start, end = sample.window
     temporal = start <= int(np.argmax(exp.temporal)) < end
-    spatial = [bool(sample.masks[t].ravel()[int(np.argmax(exp.spatial[t]))]) for t in range(start, end)]
-    return temporal, spatial
+    spatial, distance = [], []
+    for t in range(start, end):
+        peak = np.unravel_index(int(np.argmax(exp.spatial[t])), exp.spatial[t].shape)
+        ys, xs = np.nonzero(sample.masks[t])
+        spatial.append(bool(sample.masks[t][peak]))
+        distance.append(float(np.hypot(peak[0] - ys.mean(), peak[1] - xs.mean())))
+    return temporal, spatial, distance
 
 
 def blurred_class(model, clip) -> int:
@@ -94,7 +101,7 @@ def main() -> None:
     model = vx.load_model(args.model)
     ds = SyntheticVideos(args.clips, split="test", seed=args.seed, num_frames=model.num_frames)
     chance = chance_rates(ds)
-    rows = {m: {"t": [], "s": [], "sec": [], "fwd": [], "bwd": [], "n": 0} for m in methods}
+    rows = {m: {"t": [], "s": [], "px": [], "sec": [], "fwd": [], "bwd": [], "n": 0} for m in methods}
     correct = 0
     blurred = []  # (class of the fully blurred clip, true class)
     print(f"model {args.model} ({model.family}, {model.num_frames} frames, {model.input_size}), "
@@ -110,10 +117,11 @@ def main() -> None:
             if m in EXTREMAL and i >= args.ep_clips:
                 continue
             exp = vx.explain(model, clip, method=m, target=sample.label, **options.get(m, {}))
-            temporal, spatial = localisation(exp, sample)
+            temporal, spatial, distance = localisation(exp, sample)
             r = rows[m]
             r["t"].append(temporal)
             r["s"].extend(spatial)
+            r["px"].extend(distance)
             r["sec"].append(exp.cost.seconds)
             r["fwd"].append(exp.cost.forward_passes)
             r["bwd"].append(exp.cost.backward_passes)
@@ -122,16 +130,16 @@ def main() -> None:
 
     print(f"\nLocalisation on {args.clips} held-out synthetic clips (model accuracy on them: "
           f"{correct}/{args.clips}); explained class: the true one.\n")
-    print("| method | clips | temporal | spatial | s/clip | forward | backward |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| method | clips | temporal | spatial | px | s/clip | forward | backward |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for m in methods:
         r = rows[m]
         if not r["n"]:
             continue
-        spatial = "–" if m in TEMPORAL_ONLY else f"{np.mean(r['s']):.2f}"
+        spatial = "– | –" if m in TEMPORAL_ONLY else f"{np.mean(r['s']):.2f} | {np.median(r['px']):.1f}"
         print(f"| {m} | {r['n']} | {np.mean(r['t']):.2f} | {spatial} | "
               f"{np.mean(r['sec']):.3f} | {np.mean(r['fwd']):.0f} | {np.mean(r['bwd']):.0f} |")
-    print(f"| chance | | {chance['temporal']:.2f} | {chance['spatial']:.3f} | | | |")
+    print(f"| chance | | {chance['temporal']:.2f} | {chance['spatial']:.3f} | | | | |")
     if "staa" in rows and rows["staa"]["n"]:
         staa = np.mean(rows["staa"]["sec"])
         for other in ("shap_temporal", "lime"):
