@@ -18,7 +18,8 @@ they run on the first ``--ep-clips`` clips only (the table says on how many). Th
 STAA's time as a share of temporal SHAP's and LIME's (the STAA paper claims under 3 %), with the
 chance rates of a uniformly random guess, and which class the model gives each clip fully
 blurred (the extremal methods' mask 0): where that is the true class, the preserve game is won
-by an empty mask and its map carries no evidence.
+by an empty mask and its map carries no evidence; and for the extremal methods, the mean area
+their masks reached for each target area.
 
     python benchmarks/perturbation_quality.py                      # demo model, 20 clips
     python benchmarks/perturbation_quality.py --clips 50 --ep-clips 8 --model demo
@@ -126,6 +127,9 @@ def main() -> None:
             r["fwd"].append(exp.cost.forward_passes)
             r["bwd"].append(exp.cost.backward_passes)
             r["n"] += 1
+            if m in EXTREMAL:  # how close the optimised masks came to their target areas
+                r.setdefault("areas", exp.meta["areas"][0])
+                r.setdefault("reached", []).append(exp.meta["area_reached"][0])
         print(f"  clip {i + 1}/{args.clips} done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
 
     print(f"\nLocalisation on {args.clips} held-out synthetic clips (model accuracy on them: "
@@ -147,6 +151,11 @@ def main() -> None:
                 t = np.mean(rows[other]["sec"])
                 print(f"\nSTAA time / {other} time: {100 * staa / t:.2f} % "
                       f"({staa * 1000:.1f} ms vs {t * 1000:.0f} ms per clip)")
+    for m in methods:
+        if rows[m].get("reached"):
+            reached = np.mean(rows[m]["reached"], axis=0)
+            print(f"{m}: mask area reached " + ", ".join(
+                f"{r:.3f} for {a:g}" for a, r in zip(rows[m]["areas"], reached)))
     classes = np.bincount([b for b, _ in blurred], minlength=len(model.labels))
     print("\nfully blurred clips classified as: " + ", ".join(
         f"{model.labels[c]} {n}" for c, n in enumerate(classes) if n) +
