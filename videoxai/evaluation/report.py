@@ -262,15 +262,33 @@ def _figure(w: float, h: float):
     return Figure(figsize=(w, h), layout="constrained")
 
 
+def _style_lines(ax, n: int) -> None:
+    """Distinct colours for up to 20 methods (the default cycle repeats after 10)."""
+    if n > 10:
+        from cycler import cycler
+        from matplotlib import colormaps
+        ax.set_prop_cycle(cycler(color=[colormaps["tab20"](i % 20) for i in range(n)]))
+
+
+def _place_legend(ax, n: int) -> None:
+    """Inside the axes for a few methods; beside them for many, where it would hide the curves."""
+    if n > 8:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    else:
+        ax.legend(fontsize=7)
+
+
 def _plot_curves(s: Summary):
     metrics = [m for m in s.metrics if s.info[m]["name"] in ("deletion", "insertion") and m in s.curves]
     if not metrics:
         return None
     cols = min(2, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = _figure(5.2 * cols, 3.6 * rows)
+    many = len(s.methods) > 8
+    fig = _figure((7.4 if many else 5.2) * cols, 3.6 * rows)
     for i, metric in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, i + 1)
+        _style_lines(ax, len(s.methods))
         for method in s.methods:
             if method in s.curves[metric]:
                 c = s.cells.get((method, metric))
@@ -282,7 +300,7 @@ def _plot_curves(s: Summary):
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)        # probabilities: one scale, so curves of two metrics compare
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _place_legend(ax, len(s.curves[metric]))
     return fig
 
 
@@ -290,9 +308,10 @@ def _plot_randomisation(s: Summary):
     metrics = [m for m in s.metrics if s.info[m]["name"] == "randomisation" and m in s.curves]
     if not metrics:
         return None
-    fig = _figure(5.2, 3.6)
-    ax = fig.add_subplot(1, 1, 1)
     metric = metrics[0]
+    fig = _figure(7.4 if len(s.curves[metric]) > 8 else 5.2, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    _style_lines(ax, len(s.methods))
     for method in s.methods:
         if method in s.curves[metric]:
             ax.plot(_GRID, s.curves[metric][method], label=method, linestyle="--" if method == RANDOM else "-")
@@ -300,7 +319,7 @@ def _plot_randomisation(s: Summary):
     ax.set_xlabel("randomisation stage, first (output end) → last (input end)")
     ax.set_ylabel("Spearman ρ")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _place_legend(ax, len(s.curves[metric]))
     return fig
 
 
