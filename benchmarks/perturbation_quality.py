@@ -67,11 +67,11 @@ def localisation(exp: vx.Explanation, sample) -> tuple[bool, list[bool], list[fl
 
 def blurred_class(model, clip) -> int:
     """The class ``model`` predicts for ``clip`` with every frame blurred as the extremal methods'
-    perturbation blurs a pixel whose mask is 0 (σ = 20 px at a 112-px input, scaled)."""
+    perturbation blurs a pixel whose mask is 0 (their ``max_blur``, scaled to the frame)."""
     from videoxai.methods.baselines import blur
 
     x = clip.to_tensor(model.device)
-    sigma = 20.0 / 112 * min(x.shape[-2:])
+    sigma = vx.methods.get("ep2d")(model).size("max_blur", min(x.shape[-2:]))
     with torch.no_grad():
         return int(model(blur(x, sigma=sigma)).argmax(-1).item())
 
