@@ -351,9 +351,12 @@ def test_cost_reads_the_measured_cost(frame_case):
 
 def test_spec_grammar_round_trip_and_canonical_keys():
     assert parse_spec("deletion") == ("deletion", {})
+    # values stay text (JSON quotes removed); the metric's declarations type them
     assert parse_spec("insertion( unit=frame , steps=64, baseline=\"blur\")") == \
-        ("insertion", {"unit": "frame", "steps": 64, "baseline": "blur"})
-    assert parse_spec("monotonicity(shares=[0.1, 0.5])") == ("monotonicity", {"shares": [0.1, 0.5]})
+        ("insertion", {"unit": "frame", "steps": "64", "baseline": "blur"})
+    assert parse_spec("monotonicity(shares=[0.1, 0.5])") == ("monotonicity", {"shares": "[0.1, 0.5]"})
+    assert build("monotonicity(shares=[0.1, 0.5])").options["shares"] == [0.1, 0.5]
+    assert build("insertion(steps=64)").options["steps"] == 64
     assert format_spec("x", {"b": 2, "a": "blur"}) == "x(a=blur, b=2)"
     # defaults are left out of the key, so equivalent specs share one
     assert build("deletion(unit=patch, steps=64)").spec == "deletion(steps=64)"
@@ -364,12 +367,15 @@ def test_spec_grammar_round_trip_and_canonical_keys():
 
 @pytest.mark.parametrize("spec, message", [
     ("nope", "unknown metric 'nope'"),
-    ("deletion(units=frame)", "has no option 'units'"),
-    ("deletion(unit=voxel)", "unit must be one of"),
-    ("deletion(steps=0)", "steps must be a positive integer"),
-    ("insertion(order=random)", "order must be"),
+    ("deletion(units=frame)", "metric 'deletion': no option 'units'"),
+    ("deletion(unit=voxel)", "metric 'deletion': option unit must be one of pixel, patch, superpixel, frame, got 'voxel'"),
+    ("deletion(steps=0)", "metric 'deletion': option steps must be an integer ≥ 1, got '0'"),
+    ("deletion(steps=1e400)", "option steps must be an integer ≥ 1"),
+    ("insertion(order=random)", "option order must be one of morf, lerf"),
     ("deletion(baseline=purple)", "unknown baseline"),
-    ("faithfulness(share=1.5)", "share must be"),
+    ("faithfulness(share=1.5)", r"option share must be a number in \[0, 1\], got '1.5'"),
+    ("faithfulness(share=nan)", "option share must be a number"),
+    ("iou(share=0)", r"option share must be a number in \(0, 1\] or none"),
     ("monotonicity(shares=[0.5])", "at least two"),
     ("pointing_game(tolerance=-1)", "tolerance"),
     ("deletion(unit=frame", "missing '\\)'"),

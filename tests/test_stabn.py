@@ -415,8 +415,8 @@ def test_a_folder_of_videos_with_a_csv_trains(tmp_path):
 
 @pytest.mark.parametrize("spec, match", [
     ("synthetic:many", "clip count must be an integer"),
-    ("synthetic:10,colour=red", "unknown option"),
-    ("synthetic:10,seed", "is not key=value"),
+    ("synthetic:10,colour=red", "no option 'colour'"),
+    ("synthetic:10,seed", "is not KEY=VALUE"),
     ("nosuch:thing", "unknown dataset kind"),
 ])
 def test_bad_dataset_specs_say_what_is_wrong(spec, match):

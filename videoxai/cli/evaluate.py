@@ -107,7 +107,7 @@ def metrics_cmd() -> None:
         better = "higher" if m.higher_is_better else "lower"
         if name in ("deletion", "insertion"):
             better += " (order=morf)"
-        opts = ", ".join(f"{k}={v!r}" for k, v in cls._defaults.items())
+        opts = "\n".join(o.line() for o in cls.declared_options().values())
         table.add_row(name, cls.family, better, opts or "–")
     console.print(table)
     console.print("--metrics all = " + ", ".join(vm.SUITE))

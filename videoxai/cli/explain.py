@@ -13,21 +13,11 @@ console = Console()
 
 
 def _parse_options(pairs: list[str]) -> dict:
-    """``["n_steps=32", "baseline=blur"]`` → ``{"n_steps": 32, "baseline": "blur"}`` (JSON values)."""
-    import json
+    """``["n_steps=32", "baseline=blur"]`` → ``{"n_steps": "32", "baseline": "blur"}``: text values,
+    typed by the method's declarations (:mod:`videoxai.options`)."""
+    from ..options import parse_assignments
 
-    from ..errors import InputError
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InputError(f"option {pair!r} is not KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+    return parse_assignments(pairs, where="-O")
 
 
 def explain_cmd(
@@ -52,9 +42,9 @@ def explain_cmd(
         raise VideoReadError(f"no such video file: {video}")
     probe(video)  # not a video, or no readable header: say so before loading a model
     methods = [m.strip() for m in method.split(",") if m.strip()]
-    for m in methods:
-        get(m)
     opts = _parse_options(option)
+    for m in methods:
+        get(m).parse_options(opts)  # unknown names and bad options fail before the model loads
     with console.status(f"loading {model}…"):
         vm = load_model(model, device=device)
     with console.status("explaining…") as status:
@@ -113,14 +103,12 @@ def methods_cmd() -> None:
 
     table = Table(title="methods")
     for col in ("name", "what", "options"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for name in available():
         cls = get(name)
         doc = (cls.__dict__.get("__doc__") or inspect.getmodule(cls).__doc__ or "").strip().split("\n")[0]
-        sig = inspect.signature(cls.__init__)
-        opts = ", ".join(f"{p.name}={p.default!r}" for p in sig.parameters.values()
-                         if p.name not in ("self", "model") and p.default is not inspect.Parameter.empty)
-        table.add_row(name, doc, opts)
+        opts = "\n".join(o.line() for o in cls.declared_options().values())
+        table.add_row(name, doc, opts or "–")
     console.print(table)
 
 

@@ -36,12 +36,13 @@ import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Annotated, Callable, Sequence
 
 import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError
+from ..options import Opt, declared_options, parse_assignments, parse_options
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
 
@@ -168,13 +169,7 @@ def parse_data_spec(spec: str) -> tuple[str, str, dict]:
     parts = [p.strip() for p in rest.split(",") if p.strip()]
     if not parts:
         raise InputError(f"dataset spec {spec!r} has no argument after {kind}:")
-    argument, options = parts[0], {}
-    for part in parts[1:]:
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise InputError(f"dataset spec {spec!r}: {part!r} is not key=value")
-        options[key.strip()] = value.strip()
-    return kind.strip(), argument, options
+    return kind.strip(), parts[0], parse_assignments(parts[1:], where=f"dataset spec {spec!r}")
 
 
 def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: int = 8,
@@ -194,12 +189,10 @@ def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: 
     if kind not in _DATASETS:
         raise InputError(f"unknown dataset kind {kind!r} in {spec!r}; kinds: {', '.join(sorted(_DATASETS))}")
     factory = _DATASETS[kind]
-    known = inspect.signature(factory).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in known.values()):
-        unknown = sorted(set(options) - set(known) - {"num_frames", "classes"})
-        if unknown:
-            raise InputError(f"{kind}: unknown option(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(k for k in known if k not in ('argument', 'num_frames', 'classes'))}")
+    # the factory's keyword parameters after (argument, num_frames, classes) are its options
+    declared = {k: o for k, o in declared_options(factory, skip=1).items() if k not in ("num_frames", "classes")}
+    extra = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    options = parse_options(declared, options, f"dataset {kind!r}", defaults=False, extra=extra)
     ds = factory(argument, num_frames=int(num_frames), classes=labels, **options)
     ds.spec = spec
     return ds
@@ -260,12 +253,13 @@ class SyntheticDataset(EvalDataset):
 
 
 @register_dataset("synthetic")
-def _synthetic(argument: str, *, num_frames: int, classes=None, split: str = "test", seed="0") -> EvalDataset:
+def _synthetic(argument: str, *, num_frames: int, classes=None, split: str = "test",
+               seed: int = 0) -> EvalDataset:
     """synthetic:N[,split=test][,seed=0] — the synthetic benchmark (masks, boxes, window)."""
     size = _int_option(argument, "the clip count", "synthetic")
     if size < 1:
         raise InputError(f"synthetic: the clip count must be >= 1, got {size}")
-    ds = SyntheticDataset(size, split, _int_option(seed, "seed", "synthetic"), num_frames)
+    ds = SyntheticDataset(size, split, seed, num_frames)
     if classes is not None and list(classes) != ds.class_names:
         raise InputError(f"synthetic: the model's classes {list(classes)[:6]} are not the synthetic "
                          f"benchmark's {ds.class_names}; evaluate a model trained on it (e.g. demo)")
@@ -310,16 +304,15 @@ class VideoListDataset(EvalDataset):
 
 
 @register_dataset("folder")
-def _folder(argument: str, *, num_frames: int, classes=None, max_side=None, **options) -> EvalDataset:
+def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None = None,
+            max_side: Annotated[int | None, Opt(ge=1)] = None) -> EvalDataset:
     """folder:DIR[,labels=FILE.csv][,max_side=N] — videos with a CSV of labels (video,label[,start,end])."""
     root = Path(argument).expanduser()
     if not root.is_dir():
         raise InputError(f"folder: {root} is not a directory")
-    explicit = "labels" in options
-    csv_path = Path(options.pop("labels")) if explicit else root / "labels.csv"
-    if options:
-        raise InputError(f"folder: unknown option(s) {', '.join(options)}; known: labels, max_side")
-    side = _int_option(max_side, "max_side", "folder") if max_side is not None else None
+    explicit = labels is not None
+    csv_path = Path(labels) if explicit else root / "labels.csv"
+    side = max_side
     if not csv_path.is_file():
         if explicit:
             raise InputError(f"folder: no labels file {csv_path}")
@@ -390,7 +383,8 @@ class BoxesDataset(VideoListDataset):
 
 
 @register_dataset("ucf24")
-def _ucf24(argument: str, *, num_frames: int, classes=None, annotations=None, split=None) -> EvalDataset:
+def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | None = None,
+           split: str | None = None) -> EvalDataset:
     """ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt] — UCF101-24-style per-frame boxes."""
     root = Path(argument).expanduser()
     if not root.is_dir():
@@ -440,7 +434,8 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations=None, sp
 
 # -- Something-Something-style JSON ----------------------------------------------------------------
 @register_dataset("ssv2")
-def _ssv2(argument: str, *, num_frames: int, classes=None, annotations=None, **options) -> EvalDataset:
+def _ssv2(argument: str, *, num_frames: int, classes=None, annotations: str | None = None,
+          labels: str | None = None) -> EvalDataset:
     """ssv2:VIDEOS,annotations=FILE.json[,labels=FILE.json] — Something-Something-style JSON labels."""
     root = Path(argument).expanduser()
     if not root.is_dir():
@@ -451,13 +446,11 @@ def _ssv2(argument: str, *, num_frames: int, classes=None, annotations=None, **o
     if not isinstance(records, list):
         raise InputError(f"{annotations}: expected a JSON list of {{id, template}} records")
     index = None
-    if "labels" in options:
-        mapping = _read_json(Path(options.pop("labels")), "ssv2")
+    if labels is not None:
+        mapping = _read_json(Path(labels), "ssv2")
         if not isinstance(mapping, dict):
             raise InputError("ssv2: the labels file must map template → class index")
         index = {_template(k): int(v) for k, v in mapping.items()}
-    if options:
-        raise InputError(f"ssv2: unknown option(s) {', '.join(options)}; known: annotations, labels")
     entries = []
     for n, rec in enumerate(records):
         where = f"{annotations}[{n}]"

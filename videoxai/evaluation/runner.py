@@ -33,14 +33,15 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Annotated, Iterator, Sequence
 
 import torch
 
 from ..data.datasets import EvalDataset, EvalSample, load_dataset
 from ..errors import InputError, UnsupportedModelError
-from ..metrics import SUITE, Metric, build, format_spec, parse_spec
+from ..metrics import SUITE, Metric, build
 from ..models.base import VideoModel
+from ..options import Opt, parse_spec, parse_value, split_top_level
 from . import backends
 from .store import ExplanationRow, ResultRow, ResultStore
 from .tasks import RANDOM, RunSettings, Task
@@ -223,7 +224,6 @@ def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> Selectio
     Every named method is constructed once with its options, so an unknown name, a bad option or
     a method the model cannot support fails here, before any work starts.
     """
-    from ..metrics.base import split_top_level
     from ..methods import available, get
 
     items = split_top_level(methods) if isinstance(methods, str) else list(methods)
@@ -243,18 +243,20 @@ def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> Selectio
                 sel.add(name, limit)
             continue
         name, options = parse_spec(item)
-        limit = _pop_clips(options, item)
+        limit = _pop_clips(options, f"method {name!r}")
         if name != RANDOM:
-            get(name)(model, **options)  # raises UnknownMethodError / InputError / UnsupportedModelError
+            cls = get(name)
+            cls(model, **options)  # raises UnknownMethodError / InputError / UnsupportedModelError
+            sel.add(cls.spec_for(options), limit)
         elif options:
             raise InputError("the random reference takes no options (its seed is the run's seed)")
-        sel.add(format_spec(name, options), limit)
+        else:
+            sel.add(name, limit)
     return sel
 
 
 def resolve_metrics(metrics: str | Sequence[str]) -> Selection:
     """The metric specs and objects (``"all"``: :data:`videoxai.metrics.SUITE`), duplicates removed."""
-    from ..metrics.base import split_top_level
 
     items = split_top_level(metrics) if isinstance(metrics, str) else list(metrics)
     if not items:
@@ -263,18 +265,18 @@ def resolve_metrics(metrics: str | Sequence[str]) -> Selection:
     for item in items:
         for spec in (SUITE if item == "all" else [item]):
             name, options = parse_spec(spec)
-            limit = _pop_clips(options, spec)
-            m = build(format_spec(name, options))
+            limit = _pop_clips(options, f"metric {name!r}")
+            m = build(name, **options)
             if sel.add(m.spec, limit):
                 sel.metrics.append(m)
     return sel
 
 
-def _pop_clips(options: dict, spec: str) -> int | None:
-    clips = options.pop("clips", None)
-    if clips is not None and (isinstance(clips, bool) or not isinstance(clips, int) or clips < 1):
-        raise InputError(f"{spec}: clips must be a positive integer (compute on the first N clips), got {clips!r}")
-    return clips
+def _pop_clips(options: dict, owner: str) -> int | None:
+    """The ``clips=N`` of a spec (removed from ``options``): compute on the first N clips only."""
+    if "clips" not in options:
+        return None
+    return parse_value(options.pop("clips"), Annotated[int, Opt(ge=1)], owner, "clips")
 
 
 def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selection,

@@ -17,6 +17,8 @@ Tables:
 * ``runs``: one row per invocation, with how many results it computed.
 
 Resuming skips the keys whose status is ``ok`` or ``n/a``; ``error`` rows are computed again.
+Method and metric keys are canonical specs; a file written with older, non-canonical keys is
+rewritten on open (:mod:`videoxai.evaluation.canonical`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from .canonical import canonicalise
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -109,6 +112,7 @@ class ResultStore:
             self.db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as e:
             raise InputError(f"{self.path} is not a videoxai results database: {e}") from None
+        canonicalise(self.db)  # files written before specs were canonical: one key per setting
         self.run_id: int | None = None
 
     def close(self) -> None:

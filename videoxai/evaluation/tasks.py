@@ -32,7 +32,8 @@ from ..errors import UnsupportedModelError, VideoXAIError
 from ..explain import explain
 from ..explanation import Explanation
 from ..methods.align import crop_mask
-from ..metrics import MissingGroundTruth, build, parse_spec
+from ..metrics import MissingGroundTruth, build
+from ..options import parse_spec
 from ..models.base import VideoModel
 from .store import ExplanationRow, ResultRow
 

@@ -9,18 +9,24 @@ here or in :func:`videoxai.explain`, so a method file says only what is special 
 
 from __future__ import annotations
 
-import functools
-import inspect
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterable, Iterator, Literal, Sequence
+from typing import Annotated, Callable, ClassVar, Iterable, Iterator, Literal, Sequence
 
 import torch
 
 from ..errors import InputError, UnknownMethodError, UnsupportedModelError
 from ..models.base import VideoModel
+from ..options import Configurable, Opt
 from ..registry import Registry
 
 Target = int | Sequence[int] | torch.Tensor | None
+
+#: option types shared by many methods
+BatchSize = Annotated[int, Opt(ge=1, help="perturbed clips per forward pass (memory, not the result)")]
+Seed = Annotated[int, Opt(help="seeds the random draws: same seed, same map")]
+Output = Literal["probability", "logit"]
+#: a :mod:`~videoxai.methods.baselines` name
+BaselineName = str
 
 
 @dataclass
@@ -51,13 +57,17 @@ class Attribution:
     extras: dict | None = None
 
 
-class Method:
+class Method(Configurable):
     """Base class. Subclasses set :attr:`name` and implement :meth:`attribute`.
 
-    Options are the keyword arguments of the subclass's ``__init__``; they are recorded, with
-    defaults filled in, in :attr:`options` (and so in ``Explanation.options``).
+    Options are the keyword arguments of the subclass's ``__init__``, declared with types,
+    defaults and :class:`~videoxai.options.Opt` ranges (see :mod:`videoxai.options`); they are
+    parsed before the subclass's ``__init__`` runs and recorded, with defaults filled in, in
+    :attr:`options` (and so in ``Explanation.options``); :attr:`spec` is the canonical spec.
     """
 
+    kind = "method"
+    arguments = ("model",)
     name: ClassVar[str]
     #: what the model must provide, checked at construction: "attention", "cam_layer", "token_grid"
     requires: ClassVar[tuple[str, ...]] = ()
@@ -78,30 +88,6 @@ class Method:
                     f"method {self.name!r} needs a model with {need.replace('_', ' ')}; "
                     f"{model.name} ({model.family}) has none")
         self.model = model
-
-    def __init_subclass__(cls, **kw) -> None:
-        super().__init_subclass__(**kw)
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-        sig = inspect.signature(init)
-
-        @functools.wraps(init)
-        def recorded_init(self, model, *args, **kwargs):
-            try:
-                bound = sig.bind(self, model, *args, **kwargs)
-            except TypeError as e:
-                names = [p for p in sig.parameters if p not in ("self", "model")]
-                raise InputError(f"method {cls.name!r}: {e}; its options are: {', '.join(names)}") from None
-            bound.apply_defaults()
-            init(self, model, *args, **kwargs)
-            # the most-derived __init__ records (a subclass without one inherits this one)
-            if type(self).__init__ is cls.__init__:
-                self.options = {k: v for k, v in bound.arguments.items()
-                                if k not in ("self", "model") and sig.parameters[k].kind
-                                not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
-
-        cls.__init__ = recorded_init
 
     # -- the one method to implement ------------------------------------------------------------
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:

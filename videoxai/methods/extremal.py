@@ -53,14 +53,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..options import Opt, as_list
 from . import baselines
-from .base import batched, register
+from .base import BatchSize, Seed, batched, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
 from .refine import gaussian_blur_2d
 
@@ -69,6 +70,13 @@ _REF_SIDE = 112
 _REF = {"step": 7, "sigma": 11.0, "max_blur": 20.0, "kernel_size": 11, "final_sigma": 10.0}
 #: λ_t growth over a whole run: 1.0008668 ** 1200
 AREA_GROWTH = 1.0008668 ** 1200
+
+#: option types: one area or several (``0.05`` and ``[0.05]`` are the same option)
+Areas = Annotated[float | list[float], Opt(gt=0, lt=1, normalise=as_list)]
+Positive = Annotated[int, Opt(ge=1)]
+PositiveSize = Annotated[float | None, Opt(gt=0)]
+Game = Literal["preserve", "delete", "dual"]
+Perturbation = Literal["blur", "fade"]
 #: π/6, the share of an ellipsoid in its bounding box, as the recipe writes it
 ELLIPSOID_SHARE = 0.5236
 
@@ -336,12 +344,14 @@ class ExtremalPerturbation(PerturbationMethod):
     # an evaluation's `--methods all` runs them on its first clips only
     evaluation_clips = 10
 
-    def __init__(self, model, areas: Sequence[float] = (0.02, 0.05, 0.1), iterations: int = 300,
-                 game: str = "preserve", perturbation: str = "blur", levels: int = 8,
-                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None,
-                 final_sigma: float | None = None, optimizer: str = "sgd", lr: float = 0.05,
-                 reward_weight: float = 1.0, area_weight: float = 300.0,
-                 area_growth: float = AREA_GROWTH, batch_size: int = 32, seed: int = 0) -> None:
+    def __init__(self, model, areas: Areas = (0.02, 0.05, 0.1), iterations: Positive = 300,
+                 game: Game = "preserve", perturbation: Perturbation = "blur",
+                 levels: Annotated[int, Opt(ge=2)] = 8, max_blur: PositiveSize = None,
+                 step: Annotated[int | None, Opt(ge=1)] = None, sigma: PositiveSize = None,
+                 final_sigma: PositiveSize = None, optimizer: Literal["sgd", "adam"] = "sgd",
+                 lr: Annotated[float, Opt(gt=0)] = 0.05, reward_weight: float = 1.0,
+                 area_weight: float = 300.0, area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
+                 batch_size: BatchSize = 32, seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, seed=seed)
         areas = tuple(float(a) for a in (areas if isinstance(areas, Sequence) else [areas]))
@@ -494,15 +504,19 @@ class STEP(ExtremalPerturbation):
     name = "step"
     per_frame_area = False
 
-    def __init__(self, model, areas: Sequence[float] = (0.02, 0.05, 0.1), iterations: int = 300,
-                 game: str = "preserve", perturbation: str = "blur", levels: int = 8,
-                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None,
-                 final_sigma: float | None = None, optimizer: str = "sgd", lr: float = 0.05,
-                 reward_weight: float = 1.0, area_weight: float = 300.0,
-                 area_growth: float = AREA_GROWTH, kernel_frames: int | None = None,
-                 kernel_size: int | None = None, kernel_shape: str = "ellipsoid",
-                 smooth_weight: float = 300.0, smooth_start: float = 100 / 1200,
-                 batch_size: int = 32, seed: int = 0) -> None:
+    def __init__(self, model, areas: Areas = (0.02, 0.05, 0.1), iterations: Positive = 300,
+                 game: Game = "preserve", perturbation: Perturbation = "blur",
+                 levels: Annotated[int, Opt(ge=2)] = 8, max_blur: PositiveSize = None,
+                 step: Annotated[int | None, Opt(ge=1)] = None, sigma: PositiveSize = None,
+                 final_sigma: PositiveSize = None, optimizer: Literal["sgd", "adam"] = "sgd",
+                 lr: Annotated[float, Opt(gt=0)] = 0.05, reward_weight: float = 1.0,
+                 area_weight: float = 300.0, area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
+                 kernel_frames: Annotated[int | None, Opt(ge=1)] = None,
+                 kernel_size: Annotated[int | None, Opt(ge=1)] = None,
+                 kernel_shape: Literal["ellipsoid", "cylinder"] = "ellipsoid",
+                 smooth_weight: Annotated[float, Opt(ge=0)] = 300.0,
+                 smooth_start: Annotated[float, Opt(ge=0, le=1)] = 100 / 1200,
+                 batch_size: BatchSize = 32, seed: Seed = 0) -> None:
         super().__init__(model, areas=areas, iterations=iterations, game=game,
                          perturbation=perturbation, levels=levels, max_blur=max_blur, step=step,
                          sigma=sigma, final_sigma=final_sigma, optimizer=optimizer, lr=lr,

@@ -28,7 +28,7 @@ class GradCAM(CAMMethod):
 
     def __init__(self, model, layer: str | None = None, per_frame_weights: bool = False) -> None:
         super().__init__(model, layer)
-        self.per_frame_weights = bool(per_frame_weights)
+        self.per_frame_weights = per_frame_weights
 
     def weights(self, state: LayerState) -> torch.Tensor:
         g = state.gradients

@@ -128,9 +128,6 @@ class InputGradientMethod(Method):
 
     def __init__(self, model: VideoModel, channel_reduce: ChannelReduce) -> None:
         super().__init__(model)
-        if channel_reduce not in CHANNEL_REDUCTIONS:
-            raise InputError(f"{self.name}: channel_reduce must be one of "
-                             f"{', '.join(CHANNEL_REDUCTIONS)}, got {channel_reduce!r}")
         self.channel_reduce = channel_reduce
 
     def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:

@@ -21,12 +21,13 @@ broadcasts to ``(B, T, 3, H, W)``.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import torch
 
 from ..errors import InputError
+from ..options import Opt
 from . import baselines
 from .base import Target, batched, register
 from .gradients import (ChannelReduce, InputGradientMethod, PixelAttribution, check_pixels,
@@ -63,6 +64,7 @@ QUADRATURES: dict[str, Callable[[int], tuple[list[float], list[float]]]] = {
     "gausslegendre": _gauss_legendre,
     **{f"riemann_{k}": _riemann(k) for k in ("left", "right", "middle", "trapezoid")},
 }
+Quadrature = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
 
 
 @register
@@ -81,17 +83,10 @@ class IntegratedGradients(InputGradientMethod):
 
     name = "integrated_gradients"
 
-    def __init__(self, model, n_steps: int = 50, method: str = "gausslegendre",
-                 baseline: BaselineOption = "black", internal_batch_size: int = 4,
+    def __init__(self, model, n_steps: Annotated[int, Opt(ge=1)] = 50, method: Quadrature = "gausslegendre",
+                 baseline: BaselineOption = "black", internal_batch_size: Annotated[int, Opt(ge=1)] = 4,
                  channel_reduce: ChannelReduce = "abs", return_convergence_delta: bool = False) -> None:
         super().__init__(model, channel_reduce)
-        if method not in QUADRATURES:
-            raise InputError(f"integrated_gradients: method must be one of {', '.join(QUADRATURES)}, "
-                             f"got {method!r}")
-        if int(n_steps) < 1:
-            raise InputError(f"integrated_gradients: n_steps must be ≥ 1, got {n_steps}")
-        if int(internal_batch_size) < 1:
-            raise InputError(f"integrated_gradients: internal_batch_size must be ≥ 1, got {internal_batch_size}")
         if not isinstance(baseline, torch.Tensor):
             baselines.get(baseline)  # unknown names fail now, with the list of names
         self.n_steps = int(n_steps)

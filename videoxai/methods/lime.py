@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
-from .base import register
+from typing import Annotated, Literal
+
+from ..options import Opt
+from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod
 from .segments import superpixels
 
@@ -80,20 +82,15 @@ class LIME(PerturbationMethod):
 
     name = "lime"
 
-    def __init__(self, model, n_samples: int = 500, superpixels: str = "clip",
-                 n_segments: int | None = None, compactness: float = 10.0,
-                 kernel_width: float = 0.25, alpha: float = 1.0, baseline: str = "mean",
-                 output: str = "probability", batch_size: int = 32, seed: int = 0) -> None:
+    def __init__(self, model, n_samples: Annotated[int, Opt(ge=2)] = 500,
+                 superpixels: Literal["frame", "clip"] = "clip",
+                 n_segments: Annotated[int | None, Opt(ge=1)] = None,
+                 compactness: Annotated[float, Opt(gt=0)] = 10.0,
+                 kernel_width: Annotated[float, Opt(gt=0)] = 0.25, alpha: Annotated[float, Opt(ge=0)] = 1.0,
+                 baseline: BaselineName = "mean", output: Output = "probability",
+                 batch_size: BatchSize = 32, seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, output=output, seed=seed, baseline=baseline)
-        if int(n_samples) < 2:
-            raise InputError(f"lime: n_samples must be ≥ 2, got {n_samples}")
-        if superpixels not in ("frame", "clip"):
-            raise InputError(f"lime: superpixels must be 'frame' or 'clip', got {superpixels!r}")
-        if n_segments is not None and int(n_segments) < 1:
-            raise InputError(f"lime: n_segments must be ≥ 1, got {n_segments}")
-        if kernel_width <= 0 or alpha < 0:
-            raise InputError("lime: kernel_width must be > 0 and alpha ≥ 0")
         self.n_samples = int(n_samples)
         self.superpixels = superpixels
         self.n_segments = None if n_segments is None else int(n_segments)

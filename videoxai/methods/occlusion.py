@@ -15,19 +15,16 @@ import itertools
 
 import torch
 
-from ..errors import InputError
-from .base import register
+from typing import Annotated
+
+from ..options import Opt, triple
+from .base import BaselineName, BatchSize, Output, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
 from .segments import window_starts
 
 
-def _triple(v, what: str) -> tuple[int, int, int]:
-    if isinstance(v, int):
-        return (v, v, v)
-    v = tuple(int(a) for a in v)
-    if len(v) != 3:
-        raise InputError(f"occlusion: {what} must be an int or (frames, rows, cols), got {v}")
-    return v
+#: a box size on the model grid, one int for a cube: ``4`` and ``[4, 4, 4]`` are the same option
+Box = Annotated[int | tuple[int, int, int] | None, Opt(ge=1, normalise=triple)]
 
 
 @register
@@ -48,15 +45,11 @@ class Occlusion(PerturbationMethod):
 
     name = "occlusion"
 
-    def __init__(self, model, window: int | tuple[int, int, int] | None = None,
-                 strides: int | tuple[int, int, int] | None = None, baseline: str = "blur",
-                 output: str = "probability", batch_size: int = 32) -> None:
+    def __init__(self, model, window: Box = None, strides: Box = None, baseline: BaselineName = "blur",
+                 output: Output = "probability", batch_size: BatchSize = 32) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, output=output, baseline=baseline)
-        self.window = None if window is None else _triple(window, "window")
-        self.strides = None if strides is None else _triple(strides, "strides")
-        if self.strides is not None and min(self.strides) < 1:
-            raise InputError(f"occlusion: strides must be ≥ 1, got {self.strides}")
+        self.window, self.strides = window, strides
 
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t, (h, w) = canvas.num_frames, canvas.grid

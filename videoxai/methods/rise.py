@@ -22,8 +22,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
-from .base import batched, register
+from typing import Annotated
+
+from ..options import Opt
+from .base import BaselineName, BatchSize, Output, Seed, batched, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
 
 
@@ -71,22 +73,13 @@ class RISE(PerturbationMethod):
 
     name = "rise"
 
-    def __init__(self, model, n_samples: int = 1000, cells: tuple[int, int, int] | None = None,
-                 p_keep: float = 0.5, baseline: str = "black", output: str = "probability",
-                 batch_size: int = 32, seed: int = 0) -> None:
+    def __init__(self, model, n_samples: Annotated[int, Opt(ge=1)] = 1000,
+                 cells: Annotated[tuple[int, int, int] | None, Opt(ge=1)] = None,
+                 p_keep: Annotated[float, Opt(gt=0, lt=1)] = 0.5, baseline: BaselineName = "black",
+                 output: Output = "probability", batch_size: BatchSize = 32, seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, output=output, seed=seed, baseline=baseline)
-        if int(n_samples) < 1:
-            raise InputError(f"rise: n_samples must be ≥ 1, got {n_samples}")
-        if not 0 < p_keep < 1:
-            raise InputError(f"rise: p_keep must be in (0, 1), got {p_keep}")
-        if cells is not None:
-            cells = tuple(int(c) for c in cells)
-            if len(cells) != 3:
-                raise InputError(f"rise: cells must be (frames, rows, cols), got {cells}")
-        self.n_samples = int(n_samples)
-        self.cells = cells
-        self.p_keep = float(p_keep)
+        self.n_samples, self.cells, self.p_keep = n_samples, cells, p_keep
 
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t, (h, w) = canvas.num_frames, canvas.grid

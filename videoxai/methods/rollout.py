@@ -183,8 +183,6 @@ class Rollout(Method):
 
     def __init__(self, model, head_fusion: HeadFusion = "mean", layers: int | list[int] | None = None) -> None:
         super().__init__(model)
-        if head_fusion not in _FUSE:
-            raise InputError(f"rollout: head_fusion must be one of {', '.join(_FUSE)}, got {head_fusion!r}")
         self.head_fusion = head_fusion
         self.layers = model.attention.resolve_layers(model.attention.num_layers if layers is None else layers)
 

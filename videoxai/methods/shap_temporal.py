@@ -33,7 +33,10 @@ import math
 import torch
 
 from ..errors import InputError
-from .base import register
+from typing import Annotated
+
+from ..options import Opt
+from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod
 from .segments import frame_segments, segment_membership
 
@@ -97,18 +100,13 @@ class TemporalSHAP(PerturbationMethod):
     name = "shap_temporal"
     space = "frame"
 
-    def __init__(self, model, n_segments: int | None = None, baseline: str = "mean",
-                 output: str = "probability", max_exact_players: int = 12, n_samples: int = 100,
-                 antithetic: bool = True, batch_size: int = 32, seed: int = 0) -> None:
+    def __init__(self, model, n_segments: Annotated[int | None, Opt(ge=1)] = None,
+                 baseline: BaselineName = "mean", output: Output = "probability",
+                 max_exact_players: Annotated[int, Opt(ge=1, le=20)] = 12,
+                 n_samples: Annotated[int, Opt(ge=1)] = 100, antithetic: bool = True,
+                 batch_size: BatchSize = 32, seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, output=output, seed=seed, baseline=baseline)
-        if n_segments is not None and int(n_segments) < 1:
-            raise InputError(f"shap_temporal: n_segments must be ≥ 1, got {n_segments}")
-        if not 1 <= int(max_exact_players) <= 20:
-            raise InputError("shap_temporal: max_exact_players must be in [1, 20] "
-                             f"(2^n coalitions), got {max_exact_players}")
-        if int(n_samples) < 1:
-            raise InputError(f"shap_temporal: n_samples must be ≥ 1, got {n_samples}")
         self.n_segments = None if n_segments is None else int(n_segments)
         self.max_exact_players = int(max_exact_players)
         self.n_samples = int(n_samples)

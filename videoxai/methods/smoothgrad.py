@@ -14,12 +14,13 @@ to each other), so for B=1 and equal seeds the signed result equals
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
 
 from ..errors import InputError
-from .base import Target, batched, register
+from ..options import Opt
+from .base import Seed, Target, batched, register
 from .gradients import (ChannelReduce, InputGradientMethod, PixelAttribution, check_pixels,
                         frozen_parameters, target_gradients)
 
@@ -40,15 +41,11 @@ class SmoothGrad(InputGradientMethod):
     #: whether the samples' gradients are squared before averaging (SmoothGrad²)
     squared: ClassVar[bool] = False
 
-    def __init__(self, model, n_samples: int = 20, noise_level: float = 0.15, batch_size: int = 4,
-                 seed: int = 0, channel_reduce: ChannelReduce = "abs") -> None:
+    def __init__(self, model, n_samples: Annotated[int, Opt(ge=1)] = 20,
+                 noise_level: Annotated[float, Opt(ge=0)] = 0.15,
+                 batch_size: Annotated[int, Opt(ge=1, help="noisy clips per backward pass")] = 4,
+                 seed: Seed = 0, channel_reduce: ChannelReduce = "abs") -> None:
         super().__init__(model, channel_reduce)
-        if int(n_samples) < 1:
-            raise InputError(f"{self.name}: n_samples must be ≥ 1, got {n_samples}")
-        if not noise_level >= 0:
-            raise InputError(f"{self.name}: noise_level must be ≥ 0, got {noise_level}")
-        if int(batch_size) < 1:
-            raise InputError(f"{self.name}: batch_size must be ≥ 1, got {batch_size}")
         self.n_samples = int(n_samples)
         self.noise_level = float(noise_level)
         self.batch_size = int(batch_size)
@@ -84,8 +81,3 @@ class SmoothGradSquared(SmoothGrad):
 
     name = "smoothgrad_sq"
     squared = True
-
-    def __init__(self, model, n_samples: int = 20, noise_level: float = 0.15, batch_size: int = 4,
-                 seed: int = 0, channel_reduce: ChannelReduce = "abs") -> None:
-        super().__init__(model, n_samples=n_samples, noise_level=noise_level, batch_size=batch_size,
-                         seed=seed, channel_reduce=channel_reduce)

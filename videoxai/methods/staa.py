@@ -36,11 +36,13 @@ of them with these defaults, against 0.29 for the last layer's mass (the referen
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import torch
 
 from ..errors import InputError
 from ..models.attention import AttentionRecord, AttentionTap
+from ..options import Opt
 from .align import align_time
 from .base import Attribution, Method, Target, register
 
@@ -62,8 +64,8 @@ class STAA(Method):
     name = "staa"
     requires = ("attention", "token_grid")
 
-    def __init__(self, model, layers: int | list[int] | str = "auto", gradient_weighted: bool = False,
-                 peak_share: float = 0.05) -> None:
+    def __init__(self, model, layers: int | list[int] | Literal["auto", "half", "all"] = "auto",
+                 gradient_weighted: bool = False, peak_share: Annotated[float, Opt(gt=0, le=1)] = 0.05) -> None:
         super().__init__(model)
         n = model.attention.num_layers
         received = "joint" in model.attention.kinds() and not model.token_grid.prefix_tokens

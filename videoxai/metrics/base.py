@@ -17,20 +17,17 @@ curve stays *high*). The report ranks methods with it; it is listed for every me
 ``videoxai metrics``.
 
 Specs name a metric with options in one string: ``"deletion"``, ``"deletion(unit=frame)"``,
-``"insertion(unit=superpixel, order=lerf, steps=64)"``. Values are JSON (``true``, ``0.5``,
-``"blur"``) or bare words (``blur``). :attr:`Metric.spec` gives the canonical form (options that
-differ from the defaults, sorted), which is the key results are stored under.
+``"insertion(unit=superpixel, order=lerf, steps=64)"`` (the grammar and the option parser are
+:mod:`videoxai.options`, shared with methods). :attr:`Metric.spec` gives the canonical form
+(options that differ from the defaults, sorted, normalised), which is the key results are stored
+under.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import json
 import math
-import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -41,9 +38,18 @@ from ..explanation import Explanation
 from ..methods.align import crop_mask
 from ..methods.base import batched
 from ..models.base import VideoModel
+from ..options import Configurable, Opt, format_spec, parse_spec, split_top_level
 from ..registry import Registry
 
 Family = Literal["faithfulness", "localisation", "randomisation", "complexity", "cost"]
+
+#: option types shared by many metrics
+Unit = Literal["pixel", "patch", "superpixel", "frame"]
+Grid = Annotated[int, Opt(ge=1, help="patch lattice (grid × grid per frame) for unit=patch")]
+Segments = Annotated[int, Opt(ge=1, help="SLIC supervoxels for unit=superpixel")]
+BatchSize = Annotated[int, Opt(ge=1, help="clips per forward pass (memory, not the result)")]
+Seed = Annotated[int, Opt(help="order among tied values: same seed, same score")]
+Share = Annotated[float, Opt(ge=0, le=1)]
 
 
 class MissingGroundTruth(VideoXAIError):
@@ -80,15 +86,17 @@ class Score:
         return cls(math.nan, details={"undefined": reason, **details})
 
 
-class Metric:
+class Metric(Configurable):
     """Base class. Subclasses set :attr:`name`, :attr:`family`, ``higher_is_better`` and
     implement :meth:`compute`.
 
-    Options are the keyword arguments of the subclass's ``__init__``; they are recorded, with
-    defaults filled in, in :attr:`options`, and the ones that differ from the defaults make up
-    :attr:`spec`.
+    Options are the keyword-only arguments of the subclass's ``__init__``, declared with types,
+    defaults and :class:`~videoxai.options.Opt` ranges (see :mod:`videoxai.options`); they are
+    parsed before the subclass's ``__init__`` runs and recorded, with defaults filled in, in
+    :attr:`options`; the ones that differ from the defaults make up :attr:`spec`.
     """
 
+    kind = "metric"
     name: ClassVar[str]
     family: ClassVar[Family]
     #: what ``sample`` must provide: "ground_truth" (masks or boxes), "window" (frames)
@@ -98,48 +106,15 @@ class Metric:
     _higher_is_better: ClassVar[bool] = True
 
     options: dict
-    _defaults: ClassVar[dict] = {}
 
     def __init__(self) -> None:  # a metric without options
-        self.options = {}
-
-    def __init_subclass__(cls, **kw) -> None:
-        super().__init_subclass__(**kw)
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-        sig = inspect.signature(init)
-        for p in sig.parameters.values():
-            if p.name != "self" and p.kind is not inspect.Parameter.KEYWORD_ONLY:
-                raise TypeError(f"{cls.__name__}.__init__: option {p.name!r} must be keyword-only")
-        cls._defaults = {k: p.default for k, p in sig.parameters.items() if k != "self"}
-
-        @functools.wraps(init)
-        def recorded_init(self, *args, **kwargs):
-            if args:
-                raise InputError(f"metric {type(self).name!r} takes keyword options only")
-            unknown = sorted(set(kwargs) - set(cls._defaults))
-            if unknown:
-                raise InputError(f"metric {type(self).name!r} has no option {', '.join(map(repr, unknown))}; "
-                                 f"its options are: {', '.join(cls._defaults) or '(none)'}")
-            init(self, **kwargs)
-            # record once, in the __init__ that the instance's own class resolves to
-            if next(c for c in type(self).__mro__ if "__init__" in c.__dict__) is cls:
-                self.options = {**cls._defaults, **kwargs}
-
-        cls.__init__ = recorded_init
+        pass
 
     # -- what a metric says about itself --------------------------------------------------------
     @property
     def higher_is_better(self) -> bool:
         """Whether a larger value means a better explanation (used to rank methods)."""
         return self._higher_is_better
-
-    @property
-    def spec(self) -> str:
-        """Canonical ``name(option=value, ...)`` with the non-default options, sorted."""
-        changed = {k: v for k, v in self.options.items() if self._defaults.get(k) != v}
-        return format_spec(self.name, changed)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
@@ -300,76 +275,3 @@ def evaluate(metric: str | Metric, model: VideoModel, clip, explanation, target:
              sample: Any = None, **options) -> Score:
     """Function form: ``evaluate("deletion", model, clip, exp, unit="frame")``."""
     return build(metric, **options)(model, clip, explanation, target, sample=sample)
-
-
-# -- spec grammar ----------------------------------------------------------------------------------
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def parse_spec(spec: str) -> tuple[str, dict]:
-    """``"name(a=1, b=blur)"`` → ``("name", {"a": 1, "b": "blur"})``; ``"name"`` → ``("name", {})``."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise InputError(f"empty spec {spec!r}")
-    s = spec.strip()
-    name, paren, rest = s.partition("(")
-    name = name.strip()
-    if not _NAME.match(name):
-        raise InputError(f"bad spec {spec!r}: {name!r} is not a name")
-    if not paren:
-        return name, {}
-    if not rest.endswith(")"):
-        raise InputError(f"bad spec {spec!r}: missing ')'")
-    body = rest[:-1].strip()
-    opts: dict = {}
-    for part in split_top_level(body, ",") if body else []:
-        key, eq, value = part.partition("=")
-        key = key.strip()
-        if not eq or not _NAME.match(key):
-            raise InputError(f"bad spec {spec!r}: {part.strip()!r} is not KEY=VALUE")
-        opts[key] = _parse_value(value.strip())
-    return name, opts
-
-
-def format_spec(name: str, options: dict) -> str:
-    """Inverse of :func:`parse_spec`, options sorted (a canonical key)."""
-    if not options:
-        return name
-    body = ", ".join(f"{k}={_format_value(v)}" for k, v in sorted(options.items()))
-    return f"{name}({body})"
-
-
-def split_top_level(text: str, sep: str = ",") -> list[str]:
-    """Split on ``sep`` outside parentheses and brackets: ``"a(x=1,y=2),b"`` → ``["a(x=1,y=2)", "b"]``."""
-    parts, depth, cur = [], 0, []
-    for ch in text:
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-            if depth < 0:
-                raise InputError(f"unbalanced brackets in {text!r}")
-        if ch == sep and depth == 0:
-            parts.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-    if depth != 0:
-        raise InputError(f"unbalanced brackets in {text!r}")
-    parts.append("".join(cur))
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _format_value(v) -> str:
-    if isinstance(v, str) and _NAME.match(v) and v not in ("true", "false", "null"):
-        return v
-    if isinstance(v, tuple):
-        v = list(v)
-    return json.dumps(v)
-

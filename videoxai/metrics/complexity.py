@@ -13,6 +13,8 @@ for), so the report does not use it to rank methods.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from ..errors import InputError
@@ -46,9 +48,7 @@ class Sparseness(Metric):
     name = "sparseness"
     family = "complexity"
 
-    def __init__(self, *, of: str = "spatial") -> None:
-        if of not in ("spatial", "temporal"):
-            raise InputError(f"of must be 'spatial' or 'temporal', got {of!r}")
+    def __init__(self, *, of: Literal["spatial", "temporal"] = "spatial") -> None:
         self.of = of
 
     def compute(self, model, x, explanation, target, sample) -> Score:

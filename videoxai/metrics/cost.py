@@ -8,10 +8,12 @@ else runs on it; passes do not.
 
 from __future__ import annotations
 
-from ..errors import InputError
+from typing import Literal, get_args
+
 from .base import Metric, Score, register
 
-MEASURES = ("seconds", "forward_passes", "backward_passes", "peak_memory_mb")
+Measure = Literal["seconds", "forward_passes", "backward_passes", "peak_memory_mb"]
+MEASURES = get_args(Measure)
 
 
 @register
@@ -26,9 +28,7 @@ class CostMetric(Metric):
     family = "cost"
     _higher_is_better = False
 
-    def __init__(self, *, measure: str = "seconds") -> None:
-        if measure not in MEASURES:
-            raise InputError(f"measure must be one of {', '.join(MEASURES)}, got {measure!r}")
+    def __init__(self, *, measure: Measure = "seconds") -> None:
         self.measure = measure
 
     def compute(self, model, x, explanation, target, sample) -> Score:

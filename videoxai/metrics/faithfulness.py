@@ -32,8 +32,8 @@ import torch
 
 from ..errors import InputError
 from ..methods import baselines
-from .base import Metric, Score, register
-from .units import check_unit_options, partition
+from .base import BatchSize, Grid, Metric, Score, Seed, Segments, Share, Unit, register
+from .units import partition
 
 
 class _KeepTop(Metric):
@@ -42,9 +42,6 @@ class _KeepTop(Metric):
     family = "faithfulness"
 
     def _setup(self, unit: str, baseline: str, grid: int, segments: int, batch_size: int, seed: int) -> None:
-        check_unit_options(unit, grid, segments)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.baseline = baselines.get(baseline)
         self.unit, self.grid, self.segments, self.batch_size, self.seed = unit, grid, segments, batch_size, seed
 
@@ -68,12 +65,6 @@ class _KeepTop(Metric):
         return sim.cpu().numpy(), part.count
 
 
-def _check_share(p, name: str = "share") -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-        raise InputError(f"{name} must be a number in [0, 1], got {p!r}")
-    return float(p)
-
-
 @register
 class Faithfulness(_KeepTop):
     """STAA faithfulness: output similarity when only the top ``share`` of the units is kept.
@@ -88,9 +79,9 @@ class Faithfulness(_KeepTop):
 
     name = "faithfulness"
 
-    def __init__(self, *, share: float = 0.7, unit: str = "pixel", baseline: str = "fade", grid: int = 16,
-                 segments: int = 256, batch_size: int = 16, seed: int = 0) -> None:
-        self.share = _check_share(share)
+    def __init__(self, *, share: Share = 0.7, unit: Unit = "pixel", baseline: str = "fade", grid: Grid = 16,
+                 segments: Segments = 256, batch_size: BatchSize = 16, seed: Seed = 0) -> None:
+        self.share = share
         self._setup(unit, baseline, grid, segments, batch_size, seed)
 
     def compute(self, model, x, explanation, target, sample) -> Score:
@@ -112,12 +103,12 @@ class Monotonicity(_KeepTop):
 
     name = "monotonicity"
 
-    def __init__(self, *, shares: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                 unit: str = "pixel", baseline: str = "fade", grid: int = 16, segments: int = 256,
-                 batch_size: int = 16, seed: int = 0) -> None:
-        if isinstance(shares, (str, bytes)) or not hasattr(shares, "__len__") or len(shares) < 2:
-            raise InputError(f"shares must be a list of at least two fractions, got {shares!r}")
-        self.shares = [_check_share(p, "each share") for p in shares]
+    def __init__(self, *, shares: list[Share] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                 unit: Unit = "pixel", baseline: str = "fade", grid: Grid = 16, segments: Segments = 256,
+                 batch_size: BatchSize = 16, seed: Seed = 0) -> None:
+        if len(shares) < 2:
+            raise InputError(f"metric 'monotonicity': option shares must list at least two fractions, got {shares!r}")
+        self.shares = shares
         self._setup(unit, baseline, grid, segments, batch_size, seed)
 
     def compute(self, model, x, explanation, target, sample) -> Score:

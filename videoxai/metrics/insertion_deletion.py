@@ -25,14 +25,14 @@ The reference baseline is "fade" (zeros in normalised space, about the dataset's
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import torch
 
-from ..errors import InputError
 from ..methods import baselines
-from .base import Metric, Score, register
-from .units import check_unit_options, partition
+from ..options import Opt
+from .base import BatchSize, Grid, Metric, Score, Seed, Segments, Unit, register
+from .units import partition
 
 ORDERS = ("morf", "lerf")
 
@@ -43,16 +43,9 @@ class _CausalCurve(Metric):
     family = "faithfulness"
     deletes: ClassVar[bool]
 
-    def __init__(self, *, unit: str = "patch", order: str = "morf", baseline: str = "fade",
-                 steps: int = 32, grid: int = 16, segments: int = 256, batch_size: int = 16,
-                 seed: int = 0) -> None:
-        check_unit_options(unit, grid, segments)
-        if order not in ORDERS:
-            raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
-        if not isinstance(steps, int) or steps < 1:
-            raise InputError(f"steps must be a positive integer, got {steps!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    def __init__(self, *, unit: Unit = "patch", order: Literal["morf", "lerf"] = "morf", baseline: str = "fade",
+                 steps: Annotated[int, Opt(ge=1)] = 32, grid: Grid = 16, segments: Segments = 256,
+                 batch_size: BatchSize = 16, seed: Seed = 0) -> None:
         self.baseline = baselines.get(baseline)
         self.unit, self.order, self.steps, self.grid, self.segments = unit, order, steps, grid, segments
         self.batch_size, self.seed = batch_size, seed

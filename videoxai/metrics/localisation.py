@@ -22,12 +22,14 @@ have an annotation). All four are higher-is-better rates in [0, 1].
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from .base import Metric, MissingGroundTruth, Score, descending_order, register, view_mask
+from ..options import Opt
+from .base import Metric, MissingGroundTruth, Score, Seed, descending_order, register, view_mask
 
 
 def ground_truth(sample, shape: tuple[int, int, int]) -> np.ndarray:
@@ -104,10 +106,8 @@ class PointingGame(Metric):
     family = "localisation"
     requires = ("ground_truth",)
 
-    def __init__(self, *, tolerance: float = 0.0625, seed: int = 0) -> None:
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-            raise InputError(f"tolerance must be a number >= 0, got {tolerance!r}")
-        self.tolerance, self.seed = float(tolerance), seed
+    def __init__(self, *, tolerance: Annotated[float, Opt(ge=0)] = 0.0625, seed: Seed = 0) -> None:
+        self.tolerance, self.seed = tolerance, seed
 
     def compute(self, model, x, explanation, target, sample) -> Score:
         from scipy.ndimage import distance_transform_edt
@@ -143,9 +143,7 @@ class Energy(Metric):
     family = "localisation"
     requires = ("ground_truth",)
 
-    def __init__(self, *, scope: str = "clip") -> None:
-        if scope not in ("clip", "frames"):
-            raise InputError(f"scope must be 'clip' or 'frames', got {scope!r}")
+    def __init__(self, *, scope: Literal["clip", "frames"] = "clip") -> None:
         self.scope = scope
 
     def compute(self, model, x, explanation, target, sample) -> Score:
@@ -175,10 +173,7 @@ class TopShareIoU(Metric):
     family = "localisation"
     requires = ("ground_truth",)
 
-    def __init__(self, *, share: float | None = None, seed: int = 0) -> None:
-        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
-                                  or not 0 < share <= 1):
-            raise InputError(f"share must be a number in (0, 1] or None, got {share!r}")
+    def __init__(self, *, share: Annotated[float | None, Opt(gt=0, le=1)] = None, seed: Seed = 0) -> None:
         self.share, self.seed = share, seed
 
     def compute(self, model, x, explanation, target, sample) -> Score:
@@ -211,9 +206,7 @@ class TemporalGrounding(Metric):
     family = "localisation"
     requires = ("window",)
 
-    def __init__(self, *, k: int = 1, seed: int = 0) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InputError(f"k must be a positive integer, got {k!r}")
+    def __init__(self, *, k: Annotated[int, Opt(ge=1)] = 1, seed: Seed = 0) -> None:
         self.k, self.seed = k, seed
 
     def compute(self, model, x, explanation, target, sample) -> Score:

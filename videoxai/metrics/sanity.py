@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Callable
+from typing import Annotated, Callable
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ from torch import nn
 from ..errors import InputError
 from ..explanation import Explanation
 from ..models.base import VideoModel
-from .base import Metric, Score, register, view_mask
+from ..options import Opt
+from .base import Metric, Score, Seed, register, view_mask
 
 
 def parameter_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -108,9 +109,7 @@ class ModelRandomisation(Metric):
     needs_explainer = True
     _higher_is_better = False
 
-    def __init__(self, *, stages: int | None = 4, seed: int = 0) -> None:
-        if stages is not None and (isinstance(stages, bool) or not isinstance(stages, int) or stages < 1):
-            raise InputError(f"stages must be a positive integer or None, got {stages!r}")
+    def __init__(self, *, stages: Annotated[int | None, Opt(ge=1)] = 4, seed: Seed = 0) -> None:
         self.stages, self.seed = stages, seed
 
     def compute(self, model, x, explanation, target, sample, explain_fn=None) -> Score:

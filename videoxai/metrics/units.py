@@ -112,12 +112,3 @@ def partition(unit: str, pixels: torch.Tensor, preprocess: Preprocess, *, grid: 
     dense = dense.reshape(per_frame.shape)
     view.copy_(torch.from_numpy(dense).to(dev))
     return Partition(labels, int(dense.max()) + 1, unit)
-
-
-def check_unit_options(unit: str, grid: int, segments: int) -> None:
-    if unit not in UNITS:
-        raise InputError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
-    if not isinstance(grid, int) or grid < 1:
-        raise InputError(f"grid must be a positive integer, got {grid!r}")
-    if not isinstance(segments, int) or segments < 1:
-        raise InputError(f"segments must be a positive integer, got {segments!r}")

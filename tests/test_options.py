@@ -1,0 +1,168 @@
+"""The one option parser (videoxai.options): types, ranges, one error form, canonical specs, and
+results files written with the older, non-canonical keys."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Literal
+
+import pytest
+
+import videoxai as vx
+from videoxai.errors import InputError
+from videoxai.evaluation.store import ResultStore
+from videoxai.methods import get
+from videoxai.metrics import build
+from videoxai.options import Opt, OptionError, format_spec, parse_spec, parse_value
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return vx.load_model("demo-cnn")
+
+
+@pytest.mark.parametrize("text, value", [
+    ("true", True), ("False", False), ("yes", True), ("no", False), ("1", True), ("0", False),
+    (True, True), (0, False),
+])
+def test_booleans_are_true_false_1_0_yes_no(text, value):
+    assert parse_value(text, bool, "method 'x'", "flag") is value
+
+
+@pytest.mark.parametrize("text", ["maybe", "2", "", "on", 2, 0.5, None])
+def test_anything_else_is_not_a_boolean(text):
+    with pytest.raises(OptionError, match=r"^method 'x': option flag must be true or false, got "):
+        parse_value(text, bool, "method 'x'", "flag")
+
+
+@pytest.mark.parametrize("text", ["abc", "nan", "inf", "1e400", "-inf", "1.5", True, 2.5, "0"])
+def test_integers_are_finite_whole_numbers_in_range(text):
+    with pytest.raises(OptionError, match="must be an integer ≥ 1, got"):
+        parse_value(text, Annotated[int, Opt(ge=1)], "method 'rise'", "n_samples")
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "1e400", 10 ** 400, float("nan"), "0", "1"])
+def test_numbers_are_finite_and_in_range(text):
+    with pytest.raises(OptionError, match=r"must be a number in \(0, 1\), got"):
+        parse_value(text, Annotated[float, Opt(gt=0, lt=1)], "method 'rise'", "p_keep")
+
+
+def test_values_of_every_kind_are_typed():
+    assert parse_value("500", int, "m", "n") == 500 and parse_value(500.0, int, "m", "n") == 500
+    assert parse_value("0.25", float, "m", "x") == 0.25 and parse_value(1, float, "m", "x") == 1.0
+    assert parse_value("[4, 4, 4]", tuple[int, int, int], "m", "w") == (4, 4, 4)
+    assert parse_value("4,5,6", tuple[int, int, int], "m", "w") == (4, 5, 6)
+    assert parse_value([0.1, "0.5"], list[float], "m", "s") == [0.1, 0.5]
+    assert parse_value("none", int | None, "m", "k") is None and parse_value("3", int | None, "m", "k") == 3
+    # text tries the typed members first: a count, a list, then a word
+    tp = int | list[int] | Literal["auto", "half"]
+    assert parse_value("2", tp, "m", "layers") == 2
+    assert parse_value("[1, 3]", tp, "m", "layers") == [1, 3]
+    assert parse_value("half", tp, "m", "layers") == "half"
+    with pytest.raises(OptionError, match="must be an integer or a list of integers or one of auto, half, got 'all'"):
+        parse_value("all", tp, "m", "layers")
+    with pytest.raises(OptionError, match="must be a list of 3 integers"):
+        parse_value("[4, 4]", tuple[int, int, int], "m", "w")
+
+
+def test_the_issue_message_form(cnn):
+    with pytest.raises(OptionError) as e:
+        get("rise")(cnn, n_samples="abc")
+    assert str(e.value) == "method 'rise': option n_samples must be an integer ≥ 1, got 'abc'"
+    assert isinstance(e.value, InputError)  # the CLI's exit 2, the service's 4xx
+    with pytest.raises(OptionError, match="^method 'rise': no option 'n_sample'; its options are: n_samples, "):
+        get("rise")(cnn, n_sample=5)
+    with pytest.raises(OptionError, match="^metric 'deletion': option steps must be an integer ≥ 1, got 0$"):
+        build("deletion", steps=0)
+
+
+def test_library_strings_are_parsed_like_the_cli(cnn):
+    # the bug this replaces: "false" (a non-empty string) was True
+    assert get("gradcam")(cnn, per_frame_weights="false").options["per_frame_weights"] is False
+    assert get("gradcam")(cnn, per_frame_weights="no").per_frame_weights is False
+    with pytest.raises(OptionError, match="per_frame_weights must be true or false, got 'maybe'"):
+        get("gradcam")(cnn, per_frame_weights="maybe")
+    m = get("rise")(cnn, n_samples="8", p_keep="0.25", cells="[1, 2, 2]")
+    assert (m.n_samples, m.p_keep, m.cells) == (8, 0.25, (1, 2, 2))
+
+
+def test_method_specs_are_canonical_like_metric_specs(cnn):
+    occ = get("occlusion")
+    specs = ["occlusion", "occlusion(baseline=blur)", "occlusion(window=4)", "occlusion(window=[4,4,4])",
+             "occlusion(window=[4, 4, 4], output=probability)"]
+    canon = {occ.spec_for(parse_spec(s)[1]) for s in specs}
+    assert canon == {"occlusion", "occlusion(window=[4, 4, 4])"}
+    assert occ(cnn, window=4).spec == occ(cnn, window=(4, 4, 4)).spec == "occlusion(window=[4, 4, 4])"
+    from videoxai.evaluation import resolve_methods, resolve_metrics
+    assert resolve_methods(", ".join(specs), cnn).specs == ["occlusion", "occlusion(window=[4, 4, 4])"]
+    assert resolve_metrics("pointing_game(tolerance=0), pointing_game(tolerance=0.0)").specs == \
+        ["pointing_game(tolerance=0.0)"]
+
+
+def test_explanation_options_round_trip_through_a_spec(cnn):
+    clip = vx.Clip.from_array(__import__("numpy").random.default_rng(0).random((8, 32, 32, 3), dtype="float32"))
+    exp = vx.explain(cnn, clip, "occlusion", window=2, batch_size=64)
+    options = {k: v for k, v in exp.options.items() if k != "refine"}
+    spec = format_spec(exp.method, options)
+    name, text = parse_spec(spec)
+    assert get(name).parse_options(text) == options
+    assert spec == "occlusion(batch_size=64, window=[2, 2, 2])"
+
+
+def test_declarations_have_help_and_every_default_parses():
+    from videoxai.methods import available as methods
+    from videoxai.metrics import available as metrics
+    from videoxai.metrics import get as get_metric
+
+    for cls in [get(n) for n in methods()] + [get_metric(n) for n in metrics()]:
+        declared = cls.declared_options()
+        full = cls.parse_options({})  # every default is a valid value of its own type
+        assert set(full) == set(declared), cls.name
+        for o in declared.values():
+            assert o.help, f"{cls.name}.{o.name} has no help"
+        assert cls.spec_for({}) == cls.name
+
+
+def test_dataset_specs_use_the_same_parser():
+    from videoxai.data.datasets import load_dataset
+
+    assert load_dataset("synthetic:2,seed=3").key(0).startswith("synthetic:test:3/")
+    with pytest.raises(OptionError, match="^dataset 'synthetic': option seed must be an integer, got 'x'$"):
+        load_dataset("synthetic:2,seed=x")
+    with pytest.raises(OptionError, match="^dataset 'synthetic': no option 'sed'"):
+        load_dataset("synthetic:2,sed=1")
+
+
+def test_cli_option_values_are_typed_by_the_method(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "videoxai", "explain", str(DATA / "bigbuckbunny.mp4"),
+                        "--model", "demo-cnn", "--method", "gradcam", "-O", "per_frame_weights=maybe",
+                        "-o", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "method 'gradcam': option per_frame_weights must be true or false, got 'maybe'" in r.stderr
+
+
+def test_a_results_file_written_before_canonical_specs_is_migrated_on_open(tmp_path):
+    # written by the code before this change: evaluate(demo-cnn, synthetic:2) with methods
+    # occlusion(window=[4,4,4], batch_size=64), occlusion(window=4), gradcam,
+    # gradcam(per_frame_weights=false) and metrics sparseness, pointing_game(tolerance=0),
+    # deletion(unit=frame, steps=4)
+    path = tmp_path / "results.sqlite"
+    shutil.copy(DATA / "results_legacy_specs.sqlite", path)
+    with ResultStore(path) as store:
+        rows = store.rows()
+        keys = {(r.method, r.metric) for r in rows}
+        assert {m for m, _ in keys} == {"occlusion(batch_size=64, window=[4, 4, 4])",
+                                       "occlusion(window=[4, 4, 4])", "gradcam"}
+        assert {m for _, m in keys} == {"sparseness", "pointing_game(tolerance=0.0)", "deletion(steps=4, unit=frame)"}
+        assert len(rows) == 2 * 3 * 3  # gradcam(per_frame_weights=false) was gradcam: merged, not doubled
+        assert set(store.metric_info()) == {m for _, m in keys}
+        assert {e.method for e in store.explanations()} == {m for m, _ in keys}
+        assert all(r.status == "ok" for r in rows)
+    with ResultStore(path) as store:  # idempotent
+        assert len(store.rows()) == 18
