@@ -18,8 +18,9 @@ class ServeSettings(BaseModel):
 
     Attributes:
         api_key: if set, every API request must carry it (header ``X-API-Key`` or
-            ``Authorization: Bearer …``; WebSocket clients may also use the ``api_key`` query
-            parameter, because browsers cannot set headers on a WebSocket).
+            ``Authorization: Bearer …``; WebSocket clients may instead put it in the ``api_key``
+            field of their first message, because browsers cannot set headers on a WebSocket;
+            the legacy ``api_key`` query parameter still works and is masked in logs).
         max_upload_mb: largest accepted upload body.
         max_frames: most frames decoded from one upload.
         max_pixels: most pixels (width × height) of one frame, uploads and streams alike.
