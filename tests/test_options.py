@@ -104,12 +104,12 @@ def test_method_specs_are_canonical_like_metric_specs(cnn):
 
 def test_explanation_options_round_trip_through_a_spec(cnn):
     clip = vx.Clip.from_array(__import__("numpy").random.default_rng(0).random((8, 32, 32, 3), dtype="float32"))
-    exp = vx.explain(cnn, clip, "occlusion", window=2, batch_size=64)
+    exp = vx.explain(cnn, clip, "occlusion", window="8, 32, 32", batch_size=64)  # 9 windows
     options = {k: v for k, v in exp.options.items() if k != "refine"}
     spec = format_spec(exp.method, options)
     name, text = parse_spec(spec)
     assert get(name).parse_options(text) == options
-    assert spec == "occlusion(batch_size=64, window=[2, 2, 2])"
+    assert get(name).spec_for(text) == "occlusion(batch_size=64, window=[8, 32, 32])"
 
 
 def test_declarations_have_help_and_every_default_parses():

@@ -353,7 +353,7 @@ def declared_options(fn: Callable, skip: int = 0) -> dict[str, Option]:
     return out
 
 
-_SECTION = re.compile(r"^\s*(Args|Arguments|Options|Parameters):\s*$")
+_SECTION = re.compile(r"^\s*(Args|Arguments|Options|Parameters)\b.*:\s*$")
 _ENTRY = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*(?:\s*,\s*[A-Za-z_][A-Za-z0-9_]*)*)\s*(?:\([^)]*\))?:\s*(.*)$")
 
 

@@ -38,7 +38,18 @@ ORDERS = ("morf", "lerf")
 
 
 class _CausalCurve(Metric):
-    """Shared body of :class:`Deletion` and :class:`Insertion`."""
+    """Shared body of :class:`Deletion` and :class:`Insertion`.
+
+    Options:
+        unit: ``"pixel"``, ``"patch"``, ``"superpixel"`` or ``"frame"``.
+        order: ``"morf"`` (most relevant first; lower AUC is better) or ``"lerf"`` (higher is better).
+        baseline: what a removed unit becomes (``"fade"``, ``"blur"``, ``"mean"``, …).
+        steps: number of steps (at most one per unit).
+        grid: patch lattice per frame (``unit="patch"``).
+        segments: SLIC supervoxels per clip (``unit="superpixel"``).
+        batch_size: perturbed clips per forward pass.
+        seed: order among units of equal relevance.
+    """
 
     family = "faithfulness"
     deletes: ClassVar[bool]
@@ -84,15 +95,7 @@ class _CausalCurve(Metric):
 class Deletion(_CausalCurve):
     """Deletion curve AUC: units replaced by the baseline in the given order (see module docs).
 
-    Options:
-        unit: ``"pixel"``, ``"patch"``, ``"superpixel"`` or ``"frame"``.
-        order: ``"morf"`` (most relevant first; lower AUC is better) or ``"lerf"`` (higher is better).
-        baseline: what a removed unit becomes (``"fade"``, ``"blur"``, ``"mean"``, …).
-        steps: number of steps (at most one per unit).
-        grid: patch lattice per frame (``unit="patch"``).
-        segments: SLIC supervoxels per clip (``unit="superpixel"``).
-        batch_size: perturbed clips per forward pass.
-        seed: order among units of equal relevance.
+    Options: see :class:`_CausalCurve` (shared with :class:`Insertion`).
     """
 
     name = "deletion"
