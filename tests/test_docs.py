@@ -72,7 +72,7 @@ def test_strict_build_fails_on_a_broken_link_and_a_broken_api_reference(tmp_path
     assert proc.returncode != 0 and "no_such_function" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "tutorial.md"])
+@pytest.mark.parametrize("page", ["quickstart.md", "tutorial.md", "architecture.md"])
 def test_page_code_runs(page, tmp_path, monkeypatch, capsys):
     """Every ```python block of the page, in order, in one namespace, as a reader would paste them."""
     blocks = python_blocks(DOCS / page)

@@ -20,18 +20,20 @@ class InputError(VideoXAIError, ValueError):
     """A clip, tensor or option has the wrong shape, type or value."""
 
 
-class UnknownModelError(VideoXAIError, KeyError):
-    """A model spec names nothing that can be loaded."""
+class UnknownNameError(InputError, KeyError):
+    """A name that no plug-in is registered under (method, metric, model, dataset kind, baseline);
+    the message lists the registered names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
 
 
-class UnknownMethodError(VideoXAIError, KeyError):
-    """A method name is not registered."""
+class UnknownModelError(UnknownNameError):
+    """A model spec names nothing that can be loaded."""
 
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
+
+class UnknownMethodError(UnknownNameError):
+    """A method name is not registered."""
 
 
 class UnsupportedModelError(VideoXAIError):

@@ -45,7 +45,7 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
         m = method
     else:
         m = get_method(method)(model, **options)
-    settings = Refine.parse(getattr(m, "default_refine", False) if refine is None else refine)
+    settings = Refine.parse(m.default_refine if refine is None else refine)
     x = clip.to_tensor(model.device)
 
     with CostMeter(model) as meter:

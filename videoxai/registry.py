@@ -1,7 +1,11 @@
-"""Name → class registries, shared by methods and metrics, and the plugin-package import.
+"""Name → plug-in registries (methods, metrics, model loaders, dataset kinds, baselines) and the
+plug-in package import.
 
-A registry is filled by a class decorator (``@register``); the package that holds the classes,
-one per module, is imported on first look-up, so adding a method or a metric is adding a file.
+A registry is filled by a decorator (``@register`` for a class with a ``name``, or
+``@REGISTRY.register(name="…")`` for a function); the package that holds the plug-ins, one per
+module, is imported on first look-up, so adding a method, a metric or a loader is adding a file.
+An unknown name raises the registry's error (an :class:`~videoxai.errors.UnknownNameError`),
+which lists the names that are registered.
 """
 
 from __future__ import annotations
@@ -10,14 +14,15 @@ import importlib
 import pkgutil
 from typing import Generic, TypeVar
 
-T = TypeVar("T", bound=type)
+T = TypeVar("T")
 
 
-def import_submodules(package: str) -> None:
-    """Import every module of ``package`` (a dotted name) once; modules register themselves."""
+def import_submodules(package: str) -> list:
+    """Import every module of ``package`` (a dotted name), in name order; modules register
+    themselves (plug-ins) or are handed to the caller (CLI command modules)."""
     pkg = importlib.import_module(package)
-    for info in pkgutil.iter_modules(pkg.__path__):
-        importlib.import_module(f"{package}.{info.name}")
+    return [importlib.import_module(f"{package}.{info.name}")
+            for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name)]
 
 
 class Registry(Generic[T]):
@@ -34,11 +39,18 @@ class Registry(Generic[T]):
         self._classes: dict[str, T] = {}
         self._loaded = package is None
 
-    def register(self, cls: T) -> T:
-        """Class decorator: make ``cls`` available under ``cls.name``."""
-        if self._classes.get(cls.name, cls) is not cls:
-            raise ValueError(f"{self.kind} name {cls.name!r} registered twice")
-        self._classes[cls.name] = cls
+    def register(self, cls: T | None = None, *, name: str | None = None):
+        """Decorator: make ``cls`` available under ``name`` (default: ``cls.name``).
+
+        ``@registry.register`` for a class with a ``name``; ``@registry.register(name="x")`` for
+        anything else (a loader function, a baseline).
+        """
+        if cls is None:
+            return lambda obj: self.register(obj, name=name)
+        key = name if name is not None else cls.name
+        if self._classes.get(key, cls) is not cls:
+            raise ValueError(f"{self.kind} name {key!r} registered twice")
+        self._classes[key] = cls
         return cls
 
     def unregister(self, name: str) -> None:
@@ -57,6 +69,15 @@ class Registry(Generic[T]):
         """The registered names, sorted."""
         self._load()
         return sorted(self._classes)
+
+    def items(self) -> dict[str, T]:
+        """Name → plug-in, in registration order."""
+        self._load()
+        return dict(self._classes)
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._classes
 
     def _load(self) -> None:
         if not self._loaded:

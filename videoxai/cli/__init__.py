@@ -11,8 +11,6 @@ command line shows the traceback instead.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 
 import typer
@@ -23,6 +21,7 @@ except ImportError:  # pragma: no cover
     from click import ClickException, UsageError
 
 from ..errors import VideoXAIError
+from ..registry import import_submodules
 
 app = typer.Typer(name="videoxai", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Explain video classifiers: where and when the evidence for a prediction lies. "
@@ -70,8 +69,7 @@ def describe(exc: BaseException) -> str:
 
 
 # the commands (after the helpers above, which they use)
-for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-    _mod = importlib.import_module(f"{__name__}.{_info.name}")
+for _mod in import_submodules(__name__):
     if hasattr(_mod, "register"):
         _mod.register(app)
 

@@ -97,21 +97,34 @@ def models_cmd() -> None:
     console.print(table)
 
 
-def methods_cmd() -> None:
-    """List attribution methods and their options."""
+def methods_cmd(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only the methods that can explain this model (spec as for explain)."),
+) -> None:
+    """List attribution methods and their options (with --model: the ones that apply to it)."""
     import inspect
 
     from ..methods import available, get
 
-    table = Table(title="methods")
+    vm, skipped = None, {}
+    if model is not None:
+        from ..models import load_model
+
+        with console.status(f"loading {model}…"):
+            vm = load_model(model)
+    table = Table(title="methods" if vm is None else f"methods for {vm.name} ({vm.family})")
     for col in ("name", "what", "options"):
         table.add_column(col, overflow="fold")
     for name in available():
         cls = get(name)
+        if vm is not None and not cls.supports(vm):
+            skipped[name] = cls.unsupported(vm)
+            continue
         doc = (cls.__dict__.get("__doc__") or inspect.getmodule(cls).__doc__ or "").strip().split("\n")[0]
         opts = "\n".join(o.line() for o in cls.declared_options().values())
         table.add_row(name, doc, opts or "–")
     console.print(table)
+    for name, why in skipped.items():
+        console.print(f"[dim]not applicable: {why}[/]")
 
 
 def _summary(exps) -> None:

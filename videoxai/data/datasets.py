@@ -41,8 +41,9 @@ from typing import Annotated, Callable, Sequence
 import numpy as np
 
 from ..clip import Clip
-from ..errors import InputError
+from ..errors import InputError, UnknownNameError
 from ..options import Opt, declared_options, parse_assignments, parse_options
+from ..registry import Registry
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
 
@@ -141,7 +142,7 @@ class SamplesDataset(EvalDataset):
 
 # -- registry ----------------------------------------------------------------------------------
 Factory = Callable[..., EvalDataset]   # fn(argument, *, num_frames, classes, **options)
-_DATASETS: dict[str, Factory] = {}
+DATASETS: Registry[Factory] = Registry("dataset kind", UnknownNameError)
 
 
 def register_dataset(kind: str) -> Callable[[Factory], Factory]:
@@ -149,22 +150,19 @@ def register_dataset(kind: str) -> Callable[[Factory], Factory]:
 
     ``classes`` are the model's class names (or ``None``); options come from the spec as strings.
     """
-    def deco(fn: Factory) -> Factory:
-        _DATASETS[kind] = fn
-        return fn
-    return deco
+    return DATASETS.register(name=kind)
 
 
 def dataset_kinds() -> dict[str, str]:
     """Registered dataset kinds with the first line of their help."""
-    return {k: (fn.__doc__ or "").strip().splitlines()[0] for k, fn in _DATASETS.items()}
+    return {k: (fn.__doc__ or "").strip().splitlines()[0] for k, fn in DATASETS.items().items()}
 
 
 def parse_data_spec(spec: str) -> tuple[str, str, dict]:
     """``"synthetic:100,seed=1"`` → ``("synthetic", "100", {"seed": "1"})``."""
     if not isinstance(spec, str) or ":" not in spec:
         raise InputError(f"dataset spec {spec!r} must look like kind:argument[,key=value…]; "
-                         f"kinds: {', '.join(sorted(_DATASETS))}")
+                         f"kinds: {', '.join(DATASETS.names())}")
     kind, _, rest = spec.partition(":")
     parts = [p.strip() for p in rest.split(",") if p.strip()]
     if not parts:
@@ -186,9 +184,7 @@ def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: 
     if not isinstance(spec, str):
         return SamplesDataset(spec)
     kind, argument, options = parse_data_spec(spec)
-    if kind not in _DATASETS:
-        raise InputError(f"unknown dataset kind {kind!r} in {spec!r}; kinds: {', '.join(sorted(_DATASETS))}")
-    factory = _DATASETS[kind]
+    factory = DATASETS.get(kind)
     # the factory's keyword parameters after (argument, num_frames, classes) are its options
     declared = {k: o for k, o in declared_options(factory, skip=1).items() if k not in ("num_frames", "classes")}
     extra = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())

@@ -235,11 +235,17 @@ def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> Selectio
             for name in available() + [RANDOM]:
                 if name in sel.specs:
                     continue
-                try:
-                    limit = None if name == RANDOM else get(name)(model).evaluation_clips
-                except (UnsupportedModelError, InputError) as e:
-                    sel.dropped[name] = str(e)
-                    continue
+                limit = None
+                if name != RANDOM:
+                    cls = get(name)
+                    try:
+                        if not cls.supports(model):
+                            raise UnsupportedModelError(cls.unsupported(model))
+                        cls(model)  # a need the declaration cannot see (e.g. no linear head)
+                    except (UnsupportedModelError, InputError) as e:
+                        sel.dropped[name] = str(e)
+                        continue
+                    limit = cls.evaluation_clips
                 sel.add(name, limit)
             continue
         name, options = parse_spec(item)

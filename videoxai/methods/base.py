@@ -74,6 +74,9 @@ class Method(Configurable):
     #: clips an evaluation's ``--methods all`` runs this method on (the first N; ``None``: every
     #: clip): set by methods whose explanation of one clip takes tens of seconds
     evaluation_clips: ClassVar[int | None] = None
+    #: the refinement ``vx.explain(refine=None)`` applies (``False``: none, ``True``: the default
+    #: :class:`~videoxai.methods.refine.Refine`, or a dict of its settings)
+    default_refine: ClassVar[bool | dict] = False
 
     options: dict
 
@@ -81,13 +84,31 @@ class Method(Configurable):
         if not isinstance(model, VideoModel):
             raise InputError(f"{self.name} needs a videoxai model (vx.load_model or vx.wrap), "
                              f"got {type(model).__name__}")
-        for need in self.requires:
-            if getattr(model, {"attention": "attention", "cam_layer": "cam_layer",
-                               "token_grid": "token_grid"}[need], None) is None:
-                raise UnsupportedModelError(
-                    f"method {self.name!r} needs a model with {need.replace('_', ' ')}; "
-                    f"{model.name} ({model.family}) has none")
+        reason = self.unsupported(model)
+        if reason is not None:
+            raise UnsupportedModelError(reason)
         self.model = model
+
+    # -- which models -----------------------------------------------------------------------------
+    @classmethod
+    def unsupported(cls, model: VideoModel) -> str | None:
+        """Why this method (with its default options) cannot explain ``model``; ``None`` if it can.
+
+        The one declaration read by ``vx.explain`` (through the constructor, which raises
+        :class:`~videoxai.errors.UnsupportedModelError` with this text), the evaluation runner,
+        ``videoxai methods --model``, the server's ``/api/info`` and the viewer. The base checks
+        :attr:`requires`; a method with other needs overrides this and calls ``super()``.
+        """
+        for need in cls.requires:
+            if getattr(model, need, None) is None:
+                return (f"method {cls.name!r} needs a model with {need.replace('_', ' ')}; "
+                        f"{model.name} ({model.family}) has none")
+        return None
+
+    @classmethod
+    def supports(cls, model: VideoModel) -> bool:
+        """Whether this method (with its default options) can explain ``model``."""
+        return cls.unsupported(model) is None
 
     # -- the one method to implement ------------------------------------------------------------
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:

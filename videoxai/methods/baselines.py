@@ -13,17 +13,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import UnknownNameError
+from ..registry import Registry
 
 Baseline = Callable[[torch.Tensor], torch.Tensor]
-_BASELINES: dict[str, Baseline] = {}
+BASELINES: Registry[Baseline] = Registry("baseline", UnknownNameError)
 
 
 def _register(name: str):
-    def deco(fn: Baseline) -> Baseline:
-        _BASELINES[name] = fn
-        return fn
-    return deco
+    return BASELINES.register(name=name)
 
 
 @_register("black")
@@ -70,11 +68,8 @@ def get(name: str | Baseline) -> Baseline:
     """A baseline by name (``"black"``, ``"blur"``, ``"mean"``, ``"freeze"``, ``"fade"``) or a callable."""
     if callable(name):
         return name
-    try:
-        return _BASELINES[name]
-    except KeyError:
-        raise InputError(f"unknown baseline {name!r}; choose from {', '.join(sorted(_BASELINES))}") from None
+    return BASELINES.get(name)
 
 
 def available() -> list[str]:
-    return sorted(_BASELINES)
+    return BASELINES.names()

@@ -121,7 +121,6 @@ class CAMMethod(Method):
 
     #: whether the variant needs the gradient at the layer (one backward pass from the logits)
     uses_gradients: ClassVar[bool] = True
-    default_refine: ClassVar[bool] = False
 
     def __init__(self, model: VideoModel, layer: str | None) -> None:
         super().__init__(model)

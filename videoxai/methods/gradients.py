@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 from torch import nn
@@ -124,7 +124,6 @@ class InputGradientMethod(Method):
 
     channel_reduce: str
     #: default post-processing in ``vx.explain`` (raw gradients are left as they are)
-    default_refine: ClassVar[bool] = False
 
     def __init__(self, model: VideoModel, channel_reduce: ChannelReduce) -> None:
         super().__init__(model)

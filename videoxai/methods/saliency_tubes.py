@@ -14,12 +14,50 @@ logits equal that classifier applied to the pooled layer, and otherwise raises
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
 from ..errors import UnsupportedModelError
 from .base import register
 from .cam import CAMMethod, LayerState, weighted_sum
+
+
+#: model → why its default CAM layer and head do not fit (None: they do), probed once per model
+_PROBED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _probe_head(model) -> str | None:
+    """Whether the model's logits are a linear head applied to the global average of its default
+    CAM layer, checked on one seeded random clip (the hook is removed whatever happens)."""
+    if model.cam_layer is None:
+        return f"method 'saliency_tubes' needs a CAM layer; {model.name} ({model.family}) has none"
+    heads = [m for m in model.net.modules() if isinstance(m, nn.Linear) and m.out_features == model.num_classes]
+    if not heads:
+        return (f"method 'saliency_tubes' needs an nn.Linear head with {model.num_classes} outputs; "
+                f"{model.name} ({model.family}) has none")
+    head, captured = heads[-1], {}
+    h, w = model.input_size
+    x = torch.rand(1, model.num_frames, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
+    handle = model.submodule(model.cam_layer).register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
+    try:
+        with torch.no_grad():
+            logits = model(x).float()
+    finally:
+        handle.remove()
+    acts = model.cam_reshape(captured["a"]) if getattr(model, "cam_reshape", None) else captured["a"]
+    if not isinstance(acts, torch.Tensor) or acts.ndim != 5 or acts.shape[1] != head.in_features:
+        return (f"method 'saliency_tubes': {model.name}'s head takes {head.in_features} features, its CAM "
+                f"layer {model.cam_layer!r} does not give that many channels; use gradcam")
+    predicted = nn.functional.linear(acts.float().mean((2, 3, 4)), head.weight.float(),
+                                     None if head.bias is None else head.bias.float())
+    scale = logits.abs().amax().clamp_min(1.0)
+    if not torch.allclose(predicted, logits, rtol=1e-3, atol=1e-3 * float(scale)):
+        return (f"method 'saliency_tubes' needs a network that ends in global average pooling and a "
+                f"linear classifier after its CAM layer; {model.name}'s logits differ from that by up to "
+                f"{(predicted - logits).abs().max().item():.3g}. Use gradcam")
+    return None
 
 
 @register
@@ -33,6 +71,20 @@ class SaliencyTubes(CAMMethod):
 
     name = "saliency_tubes"
     uses_gradients = False
+
+    @classmethod
+    def unsupported(cls, model) -> str | None:
+        # the class weights apply to the CAM layer's channels only when global pooling of that
+        # layer feeds the linear head: a CNN's, not a transformer's (its head reads a token)
+        if model.token_grid is not None:
+            return (f"method 'saliency_tubes' explains CNNs whose last feature map feeds a linear head "
+                    f"through global pooling; {model.name} ({model.family}) is a transformer")
+        reason = super().unsupported(model)
+        if reason is None:
+            if model not in _PROBED:
+                _PROBED[model] = _probe_head(model)
+            reason = _PROBED[model]
+        return reason
 
     def __init__(self, model, layer: str | None = None, classifier: str | None = None) -> None:
         super().__init__(model, layer)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import UnsupportedModelError
 from .base import Attribution, Method, Target, register
 
 
@@ -29,15 +28,18 @@ class STABNAttention(Method):
 
     name = "stabn"
 
-    def __init__(self, model, weight_by_temporal: bool = False) -> None:
-        super().__init__(model)
+    @classmethod
+    def unsupported(cls, model) -> str | None:
         from ..stabn.model import STABNVideoModel
 
         if not isinstance(model, STABNVideoModel):
-            raise UnsupportedModelError(
-                f"method 'stabn' explains ST-ABN models with their own attention; {model.name} "
-                f"({model.family}) is not one (train one with `videoxai stabn train`, or load "
-                "'demo-stabn')")
+            return (f"method 'stabn' explains ST-ABN models with their own attention; {model.name} "
+                    f"({model.family}) is not one (train one with `videoxai stabn train`, or load "
+                    "'demo-stabn')")
+        return super().unsupported(model)
+
+    def __init__(self, model, weight_by_temporal: bool = False) -> None:
+        super().__init__(model)
         self.weight_by_temporal = bool(weight_by_temporal)
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:

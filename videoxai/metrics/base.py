@@ -33,13 +33,14 @@ import numpy as np
 import torch
 
 from ..clip import Clip
-from ..errors import InputError, VideoXAIError
+from ..errors import InputError, UnknownNameError
 from ..explanation import Explanation
 from ..methods.align import crop_mask
 from ..methods.base import batched
 from ..models.base import VideoModel
 from ..options import Configurable, Opt, format_spec, parse_spec, split_top_level
 from ..registry import Registry
+from .truth import MissingGroundTruth, ground_truth, truth_window
 
 Family = Literal["faithfulness", "localisation", "randomisation", "complexity", "cost"]
 
@@ -50,10 +51,6 @@ Segments = Annotated[int, Opt(ge=1, help="SLIC supervoxels for unit=superpixel")
 BatchSize = Annotated[int, Opt(ge=1, help="clips per forward pass (memory, not the result)")]
 Seed = Annotated[int, Opt(help="order among tied values: same seed, same score")]
 Share = Annotated[float, Opt(ge=0, le=1)]
-
-
-class MissingGroundTruth(VideoXAIError):
-    """A localisation metric was asked to score a clip that has no annotation of the needed kind."""
 
 
 @dataclass
@@ -109,6 +106,30 @@ class Metric(Configurable):
 
     def __init__(self) -> None:  # a metric without options
         pass
+
+    # -- which samples ---------------------------------------------------------------------------
+    @classmethod
+    def unsupported(cls, sample: Any) -> str | None:
+        """Why this metric cannot score a clip with ground truth ``sample``; ``None`` if it can.
+
+        Declared by :attr:`requires`: ``"ground_truth"`` needs masks or boxes, ``"window"`` a
+        window (or masks / boxes, whose annotated frames stand in for it).
+        """
+        if not cls.requires:
+            return None
+        if sample is None:
+            return f"metric {cls.name!r} needs ground truth: pass sample= with masks, boxes or a window"
+        has = {k: getattr(sample, k, None) is not None for k in ("masks", "boxes", "window")}
+        if "ground_truth" in cls.requires and not (has["masks"] or has["boxes"]):
+            return f"metric {cls.name!r} needs ground truth: the sample has neither masks nor boxes"
+        if "window" in cls.requires and not any(has.values()):
+            return f"metric {cls.name!r} needs ground truth: the sample has no window, masks or boxes"
+        return None
+
+    @classmethod
+    def supports(cls, sample: Any) -> bool:
+        """Whether this metric can score a clip with ground truth ``sample``."""
+        return cls.unsupported(sample) is None
 
     # -- what a metric says about itself --------------------------------------------------------
     @property
@@ -216,10 +237,9 @@ def as_explanation(exp, target: int | None, num_frames: int, num_classes: int) -
 
 
 def _check_sample(metric: Metric, sample, t: int, h: int, w: int) -> None:
-    if sample is None:
-        raise MissingGroundTruth(f"metric {metric.name!r} needs ground truth: pass sample= with "
-                                 "masks, boxes or a window")
-    from .localisation import ground_truth, truth_window
+    reason = metric.unsupported(sample)
+    if reason is not None:
+        raise MissingGroundTruth(reason)
     if "ground_truth" in metric.requires:
         ground_truth(sample, (t, h, w))
     if "window" in metric.requires:
@@ -246,7 +266,7 @@ def descending_order(scores: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 # -- registry --------------------------------------------------------------------------------------
-METRICS: Registry[type[Metric]] = Registry("metric", InputError)
+METRICS: Registry[type[Metric]] = Registry("metric", UnknownNameError, package="videoxai.metrics")
 #: class decorator: make a metric available by ``cls.name``
 register = METRICS.register
 

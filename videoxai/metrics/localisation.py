@@ -29,61 +29,8 @@ import torch
 
 from ..errors import InputError
 from ..options import Opt
-from .base import Metric, MissingGroundTruth, Score, Seed, descending_order, register, view_mask
-
-
-def ground_truth(sample, shape: tuple[int, int, int]) -> np.ndarray:
-    """Annotated voxels ``(T, H, W)`` bool from ``sample.masks``, else ``sample.boxes``."""
-    t, h, w = shape
-    masks = getattr(sample, "masks", None)
-    if masks is not None:
-        masks = np.asarray(masks)
-        if masks.shape != (t, h, w):
-            raise InputError(f"ground-truth masks have shape {masks.shape}, the clip is {(t, h, w)}")
-        return masks.astype(bool)
-    boxes = getattr(sample, "boxes", None)
-    if boxes is None:
-        raise MissingGroundTruth("the sample has neither masks nor boxes")
-    return boxes_to_masks(boxes, (t, h, w))
-
-
-def boxes_to_masks(boxes, shape: tuple[int, int, int]) -> np.ndarray:
-    """``(T, 4)`` ``[top, left, bottom, right)`` (``-1`` rows: none) → ``(T, H, W)`` bool."""
-    t, h, w = shape
-    boxes = np.asarray(boxes)
-    if boxes.shape != (t, 4):
-        raise InputError(f"ground-truth boxes must have shape ({t}, 4), got {boxes.shape}")
-    if not np.isfinite(boxes).all():
-        raise InputError("ground-truth boxes contain NaN or infinite values")
-    out = np.zeros((t, h, w), dtype=bool)
-    for i, (top, left, bottom, right) in enumerate(boxes):
-        if top < 0 and bottom < 0:
-            continue
-        if bottom < top or right < left:
-            raise InputError(f"box {boxes[i].tolist()} of frame {i} is not [top, left, bottom, right)")
-        y0, x0 = max(0, int(math.floor(top))), max(0, int(math.floor(left)))
-        y1, x1 = min(h, int(math.ceil(bottom))), min(w, int(math.ceil(right)))
-        out[i, y0:y1, x0:x1] = True
-    return out
-
-
-def truth_window(sample, num_frames: int) -> tuple[int, int] | np.ndarray:
-    """The annotated frames: ``sample.window`` as ``(start, end)``, else a bool ``(T,)`` of the
-    frames that have a mask or a box."""
-    window = getattr(sample, "window", None)
-    if window is not None:
-        start, end = int(window[0]), int(window[1])
-        if not 0 <= start < end <= num_frames:
-            raise InputError(f"window {tuple(window)} is not a non-empty [start, end) within {num_frames} frames")
-        return start, end
-    masks, boxes = getattr(sample, "masks", None), getattr(sample, "boxes", None)
-    if masks is None and boxes is None:
-        raise MissingGroundTruth("the sample has no window, masks or boxes")
-    present = (np.asarray(masks).reshape(num_frames, -1).any(1) if masks is not None
-               else np.asarray(boxes)[:, 2] >= 0)
-    if not present.any():
-        raise MissingGroundTruth("the sample's annotation is empty in every frame")
-    return present
+from .base import Metric, Score, Seed, descending_order, register, view_mask
+from .truth import boxes_to_masks, ground_truth, truth_window  # noqa: F401  (public here since 0.1)
 
 
 def _in_window(window, frames: np.ndarray) -> np.ndarray:

@@ -21,22 +21,20 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnknownModelError
+from ..registry import Registry
 from .base import IMAGENET_MEAN, IMAGENET_STD, CropBox, Layout, Preprocess, TokenGrid, VideoModel
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 Loader = Callable[..., VideoModel]  # fn(rest: str, device: torch.device, **options)
-_LOADERS: dict[str, Loader] = {}
+LOADERS: Registry[Loader] = Registry("model loader", UnknownModelError, package=__name__)
 _BUNDLED: dict[str, str] = {}  # short name -> "prefix:rest" spec, with a one-line description
 _BUNDLED_HELP: dict[str, str] = {}
 
 
 def register_loader(prefix: str) -> Callable[[Loader], Loader]:
     """Register ``fn(rest, device, **options) -> VideoModel`` for specs ``"<prefix>:<rest>"``."""
-    def deco(fn: Loader) -> Loader:
-        _LOADERS[prefix] = fn
-        return fn
-    return deco
+    return LOADERS.register(name=prefix)
 
 
 def register_bundled(name: str, spec: str, help: str) -> None:
@@ -49,7 +47,7 @@ def available() -> dict[str, str]:
     """Bundled model names and loader prefixes, with a line of help each."""
     _ensure_loaders()
     out = {name: _BUNDLED_HELP[name] for name in _BUNDLED}
-    out.update({f"{p}:…": (fn.__doc__ or "").strip().splitlines()[0] for p, fn in _LOADERS.items()})
+    out.update({f"{p}:…": (fn.__doc__ or "").strip().splitlines()[0] for p, fn in LOADERS.items().items()})
     return out
 
 
@@ -69,15 +67,15 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", **options) 
         model.name = spec  # reports and results say "demo", not the install path
         return model
     prefix, sep, rest = spec.partition(":")
-    if sep and prefix in _LOADERS:
-        return _LOADERS[prefix](rest, device, **options)
+    if sep and prefix in LOADERS:
+        return LOADERS.get(prefix)(rest, device, **options)
     path = Path(spec)
     if path.is_dir():
         return _load_dir(path, device, **options)
     if path.exists():
         raise UnknownModelError(f"{spec} is a file; give the directory that holds the model "
                                 "(config.json or videoxai.json)")
-    known = ", ".join(sorted(_BUNDLED)) + ", " + ", ".join(f"{p}:…" for p in sorted(_LOADERS))
+    known = ", ".join(sorted(_BUNDLED)) + ", " + ", ".join(f"{p}:…" for p in LOADERS.names())
     raise UnknownModelError(f"unknown model {spec!r}: not a directory and not one of {known}")
 
 
@@ -85,11 +83,11 @@ def _load_dir(path: Path, device: torch.device, **options) -> VideoModel:
     if (path / "videoxai.json").is_file():
         meta = json.loads((path / "videoxai.json").read_text())
         kind = meta.get("loader")
-        if kind not in _LOADERS:
+        if kind not in LOADERS:
             raise UnknownModelError(f"{path}/videoxai.json names unknown loader {kind!r}")
-        return _LOADERS[kind](str(path), device, **options)
+        return LOADERS.get(kind)(str(path), device, **options)
     if (path / "config.json").is_file():
-        return _LOADERS["hf"](str(path), device, **options)
+        return LOADERS.get("hf")(str(path), device, **options)
     raise UnknownModelError(f"{path} holds neither config.json (Hugging Face) nor videoxai.json")
 
 
@@ -139,17 +137,10 @@ def _infer_num_classes(module: nn.Module) -> int:
     return last[-1].out_features
 
 
-_loaded = False
-
-
 def _ensure_loaders() -> None:
-    """Import every module of this package once: loader modules register themselves."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from ..registry import import_submodules
-    import_submodules(__name__)
+    """Import every module of this package once: loader modules register themselves (and their
+    bundled names)."""
+    LOADERS.names()
 
 
 __all__ = ["VideoModel", "Preprocess", "TokenGrid", "CropBox", "load_model", "wrap", "available",

@@ -115,8 +115,7 @@ class Engine:
 
     def methods(self) -> list[str]:
         """Registered methods whose requirements (attention, CAM layer, token grid) the model meets."""
-        return [name for name in available_methods()
-                if all(getattr(self.model, need, None) is not None for need in get_method(name).requires)]
+        return [name for name in available_methods() if get_method(name).supports(self.model)]
 
     def window_size(self, requested: int | None, max_frames: int) -> int:
         """The window a client may use: the model's frame count, or any size if it accepts any."""

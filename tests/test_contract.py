@@ -1,0 +1,156 @@
+"""The plug-in contract, generated from the registries: every method on every kind of model, every
+metric on a fixed map. A new method or metric file is covered without editing this test.
+
+For each (method, model): either ``supports(model)`` is False and explaining raises
+``UnsupportedModelError``, or the method runs on a short clip with the contract's shapes and
+ranges, gives the same map twice (seeded), its recorded options survive a round trip through the
+canonical spec, and the model is left as it was (parameters, gradient flags, mode, hooks).
+Slow options are reduced by *name* (``n_samples``, ``iterations``, …) so new methods that use the
+conventional names are fast too.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import videoxai as vx
+from videoxai.errors import UnsupportedModelError
+from videoxai.methods import available as method_names
+from videoxai.methods import get as get_method
+from videoxai.metrics import MissingGroundTruth
+from videoxai.metrics import available as metric_names
+from videoxai.metrics import get as get_metric
+from videoxai.options import format_spec, parse_spec
+
+#: conventional option names → a cheap value (applied when the method or metric declares them)
+FAST = {"n_samples": 3, "iterations": 2, "n_steps": 2, "levels": 2, "steps": 3, "stages": 1,
+        "max_exact_players": 4, "n_segments": 4, "segments": 16, "grid": 4, "strides": 1000,
+        "shares": [0.3, 0.6], "areas": [0.1]}
+
+
+class _WrappedCNN(nn.Module):
+    """A user's 3D CNN for ``vx.wrap``: conv features, global pooling, a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):  # (B, C, T, H, W)
+        return self.head(self.features(x).mean((2, 3, 4)))
+
+
+def _models() -> dict:
+    from conftest import tiny_hf
+    from videoxai.models.hf import from_hf_module
+
+    return {
+        "demo": vx.load_model("demo"),
+        "demo-cnn": vx.load_model("demo-cnn"),
+        "demo-stabn": vx.load_model("demo-stabn"),
+        "wrapped": vx.wrap(_WrappedCNN(), num_frames=8, input_size=24, cam_layer="features.1",
+                           labels=["a", "b", "c"]),
+        "token": from_hf_module(tiny_hf("timesformer")),
+    }
+
+
+@pytest.fixture(scope="module")
+def models():
+    return _models()
+
+
+@pytest.fixture(scope="module")
+def clip():
+    rng = np.random.default_rng(0)
+    return vx.Clip.from_array(rng.random((8, 32, 32, 3), dtype=np.float32))
+
+
+def fast_options(cls) -> dict:
+    return {k: v for k, v in FAST.items() if k in cls.declared_options()}
+
+
+def _state(model) -> tuple:
+    net = model.net if hasattr(model, "net") else model
+    params = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    flags = [p.requires_grad for p in net.parameters()]
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in net.modules())
+    return params, flags, net.training, hooks
+
+
+MODEL_NAMES = ["demo", "demo-cnn", "demo-stabn", "wrapped", "token"]
+
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+@pytest.mark.parametrize("name", method_names())
+def test_every_method_on_every_model(models, clip, name, model_name):
+    model, cls = models[model_name], get_method(name)
+    options = fast_options(cls)
+    if not cls.supports(model):
+        assert cls.unsupported(model)
+        with pytest.raises(UnsupportedModelError):
+            vx.explain(model, clip, name, **options)
+        return
+    before = _state(model)
+    exp = vx.explain(model, clip, name, **options)
+    t, h, w = clip.num_frames, clip.height, clip.width
+    assert exp.spatial.shape == (t, h, w) and exp.temporal.shape == (t,)
+    assert np.isfinite(exp.spatial).all() and exp.spatial.min() >= 0 and exp.spatial.max() <= 1
+    assert np.isfinite(exp.temporal).all() and exp.temporal.min() >= 0
+    assert exp.temporal.sum() == pytest.approx(1, abs=1e-5)
+    assert 0 <= exp.target < model.num_classes
+    # determinism: the same input and seed give the same map
+    again = vx.explain(model, clip, name, **options)
+    np.testing.assert_allclose(again.spatial, exp.spatial, atol=1e-5)
+    # options: Explanation.options → canonical spec → the same options
+    recorded = {k: v for k, v in exp.options.items() if k != "refine"}
+    spec = cls.spec_for(recorded)
+    parsed_name, text = parse_spec(spec)
+    assert parsed_name == name and cls.parse_options(text) == recorded
+    # the model is left as it was
+    after = _state(model)
+    assert after[1:] == before[1:]
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+
+
+# -- metrics on a fixed map -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fixed_case(models):
+    model = models["demo-cnn"]
+    rng = np.random.default_rng(1)
+    frames = rng.random((8, 32, 32, 3), dtype=np.float32)
+    masks = np.zeros((8, 32, 32), bool)
+    masks[2:6, 8:20, 10:22] = True
+    sample = SimpleNamespace(masks=masks, boxes=None, window=(2, 6))
+    exp = vx.explain(model, vx.Clip.from_array(frames), "gradcam")
+    return model, vx.Clip.from_array(frames), exp, sample
+
+
+@pytest.mark.parametrize("name", metric_names())
+def test_every_metric_on_a_fixed_map(fixed_case, name):
+    model, clip, exp, sample = fixed_case
+    cls = get_metric(name)
+    options = fast_options(cls)
+    metric = cls(**options)
+    if cls.requires:
+        bare = SimpleNamespace(masks=None, boxes=None, window=None)
+        assert not cls.supports(bare)
+        with pytest.raises(MissingGroundTruth):
+            metric(model, clip, exp, sample=bare)
+    assert cls.supports(sample)
+    before = _state(model)
+    score = metric(model, clip, exp, sample=sample)
+    value = score.value
+    assert np.isfinite(value) or "undefined" in score.details
+    assert metric(model, clip, exp, sample=sample).value == pytest.approx(value, nan_ok=True)
+    assert isinstance(metric.higher_is_better, bool)
+    # options round trip through the canonical spec
+    assert get_metric(name)(**parse_spec(metric.spec)[1]).options == metric.options
+    assert metric.spec == format_spec(name, cls.canonical_options(metric.options))
+    after = _state(model)
+    assert after[1:] == before[1:] and all(torch.equal(before[0][k], after[0][k]) for k in before[0])
