@@ -60,6 +60,8 @@ class STAA(Method):
     """
 
     name = "staa"
+    paper = ('Wang & Liu, STAA: Spatio-Temporal Attention Attribution for Real-Time Interpreting '
+             'Transformer-based Video Models, arXiv 2411.00630 (2024)')
     requires = ("attention", "token_grid")
 
     def __init__(self, model, layers: int | list[int] | str = "auto", gradient_weighted: bool = False,
