@@ -313,7 +313,8 @@ class Option:
     def line(self) -> str:
         """``n_samples=1000 (an integer ≥ 1): random masks`` for option listings."""
         head = self.name if self.required else f"{self.name}={format_value(self.default)}"
-        return f"{head} ({self.describe()})" + (f": {self.help}" if self.help else "")
+        short = re.split(r"(?<=[a-z0-9)])\. ", self.help)[0].rstrip(".")
+        return f"{head} ({self.describe()})" + (f": {short}" if short else "")
 
     def to_dict(self) -> dict:
         """JSON-friendly description (for ``/api/info`` and ``videoxai methods``)."""
@@ -358,7 +359,7 @@ _ENTRY = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*(?:\s*,\s*[A-Za-z_][A-Za-z0-9
 
 
 def documented_args(doc: str | None) -> dict[str, str]:
-    """``{name: first line of its description}`` from a Google-style ``Args:`` section.
+    """``{name: its description}`` from a Google-style ``Args:`` / ``Options:`` section.
 
     ``a, b: text`` documents both; ``a: x; b: y`` on one line documents each.
     """
@@ -381,7 +382,7 @@ def documented_args(doc: str | None) -> dict[str, str]:
                     text += " " + lines[i].strip()
                 for part in re.split(r";\s*(?=[A-Za-z_][A-Za-z0-9_]*:)", m.group(2) + ": " + text):
                     names, _, line = part.partition(":")
-                    line = re.split(r"(?<=[a-z0-9)])\. ", line.replace("``", "").strip())[0].rstrip(".")
+                    line = re.sub(r":\w+:`~?([^`]+)`", r"\1", line).replace("``", "").strip()
                     for n in names.split(","):
                         out.setdefault(n.strip(), line)
             i += 1

@@ -82,6 +82,7 @@ class IntegratedGradients(InputGradientMethod):
     """
 
     name = "integrated_gradients"
+    paper = 'Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017'
 
     def __init__(self, model, n_steps: Annotated[int, Opt(ge=1)] = 50, method: Quadrature = "gausslegendre",
                  baseline: BaselineOption = "black", internal_batch_size: Annotated[int, Opt(ge=1)] = 4,

@@ -81,6 +81,8 @@ class LIME(PerturbationMethod):
     """
 
     name = "lime"
+    paper = ('Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any '
+             'Classifier, KDD 2016')
 
     def __init__(self, model, n_samples: Annotated[int, Opt(ge=2)] = 500,
                  superpixels: Literal["frame", "clip"] = "clip",

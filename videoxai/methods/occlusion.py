@@ -45,6 +45,7 @@ class Occlusion(PerturbationMethod):
     """
 
     name = "occlusion"
+    paper = 'Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014'
 
     def __init__(self, model, window: Box = None, strides: Box = None, baseline: BaselineName = "blur",
                  output: Output = "probability", batch_size: BatchSize = 32) -> None:

@@ -72,6 +72,8 @@ class RISE(PerturbationMethod):
     """
 
     name = "rise"
+    paper = ('Petsiuk, Das & Saenko, RISE: Randomized Input Sampling for Explanation of Black-box '
+             'Models, BMVC 2018')
 
     def __init__(self, model, n_samples: Annotated[int, Opt(ge=1)] = 1000,
                  cells: Annotated[tuple[int, int, int] | None, Opt(ge=1)] = None,

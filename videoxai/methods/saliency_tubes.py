@@ -70,6 +70,7 @@ class SaliencyTubes(CAMMethod):
     """
 
     name = "saliency_tubes"
+    paper = 'Stergiou et al., Saliency Tubes: Visual Explanations for Spatio-Temporal Convolutions, ICIP 2019'
     uses_gradients = False
 
     @classmethod

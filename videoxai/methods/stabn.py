@@ -27,6 +27,9 @@ class STABNAttention(Method):
     """
 
     name = "stabn"
+    paper = ('Mitsuhara et al., ST-ABN: Visual Explanation Taking into Account Spatio-temporal '
+             'Information for Video Recognition, arXiv 2110.15574 (2021); Fukui et al., Attention '
+             'Branch Network, CVPR 2019')
 
     @classmethod
     def unsupported(cls, model) -> str | None:
