@@ -12,15 +12,14 @@ from __future__ import annotations
 from . import methods, metrics
 from .clip import Clip
 from .cost import Cost
-from .errors import (InputError, UnknownMethodError, UnknownModelError, UnsupportedModelError,
+from .errors import (InputError, UnknownMethodError, UnknownModelError, UnknownNameError, UnsupportedModelError,
                      VideoReadError, VideoXAIError)
 from .explain import explain
 from .explanation import Explanation
 from .methods.refine import Refine
 from .models import load_model, wrap
 from .models.base import VideoModel
-
-__version__ = "0.1.0"
+from .version import __version__  # from the package metadata (pyproject.toml)
 
 
 def read_video(path, num_frames: int | None = None, **kwargs) -> Clip:
@@ -43,4 +42,4 @@ def render(exp: Explanation, clip: Clip, path, **kwargs):
 
 __all__ = ["Clip", "Cost", "Explanation", "Refine", "VideoModel", "explain", "load_model", "wrap",
            "read_video", "sliding_windows", "render", "methods", "metrics", "VideoXAIError", "InputError",
-           "VideoReadError", "UnknownModelError", "UnknownMethodError", "UnsupportedModelError"]
+           "VideoReadError", "UnknownModelError", "UnknownMethodError", "UnknownNameError", "UnsupportedModelError"]

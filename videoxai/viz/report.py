@@ -111,7 +111,7 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
              for i, (e, name, over) in enumerate(zip(exps, names, overlays))]
     parts.append('<h2>Per method</h2><div class="grid methods">' + "".join(cards) + "</div>")
 
-    from .. import __version__
+    from ..version import __version__
 
     page = Template(resources.files(__package__).joinpath("templates/report.html").read_text("utf-8"))
     path.write_text(page.substitute(title=_esc(title), body="\n".join(parts), version=__version__),
