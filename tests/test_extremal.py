@@ -13,6 +13,7 @@ from videoxai.errors import InputError
 from videoxai.methods import baselines
 from videoxai.methods.extremal import (
     AREA_GROWTH,
+    AREA_LADDER,
     BlurPyramid,
     MaskGenerator,
     area_loss,
@@ -183,7 +184,8 @@ def test_step_mask_covers_the_evidence_region_and_frames(case):
     inside, outside = exp.spatial[truth].mean(), exp.spatial[~truth].mean()
     assert inside > 4 * outside
     assert exp.meta["probability"][0, 0, 0] > 0.9                     # the preserved clip keeps the class
-    assert exp.cost.forward_passes == 150 + 1 and exp.cost.backward_passes == 150
+    # the default game is dual: a preserved and a deleted clip per iteration
+    assert exp.cost.forward_passes == 2 * 150 + 1 and exp.cost.backward_passes == 2 * 150
 
 
 @pytest.mark.parametrize("method", ["ep2d", "ep3d"])
@@ -243,3 +245,46 @@ def test_short_clips_and_bad_options_raise_clear_errors(case):
     with pytest.raises(InputError, match="spans 4 frames"):
         vx.methods.get("step")(short, kernel_frames=4, iterations=1).attribute(y)
     assert vx.methods.get("step")(short, iterations=2).attribute(y).maps.shape == (1, 2, S, S)
+
+
+# -- presets, the choice of area, the reported area -------------------------------------------------
+def test_paper_preset_is_the_recipe_and_explicit_options_win(case):
+    model = case[0]
+    paper = vx.methods.get("step")(model, preset="paper")
+    assert paper.areas == (0.05, 0.1, 0.15, 0.5) and paper.game == "preserve"
+    assert paper.iterations == 1200 and paper.lr == 0.05 and paper.keep == 0.0
+    mixed = vx.methods.get("ep3d")(model, preset="paper", iterations=7, game="dual")
+    assert mixed.iterations == 7 and mixed.game == "dual" and mixed.areas == (0.05, 0.1, 0.15, 0.5)
+    default = vx.methods.get("ep3d")(model)
+    assert default.areas == AREA_LADDER and default.game == "dual" and default.keep == 0.9
+    with pytest.raises(InputError, match="preset"):
+        vx.methods.get("ep3d")(model, preset="fast")
+    with pytest.raises(InputError, match="keep"):
+        vx.methods.get("ep3d")(model, keep=1.5)
+
+
+def test_the_map_keeps_the_smallest_area_within_keep_of_the_best(case):
+    m = vx.methods.get("ep3d")(case[0], areas=(0.01, 0.02, 0.05, 0.1), keep=0.9)
+    # preserved probabilities per area (column 0) and deleted ones (column 1)
+    p = torch.tensor([[0.30, 0.0], [0.85, 0.0], [0.95, 0.0], [0.96, 0.0]], dtype=torch.float64)
+    assert m.select(p) == 2                          # 0.85 < 0.9 · 0.96 = 0.864 ≤ 0.95
+    p[1, 0] = 0.87
+    assert m.select(p) == 1
+    assert vx.methods.get("ep3d")(case[0], keep=0.0).select(p) == 0          # the recipe: every area
+    deleter = vx.methods.get("ep3d")(case[0], areas=(0.01, 0.02, 0.05, 0.1), game="delete")
+    gone = torch.tensor([[0.9], [0.5], [0.05], [0.02]], dtype=torch.float64)  # p with the mask deleted
+    assert deleter.select(gone) == 2                 # 1 − 0.05 = 0.95 ≥ 0.9 · 0.98
+
+
+def test_map_sums_the_kept_areas_and_reports_the_padded_area(case):
+    model, clip, truth = case
+    exp = vx.explain(model, clip, method="ep3d", target=0, areas=(0.001, 0.05), iterations=60)
+    # 0.001 of the padded volume (about 10 voxels) cannot hold the 144-voxel box: its preserved
+    # probability stays low, so the map is the 0.05 mask alone
+    assert exp.meta["probability"][0, 0, 0] < 0.9 * exp.meta["probability"][0, 1, 0]
+    assert float(exp.meta["area_chosen"][0]) == pytest.approx(0.05)
+    reached = exp.meta["area_reached"][0]
+    assert abs(reached[1] - 0.05) <= 0.2 * 0.05, f"reached {reached[1]} for 0.05"
+    assert (exp.meta["area_mean"][0] >= reached - 0.01).all()
+    for t in range(*WINDOW):
+        assert truth[t].ravel()[exp.spatial[t].argmax()]
