@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import videoxai as vx
+from videoxai.data.synthetic import SyntheticVideos
 from videoxai.errors import InputError
 from videoxai.methods import baselines
 from videoxai.methods.extremal import (
@@ -175,7 +176,8 @@ def test_step_energy_is_area_plus_smoothness_on_the_recipes_schedule(case):
 # -- the optimised masks --------------------------------------------------------------------------
 def test_step_mask_covers_the_evidence_region_and_frames(case):
     model, clip, truth = case
-    exp = vx.explain(model, clip, method="step", target=0, areas=(0.05,), iterations=150, lr=0.1)
+    exp = vx.explain(model, clip, method="step", target=0, areas=(0.05,), iterations=150, lr=0.1,
+                     game="preserve")
     t0, t1 = WINDOW
     for t in range(t0, t1):
         assert truth[t].ravel()[exp.spatial[t].argmax()], f"frame {t}: peak outside the box"
@@ -184,14 +186,14 @@ def test_step_mask_covers_the_evidence_region_and_frames(case):
     inside, outside = exp.spatial[truth].mean(), exp.spatial[~truth].mean()
     assert inside > 4 * outside
     assert exp.meta["probability"][0, 0, 0] > 0.9                     # the preserved clip keeps the class
-    # the default game is dual: a preserved and a deleted clip per iteration
-    assert exp.cost.forward_passes == 2 * 150 + 1 and exp.cost.backward_passes == 2 * 150
+    assert exp.cost.forward_passes == 150 + 1 and exp.cost.backward_passes == 150
 
 
 @pytest.mark.parametrize("method", ["ep2d", "ep3d"])
 def test_ep_masks_find_the_box(case, method):
     model, clip, truth = case
-    exp = vx.explain(model, clip, method=method, target=0, areas=(0.05,), iterations=100, lr=0.1)
+    exp = vx.explain(model, clip, method=method, target=0, areas=(0.05,), iterations=100, lr=0.1,
+                     game="preserve")
     for t in range(*WINDOW):
         assert truth[t].ravel()[exp.spatial[t].argmax()], f"{method} frame {t}"
 
@@ -212,7 +214,7 @@ def test_delete_game_finds_the_box_too(case):
 def test_batch_size_splits_areas_without_changing_the_result_and_seeds_repeat(case):
     model, clip, _ = case
     x = clip.to_tensor()
-    opts = {"areas": (0.05, 0.2), "iterations": 12, "smooth_start": 0.0}
+    opts = {"areas": (0.05, 0.2), "iterations": 12, "smooth_start": 0.0, "game": "preserve"}
     joint = vx.methods.get("step")(model, batch_size=8, **opts).attribute(x, 0)
     split = vx.methods.get("step")(model, batch_size=1, **opts).attribute(x, 0)
     torch.testing.assert_close(joint.maps, split.maps, atol=1e-5, rtol=1e-4)
@@ -288,3 +290,24 @@ def test_map_sums_the_kept_areas_and_reports_the_padded_area(case):
     assert (exp.meta["area_mean"][0] >= reached - 0.01).all()
     for t in range(*WINDOW):
         assert truth[t].ravel()[exp.spatial[t].argmax()]
+
+
+# -- a floor on the bundled 3D CNN ------------------------------------------------------------------
+def test_ep3d_on_the_bundled_cnn_finds_the_object_at_its_target_area():
+    """Two held-out synthetic clips whose object the bundled 3D CNN needs (their fully blurred
+    copy loses the class), at a reduced budget: two areas of the ladder, 40 iterations.
+    Measured: the peak on the object in 6 of 6 window frames; the kept area's padded mask at
+    1.20–1.22 × its target (allowed: 25 % at this reduced budget)."""
+    model = vx.load_model("demo-cnn")
+    ds = SyntheticVideos(3, split="test", seed=0, num_frames=model.num_frames)
+    hits = []
+    for i in (0, 2):
+        s = ds[i]
+        exp = vx.explain(model, s.clip, method="ep3d", target=s.label, areas=(0.005, 0.02), iterations=40)
+        for t in range(*s.window):
+            peak = np.unravel_index(int(np.argmax(exp.spatial[t])), exp.spatial[t].shape)
+            hits.append(bool(s.masks[t][peak]))
+        chosen = float(exp.meta["area_chosen"][0])
+        reached = float(exp.meta["area_reached"][0][list(exp.meta["areas"][0]).index(chosen)])
+        assert abs(reached - chosen) <= 0.25 * chosen, f"clip {i}: area {reached:.4f} for {chosen}"
+    assert np.mean(hits) >= 0.8, hits
