@@ -438,6 +438,10 @@ class ExtremalPerturbation(PerturbationMethod):
         v = self.sizes.get(key)
         return float(v) if v is not None else _REF[key] * side / _REF_SIDE
 
+    def forward_passes(self, num_frames: int) -> int:
+        games = 2 if self.game == "dual" else 1
+        return self.iterations * len(self.areas) * games + 1
+
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         device = canvas.pixels.device
         t, (h, w) = canvas.num_frames, canvas.grid
@@ -530,6 +534,9 @@ class EP2D(ExtremalPerturbation):
     """2D-EP: one mask per frame, the area constraint applied to each frame separately."""
 
     name = "ep2d"
+    paper = ('Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and '
+             'Smooth Masks, ICCV 2019; Li et al., Towards Visually Explaining Video Understanding '
+             'Networks with Perturbation, WACV 2021 / TCSVT 2021')
     per_frame_area = True
 
 
@@ -538,6 +545,9 @@ class EP3D(ExtremalPerturbation):
     """3D-EP: one mask per frame, a single area constraint over the whole T×h×w volume."""
 
     name = "ep3d"
+    paper = ('Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and '
+             'Smooth Masks, ICCV 2019; Li et al., Towards Visually Explaining Video Understanding '
+             'Networks with Perturbation, WACV 2021 / TCSVT 2021')
     per_frame_area = False
 
 
@@ -557,6 +567,9 @@ class STEP(ExtremalPerturbation):
     """
 
     name = "step"
+    paper = ('Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and '
+             'Smooth Masks, ICCV 2019; Li et al., Towards Visually Explaining Video Understanding '
+             'Networks with Perturbation, WACV 2021 / TCSVT 2021')
     per_frame_area = False
 
     def __init__(self, model, preset: str = "default", areas: Sequence[float] | str | None = None,

@@ -80,6 +80,7 @@ class IntegratedGradients(InputGradientMethod):
     """
 
     name = "integrated_gradients"
+    paper = 'Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017'
 
     def __init__(self, model, n_steps: int = 50, method: str = "gausslegendre",
                  baseline: BaselineOption = "black", internal_batch_size: int = 4,
@@ -114,6 +115,9 @@ class IntegratedGradients(InputGradientMethod):
             raise InputError(f"integrated_gradients: baseline returned shape {tuple(out.shape)}, "
                              f"expected {tuple(x.shape)}")
         return out
+
+    def forward_passes(self, num_frames: int) -> int:
+        return self.n_steps + 1
 
     def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:
         x = check_pixels(self.model, inputs)

@@ -79,6 +79,8 @@ class LIME(PerturbationMethod):
     """
 
     name = "lime"
+    paper = ('Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any '
+             'Classifier, KDD 2016')
 
     def __init__(self, model, n_samples: int = 500, superpixels: str = "clip",
                  n_segments: int | None = None, compactness: float = 10.0,
@@ -100,6 +102,9 @@ class LIME(PerturbationMethod):
         self.compactness = float(compactness)
         self.kernel_width = float(kernel_width)
         self.alpha = float(alpha)
+
+    def forward_passes(self, num_frames: int) -> int:
+        return self.n_samples + 1
 
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t = canvas.num_frames

@@ -70,6 +70,8 @@ class RISE(PerturbationMethod):
     """
 
     name = "rise"
+    paper = ('Petsiuk, Das & Saenko, RISE: Randomized Input Sampling for Explanation of Black-box '
+             'Models, BMVC 2018')
 
     def __init__(self, model, n_samples: int = 1000, cells: tuple[int, int, int] | None = None,
                  p_keep: float = 0.5, baseline: str = "black", output: str = "probability",
@@ -87,6 +89,11 @@ class RISE(PerturbationMethod):
         self.n_samples = int(n_samples)
         self.cells = cells
         self.p_keep = float(p_keep)
+
+    def forward_passes(self, num_frames: int) -> int:
+        check_fits(self.name, "mask grid (cells)", self.cells or (max(1, num_frames // 2), 7, 7),
+                   (num_frames, *self.model.input_size))
+        return self.n_samples + 1
 
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t, (h, w) = canvas.num_frames, canvas.grid

@@ -37,6 +37,7 @@ class SmoothGrad(InputGradientMethod):
     """
 
     name = "smoothgrad"
+    paper = 'Smilkov et al., SmoothGrad: removing noise by adding noise, arXiv 1706.03825 (2017)'
     #: whether the samples' gradients are squared before averaging (SmoothGrad²)
     squared: ClassVar[bool] = False
 
@@ -53,6 +54,9 @@ class SmoothGrad(InputGradientMethod):
         self.noise_level = float(noise_level)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+
+    def forward_passes(self, num_frames: int) -> int:
+        return self.n_samples + 1
 
     def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:
         x = check_pixels(self.model, inputs)
