@@ -33,7 +33,7 @@ background. What changes when a frame holds evidence is how *concentrated* the a
 the temporal score of a frame is the mean of its top ``peak_share`` of map values (5 % of the
 patches by default; ``peak_share=1`` gives the mass). On 200 held-out clips of the synthetic
 benchmark with the bundled demo TimeSformer, the top frame fell in the evidence window for 0.88
-of them with these defaults, against 0.29 for the last layer's mass (the reference's choice) and
+of them with these defaults and the former S · τ map (0.925 with S alone, see above), against 0.29 for the last layer's mass (the reference's choice) and
 0.70 for the last half's mass; chance is 0.38 (``python scripts/staa_choices.py``).
 """
 
