@@ -189,6 +189,12 @@ def edits_from_truth(model: STABNVideoModel, train: ClipSet) -> dict[str, Tempor
                                        label=int(train.labels[i])) for i in wrong}
 
 
+def _config(splits: Splits, settings: Settings) -> STABNConfig:
+    return STABNConfig(num_classes=splits.train.num_classes, num_frames=splits.train.num_frames,
+                       input_size=splits.train.frame_size, backbone=settings.backbone,
+                       labels=splits.train.label_names)
+
+
 def base_model(splits: Splits, settings: Settings, seed: int, cache: Path | None = None) -> STABNVideoModel:
     """An ST-ABN trained on the confounded training split (initialisation seeded by ``seed``).
 
@@ -197,15 +203,13 @@ def base_model(splits: Splits, settings: Settings, seed: int, cache: Path | None
     """
     key = None
     if cache is not None:
-        facts = json.dumps([settings_dict(settings)["train"], settings.backbone, seed, len(splits.train),
-                            splits.train.spec, asdict(splits.confound)], sort_keys=True)
+        facts = json.dumps([settings_dict(settings)["train"], _config(splits, settings).to_dict(), seed,
+                            len(splits.train), splits.train.spec, asdict(splits.confound)], sort_keys=True)
         key = Path(cache) / f"base-{hashlib.sha256(facts.encode()).hexdigest()[:12]}"
         if (key / "model.safetensors").is_file():
             return load_stabn(key)
     torch.manual_seed(seed)
-    model = build(STABNConfig(num_classes=splits.train.num_classes, num_frames=splits.train.num_frames,
-                              input_size=splits.train.frame_size, backbone=settings.backbone,
-                              labels=splits.train.label_names))
+    model = build(_config(splits, settings))
     fit(model, splits.train, TrainConfig(**{**settings.train.to_dict(), "seed": seed}))
     if key is not None:
         save_stabn(model, key)

@@ -22,23 +22,22 @@ The network (research/stabn.md §2, after the authors' code [V1]) is
 ``layer4`` → pooling → head, no branch, no mechanism): the baseline an ST-ABN is compared with.
 
 **Defaults that differ from the reference, and why** (measured on the synthetic benchmark, README
-"ST-ABN"): the temporal weighting is residual — with the gate, a frame whose ``M_t`` is near 0
-loses half of its features, so early in training, while ``M_t`` is still arbitrary, the gate
-removes evidence frames as often as it keeps them and the perception branch learns from a
-scrambled signal; ``(1 + M_t)`` can only emphasise. The small backbones (``tiny``, ``small``) pool
-by **maximum**, not average: their evidence (a few cells of a few frames) is diluted ~100× by
-an average over the ``T × h × w`` grid, and the same plain backbone with average pooling stays
-near 0.74 on the synthetic benchmark. ``pool="avg"`` restores the reference. The attention
-maps are initialised from the class-wise maps (:meth:`STABN._init_attention`), not at random.
+"ST-ABN"):
 
-Training minimises ``CE(z_per, y) + CE(z_att, y)`` (:mod:`videoxai.stabn.losses`).
-
-Unlike the reference code, the clip length ``T``, the input size and the class count ``K`` are
-parameters (the reference hard-codes 32 frames, 224 pixels and 174 attention-head outputs); the
-branch is still tied to the ``T`` it was built for (``T×T`` layers and a ``K·T → K`` head), as in
-the paper. The fusion applies the ReLU of [V1] (the re-implementation [V2] omits it). Backbone
-sizes range from ``"tiny"`` (trains on 2 CPU cores in minutes) to ``"r50"`` (the paper's 3D
-ResNet-50: 55.7 M parameters at T=32, K=174).
+* the temporal weighting is residual, ``(1 + M_t)`` — with the gate, a frame whose ``M_t`` is
+  near 0 loses half of its features, so while ``M_t`` is still arbitrary the gate removes
+  evidence frames as often as it keeps them; ``temporal_attention="gate"`` restores it;
+* the small backbones (``tiny``, ``small``) pool the perception branch **by the attention**
+  (``pool="attention"``: ``layer4``'s output averaged with weights ``M_t · M_s``): their
+  evidence (a few cells of a few frames) is diluted ~100× by an average over the ``T × h × w``
+  grid (the reference's pooling; the old bundled model reached 0.75), while a maximum
+  classifies well but gives the attention no reason to find anything (accuracy 1.00, top
+  temporal frame in the window 0.53, spatial peak on the object 0.13). Pooling where the
+  attention looks makes finding the evidence the attention's job. The branch's own poolings
+  (class-wise maps per frame, the temporal path) and a plain backbone take the maximum;
+  ``pool="avg"`` is the reference;
+* no dropout before the heads of the small backbones (0.5 in the reference);
+* the attention maps start from the class-wise maps (:meth:`STABN._init_attention`).
 """
 
 from __future__ import annotations
@@ -79,7 +78,7 @@ class BackboneSpec:
     stem_width: int
     stem_pool: bool = True
     strides: tuple[int, int, int, int] = (1, 2, 2, 2)
-    pool: Literal["avg", "max"] = "avg"
+    pool: Literal["avg", "max", "attention"] = "avg"
     dropout: float = 0.5
     help: str = ""
 
@@ -94,9 +93,9 @@ class BackboneSpec:
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "tiny": BackboneSpec("basic", (1, 1, 1, 1), (8, 16, 24, 32), 8, strides=(1, 2, 1, 2), pool="max", dropout=0.0,
+    "tiny": BackboneSpec("basic", (1, 1, 1, 1), (8, 16, 24, 32), 8, strides=(1, 2, 1, 2), pool="attention", dropout=0.0,
                          help="0.09 M parameters; trains on 2 CPU cores in minutes (64×64, 8 frames)"),
-    "small": BackboneSpec("basic", (1, 1, 1, 1), (16, 32, 64, 128), 16, strides=(1, 2, 1, 2), pool="max",
+    "small": BackboneSpec("basic", (1, 1, 1, 1), (16, 32, 64, 128), 16, strides=(1, 2, 1, 2), pool="attention",
                           dropout=0.0, help="0.9 M parameters; small inputs (64–112 px)"),
     "r18": BackboneSpec("basic", (2, 2, 2, 2), (64, 128, 256, 512), 64,
                         help="slow-only 3D ResNet-18"),
@@ -175,6 +174,8 @@ class STABNConfig:
         self.attention_branch = bool(self.attention_branch)
         if self.pool is None:  # resolved now, so a saved config keeps it if a default changes
             self.pool = BACKBONES[self.backbone].pool
+        if self.pool == "attention" and not self.attention_branch:
+            self.pool = "max"  # no attention to pool with: the plain backbone's best pooling
 
     @property
     def attention_size(self) -> tuple[int, int]:
