@@ -21,6 +21,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Iterable, Iterator
@@ -68,6 +72,7 @@ def _worker_main(settings: RunSettings, conn: Connection) -> None:
     parent that dies (even by SIGKILL, even in the middle of sending a task) is an end-of-file
     here, and the worker exits instead of waiting forever.
     """
+    _exit_with_parent()
     try:
         ctx = WorkerContext.create(settings)
     except BaseException as e:
@@ -89,6 +94,34 @@ def _worker_main(settings: RunSettings, conn: Connection) -> None:
         except BaseException:
             _send(conn, ("fatal", traceback.format_exc()))
             return
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as its parent dies, even in the middle of a task.
+
+    The pipe's end-of-file is seen only between tasks, and one task can take a minute: on Linux
+    the kernel kills the worker with its parent (``PR_SET_PDEATHSIG``); elsewhere a watchdog
+    thread notices that the parent changed within half a second.
+    """
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the kernel was told
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="videoxai-parent-watch").start()
 
 
 def _send(conn: Connection, message) -> None:
