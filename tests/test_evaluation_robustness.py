@@ -3,7 +3,6 @@ reports written all or nothing, worker processes that end with their parent."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,8 @@ from videoxai.evaluation import evaluate
 from videoxai.evaluation import report as report_module
 from videoxai.evaluation.lock import OutputLock
 from videoxai.evaluation.runner import DATABASE
+
+from test_evaluation import model_dir  # noqa: F401  (the fixture: a tiny checkpoint on disk)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,20 +54,9 @@ def test_the_lock_of_a_killed_run_is_released(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory):
-    from conftest import tiny_hf
-    from videoxai.data.synthetic import SyntheticVideos
-
-    labels = SyntheticVideos(1).labels
-    net = tiny_hf("timesformer", num_labels=4, id2label=dict(enumerate(labels)),
-                  label2id={name: i for i, name in enumerate(labels)})
-    d = tmp_path_factory.mktemp("tiny_model")
-    net.save_pretrained(d)
-    (d / "preprocessor_config.json").write_text(json.dumps({
-        "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32},
-        "image_mean": [0.45] * 3, "image_std": [0.225] * 3}))
+def evaluated(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    evaluate(str(d), "synthetic:2", "staa,random", "energy", out, backend="inline", progress=False)
+    evaluate(model_dir, "synthetic:2", "staa,random", "energy", out, backend="inline", progress=False)
     return out
 
 
