@@ -11,7 +11,9 @@ the only writer of the results file.
   also when it is killed.
 * ``ray``: ``ray.init(address=...)`` (a running cluster) or a local Ray instance with ``workers``
   CPUs; one remote task per video, a streaming generator whose rows the parent stores as they
-  come. Ray is optional (``pip install 'videoxai[ray]'``); cluster nodes need videoxai installed.
+  come. Ray is optional (``pip install 'videoxai[ray]'``); cluster nodes need videoxai installed
+  and the model by the same spec. A task that Ray runs again after its node died sends its rows
+  again; the runner stores each key once (``tests/test_ray_cluster.py`` kills a node mid-run).
 
 Only a few tasks per worker are in flight, so samples are loaded (decoded) only shortly before
 they are needed.
