@@ -28,7 +28,8 @@ class ExplainResult:
 
 
 def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Sequence[str], out_dir: str | Path,
-                  *, target: int | None = None, refine=None, options: dict | None = None,
+                  *, target: int | str | None = None, refine=None, options: dict | None = None,
+                  working_size: str = "model",
                   notes: dict | None = None, window: tuple[int, int] | None = None,
                   on_method: Callable[[str], None] | None = None) -> ExplainResult:
     """Explain one video with one or more methods and write a report.
@@ -49,7 +50,8 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     for name in methods:
         if on_method:
             on_method(name)
-        exp = explain(model, clip, name, target=target, refine=refine, **(options or {}).get(name, {}))
+        exp = explain(model, clip, name, target=target, refine=refine, working_size=working_size,
+                      **(options or {}).get(name, {}))
         exps.append(exp)
         files["npz"].append(exp.save(out / f"{name}.npz"))
         files["overlay"].append(render(exp, clip, out / f"{name}.mp4"))

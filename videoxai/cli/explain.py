@@ -35,7 +35,8 @@ def explain_cmd(
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name>, or a directory."),
     method: str = typer.Option("staa", "--method", help="Method name, or several separated by commas."),
     out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory."),
-    target: Optional[int] = typer.Option(None, help="Class index to explain (default: the prediction)."),
+    target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' (default: the prediction)."),
+    full_resolution: bool = typer.Option(False, "--full-resolution", help="Perturb and differentiate the original frames instead of the model's view of them (its crop box at its input size; slower, finer gradient maps)."),
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Threshold/focus/smooth the maps (default: per method)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …"),
     option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable), e.g. -O n_steps=32."),
@@ -57,12 +58,24 @@ def explain_cmd(
     opts = _parse_options(option)
     with console.status(f"loading {model}…"):
         vm = load_model(model, device=device)
+    target_index = None if target is None else vm.class_index(_target_value(target, vm.labels))
     with console.status("explaining…") as status:
-        result = explain_video(video, vm, methods, out, target=target, refine=refine,
+        result = explain_video(video, vm, methods, out, target=target_index, refine=refine,
+                               working_size="full" if full_resolution else "model",
                                options={m: opts for m in methods},
                                on_method=lambda m: status.update(f"explaining with {m}…"))
     _summary(result.explanations)
     console.print(f"report: [bold]{result.report}[/]")
+
+
+def _target_value(text: str, labels: list[str]) -> int | str:
+    """A ``--target`` value: a class name if one is called that, else an index if it is a number."""
+    if text in labels:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def demo_cmd(

@@ -136,8 +136,13 @@ def _header(title: str, clip: Clip, exps: list[Explanation], size: tuple[int, in
         chips.append(("fps", f"{clip.fps:g}"))
     targets = sorted({e.label for e in exps})
     chips.append(("explained class", ", ".join(targets)))
+    weights = sorted({str(e.meta["weights"]) for e in exps if e.meta.get("weights")})
+    if weights:
+        chips.append(("weights", ", ".join(weights)))
     chip_html = "".join(f'<span class="chip">{_esc(k)} <b>{_esc(v)}</b></span>' for k, v in chips)
-    return (f'<header><h1>{_esc(title)}</h1><div class="chips">{chip_html}</div>'
+    warnings = list(dict.fromkeys(str(w) for e in exps for w in e.meta.get("warnings", [])))
+    warn_html = "".join(f'<div class="warning" role="alert">⚠ {_esc(w)}</div>' for w in warnings)
+    return (f'<header><h1>{_esc(title)}</h1><div class="chips">{chip_html}</div>{warn_html}'
             '<div class="controls"><button id="vx-play" type="button">pause</button>'
             '<button id="vx-restart" type="button">restart</button></div></header>')
 
