@@ -332,13 +332,14 @@ class VideoModel(nn.Module):
         """
         if self._located_cam_layer is not None:
             return self._located_cam_layer
-        found: list[tuple[str, bool, tuple]] = []  # (name, is a grid, identity of the output tensor)
+        # (name, is a grid, the output itself: held until the search ends, so that no two
+        # outputs can share storage and `is` tells a block's output from its last child's)
+        found: list[tuple[str, bool, object]] = []
 
         def record(name: str):
             def hook(_module, _inputs, out) -> None:
                 main = out[0] if isinstance(out, (tuple, list)) and out else out
-                key = (main.data_ptr(), tuple(main.shape)) if isinstance(main, torch.Tensor) else None
-                found.append((name, self._is_grid(out), key))
+                found.append((name, self._is_grid(out), main))
             return hook
 
         modules = dict(self.net.named_modules())
@@ -357,7 +358,7 @@ class VideoModel(nn.Module):
         for name, is_grid, key in reversed(found):
             if is_grid and runs[name] == 1:
                 # a block, its container and its last ReLU output the same tensor: name the block
-                same = [n for n, g, k in found if k == key and g and runs[n] == 1]
+                same = [n for n, g, k in found if k is key and g and runs[n] == 1]
                 blocks = [n for n in same if any(True for _ in modules[n].children())] or same
                 name = max(blocks, key=lambda n: n.count("."))
                 self._located_cam_layer = name

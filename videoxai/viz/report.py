@@ -525,7 +525,7 @@ def _window_table(v, color: str) -> str:
                     f"<td class=\"num\">{w.cost.seconds:.2f}</td></tr>")
     return (f'<div class="card method windows" style="--c:{color}"><div class="head"><h3>'
             f'<span class="swatch"></span>{_esc(v.method)}</h3></div>'
-            f'<table>{head}{"".join(rows)}</table>{_options_table(v.options)}</div>')
+            f'<table class="window-list">{head}{"".join(rows)}</table>{_options_table(v.options)}</div>')
 
 
 def _options_table(options: Mapping) -> str:
