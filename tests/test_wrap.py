@@ -196,6 +196,15 @@ def test_gradcam_finds_the_last_conv_block_and_gives_the_textbook_map():
     assert vx.explain(model, frames, "gradcam", target=2, layer="features.2").raw.shape == (4, 8, 8)
 
 
+def test_the_report_names_the_layer_used(tmp_path):
+    from videoxai.viz.report import write_report
+
+    model = vx.wrap(C3DStyle(), num_frames=4, input_size=16)
+    frames = np.random.default_rng(3).integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8)
+    html = write_report(tmp_path / "r.html", frames, vx.explain(model, frames, "gradcam")).read_text()
+    assert "<tr><th>layer</th><td><code>features.4</code></td></tr>" in html and "None" not in html
+
+
 def test_gradcam_layer_errors_name_the_valid_layers():
     net = C3DStyle()
     model = vx.wrap(net, num_frames=4, input_size=16)

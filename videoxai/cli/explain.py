@@ -62,12 +62,13 @@ def explain_cmd(
     for m in methods:
         get(m)
     opts = _parse_options(option)
+    working_size = opts.pop("working_size", "full" if full_resolution else "model")  # -O working_size=full too
     with console.status(f"loading {model}…"):
         vm = load_model(model, device=device)
     target_index = None if target is None else vm.class_index(_target_value(target, vm.labels))
     with console.status("explaining…") as status:
         result = explain_video(video, vm, methods, out, target=target_index, refine=refine,
-                               working_size="full" if full_resolution else "model",
+                               working_size=working_size,
                                start=start, end=end, window_stride=window_stride, frame_step=frame_step,
                                options={m: opts for m in methods},
                                on_method=lambda m: status.update(f"explaining with {m}…"))
