@@ -92,12 +92,18 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
     options_used["refine"] = settings.to_dict() if not settings.is_off else False
     options_used["working_size"] = working_size
     meta = {"model": model.name, "source": clip.source, "fps": clip.fps,
-            "working_frame": [int(x.shape[-2]), int(x.shape[-1])]}
+            "crop_box": _crop_box(model, clip), "working_frame": [int(x.shape[-2]), int(x.shape[-1])]}
     meta.update(weights_meta(model))
     meta.update({k: _to_numpy(v) for k, v in (attr.extras or {}).items()})
     return Explanation(spatial=spatial[0], temporal=temporal[0], target=tgt, label=model.labels[tgt],
                        score=float(probs[tgt]), probs=probs, method=m.name, options=options_used,
                        cost=meter.cost, raw=raw[0], frame_indices=clip.indices.copy(), meta=meta)
+
+
+def _crop_box(model: VideoModel, clip: Clip) -> list[int]:
+    """``[top, left, height, width]`` of the region of the frames the model sees (its crop), in
+    the clip's pixels: the maps are zero outside it, and overlays outline it."""
+    return [int(v) for v in model.preprocess.crop_box(clip.height, clip.width).as_ints(clip.height, clip.width)]
 
 
 def working_view(model: VideoModel, clip: Clip, working_size: WorkingSize = "model"
@@ -110,7 +116,7 @@ def working_view(model: VideoModel, clip: Clip, working_size: WorkingSize = "mod
     Only the crop box is converted to float, so a 4K clip never exists as a float tensor.
     """
     h, w = model.input_size
-    top, left, bh, bw = model.preprocess.crop_box(clip.height, clip.width).as_ints(clip.height, clip.width)
+    top, left, bh, bw = _crop_box(model, clip)
     if working_size == "full" or (bh <= h and bw <= w):
         return model, clip.to_tensor(model.device)
     box = Clip(clip.frames[:, top:top + bh, left:left + bw]).to_tensor(model.device)
