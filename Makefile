@@ -6,13 +6,13 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.14.1 torchvision==0.29.1
 OUT     ?= demo_out
 
-.PHONY: demo test install browser bench train-demo clean
+.PHONY: demo test docs install browser bench train-demo clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e ".[serve,ray,test]"
+	$(BIN)/python -m pip install -q -e ".[serve,ray,test,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +31,11 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests
 
+# The documentation site (MkDocs + mkdocstrings, API pages from the docstrings) into site/.
+# `make test` builds it too, in strict mode, and runs the tutorial's code (tests/test_docs.py).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/staa_overhead.py
 
@@ -38,4 +43,4 @@ train-demo: $(STAMP)
 	$(BIN)/python scripts/train_demo.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache
+	rm -rf $(VENV) $(OUT) site .pytest_cache

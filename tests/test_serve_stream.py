@@ -357,9 +357,19 @@ def test_idle_client_is_closed(model):
 def test_api_key_on_streams(model):
     app = create_app(model, ServeSettings(api_key="k3y"))
     with BackgroundServer(app) as server:
+        # no key anywhere: the first message is refused and the stream closed
         with open_stream(server) as ws:
+            ws.send(json.dumps({"type": "start"}))
             msg = recv(ws)
             assert msg["type"] == "error" and msg["error"]["code"] == "unauthorized" and msg["fatal"]
+        with open_stream(server) as ws:
+            ws.send(json.dumps({"type": "start", "api_key": "wrong"}))
+            assert recv(ws)["error"]["code"] == "unauthorized"
+        # the key in the first message (browsers), in a header, or in the legacy query parameter
+        with open_stream(server) as ws:
+            assert start(ws, api_key="k3y")["type"] == "ready"
+        with connect(ws_url(server), additional_headers={"X-API-Key": "k3y"}, open_timeout=10) as ws:
+            assert start(ws)["type"] == "ready"
         with open_stream(server, "?api_key=k3y") as ws:
             start(ws)
 

@@ -1,4 +1,7 @@
-"""Progress bars for long work (Rich), silent for short work and when not on a terminal."""
+"""Progress bars for long work (Rich), silent for short work and when not on a terminal.
+
+Every step of a tracked loop is also a cancellation point (:func:`videoxai.work.checkpoint`).
+"""
 
 from __future__ import annotations
 
@@ -21,9 +24,16 @@ def enabled() -> bool:
 
 
 def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    """Yield ``items``, drawing a Rich progress bar on stderr when ``total`` is large enough."""
+    """Yield ``items``, drawing a Rich progress bar on stderr when ``total`` is large enough.
+
+    Before each item it checks for cancellation and the work limit (:mod:`videoxai.work`).
+    """
+    from .work import checkpoint
+
     if total < MIN_STEPS or not enabled():
-        yield from items
+        for item in items:
+            checkpoint()
+            yield item
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.console import Console
@@ -32,5 +42,6 @@ def track(items: Iterable[T], total: int, description: str) -> Iterator[T]:
                   TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
+            checkpoint()
             yield item
             bar.advance(task)

@@ -2,6 +2,11 @@
 
 Each module of this package adds its commands with a ``register(app)`` function, so a capability
 (explain, evaluate, serve, stabn, …) brings its own commands without touching this file.
+
+Errors: :func:`main` is the one place where failures become output. Anything a user can cause
+(a bad option value, a missing or unwritable path, an unknown device, a server that does not
+answer) ends the command with **one line on stderr and exit code 2**; ``--debug`` anywhere on the
+command line shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,23 +17,84 @@ import sys
 
 import typer
 
+try:  # recent Typer vendors Click as typer._click; older ones use Click itself
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover
+    from click import ClickException, UsageError
+
 from ..errors import VideoXAIError
 
 app = typer.Typer(name="videoxai", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Explain video classifiers: where and when the evidence for a prediction lies.")
+                  help="Explain video classifiers: where and when the evidence for a prediction lies. "
+                       "Add --debug to any command to see the traceback of an error.")
 
+#: exit status of every error a user can cause
+EXIT_ERROR = 2
+
+
+def check_device(device: str) -> str:
+    """Typer callback for ``--device``: an unknown or unavailable device is a one-line error
+    before any model is loaded (torch would raise deep inside ``.to()``)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise typer.BadParameter(f"{device!r} is not a device; use cpu, cuda, cuda:1, mps, …") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise typer.BadParameter(f"{device!r}: no CUDA GPU is available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise typer.BadParameter(f"{device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise typer.BadParameter(f"{device!r}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise typer.BadParameter(f"{device!r}: videoxai runs on cpu, cuda or mps")
+    return device
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what went wrong, for people (no traceback, no repr noise)."""
+    if isinstance(exc, ClickException):
+        text = exc.format_message()
+        ctx = getattr(exc, "ctx", None)
+        if isinstance(exc, UsageError) and ctx is not None:
+            text += f" (see '{ctx.command_path} --help')"
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    elif isinstance(exc, VideoXAIError):
+        text = str(exc)
+    else:  # not raised on purpose: name the kind of failure
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split())  # one line, whatever the message held
+
+
+# the commands (after the helpers above, which they use)
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
     _mod = importlib.import_module(f"{__name__}.{_info.name}")
     if hasattr(_mod, "register"):
         _mod.register(app)
 
 
-def main() -> None:
-    """Entry point: user errors become one red line and exit code 2, not a traceback."""
-    from rich.console import Console
-
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every error is one line on stderr and exit code 2 (``--debug``: traceback)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
     try:
-        app(standalone_mode=True)
-    except VideoXAIError as e:
-        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {e}")  # one line, never wrapped
-        sys.exit(2)
+        app(args=args, prog_name="videoxai", standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        if debug:
+            raise
+        hint = "" if isinstance(e, (ClickException, VideoXAIError, OSError)) else \
+            " (run again with --debug for the traceback)"
+        print(f"error: {describe(e)}{hint}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_ERROR)
+
+
+__all__ = ["app", "main", "check_device", "describe", "EXIT_ERROR"]

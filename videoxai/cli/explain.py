@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import check_device
+
 console = Console()
 
 
@@ -37,7 +39,7 @@ def explain_cmd(
     out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory."),
     target: Optional[int] = typer.Option(None, help="Class index to explain (default: the prediction)."),
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Threshold/focus/smooth the maps (default: per method)."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …"),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …", callback=check_device),
     option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable), e.g. -O n_steps=32."),
 ) -> None:
     """Explain a video: overlay videos, temporal curves and an HTML report."""

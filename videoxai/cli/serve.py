@@ -9,6 +9,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from . import check_device
+
 console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -18,32 +20,47 @@ def serve_cmd(
                               help="Model spec: demo, hf:<id|dir>, torchvision:<name>, or a directory."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default; put a TLS proxy "
                                                "in front for anything else)."),
-    port: int = typer.Option(8000, help="TCP port (0: any free port)."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …"),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0: any free port)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …", callback=check_device),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads for the model (default: torch's choice, "
                                                      "one per core). On a shared or small machine 1 is often "
                                                      "faster: idle threads spin."),
     method: str = typer.Option("staa", help="Default method for requests that name none."),
-    api_key: Optional[str] = typer.Option(None, envvar="VIDEOXAI_API_KEY",
-                                          help="Require this key (X-API-Key header; api_key query parameter "
-                                               "for WebSockets)."),
+    api_key: Optional[str] = typer.Option(None, envvar="VIDEOXAI_API_KEY", show_default=False,
+                                          help="Require this key (X-API-Key header; for WebSockets also the "
+                                               "api_key field of the first message). Never logged."),
     max_upload_mb: float = typer.Option(200.0, help="Largest upload."),
     max_frames: int = typer.Option(1800, help="Most frames decoded from one upload."),
     max_pixels: int = typer.Option(1920 * 1080, help="Most pixels per frame (uploads and streams)."),
     max_streams: int = typer.Option(8, help="Concurrent WebSocket streams."),
     max_queued_jobs: int = typer.Option(8, help="Uploads queued or running at once."),
+    max_forward_passes: int = typer.Option(10_000, help="Most forward passes one job (or one stream window) may "
+                                                        "cost; larger requests are refused when submitted."),
+    shutdown_timeout: float = typer.Option(10.0, help="On SIGTERM/Ctrl-C, seconds running work may finish "
+                                                      "before it is cancelled."),
     work_dir: Optional[Path] = typer.Option(None, help="Folder for uploads and results (default: a temporary "
                                                        "folder removed at exit)."),
 ) -> None:
     """Serve explanations over HTTP (uploads) and WebSocket (live streams), with a browser viewer."""
     import uvicorn
+    from pydantic import ValidationError
 
+    from ..errors import InputError
     from ..models import load_model
     from ..serve import ServeSettings, create_app, uvicorn_config
 
-    settings = ServeSettings(api_key=api_key, max_upload_mb=max_upload_mb, max_frames=max_frames,
-                             max_pixels=max_pixels, max_streams=max_streams, max_queued_jobs=max_queued_jobs,
-                             default_method=method, work_dir=str(work_dir) if work_dir else None)
+    if work_dir is not None and work_dir.exists() and not work_dir.is_dir():
+        raise InputError(f"--work-dir {work_dir} is a file, not a folder")
+    try:
+        settings = ServeSettings(api_key=api_key, max_upload_mb=max_upload_mb, max_frames=max_frames,
+                                 max_pixels=max_pixels, max_streams=max_streams, max_queued_jobs=max_queued_jobs,
+                                 max_forward_passes=max_forward_passes, shutdown_timeout_s=shutdown_timeout,
+                                 default_method=method, work_dir=str(work_dir) if work_dir else None)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "option"
+        option = "--" + (field[:-2] if field.endswith("_s") else field).replace("_", "-")
+        raise InputError(f"{option}: {err['msg']}, got {err.get('input')!r}") from None
     if threads is not None:
         import torch
 

@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from . import check_device
+
 console = Console()
 
 stabn_app = typer.Typer(name="stabn", no_args_is_help=True,
@@ -76,7 +78,7 @@ def train_cmd(
     seed: int = typer.Option(0),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
-    device: str = typer.Option("cpu"),
+    device: str = typer.Option("cpu", callback=check_device),
 ) -> None:
     """Train an ST-ABN; validation accuracy of both branches after every epoch."""
     from ..stabn.train import TrainConfig, train
@@ -99,7 +101,7 @@ def collect_cmd(
     all_clips: bool = typer.Option(False, "--all", help="Collect every clip, not only the misclassified ones."),
     limit: Optional[int] = typer.Option(None, help="Collect at most this many clips."),
     threads: Optional[int] = typer.Option(None),
-    device: str = typer.Option("cpu"),
+    device: str = typer.Option("cpu", callback=check_device),
 ) -> None:
     """Step 1: store the temporal attention of the misclassified training clips."""
     from ..stabn.data import open_dataset
@@ -124,7 +126,7 @@ def edit_cmd(
     no_preview: bool = typer.Option(False, "--no-preview", help="Do not load a model (no preview)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8001, help="TCP port."),
-    device: str = typer.Option("cpu"),
+    device: str = typer.Option("cpu", callback=check_device),
 ) -> None:
     """Step 2: serve the editor page: give every frame a level (1.0 / 0.5 / 0.0) and save."""
     import uvicorn
@@ -161,7 +163,7 @@ def finetune_cmd(
     seed: int = typer.Option(0),
     resume: bool = typer.Option(True, "--resume/--no-resume"),
     threads: Optional[int] = typer.Option(None),
-    device: str = typer.Option("cpu"),
+    device: str = typer.Option("cpu", callback=check_device),
 ) -> None:
     """Step 3: fine-tune with L_att + L_per + γ_t · MSE(edited, predicted temporal attention)."""
     from ..stabn.data import open_dataset

@@ -32,7 +32,15 @@ from ..clip import Clip
 from ..errors import InputError, VideoReadError, VideoXAIError
 
 __all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices",
-           "WRITERS"]
+           "WRITERS", "FrameTooLargeError", "MAX_PIXELS"]
+
+#: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
+#: far larger than its header says (a "decompression bomb") fails instead of exhausting memory
+MAX_PIXELS = 8192 * 8192
+
+
+class FrameTooLargeError(VideoReadError):
+    """A decoded frame exceeds the pixel limit (``max_pixels``)."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,8 +94,13 @@ def _reason(e: Exception) -> str:
 
 
 @contextmanager
-def _open(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
-    """Open ``path`` and its first video stream, turning every FFmpeg failure into a clear error."""
+def _open(path: Path, max_pixels: int | None = None
+          ) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """Open ``path`` and its first video stream, turning every FFmpeg failure into a clear error.
+
+    ``max_pixels``: FFmpeg's own per-frame limit, checked by the decoder when it reads a frame's
+    size, before it allocates the frame (so a bomb costs no memory).
+    """
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
@@ -99,6 +112,8 @@ def _open(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.st
         # Slice threading only: FFmpeg's frame threading swallows the decoder's error at the
         # point where a truncated file ends, which would turn a damaged file into a short clip.
         stream.thread_type = "SLICE"
+        if max_pixels is not None:
+            stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(int(max_pixels))}
         yield container, stream
     finally:
         container.close()
@@ -156,19 +171,28 @@ class _Decoder:
     container gives no timestamps).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_pixels: int | None = MAX_PIXELS) -> None:
         self.path = path
+        self.max_pixels = max_pixels
         self.header: _Header | None = None
         self.size: tuple[int, int] | None = None
 
+    def _too_large(self, index: int, detail: str) -> FrameTooLargeError:
+        return FrameTooLargeError(f"{self.path}: frame {index} {detail} the limit of {self.max_pixels} pixels "
+                                  "per frame (the stream's header said "
+                                  f"{self.header.width}x{self.header.height})")
+
     def frames(self) -> Iterator[tuple[int, float, av.VideoFrame]]:
-        with _open(self.path) as (container, stream):
+        with _open(self.path, self.max_pixels) as (container, stream):
             self.header = h = _header(container, stream)
             tb = stream.time_base
             index = 0
             t0 = None
             try:
                 for frame in container.decode(stream):
+                    if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
+                        # decoders that ignore FFmpeg's limit: refuse right after decoding
+                        raise self._too_large(index, f"is {frame.width}x{frame.height}, over")
                     if frame.pts is not None and tb is not None:
                         t = float(frame.pts * tb)
                         t0 = t if t0 is None else t0
@@ -178,6 +202,9 @@ class _Decoder:
                     yield index, t, frame
                     index += 1
             except (av.FFmpegError, OSError) as e:
+                if self.max_pixels is not None and getattr(e, "errno", None) == 22:
+                    # EINVAL: how FFmpeg's decoders refuse a frame over max_pixels (or bad data)
+                    raise self._too_large(index, "could not be decoded within") from None
                 if index == 0:
                     raise VideoReadError(f"{self.path}: cannot decode its {h.codec} video stream; the "
                                          "file is truncated, corrupt or in an unsupported format "
@@ -242,7 +269,8 @@ def _check_range(path, start, end) -> tuple[float, float]:
 
 
 def read_video(path: str | Path, num_frames: int | None = None, *, start: float | None = None,
-               end: float | None = None, max_side: int | None = None) -> Clip:
+               end: float | None = None, max_side: int | None = None,
+               max_pixels: int | None = MAX_PIXELS) -> Clip:
     """Decode a video file (mp4, mov, mkv, webm, avi, gif, ...) into a :class:`~videoxai.Clip`.
 
     Args:
@@ -255,6 +283,9 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
         start, end: optional time range in seconds, ``start`` included, ``end`` excluded,
             measured from the stream's first frame.
         max_side: if set, frames whose longer side exceeds it are shrunk (aspect ratio kept).
+        max_pixels: refuse any decoded frame with more pixels (:class:`FrameTooLargeError`),
+            checked frame by frame, since a stream's later frames may be larger than its header
+            says; ``None``: no limit.
 
     Returns:
         A clip with ``frames`` uint8 ``(T, H, W, 3)``, ``fps`` the *source* frame rate,
@@ -266,6 +297,7 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
     """
     path = _check_path(path)
     num_frames = _check_count(path, num_frames, "num_frames")
+    max_pixels = _check_count(path, max_pixels, "max_pixels")
     max_side = _check_count(path, max_side, "max_side")
     lo, hi = _check_range(path, start, end)
     ranged = start is not None or end is not None
@@ -280,7 +312,7 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
     expected = max(expected, 1)  # nothing found: decode anyway, so the error says why
 
     if num_frames is None:
-        dec = _Decoder(path)
+        dec = _Decoder(path, max_pixels)
         kept, src = _FrameBuffer(expected), []
         for index, t, frame in dec.frames():
             if t >= hi:
@@ -292,7 +324,7 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
         return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path))
 
     wanted = uniform_indices(expected, num_frames)
-    dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, hi, max_side)
+    dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, hi, max_side, max_pixels)
     _check_nonempty(path, count, ranged, lo, hi)
     if reported and count < reported - max(2, reported // 50):
         # a cut-off download whose header survived: the index lists frames the data lacks
@@ -302,7 +334,8 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
         # the container's count was wrong (or packets != frames): choose again on the true count
         wanted = uniform_indices(count, num_frames)
         if not set(wanted.tolist()) <= kept.keys():
-            dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, hi, max_side)
+            dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, hi, max_side,
+                                                      max_pixels)
     frames = np.stack([kept[p] for p in wanted.tolist()])
     indices = np.asarray([src[p] for p in wanted.tolist()], dtype=np.int64)
     return Clip(frames, fps=dec.header.fps, indices=indices, source=str(path))
@@ -342,13 +375,13 @@ def _count_in_range(times: list[float | None], in_range: Callable[[float], bool]
 
 
 def _decode_positions(path: Path, wanted: set[int], in_range: Callable[[float], bool], hi: float,
-                      max_side: int | None):
+                      max_side: int | None, max_pixels: int | None = MAX_PIXELS):
     """One decoding pass keeping the frames at ``wanted`` positions of the range.
 
     Returns the decoder, ``{position: rgb}``, ``{position: source index}`` and the number of
     frames found in the range.
     """
-    dec = _Decoder(path)
+    dec = _Decoder(path, max_pixels)
     kept: dict[int, np.ndarray] = {}
     src: dict[int, int] = {}
     pos = 0
@@ -377,7 +410,8 @@ def _check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float) 
 
 
 def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: int | None = None, *,
-                    frame_step: int = 1, max_side: int | None = None) -> Iterator[Clip]:
+                    frame_step: int = 1, max_side: int | None = None,
+                    max_pixels: int | None = MAX_PIXELS) -> Iterator[Clip]:
     """Windows of ``num_frames`` consecutive (sub-sampled) frames, decoded as a stream.
 
     The video is read frame by frame and never held whole: at most ``num_frames`` frames are in
@@ -398,6 +432,7 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
         stride: sub-sampled frames between window starts.
         frame_step: take every ``frame_step``-th frame.
         max_side: shrink large frames (files only, as in :func:`read_video`).
+        max_pixels: refuse larger decoded frames (files only, as in :func:`read_video`).
 
     Yields:
         Clips with ``fps`` the source frame rate, ``indices`` the source frame indices and
@@ -415,12 +450,13 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
         return _windows(source, num_frames, stride, frame_step, clip.source, lambda: clip.fps)
     path = _check_path(path_or_clip)
     max_side = _check_count(path, max_side, "max_side")
-    return _file_windows(path, num_frames, stride, frame_step, max_side)
+    max_pixels = _check_count(path, max_pixels, "max_pixels")
+    return _file_windows(path, num_frames, stride, frame_step, max_side, max_pixels)
 
 
 def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int,
-                  max_side: int | None) -> Iterator[Clip]:
-    dec = _Decoder(path)
+                  max_side: int | None, max_pixels: int | None) -> Iterator[Clip]:
+    dec = _Decoder(path, max_pixels)
     source = ((index, frame) for index, _, frame in dec.frames())
     yielded = False
     for window in _windows(source, num_frames, stride, frame_step, str(path),

@@ -112,6 +112,16 @@ class Method:
         """
         raise NotImplementedError
 
+    def forward_passes(self, num_frames: int) -> int | None:
+        """About how many clips this method sends through the model to explain one clip of
+        ``num_frames`` frames, with its options, or ``None`` when that is not known in advance.
+
+        The service rejects requests over its work limit with it before accepting them.
+        Methods whose cost grows with an option override it; they raise :class:`InputError`
+        when the options cannot fit such a clip (so the error comes before the work).
+        """
+        return None
+
     # -- helpers for subclasses -----------------------------------------------------------------
     def resolve_target(self, target: Target, logits: torch.Tensor) -> torch.Tensor:
         """``(B,)`` long tensor of target classes; ``None`` → argmax of ``logits``."""
@@ -159,10 +169,18 @@ def available() -> list[str]:
 
 
 def batched(n: int, batch_size: int) -> Iterator[slice]:
-    """Slices ``[0, n)`` in chunks of ``batch_size`` (the memory knob of every method)."""
+    """Slices ``[0, n)`` in chunks of ``batch_size`` (the memory knob of every method).
+
+    Between chunks it checks for cancellation and the work limit (:func:`videoxai.work.checkpoint`):
+    every method's long loop goes through here or :meth:`Method.progress`, so a cancelled
+    explanation stops within one batch.
+    """
+    from ..work import checkpoint
+
     if batch_size < 1:
         raise InputError(f"batch_size must be ≥ 1, got {batch_size}")
     for start in range(0, n, batch_size):
+        checkpoint()
         yield slice(start, min(n, start + batch_size))
 
 

@@ -394,6 +394,10 @@ class ExtremalPerturbation(PerturbationMethod):
         v = self.sizes.get(key)
         return float(v) if v is not None else _REF[key] * side / _REF_SIDE
 
+    def forward_passes(self, num_frames: int) -> int:
+        games = 2 if self.game == "dual" else 1
+        return self.iterations * len(self.areas) * games + 1
+
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         device = canvas.pixels.device
         t, (h, w) = canvas.num_frames, canvas.grid

@@ -115,6 +115,9 @@ class IntegratedGradients(InputGradientMethod):
                              f"expected {tuple(x.shape)}")
         return out
 
+    def forward_passes(self, num_frames: int) -> int:
+        return self.n_steps + 1
+
     def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:
         x = check_pixels(self.model, inputs)
         target, logits = self.target_and_logits(x, target, need_logits=self.return_convergence_delta)

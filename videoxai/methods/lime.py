@@ -101,6 +101,9 @@ class LIME(PerturbationMethod):
         self.kernel_width = float(kernel_width)
         self.alpha = float(alpha)
 
+    def forward_passes(self, num_frames: int) -> int:
+        return self.n_samples + 1
+
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t = canvas.num_frames
         n_seg = self.n_segments or (48 if self.superpixels == "frame" else 12 * t)

@@ -12,6 +12,7 @@ is deterministic, so it takes no seed.
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 
@@ -58,13 +59,22 @@ class Occlusion(PerturbationMethod):
         if self.strides is not None and min(self.strides) < 1:
             raise InputError(f"occlusion: strides must be ≥ 1, got {self.strides}")
 
-    def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
-        t, (h, w) = canvas.num_frames, canvas.grid
+    def _starts(self, t: int, h: int, w: int) -> tuple[tuple[int, int, int], list[list[int]]]:
+        """The box on a ``t × h × w`` grid and its start positions along each axis."""
         window = self.window or (max(1, t // 4), max(1, h // 4), max(1, w // 4))
         check_fits(self.name, "window", window, (t, h, w))
         strides = self.strides or tuple(max(1, k // 2) for k in window)
-        positions = list(itertools.product(*(window_starts(n, k, s)
-                                             for n, k, s in zip((t, h, w), window, strides))))
+        return window, [window_starts(n, k, s) for n, k, s in zip((t, h, w), window, strides)]
+
+    def forward_passes(self, num_frames: int) -> int:
+        # counted, not listed: window 1 / stride 1 on a large grid has millions of positions
+        _, starts = self._starts(num_frames, *self.model.input_size)
+        return math.prod(len(s) for s in starts) + 2
+
+    def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
+        t, (h, w) = canvas.num_frames, canvas.grid
+        window, starts = self._starts(t, h, w)
+        positions = list(itertools.product(*starts))
         kt, kh, kw = window
         device = canvas.pixels.device
         fill = self.baseline(canvas)

@@ -88,6 +88,11 @@ class RISE(PerturbationMethod):
         self.cells = cells
         self.p_keep = float(p_keep)
 
+    def forward_passes(self, num_frames: int) -> int:
+        check_fits(self.name, "mask grid (cells)", self.cells or (max(1, num_frames // 2), 7, 7),
+                   (num_frames, *self.model.input_size))
+        return self.n_samples + 1
+
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t, (h, w) = canvas.num_frames, canvas.grid
         cells = self.cells or (max(1, t // 2), 7, 7)

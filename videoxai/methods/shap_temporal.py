@@ -114,6 +114,13 @@ class TemporalSHAP(PerturbationMethod):
         self.n_samples = int(n_samples)
         self.antithetic = bool(antithetic)
 
+    def forward_passes(self, num_frames: int) -> int:
+        n = self.n_segments if self.n_segments is not None else min(8, num_frames)
+        if n <= self.max_exact_players:
+            return 2 ** n + 1
+        orders = 2 * math.ceil(self.n_samples / 2) if self.antithetic else self.n_samples
+        return orders * (n + 1) + 1  # at most: coalitions shared by orderings are scored once
+
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t = canvas.num_frames
         n = self.n_segments if self.n_segments is not None else min(8, t)

@@ -54,6 +54,9 @@ class SmoothGrad(InputGradientMethod):
         self.batch_size = int(batch_size)
         self.seed = int(seed)
 
+    def forward_passes(self, num_frames: int) -> int:
+        return self.n_samples + 1
+
     def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:
         x = check_pixels(self.model, inputs)
         target, logits = self.target_and_logits(x, target)

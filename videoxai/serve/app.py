@@ -25,7 +25,6 @@ Every error is ``{"error": {"code", "message"}}`` with a fitting HTTP status.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import tempfile
@@ -49,9 +48,9 @@ from .. import __version__
 from ..errors import VideoXAIError
 from ..models.base import VideoModel
 from .engine import Engine
-from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_video
+from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_video, check_work
 from .protocol import (ErrorInfo, ErrorResponse, JobRequest, JobResult, JobStatus, ServerInfo, ServiceError,
-                       to_service_error)
+                       loads_json, to_service_error)
 from .settings import ServeSettings
 from .stream import StreamSession, StreamSlots, authorised
 
@@ -131,10 +130,12 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         try:
             params = await _receive_upload(request, folder / UPLOAD_NAME, settings)
             job_request = _job_request(params)
-            # unknown methods, bad options and targets fail now, not minutes later in the queue
-            await asyncio.to_thread(engine.prepare, job_request.method, job_request.options, job_request.target,
-                              job_request.maps, job_request.map_size or settings.map_size, job_request.map_dtype)
+            # unknown methods, unusable options and targets fail now, not minutes later in the queue
+            spec = await asyncio.to_thread(engine.prepare, job_request.method, job_request.options,
+                                           job_request.target, job_request.maps,
+                                           job_request.map_size or settings.map_size, job_request.map_dtype)
             video = await asyncio.to_thread(check_video, folder / UPLOAD_NAME, settings)
+            check_work(spec, video, job_request, engine.model.num_frames, settings)
             job = jobs.submit(job_id, folder, job_request, video)
         except ClientDisconnect:  # the client left mid-upload: nobody to answer
             jobs.discard(folder)
@@ -179,9 +180,18 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
 
 
 async def _limited(request: Request, settings: ServeSettings) -> AsyncIterator[bytes]:
-    """The request body, failing with 413 as soon as it exceeds the upload limit."""
+    """The request body, failing with 413 as soon as it exceeds the upload limit and with 408
+    when the client sends nothing for ``body_timeout_s`` (a stalled upload holds a connection)."""
     size = 0
-    async for chunk in request.stream():
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=settings.body_timeout_s)
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise ServiceError(408, "timeout", f"the upload stalled: no data for {settings.body_timeout_s:g} s",
+                               headers={"Connection": "close"}) from None
         size += len(chunk)
         if size > settings.max_upload_bytes:
             raise _too_big(settings)
@@ -225,10 +235,9 @@ def _job_request(params: dict[str, str]) -> JobRequest:
     """Query/form strings → a validated :class:`JobRequest`."""
     data: dict[str, Any] = {k: v for k, v in params.items() if k != "api_key"}
     if "options" in data:
-        try:
-            data["options"] = json.loads(data["options"])
-        except json.JSONDecodeError as e:
-            raise ServiceError(400, "bad_request", f"options must be a JSON object: {e}") from None
+        data["options"] = loads_json(data["options"], "options")
+        if not isinstance(data["options"], dict):
+            raise ServiceError(400, "bad_request", "options must be a JSON object, e.g. {\"n_samples\": 500}")
     if "maps" in data:
         data["maps"] = [m.strip() for m in data["maps"].split(",") if m.strip()]
     try:
@@ -298,12 +307,20 @@ def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, **kw
     """
     import uvicorn
 
+    from .transport import install_log_redaction, protocol_classes
+
     settings: ServeSettings = app.state.settings
-    options = dict(ws_max_size=settings.max_message_bytes, ws_max_queue=4,
-                   limit_concurrency=max(64, 4 * settings.max_streams), timeout_keep_alive=5,
-                   log_level="warning")
+    http, ws = protocol_classes(settings)
+    # limit_concurrency counts open connections: room for the pending ones (bounded by the HTTP
+    # protocol), every stream and a margin of requests
+    options = dict(ws_max_size=settings.max_message_bytes, ws_max_queue=4, http=http, ws=ws,
+                   limit_concurrency=settings.max_pending_connections + 4 * settings.max_streams + 64,
+                   timeout_keep_alive=5, h11_max_incomplete_event_size=settings.max_header_bytes,
+                   timeout_graceful_shutdown=settings.shutdown_timeout_s, log_level="warning")
     options.update(kwargs)
-    return uvicorn.Config(app, host=host, port=port, **options)
+    config = uvicorn.Config(app, host=host, port=port, **options)
+    install_log_redaction()  # after Config, which (re)configures uvicorn's loggers
+    return config
 
 
 class BackgroundServer:

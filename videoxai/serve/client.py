@@ -39,7 +39,11 @@ class StreamError(VideoXAIError):
 
 
 def stream_url(server: str, api_key: str | None = None) -> str:
-    """``http://host:port`` / ``ws://host:port`` / ``host:port`` → the stream endpoint's URL."""
+    """``http://host:port`` / ``ws://host:port`` / ``host:port`` → the stream endpoint's URL.
+
+    ``api_key`` puts the key in the query string, for old servers only: URLs end up in logs,
+    so :class:`StreamClient` sends it in the ``X-API-Key`` header instead.
+    """
     if "://" not in server:
         server = "ws://" + server
     parts = urlsplit(server)
@@ -130,7 +134,8 @@ class StreamClient:
                  map_dtype: Literal["uint8", "float16"] = "uint8",
                  frame_format: Literal["jpeg", "png", "rgb"] = "jpeg", quality: int = 85,
                  fps: float | None = None, timeout: float = 60.0) -> None:
-        self.url = stream_url(server, api_key)
+        self.url = stream_url(server)
+        self.headers = {"X-API-Key": api_key} if api_key else {}
         start = {"type": "start", "window": window, "stride": stride, "method": method,
                  "options": options or {}, "target": target, "live": live, "smoothing": smoothing,
                  "maps": list(maps), "map_size": map_size, "map_dtype": map_dtype}
@@ -148,11 +153,17 @@ class StreamClient:
         Raises:
             StreamError: the server refused the stream or closed it with a fatal error.
         """
-        from websockets.exceptions import ConnectionClosed
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
         from websockets.sync.client import connect
 
         # no compression (frames are JPEG already) and no proxy (the server is addressed directly)
-        with connect(self.url, compression=None, proxy=None, max_size=None, open_timeout=self.timeout) as ws:
+        try:
+            ws = connect(self.url, compression=None, proxy=None, max_size=None, open_timeout=self.timeout,
+                         additional_headers=self.headers)
+        except (OSError, TimeoutError, InvalidHandshake) as e:  # refused, unreachable, no answer, not a server
+            reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            raise StreamError("unreachable", f"cannot connect to {self.url}: {reason}") from None
+        with ws:
             try:
                 ws.send(json.dumps(self.start))
             except ConnectionClosed:

@@ -11,6 +11,7 @@ window in flight and the job worker one, so it never holds more than ``max_strea
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..clip import Clip
-from ..errors import InputError
+from ..errors import InputError, VideoXAIError
 from ..explain import explain
 from ..explanation import Explanation
 from ..methods import available as available_methods
@@ -29,6 +30,7 @@ from ..methods import get as get_method
 from ..methods.base import Method
 from ..methods.refine import StreamSmoother
 from ..models.base import VideoModel
+from ..work import WorkBudget, work_scope
 from .protocol import CompactArray, ModelInfo, Prediction, WindowMaps, WindowResult
 
 R = TypeVar("R")
@@ -46,6 +48,8 @@ class ExplainSpec:
     maps: tuple[str, ...] = ("spatial",)
     map_size: int = 32
     map_dtype: str = "uint8"
+    #: about how many clips one window of ``window`` frames sends through the model (None: unknown)
+    passes_per_window: int | None = None
 
     @property
     def method_name(self) -> str:
@@ -127,23 +131,42 @@ class Engine:
 
     # -- work ----------------------------------------------------------------------------------
     def prepare(self, method: str | None, options: dict[str, Any], target: int | None,
-                maps: list[str] | tuple[str, ...], map_size: int, map_dtype: str) -> ExplainSpec:
-        """Build the method once (its constructor validates the options) and check the target.
+                maps: list[str] | tuple[str, ...], map_size: int, map_dtype: str,
+                window: int | None = None) -> ExplainSpec:
+        """Build the method once (its constructor validates the options), check the target and
+        estimate the work of one window of ``window`` frames (default: the model's).
 
         Safe on any thread: a method's constructor only reads the model (hooks are installed by
         ``attribute``, on the model thread), so requests are validated even while it is busy.
+
+        Raises:
+            InputError (or another library error): unknown method, options it cannot use, a
+                target out of range; never anything else, so a client's mistake is never a 500.
         """
         name = method or self.default_method
-        m = get_method(name)(self.model, **(options or {}))
+        cls = get_method(name)
+        try:
+            m = cls(self.model, **(options or {}))
+            passes = m.forward_passes(window or self.model.num_frames)
+        except VideoXAIError:
+            raise
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
+            # a constructor that did not check one of its options: still the client's mistake
+            raise InputError(f"method {name!r}: invalid options {options!r}: {e}") from None
         if target is not None and not 0 <= target < self.model.num_classes:
             raise InputError(f"target {target} is out of range: the model has {self.model.num_classes} classes")
         return ExplainSpec(method=m, target=target, maps=tuple(dict.fromkeys(maps)), map_size=map_size,
-                           map_dtype=map_dtype)
+                           map_dtype=map_dtype, passes_per_window=passes)
 
     def explain_window(self, frames: np.ndarray | list[np.ndarray], frame_indices: list[int], index: int,
-                       spec: ExplainSpec, smoothing: Smoothing | None = None,
-                       fps: float | None = None) -> tuple[Explanation, WindowResult, Prediction]:
+                       spec: ExplainSpec, smoothing: Smoothing | None = None, fps: float | None = None,
+                       cancel: threading.Event | None = None, budget: WorkBudget | None = None,
+                       ) -> tuple[Explanation, WindowResult, Prediction]:
         """Explain one window of ``(T, H, W, 3)`` uint8 frames (on the model thread only).
+
+        ``cancel`` / ``budget``: the explanation stops within one batch once ``cancel`` is set
+        (:class:`~videoxai.work.Cancelled`) or past the budget's forward passes
+        (:class:`~videoxai.work.WorkLimitExceeded`).
 
         Returns the full explanation (for overlays), the compact :class:`WindowResult`, and the
         smoothed prediction (the window's own when ``smoothing`` is ``None``).
@@ -151,7 +174,8 @@ class Engine:
         t0 = time.perf_counter()
         stacked = np.stack(frames) if isinstance(frames, list) else frames
         clip = Clip(stacked, fps=fps, indices=np.asarray(frame_indices, dtype=np.int64))
-        exp = explain(self.model, clip, method=spec.method, target=spec.target)
+        with work_scope(self.model, cancel=cancel, budget=budget):
+            exp = explain(self.model, clip, method=spec.method, target=spec.target)
 
         spatial = torch.from_numpy(exp.spatial)[None]                         # (1, T, H, W)
         probs = torch.from_numpy(exp.probs)[None]                             # (1, C)

@@ -6,6 +6,11 @@ window on the model thread (so live streams interleave with long jobs instead of
 them), renders the overlay, and records progress. At most ``max_queued_jobs`` jobs are queued or
 running (more are refused with 503 and ``Retry-After``); at most ``max_jobs_kept`` finished jobs
 are kept, the oldest deleted first; the upload itself is deleted as soon as its job ends.
+
+A job's work is bounded twice: its estimated forward passes are checked against
+``max_forward_passes`` before it is accepted (:func:`check_work`), and the explanation runs
+inside a :mod:`videoxai.work` scope with the job's budget and cancel event, so ``DELETE`` (or a
+shutdown) stops it within one batch and a method that spends more than estimated is stopped.
 Nothing depends on the working directory, and no two jobs share a file.
 """
 
@@ -28,7 +33,8 @@ import numpy as np
 from ..data.video import probe, read_video, sliding_windows, write_video
 from ..errors import VideoReadError
 from ..viz.overlay import playback_fps, render_frames
-from .engine import Engine, fit
+from ..work import WorkBudget
+from .engine import Engine, ExplainSpec, fit
 from .protocol import (ErrorInfo, JobLinks, JobRequest, JobResult, JobState, JobStatus, Prediction,
                        ServiceError, VideoInfo, WindowResult, to_service_error)
 from .settings import ServeSettings
@@ -56,6 +62,7 @@ class Job:
     windows_total: int | None = None
     error: ErrorInfo | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    budget: WorkBudget | None = None
 
     @property
     def upload(self) -> Path:
@@ -100,6 +107,20 @@ def check_video(path: Path, settings: ServeSettings) -> VideoInfo:
         raise ServiceError(413, "video_too_long", f"the video has {n} frames; the server's limit is "
                                                   f"{settings.max_frames}")
     return VideoInfo(frames=n, fps=info["fps"], width=w, height=h, duration=info["duration"])
+
+
+def check_work(spec: ExplainSpec, video: VideoInfo, request: JobRequest, window: int,
+               settings: ServeSettings) -> None:
+    """Refuse (413 ``work_limit``) a job whose estimated forward passes exceed the limit."""
+    if spec.passes_per_window is None:
+        return  # not known in advance: the budget stops it at run time
+    windows = 1 if request.sampling == "uniform" else count_windows(video.frames, window, request.stride or window)
+    need = spec.passes_per_window * windows
+    if need > settings.max_forward_passes:
+        per = f"{spec.passes_per_window} per window × {windows} windows" if windows > 1 else "for the clip"
+        raise ServiceError(413, "work_limit", f"{spec.method_name} with these options needs about {need} forward "
+                                              f"passes ({per}); the server's limit is "
+                                              f"{settings.max_forward_passes} per job")
 
 
 def hide_path(message: str, path: Path) -> str:
@@ -158,7 +179,8 @@ class JobQueue:
 
     def submit(self, job_id: str, path: Path, request: JobRequest, video: VideoInfo) -> Job:
         """Queue a job whose upload is at ``path / UPLOAD_NAME``; 503 when the queue is full."""
-        job = Job(id=job_id, dir=path, request=request, video=video)
+        job = Job(id=job_id, dir=path, request=request, video=video,
+                  budget=WorkBudget(self.settings.max_forward_passes))
         with self.lock:
             active = sum(j.state in ("queued", "running") for j in self._jobs.values())
             if active >= self.settings.max_queued_jobs:
@@ -218,9 +240,12 @@ class JobQueue:
                 state, error = ("cancelled", None) if job.cancel.is_set() else ("done", None)
             except Exception as e:
                 err = to_service_error(e)
-                if err.status >= 500:
-                    log.exception("job %s failed", job.id)
-                state, error = "failed", ErrorInfo(code=err.code, message=hide_path(err.message, job.upload))
+                if job.cancel.is_set():  # deleted, or the server is stopping: stopped at a checkpoint
+                    state, error = "cancelled", None
+                else:
+                    if err.status >= 500:
+                        log.exception("job %s failed", job.id)
+                    state, error = "failed", ErrorInfo(code=err.code, message=hide_path(err.message, job.upload))
             if state != "done":
                 job.overlay_path.unlink(missing_ok=True)
             with self.lock:
@@ -247,12 +272,13 @@ class JobQueue:
         spec = engine.prepare(req.method, req.options, req.target, req.maps,
                               req.map_size or self.settings.map_size, req.map_dtype)
         window = engine.model.num_frames
+        limit = self.settings.max_pixels  # every decoded frame, not only the size the header declared
         if req.sampling == "uniform":
-            clips = iter([read_video(job.upload, num_frames=window)])
+            clips = iter([read_video(job.upload, num_frames=window, max_pixels=limit)])
             total = 1
         else:
             stride = req.stride or window
-            clips = sliding_windows(job.upload, num_frames=window, stride=stride)
+            clips = sliding_windows(job.upload, num_frames=window, stride=stride, max_pixels=limit)
             total = count_windows(job.video.frames, window, stride)
         with self.lock:
             job.windows_total = total
@@ -268,7 +294,7 @@ class JobQueue:
                     raise ServiceError(413, "video_too_long", f"the video has more than {self.settings.max_frames} "
                                                               "frames, the server's limit")
                 exp, result, _ = engine.call_sync(engine.explain_window, clip.frames, clip.indices.tolist(), k,
-                                                  spec, None, clip.fps)
+                                                  spec, None, clip.fps, job.cancel, job.budget)
                 windows.append(result)
                 prob_sum = exp.probs.astype(np.float64) if prob_sum is None else prob_sum + exp.probs
                 if req.overlay:

@@ -31,8 +31,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..data.video import FrameTooLargeError
 from ..errors import (InputError, UnknownMethodError, UnknownModelError, UnsupportedModelError, VideoReadError,
                       VideoXAIError)
+from ..work import Cancelled, WorkLimitExceeded
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -63,7 +65,10 @@ class ServiceError(Exception):
 
 #: library error class → (HTTP status, error code); the first matching class wins
 _LIBRARY_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (FrameTooLargeError, 413, "video_too_large"),
     (VideoReadError, 415, "bad_video"),
+    (WorkLimitExceeded, 413, "work_limit"),
+    (Cancelled, 409, "cancelled"),
     (UnknownMethodError, 400, "unknown_method"),
     (UnknownModelError, 400, "unknown_model"),
     (UnsupportedModelError, 400, "unsupported_method"),
@@ -84,6 +89,65 @@ def to_service_error(exc: BaseException) -> ServiceError:
         if isinstance(exc, cls):
             return ServiceError(status, code, str(exc))
     return ServiceError(500, "internal", f"internal error ({type(exc).__name__}); see the server log")
+
+
+# -- JSON from clients ---------------------------------------------------------------------------
+
+#: largest JSON document a client may send as a text message or an ``options`` field, in bytes
+MAX_JSON_BYTES = 64 * 1024
+#: deepest nesting of arrays and objects in it (a method's options need three or four levels)
+MAX_JSON_DEPTH = 32
+
+
+def loads_json(text: str | bytes, what: str, code: str = "bad_request") -> Any:
+    """Parse a client's JSON with limits checked *before* parsing: size, nesting depth (30 000
+    nested ``[`` would exhaust the parser's recursion), and finite numbers only (``NaN``,
+    ``Infinity`` and ``1e400`` are refused, not turned into floats no option accepts).
+
+    Raises:
+        ServiceError: 400 with ``code``, naming ``what`` and the problem.
+    """
+    if len(text) > MAX_JSON_BYTES:
+        raise ServiceError(400, code, f"{what} is {len(text)} bytes; the limit is {MAX_JSON_BYTES}")
+    depth = _nesting_depth(text if isinstance(text, str) else text.decode("utf-8", "replace"))
+    if depth > MAX_JSON_DEPTH:
+        raise ServiceError(400, code, f"{what} nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}")
+
+    def finite(token: str) -> float:
+        value = float(token)
+        if value in (float("inf"), float("-inf")):
+            raise ValueError(f"number {token} is out of range")
+        return value
+
+    def constant(token: str) -> float:
+        raise ValueError(f"{token} is not a number JSON allows")
+
+    try:
+        return json.loads(text, parse_float=finite, parse_constant=constant)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise ServiceError(400, code, f"{what} must be valid JSON: {e}") from None
+
+
+def _nesting_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting outside strings (a linear scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 # -- compact arrays ----------------------------------------------------------------------------
@@ -289,11 +353,14 @@ class StartMessage(BaseModel):
         smoothing: weight of the newest window in the moving average of the spatial maps and
             the probabilities (1 = no smoothing; ``null`` = server default).
         maps, map_size, map_dtype: as for jobs.
+        api_key: the server's API key, for clients that cannot send the ``X-API-Key`` header
+            (browsers); never echoed.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["start"]
+    api_key: str | None = Field(None, exclude=True, repr=False)
     window: int | None = Field(None, ge=1)
     stride: int | None = Field(None, ge=1)
     method: str | None = None
@@ -402,10 +469,7 @@ _CLIENT_MESSAGES: dict[str, type[BaseModel]] = {"start": StartMessage, "end": En
 
 def parse_client_text(text: str) -> StartMessage | EndMessage:
     """Validate a client's text message; raise :class:`ServiceError` naming what is wrong."""
-    try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise ServiceError(400, "bad_message", f"text messages must be JSON objects: {e}") from None
+    data = loads_json(text, "a text message", code="bad_message")
     if not isinstance(data, dict):
         raise ServiceError(400, "bad_message", "text messages must be JSON objects")
     kind = data.get("type")

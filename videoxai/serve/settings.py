@@ -1,9 +1,11 @@
 """Limits and settings of the service, in one typed record.
 
 Every resource a client can make the server spend is bounded here: bytes per upload, decoded
-frames and pixels per frame, queued jobs, finished jobs kept on disk, concurrent streams, the size
-of one WebSocket message and how long a silent stream is kept open. The defaults suit one CPU
-machine serving a few clients; ``videoxai serve`` exposes the common ones as options.
+frames and pixels per frame (every decoded frame, not only the one the header describes), the
+model's work per job (forward passes), queued jobs, finished jobs kept on disk, concurrent
+streams, the size of one WebSocket message, how long a silent stream is kept open, and how long
+and how many connections may sit without finishing their request headers. The defaults suit one
+CPU machine serving a few clients; ``videoxai serve`` exposes the common ones as options.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ class ServeSettings(BaseModel):
 
     Attributes:
         api_key: if set, every API request must carry it (header ``X-API-Key`` or
-            ``Authorization: Bearer …``; WebSocket clients may also use the ``api_key`` query
-            parameter, because browsers cannot set headers on a WebSocket).
+            ``Authorization: Bearer …``; WebSocket clients may instead put it in the ``api_key``
+            field of their first message, because browsers cannot set headers on a WebSocket;
+            the legacy ``api_key`` query parameter still works and is masked in logs).
         max_upload_mb: largest accepted upload body.
         max_frames: most frames decoded from one upload.
         max_pixels: most pixels (width × height) of one frame, uploads and streams alike.
@@ -27,6 +30,19 @@ class ServeSettings(BaseModel):
         max_streams: concurrent WebSocket streams; more are refused with a ``busy`` error.
         stream_idle_timeout_s: a stream that sends nothing for this long is closed.
         stream_smoothing: default weight of the newest window in the maps' moving average.
+        max_forward_passes: most clips one job (all its windows) or one stream window may send
+            through the model; requests estimated above it are refused when submitted, and an
+            explanation that passes it anyway is stopped.
+        header_timeout_s: a connection that has not sent complete request headers within this
+            long is closed (slow-header clients).
+        body_timeout_s: an upload that sends no byte for this long is abandoned (408).
+        max_pending_per_client: connections of one client address still sending their
+            headers; a newer one closes the oldest.
+        max_pending_connections: the same across all clients.
+        max_header_bytes: largest request line plus headers (431/400 above it).
+        shutdown_timeout_s: on SIGTERM, how long running work may finish before it is cancelled.
+        allowed_origins: browser origins, besides the server's own, whose pages may open a
+            stream (WebSocket ``Origin`` check; clients that send no Origin are not browsers).
         map_size: default longest side of the downsampled spatial maps sent to clients.
         overlay_max_side: overlay videos of uploads are drawn with at most this longer side
             (drawing and encoding full-HD overlays would cost more than explaining them).
@@ -46,6 +62,14 @@ class ServeSettings(BaseModel):
     max_streams: int = Field(8, ge=1)
     stream_idle_timeout_s: float = Field(30.0, gt=0)
     stream_smoothing: float = Field(0.5, gt=0, le=1)
+    max_forward_passes: int = Field(10_000, ge=1)
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    max_pending_per_client: int = Field(8, ge=1)
+    max_pending_connections: int = Field(64, ge=1)
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    shutdown_timeout_s: float = Field(10.0, gt=0)
+    allowed_origins: tuple[str, ...] = ()
     map_size: int = Field(32, ge=4, le=256)
     overlay_max_side: int = Field(640, ge=16)
     default_method: str = "staa"

@@ -12,9 +12,16 @@ A session has three parts that never block each other:
 Back-pressure: a window waits in the mailbox while the runner is busy. For a *live* stream a
 newer window replaces a waiting one, and the client is told which frames were skipped (a camera
 cannot wait, so stale windows are dropped and results stay current). For a *file* stream
-(``live: false``) the receiver waits for the mailbox to empty, stops reading the socket, and TCP
-flow control slows the client to the model's pace; nothing is dropped. Either way a session holds
-at most ``window`` frames, one window in flight, one waiting and a bounded outgoing queue.
+(``live: false``) the receiver waits for the mailbox to empty and TCP flow control slows the
+client to the model's pace; nothing is dropped. While it waits it still reads ahead what the
+client has sent, up to :data:`READ_AHEAD_BYTES` (far more than a client that follows the
+protocol has in flight), so that a client that leaves is noticed at once and its slot freed,
+whatever the model is busy with. A session holds at most ``window`` frames plus that read-ahead,
+one window in flight, one waiting and a bounded outgoing queue.
+
+Whichever part sees the client go (the receiver reads a close, the sender fails to write, or the
+sender times out on a client that does not read) ends the whole session: the slot is released,
+the explanation in flight is cancelled (:mod:`videoxai.work`), and the connection is closed.
 
 Errors are messages, never tracebacks: a bad frame or a bad message gets a non-fatal ``error``
 and the stream goes on; protocol abuse the server cannot recover from (bad credentials, idle
@@ -28,18 +35,21 @@ import asyncio
 import hmac
 import io
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import numpy as np
 from pydantic import BaseModel
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from ..work import WorkBudget
 from .engine import Engine, ExplainSpec, Smoothing
 from .protocol import (DroppedMessage, EndAck, EndMessage, ErrorInfo, ErrorMessage, FrameHeader, ReadyMessage,
-                       ServiceError, StartMessage, WindowMessage, parse_client_text, to_service_error,
-                       unpack_frame)
+                       ServiceError, StartMessage, WindowMessage, loads_json, parse_client_text,
+                       to_service_error, unpack_frame)
 from .settings import ServeSettings
 
 log = logging.getLogger("videoxai.serve")
@@ -49,6 +59,10 @@ CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 100
 
 #: outgoing messages a session may queue before its runner waits for the client to read
 OUTGOING_QUEUE = 32
+
+#: bytes / messages a file stream reads ahead while the model is busy (beyond: TCP back-pressure)
+READ_AHEAD_BYTES = 16 * 2**20
+READ_AHEAD_MESSAGES = 1024
 
 
 class StreamSlots:
@@ -129,6 +143,24 @@ def _check_size(width: int, height: int, settings: ServeSettings) -> None:
                            f"{settings.max_side} per side)")
 
 
+def origin_allowed(settings: ServeSettings, origin: str | None, host: str | None) -> bool:
+    """Whether a WebSocket's ``Origin`` may use this server: no Origin (not a browser), the
+    server's own (same host and port as the ``Host`` header), or one of ``allowed_origins``.
+
+    Browsers let any page open a WebSocket to any address, cookies and all; without this check
+    a page on another site could drive a server on the visitor's own machine.
+    """
+    if not origin:
+        return True
+    if origin in settings.allowed_origins or "*" in settings.allowed_origins:
+        return True
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return bool(host) and netloc.lower() == host.lower()
+
+
 def authorised(settings: ServeSettings, header_key: str | None, authorization: str | None,
                query_key: str | None = None) -> bool:
     """Whether a request carries the server's API key (always true when none is set)."""
@@ -138,6 +170,10 @@ def authorised(settings: ServeSettings, header_key: str | None, authorization: s
     if given is None and authorization and authorization.lower().startswith("bearer "):
         given = authorization[7:].strip()
     return given is not None and hmac.compare_digest(given.encode(), settings.api_key.encode())
+
+
+def _size(msg: dict) -> int:
+    return len(msg.get("bytes") or b"") + len(msg.get("text") or "")
 
 
 class StreamSession:
@@ -158,16 +194,26 @@ class StreamSession:
         self._last_ts: float | None = None
         self._smoothing: Smoothing | None = None
         self._main: asyncio.Task | None = None
-        self._client_stalled = False
+        self._recv_task: asyncio.Task | None = None   # a receive started early (read-ahead)
+        self._ahead: deque[dict] = deque()            # messages read ahead while the model was busy
+        self._ahead_bytes = 0
+        self._cancel = threading.Event()              # stops this session's explanation in flight
+        self._client_gone = False                     # the sender saw the client leave or stall
         self._closing = False
 
     # -- entry point -----------------------------------------------------------------------------
     async def run(self) -> None:
         ws = self.ws
         await ws.accept()
-        if not authorised(self.settings, ws.headers.get("x-api-key"), ws.headers.get("authorization"),
-                          ws.query_params.get("api_key")):
-            await self._close_with(ServiceError(401, "unauthorized", "missing or wrong API key"), CLOSE_POLICY)
+        if not origin_allowed(self.settings, ws.headers.get("origin"), ws.headers.get("host")):
+            await self._close_with(ServiceError(403, "forbidden_origin", "this server does not accept streams from "
+                                                "pages of other sites (Origin not allowed)"), CLOSE_POLICY)
+            return
+        try:
+            await self._authenticate()
+        except (_Gone, _Fatal) as e:
+            if isinstance(e, _Fatal):
+                await self._close_with(e.error, e.close_code)
             return
         if not self.slots.try_acquire():
             await self._close_with(ServiceError(503, "busy", f"the server already serves {self.slots.limit} "
@@ -185,7 +231,7 @@ class StreamSession:
         except _Gone:
             pass
         except asyncio.CancelledError:
-            if not self._client_stalled:  # server shutdown: let the cancellation through
+            if not self._client_gone:  # server shutdown: let the cancellation through
                 raise
             close_code = CLOSE_POLICY
         except _Fatal as f:
@@ -199,12 +245,36 @@ class StreamSession:
         finally:
             self._closing = True
             self.slots.release()
+            self._cancel.set()  # an explanation in flight stops at its next batch
             if runner is not None and not runner.done():
-                runner.cancel()  # an explanation in flight finishes on the model thread; its result is dropped
+                runner.cancel()
+            if self._recv_task is not None and not self._recv_task.done():
+                self._recv_task.cancel()
             await self._stop_sender(sender)
             await self._close(close_code)
 
     # -- phases ----------------------------------------------------------------------------------
+    async def _authenticate(self) -> None:
+        """Check the API key: a header, the legacy ``api_key`` query parameter, or the ``api_key``
+        field of the first message (browsers cannot set headers on a WebSocket, and URLs end up
+        in logs). That message is then handled as usual."""
+        ws = self.ws
+        if authorised(self.settings, ws.headers.get("x-api-key"), ws.headers.get("authorization"),
+                      ws.query_params.get("api_key")):
+            return
+        msg = await self._receive()
+        key = None
+        if msg.get("text") is not None:
+            try:
+                data = loads_json(msg["text"], "the first message", code="bad_message")
+                key = data.get("api_key") if isinstance(data, dict) else None
+            except ServiceError:
+                pass
+        if not isinstance(key, str) or not authorised(self.settings, key, None):
+            raise _Fatal(ServiceError(401, "unauthorized", "missing or wrong API key (send the X-API-Key header, "
+                                                           "or api_key in the first message)"), CLOSE_POLICY)
+        self._ahead.appendleft(msg)
+
     async def _negotiate(self) -> tuple[StartMessage, ExplainSpec]:
         """Wait for a valid ``start``; answer ``ready``. Invalid ones get a non-fatal error."""
         while True:
@@ -222,7 +292,13 @@ class StreamSession:
                     raise ServiceError(400, "bad_message",
                                        f"stride {stride} must be between 1 and the window ({window})")
                 spec = await asyncio.to_thread(self.engine.prepare, start.method, start.options, start.target,
-                                              start.maps, start.map_size or self.settings.map_size, start.map_dtype)
+                                              start.maps, start.map_size or self.settings.map_size, start.map_dtype,
+                                              window)
+                limit = self.settings.max_forward_passes
+                if spec.passes_per_window is not None and spec.passes_per_window > limit:
+                    raise ServiceError(413, "work_limit", f"{spec.method_name} with these options needs about "
+                                                          f"{spec.passes_per_window} forward passes per window; "
+                                                          f"the server's limit is {limit}")
             except Exception as e:
                 err = to_service_error(e)
                 if err.status >= 500:
@@ -289,11 +365,12 @@ class StreamSession:
             self._windows += 1
             self._covered = index + 1
             self._next_start += start.stride
-            await self._post(window, start.live)
+            await self._post(window, start)
 
-    async def _post(self, window: _Window, live: bool) -> None:
-        if not live:
-            await self._mailbox.put(window)  # waits for the runner: back-pressure on the socket
+    async def _post(self, window: _Window, start: StartMessage) -> None:
+        if not start.live:
+            # waits for the runner (back-pressure), still noticing a client that leaves
+            await self._watching(self._mailbox.put(window))
         else:
             if self._mailbox.full():
                 stale: _Window = self._mailbox.get_nowait()
@@ -308,6 +385,7 @@ class StreamSession:
 
     async def _finish(self, start: StartMessage, runner: asyncio.Task) -> None:
         """Explain the frames the last stride left uncovered, wait for the runner, answer ``end``."""
+        file_start = start.model_copy(update={"live": False})
         if self._frames < start.window:
             self._error(ServiceError(400, "too_few_frames", f"the stream ended after {self._frames} frames; "
                                                             f"a window needs {start.window}"))
@@ -316,9 +394,9 @@ class StreamSession:
                            ts=self._last_ts, arrived=time.monotonic())
             self._windows += 1
             self._covered = self._frames
-            await self._post(tail, live=False)  # the last window is never dropped
-        await self._mailbox.put(_END)
-        await runner
+            await self._post(tail, file_start)  # the last window is never dropped
+        await self._watching(self._mailbox.put(_END))
+        await self._watching(asyncio.shield(runner))
         await self._queue(EndAck(frames=self._frames, windows=self._explained, dropped=self._dropped))
 
     # -- runner ------------------------------------------------------------------------------------
@@ -328,15 +406,17 @@ class StreamSession:
             if window is _END:
                 return
             indices = list(range(window.start, window.start + len(window.frames)))
+            end = window.start + len(window.frames)
             try:
-                _, result, smoothed = await self.engine.call(self.engine.explain_window, window.frames, indices,
-                                                             window.index, spec, self._smoothing)
+                _, result, smoothed = await self.engine.call(
+                    self.engine.explain_window, window.frames, indices, window.index, spec, self._smoothing, None,
+                    self._cancel, WorkBudget(self.settings.max_forward_passes))
             except Exception as e:
                 err = to_service_error(e)
                 if err.status >= 500:
                     log.exception("explaining a stream window failed")
                 self._queue_nowait(ErrorMessage(fatal=False, error=err.info(),
-                                                frame_range=[window.start, window.start + len(window.frames) - 1]))
+                                                frame_range=[window.start, end - 1]))
                 continue
             self._explained += 1
             latency = (time.monotonic() - window.arrived) * 1000.0
@@ -344,18 +424,61 @@ class StreamSession:
                                             latency_ms=latency, dropped_total=self._dropped))
 
     # -- I/O ---------------------------------------------------------------------------------------
-    async def _receive(self) -> dict:
-        """The next message; :class:`_Gone` on disconnect, :class:`_Fatal` when idle too long."""
+    def _next_message(self) -> asyncio.Task:
+        """The task receiving the client's next message (started once, awaited until it is done)."""
+        if self._recv_task is None:
+            self._recv_task = asyncio.ensure_future(self.ws.receive())
+        return self._recv_task
+
+    def _take(self, task: asyncio.Task) -> dict:
+        """The message of a finished receive; :class:`_Gone` on disconnect."""
+        self._recv_task = None
         try:
-            msg = await asyncio.wait_for(self.ws.receive(), timeout=self.settings.stream_idle_timeout_s)
-        except asyncio.TimeoutError:
-            raise _Fatal(ServiceError(408, "idle", f"no message for {self.settings.stream_idle_timeout_s:g} s"),
-                         CLOSE_POLICY) from None
+            msg = task.result()
         except (WebSocketDisconnect, RuntimeError):
             raise _Gone() from None
         if msg["type"] == "websocket.disconnect":
             raise _Gone()
         return msg
+
+    async def _receive(self) -> dict:
+        """The next message; :class:`_Gone` on disconnect, :class:`_Fatal` when idle too long."""
+        if self._ahead:
+            msg = self._ahead.popleft()
+            self._ahead_bytes -= _size(msg)
+            return msg
+        task = self._next_message()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.settings.stream_idle_timeout_s)
+        except asyncio.TimeoutError:
+            raise _Fatal(ServiceError(408, "idle", f"no message for {self.settings.stream_idle_timeout_s:g} s"),
+                         CLOSE_POLICY) from None
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # _take turns it into _Gone
+        return self._take(task)
+
+    async def _watching(self, waiting):
+        """Await ``waiting`` (the model's pace) while reading ahead what the client sends meanwhile,
+        so that a client that leaves is noticed at once (:class:`_Gone`) whatever the model is
+        doing. Past :data:`READ_AHEAD_BYTES` / :data:`READ_AHEAD_MESSAGES` reading stops and TCP
+        slows the client; a client that leaves then is noticed when a send to it fails.
+        """
+        task = asyncio.ensure_future(waiting)
+        try:
+            while not task.done():
+                if self._ahead_bytes >= READ_AHEAD_BYTES or len(self._ahead) >= READ_AHEAD_MESSAGES:
+                    await task
+                    break
+                incoming = self._next_message()
+                await asyncio.wait({task, incoming}, return_when=asyncio.FIRST_COMPLETED)
+                if incoming.done():
+                    msg = self._take(incoming)
+                    self._ahead.append(msg)
+                    self._ahead_bytes += _size(msg)
+            return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
 
     async def _queue(self, message: BaseModel) -> None:
         """Queue a message, waiting while the client is behind on reading."""
@@ -372,21 +495,19 @@ class StreamSession:
         self._queue_nowait(ErrorMessage(fatal=False, error=err.info()))
 
     async def _send_loop(self) -> None:
-        """Write queued messages; a client that stops reading for the idle timeout is dropped."""
+        """Write queued messages. A client that stops reading for the idle timeout, or whose
+        connection fails, ends the whole session (its receiver may be blocked on the runner,
+        which may be blocked on this queue: nobody else would notice)."""
         while True:
             item = await self._out.get()
             if item is _CLOSE:
                 return
             try:
                 await asyncio.wait_for(self.ws.send_text(item), timeout=self.settings.stream_idle_timeout_s)
-            except asyncio.TimeoutError:
-                # the client stopped reading: end the session even if its receiver is blocked
-                # (a file stream waiting for the runner, which waits for this queue)
-                self._client_stalled = True
+            except Exception:  # timed out (not reading) or disconnected
+                self._client_gone = True
                 if self._main is not None and not self._closing:
                     self._main.cancel()
-                return
-            except Exception:  # disconnected: the receiver sees the close
                 return
 
     async def _stop_sender(self, sender: asyncio.Task) -> None:
@@ -401,7 +522,8 @@ class StreamSession:
 
     async def _close_with(self, error: ServiceError, code: int) -> None:
         try:
-            await self.ws.send_text(ErrorMessage(fatal=True, error=error.info()).model_dump_json())
+            await asyncio.wait_for(self.ws.send_text(ErrorMessage(fatal=True, error=error.info()).model_dump_json()),
+                                   timeout=5.0)
         except Exception:
             pass
         await self._close(code)
@@ -410,6 +532,6 @@ class StreamSession:
         if self.ws.application_state == WebSocketState.DISCONNECTED:
             return
         try:
-            await self.ws.close(code)
-        except Exception:  # already closed by the client
+            await asyncio.wait_for(self.ws.close(code), timeout=5.0)
+        except Exception:  # already closed by the client, or it does not read
             pass

@@ -172,9 +172,7 @@
   function wsURL() {
     const url = new URL("/api/stream", location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-    const key = apiKey();
-    if (key) url.searchParams.set("api_key", key);
-    return url.toString();
+    return url.toString();  // the key goes in the start message: URLs end up in logs
   }
 
   function packFrame(header, payload) {
@@ -311,7 +309,7 @@
     live.stopping = false;
     ws.onopen = () => ws.send(JSON.stringify({
       type: "start", method: $("method").value || null, stride: Number($("stride").value) || null,
-      smoothing: Number($("smoothing").value), live: true, maps: ["spatial"],
+      smoothing: Number($("smoothing").value), live: true, maps: ["spatial"], api_key: apiKey() || null,
     }));
     ws.onmessage = onMessage;
     ws.onerror = () => showError("the stream connection failed");

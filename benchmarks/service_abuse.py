@@ -1,0 +1,202 @@
+"""Hostile clients against a live ``videoxai`` server: does it hold?
+
+Runs each scenario of issue 12 against a server on a free loopback port (the bundled demo model
+by default, ``--threads 1``) and prints one line per scenario: ``held`` or ``FAILED`` with the
+figures that decide it.
+
+    python benchmarks/service_abuse.py
+    python benchmarks/service_abuse.py --bomb-side 12000     # the probe's full-size bomb
+
+Scenarios: a late decompression bomb (PNG .mov, small header, huge later frames); a flood of
+non-reading file streams on every slot followed by a good client; a job hog stopped by DELETE
+followed by a good stream; a stream abandoned while a long job runs; 70 slow-header sockets; a
+20 MB header line; a WebSocket from a foreign Origin; invalid option values. SIGTERM and the API
+key in logs need a server process of their own: ``tests/test_serve_abuse.py`` covers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from test_serve_abuse import good_stream, late_bomb, raw_ws, wait_until, ws_send  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+import videoxai as vx  # noqa: E402
+from videoxai.data.video import write_video  # noqa: E402
+from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
+from videoxai.serve.client import encode_frame  # noqa: E402
+
+
+def line(name: str, held: bool, figures: str) -> None:
+    print(f"{name:<34} {'held' if held else 'FAILED':<7} {figures}", flush=True)
+
+
+def timed(fn) -> tuple[bool, float]:
+    t0 = time.monotonic()
+    try:
+        fn()
+        return True, time.monotonic() - t0
+    except AssertionError:
+        return False, time.monotonic() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="demo")
+    ap.add_argument("--bomb-side", type=int, default=4000)
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    model = vx.load_model(args.model)
+    t = model.num_frames
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(2 * t, 96, 128, 3), dtype=np.uint8)
+    tmp = Path(tempfile.mkdtemp(prefix="videoxai-abuse-"))
+    clip = write_video(frames, tmp / "clip.mp4", fps=10)
+    settings = ServeSettings(max_streams=4, max_forward_passes=10_000, header_timeout_s=2.0)
+    app = create_app(model, settings)
+    proc = psutil.Process()
+    with BackgroundServer(app) as server:
+        url = server.url
+
+        # late decompression bomb
+        bomb = late_bomb(tmp / "bomb.mov", args.bomb_side)
+        base, peak, stop = proc.memory_info().rss, [0], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], proc.memory_info().rss)
+                time.sleep(0.005)
+
+        threading.Thread(target=sample, daemon=True).start()
+        r = httpx.post(f"{url}/api/jobs?overlay=false", content=bomb.read_bytes(), timeout=60)
+        status = {}
+        if r.status_code == 202:
+            job = url + r.json()["links"]["status"]
+            wait_until(lambda: httpx.get(job).json()["state"] not in ("queued", "running"), 120, "bomb job ends")
+            status = httpx.get(job).json()
+        stop.set()
+        rise = (peak[0] - base) / 2**20
+        code = (status.get("error") or {}).get("code", r.status_code)
+        frame_mib = args.bomb_side ** 2 * 3 / 2**20
+        line("late decompression bomb", code == "video_too_large" and rise < frame_mib / 2,
+             f"{args.bomb_side}² frames after a 64x48 header: job {code}, server RSS +{rise:.0f} MiB "
+             f"(one such frame: {frame_mib:.0f} MiB)")
+
+        # non-reading file-stream flood on every slot, then a good client
+        jpegs = [encode_frame(frames[i % len(frames)], "jpeg") for i in range(3000)]
+        for _ in range(settings.max_streams):
+            s = raw_ws(server)
+            try:
+                ws_send(s, json.dumps({"type": "start", "live": False, "stride": 1}))
+                for m in jpegs:
+                    ws_send(s, m)
+            except OSError:  # the server dropped the flooder first (it stopped reading its results)
+                pass
+            s.close()
+        ok, secs = timed(lambda: wait_until(lambda: app.state.slots.active == 0, 60, "slots released"))
+        good = ok and [m["type"] for m in good_stream(server, frames)] == ["window", "end"]
+        line("non-reading stream flood", good, f"{settings.max_streams} streams x 3000 frames then gone: slots "
+                                               f"free after {secs:.1f} s, then a good stream served")
+
+        # job hog cancelled by DELETE, then a good stream
+        hog = {"method": "smoothgrad", "options": json.dumps({"n_samples": 2400})}
+        r = httpx.post(f"{url}/api/jobs", params=hog, content=clip.read_bytes(), timeout=30)
+        job = url + r.json()["links"]["status"]
+        wait_until(lambda: httpx.get(job).json()["state"] == "running", 60, "hog runs")
+        time.sleep(1.0)
+        httpx.delete(job)
+        t0 = time.monotonic()
+        served = [m["type"] for m in good_stream(server, frames)] == ["window", "end"]
+        line("job hog + DELETE", served, f"smoothgrad n_samples=2400 deleted while running: a good stream's "
+                                         f"window came {time.monotonic() - t0:.1f} s later")
+
+        # over the work limit at submission
+        r = httpx.post(f"{url}/api/jobs", params={"method": "rise", "options": '{"n_samples": 20000}'},
+                       content=clip.read_bytes(), timeout=30)
+        line("work limit at submission", r.status_code == 413, f"rise n_samples=20000: HTTP {r.status_code} "
+                                                               f"{r.json()['error']['code']}")
+
+        # a stream abandoned while a long job runs
+        r = httpx.post(f"{url}/api/jobs", params=hog, content=clip.read_bytes(), timeout=30)
+        job = url + r.json()["links"]["status"]
+        wait_until(lambda: httpx.get(job).json()["state"] == "running", 60, "hog runs")
+        s = raw_ws(server)
+        ws_send(s, json.dumps({"type": "start", "live": False, "stride": 2}))
+        for f in frames:
+            ws_send(s, encode_frame(f, "jpeg"))
+        time.sleep(0.5)
+        s.close()
+        ok, secs = timed(lambda: wait_until(lambda: app.state.slots.active == 0, 30, "slot released"))
+        running = httpx.get(job).json()["state"] == "running"
+        httpx.delete(job)
+        line("stream abandoned during a job", ok, f"slot free {secs:.2f} s after the client left "
+                                                  f"(job still running: {running})")
+
+        # slowloris
+        host, port = url.split("//")[1].split(":")
+        slow = []
+        for _ in range(70):
+            s = socket.create_connection((host, int(port)))
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+            slow.append(s)
+        t0 = time.monotonic()
+        code = httpx.get(url + "/api/health", timeout=30).status_code
+        answer = time.monotonic() - t0
+        time.sleep(settings.header_timeout_s + 1)
+        still = 0
+        for s in slow:
+            s.settimeout(0.5)
+            try:
+                still += s.recv(1) != b""
+            except (ConnectionResetError, TimeoutError, OSError) as e:
+                still += isinstance(e, TimeoutError)
+            s.close()
+        line("70 slow-header sockets", code == 200 and still == 0,
+             f"good request: HTTP {code} in {answer * 1000:.0f} ms; slow sockets still open after "
+             f"{settings.header_timeout_s + 1:g} s: {still}")
+
+        # 20 MB header line
+        s = socket.create_connection((host, int(port)))
+        s.settimeout(15)
+        try:
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (20 * 2**20) + b"\r\n\r\n")
+            reply = s.recv(64)
+        except OSError:
+            reply = b"(connection closed)"
+        s.close()
+        first = reply.splitlines()[0].decode(errors="replace") if reply else "(nothing)"
+        line("20 MB header line", not reply.startswith(b"HTTP/1.1 200"), f"answer: {first}")
+
+        # foreign Origin
+        with connect(url.replace("http", "ws") + "/api/stream", origin="http://evil.example", open_timeout=20) as ws:
+            msg = json.loads(ws.recv(timeout=20))
+        line("WebSocket from a foreign Origin", msg.get("error", {}).get("code") == "forbidden_origin",
+             f"answer: {msg.get('error', {}).get('code')}")
+
+        # invalid option values
+        bad = ['{"n_samples": "abc"}', '{"n_samples": NaN}', '{"n_samples": 1e400}', "[" * 30000,
+               '{"cells": [0, 0, 0]}']
+        codes = [httpx.post(f"{url}/api/jobs", params={"method": "rise"}, data={"options": o},
+                            files={"file": ("c.mp4", clip.read_bytes())}, timeout=30).status_code for o in bad]
+        line("invalid option values", all(400 <= c < 500 for c in codes), f"HTTP {codes}")
+
+
+if __name__ == "__main__":
+    main()

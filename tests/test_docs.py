@@ -1,0 +1,128 @@
+"""The documentation site: it builds in strict mode, and its quick start and tutorial run.
+
+`make test` runs these; `make docs` builds the same site into site/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+VIDEO = ROOT / "tests" / "data" / "bigbuckbunny.mp4"
+
+_FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def python_blocks(page: Path) -> list[str]:
+    """The ```python blocks of a Markdown page, in order."""
+    return _FENCE.findall(page.read_text(encoding="utf-8"))
+
+
+def _mkdocs() -> list[str]:
+    pytest.importorskip("mkdocs", reason="needs the docs extra: pip install -e '.[docs]' (make install does)")
+    pytest.importorskip("mkdocstrings", reason="needs the docs extra: pip install -e '.[docs]' (make install does)")
+    return [sys.executable, "-m", "mkdocs"]
+
+
+def _build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*_mkdocs(), "build", "--strict", "--config-file", str(config), "--site-dir", str(site)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_site_builds_in_strict_mode_with_the_api_reference(tmp_path):
+    proc = _build(ROOT / "mkdocs.yml", tmp_path / "site")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    site = tmp_path / "site"
+    for page in ("index.html", "quickstart.html", "tutorial.html", "protocol.html", "architecture.html",
+                 "stabn.html", "methods/attention.html", "methods/perturbation.html"):
+        assert (site / page).is_file(), page
+    # the API reference is generated from the docstrings, not written by hand
+    api = (site / "reference" / "index.html").read_text(encoding="utf-8")
+    assert "Decode a video file" in api            # read_video's docstring
+    assert "top_frames" in api                      # a method of Explanation
+    methods = (site / "reference" / "methods.html").read_text(encoding="utf-8")
+    assert "Selvaraju" in methods                   # Grad-CAM's module docstring
+
+
+def test_strict_build_fails_on_a_broken_link_and_a_broken_api_reference(tmp_path):
+    """Strict mode is what makes the build a check: a dangling link or ``:::`` target must fail it."""
+    docs = tmp_path / "docs"
+    shutil.copytree(DOCS, docs)
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8").replace("docs_dir: docs", f"docs_dir: {docs}")
+    (tmp_path / "mkdocs.yml").write_text(config, encoding="utf-8")
+    page = docs / "quickstart.md"
+    original = page.read_text(encoding="utf-8")
+
+    page.write_text(original + "\nSee [nowhere](no_such_page.md).\n", encoding="utf-8")
+    proc = _build(tmp_path / "mkdocs.yml", tmp_path / "site1")
+    assert proc.returncode != 0 and "no_such_page.md" in proc.stdout + proc.stderr
+
+    page.write_text(original + "\n::: videoxai.no_such_function\n", encoding="utf-8")
+    proc = _build(tmp_path / "mkdocs.yml", tmp_path / "site2")
+    assert proc.returncode != 0 and "no_such_function" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("page", ["quickstart.md", "tutorial.md"])
+def test_page_code_runs(page, tmp_path, monkeypatch, capsys):
+    """Every ```python block of the page, in order, in one namespace, as a reader would paste them."""
+    blocks = python_blocks(DOCS / page)
+    assert len(blocks) >= 2, f"{page} lost its code"
+    (tmp_path / "tests" / "data").mkdir(parents=True)
+    (tmp_path / "tests" / "data" / VIDEO.name).symlink_to(VIDEO)
+    monkeypatch.chdir(tmp_path)  # the pages write overlays and an evaluation next to the reader
+    namespace: dict = {"__name__": "__docs__"}
+    for i, code in enumerate(blocks):
+        try:
+            exec(compile(code, f"{page}, python block {i + 1}", "exec"), namespace)
+        except Exception as e:  # name the block that broke
+            raise AssertionError(f"{page}, python block {i + 1} failed: {type(e).__name__}: {e}") from e
+    out = capsys.readouterr().out
+    if page == "tutorial.md":
+        # three methods explained, compared on every metric, and a report written
+        assert set(namespace["explanations"]) == {"staa", "gradcam", "saliency"}
+        s = namespace["s"]
+        assert {"staa", "gradcam", "saliency", "random"} <= set(s.methods)
+        assert len(s.metrics) == 3 and all(s.cells[m, k].n == 1 for m in s.methods for k in s.metrics)
+        assert Path(namespace["summary"].report["html"]).is_file()
+        assert (tmp_path / "tutorial_gradcam.gif").stat().st_size > 0
+        assert "deletion(unit=frame) (lower is better)" in out
+    else:
+        assert (tmp_path / "overlay.mp4").is_file() and (tmp_path / "staa.npz").is_file()
+
+
+def test_makefile_builds_the_docs_and_installs_their_extra():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^docs: .*\n\t.*mkdocs build --strict", makefile, re.M)
+    install = re.search(r'pip install -q -e "\.\[([a-z,]+)\]"', makefile)
+    assert install and "docs" in install.group(1).split(",")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(d.startswith("mkdocstrings") for d in extras["docs"])
+    assert "site/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_licence_is_an_spdx_expression_without_setuptools_warnings(tmp_path):
+    """The licence table form made setuptools print a deprecation warning (three times per install)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "site", "*.egg-info", "__pycache__",
+                                                             "tests", "benchmarks", "scripts", "docs"))
+    code = ("import warnings; warnings.simplefilter('always'); "
+            "from setuptools.build_meta import prepare_metadata_for_build_wheel as p; "
+            f"print(p({str(tmp_path / 'meta')!r}))")
+    (tmp_path / "meta").mkdir()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=src, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    metadata = next((tmp_path / "meta").glob("*.dist-info")) / "METADATA"
+    assert "License-Expression: Apache-2.0" in metadata.read_text()

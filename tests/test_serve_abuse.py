@@ -1,0 +1,434 @@
+"""The service against hostile or broken clients (issue 12), on loopback with a real uvicorn.
+
+Each test reproduces one way a client stalled or crashed the server before, and checks that the
+server now holds: slots come back, the model thread is freed, bombs fail without memory, slow
+sockets are dropped, shutdown is bounded, secrets stay out of logs. Every wait has a deadline
+(a bound on correctness, generous for a loaded machine), never a speed assertion.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import psutil
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("websockets")
+
+import httpx  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+import videoxai as vx  # noqa: E402
+from conftest import tiny_hf  # noqa: E402
+from videoxai.data.video import FrameTooLargeError, read_video, sliding_windows, write_video  # noqa: E402
+from videoxai.models.hf import from_hf_module  # noqa: E402
+from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
+from videoxai.serve.client import encode_frame  # noqa: E402
+from videoxai.serve.transport import WebSocketProtocol  # noqa: E402
+from videoxai.work import Cancelled, WorkBudget, WorkLimitExceeded, work_scope  # noqa: E402
+
+T = 8
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return from_hf_module(tiny_hf("timesformer"))
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return np.random.default_rng(2).integers(0, 256, size=(16, 40, 48, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory, frames):
+    return write_video(frames, tmp_path_factory.mktemp("abuse") / "clip.mp4", fps=8)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(0.05)
+
+
+def ws_url(server) -> str:
+    return server.url.replace("http://", "ws://") + "/api/stream"
+
+
+def good_stream(server, frames) -> list[dict]:
+    """A well-behaved file stream of one window; returns its messages up to ``end``."""
+    with connect(ws_url(server), open_timeout=20, max_size=None) as ws:
+        ws.send(json.dumps({"type": "start", "live": False, "stride": T}))
+        ready = json.loads(ws.recv(timeout=30))
+        assert ready["type"] == "ready", ready
+        for f in frames[:T]:
+            ws.send(encode_frame(f, "rgb"))
+        ws.send(json.dumps({"type": "end"}))
+        out = []
+        while not out or out[-1]["type"] != "end":
+            out.append(json.loads(ws.recv(timeout=60)))
+    return out
+
+
+# -- a minimal WebSocket client that can misbehave (not read, vanish, shrink its buffers) ------------
+
+
+def raw_ws(server, rcvbuf: int | None = None, headers: dict[str, str] | None = None) -> socket.socket:
+    host, port = server.url.split("//")[1].split(":")
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect((host, int(port)))
+    s.settimeout(20)
+    key = base64.b64encode(os.urandom(16)).decode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    s.sendall((f"GET /api/stream HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    return s
+
+
+def ws_send(s: socket.socket, payload: bytes | str) -> None:
+    text = isinstance(payload, str)
+    data = payload.encode() if text else payload
+    n = len(data)
+    head = bytes([0x80 | (1 if text else 2)])
+    head += bytes([0x80 | n]) if n < 126 else (bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536
+                                              else bytes([0x80 | 127]) + struct.pack(">Q", n))
+    mask = os.urandom(4)
+    masked = (np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)).tobytes()
+    s.sendall(head + mask + masked)
+
+
+def ws_connections(server) -> int:
+    return sum(isinstance(c, WebSocketProtocol) for c in server.server.server_state.connections)
+
+
+# -- 1. late decompression bomb -----------------------------------------------------------------------
+
+
+def late_bomb(path: Path, big: int = 4000) -> Path:
+    """A .mov (PNG codec) whose header and first 4 frames say 64x48 and whose last 2 are big²."""
+    out = av.open(str(path), "w")
+    s = out.add_stream("png", rate=10)
+    s.width, s.height, s.pix_fmt = 64, 48, "rgb24"
+    for i in range(4):
+        f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 60 * i, np.uint8), format="rgb24")
+        f.pts = i
+        out.mux(s.encode(f))
+    out.mux(s.encode(None))
+    cc = av.CodecContext.create("png", "w")
+    cc.width = cc.height = big
+    cc.pix_fmt, cc.time_base = "rgb24", Fraction(1, 10)
+    for i in range(4, 6):
+        f = av.VideoFrame.from_ndarray(np.zeros((big, big, 3), np.uint8), format="rgb24")
+        f.pts, f.time_base = i, Fraction(1, 10)
+        for p in cc.encode(f):
+            p.stream, p.pts, p.dts, p.time_base = s, i, i, Fraction(1, 10)
+            out.mux(p)
+    out.close()
+    return path
+
+
+def test_read_video_refuses_a_late_bomb_frame_by_frame(tmp_path):
+    bomb = late_bomb(tmp_path / "bomb.mov")
+    with pytest.raises(FrameTooLargeError, match="frame 4 .*limit of 2073600 pixels.*said 64x48"):
+        read_video(bomb, max_pixels=1920 * 1080)
+    with pytest.raises(FrameTooLargeError):
+        list(sliding_windows(bomb, num_frames=4, max_pixels=1920 * 1080))
+
+
+def test_upload_with_a_late_bomb_fails_cleanly_within_a_memory_bound(model, tmp_path):
+    bomb = late_bomb(tmp_path / "bomb.mov")
+    proc = psutil.Process()
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        base = proc.memory_info().rss
+        peak = [base]
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], proc.memory_info().rss)
+                time.sleep(0.005)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        r = httpx.post(f"{server.url}/api/jobs?overlay=false", content=bomb.read_bytes(), timeout=30)
+        assert r.status_code == 202, r.text  # the header says 64x48: accepted
+        job = r.json()["links"]["status"]
+        wait_until(lambda: httpx.get(server.url + job).json()["state"] not in ("queued", "running"), 60,
+                   "the job ends")
+        done.set()
+        sampler.join()
+        status = httpx.get(server.url + job).json()
+        assert status["state"] == "failed" and status["error"]["code"] == "video_too_large", status
+        assert "frame 4" in status["error"]["message"] and "/tmp" not in status["error"]["message"]
+        # one 4000x4000 frame is 46 MiB as RGB; the decoder refused it before allocating it
+        assert (peak[0] - base) / 2**20 < 30, f"RSS rose by {(peak[0] - base) / 2**20:.0f} MiB"
+        assert httpx.get(server.url + "/api/health").status_code == 200
+
+
+# -- 2. slot leak: a non-reading file-stream flood ------------------------------------------------------
+
+
+def test_non_reading_file_stream_flood_then_a_good_client_gets_a_slot(model, frames):
+    app = create_app(model, ServeSettings(max_streams=2))
+    jpegs = [encode_frame(frames[i % len(frames)], "jpeg") for i in range(3000)]
+    with BackgroundServer(app) as server:
+        for _ in range(2):  # every slot
+            s = raw_ws(server)
+            ws_send(s, json.dumps({"type": "start", "live": False, "stride": 1}))
+            for message in jpegs:  # 3000 frames, a window each; never reads a reply
+                ws_send(s, message)
+            s.close()
+        wait_until(lambda: app.state.slots.active == 0, 30, "the flooders' slots are released")
+        messages = good_stream(server, frames)
+        assert [m["type"] for m in messages] == ["window", "end"]
+
+
+# -- 3. job hog: limits at submission, cancellation that stops the work -------------------------------
+
+
+def test_work_over_the_limit_is_refused_at_submission(model, clip_file):
+    with BackgroundServer(create_app(model, ServeSettings(max_forward_passes=5000))) as server:
+        assert httpx.get(server.url + "/api/info").json()["limits"]["max_forward_passes"] == 5000
+        for method, options in [("rise", {"n_samples": 20000}), ("occlusion", {"window": 1, "strides": 1}),
+                                ("smoothgrad", {"n_samples": 6000})]:
+            r = httpx.post(f"{server.url}/api/jobs", params={"method": method, "options": json.dumps(options)},
+                           content=clip_file.read_bytes(), timeout=30)
+            assert r.status_code == 413 and r.json()["error"]["code"] == "work_limit", (method, r.text)
+            assert "5000" in r.json()["error"]["message"]
+        # sliding windows multiply the work of one window
+        r = httpx.post(f"{server.url}/api/jobs", params={"method": "rise", "options": '{"n_samples": 2000}',
+                                                         "sampling": "windows", "stride": 2},
+                       content=clip_file.read_bytes(), timeout=30)
+        assert r.status_code == 413 and "windows" in r.json()["error"]["message"]
+        with connect(ws_url(server), open_timeout=20) as ws:
+            ws.send(json.dumps({"type": "start", "method": "rise", "options": {"n_samples": 9000}}))
+            assert json.loads(ws.recv(timeout=30))["error"]["code"] == "work_limit"
+
+
+def test_work_scope_cancels_and_limits_inside_the_batch_loop(model, frames):
+    clip = vx.Clip.from_array(frames[:T])
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled), work_scope(model, cancel=cancel):
+        vx.explain(model, clip, method="smoothgrad", n_samples=50)
+    before = model.passes.forward
+    budget = WorkBudget(max_forward_passes=10)
+    with pytest.raises(WorkLimitExceeded, match="over its limit of 10"), work_scope(model, budget=budget):
+        vx.explain(model, clip, method="smoothgrad", n_samples=200, batch_size=4)
+    assert 10 < budget.used <= 10 + 4 + 1 and model.passes.forward - before == budget.used  # stopped within a batch
+
+
+def test_job_hog_cancelled_by_delete_then_a_good_stream(model, clip_file, frames):
+    app = create_app(model, ServeSettings(max_forward_passes=10**8))
+    with BackgroundServer(app) as server:
+        r = httpx.post(f"{server.url}/api/jobs", params={"method": "smoothgrad",
+                                                         "options": json.dumps({"n_samples": 10**6})},
+                       content=clip_file.read_bytes(), timeout=30)
+        assert r.status_code == 202, r.text
+        job = r.json()["links"]["status"]
+        wait_until(lambda: httpx.get(server.url + job).json()["state"] == "running", 30, "the hog runs")
+        start = model.passes.forward
+        wait_until(lambda: model.passes.forward > start + 8, 30, "the hog computes")
+        assert httpx.delete(server.url + job).status_code == 204
+
+        def stopped() -> bool:
+            a = model.passes.forward
+            time.sleep(0.5)
+            return model.passes.forward == a
+
+        wait_until(stopped, 20, "the cancelled explanation stops using the model")
+        assert [m["type"] for m in good_stream(server, frames)] == ["window", "end"]
+
+
+# -- 4. abandoned streams during a long job --------------------------------------------------------------
+
+
+def test_stream_abandoned_while_a_long_job_runs_frees_its_slot_at_once(model, clip_file, frames):
+    app = create_app(model, ServeSettings(max_forward_passes=10**8, max_streams=1))
+    with BackgroundServer(app) as server:
+        r = httpx.post(f"{server.url}/api/jobs", params={"method": "smoothgrad",
+                                                         "options": json.dumps({"n_samples": 10**6})},
+                       content=clip_file.read_bytes(), timeout=30)
+        job = r.json()["links"]["status"]
+        wait_until(lambda: httpx.get(server.url + job).json()["state"] == "running", 30, "the hog runs")
+        s = raw_ws(server)
+        ws_send(s, json.dumps({"type": "start", "live": False, "stride": 2}))
+        for f in frames:  # windows wait for the model, which is busy with the job
+            ws_send(s, encode_frame(f, "jpeg"))
+        wait_until(lambda: app.state.slots.active == 1, 10, "the stream holds its slot")
+        s.close()
+        wait_until(lambda: app.state.slots.active == 0, 10, "the slot comes back while the job still runs")
+        assert httpx.get(server.url + job).json()["state"] == "running"
+        httpx.delete(server.url + job)
+
+
+# -- 5. slowloris and header size -------------------------------------------------------------------------
+
+
+def test_slow_header_sockets_cannot_take_the_server(model):
+    settings = ServeSettings(header_timeout_s=1.0, max_pending_per_client=8)
+    with BackgroundServer(create_app(model, settings)) as server:
+        host, port = server.url.split("//")[1].split(":")
+        slow = []
+        for _ in range(70):
+            s = socket.create_connection((host, int(port)))
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")  # never finished
+            slow.append(s)
+        r = httpx.get(server.url + "/api/health", timeout=10)
+        assert r.status_code == 200
+
+        def closed(s: socket.socket) -> bool:
+            s.settimeout(15)
+            try:
+                return s.recv(1) == b""
+            except ConnectionResetError:
+                return True
+
+        assert all(closed(s) for s in slow)  # dropped: the oldest by newer ones, the rest after 1 s
+        for s in slow:
+            s.close()
+
+
+def test_oversized_header_is_refused(model):
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        host, port = server.url.split("//")[1].split(":")
+        s = socket.create_connection((host, int(port)))
+        s.settimeout(15)
+        try:
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (20 * 2**20) + b"\r\n\r\n")
+        except OSError:
+            pass  # the server stopped reading and closed: refused
+        try:
+            reply = s.recv(64)
+        except OSError:
+            reply = b""
+        assert not reply.startswith(b"HTTP/1.1 200"), reply
+        s.close()
+        assert httpx.get(server.url + "/api/health").status_code == 200
+
+
+# -- 8. non-reading clients, Origin, keys in logs, SIGTERM --------------------------------------------------
+
+
+def test_a_dropped_non_reading_client_has_its_tcp_connection_closed(model, frames):
+    app = create_app(model, ServeSettings(stream_idle_timeout_s=1.0))
+    with BackgroundServer(app) as server:
+        s = raw_ws(server, rcvbuf=2048)
+        ws_send(s, json.dumps({"type": "start", "stride": 1, "maps": ["spatial", "raw"], "map_dtype": "float16",
+                               "map_size": 256}))
+        s.settimeout(2)
+        try:
+            for i in range(400):  # results pile up in buffers the client never drains
+                ws_send(s, encode_frame(frames[i % len(frames)], "rgb"))
+        except OSError:
+            pass
+        wait_until(lambda: ws_connections(server) == 0, 30, "the server closes the connection")
+        s.close()
+
+
+def test_websocket_origin_check(model):
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        with connect(ws_url(server), origin="http://evil.example", open_timeout=20) as ws:
+            msg = json.loads(ws.recv(timeout=20))
+            assert msg["fatal"] and msg["error"]["code"] == "forbidden_origin"
+        with connect(ws_url(server), origin=server.url, open_timeout=20) as ws:
+            ws.send(json.dumps({"type": "start"}))
+            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+    allowed = ServeSettings(allowed_origins=("http://viewer.example",))
+    with BackgroundServer(create_app(model, allowed)) as server:
+        with connect(ws_url(server), origin="http://viewer.example", open_timeout=20) as ws:
+            ws.send(json.dumps({"type": "start"}))
+            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigterm_during_a_hog_and_a_stream_stops_in_bounded_time_and_logs_no_key(clip_file, frames):
+    port, key = free_port(), "s3cret-KEY-42"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", VIDEOXAI_PROGRESS="0")
+    proc = subprocess.Popen([sys.executable, "-m", "videoxai", "serve", "--model", "demo", "--port", str(port),
+                             "--api-key", key, "--threads", "1", "--shutdown-timeout", "1",
+                             "--max-forward-passes", str(10**8)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _up(url), 120, "the server starts")
+        assert httpx.get(f"{url}/api/info?api_key={key}").status_code == 401  # logged, with its query
+        r = httpx.post(f"{url}/api/jobs", params={"method": "smoothgrad", "options": '{"n_samples": 1000000}'},
+                       headers={"X-API-Key": key}, content=clip_file.read_bytes(), timeout=30)
+        assert r.status_code == 202, r.text
+        job = r.json()["links"]["status"]
+        wait_until(lambda: httpx.get(url + job, headers={"X-API-Key": key}).json()["state"] == "running", 30,
+                   "the hog runs")
+        # a stream with the key in the legacy query parameter, left waiting for the busy model
+        with connect(f"ws://127.0.0.1:{port}/api/stream?api_key={key}", open_timeout=20) as ws:
+            ws.send(json.dumps({"type": "start", "live": False}))
+            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+            for f in frames[:T]:
+                ws.send(encode_frame(f, "jpeg"))
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)  # 1 s of grace, then the work is cancelled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = proc.stdout.read().decode(errors="replace")
+    assert key not in log
+    assert "api_key=***" in log  # the access log line is there, masked
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url + "/api/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# -- 9. invalid option values are 4xx, never 500 ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method,options,code", [
+    ("rise", '{"n_samples": "abc"}', "bad_input"),
+    ("rise", '{"n_samples": NaN}', "bad_request"),
+    ("rise", '{"n_samples": 1e400}', "bad_request"),
+    ("rise", '{"cells": [0, 0, 0]}', "bad_input"),
+    ("occlusion", '{"window": 0}', "bad_input"),
+    ("rise", "[" * 30000, "bad_request"),
+    ("rise", '{"n_samples": ' + "[" * 40 + "]" * 40 + "}", "bad_request"),
+    ("rise", "[1, 2]", "bad_request"),
+])
+def test_invalid_options_are_refused_with_4xx_before_the_job(model, clip_file, method, options, code):
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        r = httpx.post(f"{server.url}/api/jobs", params={"method": method}, data={"options": options},
+                       files={"file": ("clip.mp4", clip_file.read_bytes())}, timeout=30)
+        assert 400 <= r.status_code < 500, (r.status_code, r.text)
+        if code is not None:
+            assert r.json()["error"]["code"] == code, r.text
+        assert httpx.get(server.url + "/api/health").status_code == 200

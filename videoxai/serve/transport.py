@@ -1,0 +1,162 @@
+"""uvicorn's connection handling, hardened against clients that do not play along.
+
+uvicorn bounds what a request may contain, but not how slowly it may arrive, nor what happens to a
+connection whose peer stops reading:
+
+* **Slow headers (slowloris).** A connection that never finishes its request headers is kept
+  forever, and counts against ``limit_concurrency``: 70 such sockets made every request get 503.
+  :class:`HTTPProtocol` closes a connection that has not sent complete headers within
+  ``header_timeout_s``, and keeps at most ``max_pending_per_client`` such connections per client
+  address (``max_pending_connections`` in all): a new one closes the oldest, so slow sockets can
+  only displace each other, never a client that sends its request at once.
+* **Peers that do not read.** When the app closes a WebSocket, uvicorn closes the transport
+  gracefully, which waits for the write buffer to drain: with a peer that never reads, forever.
+  :class:`WebSocketProtocol` aborts (RST) a connection that is still open a few seconds after the
+  app has finished with it.
+* **Secrets in logs.** Old clients pass the API key as ``?api_key=`` in the URL, which the access
+  log prints. :class:`RedactApiKey` masks it in every uvicorn and videoxai log record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import OrderedDict
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from .settings import ServeSettings
+
+log = logging.getLogger("videoxai.serve")
+
+#: seconds a WebSocket may stay open after the app has closed it (time for a polite peer to answer)
+ABORT_AFTER_CLOSE_S = 5.0
+
+
+class _Pending:
+    """Connections of one server that are still sending their request headers, oldest first."""
+
+    def __init__(self) -> None:
+        self.connections: OrderedDict[HTTPProtocol, float] = OrderedDict()
+
+    def add(self, conn: "HTTPProtocol", settings: ServeSettings) -> None:
+        self.connections[conn] = time.monotonic()
+        host = conn.client[0] if conn.client else None
+        same = [c for c in self.connections if (c.client[0] if c.client else None) == host]
+        if len(same) > settings.max_pending_per_client:
+            same[0].drop("too many connections of this client are still sending headers")
+        if len(self.connections) > settings.max_pending_connections:
+            next(iter(self.connections)).drop("too many connections are still sending headers")
+
+    def remove(self, conn: "HTTPProtocol") -> None:
+        self.connections.pop(conn, None)
+
+
+class HTTPProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for request headers and per-client limits on
+    connections that have not sent them (see the module docstring)."""
+
+    settings: ServeSettings  # set by :func:`protocol_classes`
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer = None
+        self._wait_for_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:  # the request line and headers are in
+            self._headers_done()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._wait_for_headers()  # keep-alive: the next request's headers get the same deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._headers_done()
+        super().connection_lost(exc)
+
+    def _pending(self) -> _Pending:
+        state = self.server_state
+        if not hasattr(state, "videoxai_pending"):
+            state.videoxai_pending = _Pending()
+        return state.videoxai_pending
+
+    def _wait_for_headers(self) -> None:
+        if self._header_timer is not None:
+            return
+        self._header_timer = self.loop.call_later(self.settings.header_timeout_s, self.drop,
+                                                  f"no complete request headers within "
+                                                  f"{self.settings.header_timeout_s:g} s")
+        self._pending().add(self, self.settings)
+
+    def _headers_done(self) -> None:
+        if getattr(self, "_header_timer", None) is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        self._pending().remove(self)
+
+    def drop(self, reason: str) -> None:
+        """Close a connection that has not sent its headers (no response: it asked nothing yet)."""
+        self._headers_done()
+        if not self.transport.is_closing():
+            log.info("closing a connection from %s: %s", self.client[0] if self.client else "?", reason)
+        self.transport.abort()
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, but a connection the app is done with is aborted if the peer
+    has not closed it within :data:`ABORT_AFTER_CLOSE_S` (a peer that does not read would
+    otherwise keep it open forever)."""
+
+    async def run_asgi(self) -> None:
+        try:
+            await super().run_asgi()
+        finally:
+            if not self.disconnected:
+                self.loop.call_later(ABORT_AFTER_CLOSE_S, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if not self.disconnected:
+            self.transport.abort()
+
+
+def protocol_classes(settings: ServeSettings) -> tuple[type[HTTPProtocol], type[WebSocketProtocol]]:
+    """The two protocol classes bound to one server's settings (for ``uvicorn.Config``)."""
+    http = type("VideoXAIHTTPProtocol", (HTTPProtocol,), {"settings": settings})
+    return http, WebSocketProtocol
+
+
+# -- secrets in logs -----------------------------------------------------------------------------
+
+_KEY_IN_URL = re.compile(r"(api_key=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """``…?api_key=SECRET&x=1`` → ``…?api_key=***&x=1``."""
+    return _KEY_IN_URL.sub(r"\1***", text)
+
+
+class RedactApiKey(logging.Filter):
+    """Masks ``api_key=…`` in a log record's message and arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+def install_log_redaction() -> None:
+    """Add :class:`RedactApiKey` to the loggers that print URLs (once)."""
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error", "videoxai.serve"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactApiKey) for f in logger.filters):
+            logger.addFilter(RedactApiKey())
