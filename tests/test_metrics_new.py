@@ -261,3 +261,28 @@ def test_new_metrics_are_registered_and_in_the_suite():
         assert name in available()
     names = {s.split("(")[0] for s in SUITE}
     assert {"class_sensitivity", "frame_faithfulness", "max_sensitivity"} <= names
+
+
+def test_class_sensitivity_equals_quantus_random_logit():
+    quantus = pytest.importorskip("quantus")
+    g = torch.Generator().manual_seed(4)
+    w = torch.rand(4, 1, 3, 8, 8, generator=g)
+    model = linear_model(w)
+    clip = torch.rand(1, 1, 3, 8, 8, generator=g)
+
+    class Image(nn.Module):                       # the same classifier on images, for Quantus
+        def forward(self, x):
+            return model.net(x.unsqueeze(1))
+
+    def explain_func(model, inputs, targets, **kwargs):
+        return np.stack([np.abs(w[int(t), 0].numpy()).sum(0, keepdims=True) for t in np.atleast_1d(targets)])
+
+    exp = gradient_map(model, clip, 2)
+    for seed in (0, 1, 2):
+        ours = build(f"class_sensitivity(similarity=ssim, seed={seed})")(
+            model, clip, exp, explain_fn=lambda m, target=2, **_: gradient_map(m, clip, target))
+        ref = quantus.RandomLogit(num_classes=4, seed=seed, similarity_func=quantus.similarity_func.ssim,
+                                  normalise=False, abs=False, disable_warnings=True)(
+            model=Image().eval(), x_batch=clip[:, 0].numpy(), y_batch=np.array([2]),
+            a_batch=explain_func(None, None, [2]), explain_func=explain_func, channel_first=True, device="cpu")
+        assert ours.value == pytest.approx(float(ref[0]), abs=3e-6)

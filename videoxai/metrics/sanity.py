@@ -8,9 +8,8 @@ compared with the original by Spearman's rank correlation over the voxels the mo
 
 The curve is the correlation after each stage (averaged over ``seeds`` independent
 randomisations); the score is the mean over stages and seeds, with each seed's value and their
-spread in the details. **Lower is better** (the
-map depends on the weights); a model-independent map (an edge detector, a fixed random map)
-scores 1.
+spread in the details. **Lower is better** (the map depends on the weights); a
+model-independent map (an edge detector, a fixed random map) scores 1.
 
 Re-initialisation uses each module's own ``reset_parameters`` (the framework's initialiser) and,
 for modules without one (e.g. a transformer's embeddings that own their position tables), a
