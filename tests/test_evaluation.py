@@ -418,3 +418,35 @@ def test_cli_evaluate_and_metrics(model_dir, tmp_path):
     r = CliRunner().invoke(app, ["evaluate", "--model", model_dir, "--data", "synthetic:1", "--metrics", "nope",
                                  "--out", str(tmp_path)])
     assert isinstance(r.exception, InputError)
+
+
+# -- shared perturbation logits -------------------------------------------------------------------
+def test_metrics_share_identical_perturbed_clips_and_keep_their_values(model_dir):
+    """Deletion and insertion (frame unit, 4 steps of 8 frames) both hold the clean and the fully
+    replaced clip; faithfulness (clean, 70 % kept) is two points of monotonicity's curve: of 22
+    clips, 17 are distinct."""
+    import videoxai as vx
+    from videoxai.metrics import build
+    from videoxai.metrics.shared import ForwardCache, sharing
+
+    model = vx.load_model(model_dir)
+    sample = load_dataset("synthetic:1", num_frames=model.num_frames, labels=model.labels)[0]
+    exp = vx.explain(model, sample.clip, "saliency", target=sample.label)
+    specs = ["deletion(unit=frame, steps=4)", "insertion(unit=frame, steps=4)", "faithfulness", "monotonicity"]
+
+    def run():
+        before = model.passes.forward
+        values = [build(s)(model, sample.clip, exp).value for s in specs]
+        return values, model.passes.forward - before
+
+    plain, plain_passes = run()
+    with sharing(model) as cache:
+        shared, shared_passes = run()
+        again, again_passes = run()                         # a second method with the same map: all hits
+    assert plain_passes == 22 and shared_passes == 17 and again_passes == 0
+    assert cache.misses == 17 and cache.hits == 5 + 22
+    assert shared == pytest.approx(plain, abs=1e-6) and again == shared
+    other = vx.load_model(model_dir)                        # a cache serves only its own model
+    with pytest.raises(ValueError):
+        with sharing(other, ForwardCache(model)):
+            pass

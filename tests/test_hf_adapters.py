@@ -92,3 +92,29 @@ def test_staa_explanation_aligned_with_original_frames(hf_family, rng):
     assert exp.spatial[:, :, 18:54].max() > 0
     assert exp.probs.shape == (5,) and exp.label == model.labels[exp.target]
     assert exp.cost.forward_passes == 1 and exp.cost.backward_passes == 0
+
+
+def test_timesformer_uses_the_fused_attention_only_inside_the_adapter(monkeypatch):
+    net = tiny_hf("timesformer")
+    model = from_hf_module(net)
+    x = torch.rand(2, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    calls = []
+    fused = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    with torch.no_grad():
+        eager = net(pixel_values=model.preprocess(x)).logits        # the network itself: HF's eager code
+        assert not calls
+        logits = model(x)
+    assert len(calls) == 2 * net.config.num_hidden_layers                # temporal + spatial per layer
+    assert torch.allclose(logits, eager, atol=1e-5)
+    # nothing is left on the network, also after a forward that raises
+    assert not any("forward" in m.__dict__ for m in net.modules())
+    with pytest.raises(Exception):
+        model(torch.rand(1, 8, 3, 32, 32).requires_grad_().double())
+    assert not any("forward" in m.__dict__ for m in net.modules())
+    # gradients flow through the fused kernel as through the eager one
+    xg = x.clone().requires_grad_()
+    model(xg)[:, 0].sum().backward()
+    xe = x.clone().requires_grad_()
+    net(pixel_values=model.preprocess(xe)).logits[:, 0].sum().backward()
+    assert torch.allclose(xg.grad, xe.grad, atol=1e-5)

@@ -58,6 +58,17 @@ class Clip:
     def __len__(self) -> int:
         return self.num_frames
 
+    def __repr__(self) -> str:
+        """One line, never the pixels: ``Clip(8 frames of 180×320 uint8, 25 fps, #0–#131 of a.mp4)``."""
+        idx = self.indices
+        frames = "1 frame" if self.num_frames == 1 else f"{self.num_frames} frames"
+        parts = [f"{frames} of {self.height}×{self.width} {self.frames.dtype}"]
+        if self.fps:
+            parts.append(f"{self.fps:g} fps")
+        span = f"#{idx.min()}–#{idx.max()}" if len(idx) > 1 else f"#{idx[0]}"
+        parts.append(f"{span} of {self.source}" if self.source else span)
+        return f"Clip({', '.join(parts)})"
+
     def to_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The clip as a pixel-space batch: float32 ``(1, T, 3, H, W)`` in [0, 1]."""
         x = torch.from_numpy(np.ascontiguousarray(self.frames)).to(device)

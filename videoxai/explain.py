@@ -63,7 +63,14 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
     return Explanation(spatial=spatial[0], temporal=temporal[0], target=tgt, label=model.labels[tgt],
                        score=float(probs[tgt]), probs=probs, method=m.name, options=options_used,
                        cost=meter.cost, raw=raw[0], frame_indices=clip.indices.copy(),
-                       meta={"model": model.name, "source": clip.source, "fps": clip.fps, **meta})
+                       meta={"model": model.name, "source": clip.source, "fps": clip.fps,
+                             "crop_box": _crop_box(model, clip), **meta})
+
+
+def _crop_box(model: VideoModel, clip: Clip) -> list[int]:
+    """``[top, left, height, width]`` of the region of the frames the model sees (its crop), in
+    the clip's pixels: the maps are zero outside it, and overlays outline it."""
+    return [int(v) for v in model.preprocess.crop_box(clip.height, clip.width).as_ints(clip.height, clip.width)]
 
 
 def finish_maps(attr: Attribution, model: VideoModel, num_frames: int, frame_size: tuple[int, int],

@@ -64,6 +64,13 @@ class Explanation:
     def num_frames(self) -> int:
         return int(self.spatial.shape[0])
 
+    def __repr__(self) -> str:
+        """One line, never the maps: method, class, score, shapes and the top frames."""
+        top = ", ".join(f"#{int(self.frame_indices[i])}" for i in self.top_frames(3))
+        return (f"Explanation(method={self.method!r}, label={self.label!r}, target={self.target}, "
+                f"score={self.score:.3f}, spatial={tuple(self.spatial.shape)}, "
+                f"temporal={tuple(self.temporal.shape)}, top frames {top})")
+
     def top_frames(self, k: int = 3) -> np.ndarray:
         """Indices of the k most important frames, most important first."""
         return np.argsort(-self.temporal, kind="stable")[:k]

@@ -28,6 +28,28 @@ app = typer.Typer(name="videoxai", no_args_is_help=True, add_completion=False, p
                   help="Explain video classifiers: where and when the evidence for a prediction lies. "
                        "Add --debug to any command to see the traceback of an error.")
 
+def _fold_long_words_in_help() -> None:
+    """Typer puts option help in table cells whose default overflow cuts a word longer than the
+    column ("ucf24:ROOT[,annotations=FILE.j…" at 80 columns): fold such words onto the next line."""
+    from rich.text import Text
+    from typer import rich_utils
+
+    make = getattr(rich_utils, "_make_rich_text", None)
+    if make is None or getattr(make, "folds", False):  # another Typer, or already done
+        return
+
+    def folding(*args, **kwargs):
+        out = make(*args, **kwargs)
+        if isinstance(out, Text):
+            out.overflow = "fold"
+        return out
+
+    folding.folds = True
+    rich_utils._make_rich_text = folding
+
+
+_fold_long_words_in_help()
+
 #: exit status of every error a user can cause
 EXIT_ERROR = 2
 

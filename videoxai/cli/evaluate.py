@@ -1,4 +1,4 @@
-"""``videoxai evaluate`` and ``videoxai metrics``."""
+"""``videoxai evaluate`` (``metrics`` is in :mod:`.catalogue`)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from . import check_device
 
 console = Console()
 
-_DATA_HELP = ("Dataset spec: synthetic:N[,split=test,seed=0] | folder:DIR[,labels=FILE.csv] | "
-              "ucf24:ROOT[,annotations=FILE.json,split=FILE.txt] | ssv2:VIDEOS,annotations=FILE.json"
-              "[,labels=FILE.json]. See `videoxai metrics` for details.")
-_METHODS_HELP = ("Comma-separated method specs, e.g. 'staa,occlusion(window=4),random', or 'all' (every "
-                 "method the model supports plus the random reference map; the extremal perturbation "
-                 "methods on the first 10 clips). Any spec takes clips=N: only the first N clips.")
-_METRICS_HELP = ("Comma-separated metric specs, e.g. 'deletion,insertion(unit=frame),pointing_game', or "
-                 "'all' (the standard suite, the randomisation check on the first 5 clips). `videoxai metrics` "
-                 "lists them with their options.")
+_DATA_HELP = ("Dataset spec KIND:ARGUMENT[,KEY=VALUE…], KIND one of synthetic:N, folder:DIR, "
+              "ucf24:ROOT, ssv2:VIDEOS. `videoxai metrics` lists each kind's keys.")
+_METHODS_HELP = ("Comma-separated method specs, e.g. staa,gradcam or occlusion(window=4), or 'all' "
+                 "(every method the model supports plus the random reference map; the extremal "
+                 "perturbation methods on the first 10 clips). Any spec takes clips=N: only the first "
+                 "N clips. `videoxai methods NAME` lists a method's options.")
+_METRICS_HELP = ("Comma-separated metric specs, e.g. deletion,pointing_game or insertion(unit=frame), or "
+                 "'all' (the standard suite, the randomisation check on the first 5 clips). "
+                 "`videoxai metrics` lists them, `videoxai metrics NAME` one in full.")
 
 
 def evaluate_cmd(
@@ -78,13 +78,13 @@ def _print_table(s) -> None:
     ranking = Table(title=f"ranking ({s.videos} clips)",
                     caption="mean rank over the faithfulness, localisation and randomisation metrics")
     for col in ("rank", "method", "mean rank"):
-        ranking.add_column(col)
+        ranking.add_column(col, overflow="fold")
     for i, m in enumerate(s.methods, start=1):
         ranking.add_row(str(i), m, f"{s.overall[m]:.2f}" if math.isfinite(s.overall[m]) else "–")
     console.print(ranking)
     best = Table(title="per metric")
     for col in ("metric", "best method", "mean ± 95% CI", "α"):
-        best.add_column(col)
+        best.add_column(col, overflow="fold")
     for metric in s.metrics:
         ranked = sorted((r, m) for (m, k), r in s.ranks.items() if k == metric)
         if ranked:
@@ -95,32 +95,5 @@ def _print_table(s) -> None:
     console.print(best)
 
 
-def metrics_cmd() -> None:
-    """List the metrics (with their options and which way is better) and the dataset kinds."""
-    from .. import metrics as vm
-    from ..data.datasets import dataset_kinds
-
-    table = Table(title="metrics (spec: name(option=value, …))")
-    for col in ("name", "family", "better", "options (defaults)"):
-        table.add_column(col, overflow="fold")
-    for name in vm.available():
-        cls = vm.get(name)
-        m = cls()
-        better = "higher" if m.higher_is_better else "lower"
-        if name in ("deletion", "insertion"):
-            better += " (order=morf)"
-        opts = ", ".join(f"{k}={v!r}" for k, v in cls._defaults.items())
-        table.add_row(name, cls.family, better, opts or "–")
-    console.print(table)
-    console.print("--metrics all = " + ", ".join(vm.SUITE))
-    kinds = Table(title="datasets (--data kind:argument[,key=value…])")
-    kinds.add_column("kind")
-    kinds.add_column("spec")
-    for kind, help_line in dataset_kinds().items():
-        kinds.add_row(kind, help_line)
-    console.print(kinds)
-
-
 def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_cmd)
-    app.command("metrics")(metrics_cmd)

@@ -1,4 +1,4 @@
-"""``videoxai explain``, ``demo``, ``models`` and ``methods``."""
+"""``videoxai explain``, ``demo`` and ``models`` (``methods`` is in :mod:`.catalogue`)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def demo_cmd(
                                  on_method=lambda m: status.update(f"explaining with {m}…"))
     table = Table(title=f"STAA on {rates.clips} held-out synthetic clips")
     for col in ("", "rate", "chance"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     table.add_row("model accuracy", f"{rates.accuracy:.1%}", "")
     table.add_row("top frame inside the evidence window", f"{rates.temporal:.1%}", f"{rates.temporal_chance:.1%}")
     table.add_row("per-frame peak on the object", f"{rates.spatial:.1%}", f"{rates.spatial_chance:.1%}")
@@ -100,36 +100,17 @@ def models_cmd() -> None:
     from ..models import available
 
     table = Table(title="models")
-    table.add_column("spec")
-    table.add_column("what")
+    table.add_column("spec", overflow="fold")
+    table.add_column("what", overflow="fold")
     for name, help in available().items():
         table.add_row(name, help)
-    console.print(table)
-
-
-def methods_cmd() -> None:
-    """List attribution methods and their options."""
-    import inspect
-
-    from ..methods import available, get
-
-    table = Table(title="methods")
-    for col in ("name", "what", "options"):
-        table.add_column(col)
-    for name in available():
-        cls = get(name)
-        doc = (cls.__dict__.get("__doc__") or inspect.getmodule(cls).__doc__ or "").strip().split("\n")[0]
-        sig = inspect.signature(cls.__init__)
-        opts = ", ".join(f"{p.name}={p.default!r}" for p in sig.parameters.values()
-                         if p.name not in ("self", "model") and p.default is not inspect.Parameter.empty)
-        table.add_row(name, doc, opts)
     console.print(table)
 
 
 def _summary(exps) -> None:
     table = Table()
     for col in ("method", "prediction", "score", "top frames", "seconds", "fwd", "bwd", "peak MiB"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for e in exps:
         table.add_row(e.method, e.label, f"{e.score:.3f}", ", ".join(str(int(e.frame_indices[i])) for i in e.top_frames(3)),
                       f"{e.cost.seconds:.3f}", str(e.cost.forward_passes), str(e.cost.backward_passes),
@@ -141,4 +122,3 @@ def register(app: typer.Typer) -> None:
     app.command("explain")(explain_cmd)
     app.command("demo")(demo_cmd)
     app.command("models")(models_cmd)
-    app.command("methods")(methods_cmd)

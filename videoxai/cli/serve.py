@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -113,8 +115,10 @@ def stream_cmd(
     saver = OverlaySaver(save, fps=src_fps or 25.0) if save else None
     if saver is not None:
         frames = saver.tap(frames)
+    tally = StreamTally()
     try:
         for msg in client.stream(frames):
+            tally.add(msg)
             if as_json:
                 print(json.dumps(msg), flush=True)
             else:
@@ -124,8 +128,46 @@ def stream_cmd(
     finally:
         if saver is not None:
             saver.close()
+    if not as_json:
+        console.print(tally.summary())
     if saver is not None and not as_json:
         console.print(f"overlay: [bold]{save}[/]")
+
+
+@dataclass
+class StreamTally:
+    """What a stream did, for the summary line: frames per second over the whole stream (first
+    message to last), windows, dropped windows and the windows' latency percentiles."""
+
+    start: float = field(default_factory=time.perf_counter)
+    last: float | None = None
+    frames: int = 0
+    windows: int = 0
+    dropped: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def add(self, msg: dict) -> None:
+        self.last = time.perf_counter()
+        if msg["type"] == "window":
+            self.windows += 1
+            self.latencies_ms.append(float(msg["latency_ms"]))
+            self.frames = max(self.frames, int(msg["frame_indices"][-1]) + 1)
+        elif msg["type"] == "dropped":
+            self.dropped = int(msg["total"])
+        elif msg["type"] == "end":   # the server's own count is the authority
+            self.frames, self.windows, self.dropped = int(msg["frames"]), int(msg["windows"]), int(msg["dropped"])
+
+    def summary(self) -> str:
+        import numpy as np
+
+        seconds = (self.last or self.start) - self.start
+        rate = f"{self.frames / seconds:.1f} frames/s" if seconds > 0 else "– frames/s"
+        line = (f"summary: {self.frames} frames in {seconds:.2f} s ({rate}), {self.windows} windows, "
+                f"{self.dropped} dropped")
+        if self.latencies_ms:
+            p50, p95 = np.percentile(self.latencies_ms, [50, 95])
+            line += f", latency p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+        return line
 
 
 def _print(msg: dict) -> None:

@@ -191,7 +191,14 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         expected = sum(t.size for t in tasks)
         bar = _Progress(expected, progress)
 
+        seen: set[tuple] = set()   # keys stored by this call
+
         def emit(row: ResultRow | ExplanationRow) -> None:
+            # a task that Ray re-runs after losing its node yields its rows again: store each once
+            key = (row.video, row.method) if isinstance(row, ExplanationRow) else row.key
+            if key in seen:
+                return
+            seen.add(key)
             if isinstance(row, ExplanationRow):
                 store.write_explanation(row)
                 return

@@ -34,6 +34,7 @@ from ..explanation import Explanation
 from ..methods.align import crop_mask
 from ..metrics import MissingGroundTruth, build, parse_spec
 from ..metrics.sanity import as_clip
+from ..metrics.shared import ForwardCache, sharing
 from ..models.base import VideoModel
 from .store import ExplanationRow, ResultRow
 
@@ -76,11 +77,14 @@ class RunSettings:
 
 @dataclass
 class WorkerContext:
-    """A worker's loaded state: the model and the metric objects."""
+    """A worker's loaded state: the model, the metric objects, and the logits of the perturbed
+    clips the metrics have run (shared between metrics and the methods of a clip, see
+    :mod:`videoxai.metrics.shared`)."""
 
     settings: RunSettings
     model: VideoModel
     metrics: dict = field(default_factory=dict)
+    forwards: ForwardCache | None = None
 
     @classmethod
     def create(cls, settings: RunSettings, model: VideoModel | None = None) -> "WorkerContext":
@@ -89,7 +93,7 @@ class WorkerContext:
         torch.set_num_threads(max(1, int(settings.threads)))
         if model is None:
             model = load_model(settings.model, device=settings.device)
-        return cls(settings, model, {spec: build(spec) for spec in settings.metrics})
+        return cls(settings, model, {spec: build(spec) for spec in settings.metrics}, ForwardCache(model))
 
 
 def random_explanation(model: VideoModel, sample: EvalSample, target: int | None, seed: int) -> Explanation:
@@ -145,18 +149,24 @@ def run_task(ctx: WorkerContext, task: Task):
                   make=make) -> Explanation:
             return make(m, target, None if clip is None else as_clip(clip))
         for spec in metric_specs:
-            yield score_one(ctx.metrics[spec], model, sample, exp, task.key, method_spec, spec, rerun)
+            yield score_one(ctx.metrics[spec], model, sample, exp, task.key, method_spec, spec, rerun,
+                            ctx.forwards)
 
 
 def score_one(metric, model, sample: EvalSample, exp: Explanation, video: str, method: str, spec: str,
-              rerun) -> ResultRow:
-    """One metric on one explanation, as a row (``n/a`` without the ground truth it needs)."""
+              rerun, forwards: ForwardCache | None = None) -> ResultRow:
+    """One metric on one explanation, as a row (``n/a`` without the ground truth it needs);
+    perturbed clips already in ``forwards`` are not run again."""
     if ("ground_truth" in metric.requires and not sample.has_ground_truth) or \
             ("window" in metric.requires and not sample.has_window):
         return ResultRow(video, method, spec, None, "n/a", details={"reason": "no ground truth"})
     t0 = time.perf_counter()
     try:
-        score = metric(model, sample.clip, exp, sample=sample, explain_fn=rerun)
+        if forwards is None:
+            score = metric(model, sample.clip, exp, sample=sample, explain_fn=rerun)
+        else:
+            with sharing(model, forwards):
+                score = metric(model, sample.clip, exp, sample=sample, explain_fn=rerun)
     except MissingGroundTruth as e:
         return ResultRow(video, method, spec, None, "n/a", details={"reason": str(e)})
     except Exception as e:  # recorded, and computed again on resume

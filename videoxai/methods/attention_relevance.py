@@ -35,6 +35,8 @@ class AttentionRelevance(Method):
     """
 
     name = "attention_relevance"
+    paper = ('Chefer, Gur & Wolf, Generic Attention-model Explainability for Interpreting Bi-Modal '
+             'and Encoder-Decoder Transformers, ICCV 2021')
     requires = ("attention", "token_grid")
 
     def __init__(self, model, layers: int | list[int] | None = None) -> None:

@@ -59,6 +59,8 @@ class Method:
     """
 
     name: ClassVar[str]
+    #: the paper the method comes from (authors, title, venue), for ``videoxai methods NAME``
+    paper: ClassVar[str] = ""
     #: what the model must provide, checked at construction: "attention", "cam_layer", "token_grid"
     requires: ClassVar[tuple[str, ...]] = ()
     #: clips an evaluation's ``--methods all`` runs this method on (the first N; ``None``: every

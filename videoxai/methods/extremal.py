@@ -469,6 +469,9 @@ class EP2D(ExtremalPerturbation):
     """2D-EP: one mask per frame, the area constraint applied to each frame separately."""
 
     name = "ep2d"
+    paper = ('Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and '
+             'Smooth Masks, ICCV 2019; Li et al., Towards Visually Explaining Video Understanding '
+             'Networks with Perturbation, WACV 2021 / TCSVT 2021')
     per_frame_area = True
 
 
@@ -477,6 +480,9 @@ class EP3D(ExtremalPerturbation):
     """3D-EP: one mask per frame, a single area constraint over the whole T×h×w volume."""
 
     name = "ep3d"
+    paper = ('Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and '
+             'Smooth Masks, ICCV 2019; Li et al., Towards Visually Explaining Video Understanding '
+             'Networks with Perturbation, WACV 2021 / TCSVT 2021')
     per_frame_area = False
 
 
@@ -496,6 +502,9 @@ class STEP(ExtremalPerturbation):
     """
 
     name = "step"
+    paper = ('Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and '
+             'Smooth Masks, ICCV 2019; Li et al., Towards Visually Explaining Video Understanding '
+             'Networks with Perturbation, WACV 2021 / TCSVT 2021')
     per_frame_area = False
 
     def __init__(self, model, areas: Sequence[float] = (0.02, 0.05, 0.1), iterations: int = 300,

@@ -27,6 +27,8 @@ class GradXInput(InputGradientMethod):
     """
 
     name = "grad_x_input"
+    paper = ('Shrikumar et al., Not Just a Black Box: Learning Important Features Through Propagating '
+             'Activation Differences, arXiv 1605.01713 (2016)')
 
     def __init__(self, model, channel_reduce: ChannelReduce = "abs") -> None:
         super().__init__(model, channel_reduce)

@@ -25,6 +25,8 @@ class GradCAM(CAMMethod):
     """
 
     name = "gradcam"
+    paper = ('Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via Gradient-based '
+             'Localization, ICCV 2017')
 
     def __init__(self, model, layer: str | None = None, per_frame_weights: bool = False) -> None:
         super().__init__(model, layer)

@@ -32,6 +32,8 @@ class GradCAMPlusPlus(CAMMethod):
     """
 
     name = "gradcam_pp"
+    paper = ('Chattopadhay et al., Grad-CAM++: Generalized Gradient-based Visual Explanations for '
+             'Deep Convolutional Networks, WACV 2018')
 
     def __init__(self, model, layer: str | None = None) -> None:
         super().__init__(model, layer)

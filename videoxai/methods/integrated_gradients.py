@@ -80,6 +80,7 @@ class IntegratedGradients(InputGradientMethod):
     """
 
     name = "integrated_gradients"
+    paper = 'Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017'
 
     def __init__(self, model, n_steps: int = 50, method: str = "gausslegendre",
                  baseline: BaselineOption = "black", internal_batch_size: int = 4,

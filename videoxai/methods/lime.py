@@ -79,6 +79,8 @@ class LIME(PerturbationMethod):
     """
 
     name = "lime"
+    paper = ('Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any '
+             'Classifier, KDD 2016')
 
     def __init__(self, model, n_samples: int = 500, superpixels: str = "clip",
                  n_segments: int | None = None, compactness: float = 10.0,

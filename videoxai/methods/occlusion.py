@@ -48,6 +48,7 @@ class Occlusion(PerturbationMethod):
     """
 
     name = "occlusion"
+    paper = 'Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014'
 
     def __init__(self, model, window: int | tuple[int, int, int] | None = None,
                  strides: int | tuple[int, int, int] | None = None, baseline: str = "blur",

@@ -70,6 +70,8 @@ class RISE(PerturbationMethod):
     """
 
     name = "rise"
+    paper = ('Petsiuk, Das & Saenko, RISE: Randomized Input Sampling for Explanation of Black-box '
+             'Models, BMVC 2018')
 
     def __init__(self, model, n_samples: int = 1000, cells: tuple[int, int, int] | None = None,
                  p_keep: float = 0.5, baseline: str = "black", output: str = "probability",

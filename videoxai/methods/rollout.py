@@ -179,6 +179,7 @@ class Rollout(Method):
     """
 
     name = "rollout"
+    paper = 'Abnar & Zuidema, Quantifying Attention Flow in Transformers, ACL 2020'
     requires = ("attention", "token_grid")
 
     def __init__(self, model, head_fusion: HeadFusion = "mean", layers: int | list[int] | None = None) -> None:

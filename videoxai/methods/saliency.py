@@ -24,6 +24,8 @@ class Saliency(InputGradientMethod):
     """
 
     name = "saliency"
+    paper = ('Simonyan, Vedaldi & Zisserman, Deep Inside Convolutional Networks: Visualising Image '
+             'Classification Models and Saliency Maps, ICLR workshop 2014')
 
     def __init__(self, model, channel_reduce: ChannelReduce = "max") -> None:
         super().__init__(model, channel_reduce)

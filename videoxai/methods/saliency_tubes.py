@@ -32,6 +32,7 @@ class SaliencyTubes(CAMMethod):
     """
 
     name = "saliency_tubes"
+    paper = 'Stergiou et al., Saliency Tubes: Visual Explanations for Spatio-Temporal Convolutions, ICIP 2019'
     uses_gradients = False
 
     def __init__(self, model, layer: str | None = None, classifier: str | None = None) -> None:

@@ -95,6 +95,8 @@ class TemporalSHAP(PerturbationMethod):
     """
 
     name = "shap_temporal"
+    paper = ('Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017 '
+             "(Shapley values of frame segments, the STAA paper's temporal baseline)")
     space = "frame"
 
     def __init__(self, model, n_segments: int | None = None, baseline: str = "mean",

@@ -37,6 +37,7 @@ class SmoothGrad(InputGradientMethod):
     """
 
     name = "smoothgrad"
+    paper = 'Smilkov et al., SmoothGrad: removing noise by adding noise, arXiv 1706.03825 (2017)'
     #: whether the samples' gradients are squared before averaging (SmoothGrad²)
     squared: ClassVar[bool] = False
 

@@ -60,6 +60,8 @@ class STAA(Method):
     """
 
     name = "staa"
+    paper = ('Wang & Liu, STAA: Spatio-Temporal Attention Attribution for Real-Time Interpreting '
+             'Transformer-based Video Models, arXiv 2411.00630 (2024)')
     requires = ("attention", "token_grid")
 
     def __init__(self, model, layers: int | list[int] | str = "auto", gradient_weighted: bool = False,
@@ -80,7 +82,9 @@ class STAA(Method):
         self.peak_share = float(peak_share)
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
-        with AttentionTap(self.model.attention, self.layers, grad=self.gradient_weighted) as tap:
+        # without gradients, each layer's rows are computed in the hook and its q/k dropped at once
+        reduce = None if self.gradient_weighted else self._summary
+        with AttentionTap(self.model.attention, self.layers, grad=self.gradient_weighted, reduce=reduce) as tap:
             if self.gradient_weighted:
                 logits = self.model(inputs)
                 target = self.resolve_target(target, logits)
@@ -103,19 +107,29 @@ class STAA(Method):
         return align_time(peak[..., None, None], num_frames, "repeat")[..., 0, 0]
 
     # -- per attention layout --------------------------------------------------------------------
+    def _summary(self, kind: str, rec: AttentionRecord) -> torch.Tensor:
+        """What the map needs of one attention call, ``(B', N)``: the CLS row (spatial attention,
+        joint attention with a CLS token) or the attention each token receives."""
+        if kind == "temporal" or (kind == "joint" and not self.model.token_grid.prefix_tokens):
+            return self._received(rec)
+        return self._rows(rec, 0)
+
     def _layer_map(self, tap: AttentionTap, layer: int, batch: int) -> torch.Tensor:
         grid = self.model.token_grid
+
+        def summary(kind: str) -> torch.Tensor:
+            rec = tap.records[(layer, kind)]
+            return rec.summary if rec.summary is not None else self._summary(kind, rec)
+
         if (layer, "spatial") in tap.records:
-            spatial = self._rows(tap.records[(layer, "spatial")], 0)[..., 1:]       # (B·T, P)
+            spatial = summary("spatial")[..., 1:]                                      # (B·T, P)
             spatial = spatial.reshape(batch, grid.frames, grid.rows * grid.cols)
-            temporal = self._received(tap.records[(layer, "temporal")])           # (B·P, T)
+            temporal = summary("temporal")                                             # (B·P, T)
             temporal = temporal.reshape(batch, grid.rows * grid.cols, grid.frames).transpose(1, 2)
             return (spatial * temporal).reshape(batch, grid.frames, grid.rows, grid.cols)
-        rec = tap.records[(layer, "joint")]
+        scores = summary("joint")
         if grid.prefix_tokens:
-            scores = self._rows(rec, 0)[:, grid.prefix_tokens:]                      # (B, P)
-        else:
-            scores = self._received(rec)
+            scores = scores[:, grid.prefix_tokens:]                                     # (B, P)
         return grid.scores_to_volume(scores)
 
     def _rows(self, rec: AttentionRecord, index: int) -> torch.Tensor:

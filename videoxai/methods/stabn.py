@@ -28,6 +28,9 @@ class STABNAttention(Method):
     """
 
     name = "stabn"
+    paper = ('Mitsuhara et al., ST-ABN: Visual Explanation Taking into Account Spatio-temporal '
+             'Information for Video Recognition, arXiv 2110.15574 (2021); Fukui et al., Attention '
+             'Branch Network, CVPR 2019')
 
     def __init__(self, model, weight_by_temporal: bool = False) -> None:
         super().__init__(model)

@@ -190,7 +190,15 @@ class Metric:
     @staticmethod
     def forward_batched(model: VideoModel, n: int, build: Callable[[slice], torch.Tensor],
                         batch_size: int) -> torch.Tensor:
-        """Logits ``(n, C)`` of ``n`` clips made ``batch_size`` at a time by ``build(slice)``."""
+        """Logits ``(n, C)`` of ``n`` clips made ``batch_size`` at a time by ``build(slice)``.
+
+        Inside a :func:`videoxai.metrics.shared.sharing` block for ``model``, clips already run
+        (by this or another metric) are not run again."""
+        from .shared import active
+
+        cache = active(model)
+        if cache is not None:
+            return cache.forward(n, build, batch_size)
         with torch.no_grad():
             out = [model(build(s)).float() for s in batched(n, batch_size)]
         return torch.cat(out) if out else torch.zeros(0, model.num_classes)

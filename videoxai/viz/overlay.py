@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..explanation import Explanation
 
 __all__ = ["overlay_frames", "render", "render_frames", "colormap_lut", "caption_bands",
-           "playback_fps", "match_clip", "resize_frames", "resize_maps"]
+           "playback_fps", "match_clip", "resize_frames", "resize_maps", "outline_crop_box"]
 
 # Frames blended per step: bounds the float32 temporaries to ~200 MB whatever the video length.
 _CHUNK_PIXELS = 1 << 24
@@ -167,6 +167,7 @@ _TEXT = (236, 238, 242)
 _MUTED = (150, 156, 168)
 _BAR = (92, 99, 112)
 _BAR_NOW = (255, 170, 40)
+_BOX = (255, 255, 255)  # the crop box's dashes: white reads on any frame next to any heat colour
 
 
 def _font(size: int):
@@ -228,6 +229,39 @@ def caption_bands(width: int, heading: str, indices: np.ndarray,
     return out
 
 
+def outline_crop_box(frames: np.ndarray, exp: Explanation, frame_size: tuple[int, int]) -> np.ndarray:
+    """Draw the model's crop box (``exp.meta["crop_box"]``) on ``frames`` as a dashed outline.
+
+    The map is zero outside the crop because the model never sees those pixels; without the
+    outline an overlay seems to stop for no reason at the crop's edge. ``frame_size`` is the
+    ``(H, W)`` the box was measured in (the clip's); ``frames`` ``(T, h, w, 3)`` may be resized.
+    Nothing is drawn when the box is unknown or covers the whole frame.
+
+    Returns:
+        a copy of ``frames`` with the outline, or ``frames`` itself when nothing is drawn.
+    """
+    box = exp.meta.get("crop_box") if exp.meta else None
+    fh, fw = frame_size
+    if box is None or tuple(int(v) for v in box) == (0, 0, fh, fw):
+        return frames
+    t, h, w, _ = frames.shape
+    top, left, bh, bw = (float(v) for v in box)
+    y0, y1 = round(top * h / fh), round((top + bh) * h / fh) - 1
+    x0, x1 = round(left * w / fw), round((left + bw) * w / fw) - 1
+    y0, x0, y1, x1 = max(0, y0), max(0, x0), min(h - 1, y1), min(w - 1, x1)
+    width = max(1, round(min(h, w) / 240))                   # a hair line at any frame size
+    dash = max(4, round(min(h, w) / 40))
+    out = frames.copy()
+    ys, xs = np.arange(y0, y1 + 1), np.arange(x0, x1 + 1)
+    on_y, on_x = ys[(ys - y0) // dash % 2 == 0], xs[(xs - x0) // dash % 2 == 0]
+    for d in range(width):                                  # inside the box, so it stays in frame
+        out[:, np.clip(y0 + d, 0, h - 1), on_x] = _BOX
+        out[:, np.clip(y1 - d, 0, h - 1), on_x] = _BOX
+        out[:, on_y, np.clip(x0 + d, 0, w - 1)] = _BOX
+        out[:, on_y, np.clip(x1 - d, 0, w - 1)] = _BOX
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # rendering
 
@@ -269,7 +303,7 @@ def render_frames(exp: Explanation, clip, *, alpha: float = 0.5, cmap: str | np.
     frames, maps = clip.uint8(), exp.spatial
     if size is not None:
         frames, maps = resize_frames(frames, size), resize_maps(maps, size)
-    out = overlay_frames(frames, maps, alpha=alpha, cmap=cmap)
+    out = outline_crop_box(overlay_frames(frames, maps, alpha=alpha, cmap=cmap), exp, (clip.height, clip.width))
     if label:
         bands = caption_bands(out.shape[2], f"{exp.label}  {exp.score:.0%}", clip.indices, exp.temporal)
         out = np.concatenate([out, bands], axis=1)
@@ -286,6 +320,7 @@ def render(exp: Explanation, clip, path: str | Path, *, alpha: float = 0.5,
         path: ``.mp4`` (H.264), ``.gif``, ``.webm`` (VP9), ``.webp``, ``.mkv``, ``.mov``, ``.avi``.
         alpha, cmap: see :func:`overlay_frames`.
         label: draw a caption band under each frame (label, score, temporal-score strip).
+            The model's crop box is outlined (dashed) when it is not the whole frame.
         fps: output frame rate; default :func:`playback_fps` of the clip.
 
     Returns:

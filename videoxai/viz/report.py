@@ -30,6 +30,7 @@ from ..explanation import Explanation
 from .curve import PALETTE, temporal_curve
 from .overlay import (
     caption_bands,
+    outline_crop_box,
     match_clip,
     overlay_frames,
     playback_fps,
@@ -99,7 +100,7 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
     videos = [_video_card("original", _original_caption(clip), frames, clip, fps, None)]
     overlays = []
     for i, (e, name) in enumerate(zip(exps, names)):
-        over = overlay_frames(frames, resize_maps(e.spatial, size))
+        over = outline_crop_box(overlay_frames(frames, resize_maps(e.spatial, size)), e, (clip.height, clip.width))
         overlays.append(over)
         videos.append(_video_card(name, f"{e.label} · {e.score:.1%}", over, clip, fps, e,
                                   color=PALETTE[i % len(PALETTE)]))
@@ -214,11 +215,14 @@ def _keyframes(e: Explanation, over: np.ndarray, clip: Clip, top_k: int) -> str:
     top = e.top_frames(max(1, min(top_k, e.num_frames)))
     figs = []
     for rank, k in enumerate(top, 1):
+        # one frame number, the source video's index "#i" as in the header and the videos'
+        # captions (not also the 1-based place in the clip), after the rank
+        name = f"frame #{int(clip.indices[k])}"
         src = _jpeg(_thumb(over[k], 320))
-        figs.append(f'<figure><img alt="frame {k + 1}" src="{src}"><figcaption><b>{rank}.</b> '
-                    f"frame {k + 1} · #{int(clip.indices[k])}<br>"
-                    f"{e.temporal[k]:.1%} of the clip</figcaption></figure>")
-    return ('<div class="section-label">Key frames (highest temporal importance)</div>'
+        figs.append(f'<figure><img alt="{name}" src="{src}"><figcaption><b>top {rank}</b> · {name}<br>'
+                    f"{e.temporal[k]:.1%} of the clip's importance</figcaption></figure>")
+    return ('<div class="section-label">Key frames (highest temporal importance; #: frame index in the '
+            'video)</div>'
             f'<div class="keyframes">{"".join(figs)}</div>')
 
 
@@ -247,9 +251,17 @@ def _cost(e: Explanation) -> str:
     c = e.cost
     rows = [("time", _seconds(c.seconds)), ("forward passes", f"{c.forward_passes:,}"),
             ("backward passes", f"{c.backward_passes:,}"),
-            ("peak memory", f"{c.peak_memory_mb:,.1f} MiB"), ("device", c.device)]
+            ("peak memory", _memory(c)), ("device", c.device)]
     body = "".join(f'<tr><th>{k}</th><td class="num">{_esc(v)}</td></tr>' for k, v in rows)
     return f'<div class="section-label">Cost</div><table>{body}</table>'
+
+
+def _memory(c) -> str:
+    """The call's peak memory beyond the process's at its start, and the process's peak."""
+    text = f"{c.peak_memory_mb:,.1f} MiB"
+    if getattr(c, "process_peak_mb", 0):
+        text += f" (process peak {c.process_peak_mb:,.0f} MiB)"
+    return text
 
 
 def _options(e: Explanation) -> str:

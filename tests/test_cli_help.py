@@ -1,0 +1,139 @@
+"""Help and listings in an 80-column terminal: nothing cut, one method or metric in full."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from videoxai.cli import app
+from videoxai.errors import UnknownMethodError, VideoXAIError
+
+_BOX = re.compile(r"[\s│┃║╭╮╰╯─━┏┓┗┛┡┩┣┫╇╋┳┻┯┷┠┨]+")
+
+
+def squash(text: str) -> str:
+    """Text without whitespace and box drawing: a wrapped or folded cell reads as one string again."""
+    return _BOX.sub("", text)
+
+
+@pytest.fixture
+def run(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("TERMINAL_WIDTH", "80")
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        result = runner.invoke(app, list(args))
+        assert all(len(line) <= 80 for line in result.output.splitlines()), result.output
+        return result
+
+    return invoke
+
+
+def _commands(group, prefix: tuple[str, ...] = ()):
+    """Every command and subcommand (Typer's own copy of click: no isinstance against click's)."""
+    for name, cmd in group.commands.items():
+        yield (*prefix, name), cmd
+        if hasattr(cmd, "commands"):
+            yield from _commands(cmd, (*prefix, name))
+
+
+def help_cell(output: str, param) -> str:
+    """The text of ``param``'s help cell in a Typer help panel: from the row naming the option, the
+    help column down to the next option's row, continuation lines included."""
+    lines = output.splitlines()
+    name = max(param.opts, key=len) if param.param_type_name == "option" else param.name
+    row = next(i for i, line in enumerate(lines)
+               if line.startswith("│") and re.search(rf"\s{re.escape(name)}(\s|$)", line))
+    first = param.help.split()[0]
+    x0 = lines[row].index(first, lines[row].index(name) + len(name))
+    cell = []
+    for i, line in enumerate(lines[row:], start=row):
+        if i > row and (line.lstrip().startswith("╰") or re.search(r"(^|\s)-{1,2}\w|^│\s+\*?\s*[a-z]", line[:x0])):
+            break
+        cell.append(line[x0:].rstrip().rstrip("│"))
+    return " ".join(cell)
+
+
+def test_every_option_help_is_shown_whole_at_80_columns(run):
+    """Typer's help table used to cut a word longer than its column: `ucf24:ROOT[,annotations=FILE.j…`."""
+    checked = 0
+    for path, cmd in _commands(typer.main.get_command(app)):
+        result = run(*path, "--help")
+        assert result.exit_code == 0, (path, result.output)
+        for param in cmd.params:
+            if getattr(param, "help", None):
+                cell = help_cell(result.output, param)
+                assert squash(param.help) in squash(cell), (
+                    f"videoxai {' '.join(path)} --help cuts the help of {param.name}: {cell!r}")
+                checked += 1
+    assert checked > 60   # every command's options, the stabn subcommands' included
+
+
+def test_evaluate_help_names_every_dataset_kind(run):
+    out = squash(run("evaluate", "--help").output)
+    for kind in ("synthetic:N", "folder:DIR", "ucf24:ROOT", "ssv2:VIDEOS"):
+        assert kind in out
+
+
+def test_methods_name_prints_summary_paper_options_and_models(run):
+    result = run("methods", "gradcam")
+    assert result.exit_code == 0, result.output
+    out = squash(result.output)
+    assert "Grad-CAM" in out and squash("Selvaraju et al., Grad-CAM: Visual Explanations") in out  # summary, paper
+    # every option: name, type, default and the docstring's help
+    assert squash("per_frame_weights │ bool │ False │ one weight per channel and feature frame") in out
+    assert squash("layer │ str | None │ None │ dotted module name") in out
+    assert "models:anymodel" in out
+
+
+def test_methods_name_for_a_transformer_only_method_says_so(run):
+    out = squash(run("methods", "staa").output)
+    assert squash("models with attention and a token grid (video transformers)") in out
+    assert "arXiv2411.00630" in out
+
+
+def test_every_method_has_a_paper_and_documented_options():
+    """What `videoxai methods NAME` prints comes from the classes: no method may leave it blank."""
+    from videoxai.cli.catalogue import options
+    from videoxai.methods import available, get
+
+    for name in available():
+        cls = get(name)
+        assert re.search(r"(19|20)\d\d", cls.paper), f"{name}: no paper with a year"
+        undocumented = [o.name for o in options(cls) if not o.help]
+        assert not undocumented, f"{name}: options without help: {undocumented}"
+
+
+def test_methods_table_wraps_and_no_longer_points_at_the_source(run):
+    from videoxai.methods import available
+
+    out = run("methods").output
+    assert "…" not in out and "module docstring" not in out
+    for name in available():
+        assert name in squash(out)
+
+
+def test_metrics_name_prints_options_with_help_also_when_documented_on_a_sibling(run):
+    out = squash(run("metrics", "insertion").output)
+    assert squash("Insertion curve AUC") in out and "better:higher(order=morf)" in out
+    # Insertion documents its options as "as Deletion": the help comes from Deletion's docstring
+    assert squash("segments │ int │ 256 │ SLIC supervoxels per clip") in out
+    out = squash(run("metrics", "pointing_game").output)
+    assert squash("needs: clips with annotated masks or boxes") in out
+
+
+def test_metrics_listing_fits_80_columns(run):
+    result = run("metrics")
+    assert result.exit_code == 0 and "…" not in result.output.replace("option=value, …", "").replace("value…", "")
+
+
+def test_unknown_method_or_metric_name_is_one_clear_error(run):
+    result = run("methods", "gradcm")
+    assert isinstance(result.exception, UnknownMethodError)
+    assert "unknown method 'gradcm'" in str(result.exception) and "gradcam" in str(result.exception)
+    result = run("metrics", "delition")
+    assert isinstance(result.exception, VideoXAIError) and "deletion" in str(result.exception)

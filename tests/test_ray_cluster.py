@@ -1,0 +1,240 @@
+"""The Ray backend on a real multi-node Ray cluster, started on this machine for the test.
+
+Two nodes (a head and a worker node with its own custom resource, one CPU each) started with
+``ray start``, in their own temporary directory, and stopped at the end whatever happens. The
+evaluation runs in separate driver processes (``videoxai evaluate --backend ray --address …``),
+as a user would run it against an existing cluster. Checked: the results equal the inline
+backend's; killing the worker node in the middle of a run loses and duplicates nothing once the
+run is resumed.
+
+Only the processes of this cluster are stopped (found by its temporary directory, then by pid),
+so that other Ray instances on the same machine are left alone; on a CI runner this is the same
+as ``ray stop --force``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from videoxai.data.synthetic import SyntheticVideos
+from videoxai.evaluation import evaluate
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = "staa,random,saliency"
+METRICS = "deletion(unit=frame, steps=4),temporal_grounding"
+CLIPS = 4
+
+
+@dataclass
+class Cluster:
+    address: str
+    victim: str          # the worker node's custom resource: marks its raylet
+    temp: str
+    env: dict
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(tag: str) -> None:
+    """Kill the processes whose command line mentions ``tag`` and their children, by pid."""
+    import psutil
+
+    found = {}
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if p.pid != os.getpid() and any(tag in a for a in (p.info["cmdline"] or [])):
+                found[p.pid] = p
+                found.update((c.pid, c) for c in p.children(recursive=True))
+        except psutil.Error:
+            pass
+    for p in found.values():
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(list(found.values()), timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("ray")
+    ray = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray is None:
+        pytest.skip("the ray command is not installed")
+    temp = tempfile.mkdtemp(prefix="vxray-", dir="/tmp")  # short: Ray's socket paths are limited
+    port = _free_port()
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           # a token of our own, so that no ~/.ray/auth_token decides whether nodes may join
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_USAGE_STATS_ENABLED": "0", "OMP_NUM_THREADS": "1",
+           # notice a killed node within seconds, not the default half minute
+           "RAY_health_check_initial_delay_ms": "0", "RAY_health_check_period_ms": "500",
+           "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--temp-dir={temp}",
+              "--object-store-memory=100000000", "--disable-usage-stats"]
+    victim = f"videoxai_victim_{secrets.token_hex(4)}"
+    try:
+        for args in ([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", *common],
+                     [ray, "start", f"--address=127.0.0.1:{port}", f"--resources={json.dumps({victim: 1})}",
+                      *common]):
+            done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        yield Cluster(f"127.0.0.1:{port}", victim, temp, env)
+    finally:
+        _stop(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny TimeSformer checkpoint with the synthetic benchmark's 4 classes."""
+    from conftest import tiny_hf
+
+    labels = SyntheticVideos(1).labels
+    net = tiny_hf("timesformer", num_labels=4, id2label=dict(enumerate(labels)),
+                  label2id={name: i for i, name in enumerate(labels)})
+    d = tmp_path_factory.mktemp("ray_cluster_model")
+    net.save_pretrained(d)
+    (d / "preprocessor_config.json").write_text(json.dumps({
+        "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32},
+        "image_mean": [0.45] * 3, "image_std": [0.225] * 3}))
+    return str(d)
+
+
+def results(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as c:
+        return c.execute("SELECT video, method, metric, value, status FROM results ORDER BY video, method, metric"
+                         ).fetchall()
+
+
+def assert_same(rows, reference) -> None:
+    """Same keys, each once, same statuses and values (cost aside)."""
+    keys = [r[:3] for r in rows]
+    assert len(keys) == len(set(keys)), "a result was stored twice"
+    got = {r[:3]: r[3:] for r in rows if r[2] != "cost"}
+    want = {r[:3]: r[3:] for r in reference if r[2] != "cost"}
+    assert got.keys() == want.keys() and want
+    for k, (value, status) in want.items():
+        assert got[k][1] == status, k
+        assert (value is None and got[k][0] is None) or got[k][0] == pytest.approx(value, abs=1e-5), k
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("inline")
+    evaluate(model_dir, f"synthetic:{CLIPS}", METHODS, METRICS, out, backend="inline", progress=False, report=False)
+    return results(out / "results.sqlite")
+
+
+def test_evaluate_on_an_existing_two_node_cluster_equals_the_inline_backend(cluster, model_dir, reference, tmp_path):
+    import ray
+
+    # the driver sees both nodes: 2 CPUs, and the worker node's own resource
+    probe = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import json, ray
+        ray.init(address={cluster.address!r}, logging_level="ERROR")
+        print(json.dumps({{"nodes": len([n for n in ray.nodes() if n["Alive"]]), **ray.cluster_resources()}}))
+        """)], env=cluster.env, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert seen["nodes"] == 2 and seen["CPU"] == 2 and seen[cluster.victim] == 1
+    del ray
+
+    out = tmp_path / "eval"
+    run = subprocess.run([sys.executable, "-m", "videoxai", "evaluate", "--model", model_dir,
+                          "--data", f"synthetic:{CLIPS}", "--methods", METHODS, "--metrics", METRICS,
+                          "--backend", "ray", "--address", cluster.address, "--out", str(out)],
+                         env=cluster.env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert_same(results(out / "results.sqlite"), reference)
+
+
+# The driver: stores results as usual, but at the KILL_AFTER-th one it waits until a task runs on
+# the worker node and then kills the node (its raylet and everything the raylet started).
+KILLING_DRIVER = textwrap.dedent("""
+    import json, sys, time
+    import psutil
+    from videoxai.evaluation import evaluate, store
+
+    model, data, methods, metrics, out, address, victim, kill_after, note = sys.argv[1:]
+    original, stored = store.ResultStore.write, []
+
+    def running_tasks(raylet):
+        found = []
+        for w in raylet.children(recursive=True):
+            try:
+                found += [w] if "_ray_task" in " ".join(w.cmdline()) else []
+            except psutil.Error:
+                pass
+        return found
+
+    def write_then_kill(self, row):
+        original(self, row)
+        stored.append(row.key)
+        if len(stored) == int(kill_after):
+            raylet = next(p for p in psutil.process_iter(["name", "cmdline"])
+                          if p.info["name"] == "raylet" and any(victim in a for a in p.info["cmdline"] or []))
+            deadline = time.monotonic() + 60
+            while not running_tasks(raylet) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            busy = len(running_tasks(raylet))
+            for p in [raylet, *raylet.children(recursive=True)]:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+            json.dump({"busy": busy, "stored": len(stored)}, open(note, "w"))
+
+    store.ResultStore.write = write_then_kill
+    try:
+        s = evaluate(model, data, methods, metrics, out, backend="ray", address=address, progress=False,
+                     report=False)
+        print(json.dumps({"computed": s.computed, "errors": s.errors}))
+    except Exception as e:  # the run may stop when the node goes; the resume must finish it
+        print(json.dumps({"failed": f"{type(e).__name__}: {e}"}))
+""")
+
+
+def test_killing_a_worker_node_mid_run_loses_and_duplicates_nothing_after_resume(cluster, model_dir, reference,
+                                                                                 tmp_path):
+    out, note = tmp_path / "eval", tmp_path / "killed.json"
+    first = subprocess.run([sys.executable, "-c", KILLING_DRIVER, model_dir, f"synthetic:{CLIPS}", METHODS, METRICS,
+                            str(out), cluster.address, cluster.victim, "1", str(note)],
+                           env=cluster.env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert first.returncode == 0, first.stderr[-3000:]
+    killed = json.loads(note.read_text())
+    assert killed["busy"], "no task ran on the worker node: nothing was lost to test"
+    partial = results(out / "results.sqlite")
+    assert len(partial) >= 1 and len({r[:3] for r in partial}) == len(partial)
+
+    # resume on what is left of the cluster (the head node): only the missing results are computed
+    resumed = subprocess.run([sys.executable, "-m", "videoxai", "evaluate", "--model", model_dir,
+                              "--data", f"synthetic:{CLIPS}", "--methods", METHODS, "--metrics", METRICS,
+                              "--backend", "ray", "--address", cluster.address, "--out", str(out)],
+                             env=cluster.env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    final = results(out / "results.sqlite")
+    assert_same(final, reference)
+    # what the killed run stored was kept as it was, not computed again
+    kept = {r[:3]: r[3:] for r in partial if r[4] == "ok"}
+    assert all({r[:3]: r[3:] for r in final}[k] == v for k, v in kept.items())

@@ -1,0 +1,195 @@
+"""``videoxai methods [NAME]`` and ``videoxai metrics [NAME]``: what there is, and one in full.
+
+The listings are read from the registries and the classes themselves — the summary from the
+module docstring, the options from the ``__init__`` signature (type, default) and the class
+docstring's ``Args:`` / ``Options:`` section (help) — so a new method or metric describes itself.
+Every table folds long cells instead of cutting them, so nothing is lost in an 80-column terminal.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def console() -> Console:
+    """A console made per command, so that it takes the terminal's width (``COLUMNS``) of now."""
+    return Console()
+
+
+#: what a method's ``requires`` entries ask of a model (or a metric's of a clip), in words
+_NEEDS = {"attention": "attention", "token_grid": "a token grid", "cam_layer": "a CAM layer",
+          "ground_truth": "annotated masks or boxes", "window": "an annotated evidence window"}
+
+
+@dataclass
+class OptionInfo:
+    """One keyword option of a method or metric."""
+
+    name: str
+    type: str       # the annotation as written, "" if none
+    default: str    # repr of the default, "" if required
+    help: str       # from the docstring, "" if undocumented
+
+
+def table(title: str | None = None, *columns: str) -> Table:
+    """A table whose cells wrap, and fold words longer than their column, instead of cutting them."""
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    return t
+
+
+def _first_paragraph(doc: str | None) -> str:
+    return " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split())
+
+
+def summary(cls: type) -> str:
+    """One paragraph on what ``cls`` is: its own docstring's first, unless that only points at the
+    module docstring (``"Grad-CAM; see the module docstring."``), then the module's first."""
+    own = _first_paragraph(cls.__dict__.get("__doc__"))
+    if own and "module doc" not in own:
+        return own
+    return _first_paragraph(sys.modules[cls.__module__].__doc__) or own
+
+
+def _docstring_help(doc: str) -> dict[str, str]:
+    """``name → help`` from a Google-style ``Args:`` or ``Options:`` section (``Args (common to the
+    three):`` too; ``a, b: …`` documents both)."""
+    out: dict[str, str] = {}
+    lines = inspect.cleandoc(doc).splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if re.fullmatch(r"(Args|Options)( \(.*\))?:", line.strip()))
+    except StopIteration:
+        return out
+    indent, names = None, []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            names = []
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = depth
+        if depth < indent:
+            break
+        m = re.match(r"\s*([\w, ]+?)\s*(?:\([^)]*\))?:\s+(.*)", line) if depth == indent else None
+        if m:
+            names = [n.strip() for n in m.group(1).split(",") if n.strip()]
+            for n in names:
+                out[n] = m.group(2).strip()
+        else:
+            for n in names:
+                out[n] += " " + line.strip()
+    return {k: re.sub(r":\w+:`~?([^`]+)`", r"\1", v).replace("``", "") for k, v in out.items()}
+
+
+def options(cls: type, siblings: list[type] = ()) -> list[OptionInfo]:
+    """The options of ``cls`` from its ``__init__`` signature and the docstrings of its classes.
+
+    ``siblings``: further classes to take help from when ``cls`` documents an option only by
+    reference ("options as Deletion").
+    """
+    sig = inspect.signature(cls.__init__)
+    helps: dict[str, str] = {}
+    for c in [*cls.__mro__, *siblings]:
+        for k, v in _docstring_help(c.__doc__ or "").items():
+            helps.setdefault(k, v)
+    out = []
+    for p in sig.parameters.values():
+        if p.name in ("self", "model") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        ann = p.annotation
+        type_ = "" if ann is p.empty else ann if isinstance(ann, str) else inspect.formatannotation(ann)
+        default = "" if p.default is p.empty else repr(p.default)
+        out.append(OptionInfo(p.name, type_, default, helps.get(p.name, "")))
+    return out
+
+
+def needs(requires: tuple[str, ...], of: str = "model") -> str:
+    """What a model (or, for a metric, a clip) must provide, in words."""
+    if not requires:
+        return f"any {of}"
+    words = f"{of}s with " + " and ".join(_NEEDS.get(r, r) for r in requires)
+    return words + (" (video transformers)" if "attention" in requires else "")
+
+
+def _options_table(title: str, opts: list[OptionInfo]) -> Table:
+    t = table(title, "option", "type", "default", "help")
+    for o in opts:
+        t.add_row(o.name, o.type, o.default, o.help)
+    return t
+
+
+# -- methods ------------------------------------------------------------------------------------
+def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show its summary, paper, options "
+                                                            "and the models it applies to.")) -> None:
+    """List the attribution methods, or describe one (videoxai methods gradcam)."""
+    from ..methods import available, get
+
+    out = console()
+
+    if name is None:
+        t = table("methods (videoxai methods NAME for one in full)", "name", "what", "models")
+        for n in available():
+            cls = get(n)
+            t.add_row(n, summary(cls), needs(cls.requires))
+        out.print(t)
+        return
+    cls = get(name)  # an unknown name: one line naming the alternatives
+    out.print(f"[bold]{name}[/] — {summary(cls)}")
+    out.print(f"paper: {cls.paper or '–'}")
+    out.print(f"models: {needs(cls.requires)}")
+    if cls.evaluation_clips:
+        out.print(f"evaluation: `--methods all` runs it on the first {cls.evaluation_clips} clips")
+    out.print(_options_table(f"options (videoxai explain … -O NAME=VALUE; vx.explain(…, NAME=VALUE))",
+                                 options(cls)))
+
+
+# -- metrics ------------------------------------------------------------------------------------
+def metrics_cmd(name: Optional[str] = typer.Argument(None, help="A metric: show its summary, which way is "
+                                                            "better, and its options.")) -> None:
+    """List the metrics (family, which way is better, options) and the dataset kinds, or describe one."""
+    from .. import metrics as vm
+    from ..data.datasets import dataset_kinds
+
+    out = console()
+
+    if name is not None:
+        cls = vm.get(name)
+        siblings = [vm.get(n) for n in vm.available() if vm.get(n).__init__ is cls.__init__]
+        out.print(f"[bold]{name}[/] ({cls.family}) — {summary(cls)}")
+        out.print(f"better: {_better(name, cls)}")
+        if cls.requires:
+            out.print(f"needs: {needs(cls.requires, of='clip')}")
+        out.print(f"about: {_first_paragraph(sys.modules[cls.__module__].__doc__)}")
+        out.print(_options_table(f"options (spec: {name}(option=value, …))", options(cls, siblings)))
+        return
+    t = table("metrics (spec: name(option=value, …); videoxai metrics NAME for one in full)",
+              "name", "family", "better", "options (defaults)")
+    for n in vm.available():
+        cls = vm.get(n)
+        opts = ", ".join(f"{k}={v!r}" for k, v in cls._defaults.items())
+        t.add_row(n, cls.family, _better(n, cls), opts or "–")
+    out.print(t)
+    out.print("--metrics all = " + ", ".join(vm.SUITE))
+    kinds = table("datasets (--data kind:argument[,key=value…])", "kind", "spec")
+    for kind, help_line in dataset_kinds().items():
+        kinds.add_row(kind, help_line)
+    out.print(kinds)
+
+
+def _better(name: str, cls: type) -> str:
+    better = "higher" if cls().higher_is_better else "lower"
+    return better + (" (order=morf)" if name in ("deletion", "insertion") else "")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("methods")(methods_cmd)
+    app.command("metrics")(metrics_cmd)

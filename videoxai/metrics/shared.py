@@ -1,0 +1,116 @@
+"""Logits of perturbed clips, shared between metrics and between the methods of one clip.
+
+The perturbation metrics (deletion, insertion, faithfulness, monotonicity, …) run the model on
+the clip with some of its pixels replaced by a baseline, and many of those clips recur within an
+evaluation: every curve starts or ends at the clean clip or at the fully replaced one, for every
+method; ``faithfulness`` (keep 70 %) is one point of ``monotonicity``'s curve; the frame-unit
+curves of methods that rank the frames alike share their first steps. Inside a
+:func:`sharing` block, :meth:`videoxai.metrics.base.Metric.forward_batched` looks each perturbed
+clip up by a digest of its pixels and runs the model only on the clips it has not seen.
+
+The key is the clip itself (BLAKE2b of its shape and bytes), so a hit is an identical input and
+no metric has to describe its perturbation. What can change: a clip's logits computed beside other
+clips in a batch differ from a lone pass in the last bits (about 1e-7), like any change of batch
+composition. The evaluation runner opens one block per worker for its whole life, bounded to
+``max_entries`` clips (least recently used dropped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
+
+import torch
+
+from ..methods.base import batched
+from ..models.base import VideoModel
+
+
+class ForwardCache:
+    """Logits ``(C,)`` of clips already run through one model, by digest of the clip."""
+
+    def __init__(self, model: VideoModel, max_entries: int = 20000) -> None:
+        self.model = model
+        self.max_entries = int(max_entries)
+        self._logits: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def digest(clip: torch.Tensor) -> bytes:
+        """Key of one input ``(T, 3, H, W)``: its shape, dtype and bytes."""
+        c = clip.detach().contiguous().cpu()
+        h = hashlib.blake2b(f"{tuple(c.shape)}{c.dtype}".encode(), digest_size=16)
+        h.update(c.view(torch.uint8).numpy().data if c.numel() else b"")
+        return h.digest()
+
+    def forward(self, n: int, build: Callable[[slice], torch.Tensor], batch_size: int) -> torch.Tensor:
+        """Logits ``(n, C)`` of the ``n`` clips ``build`` makes, running only the unseen ones
+        through the model, ``batch_size`` at a time."""
+        model = self.model
+        out: list[torch.Tensor | None] = [None] * n
+        pending: list[tuple[int, bytes, torch.Tensor]] = []
+        queued: dict[bytes, list[int]] = {}
+        for s in batched(n, batch_size):
+            clips = build(s)
+            for j, i in enumerate(range(s.start, s.stop)):
+                key = self.digest(clips[j])
+                hit = self._logits.get(key)
+                if hit is not None:
+                    self._logits.move_to_end(key)
+                    out[i] = hit
+                    self.hits += 1
+                elif key in queued:              # the same clip twice in one request
+                    queued[key].append(i)
+                    self.hits += 1
+                else:
+                    queued[key] = [i]
+                    pending.append((i, key, clips[j]))
+                    self.misses += 1
+            while len(pending) >= batch_size:
+                self._run(pending[:batch_size], queued, out, model)
+                pending = pending[batch_size:]
+        if pending:
+            self._run(pending, queued, out, model)
+        return torch.stack(out) if n else torch.zeros(0, model.num_classes)
+
+    def _run(self, items, queued, out, model) -> None:
+        with torch.no_grad():
+            logits = model(torch.stack([c for _, _, c in items])).float()
+        for (_, key, _), row in zip(items, logits):
+            row = row.clone()
+            self._logits[key] = row
+            for i in queued.pop(key):
+                out[i] = row
+        while len(self._logits) > self.max_entries:
+            self._logits.popitem(last=False)
+
+
+_ACTIVE: ContextVar[ForwardCache | None] = ContextVar("videoxai_forward_cache", default=None)
+
+
+def active(model: VideoModel) -> ForwardCache | None:
+    """The cache of the enclosing :func:`sharing` block, if it is for ``model``."""
+    cache = _ACTIVE.get()
+    return cache if cache is not None and cache.model is model else None
+
+
+@contextmanager
+def sharing(model: VideoModel, cache: ForwardCache | None = None) -> Iterator[ForwardCache]:
+    """Share perturbed clips' logits of ``model`` between the metrics called inside the block.
+
+    >>> with sharing(model) as cache:
+    ...     d = vx.metrics.evaluate("deletion", model, clip, exp)
+    ...     i = vx.metrics.evaluate("insertion", model, clip, exp)   # reuses the clean and the blank clip
+    """
+    cache = cache if cache is not None else ForwardCache(model)
+    if cache.model is not model:
+        raise ValueError("the cache belongs to another model")
+    token = _ACTIVE.set(cache)
+    try:
+        yield cache
+    finally:
+        _ACTIVE.reset(token)
