@@ -273,7 +273,8 @@ class StreamSession:
         if not isinstance(key, str) or not authorised(self.settings, key, None):
             raise _Fatal(ServiceError(401, "unauthorized", "missing or wrong API key (send the X-API-Key header, "
                                                            "or api_key in the first message)"), CLOSE_POLICY)
-        self._ahead.appendleft(msg)
+        self._ahead.appendleft(msg)  # handled by _negotiate like any first message
+        self._ahead_bytes += _size(msg)
 
     async def _negotiate(self) -> tuple[StartMessage, ExplainSpec]:
         """Wait for a valid ``start``; answer ``ready``. Invalid ones get a non-fatal error."""
