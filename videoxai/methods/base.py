@@ -16,7 +16,7 @@ from typing import Callable, ClassVar, Iterable, Iterator, Literal, Sequence
 
 import torch
 
-from ..errors import InputError, UnknownMethodError, UnsupportedModelError
+from ..errors import InputError, UnknownMethodError, UnsupportedModelError, VideoXAIError
 from ..models.base import VideoModel
 from ..registry import Registry
 
@@ -96,7 +96,12 @@ class Method:
                 names = [p for p in sig.parameters if p not in ("self", "model")]
                 raise InputError(f"method {cls.name!r}: {e}; its options are: {', '.join(names)}") from None
             bound.apply_defaults()
-            init(self, model, *args, **kwargs)
+            try:
+                init(self, model, *args, **kwargs)
+            except VideoXAIError:
+                raise
+            except (TypeError, ValueError, ArithmeticError) as e:  # an option value the method cannot use
+                raise InputError(f"method {cls.name!r}: invalid options {kwargs}: {e}") from None
             # the most-derived __init__ records (a subclass without one inherits this one)
             if type(self).__init__ is cls.__init__:
                 self.options = {k: v for k, v in bound.arguments.items()

@@ -41,6 +41,10 @@ class STABNAttention(Method):
                 f"method 'stabn' explains ST-ABN models with their own attention; {model.name} "
                 f"({model.family}) is not one (train one with `videoxai stabn train`, or load "
                 "'demo-stabn')")
+        if not model.config.attention_branch:
+            raise UnsupportedModelError(
+                f"method 'stabn' needs an attention branch; {model.name} is the plain backbone "
+                "(explain it with gradcam)")
         self.weight_by_temporal = bool(weight_by_temporal)
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
