@@ -43,6 +43,9 @@ def cases(tmp: Path) -> list[tuple[str, ...]]:
         ("serve", "--work-dir", str(a_file)),
         ("stream", str(VIDEO), "--server", f"http://127.0.0.1:{closed_port()}"),
         ("evaluate", "--data", "synthetic:2", "--out", str(a_file), "--report-only"),
+        ("evaluate", "--data", "synthetic:2", "--out", str(a_file), "--methods", "staa", "--metrics", "energy"),
+        ("evaluate", "--data", "synthetic:2", "--methods", "rise(n_samples=abc)", "--out", str(tmp / "ev")),
+        ("demo", "--out", str(a_file), "--clips", "2"),
         ("nosuchcommand",),
     ]
 

@@ -110,7 +110,7 @@ def test_clips_limits_a_method_or_metric_to_the_first_clips_and_can_be_raised_la
 
     sel = resolve_methods("all", load_model(model_dir))
     assert sel.clips.get("ep2d") == 10 and "staa" in sel.specs and "staa" not in sel.clips
-    assert resolve_metrics("all").clips == {"randomisation": 5}
+    assert resolve_metrics("all").clips == {"randomisation": 5, "class_sensitivity": 20, "max_sensitivity": 5}
     assert resolve_metrics("energy(clips=2),energy").clips == {}
     assert resolve_metrics("energy(clips=2),energy(clips=5)").clips == {"energy": 5}
     for bad in ("energy(clips=0)", "energy(clips=two)", "energy(clips=true)"):

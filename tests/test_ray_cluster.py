@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from videoxai.data.synthetic import SyntheticVideos
+from test_evaluation import model_dir  # noqa: F401  (the tiny TimeSformer checkpoint fixture)
 from videoxai.evaluation import evaluate
 
 pytestmark = pytest.mark.slow
@@ -103,22 +103,6 @@ def cluster():
     finally:
         _stop(temp)
         shutil.rmtree(temp, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A tiny TimeSformer checkpoint with the synthetic benchmark's 4 classes."""
-    from conftest import tiny_hf
-
-    labels = SyntheticVideos(1).labels
-    net = tiny_hf("timesformer", num_labels=4, id2label=dict(enumerate(labels)),
-                  label2id={name: i for i, name in enumerate(labels)})
-    d = tmp_path_factory.mktemp("ray_cluster_model")
-    net.save_pretrained(d)
-    (d / "preprocessor_config.json").write_text(json.dumps({
-        "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32},
-        "image_mean": [0.45] * 3, "image_std": [0.225] * 3}))
-    return str(d)
 
 
 def results(db: Path) -> list[tuple]:

@@ -140,3 +140,92 @@ def test_staa_on_a_wrapped_cnn_is_unsupported():
     frames = np.random.default_rng(0).integers(0, 256, size=(4, 24, 24, 3), dtype=np.uint8)
     with pytest.raises(UnsupportedModelError, match="attention"):
         vx.explain(model, vx.Clip.from_array(frames), method="staa")
+
+
+# -- Grad-CAM on any wrapped network: the layer is found, named and recorded -----------------------
+class C3DStyle(nn.Module):
+    """A C3D-style network: conv blocks with max pooling, global average pooling, a classifier."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.features = nn.Sequential(
+            nn.Sequential(nn.Conv3d(3, 8, 3, padding=1), nn.ReLU()),       # features.0: conv1
+            nn.MaxPool3d((1, 2, 2)),                                          # features.1: pool1
+            nn.Sequential(nn.Conv3d(8, 12, 3, padding=1), nn.ReLU()),       # features.2: conv2
+            nn.MaxPool3d((2, 2, 2)),                                          # features.3: pool2
+            nn.Sequential(nn.Conv3d(12, 16, 3, padding=1), nn.ReLU()),      # features.4: last block
+        )
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def _hooks(net: nn.Module) -> int:
+    return sum(len(m._forward_hooks) for m in net.modules())
+
+
+def test_gradcam_finds_the_last_conv_block_and_gives_the_textbook_map():
+    net = C3DStyle()
+    model = vx.wrap(net, num_frames=4, input_size=16)
+    frames = np.random.default_rng(3).integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8)
+    exp = vx.explain(model, frames, "gradcam", target=2)
+    assert exp.options["layer"] == "features.4" and _hooks(net) == 0
+
+    # Grad-CAM by hand (Selvaraju et al.): A = the block's activation, w_c = mean of dy/dA_c over
+    # (T', H', W'), map = ReLU(Σ_c w_c A_c)
+    x = torch.from_numpy(frames).float().div(255).permute(0, 3, 1, 2)[None]
+    acts = {}
+    handle = net.features[4].register_forward_hook(lambda m, i, o: acts.setdefault("a", o))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    a = acts["a"]
+    (g,) = torch.autograd.grad(logits[0, 2], a)
+    by_hand = torch.relu((g.mean((2, 3, 4), keepdim=True) * a).sum(1))[0].detach()
+    assert by_hand.shape == (2, 4, 4) and by_hand.max() > 0
+    np.testing.assert_allclose(exp.raw, by_hand.numpy(), rtol=1e-4, atol=1e-6)
+
+    # the module object gives the same map and records its name; an explicit earlier block differs
+    same = vx.explain(model, frames, "gradcam", target=2, layer=net.features[4])
+    assert same.options["layer"] == "features.4"
+    np.testing.assert_allclose(same.raw, exp.raw, rtol=1e-6)
+    assert vx.explain(model, frames, "gradcam", target=2, layer="features.2").raw.shape == (4, 8, 8)
+
+
+def test_the_report_names_the_layer_used(tmp_path):
+    from videoxai.viz.report import write_report
+
+    model = vx.wrap(C3DStyle(), num_frames=4, input_size=16)
+    frames = np.random.default_rng(3).integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8)
+    html = write_report(tmp_path / "r.html", frames, vx.explain(model, frames, "gradcam")).read_text()
+    assert "<tr><th>layer</th><td><code>features.4</code></td></tr>" in html and "None" not in html
+
+
+def test_gradcam_layer_errors_name_the_valid_layers():
+    net = C3DStyle()
+    model = vx.wrap(net, num_frames=4, input_size=16)
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    with pytest.raises(InputError, match=r"no layer 'features.9'; did you mean 'features.4', .*'features.0'\?"):
+        vx.explain(model, frames, "gradcam", layer="features.9")
+    with pytest.raises(InputError, match="layer Conv3d is not a module of custom"):
+        vx.explain(model, frames, "gradcam", layer=nn.Conv3d(3, 3, 1))
+    # a network without any (T', H', W') output says what to do
+    flat = vx.wrap(nn.Sequential(nn.Flatten(), nn.Linear(4 * 3 * 8 * 8, 2)), num_frames=4, input_size=8,
+                   layout="BTCHW")
+    with pytest.raises(InputError, match="no layer of custom outputs a"):
+        vx.explain(flat, np.zeros((4, 8, 8, 3), np.uint8), "gradcam")
+    assert _hooks(flat.net) == 0
+
+
+def test_layer_search_removes_its_hooks_when_the_forward_fails():
+    net = TinyCNN()
+    model = vx.wrap(net, num_frames=4, input_size=24, layout="BTCHW")  # TinyCNN asserts BCTHW
+    with pytest.raises(AssertionError):
+        model.locate_cam_layer()
+    assert _hooks(net) == 0
+    right = vx.wrap(net, num_frames=4, input_size=24)
+    assert right.locate_cam_layer() == "conv" and _hooks(net) == 0

@@ -19,6 +19,7 @@ from .explanation import Explanation
 from .methods.refine import Refine
 from .models import load_model, wrap
 from .models.base import VideoModel
+from .timeline import VideoExplanation, explain_video
 from .version import __version__  # from the package metadata (pyproject.toml)
 
 
@@ -40,6 +41,6 @@ def render(exp: Explanation, clip: Clip, path, **kwargs):
     return _render(exp, clip, path, **kwargs)
 
 
-__all__ = ["Clip", "Cost", "Explanation", "Refine", "VideoModel", "explain", "load_model", "wrap",
+__all__ = ["Clip", "Cost", "Explanation", "Refine", "VideoModel", "explain", "explain_video", "VideoExplanation", "load_model", "wrap",
            "read_video", "sliding_windows", "render", "methods", "metrics", "VideoXAIError", "InputError",
            "VideoReadError", "UnknownModelError", "UnknownMethodError", "UnknownNameError", "UnsupportedModelError"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Literal
+
 import numpy as np
 import torch
 
@@ -16,61 +19,120 @@ from .methods.refine import Refine, normalise_max
 from .models.base import VideoModel
 
 
+WorkingSize = Literal["model", "full"]
+WORKING_SIZES = ("model", "full")
+
+
 def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "staa",
-            target: int | None = None, *, refine: bool | dict | Refine | None = None,
-            **options) -> Explanation:
+            target: int | str | None = None, *, refine: bool | dict | Refine | None = None,
+            working_size: WorkingSize = "model", **options) -> Explanation:
     """Explain ``model``'s prediction on ``clip`` with ``method``.
 
     Args:
         model: a :class:`~videoxai.models.base.VideoModel` (``vx.load_model`` / ``vx.wrap``).
         clip: a :class:`~videoxai.clip.Clip` (or ``(T, H, W, 3)`` frames).
         method: a registered name (``vx.methods.available()``) or a constructed method.
-        target: class to explain; ``None`` explains the predicted class.
+        target: class to explain, by index or by name (``"blue square"``: exact, then
+            case-insensitive); ``None`` explains the predicted class.
         refine: post-processing of the map (threshold, focusing, smoothing); ``None`` uses the
             method's documented default, ``False`` turns it off, ``True`` forces the default
             settings, a dict or :class:`~videoxai.methods.refine.Refine` sets them.
+        working_size: the frames the method perturbs and differentiates. ``"model"`` (default):
+            the model's crop box resampled to its input size, exactly the pixels the network
+            sees (:meth:`~videoxai.models.base.Preprocess.resize_box`); the map is pasted back
+            through the crop box onto the original frames. On a 720p clip and a 112-pixel model
+            this makes gradient and perturbation methods many times cheaper, and the model's
+            predictions are unchanged (the same input reaches the network). ``"full"``: work on
+            the original frames, for gradients at full resolution (every original pixel gets its
+            own value; pixels outside the crop box get zero). Frames whose crop box is no larger
+            than the model input are used as they are either way.
         **options: the method's options (see its class).
 
     Returns:
         An :class:`~videoxai.explanation.Explanation` whose ``spatial`` is ``(T, H, W)`` at the
-        clip's original size and ``temporal`` is ``(T,)`` summing to 1.
+        clip's original size and ``temporal`` is ``(T,)`` summing to 1. ``meta["working_frame"]``
+        is the ``(h, w)`` the method worked at; ``meta["weights"]`` says where the model's weights
+        came from when the loader knows (``"random"`` with a ``meta["warnings"]`` line when they
+        are untrained).
     """
     if not isinstance(model, VideoModel):
         raise InputError(f"vx.explain needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
+    if working_size not in WORKING_SIZES:
+        raise InputError(f"working_size must be 'model' or 'full', got {working_size!r}")
     if not isinstance(clip, Clip):
         clip = Clip.from_array(clip)
+    if isinstance(target, str):
+        target = model.class_index(target)
+    worker, x = working_view(model, clip, working_size)
     if isinstance(method, Method):
         if options:
             raise InputError("pass options when constructing the method, not to explain()")
         m = method
     else:
-        m = get_method(method)(model, **options)
+        m = get_method(method)(worker, **options)
     settings = Refine.parse(m.default_refine if refine is None else refine)
-    x = clip.to_tensor(model.device)
 
-    with CostMeter(model) as meter:
-        attr = m.attribute(x, target=target)
-        _check_attribution(attr, m.name, x.shape[0])
-        logits = attr.logits if attr.logits is not None else m.clean_logits(x)
-        spatial, temporal, raw = finish_maps(attr, model, clip.num_frames, (clip.height, clip.width),
-                                             settings)
+    own_model = m.model
+    m.model = worker  # a constructed method runs on the working view too; restored below
+    try:
+        with CostMeter(model) as meter:
+            attr = m.attribute(x, target=target)
+            _check_attribution(attr, m.name, x.shape[0])
+            logits = attr.logits if attr.logits is not None else m.clean_logits(x)
+            if worker is not model:  # the working frame *is* the crop box of the original frames
+                attr = replace(attr, space="crop")
+            spatial, temporal, raw = finish_maps(attr, model, clip.num_frames, (clip.height, clip.width),
+                                                 settings)
+    finally:
+        m.model = own_model
 
     probs = logits[0].detach().float().softmax(-1).cpu().numpy()
     tgt = int(attr.target[0])
     options_used = dict(m.options)
     options_used["refine"] = settings.to_dict() if not settings.is_off else False
-    meta = {k: _to_numpy(v) for k, v in (attr.extras or {}).items()}
+    options_used["working_size"] = working_size
+    meta = {"model": model.name, "source": clip.source, "fps": clip.fps,
+            "crop_box": _crop_box(model, clip), "working_frame": [int(x.shape[-2]), int(x.shape[-1])]}
+    meta.update(weights_meta(model))
+    meta.update({k: _to_numpy(v) for k, v in (attr.extras or {}).items()})
     return Explanation(spatial=spatial[0], temporal=temporal[0], target=tgt, label=model.labels[tgt],
                        score=float(probs[tgt]), probs=probs, method=m.name, options=options_used,
-                       cost=meter.cost, raw=raw[0], frame_indices=clip.indices.copy(),
-                       meta={"model": model.name, "source": clip.source, "fps": clip.fps,
-                             "crop_box": _crop_box(model, clip), **meta})
+                       cost=meter.cost, raw=raw[0], frame_indices=clip.indices.copy(), meta=meta)
 
 
 def _crop_box(model: VideoModel, clip: Clip) -> list[int]:
     """``[top, left, height, width]`` of the region of the frames the model sees (its crop), in
     the clip's pixels: the maps are zero outside it, and overlays outline it."""
     return [int(v) for v in model.preprocess.crop_box(clip.height, clip.width).as_ints(clip.height, clip.width)]
+
+
+def working_view(model: VideoModel, clip: Clip, working_size: WorkingSize = "model"
+                 ) -> tuple[VideoModel, torch.Tensor]:
+    """The model a method runs on and the pixels ``(1, T, 3, h, w)`` it explains.
+
+    With ``"model"`` and a crop box larger than the model input, the pixels are the crop box
+    resampled to the input size and the model is :meth:`~VideoModel.at_model_size` (so the
+    network gets the very same input); otherwise the clip's own frames and the model itself.
+    Only the crop box is converted to float, so a 4K clip never exists as a float tensor.
+    """
+    h, w = model.input_size
+    top, left, bh, bw = _crop_box(model, clip)
+    if working_size == "full" or (bh <= h and bw <= w):
+        return model, clip.to_tensor(model.device)
+    box = Clip(clip.frames[:, top:top + bh, left:left + bw]).to_tensor(model.device)
+    return model.at_model_size(), model.preprocess.resize_box(box)
+
+
+def weights_meta(model: VideoModel) -> dict:
+    """``{"weights": source}`` when the loader knows it, plus a warning line for random weights."""
+    source = getattr(model, "weights_source", None)
+    if source is None:
+        return {}
+    out = {"weights": source}
+    if source == "random":
+        out["warnings"] = [f"{model.name} has RANDOM weights (no trained weights were found): its "
+                           "predictions and explanations mean nothing"]
+    return out
 
 
 def finish_maps(attr: Attribution, model: VideoModel, num_frames: int, frame_size: tuple[int, int],

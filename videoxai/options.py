@@ -40,7 +40,7 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, ClassVar, Literal, Union, get_args, get_origin
 
-from .errors import InputError
+from .errors import InputError, VideoXAIError
 
 __all__ = ["Opt", "Option", "OptionError", "Configurable", "declared_options", "parse_value",
            "parse_options", "parse_spec", "format_spec", "split_top_level", "parse_assignments",
@@ -465,7 +465,12 @@ class Configurable:
             lead = lead + tuple(kwargs.pop(a) for a in me.arguments[len(lead):])
             given.update(kwargs)
             typed = parse_options(declared, given, me._owner(), extra=me._takes_extra())
-            init(self, *lead, **typed)
+            try:
+                init(self, *lead, **typed)
+            except VideoXAIError:
+                raise
+            except (TypeError, ValueError, ArithmeticError) as e:  # a value the plug-in cannot use
+                raise InputError(f"{me._owner()}: invalid options {given}: {e}") from None
             self.options = typed
 
         parsed_init.__signature__ = inspect.signature(init)

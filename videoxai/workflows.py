@@ -25,18 +25,30 @@ class ExplainResult:
     report: Path
     explanations: list[Explanation]
     files: dict[str, list[Path]] = field(default_factory=dict)
+    #: sliding-window explanations over the whole video, one per method (``window_stride`` given)
+    videos: list = field(default_factory=list)
 
 
 def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Sequence[str], out_dir: str | Path,
-                  *, target: int | None = None, refine=None, options: dict | None = None,
+                  *, target: int | str | None = None, refine=None, options: dict | None = None,
+                  working_size: str = "model",
                   notes: dict | None = None, window: tuple[int, int] | None = None,
+                  start: float | str | None = None, end: float | str | None = None,
+                  window_stride: int | None = None, frame_step: int = 1,
                   on_method: Callable[[str], None] | None = None) -> ExplainResult:
     """Explain one video with one or more methods and write a report.
 
-    Writes, per method, ``<method>.npz`` (the explanation), ``<method>.mp4`` (overlay video) and
-    ``<method>_curve.png`` (temporal curve), and one self-contained ``report.html``.
+    Without ``window_stride``: ``model.num_frames`` frames sampled uniformly over the video (or
+    over ``[start, end)``) are explained; writes, per method, ``<method>.npz`` (the explanation),
+    ``<method>.mp4`` (overlay video) and ``<method>_curve.png`` (temporal curve), and one
+    self-contained ``report.html``.
+
+    With ``window_stride``: sliding windows over the whole video (or ``[start, end)``), see
+    :func:`videoxai.timeline.explain_video`; writes ``<method>.mp4`` (the overlay of the whole
+    video) per method and ``report.html`` with the timeline.
     """
-    from .data.video import read_video
+    from .data.video import probe, read_video
+    from .timeline import parse_time
     from .viz.curve import temporal_curve
     from .viz.overlay import render
     from .viz.report import write_report
@@ -44,12 +56,22 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(model) if isinstance(model, str) else model
-    clip = video if isinstance(video, Clip) else read_video(video, num_frames=model.num_frames)
+    if window_stride is not None:
+        return _explain_windows(video, model, methods, out, target=target, refine=refine, options=options,
+                                working_size=working_size, notes=notes, start=start, end=end,
+                                window_stride=window_stride, frame_step=frame_step, on_method=on_method)
+    if isinstance(video, Clip):
+        clip = video
+    else:
+        fps = probe(video)["fps"] if start is not None or end is not None else None
+        clip = read_video(video, num_frames=model.num_frames, start=parse_time(start, fps, "start"),
+                          end=parse_time(end, fps, "end"))
     exps, files = [], {"npz": [], "overlay": [], "curve": []}
     for name in methods:
         if on_method:
             on_method(name)
-        exp = explain(model, clip, name, target=target, refine=refine, **(options or {}).get(name, {}))
+        exp = explain(model, clip, name, target=target, refine=refine, working_size=working_size,
+                      **(options or {}).get(name, {}))
         exps.append(exp)
         files["npz"].append(exp.save(out / f"{name}.npz"))
         files["overlay"].append(render(exp, clip, out / f"{name}.mp4"))
@@ -57,6 +79,28 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     report = write_report(out / "report.html", clip, exps, title=f"{model.name}: {Path(str(clip.source)).name}",
                           notes=notes, window=window, labels=model.labels)
     return ExplainResult(report=report, explanations=exps, files=files)
+
+
+def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path, *, target, refine, options,
+                     working_size, notes, start, end, window_stride, frame_step, on_method) -> ExplainResult:
+    from .data.video import write_video
+    from .timeline import explain_video as explain_windows
+    from .viz.overlay import overlay_frames
+    from .viz.report import write_timeline_report
+
+    videos, files = [], {"overlay": []}
+    for name in methods:
+        if on_method:
+            on_method(name)
+        v = explain_windows(model, video, name, window_stride=window_stride, frame_step=frame_step, start=start,
+                            end=end, target=target, refine=refine, working_size=working_size,
+                            **(options or {}).get(name, {}))
+        videos.append(v)
+        files["overlay"].append(write_video(overlay_frames(v.frames, v.spatial), out / f"{name}.mp4",
+                                            fps=v.fps or 8.0))
+    source = Path(str(videos[0].source)).name
+    report = write_timeline_report(out / "report.html", videos, title=f"{model.name}: {source}", notes=notes)
+    return ExplainResult(report=report, explanations=[], files=files, videos=videos)
 
 
 @dataclass

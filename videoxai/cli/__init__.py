@@ -27,6 +27,7 @@ app = typer.Typer(name="videoxai", no_args_is_help=True, add_completion=False, p
                   help="Explain video classifiers: where and when the evidence for a prediction lies. "
                        "Add --debug to any command to see the traceback of an error.")
 
+
 def _fold_long_words_in_help() -> None:
     """Typer puts option help in table cells whose default overflow cuts a word longer than the
     column ("ucf24:ROOT[,annotations=FILE.j…" at 80 columns): fold such words onto the next line."""

@@ -27,8 +27,13 @@ def explain_cmd(
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name>, or a directory."),
     method: str = typer.Option("staa", "--method", help="Method name, or several separated by commas."),
     out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory."),
-    target: Optional[int] = typer.Option(None, help="Class index to explain (default: the prediction)."),
+    target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' (default: the prediction)."),
+    full_resolution: bool = typer.Option(False, "--full-resolution", help="Perturb and differentiate the original frames instead of the model's view of them (its crop box at its input size; slower, finer gradient maps)."),
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Threshold/focus/smooth the maps (default: per method)."),
+    start: Optional[str] = typer.Option(None, help="Where to start: seconds ('2.5s') or a frame number ('60')."),
+    end: Optional[str] = typer.Option(None, help="Where to stop (excluded): seconds ('7s') or a frame number ('120')."),
+    window_stride: Optional[int] = typer.Option(None, "--window-stride", help="Explain sliding windows of the model's clip length over the whole video (or --start/--end), this many frames apart; the report gets a timeline."),
+    frame_step: int = typer.Option(1, "--frame-step", help="With --window-stride: use every N-th frame of the video."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …", callback=check_device),
     option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable), e.g. -O n_steps=32."),
 ) -> None:
@@ -45,16 +50,33 @@ def explain_cmd(
     probe(video)  # not a video, or no readable header: say so before loading a model
     methods = [m.strip() for m in method.split(",") if m.strip()]
     opts = _parse_options(option)
+    working_size = opts.pop("working_size", "full" if full_resolution else "model")  # -O working_size=full too
     for m in methods:
         get(m).parse_options(opts)  # unknown names and bad options fail before the model loads
     with console.status(f"loading {model}…"):
         vm = load_model(model, device=device)
+    target_index = None if target is None else vm.class_index(_target_value(target, vm.labels))
     with console.status("explaining…") as status:
-        result = explain_video(video, vm, methods, out, target=target, refine=refine,
+        result = explain_video(video, vm, methods, out, target=target_index, refine=refine,
+                               working_size=working_size,
+                               start=start, end=end, window_stride=window_stride, frame_step=frame_step,
                                options={m: opts for m in methods},
                                on_method=lambda m: status.update(f"explaining with {m}…"))
-    _summary(result.explanations)
+    if result.videos:
+        _window_summary(result.videos)
+    else:
+        _summary(result.explanations)
     console.print(f"report: [bold]{result.report}[/]")
+
+
+def _target_value(text: str, labels: list[str]) -> int | str:
+    """A ``--target`` value: a class name if one is called that, else an index if it is a number."""
+    if text in labels:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def demo_cmd(
@@ -106,6 +128,18 @@ def _summary(exps) -> None:
                       f"{e.cost.seconds:.3f}", str(e.cost.forward_passes), str(e.cost.backward_passes),
                       f"{e.cost.peak_memory_mb:.0f}")
     console.print(table)
+
+
+def _window_summary(videos) -> None:
+    for v in videos:
+        table = Table(title=f"{v.method}: {len(v.windows)} windows")
+        for col in ("window", "time", "frames", "prediction", "p", "explained", "seconds"):
+            table.add_column(col)
+        for w in v.windows:
+            when = f"{w.start_s:.2f}–{w.end_s:.2f} s" if w.start_s is not None else ""
+            table.add_row(str(w.index), when, f"#{w.frame_indices[0]}–#{w.frame_indices[-1]}", w.predicted_label,
+                          f"{w.predicted_score:.3f}", w.label, f"{w.cost.seconds:.2f}")
+        console.print(table)
 
 
 def register(app: typer.Typer) -> None:

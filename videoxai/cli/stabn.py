@@ -74,7 +74,11 @@ def train_cmd(
     size: int = typer.Option(64, help="Input size (pixels a side)."),
     epochs: int = typer.Option(12),
     batch_size: int = typer.Option(16),
-    lr: float = typer.Option(0.05, help="Initial learning rate (×0.1 at 1/2 and 5/6 of the epochs)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the recipe's, 0.002 / 0.01)."),
+    recipe: str = typer.Option("small", help="small (AdamW, warm-up + cosine, label smoothing) or "
+                               "reference (the paper code's SGD, ×0.1 at 1/2 and 5/6 of the epochs)."),
+    temporal_attention: str = typer.Option("residual", help="residual: F·(1+M_t); gate: F·M_t (the reference)."),
+    backbone_only: bool = typer.Option(False, "--backbone-only", help="Train the plain backbone (no attention branch): the baseline."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
@@ -84,10 +88,13 @@ def train_cmd(
     from ..stabn.train import TrainConfig, train
 
     _threads(threads)
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    console.print(f"training an ST-ABN ({backbone}) on {data} for {epochs} epochs → {out}")
+    config = TrainConfig.recipe(recipe, epochs=epochs, batch_size=batch_size, seed=seed,
+                                **({"lr": lr} if lr is not None else {}))
+    what = "the plain backbone" if backbone_only else "an ST-ABN"
+    console.print(f"training {what} ({backbone}) on {data} for {epochs} epochs → {out}")
     result = train(data, out, val_data=val_data, backbone=backbone, num_frames=frames, input_size=size,
-                   config=config, resume=resume, device=device, on_epoch=_print_epoch, command=_command(ctx))
+                   config=config, resume=resume, device=device, on_epoch=_print_epoch, command=_command(ctx),
+                   attention_branch=not backbone_only, temporal_attention=temporal_attention)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")
     console.print(f"model: [bold]{result.model_dir}[/]  (vx.load_model('{result.model_dir}'))")
@@ -155,7 +162,7 @@ def finetune_cmd(
     gamma_t: float = typer.Option(10.0, "--gamma-t", help="Weight γ_t of L_temp (0: no human knowledge)."),
     epochs: int = typer.Option(2),
     batch_size: int = typer.Option(16),
-    lr: float = typer.Option(0.01),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (default: finetune_config's)."),
     freeze: str = typer.Option("feature_extractor", help="Frozen module groups, comma-separated "
                                "(feature_extractor, attention_branch, perception_branch), or 'none'."),
     unfreeze_at: Optional[int] = typer.Option(None, help="Epoch from which every group trains."),
@@ -180,7 +187,7 @@ def finetune_cmd(
         val_set = (open_dataset(val_spec, "val", num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
                    if val_spec else None)
     frozen = () if freeze.strip().lower() == "none" else tuple(g.strip() for g in freeze.split(",") if g.strip())
-    config = finetune_config(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    config = finetune_config(epochs=epochs, batch_size=batch_size, seed=seed, **({"lr": lr} if lr is not None else {}))
     result = finetune(vm, train_set, es, out, gamma_t=gamma_t, config=config, frozen=frozen,
                       unfreeze_at=unfreeze_at, edited_only=edited_only, val=val_set, resume=resume,
                       on_epoch=_print_epoch, command=_command(ctx))

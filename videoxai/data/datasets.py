@@ -27,6 +27,8 @@ Clips are sampled uniformly with the model's number of frames (``num_frames``). 
 each clip's ``key`` without decoding it, so a resumed evaluation skips finished clips for free.
 Class names are mapped onto the model's labels when ``labels=`` is given to
 :func:`load_dataset` (a class the model does not know is an error, not a silent mismatch).
+Without ``labels=``, a ``folder:`` CSV whose labels are names defines the classes itself: the
+distinct names, sorted (as image-folder loaders do), in ``dataset.class_names``.
 """
 
 from __future__ import annotations
@@ -322,29 +324,53 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         if reader.fieldnames is None or "video" not in reader.fieldnames:
             raise InputError(f"{csv_path}: the header must name a 'video' column (and 'label'); "
                              f"got {reader.fieldnames}")
-        entries = []
-        for n, row in enumerate(reader, start=2):
-            where = f"{csv_path}:{n}"
-            rel = (row.get("video") or "").strip()
-            if not rel:
-                raise InputError(f"{where}: empty video path")
-            path = root / rel
-            if not path.is_file():
-                raise InputError(f"{where}: no video file {path}")
-            label, name = (None, None)
-            if (row.get("label") or "").strip():
-                label, name = _label_index(row["label"], classes, where)
-            window = None
-            if (row.get("start") or "").strip() or (row.get("end") or "").strip():
-                start = _int_option(row.get("start"), "start", where)
-                end = _int_option(row.get("end"), "end", where)
-                if not 0 <= start < end:
-                    raise InputError(f"{where}: window [{start}, {end}) is empty or negative")
-                window = (start, end)
-            entries.append(_Entry(rel, path, label, name, window))
+        rows = list(reader)
+    if classes is None:  # no model's classes to map names onto: named labels define them
+        classes = _classes_from_names(rows, csv_path)
+    entries = []
+    for n, row in enumerate(rows, start=2):
+        where = f"{csv_path}:{n}"
+        rel = (row.get("video") or "").strip()
+        if not rel:
+            raise InputError(f"{where}: empty video path")
+        path = root / rel
+        if not path.is_file():
+            raise InputError(f"{where}: no video file {path}")
+        label, name = (None, None)
+        if (row.get("label") or "").strip():
+            label, name = _label_index(row["label"], classes, where)
+        window = None
+        if (row.get("start") or "").strip() or (row.get("end") or "").strip():
+            start = _int_option(row.get("start"), "start", where)
+            end = _int_option(row.get("end"), "end", where)
+            if not 0 <= start < end:
+                raise InputError(f"{where}: window [{start}, {end}) is empty or negative")
+            window = (start, end)
+        entries.append(_Entry(rel, path, label, name, window))
     if len({e.key for e in entries}) != len(entries):
         raise InputError(f"{csv_path}: a video is listed twice")
-    return VideoListDataset(entries, num_frames, side)
+    ds = VideoListDataset(entries, num_frames, side)
+    ds.class_names = list(classes) if classes is not None else None
+    return ds
+
+
+def _classes_from_names(rows: Sequence[dict], csv_path: Path) -> list[str] | None:
+    """The class list of a labels CSV whose labels are names: the distinct names, sorted (as
+    image-folder loaders do), or ``None`` when the labels are class indices (or absent)."""
+    labels = [(n, (row.get("label") or "").strip()) for n, row in enumerate(rows, start=2)]
+    labels = [(n, text) for n, text in labels if text]
+    names = [(n, text) for n, text in labels if not text.lstrip("-").isdigit()]
+    if not names:
+        return None
+    if len(names) != len(labels):
+        n = next(n for n, text in labels if text.lstrip("-").isdigit())
+        raise InputError(f"{csv_path}:{n}: label is an index, but other rows give class names; "
+                         "use names (or indices) throughout")
+    seen: dict[str, str] = {}
+    for n, text in names:
+        if seen.setdefault(text.lower(), text) != text:
+            raise InputError(f"{csv_path}:{n}: labels {seen[text.lower()]!r} and {text!r} differ only by case")
+    return sorted(seen.values())
 
 
 # -- UCF101-24-style per-frame boxes -------------------------------------------------------------

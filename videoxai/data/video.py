@@ -30,6 +30,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError, VideoReadError, VideoXAIError
+from .windows import Tail, WindowPlanner, WindowSpan
 
 __all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices",
            "WRITERS", "FrameTooLargeError", "MAX_PIXELS"]
@@ -410,7 +411,8 @@ def _check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float) 
 
 
 def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: int | None = None, *,
-                    frame_step: int = 1, max_side: int | None = None,
+                    frame_step: int = 1, max_side: int | None = None, start: float | None = None,
+                    end: float | None = None, tail: Tail = "pad",
                     max_pixels: int | None = MAX_PIXELS) -> Iterator[Clip]:
     """Windows of ``num_frames`` consecutive (sub-sampled) frames, decoded as a stream.
 
@@ -418,13 +420,15 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
     memory. Frames are first sub-sampled by ``frame_step`` (every ``frame_step``-th frame of the
     file or clip);
     windows then start every ``stride`` sub-sampled frames (default ``num_frames``: no overlap;
-    smaller: overlapping; larger: gaps).
+    smaller: overlapping; larger: gaps). Where windows start and end is decided by
+    :class:`~videoxai.data.windows.WindowPlanner`, shared with the stream service.
 
-    The last window is **padded by repeating the last frame** when the video ends inside it, so
-    every window has exactly ``num_frames`` frames; its ``indices`` show the repeated source
-    index and ``meta["padding"]`` how many frames were added. A window is emitted only if it holds
-    a frame no earlier window reached, so the end of the video is never reported twice. A video
-    shorter than one window gives one padded window.
+    By default (``tail="pad"``) the last window is **padded by repeating the last frame** when the
+    video ends inside it, so every window has exactly ``num_frames`` frames; its ``indices`` show
+    the repeated source index and ``meta["padding"]`` how many frames were added. With
+    ``tail="shift"`` the last window is instead the last ``num_frames`` frames (no repeats). A
+    window is emitted only if it holds a frame no earlier window reached, so the end of the video
+    is never reported twice. A video shorter than one window gives one padded window.
 
     Args:
         path_or_clip: a video file or a :class:`~videoxai.Clip` already in memory.
@@ -432,6 +436,8 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
         stride: sub-sampled frames between window starts.
         frame_step: take every ``frame_step``-th frame.
         max_side: shrink large frames (files only, as in :func:`read_video`).
+        start, end: time range in seconds (files only, as in :func:`read_video`).
+        tail: ``"pad"`` or ``"shift"`` (see above).
         max_pixels: refuse larger decoded frames (files only, as in :func:`read_video`).
 
     Yields:
@@ -444,64 +450,67 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
     num_frames = _check_count(name, num_frames, "num_frames", error)
     stride = num_frames if stride is None else _check_count(name, stride, "stride", error)
     frame_step = _check_count(name, frame_step, "frame_step", error)
+    if tail not in ("pad", "shift"):
+        raise error(f"{name}: tail must be 'pad' or 'shift', got {tail!r}")
     if is_clip:
+        if start is not None or end is not None:
+            raise InputError("start and end apply to video files; select a clip's frames with clip.subclip")
         clip = path_or_clip
         source = ((int(i), clip.frames[k]) for k, i in enumerate(clip.indices))
-        return _windows(source, num_frames, stride, frame_step, clip.source, lambda: clip.fps)
+        return _windows(source, num_frames, stride, frame_step, tail, clip.source, lambda: clip.fps)
     path = _check_path(path_or_clip)
     max_side = _check_count(path, max_side, "max_side")
     max_pixels = _check_count(path, max_pixels, "max_pixels")
-    return _file_windows(path, num_frames, stride, frame_step, max_side, max_pixels)
+    lo, hi = _check_range(path, start, end)
+    return _file_windows(path, num_frames, stride, frame_step, tail, max_side, max_pixels, lo, hi)
 
 
-def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int,
-                  max_side: int | None, max_pixels: int | None) -> Iterator[Clip]:
+def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tail: Tail,
+                  max_side: int | None, max_pixels: int | None, lo: float, hi: float) -> Iterator[Clip]:
     dec = _Decoder(path, max_pixels)
-    source = ((index, frame) for index, _, frame in dec.frames())
+
+    def source() -> Iterator[tuple[int, av.VideoFrame]]:
+        for index, t, frame in dec.frames():
+            if t >= hi:
+                return
+            if t >= lo:
+                yield index, frame
+
     yielded = False
-    for window in _windows(source, num_frames, stride, frame_step, str(path),
+    for window in _windows(source(), num_frames, stride, frame_step, tail, str(path),
                            lambda: dec.header.fps if dec.header else None,
                            convert=lambda f: dec.to_rgb(f, max_side)):
         yielded = True
         yield window
     if not yielded:
-        raise VideoReadError(f"{path}: the video has no decodable frame")
+        _check_nonempty(path, 0, lo > 0 or hi < float("inf"), lo, hi)
 
 
 def _windows(source: Iterator[tuple[int, object]], num_frames: int, stride: int, frame_step: int,
-             name: str | None, get_fps: Callable[[], float | None],
+             tail: Tail, name: str | None, get_fps: Callable[[], float | None],
              convert: Callable[[object], np.ndarray] = np.asarray) -> Iterator[Clip]:
     """Core of :func:`sliding_windows` over ``(source index, frame)`` pairs in order."""
-    buf: deque[tuple[int, int, np.ndarray]] = deque()  # (position, source index, rgb)
-    start = 0          # position (in sub-sampled frames) where the next window starts
-    covered = -1       # last position any emitted window has reached
-    k = 0
-    pos = -1
+    planner = WindowPlanner(num_frames, stride, tail)
+    buf: deque[tuple[int, np.ndarray]] = deque(maxlen=num_frames)  # (source index, rgb) kept frames
     for n, (index, frame) in enumerate(source):
         if n % frame_step:
             continue
-        pos += 1
-        if pos < start:  # a gap between windows (stride > num_frames)
-            continue
-        buf.append((pos, index, convert(frame)))
-        if pos == start + num_frames - 1:
-            yield _window(buf, num_frames, get_fps(), name, k, start)
-            covered, k = pos, k + 1
-            start += stride
-            while buf and buf[0][0] < start:
-                buf.popleft()
-    if buf and pos > covered:
-        yield _window(buf, num_frames, get_fps(), name, k, start)
+        keep, span = planner.push()
+        if keep:
+            buf.append((index, convert(frame)))
+        if span is not None:
+            yield _window(list(buf), span, get_fps(), name)
+    span = planner.finish()
+    if span is not None:
+        yield _window(list(buf)[len(buf) - (span.stop - span.start):], span, get_fps(), name)
 
 
-def _window(buf, num_frames: int, fps, name, k: int, start: int) -> Clip:
-    items = list(buf)[:num_frames]
-    pad = num_frames - len(items)
-    items += [items[-1]] * pad
-    frames = np.stack([f for _, _, f in items])
-    indices = np.asarray([i for _, i, _ in items], dtype=np.int64)
+def _window(items: list[tuple[int, np.ndarray]], span: WindowSpan, fps, name) -> Clip:
+    items = items + [items[-1]] * span.padding
+    frames = np.stack([f for _, f in items])
+    indices = np.asarray([i for i, _ in items], dtype=np.int64)
     return Clip(frames, fps=fps, indices=indices, source=name,
-                meta={"window": k, "start": start, "padding": pad})
+                meta={"window": span.index, "start": span.start, "padding": span.padding})
 
 
 # ----------------------------------------------------------------------------------------------

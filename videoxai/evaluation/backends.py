@@ -11,7 +11,9 @@ the only writer of the results file.
   also when it is killed.
 * ``ray``: ``ray.init(address=...)`` (a running cluster) or a local Ray instance with ``workers``
   CPUs; one remote task per video, a streaming generator whose rows the parent stores as they
-  come. Ray is optional (``pip install 'videoxai[ray]'``); cluster nodes need videoxai installed.
+  come. Ray is optional (``pip install 'videoxai[ray]'``); cluster nodes need videoxai installed
+  and the model by the same spec. A task that Ray runs again after its node died sends its rows
+  again; the runner stores each key once (``tests/test_ray_cluster.py`` kills a node mid-run).
 
 Only a few tasks per worker are in flight, so samples are loaded (decoded) only shortly before
 they are needed.
@@ -21,6 +23,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Iterable, Iterator
@@ -68,6 +74,7 @@ def _worker_main(settings: RunSettings, conn: Connection) -> None:
     parent that dies (even by SIGKILL, even in the middle of sending a task) is an end-of-file
     here, and the worker exits instead of waiting forever.
     """
+    _exit_with_parent()
     try:
         ctx = WorkerContext.create(settings)
     except BaseException as e:
@@ -89,6 +96,34 @@ def _worker_main(settings: RunSettings, conn: Connection) -> None:
         except BaseException:
             _send(conn, ("fatal", traceback.format_exc()))
             return
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as its parent dies, even in the middle of a task.
+
+    The pipe's end-of-file is seen only between tasks, and one task can take a minute: on Linux
+    the kernel kills the worker with its parent (``PR_SET_PDEATHSIG``); elsewhere a watchdog
+    thread notices that the parent changed within half a second.
+    """
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the kernel was told
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="videoxai-parent-watch").start()
 
 
 def _send(conn: Connection, message) -> None:

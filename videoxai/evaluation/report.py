@@ -25,6 +25,7 @@ import csv
 import html
 import io
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,26 +164,38 @@ def summarise(store: ResultStore) -> Summary:
 
 # -- files -----------------------------------------------------------------------------------------
 def write_report(database: str | Path, out_dir: str | Path, title: str | None = None) -> dict[str, Path]:
-    """Write ``report.md``, ``summary.csv``, the plots and ``report.html`` into ``out_dir``."""
+    """Write ``report.md``, ``summary.csv``, the plots and ``report.html`` into ``out_dir``.
+
+    Atomically, as far as files go: everything is rendered in memory and written to ``.part``
+    files first, then renamed into place with ``report.md`` last, so a run killed while writing
+    leaves the previous report or the new one, and never a ``report.md`` without its
+    ``report.html``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with ResultStore(database) as store:
         s = summarise(store)
     title = title or f"Evaluation of {s.meta.get('model', 'a model')} on {s.meta.get('data', 'a dataset')}"
     paths = {"markdown": out / "report.md", "csv": out / "summary.csv", "html": out / "report.html"}
-    paths["markdown"].write_text(markdown(s, title))
-    _write_csv(s, paths["csv"])
+    contents: dict[str, bytes] = {"csv": _csv_text(s).encode()}
     images = {}
     for name, fn in (("curves", _plot_curves), ("randomisation", _plot_randomisation),
                      ("methods_metrics", _plot_matrix)):
         fig = fn(s)
         if fig is not None:
             paths[name] = out / f"{name}.png"
-            fig.savefig(paths[name], dpi=110, bbox_inches="tight")
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-            images[name] = base64.b64encode(buf.getvalue()).decode()
-    paths["html"].write_text(_html(s, title, images))
+            contents[name] = buf.getvalue()
+            images[name] = base64.b64encode(contents[name]).decode()
+    contents["html"] = _html(s, title, images).encode()
+    contents["markdown"] = markdown(s, title).encode()  # last: its presence means the rest is there
+    parts = {}
+    for key, data in contents.items():
+        parts[key] = paths[key].with_name(paths[key].name + ".part")
+        parts[key].write_bytes(data)
+    for key in contents:
+        os.replace(parts[key], paths[key])
     return paths
 
 
@@ -241,19 +254,21 @@ def _legend(s: Summary) -> str:
             "methods alike).")
 
 
-def _write_csv(s: Summary, path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "metric", "family", "higher_is_better", "n", "mean", "ci_low", "ci_high",
-                    "rank", "overall_rank", "alpha"])
-        for method in s.methods:
-            for metric in s.metrics:
-                c = s.cells.get((method, metric))
-                if c is None:
-                    continue
-                w.writerow([method, metric, s.info[metric]["family"], int(s.info[metric]["higher_is_better"]),
-                            c.n, c.mean, c.low, c.high, s.ranks.get((method, metric), ""),
-                            s.overall[method], s.alpha.get(metric, "")])
+def _csv_text(s: Summary) -> str:
+    """``summary.csv``: one row per (method, metric) cell."""
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["method", "metric", "family", "higher_is_better", "n", "mean", "ci_low", "ci_high",
+                "rank", "overall_rank", "alpha"])
+    for method in s.methods:
+        for metric in s.metrics:
+            c = s.cells.get((method, metric))
+            if c is None:
+                continue
+            w.writerow([method, metric, s.info[metric]["family"], int(s.info[metric]["higher_is_better"]),
+                        c.n, c.mean, c.low, c.high, s.ranks.get((method, metric), ""),
+                        s.overall[method], s.alpha.get(metric, "")])
+    return f.getvalue()
 
 
 # -- plots -----------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from ..metrics import SUITE, Metric, build
 from ..models.base import VideoModel
 from ..options import Opt, parse_spec, parse_value, split_top_level
 from . import backends
+from .lock import OutputLock
 from .store import ExplanationRow, ResultRow, ResultStore
 from .tasks import RANDOM, RunSettings, Task
 
@@ -180,47 +181,48 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     identity = {"model": model_id, "data": getattr(dataset, "spec", "samples"), "target": target,
                 "refine": refine, "seed": int(seed)}
 
-    with ResultStore(out / DATABASE) as store:
-        store.bind(identity)
-        store.register_metrics(metric_sel.metrics)
-        done = store.done()
-        tasks, skipped = plan(dataset, n_videos, method_sel, metric_sel, done)
-        clips = {**method_sel.clips, **metric_sel.clips}
-        store.start_run({**identity, "methods": method_specs, "metrics": metric_specs, "clips": clips,
-                         "backend": backend, "workers": n_workers, "address": address})
-        counts = {"computed": 0, "errors": 0}
-        expected = sum(t.size for t in tasks)
-        bar = _Progress(expected, progress)
+    with OutputLock(out):  # a second run on this folder fails at once, naming this one
+        with ResultStore(out / DATABASE) as store:
+            store.bind(identity)
+            store.register_metrics(metric_sel.metrics)
+            done = store.done()
+            tasks, skipped = plan(dataset, n_videos, method_sel, metric_sel, done)
+            clips = {**method_sel.clips, **metric_sel.clips}
+            store.start_run({**identity, "methods": method_specs, "metrics": metric_specs, "clips": clips,
+                             "backend": backend, "workers": n_workers, "address": address})
+            counts = {"computed": 0, "errors": 0}
+            expected = sum(t.size for t in tasks)
+            bar = _Progress(expected, progress)
 
-        seen: set[tuple] = set()   # keys stored by this call
+            seen: set[tuple] = set()   # keys stored by this call
 
-        def emit(row: ResultRow | ExplanationRow) -> None:
-            # a task that Ray re-runs after losing its node yields its rows again: store each once
-            key = (row.video, row.method) if isinstance(row, ExplanationRow) else row.key
-            if key in seen:
-                return
-            seen.add(key)
-            if isinstance(row, ExplanationRow):
-                store.write_explanation(row)
-                return
-            store.write(row)
-            counts["computed"] += 1
-            counts["errors"] += row.status == "error"
-            bar.advance()
+            def emit(row: ResultRow | ExplanationRow) -> None:
+                # a task that Ray re-runs after losing its node yields its rows again: store each once
+                key = (row.video, row.method) if isinstance(row, ExplanationRow) else row.key
+                if key in seen:
+                    return
+                seen.add(key)
+                if isinstance(row, ExplanationRow):
+                    store.write_explanation(row)
+                    return
+                store.write(row)
+                counts["computed"] += 1
+                counts["errors"] += row.status == "error"
+                bar.advance()
 
-        try:
-            if tasks:
-                backends.run(backend, _with_samples(dataset, tasks), settings, emit,
-                             workers=n_workers, model=vm if backend == "inline" else None, address=address)
-        finally:
-            bar.close()
-            store.finish_run(counts["computed"])
-        summary = EvalSummary(out=out, database=store.path, computed=counts["computed"], skipped=skipped,
-                              errors=counts["errors"], methods=method_specs, metrics=metric_specs,
-                              videos=n_videos, seconds=0.0, clips=clips, dropped_methods=method_sel.dropped)
-    if report:
-        from .report import write_report
-        summary.report = write_report(out / DATABASE, out)
+            try:
+                if tasks:
+                    backends.run(backend, _with_samples(dataset, tasks), settings, emit,
+                                 workers=n_workers, model=vm if backend == "inline" else None, address=address)
+            finally:
+                bar.close()
+                store.finish_run(counts["computed"])
+            summary = EvalSummary(out=out, database=store.path, computed=counts["computed"], skipped=skipped,
+                                  errors=counts["errors"], methods=method_specs, metrics=metric_specs,
+                                  videos=n_videos, seconds=0.0, clips=clips, dropped_methods=method_sel.dropped)
+        if report:
+            from .report import write_report
+            summary.report = write_report(out / DATABASE, out)
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -33,6 +33,7 @@ from ..explain import explain
 from ..explanation import Explanation
 from ..methods.align import crop_mask
 from ..metrics import MissingGroundTruth, build
+from ..metrics.sanity import as_clip
 from ..metrics.shared import ForwardCache, sharing
 from ..options import parse_spec
 from ..models.base import VideoModel
@@ -120,10 +121,11 @@ def run_task(ctx: WorkerContext, task: Task):
     for method_spec, metric_specs in task.work.items():
         name, options = parse_spec(method_spec)
 
-        def make(m: VideoModel, tgt=target, name=name, options=options) -> Explanation:
-            if name == RANDOM:
+        def make(m: VideoModel, tgt=target, clip=None, name=name, options=options) -> Explanation:
+            if name == RANDOM:      # seeded by the clip's key: the same map on a perturbed clip
                 return random_explanation(m, sample, tgt, s.seed)
-            return explain(m, sample.clip, name, target=tgt, refine=s.refine, **options)
+            return explain(m, sample.clip if clip is None else clip, name, target=tgt, refine=s.refine,
+                           **options)
 
         try:
             exp = make(model)
@@ -142,8 +144,11 @@ def run_task(ctx: WorkerContext, task: Task):
                              label=sample.label, score=exp.score, seconds=c.seconds,
                              forward_passes=c.forward_passes, backward_passes=c.backward_passes,
                              peak_memory_mb=c.peak_memory_mb)
-        # the randomisation check re-explains the same target on randomised copies of the model
-        rerun = (lambda m, tgt=exp.target, make=make: make(m, tgt))
+        # metrics that re-explain: on randomised copies of the model, for another class, on a
+        # perturbed clip (see videoxai.metrics.sanity.default_explainer)
+        def rerun(m: VideoModel, target: int = exp.target, clip: torch.Tensor | None = None,
+                  make=make) -> Explanation:
+            return make(m, target, None if clip is None else as_clip(clip))
         for spec in metric_specs:
             yield score_one(ctx.metrics[spec], model, sample, exp, task.key, method_spec, spec, rerun,
                             ctx.forwards)

@@ -5,6 +5,10 @@ to the box and pasted there (zero elsewhere); the reference STAA code stretched 
 frame, which misplaces evidence on any non-square video. Time is aligned first, at low resolution:
 token frames that each cover ``tubelet`` input frames are repeated, feature maps with fewer frames
 are interpolated between their centres. Everything stays on the tensor's device.
+
+A frame whose map is constant (a method that scores whole frames gives a ``1 × 1`` map) is
+expanded exactly: bilinear resizing leaves float rounding noise of ~1e-7 on it, which metrics
+that rank pixels would read as a peak (always in the same corner).
 """
 
 from __future__ import annotations
@@ -40,16 +44,24 @@ def to_frames(maps: torch.Tensor, *, space: str, preprocess: Preprocess, frame_s
     if space == "frame":
         if (h, w) == (fh, fw):
             return maps
-        return F.interpolate(maps.reshape(b * t, 1, h, w), size=(fh, fw), mode="bilinear",
-                             align_corners=False).reshape(b, t, fh, fw)
+        return _resize(maps, (fh, fw))
     if space != "crop":
         raise ValueError(f"unknown map space {space!r}")
     top, left, ch, cw = preprocess.crop_box(fh, fw).as_ints(fh, fw)
-    inner = F.interpolate(maps.reshape(b * t, 1, h, w), size=(ch, cw), mode="bilinear",
-                          align_corners=False).reshape(b, t, ch, cw)
+    inner = _resize(maps, (ch, cw))
     out = maps.new_zeros(b, t, fh, fw)
     out[:, :, top:top + ch, left:left + cw] = inner
     return out
+
+
+def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear ``(B, T, h, w)`` → ``(B, T, *size)``; frames with a constant map stay exactly constant."""
+    b, t, h, w = maps.shape
+    out = F.interpolate(maps.reshape(b * t, 1, h, w), size=size, mode="bilinear",
+                        align_corners=False).reshape(b, t, *size)
+    flat = maps.flatten(2)
+    constant = (flat.amax(-1) == flat.amin(-1))[..., None, None]           # (B, T, 1, 1)
+    return torch.where(constant, maps[..., :1, :1].expand_as(out), out)
 
 
 def crop_mask(preprocess: Preprocess, frame_size: tuple[int, int], device=None) -> torch.Tensor:

@@ -36,6 +36,13 @@ def mean_frame(x: torch.Tensor) -> torch.Tensor:
     return x.mean(1, keepdim=True).expand_as(x).clone()
 
 
+@_register("mean_colour")
+def mean_colour(x: torch.Tensor) -> torch.Tensor:
+    """Every pixel replaced by the clip's mean colour (one RGB value per clip): what "zeros in
+    normalised space" means when the normalisation's mean is the clip's own."""
+    return x.mean((1, 3, 4), keepdim=True).expand_as(x).clone()
+
+
 @_register("freeze")
 def freeze(x: torch.Tensor) -> torch.Tensor:
     """Every frame replaced by the clip's first frame (a still video)."""
@@ -65,7 +72,8 @@ def blur(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
 
 
 def get(name: str | Baseline) -> Baseline:
-    """A baseline by name (``"black"``, ``"blur"``, ``"mean"``, ``"freeze"``, ``"fade"``) or a callable."""
+    """A baseline by name (``"black"``, ``"blur"``, ``"mean"``, ``"mean_colour"``, ``"freeze"``,
+    ``"fade"``) or a callable."""
     if callable(name):
         return name
     return BASELINES.get(name)

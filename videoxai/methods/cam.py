@@ -1,7 +1,10 @@
 """The base of the class-activation-map family (Grad-CAM, Grad-CAM++, Saliency Tubes).
 
-A CAM method reads one layer of the network — by default the model's ``cam_layer``, or the dotted
-name given as ``layer=`` — and weighs its channels: ``map = relu(Σ_c w_c · A_c)`` on the layer's
+A CAM method reads one layer of the network — the dotted name or module object given as
+``layer=``, else the model's ``cam_layer``, else the last layer whose output keeps a
+``(T', H', W')`` grid before the pooling (:meth:`~videoxai.models.base.VideoModel.locate_cam_layer`,
+one forward pass with hooks), so any ``vx.wrap``-ped 3D CNN works without naming one. The layer
+actually used is recorded by name in the method's options (``Explanation.options["layer"]``) — and weighs its channels: ``map = relu(Σ_c w_c · A_c)`` on the layer's
 ``(T', H', W')`` grid. Subclasses override only :meth:`CAMMethod.weights` (pytorch-grad-cam's
 design); everything else is here:
 
@@ -49,6 +52,10 @@ def _split_output(out: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]
         return out[0], lambda t: type(out)([t, *out[1:]]) if isinstance(out, list) else (t, *out[1:])
     raise UnsupportedModelError(f"CAM layers must output a tensor or a tuple starting with one, "
                                 f"got {type(out).__name__}")
+
+
+#: a CAM layer: dotted module name in ``model.net``, the module itself, or ``None`` (found for you)
+LayerOption = str | nn.Module | None
 
 
 class LayerCapture:
@@ -122,14 +129,18 @@ class CAMMethod(Method):
     #: whether the variant needs the gradient at the layer (one backward pass from the logits)
     uses_gradients: ClassVar[bool] = True
 
-    def __init__(self, model: VideoModel, layer: str | None) -> None:
+    def __init__(self, model: VideoModel, layer: LayerOption) -> None:
         super().__init__(model)
-        layer = layer if layer is not None else model.cam_layer
-        if layer is None:
-            raise UnsupportedModelError(f"{self.name} needs a layer: {model.name} has no default CAM "
-                                        "layer; pass layer='<dotted module name in model.net>'")
-        self.layer = layer
-        self.module = model.submodule(layer)
+        self.layer, self.module = model.resolve_cam_layer(layer)
+
+    @property
+    def options(self) -> dict:
+        """The options as used: ``layer`` is the name of the layer read, never ``None`` or a module."""
+        return {**self._options, "layer": self.layer}
+
+    @options.setter
+    def options(self, value: dict) -> None:
+        self._options = dict(value)
 
     # -- what variants override ------------------------------------------------------------------
     def weights(self, state: LayerState) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .base import register
-from .cam import CAMMethod, LayerState
+from .cam import CAMMethod, LayerOption, LayerState
 
 
 @register
@@ -20,7 +20,8 @@ class GradCAM(CAMMethod):
     """Grad-CAM; see the module docstring.
 
     Args:
-        layer: dotted module name in ``model.net`` (default: the model's ``cam_layer``).
+        layer: dotted module name in ``model.net`` or the module itself (default: the model's
+            ``cam_layer``, else the last layer with a (T', H', W') grid; see :mod:`~videoxai.methods.cam`).
         per_frame_weights: one weight per channel and feature frame instead of per channel.
     """
 
@@ -28,7 +29,7 @@ class GradCAM(CAMMethod):
     paper = ('Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via Gradient-based '
              'Localization, ICCV 2017')
 
-    def __init__(self, model, layer: str | None = None, per_frame_weights: bool = False) -> None:
+    def __init__(self, model, layer: LayerOption = None, per_frame_weights: bool = False) -> None:
         super().__init__(model, layer)
         self.per_frame_weights = per_frame_weights
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from .base import register
-from .cam import CAMMethod, LayerState
+from .cam import CAMMethod, LayerOption, LayerState
 
 
 @register
@@ -28,14 +28,15 @@ class GradCAMPlusPlus(CAMMethod):
     """Grad-CAM++; see the module docstring.
 
     Args:
-        layer: dotted module name in ``model.net`` (default: the model's ``cam_layer``).
+        layer: dotted module name in ``model.net`` or the module itself (default: the model's
+            ``cam_layer``, else the last layer with a (T', H', W') grid; see :mod:`~videoxai.methods.cam`).
     """
 
     name = "gradcam_pp"
     paper = ('Chattopadhay et al., Grad-CAM++: Generalized Gradient-based Visual Explanations for '
              'Deep Convolutional Networks, WACV 2018')
 
-    def __init__(self, model, layer: str | None = None) -> None:
+    def __init__(self, model, layer: LayerOption = None) -> None:
         super().__init__(model, layer)
 
     def weights(self, state: LayerState) -> torch.Tensor:

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import UnsupportedModelError
 from .base import register
-from .cam import CAMMethod, LayerState, weighted_sum
+from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
 
 
 #: model → why its default CAM layer and head do not fit (None: they do), probed once per model
@@ -65,7 +65,8 @@ class SaliencyTubes(CAMMethod):
     """Saliency Tubes / 3-D CAM; see the module docstring.
 
     Args:
-        layer: dotted module name in ``model.net`` (default: the model's ``cam_layer``).
+        layer: dotted module name in ``model.net`` or the module itself (default: the model's
+            ``cam_layer``, else the last layer with a (T', H', W') grid; see :mod:`~videoxai.methods.cam`).
         classifier: dotted name of the final linear layer (default: found automatically).
     """
 
@@ -87,7 +88,7 @@ class SaliencyTubes(CAMMethod):
             reason = _PROBED[model]
         return reason
 
-    def __init__(self, model, layer: str | None = None, classifier: str | None = None) -> None:
+    def __init__(self, model, layer: LayerOption = None, classifier: str | None = None) -> None:
         super().__init__(model, layer)
         if classifier is not None:
             self.classifier = model.submodule(classifier)

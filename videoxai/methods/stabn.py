@@ -39,6 +39,9 @@ class STABNAttention(Method):
             return (f"method 'stabn' explains ST-ABN models with their own attention; {model.name} "
                     f"({model.family}) is not one (train one with `videoxai stabn train`, or load "
                     "'demo-stabn')")
+        if not model.config.attention_branch:
+            return (f"method 'stabn' needs an attention branch; {model.name} is the plain backbone "
+                    "(explain it with gradcam)")
         return super().unsupported(model)
 
     def __init__(self, model, weight_by_temporal: bool = False) -> None:

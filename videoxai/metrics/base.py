@@ -42,7 +42,7 @@ from ..options import Configurable, Opt, format_spec, parse_spec, split_top_leve
 from ..registry import Registry
 from .truth import MissingGroundTruth, ground_truth, truth_window
 
-Family = Literal["faithfulness", "localisation", "randomisation", "complexity", "cost"]
+Family = Literal["faithfulness", "localisation", "randomisation", "robustness", "complexity", "cost"]
 
 #: option types shared by many metrics
 Unit = Literal["pixel", "patch", "superpixel", "frame"]
@@ -143,7 +143,7 @@ class Metric(Configurable):
     # -- calling discipline ---------------------------------------------------------------------
     def __call__(self, model: VideoModel, clip: Clip | np.ndarray | torch.Tensor,
                  explanation: Explanation | np.ndarray, target: int | None = None, *,
-                 sample: Any = None, explain_fn: Callable[[VideoModel], Explanation] | None = None) -> Score:
+                 sample: Any = None, explain_fn: Callable[..., Explanation] | None = None) -> Score:
         """Score ``explanation`` of ``model`` on ``clip``.
 
         Args:
@@ -155,8 +155,11 @@ class Metric(Configurable):
             target: class whose probability is followed (default: ``explanation.target``).
             sample: ground truth with ``masks (T, H, W)``, ``boxes (T, 4)`` and/or ``window``
                 (e.g. an :class:`~videoxai.data.datasets.EvalSample`), for localisation metrics.
-            explain_fn: ``model -> Explanation`` re-running the explanation (randomisation check);
-                by default rebuilt from ``explanation.method`` and ``explanation.options``.
+            explain_fn: re-runs the explanation, for the metrics that do: called as
+                ``explain_fn(model)`` (randomisation check), ``explain_fn(model, target=k)``
+                (class sensitivity) or ``explain_fn(model, target=k, clip=pixels)`` with a
+                ``(1, T, 3, H, W)`` clip (robustness); by default rebuilt from
+                ``explanation.method`` and ``explanation.options``.
         """
         if not isinstance(model, VideoModel):
             raise InputError(f"metric {self.name!r} needs a videoxai model (vx.load_model or vx.wrap), "
@@ -259,16 +262,24 @@ def view_mask(model: VideoModel, t: int, h: int, w: int, device=None) -> torch.T
     return crop_mask(model.preprocess, (h, w), device=device).expand(t, h, w)
 
 
+#: scores that agree to this fraction of the largest |score| are ties (float rounding, not evidence)
+TIE_TOLERANCE = 1e-6
+
+
 def descending_order(scores: torch.Tensor, seed: int) -> torch.Tensor:
     """Indices that sort ``scores`` (1-D) from largest to smallest, ties in a seeded random order.
 
     Ties are common (zeros outside the evidence, plateaus after thresholding); breaking them in
     raster order would favour the top-left of every frame, so they are shuffled, reproducibly.
+    Values are compared on a grid of ``TIE_TOLERANCE × max |score|``, so that rounding noise on
+    a plateau (~1e-7 of its value) does not make one of its pixels the "peak".
     """
     n = scores.numel()
     g = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(n, generator=g).to(scores.device)
-    shuffled = scores.reshape(-1)[perm]
+    flat = scores.reshape(-1).double()
+    scale = float(flat.abs().max()) * TIE_TOLERANCE if n else 0.0
+    shuffled = (torch.round(flat / scale) if scale > 0 else flat)[perm]
     # a stable sort of the shuffled values keeps the random order among equal values
     return perm[torch.sort(shuffled, descending=True, stable=True).indices]
 

@@ -18,8 +18,9 @@ Fixed against the reference code: the kept region is the top of the explanation'
 clip's resolution (the reference kept the top of a query × key attention matrix resized as if it
 were an image); ``k = round(p·U)`` units are kept and ``k = 0`` keeps nothing (the reference's
 ``argsort[-0:]`` kept everything); ties are broken in a seeded random order, not raster order.
-The baseline defaults to "fade" (mid-grey), which approximates the reference's zeroed
-normalised input.
+The baseline defaults to "fade": mid-grey 0.5 in pixel space. The reference zeroed the
+*normalised* input, i.e. set pixels to the normalisation's mean colour, which is near grey but
+not equal to it; ``baseline="mean_colour"`` uses the clip's own mean colour.
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ parameters are re-initialised from the output end towards the input, in ``stages
 stages; after each stage the explanation is recomputed (same method, options and target) and
 compared with the original by Spearman's rank correlation over the voxels the model sees.
 
-The curve is the correlation after each stage; the score is its mean. **Lower is better** (the
-map depends on the weights); a model-independent map (an edge detector, a fixed random map)
-scores 1.
+The curve is the correlation after each stage (averaged over ``seeds`` independent
+randomisations); the score is the mean over stages and seeds, with each seed's value and their
+spread in the details. **Lower is better** (the map depends on the weights); a
+model-independent map (an edge detector, a fixed random map) scores 1.
 
 Re-initialisation uses each module's own ``reset_parameters`` (the framework's initialiser) and,
 for modules without one (e.g. a transformer's embeddings that own their position tables), a
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Annotated, Callable
 
 import numpy as np
@@ -78,30 +80,44 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def default_explainer(explanation: Explanation, clip: torch.Tensor, target: int) -> Callable[[VideoModel], Explanation]:
-    """Re-run the method that made ``explanation`` (its name and options) on another model."""
-    from ..clip import Clip
+def default_explainer(explanation: Explanation, clip: torch.Tensor, target: int) -> Callable[..., Explanation]:
+    """Re-run the method that made ``explanation`` (its name and options): ``run(model)`` on
+    another model, ``run(model, target=k)`` for another class, ``run(model, clip=pixels)`` on
+    another ``(1, T, 3, H, W)`` clip (the metrics that re-explain call it these ways)."""
     from ..explain import explain
 
     options = dict(explanation.options)
     refine = options.pop("refine", None)
-    frames = Clip.from_array(clip[0].permute(0, 2, 3, 1).cpu())
 
-    def run(model: VideoModel) -> Explanation:
-        return explain(model, frames, explanation.method, target=target,
-                       refine=refine, **options)
+    def run(model: VideoModel, target: int = target, clip: torch.Tensor = clip) -> Explanation:
+        return explain(model, as_clip(clip), explanation.method, target=target, refine=refine, **options)
     return run
+
+
+def as_clip(pixels: torch.Tensor):
+    """A ``(1, T, 3, H, W)`` pixel batch in [0, 1] as a :class:`~videoxai.clip.Clip`."""
+    from ..clip import Clip
+
+    return Clip.from_array(pixels[0].permute(0, 2, 3, 1).cpu())
 
 
 @register
 class ModelRandomisation(Metric):
     """Cascading model-parameter randomisation: mean Spearman ρ between the original map and the
-    maps of progressively randomised copies of the model (lower is better).
+    maps of progressively randomised copies of the model (lower is better), over ``seeds``
+    independent randomisations.
+
+    The curve is ρ after each stage, averaged over the seeds (Quantus' MPRT reports these
+    per-layer values); ``details`` has each seed's per-stage values (``per_seed_stage``), each
+    seed's mean (``per_seed``) and their standard deviation (``seed_std``): one draw of the
+    random weights can move the mean by ±0.25 on a clip.
 
     Options:
         stages: number of cumulative stages (the parameter-owning modules, top-down, split into
             this many groups); ``None`` randomises one module per stage (the full cascade).
-        seed: the re-initialisation's seed.
+        seeds: number of independent randomisations (seeds ``seed, seed + 1, …``); the method is
+            re-run ``stages × seeds`` times.
+        seed: the first re-initialisation seed.
     """
 
     name = "randomisation"
@@ -109,8 +125,9 @@ class ModelRandomisation(Metric):
     needs_explainer = True
     _higher_is_better = False
 
-    def __init__(self, *, stages: Annotated[int | None, Opt(ge=1)] = 4, seed: Seed = 0) -> None:
-        self.stages, self.seed = stages, seed
+    def __init__(self, *, stages: Annotated[int | None, Opt(ge=1)] = 4, seeds: Annotated[int, Opt(ge=1)] = 3,
+                 seed: Seed = 0) -> None:
+        self.stages, self.seeds, self.seed = stages, seeds, seed
 
     def compute(self, model, x, explanation, target, sample, explain_fn=None) -> Score:
         if explanation.method == "map" and explain_fn is None:
@@ -120,13 +137,25 @@ class ModelRandomisation(Metric):
         visible = view_mask(model, t, h, w).numpy()
         original = explanation.spatial[visible]
         rhos, names = [], []
-        for _, group, randomised in cascade(model, self.stages, self.seed):
-            again = run(randomised)
-            rhos.append(spearman(original, again.spatial[visible]))
-            names.append(group[0])
-        finite = [r for r in rhos if not math.isnan(r)]
-        details = {"stages": len(rhos), "first_module_per_stage": names}
-        if not finite:
-            return Score(math.nan, curve=np.array(rhos),
-                         details={**details, "undefined": "a map is constant at every stage"})
-        return Score(float(np.mean(finite)), curve=np.array(rhos), details=details)
+        for k in range(self.seeds):
+            per_stage = []
+            for _, group, randomised in cascade(model, self.stages, self.seed + k):
+                again = run(randomised)
+                per_stage.append(spearman(original, again.spatial[visible]))
+                if k == 0:
+                    names.append(group[0])
+            rhos.append(per_stage)
+        rho = np.array(rhos, dtype=np.float64)                          # (seeds, stages)
+        details = {"stages": rho.shape[1], "seeds": self.seeds, "first_module_per_stage": names,
+                   "per_seed_stage": [[None if math.isnan(v) else v for v in row] for row in rho.tolist()]}
+        if np.isnan(rho).all():
+            return Score(math.nan, curve=rho[0], details={**details, "undefined": "a map is constant at every stage"})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)          # a stage constant for every seed
+            per_seed = np.nanmean(rho, 1)
+            curve = np.nanmean(rho, 0)
+        finite = per_seed[np.isfinite(per_seed)]
+        details.update(per_seed=[None if math.isnan(v) else float(v) for v in per_seed],
+                       seed_std=float(np.std(finite, ddof=1)) if finite.size > 1 else 0.0)
+        return Score(float(np.nanmean(rho)), curve=curve, details=details)
+

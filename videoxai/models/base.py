@@ -12,7 +12,10 @@ its class names. Subclasses override :meth:`VideoModel.logits` only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+import difflib
+import math
+from dataclasses import dataclass, field, replace
 from typing import Callable, Literal, Sequence
 
 import torch
@@ -77,13 +80,29 @@ class Preprocess:
         """
         b, t, c, h, w = pixels.shape
         top, left, ch, cw = self.crop_box(h, w).as_ints(h, w)
-        x = pixels[..., top:top + ch, left:left + cw].reshape(b * t, c, ch, cw)
-        if (ch, cw) != tuple(self.size):
-            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False,
-                              antialias=ch > self.size[0] or cw > self.size[1])
-        mean = x.new_tensor(self.mean).view(1, 3, 1, 1)
-        std = x.new_tensor(self.std).view(1, 3, 1, 1)
-        return ((x - mean) / std).view(b, t, c, *self.size)
+        x = self.resize_box(pixels[..., top:top + ch, left:left + cw])
+        mean = x.new_tensor(self.mean).view(1, 1, 3, 1, 1)
+        std = x.new_tensor(self.std).view(1, 1, 3, 1, 1)
+        return (x - mean) / std
+
+    def resize_box(self, box: torch.Tensor) -> torch.Tensor:
+        """The crop box's pixels ``(B, T, 3, bh, bw)`` → the model's view ``(B, T, 3, h, w)``, in [0, 1].
+
+        Exactly the resampling :meth:`__call__` does (antialiased when shrinking), without the
+        normalisation: on its output, :meth:`at_model_size`'s preprocessing gives the same model
+        input as this one gives on the original frames.
+        """
+        b, t, c, ch, cw = box.shape
+        if (ch, cw) == tuple(self.size):
+            return box
+        x = F.interpolate(box.reshape(b * t, c, ch, cw), size=self.size, mode="bilinear",
+                          align_corners=False, antialias=ch > self.size[0] or cw > self.size[1])
+        return x.view(b, t, c, *self.size)
+
+    def at_model_size(self) -> "Preprocess":
+        """The preprocessing for frames that already are the model's view (:meth:`resize_box`):
+        no crop, no resize, the same normalisation."""
+        return replace(self, shortest_edge=None)
 
 
 @dataclass(frozen=True)
@@ -181,6 +200,10 @@ class VideoModel(nn.Module):
             labels = [f"class_{i}" for i in range(num_classes)]
         self.labels = list(labels)
         self.passes = PassCounter()
+        #: where the weights came from ("file:…", "cache:…", …); "random" when the network was
+        #: built without trained weights (its predictions and explanations mean nothing)
+        self.weights_source: str | None = None
+        self._located_cam_layer: str | None = None
         self.attention = None  # set by transformer adapters: videoxai.models.attention.AttentionSites
         self.eval()  # explanations need inference behaviour (dropout off, batch-norm statistics)
 
@@ -244,8 +267,130 @@ class VideoModel(nn.Module):
         """A module of the wrapped network by dotted name (``"layer4"``, ``"encoder.layer.11"``)."""
         try:
             return self.net.get_submodule(name)
-        except AttributeError as e:
-            raise InputError(f"{self.name} has no layer {name!r}") from e
+        except AttributeError:
+            names = [n for n, _ in self.net.named_modules() if n]
+            close = difflib.get_close_matches(name, names, n=5, cutoff=0.5) or names[-5:]
+            raise InputError(f"{self.name} has no layer {name!r}; did you mean "
+                             f"{', '.join(map(repr, close))}?") from None
+
+    # -- class names -----------------------------------------------------------------------------
+    def class_index(self, target: int | str) -> int:
+        """The index of a class given by index or by name (exact, then case-insensitive).
+
+        Raises :class:`InputError` naming the closest class names when ``target`` names none.
+        """
+        if isinstance(target, str):
+            if target in self.labels:
+                return self.labels.index(target)
+            folded = [i for i, label in enumerate(self.labels) if label.casefold() == target.casefold()]
+            if len(folded) == 1:
+                return folded[0]
+            if folded:
+                raise InputError(f"class {target!r} is ambiguous for {self.name}: "
+                                 f"{', '.join(repr(self.labels[i]) for i in folded)}")
+            close = difflib.get_close_matches(target.casefold(), [lb.casefold() for lb in self.labels],
+                                              n=5, cutoff=0.5)
+            folded_to_label = {lb.casefold(): lb for lb in self.labels}
+            hint = (f"close matches: {', '.join(repr(folded_to_label[c]) for c in close)}" if close
+                    else f"its {self.num_classes} classes start with "
+                         f"{', '.join(map(repr, self.labels[:5]))}")
+            raise InputError(f"{self.name} has no class {target!r}; {hint}")
+        if isinstance(target, bool) or not isinstance(target, int):
+            raise InputError(f"target must be a class index or name, got {type(target).__name__}")
+        if not 0 <= target < self.num_classes:
+            raise InputError(f"target {target} out of range for a model with {self.num_classes} classes")
+        return int(target)
+
+    # -- the CAM layer ---------------------------------------------------------------------------
+    def resolve_cam_layer(self, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
+        """``(dotted name, module)`` of the layer a CAM method reads.
+
+        ``layer`` is a dotted name in :attr:`net`, one of its module objects (as pytorch-grad-cam
+        and Captum take it), or ``None``: the model's :attr:`cam_layer`, else the layer found by
+        :meth:`locate_cam_layer`.
+        """
+        if layer is None:
+            layer = self.cam_layer if self.cam_layer is not None else self.locate_cam_layer()
+        if isinstance(layer, nn.Module):
+            for name, module in self.net.named_modules():
+                if module is layer:
+                    return name, module
+            raise InputError(f"layer {type(layer).__name__} is not a module of {self.name}")
+        if not isinstance(layer, str):
+            raise InputError(f"layer must be a dotted module name or a module, got {type(layer).__name__}")
+        return layer, self.submodule(layer)
+
+    def locate_cam_layer(self) -> str:
+        """The last module whose output still has a ``(T', H', W')`` grid, before the pooling.
+
+        torch-cam's candidate-layer search carried to video: one forward pass of a blank clip with
+        a hook on every module records output shapes in the order modules finish; going back from
+        the end, the first output that :attr:`cam_reshape` (or nothing) makes a
+        ``(B, C, T', H', W')`` volume with more than one cell in its grid wins. A container
+        finishes after its last child, so a conv block is preferred to its last ReLU. The hooks
+        are removed afterwards, also when the forward raises; the search runs once per model.
+        """
+        if self._located_cam_layer is not None:
+            return self._located_cam_layer
+        # (name, is a grid, the output itself: held until the search ends, so that no two
+        # outputs can share storage and `is` tells a block's output from its last child's)
+        found: list[tuple[str, bool, object]] = []
+
+        def record(name: str):
+            def hook(_module, _inputs, out) -> None:
+                main = out[0] if isinstance(out, (tuple, list)) and out else out
+                found.append((name, self._is_grid(out), main))
+            return hook
+
+        modules = dict(self.net.named_modules())
+        handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n]
+        try:
+            blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
+            x = self.preprocess(blank)
+            with torch.no_grad():
+                self.logits(x.transpose(1, 2) if self.layout == "BCTHW" else x)
+        finally:
+            for h in handles:
+                h.remove()
+        runs: dict[str, int] = {}
+        for name, _, _ in found:
+            runs[name] = runs.get(name, 0) + 1
+        for name, is_grid, key in reversed(found):
+            if is_grid and runs[name] == 1:
+                # a block, its container and its last ReLU output the same tensor: name the block
+                same = [n for n, g, k in found if k is key and g and runs[n] == 1]
+                blocks = [n for n in same if any(True for _ in modules[n].children())] or same
+                name = max(blocks, key=lambda n: n.count("."))
+                self._located_cam_layer = name
+                return name
+        raise InputError(f"no layer of {self.name} outputs a (B, C, T', H', W') grid; pass layer=<name> "
+                         "(and vx.wrap(..., cam_reshape=fn) for token or channels-last outputs)")
+
+    def _is_grid(self, out) -> bool:
+        if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+            tensor = out[0]
+        elif isinstance(out, torch.Tensor):
+            tensor = out
+        else:
+            return False
+        if self.cam_reshape is not None:
+            try:
+                tensor = self.cam_reshape(out)
+            except Exception:  # not a layer this reshape understands
+                return False
+        return (isinstance(tensor, torch.Tensor) and tensor.ndim == 5 and tensor.is_floating_point()
+                and math.prod(tensor.shape[2:]) > 1)
+
+    # -- working size ------------------------------------------------------------------------------
+    def at_model_size(self) -> "VideoModel":
+        """A view of this model for clips that already are its view (``preprocess.resize_box``).
+
+        The same network, counters, labels and attention sites; only the preprocessing differs
+        (:meth:`Preprocess.at_model_size`), so nothing of this model is changed.
+        """
+        view = copy.copy(self)
+        view.preprocess = self.preprocess.at_model_size()
+        return view
 
     def extra_repr(self) -> str:
         return (f"family={self.family}, num_frames={self.num_frames}, input_size={self.input_size}, "

@@ -1,4 +1,6 @@
-"""Registers the ST-ABN loader (``stabn:<directory>``) and the bundled tiny ST-ABN (``demo-stabn``)."""
+"""Registers the ST-ABN loader (``stabn:<directory>``), the bundled tiny ST-ABN (``demo-stabn``) and
+its plain backbone (``demo-stabn-backbone``: the same network without the attention branch, trained
+by the same recipe on the same clips — the baseline it is compared with)."""
 
 from __future__ import annotations
 
@@ -17,3 +19,5 @@ def _stabn(rest: str, device: torch.device, **options):
 
 register_bundled("demo-stabn", f"stabn:{ASSETS / 'demo_stabn'}",
                  "tiny ST-ABN trained on the synthetic benchmark (bundled)")
+register_bundled("demo-stabn-backbone", f"stabn:{ASSETS / 'demo_stabn_backbone'}",
+                 "demo-stabn's plain backbone, no attention branch (bundled baseline)")

@@ -45,6 +45,7 @@ import numpy as np
 from pydantic import BaseModel
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from ..data.windows import WindowPlanner
 from ..work import WorkBudget
 from .engine import Engine, ExplainSpec, Smoothing
 from .protocol import (DroppedMessage, EndAck, EndMessage, ErrorInfo, ErrorMessage, FrameHeader, ReadyMessage,
@@ -187,8 +188,7 @@ class StreamSession:
         self._windows = 0         # windows formed (explained or dropped)
         self._explained = 0
         self._dropped = 0
-        self._next_start = 0      # first frame of the next window
-        self._covered = 0         # frames [0, covered) lie in some window
+        self._planner: WindowPlanner | None = None  # where windows start (shared with files and clips)
         self._size: tuple[int, int] | None = None
         self._buffer: deque[np.ndarray] = deque()
         self._last_ts: float | None = None
@@ -273,7 +273,8 @@ class StreamSession:
         if not isinstance(key, str) or not authorised(self.settings, key, None):
             raise _Fatal(ServiceError(401, "unauthorized", "missing or wrong API key (send the X-API-Key header, "
                                                            "or api_key in the first message)"), CLOSE_POLICY)
-        self._ahead.appendleft(msg)
+        self._ahead.appendleft(msg)  # handled by _negotiate like any first message
+        self._ahead_bytes += _size(msg)
 
     async def _negotiate(self) -> tuple[StartMessage, ExplainSpec]:
         """Wait for a valid ``start``; answer ``ready``. Invalid ones get a non-fatal error."""
@@ -309,6 +310,7 @@ class StreamSession:
             smoothing = start.smoothing if start.smoothing is not None else self.settings.stream_smoothing
             self._smoothing = Smoothing(smoothing)
             self._buffer = deque(maxlen=window)
+            self._planner = WindowPlanner(window, stride, tail="shift")
             await self._queue(ReadyMessage(
                 window=window, stride=stride, method=spec.method_name, options=spec.options, target=spec.target,
                 live=start.live, smoothing=smoothing, maps=list(spec.maps), map_size=spec.map_size,
@@ -355,16 +357,14 @@ class StreamSession:
                                                  f"{size[1]}x{size[0]}; one stream takes frames of one size")
 
     async def _accept_frame(self, frame: np.ndarray, ts: float | None, start: StartMessage) -> None:
-        index = self._frames
         self._frames += 1
         self._buffer.append(frame)
         self._last_ts = ts
-        if index == self._next_start + start.window - 1:  # the buffer holds exactly the next window
-            window = _Window(index=self._windows, start=self._next_start, frames=list(self._buffer), ts=ts,
+        _, span = self._planner.push()
+        if span is not None:  # the buffer holds exactly this window
+            window = _Window(index=span.index, start=span.start, frames=list(self._buffer), ts=ts,
                              arrived=time.monotonic())
             self._windows += 1
-            self._covered = index + 1
-            self._next_start += start.stride
             await self._post(window, start)
 
     async def _post(self, window: _Window, start: StartMessage) -> None:
@@ -389,12 +389,11 @@ class StreamSession:
         if self._frames < start.window:
             self._error(ServiceError(400, "too_few_frames", f"the stream ended after {self._frames} frames; "
                                                             f"a window needs {start.window}"))
-        elif self._covered < self._frames:
-            tail = _Window(index=self._windows, start=self._frames - start.window, frames=list(self._buffer),
+        elif (span := self._planner.finish()) is not None:  # the last window is never dropped
+            tail = _Window(index=span.index, start=span.start, frames=list(self._buffer),
                            ts=self._last_ts, arrived=time.monotonic())
             self._windows += 1
-            self._covered = self._frames
-            await self._post(tail, file_start)  # the last window is never dropped
+            await self._post(tail, file_start)
         await self._watching(self._mailbox.put(_END))
         await self._watching(asyncio.shield(runner))
         await self._queue(EndAck(frames=self._frames, windows=self._explained, dropped=self._dropped))

@@ -104,7 +104,7 @@ class HTTPProtocol(H11Protocol):
         """Close a connection that has not sent its headers (no response: it asked nothing yet)."""
         self._headers_done()
         if not self.transport.is_closing():
-            log.info("closing a connection from %s: %s", self.client[0] if self.client else "?", reason)
+            log.debug("closing a connection from %s: %s", self.client[0] if self.client else "?", reason)
         self.transport.abort()
 
 

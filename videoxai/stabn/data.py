@@ -39,6 +39,8 @@ class ClipSet:
         ids: ``N`` stable clip ids (``"synthetic:train/17"``, a video path, …).
         label_names: class names.
         spec: the dataset spec it came from, and ``split`` its split.
+        masks: ``(N, T, H, W)`` bool ground-truth evidence pixels, or ``None`` (the synthetic
+            benchmark has them; they score the spatial attention).
     """
 
     frames: np.ndarray
@@ -48,6 +50,7 @@ class ClipSet:
     label_names: list[str]
     spec: str
     split: str
+    masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.labels)
@@ -58,6 +61,16 @@ class ClipSet:
             raise InputError(f"ClipSet has {self.frames.shape[0]} clips, {n} labels, {len(self.ids)} ids")
         if self.windows is not None and self.windows.shape != (n, 2):
             raise InputError(f"ClipSet.windows must be ({n}, 2), got {self.windows.shape}")
+        if self.masks is not None and self.masks.shape != self.frames.shape[:4]:
+            raise InputError(f"ClipSet.masks must be {self.frames.shape[:4]}, got {self.masks.shape}")
+
+    def subset(self, index: np.ndarray | list[int]) -> "ClipSet":
+        """The clips at ``index`` (in that order), as a new set."""
+        index = np.asarray(index, dtype=np.int64)
+        pick = lambda a: None if a is None else a[index]  # noqa: E731
+        return ClipSet(frames=self.frames[index], labels=self.labels[index], windows=pick(self.windows),
+                       ids=[self.ids[i] for i in index], label_names=self.label_names, spec=self.spec,
+                       split=self.split, masks=pick(self.masks))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -144,7 +157,8 @@ def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, in
                    windows=np.array([s.window for s in samples], dtype=np.int64).reshape(-1, 2),
                    # the same clip key as videoxai.data.datasets uses for this clip
                    ids=[f"synthetic:{split}:{seed}/{i}" for i in range(len(samples))],
-                   label_names=list(ds.labels), spec=spec, split=split)
+                   label_names=list(ds.labels), spec=spec, split=split,
+                   masks=np.stack([s.masks for s in samples]) if samples else None)
 
 
 def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int],

@@ -57,7 +57,8 @@ def temporal_loss(predicted: torch.Tensor, edited: torch.Tensor, has_edit: torch
 
 
 def stabn_loss(out: STABNOutput, target: torch.Tensor, edited: torch.Tensor | None = None,
-               has_edit: torch.Tensor | None = None, gamma_t: float = 1.0) -> LossTerms:
+               has_edit: torch.Tensor | None = None, gamma_t: float = 1.0,
+               label_smoothing: float = 0.0) -> LossTerms:
     """``L_per + L_att (+ L_temp when edits are given)`` for a batch.
 
     Args:
@@ -65,12 +66,17 @@ def stabn_loss(out: STABNOutput, target: torch.Tensor, edited: torch.Tensor | No
         target: ``(B,)`` class indices.
         edited, has_edit, gamma_t: see :func:`temporal_loss`; without ``edited`` the temporal
             term is 0 (plain ST-ABN training).
+        label_smoothing: of both cross-entropies.
     """
     target = target.to(out.logits.device).long()
-    l_per = F.cross_entropy(out.logits, target)
-    l_att = F.cross_entropy(out.att_logits, target)
+    l_per = F.cross_entropy(out.logits, target, label_smoothing=label_smoothing)
+    zero = out.logits.new_zeros(())
+    # a plain backbone has no attention branch: L_per alone
+    l_att = zero if out.att_logits is None else F.cross_entropy(out.att_logits, target, label_smoothing=label_smoothing)
+    if edited is not None and out.temporal is None:
+        raise InputError("temporal-attention edits need an ST-ABN; this model has no attention branch")
     if edited is None:
-        l_temp = out.temporal.new_zeros(())
+        l_temp = zero
     else:
         l_temp = temporal_loss(out.temporal, edited, has_edit, gamma_t)
     return LossTerms(l_per + l_att + l_temp, l_per, l_att, l_temp)

@@ -12,19 +12,32 @@ The network (research/stabn.md §2, after the authors' code [V1]) is
   ``z_att``, the **spatial attention** ``M_s = σ(BN(conv₁ₓ₁ₓ₁(A))) (B, T, h, w)`` and the
   **temporal attention** ``M_t (B, T)`` (a ``3×3×3`` conv to one channel, a ``1×1`` conv across
   frames treated as channels, global pooling and two ``T×T`` fully connected layers, sigmoid);
-* the **attention mechanism** ``G = ReLU(BN(conv₁ₓ₁ₓ₁([F ⊙ (1 + M_s), F ⊙ M_t])))`` — the spatial
-  weighting is residual (ABN style), the temporal one is a gate; both are sigmoids, so each frame
-  gets an independent weight in [0, 1] and nothing normalises across frames;
+* the **attention mechanism** ``G = ReLU(BN(conv₁ₓ₁ₓ₁([F ⊙ (1 + M_s), F ⊙ (1 + M_t)])))`` — both
+  weightings residual, as ABN's ``(1 + M)`` (``temporal_attention="gate"`` gives the reference's
+  non-residual ``F ⊙ M_t``); both attentions are sigmoids, so each frame gets an independent weight
+  in [0, 1] and nothing normalises across frames;
 * a **perception branch**: ``layer4(G)``, global pooling, dropout and a linear head, ``z_per``.
 
-Training minimises ``CE(z_per, y) + CE(z_att, y)`` (:mod:`videoxai.stabn.losses`).
+``attention_branch=False`` builds the **plain backbone** (same layers and widths, ``layer3`` →
+``layer4`` → pooling → head, no branch, no mechanism): the baseline an ST-ABN is compared with.
 
-Unlike the reference code, the clip length ``T``, the input size and the class count ``K`` are
-parameters (the reference hard-codes 32 frames, 224 pixels and 174 attention-head outputs); the
-branch is still tied to the ``T`` it was built for (``T×T`` layers and a ``K·T → K`` head), as in
-the paper. The fusion applies the ReLU of [V1] (the re-implementation [V2] omits it). Backbone
-sizes range from ``"tiny"`` (trains on 2 CPU cores in minutes) to ``"r50"`` (the paper's 3D
-ResNet-50: 55.7 M parameters at T=32, K=174).
+**Defaults that differ from the reference, and why** (measured on the synthetic benchmark, README
+"ST-ABN"):
+
+* the temporal weighting is residual, ``(1 + M_t)`` — with the gate, a frame whose ``M_t`` is
+  near 0 loses half of its features, so while ``M_t`` is still arbitrary the gate removes
+  evidence frames as often as it keeps them; ``temporal_attention="gate"`` restores it;
+* the small backbones (``tiny``, ``small``) pool the perception branch **by the attention**
+  (``pool="attention"``: ``layer4``'s output averaged with weights ``M_t · M_s``): their
+  evidence (a few cells of a few frames) is diluted ~100× by an average over the ``T × h × w``
+  grid (the reference's pooling; the old bundled model reached 0.75), while a maximum
+  classifies well but gives the attention no reason to find anything (accuracy 1.00, top
+  temporal frame in the window 0.53, spatial peak on the object 0.13). Pooling where the
+  attention looks makes finding the evidence the attention's job. The branch's own poolings
+  (class-wise maps per frame, the temporal path) and a plain backbone take the maximum;
+  ``pool="avg"`` is the reference;
+* no dropout before the heads of the small backbones (0.5 in the reference);
+* the attention maps start from the class-wise maps (:meth:`STABN._init_attention`).
 """
 
 from __future__ import annotations
@@ -54,6 +67,9 @@ class BackboneSpec:
         strides: spatial strides of ``layer1`` … ``layer4`` (the attention branch's copy of
             ``layer4`` always has stride 1). Small backbones for small inputs keep ``layer3`` at
             the resolution of ``layer2`` so that the attention maps stay usable (8×8 at 64 px).
+        pool: default global pooling of the heads (see the module docstring).
+        dropout: default dropout before the heads (0.5 in the paper; none for the small
+            backbones, whose 32–128 pooled features are too few to drop half of).
     """
 
     block: Literal["basic", "bottleneck"]
@@ -62,6 +78,8 @@ class BackboneSpec:
     stem_width: int
     stem_pool: bool = True
     strides: tuple[int, int, int, int] = (1, 2, 2, 2)
+    pool: Literal["avg", "max", "attention"] = "avg"
+    dropout: float = 0.5
     help: str = ""
 
     @property
@@ -75,10 +93,10 @@ class BackboneSpec:
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    "tiny": BackboneSpec("basic", (1, 1, 1, 1), (8, 16, 24, 32), 8, strides=(1, 2, 1, 2),
+    "tiny": BackboneSpec("basic", (1, 1, 1, 1), (8, 16, 24, 32), 8, strides=(1, 2, 1, 2), pool="attention", dropout=0.0,
                          help="0.09 M parameters; trains on 2 CPU cores in minutes (64×64, 8 frames)"),
-    "small": BackboneSpec("basic", (1, 1, 1, 1), (16, 32, 64, 128), 16, strides=(1, 2, 1, 2),
-                          help="0.9 M parameters; small inputs (64–112 px)"),
+    "small": BackboneSpec("basic", (1, 1, 1, 1), (16, 32, 64, 128), 16, strides=(1, 2, 1, 2), pool="attention",
+                          dropout=0.0, help="0.9 M parameters; small inputs (64–112 px)"),
     "r18": BackboneSpec("basic", (2, 2, 2, 2), (64, 128, 256, 512), 64,
                         help="slow-only 3D ResNet-18"),
     "r34": BackboneSpec("basic", (3, 4, 6, 3), (64, 128, 256, 512), 64,
@@ -98,22 +116,30 @@ class STABNConfig:
         num_frames: T, frames per clip; the attention branch is built for exactly this many.
         input_size: ``(h, w)`` of the network input.
         backbone: a name of :data:`BACKBONES`.
-        dropout: before both linear heads (0.5 in the paper).
+        dropout: before both linear heads (``None``: the backbone's default; 0.5 in the paper).
         shortest_edge: frames are scaled so that their shorter side is this long and centre-cropped
             to ``input_size``; ``None`` resizes whole frames to ``input_size``.
         mean, std: input normalisation of pixels in [0, 1].
         labels: class names (``None`` gives ``class_<i>``).
+        pool: global pooling of both heads, ``"avg"`` or ``"max"`` (``None``: the backbone's
+            default, see :class:`BackboneSpec`).
+        temporal_attention: ``"residual"`` (``F ⊙ (1 + M_t)``) or ``"gate"`` (``F ⊙ M_t``, the
+            reference).
+        attention_branch: ``False`` builds the plain backbone (the baseline; no attention).
     """
 
     num_classes: int
     num_frames: int = 8
     input_size: tuple[int, int] = (64, 64)
     backbone: str = "tiny"
-    dropout: float = 0.5
+    dropout: float | None = None
     shortest_edge: int | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     labels: list[str] | None = None
+    pool: Literal["avg", "max", "attention"] | None = None
+    temporal_attention: Literal["residual", "gate"] = "residual"
+    attention_branch: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.input_size, int):
@@ -137,8 +163,19 @@ class STABNConfig:
             self.labels = [str(s) for s in self.labels]
             if len(self.labels) != self.num_classes:
                 raise InputError(f"{len(self.labels)} labels for {self.num_classes} classes")
+        if self.dropout is None:
+            self.dropout = BACKBONES[self.backbone].dropout
         if not 0.0 <= float(self.dropout) < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.pool not in (None, "avg", "max", "attention"):
+            raise InputError(f"pool must be 'avg', 'max' or 'attention', got {self.pool!r}")
+        if self.temporal_attention not in ("residual", "gate"):
+            raise InputError(f"temporal_attention must be 'residual' or 'gate', got {self.temporal_attention!r}")
+        self.attention_branch = bool(self.attention_branch)
+        if self.pool is None:  # resolved now, so a saved config keeps it if a default changes
+            self.pool = BACKBONES[self.backbone].pool
+        if self.pool == "attention" and not self.attention_branch:
+            self.pool = "max"  # no attention to pool with: the plain backbone's best pooling
 
     @property
     def attention_size(self) -> tuple[int, int]:
@@ -157,12 +194,17 @@ class STABNConfig:
         unknown = set(d) - known
         if unknown:
             raise InputError(f"unknown ST-ABN config keys: {', '.join(sorted(unknown))}")
+        if "temporal_attention" not in d:  # saved before these options existed: the reference's
+            d = {**d, "temporal_attention": "gate", "pool": d.get("pool") or "avg",
+                 "dropout": d.get("dropout", 0.5)}
         return cls(**d)
 
 
 # -- output ---------------------------------------------------------------------------------------
 class STABNOutput(NamedTuple):
     """What one forward pass of :class:`STABN` returns.
+
+    A plain backbone (``attention_branch=False``) gives ``None`` for everything but ``logits``.
 
     Attributes:
         logits: ``(B, K)`` perception-branch logits (the model's prediction).
@@ -173,9 +215,9 @@ class STABNOutput(NamedTuple):
     """
 
     logits: torch.Tensor
-    att_logits: torch.Tensor
-    spatial: torch.Tensor
-    temporal: torch.Tensor
+    att_logits: torch.Tensor | None
+    spatial: torch.Tensor | None
+    temporal: torch.Tensor | None
 
 
 # -- building blocks ------------------------------------------------------------------------------
@@ -260,23 +302,24 @@ class STABN(nn.Module):
         self.layer2 = _layer(spec, spec.widths[0] * e, 1, spec.strides[1])
         self.layer3 = _layer(spec, spec.widths[1] * e, 2, spec.strides[2])
 
-        # attention branch: a layer4 with spatial stride 1, then K class-wise maps
-        self.att_layer4 = _layer(spec, c3, 3, 1)
-        self.att_bn = nn.BatchNorm3d(c4)
-        self.att_conv = _conv(c4, k, (1, 1, 1))
-        self.att_bn2 = nn.BatchNorm3d(k)
-        self.att_out = _conv(k, k, (1, 1, 1))
-        self.att_fc = nn.Linear(k * t, k)
-        self.spatial_conv = _conv(k, 1, (1, 1, 1))
-        self.spatial_bn = nn.BatchNorm3d(1)
-        self.temporal_conv = _conv(k, 1, (3, 3, 3))
-        self.temporal_bn = nn.BatchNorm3d(1)
-        self.temporal_mix = nn.Conv2d(t, t, 1)        # frames as channels
-        self.temporal_fc1 = nn.Linear(t, t)
-        self.temporal_fc2 = nn.Linear(t, t)
+        if config.attention_branch:
+            # attention branch: a layer4 with spatial stride 1, then K class-wise maps
+            self.att_layer4 = _layer(spec, c3, 3, 1)
+            self.att_bn = nn.BatchNorm3d(c4)
+            self.att_conv = _conv(c4, k, (1, 1, 1))
+            self.att_bn2 = nn.BatchNorm3d(k)
+            self.att_out = _conv(k, k, (1, 1, 1))
+            self.att_fc = nn.Linear(k * t, k)
+            self.spatial_conv = _conv(k, 1, (1, 1, 1))
+            self.spatial_bn = nn.BatchNorm3d(1)
+            self.temporal_conv = _conv(k, 1, (3, 3, 3))
+            self.temporal_bn = nn.BatchNorm3d(1)
+            self.temporal_mix = nn.Conv2d(t, t, 1)        # frames as channels
+            self.temporal_fc1 = nn.Linear(t, t)
+            self.temporal_fc2 = nn.Linear(t, t)
 
-        # attention mechanism
-        self.fusion = nn.Sequential(_conv(2 * c3, c3, (1, 1, 1)), nn.BatchNorm3d(c3), nn.ReLU(inplace=True))
+            # attention mechanism
+            self.fusion = nn.Sequential(_conv(2 * c3, c3, (1, 1, 1)), nn.BatchNorm3d(c3), nn.ReLU(inplace=True))
 
         # perception branch
         self.layer4 = _layer(spec, c3, 3, spec.strides[3])
@@ -304,10 +347,32 @@ class STABN(nn.Module):
             elif isinstance(m, nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if self.config.attention_branch:
+            self._init_attention()
         # the two class heads as in [V1]: N(0, 0.01), zero bias
-        for head in (self.att_fc, self.fc):
+        for head in (self.att_fc, self.fc) if self.config.attention_branch else (self.fc,):
             nn.init.normal_(head.weight, 0.0, 0.01)
             nn.init.zeros_(head.bias)
+
+    @torch.no_grad()
+    def _init_attention(self) -> None:
+        """Both attentions start as the attention branch's class evidence (see the module docstring).
+
+        The maps' only training signal is the perception loss, which (through max pooling and a
+        residual weighting) barely reaches them: from random weights they stay arbitrary (a
+        fixed bump over the middle frames, peaks off the object). So the two convolutions that
+        read the ``K`` class-wise maps start as their mean (the centre tap of the ``3×3×3``
+        one), and the frame-mixing ``T×T`` layers as the identity: at first a pixel's spatial
+        weight is the class evidence there, and a frame's temporal weight that frame's strongest
+        evidence — what ABN's attention map is by construction. Training then adapts them.
+        """
+        k = self.config.num_classes
+        self.spatial_conv.weight.fill_(1.0 / k)
+        self.temporal_conv.weight.zero_()
+        self.temporal_conv.weight[:, :, 1, 1, 1] = 1.0 / k
+        for layer in (self.temporal_mix, self.temporal_fc1, self.temporal_fc2):
+            layer.weight.copy_(torch.eye(layer.weight.shape[0]).view_as(layer.weight))
+            layer.bias.zero_()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, T, H, W)`` → ``layer3`` features ``F (B, C3, T, h, w)``."""
@@ -316,11 +381,11 @@ class STABN(nn.Module):
     def attention(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``F`` → ``(z_att (B, K), M_s (B, T, h, w), M_t (B, T))``."""
         a = F.relu(self.att_bn2(self.att_conv(self.att_bn(self.att_layer4(feats)))))  # (B, K, T, h, w)
-        z = self.att_out(a).mean((3, 4)).flatten(1)                                  # (B, K·T)
+        z = self._pool(self.att_out(a), (3, 4)).flatten(1)                           # (B, K·T)
         z_att = self.att_fc(self.dropout(z))
         m_s = torch.sigmoid(self.spatial_bn(self.spatial_conv(a)))[:, 0]             # (B, T, h, w)
         u = F.relu(self.temporal_bn(self.temporal_conv(a)))[:, 0]                    # (B, T, h, w)
-        u = F.relu(self.temporal_mix(u)).mean((2, 3))                                # (B, T)
+        u = self._pool(F.relu(self.temporal_mix(u)), (2, 3))                         # (B, T)
         m_t = torch.sigmoid(self.temporal_fc2(F.relu(self.temporal_fc1(u))))         # (B, T)
         return z_att, m_s, m_t
 
@@ -334,14 +399,32 @@ class STABN(nn.Module):
         if t != self.config.num_frames:
             raise InputError(f"this ST-ABN was built for {self.config.num_frames} frames, got {t}")
         feats = self.features(x)
+        if not self.config.attention_branch:  # the plain backbone
+            if temporal_override is not None:
+                raise InputError("this model has no attention branch: nothing to override")
+            z = self.fc(self.dropout(self._pool(self.layer4(feats), (2, 3, 4))))
+            return STABNOutput(z, None, None, None)
         z_att, m_s, m_t = self.attention(feats)
         if temporal_override is not None:
             m_t = _as_override(temporal_override, b, t, feats)
         g_s = feats * (1.0 + m_s[:, None])
-        g_t = feats * m_t[:, None, :, None, None]
+        residual = 1.0 if self.config.temporal_attention == "residual" else 0.0
+        g_t = feats * (residual + m_t[:, None, :, None, None])
         g = self.fusion(torch.cat([g_s, g_t], 1))
-        z_per = self.fc(self.dropout(self.layer4(g).mean((2, 3, 4))))
-        return STABNOutput(z_per, z_att, m_s, m_t)
+        y = self.layer4(g)
+        if self.config.pool == "attention":
+            # the perception branch pools where and when the attention looks: weights M_t · M_s,
+            # brought to layer4's grid, normalised over (T, h, w)
+            w = F.adaptive_avg_pool3d((m_t[:, :, None, None] * m_s)[:, None], y.shape[2:])
+            pooled = (y * w).sum((2, 3, 4)) / w.sum((2, 3, 4)).clamp_min(1e-6)
+        else:
+            pooled = self._pool(y, (2, 3, 4))
+        return STABNOutput(self.fc(self.dropout(pooled)), z_att, m_s, m_t)
+
+    def _pool(self, x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        # "attention" pooling needs the attention: the branch's own poolings and a plain
+        # backbone take the maximum
+        return x.mean(dims) if self.config.pool == "avg" else x.amax(dims)
 
 
 def _as_override(m: torch.Tensor, b: int, t: int, like: torch.Tensor) -> torch.Tensor:
@@ -371,7 +454,8 @@ class STABNVideoModel(VideoModel):
         pre = Preprocess(size=cfg.input_size, shortest_edge=cfg.shortest_edge, mean=cfg.mean, std=cfg.std)
         super().__init__(net, num_frames=cfg.num_frames, preprocess=pre, labels=cfg.labels,
                          num_classes=cfg.num_classes, layout="BCTHW", fixed_num_frames=True,
-                         cam_layer="layer4", family="stabn", name=name or f"stabn-{cfg.backbone}")
+                         cam_layer="layer4", family="stabn",
+                         name=name or (f"stabn-{cfg.backbone}" if cfg.attention_branch else f"backbone-{cfg.backbone}"))
         self.last_output: STABNOutput | None = None
         self.metadata: dict = {}
         self._override: torch.Tensor | None = None
@@ -383,7 +467,7 @@ class STABNVideoModel(VideoModel):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x, temporal_override=self._override)
-        self.last_output = STABNOutput(*(o.detach() for o in out))
+        self.last_output = STABNOutput(*(None if o is None else o.detach() for o in out))
         if self._capture is not None:
             self._capture.append(out)
         return out.logits

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -49,29 +50,43 @@ MODEL_DIR = "model"
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (defaults: the reference recipe, scaled to a short CPU run).
+    """Optimisation settings.
+
+    The defaults are a recipe for small models trained from scratch on a few thousand clips
+    (AdamW, linear warm-up then cosine decay, label smoothing); ``optimizer="sgd",
+    schedule="step", lr=0.01, weight_decay=5e-4, label_smoothing=0`` is the reference's [V1]
+    (on the synthetic benchmark it leaves the tiny models near 0.74 after 12 epochs, where the
+    default recipe reaches the accuracy of the bundled 3D CNN; README "ST-ABN").
 
     Attributes:
         epochs: passes over the training set.
         batch_size: clips per step.
-        lr: initial learning rate (the reference uses 0.01 for 8 clips/GPU × 8 GPUs).
-        momentum, nesterov, weight_decay: SGD settings.
+        lr: peak learning rate.
+        optimizer: ``"adamw"`` or ``"sgd"`` (momentum, Nesterov).
+        momentum, nesterov: SGD settings.
+        weight_decay: L2 (SGD) or decoupled (AdamW) weight decay, on weights only with AdamW.
         clip_grad: gradient L2-norm clipping threshold (``None``: off).
-        milestones: fractions of ``epochs`` at which the learning rate is multiplied by ``decay``.
-        decay: the multiplier.
+        schedule: ``"cosine"`` (per step, after ``warmup``) or ``"step"`` (×``decay`` at the
+            ``milestones``, fractions of ``epochs``).
+        warmup: share of the steps with a linearly rising learning rate (cosine schedule).
+        label_smoothing: of both cross-entropies.
         seed: seeds initialisation (by the caller), shuffling and dropout.
         eval_batch_size: clips per forward when validating.
     """
 
     epochs: int = 12
     batch_size: int = 16
-    lr: float = 0.05
+    lr: float = 2e-3
+    optimizer: str = "adamw"
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 5e-4
+    weight_decay: float = 1e-4
     clip_grad: float | None = 20.0
+    schedule: str = "cosine"
+    warmup: float = 0.05
     milestones: tuple[float, ...] = (0.5, 5 / 6)
     decay: float = 0.1
+    label_smoothing: float = 0.1
     seed: int = 0
     eval_batch_size: int = 64
 
@@ -81,11 +96,32 @@ class TrainConfig:
             raise InputError("epochs, batch_size and eval_batch_size must be ≥ 1")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise InputError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "step"):
+            raise InputError(f"schedule must be 'cosine' or 'step', got {self.schedule!r}")
+        if not 0 <= self.label_smoothing < 1 or not 0 <= self.warmup < 1:
+            raise InputError("label_smoothing and warmup must be in [0, 1)")
 
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate of epoch ``epoch`` (0-based)."""
-        passed = sum(epoch >= int(round(m * self.epochs)) for m in self.milestones)
-        return self.lr * self.decay ** passed
+    def lr_at(self, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+        """Learning rate of step ``step`` (0-based, within the epoch) of epoch ``epoch`` (0-based)."""
+        if self.schedule == "step":
+            passed = sum(epoch >= int(round(m * self.epochs)) for m in self.milestones)
+            return self.lr * self.decay ** passed
+        total = self.epochs * steps_per_epoch
+        now = epoch * steps_per_epoch + step
+        warm = int(self.warmup * total)
+        if now < warm:
+            return self.lr * (now + 1) / warm
+        return self.lr * 0.5 * (1 + math.cos(math.pi * (now - warm) / max(1, total - warm)))
+
+    def optimizer_for(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov,
+                                   weight_decay=self.weight_decay)
+        # no decay of biases and batch-norm scales (they set scales, not features)
+        return torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": self.weight_decay},
+                                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=self.lr)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -93,9 +129,24 @@ class TrainConfig:
         return d
 
     @classmethod
+    def recipe(cls, name: str, **overrides) -> "TrainConfig":
+        """``"small"`` (the defaults) or ``"reference"`` (the paper code's SGD recipe [V1])."""
+        if name not in RECIPES:
+            raise InputError(f"unknown training recipe {name!r}; recipes: {', '.join(RECIPES)}")
+        return cls(**{**RECIPES[name], **overrides})
+
+    @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+#: named recipes (:meth:`TrainConfig.recipe`)
+RECIPES: dict[str, dict] = {
+    "small": {},
+    "reference": {"optimizer": "sgd", "schedule": "step", "lr": 0.01, "weight_decay": 5e-4,
+                  "label_smoothing": 0.0, "warmup": 0.0},
+}
 
 
 @dataclass(frozen=True)
@@ -166,7 +217,9 @@ class EpochRecord:
              f"att {self.loss_attention:.3f}, temp {self.loss_temporal:.4f}), "
              f"train acc {self.train_accuracy:.3f}")
         if self.val:
-            s += f", val acc {self.val['accuracy']:.3f} / att {self.val['attention_accuracy']:.3f}"
+            s += f", val acc {self.val['accuracy']:.3f}"
+            if self.val.get("attention_accuracy") is not None:
+                s += f" / att {self.val['attention_accuracy']:.3f}"
             if self.val.get("window_hit") is not None:
                 s += f", window hit {self.val['window_hit']:.3f}"
         return s + f" [{self.seconds:.0f}s]"
@@ -209,8 +262,7 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
         raise InputError("the training set is empty")
     out = Path(out) if out is not None else None
     params = list(model.net.parameters())
-    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                          weight_decay=config.weight_decay)
+    opt = config.optimizer_for(params)
     history: list[EpochRecord] = []
     start = 0
     if out is not None:
@@ -246,9 +298,6 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
     """One epoch of :func:`fit`: train, validate, record, checkpoint; returns the validation."""
     t0 = time.perf_counter()
     device = model.device
-    lr = config.lr_at(epoch)
-    for group in opt.param_groups:
-        group["lr"] = lr
     freeze.apply(model.net, epoch)
     # every epoch's randomness is a function of (seed, epoch) alone: a resumed run is the same run
     torch.manual_seed(config.seed * 100_003 + epoch)
@@ -257,15 +306,19 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
     sums = np.zeros(4)
     correct, seen = 0, 0
     batches = list(train.batches(config.batch_size, order))
-    for idx in track(batches, total=len(batches), description=f"ST-ABN epoch {epoch + 1}/{config.epochs}"):
+    for step, idx in enumerate(track(batches, total=len(batches), description=f"ST-ABN epoch {epoch + 1}/{config.epochs}")):
+        lr = config.lr_at(epoch, step, len(batches))
+        for group in opt.param_groups:
+            group["lr"] = lr
         x = train.pixels(idx).to(device)
         y = torch.from_numpy(train.labels[idx]).to(device)
         output = model.outputs(x)
         if targets is not None:
             terms = stabn_loss(output, y, torch.from_numpy(targets.values[idx]).to(device),
-                               torch.from_numpy(targets.has_edit[idx]).to(device), targets.gamma_t)
+                               torch.from_numpy(targets.has_edit[idx]).to(device), targets.gamma_t,
+                               label_smoothing=config.label_smoothing)
         else:
-            terms = stabn_loss(output, y)
+            terms = stabn_loss(output, y, label_smoothing=config.label_smoothing)
         if not torch.isfinite(terms.total):
             raise InputError(f"training diverged: the loss became {terms.total.item()} at epoch "
                              f"{epoch + 1}; lower the learning rate (now {lr:g})")
@@ -279,7 +332,7 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
         seen += len(idx)
     evaluation = evaluate(model, val, config.eval_batch_size) if val is not None and len(val) else None
     loss, l_per, l_att, l_temp = sums / seen
-    record = EpochRecord(epoch=epoch + 1, lr=lr, loss=loss, loss_perception=l_per, loss_attention=l_att,
+    record = EpochRecord(epoch=epoch + 1, lr=config.lr_at(epoch, 0, len(batches)), loss=loss, loss_perception=l_per, loss_attention=l_att,
                          loss_temporal=l_temp, train_accuracy=correct / seen,
                          seconds=time.perf_counter() - t0, frozen=list(freeze.frozen_at(epoch)),
                          val=evaluation.to_dict() if evaluation is not None else None)
@@ -336,8 +389,12 @@ def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
 def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: str | None = None,
           backbone: str = "tiny", num_frames: int = 8, input_size: int | tuple[int, int] = 64,
           config: TrainConfig | None = None, resume: bool = True, device: str | torch.device = "cpu",
-          on_epoch: Callable[[EpochRecord], None] | None = None, command: str | None = None) -> TrainResult:
+          on_epoch: Callable[[EpochRecord], None] | None = None, command: str | None = None,
+          **model_options) -> TrainResult:
     """Train an ST-ABN from scratch on a dataset spec (see :mod:`videoxai.stabn.data`).
+
+    ``model_options`` are further :class:`STABNConfig` fields (``attention_branch=False``: the
+    plain backbone, trained by the same recipe; ``temporal_attention``, ``pool``, ``dropout``).
 
     The class count and names come from the data. Validation after every epoch uses
     ``val_data``, or for the synthetic benchmark its ``"val"`` split (a stream disjoint from
@@ -352,7 +409,7 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
                if val_spec is not None else None)
     torch.manual_seed(config.seed)
     model = build(STABNConfig(num_classes=train_set.num_classes, num_frames=num_frames, input_size=size,
-                              backbone=backbone, labels=train_set.label_names)).to(device)
+                              backbone=backbone, labels=train_set.label_names, **model_options)).to(device)
     log.info("ST-ABN %s: %.2f M parameters, %d training clips, %s validation clips", backbone,
              sum(p.numel() for p in model.parameters()) / 1e6, len(train_set),
              len(val_set) if val_set is not None else "no")

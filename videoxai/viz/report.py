@@ -38,7 +38,7 @@ from .overlay import (
     resize_maps,
 )
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "write_timeline_report"]
 
 _VIDEO_FORMATS = ((".webm", "video/webm"), (".mp4", "video/mp4"))
 
@@ -137,8 +137,13 @@ def _header(title: str, clip: Clip, exps: list[Explanation], size: tuple[int, in
         chips.append(("fps", f"{clip.fps:g}"))
     targets = sorted({e.label for e in exps})
     chips.append(("explained class", ", ".join(targets)))
+    weights = sorted({str(e.meta["weights"]) for e in exps if e.meta.get("weights")})
+    if weights:
+        chips.append(("weights", ", ".join(weights)))
     chip_html = "".join(f'<span class="chip">{_esc(k)} <b>{_esc(v)}</b></span>' for k, v in chips)
-    return (f'<header><h1>{_esc(title)}</h1><div class="chips">{chip_html}</div>'
+    warnings = list(dict.fromkeys(str(w) for e in exps for w in e.meta.get("warnings", [])))
+    warn_html = "".join(f'<div class="warning" role="alert">⚠ {_esc(w)}</div>' for w in warnings)
+    return (f'<header><h1>{_esc(title)}</h1><div class="chips">{chip_html}</div>{warn_html}'
             '<div class="controls"><button id="vx-play" type="button">pause</button>'
             '<button id="vx-restart" type="button">restart</button></div></header>')
 
@@ -265,11 +270,7 @@ def _memory(c) -> str:
 
 
 def _options(e: Explanation) -> str:
-    if not e.options:
-        return ""
-    body = "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(_fmt(v))}</code></td></tr>"
-                   for k, v in e.options.items())
-    return f'<div class="section-label">Options</div><table>{body}</table>'
+    return _options_table(e.options)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,3 +375,173 @@ def _fmt(v) -> str:
 
 def _esc(v) -> str:
     return html.escape(str(v), quote=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# sliding windows over a whole video
+
+
+def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
+                          notes: Mapping | None = None) -> Path:
+    """Write one HTML page for sliding-window explanations of a whole video.
+
+    The page plays the whole explained stretch of the video and one overlay per method (the
+    windows' maps averaged per frame), plots a **timeline** on the video's own time axis (per
+    window: the predicted class and its probability; per frame: the temporal importance relative
+    to its window), and lists every window.
+
+    Args:
+        path: the ``.html`` file to write.
+        videos: one :class:`~videoxai.timeline.VideoExplanation` or several (one per method) of the
+            same frames.
+        title: page title (default: the file name).
+        notes: ``{name: value}`` shown as a table.
+    """
+    from ..timeline import VideoExplanation
+
+    vids = [videos] if isinstance(videos, VideoExplanation) else list(videos)
+    if not vids:
+        raise InputError("write_timeline_report needs at least one video explanation")
+    for v in vids[1:]:
+        if not np.array_equal(v.frame_indices, vids[0].frame_indices):
+            raise InputError("every video explanation in one report must cover the same frames")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    v0 = vids[0]
+    clip = v0.clip
+    size = _display_size(clip.height, clip.width, 640, 320)
+    frames = resize_frames(clip.uint8(), size)
+    fps = playback_fps(clip)
+    source = Path(v0.source).name if v0.source else None
+    title = title or (f"videoxai — {source}" if source else "videoxai report")
+
+    parts = [_timeline_header(title, vids)]
+    if notes:
+        parts.append(_notes(notes))
+    cards = [_timeline_video_card("original", _original_caption(clip), frames, clip, fps, None, None)]
+    for i, v in enumerate(vids):
+        over = overlay_frames(frames, resize_maps(v.spatial, size))
+        cards.append(_timeline_video_card(v.method, f"{len(v.windows)} windows", over, clip, fps, v,
+                                          PALETTE[i % len(PALETTE)]))
+    parts.append('<h2>Where — the whole video and its explanations</h2>'
+                 '<div class="grid">' + "".join(cards) + "</div>")
+    import matplotlib.pyplot as plt
+
+    fig = _timeline_figure(vids)
+    parts.append('<h2>When — timeline</h2><div class="card curve timeline">'
+                 f'<img alt="timeline: prediction per window and temporal importance" '
+                 f'src="{_figure_png(fig)}"></div>')
+    plt.close(fig)
+    parts.append('<h2>Windows</h2>' + "".join(_window_table(v, PALETTE[i % len(PALETTE)])
+                                             for i, v in enumerate(vids)))
+
+    from .. import __version__
+
+    page = Template(resources.files(__package__).joinpath("templates/report.html").read_text("utf-8"))
+    path.write_text(page.substitute(title=_esc(title), body="\n".join(parts), version=__version__),
+                    encoding="utf-8")
+    return path
+
+
+def _timeline_header(title: str, vids) -> str:
+    v = vids[0]
+    idx = v.frame_indices
+    chips = []
+    if v.source:
+        chips.append(("source", Path(v.source).name))
+    chips.append(("model", v.model))
+    span = f"#{idx.min()}–#{idx.max()}"
+    if v.fps:
+        span += f" ({v.times[0]:.2f}–{v.times[-1]:.2f} s)"
+    chips += [("frames", f"{len(idx)} · {span}"), ("windows", str(len(v.windows))),
+              ("window", f"{v.meta.get('num_frames')} frames, stride {v.meta.get('window_stride')}, "
+                         f"step {v.meta.get('frame_step')}")]
+    if v.fps:
+        chips.append(("fps", f"{v.fps:g}"))
+    if v.meta.get("weights"):
+        chips.append(("weights", str(v.meta["weights"])))
+    chip_html = "".join(f'<span class="chip">{_esc(k)} <b>{_esc(val)}</b></span>' for k, val in chips)
+    warnings = list(dict.fromkeys(str(w) for x in vids for w in x.meta.get("warnings", [])))
+    warn_html = "".join(f'<div class="warning" role="alert">⚠ {_esc(w)}</div>' for w in warnings)
+    return (f'<header><h1>{_esc(title)}</h1><div class="chips">{chip_html}</div>{warn_html}'
+            '<div class="controls"><button id="vx-play" type="button">pause</button>'
+            '<button id="vx-restart" type="button">restart</button></div></header>')
+
+
+def _timeline_video_card(name: str, sub: str, frames: np.ndarray, clip: Clip, fps: float, video,
+                         color: str | None) -> str:
+    heading = name if video is None else f"{name} · window prediction"
+    temporal = None
+    if video is not None:
+        total = float(video.temporal.sum())
+        temporal = video.temporal / total if total > 0 else None
+    bands = caption_bands(frames.shape[2], heading, clip.indices, temporal,
+                          text_size=max(12, round(frames.shape[2] / 20)))
+    media = _video_html(np.concatenate([frames, bands], axis=1), fps)
+    style = f' style="--c:{color}"' if color else ' style="--c:#c9ced8"'
+    swatch = '<span class="swatch"></span>' if color else ""
+    return (f'<div class="card method"{style}><div class="head"><h3>{swatch}{_esc(name)}</h3>'
+            f'<span class="sub">{_esc(sub)}</span></div><div class="media">{media}</div></div>')
+
+
+def _timeline_figure(vids):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    v0 = vids[0]
+    unit = "s" if v0.fps else "frame"
+    fig, axes = plt.subplots(2, 1, figsize=(9.0, 4.6), sharex=True, gridspec_kw={"height_ratios": [1, 1.2]})
+    top, bottom = axes
+    labels = sorted({w.predicted_label for v in vids for w in v.windows})
+    colours = {lb: PALETTE[i % len(PALETTE)] for i, lb in enumerate(labels)}
+
+    def when(w):
+        if v0.fps:
+            return w.start_s, w.end_s + 1.0 / v0.fps
+        return float(w.frame_indices[0]), float(w.frame_indices[-1] + 1)
+
+    for w in v0.windows:  # the prediction does not depend on the method: plot it once
+        a, b = when(w)
+        top.hlines(w.predicted_score, a, b, colors=colours[w.predicted_label], linewidth=4)
+    for lb in labels:
+        top.plot([], [], color=colours[lb], linewidth=4, label=lb)
+    top.set_ylim(0, 1.05)
+    top.set_ylabel("top-1 probability")
+    top.set_title("prediction per window", fontsize=10, loc="left")
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    for i, v in enumerate(vids):
+        x = v.times if v.fps else v.frame_indices
+        bottom.plot(x, v.temporal, color=PALETTE[i % len(PALETTE)], label=v.method, linewidth=1.5)
+    bottom.axhline(1.0, color="#999999", linewidth=0.8, linestyle="--")
+    bottom.set_ylabel("importance\n(1 = window mean)")
+    bottom.set_xlabel(f"video time ({unit})")
+    bottom.set_title("temporal importance per frame", fontsize=10, loc="left")
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _window_table(v, color: str) -> str:
+    head = ("<tr><th>window</th><th>time</th><th>source frames</th><th>prediction</th>"
+            '<th class="num">p</th><th>explained</th><th class="num">p</th><th>top frame</th>'
+            '<th class="num">seconds</th></tr>')
+    rows = []
+    for w in v.windows:
+        when = f"{w.start_s:.2f}–{w.end_s:.2f} s" if w.start_s is not None else "—"
+        top = int(w.frame_indices[int(np.argmax(w.temporal))])
+        rows.append(f"<tr><td>{w.index}</td><td>{when}</td><td>#{w.frame_indices[0]}–#{w.frame_indices[-1]}</td>"
+                    f"<td>{_esc(w.predicted_label)}</td><td class=\"num\">{w.predicted_score:.1%}</td>"
+                    f"<td>{_esc(w.label)}</td><td class=\"num\">{w.score:.1%}</td><td>#{top}</td>"
+                    f"<td class=\"num\">{w.cost.seconds:.2f}</td></tr>")
+    return (f'<div class="card method windows" style="--c:{color}"><div class="head"><h3>'
+            f'<span class="swatch"></span>{_esc(v.method)}</h3></div>'
+            f'<table class="window-list">{head}{"".join(rows)}</table>{_options_table(v.options)}</div>')
+
+
+def _options_table(options: Mapping) -> str:
+    if not options:
+        return ""
+    body = "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(_fmt(v))}</code></td></tr>" for k, v in options.items())
+    return f'<div class="section-label">Options</div><table>{body}</table>'

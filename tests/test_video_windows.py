@@ -1,0 +1,148 @@
+"""Whole videos: the shared window planner, ranges, sliding-window explanations and their timeline report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import videoxai as vx
+from videoxai.data.synthetic import SyntheticVideos
+from videoxai.data.video import sliding_windows, write_video
+from videoxai.data.windows import WindowPlanner, WindowSpan, window_spans
+from videoxai.errors import InputError, VideoReadError
+from videoxai.timeline import parse_time
+
+FPS = 8.0
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """24 frames (three synthetic clips one after the other), 64x64 at 8 fps."""
+    frames = np.concatenate([s.frames for s in SyntheticVideos(3, split="test", seed=0)])
+    return write_video(frames, tmp_path_factory.mktemp("video") / "three.mp4", fps=FPS, quality=0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return vx.load_model("demo-cnn")
+
+
+# -- the planner -------------------------------------------------------------------------------------
+def spans(total, size, stride, tail):
+    return [(s.start, s.stop, s.padding) for s in window_spans(total, size, stride, tail)]
+
+
+def test_planner_windows_and_tails():
+    assert spans(12, 8, 4, "shift") == [(0, 8, 0), (4, 12, 0)]                   # ends on a window: no tail
+    assert spans(13, 8, 4, "shift") == [(0, 8, 0), (4, 12, 0), (5, 13, 0)]       # last 8 frames
+    assert spans(13, 8, 4, "pad") == [(0, 8, 0), (4, 12, 0), (8, 13, 3)]         # on schedule, padded
+    assert spans(5, 8, 4, "shift") == spans(5, 8, 4, "pad") == [(0, 5, 3)]       # shorter than a window
+    assert spans(20, 4, 6, "pad") == [(0, 4, 0), (6, 10, 0), (12, 16, 0), (18, 20, 2)]  # gaps
+    assert spans(16, 4, 6, "pad") == [(0, 4, 0), (6, 10, 0), (12, 16, 0)]       # 16..: nothing left
+    assert spans(0, 4, 2, "shift") == []
+    planner = WindowPlanner(4, 6, tail="pad")
+    keep = [planner.push()[0] for _ in range(12)]
+    assert keep == [True] * 4 + [False] * 2 + [True] * 4 + [False] * 2  # gap frames are never decoded
+    assert planner.finish() is None
+    with pytest.raises(InputError, match="stride must be an integer >= 1, got 0"):
+        WindowPlanner(4, 0)
+
+
+def test_sliding_windows_on_a_clip_follow_the_planner():
+    clip = vx.Clip(np.arange(13, dtype=np.uint8)[:, None, None, None].repeat(2, 1).repeat(2, 2).repeat(3, 3))
+    for tail in ("pad", "shift"):
+        wins = list(sliding_windows(clip, 8, 4, tail=tail))
+        expected = window_spans(13, 8, 4, tail)
+        assert [(w.meta["start"], w.meta["padding"]) for w in wins] == [(s.start, s.padding) for s in expected]
+        last, span = wins[-1], expected[-1]
+        assert list(last.indices) == list(range(span.start, span.stop)) + [span.stop - 1] * span.padding
+        assert list(last.frames[:, 0, 0, 0]) == list(last.indices)
+
+
+def test_sliding_windows_of_a_file_range(video):
+    wins = list(sliding_windows(video, 8, 4, start=parse_time("4", FPS), end=parse_time("2.5s", FPS),
+                                tail="shift"))
+    # frames 4..19 (2.5 s = frame 20, excluded): windows 4-11, 8-15, 12-19
+    assert [list(w.indices) for w in wins] == [list(range(a, a + 8)) for a in (4, 8, 12)]
+    with pytest.raises(VideoReadError, match=r"no frame in the time range \[9, 10\) s"):
+        list(sliding_windows(video, 8, start=9.0, end=10.0))
+
+
+def test_parse_time():
+    assert parse_time("2.5s", 8.0) == 2.5 and parse_time(1.5, None) == 1.5 and parse_time(None, 8.0) is None
+    assert parse_time("60", 30.0) == pytest.approx(59.5 / 30) and parse_time("60f", 30.0) == parse_time("60", 30.0)
+    for bad, match in (("abc", "seconds like '2.5s' or a frame number like '60', got 'abc'"),
+                       ("-3", "got '-3'"), ("2.5", "a frame number must be whole"), (True, "got True")):
+        with pytest.raises(InputError, match=match):
+            parse_time(bad, 8.0, "start")
+    with pytest.raises(InputError, match="no frame rate"):
+        parse_time("10", None)
+
+
+# -- sliding-window explanations ---------------------------------------------------------------------
+def test_explain_video_puts_each_window_back_on_the_video(video, model):
+    v = vx.explain_video(model, video, "gradcam", window_stride=4, start="4", end="2.5s")
+    assert [list(w.frame_indices) for w in v.windows] == [list(range(a, a + 8)) for a in (4, 8, 12)]
+    assert list(v.frame_indices) == list(range(4, 20)) and v.frames.shape == (16, 64, 64, 3)
+    np.testing.assert_allclose(v.times, np.arange(4, 20) / FPS)
+    assert v.spatial.shape == (16, 64, 64) and v.spatial.max() == pytest.approx(1.0)
+
+    # each window is exactly vx.explain on those frames
+    frames = vx.read_video(video).frames
+    for w in v.windows:
+        exp = vx.explain(model, vx.Clip(frames[w.frame_indices]), "gradcam")
+        assert (w.label, w.target) == (exp.label, exp.target) and w.score == pytest.approx(exp.score, rel=1e-5)
+        np.testing.assert_allclose(w.temporal, exp.temporal, rtol=1e-5)
+    # a frame in one window only: its importance relative to the window is T · temporal
+    w0 = v.windows[0]
+    assert v.temporal[0] == pytest.approx(8 * w0.temporal[0], rel=1e-5)
+    # a frame in two windows: the mean of both
+    both = (8 * v.windows[0].temporal[4] + 8 * v.windows[1].temporal[0]) / 2  # frame 8
+    assert v.temporal[4] == pytest.approx(both, rel=1e-5)
+
+    named = vx.explain_video(model, video, "gradcam", target="Red Square", end="16")
+    assert {w.label for w in named.windows} == {"red square"} and len(named.windows) == 2
+    with pytest.raises(InputError, match="start and end apply to video files"):
+        vx.explain_video(model, vx.read_video(video), "gradcam", start=1.0)
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "videoxai", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd, env={"VIDEOXAI_PROGRESS": "0", "COLUMNS": "200", "PATH": "/usr/bin:/bin",
+                                        "PYTHONPATH": str(Path(vx.__file__).parent.parent)})
+
+
+def test_cli_windows_report_has_a_timeline_and_plays_the_whole_video(video, tmp_path):
+    r = _run("explain", str(video), "--model", "demo-cnn", "--method", "gradcam", "--window-stride", "6",
+             "--start", "0.25s", "--end", "22", "--out", "out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "gradcam: 3 windows" in r.stdout  # frames 2..21: windows 2-9, 8-15, 14-21
+    out = tmp_path / "out"
+    overlay = vx.read_video(out / "gradcam.mp4")
+    assert overlay.num_frames == 20
+
+    from conftest import headless_chrome
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = headless_chrome()
+    try:
+        browser.get((out / "report.html").as_uri())
+        rows = browser.find_elements("css selector", "table.window-list tr")
+        assert len(rows) == 1 + 3 and "#14–#21" in rows[-1].text
+        timeline = browser.find_element("css selector", ".timeline img")
+        assert timeline.is_displayed() and browser.execute_script("return arguments[0].naturalWidth", timeline) > 500
+        js = "return Array.from(document.querySelectorAll('video')).map(v => [v.readyState, v.duration]);"
+        WebDriverWait(browser, 90, poll_frequency=0.2).until(
+            lambda b: all(s[0] >= 1 for s in b.execute_script(js)))
+        states = browser.execute_script(js)
+    finally:
+        browser.quit()
+    assert len(states) == 2  # the original and the overlay, each over all 20 frames at 8 fps
+    assert all(d == pytest.approx(20 / FPS, abs=0.2) for _, d in states), states
+    r = _run("explain", str(video), "--model", "demo-cnn", "--start", "soon", "--out", "o", cwd=tmp_path)
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "start must be seconds like '2.5s'" in lines[0], r.stderr

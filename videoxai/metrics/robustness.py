@@ -1,0 +1,111 @@
+"""Robustness: does the map stay put when the clip changes imperceptibly?
+
+The clip ``x`` gets ``samples`` seeded noise draws ``δ`` (clamped so pixels stay in [0, 1]); the
+method is re-run on each noisy clip ``x'`` with the same target, and the worst case is reported:
+
+* **max_sensitivity** (Yeh et al. 2019, Quantus' ``MaxSensitivity``): uniform noise in
+  ``[−radius, radius]`` per value, ``max ‖e(x') − e(x)‖ / ‖e(x)‖`` (Frobenius norms of the maps);
+* **local_lipschitz** (Alvarez-Melis & Jaakkola 2018, Quantus' ``LocalLipschitzEstimate``):
+  Gaussian noise of standard deviation ``radius``, ``max ‖e(x') − e(x)‖ / ‖x' − x‖``.
+
+Both are **lower is better**, and both are blind to whether the map is right: a map that ignores
+the clip (the ``random`` reference of an evaluation is seeded by the clip's name) scores 0. Maps
+are compared as the method returns them (``spatial``, in [0, 1]), over the voxels the model sees.
+Each sample re-runs the method once: the cost is ``samples`` explanations.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .base import Metric, Score, register, view_mask
+from .sanity import default_explainer
+
+
+class _Robustness(Metric):
+    """Shared body: re-explain seeded noisy copies of the clip and keep the worst ratio."""
+
+    family = "robustness"
+    needs_explainer = True
+    _higher_is_better = False
+    noise: ClassVar[str]
+
+    def __init__(self, *, samples: int = 5, radius: float = 0.02, seed: int = 0) -> None:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise InputError(f"samples must be a positive integer, got {samples!r}")
+        if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 < radius <= 1:
+            raise InputError(f"radius must be a number in (0, 1], got {radius!r}")
+        self.samples, self.radius, self.seed = samples, float(radius), seed
+
+    def perturb(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """Noisy copy ``i`` of the clip ``(1, T, 3, H, W)``, in [0, 1]."""
+        g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + i)
+        if self.noise == "uniform":
+            delta = (torch.rand(x.shape, generator=g, dtype=torch.float64) * 2 - 1) * self.radius
+        else:
+            delta = torch.randn(x.shape, generator=g, dtype=torch.float64) * self.radius
+        return (x.double().cpu() + delta).clamp(0, 1).to(x.dtype).to(x.device)
+
+    def ratio(self, e0: np.ndarray, e1: np.ndarray, x0: torch.Tensor, x1: torch.Tensor) -> float:
+        raise NotImplementedError
+
+    def compute(self, model, x, explanation, target, sample, explain_fn=None) -> Score:
+        if explanation.method == "map" and explain_fn is None:
+            raise InputError(f"{self.name} needs explain_fn= when the explanation is a bare map")
+        run = explain_fn or default_explainer(explanation, x, target)
+        t, h, w = explanation.spatial.shape
+        visible = view_mask(model, t, h, w).numpy()
+        e0 = explanation.spatial[visible].astype(np.float64)
+        ratios = []
+        for i in range(self.samples):
+            xi = self.perturb(x, i)
+            ei = run(model, target=target, clip=xi).spatial[visible].astype(np.float64)
+            ratios.append(self.ratio(e0, ei, x, xi))
+        finite = [r for r in ratios if math.isfinite(r)]
+        details = {"per_sample": [r if math.isfinite(r) else None for r in ratios]}
+        if not finite:
+            return Score.undefined("the map is empty", **details)
+        return Score(max(finite), details=details)
+
+
+@register
+class MaxSensitivity(_Robustness):
+    """Largest relative change of the map, ``‖e(x') − e(x)‖ / ‖e(x)‖``, under uniform noise in
+    ``[−radius, radius]`` (lower is better).
+
+    Options:
+        samples: noisy copies (each re-runs the method).
+        radius: noise bound, in pixel units (0.02 ≈ 5 grey levels of 255).
+        seed: the noise's seed.
+    """
+
+    name = "max_sensitivity"
+    noise = "uniform"
+
+    def ratio(self, e0, e1, x0, x1) -> float:
+        norm = float(np.linalg.norm(e0))
+        return float(np.linalg.norm(e1 - e0)) / norm if norm > 0 else math.nan
+
+
+@register
+class LocalLipschitz(_Robustness):
+    """Largest ``‖e(x') − e(x)‖ / ‖x' − x‖`` under Gaussian noise of standard deviation ``radius``
+    (lower is better).
+
+    Options:
+        samples: noisy copies (each re-runs the method).
+        radius: the noise's standard deviation, in pixel units.
+        seed: the noise's seed.
+    """
+
+    name = "local_lipschitz"
+    noise = "gaussian"
+
+    def ratio(self, e0, e1, x0, x1) -> float:
+        dx = float(torch.linalg.vector_norm((x1 - x0).double()))
+        return float(np.linalg.norm(e1 - e0)) / dx if dx > 0 else math.nan

@@ -1,0 +1,257 @@
+"""Explain a whole video, window by window, on the video's own time axis.
+
+``vx.explain`` explains one clip of ``model.num_frames`` frames. A user with a real video wants
+the whole of it (or a stretch of it): :func:`explain_video` slides a window of
+``model.num_frames`` frames over the video (``window_stride`` frames apart, optionally taking
+every ``frame_step``-th frame), explains each window with ``vx.explain`` and puts the results
+back on the video's frames:
+
+* per window: the prediction (class, probability), the explained class, its per-frame
+  importance and cost (:class:`WindowResult`);
+* per source frame: the spatial map averaged over the windows that contain it, at a display
+  size (long videos are never held at full size), and the temporal importance *relative to its
+  window* (``T · temporal``: 1 is the window's average frame), averaged likewise.
+
+Where windows start and end is :class:`~videoxai.data.windows.WindowPlanner`'s rule, the one the
+stream service uses: windows every ``window_stride`` frames and, when the video ends inside a
+window, a last window of the last ``num_frames`` frames, so every frame is explained and no
+window holds invented frames. The file is decoded as a stream (at most one window at full size
+in memory).
+
+>>> video = vx.explain_video(model, "tests/data/bigbuckbunny.mp4", "gradcam", window_stride=8)
+>>> [(w.start_s, w.label) for w in video.windows]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .clip import Clip
+from .cost import Cost
+from .errors import InputError
+from .explain import explain
+from .models.base import VideoModel
+
+__all__ = ["WindowResult", "VideoExplanation", "explain_video", "parse_time"]
+
+
+@dataclass
+class WindowResult:
+    """One window's explanation, summarised.
+
+    Attributes:
+        index: window number.
+        frame_indices: ``(T,)`` source index of each of its frames.
+        start_s, end_s: time of its first and last frame, in seconds (``None`` without an fps).
+        target, label: the explained class; score: its probability.
+        predicted, predicted_label, predicted_score: the model's top class on the window.
+        temporal: ``(T,)`` per-frame importance within the window (sums to 1).
+        cost: what explaining it cost.
+    """
+
+    index: int
+    frame_indices: np.ndarray
+    start_s: float | None
+    end_s: float | None
+    target: int
+    label: str
+    score: float
+    predicted: int
+    predicted_label: str
+    predicted_score: float
+    temporal: np.ndarray
+    cost: Cost
+
+
+@dataclass
+class VideoExplanation:
+    """Sliding-window explanations of one video (see the module docstring).
+
+    Attributes:
+        method, model: what explained what.
+        windows: one :class:`WindowResult` per window, in order.
+        frames: uint8 ``(N, h, w, 3)`` every explained source frame, at the display size.
+        frame_indices: ``(N,)`` their source indices (increasing); times: ``(N,)`` in seconds.
+        spatial: float32 ``(N, h, w)`` in [0, 1], the windows' maps averaged per frame.
+        temporal: float32 ``(N,)`` importance relative to the frame's window (1 = the window's
+            average), averaged over the windows that contain the frame.
+        fps: source frame rate; source: the file; options: the method's options as used;
+        meta: the first window's ``Explanation.meta`` without per-window arrays (weights, warnings).
+    """
+
+    method: str
+    model: str
+    windows: list[WindowResult]
+    frames: np.ndarray
+    frame_indices: np.ndarray
+    times: np.ndarray
+    spatial: np.ndarray
+    temporal: np.ndarray
+    fps: float | None
+    source: str | None
+    options: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def clip(self) -> Clip:
+        """The explained frames at display size, as a clip (for overlays and reports)."""
+        return Clip(self.frames, fps=self.fps, indices=self.frame_indices, source=self.source)
+
+    def window_at(self, frame_index: int) -> WindowResult:
+        """The window whose centre is nearest to source frame ``frame_index``."""
+        return min(self.windows, key=lambda w: abs(float(w.frame_indices.mean()) - frame_index))
+
+    def __repr__(self) -> str:
+        return (f"VideoExplanation(method={self.method!r}, model={self.model!r}, windows={len(self.windows)}, "
+                f"frames={len(self.frame_indices)}, size={self.frames.shape[2]}x{self.frames.shape[1]})")
+
+
+_TIME = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|f)?\s*$")
+
+
+def parse_time(value: float | int | str | None, fps: float | None, what: str = "time") -> float | None:
+    """A position in a video, in seconds.
+
+    Numbers are seconds (as in :func:`vx.read_video`); strings are seconds with an ``s`` suffix
+    (``"2.5s"``) or frame indices without one (``"60"``, or ``"60f"``). Frame ``n`` becomes the
+    time half a frame before it, so that ``start="60"`` includes frame 60 and ``end="90"``
+    excludes frame 90 even when timestamps are rounded.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{what} must be seconds or a frame number, got {value!r}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        seconds = float(value)
+    else:
+        m = _TIME.match(str(value))
+        if not m:
+            raise InputError(f"{what} must be seconds like '2.5s' or a frame number like '60', got {value!r}")
+        number, unit = float(m.group(1)), m.group(2)
+        if unit == "s":
+            seconds = number
+        else:
+            if number != int(number):
+                raise InputError(f"{what}: a frame number must be whole, got {value!r}; seconds take an 's'")
+            if not fps:
+                raise InputError(f"{what}: the video reports no frame rate; give seconds like '2.5s'")
+            seconds = max(0.0, (number - 0.5) / fps)
+    if not np.isfinite(seconds) or seconds < 0:
+        raise InputError(f"{what} must be a time >= 0, got {value!r}")
+    return seconds
+
+
+def explain_video(model: VideoModel, video: str | Path | Clip, method: str = "gradcam", *,
+                  window_stride: int | None = None, frame_step: int = 1,
+                  start: float | str | None = None, end: float | str | None = None,
+                  target: int | str | None = None, refine=None, working_size: str = "model",
+                  display_side: int = 640, on_window: Callable[[int], None] | None = None,
+                  **options) -> VideoExplanation:
+    """Explain every window of ``model.num_frames`` frames of a video (see the module docstring).
+
+    Args:
+        model: the classifier.
+        video: a video file, or a :class:`~videoxai.Clip` already in memory (all its frames).
+        method: a registered method name; ``**options`` are its options.
+        window_stride: frames (after ``frame_step``) between window starts; ``None``: windows
+            do not overlap (``num_frames``).
+        frame_step: use every ``frame_step``-th frame of the video.
+        start, end: the stretch to explain (files only): seconds (numbers, or ``"2.5s"``) or
+            frame numbers (``"60"``); see :func:`parse_time`. ``end`` is excluded.
+        target: the class every window explains (index or name); ``None``: each window's own
+            prediction.
+        refine, working_size: as in :func:`vx.explain`.
+        display_side: longer side of the stored frames and maps.
+        on_window: called with each window's number before it is explained (progress).
+
+    Returns:
+        A :class:`VideoExplanation`.
+    """
+    from .data.video import probe, sliding_windows
+    from .viz.overlay import resize_frames, resize_maps
+
+    if not isinstance(model, VideoModel):
+        raise InputError(f"explain_video needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
+    if isinstance(target, str):
+        target = model.class_index(target)
+    if isinstance(video, Clip):
+        if start is not None or end is not None:
+            raise InputError("start and end apply to video files; select a clip's frames with clip.subclip")
+        source, fps = video.source, video.fps
+        windows_iter = sliding_windows(video, model.num_frames, window_stride, frame_step=frame_step, tail="shift")
+    else:
+        info = probe(video)
+        fps = info["fps"]
+        lo, hi = parse_time(start, fps, "start"), parse_time(end, fps, "end")
+        source = str(video)
+        windows_iter = sliding_windows(video, model.num_frames, window_stride, frame_step=frame_step,
+                                       start=lo, end=hi, tail="shift")
+
+    results: list[WindowResult] = []
+    frames: dict[int, np.ndarray] = {}
+    map_sum: dict[int, np.ndarray] = {}
+    rel_sum: dict[int, float] = {}
+    hits: dict[int, int] = {}
+    size = None
+    first = None
+    for window in windows_iter:
+        if on_window:
+            on_window(window.meta["window"])
+        exp = explain(model, window, method, target=target, refine=refine, working_size=working_size, **options)
+        first = first or exp
+        if size is None:
+            size = _display_size(window.height, window.width, display_side)
+        maps = resize_maps(exp.spatial, size)
+        new = [k for k, i in enumerate(window.indices) if int(i) not in frames]
+        if new:
+            small = resize_frames(window.uint8()[new], size)
+            for k, rgb in zip(new, small):
+                frames[int(window.indices[k])] = rgb
+        t = len(window.indices)
+        for k, i in enumerate(window.indices.tolist()):
+            if i in hits and k > 0 and window.indices[k - 1] == i:
+                continue  # a repeated frame (a clip shorter than a window) counts once
+            map_sum[i] = map_sum.get(i, 0) + maps[k]
+            rel_sum[i] = rel_sum.get(i, 0.0) + float(exp.temporal[k]) * t
+            hits[i] = hits.get(i, 0) + 1
+        top = int(np.argmax(exp.probs))
+        ts = [int(window.indices[0]) / fps, int(window.indices[-1]) / fps] if fps else [None, None]
+        results.append(WindowResult(
+            index=int(window.meta["window"]), frame_indices=window.indices.copy(), start_s=ts[0], end_s=ts[1],
+            target=exp.target, label=exp.label, score=exp.score, predicted=top,
+            predicted_label=model.labels[top], predicted_score=float(exp.probs[top]),
+            temporal=exp.temporal.copy(), cost=exp.cost))
+    if first is None:
+        raise InputError(f"{source}: no frames to explain")
+    order = sorted(frames)
+    spatial = np.stack([map_sum[i] / hits[i] for i in order]).astype(np.float32)
+    peak = float(spatial.max())
+    if peak > 0:
+        spatial /= peak
+    index = np.asarray(order, dtype=np.int64)
+    meta = {k: v for k, v in first.meta.items() if not isinstance(v, np.ndarray)}
+    meta.update(window_stride=window_stride or model.num_frames, frame_step=frame_step,
+                num_frames=model.num_frames)
+    return VideoExplanation(
+        method=first.method, model=model.name, windows=results, frames=np.stack([frames[i] for i in order]),
+        frame_indices=index, times=index / fps if fps else index.astype(np.float64), spatial=spatial,
+        temporal=np.asarray([rel_sum[i] / hits[i] for i in order], dtype=np.float32), fps=fps,
+        source=source, options=dict(first.options), meta=meta)
+
+
+def _display_size(h: int, w: int, side: int) -> tuple[int, int]:
+    if max(h, w) <= side:
+        return h, w
+    s = side / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def explain_videos(model: VideoModel, video, methods: Sequence[str], **kwargs) -> list[VideoExplanation]:
+    """:func:`explain_video` with each of ``methods`` (per-method options as ``options={name: {...}}``)."""
+    per_method = kwargs.pop("options", None) or {}
+    return [explain_video(model, video, name, **kwargs, **per_method.get(name, {})) for name in methods]
