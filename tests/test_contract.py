@@ -108,7 +108,8 @@ def test_every_method_on_every_model(models, clip, name, model_name):
     again = vx.explain(model, clip, name, **options)
     np.testing.assert_allclose(again.spatial, exp.spatial, atol=1e-5)
     # options: Explanation.options → canonical spec → the same options
-    recorded = {k: v for k, v in exp.options.items() if k != "refine"}
+    recorded = {k: v for k, v in exp.options.items() if k in cls.declared_options()}
+    assert set(exp.options) - set(recorded) <= {"refine", "working_size"}
     spec = cls.spec_for(recorded)
     parsed_name, text = parse_spec(spec)
     assert parsed_name == name and cls.parse_options(text) == recorded

@@ -105,7 +105,9 @@ def test_method_specs_are_canonical_like_metric_specs(cnn):
 def test_explanation_options_round_trip_through_a_spec(cnn):
     clip = vx.Clip.from_array(__import__("numpy").random.default_rng(0).random((8, 32, 32, 3), dtype="float32"))
     exp = vx.explain(cnn, clip, "occlusion", window="8, 32, 32", batch_size=64)  # 9 windows
-    options = {k: v for k, v in exp.options.items() if k != "refine"}
+    # Explanation.options = the method's options + vx.explain's own (refine, working size)
+    options = {k: v for k, v in exp.options.items() if k in get("occlusion").declared_options()}
+    assert set(exp.options) - set(options) <= {"refine", "working_size"}
     spec = format_spec(exp.method, options)
     name, text = parse_spec(spec)
     assert get(name).parse_options(text) == options
