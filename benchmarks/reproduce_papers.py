@@ -1,6 +1,6 @@
 """Each seed paper's headline table beside ours, on the bundled models and held-out synthetic clips.
 
-    python benchmarks/reproduce_papers.py            # 10 clips (extremal methods on 4), ~1 h on 2 cores
+    python benchmarks/reproduce_papers.py            # 10 clips (extremal methods on 4), about 1 h on 2 cores (estimated)
     python benchmarks/reproduce_papers.py --quick    # a smoke run: 3 clips, extremal methods on 1 at 40 iterations
 
 Three sections, one per seed:
@@ -122,15 +122,18 @@ def stabn_section(quick: bool) -> None:
     if not rows:
         print("reproduce_stabn.run returned no rows.")
         return
+    if hasattr(module, "table"):  # the ST-ABN script's own layout
+        print(module.table(rows))
+        return
     keys = list(dict.fromkeys(k for r in rows for k in r))
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for r in rows:
-        print("| " + " | ".join(_cell(r.get(k, "")) for k in keys) + " |")
+        print("| " + " | ".join(_cell(r.get(k)) for k in keys) + " |")
 
 
 def _cell(v) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    return "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 def main() -> None:
