@@ -9,8 +9,19 @@ the clip's true class with ``vx.explain`` at its documented defaults, and the sc
 * **spatial**: over the frames of the windows, the share whose peak pixel (argmax of
   ``exp.spatial[t]``) lies on the evidence object's mask; **px**: the median distance from that
   peak to the object's centre (a near miss of a coarse map is a small distance);
+* **pointing**, **IoU**: the project's ``pointing_game`` (peak within 4 px of the object) and
+  ``iou`` (top voxels, as many as the object has, against the object's voxels) metrics;
+* **consistency**: the mean Pearson correlation of consecutive frames' maps (1: the map moves
+  smoothly over time), the temporal consistency STEP's smoothness term is meant to improve;
 * **s/clip**, **fwd**, **bwd**: wall seconds, forward and backward passes per clip, as measured by
   ``exp.cost``.
+
+Clips that the model calls by their true class when they are fully blurred (the extremal methods'
+mask 0; on the demo TimeSformer one class is this "nothing" class) are scored separately in a
+second table: there, removing the evidence does not remove the class, so no removal method can
+find it. ``--randomisation N`` adds the cascading model-randomisation check (Spearman ρ between
+the map and the maps of 4 progressively randomised copies, lower is better) on the first N
+clips of each method.
 
 Methods run clip by clip, interleaved, so that a busy machine slows them alike. The extremal
 perturbation variants cost a few hundred forward *and* backward passes per clip, so by default
@@ -22,7 +33,7 @@ by an empty mask and its map carries no evidence; and for the extremal methods, 
 their masks reached for each target area.
 
     python benchmarks/perturbation_quality.py                      # demo model, 20 clips
-    python benchmarks/perturbation_quality.py --clips 50 --ep-clips 8 --model demo
+    python benchmarks/perturbation_quality.py --clips 50 --ep-clips 8 --model demo-cnn --randomisation 3
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 import videoxai as vx
 from videoxai.data.synthetic import SyntheticVideos, chance_rates
+from videoxai.metrics.base import evaluate
 
 METHODS = ["staa", "shap_temporal", "lime", "occlusion", "rise", "ep2d", "ep3d", "step"]
 EXTREMAL = {"ep2d", "ep3d", "step"}
@@ -65,6 +77,13 @@ def localisation(exp: vx.Explanation, sample) -> tuple[bool, list[bool], list[fl
     return temporal, spatial, distance
 
 
+def consistency(exp: vx.Explanation) -> float:
+    """Mean Pearson correlation of consecutive frames' maps (constant frames left out)."""
+    flat = exp.spatial.reshape(exp.spatial.shape[0], -1).astype(np.float64)
+    r = [np.corrcoef(a, b)[0, 1] for a, b in zip(flat[:-1], flat[1:]) if a.std() > 0 and b.std() > 0]
+    return float(np.mean(r)) if r else float("nan")
+
+
 def blurred_class(model, clip) -> int:
     """The class ``model`` predicts for ``clip`` with every frame blurred as the extremal methods'
     perturbation blurs a pixel whose mask is 0 (their ``max_blur``, scaled to the frame)."""
@@ -84,6 +103,8 @@ def main() -> None:
                     help="clips for ep2d/ep3d/step, the first of --clips (default 2)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    ap.add_argument("--randomisation", type=int, default=0, metavar="N",
+                    help="randomisation check on each method's first N clips (default 0: off)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
                     help="override a method option, e.g. step.iterations=100 (repeatable)")
@@ -102,9 +123,13 @@ def main() -> None:
     model = vx.load_model(args.model)
     ds = SyntheticVideos(args.clips, split="test", seed=args.seed, num_frames=model.num_frames)
     chance = chance_rates(ds)
-    rows = {m: {"t": [], "s": [], "px": [], "sec": [], "fwd": [], "bwd": [], "n": 0} for m in methods}
+    fields = ("t", "s", "px", "pg", "iou", "cons", "sec", "fwd", "bwd", "rho", "reached", "chosen")
+    # rows[group][method]: group "object" (the blurred clip loses the class) or "nothing"
+    rows = {g: {m: {k: [] for k in fields} for m in methods} for g in ("object", "nothing")}
+    done = {m: 0 for m in methods}
     correct = 0
     blurred = []  # (class of the fully blurred clip, true class)
+    areas = {}    # extremal method → its target areas
     print(f"model {args.model} ({model.family}, {model.num_frames} frames, {model.input_size}), "
           f"{args.clips} held-out clips, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}", file=sys.stderr)
@@ -114,48 +139,67 @@ def main() -> None:
         clip = sample.clip
         correct += int(model.predict(clip.to_tensor(model.device)).argmax(-1).item() == sample.label)
         blurred.append((blurred_class(model, clip), sample.label))
+        group = "nothing" if blurred[-1][0] == sample.label else "object"
         for m in methods:
             if m in EXTREMAL and i >= args.ep_clips:
                 continue
             exp = vx.explain(model, clip, method=m, target=sample.label, **options.get(m, {}))
             temporal, spatial, distance = localisation(exp, sample)
-            r = rows[m]
+            r = rows[group][m]
             r["t"].append(temporal)
             r["s"].extend(spatial)
             r["px"].extend(distance)
+            r["pg"].append(float(evaluate("pointing_game", model, clip, exp, sample=sample)))
+            r["iou"].append(float(evaluate("iou", model, clip, exp, sample=sample)))
+            r["cons"].append(consistency(exp))
             r["sec"].append(exp.cost.seconds)
             r["fwd"].append(exp.cost.forward_passes)
             r["bwd"].append(exp.cost.backward_passes)
-            r["n"] += 1
+            if done[m] < args.randomisation:
+                r["rho"].append(float(evaluate("randomisation", model, clip, exp)))
+            done[m] += 1
             if m in EXTREMAL:  # how close the optimised masks came to their target areas
-                r.setdefault("areas", exp.meta["areas"][0])
-                r.setdefault("reached", []).append(exp.meta["area_reached"][0])
+                areas[m] = exp.meta["areas"][0]
+                r["reached"].append(exp.meta["area_reached"][0])
+                r["chosen"].append(float(exp.meta["area_chosen"][0]))
         print(f"  clip {i + 1}/{args.clips} done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
 
     print(f"\nLocalisation on {args.clips} held-out synthetic clips (model accuracy on them: "
-          f"{correct}/{args.clips}); explained class: the true one.\n")
-    print("| method | clips | temporal | spatial | px | s/clip | forward | backward |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for m in methods:
-        r = rows[m]
-        if not r["n"]:
+          f"{correct}/{args.clips}); explained class: the true one.")
+    for group, title in (("object", "clips whose fully blurred copy loses the class"),
+                         ("nothing", "clips whose fully blurred copy keeps the class (the model's "
+                                     "'nothing' class: no removal method can localise here)")):
+        if not any(rows[group][m]["t"] for m in methods):
             continue
-        spatial = "– | –" if m in TEMPORAL_ONLY else f"{np.mean(r['s']):.2f} | {np.median(r['px']):.1f}"
-        print(f"| {m} | {r['n']} | {np.mean(r['t']):.2f} | {spatial} | "
-              f"{np.mean(r['sec']):.3f} | {np.mean(r['fwd']):.0f} | {np.mean(r['bwd']):.0f} |")
-    print(f"| chance | | {chance['temporal']:.2f} | {chance['spatial']:.3f} | | | | |")
-    if "staa" in rows and rows["staa"]["n"]:
-        staa = np.mean(rows["staa"]["sec"])
+        print(f"\n{title}:\n")
+        print("| method | clips | temporal | spatial | px | pointing | IoU | consistency | ρ random. "
+              "| s/clip | forward | backward |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for m in methods:
+            r = rows[group][m]
+            if not r["t"]:
+                continue
+            spatial = ("– | – | – | –" if m in TEMPORAL_ONLY else
+                       f"{np.mean(r['s']):.2f} | {np.median(r['px']):.1f} | {np.mean(r['pg']):.2f} | "
+                       f"{np.mean(r['iou']):.3f}")
+            rho = f"{np.nanmean(r['rho']):.2f} (n={len(r['rho'])})" if r["rho"] else "–"
+            print(f"| {m} | {len(r['t'])} | {np.mean(r['t']):.2f} | {spatial} | {np.nanmean(r['cons']):.2f} | "
+                  f"{rho} | {np.mean(r['sec']):.3f} | {np.mean(r['fwd']):.0f} | {np.mean(r['bwd']):.0f} |")
+        print(f"| chance | | {chance['temporal']:.2f} | {chance['spatial']:.3f} | | | | | | | | |")
+    merged = {m: {k: rows["object"][m][k] + rows["nothing"][m][k] for k in fields} for m in methods}
+    if "staa" in merged and merged["staa"]["sec"]:
+        staa = np.mean(merged["staa"]["sec"])
         for other in ("shap_temporal", "lime"):
-            if other in rows and rows[other]["n"]:
-                t = np.mean(rows[other]["sec"])
+            if other in merged and merged[other]["sec"]:
+                t = np.mean(merged[other]["sec"])
                 print(f"\nSTAA time / {other} time: {100 * staa / t:.2f} % "
                       f"({staa * 1000:.1f} ms vs {t * 1000:.0f} ms per clip)")
     for m in methods:
-        if rows[m].get("reached"):
-            reached = np.mean(rows[m]["reached"], axis=0)
-            print(f"{m}: mask area reached " + ", ".join(
-                f"{r:.3f} for {a:g}" for a, r in zip(rows[m]["areas"], reached)))
+        if merged[m]["reached"]:
+            reached = np.mean(merged[m]["reached"], axis=0)
+            print(f"{m}: padded mask area reached " + ", ".join(
+                f"{r:.4f} for {a:g}" for a, r in zip(areas[m], reached)) +
+                f"; area kept by the map (median) {np.median(merged[m]['chosen']):g}")
     classes = np.bincount([b for b, _ in blurred], minlength=len(model.labels))
     print("\nfully blurred clips classified as: " + ", ".join(
         f"{model.labels[c]} {n}" for c, n in enumerate(classes) if n) +

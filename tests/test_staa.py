@@ -28,7 +28,8 @@ def test_timesformer_spatial_and_temporal_match_eager_attention(rng):
     net = _eager("timesformer")
     model = from_hf_module(net)
     x = _pixels(rng)
-    attr = get("staa")(model, layers=1).attribute(x)
+    attr = get("staa")(model, layers=1, temporal_weighting=True).attribute(x)
+    plain = get("staa")(model, layers=1).attribute(x)
     grid = model.token_grid
     # reference: the spatial attention HF returns, and the temporal attention read by calling the
     # temporal attention module again on its captured input with output_attentions=True
@@ -43,6 +44,8 @@ def test_timesformer_spatial_and_temporal_match_eager_attention(rng):
     tau = temporal_probs.mean(1).mean(1).reshape(2, grid.rows * grid.cols, 8).transpose(1, 2)  # (B, T, P)
     ref = (spatial * tau).reshape(2, 8, grid.rows, grid.cols)
     torch.testing.assert_close(attr.maps, ref, rtol=1e-5, atol=1e-7)
+    # the default is the spatial CLS row alone (the reference's map)
+    torch.testing.assert_close(plain.maps, spatial.reshape(2, 8, grid.rows, grid.cols), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(attr.logits, out.logits)
     assert not torch.allclose(tau, torch.full_like(tau, 1 / 8), atol=1e-3), "temporal attention must not be trivial"
 
