@@ -9,13 +9,13 @@ import numpy as np
 import torch
 
 from .clip import Clip
+from .core.align import align_time, to_frames
+from .core.refine import Refine, normalise_max
 from .cost import CostMeter
 from .errors import InputError
 from .explanation import Explanation
 from .methods import get as get_method
-from .methods.align import align_time, to_frames
 from .methods.base import Attribution, Method
-from .methods.refine import Refine, normalise_max
 from .models.base import VideoModel
 
 
@@ -36,7 +36,7 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
             case-insensitive); ``None`` explains the predicted class.
         refine: post-processing of the map (threshold, focusing, smoothing); ``None`` uses the
             method's documented default, ``False`` turns it off, ``True`` forces the default
-            settings, a dict or :class:`~videoxai.methods.refine.Refine` sets them.
+            settings, a dict or :class:`~videoxai.core.refine.Refine` sets them.
         working_size: the frames the method perturbs and differentiates. ``"model"`` (default):
             the model's crop box resampled to its input size, exactly the pixels the network
             sees (:meth:`~videoxai.models.base.Preprocess.resize_box`); the map is pasted back

@@ -65,11 +65,12 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..core import baselines
+from ..core.batching import batched
+from ..core.refine import gaussian_blur_2d
 from ..errors import InputError
-from . import baselines
-from .base import batched, register
+from .base import register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
-from .refine import gaussian_blur_2d
 
 #: the recipe's sizes, in pixels of its 112 × 112 input
 _REF_SIDE = 112

@@ -44,10 +44,10 @@ from typing import Annotated, Literal
 
 import torch
 
+from ..core.align import align_time
 from ..errors import InputError
 from ..models.attention import AttentionRecord, AttentionTap
 from ..options import Opt
-from .align import align_time
 from .base import Attribution, Method, Target, register
 
 

@@ -23,8 +23,8 @@ import math
 import numpy as np
 import torch
 
+from ..core import baselines
 from ..errors import InputError
-from ..methods import baselines
 from .base import Metric, Score, register, view_mask
 
 SCORES = ("map", "temporal")
@@ -39,7 +39,7 @@ class FrameFaithfulness(Metric):
         scores: ``"map"`` (each frame's sum of the map, as the reference) or ``"temporal"``
             (the explanation's temporal scores).
         baseline: what the removed frame becomes (``"fade"``: grey, the reference's "faded"
-            frame; any name of :mod:`videoxai.methods.baselines`).
+            frame; any name of :mod:`videoxai.core.baselines`).
         batch_size: clips per forward pass.
     """
 

@@ -435,7 +435,7 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
     parts.append('<h2>Windows</h2>' + "".join(_window_table(v, PALETTE[i % len(PALETTE)])
                                              for i, v in enumerate(vids)))
 
-    from .. import __version__
+    from ..version import __version__
 
     page = Template(resources.files(__package__).joinpath("templates/report.html").read_text("utf-8"))
     path.write_text(page.substitute(title=_esc(title), body="\n".join(parts), version=__version__),
