@@ -163,15 +163,13 @@ class PerturbationMethod(Method):
     seed: int = 0
     baseline_name: str | Callable = "black"
 
-    def _setup(self, *, batch_size: int, output: str = "probability", seed: int = 0,
+    def _setup(self, *, batch_size: int, output: Output = "probability", seed: int = 0,
                baseline: str | Callable | None = None) -> None:
-        if int(batch_size) < 1:
-            raise InputError(f"{self.name}: batch_size must be ≥ 1, got {batch_size}")
-        if output not in ("probability", "logit"):
-            raise InputError(f"{self.name}: output must be 'probability' or 'logit', got {output!r}")
-        self.batch_size = int(batch_size)
+        """Store the common options, already parsed and range-checked from the subclass's
+        declarations (``BatchSize``, ``Output``, ``Seed``)."""
+        self.batch_size = batch_size
         self.output = output
-        self.seed = int(seed)
+        self.seed = seed
         if baseline is not None:
             baselines.get(baseline)  # fail now, with the list of names, not mid-explanation
             self.baseline_name = baseline
