@@ -69,7 +69,7 @@ from ..core import baselines
 from ..core.batching import batched
 from ..core.refine import gaussian_blur_2d
 from ..errors import InputError
-from ..options import Opt
+from ..options import Opt, as_list
 from .base import BatchSize, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
 
@@ -83,8 +83,9 @@ ELLIPSOID_SHARE = 0.5236
 #: ``areas="auto"``: a ladder of areas, doubling, from about a quarter of a small object's share
 #: of the clip to the recipe's smallest, optimised jointly; the map keeps the smallest area whose
 #: preserved score is within ``keep`` of the best one and every larger one
-#: ``"auto"`` (the ladder below) or fractions of the clip in (0, 1)
-Areas = Annotated[Sequence[float], Opt(gt=0, lt=1)] | Literal["auto"] | None
+#: ``"auto"`` (the ladder below), or one or several fractions of the clip in (0, 1) (one: a list of one)
+Areas = Annotated[Sequence[float] | float | Literal["auto"] | None,
+                  Opt(gt=0, lt=1, normalise=lambda v: as_list(v) if isinstance(v, (int, float, list, tuple)) else v)]
 
 AREA_LADDER = (0.0025, 0.005, 0.01, 0.02, 0.05)
 #: the recipe's areas for its UCF101 runs (``preset="paper"``)
