@@ -19,7 +19,7 @@ from videoxai.stabn.knowledge import (EditSet, TemporalEdit, check_levels, colle
 from videoxai.stabn.loader import load_stabn, save_stabn
 from videoxai.stabn.losses import stabn_loss, temporal_loss
 from videoxai.stabn.model import STABN, STABNConfig, STABNOutput, build
-from videoxai.stabn.train import FreezeSchedule, TrainConfig, fit
+from videoxai.stabn.train import FreezeSchedule, TrainConfig, fit, warm_started
 
 DATA = "synthetic:48,val=16"
 # floors on the 64 held-out clips of the bundled-demo test (measured there: 1.000, 0.953, 0.345;
@@ -252,6 +252,28 @@ def test_training_reports_both_branches_and_resumes_exactly(tmp_path, train_set)
     assert len(again.history) == 2
     with pytest.raises(InputError, match="other training settings"):
         fit(tiny(seed=5), train_set, TrainConfig(epochs=2, batch_size=8, seed=3), out=tmp_path / "b")
+
+
+def test_warm_start_copies_the_trained_backbone_and_leaves_the_branch_fresh(train_set):
+    """warm_started(epochs=1): stem … layer4 and the head are those of the plain backbone trained
+    one epoch with the same seed (as `train(attention_branch=False)` builds it); the attention
+    branch and the fusion are those of a fresh ST-ABN of that seed; 0 epochs: the fresh ST-ABN."""
+    cfg = STABNConfig(num_classes=4)
+    config = TrainConfig(epochs=1, batch_size=16, seed=4)
+    warm = warm_started(cfg, train_set, config, 1)
+    torch.manual_seed(4)
+    plain = fit(build(num_classes=4, attention_branch=False), train_set, config).model
+    fresh = warm_started(cfg, train_set, config, 0)
+    plain_state, fresh_state = plain.net.state_dict(), fresh.net.state_dict()
+    copied = 0
+    for name, value in warm.net.state_dict().items():
+        source = plain_state if name in plain_state else fresh_state
+        torch.testing.assert_close(value, source[name], msg=name)
+        copied += name in plain_state
+    assert copied == len(plain_state)
+    assert not torch.equal(warm.net.layer4[0].conv1.weight, fresh.net.layer4[0].conv1.weight)  # it trained
+    with pytest.raises(InputError, match="warm_start"):
+        warm_started(cfg, train_set, config, -1)
 
 
 def test_save_and_load_round_trip(tmp_path):

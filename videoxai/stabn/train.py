@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -386,11 +386,34 @@ def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
     return int(state["epoch"]), history
 
 
+def warm_started(model_config: STABNConfig, train_set: ClipSet, config: TrainConfig, epochs: int,
+                 device: str | torch.device = "cpu",
+                 on_epoch: Callable[[EpochRecord], None] | None = None) -> STABNVideoModel:
+    """A new ST-ABN (initialisation seeded by ``config.seed``) whose shared layers come from its
+    plain backbone trained ``epochs`` epochs on ``train_set`` with ``config`` (same seed).
+
+    The stem, ``layer1`` … ``layer4`` and the head are the backbone's; the attention branch and
+    the fusion keep their fresh initialisation. ``epochs=0``: just the fresh ST-ABN.
+    """
+    if epochs < 0:
+        raise InputError(f"warm_start must be ≥ 0 epochs, got {epochs}")
+    backbone = None
+    if epochs:
+        torch.manual_seed(config.seed)
+        backbone = build(replace(model_config, attention_branch=False)).to(device)
+        fit(backbone, train_set, TrainConfig(**{**config.to_dict(), "epochs": epochs}), on_epoch=on_epoch)
+    torch.manual_seed(config.seed)
+    model = build(model_config).to(device)
+    if backbone is not None:  # every layer of the backbone exists in the ST-ABN with the same shape
+        model.net.load_state_dict(backbone.net.state_dict(), strict=False)
+    return model
+
+
 def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: str | None = None,
           backbone: str = "tiny", num_frames: int = 8, input_size: int | tuple[int, int] = 64,
           config: TrainConfig | None = None, resume: bool = True, device: str | torch.device = "cpu",
           on_epoch: Callable[[EpochRecord], None] | None = None, command: str | None = None,
-          **model_options) -> TrainResult:
+          warm_start: int = 0, **model_options) -> TrainResult:
     """Train an ST-ABN from scratch on a dataset spec (see :mod:`videoxai.stabn.data`).
 
     ``model_options`` are further :class:`STABNConfig` fields (``attention_branch=False``: the
@@ -400,6 +423,12 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     ``val_data``, or for the synthetic benchmark its ``"val"`` split (a stream disjoint from
     training); other data without ``val_data`` is not validated. ``command`` is stored with the
     model.
+
+    ``warm_start`` > 0 first trains the **plain backbone** (same seed, recipe and clips) for that
+    many epochs and starts the ST-ABN's shared layers (stem … ``layer4``, head) from it; the
+    attention branch and the fusion start fresh. Why: trained jointly from scratch, two seeds
+    of three stall with one class pair unsolved, whatever the pooling or learning rate tried,
+    while the plain backbone did not stall on any seed (README "ST-ABN").
     """
     config = config or TrainConfig()
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -407,16 +436,19 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
     val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names)
                if val_spec is not None else None)
-    torch.manual_seed(config.seed)
-    model = build(STABNConfig(num_classes=train_set.num_classes, num_frames=num_frames, input_size=size,
-                              backbone=backbone, labels=train_set.label_names, **model_options)).to(device)
+    model_config = STABNConfig(num_classes=train_set.num_classes, num_frames=num_frames, input_size=size,
+                               backbone=backbone, labels=train_set.label_names, **model_options)
+    warm = warm_start if model_config.attention_branch else 0
+    model = warm_started(model_config, train_set, config, warm, device, on_epoch)
     log.info("ST-ABN %s: %.2f M parameters, %d training clips, %s validation clips", backbone,
              sum(p.numel() for p in model.parameters()) / 1e6, len(train_set),
              len(val_set) if val_set is not None else "no")
     meta = {"data": data, "val_data": val_spec, "train_clips": len(train_set),
-            "val_clips": len(val_set) if val_set is not None else 0, "command": command}
+            "val_clips": len(val_set) if val_set is not None else 0, "command": command,
+            "warm_start_epochs": warm}
     return fit(model, train_set, config, val=val_set, out=out, resume=resume, training_meta=meta,
                on_epoch=on_epoch)
 
 
-__all__ = ["TrainConfig", "FreezeSchedule", "TemporalTargets", "EpochRecord", "TrainResult", "fit", "train"]
+__all__ = ["TrainConfig", "FreezeSchedule", "TemporalTargets", "EpochRecord", "TrainResult", "fit", "train",
+           "warm_started"]
