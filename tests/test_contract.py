@@ -20,6 +20,7 @@ from torch import nn
 
 import videoxai as vx
 from videoxai.errors import UnsupportedModelError
+from videoxai.explain import explanation_spec, parse_explanation_spec
 from videoxai.methods import available as method_names
 from videoxai.methods import get as get_method
 from videoxai.metrics import MissingGroundTruth
@@ -58,6 +59,17 @@ def _models() -> dict:
                            labels=["a", "b", "c"]),
         "token": from_hf_module(tiny_hf("timesformer")),
     }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread for this module: its clips are tiny (8 × 32²), so a second thread only
+    adds synchronisation on every small op (the optimisation loops of ep2d/ep3d ran 10-100× slower
+    with two threads on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -107,16 +119,27 @@ def test_every_method_on_every_model(models, clip, name, model_name):
     # determinism: the same input and seed give the same map
     again = vx.explain(model, clip, name, **options)
     np.testing.assert_allclose(again.spatial, exp.spatial, atol=1e-5)
-    # options: Explanation.options → canonical spec → the same options
-    recorded = {k: v for k, v in exp.options.items() if k in cls.declared_options()}
-    assert set(exp.options) - set(recorded) <= {"refine", "working_size"}
-    spec = cls.spec_for(recorded)
-    parsed_name, text = parse_spec(spec)
-    assert parsed_name == name and cls.parse_options(text) == recorded
+    # options: Explanation.options (the method's, refine, working_size) → spec → the same options
+    assert set(exp.options) == set(cls.declared_options()) | {"refine", "working_size"}
+    spec = explanation_spec(name, exp.options)
+    assert parse_explanation_spec(spec) == (name, exp.options)
+    assert spec == cls.spec_for({k: v for k, v in exp.options.items() if k in cls.declared_options()})
     # the model is left as it was
     after = _state(model)
     assert after[1:] == before[1:]
     assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+
+
+@pytest.mark.parametrize("refine, working_size", [(False, "full"), (True, "model"),
+                                                   ({"threshold": "mean", "focus": 1.5}, "full")])
+def test_refine_and_working_size_round_trip_through_the_spec(models, clip, refine, working_size):
+    exp = vx.explain(models["demo-cnn"], clip, "gradcam", refine=refine, working_size=working_size)
+    spec = explanation_spec("gradcam", exp.options)
+    assert ("working_size=full" in spec) == (working_size == "full")
+    assert parse_explanation_spec(spec) == ("gradcam", exp.options)
+    name, options = parse_explanation_spec(spec)
+    again = vx.explain(models["demo-cnn"], clip, name, **options)  # the spec remakes the map
+    np.testing.assert_allclose(again.spatial, exp.spatial, atol=1e-6)
 
 
 # -- metrics on a fixed map -----------------------------------------------------------------------

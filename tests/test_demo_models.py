@@ -13,6 +13,7 @@ from videoxai.data.synthetic import SyntheticVideos
 from videoxai.errors import UnknownModelError
 from videoxai.models.base import Preprocess
 from videoxai.models.tiny3d import Tiny3DCNN, Tiny3DConfig
+from videoxai.workflows import localisation_rates
 
 LABELS = SyntheticVideos(1).labels
 
@@ -68,19 +69,15 @@ def test_bundled_training_records_are_complete():
 def test_staa_on_the_demo_finds_the_evidence_window_and_object_far_more_often_than_chance(held_out):
     model = vx.load_model("demo")
     ds, _, _ = held_out
-    temporal, spatial = [], []
-    for i in range(32):
-        s = ds[i]
-        exp = vx.explain(model, s.clip, "staa")
-        start, end = s.window
-        temporal.append(start <= int(np.argmax(exp.temporal)) < end)
-        for t in range(start, end):
-            peak = np.unravel_index(int(np.argmax(exp.spatial[t])), exp.spatial[t].shape)
-            spatial.append(bool(s.masks[t][peak]))
-    # measured 0.88 and 0.62 on these clips; chance is about 0.37 (a random frame of the clip in
-    # the window) and 0.015 (a random pixel on the object)
-    assert np.mean(temporal) >= 0.75
-    assert np.mean(spatial) >= 0.45
+    # the demo's own rates (workflows.localisation_rates: the temporal grounding and pointing
+    # game metrics, seeded ties), on 32 held-out clips
+    rates = localisation_rates(model, [ds[i] for i in range(32)], "staa")
+    # measured 0.969 and 0.663 on these clips (0.969 and 0.653 with the former first-maximum
+    # rule); chance is about 0.39 (a random frame of the clip in the window) and 0.015 (a random
+    # pixel on the object)
+    assert rates.clips == 32 and rates.temporal_chance < 0.5 and rates.spatial_chance < 0.05
+    assert rates.temporal >= 0.75
+    assert rates.spatial >= 0.45
 
 
 def _random_tiny3d(seed: int = 0) -> Tiny3DCNN:

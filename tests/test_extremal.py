@@ -11,7 +11,7 @@ from torch import nn
 import videoxai as vx
 from videoxai.data.synthetic import SyntheticVideos
 from videoxai.errors import InputError
-from videoxai.methods import baselines
+from videoxai.core import baselines
 from videoxai.methods.extremal import (
     AREA_GROWTH,
     AREA_LADDER,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from conftest import tiny_hf
 
 import videoxai as vx
-from videoxai.methods.align import to_frames
+from videoxai.core.align import to_frames
 from videoxai.models.base import Preprocess
 from videoxai.models.hf import from_hf_module, preprocess_from_config
 

@@ -14,8 +14,8 @@ from torch import nn
 
 import videoxai as vx
 from videoxai.errors import InputError
-from videoxai.methods import baselines
-from videoxai.methods.align import to_frames
+from videoxai.core import baselines
+from videoxai.core.align import to_frames
 from videoxai.metrics import build
 from videoxai.metrics.base import descending_order
 from videoxai.metrics.class_sensitivity import other_class

@@ -22,7 +22,8 @@ from conftest import tiny_hf
 from torch import nn
 
 import videoxai as vx
-from videoxai.methods import baselines, get
+from videoxai.core import baselines
+from videoxai.methods import get
 from videoxai.models.hf import from_hf_module
 
 captum_attr = pytest.importorskip("captum.attr")

@@ -535,9 +535,9 @@ def test_cli_trains_from_a_folder_with_named_labels(tmp_path):
 
 
 @pytest.mark.parametrize("spec, match", [
-    ("synthetic:many", "clip count must be an integer"),
-    ("synthetic:10,colour=red", "unknown option"),
-    ("synthetic:10,seed", "is not key=value"),
+    ("synthetic:many", "option size must be an integer ≥ 0, got 'many'"),
+    ("synthetic:10,colour=red", "no option 'colour'"),
+    ("synthetic:10,seed", "is not KEY=VALUE"),
     ("nosuch:thing", "unknown dataset kind"),
 ])
 def test_bad_dataset_specs_say_what_is_wrong(spec, match):

@@ -14,11 +14,12 @@ from .clip import Clip
 from .cost import Cost
 from .errors import (InputError, UnknownMethodError, UnknownModelError, UnknownNameError, UnsupportedModelError,
                      VideoReadError, VideoXAIError)
+from .core.refine import Refine
 from .explain import explain
 from .explanation import Explanation
-from .methods.refine import Refine
 from .models import load_model, wrap
 from .models.base import VideoModel
+from .stabn import loader as _stabn_loader  # noqa: F401  registers the "stabn" loader and demo-stabn
 from .timeline import VideoExplanation, explain_video
 from .version import __version__  # from the package metadata (pyproject.toml)
 

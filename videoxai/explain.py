@@ -9,18 +9,68 @@ import numpy as np
 import torch
 
 from .clip import Clip
+from .core.align import align_time, to_frames
+from .core.refine import Refine, normalise_max
 from .cost import CostMeter
 from .errors import InputError
 from .explanation import Explanation
 from .methods import get as get_method
-from .methods.align import align_time, to_frames
 from .methods.base import Attribution, Method
-from .methods.refine import Refine, normalise_max
 from .models.base import VideoModel
+from .options import declared_options, format_spec, parse_options, parse_spec
 
 
 WorkingSize = Literal["model", "full"]
 WORKING_SIZES = ("model", "full")
+
+
+def _explain_options(refine: bool | dict | None = None, working_size: WorkingSize = "model") -> None:
+    """explain()'s own options, recorded in ``Explanation.options`` beside the method's.
+
+    Args:
+        refine: refinement settings (``false``, ``true`` for the defaults, or a JSON object).
+        working_size: the frames the method works on (``model`` or ``full``).
+    """
+
+
+#: explain()'s own options, declared like a method's so that the one parser reads them from specs
+EXPLAIN_OPTIONS = declared_options(_explain_options)
+
+
+def _refine_record(settings: Refine) -> dict | bool:
+    """How ``Explanation.options["refine"]`` records refinement settings."""
+    return settings.to_dict() if not settings.is_off else False
+
+
+def explanation_spec(method: str, options: dict) -> str:
+    """The canonical spec of how an explanation was made, from its method name and its recorded
+    ``Explanation.options``: the method's non-default options plus explain()'s own ones that differ
+    from their defaults (``refine`` unless it is the method's default refinement, ``working_size``
+    unless ``model``). :func:`parse_explanation_spec` gives the recorded options back."""
+    cls = get_method(method)
+    own = {k: v for k, v in options.items() if k not in EXPLAIN_OPTIONS}
+    spec_options = cls.canonical_options(own)
+    refine = _refine_record(Refine.parse(options.get("refine")))
+    if refine != _refine_record(Refine.parse(cls.default_refine)):
+        spec_options["refine"] = refine
+    if options.get("working_size", "model") != "model":
+        spec_options["working_size"] = options["working_size"]
+    return format_spec(cls.name, spec_options)
+
+
+def parse_explanation_spec(spec: str) -> tuple[str, dict]:
+    """``"rise(n_samples=500, refine=false)"`` → ``("rise", options)`` with ``options`` exactly as
+    ``Explanation.options`` records them (every method option, ``refine`` as settings or ``False``,
+    ``working_size``)."""
+    name, text = parse_spec(spec)
+    cls = get_method(name)
+    ours = parse_options(EXPLAIN_OPTIONS, {k: v for k, v in text.items() if k in EXPLAIN_OPTIONS},
+                         f"method {name!r}")
+    options = cls.parse_options({k: v for k, v in text.items() if k not in EXPLAIN_OPTIONS})
+    refine = cls.default_refine if ours["refine"] is None else ours["refine"]
+    options["refine"] = _refine_record(Refine.parse(refine))
+    options["working_size"] = ours["working_size"]
+    return name, options
 
 
 def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "staa",
@@ -36,7 +86,7 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
             case-insensitive); ``None`` explains the predicted class.
         refine: post-processing of the map (threshold, focusing, smoothing); ``None`` uses the
             method's documented default, ``False`` turns it off, ``True`` forces the default
-            settings, a dict or :class:`~videoxai.methods.refine.Refine` sets them.
+            settings, a dict or :class:`~videoxai.core.refine.Refine` sets them.
         working_size: the frames the method perturbs and differentiates. ``"model"`` (default):
             the model's crop box resampled to its input size, exactly the pixels the network
             sees (:meth:`~videoxai.models.base.Preprocess.resize_box`); the map is pasted back
@@ -89,7 +139,7 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
     probs = logits[0].detach().float().softmax(-1).cpu().numpy()
     tgt = int(attr.target[0])
     options_used = dict(m.options)
-    options_used["refine"] = settings.to_dict() if not settings.is_off else False
+    options_used["refine"] = _refine_record(settings)
     options_used["working_size"] = working_size
     meta = {"model": model.name, "source": clip.source, "fps": clip.fps,
             "crop_box": _crop_box(model, clip), "working_frame": [int(x.shape[-2]), int(x.shape[-1])]}

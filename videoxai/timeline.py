@@ -173,7 +173,7 @@ def explain_video(model: VideoModel, video: str | Path | Clip, method: str = "gr
         A :class:`VideoExplanation`.
     """
     from .data.video import probe, sliding_windows
-    from .viz.overlay import resize_frames, resize_maps
+    from .core.resize import resize_frames, resize_maps
 
     if not isinstance(model, VideoModel):
         raise InputError(f"explain_video needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")

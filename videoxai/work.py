@@ -3,7 +3,7 @@
 An explanation can run for minutes (RISE with 20 000 masks, occlusion with a one-pixel box). A
 caller that may have to stop it (the service: a client deleted its job, a stream went away, the
 server is shutting down) or that must bound the work one request causes runs it inside
-:func:`work_scope`. The loops every method goes through (:func:`videoxai.methods.base.batched`
+:func:`work_scope`. The loops every method goes through (:func:`videoxai.core.batching.batched`
 and :func:`videoxai.progress.track`) call :func:`checkpoint` between batches, which raises
 :class:`Cancelled` or :class:`WorkLimitExceeded`; so a running explanation stops within one
 batch, without any method knowing about it. Outside a scope a checkpoint costs one lookup.

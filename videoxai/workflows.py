@@ -108,7 +108,7 @@ class LocalisationRates:
     """How often an explanation points at the ground truth of the synthetic benchmark."""
 
     temporal: float      # share of clips whose most important frame lies inside the evidence window
-    spatial: float       # share of (clip, frame-in-window) pairs whose per-frame peak is on the object
+    spatial: float       # share of (clip, annotated frame) pairs whose per-frame peak is on the object
     temporal_chance: float
     spatial_chance: float
     clips: int
@@ -116,11 +116,20 @@ class LocalisationRates:
     seconds_per_clip: float
 
 
-def localisation_rates(model: VideoModel, samples, method: str = "staa", *, refine=None,
+def localisation_rates(model: VideoModel, samples, method: str = "staa", *, refine=None, seed: int = 0,
                        progress: Callable | None = None, **options) -> LocalisationRates:
     """Temporal and spatial hit rates of ``method`` on synthetic samples (see
-    :mod:`videoxai.data.synthetic`), next to what a random guess would score."""
-    t_hits, s_hits, s_total, correct, seconds = 0, 0, 0, 0, 0.0
+    :mod:`videoxai.data.synthetic`), next to what a random guess would score.
+
+    The rates are the metrics' own: :class:`~videoxai.metrics.localisation.TemporalGrounding`
+    (``k=1``) per clip, and :class:`~videoxai.metrics.localisation.PointingGame` with no tolerance
+    (the peak itself must be on the object), pooled over the annotated frames of all clips. Ties
+    between equal maxima are broken by ``seed``, as in the evaluations, not by taking the first.
+    """
+    from .metrics.localisation import PointingGame, TemporalGrounding
+
+    temporal_metric, pointing = TemporalGrounding(k=1, seed=seed), PointingGame(tolerance=0.0, seed=seed)
+    t_hits, s_hits, s_total, correct, seconds = 0.0, 0, 0, 0, 0.0
     t_chance, s_chance = [], []
     items = progress(samples) if progress else samples
     for sample in items:
@@ -128,13 +137,12 @@ def localisation_rates(model: VideoModel, samples, method: str = "staa", *, refi
         start, end = sample.window
         seconds += exp.cost.seconds
         correct += int(np.argmax(exp.probs) == sample.label)
-        t_hits += int(start <= int(np.argmax(exp.temporal)) < end)
+        t_hits += temporal_metric(model, sample.clip, exp, sample=sample).value
         t_chance.append((end - start) / exp.num_frames)
-        for t in range(start, end):
-            peak = np.unravel_index(int(np.argmax(exp.spatial[t])), exp.spatial[t].shape)
-            s_hits += int(sample.masks[t][peak])
-            s_total += 1
-            s_chance.append(sample.masks[t].mean())
+        point = pointing(model, sample.clip, exp, sample=sample)
+        s_hits += point.details.get("hits", 0)
+        s_total += point.details.get("frames", 0)
+        s_chance.extend(m.mean() for m in sample.masks if m.any())
     n = len(samples)
     return LocalisationRates(temporal=t_hits / n, spatial=s_hits / max(1, s_total),
                              temporal_chance=float(np.mean(t_chance)), spatial_chance=float(np.mean(s_chance)),

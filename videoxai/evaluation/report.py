@@ -20,7 +20,6 @@ still writing):
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics.reliability import reliability_alpha
+from ..viz.page import data_uri, figure_png, page
 from .store import ResultStore
 from .tasks import RANDOM
 
@@ -184,10 +184,8 @@ def write_report(database: str | Path, out_dir: str | Path, title: str | None = 
         fig = fn(s)
         if fig is not None:
             paths[name] = out / f"{name}.png"
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-            contents[name] = buf.getvalue()
-            images[name] = base64.b64encode(contents[name]).decode()
+            contents[name] = figure_png(fig, dpi=110, bbox_inches="tight")
+            images[name] = data_uri(contents[name], "image/png")
     contents["html"] = _html(s, title, images).encode()
     contents["markdown"] = markdown(s, title).encode()  # last: its presence means the rest is there
     parts = {}
@@ -363,33 +361,24 @@ def _plot_matrix(s: Summary):
 
 
 # -- html ------------------------------------------------------------------------------------------
-# The look of the explanation report (videoxai/viz/templates/report.html): its palette, type and
-# cards. The table scrolls inside its card instead of running off the page: with every method and
-# metric it is wider than any screen (the cells keep their "mean ± half-width" on one line; the
-# long metric names in the header wrap).
-_CSS = """
-:root{--bg:#f5f6f8;--card:#fff;--ink:#1d2330;--muted:#667085;--line:#e4e7ec;--best:#e3f2e1;
---mono:ui-monospace,SFMono-Regular,Menlo,Consolas,"DejaVu Sans Mono",monospace}
-*{box-sizing:border-box}
-body{margin:0;background:var(--bg);color:var(--ink);
-font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif}
-main{max-width:1360px;margin:0 auto;padding:28px 28px 48px}
-h1{font-size:22px;margin:0 0 8px;font-weight:650;letter-spacing:-0.01em}
-h2{font-size:13px;margin:28px 0 10px;font-weight:650;color:var(--muted);text-transform:uppercase;
-letter-spacing:0.06em}
-.card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:14px;
-box-shadow:0 1px 2px rgba(16,24,40,0.04);min-width:0}
-.scroll{overflow-x:auto;max-width:100%}
-table{border-collapse:collapse;font-size:12.5px}
-th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:right;vertical-align:top}
-td{white-space:nowrap;font-family:var(--mono);font-size:12px}
-th{color:var(--muted);font-weight:550;min-width:6em}
-td:nth-child(2),th:nth-child(2){text-align:left;font-family:inherit;position:sticky;left:0;background:var(--card)}
-tr:last-child td{font-style:italic;border-bottom:none}
-td.best{font-weight:bold;background:var(--best)}
-img{max-width:100%;margin:0 auto;display:block}
-.note{color:var(--muted);font-size:13px;max-width:960px}
-code{font-family:var(--mono);font-size:12px;background:#eef0f4;padding:1px 4px;border-radius:3px}
+# The page shell, palette, type and cards are the explanation report's (videoxai.viz.page); only the
+# results table has rules of its own. It scrolls inside its card instead of running off the page:
+# with every method and metric it is wider than any screen (the cells keep their "mean ±
+# half-width" on one line; the long metric names in the header wrap).
+_RESULTS_CSS = """
+:root { --best: #e3f2e1; }
+.scroll { overflow-x: auto; max-width: 100%; }
+#results table { width: auto; }
+#results th, #results td { text-align: right; }
+#results td { white-space: nowrap; font-family: var(--mono); font-size: 12px; }
+#results th { min-width: 6em; white-space: normal; }
+#results td:nth-child(2), #results th:nth-child(2) { text-align: left; font-family: inherit;
+  position: sticky; left: 0; background: var(--card); }
+#results tr:last-child td { font-style: italic; }
+td.best { font-weight: bold; background: var(--best); }
+.plot img { max-width: 100%; margin: 0 auto; display: block; }
+.note { color: var(--muted); font-size: 13px; max-width: 960px; }
+code { font-family: var(--mono); font-size: 12px; background: #eef0f4; padding: 1px 4px; border-radius: 3px; }
 """
 
 
@@ -407,21 +396,17 @@ def _html(s: Summary, title: str, images: dict[str, str]) -> str:
         body.append("<tr>" + "".join(tds) + "</tr>")
     meta = "".join(f"<li><code>{html.escape(str(k))}</code>: {html.escape(str(v))}</li>" for k, v in s.meta.items())
     imgs = "".join(f'<h2>{html.escape(name.replace("_", " × " if name == "methods_metrics" else " "))}</h2>'
-                   f'<div class="card"><img alt="{name}" src="data:image/png;base64,{data}"></div>'
-                   for name, data in images.items())
+                   f'<div class="card plot"><img alt="{name}" src="{uri}"></div>'
+                   for name, uri in images.items())
     acc = f" Model accuracy on these clips: {s.accuracy:.1%}." if s.accuracy is not None else ""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>
-<body><main><h1>{html.escape(title)}</h1>
+    return page(title, f"""<h1>{html.escape(title)}</h1>
 <p>{s.videos} clips; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a,
 {s.counts.get('error', 0)} errors.{acc}</p>
 <div class="card"><div class="scroll" id="results"><table>{''.join(body)}</table></div>
 <p class="note">{html.escape(_legend(s))}</p></div>
 {_inapplicable_html(s)}
 {imgs}
-<h2>Run</h2><ul>{meta}</ul>
-</main></body></html>
-"""
+<h2>Run</h2><ul>{meta}</ul>""", css=_RESULTS_CSS)
 
 
 def _inapplicable_html(s: Summary) -> str:

@@ -26,17 +26,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..core.align import crop_mask
 from ..cost import CostMeter
 from ..data.datasets import EvalSample
 from ..errors import UnsupportedModelError, VideoXAIError
 from ..explain import explain
 from ..explanation import Explanation
-from ..methods.align import crop_mask
 from ..metrics import MissingGroundTruth, build
 from ..metrics.sanity import as_clip
 from ..metrics.shared import ForwardCache, sharing
-from ..options import parse_spec
 from ..models.base import VideoModel
+from ..options import parse_spec
 from .store import ExplanationRow, ResultRow
 
 #: the reference explanation evaluations know besides the registered methods

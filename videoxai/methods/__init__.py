@@ -6,7 +6,7 @@ imported on first use, so adding a method is adding a file with a ``@register``-
 
 from __future__ import annotations
 
-from .base import Attribution, Method, available, batched, get, register
+from .base import Attribution, Method, available, get, register
 
 
-__all__ = ["Attribution", "Method", "available", "get", "register", "batched"]
+__all__ = ["Attribution", "Method", "available", "get", "register"]

@@ -25,7 +25,7 @@ Target = int | Sequence[int] | torch.Tensor | None
 BatchSize = Annotated[int, Opt(ge=1, help="perturbed clips per forward pass (memory, not the result)")]
 Seed = Annotated[int, Opt(help="seeds the random draws: same seed, same map")]
 Output = Literal["probability", "logit"]
-#: a :mod:`~videoxai.methods.baselines` name
+#: a :mod:`~videoxai.core.baselines` name
 BaselineName = str
 
 
@@ -77,7 +77,7 @@ class Method(Configurable):
     #: clip): set by methods whose explanation of one clip takes tens of seconds
     evaluation_clips: ClassVar[int | None] = None
     #: the refinement ``vx.explain(refine=None)`` applies (``False``: none, ``True``: the default
-    #: :class:`~videoxai.methods.refine.Refine`, or a dict of its settings)
+    #: :class:`~videoxai.core.refine.Refine`, or a dict of its settings)
     default_refine: ClassVar[bool | dict] = False
 
     options: dict
@@ -175,22 +175,6 @@ def get(name: str) -> type[Method]:
 def available() -> list[str]:
     """Names of the registered methods."""
     return METHODS.names()
-
-
-def batched(n: int, batch_size: int) -> Iterator[slice]:
-    """Slices ``[0, n)`` in chunks of ``batch_size`` (the memory knob of every method).
-
-    Between chunks it checks for cancellation and the work limit (:func:`videoxai.work.checkpoint`):
-    every method's long loop goes through here or :meth:`Method.progress`, so a cancelled
-    explanation stops within one batch.
-    """
-    from ..work import checkpoint
-
-    if batch_size < 1:
-        raise InputError(f"batch_size must be ≥ 1, got {batch_size}")
-    for start in range(0, n, batch_size):
-        checkpoint()
-        yield slice(start, min(n, start + batch_size))
 
 
 MethodFactory = Callable[..., Method]

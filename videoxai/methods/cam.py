@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.align import align_time
 from ..errors import UnsupportedModelError
 from ..models.base import VideoModel
-from .align import align_time
 from .base import Attribution, Method, Target
 from .gradients import check_pixels, frozen_parameters
 

@@ -62,16 +62,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
+from ..core import baselines
+from ..core.batching import batched
+from ..core.refine import gaussian_blur_2d
 from ..errors import InputError
-from . import baselines
-from .base import batched, register
+from ..options import Opt, as_list
+from .base import BatchSize, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
-from .refine import gaussian_blur_2d
 
 #: the recipe's sizes, in pixels of its 112 × 112 input
 _REF_SIDE = 112
@@ -83,6 +85,10 @@ ELLIPSOID_SHARE = 0.5236
 #: ``areas="auto"``: a ladder of areas, doubling, from about a quarter of a small object's share
 #: of the clip to the recipe's smallest, optimised jointly; the map keeps the smallest area whose
 #: preserved score is within ``keep`` of the best one and every larger one
+#: ``"auto"`` (the ladder below), or one or several fractions of the clip in (0, 1) (one: a list of one)
+Areas = Annotated[Sequence[float] | float | Literal["auto"] | None,
+                  Opt(gt=0, lt=1, normalise=lambda v: as_list(v) if isinstance(v, (int, float, list, tuple)) else v)]
+
 AREA_LADDER = (0.0025, 0.005, 0.01, 0.02, 0.05)
 #: the recipe's areas for its UCF101 runs (``preset="paper"``)
 PAPER_AREAS = (0.05, 0.1, 0.15, 0.5)
@@ -367,40 +373,28 @@ class ExtremalPerturbation(PerturbationMethod):
         "paper": {"areas": PAPER_AREAS, "keep": 0.0, "iterations": 1200, "game": "preserve", "lr": 0.05},
     }
 
-    def __init__(self, model, preset: str = "default", areas: Sequence[float] | str | None = None,
-                 keep: float | None = None, iterations: int | None = None, game: str | None = None,
-                 perturbation: str = "blur", levels: int = 8,
-                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None,
-                 final_sigma: float | None = None, optimizer: str = "sgd", lr: float | None = None,
+    def __init__(self, model, preset: Literal["default", "paper"] = "default", areas: Areas = None,
+                 keep: Annotated[float, Opt(ge=0, le=1)] | None = None,
+                 iterations: Annotated[int, Opt(ge=1)] | None = None,
+                 game: Literal["preserve", "delete", "dual"] | None = None,
+                 perturbation: Literal["blur", "fade"] = "blur", levels: Annotated[int, Opt(ge=2)] = 8,
+                 max_blur: float | None = None, step: Annotated[int, Opt(ge=1)] | None = None,
+                 sigma: Annotated[float, Opt(gt=0)] | None = None,
+                 final_sigma: float | None = None, optimizer: Literal["adam", "sgd"] = "sgd",
+                 lr: Annotated[float, Opt(gt=0)] | None = None,
                  reward_weight: float = 1.0, area_weight: float = 300.0,
-                 area_growth: float = AREA_GROWTH, batch_size: int = 32, seed: int = 0) -> None:
+                 area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH, batch_size: BatchSize = 32,
+                 seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, seed=seed)
-        if preset not in self.PRESETS:
-            raise InputError(f"{self.name}: preset must be one of {', '.join(map(repr, self.PRESETS))}, "
-                             f"got {preset!r}")
         given = {"areas": areas, "keep": keep, "iterations": iterations, "game": game, "lr": lr}
         chosen = {k: self.PRESETS[preset][k] if v is None else v for k, v in given.items()}
         areas, keep, iterations, game, lr = (chosen[k] for k in ("areas", "keep", "iterations", "game", "lr"))
         if areas == "auto":
             areas = AREA_LADDER
-        elif isinstance(areas, str):
-            raise InputError(f"{self.name}: areas must be 'auto' or fractions in (0, 1), got {areas!r}")
-        areas = tuple(float(a) for a in (areas if isinstance(areas, Sequence) else [areas]))
-        if not areas or not all(0 < a < 1 for a in areas):
-            raise InputError(f"{self.name}: areas must be fractions in (0, 1), got {areas}")
-        if not 0 <= float(keep) <= 1:
-            raise InputError(f"{self.name}: keep must be in [0, 1], got {keep}")
-        if int(iterations) < 1:
-            raise InputError(f"{self.name}: iterations must be ≥ 1, got {iterations}")
-        if game not in ("preserve", "delete", "dual"):
-            raise InputError(f"{self.name}: game must be 'preserve', 'delete' or 'dual', got {game!r}")
-        if perturbation not in ("blur", "fade"):
-            raise InputError(f"{self.name}: perturbation must be 'blur' or 'fade', got {perturbation!r}")
-        if optimizer not in ("adam", "sgd"):
-            raise InputError(f"{self.name}: optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        if lr <= 0 or area_growth <= 0 or int(levels) < 2:
-            raise InputError(f"{self.name}: lr and area_growth must be > 0 and levels ≥ 2")
+        areas = tuple(float(a) for a in areas)
+        if not areas:
+            raise InputError(f"{self.name}: areas must be 'auto' or fractions in (0, 1), got none")
         self.preset = preset
         self.areas = tuple(sorted(areas))
         self.keep = float(keep)
@@ -597,23 +591,18 @@ class STEP(ExtremalPerturbation):
                  max_blur: float | None = None, step: int | None = None, sigma: float | None = None,
                  final_sigma: float | None = None, optimizer: str = "sgd", lr: float | None = None,
                  reward_weight: float = 1.0, area_weight: float = 300.0,
-                 area_growth: float = AREA_GROWTH, kernel_frames: int | None = None,
-                 kernel_size: int | None = None, kernel_shape: str = "ellipsoid",
-                 smooth_weight: float = 300.0, smooth_start: float = 100 / 1200,
-                 batch_size: int = 32, seed: int = 0) -> None:
+                 area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
+                 kernel_frames: Annotated[int, Opt(ge=1)] | None = None,
+                 kernel_size: Annotated[int, Opt(ge=1)] | None = None,
+                 kernel_shape: Literal["ellipsoid", "cylinder"] = "ellipsoid",
+                 smooth_weight: Annotated[float, Opt(ge=0)] = 300.0,
+                 smooth_start: Annotated[float, Opt(ge=0, le=1)] = 100 / 1200,
+                 batch_size: BatchSize = 32, seed: Seed = 0) -> None:
         super().__init__(model, preset=preset, areas=areas, keep=keep, iterations=iterations, game=game,
                          perturbation=perturbation, levels=levels, max_blur=max_blur, step=step,
                          sigma=sigma, final_sigma=final_sigma, optimizer=optimizer, lr=lr,
                          reward_weight=reward_weight, area_weight=area_weight,
                          area_growth=area_growth, batch_size=batch_size, seed=seed)
-        if kernel_shape not in ("ellipsoid", "cylinder"):
-            raise InputError(f"step: kernel_shape must be 'ellipsoid' or 'cylinder', got {kernel_shape!r}")
-        if kernel_frames is not None and int(kernel_frames) < 1:
-            raise InputError(f"step: kernel_frames must be ≥ 1, got {kernel_frames}")
-        if kernel_size is not None and int(kernel_size) < 1:
-            raise InputError(f"step: kernel_size must be ≥ 1, got {kernel_size}")
-        if smooth_weight < 0 or not 0 <= smooth_start <= 1:
-            raise InputError("step: smooth_weight must be ≥ 0 and smooth_start in [0, 1]")
         self.kernel_frames = None if kernel_frames is None else int(kernel_frames)
         self.kernel_size = None if kernel_size is None else int(kernel_size)
         self.kernel_shape = kernel_shape

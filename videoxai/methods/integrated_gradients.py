@@ -14,7 +14,7 @@ steps at a time, at least one), the knob that keeps a video model within memory.
 Baselines (``baseline=``): ``"black"`` (Captum's default, zeros), ``"blur"`` (each frame blurred:
 removes detail, keeps colours and layout), ``"mean"`` (every frame replaced by the clip's mean frame:
 removes motion and timing, so the attribution shows what *changes* over time), ``"freeze"``,
-``"fade"`` (see :mod:`videoxai.methods.baselines`), a callable on the pixel batch, or a tensor that
+``"fade"`` (see :mod:`videoxai.core.baselines`), a callable on the pixel batch, or a tensor that
 broadcasts to ``(B, T, 3, H, W)``.
 """
 
@@ -26,10 +26,11 @@ from typing import Annotated, Callable, Literal
 import numpy as np
 import torch
 
+from ..core import baselines
+from ..core.batching import batched
 from ..errors import InputError
 from ..options import Opt
-from . import baselines
-from .base import Target, batched, register
+from .base import Target, register
 from .gradients import (ChannelReduce, InputGradientMethod, PixelAttribution, check_pixels,
                         frozen_parameters, target_gradients)
 

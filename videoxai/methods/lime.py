@@ -74,7 +74,7 @@ class LIME(PerturbationMethod):
         compactness: SLIC compactness.
         kernel_width: width of the exponential kernel on the cosine distance (LIME's 0.25).
         alpha: ridge penalty (scikit-learn's and LIME's default 1).
-        baseline: what replaces an absent superpixel (a :mod:`~videoxai.methods.baselines` name).
+        baseline: what replaces an absent superpixel (a :mod:`~videoxai.core.baselines` name).
         output: ``"probability"`` or ``"logit"`` of the target.
         batch_size: perturbed clips per forward pass.
         seed: seeds the samples.

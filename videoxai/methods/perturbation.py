@@ -13,7 +13,7 @@ common to all of them and live here:
   Maps are returned on the model grid with ``space="crop"``, and :func:`videoxai.explain` pastes
   them back through the crop box.
 * **The baseline** that stands in for absent pixels: a pixel-space clip from
-  :mod:`videoxai.methods.baselines` (``black``, ``blur``, ``mean``, ``freeze``, ``fade``), computed
+  :mod:`videoxai.core.baselines` (``black``, ``blur``, ``mean``, ``freeze``, ``fade``), computed
   once per clip on the canvas.
 * **Scoring in batches**: perturbed clips are built ``batch_size`` at a time (never all at once,
   so 4096 SHAP coalitions cost the memory of ``batch_size`` clips) and the target's softmax
@@ -35,10 +35,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..core import baselines
+from ..core.batching import batched
 from ..errors import InputError
 from ..models.base import VideoModel
-from . import baselines
-from .base import Attribution, Method, Target, batched
+from .base import Attribution, Method, Target
 
 Output = Literal["probability", "logit"]
 
@@ -162,15 +163,13 @@ class PerturbationMethod(Method):
     seed: int = 0
     baseline_name: str | Callable = "black"
 
-    def _setup(self, *, batch_size: int, output: str = "probability", seed: int = 0,
+    def _setup(self, *, batch_size: int, output: Output = "probability", seed: int = 0,
                baseline: str | Callable | None = None) -> None:
-        if int(batch_size) < 1:
-            raise InputError(f"{self.name}: batch_size must be ≥ 1, got {batch_size}")
-        if output not in ("probability", "logit"):
-            raise InputError(f"{self.name}: output must be 'probability' or 'logit', got {output!r}")
-        self.batch_size = int(batch_size)
+        """Store the common options, already parsed and range-checked from the subclass's
+        declarations (``BatchSize``, ``Output``, ``Seed``)."""
+        self.batch_size = batch_size
         self.output = output
-        self.seed = int(seed)
+        self.seed = seed
         if baseline is not None:
             baselines.get(baseline)  # fail now, with the list of names, not mid-explanation
             self.baseline_name = baseline

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 
 from typing import Annotated
 
+from ..core.batching import batched
 from ..options import Opt
-from .base import BaselineName, BatchSize, Output, Seed, batched, register
+from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
 
 
@@ -62,7 +63,7 @@ class RISE(PerturbationMethod):
         cells: ``(frames, rows, cols)`` of the random grid; ``None`` → ``(max(1, T/2), 7, 7)``.
             More cells than frames (or grid pixels) is an error.
         p_keep: probability that a cell is kept (RISE's 0.5).
-        baseline: what masked pixels show (a :mod:`~videoxai.methods.baselines` name); black,
+        baseline: what masked pixels show (a :mod:`~videoxai.core.baselines` name); black,
             as in RISE (on 12 validation clips of the synthetic benchmark with the bundled 3D
             CNN, top frame in the window / peak on the object: black 0.83 / 0.84, blur
             0.83 / 0.78, mean 0.75 / 0.88).

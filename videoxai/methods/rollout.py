@@ -30,10 +30,10 @@ from typing import Literal, Protocol
 
 import torch
 
+from ..core.align import align_time
 from ..errors import InputError, UnsupportedModelError
 from ..models.attention import AttentionRecord, AttentionTap
 from ..models.base import TokenGrid
-from .align import align_time
 from .base import Attribution, Method, Target, register
 from .gradients import check_pixels
 

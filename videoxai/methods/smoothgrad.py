@@ -18,9 +18,10 @@ from typing import Annotated, ClassVar
 
 import torch
 
+from ..core.batching import batched
 from ..errors import InputError
 from ..options import Opt
-from .base import Seed, Target, batched, register
+from .base import Seed, Target, register
 from .gradients import (ChannelReduce, InputGradientMethod, PixelAttribution, check_pixels,
                         frozen_parameters, target_gradients)
 

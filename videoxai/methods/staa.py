@@ -44,10 +44,9 @@ from typing import Annotated, Literal
 
 import torch
 
-from ..errors import InputError
+from ..core.align import align_time
 from ..models.attention import AttentionRecord, AttentionTap
 from ..options import Opt
-from .align import align_time
 from .base import Attribution, Method, Target, register
 
 
@@ -80,17 +79,12 @@ class STAA(Method):
         n = model.attention.num_layers
         received = "joint" in model.attention.kinds() and not model.token_grid.prefix_tokens
         named = {"half": max(1, n // 2), "all": n, "auto": 1 if received else max(1, n // 2)}
-        if isinstance(layers, str):
-            if layers not in named:
-                raise InputError(f"staa: layers must be 'auto', 'half', 'all', a count or a list of "
-                                 f"indices, got {layers!r}")
+        if isinstance(layers, str):  # one of the declared names
             layers = named[layers]
         self.layers = model.attention.resolve_layers(layers)
-        self.gradient_weighted = bool(gradient_weighted)
-        if not 0 < float(peak_share) <= 1:
-            raise InputError(f"staa: peak_share must be in (0, 1], got {peak_share}")
-        self.peak_share = float(peak_share)
-        self.temporal_weighting = bool(temporal_weighting)
+        self.gradient_weighted = gradient_weighted
+        self.peak_share = peak_share
+        self.temporal_weighting = temporal_weighting
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         # without gradients, each layer's rows are computed in the hook and its q/k dropped at once

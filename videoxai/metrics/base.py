@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from ..clip import Clip
+from ..core.align import crop_mask
+from ..core.batching import batched
 from ..errors import InputError, UnknownNameError
 from ..explanation import Explanation
-from ..methods.align import crop_mask
-from ..methods.base import batched
 from ..models.base import VideoModel
 from ..options import Configurable, Opt, format_spec, parse_spec, split_top_level
 from ..registry import Registry

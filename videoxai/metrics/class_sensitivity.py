@@ -17,14 +17,13 @@ says nothing about whether either map is right; read it beside the faithfulness 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 
 from ..errors import InputError
-from .base import Metric, Score, register, view_mask
+from .base import Metric, Score, Seed, register, view_mask
 from .sanity import default_explainer, spearman
-
-SIMILARITIES = ("spearman", "ssim")
 
 
 def other_class(target: int, num_classes: int, seed: int) -> int:
@@ -59,9 +58,7 @@ class ClassSensitivity(Metric):
     needs_explainer = True
     _higher_is_better = False
 
-    def __init__(self, *, similarity: str = "spearman", seed: int = 0) -> None:
-        if similarity not in SIMILARITIES:
-            raise InputError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
+    def __init__(self, *, similarity: Literal["spearman", "ssim"] = "spearman", seed: Seed = 0) -> None:
         self.similarity, self.seed = similarity, seed
 
     def compute(self, model, x, explanation, target, sample, explain_fn=None) -> Score:

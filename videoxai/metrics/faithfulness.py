@@ -31,8 +31,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..core import baselines
 from ..errors import InputError
-from ..methods import baselines
 from .base import BatchSize, Grid, Metric, Score, Seed, Segments, Share, Unit, register
 from .units import partition
 

@@ -19,15 +19,13 @@ frame (the correlation is undefined): a clip whose frames each change nothing.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..methods import baselines
-from .base import Metric, Score, register, view_mask
-
-SCORES = ("map", "temporal")
+from ..core import baselines
+from .base import BatchSize, Metric, Score, register, view_mask
 
 
 @register
@@ -39,18 +37,15 @@ class FrameFaithfulness(Metric):
         scores: ``"map"`` (each frame's sum of the map, as the reference) or ``"temporal"``
             (the explanation's temporal scores).
         baseline: what the removed frame becomes (``"fade"``: grey, the reference's "faded"
-            frame; any name of :mod:`videoxai.methods.baselines`).
+            frame; any name of :mod:`videoxai.core.baselines`).
         batch_size: clips per forward pass.
     """
 
     name = "frame_faithfulness"
     family = "faithfulness"
 
-    def __init__(self, *, scores: str = "map", baseline: str = "fade", batch_size: int = 16) -> None:
-        if scores not in SCORES:
-            raise InputError(f"scores must be one of {', '.join(SCORES)}, got {scores!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    def __init__(self, *, scores: Literal["map", "temporal"] = "map", baseline: str = "fade",
+                 batch_size: BatchSize = 16) -> None:
         self.scores, self.baseline, self.batch_size = scores, baselines.get(baseline), batch_size
 
     def drops(self, model, x: torch.Tensor, target: int) -> np.ndarray:

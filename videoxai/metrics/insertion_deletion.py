@@ -22,7 +22,7 @@ The default baseline is ``"fade"``: **mid-grey 0.5** in pixel space, a fixed col
 clip. (The reference code set removed pixels to zero in normalised space, which is the
 normalisation's mean colour; for the ImageNet/Kinetics means that is close to, but not, grey: on
 one demo clip the AUC differs by 0.13.) ``baseline="mean_colour"`` uses the clip's own mean
-colour instead; ``baseline`` takes any name of :mod:`videoxai.methods.baselines` (``blur``,
+colour instead; ``baseline`` takes any name of :mod:`videoxai.core.baselines` (``blur``,
 ``fade``, ``mean`` — the clip's mean *frame* —, ``mean_colour``, ``black``, ``freeze``), or
 ``"road"``: ROAD's noisy linear imputation of the removed pixels from their neighbours in space
 and time (:mod:`videoxai.metrics.road`), which avoids the out-of-distribution artefact of a
@@ -35,7 +35,7 @@ from typing import Annotated, ClassVar, Literal
 
 import torch
 
-from ..methods import baselines
+from ..core import baselines
 from ..options import Opt
 from .base import BatchSize, Grid, Metric, Score, Seed, Segments, Unit, register
 from .road import NoisyLinearImputer

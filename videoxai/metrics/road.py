@@ -26,9 +26,11 @@ pull towards that colour makes this well defined without changing the others mea
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 
-from ..errors import InputError
+from ..options import Configurable, Opt
 
 #: (dy, dx), weight: the reference's 8-neighbourhood in a frame
 SPATIAL_NEIGHBOURS = (((0, 1), 1 / 6), ((0, -1), 1 / 6), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
@@ -36,7 +38,7 @@ SPATIAL_NEIGHBOURS = (((0, 1), 1 / 6), ((0, -1), 1 / 6), ((1, 0), 1 / 6), ((-1, 
 _PULL = 1e-6
 
 
-class NoisyLinearImputer:
+class NoisyLinearImputer(Configurable):
     """Fill removed pixels of a clip from their kept neighbours in space and time, plus noise.
 
     Args:
@@ -47,14 +49,13 @@ class NoisyLinearImputer:
         max_iter: at most this many conjugate-gradient iterations.
     """
 
-    def __init__(self, noise: float = 0.01, time_weight: float = 1 / 6, tolerance: float = 1e-5,
-                 max_iter: int = 5000) -> None:
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or noise < 0:
-            raise InputError(f"noise must be a number >= 0, got {noise!r}")
-        if isinstance(time_weight, bool) or not isinstance(time_weight, (int, float)) or time_weight < 0:
-            raise InputError(f"time_weight must be a number >= 0, got {time_weight!r}")
-        self.noise, self.time_weight = float(noise), float(time_weight)
-        self.tolerance, self.max_iter = float(tolerance), int(max_iter)
+    kind = "imputer"
+    name = "road"
+
+    def __init__(self, noise: Annotated[float, Opt(ge=0)] = 0.01, time_weight: Annotated[float, Opt(ge=0)] = 1 / 6,
+                 tolerance: Annotated[float, Opt(gt=0)] = 1e-5, max_iter: Annotated[int, Opt(ge=1)] = 5000) -> None:
+        self.noise, self.time_weight = noise, time_weight
+        self.tolerance, self.max_iter = tolerance, max_iter
 
     def neighbours(self) -> list[tuple[tuple[int, int, int], float]]:
         """``((dt, dy, dx), weight)`` of every neighbour."""

@@ -17,13 +17,14 @@ Each sample re-runs the method once: the cost is ``samples`` explanations.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import numpy as np
 import torch
 
 from ..errors import InputError
-from .base import Metric, Score, register, view_mask
+from ..options import Opt
+from .base import Metric, Score, Seed, register, view_mask
 from .sanity import default_explainer
 
 
@@ -35,12 +36,9 @@ class _Robustness(Metric):
     _higher_is_better = False
     noise: ClassVar[str]
 
-    def __init__(self, *, samples: int = 5, radius: float = 0.02, seed: int = 0) -> None:
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise InputError(f"samples must be a positive integer, got {samples!r}")
-        if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not 0 < radius <= 1:
-            raise InputError(f"radius must be a number in (0, 1], got {radius!r}")
-        self.samples, self.radius, self.seed = samples, float(radius), seed
+    def __init__(self, *, samples: Annotated[int, Opt(ge=1)] = 5,
+                 radius: Annotated[float, Opt(gt=0, le=1)] = 0.02, seed: Seed = 0) -> None:
+        self.samples, self.radius, self.seed = samples, radius, seed
 
     def perturb(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Noisy copy ``i`` of the clip ``(1, T, 3, H, W)``, in [0, 1]."""

@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..methods.base import batched
+from ..core.batching import batched
 from ..models.base import VideoModel
 
 

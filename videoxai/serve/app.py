@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
+from ..version import __version__
 from ..errors import VideoXAIError
 from ..models.base import VideoModel
 from .engine import Engine

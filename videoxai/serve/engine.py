@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from ..clip import Clip
+from ..core.refine import StreamSmoother
 from ..errors import InputError, VideoXAIError
 from ..explain import explain
 from ..explanation import Explanation
 from ..methods import available as available_methods
 from ..methods import get as get_method
 from ..methods.base import Method
-from ..methods.refine import StreamSmoother
 from ..models.base import VideoModel
 from ..work import WorkBudget, work_scope
 from .protocol import CompactArray, ModelInfo, Prediction, WindowMaps, WindowResult

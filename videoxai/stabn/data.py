@@ -19,13 +19,14 @@ Datasets are named by the project's spec strings (:mod:`videoxai.data.datasets`)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Annotated, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..options import Opt, declared_options, parse_assignments, parse_options
 
 
 @dataclass
@@ -126,29 +127,27 @@ def open_dataset(spec: str, split: str = "train", *, num_frames: int = 8,
     return _decoded(spec, split, num_frames, tuple(frame_size), labels)
 
 
+def _synthetic_options(size: Annotated[int, Opt(ge=0, help="training clips")] = DEFAULT_TRAIN_SIZE,
+                       seed: Annotated[int, Opt(help="seeds the three disjoint streams")] = 0,
+                       val: Annotated[int | None, Opt(ge=1, help="validation clips (default size/4)")] = None,
+                       test: Annotated[int | None, Opt(ge=1, help="test clips (default size/4)")] = None,
+                       classes: Annotated[int, Opt(ge=1, help="number of classes")] = 4) -> None:
+    """The options of ``synthetic:N[,seed=0][,val=M][,test=M][,classes=K]``, declared once and
+    parsed by :func:`videoxai.options.parse_options` (the one parser)."""
+
+
 def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]) -> ClipSet:
     from ..data.synthetic import SyntheticVideos
 
     rest = spec.partition(":")[2]
     parts = [p.strip() for p in rest.split(",") if p.strip()]
-    size = DEFAULT_TRAIN_SIZE
-    if parts and "=" not in parts[0]:
-        size = _int(parts.pop(0), "the clip count", spec)
-    opts = {}
-    for part in parts:
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise InputError(f"dataset spec {spec!r}: {part!r} is not key=value")
-        opts[key.strip()] = value
-    unknown = set(opts) - {"seed", "val", "test", "classes"}
-    if unknown:
-        raise InputError(f"dataset spec {spec!r}: unknown option(s) {', '.join(sorted(unknown))}; "
-                         "known: seed, val, test, classes")
-    opts = {k: _int(v, k, spec) for k, v in opts.items()}
-    seed = opts.get("seed", 0)
-    n = size if split == "train" else opts.get(split, max(1, size // 4))
+    given = {"size": parts.pop(0)} if parts and "=" not in parts[0] else {}
+    given.update(parse_assignments(parts, where=f"dataset spec {spec!r}"))
+    opts = parse_options(declared_options(_synthetic_options), given, f"dataset spec {spec!r}")
+    size, seed = opts["size"], opts["seed"]
+    n = size if split == "train" else (opts.get(split) or max(1, size // 4))
     ds = SyntheticVideos(n, split=split, seed=seed, num_frames=num_frames, frame_size=frame_size,
-                         num_classes=opts.get("classes", 4))
+                         num_classes=opts["classes"])
     samples = [ds[i] for i in range(len(ds))]
     h, w = frame_size
     frames = np.stack([s.frames for s in samples]) if samples else np.zeros((0, num_frames, h, w, 3), np.uint8)
@@ -202,13 +201,6 @@ def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     top, left = (sh - h) // 2, (sw - w) // 2
     x = x[:, :, top:top + h, left:left + w]
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def _int(value: str, name: str, spec: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"dataset spec {spec!r}: {name} must be an integer, got {value!r}") from None
 
 
 __all__ = ["ClipSet", "open_dataset"]

@@ -5,9 +5,10 @@ A model directory holds ``model.safetensors`` (the weights; no pickle) and ``vid
     {"loader": "stabn", "format": 1, "config": {...STABNConfig...}, "name": "...",
      "metrics": {...}, "training": {...}}
 
-``vx.load_model(directory)`` finds the ``"loader"`` key and comes here (the registration lives in
-:mod:`videoxai.models.stabn_loader`), as does ``vx.load_model("stabn:<directory>")`` and the
-bundled ``vx.load_model("demo-stabn")``.
+``vx.load_model(directory)`` finds the ``"loader"`` key and comes here, as does
+``vx.load_model("stabn:<directory>")`` and the bundled ``vx.load_model("demo-stabn")``: this module
+registers the ``stabn`` loader with :mod:`videoxai.models` (the models layer knows nothing of
+ST-ABN; the package's ``__init__`` imports this module, so the names exist whenever videoxai does).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import InputError, UnknownModelError
+from ..models import ASSETS, register_bundled, register_loader
 from .model import STABN, STABNConfig, STABNVideoModel
 
 WEIGHTS = "model.safetensors"
@@ -89,5 +91,17 @@ def load_stabn(directory: str | Path, device: str | torch.device = "cpu",
     model.metadata = meta
     return model.to(device).eval()
 
+
+
+@register_loader("stabn")
+def _stabn(rest: str, device: torch.device, **options) -> STABNVideoModel:
+    """ST-ABN model directory (model.safetensors + videoxai.json), e.g. from `videoxai stabn train`."""
+    return load_stabn(rest, device=device, **options)
+
+
+register_bundled("demo-stabn", f"stabn:{ASSETS / 'demo_stabn'}",
+                 "tiny ST-ABN trained on the synthetic benchmark (bundled)")
+register_bundled("demo-stabn-backbone", f"stabn:{ASSETS / 'demo_stabn_backbone'}",
+                 "demo-stabn's plain backbone, no attention branch (bundled baseline)")
 
 __all__ = ["save_stabn", "load_stabn", "read_meta", "WEIGHTS", "META"]

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..clip import Clip
+from ..core.resize import resize_frames, resize_maps
 from ..errors import InputError
 from ..explanation import Explanation
 
@@ -128,34 +129,6 @@ def overlay_frames(frames, spatial, *, alpha: float = 0.5, cmap: str | np.ndarra
     for s in chunks:
         out[s] = np.clip(np.rint(blend(s) * scale), 0, 255).astype(np.uint8)
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# resizing (reports shrink huge frames and enlarge tiny ones before drawing)
-
-
-def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """uint8 ``(T, H, W, 3)`` → ``(T, h, w, 3)``: anti-aliased when shrinking, nearest when enlarging
-    (tiny synthetic clips stay crisp instead of blurring)."""
-    if frames.shape[1:3] == tuple(size):
-        return frames
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
-    x = _resize(x, size)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """float ``(T, H, W)`` → ``(T, h, w)`` with the same rule as :func:`resize_frames`."""
-    if maps.shape[1:3] == tuple(size):
-        return maps
-    x = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
-    return _resize(x, size)[:, 0].clamp(0, 1).numpy()
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if size[0] >= x.shape[-2] and size[1] >= x.shape[-1]:
-        return F.interpolate(x, size=size, mode="nearest-exact")
-    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 # ----------------------------------------------------------------------------------------------

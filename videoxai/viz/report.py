@@ -11,16 +11,12 @@ an animated GIF instead.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
-from string import Template
 
 import numpy as np
 
@@ -37,6 +33,7 @@ from .overlay import (
     resize_frames,
     resize_maps,
 )
+from .page import data_uri, figure_png, jpeg, page
 
 __all__ = ["write_report", "write_timeline_report"]
 
@@ -111,11 +108,7 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
              for i, (e, name, over) in enumerate(zip(exps, names, overlays))]
     parts.append('<h2>Per method</h2><div class="grid methods">' + "".join(cards) + "</div>")
 
-    from ..version import __version__
-
-    page = Template(resources.files(__package__).joinpath("templates/report.html").read_text("utf-8"))
-    path.write_text(page.substitute(title=_esc(title), body="\n".join(parts), version=__version__),
-                    encoding="utf-8")
+    path.write_text(page(title, "\n".join(parts)), encoding="utf-8")
     return path
 
 
@@ -198,7 +191,7 @@ def _curve_section(exps: list[Explanation], names: list[str], window) -> str:
     fig = temporal_curve(exps if len(exps) > 1 else exps[0], window=window, names=names)
     if len(exps) > 1:
         fig.set_size_inches(9.0, 3.2)
-    png = _figure_png(fig)
+    png = data_uri(figure_png(fig), "image/png")
     legend = ""
     if window is not None:
         legend = (f'<p class="sub">Shaded: ground-truth window, source frames #{_fmt(window[0])} '
@@ -223,7 +216,7 @@ def _keyframes(e: Explanation, over: np.ndarray, clip: Clip, top_k: int) -> str:
         # one frame number, the source video's index "#i" as in the header and the videos'
         # captions (not also the 1-based place in the clip), after the rank
         name = f"frame #{int(clip.indices[k])}"
-        src = _jpeg(_thumb(over[k], 320))
+        src = data_uri(jpeg(_thumb(over[k], 320)), "image/jpeg")
         figs.append(f'<figure><img alt="{name}" src="{src}"><figcaption><b>top {rank}</b> · {name}<br>'
                     f"{e.temporal[k]:.1%} of the clip's importance</figcaption></figure>")
     return ('<div class="section-label">Key frames (highest temporal importance; #: frame index in the '
@@ -290,26 +283,16 @@ def _video_html(frames: np.ndarray, fps: float) -> str:
                 f = write_video(frames, Path(tmp) / f"v{suffix}", fps=fps, quality=20)
             except VideoXAIError:  # no such encoder in this FFmpeg build
                 continue
-            sources.append(f'<source type="{mime}" src="{_data_uri(f.read_bytes(), mime)}">')
+            sources.append(f'<source type="{mime}" src="{data_uri(f.read_bytes(), mime)}">')
         if sources:
             return ('<video autoplay muted loop playsinline preload="auto">' + "".join(sources)
                     + "</video>")
         gif = write_video(frames, Path(tmp) / "v.gif", fps=fps)
-        return f'<img alt="animation" src="{_data_uri(gif.read_bytes(), "image/gif")}">'
+        return f'<img alt="animation" src="{data_uri(gif.read_bytes(), "image/gif")}">'
 
 
-def _figure_png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=150, facecolor="white")
-    return _data_uri(buf.getvalue(), "image/png")
 
 
-def _jpeg(rgb: np.ndarray) -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=88)
-    return _data_uri(buf.getvalue(), "image/jpeg")
 
 
 def _thumb(rgb: np.ndarray, width: int) -> np.ndarray:
@@ -319,8 +302,6 @@ def _thumb(rgb: np.ndarray, width: int) -> np.ndarray:
     return resize_frames(rgb[None], (max(1, round(h * width / w)), width))[0]
 
 
-def _data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -430,16 +411,12 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
     fig = _timeline_figure(vids)
     parts.append('<h2>When — timeline</h2><div class="card curve timeline">'
                  f'<img alt="timeline: prediction per window and temporal importance" '
-                 f'src="{_figure_png(fig)}"></div>')
+                 f'src="{data_uri(figure_png(fig), "image/png")}"></div>')
     plt.close(fig)
     parts.append('<h2>Windows</h2>' + "".join(_window_table(v, PALETTE[i % len(PALETTE)])
                                              for i, v in enumerate(vids)))
 
-    from .. import __version__
-
-    page = Template(resources.files(__package__).joinpath("templates/report.html").read_text("utf-8"))
-    path.write_text(page.substitute(title=_esc(title), body="\n".join(parts), version=__version__),
-                    encoding="utf-8")
+    path.write_text(page(title, "\n".join(parts)), encoding="utf-8")
     return path
 
 

@@ -13,10 +13,13 @@ that rank pixels would read as a peak (always in the same corner).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-from ..models.base import Preprocess
+if TYPE_CHECKING:  # only its crop_box is called: the core layer sits below models
+    from ..models.base import Preprocess
 
 
 def align_time(maps: torch.Tensor, num_frames: int, mode: str = "repeat") -> torch.Tensor:

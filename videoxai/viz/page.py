@@ -1,0 +1,46 @@
+"""The page shell of both HTML reports — explanation reports (:mod:`videoxai.viz.report`) and
+evaluation reports (:mod:`videoxai.evaluation.report`): one template (``templates/report.html``:
+palette, type, cards, footer, the clip synchroniser) and one way to embed images and videos, so
+the two pages look alike and each stays one self-contained file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from importlib import resources
+from string import Template
+
+import numpy as np
+
+from ..version import __version__
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    """``data:<mime>;base64,…``: a file embedded in the page."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def figure_png(fig, dpi: int = 150, **savefig) -> bytes:
+    """A matplotlib figure as PNG bytes (white background unless ``savefig`` says otherwise)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, **{"facecolor": "white", **savefig})
+    return buf.getvalue()
+
+
+def jpeg(rgb: np.ndarray, quality: int = 88) -> bytes:
+    """uint8 ``(H, W, 3)`` as JPEG bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def page(title: str, body: str, css: str = "") -> str:
+    """The whole HTML page: ``body`` (HTML) in the shared shell, with ``css`` (rules of the caller's
+    own elements) after the shared style sheet."""
+    template = Template(resources.files(__package__).joinpath("templates/report.html").read_text("utf-8"))
+    return template.substitute(title=html.escape(str(title), quote=True), body=body, css=css,
+                               version=__version__)
