@@ -292,6 +292,26 @@ def test_map_sums_the_kept_areas_and_reports_the_padded_area(case):
         assert truth[t].ravel()[exp.spatial[t].argmax()]
 
 
+class NoSignal(nn.Module):
+    """Logits that ignore the clip: what a model with destroyed weights approaches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor([0.3, -0.3]))
+
+    def forward(self, x):
+        return self.bias.expand(len(x), 2) + 0 * x.mean()
+
+
+def test_evidence_is_high_on_the_box_and_zero_without_signal(case):
+    model, clip, _ = case
+    exp = vx.explain(model, clip, method="ep3d", target=0, areas=(0.02, 0.05), iterations=40)
+    assert float(exp.meta["evidence"][0]) > 0.5
+    flat = vx.wrap(NoSignal(), num_frames=T, input_size=S, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1))
+    exp = vx.explain(flat, clip, method="ep3d", target=0, areas=(0.02, 0.05), iterations=10)
+    assert abs(float(exp.meta["evidence"][0])) < 1e-6
+
+
 # -- a floor on the bundled 3D CNN ------------------------------------------------------------------
 def test_ep3d_on_the_bundled_cnn_finds_the_object_at_its_target_area():
     """Two held-out synthetic clips whose object the bundled 3D CNN needs (their fully blurred

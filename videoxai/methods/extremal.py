@@ -27,7 +27,9 @@ m ∈ [0, 1]^{T×h×w} is optimised so that the clip perturbed outside m keeps t
 * The areas are optimised **jointly**, one batch of clips per
   iteration (split by ``batch_size`` with exact gradient accumulation, since E is a sum over
   areas). The map is the sum of the areas' masks, Gaussian-smoothed per frame (σ = 10 px at
-  112 px) and divided by its maximum.
+  112 px) and divided by its maximum. ``exp.meta["evidence"]`` is the kept area's preserved
+  minus deleted probability: near 0 when the model gives the mask no signal (a randomised
+  model), where the mask is shaped by the area prior alone.
 
 Sizes in pixels (step 7, σ 11, σ_max 20, k = 11, final σ 10) are the recipe's at its 112-px
 input and scale with the model's input size (the L_K kernel size is kept odd). The optimiser is
@@ -488,7 +490,7 @@ class ExtremalPerturbation(PerturbationMethod):
             mask, padded = gen(params.reshape(-1, 1, *gen.shape_in))
             mask = mask.reshape(n_areas, t, h, w)
             chosen = self.select(last_p)
-            total = gaussian_blur_2d(mask[chosen:].sum(0)[None], self.size("final_sigma", side))[0]
+            total = gaussian_blur_2d(self.combine(mask, last_p, chosen)[None], self.size("final_sigma", side))[0]
             total = total / total.amax().clamp_min(1e-12)
         # the area the loss constrains is that of the padded mask (the cropped one is larger
         # wherever the mask avoids the margin). The loss pulls the sorted mask towards a·V ones
@@ -499,7 +501,24 @@ class ExtremalPerturbation(PerturbationMethod):
         return ClipResult(maps=total, extras={"areas": areas.float(), "area_reached": reached,
                                               "area_mean": padded.mean(1).float(),
                                               "area_chosen": areas[chosen].float(),
+                                              "evidence": self.evidence(last_p)[chosen].float(),
                                               "probability": last_p.float()})
+
+    def evidence(self, probability: torch.Tensor) -> torch.Tensor:
+        """``(A,)`` how much each area's mask carries the target, from the last iteration's
+        probabilities ``(A, games)``: preserved minus deleted probability (dual game), the
+        preserved one (preserve), one minus the deleted one (delete). In the dual game it is near
+        0 or below for a model that gives the mask no signal (e.g. one with destroyed weights),
+        whose map is then shaped by the area prior alone; the single games have no such
+        reference point."""
+        if self.game == "dual":
+            return probability[:, 0] - probability[:, 1]
+        return probability[:, 0] if self.game == "preserve" else 1 - probability[:, 0]
+
+    def combine(self, masks: torch.Tensor, probability: torch.Tensor, chosen: int) -> torch.Tensor:
+        """The map (before smoothing) from the areas' masks ``(A, T, h, w)``: the sum of the masks
+        from the ``chosen`` area upwards."""
+        return masks[chosen:].sum(0)
 
     def select(self, probability: torch.Tensor) -> int:
         """Index of the smallest area the map keeps, from the last iteration's target
