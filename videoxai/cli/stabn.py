@@ -79,6 +79,8 @@ def train_cmd(
                                "reference (the paper code's SGD, ×0.1 at 1/2 and 5/6 of the epochs)."),
     temporal_attention: str = typer.Option("residual", help="residual: F·(1+M_t); gate: F·M_t (the reference)."),
     backbone_only: bool = typer.Option(False, "--backbone-only", help="Train the plain backbone (no attention branch): the baseline."),
+    warm_start: int = typer.Option(0, "--warm-start",
+                                   help="Epochs of plain-backbone training to start the shared layers from."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
@@ -94,7 +96,8 @@ def train_cmd(
     console.print(f"training {what} ({backbone}) on {data} for {epochs} epochs → {out}")
     result = train(data, out, val_data=val_data, backbone=backbone, num_frames=frames, input_size=size,
                    config=config, resume=resume, device=device, on_epoch=_print_epoch, command=_command(ctx),
-                   attention_branch=not backbone_only, temporal_attention=temporal_attention)
+                   attention_branch=not backbone_only, temporal_attention=temporal_attention,
+                   warm_start=warm_start)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")
     console.print(f"model: [bold]{result.model_dir}[/]  (vx.load_model('{result.model_dir}'))")
