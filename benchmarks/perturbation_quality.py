@@ -20,8 +20,10 @@ Clips that the model calls by their true class when they are fully blurred (the 
 mask 0; on the demo TimeSformer one class is this "nothing" class) are scored separately in a
 second table: there, removing the evidence does not remove the class, so no removal method can
 find it. ``--randomisation N`` adds the cascading model-randomisation check (Spearman ρ between
-the map and the maps of 4 progressively randomised copies, lower is better) on the first N
-clips of each method.
+the map and the maps of 4 progressively randomised copies, lower is better; ``--randomisation-seeds``
+independent randomisations each) on the first N clips of each method. A clip whose randomised
+models all gave a constant map (the extremal methods' blank map, when the masks carry no
+evidence) has no ρ: the table counts those clips apart instead of averaging them.
 
 Methods run clip by clip, interleaved, so that a busy machine slows them alike. The extremal
 perturbation variants cost a few hundred forward *and* backward passes per clip, so by default
@@ -87,7 +89,7 @@ def consistency(exp: vx.Explanation) -> float:
 def blurred_class(model, clip) -> int:
     """The class ``model`` predicts for ``clip`` with every frame blurred as the extremal methods'
     perturbation blurs a pixel whose mask is 0 (their ``max_blur``, scaled to the frame)."""
-    from videoxai.methods.baselines import blur
+    from videoxai.core.baselines import blur
 
     x = clip.to_tensor(model.device)
     sigma = vx.methods.get("ep2d")(model).size("max_blur", min(x.shape[-2:]))
@@ -105,6 +107,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     ap.add_argument("--randomisation", type=int, default=0, metavar="N",
                     help="randomisation check on each method's first N clips (default 0: off)")
+    ap.add_argument("--randomisation-seeds", type=int, default=3, metavar="K",
+                    help="independent randomisations per clip in that check (default 3, the metric's)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
                     help="override a method option, e.g. step.iterations=100 (repeatable)")
@@ -123,7 +127,7 @@ def main() -> None:
     model = vx.load_model(args.model)
     ds = SyntheticVideos(args.clips, split="test", seed=args.seed, num_frames=model.num_frames)
     chance = chance_rates(ds)
-    fields = ("t", "s", "px", "pg", "iou", "cons", "sec", "fwd", "bwd", "rho", "reached", "chosen")
+    fields = ("t", "s", "px", "pg", "iou", "cons", "sec", "fwd", "bwd", "rho", "reached", "chosen", "share")
     # rows[group][method]: group "object" (the blurred clip loses the class) or "nothing"
     rows = {g: {m: {k: [] for k in fields} for m in methods} for g in ("object", "nothing")}
     done = {m: 0 for m in methods}
@@ -156,12 +160,13 @@ def main() -> None:
             r["fwd"].append(exp.cost.forward_passes)
             r["bwd"].append(exp.cost.backward_passes)
             if done[m] < args.randomisation:
-                r["rho"].append(float(evaluate("randomisation", model, clip, exp)))
+                r["rho"].append(float(evaluate("randomisation", model, clip, exp, seeds=args.randomisation_seeds)))
             done[m] += 1
             if m in EXTREMAL:  # how close the optimised masks came to their target areas
                 areas[m] = exp.meta["areas"][0]
                 r["reached"].append(exp.meta["area_reached"][0])
                 r["chosen"].append(float(exp.meta["area_chosen"][0]))
+                r["share"].append(float(exp.meta["evidence_share"][0]))
         print(f"  clip {i + 1}/{args.clips} done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
 
     print(f"\nLocalisation on {args.clips} held-out synthetic clips (model accuracy on them: "
@@ -182,7 +187,13 @@ def main() -> None:
             spatial = ("– | – | – | –" if m in TEMPORAL_ONLY else
                        f"{np.mean(r['s']):.2f} | {np.median(r['px']):.1f} | {np.mean(r['pg']):.2f} | "
                        f"{np.mean(r['iou']):.3f}")
-            rho = f"{np.nanmean(r['rho']):.2f} (n={len(r['rho'])})" if r["rho"] else "–"
+            # ρ is undefined (nan) for a clip whose randomised models all gave a constant map
+            # (the extremal methods' blank map: no evidence); counted apart, not averaged
+            rho = np.array(r["rho"], dtype=float)
+            blank = int(np.isnan(rho).sum())
+            rho = ("–" if not rho.size else
+                   (f"{np.nanmean(rho):.2f} (n={rho.size - blank})" if blank < rho.size else "undefined")
+                   + (f", constant on {blank} of {rho.size}" if blank else ""))
             print(f"| {m} | {len(r['t'])} | {np.mean(r['t']):.2f} | {spatial} | {np.nanmean(r['cons']):.2f} | "
                   f"{rho} | {np.mean(r['sec']):.3f} | {np.mean(r['fwd']):.0f} | {np.mean(r['bwd']):.0f} |")
         print(f"| chance | | {chance['temporal']:.2f} | {chance['spatial']:.3f} | | | | | | | | |")
@@ -199,7 +210,11 @@ def main() -> None:
             reached = np.mean(merged[m]["reached"], axis=0)
             print(f"{m}: padded mask area reached " + ", ".join(
                 f"{r:.4f} for {a:g}" for a, r in zip(areas[m], reached)) +
-                f"; area kept by the map (median) {np.median(merged[m]['chosen']):g}")
+                f"; area kept by the map (median) {np.median(merged[m]['chosen']):g}; "
+                f"evidence share of the kept masks (median) {np.median(merged[m]['share']):.2f}")
+            per_clip = [f"{a:g}→{r[list(areas[m]).index(a)]:.4f}" for a, r in
+                        zip(merged[m]["chosen"], merged[m]["reached"])]
+            print(f"{m}: kept area target→reached per clip: " + ", ".join(per_clip))
     classes = np.bincount([b for b, _ in blurred], minlength=len(model.labels))
     print("\nfully blurred clips classified as: " + ", ".join(
         f"{model.labels[c]} {n}" for c, n in enumerate(classes) if n) +

@@ -27,9 +27,11 @@ m ∈ [0, 1]^{T×h×w} is optimised so that the clip perturbed outside m keeps t
 * The areas are optimised **jointly**, one batch of clips per
   iteration (split by ``batch_size`` with exact gradient accumulation, since E is a sum over
   areas). The map is the sum of the areas' masks, Gaussian-smoothed per frame (σ = 10 px at
-  112 px) and divided by its maximum. ``exp.meta["evidence"]`` is the kept area's preserved
-  minus deleted probability: near 0 when the model gives the mask no signal (a randomised
-  model), where the mask is shaped by the area prior alone.
+  112 px) and divided by its maximum. ``exp.meta["evidence"]`` is the probability the kept
+  area's mask carries (:meth:`ExtremalPerturbation.evidence`) and ``evidence_share`` the best
+  kept mask's share of the intact clip's probability: near 0 when the model gives the mask no
+  signal (a randomised model), where the mask is shaped by the area prior alone and the map
+  is left blank (``min_evidence``).
 
 Sizes in pixels (step 7, σ 11, σ_max 20, k = 11, final σ 10) are the recipe's at its 112-px
 input and scale with the model's input size (the L_K kernel size is kept odd). The optimiser is
@@ -44,8 +46,14 @@ preserved probability fell to 0.12 where SGD keeps 0.99).
 **Defaults that differ from the recipe** (``preset="paper"`` restores it; see
 :class:`ExtremalPerturbation`): the dual game instead of preserve alone, a ladder of small areas
 with the map kept from the smallest area that holds ≥ 90 % of the best preserved probability,
-150 iterations. On the synthetic benchmark the recipe's preserve game is satisfied by the
-evidence of a single frame, and its areas (≥ 5 % of the clip) dwarf evidence of 0.2–0.6 %.
+150 iterations, and a blank map when the kept masks carry less than ``min_evidence`` (10 %) of
+the target's probability. On the synthetic benchmark the recipe's preserve game is satisfied by
+the evidence of a single frame, and its areas (≥ 5 % of the clip) dwarf evidence of 0.2–0.6 %.
+Without the evidence test a model that ignores the masks (destroyed weights) still gets a map
+ranked like the trained model's (Spearman ρ 0.76 on a 3D-CNN clip): the area term drives a·V
+voxels to 1 wherever the faintest gradient points, and blurring changes the clip most at its
+highest-contrast structure, the object, whatever the weights. STEP also differs in its L_K
+geometry (:class:`STEP`).
 
 Deliberate differences from the reference code: it runs on CPU and GPU (no
 ``torch.cuda.set_device``), writes no files, blurs with reflected borders (TorchRay pads with
@@ -279,25 +287,58 @@ def area_loss(padded: torch.Tensor, areas: torch.Tensor, per_frame: bool,
     return ((flat.sort(-1).values - ref[:, None]) ** 2).mean(-1).mean(-1)
 
 
-def ellipsoid_kernel(frames: int, rows: int, cols: int, shape: str = "ellipsoid") -> torch.Tensor:
-    """The binary L_K kernel ``(frames, rows, cols)``: 1 where √(v₁² + v₂² + v₃²) ≤ 1 with each
-    v on ``linspace(−1, 1)`` (``"cylinder"``: the temporal coordinate is ignored)."""
+def ellipsoid_kernel(frames: int, rows: int, cols: int, shape: str = "ellipsoid",
+                     grid: str = "ends") -> torch.Tensor:
+    """The binary L_K kernel ``(frames, rows, cols)``: 1 where √(v₁² + v₂² + v₃²) ≤ 1
+    (``"cylinder"``: the temporal coordinate is ignored).
+
+    ``grid="ends"`` samples each v on ``linspace(−1, 1)`` as the recipe does: the first and last
+    frame then lie on the ellipsoid's poles and hold one voxel each (a 2-frame kernel is two
+    voxels). ``"centres"`` samples the centres of n equal cells of [−1, 1]
+    (±(1 − 1/n), …), so every frame of the kernel holds a disc of about its share.
+    """
     if shape not in ("ellipsoid", "cylinder"):
         raise InputError(f"kernel_shape must be 'ellipsoid' or 'cylinder', got {shape!r}")
-    v1, v2, v3 = torch.meshgrid(torch.linspace(-1, 1, frames, dtype=torch.float64),
-                                torch.linspace(-1, 1, rows, dtype=torch.float64),
-                                torch.linspace(-1, 1, cols, dtype=torch.float64), indexing="ij")
+    if grid not in ("ends", "centres"):
+        raise InputError(f"kernel_grid must be 'ends' or 'centres', got {grid!r}")
+
+    def axis(n: int) -> torch.Tensor:
+        if grid == "ends" or n == 1:
+            return torch.linspace(-1, 1, n, dtype=torch.float64)
+        return torch.linspace(-1 + 1 / n, 1 - 1 / n, n, dtype=torch.float64)
+
+    v1, v2, v3 = torch.meshgrid(axis(frames), axis(rows), axis(cols), indexing="ij")
     r2 = v2 ** 2 + v3 ** 2 + (v1 ** 2 if shape == "ellipsoid" else 0)
     return (r2.sqrt() <= 1).float()
 
 
+def tube_count(area: float, volume: int, kernel: torch.Tensor, rule: str = "recipe") -> int:
+    """How many L_K windows a mask of ``area`` × ``volume`` voxels should fill.
+
+    ``"recipe"``: ``ceil(a·V / int(K_t·k·k·0.5236))``, the nominal ellipsoid's share of its box.
+    ``"kernel"``: ``max(1, round(a·V / ΣK))``, the voxels the discrete kernel really holds, to the
+    nearest whole tube. The recipe's rule was made for areas of many tubes; for areas of one or
+    two it overshoots (ceil turns 1.2 tubes into 2), and the nominal share undercounts an
+    ``"ends"`` kernel's voxels (ΣK = 52 against 102 at 4 × 7 × 7).
+    """
+    kt, kh, kw = kernel.shape
+    if rule == "recipe":
+        return math.ceil(area * volume / int(kt * kh * kw * ELLIPSOID_SHARE))
+    if rule == "kernel":
+        return max(1, round(area * volume / float(kernel.sum())))
+    raise InputError(f"tubes must be 'recipe' or 'kernel', got {rule!r}")
+
+
 def smoothness_loss(padded: torch.Tensor, areas: torch.Tensor, kernel: torch.Tensor,
-                    order: torch.Tensor | None = None) -> torch.Tensor:
+                    order: torch.Tensor | None = None, tubes: str = "recipe",
+                    norm: str = "parts") -> torch.Tensor:
     """STEP's L_K of padded masks ``(A, T, Ho, Wo)`` → ``(A,)``.
 
-    ĉ = conv3d(m, K, stride (1, k, k)) / ΣK; with ``top = ceil(a·T·Ho·Wo / int(K_t·k·k·0.5236))``,
-    L_K = mean over the ``top`` largest ĉ of (ĉ − 1)² + mean over the rest of ĉ². (An empty part
-    contributes 0, where the reference would produce NaN.)
+    ĉ = conv3d(m, K, stride (1, k, k)) / ΣK; with ``top`` = :func:`tube_count` (the recipe's
+    ``ceil(a·T·Ho·Wo / int(K_t·k·k·0.5236))`` by default), L_K = mean over the ``top`` largest ĉ
+    of (ĉ − 1)² + mean over the rest of ĉ² (``norm="parts"``, the recipe's; an empty part
+    contributes 0, where the reference would produce NaN), or ``norm="windows"``: the same
+    squared errors summed over all N windows and divided by N.
     """
     a_, t, ho, wo = padded.shape
     kt, kh, kw = kernel.shape
@@ -306,10 +347,12 @@ def smoothness_loss(padded: torch.Tensor, areas: torch.Tensor, kernel: torch.Ten
     if order is not None:  # shuffled before sorting: ties broken at random, as in the reference
         c = c[:, order]
     c = c.sort(-1, descending=True).values
-    ones = int(kt * kh * kw * ELLIPSOID_SHARE)
     out = []
     for i, a in enumerate(areas.tolist()):
-        top = min(math.ceil(a * t * ho * wo / ones), c.shape[1])
+        top = min(tube_count(a, t * ho * wo, kernel, tubes), c.shape[1])
+        if norm == "windows":  # every window weighs 1/N, as every voxel weighs 1/V in L_area
+            out.append((((c[i, :top] - 1) ** 2).sum() + (c[i, top:] ** 2).sum()) / c.shape[1])
+            continue
         on = ((c[i, :top] - 1) ** 2).mean() if top > 0 else c.new_zeros(())
         off = (c[i, top:] ** 2).mean() if top < c.shape[1] else c.new_zeros(())
         out.append(on + off)
@@ -334,8 +377,9 @@ class ExtremalPerturbation(PerturbationMethod):
             preserve game, 1200 iterations, lr 0.05, the map summing every area's mask; STEP's
             K_t half the clip). Options given explicitly win over the preset.
         areas: target areas (fractions of the padded mask volume), optimised jointly, or
-            ``"auto"`` (default): the ladder ``AREA_LADDER`` (0.0025 … 0.05), of which the map
-            keeps the areas selected by ``keep``. Evidence in a video is often far smaller than
+            ``"auto"`` (default): the ladder ``AREA_LADDER`` (0.0025 … 0.05), each rung raised to
+            at least the smallest region the mask generator can draw (:meth:`clip_areas`), of
+            which the map keeps the areas selected by ``keep``. Evidence in a video is often far smaller than
             the recipe's smallest area (a 9-px object in 3 of 8 frames is 0.4 % of the clip), and
             a mask forced to 5 % of the clip spreads into the background.
         keep: the map sums the masks of the smallest area whose preserved score (the target's
@@ -358,6 +402,13 @@ class ExtremalPerturbation(PerturbationMethod):
             proportionally smaller gradient from every term.
         reward_weight, area_weight: w_r (1) and λ_0 (300).
         area_growth: factor by which λ grows over the whole run (the recipe's ≈ 2.83).
+        min_evidence: the least share of the target's probability (:meth:`evidence` over the
+            probability of the intact clip; the best of the kept areas) that the masks must
+            carry for the map to rank voxels (default 0.1; the recipe: 0, no test). Below it the
+            map is 0 everywhere: the model's output does not depend on the masks, which were
+            placed by the area prior and by gradients too faint to change the output (on a model
+            with destroyed weights, where the image's high-contrast structure — the object —
+            still draws them; the map would then rank voxels the same on any model).
         batch_size: perturbed clips per forward pass (areas × games; smaller values split the
             areas over several passes with the same result).
         seed: seeds the tie-breaking shuffles.
@@ -369,8 +420,10 @@ class ExtremalPerturbation(PerturbationMethod):
     evaluation_clips = 10
     #: option values per preset, for the options left at ``None``
     PRESETS: ClassVar[dict[str, dict]] = {
-        "default": {"areas": "auto", "keep": 0.9, "iterations": 150, "game": "dual", "lr": 0.1},
-        "paper": {"areas": PAPER_AREAS, "keep": 0.0, "iterations": 1200, "game": "preserve", "lr": 0.05},
+        "default": {"areas": "auto", "keep": 0.9, "iterations": 150, "game": "dual", "lr": 0.1,
+                    "min_evidence": 0.1},
+        "paper": {"areas": PAPER_AREAS, "keep": 0.0, "iterations": 1200, "game": "preserve", "lr": 0.05,
+                  "min_evidence": 0.0},
     }
 
     def __init__(self, model, preset: Literal["default", "paper"] = "default", areas: Areas = None,
@@ -383,14 +436,18 @@ class ExtremalPerturbation(PerturbationMethod):
                  final_sigma: float | None = None, optimizer: Literal["adam", "sgd"] = "sgd",
                  lr: Annotated[float, Opt(gt=0)] | None = None,
                  reward_weight: float = 1.0, area_weight: float = 300.0,
-                 area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH, batch_size: BatchSize = 32,
+                 area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
+                 min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None, batch_size: BatchSize = 32,
                  seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, seed=seed)
-        given = {"areas": areas, "keep": keep, "iterations": iterations, "game": game, "lr": lr}
+        given = {"areas": areas, "keep": keep, "iterations": iterations, "game": game, "lr": lr,
+                 "min_evidence": min_evidence}
         chosen = {k: self.PRESETS[preset][k] if v is None else v for k, v in given.items()}
         areas, keep, iterations, game, lr = (chosen[k] for k in ("areas", "keep", "iterations", "game", "lr"))
-        if areas == "auto":
+        self.min_evidence = float(chosen["min_evidence"])
+        self.auto_areas = areas == "auto"
+        if self.auto_areas:
             areas = AREA_LADDER
         areas = tuple(float(a) for a in areas)
         if not areas:
@@ -436,7 +493,7 @@ class ExtremalPerturbation(PerturbationMethod):
 
     def forward_passes(self, num_frames: int) -> int:
         games = 2 if self.game == "dual" else 1
-        return self.iterations * len(self.areas) * games + 1
+        return self.iterations * len(self.areas) * games + 3     # + the clip, + intact and blurred
 
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         device = canvas.pixels.device
@@ -450,8 +507,9 @@ class ExtremalPerturbation(PerturbationMethod):
         frames = canvas.to_grid(canvas.pixels)[0]                                   # (T, 3, h, w)
         pyramid = BlurPyramid(frames, self.levels, self.size("max_blur", side), self.perturbation,
                               fade_to=self.model.preprocess.mean)
-        n_areas = len(self.areas)
-        areas = torch.tensor(self.areas, device=device)
+        clip_areas = self.clip_areas(gen, t)
+        n_areas = len(clip_areas)
+        areas = torch.tensor(clip_areas, device=device)
         params = torch.ones(n_areas, t, 1, *gen.shape_in, device=device, requires_grad=True)
         opt = (torch.optim.Adam([params], lr=lr) if self.optimizer == "adam" else
                torch.optim.SGD([params], lr=lr, momentum=0.9, dampening=0.9))
@@ -489,9 +547,20 @@ class ExtremalPerturbation(PerturbationMethod):
         with torch.no_grad():
             mask, padded = gen(params.reshape(-1, 1, *gen.shape_in))
             mask = mask.reshape(n_areas, t, h, w)
+            # the references the evidence is measured from: the clip intact (mask 1) and fully
+            # perturbed (mask 0)
+            ends = pyramid.apply(torch.stack([torch.ones_like(mask[0]), torch.zeros_like(mask[0])]))
+            p_intact, p_blurred = self.model(canvas.paste(_to_box(canvas, ends))).double().softmax(-1)[:, target].cpu()
             chosen = self.select(last_p)
+            evidence = self.evidence(last_p, float(p_intact), float(p_blurred))
+            # the share of the target's probability the kept masks carry (the best of them)
+            share = evidence[chosen:].max() / max(float(p_intact), 1e-12)
             total = gaussian_blur_2d(self.combine(mask, last_p, chosen)[None], self.size("final_sigma", side))[0]
             total = total / total.amax().clamp_min(1e-12)
+            if self.min_evidence > 0 and share < self.min_evidence:
+                # no evidence: the masks were placed by the area prior and by gradients too
+                # faint to change the output; their ranking would not come from the model
+                total = torch.zeros_like(total)
         # the area the loss constrains is that of the padded mask (the cropped one is larger
         # wherever the mask avoids the margin). The loss pulls the sorted mask towards a·V ones
         # and zeros in L2, which tolerates a faint residue (0.01 everywhere costs 1e-4 a voxel):
@@ -501,19 +570,34 @@ class ExtremalPerturbation(PerturbationMethod):
         return ClipResult(maps=total, extras={"areas": areas.float(), "area_reached": reached,
                                               "area_mean": padded.mean(1).float(),
                                               "area_chosen": areas[chosen].float(),
-                                              "evidence": self.evidence(last_p)[chosen].float(),
+                                              "evidence": evidence[chosen].float(),
+                                              "evidence_share": share.float(),
                                               "probability": last_p.float()})
 
-    def evidence(self, probability: torch.Tensor) -> torch.Tensor:
-        """``(A,)`` how much each area's mask carries the target, from the last iteration's
-        probabilities ``(A, games)``: preserved minus deleted probability (dual game), the
-        preserved one (preserve), one minus the deleted one (delete). In the dual game it is near
-        0 or below for a model that gives the mask no signal (e.g. one with destroyed weights),
-        whose map is then shaped by the area prior alone; the single games have no such
-        reference point."""
-        if self.game == "dual":
-            return probability[:, 0] - probability[:, 1]
-        return probability[:, 0] if self.game == "preserve" else 1 - probability[:, 0]
+    def clip_areas(self, gen: MaskGenerator, t: int) -> tuple[float, ...]:
+        """The areas optimised for a clip of ``t`` frames: those given, or for ``areas="auto"`` the
+        ladder with every rung raised to at least :func:`smallest_area` (duplicates merged): a
+        mask cannot keep fewer voxels than one parameter cell's bump, so a smaller target is
+        overshot whatever the optimiser does (0.0025 reached 0.004 at 64 px, 1.6 ×)."""
+        if not self.auto_areas:
+            return self.areas
+        floor = smallest_area(gen, t)
+        return tuple(sorted({max(a, floor) for a in self.areas}))
+
+    def evidence(self, probability: torch.Tensor, intact: float, blurred: float) -> torch.Tensor:
+        """``(A,)`` how much of the target's probability each area's mask carries, from the last
+        iteration's probabilities ``(A, games)`` and the target's probability on the clip
+        ``intact`` and fully perturbed (``blurred``). Each game against its own reference:
+        preserve, what keeping the mask adds to the fully perturbed clip (p_kept − p_blurred);
+        delete, what removing it takes from the intact clip (p_intact − p_removed); dual, the
+        smaller of the two (the mask must be sufficient *and* necessary). Near 0 or below for a
+        model that gives the mask no signal (e.g. one with destroyed weights), whose masks are
+        then placed by the area prior and by gradients too faint to change the output."""
+        kept = probability[:, 0] - blurred
+        if self.game == "preserve":
+            return kept
+        removed = intact - probability[:, -1]
+        return removed if self.game == "delete" else torch.minimum(kept, removed)
 
     def combine(self, masks: torch.Tensor, probability: torch.Tensor, chosen: int) -> torch.Tensor:
         """The map (before smoothing) from the areas' masks ``(A, T, h, w)``: the sum of the masks
@@ -530,6 +614,16 @@ class ExtremalPerturbation(PerturbationMethod):
             score = probability[:, 0]
         ok = (score >= self.keep * score.max()).nonzero()
         return int(ok[0]) if len(ok) else 0
+
+
+def smallest_area(gen: MaskGenerator, t: int) -> float:
+    """The share of a ``t``-frame padded mask volume that one parameter cell at 1 (all others
+    at 0) keeps (≥ ½): the smallest region the generator draws at full strength (a disc of
+    radius ≈ 1.1 σ; 150 pixels of one frame at 64 px, 0.0032 of an 8-frame clip)."""
+    p = torch.zeros(1, 1, *gen.shape_in, device=gen.weight.device)
+    p[0, 0, gen.shape_in[0] // 2, gen.shape_in[1] // 2] = 1
+    padded = gen(p)[1]
+    return float((padded >= 0.5).sum()) / (t * padded.shape[-2] * padded.shape[-1])
 
 
 def _to_box(canvas: Canvas, clips: torch.Tensor) -> torch.Tensor:
@@ -577,9 +671,26 @@ class STEP(ExtremalPerturbation):
         kernel_shape: ``"ellipsoid"`` or ``"cylinder"`` (ignores time inside the kernel).
         smooth_weight: μ (300).
         smooth_start: fraction of the run before L_K is switched on (the recipe's 100/1200).
+        kernel_grid: where the ellipsoid is sampled (:func:`ellipsoid_kernel`): ``"centres"``
+            (default) or the recipe's ``"ends"``, whose first and last frames hold one voxel each.
+        tubes: how many windows L_K fills for an area (:func:`tube_count`): ``"kernel"``
+            (default, the nearest whole number of the kernel's voxels) or ``"recipe"``.
+        smooth_norm: how L_K averages (:func:`smoothness_loss`): ``"windows"`` (default: the
+            squared errors of all N windows summed and divided by N, as L_area divides by the
+            voxels) or the recipe's ``"parts"`` (the mean over the filled windows plus the mean
+            over the rest). The recipe's form weighs each filled window 1/top: made for areas of
+            dozens of tubes (29 of 1296 windows at its smallest area), it makes a lone tube's
+            term hundreds of times stronger than the area term at the areas evidence in a short
+            clip needs (1–4 tubes of 605 windows at 64 px), and the mask, which the generator
+            cannot fill to exactly 1 over a tube without spilling past it, overshot its area 4–5 ×
+            (0.0025 → 0.011); averaged over all windows it reaches 1.01–1.05 × from 0.005 up.
     """
 
     name = "step"
+    #: the L_K geometry of each preset (for the options left at ``None``)
+    GEOMETRY: ClassVar[dict[str, dict]] = {
+        "default": {"kernel_grid": "centres", "tubes": "kernel", "smooth_norm": "windows"},
+        "paper": {"kernel_grid": "ends", "tubes": "recipe", "smooth_norm": "parts"}}
     paper = ('Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and '
              'Smooth Masks, ICCV 2019; Li et al., Towards Visually Explaining Video Understanding '
              'Networks with Perturbation, WACV 2021 / TCSVT 2021')
@@ -597,17 +708,26 @@ class STEP(ExtremalPerturbation):
                  kernel_shape: Literal["ellipsoid", "cylinder"] = "ellipsoid",
                  smooth_weight: Annotated[float, Opt(ge=0)] = 300.0,
                  smooth_start: Annotated[float, Opt(ge=0, le=1)] = 100 / 1200,
+                 kernel_grid: Literal["ends", "centres"] | None = None,
+                 tubes: Literal["recipe", "kernel"] | None = None,
+                 smooth_norm: Literal["parts", "windows"] | None = None,
+                 min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None,
                  batch_size: BatchSize = 32, seed: Seed = 0) -> None:
         super().__init__(model, preset=preset, areas=areas, keep=keep, iterations=iterations, game=game,
                          perturbation=perturbation, levels=levels, max_blur=max_blur, step=step,
                          sigma=sigma, final_sigma=final_sigma, optimizer=optimizer, lr=lr,
                          reward_weight=reward_weight, area_weight=area_weight,
-                         area_growth=area_growth, batch_size=batch_size, seed=seed)
+                         area_growth=area_growth, min_evidence=min_evidence, batch_size=batch_size,
+                         seed=seed)
         self.kernel_frames = None if kernel_frames is None else int(kernel_frames)
         self.kernel_size = None if kernel_size is None else int(kernel_size)
         self.kernel_shape = kernel_shape
         self.smooth_weight = float(smooth_weight)
         self.smooth_start = float(smooth_start)
+        geometry = self.GEOMETRY[preset]
+        self.kernel_grid = kernel_grid or geometry["kernel_grid"]
+        self.tubes = tubes or geometry["tubes"]
+        self.smooth_norm = smooth_norm or geometry["smooth_norm"]
         self._kernel: torch.Tensor | None = None
 
     def check_clip(self, t: int, padded: tuple[int, int]) -> None:
@@ -617,7 +737,7 @@ class STEP(ExtremalPerturbation):
         # the ellipsoid's axis, which leaves its first and last frames empty
         k = self.kernel_size or max(3, 2 * round((_REF["kernel_size"] * side / _REF_SIDE - 1) / 2) + 1)
         check_fits(self.name, "L_K kernel", (kt, k, k), (t, *padded))
-        self._kernel = ellipsoid_kernel(kt, k, k, self.kernel_shape)
+        self._kernel = ellipsoid_kernel(kt, k, k, self.kernel_shape, self.kernel_grid)
         if self._kernel.sum() == 0:
             raise InputError(f"step: a {kt}x{k}x{k} {self.kernel_shape} kernel contains no voxel; "
                              "use an odd kernel_size of at least 3")
@@ -625,7 +745,8 @@ class STEP(ExtremalPerturbation):
     def regulariser(self, padded, areas, progress, orders):
         reg = super().regulariser(padded, areas, progress, orders)
         if self.smooth_weight > 0 and progress > self.smooth_start:
-            reg = reg + self.smooth_weight * smoothness_loss(padded, areas, self._kernel, orders["smooth"])
+            reg = reg + self.smooth_weight * smoothness_loss(padded, areas, self._kernel, orders["smooth"],
+                                                             self.tubes, self.smooth_norm)
         return reg
 
     def draw_orders(self, generator, t, padded):
