@@ -263,7 +263,10 @@ def _memory(c) -> str:
 
 
 def _options(e: Explanation) -> str:
-    return _options_table(e.options)
+    spec = (e.meta or {}).get("spec")
+    # the one line that makes this explanation again: vx.explain(model, clip, spec), evaluate --methods
+    again = (f'<div class="section-label">Spec</div><p><code>{_esc(spec)}</code></p>' if spec else "")
+    return again + _options_table(e.options)
 
 
 # ----------------------------------------------------------------------------------------------
