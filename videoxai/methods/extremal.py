@@ -403,7 +403,8 @@ class ExtremalPerturbation(PerturbationMethod):
         reward_weight, area_weight: w_r (1) and λ_0 (300).
         area_growth: factor by which λ grows over the whole run (the recipe's ≈ 2.83).
         min_evidence: the least share of the target's probability (:meth:`evidence` over the
-            probability of the intact clip; the best of the kept areas) that the masks must
+            probability of the intact clip, or over chance, 1 / classes, if that is larger; the
+            best of the kept areas) that the masks must
             carry for the map to rank voxels (default 0.1; the recipe: 0, no test). Below it the
             map is 0 everywhere: the model's output does not depend on the masks, which were
             placed by the area prior and by gradients too faint to change the output (on a model
@@ -553,8 +554,11 @@ class ExtremalPerturbation(PerturbationMethod):
             p_intact, p_blurred = self.model(canvas.paste(_to_box(canvas, ends))).double().softmax(-1)[:, target].cpu()
             chosen = self.select(last_p)
             evidence = self.evidence(last_p, float(p_intact), float(p_blurred))
-            # the share of the target's probability the kept masks carry (the best of them)
-            share = evidence[chosen:].max() / max(float(p_intact), 1e-12)
+            # the share of the target's probability the kept masks carry (the best of them), on
+            # a scale no smaller than chance (1 / classes): a class the model gives less than
+            # chance cannot pass on a tiny absolute change (0.014 of 0.08 on a demo-cnn clip
+            # with its classifier re-initialised)
+            share = evidence[chosen:].max() / max(float(p_intact), 1 / self.model.num_classes)
             total = gaussian_blur_2d(self.combine(mask, last_p, chosen)[None], self.size("final_sigma", side))[0]
             total = total / total.amax().clamp_min(1e-12)
             if self.min_evidence > 0 and share < self.min_evidence:
