@@ -83,6 +83,7 @@ def train_cmd(
     branch_input: str = typer.Option("layer3", help="Features the attention branch reads: layer3 (the reference) "
                                      "or layer2 (per-frame features; tiny, tiny-fine, small)."),
     branch_temporal_kernel: int = typer.Option(3, help="Temporal kernel of the attention branch: 3 (the reference) or 1."),
+    branch_spatial_kernel: int = typer.Option(3, help="Spatial kernel of the attention branch: 3 (the reference) or 1."),
     backbone_only: bool = typer.Option(False, "--backbone-only", help="Train the plain backbone (no attention branch): the baseline."),
     warm_start: int = typer.Option(0, "--warm-start",
                                    help="Epochs of plain-backbone training to start the shared layers from."),
@@ -103,7 +104,8 @@ def train_cmd(
                    config=config, resume=resume, device=device, on_epoch=_print_epoch, command=_command(ctx),
                    attention_branch=not backbone_only, temporal_attention=temporal_attention,
                    temporal_norm=temporal_norm, spatial_norm=spatial_norm, branch_input=branch_input,
-                   branch_temporal_kernel=branch_temporal_kernel, warm_start=warm_start)
+                   branch_temporal_kernel=branch_temporal_kernel, branch_spatial_kernel=branch_spatial_kernel,
+                   warm_start=warm_start)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")
     console.print(f"model: [bold]{result.model_dir}[/]  (vx.load_model('{result.model_dir}'))")
