@@ -5,7 +5,7 @@ resampled to its input size — the very pixels the network sees — and pastes 
 the original frames; ``working_size="full"`` (the CLI's ``--full-resolution``) makes it perturb and
 differentiate the original 1280×720 frames. This script explains the bundled Big Buck Bunny clip
 (``tests/data/bigbuckbunny.mp4``, 8 frames sampled uniformly) with each method both ways and
-prints, side by side, the wall time and the peak rise of resident memory of the whole
+prints, side by side, the CPU time (all threads) and the peak rise of resident memory of the whole
 ``vx.explain`` call (a :class:`~videoxai.cost.CostMeter` around it, so the conversion of the
 frames to float counts too; memory sampled every 5–50 ms). Every (method, size) pair
 runs in a fresh process after a warm-up call on a small clip, so one run's allocations do not hide
@@ -20,6 +20,12 @@ and of evidence frames whose peak pixel lies on the object.
 
     nice python benchmarks/video_working_size.py                        # demo model, defaults
     nice python benchmarks/video_working_size.py --ig-steps 20 --rise-samples 300 --lime-samples 250
+    git worktree add /tmp/before f21a1ff   # the code before the working size existed
+    nice python benchmarks/video_working_size.py --before /tmp/before   # adds a "before" column
+
+``--before DIR`` runs the same call with the package found in ``DIR`` (no ``working_size``
+argument: the code as it was), measured by this tree's meter, so "before" is what a user of that
+version paid, not this version's ``--full-resolution``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,31 +44,45 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "data" / "bigbuckbunny.mp4"
 
 
-def one_run(model_spec: str, method: str, options: dict, working_size: str) -> dict:
-    """Explain the sample once (in this process) and return the measured cost."""
-    import videoxai as vx
-    from videoxai.cost import CostMeter
+def one_run(model_spec: str, method: str, options: dict, working_size: str | None) -> dict:
+    """Explain the sample once (in this process) and return the measured cost.
 
+    ``working_size=None`` calls ``explain`` without the argument (an older version of the package).
+    """
+    import importlib.util
+
+    import videoxai as vx
+
+    # this tree's meter, whichever package is explaining (an older one's measured growth, not peak)
+    spec = importlib.util.spec_from_file_location("_meter", ROOT / "videoxai" / "cost.py")
+    meter_module = importlib.util.module_from_spec(spec)
+    sys.modules["_meter"] = meter_module  # its dataclasses look their module up
+    spec.loader.exec_module(meter_module)
+    size = {} if working_size is None else {"working_size": working_size}
     model = vx.load_model(model_spec)
     clip = vx.read_video(SAMPLE, num_frames=model.num_frames)
     warm = vx.Clip(clip.frames[:, :96, :160])
-    vx.explain(model, warm, method, working_size=working_size, **_small(method))  # warm-up
-    with CostMeter(model) as meter:  # the whole call, the clip's conversion to float included
-        exp = vx.explain(model, clip, method, working_size=working_size, **options)
-    return {"seconds": meter.cost.seconds, "peak_mb": meter.cost.peak_memory_mb,
-            "label": exp.label, "score": exp.score, "frame": exp.meta["working_frame"]}
+    vx.explain(model, warm, method, **size, **_small(method))  # warm-up
+    cpu = time.process_time()
+    with meter_module.CostMeter(model) as meter:  # the whole call, the clip's conversion to float included
+        exp = vx.explain(model, clip, method, **size, **options)
+    cpu = time.process_time() - cpu  # all threads: steadier than wall time on a shared machine
+    return {"seconds": meter.cost.seconds, "cpu_seconds": cpu, "peak_mb": meter.cost.peak_memory_mb,
+            "label": exp.label, "score": exp.score, "frame": exp.meta.get("working_frame")}
 
 
 def _small(method: str) -> dict:
     return {"integrated_gradients": {"n_steps": 2}, "rise": {"n_samples": 4}, "lime": {"n_samples": 4}}[method]
 
 
-def in_child(model_spec: str, method: str, options: dict, working_size: str) -> dict:
+def in_child(model_spec: str, method: str, options: dict, working_size: str | None,
+             package_root: Path = ROOT) -> dict:
+    """:func:`one_run` in a fresh process, importing ``videoxai`` from ``package_root``."""
     code = ("import json, sys; sys.path.insert(0, %r); sys.path.insert(0, %r); "
             "from video_working_size import one_run; "
             "print('RESULT', json.dumps(one_run(%r, %r, %r, %r)))"
-            % (str(ROOT), str(ROOT / "benchmarks"), model_spec, method, options, working_size))
-    env = {**os.environ, "VIDEOXAI_PROGRESS": "0", "PYTHONPATH": str(ROOT)}
+            % (str(ROOT / "benchmarks"), str(package_root), model_spec, method, options, working_size))
+    env = {**os.environ, "VIDEOXAI_PROGRESS": "0", "PYTHONPATH": str(package_root)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=3600)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
@@ -105,6 +126,8 @@ def main() -> None:
     ap.add_argument("--rise-samples", type=int, default=1000, help="rise n_samples (default 1000)")
     ap.add_argument("--lime-samples", type=int, default=500, help="lime n_samples (default 500)")
     ap.add_argument("--loc-clips", type=int, default=8, help="upscaled synthetic clips for localisation")
+    ap.add_argument("--before", type=Path, default=None,
+                    help="a checkout of an older version (e.g. `git worktree add DIR f21a1ff`): adds its column")
     args = ap.parse_args()
 
     import videoxai as vx
@@ -115,15 +138,28 @@ def main() -> None:
           f"clip {SAMPLE.name} {probe.width}x{probe.height}; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
     runs = {"integrated_gradients": {"n_steps": args.ig_steps}, "rise": {"n_samples": args.rise_samples},
             "lime": {"n_samples": args.lime_samples}}
-    print(f"{'method':<22}{'options':<18}{'full s':>9}{'model s':>9}{'ratio':>7}"
-          f"{'full MiB':>10}{'model MiB':>10}{'ratio':>7}  prediction (both)")
+    if args.before is not None and not (args.before / "videoxai" / "__init__.py").is_file():
+        ap.error(f"--before {args.before}: no videoxai package there")
+    # "ratio" is the default (model size) over the reference: the older version when given, else full
+    ref = "before" if args.before is not None else "full"
+    print("time: CPU seconds of the call (all threads; steadier than wall time on a shared machine); "
+          "memory: peak rise of resident memory during the call")
+    print(f"{'method':<22}{'options':<18}" + (f"{'before s':>10}" if args.before else "")
+          + f"{'full s':>9}{'model s':>9}{'ratio':>7}" + (f"{'before MiB':>11}" if args.before else "")
+          + f"{'full MiB':>10}{'model MiB':>10}{'ratio':>7}  prediction (full / model)")
     for method, opts in runs.items():
-        full = in_child(args.model, method, opts, "full")
-        small = in_child(args.model, method, opts, "model")
+        res = {"full": in_child(args.model, method, opts, "full"),
+               "model": in_child(args.model, method, opts, "model")}
+        if args.before is not None:
+            res["before"] = in_child(args.model, method, opts, None, package_root=args.before.resolve())
+        full, small = res["full"], res["model"]
         opt = ",".join(f"{k}={v}" for k, v in opts.items())
-        print(f"{method:<22}{opt:<18}{full['seconds']:>9.2f}{small['seconds']:>9.2f}"
-              f"{small['seconds'] / full['seconds']:>7.2f}{full['peak_mb']:>10.0f}{small['peak_mb']:>10.0f}"
-              f"{small['peak_mb'] / max(full['peak_mb'], 1e-9):>7.2f}  "
+        print(f"{method:<22}{opt:<18}" + (f"{res['before']['cpu_seconds']:>10.2f}" if args.before else "")
+              + f"{full['cpu_seconds']:>9.2f}{small['cpu_seconds']:>9.2f}"
+              + f"{small['cpu_seconds'] / res[ref]['cpu_seconds']:>7.2f}"
+              + (f"{res['before']['peak_mb']:>11.0f}" if args.before else "")
+              + f"{full['peak_mb']:>10.0f}{small['peak_mb']:>10.0f}"
+              f"{small['peak_mb'] / max(res[ref]['peak_mb'], 1e-9):>7.2f}  "
               f"{full['label']} {full['score']:.3f} / {small['label']} {small['score']:.3f}", flush=True)
 
     loc_opts = {"integrated_gradients": {"n_steps": 8}, "rise": {"n_samples": 200}}

@@ -19,14 +19,14 @@ import torch
 from torch import nn
 
 import videoxai as vx
-from videoxai.errors import UnsupportedModelError
+from videoxai.errors import InputError, UnsupportedModelError
 from videoxai.explain import explanation_spec, parse_explanation_spec
 from videoxai.methods import available as method_names
 from videoxai.methods import get as get_method
 from videoxai.metrics import MissingGroundTruth
 from videoxai.metrics import available as metric_names
 from videoxai.metrics import get as get_metric
-from videoxai.options import format_spec, parse_spec
+from videoxai.options import OptionError, format_spec, parse_spec
 
 #: conventional option names → a cheap value (applied when the method or metric declares them)
 FAST = {"n_samples": 3, "iterations": 2, "n_steps": 2, "levels": 2, "steps": 3, "stages": 1,
@@ -140,6 +140,22 @@ def test_refine_and_working_size_round_trip_through_the_spec(models, clip, refin
     name, options = parse_explanation_spec(spec)
     again = vx.explain(models["demo-cnn"], clip, name, **options)  # the spec remakes the map
     np.testing.assert_allclose(again.spatial, exp.spatial, atol=1e-6)
+    assert exp.meta["spec"] == spec  # recorded with the explanation, and explain() reads it as is
+    direct = vx.explain(models["demo-cnn"], clip, exp.meta["spec"])
+    np.testing.assert_allclose(direct.spatial, exp.spatial, atol=1e-6)
+    assert direct.options == exp.options
+
+
+def test_a_spec_passed_to_explain_sets_options_once(models, clip):
+    exp = vx.explain(models["demo-cnn"], clip, "occlusion(window=[2, 4, 4], strides=[2, 4, 4], refine=false)")
+    assert tuple(exp.options["window"]) == (2, 4, 4) and exp.options["refine"] is False
+    assert exp.meta["spec"] == "occlusion(strides=[2, 4, 4], window=[2, 4, 4])"  # refine=false is its default
+    with pytest.raises(InputError, match="window given both in the spec and as an argument"):
+        vx.explain(models["demo-cnn"], clip, "occlusion(window=4)", window=4)
+    with pytest.raises(InputError, match="refine given both"):
+        vx.explain(models["demo-cnn"], clip, "occlusion(refine=true)", refine=False)
+    with pytest.raises(OptionError, match="option window"):
+        vx.explain(models["demo-cnn"], clip, "occlusion(window=abc)")
 
 
 # -- metrics on a fixed map -----------------------------------------------------------------------

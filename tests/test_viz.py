@@ -245,6 +245,7 @@ def _refs(html: str) -> list[tuple[str, str, str]]:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, clip) -> tuple[Path, list[vx.Explanation]]:
     exps = [make_exp(clip, "staa", 1), make_exp(clip, "gradcam", 4), make_exp(clip, "staa", 2, seed=5)]
+    exps[1].meta["spec"] = "gradcam(layer=<last>)"  # what explain() records: the call that remakes it
     notes = {"temporal localisation rate": "0.93", "pointing game": 0.714}
     out = tmp_path_factory.mktemp("report") / "sub" / "report.html"
     return write_report(out, clip, exps, notes=notes, window=(10, 20), title="Walk <test>"), exps
@@ -269,6 +270,7 @@ def test_report_contents(report, clip):
     assert "temporal localisation rate" in html and "0.93" in html and "0.714" in html
     assert "Walk &lt;test&gt;" in html and "Walk <test>" not in html  # escaped
     assert "class&lt;" in html  # labels escaped too
+    assert html.count(">Spec<") == 1 and "<code>gradcam(layer=&lt;last&gt;)</code>" in html
     assert "42.0 MiB" in html and "12.3 ms" in html  # cost
     assert ">3<" in html and ">1<" in html  # forward / backward passes
     # one original and one overlay video per explanation, each as WebM and MP4

@@ -73,6 +73,25 @@ def parse_explanation_spec(spec: str) -> tuple[str, dict]:
     return name, options
 
 
+def _split_spec(spec: str) -> tuple[str, dict, dict]:
+    """``"rise(n_samples=500, refine=false)"`` → ``("rise", {"n_samples": 500}, {"refine": False})``:
+    the method's options typed by its declarations, explain()'s own ones only where given."""
+    name, text = parse_spec(spec)
+    cls = get_method(name)
+    own = parse_options(EXPLAIN_OPTIONS, {k: v for k, v in text.items() if k in EXPLAIN_OPTIONS},
+                        f"method {name!r}")
+    given = {k: own[k] for k in text if k in EXPLAIN_OPTIONS}
+    return name, cls.parse_options({k: v for k, v in text.items() if k not in EXPLAIN_OPTIONS}), given
+
+
+def _spec_or_none(method: str, options: dict) -> str | None:
+    """The explanation's spec, or ``None`` for a method class that is not registered by name."""
+    try:
+        return explanation_spec(method, options)
+    except InputError:
+        return None
+
+
 def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "staa",
             target: int | str | None = None, *, refine: bool | dict | Refine | None = None,
             working_size: WorkingSize = "model", **options) -> Explanation:
@@ -81,7 +100,10 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
     Args:
         model: a :class:`~videoxai.models.base.VideoModel` (``vx.load_model`` / ``vx.wrap``).
         clip: a :class:`~videoxai.clip.Clip` (or ``(T, H, W, 3)`` frames).
-        method: a registered name (``vx.methods.available()``) or a constructed method.
+        method: a registered name (``vx.methods.available()``), a spec with options
+            (``"rise(n_samples=500)"``, as :func:`explanation_spec` writes it and
+            ``evaluate --methods`` reads it; it may set ``refine`` and ``working_size`` too), or a
+            constructed method.
         target: class to explain, by index or by name (``"blue square"``: exact, then
             case-insensitive); ``None`` explains the predicted class.
         refine: post-processing of the map (threshold, focusing, smoothing); ``None`` uses the
@@ -96,17 +118,33 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
             the original frames, for gradients at full resolution (every original pixel gets its
             own value; pixels outside the crop box get zero). Frames whose crop box is no larger
             than the model input are used as they are either way.
-        **options: the method's options (see its class).
+        **options: the method's options (see its class); an option may come from the spec or
+            from here, not from both.
 
     Returns:
         An :class:`~videoxai.explanation.Explanation` whose ``spatial`` is ``(T, H, W)`` at the
         clip's original size and ``temporal`` is ``(T,)`` summing to 1. ``meta["working_frame"]``
-        is the ``(h, w)`` the method worked at; ``meta["weights"]`` says where the model's weights
+        is the ``(h, w)`` the method worked at; ``meta["spec"]`` is the canonical spec that
+        makes the same explanation again (:func:`explanation_spec`); ``meta["weights"]`` says where the model's weights
         came from when the loader knows (``"random"`` with a ``meta["warnings"]`` line when they
         are untrained).
     """
     if not isinstance(model, VideoModel):
         raise InputError(f"vx.explain needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
+    if isinstance(method, str) and "(" in method:
+        method, spec_options, spec_own = _split_spec(method)
+        both = sorted(set(spec_options) & set(options))
+        if both:
+            raise InputError(f"method {method!r}: option {both[0]} given both in the spec and as an argument")
+        options = {**spec_options, **options}
+        if "refine" in spec_own:
+            if refine is not None:
+                raise InputError(f"method {method!r}: refine given both in the spec and as an argument")
+            refine = spec_own["refine"]
+        if "working_size" in spec_own:
+            if working_size != "model":
+                raise InputError(f"method {method!r}: working_size given both in the spec and as an argument")
+            working_size = spec_own["working_size"]
     if working_size not in WORKING_SIZES:
         raise InputError(f"working_size must be 'model' or 'full', got {working_size!r}")
     if not isinstance(clip, Clip):
@@ -141,7 +179,7 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
     options_used = dict(m.options)
     options_used["refine"] = _refine_record(settings)
     options_used["working_size"] = working_size
-    meta = {"model": model.name, "source": clip.source, "fps": clip.fps,
+    meta = {"model": model.name, "source": clip.source, "fps": clip.fps, "spec": _spec_or_none(m.name, options_used),
             "crop_box": _crop_box(model, clip), "working_frame": [int(x.shape[-2]), int(x.shape[-1])]}
     meta.update(weights_meta(model))
     meta.update({k: _to_numpy(v) for k, v in (attr.extras or {}).items()})

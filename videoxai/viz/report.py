@@ -133,9 +133,14 @@ def _header(title: str, clip: Clip, exps: list[Explanation], size: tuple[int, in
     weights = sorted({str(e.meta["weights"]) for e in exps if e.meta.get("weights")})
     if weights:
         chips.append(("weights", ", ".join(weights)))
+    return _header_html(title, chips, [w for e in exps for w in e.meta.get("warnings", [])])
+
+
+def _header_html(title: str, chips: list[tuple[str, str]], warnings: list) -> str:
+    """The page header both reports share: title, chips, each distinct warning once, play controls."""
     chip_html = "".join(f'<span class="chip">{_esc(k)} <b>{_esc(v)}</b></span>' for k, v in chips)
-    warnings = list(dict.fromkeys(str(w) for e in exps for w in e.meta.get("warnings", [])))
-    warn_html = "".join(f'<div class="warning" role="alert">⚠ {_esc(w)}</div>' for w in warnings)
+    warn_html = "".join(f'<div class="warning" role="alert">⚠ {_esc(w)}</div>'
+                        for w in dict.fromkeys(str(w) for w in warnings))
     return (f'<header><h1>{_esc(title)}</h1><div class="chips">{chip_html}</div>{warn_html}'
             '<div class="controls"><button id="vx-play" type="button">pause</button>'
             '<button id="vx-restart" type="button">restart</button></div></header>')
@@ -263,7 +268,10 @@ def _memory(c) -> str:
 
 
 def _options(e: Explanation) -> str:
-    return _options_table(e.options)
+    spec = (e.meta or {}).get("spec")
+    # the one line that makes this explanation again: vx.explain(model, clip, spec), evaluate --methods
+    again = (f'<div class="section-label">Spec</div><p><code>{_esc(spec)}</code></p>' if spec else "")
+    return again + _options_table(e.options)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -437,12 +445,7 @@ def _timeline_header(title: str, vids) -> str:
         chips.append(("fps", f"{v.fps:g}"))
     if v.meta.get("weights"):
         chips.append(("weights", str(v.meta["weights"])))
-    chip_html = "".join(f'<span class="chip">{_esc(k)} <b>{_esc(val)}</b></span>' for k, val in chips)
-    warnings = list(dict.fromkeys(str(w) for x in vids for w in x.meta.get("warnings", [])))
-    warn_html = "".join(f'<div class="warning" role="alert">⚠ {_esc(w)}</div>' for w in warnings)
-    return (f'<header><h1>{_esc(title)}</h1><div class="chips">{chip_html}</div>{warn_html}'
-            '<div class="controls"><button id="vx-play" type="button">pause</button>'
-            '<button id="vx-restart" type="button">restart</button></div></header>')
+    return _header_html(title, chips, [w for x in vids for w in x.meta.get("warnings", [])])
 
 
 def _timeline_video_card(name: str, sub: str, frames: np.ndarray, clip: Clip, fps: float, video,
