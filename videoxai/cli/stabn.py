@@ -82,8 +82,10 @@ def train_cmd(
     spatial_norm: str = typer.Option("sigmoid", help="sigmoid (the reference) or softmax: cells compete for M_s."),
     branch_input: str = typer.Option("layer3", help="Features the attention branch reads: layer3 (the reference) "
                                      "or layer2 (per-frame features; tiny, tiny-fine, small)."),
-    branch_temporal_kernel: int = typer.Option(3, help="Temporal kernel of the attention branch: 3 (the reference) or 1."),
-    branch_spatial_kernel: int = typer.Option(3, help="Spatial kernel of the attention branch: 3 (the reference) or 1."),
+    branch_temporal_kernel: int = typer.Option(3, "--branch-kt",
+                                               help="Temporal kernel of the attention branch: 3 (the reference) or 1."),
+    branch_spatial_kernel: int = typer.Option(3, "--branch-ks",
+                                              help="Spatial kernel of the attention branch: 3 (the reference) or 1."),
     backbone_only: bool = typer.Option(False, "--backbone-only", help="Train the plain backbone (no attention branch): the baseline."),
     warm_start: int = typer.Option(0, "--warm-start",
                                    help="Epochs of plain-backbone training to start the shared layers from."),
