@@ -93,8 +93,8 @@ def run(quick: bool = False) -> list[dict]:
     """The rows: the poster's, then ours (see the module docstring)."""
     clips = 256 if quick else 1000
     rows = list(PAPER_ROWS)
-    rows.append(_ours("demo-stabn-backbone", "plain backbone (tiny slow-only ResNet)", clips))
-    rows.append(_ours("demo-stabn", "tiny backbone + ST-ABN", clips))
+    rows.append(_ours("demo-stabn-backbone", "plain backbone (tiny-fine slow-only ResNet)", clips))
+    rows.append(_ours("demo-stabn", "tiny-fine backbone + ST-ABN", clips))
     rows.append(_ours("demo-cnn", "context: demo-cnn (3D CNN, 3×3×3 convs, more channels)", clips))
     if quick:
         if RESULTS.is_file():

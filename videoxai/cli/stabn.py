@@ -69,7 +69,7 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/."),
     data: str = typer.Option("synthetic", "--data", "-d", help=_DATA_HELP),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split; none for other data)."),
-    backbone: str = typer.Option("tiny", help="Backbone size: tiny, small, r18, r34, r50."),
+    backbone: str = typer.Option("tiny", help="Backbone size: tiny, tiny-fine, small, r18, r34, r50."),
     frames: int = typer.Option(8, help="Frames per clip (T)."),
     size: int = typer.Option(64, help="Input size (pixels a side)."),
     epochs: int = typer.Option(12),
@@ -78,6 +78,14 @@ def train_cmd(
     recipe: str = typer.Option("small", help="small (AdamW, warm-up + cosine, label smoothing) or "
                                "reference (the paper code's SGD, ×0.1 at 1/2 and 5/6 of the epochs)."),
     temporal_attention: str = typer.Option("residual", help="residual: F·(1+M_t); gate: F·M_t (the reference)."),
+    temporal_norm: str = typer.Option("sigmoid", help="sigmoid (the reference) or softmax: frames compete for M_t."),
+    spatial_norm: str = typer.Option("sigmoid", help="sigmoid (the reference) or softmax: cells compete for M_s."),
+    branch_input: str = typer.Option("layer3", help="Features the attention branch reads: layer3 (the reference) "
+                                     "or layer2 (per-frame features; tiny, tiny-fine, small)."),
+    branch_temporal_kernel: int = typer.Option(3, "--branch-kt",
+                                               help="Temporal kernel of the attention branch: 3 (the reference) or 1."),
+    branch_spatial_kernel: int = typer.Option(3, "--branch-ks",
+                                              help="Spatial kernel of the attention branch: 3 (the reference) or 1."),
     backbone_only: bool = typer.Option(False, "--backbone-only", help="Train the plain backbone (no attention branch): the baseline."),
     warm_start: int = typer.Option(0, "--warm-start",
                                    help="Epochs of plain-backbone training to start the shared layers from."),
@@ -97,6 +105,8 @@ def train_cmd(
     result = train(data, out, val_data=val_data, backbone=backbone, num_frames=frames, input_size=size,
                    config=config, resume=resume, device=device, on_epoch=_print_epoch, command=_command(ctx),
                    attention_branch=not backbone_only, temporal_attention=temporal_attention,
+                   temporal_norm=temporal_norm, spatial_norm=spatial_norm, branch_input=branch_input,
+                   branch_temporal_kernel=branch_temporal_kernel, branch_spatial_kernel=branch_spatial_kernel,
                    warm_start=warm_start)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")

@@ -15,7 +15,8 @@ The network (research/stabn.md §2, after the authors' code [V1]) is
 * the **attention mechanism** ``G = ReLU(BN(conv₁ₓ₁ₓ₁([F ⊙ (1 + M_s), F ⊙ (1 + M_t)])))`` — both
   weightings residual, as ABN's ``(1 + M)`` (``temporal_attention="gate"`` gives the reference's
   non-residual ``F ⊙ M_t``); both attentions are sigmoids, so each frame gets an independent weight
-  in [0, 1] and nothing normalises across frames;
+  in [0, 1] and nothing normalises across frames (``temporal_norm`` / ``spatial_norm="softmax"``
+  make frames, and cells, compete);
 * a **perception branch**: ``layer4(G)``, global pooling, dropout and a linear head, ``z_per``.
 
 ``attention_branch=False`` builds the **plain backbone** (same layers and widths, ``layer3`` →
@@ -95,6 +96,9 @@ class BackboneSpec:
 BACKBONES: dict[str, BackboneSpec] = {
     "tiny": BackboneSpec("basic", (1, 1, 1, 1), (8, 16, 24, 32), 8, strides=(1, 2, 1, 2), pool="attention", dropout=0.0,
                          help="0.09 M parameters; trains on 2 CPU cores in minutes (64×64, 8 frames)"),
+    "tiny-fine": BackboneSpec("basic", (1, 1, 1, 1), (8, 16, 24, 32), 8, strides=(1, 1, 1, 2), pool="attention",
+                              dropout=0.0, help="tiny with layer2 at stride 1: attention maps at 1/4 of the input "
+                                                "(16×16 at 64 px, 4-pixel cells) for ~2.4× the compute"),
     "small": BackboneSpec("basic", (1, 1, 1, 1), (16, 32, 64, 128), 16, strides=(1, 2, 1, 2), pool="attention",
                           dropout=0.0, help="0.9 M parameters; small inputs (64–112 px)"),
     "r18": BackboneSpec("basic", (2, 2, 2, 2), (64, 128, 256, 512), 64,
@@ -104,6 +108,21 @@ BACKBONES: dict[str, BackboneSpec] = {
     "r50": BackboneSpec("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), 64,
                         help="slow-only 3D ResNet-50, the paper's backbone"),
 }
+
+
+# -- attention squashing --------------------------------------------------------------------------
+def _max_normalised_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """``(…, n)`` → softmax over the last axis divided by its maximum: ``exp(l − max l)`` in (0, 1].
+
+    The weighted poolings that use the attention divide by its sum, so this is exactly a softmax
+    there; scaled to a top value of 1 it stays comparable with a sigmoid attention (the residual
+    weighting ``1 + M``, edits of 1.0 / 0.5 / 0.0, the MSE of ``L_temp``).
+    """
+    return torch.exp(logits - logits.amax(-1, keepdim=True))
+
+
+#: ``temporal_norm`` / ``spatial_norm`` choices: logits ``(…, n)`` → attention over the last axis
+NORMS = {"sigmoid": torch.sigmoid, "softmax": _max_normalised_softmax}
 
 
 # -- configuration --------------------------------------------------------------------------------
@@ -125,6 +144,32 @@ class STABNConfig:
             default, see :class:`BackboneSpec`).
         temporal_attention: ``"residual"`` (``F ⊙ (1 + M_t)``) or ``"gate"`` (``F ⊙ M_t``, the
             reference).
+        temporal_norm: how ``M_t`` is squashed: ``"sigmoid"`` (the reference: an independent
+            weight per frame) or ``"softmax"`` (a softmax over the ``T`` frames divided by its
+            maximum, ``exp(l_t − max_t l)``: still in (0, 1], the top frame exactly 1, and frames
+            compete — no two can both stay saturated at 1).
+        spatial_norm: the same choice for ``M_s``, normalised over each frame's ``h × w`` cells.
+        attention_readout: how the attention branch turns its per-cell class scores
+            ``conv₁ₓ₁ₓ₁(A) (B, K, T, h, w)`` into ``z_att``: ``"fc"`` (the reference: each frame's
+            spatial pooling, then a linear layer over the ``K·T`` values) or ``"attention"``
+            (their average weighted by ``M_t · M_s``, as multiple-instance attention pooling:
+            the branch's own loss then moves attention onto the cells and frames whose scores
+            say the label — the evidence — instead of reaching the maps only through the
+            perception branch).
+        branch_temporal_kernel: temporal kernel of the attention branch's convolutions (its copy
+            of ``layer4`` and the ``3×3×3`` one of the temporal path). 3 is the reference; with 1
+            each frame's attention reads only that frame's ``layer3`` features, so evidence seen
+            in frame ``t`` is not smeared onto ``t ± 1``, ``t ± 2`` before the attention is read.
+        branch_spatial_kernel: the same for the spatial kernels (3 is the reference); with 1 a
+            cell's class-wise maps, and so ``M_s`` there, read only that cell's features: the
+            ``3×3`` convolutions let a cell report evidence lying up to two cells away, so the
+            map's peak need not be on the object.
+        branch_input: the features the attention branch reads: ``"layer3"`` (the reference) or
+            ``"layer2"``, the last purely spatial layer of the slow-only backbone — with
+            ``branch_temporal_kernel=1`` a frame's attention then depends on that frame alone
+            (only the ``T × T`` layers of the temporal path mix frames). Needs a backbone whose
+            ``layer3`` keeps ``layer2``'s grid (``tiny``, ``tiny-fine``, ``small``); the attention
+            mechanism still weights the ``layer3`` features.
         attention_branch: ``False`` builds the plain backbone (the baseline; no attention).
     """
 
@@ -140,6 +185,12 @@ class STABNConfig:
     pool: Literal["avg", "max", "attention"] | None = None
     temporal_attention: Literal["residual", "gate"] = "residual"
     attention_branch: bool = True
+    temporal_norm: Literal["sigmoid", "softmax"] = "sigmoid"
+    spatial_norm: Literal["sigmoid", "softmax"] = "sigmoid"
+    attention_readout: Literal["fc", "attention"] = "fc"
+    branch_temporal_kernel: int = 3
+    branch_spatial_kernel: int = 3
+    branch_input: Literal["layer3", "layer2"] = "layer3"
 
     def __post_init__(self) -> None:
         if isinstance(self.input_size, int):
@@ -171,6 +222,19 @@ class STABNConfig:
             raise InputError(f"pool must be 'avg', 'max' or 'attention', got {self.pool!r}")
         if self.temporal_attention not in ("residual", "gate"):
             raise InputError(f"temporal_attention must be 'residual' or 'gate', got {self.temporal_attention!r}")
+        for name in ("temporal_norm", "spatial_norm"):
+            if getattr(self, name) not in NORMS:
+                raise InputError(f"{name} must be one of {', '.join(map(repr, NORMS))}, got {getattr(self, name)!r}")
+        for name in ("branch_temporal_kernel", "branch_spatial_kernel"):
+            if getattr(self, name) not in (1, 3):
+                raise InputError(f"{name} must be 1 or 3, got {getattr(self, name)!r}")
+        if self.branch_input not in ("layer3", "layer2"):
+            raise InputError(f"branch_input must be 'layer3' or 'layer2', got {self.branch_input!r}")
+        if self.branch_input == "layer2" and BACKBONES[self.backbone].strides[2] != 1:
+            raise InputError(f"branch_input='layer2' needs layer3 at layer2's resolution; backbone "
+                             f"{self.backbone!r} downsamples in layer3")
+        if self.attention_readout not in ("fc", "attention"):
+            raise InputError(f"attention_readout must be 'fc' or 'attention', got {self.attention_readout!r}")
         self.attention_branch = bool(self.attention_branch)
         if self.pool is None:  # resolved now, so a saved config keeps it if a default changes
             self.pool = BACKBONES[self.backbone].pool
@@ -228,11 +292,11 @@ def _conv(cin: int, cout: int, k: tuple[int, int, int], stride: tuple[int, int, 
 class BasicBlock(nn.Module):
     expansion: ClassVar[int] = 1
 
-    def __init__(self, cin: int, width: int, stride: int, kt: int) -> None:
+    def __init__(self, cin: int, width: int, stride: int, kt: int, ks: int = 3) -> None:
         super().__init__()
-        self.conv1 = _conv(cin, width, (kt, 3, 3), (1, stride, stride))
+        self.conv1 = _conv(cin, width, (kt, ks, ks), (1, stride, stride))
         self.bn1 = nn.BatchNorm3d(width)
-        self.conv2 = _conv(width, width, (1, 3, 3))
+        self.conv2 = _conv(width, width, (1, ks, ks))
         self.bn2 = nn.BatchNorm3d(width)
         self.downsample = _shortcut(cin, width, stride)
 
@@ -245,11 +309,11 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion: ClassVar[int] = 4
 
-    def __init__(self, cin: int, width: int, stride: int, kt: int) -> None:
+    def __init__(self, cin: int, width: int, stride: int, kt: int, ks: int = 3) -> None:
         super().__init__()
         self.conv1 = _conv(cin, width, (kt, 1, 1))
         self.bn1 = nn.BatchNorm3d(width)
-        self.conv2 = _conv(width, width, (1, 3, 3), (1, stride, stride))
+        self.conv2 = _conv(width, width, (1, ks, ks), (1, stride, stride))
         self.bn2 = nn.BatchNorm3d(width)
         self.conv3 = _conv(width, width * 4, (1, 1, 1))
         self.bn3 = nn.BatchNorm3d(width * 4)
@@ -268,14 +332,15 @@ def _shortcut(cin: int, cout: int, stride: int) -> nn.Module | None:
     return nn.Sequential(_conv(cin, cout, (1, 1, 1), (1, stride, stride)), nn.BatchNorm3d(cout))
 
 
-def _layer(spec: BackboneSpec, cin: int, i: int, stride: int) -> nn.Sequential:
-    """``layer{i+1}``: temporal kernels only in layer3 and layer4 (slow-only, ``inflate=(0,0,1,1)``)."""
+def _layer(spec: BackboneSpec, cin: int, i: int, stride: int, kt: int | None = None, ks: int = 3) -> nn.Sequential:
+    """``layer{i+1}``: temporal kernels (``kt``, default 3) only in layer3 and layer4 (slow-only,
+    ``inflate=(0,0,1,1)``); spatial kernels ``ks``."""
     block = Bottleneck if spec.block == "bottleneck" else BasicBlock
-    kt = 3 if i >= 2 else 1
+    kt = kt if kt is not None else (3 if i >= 2 else 1)
     width = spec.widths[i]
     mods = []
     for j in range(spec.blocks[i]):
-        mods.append(block(cin, width, stride if j == 0 else 1, kt))
+        mods.append(block(cin, width, stride if j == 0 else 1, kt, ks))
         cin = width * block.expansion
     return nn.Sequential(*mods)
 
@@ -304,15 +369,19 @@ class STABN(nn.Module):
 
         if config.attention_branch:
             # attention branch: a layer4 with spatial stride 1, then K class-wise maps
-            self.att_layer4 = _layer(spec, c3, 3, 1)
+            kt = config.branch_temporal_kernel
+            c_in = c3 if config.branch_input == "layer3" else spec.widths[1] * e
+            ks = config.branch_spatial_kernel
+            self.att_layer4 = _layer(spec, c_in, 3, 1, kt, ks)
             self.att_bn = nn.BatchNorm3d(c4)
             self.att_conv = _conv(c4, k, (1, 1, 1))
             self.att_bn2 = nn.BatchNorm3d(k)
             self.att_out = _conv(k, k, (1, 1, 1))
-            self.att_fc = nn.Linear(k * t, k)
+            if config.attention_readout == "fc":
+                self.att_fc = nn.Linear(k * t, k)
             self.spatial_conv = _conv(k, 1, (1, 1, 1))
             self.spatial_bn = nn.BatchNorm3d(1)
-            self.temporal_conv = _conv(k, 1, (3, 3, 3))
+            self.temporal_conv = _conv(k, 1, (kt, ks, ks))
             self.temporal_bn = nn.BatchNorm3d(1)
             self.temporal_mix = nn.Conv2d(t, t, 1)        # frames as channels
             self.temporal_fc1 = nn.Linear(t, t)
@@ -350,7 +419,9 @@ class STABN(nn.Module):
         if self.config.attention_branch:
             self._init_attention()
         # the two class heads as in [V1]: N(0, 0.01), zero bias
-        for head in (self.att_fc, self.fc) if self.config.attention_branch else (self.fc,):
+        for head in (self.fc, getattr(self, "att_fc", None)):
+            if head is None:
+                continue
             nn.init.normal_(head.weight, 0.0, 0.01)
             nn.init.zeros_(head.bias)
 
@@ -369,24 +440,36 @@ class STABN(nn.Module):
         k = self.config.num_classes
         self.spatial_conv.weight.fill_(1.0 / k)
         self.temporal_conv.weight.zero_()
-        self.temporal_conv.weight[:, :, 1, 1, 1] = 1.0 / k
+        kt, kh, kw = self.temporal_conv.weight.shape[2:]
+        self.temporal_conv.weight[:, :, kt // 2, kh // 2, kw // 2] = 1.0 / k
         for layer in (self.temporal_mix, self.temporal_fc1, self.temporal_fc2):
             layer.weight.copy_(torch.eye(layer.weight.shape[0]).view_as(layer.weight))
             layer.bias.zero_()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, T, H, W)`` → ``layer3`` features ``F (B, C3, T, h, w)``."""
-        return self.layer3(self.layer2(self.layer1(self.pool(self.stem(x)))))
+        return self._features(x)[1]
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, 3, T, H, W)`` → (what the attention branch reads, ``F``)."""
+        f2 = self.layer2(self.layer1(self.pool(self.stem(x))))
+        f3 = self.layer3(f2)
+        return (f2 if self.config.branch_input == "layer2" else f3), f3
 
     def attention(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``F`` → ``(z_att (B, K), M_s (B, T, h, w), M_t (B, T))``."""
         a = F.relu(self.att_bn2(self.att_conv(self.att_bn(self.att_layer4(feats)))))  # (B, K, T, h, w)
-        z = self._pool(self.att_out(a), (3, 4)).flatten(1)                           # (B, K·T)
-        z_att = self.att_fc(self.dropout(z))
-        m_s = torch.sigmoid(self.spatial_bn(self.spatial_conv(a)))[:, 0]             # (B, T, h, w)
+        scores = self.att_out(a)                                                     # (B, K, T, h, w)
+        s = self.spatial_bn(self.spatial_conv(a))[:, 0]                              # (B, T, h, w)
+        m_s = NORMS[self.config.spatial_norm](s.flatten(2)).view_as(s)
         u = F.relu(self.temporal_bn(self.temporal_conv(a)))[:, 0]                    # (B, T, h, w)
         u = self._pool(F.relu(self.temporal_mix(u)), (2, 3))                         # (B, T)
-        m_t = torch.sigmoid(self.temporal_fc2(F.relu(self.temporal_fc1(u))))         # (B, T)
+        m_t = NORMS[self.config.temporal_norm](self.temporal_fc2(F.relu(self.temporal_fc1(u))))  # (B, T)
+        if self.config.attention_readout == "attention":
+            w = (m_t[:, :, None, None] * m_s)[:, None]                               # (B, 1, T, h, w)
+            z_att = (scores * w).sum((2, 3, 4)) / w.sum((2, 3, 4)).clamp_min(1e-6)
+        else:
+            z_att = self.att_fc(self.dropout(self._pool(scores, (3, 4)).flatten(1)))  # from (B, K·T)
         return z_att, m_s, m_t
 
     def forward(self, x: torch.Tensor, temporal_override: torch.Tensor | None = None) -> STABNOutput:
@@ -398,13 +481,13 @@ class STABN(nn.Module):
         b, _, t = x.shape[:3]
         if t != self.config.num_frames:
             raise InputError(f"this ST-ABN was built for {self.config.num_frames} frames, got {t}")
-        feats = self.features(x)
+        branch_feats, feats = self._features(x)
         if not self.config.attention_branch:  # the plain backbone
             if temporal_override is not None:
                 raise InputError("this model has no attention branch: nothing to override")
             z = self.fc(self.dropout(self._pool(self.layer4(feats), (2, 3, 4))))
             return STABNOutput(z, None, None, None)
-        z_att, m_s, m_t = self.attention(feats)
+        z_att, m_s, m_t = self.attention(branch_feats)
         if temporal_override is not None:
             m_t = _as_override(temporal_override, b, t, feats)
         g_s = feats * (1.0 + m_s[:, None])
