@@ -4,7 +4,7 @@
     python scripts/stabn_experiment.py --choose                  # pick the fine-tuning settings on validation clips
     python scripts/stabn_experiment.py --seeds 0,1,2 --gamma-t 1 --lr 0.002 --record   # the README numbers
 
-For each seed: an ST-ABN trained on a training split in which a confound (a green diamond,
+For each seed: an ST-ABN of ``--design`` (default ``localising``, the bundled demo's) trained on a training split in which a confound (a green diamond,
 outside the evidence window) co-occurs with one class; its misclassified training clips edited
 by a simulated person from their true windows (1.0 inside, 0.0 outside); fine-tuning with
 ``γ_t · L_temp`` and, as the control, without (``γ_t = 0``, same clips, steps and seed); all
@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from videoxai.stabn.experiment import (Settings, base_model, choose_settings, make_splits,  # noqa: E402
                                        run, settings_dict, summary)
+from videoxai.stabn.designs import DESIGNS  # noqa: E402
 from videoxai.stabn.train import TrainConfig  # noqa: E402
 
 RECORD = ROOT / "videoxai" / "assets" / "demo_stabn" / "experiment.json"
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--train-clips", type=int, default=2000)
     ap.add_argument("--test-clips", type=int, default=1000)
     ap.add_argument("--val-clips", type=int, default=400)
-    ap.add_argument("--train-epochs", type=int, default=3)
+    ap.add_argument("--train-epochs", type=int, default=3, help="start models' epochs (after the design's warm start)")
+    ap.add_argument("--design", choices=sorted(DESIGNS), default="localising",
+                    help="start models' ST-ABN design (localising: the bundled demo-stabn's; layer3: round 2's)")
     ap.add_argument("--gamma-t", type=float, default=None, help="weight of L_temp (default: the Settings default)")
     ap.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate")
     ap.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs")
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
 
     splits = make_splits(train=args.train_clips, val=args.val_clips, test=args.test_clips)
-    settings = Settings(train=TrainConfig(epochs=args.train_epochs, batch_size=16))
+    settings = Settings(design=args.design, train=TrainConfig(epochs=args.train_epochs, batch_size=16))
     ft = settings.finetune.to_dict()
     if args.lr is not None:
         ft["lr"] = args.lr

@@ -47,6 +47,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 import videoxai as vx  # noqa: E402
 from videoxai.data.synthetic import SyntheticVideos, chance_rates  # noqa: E402
 from videoxai.models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, VideoModel  # noqa: E402
+from videoxai.stabn.designs import DESIGNS  # noqa: E402
 
 NUM_FRAMES, SIZE = 8, 64
 TEST_SEED = 0  # the held-out clips are the same for every training seed
@@ -280,17 +281,7 @@ def _versions() -> dict:
 STABN_DEMOS = {"stabn": {"attention_branch": True}, "stabn-backbone": {"attention_branch": False}}
 STABN_DATA = "synthetic:4000,val=500"
 STABN_EPOCHS = 3
-#: ST-ABN designs (``--design``): backbone, further STABNConfig fields (ignored by the plain
-#: backbone) and the default ``--warm-start``; README "ST-ABN" has the measurements behind each
-STABN_DESIGNS = {
-    # round 3: attention that localises — 16×16 maps, the branch on per-frame layer2 features
-    # with 1×1×1 kernels, frames competing for M_t; started from the plain backbone
-    "localising": {"backbone": "tiny-fine", "warm_start": 3,
-                   "options": {"temporal_norm": "softmax", "branch_input": "layer2",
-                               "branch_temporal_kernel": 1, "branch_spatial_kernel": 1}},
-    # round 2: the branch on layer3 with 3×3×3 kernels and sigmoid attention, 8×8 maps, from scratch
-    "layer3": {"backbone": "tiny", "warm_start": 0, "options": {}},
-}
+#: ST-ABN designs (``--design``): :data:`videoxai.stabn.designs.DESIGNS`
 
 
 def train_stabn(args: argparse.Namespace, argv: list[str]) -> dict:
@@ -309,10 +300,10 @@ def train_stabn(args: argparse.Namespace, argv: list[str]) -> dict:
     command = "python scripts/train_demo.py " + " ".join(shlex.quote(a) for a in argv)
     t0 = time.time()
     run_dir = args.out / "run"
-    design = STABN_DESIGNS[args.design]
-    options = {**(design["options"] if args.model == "stabn" else {}), **STABN_DEMOS[args.model]}
-    warm = design["warm_start"] if args.warm_start is None else args.warm_start
-    result = train_stabn_model(STABN_DATA, run_dir, backbone=design["backbone"], config=config, resume=False,
+    design = DESIGNS[args.design]
+    options = {**(design.options if args.model == "stabn" else {}), **STABN_DEMOS[args.model]}
+    warm = design.warm_start if args.warm_start is None else args.warm_start
+    result = train_stabn_model(STABN_DATA, run_dir, backbone=design.backbone, config=config, resume=False,
                                on_epoch=lambda r: print(r, file=sys.stderr, flush=True), command=command,
                                warm_start=warm, **options)
     seconds = time.time() - t0
@@ -338,7 +329,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", required=True, type=Path, help="directory to write the model to")
     ap.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--design", choices=sorted(STABN_DESIGNS), default="localising",
+    ap.add_argument("--design", choices=sorted(DESIGNS), default="localising",
                     help="ST-ABN design and backbone (localising: the bundled demo-stabn; layer3: round 2's)")
     ap.add_argument("--warm-start", type=int, default=None, metavar="EPOCHS",
                     help="ST-ABN: start its shared layers from the plain backbone trained this many epochs "

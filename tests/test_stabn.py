@@ -660,3 +660,26 @@ def test_confound_is_painted_outside_the_window_with_the_documented_rates():
     assert simulated_levels((2, 5), 8, border=True) == [0, 0.5, 1, 1, 1, 0.5, 0, 0]
     assert edited_classes(np.array([1, 1, 1, 1, 2, 2, 3, 0]), 4) == [1]
     assert edited_classes(np.array([1, 1, 2, 2, 3, 0]), 4) == [1, 2]
+
+
+def test_experiment_start_models_follow_the_design_and_are_cached(tmp_path):
+    from videoxai.stabn.designs import DESIGNS
+    from videoxai.stabn.experiment import Settings, _config, base_model, make_splits
+
+    splits = make_splits(train=24, val=8, test=8)
+    settings = Settings(train=TrainConfig(epochs=1, batch_size=8))
+    config = _config(splits, settings)                                  # default: the bundled demo's design
+    assert config.backbone == DESIGNS["localising"].backbone and config.branch_input == "layer2"
+    assert config.temporal_norm == "softmax" and config.branch_temporal_kernel == 1
+    old = _config(splits, Settings(design="layer3"))
+    assert old.backbone == "tiny" and old.branch_input == "layer3" and old.temporal_norm == "sigmoid"
+    with pytest.raises(InputError, match="unknown ST-ABN design 'nope'"):
+        _config(splits, Settings(design="nope"))
+    model = base_model(splits, settings, seed=0, cache=tmp_path)
+    assert model.net.config == config
+    again = base_model(splits, settings, seed=0, cache=tmp_path)          # read back, not retrained
+    for (name, a), (_, b) in zip(model.net.state_dict().items(), again.net.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert len(list(tmp_path.iterdir())) == 1
+    base_model(splits, Settings(design="layer3", train=settings.train), seed=0, cache=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2                            # another design, another model

@@ -11,7 +11,9 @@ clips of *every* class, as a true distractor: the shortcut now costs accuracy.
 
 The experiment (:func:`run`), for each seed:
 
-1. trains an ST-ABN on the confounded training split (the seed seeds the initialisation);
+1. trains an ST-ABN of the chosen design (:mod:`.designs`; default ``localising``, the bundled
+   ``demo-stabn``'s: its plain backbone first, then the ST-ABN from it) on the confounded
+   training split (the seed seeds the initialisation);
 2. collects the misclassified training clips, and a **simulated person** edits each one from
    its true window (:func:`simulated_levels`: 1.0 inside, 0.0 outside), as the paper's person
    does by looking at the clip;
@@ -40,11 +42,12 @@ import torch
 from ..data.synthetic import COLOURS, SHAPES, shape_masks
 from ..errors import InputError
 from .data import ClipSet, open_dataset
+from .designs import design
 from .evaluate import Evaluation, evaluate, predict
 from .knowledge import TemporalEdit, finetune, finetune_config
 from .loader import load_stabn, save_stabn
-from .model import STABNConfig, STABNVideoModel, build
-from .train import TrainConfig, fit
+from .model import STABNConfig, STABNVideoModel
+from .train import TrainConfig, fit, warm_started
 
 
 def simulated_levels(window: tuple[int, int], num_frames: int, border: bool = False) -> list[float]:
@@ -147,7 +150,8 @@ def make_splits(train: int = 2000, val: int = 400, test: int = 1000, confound: C
 class Settings:
     """What the experiment trains and fine-tunes with."""
 
-    backbone: str = "tiny"
+    #: the start models' design, a key of :data:`.designs.DESIGNS`
+    design: str = "localising"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, batch_size=16))
     # chosen on the validation split by choose_settings (README "ST-ABN")
     gamma_t: float = 1.0
@@ -191,9 +195,10 @@ def edits_from_truth(model: STABNVideoModel, train: ClipSet) -> dict[str, Tempor
 
 
 def _config(splits: Splits, settings: Settings) -> STABNConfig:
+    d = design(settings.design)
     return STABNConfig(num_classes=splits.train.num_classes, num_frames=splits.train.num_frames,
-                       input_size=splits.train.frame_size, backbone=settings.backbone,
-                       labels=splits.train.label_names)
+                       input_size=splits.train.frame_size, backbone=d.backbone,
+                       labels=splits.train.label_names, **d.options)
 
 
 def base_model(splits: Splits, settings: Settings, seed: int, cache: Path | None = None) -> STABNVideoModel:
@@ -205,13 +210,14 @@ def base_model(splits: Splits, settings: Settings, seed: int, cache: Path | None
     key = None
     if cache is not None:
         facts = json.dumps([settings_dict(settings)["train"], _config(splits, settings).to_dict(), seed,
+                            design(settings.design).warm_start,
                             len(splits.train), splits.train.spec, asdict(splits.confound)], sort_keys=True)
         key = Path(cache) / f"base-{hashlib.sha256(facts.encode()).hexdigest()[:12]}"
         if (key / "model.safetensors").is_file():
             return load_stabn(key)
-    torch.manual_seed(seed)
-    model = build(_config(splits, settings))
-    fit(model, splits.train, TrainConfig(**{**settings.train.to_dict(), "seed": seed}))
+    config = TrainConfig(**{**settings.train.to_dict(), "seed": seed})
+    model = warm_started(_config(splits, settings), splits.train, config, design(settings.design).warm_start)
+    fit(model, splits.train, config)
     if key is not None:
         save_stabn(model, key)
     return model
@@ -294,7 +300,7 @@ def summary(records: list[dict]) -> dict:
 
 def settings_dict(settings: Settings) -> dict:
     """``settings`` as plain JSON-able data (for reports)."""
-    return {"backbone": settings.backbone, "train": settings.train.to_dict(), "gamma_t": settings.gamma_t,
+    return {"design": settings.design, "train": settings.train.to_dict(), "gamma_t": settings.gamma_t,
             "finetune": settings.finetune.to_dict(), "frozen": list(settings.frozen),
             "replay": settings.replay}
 

@@ -1,0 +1,52 @@
+"""Named ST-ABN designs: a backbone, further :class:`~.model.STABNConfig` fields and how many
+epochs of the plain backbone to start from (README "ST-ABN" has the measurements behind each).
+
+One definition for everything that builds an ST-ABN by design name: ``scripts/train_demo.py
+--design`` (the bundled ``demo-stabn``) and the human-knowledge experiment's start models
+(:mod:`.experiment`, ``scripts/stabn_experiment.py --design``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Design:
+    """An ST-ABN design.
+
+    Attributes:
+        backbone: a key of :data:`~.model.BACKBONES`.
+        warm_start: epochs of the plain backbone (same seed, recipe and clips) the ST-ABN's shared
+            layers start from (:func:`~.train.warm_started`); 0: from scratch.
+        options: further ``STABNConfig`` fields of the attention branch (the plain backbone
+            ignores them).
+    """
+
+    backbone: str
+    warm_start: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+DESIGNS: Mapping[str, Design] = MappingProxyType({
+    # round 3: attention that localises — 16×16 maps, the branch on per-frame layer2 features
+    # with 1×1×1 kernels, frames competing for M_t; started from the plain backbone
+    "localising": Design("tiny-fine", 3, {"temporal_norm": "softmax", "branch_input": "layer2",
+                                          "branch_temporal_kernel": 1, "branch_spatial_kernel": 1}),
+    # round 2: the branch on layer3 with 3×3×3 kernels and sigmoid attention, 8×8 maps, from scratch
+    "layer3": Design("tiny", 0, {}),
+})
+
+
+def design(name: str) -> Design:
+    """The design called ``name`` (a clear error naming the choices otherwise)."""
+    if name not in DESIGNS:
+        raise InputError(f"unknown ST-ABN design {name!r}; choose one of {sorted(DESIGNS)}")
+    return DESIGNS[name]
+
+
+__all__ = ["DESIGNS", "Design", "design"]
