@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (mean ± sd over them)")
-    ap.add_argument("--train-clips", type=int, default=2000)
+    ap.add_argument("--train-clips", type=int, default=4000, help="training clips (4000: as the bundled demo-stabn)")
     ap.add_argument("--test-clips", type=int, default=1000)
     ap.add_argument("--val-clips", type=int, default=400)
     ap.add_argument("--train-epochs", type=int, default=3, help="start models' epochs (after the design's warm start)")
