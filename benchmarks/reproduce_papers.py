@@ -1,6 +1,6 @@
 """Each seed paper's headline table beside ours, on the bundled models and held-out synthetic clips.
 
-    python benchmarks/reproduce_papers.py            # 10 clips (extremal methods on 4), about 1 h on 2 cores (estimated)
+    python benchmarks/reproduce_papers.py            # 10 clips (extremal methods on 4): STAA and perturbation sections 14 min on one core
     python benchmarks/reproduce_papers.py --quick    # a smoke run: 3 clips, extremal methods on 1 at 40 iterations
 
 Three sections, one per seed:

@@ -60,10 +60,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--families", default="timesformer-base 8x224,videomae-base 16x224 (sdpa),vivit-base 32x224 (sdpa)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="CPU threads (default: every core; 1 on a machine other jobs share)")
     args = ap.parse_args()
     device = torch.device(args.device)
-    torch.set_num_threads(os.cpu_count() or 1)
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{os.cpu_count()} CPU threads'}), "
+    torch.set_num_threads(args.threads)
+    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{args.threads} CPU threads'}), "
           f"torch {torch.__version__}, repeats {args.repeats}, interleaved; load average before: "
           f"{' / '.join(f'{v:.1f}' for v in os.getloadavg())}")
     print(f"{'model':30s} {'':6s} {'hf s':>7s} {'predict s':>9s} {'staa s':>7s} {'explain s':>9s} {'staa/hf':>8s}"

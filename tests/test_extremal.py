@@ -144,6 +144,13 @@ def test_tube_count_and_the_smallest_drawable_area():
     assert tube_count(1e-6, 47432, k, "kernel") == 1                     # at least one tube
     # one cell's bump keeps a disc of radius ≈ 1.1 σ: 0.0015 of the recipe's 16 × 134² volume
     assert smallest_area(MaskGenerator((112, 112), step=7, sigma=11), 16) == pytest.approx(0.00152, abs=1e-5)
+    # the auto ladder's rungs are raised to it: over the volume (ep3d, step), per frame (ep2d)
+    gen = MaskGenerator((64, 64), step=4, sigma=11 * 64 / 112)
+    model = vx.wrap(BoxEvidence(), num_frames=T, input_size=S, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1))
+    floor = smallest_area(gen, 8)
+    assert vx.methods.get("ep3d")(model).clip_areas(gen, 8) == (floor, 0.005, 0.01, 0.02, 0.05)
+    assert vx.methods.get("ep2d")(model).clip_areas(gen, 8) == (smallest_area(gen, 1), 0.05)
+    assert vx.methods.get("ep3d")(model, areas=(0.001,)).clip_areas(gen, 8) == (0.001,)   # given: kept
 
 
 def test_smoothness_loss_by_hand():

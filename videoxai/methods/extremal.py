@@ -580,12 +580,15 @@ class ExtremalPerturbation(PerturbationMethod):
 
     def clip_areas(self, gen: MaskGenerator, t: int) -> tuple[float, ...]:
         """The areas optimised for a clip of ``t`` frames: those given, or for ``areas="auto"`` the
-        ladder with every rung raised to at least :func:`smallest_area` (duplicates merged): a
+        ladder with every rung raised to at least :func:`smallest_area` (of the clip's volume; of
+        one frame for 2D-EP, whose areas are per frame; duplicates merged): a
         mask cannot keep fewer voxels than one parameter cell's bump, so a smaller target is
         overshot whatever the optimiser does (0.0025 reached 0.004 at 64 px, 1.6 ×)."""
         if not self.auto_areas:
             return self.areas
-        floor = smallest_area(gen, t)
+        # 2D-EP's areas are per frame: every frame must keep its share, so the floor is one bump
+        # in one frame's padded mask (0.025 at 64 px)
+        floor = smallest_area(gen, 1 if self.per_frame_area else t)
         return tuple(sorted({max(a, floor) for a in self.areas}))
 
     def evidence(self, probability: torch.Tensor, intact: float, blurred: float) -> torch.Tensor:
