@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
                        ("human_knowledge", f"fine-tuned with L_temp (γ_t = {settings.gamma_t:g})")):
         m = s[key]
         lines.append(f"| {label} | " + " | ".join(
-            f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in ("accuracy", "edited_classes", "other_classes", "window_hit")) + " |")
+            f"{m[k][0]:.3f} ± {m[k][1]:.3f}" if k in m else "— (no seed had edits)" for k in ("accuracy", "edited_classes", "other_classes", "window_hit")) + " |")
     table = "\n".join(lines)
     print("\n" + table + f"\n\n{len(seeds)} seeds, {time.perf_counter() - t0:.0f}s")
     result = {"records": records, "summary": s, "table": table, "settings": settings_dict(settings),
