@@ -60,13 +60,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cache", type=Path, default=Path("runs/stabn_experiment"),
                     help="trained start models are kept here and reused")
     ap.add_argument("--seed", type=int, default=0, help="with --choose: the start model's seed")
+    ap.add_argument("--select", choices=("misclassified", "attention"), default="misclassified",
+                    help="clips the simulated person edits: the misclassified ones, or also those whose "
+                         "temporal attention misses the window")
+    ap.add_argument("--max-edits", type=int, default=300, help="at most this many edited clips")
     ap.add_argument("--bases-only", action="store_true", help="only train (and cache) the start models of --seeds")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
 
     splits = make_splits(train=args.train_clips, val=args.val_clips, test=args.test_clips)
-    settings = Settings(design=args.design, train=TrainConfig(epochs=args.train_epochs, batch_size=16))
+    settings = Settings(design=args.design, train=TrainConfig(epochs=args.train_epochs, batch_size=16),
+                        select=args.select, max_edits=args.max_edits)
     ft = settings.finetune.to_dict()
     if args.lr is not None:
         ft["lr"] = args.lr

@@ -683,3 +683,38 @@ def test_experiment_start_models_follow_the_design_and_are_cached(tmp_path):
     assert len(list(tmp_path.iterdir())) == 1
     base_model(splits, Settings(design="layer3", train=settings.train), seed=0, cache=tmp_path)
     assert len(list(tmp_path.iterdir())) == 2                            # another design, another model
+
+
+def test_simulated_person_selects_misclassified_or_wrong_attention_clips():
+    from videoxai.stabn.evaluate import predict
+    from videoxai.stabn.experiment import edits_from_truth, make_splits
+
+    from dataclasses import replace
+
+    model = vx.load_model("demo-stabn")  # right on every clip, attention in every window
+    train = make_splits(train=48, val=8, test=8).train
+    # so that both rules have clips to find: three clips mislabelled, and the "true" window of
+    # eight others moved where the evidence is not (the model's attention then misses it)
+    labels, windows = train.labels.copy(), train.windows.copy()
+    labels[:3] = (labels[:3] + 1) % train.num_classes
+    for i in range(3, 11):
+        s, e = windows[i]
+        windows[i] = (0, 1) if s >= 2 else (train.num_frames - 1, train.num_frames)
+    train = replace(train, labels=labels, windows=windows)
+    p = predict(model, train, description="check")
+    wrong = set(np.flatnonzero(p.logits.argmax(1) != train.labels).tolist())
+    top = p.temporal.argmax(1)
+    missed = {i for i, (t, (s, e)) in enumerate(zip(top, train.windows)) if not s <= t < e}
+    ids = {train.ids[i]: i for i in range(len(train))}
+    assert wrong == {0, 1, 2} and missed >= set(range(3, 11)) and len(missed) < 20
+    mis = edits_from_truth(model, train)
+    assert {ids[c] for c in mis} == wrong
+    att = edits_from_truth(model, train, "attention")
+    assert {ids[c] for c in att} == wrong | missed
+    capped = edits_from_truth(model, train, "attention", max_edits=len(wrong) + 1, seed=3)
+    assert wrong <= {ids[c] for c in capped} and len(capped) == min(len(wrong | missed), len(wrong) + 1)
+    for cid, edit in att.items():                                        # levels from the true window
+        s, e = train.windows[ids[cid]]
+        assert edit.levels == [1.0 if s <= t < e else 0.0 for t in range(train.num_frames)]
+    with pytest.raises(InputError, match="select must be"):
+        edits_from_truth(model, train, "loss")

@@ -162,6 +162,13 @@ class Settings:
     #: unedited training clips (drawn at random, per edited clip) fine-tuned on beside the edited
     #: ones, so that fine-tuning on a few clips of a few classes does not forget the others
     replay: float = 2.0
+    #: which training clips the simulated person edits: ``"misclassified"`` (the clips the model
+    #: gets wrong) or ``"attention"`` (also the clips it gets right while its temporal attention's
+    #: top frame lies outside the true window: a model that learnt a shortcut makes no mistakes on
+    #: its training clips, but its attention shows the shortcut)
+    select: str = "misclassified"
+    #: at most this many edits (the misclassified clips first, then a seeded draw of the others)
+    max_edits: int = 300
 
 
 def edited_classes(labels: np.ndarray, num_classes: int) -> list[int]:
@@ -189,9 +196,22 @@ def scores(model: STABNVideoModel, data: ClipSet, classes: list[int]) -> dict:
             "attention_accuracy": ev.attention_accuracy}
 
 
-def edits_from_truth(model: STABNVideoModel, train: ClipSet) -> dict[str, TemporalEdit]:
-    """Step 1 and 2 with a simulated person: the misclassified training clips, edited from their windows."""
-    wrong = np.flatnonzero(predict(model, train, description="collect").logits.argmax(1) != train.labels)
+def edits_from_truth(model: STABNVideoModel, train: ClipSet, select: str = "misclassified",
+                     max_edits: int | None = None, seed: int = 0) -> dict[str, TemporalEdit]:
+    """Step 1 and 2 with a simulated person: the training clips ``select`` picks (see
+    :class:`Settings`), at most ``max_edits`` of them, edited from their true windows."""
+    if select not in ("misclassified", "attention"):
+        raise InputError(f"select must be 'misclassified' or 'attention', got {select!r}")
+    p = predict(model, train, description="collect")
+    wrong = np.flatnonzero(p.logits.argmax(1) != train.labels)
+    if select == "attention":
+        top = p.temporal.argmax(1)
+        outside = np.array([not (s <= t < e) for t, (s, e) in zip(top, train.windows)])
+        others = np.setdiff1d(np.flatnonzero(outside), wrong)
+        if max_edits is not None and len(wrong) + len(others) > max_edits:
+            others = np.random.default_rng(seed).choice(others, size=max(0, max_edits - len(wrong)), replace=False)
+        wrong = np.concatenate([wrong, np.sort(others)])
+    wrong = wrong[:max_edits] if max_edits is not None else wrong
     return {train.ids[i]: TemporalEdit(train.ids[i], simulated_levels(train.windows[i], train.num_frames),
                                        label=int(train.labels[i])) for i in wrong}
 
@@ -248,7 +268,7 @@ def run(splits: Splits, settings: Settings, seeds: tuple[int, ...] = (0, 1, 2), 
     for seed in seeds:
         t0 = time.perf_counter()
         start = base_model(splits, settings, seed, cache)
-        edits = edits_from_truth(start, splits.train)
+        edits = edits_from_truth(start, splits.train, settings.select, settings.max_edits, seed)
         labels = np.array([e.label for e in edits.values()], dtype=int)
         classes = edited_classes(labels, splits.train.num_classes)
         rec = {"seed": seed, "edits": len(edits), "edited_classes": classes,
@@ -270,7 +290,7 @@ def choose_settings(splits: Splits, settings: Settings, start: STABNVideoModel,
                     grid: dict[str, list], seed: int = 0) -> tuple[Settings, list[dict]]:
     """The fine-tuning settings of ``grid`` (``{"gamma_t": [...], "lr": [...], "epochs": [...]}``)
     that score best on the **validation** split (overall accuracy, then the edited classes')."""
-    edits = edits_from_truth(start, splits.train)
+    edits = edits_from_truth(start, splits.train, settings.select, settings.max_edits, settings.train.seed)
     if not edits:
         raise InputError(f"seed {seed}: the model makes no mistakes on its training clips; nothing to edit")
     classes = edited_classes(np.array([e.label for e in edits.values()]), splits.train.num_classes)
@@ -307,7 +327,7 @@ def settings_dict(settings: Settings) -> dict:
     """``settings`` as plain JSON-able data (for reports)."""
     return {"design": settings.design, "train": settings.train.to_dict(), "gamma_t": settings.gamma_t,
             "finetune": settings.finetune.to_dict(), "frozen": list(settings.frozen),
-            "replay": settings.replay}
+            "replay": settings.replay, "select": settings.select, "max_edits": settings.max_edits}
 
 
 __all__ = ["Confound", "Settings", "Splits", "add_confound", "base_model", "choose_settings", "edited_classes",
