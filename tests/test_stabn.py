@@ -718,3 +718,24 @@ def test_simulated_person_selects_misclassified_or_wrong_attention_clips():
         assert edit.levels == [1.0 if s <= t < e else 0.0 for t in range(train.num_frames)]
     with pytest.raises(InputError, match="select must be"):
         edits_from_truth(model, train, "loss")
+
+
+def test_cli_train_by_design_name_and_explicit_flags_win(tmp_path):
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+
+    args = ["stabn", "train", "--data", "synthetic:8", "--val-data", "synthetic:8", "--size", "32",
+            "--epochs", "1", "--batch-size", "4", "--design", "localising"]
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a"), "--warm-start", "1"])
+    assert r.exit_code == 0, r.output
+    config = vx.load_model(tmp_path / "a" / "model").net.config
+    assert config.backbone == "tiny-fine" and config.branch_input == "layer2"
+    assert config.temporal_norm == "softmax" and config.branch_temporal_kernel == 1
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--warm-start", "0",
+                                 "--temporal-norm", "sigmoid"])
+    assert r.exit_code == 0, r.output
+    config = vx.load_model(tmp_path / "b" / "model").net.config
+    assert config.temporal_norm == "sigmoid" and config.branch_input == "layer2"   # the flag won
+    r = CliRunner().invoke(app, [*args[:-1], "nope", "--out", str(tmp_path / "c")])
+    assert isinstance(r.exception, InputError) and "unknown ST-ABN design 'nope'" in str(r.exception)

@@ -63,12 +63,22 @@ def _load(model: str, device: str):
     return vm
 
 
+def _given_flags(ctx: typer.Context) -> set[str]:
+    """The parameters the user set on the command line (not left at their defaults)."""
+    # compared by name: Typer may run on its own copy of Click, whose enum is another class
+    return {name for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
+
+
 @stabn_app.command("train")
 def train_cmd(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/."),
     data: str = typer.Option("synthetic", "--data", "-d", help=_DATA_HELP),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split; none for other data)."),
+    design: Optional[str] = typer.Option(None, "--design", help="A named design (localising: the bundled "
+                                         "demo-stabn's; layer3) setting the backbone, warm start and branch "
+                                         "options below; flags given explicitly win."),
     backbone: str = typer.Option("tiny", help="Backbone size: tiny, tiny-fine, small, r18, r34, r50."),
     frames: int = typer.Option(8, help="Frames per clip (T)."),
     size: int = typer.Option(64, help="Input size (pixels a side)."),
@@ -98,6 +108,18 @@ def train_cmd(
     from ..stabn.train import TrainConfig, train
 
     _threads(threads)
+    if design is not None:
+        from ..stabn.designs import design as named_design
+
+        d, given = named_design(design), _given_flags(ctx)
+        backbone = backbone if "backbone" in given else d.backbone
+        warm_start = warm_start if "warm_start" in given else d.warm_start
+        branch = {k: v for k, v in d.options.items() if k not in given}
+        temporal_norm = branch.get("temporal_norm", temporal_norm)
+        spatial_norm = branch.get("spatial_norm", spatial_norm)
+        branch_input = branch.get("branch_input", branch_input)
+        branch_temporal_kernel = branch.get("branch_temporal_kernel", branch_temporal_kernel)
+        branch_spatial_kernel = branch.get("branch_spatial_kernel", branch_spatial_kernel)
     config = TrainConfig.recipe(recipe, epochs=epochs, batch_size=batch_size, seed=seed,
                                 **({"lr": lr} if lr is not None else {}))
     what = "the plain backbone" if backbone_only else "an ST-ABN"
