@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--select", choices=("misclassified", "attention"), default="misclassified",
                     help="clips the simulated person edits: the misclassified ones, or also those whose "
                          "temporal attention misses the window")
-    ap.add_argument("--max-edits", type=int, default=300, help="at most this many edited clips")
+    ap.add_argument("--max-edits", type=int, default=300, help="with --select attention: at most this many edited clips")
     ap.add_argument("--bases-only", action="store_true", help="only train (and cache) the start models of --seeds")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -62,26 +62,22 @@ def parse_explanation_spec(spec: str) -> tuple[str, dict]:
     """``"rise(n_samples=500, refine=false)"`` → ``("rise", options)`` with ``options`` exactly as
     ``Explanation.options`` records them (every method option, ``refine`` as settings or ``False``,
     ``working_size``)."""
-    name, text = parse_spec(spec)
-    cls = get_method(name)
-    ours = parse_options(EXPLAIN_OPTIONS, {k: v for k, v in text.items() if k in EXPLAIN_OPTIONS},
-                         f"method {name!r}")
-    options = cls.parse_options({k: v for k, v in text.items() if k not in EXPLAIN_OPTIONS})
-    refine = cls.default_refine if ours["refine"] is None else ours["refine"]
+    name, options, own, _ = _split_spec(spec)
+    refine = get_method(name).default_refine if own["refine"] is None else own["refine"]
     options["refine"] = _refine_record(Refine.parse(refine))
-    options["working_size"] = ours["working_size"]
+    options["working_size"] = own["working_size"]
     return name, options
 
 
-def _split_spec(spec: str) -> tuple[str, dict, dict]:
-    """``"rise(n_samples=500, refine=false)"`` → ``("rise", {"n_samples": 500}, {"refine": False})``:
-    the method's options typed by its declarations, explain()'s own ones only where given."""
+def _split_spec(spec: str) -> tuple[str, dict, dict, set[str]]:
+    """``"rise(n_samples=500, refine=false)"`` → ``("rise", {"n_samples": 500, …}, own, {"refine"})``:
+    the method's options and explain()'s own ones (defaults filled in), typed by their
+    declarations, and which of explain()'s the spec gives."""
     name, text = parse_spec(spec)
     cls = get_method(name)
-    own = parse_options(EXPLAIN_OPTIONS, {k: v for k, v in text.items() if k in EXPLAIN_OPTIONS},
-                        f"method {name!r}")
-    given = {k: own[k] for k in text if k in EXPLAIN_OPTIONS}
-    return name, cls.parse_options({k: v for k, v in text.items() if k not in EXPLAIN_OPTIONS}), given
+    given = {k for k in text if k in EXPLAIN_OPTIONS}
+    own = parse_options(EXPLAIN_OPTIONS, {k: text[k] for k in given}, f"method {name!r}")
+    return name, cls.parse_options({k: v for k, v in text.items() if k not in given}), own, given
 
 
 def _spec_or_none(method: str, options: dict) -> str | None:
@@ -132,7 +128,8 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
     if not isinstance(model, VideoModel):
         raise InputError(f"vx.explain needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
     if isinstance(method, str) and "(" in method:
-        method, spec_options, spec_own = _split_spec(method)
+        method, spec_options, own, given = _split_spec(method)
+        spec_own = {k: own[k] for k in given}
         both = sorted(set(spec_options) & set(options))
         if both:
             raise InputError(f"method {method!r}: option {both[0]} given both in the spec and as an argument")

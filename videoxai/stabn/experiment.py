@@ -167,7 +167,8 @@ class Settings:
     #: top frame lies outside the true window: a model that learnt a shortcut makes no mistakes on
     #: its training clips, but its attention shows the shortcut)
     select: str = "misclassified"
-    #: at most this many edits (the misclassified clips first, then a seeded draw of the others)
+    #: with ``select="attention"``: at most this many edits (the misclassified clips first, then a
+    #: seeded draw of the others)
     max_edits: int = 300
 
 
@@ -199,19 +200,19 @@ def scores(model: STABNVideoModel, data: ClipSet, classes: list[int]) -> dict:
 def edits_from_truth(model: STABNVideoModel, train: ClipSet, select: str = "misclassified",
                      max_edits: int | None = None, seed: int = 0) -> dict[str, TemporalEdit]:
     """Step 1 and 2 with a simulated person: the training clips ``select`` picks (see
-    :class:`Settings`), at most ``max_edits`` of them, edited from their true windows."""
+    :class:`Settings`; with ``"attention"`` at most ``max_edits``), edited from their true windows."""
     if select not in ("misclassified", "attention"):
         raise InputError(f"select must be 'misclassified' or 'attention', got {select!r}")
     p = predict(model, train, description="collect")
     wrong = np.flatnonzero(p.logits.argmax(1) != train.labels)
-    if select == "attention":
+    if select == "attention":  # the misclassified clips first, then a seeded draw of the others
         top = p.temporal.argmax(1)
         outside = np.array([not (s <= t < e) for t, (s, e) in zip(top, train.windows)])
         others = np.setdiff1d(np.flatnonzero(outside), wrong)
-        if max_edits is not None and len(wrong) + len(others) > max_edits:
-            others = np.random.default_rng(seed).choice(others, size=max(0, max_edits - len(wrong)), replace=False)
-        wrong = np.concatenate([wrong, np.sort(others)])
-    wrong = wrong[:max_edits] if max_edits is not None else wrong
+        room = len(others) if max_edits is None else max(0, max_edits - len(wrong))
+        if room < len(others):
+            others = np.sort(np.random.default_rng(seed).choice(others, size=room, replace=False))
+        wrong = np.concatenate([wrong, others])[:max_edits]
     return {train.ids[i]: TemporalEdit(train.ids[i], simulated_levels(train.windows[i], train.num_frames),
                                        label=int(train.labels[i])) for i in wrong}
 
