@@ -108,18 +108,15 @@ def train_cmd(
     from ..stabn.train import TrainConfig, train
 
     _threads(threads)
-    if design is not None:
+    branch = {"temporal_norm": temporal_norm, "spatial_norm": spatial_norm, "branch_input": branch_input,
+              "branch_temporal_kernel": branch_temporal_kernel, "branch_spatial_kernel": branch_spatial_kernel}
+    if design is not None:  # the design's values, except where a flag was given
         from ..stabn.designs import design as named_design
 
         d, given = named_design(design), _given_flags(ctx)
         backbone = backbone if "backbone" in given else d.backbone
         warm_start = warm_start if "warm_start" in given else d.warm_start
-        branch = {k: v for k, v in d.options.items() if k not in given}
-        temporal_norm = branch.get("temporal_norm", temporal_norm)
-        spatial_norm = branch.get("spatial_norm", spatial_norm)
-        branch_input = branch.get("branch_input", branch_input)
-        branch_temporal_kernel = branch.get("branch_temporal_kernel", branch_temporal_kernel)
-        branch_spatial_kernel = branch.get("branch_spatial_kernel", branch_spatial_kernel)
+        branch.update({k: v for k, v in d.options.items() if k not in given})
     config = TrainConfig.recipe(recipe, epochs=epochs, batch_size=batch_size, seed=seed,
                                 **({"lr": lr} if lr is not None else {}))
     what = "the plain backbone" if backbone_only else "an ST-ABN"
@@ -127,9 +124,7 @@ def train_cmd(
     result = train(data, out, val_data=val_data, backbone=backbone, num_frames=frames, input_size=size,
                    config=config, resume=resume, device=device, on_epoch=_print_epoch, command=_command(ctx),
                    attention_branch=not backbone_only, temporal_attention=temporal_attention,
-                   temporal_norm=temporal_norm, spatial_norm=spatial_norm, branch_input=branch_input,
-                   branch_temporal_kernel=branch_temporal_kernel, branch_spatial_kernel=branch_spatial_kernel,
-                   warm_start=warm_start)
+                   warm_start=warm_start, **branch)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")
     console.print(f"model: [bold]{result.model_dir}[/]  (vx.load_model('{result.model_dir}'))")
