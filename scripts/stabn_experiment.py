@@ -60,10 +60,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cache", type=Path, default=Path("runs/stabn_experiment"),
                     help="trained start models are kept here and reused")
     ap.add_argument("--seed", type=int, default=0, help="with --choose: the start model's seed")
-    ap.add_argument("--select", choices=("misclassified", "attention"), default="misclassified",
+    ap.add_argument("--select", choices=("misclassified", "attention"), default="attention",
                     help="clips the simulated person edits: the misclassified ones, or also those whose "
                          "temporal attention misses the window")
     ap.add_argument("--max-edits", type=int, default=300, help="with --select attention: at most this many edited clips")
+    ap.add_argument("--temporal-loss", choices=("auto", "mse", "kl"), default="auto",
+                    help="L_temp's form: the paper's MSE, the KL (for a softmax attention), or auto (by the design)")
     ap.add_argument("--bases-only", action="store_true", help="only train (and cache) the start models of --seeds")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     splits = make_splits(train=args.train_clips, val=args.val_clips, test=args.test_clips)
     settings = Settings(design=args.design, train=TrainConfig(epochs=args.train_epochs, batch_size=16),
-                        select=args.select, max_edits=args.max_edits)
+                        select=args.select, max_edits=args.max_edits, temporal_loss=args.temporal_loss)
     ft = settings.finetune.to_dict()
     if args.lr is not None:
         ft["lr"] = args.lr
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.choose:
         start = base_model(splits, settings, seed=args.seed, cache=args.cache)
-        grid = {"gamma_t": [1.0, 10.0, 30.0], "lr": [5e-4, 2e-3], "epochs": [settings.finetune.epochs]}
+        grid = {"gamma_t": [0.3, 1.0, 3.0, 10.0], "lr": [5e-4, 2e-3], "epochs": [settings.finetune.epochs]}
         best, tried = choose_settings(splits, settings, start, grid)
         for t in tried:
             print(json.dumps(t), flush=True)

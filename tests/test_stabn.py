@@ -17,7 +17,7 @@ from videoxai.stabn.data import open_dataset
 from videoxai.stabn.knowledge import (EditSet, TemporalEdit, check_levels, collect, edit_targets,
                                       fill_between, finetune, finetune_config)
 from videoxai.stabn.loader import load_stabn, save_stabn
-from videoxai.stabn.losses import stabn_loss, temporal_loss
+from videoxai.stabn.losses import stabn_loss, temporal_loss, temporal_loss_kind
 from videoxai.stabn.model import STABN, STABNConfig, STABNOutput, build
 from videoxai.stabn.train import FreezeSchedule, TrainConfig, fit, warm_started
 
@@ -48,12 +48,12 @@ def test_r50_has_the_reference_size_and_shapes():
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert abs(count(net) - 55.67e6) < 0.01e6
     assert abs(count(net.att_layer4) - 20.208e6) < 0.001e6 and abs(count(net.fusion) - 2.099e6) < 0.001e6
-    assert [tuple(o.shape) for o in out] == [(1, 174), (1, 174), (1, 32, 14, 14), (1, 32)]
+    assert [tuple(o.shape) for o in out] == [(1, 174), (1, 174), (1, 32, 14, 14), (1, 32), (1, 32)]
     with torch.device("meta"):  # T=16 at 112 px (the reference's Kinetics debug setting), K=400
         net = STABN(STABNConfig(num_classes=400, num_frames=16, input_size=112, backbone="r50"))
         out = net(torch.empty(1, 3, 16, 112, 112))
     # the reference hard-codes 174 attention-head outputs; here both heads have K
-    assert [tuple(o.shape) for o in out] == [(1, 400), (1, 400), (1, 16, 7, 7), (1, 16)]
+    assert [tuple(o.shape) for o in out] == [(1, 400), (1, 400), (1, 16, 7, 7), (1, 16), (1, 16)]
 
 
 @pytest.mark.parametrize("num_frames, num_classes, size, frame_size", [
@@ -263,6 +263,43 @@ def test_temporal_loss_known_answer_and_masking():
     assert temporal_loss(pred.detach(), torch.zeros(3, 2)).item() == pytest.approx((0.34 + 0.25 + 0.41) / 3)
     with pytest.raises(InputError, match="both be"):
         temporal_loss(pred, edited[:, :1])
+
+
+def test_temporal_loss_kl_known_answer_masking_and_auto():
+    logits = torch.tensor([[0.0, 0.0], [3.0, -1.0], [1.0, 2.0], [5.0, 0.0]], requires_grad=True)
+    pred = torch.exp(logits - logits.amax(1, keepdim=True))  # the max-normalised softmax
+    edited = torch.tensor([[0.0, 1.0], [float("nan"), float("nan")], [1.0, 1.0], [0.0, 0.0]])
+    has = torch.tensor([True, False, True, True])
+    loss = temporal_loss(pred, edited, has, gamma_t=2.0, logits=logits, kind="kl")
+    # clip 0: KL((0, 1) ‖ (½, ½)) = ln 2; clip 2: KL((½, ½) ‖ softmax(1, 2)); clips 1 (no edit)
+    # and 3 (an all-zero edit: no distribution) add nothing; mean over the 4 clips · γ_t
+    p = torch.softmax(torch.tensor([1.0, 2.0]), 0)
+    kl2 = float((0.5 * torch.log(0.5 / p)).sum())
+    assert loss.item() == pytest.approx(2.0 * (math.log(2) + kl2) / 4, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()
+    assert torch.equal(logits.grad[1], torch.zeros(2)) and torch.equal(logits.grad[3], torch.zeros(2))
+    with pytest.raises(InputError, match="logits"):
+        temporal_loss(pred, edited, has, kind="kl")
+    assert temporal_loss_kind("auto", "softmax") == "kl" and temporal_loss_kind("auto", "sigmoid") == "mse"
+    assert temporal_loss_kind("mse", "softmax") == "mse"
+    with pytest.raises(InputError, match="temporal loss"):
+        temporal_loss_kind("l1", "softmax")
+
+
+def test_temporal_loss_kl_teaches_a_confidently_wrong_softmax_attention_where_the_mse_cannot():
+    # the attention a person edits: sure of the wrong frame (frame 0), the true window is 2–3
+    logits = torch.tensor([[12.0, 0.0, -2.0, -3.0]], requires_grad=True)
+    edited = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    pred = torch.exp(logits - logits.amax(1, keepdim=True))
+    temporal_loss(pred, edited).backward()
+    mse_grad = logits.grad.clone()
+    logits.grad = None
+    temporal_loss(pred.detach(), edited, logits=logits, kind="kl").backward()
+    # the MSE's gradient is the attention value itself: ~1e-6 on the window frames, 0 on the top
+    assert mse_grad.abs().max() < 1e-5
+    # the KL's is softmax − target: the top frame pushed down, the window's frames up, by ~½
+    assert logits.grad[0, 0] > 0.9 and (logits.grad[0, 2:] < -0.4).all()
 
 
 def test_stabn_loss_is_the_sum_of_both_cross_entropies_and_l_temp():

@@ -190,6 +190,8 @@ def finetune_cmd(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data (default: the collection's)."),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split)."),
     gamma_t: float = typer.Option(10.0, "--gamma-t", help="Weight γ_t of L_temp (0: no human knowledge)."),
+    temporal_loss: str = typer.Option("auto", "--temporal-loss", help="L_temp's form: mse (the paper's), kl, "
+                                      "or auto (kl for a softmax temporal attention, mse for a sigmoid one)."),
     epochs: int = typer.Option(2),
     batch_size: int = typer.Option(16),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: finetune_config's)."),
@@ -202,7 +204,7 @@ def finetune_cmd(
     threads: Optional[int] = typer.Option(None),
     device: str = typer.Option("cpu", callback=check_device),
 ) -> None:
-    """Step 3: fine-tune with L_att + L_per + γ_t · MSE(edited, predicted temporal attention)."""
+    """Step 3: fine-tune with L_att + L_per + γ_t · L_temp(edited, predicted temporal attention)."""
     from ..stabn.data import open_dataset
     from ..stabn.knowledge import EditSet, finetune, finetune_config
 
@@ -220,7 +222,7 @@ def finetune_cmd(
     config = finetune_config(epochs=epochs, batch_size=batch_size, seed=seed, **({"lr": lr} if lr is not None else {}))
     result = finetune(vm, train_set, es, out, gamma_t=gamma_t, config=config, frozen=frozen,
                       unfreeze_at=unfreeze_at, edited_only=edited_only, val=val_set, resume=resume,
-                      on_epoch=_print_epoch, command=_command(ctx))
+                      on_epoch=_print_epoch, command=_command(ctx), temporal_loss=temporal_loss)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")
     console.print(f"model: [bold]{result.model_dir}[/]")

@@ -7,7 +7,10 @@
    here), 0.5 (partly) or 0.0 (not here) — in the browser editor (``videoxai stabn edit``,
    :mod:`videoxai.stabn.editor`) or programmatically (:class:`TemporalEdit`, :func:`fill_between`).
 3. **Fine-tune** (:func:`finetune`): train on with ``L = L_att + L_per + L_temp``, where
-   ``L_temp = γ_t · mean_t (M'_t − M_t)²`` on the clips that have an edit (0 on the others).
+   ``L_temp = γ_t · mean_t (M'_t − M_t)²`` on the clips that have an edit (0 on the others) —
+   the paper's form, kept for a sigmoid attention; a softmax attention (the ``localising``
+   design) is taught by ``γ_t · KL(M'/ΣM' ‖ softmax)`` instead, since the MSE has no gradient
+   where such an attention is confidently wrong (:mod:`.losses`; ``temporal_loss=`` chooses).
 
 An edit set is a directory::
 
@@ -42,6 +45,7 @@ import torch
 from ..errors import InputError
 from .data import ClipSet
 from .evaluate import eval_mode, predict
+from .losses import temporal_loss_kind
 from .model import STABNVideoModel
 from .train import FreezeSchedule, TemporalTargets, TrainConfig, TrainResult, fit
 
@@ -318,7 +322,7 @@ def preview(model: STABNVideoModel, frames: np.ndarray, levels: Sequence[float |
 
 
 # -- step 3: fine-tune ----------------------------------------------------------------------------
-def edit_targets(data: ClipSet, edits: dict[str, TemporalEdit], gamma_t: float) -> TemporalTargets:
+def edit_targets(data: ClipSet, edits: dict[str, TemporalEdit], gamma_t: float, loss: str = "mse") -> TemporalTargets:
     """Line the edits up with the clips of ``data`` (matched by clip id)."""
     position = data.index_of()
     values = np.full((len(data), data.num_frames), np.nan, dtype=np.float32)
@@ -332,14 +336,14 @@ def edit_targets(data: ClipSet, edits: dict[str, TemporalEdit], gamma_t: float) 
             raise InputError(f"edit of {cid} has {len(e.levels)} levels for {data.num_frames} frames")
         values[position[cid]] = e.levels
         has[position[cid]] = True
-    return TemporalTargets(values=values, has_edit=has, gamma_t=float(gamma_t))
+    return TemporalTargets(values=values, has_edit=has, gamma_t=float(gamma_t), loss=loss)
 
 
 def finetune(model: STABNVideoModel, data: ClipSet, edits: EditSet | dict[str, TemporalEdit],
              out: str | Path | None = None, *, gamma_t: float = 10.0, config: TrainConfig | None = None,
              frozen: Sequence[str] = ("feature_extractor",), unfreeze_at: int | None = None,
              edited_only: bool = False, val: ClipSet | None = None, resume: bool = True,
-             on_epoch=None, command: str | None = None) -> TrainResult:
+             on_epoch=None, command: str | None = None, temporal_loss: str = "auto") -> TrainResult:
     """Fine-tune ``model`` in place with ``L_att + L_per + L_temp`` (see the module docstring).
 
     Args:
@@ -355,16 +359,19 @@ def finetune(model: STABNVideoModel, data: ClipSet, edits: EditSet | dict[str, T
             edited clips).
         val: validation clips.
         on_epoch: called with each epoch's record; ``command``: stored with the model.
+        temporal_loss: ``L_temp``'s form: ``"mse"`` (the paper's), ``"kl"``, or ``"auto"`` (KL
+            for a softmax temporal attention, MSE for a sigmoid one; :mod:`.losses`).
     """
     edit_map = edits.edits() if isinstance(edits, EditSet) else dict(edits)
     if not edit_map:
         raise InputError("no saved edits: edit some clips first (`videoxai stabn edit`)")
-    targets = edit_targets(data, edit_map, gamma_t)
+    kind = temporal_loss_kind(temporal_loss, model.config.temporal_norm)
+    targets = edit_targets(data, edit_map, gamma_t, kind)
     if edited_only:
         keep = np.flatnonzero(targets.has_edit)
         data = data.subset(keep)
-        targets = TemporalTargets(targets.values[keep], targets.has_edit[keep], targets.gamma_t)
-    meta = {"finetune": {"data": data.spec, "edits": len(edit_map), "gamma_t": float(gamma_t),
+        targets = TemporalTargets(targets.values[keep], targets.has_edit[keep], targets.gamma_t, targets.loss)
+    meta = {"finetune": {"data": data.spec, "edits": len(edit_map), "gamma_t": float(gamma_t), "temporal_loss": kind,
                          "frozen": list(frozen), "unfreeze_at": unfreeze_at, "edited_only": edited_only},
             "command": command}
     return fit(model, data, config or finetune_config(), val=val, out=out, resume=resume, targets=targets,

@@ -276,12 +276,16 @@ class STABNOutput(NamedTuple):
         spatial: ``(B, T, h, w)`` spatial attention ``M_s`` in (0, 1), one map per frame.
         temporal: ``(B, T)`` temporal attention ``M_t`` in (0, 1), one weight per frame (the
             one used by the attention mechanism: the override, if one was given).
+        temporal_logits: ``(B, T)`` the logits ``M_t`` is squashed from (``None`` with an
+            override, or without a branch); what a softmax attention's ``L_temp`` is computed on
+            (:func:`~.losses.temporal_loss`).
     """
 
     logits: torch.Tensor
     att_logits: torch.Tensor | None
     spatial: torch.Tensor | None
     temporal: torch.Tensor | None
+    temporal_logits: torch.Tensor | None = None
 
 
 # -- building blocks ------------------------------------------------------------------------------
@@ -456,21 +460,22 @@ class STABN(nn.Module):
         f3 = self.layer3(f2)
         return (f2 if self.config.branch_input == "layer2" else f3), f3
 
-    def attention(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``F`` → ``(z_att (B, K), M_s (B, T, h, w), M_t (B, T))``."""
+    def attention(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``F`` → ``(z_att (B, K), M_s (B, T, h, w), M_t (B, T), M_t's logits (B, T))``."""
         a = F.relu(self.att_bn2(self.att_conv(self.att_bn(self.att_layer4(feats)))))  # (B, K, T, h, w)
         scores = self.att_out(a)                                                     # (B, K, T, h, w)
         s = self.spatial_bn(self.spatial_conv(a))[:, 0]                              # (B, T, h, w)
         m_s = NORMS[self.config.spatial_norm](s.flatten(2)).view_as(s)
         u = F.relu(self.temporal_bn(self.temporal_conv(a)))[:, 0]                    # (B, T, h, w)
         u = self._pool(F.relu(self.temporal_mix(u)), (2, 3))                         # (B, T)
-        m_t = NORMS[self.config.temporal_norm](self.temporal_fc2(F.relu(self.temporal_fc1(u))))  # (B, T)
+        t_logits = self.temporal_fc2(F.relu(self.temporal_fc1(u)))                         # (B, T)
+        m_t = NORMS[self.config.temporal_norm](t_logits)
         if self.config.attention_readout == "attention":
             w = (m_t[:, :, None, None] * m_s)[:, None]                               # (B, 1, T, h, w)
             z_att = (scores * w).sum((2, 3, 4)) / w.sum((2, 3, 4)).clamp_min(1e-6)
         else:
             z_att = self.att_fc(self.dropout(self._pool(scores, (3, 4)).flatten(1)))  # from (B, K·T)
-        return z_att, m_s, m_t
+        return z_att, m_s, m_t, t_logits
 
     def forward(self, x: torch.Tensor, temporal_override: torch.Tensor | None = None) -> STABNOutput:
         """``(B, 3, T, H, W)`` normalised → :class:`STABNOutput`.
@@ -487,9 +492,9 @@ class STABN(nn.Module):
                 raise InputError("this model has no attention branch: nothing to override")
             z = self.fc(self.dropout(self._pool(self.layer4(feats), (2, 3, 4))))
             return STABNOutput(z, None, None, None)
-        z_att, m_s, m_t = self.attention(branch_feats)
+        z_att, m_s, m_t, t_logits = self.attention(branch_feats)
         if temporal_override is not None:
-            m_t = _as_override(temporal_override, b, t, feats)
+            m_t, t_logits = _as_override(temporal_override, b, t, feats), None
         g_s = feats * (1.0 + m_s[:, None])
         residual = 1.0 if self.config.temporal_attention == "residual" else 0.0
         g_t = feats * (residual + m_t[:, None, :, None, None])
@@ -502,7 +507,7 @@ class STABN(nn.Module):
             pooled = (y * w).sum((2, 3, 4)) / w.sum((2, 3, 4)).clamp_min(1e-6)
         else:
             pooled = self._pool(y, (2, 3, 4))
-        return STABNOutput(self.fc(self.dropout(pooled)), z_att, m_s, m_t)
+        return STABNOutput(self.fc(self.dropout(pooled)), z_att, m_s, m_t, t_logits)
 
     def _pool(self, x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
         # "attention" pooling needs the attention: the branch's own poolings and a plain

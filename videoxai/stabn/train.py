@@ -190,11 +190,13 @@ class TemporalTargets:
         values: ``(N, T)`` float32, the edited ``M'_t`` (NaN rows for clips without an edit).
         has_edit: ``(N,)`` bool.
         gamma_t: weight of ``L_temp``.
+        loss: ``L_temp``'s form, ``"mse"`` or ``"kl"`` (:func:`~.losses.temporal_loss`).
     """
 
     values: np.ndarray
     has_edit: np.ndarray
     gamma_t: float = 1.0
+    loss: str = "mse"
 
 
 @dataclass
@@ -316,7 +318,7 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
         if targets is not None:
             terms = stabn_loss(output, y, torch.from_numpy(targets.values[idx]).to(device),
                                torch.from_numpy(targets.has_edit[idx]).to(device), targets.gamma_t,
-                               label_smoothing=config.label_smoothing)
+                               label_smoothing=config.label_smoothing, temporal_kind=targets.loss)
         else:
             terms = stabn_loss(output, y, label_smoothing=config.label_smoothing)
         if not torch.isfinite(terms.total):
