@@ -4,11 +4,13 @@
     python scripts/stabn_experiment.py --choose                  # pick the fine-tuning settings on validation clips
     python scripts/stabn_experiment.py --seeds 0,1,2 --gamma-t 1 --lr 0.002 --record   # the README numbers
 
-For each seed: an ST-ABN of ``--design`` (default ``localising``, the bundled demo's) trained on a training split in which a confound (a green diamond,
-outside the evidence window) co-occurs with one class; its misclassified training clips edited
-by a simulated person from their true windows (1.0 inside, 0.0 outside); fine-tuning with
-``γ_t · L_temp`` and, as the control, without (``γ_t = 0``, same clips, steps and seed); all
-three scored on test clips where the confound appears in half the clips of every class.
+For each seed: an ST-ABN of ``--design`` (default ``localising``, the bundled demo's) trained on
+a training split in which confounds (a green diamond, a magenta ring; outside the evidence
+window) co-occur with one class each; the training clips whose temporal attention misses the
+true window (``--select``) edited by a simulated person from their true windows (1.0 inside,
+0.0 outside); fine-tuning with ``γ_t · L_temp`` and, as the control, without (``γ_t = 0``, same
+clips, steps and seed); all three scored on test clips where each confound appears in half the
+clips of every class. ``--confounds 1`` is the one-confound experiment.
 
 ``--choose`` runs the fine-tuning grid on the **validation** split (never the test split) with
 the seed-0 model and prints the best settings; pass them with ``--gamma-t``, ``--lr``,
@@ -32,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from videoxai.stabn.experiment import (Settings, base_model, choose_settings, make_splits,  # noqa: E402
+from videoxai.stabn.experiment import (CONFOUNDS, Settings, base_model, choose_settings, make_splits,  # noqa: E402
                                        run, settings_dict, summary)
 from videoxai.stabn.designs import DESIGNS  # noqa: E402
 from videoxai.stabn.train import TrainConfig  # noqa: E402
@@ -66,12 +68,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-edits", type=int, default=300, help="with --select attention: at most this many edited clips")
     ap.add_argument("--temporal-loss", choices=("auto", "mse", "kl"), default="auto",
                     help="L_temp's form: the paper's MSE, the KL (for a softmax attention), or auto (by the design)")
+    ap.add_argument("--confounds", type=int, choices=(1, 2), default=2,
+                    help="how many confounds (videoxai.stabn.experiment.CONFOUNDS): 2 (default) or only the first")
     ap.add_argument("--bases-only", action="store_true", help="only train (and cache) the start models of --seeds")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
 
-    splits = make_splits(train=args.train_clips, val=args.val_clips, test=args.test_clips)
+    splits = make_splits(train=args.train_clips, val=args.val_clips, test=args.test_clips,
+                         confounds=CONFOUNDS[:args.confounds])
     settings = Settings(design=args.design, train=TrainConfig(epochs=args.train_epochs, batch_size=16),
                         select=args.select, max_edits=args.max_edits, temporal_loss=args.temporal_loss)
     ft = settings.finetune.to_dict()
@@ -83,8 +88,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.gamma_t is not None:
         settings.gamma_t = args.gamma_t
     shown = {k: f"{v.mean():.2f}" for k, v in splits.shown.items()}
-    print(f"confound ({splits.confound.colour} {splits.confound.shape}, with class "
-          f"{splits.train.label_names[splits.confound.label]!r} in training) shown in: {shown}", flush=True)
+    names = ", ".join(f"{c.colour} {c.shape} with {splits.train.label_names[c.label]!r}" for c in splits.confounds)
+    print(f"confounds ({names} in training) shown in: {shown}", flush=True)
 
     if args.choose:
         start = base_model(splits, settings, seed=args.seed, cache=args.cache)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 import videoxai as vx
 from videoxai.errors import InputError, UnknownModelError, UnsupportedModelError
+from videoxai.data.synthetic import COLOURS
 from videoxai.stabn.data import open_dataset
 from videoxai.stabn.knowledge import (EditSet, TemporalEdit, check_levels, collect, edit_targets,
                                       fill_between, finetune, finetune_config)
@@ -535,6 +536,32 @@ def test_finetune_pulls_temporal_attention_towards_the_edits(train_set):
         assert not torch.equal(old[k], new[k]), k
 
 
+def test_kl_temporal_loss_reteaches_a_confident_softmax_attention_where_the_mse_cannot(train_set):
+    """The bundled model's softmax attention peaks, confidently, inside each clip's window. Edits
+    that put the evidence in frame 0 instead (a clearly different answer) are learnt with the KL
+    form of L_temp — on the edited clips and on held-out ones — and not at all with the paper's
+    MSE, whose gradient vanishes on a saturated softmax (videoxai.stabn.losses)."""
+    val = open_dataset(DATA, "val")
+    first = [1.0] + [0.0] * (train_set.num_frames - 1)
+    edits = {train_set.ids[i]: TemporalEdit(train_set.ids[i], first)
+             for i in range(len(train_set)) if train_set.windows[i][0] > 0}
+
+    def top_is_first(model, data):
+        with torch.no_grad():
+            return float((model.outputs(data.pixels(np.arange(len(data)))).temporal.argmax(1) == 0).float().mean())
+
+    start = vx.load_model("demo-stabn")
+    assert top_is_first(start, val) == 0.0
+    share = {}
+    for kind in ("kl", "mse"):
+        model = vx.load_model("demo-stabn")
+        finetune(model, train_set, edits, gamma_t=1.0, edited_only=True, temporal_loss=kind,
+                 config=finetune_config(epochs=10, lr=1e-2, batch_size=8))
+        share[kind] = (top_is_first(model, train_set), top_is_first(model, val))
+    assert share["kl"][0] >= 0.9 and share["kl"][1] >= 0.8        # measured 1.0 / 1.0
+    assert share["mse"][0] <= 0.2 and share["mse"][1] <= 0.2      # measured 0.0 / 0.06
+
+
 def test_finetune_rejects_edits_of_other_data(train_set):
     edits = {"synthetic:train:7/0": TemporalEdit("synthetic:train:7/0", [1.0] * 8)}
     with pytest.raises(InputError, match="not in synthetic"):
@@ -583,7 +610,11 @@ def test_cli_train_collect_finetune(tmp_path):
     ft = json.loads((tmp_path / "ft" / "model" / "videoxai.json").read_text())["training"]
     assert ft["finetune"]["edits"] == 2 and ft["finetune"]["gamma_t"] == 2.0
     assert ft["finetune"]["frozen"] == ["feature_extractor"]
+    # `stabn train`'s default attention is a sigmoid: "auto" is the paper's MSE
+    assert ft["finetune"]["temporal_loss"] == "mse"
     assert vx.load_model(tmp_path / "ft" / "model").family == "stabn"
+    r = run("finetune", tmp_path / "edits", "--out", tmp_path / "ft2", "--temporal-loss", "l1")
+    assert isinstance(r.exception, InputError) and "temporal loss must be one of" in str(r.exception)
 
     r = run("collect", "--out", tmp_path / "e2", "--model", tmp_path / "nothing", "--data", "synthetic:8")
     assert isinstance(r.exception, UnknownModelError)
@@ -697,6 +728,27 @@ def test_confound_is_painted_outside_the_window_with_the_documented_rates():
     assert simulated_levels((2, 5), 8, border=True) == [0, 0.5, 1, 1, 1, 0.5, 0, 0]
     assert edited_classes(np.array([1, 1, 1, 1, 2, 2, 3, 0]), 4) == [1]
     assert edited_classes(np.array([1, 1, 2, 2, 3, 0]), 4) == [1, 2]
+
+
+def test_two_confounds_each_with_its_class_in_training_and_everywhere_at_test():
+    from videoxai.stabn.experiment import CONFOUNDS, make_splits
+
+    splits = make_splits(train=160, val=8, test=200)
+    assert splits.confounds == CONFOUNDS and len(CONFOUNDS) == 2
+    colours = [np.array(COLOURS[c.colour], np.uint8) for c in CONFOUNDS]
+
+    def showing(data, rgb):  # (N,) clips with enough pixels of that colour
+        return (data.frames == rgb).all(-1).sum((1, 2, 3)) > 20
+
+    for c, rgb in zip(CONFOUNDS, colours):
+        in_train = showing(splits.train, rgb)
+        assert not in_train[splits.train.labels != c.label].any() and in_train[splits.train.labels == c.label].mean() > 0.7
+    a, b = (showing(splits.test, rgb) for rgb in colours)
+    assert 0.35 < a.mean() < 0.65 and 0.35 < b.mean() < 0.65
+    assert not np.array_equal(a, b)                                      # each confound draws its own clips
+    np.testing.assert_array_equal(splits.shown["test"], a | b)
+    one = make_splits(train=160, val=8, test=200, confounds=CONFOUNDS[:1])
+    np.testing.assert_array_equal(one.shown["test"], a)                  # the first is drawn as when alone
 
 
 def test_experiment_start_models_follow_the_design_and_are_cached(tmp_path):

@@ -2,12 +2,15 @@
 fine-tuning with and without ``L_temp`` (Noguchi et al., seed 003, on the synthetic benchmark).
 
 Edits can only help where the model attends to the wrong frames. Here it is made to: in the
-**training** split, most clips of one class (the *confounded class*) also show a **confound** —
-an object of a colour and shape no class uses (a green diamond by default) — for a few frames
-*outside* the evidence window. It is easier to see than the class's own colour-and-shape
-conjunction, so a model trained there learns "green diamond → that class" and looks at the
-confound's frames. In the **validation and test** splits the confound appears in a share of the
-clips of *every* class, as a true distractor: the shortcut now costs accuracy.
+**training** split, most clips of a *confounded class* also show its **confound** — an object of
+a colour and shape no class uses — for a few frames *outside* the evidence window. It is easier
+to see than the class's own colour-and-shape conjunction, so a model trained there learns
+"green diamond → red triangle" and looks at the confound's frames. In the **validation and
+test** splits every confound appears in a share of the clips of *every* class, as a true
+distractor: the shortcut now costs accuracy. :data:`CONFOUNDS` has two (a green diamond with
+"red triangle", a magenta ring with "blue square"), so that the confounded classes — whose
+clips the person edits — pay for the shortcut too (a red triangle beside a magenta ring looks
+like "blue square"); ``make_splits(confounds=CONFOUNDS[:1])`` is the one-confound experiment.
 
 The experiment (:func:`run`), for each seed:
 
@@ -90,17 +93,19 @@ class Confound:
             raise InputError(f"confound {self.colour} {self.shape}: shapes {SHAPES}, colours {tuple(COLOURS)}")
 
 
-def add_confound(data: ClipSet, confound: Confound, seed: int = 0) -> tuple[ClipSet, np.ndarray]:
+def add_confound(data: ClipSet, confound: Confound, seed: int = 0, index: int = 0) -> tuple[ClipSet, np.ndarray]:
     """A copy of ``data`` with the confound painted into some clips, and which ones ``(N,)`` bool.
 
     Training splits show it in ``train_rate`` of the confounded class's clips; other splits in
     ``test_rate`` of every clip. Its frames are consecutive and outside the window (a clip
     without enough such frames keeps none); its position is random and fixed. Evidence masks
-    are untouched (the evidence is not visible outside the window).
+    are untouched (the evidence is not visible outside the window). ``index`` numbers the
+    confounds of one experiment, so that each draws its own clips.
     """
     if data.windows is None:
         raise InputError("a confound needs clips with known windows")
-    rng = np.random.default_rng([seed, len(data), sum(map(ord, data.split))])
+    # (index 0 adds nothing to the seed: the draws of the one-confound experiment as first run)
+    rng = np.random.default_rng([seed, len(data), sum(map(ord, data.split))] + ([index] if index else []))
     frames = data.frames.copy()
     n, t, h, w, _ = frames.shape
     shown = np.zeros(n, dtype=bool)
@@ -126,26 +131,43 @@ def add_confound(data: ClipSet, confound: Confound, seed: int = 0) -> tuple[Clip
     return out, shown
 
 
+#: the experiment's confounds: a green diamond with "red triangle" and a magenta ring with "blue
+#: square" (shapes and colours no class or distractor combines). With two, each confounded class
+#: also shows the *other* class's confound at test time, so the shortcut costs the very classes
+#: whose clips the person edits (with one, the confounded class keeps its accuracy and the others
+#: pay); ``CONFOUNDS[:1]`` is the one-confound experiment.
+CONFOUNDS: tuple[Confound, ...] = (Confound(), Confound(shape="ring", colour="magenta", label=2))
+
+
 @dataclass
 class Splits:
-    """The confounded training split and the decorrelated validation and test splits."""
+    """The confounded training split and the decorrelated validation and test splits.
+
+    ``shown[split]`` ``(N,)`` bool: clips showing at least one confound."""
 
     train: ClipSet
     val: ClipSet
     test: ClipSet
-    confound: Confound
+    confounds: tuple[Confound, ...]
     shown: dict[str, np.ndarray]
 
 
-def make_splits(train: int = 4000, val: int = 400, test: int = 1000, confound: Confound = Confound(),
-                seed: int = 0, num_frames: int = 8, size: int = 64) -> Splits:
-    """The synthetic benchmark's three disjoint streams, with the confound (see the module docstring)."""
+def make_splits(train: int = 4000, val: int = 400, test: int = 1000,
+                confounds: tuple[Confound, ...] = CONFOUNDS, seed: int = 0, num_frames: int = 8,
+                size: int = 64) -> Splits:
+    """The synthetic benchmark's three disjoint streams, with the confounds (module docstring)."""
+    if not confounds:
+        raise InputError("the experiment needs at least one confound")
     spec = f"synthetic:{train},val={val},test={test},seed={seed}"
     sets, shown = {}, {}
     for split in ("train", "val", "test"):
         clips = open_dataset(spec, split, num_frames=num_frames, frame_size=(size, size))
-        sets[split], shown[split] = add_confound(clips, confound, seed)
-    return Splits(sets["train"], sets["val"], sets["test"], confound, shown)
+        shown[split] = np.zeros(len(clips), dtype=bool)
+        for i, confound in enumerate(confounds):
+            clips, painted = add_confound(clips, confound, seed, index=i)
+            shown[split] |= painted
+        sets[split] = clips
+    return Splits(sets["train"], sets["val"], sets["test"], tuple(confounds), shown)
 
 
 @dataclass
@@ -238,7 +260,10 @@ def base_model(splits: Splits, settings: Settings, seed: int, cache: Path | None
     if cache is not None:
         facts = json.dumps([settings_dict(settings)["train"], _config(splits, settings).to_dict(), seed,
                             design(settings.design).warm_start,
-                            len(splits.train), splits.train.spec, asdict(splits.confound)], sort_keys=True)
+                            len(splits.train), splits.train.spec,
+                            # one confound: the key the models of the first experiment were cached by
+                            asdict(splits.confounds[0]) if len(splits.confounds) == 1 else
+                            [asdict(c) for c in splits.confounds]], sort_keys=True)
         key = Path(cache) / f"base-{hashlib.sha256(facts.encode()).hexdigest()[:12]}"
         if (key / "model.safetensors").is_file():
             return load_stabn(key)
@@ -340,6 +365,6 @@ def settings_dict(settings: Settings) -> dict:
             "temporal_loss": settings.temporal_loss}
 
 
-__all__ = ["Confound", "Settings", "Splits", "add_confound", "base_model", "choose_settings", "edited_classes",
+__all__ = ["CONFOUNDS", "Confound", "Settings", "Splits", "add_confound", "base_model", "choose_settings", "edited_classes",
            "edits_from_truth", "finetuned", "make_splits", "run", "scores", "settings_dict", "simulated_levels",
            "summary"]
