@@ -2,7 +2,7 @@
 
     python benchmarks/reproduce_stabn.py --quick   # bundled models, 256 held-out clips (~2 min on 2 cores)
     python benchmarks/reproduce_stabn.py           # 1000 held-out clips, and the human-knowledge
-                                                   # experiment run again over 3 seeds (~1 h on 2 cores)
+                                                   # experiment run again over 3 seeds (~25 min on 2 cores)
 
 The poster (Noguchi et al., seed 003) reports, on Something-Something v2 at 32 frames, 3D ResNet-50
 51.4 → 58.6 top-1 with ST-ABN, and 20.5 → 26.3 on the 8 classes whose temporal attention was
