@@ -43,9 +43,11 @@ def test_timesformer_spatial_and_temporal_match_eager_attention(rng):
     spatial = out.attentions[-1].mean(1)[:, 0, 1:].reshape(2, 8, grid.rows * grid.cols)      # (B, T, P)
     tau = temporal_probs.mean(1).mean(1).reshape(2, grid.rows * grid.cols, 8).transpose(1, 2)  # (B, T, P)
     ref = (spatial * tau).reshape(2, 8, grid.rows, grid.cols)
-    torch.testing.assert_close(attr.maps, ref, rtol=1e-5, atol=1e-7)
+    # float32 tolerance: STAA reads the fused (sdpa) attention, the reference the eager one; their
+    # sums are ordered differently with the thread count (6.6e-7 of 0.05 seen on a loaded machine)
+    torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6)
     # the default is the spatial CLS row alone (the reference's map)
-    torch.testing.assert_close(plain.maps, spatial.reshape(2, 8, grid.rows, grid.cols), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(plain.maps, spatial.reshape(2, 8, grid.rows, grid.cols), rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(attr.logits, out.logits)
     assert not torch.allclose(tau, torch.full_like(tau, 1 / 8), atol=1e-3), "temporal attention must not be trivial"
 
