@@ -48,8 +48,8 @@ preserved probability fell to 0.12 where SGD keeps 0.99).
 :class:`ExtremalPerturbation`): the dual game instead of preserve alone, a ladder of small areas
 with the map kept from the smallest area that holds ≥ 90 % of the best preserved probability,
 150 iterations, the kept masks summed as densities (each divided by its area) and smoothed with
-σ = 2 px at 112 px instead of 10, and a blank map when the kept masks carry less than ``min_evidence`` (10 %) of
-the target's probability. On the synthetic benchmark the recipe's preserve game is satisfied by
+σ = 2 px at 112 px instead of 10, and a blank map when the kept masks carry less than
+``min_evidence`` (10 %) of the target's probability. On the synthetic benchmark the recipe's preserve game is satisfied by
 the evidence of a single frame, and its areas (≥ 5 % of the clip) dwarf evidence of 0.2–0.6 %.
 Without the evidence test a model that ignores the masks (destroyed weights) still gets a map
 ranked like the trained model's (Spearman ρ 0.76 on a 3D-CNN clip): the area term drives a·V
@@ -584,7 +584,8 @@ class ExtremalPerturbation(PerturbationMethod):
             # chance cannot pass on a tiny absolute change (0.014 of 0.08 on a demo-cnn clip
             # with its classifier re-initialised)
             share = evidence[chosen:].max() / max(float(p_intact), 1 / self.model.num_classes)
-            total = gaussian_blur_2d(self.combine(mask, areas, last_p, chosen)[None], self.size("final_sigma", side))[0]
+            total = gaussian_blur_2d(self.combine(mask, areas, last_p, chosen)[None],
+                                     self.size("final_sigma", side))[0]
             total = total / total.amax().clamp_min(1e-12)
             if self.min_evidence > 0 and share < self.min_evidence:
                 # no evidence: the masks were placed by the area prior and by gradients too
