@@ -49,8 +49,9 @@ preserved probability fell to 0.12 where SGD keeps 0.99).
 with the map kept from the smallest area that holds ≥ 90 % of the best preserved probability,
 150 iterations, the kept masks summed as densities (each divided by its area) and smoothed with
 σ = 2 px at 112 px instead of 10, and a blank map when the kept masks carry less than
-``min_evidence`` (10 %) of the target's probability. On the synthetic benchmark the recipe's preserve game is satisfied by
-the evidence of a single frame, and its areas (≥ 5 % of the clip) dwarf evidence of 0.2–0.6 %.
+``min_evidence`` (10 %) of the target's probability. On the synthetic benchmark the recipe's
+preserve game is satisfied by the evidence of a single frame, and its areas (≥ 5 % of the clip)
+dwarf evidence of 0.2–0.6 %.
 Without the evidence test a model that ignores the masks (destroyed weights) still gets a map
 ranked like the trained model's (Spearman ρ 0.76 on a 3D-CNN clip): the area term drives a·V
 voxels to 1 wherever the faintest gradient points, and blurring changes the clip most at its
