@@ -105,6 +105,8 @@ def main() -> None:
                     help="clips for ep2d/ep3d/step, the first of --clips (default 2)")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    ap.add_argument("--split", default="test",
+                    help="split of the synthetic benchmark (default test; val for choosing options)")
     ap.add_argument("--randomisation", type=int, default=0, metavar="N",
                     help="randomisation check on each method's first N clips (default 0: off)")
     ap.add_argument("--randomisation-seeds", type=int, default=3, metavar="K",
@@ -125,7 +127,7 @@ def main() -> None:
         options.setdefault(method, {})[name] = ast.literal_eval(value)  # numbers, strings, tuples
 
     model = vx.load_model(args.model)
-    ds = SyntheticVideos(args.clips, split="test", seed=args.seed, num_frames=model.num_frames)
+    ds = SyntheticVideos(args.clips, split=args.split, seed=args.seed, num_frames=model.num_frames)
     chance = chance_rates(ds)
     fields = ("t", "s", "px", "pg", "iou", "cons", "sec", "fwd", "bwd", "rho", "reached", "chosen", "share")
     # rows[group][method]: group "object" (the blurred clip loses the class) or "nothing"
