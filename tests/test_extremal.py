@@ -303,9 +303,9 @@ def test_paper_preset_is_the_recipe_and_explicit_options_win(case):
     default = vx.methods.get("ep3d")(model)
     assert default.areas == AREA_LADDER and default.game == "dual" and default.keep == 0.9
     # the finished map: the recipe sums the masks as they are and smooths with 10 px at 112 px;
-    # the defaults sum them as densities and smooth with 2 px (scaled to the model's side)
+    # the defaults sum them as densities and smooth with 5 px (scaled to the model's side)
     assert paper.weighting == "sum" and paper.size("final_sigma", 112) == pytest.approx(10.0)
-    assert default.weighting == "density" and default.size("final_sigma", 56) == pytest.approx(1.0)
+    assert default.weighting == "density" and default.size("final_sigma", 56) == pytest.approx(2.5)
     assert vx.methods.get("ep3d")(model, final_sigma=3).size("final_sigma", 56) == 3.0
     with pytest.raises(InputError, match="preset"):
         vx.methods.get("ep3d")(model, preset="fast")
@@ -342,8 +342,8 @@ def test_map_sums_the_kept_areas_and_reports_the_padded_area(case):
 
 def test_kept_masks_are_summed_as_densities_or_as_they_are(case):
     """A small mask on the evidence frame and a large one spread over the clip: summed as they
-    are, the large mask's mass puts the top frame elsewhere; as densities (each over its area)
-    every kept area weighs the same and the frame both keep comes first."""
+    are, the large mask's mass puts the top frame elsewhere; as densities (each over its target
+    area) every kept area weighs the same and the frame both keep comes first."""
     model = case[0]
     masks = torch.zeros(3, 4, 10, 10)
     masks[0, 0, :5, :5] = 1            # a rung below the kept ones: left out either way
@@ -455,7 +455,7 @@ def test_step_top_frame_on_the_bundled_cnn_needs_the_density_sum():
     6–7). The larger areas' masks also keep the first frames; summed as they are (the recipe's
     map) they outweigh the small areas and the map's top frame is frame 0; summed as densities it
     is frame 7. Over 9 validation clips: top frame in the window 0.44 (sum) → 0.78 (density),
-    peak on the object 0.73 → 0.85 (with the finer final smoothing)."""
+    peak on the object 0.73 → 0.81 (maps before alignment to the frames, smoothed 2 px)."""
     model = vx.load_model("demo-cnn")
     s = SyntheticVideos(3, split="val", seed=0, num_frames=model.num_frames)[2]
     assert s.window == (6, 8)
