@@ -71,8 +71,7 @@ TimeSformer 1.00 / 0.73 / 0.89 / 0.292 → 1.00 / 0.65 / 0.94 / 0.333 → 1.00 /
 Summing every area as densities (``keep=0``) did as well or slightly better there, but lets the
 smallest areas, which fail to hold evidence larger than themselves, put their concentrated
 weight wherever they settled; the ``keep`` rule is kept for models whose evidence is larger
-than this benchmark's. STEP also differs in its L_K geometry
-(:class:`STEP`).
+than this benchmark's. STEP also differs in its L_K geometry (:class:`STEP`).
 
 Deliberate differences from the reference code: it runs on CPU and GPU (no
 ``torch.cuda.set_device``), writes no files, blurs with reflected borders (TorchRay pads with
@@ -394,8 +393,7 @@ class ExtremalPerturbation(PerturbationMethod):
         preset: ``"default"`` (the defaults below, chosen on the synthetic benchmark, see the
             README) or ``"paper"`` (the recipe as written: areas (0.05, 0.1, 0.15, 0.5), the
             preserve game, 1200 iterations, lr 0.05, the map summing every area's mask, smoothed
-            with σ = 10 px at 112 px; STEP's
-            K_t half the clip). Options given explicitly win over the preset.
+            with σ = 10 px at 112 px; STEP's K_t half the clip). Options given explicitly win over the preset.
         areas: target areas (fractions of the padded mask volume), optimised jointly, or
             ``"auto"`` (default): the ladder ``AREA_LADDER`` (0.0025 … 0.05), each rung raised to
             at least the smallest region the mask generator can draw (:meth:`clip_areas`), of
@@ -407,8 +405,8 @@ class ExtremalPerturbation(PerturbationMethod):
             the probability with the mask removed) is at least ``keep`` × the best area's score,
             and of every larger area. ``0`` sums every area (the recipe's map).
         weighting: how the kept masks are summed: ``"density"`` (default: each divided by its
-            target area, so every area weighs the same) or ``"sum"`` (the recipe's: as they are, so the
-            largest dominates); see :meth:`combine`.
+            target area, so every area weighs the same) or ``"sum"`` (the recipe's: as they
+            are, so the largest dominates); see :meth:`combine`.
         iterations: optimisation steps (default 150; the recipe's 1200).
         game: ``"dual"`` (default: preserve + delete, the recipe's own sum), ``"preserve"``
             (the recipe's runs) or ``"delete"``. Preserving alone is under-determined in time: a
