@@ -21,6 +21,7 @@ from videoxai.data.synthetic import SyntheticVideos
 from videoxai.errors import InputError, UnknownMethodError
 from videoxai.evaluation import ResultRow, ResultStore, evaluate, summarise, write_report
 from videoxai.evaluation.report import confidence_interval
+from videoxai.evaluation.runner import rerun_clips, resolve_metrics
 
 METRICS = "deletion(unit=frame, steps=4),insertion(unit=frame, steps=4),energy,temporal_grounding"
 FEW = "deletion(unit=frame, steps=4),temporal_grounding"
@@ -112,10 +113,34 @@ def test_clips_limits_a_method_or_metric_to_the_first_clips_and_can_be_raised_la
     assert sel.clips.get("ep2d") == 10 and "staa" in sel.specs and "staa" not in sel.clips
     assert resolve_metrics("all").clips == {"randomisation": 5, "class_sensitivity": 20, "max_sensitivity": 5}
     assert resolve_metrics("energy(clips=2),energy").clips == {}
+    # ... and the metrics that re-run a slow method of `all` spend at most its own explanations
+    assert sel.rerun_budget.get("ep2d") == 10 and "staa" not in sel.rerun_budget
+    suite = dict(zip(*(lambda m: (m.specs, m.metrics))(resolve_metrics("all"))))
+    assert [rerun_clips(10, suite[s]) for s in ("randomisation", "max_sensitivity", "class_sensitivity",
+                                                 "energy")] == [1, 2, 10, 10]
+    assert "ep2d" not in resolve_methods("all,ep2d", load_model(model_dir)).rerun_budget  # named: no budget
     assert resolve_metrics("energy(clips=2),energy(clips=5)").clips == {"energy": 5}
     for bad in ("energy(clips=0)", "energy(clips=two)", "energy(clips=true)"):
         with pytest.raises(InputError, match="metric 'energy': option clips must be an integer ≥ 1"):
             resolve_metrics(bad)
+
+
+def test_the_rerun_budget_limits_only_the_metrics_that_re_run_the_method():
+    from videoxai.evaluation.runner import Selection, plan
+
+    class Keys:
+        def key(self, i):
+            return f"clip{i}"
+
+    metrics = resolve_metrics("energy,max_sensitivity(samples=2),randomisation(stages=2,seeds=1),"
+                              "randomisation(stages=null)")
+    slow = Selection(["slow"], clips={"slow": 3}, rerun_budget={"slow": 3})
+    tasks, _ = plan(Keys(), 4, slow, metrics, set())
+    energy, robust, rand2, rand_all = metrics.specs
+    assert [t.work["slow"] for t in tasks] == [[energy, robust, rand2, rand_all], [energy], [energy]]
+    # a method without a budget (named by the user, or fast) gets every metric on every clip
+    tasks, _ = plan(Keys(), 2, Selection(["fast"]), metrics, set())
+    assert [t.work["fast"] for t in tasks] == [metrics.specs, metrics.specs]
 
 
 def test_a_different_evaluation_in_the_same_directory_is_refused(model_dir, tmp_path):

@@ -19,8 +19,10 @@ registered method that supports the model, plus the ``random`` reference map. Me
 Any method or metric spec also takes ``clips=N``: compute it on the first ``N`` clips only. It
 belongs to the plan, not to the result (the stored spec leaves it out), so raising ``N`` later
 computes just the added clips. ``all`` uses it for the methods that take tens of seconds per
-clip (their ``evaluation_clips``) and the suite for the randomisation check, which re-runs the
-method once per randomised block; the report gives ``n`` wherever a cell has fewer clips.
+clip (their ``evaluation_clips``) and the suite for the metrics that re-run the method (the
+randomisation check, max-sensitivity, class sensitivity). On the slow methods of ``all`` those
+metrics keep within the method's own cost (:func:`rerun_clips`). The report gives ``n``
+wherever a cell has fewer clips.
 
 Where the work runs is the ``backend`` (:mod:`videoxai.evaluation.backends`); the ``local``
 backend spawns worker processes, so a script that calls :func:`evaluate` must do so under
@@ -91,12 +93,15 @@ class Selection:
         clips: the specs limited to the first ``N`` clips.
         dropped: (methods of ``"all"``) the methods the model cannot run, with the reason.
         metrics: (metrics) the metric objects, in the order of :attr:`specs`.
+        rerun_budget: (methods of ``"all"`` limited to their first N clips) N, the re-runs
+            each metric that re-runs the method may spend on it (:func:`rerun_clips`).
     """
 
     specs: list[str]
     clips: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)
     metrics: list[Metric] = field(default_factory=list)
+    rerun_budget: dict[str, int] = field(default_factory=dict)
 
     def covers(self, spec: str, index: int) -> bool:
         """Whether ``spec`` runs on the clip at ``index``."""
@@ -255,14 +260,17 @@ def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> Selectio
                         sel.dropped[name] = str(e)
                         continue
                     limit = cls.evaluation_clips
-                sel.add(name, limit)
+                if sel.add(name, limit) and limit is not None:
+                    sel.rerun_budget[name] = limit
             continue
         name, options = parse_spec(item)
         limit = _pop_clips(options, f"method {name!r}")
         if name != RANDOM:
             cls = get(name)
             cls(model, **options)  # raises UnknownMethodError / InputError / UnsupportedModelError
-            sel.add(cls.spec_for(options), limit)
+            spec = cls.spec_for(options)
+            sel.add(spec, limit)
+            sel.rerun_budget.pop(spec, None)   # named by the user: the metrics' own scope applies
         elif options:
             raise InputError("the random reference takes no options (its seed is the run's seed)")
         else:
@@ -299,13 +307,16 @@ def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selec
     """The tasks still to do (by the clips' keys, without loading them), and how many results
     are already stored."""
     tasks, skipped = [], 0
+    metric_of = dict(zip(metrics.specs, metrics.metrics))
     for i in range(n_videos):
         key = dataset.key(i)
         work = {}
         for m in methods.specs:
             if not methods.covers(m, i):
                 continue
-            wanted = [s for s in metrics.specs if metrics.covers(s, i)]
+            budget = methods.rerun_budget.get(m)
+            wanted = [s for s in metrics.specs if metrics.covers(s, i)
+                      and (budget is None or i < rerun_clips(budget, metric_of[s]))]
             missing = [s for s in wanted if (key, m, s) not in done]
             skipped += len(wanted) - len(missing)
             if missing:
@@ -313,6 +324,25 @@ def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selec
         if work:
             tasks.append(Task(id=len(tasks), index=i, key=key, work=work))
     return tasks, skipped
+
+
+def rerun_clips(budget: int, metric: Metric) -> int:
+    """On how many of its first clips ``metric`` scores a slow method of ``--methods all`` that
+    explains ``budget`` clips (its ``evaluation_clips``): as many as keep the metric's re-runs
+    of the method within the method's own ``budget`` explanations, and at least one. The
+    metrics that only read the map score every clip the method explains.
+
+    Without it the metrics that re-run the method would cost a slow method ten times its own
+    explanations: the randomisation check (4 stages × 3 seeds) on 5 clips, max-sensitivity
+    (5 noisy copies) on 5 and class sensitivity on 10 are 95 re-runs of an extremal method
+    that explains 10 clips (on the demo model about 75 CPU-minutes for each of the three).
+    With the budget they are 12 + 10 + 10 = 32 re-runs: the randomisation check on the first
+    clip, max-sensitivity on the first 2, class sensitivity on all 10.
+    """
+    per_clip = metric.reruns_per_clip
+    if per_clip == 0:
+        return budget
+    return max(1, budget // per_clip) if per_clip is not None else 1
 
 
 def _with_samples(dataset: EvalDataset, tasks: list[Task]) -> Iterator[Task]:

@@ -133,6 +133,14 @@ class Metric(Configurable):
 
     # -- what a metric says about itself --------------------------------------------------------
     @property
+    def reruns_per_clip(self) -> int | None:
+        """How many times scoring one clip re-runs the explanation method (0 for the metrics
+        that only read the map; ``None`` where it depends on the model). An evaluation's
+        ``--methods all`` budgets it for the slow methods
+        (:func:`videoxai.evaluation.runner.rerun_clips`)."""
+        return 0
+
+    @property
     def higher_is_better(self) -> bool:
         """Whether a larger value means a better explanation (used to rank methods)."""
         return self._higher_is_better

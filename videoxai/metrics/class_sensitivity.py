@@ -61,6 +61,10 @@ class ClassSensitivity(Metric):
     def __init__(self, *, similarity: Literal["spearman", "ssim"] = "spearman", seed: Seed = 0) -> None:
         self.similarity, self.seed = similarity, seed
 
+    @property
+    def reruns_per_clip(self) -> int:
+        return 1
+
     def compute(self, model, x, explanation, target, sample, explain_fn=None) -> Score:
         if model.num_classes < 2:
             return Score.undefined("the model has one class")

@@ -40,6 +40,10 @@ class _Robustness(Metric):
                  radius: Annotated[float, Opt(gt=0, le=1)] = 0.02, seed: Seed = 0) -> None:
         self.samples, self.radius, self.seed = samples, radius, seed
 
+    @property
+    def reruns_per_clip(self) -> int:
+        return self.samples
+
     def perturb(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Noisy copy ``i`` of the clip ``(1, T, 3, H, W)``, in [0, 1]."""
         g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + i)

@@ -129,6 +129,11 @@ class ModelRandomisation(Metric):
                  seed: Seed = 0) -> None:
         self.stages, self.seeds, self.seed = stages, seeds, seed
 
+    @property
+    def reruns_per_clip(self) -> int | None:
+        # stages=None randomises one parameter-owning module per stage: the count is the model's
+        return None if self.stages is None else self.stages * self.seeds
+
     def compute(self, model, x, explanation, target, sample, explain_fn=None) -> Score:
         if explanation.method == "map" and explain_fn is None:
             raise InputError("randomisation needs explain_fn= when the explanation is a bare map")
