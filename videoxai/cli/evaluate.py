@@ -17,10 +17,12 @@ _DATA_HELP = ("Dataset spec KIND:ARGUMENT[,KEY=VALUE…], KIND one of synthetic:
               "ucf24:ROOT, ssv2:VIDEOS. `videoxai metrics` lists each kind's keys.")
 _METHODS_HELP = ("Comma-separated method specs, e.g. staa,gradcam or occlusion(window=4), or 'all' "
                  "(every method the model supports plus the random reference map; the extremal "
-                 "perturbation methods on the first 10 clips). Any spec takes clips=N: only the first "
+                 "perturbation methods on the first 10 clips, and the metrics that re-run them on "
+                 "fewer: randomisation 1, max_sensitivity 2). Any spec takes clips=N: only the first "
                  "N clips. `videoxai methods NAME` lists a method's options.")
 _METRICS_HELP = ("Comma-separated metric specs, e.g. deletion,pointing_game or insertion(unit=frame), or "
-                 "'all' (the standard suite, the randomisation check on the first 5 clips). "
+                 "'all' (the standard suite; the metrics that re-run the method on the first clips: "
+                 "randomisation 5, max_sensitivity 5, class_sensitivity 20). "
                  "`videoxai metrics` lists them, `videoxai metrics NAME` one in full.")
 
 
