@@ -116,9 +116,6 @@ Areas = Annotated[Sequence[float] | float | Literal["auto"] | None,
                   Opt(gt=0, lt=1, normalise=lambda v: as_list(v) if isinstance(v, (int, float, list, tuple)) else v)]
 
 AREA_LADDER = (0.0025, 0.005, 0.01, 0.02, 0.05)
-#: ``area_penalty="relative"``: the area at which the relative L_area equals the recipe's (its
-#: smallest area on UCF101)
-RELATIVE_AREA = 0.05
 #: the recipe's areas for its UCF101 runs (``preset="paper"``)
 PAPER_AREAS = (0.05, 0.1, 0.15, 0.5)
 
@@ -429,12 +426,6 @@ class ExtremalPerturbation(PerturbationMethod):
             proportionally smaller gradient from every term.
         reward_weight, area_weight: w_r (1) and λ_0 (300).
         area_growth: factor by which λ grows over the whole run (the recipe's ≈ 2.83).
-        area_penalty: ``"absolute"`` (the recipe's L_area, a mean over the volume) or
-            ``"relative"`` (L_area × ``RELATIVE_AREA`` / a). A mask that keeps k × its area a
-            costs (k − 1)·a in the recipe's form: at the ladder's smallest rungs (0.25 % of the
-            clip) an overshoot is 20 × cheaper than at the recipe's 5 %, while the reward's pull
-            is not. Relative, every area pays the same for the same relative overshoot (the
-            recipe's price at 5 %).
         min_evidence: the least share of the target's probability (:meth:`evidence` over the
             probability of the intact clip, or over chance, 1 / classes, if that is larger; the
             best of the kept areas) that the masks must
@@ -455,11 +446,9 @@ class ExtremalPerturbation(PerturbationMethod):
     #: option values per preset, for the options left at ``None``
     PRESETS: ClassVar[dict[str, dict]] = {
         "default": {"areas": "auto", "keep": 0.9, "iterations": 150, "game": "dual", "lr": 0.1,
-                    "min_evidence": 0.1, "weighting": "density", "final_sigma_at_112": 5.0,
-                    "area_penalty": "absolute"},
+                    "min_evidence": 0.1, "weighting": "density", "final_sigma_at_112": 5.0},
         "paper": {"areas": PAPER_AREAS, "keep": 0.0, "iterations": 1200, "game": "preserve", "lr": 0.05,
-                  "min_evidence": 0.0, "weighting": "sum", "final_sigma_at_112": _REF["final_sigma"],
-                  "area_penalty": "absolute"},
+                  "min_evidence": 0.0, "weighting": "sum", "final_sigma_at_112": _REF["final_sigma"]},
     }
 
     def __init__(self, model, preset: Literal["default", "paper"] = "default", areas: Areas = None,
@@ -473,19 +462,17 @@ class ExtremalPerturbation(PerturbationMethod):
                  lr: Annotated[float, Opt(gt=0)] | None = None,
                  reward_weight: float = 1.0, area_weight: float = 300.0,
                  area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
-                 area_penalty: Literal["absolute", "relative"] | None = None,
                  min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None,
                  weighting: Literal["density", "sum"] | None = None, batch_size: BatchSize = 32,
                  seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, seed=seed)
         given = {"areas": areas, "keep": keep, "iterations": iterations, "game": game, "lr": lr,
-                 "min_evidence": min_evidence, "weighting": weighting, "area_penalty": area_penalty}
+                 "min_evidence": min_evidence, "weighting": weighting}
         chosen = {k: self.PRESETS[preset][k] if v is None else v for k, v in given.items()}
         areas, keep, iterations, game, lr = (chosen[k] for k in ("areas", "keep", "iterations", "game", "lr"))
         self.min_evidence = float(chosen["min_evidence"])
         self.weighting = chosen["weighting"]
-        self.area_penalty = chosen["area_penalty"]
         self.auto_areas = areas == "auto"
         if self.auto_areas:
             areas = AREA_LADDER
@@ -517,10 +504,7 @@ class ExtremalPerturbation(PerturbationMethod):
         are this iteration's tie-breaking shuffles (:meth:`draw_orders`).
         """
         weight = self.area_weight * self.area_growth ** progress
-        loss = area_loss(padded, areas, self.per_frame_area, orders["area"])
-        if self.area_penalty == "relative":
-            loss = loss * (RELATIVE_AREA / areas)
-        return weight * loss
+        return weight * area_loss(padded, areas, self.per_frame_area, orders["area"])
 
     def draw_orders(self, generator: torch.Generator, t: int, padded: tuple[int, int]) -> dict[str, torch.Tensor]:
         """One iteration's shuffles, drawn before the areas are split into batches so that the
@@ -766,7 +750,6 @@ class STEP(ExtremalPerturbation):
                  final_sigma: float | None = None, optimizer: str = "sgd", lr: float | None = None,
                  reward_weight: float = 1.0, area_weight: float = 300.0,
                  area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
-                 area_penalty: Literal["absolute", "relative"] | None = None,
                  kernel_frames: Annotated[int, Opt(ge=1)] | None = None,
                  kernel_size: Annotated[int, Opt(ge=1)] | None = None,
                  kernel_shape: Literal["ellipsoid", "cylinder"] = "ellipsoid",
@@ -782,8 +765,8 @@ class STEP(ExtremalPerturbation):
                          perturbation=perturbation, levels=levels, max_blur=max_blur, step=step,
                          sigma=sigma, final_sigma=final_sigma, optimizer=optimizer, lr=lr,
                          reward_weight=reward_weight, area_weight=area_weight,
-                         area_growth=area_growth, area_penalty=area_penalty, min_evidence=min_evidence,
-                         weighting=weighting, batch_size=batch_size, seed=seed)
+                         area_growth=area_growth, min_evidence=min_evidence, weighting=weighting,
+                         batch_size=batch_size, seed=seed)
         self.kernel_frames = None if kernel_frames is None else int(kernel_frames)
         self.kernel_size = None if kernel_size is None else int(kernel_size)
         self.kernel_shape = kernel_shape
