@@ -1,0 +1,324 @@
+"""The optimisation shared by 2D-EP, 3D-EP and STEP (see :mod:`videoxai.methods.extremal`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ...core.batching import batched
+from ...core.refine import gaussian_blur_2d
+from ...errors import InputError
+from ...options import Opt, as_list
+from ..base import BatchSize, Seed
+from ..perturbation import Canvas, ClipResult, PerturbationMethod
+from .energy import area_loss, log_reward
+from .masks import BlurPyramid, MaskGenerator, smallest_area
+
+PAPER = ('Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and '
+         'Smooth Masks, ICCV 2019; Li et al., Towards Visually Explaining Video Understanding '
+         'Networks with Perturbation, WACV 2021 / TCSVT 2021')
+#: the recipe's sizes, in pixels of its 112 × 112 input
+_REF_SIDE = 112
+_REF = {"step": 7, "sigma": 11.0, "max_blur": 20.0, "kernel_size": 11, "final_sigma": 10.0}
+#: λ_t growth over a whole run: 1.0008668 ** 1200
+AREA_GROWTH = 1.0008668 ** 1200
+#: ``"auto"`` (the ladder below), or one or several fractions of the clip in (0, 1) (one: a list of one)
+Areas = Annotated[Sequence[float] | float | Literal["auto"] | None,
+                  Opt(gt=0, lt=1, normalise=lambda v: as_list(v) if isinstance(v, (int, float, list, tuple)) else v)]
+#: ``areas="auto"``: a ladder of areas, doubling, from about a quarter of a small object's share
+#: of the clip to the recipe's smallest, optimised jointly; the map keeps the smallest area whose
+#: preserved score is within ``keep`` of the best one and every larger one
+AREA_LADDER = (0.0025, 0.005, 0.01, 0.02, 0.05)
+#: the recipe's areas for its UCF101 runs (``preset="paper"``)
+PAPER_AREAS = (0.05, 0.1, 0.15, 0.5)
+
+
+class ExtremalPerturbation(PerturbationMethod):
+    """The shared optimisation of 2D-EP, 3D-EP and STEP; each variant overrides :meth:`regulariser`.
+
+    Args (common to the three; ``None`` takes the value of ``preset``):
+        preset: ``"default"`` (the defaults below, chosen on the synthetic benchmark, see the
+            README) or ``"paper"`` (the recipe as written: areas (0.05, 0.1, 0.15, 0.5), the
+            preserve game, 1200 iterations, lr 0.05, the map summing every area's mask, smoothed
+            with σ = 10 px at 112 px; STEP's K_t half the clip). Options given explicitly win over the preset.
+        areas: target areas (fractions of the padded mask volume), optimised jointly, or
+            ``"auto"`` (default): the ladder ``AREA_LADDER`` (0.0025 … 0.05), each rung raised to
+            at least the smallest region the mask generator can draw (:meth:`clip_areas`), of
+            which the map keeps the areas selected by ``keep``. Evidence in a video is often far smaller than
+            the recipe's smallest area (a 9-px object in 3 of 8 frames is 0.4 % of the clip), and
+            a mask forced to 5 % of the clip spreads into the background.
+        keep: the map sums the masks of the smallest area whose preserved score (the target's
+            probability on the clip perturbed outside the mask; for ``game="delete"`` one minus
+            the probability with the mask removed) is at least ``keep`` × the best area's score,
+            and of every larger area. ``0`` sums every area (the recipe's map).
+        weighting: how the kept masks are summed: ``"density"`` (default: each divided by its
+            target area, so every area weighs the same) or ``"sum"`` (the recipe's: as they
+            are, so the largest dominates); see :meth:`combine`.
+        iterations: optimisation steps (default 150; the recipe's 1200).
+        game: ``"dual"`` (default: preserve + delete, the recipe's own sum), ``"preserve"``
+            (the recipe's runs) or ``"delete"``. Preserving alone is under-determined in time: a
+            model that needs its evidence in one frame only is content with a mask on one frame.
+        perturbation: ``"blur"`` (the recipe's default) or ``"fade"``.
+        levels: pyramid levels (8).
+        max_blur, step, sigma, final_sigma: pixel sizes on the model grid; ``None`` scales the
+            recipe's values at 112 px (20, 7, 11, 10) to the model's input size, except
+            ``final_sigma``, the smoothing of the finished map, which the default preset scales
+            from 5 px (the recipe's 10 px displaced the map's peak from the evidence; module
+            docstring).
+        optimizer: ``"sgd"`` (the recipe's, momentum and dampening 0.9) or ``"adam"`` (not
+            recommended, see the module docstring).
+        lr: learning rate for a mask cell of the recipe's size (default 0.1 for 150 iterations;
+            the recipe's 0.05 for 1200). A finer ``step`` than the scaled recipe's multiplies it
+            by (recipe step / step)², since a cell then covers fewer pixels and receives a
+            proportionally smaller gradient from every term.
+        reward_weight, area_weight: w_r (1) and λ_0 (300).
+        area_growth: factor by which λ grows over the whole run (the recipe's ≈ 2.83).
+        min_evidence: the least share of the target's probability (:meth:`evidence` over the
+            probability of the intact clip, or over chance, 1 / classes, if that is larger; the
+            best of the kept areas) that the masks must
+            carry for the map to rank voxels (default 0.1; the recipe: 0, no test). Below it the
+            map is 0 everywhere: the model's output does not depend on the masks, which were
+            placed by the area prior and by gradients too faint to change the output (on a model
+            with destroyed weights, where the image's high-contrast structure — the object —
+            still draws them; the map would then rank voxels the same on any model).
+        batch_size: perturbed clips per forward pass (areas × games; smaller values split the
+            areas over several passes with the same result).
+        seed: seeds the tie-breaking shuffles.
+    """
+
+    per_frame_area: ClassVar[bool] = False
+    # 150 iterations × 5 areas × 2 games forward and backward per clip (about 30 s on 2 CPU
+    # cores for the demo model): an evaluation's `--methods all` runs them on its first clips only
+    evaluation_clips = 10
+    #: option values per preset, for the options left at ``None``
+    PRESETS: ClassVar[dict[str, dict]] = {
+        "default": {"areas": "auto", "keep": 0.9, "iterations": 150, "game": "dual", "lr": 0.1,
+                    "min_evidence": 0.1, "weighting": "density", "final_sigma_at_112": 5.0},
+        "paper": {"areas": PAPER_AREAS, "keep": 0.0, "iterations": 1200, "game": "preserve", "lr": 0.05,
+                  "min_evidence": 0.0, "weighting": "sum", "final_sigma_at_112": _REF["final_sigma"]},
+    }
+
+    def __init__(self, model, preset: Literal["default", "paper"] = "default", areas: Areas = None,
+                 keep: Annotated[float, Opt(ge=0, le=1)] | None = None,
+                 iterations: Annotated[int, Opt(ge=1)] | None = None,
+                 game: Literal["preserve", "delete", "dual"] | None = None,
+                 perturbation: Literal["blur", "fade"] = "blur", levels: Annotated[int, Opt(ge=2)] = 8,
+                 max_blur: float | None = None, step: Annotated[int, Opt(ge=1)] | None = None,
+                 sigma: Annotated[float, Opt(gt=0)] | None = None,
+                 final_sigma: float | None = None, optimizer: Literal["adam", "sgd"] = "sgd",
+                 lr: Annotated[float, Opt(gt=0)] | None = None,
+                 reward_weight: float = 1.0, area_weight: float = 300.0,
+                 area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
+                 min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None,
+                 weighting: Literal["density", "sum"] | None = None, batch_size: BatchSize = 32,
+                 seed: Seed = 0) -> None:
+        super().__init__(model)
+        self._setup(batch_size=batch_size, seed=seed)
+        given = {"areas": areas, "keep": keep, "iterations": iterations, "game": game, "lr": lr,
+                 "min_evidence": min_evidence, "weighting": weighting}
+        chosen = {k: self.PRESETS[preset][k] if v is None else v for k, v in given.items()}
+        areas, keep, iterations, game, lr = (chosen[k] for k in ("areas", "keep", "iterations", "game", "lr"))
+        self.min_evidence = float(chosen["min_evidence"])
+        self.weighting = chosen["weighting"]
+        self.auto_areas = areas == "auto"
+        if self.auto_areas:
+            areas = AREA_LADDER
+        areas = tuple(float(a) for a in areas)
+        if not areas:
+            raise InputError(f"{self.name}: areas must be 'auto' or fractions in (0, 1), got none")
+        self.preset = preset
+        self.areas = tuple(sorted(areas))
+        self.keep = float(keep)
+        self.iterations = int(iterations)
+        self.game = game
+        self.perturbation = perturbation
+        self.levels = int(levels)
+        self.sizes = {"max_blur": max_blur, "step": step, "sigma": sigma, "final_sigma": final_sigma}
+        # sizes at the recipe's 112 px, scaled to the model's input where an option is left at None
+        self.reference_sizes = {**_REF, "final_sigma": self.PRESETS[preset]["final_sigma_at_112"]}
+        self.optimizer = optimizer
+        self.lr = float(lr)
+        self.reward_weight = float(reward_weight)
+        self.area_weight = float(area_weight)
+        self.area_growth = float(area_growth)
+
+    # -- what the variants override ----------------------------------------------------------------
+    def regulariser(self, padded: torch.Tensor, areas: torch.Tensor, progress: float,
+                    orders: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The constraint terms of E for padded masks ``(A, T, Ho, Wo)`` → ``(A,)``.
+
+        ``progress`` is the fraction of the run done (weights are scheduled on it); ``orders``
+        are this iteration's tie-breaking shuffles (:meth:`draw_orders`).
+        """
+        weight = self.area_weight * self.area_growth ** progress
+        return weight * area_loss(padded, areas, self.per_frame_area, orders["area"])
+
+    def draw_orders(self, generator: torch.Generator, t: int, padded: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """One iteration's shuffles, drawn before the areas are split into batches so that the
+        result does not depend on ``batch_size``."""
+        n = padded[0] * padded[1] * (1 if self.per_frame_area else t)
+        return {"area": torch.randperm(n, generator=generator)}
+
+    def check_clip(self, t: int, padded: tuple[int, int]) -> None:
+        """Raise :class:`InputError` if a clip of ``t`` frames cannot be explained."""
+
+    # -- the optimisation ------------------------------------------------------------------------
+    def size(self, key: str, side: int) -> float:
+        v = self.sizes.get(key)
+        return float(v) if v is not None else self.reference_sizes[key] * side / _REF_SIDE
+
+    def forward_passes(self, num_frames: int) -> int:
+        games = 2 if self.game == "dual" else 1
+        return self.iterations * len(self.areas) * games + 3     # + the clip, + intact and blurred
+
+    def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
+        device = canvas.pixels.device
+        t, (h, w) = canvas.num_frames, canvas.grid
+        side = min(h, w)
+        step = max(1, round(self.size("step", side)))
+        # the lr is set for cells of the (scaled) recipe's size: a finer grid gets (ratio)² more
+        lr = self.lr * (self.size("step", side) / step) ** 2 if self.sizes["step"] is not None else self.lr
+        gen = MaskGenerator((h, w), step, self.size("sigma", side), device=device)
+        self.check_clip(t, gen.shape_out)
+        frames = canvas.to_grid(canvas.pixels)[0]                                   # (T, 3, h, w)
+        pyramid = BlurPyramid(frames, self.levels, self.size("max_blur", side), self.perturbation,
+                              fade_to=self.model.preprocess.mean)
+        clip_areas = self.clip_areas(gen, t)
+        n_areas = len(clip_areas)
+        areas = torch.tensor(clip_areas, device=device)
+        params = torch.ones(n_areas, t, 1, *gen.shape_in, device=device, requires_grad=True)
+        opt = (torch.optim.Adam([params], lr=lr) if self.optimizer == "adam" else
+               torch.optim.SGD([params], lr=lr, momentum=0.9, dampening=0.9))
+        games = ["preserve", "delete"] if self.game == "dual" else [self.game]
+        per_pass = max(1, self.batch_size // len(games))
+        last_p = torch.zeros(n_areas, len(games), dtype=torch.float64)
+
+        with torch.enable_grad():  # also when called under torch.no_grad()
+            for it in self.progress(range(self.iterations), self.iterations, "optimising masks"):
+                progress = it / self.iterations
+                orders = {k: v.to(device) for k, v in self.draw_orders(generator, t, gen.shape_out).items()}
+                opt.zero_grad(set_to_none=True)
+                grad = torch.zeros_like(params)
+                for sl in batched(n_areas, per_pass):
+                    p = params[sl]
+                    mask, padded = gen(p.reshape(-1, 1, *gen.shape_in))
+                    mask = mask.reshape(-1, t, h, w)
+                    padded = padded.reshape(-1, t, *gen.shape_out)
+                    clips = torch.cat([pyramid.apply(mask if g == "preserve" else 1 - mask) for g in games])
+                    logits = self.model(canvas.paste(_to_box(canvas, clips)))
+                    k = mask.shape[0]
+                    reward = sum(log_reward(logits[j * k:(j + 1) * k], target, g)
+                                 for j, g in enumerate(games))
+                    energy = (self.reward_weight * reward
+                              + self.regulariser(padded, areas[sl], progress, orders)).sum()
+                    grad[sl] += torch.autograd.grad(energy, params)[0][sl]
+                    with torch.no_grad():
+                        probs = logits.double().softmax(-1)[:, target].reshape(len(games), k).T
+                        last_p[sl] = probs.cpu()
+                params.grad = grad
+                opt.step()
+                with torch.no_grad():
+                    params.clamp_(0, 1)
+
+        with torch.no_grad():
+            mask, padded = gen(params.reshape(-1, 1, *gen.shape_in))
+            mask = mask.reshape(n_areas, t, h, w)
+            # the references the evidence is measured from: the clip intact (mask 1) and fully
+            # perturbed (mask 0)
+            ends = pyramid.apply(torch.stack([torch.ones_like(mask[0]), torch.zeros_like(mask[0])]))
+            p_intact, p_blurred = self.model(canvas.paste(_to_box(canvas, ends))).double().softmax(-1)[:, target].cpu()
+            chosen = self.select(last_p)
+            evidence = self.evidence(last_p, float(p_intact), float(p_blurred))
+            # the share of the target's probability the kept masks carry (the best of them), on
+            # a scale no smaller than chance (1 / classes): a class the model gives less than
+            # chance cannot pass on a tiny absolute change (0.014 of 0.08 on a demo-cnn clip
+            # with its classifier re-initialised)
+            share = evidence[chosen:].max() / max(float(p_intact), 1 / self.model.num_classes)
+            total = gaussian_blur_2d(self.combine(mask, areas, last_p, chosen)[None],
+                                     self.size("final_sigma", side))[0]
+            total = total / total.amax().clamp_min(1e-12)
+            if self.min_evidence > 0 and share < self.min_evidence:
+                # no evidence: the masks were placed by the area prior and by gradients too
+                # faint to change the output; their ranking would not come from the model
+                total = torch.zeros_like(total)
+        # the area the loss constrains is that of the padded mask (the cropped one is larger
+        # wherever the mask avoids the margin). The loss pulls the sorted mask towards a·V ones
+        # and zeros in L2, which tolerates a faint residue (0.01 everywhere costs 1e-4 a voxel):
+        # the area is the share of voxels the mask keeps (≥ ½), its mean is reported beside it
+        padded = padded.reshape(n_areas, -1)
+        reached = (padded >= 0.5).float().mean(1)
+        return ClipResult(maps=total, extras={"areas": areas.float(), "area_reached": reached,
+                                              "area_mean": padded.mean(1).float(),
+                                              "area_chosen": areas[chosen].float(),
+                                              "evidence": evidence[chosen].float(),
+                                              "evidence_share": share.float(),
+                                              "probability": last_p.float()})
+
+    def clip_areas(self, gen: MaskGenerator, t: int) -> tuple[float, ...]:
+        """The areas optimised for a clip of ``t`` frames: those given, or for ``areas="auto"`` the
+        ladder with every rung raised to at least :func:`smallest_area` (of the clip's volume; of
+        one frame for 2D-EP, whose areas are per frame; duplicates merged): a
+        mask cannot keep fewer voxels than one parameter cell's bump, so a smaller target is
+        overshot whatever the optimiser does (0.0025 reached 0.004 at 64 px, 1.6 ×)."""
+        if not self.auto_areas:
+            return self.areas
+        # 2D-EP's areas are per frame: every frame must keep its share, so the floor is one bump
+        # in one frame's padded mask (0.025 at 64 px)
+        floor = smallest_area(gen, 1 if self.per_frame_area else t)
+        return tuple(sorted({max(a, floor) for a in self.areas}))
+
+    def evidence(self, probability: torch.Tensor, intact: float, blurred: float) -> torch.Tensor:
+        """``(A,)`` how much of the target's probability each area's mask carries, from the last
+        iteration's probabilities ``(A, games)`` and the target's probability on the clip
+        ``intact`` and fully perturbed (``blurred``). Each game against its own reference:
+        preserve, what keeping the mask adds to the fully perturbed clip (p_kept − p_blurred);
+        delete, what removing it takes from the intact clip (p_intact − p_removed); dual, the
+        smaller of the two (the mask must be sufficient *and* necessary). Near 0 or below for a
+        model that gives the mask no signal (e.g. one with destroyed weights), whose masks are
+        then placed by the area prior and by gradients too faint to change the output."""
+        kept = probability[:, 0] - blurred
+        if self.game == "preserve":
+            return kept
+        removed = intact - probability[:, -1]
+        return removed if self.game == "delete" else torch.minimum(kept, removed)
+
+    def combine(self, masks: torch.Tensor, areas: torch.Tensor, probability: torch.Tensor,
+                chosen: int) -> torch.Tensor:
+        """The map (before smoothing) from the areas' masks ``(A, T, h, w)`` and their target
+        ``areas`` ``(A,)``: the masks from the ``chosen`` area upwards, summed as they are
+        (``weighting="sum"``, the recipe's) or each divided by its target area (``"density"``),
+        so that every area's mask weighs the same when it meets its target (one that overshoots
+        weighs more: it did keep more), and a voxel that the small areas keep ranks above one
+        that only the large ones keep. Summed as they are, the largest area dominates: its mask
+        holds most of the map's mass, spread over frames and background the smaller areas leave
+        out, and the top frame of the map is then often outside the evidence (STEP on the 3D
+        CNN, 9 validation clips: top frame in the window 0.44 summed, 0.78 as densities)."""
+        kept = masks[chosen:]
+        if self.weighting == "density":
+            kept = kept / areas[chosen:].to(kept)[:, None, None, None]
+        return kept.sum(0)
+
+    def select(self, probability: torch.Tensor) -> int:
+        """Index of the smallest area the map keeps, from the last iteration's target
+        probabilities ``(A, games)`` (areas ascending): the first whose preserved score is at
+        least ``keep`` × the best (``keep = 0``: the first, so every area is summed)."""
+        if self.game == "delete":
+            score = 1 - probability[:, 0]
+        else:
+            score = probability[:, 0]
+        ok = (score >= self.keep * score.max()).nonzero()
+        return int(ok[0]) if len(ok) else 0
+
+
+def _to_box(canvas: Canvas, clips: torch.Tensor) -> torch.Tensor:
+    """Grid-resolution clips ``(K, T, 3, h, w)`` → crop-box resolution (identity when equal)."""
+    _, _, bh, bw = canvas.box
+    if clips.shape[-2:] == (bh, bw):
+        return clips
+    k, t = clips.shape[:2]
+    return F.interpolate(clips.reshape(k * t, 3, *clips.shape[-2:]), size=(bh, bw), mode="bilinear",
+                         align_corners=False).reshape(k, t, 3, bh, bw)
+
