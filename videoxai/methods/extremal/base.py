@@ -17,6 +17,7 @@ from ..perturbation import Canvas, ClipResult, PerturbationMethod
 from .energy import area_loss, log_reward
 from .masks import BlurPyramid, MaskGenerator, smallest_area
 
+#: the papers every variant cites (``Method.paper``)
 PAPER = ('Fong, Patrick & Vedaldi, Understanding Deep Networks via Extremal Perturbations and '
          'Smooth Masks, ICCV 2019; Li et al., Towards Visually Explaining Video Understanding '
          'Networks with Perturbation, WACV 2021 / TCSVT 2021')
