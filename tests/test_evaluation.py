@@ -115,7 +115,8 @@ def test_clips_limits_a_method_or_metric_to_the_first_clips_and_can_be_raised_la
     assert resolve_metrics("energy(clips=2),energy").clips == {}
     # ... and the metrics that re-run a slow method of `all` spend at most its own explanations
     assert sel.rerun_budget.get("ep2d") == 10 and "staa" not in sel.rerun_budget
-    suite = dict(zip(*(lambda m: (m.specs, m.metrics))(resolve_metrics("all"))))
+    suite_sel = resolve_metrics("all")
+    suite = dict(zip(suite_sel.specs, suite_sel.metrics))
     assert [rerun_clips(10, suite[s]) for s in ("randomisation", "max_sensitivity", "class_sensitivity",
                                                  "energy")] == [1, 2, 10, 10]
     assert "ep2d" not in resolve_methods("all,ep2d", load_model(model_dir)).rerun_budget  # named: no budget

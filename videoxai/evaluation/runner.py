@@ -307,16 +307,16 @@ def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selec
     """The tasks still to do (by the clips' keys, without loading them), and how many results
     are already stored."""
     tasks, skipped = [], 0
-    metric_of = dict(zip(metrics.specs, metrics.metrics))
+    # the first clips each (slow method of `all`, metric) pair is limited to, computed once
+    rerun_scope = {(m, s): rerun_clips(budget, metric) for m, budget in methods.rerun_budget.items()
+                   for s, metric in zip(metrics.specs, metrics.metrics)}
     for i in range(n_videos):
         key = dataset.key(i)
         work = {}
         for m in methods.specs:
             if not methods.covers(m, i):
                 continue
-            budget = methods.rerun_budget.get(m)
-            wanted = [s for s in metrics.specs if metrics.covers(s, i)
-                      and (budget is None or i < rerun_clips(budget, metric_of[s]))]
+            wanted = [s for s in metrics.specs if metrics.covers(s, i) and i < rerun_scope.get((m, s), i + 1)]
             missing = [s for s in wanted if (key, m, s) not in done]
             skipped += len(wanted) - len(missing)
             if missing:

@@ -67,10 +67,10 @@ class ExtremalPerturbation(PerturbationMethod):
         max_blur, step, sigma, final_sigma: pixel sizes on the model grid; ``None`` scales the
             recipe's values at 112 px (20, 7, 11, 10) to the model's input size, except
             ``final_sigma``, the smoothing of the finished map, which the default preset scales
-            from 5 px (the recipe's 10 px displaced the map's peak from the evidence; module
-            docstring).
+            from 5 px (the recipe's 10 px displaced the map's peak from the evidence; see
+            :mod:`videoxai.methods.extremal`).
         optimizer: ``"sgd"`` (the recipe's, momentum and dampening 0.9) or ``"adam"`` (not
-            recommended, see the module docstring).
+            recommended, see :mod:`videoxai.methods.extremal`).
         lr: learning rate for a mask cell of the recipe's size (default 0.1 for 150 iterations;
             the recipe's 0.05 for 1200). A finer ``step`` than the scaled recipe's multiplies it
             by (recipe step / step)², since a cell then covers fewer pixels and receives a
