@@ -69,6 +69,51 @@ def test_a_constructed_method_runs_at_the_working_size_and_keeps_its_model():
     assert exp.meta["working_frame"] == [16, 16] and method.model is model
 
 
+def _minmax_reference(maps: np.ndarray) -> np.ndarray:
+    """The normalisation of ``Explanation.spatial`` as one whole-clip formula (float32)."""
+    nz = maps > 0
+    if not nz.any():
+        return np.zeros_like(maps)
+    lo, hi = np.float32(maps[nz].min()), np.float32(maps.max())
+    if hi - lo > 1e-12:
+        y = np.where(nz, (maps - lo) / max(hi - lo, np.float32(1e-12)), 0).astype(np.float32).clip(0, 1)
+    else:
+        y = nz.astype(np.float32)
+    return y / max(y.max(), np.float32(1e-12))
+
+
+@pytest.mark.parametrize("case", ["random", "sparse", "flat", "zero", "one pixel"])
+def test_maps_are_normalised_frame_by_frame_exactly_as_over_the_whole_clip(case):
+    from videoxai.explain import _minmax_nonzero_
+
+    rng = np.random.default_rng(3)
+    maps = rng.random((2, 5, 17, 23), dtype=np.float32)
+    if case == "sparse":
+        maps[maps < 0.7] = 0
+    elif case == "flat":
+        maps[:] = 0.25
+        maps[:, 2] = 0
+    elif case == "zero":
+        maps[:] = 0
+    elif case == "one pixel":
+        maps[:] = 0
+        maps[0, 3, 4, 5] = 2.0
+        maps[1, 1, 0, 0] = 1e-30
+    x = torch.from_numpy(maps.copy())
+    assert _minmax_nonzero_(x) is x  # in place: at 4K a map is 33 MB a frame
+    for got, clip in zip(x.numpy(), maps):
+        np.testing.assert_allclose(got, _minmax_reference(clip), rtol=1e-6, atol=0)
+        assert got.max() in (0.0, 1.0)
+
+
+def test_the_raw_maps_are_not_normalised_in_place_with_the_spatial_ones():
+    # at the model's own size the spatial map starts as the raw map itself: it must be a copy
+    model = vx.load_model("demo-cnn")
+    exp = vx.explain(model, _frames(8, 64, 64, seed=2), "saliency", refine=False)
+    assert exp.raw.shape == exp.spatial.shape and exp.raw.max() != 1.0
+    np.testing.assert_allclose(exp.spatial, _minmax_reference(exp.raw), rtol=1e-6, atol=0)
+
+
 # -- targets by class name ---------------------------------------------------------------------------
 def test_target_by_class_name():
     model = vx.load_model("demo-cnn")

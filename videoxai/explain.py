@@ -10,7 +10,7 @@ import torch
 
 from .clip import Clip
 from .core.align import align_time, to_frames
-from .core.refine import Refine, normalise_max
+from .core.refine import Refine
 from .cost import CostMeter
 from .errors import InputError
 from .explanation import Explanation
@@ -198,14 +198,16 @@ def working_view(model: VideoModel, clip: Clip, working_size: WorkingSize = "mod
     With ``"model"`` and a crop box larger than the model input, the pixels are the crop box
     resampled to the input size and the model is :meth:`~VideoModel.at_model_size` (so the
     network gets the very same input); otherwise the clip's own frames and the model itself.
-    Only the crop box is converted to float, so a 4K clip never exists as a float tensor.
+    The crop box is converted to float and resampled one frame at a time, so a 4K clip never
+    exists as a float tensor (its box is ~100 MB of float a frame; a 64-frame window would be 6 GB).
     """
     h, w = model.input_size
     top, left, bh, bw = _crop_box(model, clip)
     if working_size == "full" or (bh <= h and bw <= w):
         return model, clip.to_tensor(model.device)
-    box = Clip(clip.frames[:, top:top + bh, left:left + bw]).to_tensor(model.device)
-    return model.at_model_size(), model.preprocess.resize_box(box)
+    box = clip.frames[:, top:top + bh, left:left + bw]
+    view = [model.preprocess.resize_box(Clip(box[i:i + 1]).to_tensor(model.device)) for i in range(len(box))]
+    return model.at_model_size(), torch.cat(view, dim=1)
 
 
 def weights_meta(model: VideoModel) -> dict:
@@ -238,9 +240,12 @@ def finish_maps(attr: Attribution, model: VideoModel, num_frames: int, frame_siz
     refined = settings(raw)
     spatial = to_frames(refined, space=attr.space, preprocess=model.preprocess, frame_size=frame_size,
                         num_frames=num_frames, time_align=attr.time_align)
-    spatial = _minmax_nonzero(spatial)
-    return (spatial.cpu().numpy().astype(np.float32), temporal.cpu().numpy().astype(np.float32),
-            raw.cpu().numpy().astype(np.float32))
+    if spatial.untyped_storage().data_ptr() in (raw.untyped_storage().data_ptr(),
+                                                refined.untyped_storage().data_ptr()):
+        spatial = spatial.clone()  # normalised in place below; the raw maps are returned as they are
+    spatial = _minmax_nonzero_(spatial)
+    return (spatial.cpu().numpy().astype(np.float32, copy=False), temporal.cpu().numpy().astype(np.float32, copy=False),
+            raw.cpu().numpy().astype(np.float32, copy=False))
 
 
 def _normalise_sum(t: torch.Tensor) -> torch.Tensor:
@@ -249,23 +254,32 @@ def _normalise_sum(t: torch.Tensor) -> torch.Tensor:
     return torch.where(s > 0, t / s.clamp_min(1e-30), uniform)
 
 
-def _minmax_nonzero(x: torch.Tensor) -> torch.Tensor:
-    """Scale each clip to [0, 1] using the range of the region with evidence (zeros stay zero).
+def _minmax_nonzero_(x: torch.Tensor) -> torch.Tensor:
+    """Scale each clip of ``(B, T, H, W)`` to [0, 1] in place, using the range of the region with
+    evidence (zeros stay zero); returns ``x``.
 
     Maps are non-negative; raw attention has a floor (softmax is never 0), which a plain
     max-normalisation would keep as a grey haze over the whole crop, so the clip's minimum over
-    its non-zero pixels is subtracted first.
+    its non-zero pixels is subtracted first. In place and a frame at a time because at the
+    original resolution a map is large (33 MB a frame at 4K).
     """
-    flat = x.flatten(1)
-    nz = flat > 0
     big = torch.finfo(x.dtype).max
-    lo = torch.where(nz, flat, torch.full_like(flat, big)).amin(1)
-    lo = torch.where(nz.any(1), lo, torch.zeros_like(lo))
-    hi = flat.amax(1)
-    span = (hi - lo).clamp_min(1e-12)
-    y = torch.where(nz, (flat - lo[:, None]) / span[:, None], torch.zeros_like(flat))
-    y = torch.where((hi - lo)[:, None] > 1e-12, y, nz.to(y.dtype))
-    return normalise_max(y.clamp(0, 1)).view_as(x)
+    zero = x.new_zeros(())
+    for clip in x:
+        lo = torch.stack([torch.where(f > 0, f, big).amin() for f in clip]).amin()
+        hi = clip.amax()
+        if lo == big:  # no evidence anywhere: all zero already (maps are non-negative)
+            continue
+        if hi - lo > 1e-12:
+            span = (hi - lo).clamp_min(1e-12)
+            for f in clip:
+                torch.where(f > 0, (f - lo) / span, zero, out=f)
+                f.clamp_(0, 1)
+        else:  # a flat map: its evidence region at 1
+            for f in clip:
+                torch.gt(f, 0, out=f)
+        clip.div_(clip.amax().clamp_min(1e-12))
+    return x
 
 
 def _check_attribution(attr: Attribution, name: str, batch: int) -> None:

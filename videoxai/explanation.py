@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .core.npz import read_npz
 from .cost import Cost
 from .errors import InputError
 
@@ -114,9 +115,8 @@ class Explanation:
         if not path.is_file():
             raise InputError(f"no explanation file at {path}")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["metadata"]).decode())
-                arrays = {k: z[k] for k in z.files if k != "metadata"}
+            arrays = read_npz(path)
+            meta = json.loads(bytes(arrays.pop("metadata")).decode())
         except (OSError, ValueError, KeyError) as e:
             raise InputError(f"{path} is not a videoxai explanation file: {e}") from e
         return cls(spatial=arrays["spatial"], temporal=arrays["temporal"], probs=arrays["probs"],

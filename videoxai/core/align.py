@@ -47,24 +47,29 @@ def to_frames(maps: torch.Tensor, *, space: str, preprocess: Preprocess, frame_s
     if space == "frame":
         if (h, w) == (fh, fw):
             return maps
-        return _resize(maps, (fh, fw))
+        return _resize_into(maps, maps.new_empty(b, t, fh, fw))
     if space != "crop":
         raise ValueError(f"unknown map space {space!r}")
     top, left, ch, cw = preprocess.crop_box(fh, fw).as_ints(fh, fw)
-    inner = _resize(maps, (ch, cw))
     out = maps.new_zeros(b, t, fh, fw)
-    out[:, :, top:top + ch, left:left + cw] = inner
+    _resize_into(maps, out[:, :, top:top + ch, left:left + cw])
     return out
 
 
-def _resize(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear ``(B, T, h, w)`` → ``(B, T, *size)``; frames with a constant map stay exactly constant."""
-    b, t, h, w = maps.shape
-    out = F.interpolate(maps.reshape(b * t, 1, h, w), size=size, mode="bilinear",
-                        align_corners=False).reshape(b, t, *size)
-    flat = maps.flatten(2)
-    constant = (flat.amax(-1) == flat.amin(-1))[..., None, None]           # (B, T, 1, 1)
-    return torch.where(constant, maps[..., :1, :1].expand_as(out), out)
+def _resize_into(maps: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Bilinear ``(B, T, h, w)`` → ``out`` ``(B, T, H, W)`` (may be a view), a frame at a time.
+
+    Frame by frame because the output is large (a 4K map is 33 MB a frame) and a batched resize
+    would hold a second copy of it; frames with a constant map are filled exactly.
+    """
+    for i, clip in enumerate(maps):
+        for j, frame in enumerate(clip):
+            if frame.amax() == frame.amin():
+                out[i, j] = frame[0, 0]
+            else:
+                out[i, j] = F.interpolate(frame[None, None], size=tuple(out.shape[-2:]), mode="bilinear",
+                                          align_corners=False)[0, 0]
+    return out
 
 
 def crop_mask(preprocess: Preprocess, frame_size: tuple[int, int], device=None) -> torch.Tensor:

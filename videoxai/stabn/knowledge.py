@@ -42,6 +42,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..core.npz import read_npz
 from ..errors import InputError
 from .data import ClipSet
 from .evaluate import eval_mode, predict
@@ -203,8 +204,8 @@ class EditSet:
     def clip(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """Frames ``(T, H, W, 3)`` uint8 and spatial attention ``(T, h, w)`` of clip ``key``."""
         self.item(key)
-        with np.load(self.directory / "clips" / f"{key}.npz", allow_pickle=False) as z:
-            return z["frames"], z["spatial"]
+        z = read_npz(self.directory / "clips" / f"{key}.npz", ("frames", "spatial"))
+        return z["frames"], z["spatial"]
 
     def edit_path(self, key: str) -> Path:
         self.item(key)
