@@ -111,6 +111,9 @@ def main() -> None:
                     help="randomisation check on each method's first N clips (default 0: off)")
     ap.add_argument("--randomisation-seeds", type=int, default=3, metavar="K",
                     help="independent randomisations per clip in that check (default 3, the metric's)")
+    ap.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+                    help="add seeded Gaussian pixel noise of this σ (pixels in [0, 1]) to every clip, "
+                         "as grain on a real video (default 0)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
                     help="override a method option, e.g. step.iterations=100 (repeatable)")
@@ -143,6 +146,9 @@ def main() -> None:
     for i in range(args.clips):
         sample = ds[i]
         clip = sample.clip
+        if args.noise:  # the same grain for every method; the ground truth is the clean clip's
+            grain = np.random.default_rng([args.seed, i]).normal(0.0, args.noise, clip.frames.shape)
+            clip = vx.Clip((clip.to_tensor()[0].permute(0, 2, 3, 1).numpy() + grain).clip(0, 1).astype(np.float32))
         correct += int(model.predict(clip.to_tensor(model.device)).argmax(-1).item() == sample.label)
         blurred.append((blurred_class(model, clip), sample.label))
         group = "nothing" if blurred[-1][0] == sample.label else "object"

@@ -22,6 +22,8 @@ and of evidence frames whose peak pixel lies on the object.
     nice python benchmarks/video_working_size.py --ig-steps 20 --rise-samples 300 --lime-samples 250
     git worktree add /tmp/before f21a1ff   # the code before the working size existed
     nice python benchmarks/video_working_size.py --before /tmp/before   # adds a "before" column
+    nice python benchmarks/video_working_size.py --upscale 3 --methods gradcam,saliency --loc-clips 0 \
+        --before /tmp/before                                            # the same video as 4K
 
 ``--before DIR`` runs the same call with the package found in ``DIR`` (no ``working_size``
 argument: the code as it was), measured by this tree's meter, so "before" is what a user of that
@@ -44,10 +46,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "data" / "bigbuckbunny.mp4"
 
 
-def one_run(model_spec: str, method: str, options: dict, working_size: str | None) -> dict:
+def one_run(model_spec: str, method: str, options: dict, working_size: str | None, upscale: int = 1) -> dict:
     """Explain the sample once (in this process) and return the measured cost.
 
-    ``working_size=None`` calls ``explain`` without the argument (an older version of the package).
+    ``working_size=None`` calls ``explain`` without the argument (an older version of the package);
+    ``upscale`` repeats every pixel that many times each way (3: the 720p sample as 4K).
     """
     import importlib.util
 
@@ -61,6 +64,8 @@ def one_run(model_spec: str, method: str, options: dict, working_size: str | Non
     size = {} if working_size is None else {"working_size": working_size}
     model = vx.load_model(model_spec)
     clip = vx.read_video(SAMPLE, num_frames=model.num_frames)
+    if upscale > 1:
+        clip = vx.Clip(np.ascontiguousarray(clip.frames.repeat(upscale, 1).repeat(upscale, 2)))
     warm = vx.Clip(clip.frames[:, :96, :160])
     vx.explain(model, warm, method, **size, **_small(method))  # warm-up
     cpu = time.process_time()
@@ -72,16 +77,16 @@ def one_run(model_spec: str, method: str, options: dict, working_size: str | Non
 
 
 def _small(method: str) -> dict:
-    return {"integrated_gradients": {"n_steps": 2}, "rise": {"n_samples": 4}, "lime": {"n_samples": 4}}[method]
+    return {"integrated_gradients": {"n_steps": 2}, "rise": {"n_samples": 4}, "lime": {"n_samples": 4}}.get(method, {})
 
 
 def in_child(model_spec: str, method: str, options: dict, working_size: str | None,
-             package_root: Path = ROOT) -> dict:
+             package_root: Path = ROOT, upscale: int = 1) -> dict:
     """:func:`one_run` in a fresh process, importing ``videoxai`` from ``package_root``."""
     code = ("import json, sys; sys.path.insert(0, %r); sys.path.insert(0, %r); "
             "from video_working_size import one_run; "
-            "print('RESULT', json.dumps(one_run(%r, %r, %r, %r)))"
-            % (str(ROOT / "benchmarks"), str(package_root), model_spec, method, options, working_size))
+            "print('RESULT', json.dumps(one_run(%r, %r, %r, %r, %r)))"
+            % (str(ROOT / "benchmarks"), str(package_root), model_spec, method, options, working_size, upscale))
     env = {**os.environ, "VIDEOXAI_PROGRESS": "0", "PYTHONPATH": str(package_root)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=3600)
     if out.returncode != 0:
@@ -125,7 +130,11 @@ def main() -> None:
     ap.add_argument("--ig-steps", type=int, default=50, help="integrated_gradients n_steps (default 50)")
     ap.add_argument("--rise-samples", type=int, default=1000, help="rise n_samples (default 1000)")
     ap.add_argument("--lime-samples", type=int, default=500, help="lime n_samples (default 500)")
-    ap.add_argument("--loc-clips", type=int, default=8, help="upscaled synthetic clips for localisation")
+    ap.add_argument("--loc-clips", type=int, default=8, help="upscaled synthetic clips for localisation (0: skip)")
+    ap.add_argument("--methods", default="integrated_gradients,rise,lime",
+                    help="methods to time (default integrated_gradients,rise,lime; others at their defaults)")
+    ap.add_argument("--upscale", type=int, default=1,
+                    help="repeat every pixel N times each way (3: the sample as 3840x2160)"),
     ap.add_argument("--before", type=Path, default=None,
                     help="a checkout of an older version (e.g. `git worktree add DIR f21a1ff`): adds its column")
     args = ap.parse_args()
@@ -135,9 +144,11 @@ def main() -> None:
     model = vx.load_model(args.model)
     probe = vx.read_video(SAMPLE, num_frames=1)
     print(f"model {args.model}: input {model.input_size[0]}x{model.input_size[1]}, {model.num_frames} frames; "
-          f"clip {SAMPLE.name} {probe.width}x{probe.height}; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
-    runs = {"integrated_gradients": {"n_steps": args.ig_steps}, "rise": {"n_samples": args.rise_samples},
-            "lime": {"n_samples": args.lime_samples}}
+          f"clip {SAMPLE.name} {probe.width * args.upscale}x{probe.height * args.upscale}"
+          f"{f' (upscaled {args.upscale}x)' if args.upscale > 1 else ''}; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
+    known = {"integrated_gradients": {"n_steps": args.ig_steps}, "rise": {"n_samples": args.rise_samples},
+             "lime": {"n_samples": args.lime_samples}}
+    runs = {m: known.get(m, {}) for m in (m.strip() for m in args.methods.split(",")) if m}
     if args.before is not None and not (args.before / "videoxai" / "__init__.py").is_file():
         ap.error(f"--before {args.before}: no videoxai package there")
     # "ratio" is the default (model size) over the reference: the older version when given, else full
@@ -148,10 +159,11 @@ def main() -> None:
           + f"{'full s':>9}{'model s':>9}{'ratio':>7}" + (f"{'before MiB':>11}" if args.before else "")
           + f"{'full MiB':>10}{'model MiB':>10}{'ratio':>7}  prediction (full / model)")
     for method, opts in runs.items():
-        res = {"full": in_child(args.model, method, opts, "full"),
-               "model": in_child(args.model, method, opts, "model")}
+        res = {"full": in_child(args.model, method, opts, "full", upscale=args.upscale),
+               "model": in_child(args.model, method, opts, "model", upscale=args.upscale)}
         if args.before is not None:
-            res["before"] = in_child(args.model, method, opts, None, package_root=args.before.resolve())
+            res["before"] = in_child(args.model, method, opts, None, package_root=args.before.resolve(),
+                                     upscale=args.upscale)
         full, small = res["full"], res["model"]
         opt = ",".join(f"{k}={v}" for k, v in opts.items())
         print(f"{method:<22}{opt:<18}" + (f"{res['before']['cpu_seconds']:>10.2f}" if args.before else "")
@@ -162,6 +174,8 @@ def main() -> None:
               f"{small['peak_mb'] / max(res[ref]['peak_mb'], 1e-9):>7.2f}  "
               f"{full['label']} {full['score']:.3f} / {small['label']} {small['score']:.3f}", flush=True)
 
+    if args.loc_clips <= 0:
+        return
     loc_opts = {"integrated_gradients": {"n_steps": 8}, "rise": {"n_samples": 200}}
     loc = localisation(args.model, args.loc_clips, 4, loc_opts)
     print(f"\nlocalisation on {args.loc_clips} held-out synthetic clips upscaled 4x "

@@ -112,6 +112,25 @@ def test_superpixels_label_each_frame_separately_or_the_volume():
     assert max(spans) > 1                                             # supervoxels span frames
 
 
+@pytest.mark.parametrize("mode, n", [("clip", 96), ("frame", 48)])
+def test_superpixels_survive_grain(mode, n):
+    # a synthetic clip with pixel noise of σ 0.1 (grain on a real video): without pre-smoothing,
+    # SLIC's connectivity step merges the fragments the noise makes into a few segments
+    from videoxai.data.synthetic import SyntheticVideos
+
+    clip = SyntheticVideos(1, split="val", seed=0)[0].clip.to_tensor()[0]
+    grainy = (clip + 0.1 * torch.randn(clip.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    per = (lambda labels: (labels.max().item() + 1) / (1 if mode == "clip" else clip.shape[0]))
+    assert per(superpixels(grainy, n, mode=mode, smoothing=0.0)) < n / 4
+    assert per(superpixels(grainy, n, mode=mode, smoothing=1.0)) > n / 2
+    smoothed = superpixels(grainy, n, mode=mode)  # "auto": smoothed because the plain cut collapsed
+    assert torch.equal(smoothed, superpixels(grainy, n, mode=mode, smoothing=1.0))
+    # ... and clean frames are cut as SLIC cuts them, without smoothing
+    assert torch.equal(superpixels(clip, n, mode=mode), superpixels(clip, n, mode=mode, smoothing=0.0))
+    if mode == "clip":  # smoothing is within frames: a supervoxel still follows the clip in time
+        assert max((smoothed == v).any(-1).any(-1).sum().item() for v in smoothed.unique()) > 1
+
+
 # -- temporal SHAP --------------------------------------------------------------------------------
 def coalition_value(model, x, bounds, members, output, target=0):
     keep = torch.zeros(T)

@@ -72,6 +72,9 @@ class LIME(PerturbationMethod):
         n_segments: supervoxels in the clip (``"clip"``) or superpixels per frame (``"frame"``);
             ``None`` → 12·T supervoxels (96 for 8 frames), or 48 per frame.
         compactness: SLIC compactness.
+        smoothing: σ (pixels) of SLIC's Gaussian pre-smoothing of each frame, or ``"auto"``
+            (none unless grain makes the segmentation collapse; see
+            :func:`~videoxai.methods.segments.superpixels`). 0 is the former behaviour.
         kernel_width: width of the exponential kernel on the cosine distance (LIME's 0.25).
         alpha: ridge penalty (scikit-learn's and LIME's default 1).
         baseline: what replaces an absent superpixel (a :mod:`~videoxai.core.baselines` name).
@@ -88,6 +91,7 @@ class LIME(PerturbationMethod):
                  superpixels: Literal["frame", "clip"] = "clip",
                  n_segments: Annotated[int | None, Opt(ge=1)] = None,
                  compactness: Annotated[float, Opt(gt=0)] = 10.0,
+                 smoothing: Annotated[float | Literal["auto"], Opt(ge=0)] = "auto",
                  kernel_width: Annotated[float, Opt(gt=0)] = 0.25, alpha: Annotated[float, Opt(ge=0)] = 1.0,
                  baseline: BaselineName = "mean", output: Output = "probability",
                  batch_size: BatchSize = 32, seed: Seed = 0) -> None:
@@ -97,6 +101,7 @@ class LIME(PerturbationMethod):
         self.superpixels = superpixels
         self.n_segments = None if n_segments is None else int(n_segments)
         self.compactness = float(compactness)
+        self.smoothing = smoothing
         self.kernel_width = float(kernel_width)
         self.alpha = float(alpha)
 
@@ -107,7 +112,8 @@ class LIME(PerturbationMethod):
         t = canvas.num_frames
         n_seg = self.n_segments or (48 if self.superpixels == "frame" else 12 * t)
         labels = superpixels(canvas.to_grid(canvas.pixels)[0], n_seg, mode=self.superpixels,
-                             compactness=self.compactness).to(canvas.pixels.device)  # (T, h, w)
+                             compactness=self.compactness, smoothing=self.smoothing
+                             ).to(canvas.pixels.device)  # (T, h, w)
         n_features = int(labels.max()) + 1
         z = torch.randint(0, 2, (self.n_samples, n_features), generator=generator).bool()
         z[0] = True
