@@ -156,6 +156,96 @@ def test_real_h264_sample():
 
 
 # ----------------------------------------------------------------------------------------------
+# seeking to keyframes (a long video: a few frames without decoding all of them)
+
+
+@pytest.fixture(scope="module")
+def gop_video(tmp_path_factory) -> Path:
+    """300 frames of H.264 with a keyframe every 12 and up to 3 B-frames (decode order differs
+    from presentation order); frame k has grey level k % 250 (its index, to the codec's loss)."""
+    import av
+
+    path = tmp_path_factory.mktemp("gop") / "gop.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"g": "12", "keyint_min": "12", "sc_threshold": "0", "bf": "3", "crf": "10"}
+        for k in range(300):
+            f = np.full((48, 64, 3), k % 250, np.uint8)
+            f[10:20, k % 54:k % 54 + 10] = 255
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("kwargs", [{"num_frames": 8}, {"num_frames": 5, "start": 2.0},
+                                    {"num_frames": 6, "start": 1.0, "end": 9.0}, {"num_frames": 3, "max_side": 32}])
+def test_seeking_reads_the_frames_decoding_in_order_reads(gop_video, monkeypatch, kwargs):
+    from videoxai.data.keyframes import seek_plan
+
+    used = []
+    seeking = vio._read_seeking
+    monkeypatch.setattr(vio, "_read_seeking", lambda *a, **k: used.append(seeking(*a, **k)) or used[-1])
+    clip = read_video(gop_video, **kwargs)
+    assert used[0] is not None  # a keyframe every 12 frames: seeking decodes far less
+    monkeypatch.setattr(vio, "_read_seeking", lambda *a, **k: None)
+    in_order = read_video(gop_video, **kwargs)
+    np.testing.assert_array_equal(clip.indices, in_order.indices)
+    np.testing.assert_array_equal(clip.frames, in_order.frames)
+    assert clip.fps == in_order.fps
+    grey = clip.frames[:, -clip.height // 3:, :, 0].astype(float).mean((1, 2))  # below the moving square
+    np.testing.assert_allclose(grey, clip.indices % 250, atol=3)  # the frames *at* those indices
+    if kwargs == {"num_frames": 8}:
+        np.testing.assert_array_equal(clip.indices, uniform_indices(300, 8))
+        import av
+
+        with av.open(str(gop_video)) as c:
+            index = vio.index_packets(c, c.streams.video[0])
+        assert seek_plan(index, clip.indices.tolist())[1] <= 8 * 12  # at most a GOP a frame, not 300
+
+
+@pytest.mark.parametrize("start, end", [(8.0, None), (4.0, 6.5), (9.96, None)])
+def test_a_late_range_starts_decoding_at_its_keyframe(gop_video, monkeypatch, start, end):
+    seeks = []
+    frames = vio._Decoder.frames
+    monkeypatch.setattr(vio._Decoder, "frames", lambda self, s=None: seeks.append(s) or frames(self, s))
+
+    def read() -> tuple[list, vx.Clip]:
+        windows = [(w.indices.copy(), w.frames.copy()) for w in sliding_windows(gop_video, 8, 5, frame_step=2,
+                                                                                 start=start, end=end)]
+        return windows, read_video(gop_video, start=start, end=end)
+
+    windows, every = read()
+    assert seeks and all(s is not None and s.first == round(start * 25) for s in seeks)
+    assert every.indices[0] == round(start * 25) and windows[0][0][0] == every.indices[0]
+    monkeypatch.setattr(vio, "start_at", lambda *a: None)  # decode from the first frame instead
+    seeks.clear()
+    windows_in_order, every_in_order = read()
+    assert seeks == [None, None]
+    np.testing.assert_array_equal(every.indices, every_in_order.indices)
+    np.testing.assert_array_equal(every.frames, every_in_order.frames)
+    assert len(windows) == len(windows_in_order)
+    for (i, f), (j, g) in zip(windows, windows_in_order):
+        np.testing.assert_array_equal(i, j)
+        np.testing.assert_array_equal(f, g)
+
+
+def test_seek_plan_decodes_on_when_the_keyframe_is_behind():
+    from fractions import Fraction
+
+    from videoxai.data.keyframes import PacketIndex, seek_plan
+
+    key = np.zeros(30, bool)
+    key[[0, 10, 20]] = True
+    index = PacketIndex(np.arange(30) * 512, key, Fraction(1, 12800))
+    # 5: seek to 0, decode 0..5; 7: decode on (6, 7); 25: seek to 20, decode 20..25
+    assert seek_plan(index, [5, 7, 25]) == ([0, None, 20], 6 + 2 + 6)
+    assert seek_plan(index, [12, 29]) == ([10, 20], 3 + 10)
+
+
+# ----------------------------------------------------------------------------------------------
 # sliding windows
 
 

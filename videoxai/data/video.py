@@ -1,9 +1,11 @@
 """Video files in and out, on PyAV (FFmpeg) only.
 
 Reading never keeps more frames in memory than the caller asked for: :func:`read_video` with
-``num_frames=N`` decodes the file once, in order, and converts to RGB only the N frames it keeps
-(the decoder still has to run over the frames in between, because inter-coded frames depend on
-them). To choose N frames uniformly it must know how many frames there are; the container's count
+``num_frames=N`` converts to RGB only the N frames it keeps. Where the file has keyframes often
+enough that seeking to the keyframe before each wanted frame decodes less than half of what
+reading in order would (a long video), it seeks (:mod:`~videoxai.data.keyframes`); otherwise it
+decodes the file once, in order (the decoder has to run over the frames in between, because
+inter-coded frames depend on them). To choose N frames uniformly it must know how many frames there are; the container's count
 is used when it reports one (mp4, mov, avi), otherwise a demux-only pass (packets, no decoding)
 counts them (mkv, webm, gif). If decoding then finds a different number of frames than expected,
 the choice is redone on the true count, with a second decoding pass only when a frame it needs
@@ -30,6 +32,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError, VideoReadError, VideoXAIError
+from .keyframes import SeekMiss, SeekStart, decode_at, index_packets, seek_plan, start_at
 from .windows import Tail, WindowPlanner, WindowSpan
 
 __all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices",
@@ -183,14 +186,25 @@ class _Decoder:
                                   "per frame (the stream's header said "
                                   f"{self.header.width}x{self.header.height})")
 
-    def frames(self) -> Iterator[tuple[int, float, av.VideoFrame]]:
+    def frames(self, start: SeekStart | None = None) -> Iterator[tuple[int, float, av.VideoFrame]]:
+        """With ``start``, decoding begins at its keyframe and the frames before its first frame
+        are skipped; :class:`SeekMiss` (before any frame is yielded) when that frame does not come."""
         with _open(self.path, self.max_pixels) as (container, stream):
             self.header = h = _header(container, stream)
             tb = stream.time_base
             index = 0
             t0 = None
+            if start is not None:
+                container.seek(start.keyframe_pts, stream=stream, backward=True, any_frame=False)
+                index, t0 = start.first, float(start.origin_pts * tb)
             try:
                 for frame in container.decode(stream):
+                    if start is not None:  # decoded only to reach the range's first frame
+                        if frame.pts is not None and frame.pts < start.first_pts:
+                            continue
+                        if frame.pts != start.first_pts:
+                            raise SeekMiss(f"seeking did not reach frame {start.first}")
+                        start = None
                     if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
                         # decoders that ignore FFmpeg's limit: refuse right after decoding
                         raise self._too_large(index, f"is {frame.width}x{frame.height}, over")
@@ -315,7 +329,7 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
     if num_frames is None:
         dec = _Decoder(path, max_pixels)
         kept, src = _FrameBuffer(expected), []
-        for index, t, frame in dec.frames():
+        for index, t, frame in _frames_from(dec, lo):
             if t >= hi:
                 break
             if in_range(t):
@@ -324,8 +338,11 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
         _check_nonempty(path, len(src), ranged, lo, hi)
         return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path))
 
+    by_seeking = _read_seeking(path, num_frames, in_range, reported, max_side, max_pixels)
+    if by_seeking is not None:
+        return by_seeking
     wanted = uniform_indices(expected, num_frames)
-    dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, hi, max_side, max_pixels)
+    dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi, max_side, max_pixels)
     _check_nonempty(path, count, ranged, lo, hi)
     if reported and count < reported - max(2, reported // 50):
         # a cut-off download whose header survived: the index lists frames the data lacks
@@ -335,11 +352,63 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
         # the container's count was wrong (or packets != frames): choose again on the true count
         wanted = uniform_indices(count, num_frames)
         if not set(wanted.tolist()) <= kept.keys():
-            dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, hi, max_side,
+            dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi, max_side,
                                                       max_pixels)
     frames = np.stack([kept[p] for p in wanted.tolist()])
     indices = np.asarray([src[p] for p in wanted.tolist()], dtype=np.int64)
     return Clip(frames, fps=dec.header.fps, indices=indices, source=str(path))
+
+
+def _frames_from(dec: _Decoder, lo: float) -> Iterator[tuple[int, float, av.VideoFrame]]:
+    """``dec.frames()`` from the first frame at or after ``lo`` seconds on (earlier frames may be
+    yielded too; callers test the time): from the keyframe before it where that saves at least
+    half of the decoding (a range late in a long video), else from the start."""
+    start = None
+    if lo > 0:
+        try:
+            with _open(dec.path) as (container, stream):
+                index = index_packets(container, stream)
+            start = start_at(index, lo) if index is not None else None
+        except (VideoReadError, av.FFmpegError, OSError):
+            start = None  # decoding from the start reports what is wrong
+    if start is not None:
+        try:
+            yield from dec.frames(start)
+            return
+        except SeekMiss:  # raised before any frame was yielded
+            pass
+    yield from dec.frames()
+
+
+def _read_seeking(path: Path, num_frames: int, in_range: Callable[[float], bool], reported: int,
+                  max_side: int | None, max_pixels: int | None) -> Clip | None:
+    """:func:`read_video`'s ``num_frames`` frames by seeking to their keyframes
+    (:mod:`~videoxai.data.keyframes`), or ``None`` where decoding in order is not at least twice
+    as costly, or where seeking does not deliver what the packet index promised: the caller then
+    decodes in order, and reports whatever is wrong with the file."""
+    try:
+        with _open(path, max_pixels) as (container, stream):
+            index = index_packets(container, stream)
+            if index is None or (reported and len(index) != reported):
+                return None
+            positions = np.flatnonzero([in_range(t) for t in index.times()])
+            if not len(positions):
+                return None
+            chosen = positions[uniform_indices(len(positions), num_frames)]
+            targets = sorted(set(chosen.tolist()))
+            if 2 * seek_plan(index, targets)[1] > int(positions[-1]) + 1:
+                return None
+            dec = _Decoder(path, max_pixels)
+            dec.header = _header(container, stream)
+            kept = {}
+            for position, frame in decode_at(container, stream, index, targets):
+                if max_pixels is not None and frame.width * frame.height > max_pixels:
+                    return None
+                kept[position] = dec.to_rgb(frame, max_side)
+    except (SeekMiss, VideoReadError, av.FFmpegError, OSError):
+        return None
+    return Clip(np.stack([kept[p] for p in chosen.tolist()]), fps=dec.header.fps, indices=chosen.astype(np.int64),
+                source=str(path))
 
 
 class _FrameBuffer:
@@ -375,7 +444,7 @@ def _count_in_range(times: list[float | None], in_range: Callable[[float], bool]
     return len(times)  # no timestamps: only a whole-file count is possible
 
 
-def _decode_positions(path: Path, wanted: set[int], in_range: Callable[[float], bool], hi: float,
+def _decode_positions(path: Path, wanted: set[int], in_range: Callable[[float], bool], lo: float, hi: float,
                       max_side: int | None, max_pixels: int | None = MAX_PIXELS):
     """One decoding pass keeping the frames at ``wanted`` positions of the range.
 
@@ -386,7 +455,7 @@ def _decode_positions(path: Path, wanted: set[int], in_range: Callable[[float], 
     kept: dict[int, np.ndarray] = {}
     src: dict[int, int] = {}
     pos = 0
-    for index, t, frame in dec.frames():
+    for index, t, frame in _frames_from(dec, lo):
         if t >= hi:
             break
         if not in_range(t):
@@ -470,7 +539,7 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
     dec = _Decoder(path, max_pixels)
 
     def source() -> Iterator[tuple[int, av.VideoFrame]]:
-        for index, t, frame in dec.frames():
+        for index, t, frame in _frames_from(dec, lo):
             if t >= hi:
                 return
             if t >= lo:

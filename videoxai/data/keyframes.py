@@ -1,0 +1,154 @@
+"""A few frames of a long video by seeking to their keyframes instead of decoding everything.
+
+Inter-coded frames depend on the frames before them back to a keyframe, so a frame can only be
+decoded from the keyframe before it. Reading 8 frames spread over an hour of video in order
+decodes every frame of the hour; seeking to the keyframe before each wanted frame decodes at
+most one group of pictures (GOP) per frame. :func:`index_packets` lists the stream's frames from
+its packets (demuxing only: no decoding), :func:`seek_plan` decides per wanted frame whether to
+seek or to keep decoding (when its keyframe lies behind the frame decoded last), and
+:func:`decode_at` yields the wanted frames. A time range that starts late in a long video
+(``start=``, sliding windows from a point on) starts decoding at the keyframe before its first
+frame (:func:`start_at`).
+
+Frames are identified by their presentation timestamp, so the position of a frame in the
+packet list is its index in the stream, as counting decoded frames from the start would give.
+Anything unexpected (a frame whose timestamp no packet has, a wanted frame that never comes)
+raises :class:`SeekMiss`, and the caller decodes in order instead: seeking is only a shortcut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+
+class SeekMiss(Exception):
+    """Seeking did not deliver the frames the packet index promised (decode in order instead)."""
+
+
+@dataclass(frozen=True)
+class PacketIndex:
+    """The stream's frames as its packets list them, in presentation order.
+
+    Attributes:
+        pts: ``(N,)`` int64 presentation timestamps, sorted, in ``time_base`` units.
+        key: ``(N,)`` bool, True for keyframes.
+        time_base: the stream's time base (seconds per unit).
+    """
+
+    pts: np.ndarray
+    key: np.ndarray
+    time_base: Fraction
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def times(self) -> np.ndarray:
+        """``(N,)`` seconds from the first frame, computed as the decoder's frame times are (the
+        same float operations, so a range boundary on a frame's time splits both alike)."""
+        origin = float(int(self.pts[0]) * self.time_base)
+        return np.array([float(int(p) * self.time_base) - origin for p in self.pts])
+
+
+@dataclass(frozen=True)
+class SeekStart:
+    """Where decoding starts for a range whose first frame is ``first`` (a position in the index).
+
+    Attributes:
+        keyframe_pts: the keyframe to seek to (at or before the first frame).
+        first_pts, first: the first frame of the range: its timestamp and position.
+        origin_pts: the stream's first frame, from which frame times count.
+    """
+
+    keyframe_pts: int
+    first_pts: int
+    first: int
+    origin_pts: int
+
+
+def start_at(index: PacketIndex, seconds: float) -> SeekStart | None:
+    """A :class:`SeekStart` for the first frame at or after ``seconds``, or ``None`` when
+    seeking would save less than half of the decoding up to that frame."""
+    first = int(np.searchsorted(index.times(), seconds, side="left"))
+    if first >= len(index):
+        return None
+    keys = np.flatnonzero(index.key[:first + 1])
+    keyframe = int(keys[-1]) if len(keys) else 0
+    if 2 * (first - keyframe + 1) > first + 1:
+        return None
+    return SeekStart(int(index.pts[keyframe]), int(index.pts[first]), first, int(index.pts[0]))
+
+
+def index_packets(container: av.container.InputContainer, stream) -> PacketIndex | None:
+    """Demux ``stream`` (no decoding) into a :class:`PacketIndex`; ``None`` where seeking by
+    timestamp cannot work: a packet without a timestamp, two frames with the same one, no
+    keyframe, or no time base. Packets the demuxer marks as discarded (an edit list's cut
+    frames) produce no frame and are left out."""
+    tb = stream.time_base
+    if tb is None:
+        return None
+    pts, key = [], []
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.is_discard:
+            continue
+        if packet.pts is None:
+            return None
+        pts.append(packet.pts)
+        key.append(packet.is_keyframe)
+    if not pts:
+        return None
+    order = np.argsort(pts, kind="stable")
+    index = PacketIndex(np.asarray(pts, dtype=np.int64)[order], np.asarray(key, dtype=bool)[order], Fraction(tb))
+    if not index.key.any() or (np.diff(index.pts) <= 0).any():
+        return None
+    return index
+
+
+def seek_plan(index: PacketIndex, targets: list[int]) -> tuple[list[int | None], int]:
+    """For each wanted position (sorted, unique), the keyframe position to seek to (``None``:
+    keep decoding), and the number of frames that plan decodes."""
+    keys = np.flatnonzero(index.key)
+    plan: list[int | None] = []
+    decoded, last = 0, -1
+    for target in targets:
+        before = keys[keys <= target]
+        start = int(before[-1]) if len(before) else 0
+        if last >= start:  # its keyframe is behind the frame decoded last: decoding on is cheaper
+            plan.append(None)
+            decoded += target - last
+        else:
+            plan.append(start)
+            decoded += target - start + 1
+        last = target
+    return plan, decoded
+
+
+def decode_at(container: av.container.InputContainer, stream, index: PacketIndex, targets: list[int]
+              ) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Yield ``(position, frame)`` for each of ``targets`` (sorted, unique positions in ``index``).
+
+    Raises :class:`SeekMiss` when the decoder's frames do not match the index.
+    """
+    plan, _ = seek_plan(index, targets)
+    frames: Iterator[av.VideoFrame] | None = None
+    for target, start in zip(targets, plan):
+        if start is not None:  # always for the first target
+            container.seek(int(index.pts[start]), stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+        for frame in frames:
+            if frame.pts is None:
+                raise SeekMiss("a frame without a timestamp")
+            position = int(np.searchsorted(index.pts, frame.pts))
+            if position >= len(index) or index.pts[position] != frame.pts:
+                raise SeekMiss(f"a frame at pts {frame.pts} that no packet lists")
+            if position == target:
+                yield position, frame
+                break
+            if position > target:
+                raise SeekMiss(f"frame {target} was not decoded after seeking")
+        else:
+            raise SeekMiss(f"the stream ended before frame {target}")
