@@ -117,7 +117,7 @@ def test_the_package_has_no_import_cycle():
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["videoxai.errors", "videoxai.options", "videoxai.registry", "videoxai.version",
                     "videoxai.work", "videoxai.progress", "videoxai.cost", "videoxai.clip",
-                    "videoxai.explanation"]),
+                    "videoxai.explanation", "videoxai.npz"]),
     ("core helpers", ["videoxai.core"]),
     ("models and data", ["videoxai.models", "videoxai.data"]),
     ("model families", ["videoxai.stabn"]),                  # ST-ABN: network, loader, training

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.npz import read_npz
+from .npz import read_npz
 from .cost import Cost
 from .errors import InputError
 

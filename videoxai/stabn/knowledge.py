@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core.npz import read_npz
+from ..npz import read_npz
 from ..errors import InputError
 from .data import ClipSet
 from .evaluate import eval_mode, predict
