@@ -93,7 +93,7 @@ def index_packets(container: av.container.InputContainer, stream) -> PacketIndex
         return None
     pts, key = [], []
     for packet in container.demux(stream):
-        if packet.size == 0 or packet.is_discard:
+        if packet.size == 0 or getattr(packet, "is_discard", False):  # an older PyAV may lack the flag
             continue
         if packet.pts is None:
             return None
