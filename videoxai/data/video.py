@@ -32,7 +32,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError, VideoReadError, VideoXAIError
-from .keyframes import SeekMiss, SeekStart, decode_at, index_packets, seek_plan, start_at
+from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seek_plan, start_at
 from .windows import Tail, WindowPlanner, WindowSpan
 
 __all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices",
@@ -359,6 +359,19 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
     return Clip(frames, fps=dec.header.fps, indices=indices, source=str(path))
 
 
+def _packet_index(path: Path) -> PacketIndex | None:
+    """:func:`~videoxai.data.keyframes.index_packets` of ``path``, remembered for the few files
+    read last (a ranged read consults it up to twice; a long file's demux pass reads all of it)."""
+    stat = path.stat()
+    return _packet_index_of(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _packet_index_of(path: str, mtime_ns: int, size: int) -> PacketIndex | None:
+    with _open(Path(path)) as (container, stream):
+        return index_packets(container, stream)
+
+
 def _frames_from(dec: _Decoder, lo: float) -> Iterator[tuple[int, float, av.VideoFrame]]:
     """``dec.frames()`` from the first frame at or after ``lo`` seconds on (earlier frames may be
     yielded too; callers test the time): from the keyframe before it where that saves at least
@@ -366,8 +379,7 @@ def _frames_from(dec: _Decoder, lo: float) -> Iterator[tuple[int, float, av.Vide
     start = None
     if lo > 0:
         try:
-            with _open(dec.path) as (container, stream):
-                index = index_packets(container, stream)
+            index = _packet_index(dec.path)
             start = start_at(index, lo) if index is not None else None
         except (VideoReadError, av.FFmpegError, OSError):
             start = None  # decoding from the start reports what is wrong
@@ -387,17 +399,17 @@ def _read_seeking(path: Path, num_frames: int, in_range: Callable[[float], bool]
     as costly, or where seeking does not deliver what the packet index promised: the caller then
     decodes in order, and reports whatever is wrong with the file."""
     try:
+        index = _packet_index(path)
+        if index is None or (reported and len(index) != reported):
+            return None
+        positions = np.flatnonzero([in_range(t) for t in index.times()])
+        if not len(positions):
+            return None
+        chosen = positions[uniform_indices(len(positions), num_frames)]
+        targets = sorted(set(chosen.tolist()))
+        if 2 * seek_plan(index, targets)[1] > int(positions[-1]) + 1:
+            return None
         with _open(path, max_pixels) as (container, stream):
-            index = index_packets(container, stream)
-            if index is None or (reported and len(index) != reported):
-                return None
-            positions = np.flatnonzero([in_range(t) for t in index.times()])
-            if not len(positions):
-                return None
-            chosen = positions[uniform_indices(len(positions), num_frames)]
-            targets = sorted(set(chosen.tolist()))
-            if 2 * seek_plan(index, targets)[1] > int(positions[-1]) + 1:
-                return None
             dec = _Decoder(path, max_pixels)
             dec.header = _header(container, stream)
             kept = {}
