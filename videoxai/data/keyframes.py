@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 import av
 import numpy as np
@@ -47,6 +48,7 @@ class PacketIndex:
     def __len__(self) -> int:
         return len(self.pts)
 
+    @cached_property
     def times(self) -> np.ndarray:
         """``(N,)`` seconds from the first frame, computed as the decoder's frame times are (the
         same float operations, so a range boundary on a frame's time splits both alike)."""
@@ -73,7 +75,7 @@ class SeekStart:
 def start_at(index: PacketIndex, seconds: float) -> SeekStart | None:
     """A :class:`SeekStart` for the first frame at or after ``seconds``, or ``None`` when
     seeking would save less than half of the decoding up to that frame."""
-    first = int(np.searchsorted(index.times(), seconds, side="left"))
+    first = int(np.searchsorted(index.times, seconds, side="left"))
     if first >= len(index):
         return None
     keys = np.flatnonzero(index.key[:first + 1])

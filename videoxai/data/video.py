@@ -402,7 +402,7 @@ def _read_seeking(path: Path, num_frames: int, in_range: Callable[[float], bool]
         index = _packet_index(path)
         if index is None or (reported and len(index) != reported):
             return None
-        positions = np.flatnonzero([in_range(t) for t in index.times()])
+        positions = np.flatnonzero([in_range(t) for t in index.times])
         if not len(positions):
             return None
         chosen = positions[uniform_indices(len(positions), num_frames)]
