@@ -158,6 +158,17 @@ def test_read_video_refuses_a_late_bomb_frame_by_frame(tmp_path):
         list(sliding_windows(bomb, num_frames=4, max_pixels=1920 * 1080))
 
 
+@pytest.mark.parametrize("kwargs", [{"num_frames": 2}, {"num_frames": 3, "start": 0.3}])
+def test_seeking_past_frames_still_refuses_a_bomb(tmp_path, kwargs):
+    # every PNG frame is a keyframe, so these reads seek instead of decoding in order; the bomb
+    # frames are decoded all the same, and refused
+    bomb = late_bomb(tmp_path / "bomb.mov")
+    with pytest.raises(FrameTooLargeError, match="limit of 2073600 pixels"):
+        read_video(bomb, max_pixels=1920 * 1080, **kwargs)
+    with pytest.raises(FrameTooLargeError):
+        list(sliding_windows(bomb, num_frames=2, start=kwargs.get("start", 0.1), max_pixels=1920 * 1080))
+
+
 def test_upload_with_a_late_bomb_fails_cleanly_within_a_memory_bound(model, tmp_path):
     bomb = late_bomb(tmp_path / "bomb.mov")
     proc = psutil.Process()

@@ -129,11 +129,13 @@ def seek_plan(index: PacketIndex, targets: list[int]) -> tuple[list[int | None],
     return plan, decoded
 
 
-def decode_at(container: av.container.InputContainer, stream, index: PacketIndex, targets: list[int]
-              ) -> Iterator[tuple[int, av.VideoFrame]]:
+def decode_at(container: av.container.InputContainer, stream, index: PacketIndex, targets: list[int],
+              max_pixels: int | None = None) -> Iterator[tuple[int, av.VideoFrame]]:
     """Yield ``(position, frame)`` for each of ``targets`` (sorted, unique positions in ``index``).
 
-    Raises :class:`SeekMiss` when the decoder's frames do not match the index.
+    Raises :class:`SeekMiss` when the decoder's frames do not match the index, or when any
+    decoded frame, wanted or not, has more than ``max_pixels`` pixels (decoding in order then
+    reports it).
     """
     plan, _ = seek_plan(index, targets)
     frames: Iterator[av.VideoFrame] | None = None
@@ -142,6 +144,8 @@ def decode_at(container: av.container.InputContainer, stream, index: PacketIndex
             container.seek(int(index.pts[start]), stream=stream, backward=True, any_frame=False)
             frames = container.decode(stream)
         for frame in frames:
+            if max_pixels is not None and frame.width * frame.height > max_pixels:
+                raise SeekMiss(f"a frame of {frame.width}x{frame.height} pixels")
             if frame.pts is None:
                 raise SeekMiss("a frame without a timestamp")
             position = int(np.searchsorted(index.pts, frame.pts))

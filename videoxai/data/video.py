@@ -199,15 +199,15 @@ class _Decoder:
                 index, t0 = start.first, float(start.origin_pts * tb)
             try:
                 for frame in container.decode(stream):
+                    if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
+                        # decoders that ignore FFmpeg's limit: refuse right after decoding
+                        raise self._too_large(index, f"is {frame.width}x{frame.height}, over")
                     if start is not None:  # decoded only to reach the range's first frame
                         if frame.pts is not None and frame.pts < start.first_pts:
                             continue
                         if frame.pts != start.first_pts:
                             raise SeekMiss(f"seeking did not reach frame {start.first}")
                         start = None
-                    if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
-                        # decoders that ignore FFmpeg's limit: refuse right after decoding
-                        raise self._too_large(index, f"is {frame.width}x{frame.height}, over")
                     if frame.pts is not None and tb is not None:
                         t = float(frame.pts * tb)
                         t0 = t if t0 is None else t0
@@ -413,9 +413,7 @@ def _read_seeking(path: Path, num_frames: int, in_range: Callable[[float], bool]
             dec = _Decoder(path, max_pixels)
             dec.header = _header(container, stream)
             kept = {}
-            for position, frame in decode_at(container, stream, index, targets):
-                if max_pixels is not None and frame.width * frame.height > max_pixels:
-                    return None
+            for position, frame in decode_at(container, stream, index, targets, max_pixels):
                 kept[position] = dec.to_rgb(frame, max_side)
     except (SeekMiss, VideoReadError, av.FFmpegError, OSError):
         return None
