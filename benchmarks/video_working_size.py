@@ -134,7 +134,7 @@ def main() -> None:
     ap.add_argument("--methods", default="integrated_gradients,rise,lime",
                     help="methods to time (default integrated_gradients,rise,lime; others at their defaults)")
     ap.add_argument("--upscale", type=int, default=1,
-                    help="repeat every pixel N times each way (3: the sample as 3840x2160)"),
+                    help="repeat every pixel N times each way (3: the sample as 3840x2160)")
     ap.add_argument("--before", type=Path, default=None,
                     help="a checkout of an older version (e.g. `git worktree add DIR f21a1ff`): adds its column")
     args = ap.parse_args()
