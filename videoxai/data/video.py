@@ -338,7 +338,7 @@ def read_video(path: str | Path, num_frames: int | None = None, *, start: float 
         _check_nonempty(path, len(src), ranged, lo, hi)
         return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path))
 
-    by_seeking = _read_seeking(path, num_frames, in_range, reported, max_side, max_pixels)
+    by_seeking = _read_seeking(path, num_frames, lo, hi, reported, max_side, max_pixels)
     if by_seeking is not None:
         return by_seeking
     wanted = uniform_indices(expected, num_frames)
@@ -392,7 +392,7 @@ def _frames_from(dec: _Decoder, lo: float) -> Iterator[tuple[int, float, av.Vide
     yield from dec.frames()
 
 
-def _read_seeking(path: Path, num_frames: int, in_range: Callable[[float], bool], reported: int,
+def _read_seeking(path: Path, num_frames: int, lo: float, hi: float, reported: int,
                   max_side: int | None, max_pixels: int | None) -> Clip | None:
     """:func:`read_video`'s ``num_frames`` frames by seeking to their keyframes
     (:mod:`~videoxai.data.keyframes`), or ``None`` where decoding in order is not at least twice
@@ -402,7 +402,7 @@ def _read_seeking(path: Path, num_frames: int, in_range: Callable[[float], bool]
         index = _packet_index(path)
         if index is None or (reported and len(index) != reported):
             return None
-        positions = np.flatnonzero([in_range(t) for t in index.times])
+        positions = np.flatnonzero((index.times >= lo) & (index.times < hi))
         if not len(positions):
             return None
         chosen = positions[uniform_indices(len(positions), num_frames)]
