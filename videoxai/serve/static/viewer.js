@@ -197,9 +197,12 @@
     live.encoding = true;
     captureCanvas.toBlob(async (blob) => {
       live.encoding = false;
-      if (!blob || !live.ws || live.ws.readyState !== WebSocket.OPEN) return;
+      if (!blob) return;
       const payload = new Uint8Array(await blob.arrayBuffer());
-      live.ws.send(packFrame({ format: "jpeg", width: w, height: h, ts: performance.now() }, payload));
+      // Checked after the await: the user may stop (live.ws = null) while the frame is encoded,
+      // and a frame must never go to a socket other than the one it was captured for.
+      if (live.ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+      ws.send(packFrame({ format: "jpeg", width: w, height: h, ts: performance.now() }, payload));
       state.sent++;
       updateStats();
     }, "image/jpeg", 0.8);
