@@ -317,6 +317,7 @@
     ws.onmessage = onMessage;
     ws.onerror = () => showError("the stream connection failed");
     ws.onclose = (event) => {
+      if (live.ws !== ws) return;  // an earlier stream's socket closing late: not this stream's end
       if (!live.stopping && event.code !== 1000) showError(`the stream was closed (code ${event.code})`);
       stopLive();
     };
