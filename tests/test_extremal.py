@@ -305,7 +305,7 @@ def test_paper_preset_is_the_recipe_and_explicit_options_win(case):
     # the finished map: the recipe sums the masks as they are and smooths with 10 px at 112 px;
     # the defaults sum them as densities and smooth with 5 px (scaled to the model's side)
     assert paper.weighting == "sum" and paper.size("final_sigma", 112) == pytest.approx(10.0)
-    assert default.weighting == "density" and default.size("final_sigma", 56) == pytest.approx(2.5)
+    assert default.weighting == "score" and default.size("final_sigma", 56) == pytest.approx(2.5)
     assert vx.methods.get("ep3d")(model, final_sigma=3).size("final_sigma", 56) == 3.0
     with pytest.raises(InputError, match="preset"):
         vx.methods.get("ep3d")(model, preset="fast")
@@ -351,12 +351,31 @@ def test_kept_masks_are_summed_as_densities_or_as_they_are(case):
     masks[2, :, :, :3] = 1             # area 0.3, every frame
     masks[2, 2] = 0                    # … but frame 2
     areas = torch.tensor([0.0625, 0.01, 0.3])
-    p = torch.ones(3, 2, dtype=torch.float64)
-    dens = vx.methods.get("ep3d")(model).combine(masks, areas, p, chosen=1)
+    dens = vx.methods.get("ep3d")(model, weighting="density").combine(masks, areas, chosen=1)
     torch.testing.assert_close(dens, masks[1] / 0.01 + masks[2] / 0.3)
-    summed = vx.methods.get("ep3d")(model, weighting="sum").combine(masks, areas, p, chosen=1)
+    summed = vx.methods.get("ep3d")(model, weighting="sum").combine(masks, areas, chosen=1)
     torch.testing.assert_close(summed, masks[1] + masks[2])
     assert int(dens.sum((1, 2)).argmax()) == 2 and int(summed.sum((1, 2)).argmax()) != 2
+
+
+def test_kept_masks_vote_by_their_game_scores(case):
+    """The default weighting: each kept density times its score in the game (dual: the smaller
+    of the preserved probability and one minus the probability left with the mask removed);
+    when every kept mask scores 0, plain densities rather than an empty map."""
+    model = case[0]
+    masks = torch.rand(3, 4, 10, 10, generator=torch.Generator().manual_seed(0))
+    areas = torch.tensor([0.01, 0.02, 0.05])
+    method = vx.methods.get("ep3d")(model)
+    assert method.weighting == "score" and method.game == "dual"
+    p = torch.tensor([[0.9, 0.95], [0.3, 0.1], [0.8, 0.4]], dtype=torch.float64)  # kept, removed
+    scores = method.game_scores(p)
+    torch.testing.assert_close(scores, torch.tensor([0.05, 0.3, 0.6], dtype=torch.float64))
+    assert torch.equal(vx.methods.get("ep3d")(model, game="preserve").game_scores(p[:, :1]), p[:, 0])
+    torch.testing.assert_close(method.combine(masks, areas, 0, scores),
+                               masks[0] * 0.05 / 0.01 + masks[1] * 0.3 / 0.02 + masks[2] * 0.6 / 0.05)
+    torch.testing.assert_close(method.combine(masks, areas, 2, scores), masks[2] * 0.6 / 0.05)
+    lost = torch.tensor([0.9, 0.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(method.combine(masks, areas, 1, lost), masks[1] / 0.02 + masks[2] / 0.05)
 
 
 class NoSignal(nn.Module):
@@ -462,3 +481,42 @@ def test_step_top_frame_on_the_bundled_cnn_needs_the_density_sum():
     tops = {w: int(np.argmax(vx.explain(model, s.clip, method="step", target=s.label, weighting=w).temporal))
             for w in ("sum", "density")}
     assert tops["density"] in range(*s.window) and tops["sum"] not in range(*s.window), tops
+
+
+def test_score_weighting_on_the_bundled_timesformer(monkeypatch):
+    """The cause the default ``weighting="score"`` fixes, on a validation clip of the bundled
+    TimeSformer whose object is visible in frames 2–5: one frame of it is enough for the class, so
+    the smallest rungs keep the class (preserve) but removing them does not remove it (delete),
+    while a larger rung wins both games. As plain densities the smallest kept rung's mask
+    (1 / 0.0032 per voxel) fills the map's top voxels with one frame; weighted by the game
+    scores the larger rung's frames come in (IoU 0.16 → 0.28 when measured)."""
+    from videoxai.core.refine import gaussian_blur_2d
+    from videoxai.methods.extremal.base import ExtremalPerturbation
+
+    model = vx.load_model("demo")
+    s = SyntheticVideos(7, split="val", seed=0, num_frames=model.num_frames)[6]
+    assert s.window == (2, 6)
+    seen = {}
+    combine = ExtremalPerturbation.combine
+
+    def record(self, masks, areas, chosen, scores=None):
+        seen.update(masks=masks, areas=areas, chosen=chosen, scores=scores)
+        return combine(self, masks, areas, chosen, scores)
+
+    monkeypatch.setattr(ExtremalPerturbation, "combine", record)
+    method = vx.methods.get("ep3d")(model)
+    vx.explain(model, s.clip, method=method, target=s.label)
+    scores = seen["scores"]
+    assert seen["chosen"] == 0 and scores[0] < 0.2 and scores.max() > 0.8   # sufficient, not necessary
+    truth = torch.from_numpy(np.asarray(s.masks, dtype=bool))
+
+    def iou(weighting: str) -> float:
+        method.weighting = weighting
+        raw = method.combine(seen["masks"], seen["areas"], seen["chosen"], scores)
+        smooth = gaussian_blur_2d(raw[None], method.size("final_sigma", 64))[0]
+        top = torch.zeros(truth.numel(), dtype=torch.bool)
+        top[smooth.flatten().argsort(descending=True, stable=True)[:int(truth.sum())]] = True
+        top = top.view_as(truth)
+        return float((top & truth).sum() / (top | truth).sum())
+
+    assert iou("score") > iou("density") + 0.05

@@ -67,7 +67,7 @@ class STEP(ExtremalPerturbation):
                  tubes: Literal["recipe", "kernel"] | None = None,
                  smooth_norm: Literal["parts", "windows"] | None = None,
                  min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None,
-                 weighting: Literal["density", "sum"] | None = None,
+                 weighting: Literal["score", "density", "sum"] | None = None,
                  batch_size: BatchSize = 32, seed: Seed = 0) -> None:
         super().__init__(model, preset=preset, areas=areas, keep=keep, iterations=iterations, game=game,
                          perturbation=perturbation, levels=levels, max_blur=max_blur, step=step,
