@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -49,6 +50,9 @@ def rng():
     return np.random.default_rng(0)
 
 
+_CHROMIUM_TMP = tempfile.TemporaryDirectory(prefix="videoxai-tests-chromium-")
+
+
 def headless_chrome():
     """A Selenium-driven headless Chromium; skips the test where Chromium, chromedriver or Selenium is
     missing (Debian: apt-get install chromium chromium-driver; `make test` installs them)."""
@@ -65,4 +69,7 @@ def headless_chrome():
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--autoplay-policy=no-user-gesture-required", "--window-size=1400,1000"):
         opts.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver), options=opts)
+    # Chromium leaves a directory with its singleton socket in $TMPDIR when it is shut down: keep
+    # them in one directory of the test run, removed when the run ends, not in the user's /tmp
+    env = {**os.environ, "TMPDIR": _CHROMIUM_TMP.name}
+    return webdriver.Chrome(service=Service(driver, env=env), options=opts)

@@ -107,7 +107,7 @@ def browser(tmp_path_factory):
          "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
          "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}",
          "about:blank"],
-        stdout=log, stderr=log, env={**os.environ, "HOME": str(profile)})
+        stdout=log, stderr=log, env={**os.environ, "HOME": str(profile), "TMPDIR": str(profile)})  # its temp files stay here
     try:
         port_file = profile / "DevToolsActivePort"  # Chromium writes its port and path here
         deadline = time.monotonic() + 60
