@@ -371,9 +371,12 @@ def test_kept_masks_vote_by_their_game_scores(case):
     scores = method.game_scores(p)
     torch.testing.assert_close(scores, torch.tensor([0.05, 0.3, 0.6], dtype=torch.float64))
     assert torch.equal(vx.methods.get("ep3d")(model, game="preserve").game_scores(p[:, :1]), p[:, 0])
+    # relative to the best kept score (the map is divided by its maximum afterwards)
     torch.testing.assert_close(method.combine(masks, areas, 0, scores),
-                               masks[0] * 0.05 / 0.01 + masks[1] * 0.3 / 0.02 + masks[2] * 0.6 / 0.05)
-    torch.testing.assert_close(method.combine(masks, areas, 2, scores), masks[2] * 0.6 / 0.05)
+                               (masks[0] * 0.05 / 0.01 + masks[1] * 0.3 / 0.02 + masks[2] * 0.6 / 0.05) / 0.6)
+    torch.testing.assert_close(method.combine(masks, areas, 2, scores), masks[2] / 0.05)
+    tiny = method.combine(masks, areas, 0, scores * 1e-30)              # no underflow
+    torch.testing.assert_close(tiny, method.combine(masks, areas, 0, scores))
     lost = torch.tensor([0.9, 0.0, 0.0], dtype=torch.float64)
     torch.testing.assert_close(method.combine(masks, areas, 1, lost), masks[1] / 0.02 + masks[2] / 0.05)
 

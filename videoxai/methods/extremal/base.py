@@ -315,8 +315,11 @@ class ExtremalPerturbation(PerturbationMethod):
         weight = 1 / areas[chosen:].to(kept)
         if self.weighting == "score" and scores is not None:
             votes = scores[chosen:].to(kept)
-            # every kept mask lost its game (possible only with min_evidence=0): plain densities
-            weight = weight * votes if float(votes.sum()) > 0 else weight
+            # relative to the best (the map is divided by its maximum anyway, and tiny scores
+            # must not underflow it); every kept mask lost its game (possible only with
+            # min_evidence=0): plain densities
+            best = float(votes.max())
+            weight = weight * votes / best if best > 0 else weight
         return torch.einsum("a,athw->thw", weight, kept)
 
     def game_scores(self, probability: torch.Tensor) -> torch.Tensor:
