@@ -303,7 +303,7 @@ def test_paper_preset_is_the_recipe_and_explicit_options_win(case):
     default = vx.methods.get("ep3d")(model)
     assert default.areas == AREA_LADDER and default.game == "dual" and default.keep == 0.9
     # the finished map: the recipe sums the masks as they are and smooths with 10 px at 112 px;
-    # the defaults sum them as densities and smooth with 5 px (scaled to the model's side)
+    # the defaults sum them as densities weighted by their game scores and smooth with 5 px (scaled)
     assert paper.weighting == "sum" and paper.size("final_sigma", 112) == pytest.approx(10.0)
     assert default.weighting == "score" and default.size("final_sigma", 56) == pytest.approx(2.5)
     assert vx.methods.get("ep3d")(model, final_sigma=3).size("final_sigma", 56) == 3.0
