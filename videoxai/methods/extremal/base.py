@@ -326,13 +326,10 @@ class ExtremalPerturbation(PerturbationMethod):
         """``(A,)`` each area's score in its game, from the last iteration's target probabilities
         ``(A, games)``: preserve, the probability the mask keeps; delete, one minus the
         probability left when it is removed; dual, the smaller of the two (the mask must be
-        sufficient *and* necessary). Unlike :meth:`evidence` no reference is subtracted: it
-        weighs masks against each other, where :meth:`evidence` decides whether there is any."""
-        kept = probability[:, 0]
-        if self.game == "preserve":
-            return kept
-        removed = 1 - probability[:, -1]
-        return removed if self.game == "delete" else torch.minimum(kept, removed)
+        sufficient *and* necessary): :meth:`evidence` against the fixed references 1 (intact) and
+        0 (fully perturbed) instead of the clip's own, since it weighs masks against each other
+        where :meth:`evidence` decides whether there is any."""
+        return self.evidence(probability, intact=1.0, blurred=0.0)
 
     def select(self, probability: torch.Tensor) -> int:
         """Index of the smallest area the map keeps, from the last iteration's target
