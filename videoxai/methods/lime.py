@@ -94,7 +94,7 @@ class LIME(PerturbationMethod):
                  smoothing: Annotated[float | Literal["auto"], Opt(ge=0)] = "auto",
                  kernel_width: Annotated[float, Opt(gt=0)] = 0.25, alpha: Annotated[float, Opt(ge=0)] = 1.0,
                  baseline: BaselineName = "mean", output: Output = "probability",
-                 batch_size: BatchSize = 32, seed: Seed = 0) -> None:
+                 batch_size: BatchSize = 8, seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, output=output, seed=seed, baseline=baseline)
         self.n_samples = int(n_samples)

@@ -48,7 +48,7 @@ class Occlusion(PerturbationMethod):
     paper = 'Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014'
 
     def __init__(self, model, window: Box = None, strides: Box = None, baseline: BaselineName = "blur",
-                 output: Output = "probability", batch_size: BatchSize = 32) -> None:
+                 output: Output = "probability", batch_size: BatchSize = 8) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, output=output, baseline=baseline)
         self.window, self.strides = window, strides

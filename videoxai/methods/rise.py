@@ -79,7 +79,7 @@ class RISE(PerturbationMethod):
     def __init__(self, model, n_samples: Annotated[int, Opt(ge=1)] = 1000,
                  cells: Annotated[tuple[int, int, int] | None, Opt(ge=1)] = None,
                  p_keep: Annotated[float, Opt(gt=0, lt=1)] = 0.5, baseline: BaselineName = "black",
-                 output: Output = "probability", batch_size: BatchSize = 32, seed: Seed = 0) -> None:
+                 output: Output = "probability", batch_size: BatchSize = 8, seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, output=output, seed=seed, baseline=baseline)
         self.n_samples, self.cells, self.p_keep = n_samples, cells, p_keep

@@ -106,7 +106,7 @@ class TemporalSHAP(PerturbationMethod):
                  baseline: BaselineName = "mean", output: Output = "probability",
                  max_exact_players: Annotated[int, Opt(ge=1, le=20)] = 12,
                  n_samples: Annotated[int, Opt(ge=1)] = 100, antithetic: bool = True,
-                 batch_size: BatchSize = 32, seed: Seed = 0) -> None:
+                 batch_size: BatchSize = 8, seed: Seed = 0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, output=output, seed=seed, baseline=baseline)
         self.n_segments = None if n_segments is None else int(n_segments)
