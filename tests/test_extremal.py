@@ -381,6 +381,38 @@ def test_kept_masks_vote_by_their_game_scores(case):
     torch.testing.assert_close(method.combine(masks, areas, 1, lost), masks[1] / 0.02 + masks[2] / 0.05)
 
 
+def test_evidence_share_averages_the_kept_masks_as_the_map_weighs_them():
+    """The ``min_evidence`` test reads every kept mask, each with its weight in the map, not the
+    best one alone. Probabilities (kept, removed) of STEP's five rungs on the bundled TimeSformer
+    with its classifier and last block re-drawn (evaluation clip 0, target 0.173 on the intact
+    clip, 4 classes): only the largest rung's removal lowers the class, so the best kept mask
+    passed the test (0.13) while the four smaller ones — most of the map — carried nothing, and
+    the map stayed on the object (ρ 0.84 against the trained model's) where RISE's map turned
+    against it (ρ −0.30). Averaged: 0.01, a blank map. On a trained-like clip a small rung that
+    loses the dual game does not blank the map."""
+    model = vx.load_model("demo")                                          # 4 classes: chance 0.25
+    method = vx.methods.get("step")(model)
+    areas = torch.tensor([0.0032, 0.005, 0.01, 0.02, 0.05])
+    p = torch.tensor([[0.2505, 0.1776], [0.2323, 0.1787], [0.2095, 0.1731], [0.2002, 0.1808],
+                      [0.1987, 0.1398]], dtype=torch.float64)
+    intact, blurred = 0.173, 0.15
+    evidence = method.evidence(p, intact, blurred)
+    assert float(evidence.max()) / 0.25 > method.min_evidence           # the best rung alone passes
+    weights = method.game_scores(p) / method.game_scores(p).max()         # the map's mass per rung
+    expected = float((weights * evidence).sum() / weights.sum()) / 0.25    # over chance (> 0.173)
+    share = float(method.evidence_share(p, intact, blurred, areas, 0))
+    assert share == pytest.approx(expected) and share < method.min_evidence
+    # kept from rung 4 on, only the rung that carries evidence counts
+    assert float(method.evidence_share(p, intact, blurred, areas, 4)) == pytest.approx(float(evidence[4]) / 0.25)
+    # trained-like: the smallest rung keeps the class but is not necessary (score 0.07), the
+    # others hold the evidence; the share stays near theirs
+    q = torch.tensor([[0.95, 0.93], [0.96, 0.05], [0.97, 0.04], [0.98, 0.03], [0.98, 0.02]], dtype=torch.float64)
+    assert float(method.evidence_share(q, 0.98, 0.02, areas, 0)) > 0.8
+    # the recipe's map (summed masks) weighs each kept mask by its area
+    recipe = vx.methods.get("step")(model, weighting="sum")
+    torch.testing.assert_close(recipe.mass_weights(areas, 2), areas[2:].double())
+
+
 class NoSignal(nn.Module):
     """Logits that ignore the clip: what a model with destroyed weights approaches."""
 

@@ -29,10 +29,10 @@ m ∈ [0, 1]^{T×h×w} is optimised so that the clip perturbed outside m keeps t
   areas). The map is the sum of the areas' masks (the recipe's; by default each divided by its
   area first, see below), Gaussian-smoothed per frame (the recipe's σ = 10 px at 112 px; 5 px by
   default) and divided by its maximum. ``exp.meta["evidence"]`` is the probability the kept
-  area's mask carries (:meth:`ExtremalPerturbation.evidence`) and ``evidence_share`` the best
-  kept mask's share of the intact clip's probability: near 0 when the model gives the mask no
-  signal (a randomised model), where the mask is shaped by the area prior alone and the map
-  is left blank (``min_evidence``).
+  area's mask carries (:meth:`ExtremalPerturbation.evidence`) and ``evidence_share`` the kept
+  masks' evidence, averaged with their weights in the map, as a share of the intact clip's
+  probability: near 0 when the model gives the masks no signal (a randomised model), where they
+  are shaped by the area prior alone and the map is left blank (``min_evidence``).
 
 Sizes in pixels (step 7, σ 11, σ_max 20, k = 11, final σ 10) are the recipe's at its 112-px
 input and scale with the model's input size (the L_K kernel size is kept odd). The optimiser is

@@ -81,8 +81,8 @@ class ExtremalPerturbation(PerturbationMethod):
         reward_weight, area_weight: w_r (1) and λ_0 (300).
         area_growth: factor by which λ grows over the whole run (the recipe's ≈ 2.83).
         min_evidence: the least share of the target's probability (:meth:`evidence` over the
-            probability of the intact clip, or over chance, 1 / classes, if that is larger; the
-            best of the kept areas) that the masks must
+            probability of the intact clip, or over chance, 1 / classes, if that is larger; of
+            the kept areas, averaged with their weights in the map) that the masks must
             carry for the map to rank voxels (default 0.1; the recipe: 0, no test). Below it the
             map is 0 everywhere: the model's output does not depend on the masks, which were
             placed by the area prior and by gradients too faint to change the output (on a model
@@ -236,12 +236,9 @@ class ExtremalPerturbation(PerturbationMethod):
             p_intact, p_blurred = self.model(canvas.paste(_to_box(canvas, ends))).double().softmax(-1)[:, target].cpu()
             chosen = self.select(last_p)
             evidence = self.evidence(last_p, float(p_intact), float(p_blurred))
-            # the share of the target's probability the kept masks carry (the best of them), on
-            # a scale no smaller than chance (1 / classes): a class the model gives less than
-            # chance cannot pass on a tiny absolute change (0.014 of 0.08 on a demo-cnn clip
-            # with its classifier re-initialised)
-            share = evidence[chosen:].max() / max(float(p_intact), 1 / self.model.num_classes)
-            total = gaussian_blur_2d(self.combine(mask, areas, chosen, self.game_scores(last_p))[None],
+            scores = self.game_scores(last_p)
+            share = self.evidence_share(last_p, float(p_intact), float(p_blurred), areas, chosen)
+            total = gaussian_blur_2d(self.combine(mask, areas, chosen, scores)[None],
                                      self.size("final_sigma", side))[0]
             total = total / total.amax().clamp_min(1e-12)
             if self.min_evidence > 0 and share < self.min_evidence:
@@ -273,6 +270,22 @@ class ExtremalPerturbation(PerturbationMethod):
         # in one frame's padded mask (0.025 at 64 px)
         floor = smallest_area(gen, 1 if self.per_frame_area else t)
         return tuple(sorted({max(a, floor) for a in self.areas}))
+
+    def evidence_share(self, probability: torch.Tensor, intact: float, blurred: float,
+                       areas: torch.Tensor, chosen: int) -> torch.Tensor:
+        """The share of the target's probability that the kept masks carry (the test of
+        ``min_evidence``): their :meth:`evidence`, averaged with their weights in the map
+        (:meth:`mass_weights`), over the intact clip's probability or chance (1 / classes),
+        whichever is larger — a class the model gives less than chance cannot pass on a tiny
+        absolute change (0.014 of 0.08 on a demo-cnn clip with its classifier re-initialised).
+        Averaged, not the best kept mask's: on a TimeSformer whose classifier and last block
+        were re-drawn, STEP's largest rung carried 0.13 of the probability while the four
+        smaller ones, most of the map's mass, carried none (−0.006 to 0.000), and the map
+        stayed on the object where RISE's had turned against it."""
+        evidence = self.evidence(probability, intact, blurred)[chosen:]
+        weights = self.mass_weights(areas, chosen, self.game_scores(probability)).to(evidence)
+        mean = (weights * evidence).sum() / weights.sum().clamp_min(1e-12)
+        return mean / max(float(intact), 1 / self.model.num_classes)
 
     def evidence(self, probability: torch.Tensor, intact: float, blurred: float) -> torch.Tensor:
         """``(A,)`` how much of the target's probability each area's mask carries, from the last
@@ -312,15 +325,24 @@ class ExtremalPerturbation(PerturbationMethod):
         kept = masks[chosen:]
         if self.weighting == "sum":
             return kept.sum(0)
-        weight = 1 / areas[chosen:].to(kept)
-        if self.weighting == "score" and scores is not None:
-            votes = scores[chosen:].to(kept)
-            # relative to the best (the map is divided by its maximum anyway, and tiny scores
-            # must not underflow it); every kept mask lost its game (possible only with
-            # min_evidence=0): plain densities
-            best = float(votes.max())
-            weight = weight * votes / best if best > 0 else weight
+        weight = self.mass_weights(areas, chosen, scores).to(kept) / areas[chosen:].to(kept)
         return torch.einsum("a,athw->thw", weight, kept)
+
+    def mass_weights(self, areas: torch.Tensor, chosen: int, scores: torch.Tensor | None = None) -> torch.Tensor:
+        """``(A − chosen,)`` how much each kept mask adds to the map's mass (:meth:`combine`),
+        up to a common factor, when it meets its target area: its area for ``weighting="sum"``,
+        1 for ``"density"``, its game score for ``"score"`` — relative to the best (the map is
+        divided by its maximum anyway, and tiny scores must not underflow it); when every kept
+        mask lost its game (possible only with ``min_evidence=0``), 1 each."""
+        kept = areas[chosen:].double()
+        if self.weighting == "sum":
+            return kept
+        if self.weighting == "score" and scores is not None:
+            votes = scores[chosen:].double()
+            best = float(votes.max())
+            if best > 0:
+                return votes / best
+        return torch.ones_like(kept)
 
     def game_scores(self, probability: torch.Tensor) -> torch.Tensor:
         """``(A,)`` each area's score in its game, from the last iteration's target probabilities
