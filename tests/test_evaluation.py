@@ -345,6 +345,30 @@ def test_report_files_are_written_and_the_page_is_self_contained(tmp_path):
     assert len(rows) == 9 and {r["metric"] for r in rows} == {"insertion", "deletion", "cost"}
 
 
+def test_report_warns_of_random_weights_and_names_metrics_without_values(tmp_path):
+    """A model with random weights and data without boxes or windows: the report says both, instead
+    of a table that looks meaningful with the localisation columns silently missing."""
+    import videoxai as vx
+
+    video(tmp_path / "data" / "a.mp4")
+    video(tmp_path / "data" / "b.mp4")
+    model = vx.load_model("demo")
+    model.weights_source = "random"  # as a loader that found no trained weights marks it
+    evaluate(model, f"folder:{tmp_path / 'data'}", "random", "energy,temporal_grounding,sparseness",
+             tmp_path / "out", backend="inline", progress=False)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "**Warning:** demo has RANDOM weights" in md
+    assert ("Metrics without any value: energy (no ground truth: the data has no object boxes or masks); "
+            "temporal_grounding (no ground truth: the data has no evidence frame windows).") in md
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<p class="warning"><strong>Warning:</strong> demo has RANDOM weights' in page
+    assert "<li><code>energy</code>: no ground truth: the data has no object boxes or masks</li>" in page
+    # a model with trained weights gets no warning
+    evaluate(vx.load_model("demo"), f"folder:{tmp_path / 'data'}", "random", "sparseness", tmp_path / "out2",
+             backend="inline", progress=False)
+    assert "Warning" not in (tmp_path / "out2" / "report.md").read_text()
+
+
 # -- datasets -------------------------------------------------------------------------------------------
 def video(path: Path, t=16, h=24, w=32):
     from videoxai.data.video import write_video
@@ -481,3 +505,31 @@ def test_metrics_share_identical_perturbed_clips_and_keep_their_values(model_dir
     with pytest.raises(ValueError):
         with sharing(other, ForwardCache(model)):
             pass
+
+
+def test_off_a_terminal_a_long_run_prints_plain_progress_lines(model_dir, tmp_path, monkeypatch, capsys):
+    """A run in a log file or CI has no bar to draw; it still says how far it is (every minute;
+    here every result), and VIDEOXAI_PROGRESS=0 or progress=False silences it."""
+    from videoxai.evaluation import runner
+
+    monkeypatch.setattr(runner._Progress, "every", 0.0)
+    monkeypatch.delenv("VIDEOXAI_PROGRESS", raising=False)
+    evaluate(model_dir, "synthetic:2", "random", "energy", tmp_path / "a", backend="inline", report=False)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("evaluating:")]
+    assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"]
+    assert "left" in lines[0] and "(50.0 %)" in lines[0]
+    evaluate(model_dir, "synthetic:2", "random", "energy", tmp_path / "b", backend="inline", report=False,
+             progress=False)
+    monkeypatch.setenv("VIDEOXAI_PROGRESS", "0")
+    evaluate(model_dir, "synthetic:2", "random", "energy", tmp_path / "c", backend="inline", report=False)
+    assert "evaluating:" not in capsys.readouterr().err
+
+
+def test_progress_line_durations():
+    from videoxai.evaluation.runner import _Progress
+
+    bar = _Progress(1340, show=False)
+    bar.done = 106
+    assert bar.line(900) == "evaluating: 106/1340 results (7.9 %), 15 min elapsed, about 2 h 54 min left"
+    bar.done = 0
+    assert bar.line(5) == "evaluating: 0/1340 results (0.0 %), 5 s elapsed"

@@ -70,6 +70,8 @@ class Summary:
     counts: dict[str, int] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     inapplicable: dict[str, str] = field(default_factory=dict)   # method -> why it has no values
+    unavailable: dict[str, str] = field(default_factory=dict)    # metric -> why it has no values
+    warnings: list[str] = field(default_factory=list)            # about the model (random weights)
 
 
 def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -107,6 +109,13 @@ def summarise(store: ResultStore) -> Summary:
         if r.curve:
             curves_raw.setdefault((r.metric, r.method), []).append(np.asarray(r.curve, dtype=np.float64))
     metrics = [m for m in info if any((meth, m) in table for meth in methods)]
+    # metrics asked for that gave no value at all (e.g. localisation on data without masks): say why
+    reasons: dict[str, set[str]] = {}
+    for r in rows:
+        if r.metric in info and r.metric not in metrics and r.status != "ok":
+            reasons.setdefault(r.metric, set()).add(str(r.details.get("reason") or r.details.get("error")
+                                                         or r.status).splitlines()[0][:200])
+    unavailable = {m: "; ".join(sorted(why)) for m, why in reasons.items()}
     # methods that produced no value at all (not applicable to the model) are listed, not ranked
     inapplicable = {m: "" for m in methods if not any((m, k) in table for k in metrics)}
     for e in store.explanations():
@@ -159,7 +168,7 @@ def summarise(store: ResultStore) -> Summary:
     per_video = {e.video: e.predicted == e.label for e in labelled}
     accuracy = float(np.mean(list(per_video.values()))) if per_video else None
     return Summary(methods, metrics, info, cells, ranks, overall, alpha, curves, len(videos), accuracy,
-                   counts, store.meta(), inapplicable)
+                   counts, store.meta(), inapplicable, unavailable, store.model_warnings())
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -234,12 +243,16 @@ def markdown(s: Summary, title: str) -> str:
     lines.append(f"{s.videos} clips; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a, "
                  f"{s.counts.get('error', 0)} errors."
                  + (f" Model accuracy on these clips: {s.accuracy:.1%}." if s.accuracy is not None else ""))
+    lines += [f"**Warning:** {w}" for w in s.warnings]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", _legend(s)]
     if s.inapplicable:
         lines += ["", "Without any value (not applicable to this model, or failed on every clip): "
                   + "; ".join(f"{m} ({why})" if why else m for m, why in s.inapplicable.items()) + "."]
+    if s.unavailable:
+        lines += ["", "Metrics without any value: "
+                  + "; ".join(f"{m} ({why})" for m, why in s.unavailable.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -368,6 +381,7 @@ def _plot_matrix(s: Summary):
 _RESULTS_CSS = """
 :root { --best: #e3f2e1; }
 .scroll { overflow-x: auto; max-width: 100%; }
+.warning { color: #8a1c1c; background: #fdecea; padding: 6px 10px; border-radius: 4px; max-width: 960px; }
 #results table { width: auto; }
 #results th, #results td { text-align: right; }
 #results td { white-space: nowrap; font-family: var(--mono); font-size: 12px; }
@@ -402,9 +416,11 @@ def _html(s: Summary, title: str, images: dict[str, str]) -> str:
     return page(title, f"""<h1>{html.escape(title)}</h1>
 <p>{s.videos} clips; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a,
 {s.counts.get('error', 0)} errors.{acc}</p>
+{''.join(f'<p class="warning"><strong>Warning:</strong> {html.escape(w)}</p>' for w in s.warnings)}
 <div class="card"><div class="scroll" id="results"><table>{''.join(body)}</table></div>
 <p class="note">{html.escape(_legend(s))}</p></div>
 {_inapplicable_html(s)}
+{_unavailable_html(s)}
 {imgs}
 <h2>Run</h2><ul>{meta}</ul>""", css=_RESULTS_CSS)
 
@@ -415,3 +431,10 @@ def _inapplicable_html(s: Summary) -> str:
     items = "".join(f"<li><code>{html.escape(m)}</code>{': ' + html.escape(why) if why else ''}</li>"
                     for m, why in s.inapplicable.items())
     return f"<p>Without any value (not applicable to this model, or failed on every clip):</p><ul>{items}</ul>"
+
+
+def _unavailable_html(s: Summary) -> str:
+    if not s.unavailable:
+        return ""
+    items = "".join(f"<li><code>{html.escape(m)}</code>: {html.escape(why)}</li>" for m, why in s.unavailable.items())
+    return f"<p>Metrics without any value:</p><ul>{items}</ul>"

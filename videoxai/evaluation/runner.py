@@ -32,6 +32,7 @@ backend spawns worker processes, so a script that calls :func:`evaluate` must do
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ import torch
 
 from ..data.datasets import EvalDataset, EvalSample, load_dataset
 from ..errors import InputError, UnsupportedModelError
+from ..explain import weights_meta
 from ..metrics import SUITE, Metric, build
 from ..models.base import VideoModel
 from ..options import Opt, parse_spec, parse_value, split_top_level
@@ -194,7 +196,8 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             tasks, skipped = plan(dataset, n_videos, method_sel, metric_sel, done)
             clips = {**method_sel.clips, **metric_sel.clips}
             store.start_run({**identity, "methods": method_specs, "metrics": metric_specs, "clips": clips,
-                             "backend": backend, "workers": n_workers, "address": address})
+                             "backend": backend, "workers": n_workers, "address": address,
+                             **weights_meta(vm)})
             counts = {"computed": 0, "errors": 0}
             expected = sum(t.size for t in tasks)
             bar = _Progress(expected, progress)
@@ -356,12 +359,20 @@ def _with_samples(dataset: EvalDataset, tasks: list[Task]) -> Iterator[Task]:
 
 
 class _Progress:
-    """A Rich bar over the results to compute (silent off a terminal, see videoxai.progress)."""
+    """Progress over the results to compute: a Rich bar on a terminal; off a terminal (a log file,
+    CI, ``nohup``) one plain line on stderr at most every :attr:`every` seconds, so a run of hours
+    is never silent. ``show=False`` or ``VIDEOXAI_PROGRESS=0`` silences both."""
+
+    every = 60.0
 
     def __init__(self, total: int, show: bool | None) -> None:
         from ..progress import enabled
 
         self._bar = None
+        self.total, self.done = total, 0
+        self._t0 = self._last = time.perf_counter()
+        silenced = os.environ.get("VIDEOXAI_PROGRESS", "").lower() in ("0", "false", "no")
+        self._lines = bool(total) and show is None and not silenced and not enabled()
         if total and (enabled() if show is None else show):
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -372,9 +383,31 @@ class _Progress:
             self._task = self._bar.add_task("results", total=total)
 
     def advance(self) -> None:
+        self.done += 1
         if self._bar is not None:
             self._bar.advance(self._task)
+        elif self._lines and time.perf_counter() - self._last >= self.every:
+            self._last = time.perf_counter()
+            print(self.line(self._last - self._t0), file=sys.stderr, flush=True)
+
+    def line(self, elapsed: float) -> str:
+        """``evaluating: 106/1340 results (7.9 %), 15 min elapsed, about 2 h 55 min left``."""
+        head = (f"evaluating: {self.done}/{self.total} results ({100 * self.done / self.total:.1f} %), "
+                f"{_duration(elapsed)} elapsed")
+        if not self.done:
+            return head
+        return f"{head}, about {_duration(elapsed * (self.total - self.done) / self.done)} left"
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``15 min``, ``2 h 55 min``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

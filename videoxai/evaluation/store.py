@@ -159,6 +159,11 @@ class ResultStore:
         self.run_id = int(cur.lastrowid)
         return self.run_id
 
+    def model_warnings(self) -> list[str]:
+        """The warnings about the model (random weights) recorded by the latest run."""
+        row = self.db.execute("SELECT config FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return list(json.loads(row[0]).get("warnings", [])) if row else []
+
     def finish_run(self, computed: int) -> None:
         self.db.execute("UPDATE runs SET finished = ?, computed = ? WHERE id = ?",
                         (time.time(), computed, self.run_id))

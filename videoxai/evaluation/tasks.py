@@ -17,6 +17,8 @@ that every method should beat.
 
 from __future__ import annotations
 
+import logging
+
 import math
 import time
 import traceback
@@ -93,7 +95,15 @@ class WorkerContext:
 
         torch.set_num_threads(max(1, int(settings.threads)))
         if model is None:
-            model = load_model(settings.model, device=settings.device)
+            # the driver loaded the same spec first and already warned (e.g. "RANDOM weights"):
+            # one line per worker would only repeat it
+            models_log = logging.getLogger("videoxai.models")
+            level = models_log.level
+            models_log.setLevel(logging.ERROR)
+            try:
+                model = load_model(settings.model, device=settings.device)
+            finally:
+                models_log.setLevel(level)
         return cls(settings, model, {spec: build(spec) for spec in settings.metrics}, ForwardCache(model))
 
 
@@ -158,9 +168,12 @@ def score_one(metric, model, sample: EvalSample, exp: Explanation, video: str, m
               rerun, forwards: ForwardCache | None = None) -> ResultRow:
     """One metric on one explanation, as a row (``n/a`` without the ground truth it needs);
     perturbed clips already in ``forwards`` are not run again."""
-    if ("ground_truth" in metric.requires and not sample.has_ground_truth) or \
-            ("window" in metric.requires and not sample.has_window):
-        return ResultRow(video, method, spec, None, "n/a", details={"reason": "no ground truth"})
+    if "ground_truth" in metric.requires and not sample.has_ground_truth:
+        return ResultRow(video, method, spec, None, "n/a",
+                         details={"reason": "no ground truth: the data has no object boxes or masks"})
+    if "window" in metric.requires and not sample.has_window:
+        return ResultRow(video, method, spec, None, "n/a",
+                         details={"reason": "no ground truth: the data has no evidence frame windows"})
     t0 = time.perf_counter()
     try:
         if forwards is None:
