@@ -49,6 +49,7 @@ parts = {"explanations": db.execute("SELECT SUM(seconds) FROM explanations").fet
 for metric, seconds in db.execute("SELECT metric, SUM(seconds) FROM results GROUP BY metric"):
     part = ("randomisation" if metric.startswith("randomisation") else
             "curves" if metric.split("(")[0] in ("deletion", "insertion", "faithfulness", "monotonicity")
+            else "sensitivity" if metric.split("(")[0] in ("class_sensitivity", "max_sensitivity")
             else "other metrics")
     parts[part] = parts.get(part, 0.0) + seconds
 values = {"|".join(k): v for *k, v in db.execute("SELECT video, method, metric, value FROM results WHERE metric != 'cost'")}
@@ -104,7 +105,7 @@ def main() -> None:
     print(f"{'CPU seconds':24s} {b['cpu']:10.1f} {a['cpu']:10.1f} {b['cpu'] / a['cpu']:9.2f}")
     rb, ra = b["computed"] / b["cpu"], a["computed"] / a["cpu"]
     print(f"{'results per CPU-second':24s} {rb:10.2f} {ra:10.2f} {ra / rb:9.2f}")
-    for part in ("explanations", "randomisation", "curves", "other metrics"):
+    for part in ("explanations", "randomisation", "sensitivity", "curves", "other metrics"):
         pb, pa = b["parts"].get(part, 0.0), a["parts"].get(part, 0.0)
         print(f"{'  ' + part + ' (wall s)':24s} {pb:10.1f} {pa:10.1f} {pb / pa if pa else float('nan'):9.2f}")
     print(f"values: {len(common)} in common of {len(b['values'])} / {len(a['values'])}; largest differences:")

@@ -507,6 +507,36 @@ def test_metrics_share_identical_perturbed_clips_and_keep_their_values(model_dir
             pass
 
 
+@pytest.mark.parametrize("method, options", [("rise", {"n_samples": 40}), ("lime", {"n_samples": 24}),
+                                             ("occlusion", {}), ("shap_temporal", {})])
+def test_class_sensitivity_of_a_perturbation_method_runs_none_of_its_clips_again(model_dir, method, options):
+    """RISE, LIME, occlusion and temporal SHAP perturb a clip the same way whatever the class:
+    the runner records the method's own clips (a standalone call: same passes, same map) and the
+    class-sensitivity check's second explanation finds them all, with the same value."""
+    import videoxai as vx
+    from videoxai.metrics import build
+    from videoxai.metrics.shared import ForwardCache, sharing
+
+    model = vx.load_model(model_dir)
+    sample = load_dataset("synthetic:1", num_frames=model.num_frames, labels=model.labels)[0]
+    metric = build("class_sensitivity")
+    exp = vx.explain(model, sample.clip, method, target=sample.label, **options)
+    before = model.passes.forward
+    plain = metric(model, sample.clip, exp).value
+    plain_passes = model.passes.forward - before
+    cache = ForwardCache(model)
+    with sharing(model, cache, lookup=False):
+        recorded = vx.explain(model, sample.clip, method, target=sample.label, **options)
+    assert recorded.cost.forward_passes == exp.cost.forward_passes
+    np.testing.assert_array_equal(recorded.spatial, exp.spatial)
+    before = model.passes.forward
+    with sharing(model, cache):
+        shared = metric(model, sample.clip, recorded).value
+    assert plain_passes >= exp.cost.forward_passes - 1
+    assert model.passes.forward - before <= 1       # the clean clip's logits only
+    assert shared == plain
+
+
 def test_off_a_terminal_a_long_run_prints_plain_progress_lines(model_dir, tmp_path, monkeypatch, capsys):
     """A run in a log file or CI has no bar to draw; it still says how far it is (every minute;
     here every result), and VIDEOXAI_PROGRESS=0 or progress=False silences it."""

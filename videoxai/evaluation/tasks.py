@@ -138,7 +138,11 @@ def run_task(ctx: WorkerContext, task: Task):
                            **options)
 
         try:
-            exp = make(model)
+            if ctx.forwards is None:
+                exp = make(model)
+            else:  # recorded, not looked up: its cost and values stay those of a standalone call
+                with sharing(model, ctx.forwards, lookup=False):
+                    exp = make(model)
         except Exception as e:  # one method failing on one clip must not end the evaluation
             # a method that finds out only while running that it cannot explain this model is not
             # applicable (stored as done, not retried); anything else is an error (retried)

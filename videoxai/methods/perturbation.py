@@ -216,12 +216,24 @@ class PerturbationMethod(Method):
                description: str) -> torch.Tensor:
         """Score ``n`` perturbed clips, built ``batch_size`` at a time by ``make_batch(slice)``.
 
-        Returns ``(n,)`` float64 on the model's device.
+        Returns ``(n,)`` float64 on the model's device. Inside a
+        :func:`videoxai.metrics.shared.sharing` block (the evaluation runner's), clips already run
+        are looked up instead: none of these methods' clips depend on ``target``, so explaining
+        another class of the same clip runs the model on none of them again.
         """
+        from ..metrics.shared import active
+
+        cache = active(self.model)
         out = []
         total = math.ceil(n / self.batch_size)
         for sl in self.progress(batched(n, self.batch_size), total, description):
-            out.append(self.read(self.model(make_batch(sl)), target))
+            if cache is None:
+                logits = self.model(make_batch(sl))
+            else:
+                def make(s: slice, start: int = sl.start) -> torch.Tensor:
+                    return make_batch(slice(start + s.start, start + s.stop))
+                logits = cache.forward(sl.stop - sl.start, make, self.batch_size)
+            out.append(self.read(logits, target))
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 

@@ -8,6 +8,13 @@ curves of methods that rank the frames alike share their first steps. Inside a
 :func:`sharing` block, :meth:`videoxai.metrics.base.Metric.forward_batched` looks each perturbed
 clip up by a digest of its pixels and runs the model only on the clips it has not seen.
 
+The perturbation *methods* (RISE, LIME, occlusion, temporal SHAP) score their perturbed clips
+through the same cache (:meth:`videoxai.methods.perturbation.PerturbationMethod.scores`). Their
+clips do not depend on the class explained, so the class-sensitivity check's second explanation
+(another class, same clip and seed) finds every one of them already run. The runner computes a
+method's own explanation in a ``lookup=False`` block: its clips are all run (and recorded), so
+its forward-pass count, time and values are those of a standalone call.
+
 The key is the clip itself (BLAKE2b of its shape and bytes), so a hit is an identical input and
 no metric has to describe its perturbation. What can change: a clip's logits computed beside other
 clips in a batch differ from a lone pass in the last bits (about 1e-7), like any change of batch
@@ -17,6 +24,7 @@ composition. The evaluation runner opens one block per worker for its whole life
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -36,21 +44,38 @@ class ForwardCache:
         self.model = model
         self.max_entries = int(max_entries)
         self._logits: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
+        self._counts = {"hits": 0, "misses": 0}   # shared with the views
 
-    @staticmethod
-    def digest(clip: torch.Tensor) -> bytes:
-        """Key of one input ``(T, 3, H, W)``: its shape, dtype and bytes."""
+    hits = property(lambda self: self._counts["hits"],
+                    lambda self, v: self._counts.__setitem__("hits", v))
+    misses = property(lambda self: self._counts["misses"],
+                      lambda self, v: self._counts.__setitem__("misses", v))
+
+    def view(self, model: VideoModel) -> ForwardCache:
+        """This cache for ``model``, a view of the same network with its own preprocessing
+        (:meth:`~videoxai.models.base.VideoModel.at_model_size`, which the perturbation methods
+        run at): the same store, keys that include the preprocessing."""
+        if model is self.model:
+            return self
+        view = copy.copy(self)   # shares _logits and _counts
+        view.model = model
+        return view
+
+    def digest(self, clip: torch.Tensor) -> bytes:
+        """Key of one input ``(T, 3, H, W)``: the model's preprocessing, the clip's shape, dtype and
+        bytes."""
         c = clip.detach().contiguous().cpu()
-        h = hashlib.blake2b(f"{tuple(c.shape)}{c.dtype}".encode(), digest_size=16)
+        h = hashlib.blake2b(f"{self.model.preprocess!r}{tuple(c.shape)}{c.dtype}".encode(), digest_size=16)
         h.update(c.view(torch.uint8).numpy().data if c.numel() else b"")
         return h.digest()
 
     def forward(self, n: int, build: Callable[[slice], torch.Tensor], batch_size: int) -> torch.Tensor:
         """Logits ``(n, C)`` of the ``n`` clips ``build`` makes, running only the unseen ones
-        through the model, ``batch_size`` at a time."""
+        through the model, ``batch_size`` at a time (every one, and recording it, in a
+        ``lookup=False`` block)."""
         model = self.model
+        if not _LOOKUP.get():
+            return self._record(n, build, batch_size)
         out: list[torch.Tensor | None] = [None] * n
         pending: list[tuple[int, bytes, torch.Tensor]] = []
         queued: dict[bytes, list[int]] = {}
@@ -77,6 +102,23 @@ class ForwardCache:
             self._run(pending, queued, out, model)
         return torch.stack(out) if n else torch.zeros(0, model.num_classes)
 
+    def _record(self, n: int, build: Callable[[slice], torch.Tensor], batch_size: int) -> torch.Tensor:
+        """Run all ``n`` clips as an uncached call would (same batches), storing their logits."""
+        out = []
+        for s in batched(n, batch_size):
+            clips = build(s)
+            with torch.no_grad():
+                logits = self.model(clips).float()
+            for clip, row in zip(clips, logits):
+                key = self.digest(clip)
+                self._logits[key] = row.clone()
+                self._logits.move_to_end(key)
+            self.misses += len(clips)
+            out.append(logits)
+        while len(self._logits) > self.max_entries:
+            self._logits.popitem(last=False)
+        return torch.cat(out) if out else torch.zeros(0, self.model.num_classes)
+
     def _run(self, items, queued, out, model) -> None:
         with torch.no_grad():
             logits = model(torch.stack([c for _, _, c in items])).float()
@@ -90,17 +132,30 @@ class ForwardCache:
 
 
 _ACTIVE: ContextVar[ForwardCache | None] = ContextVar("videoxai_forward_cache", default=None)
+_LOOKUP: ContextVar[bool] = ContextVar("videoxai_forward_cache_lookup", default=True)
 
 
 def active(model: VideoModel) -> ForwardCache | None:
-    """The cache of the enclosing :func:`sharing` block, if it is for ``model``."""
+    """The cache of the enclosing :func:`sharing` block, if it is for ``model`` or for a view of
+    the same network (a randomised copy has its own network: no cache)."""
     cache = _ACTIVE.get()
-    return cache if cache is not None and cache.model is model else None
+    if cache is None:
+        return None
+    if cache.model is model:
+        return cache
+    if type(model) is type(cache.model) and getattr(model, "net", None) is getattr(cache.model, "net", False):
+        return cache.view(model)
+    return None
 
 
 @contextmanager
-def sharing(model: VideoModel, cache: ForwardCache | None = None) -> Iterator[ForwardCache]:
-    """Share perturbed clips' logits of ``model`` between the metrics called inside the block.
+def sharing(model: VideoModel, cache: ForwardCache | None = None, *,
+            lookup: bool = True) -> Iterator[ForwardCache]:
+    """Share perturbed clips' logits of ``model`` between the metrics and the perturbation methods
+    called inside the block.
+
+    ``lookup=False`` only records: every clip is run, as without the block, and its logits are
+    kept for later blocks on the same cache.
 
     >>> with sharing(model) as cache:
     ...     d = vx.metrics.evaluate("deletion", model, clip, exp)
@@ -109,8 +164,9 @@ def sharing(model: VideoModel, cache: ForwardCache | None = None) -> Iterator[Fo
     cache = cache if cache is not None else ForwardCache(model)
     if cache.model is not model:
         raise ValueError("the cache belongs to another model")
-    token = _ACTIVE.set(cache)
+    token, mode = _ACTIVE.set(cache), _LOOKUP.set(bool(lookup))
     try:
         yield cache
     finally:
+        _LOOKUP.reset(mode)
         _ACTIVE.reset(token)
