@@ -18,7 +18,6 @@ that every method should beat.
 from __future__ import annotations
 
 import logging
-
 import math
 import time
 import traceback

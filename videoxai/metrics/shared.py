@@ -15,10 +15,10 @@ clips do not depend on the class explained, so the class-sensitivity check's sec
 method's own explanation in a ``lookup=False`` block: its clips are all run (and recorded), so
 its forward-pass count, time and values are those of a standalone call.
 
-The key is the clip itself (BLAKE2b of its shape and bytes), so a hit is an identical input and
-no metric has to describe its perturbation. What can change: a clip's logits computed beside other
-clips in a batch differ from a lone pass in the last bits (about 1e-7), like any change of batch
-composition. The evaluation runner opens one block per worker for its whole life, bounded to
+The key is the clip itself (BLAKE2b of the model's preprocessing and the clip's shape and
+bytes), so a hit is an identical input and no metric has to describe its perturbation. What can
+change: a clip's logits computed beside other clips in a batch differ from a lone pass in the last
+bits (about 1e-7), like any change of batch composition. The evaluation runner opens one block per worker for its whole life, bounded to
 ``max_entries`` clips (least recently used dropped).
 """
 
