@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,8 +361,9 @@ def _with_samples(dataset: EvalDataset, tasks: list[Task]) -> Iterator[Task]:
 
 class _Progress:
     """Progress over the results to compute: a Rich bar on a terminal; off a terminal (a log file,
-    CI, ``nohup``) one plain line on stderr at most every :attr:`every` seconds, so a run of hours
-    is never silent. ``show=False`` or ``VIDEOXAI_PROGRESS=0`` silences both."""
+    CI, ``nohup``) one plain line on stderr every :attr:`every` seconds, from a background thread
+    (one result can take minutes: the extremal methods' randomisation check), so a run of hours is
+    never silent. ``show=False`` or ``VIDEOXAI_PROGRESS=0`` silences both."""
 
     every = 60.0
 
@@ -370,9 +372,12 @@ class _Progress:
 
         self._bar = None
         self.total, self.done = total, 0
-        self._t0 = self._last = time.perf_counter()
+        self._t0 = time.perf_counter()
         silenced = os.environ.get("VIDEOXAI_PROGRESS", "").lower() in ("0", "false", "no")
         self._lines = bool(total) and show is None and not silenced and not enabled()
+        self._stop = threading.Event()
+        if self._lines:
+            threading.Thread(target=self._heartbeat, name="videoxai-progress", daemon=True).start()
         if total and (enabled() if show is None else show):
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -386,9 +391,10 @@ class _Progress:
         self.done += 1
         if self._bar is not None:
             self._bar.advance(self._task)
-        elif self._lines and time.perf_counter() - self._last >= self.every:
-            self._last = time.perf_counter()
-            print(self.line(self._last - self._t0), file=sys.stderr, flush=True)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.every):
+            print(self.line(time.perf_counter() - self._t0), file=sys.stderr, flush=True)
 
     def line(self, elapsed: float) -> str:
         """``evaluating: 106/1340 results (7.9 %), 15 min elapsed, about 2 h 55 min left``."""
@@ -399,6 +405,7 @@ class _Progress:
         return f"{head}, about {_duration(elapsed * (self.total - self.done) / self.done)} left"
 
     def close(self) -> None:
+        self._stop.set()
         if self._bar is not None:
             self._bar.stop()
 
