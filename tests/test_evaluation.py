@@ -564,7 +564,7 @@ def test_progress_line_durations():
     from videoxai.evaluation.runner import _Progress
 
     bar = _Progress(1340, show=False)
-    bar.done = 106
-    assert bar.line(900) == "evaluating: 106/1340 results (7.9 %), 15 min elapsed, about 2 h 54 min left"
-    bar.done = 0
-    assert bar.line(5) == "evaluating: 0/1340 results (0.0 %), 5 s elapsed"
+    bar.done = 335
+    assert bar.line(900) == "evaluating: 335/1340 results (25.0 %), 15 min elapsed, about 45 min left"
+    bar.done = 100                                          # under a tenth: no estimate yet
+    assert bar.line(5) == "evaluating: 100/1340 results (7.5 %), 5 s elapsed"
