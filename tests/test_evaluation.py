@@ -369,6 +369,31 @@ def test_report_warns_of_random_weights_and_names_metrics_without_values(tmp_pat
     assert "Warning" not in (tmp_path / "out2" / "report.md").read_text()
 
 
+def test_an_unreadable_video_is_an_error_of_its_own_not_the_end_of_the_run(model_dir, tmp_path):
+    """One empty file in a folder of videos: the other clips are evaluated, the empty one's results
+    are errors naming the file and the cause (in the report too), and once the file is fixed the
+    same command computes exactly those."""
+    data = tmp_path / "data"
+    video(data / "a.mp4")
+    (data / "b.mp4").write_bytes(b"")
+    video(data / "c.mp4")
+    first = evaluate(model_dir, f"folder:{data}", "random", "sparseness", tmp_path / "out", backend="inline",
+                     progress=False)
+    assert (first.computed, first.errors) == (3, 1)
+    with ResultStore(first.database) as store:
+        rows = {r.video: r for r in store.rows()}
+    assert rows["a.mp4"].status == rows["c.mp4"].status == "ok"
+    assert rows["b.mp4"].status == "error" and "b.mp4: the file is empty" in rows["b.mp4"].details["error"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "Errors (running the same command again computes these results again):" in md
+    assert "b.mp4: the file is empty — b.mp4 / random" in md
+    video(data / "b.mp4")                                   # fixed
+    again = evaluate(model_dir, f"folder:{data}", "random", "sparseness", tmp_path / "out", backend="inline",
+                     progress=False)
+    assert (again.computed, again.errors, again.skipped) == (1, 0, 2)
+    assert "Errors" not in (tmp_path / "out" / "report.md").read_text()
+
+
 # -- datasets -------------------------------------------------------------------------------------------
 def video(path: Path, t=16, h=24, w=32):
     from videoxai.data.video import write_video

@@ -72,6 +72,7 @@ class Summary:
     inapplicable: dict[str, str] = field(default_factory=dict)   # method -> why it has no values
     unavailable: dict[str, str] = field(default_factory=dict)    # metric -> why it has no values
     warnings: list[str] = field(default_factory=list)            # about the model (random weights)
+    errors: dict[str, list[str]] = field(default_factory=dict)   # error message -> "video / method"s
 
 
 def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
@@ -116,6 +117,13 @@ def summarise(store: ResultStore) -> Summary:
             reasons.setdefault(r.metric, set()).add(str(r.details.get("reason") or r.details.get("error")
                                                          or r.status).splitlines()[0][:200])
     unavailable = {m: "; ".join(sorted(why)) for m, why in reasons.items()}
+    errors: dict[str, list[str]] = {}
+    for r in rows:
+        if r.status == "error":
+            message = str(r.details.get("error") or "unknown error").strip().splitlines()[-1][:300]
+            where = f"{r.video} / {r.method}"
+            if where not in errors.setdefault(message, []):
+                errors[message].append(where)
     # methods that produced no value at all (not applicable to the model) are listed, not ranked
     inapplicable = {m: "" for m in methods if not any((m, k) in table for k in metrics)}
     for e in store.explanations():
@@ -168,7 +176,7 @@ def summarise(store: ResultStore) -> Summary:
     per_video = {e.video: e.predicted == e.label for e in labelled}
     accuracy = float(np.mean(list(per_video.values()))) if per_video else None
     return Summary(methods, metrics, info, cells, ranks, overall, alpha, curves, len(videos), accuracy,
-                   counts, store.meta(), inapplicable, unavailable, store.model_warnings())
+                   counts, store.meta(), inapplicable, unavailable, store.model_warnings(), errors)
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -253,7 +261,20 @@ def markdown(s: Summary, title: str) -> str:
     if s.unavailable:
         lines += ["", "Metrics without any value: "
                   + "; ".join(f"{m} ({why})" for m, why in s.unavailable.items()) + "."]
+    if s.errors:
+        lines += ["", "Errors (running the same command again computes these results again):", ""]
+        lines += [f"- {message} — {_places(where)}" for message, where in _top_errors(s)]
     return "\n".join(lines) + "\n"
+
+
+def _top_errors(s: Summary, most: int = 10) -> list[tuple[str, list[str]]]:
+    return sorted(s.errors.items(), key=lambda kv: -len(kv[1]))[:most]
+
+
+def _places(where: list[str], most: int = 3) -> str:
+    """``a.mp4 / saliency, b.mp4 / rise and 4 more``."""
+    shown = ", ".join(where[:most])
+    return shown + (f" and {len(where) - most} more" if len(where) > most else "")
 
 
 def _legend(s: Summary) -> str:
@@ -421,6 +442,7 @@ def _html(s: Summary, title: str, images: dict[str, str]) -> str:
 <p class="note">{html.escape(_legend(s))}</p></div>
 {_inapplicable_html(s)}
 {_unavailable_html(s)}
+{_errors_html(s)}
 {imgs}
 <h2>Run</h2><ul>{meta}</ul>""", css=_RESULTS_CSS)
 
@@ -431,6 +453,14 @@ def _inapplicable_html(s: Summary) -> str:
     items = "".join(f"<li><code>{html.escape(m)}</code>{': ' + html.escape(why) if why else ''}</li>"
                     for m, why in s.inapplicable.items())
     return f"<p>Without any value (not applicable to this model, or failed on every clip):</p><ul>{items}</ul>"
+
+
+def _errors_html(s: Summary) -> str:
+    if not s.errors:
+        return ""
+    items = "".join(f"<li>{html.escape(message)} — {html.escape(_places(where))}</li>"
+                    for message, where in _top_errors(s))
+    return f"<p>Errors (running the same command again computes these results again):</p><ul>{items}</ul>"
 
 
 def _unavailable_html(s: Summary) -> str:

@@ -37,12 +37,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Iterator, Sequence
+from typing import Annotated, Callable, Iterator, Sequence
 
 import torch
 
 from ..data.datasets import EvalDataset, EvalSample, load_dataset
-from ..errors import InputError, UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError, VideoXAIError
 from ..explain import weights_meta
 from ..metrics import SUITE, Metric, build
 from ..models.base import VideoModel
@@ -221,7 +221,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
 
             try:
                 if tasks:
-                    backends.run(backend, _with_samples(dataset, tasks), settings, emit,
+                    backends.run(backend, _with_samples(dataset, tasks, emit), settings, emit,
                                  workers=n_workers, model=vm if backend == "inline" else None, address=address)
             finally:
                 bar.close()
@@ -349,10 +349,23 @@ def rerun_clips(budget: int, metric: Metric) -> int:
     return max(1, budget // per_clip) if per_clip is not None else 1
 
 
-def _with_samples(dataset: EvalDataset, tasks: list[Task]) -> Iterator[Task]:
-    """Load each task's sample just before it is handed out (backends pull lazily)."""
+def _with_samples(dataset: EvalDataset, tasks: list[Task], emit: Callable[[ResultRow | ExplanationRow], None]
+                  ) -> Iterator[Task]:
+    """Load each task's sample just before it is handed out (backends pull lazily).
+
+    A video that cannot be read (empty, truncated, not a video) does not end the run: each of its
+    results is stored as an error naming the file and the cause, which the report counts and a
+    resumed run tries again (once the file is fixed).
+    """
     for task in tasks:
-        sample = dataset[task.index]
+        try:
+            sample = dataset[task.index]
+        except (VideoXAIError, OSError) as e:
+            for method, specs in task.work.items():
+                emit(ExplanationRow(task.key, method, status="error", error=str(e)))
+                for spec in specs:
+                    emit(ResultRow(task.key, method, spec, None, "error", details={"error": str(e)}))
+            continue
         if sample.key != task.key:
             raise InputError(f"dataset key changed while running: {task.key!r} became {sample.key!r}")
         task.sample = sample
