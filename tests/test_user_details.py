@@ -201,3 +201,23 @@ def test_evaluation_report_table_scrolls_in_its_card_and_shares_the_report_style
         assert js(look) == evaluation_look     # one style for both pages
     finally:
         browser.quit()
+
+
+def test_explain_takes_a_clip_in_the_layouts_users_hold_it_and_a_path(tiny, wide_clip, tmp_path):
+    """The pixel batch every model takes (1, T, 3, H, W), channels-first frames and a file path give
+    the same map as the Clip; a batch of several clips and an ambiguous array are clear errors."""
+    from videoxai.data.video import write_video
+
+    ref = vx.explain(tiny, wide_clip, "saliency")
+    pixels = wide_clip.to_tensor()                               # (1, T, 3, H, W)
+    for clip in (pixels, pixels[0], pixels[0].numpy(), vx.Clip.from_array(pixels)):
+        np.testing.assert_array_equal(vx.explain(tiny, clip, "saliency").spatial, ref.spatial)
+    with pytest.raises(vx.InputError, match="batch of 2 clips"):
+        vx.explain(tiny, pixels.expand(2, -1, -1, -1, -1), "saliency")
+    with pytest.raises(vx.InputError, match=r"\(T, H, W, 3\) \(or \(T, 3, H, W\)\), got \(4, 24, 48\)"):
+        vx.explain(tiny, wide_clip.frames[..., 0], "saliency")
+    path = tmp_path / "clip.mp4"
+    write_video(wide_clip.uint8(), path, fps=8)
+    exp = vx.explain(tiny, str(path), "saliency")                 # read with the model's clip length
+    assert exp.spatial.shape == (4, 24, 48) and exp.frame_indices.tolist() == [0, 1, 2, 3]
+    assert vx.explain(tiny, path, "saliency").spatial.shape == (4, 24, 48)

@@ -38,10 +38,23 @@ class Clip:
 
     @classmethod
     def from_array(cls, frames, fps: float | None = None, **kwargs) -> "Clip":
-        """Build a clip from ``(T, H, W, 3)`` frames (uint8, or float in [0, 1]; numpy or torch)."""
+        """Build a clip from ``(T, H, W, 3)`` frames (uint8, or float in [0, 1]; numpy or torch).
+
+        Channels-first ``(T, 3, H, W)`` frames and a one-clip pixel batch ``(1, T, 3, H, W)`` (what
+        :meth:`to_tensor` returns and every model takes) are accepted too.
+        """
         if isinstance(frames, torch.Tensor):
             frames = frames.detach().cpu().numpy()
-        return cls(np.asarray(frames), fps=fps, **kwargs)
+        frames = np.asarray(frames)
+        if frames.ndim == 5:
+            if frames.shape[0] != 1:
+                raise InputError(f"a clip is one video; got a batch of {frames.shape[0]} clips "
+                                 f"{tuple(frames.shape)}: explain them one by one, or pass the batch to "
+                                 "a method's attribute()")
+            frames = frames[0]
+        if frames.ndim == 4 and frames.shape[-1] != 3 and frames.shape[1] == 3:
+            frames = frames.transpose(0, 2, 3, 1)   # (T, 3, H, W) -> (T, H, W, 3)
+        return cls(frames, fps=fps, **kwargs)
 
     @property
     def num_frames(self) -> int:
@@ -92,7 +105,7 @@ def _validate_frames(frames) -> np.ndarray:
     if not isinstance(frames, np.ndarray):
         raise InputError(f"frames must be a numpy array or tensor, got {type(frames).__name__}")
     if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise InputError(f"frames must have shape (T, H, W, 3), got {tuple(frames.shape)}")
+        raise InputError(f"frames must have shape (T, H, W, 3) (or (T, 3, H, W)), got {tuple(frames.shape)}")
     t, h, w, _ = frames.shape
     if t < 1 or h < 1 or w < 1:
         raise InputError(f"frames must be non-empty, got shape {tuple(frames.shape)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Literal
 
@@ -88,14 +89,17 @@ def _spec_or_none(method: str, options: dict) -> str | None:
         return None
 
 
-def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "staa",
-            target: int | str | None = None, *, refine: bool | dict | Refine | None = None,
-            working_size: WorkingSize = "model", **options) -> Explanation:
+def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os.PathLike,
+            method: str | Method = "staa", target: int | str | None = None, *,
+            refine: bool | dict | Refine | None = None, working_size: WorkingSize = "model",
+            **options) -> Explanation:
     """Explain ``model``'s prediction on ``clip`` with ``method``.
 
     Args:
         model: a :class:`~videoxai.models.base.VideoModel` (``vx.load_model`` / ``vx.wrap``).
-        clip: a :class:`~videoxai.clip.Clip` (or ``(T, H, W, 3)`` frames).
+        clip: a :class:`~videoxai.clip.Clip`; ``(T, H, W, 3)`` or ``(T, 3, H, W)`` frames or a
+            ``(1, T, 3, H, W)`` pixel batch (numpy or torch, see :meth:`Clip.from_array`); or a
+            video file's path, read with ``vx.read_video(path, num_frames=model.num_frames)``.
         method: a registered name (``vx.methods.available()``), a spec with options
             (``"rise(n_samples=500)"``, as :func:`explanation_spec` writes it and
             ``evaluate --methods`` reads it; it may set ``refine`` and ``working_size`` too), or a
@@ -144,7 +148,10 @@ def explain(model: VideoModel, clip: Clip | np.ndarray, method: str | Method = "
             working_size = spec_own["working_size"]
     if working_size not in WORKING_SIZES:
         raise InputError(f"working_size must be 'model' or 'full', got {working_size!r}")
-    if not isinstance(clip, Clip):
+    if isinstance(clip, (str, os.PathLike)):  # a video file: the clip the CLI would explain
+        from .data.video import read_video
+        clip = read_video(clip, num_frames=model.num_frames)
+    elif not isinstance(clip, Clip):
         clip = Clip.from_array(clip)
     if isinstance(target, str):
         target = model.class_index(target)
