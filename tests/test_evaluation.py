@@ -507,7 +507,7 @@ def test_metrics_share_identical_perturbed_clips_and_keep_their_values(model_dir
     clips, 17 are distinct."""
     import videoxai as vx
     from videoxai.metrics import build
-    from videoxai.metrics.shared import ForwardCache, sharing
+    from videoxai.models.forward_cache import ForwardCache, sharing
 
     model = vx.load_model(model_dir)
     sample = load_dataset("synthetic:1", num_frames=model.num_frames, labels=model.labels)[0]
@@ -540,7 +540,7 @@ def test_class_sensitivity_of_a_perturbation_method_runs_none_of_its_clips_again
     class-sensitivity check's second explanation finds them all, with the same value."""
     import videoxai as vx
     from videoxai.metrics import build
-    from videoxai.metrics.shared import ForwardCache, sharing
+    from videoxai.models.forward_cache import ForwardCache, sharing
 
     model = vx.load_model(model_dir)
     sample = load_dataset("synthetic:1", num_frames=model.num_frames, labels=model.labels)[0]

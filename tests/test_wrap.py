@@ -229,3 +229,38 @@ def test_layer_search_removes_its_hooks_when_the_forward_fails():
     assert _hooks(net) == 0
     right = vx.wrap(net, num_frames=4, input_size=24)
     assert right.locate_cam_layer() == "conv" and _hooks(net) == 0
+
+
+class Returns(nn.Module):
+    """TinyCNN whose forward returns ``make(logits, features)``: a tuple, a dict, …"""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.inner, self.make = TinyCNN(), make
+
+    def forward(self, x):
+        features = self.inner.conv(x).relu()
+        return self.make(self.inner.fc(features.mean((2, 3, 4))), features)
+
+
+def test_logits_found_in_a_tuple_or_dict_output_or_named_with_output():
+    """Networks that return (logits, features) or a dict work as wrapped, with the same logits as
+    the plain network; where two parts could be the logits the error asks for ``output=``."""
+    x = torch.rand(2, 8, 3, 16, 16)
+    plain = vx.wrap(TinyCNN(), num_frames=8, input_size=16)(x)
+    for make, output in [(lambda y, f: (y, f), None), (lambda y, f: [f, y], None),
+                         (lambda y, f: {"scores": y, "features": f}, None), (lambda y, f: {"logits": y}, None),
+                         (lambda y, f: (y, y * 2), 0), (lambda y, f: {"a": y * 2, "b": y}, "b"),
+                         (lambda y, f: (y * 2, y), lambda out: out[1])]:
+        model = vx.wrap(Returns(make), num_frames=8, input_size=16, num_classes=4, output=output)
+        torch.testing.assert_close(model(x), plain)
+    assert vx.explain(vx.wrap(Returns(lambda y, f: (y, f)), num_frames=8, input_size=16, num_classes=4),
+                      torch.rand(8, 3, 16, 16), "saliency").spatial.shape == (8, 16, 16)
+    two = vx.wrap(Returns(lambda y, f: (y, y * 2)), num_frames=8, input_size=16, num_classes=4)
+    with pytest.raises(InputError, match=r"returned a tuple with 2 parts shaped \(B, 4\): 0, 1; say where its "
+                                         r"logits are: vx.wrap\(..., output=0\)"):
+        two(x)
+    with pytest.raises(InputError, match=r"no part shaped \(B, 4\)"):
+        vx.wrap(Returns(lambda y, f: (f,)), num_frames=8, input_size=16, num_classes=4)(x)
+    with pytest.raises(InputError, match="output='logits' selects nothing in the network's tuple output"):
+        vx.wrap(Returns(lambda y, f: (y, f)), num_frames=8, input_size=16, num_classes=4, output="logits")(x)

@@ -35,8 +35,8 @@ from ..explain import explain
 from ..explanation import Explanation
 from ..metrics import MissingGroundTruth, build
 from ..metrics.sanity import as_clip
-from ..metrics.shared import ForwardCache, sharing
 from ..models.base import VideoModel
+from ..models.forward_cache import ForwardCache, sharing
 from ..options import parse_spec
 from .store import ExplanationRow, ResultRow
 
@@ -81,7 +81,7 @@ class RunSettings:
 class WorkerContext:
     """A worker's loaded state: the model, the metric objects, and the logits of the perturbed
     clips the metrics have run (shared between metrics and the methods of a clip, see
-    :mod:`videoxai.metrics.shared`)."""
+    :mod:`videoxai.models.forward_cache`)."""
 
     settings: RunSettings
     model: VideoModel

@@ -217,11 +217,11 @@ class PerturbationMethod(Method):
         """Score ``n`` perturbed clips, built ``batch_size`` at a time by ``make_batch(slice)``.
 
         Returns ``(n,)`` float64 on the model's device. Inside a
-        :func:`videoxai.metrics.shared.sharing` block (the evaluation runner's), clips already run
+        :func:`videoxai.models.forward_cache.sharing` block (the evaluation runner's), clips already run
         are looked up instead: none of these methods' clips depend on ``target``, so explaining
         another class of the same clip runs the model on none of them again.
         """
-        from ..metrics.shared import active
+        from ..models.forward_cache import active
 
         cache = active(self.model)
         out = []

@@ -196,9 +196,9 @@ class Metric(Configurable):
                         batch_size: int) -> torch.Tensor:
         """Logits ``(n, C)`` of ``n`` clips made ``batch_size`` at a time by ``build(slice)``.
 
-        Inside a :func:`videoxai.metrics.shared.sharing` block for ``model``, clips already run
+        Inside a :func:`videoxai.models.forward_cache.sharing` block for ``model``, clips already run
         (by this or another metric) are not run again."""
-        from .shared import active
+        from ..models.forward_cache import active
 
         cache = active(model)
         if cache is not None:

@@ -97,12 +97,12 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
          num_classes: int | None = None, shortest_edge: int | None = None,
          fixed_num_frames: bool = False, cam_layer: str | None = None,
          cam_reshape: Callable | None = None, token_grid: TokenGrid | None = None,
-         name: str = "custom") -> VideoModel:
+         output: int | str | Callable | None = None, name: str = "custom") -> VideoModel:
     """Adapt any PyTorch video classifier.
 
     Args:
-        module: maps a normalised clip laid out as ``layout`` to logits ``(B, C)`` (or an object
-            with ``.logits``).
+        module: maps a normalised clip laid out as ``layout`` to logits ``(B, C)``, an object
+            with ``.logits``, or a tuple / dict holding them (see ``output``).
         num_frames: frames per clip it expects.
         input_size: ``h`` or ``(h, w)`` of its input.
         layout: ``"BCTHW"`` (3D CNNs) or ``"BTCHW"`` (Hugging Face style).
@@ -111,6 +111,9 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         shortest_edge: resize the shorter side to this and centre-crop; ``None`` resizes the whole
             frame to ``input_size``.
         cam_layer: dotted name of the layer Grad-CAM should use by default.
+        output: where the logits are when ``module`` returns a tuple, list or dict: an index, a
+            key or a function of the output. Default: the one part shaped ``(B, C)`` (an error
+            if there are several).
     """
     if not isinstance(module, nn.Module):
         raise InputError(f"vx.wrap needs a torch.nn.Module, got {type(module).__name__}")
@@ -127,7 +130,7 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
     return VideoModel(module.eval(), num_frames=num_frames, preprocess=pre, labels=labels,
                       num_classes=num_classes, layout=layout, fixed_num_frames=fixed_num_frames,
                       token_grid=token_grid, cam_layer=cam_layer, cam_reshape=cam_reshape,
-                      family="custom", name=name)
+                      family="custom", name=name, output=output)
 
 
 def _infer_num_classes(module: nn.Module) -> int:

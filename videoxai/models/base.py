@@ -173,6 +173,8 @@ class VideoModel(nn.Module):
         cam_reshape: turns that layer's output into ``(B, C, T', H', W')``; ``None`` if it already is.
         family: short family name (``"timesformer"``, ``"r3d"``, ``"custom"``, …).
         name: the spec it was loaded from, for reports.
+        output: where the logits are in what ``net`` returns, when that is not a tensor: an index
+            (``0``), a key (``"logits"``) or a function of the output (see :meth:`select_logits`).
     """
 
     def __init__(self, net: nn.Module, *, num_frames: int, preprocess: Preprocess,
@@ -180,7 +182,8 @@ class VideoModel(nn.Module):
                  layout: Layout = "BCTHW", fixed_num_frames: bool = True,
                  token_grid: TokenGrid | None = None, cam_layer: str | None = None,
                  cam_reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 family: str = "custom", name: str | None = None) -> None:
+                 family: str = "custom", name: str | None = None,
+                 output: int | str | Callable[[object], torch.Tensor] | None = None) -> None:
         super().__init__()
         if layout not in ("BTCHW", "BCTHW"):
             raise InputError(f"layout must be 'BTCHW' or 'BCTHW', got {layout!r}")
@@ -194,6 +197,7 @@ class VideoModel(nn.Module):
         self.cam_reshape = cam_reshape
         self.family = family
         self.name = name or family
+        self.output = output
         if labels is None:
             if num_classes is None:
                 raise InputError("give labels or num_classes")
@@ -210,8 +214,42 @@ class VideoModel(nn.Module):
     # -- what subclasses override ------------------------------------------------------------
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Run the network on preprocessed input laid out as :attr:`layout`; return logits."""
-        out = self.net(x)
-        return out.logits if hasattr(out, "logits") else out
+        return self.select_logits(self.net(x))
+
+    def select_logits(self, out) -> torch.Tensor:
+        """The logits ``(B, C)`` in what the network returned.
+
+        With :attr:`output` set, that part (index, key or function). Otherwise a tensor is the
+        logits; an object with ``.logits`` (Hugging Face) or a dict with ``"logits"`` gives those;
+        a tuple, list or dict gives its one tensor shaped ``(B, num_classes)`` — two such, or
+        none, is an error asking for ``output=``, never a guess.
+        """
+        if self.output is not None:
+            if callable(self.output):
+                return self.output(out)
+            try:
+                return out[self.output]
+            except (KeyError, IndexError, TypeError):
+                raise InputError(f"{self.name}: output={self.output!r} selects nothing in the network's "
+                                 f"{type(out).__name__} output") from None
+        if isinstance(out, torch.Tensor):
+            return out
+        if hasattr(out, "logits"):
+            return out.logits
+        if isinstance(out, dict) and "logits" in out:
+            return out["logits"]
+        parts = (list(out.items()) if isinstance(out, dict) else
+                 list(enumerate(out)) if isinstance(out, (tuple, list)) else [])
+        shaped = [(k, v) for k, v in parts
+                  if isinstance(v, torch.Tensor) and v.ndim == 2 and v.shape[1] == self.num_classes]
+        if len(shaped) == 1:
+            return shaped[0][1]
+        found = (f"{len(shaped)} parts shaped (B, {self.num_classes}): "
+                 f"{', '.join(repr(k) for k, _ in shaped)}" if shaped else
+                 f"no part shaped (B, {self.num_classes})")
+        raise InputError(f"{self.name} returned a {type(out).__name__} with {found}; say where its logits "
+                         "are: vx.wrap(..., output=0) (an index), output='logits' (a key) or "
+                         "output=lambda out: ...")
 
     # -- the pixel-space forward -------------------------------------------------------------
     @property

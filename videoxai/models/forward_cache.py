@@ -34,7 +34,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..core.batching import batched
-from ..models.base import VideoModel
+from .base import VideoModel
 
 
 class ForwardCache:
