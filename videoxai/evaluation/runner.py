@@ -389,8 +389,10 @@ class _Progress:
         silenced = os.environ.get("VIDEOXAI_PROGRESS", "").lower() in ("0", "false", "no")
         self._lines = bool(total) and show is None and not silenced and not enabled()
         self._stop = threading.Event()
+        self._beat = None
         if self._lines:
-            threading.Thread(target=self._heartbeat, name="videoxai-progress", daemon=True).start()
+            self._beat = threading.Thread(target=self._heartbeat, name="videoxai-progress", daemon=True)
+            self._beat.start()
         if total and (enabled() if show is None else show):
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -422,6 +424,8 @@ class _Progress:
 
     def close(self) -> None:
         self._stop.set()
+        if self._beat is not None:  # no line after the run has returned
+            self._beat.join(timeout=5)
         if self._bar is not None:
             self._bar.stop()
 
