@@ -532,6 +532,32 @@ def test_metrics_share_identical_perturbed_clips_and_keep_their_values(model_dir
             pass
 
 
+def test_the_logits_cache_keeps_the_most_recent_clips_and_their_exact_logits(model_dir):
+    """Beyond ``max_entries`` the least recently used clip's slot is reused: the recent clips are
+    hits with the logits of a plain pass, the dropped one is run again."""
+    import torch
+
+    import videoxai as vx
+    from videoxai.models.forward_cache import ForwardCache, sharing
+
+    model = vx.load_model(model_dir)
+    clips = torch.rand(5, model.num_frames, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = model(clips).float()
+    cache = ForwardCache(model, max_entries=3)
+    with sharing(model, cache):
+        first = cache.forward(5, lambda s: clips[s], batch_size=2)      # 5 misses; keeps 2, 3, 4
+        assert (cache.misses, cache.hits, len(cache)) == (5, 0, 3)
+        again = cache.forward(3, lambda s: clips[2:5][s], batch_size=2)  # all hits
+        assert (cache.misses, cache.hits) == (5, 3)
+        cache.forward(1, lambda s: clips[0:1][s], batch_size=2)          # dropped: run again, evicts 2
+        assert (cache.misses, cache.hits) == (6, 3)
+        cache.forward(1, lambda s: clips[2:3][s], batch_size=2)
+        assert cache.misses == 7
+    torch.testing.assert_close(first, plain, atol=1e-6, rtol=0)
+    torch.testing.assert_close(again, plain[2:5], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("method, options", [("rise", {"n_samples": 40}), ("lime", {"n_samples": 24}),
                                              ("occlusion", {}), ("shap_temporal", {})])
 def test_class_sensitivity_of_a_perturbation_method_runs_none_of_its_clips_again(model_dir, method, options):

@@ -37,19 +37,69 @@ from ..core.batching import batched
 from .base import VideoModel
 
 
+class _Rows:
+    """The logits by key, in one preallocated ``(capacity, C)`` tensor with a slot per key.
+
+    Why not a dict of ``(C,)`` tensors: each would be a separate small allocation, interleaved on
+    the heap with the perturbed batches (megabytes each) that come and go between them; the small
+    ones pin the heap and it cannot shrink (RISE under max-sensitivity grew a worker by 0.9 GB for
+    16 kB of logits). Rows of one tensor grown by doubling avoid that.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = int(max_entries)
+        self.slots: OrderedDict[bytes, int] = OrderedDict()   # least recently used first
+        self.rows: torch.Tensor | None = None
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def get(self, key: bytes) -> torch.Tensor | None:
+        slot = self.slots.get(key)
+        if slot is None:
+            return None
+        self.slots.move_to_end(key)
+        return self.rows[slot].clone()   # a copy: the slot may be reused before the caller is done
+
+    def put(self, key: bytes, row: torch.Tensor) -> None:
+        slot = self.slots.get(key)
+        if slot is None:
+            if len(self.slots) >= self.max_entries:        # reuse the least recently used slot
+                slot = self.slots.pop(next(iter(self.slots)))
+            else:
+                slot = len(self.slots)
+                self._make_room(slot + 1, row)
+            self.slots[key] = slot
+        self.slots.move_to_end(key)
+        self.rows[slot] = row
+
+    def _make_room(self, size: int, row: torch.Tensor) -> None:
+        if self.rows is not None and self.rows.shape[0] >= size:
+            return
+        capacity = min(self.max_entries, max(1024, 2 * (0 if self.rows is None else self.rows.shape[0])))
+        grown = torch.empty(capacity, row.numel(), dtype=torch.float32, device=row.device)
+        if self.rows is not None:
+            grown[:self.rows.shape[0]] = self.rows
+        self.rows = grown
+
+
 class ForwardCache:
     """Logits ``(C,)`` of clips already run through one model, by digest of the clip."""
 
     def __init__(self, model: VideoModel, max_entries: int = 20000) -> None:
         self.model = model
-        self.max_entries = int(max_entries)
-        self._logits: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        self._counts = {"hits": 0, "misses": 0}   # shared with the views
+        self._rows = _Rows(max_entries)   # shared with the views
 
-    hits = property(lambda self: self._counts["hits"],
-                    lambda self, v: self._counts.__setitem__("hits", v))
-    misses = property(lambda self: self._counts["misses"],
-                      lambda self, v: self._counts.__setitem__("misses", v))
+    @property
+    def max_entries(self) -> int:
+        return self._rows.max_entries
+
+    hits = property(lambda self: self._rows.hits, lambda self, v: setattr(self._rows, "hits", v))
+    misses = property(lambda self: self._rows.misses, lambda self, v: setattr(self._rows, "misses", v))
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
     def view(self, model: VideoModel) -> ForwardCache:
         """This cache for ``model``, a view of the same network with its own preprocessing
@@ -57,7 +107,7 @@ class ForwardCache:
         run at): the same store, keys that include the preprocessing."""
         if model is self.model:
             return self
-        view = copy.copy(self)   # shares _logits and _counts
+        view = copy.copy(self)   # shares _rows
         view.model = model
         return view
 
@@ -83,9 +133,8 @@ class ForwardCache:
             clips = build(s)
             for j, i in enumerate(range(s.start, s.stop)):
                 key = self.digest(clips[j])
-                hit = self._logits.get(key)
+                hit = self._rows.get(key)
                 if hit is not None:
-                    self._logits.move_to_end(key)
                     out[i] = hit
                     self.hits += 1
                 elif key in queued:              # the same clip twice in one request
@@ -110,25 +159,18 @@ class ForwardCache:
             with torch.no_grad():
                 logits = self.model(clips).float()
             for clip, row in zip(clips, logits):
-                key = self.digest(clip)
-                self._logits[key] = row.clone()
-                self._logits.move_to_end(key)
+                self._rows.put(self.digest(clip), row)
             self.misses += len(clips)
             out.append(logits)
-        while len(self._logits) > self.max_entries:
-            self._logits.popitem(last=False)
         return torch.cat(out) if out else torch.zeros(0, self.model.num_classes)
 
     def _run(self, items, queued, out, model) -> None:
         with torch.no_grad():
             logits = model(torch.stack([c for _, _, c in items])).float()
         for (_, key, _), row in zip(items, logits):
-            row = row.clone()
-            self._logits[key] = row
+            self._rows.put(key, row)
             for i in queued.pop(key):
                 out[i] = row
-        while len(self._logits) > self.max_entries:
-            self._logits.popitem(last=False)
 
 
 _ACTIVE: ContextVar[ForwardCache | None] = ContextVar("videoxai_forward_cache", default=None)
