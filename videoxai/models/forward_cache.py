@@ -43,10 +43,12 @@ class _Rows:
     Why not a dict of ``(C,)`` tensors: each would be a separate small allocation, interleaved on
     the heap with the perturbed batches (megabytes each) that come and go between them; the small
     ones pin the heap and it cannot shrink (RISE under max-sensitivity grew a worker by 0.9 GB for
-    16 kB of logits). Rows of one tensor grown by doubling avoid that.
+    under 100 kB of logits). Rows of one tensor grown by doubling avoid that.
     """
 
     def __init__(self, max_entries: int) -> None:
+        if int(max_entries) < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self.max_entries = int(max_entries)
         self.slots: OrderedDict[bytes, int] = OrderedDict()   # least recently used first
         self.rows: torch.Tensor | None = None
