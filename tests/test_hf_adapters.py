@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -118,3 +119,13 @@ def test_timesformer_uses_the_fused_attention_only_inside_the_adapter(monkeypatc
     xe = x.clone().requires_grad_()
     net(pixel_values=model.preprocess(xe)).logits[:, 0].sum().backward()
     assert torch.allclose(xg.grad, xe.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["/no/such/dir", "./missing", "a/b/c", "~/no-such-videoxai-model"])
+def test_a_missing_directory_is_named_as_one_not_as_a_bad_hub_id(spec):
+    """Hugging Face would answer "Repo id must use alphanumeric chars…" for a mistyped path."""
+    import videoxai as vx
+    from videoxai.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match=f"no such model directory: '{re.escape(spec)}'"):
+        vx.load_model(f"hf:{spec}")

@@ -481,7 +481,12 @@ def _check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float) 
     if count:
         return
     if ranged:
-        raise VideoReadError(f"{path}: no frame in the time range [{lo:g}, {hi:g}) s")
+        try:
+            length = probe(path)["duration"]
+        except VideoReadError:
+            length = None
+        known = f"; the video is {length:.2f} s long" if length else ""
+        raise VideoReadError(f"{path}: no frame in the time range [{lo:g}, {hi:g}) s{known}")
     raise VideoReadError(f"{path}: the video has no decodable frame")
 
 

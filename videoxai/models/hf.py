@@ -266,6 +266,13 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
     import transformers
     from transformers import AutoConfig
 
+    # a hub id is "name" or "org/name"; anything else is a path: if it is missing, say so, not the hub's id rules
+    looks_local = spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or "\\" in spec
+    if looks_local and not Path(spec).expanduser().is_dir():
+        raise UnknownModelError(f"no such model directory: {spec!r} (a Hugging Face model is a hub id such "
+                                "as 'facebook/timesformer-base-finetuned-k400' or a save_pretrained directory)")
+    if looks_local:
+        spec = str(Path(spec).expanduser())
     try:
         cfg = AutoConfig.from_pretrained(spec)
     except (OSError, ValueError) as e:
