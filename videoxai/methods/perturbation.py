@@ -39,6 +39,7 @@ from ..core import baselines
 from ..core.batching import batched
 from ..errors import InputError
 from ..models.base import VideoModel
+from ..models.forward_cache import forward_batched
 from .base import Attribution, Method, Target
 
 Output = Literal["probability", "logit"]
@@ -221,19 +222,12 @@ class PerturbationMethod(Method):
         are looked up instead: none of these methods' clips depend on ``target``, so explaining
         another class of the same clip runs the model on none of them again.
         """
-        from ..models.forward_cache import active
-
-        cache = active(self.model)
         out = []
         total = math.ceil(n / self.batch_size)
         for sl in self.progress(batched(n, self.batch_size), total, description):
-            if cache is None:
-                logits = self.model(make_batch(sl))
-            else:
-                def make(s: slice, start: int = sl.start) -> torch.Tensor:
-                    return make_batch(slice(start + s.start, start + s.stop))
-                logits = cache.forward(sl.stop - sl.start, make, self.batch_size)
-            out.append(self.read(logits, target))
+            def make(s: slice, start: int = sl.start) -> torch.Tensor:
+                return make_batch(slice(start + s.start, start + s.stop))
+            out.append(self.read(forward_batched(self.model, sl.stop - sl.start, make, self.batch_size), target))
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 

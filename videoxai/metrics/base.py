@@ -34,10 +34,10 @@ import torch
 
 from ..clip import Clip
 from ..core.align import crop_mask
-from ..core.batching import batched
 from ..errors import InputError, UnknownNameError
 from ..explanation import Explanation
 from ..models.base import VideoModel
+from ..models.forward_cache import forward_batched
 from ..options import Configurable, Opt, format_spec, parse_spec, split_top_level
 from ..registry import Registry
 from .truth import MissingGroundTruth, ground_truth, truth_window
@@ -198,14 +198,7 @@ class Metric(Configurable):
 
         Inside a :func:`videoxai.models.forward_cache.sharing` block for ``model``, clips already run
         (by this or another metric) are not run again."""
-        from ..models.forward_cache import active
-
-        cache = active(model)
-        if cache is not None:
-            return cache.forward(n, build, batch_size)
-        with torch.no_grad():
-            out = [model(build(s)).float() for s in batched(n, batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, model.num_classes)
+        return forward_batched(model, n, build, batch_size)
 
 
 # -- inputs ----------------------------------------------------------------------------------------

@@ -192,6 +192,19 @@ def active(model: VideoModel) -> ForwardCache | None:
     return None
 
 
+def forward_batched(model: VideoModel, n: int, build: Callable[[slice], torch.Tensor],
+                    batch_size: int) -> torch.Tensor:
+    """Logits ``(n, C)`` of ``n`` clips made ``batch_size`` at a time by ``build(slice)``,
+    without gradients; inside a :func:`sharing` block for ``model`` (or a view of its network),
+    clips already run are looked up instead of run again."""
+    cache = active(model)
+    if cache is not None:
+        return cache.forward(n, build, batch_size)
+    with torch.no_grad():
+        out = [model(build(s)).float() for s in batched(n, batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, model.num_classes)
+
+
 @contextmanager
 def sharing(model: VideoModel, cache: ForwardCache | None = None, *,
             lookup: bool = True) -> Iterator[ForwardCache]:
