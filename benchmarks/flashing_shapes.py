@@ -10,6 +10,10 @@ shape is the class: the model has to see which one comes and goes. Nothing here 
 benchmark's generator (no textures, no colour classes, a temporal rule), so a model tuned on the
 benchmark meets it for the first time.
 
+Then ``videoxai stabn train --data folder:OUT_DIR/train --val-data folder:OUT_DIR/test --out RUN``
+(and ``--backbone-only`` for the plain backbone); README "ST-ABN", held-out task, has the results
+and what they showed (the stem's resolution, label smoothing).
+
 ``OUT_DIR/train`` and ``OUT_DIR/test`` each hold ``clip_XXXX.mp4`` and a ``labels.csv`` with
 ``video,label,start,end`` (label a class *name*; the flashing window in frames, end excluded).
 """

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     splits = make_splits(train=args.train_clips, val=args.val_clips, test=args.test_clips,
                          confounds=CONFOUNDS[:args.confounds])
-    settings = Settings(design=args.design, train=TrainConfig(epochs=args.train_epochs, batch_size=16),
+    settings = Settings(design=args.design, train=TrainConfig.recipe("demo", epochs=args.train_epochs, batch_size=16),
                         select=args.select, max_edits=args.max_edits, temporal_loss=args.temporal_loss)
     ft = settings.finetune.to_dict()
     if args.lr is not None:

@@ -295,7 +295,7 @@ def train_stabn(args: argparse.Namespace, argv: list[str]) -> dict:
     from videoxai.stabn.train import TrainConfig, train as train_stabn_model
 
     torch.set_num_threads(args.threads)
-    config = TrainConfig(epochs=STABN_EPOCHS, batch_size=args.batch_size or 16, seed=args.seed,
+    config = TrainConfig.recipe("demo", epochs=STABN_EPOCHS, batch_size=args.batch_size or 16, seed=args.seed,
                          **({"lr": args.lr} if args.lr else {}))
     command = "python scripts/train_demo.py " + " ".join(shlex.quote(a) for a in argv)
     t0 = time.time()

@@ -207,6 +207,35 @@ def test_branch_on_layer2_with_unit_kernels_reads_each_frame_alone():
         STABNConfig(num_classes=4, branch_spatial_kernel=5)
 
 
+def test_hires_backbone_keeps_a_small_shape_at_full_resolution_until_layer1():
+    """tiny-hires: a 3×3 stem at stride 1 without ResNet's pool, so one pixel changed in the input
+    changes the stem's output only within one pixel of it (tiny's 7×7/2 stem and pool spread it
+    over a 2×2 cell of a 16×16 grid: a 9-px shape becomes ~2 cells before any block); the layers
+    after it put the attention maps on the 16×16 grid of tiny-fine, and time is compared from
+    layer3 on, as in the slow-only backbone (per-frame layer2 for the localising branch);
+    tiny-hires-3d compares them in every layer."""
+    x = torch.rand(1, 3, 8, 64, 64)
+    x2 = x.clone()
+    x2[..., 3, 20, 40] += 1.0
+    for name, grid in (("tiny-hires", 64), ("tiny", 16)):
+        net = tiny(seed=6, backbone=name).net
+        with torch.no_grad():
+            a, b = net.pool(net.stem(x)), net.pool(net.stem(x2))
+        assert a.shape[-2:] == (grid, grid), name
+        changed = (a - b).abs().sum((0, 1)) > 0                       # (T, h, w)
+        assert changed[[0, 1, 2, 4, 5, 6, 7]].sum() == 0, name            # per frame
+        ys, xs = np.nonzero(changed[3].numpy())
+        if name == "tiny-hires":
+            assert set(ys) == {19, 20, 21} and set(xs) == {39, 40, 41}
+    model = tiny(seed=6, backbone="tiny-hires", branch_input="layer2", branch_temporal_kernel=1,
+                 branch_spatial_kernel=1, temporal_norm="softmax")
+    assert model.config.attention_size == (16, 16)
+    kt = lambda net: [m.conv1.kernel_size[0] for m in (net.layer1[0], net.layer2[0], net.layer3[0], net.layer4[0])]  # noqa: E731
+    assert kt(model.net) == [1, 1, 3, 3] and kt(tiny(backbone="tiny-hires-3d").net) == [3, 3, 3, 3]
+    with torch.no_grad():
+        assert model.outputs(torch.rand(1, 8, 3, 64, 64)).spatial.shape == (1, 8, 16, 16)
+
+
 def test_plain_backbone_is_the_same_network_without_the_branch(tmp_path):
     """attention_branch=False: the layers up to layer4 and the head exist with the same shapes,
     nothing of the branch or the mechanism does; the forward is layer4 → pooling → head; the
@@ -596,6 +625,10 @@ def test_cli_train_collect_finetune(tmp_path):
     model_dir = tmp_path / "run" / "model"
     meta = json.loads((model_dir / "videoxai.json").read_text())
     assert meta["training"]["data"] == "synthetic:32,val=8" and "stabn train" in meta["training"]["command"]
+    # the defaults measured on the held-out flashing-shapes task (README "ST-ABN"): the
+    # full-resolution stem, 3 epochs of the plain backbone first, no label smoothing
+    assert meta["config"]["backbone"] == "tiny-hires" and meta["training"]["warm_start_epochs"] == 3
+    assert meta["training"]["train_config"]["label_smoothing"] == 0.0
 
     r = run("collect", "--out", tmp_path / "edits", "--model", model_dir, "--data", "synthetic:32",
             "--all", "--limit", "4")

@@ -79,14 +79,19 @@ def train_cmd(
     design: Optional[str] = typer.Option(None, "--design", help="A named design (localising: the bundled "
                                          "demo-stabn's; layer3) setting the backbone, warm start and branch "
                                          "options below; flags given explicitly win."),
-    backbone: str = typer.Option("tiny", help="Backbone size: tiny, tiny-fine, small, r18, r34, r50."),
+    backbone: str = typer.Option("tiny-hires", help="Backbone: tiny-hires (a full-resolution stem: small shapes at "
+                                 "64 px), tiny-hires-3d (and time in every layer), tiny, tiny-fine, small, r18, "
+                                 "r34, r50 (ResNet stems)."),
     frames: int = typer.Option(8, help="Frames per clip (T)."),
     size: int = typer.Option(64, help="Input size (pixels a side)."),
     epochs: int = typer.Option(12),
     batch_size: int = typer.Option(16),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the recipe's, 0.002 / 0.01)."),
-    recipe: str = typer.Option("small", help="small (AdamW, warm-up + cosine, label smoothing) or "
-                               "reference (the paper code's SGD, ×0.1 at 1/2 and 5/6 of the epochs)."),
+    recipe: str = typer.Option("small", help="small (AdamW, warm-up + cosine), demo (small with label smoothing "
+                               "0.1: the bundled models') or reference (the paper code's SGD, ×0.1 at 1/2 and "
+                               "5/6 of the epochs)."),
+    label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing",
+                                                    help="Label smoothing of both cross-entropies (default: the recipe's)."),
     temporal_attention: str = typer.Option("residual", help="residual: F·(1+M_t); gate: F·M_t (the reference)."),
     temporal_norm: str = typer.Option("sigmoid", help="sigmoid (the reference) or softmax: frames compete for M_t."),
     spatial_norm: str = typer.Option("sigmoid", help="sigmoid (the reference) or softmax: cells compete for M_s."),
@@ -97,8 +102,8 @@ def train_cmd(
     branch_spatial_kernel: int = typer.Option(3, "--branch-ks",
                                               help="Spatial kernel of the attention branch: 3 (the reference) or 1."),
     backbone_only: bool = typer.Option(False, "--backbone-only", help="Train the plain backbone (no attention branch): the baseline."),
-    warm_start: int = typer.Option(0, "--warm-start",
-                                   help="Epochs of plain-backbone training to start the shared layers from."),
+    warm_start: int = typer.Option(3, "--warm-start",
+                                   help="Epochs of plain-backbone training to start the shared layers from (0: from scratch; joint training from scratch can stall, README \"ST-ABN\")."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
@@ -118,7 +123,8 @@ def train_cmd(
         warm_start = warm_start if "warm_start" in given else d.warm_start
         branch.update({k: v for k, v in d.options.items() if k not in given})
     config = TrainConfig.recipe(recipe, epochs=epochs, batch_size=batch_size, seed=seed,
-                                **({"lr": lr} if lr is not None else {}))
+                                **({"lr": lr} if lr is not None else {}),
+                                **({"label_smoothing": label_smoothing} if label_smoothing is not None else {}))
     what = "the plain backbone" if backbone_only else "an ST-ABN"
     console.print(f"training {what} ({backbone}) on {data} for {epochs} epochs → {out}")
     result = train(data, out, val_data=val_data, backbone=backbone, num_frames=frames, input_size=size,

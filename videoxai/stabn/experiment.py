@@ -176,7 +176,7 @@ class Settings:
 
     #: the start models' design, a key of :data:`.designs.DESIGNS`
     design: str = "localising"
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3, batch_size=16))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig.recipe("demo", epochs=3, batch_size=16))
     # chosen on the validation split by choose_settings (README "Human knowledge")
     gamma_t: float = 10.0
     finetune: TrainConfig = field(default_factory=finetune_config)

@@ -383,9 +383,10 @@ def finetune_config(**overrides) -> TrainConfig:
     """Fine-tuning defaults: 5 epochs of the training recipe at its peak learning rate (2e-3), no
     warm-up, with ``γ_t = 10`` (:func:`finetune`'s default) — the best of γ_t ∈ {1, 10} × lr ∈
     {5e-4, 2e-3} × epochs ∈ {3, 5} on the **validation** split of the confound experiment
-    (:mod:`videoxai.stabn.experiment`, ``scripts/stabn_experiment.py --choose``).
+    (:mod:`videoxai.stabn.experiment`, ``scripts/stabn_experiment.py --choose``), where the
+    ``"demo"`` recipe's label smoothing (0.1) was in place.
     """
-    return TrainConfig(**{"epochs": 5, "lr": 2e-3, "warmup": 0.0, **overrides})
+    return TrainConfig.recipe("demo", **{"epochs": 5, "lr": 2e-3, "warmup": 0.0, **overrides})
 
 
 __all__ = ["LEVELS", "TemporalEdit", "EditSet", "CollectedClip", "UnknownClipError", "check_levels", "fill_between",

@@ -53,7 +53,7 @@ class TrainConfig:
     """Optimisation settings.
 
     The defaults are a recipe for small models trained from scratch on a few thousand clips
-    (AdamW, linear warm-up then cosine decay, label smoothing); ``optimizer="sgd",
+    (AdamW, linear warm-up then cosine decay); ``optimizer="sgd",
     schedule="step", lr=0.01, weight_decay=5e-4, label_smoothing=0`` is the reference's [V1]
     (on the synthetic benchmark it leaves the tiny models near 0.74 after 12 epochs, where the
     default recipe reaches the accuracy of the bundled 3D CNN; README "ST-ABN").
@@ -69,7 +69,12 @@ class TrainConfig:
         schedule: ``"cosine"`` (per step, after ``warmup``) or ``"step"`` (×``decay`` at the
             ``milestones``, fractions of ``epochs``).
         warmup: share of the steps with a linearly rising learning rate (cosine schedule).
-        label_smoothing: of both cross-entropies.
+        label_smoothing: of both cross-entropies. 0 by default: on a held-out task (README "ST-ABN",
+            which of two shapes flashes, 800 training clips) 0.1 took the plain ``tiny-hires``
+            backbone from 0.93 to 0.83 test accuracy (the same clips and seed) while it fitted
+            its training clips either way; on the synthetic benchmark it made no difference.
+            The bundled ST-ABN pair and the human-knowledge experiment were trained with 0.1
+            (the ``"demo"`` recipe).
         seed: seeds initialisation (by the caller), shuffling and dropout.
         eval_batch_size: clips per forward when validating.
     """
@@ -86,7 +91,7 @@ class TrainConfig:
     warmup: float = 0.05
     milestones: tuple[float, ...] = (0.5, 5 / 6)
     decay: float = 0.1
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.0
     seed: int = 0
     eval_batch_size: int = 64
 
@@ -130,7 +135,9 @@ class TrainConfig:
 
     @classmethod
     def recipe(cls, name: str, **overrides) -> "TrainConfig":
-        """``"small"`` (the defaults) or ``"reference"`` (the paper code's SGD recipe [V1])."""
+        """``"small"`` (the defaults), ``"reference"`` (the paper code's SGD recipe [V1]) or ``"demo"``
+        (the defaults with label smoothing 0.1: what the bundled ST-ABN pair and the
+        human-knowledge experiment were trained and chosen with)."""
         if name not in RECIPES:
             raise InputError(f"unknown training recipe {name!r}; recipes: {', '.join(RECIPES)}")
         return cls(**{**RECIPES[name], **overrides})
@@ -144,6 +151,7 @@ class TrainConfig:
 #: named recipes (:meth:`TrainConfig.recipe`)
 RECIPES: dict[str, dict] = {
     "small": {},
+    "demo": {"label_smoothing": 0.1},
     "reference": {"optimizer": "sgd", "schedule": "step", "lr": 0.01, "weight_decay": 5e-4,
                   "label_smoothing": 0.0, "warmup": 0.0},
 }
