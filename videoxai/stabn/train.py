@@ -420,10 +420,10 @@ def warm_started(model_config: STABNConfig, train_set: ClipSet, config: TrainCon
 
 
 def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: str | None = None,
-          backbone: str = "tiny", num_frames: int = 8, input_size: int | tuple[int, int] = 64,
+          backbone: str = "tiny-hires", num_frames: int = 8, input_size: int | tuple[int, int] = 64,
           config: TrainConfig | None = None, resume: bool = True, device: str | torch.device = "cpu",
           on_epoch: Callable[[EpochRecord], None] | None = None, command: str | None = None,
-          warm_start: int = 0, **model_options) -> TrainResult:
+          warm_start: int = 3, **model_options) -> TrainResult:
     """Train an ST-ABN from scratch on a dataset spec (see :mod:`videoxai.stabn.data`).
 
     ``model_options`` are further :class:`STABNConfig` fields (``attention_branch=False``: the
@@ -434,11 +434,13 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     training); other data without ``val_data`` is not validated. ``command`` is stored with the
     model.
 
-    ``warm_start`` > 0 first trains the **plain backbone** (same seed, recipe and clips) for that
-    many epochs and starts the ST-ABN's shared layers (stem … ``layer4``, head) from it; the
-    attention branch and the fusion start fresh. Why: trained jointly from scratch, two seeds
-    of three stall with one class pair unsolved, whatever the pooling or learning rate tried,
-    while the plain backbone did not stall on any seed (README "ST-ABN").
+    ``warm_start`` > 0 (3 by default; 0: from scratch) first trains the **plain backbone** (same
+    seed, recipe and clips) for that many epochs and starts the ST-ABN's shared layers (stem …
+    ``layer4``, head) from it; the attention branch and the fusion start fresh. Why: trained
+    jointly from scratch, two seeds of three stall with one class pair unsolved, whatever the
+    pooling or learning rate tried, while the plain backbone did not stall on any seed (README
+    "ST-ABN"). The default backbone ``tiny-hires`` keeps small shapes at 64 px (README "ST-ABN",
+    held-out task); the same defaults as ``videoxai stabn train``.
     """
     config = config or TrainConfig()
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
