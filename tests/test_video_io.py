@@ -57,6 +57,28 @@ def test_round_trip(videos, frames, ext, tol):
     np.testing.assert_allclose(clip.frames.mean(axis=(1, 2, 3)), frames.mean(axis=(1, 2, 3)), atol=3)
 
 
+def test_writing_the_same_frames_gives_the_same_file_in_every_process(tmp_path):
+    """Determinism: noisy 64-px clips (the kind the benchmark scripts write) encoded in fresh
+    processes give byte-identical files. Before the RGB → YUV conversion moved out of PyAV's
+    encode path, three runs of this gave two or three different files."""
+    import hashlib
+    import subprocess
+    import sys
+
+    code = ("import hashlib, sys, numpy as np\n"
+            "from videoxai.data.video import write_video\n"
+            "rng = np.random.default_rng(1); h = hashlib.md5()\n"
+            "for i in range(40):\n"
+            "    frames = np.clip(rng.normal(rng.uniform(90, 150), 12, (8, 64, 64, 3)), 0, 255).astype(np.uint8)\n"
+            "    frames[2:5, 20:31, 20:31] = (230, 60, 60)\n"
+            "    h.update(open(write_video(frames, sys.argv[1], fps=8), 'rb').read())\n"
+            "print(h.hexdigest())\n")
+    digests = {subprocess.run([sys.executable, "-c", code, str(tmp_path / f"{run}.mp4")], capture_output=True,
+                              text=True, check=True, timeout=120).stdout.strip() for run in range(3)}
+    assert len(digests) == 1, digests
+    assert hashlib.md5(b"").hexdigest() not in digests
+
+
 def test_probe(videos):
     for ext, p in videos.items():
         info = probe(p)

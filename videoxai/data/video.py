@@ -632,7 +632,10 @@ def _encode_av(frames: np.ndarray, path: Path, fps: float, codec: str, options: 
         stream.time_base = frame_tb
         stream.options = options
         for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            # converted here, not by the encoder: left to PyAV's encode path, the RGB → YUV step
+            # gave different bytes from run to run for the same frames (x264 with one thread too),
+            # so a clip written twice was not the same file; this conversion is reproducible
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=stream.pix_fmt)
             frame.pts = i
             # not stream.time_base: the muxer rewrites it after the first packet (mp4, webm)
             frame.time_base = frame_tb
