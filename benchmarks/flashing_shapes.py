@@ -10,12 +10,20 @@ shape is the class: the model has to see which one comes and goes. Nothing here 
 benchmark's generator (no textures, no colour classes, a temporal rule), so a model tuned on the
 benchmark meets it for the first time.
 
-Then ``videoxai stabn train --data folder:OUT_DIR/train --val-data folder:OUT_DIR/test --out RUN``
-(and ``--backbone-only`` for the plain backbone); README "ST-ABN", held-out task, has the results
-and what they showed (the stem's resolution, label smoothing).
+Then ``videoxai stabn train --data folder:OUT_DIR/train --val-data folder:OUT_DIR/val --out RUN``
+(and ``--backbone-only`` for the plain backbone), and score the model on the test clips:
 
-``OUT_DIR/train`` and ``OUT_DIR/test`` each hold ``clip_XXXX.mp4`` and a ``labels.csv`` with
-``video,label,start,end`` (label a class *name*; the flashing window in frames, end excluded).
+    python benchmarks/flashing_shapes.py OUT_DIR --score RUN/model [RUN2/model …]
+
+prints, per model, the accuracy of both branches, how often the top frame of the temporal
+attention lies in the flash (and chance), and how often, in the flash frames, the spatial
+attention peaks on the *flashing* shape (and chance: its share of the frame) — the ST-ABN has to
+find the shape that comes and goes, not just a shape. README "ST-ABN", held-out task, has the
+results and what they showed (the stem's resolution, label smoothing, the attention design).
+
+``OUT_DIR/train``, ``OUT_DIR/val`` (for choosing designs and epochs) and ``OUT_DIR/test`` each
+hold ``clip_XXXX.mp4``, a ``labels.csv`` with ``video,label,start,end`` (label a class *name*; the
+flashing window in frames, end excluded) and ``masks.npz`` (the flashing shape's pixels).
 """
 
 from __future__ import annotations
@@ -39,8 +47,9 @@ PALETTE = np.array([(230, 60, 60), (60, 90, 230), (240, 220, 40), (40, 190, 70),
                    dtype=np.uint8)
 
 
-def clip(rng: np.random.Generator) -> tuple[np.ndarray, int, tuple[int, int]]:
-    """One clip: frames ``(T, H, W, 3)`` uint8, its class and its flashing window."""
+def clip(rng: np.random.Generator) -> tuple[np.ndarray, int, tuple[int, int], np.ndarray]:
+    """One clip: frames ``(T, H, W, 3)`` uint8, its class, its flashing window and the flashing
+    shape's mask ``(T, H, W)`` bool (empty outside the window)."""
     label = int(rng.integers(len(CLASSES)))
     frames = np.clip(rng.normal(rng.uniform(90, 150), 12, size=(FRAMES, SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
     length = int(rng.integers(2, 4))
@@ -57,33 +66,71 @@ def clip(rng: np.random.Generator) -> tuple[np.ndarray, int, tuple[int, int]]:
     frames[m] = PALETTE[colours[0]]
     m = shape_masks(CLASSES[label], np.full(length, centres[1, 0]), np.full(length, centres[1, 1]), sizes[1], SIZE, SIZE)
     frames[start:start + length][m] = PALETTE[colours[1]]
-    return frames, label, (start, start + length)
+    evidence = np.zeros((FRAMES, SIZE, SIZE), dtype=bool)
+    evidence[start:start + length] = m
+    return frames, label, (start, start + length), evidence
 
 
 def write(directory: Path, count: int, seed: int) -> Path:
-    """``count`` clips and their ``labels.csv`` in ``directory``."""
+    """``count`` clips, their ``labels.csv`` and ``masks.npz`` (``masks``: ``(count, T, H, W)``
+    bool, the flashing shape in its window frames, for scoring spatial attention) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     lines = ["video,label,start,end"]
+    masks = np.zeros((count, FRAMES, SIZE, SIZE), dtype=bool)
     for i in range(count):
-        frames, label, (a, b) = clip(rng)
+        frames, label, (a, b), masks[i] = clip(rng)
         name = f"clip_{i:04d}.mp4"
         write_video(frames, directory / name, fps=8)
         lines.append(f"{name},{CLASSES[label]},{a},{b}")
     (directory / "labels.csv").write_text("\n".join(lines) + "\n")
+    np.savez_compressed(directory / "masks.npz", masks=masks)
     return directory
+
+
+def score(model_dir: Path, split_dir: Path) -> dict:
+    """Accuracy and attention agreement of the ST-ABN saved in ``model_dir`` on ``split_dir``'s clips."""
+    from videoxai.stabn.data import open_dataset
+    from videoxai.stabn.evaluate import evaluate, predict, spatial_agreement
+    from videoxai.stabn.loader import load_stabn
+
+    model = load_stabn(model_dir)
+    data = open_dataset(f"folder:{split_dir}", "test", num_frames=model.num_frames,
+                        frame_size=tuple(model.config.input_size), labels=model.config.labels)
+    p = predict(model, data)
+    result = evaluate(model, data, predictions=p).to_dict()
+    if p.spatial is not None and (split_dir / "masks.npz").exists():
+        result.update(spatial_agreement(p.spatial, np.load(split_dir / "masks.npz")["masks"], data.windows))
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--train", type=int, default=800)
+    ap.add_argument("--val", type=int, default=300, help="validation clips (for choosing; 0: none)")
     ap.add_argument("--test", type=int, default=300)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="train seed; test uses seed+1, val seed+100")
+    ap.add_argument("--score", type=Path, nargs="+", metavar="MODEL_DIR",
+                    help="score saved ST-ABNs on OUT/test instead of writing clips")
+    ap.add_argument("--split", default="test", help="the split --score reads (test or val)")
     args = ap.parse_args(argv)
+    if args.score:
+        fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
+        print("| model | accuracy | attention branch | top frame in the flash (chance) "
+              "| spatial peak on the flashing shape (chance) |")
+        print("|---|---|---|---|---|")
+        for model_dir in args.score:
+            r = score(model_dir, args.out / args.split)
+            print(f"| {model_dir} | {fmt(r['accuracy'])} | {fmt(r['attention_accuracy'])} "
+                  f"| {fmt(r['window_hit'])} ({fmt(r['window_chance'])}) "
+                  f"| {fmt(r.get('spatial_hit'))} ({fmt(r.get('spatial_chance'))}) |")
+        return
     write(args.out / "train", args.train, args.seed)
     write(args.out / "test", args.test, args.seed + 1)
-    print(f"wrote {args.train} training and {args.test} test clips to {args.out}")
+    if args.val:  # seed + 100: disjoint from train and test for any --seed below 99
+        write(args.out / "val", args.val, args.seed + 100)
+    print(f"wrote {args.train} training, {args.val} validation and {args.test} test clips to {args.out}")
 
 
 if __name__ == "__main__":

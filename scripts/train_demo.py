@@ -301,7 +301,8 @@ def train_stabn(args: argparse.Namespace, argv: list[str]) -> dict:
     t0 = time.time()
     run_dir = args.out / "run"
     design = DESIGNS[args.design]
-    options = {**(design.options if args.model == "stabn" else {}), **STABN_DEMOS[args.model]}
+    # the plain backbone takes the design's backbone only (its branch options would be unused)
+    options = {"design": args.design if args.model == "stabn" else None, **STABN_DEMOS[args.model]}
     warm = design.warm_start if args.warm_start is None else args.warm_start
     result = train_stabn_model(STABN_DATA, run_dir, backbone=design.backbone, config=config, resume=False,
                                on_epoch=lambda r: print(r, file=sys.stderr, flush=True), command=command,

@@ -183,6 +183,45 @@ def test_softmax_attention_competes_and_attention_readout_pools_the_class_scores
             STABNConfig(num_classes=4, **bad)
 
 
+def test_attention_readout_lets_the_branch_loss_train_the_temporal_attention():
+    """Why the default design ``mil`` finds evidence frames (README "ST-ABN", held-out task).
+    With the reference's linear readout, z_att does not depend on M_t: the branch's own loss
+    never reaches the temporal attention (only the perception loss does, through the
+    weighting). With the attention readout, z_k = Σ_t p_t s_kt (p_t: frame t's share of the
+    weights M_t · M_s, s_kt: its M_s-weighted class score), and with softmax M_t the gradient of
+    CE(z, y) on M_t's logits is, by the chain rule, −p_t (m_t − Σ_u p_u m_u) with
+    m_t = s_yt − Σ_k q_k s_kt (q = softmax(z)): descent raises exactly the frames whose scores
+    favour the label more than the attended average does."""
+    from videoxai.stabn.designs import DEFAULT_DESIGN, DESIGNS
+
+    assert DEFAULT_DESIGN == "mil"
+    mil = DESIGNS["mil"].options
+    assert mil["attention_readout"] == "attention" and mil["temporal_norm"] == "softmax"
+    x, y = torch.rand(3, 3, 8, 64, 64), torch.tensor([0, 2, 3])
+    backbone = DESIGNS["mil"].backbone
+    fc = tiny(seed=4, backbone=backbone, **{**mil, "attention_readout": "fc"}).net.eval()
+    out = fc(x)
+    assert torch.autograd.grad(F.cross_entropy(out.att_logits, y), out.temporal_logits, allow_unused=True)[0] is None
+    net = tiny(seed=4, backbone=backbone, **mil).net.eval()
+    seen = {}
+    handle = net.att_out.register_forward_hook(lambda m, a, o: seen.__setitem__("scores", o))
+    try:
+        out = net(x)
+    finally:
+        handle.remove()
+    grad = torch.autograd.grad(F.cross_entropy(out.att_logits, y), out.temporal_logits)[0]           # (B, T)
+    with torch.no_grad():
+        ms = out.spatial[:, None]                                                             # (B, 1, T, h, w)
+        s = (seen["scores"] * ms).sum((3, 4)) / ms.sum((3, 4))                               # (B, K, T)
+        w = out.temporal * ms[:, 0].sum((2, 3))
+        p = w / w.sum(1, keepdim=True)                                                        # (B, T)
+        q = torch.softmax(out.att_logits, 1)                                                  # (B, K)
+        m = s[torch.arange(3), y] - (q[:, :, None] * s).sum(1)                                # (B, T)
+        expected = -p * (m - (p * m).sum(1, keepdim=True)) / 3                                # mean over the batch
+    torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-7)
+    assert (grad.abs() > 0).all()
+
+
 def test_branch_on_layer2_with_unit_kernels_reads_each_frame_alone():
     """branch_input="layer2", branch_temporal_kernel=1: the attention branch sees per-frame
     features through 1×1×1 temporal kernels, so changing one frame changes that frame's spatial
@@ -625,10 +664,12 @@ def test_cli_train_collect_finetune(tmp_path):
     model_dir = tmp_path / "run" / "model"
     meta = json.loads((model_dir / "videoxai.json").read_text())
     assert meta["training"]["data"] == "synthetic:32,val=8" and "stabn train" in meta["training"]["command"]
-    # the defaults measured on the held-out flashing-shapes task (README "ST-ABN"): the
-    # full-resolution stem, 3 epochs of the plain backbone first, no label smoothing
+    # the defaults measured on the held-out flashing-shapes task (README "ST-ABN"): the design
+    # "mil" on the full-resolution stem, 3 epochs of the plain backbone first, no label smoothing
     assert meta["config"]["backbone"] == "tiny-hires" and meta["training"]["warm_start_epochs"] == 3
-    assert meta["training"]["train_config"]["label_smoothing"] == 0.0
+    assert meta["training"]["train_config"]["label_smoothing"] == 0.0 and meta["training"]["design"] == "mil"
+    assert (meta["config"]["attention_readout"], meta["config"]["temporal_norm"], meta["config"]["spatial_norm"],
+            meta["config"]["pool"]) == ("attention", "softmax", "softmax", "max")
 
     r = run("collect", "--out", tmp_path / "edits", "--model", model_dir, "--data", "synthetic:32",
             "--all", "--limit", "4")
@@ -644,8 +685,8 @@ def test_cli_train_collect_finetune(tmp_path):
     ft = json.loads((tmp_path / "ft" / "model" / "videoxai.json").read_text())["training"]
     assert ft["finetune"]["edits"] == 2 and ft["finetune"]["gamma_t"] == 2.0
     assert ft["finetune"]["frozen"] == ["feature_extractor"]
-    # `stabn train`'s default attention is a sigmoid: "auto" is the paper's MSE
-    assert ft["finetune"]["temporal_loss"] == "mse"
+    # `stabn train`'s default attention is a softmax over the frames: "auto" is the KL divergence
+    assert ft["finetune"]["temporal_loss"] == "kl"
     assert vx.load_model(tmp_path / "ft" / "model").family == "stabn"
     r = run("finetune", tmp_path / "edits", "--out", tmp_path / "ft2", "--temporal-loss", "l1")
     assert isinstance(r.exception, InputError) and "temporal loss must be one of" in str(r.exception)
@@ -716,6 +757,39 @@ def test_cli_trains_from_a_folder_with_named_labels(tmp_path):
         load_dataset(f"folder:{tmp_path}")
     (tmp_path / "labels.csv").write_text("video,label\nv0.mp4,2\nv1.mp4,0\n")   # indices: as before
     assert load_dataset(f"folder:{tmp_path}").class_names is None
+
+
+def test_flashing_shapes_benchmark_writes_its_splits_and_scores_a_model(tmp_path):
+    """The held-out task as a user runs it (README "ST-ABN"): the script writes train / val /
+    test folders whose masks hold the flashing shape in its window frames only, a default
+    ST-ABN trains on them, and ``--score`` prints its row, the spatial chance being the
+    flashing shape's share of a frame."""
+    import subprocess
+    import sys
+
+    from videoxai.stabn.evaluate import spatial_agreement
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "flashing_shapes.py"
+    run = lambda *a: subprocess.run([sys.executable, str(script), *map(str, a)], capture_output=True,  # noqa: E731
+                                    text=True, timeout=300)
+    r = run(tmp_path, "--train", 8, "--val", 4, "--test", 6)
+    assert r.returncode == 0, r.stderr
+    assert "wrote 8 training, 4 validation and 6 test clips" in r.stdout
+    test = open_dataset(f"folder:{tmp_path / 'test'}", "test")
+    masks = np.load(tmp_path / "test" / "masks.npz")["masks"]
+    assert masks.shape == (6, 8, 64, 64) and sorted(test.label_names) == test.label_names
+    for m, (a, b) in zip(masks, test.windows):
+        assert 2 <= b - a <= 3 and m[a:b].any((1, 2)).all() and not m[:a].any() and not m[b:].any()
+    first = np.loadtxt(tmp_path / "val" / "labels.csv", dtype=str, delimiter=",", skiprows=1)[0]
+    assert first[0] == "clip_0000.mp4"                                   # a third, disjoint split
+    fit(tiny(num_classes=len(test.label_names), labels=test.label_names), test,
+        TrainConfig(epochs=1, batch_size=3), out=tmp_path / "run")
+    r = run(tmp_path, "--score", tmp_path / "run" / "model")
+    assert r.returncode == 0, r.stderr
+    row = r.stdout.strip().splitlines()[-1].split("|")
+    assert str(tmp_path / "run" / "model") in row[1] and len(row) == 7
+    chance = spatial_agreement(np.ones((6, 8, 4, 4), np.float32), masks, test.windows)["spatial_chance"]
+    assert f"({chance:.3f})" in row[5]
 
 
 @pytest.mark.parametrize("spec, match", [

@@ -63,25 +63,20 @@ def _load(model: str, device: str):
     return vm
 
 
-def _given_flags(ctx: typer.Context) -> set[str]:
-    """The parameters the user set on the command line (not left at their defaults)."""
-    # compared by name: Typer may run on its own copy of Click, whose enum is another class
-    return {name for name in ctx.params
-            if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
-
-
 @stabn_app.command("train")
 def train_cmd(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/."),
     data: str = typer.Option("synthetic", "--data", "-d", help=_DATA_HELP),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split; none for other data)."),
-    design: Optional[str] = typer.Option(None, "--design", help="A named design (localising: the bundled "
-                                         "demo-stabn's; layer3) setting the backbone, warm start and branch "
-                                         "options below; flags given explicitly win."),
-    backbone: str = typer.Option("tiny-hires", help="Backbone: tiny-hires (a full-resolution stem: small shapes at "
-                                 "64 px), tiny-hires-3d (and time in every layer), tiny, tiny-fine, small, r18, "
-                                 "r34, r50 (ResNet stems)."),
+    design: str = typer.Option("mil", "--design", help="A named design setting the backbone, warm start and "
+                                "branch options below (flags given explicitly win): mil (the default: the "
+                                "branch classifies through its own attention), reference (the paper's branch), "
+                                "localising (the bundled demo-stabn's), layer3 (round 2's)."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone (default: the design's, tiny-hires for mil): "
+                                           "tiny-hires (a full-resolution stem: small shapes at 64 px), "
+                                           "tiny-hires-3d (and time in every layer), tiny, tiny-fine, small, r18, "
+                                           "r34, r50 (ResNet stems)."),
     frames: int = typer.Option(8, help="Frames per clip (T)."),
     size: int = typer.Option(64, help="Input size (pixels a side)."),
     epochs: int = typer.Option(12),
@@ -92,45 +87,54 @@ def train_cmd(
                                "5/6 of the epochs)."),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing",
                                                     help="Label smoothing of both cross-entropies (default: the recipe's)."),
-    temporal_attention: str = typer.Option("residual", help="residual: F·(1+M_t); gate: F·M_t (the reference)."),
-    temporal_norm: str = typer.Option("sigmoid", help="sigmoid (the reference) or softmax: frames compete for M_t."),
-    spatial_norm: str = typer.Option("sigmoid", help="sigmoid (the reference) or softmax: cells compete for M_s."),
-    branch_input: str = typer.Option("layer3", help="Features the attention branch reads: layer3 (the reference) "
-                                     "or layer2 (per-frame features; tiny, tiny-fine, small)."),
-    branch_temporal_kernel: int = typer.Option(3, "--branch-kt",
-                                               help="Temporal kernel of the attention branch: 3 (the reference) or 1."),
-    branch_spatial_kernel: int = typer.Option(3, "--branch-ks",
-                                              help="Spatial kernel of the attention branch: 3 (the reference) or 1."),
+    temporal_attention: Optional[str] = typer.Option(None, help="residual: F·(1+M_t) (every design's); gate: F·M_t "
+                                                     "(the reference)."),
+    temporal_norm: Optional[str] = typer.Option(None, help="sigmoid (the reference) or softmax: frames compete "
+                                                "for M_t (default: the design's)."),
+    spatial_norm: Optional[str] = typer.Option(None, help="sigmoid (the reference) or softmax: cells compete for "
+                                               "M_s (default: the design's)."),
+    branch_input: Optional[str] = typer.Option(None, help="Features the attention branch reads: layer3 (the "
+                                               "reference) or layer2 (per-frame features; tiny, tiny-fine, small)."),
+    branch_temporal_kernel: Optional[int] = typer.Option(None, "--branch-kt", help="Temporal kernel of the "
+                                                         "attention branch: 3 (the reference) or 1."),
+    branch_spatial_kernel: Optional[int] = typer.Option(None, "--branch-ks", help="Spatial kernel of the attention "
+                                                        "branch: 3 (the reference) or 1."),
+    attention_readout: Optional[str] = typer.Option(None, "--readout", help="How the attention branch classifies: "
+                                                    "fc (the reference: a linear layer over every frame's pooled "
+                                                    "class maps) or attention (mil's: its class maps averaged where "
+                                                    "its own attention looks, so its loss trains the attention)."),
+    pool: Optional[str] = typer.Option(None, "--pool", help="Perception branch pooling: attention (weights M_t·M_s), "
+                                       "max (mil's) or avg (the reference); default: the design's, else the "
+                                       "backbone's."),
     backbone_only: bool = typer.Option(False, "--backbone-only", help="Train the plain backbone (no attention branch): the baseline."),
-    warm_start: int = typer.Option(3, "--warm-start",
-                                   help="Epochs of plain-backbone training to start the shared layers from (0: from scratch; joint training from scratch can stall, README \"ST-ABN\")."),
+    warm_start: Optional[int] = typer.Option(None, "--warm-start",
+                                             help="Epochs of plain-backbone training to start the shared layers from "
+                                                  "(default: the design's, 3; 0: from scratch — joint training from "
+                                                  "scratch can stall, README \"ST-ABN\")."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
     device: str = typer.Option("cpu", callback=check_device),
 ) -> None:
     """Train an ST-ABN; validation accuracy of both branches after every epoch."""
+    from ..stabn.designs import design as named_design
     from ..stabn.train import TrainConfig, train
 
     _threads(threads)
-    branch = {"temporal_norm": temporal_norm, "spatial_norm": spatial_norm, "branch_input": branch_input,
-              "branch_temporal_kernel": branch_temporal_kernel, "branch_spatial_kernel": branch_spatial_kernel}
-    if design is not None:  # the design's values, except where a flag was given
-        from ..stabn.designs import design as named_design
-
-        d, given = named_design(design), _given_flags(ctx)
-        backbone = backbone if "backbone" in given else d.backbone
-        warm_start = warm_start if "warm_start" in given else d.warm_start
-        branch.update({k: v for k, v in d.options.items() if k not in given})
+    given = {"temporal_attention": temporal_attention, "temporal_norm": temporal_norm,
+             "spatial_norm": spatial_norm, "branch_input": branch_input,
+             "branch_temporal_kernel": branch_temporal_kernel, "branch_spatial_kernel": branch_spatial_kernel,
+             "attention_readout": attention_readout, "pool": pool}
+    branch = {k: v for k, v in given.items() if v is not None}  # the rest: the design's
     config = TrainConfig.recipe(recipe, epochs=epochs, batch_size=batch_size, seed=seed,
                                 **({"lr": lr} if lr is not None else {}),
                                 **({"label_smoothing": label_smoothing} if label_smoothing is not None else {}))
-    what = "the plain backbone" if backbone_only else "an ST-ABN"
+    backbone = backbone or named_design(design).backbone
+    what = "the plain backbone" if backbone_only else f"an ST-ABN (design {design})"
     console.print(f"training {what} ({backbone}) on {data} for {epochs} epochs → {out}")
-    result = train(data, out, val_data=val_data, backbone=backbone, num_frames=frames, input_size=size,
-                   config=config, resume=resume, device=device, on_epoch=_print_epoch, command=_command(ctx),
-                   attention_branch=not backbone_only, temporal_attention=temporal_attention,
-                   warm_start=warm_start, **branch)
+    result = train(data, out, val_data=val_data, design=design, backbone=backbone, num_frames=frames,
+                   input_size=size, config=config, resume=resume, device=device, on_epoch=_print_epoch,
+                   command=_command(ctx), attention_branch=not backbone_only, warm_start=warm_start, **branch)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")
     console.print(f"model: [bold]{result.model_dir}[/]  (vx.load_model('{result.model_dir}'))")

@@ -36,6 +36,7 @@ import torch
 from ..errors import InputError
 from ..progress import track
 from .data import ClipSet, open_dataset
+from .designs import DEFAULT_DESIGN, design as named_design
 from .evaluate import Evaluation, evaluate
 from .loader import save_stabn
 from .losses import stabn_loss
@@ -420,14 +421,18 @@ def warm_started(model_config: STABNConfig, train_set: ClipSet, config: TrainCon
 
 
 def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: str | None = None,
-          backbone: str = "tiny-hires", num_frames: int = 8, input_size: int | tuple[int, int] = 64,
-          config: TrainConfig | None = None, resume: bool = True, device: str | torch.device = "cpu",
-          on_epoch: Callable[[EpochRecord], None] | None = None, command: str | None = None,
-          warm_start: int = 3, **model_options) -> TrainResult:
+          design: str | None = DEFAULT_DESIGN, backbone: str | None = None, num_frames: int = 8,
+          input_size: int | tuple[int, int] = 64, config: TrainConfig | None = None, resume: bool = True,
+          device: str | torch.device = "cpu", on_epoch: Callable[[EpochRecord], None] | None = None,
+          command: str | None = None, warm_start: int | None = None, **model_options) -> TrainResult:
     """Train an ST-ABN from scratch on a dataset spec (see :mod:`videoxai.stabn.data`).
 
-    ``model_options`` are further :class:`STABNConfig` fields (``attention_branch=False``: the
-    plain backbone, trained by the same recipe; ``temporal_attention``, ``pool``, ``dropout``).
+    ``design`` names a :data:`~.designs.DESIGNS` entry that sets the backbone, the warm start and
+    the branch's :class:`STABNConfig` fields; ``backbone``, ``warm_start`` and ``model_options``
+    given explicitly win over it (``design=None``: ``tiny-hires``, 3 epochs, the config's own
+    defaults, i.e. the paper's branch). ``model_options`` are further :class:`STABNConfig` fields
+    (``attention_branch=False``: the plain backbone, trained by the same recipe; the branch's
+    options are then unused).
 
     The class count and names come from the data. Validation after every epoch uses
     ``val_data``, or for the synthetic benchmark its ``"val"`` split (a stream disjoint from
@@ -439,10 +444,15 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     ``layer4``, head) from it; the attention branch and the fusion start fresh. Why: trained
     jointly from scratch, two seeds of three stall with one class pair unsolved, whatever the
     pooling or learning rate tried, while the plain backbone did not stall on any seed (README
-    "ST-ABN"). The default backbone ``tiny-hires`` keeps small shapes at 64 px (README "ST-ABN",
-    held-out task); the same defaults as ``videoxai stabn train``.
+    "ST-ABN"). The default design's backbone ``tiny-hires`` keeps small shapes at 64 px and its
+    branch finds the evidence frames (README "ST-ABN", held-out task); the same defaults as
+    ``videoxai stabn train``.
     """
     config = config or TrainConfig()
+    chosen = named_design(design) if design is not None else None
+    backbone = backbone or (chosen.backbone if chosen else "tiny-hires")
+    warm_start = warm_start if warm_start is not None else (chosen.warm_start if chosen else 3)
+    model_options = {**(chosen.options if chosen else {}), **model_options}
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     train_set = open_dataset(data, "train", num_frames=num_frames, frame_size=size)
     val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
@@ -457,7 +467,7 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
              len(val_set) if val_set is not None else "no")
     meta = {"data": data, "val_data": val_spec, "train_clips": len(train_set),
             "val_clips": len(val_set) if val_set is not None else 0, "command": command,
-            "warm_start_epochs": warm}
+            "warm_start_epochs": warm, "design": design}
     return fit(model, train_set, config, val=val_set, out=out, resume=resume, training_meta=meta,
                on_epoch=on_epoch)
 
