@@ -15,6 +15,15 @@ Then ``videoxai stabn train --data folder:OUT_DIR/train --val-data folder:OUT_DI
 
     python benchmarks/flashing_shapes.py OUT_DIR --score RUN/model [RUN2/model …]
 
+and ST-ABN + human knowledge, with a simulated person (README "ST-ABN", held-out task):
+
+    python benchmarks/flashing_shapes.py OUT_DIR --knowledge RUN/model [--gamma-t 0] [--out-dir HK]
+
+edits the training clips whose prediction or top attention frame is wrong (1.0 inside the true
+window, 0.0 outside: ``videoxai.stabn.experiment.edits_from_truth``), fine-tunes the model with
+:func:`videoxai.stabn.knowledge.finetune`'s defaults (``--gamma-t 0``: the same fine-tuning
+without the edits, the control), saves it under ``HK`` (default: beside the model) and prints
+its row. ``--score``
 prints, per model, the accuracy of both branches, how often the top frame of the temporal
 attention lies in the flash (and chance), and how often, in the flash frames, the spatial
 attention peaks on the *flashing* shape (and chance: its share of the frame) — the ST-ABN has to
@@ -104,6 +113,24 @@ def score(model_dir: Path, split_dir: Path) -> dict:
     return result
 
 
+def with_knowledge(model_dir: Path, data_dir: Path, gamma_t: float, out: Path) -> tuple[int, Path]:
+    """Fine-tune the ST-ABN in ``model_dir`` with a simulated person's edits of ``data_dir/train``;
+    returns the number of edited clips and where the fine-tuned model was saved."""
+    from videoxai.stabn.data import open_dataset
+    from videoxai.stabn.experiment import edits_from_truth
+    from videoxai.stabn.knowledge import finetune
+    from videoxai.stabn.loader import load_stabn, save_stabn
+
+    model = load_stabn(model_dir)
+    train = open_dataset(f"folder:{data_dir / 'train'}", "train", num_frames=model.num_frames,
+                         frame_size=tuple(model.config.input_size), labels=model.config.labels)
+    edits = edits_from_truth(model, train, "attention")
+    if edits:
+        finetune(model, train, edits, gamma_t=gamma_t)
+    save_stabn(model, out)
+    return len(edits), out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
@@ -114,7 +141,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--score", type=Path, nargs="+", metavar="MODEL_DIR",
                     help="score saved ST-ABNs on OUT/test instead of writing clips")
     ap.add_argument("--split", default="test", help="the split --score reads (test or val)")
+    ap.add_argument("--knowledge", type=Path, nargs="+", metavar="MODEL_DIR",
+                    help="fine-tune saved ST-ABNs with simulated edits of OUT/train, then score them")
+    ap.add_argument("--gamma-t", type=float, default=10.0, help="weight of L_temp for --knowledge (0: control)")
+    ap.add_argument("--out-dir", type=Path, help="where --knowledge saves (default: MODEL_DIR-hk or -ft0)")
     args = ap.parse_args(argv)
+    if args.knowledge:
+        tuned = []
+        for model_dir in args.knowledge:
+            suffix = "hk" if args.gamma_t > 0 else "ft0"
+            out = (args.out_dir / f"{model_dir.parent.name}-{suffix}") if args.out_dir else \
+                model_dir.with_name(f"{model_dir.name}-{suffix}")
+            n, saved = with_knowledge(model_dir, args.out, args.gamma_t, out)
+            print(f"{model_dir}: {n} training clips edited, γ_t {args.gamma_t:g} → {saved}")
+            tuned.append(saved)
+        args.score = tuned
     if args.score:
         fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
         print("| model | accuracy | attention branch | top frame in the flash (chance) "
