@@ -15,20 +15,20 @@ Then ``videoxai stabn train --data folder:OUT_DIR/train --val-data folder:OUT_DI
 
     python benchmarks/flashing_shapes.py OUT_DIR --score RUN/model [RUN2/model …]
 
-and ST-ABN + human knowledge, with a simulated person (README "ST-ABN", held-out task):
+prints, per model, the accuracy of both branches, how often the top frame of the temporal
+attention lies in the flash (and chance), and how often, in the flash frames, the spatial
+attention peaks on the *flashing* shape (and chance: its share of the frame) — the ST-ABN has to
+find the shape that comes and goes, not just a shape. ST-ABN + human knowledge, with a simulated
+person:
 
     python benchmarks/flashing_shapes.py OUT_DIR --knowledge RUN/model [--gamma-t 0] [--out-dir HK]
 
 edits the training clips whose prediction or top attention frame is wrong (1.0 inside the true
 window, 0.0 outside: ``videoxai.stabn.experiment.edits_from_truth``), fine-tunes the model with
 :func:`videoxai.stabn.knowledge.finetune`'s defaults (``--gamma-t 0``: the same fine-tuning
-without the edits, the control), saves it under ``HK`` (default: beside the model) and prints
-its row. ``--score``
-prints, per model, the accuracy of both branches, how often the top frame of the temporal
-attention lies in the flash (and chance), and how often, in the flash frames, the spatial
-attention peaks on the *flashing* shape (and chance: its share of the frame) — the ST-ABN has to
-find the shape that comes and goes, not just a shape. README "ST-ABN", held-out task, has the
-results and what they showed (the stem's resolution, label smoothing, the attention design).
+without the edits, the control), saves it (default: beside the model, ``model-hk`` /
+``model-ft0``) and prints its row. README "ST-ABN", held-out task, has the results and what they
+showed (the stem's resolution, label smoothing, the attention design, the edits).
 
 ``OUT_DIR/train``, ``OUT_DIR/val`` (for choosing designs and epochs) and ``OUT_DIR/test`` each
 hold ``clip_XXXX.mp4``, a ``labels.csv`` with ``video,label,start,end`` (label a class *name*; the

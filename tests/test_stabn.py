@@ -1000,5 +1000,10 @@ def test_cli_train_by_design_name_and_explicit_flags_win(tmp_path):
     assert r.exit_code == 0, r.output
     config = vx.load_model(tmp_path / "b" / "model").net.config
     assert config.temporal_norm == "sigmoid" and config.branch_input == "layer2"   # the flag won
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "plain"), "--backbone-only"])
+    assert r.exit_code == 0, r.output                                    # the design's backbone, no branch
+    meta = json.loads((tmp_path / "plain" / "model" / "videoxai.json").read_text())
+    assert meta["config"]["backbone"] == "tiny-fine" and not meta["config"]["attention_branch"]
+    assert meta["training"]["design"] is None and meta["training"]["warm_start_epochs"] == 0
     r = CliRunner().invoke(app, [*args[:-1], "nope", "--out", str(tmp_path / "c")])
     assert isinstance(r.exception, InputError) and "unknown ST-ABN design 'nope'" in str(r.exception)

@@ -132,9 +132,11 @@ def train_cmd(
     backbone = backbone or named_design(design).backbone
     what = "the plain backbone" if backbone_only else f"an ST-ABN (design {design})"
     console.print(f"training {what} ({backbone}) on {data} for {epochs} epochs → {out}")
-    result = train(data, out, val_data=val_data, design=design, backbone=backbone, num_frames=frames,
-                   input_size=size, config=config, resume=resume, device=device, on_epoch=_print_epoch,
-                   command=_command(ctx), attention_branch=not backbone_only, warm_start=warm_start, **branch)
+    # the plain backbone takes the design's backbone only: a branch's options would be unused
+    result = train(data, out, val_data=val_data, design=None if backbone_only else design, backbone=backbone,
+                   num_frames=frames, input_size=size, config=config, resume=resume, device=device,
+                   on_epoch=_print_epoch, command=_command(ctx), attention_branch=not backbone_only,
+                   warm_start=warm_start, **branch)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")
     console.print(f"model: [bold]{result.model_dir}[/]  (vx.load_model('{result.model_dir}'))")
