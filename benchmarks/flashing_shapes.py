@@ -99,18 +99,18 @@ def write(directory: Path, count: int, seed: int) -> Path:
 
 def score(model_dir: Path, split_dir: Path) -> dict:
     """Accuracy and attention agreement of the ST-ABN saved in ``model_dir`` on ``split_dir``'s clips."""
+    from dataclasses import replace
+
     from videoxai.stabn.data import open_dataset
-    from videoxai.stabn.evaluate import evaluate, predict, spatial_agreement
+    from videoxai.stabn.evaluate import evaluate
     from videoxai.stabn.loader import load_stabn
 
     model = load_stabn(model_dir)
     data = open_dataset(f"folder:{split_dir}", "test", num_frames=model.num_frames,
                         frame_size=tuple(model.config.input_size), labels=model.config.labels)
-    p = predict(model, data)
-    result = evaluate(model, data, predictions=p).to_dict()
-    if p.spatial is not None and (split_dir / "masks.npz").exists():
-        result.update(spatial_agreement(p.spatial, np.load(split_dir / "masks.npz")["masks"], data.windows))
-    return result
+    if (split_dir / "masks.npz").exists():  # a folder: dataset has no masks; evaluate scores them if given
+        data = replace(data, masks=np.load(split_dir / "masks.npz")["masks"])
+    return evaluate(model, data).to_dict()
 
 
 def with_knowledge(model_dir: Path, data_dir: Path, gamma_t: float, out: Path) -> tuple[int, Path]:
