@@ -115,6 +115,42 @@ def test_wrap_rejects_bad_arguments():
     assert vx.wrap(net, num_frames=4, input_size=24, cam_layer="conv").submodule("conv") is net.conv
 
 
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(input_size=0), "option input_size must be an integer ≥ 1 or a list of 2 integers ≥ 1, got 0"),
+    (dict(input_size=(64,)), r"option input_size must be .* got \(64,\)"),
+    (dict(input_size=24, shortest_edge=0), "option shortest_edge must be an integer ≥ 1 or none, got 0"),
+    (dict(input_size=24, num_frames=0), "option num_frames must be an integer ≥ 1, got 0"),
+    (dict(input_size=24, num_frames=-1), "option num_frames must be an integer ≥ 1, got -1"),
+    (dict(input_size=24, num_classes=0), "option num_classes must be an integer ≥ 1 or none, got 0"),
+    (dict(input_size=24, labels=[]), "labels is empty"),
+])
+def test_wrap_refuses_sizes_and_counts_below_one(kwargs, match):
+    # refused where they enter, not at the first forward deep inside interpolate or the network
+    with pytest.raises(InputError, match=f"vx.wrap: {match}"):
+        vx.wrap(TinyCNN(), **{"num_frames": 4, **kwargs})
+
+
+def test_labels_that_do_not_match_the_output_width_fail_at_the_first_forward():
+    model = vx.wrap(TinyCNN(classes=4), num_frames=4, input_size=24, labels=["x", "y"])
+    frames = np.random.default_rng(0).integers(0, 256, size=(4, 24, 24, 3), dtype=np.uint8)
+    with pytest.raises(InputError, match="outputs 4 class scores but has 2 labels"):
+        vx.explain(model, frames, "saliency")
+
+
+def test_logits_shaped_b_c_1_name_the_expected_shape():
+    class Trailing(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = TinyCNN()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)[:, :, None]                        # (B, C, 1)
+
+    model = vx.wrap(Trailing(), num_frames=4, input_size=24, num_classes=4)
+    with pytest.raises(InputError, match=r"logits of shape \(1, 4, 1\), expected \(B, classes\) = \(1, 4\)"):
+        model(pixels(1, 4, 24, 24))
+
+
 @pytest.mark.parametrize("bad, match", [
     (torch.rand(4, 3, 24, 24), r"shape \(B, T, 3, H, W\), got \(4, 3, 24, 24\)"),  # no batch axis
     (torch.rand(1, 4, 1, 24, 24), r"shape \(B, T, 3, H, W\), got \(1, 4, 1, 24, 24\)"),  # grey frames

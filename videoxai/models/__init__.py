@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Annotated, Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import InputError, UnknownModelError
+from ..options import Opt, parse_value
 from ..registry import Registry
 from .base import IMAGENET_MEAN, IMAGENET_STD, CropBox, Layout, Preprocess, TokenGrid, VideoModel
 
@@ -117,6 +118,14 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
     """
     if not isinstance(module, nn.Module):
         raise InputError(f"vx.wrap needs a torch.nn.Module, got {type(module).__name__}")
+    # checked here, where they enter: a zero size or frame count otherwise fails deep inside
+    # interpolate or the network, at the first explanation
+    num_frames = parse_value(num_frames, _Count, "vx.wrap", "num_frames")
+    input_size = parse_value(input_size, _Size, "vx.wrap", "input_size")
+    shortest_edge = parse_value(shortest_edge, _Count | None, "vx.wrap", "shortest_edge")
+    num_classes = parse_value(num_classes, _Count | None, "vx.wrap", "num_classes")
+    if labels is not None and len(labels) == 0:
+        raise InputError("vx.wrap: labels is empty; give one name per class")
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if labels is None and num_classes is None:
         num_classes = _infer_num_classes(module)
@@ -131,6 +140,11 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
                       num_classes=num_classes, layout=layout, fixed_num_frames=fixed_num_frames,
                       token_grid=token_grid, cam_layer=cam_layer, cam_reshape=cam_reshape,
                       family="custom", name=name, output=output)
+
+
+#: a positive count (frames, classes, pixels) and an input size, ``h`` or ``(h, w)``
+_Count = Annotated[int, Opt(ge=1)]
+_Size = Annotated[int | tuple[int, int], Opt(ge=1)]
 
 
 def _infer_num_classes(module: nn.Module) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Callable, Literal, Sequence
 
@@ -187,6 +188,8 @@ class VideoModel(nn.Module):
         super().__init__()
         if layout not in ("BTCHW", "BCTHW"):
             raise InputError(f"layout must be 'BTCHW' or 'BCTHW', got {layout!r}")
+        if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral) or num_frames < 1:
+            raise InputError(f"num_frames must be an integer ≥ 1, got {num_frames!r}")
         self.net = net
         self.num_frames = int(num_frames)
         self.preprocess = preprocess
@@ -203,6 +206,9 @@ class VideoModel(nn.Module):
                 raise InputError("give labels or num_classes")
             labels = [f"class_{i}" for i in range(num_classes)]
         self.labels = list(labels)
+        if not self.labels:
+            raise InputError(f"a classifier needs at least one class, got labels={self.labels} "
+                             f"(num_classes={num_classes})")
         self.passes = PassCounter()
         #: where the weights came from ("file:…", "cache:…", …); "random" when the network was
         #: built without trained weights (its predictions and explanations mean nothing)
@@ -287,11 +293,30 @@ class VideoModel(nn.Module):
         if self.layout == "BCTHW":
             x = x.transpose(1, 2)
         out = self.logits(x)
+        self._check_logits(out, pixels.shape[0])
         self.passes.forward += pixels.shape[0]
         if out.requires_grad:
             n = pixels.shape[0]
             out.register_hook(lambda g: self._count_backward(n))
         return out
+
+    def _check_logits(self, out, batch: int) -> None:
+        """Raise :class:`InputError` unless ``out`` is ``(batch, num_classes)``.
+
+        Checked on every forward (a shape comparison): labels that do not match the network's
+        output width would otherwise surface far away, as an IndexError when a class index is
+        turned into its name, or as a silent explanation of the wrong class.
+        """
+        expected = f"(B, classes) = ({batch}, {self.num_classes})"
+        if not isinstance(out, torch.Tensor):
+            raise InputError(f"{self.name} returned a {type(out).__name__}, not logits {expected}; say where "
+                             "they are with vx.wrap(..., output=...)")
+        if out.ndim == 2 and out.shape[0] == batch and out.shape[1] != self.num_classes:
+            raise InputError(f"{self.name} outputs {out.shape[1]} class scores but has {self.num_classes} labels; "
+                             f"give labels= or num_classes= for its {out.shape[1]} outputs")
+        if tuple(out.shape) != (batch, self.num_classes):
+            raise InputError(f"{self.name} returned logits of shape {tuple(out.shape)}, expected {expected}; "
+                             "reshape them in the module or select them with vx.wrap(..., output=fn)")
 
     def _count_backward(self, n: int) -> None:
         self.passes.backward += n
