@@ -232,6 +232,21 @@ def test_gradcam_finds_the_last_conv_block_and_gives_the_textbook_map():
     assert vx.explain(model, frames, "gradcam", target=2, layer="features.2").raw.shape == (4, 8, 8)
 
 
+def test_saliency_tubes_takes_a_layer_or_finds_gradcams_on_a_wrapped_cnn():
+    # no cam_layer given to vx.wrap: saliency_tubes reads the layer Grad-CAM finds, or the one named
+    net = C3DStyle()
+    model = vx.wrap(net, num_frames=4, input_size=16)
+    frames = np.random.default_rng(3).integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8)
+    found = vx.explain(model, frames, "saliency_tubes", target=2)
+    named = vx.explain(model, frames, "saliency_tubes", target=2, layer="features")
+    assert found.options["layer"] == "features.4" and named.options["layer"] == "features"
+    np.testing.assert_allclose(named.raw, found.raw, rtol=1e-5)   # the block's output is the container's
+    assert vx.methods.get("saliency_tubes").supports(model) and _hooks(net) == 0
+    # a named layer whose pooled channels do not feed the head is refused on the forward it explains
+    with pytest.raises(UnsupportedModelError, match="classifier takes 16 features but layer 'features.2' has 12"):
+        vx.explain(model, frames, "saliency_tubes", layer="features.2")
+
+
 def test_the_report_names_the_layer_used(tmp_path):
     from videoxai.viz.report import write_report
 

@@ -86,7 +86,7 @@ class Method(Configurable):
         if not isinstance(model, VideoModel):
             raise InputError(f"{self.name} needs a videoxai model (vx.load_model or vx.wrap), "
                              f"got {type(model).__name__}")
-        reason = self.unsupported(model)
+        reason = self.unsupported_with_options(model)
         if reason is not None:
             raise UnsupportedModelError(reason)
         self.model = model
@@ -110,6 +110,13 @@ class Method(Configurable):
                 return (f"method {cls.name!r} needs a model with {need.replace('_', ' ')}; "
                         f"{model.name} ({model.family}) has none")
         return None
+
+    def unsupported_with_options(self, model: VideoModel) -> str | None:
+        """Why this method, with the options it is being constructed with, cannot explain
+        ``model`` (checked by the constructor). The default is :meth:`unsupported`, the answer
+        for the default options; a method whose options change that answer (``saliency_tubes``
+        with ``layer=``) overrides it, reading the options it set before calling ``super()``."""
+        return self.unsupported(model)
 
     @classmethod
     def supports(cls, model: VideoModel) -> bool:

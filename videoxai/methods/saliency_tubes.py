@@ -19,7 +19,7 @@ import weakref
 import torch
 from torch import nn
 
-from ..errors import UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError
 from .base import register
 from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
 
@@ -30,9 +30,12 @@ _PROBED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 def _probe_head(model) -> str | None:
     """Whether the model's logits are a linear head applied to the global average of its default
-    CAM layer, checked on one seeded random clip (the hook is removed whatever happens)."""
-    if model.cam_layer is None:
-        return f"method 'saliency_tubes' needs a CAM layer; {model.name} ({model.family}) has none"
+    CAM layer (the model's ``cam_layer``, else the one Grad-CAM finds), checked on one seeded
+    random clip (the hook is removed whatever happens)."""
+    try:
+        layer, module = model.resolve_cam_layer(None)
+    except InputError as e:
+        return f"method 'saliency_tubes' needs a CAM layer: {e}"
     heads = [m for m in model.net.modules() if isinstance(m, nn.Linear) and m.out_features == model.num_classes]
     if not heads:
         return (f"method 'saliency_tubes' needs an nn.Linear head with {model.num_classes} outputs; "
@@ -40,7 +43,7 @@ def _probe_head(model) -> str | None:
     head, captured = heads[-1], {}
     h, w = model.input_size
     x = torch.rand(1, model.num_frames, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
-    handle = model.submodule(model.cam_layer).register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
+    handle = module.register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
     try:
         with torch.no_grad():
             logits = model(x).float()
@@ -49,7 +52,7 @@ def _probe_head(model) -> str | None:
     acts = model.cam_reshape(captured["a"]) if getattr(model, "cam_reshape", None) else captured["a"]
     if not isinstance(acts, torch.Tensor) or acts.ndim != 5 or acts.shape[1] != head.in_features:
         return (f"method 'saliency_tubes': {model.name}'s head takes {head.in_features} features, its CAM "
-                f"layer {model.cam_layer!r} does not give that many channels; use gradcam")
+                f"layer {layer!r} does not give that many channels; use gradcam or pass layer=")
     predicted = nn.functional.linear(acts.float().mean((2, 3, 4)), head.weight.float(),
                                      None if head.bias is None else head.bias.float())
     scale = logits.abs().amax().clamp_min(1.0)
@@ -76,19 +79,31 @@ class SaliencyTubes(CAMMethod):
 
     @classmethod
     def unsupported(cls, model) -> str | None:
-        # the class weights apply to the CAM layer's channels only when global pooling of that
-        # layer feeds the linear head: a CNN's, not a transformer's (its head reads a token)
-        if model.token_grid is not None:
-            return (f"method 'saliency_tubes' explains CNNs whose last feature map feeds a linear head "
-                    f"through global pooling; {model.name} ({model.family}) is a transformer")
-        reason = super().unsupported(model)
+        reason = cls._unsupported_kind(model)
         if reason is None:
             if model not in _PROBED:
                 _PROBED[model] = _probe_head(model)
             reason = _PROBED[model]
         return reason
 
+    @classmethod
+    def _unsupported_kind(cls, model) -> str | None:
+        # the class weights apply to the CAM layer's channels only when global pooling of that
+        # layer feeds the linear head: a CNN's, not a transformer's (its head reads a token)
+        if model.token_grid is not None:
+            return (f"method 'saliency_tubes' explains CNNs whose last feature map feeds a linear head "
+                    f"through global pooling; {model.name} ({model.family}) is a transformer")
+        return super().unsupported(model)
+
+    def unsupported_with_options(self, model) -> str | None:
+        # with a layer or classifier named, the probe of the default ones says nothing about them:
+        # weights() checks the named pair on the very forward pass it explains
+        if self._named:
+            return self._unsupported_kind(model)
+        return self.unsupported(model)
+
     def __init__(self, model, layer: LayerOption = None, classifier: str | None = None) -> None:
+        self._named = layer is not None or classifier is not None  # read by unsupported_with_options
         super().__init__(model, layer)
         if classifier is not None:
             self.classifier = model.submodule(classifier)
