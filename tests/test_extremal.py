@@ -292,6 +292,28 @@ def test_short_clips_and_bad_options_raise_clear_errors(case):
     assert vx.methods.get("step")(short, iterations=2).attribute(y).maps.shape == (1, 2, S, S)
 
 
+@pytest.mark.parametrize("method", ["ep3d", "step"])
+def test_mask_sizes_weights_and_blur_out_of_range_are_refused_by_name(case, method):
+    model, clip, _ = case
+    x = clip.to_tensor()
+    side = model.input_size[0]
+    # at construction, by the option's declared range (both signatures: STEP repeats the base's)
+    for option, value, match in (("max_blur", 0.0, "max_blur must be a number > 0"),
+                                 ("area_weight", -1, "area_weight must be a number ≥ 0"),
+                                 ("reward_weight", -1, "reward_weight must be a number ≥ 0"),
+                                 ("final_sigma", -1, "final_sigma must be a number ≥ 0"),
+                                 ("sigma", 0, "sigma must be a number > 0")):
+        with pytest.raises(InputError, match=f"method '{method}': option {match}"):
+            vx.methods.get(method)(model, **{option: value})
+    # against the frame the masks are drawn on, before the optimisation
+    with pytest.raises(InputError, match=rf"{method}: step 1000 is larger than the {side}x{side} frame.*step ≤ {side}"):
+        vx.methods.get(method)(model, step=1000, iterations=1).attribute(x)
+    with pytest.raises(InputError, match=rf"{method}: step {side} is too coarse for sigma .* choose step ≤ \d+"):
+        vx.methods.get(method)(model, step=side, iterations=1).attribute(x)
+    with pytest.raises(InputError, match=rf"{method}: sigma 1000 is larger than the {side}x{side} frame"):
+        vx.methods.get(method)(model, sigma=1000.0, iterations=1).attribute(x)
+
+
 # -- presets, the choice of area, the reported area -------------------------------------------------
 def test_paper_preset_is_the_recipe_and_explicit_options_win(case):
     model = case[0]

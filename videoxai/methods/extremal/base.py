@@ -29,6 +29,15 @@ AREA_GROWTH = 1.0008668 ** 1200
 #: ``"auto"`` (the ladder below), or one or several fractions of the clip in (0, 1) (one: a list of one)
 Areas = Annotated[Sequence[float] | float | Literal["auto"] | None,
                   Opt(gt=0, lt=1, normalise=lambda v: as_list(v) if isinstance(v, (int, float, list, tuple)) else v)]
+#: the pixel sizes and weights of the energy, declared once for the three variants (STEP repeats
+#: the signature): a blur of 0 makes every pyramid level the frame itself, so the mask has no
+#: gradient (the optimiser then divides by zero), and a negative weight or smoothing turns a
+#: penalty into a reward or is ignored without a word
+MaxBlur = Annotated[float | None, Opt(gt=0)]
+MaskStep = Annotated[int | None, Opt(ge=1)]
+MaskSigma = Annotated[float | None, Opt(gt=0)]
+FinalSigma = Annotated[float | None, Opt(ge=0)]
+Weight = Annotated[float, Opt(ge=0)]
 #: ``areas="auto"``: a ladder of areas, doubling, from about a quarter of a small object's share
 #: of the clip to the recipe's smallest, optimised jointly; the map keeps the smallest area whose
 #: preserved score is within ``keep`` of the best one and every larger one
@@ -110,11 +119,10 @@ class ExtremalPerturbation(PerturbationMethod):
                  iterations: Annotated[int, Opt(ge=1)] | None = None,
                  game: Literal["preserve", "delete", "dual"] | None = None,
                  perturbation: Literal["blur", "fade"] = "blur", levels: Annotated[int, Opt(ge=2)] = 8,
-                 max_blur: float | None = None, step: Annotated[int, Opt(ge=1)] | None = None,
-                 sigma: Annotated[float, Opt(gt=0)] | None = None,
-                 final_sigma: float | None = None, optimizer: Literal["adam", "sgd"] = "sgd",
+                 max_blur: MaxBlur = None, step: MaskStep = None, sigma: MaskSigma = None,
+                 final_sigma: FinalSigma = None, optimizer: Literal["adam", "sgd"] = "sgd",
                  lr: Annotated[float, Opt(gt=0)] | None = None,
-                 reward_weight: float = 1.0, area_weight: float = 300.0,
+                 reward_weight: Weight = 1.0, area_weight: Weight = 300.0,
                  area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
                  min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None,
                  weighting: Literal["score", "density", "sum"] | None = None, batch_size: BatchSize = 32,
@@ -185,7 +193,10 @@ class ExtremalPerturbation(PerturbationMethod):
         step = max(1, round(self.size("step", side)))
         # the lr is set for cells of the (scaled) recipe's size: a finer grid gets (ratio)² more
         lr = self.lr * (self.size("step", side) / step) ** 2 if self.sizes["step"] is not None else self.lr
-        gen = MaskGenerator((h, w), step, self.size("sigma", side), device=device)
+        try:
+            gen = MaskGenerator((h, w), step, self.size("sigma", side), device=device)
+        except InputError as e:
+            raise InputError(f"{self.name}: {e}") from None
         self.check_clip(t, gen.shape_out)
         frames = canvas.to_grid(canvas.pixels)[0]                                   # (T, 3, h, w)
         pyramid = BlurPyramid(frames, self.levels, self.size("max_blur", side), self.perturbation,

@@ -34,6 +34,10 @@ class MaskGenerator:
         margin: rows/cols of the padded mask before the output starts.
     """
 
+    #: the most memory the kernel table (``(2r+1)² × Ho × Wo`` floats) may take: it grows with
+    #: (σ / step)², and a σ near the frame's size with a fine step asks for terabytes
+    MAX_TABLE_BYTES = 1 << 30
+
     def __init__(self, shape: tuple[int, int], step: int, sigma: float, coldness: float = 20.0,
                  device: torch.device | str = "cpu") -> None:
         if int(step) != step or step < 1:
@@ -41,14 +45,26 @@ class MaskGenerator:
         if sigma <= 0:
             raise InputError(f"mask sigma must be > 0, got {sigma}")
         self.shape, self.step, self.sigma, self.coldness = tuple(shape), int(step), float(sigma), coldness
-        self.margin = round(sigma)
-        self.padding = 1 + math.ceil((sigma + sigma) / step)
-        self.radius = 1 + math.ceil(sigma / step)
-        self.shape_in = tuple(math.ceil(z / step) for z in self.shape)
+        h, w = self.shape
+        if step > min(h, w):
+            raise InputError(f"step {step} is larger than the {h}x{w} frame the masks are drawn on; "
+                             f"choose step ≤ {min(h, w)}")
+        if sigma > min(h, w):
+            raise InputError(f"sigma {sigma:g} is larger than the {h}x{w} frame the masks are drawn on; "
+                             f"choose sigma ≤ {min(h, w)}")
+        self.margin, self.padding, self.radius, self.shape_in, self.shape_mid, self.shape_up, self.shape_out = \
+            self._geometry(self.shape, self.step, self.sigma)
+        if not self._covers(self.shape, self.step, self.sigma):
+            # TorchRay's padding covers the frame only while the cells are not much coarser than σ
+            finest = max((s for s in range(1, self.step) if self._covers(self.shape, s, self.sigma)), default=1)
+            raise InputError(f"step {step} is too coarse for sigma {sigma:g}: its masks would not cover the "
+                             f"{h}x{w} frame; choose step ≤ {finest} or a larger sigma")
         k = 2 * self.radius + 1
-        self.shape_mid = tuple(z + 2 * self.padding - k + 1 for z in self.shape_in)
-        self.shape_up = tuple(self.step * z for z in self.shape_mid)
-        self.shape_out = tuple(z - self.step + 1 for z in self.shape_up)
+        table = 4 * k * k * self.shape_out[0] * self.shape_out[1]
+        if table > self.MAX_TABLE_BYTES:
+            raise InputError(f"sigma {sigma:g} with step {step} needs a {table / 2 ** 30:.1f} GiB mask kernel "
+                             f"table (at most {self.MAX_TABLE_BYTES / 2 ** 30:.0f} GiB); choose a larger step "
+                             "or a smaller sigma")
         # weight[j, u, v]: kernel value between output pixel (u, v) and its j-th neighbour cell
         uy = torch.arange(self.shape_out[0], dtype=torch.float32)[:, None]
         ux = torch.arange(self.shape_out[1], dtype=torch.float32)[None, :]
@@ -62,6 +78,25 @@ class MaskGenerator:
                 dist = torch.sqrt((uy - (sigma + self.step * iy)) ** 2 + (ux - (sigma + self.step * ix)) ** 2)
                 weight[ky * k + kx] = torch.exp(-2 * ((dist / sigma - 0.5).clamp(min=0) ** 2))
         self.weight = weight[None].to(device)
+
+    @staticmethod
+    def _geometry(shape: tuple[int, int], step: int, sigma: float):
+        """TorchRay's sizes: margin, padding, radius, and the shapes in, mid, up and out."""
+        margin = round(sigma)
+        padding = 1 + math.ceil((sigma + sigma) / step)
+        radius = 1 + math.ceil(sigma / step)
+        shape_in = tuple(math.ceil(z / step) for z in shape)
+        k = 2 * radius + 1
+        shape_mid = tuple(z + 2 * padding - k + 1 for z in shape_in)
+        shape_up = tuple(step * z for z in shape_mid)
+        shape_out = tuple(z - step + 1 for z in shape_up)
+        return margin, padding, radius, shape_in, shape_mid, shape_up, shape_out
+
+    @classmethod
+    def _covers(cls, shape: tuple[int, int], step: int, sigma: float) -> bool:
+        """Whether the padded mask holds the frame after its margin (the crop of :meth:`__call__`)."""
+        margin, *_, shape_out = cls._geometry(shape, step, sigma)
+        return all(o >= margin + z for o, z in zip(shape_out, shape))
 
     def __call__(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(K, 1, hi, wi)`` parameters → ``(cropped (K, 1, h, w), padded (K, 1, Ho, Wo))``."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, ClassVar, Literal
 
 import torch
@@ -11,7 +10,8 @@ from ...errors import InputError
 from ...options import Opt
 from ..base import BatchSize, Seed, register
 from ..perturbation import check_fits
-from .base import _REF, _REF_SIDE, AREA_GROWTH, PAPER, ExtremalPerturbation
+from .base import (_REF, _REF_SIDE, AREA_GROWTH, PAPER, Areas, ExtremalPerturbation, FinalSigma, MaskSigma,
+                   MaskStep, MaxBlur, Weight)
 from .energy import ellipsoid_kernel, smoothness_loss
 
 
@@ -51,12 +51,15 @@ class STEP(ExtremalPerturbation):
     paper = PAPER
     per_frame_area = False
 
-    def __init__(self, model, preset: str = "default", areas: Sequence[float] | str | None = None,
-                 keep: float | None = None, iterations: int | None = None, game: str | None = None,
-                 perturbation: str = "blur", levels: int = 8,
-                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None,
-                 final_sigma: float | None = None, optimizer: str = "sgd", lr: float | None = None,
-                 reward_weight: float = 1.0, area_weight: float = 300.0,
+    def __init__(self, model, preset: Literal["default", "paper"] = "default", areas: Areas = None,
+                 keep: Annotated[float, Opt(ge=0, le=1)] | None = None,
+                 iterations: Annotated[int, Opt(ge=1)] | None = None,
+                 game: Literal["preserve", "delete", "dual"] | None = None,
+                 perturbation: Literal["blur", "fade"] = "blur", levels: Annotated[int, Opt(ge=2)] = 8,
+                 max_blur: MaxBlur = None, step: MaskStep = None, sigma: MaskSigma = None,
+                 final_sigma: FinalSigma = None, optimizer: Literal["adam", "sgd"] = "sgd",
+                 lr: Annotated[float, Opt(gt=0)] | None = None,
+                 reward_weight: Weight = 1.0, area_weight: Weight = 300.0,
                  area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
                  kernel_frames: Annotated[int, Opt(ge=1)] | None = None,
                  kernel_size: Annotated[int, Opt(ge=1)] | None = None,
