@@ -352,3 +352,34 @@ def test_weighted_ridge_matches_the_normal_equations():
     assert b.item() == pytest.approx(0.7) and r2.item() == pytest.approx(1.0)
     beta1, _, _ = weighted_ridge(x, y, w, alpha=5.0)                  # penalty shrinks
     assert beta1.norm() < beta_true.norm()
+
+
+def test_weighted_ridge_with_more_features_than_samples_solves_the_small_dual():
+    # the F x F Gram matrix of 20 000 superpixels took 3.2 GB (100 000: the process was killed);
+    # with more features than samples the N x N dual gives the same coefficients
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 2, (12, 40), generator=g).double()
+    y = torch.randn(12, generator=g, dtype=torch.float64)
+    w = torch.rand(12, generator=g, dtype=torch.float64)
+    beta, b, r2 = weighted_ridge(x, y, w, alpha=1.0)
+    xm, ym = (w[:, None] * x).sum(0) / w.sum(), (w * y).sum() / w.sum()
+    xc, yc = x - xm, y - ym                                           # the primal, by hand
+    primal = torch.linalg.solve(xc.T @ (w[:, None] * xc) + torch.eye(40, dtype=torch.float64), xc.T @ (w * yc))
+    torch.testing.assert_close(beta, primal)
+    assert b.item() == pytest.approx((ym - xm @ primal).item())
+    exact, _, r2_exact = weighted_ridge(x, y, w, alpha=0.0)           # minimum-norm interpolation
+    torch.testing.assert_close(x @ exact + (ym - xm @ exact), y)
+    assert r2_exact.item() == pytest.approx(1.0)
+
+
+def test_lime_refuses_more_segments_than_the_clip_has_pixels():
+    model = vx.load_model("demo-cnn")
+    clip = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), np.uint8)
+    with pytest.raises(InputError, match=r"lime: n_segments=100000 is more than the 32768 voxels in the clip "
+                                         r"\(8 x 64 x 64\) on the model's grid; choose n_segments ≤ 32768"):
+        vx.explain(model, clip, "lime", n_samples=5, n_segments=100_000)
+    with pytest.raises(InputError, match="n_segments=5000 is more than the 4096 pixels in a 64x64 frame"):
+        vx.methods.get("lime")(model, superpixels="frame", n_segments=5000).forward_passes(8)
+    # up to the limit it runs, in the memory of a few copies of the (samples x features) design
+    exp = vx.explain(model, clip, "lime", n_samples=5, n_segments=20_000)
+    assert int(exp.meta["n_features"][0]) > 10_000 and np.isfinite(exp.spatial).all()

@@ -29,6 +29,7 @@ import torch
 
 from typing import Annotated, Literal
 
+from ..errors import InputError
 from ..options import Opt
 from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod
@@ -45,6 +46,14 @@ def weighted_ridge(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
     Args:
         x: ``(N, F)`` features; y: ``(N,)`` targets; w: ``(N,)`` non-negative sample weights.
 
+    Solves the smaller of the two equivalent systems: the ``F × F`` normal equations when there
+    are no more features than samples, else the ``N × N`` dual, ``β = Xᵀ(XXᵀ + αI)⁻¹y`` on the
+    weighted, centred data (the same β: ``(XᵀX + αI)⁻¹Xᵀ = Xᵀ(XXᵀ + αI)⁻¹``). Memory is
+    ``O(N·F + min(N, F)²)``: 20 000 superpixels and 500 samples need 80 MB, where the
+    ``F × F`` Gram matrix took 3.2 GB (and 100 000 got the process killed). With ``alpha = 0``
+    the dual is singular (centring removes a dimension); its pseudo-inverse gives the
+    minimum-norm fit.
+
     Returns ``(β (F,), b (), weighted R²)`` in float64.
     """
     x, y, w = x.double(), y.double(), w.double()
@@ -52,8 +61,19 @@ def weighted_ridge(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
     xm = (w[:, None] * x).sum(0) / ws
     ym = (w * y).sum() / ws
     xc, yc = x - xm, y - ym
-    gram = xc.T @ (w[:, None] * xc) + alpha * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-    beta = torch.linalg.solve(gram, xc.T @ (w * yc))
+    n, f = x.shape
+    if f <= n:
+        gram = xc.T @ (w[:, None] * xc) + alpha * torch.eye(f, dtype=x.dtype, device=x.device)
+        beta = torch.linalg.solve(gram, xc.T @ (w * yc))
+    else:
+        sw = w.sqrt()
+        xw, yw = sw[:, None] * xc, sw * yc
+        kernel = xw @ xw.T
+        if alpha > 0:
+            dual = torch.linalg.solve(kernel + alpha * torch.eye(n, dtype=x.dtype, device=x.device), yw)
+        else:
+            dual = torch.linalg.pinv(kernel, hermitian=True) @ yw
+        beta = xw.T @ dual
     intercept = ym - xm @ beta
     resid = yc - xc @ beta
     total = (w * yc * yc).sum()
@@ -70,7 +90,8 @@ class LIME(PerturbationMethod):
             paper used 400–1000).
         superpixels: ``"clip"`` (SLIC supervoxels, the default) or ``"frame"`` (SLIC per frame).
         n_segments: supervoxels in the clip (``"clip"``) or superpixels per frame (``"frame"``);
-            ``None`` → 12·T supervoxels (96 for 8 frames), or 48 per frame.
+            ``None`` → 12·T supervoxels (96 for 8 frames), or 48 per frame. At most the clip's
+            voxels (or a frame's pixels) on the model's grid; more is an error.
         compactness: SLIC compactness.
         smoothing: σ (pixels) of SLIC's Gaussian pre-smoothing of each frame, or ``"auto"``
             (none unless grain makes the segmentation collapse; see
@@ -106,10 +127,25 @@ class LIME(PerturbationMethod):
         self.alpha = float(alpha)
 
     def forward_passes(self, num_frames: int) -> int:
+        self.check_segments(num_frames, self.model.input_size)
         return self.n_samples + 1
+
+    def check_segments(self, num_frames: int, grid: tuple[int, int]) -> None:
+        """Raise :class:`InputError` if ``n_segments`` asks for more superpixels than the clip has
+        pixels on the model's grid (per frame, or in the clip for supervoxels): SLIC would stop at
+        one segment a pixel, a surrogate with a feature per pixel and a handful of samples."""
+        if self.n_segments is None:
+            return
+        h, w = grid
+        limit, where = ((h * w, f"pixels in a {h}x{w} frame") if self.superpixels == "frame" else
+                        (num_frames * h * w, f"voxels in the clip ({num_frames} x {h} x {w})"))
+        if self.n_segments > limit:
+            raise InputError(f"{self.name}: n_segments={self.n_segments} is more than the {limit} {where} on the "
+                             f"model's grid; choose n_segments ≤ {limit}")
 
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t = canvas.num_frames
+        self.check_segments(t, canvas.grid)
         n_seg = self.n_segments or (48 if self.superpixels == "frame" else 12 * t)
         labels = superpixels(canvas.to_grid(canvas.pixels)[0], n_seg, mode=self.superpixels,
                              compactness=self.compactness, smoothing=self.smoothing
