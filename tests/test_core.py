@@ -103,3 +103,54 @@ def test_explain_rejects_wrong_frame_count():
     model = from_hf_module(tiny_hf("timesformer"))
     with pytest.raises(InputError, match="exactly 8 frames, got 5"):
         vx.explain(model, np.zeros((5, 32, 32, 3), np.float32))
+
+
+@pytest.mark.parametrize("target, match", [
+    (10 ** 20, "target 100000000000000000000 out of range for a model with 4 classes"),
+    (-1, "target -1 out of range"),
+    (1.5, r"target must be a class index \(an integer\) or a class name, got 1.5 \(float\)"),
+    (2.0, r"got 2.0 \(float\)"),
+    (True, r"got True \(bool\)"),
+    (np.bool_(True), r"got np.True_ \(bool\)|got True \(bool_?\)"),
+])
+def test_explain_refuses_targets_that_are_no_class_index(target, match):
+    # torch overflowed on 10**20 ("Overflow when unpacking long long") and truncated 1.5 and True to class 1
+    model = vx.load_model("demo-cnn")
+    with pytest.raises(InputError, match=match):
+        vx.explain(model, np.zeros((8, 64, 64, 3), np.uint8), "saliency", target=target)
+
+
+def test_explain_takes_numpy_and_tensor_class_indices():
+    model = vx.load_model("demo-cnn")
+    clip = np.zeros((8, 64, 64, 3), np.uint8)
+    assert vx.explain(model, clip, "saliency", target=np.int64(2)).target == 2
+    assert vx.explain(model, clip, "saliency", target=torch.tensor(3)).target == 3
+
+
+def test_seeds_outside_what_the_generators_take_are_refused_by_name():
+    model = vx.load_model("demo-cnn")
+    clip = np.zeros((8, 64, 64, 3), np.uint8)
+    for seed in (2 ** 70, -1):
+        with pytest.raises(InputError, match=rf"method 'rise': option seed must be an integer in "
+                                             rf"\[0, 18446744073709551615\], got {seed}"):
+            vx.explain(model, clip, "rise", n_samples=2, seed=seed)
+        with pytest.raises(InputError, match="metric 'deletion': option seed must be an integer in"):
+            vx.metrics.get("deletion")(seed=seed)
+    top = 2 ** 64 - 1                                      # the largest: accepted, and reproducible
+    a = vx.explain(model, clip, "rise", n_samples=2, seed=top)
+    np.testing.assert_array_equal(a.raw, vx.explain(model, clip, "rise", n_samples=2, seed=top).raw)
+    from videoxai.metrics.class_sensitivity import other_class
+    assert other_class(0, 4, top) in (1, 2, 3)                # numpy's RandomState takes 32-bit words
+    assert vx.metrics.get("max_sensitivity")(seed=top).perturb(torch.zeros(1, 2, 3, 4, 4), 1).shape == (1, 2, 3, 4, 4)
+
+
+def test_read_video_takes_a_bytes_path(tmp_path):
+    from videoxai.data.video import write_video
+
+    path = write_video(np.zeros((3, 16, 16, 3), np.uint8), tmp_path / "v.mp4", fps=4)
+    clip = vx.read_video(bytes(path))
+    assert clip.num_frames == 3 and clip.source == str(path)
+    with pytest.raises(vx.VideoReadError, match="/nope.mp4: no such file"):
+        vx.read_video(b"/nope.mp4")
+    with pytest.raises(vx.VideoReadError, match="a video path must be a str, bytes or os.PathLike, got int"):
+        vx.read_video(3)

@@ -104,8 +104,9 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
             (``"rise(n_samples=500)"``, as :func:`explanation_spec` writes it and
             ``evaluate --methods`` reads it; it may set ``refine`` and ``working_size`` too), or a
             constructed method.
-        target: class to explain, by index or by name (``"blue square"``: exact, then
-            case-insensitive); ``None`` explains the predicted class.
+        target: class to explain, by index (an integer; a bool or a float is an error) or by
+            name (``"blue square"``: exact, then case-insensitive); ``None`` explains the
+            predicted class.
         refine: post-processing of the map (threshold, focusing, smoothing); ``None`` uses the
             method's documented default, ``False`` turns it off, ``True`` forces the default
             settings, a dict or :class:`~videoxai.core.refine.Refine` sets them.
@@ -148,12 +149,12 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
             working_size = spec_own["working_size"]
     if working_size not in WORKING_SIZES:
         raise InputError(f"working_size must be 'model' or 'full', got {working_size!r}")
-    if isinstance(clip, (str, os.PathLike)):  # a video file: the clip the CLI would explain
+    if isinstance(clip, (str, bytes, os.PathLike)):  # a video file: the clip the CLI would explain
         from .data.video import read_video
         clip = read_video(clip, num_frames=model.num_frames)
     elif not isinstance(clip, Clip):
         clip = Clip.from_array(clip)
-    if isinstance(target, str):
+    if target is not None:  # checked here: torch would overflow on 10**20 and truncate 1.5 to 1
         target = model.class_index(target)
     worker, x = working_view(model, clip, working_size)
     if isinstance(method, Method):

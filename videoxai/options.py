@@ -70,8 +70,8 @@ class Opt:
     normalise: Callable[[Any], Any] | None = None
 
     def range_text(self) -> str:
-        def g(v):
-            return f"{v:g}"
+        def g(v):  # an int bound as it is: 2**64 - 1 is not 1.84467e+19
+            return str(v) if isinstance(v, int) else f"{v:g}"
         lo = (f"[{g(self.ge)}" if self.ge is not None else f"({g(self.gt)}" if self.gt is not None else None)
         hi = (f"{g(self.le)}]" if self.le is not None else f"{g(self.lt)})" if self.lt is not None else None)
         if lo and hi:

@@ -19,6 +19,7 @@ exception.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -80,8 +81,12 @@ class _Header:
     container: str
 
 
-def _check_path(path: str | Path) -> Path:
-    p = Path(path)
+def _check_path(path: str | bytes | os.PathLike) -> Path:
+    """``path`` (text, bytes as ``os.fsdecode`` reads them, or path-like) as an existing,
+    non-empty file's :class:`Path`; :class:`VideoReadError` naming what is wrong otherwise."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise VideoReadError(f"a video path must be a str, bytes or os.PathLike, got {type(path).__name__}")
+    p = Path(os.fsdecode(path))
     if not p.exists():
         raise VideoReadError(f"{p}: no such file")
     if p.is_dir():
@@ -283,13 +288,13 @@ def _check_range(path, start, end) -> tuple[float, float]:
     return lo, hi
 
 
-def read_video(path: str | Path, num_frames: int | None = None, *, start: float | None = None,
+def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *, start: float | None = None,
                end: float | None = None, max_side: int | None = None,
                max_pixels: int | None = MAX_PIXELS) -> Clip:
     """Decode a video file (mp4, mov, mkv, webm, avi, gif, ...) into a :class:`~videoxai.Clip`.
 
     Args:
-        path: the file.
+        path: the file (a str, bytes or path-like).
         num_frames: how many frames to return, sampled uniformly over the file (or over
             ``[start, end)``) with the first and last frame included (:func:`uniform_indices`);
             ``None`` returns every frame. A video with fewer frames than ``num_frames`` is sampled

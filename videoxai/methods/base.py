@@ -23,7 +23,11 @@ Target = int | Sequence[int] | torch.Tensor | None
 
 #: option types shared by many methods
 BatchSize = Annotated[int, Opt(ge=1, help="perturbed clips per forward pass (memory, not the result)")]
-Seed = Annotated[int, Opt(help="seeds the random draws: same seed, same map")]
+#: a seed is refused outside [0, 2⁶⁴ − 1], the range that both torch.Generator.manual_seed and
+#: numpy's generators take (torch overflows above it, numpy refuses negative seeds), rather than
+#: reduced: two seeds never silently give the same draws
+SEED_RANGE = Opt(ge=0, le=2 ** 64 - 1, help="seeds the random draws: same seed, same map")
+Seed = Annotated[int, SEED_RANGE]
 Output = Literal["probability", "logit"]
 #: a :mod:`~videoxai.core.baselines` name
 BaselineName = str

@@ -49,7 +49,9 @@ Unit = Literal["pixel", "patch", "superpixel", "frame"]
 Grid = Annotated[int, Opt(ge=1, help="patch lattice (grid × grid per frame) for unit=patch")]
 Segments = Annotated[int, Opt(ge=1, help="SLIC supervoxels for unit=superpixel")]
 BatchSize = Annotated[int, Opt(ge=1, help="clips per forward pass (memory, not the result)")]
-Seed = Annotated[int, Opt(help="order among tied values: same seed, same score")]
+#: the range of a method's seed (:data:`videoxai.methods.base.SEED_RANGE`: what torch and numpy
+#: generators take)
+Seed = Annotated[int, Opt(ge=0, le=2 ** 64 - 1, help="order among tied values: same seed, same score")]
 Share = Annotated[float, Opt(ge=0, le=1)]
 
 

@@ -29,7 +29,10 @@ from .sanity import default_explainer, spearman
 def other_class(target: int, num_classes: int, seed: int) -> int:
     """The class compared with ``target``: a seeded draw from the others (Quantus' RandomLogit draw)."""
     others = [c for c in range(num_classes) if c != target]
-    return others[int(np.random.RandomState(seed).randint(0, num_classes - 1))]
+    # RandomState takes 32-bit seeds: a larger one is given as its two 32-bit words (a seed below
+    # 2³² draws as Quantus does)
+    state = np.random.RandomState(seed if seed < 2 ** 32 else [seed % 2 ** 32, seed >> 32])
+    return others[int(state.randint(0, num_classes - 1))]
 
 
 def ssim_flat(a: np.ndarray, b: np.ndarray) -> float:

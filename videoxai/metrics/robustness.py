@@ -46,7 +46,8 @@ class _Robustness(Metric):
 
     def perturb(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Noisy copy ``i`` of the clip ``(1, T, 3, H, W)``, in [0, 1]."""
-        g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + i)
+        # modulo 2⁶⁴, the generator's range: a seed near its top would overflow (smaller seeds: unchanged)
+        g = torch.Generator().manual_seed((int(self.seed) * 1_000_003 + i) % 2 ** 64)
         if self.noise == "uniform":
             delta = (torch.rand(x.shape, generator=g, dtype=torch.float64) * 2 - 1) * self.radius
         else:

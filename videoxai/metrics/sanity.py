@@ -66,7 +66,8 @@ def cascade(model: VideoModel, stages: int | None, seed: int):
     groups = np.array_split(np.arange(len(mods)), n)
     for s, idx in enumerate(groups):
         for i in idx:
-            reinitialise(mods[i][1], seed * 100003 + int(i))
+            # modulo 2⁶⁴, torch's seed range: a seed near its top would overflow (smaller seeds: unchanged)
+            reinitialise(mods[i][1], (seed * 100003 + int(i)) % 2 ** 64)
         yield s, [mods[i][0] for i in idx], work
 
 

@@ -19,6 +19,7 @@ import numbers
 from dataclasses import dataclass, field, replace
 from typing import Callable, Literal, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -340,7 +341,9 @@ class VideoModel(nn.Module):
     def class_index(self, target: int | str) -> int:
         """The index of a class given by index or by name (exact, then case-insensitive).
 
-        Raises :class:`InputError` naming the closest class names when ``target`` names none.
+        An index is any integer (Python, numpy, or a one-element integer tensor); a bool or a
+        float is refused rather than truncated. Raises :class:`InputError` naming the closest
+        class names when ``target`` names none.
         """
         if isinstance(target, str):
             if target in self.labels:
@@ -358,8 +361,14 @@ class VideoModel(nn.Module):
                     else f"its {self.num_classes} classes start with "
                          f"{', '.join(map(repr, self.labels[:5]))}")
             raise InputError(f"{self.name} has no class {target!r}; {hint}")
-        if isinstance(target, bool) or not isinstance(target, int):
-            raise InputError(f"target must be a class index or name, got {type(target).__name__}")
+        if isinstance(target, torch.Tensor) and target.numel() == 1 and not target.is_floating_point() \
+                and target.dtype != torch.bool:
+            target = int(target)
+        # bool is an int to Python, and 1.5 would be truncated to class 1 further down: neither
+        # is a class the user meant
+        if isinstance(target, (bool, np.bool_)) or not isinstance(target, numbers.Integral):
+            raise InputError(f"target must be a class index (an integer) or a class name, got {target!r} "
+                             f"({type(target).__name__})")
         if not 0 <= target < self.num_classes:
             raise InputError(f"target {target} out of range for a model with {self.num_classes} classes")
         return int(target)
