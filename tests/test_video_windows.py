@@ -147,3 +147,17 @@ def test_cli_windows_report_has_a_timeline_and_plays_the_whole_video(video, tmp_
     r = _run("explain", str(video), "--model", "demo-cnn", "--start", "soon", "--out", "o", cwd=tmp_path)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "start must be seconds like '2.5s'" in lines[0], r.stderr
+
+
+def test_explain_video_takes_frames_in_memory_as_vx_explain_does(video, model):
+    # an array was passed to pathlib ("expected str, bytes or os.PathLike object, not ndarray")
+    frames = vx.read_video(video).frames[:16]
+    from_array = vx.explain_video(model, frames, "gradcam")
+    from_clip = vx.explain_video(model, vx.Clip(frames), "gradcam")
+    assert len(from_array.windows) == 2
+    np.testing.assert_allclose(from_array.temporal, from_clip.temporal)
+    with pytest.raises(InputError, match="explain_video needs a video file's path, a Clip, or frames as an "
+                                         "array or tensor; got list"):
+        vx.explain_video(model, list(frames), "gradcam")
+    with pytest.raises(InputError, match=r"target must be a class index \(an integer\) or a class name, got 1.5"):
+        vx.explain_video(model, frames, "gradcam", target=1.5)

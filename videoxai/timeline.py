@@ -24,12 +24,14 @@ in memory).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 
 from .clip import Clip
 from .cost import Cost
@@ -146,7 +148,8 @@ def parse_time(value: float | int | str | None, fps: float | None, what: str = "
     return seconds
 
 
-def explain_video(model: VideoModel, video: str | Path | Clip, method: str = "gradcam", *,
+def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | np.ndarray | torch.Tensor,
+                  method: str = "gradcam", *,
                   window_stride: int | None = None, frame_step: int = 1,
                   start: float | str | None = None, end: float | str | None = None,
                   target: int | str | None = None, refine=None, working_size: str = "model",
@@ -156,7 +159,9 @@ def explain_video(model: VideoModel, video: str | Path | Clip, method: str = "gr
 
     Args:
         model: the classifier.
-        video: a video file, or a :class:`~videoxai.Clip` already in memory (all its frames).
+        video: a video file, or frames already in memory (all of them): a
+            :class:`~videoxai.Clip`, or an array or tensor as :func:`vx.explain` takes it
+            (:meth:`Clip.from_array`).
         method: a registered method name; ``**options`` are its options.
         window_stride: frames (after ``frame_step``) between window starts; ``None``: windows
             do not overlap (``num_frames``).
@@ -177,8 +182,13 @@ def explain_video(model: VideoModel, video: str | Path | Clip, method: str = "gr
 
     if not isinstance(model, VideoModel):
         raise InputError(f"explain_video needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
-    if isinstance(target, str):
+    if target is not None:
         target = model.class_index(target)
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        video = Clip.from_array(video)
+    elif not isinstance(video, (Clip, str, bytes, os.PathLike)):
+        raise InputError(f"explain_video needs a video file's path, a Clip, or frames as an array or tensor; "
+                         f"got {type(video).__name__}")
     if isinstance(video, Clip):
         if start is not None or end is not None:
             raise InputError("start and end apply to video files; select a clip's frames with clip.subclip")
@@ -188,7 +198,7 @@ def explain_video(model: VideoModel, video: str | Path | Clip, method: str = "gr
         info = probe(video)
         fps = info["fps"]
         lo, hi = parse_time(start, fps, "start"), parse_time(end, fps, "end")
-        source = str(video)
+        source = os.fsdecode(video)
         windows_iter = sliding_windows(video, model.num_frames, window_stride, frame_step=frame_step,
                                        start=lo, end=hi, tail="shift")
 
