@@ -154,3 +154,31 @@ def test_read_video_takes_a_bytes_path(tmp_path):
         vx.read_video(b"/nope.mp4")
     with pytest.raises(vx.VideoReadError, match="a video path must be a str, bytes or os.PathLike, got int"):
         vx.read_video(3)
+
+
+class Deaf(torch.nn.Module):
+    """A classifier whose output does not depend on its input: no method can rank anything."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.ones(x.shape[0], 4)) + 0 * self.conv(x).mean((2, 3, 4)).sum(1, keepdim=True)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "shap_temporal", "saliency", "rise"])
+def test_a_constant_map_carries_a_warning_whatever_the_method(method):
+    model = vx.wrap(Deaf(), num_frames=4, input_size=16)
+    clip = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), np.uint8)
+    exp = vx.explain(model, clip, method, **({"n_samples": 4} if method == "rise" else {}))
+    assert np.all(exp.spatial == exp.spatial.flat[0]) and np.allclose(exp.temporal, 0.25)
+    assert any(f"the {method} map is constant" in w and "ranks no pixel or frame" in w
+               for w in exp.meta["warnings"]), exp.meta.get("warnings")
+
+
+
+def test_a_map_that_ranks_has_no_constant_map_warning():
+    clip = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), np.uint8)
+    assert "warnings" not in vx.explain(vx.load_model("demo-cnn"), clip, "saliency").meta

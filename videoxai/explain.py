@@ -128,7 +128,8 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
         is the ``(h, w)`` the method worked at; ``meta["spec"]`` is the canonical spec that
         makes the same explanation again (:func:`explanation_spec`); ``meta["weights"]`` says where the model's weights
         came from when the loader knows (``"random"`` with a ``meta["warnings"]`` line when they
-        are untrained).
+        are untrained); ``meta["warnings"]`` also has a line when the map is constant (it ranks
+        nothing, :func:`constant_map_warning`).
     """
     if not isinstance(model, VideoModel):
         raise InputError(f"vx.explain needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
@@ -188,6 +189,9 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
             "crop_box": _crop_box(model, clip), "working_frame": [int(x.shape[-2]), int(x.shape[-1])]}
     meta.update(weights_meta(model))
     meta.update({k: _to_numpy(v) for k, v in (attr.extras or {}).items()})
+    flat = constant_map_warning(m.name, raw[0], temporal[0])
+    if flat is not None:
+        meta["warnings"] = [*meta.get("warnings", []), flat]
     return Explanation(spatial=spatial[0], temporal=temporal[0], target=tgt, label=model.labels[tgt],
                        score=float(probs[tgt]), probs=probs, method=m.name, options=options_used,
                        cost=meter.cost, raw=raw[0], frame_indices=clip.indices.copy(), meta=meta)
@@ -228,6 +232,25 @@ def weights_meta(model: VideoModel) -> dict:
         out["warnings"] = [f"{model.name} has RANDOM weights (no trained weights were found): its "
                            "predictions and explanations mean nothing"]
     return out
+
+
+def constant_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray) -> str | None:
+    """The ``meta["warnings"]`` line for a map that ranks nothing, or ``None``.
+
+    A map equal everywhere (often 0: occlusion or temporal SHAP on a model whose output the
+    perturbations do not move) with equal per-frame scores says nothing about where or when the
+    evidence is, yet it renders and scores like any other; checked here, once for every method,
+    on the method's own map before refinement (relative tolerance 1e-6).
+    """
+    def flat(a: np.ndarray) -> bool:
+        hi, lo = float(a.max()), float(a.min())
+        return hi - lo <= 1e-6 * abs(hi)
+
+    if not (flat(raw) and flat(temporal)):
+        return None
+    return (f"the {method} map is constant ({float(raw.max()):.3g} everywhere, every frame 1/{temporal.size}): "
+            "it ranks no pixel or frame above another (the model's output may not change under "
+            "what the method varies)")
 
 
 def finish_maps(attr: Attribution, model: VideoModel, num_frames: int, frame_size: tuple[int, int],

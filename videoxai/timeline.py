@@ -83,7 +83,8 @@ class VideoExplanation:
         temporal: float32 ``(N,)`` importance relative to the frame's window (1 = the window's
             average), averaged over the windows that contain the frame.
         fps: source frame rate; source: the file; options: the method's options as used;
-        meta: the first window's ``Explanation.meta`` without per-window arrays (weights, warnings).
+        meta: the first window's ``Explanation.meta`` without per-window arrays (weights), with
+            ``"warnings"`` gathered from every window.
     """
 
     method: str
@@ -209,11 +210,13 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
     hits: dict[int, int] = {}
     size = None
     first = None
+    warned: dict[str, None] = {}  # every window's warnings (a constant map may be one window's), once each
     for window in windows_iter:
         if on_window:
             on_window(window.meta["window"])
         exp = explain(model, window, method, target=target, refine=refine, working_size=working_size, **options)
         first = first or exp
+        warned.update(dict.fromkeys(exp.meta.get("warnings") or []))
         if size is None:
             size = _display_size(window.height, window.width, display_side)
         maps = resize_maps(exp.spatial, size)
@@ -247,6 +250,8 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
     meta = {k: v for k, v in first.meta.items() if not isinstance(v, np.ndarray)}
     meta.update(window_stride=window_stride or model.num_frames, frame_step=frame_step,
                 num_frames=model.num_frames)
+    if warned:
+        meta["warnings"] = list(warned)
     return VideoExplanation(
         method=first.method, model=model.name, windows=results, frames=np.stack([frames[i] for i in order]),
         frame_indices=index, times=index / fps if fps else index.astype(np.float64), spatial=spatial,

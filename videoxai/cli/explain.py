@@ -128,6 +128,13 @@ def _summary(exps) -> None:
                       f"{e.cost.seconds:.3f}", str(e.cost.forward_passes), str(e.cost.backward_passes),
                       f"{e.cost.peak_memory_mb:.0f}")
     console.print(table)
+    _print_warnings(w for e in exps for w in e.meta.get("warnings") or [])
+
+
+def _print_warnings(warnings) -> None:
+    """Each distinct ``meta["warnings"]`` line once (random weights, a constant map), as the report shows them."""
+    for w in dict.fromkeys(str(w) for w in warnings):
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
 
 
 def _window_summary(videos) -> None:
@@ -140,6 +147,7 @@ def _window_summary(videos) -> None:
             table.add_row(str(w.index), when, f"#{w.frame_indices[0]}–#{w.frame_indices[-1]}", w.predicted_label,
                           f"{w.predicted_score:.3f}", w.label, f"{w.cost.seconds:.2f}")
         console.print(table)
+        _print_warnings(v.meta.get("warnings") or [])
 
 
 def register(app: typer.Typer) -> None:
