@@ -243,6 +243,18 @@ def test_bad_job_parameters(client, videos, params, status, code):
     assert_error(upload(client, videos["short"], **params), status, code)
 
 
+def test_target_by_name_as_the_library_takes_it(client, model, videos):
+    # was 422 "Input should be a valid integer" where the CLI and vx.explain take class names
+    name = model.labels[2]
+    r = upload(client, videos["short"], target=name.upper())                 # case-insensitive
+    assert r.status_code == 202, r.text
+    result = client.get(wait(client, r.json()["id"])["links"]["result"]).json()
+    assert result["windows"][0]["prediction"]["index"] == 2 and result["windows"][0]["prediction"]["label"] == name
+    message = assert_error(upload(client, videos["short"], target=name[:-1] + "9"), 400, "bad_input")
+    assert f"has no class {name[:-1] + '9'!r}; close matches: " in message and repr(name) in message
+    assert "-1 out of range" in assert_error(upload(client, videos["short"], target="-1"), 400, "bad_input")
+
+
 def test_malformed_multipart(client):
     r = client.post("/api/jobs", content=b"--xyz\r\nnot a part",
                     headers={"content-type": "multipart/form-data; boundary=xyz"})

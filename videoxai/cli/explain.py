@@ -55,7 +55,7 @@ def explain_cmd(
         get(m).parse_options(opts)  # unknown names and bad options fail before the model loads
     with console.status(f"loading {model}…"):
         vm = load_model(model, device=device)
-    target_index = None if target is None else vm.class_index(_target_value(target, vm.labels))
+    target_index = None if target is None else vm.class_from_text(target)
     with console.status("explaining…") as status:
         result = explain_video(video, vm, methods, out, target=target_index, refine=refine,
                                working_size=working_size,
@@ -67,16 +67,6 @@ def explain_cmd(
     else:
         _summary(result.explanations)
     console.print(f"report: [bold]{result.report}[/]")
-
-
-def _target_value(text: str, labels: list[str]) -> int | str:
-    """A ``--target`` value: a class name if one is called that, else an index if it is a number."""
-    if text in labels:
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 def demo_cmd(

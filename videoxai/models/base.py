@@ -16,6 +16,7 @@ import copy
 import difflib
 import math
 import numbers
+import re
 from dataclasses import dataclass, field, replace
 from typing import Callable, Literal, Sequence
 
@@ -372,6 +373,17 @@ class VideoModel(nn.Module):
         if not 0 <= target < self.num_classes:
             raise InputError(f"target {target} out of range for a model with {self.num_classes} classes")
         return int(target)
+
+    def class_from_text(self, text: str) -> int:
+        """The index of a class given as text (a command line, a query string): the class called
+        ``text`` if there is one (a class may be named ``"3"``), else the index it spells
+        (``"3"``), else a name resolved as :meth:`class_index` does (case-insensitive, close
+        matches in the error)."""
+        if text in self.labels:
+            return self.labels.index(text)
+        if re.fullmatch(r"\s*[+-]?\d+\s*", text):
+            return self.class_index(int(text))
+        return self.class_index(text)
 
     # -- the CAM layer ---------------------------------------------------------------------------
     def resolve_cam_layer(self, layer: str | nn.Module | None) -> tuple[str, nn.Module]:

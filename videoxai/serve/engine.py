@@ -129,7 +129,7 @@ class Engine:
         return requested
 
     # -- work ----------------------------------------------------------------------------------
-    def prepare(self, method: str | None, options: dict[str, Any], target: int | None,
+    def prepare(self, method: str | None, options: dict[str, Any], target: int | str | None,
                 maps: list[str] | tuple[str, ...], map_size: int, map_dtype: str,
                 window: int | None = None) -> ExplainSpec:
         """Build the method once (its constructor validates the options), check the target and
@@ -140,7 +140,8 @@ class Engine:
 
         Raises:
             InputError (or another library error): unknown method, options it cannot use, a
-                target out of range; never anything else, so a client's mistake is never a 500.
+                target out of range or naming no class (the message lists close matches);
+                never anything else, so a client's mistake is never a 500.
         """
         name = method or self.default_method
         cls = get_method(name)
@@ -152,6 +153,8 @@ class Engine:
         except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
             # a constructor that did not check one of its options: still the client's mistake
             raise InputError(f"method {name!r}: invalid options {options!r}: {e}") from None
+        if isinstance(target, str):  # a name (or an index as text), resolved as the library and CLI do
+            target = self.model.class_from_text(target)
         if target is not None and not 0 <= target < self.model.num_classes:
             raise InputError(f"target {target} is out of range: the model has {self.model.num_classes} classes")
         return ExplainSpec(method=m, target=target, maps=tuple(dict.fromkeys(maps)), map_size=map_size,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -255,13 +255,20 @@ class ServerInfo(BaseModel):
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
+#: a class by index, or by name as the library and the CLI take it (exact, then case-insensitive;
+#: a query string's ``"3"`` is class 3 unless a class is called ``"3"``), resolved by
+#: :meth:`~videoxai.serve.engine.Engine.prepare`
+ClassTarget = Annotated[int, Field(ge=0)] | str | None
+
+
 class JobRequest(BaseModel):
     """How to explain an uploaded video (query parameters or multipart form fields).
 
     Attributes:
         method: a registered method (server default: STAA).
         options: the method's options as a JSON object.
-        target: class to explain; ``None`` explains each window's prediction.
+        target: class to explain, by index or name (``"blue square"``: exact, then
+            case-insensitive); ``None`` explains each window's prediction.
         sampling: ``"uniform"``: one window of the model's frame count sampled over the whole
             video (what ``videoxai explain`` does); ``"windows"``: sliding windows over every
             frame.
@@ -276,7 +283,7 @@ class JobRequest(BaseModel):
 
     method: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    target: int | None = Field(None, ge=0)
+    target: ClassTarget = None
     sampling: Literal["uniform", "windows"] = "uniform"
     stride: int | None = Field(None, ge=1)
     overlay: bool = True
@@ -365,7 +372,7 @@ class StartMessage(BaseModel):
     stride: int | None = Field(None, ge=1)
     method: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
-    target: int | None = Field(None, ge=0)
+    target: ClassTarget = None
     live: bool = True
     smoothing: float | None = Field(None, gt=0, le=1)
     maps: list[Literal["spatial", "raw"]] = Field(default_factory=lambda: ["spatial"])
