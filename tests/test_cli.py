@@ -57,6 +57,17 @@ def test_explain_with_a_method_option_records_it(held_out_video, tmp_path):
     assert exp.cost.forward_passes >= 4 and exp.cost.backward_passes >= 4
 
 
+def test_explain_takes_method_specs_and_options_scoped_to_one_method(held_out_video, tmp_path):
+    # as evaluate --methods: specs, comma-separated; -O METHOD.KEY=VALUE gives an option to one method
+    path, _ = held_out_video
+    r = run("explain", str(path), "--model", "demo-cnn", "--method", "rise(n_samples=4),saliency",
+            "-O", "rise.batch_size=2", "-O", "saliency.channel_reduce=max", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    rise, saliency = (vx.Explanation.load(tmp_path / f"{m}.npz") for m in ("rise", "saliency"))
+    assert (rise.options["n_samples"], rise.options["batch_size"]) == (4, 2)
+    assert saliency.options["channel_reduce"] == "max"
+
+
 def test_demo_scores_localisation_and_prints_where_the_report_is(tmp_path):
     r = run("demo", "--out", "demo_out", "--clips", "12", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

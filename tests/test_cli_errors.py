@@ -71,3 +71,35 @@ def test_failures_after_loading_the_model_are_one_line_too(capsys, tmp_path, arg
 def test_debug_shows_the_traceback(capsys):
     with pytest.raises(Exception):
         main(["serve", "--work-dir", __file__, "--debug"])
+
+
+@pytest.mark.parametrize("args, message", [
+    # checked before the model or the video is touched: a model that does not exist is not reached
+    (("--method", ""), "--method '' names no method"),
+    (("--method", "rise,saliency", "-O", "n_samples=20"),
+     "-O n_samples=…: method 'saliency' has no option n_samples; give it to the methods that have it as "
+     "-O METHOD.n_samples=VALUE"),
+    (("--method", "rise", "-O", "gradcam.layer=x"), "-O gradcam.…: 'gradcam' is not one of the methods (rise)"),
+    (("--method", "rise(n_samples=3)", "-O", "n_samples=4"),
+     "method 'rise': option n_samples given both in --method 'rise(n_samples=3)' and with -O"),
+    (("--method", "rise,staa", "-O", "rise.n_samples=abc"), "method 'rise': option n_samples must be an integer"),
+    (("--method", "rise(n_samples=0)"), "method 'rise': option n_samples must be an integer ≥ 1, got '0'"),
+])
+def test_explain_methods_and_options_are_checked_before_anything_loads(capsys, tmp_path, args, message):
+    code, err = run(capsys, "explain", str(tmp_path / "missing.mp4"), "--model", "nosuchmodel", *args,
+                    "--out", str(tmp_path / "out"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+def test_explain_names_a_directory_as_a_directory(capsys, tmp_path):
+    code, err = run(capsys, "explain", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert code == 2 and f"{tmp_path} is a directory, not a video file" in err, err
+
+
+def test_demo_needs_at_least_one_clip(capsys, tmp_path):
+    code, err = run(capsys, "demo", "--clips", "0", "--out", str(tmp_path / "d"))
+    assert code == 2 and "'--clips'" in err and "1" in err and "ZeroDivision" not in err, err
+    from videoxai.errors import InputError
+    from videoxai.workflows import run_demo
+    with pytest.raises(InputError, match="clips must be an integer ≥ 1, got 0"):
+        run_demo(tmp_path / "d", clips=0)

@@ -156,6 +156,9 @@ def test_a_spec_passed_to_explain_sets_options_once(models, clip):
         vx.explain(models["demo-cnn"], clip, "occlusion(refine=true)", refine=False)
     with pytest.raises(OptionError, match="option window"):
         vx.explain(models["demo-cnn"], clip, "occlusion(window=abc)")
+    # an option the spec does not give may come as an argument (a default is not "given")
+    both = vx.explain(models["demo-cnn"], clip, "occlusion(window=[2, 4, 4])", strides=[2, 4, 4])
+    assert both.meta["spec"] == exp.meta["spec"]
 
 
 # -- metrics on a fixed map -----------------------------------------------------------------------

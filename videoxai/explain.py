@@ -134,9 +134,10 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
     if not isinstance(model, VideoModel):
         raise InputError(f"vx.explain needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
     if isinstance(method, str) and "(" in method:
+        in_spec = set(parse_spec(method)[1])  # the options the spec gives (the parsed ones hold defaults too)
         method, spec_options, own, given = _split_spec(method)
         spec_own = {k: own[k] for k in given}
-        both = sorted(set(spec_options) & set(options))
+        both = sorted((in_spec - given) & set(options))
         if both:
             raise InputError(f"method {method!r}: option {both[0]} given both in the spec and as an argument")
         options = {**spec_options, **options}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -10,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .clip import Clip
+from .errors import InputError
 from .explain import explain
 from .explanation import Explanation
 from .models import load_model
@@ -43,6 +45,9 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     ``<method>.mp4`` (overlay video) and ``<method>_curve.png`` (temporal curve), and one
     self-contained ``report.html``.
 
+    ``methods`` are names or specs (``"rise(n_samples=500)"``); ``options`` maps each to more
+    options. A method's files are named after it (after the spec where two share a method).
+
     With ``window_stride``: sliding windows over the whole video (or ``[start, end)``), see
     :func:`videoxai.timeline.explain_video`; writes ``<method>.mp4`` (the overlay of the whole
     video) per method and ``report.html`` with the timeline.
@@ -67,15 +72,16 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
         clip = read_video(video, num_frames=model.num_frames, start=parse_time(start, fps, "start"),
                           end=parse_time(end, fps, "end"))
     exps, files = [], {"npz": [], "overlay": [], "curve": []}
+    stems = _file_stems(methods)
     for name in methods:
         if on_method:
             on_method(name)
         exp = explain(model, clip, name, target=target, refine=refine, working_size=working_size,
                       **(options or {}).get(name, {}))
         exps.append(exp)
-        files["npz"].append(exp.save(out / f"{name}.npz"))
-        files["overlay"].append(render(exp, clip, out / f"{name}.mp4"))
-        files["curve"].append(temporal_curve(exp, out / f"{name}_curve.png", window=window))
+        files["npz"].append(exp.save(out / f"{stems[name]}.npz"))
+        files["overlay"].append(render(exp, clip, out / f"{stems[name]}.mp4"))
+        files["curve"].append(temporal_curve(exp, out / f"{stems[name]}_curve.png", window=window))
     report = write_report(out / "report.html", clip, exps, title=f"{model.name}: {Path(str(clip.source)).name}",
                           notes=notes, window=window, labels=model.labels)
     return ExplainResult(report=report, explanations=exps, files=files)
@@ -89,6 +95,7 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
     from .viz.report import write_timeline_report
 
     videos, files = [], {"overlay": []}
+    stems = _file_stems(methods)
     for name in methods:
         if on_method:
             on_method(name)
@@ -96,11 +103,22 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
                             end=end, target=target, refine=refine, working_size=working_size,
                             **(options or {}).get(name, {}))
         videos.append(v)
-        files["overlay"].append(write_video(overlay_frames(v.frames, v.spatial), out / f"{name}.mp4",
+        files["overlay"].append(write_video(overlay_frames(v.frames, v.spatial), out / f"{stems[name]}.mp4",
                                             fps=v.fps or 8.0))
     source = Path(str(videos[0].source)).name
     report = write_timeline_report(out / "report.html", videos, title=f"{model.name}: {source}", notes=notes)
     return ExplainResult(report=report, explanations=[], files=files, videos=videos)
+
+
+def _file_stems(methods: Sequence[str]) -> dict[str, str]:
+    """The name each method's files get: the method's name (``rise(n_samples=20)`` → ``rise``),
+    or, where two specs share a method, the spec with every character a file name may not hold
+    replaced (``rise_n_samples=20_``)."""
+    from .options import parse_spec
+
+    names = {m: parse_spec(m)[0] for m in methods}
+    shared = {n for n in names.values() if list(names.values()).count(n) > 1}
+    return {m: re.sub(r"[^A-Za-z0-9_.=-]+", "_", m) if n in shared else n for m, n in names.items()}
 
 
 @dataclass
@@ -159,6 +177,8 @@ def run_demo(out_dir: str | Path, *, clips: int = 100, methods: Sequence[str] = 
     from .data.synthetic import SyntheticVideos
     from .data.video import write_video
 
+    if isinstance(clips, bool) or not isinstance(clips, int) or clips < 1:
+        raise InputError(f"clips must be an integer ≥ 1, got {clips!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model("demo")

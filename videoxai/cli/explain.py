@@ -14,18 +14,68 @@ from . import check_device
 console = Console()
 
 
-def _parse_options(pairs: list[str]) -> dict:
-    """``["n_steps=32", "baseline=blur"]`` → ``{"n_steps": "32", "baseline": "blur"}``: text values,
-    typed by the method's declarations (:mod:`videoxai.options`)."""
+def _parse_options(pairs: list[str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """``-O`` values → ``(unscoped, {method: scoped})``: ``n_steps=32`` applies to every method,
+    ``rise.n_samples=20`` to ``rise`` only. Values stay text, typed by the method's declarations
+    (:mod:`videoxai.options`)."""
     from ..options import parse_assignments
 
-    return parse_assignments(pairs, where="-O")
+    unscoped: list[str] = []
+    scoped: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        method, dot, name = key.partition(".")
+        if eq and dot:
+            scoped.setdefault(method.strip(), []).append(f"{name}={value}")
+        else:
+            unscoped.append(pair)
+    return (parse_assignments(unscoped, where="-O"),
+            {m: parse_assignments(p, where=f"-O {m}.") for m, p in scoped.items()})
+
+
+def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str, dict[str, str]], str | None]:
+    """``--method`` (names or specs, comma-separated, as ``evaluate --methods`` takes them) and the
+    ``-O`` values → ``(specs, {spec: its -O options}, working_size or None)``, every option
+    checked against its method's declaration, so that mistakes fail before a model or a video
+    is loaded."""
+    from ..errors import InputError
+    from ..explain import _split_spec
+    from ..methods import get as get_method
+    from ..options import parse_spec, split_top_level
+
+    specs = split_top_level(method, ",")
+    if not specs:
+        raise InputError(f"--method {method!r} names no method; give one or several, e.g. staa or "
+                         "rise(n_samples=500),gradcam")
+    unscoped, scoped = _parse_options(pairs)
+    working_size = unscoped.pop("working_size", None)  # explain()'s own option, for every method
+    for spec in specs:
+        _split_spec(spec)  # unknown methods and bad option values in a spec fail here
+    parsed = {spec: parse_spec(spec) for spec in specs}   # the options each spec gives itself
+    names = [name for name, _ in parsed.values()]
+    for scope in scoped:
+        if scope not in names:
+            raise InputError(f"-O {scope}.…: {scope!r} is not one of the methods ({', '.join(dict.fromkeys(names))})")
+    out = {}
+    for spec, (name, in_spec) in parsed.items():
+        given = {**unscoped, **scoped.get(name, {})}
+        declared = get_method(name).declared_options()
+        for key in unscoped:
+            if key not in declared and len(specs) > 1:
+                raise InputError(f"-O {key}=…: method {name!r} has no option {key}; give it to the methods "
+                                 f"that have it as -O METHOD.{key}=VALUE")
+        both = sorted(set(in_spec) & set(given))
+        if both:
+            raise InputError(f"method {name!r}: option {both[0]} given both in --method {spec!r} and with -O")
+        get_method(name).parse_options(given)
+        out[spec] = given
+    return specs, out, working_size
 
 
 def explain_cmd(
     video: Path = typer.Argument(..., help="Video file (mp4, avi, webm, mkv, gif)."),
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name>, or a directory."),
-    method: str = typer.Option("staa", "--method", help="Method name, or several separated by commas."),
+    method: str = typer.Option("staa", "--method", help="Method name or spec, or several separated by commas, e.g. staa or rise(n_samples=500),gradcam (as evaluate --methods takes them)."),
     out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory."),
     target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' (default: the prediction)."),
     full_resolution: bool = typer.Option(False, "--full-resolution", help="Perturb and differentiate the original frames instead of the model's view of them (its crop box at its input size; slower, finer gradient maps)."),
@@ -35,7 +85,7 @@ def explain_cmd(
     window_stride: Optional[int] = typer.Option(None, "--window-stride", help="Explain sliding windows of the model's clip length over the whole video (or --start/--end), this many frames apart; the report gets a timeline."),
     frame_step: int = typer.Option(1, "--frame-step", help="With --window-stride: use every N-th frame of the video."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …", callback=check_device),
-    option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable), e.g. -O n_steps=32."),
+    option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable), e.g. -O n_steps=32; METHOD.KEY=VALUE gives it to one of several methods, e.g. -O rise.n_samples=500."),
 ) -> None:
     """Explain a video: overlay videos, temporal curves and an HTML report."""
     from ..models import load_model
@@ -43,16 +93,15 @@ def explain_cmd(
 
     from ..data.video import probe
     from ..errors import VideoReadError
-    from ..methods import get
 
-    if not video.is_file():  # fail fast, before loading a model
+    # the cheap checks first: methods and options, then the file, then (slow) the model
+    methods, options, working_size = _method_options(method, option)
+    working_size = working_size or ("full" if full_resolution else "model")  # -O working_size=full too
+    if video.is_dir():
+        raise VideoReadError(f"{video} is a directory, not a video file; give one video file")
+    if not video.is_file():
         raise VideoReadError(f"no such video file: {video}")
     probe(video)  # not a video, or no readable header: say so before loading a model
-    methods = [m.strip() for m in method.split(",") if m.strip()]
-    opts = _parse_options(option)
-    working_size = opts.pop("working_size", "full" if full_resolution else "model")  # -O working_size=full too
-    for m in methods:
-        get(m).parse_options(opts)  # unknown names and bad options fail before the model loads
     with console.status(f"loading {model}…"):
         vm = load_model(model, device=device)
     target_index = None if target is None else vm.class_from_text(target)
@@ -60,7 +109,7 @@ def explain_cmd(
         result = explain_video(video, vm, methods, out, target=target_index, refine=refine,
                                working_size=working_size,
                                start=start, end=end, window_stride=window_stride, frame_step=frame_step,
-                               options={m: opts for m in methods},
+                               options=options,
                                on_method=lambda m: status.update(f"explaining with {m}…"))
     if result.videos:
         _window_summary(result.videos)
@@ -71,7 +120,7 @@ def explain_cmd(
 
 def demo_cmd(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output directory."),
-    clips: int = typer.Option(100, help="Held-out synthetic clips to score localisation on."),
+    clips: int = typer.Option(100, min=1, help="Held-out synthetic clips to score localisation on."),
     method: str = typer.Option("staa", "--method", help="Method(s) to show in the report, comma-separated."),
 ) -> None:
     """Run the bundled model on held-out synthetic clips; write a report with localisation rates."""
