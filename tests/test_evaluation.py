@@ -164,6 +164,9 @@ def test_bad_runner_arguments(model_dir, tmp_path):
     with pytest.raises(InputError, match="model spec"):
         from videoxai.models import load_model
         evaluate(load_model(model_dir), "synthetic:1", "staa", "energy", tmp_path, backend="local")
+    for limit in (0, -2):  # was "the dataset is empty"
+        with pytest.raises(InputError, match=f"limit must be an integer ≥ 1 \\(the first clips to use\\), got {limit}"):
+            evaluate(model_dir, "synthetic:3", "staa", "energy", tmp_path, backend="inline", limit=limit)
 
 
 def test_method_failures_become_error_rows_and_are_retried(model_dir, tmp_path):
@@ -284,6 +287,51 @@ def test_confidence_interval_by_hand():
     half = 4.302652729911275 / math.sqrt(3)          # t(0.975, 2) · s / √n with s = 1
     assert (mean, lo, hi) == pytest.approx((2.0, 2 - half, 2 + half))
     assert math.isnan(confidence_interval([5.0])[1])
+
+
+def test_intervals_are_cut_at_the_values_the_metric_can_take(tmp_path):
+    # pointing game hits 1, 1, 2/3 of 3 clips: the t interval [0.41, 1.37] reaches past any rate
+    mean, lo, hi = confidence_interval([1.0, 1.0, 2 / 3])
+    assert hi > 1
+    assert confidence_interval([1.0, 1.0, 2 / 3], bounds=(0.0, 1.0)) == pytest.approx((mean, lo, 1.0))
+    from videoxai.evaluation.report import _cell_text, _legend, metric_bounds
+    from videoxai.metrics import build
+
+    assert metric_bounds("pointing_game") == (0, 1) and metric_bounds("temporal_grounding") == (0, 1)
+    assert metric_bounds("randomisation") == (-1, 1) and metric_bounds("no_longer_registered") is None
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("pointing_game"), build("monotonicity")])
+        store.start_run({})
+        for v, (hit, tau) in enumerate([(1.0, -0.9), (1.0, -1.0), (2 / 3, 0.1)]):
+            store.write(ResultRow(f"v{v}", "a", "pointing_game", hit))
+            store.write(ResultRow(f"v{v}", "a", "monotonicity", tau))
+    with ResultStore(db) as store:
+        s = summarise(store)
+    cell = s.cells[("a", "pointing_game")]
+    assert cell.high == 1.0 and cell.low == pytest.approx(lo) and not cell.symmetric
+    assert _cell_text(s, "a", "pointing_game") == f"0.889 [{lo:.3f}, 1.000]"
+    assert s.cells[("a", "monotonicity")].low == -1.0
+    assert "cut at the values the metric can take" in _legend(s)
+    md = write_report(db, tmp_path / "report")["markdown"].read_text()
+    assert f"0.889 [{lo:.3f}, 1.000]" in md
+
+
+def test_the_methods_metrics_plot_fits_one_long_metric_spec_and_one_method(tmp_path):
+    # 2 x 1.3 inches for the cells alone left constrained layout no room: matplotlib warned
+    import warnings
+
+    from videoxai.evaluation.report import Cell, Summary, _plot_matrix
+    from videoxai.viz.page import figure_png
+
+    metric = "randomisation(seeds=1, stages=2)"
+    s = Summary(["saliency"], [metric], {metric: {"name": "randomisation", "family": "randomisation",
+                                                  "higher_is_better": False}},
+                {("saliency", metric): Cell(2, 0.1, 0.0, 0.2)}, {}, {"saliency": 1.0}, {}, {}, 2, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert figure_png(_plot_matrix(s), dpi=110, bbox_inches="tight")
 
 
 def filled_store(path: Path) -> None:
@@ -493,6 +541,12 @@ def test_cli_evaluate_and_metrics(model_dir, tmp_path):
     assert "0 results computed (0 errors), 8 already stored" in r.output
     r = CliRunner().invoke(app, ["evaluate", "--out", str(tmp_path), "--data", "x:1", "--report-only"])
     assert r.exit_code == 0 and "staa" in r.output
+    r = CliRunner().invoke(app, ["evaluate", "--out", str(tmp_path), "--report-only"])   # no --data needed
+    assert r.exit_code == 0 and "staa" in r.output, r.output
+    r = CliRunner().invoke(app, ["evaluate", "--out", str(tmp_path), "--limit", "-2"])
+    assert r.exit_code == 2 and "'--limit'" in r.output, r.output
+    r = CliRunner().invoke(app, ["evaluate", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "Missing option '--data'" in r.output, r.output
     r = CliRunner().invoke(app, ["metrics"])
     assert r.exit_code == 0 and "deletion" in r.output and "synthetic" in r.output
     r = CliRunner().invoke(app, ["evaluate", "--model", model_dir, "--data", "synthetic:1", "--metrics", "nope",

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import check_device
+from . import UsageError, check_device
 
 console = Console()
 
@@ -27,7 +27,7 @@ _METRICS_HELP = ("Comma-separated metric specs, e.g. deletion,pointing_game or i
 
 
 def evaluate_cmd(
-    data: str = typer.Option(..., "--data", "-d", help=_DATA_HELP),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP + " Required unless --report-only."),
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name>, or a directory."),
     methods: str = typer.Option("all", "--methods", help=_METHODS_HELP),
     metrics: str = typer.Option("all", "--metrics", help=_METRICS_HELP),
@@ -39,7 +39,7 @@ def evaluate_cmd(
     target: str = typer.Option("label", help="label: explain the annotated class (the prediction when a clip has none); predicted: the prediction."),
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Refine the maps (default: per method)."),
     seed: int = typer.Option(0, help="Seed of the random reference map."),
-    limit: Optional[int] = typer.Option(None, help="Use only the first N clips."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N clips."),
     report_only: bool = typer.Option(False, "--report-only", help="Only rewrite the report from OUT/results.sqlite."),
 ) -> None:
     """Compare attribution methods with objective metrics; results are stored as they are computed,
@@ -57,6 +57,9 @@ def evaluate_cmd(
             raise InputError(f"no results file {out / DATABASE}")
         paths = write_report(out / DATABASE, out)
     else:
+        if data is None:
+            raise UsageError("Missing option '--data' / '-d': the dataset to evaluate on (only --report-only, "
+                             "which rewrites the report from OUT/results.sqlite, needs none)")
         summary = evaluate(model, data, methods, metrics, out, backend=backend, workers=workers, address=address,
                            device=device, target=target, refine=refine, seed=seed, limit=limit)
         for name, reason in summary.dropped_methods.items():
@@ -85,7 +88,7 @@ def _print_table(s) -> None:
         ranking.add_row(str(i), m, f"{s.overall[m]:.2f}" if math.isfinite(s.overall[m]) else "–")
     console.print(ranking)
     best = Table(title="per metric")
-    for col in ("metric", "best method", "mean ± 95% CI", "α"):
+    for col in ("metric", "best method", "mean, 95% CI", "α"):
         best.add_column(col, overflow="fold")
     for metric in s.metrics:
         ranked = sorted((r, m) for (m, k), r in s.ranks.items() if k == metric)

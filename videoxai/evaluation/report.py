@@ -4,7 +4,8 @@ Read from the results file alone (so a report can be redone at any time, also wh
 still writing):
 
 * per method × metric: the mean over clips and its 95 % confidence interval (Student's t:
-  ``mean ± t₀.₉₇₅,ₙ₋₁ · s / √n``; undefined values and ``n/a`` rows left out, ``n`` reported);
+  ``mean ± t₀.₉₇₅,ₙ₋₁ · s / √n``, cut at the metric's :attr:`~videoxai.metrics.base.Metric.bounds`
+  where it declares them; undefined values and ``n/a`` rows left out, ``n`` reported);
 * per metric: methods ranked by the mean in the metric's direction (1 = best), and, with three
   methods or more, the metric's reliability α over the clips on which every method has a value
   (:func:`~videoxai.metrics.reliability.reliability_alpha`, weighted by the ``random`` reference
@@ -52,6 +53,11 @@ class Cell:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
+    @property
+    def symmetric(self) -> bool:
+        """Whether the interval is ``mean ± half_width`` (not cut at a bound of the metric)."""
+        return math.isclose(self.mean - self.low, self.high - self.mean, rel_tol=1e-9, abs_tol=1e-12)
+
 
 @dataclass
 class Summary:
@@ -75,8 +81,23 @@ class Summary:
     errors: dict[str, list[str]] = field(default_factory=dict)   # error message -> "video / method"s
 
 
-def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t interval of ``values`` (``nan`` bounds for fewer than 2 values)."""
+def metric_bounds(name: str) -> tuple[float, float] | None:
+    """The values the metric registered as ``name`` can take (:attr:`Metric.bounds`), or ``None``
+    (unknown, or a metric no longer registered)."""
+    from ..errors import UnknownNameError
+    from ..metrics import get
+
+    try:
+        return get(name).bounds
+    except UnknownNameError:
+        return None
+
+
+def confidence_interval(values: np.ndarray, level: float = 0.95,
+                        bounds: tuple[float, float] | None = None) -> tuple[float, float, float]:
+    """Mean and Student-t interval of ``values`` (``nan`` bounds for fewer than 2 values), cut at
+    ``bounds``, the values the metric can take: over a few clips the t interval of a rate in
+    [0, 1] reaches past 1 (0.889 of 3 clips: [0.41, 1.37]), which no value could be."""
     from scipy.stats import t as student_t
 
     v = np.asarray(values, dtype=np.float64)
@@ -87,7 +108,10 @@ def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     if v.size < 2:
         return mean, math.nan, math.nan
     half = float(student_t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return mean, mean - half, mean + half
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return mean, lo, hi
 
 
 def summarise(store: ResultStore) -> Summary:
@@ -133,7 +157,8 @@ def summarise(store: ResultStore) -> Summary:
 
     cells = {}
     for key, by_video in table.items():
-        mean, lo, hi = confidence_interval(np.fromiter(by_video.values(), dtype=np.float64))
+        mean, lo, hi = confidence_interval(np.fromiter(by_video.values(), dtype=np.float64),
+                                           bounds=metric_bounds(info[key[1]]["name"]))
         n = int(np.isfinite(np.fromiter(by_video.values(), dtype=np.float64)).sum())
         cells[key] = Cell(n, mean, lo, hi)
 
@@ -229,7 +254,8 @@ def _cell_text(s: Summary, method: str, metric: str) -> str:
     digits = 2 if s.info[metric]["family"] == "cost" else 3
     text = f"{c.mean:.{digits}f}"
     if math.isfinite(c.half_width):
-        text += f" ± {c.half_width:.{digits}f}"
+        text += (f" ± {c.half_width:.{digits}f}" if c.symmetric else
+                 f" [{c.low:.{digits}f}, {c.high:.{digits}f}]")  # cut at the metric's bounds
     return text if c.n >= s.videos else f"{text} (n={c.n})"  # a method or metric run on fewer clips
 
 
@@ -279,7 +305,9 @@ def _places(where: list[str], most: int = 3) -> str:
 
 def _legend(s: Summary) -> str:
     ranked = ", ".join(RANKED_FAMILIES)
-    return (f"Mean ± half-width of the 95 % Student-t interval over clips; ↑ higher is better, ↓ lower "
+    return (f"Mean ± half-width of the 95 % Student-t interval over clips, or [low, high] where the "
+            "interval is cut at the values the metric can take ([0, 1] for rates and probability "
+            "areas, [−1, 1] for correlations, ≥ 0 for distances and costs); ↑ higher is better, ↓ lower "
             f"is better. Methods are ordered by their mean rank (in parentheses) over the {ranked} "
             "metrics. α is each metric's reliability (agreement of the per-clip method rankings, "
             "weighted by how clearly each clip puts the random map last; 1 = every clip ranks the "
@@ -379,7 +407,13 @@ def _plot_matrix(s: Summary):
         lo, hi = np.nanmin(col) if np.isfinite(col).any() else 0, np.nanmax(col) if np.isfinite(col).any() else 0
         g = (col - lo) / (hi - lo) if hi > lo else np.where(np.isfinite(col), 0.5, np.nan)
         goodness[:, j] = g if s.info[metric]["higher_is_better"] else 1 - g
-    fig = _figure(1.0 + 1.05 * len(s.metrics), 0.9 + 0.42 * len(s.methods))
+    # room for the text around the cells, not just the cells: with one metric spelt as a long spec
+    # (40° tick labels) and one method, cells-only sizing (2 × 1.3 in) left constrained layout no
+    # room for the axes, and matplotlib warned that it was not applied
+    xlabel = max(len(f"{m} {_arrow(s, m)}") for m in s.metrics) * 0.075    # inches at 8 pt
+    ylabel = max(len(m) for m in s.methods) * 0.075
+    fig = _figure(max(4.8, 1.0 + 1.05 * len(s.metrics) + ylabel),
+                  0.9 + 0.42 * len(s.methods) + 0.65 * xlabel)
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(np.ma.masked_invalid(goodness), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(s.metrics)), [f"{m} {_arrow(s, m)}" for m in s.metrics], rotation=40,

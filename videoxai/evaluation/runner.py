@@ -159,6 +159,9 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         raise InputError(f"target must be 'label' or 'predicted', got {target!r}")
     if backend not in backends.BACKENDS:
         raise InputError(f"backend must be one of {', '.join(backends.BACKENDS)}, got {backend!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        # checked before the model loads; a limit below 1 read as "the dataset is empty"
+        raise InputError(f"limit must be an integer ≥ 1 (the first clips to use), got {limit!r}")
     if isinstance(model, VideoModel):
         if backend != "inline":
             raise InputError(f"the {backend} backend loads the model in its workers: pass a model "

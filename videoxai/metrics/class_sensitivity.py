@@ -58,6 +58,7 @@ class ClassSensitivity(Metric):
 
     name = "class_sensitivity"
     family = "randomisation"
+    bounds = (-1.0, 1.0)  # Spearman's ρ or SSIM
     needs_explainer = True
     _higher_is_better = False
 

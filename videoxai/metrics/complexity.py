@@ -47,6 +47,7 @@ class Sparseness(Metric):
 
     name = "sparseness"
     family = "complexity"
+    bounds = (0.0, 1.0)  # a Gini index
 
     def __init__(self, *, of: Literal["spatial", "temporal"] = "spatial") -> None:
         self.of = of

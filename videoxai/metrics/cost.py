@@ -26,6 +26,7 @@ class CostMetric(Metric):
 
     name = "cost"
     family = "cost"
+    bounds = (0.0, float("inf"))
     _higher_is_better = False
 
     def __init__(self, *, measure: Measure = "seconds") -> None:

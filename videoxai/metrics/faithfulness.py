@@ -79,6 +79,7 @@ class Faithfulness(_KeepTop):
     """
 
     name = "faithfulness"
+    bounds = (0.0, 1.0)  # a similarity of class-normalised logits
 
     def __init__(self, *, share: Share = 0.7, unit: Unit = "pixel", baseline: str = "fade", grid: Grid = 16,
                  segments: Segments = 256, batch_size: BatchSize = 16, seed: Seed = 0) -> None:
@@ -103,6 +104,7 @@ class Monotonicity(_KeepTop):
     """
 
     name = "monotonicity"
+    bounds = (-1.0, 1.0)  # Kendall's τ_b
 
     def __init__(self, *, shares: list[Share] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                  unit: Unit = "pixel", baseline: str = "fade", grid: Grid = 16, segments: Segments = 256,

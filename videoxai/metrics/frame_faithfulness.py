@@ -43,6 +43,7 @@ class FrameFaithfulness(Metric):
 
     name = "frame_faithfulness"
     family = "faithfulness"
+    bounds = (-1.0, 1.0)  # Pearson's r
 
     def __init__(self, *, scores: Literal["map", "temporal"] = "map", baseline: str = "fade",
                  batch_size: BatchSize = 16) -> None:

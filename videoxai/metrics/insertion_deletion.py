@@ -62,6 +62,7 @@ class _CausalCurve(Metric):
     """
 
     family = "faithfulness"
+    bounds = (0.0, 1.0)  # the area under a probability curve
     deletes: ClassVar[bool]
 
     def __init__(self, *, unit: Unit = "patch", order: Literal["morf", "lerf"] = "morf", baseline: str = "fade",

@@ -51,6 +51,7 @@ class PointingGame(Metric):
 
     name = "pointing_game"
     family = "localisation"
+    bounds = (0.0, 1.0)
     requires = ("ground_truth",)
 
     def __init__(self, *, tolerance: Annotated[float, Opt(ge=0)] = 0.0625, seed: Seed = 0) -> None:
@@ -88,6 +89,7 @@ class Energy(Metric):
 
     name = "energy"
     family = "localisation"
+    bounds = (0.0, 1.0)
     requires = ("ground_truth",)
 
     def __init__(self, *, scope: Literal["clip", "frames"] = "clip") -> None:
@@ -118,6 +120,7 @@ class TopShareIoU(Metric):
 
     name = "iou"
     family = "localisation"
+    bounds = (0.0, 1.0)
     requires = ("ground_truth",)
 
     def __init__(self, *, share: Annotated[float | None, Opt(gt=0, le=1)] = None, seed: Seed = 0) -> None:
@@ -151,6 +154,7 @@ class TemporalGrounding(Metric):
 
     name = "temporal_grounding"
     family = "localisation"
+    bounds = (0.0, 1.0)
     requires = ("window",)
 
     def __init__(self, *, k: Annotated[int, Opt(ge=1)] = 1, seed: Seed = 0) -> None:

@@ -32,6 +32,7 @@ class _Robustness(Metric):
     """Shared body: re-explain seeded noisy copies of the clip and keep the worst ratio."""
 
     family = "robustness"
+    bounds = (0.0, float("inf"))  # a distance
     needs_explainer = True
     _higher_is_better = False
     noise: ClassVar[str]

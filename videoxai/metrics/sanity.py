@@ -123,6 +123,7 @@ class ModelRandomisation(Metric):
 
     name = "randomisation"
     family = "randomisation"
+    bounds = (-1.0, 1.0)  # Spearman's ρ
     needs_explainer = True
     _higher_is_better = False
 
