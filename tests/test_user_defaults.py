@@ -125,7 +125,7 @@ def test_target_by_class_name():
     assert str(e.value) == "demo-cnn has no class 'blu sqare'; close matches: 'blue square', 'red square'"
     with pytest.raises(InputError, match="its 4 classes start with 'red square'"):
         vx.explain(model, frames, "saliency", target="zebra")
-    with pytest.raises(InputError, match=r"target \[7\] out of range"):
+    with pytest.raises(InputError, match=r"target 7 out of range for a model with 4 classes"):
         vx.explain(model, frames, "saliency", target=7)
 
 

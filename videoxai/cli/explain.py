@@ -14,7 +14,15 @@ from . import check_device
 console = Console()
 
 
-def _parse_options(pairs: list[str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+def _parse_options(pairs: list[str]) -> dict:
+    """``["n_steps=32", "baseline=blur"]`` → ``{"n_steps": "32", "baseline": "blur"}``: text values,
+    typed by the method's declarations (:mod:`videoxai.options`)."""
+    from ..options import parse_assignments
+
+    return parse_assignments(pairs, where="-O")
+
+
+def _scoped_options(pairs: list[str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """``-O`` values → ``(unscoped, {method: scoped})``: ``n_steps=32`` applies to every method,
     ``rise.n_samples=20`` to ``rise`` only. Values stay text, typed by the method's declarations
     (:mod:`videoxai.options`)."""
@@ -47,7 +55,7 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
     if not specs:
         raise InputError(f"--method {method!r} names no method; give one or several, e.g. staa or "
                          "rise(n_samples=500),gradcam")
-    unscoped, scoped = _parse_options(pairs)
+    unscoped, scoped = _scoped_options(pairs)
     working_size = unscoped.pop("working_size", None)  # explain()'s own option, for every method
     for spec in specs:
         _split_spec(spec)  # unknown methods and bad option values in a spec fail here
