@@ -665,9 +665,11 @@ def test_cli_train_collect_finetune(tmp_path):
     meta = json.loads((model_dir / "videoxai.json").read_text())
     assert meta["training"]["data"] == "synthetic:32,val=8" and "stabn train" in meta["training"]["command"]
     # the defaults measured on the held-out flashing-shapes task (README "ST-ABN"): the design
-    # "mil" on the full-resolution stem, 3 epochs of the plain backbone first, no label smoothing
+    # "mil" on the full-resolution stem, 3 epochs of the plain backbone first, no label
+    # smoothing, 8 clips a step
     assert meta["config"]["backbone"] == "tiny-hires" and meta["training"]["warm_start_epochs"] == 3
     assert meta["training"]["train_config"]["label_smoothing"] == 0.0 and meta["training"]["design"] == "mil"
+    assert meta["training"]["train_config"]["batch_size"] == 8
     assert (meta["config"]["attention_readout"], meta["config"]["temporal_norm"], meta["config"]["spatial_norm"],
             meta["config"]["pool"]) == ("attention", "softmax", "softmax", "max")
 
@@ -804,7 +806,8 @@ def test_flashing_shapes_benchmark_writes_its_splits_and_scores_a_model(tmp_path
 def test_default_design_finds_the_flash_on_the_held_out_task():
     """Floors for the default design on the held-out task (README "ST-ABN", held-out task).
     ``tests/data/flash_mil`` is ``videoxai stabn train --data folder:DIR/train --val-data
-    folder:DIR/val --threads 1`` (all defaults: design ``mil``, seed 0) on
+    folder:DIR/val --threads 1 --batch-size 16`` (design ``mil``, seed 0; the default batch was
+    16 then, 8 since) on
     ``python benchmarks/flashing_shapes.py DIR``; on the 300 test clips it scores accuracy 0.960,
     top frame in the flash 1.000 (chance 0.313) and spatial peak on the flashing shape 0.366
     (chance 0.030). Here: the first 60 test clips, drawn by the generator in memory (seed 1, no
@@ -1007,3 +1010,18 @@ def test_cli_train_by_design_name_and_explicit_flags_win(tmp_path):
     assert meta["training"]["design"] is None and meta["training"]["warm_start_epochs"] == 0
     r = CliRunner().invoke(app, [*args[:-1], "nope", "--out", str(tmp_path / "c")])
     assert isinstance(r.exception, InputError) and "unknown ST-ABN design 'nope'" in str(r.exception)
+
+
+def test_the_demo_recipe_is_what_the_bundled_st_abn_was_trained_with():
+    """``--recipe demo`` must keep reproducing the bundled model when the general defaults move
+    (the batch went from 16 to 8 for the held-out task): the recipe, with the run's epochs and
+    seed, equals the training settings recorded in the bundled model's metadata; fine-tuning
+    starts from the same recipe."""
+    from videoxai.stabn.knowledge import finetune_config
+    from videoxai.stabn.train import TrainConfig
+
+    recorded = json.loads((Path(vx.__file__).parent / "assets" / "demo_stabn" / "videoxai.json").read_text())
+    recorded = recorded["training"]["train_config"]
+    demo = TrainConfig.recipe("demo", epochs=recorded["epochs"], seed=recorded["seed"]).to_dict()
+    assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in demo.items()} == recorded
+    assert TrainConfig().batch_size == 8 and finetune_config().batch_size == 16

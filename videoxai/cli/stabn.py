@@ -80,10 +80,11 @@ def train_cmd(
     frames: int = typer.Option(8, help="Frames per clip (T)."),
     size: int = typer.Option(64, help="Input size (pixels a side)."),
     epochs: int = typer.Option(12),
-    batch_size: int = typer.Option(16),
+    batch_size: Optional[int] = typer.Option(None, help="Clips per step (default: the recipe's, 8 — the "
+                                             "reference's per GPU; demo: 16, the bundled models')."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the recipe's, 0.002 / 0.01)."),
     recipe: str = typer.Option("small", help="small (AdamW, warm-up + cosine), demo (small with label smoothing "
-                               "0.1: the bundled models') or reference (the paper code's SGD, ×0.1 at 1/2 and "
+                               "0.1 and batch 16: the bundled models') or reference (the paper code's SGD, ×0.1 at 1/2 and "
                                "5/6 of the epochs)."),
     label_smoothing: Optional[float] = typer.Option(None, "--label-smoothing",
                                                     help="Label smoothing of both cross-entropies (default: the recipe's)."),
@@ -126,7 +127,8 @@ def train_cmd(
              "branch_temporal_kernel": branch_temporal_kernel, "branch_spatial_kernel": branch_spatial_kernel,
              "attention_readout": attention_readout, "pool": pool}
     branch = {k: v for k, v in given.items() if v is not None}  # the rest: the design's
-    config = TrainConfig.recipe(recipe, epochs=epochs, batch_size=batch_size, seed=seed,
+    config = TrainConfig.recipe(recipe, epochs=epochs, seed=seed,
+                                **({"batch_size": batch_size} if batch_size is not None else {}),
                                 **({"lr": lr} if lr is not None else {}),
                                 **({"label_smoothing": label_smoothing} if label_smoothing is not None else {}))
     backbone = backbone or named_design(design).backbone
@@ -205,7 +207,7 @@ def finetune_cmd(
     temporal_loss: str = typer.Option("auto", "--temporal-loss", help="L_temp's form: mse (the paper's), kl, "
                                       "or auto (kl for a softmax temporal attention, mse for a sigmoid one)."),
     epochs: int = typer.Option(5, help="Epochs (5, with lr 2e-3 and γ_t 10: chosen on the confound experiment's validation split)."),
-    batch_size: int = typer.Option(16),
+    batch_size: int = typer.Option(16, help="Clips per step (finetune_config's)."),
     lr: Optional[float] = typer.Option(None, help="Learning rate (default: finetune_config's, 2e-3)."),
     freeze: str = typer.Option("feature_extractor", help="Frozen module groups, comma-separated "
                                "(feature_extractor, attention_branch, perception_branch), or 'none'."),
