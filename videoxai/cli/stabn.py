@@ -107,6 +107,9 @@ def train_cmd(
     pool: Optional[str] = typer.Option(None, "--pool", help="Perception branch pooling: attention (weights M_t·M_s), "
                                        "max (mil's) or avg (the reference); default: the design's, else the "
                                        "backbone's."),
+    padding: Optional[str] = typer.Option(None, "--padding", help="How every convolution pads: replicate (mil's: "
+                                          "no cell has a position of its own) or zeros (ResNet's); default: the "
+                                          "design's, also for --backbone-only."),
     backbone_only: bool = typer.Option(False, "--backbone-only", help="Train the plain backbone (no attention branch): the baseline."),
     warm_start: Optional[int] = typer.Option(None, "--warm-start",
                                              help="Epochs of plain-backbone training to start the shared layers from "
@@ -127,6 +130,10 @@ def train_cmd(
              "branch_temporal_kernel": branch_temporal_kernel, "branch_spatial_kernel": branch_spatial_kernel,
              "attention_readout": attention_readout, "pool": pool}
     branch = {k: v for k, v in given.items() if v is not None}  # the rest: the design's
+    # padding is the whole network's, not the branch's: the plain baseline takes the design's too
+    padding = padding or named_design(design).options.get("padding")
+    if padding is not None:
+        branch["padding"] = padding
     config = TrainConfig.recipe(recipe, epochs=epochs, seed=seed,
                                 **({"batch_size": batch_size} if batch_size is not None else {}),
                                 **({"lr": lr} if lr is not None else {}),
@@ -134,7 +141,7 @@ def train_cmd(
     backbone = backbone or named_design(design).backbone
     what = "the plain backbone" if backbone_only else f"an ST-ABN (design {design})"
     console.print(f"training {what} ({backbone}) on {data} for {epochs} epochs → {out}")
-    # the plain backbone takes the design's backbone only: a branch's options would be unused
+    # the plain backbone takes the design's backbone and padding only: a branch's options would be unused
     result = train(data, out, val_data=val_data, design=None if backbone_only else design, backbone=backbone,
                    num_frames=frames, input_size=size, config=config, resume=resume, device=device,
                    on_epoch=_print_epoch, command=_command(ctx), attention_branch=not backbone_only,

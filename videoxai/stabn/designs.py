@@ -25,7 +25,8 @@ class Design:
         warm_start: epochs of the plain backbone (same seed, recipe and clips) the ST-ABN's shared
             layers start from (:func:`~.train.warm_started`); 0: from scratch.
         options: further ``STABNConfig`` fields of the attention branch (the plain backbone
-            ignores them).
+            ignores them) and ``padding``, the whole network's (``videoxai stabn train
+            --backbone-only`` takes the design's).
     """
 
     backbone: str
@@ -39,9 +40,11 @@ DESIGNS: Mapping[str, Design] = MappingProxyType({
     # cells compete (softmax), and the perception branch takes the maximum. The branch's own loss
     # then puts the attention where the class shows; the perception no longer depends on it being
     # right from the start (held-out task: top frame in the flash 0.98–1.00 over three seeds,
-    # "reference" 0.47–0.77; accuracy as the plain backbone's within noise)
+    # "reference" 0.47–0.77; accuracy as the plain backbone's within noise). Replicate padding
+    # (round 5): with zeros a corner cell became a constant "triangle" vote that the attention
+    # chose for every triangle clip on one seed (STABNConfig.padding)
     "mil": Design("tiny-hires", 3, {"attention_readout": "attention", "temporal_norm": "softmax",
-                                    "spatial_norm": "softmax", "pool": "max"}),
+                                    "spatial_norm": "softmax", "pool": "max", "padding": "replicate"}),
     # the paper's branch (layer3, 3×3×3 kernels, sigmoid attention, linear readout) on the
     # full-resolution backbone; the perception pools by the attention (the backbone's default)
     "reference": Design("tiny-hires", 3, {}),

@@ -189,6 +189,13 @@ class STABNConfig:
             (only the ``T × T`` layers of the temporal path mix frames). Needs a backbone whose
             ``layer3`` keeps ``layer2``'s grid (``tiny``, ``tiny-fine``, ``small``); the attention
             mechanism still weights the ``layer3`` features.
+        padding: how every convolution pads its input: ``"zeros"`` (the reference, ResNet's) or
+            ``"replicate"`` (the edge values repeated). Zero padding makes the border cells'
+            features differ from the inside ones, so a border cell can learn a constant class
+            vote: on a held-out task the ``mil`` branch of one seed attended a corner cell that
+            saw only the lower-left 30 px and favoured "triangle", for every triangle clip
+            (README "ST-ABN", held-out task). Replicate padding leaves no cell a position of its
+            own; it is ``mil``'s choice.
         attention_branch: ``False`` builds the plain backbone (the baseline; no attention).
     """
 
@@ -210,6 +217,7 @@ class STABNConfig:
     branch_temporal_kernel: int = 3
     branch_spatial_kernel: int = 3
     branch_input: Literal["layer3", "layer2"] = "layer3"
+    padding: Literal["zeros", "replicate"] = "zeros"
 
     def __post_init__(self) -> None:
         if isinstance(self.input_size, int):
@@ -252,6 +260,8 @@ class STABNConfig:
         if self.branch_input == "layer2" and BACKBONES[self.backbone].strides[2] != 1:
             raise InputError(f"branch_input='layer2' needs layer3 at layer2's resolution; backbone "
                              f"{self.backbone!r} downsamples in layer3")
+        if self.padding not in ("zeros", "replicate"):
+            raise InputError(f"padding must be 'zeros' or 'replicate', got {self.padding!r}")
         if self.attention_readout not in ("fc", "attention"):
             raise InputError(f"attention_readout must be 'fc' or 'attention', got {self.attention_readout!r}")
         self.attention_branch = bool(self.attention_branch)
@@ -418,6 +428,12 @@ class STABN(nn.Module):
         self.layer4 = _layer(spec, c3, 3, spec.strides[3])
         self.fc = nn.Linear(c4, k)
         self.dropout = nn.Dropout(config.dropout)
+        if config.padding != "zeros":
+            # one switch for every padded convolution (backbone, branch, heads' paths): a Conv3d
+            # pads by its padding_mode at each call, so setting it after construction is exact
+            for m in self.modules():
+                if isinstance(m, nn.Conv3d) and any(p > 0 for p in m.padding):
+                    m.padding_mode = config.padding
         self._init_weights()
 
     #: module groups, for freezing schedules (see videoxai.stabn.knowledge)
