@@ -28,7 +28,7 @@ window, 0.0 outside: ``videoxai.stabn.experiment.edits_from_truth``), fine-tunes
 :func:`videoxai.stabn.knowledge.finetune`'s defaults (``--gamma-t 0``: the same fine-tuning
 without the edits, the control), saves it (default: beside the model, ``model-hk`` /
 ``model-ft0``) and prints its row. README "ST-ABN", held-out task, has the results and what they
-showed (the stem's resolution, label smoothing, the attention design, the edits).
+showed (the stem's resolution, label smoothing, the attention design, the batch, the padding, the edits).
 
 ``OUT_DIR/train``, ``OUT_DIR/val`` (for choosing designs and epochs) and ``OUT_DIR/test`` each
 hold ``clip_XXXX.mp4``, a ``labels.csv`` with ``video,label,start,end`` (label a class *name*; the
