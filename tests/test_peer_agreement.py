@@ -3,6 +3,10 @@
 * Captum (``IntegratedGradients``, ``Saliency``, ``InputXGradient``, ``NoiseTunnel``) runs on the
   very :class:`~videoxai.VideoModel` (pixels in, logits out), so the signed per-pixel attributions
   (``attribute_pixels``) must agree.
+* Captum's ``Occlusion``, ``ShapleyValues`` (every ordering: exact) and ``Lime`` (with
+  scikit-learn's ``Ridge``, given the coalitions our LIME draws) run on clips at the model's
+  input size, where our perturbation canvas is the input itself: same perturbed clips, same
+  numbers (ours keep the positive part of the map).
 * pytorch-grad-cam runs on the wrapped network with the input the network sees; its maps come
   back upsampled with ``scipy.ndimage.zoom`` and min–max normalised, so ours (at feature
   resolution) are compared both there and after the same post-processing.
@@ -187,3 +191,93 @@ def test_transformer_gradcam_equals_pytorch_grad_cam_with_a_hand_written_reshape
     frames = attr.maps.shape[1]
     np.testing.assert_allclose(_peer_postprocess(attr.maps.numpy(), (32, 32, frames)),
                                _peer_postprocess(peer_raw.numpy(), (32, 32, frames)), atol=1e-4)
+
+
+# -- Captum's perturbation methods ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def r3d_at_input_size():
+    """Frames at the model's input size: the perturbation canvas is the input itself, which is
+    what Captum perturbs, so both sides score exactly the same perturbed clips."""
+    return _video_resnet("r3d_18", 8, 32)
+
+
+def _probabilities(model: vx.VideoModel):
+    return lambda x: model(x).double().softmax(-1)
+
+
+@pytest.mark.parametrize("output", ["probability", "logit"])
+def test_occlusion_equals_captum_occlusion(r3d_at_input_size, output):
+    model = r3d_at_input_size
+    x = torch.rand(2, 8, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    target = torch.tensor([1, 3])
+    ours = get("occlusion")(model, window=(2, 8, 8), strides=(2, 4, 4), baseline="black",
+                            output=output, batch_size=5).attribute(x, target)
+    forward = _probabilities(model) if output == "probability" else (lambda v: model(v).double())
+    ref = captum_attr.Occlusion(forward).attribute(
+        x, sliding_window_shapes=(2, 3, 8, 8), strides=(2, 3, 4, 4), baselines=0.0, target=target,
+        perturbations_per_eval=7)
+    # the box covers all three channels, so Captum's map is the same in each; ours keeps the
+    # positive part (the drops where occluding lowers the score)
+    assert torch.equal(ref[:, :, 0], ref[:, :, 2])
+    peer = ref[:, :, 0].clamp_min(0).float()
+    assert float(peer.max()) > 0 and float((ref < 0).float().mean()) > 0.05   # both signs occur
+    _close(ours.maps, peer)
+    # strides that do not tile the axis differ by design: Captum's last window hangs over the
+    # edge (a smaller box), ours is moved back flush with it (every box has the same size)
+
+
+def test_temporal_shap_equals_captum_shapley_values(r3d_at_input_size):
+    model = r3d_at_input_size
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    attr = get("shap_temporal")(model, n_segments=4, baseline="mean", batch_size=6).attribute(x, 2)
+    ours = attr.extras["segment_values"][0]
+    segment_of_frame = torch.arange(8) // 2                                # 4 segments of 2 frames
+    mask = segment_of_frame[None, :, None, None, None].expand(1, 8, 3, 32, 32).contiguous()
+    ref = captum_attr.ShapleyValues(_probabilities(model)).attribute(   # every ordering: exact
+        x, baselines=baselines.get("mean")(x), target=2, feature_mask=mask, perturbations_per_eval=6)
+    peer = ref[0, ::2, 0, 0, 0]                                            # one value per segment
+    assert float(peer.abs().max()) > 1e-4
+    _close(ours.double(), peer.double())
+
+
+def test_lime_equals_captum_lime_with_the_same_samples(r3d_at_input_size):
+    """Same superpixels and the same coalitions (drawn the way our LIME draws them from its seed):
+    Captum's ``Lime`` with scikit-learn's ``Ridge`` fits the same surrogate — the kernel on the
+    cosine distance, the weighted ridge with an unpenalised intercept, the painting onto
+    supervoxels. Ours keeps the positive coefficients."""
+    sklearn = pytest.importorskip("sklearn")
+    from captum._utils.models.linear_model import SkLearnRidge
+
+    from videoxai.methods.perturbation import Canvas
+    from videoxai.methods.segments import superpixels
+
+    model = r3d_at_input_size
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    x[:, 2:6, :, 8:20, 10:22] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]  # something to segment
+    n_samples, n_segments, seed, width = 60, 24, 7, 0.25
+    attr = get("lime")(model, n_samples=n_samples, n_segments=n_segments, kernel_width=width,
+                       baseline="mean", seed=seed, batch_size=8).attribute(x, 1)
+
+    labels = superpixels(Canvas.of(model, x).to_grid(x)[0], n_segments, mode="clip")   # (T, h, w)
+    n_features = int(labels.max()) + 1
+    assert n_features == int(attr.extras["n_features"][0]) > 10
+    z = torch.randint(0, 2, (n_samples, n_features), generator=torch.Generator().manual_seed(seed)).bool()
+    z[0] = True                                     # LIME's first sample is the clip itself
+
+    def coalitions(original, **kwargs):
+        for row in z:
+            yield row[None].float()
+
+    def kernel(original, perturbed, interpretable, **kwargs):
+        cosine = (interpretable.sum() / n_features).sqrt()
+        return torch.exp(-((1 - cosine) ** 2) / width ** 2)
+
+    lime = captum_attr.Lime(_probabilities(model), interpretable_model=SkLearnRidge(alpha=1.0),
+                            similarity_func=kernel, perturb_func=coalitions)
+    ref = lime.attribute(x, baselines=baselines.get("mean")(x), target=1, n_samples=n_samples,
+                         feature_mask=labels[None, :, None].expand(1, 8, 3, 32, 32).contiguous(),
+                         perturbations_per_eval=8)
+    peer = ref[:, :, 0].clamp_min(0).float()
+    assert float(peer.max()) > 0 and float((ref < 0).float().mean()) > 0.05
+    _close(attr.maps, peer, rtol=1e-4)       # scikit-learn fits in float32, ours in float64
+    assert sklearn.__version__
