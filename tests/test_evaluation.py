@@ -474,6 +474,40 @@ def test_folder_with_csv_maps_names_and_windows(tmp_path):
         load_dataset("synthetic:2,splt=val", num_frames=8)
 
 
+def test_folder_of_class_subfolders_labels_each_clip(tmp_path):
+    """``DIR/<class>/clip.mp4`` (UCF101's layout) without a labels.csv: the subfolder is the class —
+    mapped onto the model's classes (case-insensitively), or defining them (sorted) when there is
+    no model; a subfolder the model does not know leaves every clip unlabelled, with a warning;
+    a video outside any subfolder means the folders are not classes."""
+    video(tmp_path / "Blue Square" / "a.mp4", t=4)
+    video(tmp_path / "red square" / "b.mp4", t=4)
+    video(tmp_path / "red square" / "takes" / "c.mp4", t=4)
+    model_classes = ["red square", "blue square", "red triangle"]
+    ds = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=model_classes)
+    assert ds.keys() == ["Blue Square/a.mp4", "red square/b.mp4", "red square/takes/c.mp4"]
+    assert [(s.label, s.label_name) for s in ds] == [(1, "blue square"), (0, "red square"), (0, "red square")]
+    assert ds.class_names == model_classes
+    own = load_dataset(f"folder:{tmp_path}", num_frames=4)             # no model: the folders are the classes
+    assert own.class_names == ["Blue Square", "red square"]
+    assert [s.label for s in own] == [0, 1, 1]
+    with pytest.warns(UserWarning, match=r"subfolder 'Blue Square' is not among the model's classes"):
+        unknown = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["red square", "green"])
+    assert [s.label for s in unknown] == [None, None, None] and unknown.class_names is None
+    video(tmp_path / "loose.mp4", t=4)                                 # not every clip in a class folder
+    mixed = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=model_classes)
+    assert [s.label for s in mixed] == [None] * 4 and mixed.class_names is None
+
+    numbered = tmp_path / "numbered"
+    video(numbered / "1" / "a.mp4", t=4)
+    video(numbered / "0" / "b.mp4", t=4)
+    assert {s.key: s.label for s in load_dataset(f"folder:{numbered}", num_frames=4)} == {"0/b.mp4": 0, "1/a.mp4": 1}
+    cased = tmp_path / "cased"
+    video(cased / "Cat" / "a.mp4", t=4)
+    video(cased / "cat" / "b.mp4", t=4)
+    with pytest.raises(InputError, match="subfolders 'Cat' and 'cat' differ only by case"):
+        load_dataset(f"folder:{cased}", num_frames=4)
+
+
 @pytest.mark.parametrize("content, message", [
     ("file,label\na.mp4,0\n", "'video' column"),
     ("video,label\na.mp4,purple\n", "not one of the model's classes"),

@@ -761,6 +761,25 @@ def test_cli_trains_from_a_folder_with_named_labels(tmp_path):
     assert load_dataset(f"folder:{tmp_path}").class_names is None
 
 
+def test_cli_trains_from_class_subfolders(tmp_path):
+    """`videoxai stabn train --data folder:DIR` where DIR holds one subfolder per class and no
+    labels.csv (UCF101's layout): the classes are the sorted subfolder names, saved with the model."""
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+    from videoxai.data.video import write_video
+
+    synth = open_dataset("synthetic:6", "train", frame_size=(32, 32))
+    for i, name in enumerate(["zebra", "apple", "zebra", "apple", "apple", "zebra"]):
+        write_video(synth.frames[i], tmp_path / "data" / name / f"v{i}.mp4", fps=8)
+    r = CliRunner().invoke(app, ["stabn", "train", "--out", str(tmp_path / "run"), "--data",
+                                 f"folder:{tmp_path / 'data'}", "--size", "32", "--epochs", "1",
+                                 "--batch-size", "3"])
+    assert r.exit_code == 0, r.output
+    model = vx.load_model(tmp_path / "run" / "model")
+    assert model.labels == ["apple", "zebra"] and model.num_classes == 2
+
+
 def test_flashing_shapes_benchmark_writes_its_splits_and_scores_a_model(tmp_path):
     """The held-out task as a user runs it (README "ST-ABN"): the script writes train / val /
     test folders whose masks hold the flashing shape in its window frames only, a default

@@ -9,7 +9,9 @@ Every dataset is a sequence of :class:`EvalSample` and is named by a spec string
   ``DIR/labels.csv`` if it exists) has a header with columns ``video`` (path relative to ``DIR``)
   and ``label`` (class index or class name), and optionally ``start`` and ``end``: the evidence
   window in *source* frame indices, ``end`` excluded. Without a CSV every video file in ``DIR``
-  is used, unlabelled (the model's prediction is explained).
+  is used; where each lies below a first-level subfolder (``DIR/<class>/clip.mp4``, as UCF101
+  and HMDB51 ship) the subfolder is its class, otherwise the clips are unlabelled (the model's
+  prediction is explained).
 * ``ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt]`` — UCF101-24-style per-frame boxes:
   ``ROOT/<key>.avi`` (or ``.mp4``) and a JSON file (default ``ROOT/annotations.json``) in the
   layout of the corrected annotations' ``pyannot.pkl`` (convert the pickle once with
@@ -27,8 +29,8 @@ Clips are sampled uniformly with the model's number of frames (``num_frames``). 
 each clip's ``key`` without decoding it, so a resumed evaluation skips finished clips for free.
 Class names are mapped onto the model's labels when ``labels=`` is given to
 :func:`load_dataset` (a class the model does not know is an error, not a silent mismatch).
-Without ``labels=``, a ``folder:`` CSV whose labels are names defines the classes itself: the
-distinct names, sorted (as image-folder loaders do), in ``dataset.class_names``.
+Without ``labels=``, a ``folder:`` CSV whose labels are names (or class subfolders) defines the
+classes itself: the distinct names, sorted (as image-folder loaders do), in ``dataset.class_names``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from __future__ import annotations
 import csv
 import inspect
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Sequence
@@ -304,7 +307,7 @@ class VideoListDataset(EvalDataset):
 @register_dataset("folder")
 def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None = None,
             max_side: Annotated[int | None, Opt(ge=1)] = None) -> EvalDataset:
-    """folder:DIR[,labels=FILE.csv][,max_side=N] — videos with a CSV of labels (video,label[,start,end])."""
+    """folder:DIR[,labels=FILE.csv][,max_side=N] — videos with a CSV of labels (video,label[,start,end]) or in one subfolder per class."""
     root = Path(argument).expanduser()
     if not root.is_dir():
         raise InputError(f"folder: {root} is not a directory")
@@ -315,10 +318,9 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         if explicit:
             raise InputError(f"folder: no labels file {csv_path}")
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-        entries = [_Entry(str(p.relative_to(root)), p) for p in files]
-        if not entries:
+        if not files:
             raise InputError(f"folder: no video files in {root}")
-        return VideoListDataset(entries, num_frames, side)
+        return _class_folders(root, files, classes, num_frames, side)
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or "video" not in reader.fieldnames:
@@ -351,6 +353,47 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         raise InputError(f"{csv_path}: a video is listed twice")
     ds = VideoListDataset(entries, num_frames, side)
     ds.class_names = list(classes) if classes is not None else None
+    return ds
+
+
+def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | None, num_frames: int,
+                   max_side: int | None) -> VideoListDataset:
+    """The videos of a folder without a labels CSV. Where every video lies below a first-level
+    subfolder (``DIR/<class>/clip.mp4``, the layout of UCF101, HMDB51 and torchvision's
+    ``DatasetFolder``), the subfolder names the clip's class: mapped onto the model's
+    ``classes`` when given, else defining them (sorted names, or indices for numeric names).
+    Otherwise, or when a subfolder is not one of the model's classes, the clips are unlabelled
+    (the model's prediction is explained); the second case says so in a warning."""
+    rel = [p.relative_to(root) for p in files]
+    folders = [r.parts[0] if len(r.parts) > 1 else None for r in rel]
+    labels: list[tuple[int | None, str | None]] = [(None, None)] * len(files)
+    names = None
+    if None not in folders:
+        if classes is None and not all(f.strip().isdigit() for f in folders):
+            classes = sorted(set(folders))
+            lowered = {}
+            for c in classes:
+                if lowered.setdefault(c.strip().lower(), c) != c:
+                    raise InputError(f"folder: {root}: subfolders {lowered[c.strip().lower()]!r} and "
+                                     f"{c!r} differ only by case")
+        mapped, unknown = {}, []
+        for f in sorted(set(folders)):
+            try:
+                mapped[f] = _label_index(f, classes, str(root / f))
+            except InputError:
+                unknown.append(f)
+        if unknown:
+            warnings.warn(f"folder: {root}: subfolder{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown[:5]))}{', …' if len(unknown) > 5 else ''} "
+                          f"{'are' if len(unknown) > 1 else 'is'} not among the model's classes; every "
+                          "clip is explained for the model's prediction (a labels.csv labels them "
+                          "explicitly)", stacklevel=3)
+        else:
+            labels = [mapped[f] for f in folders]
+            names = list(classes) if classes is not None else None
+    entries = [_Entry(str(r), p, label, name) for r, p, (label, name) in zip(rel, files, labels)]
+    ds = VideoListDataset(entries, num_frames, max_side)
+    ds.class_names = names
     return ds
 
 
