@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -496,6 +497,16 @@ def test_folder_of_class_subfolders_labels_each_clip(tmp_path):
     video(tmp_path / "loose.mp4", t=4)                                 # not every clip in a class folder
     mixed = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=model_classes)
     assert [s.label for s in mixed] == [None] * 4 and mixed.class_names is None
+
+    single = tmp_path / "single"                                       # DIR/videos/…: one folder, no class
+    video(single / "videos" / "a.mp4", t=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(f"folder:{single}", num_frames=4, labels=model_classes)[0].label is None
+        assert load_dataset(f"folder:{single}", num_frames=4).class_names is None
+    known = tmp_path / "known"                                         # … unless the model knows it
+    video(known / "Red Square" / "b.mp4", t=4)
+    assert load_dataset(f"folder:{known}", num_frames=4, labels=model_classes)[0].label == 0
 
     numbered = tmp_path / "numbered"
     video(numbered / "1" / "a.mp4", t=4)

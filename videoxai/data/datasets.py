@@ -362,33 +362,37 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
     subfolder (``DIR/<class>/clip.mp4``, the layout of UCF101, HMDB51 and torchvision's
     ``DatasetFolder``), the subfolder names the clip's class: mapped onto the model's
     ``classes`` when given, else defining them (sorted names, or indices for numeric names).
-    Otherwise, or when a subfolder is not one of the model's classes, the clips are unlabelled
-    (the model's prediction is explained); the second case says so in a warning."""
+    Otherwise the clips are unlabelled (the model's prediction is explained): where a video lies
+    outside the subfolders, where there is one subfolder only and the model has no class of
+    that name (``DIR/videos/…``), or where a subfolder is not one of the model's classes, which
+    a warning says."""
     rel = [p.relative_to(root) for p in files]
     folders = [r.parts[0] if len(r.parts) > 1 else None for r in rel]
     labels: list[tuple[int | None, str | None]] = [(None, None)] * len(files)
     names = None
-    if None not in folders:
+    distinct = set(folders)
+    # one subfolder alone (``DIR/videos/…``) is taken for a class only if the model has it
+    if None not in distinct and (len(distinct) > 1 or classes is not None):
         if classes is None and not all(f.strip().isdigit() for f in folders):
-            classes = sorted(set(folders))
+            classes = sorted(distinct)
             lowered = {}
             for c in classes:
                 if lowered.setdefault(c.strip().lower(), c) != c:
                     raise InputError(f"folder: {root}: subfolders {lowered[c.strip().lower()]!r} and "
                                      f"{c!r} differ only by case")
         mapped, unknown = {}, []
-        for f in sorted(set(folders)):
+        for f in sorted(distinct):
             try:
                 mapped[f] = _label_index(f, classes, str(root / f))
             except InputError:
                 unknown.append(f)
-        if unknown:
+        if unknown and len(distinct) > 1:
             warnings.warn(f"folder: {root}: subfolder{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(map(repr, unknown[:5]))}{', …' if len(unknown) > 5 else ''} "
                           f"{'are' if len(unknown) > 1 else 'is'} not among the model's classes; every "
                           "clip is explained for the model's prediction (a labels.csv labels them "
                           "explicitly)", stacklevel=3)
-        else:
+        elif not unknown:
             labels = [mapped[f] for f in folders]
             names = list(classes) if classes is not None else None
     entries = [_Entry(str(r), p, label, name) for r, p, (label, name) in zip(rel, files, labels)]
