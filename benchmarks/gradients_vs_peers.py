@@ -1,5 +1,5 @@
-"""Grad-CAM vs pytorch-grad-cam and Integrated Gradients vs Captum: time and peak memory, side by
-side in one run, on the same model, clip and settings.
+"""Grad-CAM vs pytorch-grad-cam, Integrated Gradients and occlusion vs Captum: time and peak memory,
+side by side in one run, on the same model, clip and settings.
 
 Cases (random weights, no downloads):
 
@@ -20,6 +20,9 @@ Sides:
   attribution, like Captum's return value); Captum: ``IntegratedGradients(model).attribute`` on the
   same :class:`~videoxai.VideoModel`, same target, ``n_steps``, ``internal_batch_size``, black
   baseline and Gauss–Legendre rule.
+* **Occlusion.** ours: ``Occlusion.attribute`` with half-clip boxes, black baseline, probabilities;
+  Captum: ``Occlusion`` on the softmax of the same model, the same boxes (spanning the three
+  channels) and ``perturbations_per_eval`` equal to our ``batch_size``.
 
 Each Grad-CAM side runs once to warm up (IG: one plain forward pass of the model), then
 ``--repeats`` times, interleaved and alternating who goes first; the table shows medians and the
@@ -32,7 +35,7 @@ memory does not hide the next run's. The ``agree`` column is the largest differe
 two results (Grad-CAM: after the peer's own post-processing; IG: relative to the largest value).
 
 Usage: ``python benchmarks/gradients_vs_peers.py [--repeats 3] [--cases r2plus1d,timesformer]
-[--ig-steps-cnn 4] [--ig-steps-transformer 2] [--internal-batch-size 2]`` (about 6 minutes on an
+[--ig-steps-cnn 4] [--ig-steps-transformer 2] [--internal-batch-size 2] [--occlusion-batch-size 8]`` (about 6 minutes on an
 idle 2-core CPU; IG on TimeSformer-base is most of it).
 """
 
@@ -183,6 +186,33 @@ def ig_case(model, clip, steps: int, internal_batch_size: int, repeats: int) -> 
     return res
 
 
+def occlusion_case(model, clip, batch_size: int, repeats: int) -> dict:
+    """Occlusion with half-clip boxes (2 × 2 × 2 positions: the point is the machinery around
+    the model's forward passes, which are the same on both sides)."""
+    from captum.attr import Occlusion
+
+    x = clip.to_tensor()
+    target = torch.tensor([7])
+    t, (h, w) = model.num_frames, model.input_size
+    window = (t // 2, h // 2, w // 2)
+    occ = get("occlusion")(model, window=window, strides=window, baseline="black", batch_size=batch_size)
+    captum = Occlusion(lambda v: model(v).softmax(-1))
+
+    def ours():
+        return occ.attribute(x, target).maps
+
+    def peer():
+        return captum.attribute(x, sliding_window_shapes=(window[0], 3, *window[1:]),
+                                strides=(window[0], 3, *window[1:]), baselines=0.0, target=target,
+                                perturbations_per_eval=batch_size)
+
+    model.predict(x)
+    res = side_by_side(ours, peer, model, repeats, warm_up=False)
+    a, b = res["last"]["ours"], res["last"]["peer"][:, :, 0].clamp_min(0)
+    res["agree"] = float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -190,6 +220,9 @@ def main() -> None:
     ap.add_argument("--ig-steps-cnn", type=int, default=4)
     ap.add_argument("--ig-steps-transformer", type=int, default=2)
     ap.add_argument("--internal-batch-size", type=int, default=2)
+    ap.add_argument("--occlusion-batch-size", type=int, default=8,
+                    help="occluded clips per forward pass, ours (batch_size) and Captum's "
+                         "(perturbations_per_eval)")
     args = ap.parse_args()
     import warnings
     warnings.filterwarnings("ignore", category=UserWarning)   # Captum: "required_grads has been set"
@@ -205,7 +238,9 @@ def main() -> None:
         rows = [(f"Grad-CAM {model.name} {shape} vs pytorch-grad-cam",
                  gradcam_case(model, clip, peer_net, layer, reshape, args.repeats)),
                 (f"IG {model.name} {shape} ({steps} steps) vs Captum",
-                 ig_case(model, clip, steps, args.internal_batch_size, args.repeats))]
+                 ig_case(model, clip, steps, args.internal_batch_size, args.repeats)),
+                (f"occlusion {model.name} {shape} (8 boxes) vs Captum",
+                 occlusion_case(model, clip, args.occlusion_batch_size, args.repeats))]
         for label, res in rows:
             (wo, co, mo), (wp, cp, mp) = res["median"]["ours"], res["median"]["peer"]
             print(f"{label:52s} {wo:6.1f}/{wp:6.1f} {wo / wp:6.2f} {co:6.1f}/{cp:6.1f} {co / cp:6.2f} "
