@@ -245,7 +245,7 @@ def test_lime_equals_captum_lime_with_the_same_samples(r3d_at_input_size):
     Captum's ``Lime`` with scikit-learn's ``Ridge`` fits the same surrogate — the kernel on the
     cosine distance, the weighted ridge with an unpenalised intercept, the painting onto
     supervoxels. Ours keeps the positive coefficients."""
-    sklearn = pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn")                  # Captum's SkLearnRidge fits with it
     from captum._utils.models.linear_model import SkLearnRidge
 
     from videoxai.methods.perturbation import Canvas
@@ -280,4 +280,3 @@ def test_lime_equals_captum_lime_with_the_same_samples(r3d_at_input_size):
     peer = ref[:, :, 0].clamp_min(0).float()
     assert float(peer.max()) > 0 and float((ref < 0).float().mean()) > 0.05
     _close(attr.maps, peer, rtol=1e-4)       # scikit-learn fits in float32, ours in float64
-    assert sklearn.__version__
