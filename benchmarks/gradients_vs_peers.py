@@ -20,8 +20,8 @@ Sides:
   attribution, like Captum's return value); Captum: ``IntegratedGradients(model).attribute`` on the
   same :class:`~videoxai.VideoModel`, same target, ``n_steps``, ``internal_batch_size``, black
   baseline and Gauss–Legendre rule.
-* **Occlusion** (r2plus1d_18 only). ours: ``Occlusion.attribute`` with half-clip boxes, black
-  baseline, probabilities;
+* **Occlusion** (r2plus1d_18 only). ours: ``Occlusion.attribute`` with half-clip boxes sliding
+  by a quarter, black baseline, probabilities;
   Captum: ``Occlusion`` on the softmax of the same model, the same boxes (spanning the three
   channels) and ``perturbations_per_eval`` equal to our ``batch_size``.
 
@@ -36,8 +36,9 @@ memory does not hide the next run's. The ``agree`` column is the largest differe
 two results (Grad-CAM: after the peer's own post-processing; IG: relative to the largest value).
 
 Usage: ``python benchmarks/gradients_vs_peers.py [--repeats 3] [--cases r2plus1d,timesformer]
-[--ig-steps-cnn 4] [--ig-steps-transformer 2] [--internal-batch-size 2] [--occlusion-batch-size 8]`` (about 6 minutes on an
-idle 2-core CPU; IG on TimeSformer-base is most of it).
+[--ig-steps-cnn 4] [--ig-steps-transformer 2] [--internal-batch-size 2]
+[--occlusion-batch-size 8]`` (about 7 minutes on an idle 2-core CPU; IG on TimeSformer-base is
+most of it, occlusion one; ``--cases r2plus1d`` about 2).
 """
 
 from __future__ import annotations
