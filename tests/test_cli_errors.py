@@ -103,3 +103,16 @@ def test_demo_needs_at_least_one_clip(capsys, tmp_path):
     from videoxai.workflows import run_demo
     with pytest.raises(InputError, match="clips must be an integer ≥ 1, got 0"):
         run_demo(tmp_path / "d", clips=0)
+
+
+def test_ctrl_c_exits_130_not_0(capsys, monkeypatch, tmp_path):
+    # Typer returns Exit(130) in non-standalone mode instead of raising it; a script running
+    # `videoxai evaluate` must not read an interrupted run as a finished one
+    import videoxai.evaluation as evaluation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "evaluate", interrupted)
+    code, err = run(capsys, "evaluate", "--data", "synthetic:1", "--out", str(tmp_path / "e"))
+    assert code == 130 and "aborted" in err, (code, err)
