@@ -323,6 +323,32 @@ def test_slow_header_sockets_cannot_take_the_server(model):
             s.close()
 
 
+def test_a_burst_of_connections_from_one_client_is_served(model):
+    # 30 parallel requests from one address (a parallel client, or every user behind a proxy):
+    # all connections are accepted before any is read, so they must not count as slow sockets
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        host, port = server.url.split("//")[1].split(":")
+        socks = [socket.create_connection((host, int(port))) for _ in range(30)]
+        time.sleep(0.3)  # the server has accepted them all, none has sent its request yet
+        answers = []
+        for s in socks:
+            s.settimeout(15)
+            try:
+                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass  # already closed by the server: its answer below is empty
+        for s in socks:
+            reply = b""
+            try:
+                while chunk := s.recv(4096):
+                    reply += chunk
+            except OSError:
+                pass
+            answers.append(reply.split(b"\r\n", 1)[0])
+            s.close()
+        assert answers == [b"HTTP/1.1 200 OK"] * 30, answers
+
+
 def test_oversized_header_is_refused(model):
     with BackgroundServer(create_app(model, ServeSettings())) as server:
         host, port = server.url.split("//")[1].split(":")

@@ -6,9 +6,11 @@ connection whose peer stops reading:
 * **Slow headers (slowloris).** A connection that never finishes its request headers is kept
   forever, and counts against ``limit_concurrency``: 70 such sockets made every request get 503.
   :class:`HTTPProtocol` closes a connection that has not sent complete headers within
-  ``header_timeout_s``, and keeps at most ``max_pending_per_client`` such connections per client
-  address (``max_pending_connections`` in all): a new one closes the oldest, so slow sockets can
-  only displace each other, never a client that sends its request at once.
+  ``header_timeout_s``, and keeps at most ``max_pending_per_client`` *slow* connections (still
+  without headers after :data:`PENDING_GRACE_S`) per client address and ``max_pending_connections``
+  in all, the oldest closed first. Slow sockets can only displace each other, never a client that
+  sends its request at once — nor a burst of such clients behind one address (a proxy, a parallel
+  client), whose connections are all accepted before the first is read.
 * **Peers that do not read.** When the app closes a WebSocket, uvicorn closes the transport
   gracefully, which waits for the write buffer to drain: with a peer that never reads, forever.
   :class:`WebSocketProtocol` aborts (RST) a connection that is still open a few seconds after the
@@ -19,10 +21,11 @@ connection whose peer stops reading:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -35,24 +38,62 @@ log = logging.getLogger("videoxai.serve")
 #: seconds a WebSocket may stay open after the app has closed it (time for a polite peer to answer)
 ABORT_AFTER_CLOSE_S = 5.0
 
+#: seconds without complete headers before a connection counts against ``max_pending_per_client``
+#: (at most half the header timeout). A burst of N connections is accepted in one go, before any
+#: of them is read: counted at once, all but the newest few were closed unanswered.
+PENDING_GRACE_S = 1.0
+
+#: pending connections, young ones included, above which the oldest is closed at once
+#: (``BURST_FACTOR × max_pending_connections``): a bound on sockets held within the grace period
+BURST_FACTOR = 4
+
+
+def _host(conn: "HTTPProtocol") -> str | None:
+    return conn.client[0] if conn.client else None
+
 
 class _Pending:
     """Connections of one server that are still sending their request headers, oldest first."""
 
     def __init__(self) -> None:
         self.connections: OrderedDict[HTTPProtocol, float] = OrderedDict()
+        self._check: asyncio.TimerHandle | None = None
 
     def add(self, conn: "HTTPProtocol", settings: ServeSettings) -> None:
         self.connections[conn] = time.monotonic()
-        host = conn.client[0] if conn.client else None
-        same = [c for c in self.connections if (c.client[0] if c.client else None) == host]
-        if len(same) > settings.max_pending_per_client:
-            same[0].drop("too many connections of this client are still sending headers")
-        if len(self.connections) > settings.max_pending_connections:
+        if len(self.connections) > BURST_FACTOR * settings.max_pending_connections:  # bounds open sockets
             next(iter(self.connections)).drop("too many connections are still sending headers")
+        if self._check is None:
+            self._check = conn.loop.call_later(_grace(settings), self._limit_slow, conn.loop, settings)
 
     def remove(self, conn: "HTTPProtocol") -> None:
         self.connections.pop(conn, None)
+
+    def _limit_slow(self, loop: asyncio.AbstractEventLoop, settings: ServeSettings) -> None:
+        """Close the oldest slow connections of each client beyond ``max_pending_per_client``, then
+        the oldest of all beyond ``max_pending_connections``; check again when the next young one becomes slow (one timer per server, not per socket)."""
+        self._check = None
+        grace, now = _grace(settings), time.monotonic()
+        slow: dict[str | None, list[HTTPProtocol]] = defaultdict(list)
+        young = []
+        for conn, since in self.connections.items():
+            if now - since >= grace:
+                slow[_host(conn)].append(conn)
+            else:
+                young.append(since)
+        for conns in slow.values():
+            for conn in conns[:max(0, len(conns) - settings.max_pending_per_client)]:
+                conn.drop("too many connections of this client are still sending headers")
+        remaining = [c for conns in slow.values() for c in conns if c in self.connections]
+        remaining.sort(key=self.connections.__getitem__)
+        for conn in remaining[:max(0, len(remaining) - settings.max_pending_connections)]:
+            conn.drop("too many connections are still sending headers")
+        if young:
+            self._check = loop.call_later(max(0.0, min(young) + grace - now), self._limit_slow, loop, settings)
+
+
+def _grace(settings: ServeSettings) -> float:
+    return min(PENDING_GRACE_S, settings.header_timeout_s / 2)
 
 
 class HTTPProtocol(H11Protocol):
