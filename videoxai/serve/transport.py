@@ -71,7 +71,8 @@ class _Pending:
 
     def _limit_slow(self, loop: asyncio.AbstractEventLoop, settings: ServeSettings) -> None:
         """Close the oldest slow connections of each client beyond ``max_pending_per_client``, then
-        the oldest of all beyond ``max_pending_connections``; check again when the next young one becomes slow (one timer per server, not per socket)."""
+        the oldest of all beyond ``max_pending_connections``; check again when the next young one
+        becomes slow (one timer per server, not per socket)."""
         self._check = None
         grace, now = _grace(settings), time.monotonic()
         slow: dict[str | None, list[HTTPProtocol]] = defaultdict(list)
