@@ -239,6 +239,26 @@ def test_work_over_the_limit_is_refused_at_submission(model, clip_file):
             assert json.loads(ws.recv(timeout=30))["error"]["code"] == "work_limit"
 
 
+def test_batch_size_over_the_limit_is_refused_at_submission(model, clip_file):
+    # within the work limit, but 5000 clips held at once: memory, not work, would kill the server
+    with BackgroundServer(create_app(model, ServeSettings(max_batch_size=16))) as server:
+        assert httpx.get(server.url + "/api/info").json()["limits"]["max_batch_size"] == 16
+        for method, options in [("rise", {"n_samples": 5000, "batch_size": 5000}),
+                                ("smoothgrad", {"batch_size": 17}),
+                                ("integrated_gradients", {"internal_batch_size": 100_000})]:
+            r = httpx.post(f"{server.url}/api/jobs", params={"method": method, "options": json.dumps(options)},
+                           content=clip_file.read_bytes(), timeout=30)
+            assert r.status_code == 413 and r.json()["error"]["code"] == "batch_limit", (method, r.text)
+            assert "16" in r.json()["error"]["message"]
+        r = httpx.post(f"{server.url}/api/jobs", content=clip_file.read_bytes(), timeout=30,
+                       params={"method": "rise", "options": '{"n_samples": 8, "batch_size": 16}', "overlay": "false"})
+        assert r.status_code == 202, r.text
+        with connect(ws_url(server), open_timeout=20) as ws:
+            ws.send(json.dumps({"type": "start", "method": "rise", "options": {"n_samples": 8, "batch_size": 64}}))
+            msg = json.loads(ws.recv(timeout=30))
+            assert msg["error"]["code"] == "batch_limit" and msg["fatal"] is False, msg
+
+
 def test_work_scope_cancels_and_limits_inside_the_batch_loop(model, frames):
     clip = vx.Clip.from_array(frames[:T])
     cancel = threading.Event()

@@ -47,7 +47,7 @@ from starlette.requests import ClientDisconnect
 from ..version import __version__
 from ..errors import VideoXAIError
 from ..models.base import VideoModel
-from .engine import Engine
+from .engine import Engine, check_batch
 from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_video, check_work
 from .protocol import (ErrorInfo, ErrorResponse, JobRequest, JobResult, JobStatus, ServerInfo, ServiceError,
                        loads_json, to_service_error)
@@ -134,6 +134,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
             spec = await asyncio.to_thread(engine.prepare, job_request.method, job_request.options,
                                            job_request.target, job_request.maps,
                                            job_request.map_size or settings.map_size, job_request.map_dtype)
+            check_batch(spec, settings.max_batch_size)
             video = await asyncio.to_thread(check_video, folder / UPLOAD_NAME, settings)
             check_work(spec, video, job_request, engine.model.num_frames, settings)
             job = jobs.submit(job_id, folder, job_request, video)

@@ -31,12 +31,15 @@ from ..methods import get as get_method
 from ..methods.base import Method
 from ..models.base import VideoModel
 from ..work import WorkBudget, work_scope
-from .protocol import CompactArray, ModelInfo, Prediction, WindowMaps, WindowResult
+from .protocol import CompactArray, ModelInfo, Prediction, ServiceError, WindowMaps, WindowResult
 
 R = TypeVar("R")
 
 #: classes listed in ``WindowResult.top``
 TOP_K = 5
+
+#: options that set how many clips go through the model at once (memory, never the result)
+BATCH_OPTIONS = ("batch_size", "internal_batch_size")
 
 
 @dataclass
@@ -202,6 +205,20 @@ class Engine:
     def _top(self, probs: np.ndarray) -> list[Prediction]:
         order = np.argsort(-probs, kind="stable")[:TOP_K]
         return [Prediction(index=int(i), label=self.model.labels[i], score=float(probs[i])) for i in order]
+
+
+def check_batch(spec: ExplainSpec, limit: int) -> None:
+    """Refuse (413 ``batch_limit``) a batch size above the server's limit.
+
+    The work limit counts forward passes, not clips held at once: ``rise`` with
+    ``n_samples=9000, batch_size=9000`` is within it, yet puts 9000 clips and their activations
+    in memory together (about 3 MiB each on the demo model: the server is killed).
+    """
+    for name in BATCH_OPTIONS:
+        value = spec.options.get(name)
+        if isinstance(value, int) and value > limit:
+            raise ServiceError(413, "batch_limit", f"{spec.method_name}: {name}={value} exceeds the server's limit "
+                                                   f"of {limit} clips per forward pass (it sets memory, not the result)")
 
 
 def downsample(maps: torch.Tensor, max_side: int) -> torch.Tensor:

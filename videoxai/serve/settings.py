@@ -33,6 +33,9 @@ class ServeSettings(BaseModel):
         max_forward_passes: most clips one job (all its windows) or one stream window may send
             through the model; requests estimated above it are refused when submitted, and an
             explanation that passes it anyway is stopped.
+        max_batch_size: most clips a request may send through the model at once (the
+            ``batch_size`` / ``internal_batch_size`` options): memory grows with it, the result
+            does not, so larger values are refused when submitted.
         header_timeout_s: a connection that has not sent complete request headers within this
             long is closed (slow-header clients).
         body_timeout_s: an upload that sends no byte for this long is abandoned (408).
@@ -63,6 +66,7 @@ class ServeSettings(BaseModel):
     stream_idle_timeout_s: float = Field(30.0, gt=0)
     stream_smoothing: float = Field(0.5, gt=0, le=1)
     max_forward_passes: int = Field(10_000, ge=1)
+    max_batch_size: int = Field(64, ge=1)
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)
     max_pending_per_client: int = Field(8, ge=1)

@@ -47,7 +47,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from ..data.windows import WindowPlanner
 from ..work import WorkBudget
-from .engine import Engine, ExplainSpec, Smoothing
+from .engine import Engine, ExplainSpec, Smoothing, check_batch
 from .protocol import (DroppedMessage, EndAck, EndMessage, ErrorInfo, ErrorMessage, FrameHeader, ReadyMessage,
                        ServiceError, StartMessage, WindowMessage, loads_json, parse_client_text,
                        to_service_error, unpack_frame)
@@ -295,6 +295,7 @@ class StreamSession:
                 spec = await asyncio.to_thread(self.engine.prepare, start.method, start.options, start.target,
                                               start.maps, start.map_size or self.settings.map_size, start.map_dtype,
                                               window)
+                check_batch(spec, self.settings.max_batch_size)
                 limit = self.settings.max_forward_passes
                 if spec.passes_per_window is not None and spec.passes_per_window > limit:
                     raise ServiceError(413, "work_limit", f"{spec.method_name} with these options needs about "
