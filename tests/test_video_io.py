@@ -151,6 +151,18 @@ def test_time_range(videos):
     np.testing.assert_array_equal(read_video(p, start=0.95).indices, [10, 11])
 
 
+def test_time_range_as_text_reads_frames_and_seconds_as_explain_video_does(videos):
+    # "3" is frame 3, as in vx.explain_video and `videoxai explain --start`; it was read as 3 s
+    p = videos[".mp4"]
+    np.testing.assert_array_equal(read_video(p, start="3", end="8").indices, [3, 4, 5, 6, 7])
+    np.testing.assert_array_equal(read_video(p, start="0.3s", end=0.8).indices, [3, 4, 5, 6, 7])
+    windows = list(sliding_windows(p, 2, start="4", end="8"))
+    assert [list(w.indices) for w in windows] == [[4, 5], [6, 7]]
+    for start, match in (("1.5", "a frame number must be whole"), ("abc", "got 'abc'"), (True, "got True")):
+        with pytest.raises(VideoReadError, match=match):
+            read_video(p, start=start)
+
+
 def test_max_side_keeps_aspect(videos):
     clip = read_video(videos[".mp4"], 3, max_side=32)
     assert clip.frames.shape == (3, 24, 32, 3)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError, VideoReadError, VideoXAIError
+from .times import parse_time
 from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seek_plan, start_at
 from .windows import Tail, WindowPlanner, WindowSpan
 
@@ -275,6 +276,14 @@ def _check_count(path, value, name: str, error=VideoReadError) -> int | None:
 
 
 def _check_range(path, start, end) -> tuple[float, float]:
+    if isinstance(start, (str, bool)) or isinstance(end, (str, bool)):
+        # "60" is frame 60 and "2.5s" 2.5 s, as in explain_video and the CLI; float("60") would
+        # silently read a frame number as seconds (and float(True) a flag as 1 s)
+        fps = probe(path)["fps"]
+        try:
+            start, end = parse_time(start, fps, "start"), parse_time(end, fps, "end")
+        except InputError as e:
+            raise VideoReadError(f"{path}: {e}") from None
     try:
         lo = 0.0 if start is None else float(start)
         hi = float("inf") if end is None else float(end)
@@ -284,7 +293,7 @@ def _check_range(path, start, end) -> tuple[float, float]:
     if not (np.isfinite(lo) and lo >= 0):
         raise VideoReadError(f"{path}: start must be a time >= 0 in seconds, got {start!r}")
     if np.isnan(hi) or lo >= hi:
-        raise VideoReadError(f"{path}: start ({lo:g} s) must be before end ({end!r} s)")
+        raise VideoReadError(f"{path}: start ({lo:g} s) must be before end ({hi:g} s)")
     return lo, hi
 
 
@@ -300,8 +309,9 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
             ``None`` returns every frame. A video with fewer frames than ``num_frames`` is sampled
             with repetition (a one-frame video gives ``num_frames`` copies of it), so the clip
             always has exactly ``num_frames`` frames; ``clip.indices`` shows the repeats.
-        start, end: optional time range in seconds, ``start`` included, ``end`` excluded,
-            measured from the stream's first frame.
+        start, end: optional time range, ``start`` included, ``end`` excluded, measured from
+            the stream's first frame: seconds as numbers (``2.5``) or text (``"2.5s"``), or a
+            frame number as text (``"60"``), as :func:`parse_time` reads them.
         max_side: if set, frames whose longer side exceeds it are shrunk (aspect ratio kept).
         max_pixels: refuse any decoded frame with more pixels (:class:`FrameTooLargeError`),
             checked frame by frame, since a stream's later frames may be larger than its header
@@ -525,7 +535,7 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
         stride: sub-sampled frames between window starts.
         frame_step: take every ``frame_step``-th frame.
         max_side: shrink large frames (files only, as in :func:`read_video`).
-        start, end: time range in seconds (files only, as in :func:`read_video`).
+        start, end: time range (files only): seconds or a frame number, as in :func:`read_video`.
         tail: ``"pad"`` or ``"shift"`` (see above).
         max_pixels: refuse larger decoded frames (files only, as in :func:`read_video`).
 

@@ -1,0 +1,50 @@
+"""Positions in a video as users write them: seconds (``2.5``, ``"2.5s"``) or frame numbers (``"60"``).
+
+One reading for every entry point (:func:`videoxai.read_video`, :func:`videoxai.explain_video`,
+``videoxai explain --start/--end``), so that ``"60"`` is frame 60 everywhere. Kept apart from
+:mod:`videoxai.data.video` so that reading a time does not import the video decoder.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["parse_time"]
+
+_TIME = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|f)?\s*$")
+
+
+def parse_time(value: float | int | str | None, fps: float | None, what: str = "time") -> float | None:
+    """A position in a video, in seconds.
+
+    Numbers are seconds (as in :func:`vx.read_video`); strings are seconds with an ``s`` suffix
+    (``"2.5s"``) or frame indices without one (``"60"``, or ``"60f"``). Frame ``n`` becomes the
+    time half a frame before it, so that ``start="60"`` includes frame 60 and ``end="90"``
+    excludes frame 90 even when timestamps are rounded.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{what} must be seconds or a frame number, got {value!r}")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        seconds = float(value)
+    else:
+        m = _TIME.match(str(value))
+        if not m:
+            raise InputError(f"{what} must be seconds like '2.5s' or a frame number like '60', got {value!r}")
+        number, unit = float(m.group(1)), m.group(2)
+        if unit == "s":
+            seconds = number
+        else:
+            if number != int(number):
+                raise InputError(f"{what}: a frame number must be whole, got {value!r}; seconds take an 's'")
+            if not fps:
+                raise InputError(f"{what}: the video reports no frame rate; give seconds like '2.5s'")
+            seconds = max(0.0, (number - 0.5) / fps)
+    if not np.isfinite(seconds) or seconds < 0:
+        raise InputError(f"{what} must be a time >= 0, got {value!r}")
+    return seconds
