@@ -525,11 +525,25 @@ def test_folder_of_class_subfolders_labels_each_clip(tmp_path):
     ("video,label\nmissing.mp4,0\n", "no video file"),
     ("video,label\na.mp4,9\n", "out of range"),
     ("video,label,start,end\na.mp4,0,5,2\n", "empty or negative"),
+    ("video,label\na.mp4,0\na.mp4,1\n", "video 'a.mp4' is listed twice$"),
+    ("video,label\na.mp4,0\n./a.mp4,1\n", r"video './a.mp4' is listed twice \(also as 'a.mp4'\)"),
 ])
 def test_folder_csv_errors(tmp_path, content, message):
     video(tmp_path / "a.mp4", t=4)
     (tmp_path / "labels.csv").write_text(content)
     with pytest.raises(InputError, match=message):
+        load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["x", "y"])
+
+
+def test_folder_csv_saved_by_a_spreadsheet(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: the header is still 'video'; a CSV in
+    another encoding is one line naming the file, not a UnicodeDecodeError."""
+    video(tmp_path / "a.mp4", t=4)
+    (tmp_path / "labels.csv").write_bytes("\ufeffvideo,label\r\na.mp4,y\r\n".encode("utf-8"))
+    ds = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["x", "y"])
+    assert ds.keys() == ["a.mp4"] and ds[0].label == 1
+    (tmp_path / "labels.csv").write_bytes("video,label\na.mp4,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match="labels.csv: not UTF-8 text"):
         load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["x", "y"])
 
 

@@ -321,12 +321,17 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         if not files:
             raise InputError(f"folder: no video files in {root}")
         return _class_folders(root, files, classes, num_frames, side)
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "video" not in reader.fieldnames:
-            raise InputError(f"{csv_path}: the header must name a 'video' column (and 'label'); "
-                             f"got {reader.fieldnames}")
-        rows = list(reader)
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark, which would otherwise
+    # become part of the first column's name ('\ufeffvideo')
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or "video" not in reader.fieldnames:
+                raise InputError(f"{csv_path}: the header must name a 'video' column (and 'label'); "
+                                 f"got {reader.fieldnames}")
+            rows = list(reader)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{csv_path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
     if classes is None:  # no model's classes to map names onto: named labels define them
         classes = _classes_from_names(rows, csv_path)
     entries = []
@@ -349,8 +354,14 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
                 raise InputError(f"{where}: window [{start}, {end}) is empty or negative")
             window = (start, end)
         entries.append(_Entry(rel, path, label, name, window))
-    if len({e.key for e in entries}) != len(entries):
-        raise InputError(f"{csv_path}: a video is listed twice")
+    # by the file, not the text: 'a.mp4' and './a.mp4' are one video under two keys
+    seen: dict[Path, str] = {}
+    for e in entries:
+        path = e.path.resolve()
+        if path in seen:
+            also = f" (also as {seen[path]!r})" if seen[path] != e.key else ""
+            raise InputError(f"{csv_path}: video {e.key!r} is listed twice{also}")
+        seen[path] = e.key
     ds = VideoListDataset(entries, num_frames, side)
     ds.class_names = list(classes) if classes is not None else None
     return ds
