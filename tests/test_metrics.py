@@ -406,3 +406,17 @@ def test_bad_call_inputs(frame_case):
     # a bare map with a target works, and agrees with the same map as an Explanation
     bare = metric(model, clip, exp.spatial, target=0)
     assert bare.value == pytest.approx(metric(model, clip, explanation(exp.spatial)).value)
+
+
+def test_seed_help_says_what_the_seed_draws():
+    """`videoxai metrics NAME` shows each option's help: where the seed draws noise, a class or
+    random weights, it must not read as the tie order of the localisation and curve metrics."""
+    from videoxai.metrics.base import METRICS
+
+    def seed_help(name: str) -> str:
+        return METRICS.get(name).declared_options()["seed"].help
+
+    assert "noise" in seed_help("max_sensitivity") and "noise" in seed_help("local_lipschitz")
+    assert "class" in seed_help("class_sensitivity")
+    assert "re-initialisation" in seed_help("randomisation")
+    assert "tied" in seed_help("deletion")

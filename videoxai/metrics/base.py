@@ -52,6 +52,12 @@ BatchSize = Annotated[int, Opt(ge=1, help="clips per forward pass (memory, not t
 #: the range of a method's seed (:data:`videoxai.methods.base.SEED_RANGE`: what torch and numpy
 #: generators take)
 Seed = Annotated[int, Opt(ge=0, le=2 ** 64 - 1, help="order among tied values: same seed, same score")]
+# where the seed draws something else, the option's help must say what (an Opt help outranks the
+# docstring's line, so the tie-order help above would describe these wrongly in `videoxai metrics`)
+NoiseSeed = Annotated[int, Opt(ge=0, le=2 ** 64 - 1, help="the noise's seed: same seed, same noisy clips")]
+ClassSeed = Annotated[int, Opt(ge=0, le=2 ** 64 - 1, help="which other class is drawn")]
+ReinitSeed = Annotated[int, Opt(ge=0, le=2 ** 64 - 1,
+                                help="the first re-initialisation seed (seeds seed, seed + 1, …)")]
 Share = Annotated[float, Opt(ge=0, le=1)]
 
 

@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import InputError
-from .base import Metric, Score, Seed, register, view_mask
+from .base import ClassSeed, Metric, Score, register, view_mask
 from .sanity import default_explainer, spearman
 
 
@@ -62,7 +62,7 @@ class ClassSensitivity(Metric):
     needs_explainer = True
     _higher_is_better = False
 
-    def __init__(self, *, similarity: Literal["spearman", "ssim"] = "spearman", seed: Seed = 0) -> None:
+    def __init__(self, *, similarity: Literal["spearman", "ssim"] = "spearman", seed: ClassSeed = 0) -> None:
         self.similarity, self.seed = similarity, seed
 
     @property

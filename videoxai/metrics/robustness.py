@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InputError
 from ..options import Opt
-from .base import Metric, Score, Seed, register, view_mask
+from .base import Metric, NoiseSeed, Score, register, view_mask
 from .sanity import default_explainer
 
 
@@ -38,7 +38,7 @@ class _Robustness(Metric):
     noise: ClassVar[str]
 
     def __init__(self, *, samples: Annotated[int, Opt(ge=1)] = 5,
-                 radius: Annotated[float, Opt(gt=0, le=1)] = 0.02, seed: Seed = 0) -> None:
+                 radius: Annotated[float, Opt(gt=0, le=1)] = 0.02, seed: NoiseSeed = 0) -> None:
         self.samples, self.radius, self.seed = samples, radius, seed
 
     @property

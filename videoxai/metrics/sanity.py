@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..explanation import Explanation
 from ..models.base import VideoModel
 from ..options import Opt
-from .base import Metric, Score, Seed, register, view_mask
+from .base import Metric, ReinitSeed, Score, register, view_mask
 
 
 def parameter_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -128,7 +128,7 @@ class ModelRandomisation(Metric):
     _higher_is_better = False
 
     def __init__(self, *, stages: Annotated[int | None, Opt(ge=1)] = 4, seeds: Annotated[int, Opt(ge=1)] = 3,
-                 seed: Seed = 0) -> None:
+                 seed: ReinitSeed = 0) -> None:
         self.stages, self.seeds, self.seed = stages, seeds, seed
 
     @property
