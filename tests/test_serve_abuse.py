@@ -406,6 +406,25 @@ def test_a_dropped_non_reading_client_has_its_tcp_connection_closed(model, frame
         s.close()
 
 
+def test_a_ping_flood_that_reads_no_pongs_is_slowed_not_buffered(model):
+    # every ping gets a pong at once: unless the server stops reading a peer that does not read,
+    # the pongs pile up in its write buffer (as much memory as the peer cares to send)
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        s = raw_ws(server, rcvbuf=4096)
+        ping = bytes([0x89, 0x80 | 125]) + bytes(4) + b"p" * 125  # masked with a zero key
+        chunk, sent = ping * 8000, 0
+        s.settimeout(3)
+        try:
+            while sent < 64 * 2**20:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # blocked: the server stopped reading
+        s.close()
+        assert sent < 48 * 2**20, f"the server read {sent / 2**20:.0f} MiB of pings while nobody read its pongs"
+        assert httpx.get(server.url + "/api/health", timeout=10).status_code == 200
+
+
 def test_websocket_origin_check(model):
     with BackgroundServer(create_app(model, ServeSettings())) as server:
         with connect(ws_url(server), origin="http://evil.example", open_timeout=20) as ws:
