@@ -88,6 +88,20 @@ def test_forward_is_differentiable_in_pixel_space():
     assert model.passes.backward == 1
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_a_network_in_double_or_half_precision_gets_its_dtype_and_gives_float32_logits(dtype):
+    # the adapter fed float32 to every network: a .double() or .half() module failed in its first layer
+    model = vx.wrap(TinyCNN().to(dtype), num_frames=4, input_size=24)
+    x = pixels(1, 4, 24, 24)
+    with torch.no_grad():
+        expected = vx.wrap(TinyCNN(), num_frames=4, input_size=24)(x)
+    out = model(x)
+    assert model.dtype == dtype and out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-2 if dtype == torch.float16 else 1e-5)
+    exp = vx.explain(model, x[0].permute(0, 2, 3, 1).numpy(), "saliency")
+    assert exp.spatial.dtype == np.float32 and np.isfinite(exp.spatial).all() and exp.spatial.max() == 1
+
+
 def test_labels_and_num_classes():
     net = TinyCNN(classes=5)
     model = vx.wrap(net, num_frames=4, input_size=24)
@@ -109,6 +123,8 @@ def test_wrap_rejects_bad_arguments():
         vx.wrap(TinyCNN(), num_frames=4, input_size=24, layout="BTHWC")
     with pytest.raises(InputError, match="one value per RGB channel"):
         vx.wrap(TinyCNN(), num_frames=4, input_size=24, mean=(0.5,), std=(0.5,))
+    with pytest.raises(InputError, match=r"std must be > 0 for every channel, got \[0.2, 0, 0.3\]"):
+        vx.wrap(TinyCNN(), num_frames=4, input_size=24, std=(0.2, 0, 0.3))
     with pytest.raises(InputError, match="cam_layer 'layer4' is not a module of TinyCNN"):
         vx.wrap(TinyCNN(), num_frames=4, input_size=24, cam_layer="layer4")
     net = TinyCNN()

@@ -14,6 +14,7 @@ Loaders are registered by prefix (:func:`register_loader`), so a new family is o
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Callable, Sequence
 
@@ -133,6 +134,9 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         raise InputError(f"{len(labels)} labels given but num_classes={num_classes}")
     if len(mean) != 3 or len(std) != 3:
         raise InputError(f"mean and std need one value per RGB channel, got {list(mean)} and {list(std)}")
+    if not all(math.isfinite(v) and v > 0 for v in std):
+        # the clip is divided by std: a 0 turns every pixel into inf and the first map into NaN
+        raise InputError(f"vx.wrap: std must be > 0 for every channel, got {list(std)}")
     if cam_layer is not None and cam_layer not in dict(module.named_modules()):
         raise InputError(f"cam_layer {cam_layer!r} is not a module of {type(module).__name__}")
     pre = Preprocess(size=size, shortest_edge=shortest_edge, mean=tuple(mean), std=tuple(std))

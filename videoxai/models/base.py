@@ -275,6 +275,11 @@ class VideoModel(nn.Module):
         except StopIteration:
             return torch.device("cpu")
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point dtype of the network's parameters (float32 when it has none)."""
+        return next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.float32)
+
     def check_input(self, pixels: torch.Tensor) -> None:
         """Raise :class:`InputError` naming what is wrong with a pixel batch."""
         if not isinstance(pixels, torch.Tensor):
@@ -294,8 +299,11 @@ class VideoModel(nn.Module):
         x = self.preprocess(pixels.to(self.device))
         if self.layout == "BCTHW":
             x = x.transpose(1, 2)
-        out = self.logits(x)
+        # a network in half or double precision gets its own dtype (its layers refuse float32), and
+        # every method receives float32 logits whatever the network's precision
+        out = self.logits(x.to(self.dtype))
         self._check_logits(out, pixels.shape[0])
+        out = out.float()
         self.passes.forward += pixels.shape[0]
         if out.requires_grad:
             n = pixels.shape[0]
