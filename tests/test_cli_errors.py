@@ -84,11 +84,27 @@ def test_debug_shows_the_traceback(capsys):
      "method 'rise': option n_samples given both in --method 'rise(n_samples=3)' and with -O"),
     (("--method", "rise,staa", "-O", "rise.n_samples=abc"), "method 'rise': option n_samples must be an integer"),
     (("--method", "rise(n_samples=0)"), "method 'rise': option n_samples must be an integer ≥ 1, got '0'"),
+    (("--method", "saliency,rise,saliency"), "--method names 'saliency' twice"),
 ])
 def test_explain_methods_and_options_are_checked_before_anything_loads(capsys, tmp_path, args, message):
     code, err = run(capsys, "explain", str(tmp_path / "missing.mp4"), "--model", "nosuchmodel", *args,
                     "--out", str(tmp_path / "out"))
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("args, message", [
+    # both were found only after the model had loaded: "File exists: …", or an ignored --frame-step
+    (("--out", "{a_file}"), "--out {a_file} is a file; give a directory"),
+    (("--frame-step", "3"), "--frame-step 3 applies to sliding windows; give --window-stride too"),
+    (("--frame-step", "0"), "--frame-step 0 applies to sliding windows"),
+])
+def test_explain_out_and_frame_step_are_checked_before_the_model_loads(capsys, tmp_path, args, message):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    args = tuple(a.format(a_file=a_file) for a in args)
+    out = () if "--out" in args else ("--out", str(tmp_path / "out"))
+    code, err = run(capsys, "explain", str(VIDEO), "--model", "nosuchmodel", *args, *out)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message.format(a_file=a_file) in err, err
 
 
 def test_explain_names_a_directory_as_a_directory(capsys, tmp_path):

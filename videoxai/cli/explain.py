@@ -55,6 +55,10 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
     if not specs:
         raise InputError(f"--method {method!r} names no method; give one or several, e.g. staa or "
                          "rise(n_samples=500),gradcam")
+    repeated = next((spec for k, spec in enumerate(specs) if spec in specs[:k]), None)
+    if repeated is not None:
+        # the second run would only overwrite the first one's files
+        raise InputError(f"--method names {repeated!r} twice; give each method (or spec) once")
     unscoped, scoped = _scoped_options(pairs)
     working_size = unscoped.pop("working_size", None)  # explain()'s own option, for every method
     for spec in specs:
@@ -100,11 +104,16 @@ def explain_cmd(
     from ..workflows import explain_video
 
     from ..data.video import probe
-    from ..errors import VideoReadError
+    from ..errors import InputError, VideoReadError
 
     # the cheap checks first: methods and options, then the file, then (slow) the model
     methods, options, working_size = _method_options(method, option)
     working_size = working_size or ("full" if full_resolution else "model")  # -O working_size=full too
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a directory for the report and overlays")
+    if frame_step != 1 and window_stride is None:
+        # without windows the clip is model.num_frames frames sampled over the video: no step to apply
+        raise InputError(f"--frame-step {frame_step} applies to sliding windows; give --window-stride too")
     if video.is_dir():
         raise VideoReadError(f"{video} is a directory, not a video file; give one video file")
     if not video.is_file():
