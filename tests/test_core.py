@@ -64,6 +64,22 @@ def test_explanation_load_rejects_other_files(tmp_path):
         vx.Explanation.load(p)
     with pytest.raises(InputError, match="no explanation file"):
         vx.Explanation.load(tmp_path / "missing.npz")
+    # not a zip at all: numpy's message advised allow_pickle
+    (tmp_path / "junk.npz").write_text("junk")
+    with pytest.raises(InputError, match="junk.npz is not a videoxai explanation file: not an .npz archive$"):
+        vx.Explanation.load(tmp_path / "junk.npz")
+    # metadata but no map: was a bare KeyError
+    np.savez(p, metadata=np.frombuffer(b'{"target": 0}', np.uint8))
+    with pytest.raises(InputError, match="it has no 'spatial'"):
+        vx.Explanation.load(p)
+
+
+def test_top_frames_refuses_a_negative_count():
+    exp = vx.Explanation(spatial=np.zeros((3, 2, 2)), temporal=np.array([0.2, 0.5, 0.3]), target=0, label="a",
+                         score=1.0, probs=np.array([1.0]), method="staa")
+    assert list(exp.top_frames(2)) == [1, 2] and list(exp.top_frames(0)) == [] and len(exp.top_frames(9)) == 3
+    with pytest.raises(InputError, match="k must be an integer ≥ 0, got -1"):
+        exp.top_frames(-1)
 
 
 def test_cost_meter_counts_passes():

@@ -74,6 +74,9 @@ class Explanation:
 
     def top_frames(self, k: int = 3) -> np.ndarray:
         """Indices of the k most important frames, most important first."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            # a negative k sliced [:k] and returned all frames but the least important ones
+            raise InputError(f"top_frames: k must be an integer ≥ 0, got {k!r}")
         return np.argsort(-self.temporal, kind="stable")[:k]
 
     def to_dict(self, maps: bool = False) -> dict:
@@ -116,14 +119,21 @@ class Explanation:
             raise InputError(f"no explanation file at {path}")
         try:
             arrays = read_npz(path)
+        except (OSError, ValueError) as e:
+            # numpy's own words for a file that is not a zip archive suggest allow_pickle
+            raise InputError(f"{path} is not a videoxai explanation file: not an .npz archive") from e
+        try:
             meta = json.loads(bytes(arrays.pop("metadata")).decode())
-        except (OSError, ValueError, KeyError) as e:
+            # inside the try: an archive with metadata but without a map is as foreign as one without
+            return cls(spatial=arrays["spatial"], temporal=arrays["temporal"], probs=arrays["probs"],
+                       frame_indices=arrays.get("frame_indices"), raw=arrays.get("raw"),
+                       target=meta["target"], label=meta["label"], score=meta["score"],
+                       method=meta["method"], options=meta.get("options", {}),
+                       cost=Cost.from_dict(meta.get("cost", {})), meta=meta.get("meta", {}))
+        except KeyError as e:
+            raise InputError(f"{path} is not a videoxai explanation file: it has no {e.args[0]!r}") from e
+        except (ValueError, TypeError) as e:
             raise InputError(f"{path} is not a videoxai explanation file: {e}") from e
-        return cls(spatial=arrays["spatial"], temporal=arrays["temporal"], probs=arrays["probs"],
-                   frame_indices=arrays.get("frame_indices"), raw=arrays.get("raw"),
-                   target=meta["target"], label=meta["label"], score=meta["score"],
-                   method=meta["method"], options=meta.get("options", {}),
-                   cost=Cost.from_dict(meta.get("cost", {})), meta=meta.get("meta", {}))
 
 
 def _json_default(o):
