@@ -22,7 +22,7 @@ from videoxai.stabn.knowledge import (EditSet, TemporalEdit, check_levels, colle
 from videoxai.stabn.loader import load_stabn, save_stabn
 from videoxai.stabn.losses import stabn_loss, temporal_loss, temporal_loss_kind
 from videoxai.stabn.model import STABN, STABNConfig, STABNOutput, build
-from videoxai.stabn.train import FreezeSchedule, TrainConfig, fit, warm_started
+from videoxai.stabn.train import FreezeSchedule, TrainConfig, fit, train, warm_started
 
 DATA = "synthetic:48,val=16"
 # floors on the 64 held-out clips of the bundled-demo test: issue 15's targets (measured there:
@@ -1074,3 +1074,25 @@ def test_replicate_padding_gives_no_cell_a_position_of_its_own(tmp_path):
     assert spread["replicate"] < 1e-5 < 0.01 < spread["zeros"]
     with pytest.raises(InputError, match="padding must be 'zeros' or 'replicate'"):
         STABNConfig(num_classes=3, padding="reflect")
+
+
+@pytest.mark.parametrize("kwargs", [{"input_size": 0}, {"num_frames": 0}, {"input_size": (64, 0)}])
+def test_train_rejects_empty_clip_shapes_before_reading_data(tmp_path, kwargs):
+    # a folder that does not exist: the shape is checked first, so the error names the shape
+    with pytest.raises(InputError, match="frames and size must be ≥ 1"):
+        train(f"folder:{tmp_path / 'missing'}", tmp_path / "out", **kwargs)
+
+
+@pytest.mark.parametrize("content", [
+    "[1, 2]", '{"format": 1}', '{"format": "x", "items": []}', '{"format": 1, "items": 5}',
+    '{"format": 1, "items": [{"key": "a", "extra": 1}], "model": "m", "data": "d", "split": "train", '
+    '"labels": ["a"], "num_frames": 8}',
+    '{"format": 1, "items": [], "model": "m", "data": "d", "split": "train", "labels": [], "num_frames": "x"}',
+])
+def test_a_damaged_collection_is_one_error_naming_the_file(tmp_path, content):
+    (tmp_path / "collection.json").write_text(content)
+    with pytest.raises(InputError, match="collection.json is not an edit-set collection"):
+        EditSet.open(tmp_path)
+    (tmp_path / "collection.json").write_bytes(b"\xff\xfe")
+    with pytest.raises(InputError, match="collection.json is not valid JSON"):
+        EditSet.open(tmp_path)

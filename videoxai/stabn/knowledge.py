@@ -177,12 +177,21 @@ class EditSet:
                              "`videoxai stabn collect`")
         try:
             d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{path} is not valid JSON: {e}") from None
-        if d.get("format", FORMAT) > FORMAT:
-            raise InputError(f"{path} has format {d['format']}; this videoxai reads ≤ {FORMAT}")
-        items = [CollectedClip(**it) for it in d["items"]]
-        return cls(directory, d["model"], d["data"], d["split"], list(d["labels"]), int(d["num_frames"]), items)
+        fmt = d.get("format", FORMAT) if isinstance(d, dict) else None
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT:
+            raise InputError(f"{path} has format {fmt}; this videoxai reads ≤ {FORMAT}")
+        # a hand-edited or truncated file: one line naming it, not a KeyError from deep inside
+        try:
+            if not isinstance(fmt, int) or isinstance(fmt, bool):
+                raise TypeError("format must be an integer")
+            items = [CollectedClip(**it) for it in d["items"]]
+            return cls(directory, str(d["model"]), str(d["data"]), str(d["split"]), list(d["labels"]),
+                       int(d["num_frames"]), items)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{path} is not an edit-set collection ({type(e).__name__}: {e}); "
+                             "collect again with `videoxai stabn collect`") from None
 
     def write_collection(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -461,6 +461,10 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     warm_start = warm_start if warm_start is not None else (chosen.warm_start if chosen else 3)
     model_options = {**(chosen.options if chosen else {}), **model_options}
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    # before any clip is decoded: a size of 0 otherwise fails deep inside the resize, and 0 frames
+    # as an error about the first video file
+    if num_frames < 1 or len(size) != 2 or min(size) < 1:
+        raise InputError(f"frames and size must be ≥ 1, got {num_frames} frames of {size}")
     train_set = open_dataset(data, "train", num_frames=num_frames, frame_size=size)
     val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
     val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names)
