@@ -38,6 +38,9 @@ from videoxai.data.video import FrameTooLargeError, read_video, sliding_windows,
 from videoxai.models.hf import from_hf_module  # noqa: E402
 from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
 from videoxai.serve.client import encode_frame  # noqa: E402
+from videoxai.serve.engine import Engine  # noqa: E402
+from videoxai.serve.jobs import UPLOAD_NAME, JobQueue  # noqa: E402
+from videoxai.serve.protocol import JobRequest, VideoInfo  # noqa: E402
 from videoxai.serve.transport import WebSocketProtocol  # noqa: E402
 from videoxai.work import Cancelled, WorkBudget, WorkLimitExceeded, work_scope  # noqa: E402
 
@@ -237,6 +240,37 @@ def test_work_over_the_limit_is_refused_at_submission(model, clip_file):
         with connect(ws_url(server), open_timeout=20) as ws:
             ws.send(json.dumps({"type": "start", "method": "rise", "options": {"n_samples": 9000}}))
             assert json.loads(ws.recv(timeout=30))["error"]["code"] == "work_limit"
+
+
+def test_a_result_over_the_limit_is_refused_at_submission(model, clip_file):
+    # a small upload may ask for every window's maps at full size: bound what it gets back
+    big = {"sampling": "windows", "stride": 1, "map_size": 256, "map_dtype": "float16", "maps": "spatial,raw",
+           "method": "saliency", "overlay": "false"}
+    with BackgroundServer(create_app(model, ServeSettings(max_result_mb=0.2))) as server:
+        r = httpx.post(f"{server.url}/api/jobs", params=big, content=clip_file.read_bytes(), timeout=30)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "result_too_large", r.text
+        assert "0.2 MiB" in r.json()["error"]["message"]
+        r = httpx.post(f"{server.url}/api/jobs", params={**big, "stride": 8, "map_dtype": "uint8", "maps": "spatial"},
+                       content=clip_file.read_bytes(), timeout=30)
+        assert r.status_code == 202, r.text
+
+
+def test_a_result_over_the_limit_is_stopped_when_the_header_under_reports_frames(model, clip_file, tmp_path):
+    settings = ServeSettings(max_result_mb=0.2)
+    queue = JobQueue(Engine(model, "saliency"), settings, tmp_path)
+    queue.start()
+    try:
+        job_id, folder = queue.new_dir()
+        (folder / UPLOAD_NAME).write_bytes(clip_file.read_bytes())
+        request = JobRequest(sampling="windows", stride=1, map_size=256, map_dtype="float16", maps=["spatial", "raw"],
+                             overlay=False)
+        liar = VideoInfo(frames=1, fps=8.0, width=48, height=40, duration=0.125)  # 16 frames in truth
+        queue.submit(job_id, folder, request, liar)
+        wait_until(lambda: queue.status(job_id).state in ("done", "failed"), 60, "the job ends")
+        status = queue.status(job_id)
+        assert status.state == "failed" and status.error.code == "result_too_large", status
+    finally:
+        queue.stop()
 
 
 def test_batch_size_over_the_limit_is_refused_at_submission(model, clip_file):

@@ -48,7 +48,7 @@ from ..version import __version__
 from ..errors import VideoXAIError
 from ..models.base import VideoModel
 from .engine import Engine, check_batch
-from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_video, check_work
+from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_result_size, check_video, check_work
 from .protocol import (ErrorInfo, ErrorResponse, JobRequest, JobResult, JobStatus, ServerInfo, ServiceError,
                        loads_json, to_service_error)
 from .settings import ServeSettings
@@ -137,6 +137,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
             check_batch(spec, settings.max_batch_size)
             video = await asyncio.to_thread(check_video, folder / UPLOAD_NAME, settings)
             check_work(spec, video, job_request, engine.model.num_frames, settings)
+            check_result_size(spec, video, job_request, engine.model.num_frames, engine.model.input_size, settings)
             job = jobs.submit(job_id, folder, job_request, video)
         except ClientDisconnect:  # the client left mid-upload: nobody to answer
             jobs.discard(folder)

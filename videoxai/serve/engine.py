@@ -219,8 +219,9 @@ def check_batch(spec: ExplainSpec, limit: int) -> None:
     for name in BATCH_OPTIONS:
         value = spec.options.get(name)
         if isinstance(value, int) and value > limit:
-            raise ServiceError(413, "batch_limit", f"{spec.method_name}: {name}={value} exceeds the server's limit "
-                                                   f"of {limit} clips per forward pass (it sets memory, not the result)")
+            raise ServiceError(413, "batch_limit", f"{spec.method_name}: {name}={value} exceeds the server's "
+                                                   f"limit of {limit} clips per forward pass (it sets memory, not "
+                                                   "the result)")
 
 
 def downsample(maps: torch.Tensor, max_side: int) -> torch.Tensor:

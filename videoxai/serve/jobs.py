@@ -123,6 +123,45 @@ def check_work(spec: ExplainSpec, video: VideoInfo, request: JobRequest, window:
                                               f"{settings.max_forward_passes} per job")
 
 
+#: bytes of a result per window besides its maps (predictions, temporal scores, indices)
+WINDOW_OVERHEAD_BYTES = 2048
+
+
+def check_result_size(spec: ExplainSpec, video: VideoInfo, request: JobRequest, window: int,
+                      input_size: tuple[int, int], settings: ServeSettings) -> None:
+    """Refuse (413 ``result_too_large``) a job whose result would exceed ``max_result_mb``.
+
+    Inputs and work are bounded, but not what a small upload may ask back: sliding windows at
+    stride 1 over 1800 frames with 256-pixel float16 maps are 1.5 GB of JSON, held in memory
+    (several times over while serialised) and kept on disk.
+    """
+    windows = 1 if request.sampling == "uniform" else count_windows(video.frames, window, request.stride or window)
+    need = windows * result_bytes_per_window(spec, video.height, video.width, window, input_size)
+    if need > settings.max_result_bytes:
+        raise ServiceError(413, "result_too_large",
+                           f"the result would be about {need / 2**20:.0f} MiB ({windows} windows of maps); the "
+                           f"server's limit is {settings.max_result_mb:g} MiB: use a larger stride, a smaller "
+                           f"map_size, map_dtype=uint8 or fewer maps")
+
+
+def result_bytes_per_window(spec: ExplainSpec, height: int, width: int, window: int,
+                            input_size: tuple[int, int]) -> int:
+    """About how many bytes of JSON one window adds to a job's result."""
+    cells = 0
+    if "spatial" in spec.maps:  # the whole frame, downsampled to map_size
+        h, w = fit(height, width, spec.map_size) or (height, width)
+        cells += h * w
+    if "raw" in spec.maps:  # the method's own grid: at most the model's input
+        cells += input_size[0] * input_size[1]
+    per_value = 1 if spec.map_dtype == "uint8" else 2
+    return window * cells * per_value * 4 // 3 + WINDOW_OVERHEAD_BYTES  # base64: 4 characters per 3 bytes
+
+
+def _window_bytes(result: WindowResult) -> int:
+    maps = (result.maps.spatial, result.maps.raw)
+    return sum(len(m.data) for m in maps if m is not None) + WINDOW_OVERHEAD_BYTES
+
+
 def hide_path(message: str, path: Path) -> str:
     """A library message without the server's file path (clients need not know the layout)."""
     return message.replace(str(path), "the upload")
@@ -284,6 +323,7 @@ class JobQueue:
             job.windows_total = total
 
         windows: list[WindowResult] = []
+        result_bytes = 0  # a header that under-reports frames escapes the estimate at submission
         prob_sum: np.ndarray | None = None
         writer: OverlayWriter | None = None
         try:
@@ -295,6 +335,11 @@ class JobQueue:
                                                               "frames, the server's limit")
                 exp, result, _ = engine.call_sync(engine.explain_window, clip.frames, clip.indices.tolist(), k,
                                                   spec, None, clip.fps, job.cancel, job.budget)
+                result_bytes += _window_bytes(result)
+                if result_bytes > self.settings.max_result_bytes:
+                    raise ServiceError(413, "result_too_large", f"the result passed the server's limit of "
+                                                                f"{self.settings.max_result_mb:g} MiB after "
+                                                                f"{k + 1} windows")
                 windows.append(result)
                 prob_sum = exp.probs.astype(np.float64) if prob_sum is None else prob_sum + exp.probs
                 if req.overlay:

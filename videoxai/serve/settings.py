@@ -36,6 +36,9 @@ class ServeSettings(BaseModel):
         max_batch_size: most clips a request may send through the model at once (the
             ``batch_size`` / ``internal_batch_size`` options): memory grows with it, the result
             does not, so larger values are refused when submitted.
+        max_result_mb: largest result of one job (its maps, every window's, are held in memory
+            until it ends, then written as one JSON file): estimated when submitted, enforced
+            while it runs.
         header_timeout_s: a connection that has not sent complete request headers within this
             long is closed (slow-header clients).
         body_timeout_s: an upload that sends no byte for this long is abandoned (408).
@@ -67,6 +70,7 @@ class ServeSettings(BaseModel):
     stream_smoothing: float = Field(0.5, gt=0, le=1)
     max_forward_passes: int = Field(10_000, ge=1)
     max_batch_size: int = Field(64, ge=1)
+    max_result_mb: float = Field(256.0, gt=0)
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)
     max_pending_per_client: int = Field(8, ge=1)
@@ -82,6 +86,10 @@ class ServeSettings(BaseModel):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_result_bytes(self) -> int:
+        return int(self.max_result_mb * 2**20)
 
     @property
     def max_message_bytes(self) -> int:
