@@ -1096,3 +1096,12 @@ def test_a_damaged_collection_is_one_error_naming_the_file(tmp_path, content):
     (tmp_path / "collection.json").write_bytes(b"\xff\xfe")
     with pytest.raises(InputError, match="collection.json is not valid JSON"):
         EditSet.open(tmp_path)
+
+
+@pytest.mark.parametrize("gamma_t", [-1.0, float("nan"), float("inf")])
+def test_finetune_rejects_a_negative_or_undefined_gamma_t(gamma_t):
+    # checked before anything is read: a negative weight would push away from the edits
+    with pytest.raises(InputError, match="gamma_t must be a finite number ≥ 0"):
+        finetune(None, None, {}, gamma_t=gamma_t)
+    with pytest.raises(InputError, match="unfreeze_at must be an epoch ≥ 0"):
+        FreezeSchedule(("feature_extractor",), -1)

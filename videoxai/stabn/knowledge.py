@@ -33,6 +33,7 @@ as HK-ABN fine-tunes its branches. ``unfreeze_at=k`` lets everything train from 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -372,6 +373,10 @@ def finetune(model: STABNVideoModel, data: ClipSet, edits: EditSet | dict[str, T
         temporal_loss: ``L_temp``'s form: ``"mse"`` (the paper's), ``"kl"``, or ``"auto"`` (KL
             for a softmax temporal attention, MSE for a sigmoid one; :mod:`.losses`).
     """
+    # a negative weight pushes the attention away from the person's edits, and NaN only shows
+    # up as a diverged loss blamed on the learning rate
+    if not math.isfinite(gamma_t) or gamma_t < 0:
+        raise InputError(f"gamma_t must be a finite number ≥ 0, got {gamma_t}")
     edit_map = edits.edits() if isinstance(edits, EditSet) else dict(edits)
     if not edit_map:
         raise InputError("no saved edits: edit some clips first (`videoxai stabn edit`)")

@@ -183,6 +183,8 @@ class FreezeSchedule:
         unknown = set(self.frozen) - set(STABN.GROUPS)
         if unknown:
             raise InputError(f"unknown module groups {sorted(unknown)}; groups: {', '.join(STABN.GROUPS)}")
+        if self.until is not None and self.until < 0:  # epochs count from 0: a negative one is a typo
+            raise InputError(f"unfreeze_at must be an epoch ≥ 0, got {self.until}")
 
     def frozen_at(self, epoch: int) -> tuple[str, ...]:
         return () if self.until is not None and epoch >= self.until else tuple(self.frozen)
