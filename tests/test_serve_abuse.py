@@ -403,6 +403,26 @@ def test_a_burst_of_connections_from_one_client_is_served(model):
         assert answers == [b"HTTP/1.1 200 OK"] * 30, answers
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(64)),      # TLS to the plain port
+    b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\nabc",
+    b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    b"GET /api/health HTTP/1.1\r\nHost x\r\n\r\n",
+])
+def test_unparsable_http_gets_a_json_error(model, request_bytes):
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        host, port = server.url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port))) as s:
+            s.settimeout(15)
+            s.sendall(request_bytes)
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, reply
+        assert json.loads(body)["error"]["code"] == "bad_request", reply
+
+
 def test_oversized_header_is_refused(model):
     with BackgroundServer(create_app(model, ServeSettings())) as server:
         host, port = server.url.split("//")[1].split(":")

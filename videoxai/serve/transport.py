@@ -22,6 +22,7 @@ connection whose peer stops reading:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -141,6 +142,18 @@ class HTTPProtocol(H11Protocol):
             self._header_timer.cancel()
             self._header_timer = None
         self._pending().remove(self)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes h11 cannot parse, with the JSON error body of every other error
+        (uvicorn's own is plain text, which clients of this API do not expect)."""
+        body = json.dumps({"error": {"code": "bad_request", "message": f"not a valid HTTP/1.1 request ({msg})"}})
+        data = body.encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=data),
+                      h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def drop(self, reason: str) -> None:
         """Close a connection that has not sent its headers (no response: it asked nothing yet)."""
