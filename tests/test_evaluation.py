@@ -574,6 +574,37 @@ def test_ssv2_templates_map_to_label_indices(tmp_path):
         load_dataset(f"ssv2:{tmp_path}", num_frames=4)
 
 
+@pytest.mark.parametrize("annotation, message", [
+    ({"sf": "x", "boxes": [[1, 2, 10, 12]]}, "'sf' must be an integer frame index, got 'x'"),
+    (5, "each annotation needs 'sf' and 'boxes'"),
+    ({"sf": 0, "boxes": [[1, 2, 10], [1, 2, 3, 4]]}, r"boxes must be a list of \[x1, y1, x2, y2\]"),
+])
+def test_ucf24_bad_annotations_are_found_before_the_run(tmp_path, annotation, message):
+    # found while loading the clip instead, a ValueError or TypeError would end the whole evaluation
+    video(tmp_path / "a.mp4", t=4)
+    (tmp_path / "annotations.json").write_text(json.dumps({"a": {"label": 0, "annotations": [annotation]}}))
+    with pytest.raises(InputError, match=message):
+        load_dataset(f"ucf24:{tmp_path}", num_frames=4)
+
+
+@pytest.mark.parametrize("index", ["x", -1, 1.5, True])
+def test_ssv2_labels_file_needs_class_indices(tmp_path, index):
+    video(tmp_path / "101.webm", t=4)
+    (tmp_path / "val.json").write_text(json.dumps([{"id": "101", "template": "Putting [something] down"}]))
+    (tmp_path / "labels.json").write_text(json.dumps({"Putting something down": index}))
+    with pytest.raises(InputError, match="class index must be an integer ≥ 0"):
+        load_dataset(f"ssv2:{tmp_path},annotations={tmp_path / 'val.json'},labels={tmp_path / 'labels.json'}",
+                     num_frames=4)
+
+
+def test_a_clip_listed_twice_is_an_error_not_a_dropped_clip(tmp_path):
+    # results are stored by clip key: the second 'a' would have been skipped as already done
+    video(tmp_path / "a.webm", t=4)
+    (tmp_path / "val.json").write_text(json.dumps([{"id": "a"}, {"id": "a"}]))
+    with pytest.raises(InputError, match="the dataset lists clip 'a' twice"):
+        load_dataset(f"ssv2:{tmp_path},annotations={tmp_path / 'val.json'}", num_frames=4)
+
+
 def test_synthetic_dataset_keys_and_ground_truth():
     ds = load_dataset("synthetic:3,seed=1", num_frames=8)
     s = ds[2]

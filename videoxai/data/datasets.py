@@ -284,6 +284,12 @@ class VideoListDataset(EvalDataset):
         if not entries:
             raise InputError("the dataset has no videos")
         self.entries = list(entries)
+        # results are stored by clip key: a second clip under one key would be silently dropped
+        seen: set[str] = set()
+        for e in self.entries:
+            if e.key in seen:
+                raise InputError(f"the dataset lists clip {e.key!r} twice")
+            seen.add(e.key)
         self.num_frames = num_frames
         self.max_side = max_side
 
@@ -494,11 +500,7 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | N
         if path is None:
             raise InputError(f"{where}: no video {root / key}.avi or .mp4")
         for a in rec["annotations"]:
-            if not {"sf", "boxes"} <= set(a):
-                raise InputError(f"{where}: each annotation needs 'sf' and 'boxes'")
-            b = np.asarray(a["boxes"], dtype=np.float64)
-            if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
-                raise InputError(f"{where}: boxes must be a list of [x1, y1, x2, y2]")
+            _check_tube(a, where)
         # the class is the key's folder when the model knows it by that name, else the index
         name = key.split("/")[0] if "/" in key else None
         if classes is not None and name is not None and name.lower() in {n.lower() for n in classes}:
@@ -510,6 +512,22 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | N
         entries.append(_Entry(key, path, label, name))
         tubes[key] = rec["annotations"]
     return BoxesDataset(entries, tubes, num_frames)
+
+
+def _check_tube(a, where: str) -> None:
+    """One annotation of a ucf24 record: checked here, since a bad one found while loading the
+    clip would end the whole evaluation (only unreadable videos become error rows)."""
+    if not isinstance(a, dict) or not {"sf", "boxes"} <= set(a):
+        raise InputError(f"{where}: each annotation needs 'sf' and 'boxes'")
+    sf = a["sf"]
+    if isinstance(sf, bool) or not (isinstance(sf, int) or isinstance(sf, float) and sf.is_integer()):
+        raise InputError(f"{where}: 'sf' must be an integer frame index, got {a['sf']!r}")
+    try:
+        b = np.asarray(a["boxes"], dtype=np.float64)
+    except (TypeError, ValueError):
+        b = np.empty((0, 0))
+    if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
+        raise InputError(f"{where}: boxes must be a list of [x1, y1, x2, y2]")
 
 
 # -- Something-Something-style JSON ----------------------------------------------------------------
@@ -530,7 +548,7 @@ def _ssv2(argument: str, *, num_frames: int, classes=None, annotations: str | No
         mapping = _read_json(Path(labels), "ssv2")
         if not isinstance(mapping, dict):
             raise InputError("ssv2: the labels file must map template → class index")
-        index = {_template(k): int(v) for k, v in mapping.items()}
+        index = {_template(k): _class_index(v, f"{labels}: {k!r}") for k, v in mapping.items()}
     entries = []
     for n, rec in enumerate(records):
         where = f"{annotations}[{n}]"
@@ -554,6 +572,14 @@ def _ssv2(argument: str, *, num_frames: int, classes=None, annotations: str | No
                 label, name = _label_index(name, classes, where)
         entries.append(_Entry(vid, path, label, name))
     return VideoListDataset(entries, num_frames)
+
+
+def _class_index(value, where: str) -> int:
+    """A class index of a labels file: an integer ≥ 0 (SSv2 writes them as strings, "12")."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        raise InputError(f"{where}: class index must be an integer ≥ 0, got {value!r}")
+    return int(text)
 
 
 def _template(text: str) -> str:
