@@ -296,6 +296,20 @@ def test_malformed_messages_get_errors_and_the_stream_goes_on(served, model, fra
     np.testing.assert_allclose(windows[0]["temporal"], exp.temporal, atol=1e-5)
 
 
+@pytest.mark.parametrize("field,value", [("target", True), ("stride", True), ("live", "yes"), ("smoothing", "0.5"),
+                                         ("window", 8.0)])
+def test_start_fields_of_the_wrong_json_type_are_refused_not_coerced(served, field, value):
+    # lax validation read "target": true as class 1 and "live": "yes" as true: a client's bug
+    # silently explained the wrong thing
+    server, _ = served
+    with open_stream(server) as ws:
+        ws.send(json.dumps({"type": "start", field: value}))
+        msg = recv(ws)
+        assert msg["type"] == "error" and msg["error"]["code"] == "bad_message", msg
+        assert field in msg["error"]["message"]
+        start(ws, stride=T)  # the stream goes on
+
+
 def test_message_over_the_size_limit_closes_only_that_stream(served, frames):
     server, _ = served
     with open_stream(server) as ws:

@@ -364,7 +364,8 @@ class StartMessage(BaseModel):
             (browsers); never echoed.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types as sent (``"target": true`` is not class 1, ``"live": "yes"`` is not a boolean)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     type: Literal["start"]
     api_key: str | None = Field(None, exclude=True, repr=False)
@@ -383,7 +384,7 @@ class StartMessage(BaseModel):
 class EndMessage(BaseModel):
     """Client → server: no more frames; the server explains what is left and answers ``end``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     type: Literal["end"]
 
@@ -399,7 +400,7 @@ class FrameHeader(BaseModel):
             (e.g. its send time, to measure latency).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # as StartMessage
 
     format: Literal["jpeg", "png", "rgb"]
     width: int | None = Field(None, ge=1)
