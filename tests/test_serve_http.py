@@ -190,6 +190,32 @@ def test_delete_job(client, videos):
     assert_error(client.get(f"/api/jobs/{job['id']}"), 404, "not_found")
 
 
+def test_files_deleted_while_they_are_sent_are_sent_whole(model, videos):
+    # a DELETE (or the eviction of old jobs) may remove a job's files between the route's answer
+    # and its body: the body must still be the file, never a 500 or a response cut off
+    app = create_app(model, SETTINGS)
+
+    async def delete_on_start(scope, receive, send):
+        async def send_then_delete(message):
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                app.state.jobs.delete(scope["path"].split("/")[3])  # a concurrent DELETE, at the worst moment
+            await send(message)
+        file_get = scope["type"] == "http" and scope["method"] == "GET" and scope["path"].count("/") == 4
+        await app(scope, receive, send_then_delete if file_get else send)
+
+    delete_on_start.state = app.state  # BackgroundServer reads the settings from here
+    with BackgroundServer(delete_on_start) as server, httpx.Client(base_url=server.url, timeout=30) as c:
+        for name in ("result", "overlay.mp4"):
+            job = upload(c, videos["short"]).json()
+            assert wait(c, job["id"])["state"] == "done"
+            path = app.state.jobs.get(job["id"]).dir / ("result.json" if name == "result" else name)
+            whole = path.read_bytes()
+            r = c.get(f"/api/jobs/{job['id']}/{name}")
+            assert r.status_code == 200 and r.content == whole, (r.status_code, len(r.content), len(whole))
+            assert not path.exists()
+            assert_error(c.get(f"/api/jobs/{job['id']}/{name}"), 404, "not_found")
+
+
 # -- bad inputs ----------------------------------------------------------------------------------
 
 

@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 import threading
 import time
+import weakref
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import anyio
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -156,7 +159,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
              responses=_RESPONSES)
     async def job_result(job_id: str, request: Request) -> FileResponse:
         job = _finished(jobs_of(request), job_id)
-        return FileResponse(job.result_path, media_type="application/json")
+        return _job_file(job.result_path, media_type="application/json")
 
     @app.get(f"/api/jobs/{{job_id}}/{OVERLAY_NAME}", dependencies=[Depends(require_key)], responses=_RESPONSES,
              response_class=FileResponse)
@@ -164,7 +167,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         job = _finished(jobs_of(request), job_id)
         if not job.overlay_path.is_file():
             raise ServiceError(404, "not_found", "this job has no overlay video (it was submitted with overlay=false)")
-        return FileResponse(job.overlay_path, media_type="video/mp4", filename=f"{job_id}-overlay.mp4")
+        return _job_file(job.overlay_path, media_type="video/mp4", filename=f"{job_id}-overlay.mp4")
 
     @app.delete("/api/jobs/{job_id}", status_code=204, dependencies=[Depends(require_key)], responses=_RESPONSES)
     async def delete_job(job_id: str, request: Request) -> Response:
@@ -258,6 +261,39 @@ def _finished(jobs: JobQueue, job_id: str):
     if state != "done":
         raise ServiceError(409, "not_ready", f"the job is {state}; poll its status until it is done")
     return job
+
+
+class _OpenedFile(FileResponse):
+    """A :class:`FileResponse` of a file opened when the route returns, not when the body is sent.
+
+    A job's files may be deleted at any moment (``DELETE``, or the eviction of the oldest
+    finished jobs); a plain FileResponse looks its path up again while sending, so a deletion in
+    between turned a 200 into a 500 or a body cut off after its headers. An open file stays
+    readable after it is unlinked. (Overrides starlette's private ``_open_file``.)
+    """
+
+    def __init__(self, path: Path, **kwargs: Any) -> None:
+        fd = os.open(path, os.O_RDONLY)  # FileNotFoundError: deleted already
+        weakref.finalize(self, os.close, fd)
+        self._fd = fd
+        super().__init__(path, stat_result=os.fstat(fd), **kwargs)
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        file = anyio.wrap_file(os.fdopen(os.dup(self._fd), "rb"))  # own offset, one per range request
+        try:
+            yield file
+        finally:
+            with anyio.CancelScope(shield=True):
+                await file.aclose()
+
+
+def _job_file(path: Path, media_type: str, filename: str | None = None) -> FileResponse:
+    try:
+        return _OpenedFile(path, media_type=media_type, filename=filename)
+    except FileNotFoundError:
+        raise ServiceError(404, "not_found", "the job was deleted (by a DELETE, or as one of the oldest finished "
+                                             "jobs)") from None
 
 
 # -- errors as data --------------------------------------------------------------------------------
