@@ -761,3 +761,18 @@ def test_progress_line_durations():
     assert bar.line(900) == "evaluating: 335/1340 results (25.0 %), 15 min elapsed, about 45 min left"
     bar.done = 100                                          # under a tenth: no estimate yet
     assert bar.line(5) == "evaluating: 100/1340 results (7.5 %), 5 s elapsed"
+
+
+def test_a_csv_window_past_the_video_is_an_error_row_not_na(tmp_path):
+    video(tmp_path / "a.mp4", t=16)
+    video(tmp_path / "b.mp4", t=16)
+    (tmp_path / "labels.csv").write_text("video,label,start,end\na.mp4,0,100,200\nb.mp4,0,4,10\n")
+    ds = load_dataset(f"folder:{tmp_path}", num_frames=8)
+    with pytest.raises(InputError, match=r"a.mp4: window \[100, 200\) starts after the video's last sampled frame \(15\)"):
+        ds[0]
+    assert ds[1].window == (2, 5)
+    import videoxai as vx
+    model = vx.load_model("demo")
+    s = evaluate(model, ds, "random", "temporal_grounding", tmp_path / "out", backend="inline", progress=False,
+                 report=False)
+    assert (s.computed, s.errors) == (2, 1)   # retried on resume, once the CSV is fixed

@@ -307,6 +307,11 @@ class VideoListDataset(EvalDataset):
         e = self.entries[i]
         clip = self.read(i)
         window = _window_from_source(clip.indices, *e.source_window) if e.source_window else None
+        if e.source_window and e.source_window[0] > clip.indices[-1]:
+            # past the video's end (a typo, or another video's frames): an error row that names
+            # it and is retried once the CSV is fixed, not an 'n/a' that says no window was given
+            raise InputError(f"{e.key}: window [{e.source_window[0]}, {e.source_window[1]}) starts after "
+                             f"the video's last sampled frame ({int(clip.indices[-1])})")
         return EvalSample(key=e.key, clip=clip, label=e.label, window=window, label_name=e.label_name)
 
 
