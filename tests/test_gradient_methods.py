@@ -521,6 +521,18 @@ def test_bad_inputs_and_options():
         get("gradcam")(flat).attribute(torch.rand(1, T, 3, S, S))
 
 
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_pp"])
+@pytest.mark.parametrize("layer, shape", [("classifier", r"\(1, \d+\)"),
+                                          ("timesformer.encoder.layer.0.attention", r"\(8, \d+, \d+\)")])
+def test_a_transformer_layer_that_is_not_the_token_sequence_is_named_in_a_one_line_error(method, layer, shape):
+    # the token reshape failed with a bare ValueError (unpacking a (B, classes) output) or with an
+    # InputError that named no layer
+    model = from_hf_module(tiny_hf("timesformer"))
+    with pytest.raises(UnsupportedModelError, match=f"layer '{layer}' of .* gives {shape}, which the model's "
+                                                    r"cam_reshape cannot lay out as \(B, C, T', H', W'\)"):
+        get(method)(model, layer=layer).attribute(torch.rand(1, 8, 3, 32, 32))
+
+
 def test_ig_baselines_change_the_attribution():
     model, x = box_model(), vx.Clip.from_array(box_clip()).to_tensor()
     out = {b: get("integrated_gradients")(model, n_steps=4, baseline=b).attribute_pixels(x, 0).values

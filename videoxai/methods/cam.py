@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.align import align_time
-from ..errors import UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
 from .base import Attribution, Method, Target
 from .gradients import check_pixels, frozen_parameters
@@ -154,7 +154,14 @@ class CAMMethod(Method):
     # -- shared machinery ------------------------------------------------------------------------
     def volume(self, out: Any) -> torch.Tensor:
         """The layer's output (or a gradient of the same structure) as ``(B, C, T', H', W')``."""
-        vol = self.model.cam_reshape(out) if self.model.cam_reshape is not None else out
+        try:
+            vol = self.model.cam_reshape(out) if self.model.cam_reshape is not None else out
+        except (InputError, ValueError, RuntimeError) as e:
+            # a layer whose output is not the token sequence (the classifier, a patch projection, the
+            # attention of one frame): the reshape's own error does not say which layer was chosen
+            raise UnsupportedModelError(
+                f"layer {self.layer!r} of {self.model.name} gives {_shape_of(out)}, which the model's "
+                f"cam_reshape cannot lay out as (B, C, T', H', W') ({e}); choose another layer") from e
         if not isinstance(vol, torch.Tensor) or vol.ndim != 5:
             shape = tuple(vol.shape) if isinstance(vol, torch.Tensor) else type(vol).__name__
             raise UnsupportedModelError(
@@ -188,6 +195,12 @@ class CAMMethod(Method):
             temporal = align_time(mass, x.shape[1], align)[..., 0, 0]
         return Attribution(maps=maps, space="crop", target=target, logits=logits.detach(),
                            temporal=temporal, time_align=align)
+
+
+def _shape_of(out: Any) -> str:
+    """A layer's output for an error message: its shape, or the first tensor's in a tuple."""
+    first = out[0] if isinstance(out, (tuple, list)) and out else out
+    return str(tuple(first.shape)) if isinstance(first, torch.Tensor) else type(out).__name__
 
 
 def weighted_sum(acts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,8 @@ class TokenGrid:
 
     def to_volume(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, N, D)`` tokens (prefix tokens included) → ``(B, D, T', H', W')``."""
+        if tokens.ndim != 3:
+            raise InputError(f"expected tokens (B, N, D), got shape {tuple(tokens.shape)}")
         b, n, d = tokens.shape
         if n != self.prefix_tokens + self.num_patches:
             raise InputError(f"expected {self.prefix_tokens + self.num_patches} tokens for grid "
