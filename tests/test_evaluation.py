@@ -605,6 +605,12 @@ def test_a_clip_listed_twice_is_an_error_not_a_dropped_clip(tmp_path):
         load_dataset(f"ssv2:{tmp_path},annotations={tmp_path / 'val.json'}", num_frames=4)
 
 
+def test_synthetic_seed_below_zero_fails_when_the_spec_is_read():
+    # numpy rejects it only when the first clip is drawn, which ended the run with a ValueError
+    with pytest.raises(InputError, match="dataset 'synthetic': option seed must be an integer ≥ 0, got '-1'"):
+        load_dataset("synthetic:2,seed=-1", num_frames=8)
+
+
 def test_synthetic_dataset_keys_and_ground_truth():
     ds = load_dataset("synthetic:3,seed=1", num_frames=8)
     s = ds[2]

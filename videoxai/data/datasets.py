@@ -255,7 +255,7 @@ class SyntheticDataset(EvalDataset):
 
 @register_dataset("synthetic")
 def _synthetic(argument: str, *, num_frames: int, classes=None, split: str = "test",
-               seed: int = 0) -> EvalDataset:
+               seed: Annotated[int, Opt(ge=0)] = 0) -> EvalDataset:  # numpy's seeds are ≥ 0
     """synthetic:N[,split=test][,seed=0] — the synthetic benchmark (masks, boxes, window)."""
     size = _int_option(argument, "the clip count", "synthetic")
     if size < 1:
