@@ -361,6 +361,10 @@ def test_rollout_head_fusion_and_layers_options():
     assert not torch.allclose(last, maps["mean"])
     with pytest.raises(InputError, match="head_fusion"):
         get("rollout")(model, head_fusion="median")
+    # an empty list read no layer and gave an all-zero map
+    for name in ("rollout", "staa", "attention_relevance"):
+        with pytest.raises(InputError, match="layers is an empty list"):
+            get(name)(model, layers=[]).attribute(x)
 
 
 # -- rollout on a transformer whose attention flow is known -------------------------------------

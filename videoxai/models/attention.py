@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Literal
 import torch
 from torch import nn
 
-from ..errors import UnsupportedModelError
+from ..errors import InputError, UnsupportedModelError
 
 Kind = Literal["spatial", "temporal", "joint"]
 
@@ -80,6 +80,9 @@ class AttentionSites:
             if not -n <= i < n:
                 raise UnsupportedModelError(f"layer {i} out of range for a {n}-layer model")
             out.append(i % n)
+        if not out:
+            # no layer read: every method would return an all-zero map
+            raise InputError(f"layers is an empty list; give layer indices (0 … {n - 1}) or a count")
         return out
 
 
