@@ -1105,3 +1105,9 @@ def test_finetune_rejects_a_negative_or_undefined_gamma_t(gamma_t):
         finetune(None, None, {}, gamma_t=gamma_t)
     with pytest.raises(InputError, match="unfreeze_at must be an epoch ≥ 0"):
         FreezeSchedule(("feature_extractor",), -1)
+
+
+def test_synthetic_seed_below_zero_is_a_spec_error():
+    # numpy would reject it while rendering the first clip, as a bare ValueError
+    with pytest.raises(InputError, match="option seed must be an integer ≥ 0"):
+        open_dataset("synthetic:8,seed=-1", "train")

@@ -128,7 +128,7 @@ def open_dataset(spec: str, split: str = "train", *, num_frames: int = 8,
 
 
 def _synthetic_options(size: Annotated[int, Opt(ge=0, help="training clips")] = DEFAULT_TRAIN_SIZE,
-                       seed: Annotated[int, Opt(help="seeds the three disjoint streams")] = 0,
+                       seed: Annotated[int, Opt(ge=0, help="seeds the three disjoint streams")] = 0,
                        val: Annotated[int | None, Opt(ge=1, help="validation clips (default size/4)")] = None,
                        test: Annotated[int | None, Opt(ge=1, help="test clips (default size/4)")] = None,
                        classes: Annotated[int, Opt(ge=1, help="number of classes")] = 4) -> None:
