@@ -97,8 +97,10 @@ def test_explain_methods_and_options_are_checked_before_anything_loads(capsys, t
     (("--out", "{a_file}"), "--out {a_file} is a file; give a directory"),
     (("--frame-step", "3"), "--frame-step 3 applies to sliding windows; give --window-stride too"),
     (("--frame-step", "0"), "--frame-step 0 applies to sliding windows"),
+    (("--full-resolution", "-O", "working_size=model"),
+     "--full-resolution and -O working_size=model contradict each other"),  # -O won silently
 ])
-def test_explain_out_and_frame_step_are_checked_before_the_model_loads(capsys, tmp_path, args, message):
+def test_explain_out_frame_step_and_working_size_are_checked_before_the_model_loads(capsys, tmp_path, args, message):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     args = tuple(a.format(a_file=a_file) for a in args)

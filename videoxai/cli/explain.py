@@ -108,6 +108,9 @@ def explain_cmd(
 
     # the cheap checks first: methods and options, then the file, then (slow) the model
     methods, options, working_size = _method_options(method, option)
+    if full_resolution and working_size not in (None, "full"):
+        # two answers to one question: neither silently wins
+        raise InputError(f"--full-resolution and -O working_size={working_size} contradict each other; give one")
     working_size = working_size or ("full" if full_resolution else "model")  # -O working_size=full too
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a directory for the report and overlays")
