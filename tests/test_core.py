@@ -74,6 +74,16 @@ def test_explanation_load_rejects_other_files(tmp_path):
         vx.Explanation.load(p)
 
 
+def test_to_dict_is_json_with_a_methods_numpy_extras():
+    # extras such as SHAP's segment values or LIME's R² are numpy arrays in meta: json.dumps failed
+    exp = vx.Explanation(spatial=np.zeros((2, 2, 2)), temporal=np.array([0.5, 0.5]), target=0, label="a",
+                         score=1.0, probs=np.array([1.0]), method="lime", options={"n_segments": np.int64(4)},
+                         meta={"surrogate_r2": np.array([0.25], np.float32), "segments": np.arange(4).reshape(2, 2)})
+    d = json.loads(json.dumps(exp.to_dict(maps=True)))
+    assert d["meta"]["surrogate_r2"] == [0.25] and d["meta"]["segments"] == [[0, 1], [2, 3]]
+    assert d["options"] == {"n_segments": 4} and isinstance(exp.meta["surrogate_r2"], np.ndarray)
+
+
 def test_top_frames_refuses_a_negative_count():
     exp = vx.Explanation(spatial=np.zeros((3, 2, 2)), temporal=np.array([0.2, 0.5, 0.3]), target=0, label="a",
                          score=1.0, probs=np.array([1.0]), method="staa")

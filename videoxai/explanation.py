@@ -83,9 +83,9 @@ class Explanation:
         """JSON-friendly summary (maps included only if ``maps``)."""
         d = {
             "method": self.method, "target": int(self.target), "label": self.label,
-            "score": float(self.score), "options": self.options, "cost": self.cost.to_dict(),
+            "score": float(self.score), "options": _plain(self.options), "cost": self.cost.to_dict(),
             "temporal": self.temporal.tolist(), "frame_indices": self.frame_indices.tolist(),
-            "shape": list(self.spatial.shape), "meta": self.meta,
+            "shape": list(self.spatial.shape), "meta": _plain(self.meta),
         }
         if maps:
             d["spatial"] = self.spatial.tolist()
@@ -134,6 +134,12 @@ class Explanation:
             raise InputError(f"{path} is not a videoxai explanation file: it has no {e.args[0]!r}") from e
         except (ValueError, TypeError) as e:
             raise InputError(f"{path} is not a videoxai explanation file: {e}") from e
+
+
+def _plain(value):
+    """``value`` as :meth:`Explanation.save` writes it: a method's extras in ``meta`` are numpy
+    arrays (SHAP's segment values, LIME's R², extremal areas), which ``json.dumps`` refuses."""
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 def _json_default(o):
