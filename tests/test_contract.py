@@ -146,6 +146,16 @@ def test_refine_and_working_size_round_trip_through_the_spec(models, clip, refin
     assert direct.options == exp.options
 
 
+def test_no_spec_is_recorded_for_a_baseline_given_as_a_function_or_a_tensor(models, clip):
+    # their repr went into meta["spec"], a spec that neither parses back nor makes the same map
+    model = models["demo-cnn"]
+    for baseline in (lambda x: x * 0, torch.zeros(1, 1, 3, 1, 1)):
+        exp = vx.explain(model, clip, "integrated_gradients", n_steps=2, baseline=baseline)
+        assert exp.meta["spec"] is None
+    named = vx.explain(model, clip, "integrated_gradients", n_steps=2, baseline="blur")
+    assert named.meta["spec"] == "integrated_gradients(baseline=blur, n_steps=2)"
+
+
 def test_a_spec_passed_to_explain_sets_options_once(models, clip):
     exp = vx.explain(models["demo-cnn"], clip, "occlusion(window=[2, 4, 4], strides=[2, 4, 4], refine=false)")
     assert tuple(exp.options["window"]) == (2, 4, 4) and exp.options["refine"] is False

@@ -82,11 +82,26 @@ def _split_spec(spec: str) -> tuple[str, dict, dict, set[str]]:
 
 
 def _spec_or_none(method: str, options: dict) -> str | None:
-    """The explanation's spec, or ``None`` for a method class that is not registered by name."""
+    """The explanation's spec, or ``None`` for a method class that is not registered by name or
+    for an option that text cannot hold (a baseline given as a function or a tensor: its repr in
+    a spec would neither parse back nor make the same map)."""
+    if not all(_is_spec_value(v) for v in options.values()):
+        return None
     try:
         return explanation_spec(method, options)
     except InputError:
         return None
+
+
+def _is_spec_value(value) -> bool:
+    """Whether ``value`` is plain data a spec can write and read back (JSON's types)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_spec_value(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_spec_value(v) for k, v in value.items())
+    return False
 
 
 def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os.PathLike,
