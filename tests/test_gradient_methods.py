@@ -123,6 +123,21 @@ def test_integrated_gradients_is_complete_on_a_piecewise_linear_path():
     assert float(pix.values.sum()) == pytest.approx(float(pix.logits[0, 0]), rel=1e-5)
 
 
+@pytest.mark.parametrize("n", [50, 256, 257, 3000])
+def test_gauss_legendre_nodes_are_captums_and_stay_exact_for_many_steps(n):
+    # up to 256 nodes NumPy's rule (Captum's arithmetic); above, SciPy's O(n) rule, since NumPy's
+    # eigenvalue solve made a large n_steps cost seconds before any pass (7.8 s at 3 000)
+    from videoxai.methods.integrated_gradients import QUADRATURES
+    alphas, weights = map(np.asarray, QUADRATURES["gausslegendre"](n))
+    if n <= 256:
+        nodes, w = np.polynomial.legendre.leggauss(n)
+        assert np.array_equal(alphas, 0.5 * (1 + nodes)) and np.array_equal(weights, 0.5 * w)
+    assert np.all(np.diff(alphas) > 0) and 0 < alphas[0] and alphas[-1] < 1
+    assert weights.sum() == pytest.approx(1.0, abs=1e-12)
+    for k in (1, 5, 11):  # exact for polynomials of degree < 2n: the integral of a^k on [0, 1]
+        assert (weights * alphas ** k).sum() == pytest.approx(1 / (k + 1), abs=1e-12)
+
+
 def test_cam_time_alignment_puts_feature_frames_at_their_centres():
     # feature frame 1 averages input frames 2 and 3: its evidence must be centred on 2.5. A
     # corner-aligned resize (scipy.ndimage.zoom, pytorch-grad-cam) would centre it on 7/3.
@@ -535,6 +550,16 @@ def test_a_transformer_layer_that_is_not_the_token_sequence_is_named_in_a_one_li
     with pytest.raises(UnsupportedModelError, match=f"layer '{layer}' of .* gives {shape}, which the model's "
                                                     r"cam_reshape cannot lay out as \(B, C, T', H', W'\)"):
         get(method)(model, layer=layer).attribute(torch.rand(1, 8, 3, 32, 32))
+
+
+def test_an_ig_baseline_tensor_at_the_frames_size_needs_working_size_full():
+    # vx.explain hands IG the model's view (S x S); the error called that "the clip's" shape
+    model, frames = small_cnn(), np.random.default_rng(0).random((T, 2 * S, 3 * S, 3), dtype=np.float32)
+    baseline = torch.zeros(1, T, 3, 2 * S, 3 * S)
+    with pytest.raises(InputError, match=rf"the pixels explained, \(1, {T}, 3, {S}, {S}\) .*working_size='full'"):
+        vx.explain(model, frames, "integrated_gradients", n_steps=2, baseline=baseline)
+    full = vx.explain(model, frames, "integrated_gradients", n_steps=2, baseline=baseline, working_size="full")
+    assert full.spatial.shape == (T, 2 * S, 3 * S)
 
 
 def test_ig_baselines_change_the_attribution():

@@ -24,6 +24,7 @@ import math
 from typing import Annotated, Callable, Literal
 
 import numpy as np
+from scipy.special import roots_legendre
 import torch
 
 from ..core import baselines
@@ -54,8 +55,17 @@ def _riemann(kind: str) -> Callable[[int], tuple[list[float], list[float]]]:
     return rule
 
 
+#: above this many nodes SciPy's O(n) Gauss–Legendre rule replaces NumPy's (Captum's), whose
+#: eigenvalue solve costs O(n²) memory and O(n³) time (7.8 s at 3 000 nodes against 0.2 s); the
+#: two agree to 1e-13, and at every usual ``n_steps`` the nodes are Captum's bit for bit
+EXACT_CAPTUM_NODES = 256
+
+
 def _gauss_legendre(n: int) -> tuple[list[float], list[float]]:
-    nodes, weights = np.polynomial.legendre.leggauss(n)
+    if n <= EXACT_CAPTUM_NODES:
+        nodes, weights = np.polynomial.legendre.leggauss(n)
+    else:
+        nodes, weights = roots_legendre(n)
     return (0.5 * (1 + nodes)).tolist(), (0.5 * weights).tolist()
 
 
@@ -104,8 +114,11 @@ class IntegratedGradients(InputGradientMethod):
             try:
                 return self.baseline.to(x.device, x.dtype).expand_as(x)
             except RuntimeError:
+                # x is what vx.explain hands the method, rarely the user's frames: say which pixels
                 raise InputError(f"integrated_gradients: baseline of shape {tuple(self.baseline.shape)} "
-                                 f"does not broadcast to the clip's {tuple(x.shape)}") from None
+                                 f"does not broadcast to the pixels explained, {tuple(x.shape)} (vx.explain "
+                                 "explains the model's view of the frames, its crop box at its input size; "
+                                 "working_size='full' explains the frames at their own size)") from None
         out = baselines.get(self.baseline)(x)
         if out.shape != x.shape:
             raise InputError(f"integrated_gradients: baseline returned shape {tuple(out.shape)}, "
