@@ -102,6 +102,17 @@ def test_a_network_in_double_or_half_precision_gets_its_dtype_and_gives_float32_
     assert exp.spatial.dtype == np.float32 and np.isfinite(exp.spatial).all() and exp.spatial.max() == 1
 
 
+def test_a_lazy_layer_not_yet_run_is_explained_and_its_flags_kept():
+    # freezing the parameters called requires_grad_ on the lazy layer's uninitialised weights: ValueError
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    model = vx.wrap(net, num_frames=4, input_size=8, num_classes=3)
+    frames = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
+    exp = vx.explain(model, frames, "saliency")
+    assert exp.spatial.shape == (4, 16, 16) and exp.spatial.max() == 1
+    assert all(p.requires_grad for p in net.parameters())
+
+
 def test_labels_and_num_classes():
     net = TinyCNN(classes=5)
     model = vx.wrap(net, num_frames=4, input_size=24)

@@ -58,7 +58,9 @@ def frozen_parameters(module: nn.Module) -> Iterator[None]:
     building the graph below the first tensor that requires grad (CAM methods start it at the
     hooked layer). The flags are restored on exit, also when the block raises.
     """
-    trainable = [p for p in module.parameters() if p.requires_grad]
+    # a lazy layer's parameters have no data until the first forward (and refuse requires_grad_)
+    trainable = [p for p in module.parameters()
+                 if p.requires_grad and not isinstance(p, nn.parameter.UninitializedParameter)]
     try:
         for p in trainable:
             p.requires_grad_(False)
