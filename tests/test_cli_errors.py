@@ -109,6 +109,14 @@ def test_explain_out_frame_step_and_working_size_are_checked_before_the_model_lo
     assert code == 2 and len(err.strip().splitlines()) == 1 and message.format(a_file=a_file) in err, err
 
 
+def test_a_method_the_model_cannot_serve_fails_before_the_others_run(capsys, tmp_path):
+    # saliency ran and wrote its files, then staa failed on the CNN: files without a report
+    code, err = run(capsys, "explain", str(VIDEO), "--model", "demo-cnn", "--method", "saliency,staa",
+                    "--out", str(tmp_path / "out"))
+    assert code == 2 and "method 'staa' reads the attention" in err, err
+    assert not list((tmp_path / "out").glob("saliency*"))
+
+
 def test_explain_names_a_directory_as_a_directory(capsys, tmp_path):
     code, err = run(capsys, "explain", str(tmp_path), "--out", str(tmp_path / "out"))
     assert code == 2 and f"{tmp_path} is a directory, not a video file" in err, err

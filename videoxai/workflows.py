@@ -61,6 +61,7 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(model) if isinstance(model, str) else model
+    _check_methods_apply(model, methods, options or {})
     if window_stride is not None:
         return _explain_windows(video, model, methods, out, target=target, refine=refine, options=options,
                                 working_size=working_size, notes=notes, start=start, end=end,
@@ -108,6 +109,20 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
     source = Path(str(videos[0].source)).name
     report = write_timeline_report(out / "report.html", videos, title=f"{model.name}: {source}", notes=notes)
     return ExplainResult(report=report, explanations=[], files=files, videos=videos)
+
+
+def _check_methods_apply(model: VideoModel, methods: Sequence[str], options: dict[str, dict]) -> None:
+    """Construct each method on ``model`` with its options, so that one the model cannot serve
+    (staa on a CNN) fails before the others have spent their time and written files without a
+    report. Constructing is cheap: it checks the model and the options, it explains nothing."""
+    from .explain import EXPLAIN_OPTIONS, _split_spec
+    from .methods import get as get_method
+
+    for spec in methods:
+        name, in_spec, _, _ = _split_spec(spec)
+        cls = get_method(name)
+        extra = {k: v for k, v in options.get(spec, {}).items() if k not in EXPLAIN_OPTIONS}
+        cls(model, **{**in_spec, **cls.parse_options(extra)})
 
 
 def _file_stems(methods: Sequence[str]) -> dict[str, str]:
