@@ -26,6 +26,22 @@ def _save(net, tmp_path, pp=PP):
     return tmp_path
 
 
+def test_a_directory_with_broken_weights_or_preprocessor_is_a_one_line_model_error(tmp_path):
+    # a corrupt model.safetensors raised SafetensorError, a corrupt preprocessor config a JSONDecodeError
+    from videoxai.errors import UnknownModelError
+
+    path = _save(tiny_hf("timesformer"), tmp_path)
+    (path / "preprocessor_config.json").write_text("{bad")
+    with pytest.raises(UnknownModelError, match="cannot read the preprocessor config of"):
+        vx.load_model(str(path))
+    (path / "model.safetensors").write_text("junk")
+    with pytest.raises(UnknownModelError, match="cannot load the weights of .*: SafetensorError"):
+        vx.load_model(str(path))
+    (path / "model.safetensors").unlink()
+    with pytest.raises(UnknownModelError, match="cannot load the weights of .*: OSError"):
+        vx.load_model(str(path))
+
+
 def test_load_from_directory_matches_module(hf_family, tmp_path, rng):
     net = tiny_hf(hf_family)
     path = _save(net, tmp_path)

@@ -287,12 +287,20 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
     bar = transformers.utils.logging.is_progress_bar_enabled()
     if Path(spec).is_dir():
         transformers.utils.logging.disable_progress_bar()
+    from safetensors import SafetensorError
+
     try:
         net = getattr(transformers, family.auto_class).from_pretrained(spec, **kwargs)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+        # missing, truncated or mismatched weights are the user's files: one line naming them
+        raise UnknownModelError(f"cannot load the weights of {spec!r}: {type(e).__name__}: {e}") from e
     finally:
         if bar:
             transformers.utils.logging.enable_progress_bar()
-    pp = _read_preprocessor(spec)
+    try:
+        pp = _read_preprocessor(spec)
+    except ValueError as e:  # a preprocessor_config.json that is not JSON
+        raise UnknownModelError(f"cannot read the preprocessor config of {spec!r}: {e}") from e
     model = family(net.eval(), preprocess_from_config(pp, cfg), name=name or spec)
     return model.to(device).eval()
 
