@@ -134,3 +134,17 @@ def test_tiny3d_loader_rejects_broken_directories(tmp_path):
 
     with pytest.raises(ValueError, match="labels"):
         net.save_pretrained(tmp_path / "bad", ["only one"], pre)
+
+    # corrupt files were a bare JSONDecodeError / SafetensorError: one line naming the file now
+    for spec in (tmp_path / "ok", f"tiny3d:{tmp_path / 'ok'}"):
+        (tmp_path / "ok" / "videoxai.json").write_text("{bad")
+        with pytest.raises(UnknownModelError, match="videoxai.json is not valid JSON"):
+            vx.load_model(spec)
+        (tmp_path / "ok" / "videoxai.json").write_text("[1]")
+        with pytest.raises(UnknownModelError, match="videoxai.json is not a JSON object"):
+            vx.load_model(spec)
+    (tmp_path / "ok" / "videoxai.json").write_text(json.dumps({**meta, "config": json.loads(
+        (tmp_path / "missing" / "videoxai.json").read_text())["config"]}))
+    (tmp_path / "ok" / "model.safetensors").write_text("junk")
+    with pytest.raises(UnknownModelError, match="cannot read .*model.safetensors"):
+        vx.load_model(tmp_path / "ok")

@@ -83,7 +83,12 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", **options) 
 
 def _load_dir(path: Path, device: torch.device, **options) -> VideoModel:
     if (path / "videoxai.json").is_file():
-        meta = json.loads((path / "videoxai.json").read_text())
+        try:
+            meta = json.loads((path / "videoxai.json").read_text())
+        except ValueError as e:  # the user's file: one line naming it, not a JSONDecodeError
+            raise UnknownModelError(f"{path}/videoxai.json is not valid JSON: {e}") from e
+        if not isinstance(meta, dict):
+            raise UnknownModelError(f"{path}/videoxai.json is not a JSON object")
         kind = meta.get("loader")
         if kind not in LOADERS:
             raise UnknownModelError(f"{path}/videoxai.json names unknown loader {kind!r}")

@@ -157,12 +157,23 @@ def load_tiny3d_net(directory: str | Path) -> tuple[Tiny3DCNN, dict]:
     for f in (meta_file, weights):
         if not f.is_file():
             raise UnknownModelError(f"{path} is not a tiny3d model directory: {f.name} is missing")
-    meta = json.loads(meta_file.read_text())
+    try:
+        meta = json.loads(meta_file.read_text())
+    except ValueError as e:  # the user's file: one line naming it, not a JSONDecodeError
+        raise UnknownModelError(f"{meta_file} is not valid JSON: {e}") from e
+    if not isinstance(meta, dict):
+        raise UnknownModelError(f"{meta_file} is not a JSON object")
     if meta.get("loader") != FORMAT:
         raise UnknownModelError(f"{meta_file} is for loader {meta.get('loader')!r}, not {FORMAT!r}")
     net = Tiny3DCNN(Tiny3DConfig.from_dict(meta.get("config", {})))
+    from safetensors import SafetensorError
+
     try:
-        net.load_state_dict(load_file(str(weights)), strict=True)
+        state = load_file(str(weights))
+    except (OSError, SafetensorError) as e:  # truncated or not a safetensors file
+        raise UnknownModelError(f"cannot read {weights}: {e}") from e
+    try:
+        net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise UnknownModelError(f"{weights} does not match its config: {e}") from e
     return net.eval(), meta
