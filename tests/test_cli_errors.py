@@ -85,6 +85,11 @@ def test_debug_shows_the_traceback(capsys):
     (("--method", "rise,staa", "-O", "rise.n_samples=abc"), "method 'rise': option n_samples must be an integer"),
     (("--method", "rise(n_samples=0)"), "method 'rise': option n_samples must be an integer ≥ 1, got '0'"),
     (("--method", "saliency,rise,saliency"), "--method names 'saliency' twice"),
+    # explain()'s own options: the hint sent the user to -O METHOD.refine, which fails too
+    (("--method", "rise,saliency", "-O", "refine=true"), "-O refine=…: refinement is set with --refine/--no-refine"),
+    (("--method", "rise", "-O", "rise.refine=true"), "-O rise.refine=…: refine is not an option of the method; "
+                                                     "give it in its spec, e.g. --method 'rise(refine=…)'"),
+    (("--method", "rise", "-O", "rise.working_size=full"), "-O rise.working_size=…: working_size is not an option"),
 ])
 def test_explain_methods_and_options_are_checked_before_anything_loads(capsys, tmp_path, args, message):
     code, err = run(capsys, "explain", str(tmp_path / "missing.mp4"), "--model", "nosuchmodel", *args,

@@ -47,7 +47,7 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
     checked against its method's declaration, so that mistakes fail before a model or a video
     is loaded."""
     from ..errors import InputError
-    from ..explain import _split_spec
+    from ..explain import EXPLAIN_OPTIONS, _split_spec
     from ..methods import get as get_method
     from ..options import parse_spec, split_top_level
 
@@ -61,6 +61,16 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
         raise InputError(f"--method names {repeated!r} twice; give each method (or spec) once")
     unscoped, scoped = _scoped_options(pairs)
     working_size = unscoped.pop("working_size", None)  # explain()'s own option, for every method
+    # explain()'s other options are not the methods': the generic "has no option" error sent the
+    # user to -O METHOD.refine, which no method has either
+    if "refine" in unscoped:
+        raise InputError("-O refine=…: refinement is set with --refine/--no-refine, or per method in its "
+                         "spec, e.g. --method 'rise(refine=true)'")
+    for scope, given in scoped.items():
+        own = sorted(set(given) & set(EXPLAIN_OPTIONS))
+        if own:
+            raise InputError(f"-O {scope}.{own[0]}=…: {own[0]} is not an option of the method; give it in "
+                             f"its spec, e.g. --method '{scope}({own[0]}=…)'")
     for spec in specs:
         _split_spec(spec)  # unknown methods and bad option values in a spec fail here
     parsed = {spec: parse_spec(spec) for spec in specs}   # the options each spec gives itself
