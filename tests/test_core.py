@@ -35,6 +35,13 @@ def test_clip_rejects_bad_frames(bad, match):
         vx.Clip.from_array(bad)
 
 
+def test_a_list_of_frames_of_different_sizes_is_an_input_error():
+    # numpy's "inhomogeneous shape" ValueError reached vx.explain's caller
+    frames = [np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5, 3), np.uint8), np.zeros((6, 5, 3), np.uint8)]
+    with pytest.raises(InputError, match=r"frames must all have one shape, got 2 different ones: \(4, 5, 3\), \(6, 5, 3\)"):
+        vx.Clip.from_array(frames)
+
+
 def test_explanation_save_load_round_trip(tmp_path, rng):
     exp = vx.Explanation(spatial=rng.random((3, 5, 6)), temporal=np.array([0.2, 0.5, 0.3]), target=2,
                          label="jump", score=0.7, probs=np.array([0.1, 0.2, 0.7]), method="staa",

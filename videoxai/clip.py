@@ -45,7 +45,12 @@ class Clip:
         """
         if isinstance(frames, torch.Tensor):
             frames = frames.detach().cpu().numpy()
-        frames = np.asarray(frames)
+        try:
+            frames = np.asarray(frames)
+        except ValueError:  # a list of frames of different sizes: numpy's words name no frame
+            sizes = sorted({tuple(np.shape(f)) for f in frames})
+            raise InputError(f"frames must all have one shape, got {len(sizes)} different ones: "
+                             f"{', '.join(map(str, sizes[:4]))}") from None
         if frames.ndim == 5:
             if frames.shape[0] != 1:
                 raise InputError(f"a clip is one video; got a batch of {frames.shape[0]} clips "
