@@ -96,6 +96,13 @@ def test_methods_name_for_a_transformer_only_method_says_so(run):
     assert "arXiv2411.00630" in out
 
 
+def test_methods_name_with_a_model_says_whether_it_applies(run):
+    # --model was silently ignored when a method was named
+    out = squash(run("methods", "staa", "--model", "demo-cnn").output)
+    assert squash("demo-cnn (tiny3d): not applicable: method 'staa' reads the attention") in out
+    assert squash("demo (timesformer): applicable") in squash(run("methods", "staa", "--model", "demo").output)
+
+
 def test_every_method_has_a_paper_and_documented_options():
     """What `videoxai methods NAME` prints comes from the classes: no method may leave it blank."""
     from videoxai.cli.catalogue import options

@@ -115,6 +115,12 @@ def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show 
     out.print(f"[bold]{name}[/] — {summary(cls)}")
     out.print(f"paper: {cls.paper or '–'}")
     out.print(f"models: {needs(cls.requires)}")
+    if model is not None:  # was ignored with a NAME: say whether it applies to that model
+        from ..models import load_model
+
+        vm = load_model(model)
+        why = cls.unsupported(vm)
+        out.print(f"{vm.name} ({vm.family}): " + ("applicable" if why is None else f"not applicable: {why}"))
     if cls.evaluation_clips:
         out.print(f"evaluation: `--methods all` runs it on the first {cls.evaluation_clips} clips")
     out.print(_options_table(f"options (videoxai explain … -O NAME=VALUE; vx.explain(…, NAME=VALUE))",
