@@ -147,3 +147,20 @@ def test_ctrl_c_exits_130_not_0(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(evaluation, "evaluate", interrupted)
     code, err = run(capsys, "evaluate", "--data", "synthetic:1", "--out", str(tmp_path / "e"))
     assert code == 130 and "aborted" in err, (code, err)
+
+
+def test_stabn_edit_port_out_of_range_or_in_use(capsys, tmp_path, monkeypatch):
+    # port 99999 was taken modulo 2¹⁶ by the socket: the page was announced on a port nobody listened on
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: pytest.fail("the editor started serving"))
+    (tmp_path / "collection.json").write_text('{"format": 1, "model": "demo-stabn", "data": "synthetic", '
+                                              '"split": "train", "labels": ["a"], "num_frames": 8, "items": []}')
+    code, err = run(capsys, "stabn", "edit", str(tmp_path), "--no-preview", "--port", "99999")
+    assert code == 2 and "--port" in err and "65535" in err, err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = run(capsys, "stabn", "edit", str(tmp_path), "--no-preview", "--port", str(port))
+    assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "editing" not in err, err

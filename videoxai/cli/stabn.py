@@ -183,7 +183,7 @@ def edit_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model for the preview (default: the collection's)."),
     no_preview: bool = typer.Option(False, "--no-preview", help="Do not load a model (no preview)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8001, help="TCP port."),
+    port: int = typer.Option(8001, min=1, max=65535, help="TCP port."),
     device: str = typer.Option("cpu", callback=check_device),
 ) -> None:
     """Step 2: serve the editor page: give every frame a level (1.0 / 0.5 / 0.0) and save."""
@@ -198,8 +198,25 @@ def edit_cmd(
         with console.status(f"loading {model or es.model}…"):
             vm = _load(model or es.model, device)
     app = create_app(es, vm)
+    _check_port(host, port)
     console.print(f"editing {len(es.items)} clips of {edits} on http://{host}:{port}  (Ctrl-C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before announcing the address when it cannot be listened on (a second editor on the
+    same port): uvicorn would print its own error after our 'editing … on http://…' line."""
+    import socket
+
+    from ..errors import InputError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 @stabn_app.command("finetune")
