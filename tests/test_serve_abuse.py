@@ -388,7 +388,7 @@ def test_a_burst_of_connections_from_one_client_is_served(model):
         for s in socks:
             s.settimeout(15)
             try:
-                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                s.sendall(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             except OSError:
                 pass  # already closed by the server: its answer below is empty
         for s in socks:
@@ -563,3 +563,43 @@ def test_invalid_options_are_refused_with_4xx_before_the_job(model, clip_file, m
         if code is not None:
             assert r.json()["error"]["code"] == code, r.text
         assert httpx.get(server.url + "/api/health").status_code == 200
+
+
+@pytest.mark.parametrize("host, allowed, ok", [
+    ("127.0.0.1:8000", (), True), ("[::1]:8000", (), True), ("10.1.2.3", (), True),
+    ("localhost:8000", (), True), ("LOCALHOST", (), True), ("app.localhost:8000", (), True),
+    ("evil.example:8000", (), False), ("localhost.evil.example", (), False), ("", (), False),
+    ("myhost.lan:8000", ("myhost.lan",), True), ("other.lan", ("myhost.lan",), False),
+    ("a.corp.example", (".corp.example",), True), ("corp.example", (".corp.example",), True),
+    ("evilcorp.example", (".corp.example",), False), ("anything.example", ("*",), True),
+])
+def test_host_names_the_server_answers_to(host, allowed, ok):
+    from videoxai.serve.hosts import host_allowed
+    assert host_allowed(allowed, host) is ok
+
+
+def test_dns_rebinding_is_refused_by_host_name(model):
+    # a page whose name was re-pointed at 127.0.0.1 sends its own name as Host (and Origin)
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        host, port = server.url.split("//")[1].split(":")
+        with httpx.Client(base_url=server.url, trust_env=False, timeout=30) as c:
+            r = c.get("/api/info", headers={"Host": f"evil.example:{port}"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "forbidden_host", r.text
+            assert "evil.example" in r.json()["error"]["message"]
+            assert c.get("/api/info", headers={"Host": f"localhost:{port}"}).status_code == 200
+            assert c.get("/api/info").status_code == 200  # 127.0.0.1
+        s = socket.create_connection((host, int(port)), timeout=20)
+        key = base64.b64encode(os.urandom(16)).decode()
+        s.sendall((f"GET /api/stream HTTP/1.1\r\nHost: evil.example:{port}\r\nOrigin: http://evil.example:{port}\r\n"
+                   f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head and (chunk := s.recv(1)):
+            head += chunk
+        s.close()
+        assert head.startswith(b"HTTP/1.1 403"), head
+    named = ServeSettings(allowed_hosts=("viewer.lan",))
+    with BackgroundServer(create_app(model, named)) as server:
+        port = server.url.rsplit(":", 1)[1]
+        with httpx.Client(base_url=server.url, trust_env=False, timeout=30) as c:
+            assert c.get("/api/info", headers={"Host": f"viewer.lan:{port}"}).status_code == 200

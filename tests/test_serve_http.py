@@ -300,7 +300,7 @@ def test_abrupt_disconnect_mid_upload_leaves_nothing_behind(served, client, vide
     host, port = server.url.removeprefix("http://").split(":")
     before = set(app.state.jobs.root.iterdir())
     with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\n"
+        s.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: video/mp4\r\n"
                   b"Content-Length: 200000\r\n\r\n" + videos["short"].read_bytes()[:5000])
         time.sleep(0.2)  # let the server start writing the upload
     deadline = time.monotonic() + 10

@@ -42,6 +42,11 @@ def serve_cmd(
                                                       "before it is cancelled."),
     work_dir: Optional[Path] = typer.Option(None, help="Folder for uploads and results (default: a temporary "
                                                        "folder removed at exit)."),
+    allowed_host: list[str] = typer.Option([], "--allowed-host",
+                                           help="A name clients reach the server by, besides IP addresses, "
+                                                "localhost and --host (repeatable; .example.com: the domain and "
+                                                "its subdomains; *: any). Other Host headers are refused, "
+                                                "against DNS rebinding."),
 ) -> None:
     """Serve explanations over HTTP (uploads) and WebSocket (live streams), with a browser viewer."""
     import uvicorn
@@ -57,7 +62,8 @@ def serve_cmd(
         settings = ServeSettings(api_key=api_key, max_upload_mb=max_upload_mb, max_frames=max_frames,
                                  max_pixels=max_pixels, max_streams=max_streams, max_queued_jobs=max_queued_jobs,
                                  max_forward_passes=max_forward_passes, shutdown_timeout_s=shutdown_timeout,
-                                 default_method=method, work_dir=str(work_dir) if work_dir else None)
+                                 default_method=method, work_dir=str(work_dir) if work_dir else None,
+                                 allowed_hosts=(*allowed_host, host))  # the name it listens on is its own
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "option"

@@ -51,6 +51,7 @@ from ..version import __version__
 from ..errors import VideoXAIError
 from ..models.base import VideoModel
 from .engine import Engine, check_batch
+from .hosts import HostCheck
 from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_result_size, check_video, check_work
 from .protocol import (ErrorInfo, ErrorResponse, JobRequest, JobResult, JobStatus, ServerInfo, ServiceError,
                        loads_json, to_service_error)
@@ -96,6 +97,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     app.state.engine, app.state.settings = engine, settings
     app.state.slots = StreamSlots(settings.max_streams)
     _install_error_handlers(app)
+    app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
 
     def require_key(request: Request) -> None:
         if not authorised(settings, request.headers.get("x-api-key"), request.headers.get("authorization")):

@@ -49,6 +49,9 @@ class ServeSettings(BaseModel):
         shutdown_timeout_s: on SIGTERM, how long running work may finish before it is cancelled.
         allowed_origins: browser origins, besides the server's own, whose pages may open a
             stream (WebSocket ``Origin`` check; clients that send no Origin are not browsers).
+        allowed_hosts: names the server answers to besides IP addresses and ``localhost``
+            (``Host`` header check against DNS rebinding, :mod:`videoxai.serve.hosts`):
+            ``"myhost.lan"``, ``".corp.example"`` (a domain and its subdomains) or ``"*"``.
         map_size: default longest side of the downsampled spatial maps sent to clients.
         overlay_max_side: overlay videos of uploads are drawn with at most this longer side
             (drawing and encoding full-HD overlays would cost more than explaining them).
@@ -78,6 +81,7 @@ class ServeSettings(BaseModel):
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     shutdown_timeout_s: float = Field(10.0, gt=0)
     allowed_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
     map_size: int = Field(32, ge=4, le=256)
     overlay_max_side: int = Field(640, ge=16)
     default_method: str = "staa"
