@@ -99,6 +99,28 @@ def test_top_frames_refuses_a_negative_count():
         exp.top_frames(-1)
 
 
+def test_refine_refuses_non_finite_settings_and_survives_a_huge_sigma():
+    # focus=NaN made every map NaN; spatial_sigma=1e6 asked for a 786 GB pad
+    from videoxai.core.refine import gaussian_blur_2d
+
+    for bad in ({"focus": float("nan")}, {"spatial_sigma": float("inf")}, {"focus": "x"}, {"temporal_sigma": True}):
+        with pytest.raises(InputError, match=f"refine {next(iter(bad))} must be a finite number"):
+            vx.Refine.parse(bad)
+    maps = torch.rand(1, 8, 16, 16, generator=torch.Generator().manual_seed(0))
+    for settings in ({"spatial_sigma": 1e6}, {"temporal_sigma": 1e6}):
+        out = vx.Refine.parse(settings)(maps)
+        assert out.shape == maps.shape and torch.isfinite(out).all() and float(out.max()) == 1
+    # a σ within 2.6 map lengths keeps its full 3σ radius: the result of the uncapped kernel
+    x = torch.zeros(1, 1, 16, 16)
+    x[..., 3, 5] = 1
+    r = 3 * 13
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1.0) / 13) ** 2)
+    k = k / k.sum()
+    rows = torch.nn.functional.conv2d(torch.nn.functional.pad(x[0], (r, r, 0, 0), mode="replicate")[None], k.view(1, 1, 1, -1))
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(rows, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+    torch.testing.assert_close(gaussian_blur_2d(x, 13.0), ref.view(1, 1, 16, 16))
+
+
 def test_cost_meter_counts_passes():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
     model = vx.wrap(net, num_frames=2, input_size=4, num_classes=3)

@@ -17,6 +17,7 @@ Across the windows of a stream, :class:`StreamSmoother` applies an exponential m
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -38,6 +39,11 @@ class Refine:
     def __post_init__(self) -> None:
         if self.threshold not in ("otsu", "mean", "none"):
             raise InputError(f"refine threshold must be 'otsu', 'mean' or 'none', got {self.threshold!r}")
+        values = {"focus": self.focus, "spatial_sigma": self.spatial_sigma, "temporal_sigma": self.temporal_sigma}
+        for name, v in values.items():
+            # NaN passed the comparisons below and turned every map into NaN
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise InputError(f"refine {name} must be a finite number, got {v!r}")
         if self.focus <= 0 or self.spatial_sigma < 0 or self.temporal_sigma < 0:
             raise InputError("refine focus must be > 0 and sigmas ≥ 0")
 
@@ -92,8 +98,11 @@ def normalise_max(x: torch.Tensor) -> torch.Tensor:
     return x / peak.view(-1, *([1] * (x.ndim - 1)))
 
 
-def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
-    radius = max(1, int(math.ceil(3 * sigma)))
+def _gaussian_kernel(sigma: float, device, dtype, length: int) -> torch.Tensor:
+    """A normalised 1-D Gaussian of radius ``3σ`` for an axis of ``length`` cells, the radius at
+    most ``8 · length``: far beyond the axis the kernel only weighs replicated edge cells, and a
+    σ of 10⁶ asked for a 786 GB pad. Every σ up to 2.6 lengths keeps its full 3σ radius."""
+    radius = max(1, min(int(math.ceil(3 * sigma)), 8 * length))
     t = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     return k / k.sum()
@@ -104,7 +113,7 @@ def gaussian_blur_2d(x: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0.3:  # below a third of a cell the kernel is a delta
         return x
     b, t, h, w = x.shape
-    k = _gaussian_kernel(sigma, x.device, x.dtype)
+    k = _gaussian_kernel(sigma, x.device, x.dtype, length=max(h, w))
     r = k.numel() // 2
     y = x.reshape(b * t, 1, h, w)
     mode = "reflect" if min(h, w) > r else "replicate"
@@ -116,7 +125,7 @@ def gaussian_blur_2d(x: torch.Tensor, sigma: float) -> torch.Tensor:
 def gaussian_blur_time(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur along T of ``(B, T, h, w)`` (replicate padding at the clip's ends)."""
     b, t, h, w = x.shape
-    k = _gaussian_kernel(sigma, x.device, x.dtype)
+    k = _gaussian_kernel(sigma, x.device, x.dtype, length=t)
     r = k.numel() // 2
     y = x.permute(0, 2, 3, 1).reshape(b * h * w, 1, t)
     y = F.conv1d(F.pad(y, (r, r), mode="replicate"), k.view(1, 1, -1))
