@@ -34,7 +34,7 @@ def edit_set(tmp_path, model):
 
 @pytest.fixture
 def client(edit_set, model):
-    return TestClient(create_app(edit_set, model))
+    return TestClient(create_app(edit_set, model), base_url="http://localhost")
 
 
 def test_collection_and_clip(client, edit_set):
@@ -90,7 +90,7 @@ def test_preview_replaces_the_temporal_attention(client, edit_set, model):
     with torch.no_grad():
         expected = model.outputs(x, temporal_override=torch.tensor([0.0] * 4 + [1.0] * 4)).logits.softmax(-1)[0]
     np.testing.assert_allclose(r["edited"]["probs"], expected.numpy(), atol=1e-5)
-    no_model = TestClient(create_app(edit_set, None))
+    no_model = TestClient(create_app(edit_set, None), base_url="http://127.0.0.1:8001")
     r = no_model.post(f"/api/clips/{key}/preview", json={"levels": [1.0] * 8})
     assert r.status_code == 422 and "preview needs the model" in r.json()["error"]
 
@@ -168,3 +168,12 @@ def test_editor_page_sets_levels_fills_previews_and_saves(served, edit_set):
         assert EditSet.open(edit_set.directory).edits()[edit_set.items[1].id].levels == saved["levels"]
     finally:
         browser.quit()
+
+
+def test_editor_refuses_a_foreign_host_name(edit_set, model):
+    # DNS rebinding: a page re-pointed at the editor sends its own name; it must not read or write edits
+    foreign = TestClient(create_app(edit_set, model), base_url="http://evil.example:8001")
+    r = foreign.get("/api/collection")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "forbidden_host"
+    named = TestClient(create_app(edit_set, model, allowed_hosts=("labeller.lan",)), base_url="http://labeller.lan")
+    assert named.get("/api/collection").status_code == 200

@@ -197,7 +197,7 @@ def edit_cmd(
     if not no_preview:
         with console.status(f"loading {model or es.model}…"):
             vm = _load(model or es.model, device)
-    app = create_app(es, vm)
+    app = create_app(es, vm, allowed_hosts=(host,))  # the name it listens on is its own
     _check_port(host, port)
     console.print(f"editing {len(es.items)} clips of {edits} on http://{host}:{port}  (Ctrl-C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

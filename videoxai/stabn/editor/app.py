@@ -34,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from ...errors import InputError, VideoXAIError
+from ...serve.hosts import HostCheck
 from ..knowledge import LEVELS, EditSet, UnknownClipError, fill_between, preview
 from ..model import STABNVideoModel
 
@@ -91,10 +92,17 @@ class Preview(BaseModel):
     edited: Outcome
 
 
-def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = None) -> FastAPI:
-    """The editor for ``edit_set``; ``model`` (the collection's model) enables the preview."""
+def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = None,
+               allowed_hosts: tuple[str, ...] = ()) -> FastAPI:
+    """The editor for ``edit_set``; ``model`` (the collection's model) enables the preview.
+
+    ``allowed_hosts``: ``Host`` names it answers to besides IP addresses and ``localhost`` (a
+    page re-pointed at the editor by DNS rebinding could otherwise rewrite the edits;
+    :mod:`videoxai.serve.hosts`).
+    """
     es = edit_set if isinstance(edit_set, EditSet) else EditSet.open(edit_set)
     app = FastAPI(title="videoxai ST-ABN temporal-attention editor")
+    app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
     lock = threading.Lock()  # one model forward at a time; edits are written atomically anyway
 
     @app.exception_handler(VideoXAIError)
