@@ -519,6 +519,17 @@ def test_folder_of_class_subfolders_labels_each_clip(tmp_path):
         load_dataset(f"folder:{cased}", num_frames=4)
 
 
+
+def test_folder_skips_hidden_files_and_folders(tmp_path):
+    # a UCF-style folder copied from a Mac: '._a.mp4' AppleDouble files (not videos) and a cache
+    # folder beside the clips must not become clips, or permanent error rows of every evaluation
+    video(tmp_path / "red square" / "a.mp4", t=4)
+    video(tmp_path / "blue square" / "b.mp4", t=4)
+    (tmp_path / "red square" / "._a.mp4").write_bytes(b"\x00\x05\x16\x07" + bytes(60))
+    video(tmp_path / ".thumbnails" / "red square" / "x.mp4", t=4)
+    ds = load_dataset(f"folder:{tmp_path}", num_frames=4)
+    assert ds.keys() == ["blue square/b.mp4", "red square/a.mp4"] and ds.class_names == ["blue square", "red square"]
+
 @pytest.mark.parametrize("content, message", [
     ("file,label\na.mp4,0\n", "'video' column"),
     ("video,label\na.mp4,purple\n", "not one of the model's classes"),

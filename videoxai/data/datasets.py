@@ -328,7 +328,10 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
     if not csv_path.is_file():
         if explicit:
             raise InputError(f"folder: no labels file {csv_path}")
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+        # hidden files and folders are not clips: macOS writes '._clip.mp4' (AppleDouble metadata)
+        # beside every video copied to a non-Apple disk, and tools keep caches in '.name/' folders
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
         if not files:
             raise InputError(f"folder: no video files in {root}")
         return _class_folders(root, files, classes, num_frames, side)
