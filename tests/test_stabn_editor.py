@@ -69,6 +69,9 @@ def test_save_fill_delete_and_errors_as_data(client, edit_set):
     assert r.status_code == 422 and "level 0.3" in r.json()["error"]
     r = client.put(f"/api/clips/{key}/edit", json={"levels": "high"})
     assert r.status_code == 422 and r.json()["error"].startswith("levels")
+    for coerced in (True, "1"):  # not levels, though pydantic's lax mode reads both as 1.0
+        r = client.put(f"/api/clips/{key}/edit", json={"levels": [coerced] + [1] * 7})
+        assert r.status_code == 422 and r.json()["error"].startswith("levels.0"), r.text
     levels = [1, 1, 1, 0.5, 0, 0, 0, 0]
     r = client.put(f"/api/clips/{key}/edit", json={"levels": levels})
     assert r.status_code == 200 and r.json()["levels"] == levels

@@ -31,7 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictFloat
 
 from ...errors import InputError, VideoXAIError
 from ...serve.hosts import HostCheck
@@ -69,7 +69,8 @@ class Collection(BaseModel):
 
 
 class EditBody(BaseModel):
-    levels: list[float | None] = Field(..., description="one level per frame: 1.0, 0.5, 0.0 (or null: unset)")
+    # strict: JSON true or "1" is not a level (pydantic would coerce both to 1.0)
+    levels: list[StrictFloat | None] = Field(..., description="one level per frame: 1.0, 0.5, 0.0 (or null: unset)")
 
 
 class SavedEdit(BaseModel):
