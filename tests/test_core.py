@@ -110,6 +110,8 @@ def test_refine_refuses_non_finite_settings_and_survives_a_huge_sigma():
     for settings in ({"spatial_sigma": 1e6}, {"temporal_sigma": 1e6}):
         out = vx.Refine.parse(settings)(maps)
         assert out.shape == maps.shape and torch.isfinite(out).all() and float(out.max()) == 1
+    out = gaussian_blur_2d(maps, 1e308)  # 3σ overflows to inf: the cap applies before rounding
+    assert torch.isfinite(out).all()
     # a σ within 2.6 map lengths keeps its full 3σ radius: the result of the uncapped kernel
     x = torch.zeros(1, 1, 16, 16)
     x[..., 3, 5] = 1

@@ -562,6 +562,12 @@ def test_an_ig_baseline_tensor_at_the_frames_size_needs_working_size_full():
     assert full.spatial.shape == (T, 2 * S, 3 * S)
 
 
+def test_non_finite_maps_point_at_the_options_not_at_the_finite_clip():
+    # the message asked "is the input finite?" about a clip already checked to be finite
+    with pytest.raises(InputError, match="produced non-finite values: an option far out of scale"):
+        vx.explain(small_cnn(), box_clip(), "rise", n_samples=4, p_keep=1e-300)
+
+
 def test_ig_baselines_change_the_attribution():
     model, x = box_model(), vx.Clip.from_array(box_clip()).to_tensor()
     out = {b: get("integrated_gradients")(model, n_steps=4, baseline=b).attribute_pixels(x, 0).values

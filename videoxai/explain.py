@@ -334,7 +334,9 @@ def _check_attribution(attr: Attribution, name: str, batch: int) -> None:
         raise RuntimeError(f"method {name} returned maps of shape {tuple(attr.maps.shape)}, "
                            f"expected ({batch}, T', h, w)")
     if not torch.isfinite(attr.maps).all():
-        raise InputError(f"method {name} produced non-finite values (is the input finite?)")
+        # the clip was checked before: the cause is an option or the model, not the input
+        raise InputError(f"method {name} produced non-finite values: an option far out of scale "
+                         "(such as p_keep=1e-300) or a model whose outputs are not finite")
 
 
 def _to_numpy(v):

@@ -102,7 +102,7 @@ def _gaussian_kernel(sigma: float, device, dtype, length: int) -> torch.Tensor:
     """A normalised 1-D Gaussian of radius ``3σ`` for an axis of ``length`` cells, the radius at
     most ``8 · length``: far beyond the axis the kernel only weighs replicated edge cells, and a
     σ of 10⁶ asked for a 786 GB pad. Every σ up to 2.6 lengths keeps its full 3σ radius."""
-    radius = max(1, min(int(math.ceil(3 * sigma)), 8 * length))
+    radius = max(1, math.ceil(min(3 * sigma, 8 * length)))  # min first: 3σ may be inf
     t = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     return k / k.sum()
