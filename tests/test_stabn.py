@@ -543,6 +543,13 @@ def _window_levels(window, t=8):
     return [1.0 if window[0] <= i < window[1] else 0.0 for i in range(t)]
 
 
+@pytest.mark.parametrize("limit", [0, -2, 1.5, True])
+def test_collect_refuses_a_limit_that_keeps_no_clip(tmp_path, train_set, limit):
+    with pytest.raises(InputError, match=r"limit must be a whole number of clips >= 1"):
+        collect(tiny(seed=4), train_set, tmp_path / "edits", model_spec="in-memory", limit=limit)
+    assert not (tmp_path / "edits").exists()  # refused before anything is written
+
+
 def test_collect_keeps_the_misclassified_training_clips(tmp_path, train_set):
     model = tiny(seed=4)
     es = collect(model, train_set, tmp_path / "edits", model_spec="in-memory")

@@ -273,6 +273,9 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
         misclassified_only: keep only clips whose perception-branch prediction is wrong.
         limit: keep at most this many clips (the first ones in dataset order).
     """
+    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
+        # 0 or a negative count would write an empty edit set and say nothing
+        raise InputError(f"limit must be a whole number of clips >= 1 (or None: all), got {limit!r}")
     if data.num_frames != model.num_frames:
         raise InputError(f"the clips have {data.num_frames} frames; the model takes {model.num_frames}")
     if not model.config.attention_branch:
@@ -281,7 +284,7 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
     pred = p.logits.argmax(1)
     chosen = np.flatnonzero(pred != data.labels) if misclassified_only else np.arange(len(data))
     if limit is not None:
-        chosen = chosen[: max(0, int(limit))]
+        chosen = chosen[: int(limit)]
     es = EditSet(Path(directory), model=str(model_spec), data=data.spec, split=data.split,
                  labels=list(model.labels), num_frames=model.num_frames)
     (es.directory / "clips").mkdir(parents=True, exist_ok=True)
