@@ -149,6 +149,21 @@ def test_ctrl_c_exits_130_not_0(capsys, monkeypatch, tmp_path):
     assert code == 130 and "aborted" in err, (code, err)
 
 
+def test_a_dead_worker_says_that_running_again_resumes(capsys, monkeypatch, tmp_path):
+    # the rows computed before are stored: the user needs to know that, not to rerun with --debug
+    import videoxai.evaluation as evaluation
+    from videoxai.evaluation.backends import WorkerFailed
+
+    def killed(*args, **kwargs):
+        raise WorkerFailed("worker videoxai-eval-1 exited with code -9")
+
+    monkeypatch.setattr(evaluation, "evaluate", killed)
+    code, err = run(capsys, "evaluate", "--data", "synthetic:1", "--out", str(tmp_path / "e"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "exited with code -9" in err and "run the same command again to resume" in err
+    assert "--debug" not in err
+
+
 def test_stabn_edit_port_out_of_range_or_in_use(capsys, tmp_path, monkeypatch):
     # port 99999 was taken modulo 2¹⁶ by the socket: the page was announced on a port nobody listened on
     import uvicorn

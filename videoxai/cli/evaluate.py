@@ -47,8 +47,9 @@ def evaluate_cmd(
 
     Example: videoxai evaluate --model demo --data synthetic:100 --methods all --metrics all --out eval
     """
-    from ..errors import InputError
+    from ..errors import InputError, VideoXAIError
     from ..evaluation import evaluate, summarise, write_report
+    from ..evaluation.backends import WorkerFailed
     from ..evaluation.runner import DATABASE
     from ..evaluation.store import ResultStore
 
@@ -60,8 +61,13 @@ def evaluate_cmd(
         if data is None:
             raise UsageError("Missing option '--data' / '-d': the dataset to evaluate on (only --report-only, "
                              "which rewrites the report from OUT/results.sqlite, needs none)")
-        summary = evaluate(model, data, methods, metrics, out, backend=backend, workers=workers, address=address,
-                           device=device, target=target, refine=refine, seed=seed, limit=limit)
+        try:
+            summary = evaluate(model, data, methods, metrics, out, backend=backend, workers=workers,
+                               address=address, device=device, target=target, refine=refine, seed=seed, limit=limit)
+        except WorkerFailed as e:
+            # what a user needs is that nothing is lost, not a traceback: every row is stored as it comes
+            raise VideoXAIError(f"{e}. The results computed so far are stored in {out / DATABASE}: run the same "
+                                "command again to resume") from None
         for name, reason in summary.dropped_methods.items():
             console.print(f"[yellow]skipped {name}[/]: {reason}")
         if summary.clips:
