@@ -574,7 +574,7 @@ def test_invalid_options_are_refused_with_4xx_before_the_job(model, clip_file, m
     ("evilcorp.example", (".corp.example",), False), ("anything.example", ("*",), True),
 ])
 def test_host_names_the_server_answers_to(host, allowed, ok):
-    from videoxai.serve.hosts import host_allowed
+    from videoxai.core.hosts import host_allowed
     assert host_allowed(allowed, host) is ok
 
 

@@ -48,10 +48,10 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
 from ..version import __version__
+from ..core.hosts import HostCheck
 from ..errors import VideoXAIError
 from ..models.base import VideoModel
 from .engine import Engine, check_batch
-from .hosts import HostCheck
 from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_result_size, check_video, check_work
 from .protocol import (ErrorInfo, ErrorResponse, JobRequest, JobResult, JobStatus, ServerInfo, ServiceError,
                        loads_json, to_service_error)

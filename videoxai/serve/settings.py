@@ -50,7 +50,7 @@ class ServeSettings(BaseModel):
         allowed_origins: browser origins, besides the server's own, whose pages may open a
             stream (WebSocket ``Origin`` check; clients that send no Origin are not browsers).
         allowed_hosts: names the server answers to besides IP addresses and ``localhost``
-            (``Host`` header check against DNS rebinding, :mod:`videoxai.serve.hosts`):
+            (``Host`` header check against DNS rebinding, :mod:`videoxai.core.hosts`):
             ``"myhost.lan"``, ``".corp.example"`` (a domain and its subdomains) or ``"*"``.
         map_size: default longest side of the downsampled spatial maps sent to clients.
         overlay_max_side: overlay videos of uploads are drawn with at most this longer side

@@ -34,7 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictFloat
 
 from ...errors import InputError, VideoXAIError
-from ...serve.hosts import HostCheck
+from ...core.hosts import HostCheck
 from ..knowledge import LEVELS, EditSet, UnknownClipError, fill_between, preview
 from ..model import STABNVideoModel
 
@@ -99,7 +99,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
 
     ``allowed_hosts``: ``Host`` names it answers to besides IP addresses and ``localhost`` (a
     page re-pointed at the editor by DNS rebinding could otherwise rewrite the edits;
-    :mod:`videoxai.serve.hosts`).
+    :mod:`videoxai.core.hosts`).
     """
     es = edit_set if isinstance(edit_set, EditSet) else EditSet.open(edit_set)
     app = FastAPI(title="videoxai ST-ABN temporal-attention editor")

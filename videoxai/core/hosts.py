@@ -15,12 +15,14 @@ names under ``.localhost`` (which resolve only to loopback), and the names in
 from __future__ import annotations
 
 import ipaddress
+import json
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
-from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-from .protocol import ErrorInfo, ErrorResponse
+# plain ASGI (no web framework imported): the service and the ST-ABN editor both use it
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
 
 __all__ = ["host_allowed", "HostCheck"]
 
@@ -63,11 +65,13 @@ def host_allowed(allowed_hosts: tuple[str, ...], host_header: str | None) -> boo
 class HostCheck:
     """ASGI middleware: refuse requests and WebSockets whose ``Host`` is not one of the server's names.
 
-    HTTP gets the service's JSON error (400 ``forbidden_host``); a WebSocket is closed before it
-    is accepted (the client sees 403).
+    HTTP gets the service's JSON error (400, ``{"error": {"code": "forbidden_host", "message": …}}``,
+    as :class:`videoxai.serve.protocol.ErrorResponse`); a WebSocket is closed before it is
+    accepted (the client sees 403).
     """
 
-    def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...]) -> None:
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
+                 allowed_hosts: tuple[str, ...]) -> None:
         self.app, self.allowed_hosts = app, tuple(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,5 +86,7 @@ class HostCheck:
             return
         message = (f"this server does not answer to the name {shown!r}; start it with --allowed-host NAME "
                    "(ServeSettings.allowed_hosts) if that is its name")
-        body = ErrorResponse(error=ErrorInfo(code="forbidden_host", message=message))
-        await JSONResponse(body.model_dump(), status_code=400)(scope, receive, send)
+        body = json.dumps({"error": {"code": "forbidden_host", "message": message}}).encode()
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
