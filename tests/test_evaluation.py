@@ -151,6 +151,10 @@ def test_a_different_evaluation_in_the_same_directory_is_refused(model_dir, tmp_
     with pytest.raises(InputError, match="different evaluation.*data"):
         evaluate(model_dir, "synthetic:1,seed=3", "random", "energy", tmp_path, backend="inline",
                  progress=False, report=False)
+    # the same data written another way is the same evaluation: it resumes instead of refusing
+    again = evaluate(model_dir, " synthetic:1, seed=0 ,split=test", "random", "energy", tmp_path, backend="inline",
+                     progress=False, report=False)
+    assert (again.computed, again.skipped) == (0, 1)
 
 
 def test_bad_runner_arguments(model_dir, tmp_path):

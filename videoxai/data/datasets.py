@@ -193,9 +193,15 @@ def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: 
     # the factory's keyword parameters after (argument, num_frames, classes) are its options
     declared = {k: o for k, o in declared_options(factory, skip=1).items() if k not in ("num_frames", "classes")}
     extra = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
-    options = parse_options(declared, options, f"dataset {kind!r}", defaults=False, extra=extra)
-    ds = factory(argument, num_frames=int(num_frames), classes=labels, **options)
-    ds.spec = spec
+    owner = f"dataset {kind!r}"
+    typed = parse_options(declared, options, owner, defaults=False, extra=extra)
+    ds = factory(argument, num_frames=int(num_frames), classes=labels, **typed)
+    # the canonical spec names the data: an option given at its default value, or the options in
+    # another order, are the same data ('synthetic:2' and 'synthetic:2,split=test' resume each other)
+    differing = sorted(k for k, v in typed.items()
+                       if k not in declared or v != (None if declared[k].default is None
+                                                     else declared[k].parse(declared[k].default, owner)))
+    ds.spec = f"{kind.strip()}:{argument}" + "".join(f",{k}={options[k]}" for k in differing)
     return ds
 
 
