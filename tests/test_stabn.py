@@ -462,6 +462,11 @@ def test_save_and_load_round_trip(tmp_path):
     (tmp_path / "m" / "videoxai.json").write_text(json.dumps({**meta, "loader": "hf"}))
     with pytest.raises(UnknownModelError, match="not 'stabn'"):
         load_stabn(tmp_path / "m")
+    (tmp_path / "m" / "videoxai.json").write_text(json.dumps(meta))
+    weights = tmp_path / "m" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])                 # a truncated download
+    with pytest.raises(UnknownModelError, match=r"cannot read .*model\.safetensors"):
+        load_stabn(tmp_path / "m")
 
 
 def test_bundled_demo_beats_its_backbone_and_its_attention_finds_the_evidence():

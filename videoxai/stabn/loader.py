@@ -79,7 +79,12 @@ def load_stabn(directory: str | Path, device: str | torch.device = "cpu",
     if not weights.is_file():
         raise UnknownModelError(f"{directory} has no {WEIGHTS}")
     net = STABN(config)
-    state = load_file(str(weights))
+    from safetensors import SafetensorError
+
+    try:
+        state = load_file(str(weights))
+    except (OSError, SafetensorError) as e:  # truncated or not a safetensors file: name it, in one line
+        raise UnknownModelError(f"cannot read {weights}: {e}") from None
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches
