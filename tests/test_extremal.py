@@ -302,7 +302,9 @@ def test_mask_sizes_weights_and_blur_out_of_range_are_refused_by_name(case, meth
                                  ("area_weight", -1, "area_weight must be a number ≥ 0"),
                                  ("reward_weight", -1, "reward_weight must be a number ≥ 0"),
                                  ("final_sigma", -1, "final_sigma must be a number ≥ 0"),
-                                 ("sigma", 0, "sigma must be a number > 0")):
+                                 ("sigma", 0, "sigma must be a number > 0"),
+                                 ("lr", 1e308, r"lr must be a number in \(0, 10\]"),       # the optimiser's overflow
+                                 ("levels", 2000, r"levels must be an integer in \[2, 64\]")):  # 2000 clip copies
         with pytest.raises(InputError, match=f"method '{method}': option {match}"):
             vx.methods.get(method)(model, **{option: value})
     # against the frame the masks are drawn on, before the optimisation
@@ -312,6 +314,14 @@ def test_mask_sizes_weights_and_blur_out_of_range_are_refused_by_name(case, meth
         vx.methods.get(method)(model, step=side, iterations=1).attribute(x)
     with pytest.raises(InputError, match=rf"{method}: sigma 1000 is larger than the {side}x{side} frame"):
         vx.methods.get(method)(model, sigma=1000.0, iterations=1).attribute(x)
+    # a blur wider than the frame: the pad is capped at 8 frame lengths (max_blur=1e9 asked for 3e9
+    # pixels of padding and the process was killed); such a blur is the frame's edge-weighted mean
+    from videoxai.core.baselines import blur
+    frames = x[:, :2, :, :16, :16]
+    wide, huge = blur(frames, sigma=3 * 16), blur(frames, sigma=1e9)
+    assert torch.isfinite(huge).all() and (huge.amax((-2, -1)) - huge.amin((-2, -1))).max() < 0.05
+    torch.testing.assert_close(blur(frames, sigma=2.0), blur(frames, sigma=2.0))  # small sigmas untouched
+    assert (wide.amax((-2, -1)) - wide.amin((-2, -1))).max() > (huge.amax((-2, -1)) - huge.amin((-2, -1))).max()
 
 
 # -- presets, the choice of area, the reported area -------------------------------------------------

@@ -372,6 +372,17 @@ def test_weighted_ridge_with_more_features_than_samples_solves_the_small_dual():
     assert r2_exact.item() == pytest.approx(1.0)
 
 
+def test_lime_kernel_width_and_smoothing_out_of_scale():
+    model = vx.load_model("demo-cnn")
+    clip = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), np.uint8)
+    # an infinitely wide kernel weighs every sample 1 (kernel_width ** 2 overflowed a Python float)
+    wide = vx.explain(model, clip, "lime", n_samples=12, kernel_width=1e308)
+    flat = vx.explain(model, clip, "lime", n_samples=12, kernel_width=1e6)
+    np.testing.assert_allclose(wide.spatial, flat.spatial, atol=1e-6)
+    with pytest.raises(InputError, match=r"smoothing σ 1e\+308 px is larger than the frames SLIC cuts \(64x64 px\)"):
+        vx.explain(model, clip, "lime", n_samples=5, smoothing=1e308)
+
+
 def test_lime_refuses_more_segments_than_the_clip_has_pixels():
     model = vx.load_model("demo-cnn")
     clip = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), np.uint8)

@@ -60,7 +60,9 @@ def blur(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
     """Each frame blurred with a Gaussian of ``sigma`` (default: 1/20 of the shorter side)."""
     b, t, c, h, w = x.shape
     sigma = sigma if sigma is not None else max(1.0, min(h, w) / 20)
-    radius = max(1, int(3 * sigma))
+    # 3σ, but at most 8 frame lengths (as core.refine's kernel): far beyond the frame the kernel
+    # only weighs replicated edge pixels, and ep3d's max_blur=1e9 asked for a pad of 3e9 pixels
+    radius = max(1, min(int(3 * sigma), 8 * max(h, w)))
     k = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-0.5 * (k / sigma) ** 2)
     k = (k / k.sum())

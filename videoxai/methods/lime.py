@@ -162,7 +162,8 @@ class LIME(PerturbationMethod):
         y = self.scores(make, self.n_samples, target, f"{self.n_samples} samples")
         kept = z.sum(1).double()
         cosine = torch.where(kept > 0, (kept / n_features).sqrt(), torch.zeros_like(kept))
-        weights = torch.exp(-((1 - cosine) ** 2) / self.kernel_width ** 2).to(y.device)
+        # divided before squaring: kernel_width ** 2 overflows a Python float above 1.3e154
+        weights = torch.exp(-(((1 - cosine) / self.kernel_width) ** 2)).to(y.device)
         beta, _, r2 = weighted_ridge(zf, y, weights, self.alpha)
         maps = beta.clamp_min(0).float()[labels]                                      # (T, h, w)
         return ClipResult(maps=maps, extras={"surrogate_r2": r2.float(),

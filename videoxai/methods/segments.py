@@ -78,6 +78,12 @@ def superpixels(frames: torch.Tensor, n_segments: int, *, mode: str = "frame",
             if len(np.unique(labels)) >= wanted / 2:
                 break
     else:
+        side = max(img.shape[1:3])
+        if float(smoothing) > side:
+            # SciPy sizes the kernel from σ (8σ taps): a huge σ costs memory and time, and any σ
+            # beyond the frame already blurs it to one colour, leaving SLIC nothing to cut
+            raise InputError(f"smoothing σ {smoothing:g} px is larger than the frames SLIC cuts "
+                             f"({img.shape[2]}x{img.shape[1]} px): it would blur each to one colour")
         labels = _slic(img, n_segments, mode, compactness, temporal_spacing, float(smoothing))
     _, consecutive = np.unique(labels, return_inverse=True)
     return torch.from_numpy(consecutive.reshape(labels.shape).astype(np.int64))

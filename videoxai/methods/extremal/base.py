@@ -38,6 +38,11 @@ MaskStep = Annotated[int | None, Opt(ge=1)]
 MaskSigma = Annotated[float | None, Opt(gt=0)]
 FinalSigma = Annotated[float | None, Opt(ge=0)]
 Weight = Annotated[float, Opt(ge=0)]
+#: each pyramid level is a blurred copy of the clip held in memory (the recipe uses 8)
+MAX_LEVELS = 64
+#: the mask lives in [0, 1]: a step of 10 crosses it ten times (an lr above float32's range
+#: was a RuntimeError inside the optimiser)
+LearningRate = Annotated[float, Opt(gt=0, le=10)] | None
 #: ``areas="auto"``: a ladder of areas, doubling, from about a quarter of a small object's share
 #: of the clip to the recipe's smallest, optimised jointly; the map keeps the smallest area whose
 #: preserved score is within ``keep`` of the best one and every larger one
@@ -118,10 +123,10 @@ class ExtremalPerturbation(PerturbationMethod):
                  keep: Annotated[float, Opt(ge=0, le=1)] | None = None,
                  iterations: Annotated[int, Opt(ge=1)] | None = None,
                  game: Literal["preserve", "delete", "dual"] | None = None,
-                 perturbation: Literal["blur", "fade"] = "blur", levels: Annotated[int, Opt(ge=2)] = 8,
+                 perturbation: Literal["blur", "fade"] = "blur", levels: Annotated[int, Opt(ge=2, le=MAX_LEVELS)] = 8,
                  max_blur: MaxBlur = None, step: MaskStep = None, sigma: MaskSigma = None,
                  final_sigma: FinalSigma = None, optimizer: Literal["adam", "sgd"] = "sgd",
-                 lr: Annotated[float, Opt(gt=0)] | None = None,
+                 lr: LearningRate = None,
                  reward_weight: Weight = 1.0, area_weight: Weight = 300.0,
                  area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
                  min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None,

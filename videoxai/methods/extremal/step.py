@@ -10,8 +10,8 @@ from ...errors import InputError
 from ...options import Opt
 from ..base import BatchSize, Seed, register
 from ..perturbation import check_fits
-from .base import (_REF, _REF_SIDE, AREA_GROWTH, PAPER, Areas, ExtremalPerturbation, FinalSigma, MaskSigma,
-                   MaskStep, MaxBlur, Weight)
+from .base import (_REF, _REF_SIDE, AREA_GROWTH, MAX_LEVELS, PAPER, Areas, ExtremalPerturbation, FinalSigma,
+                   LearningRate, MaskSigma, MaskStep, MaxBlur, Weight)
 from .energy import ellipsoid_kernel, smoothness_loss
 
 
@@ -55,10 +55,10 @@ class STEP(ExtremalPerturbation):
                  keep: Annotated[float, Opt(ge=0, le=1)] | None = None,
                  iterations: Annotated[int, Opt(ge=1)] | None = None,
                  game: Literal["preserve", "delete", "dual"] | None = None,
-                 perturbation: Literal["blur", "fade"] = "blur", levels: Annotated[int, Opt(ge=2)] = 8,
+                 perturbation: Literal["blur", "fade"] = "blur", levels: Annotated[int, Opt(ge=2, le=MAX_LEVELS)] = 8,
                  max_blur: MaxBlur = None, step: MaskStep = None, sigma: MaskSigma = None,
                  final_sigma: FinalSigma = None, optimizer: Literal["adam", "sgd"] = "sgd",
-                 lr: Annotated[float, Opt(gt=0)] | None = None,
+                 lr: LearningRate = None,
                  reward_weight: Weight = 1.0, area_weight: Weight = 300.0,
                  area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
                  kernel_frames: Annotated[int, Opt(ge=1)] | None = None,
