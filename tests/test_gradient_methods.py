@@ -533,6 +533,9 @@ def test_bad_inputs_and_options():
     assert get("gradcam")(no_layer).layer == "gate"  # found: the last module keeping a (T', H', W') grid
     with pytest.raises(InputError, match="no layer"):
         get("gradcam")(model, layer="nope")
+    for empty in ("", "  "):  # '' is the whole network (get_submodule's root): refused when built
+        with pytest.raises(InputError, match=f"layer {empty!r} names no layer"):
+            get("gradcam")(model, layer=empty)
     with pytest.raises(UnsupportedModelError, match="attention"):
         get("rollout")(model)
     flat = vx.wrap(BoxScorer(), num_frames=T, input_size=S, num_classes=2, cam_layer="fc")

@@ -340,10 +340,14 @@ class VideoModel(nn.Module):
 
     def submodule(self, name: str) -> nn.Module:
         """A module of the wrapped network by dotted name (``"layer4"``, ``"encoder.layer.11"``)."""
+        names = [n for n, _ in self.net.named_modules() if n]
+        if not isinstance(name, str) or not name.strip():
+            # get_submodule("") is the whole network, whose output is the logits: no layer to read
+            raise InputError(f"{self.name}: layer {name!r} names no layer; give one of its modules, e.g. "
+                             f"{', '.join(map(repr, names[-5:]))}")
         try:
             return self.net.get_submodule(name)
         except AttributeError:
-            names = [n for n, _ in self.net.named_modules() if n]
             close = difflib.get_close_matches(name, names, n=5, cutoff=0.5) or names[-5:]
             raise InputError(f"{self.name} has no layer {name!r}; did you mean "
                              f"{', '.join(map(repr, close))}?") from None
