@@ -42,6 +42,16 @@ def test_a_list_of_frames_of_different_sizes_is_an_input_error():
         vx.Clip.from_array(frames)
 
 
+@pytest.mark.parametrize("fps, kept", [(25, 25.0), (np.float32(29.97), pytest.approx(29.97)), (0, None),
+                                       (float("nan"), None), (-5, None), (float("inf"), None), (None, None)])
+def test_clip_fps_unknown_when_zero_or_not_finite(fps, kept):
+    # containers report 0 or NaN for an unknown rate; it must not divide time or print "nan fps"
+    clip = vx.Clip.from_array(np.zeros((2, 4, 4, 3), np.uint8), fps=fps)
+    assert clip.fps == kept and ("nan" not in repr(clip))
+    with pytest.raises(InputError, match="Clip.fps must be a number"):
+        vx.Clip.from_array(np.zeros((2, 4, 4, 3), np.uint8), fps="25")
+
+
 def test_explanation_save_load_round_trip(tmp_path, rng):
     exp = vx.Explanation(spatial=rng.random((3, 5, 6)), temporal=np.array([0.2, 0.5, 0.3]), target=2,
                          label="jump", score=0.7, probs=np.array([0.1, 0.2, 0.7]), method="staa",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +37,12 @@ class Clip:
         self.indices = np.asarray(self.indices, dtype=np.int64)
         if self.indices.shape != (t,):
             raise InputError(f"Clip.indices must have shape ({t},), got {self.indices.shape}")
+        if self.fps is not None:
+            if isinstance(self.fps, bool) or not isinstance(self.fps, numbers.Real):
+                raise InputError(f"Clip.fps must be a number of frames per second, got {self.fps!r}")
+            # containers report 0 or NaN for an unknown rate: that is "unknown", not a time base
+            # that divides by zero or prints "nan fps"
+            self.fps = float(self.fps) if math.isfinite(self.fps) and self.fps > 0 else None
 
     @classmethod
     def from_array(cls, frames, fps: float | None = None, **kwargs) -> "Clip":
