@@ -55,10 +55,16 @@ def _riemann(kind: str) -> Callable[[int], tuple[list[float], list[float]]]:
     return rule
 
 
-#: above this many nodes SciPy's O(n) Gauss–Legendre rule replaces NumPy's (Captum's), whose
-#: eigenvalue solve costs O(n²) memory and O(n³) time (7.8 s at 3 000 nodes against 0.2 s); the
-#: two agree to 1e-13, and at every usual ``n_steps`` the nodes are Captum's bit for bit
+#: above this many nodes SciPy's Gauss–Legendre rule (a banded eigenvalue solve: O(n) memory,
+#: O(n²) time) replaces NumPy's (Captum's: a dense one, O(n²) memory and O(n³) time; 7.8 s at
+#: 3 000 nodes against SciPy's 0.2 s); the two agree to 1e-13, and at every usual ``n_steps``
+#: the nodes are Captum's bit for bit
 EXACT_CAPTUM_NODES = 256
+
+#: the most path steps: each is a forward and a backward pass, the quadrature's error is far below
+#: float32's long before, and SciPy's nodes alone take 1.7 s at this size (minutes at 10⁵, and a
+#: service's n_steps=10⁶ held a CPU for hours before any pass)
+MAX_STEPS = 10_000
 
 
 def _gauss_legendre(n: int) -> tuple[list[float], list[float]]:
@@ -95,7 +101,7 @@ class IntegratedGradients(InputGradientMethod):
     name = "integrated_gradients"
     paper = 'Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017'
 
-    def __init__(self, model, n_steps: Annotated[int, Opt(ge=1)] = 50, method: Quadrature = "gausslegendre",
+    def __init__(self, model, n_steps: Annotated[int, Opt(ge=1, le=MAX_STEPS)] = 50, method: Quadrature = "gausslegendre",
                  baseline: BaselineOption = "black", internal_batch_size: Annotated[int, Opt(ge=1)] = 4,
                  channel_reduce: ChannelReduce = "abs", return_convergence_delta: bool = False) -> None:
         super().__init__(model, channel_reduce)

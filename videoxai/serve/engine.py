@@ -156,7 +156,7 @@ class Engine:
         except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as e:
             # a constructor that did not check one of its options: still the client's mistake
             raise InputError(f"method {name!r}: invalid options {options!r}: {e}") from None
-        except MemoryError:  # e.g. integrated_gradients n_steps=1e9 builds an n x n matrix up front
+        except MemoryError:  # a constructor that allocates from an option the range checks let through
             raise InputError(f"method {name!r}: options {options!r} need more memory than the server has") from None
         if isinstance(target, str):  # a name (or an index as text), resolved as the library and CLI do
             target = self.model.class_from_text(target)
