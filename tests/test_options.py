@@ -132,7 +132,7 @@ def test_dataset_specs_use_the_same_parser():
     from videoxai.data.datasets import load_dataset
 
     assert load_dataset("synthetic:2,seed=3").key(0).startswith("synthetic:test:3/")
-    with pytest.raises(OptionError, match="^dataset 'synthetic': option seed must be an integer, got 'x'$"):
+    with pytest.raises(OptionError, match="^dataset 'synthetic': option seed must be an integer ≥ 0, got 'x'$"):
         load_dataset("synthetic:2,seed=x")
     with pytest.raises(OptionError, match="^dataset 'synthetic': no option 'sed'"):
         load_dataset("synthetic:2,sed=1")

@@ -144,7 +144,7 @@ def test_cli_windows_report_has_a_timeline_and_plays_the_whole_video(video, tmp_
         browser.quit()
     assert len(states) == 2  # the original and the overlay, each over all 20 frames at 8 fps
     assert all(d == pytest.approx(20 / FPS, abs=0.2) for _, d in states), states
-    r = _run("explain", str(video), "--model", "demo-cnn", "--start", "soon", "--out", "o", cwd=tmp_path)
+    r = _run("explain", str(video), "--model", "demo-cnn", "--method", "gradcam", "--start", "soon", "--out", "o", cwd=tmp_path)
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert r.returncode == 2 and len(lines) == 1 and "start must be seconds like '2.5s'" in lines[0], r.stderr
 
