@@ -323,6 +323,37 @@ def test_intervals_are_cut_at_the_values_the_metric_can_take(tmp_path):
     assert f"0.889 [{lo:.3f}, 1.000]" in md
 
 
+def test_the_legend_says_what_the_order_averages_when_no_ranked_family_ran(tmp_path):
+    # only complexity and cost: the order falls back to those metrics, and the legend must not
+    # claim faithfulness, localisation and randomisation
+    from videoxai.evaluation.report import _legend
+    from videoxai.metrics import build
+
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("sparseness"), build("cost")])
+        store.start_run({})
+        for v, (a, b) in enumerate([(0.2, 0.5), (0.3, 0.4)]):
+            store.write(ResultRow(f"v{v}", "a", "sparseness", a))
+            store.write(ResultRow(f"v{v}", "b", "sparseness", b))
+            store.write(ResultRow(f"v{v}", "a", "cost", 1.0))
+            store.write(ResultRow(f"v{v}", "b", "cost", 2.0))
+    with ResultStore(db) as store:
+        only = summarise(store)
+    assert only.overall == {"a": 1.5, "b": 1.5}  # each first on one metric: ranked on both
+    assert "over every metric shown (no faithfulness or localisation or randomisation metric was run)" in _legend(only)
+    db2 = tmp_path / "r2.sqlite"
+    with ResultStore(db2) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("pointing_game"), build("cost")])
+        store.start_run({})
+        store.write(ResultRow("v0", "a", "pointing_game", 1.0))
+        store.write(ResultRow("v0", "a", "cost", 1.0))
+    with ResultStore(db2) as store:
+        assert "over the faithfulness, localisation, randomisation metrics" in _legend(summarise(store))
+
+
 def test_the_methods_metrics_plot_fits_one_long_metric_spec_and_one_method(tmp_path):
     # 2 x 1.3 inches for the cells alone left constrained layout no room: matplotlib warned
     import warnings

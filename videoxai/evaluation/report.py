@@ -79,6 +79,7 @@ class Summary:
     unavailable: dict[str, str] = field(default_factory=dict)    # metric -> why it has no values
     warnings: list[str] = field(default_factory=list)            # about the model (random weights)
     errors: dict[str, list[str]] = field(default_factory=dict)   # error message -> "video / method"s
+    ranked_on: list[str] | None = None  # the metrics the overall rank averages (None: the ranked families')
 
 
 def metric_bounds(name: str) -> tuple[float, float] | None:
@@ -201,7 +202,7 @@ def summarise(store: ResultStore) -> Summary:
     per_video = {e.video: e.predicted == e.label for e in labelled}
     accuracy = float(np.mean(list(per_video.values()))) if per_video else None
     return Summary(methods, metrics, info, cells, ranks, overall, alpha, curves, len(videos), accuracy,
-                   counts, store.meta(), inapplicable, unavailable, store.model_warnings(), errors)
+                   counts, store.meta(), inapplicable, unavailable, store.model_warnings(), errors, ranked)
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -304,12 +305,15 @@ def _places(where: list[str], most: int = 3) -> str:
 
 
 def _legend(s: Summary) -> str:
-    ranked = ", ".join(RANKED_FAMILIES)
+    over = f"the {', '.join(RANKED_FAMILIES)} metrics"
+    if s.ranked_on is not None and not any(s.info[m]["family"] in RANKED_FAMILIES for m in s.ranked_on):
+        # none of those families was evaluated: the rank falls back to every metric (complexity, cost)
+        over = f"every metric shown (no {' or '.join(RANKED_FAMILIES)} metric was run)"
     return (f"Mean ± half-width of the 95 % Student-t interval over clips, or [low, high] where the "
             "interval is cut at the values the metric can take ([0, 1] for rates and probability "
             "areas, [−1, 1] for correlations, ≥ 0 for distances and costs); ↑ higher is better, ↓ lower "
-            f"is better. Methods are ordered by their mean rank (in parentheses) over the {ranked} "
-            "metrics. α is each metric's reliability (agreement of the per-clip method rankings, "
+            f"is better. Methods are ordered by their mean rank (in parentheses) over {over}. "
+            "α is each metric's reliability (agreement of the per-clip method rankings, "
             "weighted by how clearly each clip puts the random map last; 1 = every clip ranks the "
             "methods alike).")
 
