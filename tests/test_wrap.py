@@ -342,3 +342,44 @@ def test_logits_found_in_a_tuple_or_dict_output_or_named_with_output():
         vx.wrap(Returns(lambda y, f: (f,)), num_frames=8, input_size=16, num_classes=4)(x)
     with pytest.raises(InputError, match="output='logits' selects nothing in the network's tuple output"):
         vx.wrap(Returns(lambda y, f: (y, f)), num_frames=8, input_size=16, num_classes=4, output="logits")(x)
+
+
+def _conv_net() -> nn.Module:
+    """A 3D CNN taking ``(B, 3, T, H, W)`` that fails like real ones do (a RuntimeError)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv3d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1),
+                         nn.Flatten(), nn.Linear(6, 4))
+
+
+class _FramesFirst(nn.Module):
+    """The same network taking ``(B, T, 3, H, W)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _conv_net()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 2, 1, 3, 4))
+
+
+@pytest.mark.parametrize("module, wrong, right", [(_conv_net, "BTCHW", "BCTHW"),
+                                                  (_FramesFirst, "BCTHW", "BTCHW")])
+@pytest.mark.parametrize("method", ["saliency", "gradcam"])
+def test_a_wrong_layout_is_named_with_the_one_that_works(module, wrong, right, method):
+    net = module()
+    model = vx.wrap(net, num_frames=4, input_size=24, layout=wrong)
+    with pytest.raises(InputError, match=rf"laid out as {wrong} \(1x.*channels.*runs on {right} input: "
+                                         rf"wrap it with vx.wrap\(\.\.\., layout='{right}'\)"):
+        vx.explain(model, pixels(1, 4, 24, 24)[0], method)
+    # the probe left nothing behind, and the advice is right
+    assert all(not m._forward_hooks and not m._backward_hooks for m in net.modules())
+    exp = vx.explain(vx.wrap(net, num_frames=4, input_size=24, layout=right), pixels(1, 4, 24, 24)[0], method)
+    assert np.isfinite(exp.spatial).all()
+
+
+def test_a_network_that_fails_in_both_layouts_keeps_its_own_error():
+    # 4 frames in, but the network needs 8 (a Linear over the flattened volume): no layout helps
+    net = nn.Sequential(nn.Conv3d(3, 2, 1), nn.Flatten(), nn.Linear(2 * 8 * 24 * 24, 4))
+    model = vx.wrap(net, num_frames=4, input_size=24, num_classes=4)
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        model(pixels(1, 4, 24, 24))

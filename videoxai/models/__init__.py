@@ -112,7 +112,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
             with ``.logits``, or a tuple / dict holding them (see ``output``).
         num_frames: frames per clip it expects.
         input_size: ``h`` or ``(h, w)`` of its input.
-        layout: ``"BCTHW"`` (3D CNNs) or ``"BTCHW"`` (Hugging Face style).
+        layout: ``"BCTHW"`` (3D CNNs) or ``"BTCHW"`` (Hugging Face style). When the network
+            fails on its first input and runs on the other layout, the error says so.
         mean, std: its input normalisation (pixels in [0, 1] are normalised inside).
         labels / num_classes: class names, or their count.
         shortest_edge: resize the shorter side to this and centre-crop; ``None`` resizes the whole

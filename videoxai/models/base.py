@@ -303,7 +303,7 @@ class VideoModel(nn.Module):
             x = x.transpose(1, 2)
         # a network in half or double precision gets its own dtype (its layers refuse float32), and
         # every method receives float32 logits whatever the network's precision
-        out = self.logits(x.to(self.dtype))
+        out = self._net_logits(x.to(self.dtype))
         self._check_logits(out, pixels.shape[0])
         out = out.float()
         self.passes.forward += pixels.shape[0]
@@ -311,6 +311,42 @@ class VideoModel(nn.Module):
             n = pixels.shape[0]
             out.register_hook(lambda g: self._count_backward(n))
         return out
+
+    def _net_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits`, with a failure caused by a wrong ``layout`` named as such."""
+        try:
+            return self.logits(x)
+        except (RuntimeError, ValueError) as err:
+            hint = self._layout_hint(x, err)
+            if hint is None:
+                raise
+            raise InputError(hint) from err
+
+    def _layout_hint(self, x: torch.Tensor, err: Exception) -> str | None:
+        """Why a wrapped network failed, when the cause is its ``layout``; else ``None``.
+
+        A 3D CNN wrapped with ``layout="BTCHW"`` (or a frames-first network with ``"BCTHW"``)
+        fails in its first layer with a message about channels that does not say which option
+        is wrong. On a failure, one sample is run in the other layout: when that works, the
+        layout is the cause and the error names the option. Only for :func:`vx.wrap`'s models
+        (the built-in adapters set their layout themselves); out-of-memory errors are not probed.
+        """
+        if self.family != "custom" or isinstance(err, torch.OutOfMemoryError):
+            return None
+        other = "BTCHW" if self.layout == "BCTHW" else "BCTHW"
+        # gradients on, as in the failing call: a method's hooks on the network may register
+        # tensor hooks, which fail on outputs that need no gradient
+        probe = x[:1].detach().transpose(1, 2).requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                out = self.select_logits(self.net(probe))
+        except Exception:  # the other layout fails too: the layout is not (only) what is wrong
+            return None
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, self.num_classes):
+            return None
+        shape = "x".join(map(str, x.shape))
+        return (f"{self.name} failed on input laid out as {self.layout} ({shape}): {err}. It runs on "
+                f"{other} input: wrap it with vx.wrap(..., layout={other!r})")
 
     def _check_logits(self, out, batch: int) -> None:
         """Raise :class:`InputError` unless ``out`` is ``(batch, num_classes)``.
@@ -446,7 +482,7 @@ class VideoModel(nn.Module):
             blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
             x = self.preprocess(blank)
             with torch.no_grad():
-                self.logits(x.transpose(1, 2) if self.layout == "BCTHW" else x)
+                self._net_logits((x.transpose(1, 2) if self.layout == "BCTHW" else x).to(self.dtype))
         finally:
             for h in handles:
                 h.remove()
