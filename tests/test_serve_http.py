@@ -216,6 +216,33 @@ def test_files_deleted_while_they_are_sent_are_sent_whole(model, videos):
             assert_error(c.get(f"/api/jobs/{job['id']}/{name}"), 404, "not_found")
 
 
+def test_range_requests_of_job_files(client, videos):
+    # valid ranges are served (206), bad ones are JSON errors like every other (starlette's own were
+    # plain text), and a unit other than bytes is ignored (RFC 9110 §14.2): the whole file, 200
+    status = wait(client, upload(client, videos["short"]).json()["id"])
+    for link in (status["links"]["result"], status["links"]["overlay"]):
+        whole = client.get(link).content
+        size = len(whole)
+        r = client.get(link, headers={"Range": "bytes=2-9"})
+        assert r.status_code == 206 and r.content == whole[2:10] and r.headers["content-range"] == f"bytes 2-9/{size}"
+        r = client.get(link, headers={"Range": "bytes=-5"})
+        assert r.status_code == 206 and r.content == whole[-5:]
+        r = client.get(link, headers={"Range": "bytes=0-0,4-5"})
+        assert r.status_code == 206 and r.headers["content-type"].startswith("multipart/byteranges")
+        for bad in ("bytes=abc", "bytes=5-1", "bytes", "bytes=-"):
+            assert "Range" in assert_error(client.get(link, headers={"Range": bad}), 400, "bad_range"), bad
+        for beyond in ("bytes=999999999-", f"bytes={size}-", "bytes=0-1,999999999-1000000000"):
+            r = client.get(link, headers={"Range": beyond})
+            assert_error(r, 416, "range_not_satisfiable")
+            assert r.headers["content-range"] == f"bytes */{size}", beyond
+        for ignored in ("items=0-1", ",".join(["0-0"] * 101).join(["bytes=", ""])):  # too many ranges: all
+            r = client.get(link, headers={"Range": ignored})
+            assert r.status_code == 200 and r.content == whole, ignored
+        # If-Range naming another version: the range is not used, however bad it is
+        r = client.get(link, headers={"Range": "bytes=abc", "If-Range": '"other"'})
+        assert r.status_code == 200 and r.content == whole
+
+
 # -- bad inputs ----------------------------------------------------------------------------------
 
 

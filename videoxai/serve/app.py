@@ -45,7 +45,10 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+from starlette.types import Receive, Scope, Send
 
 from ..version import __version__
 from ..core.hosts import HostCheck
@@ -64,7 +67,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 # documents the error body in the OpenAPI schema (/docs)
 _RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse}
-                                               for code in (400, 401, 404, 409, 413, 415, 422, 503)}
+                                               for code in (400, 401, 404, 409, 413, 415, 416, 422, 503)}
 
 
 def create_app(model: VideoModel, settings: ServeSettings | None = None) -> FastAPI:
@@ -280,6 +283,37 @@ class _OpenedFile(FileResponse):
         self._fd = fd
         super().__init__(path, stat_result=os.fstat(fd), **kwargs)
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Starlette answers a bad ``Range`` in plain text (400, or 416 with no body): here they are
+        JSON errors like every other, and a range unit other than ``bytes`` is ignored (the whole
+        file, 200), as RFC 9110 §14.2 requires of a server that does not know the unit."""
+        scope = _without_foreign_range(scope)
+        error = self._range_error(scope)
+        if error is not None:
+            await _error_response(error)(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    def _range_error(self, scope: Scope) -> ServiceError | None:
+        """The error starlette would answer the request's ``Range`` with, if any (its own rules:
+        only GETs of a 200 whose ``If-Range``, if any, still matches use the range)."""
+        headers = Headers(scope=scope)
+        http_range, if_range = headers.get("range"), headers.get("if-range")
+        if (http_range is None or self.status_code != 200 or scope["method"].upper() not in ("GET", "HEAD")
+                or (if_range is not None and not self._should_use_range(if_range))):
+            return None
+        size = self.stat_result.st_size
+        try:
+            self._parse_range_header(http_range, size)
+        except MalformedRangeHeader as e:
+            return ServiceError(400, "bad_range", f"malformed Range header ({e.content.rstrip('.')}); send "
+                                                  f"bytes=FIRST-LAST (FIRST ≤ LAST), bytes=FIRST- or bytes=-SUFFIX")
+        except RangeNotSatisfiable:
+            return ServiceError(416, "range_not_satisfiable", f"the Range starts beyond the end of the file "
+                                                              f"({size} bytes)",
+                                headers={"Content-Range": f"bytes */{size}"})
+        return None
+
     @asynccontextmanager
     async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
         file = anyio.wrap_file(os.fdopen(os.dup(self._fd), "rb"))  # own offset, one per range request
@@ -288,6 +322,18 @@ class _OpenedFile(FileResponse):
         finally:
             with anyio.CancelScope(shield=True):
                 await file.aclose()
+
+
+def _without_foreign_range(scope: Scope) -> Scope:
+    """``scope`` without a ``Range`` header whose unit is not ``bytes`` (``items=0-1``): RFC 9110
+    says to ignore it and send the whole representation, where starlette refuses it (400)."""
+    ranges = [v for k, v in scope["headers"] if k == b"range"]
+    if not ranges:
+        return scope
+    unit, sep, _ = ranges[0].decode("latin-1").partition("=")
+    if not sep or unit.strip().lower() == "bytes":
+        return scope  # bytes, or no unit at all (malformed: refused as such)
+    return {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"range"]}
 
 
 def _job_file(path: Path, media_type: str, filename: str | None = None) -> FileResponse:
