@@ -494,6 +494,42 @@ def test_websocket_origin_check(model):
             assert json.loads(ws.recv(timeout=30))["type"] == "ready"
 
 
+def test_streams_that_never_authenticate_cannot_lock_out_a_client_with_the_key(model, frames):
+    # a socket without the key holds no stream slot, and only max_pending_connections of them wait
+    # at once (newer ones close the oldest): before, each held its connection for the idle timeout,
+    # and more of them than uvicorn's limit_concurrency made every HTTP request get 503
+    settings = ServeSettings(api_key="k3y", max_streams=1, max_pending_connections=4,
+                             stream_idle_timeout_s=600, auth_timeout_s=600)  # only displacement frees them
+    app = create_app(model, settings)
+    with BackgroundServer(app) as server:
+        silent = [raw_ws(server) for _ in range(2 * settings.max_pending_connections + 4 + 64 + 16)]
+        try:
+            assert app.state.slots.active == 0
+            def served() -> bool:
+                r = httpx.get(server.url + "/api/info", headers={"X-API-Key": "k3y"}, timeout=20)
+                assert r.status_code in (200, 503), r.text
+                return r.status_code == 200
+
+            wait_until(served, 30, "a request with the key is served (not 503)")
+            assert ws_connections(server) <= settings.max_pending_connections  # the oldest were closed
+            with connect(ws_url(server), additional_headers={"X-API-Key": "k3y"}, open_timeout=20) as ws:
+                ws.send(json.dumps({"type": "start"}))
+                assert json.loads(ws.recv(timeout=30))["type"] == "ready"  # the one slot is free
+            with connect(ws_url(server), open_timeout=20) as ws:  # the key in the first message, as browsers do
+                ws.send(json.dumps({"type": "start", "api_key": "k3y"}))
+                assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+            oldest = silent[0]
+            oldest.settimeout(20)
+            try:
+                while oldest.recv(4096):  # the fatal 'busy' and a close frame, or a reset
+                    pass
+            except ConnectionResetError:
+                pass
+        finally:
+            for s in silent:
+                s.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

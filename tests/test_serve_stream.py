@@ -388,6 +388,32 @@ def test_api_key_on_streams(model):
             start(ws)
 
 
+def test_a_stream_that_sends_no_key_is_closed_after_the_auth_deadline(model, frames):
+    # not after the (long) idle timeout, and it never takes the only slot meanwhile
+    app = create_app(model, ServeSettings(api_key="k3y", max_streams=1, auth_timeout_s=0.5,
+                                          stream_idle_timeout_s=600))
+    with BackgroundServer(app) as server:
+        with open_stream(server) as silent:
+            with connect(ws_url(server), additional_headers={"X-API-Key": "k3y"}, open_timeout=10) as ws:
+                assert start(ws)["type"] == "ready"
+            try:
+                msg = recv(silent, timeout=30)
+                assert msg["fatal"] and msg["error"]["code"] == "unauthorized" and "0.5 s" in msg["error"]["message"]
+                recv(silent, timeout=30)
+                raise AssertionError("the connection stayed open")
+            except ConnectionClosed:
+                pass
+        wait_until(lambda: app.state.slots.active == 0 and len(app.state.auth_waiters) == 0)
+        with open_stream(server) as late:  # the deadline is for the first message only
+            late.send(json.dumps({"type": "start", "api_key": "k3y"}))
+            assert recv(late)["type"] == "ready"
+            time.sleep(1.0)  # past the auth deadline, well within the idle timeout
+            for f in frames[:T]:
+                late.send(rgb(f))
+            late.send(json.dumps({"type": "end"}))
+            assert collect_until_end(late)[-1]["windows"] == 1
+
+
 def test_concurrent_clients_with_a_bad_one_and_an_upload(served, model, frames, tmp_path):
     """Three good streams, one client sending garbage and one upload, all at once."""
     import httpx

@@ -59,7 +59,7 @@ from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_result_size, check_
 from .protocol import (ErrorInfo, ErrorResponse, JobRequest, JobResult, JobStatus, ServerInfo, ServiceError,
                        loads_json, to_service_error)
 from .settings import ServeSettings
-from .stream import StreamSession, StreamSlots, authorised
+from .stream import AuthWaiters, StreamSession, StreamSlots, authorised
 
 log = logging.getLogger("videoxai.serve")
 
@@ -99,6 +99,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
                   summary="Explanations of a video classifier for uploads and live streams.")
     app.state.engine, app.state.settings = engine, settings
     app.state.slots = StreamSlots(settings.max_streams)
+    app.state.auth_waiters = AuthWaiters(settings.max_pending_connections)
     _install_error_handlers(app)
     app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
 
@@ -181,7 +182,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
 
     @app.websocket("/api/stream")
     async def stream(ws: WebSocket) -> None:
-        await StreamSession(ws, engine, settings, app.state.slots).run()
+        await StreamSession(ws, engine, settings, app.state.slots, app.state.auth_waiters).run()
 
     return app
 
@@ -397,10 +398,11 @@ def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, **kw
 
     settings: ServeSettings = app.state.settings
     http, ws = protocol_classes(settings)
-    # limit_concurrency counts open connections: room for the pending ones (bounded by the HTTP
-    # protocol), every stream and a margin of requests
+    # limit_concurrency counts open connections: room for those still sending headers (bounded by
+    # the HTTP protocol), the streams still to authenticate (bounded by AuthWaiters), every stream
+    # and a margin of requests
     options = dict(ws_max_size=settings.max_message_bytes, ws_max_queue=4, http=http, ws=ws,
-                   limit_concurrency=settings.max_pending_connections + 4 * settings.max_streams + 64,
+                   limit_concurrency=2 * settings.max_pending_connections + 4 * settings.max_streams + 64,
                    timeout_keep_alive=5, h11_max_incomplete_event_size=settings.max_header_bytes,
                    timeout_graceful_shutdown=settings.shutdown_timeout_s, log_level="warning")
     options.update(kwargs)

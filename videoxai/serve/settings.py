@@ -29,6 +29,9 @@ class ServeSettings(BaseModel):
         max_jobs_kept: finished jobs whose results stay available; the oldest are deleted first.
         max_streams: concurrent WebSocket streams; more are refused with a ``busy`` error.
         stream_idle_timeout_s: a stream that sends nothing for this long is closed.
+        auth_timeout_s: with an ``api_key``, a stream that has sent no key (header or first
+            message) within this long is closed; it holds no stream slot meanwhile, and at most
+            ``max_pending_connections`` such streams wait at once (a newer one closes the oldest).
         stream_smoothing: default weight of the newest window in the maps' moving average.
         max_forward_passes: most clips one job (all its windows) or one stream window may send
             through the model; requests estimated above it are refused when submitted, and an
@@ -44,7 +47,8 @@ class ServeSettings(BaseModel):
         body_timeout_s: an upload that sends no byte for this long is abandoned (408).
         max_pending_per_client: connections of one client address still sending their
             headers; a newer one closes the oldest.
-        max_pending_connections: the same across all clients.
+        max_pending_connections: the same across all clients; also the most streams waiting to
+            authenticate at once.
         max_header_bytes: largest request line plus headers (431/400 above it).
         shutdown_timeout_s: on SIGTERM, how long running work may finish before it is cancelled.
         allowed_origins: browser origins, besides the server's own, whose pages may open a
@@ -70,6 +74,7 @@ class ServeSettings(BaseModel):
     max_jobs_kept: int = Field(32, ge=1)
     max_streams: int = Field(8, ge=1)
     stream_idle_timeout_s: float = Field(30.0, gt=0)
+    auth_timeout_s: float = Field(5.0, gt=0)
     stream_smoothing: float = Field(0.5, gt=0, le=1)
     max_forward_passes: int = Field(10_000, ge=1)
     max_batch_size: int = Field(64, ge=1)

@@ -37,8 +37,10 @@ import io
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -64,6 +66,41 @@ OUTGOING_QUEUE = 32
 #: bytes / messages a file stream reads ahead while the model is busy (beyond: TCP back-pressure)
 READ_AHEAD_BYTES = 16 * 2**20
 READ_AHEAD_MESSAGES = 1024
+
+
+#: ASGI scope key a session sets to have the transport abort its connection as soon as the app
+#: is done with it, instead of waiting for the peer's close (:class:`~.transport.WebSocketProtocol`)
+ABORT_ON_CLOSE = "videoxai.abort_on_close"
+
+
+class AuthWaiters:
+    """Sessions still waiting for their API key, oldest first (event-loop only, so no lock).
+
+    They hold no stream slot, but each holds a connection, which uvicorn's ``limit_concurrency``
+    counts: without a bound, a few hundred sockets that never authenticate made every HTTP request
+    get 503. Beyond ``limit`` the oldest is told to give up: a client that has the key sends it in
+    its first message, so only sockets that say nothing stay long enough to be displaced.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._waiting: OrderedDict[object, asyncio.Event] = OrderedDict()
+
+    @contextmanager
+    def waiting(self, session: object) -> Iterator[asyncio.Event]:
+        """Register ``session`` while it waits; the event is set when a newer one displaces it."""
+        displaced = asyncio.Event()
+        self._waiting[session] = displaced
+        while len(self._waiting) > self.limit:
+            _, oldest = self._waiting.popitem(last=False)
+            oldest.set()
+        try:
+            yield displaced
+        finally:
+            self._waiting.pop(session, None)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
 
 
 class StreamSlots:
@@ -180,8 +217,10 @@ def _size(msg: dict) -> int:
 class StreamSession:
     """Serves one WebSocket client (see the module docstring)."""
 
-    def __init__(self, ws: WebSocket, engine: Engine, settings: ServeSettings, slots: StreamSlots) -> None:
+    def __init__(self, ws: WebSocket, engine: Engine, settings: ServeSettings, slots: StreamSlots,
+                 auth: AuthWaiters | None = None) -> None:
         self.ws, self.engine, self.settings, self.slots = ws, engine, settings, slots
+        self.auth = auth if auth is not None else AuthWaiters(settings.max_pending_connections)
         self._out: asyncio.Queue = asyncio.Queue(maxsize=OUTGOING_QUEUE)
         self._mailbox: asyncio.Queue = asyncio.Queue(maxsize=1)
         self._frames = 0          # frames accepted
@@ -212,6 +251,8 @@ class StreamSession:
         try:
             await self._authenticate()
         except (_Gone, _Fatal) as e:
+            if self._recv_task is not None:  # a first message that did not come in time
+                self._recv_task.cancel()
             if isinstance(e, _Fatal):
                 await self._close_with(e.error, e.close_code)
             return
@@ -257,12 +298,19 @@ class StreamSession:
     async def _authenticate(self) -> None:
         """Check the API key: a header, the legacy ``api_key`` query parameter, or the ``api_key``
         field of the first message (browsers cannot set headers on a WebSocket, and URLs end up
-        in logs). That message is then handled as usual."""
+        in logs). That message is then handled as usual.
+
+        This comes before the stream slot is taken, and the first message must come within
+        ``auth_timeout_s`` (not the idle timeout), while at most ``max_pending_connections``
+        sockets wait (:class:`AuthWaiters`): sockets without the key can hold neither a slot nor,
+        for long or in number, a connection, so they cannot lock out a client that has it.
+        """
         ws = self.ws
         if authorised(self.settings, ws.headers.get("x-api-key"), ws.headers.get("authorization"),
                       ws.query_params.get("api_key")):
             return
-        msg = await self._receive()
+        with self.auth.waiting(self) as displaced:
+            msg = await self._first_message(displaced)
         key = None
         if msg.get("text") is not None:
             try:
@@ -275,6 +323,26 @@ class StreamSession:
                                                            "or api_key in the first message)"), CLOSE_POLICY)
         self._ahead.appendleft(msg)  # handled by _negotiate like any first message
         self._ahead_bytes += _size(msg)
+
+    async def _first_message(self, displaced: asyncio.Event) -> dict:
+        """The first message of a client yet to authenticate; :class:`_Fatal` (and the connection
+        aborted, not closed politely: such a peer need not be waited for) when it does not come
+        within ``auth_timeout_s`` or a newer socket displaces this one."""
+        task, bumped = self._next_message(), asyncio.ensure_future(displaced.wait())
+        try:
+            await asyncio.wait({task, bumped}, timeout=self.settings.auth_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            bumped.cancel()
+        if task.done():
+            return self._take(task)
+        self.ws.scope[ABORT_ON_CLOSE] = True
+        if displaced.is_set():
+            raise _Fatal(ServiceError(503, "busy", "too many connections are waiting to authenticate; send the API "
+                                                   "key in the first message"), CLOSE_TRY_LATER)
+        raise _Fatal(ServiceError(401, "unauthorized", f"no API key within {self.settings.auth_timeout_s:g} s (send "
+                                                       "the X-API-Key header, or api_key in the first message)"),
+                     CLOSE_POLICY)
 
     async def _negotiate(self) -> tuple[StartMessage, ExplainSpec]:
         """Wait for a valid ``start``; answer ``ready``. Invalid ones get a non-fatal error."""

@@ -14,7 +14,8 @@ connection whose peer stops reading:
 * **Peers that do not read.** When the app closes a WebSocket, uvicorn closes the transport
   gracefully, which waits for the write buffer to drain: with a peer that never reads, forever.
   :class:`WebSocketProtocol` aborts (RST) a connection that is still open a few seconds after the
-  app has finished with it.
+  app has finished with it, or at once when the app marks its scope with
+  :data:`~.stream.ABORT_ON_CLOSE` (a stream that never authenticated: nothing to be polite to).
 * **Secrets in logs.** Old clients pass the API key as ``?api_key=`` in the URL, which the access
   log prints. :class:`RedactApiKey` masks it in every uvicorn and videoxai log record.
 """
@@ -33,6 +34,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .settings import ServeSettings
+from .stream import ABORT_ON_CLOSE
 
 log = logging.getLogger("videoxai.serve")
 
@@ -194,7 +196,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             await super().run_asgi()
         finally:
             if not self.disconnected:
-                self.loop.call_later(ABORT_AFTER_CLOSE_S, self._abort_if_open)
+                # a session that never authenticated asks for no grace: waiting for such peers let
+                # a stream of them hold connections for ABORT_AFTER_CLOSE_S each
+                now = self.scope.get(ABORT_ON_CLOSE, False)
+                self.loop.call_later(0.0 if now else ABORT_AFTER_CLOSE_S, self._abort_if_open)
 
     def _abort_if_open(self) -> None:
         if not self.disconnected:
