@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sqlite3
 import subprocess
 import sys
@@ -137,11 +138,11 @@ def test_the_rerun_budget_limits_only_the_metrics_that_re_run_the_method():
     metrics = resolve_metrics("energy,max_sensitivity(samples=2),randomisation(stages=2,seeds=1),"
                               "randomisation(stages=null)")
     slow = Selection(["slow"], clips={"slow": 3}, rerun_budget={"slow": 3})
-    tasks, _ = plan(Keys(), 4, slow, metrics, set())
+    tasks = list(plan(Keys(), 4, slow, metrics, set()).tasks)
     energy, robust, rand2, rand_all = metrics.specs
     assert [t.work["slow"] for t in tasks] == [[energy, robust, rand2, rand_all], [energy], [energy]]
     # a method without a budget (named by the user, or fast) gets every metric on every clip
-    tasks, _ = plan(Keys(), 2, Selection(["fast"]), metrics, set())
+    tasks = list(plan(Keys(), 2, Selection(["fast"]), metrics, set()).tasks)
     assert [t.work["fast"] for t in tasks] == [metrics.specs, metrics.specs]
 
 
@@ -828,3 +829,114 @@ def test_a_csv_window_past_the_video_is_an_error_row_not_na(tmp_path):
     s = evaluate(model, ds, "random", "temporal_grounding", tmp_path / "out", backend="inline", progress=False,
                  report=False)
     assert (s.computed, s.errors) == (2, 1)   # retried on resume, once the CSV is fixed
+
+
+# -- sizes: huge, zero, negative, not integers -------------------------------------------------------------
+def test_planning_is_lazy_whatever_the_clip_count(monkeypatch):
+    """``synthetic:1000000000`` made a task per clip before the first result: minutes of silence
+    while memory grew by gigabytes. The plan's totals come from the scopes (every scope is a
+    number of first clips) and the stored results, and its tasks are made as they are pulled."""
+    from videoxai.data.datasets import SyntheticDataset
+    from videoxai.evaluation.runner import Selection, plan
+
+    n = 10**12
+    ds = load_dataset(f"synthetic:{n}", num_frames=8)
+    assert len(ds) == n
+    key, calls = SyntheticDataset.key, []
+
+    def counted(self, i):
+        calls.append(i)
+        assert len(calls) <= 100, "planning walked the clips"
+        return key(self, i)
+
+    monkeypatch.setattr(SyntheticDataset, "key", counted)
+    metrics = resolve_metrics("energy,sparseness(clips=3)")
+    energy, sparse = metrics.specs
+    methods = Selection(["random", "saliency"], clips={"saliency": 2})
+    done = {(key(ds, 0), "random", energy), (key(ds, 1), "saliency", sparse),  # in the plan: skipped
+            (key(ds, 5), "saliency", energy),                                 # past saliency's 2 clips
+            ("synthetic:test:0/07", "random", energy), ("elsewhere/0", "random", energy)}
+    p = plan(ds, n, methods, metrics, done)
+    assert calls == []
+    assert (p.total, p.skipped) == (n + 3 + 2 + 2 - 2, 2)
+    first = [next(p.tasks) for _ in range(4)]
+    assert calls == [0, 1, 2, 3] and [t.index for t in first] == [0, 1, 2, 3]
+    assert [t.work for t in first] == [{"random": [sparse], "saliency": [energy, sparse]},
+                                       {"random": [energy, sparse], "saliency": [energy]},
+                                       {"random": [energy, sparse]}, {"random": [energy]}]
+
+
+def test_a_billion_clip_evaluation_starts_at_once_and_resumes(model_dir, tmp_path, monkeypatch):
+    """End to end: the progress total is known at once and the first clips are computed (and
+    stored) without walking the other 999 999 997; a second run skips them."""
+    from videoxai.data.datasets import SyntheticDataset
+    from videoxai.evaluation import runner
+
+    class Stop(Exception):
+        pass
+
+    key, load, calls, totals = SyntheticDataset.key, SyntheticDataset.load, [], []
+
+    def counted(self, i):
+        calls.append(i)
+        assert len(calls) <= 100, "planning walked the clips"
+        return key(self, i)
+
+    def first_three(self, i):
+        if i >= 3:
+            raise Stop(i)
+        return load(self, i)
+
+    class Progress(runner._Progress):
+        def __init__(self, total, show):
+            totals.append(total)
+            super().__init__(total, show)
+
+    monkeypatch.setattr(SyntheticDataset, "key", counted)
+    monkeypatch.setattr(SyntheticDataset, "load", first_three)
+    monkeypatch.setattr(runner, "_Progress", Progress)
+    for _ in range(2):
+        calls.clear()
+        with pytest.raises(Stop):
+            evaluate(model_dir, "synthetic:1000000000", "random", "sparseness", tmp_path, backend="inline",
+                     progress=False, report=False)
+    assert totals == [10**9, 10**9 - 3]
+    assert sorted(keys(tmp_path / "results.sqlite")) == [(f"synthetic:test:0/{i}", "random", "sparseness")
+                                                         for i in range(3)]
+
+
+@pytest.mark.parametrize("count", ["1e9", "0", "-1", "2.5", "1_000", "٣", "9" * 30, "1000000000001"])
+def test_synthetic_clip_counts_outside_1_to_10_12_are_one_line_errors(count):
+    # '9' * 30 was an OverflowError from len(); '1_000' and '٣' were read by int()
+    with pytest.raises(InputError, match=r"^synthetic:N: the clip count N must be an integer from 1 to "
+                                         r"1000000000000 \(10\^12\), got '" + count + "'$"):
+        load_dataset(f"synthetic:{count}", num_frames=8)
+
+
+def test_synthetic_keys_map_back_to_their_index():
+    ds = load_dataset("synthetic:20,seed=2", num_frames=8)
+    assert [ds.index_of(ds.key(i)) for i in (0, 7, 19)] == [0, 7, 19]
+    for other in ("synthetic:test:2/20", "synthetic:test:2/07", "synthetic:test:0/7", "synthetic:test:2/",
+                  "synthetic:test:2/-1", "x"):
+        assert ds.index_of(other) is None, other
+    assert load_dataset([EvalSample("a", ds[0].clip), EvalSample("b", ds[1].clip)]).index_of("b") == 1
+
+
+@pytest.mark.parametrize("backend, workers", [("local", 0), ("local", -1), ("local", 10**9), ("local", 2.5),
+                                              ("local", True), ("local", "4"), ("ray", 10**9), ("ray", 0)])
+def test_bad_worker_counts_fail_before_the_model_loads(tmp_path, backend, workers):
+    """-j 1000000000 spawned a process per worker until the machine gave out (after planning);
+    -j 0 failed only once the model was loaded and the run recorded. The model here does not
+    exist: the worker count is checked first."""
+    with pytest.raises(InputError, match=r"^workers \(--workers/-j\) must be an integer from 1 to \d+ "
+                                         rf"\(4 × this machine's \d+ CPUs\), got {re.escape(repr(workers))}$"):
+        evaluate(str(tmp_path / "no-model"), "synthetic:2", "random", "energy", tmp_path, backend=backend,
+                 workers=workers)
+
+
+def test_cli_huge_sizes_are_one_line_errors(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "videoxai", "evaluate", "--data", "synthetic:" + "9" * 30,
+                        "--methods", "random", "--metrics", "energy", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: synthetic:N: the clip count N must be an integer from 1 to 1000000000000 (10^12), got '{'9' * 30}'"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -125,3 +127,18 @@ def test_bad_arguments():
     with pytest.raises(IndexError):
         SyntheticVideos(10)[10]
     assert len(SHAPES) == 6
+
+
+def test_sizes_up_to_10_12_cost_nothing_and_others_are_errors():
+    from videoxai.data.synthetic import MAX_SIZE
+
+    big = SyntheticVideos(MAX_SIZE, split="test", seed=3)     # clips are rendered on demand
+    assert len(big) == MAX_SIZE == 10**12
+    assert np.array_equal(big[63].frames, SyntheticVideos(64, split="test", seed=3)[63].frames)
+    assert big[-1].source == f"synthetic:test/{MAX_SIZE - 1}"
+    assert len(SyntheticVideos(np.int64(5))) == 5 and len(SyntheticVideos(0)) == 0
+    # 10**30 was an OverflowError from len(), 2.5 and True were read as 2 and 1
+    for size in (MAX_SIZE + 1, 10**30, -1, 2.5, True, "5"):
+        with pytest.raises(InputError, match=rf"^size must be an integer from 0 to 1000000000000 \(10\^12\), "
+                                             rf"got {re.escape(repr(size))}$"):
+            SyntheticVideos(size)

@@ -4,7 +4,8 @@ Every dataset is a sequence of :class:`EvalSample` and is named by a spec string
 ``kind:argument[,key=value…]``:
 
 * ``synthetic:N[,split=test][,seed=0]`` — the first ``N`` clips of the synthetic benchmark
-  (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window.
+  (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window;
+  ``1 ≤ N ≤ 10^12`` (clips are rendered when used, so ``N`` costs nothing up front).
 * ``folder:DIR[,labels=FILE.csv][,max_side=N]`` — the videos in ``DIR``; the CSV (default
   ``DIR/labels.csv`` if it exists) has a header with columns ``video`` (path relative to ``DIR``)
   and ``label`` (class index or class name), and optionally ``start`` and ``end``: the evidence
@@ -123,6 +124,18 @@ class EvalDataset(Sequence[EvalSample]):
 
     def keys(self) -> list[str]:
         return [self.key(i) for i in range(len(self))]
+
+    def index_of(self, key: str) -> int | None:
+        """The index of the clip stored under ``key``, or ``None`` if there is none.
+
+        A resumed evaluation asks it for each stored clip, to count what is already done without
+        walking over every clip. This default indexes the keys once (a list of clips in memory);
+        datasets whose keys encode their index (``synthetic:``) answer without it.
+        """
+        index = self.__dict__.get("_key_index")
+        if index is None:
+            index = self.__dict__["_key_index"] = {self.key(i): i for i in range(len(self))}
+        return index.get(key)
 
 
 class SamplesDataset(EvalDataset):
@@ -253,6 +266,13 @@ class SyntheticDataset(EvalDataset):
     def key(self, i: int) -> str:
         return f"{self._prefix}{i}"
 
+    def index_of(self, key: str) -> int | None:
+        # the key names the index: no table of a billion keys for synthetic:1000000000
+        text = key[len(self._prefix):] if key.startswith(self._prefix) else ""
+        if not (text.isascii() and text.isdigit() and len(text) <= 13) or text != str(int(text)):
+            return None   # not this dataset's key, or not as key() writes it ('07')
+        return int(text) if int(text) < len(self) else None
+
     def load(self, i: int) -> EvalSample:
         s = self.videos[i]
         return EvalSample(key=self.key(i), clip=s.clip, label=int(s.label), masks=s.masks, boxes=s.boxes,
@@ -263,9 +283,15 @@ class SyntheticDataset(EvalDataset):
 def _synthetic(argument: str, *, num_frames: int, classes=None, split: str = "test",
                seed: Annotated[int, Opt(ge=0)] = 0) -> EvalDataset:  # numpy's seeds are ≥ 0
     """synthetic:N[,split=test][,seed=0] — the synthetic benchmark (masks, boxes, window)."""
-    size = _int_option(argument, "the clip count", "synthetic")
-    if size < 1:
-        raise InputError(f"synthetic: the clip count must be >= 1, got {size}")
+    from .synthetic import MAX_SIZE
+
+    # digits only: int() would also take '1_000' and '١٠', and '1e9' or '2.5' are typos to name;
+    # any N up to MAX_SIZE costs nothing until a clip is drawn (the evaluation plans lazily)
+    text = argument.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 13) or not 1 <= int(text) <= MAX_SIZE:
+        raise InputError(f"synthetic:N: the clip count N must be an integer from 1 to {MAX_SIZE} (10^12), "
+                         f"got {argument!r}")
+    size = int(text)
     ds = SyntheticDataset(size, split, seed, num_frames)
     if classes is not None and list(classes) != ds.class_names:
         raise InputError(f"synthetic: the model's classes {list(classes)[:6]} are not the synthetic "

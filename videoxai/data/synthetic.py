@@ -27,6 +27,7 @@ processes agree on every pixel; different split names draw from disjoint random 
 from __future__ import annotations
 
 import math
+import numbers
 import zlib
 from dataclasses import dataclass
 from typing import Iterable, Sequence, overload
@@ -35,6 +36,11 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError
+
+#: the most clips a :class:`SyntheticVideos` (and a ``synthetic:N`` dataset) may have: clips are
+#: rendered on demand, so the size costs nothing until a clip is drawn; the bound keeps ``len()``
+#: an index-sized integer (``synthetic:1e30`` is an error, not an ``OverflowError``)
+MAX_SIZE = 10**12
 
 #: shape vocabulary, in the order classes use them (see :func:`class_grid`)
 SHAPES: tuple[str, ...] = ("square", "triangle", "circle", "cross", "diamond", "ring")
@@ -156,8 +162,8 @@ class SyntheticVideos(Sequence[SyntheticSample]):
                  window: tuple[int, int] = (2, 4), object_size: tuple[float, float] = (0.12, 0.16),
                  distractors: tuple[int, int] = (2, 3), max_speed: float = 0.02,
                  noise: float = 5.0, texture: float = 22.0) -> None:
-        if int(size) < 0:
-            raise InputError(f"size must be >= 0, got {size}")
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 0 <= size <= MAX_SIZE:
+            raise InputError(f"size must be an integer from 0 to {MAX_SIZE} (10^12), got {size!r}")
         if not isinstance(split, str) or not split:
             raise InputError(f"split must be a non-empty string, got {split!r}")
         h, w = (int(frame_size[0]), int(frame_size[1]))
@@ -339,4 +345,4 @@ def chance_rates(ds: SyntheticVideos, limit: int | None = None) -> dict[str, flo
 
 
 __all__ = ["SyntheticVideos", "SyntheticSample", "chance_rates", "class_grid", "shape_masks",
-           "SHAPES", "COLOURS"]
+           "SHAPES", "COLOURS", "MAX_SIZE"]

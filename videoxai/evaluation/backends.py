@@ -22,6 +22,7 @@ they are needed.
 from __future__ import annotations
 
 import multiprocessing as mp
+import numbers
 import os
 import signal
 import sys
@@ -258,3 +259,20 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
 def default_workers() -> int:
     """Worker processes for this machine (its CPUs, at most 8)."""
     return max(1, min(8, os.cpu_count() or 1))
+
+
+#: workers (local processes, or CPUs of a local Ray instance) per CPU of the machine, at most
+WORKERS_PER_CPU = 4
+
+
+def check_workers(workers) -> int:
+    """``workers`` for the ``local`` backend or a local Ray instance: an integer from 1 to
+    :data:`WORKERS_PER_CPU` × the machine's CPUs. Each worker is a process that loads its own
+    copy of the model, so ``-j 1000000000`` would fork until the machine gives out; more workers
+    than that only share the same CPUs."""
+    cpus = os.cpu_count() or 1
+    most = WORKERS_PER_CPU * cpus
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or not 1 <= workers <= most:
+        raise InputError(f"workers (--workers/-j) must be an integer from 1 to {most} ({WORKERS_PER_CPU} × this "
+                         f"machine's {cpus} CPUs), got {workers!r}")
+    return int(workers)

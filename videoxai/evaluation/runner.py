@@ -37,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Sequence
+from typing import Annotated, Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -141,7 +141,8 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         metrics: metric specs, a comma-separated string, or ``"all"``.
         out: output directory (created); results go to ``out/results.sqlite``.
         backend: ``"local"`` (worker processes), ``"ray"`` or ``"inline"`` (this process).
-        workers: worker processes (local) or CPUs of a local Ray instance; default: the CPUs.
+        workers: worker processes (local) or CPUs of a local Ray instance, from 1 to 4 × the
+            machine's CPUs; default: the CPUs (at most 8).
         address: a Ray cluster's address (``"auto"``, ``"ray://host:10001"``); default: start a
             local instance.
         device: where the model runs.
@@ -162,6 +163,8 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         # checked before the model loads; a limit below 1 read as "the dataset is empty"
         raise InputError(f"limit must be an integer ≥ 1 (the first clips to use), got {limit!r}")
+    if workers is not None and (backend == "local" or backend == "ray" and not address):
+        workers = backends.check_workers(workers)   # before the model loads: -j 0, -j 1000000000
     if isinstance(model, VideoModel):
         if backend != "inline":
             raise InputError(f"the {backend} backend loads the model in its workers: pass a model "
@@ -197,23 +200,24 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             store.bind(identity)
             store.register_metrics(metric_sel.metrics)
             done = store.done()
-            tasks, skipped = plan(dataset, n_videos, method_sel, metric_sel, done)
+            work = plan(dataset, n_videos, method_sel, metric_sel, done)
             clips = {**method_sel.clips, **metric_sel.clips}
             store.start_run({**identity, "methods": method_specs, "metrics": metric_specs, "clips": clips,
                              "backend": backend, "workers": n_workers, "address": address,
                              **weights_meta(vm)})
             counts = {"computed": 0, "errors": 0}
-            expected = sum(t.size for t in tasks)
-            bar = _Progress(expected, progress)
+            bar = _Progress(work.total, progress)
 
-            seen: set[tuple] = set()   # keys stored by this call
+            # a task that Ray re-runs after losing its node yields its rows again: store each once.
+            # Only Ray repeats rows; elsewhere the set would only grow with every row of a long run
+            seen: set[tuple] | None = set() if backend == "ray" else None
 
             def emit(row: ResultRow | ExplanationRow) -> None:
-                # a task that Ray re-runs after losing its node yields its rows again: store each once
-                key = (row.video, row.method) if isinstance(row, ExplanationRow) else row.key
-                if key in seen:
-                    return
-                seen.add(key)
+                if seen is not None:
+                    key = (row.video, row.method) if isinstance(row, ExplanationRow) else row.key
+                    if key in seen:
+                        return
+                    seen.add(key)
                 if isinstance(row, ExplanationRow):
                     store.write_explanation(row)
                     return
@@ -223,13 +227,13 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
                 bar.advance()
 
             try:
-                if tasks:
-                    backends.run(backend, _with_samples(dataset, tasks, emit), settings, emit,
+                if work.total:
+                    backends.run(backend, _with_samples(dataset, work.tasks, emit), settings, emit,
                                  workers=n_workers, model=vm if backend == "inline" else None, address=address)
             finally:
                 bar.close()
                 store.finish_run(counts["computed"])
-            summary = EvalSummary(out=out, database=store.path, computed=counts["computed"], skipped=skipped,
+            summary = EvalSummary(out=out, database=store.path, computed=counts["computed"], skipped=work.skipped,
                                   errors=counts["errors"], methods=method_specs, metrics=metric_specs,
                                   videos=n_videos, seconds=0.0, clips=clips, dropped_methods=method_sel.dropped)
         if report:
@@ -309,28 +313,70 @@ def _pop_clips(options: dict, owner: str) -> int | None:
     return parse_value(options.pop("clips"), Annotated[int, Opt(ge=1)], owner, "clips")
 
 
+@dataclass
+class Plan:
+    """What an evaluation will compute, known before the first clip is looked at.
+
+    Attributes:
+        total: results still to compute.
+        skipped: results of the plan already stored (not computed again).
+        tasks: the tasks, made one at a time as the backend pulls them (a plan over
+            ``synthetic:1000000000`` holds no list of a billion clips).
+    """
+
+    total: int
+    skipped: int
+    tasks: Iterator[Task]
+
+
 def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selection,
-         done: set[tuple[str, str, str]]) -> tuple[list[Task], int]:
-    """The tasks still to do (by the clips' keys, without loading them), and how many results
-    are already stored."""
-    tasks, skipped = [], 0
+         done: set[tuple[str, str, str]]) -> Plan:
+    """The tasks still to do (by the clips' keys, without loading them), how many results they
+    compute and how many are already stored.
+
+    Every scope (``clips=N``, the re-run budget, ``limit``) is a number of first clips, so the
+    (method, metric) pair ``(m, s)`` runs on the clips ``[0, scope[m, s])``: the totals are
+    sums over the pairs and over the stored results, not over the clips, and the tasks are
+    generated lazily. Planning costs the same for 10 clips and for 10^12.
+    """
     # the first clips each (slow method of `all`, metric) pair is limited to, computed once
     rerun_scope = {(m, s): rerun_clips(budget, metric) for m, budget in methods.rerun_budget.items()
                    for s, metric in zip(metrics.specs, metrics.metrics)}
-    for i in range(n_videos):
+    scope = {(m, s): min(n_videos, methods.clips.get(m, n_videos), metrics.clips.get(s, n_videos),
+                         rerun_scope.get((m, s), n_videos))
+             for m in methods.specs for s in metrics.specs}
+    skipped = 0
+    if done:
+        index_of = _key_index(dataset, n_videos)
+        for key, m, s in done:
+            if scope.get((m, s), 0) > 0:
+                i = index_of(key)
+                skipped += i is not None and i < scope[(m, s)]
+    return Plan(sum(scope.values()) - skipped, skipped, _tasks(dataset, methods, metrics, done, scope))
+
+
+def _tasks(dataset, methods: Selection, metrics: Selection, done: set[tuple[str, str, str]],
+           scope: dict[tuple[str, str], int]) -> Iterator[Task]:
+    end = max(scope.values(), default=0)      # no clip at or past it has any work
+    n = 0
+    for i in range(end):
         key = dataset.key(i)
         work = {}
         for m in methods.specs:
-            if not methods.covers(m, i):
-                continue
-            wanted = [s for s in metrics.specs if metrics.covers(s, i) and i < rerun_scope.get((m, s), i + 1)]
-            missing = [s for s in wanted if (key, m, s) not in done]
-            skipped += len(wanted) - len(missing)
+            missing = [s for s in metrics.specs if i < scope[(m, s)] and (key, m, s) not in done]
             if missing:
                 work[m] = missing
         if work:
-            tasks.append(Task(id=len(tasks), index=i, key=key, work=work))
-    return tasks, skipped
+            yield Task(id=n, index=i, key=key, work=work)
+            n += 1
+
+
+def _key_index(dataset, n_videos: int) -> Callable[[str], int | None]:
+    """``key → index`` of the dataset's clips (``None`` for a key it does not have)."""
+    if isinstance(dataset, EvalDataset):
+        return dataset.index_of
+    index = {dataset.key(i): i for i in range(n_videos)}   # a bare sequence of keys (tests)
+    return index.get
 
 
 def rerun_clips(budget: int, metric: Metric) -> int:
@@ -352,7 +398,7 @@ def rerun_clips(budget: int, metric: Metric) -> int:
     return max(1, budget // per_clip) if per_clip is not None else 1
 
 
-def _with_samples(dataset: EvalDataset, tasks: list[Task], emit: Callable[[ResultRow | ExplanationRow], None]
+def _with_samples(dataset: EvalDataset, tasks: Iterable[Task], emit: Callable[[ResultRow | ExplanationRow], None]
                   ) -> Iterator[Task]:
     """Load each task's sample just before it is handed out (backends pull lazily).
 
