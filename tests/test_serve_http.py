@@ -8,6 +8,7 @@ and leave the server serving.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -24,9 +25,9 @@ from conftest import tiny_hf  # noqa: E402
 from videoxai.data.video import probe, write_video  # noqa: E402
 from videoxai.models.hf import from_hf_module  # noqa: E402
 from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
-from videoxai.serve.engine import downsample  # noqa: E402
-from videoxai.serve.jobs import count_windows, merge_temporal  # noqa: E402
-from videoxai.serve.protocol import CompactArray, WindowResult  # noqa: E402
+from videoxai.serve.engine import Engine, downsample  # noqa: E402
+from videoxai.serve.jobs import UPLOAD_NAME, JobQueue, count_windows, merge_temporal  # noqa: E402
+from videoxai.serve.protocol import CompactArray, JobRequest, VideoInfo, WindowResult  # noqa: E402
 
 SETTINGS = ServeSettings(max_upload_mb=0.25, max_frames=60, max_pixels=160 * 120, max_side=200,
                          max_queued_jobs=2, max_jobs_kept=8, map_size=16)
@@ -360,6 +361,88 @@ def test_full_queue_refuses_with_retry_after(served, client, videos):
         gate.set()
         blocker.join(10)
     assert all(wait(client, r.json()["id"])["state"] == "done" for r in ids)
+
+
+# -- restarts ------------------------------------------------------------------------------------
+
+
+def test_finished_jobs_survive_a_restart_with_the_same_work_dir(model, videos, tmp_path):
+    # before, a restart forgot every job (404) although its files were still in the work dir
+    settings = SETTINGS.model_copy(update={"work_dir": str(tmp_path)})
+    with BackgroundServer(create_app(model, settings)) as server, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+        done = wait(c, upload(c, videos["short"]).json()["id"])
+        gone = wait(c, upload(c, videos["short"], overlay="false").json()["id"])
+        assert c.delete(f"/api/jobs/{gone['id']}").status_code == 204
+        result, overlay = c.get(done["links"]["result"]).content, c.get(done["links"]["overlay"]).content
+    with BackgroundServer(create_app(model, settings)) as server, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+        assert c.get(f"/api/jobs/{done['id']}").json() == done
+        assert c.get(done["links"]["result"]).content == result
+        assert c.get(done["links"]["overlay"]).content == overlay
+        message = assert_error(c.get(f"/api/jobs/{gone['id']}"), 404, "not_found")
+        assert "restart" not in message  # this server keeps its jobs: a restart is not why
+        new = wait(c, upload(c, videos["short"], overlay="false").json()["id"])  # and goes on as usual
+        assert new["state"] == "done"
+        assert c.delete(f"/api/jobs/{done['id']}").status_code == 204
+    assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == [new["id"]]
+
+
+def test_jobs_cut_short_by_a_restart_fail_with_a_reason_not_404(model, videos, tmp_path):
+    settings = SETTINGS.model_copy(update={"work_dir": str(tmp_path / "live")})
+    app = create_app(model, settings)
+    gate = threading.Event()
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+        blocker = threading.Thread(target=app.state.engine.call_sync, args=(gate.wait,), daemon=True)
+        blocker.start()  # holds the model thread: the first job runs, the second waits
+        try:
+            running = upload(c, videos["short"]).json()
+            queued = upload(c, videos["short"]).json()
+            deadline = time.monotonic() + 30
+            while c.get(f"/api/jobs/{running['id']}").json()["state"] != "running":
+                assert time.monotonic() < deadline, "the first job did not start"
+                time.sleep(0.05)
+            # the server dies now: what it leaves is its work dir as it is
+            shutil.copytree(tmp_path / "live", tmp_path / "dead")
+        finally:
+            gate.set()
+            blocker.join(10)
+    (tmp_path / "dead" / "jobs" / "0123456789abcdef0123456789abcdef").mkdir()  # an upload cut off mid-way
+    restarted = SETTINGS.model_copy(update={"work_dir": str(tmp_path / "dead")})
+    with BackgroundServer(create_app(model, restarted)) as server, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+        for job in (running, queued):
+            status = c.get(f"/api/jobs/{job['id']}").json()
+            assert status["state"] == "failed" and status["error"]["code"] == "server_restarted", status
+            assert "restarted" in status["error"]["message"] and status["finished"] is not None
+            message = assert_error(c.get(job["links"]["result"]), 409, "job_failed")
+            assert "restarted" in message
+            assert not (tmp_path / "dead" / "jobs" / job["id"] / "upload").exists()
+    assert sorted(p.name for p in (tmp_path / "dead" / "jobs").iterdir()) == sorted([running["id"], queued["id"]])
+
+
+def test_a_job_stopped_with_the_server_fails_at_the_restart(model, videos, tmp_path):
+    # a graceful stop cancels queued and running jobs; they are not 'cancelled' (nobody asked)
+    engine = Engine(model, "staa")
+    jobs = JobQueue(engine, SETTINGS, tmp_path)  # no worker started: the job stays queued
+    job_id, folder = jobs.new_dir()
+    shutil.copy(videos["short"], folder / UPLOAD_NAME)
+    jobs.submit(job_id, folder, JobRequest(overlay=False), VideoInfo(frames=20, fps=10.0, width=64, height=48,
+                                                                       duration=2.0))
+    jobs.stop()
+    again = JobQueue(engine, SETTINGS, tmp_path)
+    again.start()
+    try:
+        status = again.status(job_id)
+        assert status.state == "failed" and status.error.code == "server_restarted"
+    finally:
+        again.stop()
+        engine.close()
+
+
+def test_an_unknown_job_of_a_temporary_work_dir_may_have_been_lost_in_a_restart(client):
+    message = assert_error(client.get("/api/jobs/0123456789abcdef0123456789abcdef"), 404, "not_found")
+    assert "restarted" in message and "--work-dir" in message
 
 
 # -- API key -------------------------------------------------------------------------------------

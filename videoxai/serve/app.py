@@ -84,7 +84,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_dir = settings.work_dir is None
         root = Path(tempfile.mkdtemp(prefix="videoxai-serve-")) if own_dir else Path(settings.work_dir)
-        jobs = JobQueue(engine, settings, root)
+        jobs = JobQueue(engine, settings, root, durable=not own_dir)
         jobs.start()
         app.state.jobs = jobs
         try:

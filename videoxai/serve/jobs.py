@@ -7,6 +7,14 @@ them), renders the overlay, and records progress. At most ``max_queued_jobs`` jo
 running (more are refused with 503 and ``Retry-After``); at most ``max_jobs_kept`` finished jobs
 are kept, the oldest deleted first; the upload itself is deleted as soon as its job ends.
 
+A job's folder also holds ``job.json`` (:class:`JobRecord`), rewritten at each change of state,
+so that a server restarted on the same ``work_dir`` (``videoxai serve --work-dir``) serves its
+finished jobs again (:meth:`JobQueue.recover`); a job that was queued or running when the
+server stopped is reported as failed (``server_restarted``), not re-run (a job that took the
+server down would take it down again) and not forgotten (a 404 for a job the client saw
+accepted reads as a bug). The default work directory is temporary, deleted when the server
+stops: there a restart loses every job, and a 404 says so.
+
 A job's work is bounded twice: its estimated forward passes are checked against
 ``max_forward_passes`` before it is accepted (:func:`check_work`), and the explanation runs
 inside a :mod:`videoxai.work` scope with the job's budget and cancel event, so ``DELETE`` (or a
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import shutil
 import threading
 import time
@@ -29,6 +38,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from pydantic import BaseModel, ValidationError
 
 from ..data.video import probe, read_video, sliding_windows, write_video
 from ..errors import VideoReadError
@@ -44,6 +54,25 @@ log = logging.getLogger("videoxai.serve")
 UPLOAD_NAME = "upload"
 RESULT_NAME = "result.json"
 OVERLAY_NAME = "overlay.mp4"
+RECORD_NAME = "job.json"
+
+#: the names :meth:`JobQueue.new_dir` gives job folders (only these are ever cleaned up)
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class JobRecord(BaseModel):
+    """What a job's folder remembers of it (``job.json``): enough to serve it after a restart."""
+
+    id: str
+    request: JobRequest
+    video: VideoInfo
+    state: JobState
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    windows_done: int = 0
+    windows_total: int | None = None
+    error: ErrorInfo | None = None
 
 
 @dataclass
@@ -75,6 +104,21 @@ class Job:
     @property
     def overlay_path(self) -> Path:
         return self.dir / OVERLAY_NAME
+
+    @property
+    def record_path(self) -> Path:
+        return self.dir / RECORD_NAME
+
+    def record(self) -> JobRecord:
+        return JobRecord(id=self.id, request=self.request, video=self.video, state=self.state, created=self.created,
+                         started=self.started, finished=self.finished, windows_done=self.windows_done,
+                         windows_total=self.windows_total, error=self.error)
+
+    def save(self) -> None:
+        """Write :meth:`record` to the job's folder, atomically (a crash leaves the old one)."""
+        tmp = self.record_path.with_suffix(".part")
+        tmp.write_text(self.record().model_dump_json())
+        tmp.replace(self.record_path)
 
     def status(self, prefix: str = "/api/jobs") -> JobStatus:
         total = self.windows_total
@@ -184,29 +228,65 @@ class JobQueue:
         engine: runs the model.
         settings: the server's limits.
         root: folder for the job folders (created).
+        durable: whether ``root`` outlives the server (a ``work_dir`` the user chose) rather than
+            being a temporary folder deleted when it stops; only changes what a 404 says.
     """
 
-    def __init__(self, engine: Engine, settings: ServeSettings, root: Path) -> None:
-        self.engine, self.settings = engine, settings
+    def __init__(self, engine: Engine, settings: ServeSettings, root: Path, durable: bool = True) -> None:
+        self.engine, self.settings, self.durable = engine, settings, durable
         self.root = Path(root) / "jobs"
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
+        """Recover the jobs a previous server left in ``root``, then start the worker."""
+        self.recover()
         self._thread = threading.Thread(target=self._work, name="videoxai-jobs", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         with self.lock:
+            self._stopping = True  # jobs stopped now stay queued/running on disk: failed at the restart
             for job in self._jobs.values():
                 job.cancel.set()
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+    def recover(self) -> None:
+        """Take over the jobs whose folders are in ``root``: finished ones are served again, and
+        ones that were queued or running failed with ``server_restarted`` (their uploads are
+        deleted). Folders without a readable record (an upload in progress when the server died)
+        are deleted; then the oldest finished jobs beyond ``max_jobs_kept`` are evicted."""
+        found = []
+        for folder in sorted(self.root.iterdir()):
+            if not (folder.is_dir() and _JOB_ID.fullmatch(folder.name)):
+                continue  # not a folder this queue made: not ours to judge
+            job = _load(folder)
+            if job is None:
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            if job.state in ("queued", "running"):
+                job.state, job.finished = "failed", time.time()
+                job.error = ErrorInfo(code="server_restarted", message="the server restarted before this job "
+                                                                       "finished; upload the video again")
+                _save_quietly(job)
+            for leftover in (job.upload, job.result_path.with_suffix(".part"), job.record_path.with_suffix(".part")):
+                leftover.unlink(missing_ok=True)
+            if job.state != "done":
+                job.overlay_path.unlink(missing_ok=True)
+            found.append(job)
+        with self.lock:
+            for job in sorted(found, key=lambda j: j.created):
+                self._jobs[job.id] = job
+        if found:
+            log.info("recovered %d jobs from %s", len(found), self.root)
+        self._evict()
 
     # -- API ---------------------------------------------------------------------------------------
     def new_dir(self) -> tuple[str, Path]:
@@ -225,6 +305,7 @@ class JobQueue:
             if active >= self.settings.max_queued_jobs:
                 raise ServiceError(503, "busy", f"{active} jobs are already queued or running; try again later",
                                    headers={"Retry-After": "5"})
+            job.save()
             self._jobs[job_id] = job
         self._queue.put(job)
         return job
@@ -233,7 +314,11 @@ class JobQueue:
         with self.lock:
             job = self._jobs.get(job_id)
         if job is None:
-            raise ServiceError(404, "not_found", f"no job {job_id!r} (finished jobs are deleted after a while)")
+            why = ("it was deleted (by a DELETE, or as one of the oldest finished jobs)" if self.durable else
+                   "it was deleted (by a DELETE, or as one of the oldest finished jobs), or lost when the server "
+                   "restarted: this server keeps jobs in a temporary folder (videoxai serve --work-dir keeps "
+                   "them across restarts)")
+            raise ServiceError(404, "not_found", f"no job {job_id!r}: {why}")
         return job
 
     def status(self, job_id: str) -> JobStatus:
@@ -270,10 +355,11 @@ class JobQueue:
             job = self._queue.get()
             if job is None:
                 return
-            if job.cancel.is_set():
-                continue
             with self.lock:
+                if job.cancel.is_set() or job.id not in self._jobs:
+                    continue  # deleted (its folder is gone or going) or the server is stopping
                 job.state, job.started = "running", time.time()
+                _save_quietly(job)
             try:
                 self._run(job)
                 state, error = ("cancelled", None) if job.cancel.is_set() else ("done", None)
@@ -290,6 +376,8 @@ class JobQueue:
             with self.lock:
                 job.state, job.error, job.finished = state, error, time.time()
                 deleted = job.id not in self._jobs
+                if not deleted and not (self._stopping and state == "cancelled"):
+                    _save_quietly(job)  # under the lock: a DELETE cannot remove the folder meanwhile
             job.upload.unlink(missing_ok=True)
             if deleted:
                 shutil.rmtree(job.dir, ignore_errors=True)
@@ -371,6 +459,33 @@ class JobQueue:
         tmp = job.result_path.with_suffix(".part")
         tmp.write_text(result.model_dump_json(exclude_none=True))
         tmp.replace(job.result_path)  # readers never see half a file
+
+
+def _save_quietly(job: Job) -> None:
+    """:meth:`Job.save`, logging rather than failing a job whose record cannot be written (a full
+    disk costs that job its survival across a restart, not its result)."""
+    try:
+        job.save()
+    except OSError as e:
+        log.warning("cannot write the record of job %s: %s", job.id, e)
+
+
+def _load(folder: Path) -> Job | None:
+    """The job recorded in ``folder``, or ``None`` (no record, or an unreadable one)."""
+    path = folder / RECORD_NAME
+    try:
+        record = JobRecord.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None  # an upload that never became a job
+    except (OSError, ValidationError) as e:
+        log.warning("dropping job folder %s: unreadable %s (%s)", folder.name, RECORD_NAME, e)
+        return None
+    if record.id != folder.name:
+        log.warning("dropping job folder %s: its %s names job %s", folder.name, RECORD_NAME, record.id)
+        return None
+    return Job(id=record.id, dir=folder, request=record.request, video=record.video, state=record.state,
+               created=record.created, started=record.started, finished=record.finished,
+               windows_done=record.windows_done, windows_total=record.windows_total, error=record.error)
 
 
 def merge_temporal(windows: list[WindowResult]) -> tuple[list[int], list[float]]:

@@ -60,7 +60,9 @@ class ServeSettings(BaseModel):
         overlay_max_side: overlay videos of uploads are drawn with at most this longer side
             (drawing and encoding full-HD overlays would cost more than explaining them).
         default_method: the method used when a client names none.
-        work_dir: where uploads and results are written (a fresh temporary folder if ``None``).
+        work_dir: where uploads and results are written (a fresh temporary folder if ``None``,
+            deleted when the server stops). A server restarted on the same folder serves its
+            finished jobs again; jobs it left queued or running are reported failed.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
