@@ -292,9 +292,20 @@ def test_too_many_frames_and_pixels(client, videos):
     ({"sampling": "everything"}, 422, "bad_request"),
     ({"target": "99"}, 400, "bad_input"),
     ({"unknown_field": "1"}, 422, "bad_request"),
+    ({"method": ""}, 422, "bad_request"),  # was the default method, silently
 ])
 def test_bad_job_parameters(client, videos, params, status, code):
-    assert_error(upload(client, videos["short"], **params), status, code)
+    message = assert_error(upload(client, videos["short"], **params), status, code)
+    if status == 422:
+        assert next(iter(params)) in message  # names the field
+
+
+def test_an_omitted_method_is_the_default_and_an_empty_one_is_refused(client, videos):
+    status = wait(client, upload(client, videos["short"], overlay="false").json()["id"])
+    assert client.get(status["links"]["result"]).json()["method"] == "staa"
+    files = {"file": ("short.mp4", videos["short"].read_bytes(), "video/mp4")}
+    message = assert_error(client.post("/api/jobs", files=files, data={"method": ""}), 422, "bad_request")
+    assert message.startswith("method:")
 
 
 def test_target_by_name_as_the_library_takes_it(client, model, videos):

@@ -297,10 +297,10 @@ def test_malformed_messages_get_errors_and_the_stream_goes_on(served, model, fra
 
 
 @pytest.mark.parametrize("field,value", [("target", True), ("stride", True), ("live", "yes"), ("smoothing", "0.5"),
-                                         ("window", 8.0)])
+                                         ("window", 8.0), ("method", "")])
 def test_start_fields_of_the_wrong_json_type_are_refused_not_coerced(served, field, value):
-    # lax validation read "target": true as class 1 and "live": "yes" as true: a client's bug
-    # silently explained the wrong thing
+    # lax validation read "target": true as class 1 and "live": "yes" as true, and "method": ""
+    # meant the default method: a client's bug silently explained the wrong thing
     server, _ = served
     with open_stream(server) as ws:
         ws.send(json.dumps({"type": "start", field: value}))

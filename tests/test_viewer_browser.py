@@ -182,3 +182,21 @@ def test_upload_shows_overlay_and_errors(served, browser, tmp_path):
     banner = page.js("document.getElementById('banner').textContent")
     assert "bad_video" in banner and not page.js("document.getElementById('banner').classList.contains('hidden')")
     assert page.page_errors() == []
+
+
+def test_upload_with_no_method_chosen_leaves_it_to_the_server(served, browser, tmp_path):
+    # with no method in the list (it did not load) the viewer sent method="", which the server now
+    # refuses (422): the field must be left out, so that the server's default is used
+    server, _ = served
+    video = write_video(np.random.default_rng(1).integers(0, 256, size=(8, 48, 64, 3), dtype=np.uint8),
+                        tmp_path / "clip.mp4", fps=8)
+    page = Page(browser, server.url + "/")
+    page.wait("window.videoxaiViewer && window.videoxaiViewer.info !== null")
+    page.js("document.getElementById('method').innerHTML = ''; document.getElementById('tab-upload').click()")
+    page.set_file("#upload-file", video)
+    page.js("document.getElementById('upload-start').click()")
+    page.wait("window.videoxaiViewer.job && ['done', 'failed'].includes(window.videoxaiViewer.job.state)")
+    job = page.js("window.videoxaiViewer.job")
+    assert job["state"] == "done", job.get("error")
+    assert job["result"]["method"] == "staa"
+    assert page.page_errors() == []

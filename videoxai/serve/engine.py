@@ -146,7 +146,7 @@ class Engine:
                 target out of range or naming no class (the message lists close matches);
                 never anything else, so a client's mistake is never a 500.
         """
-        name = method or self.default_method
+        name = method if method is not None else self.default_method  # "" names no method: refused
         cls = get_method(name)
         try:
             m = cls(self.model, **(options or {}))

@@ -261,6 +261,12 @@ JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 ClassTarget = Annotated[int, Field(ge=0)] | str | None
 
 
+#: a method's name; omitted (or ``null``) means the server's default. An empty string is refused,
+#: not taken for the default: it is what a form with nothing chosen sends, and a client that
+#: meant a method but sent none should hear so rather than get another method's explanation
+MethodName = Annotated[str, Field(min_length=1)] | None
+
+
 class JobRequest(BaseModel):
     """How to explain an uploaded video (query parameters or multipart form fields).
 
@@ -281,7 +287,7 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: str | None = None
+    method: MethodName = None
     options: dict[str, Any] = Field(default_factory=dict)
     target: ClassTarget = None
     sampling: Literal["uniform", "windows"] = "uniform"
@@ -371,7 +377,7 @@ class StartMessage(BaseModel):
     api_key: str | None = Field(None, exclude=True, repr=False)
     window: int | None = Field(None, ge=1)
     stride: int | None = Field(None, ge=1)
-    method: str | None = None
+    method: MethodName = None
     options: dict[str, Any] = Field(default_factory=dict)
     target: ClassTarget = None
     live: bool = True

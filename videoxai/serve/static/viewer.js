@@ -311,7 +311,8 @@
     live.ws = ws;
     live.stopping = false;
     ws.onopen = () => ws.send(JSON.stringify({
-      type: "start", method: $("method").value || null, stride: Number($("stride").value) || null,
+      // an unset field is left out (undefined), never sent empty: "" is not a method's name
+      type: "start", method: $("method").value || undefined, stride: Number($("stride").value) || null,
       smoothing: Number($("smoothing").value), live: true, maps: ["spatial"], api_key: apiKey() || null,
     }));
     ws.onmessage = onMessage;
@@ -356,7 +357,9 @@
     clearError();
     const file = $("upload-file").files[0];
     if (!file) return;
-    const params = new URLSearchParams({ method: $("method").value, sampling: $("sampling").value, overlay: "true" });
+    const params = new URLSearchParams({ sampling: $("sampling").value, overlay: "true" });
+    // no method chosen (the list did not load): leave it out for the server's default; "" is refused
+    if ($("method").value) params.set("method", $("method").value);
     if ($("sampling").value === "windows") params.set("stride", $("stride").value);
     const progress = $("upload-progress"), label = $("upload-state");
     progress.classList.remove("hidden");
