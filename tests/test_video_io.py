@@ -424,3 +424,42 @@ def test_missing_encoder_is_a_clear_error(tmp_path, frames, monkeypatch):
     monkeypatch.setattr(vio, "_has_encoder", lambda name: name != "libx264")
     with pytest.raises(vx.VideoXAIError, match="no libx264 encoder"):
         write_video(frames, tmp_path / "x.mp4")
+
+
+# ----------------------------------------------------------------------------------------------
+# display rotation (phones' portrait clips)
+
+
+def _stored_turned(upright: np.ndarray, path: Path, rotation: int) -> Path:
+    """Store ``upright`` frames as a phone does: turned, with a display matrix of ``rotation``
+    degrees that shows them upright again. FFmpeg shows a clip whose matrix says -90 (the usual
+    portrait phone clip) turned a quarter *clockwise*, so the stored pictures are the upright
+    ones turned a quarter counter-clockwise (``np.rot90(…, 1)``)."""
+    import av
+
+    stored = np.ascontiguousarray(np.rot90(upright, -rotation // 90, axes=(1, 2)))
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = stored.shape[2], stored.shape[1], "yuv420p"
+        s.set_display_rotation(rotation)
+        for f in stored:
+            out.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(s.encode())
+    return path
+
+
+@pytest.mark.parametrize("rotation", [-90, 90, 180, 0])
+def test_a_clip_with_a_display_rotation_is_read_upright(tmp_path, rotation):
+    upright = make_frames(t=6, h=64, w=48)                 # portrait, white square near the top
+    path = _stored_turned(upright, tmp_path / f"phone{rotation}.mp4", rotation)
+    clip = read_video(path)
+    assert clip.frames.shape == upright.shape
+    assert np.abs(clip.frames.astype(float) - upright).mean() < 3
+    info = probe(path)
+    assert (info["width"], info["height"]) == (48, 64)
+    # every reader shares the turn: sampled, ranged, shrunk, and sliding windows
+    ranged = read_video(path, 3, start="2")
+    assert np.abs(ranged.frames.astype(float) - upright[ranged.indices]).mean() < 3
+    assert read_video(path, max_side=32).frames.shape == (6, 32, 24, 3)
+    windows = list(sliding_windows(path, num_frames=3, stride=3))
+    assert np.abs(np.concatenate([w.frames for w in windows]).astype(float) - upright).mean() < 3

@@ -186,6 +186,7 @@ class _Decoder:
         self.max_pixels = max_pixels
         self.header: _Header | None = None
         self.size: tuple[int, int] | None = None
+        self.turns = 0  # quarter turns that show the frames upright (the first frame's display matrix)
 
     def _too_large(self, index: int, detail: str) -> FrameTooLargeError:
         return FrameTooLargeError(f"{self.path}: frame {index} {detail} the limit of {self.max_pixels} pixels "
@@ -234,14 +235,31 @@ class _Decoder:
                                      f"after {index} frames ({_reason(e)})") from None
 
     def to_rgb(self, frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
-        """``(H, W, 3)`` uint8. Every frame gets the first frame's (possibly reduced) size."""
+        """``(H, W, 3)`` uint8, upright. Every frame gets the first frame's (possibly reduced)
+        size and turn."""
         if self.size is None:
             self.size = _target_size(frame.width, frame.height, max_side)
+            self.turns = quarter_turns(frame)
         w, h = self.size
         if (frame.width, frame.height) != (w, h):
             # AREA averages the source pixels a target pixel covers (no aliasing when shrinking)
             frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
-        return frame.to_ndarray(format="rgb24")
+        rgb = frame.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(np.rot90(rgb, self.turns)) if self.turns else rgb
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """How many quarter turns counter-clockwise (0–3, for :func:`numpy.rot90`) show ``frame``
+    upright, from the display matrix its container carries.
+
+    Phones store a portrait recording as landscape pictures and say in the display matrix how
+    to turn them; players (and FFmpeg's command line) apply it, PyAV does not. PyAV's
+    ``frame.rotation`` is the matrix's counter-clockwise angle: -90 for the usual portrait phone
+    clip, which FFmpeg shows turned a quarter clockwise (``np.rot90(rgb, -1)``). Angles between
+    quarter turns (not written by cameras) are rounded to the nearest; flips are not applied.
+    """
+    angle = getattr(frame, "rotation", 0) or 0
+    return round(angle / 90) % 4
 
 
 # ----------------------------------------------------------------------------------------------
@@ -249,20 +267,35 @@ class _Decoder:
 
 
 def probe(path: str | Path) -> dict:
-    """Describe a video without decoding it.
+    """Describe a video, decoding at most its first frame.
 
     Returns:
-        ``{"frames", "fps", "width", "height", "duration", "codec", "container"}``; ``frames`` is
+        ``{"frames", "fps", "width", "height", "duration", "codec", "container"}``; ``width`` and
+        ``height`` are those of the upright picture (swapped for a clip whose display matrix turns
+        it a quarter, as phones' portrait clips do, like the frames :func:`read_video` returns); ``frames`` is
         the container's count or, when it reports none, the number of packets (demux only);
         ``duration`` in seconds (from the stream, the container or ``frames / fps``).
     """
     path = _check_path(path)
     with _open(path) as (container, stream):
         h = _header(container, stream)
+        turns = _first_frame_turns(container, stream)
     frames = h.frames or len(_packet_times(path))
     duration = h.duration if h.duration is not None else (frames / h.fps if h.fps else None)
-    return {"frames": frames, "fps": h.fps, "width": h.width, "height": h.height,
+    width, height = (h.height, h.width) if turns % 2 else (h.width, h.height)
+    return {"frames": frames, "fps": h.fps, "width": width, "height": height,
             "duration": duration, "codec": h.codec, "container": h.container}
+
+
+def _first_frame_turns(container, stream) -> int:
+    """:func:`quarter_turns` of the first frame (0 when none decodes): PyAV exposes the display
+    matrix on decoded frames only, so the size a reader returns needs one decoded frame."""
+    try:
+        for frame in container.decode(stream):
+            return quarter_turns(frame)
+    except (av.FFmpegError, OSError):
+        pass
+    return 0
 
 
 def _check_count(path, value, name: str, error=VideoReadError) -> int | None:
@@ -318,7 +351,9 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
             says; ``None``: no limit.
 
     Returns:
-        A clip with ``frames`` uint8 ``(T, H, W, 3)``, ``fps`` the *source* frame rate,
+        A clip with ``frames`` uint8 ``(T, H, W, 3)``, upright as players show them (a
+        container's display matrix, e.g. a phone's portrait clip, is applied: :func:`quarter_turns`),
+        ``fps`` the *source* frame rate,
         ``indices`` each frame's index in the source video and ``source=str(path)``.
 
     Raises:
