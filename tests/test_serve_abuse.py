@@ -423,6 +423,28 @@ def test_unparsable_http_gets_a_json_error(model, request_bytes):
         assert json.loads(body)["error"]["code"] == "bad_request", reply
 
 
+def test_a_request_over_the_connection_limit_gets_a_json_503(model):
+    # uvicorn's own answer past limit_concurrency was a plain-text 503 (160 idle connections with
+    # the default settings then): now the API's JSON error, with Retry-After
+    settings = ServeSettings(header_timeout_s=120)  # the idle sockets below stay for the test
+    with BackgroundServer(create_app(model, settings), limit_concurrency=3) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        connections = server.server.server_state.connections
+        assert httpx.get(server.url + "/api/health", timeout=10).status_code == 200
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(2)]
+        try:
+            wait_until(lambda: len(connections) == 2, 20, "the server holds the two idle connections")
+            r = httpx.get(server.url + "/api/health", timeout=10)
+            assert r.status_code == 503 and r.headers["content-type"] == "application/json", r.text
+            assert r.json()["error"]["code"] == "busy" and "connections" in r.json()["error"]["message"]
+            assert r.headers["retry-after"] == "5" and r.headers["connection"] == "close"
+        finally:
+            for s in idle:
+                s.close()
+        wait_until(lambda: httpx.get(server.url + "/api/health", timeout=10).status_code == 200, 20,
+                   "served again once the idle connections are gone")
+
+
 def test_oversized_header_is_refused(model):
     with BackgroundServer(create_app(model, ServeSettings())) as server:
         host, port = server.url.split("//")[1].split(":")

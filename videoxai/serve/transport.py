@@ -16,6 +16,10 @@ connection whose peer stops reading:
   :class:`WebSocketProtocol` aborts (RST) a connection that is still open a few seconds after the
   app has finished with it, or at once when the app marks its scope with
   :data:`~.stream.ABORT_ON_CLOSE` (a stream that never authenticated: nothing to be polite to).
+* **Over the connection limit.** uvicorn answers a request that arrives while the server holds
+  ``limit_concurrency`` connections (or requests) with a plain-text 503 from deep inside its
+  protocol. :class:`HTTPProtocol` takes that check over and answers the API's JSON error
+  (``busy``, with ``Retry-After``), as every other error is.
 * **Secrets in logs.** Old clients pass the API key as ``?api_key=`` in the URL, which the access
   log prints. :class:`RedactApiKey` masks it in every uvicorn and videoxai log record.
 """
@@ -45,6 +49,10 @@ ABORT_AFTER_CLOSE_S = 5.0
 #: (at most half the header timeout). A burst of N connections is accepted in one go, before any
 #: of them is read: counted at once, all but the newest few were closed unanswered.
 PENDING_GRACE_S = 1.0
+
+#: seconds a client refused for the connection limit is told to wait (idle keep-alive connections
+#: are closed after 5 s, connections without headers within ``header_timeout_s``)
+BUSY_RETRY_AFTER_S = 5
 
 #: pending connections, young ones included, above which the oldest is closed at once
 #: (``BURST_FACTOR × max_pending_connections``): a bound on sockets held within the grace period
@@ -106,6 +114,23 @@ class HTTPProtocol(H11Protocol):
 
     settings: ServeSettings  # set by :func:`protocol_classes`
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn's own limit check answers in plain text: disable it and check in _app instead
+        self._concurrency_limit, self.limit_concurrency = self.limit_concurrency, None
+        self._inner_app, self.app = self.app, self._app
+
+    async def _app(self, scope, receive, send) -> None:
+        """The app, or the JSON 503 ``busy`` when the server is at ``limit_concurrency``: uvicorn's
+        check, made as this request's task starts rather than just before uvicorn creates it
+        (hence ``>`` for the tasks, which now include this one)."""
+        limit = self._concurrency_limit
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) > limit):
+            log.warning("refusing a request: %d connections open, the limit is %d", len(self.connections), limit)
+            await _send_busy(send)
+            return
+        await self._inner_app(scope, receive, send)
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer = None
@@ -163,6 +188,16 @@ class HTTPProtocol(H11Protocol):
         if not self.transport.is_closing():
             log.debug("closing a connection from %s: %s", self.client[0] if self.client else "?", reason)
         self.transport.abort()
+
+
+async def _send_busy(send) -> None:
+    """A JSON 503 ``busy`` (closing the connection, which is what the server is short of)."""
+    body = json.dumps({"error": {"code": "busy", "message": "the server has too many open connections; try again "
+                                                            f"in {BUSY_RETRY_AFTER_S} s"}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"retry-after", str(BUSY_RETRY_AFTER_S).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
