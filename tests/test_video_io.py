@@ -463,3 +463,13 @@ def test_a_clip_with_a_display_rotation_is_read_upright(tmp_path, rotation):
     assert read_video(path, max_side=32).frames.shape == (6, 32, 24, 3)
     windows = list(sliding_windows(path, num_frames=3, stride=3))
     assert np.abs(np.concatenate([w.frames for w in windows]).astype(float) - upright).mean() < 3
+
+
+def test_a_stream_url_with_a_display_rotation_is_read_upright(tmp_path):
+    from videoxai.serve.client import video_frames
+
+    upright = make_frames(t=3, h=64, w=48)
+    path = _stored_turned(upright, tmp_path / "phone.mp4", -90)
+    # a URL (FFmpeg's file: protocol) goes the way rtsp:// and http:// sources go, not the file reader
+    got = np.stack(list(video_frames(f"file:{path}")))
+    assert got.shape == upright.shape and np.abs(got.astype(float) - upright).mean() < 3

@@ -40,8 +40,9 @@ def serve_cmd(
                                                         "cost; larger requests are refused when submitted."),
     shutdown_timeout: float = typer.Option(10.0, help="On SIGTERM/Ctrl-C, seconds running work may finish "
                                                       "before it is cancelled."),
-    work_dir: Optional[Path] = typer.Option(None, help="Folder for uploads and results (default: a temporary "
-                                                       "folder removed at exit)."),
+    work_dir: Optional[Path] = typer.Option(None, help="Folder for uploads and results; jobs kept there "
+                                                       "survive a restart (default: a temporary folder removed "
+                                                       "at exit)."),
     allowed_host: list[str] = typer.Option([], "--allowed-host",
                                            help="A name clients reach the server by, besides IP addresses, "
                                                 "localhost and --host (repeatable; .example.com: the domain and "

@@ -85,6 +85,8 @@ def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np
         return
     import av
 
+    from ..data.video import quarter_turns
+
     try:
         container = av.open(str(source), mode="r", timeout=10.0)
     except (av.FFmpegError, OSError) as e:
@@ -97,7 +99,9 @@ def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np
             if max_side is not None and max(w, h) > max_side:
                 s = max_side / max(w, h)
                 w, h = max(1, round(w * s)), max(1, round(h * s))
-            yield frame.to_ndarray(format="rgb24", width=w, height=h)
+            rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+            turns = quarter_turns(frame)  # upright, as files are read (a phone's stream may carry a turn)
+            yield np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def source_fps(source: str | Path) -> float | None:
