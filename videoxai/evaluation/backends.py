@@ -14,6 +14,11 @@ the only writer of the results file.
   come. Ray is optional (``pip install 'videoxai[ray]'``); cluster nodes need videoxai installed
   and the model by the same spec. A task that Ray runs again after its node died sends its rows
   again; the runner stores each key once (``tests/test_ray_cluster.py`` kills a node mid-run).
+  A local instance stops with the run (``ray.shutdown()``; Ray's own handler on SIGTERM). A
+  driver killed with SIGKILL takes the raylet, the GCS and the workers down with it (Ray
+  fate-shares them), but Ray's dashboard and runtime-env agents stay about 60 s, a timeout fixed
+  in Ray, before they exit by themselves (``ray stop`` ends them sooner, and every other Ray
+  process on the machine): see docs/evaluation.md, and the test that kills a driver.
 
 Only a few tasks per worker are in flight, so samples are loaded (decoded) only shortly before
 they are needed.
