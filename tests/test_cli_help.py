@@ -144,3 +144,24 @@ def test_unknown_method_or_metric_name_is_one_clear_error(run):
     assert "unknown method 'gradcm'" in str(result.exception) and "gradcam" in str(result.exception)
     result = run("metrics", "delition")
     assert isinstance(result.exception, VideoXAIError) and "deletion" in str(result.exception)
+
+
+def test_methods_with_their_own_model_rule_say_which_models_not_any(run):
+    # stabn and saliency_tubes read "models: any model" while refusing every bundled model but one
+    assert squash("models: ST-ABN models only") in squash(run("methods", "stabn").output)
+    out = squash(run("methods", "saliency_tubes").output)
+    assert "anymodel" not in out and squash("3D CNNs whose logits are a linear classifier") in out
+    listing = squash(run("methods").output)
+    assert squash("│ stabn │") in listing and squash("ST-ABN models only") in listing
+
+
+def test_descriptions_show_no_restructuredtext_markup(run):
+    from videoxai.methods import available as methods
+    from videoxai.metrics import available as metrics
+
+    for kind, names in (("methods", methods()), ("metrics", metrics())):
+        for name in names:
+            out = run(kind, name).output
+            assert "``" not in out and not re.search(r":(class|mod|func|meth|attr):", out), (name, out)
+    assert run("methods", "stabn").output.startswith("stabn — The explanation an ST-ABN gives of itself")
+    assert squash("options as SmoothGrad.") in squash(run("methods", "smoothgrad_sq").output)

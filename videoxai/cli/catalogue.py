@@ -9,12 +9,14 @@ Every table folds long cells instead of cutting them, so nothing is lost in an 8
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from dataclasses import dataclass
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -50,13 +52,37 @@ def _first_paragraph(doc: str | None) -> str:
     return " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split())
 
 
+#: reStructuredText a terminal shows as markup: roles (:class:`~a.b.C` → C) and literals (``x`` → x)
+_ROLE = re.compile(r":[a-z]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain(text: str) -> str:
+    """Docstring text as a terminal should show it: roles reduced to the name they show (the last
+    part of a ``~``-path), double-backquoted literals without their quotes. Rich markup in the
+    text is escaped (``[B, T]`` is not a style)."""
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(0).count("~") else m.group(1), text)
+    return escape(_LITERAL.sub(r"\1", text))
+
+
 def summary(cls: type) -> str:
-    """One paragraph on what ``cls`` is: its own docstring's first, unless that only points at the
-    module docstring (``"Grad-CAM; see the module docstring."``), then the module's first."""
+    """One paragraph on what ``cls`` is, as plain text: its own docstring's first, unless that only
+    points at the module docstring (``"Grad-CAM; see the module docstring."``), then the module's
+    first. A module docstring that opens with the method's own name (``"``stabn`` — …"``) loses it:
+    the listing already shows the name."""
     own = _first_paragraph(cls.__dict__.get("__doc__"))
-    if own and "module doc" not in own:
-        return own
-    return _first_paragraph(sys.modules[cls.__module__].__doc__) or own
+    text = own if own and "module doc" not in own else (_first_paragraph(sys.modules[cls.__module__].__doc__) or own)
+    name = getattr(cls, "name", "")
+    for lead in (f"``{name}`` — ", f"``{name}`` - ", f"{name} — "):
+        if name and text.startswith(lead):
+            text = text[len(lead):]
+            text = text[:1].upper() + text[1:]
+    return plain(text)
+
+
+def models_text(cls: type) -> str:
+    """The models a method explains, in words: its own :attr:`applies_to`, else its requirements."""
+    return getattr(cls, "applies_to", "") or needs(cls.requires)
 
 
 def options(cls: type) -> list[OptionInfo]:
@@ -64,7 +90,7 @@ def options(cls: type) -> list[OptionInfo]:
     default, and the help line (``Opt(help=…)`` or the docstring's ``Args:`` entry)."""
     from ..options import format_value
 
-    return [OptionInfo(o.name, o.describe(), "" if o.required else format_value(o.default), o.help)
+    return [OptionInfo(o.name, o.describe(), "" if o.required else format_value(o.default), plain(o.help))
             for o in cls.declared_options().values()]
 
 
@@ -106,7 +132,7 @@ def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show 
             if vm is not None and not cls.supports(vm):
                 skipped[n] = cls.unsupported(vm)
                 continue
-            t.add_row(n, summary(cls), needs(cls.requires))
+            t.add_row(n, summary(cls), models_text(cls))
         out.print(t)
         for why in skipped.values():
             out.print(f"not applicable: {why}")
@@ -114,7 +140,7 @@ def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show 
     cls = get(name)  # an unknown name: one line naming the alternatives
     out.print(f"[bold]{name}[/] — {summary(cls)}")
     out.print(f"paper: {cls.paper or '–'}")
-    out.print(f"models: {needs(cls.requires)}")
+    out.print(f"models: {models_text(cls)}")
     if model is not None:  # was ignored with a NAME: say whether it applies to that model
         from ..models import load_model
 
@@ -142,7 +168,7 @@ def metrics_cmd(name: Optional[str] = typer.Argument(None, help="A metric: show 
         out.print(f"better: {_better(name, cls)}")
         if cls.requires:
             out.print(f"needs: {needs(cls.requires, of='clip')}")
-        out.print(f"about: {_first_paragraph(sys.modules[cls.__module__].__doc__)}")
+        out.print(f"about: {plain(_first_paragraph(sys.modules[cls.__module__].__doc__))}")
         out.print(_options_table(f"options (spec: {name}(option=value, …))", options(cls)))
         return
     t = table("metrics (spec: name(option=value, …); videoxai metrics NAME for one in full)",

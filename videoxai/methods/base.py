@@ -77,6 +77,9 @@ class Method(Configurable):
     paper: ClassVar[str] = ""
     #: what the model must provide, checked at construction: "attention", "cam_layer", "token_grid"
     requires: ClassVar[tuple[str, ...]] = ()
+    #: the models it explains, in words, for a method whose :meth:`unsupported` checks more than
+    #: :attr:`requires` says (``videoxai methods`` shows this instead); "" when ``requires`` says it
+    applies_to: ClassVar[str] = ""
     #: clips an evaluation's ``--methods all`` runs this method on (the first N; ``None``: every
     #: clip): set by methods whose explanation of one clip takes tens of seconds
     evaluation_clips: ClassVar[int | None] = None

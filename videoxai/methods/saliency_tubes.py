@@ -76,6 +76,9 @@ class SaliencyTubes(CAMMethod):
     name = "saliency_tubes"
     paper = 'Stergiou et al., Saliency Tubes: Visual Explanations for Spatio-Temporal Convolutions, ICIP 2019'
     uses_gradients = False
+    applies_to = ("3D CNNs whose logits are a linear classifier on the global average of the CAM "
+                  "layer, e.g. torchvision's R3D, R(2+1)D and MC3 (checked on the model; not the "
+                  "bundled models: use gradcam there)")
 
     @classmethod
     def unsupported(cls, model) -> str | None:

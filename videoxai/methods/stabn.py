@@ -30,6 +30,7 @@ class STABNAttention(Method):
     paper = ('Mitsuhara et al., ST-ABN: Visual Explanation Taking into Account Spatio-temporal '
              'Information for Video Recognition, arXiv 2110.15574 (2021); Fukui et al., Attention '
              'Branch Network, CVPR 2019')
+    applies_to = "ST-ABN models only (videoxai stabn train, or 'demo-stabn')"
 
     @classmethod
     def unsupported(cls, model) -> str | None:
