@@ -529,3 +529,19 @@ def test_a_failing_window_is_reported_and_the_stream_goes_on(model, frames):
                        "error": {"code": "bad_input", "message": "window 1 cannot be explained"}}]
     assert [m["frame_indices"][0] for m in messages if m["type"] == "window"] == [0, 8, 12]
     assert messages[-1] == {"type": "end", "frames": 20, "windows": 3, "dropped": 0}
+
+
+def test_stream_command_takes_the_target_by_index_or_name(served, frames, tmp_path, model):
+    from videoxai.cli import app as cli
+
+    server, _ = served
+    video = write_video(frames[:8], tmp_path / "clip.mp4", fps=10)
+    name = model.labels[3]
+    for given in ("3", name, name.upper()):  # an index, the name, the name in another case
+        result = CliRunner().invoke(cli, ["stream", str(video), "--server", server.url, "--json", "--target", given])
+        assert result.exit_code == 0, result.output
+        ready = next(json.loads(line) for line in result.output.splitlines() if '"ready"' in line)
+        assert ready["target"] == 3, given
+    result = CliRunner().invoke(cli, ["stream", str(video), "--server", server.url, "--target", "no such class"])
+    # the server's one-line error (the CLI's main() prints it and exits 2)
+    assert isinstance(result.exception, StreamError) and "has no class 'no such class'" in str(result.exception)

@@ -92,7 +92,8 @@ def stream_cmd(
     method: Optional[str] = typer.Option(None, help="Method (default: the server's)."),
     stride: Optional[int] = typer.Option(None, help="Frames between windows (default: half a window)."),
     window: Optional[int] = typer.Option(None, help="Frames per window (default: the model's)."),
-    target: Optional[int] = typer.Option(None, help="Class to explain (default: each window's prediction)."),
+    target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' "
+                                                    "(default: each window's prediction)."),
     live: Optional[bool] = typer.Option(None, "--live/--file",
                                         help="Live: send at the source's rate and let the server drop stale "
                                              "windows. File: lossless, at the server's pace. Default: live for "

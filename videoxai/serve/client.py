@@ -133,7 +133,7 @@ class StreamClient:
 
     def __init__(self, server: str, *, api_key: str | None = None, window: int | None = None,
                  stride: int | None = None, method: str | None = None, options: dict[str, Any] | None = None,
-                 target: int | None = None, live: bool = False, smoothing: float | None = None,
+                 target: int | str | None = None, live: bool = False, smoothing: float | None = None,
                  maps: tuple[str, ...] = ("spatial",), map_size: int | None = None,
                  map_dtype: Literal["uint8", "float16"] = "uint8",
                  frame_format: Literal["jpeg", "png", "rgb"] = "jpeg", quality: int = 85,
