@@ -312,3 +312,34 @@ def test_mvit_token_reshape_orders_tokens_thw_and_drops_cls():
     torch.testing.assert_close(reshape((tokens, (t, h, w))), volume)  # a block's (tokens, thw) output
     with pytest.raises(InputError, match="do not form"):
         reshape(tokens[:, :-3])
+
+
+def test_loader_options_in_the_spec_reach_the_loader_as_keywords_do(mc3_file, monkeypatch, tmp_path, caplog):
+    # the command line and evaluation workers know a model by its spec only: the warning told
+    # them to pass weights='download', which they had no way to do
+    net, path = mc3_file
+    urls = []
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda url, **kw: urls.append(url) or net.state_dict())
+    model = vx.load_model("torchvision:mc3_18,weights=download,num_frames=8")
+    assert urls == [MC3.url] and model.num_frames == 8 and model.name == "torchvision:mc3_18"
+    assert_same_weights(model, net)
+    assert vx.load_model(f"torchvision:mc3_18,weights={path}").weights_source == f"file:{path}"
+    assert vx.load_model("torchvision:mc3_18, weights=none").weights_source == "random"
+    for bad, match in [("torchvision:mc3_18,weights", "not KEY=VALUE"),
+                       ("torchvision:mc3_18,colour=red", "no option 'colour'; its options are: weights"),
+                       ("torchvision:mc3_18,num_frames=abc", "num_frames must be an integer")]:
+        with pytest.raises(InputError, match=match):
+            vx.load_model(bad)
+    # the random-weights warning says how to ask for the weights on the command line
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        vx.load_model("torchvision:mc3_18")
+    assert "--model torchvision:mc3_18,weights=download" in caplog.records[-1].getMessage()
+
+
+def test_a_directory_with_a_comma_is_not_split_into_options(tmp_path):
+    from conftest import tiny_hf
+
+    d = tmp_path / "run 3, final"
+    tiny_hf("videomae").save_pretrained(d)
+    assert vx.load_model(f"hf:{d}").num_classes == 5

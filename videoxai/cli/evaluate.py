@@ -28,7 +28,7 @@ _METRICS_HELP = ("Comma-separated metric specs, e.g. deletion,pointing_game or i
 
 def evaluate_cmd(
     data: Optional[str] = typer.Option(None, "--data", "-d", help=_DATA_HELP + " Required unless --report-only."),
-    model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name>, or a directory."),
+    model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name>[,weights=download], or a directory."),
     methods: str = typer.Option("all", "--methods", help=_METHODS_HELP),
     metrics: str = typer.Option("all", "--metrics", help=_METRICS_HELP),
     out: Path = typer.Option(Path("videoxai_eval"), "--out", "-o", help="Output directory: results.sqlite, report.md/.html, summary.csv, plots."),

@@ -19,7 +19,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 def serve_cmd(
     model: str = typer.Option("demo", "--model", "-m",
-                              help="Model spec: demo, hf:<id|dir>, torchvision:<name>, or a directory."),
+                              help="Model spec: demo, hf:<id|dir>, torchvision:<name>[,weights=download], or a directory."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default; put a TLS proxy "
                                                "in front for anything else)."),
     port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0: any free port)."),

@@ -6,6 +6,7 @@ A model spec is a string:
   (other bundled models: see :func:`available`);
 * ``"hf:<hub id or directory>"`` — a Hugging Face TimeSformer / VideoMAE / ViViT classifier;
 * ``"torchvision:<name>"`` — a torchvision video model (``r3d_18``, ``r2plus1d_18``, …);
+  a loader's options may follow, as in dataset specs: ``"torchvision:r3d_18,weights=download"``;
 * a local directory — a Hugging Face ``save_pretrained`` directory or a videoxai model directory.
 
 Loaders are registered by prefix (:func:`register_loader`), so a new family is one function.
@@ -13,6 +14,7 @@ Loaders are registered by prefix (:func:`register_loader`), so a new family is o
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -22,7 +24,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnknownModelError
-from ..options import Opt, parse_value
+from ..options import (Opt, declared_options, parse_assignments, parse_options, parse_value,
+                       split_top_level)
 from ..registry import Registry
 from .base import IMAGENET_MEAN, IMAGENET_STD, CropBox, Layout, Preprocess, TokenGrid, VideoModel
 
@@ -70,7 +73,9 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", **options) 
         return model
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in LOADERS:
-        return LOADERS.get(prefix)(rest, device, **options)
+        loader = LOADERS.get(prefix)
+        rest, given = _spec_options(spec, rest, loader)
+        return loader(rest, device, **{**given, **options})
     path = Path(spec)
     if path.is_dir():
         return _load_dir(path, device, **options)
@@ -79,6 +84,24 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", **options) 
                                 "(config.json or videoxai.json)")
     known = ", ".join(sorted(_BUNDLED)) + ", " + ", ".join(f"{p}:…" for p in LOADERS.names())
     raise UnknownModelError(f"unknown model {spec!r}: not a directory and not one of {known}")
+
+
+def _spec_options(spec: str, rest: str, loader: Loader) -> tuple[str, dict]:
+    """``"r3d_18,weights=download"`` → ``("r3d_18", {"weights": "download"})``, typed by the loader.
+
+    Loader options written into the spec (``torchvision:r3d_18,weights=download``), as dataset
+    specs take theirs: the command line and an evaluation's workers, which know a model only by its
+    spec, can ask for them too. A ``rest`` that is an existing path is never split (a directory
+    may have a comma in its name).
+    """
+    if "," not in rest or Path(rest).expanduser().exists():
+        return rest, {}
+    head, *pairs = split_top_level(rest, ",")
+    owner = f"model {spec!r}"
+    given = parse_assignments(pairs, where=owner)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(loader).parameters.values())
+    declared = {k: o for k, o in declared_options(loader, skip=2).items() if k != "name"}
+    return head.strip(), parse_options(declared, given, owner, defaults=False, extra=takes_any)
 
 
 def _load_dir(path: Path, device: torch.device, **options) -> VideoModel:

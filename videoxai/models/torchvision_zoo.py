@@ -252,8 +252,9 @@ def _find_weights(spec: TorchvisionSpec, name: str, weights: WeightsOption) -> t
             return read_state_dict(cached), f"cache:{cached}"
         log.warning("torchvision:%s: no weights in torchvision's cache (%s), so the model has RANDOM "
                     "weights and its predictions and explanations mean nothing. Pass "
-                    "weights='download' to fetch them (%s) or weights='path/to/file'.",
-                    name, cached, member.url)
+                    "weights='download' to fetch them (%s) or weights='path/to/file' (on the "
+                    "command line: --model torchvision:%s,weights=download).",
+                    name, cached, member.url, name)
         return None, "random"
     path = Path(weights).expanduser()
     return read_state_dict(path), f"file:{path}"
