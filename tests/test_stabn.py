@@ -18,7 +18,7 @@ from videoxai.data.synthetic import COLOURS
 from videoxai.stabn.data import ClipSet, open_dataset
 from videoxai.stabn.evaluate import evaluate
 from videoxai.stabn.knowledge import (EditSet, TemporalEdit, check_levels, collect, edit_targets,
-                                      fill_between, finetune, finetune_config)
+                                      fill_between, finetune, finetune_config, training_data)
 from videoxai.stabn.loader import load_stabn, save_stabn
 from videoxai.stabn.losses import stabn_loss, temporal_loss, temporal_loss_kind
 from videoxai.stabn.model import STABN, STABNConfig, STABNOutput, build
@@ -576,6 +576,30 @@ def test_collect_keeps_the_misclassified_training_clips(tmp_path, train_set):
         back.edit("nope")
 
 
+def test_collect_refuses_data_whose_classes_are_not_the_models(tmp_path, train_set):
+    """A 2-class model over the 4-class synthetic set stored labels 2 and 3 its collection could
+    not name (the editor then failed): refused as fine-tuning refuses it, before anything is
+    written; so are other class names where both sets name their classes."""
+    with pytest.raises(InputError, match=r"has 4 classes; the model has 2"):
+        collect(tiny(num_classes=2), train_set, tmp_path / "edits", model_spec="in-memory")
+    with pytest.raises(InputError, match=r"classes are \['red square'.*the model's are \['a', 'b', 'c', 'd'\]"):
+        collect(tiny(labels=["a", "b", "c", "d"]), train_set, tmp_path / "edits", model_spec="in-memory")
+    assert not (tmp_path / "edits").exists()
+    es = collect(tiny(labels=train_set.label_names), train_set, tmp_path / "edits", model_spec="in-memory",
+                 misclassified_only=False, limit=2)  # the same names (or none: tiny()'s class_<i>) pass
+    assert len(es.items) == 2
+
+
+def test_training_data_is_what_the_model_records():
+    model = tiny()
+    assert training_data(model) is None  # built in memory: nothing recorded
+    model.metadata = {"training": {"data": "folder:fold", "val_data": None}}
+    assert training_data(model) == "folder:fold"
+    model.metadata = {"training": {"finetune": {"data": "synthetic:32"}, "command": "…"}}
+    assert training_data(model) == "synthetic:32"  # a fine-tuned model: the data it was fine-tuned on
+    assert training_data(vx.load_model("demo-stabn")) == "synthetic:4000,val=500"
+
+
 def test_finetune_pulls_temporal_attention_towards_the_edits(train_set):
     """Fine-tuning the bundled model with γ_t · L_temp on edits of its training clips (1.0 in the
     true window, 0.0 elsewhere) moves M_t of those clips towards the edits, unlike the same
@@ -771,6 +795,44 @@ def test_cli_trains_from_a_folder_with_named_labels(tmp_path):
         load_dataset(f"folder:{tmp_path}")
     (tmp_path / "labels.csv").write_text("video,label\nv0.mp4,2\nv1.mp4,0\n")   # indices: as before
     assert load_dataset(f"folder:{tmp_path}").class_names is None
+
+
+def test_cli_collect_reads_the_data_the_model_was_trained_on(tmp_path):
+    """`stabn collect` without --data: the data the model's videoxai.json records (a 2-class
+    folder here, not the 4-class synthetic set it once read), said in the output; other data
+    whose classes are not the model's is refused as finetune refuses it; a model that records
+    no training data needs --data."""
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+    from videoxai.data.video import write_video
+
+    synth = open_dataset("synthetic:6", "train", frame_size=(32, 32))
+    for i, name in enumerate(["cat", "dog", "cat", "dog", "dog", "cat"]):
+        write_video(synth.frames[i], tmp_path / "fold" / name / f"v{i}.mp4", fps=8)
+    run = lambda *args: CliRunner().invoke(app, ["stabn", *map(str, args)])  # noqa: E731
+    r = run("train", "--data", f"folder:{tmp_path / 'fold'}", "--size", "32", "--epochs", "1", "--warm-start", "0",
+            "--batch-size", "3", "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    model_dir = tmp_path / "run" / "model"
+    r = run("collect", "--model", model_dir, "--out", tmp_path / "edits", "--all", "--limit", "5")
+    assert r.exit_code == 0, r.output
+    said = " ".join(r.output.split())  # the console wraps long lines
+    assert f"trained on: folder:{tmp_path / 'fold'}" in said and "collected 5 clips of 6 into" in said
+    es = EditSet.open(tmp_path / "edits")
+    assert es.data == f"folder:{tmp_path / 'fold'}" and es.labels == ["cat", "dog"]
+    assert {it.label for it in es.items} <= {0, 1} and es.items[0].id.endswith(".mp4")
+
+    r = run("collect", "--model", model_dir, "--out", tmp_path / "e2", "--data", "synthetic:8")
+    assert isinstance(r.exception, InputError) and "has 4 classes; the model has 2" in str(r.exception)
+    assert not (tmp_path / "e2").exists()
+
+    meta = json.loads((model_dir / "videoxai.json").read_text())
+    meta["training"] = {}  # as a model saved without its training facts
+    (model_dir / "videoxai.json").write_text(json.dumps(meta))
+    r = run("collect", "--model", model_dir, "--out", tmp_path / "e3")
+    assert isinstance(r.exception, InputError) and "give --data" in str(r.exception)
+    assert not (tmp_path / "e3").exists()
 
 
 def test_cli_trains_from_class_subfolders(tmp_path):

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from conftest import headless_chrome
+from videoxai.errors import InputError
 from videoxai.stabn.data import open_dataset
 from videoxai.stabn.editor import create_app
 from videoxai.stabn.knowledge import EditSet, collect
@@ -96,6 +97,31 @@ def test_preview_replaces_the_temporal_attention(client, edit_set, model):
     no_model = TestClient(create_app(edit_set, None), base_url="http://127.0.0.1:8001")
     r = no_model.post(f"/api/clips/{key}/preview", json={"levels": [1.0] * 8})
     assert r.status_code == 422 and "preview needs the model" in r.json()["error"]
+
+
+def test_a_label_the_collection_cannot_name_is_an_error_not_a_500(edit_set, model):
+    """A collection made before `collect` checked the classes (a 2-class model over the 4-class
+    set: labels 2 and 3 for 2 names): opening it is refused naming the clip; an edit set in
+    memory with such a clip gets a JSON error from the editor, not a 500."""
+    path = edit_set.directory / "collection.json"
+    d = json.loads(path.read_text())
+    d["labels"] = d["labels"][:2]
+    d["items"][0]["label"] = d["items"][0]["predicted"] = 0
+    d["items"][1]["label"] = 3
+    path.write_text(json.dumps(d))
+    bad = edit_set.items[1].key
+    with pytest.raises(InputError, match=rf"collection.json: clip {bad} has label 3, not one of the collection's 2 classes"):
+        EditSet.open(edit_set.directory)
+
+    edit_set.labels = edit_set.labels[:2]
+    edit_set.items[0].label, edit_set.items[0].predicted, edit_set.items[1].label = 0, 2, 3
+    client = TestClient(create_app(edit_set, model), base_url="http://localhost", raise_server_exceptions=False)
+    r = client.get(f"/api/clips/{bad}")
+    assert r.status_code == 422 and f"clip {bad} has label 3" in r.json()["error"]
+    r = client.get(f"/api/clips/{edit_set.items[0].key}")
+    assert r.status_code == 422 and "has predicted 2" in r.json()["error"]
+    r = client.get("/api/collection")
+    assert r.status_code == 422 and "not one of the collection's 2 classes" in r.json()["error"]
 
 
 # -- the page in a real browser ---------------------------------------------------------------------

@@ -155,21 +155,40 @@ def train_cmd(
 def collect_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Edit-set directory to create."),
     model: str = typer.Option("demo-stabn", "--model", "-m", help="ST-ABN model: a directory or demo-stabn."),
-    data: str = typer.Option("synthetic", "--data", "-d", help=_DATA_HELP + " Its training split is used."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset spec (synthetic[:N,seed=S], folder:DIR, "
+                                       "ssv2:…, ucf24:…) of the data the model was trained on; default: what its "
+                                       "videoxai.json records (a model that records none needs --data). Its "
+                                       "training split is used; its classes must be the model's."),
     all_clips: bool = typer.Option(False, "--all", help="Collect every clip, not only the misclassified ones."),
     limit: Optional[int] = typer.Option(None, help="Collect at most this many clips."),
     threads: Optional[int] = typer.Option(None),
     device: str = typer.Option("cpu", callback=check_device),
 ) -> None:
     """Step 1: store the temporal attention of the misclassified training clips."""
+    from ..errors import InputError
     from ..stabn.data import open_dataset
-    from ..stabn.knowledge import collect
+    from ..stabn.knowledge import collect, training_data
 
     _threads(threads)
     vm = _load(model, device)
     h, w = vm.input_size
+    recorded = training_data(vm)
+    if data is None:
+        # the clips to correct are the model's own training clips: never another set by default
+        if recorded is None:
+            raise InputError(f"{model} does not record the data it was trained on (no training data in its "
+                             "videoxai.json); give --data, the spec it was trained on")
+        data = recorded
+        console.print(f"collecting from the data {model} was trained on: {data} (recorded in its videoxai.json)")
     with console.status(f"loading {data}…"):
-        train_set = open_dataset(data, "train", num_frames=vm.num_frames, frame_size=(h, w), labels=vm.labels)
+        try:
+            train_set = open_dataset(data, "train", num_frames=vm.num_frames, frame_size=(h, w), labels=vm.labels)
+        except InputError as e:
+            if data != recorded:
+                raise
+            # e.g. a relative folder: path read from another directory than the one it was trained in
+            raise InputError(f"{e} (the training data recorded with {model}; give --data to read it "
+                             "from elsewhere)") from None
     spec = str(Path(model).resolve()) if Path(model).is_dir() else model
     es = collect(vm, train_set, out, model_spec=spec, misclassified_only=not all_clips, limit=limit)
     what = "clips" if all_clips else "misclassified clips"

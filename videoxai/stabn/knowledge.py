@@ -49,7 +49,7 @@ from .data import ClipSet
 from .evaluate import eval_mode, predict
 from .losses import temporal_loss_kind
 from .model import STABNVideoModel
-from .train import FreezeSchedule, TemporalTargets, TrainConfig, TrainResult, fit
+from .train import FreezeSchedule, TemporalTargets, TrainConfig, TrainResult, check_data, fit
 
 #: the three levels a person can give a frame (the reference editor's red / green / blue)
 LEVELS: tuple[float, ...] = (1.0, 0.5, 0.0)
@@ -188,11 +188,20 @@ class EditSet:
             if not isinstance(fmt, int) or isinstance(fmt, bool):
                 raise TypeError("format must be an integer")
             items = [CollectedClip(**it) for it in d["items"]]
-            return cls(directory, str(d["model"]), str(d["data"]), str(d["split"]), list(d["labels"]),
-                       int(d["num_frames"]), items)
+            es = cls(directory, str(d["model"]), str(d["data"]), str(d["split"]), list(d["labels"]),
+                     int(d["num_frames"]), items)
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{path} is not an edit-set collection ({type(e).__name__}: {e}); "
                              "collect again with `videoxai stabn collect`") from None
+        # a clip whose label the collection's classes cannot name (one collected from another
+        # data set before `collect` checked the classes): refused here, naming the clip, rather
+        # than failing in the editor when the clip is shown
+        for it in es.items:
+            try:
+                es.check_item(it)
+            except InputError as e:
+                raise InputError(f"{path}: {e}") from None
+        return es
 
     def write_collection(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -203,6 +212,27 @@ class EditSet:
         tmp.replace(self.directory / COLLECTION)
 
     # -- items ---------------------------------------------------------------------------------
+    def check_item(self, it: CollectedClip) -> None:
+        """Refuse a clip whose labels are not classes of the collection, or whose temporal
+        attention is not one value per frame (a damaged or foreign ``collection.json``)."""
+        n = len(self.labels)
+        for what in ("label", "predicted", "attention_predicted"):
+            k = getattr(it, what)
+            if k is None and what == "attention_predicted":
+                continue
+            if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n:
+                raise InputError(f"clip {it.key} has {what} {k!r}, not one of the collection's {n} classes "
+                                 f"(0 … {n - 1}); collect again with `videoxai stabn collect` from the data "
+                                 "the model was trained on")
+        if not isinstance(it.attention, list) or len(it.attention) != self.num_frames:
+            raise InputError(f"clip {it.key} has {len(it.attention) if isinstance(it.attention, list) else 'no'} "
+                             f"temporal attention values for {self.num_frames} frames")
+
+    def class_name(self, it: CollectedClip, what: str = "label") -> str:
+        """The name of clip ``it``'s ``label`` or ``predicted`` class (checked: :meth:`check_item`)."""
+        self.check_item(it)
+        return self.labels[getattr(it, what)]
+
     def item(self, key: str) -> CollectedClip:
         if len(self._index) != len(self.items):  # items may have been appended
             self._index = {it.key: it for it in self.items}
@@ -253,6 +283,16 @@ class EditSet:
         return out
 
 
+def training_data(model: STABNVideoModel) -> str | None:
+    """The dataset spec ``model`` was trained on (for a fine-tuned model: fine-tuned on), as its
+    ``videoxai.json`` records it (``vx.load_model`` keeps that as ``model.metadata``); ``None``
+    when it records none (a model saved without training facts, or built in memory)."""
+    training = (getattr(model, "metadata", None) or {}).get("training") or {}
+    finetuned = training.get("finetune") if isinstance(training.get("finetune"), dict) else {}
+    spec = finetuned.get("data") or training.get("data")
+    return spec if isinstance(spec, str) and spec.strip() else None
+
+
 def clip_key(clip_id: str, index: int) -> str:
     """A file-name-safe key for a clip: its id with other characters replaced, and its index."""
     return f"{index:06d}-" + re.sub(r"[^A-Za-z0-9._-]+", "_", clip_id).strip("_")[-80:]
@@ -276,8 +316,9 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 1):
         # 0 or a negative count would write an empty edit set and say nothing
         raise InputError(f"limit must be a whole number of clips >= 1 (or None: all), got {limit!r}")
-    if data.num_frames != model.num_frames:
-        raise InputError(f"the clips have {data.num_frames} frames; the model takes {model.num_frames}")
+    # the classes too: a 2-class model run over a 4-class set would store labels the collection's
+    # class names cannot name (and fine-tuning refuses such a set anyway)
+    check_data(model, data, f"{data.spec} ({data.split})")
     if not model.config.attention_branch:
         raise InputError(f"{model.name} has no attention branch: there is no temporal attention to edit")
     p = predict(model, data, batch_size, "ST-ABN collect")
@@ -407,4 +448,4 @@ def finetune_config(**overrides) -> TrainConfig:
 
 
 __all__ = ["LEVELS", "TemporalEdit", "EditSet", "CollectedClip", "UnknownClipError", "check_levels", "fill_between",
-           "collect", "preview", "edit_targets", "finetune", "finetune_config", "clip_key"]
+           "collect", "preview", "edit_targets", "finetune", "finetune_config", "clip_key", "training_data"]

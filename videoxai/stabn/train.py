@@ -368,13 +368,28 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
     return evaluation
 
 
-def _check_data(model: STABNVideoModel, data: ClipSet, what: str) -> None:
+def check_data(model: STABNVideoModel, data: ClipSet, what: str) -> None:
+    """Refuse ``data`` whose clips or classes are not the model's: frames per clip, class count,
+    class names (where both name their classes: the generated ``class_<i>`` are no names) and
+    labels in range. ``what`` names the set in the message (``"training"``, …)."""
     if data.num_frames != model.num_frames:
         raise InputError(f"the {what} clips have {data.num_frames} frames; the model takes {model.num_frames}")
     if data.num_classes != model.num_classes:
         raise InputError(f"the {what} set has {data.num_classes} classes; the model has {model.num_classes}")
+    ours, theirs = _class_names(model.labels), _class_names(data.label_names)
+    if ours is not None and theirs is not None and ours != theirs:
+        raise InputError(f"the {what} set's classes are {theirs}; the model's are {ours}")
     if len(data) and (data.labels.min() < 0 or data.labels.max() >= model.num_classes):
         raise InputError(f"the {what} set has labels outside [0, {model.num_classes})")
+
+
+_check_data = check_data
+
+
+def _class_names(names) -> list[str] | None:
+    """``names`` as a list, or ``None`` where there are none or only the generated ``class_<i>``."""
+    names = [str(n) for n in (names or [])]
+    return None if names == [f"class_{i}" for i in range(len(names))] else names
 
 
 def _save_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimizer, config: TrainConfig,

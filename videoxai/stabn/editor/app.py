@@ -117,8 +117,9 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=422)
 
     def summary(it) -> dict:
-        return dict(key=it.key, id=it.id, label=it.label, label_name=es.labels[it.label],
-                    predicted=it.predicted, predicted_name=es.labels[it.predicted],
+        # a label the collection cannot name is a JSON error naming the clip (not an IndexError)
+        return dict(key=it.key, id=it.id, label=it.label, label_name=es.class_name(it, "label"),
+                    predicted=it.predicted, predicted_name=es.class_name(it, "predicted"),
                     attention=it.attention, edited=es.edit_path(it.key).is_file())
 
     @app.get("/api/collection", response_model=Collection)
