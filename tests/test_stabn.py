@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -442,6 +443,56 @@ def test_warm_start_copies_the_trained_backbone_and_leaves_the_branch_fresh(trai
     assert not torch.equal(warm.net.layer4[0].conv1.weight, fresh.net.layer4[0].conv1.weight)  # it trained
     with pytest.raises(InputError, match="warm_start"):
         warm_started(cfg, train_set, config, -1)
+
+
+def test_resumed_train_does_not_repeat_the_warm_start(tmp_path, monkeypatch):
+    """`train` run again on a finished (or checkpointed) output directory does no warm-start
+    work — its checkpoint holds every weight — and gives the same model; a run stopped during
+    the warm start continues the warm start from its last epoch, to the same model; warm-start
+    epochs are labelled as such."""
+    import videoxai.stabn.train as train_module
+
+    calls = []
+    real_fit = train_module.fit
+
+    def spy(model, *args, **kwargs):
+        calls.append(kwargs.get("stage"))
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "fit", spy)
+    kw = dict(design="localising", input_size=32, config=TrainConfig(epochs=1, batch_size=8), warm_start=2)
+    data = "synthetic:16,val=4"
+    seen = []
+    first = train(data, tmp_path / "a", on_epoch=seen.append, **kw)
+    assert calls == ["warm-start", None] and [(r.stage, r.epoch) for r in seen] == [
+        ("warm-start", 1), ("warm-start", 2), (None, 1)]
+    assert str(seen[1]).startswith("warm-start epoch 2/2: ") and str(seen[2]).startswith("epoch 1/1: ")
+    assert len(json.loads((tmp_path / "a" / "warm-start" / "history.json").read_text())) == 2
+    assert not (tmp_path / "a" / "warm-start" / "checkpoint.pt").exists()  # the run's own holds everything
+
+    calls.clear(), seen.clear()
+    again = train(data, tmp_path / "a", on_epoch=seen.append, **kw)
+    assert calls == [None] and seen == []  # no warm start, and nothing left to train
+    for (name, a), b in zip(first.model.net.state_dict().items(), again.model.net.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert [asdict(r) for r in again.history] == [asdict(r) for r in first.history]
+    with pytest.raises(InputError, match="started from 2 warm-start epochs, not 1"):
+        train(data, tmp_path / "a", **{**kw, "warm_start": 1})
+
+    class Crash(Exception):
+        pass
+
+    def crash(record):
+        if record.stage == "warm-start" and record.epoch == 1:
+            raise Crash  # stopped after the warm start's first epoch was checkpointed
+
+    with pytest.raises(Crash):
+        train(data, tmp_path / "b", on_epoch=crash, **kw)
+    seen.clear()
+    resumed = train(data, tmp_path / "b", on_epoch=seen.append, **kw)
+    assert [(r.stage, r.epoch) for r in seen] == [("warm-start", 2), (None, 1)]
+    for (name, a), b in zip(first.model.net.state_dict().items(), resumed.model.net.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -66,7 +66,8 @@ def _load(model: str, device: str):
 @stabn_app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/ "
+                             "(and warm-start/: the plain backbone's warm start)."),
     data: str = typer.Option("synthetic", "--data", "-d", help=_DATA_HELP),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split; none for other data)."),
     design: str = typer.Option("mil", "--design", help="A named design setting the backbone, warm start and "
@@ -116,13 +117,14 @@ def train_cmd(
                                                   "(default: the design's, 3; 0: from scratch — joint training from "
                                                   "scratch can stall, README \"ST-ABN\")."),
     seed: int = typer.Option(0),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists "
+                                "(without repeating the warm start), else from the warm start's checkpoint."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
     device: str = typer.Option("cpu", callback=check_device),
 ) -> None:
     """Train an ST-ABN; validation accuracy of both branches after every epoch."""
     from ..stabn.designs import design as named_design
-    from ..stabn.train import TrainConfig, train
+    from ..stabn.train import CHECKPOINT, WARM_START_DIR, TrainConfig, train
 
     _threads(threads)
     given = {"temporal_attention": temporal_attention, "temporal_norm": temporal_norm,
@@ -141,6 +143,10 @@ def train_cmd(
     backbone = backbone or named_design(design).backbone
     what = "the plain backbone" if backbone_only else f"an ST-ABN (design {design})"
     console.print(f"training {what} ({backbone}) on {data} for {epochs} epochs → {out}")
+    if resume and (out / CHECKPOINT).is_file():
+        console.print(f"resuming from {out / CHECKPOINT}" + ("" if backbone_only else " (the warm start is not repeated)"))
+    elif resume and not backbone_only and (out / WARM_START_DIR / CHECKPOINT).is_file():
+        console.print(f"resuming the warm start from {out / WARM_START_DIR / CHECKPOINT}")
     # the plain backbone takes the design's backbone and padding only: a branch's options would be unused
     result = train(data, out, val_data=val_data, design=None if backbone_only else design, backbone=backbone,
                    num_frames=frames, input_size=size, config=config, resume=resume, device=device,

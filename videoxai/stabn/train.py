@@ -18,6 +18,12 @@ A run writes to its output directory after every epoch:
 * ``history.json`` — one record per epoch: losses, train accuracy, validation accuracy of both
   branches and temporal agreement;
 * ``model/`` — the latest weights as a loadable model directory (``vx.load_model(out / "model")``).
+
+:func:`train` with a warm start first trains the plain backbone the same way in ``warm-start/``
+(its own ``checkpoint.pt``, ``history.json`` and ``model/``): a run stopped during the warm start
+continues it from its last epoch; once the ST-ABN has a checkpoint (mid-run or finished) the warm
+start is not run again (the checkpoint holds every weight), and the warm start's checkpoint is
+removed when the run finishes (its history and model stay).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ log = logging.getLogger("videoxai.stabn")
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
 MODEL_DIR = "model"
+WARM_START_DIR = "warm-start"
 
 
 @dataclass
@@ -231,9 +238,13 @@ class EpochRecord:
     seconds: float
     frozen: list[str] = field(default_factory=list)
     val: dict | None = None
+    epochs: int | None = None  # of the run (None: not recorded, as in histories written before it was)
+    stage: str | None = None  # "warm-start" for the plain backbone's epochs before an ST-ABN's
 
     def __str__(self) -> str:
-        s = (f"epoch {self.epoch}: lr {self.lr:.2g}, loss {self.loss:.3f} (per {self.loss_perception:.3f}, "
+        which = f"{self.stage} epoch" if self.stage else "epoch"
+        count = f"{self.epoch}/{self.epochs}" if self.epochs else f"{self.epoch}"
+        s = (f"{which} {count}: lr {self.lr:.2g}, loss {self.loss:.3f} (per {self.loss_perception:.3f}, "
              f"att {self.loss_attention:.3f}, temp {self.loss_temporal:.4f}), "
              f"train acc {self.train_accuracy:.3f}")
         if self.val:
@@ -256,7 +267,7 @@ class TrainResult:
 def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: ClipSet | None = None,
         out: str | Path | None = None, resume: bool = True, targets: TemporalTargets | None = None,
         freeze: FreezeSchedule = FreezeSchedule(), training_meta: dict | None = None,
-        on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+        on_epoch: Callable[[EpochRecord], None] | None = None, stage: str | None = None) -> TrainResult:
     """Train ``model`` in place on ``train`` (see the module docstring for what is written).
 
     Args:
@@ -269,6 +280,7 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
         freeze: frozen module groups per epoch.
         training_meta: extra facts stored with the model (data spec, …).
         on_epoch: called with each epoch's record (progress reporting).
+        stage: names the epochs in records and progress (``"warm-start"``; ``None``: plain epochs).
     """
     if not isinstance(model, STABNVideoModel):
         raise InputError(f"fit needs an ST-ABN model, got {type(model).__name__}")
@@ -302,7 +314,7 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             for epoch in range(start, config.epochs):
                 evaluation = _epoch(model, train, val, config, epoch, opt, params, targets, freeze, out,
-                                    history, training_meta, on_epoch) or evaluation
+                                    history, training_meta, on_epoch, stage) or evaluation
     finally:
         for p, flag in zip(params, grad_was):
             p.requires_grad_(flag)
@@ -314,7 +326,7 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
 def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: TrainConfig, epoch: int,
            opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], targets: TemporalTargets | None,
            freeze: FreezeSchedule, out: Path | None, history: list[EpochRecord], training_meta: dict | None,
-           on_epoch: Callable[[EpochRecord], None] | None) -> Evaluation | None:
+           on_epoch: Callable[[EpochRecord], None] | None, stage: str | None = None) -> Evaluation | None:
     """One epoch of :func:`fit`: train, validate, record, checkpoint; returns the validation."""
     t0 = time.perf_counter()
     device = model.device
@@ -326,7 +338,7 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
     sums = np.zeros(4)
     correct, seen = 0, 0
     batches = list(train.batches(config.batch_size, order))
-    for step, idx in enumerate(track(batches, total=len(batches), description=f"ST-ABN epoch {epoch + 1}/{config.epochs}")):
+    for step, idx in enumerate(track(batches, total=len(batches), description=f"{stage or 'ST-ABN'} epoch {epoch + 1}/{config.epochs}")):
         lr = config.lr_at(epoch, step, len(batches))
         for group in opt.param_groups:
             group["lr"] = lr
@@ -355,7 +367,8 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
     record = EpochRecord(epoch=epoch + 1, lr=config.lr_at(epoch, 0, len(batches)), loss=loss, loss_perception=l_per, loss_attention=l_att,
                          loss_temporal=l_temp, train_accuracy=correct / seen,
                          seconds=time.perf_counter() - t0, frozen=list(freeze.frozen_at(epoch)),
-                         val=evaluation.to_dict() if evaluation is not None else None)
+                         val=evaluation.to_dict() if evaluation is not None else None,
+                         epochs=config.epochs, stage=stage)
     history.append(record)
     if out is not None:
         meta = {**(training_meta or {}), "train_config": config.to_dict(), "epochs_done": epoch + 1}
@@ -423,12 +436,16 @@ def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
 
 def warm_started(model_config: STABNConfig, train_set: ClipSet, config: TrainConfig, epochs: int,
                  device: str | torch.device = "cpu",
-                 on_epoch: Callable[[EpochRecord], None] | None = None) -> STABNVideoModel:
+                 on_epoch: Callable[[EpochRecord], None] | None = None, *, out: str | Path | None = None,
+                 resume: bool = True) -> STABNVideoModel:
     """A new ST-ABN (initialisation seeded by ``config.seed``) whose shared layers come from its
     plain backbone trained ``epochs`` epochs on ``train_set`` with ``config`` (same seed).
 
     The stem, ``layer1`` … ``layer4`` and the head are the backbone's; the attention branch and
-    the fusion keep their fresh initialisation. ``epochs=0``: just the fresh ST-ABN.
+    the fusion keep their fresh initialisation. ``epochs=0``: just the fresh ST-ABN. The
+    backbone's epochs are reported to ``on_epoch`` as ``"warm-start"`` epochs. ``out``: the
+    backbone's output directory (checkpoints, history, ``model/``; ``resume``: continue from its
+    checkpoint, as :func:`fit`), ``None``: nothing written.
     """
     if epochs < 0:
         raise InputError(f"warm_start must be ≥ 0 epochs, got {epochs}")
@@ -436,7 +453,8 @@ def warm_started(model_config: STABNConfig, train_set: ClipSet, config: TrainCon
     if epochs:
         torch.manual_seed(config.seed)
         backbone = build(replace(model_config, attention_branch=False)).to(device)
-        fit(backbone, train_set, TrainConfig(**{**config.to_dict(), "epochs": epochs}), on_epoch=on_epoch)
+        fit(backbone, train_set, TrainConfig(**{**config.to_dict(), "epochs": epochs}), out=out, resume=resume,
+            on_epoch=on_epoch, stage="warm-start", training_meta={"warm_start_of": "ST-ABN"} if out else None)
     torch.manual_seed(config.seed)
     model = build(model_config).to(device)
     if backbone is not None:  # every layer of the backbone exists in the ST-ABN with the same shape
@@ -465,7 +483,9 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
 
     ``warm_start`` > 0 (3 by default; 0: from scratch) first trains the **plain backbone** (same
     seed, recipe and clips) for that many epochs and starts the ST-ABN's shared layers (stem …
-    ``layer4``, head) from it; the attention branch and the fusion start fresh. Why: trained
+    ``layer4``, head) from it; the attention branch and the fusion start fresh (with ``out``, the
+    backbone is checkpointed in ``out/warm-start/``; resuming from the ST-ABN's own checkpoint
+    does not run the warm start again: see the module docstring). Why: trained
     jointly from scratch, two seeds of three stall with one class pair unsolved, whatever the
     pooling or learning rate tried, while the plain backbone did not stall on any seed (README
     "ST-ABN"). The default design's backbone ``tiny-hires`` keeps small shapes at 64 px and its
@@ -489,15 +509,44 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     model_config = STABNConfig(num_classes=train_set.num_classes, num_frames=num_frames, input_size=size,
                                backbone=backbone, labels=train_set.label_names, **model_options)
     warm = warm_start if model_config.attention_branch else 0
-    model = warm_started(model_config, train_set, config, warm, device, on_epoch)
+    if warm < 0:
+        raise InputError(f"warm_start must be ≥ 0 epochs, got {warm}")
+    out = Path(out) if out is not None else None
+    if out is not None and resume and (out / CHECKPOINT).is_file():
+        # the checkpoint holds every weight: the warm start it began from is not run again (fit
+        # checks the checkpoint's model and training settings; the warm start's, here)
+        _check_warm_start(out, warm)
+        log.info("%s exists: resuming without the %d warm-start epochs", out / CHECKPOINT, warm)
+        torch.manual_seed(config.seed)
+        model = build(model_config).to(device)
+    else:
+        model = warm_started(model_config, train_set, config, warm, device, on_epoch,
+                             out=out / WARM_START_DIR if out is not None and warm else None, resume=resume)
     log.info("ST-ABN %s: %.2f M parameters, %d training clips, %s validation clips", backbone,
              sum(p.numel() for p in model.parameters()) / 1e6, len(train_set),
              len(val_set) if val_set is not None else "no")
     meta = {"data": data, "val_data": val_spec, "train_clips": len(train_set),
             "val_clips": len(val_set) if val_set is not None else 0, "command": command,
             "warm_start_epochs": warm, "design": design}
-    return fit(model, train_set, config, val=val_set, out=out, resume=resume, training_meta=meta,
-               on_epoch=on_epoch)
+    result = fit(model, train_set, config, val=val_set, out=out, resume=resume, training_meta=meta,
+                 on_epoch=on_epoch)
+    if out is not None:  # finished: the ST-ABN's checkpoint makes the warm start's redundant
+        (out / WARM_START_DIR / CHECKPOINT).unlink(missing_ok=True)
+    return result
+
+
+def _check_warm_start(out: Path, warm: int) -> None:
+    """Refuse to resume a run that started from another number of warm-start epochs (the
+    checkpoint's weights come from that warm start, and this run would not repeat it)."""
+    from .loader import META
+
+    try:
+        recorded = json.loads((out / MODEL_DIR / META).read_text()).get("training", {}).get("warm_start_epochs")
+    except (OSError, ValueError, AttributeError):
+        return  # no readable record (removed by hand): the checkpoint's own checks stand
+    if isinstance(recorded, int) and recorded != warm:
+        raise InputError(f"{out / CHECKPOINT} continues a run that started from {recorded} warm-start epochs, "
+                         f"not {warm}; use another output directory or --no-resume")
 
 
 __all__ = ["TrainConfig", "FreezeSchedule", "TemporalTargets", "EpochRecord", "TrainResult", "fit", "train",
