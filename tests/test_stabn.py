@@ -848,7 +848,7 @@ def test_cli_trains_from_a_folder_with_named_labels(tmp_path):
     assert load_dataset(f"folder:{tmp_path}").class_names is None
 
 
-def test_cli_collect_reads_the_data_the_model_was_trained_on(tmp_path):
+def test_cli_collect_reads_the_data_the_model_was_trained_on(tmp_path, monkeypatch):
     """`stabn collect` without --data: the data the model's videoxai.json records (a 2-class
     folder here, not the 4-class synthetic set it once read), said in the output; other data
     whose classes are not the model's is refused as finetune refuses it; a model that records
@@ -862,9 +862,13 @@ def test_cli_collect_reads_the_data_the_model_was_trained_on(tmp_path):
     for i, name in enumerate(["cat", "dog", "cat", "dog", "dog", "cat"]):
         write_video(synth.frames[i], tmp_path / "fold" / name / f"v{i}.mp4", fps=8)
     run = lambda *args: CliRunner().invoke(app, ["stabn", *map(str, args)])  # noqa: E731
-    r = run("train", "--data", f"folder:{tmp_path / 'fold'}", "--size", "32", "--epochs", "1", "--warm-start", "0",
+    # trained with a path relative to where training ran; collect runs elsewhere
+    monkeypatch.chdir(tmp_path)
+    r = run("train", "--data", "folder:fold", "--size", "32", "--epochs", "1", "--warm-start", "0",
             "--batch-size", "3", "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
     model_dir = tmp_path / "run" / "model"
     r = run("collect", "--model", model_dir, "--out", tmp_path / "edits", "--all", "--limit", "5")
     assert r.exit_code == 0, r.output
@@ -884,6 +888,19 @@ def test_cli_collect_reads_the_data_the_model_was_trained_on(tmp_path):
     r = run("collect", "--model", model_dir, "--out", tmp_path / "e3")
     assert isinstance(r.exception, InputError) and "give --data" in str(r.exception)
     assert not (tmp_path / "e3").exists()
+
+
+def test_the_recorded_data_spec_names_its_paths_absolutely(tmp_path, monkeypatch):
+    from videoxai.stabn.data import recorded_spec
+
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "ann.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert recorded_spec("folder:clips") == f"folder:{tmp_path / 'clips'}"
+    assert recorded_spec("ucf24:clips,annotations=ann.json,x=1") == \
+        f"ucf24:{tmp_path / 'clips'},annotations={tmp_path / 'ann.json'},x=1"
+    for kept in ("synthetic:400,val=32", "folder:/abs/path", "folder:missing", "synthetic"):
+        assert recorded_spec(kept) == kept
 
 
 def test_cli_trains_from_class_subfolders(tmp_path):

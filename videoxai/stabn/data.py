@@ -203,4 +203,31 @@ def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-__all__ = ["ClipSet", "open_dataset"]
+def recorded_spec(spec: str) -> str:
+    """``spec`` as a model records the data it was trained on: relative paths made absolute.
+
+    ``videoxai stabn collect`` reads that record when no ``--data`` is given, usually from another
+    directory than the one training ran in; ``folder:clips`` would then name nothing (or another
+    folder). The argument and any ``key=value`` naming an existing path are resolved; everything
+    else is kept as typed.
+    """
+    from pathlib import Path
+
+    from ..options import split_top_level
+
+    def absolute(value: str) -> str:
+        path = Path(value).expanduser()
+        return str(path.resolve()) if value and not path.is_absolute() and path.exists() else value
+
+    kind, sep, rest = str(spec).strip().partition(":")
+    if not sep or kind == "synthetic" or not rest:
+        return str(spec).strip()
+    head, *pairs = split_top_level(rest, ",")
+    parts = [absolute(head.strip())]
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        parts.append(f"{key.strip()}={absolute(value.strip())}" if eq else pair)
+    return f"{kind}:" + ",".join(parts)
+
+
+__all__ = ["ClipSet", "open_dataset", "recorded_spec"]

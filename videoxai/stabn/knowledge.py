@@ -45,7 +45,7 @@ import torch
 
 from ..npz import read_npz
 from ..errors import InputError
-from .data import ClipSet
+from .data import ClipSet, recorded_spec
 from .evaluate import eval_mode, predict
 from .losses import temporal_loss_kind
 from .model import STABNVideoModel
@@ -430,7 +430,7 @@ def finetune(model: STABNVideoModel, data: ClipSet, edits: EditSet | dict[str, T
         keep = np.flatnonzero(targets.has_edit)
         data = data.subset(keep)
         targets = TemporalTargets(targets.values[keep], targets.has_edit[keep], targets.gamma_t, targets.loss)
-    meta = {"finetune": {"data": data.spec, "edits": len(edit_map), "gamma_t": float(gamma_t), "temporal_loss": kind,
+    meta = {"finetune": {"data": recorded_spec(data.spec), "edits": len(edit_map), "gamma_t": float(gamma_t), "temporal_loss": kind,
                          "frozen": list(frozen), "unfreeze_at": unfreeze_at, "edited_only": edited_only},
             "command": command}
     return fit(model, data, config or finetune_config(), val=val, out=out, resume=resume, targets=targets,

@@ -41,7 +41,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import track
-from .data import ClipSet, open_dataset
+from .data import ClipSet, open_dataset, recorded_spec
 from .designs import DEFAULT_DESIGN, design as named_design
 from .evaluate import Evaluation, evaluate
 from .loader import save_stabn
@@ -525,7 +525,8 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     log.info("ST-ABN %s: %.2f M parameters, %d training clips, %s validation clips", backbone,
              sum(p.numel() for p in model.parameters()) / 1e6, len(train_set),
              len(val_set) if val_set is not None else "no")
-    meta = {"data": data, "val_data": val_spec, "train_clips": len(train_set),
+    meta = {"data": recorded_spec(data), "val_data": None if val_spec is None else recorded_spec(val_spec),
+            "train_clips": len(train_set),
             "val_clips": len(val_set) if val_set is not None else 0, "command": command,
             "warm_start_epochs": warm, "design": design}
     result = fit(model, train_set, config, val=val_set, out=out, resume=resume, training_meta=meta,
