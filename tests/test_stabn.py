@@ -1253,3 +1253,19 @@ def test_synthetic_seed_below_zero_is_a_spec_error():
     # numpy would reject it while rendering the first clip, as a bare ValueError
     with pytest.raises(InputError, match="option seed must be an integer ≥ 0"):
         open_dataset("synthetic:8,seed=-1", "train")
+
+
+def test_a_synthetic_split_too_large_for_memory_is_refused_before_rendering(monkeypatch):
+    import psutil
+
+    from videoxai.data import synthetic
+
+    rendered = []
+    monkeypatch.setattr(synthetic.SyntheticVideos, "__getitem__", lambda self, i: rendered.append(i))
+    with pytest.raises(InputError, match=r"train split of 1,000,000,000 clips needs about .* GiB in memory"):
+        open_dataset("synthetic:1000000000", "train", frame_size=(32, 32))
+    # the bound is the memory available, not a count
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("M", (), {"available": 2**20})())
+    with pytest.raises(InputError, match="val split of 25 clips"):
+        open_dataset("synthetic:100", "val", frame_size=(64, 64))
+    assert rendered == []

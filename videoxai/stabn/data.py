@@ -136,6 +136,23 @@ def _synthetic_options(size: Annotated[int, Opt(ge=0, help="training clips")] = 
     parsed by :func:`videoxai.options.parse_options` (the one parser)."""
 
 
+def _check_fits_in_memory(spec: str, split: str, clips: int, clip_bytes: int) -> None:
+    """Refuse a split whose clips cannot be held in memory, before rendering any.
+
+    A :class:`ClipSet` holds its split as one array, built from a list of the clips (so twice
+    the array at the peak): ``synthetic:1000000000`` would render clips until the machine gave
+    out. The bound is the memory available now, not a fixed count.
+    """
+    import psutil
+
+    need = 2 * clips * clip_bytes
+    free = psutil.virtual_memory().available
+    if need > free:
+        raise InputError(f"dataset spec {spec!r}: its {split} split of {clips:,} clips needs about "
+                         f"{need / 2**30:.1f} GiB in memory (ST-ABN training holds its clips in memory), "
+                         f"{free / 2**30:.1f} GiB is available; use fewer clips")
+
+
 def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]) -> ClipSet:
     from ..data.synthetic import SyntheticVideos
 
@@ -146,10 +163,11 @@ def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, in
     opts = parse_options(declared_options(_synthetic_options), given, f"dataset spec {spec!r}")
     size, seed = opts["size"], opts["seed"]
     n = size if split == "train" else (opts.get(split) or max(1, size // 4))
+    h, w = frame_size
+    _check_fits_in_memory(spec, split, n, num_frames * h * w * 4)  # RGB frames and the mask
     ds = SyntheticVideos(n, split=split, seed=seed, num_frames=num_frames, frame_size=frame_size,
                          num_classes=opts["classes"])
     samples = [ds[i] for i in range(len(ds))]
-    h, w = frame_size
     frames = np.stack([s.frames for s in samples]) if samples else np.zeros((0, num_frames, h, w, 3), np.uint8)
     return ClipSet(frames=frames,
                    labels=np.array([s.label for s in samples], dtype=np.int64),
