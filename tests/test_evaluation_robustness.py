@@ -16,7 +16,7 @@ import pytest
 from videoxai.errors import InputError
 from videoxai.evaluation import evaluate
 from videoxai.evaluation import report as report_module
-from videoxai.evaluation.lock import OutputLock
+from videoxai.core.folder_lock import FolderLock
 from videoxai.evaluation.runner import DATABASE
 
 from test_evaluation import model_dir  # noqa: F401  (the fixture: a tiny checkpoint on disk)
@@ -25,31 +25,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_second_run_on_the_same_folder_is_refused_naming_the_first(tmp_path):
-    with OutputLock(tmp_path):
+    with FolderLock(tmp_path):
         with pytest.raises(InputError, match=rf"in use by another evaluation \(pid {os.getpid()} on "):
-            with OutputLock(tmp_path):
+            with FolderLock(tmp_path):
                 pass
-    with OutputLock(tmp_path):  # released on exit
+    with FolderLock(tmp_path):  # released on exit
         pass
 
 
 def test_the_lock_of_a_killed_run_is_released(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from videoxai.evaluation.lock import OutputLock
-        with OutputLock({str(tmp_path)!r}):
+        from videoxai.core.folder_lock import FolderLock
+        with FolderLock({str(tmp_path)!r}):
             print("locked", flush=True)
             time.sleep(60)
         """)], stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
         assert holder.stdout.readline().strip() == b"locked"
         with pytest.raises(InputError, match=f"pid {holder.pid}"):
-            with OutputLock(tmp_path):
+            with FolderLock(tmp_path):
                 pass
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    with OutputLock(tmp_path):  # kill -9 leaves the file, not the lock
+    with FolderLock(tmp_path):  # kill -9 leaves the file, not the lock
         pass
 
 

@@ -399,6 +399,29 @@ def test_finished_jobs_survive_a_restart_with_the_same_work_dir(model, videos, t
     assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == [new["id"]]
 
 
+def test_a_second_server_on_a_work_dir_is_refused_and_leaves_the_firsts_jobs_alone(model, videos, tmp_path):
+    # it would have taken the first server's running jobs for a crash's leftovers: failed them
+    # and deleted their uploads
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app as cli
+    from videoxai.errors import InputError
+
+    settings = SETTINGS.model_copy(update={"work_dir": str(tmp_path)})
+    with BackgroundServer(create_app(model, settings)) as server, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+        job = upload(c, videos["short"], overlay="false").json()
+        with pytest.raises(InputError, match=r"in use by another videoxai server \(pid \d+ .*another --work-dir"):
+            with TestClient(create_app(model, settings)):  # runs the second app's startup
+                pass
+        result = CliRunner().invoke(cli, ["serve", "--work-dir", str(tmp_path), "--model", "demo"])
+        assert isinstance(result.exception, InputError) and "in use by another videoxai server" in str(result.exception)
+        assert wait(c, job["id"])["state"] == "done"
+    with BackgroundServer(create_app(model, settings)):  # free again once the first has stopped
+        pass
+
+
 def test_jobs_cut_short_by_a_restart_fail_with_a_reason_not_404(model, videos, tmp_path):
     settings = SETTINGS.model_copy(update={"work_dir": str(tmp_path / "live")})
     app = create_app(model, settings)

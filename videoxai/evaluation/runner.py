@@ -48,7 +48,7 @@ from ..metrics import SUITE, Metric, build
 from ..models.base import VideoModel
 from ..options import Opt, parse_spec, parse_value, split_top_level
 from . import backends
-from .lock import OutputLock
+from ..core.folder_lock import FolderLock
 from .store import ExplanationRow, ResultRow, ResultStore
 from .tasks import RANDOM, RunSettings, Task
 
@@ -195,7 +195,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     identity = {"model": model_id, "data": getattr(dataset, "spec", "samples"), "target": target,
                 "refine": refine, "seed": int(seed)}
 
-    with OutputLock(out):  # a second run on this folder fails at once, naming this one
+    with FolderLock(out):  # a second run on this folder fails at once, naming this one
         with ResultStore(out / DATABASE) as store:
             store.bind(identity)
             store.register_metrics(metric_sel.metrics)

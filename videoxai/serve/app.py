@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 import weakref
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -51,6 +51,7 @@ from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from starlette.types import Receive, Scope, Send
 
 from ..version import __version__
+from ..core.folder_lock import FolderLock
 from ..core.hosts import HostCheck
 from ..errors import VideoXAIError
 from ..models.base import VideoModel
@@ -84,16 +85,19 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_dir = settings.work_dir is None
         root = Path(tempfile.mkdtemp(prefix="videoxai-serve-")) if own_dir else Path(settings.work_dir)
-        jobs = JobQueue(engine, settings, root, durable=not own_dir)
-        jobs.start()
-        app.state.jobs = jobs
-        try:
-            yield
-        finally:
-            await asyncio.to_thread(jobs.stop)
-            engine.close()
-            if own_dir:
-                shutil.rmtree(root, ignore_errors=True)
+        # a second server on a work dir would take this one's running jobs for ones a crash left
+        # behind (failing them, deleting their uploads): one server per work dir
+        with nullcontext() if own_dir else work_dir_lock(root):
+            jobs = JobQueue(engine, settings, root, durable=not own_dir)
+            jobs.start()
+            app.state.jobs = jobs
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(jobs.stop)
+                engine.close()
+                if own_dir:
+                    shutil.rmtree(root, ignore_errors=True)
 
     app = FastAPI(title="videoxai", version=__version__, lifespan=lifespan,
                   summary="Explanations of a video classifier for uploads and live streams.")
@@ -335,6 +339,12 @@ def _without_foreign_range(scope: Scope) -> Scope:
     if not sep or unit.strip().lower() == "bytes":
         return scope  # bytes, or no unit at all (malformed: refused as such)
     return {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"range"]}
+
+
+def work_dir_lock(work_dir: str | Path) -> FolderLock:
+    """The lock one server holds on its ``work_dir`` while it runs (the folder is created)."""
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    return FolderLock(work_dir, "another videoxai server", "stop it, or give this one another --work-dir")
 
 
 def _job_file(path: Path, media_type: str, filename: str | None = None) -> FileResponse:

@@ -1,11 +1,12 @@
-"""One evaluation at a time per output folder.
+"""One process at a time per folder: an evaluation's ``--out``, a server's ``--work-dir``.
 
 Two ``evaluate`` runs on one ``--out`` would both compute everything (the database stays correct,
-but the work is doubled). :class:`OutputLock` holds an exclusive ``flock`` on ``OUT/.lock`` for
-the length of a run and writes who holds it (pid, host, command, start time) into the file, so
-the second run fails at once with a message naming the first. The operating system releases the
-lock when its holder exits, however it exits (``kill -9`` included): a stale lock file is never
-an obstacle.
+but the work is doubled); a second server on one ``--work-dir`` would take the first's running
+jobs for ones a crash left behind, fail them and delete their uploads. :class:`FolderLock` holds
+an exclusive ``flock`` on ``FOLDER/.lock`` for as long as its holder uses the folder and writes
+who holds it (pid, host, command, start time) into the file, so the second fails at once with a
+message naming the first. The operating system releases the lock when its holder exits, however
+it exits (``kill -9`` included): a stale lock file is never an obstacle.
 """
 
 from __future__ import annotations
@@ -22,18 +23,25 @@ from ..errors import InputError
 LOCK_NAME = ".lock"
 
 
-class OutputLock:
-    """Context manager: the exclusive lock of an output folder.
+class FolderLock:
+    """Context manager: the exclusive lock of a folder.
+
+    Args:
+        folder: the folder (it must exist).
+        user: what holds it, for the refusal ("another evaluation", "another videoxai server").
+        hint: what the second one can do instead.
 
     Raises:
         InputError: another process holds it (the message says which).
     """
 
-    def __init__(self, out: str | Path) -> None:
-        self.path = Path(out) / LOCK_NAME
+    def __init__(self, folder: str | Path, user: str = "another evaluation",
+                 hint: str = "wait for it to finish or choose another --out") -> None:
+        self.path = Path(folder) / LOCK_NAME
+        self.user, self.hint = user, hint
         self._fd: int | None = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> "FolderLock":
         import fcntl
 
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -42,8 +50,7 @@ class OutputLock:
         except BlockingIOError:
             holder = _describe(os.read(fd, 4096))
             os.close(fd)
-            raise InputError(f"{self.path.parent} is in use by another evaluation ({holder}); wait for it to "
-                             "finish or choose another --out") from None
+            raise InputError(f"{self.path.parent} is in use by {self.user} ({holder}); {self.hint}") from None
         os.ftruncate(fd, 0)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "command": " ".join(sys.argv)[:300]}
