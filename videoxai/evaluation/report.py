@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics.reliability import reliability_alpha
-from ..viz.page import data_uri, figure_png, page
+from ..viz.page import data_uri, figure_png, page, plain
 from .store import ResultStore
 from .tasks import RANDOM
 
@@ -336,6 +336,8 @@ def _csv_text(s: Summary) -> str:
 
 
 # -- plots -----------------------------------------------------------------------------------------
+# Method and metric names are specs the user wrote ("gradcam(layer=...)"): every one is drawn as
+# written (viz.page.plain), never as mathtext.
 def _figure(w: float, h: float):
     from matplotlib.figure import Figure
     return Figure(figsize=(w, h), layout="constrained")
@@ -350,11 +352,16 @@ def _style_lines(ax, n: int) -> None:
 
 
 def _place_legend(ax, n: int) -> None:
-    """Inside the axes for a few methods; beside them for many, where it would hide the curves."""
+    """Inside the axes for a few methods; beside them for many, where it would hide the curves.
+
+    Every line is a method's: handles and labels are given, not collected, so that a line whose
+    label starts with "_" keeps its entry."""
+    lines = ax.get_lines()
+    labels = [line.get_label() for line in lines]
     if n > 8:
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        ax.legend(lines, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     else:
-        ax.legend(fontsize=7)
+        ax.legend(lines, labels, fontsize=7)
 
 
 def _plot_curves(s: Summary):
@@ -371,9 +378,9 @@ def _plot_curves(s: Summary):
         for method in s.methods:
             if method in s.curves[metric]:
                 c = s.cells.get((method, metric))
-                ax.plot(_GRID, s.curves[metric][method], label=f"{method} ({_fmt(c.mean if c else math.nan)})",
+                ax.plot(_GRID, s.curves[metric][method], label=plain(f"{method} ({_fmt(c.mean if c else math.nan)})"),
                         linestyle="--" if method == RANDOM else "-")
-        ax.set_title(f"{metric} {_arrow(s, metric)}", fontsize=10)
+        ax.set_title(plain(f"{metric} {_arrow(s, metric)}"), fontsize=10)
         ax.set_xlabel("fraction of units switched")
         ax.set_ylabel("target probability")
         ax.set_xlim(0, 1)
@@ -393,8 +400,8 @@ def _plot_randomisation(s: Summary):
     _style_lines(ax, len(s.methods))
     for method in s.methods:
         if method in s.curves[metric]:
-            ax.plot(_GRID, s.curves[metric][method], label=method, linestyle="--" if method == RANDOM else "-")
-    ax.set_title(f"{metric}: rank correlation to the original map ↓", fontsize=10)
+            ax.plot(_GRID, s.curves[metric][method], label=plain(method), linestyle="--" if method == RANDOM else "-")
+    ax.set_title(plain(f"{metric}: rank correlation to the original map ↓"), fontsize=10)
     ax.set_xlabel("randomisation stage, first (output end) → last (input end)")
     ax.set_ylabel("Spearman ρ")
     ax.grid(alpha=0.3)
@@ -420,9 +427,9 @@ def _plot_matrix(s: Summary):
                   0.9 + 0.42 * len(s.methods) + 0.65 * xlabel)
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(np.ma.masked_invalid(goodness), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(s.metrics)), [f"{m} {_arrow(s, m)}" for m in s.metrics], rotation=40,
+    ax.set_xticks(range(len(s.metrics)), [plain(f"{m} {_arrow(s, m)}") for m in s.metrics], rotation=40,
                   ha="right", fontsize=8)
-    ax.set_yticks(range(len(s.methods)), s.methods, fontsize=8)
+    ax.set_yticks(range(len(s.methods)), [plain(m) for m in s.methods], fontsize=8)
     for i, method in enumerate(s.methods):
         for j, metric in enumerate(s.metrics):
             c = s.cells.get((method, metric))

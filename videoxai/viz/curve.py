@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..explanation import Explanation
+from .page import plain
 
 __all__ = ["temporal_curve", "PALETTE"]
 
@@ -40,8 +41,9 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
             included and ``end`` excluded; shaded.
         ax: draw into this matplotlib ``Axes`` instead of a new figure.
         top_k: frames to highlight (single explanation).
-        title: figure title (default: method and label).
-        names: legend names, one per explanation (default: their method names).
+        title: figure title, matplotlib text (``$…$`` is mathtext); default: method and label,
+            drawn as written.
+        names: legend names, one per explanation (default: their method names), drawn as written.
         dpi: resolution of the PNG.
 
     Returns:
@@ -65,6 +67,7 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     names = [e.method for e in exps] if names is None else [str(n) for n in names]
     if len(names) != len(exps):
         raise InputError(f"names has {len(names)} entries for {len(exps)} explanations")
+    names = [plain(n) for n in names]  # drawn as written: no mathtext from a name's "$"
     handles = (_bars(ax, exps[0], names[0], top_k, spacing) if len(exps) == 1
                else _lines(ax, exps, names))
     if window is not None:
@@ -84,8 +87,9 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     ax.grid(axis="y", color="#e5e7eb", lw=0.6)
     ax.set_axisbelow(True)
     if title is None:
-        title = (f"{exps[0].method} — {exps[0].label} ({exps[0].score:.0%})" if len(exps) == 1
-                 else f"temporal importance — {exps[0].label}")
+        # the class name is the model's: drawn as written
+        title = plain(f"{exps[0].method} — {exps[0].label} ({exps[0].score:.0%})" if len(exps) == 1
+                      else f"temporal importance — {exps[0].label}")
     ax.set_title(title, fontsize=10, loc="left", pad=18)
     # one row of keys above the plot, where it cannot hide a bar or a line
     ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7,

@@ -1,7 +1,8 @@
 """The page shell of both HTML reports — explanation reports (:mod:`videoxai.viz.report`) and
 evaluation reports (:mod:`videoxai.evaluation.report`): one template (``templates/report.html``:
 palette, type, cards, footer, the clip synchroniser) and one way to embed images and videos, so
-the two pages look alike and each stays one self-contained file.
+the two pages look alike and each stays one self-contained file; and :func:`plain`, how both
+reports hand the strings they show to matplotlib.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from string import Template
 import numpy as np
 
 from ..version import __version__
+
+
+def plain(text) -> str:
+    """``text`` for matplotlib to draw as it is written: class names, method specs and file names
+    are the user's, and a pair of ``$`` in them starts mathtext there (``a $x$`` was typeset as
+    math; ``$\\frac$`` failed to parse and took the figure, and the report, down). An escaped
+    ``\\$`` is drawn as ``$``, and a string without a pair of unescaped ``$`` is never mathtext."""
+    return str(text).replace("$", r"\$")
 
 
 def data_uri(data: bytes, mime: str) -> str:

@@ -33,7 +33,7 @@ from .overlay import (
     resize_frames,
     resize_maps,
 )
-from .page import data_uri, figure_png, jpeg, page
+from .page import data_uri, figure_png, jpeg, page, plain
 
 __all__ = ["write_report", "write_timeline_report"]
 
@@ -485,20 +485,24 @@ def _timeline_figure(vids):
     for w in v0.windows:  # the prediction does not depend on the method: plot it once
         a, b = when(w)
         top.hlines(w.predicted_score, a, b, colors=colours[w.predicted_label], linewidth=4)
-    for lb in labels:
-        top.plot([], [], color=colours[lb], linewidth=4, label=lb)
+    # class and method names are drawn as written: no mathtext from a "$" (plain), and handles and
+    # labels given, not collected, so that a class whose name starts with "_" keeps its entry
+    keys = [top.plot([], [], color=colours[lb], linewidth=4)[0] for lb in labels]
     top.set_ylim(0, 1.05)
     top.set_ylabel("top-1 probability")
     top.set_title("prediction per window", fontsize=10, loc="left")
-    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    top.legend(keys, [plain(lb) for lb in labels], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+               frameon=False)
+    lines = []
     for i, v in enumerate(vids):
         x = v.times if v.fps else v.frame_indices
-        bottom.plot(x, v.temporal, color=PALETTE[i % len(PALETTE)], label=v.method, linewidth=1.5)
+        lines += bottom.plot(x, v.temporal, color=PALETTE[i % len(PALETTE)], linewidth=1.5)
     bottom.axhline(1.0, color="#999999", linewidth=0.8, linestyle="--")
     bottom.set_ylabel("importance\n(1 = window mean)")
     bottom.set_xlabel(f"video time ({unit})")
     bottom.set_title("temporal importance per frame", fontsize=10, loc="left")
-    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    bottom.legend(lines, [plain(v.method) for v in vids], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
