@@ -319,3 +319,23 @@ def test_viewer_runs_nothing_and_shows_the_services_strings(served, browser, hos
     banner = browser.execute_script("return document.getElementById('banner').textContent")
     assert "<img src=x onerror=window.__vx_spec=1>" in banner
     _no_payload_ran(browser)
+
+
+# ----------------------------------------------------------------------------------------------
+# a file name that is not UTF-8
+
+
+@pytest.mark.parametrize("window_stride", [None, 4])
+def test_a_file_name_that_is_not_utf8_is_shown_not_a_failed_report(tmp_path, browser, window_stride):
+    # "café<b>.mp4" saved in Latin-1: legal on Linux; Python reads the odd byte as a lone surrogate,
+    # which a UTF-8 page cannot hold: the report failed after every explanation had been computed
+    from videoxai.workflows import explain_video
+
+    name = "caf\udce9<b>.mp4"   # os.fsdecode(b"caf\xe9<b>.mp4")
+    video = write_video(np.random.default_rng(0).integers(0, 256, (12, 32, 40, 3), dtype=np.uint8),
+                        tmp_path / name, fps=8)
+    report = explain_video(video, hostile_model(), ["saliency"], tmp_path / "out", window_stride=window_stride).report
+    _load(browser, report)
+    _no_payload_ran(browser)
+    assert _texts(browser, "h1") == [f"{MODEL_NAME}: caf\ufffd<b>.mp4"]
+    assert "caf\ufffd<b>.mp4" in _texts(browser, ".chip b")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from importlib import resources
 from string import Template
 
@@ -51,5 +52,12 @@ def page(title: str, body: str, css: str = "") -> str:
     """The whole HTML page: ``body`` (HTML) in the shared shell, with ``css`` (rules of the caller's
     own elements) after the shared style sheet."""
     template = Template(resources.files(__package__).joinpath("templates/report.html").read_text("utf-8"))
-    return template.substitute(title=html.escape(str(title), quote=True), body=body, css=css,
+    text = template.substitute(title=html.escape(str(title), quote=True), body=body, css=css,
                                version=__version__)
+    # A file name that is not UTF-8 (a Latin-1 "café.mp4": Python reads its odd bytes as lone
+    # surrogates) could not be written to the UTF-8 page, and the report failed after every
+    # explanation had been computed: each such character shows as U+FFFD, as terminals show it.
+    return _SURROGATE.sub("\ufffd", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
