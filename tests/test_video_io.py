@@ -473,3 +473,59 @@ def test_a_stream_url_with_a_display_rotation_is_read_upright(tmp_path):
     # a URL (FFmpeg's file: protocol) goes the way rtsp:// and http:// sources go, not the file reader
     got = np.stack(list(video_frames(f"file:{path}")))
     assert got.shape == upright.shape and np.abs(got.astype(float) - upright).mean() < 3
+
+
+# ----------------------------------------------------------------------------------------------
+# real-world files: timestamps, streams, pixel formats, pixel shapes
+
+
+def _numbered(t: int, h: int = 16, w: int = 16) -> np.ndarray:
+    """``t`` flat frames, frame ``k`` at grey level ``8 k`` (``t <= 32``): :func:`_numbers` reads ``k`` back."""
+    return np.repeat(np.arange(t, dtype=np.uint8) * 8, h * w * 3).reshape(t, h, w, 3)
+
+
+def _numbers(clip) -> list[int]:
+    """Which :func:`_numbered` frame each frame of ``clip`` is (from its grey level)."""
+    return np.rint(clip.frames.reshape(len(clip.frames), -1).mean(1) / 8).astype(int).tolist()
+
+
+def _encode(path: Path, frames: np.ndarray, pts=None, time_base=None, *, codec: str = "libx264",
+            pix_fmt: str = "yuv420p", rate=10, fmt: str | None = None, options: dict | None = None,
+            container_options: dict | None = None, sar=None) -> Path:
+    """Write ``frames`` (RGB) with PyAV as other tools do: any codec and pixel format, frame ``k`` at
+    ``pts[k]`` ticks of ``time_base`` (default: ``k / rate`` s), an optional sample aspect ratio."""
+    import av
+    from fractions import Fraction
+
+    time_base = time_base or Fraction(1, rate)
+    pts = np.arange(len(frames)) * int(round(1 / (rate * time_base))) if pts is None else pts
+    with av.open(str(path), "w", format=fmt, options=container_options or {}) as out:
+        s = out.add_stream(codec, rate=rate, options=options or {})
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], pix_fmt
+        s.time_base = s.codec_context.time_base = time_base
+        if sar is not None:
+            s.codec_context.sample_aspect_ratio = sar
+        for k, rgb in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=pix_fmt)
+            f.pts, f.time_base = int(pts[k]), time_base
+            out.mux(s.encode(f))
+        out.mux(s.encode())
+    return path
+
+
+def test_times_count_from_the_first_frame_without_rounding_error(tmp_path):
+    """A recording cut from a longer one: 25 fps, first frame at 5 s (mkv, 1/1000 s ticks). Times
+    are counted from the first frame; subtracting two rounded times put frame 13 at
+    0.51999999999999957 s, so ``start=0.52`` (frame 13's time) began at frame 14."""
+    from fractions import Fraction
+
+    path = _encode(tmp_path / "cut.mkv", _numbered(30), np.arange(30) * 40 + 5000, Fraction(1, 1000), rate=25)
+    clip = read_video(path, start=0.52, end=0.8)
+    assert clip.indices.tolist() == _numbers(clip) == list(range(13, 20))
+    np.testing.assert_array_equal(read_video(path, 3, start=0.52, end=0.8).indices, [13, 16, 19])
+    assert next(iter(sliding_windows(path, 2, start=0.52))).indices.tolist() == [13, 14]
+    import av
+
+    with av.open(str(path)) as c:  # the packet index (seeking) agrees with the decoder's times
+        times = vio.index_packets(c, c.streams.video[0]).times
+    assert times[13] == 0.52 and times[0] == 0.0

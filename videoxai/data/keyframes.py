@@ -50,10 +50,21 @@ class PacketIndex:
 
     @cached_property
     def times(self) -> np.ndarray:
-        """``(N,)`` seconds from the first frame, computed as the decoder's frame times are (the
-        same float operations, so a range boundary on a frame's time splits both alike)."""
-        origin = float(int(self.pts[0]) * self.time_base)
-        return np.array([float(int(p) * self.time_base) - origin for p in self.pts])
+        """``(N,)`` seconds from the first frame, computed as the decoder's frame times are
+        (:func:`seconds`, so a range boundary on a frame's time splits both alike)."""
+        origin = int(self.pts[0])
+        return np.array([seconds(int(p) - origin, self.time_base) for p in self.pts])
+
+
+def seconds(ticks: int, time_base: Fraction) -> float:
+    """``ticks`` units of ``time_base`` in seconds, rounded once from the exact value.
+
+    Frame times count from the stream's first frame, which is rarely at 0 (a recording cut from
+    a longer one, an MPEG-TS stream starting at 1.4 s): the difference is taken in whole ticks
+    *before* converting, because subtracting two rounded times puts frame 13 of a 25 fps stream
+    starting at 5 s at 0.51999999999999957 s, outside ``start=0.52``.
+    """
+    return int(ticks) * time_base.numerator / time_base.denominator
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ import numpy as np
 from ..clip import Clip
 from ..errors import InputError, VideoReadError, VideoXAIError
 from .times import parse_time
-from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seek_plan, start_at
+from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seconds, seek_plan, start_at
 from .windows import Tail, WindowPlanner, WindowSpan
 
 __all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices",
@@ -144,12 +144,14 @@ def _header(container, stream) -> _Header:
 
 
 def _packet_times(path: Path) -> list[float | None]:
-    """Presentation times (s) of the stream's packets, in presentation order, by demuxing only.
+    """Presentation times (s) of the stream's packets from its first frame (:func:`seconds`, as
+    the decoder's frame times are), in presentation order, by demuxing only; ``None`` for every
+    packet when some packet has no timestamp.
 
     One packet holds one frame for every codec we read (H.264/HEVC/VP8/VP9/AV1/MPEG-4/GIF
     frames; VP9 hidden frames travel inside superframes), so this counts frames without decoding.
     """
-    times: list[float | None] = []
+    ticks: list[int | None] = []
     with _open(path) as (container, stream):
         tb = stream.time_base
         try:
@@ -157,13 +159,14 @@ def _packet_times(path: Path) -> list[float | None]:
                 if packet.size == 0:  # the flush packet at the end
                     continue
                 ts = packet.pts if packet.pts is not None else packet.dts
-                times.append(float(ts * tb) if ts is not None and tb is not None else None)
+                ticks.append(ts if tb is not None else None)
         except (av.FFmpegError, OSError) as e:
-            raise VideoReadError(f"{path}: truncated or corrupt after {len(times)} packets "
+            raise VideoReadError(f"{path}: truncated or corrupt after {len(ticks)} packets "
                                  f"({_reason(e)})") from None
-    if all(t is not None for t in times):
-        times.sort()
-    return times
+    if not ticks or any(t is None for t in ticks):
+        return [None] * len(ticks)
+    ticks.sort()
+    return [seconds(t - ticks[0], tb) for t in ticks]
 
 
 def _target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -200,10 +203,10 @@ class _Decoder:
             self.header = h = _header(container, stream)
             tb = stream.time_base
             index = 0
-            t0 = None
+            origin = None  # the first frame's pts, from which times count
             if start is not None:
                 container.seek(start.keyframe_pts, stream=stream, backward=True, any_frame=False)
-                index, t0 = start.first, float(start.origin_pts * tb)
+                index, origin = start.first, start.origin_pts
             try:
                 for frame in container.decode(stream):
                     if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
@@ -216,9 +219,8 @@ class _Decoder:
                             raise SeekMiss(f"seeking did not reach frame {start.first}")
                         start = None
                     if frame.pts is not None and tb is not None:
-                        t = float(frame.pts * tb)
-                        t0 = t if t0 is None else t0
-                        t -= t0
+                        origin = frame.pts if origin is None else origin
+                        t = seconds(frame.pts - origin, tb)
                     else:
                         t = index / h.fps if h.fps else float(index)
                     yield index, t, frame
@@ -500,7 +502,7 @@ class _FrameBuffer:
 
 def _count_in_range(times: list[float | None], in_range: Callable[[float], bool]) -> int:
     if times and all(t is not None for t in times):
-        return sum(in_range(t - times[0]) for t in times)
+        return sum(in_range(t) for t in times)
     return len(times)  # no timestamps: only a whole-file count is possible
 
 
