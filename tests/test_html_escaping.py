@@ -339,3 +339,33 @@ def test_a_file_name_that_is_not_utf8_is_shown_not_a_failed_report(tmp_path, bro
     _no_payload_ran(browser)
     assert _texts(browser, "h1") == [f"{MODEL_NAME}: caf\ufffd<b>.mp4"]
     assert "caf\ufffd<b>.mp4" in _texts(browser, ".chip b")
+
+
+# ----------------------------------------------------------------------------------------------
+# the reports' Content-Security-Policy: a second line of defence
+
+
+def test_the_report_policy_runs_only_the_pages_own_script(tmp_path, browser, explain_report):
+    # should a string ever reach the page unescaped (a future section forgetting html.escape),
+    # the page's policy runs none of it; the shell's own script still runs
+    from videoxai.viz.page import page
+
+    leak = ("<img src=x onerror=window.__vx_img=1><script>window.__vx_label=1</script>"
+            "<svg><script>window.__vx_spec=1</script></svg><a href='javascript:window.__vx_attr=1' id=a>a</a>"
+            "<img src='http://127.0.0.1:9/beacon.png'><video><source src='https://example.com/v.mp4'></video>")
+    path = tmp_path / "leak.html"
+    path.write_text(page("leak", leak + '<video muted loop src="data:video/mp4;base64,AAAA"></video>'
+                         '<div class="controls"><button id="vx-play" type="button">?</button></div>'))
+    _load(browser, path)
+    browser.execute_script("document.getElementById('a').click()")
+    ran = browser.execute_script("return ['__vx_img', '__vx_label', '__vx_spec', '__vx_attr']"
+                                 ".filter(function (k) { return window[k] !== undefined; });")
+    assert ran == []
+    browser.execute_script("document.getElementById('vx-play').click()")  # the synchroniser's button
+    assert browser.execute_script("return document.getElementById('vx-play').textContent") in ("play", "pause")
+    # a real report: its videos, figures and key frames load under the policy
+    _load(browser, explain_report.report)
+    broken = browser.execute_script("return Array.from(document.images).filter(function (i) {"
+                                    " return !(i.complete && i.naturalWidth > 0); }).length")
+    assert broken == 0
+    assert "Content-Security-Policy" in explain_report.report.read_text()
