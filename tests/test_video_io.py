@@ -480,13 +480,13 @@ def test_a_stream_url_with_a_display_rotation_is_read_upright(tmp_path):
 
 
 def _numbered(t: int, h: int = 16, w: int = 16) -> np.ndarray:
-    """``t`` flat frames, frame ``k`` at grey level ``8 k`` (``t <= 32``): :func:`_numbers` reads ``k`` back."""
-    return np.repeat(np.arange(t, dtype=np.uint8) * 8, h * w * 3).reshape(t, h, w, 3)
+    """``t`` flat frames, frame ``k`` at grey level ``8 (k % 32)``: :func:`_numbers` reads ``k % 32`` back."""
+    return np.repeat((np.arange(t) % 32 * 8).astype(np.uint8), h * w * 3).reshape(t, h, w, 3)
 
 
 def _numbers(clip) -> list[int]:
-    """Which :func:`_numbered` frame each frame of ``clip`` is (from its grey level)."""
-    return np.rint(clip.frames.reshape(len(clip.frames), -1).mean(1) / 8).astype(int).tolist()
+    """Which :func:`_numbered` frame (modulo 32) each frame of ``clip`` is, from its grey level."""
+    return (np.rint(clip.frames.reshape(len(clip.frames), -1).mean(1) / 8).astype(int) % 32).tolist()
 
 
 def _encode(path: Path, frames: np.ndarray, pts=None, time_base=None, *, codec: str = "libx264",
@@ -529,3 +529,27 @@ def test_times_count_from_the_first_frame_without_rounding_error(tmp_path):
     with av.open(str(path)) as c:  # the packet index (seeking) agrees with the decoder's times
         times = vio.index_packets(c, c.streams.video[0]).times
     assert times[13] == 0.52 and times[0] == 0.0
+
+
+@pytest.mark.parametrize("total", [20, 300])
+def test_an_mp4_cut_between_keyframes_is_read_as_players_show_it(tmp_path, monkeypatch, total):
+    """``ffmpeg -ss … -c copy`` keeps the frames back to the keyframe before the cut, which the
+    decoder needs, and an edit list hides them: here the first 3 of ``total`` frames (negative
+    times). FFmpeg drops them as players do, but the container counts them, so ``read_video(p, 8)``
+    failed with "truncated video: the container lists 20 frames but only 17 could be decoded"."""
+    path = _encode(tmp_path / "cut.mp4", _numbered(total), np.arange(total) - 3,
+                   options={"bf": "2", "g": "12", "crf": "10"})
+    shown = total - 3
+    assert probe(path)["frames"] == shown
+    every = read_video(path)
+    assert every.indices.tolist() == list(range(shown))
+    assert _numbers(every) == [(k + 3) % 32 for k in range(shown)]
+    clip = read_video(path, 8)
+    np.testing.assert_array_equal(clip.indices, uniform_indices(shown, 8))
+    np.testing.assert_array_equal(clip.frames, every.frames[clip.indices])
+    if total == 300:  # keyframes every 12 frames: it seeks, with the same result
+        used = []
+        seeking = vio._read_seeking
+        monkeypatch.setattr(vio, "_read_seeking", lambda *a, **k: used.append(seeking(*a, **k)) or used[-1])
+        np.testing.assert_array_equal(read_video(path, 8).frames, clip.frames)
+        assert used[0] is not None

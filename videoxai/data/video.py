@@ -138,9 +138,29 @@ def _header(container, stream) -> _Header:
         duration = float(stream.duration * tb)
     elif container.duration is not None:
         duration = container.duration / av.time_base
-    return _Header(frames=int(stream.frames or 0), fps=fps, width=int(stream.codec_context.width or 0),
+    return _Header(frames=_shown_frames(stream), fps=fps, width=int(stream.codec_context.width or 0),
                    height=int(stream.codec_context.height or 0), duration=duration,
                    codec=stream.codec_context.name, container=container.format.name)
+
+
+def _shown_frames(stream) -> int:
+    """The container's frame count less the frames its edit list cuts (0: no count).
+
+    A clip cut from a longer recording without re-encoding (``ffmpeg -ss 10 -c copy``) starts
+    between keyframes: its mp4 keeps the frames back to the keyframe, which the decoder needs,
+    and an edit list marks them as not shown; FFmpeg drops them, as players do. The container's
+    count includes them, so it was taken for a truncated file. The index that lists them is in
+    the file's header: no packet is read.
+    """
+    frames = int(stream.frames or 0)
+    if frames:
+        try:
+            entries = stream.index_entries
+            if len(entries) == frames:
+                frames -= sum(1 for e in entries if e.is_discard)
+        except (AttributeError, av.FFmpegError):  # an older PyAV
+            pass
+    return frames
 
 
 def _packet_times(path: Path) -> list[float | None]:
@@ -156,8 +176,8 @@ def _packet_times(path: Path) -> list[float | None]:
         tb = stream.time_base
         try:
             for packet in container.demux(stream):
-                if packet.size == 0:  # the flush packet at the end
-                    continue
+                if packet.size == 0 or getattr(packet, "is_discard", False):  # the flush packet at
+                    continue                                                # the end; edit-list cuts
                 ts = packet.pts if packet.pts is not None else packet.dts
                 ticks.append(ts if tb is not None else None)
         except (av.FFmpegError, OSError) as e:
@@ -374,7 +394,7 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
 
     # How many frames lie in the range, before decoding: the container's count, else a demux pass.
     with _open(path) as (container, stream):
-        reported = 0 if ranged else int(stream.frames or 0)
+        reported = 0 if ranged else _shown_frames(stream)
     expected = reported or _count_in_range(_packet_times(path), in_range)
     expected = max(expected, 1)  # nothing found: decode anyway, so the error says why
 
