@@ -369,3 +369,18 @@ def test_the_report_policy_runs_only_the_pages_own_script(tmp_path, browser, exp
                                     " return !(i.complete && i.naturalWidth > 0); }).length")
     assert broken == 0
     assert "Content-Security-Policy" in explain_report.report.read_text()
+
+
+@pytest.mark.parametrize("window_stride", [None, 4])
+def test_a_class_name_with_a_lone_surrogate_is_drawn_not_a_failed_report(tmp_path, browser, hostile_video,
+                                                                         window_stride):
+    # json.loads('"x\\ud800y"') is a str that matplotlib's font code refuses (a TypeError from the
+    # first figure) and that UTF-8 cannot hold
+    from videoxai.workflows import explain_video
+
+    labels = LABELS[:MATH] + ["x\ud800y"]
+    model = vx.wrap(_Net(MATH).eval(), num_frames=4, input_size=16, labels=labels, name="m")
+    report = explain_video(hostile_video, model, ["saliency"], tmp_path, window_stride=window_stride).report
+    _load(browser, report)
+    shown = _texts(browser, ".probs .name" if window_stride is None else ".window-list td")
+    assert "x\ufffdy" in shown

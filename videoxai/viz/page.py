@@ -19,13 +19,17 @@ import numpy as np
 
 from ..version import __version__
 
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone one cannot be written as UTF-8
+
 
 def plain(text) -> str:
     """``text`` for matplotlib to draw as it is written: class names, method specs and file names
     are the user's, and a pair of ``$`` in them starts mathtext there (``a $x$`` was typeset as
     math; ``$\\frac$`` failed to parse and took the figure, and the report, down). An escaped
-    ``\\$`` is drawn as ``$``, and a string without a pair of unescaped ``$`` is never mathtext."""
-    return str(text).replace("$", r"\$")
+    ``\\$`` is drawn as ``$``, and a string without a pair of unescaped ``$`` is never mathtext.
+    A lone surrogate (``"\\ud800"`` in a JSON config's class name), which matplotlib's font code
+    refuses, is drawn as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", str(text)).replace("$", r"\$")
 
 
 def data_uri(data: bytes, mime: str) -> str:
@@ -59,9 +63,6 @@ def page(title: str, body: str, css: str = "") -> str:
     # surrogates) could not be written to the UTF-8 page, and the report failed after every
     # explanation had been computed: each such character shows as U+FFFD, as terminals show it.
     return _SURROGATE.sub("\ufffd", text)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _policy(shell: str) -> str:
