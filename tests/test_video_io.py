@@ -553,3 +553,68 @@ def test_an_mp4_cut_between_keyframes_is_read_as_players_show_it(tmp_path, monke
         monkeypatch.setattr(vio, "_read_seeking", lambda *a, **k: used.append(seeking(*a, **k)) or used[-1])
         np.testing.assert_array_equal(read_video(path, 8).frames, clip.frames)
         assert used[0] is not None
+
+
+def _with_cover(path: Path, *, video: bool, cover_track: bool = False, audio: str = "aac") -> Path:
+    """An audio file with cover art (``video=False``) or a video with sound and a cover, the cover
+    before everything else. ``cover_track``: the cover as a one-picture mjpeg track (as some
+    taggers write it to mkv); else as the container marks cover art (an attached picture: mp3,
+    m4a; an mkv image attachment)."""
+    import io
+
+    import av
+    from PIL import Image
+
+    picture = np.full((40, 40, 3), (255, 0, 0), np.uint8)
+    with av.open(str(path), "w", format="mp4" if path.suffix == ".m4a" else None) as out:
+        cover = None
+        if path.suffix in (".mkv", ".mka") and not cover_track:
+            jpeg = io.BytesIO()
+            Image.fromarray(picture).save(jpeg, "JPEG")
+            out.add_attachment("cover.jpg", "image/jpeg", jpeg.getvalue())
+        else:
+            cover = out.add_stream("mjpeg")
+            cover.width, cover.height, cover.pix_fmt = 40, 40, "yuvj420p"
+            if not cover_track:
+                cover.disposition = av.stream.Disposition.attached_pic
+        sound = out.add_stream(audio, rate=16000)
+        sound.layout = "mono"
+        if video:
+            s = out.add_stream("libx264", rate=10)
+            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        if cover is not None:
+            f = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuvj420p")
+            f.pts = 0
+            out.mux(list(cover.encode(f)) + list(cover.encode()))
+        for k, rgb in enumerate(make_frames()):
+            if video:
+                out.mux(s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            a = av.AudioFrame.from_ndarray(np.zeros((1, 1152), np.float32), format="fltp", layout="mono")
+            a.sample_rate, a.pts = 16000, k * 1152
+            out.mux(sound.encode(a))
+        out.mux(sound.encode())
+        if video:
+            out.mux(s.encode())
+    return path
+
+
+@pytest.mark.parametrize("name, kwargs", [("cover.mp4", {}), ("cover.mkv", {"cover_track": True})])
+def test_the_video_is_read_not_the_cover_or_the_sound_before_it(tmp_path, name, kwargs):
+    """A video whose cover art (a still picture) and sound come before it: the cover (40x40, one
+    frame) was read as the video."""
+    path = _with_cover(tmp_path / name, video=True, **kwargs)
+    clip = read_video(path)
+    assert clip.frames.shape == (12, 48, 64, 3)
+    assert np.abs(clip.frames.astype(int) - make_frames()).mean() < 2
+    assert (probe(path)["frames"], probe(path)["width"]) == (12, 64)
+    assert read_video(path, 4).indices.tolist() == [0, 4, 7, 11]
+    assert len(list(sliding_windows(path, 4))) == 3
+
+
+@pytest.mark.parametrize("name, audio", [("song.mp3", "libmp3lame"), ("song.m4a", "aac"), ("song.mka", "aac")])
+def test_an_audio_file_with_cover_art_is_not_a_video(tmp_path, name, audio):
+    """It was read as a one-frame video of its cover (at 90000 fps, for the mp3 and m4a)."""
+    path = _with_cover(tmp_path / name, video=False, audio=audio)
+    for call in (lambda: read_video(path, 8), lambda: probe(path), lambda: list(sliding_windows(path, 4))):
+        with pytest.raises(VideoReadError, match="no video stream .only a cover picture"):
+            call()

@@ -11,6 +11,9 @@ counts them (mkv, webm, gif). If decoding then finds a different number of frame
 the choice is redone on the true count, with a second decoding pass only when a frame it needs
 was not kept.
 
+The video is the stream FFmpeg's players would show (:func:`video_stream`), never a cover
+picture: an audio file with cover art has no video.
+
 Every failure a user can cause (a missing file, a directory, a file that is not a video, a
 truncated or corrupt stream, a stream with no decodable frame, bad arguments) raises
 :class:`~videoxai.errors.VideoReadError` with the file's name in the message, never a raw PyAV
@@ -37,7 +40,7 @@ from .times import parse_time
 from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seconds, seek_plan, start_at
 from .windows import Tail, WindowPlanner, WindowSpan
 
-__all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices",
+__all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices", "video_stream",
            "WRITERS", "FrameTooLargeError", "MAX_PIXELS"]
 
 #: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
@@ -116,9 +119,10 @@ def _open(path: Path, max_pixels: int | None = None
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise VideoReadError(f"{path}: not a readable video file ({_reason(e)})") from None
     try:
-        if not container.streams.video:
-            raise VideoReadError(f"{path}: the file has no video stream")
-        stream = container.streams.video[0]
+        stream = video_stream(container)
+        if stream is None:
+            covers = " (only a cover picture: an audio file?)" if container.streams.video else ""
+            raise VideoReadError(f"{path}: the file has no video stream{covers}")
         # Slice threading only: FFmpeg's frame threading swallows the decoder's error at the
         # point where a truncated file ends, which would turn a damaged file into a short clip.
         stream.thread_type = "SLICE"
@@ -127,6 +131,28 @@ def _open(path: Path, max_pixels: int | None = None
         yield container, stream
     finally:
         container.close()
+
+
+def video_stream(container: av.container.InputContainer):
+    """The stream to read as the video, or ``None``: FFmpeg's pick (``av_find_best_stream``, as
+    its command line and players choose), never an attached picture.
+
+    Audio files carry their cover art as a one-picture "video" stream marked as an attached
+    picture (mp3, m4a, flac; videos too, mp4 and mkv): read as the video, an album became a
+    one-frame clip, and a video whose cover came first became its cover. Timed thumbnails are
+    skipped alike. A stream that is the video is not always the first: audio may come first, and
+    FFmpeg prefers a stream marked default, then one with motion over a still.
+    """
+    pictures = getattr(av.stream, "Disposition", None)
+    skip = int(pictures.attached_pic | pictures.timed_thumbnails) if pictures is not None else 0
+    moving = [s for s in container.streams.video if not int(s.disposition) & skip]
+    if not moving:
+        return None
+    try:
+        best = container.streams.best("video")
+    except (av.FFmpegError, ValueError):
+        best = None
+    return best if best is not None and best.index in {s.index for s in moving} else moving[0]
 
 
 def _header(container, stream) -> _Header:
