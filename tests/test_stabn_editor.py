@@ -127,10 +127,13 @@ def test_a_label_the_collection_cannot_name_is_an_error_not_a_500(edit_set, mode
 # -- the page in a real browser ---------------------------------------------------------------------
 @pytest.fixture
 def served(edit_set, model):
+    yield from _serve(create_app(edit_set, model))
+
+
+def _serve(app):
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(create_app(edit_set, model), host="127.0.0.1", port=0,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -206,3 +209,37 @@ def test_editor_refuses_a_foreign_host_name(edit_set, model):
     assert r.status_code == 400 and r.json()["error"]["code"] == "forbidden_host"
     named = TestClient(create_app(edit_set, model, allowed_hosts=("labeller.lan",)), base_url="http://labeller.lan")
     assert named.get("/api/collection").status_code == 200
+
+
+def test_class_names_in_the_preview_are_text_not_markup(tmp_path):
+    # the preview table was built with innerHTML from the model's class names (a user's labels.csv,
+    # an HF config): an <img onerror> label ran its script
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    torch.manual_seed(0)
+    model = build(num_classes=4, num_frames=8, input_size=64).eval()
+    es = collect(model, open_dataset("synthetic:12", "train"), tmp_path / "edits", model_spec="in-memory",
+                 misclassified_only=False, limit=1)
+    hostile = "<img src=x onerror=window.__pwned=1> a < b"
+    model.labels = [hostile] * 4
+    server = _serve(create_app(es, model))
+    url = next(server)
+    browser = headless_chrome()
+    try:
+        wait = WebDriverWait(browser, 20)
+        browser.get(url)
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        browser.find_element(By.CSS_SELECTOR, "#clips li").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".frame img")) == 8)
+        browser.find_element(By.ID, "preview").click()
+        wait.until(lambda b: b.find_elements(By.ID, "preview-table"))
+        rows = browser.find_elements(By.CSS_SELECTOR, "#preview-table tr")
+        assert len(rows) == 3 and rows[0].text.split() == ["temporal", "attention", "prediction", "probability",
+                                                           "Mt", "used"]
+        assert browser.execute_script("return window.__pwned") is None
+        assert not browser.find_elements(By.CSS_SELECTOR, "#preview-table img")
+        assert hostile in rows[1].text and hostile in rows[2].text      # shown as written
+    finally:
+        browser.quit()
+        next(server, None)

@@ -162,10 +162,22 @@ async function preview() {
   const out = $("#preview-result");
   try {
     const r = await api("POST", `/api/clips/${encodeURIComponent(state.key)}/preview`, { levels: state.levels });
-    const row = (name, o) => `<tr><td>${name}</td><td>${o.label}</td><td>${o.probability.toFixed(3)}</td>` +
-      `<td>${o.temporal.map((v) => v.toFixed(2)).join(" ")}</td></tr>`;
-    out.innerHTML = `<table id="preview-table"><tr><th>temporal attention</th><th>prediction</th><th>probability</th>` +
-      `<th>M<sub>t</sub> used</th></tr>${row("the model's", r.original)}${row("edited", r.edited)}</table>`;
+    // class names are the model's (a user's labels.csv, an HF config): text, never markup
+    const cell = (tag, text) => { const c = document.createElement(tag); c.textContent = text; return c; };
+    const row = (name, o) => {
+      const tr = document.createElement("tr");
+      tr.append(cell("td", name), cell("td", o.label), cell("td", o.probability.toFixed(3)),
+        cell("td", o.temporal.map((v) => v.toFixed(2)).join(" ")));
+      return tr;
+    };
+    const table = document.createElement("table");
+    table.id = "preview-table";
+    const head = document.createElement("tr");
+    const used = cell("th", "M");
+    used.append(cell("sub", "t"), " used");
+    head.append(cell("th", "temporal attention"), cell("th", "prediction"), cell("th", "probability"), used);
+    table.append(head, row("the model's", r.original), row("edited", r.edited));
+    out.replaceChildren(table);
     status(`true class ${state.clip.label_name}: edited attention predicts ${r.edited.label}`);
   } catch (e) {
     out.replaceChildren();
