@@ -535,3 +535,18 @@ def test_serve_command(tmp_path, videos, monkeypatch):
         thread.join(30)
     assert outcome[0].exit_code == 0, outcome[0].output
     assert "serving" in outcome[0].output
+
+
+def test_the_viewer_and_its_files_carry_a_content_security_policy(client):
+    # second line of defence behind text-only insertion: no inline script, no other origin, no framing
+    from videoxai.core.page_headers import PAGE_POLICY
+
+    for path in ("/", "/static/viewer.js", "/static/viewer.css"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["content-security-policy"] == PAGE_POLICY and "script-src 'self';" in PAGE_POLICY
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+    # the API answers need no policy (and /docs loads FastAPI's page from a CDN), but are never sniffed
+    info = client.get("/api/info")
+    assert "content-security-policy" not in info.headers and info.headers["x-content-type-options"] == "nosniff"
+    assert "content-security-policy" not in client.get("/docs").headers

@@ -243,3 +243,11 @@ def test_class_names_in_the_preview_are_text_not_markup(tmp_path):
     finally:
         browser.quit()
         next(server, None)
+
+
+def test_the_editor_page_carries_a_content_security_policy(client):
+    from videoxai.core.page_headers import PAGE_POLICY
+
+    for path in ("/", "/static/editor.js"):
+        r = client.get(path)
+        assert r.headers["content-security-policy"] == PAGE_POLICY and r.headers["x-frame-options"] == "DENY"

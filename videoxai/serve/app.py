@@ -53,6 +53,7 @@ from starlette.types import Receive, Scope, Send
 from ..version import __version__
 from ..core.folder_lock import FolderLock
 from ..core.hosts import HostCheck
+from ..core.page_headers import PageHeaders
 from ..errors import VideoXAIError
 from ..models.base import VideoModel
 from .engine import Engine, check_batch
@@ -106,6 +107,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     app.state.auth_waiters = AuthWaiters(settings.max_pending_connections)
     _install_error_handlers(app)
     app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(PageHeaders)  # the viewer's Content-Security-Policy; nosniff on every answer
 
     def require_key(request: Request) -> None:
         if not authorised(settings, request.headers.get("x-api-key"), request.headers.get("authorization")):

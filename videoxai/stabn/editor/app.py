@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field, StrictFloat
 
 from ...errors import InputError, VideoXAIError
 from ...core.hosts import HostCheck
+from ...core.page_headers import PageHeaders
 from ..knowledge import LEVELS, EditSet, UnknownClipError, fill_between, preview
 from ..model import STABNVideoModel
 
@@ -104,6 +105,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     es = edit_set if isinstance(edit_set, EditSet) else EditSet.open(edit_set)
     app = FastAPI(title="videoxai ST-ABN temporal-attention editor")
     app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
+    app.add_middleware(PageHeaders)  # the page's Content-Security-Policy; nosniff on every answer
     lock = threading.Lock()  # one model forward at a time; edits are written atomically anyway
 
     @app.exception_handler(VideoXAIError)
