@@ -618,3 +618,24 @@ def test_an_audio_file_with_cover_art_is_not_a_video(tmp_path, name, audio):
     for call in (lambda: read_video(path, 8), lambda: probe(path), lambda: list(sliding_windows(path, 4))):
         with pytest.raises(VideoReadError, match="no video stream .only a cover picture"):
             call()
+
+
+def test_probe_counts_duration_and_rate_from_the_frames_where_the_container_cannot(tmp_path):
+    """An mkv cut from 5 s on: its container duration counts from 0 (probe said 6.2 s for 1.2 s
+    of frames). A variable-rate MPEG-TS stream has no average rate, and FFmpeg's guess is its
+    90 kHz clock: probe and clips said 90000 fps."""
+    from fractions import Fraction
+
+    cut = _encode(tmp_path / "cut.mkv", _numbered(12), np.arange(12) * 100 + 5000, Fraction(1, 1000))
+    assert probe(cut)["duration"] == pytest.approx(1.2)
+    assert (probe(cut)["frames"], probe(cut)["fps"]) == (12, 10.0)
+
+    gaps = np.random.default_rng(0).integers(20, 80, 20) * 90  # 20-80 ms in 90 kHz ticks
+    gaps[0] = 0
+    vfr = _encode(tmp_path / "vfr.ts", _numbered(20), 126000 + np.cumsum(gaps), Fraction(1, 90000), fmt="mpegts")
+    span = gaps.sum() / 90000
+    info = probe(vfr)
+    assert info["frames"] == 20
+    assert info["fps"] == pytest.approx(19 / span)
+    assert read_video(vfr).fps == read_video(vfr, 4).fps == info["fps"]
+    assert next(iter(sliding_windows(vfr, 4))).fps == info["fps"]

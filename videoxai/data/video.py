@@ -80,9 +80,10 @@ class _Header:
     fps: float | None
     width: int
     height: int
-    duration: float | None
+    duration: float | None  # the stream's, else the container's (which may count from 0, not the first frame)
     codec: str
     container: str
+    stream_duration: bool = False  # whether ``duration`` is the stream's own
 
 
 def _check_path(path: str | bytes | os.PathLike) -> Path:
@@ -155,9 +156,12 @@ def video_stream(container: av.container.InputContainer):
     return best if best is not None and best.index in {s.index for s in moving} else moving[0]
 
 
-def _header(container, stream) -> _Header:
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    fps = float(rate) if rate else None
+def _header(container, stream, path: Path | None = None) -> _Header:
+    """``path``: where the container gives no frame rate, the frame rate its packets' times give
+    (:func:`_packets`, a demux pass remembered for the file)."""
+    fps = _stream_rate(stream)
+    if fps is None and path is not None:
+        fps = _packets(path).rate
     tb = stream.time_base
     duration = None
     if stream.duration is not None and tb is not None:
@@ -166,7 +170,24 @@ def _header(container, stream) -> _Header:
         duration = container.duration / av.time_base
     return _Header(frames=_shown_frames(stream), fps=fps, width=int(stream.codec_context.width or 0),
                    height=int(stream.codec_context.height or 0), duration=duration,
-                   codec=stream.codec_context.name, container=container.format.name)
+                   codec=stream.codec_context.name, container=container.format.name,
+                   stream_duration=stream.duration is not None and tb is not None)
+
+
+def _stream_rate(stream) -> float | None:
+    """The frames per second the container reports, or ``None``.
+
+    The average rate where there is one; else FFmpeg's guess, unless the guess is merely the
+    clock the timestamps count in: a variable-rate MPEG-TS stream has no average rate and a
+    guess of 90000 (its 90 kHz clock), which made every frame number a few microseconds.
+    """
+    rate = stream.average_rate
+    if not rate or rate <= 0:
+        rate = stream.guessed_rate or stream.base_rate
+        tb = stream.time_base
+        if rate and tb and rate == 1 / tb and rate >= 1000:
+            rate = None
+    return float(rate) if rate and rate > 0 else None
 
 
 def _shown_frames(stream) -> int:
@@ -189,7 +210,35 @@ def _shown_frames(stream) -> int:
     return frames
 
 
-def _packet_times(path: Path) -> list[float | None]:
+@dataclass(frozen=True)
+class _Packets:
+    """What demuxing the video stream's packets (no decoding) says about its frames."""
+
+    times: tuple[float | None, ...]  # presentation times (s) from the first frame, sorted
+    end: float | None                # when the last frame ends (s from the first frame)
+
+    @property
+    def rate(self) -> float | None:
+        """The average frame rate over the frames' times, ``None`` for fewer than two frames."""
+        if len(self.times) < 2 or self.times[-1] is None or self.times[-1] <= 0:
+            return None
+        return (len(self.times) - 1) / self.times[-1]
+
+
+def _packets(path: Path) -> _Packets:
+    """:func:`_demux` of ``path``, remembered for the few files read last (reading a file with no
+    frame count, or no frame rate, consults it more than once)."""
+    stat = path.stat()
+    return _demux(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def _packet_times(path: Path) -> tuple[float | None, ...]:
+    """Presentation times (s) of the stream's frames from the first one (:func:`_demux`)."""
+    return _packets(path).times
+
+
+@lru_cache(maxsize=8)
+def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     """Presentation times (s) of the stream's packets from its first frame (:func:`seconds`, as
     the decoder's frame times are), in presentation order, by demuxing only; ``None`` for every
     packet when some packet has no timestamp.
@@ -197,7 +246,9 @@ def _packet_times(path: Path) -> list[float | None]:
     One packet holds one frame for every codec we read (H.264/HEVC/VP8/VP9/AV1/MPEG-4/GIF
     frames; VP9 hidden frames travel inside superframes), so this counts frames without decoding.
     """
+    path = Path(name)
     ticks: list[int | None] = []
+    end = None
     with _open(path) as (container, stream):
         tb = stream.time_base
         try:
@@ -206,13 +257,20 @@ def _packet_times(path: Path) -> list[float | None]:
                     continue                                                # the end; edit-list cuts
                 ts = packet.pts if packet.pts is not None else packet.dts
                 ticks.append(ts if tb is not None else None)
+                if ts is not None and packet.duration:
+                    end = max(end, ts + packet.duration) if end is not None else ts + packet.duration
         except (av.FFmpegError, OSError) as e:
             raise VideoReadError(f"{path}: truncated or corrupt after {len(ticks)} packets "
                                  f"({_reason(e)})") from None
     if not ticks or any(t is None for t in ticks):
-        return [None] * len(ticks)
+        return _Packets((None,) * len(ticks), None)
     ticks.sort()
-    return [seconds(t - ticks[0], tb) for t in ticks]
+    times = tuple(seconds(t - ticks[0], tb) for t in ticks)
+    if end is None or end <= ticks[-1]:  # no durations: the last frame lasts as long as the average
+        end = None if len(times) < 2 else times[-1] * len(times) / (len(times) - 1)
+    else:
+        end = seconds(end - ticks[0], tb)
+    return _Packets(times, end)
 
 
 def _target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -246,7 +304,7 @@ class _Decoder:
         """With ``start``, decoding begins at its keyframe and the frames before its first frame
         are skipped; :class:`SeekMiss` (before any frame is yielded) when that frame does not come."""
         with _open(self.path, self.max_pixels) as (container, stream):
-            self.header = h = _header(container, stream)
+            self.header = h = _header(container, stream, self.path)
             tb = stream.time_base
             index = 0
             origin = None  # the first frame's pts, from which times count
@@ -322,14 +380,21 @@ def probe(path: str | Path) -> dict:
         ``height`` are those of the upright picture (swapped for a clip whose display matrix turns
         it a quarter, as phones' portrait clips do, like the frames :func:`read_video` returns); ``frames`` is
         the container's count or, when it reports none, the number of packets (demux only);
-        ``duration`` in seconds (from the stream, the container or ``frames / fps``).
+        ``duration`` in seconds from the first frame to the end of the last (the stream's, else
+        the span of its packets' times, else ``frames / fps``); ``fps`` the container's average
+        rate, else the one its packets' times give.
     """
     path = _check_path(path)
     with _open(path) as (container, stream):
-        h = _header(container, stream)
+        h = _header(container, stream, path)
         turns = _first_frame_turns(container, stream)
-    frames = h.frames or len(_packet_times(path))
-    duration = h.duration if h.duration is not None else (frames / h.fps if h.fps else None)
+    packets = None if h.frames and h.stream_duration else _packets(path)
+    frames = h.frames or len(packets.times)
+    # the container's duration counts from 0 in mkv, not from the first frame (a clip cut from
+    # 5 s on said 7 s for 2 s of frames): the packets' span where the stream gives none
+    duration = h.duration if h.stream_duration or packets.end is None else packets.end
+    if duration is None and h.fps:
+        duration = frames / h.fps
     width, height = (h.height, h.width) if turns % 2 else (h.width, h.height)
     return {"frames": frames, "fps": h.fps, "width": width, "height": height,
             "duration": duration, "codec": h.codec, "container": h.container}
@@ -509,7 +574,7 @@ def _read_seeking(path: Path, num_frames: int, lo: float, hi: float, reported: i
             return None
         with _open(path, max_pixels) as (container, stream):
             dec = _Decoder(path, max_pixels)
-            dec.header = _header(container, stream)
+            dec.header = _header(container, stream, path)
             kept = {}
             for position, frame in decode_at(container, stream, index, targets, max_pixels):
                 kept[position] = dec.to_rgb(frame, max_side)
