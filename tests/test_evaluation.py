@@ -566,6 +566,29 @@ def test_folder_skips_hidden_files_and_folders(tmp_path):
     ds = load_dataset(f"folder:{tmp_path}", num_frames=4)
     assert ds.keys() == ["blue square/b.mp4", "red square/a.mp4"] and ds.class_names == ["blue square", "red square"]
 
+def test_folder_names_that_are_not_utf8_become_keys_every_store_takes(tmp_path):
+    # a Latin-1 'café.mp4' is a legal Linux name; its lone surrogates killed the run in SQLite
+    import os
+
+    root = os.fsencode(tmp_path)
+    video(tmp_path / "tmp1.mp4", t=4)
+    video(tmp_path / "tmp2.mp4", t=4)
+    os.makedirs(root + b"/caf\xe9")
+    os.makedirs(root + b"/tea")
+    os.replace(root + b"/tmp1.mp4", root + b"/caf\xe9/v\xe9.mp4")
+    os.replace(root + b"/tmp2.mp4", root + b"/tea/v.mp4")
+    ds = load_dataset(f"folder:{tmp_path}", num_frames=4)
+    assert ds.keys() == ["caf\\xe9/v\\xe9.mp4", "tea/v.mp4"] and ds.class_names == ["caf\\xe9", "tea"]
+    assert ds[0].clip.num_frames == 4                                  # opened by its own path
+    out = tmp_path / "eval"
+    summary = evaluate("demo", f"folder:{tmp_path}", "random", "sparseness", out,
+                       backend="inline", progress=False)
+    assert (summary.computed, summary.errors) == (2, 0)
+    again = evaluate("demo", f"folder:{tmp_path}", "random", "sparseness", out,
+                     backend="inline", progress=False)
+    assert (again.computed, again.skipped) == (0, 2)                   # the same keys on every run
+
+
 @pytest.mark.parametrize("content, message", [
     ("file,label\na.mp4,0\n", "'video' column"),
     ("video,label\na.mp4,purple\n", "not one of the model's classes"),

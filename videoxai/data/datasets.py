@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import inspect
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -423,8 +424,8 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
     outside the subfolders, where there is one subfolder only and the model has no class of
     that name (``DIR/videos/…``), or where a subfolder is not one of the model's classes, which
     a warning says."""
-    rel = [p.relative_to(root) for p in files]
-    folders = [r.parts[0] if len(r.parts) > 1 else None for r in rel]
+    rel = [_text(str(p.relative_to(root))) for p in files]
+    folders = [_text(p.relative_to(root).parts[0]) if len(p.relative_to(root).parts) > 1 else None for p in files]
     labels: list[tuple[int | None, str | None]] = [(None, None)] * len(files)
     names = None
     distinct = set(folders)
@@ -452,10 +453,18 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
         elif not unknown:
             labels = [mapped[f] for f in folders]
             names = list(classes) if classes is not None else None
-    entries = [_Entry(str(r), p, label, name) for r, p, (label, name) in zip(rel, files, labels)]
+    entries = [_Entry(r, p, label, name) for r, p, (label, name) in zip(rel, files, labels)]
     ds = VideoListDataset(entries, num_frames, max_side)
     ds.class_names = names
     return ds
+
+
+def _text(name: str) -> str:
+    """A file or folder name as text every store takes: bytes that are not UTF-8 (a Latin-1
+    ``caf\xe9.mp4``, legal on Linux; Python keeps them as lone surrogates, which SQLite, JSON and
+    the reports refuse) are written ``\xe9``. Clip keys are identities, not paths: the file is
+    opened by its own path, and the same name gives the same key in every run."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _classes_from_names(rows: Sequence[dict], csv_path: Path) -> list[str] | None:
