@@ -639,3 +639,33 @@ def test_probe_counts_duration_and_rate_from_the_frames_where_the_container_cann
     assert info["fps"] == pytest.approx(19 / span)
     assert read_video(vfr).fps == read_video(vfr, 4).fps == info["fps"]
     assert next(iter(sliding_windows(vfr, 4))).fps == info["fps"]
+
+
+def test_frame_numbers_select_those_frames_at_a_variable_frame_rate(tmp_path):
+    """``start="3"`` is frame 3: it was read as ``2.5 / fps`` seconds, so a GIF whose frames last
+    from 50 to 400 ms, or a phone's variable-rate mkv, started and ended at other frames."""
+    from fractions import Fraction
+    from PIL import Image
+
+    from videoxai.data.times import parse_time
+
+    gif = tmp_path / "varying.gif"
+    durations = [100, 200, 50, 300, 100, 100, 400, 100, 100, 100, 100, 250]  # ms
+    images = [Image.fromarray(f) for f in make_frames()]
+    images[0].save(gif, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    phone = _encode(tmp_path / "phone.mkv", _numbered(20), np.cumsum([0] + [33, 34, 33, 100, 20] * 3 + [33] * 4),
+                    Fraction(1, 1000), rate=30)
+    for path in (gif, phone):
+        assert read_video(path, start="3", end="8").indices.tolist() == [3, 4, 5, 6, 7]
+        assert read_video(path, 2, start="3", end="8").indices.tolist() == [3, 7]
+        assert read_video(path, start="0.2s", end="8").indices.tolist()[-1] == 7  # seconds and a frame
+        assert [w.indices.tolist() for w in sliding_windows(path, 2, start="4", end="8")] == [[4, 5], [6, 7]]
+        # explain_video and the CLI read the numbers with parse_time first, then pass them on
+        fps = probe(path)["fps"]
+        lo, hi = parse_time("4", fps, "start"), parse_time("8", fps, "end")
+        assert [w.indices.tolist() for w in sliding_windows(path, 2, start=lo, end=hi)] == [[4, 5], [6, 7]]
+        assert read_video(path, start="11", end="99").indices.tolist()[0] == 11
+        with pytest.raises(VideoReadError, match="no frame in the time range"):
+            read_video(path, start="40")
+    clip = read_video(phone, start="3", end="8")
+    assert _numbers(clip) == [3, 4, 5, 6, 7]

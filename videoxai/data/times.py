@@ -13,7 +13,28 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["parse_time"]
+__all__ = ["parse_time", "FrameNumber"]
+
+class FrameNumber(float):
+    """Seconds read from a frame number ``n``: ``(n - 0.5) / fps``, a float that remembers ``n``
+    (:attr:`frame`).
+
+    The seconds are exact only at a constant frame rate. Phones, screen recordings and GIFs vary
+    theirs, so the readers (:func:`vx.read_video`, :func:`vx.sliding_windows`, and through them
+    :func:`vx.explain_video`) look up the time frame ``n`` really has: ``start="60"`` starts at
+    frame 60 of any file.
+    """
+
+    __slots__ = ("frame",)
+
+    def __new__(cls, seconds: float, frame: int) -> "FrameNumber":
+        obj = super().__new__(cls, seconds)
+        obj.frame = int(frame)
+        return obj
+
+    def __reduce__(self):
+        return FrameNumber, (float(self), self.frame)
+
 
 _TIME = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|f)?\s*$")
 
@@ -24,7 +45,8 @@ def parse_time(value: float | int | str | None, fps: float | None, what: str = "
     Numbers are seconds (as in :func:`vx.read_video`); strings are seconds with an ``s`` suffix
     (``"2.5s"``) or frame indices without one (``"60"``, or ``"60f"``). Frame ``n`` becomes the
     time half a frame before it, so that ``start="60"`` includes frame 60 and ``end="90"``
-    excludes frame 90 even when timestamps are rounded.
+    excludes frame 90 even when timestamps are rounded; frame numbers come back as
+    :class:`FrameNumber` (a float), which the readers turn into the frame's own time.
     """
     if value is None:
         return None
@@ -45,6 +67,8 @@ def parse_time(value: float | int | str | None, fps: float | None, what: str = "
             if not fps:
                 raise InputError(f"{what}: the video reports no frame rate; give seconds like '2.5s'")
             seconds = max(0.0, (number - 0.5) / fps)
+            if np.isfinite(seconds):
+                return FrameNumber(seconds, int(number))
     if not np.isfinite(seconds) or seconds < 0:
         raise InputError(f"{what} must be a time >= 0, got {value!r}")
     return seconds

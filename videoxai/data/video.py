@@ -36,7 +36,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError, VideoReadError, VideoXAIError
-from .times import parse_time
+from .times import FrameNumber, parse_time
 from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seconds, seek_plan, start_at
 from .windows import Tail, WindowPlanner, WindowSpan
 
@@ -430,6 +430,7 @@ def _check_range(path, start, end) -> tuple[float, float]:
             start, end = parse_time(start, fps, "start"), parse_time(end, fps, "end")
         except InputError as e:
             raise VideoReadError(f"{path}: {e}") from None
+    start, end = _frame_times(path, start, end)
     try:
         lo = 0.0 if start is None else float(start)
         hi = float("inf") if end is None else float(end)
@@ -441,6 +442,23 @@ def _check_range(path, start, end) -> tuple[float, float]:
     if np.isnan(hi) or lo >= hi:
         raise VideoReadError(f"{path}: start ({lo:g} s) must be before end ({hi:g} s)")
     return lo, hi
+
+
+def _frame_times(path: Path, start, end):
+    """``start`` and ``end`` with frame numbers (:class:`FrameNumber`) replaced by those frames'
+    times, so that ``start="60"`` starts at frame 60 whatever the frame rate does; ``(n - 0.5) /
+    fps`` picked the wrong frames once the rate varied (a GIF's, a phone's). A frame past the last
+    starts after it (an empty range), or ends nothing; without timestamps the seconds stay."""
+    if not isinstance(start, FrameNumber) and not isinstance(end, FrameNumber):
+        return start, end
+    times = _packet_times(path)
+    if not times or times[0] is None:
+        return start, end
+    if isinstance(start, FrameNumber):
+        start = times[start.frame] if start.frame < len(times) else max(float(start), times[-1] + 1.0)
+    if isinstance(end, FrameNumber):
+        end = times[end.frame] if end.frame < len(times) else None
+    return start, end
 
 
 def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *, start: float | None = None,
@@ -457,7 +475,8 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
             always has exactly ``num_frames`` frames; ``clip.indices`` shows the repeats.
         start, end: optional time range, ``start`` included, ``end`` excluded, measured from
             the stream's first frame: seconds as numbers (``2.5``) or text (``"2.5s"``), or a
-            frame number as text (``"60"``), as :func:`parse_time` reads them.
+            frame number as text (``"60"``), as :func:`parse_time` reads them; a frame number
+            means that frame, whose time is looked up (the frame rate may vary).
         max_side: if set, frames whose longer side exceeds it are shrunk (aspect ratio kept).
         max_pixels: refuse any decoded frame with more pixels (:class:`FrameTooLargeError`),
             checked frame by frame, since a stream's later frames may be larger than its header
