@@ -963,3 +963,22 @@ def test_cli_huge_sizes_are_one_line_errors(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"error: synthetic:N: the clip count N must be an integer from 1 to 1000000000000 (10^12), got '{'9' * 30}'"]
+
+
+def test_a_pipe_in_a_method_spec_keeps_the_markdown_table_whole(tmp_path):
+    from videoxai.metrics import build
+
+    db = tmp_path / "results.sqlite"
+    with ResultStore(db) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("sparseness")])
+        store.start_run({})
+        for v in range(2):
+            for m in ("random", 'rise(baseline="a|b")'):
+                store.write(ResultRow(f"v{v}", m, "sparseness", 0.3 + v * 0.1))
+    text = (tmp_path / "report" / "report.md").read_text() if write_report(db, tmp_path / "report") else ""
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    # a cell's '|' is escaped: every row splits into the header's cells
+    cells = lambda line: len(re.split(r"(?<!\\)\|", line))  # noqa: E731
+    assert len(table) == 5 and len({cells(line) for line in table}) == 1
+    assert 'rise(baseline="a\\|b")' in text

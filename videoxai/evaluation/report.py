@@ -279,8 +279,10 @@ def markdown(s: Summary, title: str) -> str:
                  f"{s.counts.get('error', 0)} errors."
                  + (f" Model accuracy on these clips: {s.accuracy:.1%}." if s.accuracy is not None else ""))
     lines += [f"**Warning:** {w}" for w in s.warnings]
-    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    # a '|' in a cell (a method spec's text option) would end the cell: escaped as GFM does
+    cells = lambda r: " | ".join(c.replace("|", "\\|") for c in r)  # noqa: E731
+    lines += ["", "| " + cells(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + cells(r) + " |" for r in rows]
     lines += ["", _legend(s)]
     if s.inapplicable:
         lines += ["", "Without any value (not applicable to this model, or failed on every clip): "
