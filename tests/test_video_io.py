@@ -669,3 +669,37 @@ def test_frame_numbers_select_those_frames_at_a_variable_frame_rate(tmp_path):
             read_video(path, start="40")
     clip = read_video(phone, start="3", end="8")
     assert _numbers(clip) == [3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("name, sar, shown", [("dvd_wide.mp4", (32, 27), (48, 85)), ("dv.mkv", (8, 9), (54, 72)),
+                                              ("dv_wide.avi", (32, 27), (48, 85)), ("square.mp4", (1, 1), (48, 72))])
+def test_non_square_pixels_are_read_as_players_show_them(tmp_path, name, sar, shown):
+    """A DVD/DV picture (here 72 x 48, a tenth of 720 x 480) whose pixels are 32:27 (16:9 NTSC) or
+    8:9 (4:3) as wide as tall: it was read as stored, squeezed. Players stretch it to its display
+    aspect ratio, in square pixels, as models saw their training frames: 85 x 48 for 32:27 (wider),
+    72 x 54 for 8:9 (taller: no stored pixel is lost). Square pixels are read untouched."""
+    from fractions import Fraction
+
+    import av
+
+    stored = np.zeros((4, 48, 72, 3), np.uint8)
+    stored[:, :, 27:45] = 255  # a white bar over columns 27-44 (centre 36 of 72)
+    stored[:, 12:24] = 128     # a grey band over rows 12-23 (centre 18 of 48)
+    codec = {".avi": "mpeg4"}.get(Path(name).suffix, "libx264")
+    path = _encode(tmp_path / name, stored, codec=codec, sar=Fraction(*sar), options={"qscale": "2"} if codec == "mpeg4" else {"crf": "10"})
+    clip = read_video(path)
+    h, w = shown
+    assert clip.frames.shape == (4, h, w, 3)
+    assert (probe(path)["width"], probe(path)["height"]) == (w, h)
+    # the bar and the band keep their place in the picture (centres at the same fraction of it;
+    # pixel k's centre is at k + 0.5)
+    columns = clip.frames[0, 30:, :, 0].astype(float).mean(0)
+    assert (columns * np.arange(w)).sum() / columns.sum() == pytest.approx(36 / 72 * w - 0.5, abs=0.3)
+    rows = clip.frames[0, :, 0, 0].astype(float)
+    assert (rows * np.arange(h)).sum() / rows.sum() == pytest.approx(18 / 48 * h - 0.5, abs=0.3)
+    assert read_video(path, 2, max_side=36).frames.shape[1:3] == (round(h * 36 / max(h, w)), round(w * 36 / max(h, w)))
+    assert next(iter(sliding_windows(path, 2))).frames.shape == (2, h, w, 3)
+    if sar == (1, 1):  # exactly what the decoder gives
+        with av.open(str(path)) as c:
+            decoded = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+        np.testing.assert_array_equal(clip.frames, decoded)

@@ -40,7 +40,7 @@ from .times import FrameNumber, parse_time
 from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seconds, seek_plan, start_at
 from .windows import Tail, WindowPlanner, WindowSpan
 
-__all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices", "video_stream",
+__all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices", "video_stream", "display_size",
            "WRITERS", "FrameTooLargeError", "MAX_PIXELS"]
 
 #: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
@@ -84,6 +84,7 @@ class _Header:
     codec: str
     container: str
     stream_duration: bool = False  # whether ``duration`` is the stream's own
+    sar: Fraction = Fraction(1)   # sample (pixel) aspect ratio, 1 for square pixels
 
 
 def _check_path(path: str | bytes | os.PathLike) -> Path:
@@ -171,7 +172,37 @@ def _header(container, stream, path: Path | None = None) -> _Header:
     return _Header(frames=_shown_frames(stream), fps=fps, width=int(stream.codec_context.width or 0),
                    height=int(stream.codec_context.height or 0), duration=duration,
                    codec=stream.codec_context.name, container=container.format.name,
-                   stream_duration=stream.duration is not None and tb is not None)
+                   stream_duration=stream.duration is not None and tb is not None, sar=_sample_aspect(stream))
+
+
+def _sample_aspect(stream) -> Fraction:
+    """The width of the stream's pixels over their height (FFmpeg's guess from the container and
+    the codec), 1 where it says nothing or nonsense."""
+    try:
+        sar = stream.sample_aspect_ratio
+    except (AttributeError, ZeroDivisionError, av.FFmpegError):
+        sar = None
+    if not sar or sar <= 0 or not Fraction(1, 100) <= sar <= 100:
+        return Fraction(1)
+    return Fraction(sar)
+
+
+def display_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
+    """The size that shows a ``width`` × ``height`` picture of pixels ``sar`` times as wide as they
+    are tall in square pixels, as players show it: wider for ``sar > 1``, taller for ``sar < 1``
+    (no stored pixel is lost), unchanged for square pixels.
+
+    DVD, DV and broadcast video store 720 × 480 or 720 × 576 pictures whose pixels are not
+    square (sample aspect ratio 32:27 for 16:9 NTSC, 8:9 for 4:3, …); the container or codec says
+    so, and players stretch the picture to its display aspect ratio (853 × 480 for 32:27). Read
+    as stored, people and round objects look squeezed, unlike anything a model saw in training
+    (square-pixel frames), so :func:`read_video` resamples to this size.
+    """
+    if sar == 1:
+        return width, height
+    if sar > 1:
+        return max(1, round(width * sar)), height
+    return width, max(1, round(height / sar))
 
 
 def _stream_rate(stream) -> float | None:
@@ -341,10 +372,11 @@ class _Decoder:
                                      f"after {index} frames ({_reason(e)})") from None
 
     def to_rgb(self, frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
-        """``(H, W, 3)`` uint8, upright. Every frame gets the first frame's (possibly reduced)
-        size and turn."""
+        """``(H, W, 3)`` uint8, upright, in square pixels (:func:`display_size`). Every frame gets
+        the first frame's (possibly reduced) size and turn."""
         if self.size is None:
-            self.size = _target_size(frame.width, frame.height, max_side)
+            sar = self.header.sar if self.header is not None else Fraction(1)
+            self.size = _target_size(*display_size(frame.width, frame.height, sar), max_side)
             self.turns = quarter_turns(frame)
         w, h = self.size
         if (frame.width, frame.height) != (w, h):
@@ -377,8 +409,9 @@ def probe(path: str | Path) -> dict:
 
     Returns:
         ``{"frames", "fps", "width", "height", "duration", "codec", "container"}``; ``width`` and
-        ``height`` are those of the upright picture (swapped for a clip whose display matrix turns
-        it a quarter, as phones' portrait clips do, like the frames :func:`read_video` returns); ``frames`` is
+        ``height`` are those of the frames :func:`read_video` returns: upright (swapped for a clip
+        whose display matrix turns it a quarter, as phones' portrait clips do) and in square
+        pixels (:func:`display_size`: 853 × 480 for a 720 × 480 DVD picture shown at 16:9); ``frames`` is
         the container's count or, when it reports none, the number of packets (demux only);
         ``duration`` in seconds from the first frame to the end of the last (the stream's, else
         the span of its packets' times, else ``frames / fps``); ``fps`` the container's average
@@ -395,7 +428,8 @@ def probe(path: str | Path) -> dict:
     duration = h.duration if h.stream_duration or packets.end is None else packets.end
     if duration is None and h.fps:
         duration = frames / h.fps
-    width, height = (h.height, h.width) if turns % 2 else (h.width, h.height)
+    width, height = display_size(h.width, h.height, h.sar)
+    width, height = (height, width) if turns % 2 else (width, height)
     return {"frames": frames, "fps": h.fps, "width": width, "height": height,
             "duration": duration, "codec": h.codec, "container": h.container}
 
@@ -484,7 +518,9 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
 
     Returns:
         A clip with ``frames`` uint8 ``(T, H, W, 3)``, upright as players show them (a
-        container's display matrix, e.g. a phone's portrait clip, is applied: :func:`quarter_turns`),
+        container's display matrix, e.g. a phone's portrait clip, is applied: :func:`quarter_turns`)
+        and in square pixels (an anamorphic DVD or DV picture is stretched to its display aspect
+        ratio, as players do: :func:`display_size`),
         ``fps`` the *source* frame rate,
         ``indices`` each frame's index in the source video and ``source=str(path)``.
 
