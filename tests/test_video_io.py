@@ -703,3 +703,42 @@ def test_non_square_pixels_are_read_as_players_show_them(tmp_path, name, sar, sh
         with av.open(str(path)) as c:
             decoded = np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
         np.testing.assert_array_equal(clip.frames, decoded)
+
+
+@pytest.mark.parametrize("name, codec, pix_fmt, options, tol", [
+    ("yuv444p.mp4", "libx264", "yuv444p", {"crf": "0"}, 1.0),
+    ("full_range.mp4", "libx264", "yuvj420p", {"crf": "0"}, 2.0),   # full-range (JPEG) levels
+    ("hevc_10bit.mp4", "libx265", "yuv420p10le", {"x265-params": "lossless=1:log-level=error"}, 2.0),
+    ("h264_10bit.mkv", "libx264", "yuv420p10le", {"crf": "0"}, 2.0),
+    ("prores.mov", "prores_ks", "yuv422p10le", {}, 1.0),
+    ("mjpeg.avi", "mjpeg", "yuvj420p", {}, 5.0),                     # lossy JPEG at its default quality
+    ("raw_bgr24.avi", "rawvideo", "bgr24", {}, 0.0),                # AVI's raw RGB is stored BGR
+    ("raw_bgr0.nut", "rawvideo", "bgr0", {}, 0.0),
+    ("gray.mkv", "ffv1", "gray", {}, None),
+    ("alpha.webm", "libvpx-vp9", "yuva420p", {"lossless": "1"}, 2.0),  # alpha is dropped
+])
+def test_pixel_formats_are_read_in_their_colours(tmp_path, name, codec, pix_fmt, options, tol):
+    """Each of these files is read in the right colours and levels: known frames, one saturated
+    red patch to catch swapped channels, a wrong matrix or range. 10-bit YUV came out about 1.4
+    levels darker (grey 220 read as 218: FFmpeg's default conversion to 8-bit RGB)."""
+    import av
+
+    try:
+        av.codec.Codec(codec, "w")
+    except (av.FFmpegError, ValueError):
+        pytest.skip(f"this FFmpeg build has no {codec} encoder")
+    frames = make_frames()
+    frames[:, 28:44, 40:56] = (255, 0, 0)
+    path = _encode(tmp_path / name, frames, codec=codec, pix_fmt=pix_fmt, options=options)
+    clip = read_video(path)
+    assert clip.frames.shape == frames.shape and clip.indices.tolist() == list(range(12))
+    red = clip.frames[:, 32:40, 44:52].reshape(-1, 3).mean(0)
+    if pix_fmt == "gray":  # the red patch's luma (BT.601: 0.299 * 255), in every channel
+        np.testing.assert_allclose(red, 76, atol=2)
+        grey = frames.copy()
+        grey[:, 28:44, 40:56] = 76
+        assert np.abs(clip.frames.astype(int) - grey).mean() < 1
+    else:
+        np.testing.assert_allclose(red, (255, 0, 0), atol=max(4, 3 * tol))  # JPEG's loss: 248
+        assert np.abs(clip.frames.astype(int) - frames).mean() <= tol
+    np.testing.assert_array_equal(read_video(path, 4).frames, clip.frames[[0, 4, 7, 11]])
