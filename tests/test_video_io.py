@@ -622,13 +622,15 @@ def test_an_audio_file_with_cover_art_is_not_a_video(tmp_path, name, audio):
 
 def test_probe_counts_duration_and_rate_from_the_frames_where_the_container_cannot(tmp_path):
     """An mkv cut from 5 s on: its container duration counts from 0 (probe said 6.2 s for 1.2 s
-    of frames). A variable-rate MPEG-TS stream has no average rate, and FFmpeg's guess is its
+    of frames); an MPEG program stream's duration estimate was one frame. A variable-rate MPEG-TS stream has no average rate, and FFmpeg's guess is its
     90 kHz clock: probe and clips said 90000 fps."""
     from fractions import Fraction
 
     cut = _encode(tmp_path / "cut.mkv", _numbered(12), np.arange(12) * 100 + 5000, Fraction(1, 1000))
     assert probe(cut)["duration"] == pytest.approx(1.2)
     assert (probe(cut)["frames"], probe(cut)["fps"]) == (12, 10.0)
+    mpeg = _encode(tmp_path / "dvd.mpg", _numbered(30), codec="mpeg2video", fmt="mpeg", rate=25)
+    assert (probe(mpeg)["frames"], probe(mpeg)["duration"]) == (30, pytest.approx(1.2))  # it said 0.04 s
 
     gaps = np.random.default_rng(0).integers(20, 80, 20) * 90  # 20-80 ms in 90 kHz ticks
     gaps[0] = 0

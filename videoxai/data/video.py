@@ -436,8 +436,8 @@ def probe(path: str | Path) -> dict:
         whose display matrix turns it a quarter, as phones' portrait clips do) and in square
         pixels (:func:`display_size`: 853 × 480 for a 720 × 480 DVD picture shown at 16:9); ``frames`` is
         the container's count or, when it reports none, the number of packets (demux only);
-        ``duration`` in seconds from the first frame to the end of the last (the stream's, else
-        the span of its packets' times, else ``frames / fps``); ``fps`` the container's average
+        ``duration`` in seconds from the first frame to the end of the last (the span of its
+        packets' times where a demux pass lists them, else the stream's, else ``frames / fps``); ``fps`` the container's average
         rate, else the one its packets' times give.
     """
     path = _check_path(path)
@@ -446,9 +446,10 @@ def probe(path: str | Path) -> dict:
         turns = _first_frame_turns(container, stream)
     packets = None if h.frames and h.stream_duration else _packets(path)
     frames = h.frames or len(packets.times)
-    # the container's duration counts from 0 in mkv, not from the first frame (a clip cut from
-    # 5 s on said 7 s for 2 s of frames): the packets' span where the stream gives none
-    duration = h.duration if h.stream_duration or packets.end is None else packets.end
+    # the frames' own span wherever they were listed: the container's duration counts from 0 in
+    # mkv, not from the first frame (a clip cut from 5 s on said 6.2 s for 1.2 s of frames), and an
+    # MPEG program stream's estimate can be one frame (0.04 s for 1.2 s)
+    duration = packets.end if packets is not None and packets.end is not None else h.duration
     if duration is None and h.fps:
         duration = frames / h.fps
     width, height = display_size(h.width, h.height, h.sar)
