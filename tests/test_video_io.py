@@ -671,6 +671,9 @@ def test_frame_numbers_select_those_frames_at_a_variable_frame_rate(tmp_path):
             read_video(path, start="40")
     clip = read_video(phone, start="3", end="8")
     assert _numbers(clip) == [3, 4, 5, 6, 7]
+    # when each frame is shown, for reports that place frames in time (index / fps is not it)
+    np.testing.assert_allclose(vio.frame_times(gif), np.cumsum([0] + durations[:-1]) / 1000)
+    assert vio.frame_times(gif)[read_video(gif, start="3").indices[0]] == pytest.approx(0.35)
 
 
 @pytest.mark.parametrize("name, sar, shown", [("dvd_wide.mp4", (32, 27), (48, 85)), ("dv.mkv", (8, 9), (54, 72)),

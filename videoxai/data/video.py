@@ -41,7 +41,7 @@ from .times import FrameNumber, parse_time
 from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seconds, seek_plan, start_at
 from .windows import Tail, WindowPlanner, WindowSpan
 
-__all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices", "video_stream", "display_size",
+__all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices", "video_stream", "display_size", "frame_times",
            "WRITERS", "FrameTooLargeError", "MAX_PIXELS"]
 
 #: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
@@ -467,6 +467,19 @@ def _first_frame_turns(container, stream) -> int:
     except (av.FFmpegError, OSError):
         pass
     return 0
+
+
+def frame_times(path: str | bytes | os.PathLike) -> np.ndarray | None:
+    """Each frame's presentation time in seconds from the first frame, indexed as
+    ``clip.indices`` are (demuxing only, no decoding); ``None`` for a file without timestamps.
+
+    A clip's ``fps`` is the average rate: at a variable frame rate (phones, screen recordings,
+    GIFs) ``index / fps`` is not when a frame is shown; ``frame_times(path)[clip.indices]`` is.
+    """
+    times = _packet_times(_check_path(path))
+    if not times or times[0] is None:
+        return None
+    return np.asarray(times, dtype=np.float64)
 
 
 def _check_count(path, value, name: str, error=VideoReadError) -> int | None:
