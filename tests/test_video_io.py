@@ -622,8 +622,9 @@ def test_an_audio_file_with_cover_art_is_not_a_video(tmp_path, name, audio):
 
 def test_probe_counts_duration_and_rate_from_the_frames_where_the_container_cannot(tmp_path):
     """An mkv cut from 5 s on: its container duration counts from 0 (probe said 6.2 s for 1.2 s
-    of frames); an MPEG program stream's duration estimate was one frame. A variable-rate MPEG-TS stream has no average rate, and FFmpeg's guess is its
-    90 kHz clock: probe and clips said 90000 fps."""
+    of frames); an MPEG program stream's duration estimate was one frame. A variable-rate
+    MPEG-TS stream has no average rate, and FFmpeg's guess is its 90 kHz clock: probe and clips
+    said 90000 fps."""
     from fractions import Fraction
 
     cut = _encode(tmp_path / "cut.mkv", _numbered(12), np.arange(12) * 100 + 5000, Fraction(1, 1000))
@@ -691,7 +692,8 @@ def test_non_square_pixels_are_read_as_players_show_them(tmp_path, name, sar, sh
     stored[:, :, 27:45] = 255  # a white bar over columns 27-44 (centre 36 of 72)
     stored[:, 12:24] = 128     # a grey band over rows 12-23 (centre 18 of 48)
     codec = {".avi": "mpeg4"}.get(Path(name).suffix, "libx264")
-    path = _encode(tmp_path / name, stored, codec=codec, sar=Fraction(*sar), options={"qscale": "2"} if codec == "mpeg4" else {"crf": "10"})
+    path = _encode(tmp_path / name, stored, codec=codec, sar=Fraction(*sar),
+                   options={"qscale": "2"} if codec == "mpeg4" else {"crf": "10"})
     clip = read_video(path)
     h, w = shown
     assert clip.frames.shape == (4, h, w, 3)
@@ -702,7 +704,8 @@ def test_non_square_pixels_are_read_as_players_show_them(tmp_path, name, sar, sh
     assert (columns * np.arange(w)).sum() / columns.sum() == pytest.approx(36 / 72 * w - 0.5, abs=0.3)
     rows = clip.frames[0, :, 0, 0].astype(float)
     assert (rows * np.arange(h)).sum() / rows.sum() == pytest.approx(18 / 48 * h - 0.5, abs=0.3)
-    assert read_video(path, 2, max_side=36).frames.shape[1:3] == (round(h * 36 / max(h, w)), round(w * 36 / max(h, w)))
+    scale = 36 / max(h, w)
+    assert read_video(path, 2, max_side=36).frames.shape[1:3] == (round(h * scale), round(w * scale))
     assert next(iter(sliding_windows(path, 2))).frames.shape == (2, h, w, 3)
     if sar == (1, 1):  # exactly what the decoder gives
         with av.open(str(path)) as c:

@@ -41,8 +41,8 @@ from .times import FrameNumber, parse_time
 from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seconds, seek_plan, start_at
 from .windows import Tail, WindowPlanner, WindowSpan
 
-__all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices", "video_stream", "display_size", "frame_times",
-           "WRITERS", "FrameTooLargeError", "MAX_PIXELS"]
+__all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices", "video_stream",
+           "display_size", "frame_times", "WRITERS", "FrameTooLargeError", "MAX_PIXELS"]
 
 #: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
 #: far larger than its header says (a "decompression bomb") fails instead of exhausting memory
@@ -81,7 +81,7 @@ class _Header:
     fps: float | None
     width: int
     height: int
-    duration: float | None  # the stream's, else the container's (which may count from 0, not the first frame)
+    duration: float | None  # the stream's, else the container's (which may count from 0)
     codec: str
     container: str
     stream_duration: bool = False  # whether ``duration`` is the stream's own
@@ -434,11 +434,12 @@ def probe(path: str | Path) -> dict:
         ``{"frames", "fps", "width", "height", "duration", "codec", "container"}``; ``width`` and
         ``height`` are those of the frames :func:`read_video` returns: upright (swapped for a clip
         whose display matrix turns it a quarter, as phones' portrait clips do) and in square
-        pixels (:func:`display_size`: 853 × 480 for a 720 × 480 DVD picture shown at 16:9); ``frames`` is
-        the container's count or, when it reports none, the number of packets (demux only);
-        ``duration`` in seconds from the first frame to the end of the last (the span of its
-        packets' times where a demux pass lists them, else the stream's, else ``frames / fps``); ``fps`` the container's average
-        rate, else the one its packets' times give.
+        pixels (:func:`display_size`: 853 × 480 for a 720 × 480 DVD picture shown at 16:9);
+        ``frames`` is the container's count (less the frames an edit list hides) or, when it
+        reports none, the number of packets (demux only); ``duration`` in seconds from the first
+        frame to the end of the last (the span of its packets' times where a demux pass lists
+        them, else the stream's, else ``frames / fps``); ``fps`` the container's average rate,
+        else the one its packets' times give.
     """
     path = _check_path(path)
     with _open(path) as (container, stream):
@@ -501,7 +502,7 @@ def _check_range(path, start, end) -> tuple[float, float]:
             start, end = parse_time(start, fps, "start"), parse_time(end, fps, "end")
         except InputError as e:
             raise VideoReadError(f"{path}: {e}") from None
-    start, end = _frame_times(path, start, end)
+    start, end = _at_frames(path, start, end)
     try:
         lo = 0.0 if start is None else float(start)
         hi = float("inf") if end is None else float(end)
@@ -515,7 +516,7 @@ def _check_range(path, start, end) -> tuple[float, float]:
     return lo, hi
 
 
-def _frame_times(path: Path, start, end):
+def _at_frames(path: Path, start, end):
     """``start`` and ``end`` with frame numbers (:class:`FrameNumber`) replaced by those frames'
     times, so that ``start="60"`` starts at frame 60 whatever the frame rate does; ``(n - 0.5) /
     fps`` picked the wrong frames once the rate varied (a GIF's, a phone's). A frame past the last
