@@ -750,3 +750,21 @@ def test_pixel_formats_are_read_in_their_colours(tmp_path, name, codec, pix_fmt,
         np.testing.assert_allclose(red, (255, 0, 0), atol=max(4, 3 * tol))  # JPEG's loss: 248
         assert np.abs(clip.frames.astype(int) - frames).mean() <= tol
     np.testing.assert_array_equal(read_video(path, 4).frames, clip.frames[[0, 4, 7, 11]])
+
+
+def test_a_stream_url_is_read_as_files_are(tmp_path):
+    """``videoxai stream rtsp://…`` decodes with its own loop: it took the first video stream (an
+    audio file's cover picture), kept non-square pixels squeezed and 10-bit YUV darker; it now
+    converts frames as :func:`read_video` does."""
+    from fractions import Fraction
+
+    from videoxai.serve.client import video_frames
+
+    rng = np.random.default_rng(0)
+    dvd = _encode(tmp_path / "dvd.mkv", rng.integers(0, 256, (3, 48, 72, 3), dtype=np.uint8), sar=Fraction(32, 27))
+    for path in (dvd, _with_cover(tmp_path / "film.mkv", video=True)):
+        got = np.stack(list(video_frames(f"file:{path}")))
+        np.testing.assert_array_equal(got, read_video(path).frames)
+    assert got.shape[0] > 1                                     # the film, not its one-picture cover
+    with pytest.raises(InputError, match="no video stream"):
+        list(video_frames(f"file:{_with_cover(tmp_path / 'song.mka', video=False)}"))

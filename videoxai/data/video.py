@@ -42,7 +42,8 @@ from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packet
 from .windows import Tail, WindowPlanner, WindowSpan
 
 __all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices", "video_stream",
-           "display_size", "frame_times", "WRITERS", "FrameTooLargeError", "MAX_PIXELS"]
+           "display_size", "frame_times", "PictureConverter", "sample_aspect", "quarter_turns", "WRITERS",
+           "FrameTooLargeError", "MAX_PIXELS"]
 
 #: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
 #: far larger than its header says (a "decompression bomb") fails instead of exhausting memory
@@ -173,10 +174,10 @@ def _header(container, stream, path: Path | None = None) -> _Header:
     return _Header(frames=_shown_frames(stream), fps=fps, width=int(stream.codec_context.width or 0),
                    height=int(stream.codec_context.height or 0), duration=duration,
                    codec=stream.codec_context.name, container=container.format.name,
-                   stream_duration=stream.duration is not None and tb is not None, sar=_sample_aspect(stream))
+                   stream_duration=stream.duration is not None and tb is not None, sar=sample_aspect(stream))
 
 
-def _sample_aspect(stream) -> Fraction:
+def sample_aspect(stream) -> Fraction:
     """The width of the stream's pixels over their height (FFmpeg's guess from the container and
     the codec), 1 where it says nothing or nonsense."""
     try:
@@ -324,8 +325,7 @@ class _Decoder:
         self.path = path
         self.max_pixels = max_pixels
         self.header: _Header | None = None
-        self.size: tuple[int, int] | None = None
-        self.turns = 0  # quarter turns that show the frames upright (the first frame's display matrix)
+        self._picture: PictureConverter | None = None  # made at the first frame, with the header's SAR
 
     def _too_large(self, index: int, detail: str) -> FrameTooLargeError:
         return FrameTooLargeError(f"{self.path}: frame {index} {detail} the limit of {self.max_pixels} pixels "
@@ -373,11 +373,33 @@ class _Decoder:
                                      f"after {index} frames ({_reason(e)})") from None
 
     def to_rgb(self, frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
-        """``(H, W, 3)`` uint8, upright, in square pixels (:func:`display_size`). Every frame gets
-        the first frame's (possibly reduced) size and turn."""
-        if self.size is None:
+        """``(H, W, 3)`` uint8 as players show it (:class:`PictureConverter`); every frame gets the
+        first frame's size and turn."""
+        if self._picture is None:
             sar = self.header.sar if self.header is not None else Fraction(1)
-            self.size = _target_size(*display_size(frame.width, frame.height, sar), max_side)
+            self._picture = PictureConverter(max_side, sar)
+        return self._picture(frame)
+
+
+class PictureConverter:
+    """Decoded frames → ``(H, W, 3)`` uint8 RGB as players show them: in square pixels at the
+    display aspect ratio (:func:`display_size`), upright (:func:`quarter_turns`), 10-bit YUV
+    converted without FFmpeg's darkening (:func:`_deep_yuv`), the longer side at most
+    ``max_side``. The size and the turn are the first frame's, for every frame of the stream.
+
+    Args:
+        max_side: shrink larger frames to this longer side (aspect ratio kept); ``None``: never.
+        sar: the stream's sample aspect ratio (pixel width over height).
+    """
+
+    def __init__(self, max_side: int | None = None, sar: Fraction = Fraction(1)) -> None:
+        self.max_side, self.sar = max_side, sar
+        self.size: tuple[int, int] | None = None
+        self.turns = 0
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if self.size is None:
+            self.size = _target_size(*display_size(frame.width, frame.height, self.sar), self.max_side)
             self.turns = quarter_turns(frame)
         w, h = self.size
         resize = (frame.width, frame.height) != (w, h)

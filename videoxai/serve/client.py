@@ -85,23 +85,20 @@ def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np
         return
     import av
 
-    from ..data.video import quarter_turns
+    from ..data.video import PictureConverter, sample_aspect, video_stream
 
     try:
         container = av.open(str(source), mode="r", timeout=10.0)
     except (av.FFmpegError, OSError) as e:
         raise InputError(f"cannot open {source}: not a file, and not a readable stream URL ({e})") from None
     with container:
-        if not container.streams.video:
+        stream = video_stream(container)  # never a cover picture
+        if stream is None:
             raise InputError(f"{source} has no video stream")
-        for frame in container.decode(container.streams.video[0]):
-            w, h = frame.width, frame.height
-            if max_side is not None and max(w, h) > max_side:
-                s = max_side / max(w, h)
-                w, h = max(1, round(w * s)), max(1, round(h * s))
-            rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
-            turns = quarter_turns(frame)  # upright, as files are read (a phone's stream may carry a turn)
-            yield np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+        # as files are read: upright, square pixels, 10-bit without darkening
+        picture = PictureConverter(max_side, sample_aspect(stream))
+        for frame in container.decode(stream):
+            yield picture(frame)
 
 
 def source_fps(source: str | Path) -> float | None:
