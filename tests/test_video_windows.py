@@ -111,6 +111,24 @@ def test_explain_video_puts_each_window_back_on_the_video(video, model):
         vx.explain_video(model, vx.read_video(video), "gradcam", start=1.0)
 
 
+def test_explain_video_places_windows_at_the_times_frames_are_shown(tmp_path, model):
+    # a GIF with varying delays (as a phone's variable-rate clip): window times were index / fps,
+    # the average rate's, not when those frames are shown
+    from PIL import Image
+
+    delays = [100, 200, 50, 300, 100, 100, 400, 100, 100, 100, 100, 250]  # ms
+    frames = np.concatenate([s.frames for s in SyntheticVideos(2, split="test", seed=0)])[:12]
+    path = tmp_path / "vfr.gif"
+    Image.fromarray(frames[0]).save(path, save_all=True, append_images=[Image.fromarray(f) for f in frames[1:]],
+                                    duration=delays, loop=0)
+    shown = np.concatenate([[0], np.cumsum(delays)[:-1]]) / 1000
+    v = vx.explain_video(model, path, "gradcam", start="3", end="12", window_stride=4)
+    first = v.windows[0]
+    assert list(first.frame_indices) == list(range(3, 11))
+    assert (first.start_s, first.end_s) == pytest.approx((shown[3], shown[10]))   # 0.35 s, not 0.45
+    np.testing.assert_allclose(v.times, shown[v.frame_indices])
+
+
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "videoxai", *args], capture_output=True, text=True, timeout=300,
                           cwd=cwd, env={"VIDEOXAI_PROGRESS": "0", "COLUMNS": "200", "PATH": "/usr/bin:/bin",

@@ -49,7 +49,8 @@ class WindowResult:
     Attributes:
         index: window number.
         frame_indices: ``(T,)`` source index of each of its frames.
-        start_s, end_s: time of its first and last frame, in seconds (``None`` without an fps).
+        start_s, end_s: when its first and last frame are shown, in seconds (the file's timestamps,
+            which at a variable frame rate are not index / fps; ``None`` without them or an fps).
         target, label: the explained class; score: its probability.
         predicted, predicted_label, predicted_score: the model's top class on the window.
         temporal: ``(T,)`` per-frame importance within the window (sums to 1).
@@ -143,7 +144,7 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
     Returns:
         A :class:`VideoExplanation`.
     """
-    from .data.video import probe, sliding_windows
+    from .data.video import frame_times, probe, sliding_windows
     from .core.resize import resize_frames, resize_maps
 
     if not isinstance(model, VideoModel):
@@ -159,14 +160,22 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
         if start is not None or end is not None:
             raise InputError("start and end apply to video files; select a clip's frames with clip.subclip")
         source, fps = video.source, video.fps
+        shown_at = None
         windows_iter = sliding_windows(video, model.num_frames, window_stride, frame_step=frame_step, tail="shift")
     else:
         info = probe(video)
         fps = info["fps"]
         lo, hi = parse_time(start, fps, "start"), parse_time(end, fps, "end")
         source = os.fsdecode(video)
+        # when each frame is shown: at a variable frame rate (phones, GIFs) not index / fps
+        shown_at = frame_times(video)
         windows_iter = sliding_windows(video, model.num_frames, window_stride, frame_step=frame_step,
                                        start=lo, end=hi, tail="shift")
+
+    def seconds(i: int) -> float | None:
+        if shown_at is not None and 0 <= i < len(shown_at):
+            return float(shown_at[i])
+        return i / fps if fps else None
 
     results: list[WindowResult] = []
     frames: dict[int, np.ndarray] = {}
@@ -198,7 +207,7 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
             rel_sum[i] = rel_sum.get(i, 0.0) + float(exp.temporal[k]) * t
             hits[i] = hits.get(i, 0) + 1
         top = int(np.argmax(exp.probs))
-        ts = [int(window.indices[0]) / fps, int(window.indices[-1]) / fps] if fps else [None, None]
+        ts = [seconds(int(window.indices[0])), seconds(int(window.indices[-1]))]
         results.append(WindowResult(
             index=int(window.meta["window"]), frame_indices=window.indices.copy(), start_s=ts[0], end_s=ts[1],
             target=exp.target, label=exp.label, score=exp.score, predicted=top,
@@ -219,9 +228,14 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
         meta["warnings"] = list(warned)
     return VideoExplanation(
         method=first.method, model=model.name, windows=results, frames=np.stack([frames[i] for i in order]),
-        frame_indices=index, times=index / fps if fps else index.astype(np.float64), spatial=spatial,
+        frame_indices=index, times=np.array([_or(seconds(int(i)), float(i)) for i in index], dtype=np.float64),
+        spatial=spatial,
         temporal=np.asarray([rel_sum[i] / hits[i] for i in order], dtype=np.float32), fps=fps,
         source=source, options=dict(first.options), meta=meta)
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def _display_size(h: int, w: int, side: int) -> tuple[int, int]:
