@@ -421,7 +421,9 @@ def test_write_errors(tmp_path, frames):
 
 
 def test_missing_encoder_is_a_clear_error(tmp_path, frames, monkeypatch):
-    monkeypatch.setattr(vio, "_has_encoder", lambda name: name != "libx264")
+    from videoxai.data import video_writer
+
+    monkeypatch.setattr(video_writer, "_has_encoder", lambda name: name != "libx264")
     with pytest.raises(vx.VideoXAIError, match="no libx264 encoder"):
         write_video(frames, tmp_path / "x.mp4")
 

@@ -339,9 +339,9 @@ def test_report_plays_in_headless_chromium(report):
 
 
 def test_report_falls_back_to_gif_without_video_encoders(tmp_path, clip, monkeypatch):
-    from videoxai.data import video as vio
+    from videoxai.data import video_writer
 
-    monkeypatch.setattr(vio, "_has_encoder", lambda name: False)  # an FFmpeg without x264/libvpx
+    monkeypatch.setattr(video_writer, "_has_encoder", lambda name: False)  # an FFmpeg without x264/libvpx
     html = write_report(tmp_path / "gif.html", clip, make_exp(clip)).read_text()
     assert "<video" not in html
     gifs = re.findall(r'src="data:image/gif;base64,([^"]+)"', html)

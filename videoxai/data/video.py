@@ -1,4 +1,4 @@
-"""Video files in and out, on PyAV (FFmpeg) only.
+"""Reading video files, on PyAV (FFmpeg) only.
 
 Reading never keeps more frames in memory than the caller asked for: :func:`read_video` with
 ``num_frames=N`` converts to RGB only the N frames it keeps. Where the file has keyframes often
@@ -13,6 +13,9 @@ was not kept.
 
 The video is the stream FFmpeg's players would show (:func:`video_stream`), never a cover
 picture: an audio file with cover art has no video.
+
+Which stream is the video and how its pictures become frames as players show them is
+:mod:`~videoxai.data.streams`; writing is :mod:`~videoxai.data.video_writer`.
 
 Every failure a user can cause (a missing file, a directory, a file that is not a video, a
 truncated or corrupt stream, a stream with no decodable frame, bad arguments) raises
@@ -33,12 +36,14 @@ from pathlib import Path
 
 import av
 import numpy as np
-from av.video.reformatter import Interpolation
 
 from ..clip import Clip
-from ..errors import InputError, VideoReadError, VideoXAIError
+from ..errors import InputError, VideoReadError
+from .streams import (PictureConverter, display_size, ffmpeg_reason, quarter_turns, sample_aspect,
+                      video_stream)
 from .times import FrameNumber, parse_time
 from .keyframes import PacketIndex, SeekMiss, SeekStart, decode_at, index_packets, seconds, seek_plan, start_at
+from .video_writer import WRITERS, write_video  # noqa: F401  (part of this module's API, as before)
 from .windows import Tail, WindowPlanner, WindowSpan
 
 __all__ = ["read_video", "sliding_windows", "write_video", "probe", "uniform_indices", "video_stream",
@@ -104,12 +109,6 @@ def _check_path(path: str | bytes | os.PathLike) -> Path:
     return p
 
 
-def _reason(e: Exception) -> str:
-    """A one-line description of a PyAV/FFmpeg error, without its repr noise."""
-    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    return text.rstrip(".")
-
-
 @contextmanager
 def _open(path: Path, max_pixels: int | None = None
           ) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
@@ -121,7 +120,7 @@ def _open(path: Path, max_pixels: int | None = None
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise VideoReadError(f"{path}: not a readable video file ({_reason(e)})") from None
+        raise VideoReadError(f"{path}: not a readable video file ({ffmpeg_reason(e)})") from None
     try:
         stream = video_stream(container)
         if stream is None:
@@ -135,28 +134,6 @@ def _open(path: Path, max_pixels: int | None = None
         yield container, stream
     finally:
         container.close()
-
-
-def video_stream(container: av.container.InputContainer):
-    """The stream to read as the video, or ``None``: FFmpeg's pick (``av_find_best_stream``, as
-    its command line and players choose), never an attached picture.
-
-    Audio files carry their cover art as a one-picture "video" stream marked as an attached
-    picture (mp3, m4a, flac; videos too, mp4 and mkv): read as the video, an album became a
-    one-frame clip, and a video whose cover came first became its cover. Timed thumbnails are
-    skipped alike. A stream that is the video is not always the first: audio may come first, and
-    FFmpeg prefers a stream marked default, then one with motion over a still.
-    """
-    pictures = getattr(av.stream, "Disposition", None)
-    skip = int(pictures.attached_pic | pictures.timed_thumbnails) if pictures is not None else 0
-    moving = [s for s in container.streams.video if not int(s.disposition) & skip]
-    if not moving:
-        return None
-    try:
-        best = container.streams.best("video")
-    except (av.FFmpegError, ValueError):
-        best = None
-    return best if best is not None and best.index in {s.index for s in moving} else moving[0]
 
 
 def _header(container, stream, path: Path | None = None) -> _Header:
@@ -175,36 +152,6 @@ def _header(container, stream, path: Path | None = None) -> _Header:
                    height=int(stream.codec_context.height or 0), duration=duration,
                    codec=stream.codec_context.name, container=container.format.name,
                    stream_duration=stream.duration is not None and tb is not None, sar=sample_aspect(stream))
-
-
-def sample_aspect(stream) -> Fraction:
-    """The width of the stream's pixels over their height (FFmpeg's guess from the container and
-    the codec), 1 where it says nothing or nonsense."""
-    try:
-        sar = stream.sample_aspect_ratio
-    except (AttributeError, ZeroDivisionError, av.FFmpegError):
-        sar = None
-    if not sar or sar <= 0 or not Fraction(1, 100) <= sar <= 100:
-        return Fraction(1)
-    return Fraction(sar)
-
-
-def display_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
-    """The size that shows a ``width`` × ``height`` picture of pixels ``sar`` times as wide as they
-    are tall in square pixels, as players show it: wider for ``sar > 1``, taller for ``sar < 1``
-    (no stored pixel is lost), unchanged for square pixels.
-
-    DVD, DV and broadcast video store 720 × 480 or 720 × 576 pictures whose pixels are not
-    square (sample aspect ratio 32:27 for 16:9 NTSC, 8:9 for 4:3, …); the container or codec says
-    so, and players stretch the picture to its display aspect ratio (853 × 480 for 32:27). Read
-    as stored, people and round objects look squeezed, unlike anything a model saw in training
-    (square-pixel frames), so :func:`read_video` resamples to this size.
-    """
-    if sar == 1:
-        return width, height
-    if sar > 1:
-        return max(1, round(width * sar)), height
-    return width, max(1, round(height / sar))
 
 
 def _stream_rate(stream) -> float | None:
@@ -294,7 +241,7 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
                     end = max(end, ts + packet.duration) if end is not None else ts + packet.duration
         except (av.FFmpegError, OSError) as e:
             raise VideoReadError(f"{path}: truncated or corrupt after {len(ticks)} packets "
-                                 f"({_reason(e)})") from None
+                                 f"({ffmpeg_reason(e)})") from None
     if not ticks or any(t is None for t in ticks):
         return _Packets((None,) * len(ticks), None)
     ticks.sort()
@@ -304,13 +251,6 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     else:
         end = seconds(end - ticks[0], tb)
     return _Packets(times, end)
-
-
-def _target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    if max_side is None or max(width, height) <= max_side:
-        return width, height
-    scale = max_side / max(width, height)
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 class _Decoder:
@@ -368,9 +308,9 @@ class _Decoder:
                 if index == 0:
                     raise VideoReadError(f"{self.path}: cannot decode its {h.codec} video stream; the "
                                          "file is truncated, corrupt or in an unsupported format "
-                                         f"({_reason(e)})") from None
+                                         f"({ffmpeg_reason(e)})") from None
                 raise VideoReadError(f"{self.path}: truncated or corrupt video, decoding failed "
-                                     f"after {index} frames ({_reason(e)})") from None
+                                     f"after {index} frames ({ffmpeg_reason(e)})") from None
 
     def to_rgb(self, frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
         """``(H, W, 3)`` uint8 as players show it (:class:`PictureConverter`); every frame gets the
@@ -379,70 +319,6 @@ class _Decoder:
             sar = self.header.sar if self.header is not None else Fraction(1)
             self._picture = PictureConverter(max_side, sar)
         return self._picture(frame)
-
-
-class PictureConverter:
-    """Decoded frames → ``(H, W, 3)`` uint8 RGB as players show them: in square pixels at the
-    display aspect ratio (:func:`display_size`), upright (:func:`quarter_turns`), 10-bit YUV
-    converted without FFmpeg's darkening (:func:`_deep_yuv`), the longer side at most
-    ``max_side``. The size and the turn are the first frame's, for every frame of the stream.
-
-    Args:
-        max_side: shrink larger frames to this longer side (aspect ratio kept); ``None``: never.
-        sar: the stream's sample aspect ratio (pixel width over height).
-    """
-
-    def __init__(self, max_side: int | None = None, sar: Fraction = Fraction(1)) -> None:
-        self.max_side, self.sar = max_side, sar
-        self.size: tuple[int, int] | None = None
-        self.turns = 0
-
-    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        if self.size is None:
-            self.size = _target_size(*display_size(frame.width, frame.height, self.sar), self.max_side)
-            self.turns = quarter_turns(frame)
-        w, h = self.size
-        resize = (frame.width, frame.height) != (w, h)
-        deep = _deep_yuv(frame.format.name)
-        if resize or deep:
-            # AREA averages the source pixels a target pixel covers (no aliasing when shrinking)
-            interpolation = Interpolation.AREA if resize else Interpolation.BILINEAR
-            if deep:
-                interpolation |= Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
-            frame = frame.reformat(width=w, height=h, format="rgb24", interpolation=interpolation)
-        rgb = frame.to_ndarray(format="rgb24")
-        return np.ascontiguousarray(np.rot90(rgb, self.turns)) if self.turns else rgb
-
-
-@lru_cache(maxsize=None)
-def _deep_yuv(pix_fmt: str) -> bool:
-    """Whether frames in ``pix_fmt`` are YUV with more than 8 bits a sample (10-bit HEVC, H.264,
-    VP9, ProRes).
-
-    FFmpeg's default conversion of those to 8-bit RGB comes out darker by about 1.4 levels on
-    average (220 became 218); its accurate rounding with full chroma interpolation does not, so
-    they are converted that way. 8-bit YUV keeps the default conversion (what ``ffmpeg`` and
-    PyAV give).
-    """
-    try:
-        fmt = av.VideoFormat(pix_fmt)
-    except (ValueError, av.FFmpegError):
-        return False
-    return not fmt.is_rgb and bool(fmt.components) and max(c.bits for c in fmt.components) > 8
-
-
-def quarter_turns(frame: av.VideoFrame) -> int:
-    """How many quarter turns counter-clockwise (0–3, for :func:`numpy.rot90`) show ``frame``
-    upright, from the display matrix its container carries.
-
-    Phones store a portrait recording as landscape pictures and say in the display matrix how
-    to turn them; players (and FFmpeg's command line) apply it, PyAV does not. PyAV's
-    ``frame.rotation`` is the matrix's counter-clockwise angle: -90 for the usual portrait phone
-    clip, which FFmpeg shows turned a quarter clockwise (``np.rot90(rgb, -1)``). Angles between
-    quarter turns (not written by cameras) are rounded to the nearest; flips are not applied.
-    """
-    angle = getattr(frame, "rotation", 0) or 0
-    return round(angle / 90) % 4
 
 
 # ----------------------------------------------------------------------------------------------
@@ -873,140 +749,3 @@ def _window(items: list[tuple[int, np.ndarray]], span: WindowSpan, fps, name) ->
     indices = np.asarray([i for i, _ in items], dtype=np.int64)
     return Clip(frames, fps=fps, indices=indices, source=name,
                 meta={"window": span.index, "start": span.start, "padding": span.padding})
-
-
-# ----------------------------------------------------------------------------------------------
-# writing
-
-
-def _frames_uint8(frames) -> np.ndarray:
-    if isinstance(frames, Clip):
-        return frames.uint8()
-    return Clip.from_array(frames).uint8()
-
-
-def _rate(fps: float) -> Fraction:
-    if not (isinstance(fps, (int, float, np.integer, np.floating)) and np.isfinite(fps) and fps > 0):
-        raise InputError(f"fps must be a positive number, got {fps!r}")
-    return Fraction(float(fps)).limit_denominator(1001)
-
-
-def _encode_av(frames: np.ndarray, path: Path, fps: float, codec: str, options: dict[str, str],
-               container_options: dict[str, str] | None = None, even: bool = False) -> None:
-    if even:
-        # yuv420p stores chroma at half resolution; x264 refuses odd sizes. Pad by repeating the
-        # last row/column rather than cropping, so no pixel of the content is lost.
-        t, h, w, _ = frames.shape
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    if not _has_encoder(codec):
-        raise VideoXAIError(f"{path}: this FFmpeg build has no {codec} encoder; choose another "
-                            f"format among {', '.join(sorted(WRITERS))}")
-    t, h, w, _ = frames.shape
-    rate = _rate(fps)
-    with av.open(str(path), mode="w", options=container_options or {}) as out:
-        stream = out.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        frame_tb = 1 / rate
-        stream.time_base = frame_tb
-        stream.options = options
-        for i, rgb in enumerate(frames):
-            # converted here, not by the encoder: left to PyAV's encode path, the RGB → YUV step
-            # gave different bytes from run to run for the same frames (x264 with one thread too),
-            # so a clip written twice was not the same file; this conversion is reproducible
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=stream.pix_fmt)
-            frame.pts = i
-            # not stream.time_base: the muxer rewrites it after the first packet (mp4, webm)
-            frame.time_base = frame_tb
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-
-
-def _write_h264(frames, path, fps, quality):
-    # crf 18 is visually lossless for x264; "+faststart" puts the index first so browsers and
-    # streaming readers can start before the whole file has arrived.
-    _encode_av(frames, path, fps, "libx264", {"crf": str(quality), "preset": "medium"},
-               {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".mov") else None,
-               even=True)
-
-
-def _write_webm(frames, path, fps, quality):
-    codec = "libvpx" if not _has_encoder("libvpx-vp9") and _has_encoder("libvpx") else "libvpx-vp9"
-    # constant-quality mode ("b:v 0" + crf); x264's crf 18 ~ VP9's crf 31 in visual quality
-    options = {"crf": str(min(63, quality + 13)), "b:v": "0", "deadline": "good", "cpu-used": "4",
-               "row-mt": "1"} if codec == "libvpx-vp9" else \
-              {"crf": str(min(63, quality - 4)), "b:v": "4M", "deadline": "good", "cpu-used": "4"}
-    _encode_av(frames, path, fps, codec, options, even=False)
-
-
-def _write_avi(frames, path, fps, quality):
-    _encode_av(frames, path, fps, "mpeg4", {"qscale": "2", "flags": "+qscale"}, even=True)
-
-
-def _pillow_animation(frames, path, fps, **kwargs):
-    from PIL import Image
-
-    duration = max(1, round(1000.0 / fps))
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0,
-                   **kwargs)
-
-
-def _write_gif(frames, path, fps, quality):
-    # one adaptive 256-colour palette per frame (Pillow's median cut) keeps heat-map gradients
-    # smooth; GIF times are in 1/100 s, so fps above 50 are slowed down by the format itself.
-    _pillow_animation(frames, path, fps, optimize=False, disposal=1)
-
-
-def _write_webp(frames, path, fps, quality):
-    _pillow_animation(frames, path, fps, quality=max(50, 100 - quality), method=4)
-
-
-#: suffix → writer(frames uint8 (T, H, W, 3), path, fps, quality)
-WRITERS: dict[str, Callable[[np.ndarray, Path, float, int], None]] = {
-    ".mp4": _write_h264, ".mov": _write_h264, ".mkv": _write_h264,
-    ".webm": _write_webm, ".avi": _write_avi, ".gif": _write_gif, ".webp": _write_webp,
-}
-
-
-@lru_cache(maxsize=None)
-def _has_encoder(name: str) -> bool:
-    try:
-        av.codec.Codec(name, "w")
-    except (av.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
-        return False
-    return True
-
-
-def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18) -> Path:
-    """Encode frames into a video file; the format follows the suffix.
-
-    * ``.mp4`` / ``.mov`` / ``.mkv``: H.264 (libx264), yuv420p, ``crf=quality`` (18 is visually
-      lossless); odd widths/heights are padded to even by repeating the last row/column.
-    * ``.webm``: VP9 (libvpx-vp9; VP8 if this FFmpeg has no VP9 encoder) at a comparable quality.
-    * ``.avi``: MPEG-4 part 2 at high quality; ``.gif``: Pillow, one adaptive palette per frame,
-      looping; ``.webp``: animated WebP (Pillow), looping.
-
-    Args:
-        frames: ``(T, H, W, 3)`` uint8 (or float in [0, 1], or a :class:`~videoxai.Clip`).
-        path: output file; parent folders are created.
-        fps: frames per second of the output.
-        quality: constant-quality factor, lower is better (x264 crf scale, 0-51).
-
-    Returns:
-        The written path.
-    """
-    path = Path(path)
-    writer = WRITERS.get(path.suffix.lower())
-    if writer is None:
-        raise InputError(f"cannot write {path}: unknown video suffix {path.suffix!r}; "
-                         f"use one of {', '.join(sorted(WRITERS))}")
-    frames = _frames_uint8(frames)
-    _rate(fps)
-    if not 0 <= int(quality) <= 51:
-        raise InputError(f"quality must be in [0, 51] (crf scale), got {quality}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        writer(frames, path, float(fps), int(quality))
-    except (av.FFmpegError, OSError) as e:
-        raise VideoXAIError(f"{path}: could not write the video ({_reason(e)})") from None
-    return path

@@ -1,0 +1,157 @@
+"""Which stream of a file is the video, and how its decoded pictures become RGB frames as players
+show them.
+
+Players and FFmpeg's command line show a video as its container and codec describe it; PyAV hands
+over the stored pictures. The differences a model would otherwise see:
+
+* the stream: FFmpeg's pick, never an attached cover picture (:func:`video_stream`);
+* the pixels' shape: DVD, DV and broadcast video store non-square pixels (:func:`display_size`);
+* the turn: phones store portrait clips as landscape pictures with a display matrix
+  (:func:`quarter_turns`);
+* the colours: 10-bit YUV converted without FFmpeg's default darkening (:func:`_deep_yuv`).
+
+:class:`PictureConverter` applies all of them; :func:`videoxai.data.video.read_video` and the
+stream client's URL reader both use it.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import lru_cache
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation
+
+__all__ = ["video_stream", "sample_aspect", "display_size", "target_size", "PictureConverter", "quarter_turns",
+           "ffmpeg_reason"]
+
+
+def video_stream(container: av.container.InputContainer):
+    """The stream to read as the video, or ``None``: FFmpeg's pick (``av_find_best_stream``, as
+    its command line and players choose), never an attached picture.
+
+    Audio files carry their cover art as a one-picture "video" stream marked as an attached
+    picture (mp3, m4a, flac; videos too, mp4 and mkv): read as the video, an album became a
+    one-frame clip, and a video whose cover came first became its cover. Timed thumbnails are
+    skipped alike. A stream that is the video is not always the first: audio may come first, and
+    FFmpeg prefers a stream marked default, then one with motion over a still.
+    """
+    pictures = getattr(av.stream, "Disposition", None)
+    skip = int(pictures.attached_pic | pictures.timed_thumbnails) if pictures is not None else 0
+    moving = [s for s in container.streams.video if not int(s.disposition) & skip]
+    if not moving:
+        return None
+    try:
+        best = container.streams.best("video")
+    except (av.FFmpegError, ValueError):
+        best = None
+    return best if best is not None and best.index in {s.index for s in moving} else moving[0]
+
+
+def sample_aspect(stream) -> Fraction:
+    """The width of the stream's pixels over their height (FFmpeg's guess from the container and
+    the codec), 1 where it says nothing or nonsense."""
+    try:
+        sar = stream.sample_aspect_ratio
+    except (AttributeError, ZeroDivisionError, av.FFmpegError):
+        sar = None
+    if not sar or sar <= 0 or not Fraction(1, 100) <= sar <= 100:
+        return Fraction(1)
+    return Fraction(sar)
+
+
+def display_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
+    """The size that shows a ``width`` × ``height`` picture of pixels ``sar`` times as wide as they
+    are tall in square pixels, as players show it: wider for ``sar > 1``, taller for ``sar < 1``
+    (no stored pixel is lost), unchanged for square pixels.
+
+    DVD, DV and broadcast video store 720 × 480 or 720 × 576 pictures whose pixels are not
+    square (sample aspect ratio 32:27 for 16:9 NTSC, 8:9 for 4:3, …); the container or codec says
+    so, and players stretch the picture to its display aspect ratio (853 × 480 for 32:27). Read
+    as stored, people and round objects look squeezed, unlike anything a model saw in training
+    (square-pixel frames), so :func:`read_video` resamples to this size.
+    """
+    if sar == 1:
+        return width, height
+    if sar > 1:
+        return max(1, round(width * sar)), height
+    return width, max(1, round(height / sar))
+
+
+class PictureConverter:
+    """Decoded frames → ``(H, W, 3)`` uint8 RGB as players show them: in square pixels at the
+    display aspect ratio (:func:`display_size`), upright (:func:`quarter_turns`), 10-bit YUV
+    converted without FFmpeg's darkening (:func:`_deep_yuv`), the longer side at most
+    ``max_side``. The size and the turn are the first frame's, for every frame of the stream.
+
+    Args:
+        max_side: shrink larger frames to this longer side (aspect ratio kept); ``None``: never.
+        sar: the stream's sample aspect ratio (pixel width over height).
+    """
+
+    def __init__(self, max_side: int | None = None, sar: Fraction = Fraction(1)) -> None:
+        self.max_side, self.sar = max_side, sar
+        self.size: tuple[int, int] | None = None
+        self.turns = 0
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        if self.size is None:
+            self.size = target_size(*display_size(frame.width, frame.height, self.sar), self.max_side)
+            self.turns = quarter_turns(frame)
+        w, h = self.size
+        resize = (frame.width, frame.height) != (w, h)
+        deep = _deep_yuv(frame.format.name)
+        if resize or deep:
+            # AREA averages the source pixels a target pixel covers (no aliasing when shrinking)
+            interpolation = Interpolation.AREA if resize else Interpolation.BILINEAR
+            if deep:
+                interpolation |= Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+            frame = frame.reformat(width=w, height=h, format="rgb24", interpolation=interpolation)
+        rgb = frame.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(np.rot90(rgb, self.turns)) if self.turns else rgb
+
+
+@lru_cache(maxsize=None)
+def _deep_yuv(pix_fmt: str) -> bool:
+    """Whether frames in ``pix_fmt`` are YUV with more than 8 bits a sample (10-bit HEVC, H.264,
+    VP9, ProRes).
+
+    FFmpeg's default conversion of those to 8-bit RGB comes out darker by about 1.4 levels on
+    average (220 became 218); its accurate rounding with full chroma interpolation does not, so
+    they are converted that way. 8-bit YUV keeps the default conversion (what ``ffmpeg`` and
+    PyAV give).
+    """
+    try:
+        fmt = av.VideoFormat(pix_fmt)
+    except (ValueError, av.FFmpegError):
+        return False
+    return not fmt.is_rgb and bool(fmt.components) and max(c.bits for c in fmt.components) > 8
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """How many quarter turns counter-clockwise (0–3, for :func:`numpy.rot90`) show ``frame``
+    upright, from the display matrix its container carries.
+
+    Phones store a portrait recording as landscape pictures and say in the display matrix how
+    to turn them; players (and FFmpeg's command line) apply it, PyAV does not. PyAV's
+    ``frame.rotation`` is the matrix's counter-clockwise angle: -90 for the usual portrait phone
+    clip, which FFmpeg shows turned a quarter clockwise (``np.rot90(rgb, -1)``). Angles between
+    quarter turns (not written by cameras) are rounded to the nearest; flips are not applied.
+    """
+    angle = getattr(frame, "rotation", 0) or 0
+    return round(angle / 90) % 4
+
+
+def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """``(width, height)`` with the longer side at most ``max_side`` (aspect ratio kept)."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def ffmpeg_reason(e: Exception) -> str:
+    """A one-line description of a PyAV/FFmpeg error, without its repr noise."""
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return text.rstrip(".")

@@ -1,0 +1,154 @@
+"""Writing video files (overlays, reports, test clips), on PyAV and Pillow.
+
+:func:`write_video` picks the encoder from the suffix; the output is the same bytes for the same
+frames in every process (no timestamps or encoder identifiers that change from run to run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..clip import Clip
+from ..errors import InputError, VideoXAIError
+from .streams import ffmpeg_reason
+
+__all__ = ["write_video", "WRITERS"]
+
+
+def _frames_uint8(frames) -> np.ndarray:
+    if isinstance(frames, Clip):
+        return frames.uint8()
+    return Clip.from_array(frames).uint8()
+
+
+def _rate(fps: float) -> Fraction:
+    if not (isinstance(fps, (int, float, np.integer, np.floating)) and np.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
+    return Fraction(float(fps)).limit_denominator(1001)
+
+
+def _encode_av(frames: np.ndarray, path: Path, fps: float, codec: str, options: dict[str, str],
+               container_options: dict[str, str] | None = None, even: bool = False) -> None:
+    if even:
+        # yuv420p stores chroma at half resolution; x264 refuses odd sizes. Pad by repeating the
+        # last row/column rather than cropping, so no pixel of the content is lost.
+        t, h, w, _ = frames.shape
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    if not _has_encoder(codec):
+        raise VideoXAIError(f"{path}: this FFmpeg build has no {codec} encoder; choose another "
+                            f"format among {', '.join(sorted(WRITERS))}")
+    t, h, w, _ = frames.shape
+    rate = _rate(fps)
+    with av.open(str(path), mode="w", options=container_options or {}) as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        frame_tb = 1 / rate
+        stream.time_base = frame_tb
+        stream.options = options
+        for i, rgb in enumerate(frames):
+            # converted here, not by the encoder: left to PyAV's encode path, the RGB → YUV step
+            # gave different bytes from run to run for the same frames (x264 with one thread too),
+            # so a clip written twice was not the same file; this conversion is reproducible
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=stream.pix_fmt)
+            frame.pts = i
+            # not stream.time_base: the muxer rewrites it after the first packet (mp4, webm)
+            frame.time_base = frame_tb
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+def _write_h264(frames, path, fps, quality):
+    # crf 18 is visually lossless for x264; "+faststart" puts the index first so browsers and
+    # streaming readers can start before the whole file has arrived.
+    _encode_av(frames, path, fps, "libx264", {"crf": str(quality), "preset": "medium"},
+               {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".mov") else None,
+               even=True)
+
+
+def _write_webm(frames, path, fps, quality):
+    codec = "libvpx" if not _has_encoder("libvpx-vp9") and _has_encoder("libvpx") else "libvpx-vp9"
+    # constant-quality mode ("b:v 0" + crf); x264's crf 18 ~ VP9's crf 31 in visual quality
+    options = {"crf": str(min(63, quality + 13)), "b:v": "0", "deadline": "good", "cpu-used": "4",
+               "row-mt": "1"} if codec == "libvpx-vp9" else \
+              {"crf": str(min(63, quality - 4)), "b:v": "4M", "deadline": "good", "cpu-used": "4"}
+    _encode_av(frames, path, fps, codec, options, even=False)
+
+
+def _write_avi(frames, path, fps, quality):
+    _encode_av(frames, path, fps, "mpeg4", {"qscale": "2", "flags": "+qscale"}, even=True)
+
+
+def _pillow_animation(frames, path, fps, **kwargs):
+    from PIL import Image
+
+    duration = max(1, round(1000.0 / fps))
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0,
+                   **kwargs)
+
+
+def _write_gif(frames, path, fps, quality):
+    # one adaptive 256-colour palette per frame (Pillow's median cut) keeps heat-map gradients
+    # smooth; GIF times are in 1/100 s, so fps above 50 are slowed down by the format itself.
+    _pillow_animation(frames, path, fps, optimize=False, disposal=1)
+
+
+def _write_webp(frames, path, fps, quality):
+    _pillow_animation(frames, path, fps, quality=max(50, 100 - quality), method=4)
+
+
+#: suffix → writer(frames uint8 (T, H, W, 3), path, fps, quality)
+WRITERS: dict[str, Callable[[np.ndarray, Path, float, int], None]] = {
+    ".mp4": _write_h264, ".mov": _write_h264, ".mkv": _write_h264,
+    ".webm": _write_webm, ".avi": _write_avi, ".gif": _write_gif, ".webp": _write_webp,
+}
+
+
+@lru_cache(maxsize=None)
+def _has_encoder(name: str) -> bool:
+    try:
+        av.codec.Codec(name, "w")
+    except (av.FFmpegError, ValueError):  # UnknownCodecError is a ValueError
+        return False
+    return True
+
+
+def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18) -> Path:
+    """Encode frames into a video file; the format follows the suffix.
+
+    * ``.mp4`` / ``.mov`` / ``.mkv``: H.264 (libx264), yuv420p, ``crf=quality`` (18 is visually
+      lossless); odd widths/heights are padded to even by repeating the last row/column.
+    * ``.webm``: VP9 (libvpx-vp9; VP8 if this FFmpeg has no VP9 encoder) at a comparable quality.
+    * ``.avi``: MPEG-4 part 2 at high quality; ``.gif``: Pillow, one adaptive palette per frame,
+      looping; ``.webp``: animated WebP (Pillow), looping.
+
+    Args:
+        frames: ``(T, H, W, 3)`` uint8 (or float in [0, 1], or a :class:`~videoxai.Clip`).
+        path: output file; parent folders are created.
+        fps: frames per second of the output.
+        quality: constant-quality factor, lower is better (x264 crf scale, 0-51).
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    writer = WRITERS.get(path.suffix.lower())
+    if writer is None:
+        raise InputError(f"cannot write {path}: unknown video suffix {path.suffix!r}; "
+                         f"use one of {', '.join(sorted(WRITERS))}")
+    frames = _frames_uint8(frames)
+    _rate(fps)
+    if not 0 <= int(quality) <= 51:
+        raise InputError(f"quality must be in [0, 51] (crf scale), got {quality}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        writer(frames, path, float(fps), int(quality))
+    except (av.FFmpegError, OSError) as e:
+        raise VideoXAIError(f"{path}: could not write the video ({ffmpeg_reason(e)})") from None
+    return path
