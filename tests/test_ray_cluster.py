@@ -259,8 +259,10 @@ def test_a_killed_driver_takes_its_local_ray_down_but_the_two_agents(model_dir, 
     seen: dict[int, tuple[psutil.Process, str]] = {}
 
     def label(p: psutil.Process) -> str:
+        # the command's words without their folders: a clone's long venv path (/tmp/tmp.X/.venv/
+        # lib/…/ray/gcs/gcs_server) cut at a fixed length hid the program's name
         try:
-            return " ".join(p.cmdline())[:80]
+            return " ".join(os.path.basename(word) for word in p.cmdline())[:160]
         except psutil.Error:
             return "?"
 
