@@ -173,6 +173,14 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
         clip = Clip.from_array(clip)
     if target is not None:  # checked here: torch would overflow on 10**20 and truncate 1.5 to 1
         target = model.class_index(target)
+    # the model's lock for the whole explanation (re-entrant; every attribute call takes it too):
+    # construction may probe the network with hooks, and the cost counts this thread's passes only
+    with model.exclusive():
+        return _explain(model, clip, method, target, refine, working_size, options)
+
+
+def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | None, refine,
+             working_size: WorkingSize, options: dict) -> Explanation:
     worker, x = working_view(model, clip, working_size)
     if isinstance(method, Method):
         if options:

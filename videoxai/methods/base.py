@@ -9,6 +9,7 @@ here or in :func:`videoxai.explain`, so a method file says only what is special 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Callable, ClassVar, Iterable, Iterator, Literal, Sequence
 
@@ -59,6 +60,18 @@ class Attribution:
     temporal: torch.Tensor | None = None
     time_align: Literal["repeat", "linear"] = "repeat"
     extras: dict | None = None
+
+
+def _holding_model_lock(fn: Callable) -> Callable:
+    """``fn(self, …)`` run while holding ``self.model``'s lock (see :meth:`Method.__init_subclass__`)."""
+
+    @functools.wraps(fn)
+    def holding(self, *args, **kwargs):
+        with self.model.exclusive():
+            return fn(self, *args, **kwargs)
+
+    holding.holds_model_lock = True
+    return holding
 
 
 class Method(Configurable):
@@ -129,6 +142,19 @@ class Method(Configurable):
     def supports(cls, model: VideoModel) -> bool:
         """Whether this method (with its default options) can explain ``model``."""
         return cls.unsupported(model) is None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # One explanation at a time per model: methods hook layers, tap attention and freeze
+        # parameters for the length of a call, and every forward through the model meanwhile
+        # (another thread's explanation or metric) would feed those hooks or find the flags
+        # changed. So each subclass's attribute / attribute_pixels runs holding the model's
+        # lock (VideoModel.exclusive, re-entrant: a method may call another's). A method file
+        # still says only what is special about it.
+        super().__init_subclass__(**kwargs)
+        for name in ("attribute", "attribute_pixels"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "holds_model_lock", False):
+                setattr(cls, name, _holding_model_lock(fn))
 
     # -- the one method to implement ------------------------------------------------------------
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:

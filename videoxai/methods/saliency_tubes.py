@@ -43,12 +43,13 @@ def _probe_head(model) -> str | None:
     head, captured = heads[-1], {}
     h, w = model.input_size
     x = torch.rand(1, model.num_frames, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
-    handle = module.register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
-    try:
-        with torch.no_grad():
-            logits = model(x).float()
-    finally:
-        handle.remove()
+    with model.exclusive():  # the hook must see this forward only
+        handle = module.register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
+        try:
+            with torch.no_grad():
+                logits = model(x).float()
+        finally:
+            handle.remove()
     acts = model.cam_reshape(captured["a"]) if getattr(model, "cam_reshape", None) else captured["a"]
     if not isinstance(acts, torch.Tensor) or acts.ndim != 5 or acts.shape[1] != head.in_features:
         return (f"method 'saliency_tubes': {model.name}'s head takes {head.in_features} features, its CAM "

@@ -17,7 +17,8 @@ import difflib
 import math
 import numbers
 import re
-from dataclasses import dataclass, field, replace
+import threading
+from dataclasses import dataclass, replace
 from typing import Callable, Literal, Sequence
 
 import numpy as np
@@ -214,6 +215,7 @@ class VideoModel(nn.Module):
             raise InputError(f"a classifier needs at least one class, got labels={self.labels} "
                              f"(num_classes={num_classes})")
         self.passes = PassCounter()
+        self._exclusive = threading.RLock()  # see exclusive()
         #: where the weights came from ("file:…", "cache:…", …); "random" when the network was
         #: built without trained weights (its predictions and explanations mean nothing)
         self.weights_source: str | None = None
@@ -295,8 +297,32 @@ class VideoModel(nn.Module):
         if not pixels.is_floating_point():
             raise InputError(f"pixels must be float in [0, 1], got dtype {pixels.dtype}")
 
+    def exclusive(self) -> threading.RLock:
+        """The model's re-entrant lock, as a context manager: ``with model.exclusive(): …``.
+
+        Explanations hold it for their whole length (every method's ``attribute``), and every
+        forward pass holds it, so threads that share a model take turns: one explanation's
+        layer hooks and attention taps never see another thread's forward pass, and frozen
+        parameters are never unfrozen under another's backward. (The model's own work is
+        compute-bound and already uses every core; turns cost nothing there.)
+        """
+        return self._exclusive
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_exclusive", None)  # a lock is not copied (copy.deepcopy, pickle): each copy has its own
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._exclusive = threading.RLock()
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W)`` float in [0, 1] → logits ``(B, num_classes)``."""
+        with self._exclusive:
+            return self._forward(pixels)
+
+    def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
         self.check_input(pixels)
         x = self.preprocess(pixels.to(self.device))
         if self.layout == "BCTHW":
@@ -477,15 +503,16 @@ class VideoModel(nn.Module):
             return hook
 
         modules = dict(self.net.named_modules())
-        handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n]
-        try:
-            blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
-            x = self.preprocess(blank)
-            with torch.no_grad():
-                self._net_logits((x.transpose(1, 2) if self.layout == "BCTHW" else x).to(self.dtype))
-        finally:
-            for h in handles:
-                h.remove()
+        with self._exclusive:  # the hooks must see this forward only (see exclusive())
+            handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n]
+            try:
+                blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
+                x = self.preprocess(blank)
+                with torch.no_grad():
+                    self._net_logits((x.transpose(1, 2) if self.layout == "BCTHW" else x).to(self.dtype))
+            finally:
+                for h in handles:
+                    h.remove()
         runs: dict[str, int] = {}
         for name, _, _ in found:
             runs[name] = runs.get(name, 0) + 1
@@ -524,6 +551,7 @@ class VideoModel(nn.Module):
         """
         view = copy.copy(self)
         view.preprocess = self.preprocess.at_model_size()
+        view._exclusive = self._exclusive  # the same network: the same turns (a copy gets its own lock)
         return view
 
     def extra_repr(self) -> str:

@@ -604,12 +604,13 @@ class STABNVideoModel(VideoModel):
         ``temporal_override`` ``(B, T)`` or ``(T,)`` in [0, 1] replaces the temporal attention in
         the attention mechanism, to see how an edit changes the prediction.
         """
-        self._override, self._capture = temporal_override, []
-        try:
-            self(pixels)
-            return self._capture[0]
-        finally:
-            self._override, self._capture = None, None
+        with self.exclusive():  # the override and the capture are this call's alone
+            self._override, self._capture = temporal_override, []
+            try:
+                self(pixels)
+                return self._capture[0]
+            finally:
+                self._override, self._capture = None, None
 
 
 def build(config: STABNConfig | None = None, *, name: str | None = None, **kwargs) -> STABNVideoModel:
