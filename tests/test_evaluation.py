@@ -982,3 +982,16 @@ def test_a_pipe_in_a_method_spec_keeps_the_markdown_table_whole(tmp_path):
     cells = lambda line: len(re.split(r"(?<!\\)\|", line))  # noqa: E731
     assert len(table) == 5 and len({cells(line) for line in table}) == 1
     assert 'rise(baseline="a\\|b")' in text
+
+
+def test_no_more_local_workers_than_clips_with_work(tmp_path, monkeypatch):
+    # each worker process loads the model: -j 4 on 2 clips started 4 of them
+    from videoxai.evaluation import backends
+
+    asked = []
+    real = backends.run
+    monkeypatch.setattr(backends, "run", lambda *a, **k: asked.append(k["workers"]) or real(*a, **{**k, "workers": 1}))
+    evaluate("demo", "synthetic:3", "random(clips=2)", "sparseness", tmp_path / "a", backend="local", workers=4,
+             progress=False)
+    evaluate("demo", "synthetic:3", "random", "sparseness", tmp_path / "a", backend="local", workers=4, progress=False)
+    assert asked == [2, 1]                                    # the resumed run has one clip left

@@ -228,8 +228,10 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
 
             try:
                 if work.total:
+                    # a worker loads the model: none for clips that do not exist (-j 8 on 2 clips)
                     backends.run(backend, _with_samples(dataset, work.tasks, emit), settings, emit,
-                                 workers=n_workers, model=vm if backend == "inline" else None, address=address)
+                                 workers=min(n_workers, work.most_tasks) if backend == "local" else n_workers,
+                                 model=vm if backend == "inline" else None, address=address)
             finally:
                 bar.close()
                 store.finish_run(counts["computed"])
@@ -322,11 +324,14 @@ class Plan:
         skipped: results of the plan already stored (not computed again).
         tasks: the tasks, made one at a time as the backend pulls them (a plan over
             ``synthetic:1000000000`` holds no list of a billion clips).
+        most_tasks: at most how many tasks there are (each has a clip below the largest scope and
+            at least one result to compute): no more workers than this are started.
     """
 
     total: int
     skipped: int
     tasks: Iterator[Task]
+    most_tasks: int = 0
 
 
 def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selection,
@@ -352,7 +357,9 @@ def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selec
             if scope.get((m, s), 0) > 0:
                 i = index_of(key)
                 skipped += i is not None and i < scope[(m, s)]
-    return Plan(sum(scope.values()) - skipped, skipped, _tasks(dataset, methods, metrics, done, scope))
+    total = sum(scope.values()) - skipped
+    return Plan(total, skipped, _tasks(dataset, methods, metrics, done, scope),
+                most_tasks=min(total, max(scope.values(), default=0)))
 
 
 def _tasks(dataset, methods: Selection, metrics: Selection, done: set[tuple[str, str, str]],
