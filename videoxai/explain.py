@@ -253,8 +253,8 @@ def weights_meta(model: VideoModel) -> dict:
         return {}
     out = {"weights": source}
     if source == "random":
-        out["warnings"] = [f"{model.name} has RANDOM weights (no trained weights were found): its "
-                           "predictions and explanations mean nothing"]
+        out["warnings"] = [f"{model.name} has RANDOM weights (none were found, or none were asked for): "
+                           "its predictions and explanations mean nothing"]
     return out
 
 
