@@ -149,7 +149,7 @@ def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show 
         out.print(f"{vm.name} ({vm.family}): " + ("applicable" if why is None else f"not applicable: {why}"))
     if cls.evaluation_clips:
         out.print(f"evaluation: `--methods all` runs it on the first {cls.evaluation_clips} clips")
-    out.print(_options_table(f"options (videoxai explain … -O NAME=VALUE; vx.explain(…, NAME=VALUE))",
+    out.print(_options_table("options (videoxai explain … -O NAME=VALUE; vx.explain(…, NAME=VALUE))",
                                  options(cls)))
 
 

@@ -15,6 +15,7 @@ from ..errors import InputError
 
 __all__ = ["parse_time", "FrameNumber"]
 
+
 class FrameNumber(float):
     """Seconds read from a frame number ``n``: ``(n - 0.5) / fps``, a float that remembers ``n``
     (:attr:`frame`).

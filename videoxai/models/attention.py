@@ -20,7 +20,7 @@ kernels. All hooks are removed on exit, also when the forward raises.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Literal
 
 import torch

@@ -176,7 +176,6 @@ class VideoMAEAdapter(HFVideoModel):
 
     @staticmethod
     def build_attention(net) -> AttentionSites:
-        cfg = net.config
         layers = []
         for layer in net.videomae.encoder.layer:
             sa = layer.attention.attention

@@ -42,13 +42,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..data.synthetic import COLOURS, SHAPES, shape_masks
 from ..errors import InputError
 from .data import ClipSet, open_dataset
 from .designs import design
-from .evaluate import Evaluation, evaluate, predict
+from .evaluate import evaluate, predict
 from .knowledge import TemporalEdit, finetune, finetune_config
 from .loader import load_stabn, save_stabn
 from .model import STABNConfig, STABNVideoModel

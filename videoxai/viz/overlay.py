@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..clip import Clip
 from ..core.resize import resize_frames, resize_maps
