@@ -84,7 +84,7 @@ def staa_section(n: int) -> None:
 
 
 def perturbation_section(n: int, ep_clips: int, ep_options: dict) -> None:
-    print(f"\n## 2. Gradients vs extremal perturbation (insertion-MoRF AUC on 16 × 16 patches, fade)\n")
+    print("\n## 2. Gradients vs extremal perturbation (insertion-MoRF AUC on 16 × 16 patches, fade)\n")
     print("Paper: UCF101-24, R(2+1)D / R50-LSTM (authors' logs). Ours: held-out synthetic clips; "
           f"gradient methods on {n} clips, ep3d and step on the first {ep_clips}"
           f"{' with ' + str(ep_options) + ' (a smoke run, not their numbers)' if ep_options else ''}.\n")

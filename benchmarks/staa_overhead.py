@@ -55,6 +55,35 @@ def timed(fn, device) -> float:
     return time.perf_counter() - t0
 
 
+def measure(family: str, device: torch.device, repeats: int) -> None:
+    """Time the plain HF forward, predict, STAA and vx.explain on one family, interleaved."""
+    model = from_hf_module(build(family)).to(device)
+    h, w = model.input_size
+    clip = vx.Clip.from_array(np.random.default_rng(0).random((model.num_frames, h, w, 3), dtype=np.float32))
+    x = clip.to_tensor(device)
+    with torch.no_grad():
+        pixel_values = model.preprocess(x)
+    staa = get("staa")(model)
+
+    def hf():
+        with torch.no_grad():
+            return model.net(pixel_values=pixel_values).logits
+
+    calls = {"hf": hf, "predict": lambda: model.predict(x), "staa": lambda: staa.attribute(x),
+             "explain": lambda: vx.explain(model, clip, staa)}
+    for fn in calls.values():  # warm-up (allocator, kernels)
+        fn()
+    runs = {k: [] for k in calls}
+    for _ in range(repeats):  # interleaved, so drift affects all alike
+        for k, fn in calls.items():
+            runs[k].append(timed(fn, device))
+    for label, stat in (("best", min), ("median", statistics.median)):
+        v = {k: stat(r) for k, r in runs.items()}
+        print(f"{family if label == 'best' else '':30s} {label:6s} {v['hf']:7.3f} {v['predict']:9.3f} {v['staa']:7.3f}"
+              f" {v['explain']:9.3f} {v['staa'] / v['hf']:8.3f} {v['staa'] / v['predict']:9.3f}"
+              f" {v['explain'] / v['predict']:9.3f}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=9)
@@ -71,32 +100,7 @@ def main() -> None:
     print(f"{'model':30s} {'':6s} {'hf s':>7s} {'predict s':>9s} {'staa s':>7s} {'explain s':>9s} {'staa/hf':>8s}"
           f" {'staa/pred':>9s} {'expl/pred':>9s}")
     for family in args.families.split(","):
-        model = from_hf_module(build(family)).to(device)
-        h, w = model.input_size
-        clip = vx.Clip.from_array(np.random.default_rng(0).random((model.num_frames, h, w, 3), dtype=np.float32))
-        x = clip.to_tensor(device)
-        with torch.no_grad():
-            pixel_values = model.preprocess(x)
-        staa = get("staa")(model)
-
-        def hf():
-            with torch.no_grad():
-                return model.net(pixel_values=pixel_values).logits
-
-        calls = {"hf": hf, "predict": lambda: model.predict(x), "staa": lambda: staa.attribute(x),
-                 "explain": lambda: vx.explain(model, clip, staa)}
-        for fn in calls.values():  # warm-up (allocator, kernels)
-            fn()
-        runs = {k: [] for k in calls}
-        for _ in range(args.repeats):  # interleaved, so drift affects all alike
-            for k, fn in calls.items():
-                runs[k].append(timed(fn, device))
-        for label, stat in (("best", min), ("median", statistics.median)):
-            v = {k: stat(r) for k, r in runs.items()}
-            print(f"{family if label == 'best' else '':30s} {label:6s} {v['hf']:7.3f} {v['predict']:9.3f} {v['staa']:7.3f}"
-                  f" {v['explain']:9.3f} {v['staa'] / v['hf']:8.3f} {v['staa'] / v['predict']:9.3f}"
-                  f" {v['explain'] / v['predict']:9.3f}", flush=True)
-        del model, staa
+        measure(family, device, args.repeats)  # one family's model at a time in memory
     print(f"load average after: {' / '.join(f'{v:.1f}' for v in os.getloadavg())}")
     sys.exit(0)
 

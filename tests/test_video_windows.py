@@ -12,7 +12,7 @@ import pytest
 import videoxai as vx
 from videoxai.data.synthetic import SyntheticVideos
 from videoxai.data.video import sliding_windows, write_video
-from videoxai.data.windows import WindowPlanner, WindowSpan, window_spans
+from videoxai.data.windows import WindowPlanner, window_spans
 from videoxai.errors import InputError, VideoReadError
 from videoxai.timeline import parse_time
 

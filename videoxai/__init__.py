@@ -44,4 +44,4 @@ def render(exp: Explanation, clip: Clip, path, **kwargs):
 
 __all__ = ["Clip", "Cost", "Explanation", "Refine", "VideoModel", "explain", "explain_video", "VideoExplanation", "load_model", "wrap",
            "read_video", "sliding_windows", "render", "methods", "metrics", "VideoXAIError", "InputError",
-           "VideoReadError", "UnknownModelError", "UnknownMethodError", "UnknownNameError", "UnsupportedModelError"]
+           "VideoReadError", "UnknownModelError", "UnknownMethodError", "UnknownNameError", "UnsupportedModelError", "__version__"]
