@@ -420,3 +420,30 @@ def test_seed_help_says_what_the_seed_draws():
     assert "class" in seed_help("class_sensitivity")
     assert "re-initialisation" in seed_help("randomisation")
     assert "tied" in seed_help("deletion")
+
+
+@pytest.mark.parametrize("spec, message", [
+    # a baseline name (was an UnknownNameError naming neither the metric nor the option)
+    ("deletion(baseline=purple)", "metric 'deletion': unknown baseline 'purple'; option baseline must be one of "
+                                  "black, blur, fade, freeze, mean, mean_colour, road"),
+    ("faithfulness(baseline=road)", "metric 'faithfulness': unknown baseline 'road'; option baseline must be one "
+                                    "of black, blur, fade, freeze, mean, mean_colour"),
+    ("frame_faithfulness(baseline=purple)", "metric 'frame_faithfulness': unknown baseline 'purple'"),
+    ("monotonicity(shares=[0.5])", "metric 'monotonicity': option shares must list at least two fractions"),
+])
+def test_bad_option_values_are_option_errors_naming_the_metric(spec, message):
+    import re
+
+    from videoxai.options import OptionError
+
+    with pytest.raises(OptionError, match=re.escape(message)):
+        build(spec)
+
+
+def test_a_count_larger_than_the_clip_names_the_metric_and_the_range(frame_case):
+    from videoxai.options import OptionError
+
+    model, clip, exp = frame_case
+    with pytest.raises(OptionError, match="^metric 'temporal_grounding': option k=5 is more than the clip's 4 "
+                                          "frames; choose k ≤ 4$"):
+        build("temporal_grounding(k=5)")(model, clip, exp, sample=SimpleNamespace(window=(0, 2)))

@@ -168,3 +168,42 @@ def test_a_results_file_written_before_canonical_specs_is_migrated_on_open(tmp_p
         assert all(r.status == "ok" for r in rows)
     with ResultStore(path) as store:  # idempotent
         assert len(store.rows()) == 18
+
+
+# -- bad option values: an OptionError naming the plug-in, the option and what it may be ------------
+@pytest.fixture(scope="module")
+def small_clip():
+    return vx.Clip.from_array(__import__("numpy").random.default_rng(0).random((8, 32, 32, 3), dtype="float32"))
+
+
+@pytest.mark.parametrize("method, options, message", [
+    # a baseline name, checked when the method is built (was an UnknownNameError naming neither)
+    ("rise", {"baseline": "purple"}, "method 'rise': unknown baseline 'purple'; option baseline must be one of "
+                                     "black, blur, fade, freeze, mean, mean_colour"),
+    ("shap_temporal", {"baseline": "purple"}, "method 'shap_temporal': unknown baseline 'purple'"),
+    ("integrated_gradients", {"baseline": "purple"}, "method 'integrated_gradients': unknown baseline 'purple'"),
+    # ranges that depend on another option or on the clip (was an InputError, some without the method)
+    ("integrated_gradients(method=riemann_left)", {"n_steps": 1},
+     "method 'integrated_gradients': option n_steps must be an integer ≥ 2 with method=riemann_left, got 1"),
+    ("rise", {"cells": [100, 7, 7], "n_samples": 2},
+     "method 'rise': option cells: the mask grid spans 100 frames but the clip has only 8 frames on the model's "
+     "grid (8 x 64 x 64); choose a smaller mask grid, at most 8 x 64 x 64"),
+    ("occlusion", {"window": [1, 100, 1]}, "method 'occlusion': option window: the window spans 100 rows"),
+    ("lime", {"smoothing": 1e9, "n_samples": 2}, "method 'lime': option smoothing: smoothing σ 1e+09 px is larger "
+                                                 "than the frames SLIC cuts (64x64 px): it would blur each to one "
+                                                 "colour; choose smoothing ≤ 64 or auto"),
+    ("lime", {"n_segments": 10 ** 9, "n_samples": 2}, "lime: n_segments=1000000000 is more than the 32768 voxels"),
+    ("shap_temporal", {"n_segments": 9}, "method 'shap_temporal': option n_segments: a clip of 8 frames cannot be split "
+                                         "into 9 segments; choose n_segments ≤ 8"),
+    ("ep3d", {"areas": []}, "method 'ep3d': option areas must be 'auto' or fractions in (0, 1), got none"),
+    ("ep3d", {"step": 1000, "iterations": 1}, "ep3d: step 1000 is larger than the 64x64 frame the masks are drawn "
+                                              "on; choose step ≤ 64"),
+    ("step", {"kernel_frames": 9, "iterations": 1}, "method 'step': option kernel_frames / kernel_size: the L_K "
+                                                    "kernel spans 9 frames"),
+])
+def test_bad_option_values_name_the_method_the_option_and_the_range(cnn, small_clip, method, options, message):
+    import re
+
+    with pytest.raises(OptionError, match=re.escape(message)):
+        vx.explain(cnn, small_clip, method, **options)
+

@@ -15,9 +15,10 @@ from typing import Annotated, Callable, ClassVar, Iterable, Iterator, Literal, S
 
 import torch
 
-from ..errors import InputError, UnknownMethodError, UnsupportedModelError
+from ..core import baselines
+from ..errors import InputError, UnknownMethodError, UnknownNameError, UnsupportedModelError
 from ..models.base import VideoModel
-from ..options import Configurable, Opt
+from ..options import Configurable, Opt, OptionError
 from ..registry import Registry
 
 Target = int | Sequence[int] | torch.Tensor | None
@@ -30,8 +31,22 @@ BatchSize = Annotated[int, Opt(ge=1, help="perturbed clips per forward pass (mem
 SEED_RANGE = Opt(ge=0, le=2 ** 64 - 1, help="seeds the random draws: same seed, same map")
 Seed = Annotated[int, SEED_RANGE]
 Output = Literal["probability", "logit"]
-#: a :mod:`~videoxai.core.baselines` name
+#: a :mod:`~videoxai.core.baselines` name, checked by :func:`check_baseline`
 BaselineName = str
+
+
+def check_baseline(owner: str, value, extra: Sequence[str] = ()) -> None:
+    """Raise :class:`~videoxai.options.OptionError` naming ``owner`` (``"method 'rise'"``,
+    ``"metric 'deletion'"``) and the valid names unless ``value`` is a registered
+    :mod:`~videoxai.core.baselines` name, one of ``extra`` or not a name at all (a callable or a
+    tensor, for the plug-ins that take one). Checked at construction, not mid-explanation."""
+    if not isinstance(value, str) or value in extra:
+        return
+    try:
+        baselines.get(value)
+    except UnknownNameError:
+        names = ", ".join([*baselines.available(), *extra])
+        raise OptionError(f"{owner}: unknown baseline {value!r}; option baseline must be one of {names}") from None
 
 
 @dataclass

@@ -30,8 +30,8 @@ import torch
 from ..core import baselines
 from ..core.batching import batched
 from ..errors import InputError
-from ..options import Opt
-from .base import Target, register
+from ..options import Opt, OptionError
+from .base import Target, check_baseline, register
 from .gradients import (ChannelReduce, InputGradientMethod, PixelAttribution, check_pixels,
                         frozen_parameters, target_gradients)
 
@@ -105,8 +105,10 @@ class IntegratedGradients(InputGradientMethod):
                  baseline: BaselineOption = "black", internal_batch_size: Annotated[int, Opt(ge=1)] = 4,
                  channel_reduce: ChannelReduce = "abs", return_convergence_delta: bool = False) -> None:
         super().__init__(model, channel_reduce)
-        if not isinstance(baseline, torch.Tensor):
-            baselines.get(baseline)  # unknown names fail now, with the list of names
+        check_baseline(self._owner(), baseline)  # unknown names fail now, with the list of names
+        if method.startswith("riemann") and n_steps < 2:
+            raise OptionError(f"{self._owner()}: option n_steps must be an integer ≥ 2 with method={method}, "
+                              f"got {n_steps}")
         self.n_steps = int(n_steps)
         self.method = method
         self.alphas, self.weights = QUADRATURES[method](self.n_steps)

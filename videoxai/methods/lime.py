@@ -29,8 +29,7 @@ import torch
 
 from typing import Annotated, Literal
 
-from ..errors import InputError
-from ..options import Opt
+from ..options import Opt, OptionError
 from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod
 from .segments import superpixels
@@ -131,16 +130,22 @@ class LIME(PerturbationMethod):
         return self.n_samples + 1
 
     def check_segments(self, num_frames: int, grid: tuple[int, int]) -> None:
-        """Raise :class:`InputError` if ``n_segments`` asks for more superpixels than the clip has
-        pixels on the model's grid (per frame, or in the clip for supervoxels): SLIC would stop at
-        one segment a pixel, a surrogate with a feature per pixel and a handful of samples."""
+        """Raise :class:`~videoxai.options.OptionError` if ``n_segments`` asks for more superpixels
+        than the clip has pixels on the model's grid (per frame, or in the clip for supervoxels):
+        SLIC would stop at one segment a pixel, a surrogate with a feature per pixel and a handful
+        of samples; or if ``smoothing`` is wider than the grid's frames (SLIC would cut a frame
+        blurred to one colour)."""
+        h, w = grid
+        if self.smoothing != "auto" and self.smoothing > max(h, w):
+            raise OptionError(f"{self._owner()}: option smoothing: smoothing σ {self.smoothing:g} px is larger than "
+                              f"the frames SLIC cuts ({w}x{h} px): it would blur each to one colour; choose "
+                              f"smoothing ≤ {max(h, w)} or auto")
         if self.n_segments is None:
             return
-        h, w = grid
         limit, where = ((h * w, f"pixels in a {h}x{w} frame") if self.superpixels == "frame" else
                         (num_frames * h * w, f"voxels in the clip ({num_frames} x {h} x {w})"))
         if self.n_segments > limit:
-            raise InputError(f"{self.name}: n_segments={self.n_segments} is more than the {limit} {where} on the "
+            raise OptionError(f"{self.name}: n_segments={self.n_segments} is more than the {limit} {where} on the "
                              f"model's grid; choose n_segments ≤ {limit}")
 
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:

@@ -56,7 +56,7 @@ class Occlusion(PerturbationMethod):
     def _starts(self, t: int, h: int, w: int) -> tuple[tuple[int, int, int], list[list[int]]]:
         """The box on a ``t × h × w`` grid and its start positions along each axis."""
         window = self.window or (max(1, t // 4), max(1, h // 4), max(1, w // 4))
-        check_fits(self.name, "window", window, (t, h, w))
+        check_fits(self._owner(), "window", "window", window, (t, h, w))
         strides = self.strides or tuple(max(1, k // 2) for k in window)
         return window, [window_starts(n, k, s) for n, k, s in zip((t, h, w), window, strides)]
 

@@ -30,19 +30,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from ..core import baselines
 from ..core.batching import batched
-from ..errors import InputError
 from ..models.base import VideoModel
 from ..models.forward_cache import forward_batched
-from .base import Attribution, Method, Target
-
-Output = Literal["probability", "logit"]
+from ..options import OptionError
+from .base import Attribution, Method, Output, Target, check_baseline
 
 
 @dataclass
@@ -175,7 +172,7 @@ class PerturbationMethod(Method):
         self.output = output
         self.seed = seed
         if baseline is not None:
-            baselines.get(baseline)  # fail now, with the list of names, not mid-explanation
+            check_baseline(self._owner(), baseline)  # fail now, with the names, not mid-explanation
             self.baseline_name = baseline
 
     # -- the one method to implement --------------------------------------------------------------
@@ -231,17 +228,19 @@ class PerturbationMethod(Method):
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
-def check_fits(name: str, what: str, size: tuple[int, ...], limit: tuple[int, ...],
+def check_fits(owner: str, option: str, what: str, size: tuple[int, ...], limit: tuple[int, ...],
                axes: tuple[str, ...] = ("frames", "rows", "cols")) -> None:
-    """Raise :class:`InputError` if a window/kernel ``size`` does not fit in ``limit``.
+    """Raise :class:`~videoxai.options.OptionError` if a window/kernel ``size`` set by ``option``
+    does not fit in ``limit``, the clip on the model's grid: an option's range that depends on
+    the clip, so it is checked when the clip is known (and by ``forward_passes`` before the work).
 
     The reference STEP code crashes deep inside ``conv3d`` when a clip is shorter than its
     kernel; here the user gets the numbers.
     """
+    grid = " x ".join(map(str, limit))
     for s, lim, axis in zip(size, limit, axes):
         if s > lim:
-            raise InputError(f"{name}: the {what} spans {s} {axis} but the clip has only {lim} "
-                             f"{axis} on the model's grid ({' x '.join(map(str, limit))}); "
-                             f"choose a smaller {what}")
+            raise OptionError(f"{owner}: option {option}: the {what} spans {s} {axis} but the clip has only "
+                              f"{lim} {axis} on the model's grid ({grid}); choose a smaller {what}, at most {grid}")
         if s < 1:
-            raise InputError(f"{name}: the {what} must be at least 1 along every axis, got {size}")
+            raise OptionError(f"{owner}: option {option}: the {what} must be at least 1 along every axis, got {size}")

@@ -85,14 +85,14 @@ class RISE(PerturbationMethod):
         self.n_samples, self.cells, self.p_keep = n_samples, cells, p_keep
 
     def forward_passes(self, num_frames: int) -> int:
-        check_fits(self.name, "mask grid (cells)", self.cells or (max(1, num_frames // 2), 7, 7),
+        check_fits(self._owner(), "cells", "mask grid", self.cells or (max(1, num_frames // 2), 7, 7),
                    (num_frames, *self.model.input_size))
         return self.n_samples + 1
 
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t, (h, w) = canvas.num_frames, canvas.grid
         cells = self.cells or (max(1, t // 2), 7, 7)
-        check_fits(self.name, "mask grid (cells)", cells, (t, h, w))
+        check_fits(self._owner(), "cells", "mask grid", cells, (t, h, w))
         grids, shifts = random_masks(self.n_samples, cells, (t, h, w), self.p_keep, generator)
         device = canvas.pixels.device
         grids = grids.to(device)

@@ -35,7 +35,7 @@ import torch
 from ..errors import InputError
 from typing import Annotated
 
-from ..options import Opt
+from ..options import Opt, OptionError
 from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod
 from .segments import frame_segments, segment_membership
@@ -127,7 +127,7 @@ class TemporalSHAP(PerturbationMethod):
         try:
             bounds = frame_segments(t, n)
         except InputError as e:
-            raise InputError(f"shap_temporal: {e}") from None
+            raise OptionError(f"{self._owner()}: option n_segments: {e}") from None
         member = segment_membership(bounds, t).to(canvas.pixels.device, torch.float32)  # (n, T)
         fill = self.baseline(canvas)
 

@@ -19,7 +19,6 @@ from typing import Annotated, ClassVar
 import torch
 
 from ..core.batching import batched
-from ..errors import InputError
 from ..options import Opt
 from .base import Seed, Target, register
 from .gradients import (ChannelReduce, InputGradientMethod, PixelAttribution, check_pixels,

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from ..core import baselines
-from ..errors import InputError
+from ..options import OptionError
+from ..methods.base import check_baseline
 from .base import BatchSize, Grid, Metric, Score, Seed, Segments, Share, Unit, register
 from .units import partition
 
@@ -43,6 +44,7 @@ class _KeepTop(Metric):
     family = "faithfulness"
 
     def _setup(self, unit: str, baseline: str, grid: int, segments: int, batch_size: int, seed: int) -> None:
+        check_baseline(self._owner(), baseline)
         self.baseline = baselines.get(baseline)
         self.unit, self.grid, self.segments, self.batch_size, self.seed = unit, grid, segments, batch_size, seed
 
@@ -110,7 +112,7 @@ class Monotonicity(_KeepTop):
                  unit: Unit = "pixel", baseline: str = "fade", grid: Grid = 16, segments: Segments = 256,
                  batch_size: BatchSize = 16, seed: Seed = 0) -> None:
         if len(shares) < 2:
-            raise InputError(f"metric 'monotonicity': option shares must list at least two fractions, got {shares!r}")
+            raise OptionError(f"{self._owner()}: option shares must list at least two fractions, got {shares!r}")
         self.shares = shares
         self._setup(unit, baseline, grid, segments, batch_size, seed)
 

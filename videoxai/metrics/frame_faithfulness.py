@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..core import baselines
+from ..methods.base import check_baseline
 from .base import BatchSize, Metric, Score, register, view_mask
 
 
@@ -47,6 +48,7 @@ class FrameFaithfulness(Metric):
 
     def __init__(self, *, scores: Literal["map", "temporal"] = "map", baseline: str = "fade",
                  batch_size: BatchSize = 16) -> None:
+        check_baseline(self._owner(), baseline)
         self.scores, self.baseline, self.batch_size = scores, baselines.get(baseline), batch_size
 
     def drops(self, model, x: torch.Tensor, target: int) -> np.ndarray:

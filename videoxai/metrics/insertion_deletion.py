@@ -36,6 +36,7 @@ from typing import Annotated, ClassVar, Literal
 import torch
 
 from ..core import baselines
+from ..methods.base import check_baseline
 from ..options import Opt
 from .base import BatchSize, Grid, Metric, Score, Seed, Segments, Unit, register
 from .road import NoisyLinearImputer
@@ -68,6 +69,7 @@ class _CausalCurve(Metric):
     def __init__(self, *, unit: Unit = "patch", order: Literal["morf", "lerf"] = "morf", baseline: str = "fade",
                  steps: Annotated[int, Opt(ge=1)] = 32, grid: Grid = 16, segments: Segments = 256,
                  batch_size: BatchSize = 16, seed: Seed = 0) -> None:
+        check_baseline(self._owner(), baseline, extra=(ROAD,))
         # ROAD depends on which pixels are removed at each step: it is an imputer, not a clip
         self.imputer = NoisyLinearImputer() if baseline == ROAD else None
         self.baseline = None if self.imputer else baselines.get(baseline)

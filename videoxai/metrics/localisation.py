@@ -21,14 +21,12 @@ have an annotation). All four are higher-is-better rates in [0, 1].
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..options import Opt
+from ..options import Opt, OptionError
 from .base import Metric, Score, Seed, descending_order, register, view_mask
 from .truth import boxes_to_masks, ground_truth, truth_window  # noqa: F401  (public here since 0.1)
 
@@ -163,7 +161,8 @@ class TemporalGrounding(Metric):
     def compute(self, model, x, explanation, target, sample) -> Score:
         t = explanation.num_frames
         if self.k > t:
-            raise InputError(f"k={self.k} is more than the clip's {t} frames")
+            raise OptionError(f"{self._owner()}: option k={self.k} is more than the clip's {t} frames; "
+                              f"choose k ≤ {t}")
         window = truth_window(sample, t)
         top = descending_order(torch.from_numpy(explanation.temporal).double(), self.seed)[:self.k].numpy()
         inside = _in_window(window, top)

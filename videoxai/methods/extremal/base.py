@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ...core.batching import batched
 from ...core.refine import gaussian_blur_2d
 from ...errors import InputError
-from ...options import Opt, as_list
+from ...options import Opt, OptionError, as_list
 from ..base import BatchSize, Seed
 from ..perturbation import Canvas, ClipResult, PerturbationMethod
 from .energy import area_loss, log_reward
@@ -145,7 +145,7 @@ class ExtremalPerturbation(PerturbationMethod):
             areas = AREA_LADDER
         areas = tuple(float(a) for a in areas)
         if not areas:
-            raise InputError(f"{self.name}: areas must be 'auto' or fractions in (0, 1), got none")
+            raise OptionError(f"{self._owner()}: option areas must be 'auto' or fractions in (0, 1), got none")
         self.preset = preset
         self.areas = tuple(sorted(areas))
         self.keep = float(keep)
@@ -200,8 +200,8 @@ class ExtremalPerturbation(PerturbationMethod):
         lr = self.lr * (self.size("step", side) / step) ** 2 if self.sizes["step"] is not None else self.lr
         try:
             gen = MaskGenerator((h, w), step, self.size("sigma", side), device=device)
-        except InputError as e:
-            raise InputError(f"{self.name}: {e}") from None
+        except InputError as e:  # step or sigma against the grid: their ranges depend on the model
+            raise OptionError(f"{self.name}: {e}") from None
         self.check_clip(t, gen.shape_out)
         frames = canvas.to_grid(canvas.pixels)[0]                                   # (T, 3, h, w)
         pyramid = BlurPyramid(frames, self.levels, self.size("max_blur", side), self.perturbation,

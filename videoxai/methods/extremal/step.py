@@ -6,8 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 import torch
 
-from ...errors import InputError
-from ...options import Opt
+from ...options import Opt, OptionError
 from ..base import BatchSize, Seed, register
 from ..perturbation import check_fits
 from .base import (_REF, _REF_SIDE, AREA_GROWTH, MAX_LEVELS, PAPER, Areas, ExtremalPerturbation, FinalSigma,
@@ -95,10 +94,10 @@ class STEP(ExtremalPerturbation):
         # the recipe's 11 px at 112 px, scaled and kept odd: an even size puts no grid point on
         # the ellipsoid's axis, which leaves its first and last frames empty
         k = self.kernel_size or max(3, 2 * round((_REF["kernel_size"] * side / _REF_SIDE - 1) / 2) + 1)
-        check_fits(self.name, "L_K kernel", (kt, k, k), (t, *padded))
+        check_fits(self._owner(), "kernel_frames / kernel_size", "L_K kernel", (kt, k, k), (t, *padded))
         self._kernel = ellipsoid_kernel(kt, k, k, self.kernel_shape, self.kernel_grid)
         if self._kernel.sum() == 0:
-            raise InputError(f"step: a {kt}x{k}x{k} {self.kernel_shape} kernel contains no voxel; "
+            raise OptionError(f"{self._owner()}: option kernel_size: a {kt}x{k}x{k} {self.kernel_shape} kernel contains no voxel; "
                              "use an odd kernel_size of at least 3")
 
     def regulariser(self, padded, areas, progress, orders):
