@@ -207,3 +207,24 @@ def test_bad_option_values_name_the_method_the_option_and_the_range(cnn, small_c
     with pytest.raises(OptionError, match=re.escape(message)):
         vx.explain(cnn, small_clip, method, **options)
 
+
+def test_attention_methods_share_one_layers_option(small_clip):
+    import re
+
+    demo = vx.load_model("demo")  # 4 attention layers
+    for name in ("rollout", "attention_relevance", "staa"):
+        with pytest.raises(OptionError, match=f"^method '{name}': option layers must be an integer ≥ 1 or a list"):
+            get(name)(demo, layers=0)
+        with pytest.raises(OptionError, match=re.escape(
+                f"method '{name}': option layers: asked for the last 5 layers of a 4-layer model (a 4-layer "
+                "model takes a count in [1, 4], indices in [-4, 3] or all)")):
+            vx.explain(demo, small_clip, name, layers=5)
+        with pytest.raises(OptionError, match=f"method '{name}': option layers: layer 4 out of range"):
+            get(name)(demo, layers=[4])
+        # one vocabulary: "all" is every layer for each of them, and -1 the last
+        assert get(name)(demo, layers="all").layers == [0, 1, 2, 3]
+        assert get(name)(demo, layers=[-1]).layers == [3]
+    # where every layer is the default, "all" is that default: one canonical spec
+    assert get("rollout").spec_for({"layers": "all"}) == "rollout"
+    assert get("attention_relevance")(demo, layers="all").spec == "attention_relevance"
+    assert get("staa").spec_for({"layers": "all"}) == "staa(layers=all)"  # staa's default is "auto"

@@ -21,27 +21,31 @@ from __future__ import annotations
 import torch
 
 from ..models.attention import AttentionTap
-from .base import Attribution, Method, Target, register
+from .attention import AttentionMethod, Layers
+from .base import Attribution, Target, register
 from .gradients import check_pixels, frozen_parameters
 from .rollout import layer_mixings, start_vector, token_attribution
 
 
 @register
-class AttentionRelevance(Method):
+class AttentionRelevance(AttentionMethod):
     """Chefer et al.'s gradient-weighted attention relevance; see the module docstring.
 
+    Returns ``maps (B, T', rows, cols)`` on the model's token grid (``T'`` = frames / tubelet),
+    ``space="crop"``, and ``temporal (B, T)``.
+
     Args:
-        layers: propagate through the last k layers (int) or the listed layers; default all.
+        layers: propagate through the last k layers (an integer in [1, layers of the model]), the
+            listed layer indices (negative from the end) or ``"all"`` (default, also ``None``).
     """
 
     name = "attention_relevance"
     paper = ('Chefer, Gur & Wolf, Generic Attention-model Explainability for Interpreting Bi-Modal '
              'and Encoder-Decoder Transformers, ICCV 2021')
-    requires = ("attention", "token_grid")
 
-    def __init__(self, model, layers: int | list[int] | None = None) -> None:
+    def __init__(self, model, layers: Layers = None) -> None:
         super().__init__(model)
-        self.layers = model.attention.resolve_layers(model.attention.num_layers if layers is None else layers)
+        self.layers = self.attention_layers(layers)
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         x = check_pixels(self.model, inputs)

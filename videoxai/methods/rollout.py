@@ -31,10 +31,11 @@ from typing import Literal, Protocol
 import torch
 
 from ..core.align import align_time
-from ..errors import InputError, UnsupportedModelError
+from ..errors import UnsupportedModelError
 from ..models.attention import AttentionRecord, AttentionTap
 from ..models.base import TokenGrid
-from .base import Attribution, Method, Target, register
+from .attention import AttentionMethod, Layers
+from .base import Attribution, Target, register
 from .gradients import check_pixels
 
 HeadFusion = Literal["mean", "max", "min"]
@@ -170,22 +171,25 @@ def token_attribution(model, scores: torch.Tensor, num_frames: int, target: torc
 
 
 @register
-class Rollout(Method):
+class Rollout(AttentionMethod):
     """Attention rollout; see the module docstring.
+
+    Returns ``maps (B, T', rows, cols)`` on the model's token grid (``T'`` = frames / tubelet),
+    ``space="crop"``, and ``temporal (B, T)``.
 
     Args:
         head_fusion: how a layer's heads are combined: ``"mean"`` (the paper), ``"max"`` or ``"min"``.
-        layers: roll out the last k layers (int) or the listed layers; default all.
+        layers: roll out the last k layers (an integer in [1, layers of the model]), the listed
+            layer indices (negative from the end) or ``"all"`` (default, also ``None``).
     """
 
     name = "rollout"
     paper = 'Abnar & Zuidema, Quantifying Attention Flow in Transformers, ACL 2020'
-    requires = ("attention", "token_grid")
 
-    def __init__(self, model, head_fusion: HeadFusion = "mean", layers: int | list[int] | None = None) -> None:
+    def __init__(self, model, head_fusion: HeadFusion = "mean", layers: Layers = None) -> None:
         super().__init__(model)
         self.head_fusion = head_fusion
-        self.layers = model.attention.resolve_layers(model.attention.num_layers if layers is None else layers)
+        self.layers = self.attention_layers(layers)
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         x = check_pixels(self.model, inputs)

@@ -47,11 +47,12 @@ import torch
 from ..core.align import align_time
 from ..models.attention import AttentionRecord, AttentionTap
 from ..options import Opt
-from .base import Attribution, Method, Target, register
+from .attention import AttentionMethod, LayerCount
+from .base import Attribution, Target, register
 
 
 @register
-class STAA(Method):
+class STAA(AttentionMethod):
     """Spatio-temporal attention attribution; see the module docstring.
 
     Args:
@@ -70,18 +71,15 @@ class STAA(Method):
     name = "staa"
     paper = ('Wang & Liu, STAA: Spatio-Temporal Attention Attribution for Real-Time Interpreting '
              'Transformer-based Video Models, arXiv 2411.00630 (2024)')
-    requires = ("attention", "token_grid")
 
-    def __init__(self, model, layers: int | list[int] | Literal["auto", "half", "all"] = "auto",
+    def __init__(self, model, layers: LayerCount | list[int] | Literal["auto", "half", "all"] = "auto",
                  gradient_weighted: bool = False, peak_share: Annotated[float, Opt(gt=0, le=1)] = 0.05,
                  temporal_weighting: bool = False) -> None:
         super().__init__(model)
         n = model.attention.num_layers
         received = "joint" in model.attention.kinds() and not model.token_grid.prefix_tokens
-        named = {"half": max(1, n // 2), "all": n, "auto": 1 if received else max(1, n // 2)}
-        if isinstance(layers, str):  # one of the declared names
-            layers = named[layers]
-        self.layers = model.attention.resolve_layers(layers)
+        named = {"half": max(1, n // 2), "auto": 1 if received else max(1, n // 2)}
+        self.layers = self.attention_layers(named.get(layers, layers) if isinstance(layers, str) else layers)
         self.gradient_weighted = gradient_weighted
         self.peak_share = peak_share
         self.temporal_weighting = temporal_weighting

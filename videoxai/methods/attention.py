@@ -1,0 +1,44 @@
+"""What the methods that read a video transformer's attention share: which layers they read.
+
+``rollout``, ``attention_relevance`` and ``staa`` read the attention of Hugging Face
+TimeSformer, VideoMAE and ViViT models (:class:`~videoxai.models.attention.AttentionSites`) and
+take one ``layers`` option with one meaning: ``k`` (an integer ≥ 1) the last k layers, a list
+the layers at those indices (negative ones count from the end), ``"all"`` every layer. A
+value the model cannot satisfy is an :class:`~videoxai.options.OptionError` naming the method,
+the option and the model's range, raised when the method is built.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from ..errors import InputError, UnsupportedModelError
+from ..options import Opt, OptionError
+from .base import Method
+
+#: a number of last layers
+LayerCount = Annotated[int, Opt(ge=1)]
+#: the ``layers`` option of the attention methods whose default is every layer (``staa`` adds
+#: its own names): ``"all"`` is ``None``, so both give one canonical spec
+Layers = Annotated[LayerCount | list[int] | Literal["all"] | None,
+                   Opt(normalise=lambda v: None if v == "all" else v)]
+
+
+class AttentionMethod(Method):
+    """Base of the methods that read the model's attention; subclasses resolve their ``layers``
+    option with :meth:`attention_layers`."""
+
+    requires = ("attention", "token_grid")
+
+    def attention_layers(self, layers: int | list[int] | str | None) -> list[int]:
+        """The layer indices (ascending for a count, as listed otherwise) of a ``layers`` value:
+        ``None`` or ``"all"`` every layer, ``k`` the last k, a list those indices."""
+        sites = self.model.attention
+        n = sites.num_layers
+        if layers is None or layers == "all":
+            layers = n
+        try:
+            return sites.resolve_layers(layers)
+        except (InputError, UnsupportedModelError) as e:
+            raise OptionError(f"{self._owner()}: option layers: {e} (a {n}-layer model takes a count in [1, {n}], "
+                              f"indices in [{-n}, {n - 1}] or all)") from None
