@@ -228,3 +228,14 @@ def test_attention_methods_share_one_layers_option(small_clip):
     assert get("rollout").spec_for({"layers": "all"}) == "rollout"
     assert get("attention_relevance")(demo, layers="all").spec == "attention_relevance"
     assert get("staa").spec_for({"layers": "all"}) == "staa(layers=all)"  # staa's default is "auto"
+
+
+def test_a_cam_layer_that_names_no_module_is_an_option_error(cnn, small_clip):
+    for name in ("gradcam", "gradcam_pp", "saliency_tubes"):
+        with pytest.raises(OptionError, match=f"^method '{name}': option layer: demo-cnn has no layer 'nope'; "
+                                              "did you mean"):
+            vx.explain(cnn, small_clip, name, layer="nope")
+        # the layer is documented once, on the family's base, and shown for each
+        assert "dotted module name" in get(name).declared_options()["layer"].help
+    with pytest.raises(OptionError, match="^method 'saliency_tubes': option classifier: demo-cnn has no layer 'fc2'"):
+        get("saliency_tubes")(cnn, classifier="fc2")

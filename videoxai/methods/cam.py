@@ -40,6 +40,7 @@ from torch import nn
 from ..core.align import align_time
 from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
+from ..options import OptionError
 from .base import Attribution, Method, Target
 from .gradients import check_pixels, frozen_parameters
 
@@ -124,14 +125,28 @@ class LayerState:
 
 
 class CAMMethod(Method):
-    """Base of the CAM family; subclasses implement :meth:`weights` (see the module docstring)."""
+    """Base of the CAM family; subclasses implement :meth:`weights` (see the module docstring).
+
+    :meth:`attribute` returns ``maps (B, T', H', W')`` on the layer's grid (``space="crop"``:
+    it covers the model's crop box), the per-frame scores ``temporal (B, T)`` and ``time_align``
+    ``"repeat"`` for a transformer's token frames, ``"linear"`` for a CNN's feature frames.
+
+    Args:
+        layer: dotted module name in ``model.net`` or the module itself (default: the model's
+            ``cam_layer``, else the last layer with a (T', H', W') grid; see :mod:`~videoxai.methods.cam`).
+    """
 
     #: whether the variant needs the gradient at the layer (one backward pass from the logits)
     uses_gradients: ClassVar[bool] = True
 
     def __init__(self, model: VideoModel, layer: LayerOption) -> None:
         super().__init__(model)
-        self.layer, self.module = model.resolve_cam_layer(layer)
+        try:
+            self.layer, self.module = model.resolve_cam_layer(layer)
+        except InputError as e:
+            if layer is None:  # found, not given: no option to blame
+                raise
+            raise OptionError(f"{self._owner()}: option layer: {e}") from None
 
     @property
     def options(self) -> dict:

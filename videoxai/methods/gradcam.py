@@ -17,11 +17,9 @@ from .cam import CAMMethod, LayerOption, LayerState
 
 @register
 class GradCAM(CAMMethod):
-    """Grad-CAM; see the module docstring.
+    """Grad-CAM; see the module docstring. ``layer`` and the shapes: :class:`~videoxai.methods.cam.CAMMethod`.
 
     Args:
-        layer: dotted module name in ``model.net`` or the module itself (default: the model's
-            ``cam_layer``, else the last layer with a (T', H', W') grid; see :mod:`~videoxai.methods.cam`).
         per_frame_weights: one weight per channel and feature frame instead of per channel.
     """
 

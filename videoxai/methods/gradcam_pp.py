@@ -25,12 +25,7 @@ from .cam import CAMMethod, LayerOption, LayerState
 
 @register
 class GradCAMPlusPlus(CAMMethod):
-    """Grad-CAM++; see the module docstring.
-
-    Args:
-        layer: dotted module name in ``model.net`` or the module itself (default: the model's
-            ``cam_layer``, else the last layer with a (T', H', W') grid; see :mod:`~videoxai.methods.cam`).
-    """
+    """Grad-CAM++; see the module docstring. ``layer`` and the shapes: :class:`~videoxai.methods.cam.CAMMethod`."""
 
     name = "gradcam_pp"
     paper = ('Chattopadhay et al., Grad-CAM++: Generalized Gradient-based Visual Explanations for '

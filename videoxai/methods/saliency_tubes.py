@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
+from ..options import OptionError
 from .base import register
 from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
 
@@ -66,12 +67,12 @@ def _probe_head(model) -> str | None:
 
 @register
 class SaliencyTubes(CAMMethod):
-    """Saliency Tubes / 3-D CAM; see the module docstring.
+    """Saliency Tubes / 3-D CAM; see the module docstring. ``layer`` and the shapes:
+    :class:`~videoxai.methods.cam.CAMMethod`.
 
     Args:
-        layer: dotted module name in ``model.net`` or the module itself (default: the model's
-            ``cam_layer``, else the last layer with a (T', H', W') grid; see :mod:`~videoxai.methods.cam`).
-        classifier: dotted name of the final linear layer (default: found automatically).
+        classifier: dotted name of the final ``nn.Linear`` in ``model.net``, one output per class
+            (default: the last such layer).
     """
 
     name = "saliency_tubes"
@@ -110,7 +111,10 @@ class SaliencyTubes(CAMMethod):
         self._named = layer is not None or classifier is not None  # read by unsupported_with_options
         super().__init__(model, layer)
         if classifier is not None:
-            self.classifier = model.submodule(classifier)
+            try:
+                self.classifier = model.submodule(classifier)
+            except InputError as e:
+                raise OptionError(f"{self._owner()}: option classifier: {e}") from None
             if not isinstance(self.classifier, nn.Linear):
                 raise UnsupportedModelError(f"saliency_tubes: {classifier!r} is a "
                                             f"{type(self.classifier).__name__}, not nn.Linear")
