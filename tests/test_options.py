@@ -239,3 +239,26 @@ def test_a_cam_layer_that_names_no_module_is_an_option_error(cnn, small_clip):
         assert "dotted module name" in get(name).declared_options()["layer"].help
     with pytest.raises(OptionError, match="^method 'saliency_tubes': option classifier: demo-cnn has no layer 'fc2'"):
         get("saliency_tubes")(cnn, classifier="fc2")
+
+
+def test_every_option_has_a_help_line_of_its_own():
+    """`videoxai methods NAME` / `metrics NAME` show each option's help: options documented
+    together ("max_blur, step, sigma, final_sigma: pixel sizes …", "reward_weight, area_weight:
+    w_r (1) and λ_0 (300)") or by reference ("as Faithfulness") left the reader to guess which
+    value is which. Shared options are documented once on the family's base instead."""
+    from collections import Counter
+
+    from videoxai.methods import available as methods
+    from videoxai.metrics import available as metrics
+    from videoxai.metrics import get as get_metric
+
+    for cls in [get(n) for n in methods()] + [get_metric(n) for n in metrics()]:
+        helps = Counter(o.help for o in cls.declared_options().values())
+        assert [h for h, n in helps.items() if n > 1] == [], cls.name
+        for o in cls.declared_options().values():
+            assert not o.help.lower().startswith(("as ", "see ")), (cls.name, o.name, o.help)
+    # sizes say their unit
+    ep3d = get("ep3d").declared_options()
+    for name in ("max_blur", "step", "sigma", "final_sigma"):
+        assert "pixels of the model's input grid" in ep3d[name].help, name
+    assert "pixel values" in get_metric("max_sensitivity").declared_options()["radius"].help

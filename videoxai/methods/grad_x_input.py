@@ -19,12 +19,8 @@ from .gradients import ChannelReduce, InputGradientMethod, PixelAttribution
 
 @register
 class GradXInput(InputGradientMethod):
-    """Gradient × input; see the module docstring.
-
-    Args:
-        channel_reduce: how the map reduces the colour channels (default ``"abs"``:
-            Σ_c |x_c · ∂y/∂x_c|).
-    """
+    """Gradient × input; see the module docstring. ``channel_reduce`` and the shapes:
+    :class:`~videoxai.methods.gradients.InputGradientMethod`."""
 
     name = "grad_x_input"
     paper = ('Shrikumar et al., Not Just a Black Box: Learning Important Features Through Propagating '

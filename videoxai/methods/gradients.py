@@ -121,7 +121,14 @@ class InputGradientMethod(Method):
     """Base of the methods that attribute to input pixels through gradients.
 
     Subclasses set :attr:`name`, take a ``channel_reduce`` option (their default in the signature)
-    and implement :meth:`attribute_pixels`.
+    and implement :meth:`attribute_pixels` (signed ``(B, T, 3, H, W)``, the shape of the pixels);
+    :meth:`attribute` returns ``maps (B, T, H, W)`` on the pixels given (``space="frame"``) and
+    ``temporal (B, T)``, each frame's mass.
+
+    Args:
+        channel_reduce: how the map reduces the signed attribution's colour channels
+            (:data:`CHANNEL_REDUCTIONS`): ``"abs"`` Σ_c |a_c|, ``"l2"`` ‖a‖₂, ``"max"`` max_c |a_c|
+            (Simonyan et al.'s saliency) or ``"positive"`` max(0, Σ_c a_c) (evidence for the target only).
     """
 
     channel_reduce: str

@@ -89,11 +89,18 @@ class IntegratedGradients(InputGradientMethod):
     """Integrated Gradients; see the module docstring.
 
     Args:
-        n_steps: quadrature points on the path (forward+backward passes per clip).
-        method: quadrature rule, one of :data:`QUADRATURES`.
-        baseline: the path's start (see the module docstring).
-        internal_batch_size: clips per forward pass (memory knob, as in Captum).
-        channel_reduce: how the map reduces the colour channels (default ``"abs"``).
+        n_steps: quadrature points on the path (forward + backward passes per clip); at least
+            2 for the Riemann rules.
+        method: quadrature rule (:data:`QUADRATURES`): ``"gausslegendre"`` (Captum's default) or
+            ``"riemann_left"``, ``"riemann_right"``, ``"riemann_middle"``, ``"riemann_trapezoid"``.
+            (``vx.explain`` takes its own ``method``: give this one in the spec,
+            ``"integrated_gradients(method=riemann_left)"``.)
+        baseline: the path's start: a :mod:`~videoxai.core.baselines` name (``"black"``,
+            Captum's zeros; ``"blur"``, ``"mean"``, ``"mean_colour"``, ``"freeze"``, ``"fade"``),
+            a callable ``(B, T, 3, H, W) → same`` or a tensor that broadcasts to the pixels.
+        internal_batch_size: path points × clips per forward + backward pass, as in Captum: a
+            batch of B clips runs ``internal_batch_size // B`` steps at a time, at least one
+            (memory, not the result).
         return_convergence_delta: also compute ``Σ attribution − (y(x) − y(x'))`` per clip (one
             more forward pass), kept as ``extras["convergence_delta"]``.
     """

@@ -91,7 +91,7 @@ class LIME(PerturbationMethod):
         n_segments: supervoxels in the clip (``"clip"``) or superpixels per frame (``"frame"``);
             ``None`` → 12·T supervoxels (96 for 8 frames), or 48 per frame. At most the clip's
             voxels (or a frame's pixels) on the model's grid; more is an error.
-        compactness: SLIC compactness.
+        compactness: SLIC's balance of colour against position (higher: squarer segments).
         smoothing: σ (pixels) of SLIC's Gaussian pre-smoothing of each frame, or ``"auto"``
             (none unless grain makes the segmentation collapse; see
             :func:`~videoxai.methods.segments.superpixels`). 0 is the former behaviour.

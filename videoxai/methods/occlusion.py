@@ -33,9 +33,11 @@ class Occlusion(PerturbationMethod):
     """Sliding spatio-temporal occlusion; see the module docstring.
 
     Args:
-        window: ``(frames, rows, cols)`` of the occluding box on the model's input grid;
+        window: ``(frames, rows, cols)`` of the occluding box, in frames and pixels of the model's
+            input grid (one integer: a cube), at most the clip's ``T × h × w`` there;
             ``None`` → ``(max(1, T/4), h/4, w/4)``, a box of 1/64 of the clip.
-        strides: steps of the box; ``None`` → half the window (at least 1).
+        strides: ``(frames, rows, cols)`` the box moves by, same units (one integer: all
+            three); ``None`` → half the window (at least 1).
         baseline: what the box shows (a :mod:`~videoxai.core.baselines` name); ``"blur"``
             by default (on 12 validation clips of the synthetic benchmark with the bundled 3D
             CNN, top frame in the window / peak on the object: blur 0.83 / 0.22, black

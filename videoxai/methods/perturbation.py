@@ -151,7 +151,11 @@ class PerturbationMethod(Method):
     """Base of the methods that explain by re-running the model on perturbed copies of a clip.
 
     Subclasses set :attr:`space` and implement :meth:`explain_clip`; their ``__init__`` stores
-    the common options through :meth:`_setup`.
+    the common options through :meth:`_setup`. :meth:`attribute` takes pixels
+    ``(B, T, 3, H, W)`` and returns ``maps (B, T', h, w)``, non-negative: ``(B, T, h, w)`` on the
+    model's input grid ``h × w`` with ``space="crop"``, or for a temporal method
+    (``shap_temporal``) ``(B, T, 1, 1)`` with ``space="frame"``; ``temporal (B, T)`` where the
+    method has its own, and per-clip ``extras`` stacked over the batch.
     """
 
     #: which pixels a map's grid covers (see :class:`~videoxai.methods.base.Attribution`)

@@ -16,12 +16,8 @@ from .gradients import ChannelReduce, InputGradientMethod, PixelAttribution
 
 @register
 class Saliency(InputGradientMethod):
-    """Vanilla gradient; see the module docstring.
-
-    Args:
-        channel_reduce: how the map reduces the colour channels (see
-            :data:`~videoxai.methods.gradients.CHANNEL_REDUCTIONS`); ``"max"``: max_c |∂y/∂x_c|.
-    """
+    """Vanilla gradient; see the module docstring. ``channel_reduce`` and the shapes:
+    :class:`~videoxai.methods.gradients.InputGradientMethod`."""
 
     name = "saliency"
     paper = ('Simonyan, Vedaldi & Zisserman, Deep Inside Convolutional Networks: Visualising Image '

@@ -30,11 +30,12 @@ class SmoothGrad(InputGradientMethod):
     """SmoothGrad; see the module docstring.
 
     Args:
-        n_samples: noisy copies per clip.
-        noise_level: noise standard deviation as a fraction of each clip's value range.
-        batch_size: noisy clips per forward pass (at least one sample of every clip).
+        n_samples: noisy copies per clip (each a forward and a backward pass).
+        noise_level: noise standard deviation as a fraction of each clip's value range
+            (max − min of its pixels; the paper recommends 0.1–0.2).
+        batch_size: noisy clips per forward + backward pass, shared by the batch's clips (at
+            least one sample of each; memory, not the result).
         seed: seed of the noise.
-        channel_reduce: how the map reduces the colour channels (default ``"abs"``).
     """
 
     name = "smoothgrad"
@@ -44,7 +45,7 @@ class SmoothGrad(InputGradientMethod):
 
     def __init__(self, model, n_samples: Annotated[int, Opt(ge=1)] = 20,
                  noise_level: Annotated[float, Opt(ge=0)] = 0.15,
-                 batch_size: Annotated[int, Opt(ge=1, help="noisy clips per backward pass")] = 4,
+                 batch_size: Annotated[int, Opt(ge=1)] = 4,
                  seed: Seed = 0, channel_reduce: ChannelReduce = "abs") -> None:
         super().__init__(model, channel_reduce)
         self.n_samples = int(n_samples)

@@ -55,6 +55,9 @@ from .base import Attribution, Target, register
 class STAA(AttentionMethod):
     """Spatio-temporal attention attribution; see the module docstring.
 
+    Returns ``maps (B, T', rows, cols)`` on the model's token grid (``T'`` = frames / tubelet),
+    ``space="crop"``, and ``temporal (B, T)`` (the peak scores, see the module docstring).
+
     Args:
         layers: ``"auto"`` (see the module docstring), ``"half"`` (the last half of the layers,
             at least one), ``"all"``, ``k`` (the last k layers) or a list of layer indices;

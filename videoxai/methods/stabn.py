@@ -22,6 +22,9 @@ from .base import Attribution, Method, Target, register
 class STABNAttention(Method):
     """An ST-ABN's own spatial and temporal attention; see the module docstring.
 
+    Returns ``maps (B, T, h, w)`` on the model's ``layer3`` grid (``space="crop"``),
+    ``temporal (B, T)`` and ``extras["attention_logits"]``.
+
     Args:
         weight_by_temporal: multiply each frame's spatial map by its temporal weight.
     """

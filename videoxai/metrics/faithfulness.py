@@ -39,7 +39,15 @@ from .units import partition
 
 
 class _KeepTop(Metric):
-    """Shared body: similarities of the clean output and the outputs with only the top kept."""
+    """Shared body: similarities of the clean output and the outputs with only the top kept.
+
+    Options (of both metrics):
+        unit: what is kept or replaced: ``"pixel"``, ``"patch"``, ``"superpixel"`` or ``"frame"``
+            (frames ranked by the temporal scores).
+        baseline: what the units not kept become (a :mod:`~videoxai.core.baselines` name:
+            ``"fade"``, grey 0.5; ``"mean_colour"``, ``"blur"``, ``"mean"``, ``"black"``,
+            ``"freeze"``).
+    """
 
     family = "faithfulness"
 
@@ -73,11 +81,7 @@ class Faithfulness(_KeepTop):
     """STAA faithfulness: output similarity when only the top ``share`` of the units is kept.
 
     Options:
-        share: fraction of units kept (0.7 as in the reference).
-        unit: ``"pixel"``, ``"patch"``, ``"superpixel"`` or ``"frame"``.
-        baseline: what the other units become.
-        grid, segments: patch lattice / SLIC supervoxels, for those units.
-        batch_size: clips per forward pass; seed: order among ties.
+        share: fraction of the units kept, in [0, 1] (0.7 as in the reference).
     """
 
     name = "faithfulness"
@@ -101,8 +105,7 @@ class Monotonicity(_KeepTop):
     ``nan`` when the similarity does not change at all over the shares (τ undefined).
 
     Options:
-        shares: kept fractions (0.1 … 0.9 as in the reference).
-        unit, baseline, grid, segments, batch_size, seed: as :class:`Faithfulness`.
+        shares: the kept fractions, each in [0, 1], at least two (0.1 … 0.9 as in the reference).
     """
 
     name = "monotonicity"

@@ -55,7 +55,7 @@ class _CausalCurve(Metric):
         order: ``"morf"`` (most relevant first; lower AUC is better) or ``"lerf"`` (higher is better).
         baseline: what a removed unit becomes: ``"fade"`` (grey 0.5), ``"mean_colour"``,
             ``"blur"``, ``"mean"`` (mean frame), ``"black"``, ``"freeze"`` or ``"road"``.
-        steps: number of steps (at most one per unit).
+        steps: points of the curve after its start: ``min(steps, units)`` equal steps.
         grid: patch lattice per frame (``unit="patch"``).
         segments: SLIC supervoxels per clip (``unit="superpixel"``).
         batch_size: perturbed clips per forward pass.

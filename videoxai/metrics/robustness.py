@@ -84,7 +84,8 @@ class MaxSensitivity(_Robustness):
 
     Options:
         samples: noisy copies (each re-runs the method).
-        radius: noise bound, in pixel units (0.02 ≈ 5 grey levels of 255).
+        radius: the noise's bound, in pixel values (pixels are in [0, 1]; 0.02 ≈ 5 grey levels
+            of 255), in (0, 1].
         seed: the noise's seed.
     """
 
@@ -103,7 +104,7 @@ class LocalLipschitz(_Robustness):
 
     Options:
         samples: noisy copies (each re-runs the method).
-        radius: the noise's standard deviation, in pixel units.
+        radius: the noise's standard deviation, in pixel values (pixels are in [0, 1]), in (0, 1].
         seed: the noise's seed.
     """
 

@@ -54,6 +54,10 @@ PAPER_AREAS = (0.05, 0.1, 0.15, 0.5)
 class ExtremalPerturbation(PerturbationMethod):
     """The shared optimisation of 2D-EP, 3D-EP and STEP; each variant overrides :meth:`regulariser`.
 
+    :meth:`attribute` returns ``maps (B, T, h, w)`` on the model's input grid ``h × w``
+    (``space="crop"``), in [0, 1] (each clip's map divided by its maximum; 0 everywhere below
+    ``min_evidence``), and per clip in ``extras`` the areas, the areas reached and the evidence.
+
     Args (common to the three; ``None`` takes the value of ``preset``):
         preset: ``"default"`` (the defaults below, chosen on the synthetic benchmark, see the
             README) or ``"paper"`` (the recipe as written: areas (0.05, 0.1, 0.15, 0.5), the
@@ -80,11 +84,18 @@ class ExtremalPerturbation(PerturbationMethod):
             (the recipe's runs) or ``"delete"``. Preserving alone is under-determined in time: a
             model that needs its evidence in one frame only is content with a mask on one frame.
         perturbation: ``"blur"`` (the recipe's default) or ``"fade"``.
-        levels: pyramid levels (8).
-        max_blur, step, sigma, final_sigma: pixel sizes on the model grid; ``None`` scales the
-            recipe's values at 112 px (20, 7, 11, 10) to the model's input size, except
-            ``final_sigma``, the smoothing of the finished map, which the default preset scales
-            from 5 px (the recipe's 10 px displaced the map's peak from the evidence; see
+        levels: levels of the perturbation pyramid, from fully perturbed to the frame itself
+            (the recipe's 8); each is a copy of the clip in memory.
+        max_blur: σ in pixels of the model's input grid of the most blurred level; ``None``
+            scales the recipe's 20 px at 112 px to the model's input size.
+        step: pixels of the model's input grid between the mask's parameter cells; ``None``
+            scales the recipe's 7 px at 112 px. At most the grid's side, and fine enough for
+            ``sigma`` to cover the frame (checked on the clip).
+        sigma: width in pixels of the model's input grid of each cell's smooth bump; ``None``
+            scales the recipe's 11 px at 112 px. At most the grid's side.
+        final_sigma: σ in pixels of the model's input grid of the Gaussian smoothing of the
+            finished map (0: none); ``None`` scales 5 px at 112 px (``preset="paper"``: the
+            recipe's 10 px, which displaced the map's peak from the evidence; see
             :mod:`videoxai.methods.extremal`).
         optimizer: ``"sgd"`` (the recipe's, momentum and dampening 0.9) or ``"adam"`` (not
             recommended, see :mod:`videoxai.methods.extremal`).
@@ -92,7 +103,8 @@ class ExtremalPerturbation(PerturbationMethod):
             the recipe's 0.05 for 1200). A finer ``step`` than the scaled recipe's multiplies it
             by (recipe step / step)², since a cell then covers fewer pixels and receives a
             proportionally smaller gradient from every term.
-        reward_weight, area_weight: w_r (1) and λ_0 (300).
+        reward_weight: w_r, the weight of the game's reward −log p in the energy (1).
+        area_weight: λ_0, the area term's weight at the start of the run (the recipe's 300).
         area_growth: factor by which λ grows over the whole run (the recipe's ≈ 2.83).
         min_evidence: the least share of the target's probability (:meth:`evidence` over the
             probability of the intact clip, or over chance, 1 / classes, if that is larger; of

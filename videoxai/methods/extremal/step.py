@@ -20,12 +20,14 @@ class STEP(ExtremalPerturbation):
 
     Args (besides those of :class:`ExtremalPerturbation`):
         kernel_frames: K_t, frames spanned by the ellipsoid; ``None`` → half the clip (the
-            recipe's 8 of 16). A clip shorter than K_t is an error.
-        kernel_size: its rows and columns (and the stride of the convolution), in grid pixels;
+            recipe's 8 of 16). At most the clip's frames.
+        kernel_size: the ellipsoid's rows and columns (and the stride of the convolution), in
+            pixels of the model's input grid, at most the padded mask's side;
             ``None`` → the recipe's 11 at 112 px, scaled to the model's input and rounded to an
             odd size ≥ 3 (7 for the 64-px demo model).
         kernel_shape: ``"ellipsoid"`` or ``"cylinder"`` (ignores time inside the kernel).
-        smooth_weight: μ (300).
+        smooth_weight: μ, the weight of L_K in the energy once it is on (the recipe's 300; 0
+            turns it off, leaving 3D-EP).
         smooth_start: fraction of the run before L_K is switched on (the recipe's 100/1200).
         kernel_grid: where the ellipsoid is sampled (:func:`ellipsoid_kernel`): ``"centres"``
             (default) or the recipe's ``"ends"``, whose first and last frames hold one voxel each.
