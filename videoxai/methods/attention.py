@@ -26,7 +26,15 @@ Layers = Annotated[LayerCount | list[int] | Literal["all"] | None,
 
 class AttentionMethod(Method):
     """Base of the methods that read the model's attention; subclasses resolve their ``layers``
-    option with :meth:`attention_layers`."""
+    option with :meth:`attention_layers`.
+
+    :meth:`attribute` returns ``maps (B, T', rows, cols)`` on the model's token grid (``T'`` =
+    frames / tubelet), ``space="crop"``, and ``temporal (B, T)``.
+
+    Args:
+        layers: the layers read: the last k (an integer in [1, layers of the model]), the listed
+            layer indices (negative from the end) or ``"all"`` (default, also ``None``).
+    """
 
     requires = ("attention", "token_grid")
 

@@ -30,14 +30,7 @@ from .rollout import layer_mixings, start_vector, token_attribution
 @register
 class AttentionRelevance(AttentionMethod):
     """Chefer et al.'s gradient-weighted attention relevance; see the module docstring.
-
-    Returns ``maps (B, T', rows, cols)`` on the model's token grid (``T'`` = frames / tubelet),
-    ``space="crop"``, and ``temporal (B, T)``.
-
-    Args:
-        layers: propagate through the last k layers (an integer in [1, layers of the model]), the
-            listed layer indices (negative from the end) or ``"all"`` (default, also ``None``).
-    """
+    ``layers`` and the shapes: :class:`~videoxai.methods.attention.AttentionMethod`."""
 
     name = "attention_relevance"
     paper = ('Chefer, Gur & Wolf, Generic Attention-model Explainability for Interpreting Bi-Modal '

@@ -10,12 +10,14 @@ here or in :func:`videoxai.explain`, so a method file says only what is special 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Annotated, Callable, ClassVar, Iterable, Iterator, Literal, Sequence
 
 import torch
 
 from ..core import baselines
+from ..core.batching import batched
 from ..errors import InputError, UnknownMethodError, UnknownNameError, UnsupportedModelError
 from ..models.base import VideoModel
 from ..options import Configurable, Opt, OptionError
@@ -214,6 +216,12 @@ class Method(Configurable):
         """Iterate with a progress bar when the work is long (see :mod:`videoxai.progress`)."""
         from ..progress import track
         return track(items, total=total, description=f"{self.name}: {description}")
+
+    def batches(self, n: int, size: int, description: str) -> Iterator[slice]:
+        """``[0, n)`` in slices of ``size`` behind a progress bar: the chunked loop of every
+        method whose cost is an option (:func:`~videoxai.core.batching.batched`, with a
+        cancellation checkpoint between chunks)."""
+        return self.progress(batched(n, size), math.ceil(n / size), description)
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in getattr(self, "options", {}).items())

@@ -20,7 +20,6 @@ broadcasts to ``(B, T, 3, H, W)``.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Callable, Literal
 
 import numpy as np
@@ -28,7 +27,6 @@ from scipy.special import roots_legendre
 import torch
 
 from ..core import baselines
-from ..core.batching import batched
 from ..errors import InputError
 from ..options import Opt, OptionError
 from .base import Target, check_baseline, register
@@ -151,8 +149,7 @@ class IntegratedGradients(InputGradientMethod):
         steps_per_pass = max(1, self.internal_batch_size // b)
         total = torch.zeros_like(x)
         with frozen_parameters(self.model):
-            chunks = batched(self.n_steps, steps_per_pass)
-            for sl in self.progress(chunks, math.ceil(self.n_steps / steps_per_pass), "path steps"):
+            for sl in self.batches(self.n_steps, steps_per_pass, "path steps"):
                 alphas = self.alphas[sl]
                 # Captum's expression, term for term, so that the numbers agree to the last bits
                 path = torch.cat([start + a * (x - start) for a in alphas])       # (k·B, T, 3, H, W)

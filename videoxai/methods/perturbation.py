@@ -27,7 +27,6 @@ batch, on ``batch_size`` or on global random state.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,7 +34,6 @@ import torch
 import torch.nn.functional as F
 
 from ..core import baselines
-from ..core.batching import batched
 from ..models.base import VideoModel
 from ..models.forward_cache import forward_batched
 from ..options import OptionError
@@ -224,8 +222,7 @@ class PerturbationMethod(Method):
         another class of the same clip runs the model on none of them again.
         """
         out = []
-        total = math.ceil(n / self.batch_size)
-        for sl in self.progress(batched(n, self.batch_size), total, description):
+        for sl in self.batches(n, self.batch_size, description):
             def make(s: slice, start: int = sl.start) -> torch.Tensor:
                 return make_batch(slice(start + s.start, start + s.stop))
             out.append(self.read(forward_batched(self.model, sl.stop - sl.start, make, self.batch_size), target))

@@ -172,15 +172,11 @@ def token_attribution(model, scores: torch.Tensor, num_frames: int, target: torc
 
 @register
 class Rollout(AttentionMethod):
-    """Attention rollout; see the module docstring.
-
-    Returns ``maps (B, T', rows, cols)`` on the model's token grid (``T'`` = frames / tubelet),
-    ``space="crop"``, and ``temporal (B, T)``.
+    """Attention rollout; see the module docstring. ``layers`` and the shapes:
+    :class:`~videoxai.methods.attention.AttentionMethod`.
 
     Args:
         head_fusion: how a layer's heads are combined: ``"mean"`` (the paper), ``"max"`` or ``"min"``.
-        layers: roll out the last k layers (an integer in [1, layers of the model]), the listed
-            layer indices (negative from the end) or ``"all"`` (default, also ``None``).
     """
 
     name = "rollout"

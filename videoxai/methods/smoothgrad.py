@@ -13,12 +13,10 @@ to each other), so for B=1 and equal seeds the signed result equals
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, ClassVar
 
 import torch
 
-from ..core.batching import batched
 from ..options import Opt
 from .base import Seed, Target, register
 from .gradients import (ChannelReduce, InputGradientMethod, PixelAttribution, check_pixels,
@@ -66,8 +64,7 @@ class SmoothGrad(InputGradientMethod):
         per_pass = max(1, self.batch_size // b)
         total = torch.zeros_like(x)
         with frozen_parameters(self.model):
-            chunks = batched(self.n_samples, per_pass)
-            for sl in self.progress(chunks, math.ceil(self.n_samples / per_pass), "noisy samples"):
+            for sl in self.batches(self.n_samples, per_pass, "noisy samples"):
                 k = sl.stop - sl.start
                 noise = torch.randn((b * k, *x.shape[1:]), generator=generator, device=x.device,
                                     dtype=x.dtype)

@@ -55,8 +55,8 @@ from .base import Attribution, Target, register
 class STAA(AttentionMethod):
     """Spatio-temporal attention attribution; see the module docstring.
 
-    Returns ``maps (B, T', rows, cols)`` on the model's token grid (``T'`` = frames / tubelet),
-    ``space="crop"``, and ``temporal (B, T)`` (the peak scores, see the module docstring).
+    Shapes: :class:`~videoxai.methods.attention.AttentionMethod`'s; ``temporal`` is the peak
+    scores (see the module docstring).
 
     Args:
         layers: ``"auto"`` (see the module docstring), ``"half"`` (the last half of the layers,

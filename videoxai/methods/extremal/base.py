@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Annotated, ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 
 from ...core.batching import batched
 from ...core.refine import gaussian_blur_2d
@@ -240,7 +239,7 @@ class ExtremalPerturbation(PerturbationMethod):
                     mask = mask.reshape(-1, t, h, w)
                     padded = padded.reshape(-1, t, *gen.shape_out)
                     clips = torch.cat([pyramid.apply(mask if g == "preserve" else 1 - mask) for g in games])
-                    logits = self.model(canvas.paste(_to_box(canvas, clips)))
+                    logits = self.model(canvas.paste(canvas.to_box(clips)))
                     k = mask.shape[0]
                     reward = sum(log_reward(logits[j * k:(j + 1) * k], target, g)
                                  for j, g in enumerate(games))
@@ -261,7 +260,7 @@ class ExtremalPerturbation(PerturbationMethod):
             # the references the evidence is measured from: the clip intact (mask 1) and fully
             # perturbed (mask 0)
             ends = pyramid.apply(torch.stack([torch.ones_like(mask[0]), torch.zeros_like(mask[0])]))
-            p_intact, p_blurred = self.model(canvas.paste(_to_box(canvas, ends))).double().softmax(-1)[:, target].cpu()
+            p_intact, p_blurred = self.model(canvas.paste(canvas.to_box(ends))).double().softmax(-1)[:, target].cpu()
             chosen = self.select(last_p)
             evidence = self.evidence(last_p, float(p_intact), float(p_blurred))
             scores = self.game_scores(last_p)
@@ -391,14 +390,4 @@ class ExtremalPerturbation(PerturbationMethod):
             score = probability[:, 0]
         ok = (score >= self.keep * score.max()).nonzero()
         return int(ok[0]) if len(ok) else 0
-
-
-def _to_box(canvas: Canvas, clips: torch.Tensor) -> torch.Tensor:
-    """Grid-resolution clips ``(K, T, 3, h, w)`` → crop-box resolution (identity when equal)."""
-    _, _, bh, bw = canvas.box
-    if clips.shape[-2:] == (bh, bw):
-        return clips
-    k, t = clips.shape[:2]
-    return F.interpolate(clips.reshape(k * t, 3, *clips.shape[-2:]), size=(bh, bw), mode="bilinear",
-                         align_corners=False).reshape(k, t, 3, bh, bw)
 
