@@ -34,16 +34,14 @@ import torch
 from ..core import baselines
 from ..options import OptionError
 from ..methods.base import check_baseline
-from .base import BatchSize, Grid, Metric, Score, Seed, Segments, Share, Unit, register
-from .units import partition
+from .base import BatchSize, Grid, Score, Seed, Segments, Share, Unit, register
+from .units import UnitMetric
 
 
-class _KeepTop(Metric):
+class _KeepTop(UnitMetric):
     """Shared body: similarities of the clean output and the outputs with only the top kept.
 
     Options (of both metrics):
-        unit: what is kept or replaced: ``"pixel"``, ``"patch"``, ``"superpixel"`` or ``"frame"``
-            (frames ranked by the temporal scores).
         baseline: what the units not kept become (a :mod:`~videoxai.core.baselines` name:
             ``"fade"``, grey 0.5; ``"mean_colour"``, ``"blur"``, ``"mean"``, ``"black"``,
             ``"freeze"``).
@@ -54,15 +52,14 @@ class _KeepTop(Metric):
     def _setup(self, unit: str, baseline: str, grid: int, segments: int, batch_size: int, seed: int) -> None:
         check_baseline(self._owner(), baseline)
         self.baseline = baselines.get(baseline)
-        self.unit, self.grid, self.segments, self.batch_size, self.seed = unit, grid, segments, batch_size, seed
+        self._units(unit, grid, segments, batch_size, seed)
 
     def similarities(self, model, x: torch.Tensor, explanation, shares: Sequence[float]) -> tuple[np.ndarray, int]:
         """``similarity(p)`` for each share ``p`` ``(len(shares),)``, and the number of units."""
         clip = x[0]
-        part = partition(self.unit, clip, model.preprocess, grid=self.grid, segments=self.segments)
-        place = part.positions(part.scores(explanation), self.seed, most_relevant_first=True)
+        place, count = self.unit_order(model, clip, explanation, most_relevant_first=True)
         # entry 0 is the clean clip (everything kept); k = 0 for a share keeps nothing
-        kept = torch.tensor([part.count + 1] + [int(round(p * part.count)) for p in shares])
+        kept = torch.tensor([count + 1] + [int(round(p * count)) for p in shares])
         base = self.baseline(x)[0]
 
         def build(s: slice) -> torch.Tensor:
@@ -73,7 +70,7 @@ class _KeepTop(Metric):
         lo, hi = logits.amin(1, keepdim=True), logits.amax(1, keepdim=True)
         norm = (logits - lo) / (hi - lo + 1e-8)
         sim = 1.0 - (norm[1:] - norm[:1]).abs().mean(1)
-        return sim.cpu().numpy(), part.count
+        return sim.cpu().numpy(), count
 
 
 @register

@@ -38,20 +38,19 @@ import torch
 from ..core import baselines
 from ..methods.base import check_baseline
 from ..options import Opt
-from .base import BatchSize, Grid, Metric, Score, Seed, Segments, Unit, register
+from .base import BatchSize, Grid, Score, Seed, Segments, Unit, register
 from .road import NoisyLinearImputer
-from .units import partition
+from .units import UnitMetric
 
 ORDERS = ("morf", "lerf")
 #: the ``baseline`` that imputes removed pixels from their neighbours (:mod:`.road`)
 ROAD = "road"
 
 
-class _CausalCurve(Metric):
+class _CausalCurve(UnitMetric):
     """Shared body of :class:`Deletion` and :class:`Insertion`.
 
     Options:
-        unit: ``"pixel"``, ``"patch"``, ``"superpixel"`` or ``"frame"``.
         order: ``"morf"`` (most relevant first; lower AUC is better) or ``"lerf"`` (higher is better).
         baseline: what a removed unit becomes: ``"fade"`` (grey 0.5), ``"mean_colour"``,
             ``"blur"``, ``"mean"`` (mean frame), ``"black"``, ``"freeze"`` or ``"road"``.
@@ -73,8 +72,8 @@ class _CausalCurve(Metric):
         # ROAD depends on which pixels are removed at each step: it is an imputer, not a clip
         self.imputer = NoisyLinearImputer() if baseline == ROAD else None
         self.baseline = None if self.imputer else baselines.get(baseline)
-        self.unit, self.order, self.steps, self.grid, self.segments = unit, order, steps, grid, segments
-        self.batch_size, self.seed = batch_size, seed
+        self.order, self.steps = order, steps
+        self._units(unit, grid, segments, batch_size, seed)
 
     @property
     def higher_is_better(self) -> bool:
@@ -91,10 +90,9 @@ class _CausalCurve(Metric):
     def curve(self, model, x: torch.Tensor, explanation, target: int) -> tuple[torch.Tensor, int]:
         """Target probabilities ``(n + 1,)`` along the curve, and the number of units."""
         clip = x[0]                                                            # (T, 3, H, W)
-        part = partition(self.unit, clip, model.preprocess, grid=self.grid, segments=self.segments)
-        place = part.positions(part.scores(explanation), self.seed, self.order == "morf")
-        n = min(self.steps, part.count)
-        switched = torch.round(torch.arange(n + 1, dtype=torch.float64) * part.count / n).long()
+        place, count = self.unit_order(model, clip, explanation, self.order == "morf")
+        n = min(self.steps, count)
+        switched = torch.round(torch.arange(n + 1, dtype=torch.float64) * count / n).long()
         if self.imputer is None:
             base = self.baseline(x)[0]
             start, end = (clip, base) if self.deletes else (base, clip)
@@ -113,7 +111,7 @@ class _CausalCurve(Metric):
                 return self.imputer(clip, kept, g)
 
         logits = self.forward_batched(model, n + 1, build, self.batch_size)
-        return logits.softmax(-1)[:, target].double(), part.count
+        return logits.softmax(-1)[:, target].double(), count
 
 
 @register

@@ -21,18 +21,17 @@ reference code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import get_args
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..explanation import Explanation
-from ..models.base import Preprocess
-from .base import descending_order
+from ..models.base import Preprocess, VideoModel
+from .base import Metric, Unit, descending_order
 
-Unit = Literal["pixel", "patch", "superpixel", "frame"]
-UNITS: tuple[str, ...] = ("pixel", "patch", "superpixel", "frame")
+UNITS: tuple[str, ...] = get_args(Unit)
 
 
 @dataclass
@@ -112,3 +111,33 @@ def partition(unit: str, pixels: torch.Tensor, preprocess: Preprocess, *, grid: 
     dense = dense.reshape(per_frame.shape)
     view.copy_(torch.from_numpy(dense).to(dev))
     return Partition(labels, int(dense.max()) + 1, unit)
+
+
+class UnitMetric(Metric):
+    """Base of the metrics that switch units of the clip off or on in the explanation's order
+    (deletion, insertion, faithfulness, monotonicity): they share the options that say what a
+    unit is and how ties are ordered, and :meth:`unit_order`.
+
+    Options (of every unit metric):
+        unit: what is switched: ``"pixel"``, ``"patch"`` (a ``grid × grid`` lattice of each
+            frame), ``"superpixel"`` (SLIC, about ``segments`` in the clip) or ``"frame"`` (ranked
+            by the explanation's temporal scores, not its map).
+    """
+
+    unit: str
+    grid: int
+    segments: int
+    batch_size: int
+    seed: int
+
+    def _units(self, unit: str, grid: int, segments: int, batch_size: int, seed: int) -> None:
+        """Store the unit options (parsed and range-checked from the subclass's declarations)."""
+        self.unit, self.grid, self.segments, self.batch_size, self.seed = unit, grid, segments, batch_size, seed
+
+    def unit_order(self, model: VideoModel, clip: torch.Tensor, explanation: Explanation,
+                   most_relevant_first: bool = True) -> tuple[torch.Tensor, int]:
+        """``(place (T, H, W), U)``: each pixel's unit's place in the switching order (``U``
+        outside the model's view, see :meth:`Partition.positions`) for ``clip (T, 3, H, W)``, and
+        the number of units."""
+        part = partition(self.unit, clip, model.preprocess, grid=self.grid, segments=self.segments)
+        return part.positions(part.scores(explanation), self.seed, most_relevant_first), part.count
