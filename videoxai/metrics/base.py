@@ -25,6 +25,7 @@ under.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, ClassVar, Literal
@@ -36,6 +37,7 @@ from ..clip import Clip
 from ..core.align import crop_mask
 from ..errors import InputError, UnknownNameError
 from ..explanation import Explanation
+from ..methods.base import SEED_RANGE
 from ..models.base import VideoModel
 from ..models.forward_cache import forward_batched
 from ..options import Configurable, Opt, format_spec, parse_spec, split_top_level
@@ -49,15 +51,14 @@ Unit = Literal["pixel", "patch", "superpixel", "frame"]
 Grid = Annotated[int, Opt(ge=1, help="patch lattice (grid × grid per frame) for unit=patch")]
 Segments = Annotated[int, Opt(ge=1, help="SLIC supervoxels for unit=superpixel")]
 BatchSize = Annotated[int, Opt(ge=1, help="clips per forward pass (memory, not the result)")]
-#: the range of a method's seed (:data:`videoxai.methods.base.SEED_RANGE`: what torch and numpy
-#: generators take)
-Seed = Annotated[int, Opt(ge=0, le=2 ** 64 - 1, help="order among tied values: same seed, same score")]
-# where the seed draws something else, the option's help must say what (an Opt help outranks the
-# docstring's line, so the tie-order help above would describe these wrongly in `videoxai metrics`)
-NoiseSeed = Annotated[int, Opt(ge=0, le=2 ** 64 - 1, help="the noise's seed: same seed, same noisy clips")]
-ClassSeed = Annotated[int, Opt(ge=0, le=2 ** 64 - 1, help="which other class is drawn")]
-ReinitSeed = Annotated[int, Opt(ge=0, le=2 ** 64 - 1,
-                                help="the first re-initialisation seed (seeds seed, seed + 1, …)")]
+#: a metric's seed has a method's range (:data:`videoxai.methods.base.SEED_RANGE`: what torch and
+#: numpy generators take); its help says what it draws (an Opt help outranks the docstring's
+#: line, so one help for all would describe most of them wrongly in `videoxai metrics`)
+Seed = Annotated[int, dataclasses.replace(SEED_RANGE, help="order among tied values: same seed, same score")]
+NoiseSeed = Annotated[int, dataclasses.replace(SEED_RANGE, help="the noise's seed: same seed, same noisy clips")]
+ClassSeed = Annotated[int, dataclasses.replace(SEED_RANGE, help="which other class is drawn")]
+ReinitSeed = Annotated[int, dataclasses.replace(SEED_RANGE,
+                                                help="the first re-initialisation seed (seeds seed, seed + 1, …)")]
 Share = Annotated[float, Opt(ge=0, le=1)]
 
 
