@@ -29,6 +29,7 @@ browser:
 	  else echo "chromium not installed and no root apt-get: browser tests will be skipped"; fi; }
 
 test: $(STAMP) browser
+	$(BIN)/ruff check videoxai tests benchmarks scripts
 	$(BIN)/python -m pytest -q tests
 
 # The documentation site (MkDocs + mkdocstrings, API pages from the docstrings) into site/.

@@ -41,8 +41,8 @@ per-explanation metric).
 
 from __future__ import annotations
 
-from .base import (Metric, MissingGroundTruth, Score, available, build, evaluate, format_spec, get,
-                   parse_spec, register)
+from ..options import format_spec
+from .base import Metric, MissingGroundTruth, Score, available, build, evaluate, get, parse_spec, register
 from .class_sensitivity import ClassSensitivity
 from .complexity import Sparseness, gini
 from .cost import CostMetric

@@ -40,7 +40,7 @@ from ..explanation import Explanation
 from ..methods.base import SEED_RANGE
 from ..models.base import VideoModel
 from ..models.forward_cache import forward_batched
-from ..options import Configurable, Opt, format_spec, parse_spec, split_top_level
+from ..options import Configurable, Opt, parse_spec
 from ..registry import Registry
 from .truth import MissingGroundTruth, ground_truth, truth_window
 
