@@ -224,6 +224,9 @@ def test_range_requests_of_job_files(client, videos):
     for link in (status["links"]["result"], status["links"]["overlay"]):
         whole = client.get(link).content
         size = len(whole)
+        head = client.head(link)                 # size and type without the body (it was 405)
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) == size
+        assert head.headers["accept-ranges"] == "bytes"
         r = client.get(link, headers={"Range": "bytes=2-9"})
         assert r.status_code == 206 and r.content == whole[2:10] and r.headers["content-range"] == f"bytes 2-9/{size}"
         r = client.get(link, headers={"Range": "bytes=-5"})

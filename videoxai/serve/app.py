@@ -167,14 +167,15 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     async def job_status(job_id: str, request: Request) -> JobStatus:
         return jobs_of(request).status(job_id)
 
-    @app.get("/api/jobs/{job_id}/result", response_model=JobResult, dependencies=[Depends(require_key)],
-             responses=_RESPONSES)
+    # HEAD too: players and download tools ask for a file's size and type before fetching it
+    @app.api_route("/api/jobs/{job_id}/result", methods=["GET", "HEAD"], response_model=JobResult,
+                   dependencies=[Depends(require_key)], responses=_RESPONSES)
     async def job_result(job_id: str, request: Request) -> FileResponse:
         job = _finished(jobs_of(request), job_id)
         return _job_file(job.result_path, media_type="application/json")
 
-    @app.get(f"/api/jobs/{{job_id}}/{OVERLAY_NAME}", dependencies=[Depends(require_key)], responses=_RESPONSES,
-             response_class=FileResponse)
+    @app.api_route(f"/api/jobs/{{job_id}}/{OVERLAY_NAME}", methods=["GET", "HEAD"], dependencies=[Depends(require_key)],
+                   responses=_RESPONSES, response_class=FileResponse)
     async def job_overlay(job_id: str, request: Request) -> FileResponse:
         job = _finished(jobs_of(request), job_id)
         if not job.overlay_path.is_file():
