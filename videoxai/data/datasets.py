@@ -424,8 +424,9 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
     outside the subfolders, where there is one subfolder only and the model has no class of
     that name (``DIR/videos/…``), or where a subfolder is not one of the model's classes, which
     a warning says."""
-    rel = [_text(str(p.relative_to(root))) for p in files]
-    folders = [_text(p.relative_to(root).parts[0]) if len(p.relative_to(root).parts) > 1 else None for p in files]
+    parts = [p.relative_to(root).parts for p in files]
+    rel = [_text("/".join(r)) for r in parts]
+    folders = [_text(r[0]) if len(r) > 1 else None for r in parts]
     labels: list[tuple[int | None, str | None]] = [(None, None)] * len(files)
     names = None
     distinct = set(folders)

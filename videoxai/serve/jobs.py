@@ -110,9 +110,7 @@ class Job:
         return self.dir / RECORD_NAME
 
     def record(self) -> JobRecord:
-        return JobRecord(id=self.id, request=self.request, video=self.video, state=self.state, created=self.created,
-                         started=self.started, finished=self.finished, windows_done=self.windows_done,
-                         windows_total=self.windows_total, error=self.error)
+        return JobRecord(**{name: getattr(self, name) for name in JobRecord.model_fields})
 
     def save(self) -> None:
         """Write :meth:`record` to the job's folder, atomically (a crash leaves the old one)."""
@@ -314,10 +312,10 @@ class JobQueue:
         with self.lock:
             job = self._jobs.get(job_id)
         if job is None:
-            why = ("it was deleted (by a DELETE, or as one of the oldest finished jobs)" if self.durable else
-                   "it was deleted (by a DELETE, or as one of the oldest finished jobs), or lost when the server "
-                   "restarted: this server keeps jobs in a temporary folder (videoxai serve --work-dir keeps "
-                   "them across restarts)")
+            why = "it was deleted (by a DELETE, or as one of the oldest finished jobs)"
+            if not self.durable:
+                why += (", or lost when the server restarted: this server keeps jobs in a temporary folder "
+                        "(videoxai serve --work-dir keeps them across restarts)")
             raise ServiceError(404, "not_found", f"no job {job_id!r}: {why}")
         return job
 
@@ -483,9 +481,7 @@ def _load(folder: Path) -> Job | None:
     if record.id != folder.name:
         log.warning("dropping job folder %s: its %s names job %s", folder.name, RECORD_NAME, record.id)
         return None
-    return Job(id=record.id, dir=folder, request=record.request, video=record.video, state=record.state,
-               created=record.created, started=record.started, finished=record.finished,
-               windows_done=record.windows_done, windows_total=record.windows_total, error=record.error)
+    return Job(dir=folder, **{name: getattr(record, name) for name in JobRecord.model_fields})
 
 
 def merge_temporal(windows: list[WindowResult]) -> tuple[list[int], list[float]]:

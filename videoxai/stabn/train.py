@@ -284,9 +284,9 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
     """
     if not isinstance(model, STABNVideoModel):
         raise InputError(f"fit needs an ST-ABN model, got {type(model).__name__}")
-    _check_data(model, train, "training")
+    check_data(model, train, "training")
     if val is not None:
-        _check_data(model, val, "validation")
+        check_data(model, val, "validation")
     if targets is not None and targets.values.shape != (len(train), model.num_frames):
         raise InputError(f"temporal targets must be ({len(train)}, {model.num_frames}), "
                          f"got {targets.values.shape}")
@@ -394,9 +394,6 @@ def check_data(model: STABNVideoModel, data: ClipSet, what: str) -> None:
         raise InputError(f"the {what} set's classes are {theirs}; the model's are {ours}")
     if len(data) and (data.labels.min() < 0 or data.labels.max() >= model.num_classes):
         raise InputError(f"the {what} set has labels outside [0, {model.num_classes})")
-
-
-_check_data = check_data
 
 
 def _class_names(names) -> list[str] | None:
