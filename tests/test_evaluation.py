@@ -25,8 +25,8 @@ from videoxai.evaluation import ResultRow, ResultStore, evaluate, summarise, wri
 from videoxai.evaluation.report import confidence_interval
 from videoxai.evaluation.runner import rerun_clips, resolve_metrics
 
-METRICS = "deletion(unit=frame, steps=4),insertion(unit=frame, steps=4),energy,temporal_grounding"
-FEW = "deletion(unit=frame, steps=4),temporal_grounding"
+METRICS = "deletion(unit=frame, n_steps=4),insertion(unit=frame, n_steps=4),energy,temporal_grounding"
+FEW = "deletion(unit=frame, n_steps=4),temporal_grounding"
 TESTS = Path(__file__).resolve().parent
 
 
@@ -135,7 +135,7 @@ def test_the_rerun_budget_limits_only_the_metrics_that_re_run_the_method():
         def key(self, i):
             return f"clip{i}"
 
-    metrics = resolve_metrics("energy,max_sensitivity(samples=2),randomisation(stages=2,seeds=1),"
+    metrics = resolve_metrics("energy,max_sensitivity(n_samples=2),randomisation(stages=2,seeds=1),"
                               "randomisation(stages=null)")
     slow = Selection(["slow"], clips={"slow": 3}, rerun_budget={"slow": 3})
     tasks = list(plan(Keys(), 4, slow, metrics, set()).tasks)
@@ -732,7 +732,7 @@ def test_metrics_share_identical_perturbed_clips_and_keep_their_values(model_dir
     model = vx.load_model(model_dir)
     sample = load_dataset("synthetic:1", num_frames=model.num_frames, labels=model.labels)[0]
     exp = vx.explain(model, sample.clip, "saliency", target=sample.label)
-    specs = ["deletion(unit=frame, steps=4)", "insertion(unit=frame, steps=4)", "faithfulness", "monotonicity"]
+    specs = ["deletion(unit=frame, n_steps=4)", "insertion(unit=frame, n_steps=4)", "faithfulness", "monotonicity"]
 
     def run():
         before = model.passes.forward

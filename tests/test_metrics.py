@@ -103,8 +103,8 @@ def test_perfect_map_matches_closed_form_and_beats_random(unit, opts):
     # perfect map: the evidence goes in the first 1/8 of the units, e(f) = max(0, 1 − 8f), and the
     # kink lies on the step grid, so the trapezoid is exact: AUC = C + S/16 (deletion) and
     # C + S·(1 − 1/16) (insertion, e(f) = min(1, 8f))
-    deletion = build(f"deletion(unit={unit}, baseline=black, steps=32{opts})")
-    insertion = build(f"insertion(unit={unit}, baseline=black, steps=32{opts})")
+    deletion = build(f"deletion(unit={unit}, baseline=black, n_steps=32{opts})")
+    insertion = build(f"insertion(unit={unit}, baseline=black, n_steps=32{opts})")
     perfect = explanation(w)
     assert deletion(model, clip, perfect).value == pytest.approx(C + S / 16, abs=1e-6)
     assert insertion(model, clip, perfect).value == pytest.approx(C + S * 15 / 16, abs=1e-6)
@@ -131,8 +131,8 @@ def test_superpixel_units_follow_the_image_and_rank_perfect_first():
 def test_insertion_morf_equals_deletion_lerf_with_ties_and_batches():
     model, clip, w = region_case()
     exp = explanation(np.round(np.random.default_rng(2).random(w.shape), 1))   # many ties
-    ins = build("insertion(unit=pixel, steps=16, batch_size=3)")(model, clip, exp)
-    dele = build("deletion(unit=pixel, steps=16, order=lerf, batch_size=64)")(model, clip, exp)
+    ins = build("insertion(unit=pixel, n_steps=16, batch_size=3)")(model, clip, exp)
+    dele = build("deletion(unit=pixel, n_steps=16, order=lerf, batch_size=64)")(model, clip, exp)
     np.testing.assert_allclose(ins.curve, dele.curve[::-1], atol=1e-6)
     assert ins.value == pytest.approx(dele.value, abs=1e-6)
 
@@ -356,10 +356,10 @@ def test_spec_grammar_round_trip_and_canonical_keys():
         ("insertion", {"unit": "frame", "steps": "64", "baseline": "blur"})
     assert parse_spec("monotonicity(shares=[0.1, 0.5])") == ("monotonicity", {"shares": "[0.1, 0.5]"})
     assert build("monotonicity(shares=[0.1, 0.5])").options["shares"] == [0.1, 0.5]
-    assert build("insertion(steps=64)").options["steps"] == 64
+    assert build("insertion(n_steps=64)").options["n_steps"] == 64
     assert format_spec("x", {"b": 2, "a": "blur"}) == "x(a=blur, b=2)"
     # defaults are left out of the key, so equivalent specs share one
-    assert build("deletion(unit=patch, steps=64)").spec == "deletion(steps=64)"
+    assert build("deletion(unit=patch, n_steps=64)").spec == "deletion(n_steps=64)"
     assert build("deletion").spec == "deletion"
     for spec in ("deletion(unit=frame, order=lerf)", "monotonicity(shares=[0.2, 0.4])", "iou(share=0.1)"):
         assert build(build(spec).spec).spec == build(spec).spec
@@ -369,8 +369,8 @@ def test_spec_grammar_round_trip_and_canonical_keys():
     ("nope", "unknown metric 'nope'"),
     ("deletion(units=frame)", "metric 'deletion': no option 'units'"),
     ("deletion(unit=voxel)", "metric 'deletion': option unit must be one of pixel, patch, superpixel, frame, got 'voxel'"),
-    ("deletion(steps=0)", "metric 'deletion': option steps must be an integer ≥ 1, got '0'"),
-    ("deletion(steps=1e400)", "option steps must be an integer ≥ 1"),
+    ("deletion(n_steps=0)", "metric 'deletion': option n_steps must be an integer ≥ 1, got '0'"),
+    ("deletion(n_steps=1e400)", "option n_steps must be an integer ≥ 1"),
     ("insertion(order=random)", "option order must be one of morf, lerf"),
     ("deletion(baseline=purple)", "unknown baseline"),
     ("faithfulness(share=1.5)", r"option share must be a number in \[0, 1\], got '1.5'"),

@@ -132,7 +132,7 @@ def test_robustness_known_answers():
     assert len(sens.details["per_sample"]) == 5 and not build("max_sensitivity").higher_is_better
     # a method whose map does not depend on the clip (saliency of a linear model): exactly 0
     sal = vx.explain(model, vx.Clip.from_array(clip[0].permute(0, 2, 3, 1).numpy()), "saliency")
-    assert build("max_sensitivity(samples=2)")(model, clip, sal).value == pytest.approx(0.0, abs=1e-6)
+    assert build("max_sensitivity(n_samples=2)")(model, clip, sal).value == pytest.approx(0.0, abs=1e-6)
     # seeded: the same value twice, another seed another value
     again = build(f"max_sensitivity(radius={r})")(model, clip, exp, explain_fn=red_channel)
     other = build(f"max_sensitivity(radius={r}, seed=1)")(model, clip, exp, explain_fn=red_channel)
@@ -211,7 +211,7 @@ def test_road_deletion_beats_random_on_the_analytic_model():
     frames = np.full((2, 8, 8, 3), 0.1, np.float32)
     frames[:, 2:5, 2:5] = 0.9
     model, clip = analytic(w), vx.Clip.from_array(frames)
-    metric = build("deletion(unit=pixel, baseline=road, steps=8)")
+    metric = build("deletion(unit=pixel, baseline=road, n_steps=8)")
     perfect = metric(model, clip, explanation(w))
     random = metric(model, clip, explanation(np.random.default_rng(0).random(w.shape)))
     assert perfect.value < random.value - 0.1

@@ -24,6 +24,12 @@ def cnn():
     return vx.load_model("demo-cnn")
 
 
+@pytest.fixture(scope="module")
+def tiny_clip():
+    import numpy as np
+    return vx.Clip.from_array(np.random.default_rng(0).random((8, 32, 32, 3), dtype="float32"))
+
+
 @pytest.mark.parametrize("text, value", [
     ("true", True), ("False", False), ("yes", True), ("no", False), ("1", True), ("0", False),
     (True, True), (0, False),
@@ -75,8 +81,37 @@ def test_the_issue_message_form(cnn):
     assert isinstance(e.value, InputError)  # the CLI's exit 2, the service's 4xx
     with pytest.raises(OptionError, match="^method 'rise': no option 'n_sample'; its options are: n_samples, "):
         get("rise")(cnn, n_sample=5)
-    with pytest.raises(OptionError, match="^metric 'deletion': option steps must be an integer ≥ 1, got 0$"):
+    with pytest.raises(OptionError, match="^metric 'deletion': option n_steps must be an integer ≥ 1, got 0$"):
+        build("deletion", n_steps=0)
+
+
+def test_an_alias_is_the_same_option_under_its_own_name(cnn, tiny_clip):
+    # IG's quadrature rule had Captum's name, `method`, which vx.explain's own `method` hid: it is
+    # `quadrature` now; `method` is still read where it cannot clash (a spec, the class's call)
+    ig = get("integrated_gradients")
+    assert ig(cnn, method="riemann_left").options["quadrature"] == "riemann_left"
+    assert ig.spec_for({"method": "riemann_left"}) == ig.spec_for({"quadrature": "riemann_left"}) \
+        == "integrated_gradients(quadrature=riemann_left)"
+    # metrics took `steps` / `samples` where methods take `n_steps` / `n_samples`
+    assert build("deletion(steps=8)").spec == build("deletion(n_steps=8)").spec == "deletion(n_steps=8)"
+    assert build("max_sensitivity", samples=2).options["n_samples"] == 2
+    with pytest.raises(OptionError, match=r"^metric 'deletion': option n_steps \(given as steps\) must be an "
+                                          r"integer ≥ 1, got 0$"):
         build("deletion", steps=0)
+    with pytest.raises(OptionError, match=r"^metric 'deletion': option n_steps given twice \(as n_steps and steps\)$"):
+        build("deletion(n_steps=8, steps=4)")
+    with pytest.raises(OptionError, match="given twice"):
+        ig(cnn, 8, "gausslegendre", method="riemann_left")  # positionally and by its alias
+    # vx.explain: the spec's alias and the argument are one option given twice
+    with pytest.raises(InputError, match="option quadrature given both in the spec and as an argument"):
+        vx.explain(cnn, tiny_clip, "integrated_gradients(method=riemann_left)", quadrature="riemann_right")
+    exp = vx.explain(cnn, tiny_clip, "integrated_gradients", quadrature="riemann_trapezoid", n_steps=2)
+    assert exp.options["quadrature"] == "riemann_trapezoid"
+    assert exp.meta["spec"].startswith("integrated_gradients(")
+    assert "quadrature=riemann_trapezoid" in exp.meta["spec"]
+    # listed with the option, for `videoxai methods` and the service's info
+    o = ig.declared_options()["quadrature"]
+    assert o.to_dict()["aliases"] == ["method"] and "also read as method" in o.line()
 
 
 def test_library_strings_are_parsed_like_the_cli(cnn):
@@ -161,7 +196,8 @@ def test_a_results_file_written_before_canonical_specs_is_migrated_on_open(tmp_p
         keys = {(r.method, r.metric) for r in rows}
         assert {m for m, _ in keys} == {"occlusion(batch_size=64, window=[4, 4, 4])",
                                        "occlusion(window=[4, 4, 4])", "gradcam"}
-        assert {m for _, m in keys} == {"sparseness", "pointing_game(tolerance=0.0)", "deletion(steps=4, unit=frame)"}
+        # `steps` has since become `n_steps` (the old name an alias): the key follows the option
+        assert {m for _, m in keys} == {"sparseness", "pointing_game(tolerance=0.0)", "deletion(n_steps=4, unit=frame)"}
         assert len(rows) == 2 * 3 * 3  # gradcam(per_frame_weights=false) was gradcam: merged, not doubled
         assert set(store.metric_info()) == {m for _, m in keys}
         assert {e.method for e in store.explanations()} == {m for m, _ in keys}
@@ -183,8 +219,8 @@ def small_clip():
     ("shap_temporal", {"baseline": "purple"}, "method 'shap_temporal': unknown baseline 'purple'"),
     ("integrated_gradients", {"baseline": "purple"}, "method 'integrated_gradients': unknown baseline 'purple'"),
     # ranges that depend on another option or on the clip (was an InputError, some without the method)
-    ("integrated_gradients(method=riemann_left)", {"n_steps": 1},
-     "method 'integrated_gradients': option n_steps must be an integer ≥ 2 with method=riemann_left, got 1"),
+    ("integrated_gradients(quadrature=riemann_left)", {"n_steps": 1},
+     "method 'integrated_gradients': option n_steps must be an integer ≥ 2 with quadrature=riemann_left, got 1"),
     ("rise", {"cells": [100, 7, 7], "n_samples": 2},
      "method 'rise': option cells: the mask grid spans 100 frames but the clip has only 8 frames on the model's "
      "grid (8 x 64 x 64); choose a smaller mask grid, at most 8 x 64 x 64"),

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = "staa,random,saliency"
-METRICS = "deletion(unit=frame, steps=4),temporal_grounding"
+METRICS = "deletion(unit=frame, n_steps=4),temporal_grounding"
 CLIPS = 4
 
 

@@ -149,8 +149,11 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
     if not isinstance(model, VideoModel):
         raise InputError(f"vx.explain needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
     if isinstance(method, str) and "(" in method:
-        in_spec = set(parse_spec(method)[1])  # the options the spec gives (the parsed ones hold defaults too)
+        text = parse_spec(method)[1]  # the options the spec gives (the parsed ones hold defaults too)
         method, spec_options, own, given = _split_spec(method)
+        cls = get_method(method)
+        # an option given under an alias (IG's Captum name ``method``) is the same option
+        in_spec, options = set(cls.canonical_names(text)), cls.canonical_names(options)
         spec_own = {k: own[k] for k in given}
         both = sorted((in_spec - given) & set(options))
         if both:

@@ -43,7 +43,7 @@ from typing import Annotated, Any, Callable, ClassVar, Literal, Union, get_args,
 from .errors import InputError, VideoXAIError
 
 __all__ = ["Opt", "Option", "OptionError", "Configurable", "declared_options", "parse_value",
-           "parse_options", "parse_spec", "format_spec", "split_top_level", "parse_assignments",
+           "parse_options", "canonical_names", "parse_spec", "format_spec", "split_top_level", "parse_assignments",
            "triple", "as_list"]
 
 
@@ -60,6 +60,9 @@ class Opt:
         ge, gt, le, lt: bounds of a number (of every number in a list).
         normalise: applied to the parsed value, to make equivalent values equal (``4`` and
             ``[4, 4, 4]`` for a box size); the canonical spec stores its result.
+        aliases: other names the option is read under (a former name, a peer library's name);
+            values given under one are stored under the option's own name, so
+            ``deletion(steps=64)`` and ``deletion(n_steps=64)`` are one spec.
     """
 
     help: str = ""
@@ -68,6 +71,7 @@ class Opt:
     le: float | None = None
     lt: float | None = None
     normalise: Callable[[Any], Any] | None = None
+    aliases: tuple[str, ...] = ()
 
     def range_text(self) -> str:
         def g(v):  # an int bound as it is: 2**64 - 1 is not 1.84467e+19
@@ -302,25 +306,36 @@ class Option:
     def describe(self) -> str:
         return describe(self.type, self.opt)
 
-    def parse(self, value, owner: str):
-        """``value`` (text, JSON or Python) as this option's type, checked and normalised."""
+    def parse(self, value, owner: str, given_as: str | None = None):
+        """``value`` (text, JSON or Python) as this option's type, checked and normalised.
+
+        ``given_as``: the alias the user wrote, named in the error beside the option's name.
+        """
         try:
             out = _coerce(value, self.type, self.opt)
         except _Mismatch:
-            raise OptionError(f"{owner}: option {self.name} must be {self.describe()}, got {value!r}") from None
+            name = self.name if given_as in (None, self.name) else f"{self.name} (given as {given_as})"
+            raise OptionError(f"{owner}: option {name} must be {self.describe()}, got {value!r}") from None
         return self.opt.normalise(out) if self.opt.normalise is not None else out
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return self.opt.aliases
 
     def line(self) -> str:
         """``n_samples=1000 (an integer ≥ 1): random masks`` for option listings."""
         head = self.name if self.required else f"{self.name}={format_value(self.default)}"
         short = re.split(r"(?<=[a-z0-9)])\. ", self.help)[0].rstrip(".")
-        return f"{head} ({self.describe()})" + (f": {short}" if short else "")
+        also = f"; also read as {', '.join(self.aliases)}" if self.aliases else ""
+        return f"{head} ({self.describe()}{also})" + (f": {short}" if short else "")
 
     def to_dict(self) -> dict:
         """JSON-friendly description (for ``/api/info`` and ``videoxai methods``)."""
         d = {"name": self.name, "type": self.describe(), "help": self.help}
         if not self.required:
             d["default"] = _jsonable(self.default)
+        if self.aliases:
+            d["aliases"] = list(self.aliases)
         return d
 
 
@@ -394,14 +409,39 @@ def parse_value(value, tp, owner: str, name: str, opt: Opt = _PLAIN):
     return Option(name, tp, opt=opt).parse(value, owner)
 
 
+def canonical_names(declared: dict[str, Option], given: dict, owner: str) -> dict:
+    """``given`` with each option under its own name, not an alias (:attr:`Opt.aliases`).
+
+    An option given under two of its names is an :class:`OptionError`: which value was meant is
+    not for the parser to guess.
+    """
+    return _renamed(declared, given, owner)[0]
+
+
+def _renamed(declared: dict[str, Option], given: dict, owner: str) -> tuple[dict, dict[str, str]]:
+    """:func:`canonical_names`, and the name each option was given as."""
+    alias_of = {a: o.name for o in declared.values() for a in o.aliases if a not in declared}
+    out: dict = {}
+    given_as: dict[str, str] = {}
+    for k, v in given.items():
+        name = alias_of.get(k, k)
+        if name in out:
+            raise OptionError(f"{owner}: option {name} given twice (as {given_as[name]} and {k})")
+        out[name], given_as[name] = v, k
+    return out, given_as
+
+
 def parse_options(declared: dict[str, Option], given: dict, owner: str, *, defaults: bool = True,
                   extra: bool = False) -> dict:
     """Check and type ``given`` against ``declared``.
+
+    Options given under an alias come back under their own names (:func:`canonical_names`).
 
     Args:
         defaults: also return the options that were not given, with their (parsed) defaults.
         extra: accept undeclared names (a ``**kwargs`` plug-in), their values read loosely.
     """
+    given, given_as = _renamed(declared, given, owner)
     unknown = [k for k in given if k not in declared]
     if unknown and not extra:
         raise OptionError(f"{owner}: no option {', '.join(map(repr, unknown))}; its options are: "
@@ -409,7 +449,7 @@ def parse_options(declared: dict[str, Option], given: dict, owner: str, *, defau
     out = {}
     for name, o in declared.items():
         if name in given:
-            out[name] = o.parse(given[name], owner)
+            out[name] = o.parse(given[name], owner, given_as[name])
         elif o.required:
             raise OptionError(f"{owner}: option {name} is required ({o.describe()})")
         elif defaults:
@@ -456,7 +496,7 @@ class Configurable:
                 raise OptionError(f"{me._owner()}: takes {len(declared)} options, got {len(rest)} "
                                   "positional values; name them (KEY=VALUE)")
             given = dict(zip(declared, rest))
-            for k in kwargs:
+            for k in canonical_names(declared, kwargs, me._owner()):
                 if k in given:
                     raise OptionError(f"{me._owner()}: option {k} given twice")
             missing = [a for a in me.arguments[len(lead):] if a not in kwargs]
@@ -515,6 +555,11 @@ class Configurable:
         """``given`` (text, JSON or Python values) checked and typed, without constructing."""
         return parse_options(cls.declared_options(), given, cls._owner(), defaults=defaults,
                              extra=cls._takes_extra())
+
+    @classmethod
+    def canonical_names(cls, given: dict) -> dict:
+        """``given`` with aliases replaced by the options' own names (:func:`canonical_names`)."""
+        return canonical_names(cls.declared_options(), given, cls._owner())
 
     @classmethod
     def canonical_options(cls, given: dict) -> dict:

@@ -90,7 +90,11 @@ def options(cls: type) -> list[OptionInfo]:
     default, and the help line (``Opt(help=…)`` or the docstring's ``Args:`` entry)."""
     from ..options import format_value
 
-    return [OptionInfo(o.name, o.describe(), "" if o.required else format_value(o.default), plain(o.help))
+    def help_of(o) -> str:
+        also = f" (also read as {', '.join(o.aliases)})" if o.aliases else ""
+        return plain(o.help) + also
+
+    return [OptionInfo(o.name, o.describe(), "" if o.required else format_value(o.default), help_of(o))
             for o in cls.declared_options().values()]
 
 

@@ -80,16 +80,18 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
             raise InputError(f"-O {scope}.…: {scope!r} is not one of the methods ({', '.join(dict.fromkeys(names))})")
     out = {}
     for spec, (name, in_spec) in parsed.items():
+        cls = get_method(name)
         given = {**unscoped, **scoped.get(name, {})}
-        declared = get_method(name).declared_options()
+        declared = cls.declared_options()
+        aliases = {a for o in declared.values() for a in o.aliases}
         for key in unscoped:
-            if key not in declared and len(specs) > 1:
+            if key not in declared and key not in aliases and len(specs) > 1:
                 raise InputError(f"-O {key}=…: method {name!r} has no option {key}; give it to the methods "
                                  f"that have it as -O METHOD.{key}=VALUE")
-        both = sorted(set(in_spec) & set(given))
+        both = sorted(set(cls.canonical_names(in_spec)) & set(cls.canonical_names(given)))
         if both:
             raise InputError(f"method {name!r}: option {both[0]} given both in --method {spec!r} and with -O")
-        get_method(name).parse_options(given)
+        cls.parse_options(given)
         out[spec] = given
     return specs, out, working_size
 

@@ -6,7 +6,7 @@ clip ``x``. It is complete: the attributions sum to ``y(x) − y(x')`` up to the
 (``return_convergence_delta=True`` reports that error per clip).
 
 The integral is a quadrature over ``n_steps`` points with the rules and the arithmetic of Captum's
-``IntegratedGradients`` (default ``"gausslegendre"``), so with the same ``n_steps``, ``method`` and
+``IntegratedGradients`` (default ``"gausslegendre"``), so with the same ``n_steps``, ``quadrature`` (Captum's ``method``) and
 baseline the signed attributions equal Captum's. Steps are evaluated ``internal_batch_size``
 clips per forward pass (Captum's meaning: a batch of B clips runs ``internal_batch_size // B``
 steps at a time, at least one), the knob that keeps a video model within memory.
@@ -89,10 +89,10 @@ class IntegratedGradients(InputGradientMethod):
     Args:
         n_steps: quadrature points on the path (forward + backward passes per clip); at least
             2 for the Riemann rules.
-        method: quadrature rule (:data:`QUADRATURES`): ``"gausslegendre"`` (Captum's default) or
+        quadrature: the rule (:data:`QUADRATURES`): ``"gausslegendre"`` (Captum's default) or
             ``"riemann_left"``, ``"riemann_right"``, ``"riemann_middle"``, ``"riemann_trapezoid"``.
-            (``vx.explain`` takes its own ``method``: give this one in the spec,
-            ``"integrated_gradients(method=riemann_left)"``.)
+            Captum's name for it, ``method``, is an alias (read in a spec or the class's own call;
+            ``vx.explain``'s ``method`` is the method's name).
         baseline: the path's start: a :mod:`~videoxai.core.baselines` name (``"black"``,
             Captum's zeros; ``"blur"``, ``"mean"``, ``"mean_colour"``, ``"freeze"``, ``"fade"``),
             a callable ``(B, T, 3, H, W) → same`` or a tensor that broadcasts to the pixels.
@@ -106,17 +106,17 @@ class IntegratedGradients(InputGradientMethod):
     name = "integrated_gradients"
     paper = 'Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017'
 
-    def __init__(self, model, n_steps: Annotated[int, Opt(ge=1, le=MAX_STEPS)] = 50, method: Quadrature = "gausslegendre",
+    def __init__(self, model, n_steps: Annotated[int, Opt(ge=1, le=MAX_STEPS)] = 50, quadrature: Annotated[Quadrature, Opt(aliases=("method",))] = "gausslegendre",
                  baseline: BaselineOption = "black", internal_batch_size: Annotated[int, Opt(ge=1)] = 4,
                  channel_reduce: ChannelReduce = "abs", return_convergence_delta: bool = False) -> None:
         super().__init__(model, channel_reduce)
         check_baseline(self._owner(), baseline)  # unknown names fail now, with the list of names
-        if method.startswith("riemann") and n_steps < 2:
-            raise OptionError(f"{self._owner()}: option n_steps must be an integer ≥ 2 with method={method}, "
+        if quadrature.startswith("riemann") and n_steps < 2:
+            raise OptionError(f"{self._owner()}: option n_steps must be an integer ≥ 2 with quadrature={quadrature}, "
                               f"got {n_steps}")
         self.n_steps = int(n_steps)
-        self.method = method
-        self.alphas, self.weights = QUADRATURES[method](self.n_steps)
+        self.quadrature = quadrature
+        self.alphas, self.weights = QUADRATURES[quadrature](self.n_steps)
         self.baseline = baseline
         self.internal_batch_size = int(internal_batch_size)
         self.return_convergence_delta = bool(return_convergence_delta)

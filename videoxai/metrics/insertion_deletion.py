@@ -2,7 +2,7 @@
 reference code runs it; research/perturbation.md §4).
 
 Units (pixels, patches, superpixels or frames, see :mod:`videoxai.metrics.units`) are ranked by
-the explanation and switched in ``n = min(steps, U)`` equal steps; after step ``s`` the first
+the explanation and switched in ``n = min(n_steps, U)`` equal steps; after step ``s`` the first
 ``round(s·U/n)`` units of the order are switched:
 
 * **deletion** starts from the clip and replaces switched units by the baseline;
@@ -54,7 +54,7 @@ class _CausalCurve(UnitMetric):
         order: ``"morf"`` (most relevant first; lower AUC is better) or ``"lerf"`` (higher is better).
         baseline: what a removed unit becomes: ``"fade"`` (grey 0.5), ``"mean_colour"``,
             ``"blur"``, ``"mean"`` (mean frame), ``"black"``, ``"freeze"`` or ``"road"``.
-        steps: points of the curve after its start: ``min(steps, units)`` equal steps.
+        n_steps: points of the curve after its start: ``min(n_steps, units)`` equal steps.
         grid: patch lattice per frame (``unit="patch"``).
         segments: SLIC supervoxels per clip (``unit="superpixel"``).
         batch_size: perturbed clips per forward pass.
@@ -66,13 +66,13 @@ class _CausalCurve(UnitMetric):
     deletes: ClassVar[bool]
 
     def __init__(self, *, unit: Unit = "patch", order: Literal["morf", "lerf"] = "morf", baseline: str = "fade",
-                 steps: Annotated[int, Opt(ge=1)] = 32, grid: Grid = 16, segments: Segments = 256,
+                 n_steps: Annotated[int, Opt(ge=1, aliases=("steps",))] = 32, grid: Grid = 16, segments: Segments = 256,
                  batch_size: BatchSize = 16, seed: Seed = 0) -> None:
         check_baseline(self._owner(), baseline, extra=(ROAD,))
         # ROAD depends on which pixels are removed at each step: it is an imputer, not a clip
         self.imputer = NoisyLinearImputer() if baseline == ROAD else None
         self.baseline = None if self.imputer else baselines.get(baseline)
-        self.order, self.steps = order, steps
+        self.order, self.n_steps = order, n_steps
         self._units(unit, grid, segments, batch_size, seed)
 
     @property
@@ -91,7 +91,7 @@ class _CausalCurve(UnitMetric):
         """Target probabilities ``(n + 1,)`` along the curve, and the number of units."""
         clip = x[0]                                                            # (T, 3, H, W)
         place, count = self.unit_order(model, clip, explanation, self.order == "morf")
-        n = min(self.steps, count)
+        n = min(self.n_steps, count)
         switched = torch.round(torch.arange(n + 1, dtype=torch.float64) * count / n).long()
         if self.imputer is None:
             base = self.baseline(x)[0]

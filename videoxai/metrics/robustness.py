@@ -1,6 +1,6 @@
 """Robustness: does the map stay put when the clip changes imperceptibly?
 
-The clip ``x`` gets ``samples`` seeded noise draws ``δ`` (clamped so pixels stay in [0, 1]); the
+The clip ``x`` gets ``n_samples`` seeded noise draws ``δ`` (clamped so pixels stay in [0, 1]); the
 method is re-run on each noisy clip ``x'`` with the same target, and the worst case is reported:
 
 * **max_sensitivity** (Yeh et al. 2019, Quantus' ``MaxSensitivity``): uniform noise in
@@ -11,7 +11,7 @@ method is re-run on each noisy clip ``x'`` with the same target, and the worst c
 Both are **lower is better**, and both are blind to whether the map is right: a map that ignores
 the clip (the ``random`` reference of an evaluation is seeded by the clip's name) scores 0. Maps
 are compared as the method returns them (``spatial``, in [0, 1]), over the voxels the model sees.
-Each sample re-runs the method once: the cost is ``samples`` explanations.
+Each sample re-runs the method once: the cost is ``n_samples`` explanations.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ class _Robustness(Metric):
     _higher_is_better = False
     noise: ClassVar[str]
 
-    def __init__(self, *, samples: Annotated[int, Opt(ge=1)] = 5,
+    def __init__(self, *, n_samples: Annotated[int, Opt(ge=1, aliases=("samples",))] = 5,
                  radius: Annotated[float, Opt(gt=0, le=1)] = 0.02, seed: NoiseSeed = 0) -> None:
-        self.samples, self.radius, self.seed = samples, radius, seed
+        self.n_samples, self.radius, self.seed = n_samples, radius, seed
 
     @property
     def reruns_per_clip(self) -> int:
-        return self.samples
+        return self.n_samples
 
     def perturb(self, x: torch.Tensor, i: int) -> torch.Tensor:
         """Noisy copy ``i`` of the clip ``(1, T, 3, H, W)``, in [0, 1]."""
@@ -66,7 +66,7 @@ class _Robustness(Metric):
         visible = view_mask(model, t, h, w).numpy()
         e0 = explanation.spatial[visible].astype(np.float64)
         ratios = []
-        for i in range(self.samples):
+        for i in range(self.n_samples):
             xi = self.perturb(x, i)
             ei = run(model, target=target, clip=xi).spatial[visible].astype(np.float64)
             ratios.append(self.ratio(e0, ei, x, xi))
@@ -83,7 +83,7 @@ class MaxSensitivity(_Robustness):
     ``[−radius, radius]`` (lower is better).
 
     Options:
-        samples: noisy copies (each re-runs the method).
+        n_samples: noisy copies (each re-runs the method).
         radius: the noise's bound, in pixel values (pixels are in [0, 1]; 0.02 ≈ 5 grey levels
             of 255), in (0, 1].
         seed: the noise's seed.
@@ -103,7 +103,7 @@ class LocalLipschitz(_Robustness):
     (lower is better).
 
     Options:
-        samples: noisy copies (each re-runs the method).
+        n_samples: noisy copies (each re-runs the method).
         radius: the noise's standard deviation, in pixel values (pixels are in [0, 1]), in (0, 1].
         seed: the noise's seed.
     """
