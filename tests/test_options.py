@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 import pytest
 
 import videoxai as vx
@@ -260,6 +261,15 @@ def test_attention_methods_share_one_layers_option(small_clip):
         # one vocabulary: "all" is every layer for each of them, and -1 the last
         assert get(name)(demo, layers="all").layers == [0, 1, 2, 3]
         assert get(name)(demo, layers=[-1]).layers == [3]
+        # a layer listed twice would weigh double in STAA's mean and be applied twice in a rollout
+        with pytest.raises(OptionError, match=re.escape(
+                f"method '{name}': option layers: layers [3, -1] name layer 3 twice (as 3 and -1)")):
+            get(name)(demo, layers=[3, -1])
+        # rollout and relevance multiply the layers bottom-up: the listed order does not matter
+        assert get(name)(demo, layers=[3, 1]).layers == [1, 3]
+    for name in ("rollout", "attention_relevance", "staa"):
+        a, b = (vx.explain(demo, small_clip, name, layers=order) for order in ([3, 1], [1, 3]))
+        np.testing.assert_array_equal(a.spatial, b.spatial)
     # where every layer is the default, "all" is that default: one canonical spec
     assert get("rollout").spec_for({"layers": "all"}) == "rollout"
     assert get("attention_relevance")(demo, layers="all").spec == "attention_relevance"

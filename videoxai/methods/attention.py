@@ -39,7 +39,7 @@ class AttentionMethod(Method):
     requires = ("attention", "token_grid")
 
     def attention_layers(self, layers: int | list[int] | str | None) -> list[int]:
-        """The layer indices (ascending for a count, as listed otherwise) of a ``layers`` value:
+        """The layer indices (ascending, each once) of a ``layers`` value:
         ``None`` or ``"all"`` every layer, ``k`` the last k, a list those indices."""
         sites = self.model.attention
         n = sites.num_layers

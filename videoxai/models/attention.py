@@ -69,21 +69,28 @@ class AttentionSites:
         return tuple(self.layers[0].keys())
 
     def resolve_layers(self, layers: int | Iterable[int]) -> list[int]:
-        """``k`` → the last k layers; a list → those indices (negative allowed)."""
+        """``k`` → the last k layers; a list → those indices (negative allowed), in the order
+        the model runs them (ascending) whatever order they were listed in."""
         n = self.num_layers
         if isinstance(layers, int):
             if not 1 <= layers <= n:
                 raise UnsupportedModelError(f"asked for the last {layers} layers of a {n}-layer model")
             return list(range(n - layers, n))
-        out = []
+        layers = list(layers)
+        out: dict[int, int] = {}
         for i in layers:
             if not -n <= i < n:
                 raise UnsupportedModelError(f"layer {i} out of range for a {n}-layer model")
-            out.append(i % n)
+            if i % n in out:
+                # read twice, a layer would weigh double in a mean and be applied twice in a rollout
+                raise InputError(f"layers {layers} name layer {i % n} twice (as {out[i % n]} and {i}) "
+                                 f"in a {n}-layer model")
+            out[i % n] = i
         if not out:
             # no layer read: every method would return an all-zero map
             raise InputError(f"layers is an empty list; give layer indices (0 … {n - 1}) or a count")
-        return out
+        # rollout and relevance propagation multiply the layers' maps in the model's order
+        return sorted(out)
 
 
 @dataclass
