@@ -278,6 +278,24 @@ def test_occlusion_recovers_the_box(box_case):
     assert exp.cost.forward_passes == n + 1 + 1             # windows + reference + clean logits
 
 
+@pytest.mark.parametrize("method, options", [("occlusion", {"window": (1, 4, 4), "strides": (1, 4, 4)}),
+                                             ("rise", {"n_samples": 16}), ("lime", {"n_samples": 16}),
+                                             ("shap_temporal", {"n_segments": 4})])
+def test_a_baseline_given_as_a_function_is_used_as_captum_takes_one(box_case, method, options):
+    # a function of the pixels (as IG and Captum take one) was refused: "must be a string"
+    model, clip, _ = box_case
+    named = vx.explain(model, clip, method, target=0, baseline="black", **options)
+    zeros = vx.explain(model, clip, method, target=0, baseline=torch.zeros_like, **options)
+    np.testing.assert_array_equal(zeros.spatial, named.spatial)
+    assert zeros.meta["spec"] is None  # a function is no text: no spec to store or replay
+    np.testing.assert_array_equal(zeros.temporal, named.temporal)
+    grey = vx.explain(model, clip, method, target=0, baseline=lambda x: torch.full_like(x, 0.5), **options)
+    assert not (np.array_equal(grey.spatial, named.spatial) and np.array_equal(grey.temporal, named.temporal))
+    with pytest.raises(InputError, match=rf"^method '{method}': baseline returned \(1, 8, 3\), expected a tensor "
+                                         r"of shape \(1, 8, 3, 32, 32\)"):
+        vx.explain(model, clip, method, target=0, baseline=lambda x: x[..., 0, 0], **options)
+
+
 def test_occlusion_maps_back_through_the_crop_box():
     """A wide video and a centre-cropping model: the map lands where the model looked."""
     model = wrap(BoxEvidence(BOX, WINDOW), shortest_edge=S)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Annotated, Callable, ClassVar, Iterable, Iterator, Literal, Sequence
+from typing import Annotated, Callable, ClassVar, Iterable, Iterator, Literal, Sequence, Union
 
 import torch
 
@@ -33,8 +33,9 @@ BatchSize = Annotated[int, Opt(ge=1, help="perturbed clips per forward pass (mem
 SEED_RANGE = Opt(ge=0, le=2 ** 64 - 1, help="seeds the random draws: same seed, same map")
 Seed = Annotated[int, SEED_RANGE]
 Output = Literal["probability", "logit"]
-#: a :mod:`~videoxai.core.baselines` name, checked by :func:`check_baseline`
-BaselineName = str
+#: a :mod:`~videoxai.core.baselines` name, checked by :func:`check_baseline`, or (from Python,
+#: as Captum takes a baseline) a function ``(B, T, 3, H, W) → same`` of the clip's pixels
+BaselineName = Union[str, Callable[[torch.Tensor], torch.Tensor]]
 
 
 def check_baseline(owner: str, value, extra: Sequence[str] = ()) -> None:

@@ -97,7 +97,8 @@ class LIME(PerturbationMethod):
             :func:`~videoxai.methods.segments.superpixels`). 0 is the former behaviour.
         kernel_width: width of the exponential kernel on the cosine distance (LIME's 0.25).
         alpha: ridge penalty (scikit-learn's and LIME's default 1).
-        baseline: what replaces an absent superpixel (a :mod:`~videoxai.core.baselines` name).
+        baseline: what replaces an absent superpixel (a :mod:`~videoxai.core.baselines` name,
+            or a function ``(B, T, 3, H, W) → same``).
         output: ``"probability"`` or ``"logit"`` of the target.
         batch_size: perturbed clips per forward pass.
         seed: seeds the samples.

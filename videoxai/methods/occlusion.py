@@ -38,7 +38,8 @@ class Occlusion(PerturbationMethod):
             ``None`` → ``(max(1, T/4), h/4, w/4)``, a box of 1/64 of the clip.
         strides: ``(frames, rows, cols)`` the box moves by, same units (one integer: all
             three); ``None`` → half the window (at least 1).
-        baseline: what the box shows (a :mod:`~videoxai.core.baselines` name); ``"blur"``
+        baseline: what the box shows (a :mod:`~videoxai.core.baselines` name, or a function
+            ``(B, T, 3, H, W) → same``); ``"blur"``
             by default (on 12 validation clips of the synthetic benchmark with the bundled 3D
             CNN, top frame in the window / peak on the object: blur 0.83 / 0.22, black
             0.67 / 0.25, mean 0.75 / 0.12, fade 0.75 / 0.09).

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from ..core import baselines
 from ..models.base import VideoModel
 from ..models.forward_cache import forward_batched
+from ..errors import InputError
 from ..options import OptionError
 from .base import Attribution, Method, Output, Target, check_baseline
 
@@ -203,7 +204,13 @@ class PerturbationMethod(Method):
 
     def baseline(self, canvas: Canvas) -> torch.Tensor:
         """The pixel-space baseline clip ``(1, T, 3, H', W')`` of ``canvas``."""
-        return baselines.get(self.baseline_name)(canvas.pixels)
+        out = baselines.get(self.baseline_name)(canvas.pixels)
+        if not isinstance(out, torch.Tensor) or out.shape != canvas.pixels.shape:
+            # a user's function: said here, not as a broadcasting error deep in a batch
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise InputError(f"{self._owner()}: baseline returned {got}, expected a tensor of shape "
+                             f"{tuple(canvas.pixels.shape)} (the clip's pixels)")
+        return out.to(canvas.pixels.dtype)
 
     def read(self, logits: torch.Tensor, target: int) -> torch.Tensor:
         """The scalar each perturbed clip is scored by: ``(n,)`` probability or logit of ``target``."""

@@ -63,7 +63,8 @@ class RISE(PerturbationMethod):
         cells: ``(frames, rows, cols)`` of the random grid; ``None`` → ``(max(1, T/2), 7, 7)``.
             More cells than frames (or grid pixels) is an error.
         p_keep: probability that a cell is kept (RISE's 0.5).
-        baseline: what masked pixels show (a :mod:`~videoxai.core.baselines` name); black,
+        baseline: what masked pixels show (a :mod:`~videoxai.core.baselines` name, or a function
+            ``(B, T, 3, H, W) → same``); black,
             as in RISE (on 12 validation clips of the synthetic benchmark with the bundled 3D
             CNN, top frame in the window / peak on the object: black 0.83 / 0.84, blur
             0.83 / 0.78, mean 0.75 / 0.88).

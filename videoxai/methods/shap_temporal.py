@@ -83,7 +83,8 @@ class TemporalSHAP(PerturbationMethod):
         n_segments: number of players (contiguous frame segments); ``None`` → ``min(8, T)``
             (the STAA paper's 8 segments). More segments than frames is an error.
         baseline: what replaces an absent segment (a :mod:`~videoxai.core.baselines` name:
-            ``"mean"``, ``"blur"``, ``"freeze"``, ``"black"``, ``"fade"``, ``"mean_colour"``). ``"mean"`` by
+            ``"mean"``, ``"blur"``, ``"freeze"``, ``"black"``, ``"fade"``, ``"mean_colour"``; or a
+            function ``(B, T, 3, H, W) → same``). ``"mean"`` by
             default: on 12 validation clips of the synthetic benchmark with the bundled 3D CNN
             the top frame fell in the evidence window for 0.92 of them (blur 0.83, freeze
             0.75, black 0.58).
