@@ -341,9 +341,12 @@ def test_relevance_timesformer_divided_matches_dense_chefer():
     assert ref.abs().sum() > 0
 
 
-@pytest.mark.parametrize("family", ["videomae", "vivit"])
+@pytest.mark.parametrize("family", ["videomae", "vivit", "timesformer_joint"])
 def test_joint_rollout_and_relevance_match_eager_attention(family):
-    net = tiny_hf(family)
+    # timesformer_joint: TimeSformer with attention_type="joint_space_time" (was refused at load)
+    joint = {"attention_type": "joint_space_time"} if family == "timesformer_joint" else {}
+    family = family.replace("_joint", "")
+    net = tiny_hf(family, **joint)
     net.config._attn_implementation = "eager"
     model = from_hf_module(net)
     x = torch.rand(2, 8, 3, 32, 32, generator=torch.Generator().manual_seed(6))
@@ -352,7 +355,7 @@ def test_joint_rollout_and_relevance_match_eager_attention(family):
     for a in atts:
         a.retain_grad()
     out.logits[:, 2].sum().backward()
-    cls = family == "vivit"
+    cls = family != "videomae"
     pick = (lambda m: m[:, 0, 1:]) if cls else (lambda m: m.mean(1))
     roll = torch.eye(atts[0].shape[-1])[None]
     rel = torch.eye(atts[0].shape[-1])[None].repeat(2, 1, 1)
@@ -360,7 +363,7 @@ def test_joint_rollout_and_relevance_match_eager_attention(family):
         roll = _normalised(a.detach().mean(1)) @ roll
         rel = rel + (a.grad * a.detach()).clamp_min(0).mean(1) @ rel
     grid = model.token_grid
-    fast = from_hf_module(tiny_hf(family))          # default (sdpa) attention: the tap reads q, k
+    fast = from_hf_module(tiny_hf(family, **joint))  # default (sdpa) attention: the tap reads q, k
     torch.testing.assert_close(get("rollout")(fast).attribute(x).maps,
                                grid.scores_to_volume(pick(roll)), rtol=1e-4, atol=1e-7)
     torch.testing.assert_close(get("attention_relevance")(fast).attribute(x, 2).maps,

@@ -61,6 +61,25 @@ def test_load_from_directory_matches_module(hf_family, tmp_path, rng):
     assert vx.load_model(f"hf:{path}").family == hf_family
 
 
+def test_timesformer_attention_types(tmp_path, rng):
+    # joint_space_time (one attention over all tokens a layer) was refused at load, so no method
+    # could explain it; it is read like ViViT's joint attention now
+    from videoxai.errors import UnknownModelError
+
+    model = vx.load_model(str(_save(tiny_hf("timesformer", attention_type="joint_space_time"), tmp_path / "joint")))
+    assert model.attention.kinds() == ("joint",) and model.token_grid.prefix_tokens == 1
+    clip = rng.random((8, 32, 32, 3), dtype=np.float32)
+    for method in ("staa", "rollout", "gradcam"):
+        exp = vx.explain(model, clip, method)
+        assert exp.spatial.shape == (8, 32, 32) and exp.spatial.max() > 0
+    # space_only: Hugging Face's model gives a row of logits per frame, not per clip
+    net = tiny_hf("timesformer", attention_type="space_only")
+    assert net(pixel_values=torch.rand(2, 8, 3, 32, 32)).logits.shape[0] == 16
+    with pytest.raises(UnknownModelError, match="attention_type 'space_only' is not supported: .*one row of "
+                                                "logits per frame"):
+        vx.load_model(str(_save(net, tmp_path / "space")))
+
+
 def test_vivit_offset_rescale_folded_into_mean_std():
     from transformers import VivitConfig
     pp = {"size": {"shortest_edge": 256}, "crop_size": {"height": 224, "width": 224}, "do_center_crop": True,

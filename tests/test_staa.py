@@ -17,9 +17,16 @@ def _pixels(rng, b=2):
     return torch.from_numpy(rng.random((b, 8, 3, 32, 32), dtype=np.float32))
 
 
+def _tiny(family):
+    # "timesformer_joint": TimeSformer with one joint attention over all tokens per layer
+    if family == "timesformer_joint":
+        return tiny_hf("timesformer", attention_type="joint_space_time")
+    return tiny_hf(family)
+
+
 def _eager(family):
-    net = tiny_hf(family)
-    if family != "timesformer":
+    net = _tiny(family)
+    if not family.startswith("timesformer"):  # TimeSformer's own code is eager
         net.config._attn_implementation = "eager"
     return net
 
@@ -52,7 +59,7 @@ def test_timesformer_spatial_and_temporal_match_eager_attention(rng):
     assert not torch.allclose(tau, torch.full_like(tau, 1 / 8), atol=1e-3), "temporal attention must not be trivial"
 
 
-@pytest.mark.parametrize("family", ["videomae", "vivit"])
+@pytest.mark.parametrize("family", ["videomae", "vivit", "timesformer_joint"])
 def test_joint_attention_matches_eager_attention(family, rng):
     net = _eager(family)
     x = _pixels(rng)
@@ -60,10 +67,10 @@ def test_joint_attention_matches_eager_attention(family, rng):
     with torch.no_grad():
         out = net(pixel_values=model.preprocess(x), output_attentions=True)
     a = out.attentions[-1].mean(1)                     # (B, N, N), head mean
-    scores = a[:, 0, 1:] if family == "vivit" else a.mean(1)  # CLS row, or attention received
+    scores = a[:, 0, 1:] if family != "videomae" else a.mean(1)  # CLS row, or attention received
     ref = model.token_grid.scores_to_volume(scores)
     # STAA on the *fast* (sdpa) model must give the eager model's map
-    fast = tiny_hf(family)
+    fast = _tiny(family)
     fast.config._attn_implementation = "sdpa"
     attr = get("staa")(from_hf_module(fast), layers=1).attribute(x)
     torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6)

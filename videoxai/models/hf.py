@@ -70,10 +70,14 @@ class HFVideoModel(VideoModel):
 
 
 class TimesformerAdapter(HFVideoModel):
-    """TimeSformer, divided space-time attention: each layer has a temporal then a spatial attention.
+    """TimeSformer. Tokens are ``[CLS] + (row, col, frame)``-ordered patches.
 
-    Tokens are ``[CLS] + (row, col, frame)``-ordered patches; the spatial attention of frame t
-    runs over ``[CLS_t] + patches of t`` and the temporal attention of a patch over its T frames.
+    With ``attention_type="divided_space_time"`` (every published checkpoint) each layer has a
+    temporal then a spatial attention: the spatial attention of frame t runs over
+    ``[CLS_t] + patches of t``, the temporal attention of a patch over its T frames. With
+    ``"joint_space_time"`` each layer has one attention over all tokens, read as ViViT's.
+    ``"space_only"`` is refused: Hugging Face's model then returns a prediction per *frame*
+    (``B·T`` rows of logits), not per clip.
     """
 
     model_type = "timesformer"
@@ -100,14 +104,20 @@ class TimesformerAdapter(HFVideoModel):
     @staticmethod
     def build_attention(net) -> AttentionSites:
         cfg = net.config
-        if cfg.attention_type != "divided_space_time":
-            raise UnknownModelError(f"TimeSformer attention_type {cfg.attention_type!r} is not supported")
+        if cfg.attention_type == "divided_space_time":
+            kinds = (("temporal", "temporal_attention"), ("spatial", "attention"))
+        elif cfg.attention_type == "joint_space_time":
+            kinds = (("joint", "attention"),)
+        else:
+            raise UnknownModelError(f"TimeSformer attention_type {cfg.attention_type!r} is not supported: Hugging "
+                                    "Face's TimeSformer then classifies each frame on its own (one row of logits "
+                                    "per frame, not per clip); divided_space_time and joint_space_time are")
         scale = (cfg.hidden_size // cfg.num_attention_heads) ** -0.5
         layers = []
         for layer in net.timesformer.encoder.layer:
             calls = {}
-            for kind, att in (("temporal", layer.temporal_attention), ("spatial", layer.attention)):
-                sa = att.attention
+            for kind, attribute in kinds:  # in the order the layer runs them (rollout multiplies so)
+                sa = getattr(layer, attribute).attention
                 calls[kind] = AttentionCall(sa, sa.qkv, sa.qkv, sa.qkv, sa.num_heads, scale, fused=True)
             layers.append(calls)
         return AttentionSites(layers)
