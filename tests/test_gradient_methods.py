@@ -341,11 +341,14 @@ def test_relevance_timesformer_divided_matches_dense_chefer():
     assert ref.abs().sum() > 0
 
 
-@pytest.mark.parametrize("family", ["videomae", "vivit", "timesformer_joint"])
+@pytest.mark.parametrize("family", ["videomae", "vivit", "timesformer_joint", "videomae_first"])
 def test_joint_rollout_and_relevance_match_eager_attention(family):
-    # timesformer_joint: TimeSformer with attention_type="joint_space_time" (was refused at load)
-    joint = {"attention_type": "joint_space_time"} if family == "timesformer_joint" else {}
-    family = family.replace("_joint", "")
+    # timesformer_joint: TimeSformer with attention_type="joint_space_time" (was refused at load);
+    # videomae_first: VideoMAE whose head reads its first patch token (rollout started from the
+    # mean of all tokens)
+    joint = {"timesformer_joint": {"attention_type": "joint_space_time"},
+             "videomae_first": {"use_mean_pooling": False}}.get(family, {})
+    variant, family = family, family.split("_")[0]
     net = tiny_hf(family, **joint)
     net.config._attn_implementation = "eager"
     model = from_hf_module(net)
@@ -355,8 +358,7 @@ def test_joint_rollout_and_relevance_match_eager_attention(family):
     for a in atts:
         a.retain_grad()
     out.logits[:, 2].sum().backward()
-    cls = family != "videomae"
-    pick = (lambda m: m[:, 0, 1:]) if cls else (lambda m: m.mean(1))
+    pick = {"videomae": lambda m: m.mean(1), "videomae_first": lambda m: m[:, 0]}.get(variant, lambda m: m[:, 0, 1:])
     roll = torch.eye(atts[0].shape[-1])[None]
     rel = torch.eye(atts[0].shape[-1])[None].repeat(2, 1, 1)
     for a in atts:

@@ -80,6 +80,19 @@ def test_timesformer_attention_types(tmp_path, rng):
         vx.load_model(str(_save(net, tmp_path / "space")))
 
 
+def test_videomae_reading_its_first_token_is_explained_from_that_token(rng):
+    # use_mean_pooling=False: the head reads patch token 0 of the last layer, so Grad-CAM takes that
+    # layer's input (as for a CLS token) and the attention methods start from token 0's row
+    # (their references: tests/test_staa.py and test_gradient_methods.py, "videomae_first")
+    model = from_hf_module(tiny_hf("videomae", use_mean_pooling=False))
+    assert model.token_grid.readout == "first" and model.cam_layer == "videomae.encoder.layer.0"
+    assert from_hf_module(tiny_hf("videomae")).token_grid.readout == "mean"
+    assert from_hf_module(tiny_hf("videomae", use_mean_pooling=False, num_hidden_layers=1)).cam_layer == \
+        "videomae.embeddings"
+    exp = vx.explain(model, rng.random((8, 32, 32, 3), dtype=np.float32), "gradcam")
+    assert exp.options["layer"] == "videomae.encoder.layer.0" and exp.spatial.max() > 0
+
+
 def test_vivit_offset_rescale_folded_into_mean_std():
     from transformers import VivitConfig
     pp = {"size": {"shortest_edge": 256}, "crop_size": {"height": 224, "width": 224}, "do_center_crop": True,

@@ -21,6 +21,9 @@ def _tiny(family):
     # "timesformer_joint": TimeSformer with one joint attention over all tokens per layer
     if family == "timesformer_joint":
         return tiny_hf("timesformer", attention_type="joint_space_time")
+    # "videomae_first": the head reads the first patch token instead of the mean of all tokens
+    if family == "videomae_first":
+        return tiny_hf("videomae", use_mean_pooling=False)
     return tiny_hf(family)
 
 
@@ -59,7 +62,7 @@ def test_timesformer_spatial_and_temporal_match_eager_attention(rng):
     assert not torch.allclose(tau, torch.full_like(tau, 1 / 8), atol=1e-3), "temporal attention must not be trivial"
 
 
-@pytest.mark.parametrize("family", ["videomae", "vivit", "timesformer_joint"])
+@pytest.mark.parametrize("family", ["videomae", "vivit", "timesformer_joint", "videomae_first"])
 def test_joint_attention_matches_eager_attention(family, rng):
     net = _eager(family)
     x = _pixels(rng)
@@ -67,7 +70,8 @@ def test_joint_attention_matches_eager_attention(family, rng):
     with torch.no_grad():
         out = net(pixel_values=model.preprocess(x), output_attentions=True)
     a = out.attentions[-1].mean(1)                     # (B, N, N), head mean
-    scores = a[:, 0, 1:] if family != "videomae" else a.mean(1)  # CLS row, or attention received
+    # the CLS row, the first patch token's row (all tokens are patches), or the attention received
+    scores = {"videomae": a.mean(1), "videomae_first": a[:, 0]}.get(family, a[:, 0, 1:])
     ref = model.token_grid.scores_to_volume(scores)
     # STAA on the *fast* (sdpa) model must give the eager model's map
     fast = _tiny(family)

@@ -151,9 +151,9 @@ def layer_mixings(tap: AttentionTap, layer: int, grid: TokenGrid, batch: int,
 
 
 def start_vector(grid: TokenGrid, batch: int, device, dtype=torch.float32) -> torch.Tensor:
-    """The pooled output's row: the CLS token's, or the mean of all tokens' without one."""
+    """The row of what the classifier reads: the first token's (CLS), or the mean of all tokens'."""
     n = grid.prefix_tokens + grid.num_patches
-    if grid.prefix_tokens:
+    if grid.readout == "first":
         r = torch.zeros(batch, n, device=device, dtype=dtype)
         r[:, 0] = 1
         return r

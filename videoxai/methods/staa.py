@@ -80,7 +80,7 @@ class STAA(AttentionMethod):
                  temporal_weighting: bool = False) -> None:
         super().__init__(model)
         n = model.attention.num_layers
-        received = "joint" in model.attention.kinds() and not model.token_grid.prefix_tokens
+        received = "joint" in model.attention.kinds() and model.token_grid.readout == "mean"
         named = {"half": max(1, n // 2), "auto": 1 if received else max(1, n // 2)}
         self.layers = self.attention_layers(named.get(layers, layers) if isinstance(layers, str) else layers)
         self.gradient_weighted = gradient_weighted
@@ -114,9 +114,10 @@ class STAA(AttentionMethod):
 
     # -- per attention layout --------------------------------------------------------------------
     def _summary(self, kind: str, rec: AttentionRecord) -> torch.Tensor:
-        """What the map needs of one attention call, ``(B', N)``: the CLS row (spatial attention,
-        joint attention with a CLS token) or the attention each token receives."""
-        if kind == "temporal" or (kind == "joint" and not self.model.token_grid.prefix_tokens):
+        """What the map needs of one attention call, ``(B', N)``: the row of the token the
+        classifier reads (spatial attention; joint attention read from its first token) or the
+        attention each token receives (temporal attention; joint attention, mean-pooled)."""
+        if kind == "temporal" or (kind == "joint" and self.model.token_grid.readout == "mean"):
             return self._received(rec)
         return self._rows(rec, 0)
 

@@ -12,6 +12,7 @@ its class names. Subclasses override :meth:`VideoModel.logits` only.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import math
@@ -19,7 +20,7 @@ import numbers
 import re
 import threading
 from dataclasses import dataclass, replace
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -120,6 +121,10 @@ class TokenGrid:
         prefix_tokens: leading non-patch tokens (1 for a CLS token, 0 for mean pooling).
         order: the order of the patch tokens, e.g. ``"thw"`` (VideoMAE, ViViT) or ``"hwt"``
             (TimeSformer stores each patch position's frames next to each other).
+        readout: which tokens the classifier reads: ``"first"`` the first token (a CLS token, or
+            VideoMAE's first *patch* token with ``use_mean_pooling=False``), ``"mean"`` the mean
+            of all tokens (VideoMAE's default). Attention methods follow that token's row, or
+            the attention every token receives.
     """
 
     frames: int
@@ -129,6 +134,7 @@ class TokenGrid:
     patch: tuple[int, int] = (16, 16)
     prefix_tokens: int = 0
     order: str = "thw"
+    readout: Literal["first", "mean"] = "first"
 
     @property
     def num_patches(self) -> int:
@@ -307,6 +313,30 @@ class VideoModel(nn.Module):
         compute-bound and already uses every core; turns cost nothing there.)
         """
         return self._exclusive
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """The model's lock (:meth:`exclusive`) with every module in eval mode, for one explanation
+        or one metric: ``with model.inference(): …``.
+
+        The adapter is put in eval mode when it is built, but the network is the user's, and a
+        user who fine-tunes it (``model.train()``, or ``model.net.train()``) may explain it
+        before switching back: in training mode dropout would make every map random and every
+        forward pass would move batch-norm running statistics, i.e. explaining would change the
+        model. Each module's own flag is put back afterwards, also when the body raises (a
+        network with frozen batch-norm layers in a training model keeps exactly its mix).
+        """
+        with self._exclusive:
+            modes = [(m, m.training) for m in self.modules()]
+            if not any(training for _, training in modes):  # the usual case: nothing to switch
+                yield
+                return
+            self.eval()
+            try:
+                yield
+            finally:
+                for m, training in modes:
+                    m.training = training
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

@@ -168,8 +168,12 @@ def fused_attention(net: nn.Module) -> Iterator[None]:
 
 
 class VideoMAEAdapter(HFVideoModel):
-    """VideoMAE: joint space-time attention over ``(frame/tubelet, row, col)`` tokens, no CLS token
-    (mean pooling), so STAA uses the attention each token receives."""
+    """VideoMAE: joint space-time attention over ``(frame/tubelet, row, col)`` tokens, no CLS token.
+
+    The head reads the mean of all tokens (``use_mean_pooling=True``, the published
+    checkpoints), so STAA uses the attention each token receives; with ``use_mean_pooling=False``
+    it reads the first patch token, whose attention row the attention methods then follow.
+    """
 
     model_type = "videomae"
     auto_class = "VideoMAEForVideoClassification"
@@ -178,11 +182,17 @@ class VideoMAEAdapter(HFVideoModel):
     def build_grid(cfg) -> TokenGrid:
         n = cfg.image_size // cfg.patch_size
         return TokenGrid(cfg.num_frames // cfg.tubelet_size, n, n, tubelet=cfg.tubelet_size,
-                         patch=(cfg.patch_size, cfg.patch_size), prefix_tokens=0, order="thw")
+                         patch=(cfg.patch_size, cfg.patch_size), prefix_tokens=0, order="thw",
+                         readout="mean" if cfg.use_mean_pooling else "first")
 
     @staticmethod
     def build_cam_layer(cfg) -> str:
-        return f"videomae.encoder.layer.{cfg.num_hidden_layers - 1}"
+        last = cfg.num_hidden_layers - 1
+        if cfg.use_mean_pooling:
+            return f"videomae.encoder.layer.{last}"
+        # the head reads token 0 of the last layer's output: every other token's gradient is zero
+        # there (see TimeSformer), so take the last layer's input
+        return f"videomae.encoder.layer.{last - 1}" if last else "videomae.embeddings"
 
     @staticmethod
     def build_attention(net) -> AttentionSites:
