@@ -207,3 +207,53 @@ def test_every_metric_on_a_fixed_map(fixed_case, name):
     assert metric.spec == format_spec(name, cls.canonical_options(metric.options))
     after = _state(model)
     assert after[1:] == before[1:] and all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+
+
+# -- a model left in training mode ------------------------------------------------------------------
+class _TrainingNet(nn.Module):
+    """A user's network with batch norm and dropout, whose train/eval mode changes its output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = nn.Conv3d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm3d(8)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):  # (B, C, T, H, W)
+        return self.head(self.drop(torch.relu(self.bn(self.conv(x))).mean((2, 3, 4))))
+
+
+@pytest.mark.parametrize("name", ["saliency", "gradcam", "rise", "ep3d"])
+def test_a_model_in_training_mode_is_explained_in_eval_mode_and_left_in_it(clip, name):
+    # a user fine-tuning their network explains it before model.eval(): dropout made every map
+    # random and every forward pass moved batch norm's running statistics (explaining changed
+    # the model); a frozen batch-norm layer in a training network keeps its own mode
+    model = vx.wrap(_TrainingNet(), num_frames=8, input_size=16)
+    model.train()
+    model.net.bn.eval()
+    before = _state(model)
+    options = fast_options(get_method(name))
+    exp = vx.explain(model, clip, name, **options)
+    again = vx.explain(model, clip, name, **options)
+    np.testing.assert_allclose(again.spatial, exp.spatial, atol=1e-6)
+    model.eval()
+    np.testing.assert_allclose(vx.explain(model, clip, name, **options).spatial, exp.spatial, atol=1e-6)
+    model.train()
+    model.net.bn.eval()
+    score = vx.metrics.Deletion(unit="frame")(model, clip, exp)
+    assert score.value == vx.metrics.Deletion(unit="frame")(model, clip, exp).value
+    after = _state(model)
+    assert after[1:] == before[1:] and all(torch.equal(before[0][k], after[0][k]) for k in before[0])
+    assert [m.training for m in model.modules()] == [m is not model.net.bn for m in model.modules()]
+
+
+def test_modes_are_put_back_when_an_explanation_fails(clip):
+    model = vx.wrap(_TrainingNet(), num_frames=8, input_size=16)
+    model.train()
+    with pytest.raises(InputError, match="baseline"):  # raised inside the method's attribute
+        vx.explain(model, clip, "rise", n_samples=3, baseline=lambda x: x[:, :1])
+    with pytest.raises(InputError, match="nope"):  # raised while the method is built
+        vx.explain(model, clip, "gradcam", layer="nope")
+    assert all(m.training for m in model.modules())

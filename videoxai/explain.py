@@ -177,8 +177,9 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
     if target is not None:  # checked here: torch would overflow on 10**20 and truncate 1.5 to 1
         target = model.class_index(target)
     # the model's lock for the whole explanation (re-entrant; every attribute call takes it too):
-    # construction may probe the network with hooks, and the cost counts this thread's passes only
-    with model.exclusive():
+    # construction may probe the network with hooks, and the cost counts this thread's passes
+    # only; the network in eval mode, and its modes put back after (VideoModel.inference)
+    with model.inference():
         return _explain(model, clip, method, target, refine, working_size, options)
 
 

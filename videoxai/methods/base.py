@@ -81,11 +81,12 @@ class Attribution:
 
 
 def _holding_model_lock(fn: Callable) -> Callable:
-    """``fn(self, …)`` run while holding ``self.model``'s lock (see :meth:`Method.__init_subclass__`)."""
+    """``fn(self, …)`` run while holding ``self.model``'s lock, the network in eval mode (see
+    :meth:`Method.__init_subclass__` and :meth:`VideoModel.inference`)."""
 
     @functools.wraps(fn)
     def holding(self, *args, **kwargs):
-        with self.model.exclusive():
+        with self.model.inference():
             return fn(self, *args, **kwargs)
 
     holding.holds_model_lock = True
@@ -166,8 +167,9 @@ class Method(Configurable):
         # parameters for the length of a call, and every forward through the model meanwhile
         # (another thread's explanation or metric) would feed those hooks or find the flags
         # changed. So each subclass's attribute / attribute_pixels runs holding the model's
-        # lock (VideoModel.exclusive, re-entrant: a method may call another's). A method file
-        # still says only what is special about it.
+        # lock (VideoModel.exclusive, re-entrant: a method may call another's), with the
+        # network in eval mode (VideoModel.inference). A method file still says only what is
+        # special about it.
         super().__init_subclass__(**kwargs)
         for name in ("attribute", "attribute_pixels"):
             fn = cls.__dict__.get(name)

@@ -196,7 +196,8 @@ class Metric(Configurable):
         if "ground_truth" in self.requires or "window" in self.requires:
             _check_sample(self, sample, x.shape[1], x.shape[3], x.shape[4])
         kwargs = {"explain_fn": explain_fn} if self.needs_explainer else {}
-        return self.compute(model, x, exp, target, sample, **kwargs)
+        with model.inference():  # dropout off, batch-norm statistics left alone; modes put back
+            return self.compute(model, x, exp, target, sample, **kwargs)
 
     def compute(self, model: VideoModel, x: torch.Tensor, explanation: Explanation, target: int,
                 sample: Any) -> Score:
