@@ -257,3 +257,19 @@ def test_modes_are_put_back_when_an_explanation_fails(clip):
     with pytest.raises(InputError, match="nope"):  # raised while the method is built
         vx.explain(model, clip, "gradcam", layer="nope")
     assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("name, model_name", [("saliency", "wrapped"), ("gradcam", "wrapped"), ("ep3d", "wrapped"),
+                                              ("attention_relevance", "token"), ("rise", "wrapped")])
+def test_methods_run_under_torch_inference_mode(models, clip, name, model_name):
+    # a serving loop's usual guard: torch.enable_grad() inside a method does not leave inference
+    # mode, and every backward pass failed with autograd's "element 0 of tensors does not require grad"
+    model = models[model_name]
+    options = fast_options(get_method(name))
+    expected = vx.explain(model, clip, name, **options)
+    with torch.inference_mode():
+        exp = vx.explain(model, clip, name, **options)
+        pixels = clip.to_tensor()  # an inference tensor, which autograd refuses to record
+        attr = get_method(name)(model, **options).attribute(pixels, target=torch.tensor([expected.target]))
+    np.testing.assert_allclose(exp.spatial, expected.spatial, atol=1e-6)
+    assert attr.maps.shape[0] == 1 and torch.isfinite(attr.maps).all()

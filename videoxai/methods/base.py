@@ -82,15 +82,30 @@ class Attribution:
 
 def _holding_model_lock(fn: Callable) -> Callable:
     """``fn(self, …)`` run while holding ``self.model``'s lock, the network in eval mode (see
-    :meth:`Method.__init_subclass__` and :meth:`VideoModel.inference`)."""
+    :meth:`Method.__init_subclass__` and :meth:`VideoModel.inference`), and outside
+    ``torch.inference_mode``.
+
+    Gradient methods turn gradients on with ``torch.enable_grad()``, which is enough under
+    ``torch.no_grad()`` but not under ``torch.inference_mode()`` (a serving loop's usual guard):
+    there every backward pass failed with autograd's "element 0 of tensors does not require
+    grad". Inference mode is left for the call, and input tensors made under it (which autograd
+    refuses to record) are copied into ordinary ones.
+    """
 
     @functools.wraps(fn)
     def holding(self, *args, **kwargs):
-        with self.model.inference():
+        with self.model.inference(), torch.inference_mode(False):
+            args = tuple(_ordinary(a) for a in args)
+            kwargs = {k: _ordinary(v) for k, v in kwargs.items()}
             return fn(self, *args, **kwargs)
 
     holding.holds_model_lock = True
     return holding
+
+
+def _ordinary(value):
+    """``value``, or an ordinary copy of it when it is a tensor made under ``torch.inference_mode``."""
+    return value.clone() if isinstance(value, torch.Tensor) and value.is_inference() else value
 
 
 class Method(Configurable):
