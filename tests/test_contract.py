@@ -273,3 +273,15 @@ def test_methods_run_under_torch_inference_mode(models, clip, name, model_name):
         attr = get_method(name)(model, **options).attribute(pixels, target=torch.tensor([expected.target]))
     np.testing.assert_allclose(exp.spatial, expected.spatial, atol=1e-6)
     assert attr.maps.shape[0] == 1 and torch.isfinite(attr.maps).all()
+
+
+@pytest.mark.parametrize("name", ["randomisation", "max_sensitivity", "deletion"])
+def test_metrics_run_under_torch_inference_mode(fixed_case, name):
+    # the randomisation check re-initialised its copies of the model under inference mode, and
+    # the method it re-ran could not differentiate their inference-tensor parameters
+    model, clip, exp, sample = fixed_case
+    cls = get_metric(name)
+    metric = cls(**fast_options(cls))
+    expected = metric(model, clip, exp, sample=sample).value
+    with torch.inference_mode():
+        assert metric(model, clip, exp, sample=sample).value == pytest.approx(expected, nan_ok=True)
