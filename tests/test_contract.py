@@ -285,3 +285,17 @@ def test_metrics_run_under_torch_inference_mode(fixed_case, name):
     expected = metric(model, clip, exp, sample=sample).value
     with torch.inference_mode():
         assert metric(model, clip, exp, sample=sample).value == pytest.approx(expected, nan_ok=True)
+
+
+@pytest.mark.parametrize("name", [n for n in metric_names() if get_metric(n).requires])
+@pytest.mark.parametrize("truth", ["masks of 16 frames", "masks of one frame", "boxes of 4 frames", "one box"])
+def test_ground_truth_of_another_shape_is_refused_by_every_localisation_metric(fixed_case, name, truth):
+    # temporal_grounding reshaped a (16, H, W) mask to the clip's 8 frames, indexed (4, 4) boxes as
+    # if they were 8, and scored both; a flat box was an IndexError
+    model, clip, exp, _ = fixed_case
+    t, h, w = exp.spatial.shape
+    masks = {"masks of 16 frames": np.ones((2 * t, h, w), bool), "masks of one frame": np.ones((h, w), bool)}
+    boxes = {"boxes of 4 frames": np.tile([2.0, 2, 10, 10], (t // 2, 1)), "one box": np.array([2.0, 2, 10, 10])}
+    sample = SimpleNamespace(masks=masks.get(truth), boxes=boxes.get(truth), window=None)
+    with pytest.raises(InputError, match="shape"):
+        get_metric(name)()(model, clip, exp, sample=sample)

@@ -37,11 +37,7 @@ def ground_truth(sample, shape: tuple[int, int, int]) -> np.ndarray:
 def boxes_to_masks(boxes, shape: tuple[int, int, int]) -> np.ndarray:
     """``(T, 4)`` ``[top, left, bottom, right)`` (``-1`` rows: none) → ``(T, H, W)`` bool."""
     t, h, w = shape
-    boxes = np.asarray(boxes)
-    if boxes.shape != (t, 4):
-        raise InputError(f"ground-truth boxes must have shape ({t}, 4), got {boxes.shape}")
-    if not np.isfinite(boxes).all():
-        raise InputError("ground-truth boxes contain NaN or infinite values")
+    boxes = checked_boxes(boxes, t)
     out = np.zeros((t, h, w), dtype=bool)
     for i, (top, left, bottom, right) in enumerate(boxes):
         if top < 0 and bottom < 0:
@@ -52,6 +48,16 @@ def boxes_to_masks(boxes, shape: tuple[int, int, int]) -> np.ndarray:
         y1, x1 = min(h, int(math.ceil(bottom))), min(w, int(math.ceil(right)))
         out[i, y0:y1, x0:x1] = True
     return out
+
+
+def checked_boxes(boxes, num_frames: int) -> np.ndarray:
+    """``boxes`` as a finite ``(num_frames, 4)`` array; :class:`InputError` otherwise."""
+    boxes = np.asarray(boxes)
+    if boxes.shape != (num_frames, 4):
+        raise InputError(f"ground-truth boxes must have shape ({num_frames}, 4), got {boxes.shape}")
+    if not np.isfinite(boxes).all():
+        raise InputError("ground-truth boxes contain NaN or infinite values")
+    return boxes
 
 
 def truth_window(sample, num_frames: int) -> tuple[int, int] | np.ndarray:
@@ -66,8 +72,16 @@ def truth_window(sample, num_frames: int) -> tuple[int, int] | np.ndarray:
     masks, boxes = getattr(sample, "masks", None), getattr(sample, "boxes", None)
     if masks is None and boxes is None:
         raise MissingGroundTruth("the sample has no window, masks or boxes")
-    present = (np.asarray(masks).reshape(num_frames, -1).any(1) if masks is not None
-               else np.asarray(boxes)[:, 2] >= 0)
+    # checked as ground_truth() checks them: a (16, H, W) mask or (4, 4) boxes of another clip
+    # were reshaped or indexed to this clip's frames and scored without a word
+    if masks is not None:
+        masks = np.asarray(masks)
+        if masks.ndim != 3 or masks.shape[0] != num_frames:
+            raise InputError(f"ground-truth masks have shape {masks.shape}, the clip has {num_frames} frames "
+                             f"(masks are (T, H, W) = ({num_frames}, H, W))")
+        present = masks.reshape(num_frames, -1).any(1)
+    else:
+        present = checked_boxes(boxes, num_frames)[:, 2] >= 0
     if not present.any():
         raise MissingGroundTruth("the sample's annotation is empty in every frame")
     return present
