@@ -93,6 +93,18 @@ def test_videomae_reading_its_first_token_is_explained_from_that_token(rng):
     assert exp.options["layer"] == "videomae.encoder.layer.0" and exp.spatial.max() > 0
 
 
+def test_a_timesformer_configured_with_return_dict_false_is_explained(rng):
+    # its network returns a tuple then; the adapter read .logits of it (AttributeError). VideoMAE and
+    # ViViT with return_dict=False fail inside Hugging Face's own forward (transformers 5.x)
+    clip = rng.random((8, 32, 32, 3), dtype=np.float32)
+    model = from_hf_module(tiny_hf("timesformer", return_dict=False))
+    assert isinstance(model.net(pixel_values=torch.rand(1, 8, 3, 32, 32)), tuple)
+    expected = vx.explain(from_hf_module(tiny_hf("timesformer")), clip, "staa")
+    exp = vx.explain(model, clip, "staa")
+    assert exp.target == expected.target
+    np.testing.assert_allclose(exp.spatial, expected.spatial, atol=1e-5)
+
+
 def test_vivit_offset_rescale_folded_into_mean_std():
     from transformers import VivitConfig
     pp = {"size": {"shortest_edge": 256}, "crop_size": {"height": 224, "width": 224}, "do_center_crop": True,

@@ -48,7 +48,8 @@ class HFVideoModel(VideoModel):
         self.attention = self.build_attention(net)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(pixel_values=x).logits
+        # return_dict=True: a config saved with return_dict=False makes the network return a tuple
+        return self.net(pixel_values=x, return_dict=True).logits
 
     def _cam_reshape(self, out) -> torch.Tensor:
         """A transformer layer's output (a tensor or a tuple) → ``(B, D, T', H', W')``."""
@@ -85,7 +86,7 @@ class TimesformerAdapter(HFVideoModel):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         with fused_attention(self.net):
-            return self.net(pixel_values=x).logits
+            return self.net(pixel_values=x, return_dict=True).logits  # see HFVideoModel.logits
 
     @staticmethod
     def build_grid(cfg) -> TokenGrid:
