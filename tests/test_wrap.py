@@ -309,6 +309,18 @@ def test_layer_search_removes_its_hooks_when_the_forward_fails():
     assert right.locate_cam_layer() == "conv" and _hooks(net) == 0
 
 
+def test_the_layer_search_runs_once_per_model_not_once_per_explanation():
+    # vx.explain works on a view of the model (at_model_size, a copy per call): the search's
+    # result was stored on the view, so every explanation ran the search's forward pass again
+    model = vx.wrap(C3DStyle(), num_frames=4, input_size=16)
+    frames = np.random.default_rng(0).integers(0, 256, size=(4, 24, 20, 3), dtype=np.uint8)  # not the model's size
+    vx.explain(model, frames, "gradcam")
+    searches = []
+    model.net.register_forward_pre_hook(lambda *_: searches.append(1))
+    vx.explain(model, frames, "gradcam")
+    assert len(searches) == 1, "one forward for Grad-CAM itself, none for a second search"
+
+
 class Returns(nn.Module):
     """TinyCNN whose forward returns ``make(logits, features)``: a tuple, a dict, …"""
 

@@ -225,7 +225,9 @@ class VideoModel(nn.Module):
         #: where the weights came from ("file:…", "cache:…", …); "random" when the network was
         #: built without trained weights (its predictions and explanations mean nothing)
         self.weights_source: str | None = None
-        self._located_cam_layer: str | None = None
+        # {"layer": name} once locate_cam_layer has searched: a dict, so that the working views of
+        # this model (at_model_size, a shallow copy per explanation) share the one search
+        self._located_cam_layer: dict[str, str] = {}
         self.attention = None  # set by transformer adapters: videoxai.models.attention.AttentionSites
         self.eval()  # explanations need inference behaviour (dropout off, batch-norm statistics)
 
@@ -520,8 +522,8 @@ class VideoModel(nn.Module):
         finishes after its last child, so a conv block is preferred to its last ReLU. The hooks
         are removed afterwards, also when the forward raises; the search runs once per model.
         """
-        if self._located_cam_layer is not None:
-            return self._located_cam_layer
+        if "layer" in self._located_cam_layer:
+            return self._located_cam_layer["layer"]
         # (name, is a grid, the output itself: held until the search ends, so that no two
         # outputs can share storage and `is` tells a block's output from its last child's)
         found: list[tuple[str, bool, object]] = []
@@ -552,7 +554,7 @@ class VideoModel(nn.Module):
                 same = [n for n, g, k in found if k is key and g and runs[n] == 1]
                 blocks = [n for n in same if any(True for _ in modules[n].children())] or same
                 name = max(blocks, key=lambda n: n.count("."))
-                self._located_cam_layer = name
+                self._located_cam_layer["layer"] = name
                 return name
         raise InputError(f"no layer of {self.name} outputs a (B, C, T', H', W') grid; pass layer=<name> "
                          "(and vx.wrap(..., cam_reshape=fn) for token or channels-last outputs)")
