@@ -43,8 +43,8 @@ from typing import Annotated, Any, Callable, ClassVar, Literal, Union, get_args,
 from .errors import InputError, VideoXAIError
 
 __all__ = ["Opt", "Option", "OptionError", "Configurable", "declared_options", "parse_value",
-           "parse_options", "canonical_names", "parse_spec", "format_spec", "split_top_level", "parse_assignments",
-           "triple", "as_list"]
+           "parse_options", "canonical_names", "parse_spec", "format_spec", "split_top_level",
+           "parse_assignments", "triple", "as_list"]
 
 
 class OptionError(InputError):

@@ -106,7 +106,8 @@ class IntegratedGradients(InputGradientMethod):
     name = "integrated_gradients"
     paper = 'Sundararajan, Taly & Yan, Axiomatic Attribution for Deep Networks, ICML 2017'
 
-    def __init__(self, model, n_steps: Annotated[int, Opt(ge=1, le=MAX_STEPS)] = 50, quadrature: Annotated[Quadrature, Opt(aliases=("method",))] = "gausslegendre",
+    def __init__(self, model, n_steps: Annotated[int, Opt(ge=1, le=MAX_STEPS)] = 50,
+                 quadrature: Annotated[Quadrature, Opt(aliases=("method",))] = "gausslegendre",
                  baseline: BaselineOption = "black", internal_batch_size: Annotated[int, Opt(ge=1)] = 4,
                  channel_reduce: ChannelReduce = "abs", return_convergence_delta: bool = False) -> None:
         super().__init__(model, channel_reduce)
