@@ -59,6 +59,15 @@ class BoxEvidence(nn.Module):
         return torch.stack([self.scale * v, torch.full_like(v, self.offset)], 1)
 
 
+class OneLogit(BoxEvidence):
+    """BoxEvidence as a binary classifier with a single logit, ``scale · v − offset``: its sigmoid
+    is exactly BoxEvidence's softmax probability of class 0."""
+
+    def forward(self, x):
+        two = super().forward(x)
+        return two[:, :1] - two[:, 1:]
+
+
 def wrap(net, size=S, **kw):
     return vx.wrap(net, num_frames=T, input_size=size, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1), **kw)
 
@@ -294,6 +303,41 @@ def test_a_baseline_given_as_a_function_is_used_as_captum_takes_one(box_case, me
     with pytest.raises(InputError, match=rf"^method '{method}': baseline returned \(1, 8, 3\), expected a tensor "
                                          r"of shape \(1, 8, 3, 32, 32\)"):
         vx.explain(model, clip, method, target=0, baseline=lambda x: x[..., 0, 0], **options)
+
+
+@pytest.mark.parametrize("method", ["occlusion(window=[1, 4, 4], strides=[1, 4, 4])", "rise(n_samples=32)",
+                                    "lime(n_samples=32)", "shap_temporal(n_segments=4)"])
+def test_a_single_logit_binary_classifier_is_read_through_its_sigmoid(box_case, method):
+    # a softmax over one output is 1 for every clip: the perturbation methods saw a model that
+    # never changes and returned blank maps, and the score said 100 %
+    _, clip, truth = box_case
+    two = vx.explain(wrap(BoxEvidence(BOX, WINDOW)), clip, method, target=0)
+    model = vx.wrap(OneLogit(BOX, WINDOW), num_frames=T, input_size=S, num_classes=1, mean=(0, 0, 0), std=(1, 1, 1))
+    assert model.num_classes == 1
+    one = vx.explain(model, clip, method, target=0)
+    assert one.score == pytest.approx(two.score, rel=1e-5) and one.score < 1 - 1e-4  # softmax said 1
+    np.testing.assert_allclose(one.spatial, two.spatial, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(one.temporal, two.temporal, rtol=1e-4, atol=1e-5)
+    assert one.spatial.max() > 0 and not one.meta.get("warnings")
+
+
+def test_a_single_logit_binary_classifier_in_the_extremal_games_and_the_curves(box_case):
+    from videoxai.metrics import build
+
+    _, clip, truth = box_case
+    two_model = wrap(BoxEvidence(BOX, WINDOW))
+    one_model = vx.wrap(OneLogit(BOX, WINDOW), num_frames=T, input_size=S, num_classes=1, mean=(0, 0, 0),
+                        std=(1, 1, 1))
+    # the delete game's −log(1 − p) and the preserve game's −log p, through the logit's sigmoid
+    one = vx.explain(one_model, clip, "ep3d(iterations=10, areas=[0.05])", target=0)
+    two = vx.explain(two_model, clip, "ep3d(iterations=10, areas=[0.05])", target=0)
+    np.testing.assert_allclose(one.spatial, two.spatial, rtol=1e-3, atol=1e-4)
+    assert one.spatial.max() > 0
+    # deletion reads the target's probability along its curve: the same curve for both models
+    deletion = build("deletion(unit=frame, n_steps=8)")
+    a, b = deletion(one_model, clip, one), deletion(two_model, clip, one)
+    np.testing.assert_allclose(a.curve, b.curve, rtol=1e-5)
+    assert a.curve[0] > a.curve[-1]
 
 
 def test_occlusion_maps_back_through_the_crop_box():

@@ -26,6 +26,7 @@ import torch
 
 from ..core import baselines
 from ..methods.base import check_baseline
+from ..models.base import class_probabilities
 from .base import BatchSize, Metric, Score, register, view_mask
 
 
@@ -61,7 +62,7 @@ class FrameFaithfulness(Metric):
             rows = torch.cat([torch.zeros(1, t, dtype=torch.bool, device=x.device), eye])[s]
             return torch.where(rows[:, :, None, None, None], base, clip)
 
-        probs = self.forward_batched(model, t + 1, build, self.batch_size).double().softmax(-1)[:, target]
+        probs = class_probabilities(self.forward_batched(model, t + 1, build, self.batch_size).double())[:, target]
         return (probs[0] - probs[1:]).cpu().numpy()
 
     def compute(self, model, x, explanation, target, sample) -> Score:

@@ -138,7 +138,9 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         layout: ``"BCTHW"`` (3D CNNs) or ``"BTCHW"`` (Hugging Face style). When the network
             fails on its first input and runs on the other layout, the error says so.
         mean, std: its input normalisation (pixels in [0, 1] are normalised inside).
-        labels / num_classes: class names, or their count.
+        labels / num_classes: class names, or their count. A network with a single output is
+            read as a binary classifier's logit: its probability is the sigmoid (one label names
+            the positive class).
         shortest_edge: resize the shorter side to this and centre-crop; ``None`` resizes the whole
             frame to ``input_size``.
         cam_layer: dotted name of the layer Grad-CAM should use by default.

@@ -35,6 +35,23 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Logits ``(B, C)`` → class probabilities ``(B, C)``: the softmax over the classes or, for a
+    model with a single output (a binary classifier's logit, as trained with
+    ``BCEWithLogitsLoss``), its sigmoid. A softmax over one class is 1 whatever the clip: every
+    perturbation method and probability metric would read a model that never changes."""
+    return logits.sigmoid() if logits.shape[-1] == 1 else logits.softmax(-1)
+
+
+def class_log_probabilities(logits: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log p, log(1 − p))`` of class ``target``, each ``(B,)``, computed stably from logits
+    ``(B, C)`` (see :func:`class_probabilities`)."""
+    if logits.shape[-1] == 1:
+        return F.logsigmoid(logits[:, 0]), F.logsigmoid(-logits[:, 0])
+    logp = logits.log_softmax(-1)
+    return logp[:, target], torch.cat([logp[:, :target], logp[:, target + 1:]], dim=1).logsumexp(-1)
+
+
 @dataclass(frozen=True)
 class CropBox:
     """The region of an original frame that the model sees, in original pixel coordinates."""
@@ -429,8 +446,8 @@ class VideoModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities ``(B, num_classes)`` without gradients."""
-        return self(pixels).float().softmax(-1)
+        """Class probabilities ``(B, num_classes)`` without gradients (:func:`class_probabilities`)."""
+        return class_probabilities(self(pixels).float())
 
     def submodule(self, name: str) -> nn.Module:
         """A module of the wrapped network by dotted name (``"layer4"``, ``"encoder.layer.11"``)."""

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InputError
+from ...models.base import class_log_probabilities
 
 #: π/6, the share of an ellipsoid in its bounding box, as the recipe writes it
 ELLIPSOID_SHARE = 0.5236
@@ -106,8 +107,5 @@ def smoothness_loss(padded: torch.Tensor, areas: torch.Tensor, kernel: torch.Ten
 
 def log_reward(logits: torch.Tensor, target: int, game: str) -> torch.Tensor:
     """``(K,)`` −log p (``"preserve"``) or −log(1 − p) (``"delete"``) of the target, computed stably."""
-    logp = logits.float().log_softmax(-1)
-    if game == "preserve":
-        return -logp[:, target]
-    others = torch.cat([logp[:, :target], logp[:, target + 1:]], dim=1)
-    return -others.logsumexp(-1)
+    log_p, log_not_p = class_log_probabilities(logits.float(), target)
+    return -log_p if game == "preserve" else -log_not_p
