@@ -92,7 +92,9 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
         if both:
             raise InputError(f"method {name!r}: option {both[0]} given both in --method {spec!r} and with -O")
         cls.parse_options(given)
-        out[spec] = given
+        # under the options' own names: an alias passed on as it is reached vx.explain as a keyword
+        # (IG's `-O method=riemann_left` collided with explain's own `method`: a TypeError)
+        out[spec] = cls.canonical_names(given)
     return specs, out, working_size
 
 
