@@ -340,6 +340,41 @@ def test_a_single_logit_binary_classifier_in_the_extremal_games_and_the_curves(b
     assert a.curve[0] > a.curve[-1]
 
 
+class TwoLabels(OneLogit):
+    """A multi-label classifier: label 0 is OneLogit's, label 1 reads the whole clip."""
+
+    def forward(self, x):
+        return torch.cat([super().forward(x), 5 * x.mean((1, 2, 3, 4))[:, None]], 1)
+
+
+def test_a_multi_label_classifier_reads_each_label_through_its_own_sigmoid(box_case):
+    # activation="sigmoid": label 0's probability is sigmoid(logit 0) whatever label 1 does, so
+    # its RISE map is the one-logit model's; a softmax would mix label 1's whole-clip evidence in
+    _, clip, truth = box_case
+    kw = dict(num_frames=T, input_size=S, mean=(0, 0, 0), std=(1, 1, 1))
+    one = vx.explain(vx.wrap(OneLogit(BOX, WINDOW), num_classes=1, **kw), clip, "rise(n_samples=64)", target=0)
+    multi = vx.wrap(TwoLabels(BOX, WINDOW), num_classes=2, activation="sigmoid", **kw)
+    assert multi.activation == "sigmoid"
+    sig = vx.explain(multi, clip, "rise(n_samples=64)", target=0)
+    np.testing.assert_allclose(sig.spatial, one.spatial, rtol=1e-4, atol=1e-5)
+    assert sig.probs.sum() > 1.5  # both labels present: probabilities of their own, not a share
+    soft = vx.explain(vx.wrap(TwoLabels(BOX, WINDOW), num_classes=2, **kw), clip, "rise(n_samples=64)", target=0)
+    assert not np.allclose(soft.spatial, one.spatial, atol=1e-3)
+    with pytest.raises(InputError, match="activation must be 'softmax' or 'sigmoid', got 'relu'"):
+        vx.wrap(TwoLabels(BOX, WINDOW), num_classes=2, activation="relu", **kw)
+
+
+def test_a_hugging_face_multi_label_model_uses_the_sigmoid():
+    from conftest import tiny_hf
+    from videoxai.models.hf import from_hf_module
+
+    assert from_hf_module(tiny_hf("videomae")).activation == "softmax"
+    model = from_hf_module(tiny_hf("videomae", problem_type="multi_label_classification"))
+    assert model.activation == "sigmoid"
+    x = torch.rand(1, 8, 3, 32, 32)
+    torch.testing.assert_close(model.predict(x), model(x).sigmoid())
+
+
 def test_occlusion_maps_back_through_the_crop_box():
     """A wide video and a centre-cropping model: the map lands where the model looked."""
     model = wrap(BoxEvidence(BOX, WINDOW), shortest_edge=S)

@@ -17,7 +17,7 @@ from .errors import InputError
 from .explanation import Explanation
 from .methods import get as get_method
 from .methods.base import Attribution, Method
-from .models.base import VideoModel, class_probabilities
+from .models.base import VideoModel
 from .options import declared_options, format_spec, parse_options, parse_spec
 
 
@@ -209,7 +209,7 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
     finally:
         m.model = own_model
 
-    probs = class_probabilities(logits[0:1].detach().float())[0].cpu().numpy()
+    probs = model.probabilities(logits[0:1].detach().float())[0].cpu().numpy()
     tgt = int(attr.target[0])
     options_used = dict(m.options)
     options_used["refine"] = _refine_record(settings)

@@ -35,7 +35,7 @@ from ..explain import explain
 from ..explanation import Explanation
 from ..metrics import MissingGroundTruth, build
 from ..metrics.sanity import as_clip
-from ..models.base import VideoModel, class_probabilities
+from ..models.base import VideoModel
 from ..models.forward_cache import ForwardCache, sharing
 from ..options import parse_spec
 from .store import ExplanationRow, ResultRow
@@ -112,7 +112,7 @@ def random_explanation(model: VideoModel, sample: EvalSample, target: int | None
     t, h, w = clip.num_frames, clip.height, clip.width
     with CostMeter(model) as meter:
         with torch.no_grad():
-            probs = class_probabilities(model(clip.to_tensor(model.device)).float())[0].cpu().numpy()
+            probs = model.predict(clip.to_tensor(model.device))[0].cpu().numpy()
         rng = np.random.default_rng([seed, zlib.crc32(sample.key.encode())])
         spatial = rng.random((t, h, w), dtype=np.float32) * crop_mask(model.preprocess, (h, w)).numpy()
     tgt = int(np.argmax(probs)) if target is None else int(target)

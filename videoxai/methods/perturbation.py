@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import baselines
-from ..models.base import VideoModel, class_probabilities
+from ..models.base import VideoModel
 from ..models.forward_cache import forward_batched
 from ..errors import InputError
 from ..options import OptionError
@@ -216,7 +216,7 @@ class PerturbationMethod(Method):
         """The scalar each perturbed clip is scored by: ``(n,)`` probability or logit of ``target``."""
         if self.output == "logit":
             return logits[:, target].double()
-        return class_probabilities(logits.double())[:, target]
+        return self.model.probabilities(logits.double())[:, target]
 
     @torch.no_grad()
     def scores(self, make_batch: Callable[[slice], torch.Tensor], n: int, target: int,

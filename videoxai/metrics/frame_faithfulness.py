@@ -26,7 +26,6 @@ import torch
 
 from ..core import baselines
 from ..methods.base import check_baseline
-from ..models.base import class_probabilities
 from .base import BatchSize, Metric, Score, register, view_mask
 
 
@@ -62,7 +61,7 @@ class FrameFaithfulness(Metric):
             rows = torch.cat([torch.zeros(1, t, dtype=torch.bool, device=x.device), eye])[s]
             return torch.where(rows[:, :, None, None, None], base, clip)
 
-        probs = class_probabilities(self.forward_batched(model, t + 1, build, self.batch_size).double())[:, target]
+        probs = model.probabilities(self.forward_batched(model, t + 1, build, self.batch_size).double())[:, target]
         return (probs[0] - probs[1:]).cpu().numpy()
 
     def compute(self, model, x, explanation, target, sample) -> Score:

@@ -9,8 +9,9 @@ the explanation and switched in ``n = min(n_steps, U)`` equal steps; after step 
 * **insertion** starts from the baseline and restores switched units from the clip.
 
 Order ``"morf"`` switches the most relevant units first, ``"lerf"`` the least relevant first.
-The curve is the probability of the target (:func:`~videoxai.models.base.class_probabilities`) after each step, ``p_0 … p_n``, and the
-score is its area over the fraction of units switched, by the trapezoidal rule:
+The curve is the probability of the target after each step (``model.probabilities``: the softmax
+of the logits, or their sigmoid), ``p_0 … p_n``, and the score is its area over the fraction of
+units switched, by the trapezoidal rule:
 
     AUC = (Σ_s p_s − p_0/2 − p_n/2) / n
 
@@ -37,7 +38,6 @@ import torch
 
 from ..core import baselines
 from ..methods.base import check_baseline
-from ..models.base import class_probabilities
 from ..options import Opt
 from .base import BatchSize, Grid, Score, Seed, Segments, Unit, register
 from .road import NoisyLinearImputer
@@ -112,7 +112,7 @@ class _CausalCurve(UnitMetric):
                 return self.imputer(clip, kept, g)
 
         logits = self.forward_batched(model, n + 1, build, self.batch_size)
-        return class_probabilities(logits)[:, target].double(), count
+        return model.probabilities(logits)[:, target].double(), count
 
 
 @register

@@ -27,7 +27,7 @@ from ..errors import InputError, UnknownModelError
 from ..options import (Opt, declared_options, parse_assignments, parse_options, parse_value,
                        split_top_level)
 from ..registry import Registry
-from .base import IMAGENET_MEAN, IMAGENET_STD, CropBox, Layout, Preprocess, TokenGrid, VideoModel
+from .base import IMAGENET_MEAN, IMAGENET_STD, Activation, CropBox, Layout, Preprocess, TokenGrid, VideoModel
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -127,7 +127,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
          num_classes: int | None = None, shortest_edge: int | None = None,
          fixed_num_frames: bool = False, cam_layer: str | None = None,
          cam_reshape: Callable | None = None, token_grid: TokenGrid | None = None,
-         output: int | str | Callable | None = None, name: str = "custom") -> VideoModel:
+         output: int | str | Callable | None = None, name: str = "custom",
+         activation: Activation = "softmax") -> VideoModel:
     """Adapt any PyTorch video classifier.
 
     Args:
@@ -141,6 +142,9 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         labels / num_classes: class names, or their count. A network with a single output is
             read as a binary classifier's logit: its probability is the sigmoid (one label names
             the positive class).
+        activation: how its logits become class probabilities (what perturbation methods and
+            metrics read): ``"softmax"``, or ``"sigmoid"`` for a multi-label classifier (each
+            class on its own, as trained with ``BCEWithLogitsLoss``).
         shortest_edge: resize the shorter side to this and centre-crop; ``None`` resizes the whole
             frame to ``input_size``.
         cam_layer: dotted name of the layer Grad-CAM should use by default.
@@ -174,7 +178,7 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
     return VideoModel(module.eval(), num_frames=num_frames, preprocess=pre, labels=labels,
                       num_classes=num_classes, layout=layout, fixed_num_frames=fixed_num_frames,
                       token_grid=token_grid, cam_layer=cam_layer, cam_reshape=cam_reshape,
-                      family="custom", name=name, output=output)
+                      family="custom", name=name, output=output, activation=activation)
 
 
 #: a positive count (frames, classes, pixels) and an input size, ``h`` or ``(h, w)``

@@ -35,19 +35,30 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Logits ``(B, C)`` → class probabilities ``(B, C)``: the softmax over the classes or, for a
-    model with a single output (a binary classifier's logit, as trained with
-    ``BCEWithLogitsLoss``), its sigmoid. A softmax over one class is 1 whatever the clip: every
-    perturbation method and probability metric would read a model that never changes."""
-    return logits.sigmoid() if logits.shape[-1] == 1 else logits.softmax(-1)
+#: how a model's logits become class probabilities: ``"softmax"`` (one class per clip) or
+#: ``"sigmoid"`` (each class on its own: a multi-label classifier, or a binary one with a single
+#: output)
+Activation = Literal["softmax", "sigmoid"]
 
 
-def class_log_probabilities(logits: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+def class_probabilities(logits: torch.Tensor, activation: Activation = "softmax") -> torch.Tensor:
+    """Logits ``(B, C)`` → class probabilities ``(B, C)``: their softmax, or their sigmoid.
+
+    A single output is always read through its sigmoid (a binary classifier's logit, as trained
+    with ``BCEWithLogitsLoss``): a softmax over one class is 1 whatever the clip, so every
+    perturbation method and probability metric would read a model that never changes.
+    """
+    if activation == "sigmoid" or logits.shape[-1] == 1:
+        return logits.sigmoid()
+    return logits.softmax(-1)
+
+
+def class_log_probabilities(logits: torch.Tensor, target: int,
+                            activation: Activation = "softmax") -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p, log(1 − p))`` of class ``target``, each ``(B,)``, computed stably from logits
     ``(B, C)`` (see :func:`class_probabilities`)."""
-    if logits.shape[-1] == 1:
-        return F.logsigmoid(logits[:, 0]), F.logsigmoid(-logits[:, 0])
+    if activation == "sigmoid" or logits.shape[-1] == 1:
+        return F.logsigmoid(logits[:, target]), F.logsigmoid(-logits[:, target])
     logp = logits.log_softmax(-1)
     return logp[:, target], torch.cat([logp[:, :target], logp[:, target + 1:]], dim=1).logsumexp(-1)
 
@@ -204,6 +215,9 @@ class VideoModel(nn.Module):
         name: the spec it was loaded from, for reports.
         output: where the logits are in what ``net`` returns, when that is not a tensor: an index
             (``0``), a key (``"logits"``) or a function of the output (see :meth:`select_logits`).
+        activation: how the logits become class probabilities (:func:`class_probabilities`):
+            ``"softmax"`` (default), or ``"sigmoid"`` for a multi-label classifier. A model with
+            a single output always uses the sigmoid.
     """
 
     def __init__(self, net: nn.Module, *, num_frames: int, preprocess: Preprocess,
@@ -212,10 +226,14 @@ class VideoModel(nn.Module):
                  token_grid: TokenGrid | None = None, cam_layer: str | None = None,
                  cam_reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  family: str = "custom", name: str | None = None,
-                 output: int | str | Callable[[object], torch.Tensor] | None = None) -> None:
+                 output: int | str | Callable[[object], torch.Tensor] | None = None,
+                 activation: Activation = "softmax") -> None:
         super().__init__()
         if layout not in ("BTCHW", "BCTHW"):
             raise InputError(f"layout must be 'BTCHW' or 'BCTHW', got {layout!r}")
+        if activation not in ("softmax", "sigmoid"):
+            raise InputError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
+        self.activation = activation
         if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral) or num_frames < 1:
             raise InputError(f"num_frames must be an integer ≥ 1, got {num_frames!r}")
         self.net = net
@@ -446,8 +464,16 @@ class VideoModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Class probabilities ``(B, num_classes)`` without gradients (:func:`class_probabilities`)."""
-        return class_probabilities(self(pixels).float())
+        """Class probabilities ``(B, num_classes)`` without gradients (:meth:`probabilities`)."""
+        return self.probabilities(self(pixels).float())
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """This model's logits ``(B, C)`` → class probabilities ``(B, C)`` (its :attr:`activation`)."""
+        return class_probabilities(logits, self.activation)
+
+    def log_probabilities(self, logits: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log p, log(1 − p))`` of class ``target`` ``(B,)`` from this model's logits ``(B, C)``."""
+        return class_log_probabilities(logits, target, self.activation)
 
     def submodule(self, name: str) -> nn.Module:
         """A module of the wrapped network by dotted name (``"layer4"``, ``"encoder.layer.11"``)."""

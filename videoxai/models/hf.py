@@ -44,7 +44,9 @@ class HFVideoModel(VideoModel):
         super().__init__(net, num_frames=cfg.num_frames, preprocess=preprocess, labels=labels,
                          num_classes=cfg.num_labels, layout="BTCHW", fixed_num_frames=True,
                          token_grid=grid, cam_layer=self.build_cam_layer(cfg),
-                         cam_reshape=self._cam_reshape, family=self.model_type, name=name)
+                         cam_reshape=self._cam_reshape, family=self.model_type, name=name,
+                         # a model fine-tuned for several labels per clip scores each on its own
+                         activation="sigmoid" if cfg.problem_type == "multi_label_classification" else "softmax")
         self.attention = self.build_attention(net)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:

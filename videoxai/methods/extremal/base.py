@@ -10,7 +10,6 @@ import torch
 from ...core.batching import batched
 from ...core.refine import gaussian_blur_2d
 from ...errors import InputError
-from ...models.base import class_probabilities
 from ...options import Opt, OptionError, as_list
 from ..base import BatchSize, Seed
 from ..perturbation import Canvas, ClipResult, PerturbationMethod
@@ -242,13 +241,13 @@ class ExtremalPerturbation(PerturbationMethod):
                     clips = torch.cat([pyramid.apply(mask if g == "preserve" else 1 - mask) for g in games])
                     logits = self.model(canvas.paste(canvas.to_box(clips)))
                     k = mask.shape[0]
-                    reward = sum(log_reward(logits[j * k:(j + 1) * k], target, g)
+                    reward = sum(log_reward(logits[j * k:(j + 1) * k], target, g, self.model.activation)
                                  for j, g in enumerate(games))
                     energy = (self.reward_weight * reward
                               + self.regulariser(padded, areas[sl], progress, orders)).sum()
                     grad[sl] += torch.autograd.grad(energy, params)[0][sl]
                     with torch.no_grad():
-                        probs = class_probabilities(logits.double())[:, target].reshape(len(games), k).T
+                        probs = self.model.probabilities(logits.double())[:, target].reshape(len(games), k).T
                         last_p[sl] = probs.cpu()
                 params.grad = grad
                 opt.step()
@@ -261,7 +260,7 @@ class ExtremalPerturbation(PerturbationMethod):
             # the references the evidence is measured from: the clip intact (mask 1) and fully
             # perturbed (mask 0)
             ends = pyramid.apply(torch.stack([torch.ones_like(mask[0]), torch.zeros_like(mask[0])]))
-            p_intact, p_blurred = class_probabilities(self.model(canvas.paste(canvas.to_box(ends))).double())[:, target].cpu()
+            p_intact, p_blurred = self.model.probabilities(self.model(canvas.paste(canvas.to_box(ends))).double())[:, target].cpu()
             chosen = self.select(last_p)
             evidence = self.evidence(last_p, float(p_intact), float(p_blurred))
             scores = self.game_scores(last_p)

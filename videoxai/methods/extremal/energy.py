@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import InputError
-from ...models.base import class_log_probabilities
+from ...models.base import Activation, class_log_probabilities
 
 #: π/6, the share of an ellipsoid in its bounding box, as the recipe writes it
 ELLIPSOID_SHARE = 0.5236
@@ -105,7 +105,7 @@ def smoothness_loss(padded: torch.Tensor, areas: torch.Tensor, kernel: torch.Ten
     return torch.stack(out)
 
 
-def log_reward(logits: torch.Tensor, target: int, game: str) -> torch.Tensor:
+def log_reward(logits: torch.Tensor, target: int, game: str, activation: Activation = "softmax") -> torch.Tensor:
     """``(K,)`` −log p (``"preserve"``) or −log(1 − p) (``"delete"``) of the target, computed stably."""
-    log_p, log_not_p = class_log_probabilities(logits.float(), target)
+    log_p, log_not_p = class_log_probabilities(logits.float(), target, activation)
     return -log_p if game == "preserve" else -log_not_p
