@@ -104,6 +104,9 @@ def test_explain_methods_and_options_are_checked_before_anything_loads(capsys, t
     (("--frame-step", "0"), "--frame-step 0 applies to sliding windows"),
     (("--full-resolution", "-O", "working_size=model"),
      "--full-resolution and -O working_size=model contradict each other"),  # -O won silently
+    # found after the model and the video had loaded, and named the video: "clip.mp4: stride must be >= 1"
+    (("--window-stride", "0"), "--window-stride must be at least 1 frame, got 0"),
+    (("--window-stride", "8", "--frame-step", "-1"), "--frame-step must be at least 1 (every frame), got -1"),
 ])
 def test_explain_out_frame_step_and_working_size_are_checked_before_the_model_loads(capsys, tmp_path, args, message):
     a_file = tmp_path / "a_file"

@@ -131,6 +131,11 @@ def explain_cmd(
     if frame_step != 1 and window_stride is None:
         # without windows the clip is model.num_frames frames sampled over the video: no step to apply
         raise InputError(f"--frame-step {frame_step} applies to sliding windows; give --window-stride too")
+    # named as the options they are, before the model loads (the reader's message named the video)
+    if window_stride is not None and window_stride < 1:
+        raise InputError(f"--window-stride must be at least 1 frame, got {window_stride}")
+    if frame_step < 1:
+        raise InputError(f"--frame-step must be at least 1 (every frame), got {frame_step}")
     if video.is_dir():
         raise VideoReadError(f"{video} is a directory, not a video file; give one video file")
     if not video.is_file():
