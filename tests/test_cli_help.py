@@ -165,3 +165,37 @@ def test_descriptions_show_no_restructuredtext_markup(run):
             assert "``" not in out and not re.search(r":(class|mod|func|meth|attr):", out), (name, out)
     assert run("methods", "stabn").output.startswith("stabn — The explanation an ST-ABN gives of itself")
     assert squash("options as SmoothGrad.") in squash(run("methods", "smoothgrad_sq").output)
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """`videoxai stabn train --help` listed --epochs, --seed and --device with no text, and
+    `stabn finetune` its --seed, --resume, --threads and --device."""
+    bare = [f"videoxai {' '.join(path)} {param.name}"
+            for path, cmd in _commands(typer.main.get_command(app)) for param in cmd.params
+            if param.name != "help" and not getattr(param, "help", None)]
+    assert not bare, bare
+
+
+def test_finetune_val_data_help_says_what_the_code_defaults_to(run):
+    # "default: the synthetic val split" while non-synthetic data got no validation set at all
+    out = squash(run("stabn", "finetune", "--help").output)
+    assert squash("the val split of the training data when it is synthetic; none for other data") in out
+
+
+def test_the_command_listing_gives_each_command_one_unbroken_summary(monkeypatch):
+    # evaluate's summary broke after "as they are computed," wherever the terminal was wide
+    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("TERMINAL_WIDTH", "250")
+    out = CliRunner().invoke(app, ["--help"]).output
+    panel = out[out.index("Commands"):]
+    rows = [line for line in panel.splitlines()[1:] if line.startswith("│")]
+    assert rows and all(re.match(r"│ [a-z]+\s{2,}\S", row) for row in rows), panel
+
+
+def test_option_help_does_not_send_the_reader_to_the_source(run):
+    # staa's `layers` said '"auto" (see the module docstring)', which no command shows
+    from videoxai.methods import available
+
+    for name in available():
+        out = run("methods", name).output
+        assert "docstring" not in out, (name, out)

@@ -107,4 +107,5 @@ def _print_table(s) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("evaluate")(evaluate_cmd)
+    # the listing of `videoxai --help` shows the docstring's first paragraph with its line break
+    app.command("evaluate", short_help=" ".join(evaluate_cmd.__doc__.split("\n\n")[0].split()))(evaluate_cmd)

@@ -16,6 +16,7 @@ stabn_app = typer.Typer(name="stabn", no_args_is_help=True,
                         help="Train an ST-ABN (a video model that explains itself) and correct its "
                              "temporal attention with human knowledge: collect → edit → finetune.")
 
+_DEVICE_HELP = "cpu, cuda, cuda:1, …"
 _DATA_HELP = ("Dataset spec: synthetic[:N,seed=S,val=M] (default; train/val are disjoint streams), "
               "folder:DIR (videos + labels.csv), ssv2:…, ucf24:….")
 
@@ -80,7 +81,7 @@ def train_cmd(
                                            "r34, r50 (ResNet stems)."),
     frames: int = typer.Option(8, help="Frames per clip (T)."),
     size: int = typer.Option(64, help="Input size (pixels a side)."),
-    epochs: int = typer.Option(12),
+    epochs: int = typer.Option(12, help="Epochs of the ST-ABN (after the warm start's)."),
     batch_size: Optional[int] = typer.Option(None, help="Clips per step (default: the recipe's, 8 — the "
                                              "reference's per GPU; demo: 16, the bundled models')."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the recipe's, 0.002 / 0.01)."),
@@ -116,11 +117,11 @@ def train_cmd(
                                              help="Epochs of plain-backbone training to start the shared layers from "
                                                   "(default: the design's, 3; 0: from scratch — joint training from "
                                                   "scratch can stall, README \"ST-ABN\")."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed of the initial weights, the clip order and dropout."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists "
                                 "(without repeating the warm start), else from the warm start's checkpoint."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
-    device: str = typer.Option("cpu", callback=check_device),
+    device: str = typer.Option("cpu", help=_DEVICE_HELP, callback=check_device),
 ) -> None:
     """Train an ST-ABN; validation accuracy of both branches after every epoch."""
     from ..stabn.designs import design as named_design
@@ -167,8 +168,8 @@ def collect_cmd(
                                        "training split is used; its classes must be the model's."),
     all_clips: bool = typer.Option(False, "--all", help="Collect every clip, not only the misclassified ones."),
     limit: Optional[int] = typer.Option(None, help="Collect at most this many clips."),
-    threads: Optional[int] = typer.Option(None),
-    device: str = typer.Option("cpu", callback=check_device),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    device: str = typer.Option("cpu", help=_DEVICE_HELP, callback=check_device),
 ) -> None:
     """Step 1: store the temporal attention of the misclassified training clips."""
     from ..errors import InputError
@@ -209,7 +210,7 @@ def edit_cmd(
     no_preview: bool = typer.Option(False, "--no-preview", help="Do not load a model (no preview)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8001, min=1, max=65535, help="TCP port."),
-    device: str = typer.Option("cpu", callback=check_device),
+    device: str = typer.Option("cpu", help=_DEVICE_HELP + " (for the preview)", callback=check_device),
 ) -> None:
     """Step 2: serve the editor page: give every frame a level (1.0 / 0.5 / 0.0) and save."""
     import uvicorn
@@ -251,7 +252,7 @@ def finetune_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to fine-tune (default: the collection's)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data (default: the collection's)."),
-    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split)."),
+    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the val split of the training data when it is synthetic; none for other data)."),
     gamma_t: float = typer.Option(10.0, "--gamma-t", help="Weight γ_t of L_temp (0: no human knowledge)."),
     temporal_loss: str = typer.Option("auto", "--temporal-loss", help="L_temp's form: mse (the paper's), kl, "
                                       "or auto (kl for a softmax temporal attention, mse for a sigmoid one)."),
@@ -262,10 +263,10 @@ def finetune_cmd(
                                "(feature_extractor, attention_branch, perception_branch), or 'none'."),
     unfreeze_at: Optional[int] = typer.Option(None, help="Epoch from which every group trains."),
     edited_only: bool = typer.Option(False, "--edited-only", help="Train on the edited clips only."),
-    seed: int = typer.Option(0),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
-    threads: Optional[int] = typer.Option(None),
-    device: str = typer.Option("cpu", callback=check_device),
+    seed: int = typer.Option(0, help="Seed of the clip order and dropout."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    device: str = typer.Option("cpu", help=_DEVICE_HELP, callback=check_device),
 ) -> None:
     """Step 3: fine-tune with L_att + L_per + γ_t · L_temp(edited, predicted temporal attention)."""
     from ..stabn.data import open_dataset

@@ -59,16 +59,18 @@ class STAA(AttentionMethod):
     scores (see the module docstring).
 
     Args:
-        layers: ``"auto"`` (see the module docstring), ``"half"`` (the last half of the layers,
-            at least one), ``"all"``, ``k`` (the last k layers) or a list of layer indices;
-            their maps are averaged.
+        layers: ``"auto"`` (the last half of the layers, or only the last layer where a layer's
+            map costs a second attention product: VideoMAE), ``"half"`` (the last half of the
+            layers, at least one), ``"all"``, ``k`` (the last k layers) or a list of layer
+            indices; their maps are averaged.
         gradient_weighted: weight each attention entry by its positive gradient for the target
             (one backward pass through the chosen layers' eager attention).
         peak_share: the share of each frame's highest map values whose mean is the frame's
             temporal score, in (0, 1].
         temporal_weighting: for divided space-time attention, multiply each frame's spatial
-            row by the temporal attention that frame receives at each patch (off by default, see
-            the module docstring).
+            row by the temporal attention that frame receives at each patch (off by default: on
+            the bundled demo model it moved both the top frame and the spatial peak off the
+            evidence more often).
     """
 
     name = "staa"
