@@ -142,9 +142,11 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         labels / num_classes: class names, or their count. A network with a single output is
             read as a binary classifier's logit: its probability is the sigmoid (one label names
             the positive class).
-        activation: how its logits become class probabilities (what perturbation methods and
-            metrics read): ``"softmax"``, or ``"sigmoid"`` for a multi-label classifier (each
-            class on its own, as trained with ``BCEWithLogitsLoss``).
+        activation: how its outputs become class probabilities (what perturbation methods and
+            metrics read): ``"softmax"``, ``"sigmoid"`` for a multi-label classifier (each
+            class on its own, as trained with ``BCEWithLogitsLoss``), or ``"none"`` when its
+            last layer already is a softmax (a second one would squash every score towards
+            1 / C).
         shortest_edge: resize the shorter side to this and centre-crop; ``None`` resizes the whole
             frame to ``input_size``.
         cam_layer: dotted name of the layer Grad-CAM should use by default.

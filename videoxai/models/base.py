@@ -35,19 +35,23 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-#: how a model's logits become class probabilities: ``"softmax"`` (one class per clip) or
+#: how a model's outputs become class probabilities: ``"softmax"`` (one class per clip),
 #: ``"sigmoid"`` (each class on its own: a multi-label classifier, or a binary one with a single
-#: output)
-Activation = Literal["softmax", "sigmoid"]
+#: output) or ``"none"`` (the network already returns probabilities, its last layer a softmax)
+Activation = Literal["softmax", "sigmoid", "none"]
+ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 
 def class_probabilities(logits: torch.Tensor, activation: Activation = "softmax") -> torch.Tensor:
-    """Logits ``(B, C)`` → class probabilities ``(B, C)``: their softmax, or their sigmoid.
+    """Outputs ``(B, C)`` → class probabilities ``(B, C)``: their softmax, their sigmoid, or
+    themselves (``"none"``: already probabilities).
 
-    A single output is always read through its sigmoid (a binary classifier's logit, as trained
-    with ``BCEWithLogitsLoss``): a softmax over one class is 1 whatever the clip, so every
-    perturbation method and probability metric would read a model that never changes.
+    With the default, a single output is read through its sigmoid (a binary classifier's logit,
+    as trained with ``BCEWithLogitsLoss``): a softmax over one class is 1 whatever the clip, so
+    every perturbation method and probability metric would read a model that never changes.
     """
+    if activation == "none":
+        return logits
     if activation == "sigmoid" or logits.shape[-1] == 1:
         return logits.sigmoid()
     return logits.softmax(-1)
@@ -57,6 +61,9 @@ def class_log_probabilities(logits: torch.Tensor, target: int,
                             activation: Activation = "softmax") -> tuple[torch.Tensor, torch.Tensor]:
     """``(log p, log(1 − p))`` of class ``target``, each ``(B,)``, computed stably from logits
     ``(B, C)`` (see :func:`class_probabilities`)."""
+    if activation == "none":  # probabilities already: clamped, so a 0 or a 1 costs a finite loss
+        p = logits[:, target].clamp(1e-12, 1 - 1e-7)
+        return p.log(), (-p).log1p()
     if activation == "sigmoid" or logits.shape[-1] == 1:
         return F.logsigmoid(logits[:, target]), F.logsigmoid(-logits[:, target])
     logp = logits.log_softmax(-1)
@@ -215,9 +222,9 @@ class VideoModel(nn.Module):
         name: the spec it was loaded from, for reports.
         output: where the logits are in what ``net`` returns, when that is not a tensor: an index
             (``0``), a key (``"logits"``) or a function of the output (see :meth:`select_logits`).
-        activation: how the logits become class probabilities (:func:`class_probabilities`):
-            ``"softmax"`` (default), or ``"sigmoid"`` for a multi-label classifier. A model with
-            a single output always uses the sigmoid.
+        activation: how the outputs become class probabilities (:func:`class_probabilities`):
+            ``"softmax"`` (default; a single output is read through its sigmoid), ``"sigmoid"``
+            for a multi-label classifier, ``"none"`` when the network returns probabilities.
     """
 
     def __init__(self, net: nn.Module, *, num_frames: int, preprocess: Preprocess,
@@ -231,8 +238,8 @@ class VideoModel(nn.Module):
         super().__init__()
         if layout not in ("BTCHW", "BCTHW"):
             raise InputError(f"layout must be 'BTCHW' or 'BCTHW', got {layout!r}")
-        if activation not in ("softmax", "sigmoid"):
-            raise InputError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
         self.activation = activation
         if isinstance(num_frames, bool) or not isinstance(num_frames, numbers.Integral) or num_frames < 1:
             raise InputError(f"num_frames must be an integer ≥ 1, got {num_frames!r}")
