@@ -199,3 +199,17 @@ def test_option_help_does_not_send_the_reader_to_the_source(run):
     for name in available():
         out = run("methods", name).output
         assert "docstring" not in out, (name, out)
+
+
+def test_metric_descriptions_point_at_nothing_the_package_lacks_and_say_nothing_twice(run):
+    # `videoxai metrics deletion` sent the reader to "research/perturbation.md §4" (not shipped)
+    # and printed its one-sentence summary twice, as the summary and as "about:"
+    from rich.text import Text
+
+    from videoxai.cli.catalogue import summary
+    from videoxai.metrics import available, get
+
+    for name in available():
+        out = run("metrics", name).output
+        assert "research/" not in out, (name, out)
+        assert squash(out).count(squash(Text.from_markup(summary(get(name))).plain)) == 1, (name, out)

@@ -168,11 +168,14 @@ def metrics_cmd(name: Optional[str] = typer.Argument(None, help="A metric: show 
 
     if name is not None:
         cls = vm.get(name)
-        out.print(f"[bold]{name}[/] ({cls.family}) — {summary(cls)}")
+        what = summary(cls)
+        out.print(f"[bold]{name}[/] ({cls.family}) — {what}")
         out.print(f"better: {_better(name, cls)}")
         if cls.requires:
             out.print(f"needs: {needs(cls.requires, of='clip')}")
-        out.print(f"about: {plain(_first_paragraph(sys.modules[cls.__module__].__doc__))}")
+        about = plain(_first_paragraph(sys.modules[cls.__module__].__doc__))
+        if about and about != what:  # deletion's summary is its module's: not twice
+            out.print(f"about: {about}")
         out.print(_options_table(f"options (spec: {name}(option=value, …))", options(cls)))
         return
     t = table("metrics (spec: name(option=value, …); videoxai metrics NAME for one in full)",

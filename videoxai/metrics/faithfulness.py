@@ -1,4 +1,4 @@
-"""The STAA paper's faithfulness and monotonicity (research/staa.md §6), made well defined.
+"""The STAA paper's faithfulness and monotonicity, made well defined.
 
 Both keep the **top share** of the explanation's units (pixels by default; ``unit="frame"`` keeps
 the top frames by temporal score, which is how the reference scored temporal SHAP), replace the

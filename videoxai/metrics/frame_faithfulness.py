@@ -1,4 +1,4 @@
-"""Li et al.'s per-frame faithfulness (research/perturbation.md §4): do the frames the map calls
+"""Li et al.'s per-frame faithfulness: do the frames the map calls
 important matter to the model?
 
 Each frame ``t`` is removed on its own (replaced by the baseline, the rest of the clip intact) and

@@ -1,5 +1,5 @@
 """Causal insertion and deletion curves (Petsiuk et al.'s RISE metric, as the video-attribution
-reference code runs it; research/perturbation.md §4).
+reference code runs it).
 
 Units (pixels, patches, superpixels or frames, see :mod:`videoxai.metrics.units`) are ranked by
 the explanation and switched in ``n = min(n_steps, U)`` equal steps; after step ``s`` the first

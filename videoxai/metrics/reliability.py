@@ -1,4 +1,4 @@
-"""How reliable is a metric? The random-sanity-weighted agreement α (research/perturbation.md §4).
+"""How reliable is a metric? The random-sanity-weighted agreement α.
 
 Take one metric's scores ``D`` (``n`` videos × ``M`` methods), one of the methods a random map.
 Each video is a "rater" that ranks the methods:

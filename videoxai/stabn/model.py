@@ -1,6 +1,6 @@
 """ST-ABN: a spatio-temporal attention branch network on a slow-only 3D ResNet.
 
-The network (research/stabn.md §2, after the authors' code [V1]) is
+The network (after the authors' code [V1]) is
 
 * a **feature extractor**: a slow-only 3D ResNet up to ``layer3`` — stem ``1×7×7``, ``layer1`` and
   ``layer2`` purely spatial, the first convolution of every block of ``layer3`` / ``layer4``

@@ -1,6 +1,6 @@
 """Training ST-ABN: the loop (with checkpoints, resume and progress) and ``train()``.
 
-The recipe follows the reference code [V1] (research/stabn.md §3), scaled to the run:
+The recipe follows the reference code [V1], scaled to the run:
 
 * loss ``CE(z_per, y) + CE(z_att, y)`` (+ ``L_temp`` when fine-tuning with edits);
 * SGD, momentum 0.9, Nesterov, weight decay 5e-4, gradient clipping at L2 norm 20;

@@ -1,7 +1,7 @@
 """Extremal perturbation for video: 2D-EP, 3D-EP and STEP (Li et al., TCSVT 2021 / WACV 2021).
 
 Fong et al.'s extremal perturbation (TorchRay) carried to video, following the authors' code
-(``perturbation_area.py``; research/perturbation.md §1). For each target area a, a mask
+(``perturbation_area.py``). For each target area a, a mask
 m ∈ [0, 1]^{T×h×w} is optimised so that the clip perturbed outside m keeps the target (the
 *preserve* game) while m covers about a of the clip:
 
