@@ -283,6 +283,22 @@ def test_the_report_names_the_layer_used(tmp_path):
     assert "<tr><th>layer</th><td><code>features.4</code></td></tr>" in html and "None" not in html
 
 
+def test_an_explanation_and_its_report_say_when_the_score_is_not_a_softmax_share(tmp_path):
+    from videoxai.viz.report import write_report
+
+    frames = np.random.default_rng(3).integers(0, 256, size=(4, 16, 16, 3), dtype=np.uint8)
+    plain = vx.explain(vx.wrap(C3DStyle(), num_frames=4, input_size=16), frames, "saliency")
+    assert "activation" not in plain.meta
+    html = write_report(tmp_path / "plain.html", frames, plain).read_text()
+    assert "sigmoid" not in html
+    multi = vx.explain(vx.wrap(C3DStyle(), num_frames=4, input_size=16, activation="sigmoid"), frames, "saliency")
+    assert multi.meta["activation"] == "sigmoid" and multi.probs.sum() != pytest.approx(1.0)
+    html = write_report(tmp_path / "multi.html", frames, multi).read_text()
+    assert "sigmoid of each class" in html
+    binary = vx.wrap(C3DStyle(classes=1), num_frames=4, input_size=16, num_classes=1)
+    assert vx.explain(binary, frames, "saliency").meta["activation"] == "sigmoid"
+
+
 def test_gradcam_layer_errors_name_the_valid_layers():
     net = C3DStyle()
     model = vx.wrap(net, num_frames=4, input_size=16)

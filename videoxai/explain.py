@@ -141,7 +141,9 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
         An :class:`~videoxai.explanation.Explanation` whose ``spatial`` is ``(T, H, W)`` at the
         clip's original size and ``temporal`` is ``(T,)`` summing to 1. ``meta["working_frame"]``
         is the ``(h, w)`` the method worked at; ``meta["spec"]`` is the canonical spec that
-        makes the same explanation again (:func:`explanation_spec`); ``meta["weights"]`` says where the model's weights
+        makes the same explanation again (:func:`explanation_spec`); ``meta["activation"]`` (``"sigmoid"``
+        or ``"none"``) says how the score was made when it is not a softmax
+        (:attr:`VideoModel.activation`); ``meta["weights"]`` says where the model's weights
         came from when the loader knows (``"random"`` with a ``meta["warnings"]`` line when they
         are untrained); ``meta["warnings"]`` also has a line when the map is constant (it ranks
         nothing, :func:`constant_map_warning`).
@@ -217,6 +219,8 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
     meta = {"model": model.name, "source": clip.source, "fps": clip.fps, "spec": _spec_or_none(m.name, options_used),
             "crop_box": _crop_box(model, clip), "working_frame": [int(x.shape[-2]), int(x.shape[-1])]}
     meta.update(weights_meta(model))
+    if model.activation != "softmax" or model.num_classes == 1:  # the score is not a softmax share
+        meta["activation"] = "sigmoid" if model.activation == "softmax" else model.activation
     meta.update({k: _to_numpy(v) for k, v in (attr.extras or {}).items()})
     flat = constant_map_warning(m.name, raw[0], temporal[0])
     if flat is not None:

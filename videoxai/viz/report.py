@@ -133,7 +133,15 @@ def _header(title: str, clip: Clip, exps: list[Explanation], size: tuple[int, in
     weights = sorted({str(e.meta["weights"]) for e in exps if e.meta.get("weights")})
     if weights:
         chips.append(("weights", ", ".join(weights)))
+    activation = {e.meta.get("activation") for e in exps} - {None}
+    if activation:  # the percentages are not shares of one softmax: say what they are
+        chips.append(("scores", ", ".join(_SCORES[a] for a in sorted(activation))))
     return _header_html(title, chips, [w for e in exps for w in e.meta.get("warnings", [])])
+
+
+#: what an explanation's score is, when not the softmax share of its class (Explanation.meta["activation"])
+_SCORES = {"sigmoid": "sigmoid of each class's logit (multi-label or binary)",
+           "none": "the model's own output (probabilities)"}
 
 
 def _header_html(title: str, chips: list[tuple[str, str]], warnings: list) -> str:
