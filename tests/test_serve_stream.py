@@ -368,6 +368,23 @@ def test_idle_client_is_closed(model):
         wait_until(lambda: app.state.slots.active == 0)
 
 
+def test_fatal_errors_have_the_fields_of_every_other_error(model):
+    # a fatal error (idle, busy, unauthorized, forbidden_origin) came with "frame_range": null,
+    # a field the protocol gives only to a window's errors
+    app = create_app(model, ServeSettings(max_streams=1, stream_idle_timeout_s=0.5))
+    with BackgroundServer(app) as server:
+        with connect(ws_url(server), origin="http://evil.example", open_timeout=20) as ws:
+            msg = recv(ws)
+            assert msg["error"]["code"] == "forbidden_origin" and set(msg) == {"type", "fatal", "error"}, msg
+        with open_stream(server) as first:
+            start(first)
+            with open_stream(server) as second:
+                msg = recv(second)
+                assert msg["error"]["code"] == "busy" and set(msg) == {"type", "fatal", "error"}, msg
+            msg = recv(first)
+            assert msg["error"]["code"] == "idle" and set(msg) == {"type", "fatal", "error"}, msg
+
+
 def test_api_key_on_streams(model):
     app = create_app(model, ServeSettings(api_key="k3y"))
     with BackgroundServer(app) as server:

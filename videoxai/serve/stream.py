@@ -590,7 +590,7 @@ class StreamSession:
 
     async def _close_with(self, error: ServiceError, code: int) -> None:
         try:
-            await asyncio.wait_for(self.ws.send_text(ErrorMessage(fatal=True, error=error.info()).model_dump_json()),
+            await asyncio.wait_for(self.ws.send_text(ErrorMessage(fatal=True, error=error.info()).model_dump_json(exclude_none=True)),
                                    timeout=5.0)
         except Exception:
             pass
