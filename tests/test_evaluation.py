@@ -276,6 +276,23 @@ def test_resume_after_a_killed_run_loses_and_duplicates_nothing(model_dir, tmp_p
     assert_same_results(clean, second)
 
 
+def test_a_script_without_a_main_guard_is_told_to_add_one(model_dir, tmp_path):
+    # docs/evaluation.md's snippet, run as a script: the local backend's spawned workers import the
+    # script, whose evaluate() call died in each on the results folder's lock ("in use by another
+    # evaluation") and the run on "worker videoxai-eval-0 exited with code 1"
+    script = tmp_path / "my_eval.py"
+    script.write_text(textwrap.dedent(f"""
+        from videoxai.evaluation import evaluate
+        evaluate({model_dir!r}, "synthetic:1", methods="random", metrics="sparseness",
+                 out={str(tmp_path / "eval")!r}, workers=1, progress=False, report=False)
+    """))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "my_eval.py calls evaluate() again when the worker imports it" in last, proc.stderr[-3000:]
+    assert 'if __name__ == "__main__":' in last and "in use by another evaluation" not in proc.stderr
+
+
 # -- backends agree ---------------------------------------------------------------------------------------
 def test_ray_backend_gives_the_same_results_as_inline(model_dir, tmp_path):
     pytest.importorskip("ray")

@@ -51,6 +51,39 @@ class WorkerFailed(RuntimeError):
     """A worker process died or could not start (rows computed before are kept)."""
 
 
+#: exit status of a worker process that found the main script calling evaluate() as it imported it
+EXIT_SCRIPT_RECURSES = 75
+
+_UNGUARDED = ("put the call under `if __name__ == \"__main__\":` (the local backend's workers are new "
+              "processes that import the main script first), or use backend='inline'")
+
+
+def refuse_in_a_starting_worker() -> None:
+    """End a spawned process that runs :func:`evaluate` while it imports the main script.
+
+    A worker of the ``local`` backend is a new Python process that imports the script which
+    started the run (multiprocessing's ``spawn``): a script calling ``evaluate()`` outside
+    ``if __name__ == "__main__":`` would start an evaluation of its own in every worker. Without
+    this check each worker died on the results folder's lock, and the run on "worker exited with
+    code 1" and two tracebacks about a folder in use.
+    """
+    if getattr(mp.current_process(), "_inheriting", False):   # multiprocessing's bootstrap phase
+        script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "the main script"
+        print(f"error: {script} calls videoxai's evaluate() as a worker process imports it: "
+              f"{_UNGUARDED}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_SCRIPT_RECURSES)
+
+
+def _failed(proc) -> WorkerFailed:
+    """The error for a worker that is gone: its exit status, or why it could not start."""
+    proc.join(timeout=5)
+    if proc.exitcode == EXIT_SCRIPT_RECURSES:
+        script = getattr(sys.modules.get("__main__"), "__file__", None) or "the main script"
+        return WorkerFailed(f"worker {proc.name} could not start: {os.path.basename(script)} calls evaluate() "
+                            f"again when the worker imports it; {_UNGUARDED}")
+    return WorkerFailed(f"worker {proc.name} exited with code {proc.exitcode}")
+
+
 def run(backend: str, tasks: Iterable[Task], settings: RunSettings, emit: Emit, *,
         workers: int, model: VideoModel | None = None, address: str | None = None) -> None:
     """Run ``tasks`` on ``backend`` (see the module docs)."""
@@ -167,7 +200,7 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
                 try:
                     conns[i].send(task)
                 except OSError:
-                    raise WorkerFailed(f"worker {procs[i].name} exited with code {procs[i].exitcode}") from None
+                    raise _failed(procs[i]) from None
                 busy[i] = task
             if exhausted and not busy:
                 break
@@ -176,8 +209,7 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
                 try:
                     kind, payload = conn.recv()
                 except (EOFError, OSError):
-                    procs[i].join(timeout=1)
-                    raise WorkerFailed(f"worker {procs[i].name} exited with code {procs[i].exitcode}") from None
+                    raise _failed(procs[i]) from None
                 if kind == "row":
                     emit(payload)
                 elif kind == "done":

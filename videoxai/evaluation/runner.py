@@ -154,6 +154,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         progress: draw a progress bar (default: when on a terminal).
         report: write the report (Markdown, CSV, plots, HTML) when done.
     """
+    backends.refuse_in_a_starting_worker()  # a script without a main guard, imported by a worker
     t0 = time.perf_counter()
     metric_sel = resolve_metrics(metrics)  # before loading anything: a typo fails at once
     if target not in ("label", "predicted"):
