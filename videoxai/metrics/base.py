@@ -17,7 +17,7 @@ curve stays *high*). The report ranks methods with it; it is listed for every me
 ``videoxai metrics``.
 
 Specs name a metric with options in one string: ``"deletion"``, ``"deletion(unit=frame)"``,
-``"insertion(unit=superpixel, order=lerf, steps=64)"`` (the grammar and the option parser are
+``"insertion(unit=superpixel, order=lerf, n_steps=64)"`` (the grammar and the option parser are
 :mod:`videoxai.options`, shared with methods). :attr:`Metric.spec` gives the canonical form
 (options that differ from the defaults, sorted, normalised), which is the key results are stored
 under.
