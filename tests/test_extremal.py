@@ -587,3 +587,17 @@ def test_score_weighting_on_the_bundled_timesformer(monkeypatch):
         return float((top & truth).sum() / (top | truth).sum())
 
     assert iou("score") > iou("density") + 0.05
+
+
+@pytest.mark.parametrize("method", ["ep2d", "ep3d", "step"])
+def test_the_estimate_of_forward_passes_is_what_an_explanation_costs(method):
+    # 2D-EP's ladder of 5 areas is 2 on a 64-px model (the small rungs are raised to what one bump
+    # covers and merged): it cost 600 passes and was estimated at 1 500, so the service's work
+    # limit refused ep2d jobs that fitted it
+    model = vx.load_model("demo")
+    clip = vx.Clip(SyntheticVideos(1, split="test")[0].frames)
+    cls = vx.methods.get(method)
+    exp = vx.explain(model, clip, method, iterations=2)
+    assert cls(model, iterations=2).forward_passes(model.num_frames) == exp.cost.forward_passes
+    if method == "ep2d":
+        assert cls(model).forward_passes(model.num_frames) == 150 * 2 * 2 + 3
