@@ -68,6 +68,19 @@ def test_failures_after_loading_the_model_are_one_line_too(capsys, tmp_path, arg
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
+def test_stream_reads_its_source_before_it_asks_the_server(capsys, tmp_path):
+    # a missing file or one that is not a video was found only after the connection: behind a
+    # server that is not there, the user heard about the server, not the file
+    not_a_video = tmp_path / "notes.mp4"
+    not_a_video.write_text("not a video")
+    server = f"http://127.0.0.1:{closed_port()}"
+    for source, message in ((tmp_path / "missing.mp4", "no such file"), (not_a_video, "not a readable video file")):
+        code, err = run(capsys, "stream", str(source), "--server", server)
+        assert code == 2 and message in err and "connect" not in err, err
+    code, err = run(capsys, "stream", str(VIDEO), "--server", server)
+    assert code == 2 and "cannot connect" in err, err
+
+
 def test_debug_shows_the_traceback(capsys):
     with pytest.raises(Exception):
         main(["serve", "--work-dir", __file__, "--debug"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -118,13 +119,22 @@ def stream_cmd(
     if frame_format not in ("jpeg", "png", "rgb"):
         raise InputError(f"--format must be jpeg, png or rgb, got {frame_format!r}")
     is_file = Path(source).exists()
+    if not is_file and "://" not in source:
+        raise InputError(f"{source}: no such file (give a video file, or a stream URL such as rtsp://…)")
     live = (not is_file) if live is None else live
+    options = _parse_options(option)
+    # the source's first frame is read before the server is asked for a stream: a file that is not
+    # a video, or a URL that does not answer, fails here with its own message, not mid-protocol
+    frames = video_frames(source, max_side=max_side or None)
+    first = next(frames, None)
+    if first is None:
+        raise InputError(f"{source}: no video frames")
+    frames = itertools.chain([first], frames)
     src_fps = source_fps(source)
     send_fps = (fps or src_fps or 30.0) if live else None
     client = StreamClient(server, api_key=api_key, window=window, stride=stride, method=method,
-                          options=_parse_options(option), target=target, live=live, frame_format=frame_format,
+                          options=options, target=target, live=live, frame_format=frame_format,
                           fps=send_fps)
-    frames = video_frames(source, max_side=max_side or None)
     saver = OverlaySaver(save, fps=src_fps or 25.0) if save else None
     if saver is not None:
         frames = saver.tap(frames)
