@@ -296,6 +296,7 @@ def test_too_many_frames_and_pixels(client, videos):
     ({"target": "99"}, 400, "bad_input"),
     ({"unknown_field": "1"}, 422, "bad_request"),
     ({"method": ""}, 422, "bad_request"),  # was the default method, silently
+    ({"stride": "4"}, 422, "bad_request"),  # sampling=uniform has no stride: it was ignored, silently
 ])
 def test_bad_job_parameters(client, videos, params, status, code):
     message = assert_error(upload(client, videos["short"], **params), status, code)
@@ -305,6 +306,8 @@ def test_bad_job_parameters(client, videos, params, status, code):
 
 def test_an_omitted_method_is_the_default_and_an_empty_one_is_refused(client, videos):
     status = wait(client, upload(client, videos["short"], overlay="false").json()["id"])
+    # no overlay asked for: no link to one (it led to a 404), as the result says
+    assert status["links"].get("overlay") is None and client.get(status["links"]["result"]).json().get("overlay") is None
     assert client.get(status["links"]["result"]).json()["method"] == "staa"
     files = {"file": ("short.mp4", videos["short"].read_bytes(), "video/mp4")}
     message = assert_error(client.post("/api/jobs", files=files, data={"method": ""}), 422, "bad_request")

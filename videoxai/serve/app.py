@@ -259,10 +259,15 @@ def _job_request(params: dict[str, str]) -> JobRequest:
     if "maps" in data:
         data["maps"] = [m.strip() for m in data["maps"].split(",") if m.strip()]
     try:
-        return JobRequest.model_validate(data)
+        req = JobRequest.model_validate(data)
     except ValidationError as e:
         parts = [f"{'.'.join(map(str, err['loc'])) or 'request'}: {err['msg']}" for err in e.errors()[:3]]
         raise ServiceError(422, "bad_request", "; ".join(parts)) from None
+    if req.stride is not None and req.sampling != "windows":
+        # one window sampled over the whole video has no stride: it would be ignored silently
+        raise ServiceError(422, "bad_request", f"stride applies to sampling=windows (sliding windows), not "
+                                               f"sampling={req.sampling}; drop it or add sampling=windows")
+    return req
 
 
 def _finished(jobs: JobQueue, job_id: str):

@@ -125,7 +125,8 @@ class Job:
         return JobStatus(id=self.id, state=self.state, progress=min(1.0, progress), windows_done=self.windows_done,
                          windows_total=total, error=self.error, created=self.created, started=self.started,
                          finished=self.finished,
-                         links=JobLinks(status=base, result=f"{base}/result", overlay=f"{base}/{OVERLAY_NAME}"))
+                         links=JobLinks(status=base, result=f"{base}/result",
+                                        overlay=f"{base}/{OVERLAY_NAME}" if self.request.overlay else None))
 
 
 def check_video(path: Path, settings: ServeSettings) -> VideoInfo:
@@ -452,7 +453,7 @@ class JobQueue:
                            video=job.video,
                            prediction=Prediction(index=top, label=engine.model.labels[top], score=float(probs[top])),
                            frame_indices=frame_indices, temporal=temporal, windows=windows,
-                           overlay=job.status().links.overlay if req.overlay else None,
+                           overlay=job.status().links.overlay,
                            seconds=time.perf_counter() - t0)
         tmp = job.result_path.with_suffix(".part")
         tmp.write_text(result.model_dump_json(exclude_none=True))

@@ -301,7 +301,8 @@ class JobRequest(BaseModel):
 class JobLinks(BaseModel):
     status: str
     result: str
-    overlay: str
+    overlay: str | None = Field(None, description="URL of the overlay video; absent when the job renders "
+                                                  "none (overlay=false)")
 
 
 class JobStatus(BaseModel):
