@@ -185,6 +185,18 @@ def test_monotonicity_of_a_perfect_map_is_one_and_undefined_on_a_constant_model(
     assert math.isnan(undefined.value) and "undefined" in undefined.details
 
 
+def test_faithfulness_and_monotonicity_are_undefined_for_a_single_output():
+    # normalised over the classes (min to max), one logit is constant: every map scored a perfect
+    # faithfulness of 1 and monotonicity had no curve to rank
+    w = np.arange(1, 65, dtype=np.float64).reshape(1, 8, 8)
+    clip = ones_clip(1, 8, 8)
+    one = vx.wrap(nn.Sequential(nn.Flatten(), nn.Linear(192, 1)), num_frames=1, input_size=8, layout="BTCHW",
+                  num_classes=1)
+    for spec in ("faithfulness(baseline=black)", "monotonicity(baseline=black)"):
+        score = build(spec)(one, clip, explanation(w))
+        assert math.isnan(score.value) and "one output" in score.details["undefined"], spec
+
+
 # -- localisation -----------------------------------------------------------------------------------
 def truth_sample():
     masks = np.zeros((4, 16, 16), bool)

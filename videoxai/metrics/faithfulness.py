@@ -54,6 +54,14 @@ class _KeepTop(UnitMetric):
         self.baseline = baselines.get(baseline)
         self._units(unit, grid, segments, batch_size, seed)
 
+    @staticmethod
+    def single_output(model) -> Score | None:
+        """Undefined for a model with one output: normalised over the classes (min to max), its
+        logits are constant, and every map would score a perfect 1."""
+        if model.num_classes < 2:
+            return Score.undefined("the model has one output: its class-normalised logits are constant")
+        return None
+
     def similarities(self, model, x: torch.Tensor, explanation, shares: Sequence[float]) -> tuple[np.ndarray, int]:
         """``similarity(p)`` for each share ``p`` ``(len(shares),)``, and the number of units."""
         clip = x[0]
@@ -90,6 +98,8 @@ class Faithfulness(_KeepTop):
         self._setup(unit, baseline, grid, segments, batch_size, seed)
 
     def compute(self, model, x, explanation, target, sample) -> Score:
+        if (undefined := self.single_output(model)) is not None:
+            return undefined
         sim, units = self.similarities(model, x, explanation, [self.share])
         return Score(float(sim[0]), details={"units": units, "kept": int(round(self.share * units))})
 
@@ -119,6 +129,8 @@ class Monotonicity(_KeepTop):
     def compute(self, model, x, explanation, target, sample) -> Score:
         from scipy.stats import kendalltau
 
+        if (undefined := self.single_output(model)) is not None:
+            return undefined
         sim, units = self.similarities(model, x, explanation, self.shares)
         curve = sim
         if np.ptp(sim) < 1e-12:
