@@ -93,16 +93,18 @@ def test_videomae_reading_its_first_token_is_explained_from_that_token(rng):
     assert exp.options["layer"] == "videomae.encoder.layer.0" and exp.spatial.max() > 0
 
 
-def test_a_timesformer_configured_with_return_dict_false_is_explained(rng):
-    # its network returns a tuple then; the adapter read .logits of it (AttributeError). VideoMAE and
-    # ViViT with return_dict=False fail inside Hugging Face's own forward (transformers 5.x)
+def test_a_model_configured_with_return_dict_false_is_explained(hf_family, rng):
+    # its network returns a tuple then; the adapter read .logits of it (AttributeError), and
+    # VideoMAE and ViViT fail inside Hugging Face's own forward even when the call asks for a
+    # dict (transformers 5.x): the adapter sets the config for its call and puts it back
     clip = rng.random((8, 32, 32, 3), dtype=np.float32)
-    model = from_hf_module(tiny_hf("timesformer", return_dict=False))
-    assert isinstance(model.net(pixel_values=torch.rand(1, 8, 3, 32, 32)), tuple)
-    expected = vx.explain(from_hf_module(tiny_hf("timesformer")), clip, "staa")
+    net = tiny_hf(hf_family, return_dict=False)
+    model = from_hf_module(net)
+    expected = vx.explain(from_hf_module(tiny_hf(hf_family)), clip, "staa")
     exp = vx.explain(model, clip, "staa")
     assert exp.target == expected.target
     np.testing.assert_allclose(exp.spatial, expected.spatial, atol=1e-5)
+    assert net.config.return_dict is False  # the user's config as it was
 
 
 def test_vivit_offset_rescale_folded_into_mean_std():

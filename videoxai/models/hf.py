@@ -50,8 +50,8 @@ class HFVideoModel(VideoModel):
         self.attention = self.build_attention(net)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        # return_dict=True: a config saved with return_dict=False makes the network return a tuple
-        return self.net(pixel_values=x, return_dict=True).logits
+        with returning_dicts(self.net):
+            return self.net(pixel_values=x, return_dict=True).logits
 
     def _cam_reshape(self, out) -> torch.Tensor:
         """A transformer layer's output (a tensor or a tuple) → ``(B, D, T', H', W')``."""
@@ -87,8 +87,8 @@ class TimesformerAdapter(HFVideoModel):
     auto_class = "TimesformerForVideoClassification"
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        with fused_attention(self.net):
-            return self.net(pixel_values=x, return_dict=True).logits  # see HFVideoModel.logits
+        with fused_attention(self.net), returning_dicts(self.net):
+            return self.net(pixel_values=x, return_dict=True).logits
 
     @staticmethod
     def build_grid(cfg) -> TokenGrid:
@@ -124,6 +124,26 @@ class TimesformerAdapter(HFVideoModel):
                 calls[kind] = AttentionCall(sa, sa.qkv, sa.qkv, sa.qkv, sa.num_heads, scale, fused=True)
             layers.append(calls)
         return AttentionSites(layers)
+
+
+@contextmanager
+def returning_dicts(net: nn.Module) -> Iterator[None]:
+    """``net.config.return_dict`` true inside the block, put back after.
+
+    A config saved with ``return_dict=False`` makes the network return a tuple; asking for a dict
+    in the call is not enough for VideoMAE and ViViT, whose classification head reads its
+    backbone's output as an object while the backbone follows the config (transformers 5.x:
+    ``'tuple' object has no attribute 'last_hidden_state'``). The caller holds the model's lock.
+    """
+    cfg = net.config
+    if getattr(cfg, "return_dict", True):
+        yield
+        return
+    cfg.return_dict = True
+    try:
+        yield
+    finally:
+        cfg.return_dict = False
 
 
 # -- TimeSformer's attention on the fused kernel ---------------------------------------------------
