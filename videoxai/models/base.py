@@ -20,7 +20,7 @@ import numbers
 import re
 import threading
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence, get_args
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: ``"sigmoid"`` (each class on its own: a multi-label classifier, or a binary one with a single
 #: output) or ``"none"`` (the network already returns probabilities, its last layer a softmax)
 Activation = Literal["softmax", "sigmoid", "none"]
-ACTIVATIONS = ("softmax", "sigmoid", "none")
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 
 
 def class_probabilities(logits: torch.Tensor, activation: Activation = "softmax") -> torch.Tensor:
@@ -477,10 +477,6 @@ class VideoModel(nn.Module):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """This model's logits ``(B, C)`` → class probabilities ``(B, C)`` (its :attr:`activation`)."""
         return class_probabilities(logits, self.activation)
-
-    def log_probabilities(self, logits: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log p, log(1 − p))`` of class ``target`` ``(B,)`` from this model's logits ``(B, C)``."""
-        return class_log_probabilities(logits, target, self.activation)
 
     def submodule(self, name: str) -> nn.Module:
         """A module of the wrapped network by dotted name (``"layer4"``, ``"encoder.layer.11"``)."""
