@@ -27,7 +27,8 @@ class Explanation:
         target: the explained class index.
         label: its name.
         score: the model's probability of ``target`` on the clean clip.
-        probs: float32 ``(num_classes,)`` softmax of the clean clip's logits.
+        probs: float32 ``(num_classes,)`` class probabilities of the clean clip (the softmax of its
+            logits, or their sigmoid: ``meta["activation"]``).
         method: registered method name.
         options: the method's options as used (defaults filled in).
         cost: measured cost of this explanation.

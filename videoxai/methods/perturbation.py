@@ -16,8 +16,8 @@ common to all of them and live here:
   :mod:`videoxai.core.baselines` (``black``, ``blur``, ``mean``, ``freeze``, ``fade``), computed
   once per clip on the canvas.
 * **Scoring in batches**: perturbed clips are built ``batch_size`` at a time (never all at once,
-  so 4096 SHAP coalitions cost the memory of ``batch_size`` clips) and the target's softmax
-  probability (or logit) is read off.
+  so 4096 SHAP coalitions cost the memory of ``batch_size`` clips) and the target's
+  probability (``model.probabilities``: softmax, or sigmoid) or logit is read off.
 
 Each method overrides one function, :meth:`PerturbationMethod.explain_clip`, which explains one
 clip; :meth:`PerturbationMethod.attribute` runs it for every clip of a batch with a fresh random

@@ -1,7 +1,7 @@
 """Temporal SHAP: Shapley values of contiguous frame segments (the STAA paper's temporal baseline).
 
 The clip's T frames are split into ``n_segments`` contiguous segments, the *players*. The value
-of a coalition S of segments is the model's softmax probability of the target (or its logit,
+of a coalition S of segments is the model's probability of the target (or its logit,
 ``output="logit"``) on the clip in which every segment *not* in S is replaced by the baseline
 (``mean`` frame by default, or ``blur``, ``freeze``, ``black``, ``fade``):
 
@@ -88,7 +88,7 @@ class TemporalSHAP(PerturbationMethod):
             default: on 12 validation clips of the synthetic benchmark with the bundled 3D CNN
             the top frame fell in the evidence window for 0.92 of them (blur 0.83, freeze
             0.75, black 0.58).
-        output: the value read off the model, ``"probability"`` (softmax of the target) or
+        output: the value read off the model, ``"probability"`` (of the target: the model's softmax, or sigmoid) or
             ``"logit"``.
         max_exact_players: up to this many players every coalition is evaluated (2ⁿ passes).
         n_samples: beyond it, the number of sampled player orderings (each costs n − 1 passes
