@@ -56,6 +56,7 @@ def _encode_av(frames: np.ndarray, path: Path, fps: float, codec: str, options: 
             # gave different bytes from run to run for the same frames (x264 with one thread too),
             # so a clip written twice was not the same file; this conversion is reproducible
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=stream.pix_fmt)
+            _zero_padding(frame)
             frame.pts = i
             # not stream.time_base: the muxer rewrites it after the first packet (mp4, webm)
             frame.time_base = frame_tb
@@ -63,10 +64,28 @@ def _encode_av(frames: np.ndarray, path: Path, fps: float, codec: str, options: 
         out.mux(stream.encode(None))
 
 
+def _zero_padding(frame: av.VideoFrame) -> None:
+    """Zero the bytes of ``frame``'s planes beyond each row's pixels (the alignment padding).
+
+    FFmpeg leaves them as the allocator found them, and x264 reads some of them: the same pixels
+    then gave different files depending on what the process had done before (one clip in ten,
+    in a loop of 40 clips).
+    """
+    for plane in frame.planes:
+        buf = np.frombuffer(memoryview(plane), np.uint8)
+        used = plane.line_size * plane.height
+        rows = buf[:used].reshape(plane.height, plane.line_size)
+        rows[:, plane.width:] = 0  # yuv420p: one byte a pixel in every plane
+        buf[used:] = 0
+
+
 def _write_h264(frames, path, fps, quality):
     # crf 18 is visually lossless for x264; "+faststart" puts the index first so browsers and
-    # streaming readers can start before the whole file has arrived.
-    _encode_av(frames, path, fps, "libx264", {"crf": str(quality), "preset": "medium"},
+    # streaming readers can start before the whole file has arrived. Sliced threads: x264's
+    # default frame threads made the bytes depend on thread timing (the same clip encoded twice
+    # in one busy process differed); slices are fixed by the thread count.
+    _encode_av(frames, path, fps, "libx264", {"crf": str(quality), "preset": "medium",
+                                              "x264-params": "sliced-threads=1"},
                {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".mov") else None,
                even=True)
 
