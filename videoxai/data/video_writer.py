@@ -81,9 +81,9 @@ def _zero_padding(frame: av.VideoFrame) -> None:
 
 def _write_h264(frames, path, fps, quality):
     # crf 18 is visually lossless for x264; "+faststart" puts the index first so browsers and
-    # streaming readers can start before the whole file has arrived. Sliced threads: x264's
-    # default frame threads made the bytes depend on thread timing (the same clip encoded twice
-    # in one busy process differed); slices are fixed by the thread count.
+    # streaming readers can start before the whole file has arrived. Sliced threads (what PyAV
+    # asks for today, pinned here): with x264's frame threads the bytes depended on thread timing
+    # (the same clip encoded twice in one busy process differed); slices are fixed by the count.
     _encode_av(frames, path, fps, "libx264", {"crf": str(quality), "preset": "medium",
                                               "x264-params": "sliced-threads=1"},
                {"movflags": "+faststart"} if path.suffix.lower() in (".mp4", ".mov") else None,
