@@ -180,9 +180,9 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
         target = model.class_index(target)
     # the model's lock for the whole explanation (re-entrant; every attribute call takes it too):
     # construction may probe the network with hooks, and the cost counts this thread's passes
-    # only; the network in eval mode, and its modes put back after (VideoModel.inference); out of
-    # torch.inference_mode, under which no gradient method can run (see methods.base)
-    with model.inference(), torch.inference_mode(False):
+    # only; the network in eval mode, its modes put back after, and out of torch.inference_mode,
+    # under which no gradient method can run (VideoModel.inference)
+    with model.inference():
         return _explain(model, clip, method, target, refine, working_size, options)
 
 

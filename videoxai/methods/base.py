@@ -81,20 +81,15 @@ class Attribution:
 
 
 def _holding_model_lock(fn: Callable) -> Callable:
-    """``fn(self, …)`` run while holding ``self.model``'s lock, the network in eval mode (see
-    :meth:`Method.__init_subclass__` and :meth:`VideoModel.inference`), and outside
-    ``torch.inference_mode``.
-
-    Gradient methods turn gradients on with ``torch.enable_grad()``, which is enough under
-    ``torch.no_grad()`` but not under ``torch.inference_mode()`` (a serving loop's usual guard):
-    there every backward pass failed with autograd's "element 0 of tensors does not require
-    grad". Inference mode is left for the call, and input tensors made under it (which autograd
+    """``fn(self, …)`` run while holding ``self.model``'s lock, the network in eval mode and
+    outside ``torch.inference_mode`` (see :meth:`Method.__init_subclass__` and
+    :meth:`VideoModel.inference`). Input tensors made under inference mode (which autograd
     refuses to record) are copied into ordinary ones.
     """
 
     @functools.wraps(fn)
     def holding(self, *args, **kwargs):
-        with self.model.inference(), torch.inference_mode(False):
+        with self.model.inference():
             args = tuple(_ordinary(a) for a in args)
             kwargs = {k: _ordinary(v) for k, v in kwargs.items()}
             return fn(self, *args, **kwargs)

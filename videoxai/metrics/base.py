@@ -196,10 +196,9 @@ class Metric(Configurable):
         if "ground_truth" in self.requires or "window" in self.requires:
             _check_sample(self, sample, x.shape[1], x.shape[3], x.shape[4])
         kwargs = {"explain_fn": explain_fn} if self.needs_explainer else {}
-        # dropout off, batch-norm statistics left alone, modes put back (VideoModel.inference); out
-        # of torch.inference_mode, where the randomisation check's re-initialised copies of the
-        # model were inference tensors that the re-run method could not differentiate
-        with model.inference(), torch.inference_mode(False):
+        # dropout off, batch-norm statistics left alone, modes put back, out of torch.inference_mode
+        # (VideoModel.inference)
+        with model.inference():
             return self.compute(model, x, exp, target, sample, **kwargs)
 
     def compute(self, model: VideoModel, x: torch.Tensor, explanation: Explanation, target: int,

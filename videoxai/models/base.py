@@ -360,8 +360,8 @@ class VideoModel(nn.Module):
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
-        """The model's lock (:meth:`exclusive`) with every module in eval mode, for one explanation
-        or one metric: ``with model.inference(): …``.
+        """The model's lock (:meth:`exclusive`) with every module in eval mode and outside
+        ``torch.inference_mode``, for one explanation or one metric: ``with model.inference(): …``.
 
         The adapter is put in eval mode when it is built, but the network is the user's, and a
         user who fine-tunes it (``model.train()``, or ``model.net.train()``) may explain it
@@ -369,8 +369,13 @@ class VideoModel(nn.Module):
         forward pass would move batch-norm running statistics, i.e. explaining would change the
         model. Each module's own flag is put back afterwards, also when the body raises (a
         network with frozen batch-norm layers in a training model keeps exactly its mix).
+
+        ``torch.inference_mode()`` (a serving loop's usual guard) is left for the block: inside it
+        ``torch.enable_grad()`` is not enough, so every gradient method failed with autograd's
+        "element 0 of tensors does not require grad", and the randomisation check's re-initialised
+        copies were inference tensors the re-run method could not differentiate.
         """
-        with self._exclusive:
+        with self._exclusive, torch.inference_mode(False):
             modes = [(m, m.training) for m in self.modules()]
             if not any(training for _, training in modes):  # the usual case: nothing to switch
                 yield

@@ -590,8 +590,8 @@ class StreamSession:
 
     async def _close_with(self, error: ServiceError, code: int) -> None:
         try:
-            await asyncio.wait_for(self.ws.send_text(ErrorMessage(fatal=True, error=error.info()).model_dump_json(exclude_none=True)),
-                                   timeout=5.0)
+            message = ErrorMessage(fatal=True, error=error.info()).model_dump_json(exclude_none=True)
+            await asyncio.wait_for(self.ws.send_text(message), timeout=5.0)
         except Exception:
             pass
         await self._close(code)
