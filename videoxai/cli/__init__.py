@@ -54,6 +54,10 @@ _fold_long_words_in_help()
 EXIT_ERROR = 2
 
 
+#: the help line of every command's --device option (checked by check_device)
+DEVICE_HELP = "cpu, cuda, cuda:1, …"
+
+
 def check_device(device: str) -> str:
     """Typer callback for ``--device``: an unknown or unavailable device is a one-line error
     before any model is loaded (torch would raise deep inside ``.to()``)."""

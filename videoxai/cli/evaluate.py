@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import UsageError, check_device
+from . import DEVICE_HELP, UsageError, check_device
 
 console = Console()
 
@@ -35,7 +35,7 @@ def evaluate_cmd(
     backend: str = typer.Option("local", help="local (worker processes), ray, or inline (this process)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (e.g. auto, ray://host:10001); default: a local Ray instance."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (local) or CPUs of a local Ray instance; default: the machine's CPUs."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …", callback=check_device),
+    device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
     target: str = typer.Option("label", help="label: explain the annotated class (the prediction when a clip has none); predicted: the prediction."),
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Refine the maps (default: per method)."),
     seed: int = typer.Option(0, help="Seed of the random reference map."),

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import check_device
+from . import DEVICE_HELP, check_device
 
 console = Console()
 
@@ -110,7 +110,7 @@ def explain_cmd(
     end: Optional[str] = typer.Option(None, help="Where to stop (excluded): seconds ('7s') or a frame number ('120')."),
     window_stride: Optional[int] = typer.Option(None, "--window-stride", help="Explain sliding windows of the model's clip length over the whole video (or --start/--end), this many frames apart; the report gets a timeline."),
     frame_step: int = typer.Option(1, "--frame-step", help="With --window-stride: use every N-th frame of the video."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …", callback=check_device),
+    device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
     option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable), e.g. -O n_steps=32; METHOD.KEY=VALUE gives it to one of several methods, e.g. -O rise.n_samples=500."),
 ) -> None:
     """Explain a video: overlay videos, temporal curves and an HTML report."""

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import check_device
+from . import DEVICE_HELP, check_device
 
 console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
@@ -24,7 +24,7 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default; put a TLS proxy "
                                                "in front for anything else)."),
     port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0: any free port)."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, …", callback=check_device),
+    device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads for the model (default: torch's choice, "
                                                      "one per core). On a shared or small machine 1 is often "
                                                      "faster: idle threads spin."),

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import check_device
+from . import DEVICE_HELP, check_device
 
 console = Console()
 
@@ -16,7 +16,6 @@ stabn_app = typer.Typer(name="stabn", no_args_is_help=True,
                         help="Train an ST-ABN (a video model that explains itself) and correct its "
                              "temporal attention with human knowledge: collect → edit → finetune.")
 
-_DEVICE_HELP = "cpu, cuda, cuda:1, …"
 _DATA_HELP = ("Dataset spec: synthetic[:N,seed=S,val=M] (default; train/val are disjoint streams), "
               "folder:DIR (videos + labels.csv), ssv2:…, ucf24:….")
 
@@ -121,7 +120,7 @@ def train_cmd(
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists "
                                 "(without repeating the warm start), else from the warm start's checkpoint."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
-    device: str = typer.Option("cpu", help=_DEVICE_HELP, callback=check_device),
+    device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Train an ST-ABN; validation accuracy of both branches after every epoch."""
     from ..stabn.designs import design as named_design
@@ -169,7 +168,7 @@ def collect_cmd(
     all_clips: bool = typer.Option(False, "--all", help="Collect every clip, not only the misclassified ones."),
     limit: Optional[int] = typer.Option(None, help="Collect at most this many clips."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
-    device: str = typer.Option("cpu", help=_DEVICE_HELP, callback=check_device),
+    device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Step 1: store the temporal attention of the misclassified training clips."""
     from ..errors import InputError
@@ -210,7 +209,7 @@ def edit_cmd(
     no_preview: bool = typer.Option(False, "--no-preview", help="Do not load a model (no preview)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8001, min=1, max=65535, help="TCP port."),
-    device: str = typer.Option("cpu", help=_DEVICE_HELP + " (for the preview)", callback=check_device),
+    device: str = typer.Option("cpu", help=DEVICE_HELP + " (for the preview)", callback=check_device),
 ) -> None:
     """Step 2: serve the editor page: give every frame a level (1.0 / 0.5 / 0.0) and save."""
     import uvicorn
@@ -266,7 +265,7 @@ def finetune_cmd(
     seed: int = typer.Option(0, help="Seed of the clip order and dropout."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
-    device: str = typer.Option("cpu", help=_DEVICE_HELP, callback=check_device),
+    device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Step 3: fine-tune with L_att + L_per + γ_t · L_temp(edited, predicted temporal attention)."""
     from ..stabn.data import open_dataset
