@@ -117,6 +117,8 @@ def test_model_left_unmodified_even_on_error(hf_family, rng):
     assert hooks == []
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert [p.requires_grad for p in model.parameters()] == flags
+    # gradient_weighted ran a backward through the model: it left a .grad on every parameter
+    assert all(p.grad is None for p in model.parameters())
     assert not model.training
 
 

@@ -49,6 +49,7 @@ from ..models.attention import AttentionRecord, AttentionTap
 from ..options import Opt
 from .attention import AttentionMethod, LayerCount
 from .base import Attribution, Target, register
+from .gradients import check_pixels, frozen_parameters
 
 
 @register
@@ -94,9 +95,14 @@ class STAA(AttentionMethod):
         reduce = None if self.gradient_weighted else self._summary
         with AttentionTap(self.model.attention, self.layers, grad=self.gradient_weighted, reduce=reduce) as tap:
             if self.gradient_weighted:
-                logits = self.model(inputs)
-                target = self.resolve_target(target, logits)
-                logits.gather(1, target[:, None]).sum().backward()
+                # the gradient of the attention only: with frozen parameters nothing lands in the
+                # model's .grad (a backward through it left a gradient on every parameter, as
+                # large as the model, there after every call); the pixels start the graph instead
+                x = check_pixels(self.model, inputs)
+                with frozen_parameters(self.model), torch.enable_grad():
+                    logits = self.model(x.requires_grad_(True))
+                    target = self.resolve_target(target, logits)
+                    logits.gather(1, target[:, None]).sum().backward()   # the taps retain probs.grad
             else:
                 logits = self.clean_logits(inputs)
                 target = self.resolve_target(target, logits)
