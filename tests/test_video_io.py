@@ -374,6 +374,10 @@ def _audio_only(dst: Path) -> Path:
     ("cut_early", "truncated"),
     ("no_frames", "no decodable frame"),
     ("audio", "no video stream"),
+    # an mkv or webm cut short decodes without an error where it stops: it was read as a shorter
+    # video; the duration in its header (written first) tells
+    ("mkv_cut", "truncated video: its header says the video lasts until 1.20 s but its frames end at"),
+    ("webm_cut", "truncated video: its header says the video lasts until 1.20 s but its frames end at"),
 ])
 def test_bad_files(tmp_path, videos, case, match):
     path = {
@@ -385,6 +389,8 @@ def test_bad_files(tmp_path, videos, case, match):
         "cut_early": lambda: _truncated(videos[".mp4"], tmp_path / "cut_early.mp4", 0.5),
         "no_frames": lambda: _header_only(videos[".mp4"], tmp_path / "header.mp4"),
         "audio": lambda: _audio_only(tmp_path / "sound.wav"),
+        "mkv_cut": lambda: _truncated(videos[".mkv"], tmp_path / "cut.mkv", 0.8),
+        "webm_cut": lambda: _truncated(videos[".webm"], tmp_path / "cut.webm", 0.8),
     }[case]()
     calls = (lambda: read_video(path), lambda: read_video(path, 4), lambda: list(sliding_windows(path, 4)))
     for call in calls:

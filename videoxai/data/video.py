@@ -26,6 +26,7 @@ exception.
 from __future__ import annotations
 
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -231,6 +232,7 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     end = None
     with _open(path) as (container, stream):
         tb = stream.time_base
+        declared = _declared_end(container, stream)
         try:
             for packet in container.demux(stream):
                 if packet.size == 0 or getattr(packet, "is_discard", False):  # the flush packet at
@@ -242,6 +244,7 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
         except (av.FFmpegError, OSError) as e:
             raise VideoReadError(f"{path}: truncated or corrupt after {len(ticks)} packets "
                                  f"({ffmpeg_reason(e)})") from None
+    _check_whole(path, declared, seconds(end, tb) if end is not None else None, len(ticks))
     if not ticks or any(t is None for t in ticks):
         return _Packets((None,) * len(ticks), None)
     ticks.sort()
@@ -251,6 +254,40 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     else:
         end = seconds(end - ticks[0], tb)
     return _Packets(times, end)
+
+
+def _declared_end(container, stream) -> float | None:
+    """When the stream's last frame ends (seconds on its own clock, from 0) by the duration
+    Matroska and WebM muxers (FFmpeg, OBS, HandBrake, mkvmerge) write in each track's tags, or
+    ``None``; a recording never finished says 0 or nothing. Other containers: ``None`` (a tag
+    copied from an mkv into, say, a NUT file describes the source, not the copy)."""
+    if not container.format.name.startswith("matroska"):
+        return None
+    text = (stream.metadata or {}).get("DURATION") or ""
+    m = re.fullmatch(r"\s*(\d+):(\d\d):(\d\d(?:\.\d*)?)\s*", text)
+    if not m:
+        return None
+    declared = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    return declared if declared > 0 else None
+
+
+def _check_whole(path: Path, declared: float | None, end: float | None, frames: int) -> None:
+    """:class:`VideoReadError` where the stream's ``frames`` stop well before the ``declared`` end.
+
+    An mkv or webm download cut short demuxes and decodes without an error to the point where it
+    stops: it was read as a shorter video (half the file, half the frames, ``num_frames`` spread
+    over them). Its header, written first, still says how long the video is. ``end``: when its
+    last frame ends (seconds from 0, as ``declared`` counts), ``None`` where the packets carry no
+    durations (a frame held long would look like a cut: no verdict). The margin is two frames or
+    2 %, whichever is longer.
+    """
+    if declared is None or (end is None and frames):
+        return
+    end = end or 0.0
+    if end < declared - max(0.02 * declared, 2 * end / max(frames, 1)):
+        found = f"its frames end at {end:.2f} s" if frames else "no frame of it is left"
+        raise VideoReadError(f"{path}: truncated video: its header says the video lasts until {declared:.2f} s "
+                             f"but {found}")
 
 
 class _Decoder:
@@ -280,6 +317,7 @@ class _Decoder:
             tb = stream.time_base
             index = 0
             origin = None  # the first frame's pts, from which times count
+            declared, last_end = _declared_end(container, stream), None  # the end the header says, the frames' end
             if start is not None:
                 container.seek(start.keyframe_pts, stream=stream, backward=True, any_frame=False)
                 index, origin = start.first, start.origin_pts
@@ -299,8 +337,12 @@ class _Decoder:
                         t = seconds(frame.pts - origin, tb)
                     else:
                         t = index / h.fps if h.fps else float(index)
+                    if frame.pts is not None and frame.duration and tb is not None:
+                        last_end = max(last_end or 0, frame.pts + frame.duration)
                     yield index, t, frame
                     index += 1
+                # the whole stream was decoded (a consumer that stops early never gets here)
+                _check_whole(self.path, declared, seconds(last_end, tb) if last_end is not None else None, index)
             except (av.FFmpegError, OSError) as e:
                 if self.max_pixels is not None and getattr(e, "errno", None) == 22:
                     # EINVAL: how FFmpeg's decoders refuse a frame over max_pixels (or bad data)
