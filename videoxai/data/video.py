@@ -127,6 +127,9 @@ def _open(path: Path, max_pixels: int | None = None
         if stream is None:
             covers = " (only a cover picture: an audio file?)" if container.streams.video else ""
             raise VideoReadError(f"{path}: the file has no video stream{covers}")
+        if stream.codec_context.name == "webp" and _animated_webp(path):
+            raise VideoReadError(f"{path}: an animated WebP, whose frames FFmpeg cannot decode; convert it "
+                                 "to .gif or .mp4 first (Pillow reads it)")
         # Slice threading only: FFmpeg's frame threading swallows the decoder's error at the
         # point where a truncated file ends, which would turn a damaged file into a short clip.
         stream.thread_type = "SLICE"
@@ -135,6 +138,18 @@ def _open(path: Path, max_pixels: int | None = None
         yield container, stream
     finally:
         container.close()
+
+
+def _animated_webp(path: Path) -> bool:
+    """Whether ``path`` is an animated WebP (the animation flag of its extended header).
+
+    FFmpeg's WebP decoder reads still pictures only: an animated one (what browsers, chat apps
+    and :func:`write_video`'s ``.webp`` make) failed as "truncated, corrupt or in an unsupported
+    format", as if the file were damaged.
+    """
+    with open(path, "rb") as f:
+        head = f.read(21)
+    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and bool(head[20] & 0x02)
 
 
 def _header(container, stream, path: Path | None = None) -> _Header:
