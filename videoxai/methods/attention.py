@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import torch
+import torch.nn.functional as F
+
 from ..errors import InputError, UnsupportedModelError
 from ..options import Opt, OptionError
 from .base import Method
@@ -29,7 +32,10 @@ class AttentionMethod(Method):
     option with :meth:`attention_layers`.
 
     :meth:`attribute` returns ``maps (B, T', rows, cols)`` on the model's token grid (``T'`` =
-    frames / tubelet), ``space="crop"``, and ``temporal (B, T)``.
+    frames / tubelet), ``space="crop"``, and ``temporal (B, T)``; where the tokens do not tile the
+    input (frames past the last whole tubelet, pixels past the last whole patch, both dropped by
+    the patch embedding) the maps are laid over the input frames and pixels, zero on those
+    (:meth:`on_input`).
 
     Args:
         layers: the layers read: the last k (an integer in [1, layers of the model]), the listed
@@ -50,3 +56,33 @@ class AttentionMethod(Method):
         except (InputError, UnsupportedModelError) as e:
             raise OptionError(f"{self._owner()}: option layers: {e} (a {n}-layer model takes a count in [1, {n}], "
                               f"indices in [{-n}, {n - 1}] or all)") from None
+
+    def frames_of_tokens(self, values: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Per token frame ``(B, T', …)`` → per input frame ``(B, T, …)``: token frame k covers
+        input frames ``k·tubelet … k·tubelet + tubelet − 1``; the frames past the last whole
+        tubelet, which the patch embedding drops (e.g. the 9th of 9 frames with tubelets of 2),
+        get zero. Linear interpolation of 4 token frames over 9 input frames laid frame 2's
+        score on frames 0-2 and the dropped frame 8 got the last tubelet's."""
+        tubelet = self.model.token_grid.tubelet
+        out = values.repeat_interleave(tubelet, dim=1)
+        if out.shape[1] > num_frames:
+            raise ValueError(f"{values.shape[1]} token frames of {tubelet} frames do not fit {num_frames} frames")
+        return F.pad(out, (0, 0) * (values.ndim - 2) + (0, num_frames - out.shape[1]))
+
+    def on_input(self, maps: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """Token-grid maps ``(B, T', rows, cols)`` as they are where the tokens tile the model's
+        input (``T' · tubelet = T`` frames, the patches its crop); else maps that the ``"repeat"``
+        alignment and the crop box place right: ``(B, T, …)`` over the input frames
+        (:meth:`frames_of_tokens`) and, where the patches fall short of the crop, ``(B, T, H, W)``
+        at the input's pixel size, zero on the rows and columns past the last whole patch, which
+        the patch embedding drops (a 36-pixel input with 8-pixel patches: 32 pixels seen; the
+        token grid stretched over all 36 put patches up to 4 pixels off)."""
+        grid = self.model.token_grid
+        h, w = self.model.preprocess.size
+        seen = (grid.rows * grid.patch[0], grid.cols * grid.patch[1])
+        if maps.shape[1] * grid.tubelet != num_frames:
+            maps = self.frames_of_tokens(maps, num_frames)
+        if seen == (h, w):
+            return maps
+        maps = F.interpolate(maps, size=seen, mode="bilinear", align_corners=False)
+        return F.pad(maps, (0, w - seen[1], 0, h - seen[0]))

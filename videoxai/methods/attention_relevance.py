@@ -56,4 +56,4 @@ class AttentionRelevance(AttentionMethod):
             for layer in reversed(self.layers):
                 for op in reversed(layer_mixings(tap, layer, grid, b, lambda rec: weighted[id(rec)])):
                     r = r + op.rmatvec(r)
-        return token_attribution(self.model, r, x.shape[1], target, logits.detach())
+        return token_attribution(self, r, x.shape[1], target, logits.detach())

@@ -30,7 +30,6 @@ from typing import Literal, Protocol
 
 import torch
 
-from ..core.align import align_time
 from ..errors import UnsupportedModelError
 from ..models.attention import AttentionRecord, AttentionTap
 from ..models.base import TokenGrid
@@ -160,14 +159,15 @@ def start_vector(grid: TokenGrid, batch: int, device, dtype=torch.float32) -> to
     return torch.full((batch, n), 1.0 / n, device=device, dtype=dtype)
 
 
-def token_attribution(model, scores: torch.Tensor, num_frames: int, target: torch.Tensor,
+def token_attribution(method: AttentionMethod, scores: torch.Tensor, num_frames: int, target: torch.Tensor,
                       logits: torch.Tensor) -> Attribution:
-    """Per-token scores ``(B, N)`` (prefix included) → an :class:`Attribution` on the token grid."""
-    grid = model.token_grid
+    """Per-token scores ``(B, N)`` (prefix included) → an :class:`Attribution` over the input
+    frames and crop (:meth:`AttentionMethod.on_input`)."""
+    grid = method.model.token_grid
     maps = grid.scores_to_volume(scores[:, grid.prefix_tokens:].clamp_min(0))
-    temporal = align_time(maps.flatten(2).sum(-1)[..., None, None], num_frames, "repeat")[..., 0, 0]
-    return Attribution(maps=maps, space="crop", target=target, logits=logits, temporal=temporal,
-                       time_align="repeat")
+    temporal = method.frames_of_tokens(maps.flatten(2).sum(-1), num_frames)
+    return Attribution(maps=method.on_input(maps, num_frames), space="crop", target=target, logits=logits,
+                       temporal=temporal, time_align="repeat")
 
 
 @register
@@ -200,4 +200,4 @@ class Rollout(AttentionMethod):
                     # Â = (A + I) / rowsum(A + I); r Â = (r / (s + 1)) A + r / (s + 1)
                     scaled = r / (op.row_sums() + 1)
                     r = op.rmatvec(scaled) + scaled
-        return token_attribution(self.model, r, x.shape[1], target, logits)
+        return token_attribution(self, r, x.shape[1], target, logits)

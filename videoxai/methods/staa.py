@@ -44,7 +44,6 @@ from typing import Annotated, Literal
 
 import torch
 
-from ..core.align import align_time
 from ..models.attention import AttentionRecord, AttentionTap
 from ..options import Opt
 from .attention import AttentionMethod, LayerCount
@@ -109,16 +108,17 @@ class STAA(AttentionMethod):
             b = inputs.shape[0]
             with torch.no_grad():
                 maps = torch.stack([self._layer_map(tap, layer, b) for layer in self.layers]).mean(0)
-        return Attribution(maps=maps, space="crop", target=target, logits=logits.detach(),
-                           temporal=self.peak_scores(maps, inputs.shape[1]), time_align="repeat")
+        t = inputs.shape[1]
+        return Attribution(maps=self.on_input(maps, t), space="crop", target=target, logits=logits.detach(),
+                           temporal=self.peak_scores(maps, t), time_align="repeat")
 
     def peak_scores(self, maps: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """``(B, T', h, w)`` maps → ``(B, T)``: the mean of each map frame's top ``peak_share``
-        values, repeated over the input frames that the map frame (a tubelet) covers."""
+        """``(B, T', h, w)`` token maps → ``(B, T)``: the mean of each map frame's top
+        ``peak_share`` values, repeated over the input frames that the map frame (a tubelet)
+        covers (:meth:`~AttentionMethod.frames_of_tokens`)."""
         flat = maps.flatten(2)
         k = max(1, math.ceil(self.peak_share * flat.shape[-1]))
-        peak = flat.topk(k, dim=-1).values.mean(-1)                                       # (B, T')
-        return align_time(peak[..., None, None], num_frames, "repeat")[..., 0, 0]
+        return self.frames_of_tokens(flat.topk(k, dim=-1).values.mean(-1), num_frames)
 
     # -- per attention layout --------------------------------------------------------------------
     def _summary(self, kind: str, rec: AttentionRecord) -> torch.Tensor:

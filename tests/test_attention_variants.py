@@ -1,0 +1,163 @@
+"""The attention methods on Hugging Face configurations beyond the tiny defaults: tubelets of 3
+and 4, one head, one layer, no qkv bias, odd patch grids, frame counts and image sizes that the
+tokens do not tile. Each is loaded through ``vx.load_model`` from a ``save_pretrained`` directory
+and checked against the model's own eager attention (``output_attentions=True``), with the token
+layout decoded by hand, and on a model whose attention is steered onto one known token."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+import videoxai as vx
+from videoxai.methods import get
+
+VARIANTS = {
+    "videomae_tubelet3": ("videomae", dict(tubelet_size=3, num_frames=9, qkv_bias=False)),
+    "videomae_first_one_head": ("videomae", dict(use_mean_pooling=False, num_attention_heads=1, tubelet_size=3,
+                                                 num_frames=6)),
+    "vivit_tubelet4_odd_grid": ("vivit", dict(tubelet_size=[4, 8, 8], image_size=40, hidden_act="gelu")),
+    "vivit_one_layer_1x16": ("vivit", dict(tubelet_size=[1, 16, 16], num_hidden_layers=1)),
+    "timesformer_joint_2_frames": ("timesformer", dict(attention_type="joint_space_time", num_frames=2,
+                                                       num_attention_heads=1, image_size=40)),
+}
+
+
+def tiny_hf(family: str, **overrides):
+    """conftest's tiny model, with ``num_frames``, ``image_size`` and ``tubelet_size`` free too."""
+    from transformers import (TimesformerConfig, TimesformerForVideoClassification, VideoMAEConfig,
+                              VideoMAEForVideoClassification, VivitConfig, VivitForVideoClassification)
+
+    torch.manual_seed(0)
+    kw = {"num_frames": 8, "image_size": 32, **TINY, **overrides}
+    if family == "timesformer":
+        net = TimesformerForVideoClassification(TimesformerConfig(**{"patch_size": 8, **kw}))
+    elif family == "videomae":
+        net = VideoMAEForVideoClassification(VideoMAEConfig(**{"patch_size": 8, "tubelet_size": 2, **kw}))
+    else:
+        net = VivitForVideoClassification(VivitConfig(**{"tubelet_size": [2, 8, 8], **kw}))
+    with torch.no_grad():  # sharper than random attention, as conftest's
+        for name, p in net.named_parameters():
+            if any(k in name for k in ("qkv", "query", "key", "q_proj", "k_proj")) and p.ndim == 2:
+                p.mul_(25.0)
+    return net.eval()
+
+
+def _loaded(variant, tmp_path):
+    """The variant saved and loaded by ``vx.load_model`` (default attention), and the same
+    weights on the eager attention as the reference."""
+    family, kw = VARIANTS[variant]
+    tiny_hf(family, **kw).save_pretrained(tmp_path)
+    ref = tiny_hf(family, **kw)
+    ref.config._attn_implementation = "eager"
+    return vx.load_model(str(tmp_path)), ref
+
+
+def _layout(scores: torch.Tensor, frames: int, rows: int, cols: int, timesformer: bool) -> torch.Tensor:
+    """HF's patch token order, written out by hand: VideoMAE and ViViT flatten their patch
+    embedding's (T', rows, cols) volume, token ``t·rows·cols + r·cols + c``; TimeSformer keeps each
+    patch position's frames together, token ``(r·cols + c)·T + t``."""
+    out = torch.zeros(scores.shape[0], frames, rows, cols)
+    for t in range(frames):
+        for r in range(rows):
+            for c in range(cols):
+                i = (r * cols + c) * frames + t if timesformer else t * rows * cols + r * cols + c
+                out[:, t, r, c] = scores[:, i]
+    return out
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_attention_methods_match_the_eager_attention_of_variants(variant, tmp_path):
+    model, net = _loaded(variant, tmp_path)
+    cfg, grid = net.config, model.token_grid
+    tube = getattr(cfg, "tubelet_size", 1)       # ViViT: [t, h, w]; VideoMAE: t; TimeSformer: none
+    tubelet, patch = (tube[0], tube[1]) if isinstance(tube, list) else (tube, cfg.patch_size)
+    rows = cfg.image_size // patch
+    frames = cfg.num_frames // tubelet
+    x = torch.rand(1, cfg.num_frames, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1))
+    out = net(pixel_values=model.preprocess(x), output_attentions=True)
+    for a in out.attentions:
+        a.retain_grad()
+    target = int(out.logits[0].argmin())          # not the predicted class
+    out.logits[0, target].backward()
+    atts = [a.detach()[0] for a in out.attentions]  # (heads, N, N)
+    first = grid.readout == "first"
+    prefix = 1 if variant.startswith(("vivit", "timesformer")) else 0
+    pick = (lambda m: m[0]) if first else (lambda m: m.mean(0))
+    n = atts[0].shape[-1]
+    roll, rel = torch.eye(n), torch.eye(n)
+    for a, g in zip(atts, out.attentions):
+        m = a.mean(0) + torch.eye(n)
+        roll = (m / m.sum(-1, keepdim=True)) @ roll
+        rel = rel + (g.grad[0] * a).clamp_min(0).mean(0) @ rel
+    refs = {"staa": pick(atts[-1].mean(0)), "rollout": pick(roll), "attention_relevance": pick(rel)}
+    for method, scores in refs.items():
+        ref = _layout(scores[None, prefix:], frames, rows, rows, variant.startswith("timesformer")).clamp_min(0)
+        options = {"layers": 1} if method == "staa" else {}
+        attr = get(method)(model, **options).attribute(x, target=torch.tensor([target]))
+        torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6, msg=f"{variant} {method}")
+        assert int(attr.target[0]) == target
+        assert attr.temporal.shape == (1, cfg.num_frames)
+
+
+# -- a model whose attention is steered onto one token ------------------------------------------
+def _steer(model, token: int) -> list:
+    """Hooks that make every query of every joint attention attend to patch ``token`` (query 1
+    on feature 0, a large key on feature 0 at that token only)."""
+    handles = []
+    for layer in model.attention.layers:
+        call = layer["joint"]
+
+        def query(_m, _i, out):
+            q = torch.zeros_like(out)
+            q[..., 0] = 1.0
+            return q
+
+        def key(_m, _i, out):
+            out = out.clone()
+            out[:, model.token_grid.prefix_tokens + token, 0] += 60.0
+            return out
+        handles += [call.q.register_forward_hook(query), call.k.register_forward_hook(key)]
+    return handles
+
+
+@pytest.mark.parametrize("method", ["staa", "rollout", "attention_relevance"])
+def test_tokens_that_do_not_tile_the_input_land_on_the_frames_and_pixels_they_cover(method, tmp_path):
+    # 9 frames in tubelets of 2: the patch embedding drops frame 8; 36 pixels in 8-pixel patches:
+    # it drops the last 4 rows and columns. The maps were stretched over all 9 frames (linear
+    # interpolation of 4 token frames: frame 2's score on frames 0-2, frame 8 given the last
+    # tubelet's) and all 36 pixels (every patch up to 4 pixels off).
+    tiny_hf("vivit", num_frames=9, image_size=36, num_attention_heads=1).save_pretrained(tmp_path)
+    model = vx.load_model(str(tmp_path))
+    grid = model.token_grid
+    assert (grid.frames, grid.rows, grid.cols, grid.tubelet) == (4, 4, 4, 2)
+    t, r, c = 2, 1, 3                                  # frames 4-5, rows 8-15, columns 24-31
+    handles = _steer(model, t * 16 + r * 4 + c)
+    try:
+        exp = vx.explain(model, np.random.default_rng(0).random((9, 36, 36, 3), dtype=np.float32), method)
+    finally:
+        for h in handles:
+            h.remove()
+    assert exp.temporal[8] == 0 and exp.spatial[8].max() == 0          # the frame the model never sees
+    assert abs(exp.temporal.sum() - 1) < 1e-5
+    assert exp.temporal[4] == exp.temporal[5] and exp.temporal[4] > 1.5 * exp.temporal[:8].mean()
+    if method == "attention_relevance":
+        return  # steered by hooks on q and k, the attention carries no gradient to weigh
+    assert exp.spatial[:, 32:].max() == 0 and exp.spatial[:, :, 32:].max() == 0   # pixels never seen
+    frame, y, x = np.unravel_index(exp.spatial.argmax(), exp.spatial.shape)
+    assert frame in (4, 5) and 8 <= y < 16 and 24 <= x < 32, (frame, y, x)
+
+
+def test_tokens_that_tile_the_input_keep_the_token_grid(tmp_path):
+    # the common case is unchanged: one map frame per tubelet, one cell per patch
+    model = vx.load_model(str(_save(tiny_hf("videomae"), tmp_path)))
+    x = torch.rand(1, 8, 3, 32, 32)
+    for method in ("staa", "rollout", "attention_relevance"):
+        assert get(method)(model).attribute(x).maps.shape == (1, 4, 4, 4)
+
+
+def _save(net, path):
+    net.save_pretrained(path)
+    return path
