@@ -188,6 +188,17 @@ def test_timesformer_uses_the_fused_attention_only_inside_the_adapter(monkeypatc
     assert torch.allclose(xg.grad, xe.grad, atol=1e-5)
 
 
+def test_a_model_of_other_than_three_channels_is_refused_at_load(hf_family, tmp_path):
+    # it loaded, and every explanation failed in its patch embedding: "weight of size [32, 1, 8, 8],
+    # expected input[8, 3, 32, 32] to have 1 channels" (TimeSformer, ViViT) or "Make sure that the
+    # channel dimension of the pixel values match…" (VideoMAE)
+    from videoxai.errors import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match=f"{hf_family} model with num_channels=1 is not supported: "
+                                                r"videoxai feeds it RGB frames \(3 channels\)"):
+        vx.load_model(str(_save(tiny_hf(hf_family, num_channels=1), tmp_path)))
+
+
 @pytest.mark.parametrize("spec", ["/no/such/dir", "./missing", "a/b/c", "~/no-such-videoxai-model"])
 def test_a_missing_directory_is_named_as_one_not_as_a_bad_hub_id(spec):
     """Hugging Face would answer "Repo id must use alphanumeric chars…" for a mistyped path."""

@@ -39,6 +39,12 @@ class HFVideoModel(VideoModel):
 
     def __init__(self, net: nn.Module, preprocess: Preprocess, name: str | None = None) -> None:
         cfg = net.config
+        channels = getattr(cfg, "num_channels", 3)
+        if channels != 3:
+            # frames are read and normalised as RGB: the network would fail deep in its patch
+            # embedding on the first clip (a conv weight / channel-dimension message from torch or HF)
+            raise UnknownModelError(f"{self.model_type} model with num_channels={channels} is not supported: "
+                                    "videoxai feeds it RGB frames (3 channels)")
         labels = [cfg.id2label[i] for i in range(len(cfg.id2label))] if cfg.id2label else None
         grid = self.build_grid(cfg)
         super().__init__(net, num_frames=cfg.num_frames, preprocess=preprocess, labels=labels,
