@@ -20,6 +20,7 @@ VARIANTS = {
                                                  num_frames=6)),
     "vivit_tubelet4_odd_grid": ("vivit", dict(tubelet_size=[4, 8, 8], image_size=40, hidden_act="gelu")),
     "vivit_one_layer_1x16": ("vivit", dict(tubelet_size=[1, 16, 16], num_hidden_layers=1)),
+    "vivit_wide_patches": ("vivit", dict(tubelet_size=[2, 8, 16])),
     "timesformer_joint_2_frames": ("timesformer", dict(attention_type="joint_space_time", num_frames=2,
                                                        num_attention_heads=1, image_size=40)),
 }
@@ -73,8 +74,8 @@ def test_attention_methods_match_the_eager_attention_of_variants(variant, tmp_pa
     model, net = _loaded(variant, tmp_path)
     cfg, grid = net.config, model.token_grid
     tube = getattr(cfg, "tubelet_size", 1)       # ViViT: [t, h, w]; VideoMAE: t; TimeSformer: none
-    tubelet, patch = (tube[0], tube[1]) if isinstance(tube, list) else (tube, cfg.patch_size)
-    rows = cfg.image_size // patch
+    tubelet, patch = (tube[0], tube[1:]) if isinstance(tube, list) else (tube, [cfg.patch_size] * 2)
+    rows, cols = cfg.image_size // patch[0], cfg.image_size // patch[1]
     frames = cfg.num_frames // tubelet
     x = torch.rand(1, cfg.num_frames, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1))
     out = net(pixel_values=model.preprocess(x), output_attentions=True)
@@ -92,12 +93,15 @@ def test_attention_methods_match_the_eager_attention_of_variants(variant, tmp_pa
         m = a.mean(0) + torch.eye(n)
         roll = (m / m.sum(-1, keepdim=True)) @ roll
         rel = rel + (g.grad[0] * a).clamp_min(0).mean(0) @ rel
-    refs = {"staa": pick(atts[-1].mean(0)), "rollout": pick(roll), "attention_relevance": pick(rel)}
-    for method, scores in refs.items():
-        ref = _layout(scores[None, prefix:], frames, rows, rows, variant.startswith("timesformer")).clamp_min(0)
-        options = {"layers": 1} if method == "staa" else {}
+    weighted = atts[-1] * out.attentions[-1].grad[0].clamp_min(0)
+    refs = {"staa": pick(atts[-1].mean(0)), "staa_weighted": pick(weighted.mean(0)), "rollout": pick(roll),
+            "attention_relevance": pick(rel)}
+    for name, scores in refs.items():
+        ref = _layout(scores[None, prefix:], frames, rows, cols, variant.startswith("timesformer")).clamp_min(0)
+        method = name.removesuffix("_weighted")
+        options = {"staa": {"layers": 1}, "staa_weighted": {"layers": 1, "gradient_weighted": True}}.get(name, {})
         attr = get(method)(model, **options).attribute(x, target=torch.tensor([target]))
-        torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6, msg=f"{variant} {method}")
+        torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6, msg=f"{variant} {name}")
         assert int(attr.target[0]) == target
         assert attr.temporal.shape == (1, cfg.num_frames)
 
@@ -161,3 +165,29 @@ def test_tokens_that_tile_the_input_keep_the_token_grid(tmp_path):
 def _save(net, path):
     net.save_pretrained(path)
     return path
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_divided_attention_on_an_odd_grid_matches_hugging_faces_attention(frames, tmp_path):
+    # a 5×5 patch grid, one head: the spatial CLS rows HF returns, times the temporal attention
+    # computed from the temporal module's own eager code on its captured input (HF never returns it)
+    tiny_hf("timesformer", num_frames=frames, image_size=40, num_attention_heads=1).save_pretrained(tmp_path)
+    model = vx.load_model(str(tmp_path))
+    net = tiny_hf("timesformer", num_frames=frames, image_size=40, num_attention_heads=1)
+    x = torch.rand(2, frames, 3, 40, 40, generator=torch.Generator().manual_seed(2))
+    last = net.timesformer.encoder.layer[-1].temporal_attention.attention
+    captured = []
+    handle = last.register_forward_pre_hook(lambda _m, a: captured.append(a[0]))
+    with torch.no_grad():
+        out = net(pixel_values=model.preprocess(x), output_attentions=True)
+        handle.remove()
+        tau = last(captured[0], output_attentions=True)[1][:, 0].mean(1)    # (B·P, T): received, over queries
+    spatial = out.attentions[-1][:, 0, 0, 1:]                                # (B·T, P): CLS row of each frame
+    ref = torch.zeros(2, frames, 5, 5)
+    for b in range(2):
+        for t in range(frames):
+            for p in range(25):        # frame rows b·T + t; temporal rows b·P + p (patches in (row, col) order)
+                ref[b, t, p // 5, p % 5] = spatial[b * frames + t, p] * tau[b * 25 + p, t]
+    attr = get("staa")(model, layers=1, temporal_weighting=True).attribute(x)
+    torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6)
+    assert attr.temporal.shape == (2, frames)
