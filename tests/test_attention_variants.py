@@ -191,3 +191,20 @@ def test_divided_attention_on_an_odd_grid_matches_hugging_faces_attention(frames
     attr = get("staa")(model, layers=1, temporal_weighting=True).attribute(x)
     torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6)
     assert attr.temporal.shape == (2, frames)
+
+
+def test_a_grid_whose_patch_or_tubelet_does_not_describe_the_input_stays_over_the_crop():
+    # a hand-made adapter's grid (default 16-pixel patches on a 32-pixel input, 4×4 tokens) is not
+    # cut to the pixels its patches would cover (a negative pad cropped the map to its top-left
+    # quarter), nor are its frames placed by a tubelet that does not fit them
+    from dataclasses import replace
+
+    from videoxai.models.hf import from_hf_module
+
+    model = from_hf_module(tiny_hf("vivit"))
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    expected = get("rollout")(model).attribute(x)
+    model.token_grid = replace(model.token_grid, patch=(16, 16), tubelet=3)
+    attr = get("rollout")(model).attribute(x)
+    torch.testing.assert_close(attr.maps, expected.maps)
+    assert attr.temporal.shape == (1, 8) and torch.isfinite(attr.temporal).all()

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import torch
 import torch.nn.functional as F
 
+from ..core.align import align_time
 from ..errors import InputError, UnsupportedModelError
 from ..options import Opt, OptionError
 from .base import Method
@@ -61,28 +62,32 @@ class AttentionMethod(Method):
         """Per token frame ``(B, T', …)`` → per input frame ``(B, T, …)``: token frame k covers
         input frames ``k·tubelet … k·tubelet + tubelet − 1``; the frames past the last whole
         tubelet, which the patch embedding drops (e.g. the 9th of 9 frames with tubelets of 2),
-        get zero. Linear interpolation of 4 token frames over 9 input frames laid frame 2's
-        score on frames 0-2 and the dropped frame 8 got the last tubelet's."""
+        get zero. (Linear interpolation of 4 token frames over 9 input frames laid frame 2's
+        score on frames 0-2 and gave the dropped frame 8 the last tubelet's.) A grid whose
+        tubelet does not describe the input is spread over it as :func:`align_time` does."""
         tubelet = self.model.token_grid.tubelet
+        extra = num_frames - values.shape[1] * tubelet
+        if not 0 <= extra < tubelet:
+            b, t = values.shape[:2]
+            spread = align_time(values.reshape(b, t, -1, 1), num_frames, "repeat")
+            return spread.reshape(b, num_frames, *values.shape[2:])
         out = values.repeat_interleave(tubelet, dim=1)
-        if out.shape[1] > num_frames:
-            raise ValueError(f"{values.shape[1]} token frames of {tubelet} frames do not fit {num_frames} frames")
-        return F.pad(out, (0, 0) * (values.ndim - 2) + (0, num_frames - out.shape[1]))
+        return F.pad(out, (0, 0) * (values.ndim - 2) + (0, extra))
 
     def on_input(self, maps: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Token-grid maps ``(B, T', rows, cols)`` as they are where the tokens tile the model's
         input (``T' · tubelet = T`` frames, the patches its crop); else maps that the ``"repeat"``
         alignment and the crop box place right: ``(B, T, …)`` over the input frames
-        (:meth:`frames_of_tokens`) and, where the patches fall short of the crop, ``(B, T, H, W)``
-        at the input's pixel size, zero on the rows and columns past the last whole patch, which
-        the patch embedding drops (a 36-pixel input with 8-pixel patches: 32 pixels seen; the
-        token grid stretched over all 36 put patches up to 4 pixels off)."""
+        (:meth:`frames_of_tokens`) and, where the patches fall short of the crop by less than a
+        patch, ``(B, T, H, W)`` at the input's pixel size, zero on the rows and columns past the
+        last whole patch, which the patch embedding drops (a 36-pixel input with 8-pixel patches:
+        32 pixels seen; the token grid stretched over all 36 put patches up to 4 pixels off)."""
         grid = self.model.token_grid
-        h, w = self.model.preprocess.size
-        seen = (grid.rows * grid.patch[0], grid.cols * grid.patch[1])
-        if maps.shape[1] * grid.tubelet != num_frames:
+        if 0 < num_frames - maps.shape[1] * grid.tubelet < grid.tubelet:
             maps = self.frames_of_tokens(maps, num_frames)
-        if seen == (h, w):
-            return maps
+        (h, w), (ph, pw) = self.model.preprocess.size, grid.patch
+        seen = (grid.rows * ph, grid.cols * pw)
+        if seen == (h, w) or not (0 <= h - seen[0] < ph and 0 <= w - seen[1] < pw):
+            return maps  # tiled, or a grid whose patch size does not describe the input: over the crop
         maps = F.interpolate(maps, size=seen, mode="bilinear", align_corners=False)
         return F.pad(maps, (0, w - seen[1], 0, h - seen[0]))
