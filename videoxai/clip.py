@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,7 +98,13 @@ class Clip:
 
     def to_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The clip as a pixel-space batch: float32 ``(1, T, 3, H, W)`` in [0, 1]."""
-        x = torch.from_numpy(np.ascontiguousarray(self.frames)).to(device)
+        frames = np.ascontiguousarray(self.frames)
+        with warnings.catch_warnings():
+            # read-only uint8 frames (np.load(..., mmap_mode="r"), np.broadcast_to): torch warned
+            # that writing to the tensor is undefined, but float() below copies them (float frames
+            # are the clip's own copy, always writable)
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            x = torch.from_numpy(frames).to(device)
         x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()  # in place: 4K is 800 MB a copy
         return x.permute(0, 3, 1, 2).unsqueeze(0)
 

@@ -1,0 +1,26 @@
+"""Frames as users hold them: arrays that are not the plain (T, H, W, 3) uint8 of a decoder."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+import videoxai as vx
+
+
+def test_read_only_frames_become_a_tensor_without_a_warning(tmp_path):
+    """Frames memory-mapped read-only (``np.load(..., mmap_mode="r")``, how datasets of decoded
+    clips are read) or broadcast from one picture: ``to_tensor`` (every explanation calls it)
+    raised PyTorch's warning that writing to the tensor is undefined, though it is a copy."""
+    frames = np.random.default_rng(0).integers(0, 256, (4, 8, 10, 3), dtype=np.uint8)
+    np.save(tmp_path / "clip.npy", frames)
+    for held in (np.load(tmp_path / "clip.npy", mmap_mode="r"), np.broadcast_to(frames[:1], frames.shape)):
+        clip = vx.Clip.from_array(held)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            x = clip.to_tensor()
+        assert x.shape == (1, 4, 3, 8, 10)
+        np.testing.assert_allclose(x[0].permute(0, 2, 3, 1).numpy() * 255, np.asarray(held), atol=1e-4)
+        x.mul_(0)  # the tensor is the caller's: the frames stay as they were
+        assert np.asarray(clip.frames).any()
