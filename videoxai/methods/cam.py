@@ -17,7 +17,9 @@ design); everything else is here:
   transformer block's ``(hidden_states, ...)``) into ``(B, C, T', H', W')``: Hugging Face adapters
   read their :class:`~videoxai.models.base.TokenGrid` (CLS token, tubelets, TimeSformer's
   ``(row, col, frame)`` token order), the torchvision adapters know MViT's tokens and Swin3D's
-  channels-last stages. The same function maps the gradient, as in pytorch-grad-cam.
+  channels-last stages. The same function maps the gradient, as in pytorch-grad-cam. A volume
+  whose grid is larger than the network's input (a channels-last output read as channels-first)
+  is refused, naming the reshape to give.
 * **Time.** A feature map usually has fewer frames than the clip. Token grids (``T'`` equal to the
   model's token frames) cover ``tubelet`` frames each (``time_align="repeat"``); CNN feature frames
   are placed at their centres and interpolated linearly (``"linear"``: feature frame i sits at
@@ -184,6 +186,26 @@ class CAMMethod(Method):
                 "give the model a cam_reshape (vx.wrap(..., cam_reshape=fn)) or choose another layer")
         return vol
 
+    def check_grid(self, vol: torch.Tensor, frames: int) -> None:
+        """Refuse a ``(B, C, T', H', W')`` volume whose grid does not fit in the network's input
+        ``frames × h × w``: the layer is not laid out channels-first.
+
+        A channels-last output ``(B, T', H', W', C)`` (Swin3D's stages and final norm) is 5-D too,
+        and read as channels-first it gives a "map" over ``(H', W', C)`` that is upsampled as if it
+        were an image: no error, a meaningless explanation. Its last axis (the channels, 96–1024)
+        or its first (frames read as channels, rows read as frames) is then larger than the input.
+        """
+        grid, limit = tuple(vol.shape[2:]), (frames, *self.model.input_size)
+        if all(g <= n for g, n in zip(grid, limit)):
+            return
+        hint = ("a channels-last (B, T', H', W', C) layer (Swin3D) needs vx.wrap(..., cam_reshape=lambda t: "
+                "t.permute(0, 4, 1, 2, 3)), or choose another layer" if self.model.cam_reshape is None
+                else "check the model's cam_reshape, or choose another layer (layer=...)")
+        raise UnsupportedModelError(
+            f"layer {self.layer!r} of {self.model.name} gives {tuple(vol.shape)} as (B, C, T', H', W'): "
+            f"a {'×'.join(map(str, grid))} grid, larger than the {'×'.join(map(str, limit))} input, so "
+            f"it is not laid out channels-first; {hint}")
+
     def time_align(self, frames: int) -> str:
         """``"repeat"`` for a transformer's token frames (tubelets), ``"linear"`` for feature maps."""
         grid = self.model.token_grid
@@ -202,6 +224,7 @@ class CAMMethod(Method):
                 (g,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), cap.leaf)
                 grads = self.volume(cap.output(g))
             acts = self.volume(cap.output(cap.leaf.detach()))
+        self.check_grid(acts, x.shape[1])
         with torch.no_grad():
             state = LayerState(acts, grads, target, logits.detach())
             maps = self.combine(state, self.weights(state))
