@@ -380,6 +380,8 @@ def _audio_only(dst: Path) -> Path:
     ("webm_cut", "truncated video: its header says the video lasts until 1.20 s but its frames end at"),
     # FFmpeg decodes still WebP only: an animated one was called truncated or corrupt
     ("animated_webp", "an animated WebP, whose frames FFmpeg cannot decode; convert it to .gif or .mp4"),
+    # FFmpeg's tty demuxer draws a .txt file's characters: it was read as a 640x400 video
+    ("notes_txt", "a text file, not a video"),
 ])
 def test_bad_files(tmp_path, videos, case, match):
     path = {
@@ -394,6 +396,7 @@ def test_bad_files(tmp_path, videos, case, match):
         "mkv_cut": lambda: _truncated(videos[".mkv"], tmp_path / "cut.mkv", 0.8),
         "webm_cut": lambda: _truncated(videos[".webm"], tmp_path / "cut.webm", 0.8),
         "animated_webp": lambda: write_video(make_frames(), tmp_path / "animated.webp", fps=10),
+        "notes_txt": lambda: (tmp_path / "notes.txt").write_text("not a video\n" * 60) and tmp_path / "notes.txt",
     }[case]()
     calls = (lambda: read_video(path), lambda: read_video(path, 4), lambda: list(sliding_windows(path, 4)))
     for call in calls:

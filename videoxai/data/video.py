@@ -110,6 +110,10 @@ def _check_path(path: str | bytes | os.PathLike) -> Path:
     return p
 
 
+#: FFmpeg's decoders of text: they draw a text file's characters as video frames
+_TEXT_ART = frozenset({"ansi", "bintext", "xbin", "idf"})
+
+
 @contextmanager
 def _open(path: Path, max_pixels: int | None = None
           ) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
@@ -127,6 +131,11 @@ def _open(path: Path, max_pixels: int | None = None
         if stream is None:
             covers = " (only a cover picture: an audio file?)" if container.streams.video else ""
             raise VideoReadError(f"{path}: the file has no video stream{covers}")
+        if stream.codec_context.name in _TEXT_ART:
+            # FFmpeg opens .txt, .nfo, .asc, .diz (and .bin, .adf, .idf, .xb) as "ANSI art" videos
+            # of their characters: a text file given by mistake was explained as a video
+            raise VideoReadError(f"{path}: a text file, not a video (FFmpeg would draw its characters "
+                                 "as pictures)")
         if stream.codec_context.name == "webp" and _animated_webp(path):
             raise VideoReadError(f"{path}: an animated WebP, whose frames FFmpeg cannot decode; convert it "
                                  "to .gif or .mp4 first (Pillow reads it)")
