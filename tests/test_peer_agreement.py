@@ -87,11 +87,13 @@ def test_saliency_and_grad_x_input_equal_captum(r3d_cropping, clip):
     _close(gxi, captum_attr.InputXGradient(r3d_cropping).attribute(clip, target=target))
 
 
-@pytest.mark.parametrize("kind", ["smoothgrad", "smoothgrad_sq"])
-def test_smoothgrad_equals_captum_noise_tunnel(r3d_cropping, clip, kind):
-    x = clip[:1]
-    x = (x - x.min()) / (x.max() - x.min())            # range 1: our relative σ is Captum's stdev
-    ours = get(kind)(r3d_cropping, n_samples=3, noise_level=0.2, batch_size=2, seed=11).attribute_pixels(x, 2)
+@pytest.mark.parametrize("kind, clips", [("smoothgrad", 1), ("smoothgrad_sq", 1), ("smoothgrad", 2)])
+def test_smoothgrad_equals_captum_noise_tunnel(r3d_cropping, clip, kind, clips):
+    x = clip[:clips]
+    lo, hi = x.flatten(1).amin(1).view(-1, 1, 1, 1, 1), x.flatten(1).amax(1).view(-1, 1, 1, 1, 1)
+    x = (x - lo) / (hi - lo)                           # range 1: our relative σ is Captum's stdev
+    ours = get(kind)(r3d_cropping, n_samples=3, noise_level=0.2, batch_size=2 * clips,
+                     seed=11).attribute_pixels(x, 2)
     torch.manual_seed(11)                              # NoiseTunnel draws from the global generator
     ref = captum_attr.NoiseTunnel(captum_attr.Saliency(r3d_cropping)).attribute(
         x, nt_type=kind, nt_samples=3, nt_samples_batch_size=2, stdevs=0.2, target=2, abs=False)

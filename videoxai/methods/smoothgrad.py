@@ -7,8 +7,9 @@ pass; ``batch_size`` noisy clips go through the model at a time.
 
 The noise is drawn from a generator seeded with ``seed`` in the layout Captum's ``NoiseTunnel``
 uses (per batch of samples, ``randn`` over ``(B · k, T, 3, H, W)`` with each clip's k samples next
-to each other), so for B=1 and equal seeds the signed result equals
-``NoiseTunnel(Saliency(abs=False))`` with ``nt_samples_batch_size=batch_size``.
+to each other), so for equal seeds the signed result on B clips equals
+``NoiseTunnel(Saliency(abs=False))`` with ``nt_samples_batch_size=batch_size // B`` (and Captum's
+``stdevs`` our σ: clips whose values span 1).
 """
 
 from __future__ import annotations
