@@ -208,3 +208,36 @@ def test_a_grid_whose_patch_or_tubelet_does_not_describe_the_input_stays_over_th
     attr = get("rollout")(model).attribute(x)
     torch.testing.assert_close(attr.maps, expected.maps)
     assert attr.temporal.shape == (1, 8) and torch.isfinite(attr.temporal).all()
+
+
+def test_attention_read_from_the_modules_input_equals_attention_read_from_its_projections():
+    # transformers 4's VideoMAE applies its projections' weights itself (with its own q/v biases)
+    # and never calls the modules, so the tap computes q, k, v from the attention's input there
+    # (checked by hand against transformers 4.46's eager attention); here the same path on a
+    # transformers 5 model must give what its projection hooks give, with and without gradients
+    from dataclasses import replace
+
+    import torch.nn.functional as F
+
+    from videoxai.models.attention import AttentionSites
+    from videoxai.models.hf import from_hf_module
+
+    model = from_hf_module(tiny_hf("videomae", use_mean_pooling=False))
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    expected = {name: get(name)(model).attribute(x, target=torch.tensor([1])).maps
+                for name in ("staa", "rollout", "attention_relevance")}
+    expected["weighted"] = get("staa")(model, gradient_weighted=True).attribute(x, target=torch.tensor([1])).maps
+
+    def from_input(call):
+        return lambda h: tuple(F.linear(h, m.weight, m.bias) for m in (call.q, call.k, call.v))
+    # projections that the network never calls, as in transformers 4: only the input path sees q, k, v
+    idle = torch.nn.Identity()
+    model.attention = AttentionSites([{"joint": replace(layer["joint"], q=idle, k=idle, v=idle,
+                                                        project=from_input(layer["joint"]))}
+                                      for layer in model.attention.layers])
+    for name in ("staa", "rollout", "attention_relevance"):
+        got = get(name)(model).attribute(x, target=torch.tensor([1])).maps
+        torch.testing.assert_close(got, expected[name], rtol=1e-5, atol=1e-7, msg=name)
+    got = get("staa")(model, gradient_weighted=True).attribute(x, target=torch.tensor([1])).maps
+    torch.testing.assert_close(got, expected["weighted"], rtol=1e-5, atol=1e-9)
+    assert not idle._forward_hooks and not any(m._forward_pre_hooks for m in model.modules())

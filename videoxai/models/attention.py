@@ -43,6 +43,9 @@ class AttentionCall:
         heads: number of heads; ``scale`` the logit scale.
         finish: maps the merged context ``(B', N, D)`` to what ``module`` returns in place of its
             first output (e.g. ViViT applies its output projection inside the module).
+        project: for a module that does not call its projection modules (transformers 4's
+            VideoMAE applies their weights with its own biases), ``hidden (B', N, D) → (q, k, v)``
+            each ``(B', N, D)``, computed from the module's input (a forward pre-hook) instead.
     """
 
     module: nn.Module
@@ -53,6 +56,7 @@ class AttentionCall:
     scale: float
     fused: bool = False
     finish: Callable[[torch.Tensor], torch.Tensor] = lambda ctx: ctx
+    project: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
 
 @dataclass
@@ -201,7 +205,15 @@ class AttentionTap:
                     rec.summary = self.reduce(kind, rec)
                 rec.q = rec.k = None
 
-        if call.fused:
+        if call.project is not None:
+            def on_input(_m, inp):
+                q, k, v = call.project(inp[0])
+                rec.q, rec.k = split_heads(keep(q)), split_heads(keep(k))
+                if self.grad:
+                    rec.v = split_heads(v)
+                summarise()
+            self._handles.append(call.module.register_forward_pre_hook(on_input))
+        elif call.fused:
             def on_qkv(_m, _inp, out):
                 q, k, v = out.chunk(3, dim=-1)
                 rec.q, rec.k = split_heads(keep(q)), split_heads(keep(k))

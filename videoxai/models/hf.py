@@ -228,9 +228,23 @@ class VideoMAEAdapter(HFVideoModel):
         layers = []
         for layer in net.videomae.encoder.layer:
             sa = layer.attention.attention
-            layers.append({"joint": AttentionCall(sa, sa.query, sa.key, sa.value, sa.num_attention_heads,
-                                                  sa.scaling)})
+            if hasattr(sa, "scaling"):
+                call = AttentionCall(sa, sa.query, sa.key, sa.value, sa.num_attention_heads, sa.scaling)
+            else:
+                # transformers 4 applies the projections' weights with its own q/v biases (the key
+                # has none) and never calls the modules, so their hooks would see nothing
+                call = AttentionCall(sa, sa.query, sa.key, sa.value, sa.num_attention_heads,
+                                     sa.attention_head_size ** -0.5, project=_videomae4_projections(sa))
+            layers.append({"joint": call})
         return AttentionSites(layers)
+
+
+def _videomae4_projections(sa: nn.Module):
+    """``hidden → (q, k, v)`` as transformers 4's ``VideoMAESelfAttention.forward`` computes them."""
+    def project(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (F.linear(hidden, sa.query.weight, sa.q_bias), F.linear(hidden, sa.key.weight),
+                F.linear(hidden, sa.value.weight, sa.v_bias))
+    return project
 
 
 class VivitAdapter(HFVideoModel):
@@ -250,16 +264,30 @@ class VivitAdapter(HFVideoModel):
     def build_cam_layer(cfg) -> str:
         # CLS pooling: the last layer's output has zero gradient on patches (see TimeSformer); its
         # layernorm_before (the input of its attention) is the ViT "norm1" choice.
-        return f"vivit.layers.{cfg.num_hidden_layers - 1}.layernorm_before"
+        return f"{_vivit_layers_path()}.{cfg.num_hidden_layers - 1}.layernorm_before"
 
     @staticmethod
     def build_attention(net) -> AttentionSites:
         layers = []
-        for layer in net.vivit.layers:
+        for layer in net.get_submodule(_vivit_layers_path()):
             a = layer.attention
-            layers.append({"joint": AttentionCall(a, a.q_proj, a.k_proj, a.v_proj, a.num_attention_heads,
-                                                  a.scaling, finish=a.o_proj)})
+            if hasattr(a, "q_proj"):  # transformers 5: one module, output projection inside
+                call = AttentionCall(a, a.q_proj, a.k_proj, a.v_proj, a.num_attention_heads, a.scaling,
+                                     finish=a.o_proj)
+            else:                     # transformers 4: self-attention, then a separate output module
+                sa = a.attention
+                call = AttentionCall(sa, sa.query, sa.key, sa.value, sa.num_attention_heads,
+                                     sa.attention_head_size ** -0.5)
+            layers.append({"joint": call})
         return AttentionSites(layers)
+
+
+def _vivit_layers_path() -> str:
+    """Where ViViT keeps its layers: ``vivit.layers`` from transformers 5 on, ``vivit.encoder.layer``
+    in transformers 4 (which the package allows; reading the 5.x names there failed every load)."""
+    from transformers.models.vivit import modeling_vivit
+
+    return "vivit.encoder.layer" if hasattr(modeling_vivit, "VivitEncoder") else "vivit.layers"
 
 
 HF_FAMILIES: dict[str, type[HFVideoModel]] = {
