@@ -24,3 +24,21 @@ def test_read_only_frames_become_a_tensor_without_a_warning(tmp_path):
         np.testing.assert_allclose(x[0].permute(0, 2, 3, 1).numpy() * 255, np.asarray(held), atol=1e-4)
         x.mul_(0)  # the tensor is the caller's: the frames stay as they were
         assert np.asarray(clip.frames).any()
+
+
+def test_a_file_whose_name_has_a_colon_is_that_file(tmp_path, monkeypatch):
+    """FFmpeg takes what comes before a colon for a protocol: ``cam1:take2.mp4`` in the current
+    folder failed with "Protocol not found", ``http:clip.mp4`` was a network request and writing
+    ``pipe:1.mp4`` wrote the video to standard output."""
+    from videoxai.data.video import probe, sliding_windows, write_video
+
+    monkeypatch.chdir(tmp_path)
+    frames = np.repeat(np.arange(6, dtype=np.uint8) * 40, 16 * 16 * 3).reshape(6, 16, 16, 3)  # frame k: grey 40 k
+    for name in ("cam1:take2.mp4", "http:clip.mp4", "pipe:1.mp4"):
+        write_video(frames, name, fps=5)
+        assert (tmp_path / name).stat().st_size > 0
+        clip = vx.read_video(name)
+        assert clip.frames.shape == (6, 16, 16, 3) and clip.source == name
+        assert np.abs(clip.frames.astype(int) - frames).max() <= 2
+        assert probe(name)["frames"] == 6
+        assert [w.indices.tolist() for w in sliding_windows(name, 3)] == [[0, 1, 2], [3, 4, 5]]

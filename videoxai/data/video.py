@@ -123,7 +123,9 @@ def _open(path: Path, max_pixels: int | None = None
     size, before it allocates the frame (so a bomb costs no memory).
     """
     try:
-        container = av.open(str(path), mode="r")
+        # "file:": FFmpeg reads a name with a colon as a protocol (cam1:take2.mp4 was "Protocol
+        # not found", http:x.mp4 a network request, pipe:0.mp4 standard input); this is a file
+        container = av.open(f"file:{path}", mode="r")
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise VideoReadError(f"{path}: not a readable video file ({ffmpeg_reason(e)})") from None
     try:

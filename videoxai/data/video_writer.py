@@ -45,7 +45,8 @@ def _encode_av(frames: np.ndarray, path: Path, fps: float, codec: str, options: 
                             f"format among {', '.join(sorted(WRITERS))}")
     t, h, w, _ = frames.shape
     rate = _rate(fps)
-    with av.open(str(path), mode="w", options=container_options or {}) as out:
+    # "file:": a name with a colon is a file, not an FFmpeg protocol (http:, pipe:, ...)
+    with av.open(f"file:{path}", mode="w", options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         frame_tb = 1 / rate
