@@ -173,7 +173,9 @@ def token_attribution(method: AttentionMethod, scores: torch.Tensor, num_frames:
 @register
 class Rollout(AttentionMethod):
     """Attention rollout; see the module docstring. ``layers`` and the shapes:
-    :class:`~videoxai.methods.attention.AttentionMethod`.
+    :class:`~videoxai.methods.attention.AttentionMethod`. The map is the same for every class
+    (attention does not depend on the target, which only names the class explained); for a
+    class-specific map use ``attention_relevance``.
 
     Args:
         head_fusion: how a layer's heads are combined: ``"mean"`` (the paper), ``"max"`` or ``"min"``.
