@@ -189,18 +189,16 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
 def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | None, refine,
              working_size: WorkingSize, options: dict) -> Explanation:
     worker, x = working_view(model, clip, working_size)
-    if isinstance(method, Method):
-        if options:
-            raise InputError("pass options when constructing the method, not to explain()")
-        m = method
-    else:
-        m = get_method(method)(worker, **options)
-    settings = Refine.parse(m.default_refine if refine is None else refine)
-
-    own_model = m.model
-    m.model = worker  # a constructed method runs on the working view too; restored below
-    try:
-        with CostMeter(model) as meter:
+    if isinstance(method, Method) and options:
+        raise InputError("pass options when constructing the method, not to explain()")
+    # the meter opens before the method is built: construction may run the network (the search
+    # for a CAM layer, saliency_tubes' check of the head), and those passes are this call's cost
+    with CostMeter(model) as meter:
+        m = method if isinstance(method, Method) else get_method(method)(worker, **options)
+        settings = Refine.parse(m.default_refine if refine is None else refine)
+        own_model = m.model
+        m.model = worker  # a constructed method runs on the working view too; restored below
+        try:
             attr = m.attribute(x, target=target)
             _check_attribution(attr, m.name, x.shape[0])
             logits = attr.logits if attr.logits is not None else m.clean_logits(x)
@@ -208,8 +206,8 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
                 attr = replace(attr, space="crop")
             spatial, temporal, raw = finish_maps(attr, model, clip.num_frames, (clip.height, clip.width),
                                                  settings)
-    finally:
-        m.model = own_model
+        finally:
+            m.model = own_model
 
     probs = model.probabilities(logits[0:1].detach().float())[0].cpu().numpy()
     tgt = int(attr.target[0])

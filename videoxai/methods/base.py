@@ -98,6 +98,24 @@ def _holding_model_lock(fn: Callable) -> Callable:
     return holding
 
 
+def _probing_in_eval_mode(fn: Callable) -> Callable:
+    """An ``unsupported(cls, model)`` run holding the model's lock with the network in eval mode
+    (:meth:`VideoModel.inference`): a method that answers by running the network (saliency_tubes
+    checks its head on a clip) would otherwise, on a model left in training mode, move its
+    batch-norm statistics and answer from a dropout draw. ``supports`` is asked outside any
+    explanation (``videoxai methods --model``, the server's ``/api/info``, the evaluation runner)."""
+
+    @functools.wraps(fn)
+    def probing(cls, model, *args, **kwargs):
+        if not isinstance(model, VideoModel):
+            return fn(cls, model, *args, **kwargs)
+        with model.inference():
+            return fn(cls, model, *args, **kwargs)
+
+    probing.holds_model_lock = True
+    return probing
+
+
 def _ordinary(value):
     """``value``, or an ordinary copy of it when it is a tensor made under ``torch.inference_mode``."""
     return value.clone() if isinstance(value, torch.Tensor) and value.is_inference() else value
@@ -185,6 +203,10 @@ class Method(Configurable):
             fn = cls.__dict__.get(name)
             if fn is not None and not getattr(fn, "holds_model_lock", False):
                 setattr(cls, name, _holding_model_lock(fn))
+        # likewise the answer to "can it explain this model?", which may run the network
+        fn = cls.__dict__.get("unsupported")
+        if isinstance(fn, classmethod) and not getattr(fn.__func__, "holds_model_lock", False):
+            cls.unsupported = classmethod(_probing_in_eval_mode(fn.__func__))
 
     # -- the one method to implement ------------------------------------------------------------
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:

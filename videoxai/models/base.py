@@ -567,11 +567,12 @@ class VideoModel(nn.Module):
         """The last module whose output still has a ``(T', H', W')`` grid, before the pooling.
 
         torch-cam's candidate-layer search carried to video: one forward pass of a blank clip with
-        a hook on every module records output shapes in the order modules finish; going back from
-        the end, the first output that :attr:`cam_reshape` (or nothing) makes a
-        ``(B, C, T', H', W')`` volume with more than one cell in its grid wins. A container
-        finishes after its last child, so a conv block is preferred to its last ReLU. The hooks
-        are removed afterwards, also when the forward raises; the search runs once per model.
+        a hook on every module records output shapes in the order modules finish (the pass counts
+        in :attr:`passes`, as every forward does); going back from the end, the first output that
+        :attr:`cam_reshape` (or nothing) makes a ``(B, C, T', H', W')`` volume with more than one
+        cell in its grid wins. A container finishes after its last child, so a conv block is
+        preferred to its last ReLU. The pass runs in eval mode (:meth:`inference`); the hooks are
+        removed afterwards, also when the forward raises; the search runs once per model.
         """
         if "layer" in self._located_cam_layer:
             return self._located_cam_layer["layer"]
@@ -586,13 +587,17 @@ class VideoModel(nn.Module):
             return hook
 
         modules = dict(self.net.named_modules())
-        with self._exclusive:  # the hooks must see this forward only (see exclusive())
+        # the hooks must see this forward only (see exclusive()), and a network in training mode
+        # probed as it is would move its batch-norm statistics: the lock and eval mode
+        with self.inference():
             handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n]
             try:
                 blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
                 x = self.preprocess(blank)
                 with torch.no_grad():
                     self._net_logits((x.transpose(1, 2) if self.layout == "BCTHW" else x).to(self.dtype))
+                # a pass the network ran: an explanation's cost (and a work budget) counts it
+                self.passes.forward += 1
             finally:
                 for h in handles:
                     h.remove()
