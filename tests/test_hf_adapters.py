@@ -207,3 +207,15 @@ def test_a_missing_directory_is_named_as_one_not_as_a_bad_hub_id(spec):
 
     with pytest.raises(UnknownModelError, match=f"no such model directory: '{re.escape(spec)}'"):
         vx.load_model(f"hf:{spec}")
+
+
+def test_a_label_map_with_a_gap_names_the_missing_class_by_its_index(tmp_path, caplog):
+    # id2label {0, 1, 2, 3, 7} for 5 outputs failed the load with "KeyError: 4"
+    path = _save(tiny_hf("vivit"), tmp_path)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["id2label"] = {"0": "a", "1": "b", "2": "c", "3": "d", "7": "e"}
+    cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
+    (path / "config.json").write_text(json.dumps(cfg))
+    model = vx.load_model(str(path))
+    assert model.num_classes == 5 and model.labels == ["a", "b", "c", "d", "class_4"]
+    assert "id2label names classes [7], but the model has 5 outputs" in caplog.text

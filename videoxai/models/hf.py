@@ -45,7 +45,7 @@ class HFVideoModel(VideoModel):
             # embedding on the first clip (a conv weight / channel-dimension message from torch or HF)
             raise UnknownModelError(f"{self.model_type} model with num_channels={channels} is not supported: "
                                     "videoxai feeds it RGB frames (3 channels)")
-        labels = [cfg.id2label[i] for i in range(len(cfg.id2label))] if cfg.id2label else None
+        labels = _labels(cfg)
         grid = self.build_grid(cfg)
         super().__init__(net, num_frames=cfg.num_frames, preprocess=preprocess, labels=labels,
                          num_classes=cfg.num_labels, layout="BTCHW", fixed_num_frames=True,
@@ -76,6 +76,21 @@ class HFVideoModel(VideoModel):
     @staticmethod
     def build_attention(net) -> AttentionSites:
         raise NotImplementedError
+
+
+def _labels(cfg) -> list[str] | None:
+    """Class names by output index from ``id2label``; an index it skips (``{0: …, 1: …, 7: …}``
+    for 3 outputs: Hugging Face sizes the head by the number of entries) gets ``class_<i>``
+    instead of failing the load with a ``KeyError``."""
+    if not cfg.id2label:
+        return None
+    names = {int(k): str(v) for k, v in cfg.id2label.items()}
+    labels = [names.get(i, f"class_{i}") for i in range(cfg.num_labels)]
+    stray = sorted(set(names) - set(range(cfg.num_labels)))
+    if stray:
+        log.warning("id2label names classes %s, but the model has %d outputs; their names are not used",
+                    stray, cfg.num_labels)
+    return labels
 
 
 class TimesformerAdapter(HFVideoModel):
