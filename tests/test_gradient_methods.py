@@ -488,6 +488,34 @@ def test_layer_that_runs_twice_is_refused():
     assert _no_hooks(model)
 
 
+class AuxiliaryMap(nn.Module):
+    """Returns its logits and, beside them, a feature map computed from the body (deep supervision,
+    a segmentation head): the last layer with a (T', H', W') grid does not reach the logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Conv3d(3, 8, 3, stride=2, padding=1)
+        self.aux = nn.Conv3d(8, 4, 1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        f = torch.relu(self.body(x))
+        return self.fc(f.mean((2, 3, 4))), self.aux(f)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_pp"])
+def test_a_layer_that_does_not_reach_the_logits_is_named_in_a_one_line_error(method):
+    # autograd's "element 0 of tensors does not require grad and does not have a grad_fn" named no layer
+    model = vx.wrap(AuxiliaryMap(), num_frames=4, input_size=16, num_classes=2, output=0)
+    x = torch.rand(1, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for layer, found in ((None, r" \(found as the last layer with a \(T', H', W'\) grid\)"), ("aux", "")):
+        with pytest.raises(UnsupportedModelError, match=f"the logits of custom do not depend on layer 'aux'{found}; "
+                                                        r"choose a layer on the path to the logits \(layer=\.\.\.\)$"):
+            get(method)(model, layer=layer).attribute(x, 1)
+        assert _no_hooks(model) and all(p.requires_grad for p in model.parameters())
+    assert float(get(method)(model, layer="body").attribute(x, 1).maps.abs().sum()) > 0
+
+
 def test_smoothgrad_is_deterministic_under_a_seed():
     model, x = small_cnn(), vx.Clip.from_array(box_clip()).to_tensor()
     a = get("smoothgrad")(model, n_samples=3, seed=1, noise_level=0.5).attribute_pixels(x, 0).values

@@ -143,6 +143,7 @@ class CAMMethod(Method):
 
     def __init__(self, model: VideoModel, layer: LayerOption) -> None:
         super().__init__(model)
+        self._found = layer is None and model.cam_layer is None   # located by a search, not named
         try:
             self.layer, self.module = model.resolve_cam_layer(layer)
         except InputError as e:
@@ -221,7 +222,16 @@ class CAMMethod(Method):
                 raise UnsupportedModelError(f"layer {self.layer!r} did not run during the forward pass")
             grads = None
             if self.uses_gradients:
-                (g,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), cap.leaf)
+                score = logits.gather(1, target[:, None]).sum()
+                (g,) = (torch.autograd.grad(score, cap.leaf, allow_unused=True) if score.requires_grad
+                        else (None,))
+                if g is None:
+                    # the layer's output does not reach the logits (an auxiliary branch, a feature map
+                    # returned beside them): autograd's own error named no layer
+                    found = " (found as the last layer with a (T', H', W') grid)" if self._found else ""
+                    raise UnsupportedModelError(
+                        f"the logits of {self.model.name} do not depend on layer {self.layer!r}{found}; "
+                        "choose a layer on the path to the logits (layer=...)")
                 grads = self.volume(cap.output(g))
             acts = self.volume(cap.output(cap.leaf.detach()))
         self.check_grid(acts, x.shape[1])
