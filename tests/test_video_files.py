@@ -42,3 +42,42 @@ def test_a_file_whose_name_has_a_colon_is_that_file(tmp_path, monkeypatch):
         assert np.abs(clip.frames.astype(int) - frames).max() <= 2
         assert probe(name)["frames"] == 6
         assert [w.indices.tolist() for w in sliding_windows(name, 3)] == [[0, 1, 2], [3, 4, 5]]
+
+
+def _with_dropped_frames(path, frames: np.ndarray, dropped: set[int]):
+    """An AVI capture that missed the frames ``dropped``: each is an empty chunk at its time, as
+    VirtualDub, DirectShow and security-camera recorders store them (the header counts them)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("mjpeg", rate=10)
+        s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuvj420p"
+        for k, rgb in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+            f.pts = k
+            for packet in s.encode(f):
+                if k in dropped:
+                    packet = av.Packet(0)
+                    packet.pts = packet.dts = k
+                    packet.time_base, packet.stream = s.time_base, s
+                out.mux(packet)
+        out.mux(s.encode())
+    return path
+
+
+def test_an_avi_with_dropped_frames_is_read_as_players_show_it(tmp_path):
+    """A capture's dropped frames (empty chunks) are counted by the AVI header but decoded by no
+    one: ``read_video(p, 8)`` failed with "truncated video: the container lists 40 frames but only
+    37 could be decoded"; the index, which skips them, reaches the end of the stream."""
+    from videoxai.data.video import frame_times, probe, uniform_indices
+
+    frames = np.repeat((np.arange(40) % 32 * 8).astype(np.uint8), 16 * 16 * 3).reshape(40, 16, 16, 3)
+    path = _with_dropped_frames(tmp_path / "capture.avi", frames, {5, 6, 20})
+    shown = [k for k in range(40) if k not in (5, 6, 20)]
+    every = vx.read_video(path)
+    assert np.rint(every.frames.reshape(37, -1).mean(1) / 8).astype(int).tolist() == [k % 32 for k in shown]
+    assert probe(path)["frames"] == 37
+    clip = vx.read_video(path, 8)
+    np.testing.assert_array_equal(clip.indices, uniform_indices(37, 8))
+    np.testing.assert_array_equal(clip.frames, every.frames[clip.indices])
+    np.testing.assert_allclose(frame_times(path), np.array(shown) / 10)

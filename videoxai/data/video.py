@@ -204,7 +204,7 @@ def _shown_frames(stream) -> int:
     between keyframes: its mp4 keeps the frames back to the keyframe, which the decoder needs,
     and an edit list marks them as not shown; FFmpeg drops them, as players do. The container's
     count includes them, so it was taken for a truncated file. The index that lists them is in
-    the file's header: no packet is read.
+    the file's header: no packet is read. Frames a capture dropped count alike (below).
     """
     frames = int(stream.frames or 0)
     if frames:
@@ -212,6 +212,12 @@ def _shown_frames(stream) -> int:
             entries = stream.index_entries
             if len(entries) == frames:
                 frames -= sum(1 for e in entries if e.is_discard)
+            elif 0 < len(entries) < frames and stream.duration and \
+                    entries[-1].timestamp - (stream.start_time or 0) + stream.duration / frames >= stream.duration:
+                # an index that reaches the stream's end with fewer frames than the header counts:
+                # a capture (AVI) stores each frame it missed as an empty chunk, which the index
+                # skips and no decoder shows (a truncated file's index stops short of the end)
+                frames = len(entries)
         except (AttributeError, av.FFmpegError):  # an older PyAV
             pass
     return frames
