@@ -219,3 +219,18 @@ def test_a_label_map_with_a_gap_names_the_missing_class_by_its_index(tmp_path, c
     model = vx.load_model(str(path))
     assert model.num_classes == 5 and model.labels == ["a", "b", "c", "d", "class_4"]
     assert "id2label names classes [7], but the model has 5 outputs" in caplog.text
+
+
+def test_an_attention_implementation_the_model_lacks_is_named_in_one_line(tmp_path):
+    # flash_attention_2 without its package raised a bare ImportError; TimeSformer has no sdpa
+    # and was reported as unreadable weights
+    from videoxai.errors import UnknownModelError
+
+    path = str(_save(tiny_hf("vivit"), tmp_path / "vivit"))
+    with pytest.raises(UnknownModelError, match=r"cannot load .* with attn_implementation='flash_attention_2': "
+                                                r"ImportError: .*FlashAttention"):
+        vx.load_model(path, attn_implementation="flash_attention_2")
+    path = str(_save(tiny_hf("timesformer"), tmp_path / "timesformer"))
+    with pytest.raises(UnknownModelError, match=r"with attn_implementation='sdpa': ValueError: .*does not support"):
+        vx.load_model(path, attn_implementation="sdpa")
+    assert vx.load_model(path, attn_implementation="eager").family == "timesformer"

@@ -382,9 +382,13 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
 
     try:
         net = getattr(transformers, family.auto_class).from_pretrained(spec, **kwargs)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
-        # missing, truncated or mismatched weights are the user's files: one line naming them
-        raise UnknownModelError(f"cannot load the weights of {spec!r}: {type(e).__name__}: {e}") from e
+    except (OSError, ValueError, RuntimeError, SafetensorError, ImportError) as e:
+        # missing, truncated or mismatched weights are the user's files: one line naming them; an
+        # attention implementation that the model or this install lacks (TimeSformer has no sdpa,
+        # flash_attention_2 needs its package: an ImportError with a traceback) names the option
+        what = (f"{spec!r} with attn_implementation={attn_implementation!r}" if attn_implementation
+                else f"the weights of {spec!r}")
+        raise UnknownModelError(f"cannot load {what}: {type(e).__name__}: {e}") from e
     finally:
         if bar:
             transformers.utils.logging.enable_progress_bar()
