@@ -430,6 +430,11 @@ def test_write_errors(tmp_path, frames):
         write_video(frames[..., 0], tmp_path / "x.mp4")
     with pytest.raises(InputError, match="fps"):
         write_video(frames, tmp_path / "x.mp4", fps=0)
+    # a file where a folder should be: mkdir's own words were "File exists: '…/notes'"
+    (tmp_path / "notes").write_text("")
+    for suffix in (".mp4", ".gif"):
+        with pytest.raises(vx.VideoXAIError, match=r"cannot write .*notes/a/x\.\w+: .*notes is a file, not a folder"):
+            write_video(frames, tmp_path / "notes" / "a" / f"x{suffix}")
 
 
 def test_missing_encoder_is_a_clear_error(tmp_path, frames, monkeypatch):

@@ -167,7 +167,13 @@ def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18
     _rate(fps)
     if not 0 <= int(quality) <= 51:
         raise InputError(f"quality must be in [0, 51] (crf scale), got {quality}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        # a file where a folder of the path should be: mkdir said "File exists: 'out'"
+        file = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{file} is a file, not a folder" if file is not None else ffmpeg_reason(e)
+        raise VideoXAIError(f"cannot write {path}: {why}") from None
     try:
         writer(frames, path, float(fps), int(quality))
     except (av.FFmpegError, OSError) as e:
