@@ -145,9 +145,9 @@ def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18
     * ``.mp4`` / ``.mov`` / ``.mkv``: H.264 (libx264), yuv420p, ``crf=quality`` (18 is visually
       lossless); odd widths/heights are padded to even by repeating the last row/column.
     * ``.webm``: VP9 (libvpx-vp9; VP8 if this FFmpeg has no VP9 encoder) at a comparable quality.
-    * ``.avi``: MPEG-4 part 2 at high quality; ``.gif``: Pillow, one adaptive palette per frame,
-      looping; ``.webp``: animated WebP (Pillow), looping, for viewing: FFmpeg, and so
-      :func:`~videoxai.data.video.read_video`, cannot decode animated WebP.
+    * ``.avi``: MPEG-4 part 2 at high quality, odd sizes padded as for H.264; ``.gif``: Pillow,
+      one adaptive palette per frame, looping; ``.webp``: animated WebP (Pillow), looping, for
+      viewing: FFmpeg, and so :func:`~videoxai.data.video.read_video`, cannot decode animated WebP.
 
     Args:
         frames: ``(T, H, W, 3)`` uint8 (or float in [0, 1], or a :class:`~videoxai.Clip`).
