@@ -251,3 +251,55 @@ def test_the_same_seed_gives_the_same_bits_in_a_fresh_process(clip):
     assert out.stdout.split() == here
     other = vx.explain(_user_model(), clip, "rise", n_samples=6, seed=4)
     assert hashlib.sha256(other.spatial.tobytes() + other.temporal.tobytes()).hexdigest() != here[0]
+
+
+def test_a_method_shared_by_threads_explaining_two_models_runs_each_on_its_own(clip):
+    # vx.explain set a constructed method's model to the one it explains and put it back after:
+    # a second thread explaining another model with the same method object swapped it under the
+    # first, whose remaining passes then ran on the other network (a wrong map, silently)
+    first, second = _user_model(), _user_model()
+    with torch.no_grad():
+        second.net.head.weight.mul_(-1)
+    method = get_method("rise")(first, n_samples=6, batch_size=2)
+    alone = {id(first): vx.explain(first, clip, method), id(second): vx.explain(second, clip, method)}
+    paused, entered, first_done = threading.Event(), threading.Event(), threading.Event()
+    calls = {id(first): 0, id(second): 0}
+
+    def pause_first(_module, _inputs, _out):  # mid-run: wait until the other thread has begun
+        calls[id(first)] += 1
+        if calls[id(first)] == 2:
+            paused.set()
+            entered.wait(5)
+
+    def hold_second(_module, _inputs, _out):  # the other thread stays inside its call meanwhile
+        calls[id(second)] += 1
+        if calls[id(second)] == 1:
+            entered.set()
+            first_done.wait(5)
+
+    results = {}
+
+    def run(model, done=None):
+        try:
+            results[id(model)] = vx.explain(model, clip, method)
+        finally:
+            if done is not None:
+                done.set()
+
+    handles = [first.net.register_forward_hook(pause_first), second.net.register_forward_hook(hold_second)]
+    try:
+        a = threading.Thread(target=run, args=(first, first_done))
+        a.start()
+        assert paused.wait(5)
+        b = threading.Thread(target=run, args=(second,))
+        b.start()
+        a.join(10)
+        b.join(10)
+    finally:
+        for h in handles:
+            h.remove()
+    for model in (first, second):
+        assert np.array_equal(results[id(model)].spatial, alone[id(model)].spatial)
+        assert results[id(model)].cost.forward_passes == alone[id(model)].cost.forward_passes == 7
+    assert calls == {id(first): 4, id(second): 4}  # the clean clip and 3 batches each, on its own network
+    assert method.model is first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import replace
 from typing import Literal
@@ -194,20 +195,22 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
     # the meter opens before the method is built: construction may run the network (the search
     # for a CAM layer, saliency_tubes' check of the head), and those passes are this call's cost
     with CostMeter(model) as meter:
-        m = method if isinstance(method, Method) else get_method(method)(worker, **options)
+        if isinstance(method, Method):
+            # a constructed method runs on the working view too, as a copy: the caller's is not
+            # changed, and threads that share it with different models cannot swap its model
+            # under each other (it was set on the method and restored after, so a concurrent call
+            # on another model ran part of this one on that model)
+            m = copy.copy(method)
+            m.model = worker
+        else:
+            m = get_method(method)(worker, **options)
         settings = Refine.parse(m.default_refine if refine is None else refine)
-        own_model = m.model
-        m.model = worker  # a constructed method runs on the working view too; restored below
-        try:
-            attr = m.attribute(x, target=target)
-            _check_attribution(attr, m.name, x.shape[0])
-            logits = attr.logits if attr.logits is not None else m.clean_logits(x)
-            if worker is not model:  # the working frame *is* the crop box of the original frames
-                attr = replace(attr, space="crop")
-            spatial, temporal, raw = finish_maps(attr, model, clip.num_frames, (clip.height, clip.width),
-                                                 settings)
-        finally:
-            m.model = own_model
+        attr = m.attribute(x, target=target)
+        _check_attribution(attr, m.name, x.shape[0])
+        logits = attr.logits if attr.logits is not None else m.clean_logits(x)
+        if worker is not model:  # the working frame *is* the crop box of the original frames
+            attr = replace(attr, space="crop")
+        spatial, temporal, raw = finish_maps(attr, model, clip.num_frames, (clip.height, clip.width), settings)
 
     probs = model.probabilities(logits[0:1].detach().float())[0].cpu().numpy()
     tgt = int(attr.target[0])
