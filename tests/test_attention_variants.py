@@ -243,3 +243,28 @@ def test_attention_read_from_the_modules_input_equals_attention_read_from_its_pr
     got = get("staa")(model, gradient_weighted=True).attribute(x, target=torch.tensor([1])).maps
     torch.testing.assert_close(got, expected["weighted"], rtol=1e-5, atol=1e-9)
     assert not idle._forward_hooks and not any(m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("family", ["timesformer", "videomae", "vivit"])
+def test_a_forward_that_raises_leaves_the_model_as_it_was(family):
+    # taps (projection hooks, grad-mode substitution, input pre-hooks), TimeSformer's fused
+    # attention, frozen parameters and a return_dict=False config are all put back
+    from videoxai.models.hf import from_hf_module
+
+    net = tiny_hf(family, return_dict=False)
+    model = from_hf_module(net)
+    impl = net.config._attn_implementation
+
+    def fail(*_):
+        raise RuntimeError("a forward that raises")
+    handle = net.classifier.register_forward_hook(fail)
+    x = torch.rand(1, 8, 3, 32, 32)
+    for method, options in (("staa", {}), ("staa", {"gradient_weighted": True}), ("rollout", {}),
+                            ("attention_relevance", {})):
+        with pytest.raises(RuntimeError, match="a forward that raises"):
+            get(method)(model, **options).attribute(x)
+    handle.remove()
+    assert all(not m._forward_hooks and not m._forward_pre_hooks and "forward" not in m.__dict__
+               for m in net.modules())
+    assert all(p.requires_grad and p.grad is None for p in net.parameters())
+    assert net.config.return_dict is False and net.config._attn_implementation == impl
