@@ -161,6 +161,14 @@ def test_time_range_as_text_reads_frames_and_seconds_as_explain_video_does(video
     for start, match in (("1.5", "a frame number must be whole"), ("abc", "got 'abc'"), (True, "got True")):
         with pytest.raises(VideoReadError, match=match):
             read_video(p, start=start)
+    # frame numbers are named as frames: "[4.95, inf) s" and "start (0.3 s) must be before end (0.2 s)" answered
+    # --start 50 and --start 3 --end 2 on a 12-frame video
+    for call, match in ((lambda: read_video(p, start="50"), "start frame 50 is past the video's last frame, 11"),
+                        (lambda: list(sliding_windows(p, 2, start="50")), "start frame 50 is past"),
+                        (lambda: read_video(p, start="3", end="2"), r"start \(frame 3, 0.3 s\) must be before end \(frame 2, 0.2 s\)"),
+                        (lambda: read_video(p, start="3", end=0.1), r"start \(frame 3, 0.3 s\) must be before end \(0.1 s\)")):
+        with pytest.raises(VideoReadError, match=match):
+            call()
 
 
 def test_max_side_keeps_aspect(videos):

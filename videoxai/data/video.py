@@ -474,6 +474,7 @@ def _check_range(path, start, end) -> tuple[float, float]:
             start, end = parse_time(start, fps, "start"), parse_time(end, fps, "end")
         except InputError as e:
             raise VideoReadError(f"{path}: {e}") from None
+    given = start, end
     start, end = _at_frames(path, start, end)
     try:
         lo = 0.0 if start is None else float(start)
@@ -484,8 +485,14 @@ def _check_range(path, start, end) -> tuple[float, float]:
     if not (np.isfinite(lo) and lo >= 0):
         raise VideoReadError(f"{path}: start must be a time >= 0 in seconds, got {start!r}")
     if np.isnan(hi) or lo >= hi:
-        raise VideoReadError(f"{path}: start ({lo:g} s) must be before end ({hi:g} s)")
+        # frames named as the user gave them: "start (0.3 s) must be before end (0.2 s)" answered --start 3 --end 2
+        raise VideoReadError(f"{path}: start ({_position(given[0], lo)}) must be before end ({_position(given[1], hi)})")
     return lo, hi
+
+
+def _position(given, seconds: float) -> str:
+    """A range boundary for a message: ``"frame 3, 0.3 s"`` for a frame number, else ``"0.3 s"``."""
+    return f"frame {given.frame}, {seconds:g} s" if isinstance(given, FrameNumber) else f"{seconds:g} s"
 
 
 def _at_frames(path: Path, start, end):
@@ -499,7 +506,11 @@ def _at_frames(path: Path, start, end):
     if not times or times[0] is None:
         return start, end
     if isinstance(start, FrameNumber):
-        start = times[start.frame] if start.frame < len(times) else max(float(start), times[-1] + 1.0)
+        if start.frame >= len(times):
+            # said in frames: "[4.95, inf) s; the video is 1.20 s long" answered --start 50
+            raise VideoReadError(f"{path}: no frame in the time range: start frame {start.frame} is past the "
+                                 f"video's last frame, {len(times) - 1}")
+        start = times[start.frame]
     if isinstance(end, FrameNumber):
         end = times[end.frame] if end.frame < len(times) else None
     return start, end
