@@ -191,6 +191,32 @@ def _layer_tensors(model, x, target, layer="layer4"):
     return store["a"].detach(), store["a"].grad
 
 
+class InPlaceAfterLayer(nn.Module):
+    """The head reads ``conv + 1``, added in place to the conv's output after the layer returned it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(3, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        f = self.conv(x)
+        f += 1.0
+        return self.fc(f.mean((2, 3, 4)))
+
+
+def test_saliency_tubes_probe_reads_the_layer_as_the_method_does():
+    # the probe kept the output tensor, which the in-place add then changed: it saw a GAP-linear
+    # head on `conv + 1` and called the model supported; the method (which reads the values the
+    # layer returned) then refused it. torchvision's ResNet blocks add their identity in place.
+    model = vx.wrap(InPlaceAfterLayer(), num_frames=4, input_size=8, num_classes=2, cam_layer="conv")
+    reason = get("saliency_tubes").unsupported(model)
+    assert reason is not None and "linear classifier after its CAM layer" in reason
+    with pytest.raises(UnsupportedModelError, match="global average pooling and a linear classifier"):
+        get("saliency_tubes")(model).attribute(torch.rand(1, 4, 3, 8, 8), 0)
+    assert _no_hooks(model)
+
+
 def test_gradcam_per_frame_weights_match_reference():
     model = small_cnn()
     x = torch.rand(2, T, 3, S, S, generator=torch.Generator().manual_seed(1))

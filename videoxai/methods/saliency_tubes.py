@@ -42,10 +42,18 @@ def _probe_head(model) -> str | None:
         return (f"method 'saliency_tubes' needs an nn.Linear head with {model.num_classes} outputs; "
                 f"{model.name} ({model.family}) has none")
     head, captured = heads[-1], {}
+
+    def keep(_module, _inputs, out) -> None:
+        # the values as the layer returns them, which the method reads (LayerCapture): an in-place
+        # operation after the layer (a ResNet block's `out += identity`, its in-place ReLU) changes
+        # the tensor itself, and the probe passed a layer that the method then refused. Returns
+        # None: a forward hook's return value replaces the layer's output
+        captured.setdefault("a", out.detach().clone() if isinstance(out, torch.Tensor) else out)
+
     h, w = model.input_size
     x = torch.rand(1, model.num_frames, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
     with model.exclusive():  # the hook must see this forward only
-        handle = module.register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
+        handle = module.register_forward_hook(keep)
         try:
             with torch.no_grad():
                 logits = model(x).float()
