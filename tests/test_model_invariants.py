@@ -303,3 +303,20 @@ def test_a_method_shared_by_threads_explaining_two_models_runs_each_on_its_own(c
         assert results[id(model)].cost.forward_passes == alone[id(model)].cost.forward_passes == 7
     assert calls == {id(first): 4, id(second): 4}  # the clean clip and 3 batches each, on its own network
     assert method.model is first
+
+
+def test_the_cost_inside_a_forward_cache_counts_only_the_clips_the_model_ran(clip):
+    from videoxai.models.forward_cache import sharing
+
+    model = _user_model()
+    count, handle = _counting(model)
+    try:
+        with sharing(model):
+            first = vx.explain(model, clip, "rise", n_samples=6)
+            assert first.cost.forward_passes == count[0] == 7
+            count[:] = [0, 0]
+            again = vx.explain(model, clip, "rise", n_samples=6, target=(first.target + 1) % 3)  # its clips looked up
+            assert again.cost.forward_passes == count[0] == 1  # the clean clip only
+    finally:
+        handle.remove()
+    assert np.array_equal(again.spatial, vx.explain(model, clip, "rise", n_samples=6, target=(first.target + 1) % 3).spatial)

@@ -11,9 +11,10 @@ clip up by a digest of its pixels and runs the model only on the clips it has no
 The perturbation *methods* (RISE, LIME, occlusion, temporal SHAP) score their perturbed clips
 through the same cache (:meth:`videoxai.methods.perturbation.PerturbationMethod.scores`). Their
 clips do not depend on the class explained, so the class-sensitivity check's second explanation
-(another class, same clip and seed) finds every one of them already run. The runner computes a
-method's own explanation in a ``lookup=False`` block: its clips are all run (and recorded), so
-its forward-pass count, time and values are those of a standalone call.
+(another class, same clip and seed) finds every one of them already run. A clip looked up is
+not run, so it is not in the explanation's ``cost.forward_passes`` (the clips the model ran).
+The runner computes a method's own explanation in a ``lookup=False`` block: its clips are all
+run (and recorded), so its forward-pass count, time and values are those of a standalone call.
 
 The key is the clip itself (BLAKE2b of the model's preprocessing and the clip's shape and
 bytes), so a hit is an identical input and no metric has to describe its perturbation. What can
