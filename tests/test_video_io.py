@@ -345,6 +345,9 @@ def test_sliding_windows_bad_arguments(videos):
         sliding_windows(videos[".mp4"], 0)
     with pytest.raises(InputError, match="stride"):
         sliding_windows(vx.Clip(make_frames()), 4, stride=0)
+    # a clip's windows kept its full size when max_side was given: silently ignored
+    with pytest.raises(InputError, match="max_side applies to video files"):
+        sliding_windows(vx.Clip(make_frames()), 4, max_side=16)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -778,6 +778,8 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
     if is_clip:
         if start is not None or end is not None:
             raise InputError("start and end apply to video files; select a clip's frames with clip.subclip")
+        if max_side is not None:  # it was ignored: the windows kept the clip's full size
+            raise InputError("max_side applies to video files; a clip's frames are windowed at their size")
         clip = path_or_clip
         source = ((int(i), clip.frames[k]) for k, i in enumerate(clip.indices))
         return _windows(source, num_frames, stride, frame_step, tail, clip.source, lambda: clip.fps)
