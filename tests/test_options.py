@@ -73,6 +73,14 @@ def test_values_of_every_kind_are_typed():
         parse_value("all", tp, "m", "layers")
     with pytest.raises(OptionError, match="must be a list of 3 integers"):
         parse_value("[4, 4]", tuple[int, int, int], "m", "w")
+    # NumPy values (an argmax, a config read with NumPy) are the numbers they hold
+    assert parse_value(np.int64(8), int, "m", "n") == 8 and type(parse_value(np.int64(8), int, "m", "n")) is int
+    assert parse_value(np.float32(0.5), float, "m", "x") == 0.5 and parse_value(np.bool_(True), bool, "m", "b") is True
+    assert parse_value(np.array([0.1, 0.2]), list[float], "m", "s") == [0.1, 0.2]
+    with pytest.raises(OptionError, match="must be a list of numbers"):
+        parse_value(np.zeros((2, 2)), list[float], "m", "s")
+    # one value where a list is taken is a list of one, from Python as from text
+    assert parse_value(0.25, list[float], "m", "s") == parse_value("0.25", list[float], "m", "s") == [0.25]
 
 
 def test_the_issue_message_form(cnn):
@@ -251,7 +259,7 @@ def test_attention_methods_share_one_layers_option(small_clip):
     demo = vx.load_model("demo")  # 4 attention layers
     for name in ("rollout", "attention_relevance", "staa"):
         with pytest.raises(OptionError, match=f"^method '{name}': option layers must be an integer ≥ 1 or a list"):
-            get(name)(demo, layers=0)
+            get(name)(demo, layers=1.5)
         with pytest.raises(OptionError, match=re.escape(
                 f"method '{name}': option layers: asked for the last 5 layers of a 4-layer model (a 4-layer "
                 "model takes a count in [1, 4], indices in [-4, 3] or all)")):
@@ -261,6 +269,12 @@ def test_attention_methods_share_one_layers_option(small_clip):
         # one vocabulary: "all" is every layer for each of them, and -1 the last
         assert get(name)(demo, layers="all").layers == [0, 1, 2, 3]
         assert get(name)(demo, layers=[-1]).layers == [3]
+        # one index alone is a list of one, from Python as from text (`-O layers=-1`); NumPy
+        # integers are integers
+        for one in (-1, "-1", np.array([-1])):
+            assert get(name)(demo, layers=one).layers == [3]
+        assert get(name)(demo, layers=0).layers == get(name)(demo, layers="0").layers == [0]
+        assert get(name)(demo, layers=np.int64(2)).layers == [2, 3]
         # a layer listed twice would weigh double in STAA's mean and be applied twice in a rollout
         with pytest.raises(OptionError, match=re.escape(
                 f"method '{name}': option layers: layers [3, -1] name layer 3 twice (as 3 and -1)")):

@@ -40,6 +40,8 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, ClassVar, Literal, Union, get_args, get_origin
 
+import numpy as np
+
 from .errors import InputError, VideoXAIError
 
 __all__ = ["Opt", "Option", "OptionError", "Configurable", "declared_options", "parse_value",
@@ -117,14 +119,22 @@ def _is_none(v) -> bool:
 
 
 def _items(v) -> list:
-    """A list value from a Python sequence or from text: ``[a, b]``, ``(a, b)`` or ``a,b``."""
+    """A list value from a Python sequence, a 1-D array or text (``[a, b]``, ``(a, b)`` or
+    ``a,b``); one value alone is a list of one, as the text ``a`` is (``layers=-1`` from Python
+    is ``layers="-1"`` from the command line)."""
     if isinstance(v, (list, tuple)):
         return list(v)
+    if isinstance(v, np.ndarray):
+        if v.ndim > 1:
+            raise _Mismatch
+        return v.tolist() if v.ndim else [v.item()]
     if isinstance(v, str):
         s = v.strip()
         if s[:1] in "[(" and s[-1:] in "])":
             s = s[1:-1]
         return [_unquote(p) for p in split_top_level(s, ",")] if s.strip() else []
+    if isinstance(v, (bool, int, float)):
+        return [v]
     raise _Mismatch
 
 
@@ -153,6 +163,9 @@ def _loose(v):
 
 
 def _coerce(v, tp, opt: Opt):
+    if isinstance(v, np.generic):
+        # np.int64(8) from an argmax or a NumPy config is the number 8 (was "must be an integer")
+        v = v.item()
     if tp is Any or tp is inspect.Parameter.empty:
         return _loose(v)
     origin = get_origin(tp)
