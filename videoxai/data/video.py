@@ -20,7 +20,9 @@ Which stream is the video and how its pictures become frames as players show the
 Every failure a user can cause (a missing file, a directory, a file that is not a video, a
 truncated or corrupt stream, a stream with no decodable frame, bad arguments) raises
 :class:`~videoxai.errors.VideoReadError` with the file's name in the message, never a raw PyAV
-exception.
+exception. A file cut short is known by the length its header gives (mp4, mov, avi frame counts;
+mkv and webm durations); where the container gives none before the frames (MPEG-TS, GIF,
+fragmented MP4, a browser's WebM recording) it is read as the shorter video it has become.
 """
 
 from __future__ import annotations
