@@ -320,3 +320,41 @@ def test_the_cost_inside_a_forward_cache_counts_only_the_clips_the_model_ran(cli
     finally:
         handle.remove()
     assert np.array_equal(again.spatial, vx.explain(model, clip, "rise", n_samples=6, target=(first.target + 1) % 3).spatial)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_a_mode_set_while_another_thread_explains_waits_for_it(clip, training):
+    # a training loop's model.train() / model.eval() while another thread explained: from
+    # training mode, the explanation's end put the modes back and undid the call (the epoch ran
+    # in eval mode); from eval mode, the rest of the explanation ran in training mode (dropout
+    # drawing its map, its passes moving batch-norm statistics). train() and eval() now wait for
+    # the explanation, as a forward pass does
+    model = _user_model()
+    model.train(training)
+    weights = _state(model)["weights"]
+    alone = vx.explain(model, clip, "rise", n_samples=4, batch_size=1)
+    paused, resume = threading.Event(), threading.Event()
+    calls, results = [0], []
+
+    def pause(_module, _inputs, _out):
+        calls[0] += 1
+        if calls[0] == 2:
+            paused.set()
+            resume.wait(5)
+
+    handle = model.net.register_forward_hook(pause)
+    explaining = threading.Thread(target=lambda: results.append(vx.explain(model, clip, "rise", n_samples=4, batch_size=1)))
+    switching = threading.Thread(target=model.train, args=(not training,))
+    try:
+        explaining.start()
+        assert paused.wait(5)
+        switching.start()
+        switching.join(0.2)
+        resume.set()
+        explaining.join(10)
+        switching.join(10)
+    finally:
+        handle.remove()
+    assert all(m.training is not training for m in model.modules())
+    assert _state(model)["weights"] == weights
+    assert np.array_equal(results[0].spatial, alone.spatial)

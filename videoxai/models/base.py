@@ -358,6 +358,17 @@ class VideoModel(nn.Module):
         """
         return self._exclusive
 
+    def train(self, mode: bool = True) -> "VideoModel":
+        """``nn.Module.train`` (and so ``eval``), taking the model's lock (:meth:`exclusive`).
+
+        An explanation running in another thread puts every module's mode back when it ends
+        (:meth:`inference`): a ``model.train()`` from a training loop in the meantime was undone
+        when it finished, and the epoch ran in eval mode (batch norm frozen, no dropout) without
+        a word. The call now waits for the explanation, as a forward pass does.
+        """
+        with self.__dict__.get("_exclusive") or contextlib.nullcontext():  # (set in __init__)
+            return super().train(mode)
+
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
         """The model's lock (:meth:`exclusive`) with every module in eval mode and outside
