@@ -1,10 +1,11 @@
-"""Frames as users hold them: arrays that are not the plain (T, H, W, 3) uint8 of a decoder."""
+"""Videos and frames as users bring them: files from other tools, arrays that are not a decoder's plain uint8."""
 
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
+import pytest
 
 import videoxai as vx
 
@@ -81,3 +82,34 @@ def test_an_avi_with_dropped_frames_is_read_as_players_show_it(tmp_path):
     np.testing.assert_array_equal(clip.indices, uniform_indices(37, 8))
     np.testing.assert_array_equal(clip.frames, every.frames[clip.indices])
     np.testing.assert_allclose(frame_times(path), np.array(shown) / 10)
+
+
+def test_a_gif_keeps_the_frame_rate_it_was_written_at(tmp_path):
+    """GIF counts time in 1/100 s. Every frame lasted ``round(1000 / fps)`` ms, truncated to
+    hundredths by Pillow: 30 fps played at 33.3 (a 10 s clip in 9 s), the default 8 fps at 8.3;
+    and FFmpeg's average rate for a GIF is its first frame's delay, so a clip read back said
+    33.3 fps even where the frames were on time."""
+    from videoxai.data.video import frame_times, probe, write_video
+
+    frames = np.random.default_rng(0).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    for fps in (8, 24, 30):
+        path = write_video(frames, tmp_path / f"at{fps}.gif", fps=fps)
+        # each frame starts at k / fps to the nearest hundredth of a second
+        np.testing.assert_allclose(frame_times(path), np.arange(12) / fps, atol=0.005 + 1e-9)
+        assert vx.read_video(path).fps == probe(path)["fps"] == pytest.approx(fps)
+    # as fast as browsers play a GIF: frames of 1/100 s are shown for 1/10 s
+    np.testing.assert_allclose(np.diff(frame_times(write_video(frames, tmp_path / "fast.gif", fps=60))), 0.02)
+
+
+def test_write_video_takes_a_frame_rate_as_pyav_gives_it(tmp_path):
+    """PyAV gives a stream's rate as a Fraction (30000/1001 for NTSC): write_video refused it
+    ("fps must be a positive number"); and ``fps=True`` was written as 1 fps."""
+    from fractions import Fraction
+
+    from videoxai.data.video import write_video
+
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    path = write_video(frames, tmp_path / "ntsc.mp4", fps=Fraction(30000, 1001))
+    assert vx.read_video(path).fps == pytest.approx(30000 / 1001)
+    with pytest.raises(vx.InputError, match="fps must be a positive number, got True"):
+        write_video(frames, tmp_path / "flag.mp4", fps=True)

@@ -191,6 +191,10 @@ def _stream_rate(stream) -> float | None:
     guess of 90000 (its 90 kHz clock), which made every frame number a few microseconds.
     """
     rate = stream.average_rate
+    if stream.codec_context.name in ("gif", "apng") and stream.frames and stream.duration and stream.time_base:
+        # FFmpeg's average for an animation is its first frame's delay: a GIF timed 3, 4, 3, 4, …
+        # hundredths (30 fps) said 33.3 fps; its demuxer counts the frames and their whole length
+        rate = Fraction(int(stream.frames)) / (stream.duration * stream.time_base)
     if not rate or rate <= 0:
         rate = stream.guessed_rate or stream.base_rate
         tb = stream.time_base
