@@ -6,6 +6,7 @@ frames in every process (no timestamps or encoder identifiers that change from r
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from fractions import Fraction
 from functools import lru_cache
@@ -28,7 +29,9 @@ def _frames_uint8(frames) -> np.ndarray:
 
 
 def _rate(fps: float) -> Fraction:
-    if not (isinstance(fps, (int, float, np.integer, np.floating)) and np.isfinite(fps) and fps > 0):
+    # any real number but a bool: PyAV gives a stream's rate as a Fraction (30000/1001), which was
+    # refused, and fps=True was taken for 1 fps
+    if isinstance(fps, bool) or not (isinstance(fps, numbers.Real) and np.isfinite(float(fps)) and fps > 0):
         raise InputError(f"fps must be a positive number, got {fps!r}")
     return Fraction(float(fps)).limit_denominator(1001)
 
@@ -104,23 +107,35 @@ def _write_avi(frames, path, fps, quality):
     _encode_av(frames, path, fps, "mpeg4", {"qscale": "2", "flags": "+qscale"}, even=True)
 
 
-def _pillow_animation(frames, path, fps, **kwargs):
+def _pillow_animation(frames, path, fps, tick: int, least: int, **kwargs):
     from PIL import Image
 
-    duration = max(1, round(1000.0 / fps))
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=0,
-                   **kwargs)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=_durations(len(images), fps, tick, least),
+                   loop=0, **kwargs)
+
+
+def _durations(count: int, fps: float, tick: int, least: int) -> list[int]:
+    """Each frame's display time in ms: whole ``tick`` ms, at least ``least`` ticks, and frame k
+    starting at ``k / fps`` to the nearest tick.
+
+    One duration for every frame, ``round(1000 / fps)`` ms, ran fast: GIF counts 1/100 s, so
+    30 fps became 33.3 (a 10 s clip played in 9 s) and the default 8 fps became 8.3; durations of
+    3 and 4 hundredths in turn keep 30 fps on average.
+    """
+    starts = np.rint(np.arange(count + 1) * (1000.0 / tick) / fps).astype(np.int64)
+    return [int(max(least, d)) * tick for d in np.diff(starts)]
 
 
 def _write_gif(frames, path, fps, quality):
     # one adaptive 256-colour palette per frame (Pillow's median cut) keeps heat-map gradients
-    # smooth; GIF times are in 1/100 s, so fps above 50 are slowed down by the format itself.
-    _pillow_animation(frames, path, fps, optimize=False, disposal=1)
+    # smooth. GIF times are in 1/100 s and browsers show a frame of less than 2/100 s for 1/10 s,
+    # so no frame is shorter than 2/100 s: fps above 50 are written as 50.
+    _pillow_animation(frames, path, fps, 10, 2, optimize=False, disposal=1)
 
 
 def _write_webp(frames, path, fps, quality):
-    _pillow_animation(frames, path, fps, quality=max(50, 100 - quality), method=4)
+    _pillow_animation(frames, path, fps, 1, 1, quality=max(50, 100 - quality), method=4)
 
 
 #: suffix → writer(frames uint8 (T, H, W, 3), path, fps, quality)
@@ -146,7 +161,9 @@ def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18
       lossless); odd widths/heights are padded to even by repeating the last row/column.
     * ``.webm``: VP9 (libvpx-vp9; VP8 if this FFmpeg has no VP9 encoder) at a comparable quality.
     * ``.avi``: MPEG-4 part 2 at high quality, odd sizes padded as for H.264; ``.gif``: Pillow,
-      one adaptive palette per frame, looping; ``.webp``: animated WebP (Pillow), looping, for
+      one adaptive palette per frame, looping, frames timed in 1/100 s (3 and 4 hundredths in turn
+      for 30 fps; at most 50 fps; identical consecutive frames become one, shown as long);
+      ``.webp``: animated WebP (Pillow), looping, for
       viewing: FFmpeg, and so :func:`~videoxai.data.video.read_video`, cannot decode animated WebP.
 
     Args:
