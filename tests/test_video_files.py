@@ -113,3 +113,17 @@ def test_write_video_takes_a_frame_rate_as_pyav_gives_it(tmp_path):
     assert vx.read_video(path).fps == pytest.approx(30000 / 1001)
     with pytest.raises(vx.InputError, match="fps must be a positive number, got True"):
         write_video(frames, tmp_path / "flag.mp4", fps=True)
+
+
+def test_frames_as_tensors_of_any_float_type(tmp_path):
+    """bfloat16 (how half-precision pipelines hold frames) failed in Clip.from_array with torch's
+    "Got unsupported ScalarType BFloat16"; ``vx.Clip(tensor)`` said "frames must be a numpy array
+    or tensor, got Tensor"."""
+    import torch
+
+    frames = torch.linspace(0, 1, 2 * 4 * 5 * 3).reshape(2, 4, 5, 3)
+    for x in (frames.to(torch.bfloat16), frames.to(torch.float16), frames.double()):
+        for clip in (vx.Clip.from_array(x), vx.Clip(x)):
+            assert clip.frames.dtype == np.float32 and clip.frames.shape == (2, 4, 5, 3)
+            np.testing.assert_allclose(clip.frames, frames.numpy(), atol=4e-3)  # bfloat16 keeps 8 bits
+    np.testing.assert_array_equal(vx.Clip((frames * 255).to(torch.uint8)).frames, (frames * 255).to(torch.uint8).numpy())

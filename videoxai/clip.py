@@ -52,8 +52,7 @@ class Clip:
         Channels-first ``(T, 3, H, W)`` frames and a one-clip pixel batch ``(1, T, 3, H, W)`` (what
         :meth:`to_tensor` returns and every model takes) are accepted too.
         """
-        if isinstance(frames, torch.Tensor):
-            frames = frames.detach().cpu().numpy()
+        frames = _as_numpy(frames)
         try:
             frames = np.asarray(frames)
         except ValueError:  # a list of frames of different sizes: numpy's words name no frame
@@ -121,7 +120,18 @@ class Clip:
                     meta=dict(self.meta))
 
 
+def _as_numpy(frames):
+    """A tensor as numpy (detached, on the CPU; bfloat16, which numpy lacks, as float32: it was
+    torch's "Got unsupported ScalarType BFloat16"); anything else as it is."""
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().cpu()
+        return (frames.float() if frames.dtype == torch.bfloat16 else frames).numpy()
+    return frames
+
+
 def _validate_frames(frames) -> np.ndarray:
+    # Clip(tensor) as Clip.from_array(tensor): it said "must be a numpy array or tensor, got Tensor"
+    frames = _as_numpy(frames)
     if not isinstance(frames, np.ndarray):
         raise InputError(f"frames must be a numpy array or tensor, got {type(frames).__name__}")
     if frames.ndim != 4 or frames.shape[-1] != 3:
