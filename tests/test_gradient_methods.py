@@ -535,11 +535,38 @@ def test_a_layer_that_does_not_reach_the_logits_is_named_in_a_one_line_error(met
     model = vx.wrap(AuxiliaryMap(), num_frames=4, input_size=16, num_classes=2, output=0)
     x = torch.rand(1, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     for layer, found in ((None, r" \(found as the last layer with a \(T', H', W'\) grid\)"), ("aux", "")):
-        with pytest.raises(UnsupportedModelError, match=f"the logits of custom do not depend on layer 'aux'{found}; "
-                                                        r"choose a layer on the path to the logits \(layer=\.\.\.\)$"):
+        with pytest.raises(UnsupportedModelError, match=f"the logits of custom do not depend on layer 'aux'{found} in "
+                                                        r"autograd's graph; choose a layer on the path to the logits"):
             get(method)(model, layer=layer).attribute(x, 1)
         assert _no_hooks(model) and all(p.requires_grad for p in model.parameters())
     assert float(get(method)(model, layer="body").attribute(x, 1).maps.abs().sum()) > 0
+
+
+class LinearProbe(nn.Module):
+    """A frozen backbone run under ``torch.no_grad()`` and a linear probe: the usual way of
+    training a classifier on fixed features, and a network whose logits have no pixel gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Conv3d(3, 8, 3, stride=2, padding=1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        with torch.no_grad():
+            f = torch.relu(self.backbone(x))
+        return self.fc(f.mean((2, 3, 4)))
+
+
+@pytest.mark.parametrize("method", INPUT_METHODS + ["gradcam"])
+def test_a_network_that_runs_under_no_grad_is_named_in_a_one_line_error(method):
+    # autograd's "element 0 of tensors does not require grad and does not have a grad_fn" said neither
+    # which model nor why
+    model = vx.wrap(LinearProbe(), num_frames=4, input_size=16, num_classes=2)
+    what = "layer 'backbone' .*" if method == "gradcam" else "the pixels "
+    with pytest.raises(UnsupportedModelError, match=f"the logits of custom do not depend on {what}in autograd's "
+                                                    "graph.*torch.no_grad"):
+        get(method)(model, **FAST.get(method, {})).attribute(torch.rand(1, 4, 3, 16, 16), 1)
+    assert _no_hooks(model) and all(p.requires_grad for p in model.parameters())
 
 
 def test_smoothgrad_is_deterministic_under_a_seed():

@@ -227,11 +227,12 @@ class CAMMethod(Method):
                         else (None,))
                 if g is None:
                     # the layer's output does not reach the logits (an auxiliary branch, a feature map
-                    # returned beside them): autograd's own error named no layer
+                    # returned beside them, a network run under no_grad): autograd's own error named no layer
                     found = " (found as the last layer with a (T', H', W') grid)" if self._found else ""
                     raise UnsupportedModelError(
-                        f"the logits of {self.model.name} do not depend on layer {self.layer!r}{found}; "
-                        "choose a layer on the path to the logits (layer=...)")
+                        f"the logits of {self.model.name} do not depend on layer {self.layer!r}{found} in "
+                        "autograd's graph; choose a layer on the path to the logits (layer=...), outside "
+                        "any torch.no_grad() of the network")
                 grads = self.volume(cap.output(g))
             acts = self.volume(cap.output(cap.leaf.detach()))
         self.check_grid(acts, x.shape[1])

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Literal
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
 from .base import Attribution, Method, Target
 
@@ -79,6 +79,19 @@ def check_pixels(model: VideoModel, inputs: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def pixel_gradient(model: VideoModel, score: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``∂ score / ∂ x``, or :class:`UnsupportedModelError` when the score does not depend on the
+    pixels in autograd's graph (autograd's own error, "element 0 of tensors does not require
+    grad", says neither which model nor why)."""
+    (grads,) = torch.autograd.grad(score, x, allow_unused=True) if score.requires_grad else (None,)
+    if grads is None:
+        raise UnsupportedModelError(
+            f"the logits of {model.name} do not depend on the pixels in autograd's graph: the network "
+            "runs (part of) its forward under torch.no_grad() or detaches a tensor; gradient methods "
+            "need it differentiable (perturbation methods such as occlusion do not)")
+    return grads
+
+
 def target_gradients(model: VideoModel, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of each clip's target logit with respect to its pixels.
 
@@ -96,7 +109,7 @@ def target_gradients(model: VideoModel, x: torch.Tensor, target: torch.Tensor) -
     with torch.enable_grad():
         logits = model(x)
         score = logits.gather(1, target[:, None].to(logits.device)).sum()
-        (grads,) = torch.autograd.grad(score, x)
+        grads = pixel_gradient(model, score, x)
     return grads, logits.detach()
 
 
@@ -164,7 +177,7 @@ class InputGradientMethod(Method):
             x.requires_grad_(True)
             logits = self.model(x)
             target = self.resolve_target(target, logits)
-            (grads,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), x)
+            grads = pixel_gradient(self.model, logits.gather(1, target[:, None]).sum(), x)
         return x.detach(), grads, target, logits.detach()
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
