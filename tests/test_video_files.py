@@ -127,3 +127,28 @@ def test_frames_as_tensors_of_any_float_type(tmp_path):
             assert clip.frames.dtype == np.float32 and clip.frames.shape == (2, 4, 5, 3)
             np.testing.assert_allclose(clip.frames, frames.numpy(), atol=4e-3)  # bfloat16 keeps 8 bits
     np.testing.assert_array_equal(vx.Clip((frames * 255).to(torch.uint8)).frames, (frames * 255).to(torch.uint8).numpy())
+
+
+def test_a_header_that_counts_billions_of_frames_costs_no_memory(tmp_path, monkeypatch):
+    """An AVI whose header says 2**31 - 1 frames (damaged or forged) but holds 12: reading every
+    frame sized its buffer from the header, 2**31 frames (a MemoryError, "Unable to allocate
+    6.00 TiB"); a frame takes a byte of the file at least."""
+    import struct
+
+    from videoxai.data import video as vio
+
+    frames = np.repeat((np.arange(12) * 20).astype(np.uint8), 32 * 32 * 3).reshape(12, 32, 32, 3)
+    data = bytearray(vio.write_video(frames, tmp_path / "real.avi", fps=10).read_bytes())
+    for chunk, offset in ((b"avih", 24), (b"strh", 40)):  # the file's and the stream's frame counts
+        at = data.index(chunk) + offset
+        assert struct.unpack("<I", data[at:at + 4]) == (12,)
+        data[at:at + 4] = struct.pack("<I", 2**31 - 1)
+    path = tmp_path / "forged.avi"
+    path.write_bytes(data)
+    assert vio.probe(path)["frames"] == 2**31 - 1
+    sizes = []
+    made = vio._FrameBuffer.__init__
+    monkeypatch.setattr(vio._FrameBuffer, "__init__", lambda self, expected: made(self, expected) or sizes.append(expected))
+    clip = vx.read_video(path)
+    assert np.abs(clip.frames.astype(int) - frames).max() <= 3
+    assert sizes and sizes[0] <= path.stat().st_size

@@ -573,7 +573,9 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
 
     if num_frames is None:
         dec = _Decoder(path, max_pixels)
-        kept, src = _FrameBuffer(expected), []
+        # every frame takes a byte of the file at least: an AVI header that counted 2**31 frames
+        # (damaged or forged) asked numpy for 6 TiB up front (MemoryError) for a 30-frame file
+        kept, src = _FrameBuffer(min(expected, path.stat().st_size)), []
         for index, t, frame in _frames_from(dec, lo):
             if t >= hi:
                 break
