@@ -217,6 +217,38 @@ def test_saliency_tubes_probe_reads_the_layer_as_the_method_does():
     assert _no_hooks(model)
 
 
+class Bright(nn.Module):
+    """Large activations on a 8×32×32 grid: their per-channel sum (~1e6) is past float16's 65 504."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feat = nn.Sequential(nn.Conv3d(3, 16, 1), nn.ReLU())
+        self.fc = nn.Linear(16, 2)
+        with torch.no_grad():
+            self.feat[0].weight.uniform_(20.0, 40.0, generator=torch.Generator().manual_seed(0))
+            self.feat[0].bias.fill_(10.0)
+
+    def forward(self, x):
+        return self.fc(self.feat(x).mean((2, 3, 4)))
+
+
+@pytest.mark.parametrize("method", CAM_METHODS)
+def test_cam_of_a_half_precision_network_equals_its_float32_map(method):
+    # Grad-CAM++'s Σ A over the grid overflowed float16 to inf, and every α = 1 / (2 + g·inf) = 0:
+    # a blank map; the maps are now computed in float32 from the layer's half-precision tensors
+    torch.manual_seed(0)
+    net = Bright()
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    maps = {}
+    for dtype in (torch.float32, torch.float16):
+        model = vx.wrap(Bright().to(dtype), num_frames=8, input_size=32, num_classes=2, cam_layer="feat")
+        model.net.load_state_dict(net.state_dict())
+        maps[dtype] = get(method)(model).attribute(x, 1).maps
+    assert maps[torch.float16].dtype == torch.float32 and float(maps[torch.float32].max()) > 0
+    torch.testing.assert_close(maps[torch.float16], maps[torch.float32], rtol=1e-2,
+                               atol=1e-2 * float(maps[torch.float32].abs().max()))
+
+
 def test_gradcam_per_frame_weights_match_reference():
     model = small_cnn()
     x = torch.rand(2, T, 3, S, S, generator=torch.Generator().manual_seed(1))

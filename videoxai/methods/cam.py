@@ -237,7 +237,9 @@ class CAMMethod(Method):
             acts = self.volume(cap.output(cap.leaf.detach()))
         self.check_grid(acts, x.shape[1])
         with torch.no_grad():
-            state = LayerState(acts, grads, target, logits.detach())
+            # in float32 whatever the network's precision: a half-precision layer's sum over its
+            # (T', H', W') grid (Grad-CAM++'s denominator) overflows float16 and blanked the map
+            state = LayerState(acts.float(), None if grads is None else grads.float(), target, logits.detach())
             maps = self.combine(state, self.weights(state))
             align = self.time_align(maps.shape[1])
             mass = maps.flatten(2).sum(-1)[..., None, None]
@@ -254,6 +256,7 @@ def _shape_of(out: Any) -> str:
 
 def weighted_sum(acts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``Σ_c w_c · A_c`` → ``(B, T', H', W')``; ``weights`` is ``(B, C)`` or broadcastable to ``acts``."""
+    weights = weights.to(acts.dtype)   # a half-precision classifier's weights (Saliency Tubes)
     if weights.ndim == 2:
         return torch.einsum("bcthw,bc->bthw", acts, weights)
     return (acts * weights).sum(1)
