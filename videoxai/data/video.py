@@ -268,6 +268,7 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     path = Path(name)
     ticks: list[int | None] = []
     end = None
+    last = None  # the end of the last frame (largest time), None where its packet has no duration
     with _open(path) as (container, stream):
         tb = stream.time_base
         declared = _declared_end(container, stream)
@@ -279,10 +280,12 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
                 ticks.append(ts if tb is not None else None)
                 if ts is not None and packet.duration:
                     end = max(end, ts + packet.duration) if end is not None else ts + packet.duration
+                if ts is not None and (last is None or ts >= last[0]):
+                    last = (ts, packet.duration)
         except (av.FFmpegError, OSError) as e:
             raise VideoReadError(f"{path}: truncated or corrupt after {len(ticks)} packets "
                                  f"({ffmpeg_reason(e)})") from None
-    _check_whole(path, declared, seconds(end, tb) if end is not None else None, len(ticks))
+    _check_whole(path, declared, seconds(sum(last), tb) if last and last[1] and tb is not None else None, len(ticks))
     if not ticks or any(t is None for t in ticks):
         return _Packets((None,) * len(ticks), None)
     ticks.sort()
@@ -315,9 +318,9 @@ def _check_whole(path: Path, declared: float | None, end: float | None, frames: 
     An mkv or webm download cut short demuxes and decodes without an error to the point where it
     stops: it was read as a shorter video (half the file, half the frames, ``num_frames`` spread
     over them). Its header, written first, still says how long the video is. ``end``: when its
-    last frame ends (seconds from 0, as ``declared`` counts), ``None`` where the packets carry no
-    durations (a frame held long would look like a cut: no verdict). The margin is two frames or
-    2 %, whichever is longer.
+    last frame ends (seconds from 0, as ``declared`` counts), ``None`` where that frame's packet
+    carries no duration (a frame held long would look like a cut: no verdict). The margin is two
+    frames or 2 %, whichever is longer.
     """
     if declared is None or (end is None and frames):
         return
@@ -375,12 +378,13 @@ class _Decoder:
                         t = seconds(frame.pts - origin, tb)
                     else:
                         t = index / h.fps if h.fps else float(index)
-                    if frame.pts is not None and frame.duration and tb is not None:
-                        last_end = max(last_end or 0, frame.pts + frame.duration)
+                    if frame.pts is not None and tb is not None and (last_end is None or frame.pts >= last_end[0]):
+                        last_end = (frame.pts, frame.duration)  # the last frame, and how long it lasts
                     yield index, t, frame
                     index += 1
                 # the whole stream was decoded (a consumer that stops early never gets here)
-                _check_whole(self.path, declared, seconds(last_end, tb) if last_end is not None else None, index)
+                _check_whole(self.path, declared, seconds(sum(last_end), tb) if last_end and last_end[1] else None,
+                             index)
             except (av.FFmpegError, OSError) as e:
                 if self.max_pixels is not None and getattr(e, "errno", None) == 22:
                     # EINVAL: how FFmpeg's decoders refuse a frame over max_pixels (or bad data)
