@@ -441,6 +441,10 @@ def test_write_errors(tmp_path, frames):
         write_video(frames[..., 0], tmp_path / "x.mp4")
     with pytest.raises(InputError, match="fps"):
         write_video(frames, tmp_path / "x.mp4", fps=0)
+    for quality in ("best", 18.9, True, 52):  # "best" was int()'s ValueError, 18.9 quality 18, True 1
+        with pytest.raises(InputError, match=f"quality must be a whole number in \\[0, 51\\].*got {quality!r}"):
+            write_video(frames, tmp_path / "x.mp4", quality=quality)
+    assert write_video(frames, tmp_path / "q.mp4", quality=np.int64(20)).stat().st_size > 0
     # a file where a folder should be: mkdir's own words were "File exists: '…/notes'"
     (tmp_path / "notes").write_text("")
     for suffix in (".mp4", ".gif"):

@@ -182,8 +182,9 @@ def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18
                          f"use one of {', '.join(sorted(WRITERS))}")
     frames = _frames_uint8(frames)
     _rate(fps)
-    if not 0 <= int(quality) <= 51:
-        raise InputError(f"quality must be in [0, 51] (crf scale), got {quality}")
+    # a whole number: int() made "best" a ValueError, 18.9 quality 18 and True quality 1
+    if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) or not 0 <= quality <= 51:
+        raise InputError(f"quality must be a whole number in [0, 51] (crf scale), got {quality!r}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
