@@ -50,6 +50,11 @@ def test_planner_windows_and_tails():
     assert planner.finish() is None
     with pytest.raises(InputError, match="stride must be an integer >= 1, got 0"):
         WindowPlanner(4, 0)
+    # numpy's integers (a size from an array or a config) were refused: "got np.int64(4)"
+    assert [(w.start, w.stop) for w in window_spans(10, np.int64(4), np.int32(3))] == [(0, 4), (3, 7), (6, 10)]
+    for bad in (2.0, True):
+        with pytest.raises(InputError, match="window size must be an integer"):
+            WindowPlanner(bad)
 
 
 def test_sliding_windows_on_a_clip_follow_the_planner():

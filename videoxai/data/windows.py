@@ -22,6 +22,7 @@ shorter than one window gives one window padded to ``size``.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -55,8 +56,10 @@ class WindowPlanner:
     def __init__(self, size: int, stride: int | None = None, tail: Tail = "shift") -> None:
         stride = size if stride is None else stride
         for name, value in (("window size", size), ("stride", stride)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            # numpy's integers too (a size read from an array or a config): np.int64(8) was refused
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+        size, stride = int(size), int(stride)
         if tail not in ("shift", "pad"):
             raise InputError(f"tail must be 'shift' or 'pad', got {tail!r}")
         self.size, self.stride, self.tail = size, stride, tail
