@@ -156,11 +156,29 @@ def test_tokens_that_do_not_tile_the_input_land_on_the_frames_and_pixels_they_co
     assert frame in (4, 5) and 8 <= y < 16 and 24 <= x < 32, (frame, y, x)
 
 
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_pp"])
+def test_cam_on_tokens_that_do_not_tile_the_input_lands_on_what_they_cover(method, tmp_path):
+    # Grad-CAM on the token grid had the same stretch as the attention methods: the dropped 9th
+    # frame got the last tubelet's score and the 4x4 grid covered all 36 pixels
+    tiny_hf("vivit", num_frames=9, image_size=36).save_pretrained(tmp_path)
+    model = vx.load_model(str(tmp_path))
+    clip = np.random.default_rng(1).random((9, 36, 36, 3), dtype=np.float32)
+    attr = get(method)(model).attribute(torch.from_numpy(clip).permute(0, 3, 1, 2)[None])
+    assert attr.maps.shape == (1, 9, 36, 36)
+    exp = vx.explain(model, clip, method)
+    assert exp.temporal[8] == 0 and exp.spatial[8].max() == 0
+    assert exp.spatial[:, 32:].max() == 0 and exp.spatial[:, :, 32:].max() == 0
+    for k in range(4):                                                 # one tubelet, one map
+        assert exp.temporal[2 * k] == exp.temporal[2 * k + 1]
+        np.testing.assert_array_equal(exp.spatial[2 * k], exp.spatial[2 * k + 1])
+    assert exp.spatial[:8, :32, :32].max() > 0
+
+
 def test_tokens_that_tile_the_input_keep_the_token_grid(tmp_path):
     # the common case is unchanged: one map frame per tubelet, one cell per patch
     model = vx.load_model(str(_save(tiny_hf("videomae"), tmp_path)))
     x = torch.rand(1, 8, 3, 32, 32)
-    for method in ("staa", "rollout", "attention_relevance"):
+    for method in ("staa", "rollout", "attention_relevance", "gradcam"):
         assert get(method)(model).attribute(x).maps.shape == (1, 4, 4, 4)
 
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import torch
-import torch.nn.functional as F
 
-from ..core.align import align_time
+from ..core.token_layout import token_frames_on_input, token_maps_on_input
 from ..errors import InputError, UnsupportedModelError
 from ..options import Opt, OptionError
 from .base import Method
@@ -59,35 +58,11 @@ class AttentionMethod(Method):
                               f"indices in [{-n}, {n - 1}] or all)") from None
 
     def frames_of_tokens(self, values: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Per token frame ``(B, T', …)`` → per input frame ``(B, T, …)``: token frame k covers
-        input frames ``k·tubelet … k·tubelet + tubelet − 1``; the frames past the last whole
-        tubelet, which the patch embedding drops (e.g. the 9th of 9 frames with tubelets of 2),
-        get zero. (Linear interpolation of 4 token frames over 9 input frames laid frame 2's
-        score on frames 0-2 and gave the dropped frame 8 the last tubelet's.) A grid whose
-        tubelet does not describe the input is spread over it as :func:`align_time` does."""
-        tubelet = self.model.token_grid.tubelet
-        extra = num_frames - values.shape[1] * tubelet
-        if not 0 <= extra < tubelet:
-            b, t = values.shape[:2]
-            spread = align_time(values.reshape(b, t, -1, 1), num_frames, "repeat")
-            return spread.reshape(b, num_frames, *values.shape[2:])
-        out = values.repeat_interleave(tubelet, dim=1)
-        return F.pad(out, (0, 0) * (values.ndim - 2) + (0, extra))
+        """Per token frame ``(B, T', …)`` → per input frame ``(B, T, …)``
+        (:func:`~videoxai.core.token_layout.token_frames_on_input`)."""
+        return token_frames_on_input(values, self.model.token_grid, num_frames)
 
     def on_input(self, maps: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """Token-grid maps ``(B, T', rows, cols)`` as they are where the tokens tile the model's
-        input (``T' · tubelet = T`` frames, the patches its crop); else maps that the ``"repeat"``
-        alignment and the crop box place right: ``(B, T, …)`` over the input frames
-        (:meth:`frames_of_tokens`) and, where the patches fall short of the crop by less than a
-        patch, ``(B, T, H, W)`` at the input's pixel size, zero on the rows and columns past the
-        last whole patch, which the patch embedding drops (a 36-pixel input with 8-pixel patches:
-        32 pixels seen; the token grid stretched over all 36 put patches up to 4 pixels off)."""
-        grid = self.model.token_grid
-        if 0 < num_frames - maps.shape[1] * grid.tubelet < grid.tubelet:
-            maps = self.frames_of_tokens(maps, num_frames)
-        (h, w), (ph, pw) = self.model.preprocess.size, grid.patch
-        seen = (grid.rows * ph, grid.cols * pw)
-        if seen == (h, w) or not (0 <= h - seen[0] < ph and 0 <= w - seen[1] < pw):
-            return maps  # tiled, or a grid whose patch size does not describe the input: over the crop
-        maps = F.interpolate(maps, size=seen, mode="bilinear", align_corners=False)
-        return F.pad(maps, (0, w - seen[1], 0, h - seen[0]))
+        """Token-grid maps ``(B, T', rows, cols)`` laid on the frames and pixels they cover
+        (:func:`~videoxai.core.token_layout.token_maps_on_input`)."""
+        return token_maps_on_input(maps, self.model.token_grid, self.model.preprocess.size, num_frames)

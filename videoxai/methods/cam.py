@@ -26,6 +26,9 @@ design); everything else is here:
   input frame ``(i + ½)·T/T' − ½``). pytorch-grad-cam's ``scipy.ndimage.zoom`` instead pins the
   first and last feature frames to the first and last input frames, which shifts evidence towards
   the clip's ends. The per-frame scores are the map's mass per input frame after that alignment.
+  Where a transformer's tokens do not tile its input (9 frames in tubelets of 2, a 36-pixel input
+  in 8-pixel patches) the token map is laid on the frames and pixels the tokens cover, as the
+  attention methods do (:mod:`videoxai.core.token_layout`).
 * **Space.** The map covers the model's crop box (``space="crop"``); ``vx.explain`` upsamples it
   with torch on the tensor's device.
 """
@@ -40,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.align import align_time
+from ..core.token_layout import token_frames_on_input, token_maps_on_input
 from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
 from ..options import OptionError
@@ -242,8 +246,12 @@ class CAMMethod(Method):
             state = LayerState(acts.float(), None if grads is None else grads.float(), target, logits.detach())
             maps = self.combine(state, self.weights(state))
             align = self.time_align(maps.shape[1])
-            mass = maps.flatten(2).sum(-1)[..., None, None]
-            temporal = align_time(mass, x.shape[1], align)[..., 0, 0]
+            grid = self.model.token_grid
+            if align == "repeat" and maps.shape[2:] == (grid.rows, grid.cols):
+                temporal = token_frames_on_input(maps.flatten(2).sum(-1), grid, x.shape[1])
+                maps = token_maps_on_input(maps, grid, self.model.preprocess.size, x.shape[1])
+            else:
+                temporal = align_time(maps.flatten(2).sum(-1)[..., None, None], x.shape[1], align)[..., 0, 0]
         return Attribution(maps=maps, space="crop", target=target, logits=logits.detach(),
                            temporal=temporal, time_align=align)
 
