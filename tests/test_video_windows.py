@@ -81,8 +81,12 @@ def test_sliding_windows_of_a_file_range(video):
 def test_parse_time():
     assert parse_time("2.5s", 8.0) == 2.5 and parse_time(1.5, None) == 1.5 and parse_time(None, 8.0) is None
     assert parse_time("60", 30.0) == pytest.approx(59.5 / 30) and parse_time("60f", 30.0) == parse_time("60", 30.0)
-    for bad, match in (("abc", "seconds like '2.5s' or a frame number like '60', got 'abc'"),
-                       ("-3", "got '-3'"), ("2.5", "a frame number must be whole"), (True, "got True")):
+    # a clock time as players show it ("1:30" was refused), never a frame number
+    assert parse_time("1:30", 8.0) == 90.0 and type(parse_time("1:30", 8.0)) is float
+    assert parse_time("0:01:30.5", None) == parse_time("1:01:30", 8.0) - 3600 + 0.5 == 90.5
+    for bad, match in (("abc", "seconds like '2.5s' or '1:30', or a frame number like '60', got 'abc'"),
+                       ("-3", "got '-3'"), ("2.5", "a frame number must be whole"), (True, "got True"),
+                       ("1:75", "got '1:75'"), ("1:2:3:4", "got '1:2:3:4'")):
         with pytest.raises(InputError, match=match):
             parse_time(bad, 8.0, "start")
     with pytest.raises(InputError, match="no frame rate"):

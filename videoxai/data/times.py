@@ -1,4 +1,4 @@
-"""Positions in a video as users write them: seconds (``2.5``, ``"2.5s"``) or frame numbers (``"60"``).
+"""Positions in a video as users write them: seconds (``2.5``, ``"2.5s"``, ``"1:30"``) or frame numbers (``"60"``).
 
 One reading for every entry point (:func:`videoxai.read_video`, :func:`videoxai.explain_video`,
 ``videoxai explain --start/--end``), so that ``"60"`` is frame 60 everywhere. Kept apart from
@@ -38,13 +38,16 @@ class FrameNumber(float):
 
 
 _TIME = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|f)?\s*$")
+#: a clock time as players show it and ``ffmpeg -ss`` takes it: ``1:30``, ``0:01:30.5``
+_CLOCK = re.compile(r"^\s*(?:(\d+):)?(\d+):([0-5]?\d(?:\.\d*)?)\s*$")
 
 
 def parse_time(value: float | int | str | None, fps: float | None, what: str = "time") -> float | None:
     """A position in a video, in seconds.
 
     Numbers are seconds (as in :func:`vx.read_video`); strings are seconds with an ``s`` suffix
-    (``"2.5s"``) or frame indices without one (``"60"``, or ``"60f"``). Frame ``n`` becomes the
+    (``"2.5s"``), a clock time as players show it (``"1:30"``, ``"0:01:30.5"``), or frame indices
+    without a suffix (``"60"``, or ``"60f"``). Frame ``n`` becomes the
     time half a frame before it, so that ``start="60"`` includes frame 60 and ``end="90"``
     excludes frame 90 even when timestamps are rounded; frame numbers come back as
     :class:`FrameNumber` (a float), which the readers turn into the frame's own time.
@@ -56,10 +59,16 @@ def parse_time(value: float | int | str | None, fps: float | None, what: str = "
     if isinstance(value, (int, float, np.integer, np.floating)):
         seconds = float(value)
     else:
+        clock = _CLOCK.match(str(value))
         m = _TIME.match(str(value))
-        if not m:
-            raise InputError(f"{what} must be seconds like '2.5s' or a frame number like '60', got {value!r}")
-        number, unit = float(m.group(1)), m.group(2)
+        if clock:  # "1:30" was refused: the time a player shows is how people find a moment
+            hours, minutes, secs = clock.groups()
+            number, unit = int(hours or 0) * 3600 + int(minutes) * 60 + float(secs), "s"
+        elif not m:
+            raise InputError(f"{what} must be seconds like '2.5s' or '1:30', or a frame number like '60', "
+                             f"got {value!r}")
+        else:
+            number, unit = float(m.group(1)), m.group(2)
         if unit == "s":
             seconds = number
         else:
