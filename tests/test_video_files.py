@@ -152,3 +152,16 @@ def test_a_header_that_counts_billions_of_frames_costs_no_memory(tmp_path, monke
     clip = vx.read_video(path)
     assert np.abs(clip.frames.astype(int) - frames).max() <= 3
     assert sizes and sizes[0] <= path.stat().st_size
+
+
+def test_grey_and_rgba_frames_are_told_what_to_do():
+    """Grey (T, H, W) and RGBA (T, H, W, 4) frames, one picture (H, W, 3): the error named the
+    shape it wanted only."""
+    frames = np.zeros((2, 4, 5, 3), np.uint8)
+    for bad, fix in ((frames[..., 0], np.repeat(frames[..., 0][..., None], 3, axis=-1)),
+                     (frames[0], frames[0][None]),
+                     (frames[..., :1], np.repeat(frames[..., :1], 3, axis=-1)),
+                     (np.concatenate([frames, frames[..., :1]], -1), frames)):
+        with pytest.raises(vx.InputError, match=r"must have shape \(T, H, W, 3\).*; (grey|one channel|RGBA|one picture)"):
+            vx.Clip.from_array(bad)
+        assert vx.Clip.from_array(fix).frames.shape[1:] == (4, 5, 3)  # what the message says to do works

@@ -129,13 +129,28 @@ def _as_numpy(frames):
     return frames
 
 
+def _shape_hint(shape: tuple[int, ...]) -> str:
+    """What to do with frames of a near-miss ``shape`` (one picture, grey or RGBA frames: a PNG
+    sequence, a screen grab), as the end of an error message; ``""`` for any other shape."""
+    if len(shape) == 3:
+        if shape[-1] == 3:
+            return "; one picture? make it a one-frame clip: frames[None]"
+        return "; grey frames? repeat them to RGB: np.repeat(frames[..., None], 3, axis=-1)"
+    if len(shape) == 4 and shape[-1] == 1:
+        return "; one channel? repeat it to RGB: np.repeat(frames, 3, axis=-1)"
+    if len(shape) == 4 and shape[-1] == 4:
+        return "; RGBA? drop the alpha channel: frames[..., :3]"
+    return ""
+
+
 def _validate_frames(frames) -> np.ndarray:
     # Clip(tensor) as Clip.from_array(tensor): it said "must be a numpy array or tensor, got Tensor"
     frames = _as_numpy(frames)
     if not isinstance(frames, np.ndarray):
         raise InputError(f"frames must be a numpy array or tensor, got {type(frames).__name__}")
     if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise InputError(f"frames must have shape (T, H, W, 3) (or (T, 3, H, W)), got {tuple(frames.shape)}")
+        raise InputError(f"frames must have shape (T, H, W, 3) (or (T, 3, H, W)), got {tuple(frames.shape)}"
+                         f"{_shape_hint(frames.shape)}")
     t, h, w, _ = frames.shape
     if t < 1 or h < 1 or w < 1:
         raise InputError(f"frames must be non-empty, got shape {tuple(frames.shape)}")
