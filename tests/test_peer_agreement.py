@@ -130,11 +130,10 @@ def test_gradcam_equals_pytorch_grad_cam(arch):
     np.testing.assert_allclose(_peer_postprocess(attr.maps.numpy(), (32, 32, 16)), out, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="models/base.py locate_cam_layer: torchvision's BasicBlock adds the "
-                   "residual and applies its ReLU in place on conv2's output, so conv2 (a container) and the "
-                   "block return the same tensor object; the deepest of them, layer4.1.conv2 (the "
-                   "pre-residual batch-norm output), is chosen instead of the block")
 def test_the_layer_found_in_a_wrapped_video_resnet_is_its_last_block():
+    # torchvision's BasicBlock adds the residual and applies its ReLU in place on conv2's output:
+    # conv2 and the block return the same tensor object, and the deepest, layer4.1.conv2 (the
+    # batch-norm output before the residual), was chosen; the tensor's version tells them apart
     torch.manual_seed(0)
     net = torchvision.models.video.r3d_18(num_classes=5)
     model = vx.wrap(net, num_frames=8, input_size=32)             # no cam_layer: Grad-CAM finds one

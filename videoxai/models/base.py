@@ -587,14 +587,17 @@ class VideoModel(nn.Module):
         """
         if "layer" in self._located_cam_layer:
             return self._located_cam_layer["layer"]
-        # (name, is a grid, the output itself: held until the search ends, so that no two
-        # outputs can share storage and `is` tells a block's output from its last child's)
-        found: list[tuple[str, bool, object]] = []
+        # (name, is a grid, the output itself, its version): the output is held until the search
+        # ends, so that no two outputs can share storage and `is` tells a block's output from its
+        # last child's; the version tells them apart when the block changed that child's output in
+        # place (torchvision's ResNet blocks add the shortcut to conv2's output and apply their
+        # ReLU in place: the same tensor object, but conv2 saw it before the residual)
+        found: list[tuple[str, bool, object, int]] = []
 
         def record(name: str):
             def hook(_module, _inputs, out) -> None:
                 main = out[0] if isinstance(out, (tuple, list)) and out else out
-                found.append((name, self._is_grid(out), main))
+                found.append((name, self._is_grid(out), main, getattr(main, "_version", 0)))
             return hook
 
         modules = dict(self.net.named_modules())
@@ -613,12 +616,12 @@ class VideoModel(nn.Module):
                 for h in handles:
                     h.remove()
         runs: dict[str, int] = {}
-        for name, _, _ in found:
+        for name, *_ in found:
             runs[name] = runs.get(name, 0) + 1
-        for name, is_grid, key in reversed(found):
+        for name, is_grid, key, version in reversed(found):
             if is_grid and runs[name] == 1:
                 # a block, its container and its last ReLU output the same tensor: name the block
-                same = [n for n, g, k in found if k is key and g and runs[n] == 1]
+                same = [n for n, g, k, v in found if k is key and v == version and g and runs[n] == 1]
                 blocks = [n for n in same if any(True for _ in modules[n].children())] or same
                 name = max(blocks, key=lambda n: n.count("."))
                 self._located_cam_layer["layer"] = name
