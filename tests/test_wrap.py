@@ -315,6 +315,55 @@ def test_gradcam_layer_errors_name_the_valid_layers():
     assert _hooks(flat.net) == 0
 
 
+class _TinyVideoViT(nn.Module):
+    """Tubelet embedding (the network's only 5-D output), a CLS token, one encoder block."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Conv3d(3, 16, (2, 4, 4), (2, 4, 4))
+        self.cls = nn.Parameter(torch.zeros(1, 1, 16))
+        self.block = nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        return self.head(self.block(torch.cat([self.cls.expand(len(t), -1, -1), t], 1))[:, 0])
+
+
+def test_the_layer_search_does_not_return_a_transformers_patch_embedding():
+    # a wrapped video transformer's only grid is its patch embedding: Grad-CAM there maps the
+    # pixels' first projection; the search returned it without a word
+    torch.manual_seed(0)
+    clip = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
+    vit = vx.wrap(_TinyVideoViT(), num_frames=4, input_size=16)
+    with pytest.raises(InputError, match=r"is 'embed', the patch embedding of a transformer: later layers "
+                                         r"\(block\.self_attn, .*\) carry its 32 cells as a token sequence"):
+        vx.explain(vit, clip, "gradcam")
+    assert _hooks(vit.net) == 0
+
+    def tokens(out):   # (B, 1 + 2·4·4, 16) → (B, 16, 2, 4, 4)
+        return out[:, 1:].reshape(len(out), 2, 4, 4, 16).permute(0, 4, 1, 2, 3)
+
+    # with the layout of its tokens the search finds the block
+    assert vx.explain(vx.wrap(_TinyVideoViT(), num_frames=4, input_size=16, cam_reshape=tokens),
+                      clip, "gradcam").options["layer"] == "block"
+    # a CNN whose last block feeds a token head keeps that block
+    hybrid = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv3d(8, 16, (2, 4, 4), (2, 4, 4)),
+                           nn.Flatten(2), _Transpose(), nn.TransformerEncoderLayer(16, 2, 32, batch_first=True),
+                           _MeanTokens(), nn.Linear(16, 3))
+    assert vx.explain(vx.wrap(hybrid, num_frames=4, input_size=16), clip, "gradcam").options["layer"] == "2"
+
+
+class _Transpose(nn.Module):
+    def forward(self, x):
+        return x.transpose(1, 2)
+
+
+class _MeanTokens(nn.Module):
+    def forward(self, x):
+        return x.mean(1)
+
+
 def test_layer_search_removes_its_hooks_when_the_forward_fails():
     net = TinyCNN()
     model = vx.wrap(net, num_frames=4, input_size=24, layout="BTCHW")  # TinyCNN asserts BCTHW

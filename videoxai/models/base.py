@@ -618,16 +618,42 @@ class VideoModel(nn.Module):
         runs: dict[str, int] = {}
         for name, *_ in found:
             runs[name] = runs.get(name, 0) + 1
-        for name, is_grid, key, version in reversed(found):
+        for i in reversed(range(len(found))):
+            name, is_grid, key, version = found[i]
             if is_grid and runs[name] == 1:
                 # a block, its container and its last ReLU output the same tensor: name the block
                 same = [n for n, g, k, v in found if k is key and v == version and g and runs[n] == 1]
                 blocks = [n for n in same if any(True for _ in modules[n].children())] or same
                 name = max(blocks, key=lambda n: n.count("."))
+                if self.cam_reshape is None:
+                    self._refuse_a_patch_embedding(name, found, i)
                 self._located_cam_layer["layer"] = name
                 return name
         raise InputError(f"no layer of {self.name} outputs a (B, C, T', H', W') grid; pass layer=<name> "
                          "(and vx.wrap(..., cam_reshape=fn) for token or channels-last outputs)")
+
+    def _refuse_a_patch_embedding(self, name: str, found: list, i: int) -> None:
+        """Refuse the one grid of a transformer: its patch embedding (``found[i]``).
+
+        A wrapped video transformer (a user's ViT, torchvision's MViT without its adapter) has one
+        5-D output, the patch embedding's, and every block after it carries those cells as a token
+        sequence ``(B, N, C)`` that the search cannot lay out. Grad-CAM there maps the pixels'
+        first projection, not the evidence the classifier weighs, so the search says what to give
+        instead. A CNN with a token head (its last block is not its first grid) is not refused:
+        its last block is the usual choice.
+        """
+        grid = found[i][2]
+        if next(k for _, g, k, _ in found if g) is not grid:
+            return
+        cells = math.prod(grid.shape[2:])
+        tokens = [n for n, _, out, _ in found[i + 1:] if isinstance(out, torch.Tensor) and out.ndim == 3
+                  and cells <= out.shape[1] <= cells + 8]   # the cells, and a few prefix tokens (CLS)
+        if tokens:
+            raise InputError(
+                f"the only layer of {self.name} with a (T', H', W') grid is {name!r}, the patch embedding of "
+                f"a transformer: later layers ({', '.join(tokens[:3])}{', …' if len(tokens) > 3 else ''}) carry "
+                f"its {cells} cells as a token sequence (B, N, C); pass layer=<a late block> and "
+                "vx.wrap(..., cam_reshape=fn) laying its tokens out as (B, C, T', H', W')")
 
     def _is_grid(self, out) -> bool:
         if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
