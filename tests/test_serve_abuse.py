@@ -306,6 +306,21 @@ def test_work_scope_cancels_and_limits_inside_the_batch_loop(model, frames):
     assert 10 < budget.used <= 10 + 4 + 1 and model.passes.forward - before == budget.used  # stopped within a batch
 
 
+def test_a_work_budget_counts_only_its_own_passes_while_another_thread_explains(model, frames):
+    # the scope read the model's pass counter before the other thread's explanation had ended:
+    # that explanation's remaining passes counted against this budget ("used 401, over 50")
+    clip = vx.Clip.from_array(frames[:T])
+    start = model.passes.forward
+    other = threading.Thread(target=vx.explain, args=(model, clip, "rise"), kwargs={"n_samples": 400, "batch_size": 4})
+    other.start()
+    wait_until(lambda: model.passes.forward > start, 30, "the other explanation runs")
+    budget = WorkBudget(max_forward_passes=50)
+    with work_scope(model, budget=budget):
+        vx.explain(model, clip, "rise", n_samples=20)
+    other.join()
+    assert budget.used == 21   # its 20 masks and the clean clip
+
+
 def test_job_hog_cancelled_by_delete_then_a_good_stream(model, clip_file, frames):
     app = create_app(model, ServeSettings(max_forward_passes=10**8))
     with BackgroundServer(app) as server:

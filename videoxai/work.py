@@ -82,16 +82,20 @@ def work_scope(model, cancel: threading.Event | None = None, budget: WorkBudget 
             the passes spent inside the scope are added to ``budget.used`` on exit.
 
     The scope belongs to the thread (context) that enters it, so the explanation must run on it.
+    It holds the model's lock (:meth:`~videoxai.models.base.VideoModel.exclusive`, re-entrant) for
+    its length: the passes it counts are the model's, and another thread's explanation running
+    when the scope began would otherwise have counted against this budget.
     """
-    scope = _Scope(model.passes, cancel, budget)
-    token = _current.set(scope)
-    try:
-        scope.check()  # cancelled before it began: do not begin
-        yield
-    finally:
-        _current.reset(token)
-        if budget is not None:
-            budget.used += scope.spent()
+    with model.exclusive():
+        scope = _Scope(model.passes, cancel, budget)
+        token = _current.set(scope)
+        try:
+            scope.check()  # cancelled before it began: do not begin
+            yield
+        finally:
+            _current.reset(token)
+            if budget is not None:
+                budget.used += scope.spent()
 
 
 def checkpoint() -> None:
