@@ -188,6 +188,29 @@ def test_timesformer_uses_the_fused_attention_only_inside_the_adapter(monkeypatc
     assert torch.allclose(xg.grad, xe.grad, atol=1e-5)
 
 
+def test_a_self_attention_with_a_forward_of_its_own_keeps_it():
+    # a user's patch (or accelerate's offloading hook) on one self-attention module was replaced
+    # by the fused forward for the call, then deleted
+    import types
+
+    net = tiny_hf("timesformer")
+    model = from_hf_module(net)
+    sa = next(m for m in net.modules() if type(m).__name__ == "TimesformerSelfAttention")
+    calls = []
+
+    def own(self, hidden_states, output_attentions=False):
+        calls.append(1)
+        return type(self).forward(self, hidden_states, output_attentions)
+
+    sa.forward = types.MethodType(own, sa)
+    patch = sa.forward
+    with torch.no_grad():
+        model(torch.rand(1, 8, 3, 32, 32))
+    assert calls == [1] and sa.__dict__["forward"] == patch
+    others = [m for m in net.modules() if type(m).__name__ == "TimesformerSelfAttention" and m is not sa]
+    assert others and not any("forward" in m.__dict__ for m in others)
+
+
 def test_a_model_of_other_than_three_channels_is_refused_at_load(hf_family, tmp_path):
     # it loaded, and every explanation failed in its patch embedding: "weight of size [32, 1, 8, 8],
     # expected input[8, 3, 32, 32] to have 1 channels" (TimeSformer, ViViT) or "Make sure that the

@@ -199,7 +199,10 @@ def fused_attention(net: nn.Module) -> Iterator[None]:
         depth = _FUSED_DEPTH.get(net, 0)
         if depth == 0:
             for m in modules:
-                m.forward = types.MethodType(_timesformer_self_attention, m)
+                # a module with a forward of its own (a user's patch, accelerate's offloading hook)
+                # keeps it and runs eagerly: it was replaced, then deleted on the way out
+                if "forward" not in m.__dict__:
+                    m.forward = types.MethodType(_timesformer_self_attention, m)
         _FUSED_DEPTH[net] = depth + 1
     try:
         yield
@@ -208,7 +211,8 @@ def fused_attention(net: nn.Module) -> Iterator[None]:
             _FUSED_DEPTH[net] -= 1
             if _FUSED_DEPTH[net] == 0:
                 for m in modules:
-                    m.__dict__.pop("forward", None)
+                    if getattr(m.__dict__.get("forward"), "__func__", None) is _timesformer_self_attention:
+                        del m.forward
 
 
 class VideoMAEAdapter(HFVideoModel):
