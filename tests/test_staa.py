@@ -175,3 +175,12 @@ def test_explanation_temporal_follows_the_peak_statistic(rng):
     exp = vx.explain(model, x[0].permute(0, 2, 3, 1).numpy(), method)
     expected = method.peak_scores(attr.maps, 8)[0]
     np.testing.assert_allclose(exp.temporal, (expected / expected.sum()).numpy(), rtol=1e-5)
+
+
+def test_temporal_weighting_is_refused_where_the_attention_is_joint():
+    # VideoMAE / ViViT / joint TimeSformer have no temporal attention: the option was ignored
+    from videoxai.options import OptionError
+
+    with pytest.raises(OptionError, match="option temporal_weighting applies to divided space-time attention"):
+        get("staa")(from_hf_module(tiny_hf("videomae")), temporal_weighting=True)
+    assert get("staa")(from_hf_module(tiny_hf("timesformer")), temporal_weighting=True).temporal_weighting

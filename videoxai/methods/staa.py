@@ -45,7 +45,7 @@ from typing import Annotated, Literal
 import torch
 
 from ..models.attention import AttentionRecord, AttentionTap
-from ..options import Opt
+from ..options import Opt, OptionError
 from .attention import AttentionMethod, LayerCount
 from .base import Attribution, Target, register
 from .gradients import check_pixels, frozen_parameters
@@ -70,7 +70,7 @@ class STAA(AttentionMethod):
         temporal_weighting: for divided space-time attention, multiply each frame's spatial
             row by the temporal attention that frame receives at each patch (off by default: on
             the bundled demo model it moved both the top frame and the spatial peak off the
-            evidence more often).
+            evidence more often). Refused on joint attention, which has no temporal attention.
     """
 
     name = "staa"
@@ -87,6 +87,11 @@ class STAA(AttentionMethod):
         self.layers = self.attention_layers(named.get(layers, layers) if isinstance(layers, str) else layers)
         self.gradient_weighted = gradient_weighted
         self.peak_share = peak_share
+        if temporal_weighting and "temporal" not in model.attention.kinds():
+            # joint attention has no temporal attention to weigh by: the option was ignored silently
+            raise OptionError(f"method 'staa': option temporal_weighting applies to divided space-time "
+                              f"attention (TimeSformer); {model.name} ({model.family}) attends jointly "
+                              "over space and time")
         self.temporal_weighting = temporal_weighting
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
