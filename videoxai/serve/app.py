@@ -69,7 +69,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 # documents the error body in the OpenAPI schema (/docs)
 _RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse}
-                                               for code in (400, 401, 404, 409, 413, 415, 416, 422, 503)}
+                                               for code in (400, 401, 404, 409, 413, 415, 416, 422, 503, 507)}
 
 
 def create_app(model: VideoModel, settings: ServeSettings | None = None) -> FastAPI:
@@ -393,6 +393,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3]]
         return _error_response(ServiceError(422, "bad_request", "; ".join(parts)))
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        # here rather than in the catch-all below, which answers and then re-raises: uvicorn logs
+        # that as a crash and drops the connection under a client about to reuse it
+        err = to_service_error(exc)
+        if err.code == "disk_full":
+            log.error("%s %s: the disk is full (%s)", request.method, request.url.path, exc)
+        else:
+            log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error_response(err)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -370,8 +370,9 @@ class JobQueue:
                     if err.status >= 500:
                         log.exception("job %s failed", job.id)
                     state, error = "failed", ErrorInfo(code=err.code, message=hide_path(err.message, job.upload))
-            if state != "done":
-                job.overlay_path.unlink(missing_ok=True)
+            if state != "done":  # a failed write (a full disk) leaves part of a file: give the space back
+                for partial in (job.overlay_path, job.result_path.with_suffix(".part")):
+                    partial.unlink(missing_ok=True)
             with self.lock:
                 job.state, job.error, job.finished = state, error, time.time()
                 deleted = job.id not in self._jobs

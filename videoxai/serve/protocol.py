@@ -24,6 +24,7 @@ Errors anywhere are ``{"error": {"code", "message"}}`` (HTTP bodies) or
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import struct
 from typing import Annotated, Any, Literal
@@ -77,6 +78,10 @@ _LIBRARY_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
 )
 
 
+#: errno values of a write that failed for want of space (a full disk, or the user's quota)
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def to_service_error(exc: BaseException) -> ServiceError:
     """Map any exception to the :class:`ServiceError` a client sees.
 
@@ -85,6 +90,10 @@ def to_service_error(exc: BaseException) -> ServiceError:
     """
     if isinstance(exc, ServiceError):
         return exc
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        # the server's state, not a bug and not the client's fault: say so, and that it may pass
+        return ServiceError(507, "disk_full", "the server's disk is full; try again later or ask its operator "
+                                              "to free space", headers={"Retry-After": "60"})
     for cls, status, code in _LIBRARY_ERRORS:
         if isinstance(exc, cls):
             return ServiceError(status, code, str(exc))
