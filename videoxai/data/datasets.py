@@ -9,7 +9,10 @@ Every dataset is a sequence of :class:`EvalSample` and is named by a spec string
 * ``folder:DIR[,labels=FILE.csv][,max_side=N]`` — the videos in ``DIR``; the CSV (default
   ``DIR/labels.csv`` if it exists) has a header with columns ``video`` (path relative to ``DIR``)
   and ``label`` (class index or class name), and optionally ``start`` and ``end``: the evidence
-  window in *source* frame indices, ``end`` excluded. Without a CSV every video file in ``DIR``
+  window in *source* frame indices, ``end`` excluded. Column names are read in any case; a file
+  whose first line is a video's (``clip.mp4,3``) has no header and gives those columns in that
+  order; fields are separated by commas (``;`` or tabs where the first line has no comma).
+  Other columns are ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file in ``DIR``
   is used; where each lies below a first-level subfolder (``DIR/<class>/clip.mp4``, as UCF101
   and HMDB51 ship) the subfolder is its class, otherwise the clips are unlabelled (the model's
   prediction is explained).
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import io
 import json
 import os
 import warnings
@@ -368,21 +372,11 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         if not files:
             raise InputError(f"folder: no video files in {root}")
         return _class_folders(root, files, classes, num_frames, side)
-    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark, which would otherwise
-    # become part of the first column's name ('\ufeffvideo')
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames is None or "video" not in reader.fieldnames:
-                raise InputError(f"{csv_path}: the header must name a 'video' column (and 'label'); "
-                                 f"got {reader.fieldnames}")
-            rows = list(reader)
-    except UnicodeDecodeError as e:
-        raise InputError(f"{csv_path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    rows = _read_labels_csv(csv_path)
     if classes is None:  # no model's classes to map names onto: named labels define them
         classes = _classes_from_names(rows, csv_path)
     entries = []
-    for n, row in enumerate(rows, start=2):
+    for n, row in rows:
         where = f"{csv_path}:{n}"
         rel = (row.get("video") or "").strip()
         if not rel:
@@ -412,6 +406,49 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
     ds = VideoListDataset(entries, num_frames, side)
     ds.class_names = list(classes) if classes is not None else None
     return ds
+
+
+#: the columns of a labels CSV, in the order a file without a header line gives them
+CSV_COLUMNS = ("video", "label", "start", "end")
+
+
+def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
+    """The rows of a labels CSV as ``(line number, {column: text})``.
+
+    Column names are read without surrounding spaces or case (``Video, Label`` as saved by hand or
+    a spreadsheet: ``' label'`` was no column, so every clip silently lost its label). A file
+    whose first line is already a video (``clip.mp4,3``) has no header: its columns are
+    :data:`CSV_COLUMNS` in order. A spreadsheet in a locale whose decimal mark is a comma saves
+    with ``;`` between fields, and TSV files use tabs: a first line with neither a comma nor a
+    quote but one of those is split on it.
+    """
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark, which would otherwise
+    # become part of the first column's name ('\ufeffvideo')
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise InputError(f"{csv_path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    first = text.lstrip("\r\n").split("\n", 1)[0]
+    delimiter = ","
+    if "," not in first and '"' not in first:
+        delimiter = next((d for d in (";", "\t") if d in first), ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines: list[tuple[int, list[str]]] = [(reader.line_num, cells) for cells in reader
+                                          if any(c.strip() for c in cells)]
+    if not lines:
+        raise InputError(f"{csv_path}: the file is empty; it needs a header line video,label and a line per video")
+    header = [c.strip().lower() for c in lines[0][1]]
+    if "video" in header:
+        columns, body = header, lines[1:]
+    elif header and header[0].endswith(VIDEO_SUFFIXES):
+        columns, body = list(CSV_COLUMNS[:len(header)]), lines   # no header line: the first is a video
+    else:
+        raise InputError(f"{csv_path}: the first line must be a header naming a 'video' column "
+                         f"(video,label[,start,end]) or a video's own line (clip.mp4,label); got {lines[0][1]}")
+    if not body:
+        raise InputError(f"{csv_path}: lists no videos, only its header line")
+    return [(n, {c: v for c, v in zip(columns, cells) if c}) for n, cells in body]
 
 
 def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | None, num_frames: int,
@@ -468,10 +505,10 @@ def _text(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def _classes_from_names(rows: Sequence[dict], csv_path: Path) -> list[str] | None:
+def _classes_from_names(rows: Sequence[tuple[int, dict]], csv_path: Path) -> list[str] | None:
     """The class list of a labels CSV whose labels are names: the distinct names, sorted (as
     image-folder loaders do), or ``None`` when the labels are class indices (or absent)."""
-    labels = [(n, (row.get("label") or "").strip()) for n, row in enumerate(rows, start=2)]
+    labels = [(n, (row.get("label") or "").strip()) for n, row in rows]
     labels = [(n, text) for n, text in labels if text]
     names = [(n, text) for n, text in labels if not text.lstrip("-").isdigit()]
     if not names:
