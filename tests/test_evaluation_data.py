@@ -3,6 +3,7 @@ write them, and annotations with mistakes that must be named, not scored."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,33 @@ def test_labels_csv_errors_name_the_file_and_line(clips, tmp_path, content, mess
     csv_path.write_text(content)
     with pytest.raises(InputError, match=message):
         load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
+
+
+def ucf24(tmp_path: Path, annotation: dict) -> str:
+    video(tmp_path / "Jump" / "v1.mp4", t=16)             # 32×24
+    (tmp_path / "annotations.json").write_text(json.dumps(
+        {"Jump/v1": {"label": 0, "numf": 16, "annotations": [{"label": 0, **annotation}]}}))
+    return f"ucf24:{tmp_path}"
+
+
+@pytest.mark.parametrize("annotation, message", [
+    # [x, y, w, h] read as corners: every box was empty, and the clip 'had no ground truth'
+    ({"sf": 0, "boxes": [[12, 10, 4, 2]] * 16}, r"box \[12.0, 10.0, 4.0, 2.0\] of frame 0 has x2 < x1 or y2 < y1"),
+    ({"sf": -3, "boxes": [[4, 2, 12, 10]] * 8}, "'sf' is -3; frames are counted from 0"),
+    ({"sf": 100, "boxes": [[4, 2, 12, 10]] * 8}, "the tube starts at frame 100, after the video's 16 frames"),
+])
+def test_ucf24_impossible_tubes_are_refused_before_the_run(tmp_path, annotation, message):
+    with pytest.raises(InputError, match=message):
+        load_dataset(ucf24(tmp_path, annotation), num_frames=8)
+
+
+def test_ucf24_boxes_are_clipped_to_the_frame_and_a_box_outside_it_is_an_error_row(tmp_path):
+    spec = ucf24(tmp_path, {"sf": 0, "boxes": [[-10, 20, 5, 100]] * 16})   # the bottom-left corner
+    s = load_dataset(spec, num_frames=8)[0]
+    assert s.boxes.tolist() == [[20, 0, 24, 5]] * 8 and s.masks.sum() == 8 * 4 * 5
+    # annotated at another resolution: wholly outside the 32×24 video
+    spec = ucf24(tmp_path, {"sf": 0, "boxes": [[200, 100, 300, 300]] * 16})
+    ds = load_dataset(spec, num_frames=8)                  # the run starts; this clip is an error row
+    with pytest.raises(InputError, match=r"Jump/v1: box \[200.0, 100.0, 300.0, 300.0\] of frame 0 lies outside "
+                                         r"the 32×24 video"):
+        ds[0]

@@ -23,7 +23,9 @@ Every dataset is a sequence of :class:`EvalSample` and is named by a spec string
   v["annotations"]]} for k, v in pickle.load(f).items()}, out)``; videoxai never unpickles
   data): ``{key: {"label": int, "numf": int, "annotations": [{"label": int, "sf": int, "ef": int,
   "boxes": [[x1, y1, x2, y2], …]}]}}`` with 0-based start frame ``sf`` and ``ef`` excluded, one
-  box per frame. Class names are the key's folder (``Basketball/v_Basketball_g01_c01``). The
+  box per frame, in the video's pixels: a box partly outside the frame is clipped to it, one wholly
+  outside makes the clip an error row; swapped corners and tubes outside ``[0, numf)`` are
+  refused before the run. Class names are the key's folder (``Basketball/v_Basketball_g01_c01``). The
   optional split file lists the keys to use, one per line.
 * ``ssv2:VIDEOS,annotations=FILE.json[,labels=FILE.json]`` — Something-Something-style JSON: a
   list of ``{"id": …, "template": "Putting [something] on a surface", …}`` (``VIDEOS/<id>.webm``)
@@ -526,7 +528,8 @@ def _classes_from_names(rows: Sequence[tuple[int, dict]], csv_path: Path) -> lis
 
 # -- UCF101-24-style per-frame boxes -------------------------------------------------------------
 class BoxesDataset(VideoListDataset):
-    """Videos with per-frame boxes (UCF101-24 style), tubes in source-frame indices."""
+    """Videos with per-frame boxes (UCF101-24 style), tubes in source-frame indices. A box partly
+    outside the frame is clipped to it; one wholly outside makes the clip an error row."""
 
     def __init__(self, entries, tubes: dict[str, list[dict]], num_frames: int) -> None:
         super().__init__(entries, num_frames)
@@ -543,6 +546,12 @@ class BoxesDataset(VideoListDataset):
                 j = int(src) - sf
                 if 0 <= j < len(boxes):
                     x1, y1, x2, y2 = boxes[j]
+                    if x2 > x1 and y2 > y1 and (x1 >= w or y1 >= h or x2 <= 0 or y2 <= 0):
+                        # boxes of another resolution (annotated at 320×240, the video resized):
+                        # an error row naming it, not a clip without ground truth ('n/a')
+                        raise InputError(f"{e.key}: box {boxes[j].tolist()} of frame {int(src)} lies outside "
+                                         f"the {w}×{h} video; boxes are [x1, y1, x2, y2] in its pixels")
+                    # partly outside (an object at the edge): clipped to the frame
                     y0, x0 = max(0, int(np.floor(y1))), max(0, int(np.floor(x1)))
                     masks[k, y0:min(h, int(np.ceil(y2))), x0:min(w, int(np.ceil(x2)))] = True
         present = masks.reshape(t, -1).any(1)
@@ -587,7 +596,7 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | N
         if path is None:
             raise InputError(f"{where}: no video {root / key}.avi or .mp4")
         for a in rec["annotations"]:
-            _check_tube(a, where)
+            _check_tube(a, where, rec.get("numf"))
         # the class is the key's folder when the model knows it by that name, else the index
         name = key.split("/")[0] if "/" in key else None
         if classes is not None and name is not None and name.lower() in {n.lower() for n in classes}:
@@ -601,9 +610,12 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | N
     return BoxesDataset(entries, tubes, num_frames)
 
 
-def _check_tube(a, where: str) -> None:
+def _check_tube(a, where: str, numf=None) -> None:
     """One annotation of a ucf24 record: checked here, since a bad one found while loading the
-    clip would end the whole evaluation (only unreadable videos become error rows)."""
+    clip would end the whole evaluation (only unreadable videos become error rows). A box whose
+    corners are swapped (``x2 < x1``: often ``[x, y, w, h]`` taken for corners) or a tube that
+    starts before the first frame or after the video's ``numf`` frames covered no pixel or frame,
+    and the localisation metrics then said 'no ground truth' for a clip that has one."""
     if not isinstance(a, dict) or not {"sf", "boxes"} <= set(a):
         raise InputError(f"{where}: each annotation needs 'sf' and 'boxes'")
     sf = a["sf"]
@@ -615,6 +627,16 @@ def _check_tube(a, where: str) -> None:
         b = np.empty((0, 0))
     if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
         raise InputError(f"{where}: boxes must be a list of [x1, y1, x2, y2]")
+    swapped = np.flatnonzero((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]))
+    if swapped.size:
+        k = int(swapped[0])
+        raise InputError(f"{where}: box {b[k].tolist()} of frame {int(sf) + k} has x2 < x1 or y2 < y1; boxes are "
+                         "[x1, y1, x2, y2] corners (convert [x, y, w, h] with x2 = x + w, y2 = y + h)")
+    if sf < 0:
+        raise InputError(f"{where}: 'sf' is {int(sf)}; frames are counted from 0")
+    if isinstance(numf, int) and not isinstance(numf, bool) and sf >= numf:
+        raise InputError(f"{where}: the tube starts at frame {int(sf)}, after the video's {numf} frames "
+                         "('numf'; frames are counted from 0)")
 
 
 # -- Something-Something-style JSON ----------------------------------------------------------------
