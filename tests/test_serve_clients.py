@@ -6,8 +6,11 @@ deadlines, never speed assertions.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import json
 import pathlib
+import threading
 import time
 
 import numpy as np
@@ -17,12 +20,16 @@ pytest.importorskip("fastapi")
 pytest.importorskip("websockets")
 
 import httpx  # noqa: E402
+from websockets.sync.server import serve  # noqa: E402
 
 from conftest import tiny_hf  # noqa: E402
 from videoxai.data.video import write_video  # noqa: E402
 from videoxai.models.hf import from_hf_module  # noqa: E402
 from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
+from videoxai.cli import main  # noqa: E402
+from videoxai.serve.client import StreamClient, StreamError  # noqa: E402
 from videoxai.serve.jobs import RESULT_NAME, UPLOAD_NAME  # noqa: E402
+from videoxai.serve.protocol import JobResult, ModelInfo, ReadyMessage  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +93,99 @@ def test_a_full_disk_is_a_clear_error_and_the_server_goes_on(model, video, monke
 
         r = client.post("/api/jobs", content=video.read_bytes(), params={"overlay": "false"})
         assert wait_job(client, r.json()["id"])["state"] == "done"  # space again: served as usual
+
+
+# -- the protocol's models read what the server sends ----------------------------------------------
+
+
+def test_the_protocol_models_read_the_servers_own_messages(model, video):
+    # results and 'ready' are sent without their null fields, which the models required: a job
+    # without an overlay failed JobResult.model_validate ('overlay: Field required'), and the
+    # stream client refused the 'ready' of a stream with no target
+    app = create_app(model, ServeSettings())
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        job = client.post("/api/jobs", content=video.read_bytes(), params={"overlay": "false"}).json()
+        assert wait_job(client, job["id"])["state"] == "done"
+        body = client.get(f"/api/jobs/{job['id']}/result").json()
+        assert "overlay" not in body
+        result = JobResult.model_validate(body)
+        assert result.overlay is None and result.video.frames == 10
+        messages = list(StreamClient(server.url, stride=8, timeout=30).stream(iter(np.zeros((8, 16, 16, 3), np.uint8))))
+    assert [m["type"] for m in messages] == ["ready", "window", "end"] and "target" not in messages[0]
+
+
+# -- servers that are not (this version of) a videoxai server --------------------------------------
+
+READY = ReadyMessage(window=8, stride=4, method="staa", options={}, target=None, live=False, smoothing=0.5,
+                     maps=["spatial"], map_size=32, map_dtype="uint8", limits={},
+                     model=ModelInfo(name="m", family="f", num_frames=8, input_size=[32, 32], fixed_num_frames=True,
+                                     labels=["a", "b"])).model_dump_json()
+
+
+def drain(ws) -> None:
+    with contextlib.suppress(Exception):
+        while True:
+            ws.recv()
+
+
+# each: what the fake server does after the client's 'start', and what the client must say
+FOREIGN = {
+    "not_json": (lambda ws: ws.send("HTTP/1.1 200 OK, hello"), "which is not JSON"),
+    "not_an_object": (lambda ws: ws.send("[1, 2]"), "not a JSON object with a 'type'"),
+    "binary": (lambda ws: ws.send(b"\x00\x01"), "binary message"),
+    "another_first_message": (lambda ws: ws.send(json.dumps({"type": "hello", "version": 2})),
+                              "first message is 'hello', not 'ready'"),
+    "a_ready_without_its_fields": (lambda ws: (ws.send(json.dumps({"type": "ready", "window": 8})), drain(ws)),
+                                   "'ready' message has stride: field required"),
+    "a_window_without_its_frames": (lambda ws: (ws.send(READY), ws.send(json.dumps({"type": "window", "index": 0})),
+                                                drain(ws)), "'window' message has frame_indices"),
+    "an_error_without_its_fields": (lambda ws: ws.send(json.dumps({"type": "error", "fatal": True, "error": "no"})),
+                                    "'error' message has error"),
+}
+
+
+@contextlib.contextmanager
+def fake_server(behave):
+    def handler(ws):
+        ws.recv()  # the client's 'start'
+        behave(ws)
+
+    with serve(handler, "127.0.0.1", 0) as srv:
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{srv.socket.getsockname()[1]}"
+        finally:
+            srv.shutdown()
+            thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("case", list(FOREIGN))
+def test_a_server_that_speaks_another_protocol_is_named_as_such(case):
+    # the client took any JSON for its own protocol: a text answer raised json's 'Expecting value',
+    # a list "'list' object has no attribute 'get'", a 'ready' without its window a KeyError in
+    # the sending thread (and then a 60 s wait), a window without frames a KeyError 'frame_indices'
+    behave, says = FOREIGN[case]
+    frames = iter(np.zeros((12, 16, 16, 3), np.uint8))
+    with fake_server(behave) as url:
+        with pytest.raises(StreamError) as info:
+            list(StreamClient(url, timeout=20).stream(frames))
+    assert info.value.code == "protocol"
+    message = str(info.value)
+    assert says in message and "/api/stream does not speak the videoxai stream protocol" in message, message
+
+
+def test_stream_command_against_a_foreign_or_failing_server_exits_with_one_line(capsys, video):
+    def close_mid_stream(ws):
+        ws.send(READY)
+        ws.recv()  # a frame
+        ws.close(1011)
+
+    for behave, says in [(FOREIGN["not_json"][0], "protocol: "), (close_mid_stream, "closed: the server closed the "
+                                                                                    "stream (code 1011)")]:
+        with fake_server(behave) as url, pytest.raises(SystemExit) as exit_info:
+            main(["stream", str(video), "--server", url])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], err

@@ -16,6 +16,9 @@ Stream messages, in order::
     {"type": "end"}                       ──▶
                                           ◀──  {"type": "end", frames, windows, dropped}
 
+Every field that may be null defaults to ``None``: the server leaves null fields out of what it
+sends, and clients validate what they receive with these same models.
+
 A binary frame message is ``uint32 big-endian n | n bytes of FrameHeader JSON | payload``.
 Errors anywhere are ``{"error": {"code", "message"}}`` (HTTP bodies) or
 ``{"type": "error", "fatal": bool, "error": {"code", "message"}}`` (stream messages).
@@ -321,7 +324,7 @@ class JobStatus(BaseModel):
     state: JobState
     progress: float = Field(description="fraction of windows done, in [0, 1]")
     windows_done: int
-    windows_total: int | None
+    windows_total: int | None = None
     error: ErrorInfo | None = None
     created: float
     started: float | None = None
@@ -331,10 +334,10 @@ class JobStatus(BaseModel):
 
 class VideoInfo(BaseModel):
     frames: int
-    fps: float | None
+    fps: float | None = None
     width: int
     height: int
-    duration: float | None
+    duration: float | None = None
 
 
 class JobResult(BaseModel):
@@ -354,7 +357,7 @@ class JobResult(BaseModel):
     frame_indices: list[int]
     temporal: list[float]
     windows: list[WindowResult]
-    overlay: str | None = Field(description="URL of the overlay video, when rendered")
+    overlay: str | None = Field(None, description="URL of the overlay video, when rendered")
     seconds: float = Field(description="wall time of the job")
 
 
@@ -432,7 +435,7 @@ class ReadyMessage(BaseModel):
     stride: int
     method: str
     options: dict[str, Any]
-    target: int | None
+    target: int | None = None
     live: bool
     smoothing: float
     maps: list[str]
