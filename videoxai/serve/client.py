@@ -26,8 +26,16 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
+from pydantic import BaseModel, ValidationError
+
 from ..errors import InputError, VideoXAIError
-from .protocol import CompactArray, FrameHeader, pack_frame
+from ..version import __version__
+from .protocol import (CompactArray, DroppedMessage, EndAck, ErrorMessage, FrameHeader, ReadyMessage, WindowMessage,
+                       pack_frame)
+
+#: the server's messages this client reads, by ``type`` (others, from a newer server, are passed on)
+SERVER_MESSAGES: dict[str, type[BaseModel]] = {"ready": ReadyMessage, "window": WindowMessage,
+                                               "dropped": DroppedMessage, "error": ErrorMessage, "end": EndAck}
 
 
 class StreamError(VideoXAIError):
@@ -170,8 +178,10 @@ class StreamClient:
             except ConnectionClosed:
                 pass  # refused at once (busy, bad key): the reason is the message already received
             first = self._recv(ws)
-            if first.get("type") != "ready":
+            if first["type"] == "error":
                 self._raise(first)
+            if first["type"] != "ready":
+                raise self._foreign(f"its first message is {first['type']!r}, not 'ready'")
             self.ready = first
             yield first
             failure: list[BaseException] = []
@@ -247,8 +257,28 @@ class StreamClient:
             code = e.rcvd.code if e.rcvd is not None else None
             raise StreamError("closed", f"the server closed the stream (code {code}) before its 'end'") from None
         if not isinstance(text, str):
-            raise StreamError("bad_message", "the server sent a binary message")
-        return json.loads(text)
+            raise self._foreign("it sent a binary message")
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            raise self._foreign(f"it sent {text[:40]!r}, which is not JSON") from None
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if not isinstance(kind, str):
+            raise self._foreign(f"it sent {text[:40]!r}, not a JSON object with a 'type'")
+        if kind in SERVER_MESSAGES:  # the fields this client reads, checked once here
+            try:
+                SERVER_MESSAGES[kind].model_validate(msg)
+            except ValidationError as e:
+                err = e.errors()[0]
+                where = ".".join(str(p) for p in err["loc"]) or "message"
+                raise self._foreign(f"its {kind!r} message has {where}: {err['msg'].lower()}") from None
+        return msg
+
+    def _foreign(self, what: str) -> StreamError:
+        """The error for a server that does not speak this client's protocol."""
+        return StreamError("protocol", f"{self.url} does not speak the videoxai stream protocol of this client "
+                                       f"(version {__version__}): {what}. Is it a videoxai server, and of this "
+                                       "version?")
 
     @staticmethod
     def _raise(msg: dict) -> None:
