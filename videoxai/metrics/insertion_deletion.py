@@ -32,20 +32,24 @@ flat fill. Perturbed clips go through the model ``batch_size`` at a time.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, ClassVar, Literal
 
 import torch
 
 from ..core import baselines
-from ..methods.base import check_baseline
+from ..methods.base import SEED_RANGE, check_baseline
 from ..options import Opt
-from .base import BatchSize, Grid, Score, Seed, Segments, Unit, register
+from .base import BatchSize, Grid, Score, Segments, Unit, register
 from .road import NoisyLinearImputer
 from .units import UnitMetric
 
 ORDERS = ("morf", "lerf")
 #: the ``baseline`` that imputes removed pixels from their neighbours (:mod:`.road`)
 ROAD = "road"
+#: the curves' seed also draws ROAD's noise (step ``s`` from its own generator, :func:`step_generator`)
+CurveSeed = Annotated[int, dataclasses.replace(SEED_RANGE, help="order among tied values, and ROAD's noise: "
+                                                                "same seed, same score")]
 
 
 class _CausalCurve(UnitMetric):
@@ -59,7 +63,7 @@ class _CausalCurve(UnitMetric):
         grid: patch lattice per frame (``unit="patch"``).
         segments: SLIC supervoxels per clip (``unit="superpixel"``).
         batch_size: perturbed clips per forward pass.
-        seed: order among units of equal relevance.
+        seed: order among units of equal relevance, and ROAD's noise (``baseline="road"``).
     """
 
     family = "faithfulness"
@@ -68,7 +72,7 @@ class _CausalCurve(UnitMetric):
 
     def __init__(self, *, unit: Unit = "patch", order: Literal["morf", "lerf"] = "morf", baseline: str = "fade",
                  n_steps: Annotated[int, Opt(ge=1, aliases=("steps",))] = 32, grid: Grid = 16, segments: Segments = 256,
-                 batch_size: BatchSize = 16, seed: Seed = 0) -> None:
+                 batch_size: BatchSize = 16, seed: CurveSeed = 0) -> None:
         check_baseline(self._owner(), baseline, extra=(ROAD,))
         # ROAD depends on which pixels are removed at each step: it is an imputer, not a clip
         self.imputer = NoisyLinearImputer() if baseline == ROAD else None
@@ -102,17 +106,24 @@ class _CausalCurve(UnitMetric):
                 mask = place.unsqueeze(0) < switched[s].to(place.device).view(-1, 1, 1, 1)   # (b, T, H, W)
                 return torch.where(mask.unsqueeze(2), end, start)
         else:
-            g = torch.Generator().manual_seed(int(self.seed))
-
             def build(s: slice) -> torch.Tensor:
                 mask = place.unsqueeze(0) < switched[s].to(place.device).view(-1, 1, 1, 1)
                 # the pixels that hold the clip's values: not yet deleted / already inserted
                 # (pixels the model never sees stay as they start: kept in deletion, not in insertion)
                 kept = ~mask if self.deletes else mask
-                return self.imputer(clip, kept, g)
+                # each step's noise from its own generator (seed, step): one generator for the
+                # batch gave another draw to each step when batch_size changed, and another score
+                steps = range(n + 1)[s]
+                return self.imputer(clip, kept, [step_generator(self.seed, i) for i in steps])
 
         logits = self.forward_batched(model, n + 1, build, self.batch_size)
         return model.probabilities(logits)[:, target].double(), count
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of ROAD's noise at ``step`` of a curve with ``seed``."""
+    # modulo 2⁶⁴, the generator's range (as the robustness metrics' noise)
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(step)) % 2 ** 64)
 
 
 @register

@@ -18,15 +18,16 @@ time. For each removed pixel ``i`` with neighbours ``j`` (inside the clip) of we
     Σ_j w_ij (v_i − v_j) = 0      (v_j known where j is kept, unknown where j is removed)
 
 which is symmetric positive definite; it is solved for every clip of a curve at once by
-Jacobi-preconditioned conjugate gradients on the voxel grid (torch, on the clip's device), to a
-residual far below the added noise. Pixels with no kept pixel connected to them (everything
+Jacobi-preconditioned conjugate gradients on the voxel grid (torch, on the clip's device), each clip
+to its own residual far below the added noise, so that a clip's fill and noise do not depend on
+the clips that share its batch. Pixels with no kept pixel connected to them (everything
 removed) get the mean colour of the kept pixels (of the whole clip if none is kept); a ``1e-6``
 pull towards that colour makes this well defined without changing the others measurably.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Sequence
 
 import torch
 
@@ -74,10 +75,13 @@ class NoisyLinearImputer(Configurable):
             out[..., max(-dt, 0):t + min(-dt, 0), max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)] += wgt * src
         return out
 
-    def __call__(self, clip: torch.Tensor, kept: torch.Tensor, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
+    def __call__(self, clip: torch.Tensor, kept: torch.Tensor,
+                 generator: torch.Generator | Sequence[torch.Generator] | None = None) -> torch.Tensor:
         """``(B, T, 3, H, W)``: ``clip (T, 3, H, W)`` with the pixels where ``kept (B, T, H, W)``
-        (or ``(T, H, W)``) is False imputed, one clip per mask."""
+        (or ``(T, H, W)``) is False imputed, one clip per mask.
+
+        ``generator`` draws the noise: one for the whole batch, or one per clip (``B`` of them), so
+        that a clip's noise does not depend on which clips share its batch."""
         if kept.ndim == 3:
             kept = kept.unsqueeze(0)
         v = clip.double().permute(1, 0, 2, 3).unsqueeze(0)                     # (1, C, T, H, W)
@@ -101,11 +105,15 @@ class NoisyLinearImputer(Configurable):
         rz = (r * z).sum((2, 3, 4), keepdim=True)
         self.iterations = 0
         for self.iterations in range(self.max_iter):
-            if float(r.abs().max()) <= self.tolerance:
+            # each clip (and channel) stops where its own residual is small enough: stopping all at
+            # once when the last converged gave a clip more iterations in a batch than alone, and
+            # so another fill (a deletion AUC changed by 3e-4 with batch_size on a sensitive model)
+            active = r.abs().amax((2, 3, 4), keepdim=True) > self.tolerance          # (B, C, 1, 1, 1)
+            if not bool(active.any()):
                 break
             ap = apply(p)
             pap = (p * ap).sum((2, 3, 4), keepdim=True)
-            alpha = torch.where(pap > 0, rz / pap.clamp_min(1e-300), torch.zeros_like(pap))
+            alpha = torch.where(active & (pap > 0), rz / pap.clamp_min(1e-300), torch.zeros_like(pap))
             x = x + alpha * p
             r = r - alpha * ap
             z = r / degree
@@ -114,6 +122,12 @@ class NoisyLinearImputer(Configurable):
             p = z + beta * p
             rz = rz_new
         if self.noise > 0:
-            x = x + unknown * torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device) * self.noise
+            if isinstance(generator, Sequence):
+                if len(generator) != b:
+                    raise ValueError(f"{len(generator)} noise generators for {b} clips")
+                noise = torch.stack([torch.randn(x.shape[1:], generator=gi, dtype=x.dtype) for gi in generator])
+            else:
+                noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            x = x + unknown * noise.to(x.device) * self.noise
         out = torch.where(known, v, x)                                           # (B, C, T, H, W)
         return out.permute(0, 2, 1, 3, 4).to(clip.dtype).contiguous()
