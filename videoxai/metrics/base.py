@@ -179,8 +179,9 @@ class Metric(Configurable):
             explain_fn: re-runs the explanation, for the metrics that do: called as
                 ``explain_fn(model)`` (randomisation check), ``explain_fn(model, target=k)``
                 (class sensitivity) or ``explain_fn(model, target=k, clip=pixels)`` with a
-                ``(1, T, 3, H, W)`` clip (robustness); by default rebuilt from
-                ``explanation.method`` and ``explanation.options``.
+                ``(1, T, 3, H, W)`` clip (robustness), returning an Explanation or a ``(T, H, W)``
+                map on the clip's frames; by default rebuilt from ``explanation.method`` and
+                ``explanation.options``.
         """
         if not isinstance(model, VideoModel):
             raise InputError(f"metric {self.name!r} needs a videoxai model (vx.load_model or vx.wrap), "

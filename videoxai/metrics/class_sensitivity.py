@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import ClassSeed, Metric, Score, register, view_mask
-from .sanity import default_explainer, spearman
+from .sanity import default_explainer, rerun_map, spearman
 
 
 def other_class(target: int, num_classes: int, seed: int) -> int:
@@ -76,10 +76,10 @@ class ClassSensitivity(Metric):
             raise InputError("class_sensitivity needs explain_fn= when the explanation is a bare map")
         run = explain_fn or default_explainer(explanation, x, target)
         other = other_class(target, model.num_classes, self.seed)
-        again = run(model, target=other)
         t, h, w = explanation.spatial.shape
+        again = rerun_map(run(model, target=other), (t, h, w), self.name)
         visible = view_mask(model, t, h, w).numpy()
-        a, b = explanation.spatial[visible], again.spatial[visible]
+        a, b = explanation.spatial[visible], again[visible]
         value = spearman(a, b) if self.similarity == "spearman" else ssim_flat(a, b)
         details = {"other_class": other}
         if math.isnan(value):

@@ -10,7 +10,8 @@ method is re-run on each noisy clip ``x'`` with the same target, and the worst c
 
 Both are **lower is better**, and both are blind to whether the map is right: a map that ignores
 the clip (the ``random`` reference of an evaluation is seeded by the clip's name) scores 0. Maps
-are compared as the method returns them (``spatial``, in [0, 1]), over the voxels the model sees.
+are compared as the method returns them (``spatial``, in [0, 1]), and the input change ``‖x' − x‖``
+measured, over the pixels the model sees (its crop box: the noise elsewhere changes nothing).
 Each sample re-runs the method once: the cost is ``n_samples`` explanations.
 """
 
@@ -25,7 +26,7 @@ import torch
 from ..errors import InputError
 from ..options import Opt
 from .base import Metric, NoiseSeed, Score, register, view_mask
-from .sanity import default_explainer
+from .sanity import default_explainer, rerun_map
 
 
 class _Robustness(Metric):
@@ -56,6 +57,8 @@ class _Robustness(Metric):
         return (x.double().cpu() + delta).clamp(0, 1).to(x.dtype).to(x.device)
 
     def ratio(self, e0: np.ndarray, e1: np.ndarray, x0: torch.Tensor, x1: torch.Tensor) -> float:
+        """One sample's ratio from the maps' visible voxels ``(N,)`` and the clips' visible pixels
+        ``(1, 3, N)`` (clean, noisy)."""
         raise NotImplementedError
 
     def compute(self, model, x, explanation, target, sample, explain_fn=None) -> Score:
@@ -63,13 +66,16 @@ class _Robustness(Metric):
             raise InputError(f"{self.name} needs explain_fn= when the explanation is a bare map")
         run = explain_fn or default_explainer(explanation, x, target)
         t, h, w = explanation.spatial.shape
-        visible = view_mask(model, t, h, w).numpy()
+        seen = view_mask(model, t, h, w, device=x.device)
+        visible = seen.cpu().numpy()
         e0 = explanation.spatial[visible].astype(np.float64)
         ratios = []
         for i in range(self.n_samples):
             xi = self.perturb(x, i)
-            ei = run(model, target=target, clip=xi).spatial[visible].astype(np.float64)
-            ratios.append(self.ratio(e0, ei, x, xi))
+            ei = rerun_map(run(model, target=target, clip=xi), (t, h, w), self.name)[visible]
+            # the input's change over the pixels the model sees, as the map's: noise outside its
+            # crop box changes nothing, and counting it made the score depend on the frame's margins
+            ratios.append(self.ratio(e0, ei, x.transpose(1, 2)[:, :, seen], xi.transpose(1, 2)[:, :, seen]))
         finite = [r for r in ratios if math.isfinite(r)]
         details = {"per_sample": [r if math.isfinite(r) else None for r in ratios]}
         if not finite:
@@ -99,8 +105,8 @@ class MaxSensitivity(_Robustness):
 
 @register
 class LocalLipschitz(_Robustness):
-    """Largest ``‖e(x') − e(x)‖ / ‖x' − x‖`` under Gaussian noise of standard deviation ``radius``
-    (lower is better).
+    """Largest ``‖e(x') − e(x)‖ / ‖x' − x‖`` under Gaussian noise of standard deviation ``radius``,
+    both norms over what the model sees (lower is better).
 
     Options:
         n_samples: noisy copies (each re-runs the method).

@@ -95,6 +95,22 @@ def default_explainer(explanation: Explanation, clip: torch.Tensor, target: int)
     return run
 
 
+def rerun_map(result: Explanation | np.ndarray | torch.Tensor, shape: tuple[int, int, int], who: str) -> np.ndarray:
+    """The ``(T, H, W)`` map of a re-run explanation (an :class:`Explanation`, or a bare map from a
+    user's ``explain_fn``), checked against the clip's ``shape``: a map at the model's size, or
+    one with NaN, failed as an index error deep in the metric or scored as "undefined"."""
+    spatial = result.spatial if isinstance(result, Explanation) else result
+    if isinstance(spatial, torch.Tensor):
+        spatial = spatial.detach().cpu()
+    spatial = np.asarray(spatial, dtype=np.float64)
+    if spatial.shape != tuple(shape):
+        raise InputError(f"{who}: explain_fn returned a map of shape {spatial.shape}, the clip's (T, H, W) is "
+                         f"{tuple(shape)} (maps live on the clip's original frames)")
+    if not np.isfinite(spatial).all():
+        raise InputError(f"{who}: explain_fn returned a map with NaN or infinite values")
+    return spatial
+
+
 def as_clip(pixels: torch.Tensor):
     """A ``(1, T, 3, H, W)`` pixel batch in [0, 1] as a :class:`~videoxai.clip.Clip`."""
     from ..clip import Clip
@@ -147,8 +163,8 @@ class ModelRandomisation(Metric):
         for k in range(self.seeds):
             per_stage = []
             for _, group, randomised in cascade(model, self.stages, self.seed + k):
-                again = run(randomised)
-                per_stage.append(spearman(original, again.spatial[visible]))
+                again = rerun_map(run(randomised), explanation.spatial.shape, self.name)
+                per_stage.append(spearman(original, again[visible]))
                 if k == 0:
                     names.append(group[0])
             rhos.append(per_stage)
