@@ -1,0 +1,364 @@
+"""The metrics against independent computations written from their definitions (plain numpy /
+torch here, none of the metrics' helpers), on cases the other metric tests do not cover: frames
+larger than the model's input and not square (48 × 80 through a 32 × 32 centre crop), several
+output activations, units that do not divide the frame, more steps than units, one frame, ties and
+blank maps, boxes vs masks, the pointing game's tolerance in frame pixels, seeded sampling, and
+maps from a user's ``explain_fn`` that do not fit the clip."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import videoxai as vx
+from videoxai.errors import InputError
+from videoxai.metrics import build
+
+T, H, W = 3, 48, 80          # frames larger than the model's 32 × 32 input, and not square
+LEFT = 16                    # shortest edge 48 → 32: the model sees columns 16 … 63, resized to 32²
+GREY = 0.5
+
+
+class Linear(nn.Module):
+    """``z_k = Σ w_k · x`` on the model's (preprocessed) input ``(B, T, 3, 32, 32)``."""
+
+    def __init__(self, weights: torch.Tensor) -> None:              # (K, T, 3, 32, 32)
+        super().__init__()
+        self.w = nn.Parameter(weights)
+
+    def forward(self, x):
+        return torch.einsum("bnchw,knchw->bk", x, self.w)
+
+
+def cropped_model(k: int = 3, activation: str = "softmax", probabilities: bool = False, seed: int = 0):
+    w = torch.randn(k, T, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 0.05
+    net = Linear(w) if not probabilities else nn.Sequential(Linear(w), nn.Softmax(-1))
+    return vx.wrap(net, num_frames=T, input_size=32, shortest_edge=32, layout="BTCHW", mean=(0, 0, 0),
+                   std=(1, 1, 1), num_classes=k, activation=activation)
+
+
+def frames(seed: int = 1) -> torch.Tensor:
+    return torch.rand(1, T, 3, H, W, generator=torch.Generator().manual_seed(seed))
+
+
+def a_map(seed: int = 2) -> np.ndarray:
+    """A tie-free map over the whole frame (a user's map need not be zero outside the crop)."""
+    return np.random.default_rng(seed).random((T, H, W)).astype(np.float32) + 0.01
+
+
+def as_explanation(spatial, temporal=None, target=0, k=3) -> vx.Explanation:
+    spatial = np.asarray(spatial, np.float32)
+    if temporal is None:
+        temporal = spatial.reshape(len(spatial), -1).sum(1)
+        temporal = temporal / temporal.sum() if temporal.sum() > 0 else np.full(len(spatial), 1 / len(spatial))
+    return vx.Explanation(spatial=spatial, temporal=np.asarray(temporal, np.float32), target=target, label="c",
+                          score=0.0, probs=np.zeros(k), method="test")
+
+
+# -- the independent reference ------------------------------------------------------------------------
+def probability(model, clips: torch.Tensor, target: int) -> np.ndarray:
+    """What the docs say the curves follow: softmax of the outputs, their sigmoid (multi-label or
+    one output), or the outputs themselves (activation "none")."""
+    with torch.no_grad():
+        z = model(clips).double()
+    if model.activation == "none":
+        p = z
+    elif model.activation == "sigmoid" or z.shape[1] == 1:
+        p = 1 / (1 + torch.exp(-z))
+    else:
+        p = torch.exp(z - z.max(1, keepdim=True).values)
+        p = p / p.sum(1, keepdim=True)
+    return p[:, target].numpy()
+
+
+def unit_labels(unit: str, grid: int = 16) -> tuple[np.ndarray, int]:
+    """Each pixel's unit in frame space, −1 outside the crop box (columns 16 … 63)."""
+    labels = np.full((T, H, W), -1)
+    if unit == "pixel":
+        labels[:, :, LEFT:LEFT + 48] = np.arange(T * H * 48).reshape(T, H, 48)
+        return labels, T * H * 48
+    if unit == "frame":
+        labels[:, :, LEFT:LEFT + 48] = np.arange(T)[:, None, None]
+        return labels, T
+    # patch: the crop box's rows and columns cut at ceil(c · 48 / grid), c = 0 … grid
+    edges = [math.ceil(c * 48 / grid) for c in range(grid + 1)]
+    cell = np.zeros(48, int)
+    for c in range(grid):
+        cell[edges[c]:edges[c + 1]] = c
+    lattice = cell[:, None] * grid + cell[None, :]
+    labels[:, :, LEFT:LEFT + 48] = np.arange(T)[:, None, None] * grid * grid + lattice
+    return labels, T * grid * grid
+
+
+def reference_curve(model, x, spatial, temporal, unit, deletes, n_steps, grid=16, target=0):
+    """Petsiuk's curve from its definition: units ranked by the map's sum (frames: by the temporal
+    scores), ``round(s·U/n)`` of them switched at step s, grey in frame space, pixels outside the
+    crop as they start (the clip in deletion, grey in insertion)."""
+    labels, count = unit_labels(unit, grid)
+    if unit == "frame":
+        scores = np.asarray(temporal, np.float64)
+    else:
+        scores = np.bincount(labels[labels >= 0], weights=spatial[labels >= 0].astype(np.float64), minlength=count)
+    rank = np.empty(count, int)
+    rank[np.argsort(-scores, kind="stable")] = np.arange(count)
+    n = min(n_steps, count)
+    clips = []
+    for s in range(n + 1):
+        k = int(np.round(s * count / n))                  # numpy's round: half to even, as documented
+        switched = torch.from_numpy((labels >= 0) & (rank[np.maximum(labels, 0)] < k))[:, None]
+        start, end = (x[0], torch.full_like(x[0], GREY)) if deletes else (torch.full_like(x[0], GREY), x[0])
+        clips.append(torch.where(switched, end, start))
+    p = probability(model, torch.stack(clips), target)
+    return p, (p.sum() - p[0] / 2 - p[-1] / 2) / n
+
+
+@pytest.mark.parametrize("unit, opts", [("pixel", "n_steps=7"), ("patch", "grid=5"), ("patch", "grid=7, n_steps=500"),
+                                        ("frame", "n_steps=100")])
+@pytest.mark.parametrize("name", ["deletion", "insertion"])
+def test_curves_on_cropped_frames_equal_a_frame_space_reference(name, unit, opts):
+    model, x, m = cropped_model(), frames(), a_map()
+    temporal = np.array([0.2, 0.5, 0.3])
+    grid = int(opts.split("grid=")[1].split(",")[0]) if "grid" in opts else 16
+    n_steps = int(opts.split("n_steps=")[1]) if "n_steps" in opts else 32
+    score = build(f"{name}(unit={unit}, {opts})")(model, x, as_explanation(m, temporal))
+    curve, auc = reference_curve(model, x, m, temporal, unit, name == "deletion", n_steps, grid)
+    np.testing.assert_allclose(score.curve, curve, atol=1e-6)
+    assert score.value == pytest.approx(auc, abs=1e-6)
+    assert score.details["steps"] == len(curve) - 1 == min(n_steps, score.details["units"])
+
+
+@pytest.mark.parametrize("k, activation, probabilities", [(2, "softmax", False), (1, "softmax", False),
+                                                         (4, "sigmoid", False), (3, "none", True)])
+def test_curves_follow_the_documented_probability_of_each_activation(k, activation, probabilities):
+    model, x, m = cropped_model(k, activation, probabilities), frames(), a_map()
+    target = k - 1
+    score = build("deletion(unit=patch, grid=4, n_steps=8)")(model, x, m, target=target)
+    curve, auc = reference_curve(model, x, m, None, "patch", True, 8, grid=4, target=target)
+    np.testing.assert_allclose(score.curve, curve, atol=1e-6)
+    assert score.value == pytest.approx(auc, abs=1e-6)
+
+
+def test_one_frame_curve_has_one_step():
+    model = vx.wrap(Linear(torch.randn(2, 1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.05),
+                    num_frames=1, input_size=32, shortest_edge=32, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1),
+                    num_classes=2)
+    x = frames()[:, :1]
+    grey = x.clone()
+    grey[..., LEFT:LEFT + 48] = GREY
+    p = probability(model, torch.cat([x, grey]), 0)
+    score = build("deletion(unit=frame)")(model, x, a_map()[:1], target=0)
+    np.testing.assert_allclose(score.curve, p, atol=1e-6)
+    assert score.value == pytest.approx(p.mean(), abs=1e-6)
+
+
+def test_faithfulness_on_cropped_frames_equals_the_definition():
+    model, x, m = cropped_model(4), frames(), a_map()
+    visible = np.zeros((T, H, W), bool)
+    visible[:, :, LEFT:LEFT + 48] = True
+    order = np.flatnonzero(visible)[np.argsort(-m[visible], kind="stable")]
+    kept = np.zeros(T * H * W, bool)
+    kept[order[:int(round(0.7 * visible.sum()))]] = True
+    keep = torch.from_numpy(kept.reshape(T, H, W))[:, None]
+    with torch.no_grad():
+        z = model(torch.cat([x, torch.where(keep, x[0], torch.full_like(x[0], GREY))[None]])).double().numpy()
+    norm = (z - z.min(1, keepdims=True)) / (z.max(1, keepdims=True) - z.min(1, keepdims=True) + 1e-8)
+    expected = 1 - np.abs(norm[0] - norm[1]).mean()
+    assert build("faithfulness")(model, x, m, target=0).value == pytest.approx(expected, abs=1e-6)
+
+
+def test_frame_faithfulness_reads_the_map_inside_the_crop_and_the_outputs_as_probabilities():
+    model, x, m = cropped_model(3, "none", probabilities=True), frames(), a_map()
+    attribution = m[:, :, LEFT:LEFT + 48].astype(np.float64).sum((1, 2))
+    faded = []
+    for t in range(T):
+        y = x[0].clone()
+        y[t] = GREY
+        faded.append(y)
+    p = probability(model, torch.cat([x, torch.stack(faded)]), 1)
+    expected = np.corrcoef(attribution, p[0] - p[1:])[0, 1]
+    assert build("frame_faithfulness")(model, x, m, target=1).value == pytest.approx(expected, abs=1e-6)
+
+
+# -- localisation -----------------------------------------------------------------------------------
+def box_truth():
+    boxes = np.array([[10, 30, 20, 44], [-1, -1, -1, -1], [12, 34, 22, 50]])
+    masks = np.zeros((T, H, W), bool)
+    for t, (top, left, bottom, right) in enumerate(boxes):
+        if top >= 0:
+            masks[t, top:bottom, left:right] = True
+    return boxes, masks
+
+
+@pytest.mark.parametrize("spec", ["pointing_game", "pointing_game(tolerance=0)", "energy", "energy(scope=frames)",
+                                  "iou", "iou(share=0.05)", "temporal_grounding"])
+def test_boxes_and_box_shaped_masks_give_the_same_scores(spec):
+    boxes, masks = box_truth()
+    model, x = cropped_model(), frames()
+    m = a_map()
+    m[masks] += 0.3                                       # some evidence on the boxes
+    exp = as_explanation(m)
+    by_box = build(spec)(model, x, exp, sample=SimpleNamespace(boxes=boxes, masks=None, window=None))
+    by_mask = build(spec)(model, x, exp, sample=SimpleNamespace(boxes=None, masks=masks, window=None))
+    assert by_box.value == by_mask.value
+
+
+def test_energy_and_iou_by_hand_on_cropped_frames():
+    _, masks = box_truth()
+    model, x, m = cropped_model(), frames(), a_map()
+    sample = SimpleNamespace(masks=masks, boxes=None, window=None)
+    # energy: the map's mass on the annotation over the whole clip's mass (the docs' "clip" scope)
+    assert build("energy")(model, x, m, target=0, sample=sample).value == pytest.approx(m[masks].sum() / m.sum(), rel=1e-6)
+    # iou: the top |annotation| voxels *within the crop* against the annotation
+    visible = np.zeros((T, H, W), bool)
+    visible[:, :, LEFT:LEFT + 48] = True
+    top = np.zeros(T * H * W, bool)
+    top[np.flatnonzero(visible)[np.argsort(-m[visible], kind="stable")[:masks.sum()]]] = True
+    top = top.reshape(T, H, W)
+    expected = (top & masks).sum() / (top | masks).sum()
+    assert build("iou")(model, x, m, target=0, sample=sample).value == pytest.approx(expected)
+
+
+def test_pointing_tolerance_is_a_fraction_of_the_original_frames_shorter_side():
+    _, masks = box_truth()
+    model, x = cropped_model(), frames()
+    sample = SimpleNamespace(masks=masks, boxes=None, window=None)
+    m = np.zeros((T, H, W), np.float32)
+    m[0, 15, 46] = m[2, 17, 52] = 1.0                     # 3 frame pixels right of each box (2 model pixels)
+    # 0.0625 × 48 = 3 frame pixels: a hit; at the model's 32 px it would have been 2 (a miss)
+    assert build("pointing_game")(model, x, m, target=0, sample=sample).value == 1.0
+    assert build("pointing_game(tolerance=0.06)")(model, x, m, target=0, sample=sample).value == 0.0   # 2.88 px
+    m[2, 17, 52], m[2, 17, 53] = 0.0, 1.0                 # 4 px away in frame 2
+    assert build("pointing_game")(model, x, m, target=0, sample=sample).value == 0.5
+
+
+def test_blank_and_constant_maps_have_documented_scores():
+    _, masks = box_truth()
+    model, x = cropped_model(), frames()
+    sample = SimpleNamespace(masks=masks, boxes=None, window=None)
+    blank = np.zeros((T, H, W), np.float32)
+    assert build("pointing_game")(model, x, blank, target=0, sample=sample).value == 0.0      # an empty map misses
+    assert build("energy")(model, x, blank, target=0, sample=sample).value == 0.0
+    assert math.isnan(build("sparseness")(model, x, blank, target=0).value)
+    # frame_faithfulness: the same attribution for every frame leaves Pearson's r undefined
+    assert math.isnan(build("frame_faithfulness")(model, x, blank, target=0).value)
+
+
+# -- bad maps ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad, message", [
+    (np.where(a_map() > 0.9, np.nan, a_map()), "NaN or infinite"),
+    (np.where(a_map() > 0.9, np.inf, a_map()), "NaN or infinite"),
+    (a_map() - 0.5, "negative"),                                     # a signed map (IG without abs)
+    (a_map()[:, :32, :32], r"does not match the clip's \(T, H, W\) = \(3, 48, 80\)"),   # the model's size
+    (a_map()[:2], "2 frames, the clip 3"),
+])
+def test_bad_maps_are_one_clear_error(bad, message):
+    model, x = cropped_model(), frames()
+    for spec in ("deletion", "faithfulness", "pointing_game", "sparseness"):
+        sample = SimpleNamespace(masks=box_truth()[1], boxes=None, window=None)
+        with pytest.raises(InputError, match=message):
+            build(spec)(model, x, bad, target=0, sample=sample)
+
+
+# -- metrics that sample: seeded, and the global generators left alone --------------------------------
+def grey_level(model, target=0, clip=None):
+    """A map that is the clip's grey level inside the crop (a map that follows the input)."""
+    c = frames() if clip is None else clip
+    sp = c[0].mean(1).clone()
+    sp[..., :LEFT] = sp[..., LEFT + 48:] = 0
+    return as_explanation(sp.numpy(), target=target)
+
+
+class Wiggly(nn.Module):
+    """``z = Σ w · sin(300 x)``: 0.01 of noise on a pixel moves it by half a period."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.register_buffer("w", w)
+
+    def forward(self, x):
+        return torch.einsum("bnchw,knchw->bk", torch.sin(300 * x), self.w)
+
+
+def test_road_curve_does_not_depend_on_the_batch_size():
+    # ROAD's noise came from one generator for the whole curve, drawn batch by batch, and the
+    # solver stopped every clip of a batch when the last converged: the score moved by 3e-4
+    # with batch_size on a model sensitive to small changes
+    w = torch.randn(2, 3, 3, 12, 12, generator=torch.Generator().manual_seed(0)) * 0.05
+    model = vx.wrap(Wiggly(w), num_frames=3, input_size=12, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1),
+                    num_classes=2)
+    x = torch.rand(1, 3, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    m = np.random.default_rng(0).random((3, 12, 12))
+    values = [build(f"deletion(baseline=road, unit=patch, grid=3, n_steps=8, batch_size={b})")(model, x, m, target=0).value
+              for b in (1, 4, 16)]
+    assert values[0] == pytest.approx(values[1], abs=1e-9) and values[0] == pytest.approx(values[2], abs=1e-9)
+    other_seed = build("deletion(baseline=road, unit=patch, grid=3, n_steps=8, seed=1)")(model, x, m, target=0).value
+    assert other_seed != values[0]
+
+
+@pytest.mark.parametrize("spec", ["max_sensitivity(n_samples=2)", "local_lipschitz(n_samples=2)",
+                                  "randomisation(stages=2, seeds=2)", "class_sensitivity",
+                                  "deletion(baseline=road, unit=frame)", "iou(share=0.1)"])
+def test_sampling_metrics_are_seeded_and_leave_the_global_generators_alone(spec):
+    model, x = cropped_model(), frames()
+
+    def gradient(m, target=0, clip=None):
+        xx = (x if clip is None else clip).clone().requires_grad_(True)
+        m(xx)[0, target].backward()
+        return as_explanation(xx.grad[0].abs().sum(1).numpy(), target=target)
+
+    fn = grey_level if "sensitivity" in spec or "lipschitz" in spec else gradient
+    exp = fn(model)
+    metric = build(spec)
+    kwargs = {"explain_fn": fn} if metric.needs_explainer else {}
+    if "iou" in spec:
+        kwargs = {"sample": SimpleNamespace(masks=box_truth()[1], boxes=None, window=None)}
+    torch.manual_seed(5)
+    np.random.seed(5)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    first = metric(model, x, exp, **kwargs).value
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state[1]) and np.random.get_state()[2] == np_state[2]
+    torch.manual_seed(6)
+    np.random.seed(6)
+    assert metric(model, x, exp, **kwargs).value == first
+    assert all(p.requires_grad for p in model.parameters())   # the user's model untouched
+
+
+def test_local_lipschitz_measures_the_input_change_where_the_model_looks():
+    # the map is the grey level inside the crop: ‖e(x') − e(x)‖ is the grey level of the noise there;
+    # the noise outside the crop changes nothing the model sees, and counting it in ‖x' − x‖ scored
+    # 48 × 80 frames √(48/80) lower than the same view cut to 48 × 48
+    model = cropped_model()
+    x = 0.3 + 0.4 * frames()                              # no clamping at 0 or 1
+    seen = []
+
+    def recording(m, target=0, clip=None):
+        if clip is not None:
+            seen.append(clip.clone())
+        return grey_level(m, target, clip if clip is not None else x)
+
+    score = build("local_lipschitz(n_samples=3, radius=0.01)")(model, x, recording(model), explain_fn=recording)
+    e0 = x[0].mean(1)[..., LEFT:LEFT + 48]
+    expected = max(float(torch.linalg.vector_norm(xi[0].mean(1)[..., LEFT:LEFT + 48] - e0)
+                         / torch.linalg.vector_norm((xi - x)[..., LEFT:LEFT + 48])) for xi in seen)
+    assert len(seen) == 3 and score.value == pytest.approx(expected, rel=1e-5)
+    assert score.value == pytest.approx(1 / 3, rel=0.05)   # the mean of 3 i.i.d. channels: σ/√3 over √3 σ
+
+
+@pytest.mark.parametrize("spec", ["max_sensitivity(n_samples=1)", "local_lipschitz(n_samples=1)",
+                                  "class_sensitivity", "randomisation(stages=1, seeds=1)"])
+def test_a_rerun_map_that_does_not_fit_the_clip_is_one_clear_error(spec):
+    model, x = cropped_model(), frames()
+    exp = grey_level(model)
+    at_model_size = lambda m, target=0, clip=None: np.ones((T, 32, 32))   # noqa: E731
+    with pytest.raises(InputError, match=r"explain_fn returned a map of shape \(3, 32, 32\)"):
+        build(spec)(model, x, exp, explain_fn=at_model_size)
+    with pytest.raises(InputError, match="explain_fn returned a map with NaN"):
+        build(spec)(model, x, exp, explain_fn=lambda m, target=0, clip=None: np.full((T, H, W), np.nan))
+    # a bare (T, H, W) map is taken as the re-run's map
+    assert math.isfinite(build(spec)(model, x, exp, explain_fn=lambda m, target=0, clip=None: a_map()).value)
