@@ -7,6 +7,11 @@ class-normalised logits ``norm(z) = (z − min z) / (max z − min z + 1e-8)``:
 
     similarity(p) = 1 − mean_c | norm(f(X))_c − norm(f(X'_p))_c |
 
+``z = f(X)`` is what the model outputs: its logits, or its probabilities for a model wrapped with
+``activation="none"``. With two outputs ``norm(z)`` is one-hot on the larger, so the similarity is
+a pass/fail: about 1 while the kept part keeps the predicted class, 0 when it flips it. With one
+output it is constant, and both metrics are undefined (``nan``).
+
 * **faithfulness** = ``similarity(share)`` with ``share = 0.7`` (the reference keeps 70 %).
   Higher is better: the kept part alone reproduces the model's whole output.
 * **monotonicity** = Kendall's τ_b between the kept share ``p ∈ {0.1, …, 0.9}`` and

@@ -8,7 +8,9 @@ which builds a batch of perturbed clips in one comparison.
 
 * ``pixel``: every visible pixel of every frame.
 * ``patch``: each frame's crop box cut into a ``grid × grid`` lattice of cells (the reference's
-  ``cm_16``: 7 × 7 cells of a 112² frame, 16 × 16 per frame).
+  ``cm_16``: 7 × 7 cells of a 112² frame, 16 × 16 per frame). Row ``i`` of an ``h``-pixel box is in
+  cell ``⌊i · grid / h⌋`` (columns alike), so cells differ by a pixel where ``grid`` does not divide
+  the box; a ``grid`` larger than the box's side gives one cell per pixel along that side.
 * ``superpixel``: SLIC supervoxels of the whole clip (about ``segments`` in total, SLICO, σ = 1),
   split per frame, so that a unit is a region of one frame (the reference's ``scm_256``).
 * ``frame``: whole frames, ranked by the explanation's temporal scores rather than by the mass of
