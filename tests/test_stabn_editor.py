@@ -251,3 +251,49 @@ def test_the_editor_page_carries_a_content_security_policy(client):
     for path in ("/", "/static/editor.js"):
         r = client.get(path)
         assert r.headers["content-security-policy"] == PAGE_POLICY and r.headers["x-frame-options"] == "DENY"
+
+
+# -- hostile input ----------------------------------------------------------------------------------
+def test_concurrent_saves_of_one_clip_leave_one_complete_edit(client, edit_set):
+    """The app saves from a thread pool; every save wrote through the same `<key>.tmp`, so one
+    save renamed another's file away (a 500: FileNotFoundError) or renamed a mix of both. Now
+    every save answers 200, the last rename wins, and only the edit file is left."""
+    key = edit_set.items[0].key
+    written = [[(1.0, 0.5, 0.0)[(i + t) % 3] for t in range(8)] for i in range(6)]
+    statuses: list[int] = []
+    c = TestClient(client.app, base_url="http://localhost", raise_server_exceptions=False)
+
+    def save(levels):
+        for _ in range(25):
+            statuses.append(c.put(f"/api/clips/{key}/edit", json={"levels": levels}).status_code)
+
+    threads = [threading.Thread(target=save, args=(levels,)) for levels in written]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 150
+    assert [p.name for p in (edit_set.directory / "edits").iterdir()] == [f"{key}.json"]
+    assert edit_set.edit(key).levels in written
+
+
+def test_a_body_too_large_is_refused_before_it_is_parsed(client, edit_set):
+    # 400 000 levels of valid JSON (2 MB) were read and parsed in full before the frame count
+    # refused them (422); the editor reads at most 1 MiB
+    key = edit_set.items[0].key
+    big = b'{"levels": [' + b"1.0, " * 400_000 + b"1.0]}"
+    expected = {"error": "request body larger than 1048576 bytes"}
+    r = client.put(f"/api/clips/{key}/edit", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json() == expected
+    chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))  # no Content-Length: chunked
+    r = client.put(f"/api/clips/{key}/edit", content=chunks, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json() == expected
+    assert edit_set.edit(key) is None
+    assert client.put(f"/api/clips/{key}/edit", json={"levels": [1.0] * 8}).status_code == 200
+
+
+def test_fill_wants_one_level_per_frame(client, edit_set):
+    # save and preview refused another count; fill answered levels for 3 frames of an 8-frame clip
+    key = edit_set.items[0].key
+    r = client.post(f"/api/clips/{key}/fill", json={"levels": [1.0, None, 1.0]})
+    assert r.status_code == 422 and r.json() == {"error": f"clip {key} has 8 frames, got 3 levels"}

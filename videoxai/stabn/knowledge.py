@@ -36,6 +36,7 @@ import json
 import math
 import re
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -49,7 +50,7 @@ from .data import ClipSet, recorded_spec
 from .evaluate import eval_mode, predict
 from .losses import temporal_loss_kind
 from .model import STABNVideoModel
-from .train import FreezeSchedule, TemporalTargets, TrainConfig, TrainResult, check_data, fit
+from .train import FreezeSchedule, TemporalTargets, TrainConfig, TrainResult, check_data, check_out_dir, fit
 
 #: the three levels a person can give a frame (the reference editor's red / green / blue)
 LEVELS: tuple[float, ...] = (1.0, 0.5, 0.0)
@@ -81,17 +82,15 @@ class TemporalEdit:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.saved = self.saved or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
-        tmp.replace(path)
+        _write_atomically(path, json.dumps(asdict(self), indent=1) + "\n")
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> "TemporalEdit":
         path = Path(path)
         try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # ValueError: bad JSON, and text that is not UTF-8
             raise InputError(f"cannot read edit {path}: {e}") from None
         if not isinstance(d, dict) or "id" not in d or "levels" not in d:
             raise InputError(f"{path} is not a temporal-attention edit (needs 'id' and 'levels')")
@@ -99,6 +98,19 @@ class TemporalEdit:
             return cls(id=str(d["id"]), levels=d["levels"], label=d.get("label"), saved=d.get("saved"))
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file of its own and a rename: a reader sees
+    the old file or the new one, never a part, and two writers at once (the editor saves from a
+    thread pool) each rename a complete file of their own — the last rename wins. A shared
+    temporary name let one writer rename the other's file away (a 500) or rename a mix of both."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def check_levels(levels: Sequence[float | None], allow_unset: bool = False) -> list[float | None]:
@@ -196,25 +208,38 @@ class EditSet:
         # a clip whose label the collection's classes cannot name (one collected from another
         # data set before `collect` checked the classes): refused here, naming the clip, rather
         # than failing in the editor when the clip is shown
+        keys: set[str] = set()
+        ids: set[str] = set()
         for it in es.items:
             try:
                 es.check_item(it)
             except InputError as e:
                 raise InputError(f"{path}: {e}") from None
+            # two entries of one clip would share one edit file, or give one clip two targets
+            for seen, what, value in ((keys, "key", it.key), (ids, "id", it.id)):
+                if value in seen:
+                    raise InputError(f"{path}: clip {what} {value!r} is listed twice; collect again with "
+                                     "`videoxai stabn collect`")
+                seen.add(value)
         return es
 
     def write_collection(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         d = {"format": FORMAT, "model": self.model, "data": self.data, "split": self.split,
              "labels": self.labels, "num_frames": self.num_frames, "items": [asdict(i) for i in self.items]}
-        tmp = self.directory / (COLLECTION + ".tmp")
-        tmp.write_text(json.dumps(d, indent=1) + "\n")
-        tmp.replace(self.directory / COLLECTION)
+        _write_atomically(self.directory / COLLECTION, json.dumps(d, indent=1) + "\n")
 
     # -- items ---------------------------------------------------------------------------------
     def check_item(self, it: CollectedClip) -> None:
         """Refuse a clip whose labels are not classes of the collection, or whose temporal
         attention is not one value per frame (a damaged or foreign ``collection.json``)."""
+        # the key names the clip's files (clips/<key>.npz, edits/<key>.json): a hand-edited
+        # "../../x" would read and write outside the edit set
+        if not isinstance(it.key, str) or not _KEY.fullmatch(it.key):
+            raise InputError(f"clip key {it.key!r} is not a file name of letters, digits, '.', '_' and '-' "
+                             "(not starting with '.'), as `videoxai stabn collect` makes them")
+        if not isinstance(it.id, str):
+            raise InputError(f"clip {it.key} has id {it.id!r}, not a string")
         n = len(self.labels)
         for what in ("label", "predicted", "attention_predicted"):
             k = getattr(it, what)
@@ -277,8 +302,13 @@ class EditSet:
         for it in self.items:
             e = self.edit(it.key)
             if e is not None:
+                path = self.edit_path(it.key)
                 if len(e.levels) != self.num_frames:
-                    raise InputError(f"edit of {it.key} has {len(e.levels)} levels for {self.num_frames} frames")
+                    raise InputError(f"{path}: {len(e.levels)} levels for the clip's {self.num_frames} frames")
+                # a copied or hand-written file naming another clip would silently train that
+                # clip (or replace its own edit) with these levels
+                if e.id != it.id:
+                    raise InputError(f"{path} is the edit of clip {e.id!r}, but {it.key} is clip {it.id!r}")
                 out[e.id] = e
         return out
 
@@ -291,6 +321,10 @@ def training_data(model: STABNVideoModel) -> str | None:
     finetuned = training.get("finetune") if isinstance(training.get("finetune"), dict) else {}
     spec = finetuned.get("data") or training.get("data")
     return spec if isinstance(spec, str) and spec.strip() else None
+
+
+#: what :func:`clip_key` makes: a file name that stays in its folder
+_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
 
 
 def clip_key(clip_id: str, index: int) -> str:
@@ -319,6 +353,7 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
     # the classes too: a 2-class model run over a 4-class set would store labels the collection's
     # class names cannot name (and fine-tuning refuses such a set anyway)
     check_data(model, data, f"{data.spec} ({data.split})")
+    check_out_dir(directory)  # before the model runs over every clip
     if not model.config.attention_branch:
         raise InputError(f"{model.name} has no attention branch: there is no temporal attention to edit")
     p = predict(model, data, batch_size, "ST-ABN collect")

@@ -22,6 +22,7 @@ API (JSON; errors are ``{"error": message}`` with a 4xx status):
 from __future__ import annotations
 
 import io
+import json
 import threading
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,8 @@ from ..knowledge import LEVELS, EditSet, UnknownClipError, fill_between, preview
 from ..model import STABNVideoModel
 
 STATIC = Path(__file__).resolve().parent / "static"
+#: the largest request body read: an edit of a few thousand frames is tens of kilobytes
+MAX_BODY_BYTES = 1 << 20
 
 
 class ClipSummary(BaseModel):
@@ -104,6 +107,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     """
     es = edit_set if isinstance(edit_set, EditSet) else EditSet.open(edit_set)
     app = FastAPI(title="videoxai ST-ABN temporal-attention editor")
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
     app.add_middleware(PageHeaders)  # the page's Content-Security-Policy; nosniff on every answer
     lock = threading.Lock()  # one model forward at a time; edits are written atomically anyway
@@ -158,6 +162,8 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     @app.post("/api/clips/{key}/fill")
     def fill(key: str, body: EditBody) -> dict:
         es.item(key)
+        if len(body.levels) != es.num_frames:  # as save and preview: one level per frame
+            raise InputError(f"clip {key} has {es.num_frames} frames, got {len(body.levels)} levels")
         return {"levels": fill_between(body.levels)}
 
     @app.post("/api/clips/{key}/preview", response_model=Preview)
@@ -175,6 +181,61 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 (``{"error": …}``) to a request whose body exceeds
+    ``max_bytes`` — by its ``Content-Length`` before reading it, or once a chunked body passes the
+    limit — instead of reading and JSON-parsing any size into memory.
+
+    Plain ASGI, as :class:`~videoxai.core.hosts.HostCheck`: FastAPI's own body limit is not in
+    every version the package allows.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._refuse(send)
+        seen, exceeded, started = 0, False, False
+
+        async def limited():
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    exceeded = True
+                    raise _TooLarge
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if exceeded:  # the app's answer to a body it could not read (FastAPI: 400): ours replaces it
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, guarded_send)
+        except _TooLarge:
+            pass
+        if exceeded and not started:
+            await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"error": f"request body larger than {self.max_bytes} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    """A chunked request body passed :class:`BodyLimit`'s limit."""
 
 
 def _jet(v: np.ndarray) -> np.ndarray:

@@ -1,0 +1,116 @@
+"""The ST-ABN workflow as a user with their own data runs it: train → collect → edit → finetune,
+with hand-written edit files, hostile collections and output directories that are not one."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from videoxai.errors import InputError
+from videoxai.stabn.data import open_dataset
+from videoxai.stabn.knowledge import EditSet, TemporalEdit, collect
+from videoxai.stabn.model import build
+from videoxai.stabn.train import TrainConfig, train
+
+
+@pytest.fixture
+def edit_set(tmp_path):
+    torch.manual_seed(0)
+    model = build(num_classes=4, num_frames=4, input_size=32).eval()
+    data = open_dataset("synthetic:6", "train", num_frames=4, frame_size=(32, 32))
+    return collect(model, data, tmp_path / "edits", model_spec="in-memory", misclassified_only=False, limit=3)
+
+
+def test_hand_written_edit_files_are_checked_naming_the_file(edit_set):
+    a, b = edit_set.items[:2]
+    edits = edit_set.directory / "edits"
+    edit_set.save_edit(a.key, [1.0, 0.5, 0.0, 0.0])
+    assert list(edit_set.edits()) == [a.id]
+    # a copy of a's edit saved as b's: it trained clip a with b's levels (or replaced a's edit)
+    (edits / f"{b.key}.json").write_text(json.dumps({"id": a.id, "levels": [0.0, 0.0, 0.0, 1.0]}))
+    with pytest.raises(InputError, match=rf"{b.key}.json is the edit of clip '{a.id}', but {b.key} is clip"):
+        edit_set.edits()
+    (edits / f"{b.key}.json").write_text(json.dumps({"id": b.id, "levels": [1.0, 1.0, 0.0]}))
+    with pytest.raises(InputError, match=rf"{b.key}.json: 3 levels for the clip's 4 frames"):
+        edit_set.edits()
+    (edits / f"{b.key}.json").write_text(json.dumps({"id": b.id, "levels": [1.0, 0.25, 0.0, 0.0]}))
+    with pytest.raises(InputError, match=rf"{b.key}.json: frame 1: level 0.25 is not one of"):
+        edit_set.edits()
+    # a file saved in Latin-1 by an editor: a UnicodeDecodeError traceback before
+    (edits / f"{b.key}.json").write_bytes('{"id": "clé", "levels": [1, 1, 1, 1]}'.encode("latin-1"))
+    with pytest.raises(InputError, match=rf"cannot read edit .*{b.key}.json: .*utf-8"):
+        edit_set.edits()
+    # non-ASCII ids written as UTF-8 are fine
+    edit = TemporalEdit(id="vidéo 東京.mp4", levels=[1, 0, 0, 0])
+    assert TemporalEdit.load(edit.save(edits / "x.json")).id == "vidéo 東京.mp4"
+
+
+def test_a_collection_key_that_is_not_a_plain_file_name_is_refused(edit_set):
+    # the key names clips/<key>.npz and edits/<key>.json: "../../outside" saved an edit two
+    # folders above the edit set
+    path = edit_set.directory / "collection.json"
+    d = json.loads(path.read_text())
+    for key in ("../../outside", "/etc/passwd", ".hidden", "a/b", "", 7):
+        d["items"][1]["key"] = key
+        path.write_text(json.dumps(d))
+        with pytest.raises(InputError, match=rf"collection.json: clip key {re.escape(repr(key))} is not a file name"):
+            EditSet.open(edit_set.directory)
+
+
+def test_a_clip_listed_twice_in_a_collection_is_refused(edit_set):
+    path = edit_set.directory / "collection.json"
+    d = json.loads(path.read_text())
+    d["items"][2]["id"] = d["items"][0]["id"]
+    path.write_text(json.dumps(d))
+    with pytest.raises(InputError, match=rf"clip id {d['items'][0]['id']!r} is listed twice"):
+        EditSet.open(edit_set.directory)
+    d["items"][2] = d["items"][0]
+    path.write_text(json.dumps(d))
+    with pytest.raises(InputError, match=rf"clip key {d['items'][0]['key']!r} is listed twice"):
+        EditSet.open(edit_set.directory)
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_an_output_directory_that_is_a_file_is_refused_before_the_data_is_read(tmp_path, below):
+    # mkdir failed only after every clip was decoded (and the warm start trained), as "File exists"
+    (tmp_path / "run").write_text("")
+    out = tmp_path / "run" / "sub" if below else tmp_path / "run"
+    with pytest.raises(InputError, match=rf"{tmp_path / 'run'} is a file, not a directory"):
+        train(f"folder:{tmp_path / 'no such data'}", out, config=TrainConfig(epochs=1))
+
+
+@pytest.mark.parametrize("field", ["epochs", "batch_size", "eval_batch_size"])
+def test_a_count_below_one_is_named(field):
+    with pytest.raises(InputError, match=rf"^{field} must be a whole number ≥ 1, got 0$"):
+        TrainConfig(**{field: 0})
+
+
+def test_collect_on_a_model_that_gets_every_clip_right_says_there_is_nothing_to_edit(tmp_path):
+    """`stabn collect` on data the model classifies without a mistake: exit 0 and a sentence
+    saying so, not "collected 0 misclassified clips …; edit them with: videoxai stabn edit"."""
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+    from videoxai.data.video import write_video
+    from videoxai.stabn.loader import save_stabn
+
+    torch.manual_seed(0)
+    model = build(num_classes=2, num_frames=4, input_size=32, labels=["cat", "dog"]).eval()
+    save_stabn(model, tmp_path / "model")
+    synth = open_dataset("synthetic:3", "train", num_frames=4, frame_size=(32, 32))
+    lines = ["video,label"]
+    with torch.no_grad():
+        predicted = model.outputs(synth.pixels(slice(None))).logits.argmax(1).tolist()
+    for i, k in enumerate(predicted):  # each clip labelled with what the model says: all correct
+        write_video(synth.frames[i], tmp_path / "data" / f"v{i}.mp4", fps=8)
+        lines.append(f"v{i}.mp4,{model.labels[k]}")
+    (tmp_path / "data" / "labels.csv").write_text("\n".join(lines) + "\n")
+    r = CliRunner().invoke(app, ["stabn", "collect", "--model", str(tmp_path / "model"), "--data",
+                                 f"folder:{tmp_path / 'data'}", "--out", str(tmp_path / "edits")])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "classifies all 3 clips" in said and "correctly: nothing to edit" in said and "edit them" not in said
+    assert EditSet.open(tmp_path / "edits").items == []
