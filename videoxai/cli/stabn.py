@@ -174,8 +174,10 @@ def collect_cmd(
     from ..errors import InputError
     from ..stabn.data import open_dataset
     from ..stabn.knowledge import collect, training_data
+    from ..stabn.train import check_out_dir
 
     _threads(threads)
+    check_out_dir(out)  # before the data is decoded
     vm = _load(model, device)
     h, w = vm.input_size
     recorded = training_data(vm)
@@ -198,6 +200,10 @@ def collect_cmd(
     spec = str(Path(model).resolve()) if Path(model).is_dir() else model
     es = collect(vm, train_set, out, model_spec=spec, misclassified_only=not all_clips, limit=limit)
     what = "clips" if all_clips else "misclassified clips"
+    if not es.items:  # not "edit them with …": an empty editor, and finetune would find no edits
+        console.print(f"the model classifies all {len(train_set)} clips of {data} correctly: nothing to edit "
+                      f"(--all collects every clip)")
+        return
     console.print(f"collected {len(es.items)} {what} of {len(train_set)} into [bold]{out}[/]; "
                   f"edit them with: videoxai stabn edit {out}")
 
@@ -270,8 +276,10 @@ def finetune_cmd(
     """Step 3: fine-tune with L_att + L_per + γ_t · L_temp(edited, predicted temporal attention)."""
     from ..stabn.data import open_dataset
     from ..stabn.knowledge import EditSet, finetune, finetune_config
+    from ..stabn.train import check_out_dir
 
     _threads(threads)
+    check_out_dir(out)  # before the data is decoded
     es = EditSet.open(edits)
     vm = _load(model or es.model, device)
     spec = data or es.data

@@ -111,8 +111,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.milestones = tuple(float(m) for m in self.milestones)
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise InputError("epochs, batch_size and eval_batch_size must be ≥ 1")
+        for name in ("epochs", "batch_size", "eval_batch_size"):  # name the one that is wrong
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a whole number ≥ 1, got {value!r}")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if self.optimizer not in ("adamw", "sgd"):
@@ -292,6 +294,8 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
                          f"got {targets.values.shape}")
     if len(train) == 0:
         raise InputError("the training set is empty")
+    if out is not None:
+        check_out_dir(out)
     out = Path(out) if out is not None else None
     params = list(model.net.parameters())
     opt = config.optimizer_for(params)
@@ -379,6 +383,17 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
     if on_epoch is not None:
         on_epoch(record)
     return evaluation
+
+
+def check_out_dir(out: str | Path) -> None:
+    """Refuse an output directory that is a file or lies below one, before any clip is decoded
+    (``mkdir`` would fail only then, after the whole data set was read, as ``File exists``)."""
+    for path in (Path(out), *Path(out).parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "" if path == Path(out) else f" (where the output directory {out} would be)"
+                raise InputError(f"{path} is a file, not a directory{where}; give another output directory")
+            return
 
 
 def check_data(model: STABNVideoModel, data: ClipSet, what: str) -> None:
@@ -499,6 +514,8 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     # as an error about the first video file
     if num_frames < 1 or len(size) != 2 or min(size) < 1:
         raise InputError(f"frames and size must be ≥ 1, got {num_frames} frames of {size}")
+    if out is not None:
+        check_out_dir(out)
     train_set = open_dataset(data, "train", num_frames=num_frames, frame_size=size)
     val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
     val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names)
