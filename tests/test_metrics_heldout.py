@@ -171,6 +171,51 @@ def test_faithfulness_on_cropped_frames_equals_the_definition():
     assert build("faithfulness")(model, x, m, target=0).value == pytest.approx(expected, abs=1e-6)
 
 
+def test_monotonicity_on_cropped_frames_equals_the_definition():
+    from scipy.stats import kendalltau
+
+    model, x, m = cropped_model(4), frames(), a_map()
+    shares = [0.1, 0.3, 0.5, 0.9]
+    order = np.argsort(-m[:, :, LEFT:LEFT + 48].reshape(-1), kind="stable")
+    clips = [x[0]]
+    for p in shares:
+        kept = np.zeros(T * H * 48, bool)
+        kept[order[:int(round(p * kept.size))]] = True
+        keep = np.zeros((T, H, W), bool)
+        keep[:, :, LEFT:LEFT + 48] = kept.reshape(T, H, 48)
+        clips.append(torch.where(torch.from_numpy(keep)[:, None], x[0], torch.full_like(x[0], GREY)))
+    with torch.no_grad():
+        z = model(torch.stack(clips)).double().numpy()
+    norm = (z - z.min(1, keepdims=True)) / (z.max(1, keepdims=True) - z.min(1, keepdims=True) + 1e-8)
+    similarity = 1 - np.abs(norm[1:] - norm[:1]).mean(1)
+    score = build("monotonicity(shares=[0.1, 0.3, 0.5, 0.9])")(model, x, m, target=0)
+    np.testing.assert_allclose(score.curve, similarity, atol=1e-9)
+    assert score.value == pytest.approx(kendalltau(shares, similarity).statistic)
+
+
+def test_superpixels_are_slic_of_the_crop_split_per_frame():
+    # the docs: SLICO (σ = 1) supervoxels of the visible part of the clip, one unit per (frame, segment)
+    from skimage.segmentation import slic
+
+    model, x, m = cropped_model(), frames(), a_map()
+    crop = x[0, :, :, :, LEFT:LEFT + 48].permute(0, 2, 3, 1).double().numpy()
+    seg = slic(crop, n_segments=40, sigma=1.0, slic_zero=True, channel_axis=-1, start_label=0)
+    units = {(t, s) for t in range(T) for s in np.unique(seg[t])}
+    scores = {u: float(m[u[0], :, LEFT:LEFT + 48][seg[u[0]] == u[1]].sum()) for u in units}
+    ranked = sorted(units, key=lambda u: -scores[u])
+    n = 6
+    clips = []
+    for step in range(n + 1):
+        gone = np.zeros((T, H, W), bool)
+        for t, s_ in ranked[:int(np.round(step * len(units) / n))]:
+            gone[t, :, LEFT:LEFT + 48] |= seg[t] == s_
+        clips.append(torch.where(torch.from_numpy(gone)[:, None], torch.full_like(x[0], GREY), x[0]))
+    p = probability(model, torch.stack(clips), 0)
+    score = build(f"deletion(unit=superpixel, segments=40, n_steps={n})")(model, x, m, target=0)
+    assert score.details["units"] == len(units)
+    np.testing.assert_allclose(score.curve, p, atol=1e-6)
+
+
 def test_frame_faithfulness_reads_the_map_inside_the_crop_and_the_outputs_as_probabilities():
     model, x, m = cropped_model(3, "none", probabilities=True), frames(), a_map()
     attribution = m[:, :, LEFT:LEFT + 48].astype(np.float64).sum((1, 2))
