@@ -532,7 +532,8 @@ def test_folder_of_class_subfolders_labels_each_clip(tmp_path):
     """``DIR/<class>/clip.mp4`` (UCF101's layout) without a labels.csv: the subfolder is the class —
     mapped onto the model's classes (case-insensitively), or defining them (sorted) when there is
     no model; a subfolder the model does not know leaves every clip unlabelled, with a warning;
-    a video outside any subfolder means the folders are not classes."""
+    a video beside the class folders is unlabelled (a warning names it: it left every clip of
+    the class folders unlabelled, silently); without model classes the folders are then not classes."""
     video(tmp_path / "Blue Square" / "a.mp4", t=4)
     video(tmp_path / "red square" / "b.mp4", t=4)
     video(tmp_path / "red square" / "takes" / "c.mp4", t=4)
@@ -548,8 +549,11 @@ def test_folder_of_class_subfolders_labels_each_clip(tmp_path):
         unknown = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["red square", "green"])
     assert [s.label for s in unknown] == [None, None, None] and unknown.class_names is None
     video(tmp_path / "loose.mp4", t=4)                                 # not every clip in a class folder
-    mixed = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=model_classes)
-    assert [s.label for s in mixed] == [None] * 4 and mixed.class_names is None
+    with pytest.warns(UserWarning, match=r"1 video \('loose.mp4'\) lies beside the class subfolders"):
+        mixed = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=model_classes)
+    assert [s.label for s in mixed] == [1, None, 0, 0] and mixed.class_names == model_classes
+    unknown = load_dataset(f"folder:{tmp_path}", num_frames=4)
+    assert [s.label for s in unknown] == [None] * 4 and unknown.class_names is None
 
     single = tmp_path / "single"                                       # DIR/videos/…: one folder, no class
     video(single / "videos" / "a.mp4", t=4)

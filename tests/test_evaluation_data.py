@@ -4,6 +4,7 @@ write them, and annotations with mistakes that must be named, not scored."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,21 @@ def test_ucf24_boxes_are_clipped_to_the_frame_and_a_box_outside_it_is_an_error_r
     with pytest.raises(InputError, match=r"Jump/v1: box \[200.0, 100.0, 300.0, 300.0\] of frame 0 lies outside "
                                          r"the 32×24 video"):
         ds[0]
+
+
+def test_class_folders_named_as_dataset_scripts_write_them(tmp_path):
+    """Kinetics download scripts write 'air_drumming/' for the class 'air drumming': every
+    subfolder was 'not among the model's classes' and every clip lost its label; a label in a CSV
+    is matched the same way. Where '_' would name two classes, it matches none."""
+    video(tmp_path / "red_square" / "a.mp4")
+    video(tmp_path / "Red-Triangle" / "b.mp4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES)
+    assert [(s.key, s.label, s.label_name) for s in ds] == [
+        ("Red-Triangle/b.mp4", 2, "red triangle"), ("red_square/a.mp4", 0, "red square")]
+    (tmp_path / "labels.csv").write_text("video,label\nred_square/a.mp4,blue_square\n")
+    assert load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES)[0].label == 1
+    (tmp_path / "labels.csv").write_text("video,label\nred_square/a.mp4,a_b\n")
+    with pytest.raises(InputError, match="class 'a_b' is not one of the model's classes"):
+        load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["a b", "a-b"])

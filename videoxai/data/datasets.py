@@ -13,9 +13,10 @@ Every dataset is a sequence of :class:`EvalSample` and is named by a spec string
   whose first line is a video's (``clip.mp4,3``) has no header and gives those columns in that
   order; fields are separated by commas (``;`` or tabs where the first line has no comma).
   Other columns are ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file in ``DIR``
-  is used; where each lies below a first-level subfolder (``DIR/<class>/clip.mp4``, as UCF101
-  and HMDB51 ship) the subfolder is its class, otherwise the clips are unlabelled (the model's
-  prediction is explained).
+  is used; where videos lie below first-level subfolders (``DIR/<class>/clip.mp4``, as UCF101
+  and HMDB51 ship) the subfolder is their class (``air_drumming`` matches the model's ``air
+  drumming``), otherwise the clips are unlabelled (the model's prediction is explained), as are
+  videos beside the class subfolders (a warning names them).
 * ``ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt]`` — UCF101-24-style per-frame boxes:
   ``ROOT/<key>.avi`` (or ``.mp4``) and a JSON file (default ``ROOT/annotations.json``) in the
   layout of the corrected annotations' ``pyannot.pkl`` (convert the pickle once with
@@ -244,10 +245,20 @@ def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> 
     if labels is None:
         raise InputError(f"{where}: label {text!r} is a name; give the model's labels to map it")
     lookup = {name.strip().lower(): i for i, name in enumerate(labels)}
-    if text.lower() not in lookup:
-        raise InputError(f"{where}: class {text!r} is not one of the model's classes "
-                         f"({', '.join(labels[:8])}{', …' if len(labels) > 8 else ''})")
-    return lookup[text.lower()], labels[lookup[text.lower()]]
+    if text.lower() in lookup:
+        return lookup[text.lower()], labels[lookup[text.lower()]]
+    # dataset scripts name Kinetics' class 'air drumming' 'air_drumming' (a folder name without
+    # spaces): the same class once '_' and '-' read as spaces, where that names one class only
+    hits = [i for i, name in enumerate(labels) if _loose(name) == _loose(text)]
+    if len(hits) == 1:
+        return hits[0], labels[hits[0]]
+    raise InputError(f"{where}: class {text!r} is not one of the model's classes "
+                     f"({', '.join(labels[:8])}{', …' if len(labels) > 8 else ''})")
+
+
+def _loose(name: str) -> str:
+    """A class name without case, with ``_`` and ``-`` as spaces and runs of spaces as one."""
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
 def _window_from_source(indices: np.ndarray, start: int, end: int) -> tuple[int, int] | None:
@@ -459,18 +470,22 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
     subfolder (``DIR/<class>/clip.mp4``, the layout of UCF101, HMDB51 and torchvision's
     ``DatasetFolder``), the subfolder names the clip's class: mapped onto the model's
     ``classes`` when given, else defining them (sorted names, or indices for numeric names).
-    Otherwise the clips are unlabelled (the model's prediction is explained): where a video lies
-    outside the subfolders, where there is one subfolder only and the model has no class of
-    that name (``DIR/videos/…``), or where a subfolder is not one of the model's classes, which
-    a warning says."""
+    A class subfolder matches a class of the model without case, ``_`` and ``-`` read as spaces
+    (``air_drumming`` is ``air drumming``). Videos beside the model's class subfolders
+    (``DIR/clip.mp4``) are unlabelled (the model's prediction is explained), which a warning
+    says; every clip is unlabelled where there is one subfolder only and the model has no class
+    of that name (``DIR/videos/…``), where a subfolder is not one of the model's classes (a
+    warning), or where videos lie beside the subfolders and there are no model classes."""
     parts = [p.relative_to(root).parts for p in files]
     rel = [_text("/".join(r)) for r in parts]
     folders = [_text(r[0]) if len(r) > 1 else None for r in parts]
     labels: list[tuple[int | None, str | None]] = [(None, None)] * len(files)
     names = None
-    distinct = set(folders)
-    # one subfolder alone (``DIR/videos/…``) is taken for a class only if the model has it
-    if None not in distinct and (len(distinct) > 1 or classes is not None):
+    distinct = {f for f in folders if f is not None}
+    stray = [r for r, f in zip(rel, folders) if f is None]
+    # one subfolder alone (``DIR/videos/…``) is taken for a class only if the model has it, and
+    # subfolders beside loose videos only if they are the model's classes (not a guess of classes)
+    if distinct and (len(distinct) > 1 or classes is not None) and not (stray and classes is None):
         if classes is None and not all(f.strip().isdigit() for f in folders):
             classes = sorted(distinct)
             lowered = {}
@@ -491,8 +506,14 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
                           "clip is explained for the model's prediction (a labels.csv labels them "
                           "explicitly)", stacklevel=3)
         elif not unknown:
-            labels = [mapped[f] for f in folders]
+            labels = [mapped[f] if f is not None else (None, None) for f in folders]
             names = list(classes) if classes is not None else None
+            # one stray video beside the class folders left every clip of them unlabelled, silently
+            if stray:
+                warnings.warn(f"folder: {root}: {len(stray)} video{'s' if len(stray) > 1 else ''} "
+                              f"({', '.join(map(repr, stray[:3]))}{', …' if len(stray) > 3 else ''}) "
+                              f"{'lie' if len(stray) > 1 else 'lies'} beside the class subfolders, in no "
+                              "class: explained for the model's prediction", stacklevel=3)
     entries = [_Entry(r, p, label, name) for r, p, (label, name) in zip(rel, files, labels)]
     ds = VideoListDataset(entries, num_frames, max_side)
     ds.class_names = names
