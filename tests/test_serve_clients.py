@@ -20,14 +20,16 @@ pytest.importorskip("fastapi")
 pytest.importorskip("websockets")
 
 import httpx  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
 from websockets.sync.server import serve  # noqa: E402
 
+import videoxai as vx  # noqa: E402
 from conftest import tiny_hf  # noqa: E402
 from videoxai.data.video import write_video  # noqa: E402
 from videoxai.models.hf import from_hf_module  # noqa: E402
 from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
 from videoxai.cli import main  # noqa: E402
-from videoxai.serve.client import StreamClient, StreamError  # noqa: E402
+from videoxai.serve.client import StreamClient, StreamError, encode_frame  # noqa: E402
 from videoxai.serve.jobs import RESULT_NAME, UPLOAD_NAME  # noqa: E402
 from videoxai.serve.protocol import JobResult, ModelInfo, ReadyMessage  # noqa: E402
 
@@ -93,6 +95,39 @@ def test_a_full_disk_is_a_clear_error_and_the_server_goes_on(model, video, monke
 
         r = client.post("/api/jobs", content=video.read_bytes(), params={"overlay": "false"})
         assert wait_job(client, r.json()["id"])["state"] == "done"  # space again: served as usual
+
+
+# -- memory of a stream ----------------------------------------------------------------------------
+
+
+def test_a_stream_window_longer_than_the_models_is_bounded_in_bytes():
+    # a model that takes any length accepted a stream window of up to max_frames (1800) frames of
+    # up to max_pixels each: 11 GiB of full-HD frames held by one stream
+    model = vx.load_model("demo-cnn")
+    assert not model.fixed_num_frames and model.num_frames == 8
+    settings = ServeSettings(max_window_mb=0.02, default_method="gradcam")  # 20 971 bytes
+    app = create_app(model, settings)
+    big, small = np.full((40, 48, 3), 7, np.uint8), np.full((12, 12, 3), 7, np.uint8)
+    with BackgroundServer(app) as server:
+        url = server.url.replace("http://", "ws://") + "/api/stream"
+        with connect(url, open_timeout=20) as ws:
+            ws.send(json.dumps({"type": "start", "window": 32, "stride": 32, "live": False}))
+            assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+            ws.send(encode_frame(big, "rgb"))  # 32 × 5760 bytes
+            msg = json.loads(ws.recv(timeout=30))
+            assert msg["type"] == "error" and not msg["fatal"] and msg["error"]["code"] == "window_too_large", msg
+            text = msg["error"]["message"]
+            assert "32 frames of 48x40" in text and "0.02 MiB" in text, text
+            assert "at most 218 pixels" in text and "at most 8 frames" in text, text  # 20971 // 96, the model's 8
+            for _ in range(32):  # smaller frames fit: the stream goes on
+                ws.send(encode_frame(small, "rgb"))
+            ws.send(json.dumps({"type": "end"}))
+            messages = [json.loads(ws.recv(timeout=30)) for _ in range(2)]
+        assert [m["type"] for m in messages] == ["window", "end"], messages
+        assert len(messages[0]["frame_indices"]) == 32 and messages[1]["frames"] == 32
+        # the model's own window is taken at any size within the pixel limit, as uploads are
+        ready = list(StreamClient(server.url, stride=8, frame_format="rgb", timeout=30).stream(iter([big] * 8)))
+        assert [m["type"] for m in ready] == ["ready", "window", "end"], ready
 
 
 # -- the protocol's models read what the server sends ----------------------------------------------

@@ -25,6 +25,10 @@ class ServeSettings(BaseModel):
         max_frames: most frames decoded from one upload.
         max_pixels: most pixels (width × height) of one frame, uploads and streams alike.
         max_side: longest accepted frame side.
+        max_window_mb: most frames one stream window may hold (window × width × height × 3 bytes),
+            for windows longer than the model's own: a model that takes any length accepts windows
+            of up to ``max_frames`` frames, and 1800 full-HD frames are 11 GiB, held by the stream
+            and copied again while they are explained.
         max_queued_jobs: uploads waiting or running at once; more are refused with 503.
         max_jobs_kept: finished jobs whose results stay available; the oldest are deleted first.
         max_streams: concurrent WebSocket streams; more are refused with a ``busy`` error.
@@ -72,6 +76,7 @@ class ServeSettings(BaseModel):
     max_frames: int = Field(1800, ge=1)
     max_pixels: int = Field(1920 * 1080, ge=1)
     max_side: int = Field(4096, ge=1)
+    max_window_mb: float = Field(256.0, gt=0)
     max_queued_jobs: int = Field(8, ge=1)
     max_jobs_kept: int = Field(32, ge=1)
     max_streams: int = Field(8, ge=1)
@@ -97,6 +102,10 @@ class ServeSettings(BaseModel):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_window_bytes(self) -> int:
+        return int(self.max_window_mb * 2**20)
 
     @property
     def max_result_bytes(self) -> int:

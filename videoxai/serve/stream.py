@@ -411,19 +411,35 @@ class StreamSession:
                     frame = decode_frame(header, payload, self.settings)
                 else:  # image decoding takes milliseconds: keep it off the event loop
                     frame = await asyncio.to_thread(decode_frame, header, payload, self.settings)
-                self._check_frame_size(frame)
+                self._check_frame_size(frame, start.window)
             except ServiceError as e:
                 self._error(e)
                 continue
             await self._accept_frame(frame, header.ts, start)
 
-    def _check_frame_size(self, frame: np.ndarray) -> None:
+    def _check_frame_size(self, frame: np.ndarray, window: int) -> None:
         size = frame.shape[:2]
         if self._size is None:
+            self._check_window_bytes(*size, window)
             self._size = size
         elif size != self._size:
             raise ServiceError(400, "bad_frame", f"frame size changed from {self._size[1]}x{self._size[0]} to "
                                                  f"{size[1]}x{size[0]}; one stream takes frames of one size")
+
+    def _check_window_bytes(self, height: int, width: int, window: int) -> None:
+        """Refuse (413 ``window_too_large``) the first frame when ``window`` such frames exceed
+        ``max_window_mb``: the stream holds a window's frames, and they are copied again while they
+        are explained. A window of the model's own length is always taken (an upload's windows
+        are that long, at the same pixel limit)."""
+        frame_bytes = height * width * 3
+        need, limit, own = window * frame_bytes, self.settings.max_window_bytes, self.engine.model.num_frames
+        if window <= own or need <= limit:
+            return
+        raise ServiceError(413, "window_too_large",
+                           f"a window of {window} frames of {width}x{height} is {need / 2**20:.0f} MiB; the server's "
+                           f"limit is {self.settings.max_window_mb:g} MiB per stream window: send frames of at most "
+                           f"{limit // (3 * window)} pixels, or open a stream with a window of at most "
+                           f"{max(own, limit // frame_bytes)} frames")
 
     async def _accept_frame(self, frame: np.ndarray, ts: float | None, start: StartMessage) -> None:
         self._frames += 1
