@@ -407,3 +407,15 @@ def test_a_rerun_map_that_does_not_fit_the_clip_is_one_clear_error(spec):
         build(spec)(model, x, exp, explain_fn=lambda m, target=0, clip=None: np.full((T, H, W), np.nan))
     # a bare (T, H, W) map is taken as the re-run's map
     assert math.isfinite(build(spec)(model, x, exp, explain_fn=lambda m, target=0, clip=None: a_map()).value)
+
+
+def test_cost_of_an_unmeasured_explanation_is_undefined_not_free():
+    # a bare map (or an Explanation made by hand) carries the zero Cost: it scored 0 s and
+    # 0 passes, and ranked first on cost
+    model, x = cropped_model(), frames()
+    for spec in ("cost", "cost(measure=forward_passes)"):
+        for exp in (a_map(), as_explanation(a_map())):
+            score = build(spec)(model, x, exp, target=0)
+            assert math.isnan(score.value) and "not measured" in score.details["undefined"]
+    measured = vx.explain(model, x[0], "saliency")
+    assert build("cost")(model, x, measured).value == measured.cost.seconds > 0
