@@ -114,3 +114,28 @@ def test_collect_on_a_model_that_gets_every_clip_right_says_there_is_nothing_to_
     assert r.exit_code == 0, r.output
     assert "classifies all 3 clips" in said and "correctly: nothing to edit" in said and "edit them" not in said
     assert EditSet.open(tmp_path / "edits").items == []
+
+
+def test_resuming_on_other_clips_or_other_edits_is_refused(tmp_path):
+    """A finished run resumed "does nothing more": run again on other data (`stabn train --data B`
+    on A's output directory), or `stabn finetune` run again after more edits, it printed the old
+    model as the new one. The checkpoint now records its clips and edits; the same ones resume."""
+    from videoxai.stabn.knowledge import finetune, finetune_config
+
+    kw = dict(backbone="tiny", num_frames=4, input_size=32, warm_start=0, config=TrainConfig(epochs=1, batch_size=4))
+    first = train("synthetic:8", tmp_path / "run", **kw)
+    again = train("synthetic:8", tmp_path / "run", **kw)  # the same clips: the finished run, as before
+    assert [r.loss for r in again.history] == [r.loss for r in first.history]
+    with pytest.raises(InputError, match=r"checkpoint.pt continues a run with other training clips \(8 clips"):
+        train("synthetic:6", tmp_path / "run", **kw)
+
+    model, data = first.model, open_dataset("synthetic:8", "train", num_frames=4, frame_size=(32, 32))
+    es = collect(model, data, tmp_path / "edits", model_spec="in-memory", misclassified_only=False)
+    es.save_edit(es.items[0].key, [1.0, 0.0, 0.0, 0.0])
+    config = finetune_config(epochs=1)
+    finetune(model, data, es, tmp_path / "ft", config=config)
+    finetune(model, data, es, tmp_path / "ft", config=config)  # unchanged: resumes, nothing to do
+    es.save_edit(es.items[1].key, [0.0, 0.0, 1.0, 1.0])  # a second edit, then finetune again
+    with pytest.raises(InputError, match=r"continues a run with other edits \(1 edited clips.*; now 2 edited clips"):
+        finetune(model, data, es, tmp_path / "ft", config=config)
+    assert len(finetune(model, data, es, tmp_path / "ft", config=config, resume=False).history) == 1

@@ -28,6 +28,7 @@ removed when the run finishes (its history and model stay).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -297,6 +298,7 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
     if out is not None:
         check_out_dir(out)
     out = Path(out) if out is not None else None
+    run = _run_facts(train, targets, freeze)
     params = list(model.net.parameters())
     opt = config.optimizer_for(params)
     history: list[EpochRecord] = []
@@ -304,7 +306,7 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         if resume and (out / CHECKPOINT).is_file():
-            start, history = _load_checkpoint(out / CHECKPOINT, model, opt, config)
+            start, history = _load_checkpoint(out / CHECKPOINT, model, opt, config, run)
             log.info("resuming from %s at epoch %d", out / CHECKPOINT, start)
 
     evaluation = None
@@ -318,7 +320,7 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             for epoch in range(start, config.epochs):
                 evaluation = _epoch(model, train, val, config, epoch, opt, params, targets, freeze, out,
-                                    history, training_meta, on_epoch, stage) or evaluation
+                                    history, training_meta, on_epoch, stage, run) or evaluation
     finally:
         for p, flag in zip(params, grad_was):
             p.requires_grad_(flag)
@@ -330,7 +332,8 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
 def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: TrainConfig, epoch: int,
            opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], targets: TemporalTargets | None,
            freeze: FreezeSchedule, out: Path | None, history: list[EpochRecord], training_meta: dict | None,
-           on_epoch: Callable[[EpochRecord], None] | None, stage: str | None = None) -> Evaluation | None:
+           on_epoch: Callable[[EpochRecord], None] | None, stage: str | None = None,
+           run: dict[str, str] | None = None) -> Evaluation | None:
     """One epoch of :func:`fit`: train, validate, record, checkpoint; returns the validation."""
     t0 = time.perf_counter()
     device = model.device
@@ -377,7 +380,7 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
     if out is not None:
         meta = {**(training_meta or {}), "train_config": config.to_dict(), "epochs_done": epoch + 1}
         save_stabn(model, out / MODEL_DIR, metrics=record.val or {}, training=meta)
-        _save_checkpoint(out / CHECKPOINT, model, opt, config, epoch + 1, history)
+        _save_checkpoint(out / CHECKPOINT, model, opt, config, epoch + 1, history, run)
         (out / HISTORY).write_text(json.dumps([asdict(r) for r in history], indent=1) + "\n")
     log.info("%s", record)
     if on_epoch is not None:
@@ -417,18 +420,34 @@ def _class_names(names) -> list[str] | None:
     return None if names == [f"class_{i}" for i in range(len(names))] else names
 
 
+def _run_facts(train: ClipSet, targets: TemporalTargets | None, freeze: FreezeSchedule) -> dict[str, str]:
+    """What a run resumed from a checkpoint must share with it besides the model and the training
+    settings: the training clips (ids and labels), the edited attention (fine-tuning) and the
+    freezing. Without them, `stabn train --data B` on a finished run on A, or `stabn finetune`
+    run again after more edits, printed the old model as if it were the new one."""
+    clips = hashlib.sha256(json.dumps([list(train.ids), train.labels.tolist()]).encode()).hexdigest()[:16]
+    facts = {"training clips": f"{len(train)} clips (ids and labels: sha256 {clips})",
+             "frozen groups": f"{list(freeze.frozen)} until epoch {freeze.until}"}
+    if targets is not None:
+        digest = hashlib.sha256(np.nan_to_num(targets.values, nan=-1.0).astype(np.float32).tobytes()
+                                + targets.has_edit.tobytes()).hexdigest()[:16]
+        facts["edits"] = (f"{int(targets.has_edit.sum())} edited clips, gamma_t {targets.gamma_t:g}, "
+                          f"{targets.loss} (sha256 {digest})")
+    return facts
+
+
 def _save_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimizer, config: TrainConfig,
-                     epoch: int, history: list[EpochRecord]) -> None:
+                     epoch: int, history: list[EpochRecord], run: dict[str, str] | None = None) -> None:
     state = {"epoch": epoch, "model": model.net.state_dict(), "optimizer": opt.state_dict(),
              "model_config": model.config.to_dict(), "train_config": config.to_dict(),
-             "history": json.dumps([asdict(r) for r in history])}
+             "history": json.dumps([asdict(r) for r in history]), "run": json.dumps(run or {})}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # atomic: a crash mid-write keeps the previous checkpoint
 
 
 def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimizer,
-                     config: TrainConfig) -> tuple[int, list[EpochRecord]]:
+                     config: TrainConfig, run: dict[str, str] | None = None) -> tuple[int, list[EpochRecord]]:
     try:
         state = torch.load(path, map_location=model.device, weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which one
@@ -440,6 +459,11 @@ def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
     if {**saved.to_dict(), "epochs": 0} != {**config.to_dict(), "epochs": 0}:
         raise InputError(f"{path} was written with other training settings ({saved.to_dict()}); "
                          "use another output directory or --no-resume")
+    recorded = json.loads(state.get("run", "{}"))  # checkpoints written before it record none
+    for what in sorted(set(recorded) & set(run or {})):
+        if recorded[what] != run[what]:
+            raise InputError(f"{path} continues a run with other {what} ({recorded[what]}; now {run[what]}); "
+                             "use another output directory or --no-resume")
     model.net.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     history = [EpochRecord(**r) for r in json.loads(state["history"])]
