@@ -110,3 +110,20 @@ def test_class_folders_named_as_dataset_scripts_write_them(tmp_path):
     (tmp_path / "labels.csv").write_text("video,label\nred_square/a.mp4,a_b\n")
     with pytest.raises(InputError, match="class 'a_b' is not one of the model's classes"):
         load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["a b", "a-b"])
+
+
+def test_a_folder_whose_name_has_a_comma(tmp_path):
+    """'folder:/data/Smith, J' was split at the comma: "' J' is not KEY=VALUE", and no spelling
+    of the spec reached the folder. It is read as it is where the joined path exists, or quoted."""
+    d = tmp_path / "Smith, J (2024)"
+    video(d / "a.mp4")
+    (tmp_path / "x, y.csv").write_text("video,label\na.mp4,red square\n")
+    for spec in (f"folder:{d}", f'folder:"{d}"', f"folder:{d},max_side=16",
+                 f'folder:"{d}",labels="{tmp_path / "x, y.csv"}"'):
+        ds = load_dataset(spec, num_frames=4, labels=CLASSES)
+        assert ds.keys() == ["a.mp4"] and ds.entries[0].path == d / "a.mp4", spec
+    assert ds[0].label == 0
+    assert load_dataset(f"folder:{d},max_side=16", num_frames=4).max_side == 16
+    with pytest.raises(InputError, match=r"'J \(2025\)' is not KEY=VALUE \(a path with a comma goes in double "
+                                         r"quotes: folder:\"DIR\"\)"):
+        load_dataset(f"folder:{tmp_path}/Smith, J (2025)", num_frames=4)

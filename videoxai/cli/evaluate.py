@@ -14,7 +14,7 @@ from . import DEVICE_HELP, UsageError, check_device
 console = Console()
 
 _DATA_HELP = ("Dataset spec KIND:ARGUMENT[,KEY=VALUE…], KIND one of synthetic:N, folder:DIR, "
-              "ucf24:ROOT, ssv2:VIDEOS. `videoxai metrics` lists each kind's keys.")
+              "ucf24:ROOT, ssv2:VIDEOS (a path with a comma in double quotes). `videoxai metrics` lists each kind's keys.")
 _METHODS_HELP = ("Comma-separated method specs, e.g. staa,gradcam or occlusion(window=4), or 'all' "
                  "(every method the model supports plus the random reference map; the extremal "
                  "perturbation methods on the first 10 clips, and the metrics that re-run them on "

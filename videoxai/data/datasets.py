@@ -1,7 +1,8 @@
 """Evaluation datasets: clips with labels and, where known, where and when the evidence is.
 
 Every dataset is a sequence of :class:`EvalSample` and is named by a spec string,
-``kind:argument[,key=value…]``:
+``kind:argument[,key=value…]`` (a path with a comma is read whole where it exists, or given in
+double quotes: ``folder:"DIR"``):
 
 * ``synthetic:N[,split=test][,seed=0]`` — the first ``N`` clips of the synthetic benchmark
   (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window;
@@ -47,6 +48,7 @@ import inspect
 import io
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,10 +192,39 @@ def parse_data_spec(spec: str) -> tuple[str, str, dict]:
         raise InputError(f"dataset spec {spec!r} must look like kind:argument[,key=value…]; "
                          f"kinds: {', '.join(DATASETS.names())}")
     kind, _, rest = spec.partition(":")
-    parts = [p.strip() for p in rest.split(",") if p.strip()]
+    raw = _split_outside_quotes(rest)
+    # a folder whose name has a comma ('Smith, J/clips'): the pieces before the first KEY=VALUE
+    # are one path when together they name one (else the comma-free path is the argument)
+    k = next((i for i in range(1, len(raw)) if re.match(r"\s*[A-Za-z_]\w*\s*=", raw[i])), len(raw))
+    joined = ",".join(raw[:k]).strip()
+    if k > 1 and not (joined.startswith('"') and joined.endswith('"')) and Path(joined).expanduser().exists():
+        raw = [joined] + raw[k:]
+    parts = [p.strip() for p in raw if p.strip()]
     if not parts:
         raise InputError(f"dataset spec {spec!r} has no argument after {kind}:")
-    return kind.strip(), parts[0], parse_assignments(parts[1:], where=f"dataset spec {spec!r}")
+    argument = parts[0]
+    if len(argument) >= 2 and argument[0] == argument[-1] == '"':   # folder:"DIR, with commas"
+        argument = argument[1:-1]
+    try:
+        options = parse_assignments(parts[1:], where=f"dataset spec {spec!r}")
+    except InputError as e:
+        raise InputError(f"{e} (a path with a comma goes in double quotes: {kind.strip()}:\"DIR\")") from None
+    return kind.strip(), argument, options
+
+
+def _split_outside_quotes(text: str) -> list[str]:
+    """``'"a,b",k=v'`` → ``['"a,b"', 'k=v']``: commas inside double quotes do not split."""
+    parts, cur, quoted = [], [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
 
 
 def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: int = 8,
