@@ -143,6 +143,21 @@ def test_curves_follow_the_documented_probability_of_each_activation(k, activati
     assert score.value == pytest.approx(auc, abs=1e-6)
 
 
+def test_a_bare_maps_frames_are_ranked_by_the_mass_the_model_sees():
+    # a user's map with mass outside the crop: frame 0 holds the most in all, the least inside;
+    # its temporal scores were the whole frames' sums, and frame-unit metrics ranked frame 0 first
+    model, x = cropped_model(), frames()
+    m = np.ones((T, H, W), np.float32)
+    m[1, :, LEFT:LEFT + 48], m[2, :, LEFT:LEFT + 48] = 3.0, 2.0
+    m[0, :, :LEFT] = 100.0
+    inside = m[:, :, LEFT:LEFT + 48].sum((1, 2))
+    score = build("deletion(unit=frame)")(model, x, m, target=0)
+    curve, auc = reference_curve(model, x, m, inside, "frame", True, 32)
+    np.testing.assert_allclose(score.curve, curve, atol=1e-6)
+    sample = SimpleNamespace(window=(0, 1), masks=None, boxes=None)
+    assert build("temporal_grounding")(model, x, m, target=0, sample=sample).value == 0.0
+
+
 def test_one_frame_curve_has_one_step():
     model = vx.wrap(Linear(torch.randn(2, 1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.05),
                     num_frames=1, input_size=32, shortest_edge=32, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1),

@@ -172,7 +172,8 @@ class Metric(Configurable):
             clip: a :class:`~videoxai.clip.Clip`, ``(T, H, W, 3)`` frames, or a pixel tensor
                 ``(T, 3, H, W)`` / ``(1, T, 3, H, W)`` in [0, 1].
             explanation: an :class:`~videoxai.explanation.Explanation`, or a ``(T, H, W)``
-                non-negative map (its temporal scores are then its per-frame sums; give ``target``).
+                non-negative map (its temporal scores are then its per-frame sums over the pixels
+                the model sees, as its frame units; give ``target``).
             target: class whose probability is followed (default: ``explanation.target``).
             sample: ground truth with ``masks (T, H, W)``, ``boxes (T, 4)`` and/or ``window``
                 (e.g. an :class:`~videoxai.data.datasets.EvalSample`), for localisation metrics.
@@ -187,7 +188,8 @@ class Metric(Configurable):
             raise InputError(f"metric {self.name!r} needs a videoxai model (vx.load_model or vx.wrap), "
                              f"got {type(model).__name__}")
         x = as_pixels(clip, model.device)
-        exp = as_explanation(explanation, target, x.shape[1], model.num_classes)
+        view = crop_mask(model.preprocess, (x.shape[3], x.shape[4])).numpy()
+        exp = as_explanation(explanation, target, x.shape[1], model.num_classes, view)
         if tuple(exp.spatial.shape) != (x.shape[1], x.shape[3], x.shape[4]):
             raise InputError(f"explanation map {tuple(exp.spatial.shape)} does not match the clip's "
                              f"(T, H, W) = {(x.shape[1], x.shape[3], x.shape[4])}")
@@ -239,8 +241,13 @@ def as_pixels(clip, device: torch.device) -> torch.Tensor:
     raise InputError(f"expected a Clip, (T, H, W, 3) frames or a pixel tensor, got {type(clip).__name__}")
 
 
-def as_explanation(exp, target: int | None, num_frames: int, num_classes: int) -> Explanation:
-    """An :class:`Explanation`, or a bare ``(T, H, W)`` map wrapped as one (``target`` required)."""
+def as_explanation(exp, target: int | None, num_frames: int, num_classes: int,
+                   view: np.ndarray | None = None) -> Explanation:
+    """An :class:`Explanation`, or a bare ``(T, H, W)`` map wrapped as one (``target`` required).
+
+    A bare map's temporal scores are its frames' shares of the mass inside ``view`` (bool
+    ``(H, W)``, the pixels the model sees; the whole frame without one): the frame units that
+    frame-unit metrics switch are those pixels, and mass the model never sees ranked frames."""
     if isinstance(exp, Explanation):
         spatial = exp.spatial
     else:
@@ -259,7 +266,8 @@ def as_explanation(exp, target: int | None, num_frames: int, num_classes: int) -
         if not np.isfinite(exp.temporal).all() or (exp.temporal < 0).any():
             raise InputError("explanation.temporal must be finite and non-negative")
         return exp
-    mass = spatial.reshape(num_frames, -1).sum(1)
+    inside = spatial * view if view is not None and view.shape == spatial.shape[1:] else spatial
+    mass = inside.reshape(num_frames, -1).sum(1, dtype=np.float64)
     temporal = mass / mass.sum() if mass.sum() > 0 else np.full(num_frames, 1.0 / num_frames)
     return Explanation(spatial=spatial, temporal=temporal, target=int(target), label=str(target),
                        score=math.nan, probs=np.full(num_classes, math.nan), method="map")
