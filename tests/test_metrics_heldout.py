@@ -296,6 +296,17 @@ def test_pointing_tolerance_is_a_fraction_of_the_original_frames_shorter_side():
     assert build("pointing_game")(model, x, m, target=0, sample=sample).value == 0.5
 
 
+def test_pointing_game_takes_the_largest_seed():
+    # each frame's ties are drawn with seed + frame: the largest seed overflowed the generator
+    _, masks = box_truth()
+    model, x = cropped_model(), frames()
+    sample = SimpleNamespace(masks=masks, boxes=None, window=None)
+    flat = np.ones((T, H, W), np.float32)                  # every pixel a tie: the draw decides
+    values = [build("pointing_game", seed=seed)(model, x, flat, target=0, sample=sample).value
+              for seed in (2 ** 64 - 1, 2 ** 64 - 1)]
+    assert values[0] == values[1] and 0 <= values[0] <= 1
+
+
 def test_blank_and_constant_maps_have_documented_scores():
     _, masks = box_truth()
     model, x = cropped_model(), frames()

@@ -70,7 +70,8 @@ class PointingGame(Metric):
             if float(m.max()) <= 0:
                 hits.append(False)
                 continue
-            peak = int(descending_order(m.reshape(-1), self.seed + int(f))[0])
+            # modulo 2⁶⁴, the generator's range: the largest seed plus a frame overflowed it
+            peak = int(descending_order(m.reshape(-1), (self.seed + int(f)) % 2 ** 64)[0])
             y, x_ = divmod(peak, w)
             dist = distance_transform_edt(~truth[f]) if tol > 0 else None
             hits.append(bool(truth[f, y, x_]) or (dist is not None and dist[y, x_] <= tol))
