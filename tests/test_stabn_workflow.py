@@ -139,3 +139,28 @@ def test_resuming_on_other_clips_or_other_edits_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"continues a run with other edits \(1 edited clips.*; now 2 edited clips"):
         finetune(model, data, es, tmp_path / "ft", config=config)
     assert len(finetune(model, data, es, tmp_path / "ft", config=config, resume=False).history) == 1
+
+
+def test_a_model_directory_of_a_stopped_run_says_so_when_loaded(tmp_path):
+    """Training writes model/ after every epoch: Ctrl-C in epoch 2 of 2 left a directory that
+    loaded (and was collected from, fine-tuned) like the finished model, without a word."""
+    import warnings
+
+    import videoxai as vx
+    from videoxai.stabn.loader import UnfinishedTrainingWarning
+
+    kw = dict(backbone="tiny", num_frames=4, input_size=32, warm_start=0, config=TrainConfig(epochs=2, batch_size=4),
+              command="videoxai stabn train --out run")
+
+    def ctrl_c(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("synthetic:8", tmp_path / "run", on_epoch=ctrl_c, **kw)
+    with pytest.warns(UnfinishedTrainingWarning, match=r"run/model holds the weights after epoch 1 of 2: its "
+                      r"training stopped before the end .*run `videoxai stabn train --out run` again"):
+        vx.load_model(tmp_path / "run" / "model")
+    train("synthetic:8", tmp_path / "run", **kw)  # resumed to the end
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert vx.load_model(tmp_path / "run" / "model").metadata["training"]["epochs_done"] == 2

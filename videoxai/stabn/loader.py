@@ -14,6 +14,7 @@ ST-ABN; the package's ``__init__`` imports this module, so the names exist whene
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -94,7 +95,27 @@ def load_stabn(directory: str | Path, device: str | torch.device = "cpu",
                                 f"unexpected {sorted(unexpected)[:5]}")
     model = STABNVideoModel(net, name=name or meta.get("name") or directory.name)
     model.metadata = meta
+    _warn_if_unfinished(directory, meta)
     return model.to(device).eval()
+
+
+def _warn_if_unfinished(directory: Path, meta: dict) -> None:
+    """Say so when ``directory`` holds a training run's weights before its last epoch: training
+    writes ``model/`` after every epoch, so a run stopped by Ctrl-C leaves a directory that loads
+    like a finished model."""
+    training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+    done = training.get("epochs_done")
+    total = (training.get("train_config") or {}).get("epochs") if isinstance(training.get("train_config"), dict) else None
+    if isinstance(done, int) and isinstance(total, int) and done < total:
+        command = training.get("command")
+        warnings.warn(f"{directory} holds the weights after epoch {done} of {total}: its training stopped before "
+                      f"the end (or is still running); "
+                      + (f"run `{command}` again to finish it" if command else "resume it to finish it"),
+                      UnfinishedTrainingWarning, stacklevel=2)
+
+
+class UnfinishedTrainingWarning(UserWarning):
+    """A model directory holds the weights of an epoch before its training run's last."""
 
 
 
@@ -109,4 +130,4 @@ register_bundled("demo-stabn", f"stabn:{ASSETS / 'demo_stabn'}",
 register_bundled("demo-stabn-backbone", f"stabn:{ASSETS / 'demo_stabn_backbone'}",
                  "demo-stabn's plain backbone, no attention branch (bundled baseline)")
 
-__all__ = ["save_stabn", "load_stabn", "read_meta", "WEIGHTS", "META"]
+__all__ = ["save_stabn", "load_stabn", "read_meta", "UnfinishedTrainingWarning", "WEIGHTS", "META"]
