@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import pathlib
+import socket
 import threading
 import time
 
@@ -95,6 +96,54 @@ def test_a_full_disk_is_a_clear_error_and_the_server_goes_on(model, video, monke
 
         r = client.post("/api/jobs", content=video.read_bytes(), params={"overlay": "false"})
         assert wait_job(client, r.json()["id"])["state"] == "done"  # space again: served as usual
+
+
+# -- slow uploads ----------------------------------------------------------------------------------
+
+
+def raw_upload(server, length: int) -> socket.socket:
+    """A connection that has sent an upload's headers (and no body yet)."""
+    host, port = server.url[len("http://"):].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(f"POST /api/jobs HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n\r\n".encode())
+    return sock
+
+
+def test_a_trickling_upload_is_cut_off_and_slow_uploads_cannot_take_every_connection(model, video):
+    # 10 bytes every 0.1 s never stalled for body_timeout_s: such an upload held its connection
+    # for days, and enough of them every connection the server takes (then every request got 503)
+    app = create_app(model, ServeSettings(body_timeout_s=0.5, min_upload_rate=2000))
+    with BackgroundServer(app) as server:
+        sock = raw_upload(server, 100_000)
+        sock.settimeout(0.01)
+        answer, deadline = b"", time.monotonic() + 30
+        while not answer and time.monotonic() < deadline:
+            try:
+                sock.sendall(b"x" * 10)
+                answer = sock.recv(4096)
+            except socket.timeout:
+                time.sleep(0.1)
+            except OSError:  # the server closed: its answer was read or is lost
+                break
+        sock.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), answer
+        assert "too slow" in json.loads(body)["error"]["message"] and "2000 bytes/s" in body.decode(), body
+
+    app = create_app(model, ServeSettings(max_uploads=1))
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        slow = raw_upload(server, 100_000)
+        slow.sendall(b"x" * 100)
+        deadline = time.monotonic() + 30
+        while app.state.uploads == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        r = client.post("/api/jobs", content=video.read_bytes())
+        assert r.status_code == 503 and r.json()["error"]["code"] == "busy" and r.headers["retry-after"], r.text
+        assert client.get("/api/health").status_code == 200  # everything else is served meanwhile
+        slow.close()  # the client leaves: its upload slot comes back
+        while app.state.uploads and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.post("/api/jobs", content=video.read_bytes()).status_code == 202
 
 
 # -- memory of a stream ----------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     app.state.engine, app.state.settings = engine, settings
     app.state.slots = StreamSlots(settings.max_streams)
     app.state.auth_waiters = AuthWaiters(settings.max_pending_connections)
+    app.state.uploads = 0  # uploads being received (max_uploads)
     _install_error_handlers(app)
     app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(PageHeaders)  # the viewer's Content-Security-Policy; nosniff on every answer
@@ -141,7 +142,11 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes:
             raise _too_big(settings)
+        if app.state.uploads >= settings.max_uploads:
+            raise ServiceError(503, "busy", f"{app.state.uploads} uploads are in progress, the server's limit; try "
+                                            "again later", headers={"Retry-After": "5"})
         job_id, folder = jobs.new_dir()
+        app.state.uploads += 1  # the event loop's only: no lock
         try:
             params = await _receive_upload(request, folder / UPLOAD_NAME, settings)
             job_request = _job_request(params)
@@ -160,6 +165,8 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         except BaseException:
             jobs.discard(folder)
             raise
+        finally:
+            app.state.uploads -= 1
         return job.status()
 
     @app.get("/api/jobs/{job_id}", response_model=JobStatus, dependencies=[Depends(require_key)],
@@ -198,16 +205,25 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
 
 
 async def _limited(request: Request, settings: ServeSettings) -> AsyncIterator[bytes]:
-    """The request body, failing with 413 as soon as it exceeds the upload limit and with 408
-    when the client sends nothing for ``body_timeout_s`` (a stalled upload holds a connection)."""
+    """The request body, failing with 413 as soon as it exceeds the upload limit, and with 408
+    when the client sends nothing for ``body_timeout_s`` or, after that long, averages less than
+    ``min_upload_rate`` (a stalled or trickling upload holds a connection)."""
     size = 0
     chunks = request.stream().__aiter__()
+    loop = asyncio.get_running_loop()
+    began, grace, rate = loop.time(), settings.body_timeout_s, settings.min_upload_rate
     while True:
+        # the next byte is due within body_timeout_s, and by the time the average rate needs it
+        due = began + grace + size / rate - loop.time() if rate > 0 else grace
         try:
-            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=settings.body_timeout_s)
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=max(0.0, min(grace, due)))
         except StopAsyncIteration:
             return
         except asyncio.TimeoutError:
+            if due < grace:
+                raise ServiceError(408, "timeout", f"the upload is too slow: {size} bytes in "
+                                                   f"{loop.time() - began:.0f} s; the server takes uploads of at "
+                                                   f"least {rate:g} bytes/s", headers={"Connection": "close"}) from None
             raise ServiceError(408, "timeout", f"the upload stalled: no data for {settings.body_timeout_s:g} s",
                                headers={"Connection": "close"}) from None
         size += len(chunk)

@@ -49,6 +49,11 @@ class ServeSettings(BaseModel):
         header_timeout_s: a connection that has not sent complete request headers within this
             long is closed (slow-header clients).
         body_timeout_s: an upload that sends no byte for this long is abandoned (408).
+        min_upload_rate: bytes per second an upload must average once it has run for
+            ``body_timeout_s`` (408 below it): a byte every few seconds never stalls, and held its
+            connection for days.
+        max_uploads: uploads being received at once; more are refused with 503 (slow uploads
+            then hold at most these connections, not every one the server takes).
         max_pending_per_client: connections of one client address still sending their
             headers; a newer one closes the oldest.
         max_pending_connections: the same across all clients; also the most streams waiting to
@@ -88,6 +93,8 @@ class ServeSettings(BaseModel):
     max_result_mb: float = Field(256.0, gt=0)
     header_timeout_s: float = Field(10.0, gt=0)
     body_timeout_s: float = Field(30.0, gt=0)
+    min_upload_rate: float = Field(1024.0, ge=0)
+    max_uploads: int = Field(16, ge=1)
     max_pending_per_client: int = Field(8, ge=1)
     max_pending_connections: int = Field(64, ge=1)
     max_header_bytes: int = Field(16 * 1024, ge=1024)
