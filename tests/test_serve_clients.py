@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import pathlib
 import socket
@@ -21,6 +22,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("websockets")
 
 import httpx  # noqa: E402
+from PIL import Image  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 from websockets.sync.server import serve  # noqa: E402
 
@@ -32,7 +34,8 @@ from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: 
 from videoxai.cli import main  # noqa: E402
 from videoxai.serve.client import StreamClient, StreamError, encode_frame  # noqa: E402
 from videoxai.serve.jobs import RESULT_NAME, UPLOAD_NAME  # noqa: E402
-from videoxai.serve.protocol import JobResult, ModelInfo, ReadyMessage  # noqa: E402
+from videoxai.serve.protocol import FrameHeader, JobResult, ModelInfo, ReadyMessage  # noqa: E402
+from videoxai.serve.stream import decode_frame  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +180,23 @@ def test_a_stream_window_longer_than_the_models_is_bounded_in_bytes():
         # the model's own window is taken at any size within the pixel limit, as uploads are
         ready = list(StreamClient(server.url, stride=8, frame_format="rgb", timeout=30).stream(iter([big] * 8)))
         assert [m["type"] for m in ready] == ["ready", "window", "end"], ready
+
+
+# -- frames in other encodings ---------------------------------------------------------------------
+
+
+def test_a_sixteen_bit_grey_png_frame_is_scaled_not_clipped():
+    # Pillow's convert("RGB") clips 16-bit grey at 255: a depth or thermal camera's frame
+    # (values 0 … 65535) reached the model 99.6 % white
+    grey = (np.arange(48 * 40, dtype=np.uint32).reshape(40, 48) * 34).astype(np.uint16)  # 0 … 65246
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, format="PNG")
+    assert Image.open(io.BytesIO(buf.getvalue())).mode.startswith("I")
+    frame = decode_frame(FrameHeader(format="png", width=48, height=40), memoryview(buf.getvalue()), ServeSettings())
+    want = np.rint(grey / 257.0).astype(np.uint8)  # the same brightness in 8 bits
+    assert frame.shape == (40, 48, 3) and frame.dtype == np.uint8
+    for channel in range(3):
+        np.testing.assert_array_equal(frame[..., channel], want)
 
 
 # -- the protocol's models read what the server sends ----------------------------------------------

@@ -144,6 +144,10 @@ class _Fatal(Exception):
         self.error, self.close_code = error, close_code
 
 
+#: Pillow's modes of a 16-bit grey image ("I": older Pillow's for a 16-bit grey PNG)
+_SIXTEEN_BIT_GREY = frozenset({"I;16", "I;16B", "I;16L", "I"})
+
+
 def decode_frame(header: FrameHeader, payload: memoryview, settings: ServeSettings) -> np.ndarray:
     """A frame message's pixels as ``(H, W, 3)`` uint8, within the server's resolution limits."""
     if header.format == "rgb":
@@ -166,7 +170,13 @@ def decode_frame(header: FrameHeader, payload: memoryview, settings: ServeSettin
             if (header.width, header.height) not in ((None, None), (im.width, im.height)):
                 raise ServiceError(400, "bad_frame", f"the header says {header.width}x{header.height} but the "
                                                      f"{header.format} image is {im.width}x{im.height}")
-            rgb = np.asarray(im.convert("RGB"))
+            if im.mode in _SIXTEEN_BIT_GREY:
+                # 16-bit grey PNG (depth, thermal, medical cameras): Pillow's convert("RGB") clips
+                # at 255 instead of scaling, so all but the darkest 1/256 of the range was white
+                grey = np.rint(np.asarray(im, dtype=np.float32) / 257.0).clip(0, 255).astype(np.uint8)
+                rgb = np.repeat(grey[..., None], 3, axis=2)
+            else:
+                rgb = np.asarray(im.convert("RGB"))
     except ServiceError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
