@@ -164,3 +164,27 @@ def test_a_model_directory_of_a_stopped_run_says_so_when_loaded(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert vx.load_model(tmp_path / "run" / "model").metadata["training"]["epochs_done"] == 2
+
+
+def test_finetune_with_edits_of_another_model_or_none_says_so_before_reading_the_data(edit_set, tmp_path):
+    """Edits collected from a 4-frame model, fine-tuned into an 8-frame one: every clip was
+    decoded first, then "edit of … has 4 levels for 8 frames"; no saved edits: also only after
+    decoding. Both are refused first now (the data here does not even exist)."""
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+    from videoxai.stabn.loader import save_stabn
+
+    torch.manual_seed(0)
+    save_stabn(build(num_classes=4, num_frames=8, input_size=32), tmp_path / "m8")
+    save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "m4")
+    run = lambda *a: CliRunner().invoke(app, ["stabn", "finetune", str(edit_set.directory), "--out",  # noqa: E731
+                                              str(tmp_path / "ft"), "--data", f"folder:{tmp_path / 'gone'}", *a])
+    r = run("--model", str(tmp_path / "m4"))
+    assert isinstance(r.exception, InputError) and "no saved edits in" in str(r.exception)
+    edit_set.save_edit(edit_set.items[0].key, [1.0, 0.0, 0.0, 0.0])
+    r = run("--model", str(tmp_path / "m8"))
+    assert isinstance(r.exception, InputError)
+    assert "have 4 levels per clip" in str(r.exception) and "takes 8 frames" in str(r.exception)
+    r = run("--model", str(tmp_path / "m4"))  # the right model: now the data is read, and is missing
+    assert isinstance(r.exception, InputError) and "gone" in str(r.exception)

@@ -275,13 +275,18 @@ def finetune_cmd(
 ) -> None:
     """Step 3: fine-tune with L_att + L_per + γ_t · L_temp(edited, predicted temporal attention)."""
     from ..stabn.data import open_dataset
-    from ..stabn.knowledge import EditSet, finetune, finetune_config
+    from ..errors import InputError
+    from ..stabn.knowledge import EditSet, check_collection, finetune, finetune_config
     from ..stabn.train import check_out_dir
 
     _threads(threads)
     check_out_dir(out)  # before the data is decoded
     es = EditSet.open(edits)
     vm = _load(model or es.model, device)
+    # before the data is decoded: what finetune would refuse after it
+    check_collection(es, vm)
+    if not es.edits():
+        raise InputError(f"no saved edits in {edits}: edit some clips first (`videoxai stabn edit {edits}`)")
     spec = data or es.data
     size = vm.input_size
     with console.status(f"loading {spec}…"):

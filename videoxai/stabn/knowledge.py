@@ -313,6 +313,15 @@ class EditSet:
         return out
 
 
+def check_collection(edits: EditSet, model: STABNVideoModel) -> None:
+    """Refuse to fine-tune ``model`` with ``edits`` collected from a model of other clips: each
+    edit holds one level per frame the collecting model took."""
+    if edits.num_frames != model.num_frames:
+        raise InputError(f"the edits in {edits.directory} have {edits.num_frames} levels per clip (collected from "
+                         f"{edits.model}); {model.name} takes {model.num_frames} frames: collect and edit "
+                         "again with this model")
+
+
 def training_data(model: STABNVideoModel) -> str | None:
     """The dataset spec ``model`` was trained on (for a fine-tuned model: fine-tuned on), as its
     ``videoxai.json`` records it (``vx.load_model`` keeps that as ``model.metadata``); ``None``
@@ -456,6 +465,8 @@ def finetune(model: STABNVideoModel, data: ClipSet, edits: EditSet | dict[str, T
     # up as a diverged loss blamed on the learning rate
     if not math.isfinite(gamma_t) or gamma_t < 0:
         raise InputError(f"gamma_t must be a finite number ≥ 0, got {gamma_t}")
+    if isinstance(edits, EditSet):
+        check_collection(edits, model)
     edit_map = edits.edits() if isinstance(edits, EditSet) else dict(edits)
     if not edit_map:
         raise InputError("no saved edits: edit some clips first (`videoxai stabn edit`)")
@@ -483,4 +494,5 @@ def finetune_config(**overrides) -> TrainConfig:
 
 
 __all__ = ["LEVELS", "TemporalEdit", "EditSet", "CollectedClip", "UnknownClipError", "check_levels", "fill_between",
-           "collect", "preview", "edit_targets", "finetune", "finetune_config", "clip_key", "training_data"]
+           "collect", "preview", "edit_targets", "finetune", "finetune_config", "clip_key", "training_data",
+           "check_collection"]
