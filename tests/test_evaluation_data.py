@@ -127,3 +127,37 @@ def test_a_folder_whose_name_has_a_comma(tmp_path):
     with pytest.raises(InputError, match=r"'J \(2025\)' is not KEY=VALUE \(a path with a comma goes in double "
                                          r"quotes: folder:\"DIR\"\)"):
         load_dataset(f"folder:{tmp_path}/Smith, J (2025)", num_frames=4)
+
+
+def test_a_corrected_label_is_computed_again_on_resume(clips, tmp_path):
+    """The identity of a run names the data by its spec, not its labels: after a label was
+    corrected in labels.csv, running again kept the results explained for the old class."""
+    import videoxai as vx
+    from videoxai.evaluation import ResultStore, evaluate
+
+    model = vx.load_model("demo")
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("video,label\na.mp4,red square\nb.mp4,blue square\n")
+    run = dict(methods="random,saliency", metrics="sparseness", out=tmp_path / "out", backend="inline",
+               progress=False, report=False)
+    data = f"folder:{clips},labels={csv_path}"
+    first = evaluate(model, data, **run)
+    assert (first.computed, first.errors) == (4, 0)
+    csv_path.write_text("video,label\na.mp4,red square\nb.mp4,red triangle\n")   # b corrected
+    with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b.mp4'\) now has another label"):
+        again = evaluate(model, data, **run)
+    assert (again.computed, again.skipped) == (2, 2)
+    with ResultStore(again.database) as store:
+        assert {(e.video, e.method): (e.label, e.target) for e in store.explanations()} == {
+            ("a.mp4", "random"): (0, 0), ("a.mp4", "saliency"): (0, 0),
+            ("b.mp4", "random"): (1, 1), ("b.mp4", "saliency"): (1, 1)}   # demo: red triangle = 1
+        assert store.count() == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate(model, data, **run).computed == 0                  # nothing changed since
+        # explaining the prediction does not depend on the label: nothing to compute again
+        csv_path.write_text("video,label\na.mp4,blue square\nb.mp4,red triangle\n")
+        other = dict(run, out=tmp_path / "predicted")
+        evaluate(model, data, target="predicted", **other)
+        csv_path.write_text("video,label\na.mp4,red square\nb.mp4,red triangle\n")
+        assert evaluate(model, data, target="predicted", **other).computed == 0

@@ -135,6 +135,12 @@ class EvalDataset(Sequence[EvalSample]):
     def keys(self) -> list[str]:
         return [self.key(i) for i in range(len(self))]
 
+    def label_of(self, i: int) -> int | None | type[NotImplemented]:
+        """The label of clip ``i`` without decoding it, where the dataset knows it so
+        (``NotImplemented`` where it does not): a resumed evaluation computes again the clips
+        whose label changed since their results were stored (a corrected labels CSV)."""
+        return NotImplemented
+
     def index_of(self, key: str) -> int | None:
         """The index of the clip stored under ``key``, or ``None`` if there is none.
 
@@ -166,6 +172,9 @@ class SamplesDataset(EvalDataset):
 
     def load(self, i: int) -> EvalSample:
         return self.samples[i]
+
+    def label_of(self, i: int) -> int | None:
+        return self.samples[i].label
 
 
 # -- registry ----------------------------------------------------------------------------------
@@ -379,6 +388,9 @@ class VideoListDataset(EvalDataset):
 
     def key(self, i: int) -> str:
         return self.entries[i].key
+
+    def label_of(self, i: int) -> int | None:
+        return self.entries[i].label
 
     def read(self, i: int) -> Clip:
         from .video import read_video

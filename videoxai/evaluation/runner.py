@@ -35,6 +35,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Callable, Iterable, Iterator, Sequence
@@ -201,6 +202,8 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             store.bind(identity)
             store.register_metrics(metric_sel.metrics)
             done = store.done()
+            if target == "label":
+                done = _forget_relabelled(store.labels(), dataset, n_videos, done)
             work = plan(dataset, n_videos, method_sel, metric_sel, done)
             clips = {**method_sel.clips, **metric_sel.clips}
             store.start_run({**identity, "methods": method_specs, "metrics": metric_specs, "clips": clips,
@@ -377,6 +380,29 @@ def _tasks(dataset, methods: Selection, metrics: Selection, done: set[tuple[str,
         if work:
             yield Task(id=n, index=i, key=key, work=work)
             n += 1
+
+
+def _forget_relabelled(stored: dict[tuple[str, str], int | None], dataset, n_videos: int,
+                       done: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """``done`` without the results of explanations computed for another label than the clip's
+    now: a corrected labels CSV, run again, kept every result explained for the old class (the
+    identity names the data by its spec, not its labels). A warning says how many clips."""
+    if not stored or not isinstance(dataset, EvalDataset):
+        return done
+    index_of, changed = _key_index(dataset, n_videos), set()
+    for (key, method), label in stored.items():
+        i = index_of(key)
+        if i is not None and i < n_videos:
+            now = dataset.label_of(i)
+            if now is not NotImplemented and now != label:
+                changed.add((key, method))
+    if not changed:
+        return done
+    clips = sorted({key for key, _ in changed})
+    warnings.warn(f"{len(clips)} clip{'s' if len(clips) > 1 else ''} (e.g. {clips[0]!r}) now "
+                  f"{'have' if len(clips) > 1 else 'has'} another label than their stored results "
+                  "were computed for: computed again", stacklevel=3)
+    return {k for k in done if k[:2] not in changed}
 
 
 def _key_index(dataset, n_videos: int) -> Callable[[str], int | None]:

@@ -201,6 +201,11 @@ class ResultStore:
                                  seconds or 0.0))
         return out
 
+    def labels(self) -> dict[tuple[str, str], int | None]:
+        """``(video, method) → label`` the stored explanations were computed for (errors aside)."""
+        return {(v, m): label for v, m, label in
+                self.db.execute("SELECT video, method, label FROM explanations WHERE status != 'error'")}
+
     def explanations(self) -> list[ExplanationRow]:
         cols = [f.name for f in ExplanationRow.__dataclass_fields__.values()]
         q = f"SELECT {', '.join(cols)} FROM explanations ORDER BY rowid"
