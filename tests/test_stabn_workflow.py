@@ -188,3 +188,20 @@ def test_finetune_with_edits_of_another_model_or_none_says_so_before_reading_the
     assert "have 4 levels per clip" in str(r.exception) and "takes 8 frames" in str(r.exception)
     r = run("--model", str(tmp_path / "m4"))  # the right model: now the data is read, and is missing
     assert isinstance(r.exception, InputError) and "gone" in str(r.exception)
+
+
+def test_a_run_started_over_and_stopped_in_its_warm_start_does_not_resume_the_old_run(tmp_path):
+    """`--no-resume` on a finished run's directory, stopped during the warm start (the old
+    checkpoint.pt was still there): the next `train` resumed the *old* finished run and did
+    nothing, its warm start skipped. Starting over removes the old checkpoint first."""
+    kw = dict(backbone="tiny", num_frames=4, input_size=32, warm_start=1, config=TrainConfig(epochs=1, batch_size=4))
+    train("synthetic:8", tmp_path / "run", **kw)
+
+    def ctrl_c(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("synthetic:8", tmp_path / "run", resume=False, on_epoch=ctrl_c, **kw)
+    seen = []
+    train("synthetic:8", tmp_path / "run", on_epoch=seen.append, **kw)
+    assert [(r.stage, r.epoch) for r in seen] == [(None, 1)]  # the new warm start's epoch was done; then the ST-ABN's

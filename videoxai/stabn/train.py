@@ -308,6 +308,8 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
         if resume and (out / CHECKPOINT).is_file():
             start, history = _load_checkpoint(out / CHECKPOINT, model, opt, config, run)
             log.info("resuming from %s at epoch %d", out / CHECKPOINT, start)
+        elif not resume:  # starting over: a run stopped before its first epoch must not resume the old one
+            (out / CHECKPOINT).unlink(missing_ok=True)
 
     evaluation = None
     if history and history[-1].val is not None:
@@ -550,6 +552,10 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     if warm < 0:
         raise InputError(f"warm_start must be ≥ 0 epochs, got {warm}")
     out = Path(out) if out is not None else None
+    if out is not None and not resume:
+        # starting over: stopped during the warm start, the next (resuming) run would otherwise
+        # take up the old run's checkpoint and skip this run's warm start
+        (out / CHECKPOINT).unlink(missing_ok=True)
     if out is not None and resume and (out / CHECKPOINT).is_file():
         # the checkpoint holds every weight: the warm start it began from is not run again (fit
         # checks the checkpoint's model and training settings; the warm start's, here)
