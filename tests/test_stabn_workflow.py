@@ -205,3 +205,18 @@ def test_a_run_started_over_and_stopped_in_its_warm_start_does_not_resume_the_ol
     seen = []
     train("synthetic:8", tmp_path / "run", on_epoch=seen.append, **kw)
     assert [(r.stage, r.epoch) for r in seen] == [(None, 1)]  # the new warm start's epoch was done; then the ST-ABN's
+
+
+def test_cli_edit_without_the_collections_model_and_bad_thread_counts_say_what_to_do(edit_set, tmp_path):
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+
+    # the collection names a model directory that moved: the editor needs it for the preview only
+    path = edit_set.directory / "collection.json"
+    path.write_text(path.read_text().replace('"model": "in-memory"', f'"model": "{tmp_path / "moved"}"'))
+    r = CliRunner().invoke(app, ["stabn", "edit", str(edit_set.directory)])
+    assert isinstance(r.exception, InputError) and "give --model, or --no-preview" in str(r.exception)
+    # --threads -1 reached torch as "RuntimeError: set_num_threads expects a positive integer"
+    r = CliRunner().invoke(app, ["stabn", "train", "--out", str(tmp_path / "run"), "--threads", "-1"])
+    assert r.exit_code == 2 and "--threads" in r.output and "greater than or equal to 1" in r.output

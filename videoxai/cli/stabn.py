@@ -119,7 +119,7 @@ def train_cmd(
     seed: int = typer.Option(0, help="Seed of the initial weights, the clip order and dropout."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists "
                                 "(without repeating the warm start), else from the warm start's checkpoint."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch."),
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Train an ST-ABN; validation accuracy of both branches after every epoch."""
@@ -167,7 +167,7 @@ def collect_cmd(
                                        "training split is used; its classes must be the model's."),
     all_clips: bool = typer.Option(False, "--all", help="Collect every clip, not only the misclassified ones."),
     limit: Optional[int] = typer.Option(None, help="Collect at most this many clips."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch."),
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Step 1: store the temporal attention of the misclassified training clips."""
@@ -220,6 +220,7 @@ def edit_cmd(
     """Step 2: serve the editor page: give every frame a level (1.0 / 0.5 / 0.0) and save."""
     import uvicorn
 
+    from ..errors import InputError, UnknownModelError
     from ..stabn.editor import create_app
     from ..stabn.knowledge import EditSet
 
@@ -227,7 +228,14 @@ def edit_cmd(
     vm = None
     if not no_preview:
         with console.status(f"loading {model or es.model}…"):
-            vm = _load(model or es.model, device)
+            try:
+                vm = _load(model or es.model, device)
+            except UnknownModelError as e:
+                if model is not None:
+                    raise
+                # the collection's model directory moved or is on another machine: editing needs no model
+                raise InputError(f"{e}. The collection's model is gone from where it was collected; give "
+                                 "--model, or --no-preview to edit without the preview") from None
     app = create_app(es, vm, allowed_hosts=(host,))  # the name it listens on is its own
     _check_port(host, port)
     console.print(f"editing {len(es.items)} clips of {edits} on http://{host}:{port}  (Ctrl-C to stop)")
@@ -270,7 +278,7 @@ def finetune_cmd(
     edited_only: bool = typer.Option(False, "--edited-only", help="Train on the edited clips only."),
     seed: int = typer.Option(0, help="Seed of the clip order and dropout."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch."),
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Step 3: fine-tune with L_att + L_per + γ_t · L_temp(edited, predicted temporal attention)."""
