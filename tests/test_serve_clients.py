@@ -14,6 +14,7 @@ import pathlib
 import socket
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -99,6 +100,30 @@ def test_a_full_disk_is_a_clear_error_and_the_server_goes_on(model, video, monke
 
         r = client.post("/api/jobs", content=video.read_bytes(), params={"overlay": "false"})
         assert wait_job(client, r.json()["id"])["state"] == "done"  # space again: served as usual
+
+
+# -- HTTP as tools speak it ------------------------------------------------------------------------
+
+
+def test_every_get_route_answers_head_as_get_without_the_body(model, video):
+    # HEAD /api/health (what uptime monitors and `curl -I` send) was 405: the server looked down;
+    # the result's and overlay's HEAD routes gave the OpenAPI schema duplicate operation ids
+    app = create_app(model, ServeSettings(api_key="k"))
+    headers = {"X-API-Key": "k"}
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30, trust_env=False,
+                                                       headers=headers) as client:
+        job = client.post("/api/jobs", content=video.read_bytes(), params={"overlay": "false"}).json()
+        wait_job(client, job["id"])
+        for path in ("/", "/api/health", "/api/info", f"/api/jobs/{job['id']}"):
+            got, head = client.get(path), client.head(path)
+            assert head.status_code == got.status_code == 200, (path, head.status_code)
+            assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"], path
+            assert int(head.headers["content-length"]) == len(got.content), path
+        assert client.head("/api/info", headers={"X-API-Key": "wrong"}).status_code == 401  # the key still counts
+        assert client.head("/api/jobs/nope").status_code == 404
+    with warnings.catch_warnings():  # HEAD stays out of the schema: no operation id twice
+        warnings.simplefilter("error")
+        assert "head" not in app.openapi()["paths"]["/api/jobs/{job_id}/result"]
 
 
 # -- slow uploads ----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import time
 import weakref
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Request, WebSocket
@@ -66,6 +66,8 @@ from .stream import AuthWaiters, StreamSession, StreamSlots, authorised
 log = logging.getLogger("videoxai.serve")
 
 STATIC = Path(__file__).resolve().parent / "static"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # documents the error body in the OpenAPI schema (/docs)
 _RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse}
@@ -118,17 +120,19 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     def jobs_of(request: Request) -> JobQueue:
         return request.app.state.jobs
 
-    @app.get("/", include_in_schema=False)
+    get = _get_and_head(app)
+
+    @get("/", include_in_schema=False)
     async def viewer() -> FileResponse:
         return FileResponse(STATIC / "viewer.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.get("/api/health")
+    @get("/api/health")
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/api/info", response_model=ServerInfo, dependencies=[Depends(require_key)], responses=_RESPONSES)
+    @get("/api/info", response_model=ServerInfo, dependencies=[Depends(require_key)], responses=_RESPONSES)
     async def info() -> ServerInfo:
         return ServerInfo(model=engine.info(), methods=engine.methods(), default_method=engine.default_method,
                           limits=settings.public(), version=__version__)
@@ -169,19 +173,19 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
             app.state.uploads -= 1
         return job.status()
 
-    @app.get("/api/jobs/{job_id}", response_model=JobStatus, dependencies=[Depends(require_key)],
+    @get("/api/jobs/{job_id}", response_model=JobStatus, dependencies=[Depends(require_key)],
              responses=_RESPONSES)
     async def job_status(job_id: str, request: Request) -> JobStatus:
         return jobs_of(request).status(job_id)
 
-    # HEAD too: players and download tools ask for a file's size and type before fetching it
-    @app.api_route("/api/jobs/{job_id}/result", methods=["GET", "HEAD"], response_model=JobResult,
+    # players and download tools ask for a file's size and type with HEAD before fetching it
+    @get("/api/jobs/{job_id}/result", response_model=JobResult,
                    dependencies=[Depends(require_key)], responses=_RESPONSES)
     async def job_result(job_id: str, request: Request) -> FileResponse:
         job = _finished(jobs_of(request), job_id)
         return _job_file(job.result_path, media_type="application/json")
 
-    @app.api_route(f"/api/jobs/{{job_id}}/{OVERLAY_NAME}", methods=["GET", "HEAD"], dependencies=[Depends(require_key)],
+    @get(f"/api/jobs/{{job_id}}/{OVERLAY_NAME}", dependencies=[Depends(require_key)],
                    responses=_RESPONSES, response_class=FileResponse)
     async def job_overlay(job_id: str, request: Request) -> FileResponse:
         job = _finished(jobs_of(request), job_id)
@@ -199,6 +203,18 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         await StreamSession(ws, engine, settings, app.state.slots, app.state.auth_waiters).run()
 
     return app
+
+
+def _get_and_head(app: FastAPI) -> Callable[..., Callable[[F], F]]:
+    """``app.get`` that also routes HEAD to the function (RFC 9110 §9.1: uptime monitors and
+    ``curl -I`` ask with HEAD, and a 405 reads as a server that is down). The HEAD route stays out
+    of the OpenAPI schema, where it would repeat the GET's operation id."""
+    def route(path: str, **kwargs: Any) -> Callable[[F], F]:
+        def register(fn: F) -> F:
+            app.head(path, **{**kwargs, "include_in_schema": False})(fn)
+            return app.get(path, **kwargs)(fn)
+        return register
+    return route
 
 
 # -- uploads -------------------------------------------------------------------------------------
