@@ -161,3 +161,28 @@ def test_a_corrected_label_is_computed_again_on_resume(clips, tmp_path):
         evaluate(model, data, target="predicted", **other)
         csv_path.write_text("video,label\na.mp4,red square\nb.mp4,red triangle\n")
         assert evaluate(model, data, target="predicted", **other).computed == 0
+
+
+def test_the_markdown_report_keeps_file_names_and_errors_as_text(tmp_path):
+    """A clip named '<img src=x onerror=…>.mp4' was raw HTML in report.md (MkDocs and Jupyter
+    render it); one clip is '1 clip'."""
+    from videoxai.evaluation import ResultRow, ResultStore, write_report
+    from videoxai.metrics import build
+
+    db = tmp_path / "results.sqlite"
+    bad = "<img src=x onerror=alert(1)>.mp4"
+    with ResultStore(db) as store:
+        store.bind({"model": "m", "data": "folder:<b>clips</b>", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("sparseness")])
+        store.start_run({})
+        store.write(ResultRow("ok.mp4", "random", "sparseness", 0.5))
+        store.write(ResultRow(bad, "random", "sparseness", None, "error",
+                              details={"error": f"{bad}: not a video <script>x</script>"}))
+    md = write_report(db, tmp_path)["markdown"].read_text()
+    assert "<img" not in md and "<script" not in md and "<b>" not in md
+    assert md.startswith("# Evaluation of m on folder:&lt;b>clips&lt;/b>\n\n2 clips;")
+    assert ("\n- &lt;img src=x onerror=alert(1)>.mp4: not a video &lt;script>x&lt;/script> — "
+            "&lt;img src=x onerror=alert(1)>.mp4 / random\n") in md
+    with ResultStore(db) as store:
+        store.db.execute("DELETE FROM results WHERE video = ?", (bad,))
+    assert "\n1 clip; results: 1 ok" in write_report(db, tmp_path)["markdown"].read_text()

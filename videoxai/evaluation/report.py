@@ -274,26 +274,39 @@ def table_rows(s: Summary) -> tuple[list[str], list[list[str]]]:
 
 def markdown(s: Summary, title: str) -> str:
     header, rows = table_rows(s)
-    lines = [f"# {title}", ""]
-    lines.append(f"{s.videos} clips; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a, "
+    t = _md_text
+    lines = [f"# {t(title)}", ""]
+    lines.append(f"{_clips(s.videos)}; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a, "
                  f"{s.counts.get('error', 0)} errors."
                  + (f" Model accuracy on these clips: {s.accuracy:.1%}." if s.accuracy is not None else ""))
-    lines += [f"**Warning:** {w}" for w in s.warnings]
+    lines += [f"**Warning:** {t(w)}" for w in s.warnings]
     # a '|' in a cell (a method spec's text option) would end the cell: escaped as GFM does
-    cells = lambda r: " | ".join(c.replace("|", "\\|") for c in r)  # noqa: E731
+    cells = lambda r: " | ".join(t(c).replace("|", "\\|") for c in r)  # noqa: E731
     lines += ["", "| " + cells(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + cells(r) + " |" for r in rows]
     lines += ["", _legend(s)]
     if s.inapplicable:
         lines += ["", "Without any value (not applicable to this model, or failed on every clip): "
-                  + "; ".join(f"{m} ({why})" if why else m for m, why in s.inapplicable.items()) + "."]
+                  + "; ".join(t(f"{m} ({why})" if why else m) for m, why in s.inapplicable.items()) + "."]
     if s.unavailable:
         lines += ["", "Metrics without any value: "
-                  + "; ".join(f"{m} ({why})" for m, why in s.unavailable.items()) + "."]
+                  + "; ".join(t(f"{m} ({why})") for m, why in s.unavailable.items()) + "."]
     if s.errors:
         lines += ["", "Errors (running the same command again computes these results again):", ""]
-        lines += [f"- {message} — {_places(where)}" for message, where in _top_errors(s)]
+        lines += [f"- {t(message)} — {t(_places(where))}" for message, where in _top_errors(s)]
     return "\n".join(lines) + "\n"
+
+
+def _md_text(text: str) -> str:
+    """Text of the data (file names, error messages) as Markdown shows it: on one line (a line
+    break would end a list item or a table row) and with ``<`` as ``&lt;``, so that
+    a file named ``<img src=x onerror=…>.mp4`` is text, not HTML that a viewer renders (a
+    backslash does not escape it in Python-Markdown, which MkDocs uses)."""
+    return " ".join(str(text).split()).replace("<", "&lt;")
+
+
+def _clips(n: int) -> str:
+    return f"{n} clip{'' if n == 1 else 's'}"
 
 
 def _top_errors(s: Summary, most: int = 10) -> list[tuple[str, list[str]]]:
@@ -482,7 +495,7 @@ def _html(s: Summary, title: str, images: dict[str, str]) -> str:
                    for name, uri in images.items())
     acc = f" Model accuracy on these clips: {s.accuracy:.1%}." if s.accuracy is not None else ""
     return page(title, f"""<h1>{html.escape(title)}</h1>
-<p>{s.videos} clips; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a,
+<p>{_clips(s.videos)}; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a,
 {s.counts.get('error', 0)} errors.{acc}</p>
 {''.join(f'<p class="warning"><strong>Warning:</strong> {html.escape(w)}</p>' for w in s.warnings)}
 <div class="card"><div class="scroll" id="results"><table>{''.join(body)}</table></div>
