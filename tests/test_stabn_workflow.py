@@ -220,3 +220,17 @@ def test_cli_edit_without_the_collections_model_and_bad_thread_counts_say_what_t
     # --threads -1 reached torch as "RuntimeError: set_num_threads expects a positive integer"
     r = CliRunner().invoke(app, ["stabn", "train", "--out", str(tmp_path / "run"), "--threads", "-1"])
     assert r.exit_code == 2 and "--threads" in r.output and "greater than or equal to 1" in r.output
+
+
+def test_collecting_clips_of_another_length_into_an_edit_set_with_edits_is_refused(edit_set):
+    # saved edits are kept for clips collected again: 4-level edits under an 8-frame collection,
+    # and finetune failed on them after the data was decoded
+    edit_set.save_edit(edit_set.items[0].key, [1.0, 0.0, 0.0, 0.0])
+    torch.manual_seed(0)
+    model = build(num_classes=4, num_frames=8, input_size=32).eval()
+    data = open_dataset("synthetic:6", "train", num_frames=8, frame_size=(32, 32))
+    with pytest.raises(InputError, match="holds edits of 4 frames per clip .*this model takes 8"):
+        collect(model, data, edit_set.directory, model_spec="in-memory", misclassified_only=False)
+    assert EditSet.open(edit_set.directory).num_frames == 4
+    (edit_set.directory / "edits" / f"{edit_set.items[0].key}.json").unlink()  # no edits to keep: fine
+    assert collect(model, data, edit_set.directory, model_spec="in-memory", misclassified_only=False).num_frames == 8

@@ -363,6 +363,7 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
     # class names cannot name (and fine-tuning refuses such a set anyway)
     check_data(model, data, f"{data.spec} ({data.split})")
     check_out_dir(directory)  # before the model runs over every clip
+    _check_kept_edits(Path(directory), model.num_frames)
     if not model.config.attention_branch:
         raise InputError(f"{model.name} has no attention branch: there is no temporal attention to edit")
     p = predict(model, data, batch_size, "ST-ABN collect")
@@ -389,6 +390,22 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
                                           attention_predicted=int(p.att_logits[i].argmax())))
     es.write_collection()
     return es
+
+
+def _check_kept_edits(directory: Path, num_frames: int) -> None:
+    """Refuse to collect clips of ``num_frames`` frames into an edit set whose saved edits have
+    another count: they are kept for the clips collected again, and fine-tuning then failed on
+    the first of them."""
+    path = directory / COLLECTION
+    if not path.is_file() or not any((directory / "edits").glob("*.json")):
+        return
+    try:
+        old = int(json.loads(path.read_text(encoding="utf-8"))["num_frames"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # a damaged collection is replaced
+    if old != num_frames:
+        raise InputError(f"{directory} holds edits of {old} frames per clip (saved edits are kept when collecting "
+                         f"again); this model takes {num_frames}: collect into another directory")
 
 
 # -- preview --------------------------------------------------------------------------------------
