@@ -126,6 +126,29 @@ def test_every_get_route_answers_head_as_get_without_the_body(model, video):
         assert "head" not in app.openapi()["paths"]["/api/jobs/{job_id}/result"]
 
 
+def test_pages_of_other_sites_cannot_upload_or_delete(model, video):
+    # a multipart form POST is a "simple" cross-origin request: any page the user visited could
+    # have the local server explain uploads (the browser only hid the answer)
+    app = create_app(model, ServeSettings(allowed_origins=("https://friend.example",)))
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        def post(origin):
+            files = {"file": ("clip.mp4", video.read_bytes(), "video/mp4")}
+            return client.post("/api/jobs", files=files, params={"overlay": "false"},
+                               headers={"Origin": origin} if origin else {})
+
+        for origin in ("https://evil.example", "null"):  # "null": a sandboxed frame or a file:// page
+            r = post(origin)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_origin", r.text
+        assert app.state.jobs.counts() == {} and not list(app.state.jobs.root.iterdir())
+        mine = post(server.url)  # the viewer, served by this server
+        assert mine.status_code == 202, mine.text
+        assert post("https://friend.example").status_code == 202 and post(None).status_code == 202
+        job = mine.json()["id"]
+        r = client.delete(f"/api/jobs/{job}", headers={"Origin": "https://evil.example"})
+        assert r.status_code == 403 and client.get(f"/api/jobs/{job}").status_code == 200
+        assert client.delete(f"/api/jobs/{job}", headers={"Origin": server.url}).status_code == 204
+
+
 # -- slow uploads ----------------------------------------------------------------------------------
 
 

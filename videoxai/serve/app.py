@@ -61,7 +61,7 @@ from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_result_size, check_
 from .protocol import (ErrorInfo, ErrorResponse, JobRequest, JobResult, JobStatus, ServerInfo, ServiceError,
                        loads_json, to_service_error)
 from .settings import ServeSettings
-from .stream import AuthWaiters, StreamSession, StreamSlots, authorised
+from .stream import AuthWaiters, StreamSession, StreamSlots, authorised, origin_allowed
 
 log = logging.getLogger("videoxai.serve")
 
@@ -71,7 +71,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # documents the error body in the OpenAPI schema (/docs)
 _RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse}
-                                               for code in (400, 401, 404, 409, 413, 415, 416, 422, 503, 507)}
+                                               for code in (400, 401, 403, 404, 409, 413, 415, 416, 422, 503,
+                                                                            507)}
 
 
 def create_app(model: VideoModel, settings: ServeSettings | None = None) -> FastAPI:
@@ -117,6 +118,14 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
             raise ServiceError(401, "unauthorized", "missing or wrong API key (header X-API-Key)",
                                headers={"WWW-Authenticate": "Bearer"})
 
+    def require_origin(request: Request) -> None:
+        # a page of another site may POST a multipart form here without asking first (a "simple"
+        # cross-origin request): the browser only hides the answer, the upload is explained all
+        # the same. Streams check their Origin the same way.
+        if not origin_allowed(settings, request.headers.get("origin"), request.headers.get("host")):
+            raise ServiceError(403, "forbidden_origin", "this server does not accept requests that change its "
+                                                        "state from pages of other sites (Origin not allowed)")
+
     def jobs_of(request: Request) -> JobQueue:
         return request.app.state.jobs
 
@@ -137,7 +146,8 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         return ServerInfo(model=engine.info(), methods=engine.methods(), default_method=engine.default_method,
                           limits=settings.public(), version=__version__)
 
-    @app.post("/api/jobs", status_code=202, response_model=JobStatus, dependencies=[Depends(require_key)],
+    @app.post("/api/jobs", status_code=202, response_model=JobStatus,
+              dependencies=[Depends(require_key), Depends(require_origin)],
               responses=_RESPONSES)
     async def create_job(request: Request) -> JobStatus | Response:
         """Upload a video: the raw body (options as query parameters) or a multipart form with a
@@ -193,7 +203,8 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
             raise ServiceError(404, "not_found", "this job has no overlay video (it was submitted with overlay=false)")
         return _job_file(job.overlay_path, media_type="video/mp4", filename=f"{job_id}-overlay.mp4")
 
-    @app.delete("/api/jobs/{job_id}", status_code=204, dependencies=[Depends(require_key)], responses=_RESPONSES)
+    @app.delete("/api/jobs/{job_id}", status_code=204, dependencies=[Depends(require_key), Depends(require_origin)],
+                responses=_RESPONSES)
     async def delete_job(job_id: str, request: Request) -> Response:
         jobs_of(request).delete(job_id)
         return Response(status_code=204)

@@ -192,7 +192,7 @@ def _check_size(width: int, height: int, settings: ServeSettings) -> None:
 
 
 def origin_allowed(settings: ServeSettings, origin: str | None, host: str | None) -> bool:
-    """Whether a WebSocket's ``Origin`` may use this server: no Origin (not a browser), the
+    """Whether a WebSocket's (or an upload's) ``Origin`` may use this server: no Origin (not a browser), the
     server's own (same host and port as the ``Host`` header), or one of ``allowed_origins``.
 
     Browsers let any page open a WebSocket to any address, cookies and all; without this check
