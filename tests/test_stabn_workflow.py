@@ -234,3 +234,18 @@ def test_collecting_clips_of_another_length_into_an_edit_set_with_edits_is_refus
     assert EditSet.open(edit_set.directory).num_frames == 4
     (edit_set.directory / "edits" / f"{edit_set.items[0].key}.json").unlink()  # no edits to keep: fine
     assert collect(model, data, edit_set.directory, model_spec="in-memory", misclassified_only=False).num_frames == 8
+
+
+def test_a_save_that_fails_leaves_the_previous_model_whole(tmp_path):
+    # the weights were renamed into place before videoxai.json was written: a metric JSON cannot
+    # hold left the new weights under the old config (here: a load error, "does not match its config")
+    import videoxai as vx
+    from videoxai.stabn.loader import save_stabn
+
+    torch.manual_seed(0)
+    save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+    with pytest.raises(TypeError):
+        save_stabn(build(num_classes=3, num_frames=4, input_size=32), tmp_path / "m", metrics={"x": object()})
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before  # no .tmp left either
+    assert vx.load_model(tmp_path / "m").num_classes == 4

@@ -37,16 +37,23 @@ def save_stabn(model: STABNVideoModel, directory: str | Path, *, metrics: dict |
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.net.state_dict().items()}
-    # write to temporary names and rename, so a crash never leaves a half-written model behind
-    tmp = directory / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(directory / WEIGHTS)
-    (directory / WEIGHTS).chmod(0o644)  # safetensors writes 0600; a model is meant to be shared
     meta = {"loader": "stabn", "format": FORMAT, "name": model.name, "config": model.config.to_dict(),
             "metrics": metrics or {}, "training": training or {}}
-    tmp = directory / (META + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(directory / META)
+    # both files are written to temporary names first and then renamed one after the other: a
+    # failure or Ctrl-C while writing either (a metric JSON cannot hold, a full disk) leaves the
+    # previous model whole — the weights were renamed before the JSON was written, so such a
+    # failure paired the new weights with the old videoxai.json
+    text = json.dumps(meta, indent=2) + "\n"
+    tmp_weights, tmp_meta = directory / (WEIGHTS + ".tmp"), directory / (META + ".tmp")
+    try:
+        save_file(state, str(tmp_weights), metadata={"format": "pt"})
+        tmp_weights.chmod(0o644)  # safetensors writes 0600; a model is meant to be shared
+        tmp_meta.write_text(text)
+        tmp_weights.replace(directory / WEIGHTS)
+        tmp_meta.replace(directory / META)
+    finally:
+        tmp_weights.unlink(missing_ok=True)
+        tmp_meta.unlink(missing_ok=True)
     return directory
 
 
