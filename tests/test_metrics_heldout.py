@@ -323,7 +323,7 @@ def test_blank_and_constant_maps_have_documented_scores():
 @pytest.mark.parametrize("bad, message", [
     (np.where(a_map() > 0.9, np.nan, a_map()), "NaN or infinite"),
     (np.where(a_map() > 0.9, np.inf, a_map()), "NaN or infinite"),
-    (a_map() - 0.5, "negative"),                                     # a signed map (IG without abs)
+    (a_map() - 0.5, "negative values .* absolute value or its positive part"),   # signed (IG without abs)
     (a_map()[:, :32, :32], r"does not match the clip's \(T, H, W\) = \(3, 48, 80\)"),   # the model's size
     (a_map()[:2], "2 frames, the clip 3"),
 ])

@@ -259,7 +259,8 @@ def as_explanation(exp, target: int | None, num_frames: int, num_classes: int,
     if not np.isfinite(spatial).all():
         raise InputError("the explanation map contains NaN or infinite values")
     if (spatial < 0).any():
-        raise InputError("the explanation map has negative values; metrics rank non-negative relevance")
+        raise InputError("the explanation map has negative values (a signed attribution?); metrics rank "
+                         "non-negative relevance: pass its absolute value or its positive part")
     if spatial.shape[0] != num_frames:
         raise InputError(f"explanation has {spatial.shape[0]} frames, the clip {num_frames}")
     if isinstance(exp, Explanation):
