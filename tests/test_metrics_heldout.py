@@ -324,7 +324,9 @@ def test_blank_and_constant_maps_have_documented_scores():
     (np.where(a_map() > 0.9, np.nan, a_map()), "NaN or infinite"),
     (np.where(a_map() > 0.9, np.inf, a_map()), "NaN or infinite"),
     (a_map() - 0.5, "negative values .* absolute value or its positive part"),   # signed (IG without abs)
-    (a_map()[:, :32, :32], r"does not match the clip's \(T, H, W\) = \(3, 48, 80\)"),   # the model's size
+    (a_map()[:, :32, :32], r"does not match the clip's \(T, H, W\) = \(3, 48, 80\); it has the model's input "
+                           r"size: .* videoxai.core.align.to_frames"),
+    (a_map()[:, :32, :40], r"does not match the clip's \(T, H, W\) = \(3, 48, 80\)$"),
     (a_map()[:2], "2 frames, the clip 3"),
 ])
 def test_bad_maps_are_one_clear_error(bad, message):

@@ -191,8 +191,12 @@ class Metric(Configurable):
         view = crop_mask(model.preprocess, (x.shape[3], x.shape[4])).numpy()
         exp = as_explanation(explanation, target, x.shape[1], model.num_classes, view)
         if tuple(exp.spatial.shape) != (x.shape[1], x.shape[3], x.shape[4]):
+            # a map at the model's input size is the commonest case: say how to bring it onto the frames
+            hint = ("; it has the model's input size: metrics read maps on the clip's frames (paste it into "
+                    "the model's crop box with videoxai.core.align.to_frames, as vx.explain does)"
+                    if tuple(exp.spatial.shape[1:]) == tuple(model.preprocess.size) else "")
             raise InputError(f"explanation map {tuple(exp.spatial.shape)} does not match the clip's "
-                             f"(T, H, W) = {(x.shape[1], x.shape[3], x.shape[4])}")
+                             f"(T, H, W) = {(x.shape[1], x.shape[3], x.shape[4])}{hint}")
         target = exp.target if target is None else int(target)
         if not 0 <= target < model.num_classes:
             raise InputError(f"target {target} out of range for a model with {model.num_classes} classes")
