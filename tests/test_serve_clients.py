@@ -341,3 +341,15 @@ def test_stream_command_against_a_foreign_or_failing_server_exits_with_one_line(
         assert exit_info.value.code == 2
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], err
+
+
+@pytest.mark.parametrize("args,says", [(["--live", "--fps", "-5"], "--fps must be a positive number"),
+                                       (["--live", "--fps", "0"], "--fps must be a positive number"),
+                                       (["--fps", "12"], "add --live, or drop --fps")])
+def test_stream_command_refuses_a_send_rate_it_would_not_use(capsys, video, args, says):
+    # --fps -5 streamed every frame at once, and --fps on a file (streamed at the server's pace)
+    # was ignored; both silently. Refused before any connection (the server here does not exist).
+    with pytest.raises(SystemExit) as exit_info:
+        main(["stream", str(video), "--server", "http://127.0.0.1:9", *args])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and says in err and len(err.splitlines()) == 1, err

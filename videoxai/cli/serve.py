@@ -122,6 +122,11 @@ def stream_cmd(
     if not is_file and "://" not in source:
         raise InputError(f"{source}: no such file (give a video file, or a stream URL such as rtsp://…)")
     live = (not is_file) if live is None else live
+    if fps is not None and not fps > 0:  # a negative or zero rate sent every frame at once, silently
+        raise InputError(f"--fps must be a positive number of frames per second, got {fps:g}")
+    if fps is not None and not live:  # a file streams at the server's pace: the rate would be ignored
+        raise InputError(f"--fps sets the rate of a live stream, and {source} streams as a file (at the server's "
+                         "pace): add --live, or drop --fps")
     options = _parse_options(option)
     # the source's first frame is read before the server is asked for a stream: a file that is not
     # a video, or a URL that does not answer, fails here with its own message, not mid-protocol
