@@ -249,3 +249,14 @@ def test_a_save_that_fails_leaves_the_previous_model_whole(tmp_path):
         save_stabn(build(num_classes=3, num_frames=4, input_size=32), tmp_path / "m", metrics={"x": object()})
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before  # no .tmp left either
     assert vx.load_model(tmp_path / "m").num_classes == 4
+
+
+def test_model_options_are_checked_before_the_data_is_read(tmp_path):
+    # a backbone too big for the size or a misspelt pool was refused only after every clip was decoded
+    missing = f"folder:{tmp_path / 'no such data'}"
+    with pytest.raises(InputError, match="too small for backbone 'tiny'"):
+        train(missing, None, backbone="tiny", input_size=4)
+    with pytest.raises(InputError, match="pool must be"):
+        train(missing, None, pool="mean")
+    with pytest.raises(InputError, match="unknown ST-ABN option: .*'bogus'"):
+        train(missing, None, bogus=1)

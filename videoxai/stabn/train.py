@@ -542,6 +542,12 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
         raise InputError(f"frames and size must be ≥ 1, got {num_frames} frames of {size}")
     if out is not None:
         check_out_dir(out)
+    # the model's options too (a backbone too big for the size, a misspelt pool): they were
+    # checked only once every clip was decoded; the class count is the data's, 2 stands in for it
+    try:
+        STABNConfig(num_classes=2, num_frames=num_frames, input_size=size, backbone=backbone, **model_options)
+    except TypeError as e:  # an option STABNConfig does not have
+        raise InputError(f"unknown ST-ABN option: {e}") from None
     train_set = open_dataset(data, "train", num_frames=num_frames, frame_size=size)
     val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
     val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names)
