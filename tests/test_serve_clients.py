@@ -333,8 +333,14 @@ def test_stream_command_against_a_foreign_or_failing_server_exits_with_one_line(
         ws.recv()  # a frame
         ws.close(1011)
 
-    for behave, says in [(FOREIGN["not_json"][0], "protocol: "), (close_mid_stream, "closed: the server closed the "
-                                                                                    "stream (code 1011)")]:
+    def drop_mid_stream(ws):  # no close frame: the server's process died
+        ws.send(READY)
+        ws.recv()
+        ws.socket.shutdown(socket.SHUT_RDWR)
+
+    for behave, says in [(FOREIGN["not_json"][0], "protocol: "),
+                         (close_mid_stream, "closed: the server closed the stream (code 1011)"),
+                         (drop_mid_stream, "closed: the connection to the server was lost")]:
         with fake_server(behave) as url, pytest.raises(SystemExit) as exit_info:
             main(["stream", str(video), "--server", url])
         err = capsys.readouterr().err

@@ -254,8 +254,11 @@ class StreamClient:
         except TimeoutError:
             raise StreamError("timeout", f"no message from the server for {self.timeout:g} s") from None
         except ConnectionClosed as e:
-            code = e.rcvd.code if e.rcvd is not None else None
-            raise StreamError("closed", f"the server closed the stream (code {code}) before its 'end'") from None
+            if e.rcvd is None:  # no close frame: the server's process or the network went away
+                raise StreamError("closed", "the connection to the server was lost before the stream's 'end' (the "
+                                            "server stopped, or the network failed)") from None
+            raise StreamError("closed", f"the server closed the stream (code {e.rcvd.code}) before its "
+                                        "'end'") from None
         if not isinstance(text, str):
             raise self._foreign("it sent a binary message")
         try:
