@@ -260,3 +260,21 @@ def test_model_options_are_checked_before_the_data_is_read(tmp_path):
         train(missing, None, pool="mean")
     with pytest.raises(InputError, match="unknown ST-ABN option: .*'bogus'"):
         train(missing, None, bogus=1)
+
+
+def test_a_collection_whose_attention_is_not_numbers_is_refused_not_a_500(edit_set):
+    from fastapi.testclient import TestClient
+
+    from videoxai.stabn.editor import create_app
+
+    path = edit_set.directory / "collection.json"
+    d = json.loads(path.read_text())
+    for value in ("high", float("nan"), None):
+        d["items"][1]["attention"][2] = value
+        path.write_text(json.dumps(d))
+        with pytest.raises(InputError, match=rf"clip {d['items'][1]['key']} has temporal attention {value!r}, not a finite"):
+            EditSet.open(edit_set.directory)
+    edit_set.items[1].attention[2] = float("nan")  # an edit set in memory: the editor answers 422, not 500
+    client = TestClient(create_app(edit_set), base_url="http://localhost", raise_server_exceptions=False)
+    r = client.get("/api/collection")
+    assert r.status_code == 422 and "not a finite number" in r.json()["error"]

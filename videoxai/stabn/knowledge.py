@@ -252,6 +252,10 @@ class EditSet:
         if not isinstance(it.attention, list) or len(it.attention) != self.num_frames:
             raise InputError(f"clip {it.key} has {len(it.attention) if isinstance(it.attention, list) else 'no'} "
                              f"temporal attention values for {self.num_frames} frames")
+        # the editor sends them as JSON numbers: a string or NaN there was a 500 on every page load
+        bad = [v for v in it.attention if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            raise InputError(f"clip {it.key} has temporal attention {bad[0]!r}, not a finite number")
 
     def class_name(self, it: CollectedClip, what: str = "label") -> str:
         """The name of clip ``it``'s ``label`` or ``predicted`` class (checked: :meth:`check_item`)."""
