@@ -278,3 +278,18 @@ def test_a_collection_whose_attention_is_not_numbers_is_refused_not_a_500(edit_s
     client = TestClient(create_app(edit_set), base_url="http://localhost", raise_server_exceptions=False)
     r = client.get("/api/collection")
     assert r.status_code == 422 and "not a finite number" in r.json()["error"]
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("labels", [1, 2, 3, 4], "labels must be a list of class names"),   # was a 500 in the editor
+    ("labels", "abcd", "labels must be a list of class names"),         # was four classes a, b, c, d
+    ("model", None, "model must be a string"),                          # was a model named "None"
+    ("num_frames", 4.7, "num_frames must be a whole number ≥ 1"),       # was 4
+])
+def test_a_collection_field_of_the_wrong_type_is_refused(edit_set, field, value, said):
+    path = edit_set.directory / "collection.json"
+    d = json.loads(path.read_text())
+    d[field] = value
+    path.write_text(json.dumps(d))
+    with pytest.raises(InputError, match=rf"collection.json is not an edit-set collection \(TypeError: {said}"):
+        EditSet.open(edit_set.directory)

@@ -200,8 +200,16 @@ class EditSet:
             if not isinstance(fmt, int) or isinstance(fmt, bool):
                 raise TypeError("format must be an integer")
             items = [CollectedClip(**it) for it in d["items"]]
-            es = cls(directory, str(d["model"]), str(d["data"]), str(d["split"]), list(d["labels"]),
-                     int(d["num_frames"]), items)
+            # as collect writes them: str() and int() made None a model named "None", "abcd" four
+            # classes and 4.7 frames 4, and class names that are numbers a 500 in the editor
+            for name in ("model", "data", "split"):
+                if not isinstance(d[name], str):
+                    raise TypeError(f"{name} must be a string, got {d[name]!r}")
+            if not isinstance(d["labels"], list) or not all(isinstance(n, str) for n in d["labels"]):
+                raise TypeError(f"labels must be a list of class names, got {d['labels']!r}")
+            if isinstance(d["num_frames"], bool) or not isinstance(d["num_frames"], int) or d["num_frames"] < 1:
+                raise TypeError(f"num_frames must be a whole number ≥ 1, got {d['num_frames']!r}")
+            es = cls(directory, d["model"], d["data"], d["split"], list(d["labels"]), d["num_frames"], items)
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{path} is not an edit-set collection ({type(e).__name__}: {e}); "
                              "collect again with `videoxai stabn collect`") from None
