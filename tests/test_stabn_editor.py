@@ -297,3 +297,11 @@ def test_fill_wants_one_level_per_frame(client, edit_set):
     key = edit_set.items[0].key
     r = client.post(f"/api/clips/{key}/fill", json={"levels": [1.0, None, 1.0]})
     assert r.status_code == 422 and r.json() == {"error": f"clip {key} has 8 frames, got 3 levels"}
+
+
+def test_an_editor_with_a_model_of_other_clips_is_refused_at_the_start(edit_set):
+    # `stabn edit --model M` with a 4-frame M: every preview was refused, one at a time
+    torch.manual_seed(0)
+    four = build(num_classes=4, num_frames=4, input_size=64).eval()
+    with pytest.raises(InputError, match="have 8 levels per clip .* takes 4 frames"):
+        create_app(edit_set, four)

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, StrictFloat
 from ...errors import InputError, VideoXAIError
 from ...core.hosts import HostCheck
 from ...core.page_headers import PageHeaders
-from ..knowledge import LEVELS, EditSet, UnknownClipError, fill_between, preview
+from ..knowledge import LEVELS, EditSet, UnknownClipError, check_collection, fill_between, preview
 from ..model import STABNVideoModel
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -106,6 +106,8 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     :mod:`videoxai.core.hosts`).
     """
     es = edit_set if isinstance(edit_set, EditSet) else EditSet.open(edit_set)
+    if model is not None:  # else every preview would be refused, one at a time
+        check_collection(es, model)
     app = FastAPI(title="videoxai ST-ABN temporal-attention editor")
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
