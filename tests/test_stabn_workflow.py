@@ -293,3 +293,10 @@ def test_a_collection_field_of_the_wrong_type_is_refused(edit_set, field, value,
     path.write_text(json.dumps(d))
     with pytest.raises(InputError, match=rf"collection.json is not an edit-set collection \(TypeError: {said}"):
         EditSet.open(edit_set.directory)
+
+
+@pytest.mark.parametrize("seed", [2**64, -1, 1.5])
+def test_a_seed_out_of_range_is_named(seed):
+    # 2^64 reached torch.manual_seed as "ValueError: Overflow when unpacking long long"
+    with pytest.raises(InputError, match=rf"^seed must be a whole number from 0 to 2\^32 - 1, got {seed!r}$"):
+        TrainConfig(seed=seed)

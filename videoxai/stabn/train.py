@@ -116,6 +116,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a whole number ≥ 1, got {value!r}")
+        # seeds torch's generators as seed·100003 + epoch: a larger one overflowed there, as
+        # "ValueError: Overflow when unpacking long long"
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise InputError(f"seed must be a whole number from 0 to 2^32 - 1, got {self.seed!r}")
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if self.optimizer not in ("adamw", "sgd"):
