@@ -300,3 +300,11 @@ def test_a_seed_out_of_range_is_named(seed):
     # 2^64 reached torch.manual_seed as "ValueError: Overflow when unpacking long long"
     with pytest.raises(InputError, match=rf"^seed must be a whole number from 0 to 2\^32 - 1, got {seed!r}$"):
         TrainConfig(seed=seed)
+
+
+def test_val_data_none_turns_validation_off(tmp_path):
+    # the help said "none for other data"; `--val-data none` was read as a dataset spec and refused
+    kw = dict(backbone="tiny", num_frames=4, input_size=32, warm_start=0, config=TrainConfig(epochs=1, batch_size=4))
+    result = train("synthetic:8,val=4", tmp_path / "run", val_data="none", **kw)
+    assert result.evaluation is None and result.history[0].val is None
+    assert json.loads((tmp_path / "run" / "model" / "videoxai.json").read_text())["training"]["val_data"] is None

@@ -69,7 +69,8 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/ "
                              "(and warm-start/: the plain backbone's warm start)."),
     data: str = typer.Option("synthetic", "--data", "-d", help=_DATA_HELP),
-    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split; none for other data)."),
+    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split; none for other data); "
+                                            "'none': no validation."),
     design: str = typer.Option("mil", "--design", help="A named design setting the backbone, warm start and "
                                 "branch options below (flags given explicitly win): mil (the default: the "
                                 "branch classifies through its own attention), reference (the paper's branch), "
@@ -265,7 +266,8 @@ def finetune_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to fine-tune (default: the collection's)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data (default: the collection's)."),
-    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the val split of the training data when it is synthetic; none for other data)."),
+    val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the val split of the training data when it is synthetic; none for other "
+                                            "data); 'none': no validation."),
     gamma_t: float = typer.Option(10.0, "--gamma-t", help="Weight γ_t of L_temp (0: no human knowledge)."),
     temporal_loss: str = typer.Option("auto", "--temporal-loss", help="L_temp's form: mse (the paper's), kl, "
                                       "or auto (kl for a softmax temporal attention, mse for a sigmoid one)."),
@@ -300,6 +302,8 @@ def finetune_cmd(
     with console.status(f"loading {spec}…"):
         train_set = open_dataset(spec, es.split, num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
         val_spec = val_data or (spec if spec.startswith("synthetic") else None)
+        if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
+            val_spec = None
         val_set = (open_dataset(val_spec, "val", num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
                    if val_spec else None)
     frozen = () if freeze.strip().lower() == "none" else tuple(g.strip() for g in freeze.split(",") if g.strip())

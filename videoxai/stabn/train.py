@@ -520,7 +520,7 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
 
     The class count and names come from the data. Validation after every epoch uses
     ``val_data``, or for the synthetic benchmark its ``"val"`` split (a stream disjoint from
-    training); other data without ``val_data`` is not validated. ``command`` is stored with the
+    training); other data without ``val_data``, and ``val_data="none"``, is not validated. ``command`` is stored with the
     model.
 
     ``warm_start`` > 0 (3 by default; 0: from scratch) first trains the **plain backbone** (same
@@ -554,6 +554,8 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
         raise InputError(f"unknown ST-ABN option: {e}") from None
     train_set = open_dataset(data, "train", num_frames=num_frames, frame_size=size)
     val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
+    if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
+        val_spec = None
     val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names)
                if val_spec is not None else None)
     model_config = STABNConfig(num_classes=train_set.num_classes, num_frames=num_frames, input_size=size,
