@@ -305,3 +305,16 @@ def test_an_editor_with_a_model_of_other_clips_is_refused_at_the_start(edit_set)
     four = build(num_classes=4, num_frames=4, input_size=64).eval()
     with pytest.raises(InputError, match="have 8 levels per clip .* takes 4 frames"):
         create_app(edit_set, four)
+
+
+def test_a_missing_or_damaged_clip_archive_is_an_error_naming_it_not_a_500(edit_set, model):
+    k0, k1, k2 = (it.key for it in edit_set.items)
+    (edit_set.directory / "clips" / f"{k0}.npz").unlink()
+    (edit_set.directory / "clips" / f"{k1}.npz").write_bytes(b"not an archive")
+    np.savez(edit_set.directory / "clips" / f"{k2}.npz", frames=np.zeros((8, 8, 8)), spatial=np.zeros((8, 2, 2)))
+    client = TestClient(create_app(edit_set, model), base_url="http://localhost", raise_server_exceptions=False)
+    for key, said in ((k0, f"cannot read clip {k0} from "), (k1, f"cannot read clip {k1} from "),
+                      (k2, "frames must be (8, H, W, 3) uint8, got (8, 8, 8) float64")):
+        for r in (client.get(f"/api/clips/{key}"), client.get(f"/api/clips/{key}/frames/0.png"),
+                  client.post(f"/api/clips/{key}/preview", json={"levels": [1.0] * 8})):
+            assert r.status_code == 422 and said in r.json()["error"], r.text

@@ -37,6 +37,7 @@ import math
 import re
 import time
 import uuid
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -281,8 +282,20 @@ class EditSet:
     def clip(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """Frames ``(T, H, W, 3)`` uint8 and spatial attention ``(T, h, w)`` of clip ``key``."""
         self.item(key)
-        z = read_npz(self.directory / "clips" / f"{key}.npz", ("frames", "spatial"))
-        return z["frames"], z["spatial"]
+        path = self.directory / "clips" / f"{key}.npz"
+        # a missing, damaged or foreign archive: one error naming it (the editor answered 500)
+        try:
+            z = read_npz(path, ("frames", "spatial"))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise InputError(f"cannot read clip {key} from {path} ({type(e).__name__}: {e}); collect again "
+                             "with `videoxai stabn collect`") from None
+        frames, spatial = z["frames"], z["spatial"]
+        t = self.num_frames
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != t or frames.shape[3] != 3:
+            raise InputError(f"{path}: frames must be ({t}, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        if spatial.ndim != 3 or spatial.shape[0] != t or not np.issubdtype(spatial.dtype, np.floating):
+            raise InputError(f"{path}: spatial attention must be ({t}, h, w) floats, got {spatial.shape} {spatial.dtype}")
+        return frames, spatial
 
     def edit_path(self, key: str) -> Path:
         self.item(key)
