@@ -308,3 +308,20 @@ def test_val_data_none_turns_validation_off(tmp_path):
     result = train("synthetic:8,val=4", tmp_path / "run", val_data="none", **kw)
     assert result.evaluation is None and result.history[0].val is None
     assert json.loads((tmp_path / "run" / "model" / "videoxai.json").read_text())["training"]["val_data"] is None
+
+
+def test_collect_records_a_stabn_prefixed_model_directory_absolutely(tmp_path, monkeypatch):
+    # `--model stabn:m` run in tmp_path was recorded as "stabn:m": edit and finetune, run from
+    # another directory, could not load it
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+    from videoxai.stabn.loader import save_stabn
+
+    torch.manual_seed(0)
+    save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "m")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["stabn", "collect", "--model", "stabn:m", "--data", "synthetic:4", "--all",
+                                 "--out", "edits"])
+    assert r.exit_code == 0, r.output
+    assert EditSet.open(tmp_path / "edits").model == f"stabn:{tmp_path / 'm'}"

@@ -198,7 +198,9 @@ def collect_cmd(
             # e.g. a relative folder: path read from another directory than the one it was trained in
             raise InputError(f"{e} (the training data recorded with {model}; give --data to read it "
                              "from elsewhere)") from None
-    spec = str(Path(model).resolve()) if Path(model).is_dir() else model
+    # recorded absolutely (edit and finetune load it from wherever they run), "stabn:DIR" too
+    prefix, _, rest = model.partition(":") if model.startswith("stabn:") else ("", "", model)
+    spec = (f"{prefix}:" if prefix else "") + (str(Path(rest).resolve()) if Path(rest).is_dir() else rest)
     es = collect(vm, train_set, out, model_spec=spec, misclassified_only=not all_clips, limit=limit)
     what = "clips" if all_clips else "misclassified clips"
     if not es.items:  # not "edit them with …": an empty editor, and finetune would find no edits
