@@ -197,6 +197,43 @@ def test_a_trickling_upload_is_cut_off_and_slow_uploads_cannot_take_every_connec
         assert client.post("/api/jobs", content=video.read_bytes()).status_code == 202
 
 
+def test_a_download_nobody_reads_is_cut_off(model, video):
+    # a client that asked for a result larger than the socket buffers and read nothing held its
+    # connection and response task forever (and the server's shutdown for shutdown_timeout_s)
+    app = create_app(model, ServeSettings(body_timeout_s=0.5))
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        job = client.post("/api/jobs", content=video.read_bytes(), params={"overlay": "false"}).json()
+        assert wait_job(client, job["id"])["state"] == "done"
+        # as large as a long video's maps (sliding windows, 256-pixel float16 maps), without the wait
+        size = 11_000_000  # more than the kernel buffers on both sides hold (4 MiB at most here)
+        (app.state.jobs.root / job["id"] / RESULT_NAME).write_bytes(b" " * size)
+        connections = server.server.server_state.connections
+        host, port = server.url[len("http://"):].rsplit(":", 1)
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect((host, int(port)))
+            sock.sendall(f"GET /api/jobs/{job['id']}/result HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            port_here = sock.getsockname()[1]
+
+            def held() -> bool:
+                return any(c.client and c.client[1] == port_here for c in list(connections))
+
+            sock.settimeout(30)
+            assert sock.recv(1, socket.MSG_PEEK)  # the server took the connection and is answering
+            deadline = time.monotonic() + 30
+            while held() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not held(), "the server still holds the download nobody reads"
+            sock.settimeout(10)
+            received = 0
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(1 << 20):
+                    received += len(chunk)
+            assert received < size  # cut off, not sent whole
+        r = client.get(f"/api/jobs/{job['id']}/result")  # a client that reads is served
+        assert r.status_code == 200 and len(r.content) == size
+
+
 # -- memory of a stream ----------------------------------------------------------------------------
 
 

@@ -48,7 +48,8 @@ class ServeSettings(BaseModel):
             while it runs.
         header_timeout_s: a connection that has not sent complete request headers within this
             long is closed (slow-header clients).
-        body_timeout_s: an upload that sends no byte for this long is abandoned (408).
+        body_timeout_s: an upload that sends no byte for this long is abandoned (408), and a
+            client that reads no byte of an answer for this long is disconnected.
         min_upload_rate: bytes per second an upload must average once it has run for
             ``body_timeout_s`` (408 below it): a byte every few seconds never stalls, and held its
             connection for days.

@@ -16,6 +16,10 @@ connection whose peer stops reading:
   :class:`WebSocketProtocol` aborts (RST) a connection that is still open a few seconds after the
   app has finished with it, or at once when the app marks its scope with
   :data:`~.stream.ABORT_ON_CLOSE` (a stream that never authenticated: nothing to be polite to).
+* **Downloads nobody reads.** A client that requests a result or an overlay larger than the
+  socket buffers and reads nothing held its connection and response task forever.
+  :class:`HTTPProtocol` aborts a connection whose writes stay paused (the peer reads nothing) for
+  ``body_timeout_s``.
 * **Over the connection limit.** uvicorn answers a request that arrives while the server holds
   ``limit_concurrency`` connections (or requests) with a plain-text 503 from deep inside its
   protocol. :class:`HTTPProtocol` takes that check over and answers the API's JSON error
@@ -148,7 +152,32 @@ class HTTPProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._headers_done()
+        self._reading_resumed()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The peer has stopped reading (the kernel's buffers and the transport's are full): abort
+        the connection unless it reads again within ``body_timeout_s``. A download nobody reads
+        otherwise held its connection, and its response task, forever (and the server's shutdown
+        for ``shutdown_timeout_s``)."""
+        super().pause_writing()
+        if getattr(self, "_write_timer", None) is None:
+            self._write_timer = self.loop.call_later(self.settings.body_timeout_s, self._not_reading)
+
+    def resume_writing(self) -> None:
+        self._reading_resumed()
+        super().resume_writing()
+
+    def _reading_resumed(self) -> None:
+        if getattr(self, "_write_timer", None) is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _not_reading(self) -> None:
+        self._write_timer = None
+        log.warning("aborting a connection from %s: it read nothing for %g s", _host(self) or "?",
+                    self.settings.body_timeout_s)
+        self.transport.abort()  # close() would wait for the buffer to drain: for ever
 
     def _pending(self) -> _Pending:
         state = self.server_state
