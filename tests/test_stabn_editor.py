@@ -318,3 +318,13 @@ def test_a_missing_or_damaged_clip_archive_is_an_error_naming_it_not_a_500(edit_
         for r in (client.get(f"/api/clips/{key}"), client.get(f"/api/clips/{key}/frames/0.png"),
                   client.post(f"/api/clips/{key}/preview", json={"levels": [1.0] * 8})):
             assert r.status_code == 422 and said in r.json()["error"], r.text
+
+
+def test_unknown_paths_and_methods_answer_in_the_apis_error_shape(client, edit_set):
+    # routing answered {"detail": "Not Found"}; the page shows data.error, and fell back to "404 Not Found"
+    key = edit_set.items[0].key
+    r = client.put("/api/clips/..%2F..%2Fcollection.json/edit", json={"levels": [1.0] * 8})
+    assert r.status_code == 404 and r.json() == {"error": "Not Found: PUT /api/clips/../../collection.json/edit"}
+    r = client.post(f"/api/clips/{key}")
+    assert r.status_code == 405 and r.json() == {"error": f"Method Not Allowed: POST /api/clips/{key}"}
+    assert "GET" in r.headers["allow"]

@@ -33,6 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StrictFloat
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...errors import InputError, VideoXAIError
 from ...core.hosts import HostCheck
@@ -117,6 +118,12 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     @app.exception_handler(VideoXAIError)
     async def _user_error(request: Request, exc: VideoXAIError) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=404 if isinstance(exc, UnknownClipError) else 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # routing's own answers (no such path, wrong method) in the API's error shape, not {"detail": …}
+        return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
