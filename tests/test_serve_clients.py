@@ -11,6 +11,7 @@ import errno
 import io
 import json
 import pathlib
+import re
 import socket
 import threading
 import time
@@ -33,7 +34,8 @@ from videoxai.data.video import write_video  # noqa: E402
 from videoxai.models.hf import from_hf_module  # noqa: E402
 from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
 from videoxai.cli import main  # noqa: E402
-from videoxai.serve.client import StreamClient, StreamError, encode_frame  # noqa: E402
+from videoxai.errors import InputError  # noqa: E402
+from videoxai.serve.client import StreamClient, StreamError, encode_frame, stream_frame  # noqa: E402
 from videoxai.serve.jobs import RESULT_NAME, UPLOAD_NAME  # noqa: E402
 from videoxai.serve.protocol import FrameHeader, JobResult, ModelInfo, ReadyMessage  # noqa: E402
 from videoxai.serve.stream import decode_frame  # noqa: E402
@@ -282,6 +284,22 @@ def test_a_sixteen_bit_grey_png_frame_is_scaled_not_clipped():
     assert frame.shape == (40, 48, 3) and frame.dtype == np.uint8
     for channel in range(3):
         np.testing.assert_array_equal(frame[..., channel], want)
+
+
+def test_the_stream_client_sends_float_frames_as_the_library_reads_them():
+    # a float frame in [0, 1] (what vx.Clip takes) was cast to uint8: 0.7 became 0, a black frame
+    import torch
+
+    frame = np.linspace(0, 1, 40 * 48 * 3, dtype=np.float32).reshape(40, 48, 3)
+    want = np.rint(frame * 255).astype(np.uint8)
+    np.testing.assert_array_equal(stream_frame(frame), want)
+    np.testing.assert_array_equal(stream_frame(torch.from_numpy(frame)), want)
+    payload = encode_frame(frame, "rgb")
+    np.testing.assert_array_equal(np.frombuffer(payload[-want.size:], np.uint8).reshape(want.shape), want)
+    for bad, says in [(frame * 255, "must lie in [0, 1]"), (frame[..., 0], "grey?"),
+                      (frame.transpose(2, 0, 1), "channels first?"), (want.astype(np.int64), "dtype int64")]:
+        with pytest.raises(InputError, match=re.escape(says)):
+            encode_frame(bad, "jpeg")
 
 
 # -- the protocol's models read what the server sends ----------------------------------------------

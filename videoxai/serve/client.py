@@ -67,8 +67,9 @@ def stream_url(server: str, api_key: str | None = None) -> str:
 
 def encode_frame(frame: np.ndarray, fmt: Literal["jpeg", "png", "rgb"] = "jpeg", quality: int = 85,
                  ts: float | None = None) -> bytes:
-    """A ``(H, W, 3)`` uint8 frame as a binary frame message."""
-    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+    """A ``(H, W, 3)`` frame (uint8, or float in [0, 1] as the library takes frames; numpy or
+    torch) as a binary frame message."""
+    frame = stream_frame(frame)
     h, w = frame.shape[:2]
     if fmt == "rgb":
         payload = frame.tobytes()
@@ -80,6 +81,24 @@ def encode_frame(frame: np.ndarray, fmt: Literal["jpeg", "png", "rgb"] = "jpeg",
                                     **({"quality": quality} if fmt == "jpeg" else {}))
         payload = buf.getvalue()
     return pack_frame(FrameHeader(format=fmt, width=w, height=h, ts=ts), payload)
+
+
+def stream_frame(frame) -> np.ndarray:
+    """One frame to send, as contiguous ``(H, W, 3)`` uint8: float frames in [0, 1] are scaled as
+    :class:`~videoxai.Clip` scales them (a cast made 0.7 a black 0), anything else is refused.
+
+    Raises:
+        InputError: another shape, dtype or range, naming it.
+    """
+    from ..clip import Clip
+
+    shape = tuple(np.shape(frame))
+    if len(shape) != 3 or shape[-1] != 3:
+        hint = ("; channels first? frame.transpose(1, 2, 0)" if len(shape) == 3 and shape[0] == 3 else
+                "; grey? np.repeat(frame[..., None], 3, axis=-1)" if len(shape) == 2 else
+                "; RGBA? frame[..., :3]" if len(shape) == 3 and shape[-1] == 4 else "")
+        raise InputError(f"a frame to stream must have shape (H, W, 3), got {shape}{hint}")
+    return np.ascontiguousarray(Clip.from_array(frame[None]).uint8()[0])
 
 
 def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
