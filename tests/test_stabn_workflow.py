@@ -325,3 +325,17 @@ def test_collect_records_a_stabn_prefixed_model_directory_absolutely(tmp_path, m
                                  "--out", "edits"])
     assert r.exit_code == 0, r.output
     assert EditSet.open(tmp_path / "edits").model == f"stabn:{tmp_path / 'm'}"
+
+
+def test_every_unreadable_video_of_a_training_folder_is_named_at_once(tmp_path):
+    # the first bad file stopped decoding: a folder with several took one long pass per file
+    from videoxai.data.video import write_video
+    from videoxai.errors import VideoReadError
+
+    synth = open_dataset("synthetic:2", "train", num_frames=4, frame_size=(32, 32))
+    for i in range(2):
+        write_video(synth.frames[i], tmp_path / "data" / ["cat", "dog"][i] / f"good{i}.mp4", fps=8)
+    (tmp_path / "data" / "cat" / "bad1.mp4").write_bytes(b"not a video")
+    (tmp_path / "data" / "dog" / "bad2.mp4").write_bytes((tmp_path / "data" / "cat" / "good0.mp4").read_bytes()[:300])
+    with pytest.raises(VideoReadError, match=r"2 of 4 videos cannot be read \(fix or remove them\): .*bad1.mp4.*bad2.mp4"):
+        open_dataset(f"folder:{tmp_path / 'data'}", "train", num_frames=4, frame_size=(32, 32))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import InputError, VideoReadError
 from ..options import Opt, declared_options, parse_assignments, parse_options
 
 
@@ -185,8 +185,14 @@ def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]
 
     ds = load_dataset(spec, num_frames=num_frames, labels=labels)
     frames, ys, windows, ids = [], [], [], []
+    unreadable: list[str] = []
     for i in track(range(len(ds)), total=len(ds), description=f"decoding {spec}"):
-        s = ds[i]
+        try:
+            s = ds[i]
+        except VideoReadError as e:
+            # every bad file of the set in one error, not the first one per (long) decoding pass
+            unreadable.append(str(e))
+            continue
         if s.label is None:
             raise InputError(f"{spec}: clip {s.key} has no label; training needs labelled clips")
         if s.clip.num_frames != num_frames:
@@ -195,6 +201,10 @@ def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]
         ys.append(int(s.label))
         windows.append(s.window)
         ids.append(s.key)
+    if unreadable:
+        shown = "; ".join(unreadable[:5]) + (f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else "")
+        raise VideoReadError(f"{spec}: {len(unreadable)} of {len(ds)} videos cannot be read (fix or remove "
+                             f"them): {shown}")
     names = list(labels) if labels is not None else list(getattr(ds, "class_names", None) or [])
     if not names:
         names = [f"class_{i}" for i in range(max(ys) + 1)] if ys else []
