@@ -239,21 +239,28 @@ async def _limited(request: Request, settings: ServeSettings) -> AsyncIterator[b
     chunks = request.stream().__aiter__()
     loop = asyncio.get_running_loop()
     began, grace, rate = loop.time(), settings.body_timeout_s, settings.min_upload_rate
+
+    def too_slow() -> ServiceError:
+        return ServiceError(408, "timeout", f"the upload is too slow: {size} bytes in {loop.time() - began:.0f} s; "
+                                            f"the server takes uploads of at least {rate:g} bytes/s",
+                            headers={"Connection": "close"})
+
     while True:
-        # the next byte is due within body_timeout_s, and by the time the average rate needs it
-        due = began + grace + size / rate - loop.time() if rate > 0 else grace
+        # the next byte is due within body_timeout_s, and by the time the average rate needs it (a
+        # moment at least, to take what has arrived already)
+        due = max(0.05, began + grace + size / rate - loop.time()) if rate > 0 else grace
         try:
-            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=max(0.0, min(grace, due)))
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=min(grace, due))
         except StopAsyncIteration:
             return
         except asyncio.TimeoutError:
             if due < grace:
-                raise ServiceError(408, "timeout", f"the upload is too slow: {size} bytes in "
-                                                   f"{loop.time() - began:.0f} s; the server takes uploads of at "
-                                                   f"least {rate:g} bytes/s", headers={"Connection": "close"}) from None
+                raise too_slow() from None
             raise ServiceError(408, "timeout", f"the upload stalled: no data for {settings.body_timeout_s:g} s",
                                headers={"Connection": "close"}) from None
         size += len(chunk)
+        if rate > 0 and size < rate * (loop.time() - began - grace):  # bytes that come, but too few
+            raise too_slow()
         if size > settings.max_upload_bytes:
             raise _too_big(settings)
         yield chunk
