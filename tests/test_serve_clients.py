@@ -414,3 +414,13 @@ def test_stream_command_refuses_a_send_rate_it_would_not_use(capsys, video, args
         main(["stream", str(video), "--server", "http://127.0.0.1:9", *args])
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and says in err and len(err.splitlines()) == 1, err
+
+
+def test_stream_command_that_explained_nothing_exits_with_the_servers_reason(model, capsys, tmp_path):
+    # a video shorter than one window printed the server's too_few_frames error and exited 0
+    short = write_video(np.zeros((3, 32, 32, 3), np.uint8), tmp_path / "short.mp4", fps=10)
+    with BackgroundServer(create_app(model, ServeSettings())) as server, pytest.raises(SystemExit) as exit_info:
+        main(["stream", str(short), "--server", server.url])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2, err
+    assert err.splitlines() == ["error too_few_frames: the stream ended after 3 frames; a window needs 8"]

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import DEVICE_HELP, check_device
+from . import DEVICE_HELP, EXIT_ERROR, check_device
 
 console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
@@ -158,6 +158,8 @@ def stream_cmd(
             saver.close()
     if not as_json:
         console.print(tally.summary())
+    if tally.windows == 0 and tally.errors:  # nothing explained, and the error said why (too few frames,
+        raise typer.Exit(EXIT_ERROR)         # every window failed): not a success for a script to build on
     if saver is not None and not as_json:
         console.print(f"overlay: [bold]{save}[/]")
 
@@ -172,6 +174,7 @@ class StreamTally:
     frames: int = 0
     windows: int = 0
     dropped: int = 0
+    errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
 
     def add(self, msg: dict) -> None:
@@ -182,6 +185,8 @@ class StreamTally:
             self.frames = max(self.frames, int(msg["frame_indices"][-1]) + 1)
         elif msg["type"] == "dropped":
             self.dropped = int(msg["total"])
+        elif msg["type"] == "error":
+            self.errors += 1
         elif msg["type"] == "end":   # the server's own count is the authority
             self.frames, self.windows, self.dropped = int(msg["frames"]), int(msg["windows"]), int(msg["dropped"])
 
