@@ -122,6 +122,9 @@ def test_every_get_route_answers_head_as_get_without_the_body(model, video):
             assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"], path
             assert int(head.headers["content-length"]) == len(got.content), path
         assert client.head("/api/info", headers={"X-API-Key": "wrong"}).status_code == 401  # the key still counts
+        # the right key in the query string (the WebSocket's legacy form) is told where it belongs
+        r = client.get("/api/info", params={"api_key": "k"}, headers={"X-API-Key": ""})
+        assert r.status_code == 401 and "query parameter is read on the WebSocket only" in r.text, r.text
         assert client.head("/api/jobs/nope").status_code == 404
     with warnings.catch_warnings():  # HEAD stays out of the schema: no operation id twice
         warnings.simplefilter("error")

@@ -115,8 +115,12 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
 
     def require_key(request: Request) -> None:
         if not authorised(settings, request.headers.get("x-api-key"), request.headers.get("authorization")):
-            raise ServiceError(401, "unauthorized", "missing or wrong API key (header X-API-Key)",
-                               headers={"WWW-Authenticate": "Bearer"})
+            # the query form (?api_key=) is the WebSocket's legacy one only: say so, rather than
+            # "missing or wrong" to a client that sent the right key in the wrong place
+            where = (" (the api_key query parameter is read on the WebSocket only: URLs end up in logs)"
+                     if "api_key" in request.query_params else "")
+            raise ServiceError(401, "unauthorized", f"missing or wrong API key (header X-API-Key or Authorization: "
+                                                    f"Bearer){where}", headers={"WWW-Authenticate": "Bearer"})
 
     def require_origin(request: Request) -> None:
         # a page of another site may POST a multipart form here without asking first (a "simple"
