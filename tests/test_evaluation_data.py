@@ -186,3 +186,20 @@ def test_the_markdown_report_keeps_file_names_and_errors_as_text(tmp_path):
     with ResultStore(db) as store:
         store.db.execute("DELETE FROM results WHERE video = ?", (bad,))
     assert "\n1 clip; results: 1 ok" in write_report(db, tmp_path)["markdown"].read_text()
+
+
+def test_cli_warnings_are_one_line_each(tmp_path):
+    """Python's warning format added the library line that called warn() ('ds = factory(…)')."""
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+
+    video(tmp_path / "data [2024]" / "red square" / "a.mp4")
+    video(tmp_path / "data [2024]" / "b.mp4")
+    r = CliRunner().invoke(app, ["evaluate", "--model", "demo", "--data", f"folder:{tmp_path / 'data [2024]'}",
+                                 "--methods", "nope", "--metrics", "sparseness", "--out", str(tmp_path / "out"),
+                                 "--backend", "inline"])
+    assert "unknown method 'nope'" in str(r.exception)      # found after the data is read: no run
+    assert (f"warning: folder: {tmp_path / 'data [2024]'}: 1 video ('b.mp4') lies beside the class "
+            "subfolders") in " ".join(r.output.split())
+    assert "factory(" not in r.output and "UserWarning" not in r.output
