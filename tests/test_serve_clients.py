@@ -324,6 +324,26 @@ def test_the_protocol_models_read_the_servers_own_messages(model, video):
     assert [m["type"] for m in messages] == ["ready", "window", "end"] and "target" not in messages[0]
 
 
+def test_a_job_the_worker_cannot_clean_up_after_does_not_stop_the_queue(model, video, monkeypatch):
+    # an error outside the job's own work (its upload could not be deleted: a disk remounted
+    # read-only) ended the worker thread: every later job stayed 'queued' for ever
+    original = pathlib.Path.unlink
+
+    def read_only(self, *args, **kwargs):
+        if self.name == UPLOAD_NAME:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return original(self, *args, **kwargs)
+
+    app = create_app(model, ServeSettings())
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        monkeypatch.setattr(pathlib.Path, "unlink", read_only)
+        ids = [client.post("/api/jobs", content=video.read_bytes(), params={"overlay": "false"}).json()["id"]
+               for _ in range(2)]
+        assert [wait_job(client, i, timeout=30)["state"] for i in ids] == ["done", "done"]
+        monkeypatch.undo()
+        assert client.get(f"/api/jobs/{ids[1]}/result").json()["video"]["frames"] == 10
+
+
 # -- servers that are not (this version of) a videoxai server --------------------------------------
 
 READY = ReadyMessage(window=8, stride=4, method="staa", options={}, target=None, live=False, smoothing=0.5,

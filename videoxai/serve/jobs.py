@@ -354,34 +354,47 @@ class JobQueue:
             job = self._queue.get()
             if job is None:
                 return
-            with self.lock:
-                if job.cancel.is_set() or job.id not in self._jobs:
-                    continue  # deleted (its folder is gone or going) or the server is stopping
-                job.state, job.started = "running", time.time()
-                _save_quietly(job)
             try:
-                self._run(job)
-                state, error = ("cancelled", None) if job.cancel.is_set() else ("done", None)
-            except Exception as e:
-                err = to_service_error(e)
-                if job.cancel.is_set():  # deleted, or the server is stopping: stopped at a checkpoint
-                    state, error = "cancelled", None
-                else:
-                    if err.status >= 500:
-                        log.exception("job %s failed", job.id)
-                    state, error = "failed", ErrorInfo(code=err.code, message=hide_path(err.message, job.upload))
-            if state != "done":  # a failed write (a full disk) leaves part of a file: give the space back
-                for partial in (job.overlay_path, job.result_path.with_suffix(".part")):
-                    partial.unlink(missing_ok=True)
-            with self.lock:
-                job.state, job.error, job.finished = state, error, time.time()
-                deleted = job.id not in self._jobs
-                if not deleted and not (self._stopping and state == "cancelled"):
-                    _save_quietly(job)  # under the lock: a DELETE cannot remove the folder meanwhile
-            job.upload.unlink(missing_ok=True)
-            if deleted:
-                shutil.rmtree(job.dir, ignore_errors=True)
-            self._evict()
+                self._work_on(job)
+            except Exception as e:  # a bug, or a disk gone read-only while cleaning up: this job's
+                # end, never the worker's (the jobs behind it would stay queued for ever)
+                log.exception("the job worker failed on job %s", job.id)
+                with self.lock:
+                    if job.state in ("queued", "running"):
+                        err = to_service_error(e)
+                        job.state, job.finished = "failed", time.time()
+                        job.error = ErrorInfo(code=err.code, message=hide_path(err.message, job.upload))
+
+    def _work_on(self, job: Job) -> None:
+        """Run one job from the queue and record how it ended."""
+        with self.lock:
+            if job.cancel.is_set() or job.id not in self._jobs:
+                return  # deleted (its folder is gone or going) or the server is stopping
+            job.state, job.started = "running", time.time()
+            _save_quietly(job)
+        try:
+            self._run(job)
+            state, error = ("cancelled", None) if job.cancel.is_set() else ("done", None)
+        except Exception as e:
+            err = to_service_error(e)
+            if job.cancel.is_set():  # deleted, or the server is stopping: stopped at a checkpoint
+                state, error = "cancelled", None
+            else:
+                if err.status >= 500:
+                    log.exception("job %s failed", job.id)
+                state, error = "failed", ErrorInfo(code=err.code, message=hide_path(err.message, job.upload))
+        if state != "done":  # a failed write (a full disk) leaves part of a file: give the space back
+            for partial in (job.overlay_path, job.result_path.with_suffix(".part")):
+                partial.unlink(missing_ok=True)
+        with self.lock:
+            job.state, job.error, job.finished = state, error, time.time()
+            deleted = job.id not in self._jobs
+            if not deleted and not (self._stopping and state == "cancelled"):
+                _save_quietly(job)  # under the lock: a DELETE cannot remove the folder meanwhile
+        job.upload.unlink(missing_ok=True)
+        if deleted:
+            shutil.rmtree(job.dir, ignore_errors=True)
+        self._evict()
 
     def _evict(self) -> None:
         with self.lock:
