@@ -203,3 +203,17 @@ def test_cli_warnings_are_one_line_each(tmp_path):
     assert (f"warning: folder: {tmp_path / 'data [2024]'}: 1 video ('b.mp4') lies beside the class "
             "subfolders") in " ".join(r.output.split())
     assert "factory(" not in r.output and "UserWarning" not in r.output
+
+
+def test_every_missing_video_and_unknown_class_of_a_csv_is_named_at_once(clips, tmp_path):
+    """A 100-clip CSV with five missing files and five unknown classes took ten runs, each error
+    naming the next one."""
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("video,label\na.mp4,purple\nx.mp4,0\nb.mp4,Green\ny.mp4,1\nb2.mp4,purple\n")
+    with pytest.raises(InputError, match=r"labels.csv: 3 listed videos are not in .*clips\d*: 'x.mp4' \(line 3\), "
+                                         r"'y.mp4' \(line 5\), 'b2.mp4' \(line 6\)$"):
+        load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
+    csv_path.write_text("video,label\na.mp4,purple\nb.mp4,Green\n")
+    with pytest.raises(InputError, match=r"labels.csv: 2 classes are not the model's: 'purple' \(line 2\), "
+                                         r"'Green' \(line 3\); its classes: red square, blue square, red triangle$"):
+        load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)

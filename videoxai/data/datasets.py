@@ -432,6 +432,10 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
     if classes is None:  # no model's classes to map names onto: named labels define them
         classes = _classes_from_names(rows, csv_path)
     entries = []
+    # every missing file and every unknown class at once: a 100-clip CSV with five of each
+    # took ten runs, each naming the next one
+    missing: list[tuple[int, str]] = []
+    unknown: dict[str, int] = {}
     for n, row in rows:
         where = f"{csv_path}:{n}"
         rel = (row.get("video") or "").strip()
@@ -439,10 +443,20 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
             raise InputError(f"{where}: empty video path")
         path = root / rel
         if not path.is_file():
-            raise InputError(f"{where}: no video file {path}")
+            missing.append((n, rel))
+            continue
         label, name = (None, None)
-        if (row.get("label") or "").strip():
-            label, name = _label_index(row["label"], classes, where)
+        text = (row.get("label") or "").strip()
+        if text in unknown:
+            continue
+        if text:
+            try:
+                label, name = _label_index(text, classes, where)
+            except InputError:
+                if classes is None or text.lstrip("-").isdigit():   # an index out of range: at once
+                    raise
+                unknown[text] = n
+                continue
         window = None
         if (row.get("start") or "").strip() or (row.get("end") or "").strip():
             start = _int_option(row.get("start"), "start", where)
@@ -451,6 +465,20 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
                 raise InputError(f"{where}: window [{start}, {end}) is empty or negative")
             window = (start, end)
         entries.append(_Entry(rel, path, label, name, window))
+    if len(missing) == 1:
+        raise InputError(f"{csv_path}:{missing[0][0]}: no video file {root / missing[0][1]}")
+    if missing:
+        raise InputError(f"{csv_path}: {len(missing)} listed videos are not in {root}: "
+                         + ", ".join(f"{rel!r} (line {n})" for n, rel in missing[:5])
+                         + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    if len(unknown) == 1:
+        (text, n), = unknown.items()
+        _label_index(text, classes, f"{csv_path}:{n}")   # raises, naming the line and the classes
+    if unknown:
+        raise InputError(f"{csv_path}: {len(unknown)} classes are not the model's: "
+                         + ", ".join(f"{text!r} (line {n})" for text, n in list(unknown.items())[:8])
+                         + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+                         + f"; its classes: {', '.join(classes[:8])}{', …' if len(classes) > 8 else ''}")
     # by the file, not the text: 'a.mp4' and './a.mp4' are one video under two keys
     seen: dict[Path, str] = {}
     for e in entries:
