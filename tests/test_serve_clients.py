@@ -104,6 +104,18 @@ def test_a_full_disk_is_a_clear_error_and_the_server_goes_on(model, video, monke
         assert wait_job(client, r.json()["id"])["state"] == "done"  # space again: served as usual
 
 
+def test_an_ffmpeg_playlist_naming_itself_is_refused_before_ffmpeg_opens_it(model):
+    # FFmpeg's concat demuxer recognises "ffconcat version 1.0" whatever the file's name: an
+    # upload naming itself was opened again and again until the process ran out of file
+    # descriptors (every request failing meanwhile); the job answered "Too many open files"
+    app = create_app(model, ServeSettings())
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        r = client.post("/api/jobs", content=b"ffconcat version 1.0\nfile upload\nfile upload\n")
+        assert r.status_code == 415 and r.json()["error"]["code"] == "bad_video", r.text
+        assert "concat playlist" in r.json()["error"]["message"]
+        assert not list(app.state.jobs.root.iterdir())
+
+
 # -- HTTP as tools speak it ------------------------------------------------------------------------
 
 
