@@ -217,3 +217,15 @@ def test_every_missing_video_and_unknown_class_of_a_csv_is_named_at_once(clips, 
     with pytest.raises(InputError, match=r"labels.csv: 2 classes are not the model's: 'purple' \(line 2\), "
                                          r"'Green' \(line 3\); its classes: red square, blue square, red triangle$"):
         load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
+
+
+def test_a_csv_name_finds_its_file_in_either_unicode_form(tmp_path):
+    """A clip copied from a Mac has 'é' as 'e' + a combining accent (NFD) in its file name; the
+    CSV typed in a spreadsheet has one character (NFC): 'no video file' on Linux."""
+    import unicodedata
+
+    video(tmp_path / unicodedata.normalize("NFD", "café.mp4"))
+    (tmp_path / "labels.csv").write_text(f"video,label\n{unicodedata.normalize('NFC', 'café.mp4')},1\n")
+    ds = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES)
+    assert ds.keys() == [unicodedata.normalize("NFC", "café.mp4")] and ds[0].label == 1
+    assert ds.entries[0].path.name == unicodedata.normalize("NFD", "café.mp4")

@@ -49,6 +49,7 @@ import io
 import json
 import os
 import re
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -441,8 +442,8 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         rel = (row.get("video") or "").strip()
         if not rel:
             raise InputError(f"{where}: empty video path")
-        path = root / rel
-        if not path.is_file():
+        path = _existing(root, rel)
+        if path is None:
             missing.append((n, rel))
             continue
         label, name = (None, None)
@@ -533,6 +534,16 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     if not body:
         raise InputError(f"{csv_path}: lists no videos, only its header line")
     return [(n, {c: v for c, v in zip(columns, cells) if c}) for n, cells in body]
+
+
+def _existing(root: Path, rel: str) -> Path | None:
+    """The file ``root / rel``, also where its name is in the other Unicode normal form: macOS
+    writes 'é' in file names as 'e' and a combining accent (NFD), a spreadsheet types it as one
+    character (NFC), and on Linux the two are different names."""
+    for text in dict.fromkeys((rel, unicodedata.normalize("NFC", rel), unicodedata.normalize("NFD", rel))):
+        if (root / text).is_file():
+            return root / text
+    return None
 
 
 def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | None, num_frames: int,
