@@ -219,7 +219,7 @@ def test_every_missing_video_and_unknown_class_of_a_csv_is_named_at_once(clips, 
         load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
 
 
-def test_a_csv_name_finds_its_file_in_either_unicode_form(tmp_path):
+def test_a_csv_name_finds_its_file_in_either_unicode_form_or_with_windows_separators(tmp_path):
     """A clip copied from a Mac has 'é' as 'e' + a combining accent (NFD) in its file name; the
     CSV typed in a spreadsheet has one character (NFC): 'no video file' on Linux."""
     import unicodedata
@@ -229,3 +229,6 @@ def test_a_csv_name_finds_its_file_in_either_unicode_form(tmp_path):
     ds = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES)
     assert ds.keys() == [unicodedata.normalize("NFC", "café.mp4")] and ds[0].label == 1
     assert ds.entries[0].path.name == unicodedata.normalize("NFD", "café.mp4")
+    video(tmp_path / "train" / "b.mp4")                    # a CSV written on Windows
+    (tmp_path / "labels.csv").write_text("video,label\ntrain\\b.mp4,1\n")
+    assert load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES).entries[0].path == tmp_path / "train" / "b.mp4"

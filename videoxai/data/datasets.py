@@ -537,10 +537,14 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
 
 
 def _existing(root: Path, rel: str) -> Path | None:
-    """The file ``root / rel``, also where its name is in the other Unicode normal form: macOS
-    writes 'é' in file names as 'e' and a combining accent (NFD), a spreadsheet types it as one
-    character (NFC), and on Linux the two are different names."""
-    for text in dict.fromkeys((rel, unicodedata.normalize("NFC", rel), unicodedata.normalize("NFD", rel))):
+    """The file ``root / rel``, also where its name is in the other Unicode normal form (macOS
+    writes 'é' in file names as 'e' and a combining accent, NFD; a spreadsheet types it as one
+    character, NFC; on Linux the two are different names) or where a CSV written on Windows
+    separates folders with ``\\`` (``train\\a.mp4``)."""
+    forms = [rel] + ([rel.replace("\\", "/")] if "\\" in rel and os.sep == "/" else [])
+    for form in list(forms):
+        forms += [unicodedata.normalize("NFC", form), unicodedata.normalize("NFD", form)]
+    for text in dict.fromkeys(forms):
         if (root / text).is_file():
             return root / text
     return None
