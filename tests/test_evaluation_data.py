@@ -232,3 +232,17 @@ def test_a_csv_name_finds_its_file_in_either_unicode_form_or_with_windows_separa
     video(tmp_path / "train" / "b.mp4")                    # a CSV written on Windows
     (tmp_path / "labels.csv").write_text("video,label\ntrain\\b.mp4,1\n")
     assert load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES).entries[0].path == tmp_path / "train" / "b.mp4"
+
+
+def test_a_csv_with_its_class_column_under_another_name_warns(clips, tmp_path):
+    """'video,class': no 'label' column, so every clip was silently explained for the prediction."""
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("video,class\na.mp4,red square\n")
+    with pytest.warns(UserWarning, match=r"labels.csv has no 'label' column \(its columns: class, video\); every "
+                                         "clip is explained for the model's prediction"):
+        ds = load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
+    assert ds.entries[0].label is None
+    csv_path.write_text("video,start,end\na.mp4,1,3\n")                 # unlabelled on purpose: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)[0].window == (1, 2)

@@ -430,6 +430,11 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
             raise InputError(f"folder: no video files in {root}")
         return _class_folders(root, files, classes, num_frames, side)
     rows = _read_labels_csv(csv_path)
+    columns = {c for _, row in rows for c in row}
+    if "label" not in columns and columns - set(CSV_COLUMNS):
+        # 'video,class' or 'video,category': every clip was silently explained for the prediction
+        warnings.warn(f"{csv_path} has no 'label' column (its columns: {', '.join(sorted(columns))}); every "
+                      "clip is explained for the model's prediction", stacklevel=3)
     if classes is None:  # no model's classes to map names onto: named labels define them
         classes = _classes_from_names(rows, csv_path)
     entries = []
