@@ -447,3 +447,20 @@ def test_cost_of_an_unmeasured_explanation_is_undefined_not_free():
             assert math.isnan(score.value) and "not measured" in score.details["undefined"]
     measured = vx.explain(model, x[0], "saliency")
     assert build("cost")(model, x, measured).value == measured.cost.seconds > 0
+
+
+def test_a_map_shrunk_onto_smaller_frames_keeps_its_evidence():
+    # frames smaller than the model's input (10 × 10 frames, 30 × 30 model): a pixel-level map at
+    # the model's size is shrunk 3× into the crop box. Plain bilinear read 2 × 2 of each 3 × 3
+    # block's pixels, so evidence on the others vanished from the map every metric reads
+    from videoxai.core.align import to_frames
+    from videoxai.models.base import Preprocess
+
+    rng = np.random.default_rng(0)
+    maps = torch.zeros(1, 2, 30, 30)
+    maps.view(-1)[torch.from_numpy(rng.choice(1800, 60, replace=False))] = 1.0      # sparse evidence
+    out = to_frames(maps, space="crop", preprocess=Preprocess(size=(30, 30), shortest_edge=30), frame_size=(10, 10),
+                    num_frames=2)[0]
+    blocks = maps[0].reshape(2, 10, 3, 10, 3).sum((2, 4))                    # evidence per 3 × 3 block
+    assert (out[blocks > 0] > 0).all()
+    assert float(out.sum()) * 9 == pytest.approx(float(maps.sum()), rel=0.1)    # mass kept, ×9 for the area

@@ -60,15 +60,21 @@ def _resize_into(maps: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Bilinear ``(B, T, h, w)`` → ``out`` ``(B, T, H, W)`` (may be a view), a frame at a time.
 
     Frame by frame because the output is large (a 4K map is 33 MB a frame) and a batched resize
-    would hold a second copy of it; frames with a constant map are filled exactly.
+    would hold a second copy of it; frames with a constant map are filled exactly. Antialiased
+    when shrinking by more than 2× (frames much smaller than the model's input): plain bilinear
+    reads 2 × 2 pixels of the map for each output pixel, which covers every pixel up to 2× (at 2×
+    it is their exact mean), but a pixel-level map shrunk 3× kept one pixel in 9 of its evidence
+    (the rest vanished, whatever the metric).
     """
+    h, w = out.shape[-2:]
+    shrink = 2 * h < maps.shape[-2] or 2 * w < maps.shape[-1]
     for i, clip in enumerate(maps):
         for j, frame in enumerate(clip):
             if frame.amax() == frame.amin():
                 out[i, j] = frame[0, 0]
             else:
-                out[i, j] = F.interpolate(frame[None, None], size=tuple(out.shape[-2:]), mode="bilinear",
-                                          align_corners=False)[0, 0]
+                out[i, j] = F.interpolate(frame[None, None], size=(h, w), mode="bilinear", align_corners=False,
+                                          antialias=shrink)[0, 0]
     return out
 
 
