@@ -245,3 +245,12 @@ def test_a_csv_with_its_class_column_under_another_name_warns(clips, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)[0].window == (1, 2)
+
+
+def test_a_folder_takes_every_common_video_container(tmp_path):
+    """MPEG-1/2 (.mpg, a camcorder's .mts), a phone's .3gp, .flv and .wmv files were skipped
+    without a word (the folder listing does not decode: empty files stand for the videos)."""
+    names = ["a.MPG", "b.mpeg", "c.mts", "d.m2ts", "e.3gp", "f.flv", "g.wmv", "h.ogv", "i.mp4"]
+    for name in names + ["notes.txt", "thumb.jpg", "player.ts"]:
+        (tmp_path / name).write_bytes(b"")
+    assert load_dataset(f"folder:{tmp_path}", num_frames=4).keys() == names

@@ -62,7 +62,11 @@ from ..errors import InputError, UnknownNameError
 from ..options import Opt, declared_options, parse_assignments, parse_options
 from ..registry import Registry
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
+#: what a ``folder:`` takes for a video (FFmpeg reads them all): MPEG-1/2 (``.mpg``, the
+#: camcorders' ``.mts``), phones' ``.3gp``, Flash and Windows Media files were left out silently.
+#: Not ``.ts`` (TypeScript sources as often as MPEG transport streams) nor still images.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg", ".mts", ".m2ts",
+                  ".3gp", ".flv", ".wmv", ".ogv")
 
 
 @dataclass
