@@ -464,3 +464,13 @@ def test_a_map_shrunk_onto_smaller_frames_keeps_its_evidence():
     blocks = maps[0].reshape(2, 10, 3, 10, 3).sum((2, 4))                    # evidence per 3 × 3 block
     assert (out[blocks > 0] > 0).all()
     assert float(out.sum()) * 9 == pytest.approx(float(maps.sum()), rel=0.1)    # mass kept, ×9 for the area
+
+
+def test_ssim_class_sensitivity_of_a_view_smaller_than_its_window_is_undefined():
+    # SSIM slides a 7-voxel window: a 2 × 2 one-frame clip raised skimage's "win_size exceeds image extent"
+    model = vx.wrap(nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), num_frames=1, input_size=2, layout="BTCHW",
+                    num_classes=3)
+    x = torch.rand(1, 1, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    score = build("class_sensitivity(similarity=ssim)")(model, x, np.array([[[1.0, 2], [3, 4]]]), target=0,
+                                                         explain_fn=lambda m, target=0, clip=None: np.array([[[4.0, 1], [2, 3]]]))
+    assert math.isnan(score.value) and "window is 7 voxels" in score.details["undefined"]

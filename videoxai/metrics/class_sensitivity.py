@@ -40,6 +40,8 @@ def ssim_flat(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
     a, b = a.reshape(-1).astype(np.float64), b.reshape(-1).astype(np.float64)
+    if a.size < 7:  # SSIM's 7-voxel window: a smaller view raised skimage's ValueError
+        return math.nan
     data_range = float(max(a.max(), b.max()) - min(a.min(), b.min()))
     if data_range == 0:
         return math.nan
@@ -83,5 +85,7 @@ class ClassSensitivity(Metric):
         value = spearman(a, b) if self.similarity == "spearman" else ssim_flat(a, b)
         details = {"other_class": other}
         if math.isnan(value):
-            return Score.undefined("a map is constant", **details)
+            why = ("SSIM's window is 7 voxels, the model's view has fewer" if self.similarity == "ssim" and a.size < 7
+                   else "a map is constant")
+            return Score.undefined(why, **details)
         return Score(value, details=details)
