@@ -459,3 +459,21 @@ def test_stream_command_that_explained_nothing_exits_with_the_servers_reason(mod
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2, err
     assert err.splitlines() == ["error too_few_frames: the stream ended after 3 frames; a window needs 8"]
+
+
+def test_serve_command_on_a_port_in_use_says_so_before_loading_the_model(capsys, monkeypatch):
+    # it loaded the model, printed 'serving … on http://127.0.0.1:PORT', then uvicorn's log line
+    # and exit status 3
+    import videoxai.models
+
+    monkeypatch.setattr(videoxai.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_info:
+            main(["serve", "--port", str(port)])
+    out = capsys.readouterr()
+    assert exit_info.value.code == 2 and "serving" not in out.out
+    assert out.err.strip() == (f"error: cannot listen on 127.0.0.1:{port}: Address already in use (another server "
+                               "on it? --port 0 picks a free one)")

@@ -540,7 +540,8 @@ def test_serve_command(tmp_path, videos, monkeypatch):
             server.should_exit = True
         thread.join(30)
     assert outcome[0].exit_code == 0, outcome[0].output
-    assert "serving" in outcome[0].output
+    serving = next(line for line in outcome[0].output.splitlines() if line.startswith("serving"))
+    assert f"on http://127.0.0.1:{port} " in serving, serving  # the port --port 0 got, not ':0'
 
 
 def test_the_viewer_and_its_files_carry_a_content_security_policy(client):

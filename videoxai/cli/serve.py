@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import time
@@ -80,15 +81,37 @@ def serve_cmd(
         import torch
 
         torch.set_num_threads(threads)
+    # the port is taken before the model is loaded: a port in use is one line and exit 2 at once,
+    # not a 'serving on …' line, uvicorn's log and exit 3 after the load; and --port 0 is told
+    # the port it got, not ':0'
+    sock = _listen_socket(host, port)
+    shown = host if ":" not in host else f"[{host}]"
     with console.status(f"loading {model}…"):
         vm = load_model(model, device=device)
     app = create_app(vm, settings)
-    config = uvicorn_config(app, host=host, port=port, log_level="info")
+    config = uvicorn_config(app, host=host, port=sock.getsockname()[1], log_level="info")
     server = uvicorn.Server(config)
-    shown = host if ":" not in host else f"[{host}]"
     console.print(f"serving [bold]{vm.name}[/] ({vm.family}, {vm.num_frames} frames) with {method} "
-                  f"on http://{shown}:{port}  (viewer: /, API: /docs)")
-    server.run()
+                  f"on http://{shown}:{sock.getsockname()[1]}  (viewer: /, API: /docs)")
+    server.run(sockets=[sock])
+
+
+def _listen_socket(host: str, port: int):
+    """A TCP socket bound to ``host:port`` (``port`` 0: a free one), as uvicorn binds its own."""
+    import socket
+
+    from ..errors import InputError
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        hint = " (another server on it? --port 0 picks a free one)" if e.errno == errno.EADDRINUSE else ""
+        raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def stream_cmd(
