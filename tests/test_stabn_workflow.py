@@ -339,3 +339,31 @@ def test_every_unreadable_video_of_a_training_folder_is_named_at_once(tmp_path):
     (tmp_path / "data" / "dog" / "bad2.mp4").write_bytes((tmp_path / "data" / "cat" / "good0.mp4").read_bytes()[:300])
     with pytest.raises(VideoReadError, match=r"2 of 4 videos cannot be read \(fix or remove them\): .*bad1.mp4.*bad2.mp4"):
         open_dataset(f"folder:{tmp_path / 'data'}", "train", num_frames=4, frame_size=(32, 32))
+
+
+def test_collecting_other_videos_into_an_edit_set_with_edits_is_refused_and_data_is_recorded_absolutely(
+        tmp_path, monkeypatch):
+    """Saved edits are kept for the clips collected again, matched by index and id — a video's
+    path in its folder. Collecting folder B (same file names as A) into A's edit set attached A's
+    edits to B's videos, and fine-tuning trained B with them. And a relative folder was recorded
+    as typed: finetune run elsewhere could not read it."""
+    from videoxai.data.video import write_video
+
+    synth = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(32, 32))
+    for folder, first in (("a", 0), ("b", 2)):
+        for i in range(2):
+            write_video(synth.frames[first + i], tmp_path / folder / ["cat", "dog"][i] / f"v{i}.mp4", fps=8)
+    torch.manual_seed(0)
+    model = build(num_classes=2, num_frames=4, input_size=32, labels=["cat", "dog"]).eval()
+    monkeypatch.chdir(tmp_path)
+    a = open_dataset("folder:a", "train", num_frames=4, frame_size=(32, 32))
+    es = collect(model, a, tmp_path / "edits", model_spec="in-memory", misclassified_only=False)
+    assert es.data == f"folder:{tmp_path / 'a'}"
+    es.save_edit(es.items[0].key, [1.0, 0.0, 0.0, 0.0])
+    b = open_dataset("folder:b", "train", num_frames=4, frame_size=(32, 32))
+    assert b.ids == a.ids  # the same keys: the edit would be kept for b's first video
+    with pytest.raises(InputError, match=rf"holds edits of clips of folder:{tmp_path / 'a'} .*collect "
+                                         rf"folder:{tmp_path / 'b'} into another directory"):
+        collect(model, b, tmp_path / "edits", model_spec="in-memory", misclassified_only=False)
+    again = collect(model, a, tmp_path / "edits", model_spec="in-memory", misclassified_only=False)  # the same: fine
+    assert list(again.edits()) == [a.ids[0]]

@@ -375,7 +375,8 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
         model: a trained ST-ABN.
         data: the clips to run over (the training split, as in the paper).
         directory: the edit set to create (an existing collection there is replaced; saved edits
-            of clips collected again are kept).
+            of clips collected again are kept, so one whose edits are of other videos or of clips
+            of another length is refused).
         model_spec: how to load ``model`` again (a directory or a bundled name), for the editor's
             preview and for fine-tuning.
         misclassified_only: keep only clips whose perception-branch prediction is wrong.
@@ -388,7 +389,8 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
     # class names cannot name (and fine-tuning refuses such a set anyway)
     check_data(model, data, f"{data.spec} ({data.split})")
     check_out_dir(directory)  # before the model runs over every clip
-    _check_kept_edits(Path(directory), model.num_frames)
+    spec = recorded_spec(data.spec)  # absolute: edit and finetune read it from wherever they run
+    _check_kept_edits(Path(directory), model.num_frames, spec)
     if not model.config.attention_branch:
         raise InputError(f"{model.name} has no attention branch: there is no temporal attention to edit")
     p = predict(model, data, batch_size, "ST-ABN collect")
@@ -396,7 +398,7 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
     chosen = np.flatnonzero(pred != data.labels) if misclassified_only else np.arange(len(data))
     if limit is not None:
         chosen = chosen[: int(limit)]
-    es = EditSet(Path(directory), model=str(model_spec), data=data.spec, split=data.split,
+    es = EditSet(Path(directory), model=str(model_spec), data=spec, split=data.split,
                  labels=list(model.labels), num_frames=model.num_frames)
     (es.directory / "clips").mkdir(parents=True, exist_ok=True)
     for idx in np.array_split(chosen, max(1, -(-len(chosen) // batch_size))):
@@ -417,20 +419,35 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
     return es
 
 
-def _check_kept_edits(directory: Path, num_frames: int) -> None:
-    """Refuse to collect clips of ``num_frames`` frames into an edit set whose saved edits have
-    another count: they are kept for the clips collected again, and fine-tuning then failed on
-    the first of them."""
+def _check_kept_edits(directory: Path, num_frames: int, data: str) -> None:
+    """Refuse to collect into an edit set whose saved edits are of clips of another length or of
+    other data: they are kept for the clips collected again (matched by key, the clip's index and
+    id), so fine-tuning failed on the first of them, or — another folder with the same file
+    names — silently trained the new clips with edits made for others."""
     path = directory / COLLECTION
     if not path.is_file() or not any((directory / "edits").glob("*.json")):
         return
     try:
-        old = int(json.loads(path.read_text(encoding="utf-8"))["num_frames"])
+        old = json.loads(path.read_text(encoding="utf-8"))
+        frames, spec = int(old["num_frames"]), str(old["data"])
     except (OSError, ValueError, KeyError, TypeError):
         return  # a damaged collection is replaced
-    if old != num_frames:
-        raise InputError(f"{directory} holds edits of {old} frames per clip (saved edits are kept when collecting "
+    if frames != num_frames:
+        raise InputError(f"{directory} holds edits of {frames} frames per clip (saved edits are kept when collecting "
                          f"again); this model takes {num_frames}: collect into another directory")
+    # the videos' source, not the whole spec: other options (a labels file) keep the videos, and
+    # synthetic clip ids carry their split and seed already
+    if _source(recorded_spec(spec)) != _source(data) and not data.startswith("synthetic"):
+        raise InputError(f"{directory} holds edits of clips of {spec} (saved edits are kept when collecting again); "
+                         f"collect {data} into another directory")
+
+
+def _source(spec: str) -> tuple[str, str]:
+    """A dataset spec's kind and argument (``folder:/data/clips,labels=x.csv`` → the folder)."""
+    from ..options import split_top_level
+
+    kind, _, rest = spec.strip().partition(":")
+    return kind, split_top_level(rest, ",")[0].strip() if rest else ""
 
 
 # -- preview --------------------------------------------------------------------------------------
