@@ -254,3 +254,12 @@ def test_a_folder_takes_every_common_video_container(tmp_path):
     for name in names + ["notes.txt", "thumb.jpg", "player.ts"]:
         (tmp_path / name).write_bytes(b"")
     assert load_dataset(f"folder:{tmp_path}", num_frames=4).keys() == names
+
+
+def test_samples_given_in_python_name_a_repeated_key():
+    from videoxai import Clip
+    from videoxai.data.datasets import EvalSample
+
+    clip = Clip(np.zeros((4, 8, 8, 3), dtype=np.uint8))
+    with pytest.raises(InputError, match="sample keys must be unique: 'clip' is given twice"):
+        load_dataset([EvalSample("clip", clip), EvalSample("other", clip), EvalSample("clip", clip)])

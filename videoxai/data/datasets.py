@@ -164,9 +164,11 @@ class SamplesDataset(EvalDataset):
 
     def __init__(self, samples: Sequence[EvalSample], spec: str = "samples") -> None:
         self.samples = list(samples)
-        keys = [s.key for s in self.samples]
-        if len(set(keys)) != len(keys):
-            raise InputError("sample keys must be unique")
+        seen: set[str] = set()
+        for s in self.samples:
+            if s.key in seen:   # results are stored by key: the second sample's would be skipped as done
+                raise InputError(f"sample keys must be unique: {s.key!r} is given twice")
+            seen.add(s.key)
         self.spec = spec
 
     def __len__(self) -> int:
