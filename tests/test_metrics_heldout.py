@@ -474,3 +474,16 @@ def test_ssim_class_sensitivity_of_a_view_smaller_than_its_window_is_undefined()
     score = build("class_sensitivity(similarity=ssim)")(model, x, np.array([[[1.0, 2], [3, 4]]]), target=0,
                                                          explain_fn=lambda m, target=0, clip=None: np.array([[[4.0, 1], [2, 3]]]))
     assert math.isnan(score.value) and "window is 7 voxels" in score.details["undefined"]
+
+
+def test_randomisation_leaves_the_cuda_generators_alone(monkeypatch):
+    # each re-initialisation called torch.manual_seed, which re-seeds every CUDA device (or queues
+    # the seed for when CUDA starts) and fork_rng(devices=[]) did not restore it: a GPU user's
+    # CUDA generator was left at the last stage's seed
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: seeded.append(seed))
+    model, x = cropped_model(), frames()
+    exp = grey_level(model)
+    again = as_explanation(a_map())
+    score = build("randomisation(stages=2, seeds=1)")(model, x, exp, explain_fn=lambda m, target=0, clip=None: again)
+    assert math.isfinite(score.value) and seeded == []

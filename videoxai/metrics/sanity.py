@@ -45,9 +45,16 @@ def parameter_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def reinitialise(module: nn.Module, seed: int) -> None:
-    """Re-draw ``module``'s own parameters (not its children's), reproducibly."""
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
+    """Re-draw ``module``'s own parameters (not its children's), reproducibly, leaving every global
+    generator as it was."""
+    # only the generators the draw uses, each restored after: torch.manual_seed also re-seeds every
+    # CUDA device (or queues that for when CUDA starts), which fork_rng(devices=[]) left re-seeded
+    cuda = sorted({p.device.index if p.device.index is not None else torch.cuda.current_device()
+                   for p in module.parameters(recurse=False) if p.is_cuda})
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        torch.random.default_generator.manual_seed(seed)
+        for d in cuda:
+            torch.cuda.default_generators[d].manual_seed(seed)
         if hasattr(module, "reset_parameters"):
             module.reset_parameters()
             return
