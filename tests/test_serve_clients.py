@@ -428,11 +428,17 @@ def test_stream_command_against_a_foreign_or_failing_server_exits_with_one_line(
         ws.recv()
         ws.socket.shutdown(socket.SHUT_RDWR)
 
+    def ready_then_silent(ws):  # a server busy with a slow method's window
+        ws.send(READY)
+        drain(ws)
+
     for behave, says in [(FOREIGN["not_json"][0], "protocol: "),
+                         (ready_then_silent, "timeout: no message from the server for 0.5 s (a window of a slow "
+                                             "method can take longer: a larger timeout, videoxai stream --timeout"),
                          (close_mid_stream, "closed: the server closed the stream (code 1011)"),
                          (drop_mid_stream, "closed: the connection to the server was lost")]:
         with fake_server(behave) as url, pytest.raises(SystemExit) as exit_info:
-            main(["stream", str(video), "--server", url])
+            main(["stream", str(video), "--server", url, "--timeout", "0.5"])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2
         lines = [line for line in err.splitlines() if line.strip()]

@@ -133,6 +133,8 @@ def stream_cmd(
     save: Optional[Path] = typer.Option(None, help="Write the overlay video here (.mp4)."),
     as_json: bool = typer.Option(False, "--json", help="Print each server message as one JSON line."),
     option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable)."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait for the server's next message (a method that "
+                                             "costs many forward passes per window needs more)."),
 ) -> None:
     """Stream a video to a videoxai server; print each window's prediction and temporal peak."""
     from ..errors import InputError
@@ -145,6 +147,8 @@ def stream_cmd(
     if not is_file and "://" not in source:
         raise InputError(f"{source}: no such file (give a video file, or a stream URL such as rtsp://…)")
     live = (not is_file) if live is None else live
+    if not timeout > 0:
+        raise InputError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     if fps is not None and not fps > 0:  # a negative or zero rate sent every frame at once, silently
         raise InputError(f"--fps must be a positive number of frames per second, got {fps:g}")
     if fps is not None and not live:  # a file streams at the server's pace: the rate would be ignored
@@ -162,7 +166,7 @@ def stream_cmd(
     send_fps = (fps or src_fps or 30.0) if live else None
     client = StreamClient(server, api_key=api_key, window=window, stride=stride, method=method,
                           options=options, target=target, live=live, frame_format=frame_format,
-                          fps=send_fps)
+                          fps=send_fps, timeout=timeout)
     saver = OverlaySaver(save, fps=src_fps or 25.0) if save else None
     if saver is not None:
         frames = saver.tap(frames)

@@ -271,7 +271,9 @@ class StreamClient:
         try:
             text = ws.recv(timeout=self.timeout)
         except TimeoutError:
-            raise StreamError("timeout", f"no message from the server for {self.timeout:g} s") from None
+            raise StreamError("timeout", f"no message from the server for {self.timeout:g} s (a window of a slow "
+                                         "method can take longer: a larger timeout, videoxai stream --timeout, "
+                                         "waits for it)") from None
         except ConnectionClosed as e:
             if e.rcvd is None:  # no close frame: the server's process or the network went away
                 raise StreamError("closed", "the connection to the server was lost before the stream's 'end' (the "
