@@ -3,7 +3,9 @@
 Ground truth comes from ``sample``: per-frame ``masks (T, H, W)`` bool, or per-frame ``boxes
 (T, 4)`` ``[top, left, bottom, right)`` in pixels with ``-1`` rows where nothing is annotated, and
 for the temporal metric a ``window = (start, end)`` of frames (or, without one, the frames that
-have an annotation). All four are higher-is-better rates in [0, 1].
+have an annotation). All four are higher-is-better rates in [0, 1]. Annotations and tolerances are
+in the clip's original pixels, and are read as given: an object partly or wholly outside the
+model's crop box (where no map of ``vx.explain`` has mass) counts there too.
 
 * **pointing game** (per frame): the peak of the frame's map is a hit if it lies within
   ``tolerance`` (a fraction of the frame's shorter side; 0.0625 ≈ the reference's 7 px at 112²)
