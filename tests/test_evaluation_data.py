@@ -263,3 +263,13 @@ def test_samples_given_in_python_name_a_repeated_key():
     clip = Clip(np.zeros((4, 8, 8, 3), dtype=np.uint8))
     with pytest.raises(InputError, match="sample keys must be unique: 'clip' is given twice"):
         load_dataset([EvalSample("clip", clip), EvalSample("other", clip), EvalSample("clip", clip)])
+
+
+def test_an_output_path_that_is_a_file_is_named_before_the_model_loads(tmp_path):
+    from videoxai.evaluation import evaluate
+
+    (tmp_path / "eval").write_text("")
+    with pytest.raises(InputError, match=r"the output directory .*eval is a file$"):      # no model 'x' is loaded
+        evaluate("x", "synthetic:1", "random", "sparseness", tmp_path / "eval", backend="inline")
+    with pytest.raises(InputError, match=r"cannot create the output directory .*eval/sub: Not a directory"):
+        evaluate("demo", "synthetic:1", "random", "sparseness", tmp_path / "eval" / "sub", backend="inline")

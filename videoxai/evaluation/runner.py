@@ -167,6 +167,9 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         raise InputError(f"limit must be an integer ≥ 1 (the first clips to use), got {limit!r}")
     if workers is not None and (backend == "local" or backend == "ray" and not address):
         workers = backends.check_workers(workers)   # before the model loads: -j 0, -j 1000000000
+    out = Path(out)
+    if out.exists() and not out.is_dir():   # before the model loads; mkdir said only 'File exists'
+        raise InputError(f"the output directory {out} is a file")
     if isinstance(model, VideoModel):
         if backend != "inline":
             raise InputError(f"the {backend} backend loads the model in its workers: pass a model "
@@ -185,8 +188,10 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     method_sel = resolve_methods(methods, vm)
     method_specs, metric_specs = method_sel.specs, metric_sel.specs
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the output directory {out}: {e.strerror or e}") from None
     n_workers = backends.default_workers() if workers is None else int(workers)
     if backend == "inline":
         threads = torch.get_num_threads()
