@@ -367,3 +367,26 @@ def test_collecting_other_videos_into_an_edit_set_with_edits_is_refused_and_data
         collect(model, b, tmp_path / "edits", model_spec="in-memory", misclassified_only=False)
     again = collect(model, a, tmp_path / "edits", model_spec="in-memory", misclassified_only=False)  # the same: fine
     assert list(again.edits()) == [a.ids[0]]
+
+
+def test_cli_says_when_a_finished_run_is_resumed_and_nothing_trains(tmp_path):
+    # `stabn finetune` run again on its finished output printed "model: …" as if it had just trained
+    from typer.testing import CliRunner
+
+    import videoxai as vx
+    from videoxai.cli import app
+    from videoxai.stabn.loader import save_stabn
+
+    torch.manual_seed(0)
+    save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "m")
+    model = vx.load_model(tmp_path / "m")
+    data = open_dataset("synthetic:6", "train", num_frames=4, frame_size=(32, 32))
+    es = collect(model, data, tmp_path / "edits", model_spec=str(tmp_path / "m"), misclassified_only=False)
+    es.save_edit(es.items[0].key, [1.0, 0.0, 0.0, 0.0])
+    run = lambda: CliRunner().invoke(app, ["stabn", "finetune", str(tmp_path / "edits"), "--out",  # noqa: E731
+                                           str(tmp_path / "ft"), "--epochs", "1", "--data", "synthetic:6"])
+    first, second = run(), run()
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert "epoch 1/1" in first.output and "finished run" not in first.output
+    said = " ".join(second.output.split())
+    assert "epoch 1/1" not in said and "holds a finished run (1 epoch): nothing left to train" in said

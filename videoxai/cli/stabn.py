@@ -52,6 +52,14 @@ def _print_epoch(record) -> None:
     console.print(str(record))
 
 
+def _say_if_nothing_ran(result, printed: list, out: Path) -> None:
+    """A finished run resumed trains nothing: say so, rather than print its model as if just made."""
+    if not printed and result.history:
+        n = len(result.history)
+        console.print(f"{out} holds a finished run ({n} epoch{'s' if n != 1 else ''}): nothing left to train "
+                      "(--no-resume starts over; more --epochs continue it)")
+
+
 def _load(model: str, device: str):
     from ..errors import UnsupportedModelError
     from ..models import load_model
@@ -149,10 +157,12 @@ def train_cmd(
     elif resume and not backbone_only and (out / WARM_START_DIR / CHECKPOINT).is_file():
         console.print(f"resuming the warm start from {out / WARM_START_DIR / CHECKPOINT}")
     # the plain backbone takes the design's backbone and padding only: a branch's options would be unused
+    printed: list = []
     result = train(data, out, val_data=val_data, design=None if backbone_only else design, backbone=backbone,
                    num_frames=frames, input_size=size, config=config, resume=resume, device=device,
-                   on_epoch=_print_epoch, command=_command(ctx), attention_branch=not backbone_only,
-                   warm_start=warm_start, **branch)
+                   on_epoch=lambda r: (printed.append(r), _print_epoch(r)), command=_command(ctx),
+                   attention_branch=not backbone_only, warm_start=warm_start, **branch)
+    _say_if_nothing_ran(result, printed, out)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")
     console.print(f"model: [bold]{result.model_dir}[/]  (vx.load_model('{result.model_dir}'))")
@@ -310,9 +320,12 @@ def finetune_cmd(
                    if val_spec else None)
     frozen = () if freeze.strip().lower() == "none" else tuple(g.strip() for g in freeze.split(",") if g.strip())
     config = finetune_config(epochs=epochs, batch_size=batch_size, seed=seed, **({"lr": lr} if lr is not None else {}))
+    printed: list = []
     result = finetune(vm, train_set, es, out, gamma_t=gamma_t, config=config, frozen=frozen,
                       unfreeze_at=unfreeze_at, edited_only=edited_only, val=val_set, resume=resume,
-                      on_epoch=_print_epoch, command=_command(ctx), temporal_loss=temporal_loss)
+                      on_epoch=lambda r: (printed.append(r), _print_epoch(r)), command=_command(ctx),
+                      temporal_loss=temporal_loss)
+    _say_if_nothing_ran(result, printed, out)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}")
     console.print(f"model: [bold]{result.model_dir}[/]")
