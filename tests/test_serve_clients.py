@@ -138,6 +138,9 @@ def test_every_get_route_answers_head_as_get_without_the_body(model, video):
         r = client.get("/api/info", params={"api_key": "k"}, headers={"X-API-Key": ""})
         assert r.status_code == 401 and "query parameter is read on the WebSocket only" in r.text, r.text
         assert client.head("/api/jobs/nope").status_code == 404
+        r = client.get("/api/stream")  # the WebSocket endpoint, asked over plain HTTP
+        assert r.status_code == 426 and r.headers["upgrade"] == "websocket", r.text
+        assert r.json()["error"]["code"] == "websocket_required" and "ws://" in r.json()["error"]["message"]
     with warnings.catch_warnings():  # HEAD stays out of the schema: no operation id twice
         warnings.simplefilter("error")
         assert "head" not in app.openapi()["paths"]["/api/jobs/{job_id}/result"]

@@ -213,6 +213,13 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         jobs_of(request).delete(job_id)
         return Response(status_code=204)
 
+    @get("/api/stream", include_in_schema=False)
+    async def stream_over_http() -> None:
+        # a plain GET of the stream (curl, a browser's address bar) was a bare 404 'Not Found'
+        raise ServiceError(426, "websocket_required", "/api/stream is a WebSocket endpoint: connect to "
+                                                      "ws://HOST:PORT/api/stream (docs/protocol.md, section 4)",
+                           headers={"Upgrade": "websocket"})
+
     @app.websocket("/api/stream")
     async def stream(ws: WebSocket) -> None:
         await StreamSession(ws, engine, settings, app.state.slots, app.state.auth_waiters).run()
