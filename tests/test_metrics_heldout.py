@@ -208,6 +208,40 @@ def test_monotonicity_on_cropped_frames_equals_the_definition():
     assert score.value == pytest.approx(kendalltau(shares, similarity).statistic)
 
 
+class Margin(nn.Module):
+    """Two outputs ``[Σ w · x − c, 0]``: class 0 wins once the kept evidence passes ``c``."""
+
+    def __init__(self, w: torch.Tensor, c: float) -> None:
+        super().__init__()
+        self.register_buffer("w", w)
+        self.c = c
+
+    def forward(self, x):
+        z = (x * self.w).flatten(1).sum(1) - self.c
+        return torch.stack([z, torch.zeros_like(z)], 1)
+
+
+@pytest.mark.parametrize("c, flips_after", [(-5.0, None), (0.5, 0.2)])
+def test_monotonicity_of_two_outputs_ranks_the_prediction_not_the_normalisations_epsilon(c, flips_after):
+    # with two outputs the similarity is ~1 while the prediction holds and 0 once it flips; the
+    # + 1e-8 of the normalisation moved the "~1"s by 1e-9 and Kendall's τ ranked those
+    w = torch.zeros(1, 2, 3, 8, 8)
+    w[0, :, :, :4] = 1.0 / (2 * 3 * 32)                # evidence: the top half, Σ w = 1 over it
+    model = vx.wrap(Margin(w[0], c), num_frames=2, input_size=8, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1),
+                    num_classes=2)
+    x = torch.ones(1, 2, 3, 8, 8)
+    m = w[0, :, 0].numpy() + np.random.default_rng(0).random((2, 8, 8)) * 1e-3   # the evidence first
+    shares = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    score = build(f"monotonicity(baseline=black, shares={shares})")(model, x, m, target=0)
+    if flips_after is None:                             # class 0 always wins: nothing to rank
+        assert math.isnan(score.value) and "does not change" in score.details["undefined"]
+    else:                                               # class 1 wins until the kept evidence (~2p) passes 0.5
+        step = [0.0 if p <= flips_after else 1.0 for p in shares]
+        np.testing.assert_allclose(score.curve, step, atol=1e-6)
+        from scipy.stats import kendalltau
+        assert score.value == pytest.approx(kendalltau(shares, step).statistic)
+
+
 def test_superpixels_are_slic_of_the_crop_split_per_frame():
     # the docs: SLICO (σ = 1) supervoxels of the visible part of the clip, one unit per (frame, segment)
     from skimage.segmentation import slic

@@ -15,8 +15,9 @@ output it is constant, and both metrics are undefined (``nan``).
 * **faithfulness** = ``similarity(share)`` with ``share = 0.7`` (the reference keeps 70 %).
   Higher is better: the kept part alone reproduces the model's whole output.
 * **monotonicity** = Kendall's τ_b between the kept share ``p ∈ {0.1, …, 0.9}`` and
-  ``similarity(p)``. Convention: **higher is better** — +1 when keeping more of the top of the
-  map always brings the output closer to the clean one. (The reference correlates ``p`` with
+  ``similarity(p)`` rounded to ``1e-6`` (the normalisation's ``+ 1e-8`` moves similarities by
+  about that much, which is no evidence). Convention: **higher is better** — +1 when keeping more
+  of the top of the map always brings the output closer to the clean one. (The reference correlates ``p`` with
   the *distance* ``1 − similarity``, where "more negative is better"; this is its negative.)
 
 Fixed against the reference code: the kept region is the top of the explanation's own map at the
@@ -41,6 +42,10 @@ from ..options import OptionError
 from ..methods.base import check_baseline
 from .base import BatchSize, Grid, Score, Seed, Segments, Share, Unit, register
 from .units import UnitMetric
+
+
+#: similarities closer than this are ties for monotonicity's rank correlation
+SIMILARITY_TIE = 1e-6
 
 
 class _KeepTop(UnitMetric):
@@ -138,8 +143,12 @@ class Monotonicity(_KeepTop):
             return undefined
         sim, units = self.similarities(model, x, explanation, self.shares)
         curve = sim
-        if np.ptp(sim) < 1e-12:
+        # similarities within SIMILARITY_TIE are ties: the normalisation's + 1e-8 alone moves them
+        # by ~1e-8 / (max z − min z), which ranked the shares of a two-output model whose
+        # prediction never changed (every similarity "about 1")
+        ranked = np.round(sim / SIMILARITY_TIE)
+        if np.ptp(ranked) == 0:
             return Score(math.nan, curve=curve, details={"undefined": "output does not change with the kept share",
                                                          "units": units})
-        tau = kendalltau(self.shares, sim).statistic
+        tau = kendalltau(self.shares, ranked).statistic
         return Score(float(tau), curve=curve, details={"units": units})
