@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -390,3 +391,9 @@ def test_cli_says_when_a_finished_run_is_resumed_and_nothing_trains(tmp_path):
     assert "epoch 1/1" in first.output and "finished run" not in first.output
     said = " ".join(second.output.split())
     assert "epoch 1/1" not in said and "holds a finished run (1 epoch): nothing left to train" in said
+
+
+def test_numpy_integers_are_whole_numbers_and_are_stored_as_json():
+    # a sweep's np.int64 epochs reached the saved videoxai.json as "int64 is not JSON serializable"
+    config = TrainConfig(epochs=np.int64(3), batch_size=np.int32(4), seed=np.int64(2))
+    assert json.loads(json.dumps(config.to_dict()))["epochs"] == 3 and type(config.seed) is int

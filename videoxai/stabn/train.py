@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -114,12 +115,14 @@ class TrainConfig:
         self.milestones = tuple(float(m) for m in self.milestones)
         for name in ("epochs", "batch_size", "eval_batch_size"):  # name the one that is wrong
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise InputError(f"{name} must be a whole number ≥ 1, got {value!r}")
+            setattr(self, name, int(value))  # a numpy integer (a sweep's) would not go into the JSON
         # seeds torch's generators as seed·100003 + epoch: a larger one overflowed there, as
         # "ValueError: Overflow when unpacking long long"
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**32:
             raise InputError(f"seed must be a whole number from 0 to 2^32 - 1, got {self.seed!r}")
+        self.seed = int(self.seed)
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
         if self.optimizer not in ("adamw", "sgd"):
