@@ -272,4 +272,4 @@ def test_an_output_path_that_is_a_file_is_named_before_the_model_loads(tmp_path)
     with pytest.raises(InputError, match=r"the output directory .*eval is a file$"):      # no model 'x' is loaded
         evaluate("x", "synthetic:1", "random", "sparseness", tmp_path / "eval", backend="inline")
     with pytest.raises(InputError, match=r"cannot create the output directory .*eval/sub: Not a directory"):
-        evaluate("demo", "synthetic:1", "random", "sparseness", tmp_path / "eval" / "sub", backend="inline")
+        evaluate("x", "synthetic:1", "random", "sparseness", tmp_path / "eval" / "sub", backend="inline")

@@ -170,6 +170,10 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     out = Path(out)
     if out.exists() and not out.is_dir():   # before the model loads; mkdir said only 'File exists'
         raise InputError(f"the output directory {out} is a file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the output directory {out}: {e.strerror or e}") from None
     if isinstance(model, VideoModel):
         if backend != "inline":
             raise InputError(f"the {backend} backend loads the model in its workers: pass a model "
@@ -188,10 +192,6 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     method_sel = resolve_methods(methods, vm)
     method_specs, metric_specs = method_sel.specs, metric_sel.specs
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create the output directory {out}: {e.strerror or e}") from None
     n_workers = backends.default_workers() if workers is None else int(workers)
     if backend == "inline":
         threads = torch.get_num_threads()
