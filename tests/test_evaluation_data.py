@@ -273,3 +273,17 @@ def test_an_output_path_that_is_a_file_is_named_before_the_model_loads(tmp_path)
         evaluate("x", "synthetic:1", "random", "sparseness", tmp_path / "eval", backend="inline")
     with pytest.raises(InputError, match=r"cannot create the output directory .*eval/sub: Not a directory"):
         evaluate("x", "synthetic:1", "random", "sparseness", tmp_path / "eval" / "sub", backend="inline")
+
+
+def test_ucf24_files_saved_with_a_byte_order_mark(tmp_path):
+    """Notepad and PowerShell start UTF-8 files with a BOM: the annotations were 'not valid JSON'
+    and the split file's first key was '\\ufeffJump/v1', 'no annotation'."""
+    spec = ucf24(tmp_path, {"sf": 0, "boxes": [[4, 2, 12, 10]] * 16})
+    ann = tmp_path / "annotations.json"
+    ann.write_bytes(b"\xef\xbb\xbf" + ann.read_bytes())
+    (tmp_path / "split.txt").write_bytes("\ufeffJump/v1.mp4\r\n".encode())
+    ds = load_dataset(f"{spec},split={tmp_path / 'split.txt'}", num_frames=8)
+    assert ds.keys() == ["Jump/v1"] and ds[0].boxes[0].tolist() == [2, 4, 10, 12]
+    (tmp_path / "split.txt").write_bytes(b"Jump/v\xe9\n")
+    with pytest.raises(InputError, match="split.txt: not UTF-8 text"):
+        load_dataset(f"{spec},split={tmp_path / 'split.txt'}", num_frames=8)

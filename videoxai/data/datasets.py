@@ -698,8 +698,12 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | N
         split_path = Path(split)
         if not split_path.is_file():
             raise InputError(f"ucf24: no split file {split_path}")
+        try:   # a byte-order mark stuck to the first key ('\ufeffBasketball/…': 'no annotation')
+            lines = split_path.read_text(encoding="utf-8-sig").splitlines()
+        except UnicodeDecodeError as e:
+            raise InputError(f"{split_path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         wanted = [ln.strip().rsplit(".", 1)[0] if ln.strip().endswith((".avi", ".mp4")) else ln.strip()
-                  for ln in split_path.read_text().splitlines() if ln.strip()]
+                  for ln in lines if ln.strip()]
         missing = [k for k in wanted if k not in data]
         if missing:
             raise InputError(f"{split_path}: {len(missing)} keys have no annotation, e.g. {missing[0]!r}")
@@ -818,7 +822,9 @@ def _read_json(path: Path, kind: str):
     if not path.is_file():
         raise InputError(f"{kind}: no annotation file {path}")
     try:
-        return json.loads(path.read_text())
+        # utf-8-sig: Windows tools (Notepad, PowerShell) start UTF-8 files with a byte-order mark,
+        # which json refuses ('Unexpected UTF-8 BOM')
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path} is not valid JSON: {e}") from None
 
