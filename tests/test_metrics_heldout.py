@@ -371,6 +371,12 @@ def test_bad_maps_are_one_clear_error(bad, message):
             build(spec)(model, x, bad, target=0, sample=sample)
 
 
+def test_a_clip_tensor_outside_0_1_is_refused_as_vx_explain_refuses_it():
+    model = cropped_model()
+    with pytest.raises(InputError, match=r"must lie in \[0, 1\], got values in \[0\.0\d+, 25\d\.?\d*\]; divide 0–255"):
+        build("deletion")(model, frames() * 255, a_map(), target=0)
+
+
 # -- metrics that sample: seeded, and the global generators left alone --------------------------------
 def grey_level(model, target=0, clip=None):
     """A map that is the clip's grey level inside the crop (a map that follows the input)."""

@@ -241,6 +241,11 @@ def as_pixels(clip, device: torch.device) -> torch.Tensor:
             raise InputError(f"a clip tensor must be float in [0, 1], got {x.dtype}")
         if not torch.isfinite(x).all():
             raise InputError("the clip contains NaN or infinite values")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            # as Clip.from_array refuses them: 0–255 floats were scored as a clip of saturated pixels
+            raise InputError(f"a clip tensor must lie in [0, 1], got values in [{lo:g}, {hi:g}]; divide 0–255 "
+                             f"pixels by 255")
         return x.float().to(device)
     raise InputError(f"expected a Clip, (T, H, W, 3) frames or a pixel tensor, got {type(clip).__name__}")
 
