@@ -134,6 +134,13 @@ def test_tiny3d_loader_rejects_broken_directories(tmp_path):
     with pytest.raises(ValueError, match="labels"):
         net.save_pretrained(tmp_path / "bad", ["only one"], pre)
 
+    # a run directory above its model (stabn train --out RUN saves RUN/model) names what it holds
+    net.save_pretrained(tmp_path / "run" / "model", ["a", "b", "c"], pre)
+    (tmp_path / "run" / "logs").mkdir()
+    with pytest.raises(UnknownModelError, match=r"run holds neither config.json \(Hugging Face\) nor "
+                                                r"videoxai.json; it holds the model folder .*run/model$"):
+        vx.load_model(tmp_path / "run")
+
     # corrupt files were a bare JSONDecodeError / SafetensorError: one line naming the file now
     for spec in (tmp_path / "ok", f"tiny3d:{tmp_path / 'ok'}"):
         (tmp_path / "ok" / "videoxai.json").write_text("{bad")

@@ -118,7 +118,12 @@ def _load_dir(path: Path, device: torch.device, **options) -> VideoModel:
         return LOADERS.get(kind)(str(path), device, **options)
     if (path / "config.json").is_file():
         return LOADERS.get("hf")(str(path), device, **options)
-    raise UnknownModelError(f"{path} holds neither config.json (Hugging Face) nor videoxai.json")
+    # a run directory (`stabn train --out runs/x` saves its model in runs/x/model) or any folder
+    # one level above a model: name the model folders it holds
+    inside = sorted(str(d) for d in path.iterdir() if d.is_dir()
+                    and ((d / "videoxai.json").is_file() or (d / "config.json").is_file())) if path.is_dir() else []
+    hint = f"; it holds the model folder{'s' * (len(inside) > 1)} {', '.join(inside[:3])}" if inside else ""
+    raise UnknownModelError(f"{path} holds neither config.json (Hugging Face) nor videoxai.json{hint}")
 
 
 def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int],
