@@ -287,3 +287,27 @@ def test_ucf24_files_saved_with_a_byte_order_mark(tmp_path):
     (tmp_path / "split.txt").write_bytes(b"Jump/v\xe9\n")
     with pytest.raises(InputError, match="split.txt: not UTF-8 text"):
         load_dataset(f"{spec},split={tmp_path / 'split.txt'}", num_frames=8)
+
+
+def test_the_errors_of_a_clip_deleted_from_the_data_leave_the_report(tmp_path):
+    """A broken file deleted after the first run was no longer computed, but its error rows stayed
+    in every report, under 'running the same command again computes these results again'."""
+    import videoxai as vx
+    from videoxai.evaluation import ResultStore, evaluate
+
+    model = vx.load_model("demo")
+    data = tmp_path / "data"
+    video(data / "good.mp4")
+    (data / "broken.mp4").write_bytes(b"not a video")
+    (data / "empty.mp4").write_bytes(b"")
+    run = dict(out=tmp_path / "out", backend="inline", progress=False)
+    first = evaluate(model, f"folder:{data}", "random", "sparseness", **run)
+    assert (first.computed, first.errors) == (3, 2)
+    (data / "broken.mp4").unlink()
+    again = evaluate(model, f"folder:{data}", "random", "sparseness", **run)
+    assert (again.computed, again.errors, again.skipped) == (1, 1, 1)       # empty.mp4 is still there
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "\n2 clips; results: 1 ok, 0 n/a, 1 errors." in md and "broken.mp4" not in md
+    with ResultStore(again.database) as store:
+        assert {(r.video, r.status) for r in store.rows()} == {("good.mp4", "ok"), ("empty.mp4", "error")}
+        assert {(e.video, e.status) for e in store.explanations()} == {("good.mp4", "ok"), ("empty.mp4", "error")}

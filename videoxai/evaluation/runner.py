@@ -206,6 +206,8 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         with ResultStore(out / DATABASE) as store:
             store.bind(identity)
             store.register_metrics(metric_sel.metrics)
+            if isinstance(dataset, EvalDataset):
+                store.forget_errors(lambda key: dataset.index_of(key) is not None)
             done = store.done()
             if target == "label":
                 done = _forget_relabelled(store.labels(), dataset, n_videos, done)

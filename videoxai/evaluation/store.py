@@ -16,7 +16,8 @@ Tables:
 * ``meta``: the run's identity (model, data, target, refinement); a resumed run must match it.
 * ``runs``: one row per invocation, with how many results it computed.
 
-Resuming skips the keys whose status is ``ok`` or ``n/a``; ``error`` rows are computed again.
+Resuming skips the keys whose status is ``ok`` or ``n/a``; ``error`` rows are computed again, and
+dropped where their clip is no longer in the data (:meth:`ResultStore.forget_errors`).
 Method and metric keys are canonical specs; a file written with older, non-canonical keys is
 rewritten on open (:mod:`videoxai.evaluation.canonical`).
 """
@@ -29,6 +30,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import InputError
 from .canonical import canonicalise
@@ -200,6 +202,23 @@ class ResultStore:
                                  json.loads(curve) if curve else None, json.loads(details) if details else {},
                                  seconds or 0.0))
         return out
+
+    def forget_errors(self, keep: Callable[[str], bool]) -> int:
+        """Delete the error rows of the clips ``keep`` says no; how many results that was.
+
+        An error row is no result, only a note that the next run computes it again: a clip that
+        is no longer in the data (a broken file deleted) is not computed again, and its errors
+        stayed in every report as if it would be.
+        """
+        videos = [v for (v,) in self.db.execute(
+            "SELECT DISTINCT video FROM results WHERE status = 'error' UNION "
+            "SELECT DISTINCT video FROM explanations WHERE status = 'error'") if not keep(v)]
+        gone = 0
+        with self.db:
+            for v in videos:
+                gone += self.db.execute("DELETE FROM results WHERE video = ? AND status = 'error'", (v,)).rowcount
+                self.db.execute("DELETE FROM explanations WHERE video = ? AND status = 'error'", (v,))
+        return gone
 
     def labels(self) -> dict[tuple[str, str], int | None]:
         """``(video, method) → label`` the stored explanations were computed for (errors aside)."""
