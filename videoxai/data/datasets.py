@@ -13,11 +13,12 @@ double quotes: ``folder:"DIR"``):
   window in *source* frame indices, ``end`` excluded. Column names are read in any case; a file
   whose first line is a video's (``clip.mp4,3``) has no header and gives those columns in that
   order; fields are separated by commas (``;`` or tabs where the first line has no comma).
-  Other columns are ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file in ``DIR``
-  is used; where videos lie below first-level subfolders (``DIR/<class>/clip.mp4``, as UCF101
-  and HMDB51 ship) the subfolder is their class (``air_drumming`` matches the model's ``air
-  drumming``), otherwise the clips are unlabelled (the model's prediction is explained), as are
-  videos beside the class subfolders (a warning names them).
+  Other columns are ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV
+  every video file in ``DIR`` is used; where videos lie below first-level subfolders
+  (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder is their class
+  (``air_drumming`` matches the model's ``air drumming``), otherwise the clips are unlabelled
+  (the model's prediction is explained), as are videos beside the class subfolders (a warning
+  names them).
 * ``ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt]`` — UCF101-24-style per-frame boxes:
   ``ROOT/<key>.avi`` (or ``.mp4``) and a JSON file (default ``ROOT/annotations.json``) in the
   layout of the corrected annotations' ``pyannot.pkl`` (convert the pickle once with
@@ -53,6 +54,7 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import NotImplementedType
 from typing import Annotated, Callable, Sequence
 
 import numpy as np
@@ -140,7 +142,7 @@ class EvalDataset(Sequence[EvalSample]):
     def keys(self) -> list[str]:
         return [self.key(i) for i in range(len(self))]
 
-    def label_of(self, i: int) -> int | None | type[NotImplemented]:
+    def label_of(self, i: int) -> int | None | NotImplementedType:
         """The label of clip ``i`` without decoding it, where the dataset knows it so
         (``NotImplemented`` where it does not): a resumed evaluation computes again the clips
         whose label changed since their results were stored (a corrected labels CSV)."""
@@ -224,6 +226,8 @@ def parse_data_spec(spec: str) -> tuple[str, str, dict]:
     try:
         options = parse_assignments(parts[1:], where=f"dataset spec {spec!r}")
     except InputError as e:
+        if "is not KEY=VALUE" not in str(e):
+            raise
         raise InputError(f"{e} (a path with a comma goes in double quotes: {kind.strip()}:\"DIR\")") from None
     return kind.strip(), argument, options
 
