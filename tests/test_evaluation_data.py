@@ -311,3 +311,17 @@ def test_the_errors_of_a_clip_deleted_from_the_data_leave_the_report(tmp_path):
     with ResultStore(again.database) as store:
         assert {(r.video, r.status) for r in store.rows()} == {("good.mp4", "ok"), ("empty.mp4", "error")}
         assert {(e.video, e.status) for e in store.explanations()} == {("good.mp4", "ok"), ("empty.mp4", "error")}
+
+
+def test_cli_names_a_metric_without_values_and_why(tmp_path):
+    """pointing_game on data without boxes: the console's tables left it out without a word."""
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+
+    video(tmp_path / "data" / "a.mp4")
+    r = CliRunner().invoke(app, ["evaluate", "--model", "demo", "--data", f"folder:{tmp_path / 'data'}",
+                                 "--methods", "random", "--metrics", "pointing_game,sparseness",
+                                 "--out", str(tmp_path / "out"), "--backend", "inline"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "no value: pointing_game (no ground truth: the data has no object boxes or masks)" in r.output

@@ -123,6 +123,13 @@ def _print_table(s) -> None:
             best.add_row(f"{metric} {_arrow(s, metric)}", m, _cell_text(s, m, metric),
                          f"{a:.2f}" if math.isfinite(a) else "–")
     console.print(best)
+    from rich.text import Text
+
+    # a metric asked for but missing from the table said nothing here (only the report said why)
+    for metric, why in s.unavailable.items():
+        console.print(Text.assemble(("no value: ", "yellow"), f"{metric} ({why})"), highlight=False)
+    for method, why in s.inapplicable.items():
+        console.print(Text.assemble(("no value: ", "yellow"), method + (f" ({why})" if why else "")), highlight=False)
 
 
 def register(app: typer.Typer) -> None:
