@@ -220,7 +220,10 @@ def test_cli_edit_without_the_collections_model_and_bad_thread_counts_say_what_t
     assert isinstance(r.exception, InputError) and "give --model, or --no-preview" in str(r.exception)
     # --threads -1 reached torch as "RuntimeError: set_num_threads expects a positive integer"
     r = CliRunner().invoke(app, ["stabn", "train", "--out", str(tmp_path / "run"), "--threads", "-1"])
-    assert r.exit_code == 2 and "--threads" in r.output and "greater than or equal to 1" in r.output
+    assert r.exit_code == 2 and "--threads" in r.output and "-1 is not a thread count; give 1 or more" in r.output
+    # the service too
+    r = CliRunner().invoke(app, ["serve", "--threads", "0"])
+    assert r.exit_code == 2 and "0 is not a thread count" in r.output
 
 
 def test_collecting_clips_of_another_length_into_an_edit_set_with_edits_is_refused(edit_set):

@@ -79,6 +79,15 @@ def check_device(device: str) -> str:
     return device
 
 
+def check_threads(threads: int | None) -> int | None:
+    """Typer callback for ``--threads``: at least 1 (torch's ``set_num_threads(-1)`` is a
+    RuntimeError deep inside). A callback rather than ``min=1``, whose ``<int range> [x>=1]``
+    metavar widened the help table's column until option names were cut at 80 columns."""
+    if threads is not None and threads < 1:
+        raise typer.BadParameter(f"{threads} is not a thread count; give 1 or more")
+    return threads
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what went wrong, for people (no traceback, no repr noise)."""
     if isinstance(exc, ClickException):

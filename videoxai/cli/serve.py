@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import DEVICE_HELP, EXIT_ERROR, check_device
+from . import DEVICE_HELP, EXIT_ERROR, check_device, check_threads
 
 console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
@@ -28,7 +28,7 @@ def serve_cmd(
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
     threads: Optional[int] = typer.Option(None, help="Torch CPU threads for the model (default: torch's choice, "
                                                      "one per core). On a shared or small machine 1 is often "
-                                                     "faster: idle threads spin."),
+                                                     "faster: idle threads spin.", callback=check_threads),
     method: str = typer.Option("staa", help="Default method for requests that name none."),
     api_key: Optional[str] = typer.Option(None, envvar="VIDEOXAI_API_KEY", show_default=False,
                                           help="Require this key (X-API-Key header; for WebSockets also the "

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import DEVICE_HELP, check_device
+from . import DEVICE_HELP, check_device, check_threads
 
 console = Console()
 
@@ -128,7 +128,7 @@ def train_cmd(
     seed: int = typer.Option(0, help="Seed of the initial weights, the clip order and dropout."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists "
                                 "(without repeating the warm start), else from the warm start's checkpoint."),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch.", callback=check_threads),
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Train an ST-ABN; validation accuracy of both branches after every epoch."""
@@ -178,7 +178,7 @@ def collect_cmd(
                                        "training split is used; its classes must be the model's."),
     all_clips: bool = typer.Option(False, "--all", help="Collect every clip, not only the misclassified ones."),
     limit: Optional[int] = typer.Option(None, help="Collect at most this many clips."),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch.", callback=check_threads),
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Step 1: store the temporal attention of the misclassified training clips."""
@@ -292,7 +292,7 @@ def finetune_cmd(
     edited_only: bool = typer.Option(False, "--edited-only", help="Train on the edited clips only."),
     seed: int = typer.Option(0, help="Seed of the clip order and dropout."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt if it exists."),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for torch."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch.", callback=check_threads),
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Step 3: fine-tune with L_att + L_per + γ_t · L_temp(edited, predicted temporal attention)."""
