@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import videoxai as vx
+from videoxai.data.video import probe
+from videoxai.errors import VideoReadError
 
 
 def test_read_only_frames_become_a_tensor_without_a_warning(tmp_path):
@@ -165,3 +167,13 @@ def test_grey_and_rgba_frames_are_told_what_to_do():
         with pytest.raises(vx.InputError, match=r"must have shape \(T, H, W, 3\).*; (grey|one channel|RGBA|one picture)"):
             vx.Clip.from_array(bad)
         assert vx.Clip.from_array(fix).frames.shape[1:] == (4, 5, 3)  # what the message says to do works
+
+
+def test_an_ffmpeg_playlist_is_refused_before_ffmpeg_opens_it(tmp_path):
+    # FFmpeg's concat demuxer knows "ffconcat version 1.0" whatever the file's name and opens the
+    # files it lists while probing: one naming itself was opened until no file descriptor was left
+    playlist = tmp_path / "clip.mp4"
+    playlist.write_bytes(b"ffconcat version 1.0\nfile clip.mp4\nfile clip.mp4\n")
+    for read in (vx.read_video, probe):
+        with pytest.raises(VideoReadError, match="clip.mp4: an FFmpeg concat playlist, not a video"):
+            read(playlist)

@@ -124,6 +124,7 @@ def _open(path: Path, max_pixels: int | None = None
     ``max_pixels``: FFmpeg's own per-frame limit, checked by the decoder when it reads a frame's
     size, before it allocates the frame (so a bomb costs no memory).
     """
+    _refuse_a_playlist(path)
     try:
         # "file:": FFmpeg reads a name with a colon as a protocol (cam1:take2.mp4 was "Protocol
         # not found", http:x.mp4 a network request, pipe:0.mp4 standard input); this is a file
@@ -151,6 +152,23 @@ def _open(path: Path, max_pixels: int | None = None
         yield container, stream
     finally:
         container.close()
+
+
+#: the first bytes by which FFmpeg's concat demuxer knows a playlist, whatever the file's name
+CONCAT_MAGIC = b"ffconcat version 1.0"
+
+
+def _refuse_a_playlist(path: Path) -> None:
+    """:class:`VideoReadError` for an FFmpeg concat playlist, before FFmpeg opens it: it opens the
+    files the playlist names while probing, and one that names itself was opened again and again
+    until the process had no file descriptor left ("Too many open files", other work failing)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(CONCAT_MAGIC))
+    except OSError:
+        return  # FFmpeg's own open says what is wrong with the path
+    if head == CONCAT_MAGIC:
+        raise VideoReadError(f"{path}: an FFmpeg concat playlist, not a video (read the videos it lists)")
 
 
 def _animated_webp(path: Path) -> bool:

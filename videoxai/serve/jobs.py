@@ -129,22 +129,16 @@ class Job:
                                         overlay=f"{base}/{OVERLAY_NAME}" if self.request.overlay else None))
 
 
-#: the first bytes by which FFmpeg's concat demuxer knows a playlist: one that names the upload
-#: itself ("file upload") made FFmpeg open it again and again, until the server had no file
-#: descriptor left (20 000 in 0.7 s: every other request failing meanwhile)
-CONCAT_MAGIC = b"ffconcat version 1.0"
-
-
 def check_video(path: Path, settings: ServeSettings) -> VideoInfo:
     """Probe an upload (no decoding) and enforce the server's limits on it.
 
     Raises:
         VideoReadError: not a video, or no readable video stream (→ 415).
-        ServiceError: too many frames or pixels (→ 413), or an FFmpeg playlist (→ 415).
+        ServiceError: too many frames or pixels (→ 413).
+
+    An FFmpeg concat playlist is refused by :func:`~videoxai.data.video.probe` before FFmpeg
+    opens it (one naming the upload itself exhausted the server's file descriptors).
     """
-    with path.open("rb") as f:
-        if f.read(len(CONCAT_MAGIC)) == CONCAT_MAGIC:
-            raise ServiceError(415, "bad_video", "the upload is an FFmpeg concat playlist, not a video")
     try:
         info = probe(path)
     except VideoReadError as e:
