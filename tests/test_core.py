@@ -160,7 +160,7 @@ def test_method_rejects_unknown_option():
     from videoxai.models.hf import from_hf_module
     model = from_hf_module(tiny_hf("timesformer"))
     clip = vx.Clip.from_array(np.zeros((8, 32, 32, 3), np.float32))
-    with pytest.raises(InputError, match="method .staa.: no option .layer.; its options are: layers"):
+    with pytest.raises(InputError, match="method .staa.: no option .layer.; did you mean .layers.[?] its options are: layers"):
         vx.explain(model, clip, "staa", layer=3)
 
 

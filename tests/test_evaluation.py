@@ -524,7 +524,7 @@ def test_folder_with_csv_maps_names_and_windows(tmp_path):
     assert named.keys() == ["sub/b.mp4"] and named[0].label == 0
     with pytest.raises(InputError, match="dataset 'folder': no option 'colour'; its options are: labels, max_side"):
         load_dataset(f"folder:{tmp_path},colour=red", num_frames=4)
-    with pytest.raises(InputError, match="dataset 'synthetic': no option 'splt'; its options are: split, seed"):
+    with pytest.raises(InputError, match="dataset 'synthetic': no option 'splt'; did you mean 'split'[?] its options are: split, seed"):
         load_dataset("synthetic:2,splt=val", num_frames=8)
 
 

@@ -88,7 +88,7 @@ def test_the_issue_message_form(cnn):
         get("rise")(cnn, n_samples="abc")
     assert str(e.value) == "method 'rise': option n_samples must be an integer ≥ 1, got 'abc'"
     assert isinstance(e.value, InputError)  # the CLI's exit 2, the service's 4xx
-    with pytest.raises(OptionError, match="^method 'rise': no option 'n_sample'; its options are: n_samples, "):
+    with pytest.raises(OptionError, match="^method 'rise': no option 'n_sample'; did you mean 'n_samples'[?] its options are: n_samples, "):
         get("rise")(cnn, n_sample=5)
     with pytest.raises(OptionError, match="^metric 'deletion': option n_steps must be an integer ≥ 1, got 0$"):
         build("deletion", n_steps=0)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import difflib
 import functools
 import inspect
 import json
@@ -457,7 +458,11 @@ def parse_options(declared: dict[str, Option], given: dict, owner: str, *, defau
     given, given_as = _renamed(declared, given, owner)
     unknown = [k for k in given if k not in declared]
     if unknown and not extra:
-        raise OptionError(f"{owner}: no option {', '.join(map(repr, unknown))}; its options are: "
+        # a typo (unti=frame, n_sample=500) is told the name it is closest to
+        names = [*declared, *(a for o in declared.values() for a in o.aliases)]
+        close = [m for k in unknown for m in difflib.get_close_matches(k, names, n=1, cutoff=0.6)]
+        hint = f"did you mean {', '.join(map(repr, dict.fromkeys(close)))}? " if close else ""
+        raise OptionError(f"{owner}: no option {', '.join(map(repr, unknown))}; {hint}its options are: "
                           f"{', '.join(declared) or '(none)'}")
     out = {}
     for name, o in declared.items():
