@@ -130,3 +130,23 @@ def test_gradcam_on_a_torchvision_model_needs_no_user_code(tmp_path):
     exp = vx.Explanation.load(tmp_path / "gradcam.npz")
     assert exp.spatial.shape[0] == 16 and exp.spatial.max() == 1.0
     assert exp.cost.forward_passes == 1 and exp.cost.backward_passes == 1
+
+
+def test_explain_prints_class_names_as_text_not_rich_markup(held_out_video, tmp_path):
+    """A class name such as '[/x]' raised Rich's MarkupError after every map was written, and
+    '[red]' vanished from the table: the names are printed as they are."""
+    import json
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(Path(vx.__file__).parent / "assets" / "demo_cnn3d", model_dir)
+    meta = json.loads((model_dir / "videoxai.json").read_text())
+    meta["labels"] = ["[/x] a", "[red]b", "[bold]c", "[/]d"]
+    (model_dir / "videoxai.json").write_text(json.dumps(meta))
+    path, _ = held_out_video
+    for target in ("0", "1"):
+        out = tmp_path / f"out[{target}]"
+        r = run("explain", str(path), "--model", str(model_dir), "--method", "gradcam",
+                "--target", target, "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        assert meta["labels"][int(target)] in r.stdout and f"report: {out / 'report.html'}" in r.stdout.replace("\n", "")

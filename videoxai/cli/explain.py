@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import DEVICE_HELP, check_device
 
@@ -154,7 +156,7 @@ def explain_cmd(
         _window_summary(result.videos)
     else:
         _summary(result.explanations)
-    console.print(f"report: [bold]{result.report}[/]")
+    console.print(f"report: [bold]{escape(str(result.report))}[/]")
 
 
 def demo_cmd(
@@ -182,7 +184,7 @@ def demo_cmd(
     table.add_row("time per explanation", f"{rates.seconds_per_clip * 1000:.1f} ms", "")
     console.print(table)
     _summary(result.explanations)
-    console.print(f"report: [bold]{result.report.resolve()}[/]")
+    console.print(f"report: [bold]{escape(str(result.report.resolve()))}[/]")
 
 
 def models_cmd() -> None:
@@ -202,7 +204,8 @@ def _summary(exps) -> None:
     for col in ("method", "prediction", "score", "top frames", "seconds", "fwd", "bwd", "peak MiB"):
         table.add_column(col, overflow="fold")
     for e in exps:
-        table.add_row(e.method, e.label, f"{e.score:.3f}", ", ".join(str(int(e.frame_indices[i])) for i in e.top_frames(3)),
+        # a class name is text, not Rich markup: '[/x]' raised MarkupError, '[red]' vanished
+        table.add_row(e.method, Text(e.label), f"{e.score:.3f}", ", ".join(str(int(e.frame_indices[i])) for i in e.top_frames(3)),
                       f"{e.cost.seconds:.3f}", str(e.cost.forward_passes), str(e.cost.backward_passes),
                       f"{e.cost.peak_memory_mb:.0f}")
     console.print(table)
@@ -212,7 +215,7 @@ def _summary(exps) -> None:
 def _print_warnings(warnings) -> None:
     """Each distinct ``meta["warnings"]`` line once (random weights, a constant map), as the report shows them."""
     for w in dict.fromkeys(str(w) for w in warnings):
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
 
 
 def _window_summary(videos) -> None:
@@ -222,8 +225,8 @@ def _window_summary(videos) -> None:
             table.add_column(col)
         for w in v.windows:
             when = f"{w.start_s:.2f}–{w.end_s:.2f} s" if w.start_s is not None else ""
-            table.add_row(str(w.index), when, f"#{w.frame_indices[0]}–#{w.frame_indices[-1]}", w.predicted_label,
-                          f"{w.predicted_score:.3f}", w.label, f"{w.cost.seconds:.2f}")
+            table.add_row(str(w.index), when, f"#{w.frame_indices[0]}–#{w.frame_indices[-1]}", Text(w.predicted_label),
+                          f"{w.predicted_score:.3f}", Text(w.label), f"{w.cost.seconds:.2f}")
         console.print(table)
         _print_warnings(v.meta.get("warnings") or [])
 
