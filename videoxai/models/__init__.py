@@ -136,10 +136,32 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
          activation: Activation = "softmax") -> VideoModel:
     """Adapt any PyTorch video classifier.
 
+    Recipes for the usual kinds of network:
+
+    * **A per-frame 2D CNN** (TSN, TSM, a CNN + LSTM/GRU: frames folded into the batch,
+      ``x.flatten(0, 1)``, inside): ``layout="BTCHW"``. Its layers' grids are ``(B·T, C, h, w)``;
+      for Grad-CAM give ``cam_reshape=lambda a: a.unflatten(0, (-1, num_frames)).transpose(1, 2)``
+      (clips of ``num_frames`` frames), which lays them out as ``(B, C, T, h, w)``.
+    * **Several inputs** (SlowFast's ``[slow, fast]`` list, a clip and a mask): wrap a small
+      ``nn.Module`` whose forward takes the one clip and builds them, e.g.
+      ``return self.net([x[:, :, ::4], x])``; its layers keep their names under that module's
+      attribute (``layer="net.slow.res5"``).
+    * **Normalisation inside the network** (a buffer-only ``Normalize`` layer): ``mean=(0, 0, 0),
+      std=(1, 1, 1)``, so that pixels in [0, 1] reach it unchanged.
+    * **A softmax as its last layer**: ``activation="none"``.
+    * **TorchScript** (``torch.jit.script`` / ``trace``): gradient and perturbation methods work;
+      forward hooks do not run inside it, so CAM methods are refused: wrap the Python module.
+      ``torch.compile`` (layers under ``_orig_mod.``) and ``nn.DataParallel`` (``module.``)
+      work as they are.
+    * **A fixed clip length** (position embeddings): ``fixed_num_frames=True``; a network that
+      fails on another length without it is told so.
+
     Args:
         module: maps a normalised clip laid out as ``layout`` to logits ``(B, C)``, an object
             with ``.logits``, or a tuple / dict holding them (see ``output``).
         num_frames: frames per clip it expects.
+        fixed_num_frames: refuse clips of another length than ``num_frames`` (default: any
+            length is given to the network as it is).
         input_size: ``h`` or ``(h, w)`` of its input.
         layout: ``"BCTHW"`` (3D CNNs) or ``"BTCHW"`` (Hugging Face style). When the network
             fails on its first input and runs on the other layout, the error says so.
@@ -155,6 +177,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         shortest_edge: resize the shorter side to this and centre-crop; ``None`` resizes the whole
             frame to ``input_size``.
         cam_layer: dotted name of the layer Grad-CAM should use by default.
+        cam_reshape: turns a layer's output into ``(B, C, T', H', W')`` for CAM methods, when it
+            is not one already (tokens, channels-last, per-frame grids: see above).
         output: where the logits are when ``module`` returns a tuple, list or dict: an index, a
             key or a function of the output. Default: the one part shaped ``(B, C)`` (an error
             if there are several).

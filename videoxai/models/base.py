@@ -433,7 +433,7 @@ class VideoModel(nn.Module):
         try:
             return self.logits(x)
         except (RuntimeError, ValueError) as err:
-            hint = self._layout_hint(x, err)
+            hint = self._layout_hint(x, err) or self._frames_hint(x, err)
             if hint is None:
                 raise
             raise InputError(hint) from err
@@ -463,6 +463,34 @@ class VideoModel(nn.Module):
         shape = "x".join(map(str, x.shape))
         return (f"{self.name} failed on input laid out as {self.layout} ({shape}): {err}. It runs on "
                 f"{other} input: wrap it with vx.wrap(..., layout={other!r})")
+
+    def _frames_hint(self, x: torch.Tensor, err: Exception) -> str | None:
+        """Why a wrapped network failed, when the cause is a clip of another length than
+        ``num_frames`` (position embeddings, a reshape to ``num_frames``); else ``None``.
+
+        The network, wrapped without ``fixed_num_frames=True``, is given a clip of ``T ≠
+        num_frames`` frames and fails with a size mismatch deep inside. On a failure, one sample
+        with ``num_frames`` frames (indices spread over the clip) is run: when that works, the
+        length is the cause and the error names the option.
+        """
+        if self.family != "custom" or self.fixed_num_frames or isinstance(err, torch.OutOfMemoryError):
+            return None
+        dim = 2 if self.layout == "BCTHW" else 1
+        t = x.shape[dim]
+        if t == self.num_frames:
+            return None
+        idx = torch.linspace(0, t - 1, self.num_frames, device=x.device).round().long()
+        probe = x[:1].detach().index_select(dim, idx).requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                out = self.select_logits(self.net(probe))
+        except Exception:  # fails at num_frames too: the length is not what is wrong
+            return None
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, self.num_classes):
+            return None
+        return (f"{self.name} failed on a clip of {t} frames: {err}. It runs on {self.num_frames}: wrap it with "
+                f"vx.wrap(..., fixed_num_frames=True) (clips of another length are then refused), or give "
+                f"clips of {self.num_frames} frames")
 
     def _check_logits(self, out, batch: int) -> None:
         """Raise :class:`InputError` unless ``out`` is ``(batch, num_classes)``.
@@ -563,16 +591,25 @@ class VideoModel(nn.Module):
         and Captum take it), or ``None``: the model's :attr:`cam_layer`, else the layer found by
         :meth:`locate_cam_layer`.
         """
+        if isinstance(self.net, torch.jit.ScriptModule):
+            # hooks do not run inside TorchScript: the search would find no layer, a capture nothing
+            raise InputError(f"{self.name} is a TorchScript module (torch.jit.script / trace): CAM methods cannot "
+                             "read its layers; wrap the Python module it was made from, or use a gradient or "
+                             "perturbation method")
         if layer is None:
             layer = self.cam_layer if self.cam_layer is not None else self.locate_cam_layer()
         if isinstance(layer, nn.Module):
-            for name, module in self.net.named_modules():
-                if module is layer:
-                    return name, module
-            raise InputError(f"layer {type(layer).__name__} is not a module of {self.name}")
+            name = next((n for n, m in self.net.named_modules() if m is layer), None)
+            if name is None:
+                raise InputError(f"layer {type(layer).__name__} is not a module of {self.name}")
+            layer = name
         if not isinstance(layer, str):
             raise InputError(f"layer must be a dotted module name or a module, got {type(layer).__name__}")
-        return layer, self.submodule(layer)
+        module = self.submodule(layer)
+        if isinstance(module, torch.jit.ScriptModule):
+            raise InputError(f"layer {layer!r} of {self.name} is a TorchScript module: its output cannot be read "
+                             "(forward hooks do not run on it); give a layer that is a Python module")
+        return layer, module
 
     def locate_cam_layer(self) -> str:
         """The last module whose output still has a ``(T', H', W')`` grid, before the pooling.
@@ -604,7 +641,10 @@ class VideoModel(nn.Module):
         # the hooks must see this forward only (see exclusive()), and a network in training mode
         # probed as it is would move its batch-norm statistics: the lock and eval mode
         with self.inference():
-            handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n]
+            # TorchScript submodules refuse hooks (and run none inside them): they are not searched
+            scripted = [n for n, m in modules.items() if isinstance(m, torch.jit.ScriptModule)]
+            handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n
+                       and not any(n == s or n.startswith(s + ".") for s in scripted)]
             try:
                 blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
                 x = self.preprocess(blank)
@@ -629,8 +669,23 @@ class VideoModel(nn.Module):
                     self._refuse_a_patch_embedding(name, found, i)
                 self._located_cam_layer["layer"] = name
                 return name
+        if self.cam_reshape is None:
+            self._refuse_per_frame_grids(found)
         raise InputError(f"no layer of {self.name} outputs a (B, C, T', H', W') grid; pass layer=<name> "
                          "(and vx.wrap(..., cam_reshape=fn) for token or channels-last outputs)")
+
+    def _refuse_per_frame_grids(self, found: list) -> None:
+        """Name the recipe for a per-frame 2D CNN (TSN, TSM, a CNN + LSTM): its grids are
+        ``(B·T, C, h, w)``, the frames of the blank clip folded into the batch, which the search
+        cannot lay out without knowing how the network folded them; the usual fold (frames inside
+        each clip, ``x.flatten(0, 1)`` on ``(B, T, C, H, W)``) is undone by the ``cam_reshape`` named."""
+        folded = [n for n, _, out, _ in found if isinstance(out, torch.Tensor) and out.ndim == 4
+                  and out.is_floating_point() and out.shape[0] == self.num_frames and math.prod(out.shape[2:]) > 1]
+        if folded:
+            raise InputError(
+                f"the last grids of {self.name} are per frame, (B·T, C, h, w) (e.g. {folded[-1]!r}); wrap it with "
+                f"vx.wrap(..., cam_reshape=lambda a: a.unflatten(0, (-1, {self.num_frames})).transpose(1, 2)) "
+                "to lay them out as (B, C, T, h, w), or pass layer=<name> with a cam_reshape of your own")
 
     def _refuse_a_patch_embedding(self, name: str, found: list, i: int) -> None:
         """Refuse the one grid of a transformer: its patch embedding (``found[i]``).

@@ -1,0 +1,124 @@
+"""vx.wrap with the modules users have: per-frame 2D CNNs, TorchScript, networks of a fixed length."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import videoxai as vx
+from videoxai.errors import InputError
+
+T, S, K = 4, 16, 3
+
+# torch.jit is deprecated in favour of torch.compile, but users still have scripted models
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+
+
+class PerFrameCNN(nn.Module):
+    """``(B, T, 3, H, W)`` → ``(B, K)``: a 2D CNN on each frame (``(B·T, C, h, w)`` inside), features
+    averaged over space and time (TSN; a TSM or CNN + LSTM folds its frames the same way)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(8, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        return self.fc(self.conv(x.flatten(0, 1)).mean((2, 3)).view(b, t, -1).mean(1))
+
+
+class Conv3DNet(nn.Module):
+    """``(B, 3, T, H, W)`` → ``(B, K)``; with ``pos=True`` a learnt embedding per frame makes it
+    take exactly ``T`` frames."""
+
+    def __init__(self, pos: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1), nn.ReLU())
+        self.pos = nn.Parameter(torch.randn(1, 8, T, 1, 1)) if pos else None
+        self.fc = nn.Linear(8, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        if self.pos is not None:
+            f = f + self.pos
+        return self.fc(f.mean((2, 3, 4)))
+
+
+def clip(t: int = T, seed: int = 0) -> torch.Tensor:
+    return torch.rand(t, 3, S, S, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_per_frame_cnns_grids_are_refused_naming_the_cam_reshape_that_lays_them_out_per_frame():
+    net = PerFrameCNN()
+    model = vx.wrap(net, num_frames=T, input_size=S, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1))
+    recipe = "cam_reshape=lambda a: a.unflatten(0, (-1, 4)).transpose(1, 2)"
+    with pytest.raises(InputError, match="per frame") as err:
+        vx.explain(model, clip(), "gradcam", target=0)
+    assert recipe in str(err.value)
+
+    # the recipe as given: the search finds the last block, and the map is Grad-CAM by hand on the
+    # block's (T, C, h, w) activation, laid out frame by frame
+    reshape = eval(recipe.split("=", 1)[1])
+    model = vx.wrap(net, num_frames=T, input_size=S, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1),
+                    cam_reshape=reshape)
+    exp = vx.explain(model, clip(), "gradcam", target=0)
+    assert exp.options["layer"] == "conv"
+    acts = {}
+    handle = net.conv.register_forward_hook(lambda m, i, o: acts.setdefault("a", o))
+    try:
+        logits = model(clip()[None])
+    finally:
+        handle.remove()
+    a = acts["a"]                                         # (T, C, h, w)
+    (g,) = torch.autograd.grad(logits[0, 0], a)
+    by_hand = torch.relu((g.mean((0, 2, 3), keepdim=True) * a).sum(1)).detach()   # (T, h, w)
+    assert by_hand.max() > 0
+    np.testing.assert_allclose(exp.raw, by_hand.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_torchscript_networks_are_explained_by_gradients_and_refused_by_cam_methods_in_one_line():
+    net = Conv3DNet()
+    python = vx.wrap(net, num_frames=T, input_size=S, num_classes=K)
+    expected = vx.explain(python, clip(), "saliency", target=1).raw
+    for scripted in (torch.jit.script(net), torch.jit.trace(net, torch.rand(1, 3, T, S, S))):
+        model = vx.wrap(scripted, num_frames=T, input_size=S, num_classes=K)
+        np.testing.assert_allclose(vx.explain(model, clip(), "saliency", target=1).raw, expected, rtol=1e-4, atol=1e-7)
+        # hooks do not run in TorchScript: the search found no layer, an explicit one a RuntimeError
+        for layer in (None, "features"):
+            with pytest.raises(InputError, match="TorchScript module"):
+                vx.explain(model, clip(), "gradcam", target=1, layer=layer)
+
+
+def test_a_scripted_submodule_is_skipped_by_the_layer_search_and_refused_as_a_layer():
+    net = Conv3DNet()
+    net.features = torch.jit.script(net.features)
+    net.stem = nn.Identity()  # a Python module before it, for the search to find nothing else
+    model = vx.wrap(net, num_frames=T, input_size=S, num_classes=K)
+    with pytest.raises(InputError, match="'features' of custom is a TorchScript module"):
+        vx.explain(model, clip(), "gradcam", target=0, layer="features")
+    with pytest.raises(InputError, match="no layer of custom outputs"):  # not register_forward_hook's error
+        vx.explain(model, clip(), "gradcam", target=0)
+
+
+def test_a_network_of_a_fixed_length_given_another_is_told_to_wrap_with_fixed_num_frames():
+    model = vx.wrap(Conv3DNet(pos=True), num_frames=T, input_size=S, num_classes=K)
+    assert vx.explain(model, clip(T), "saliency", target=0).raw.shape == (T, S, S)
+    with pytest.raises(InputError, match=r"clip of 6 frames: .* fixed_num_frames=True"):
+        vx.explain(model, clip(6), "saliency", target=0)
+    fixed = vx.wrap(Conv3DNet(pos=True), num_frames=T, input_size=S, num_classes=K, fixed_num_frames=True)
+    with pytest.raises(InputError, match="exactly 4 frames, got 6"):
+        vx.explain(fixed, clip(6), "saliency", target=0)
+    # any length that works is not refused, and a failure at every length keeps its own error
+    free = vx.wrap(Conv3DNet(), num_frames=T, input_size=S, num_classes=K)
+    assert vx.explain(free, clip(6), "saliency", target=0).raw.shape == (6, S, S)
+
+    class Broken(Conv3DNet):
+        def forward(self, x):
+            raise RuntimeError("broken at any length")
+    with pytest.raises(RuntimeError, match="broken at any length"):
+        vx.wrap(Broken(), num_frames=T, input_size=S, num_classes=K)(clip(6)[None])
