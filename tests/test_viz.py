@@ -349,3 +349,18 @@ def test_report_falls_back_to_gif_without_video_encoders(tmp_path, clip, monkeyp
     f = tmp_path / "a.gif"
     f.write_bytes(base64.b64decode(gifs[1]))
     assert read_video(f).num_frames == T
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_curve_of_a_short_clip_ticks_whole_frames(frames):
+    """A one-frame clip's curve was ticked -0.6, -0.4, …, 0.6 ('frame -0.4')."""
+    exp = vx.Explanation(spatial=np.ones((frames, 4, 4), np.float32), temporal=np.full(frames, 1 / frames),
+                         target=0, label="a", score=0.9, probs=np.array([0.9, 0.1]), method="saliency",
+                         frame_indices=np.arange(frames))
+    fig = temporal_curve(exp)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    ticks = [x for x in ax.get_xticks() if lo <= x <= hi]
+    assert ticks and all(float(x).is_integer() for x in ticks), ticks
+    assert set(range(frames)) <= set(int(x) for x in ticks)

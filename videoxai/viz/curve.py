@@ -52,6 +52,8 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     exps = [exp] if isinstance(exp, Explanation) else list(exp)
     if not exps or not all(isinstance(e, Explanation) for e in exps):
         raise InputError("temporal_curve needs an Explanation or a non-empty list of them")
+    from matplotlib.ticker import MaxNLocator
+
     if ax is None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -83,6 +85,8 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     ax.set_ylabel("temporal importance")
     ax.set_ylim(0, max(float(max(e.temporal.max() for e in exps)) * 1.22, 1.5 / len(x0)))
     ax.set_xlim(x0.min() - spacing * 0.7, x0.max() + spacing * 0.7)
+    # frames are whole numbers: a clip of one or a few frames was ticked -0.6, -0.4, …, 0.6
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", color="#e5e7eb", lw=0.6)
     ax.set_axisbelow(True)
