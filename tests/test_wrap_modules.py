@@ -56,29 +56,38 @@ def clip(t: int = T, seed: int = 0) -> torch.Tensor:
 def test_a_per_frame_cnns_grids_are_refused_naming_the_cam_reshape_that_lays_them_out_per_frame():
     net = PerFrameCNN()
     model = vx.wrap(net, num_frames=T, input_size=S, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1))
-    recipe = "cam_reshape=lambda a: a.unflatten(0, (-1, 4)).transpose(1, 2)"
-    with pytest.raises(InputError, match="per frame") as err:
+    with pytest.raises(InputError, match=r"per frame, \(B·T, C, h, w\) \(e.g. 'conv'\); wrap it with "
+                                         r"vx.wrap\(..., cam_reshape='per_frame'\)"):
         vx.explain(model, clip(), "gradcam", target=0)
-    assert recipe in str(err.value)
 
     # the recipe as given: the search finds the last block, and the map is Grad-CAM by hand on the
-    # block's (T, C, h, w) activation, laid out frame by frame
-    reshape = eval(recipe.split("=", 1)[1])
+    # block's (T, C, h, w) activation, laid out frame by frame, for clips of any length
     model = vx.wrap(net, num_frames=T, input_size=S, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1),
-                    cam_reshape=reshape)
-    exp = vx.explain(model, clip(), "gradcam", target=0)
-    assert exp.options["layer"] == "conv"
-    acts = {}
-    handle = net.conv.register_forward_hook(lambda m, i, o: acts.setdefault("a", o))
-    try:
-        logits = model(clip()[None])
-    finally:
-        handle.remove()
-    a = acts["a"]                                         # (T, C, h, w)
-    (g,) = torch.autograd.grad(logits[0, 0], a)
-    by_hand = torch.relu((g.mean((0, 2, 3), keepdim=True) * a).sum(1)).detach()   # (T, h, w)
-    assert by_hand.max() > 0
-    np.testing.assert_allclose(exp.raw, by_hand.numpy(), rtol=1e-4, atol=1e-6)
+                    cam_reshape="per_frame")
+    for t in (T, 6, 8):
+        exp = vx.explain(model, clip(t), "gradcam", target=0)
+        assert exp.options["layer"] == "conv"
+        acts = {}
+        handle = net.conv.register_forward_hook(lambda m, i, o: acts.setdefault("a", o))
+        try:
+            logits = model(clip(t)[None])
+        finally:
+            handle.remove()
+        a = acts["a"]                                         # (T, C, h, w)
+        (g,) = torch.autograd.grad(logits[0, 0], a)
+        by_hand = torch.relu((g.mean((0, 2, 3), keepdim=True) * a).sum(1)).detach()   # (T, h, w)
+        assert by_hand.shape == (t, S, S) and by_hand.max() > 0
+        np.testing.assert_allclose(exp.raw, by_hand.numpy(), rtol=1e-4, atol=1e-6)
+
+    # a batch of two clips: each clip's frames stay with it
+    x = torch.stack([clip(T, seed=1), clip(T, seed=2)])
+    with model.exclusive():
+        model(x)
+        grid = model.unfold_frames(net.conv(x.flatten(0, 1)))
+    assert grid.shape == (2, 8, T, S, S)
+    torch.testing.assert_close(grid[1, :, 3], net.conv(x[1, 3:4])[0])
+    with pytest.raises(InputError, match="cam_reshape must be a function or 'per_frame', got 'frames'"):
+        vx.wrap(net, num_frames=T, input_size=S, layout="BTCHW", cam_reshape="frames")
 
 
 def test_torchscript_networks_are_explained_by_gradients_and_refused_by_cam_methods_in_one_line():

@@ -18,7 +18,7 @@ import inspect
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Callable, Sequence
+from typing import Annotated, Callable, Literal, Sequence
 
 import torch
 from torch import nn
@@ -131,7 +131,7 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
          std: Sequence[float] = IMAGENET_STD, labels: Sequence[str] | None = None,
          num_classes: int | None = None, shortest_edge: int | None = None,
          fixed_num_frames: bool = False, cam_layer: str | None = None,
-         cam_reshape: Callable | None = None, token_grid: TokenGrid | None = None,
+         cam_reshape: Callable | Literal["per_frame"] | None = None, token_grid: TokenGrid | None = None,
          output: int | str | Callable | None = None, name: str = "custom",
          activation: Activation = "softmax") -> VideoModel:
     """Adapt any PyTorch video classifier.
@@ -140,8 +140,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
 
     * **A per-frame 2D CNN** (TSN, TSM, a CNN + LSTM/GRU: frames folded into the batch,
       ``x.flatten(0, 1)``, inside): ``layout="BTCHW"``. Its layers' grids are ``(B·T, C, h, w)``;
-      for Grad-CAM give ``cam_reshape=lambda a: a.unflatten(0, (-1, num_frames)).transpose(1, 2)``
-      (clips of ``num_frames`` frames), which lays them out as ``(B, C, T, h, w)``.
+      for CAM methods give ``cam_reshape="per_frame"``, which lays them out as ``(B, C, T, h, w)``
+      for clips of any length.
     * **Several inputs** (SlowFast's ``[slow, fast]`` list, a clip and a mask): wrap a small
       ``nn.Module`` whose forward takes the one clip and builds them, e.g.
       ``return self.net([x[:, :, ::4], x])``; its layers keep their names under that module's
@@ -178,7 +178,7 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
             frame to ``input_size``.
         cam_layer: dotted name of the layer Grad-CAM should use by default.
         cam_reshape: turns a layer's output into ``(B, C, T', H', W')`` for CAM methods, when it
-            is not one already (tokens, channels-last, per-frame grids: see above).
+            is not one already (tokens, channels-last), or ``"per_frame"`` (see above).
         output: where the logits are when ``module`` returns a tuple, list or dict: an index, a
             key or a function of the output. Default: the one part shaped ``(B, C)`` (an error
             if there are several).

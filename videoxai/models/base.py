@@ -217,7 +217,8 @@ class VideoModel(nn.Module):
         fixed_num_frames: the network only accepts exactly ``num_frames`` (position embeddings).
         token_grid: for transformers, how tokens map to the input volume.
         cam_layer: dotted module name (relative to ``net``) of the default Grad-CAM layer.
-        cam_reshape: turns that layer's output into ``(B, C, T', H', W')``; ``None`` if it already is.
+        cam_reshape: turns that layer's output into ``(B, C, T', H', W')``; ``None`` if it already is;
+            ``"per_frame"`` for a per-frame 2D CNN's ``(B·T, C, h, w)`` (:meth:`unfold_frames`).
         family: short family name (``"timesformer"``, ``"r3d"``, ``"custom"``, …).
         name: the spec it was loaded from, for reports.
         output: where the logits are in what ``net`` returns, when that is not a tensor: an index
@@ -231,7 +232,7 @@ class VideoModel(nn.Module):
                  labels: Sequence[str] | None = None, num_classes: int | None = None,
                  layout: Layout = "BCTHW", fixed_num_frames: bool = True,
                  token_grid: TokenGrid | None = None, cam_layer: str | None = None,
-                 cam_reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 cam_reshape: Callable[[torch.Tensor], torch.Tensor] | Literal["per_frame"] | None = None,
                  family: str = "custom", name: str | None = None,
                  output: int | str | Callable[[object], torch.Tensor] | None = None,
                  activation: Activation = "softmax") -> None:
@@ -250,7 +251,12 @@ class VideoModel(nn.Module):
         self.fixed_num_frames = fixed_num_frames
         self.token_grid = token_grid
         self.cam_layer = cam_layer
-        self.cam_reshape = cam_reshape
+        if isinstance(cam_reshape, str) and cam_reshape != "per_frame":
+            raise InputError(f"cam_reshape must be a function or 'per_frame', got {cam_reshape!r}")
+        self.cam_reshape = self.unfold_frames if cam_reshape == "per_frame" else cam_reshape
+        # clips in the network's current forward (unfold_frames reads it): a dict, shared with the
+        # working views of this model (at_model_size), whose forwards run the same network
+        self._clips_in_forward: dict[str, int] = {"clips": 1}
         self.family = family
         self.name = name or family
         self.output = output
@@ -430,6 +436,7 @@ class VideoModel(nn.Module):
 
     def _net_logits(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`logits`, with a failure caused by a wrong ``layout`` named as such."""
+        self._clips_in_forward["clips"] = x.shape[0]
         try:
             return self.logits(x)
         except (RuntimeError, ValueError) as err:
@@ -684,8 +691,20 @@ class VideoModel(nn.Module):
         if folded:
             raise InputError(
                 f"the last grids of {self.name} are per frame, (B·T, C, h, w) (e.g. {folded[-1]!r}); wrap it with "
-                f"vx.wrap(..., cam_reshape=lambda a: a.unflatten(0, (-1, {self.num_frames})).transpose(1, 2)) "
-                "to lay them out as (B, C, T, h, w), or pass layer=<name> with a cam_reshape of your own")
+                "vx.wrap(..., cam_reshape='per_frame') to lay them out as (B, C, T, h, w), or pass "
+                "layer=<name> with a cam_reshape of your own")
+
+    def unfold_frames(self, out) -> torch.Tensor:
+        """A per-frame 2D CNN's grid ``(B·T, C, h, w)`` (or a tuple starting with one) → ``(B, C, T, h, w)``.
+
+        ``cam_reshape="per_frame"``. ``B`` is the number of clips in the forward pass that gave
+        ``out`` (frames folded inside each clip, as ``x.flatten(0, 1)`` on ``(B, T, C, H, W)``
+        does), so clips of any length and batches of clips are laid out alike.
+        """
+        a = out[0] if isinstance(out, (tuple, list)) else out
+        if not isinstance(a, torch.Tensor) or a.ndim != 4:
+            raise InputError(f"a per-frame grid is (B·T, C, h, w), got {getattr(a, 'shape', type(a).__name__)}")
+        return a.unflatten(0, (self._clips_in_forward["clips"], -1)).transpose(1, 2)
 
     def _refuse_a_patch_embedding(self, name: str, found: list, i: int) -> None:
         """Refuse the one grid of a transformer: its patch embedding (``found[i]``).
