@@ -364,3 +364,28 @@ def test_curve_of_a_short_clip_ticks_whole_frames(frames):
     ticks = [x for x in ax.get_xticks() if lo <= x <= hi]
     assert ticks and all(float(x).is_integer() for x in ticks), ticks
     assert set(range(frames)) <= set(int(x) for x in ticks)
+
+
+@pytest.mark.parametrize("activation, says", [("sigmoid", "sigmoid of each class&#x27;s logit"),
+                                              ("none", "the model&#x27;s own output"), ("softmax", None)])
+def test_reports_say_when_the_score_is_not_a_softmax_share(tmp_path, activation, says):
+    """The clip report named a sigmoid or a model's own probabilities; the timeline report
+    (--window-stride) showed them as 'p' of a softmax without a word."""
+    import torch
+
+    from videoxai.data.video import write_video
+    from videoxai.workflows import explain_video
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv3d(3, 2, 3, padding=1), torch.nn.AdaptiveAvgPool3d(1),
+                              torch.nn.Flatten(), torch.nn.Sigmoid() if activation == "none" else torch.nn.Identity())
+    model = vx.wrap(net, num_frames=2, input_size=16, layout="BCTHW", labels=["no", "yes"], activation=activation)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    video = write_video(frames, tmp_path / "v.mp4", fps=5)
+    for stride in (None, 2):
+        result = explain_video(video, model, ["saliency"], tmp_path / f"out{stride}", window_stride=stride)
+        chips = re.findall(r'<span class="chip">scores <b>([^<]*)</b>', result.report.read_text())
+        if says is None:
+            assert chips == [], (stride, chips)
+        else:
+            assert len(chips) == 1 and chips[0].startswith(says), (stride, chips)

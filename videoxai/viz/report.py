@@ -453,6 +453,9 @@ def _timeline_header(title: str, vids) -> str:
         chips.append(("fps", f"{v.fps:g}"))
     if v.meta.get("weights"):
         chips.append(("weights", str(v.meta["weights"])))
+    activation = {x.meta.get("activation") for x in vids} - {None}
+    if activation:  # as the clip report says it: the window's p is not a softmax share
+        chips.append(("scores", ", ".join(_SCORES[a] for a in sorted(activation))))
     return _header_html(title, chips, [w for x in vids for w in x.meta.get("warnings", [])])
 
 
