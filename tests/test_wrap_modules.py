@@ -131,3 +131,14 @@ def test_a_network_of_a_fixed_length_given_another_is_told_to_wrap_with_fixed_nu
             raise RuntimeError("broken at any length")
     with pytest.raises(RuntimeError, match="broken at any length"):
         vx.wrap(Broken(), num_frames=T, input_size=S, num_classes=K)(clip(6)[None])
+
+
+def test_a_layer_named_without_a_wrappers_prefix_is_told_the_name_it_has():
+    for wrapper, prefix in ((nn.DataParallel, "module."), (torch.compile, "_orig_mod.")):
+        net = wrapper(Conv3DNet())
+        with pytest.raises(InputError, match=f"cam_layer 'features' is not a module of .*; did you mean '{prefix}features'"):
+            vx.wrap(net, num_frames=T, input_size=S, num_classes=K, cam_layer="features")
+    # (torch.compile's first forward compiles for seconds: only DataParallel is explained)
+    model = vx.wrap(nn.DataParallel(Conv3DNet()), num_frames=T, input_size=S, num_classes=K,
+                    cam_layer="module.features")
+    assert vx.explain(model, clip(), "gradcam", target=0).options["layer"] == "module.features"

@@ -204,7 +204,11 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         # the clip is divided by std: a 0 turns every pixel into inf and the first map into NaN
         raise InputError(f"vx.wrap: std must be > 0 for every channel, got {list(std)}")
     if cam_layer is not None and cam_layer not in dict(module.named_modules()):
-        raise InputError(f"cam_layer {cam_layer!r} is not a module of {type(module).__name__}")
+        # a wrapper's prefix (nn.DataParallel's "module.", torch.compile's "_orig_mod.") is part of
+        # every name: say the name it has there
+        inside = [n for n, _ in module.named_modules() if isinstance(cam_layer, str) and n.endswith("." + cam_layer)]
+        hint = f"; did you mean {inside[0]!r}?" if inside else ""
+        raise InputError(f"cam_layer {cam_layer!r} is not a module of {type(module).__name__}{hint}")
     pre = Preprocess(size=size, shortest_edge=shortest_edge, mean=tuple(mean), std=tuple(std))
     return VideoModel(module.eval(), num_frames=num_frames, preprocess=pre, labels=labels,
                       num_classes=num_classes, layout=layout, fixed_num_frames=fixed_num_frames,
