@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 import torch
@@ -142,3 +144,25 @@ def test_a_layer_named_without_a_wrappers_prefix_is_told_the_name_it_has():
     model = vx.wrap(nn.DataParallel(Conv3DNet()), num_frames=T, input_size=S, num_classes=K,
                     cam_layer="module.features")
     assert vx.explain(model, clip(), "gradcam", target=0).options["layer"] == "module.features"
+
+
+@dataclass
+class Scores:
+    """A network's output object with attributes, not keys (no ``.logits``)."""
+
+    scores: torch.Tensor
+    aux: torch.Tensor
+
+
+def test_output_names_an_attribute_of_an_output_object():
+    class TwoHeads(Conv3DNet):
+        def forward(self, x):
+            logits = super().forward(x)
+            return Scores(scores=logits, aux=-logits)
+
+    net = TwoHeads()
+    model = vx.wrap(net, num_frames=T, input_size=S, num_classes=K, output="scores", mean=(0, 0, 0), std=(1, 1, 1))
+    x = clip()[None]
+    torch.testing.assert_close(model(x), net(x.transpose(1, 2)).scores)
+    with pytest.raises(InputError, match="output='logits' selects nothing in the network's Scores output"):
+        vx.wrap(net, num_frames=T, input_size=S, num_classes=K, output="logits")(x)

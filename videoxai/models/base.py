@@ -287,7 +287,7 @@ class VideoModel(nn.Module):
     def select_logits(self, out) -> torch.Tensor:
         """The logits ``(B, C)`` in what the network returned.
 
-        With :attr:`output` set, that part (index, key or function). Otherwise a tensor is the
+        With :attr:`output` set, that part (index, key or attribute, or function). Otherwise a tensor is the
         logits; an object with ``.logits`` (Hugging Face) or a dict with ``"logits"`` gives those;
         a tuple, list or dict gives its one tensor shaped ``(B, num_classes)`` — two such, or
         none, is an error asking for ``output=``, never a guess.
@@ -298,6 +298,9 @@ class VideoModel(nn.Module):
             try:
                 return out[self.output]
             except (KeyError, IndexError, TypeError):
+                # an output object with attributes, not keys (a dataclass: ``out.scores``)
+                if isinstance(self.output, str) and isinstance(getattr(out, self.output, None), torch.Tensor):
+                    return getattr(out, self.output)
                 raise InputError(f"{self.name}: output={self.output!r} selects nothing in the network's "
                                  f"{type(out).__name__} output") from None
         if isinstance(out, torch.Tensor):
