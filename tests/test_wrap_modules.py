@@ -166,3 +166,11 @@ def test_output_names_an_attribute_of_an_output_object():
     torch.testing.assert_close(model(x), net(x.transpose(1, 2)).scores)
     with pytest.raises(InputError, match="output='logits' selects nothing in the network's Scores output"):
         vx.wrap(net, num_frames=T, input_size=S, num_classes=K, output="logits")(x)
+
+
+def test_mean_and_std_on_a_0_255_scale_are_refused_with_the_values_for_pixels_in_0_1():
+    with pytest.raises(InputError, match=r"mean \[123.675, 116.28, 103.53\] is on a 0–255 scale, but pixels are in "
+                                         r"\[0, 1\]: give mean=\(0.485, 0.456, 0.406\), std=\(0.229, 0.224, 0.225\)"):
+        vx.wrap(Conv3DNet(), num_frames=T, input_size=S, num_classes=K,
+                mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+    assert vx.wrap(Conv3DNet(), num_frames=T, input_size=S, num_classes=K, mean=(1, 1, 1), std=(1, 1, 1)).num_classes == K

@@ -165,7 +165,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         input_size: ``h`` or ``(h, w)`` of its input.
         layout: ``"BCTHW"`` (3D CNNs) or ``"BTCHW"`` (Hugging Face style). When the network
             fails on its first input and runs on the other layout, the error says so.
-        mean, std: its input normalisation (pixels in [0, 1] are normalised inside).
+        mean, std: its input normalisation, for pixels in [0, 1] (normalised inside; statistics
+            on a 0–255 scale are refused with their values / 255).
         labels / num_classes: class names, or their count. A network with a single output is
             read as a binary classifier's logit: its probability is the sigmoid (one label names
             the positive class).
@@ -203,6 +204,12 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
     if not all(math.isfinite(v) and v > 0 for v in std):
         # the clip is divided by std: a 0 turns every pixel into inf and the first map into NaN
         raise InputError(f"vx.wrap: std must be > 0 for every channel, got {list(std)}")
+    if any(abs(v) > 1 for v in mean):
+        # pixels reach the network in [0, 1]: 0–255 statistics (123.675, 58.395: OpenCV, mmaction)
+        # would turn every clip into about −2 everywhere, and every map into noise, without a word
+        scaled = [round(v / 255, 4) for v in (*mean, *std)]
+        raise InputError(f"vx.wrap: mean {list(mean)} is on a 0–255 scale, but pixels are in [0, 1]: give "
+                         f"mean={tuple(scaled[:3])}, std={tuple(scaled[3:])} (the same statistics / 255)")
     if cam_layer is not None and cam_layer not in dict(module.named_modules()):
         # a wrapper's prefix (nn.DataParallel's "module.", torch.compile's "_orig_mod.") is part of
         # every name: say the name it has there
