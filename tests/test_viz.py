@@ -389,3 +389,23 @@ def test_reports_say_when_the_score_is_not_a_softmax_share(tmp_path, activation,
             assert chips == [], (stride, chips)
         else:
             assert len(chips) == 1 and chips[0].startswith(says), (stride, chips)
+
+
+def test_key_frames_of_a_video_shorter_than_the_clip_name_each_frame_once(tmp_path):
+    """A one-frame video fills the model's 8 places with frame #0: the report's key frames were
+    'frame #0' three times at 12.5 % each, and the CLI's top frames '0, 0, 0'."""
+    from videoxai.viz.report import top_source_frames
+
+    indices = np.array([0, 0, 0, 0, 5, 5])          # 6 places, 2 frames of the video
+    temporal = np.array([0.1, 0.1, 0.1, 0.1, 0.35, 0.25])
+    frames = np.random.default_rng(1).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    clip = vx.Clip(frames, fps=5.0, indices=indices, source="short.mp4")
+    exp = vx.Explanation(spatial=np.ones((6, 8, 8), np.float32), temporal=temporal, target=0, label="a",
+                         score=0.9, probs=np.array([0.9, 0.1]), method="saliency", frame_indices=indices)
+    top = top_source_frames(exp, 3)
+    assert [int(indices[k]) for k, _ in top] == [5, 0]       # by summed share: 0.6 then 0.4
+    np.testing.assert_allclose([s for _, s in top], [0.6, 0.4])
+    assert top[0][0] == 4                                     # shown at its most important place
+    html = write_report(tmp_path / "r.html", clip, exp).read_text()
+    captions = re.findall(r"<figcaption><b>top (\d)</b> · frame #(\d+)<br>([\d.]+)%", html)
+    assert captions == [("1", "5", "60.0"), ("2", "0", "40.0")]

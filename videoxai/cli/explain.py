@@ -200,12 +200,14 @@ def models_cmd() -> None:
 
 
 def _summary(exps) -> None:
+    from ..viz.report import top_source_frames
+
     table = Table()
     for col in ("method", "prediction", "score", "top frames", "seconds", "fwd", "bwd", "peak MiB"):
         table.add_column(col, overflow="fold")
     for e in exps:
         # a class name is text, not Rich markup: '[/x]' raised MarkupError, '[red]' vanished
-        table.add_row(e.method, Text(e.label), f"{e.score:.3f}", ", ".join(str(int(e.frame_indices[i])) for i in e.top_frames(3)),
+        table.add_row(e.method, Text(e.label), f"{e.score:.3f}", ", ".join(str(int(e.frame_indices[i])) for i, _ in top_source_frames(e, 3)),
                       f"{e.cost.seconds:.3f}", str(e.cost.forward_passes), str(e.cost.backward_passes),
                       f"{e.cost.peak_memory_mb:.0f}")
     console.print(table)

@@ -222,16 +222,32 @@ def _method_card(e: Explanation, name: str, over: np.ndarray, clip: Clip,
             + _options(e) + "</div>")
 
 
+def top_source_frames(e: Explanation, k: int) -> list[tuple[int, float]]:
+    """The ``k`` most important frames of the video, as ``(position in the clip, share)``.
+
+    A video shorter than the model's clip is sampled with repeats (one frame fills all 8 places):
+    a frame's share is the sum over its places, and it is listed once, at its most important
+    place (the "top 3" of a one-frame video were frame #0 three times, 12.5 % each).
+    """
+    shares: dict[int, float] = {}
+    best: dict[int, int] = {}
+    for pos in e.top_frames(e.num_frames):
+        src = int(e.frame_indices[pos])
+        shares[src] = shares.get(src, 0.0) + float(e.temporal[pos])
+        best.setdefault(src, int(pos))
+    ranked = sorted(shares, key=lambda s: -shares[s])   # stable: ties keep the per-place order
+    return [(best[s], shares[s]) for s in ranked[:max(1, k)]]
+
+
 def _keyframes(e: Explanation, over: np.ndarray, clip: Clip, top_k: int) -> str:
-    top = e.top_frames(max(1, min(top_k, e.num_frames)))
     figs = []
-    for rank, k in enumerate(top, 1):
+    for rank, (k, share) in enumerate(top_source_frames(e, top_k), 1):
         # one frame number, the source video's index "#i" as in the header and the videos'
         # captions (not also the 1-based place in the clip), after the rank
         name = f"frame #{int(clip.indices[k])}"
         src = data_uri(jpeg(_thumb(over[k], 320)), "image/jpeg")
         figs.append(f'<figure><img alt="{name}" src="{src}"><figcaption><b>top {rank}</b> · {name}<br>'
-                    f"{e.temporal[k]:.1%} of the clip's importance</figcaption></figure>")
+                    f"{share:.1%} of the clip's importance</figcaption></figure>")
     return ('<div class="section-label">Key frames (highest temporal importance; #: frame index in the '
             'video)</div>'
             f'<div class="keyframes">{"".join(figs)}</div>')
