@@ -102,8 +102,8 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
 
 def explain_cmd(
     video: Path = typer.Argument(..., help="Video file (mp4, avi, webm, mkv, gif)."),
-    model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name>[,weights=download], or a directory."),
-    method: str = typer.Option("staa", "--method", help="Method name or spec, or several separated by commas, e.g. staa or rise(n_samples=500),gradcam (as evaluate --methods takes them)."),
+    model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name> (add ,weights=download to fetch its weights), or a directory."),
+    method: str = typer.Option("staa", "--method", help="Method name or spec, or several separated by commas, e.g. staa or 'rise(n_samples=500), gradcam' (as evaluate --methods takes them)."),
     out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory."),
     target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' (default: the prediction)."),
     full_resolution: bool = typer.Option(False, "--full-resolution", help="Perturb and differentiate the original frames instead of the model's view of them (its crop box at its input size; slower, finer gradient maps)."),
