@@ -81,6 +81,14 @@ def test_a_per_frame_cnns_grids_are_refused_naming_the_cam_reshape_that_lays_the
         assert by_hand.shape == (t, S, S) and by_hand.max() > 0
         np.testing.assert_allclose(exp.raw, by_hand.numpy(), rtol=1e-4, atol=1e-6)
 
+    # a network that pools each frame in a module (a torchvision ResNet trunk's avgpool): its
+    # (B·T, C, 1, 1) output is after the pooling, and the search keeps the block before it
+    pooled = PerFrameCNN()
+    pooled.conv.append(nn.AdaptiveAvgPool2d(1))
+    model_pooled = vx.wrap(pooled, num_frames=T, input_size=S, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1),
+                           cam_reshape="per_frame")
+    assert model_pooled.locate_cam_layer() == "conv.3"
+
     # a batch of two clips: each clip's frames stay with it
     x = torch.stack([clip(T, seed=1), clip(T, seed=2)])
     with model.exclusive():

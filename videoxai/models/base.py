@@ -744,8 +744,11 @@ class VideoModel(nn.Module):
                 tensor = self.cam_reshape(out)
             except Exception:  # not a layer this reshape understands
                 return False
+        # a per-frame network's time axis is its fold of the frames, there at every layer: its
+        # spatially pooled features (B·T, C, 1, 1) are after the pooling, not a grid
+        cells = tensor.shape[3:] if self.cam_reshape == self.unfold_frames else tensor.shape[2:]
         return (isinstance(tensor, torch.Tensor) and tensor.ndim == 5 and tensor.is_floating_point()
-                and math.prod(tensor.shape[2:]) > 1)
+                and math.prod(cells) > 1)
 
     # -- working size ------------------------------------------------------------------------------
     def at_model_size(self) -> "VideoModel":
