@@ -87,7 +87,7 @@ def test_a_per_frame_cnns_grids_are_refused_naming_the_cam_reshape_that_lays_the
     pooled.conv.append(nn.AdaptiveAvgPool2d(1))
     model_pooled = vx.wrap(pooled, num_frames=T, input_size=S, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1),
                            cam_reshape="per_frame")
-    assert model_pooled.locate_cam_layer() == "conv.3"
+    assert model_pooled.at_model_size().locate_cam_layer() == "conv.3"  # a working view searches alike
 
     # a batch of two clips: each clip's frames stay with it
     x = torch.stack([clip(T, seed=1), clip(T, seed=2)])

@@ -746,9 +746,10 @@ class VideoModel(nn.Module):
                 return False
         # a per-frame network's time axis is its fold of the frames, there at every layer: its
         # spatially pooled features (B·T, C, 1, 1) are after the pooling, not a grid
-        cells = tensor.shape[3:] if self.cam_reshape == self.unfold_frames else tensor.shape[2:]
+        # (by function: a working view of this model, a copy, holds the original's bound method)
+        per_frame = getattr(self.cam_reshape, "__func__", None) is VideoModel.unfold_frames
         return (isinstance(tensor, torch.Tensor) and tensor.ndim == 5 and tensor.is_floating_point()
-                and math.prod(cells) > 1)
+                and math.prod(tensor.shape[3:] if per_frame else tensor.shape[2:]) > 1)
 
     # -- working size ------------------------------------------------------------------------------
     def at_model_size(self) -> "VideoModel":
