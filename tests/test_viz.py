@@ -409,3 +409,15 @@ def test_key_frames_of_a_video_shorter_than_the_clip_name_each_frame_once(tmp_pa
     html = write_report(tmp_path / "r.html", clip, exp).read_text()
     captions = re.findall(r"<figcaption><b>top (\d)</b> · frame #(\d+)<br>([\d.]+)%", html)
     assert captions == [("1", "5", "60.0"), ("2", "0", "40.0")]
+
+
+def test_caption_draws_accented_and_non_latin_class_names():
+    """Pillow's default font has ASCII only: 'Küche' and 'Kïche' were both captioned with the same
+    missing-glyph box, as were 'ж' and 'Ω'."""
+    from videoxai.viz.overlay import caption_bands
+
+    def band(text: str) -> np.ndarray:
+        return caption_bands(320, text, np.arange(2), text_size=20)[0]
+
+    for a, b in [("Küche", "Kïche"), ("ж", "Ω"), ("Küche", "K che")]:
+        assert not np.array_equal(band(a), band(b)), (a, b)

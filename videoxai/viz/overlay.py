@@ -143,8 +143,14 @@ _BOX = (255, 255, 255)  # the crop box's dashes: white reads on any frame next t
 
 
 def _font(size: int):
+    """DejaVu Sans, which matplotlib ships: Pillow's default font has ASCII only, and a class
+    named 'Küche' or 'naïve' was captioned 'K▯che'. Pillow's font where matplotlib's is missing."""
+    import matplotlib
     from PIL import ImageFont
 
+    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    if dejavu.is_file():
+        return ImageFont.truetype(str(dejavu), size=size)
     return ImageFont.load_default(size=size)
 
 
