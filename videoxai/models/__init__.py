@@ -181,8 +181,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         cam_reshape: turns a layer's output into ``(B, C, T', H', W')`` for CAM methods, when it
             is not one already (tokens, channels-last), or ``"per_frame"`` (see above).
         output: where the logits are when ``module`` returns a tuple, list, dict or object: an
-            index, a key or attribute name, or a function of the output. Default: the one part shaped ``(B, C)`` (an error
-            if there are several).
+            index, a key or attribute name, or a function of the output. Default: the one part
+            shaped ``(B, C)`` (an error if there are several).
     """
     if not isinstance(module, nn.Module):
         raise InputError(f"vx.wrap needs a torch.nn.Module, got {type(module).__name__}")
