@@ -150,3 +150,26 @@ def test_explain_prints_class_names_as_text_not_rich_markup(held_out_video, tmp_
                 "--target", target, "--out", str(out))
         assert r.returncode == 0, r.stderr
         assert meta["labels"][int(target)] in r.stdout and f"report: {out / 'report.html'}" in r.stdout.replace("\n", "")
+
+
+@pytest.mark.parametrize("activation, says", [("sigmoid", "score: sigmoid of each class's logit"),
+                                              ("none", "score: the model's own output"), ("softmax", None)])
+def test_explain_summary_says_when_the_score_is_not_a_softmax_share(monkeypatch, activation, says):
+    """The report named a sigmoid score; the printed table showed it as a softmax share."""
+    import io
+
+    import numpy as np
+    import torch
+    from rich.console import Console
+
+    from videoxai.cli import explain as cli_explain
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(cli_explain, "console", Console(file=buffer, width=200))
+    net = torch.nn.Sequential(torch.nn.Conv3d(3, 2, 1), torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten(),
+                              torch.nn.Softmax(-1) if activation == "none" else torch.nn.Identity())
+    model = vx.wrap(net, num_frames=2, input_size=8, layout="BCTHW", labels=["no", "yes"], activation=activation)
+    clip = vx.Clip(np.zeros((2, 8, 8, 3), np.uint8), fps=2.0)
+    cli_explain._summary([vx.explain(model, clip, "saliency")])
+    lines = [ln for ln in buffer.getvalue().splitlines() if ln.startswith("score:")]
+    assert (lines == []) if says is None else (len(lines) == 1 and lines[0].startswith(says)), lines

@@ -200,7 +200,7 @@ def models_cmd() -> None:
 
 
 def _summary(exps) -> None:
-    from ..viz.report import top_source_frames
+    from ..viz.report import _SCORES, top_source_frames
 
     table = Table()
     for col in ("method", "prediction", "score", "top frames", "seconds", "fwd", "bwd", "peak MiB"):
@@ -211,6 +211,9 @@ def _summary(exps) -> None:
                       f"{e.cost.seconds:.3f}", str(e.cost.forward_passes), str(e.cost.backward_passes),
                       f"{e.cost.peak_memory_mb:.0f}")
     console.print(table)
+    activation = {e.meta.get("activation") for e in exps} - {None}
+    if activation:  # as the report says it: the score is not a softmax share
+        console.print("score: " + ", ".join(_SCORES[a] for a in sorted(activation)), highlight=False)
     _print_warnings(w for e in exps for w in e.meta.get("warnings") or [])
 
 
