@@ -421,3 +421,21 @@ def test_caption_draws_accented_and_non_latin_class_names():
 
     for a, b in [("Küche", "Kïche"), ("ж", "Ω"), ("Küche", "K che")]:
         assert not np.array_equal(band(a), band(b)), (a, b)
+
+
+def test_curve_of_a_video_shorter_than_the_clip_draws_each_frame_once_with_its_summed_score():
+    from matplotlib.patches import Rectangle
+
+    indices = np.array([0, 0, 0, 0, 5, 5])
+    temporal = np.array([0.1, 0.1, 0.1, 0.1, 0.35, 0.25])
+    exp = vx.Explanation(spatial=np.ones((6, 8, 8), np.float32), temporal=temporal, target=0, label="a",
+                         score=0.9, probs=np.array([0.9, 0.1]), method="saliency", frame_indices=indices)
+    ax = temporal_curve(exp).axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_width() < 10]
+    assert sorted((round(b.get_x() + b.get_width() / 2), round(b.get_height(), 6)) for b in bars) == [(0, 0.4), (5, 0.6)]
+    uniform = [ln for ln in ax.lines if ln.get_label() == "uniform"]
+    assert uniform[0].get_ydata()[0] == pytest.approx(0.5)   # two frames of the video, not six places
+    fig = temporal_curve([exp, exp])
+    line = [ln for ln in fig.axes[0].lines if ln.get_label() == "saliency"][0]
+    np.testing.assert_allclose(line.get_xdata(), [0, 5])
+    np.testing.assert_allclose(line.get_ydata(), [0.4, 0.6])

@@ -79,11 +79,12 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
         # frame k covers [k - 1/2, k + 1/2) on the axis
         handles.append(ax.axvspan(start - 0.5, end - 0.5, color=_WINDOW, alpha=0.13, lw=0,
                                   label="ground truth", zorder=0))
-    handles.append(ax.axhline(1.0 / len(x0), color="#666", lw=0.8, ls=(0, (4, 3)), label="uniform"))
+    frames = np.unique(x0).size   # the video's frames, each once
+    handles.append(ax.axhline(1.0 / frames, color="#666", lw=0.8, ls=(0, (4, 3)), label="uniform"))
 
     ax.set_xlabel("source frame" if not np.array_equal(x0, np.arange(len(x0))) else "frame")
     ax.set_ylabel("temporal importance")
-    ax.set_ylim(0, max(float(max(e.temporal.max() for e in exps)) * 1.22, 1.5 / len(x0)))
+    ax.set_ylim(0, max(float(max(_per_source_frame(e)[1].max() for e in exps)) * 1.22, 1.5 / frames))
     ax.set_xlim(x0.min() - spacing * 0.7, x0.max() + spacing * 0.7)
     # frames are whole numbers: a clip of one or a few frames was ticked -0.6, -0.4, …, 0.6
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
@@ -107,12 +108,25 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     return path
 
 
+def _per_source_frame(e: Explanation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, y, order)``: the video's frames, their temporal scores and their places from the most
+    important. A video shorter than the model's clip fills its places with repeats (one frame, all
+    8): a frame's score is the sum over its places, drawn once (eight bars of 1/8 were stacked on
+    frame #0 under a 'uniform' line at 1/8)."""
+    x = np.asarray(e.frame_indices, dtype=np.float64)
+    y = np.asarray(e.temporal, dtype=np.float64)
+    if np.unique(x).size == x.size:
+        return x, y, np.asarray(e.top_frames(len(y)))
+    ux, inverse = np.unique(x, return_inverse=True)
+    uy = np.bincount(inverse, weights=y, minlength=ux.size)
+    return ux, uy, np.argsort(-uy, kind="stable")
+
+
 def _bars(ax, exp: Explanation, name: str, top_k: int, spacing: float) -> list:
     from matplotlib.patches import Patch
 
-    x = np.asarray(exp.frame_indices, dtype=np.float64)
-    y = np.asarray(exp.temporal, dtype=np.float64)
-    top = exp.top_frames(min(top_k, len(y)))
+    x, y, order = _per_source_frame(exp)
+    top = order[:min(top_k, len(y))]
     colors = np.array([_BAR] * len(y), dtype=object)
     colors[top] = _TOP
     ax.bar(x, y, width=spacing * 0.8, color=list(colors))
@@ -125,10 +139,9 @@ def _bars(ax, exp: Explanation, name: str, top_k: int, spacing: float) -> list:
 def _lines(ax, exps: Sequence[Explanation], names: Sequence[str]) -> list:
     handles = []
     for i, (e, name) in enumerate(zip(exps, names)):
-        x = np.asarray(e.frame_indices, dtype=np.float64)
-        y = np.asarray(e.temporal, dtype=np.float64)
+        x, y, order = _per_source_frame(e)
         c = PALETTE[i % len(PALETTE)]
         handles += ax.plot(x, y, marker="o", ms=3.5, lw=1.5, color=c, label=name)
-        k = int(e.top_frames(1)[0])  # ring each method's most important frame
+        k = int(order[0])  # ring each method's most important frame
         ax.plot([x[k]], [y[k]], marker="o", ms=9, mfc="none", mec=c, mew=1.5)
     return handles
