@@ -213,3 +213,18 @@ def test_metric_descriptions_point_at_nothing_the_package_lacks_and_say_nothing_
         out = run("metrics", name).output
         assert "research/" not in out, (name, out)
         assert squash(out).count(squash(Text.from_markup(summary(get(name))).plain)) == 1, (name, out)
+
+
+def test_a_model_directory_named_like_rich_markup_is_named_as_it_is(run, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import videoxai as vx
+
+    model_dir = tmp_path / "mdl[red]x"
+    shutil.copytree(Path(vx.__file__).parent / "assets" / "demo_cnn3d", model_dir)
+    out = squash(run("methods", "staa", "--model", str(model_dir)).output)
+    assert "mdl[red]x(tiny3d):notapplicable" in out
+    out = squash(run("methods", "--model", str(model_dir)).output)
+    assert "mdl[red]x(tiny3d)namewhatmodels" in out   # the table's title
+    assert "mdl[red]x(tiny3d)isnotone" in out         # stabn's reason, printed below the table

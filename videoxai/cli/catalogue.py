@@ -130,7 +130,7 @@ def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show 
 
             vm = load_model(model)
         title = "methods (videoxai methods NAME for one in full)"
-        t = table(title if vm is None else f"methods for {vm.name} ({vm.family})", "name", "what", "models")
+        t = table(title if vm is None else f"methods for {escape(vm.name)} ({vm.family})", "name", "what", "models")
         for n in available():
             cls = get(n)
             if vm is not None and not cls.supports(vm):
@@ -139,7 +139,7 @@ def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show 
             t.add_row(n, summary(cls), models_text(cls))
         out.print(t)
         for why in skipped.values():
-            out.print(f"not applicable: {why}")
+            out.print(f"not applicable: {escape(why)}")
         return
     cls = get(name)  # an unknown name: one line naming the alternatives
     out.print(f"[bold]{name}[/] — {summary(cls)}")
@@ -150,7 +150,8 @@ def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show 
 
         vm = load_model(model)
         why = cls.unsupported(vm)
-        out.print(f"{vm.name} ({vm.family}): " + ("applicable" if why is None else f"not applicable: {why}"))
+        # a model's name is its directory's: text, not Rich markup ('m[red]x' printed as 'mx')
+        out.print(escape(f"{vm.name} ({vm.family}): " + ("applicable" if why is None else f"not applicable: {why}")))
     if cls.evaluation_clips:
         out.print(f"evaluation: `--methods all` runs it on the first {cls.evaluation_clips} clips")
     out.print(_options_table("options (videoxai explain … -O NAME=VALUE; vx.explain(…, NAME=VALUE))",
