@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -380,8 +381,12 @@ def test_a_network_that_returns_probabilities_is_read_as_it_is(box_case):
         # 6e-4 known to ~1e-4 of itself), which the maps' normalisation and ep3d's ten optimisation
         # steps carry to ~1e-2
         np.testing.assert_allclose(b.spatial, a.spatial, atol=2e-2)
-    twice = vx.explain(vx.wrap(nn.Sequential(BoxEvidence(BOX, WINDOW), nn.Softmax(-1)), **kw), clip, "saliency")
+    with pytest.warns(UserWarning, match="its outputs are probabilities .* wrap it with activation='none'"):
+        twice = vx.explain(vx.wrap(nn.Sequential(BoxEvidence(BOX, WINDOW), nn.Softmax(-1)), **kw), clip, "saliency")
     assert twice.score < 0.75  # what the default makes of probabilities: a softmax of them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # logits are not taken for probabilities
+        vx.explain(logits, clip, "saliency")
 
 
 def test_a_hugging_face_multi_label_model_uses_the_sigmoid():

@@ -19,6 +19,7 @@ import math
 import numbers
 import re
 import threading
+import warnings
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Literal, Sequence, get_args
 
@@ -529,7 +530,18 @@ class VideoModel(nn.Module):
         return self.probabilities(self(pixels).float())
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """This model's logits ``(B, C)`` → class probabilities ``(B, C)`` (its :attr:`activation`)."""
+        """This model's logits ``(B, C)`` → class probabilities ``(B, C)`` (its :attr:`activation`).
+
+        Outputs that already are probabilities (every row in [0, 1], summing to 1: a network that
+        ends in a softmax) read through the default softmax are squashed towards ``1 / C``; that is
+        warned about (once), naming ``activation="none"``.
+        """
+        if self.activation == "softmax" and logits.shape[-1] > 1 and logits.numel():
+            x = logits.detach()
+            if bool(((x >= 0) & (x <= 1)).all()) and bool(((x.sum(-1) - 1).abs() < 1e-4).all()):
+                warnings.warn(f"{self.name}: its outputs are probabilities (each row in [0, 1], summing to 1), "
+                              "read through a second softmax; wrap it with activation='none'",
+                              UserWarning, stacklevel=2)
         return class_probabilities(logits, self.activation)
 
     def submodule(self, name: str) -> nn.Module:
