@@ -138,7 +138,7 @@ def test_explain_prints_class_names_as_text_not_rich_markup(held_out_video, tmp_
     import json
     import shutil
 
-    model_dir = tmp_path / "model"
+    model_dir = tmp_path / "m[" / "x]"   # the spec 'm[/x]' too: 'loading m[/x]…' was markup
     shutil.copytree(Path(vx.__file__).parent / "assets" / "demo_cnn3d", model_dir)
     meta = json.loads((model_dir / "videoxai.json").read_text())
     meta["labels"] = ["[/x] a", "[red]b", "[bold]c", "[/]d"]

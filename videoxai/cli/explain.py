@@ -143,7 +143,7 @@ def explain_cmd(
     if not video.is_file():
         raise VideoReadError(f"no such video file: {video}")
     probe(video)  # not a video, or no readable header: say so before loading a model
-    with console.status(f"loading {model}…"):
+    with console.status(f"loading {escape(model)}…"):
         vm = load_model(model, device=device)
     target_index = None if target is None else vm.class_from_text(target)
     with console.status("explaining…") as status:
