@@ -200,7 +200,7 @@ def models_cmd() -> None:
 
 
 def _summary(exps) -> None:
-    from ..viz.report import _SCORES, top_source_frames
+    from ..viz.report import top_source_frames
 
     table = Table()
     for col in ("method", "prediction", "score", "top frames", "seconds", "fwd", "bwd", "peak MiB"):
@@ -211,10 +211,17 @@ def _summary(exps) -> None:
                       f"{e.cost.seconds:.3f}", str(e.cost.forward_passes), str(e.cost.backward_passes),
                       f"{e.cost.peak_memory_mb:.0f}")
     console.print(table)
-    activation = {e.meta.get("activation") for e in exps} - {None}
-    if activation:  # as the report says it: the score is not a softmax share
-        console.print("score: " + ", ".join(_SCORES[a] for a in sorted(activation)), highlight=False)
+    _score_note(e.meta for e in exps)
     _print_warnings(w for e in exps for w in e.meta.get("warnings") or [])
+
+
+def _score_note(metas) -> None:
+    """Say what the scores are when they are not softmax shares (``meta["activation"]``), as the reports do."""
+    from ..viz.report import _SCORES
+
+    activation = {m.get("activation") for m in metas} - {None}
+    if activation:
+        console.print("score: " + ", ".join(_SCORES[a] for a in sorted(activation)), highlight=False)
 
 
 def _print_warnings(warnings) -> None:
@@ -233,6 +240,7 @@ def _window_summary(videos) -> None:
             table.add_row(str(w.index), when, f"#{w.frame_indices[0]}–#{w.frame_indices[-1]}", Text(w.predicted_label),
                           f"{w.predicted_score:.3f}", Text(w.label), f"{w.cost.seconds:.2f}")
         console.print(table)
+        _score_note([v.meta])
         _print_warnings(v.meta.get("warnings") or [])
 
 
