@@ -101,7 +101,7 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
 
 
 def explain_cmd(
-    video: Path = typer.Argument(..., help="Video file (mp4, avi, webm, mkv, gif)."),
+    video: Path = typer.Argument(..., help="Video file: any format FFmpeg reads (mp4, mov, avi, webm, mkv, gif, …)."),
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name> (add ,weights=download to fetch its weights), or a directory."),
     method: str = typer.Option("staa", "--method", help="Method name or spec, or several separated by commas, e.g. staa or 'rise(n_samples=500), gradcam' (as evaluate --methods takes them)."),
     out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory."),
