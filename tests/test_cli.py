@@ -175,3 +175,12 @@ def test_explain_summary_says_when_the_score_is_not_a_softmax_share(monkeypatch,
     cli_explain._window_summary([video])
     lines = [ln for ln in buffer.getvalue().splitlines() if ln.startswith("score:")]
     assert (lines == []) if says is None else (len(lines) == 2 and all(ln.startswith(says) for ln in lines)), lines
+
+
+def test_explain_refuses_an_out_directory_it_cannot_make_before_loading_the_model(held_out_video, tmp_path):
+    """'--out FILE/x' failed as 'Not a directory' only after the model was loaded and every map computed."""
+    path, _ = held_out_video
+    (tmp_path / "afile").write_text("")
+    r = run("explain", str(path), "--model", "no-such-model", "--out", str(tmp_path / "afile" / "x"))
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"error: --out {tmp_path / 'afile' / 'x'}: cannot create the directory (Not a directory)"

@@ -143,6 +143,10 @@ def explain_cmd(
     if not video.is_file():
         raise VideoReadError(f"no such video file: {video}")
     probe(video)  # not a video, or no readable header: say so before loading a model
+    try:  # and an --out that cannot be made (below a file, no permission): before the work, not after
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
     with console.status(f"loading {escape(model)}…"):
         vm = load_model(model, device=device)
     target_index = None if target is None else vm.class_from_text(target)
