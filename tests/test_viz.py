@@ -439,3 +439,25 @@ def test_curve_of_a_video_shorter_than_the_clip_draws_each_frame_once_with_its_s
     line = [ln for ln in fig.axes[0].lines if ln.get_label() == "saliency"][0]
     np.testing.assert_allclose(line.get_xdata(), [0, 5])
     np.testing.assert_allclose(line.get_ydata(), [0.4, 0.6])
+
+
+def test_report_of_a_one_frame_clip_shows_its_frames_as_images(tmp_path):
+    """Chromium never decodes the frame of a one-frame video (readyState stays 1): the report's
+    original and overlay boxes were empty. They are still images of the frame."""
+    import io
+
+    from PIL import Image
+
+    frames = np.zeros((1, 24, 32, 3), np.uint8)
+    frames[..., 0] = 200                                   # a red frame
+    clip = vx.Clip(frames, fps=5.0)
+    exp = vx.Explanation(spatial=np.zeros((1, 24, 32), np.float32), temporal=np.ones(1), target=0, label="a",
+                         score=0.9, probs=np.array([0.9, 0.1]), method="saliency", frame_indices=np.arange(1))
+    html = write_report(tmp_path / "r.html", clip, exp).read_text()
+    assert "<video" not in html
+    media = re.findall(r'<div class="media"><img alt="frame" src="data:image/jpeg;base64,([^"]+)"', html)
+    assert len(media) == 2                                 # the original and the overlay
+    for b64 in media:
+        rgb = np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
+        assert rgb.shape[1] >= 32 and rgb.shape[0] > 24    # the frame, with its caption band below
+        assert rgb[rgb.shape[0] // 4, rgb.shape[1] // 2, 0] > 150   # the red frame is in it

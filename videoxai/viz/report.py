@@ -308,6 +308,10 @@ def _video_html(frames: np.ndarray, fps: float) -> str:
     from ..data.video import write_video
     from ..errors import VideoXAIError
 
+    if len(frames) == 1:
+        # a one-frame video never shows its frame in Chromium (readyState stays HAVE_METADATA):
+        # the report of a one-frame clip had empty boxes where its overlays were
+        return f'<img alt="frame" src="{data_uri(jpeg(frames[0], quality=92), "image/jpeg")}">'
     sources = []
     with tempfile.TemporaryDirectory(prefix="videoxai-report-") as tmp:
         for suffix, mime in _VIDEO_FORMATS:
