@@ -195,3 +195,19 @@ def test_stabn_edit_port_out_of_range_or_in_use(capsys, tmp_path, monkeypatch):
         port = busy.getsockname()[1]
         code, err = run(capsys, "stabn", "edit", str(tmp_path), "--no-preview", "--port", str(port))
     assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "editing" not in err, err
+
+
+def test_stream_and_evaluate_print_names_and_messages_as_text_not_rich_markup(capsys):
+    # a class '[/x] a' raised Rich's MarkupError in the stream client (every window) and '[red]b'
+    # lost its brackets; the same for error messages, skipped-method reasons and paths
+    from videoxai.cli import serve as serve_cli
+
+    serve_cli._print({"type": "ready", "model": {"name": "m[/x]"}, "method": "staa", "window": 8, "stride": 4,
+                      "live": False})
+    window = {"type": "window", "index": 0, "frame_indices": [0, 1], "temporal": [0.4, 0.6], "latency_ms": 5.0,
+              "prediction": {"label": "[/x] a", "score": 0.5}, "smoothed": {"label": "[red]b", "score": 0.5}}
+    serve_cli._print(window)
+    serve_cli._print({"type": "error", "error": {"code": "bad_frame", "message": "frame [/bold] is bad"}})
+    out = capsys.readouterr()
+    assert "m[/x]" in out.out and "[/x] a 0.50" in out.out and "(smoothed [red]b 0.50)" in out.out
+    assert "frame [/bold] is bad" in out.err

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import DEVICE_HELP, UsageError, check_device
@@ -88,15 +89,16 @@ def _evaluate(data, model, methods, metrics, out, backend, address, workers, dev
             raise VideoXAIError(f"{e}. The results computed so far are stored in {out / DATABASE}: run the same "
                                 "command again to resume") from None
         for name, reason in summary.dropped_methods.items():
-            console.print(f"[yellow]skipped {name}[/]: {reason}")
+            console.print(f"[yellow]skipped {escape(name)}[/]: {escape(str(reason))}")
         if summary.clips:
-            console.print("on the first clips only: " + ", ".join(f"{k} ({n})" for k, n in summary.clips.items()))
+            console.print("on the first clips only: " + ", ".join(f"{k} ({n})" for k, n in summary.clips.items()), markup=False)
         console.print(f"{summary.computed} results computed ({summary.errors} errors), {summary.skipped} already "
                       f"stored, in {summary.seconds:.1f} s")
         paths = summary.report
     with ResultStore(out / DATABASE) as store:
         _print_table(summarise(store))
-    console.print(f"report: [bold]{paths['html']}[/] ({paths['markdown'].name}, {paths['csv'].name})")
+    console.print(f"report: [bold]{escape(str(paths['html']))}[/] ({escape(paths['markdown'].name)}, "
+                  f"{escape(paths['csv'].name)})")
 
 
 def _print_table(s) -> None:

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import DEVICE_HELP, EXIT_ERROR, check_device, check_threads
 
@@ -91,7 +92,7 @@ def serve_cmd(
     app = create_app(vm, settings)
     config = uvicorn_config(app, host=host, port=sock.getsockname()[1], log_level="info")
     server = uvicorn.Server(config)
-    console.print(f"serving [bold]{vm.name}[/] ({vm.family}, {vm.num_frames} frames) with {method} "
+    console.print(f"serving [bold]{escape(vm.name)}[/] ({vm.family}, {vm.num_frames} frames) with {escape(method)} "
                   f"on http://{shown}:{sock.getsockname()[1]}  (viewer: /, API: /docs)")
     server.run(sockets=[sock])
 
@@ -188,7 +189,7 @@ def stream_cmd(
     if tally.windows == 0 and tally.errors:  # nothing explained, and the error said why (too few frames,
         raise typer.Exit(EXIT_ERROR)         # every window failed): not a success for a script to build on
     if saver is not None and not as_json:
-        console.print(f"overlay: [bold]{save}[/]")
+        console.print(f"overlay: [bold]{escape(str(save))}[/]")
 
 
 @dataclass
@@ -233,7 +234,7 @@ class StreamTally:
 def _print(msg: dict) -> None:
     kind = msg["type"]
     if kind == "ready":
-        console.print(f"[bold]{msg['model']['name']}[/] · {msg['method']} · window {msg['window']}, "
+        console.print(f"[bold]{escape(str(msg['model']['name']))}[/] · {escape(str(msg['method']))} · window {msg['window']}, "
                       f"stride {msg['stride']} · {'live' if msg['live'] else 'file'}")
     elif kind == "window":
         f = msg["frame_indices"]
@@ -241,14 +242,14 @@ def _print(msg: dict) -> None:
         peak = f[max(range(len(f)), key=lambda i: msg["temporal"][i])]
         console.print(f"window {msg['index']:>4}  frames {f[0]:>5}-{f[-1]:<5}  {p['label']} {p['score']:.2f}  "
                       f"(smoothed {s['label']} {s['score']:.2f})  peak frame {peak}  "
-                      f"{msg['latency_ms']:.0f} ms")
+                      f"{msg['latency_ms']:.0f} ms", markup=False)
     elif kind == "dropped":
         err_console.print(f"[yellow]dropped[/] frames {msg['first_frame']}-{msg['last_frame']} "
                           f"({msg['total']} windows so far): {msg['reason']}")
     elif kind == "error":
-        err_console.print(f"[red]error[/] {msg['error']['code']}: {msg['error']['message']}")
+        err_console.print(f"[red]error[/] {escape(str(msg['error']['code']))}: {escape(str(msg['error']['message']))}")
     elif kind == "end":
-        console.print(f"end: {msg['frames']} frames, {msg['windows']} windows, {msg['dropped']} dropped")
+        console.print(f"end: {msg['frames']} frames, {msg['windows']} windows, {msg['dropped']} dropped", markup=False)
 
 
 def register(app: typer.Typer) -> None:

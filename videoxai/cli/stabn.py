@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from . import DEVICE_HELP, check_device, check_threads
 
@@ -49,7 +50,7 @@ def _command(ctx: typer.Context) -> str:
 
 
 def _print_epoch(record) -> None:
-    console.print(str(record))
+    console.print(str(record), markup=False)
 
 
 def _say_if_nothing_ran(result, printed: list, out: Path) -> None:
@@ -57,7 +58,7 @@ def _say_if_nothing_ran(result, printed: list, out: Path) -> None:
     if not printed and result.history:
         n = len(result.history)
         console.print(f"{out} holds a finished run ({n} epoch{'s' if n != 1 else ''}): nothing left to train "
-                      "(--no-resume starts over; more --epochs continue it)")
+                      "(--no-resume starts over; more --epochs continue it)", markup=False)
 
 
 def _load(model: str, device: str):
@@ -151,11 +152,12 @@ def train_cmd(
                                 **({"label_smoothing": label_smoothing} if label_smoothing is not None else {}))
     backbone = backbone or named_design(design).backbone
     what = "the plain backbone" if backbone_only else f"an ST-ABN (design {design})"
-    console.print(f"training {what} ({backbone}) on {data} for {epochs} epochs → {out}")
+    console.print(f"training {what} ({backbone}) on {data} for {epochs} epochs → {out}", markup=False)
     if resume and (out / CHECKPOINT).is_file():
-        console.print(f"resuming from {out / CHECKPOINT}" + ("" if backbone_only else " (the warm start is not repeated)"))
+        console.print(f"resuming from {out / CHECKPOINT}" + ("" if backbone_only else " (the warm start is not repeated)"),
+                      markup=False)
     elif resume and not backbone_only and (out / WARM_START_DIR / CHECKPOINT).is_file():
-        console.print(f"resuming the warm start from {out / WARM_START_DIR / CHECKPOINT}")
+        console.print(f"resuming the warm start from {out / WARM_START_DIR / CHECKPOINT}", markup=False)
     # the plain backbone takes the design's backbone and padding only: a branch's options would be unused
     printed: list = []
     result = train(data, out, val_data=val_data, design=None if backbone_only else design, backbone=backbone,
@@ -164,8 +166,8 @@ def train_cmd(
                    attention_branch=not backbone_only, warm_start=warm_start, **branch)
     _say_if_nothing_ran(result, printed, out)
     if result.evaluation is not None:
-        console.print(f"validation: {result.evaluation}")
-    console.print(f"model: [bold]{result.model_dir}[/]  (vx.load_model('{result.model_dir}'))")
+        console.print(f"validation: {result.evaluation}", markup=False)
+    console.print(f"model: [bold]{escape(str(result.model_dir))}[/]  (vx.load_model('{escape(str(result.model_dir))}'))")
 
 
 @stabn_app.command("collect")
@@ -198,7 +200,7 @@ def collect_cmd(
             raise InputError(f"{model} does not record the data it was trained on (no training data in its "
                              "videoxai.json); give --data, the spec it was trained on")
         data = recorded
-        console.print(f"collecting from the data {model} was trained on: {data} (recorded in its videoxai.json)")
+        console.print(f"collecting from the data {model} was trained on: {data} (recorded in its videoxai.json)", markup=False)
     with console.status(f"loading {data}…"):
         try:
             train_set = open_dataset(data, "train", num_frames=vm.num_frames, frame_size=(h, w), labels=vm.labels)
@@ -215,10 +217,10 @@ def collect_cmd(
     what = "clips" if all_clips else "misclassified clips"
     if not es.items:  # not "edit them with …": an empty editor, and finetune would find no edits
         console.print(f"the model classifies all {len(train_set)} clips of {data} correctly: nothing to edit "
-                      f"(--all collects every clip)")
+                      f"(--all collects every clip)", markup=False)
         return
-    console.print(f"collected {len(es.items)} {what} of {len(train_set)} into [bold]{out}[/]; "
-                  f"edit them with: videoxai stabn edit {out}")
+    console.print(f"collected {len(es.items)} {what} of {len(train_set)} into [bold]{escape(str(out))}[/]; "
+                  f"edit them with: videoxai stabn edit {escape(str(out))}")
 
 
 @stabn_app.command("edit")
@@ -251,7 +253,7 @@ def edit_cmd(
                                  "--model, or --no-preview to edit without the preview") from None
     app = create_app(es, vm, allowed_hosts=(host,))  # the name it listens on is its own
     _check_port(host, port)
-    console.print(f"editing {len(es.items)} clips of {edits} on http://{host}:{port}  (Ctrl-C to stop)")
+    console.print(f"editing {len(es.items)} clips of {edits} on http://{host}:{port}  (Ctrl-C to stop)", markup=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -327,8 +329,8 @@ def finetune_cmd(
                       temporal_loss=temporal_loss)
     _say_if_nothing_ran(result, printed, out)
     if result.evaluation is not None:
-        console.print(f"validation: {result.evaluation}")
-    console.print(f"model: [bold]{result.model_dir}[/]")
+        console.print(f"validation: {result.evaluation}", markup=False)
+    console.print(f"model: [bold]{escape(str(result.model_dir))}[/]")
 
 
 def register(app: typer.Typer) -> None:
