@@ -30,6 +30,7 @@ from websockets.sync.server import serve  # noqa: E402
 
 import videoxai as vx  # noqa: E402
 from conftest import tiny_hf  # noqa: E402
+from test_serve_http import wait as wait_job  # noqa: E402
 from videoxai.data.video import write_video  # noqa: E402
 from videoxai.models.hf import from_hf_module  # noqa: E402
 from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
@@ -50,16 +51,6 @@ def model():
 def video(tmp_path_factory):
     frames = np.random.default_rng(3).integers(0, 256, size=(10, 32, 32, 3), dtype=np.uint8)
     return write_video(frames, tmp_path_factory.mktemp("clients") / "clip.mp4", fps=10)
-
-
-def wait_job(client, job_id, timeout=60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.get(f"/api/jobs/{job_id}").json()
-        if status["state"] not in ("queued", "running"):
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
 
 
 def disk_full_for(monkeypatch, method: str, name_starts: str) -> None:
