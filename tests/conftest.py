@@ -40,6 +40,17 @@ def tiny_hf(family: str, seed: int = 0, **overrides):
     return net.eval()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    its clips are tiny, so a second thread only adds synchronisation on every small op (the
+    optimisation loops of ep2d/ep3d ran 10-100x slower with two threads on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(params=["timesformer", "videomae", "vivit"])
 def hf_family(request):
     return request.param

@@ -61,15 +61,8 @@ def _models() -> dict:
     }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread for this module: its clips are tiny (8 × 32²), so a second thread only
-    adds synchronisation on every small op (the optimisation loops of ep2d/ep3d ran 10-100× slower
-    with two threads on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: tiny clips: one intra-op thread (conftest.one_thread)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
