@@ -443,11 +443,15 @@ def _check_kept_edits(directory: Path, num_frames: int, data: str) -> None:
 
 
 def _source(spec: str) -> tuple[str, str]:
-    """A dataset spec's kind and argument (``folder:/data/clips,labels=x.csv`` → the folder)."""
-    from ..options import split_top_level
+    """A dataset spec's kind and argument (``folder:/data/clips,labels=x.csv`` → the folder), as
+    :func:`~videoxai.data.datasets.parse_data_spec` reads them (a folder with a comma included)."""
+    from ..data.datasets import parse_data_spec
 
-    kind, _, rest = spec.strip().partition(":")
-    return kind, split_top_level(rest, ",")[0].strip() if rest else ""
+    try:
+        kind, argument, _ = parse_data_spec(spec)
+    except InputError:  # not kind:argument (a bare "synthetic")
+        return spec.strip(), ""
+    return kind.strip(), argument
 
 
 # -- preview --------------------------------------------------------------------------------------
