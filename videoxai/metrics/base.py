@@ -242,11 +242,12 @@ def as_pixels(clip, device: torch.device) -> torch.Tensor:
         if not torch.isfinite(x).all():
             raise InputError("the clip contains NaN or infinite values")
         lo, hi = float(x.min()), float(x.max())
-        if lo < 0 or hi > 1:
-            # as Clip.from_array refuses them: 0–255 floats were scored as a clip of saturated pixels
+        if lo < -1e-6 or hi > 1 + 1e-6:
+            # as Clip.from_array refuses them (with its tolerance for rounding, and its clamp):
+            # 0–255 floats were scored as a clip of saturated pixels
             raise InputError(f"a clip tensor must lie in [0, 1], got values in [{lo:g}, {hi:g}]; divide 0–255 "
                              f"pixels by 255")
-        return x.float().to(device)
+        return x.float().clamp(0, 1).to(device)
     raise InputError(f"expected a Clip, (T, H, W, 3) frames or a pixel tensor, got {type(clip).__name__}")
 
 
