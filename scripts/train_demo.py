@@ -46,7 +46,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 import videoxai as vx  # noqa: E402
 from videoxai.data.synthetic import SyntheticVideos, chance_rates  # noqa: E402
-from videoxai.models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, VideoModel  # noqa: E402
+from videoxai.models.base import VideoModel  # noqa: E402
+from videoxai.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess  # noqa: E402
 from videoxai.stabn.designs import DESIGNS  # noqa: E402
 
 NUM_FRAMES, SIZE = 8, 64

@@ -10,7 +10,7 @@ import torch
 import videoxai as vx
 from videoxai.data.synthetic import SyntheticVideos
 from videoxai.errors import UnknownModelError
-from videoxai.models.base import Preprocess
+from videoxai.models.preprocess import Preprocess
 from videoxai.models.tiny3d import Tiny3DCNN, Tiny3DConfig
 from videoxai.workflows import localisation_rates
 

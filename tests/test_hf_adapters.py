@@ -13,7 +13,7 @@ from conftest import tiny_hf
 
 import videoxai as vx
 from videoxai.core.align import to_frames
-from videoxai.models.base import Preprocess
+from videoxai.models.preprocess import Preprocess
 from videoxai.models.hf import from_hf_module, preprocess_from_config
 
 PP = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}, "do_center_crop": True,

@@ -139,7 +139,7 @@ def test_insertion_morf_equals_deletion_lerf_with_ties_and_batches():
 
 def test_units_outside_the_crop_are_not_units():
     from videoxai.metrics import partition
-    from videoxai.models.base import Preprocess
+    from videoxai.models.preprocess import Preprocess
 
     pre = Preprocess(size=(8, 8), shortest_edge=8)            # 8×12 frames → centre 8×8 crop
     part = partition("pixel", torch.rand(2, 3, 8, 12), pre)

@@ -494,7 +494,7 @@ def test_a_map_shrunk_onto_smaller_frames_keeps_its_evidence():
     # the model's size is shrunk 3× into the crop box. Plain bilinear read 2 × 2 of each 3 × 3
     # block's pixels, so evidence on the others vanished from the map every metric reads
     from videoxai.core.align import to_frames
-    from videoxai.models.base import Preprocess
+    from videoxai.models.preprocess import Preprocess
 
     rng = np.random.default_rng(0)
     maps = torch.zeros(1, 2, 30, 30)

@@ -20,7 +20,7 @@ from videoxai.metrics import build
 from videoxai.metrics.base import descending_order
 from videoxai.metrics.class_sensitivity import other_class
 from videoxai.metrics.road import NoisyLinearImputer
-from videoxai.models.base import Preprocess
+from videoxai.models.preprocess import Preprocess
 
 
 class ClassWeights(nn.Module):

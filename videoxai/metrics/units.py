@@ -30,7 +30,8 @@ import torch
 
 from ..errors import InputError
 from ..explanation import Explanation
-from ..models.base import Preprocess, VideoModel
+from ..models.base import VideoModel
+from ..models.preprocess import Preprocess
 from .base import Metric, Unit, descending_order
 
 UNITS: tuple[str, ...] = get_args(Unit)

@@ -27,7 +27,9 @@ from ..errors import InputError, UnknownModelError
 from ..options import (Opt, declared_options, parse_assignments, parse_options, parse_value,
                        split_top_level)
 from ..registry import Registry
-from .base import IMAGENET_MEAN, IMAGENET_STD, Activation, CropBox, Layout, Preprocess, TokenGrid, VideoModel
+from .base import Activation, Layout, VideoModel
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, CropBox, Preprocess
+from .token_grid import TokenGrid
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 

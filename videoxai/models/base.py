@@ -6,8 +6,10 @@ normalisation happen *inside* its forward (differentiably), so every perturbatio
 (blur, fade, masks) and every gradient it takes lives on real pixels of the original frames.
 
 The adapter also carries what methods need to know about the network: its token grid
-(:class:`TokenGrid`), its default layer for CAM methods, its attention sites (transformers) and
-its class names. Subclasses override :meth:`VideoModel.logits` only.
+(:class:`~videoxai.models.token_grid.TokenGrid`), its default layer for CAM methods
+(:mod:`videoxai.models.cam_layer`), its attention sites (transformers) and its class names.
+Subclasses override :meth:`VideoModel.logits` only. The preprocessing geometry is in
+:mod:`videoxai.models.preprocess`.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-import math
 import numbers
 import re
 import threading
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator, Literal, Sequence, get_args
 
 import numpy as np
@@ -29,11 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .cam_layer import CamLayerMixin
+from .failure_hints import frames_hint, layout_hint
+from .preprocess import Preprocess
+from .token_grid import TokenGrid
 
 Layout = Literal["BTCHW", "BCTHW"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 #: how a model's outputs become class probabilities: ``"softmax"`` (one class per clip),
@@ -71,132 +73,6 @@ def class_log_probabilities(logits: torch.Tensor, target: int,
     return logp[:, target], torch.cat([logp[:, :target], logp[:, target + 1:]], dim=1).logsumexp(-1)
 
 
-@dataclass(frozen=True)
-class CropBox:
-    """The region of an original frame that the model sees, in original pixel coordinates."""
-
-    top: float
-    left: float
-    height: float
-    width: float
-
-    def as_ints(self, frame_h: int, frame_w: int) -> tuple[int, int, int, int]:
-        """``(top, left, height, width)`` rounded and clipped to the frame."""
-        top, left = int(round(self.top)), int(round(self.left))
-        h, w = int(round(self.height)), int(round(self.width))
-        top, left = max(0, top), max(0, left)
-        return top, left, max(1, min(h, frame_h - top)), max(1, min(w, frame_w - left))
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    """Resize / centre-crop / normalise, as a model's preprocessor config describes it.
-
-    Args:
-        size: ``(h, w)`` of the model input.
-        shortest_edge: if set, the frame is scaled so that its shorter side has this length and
-            then centre-cropped to ``size`` (Hugging Face / torchvision video convention). If
-            ``None`` the whole frame is resized to ``size`` (aspect ratio not kept).
-        mean, std: per-channel normalisation applied after resizing.
-    """
-
-    size: tuple[int, int]
-    shortest_edge: int | None = None
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    def crop_box(self, frame_h: int, frame_w: int) -> CropBox:
-        """Where the model's input window lies in an ``frame_h × frame_w`` frame."""
-        if self.shortest_edge is None:
-            return CropBox(0.0, 0.0, float(frame_h), float(frame_w))
-        scale = self.shortest_edge / min(frame_h, frame_w)
-        ch, cw = min(self.size[0] / scale, frame_h), min(self.size[1] / scale, frame_w)
-        return CropBox((frame_h - ch) / 2, (frame_w - cw) / 2, ch, cw)
-
-    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        """``(B, T, 3, H, W)`` in [0, 1] → normalised ``(B, T, 3, h, w)``.
-
-        The crop is taken first in original coordinates and then resized, which equals
-        resize-then-crop and keeps :meth:`crop_box` exact.
-        """
-        b, t, c, h, w = pixels.shape
-        top, left, ch, cw = self.crop_box(h, w).as_ints(h, w)
-        x = self.resize_box(pixels[..., top:top + ch, left:left + cw])
-        mean = x.new_tensor(self.mean).view(1, 1, 3, 1, 1)
-        std = x.new_tensor(self.std).view(1, 1, 3, 1, 1)
-        return (x - mean) / std
-
-    def resize_box(self, box: torch.Tensor) -> torch.Tensor:
-        """The crop box's pixels ``(B, T, 3, bh, bw)`` → the model's view ``(B, T, 3, h, w)``, in [0, 1].
-
-        Exactly the resampling :meth:`__call__` does (antialiased when shrinking), without the
-        normalisation: on its output, :meth:`at_model_size`'s preprocessing gives the same model
-        input as this one gives on the original frames.
-        """
-        b, t, c, ch, cw = box.shape
-        if (ch, cw) == tuple(self.size):
-            return box
-        x = F.interpolate(box.reshape(b * t, c, ch, cw), size=self.size, mode="bilinear",
-                          align_corners=False, antialias=ch > self.size[0] or cw > self.size[1])
-        return x.view(b, t, c, *self.size)
-
-    def at_model_size(self) -> "Preprocess":
-        """The preprocessing for frames that already are the model's view (:meth:`resize_box`):
-        no crop, no resize, the same normalisation."""
-        return replace(self, shortest_edge=None)
-
-
-@dataclass(frozen=True)
-class TokenGrid:
-    """How a transformer's token sequence maps onto the (time, row, col) volume of its input.
-
-    Attributes:
-        frames, rows, cols: grid size ``T' × H' × W'``.
-        tubelet: input frames per token frame (2 for VideoMAE/ViViT, 1 for TimeSformer).
-        patch: ``(ph, pw)`` input pixels per token.
-        prefix_tokens: leading non-patch tokens (1 for a CLS token, 0 for mean pooling).
-        order: the order of the patch tokens, e.g. ``"thw"`` (VideoMAE, ViViT) or ``"hwt"``
-            (TimeSformer stores each patch position's frames next to each other).
-        readout: which tokens the classifier reads: ``"first"`` the first token (a CLS token, or
-            VideoMAE's first *patch* token with ``use_mean_pooling=False``), ``"mean"`` the mean
-            of all tokens (VideoMAE's default). Attention methods follow that token's row, or
-            the attention every token receives.
-    """
-
-    frames: int
-    rows: int
-    cols: int
-    tubelet: int = 1
-    patch: tuple[int, int] = (16, 16)
-    prefix_tokens: int = 0
-    order: str = "thw"
-    readout: Literal["first", "mean"] = "first"
-
-    @property
-    def num_patches(self) -> int:
-        return self.frames * self.rows * self.cols
-
-    def to_volume(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(B, N, D)`` tokens (prefix tokens included) → ``(B, D, T', H', W')``."""
-        if tokens.ndim != 3:
-            raise InputError(f"expected tokens (B, N, D), got shape {tuple(tokens.shape)}")
-        b, n, d = tokens.shape
-        if n != self.prefix_tokens + self.num_patches:
-            raise InputError(f"expected {self.prefix_tokens + self.num_patches} tokens for grid "
-                             f"{self.frames}x{self.rows}x{self.cols}, got {n}")
-        sizes = {"t": self.frames, "h": self.rows, "w": self.cols}
-        x = tokens[:, self.prefix_tokens:].reshape(b, *(sizes[a] for a in self.order), d)
-        perm = [0, 4] + [1 + self.order.index(a) for a in "thw"]
-        return x.permute(*perm).contiguous()
-
-    def scores_to_volume(self, scores: torch.Tensor) -> torch.Tensor:
-        """``(B, N_patches)`` per-patch scores (no prefix) → ``(B, T', H', W')``."""
-        b = scores.shape[0]
-        sizes = {"t": self.frames, "h": self.rows, "w": self.cols}
-        x = scores.reshape(b, *(sizes[a] for a in self.order))
-        return x.permute(0, *[1 + self.order.index(a) for a in "thw"]).contiguous()
-
-
 @dataclass
 class PassCounter:
     """Clips that went forward / backward through a model (read by :class:`videoxai.cost.CostMeter`)."""
@@ -205,7 +81,7 @@ class PassCounter:
     backward: int = 0
 
 
-class VideoModel(nn.Module):
+class VideoModel(CamLayerMixin, nn.Module):
     """Pixel-space adapter around a video classifier.
 
     Args:
@@ -444,64 +320,10 @@ class VideoModel(nn.Module):
         try:
             return self.logits(x)
         except (RuntimeError, ValueError) as err:
-            hint = self._layout_hint(x, err) or self._frames_hint(x, err)
+            hint = layout_hint(self, x, err) or frames_hint(self, x, err)
             if hint is None:
                 raise
             raise InputError(hint) from err
-
-    def _layout_hint(self, x: torch.Tensor, err: Exception) -> str | None:
-        """Why a wrapped network failed, when the cause is its ``layout``; else ``None``.
-
-        A 3D CNN wrapped with ``layout="BTCHW"`` (or a frames-first network with ``"BCTHW"``)
-        fails in its first layer with a message about channels that does not say which option
-        is wrong. On a failure, one sample is run in the other layout: when that works, the
-        layout is the cause and the error names the option. Only for :func:`vx.wrap`'s models
-        (the built-in adapters set their layout themselves); out-of-memory errors are not probed.
-        """
-        if self.family != "custom" or isinstance(err, torch.OutOfMemoryError):
-            return None
-        other = "BTCHW" if self.layout == "BCTHW" else "BCTHW"
-        # gradients on, as in the failing call: a method's hooks on the network may register
-        # tensor hooks, which fail on outputs that need no gradient
-        probe = x[:1].detach().transpose(1, 2).requires_grad_(True)
-        try:
-            with torch.enable_grad():
-                out = self.select_logits(self.net(probe))
-        except Exception:  # the other layout fails too: the layout is not (only) what is wrong
-            return None
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, self.num_classes):
-            return None
-        shape = "x".join(map(str, x.shape))
-        return (f"{self.name} failed on input laid out as {self.layout} ({shape}): {err}. It runs on "
-                f"{other} input: wrap it with vx.wrap(..., layout={other!r})")
-
-    def _frames_hint(self, x: torch.Tensor, err: Exception) -> str | None:
-        """Why a wrapped network failed, when the cause is a clip of another length than
-        ``num_frames`` (position embeddings, a reshape to ``num_frames``); else ``None``.
-
-        The network, wrapped without ``fixed_num_frames=True``, is given a clip of ``T ≠
-        num_frames`` frames and fails with a size mismatch deep inside. On a failure, one sample
-        with ``num_frames`` frames (indices spread over the clip) is run: when that works, the
-        length is the cause and the error names the option.
-        """
-        if self.family != "custom" or self.fixed_num_frames or isinstance(err, torch.OutOfMemoryError):
-            return None
-        dim = 2 if self.layout == "BCTHW" else 1
-        t = x.shape[dim]
-        if t == self.num_frames:
-            return None
-        idx = torch.linspace(0, t - 1, self.num_frames, device=x.device).round().long()
-        probe = x[:1].detach().index_select(dim, idx).requires_grad_(True)
-        try:
-            with torch.enable_grad():
-                out = self.select_logits(self.net(probe))
-        except Exception:  # fails at num_frames too: the length is not what is wrong
-            return None
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, self.num_classes):
-            return None
-        return (f"{self.name} failed on a clip of {t} frames: {err}. It runs on {self.num_frames}: wrap it with "
-                f"vx.wrap(..., fixed_num_frames=True) (clips of another length are then refused), or give "
-                f"clips of {self.num_frames} frames")
 
     def _check_logits(self, out, batch: int) -> None:
         """Raise :class:`InputError` unless ``out`` is ``(batch, num_classes)``.
@@ -604,164 +426,6 @@ class VideoModel(nn.Module):
         if re.fullmatch(r"\s*[+-]?\d+\s*", text):
             return self.class_index(int(text))
         return self.class_index(text)
-
-    # -- the CAM layer ---------------------------------------------------------------------------
-    def resolve_cam_layer(self, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
-        """``(dotted name, module)`` of the layer a CAM method reads.
-
-        ``layer`` is a dotted name in :attr:`net`, one of its module objects (as pytorch-grad-cam
-        and Captum take it), or ``None``: the model's :attr:`cam_layer`, else the layer found by
-        :meth:`locate_cam_layer`.
-        """
-        if isinstance(self.net, torch.jit.ScriptModule):
-            # hooks do not run inside TorchScript: the search would find no layer, a capture nothing
-            raise InputError(f"{self.name} is a TorchScript module (torch.jit.script / trace): CAM methods cannot "
-                             "read its layers; wrap the Python module it was made from, or use a gradient or "
-                             "perturbation method")
-        if layer is None:
-            layer = self.cam_layer if self.cam_layer is not None else self.locate_cam_layer()
-        if isinstance(layer, nn.Module):
-            name = next((n for n, m in self.net.named_modules() if m is layer), None)
-            if name is None:
-                raise InputError(f"layer {type(layer).__name__} is not a module of {self.name}")
-            layer = name
-        if not isinstance(layer, str):
-            raise InputError(f"layer must be a dotted module name or a module, got {type(layer).__name__}")
-        module = self.submodule(layer)
-        if isinstance(module, torch.jit.ScriptModule):
-            raise InputError(f"layer {layer!r} of {self.name} is a TorchScript module: its output cannot be read "
-                             "(forward hooks do not run on it); give a layer that is a Python module")
-        return layer, module
-
-    def locate_cam_layer(self) -> str:
-        """The last module whose output still has a ``(T', H', W')`` grid, before the pooling.
-
-        torch-cam's candidate-layer search carried to video: one forward pass of a blank clip with
-        a hook on every module records output shapes in the order modules finish (the pass counts
-        in :attr:`passes`, as every forward does); going back from the end, the first output that
-        :attr:`cam_reshape` (or nothing) makes a ``(B, C, T', H', W')`` volume with more than one
-        cell in its grid wins. A container finishes after its last child, so a conv block is
-        preferred to its last ReLU. The pass runs in eval mode (:meth:`inference`); the hooks are
-        removed afterwards, also when the forward raises; the search runs once per model.
-        """
-        if "layer" in self._located_cam_layer:
-            return self._located_cam_layer["layer"]
-        # (name, is a grid, the output itself, its version): the output is held until the search
-        # ends, so that no two outputs can share storage and `is` tells a block's output from its
-        # last child's; the version tells them apart when the block changed that child's output in
-        # place (torchvision's ResNet blocks add the shortcut to conv2's output and apply their
-        # ReLU in place: the same tensor object, but conv2 saw it before the residual)
-        found: list[tuple[str, bool, object, int]] = []
-
-        def record(name: str):
-            def hook(_module, _inputs, out) -> None:
-                main = out[0] if isinstance(out, (tuple, list)) and out else out
-                found.append((name, self._is_grid(out), main, getattr(main, "_version", 0)))
-            return hook
-
-        modules = dict(self.net.named_modules())
-        # the hooks must see this forward only (see exclusive()), and a network in training mode
-        # probed as it is would move its batch-norm statistics: the lock and eval mode
-        with self.inference():
-            # TorchScript submodules refuse hooks (and run none inside them): they are not searched
-            scripted = [n for n, m in modules.items() if isinstance(m, torch.jit.ScriptModule)]
-            handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n
-                       and not any(n == s or n.startswith(s + ".") for s in scripted)]
-            try:
-                blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
-                x = self.preprocess(blank)
-                with torch.no_grad():
-                    self._net_logits((x.transpose(1, 2) if self.layout == "BCTHW" else x).to(self.dtype))
-                # a pass the network ran: an explanation's cost (and a work budget) counts it
-                self.passes.forward += 1
-            finally:
-                for h in handles:
-                    h.remove()
-        runs: dict[str, int] = {}
-        for name, *_ in found:
-            runs[name] = runs.get(name, 0) + 1
-        for i in reversed(range(len(found))):
-            name, is_grid, key, version = found[i]
-            if is_grid and runs[name] == 1:
-                # a block, its container and its last ReLU output the same tensor: name the block
-                same = [n for n, g, k, v in found if k is key and v == version and g and runs[n] == 1]
-                blocks = [n for n in same if any(True for _ in modules[n].children())] or same
-                name = max(blocks, key=lambda n: n.count("."))
-                if self.cam_reshape is None:
-                    self._refuse_a_patch_embedding(name, found, i)
-                self._located_cam_layer["layer"] = name
-                return name
-        if self.cam_reshape is None:
-            self._refuse_per_frame_grids(found)
-        raise InputError(f"no layer of {self.name} outputs a (B, C, T', H', W') grid; pass layer=<name> "
-                         "(and vx.wrap(..., cam_reshape=fn) for token or channels-last outputs)")
-
-    def _refuse_per_frame_grids(self, found: list) -> None:
-        """Name the recipe for a per-frame 2D CNN (TSN, TSM, a CNN + LSTM): its grids are
-        ``(B·T, C, h, w)``, the frames of the blank clip folded into the batch, which the search
-        cannot lay out without knowing how the network folded them; the usual fold (frames inside
-        each clip, ``x.flatten(0, 1)`` on ``(B, T, C, H, W)``) is undone by the ``cam_reshape`` named."""
-        folded = [n for n, _, out, _ in found if isinstance(out, torch.Tensor) and out.ndim == 4
-                  and out.is_floating_point() and out.shape[0] == self.num_frames and math.prod(out.shape[2:]) > 1]
-        if folded:
-            raise InputError(
-                f"the last grids of {self.name} are per frame, (B·T, C, h, w) (e.g. {folded[-1]!r}); wrap it with "
-                "vx.wrap(..., cam_reshape='per_frame') to lay them out as (B, C, T, h, w), or pass "
-                "layer=<name> with a cam_reshape of your own")
-
-    def unfold_frames(self, out) -> torch.Tensor:
-        """A per-frame 2D CNN's grid ``(B·T, C, h, w)`` (or a tuple starting with one) → ``(B, C, T, h, w)``.
-
-        ``cam_reshape="per_frame"``. ``B`` is the number of clips in the forward pass that gave
-        ``out`` (frames folded inside each clip, as ``x.flatten(0, 1)`` on ``(B, T, C, H, W)``
-        does), so clips of any length and batches of clips are laid out alike.
-        """
-        a = out[0] if isinstance(out, (tuple, list)) else out
-        if not isinstance(a, torch.Tensor) or a.ndim != 4:
-            raise InputError(f"a per-frame grid is (B·T, C, h, w), got {getattr(a, 'shape', type(a).__name__)}")
-        return a.unflatten(0, (self._clips_in_forward["clips"], -1)).transpose(1, 2)
-
-    def _refuse_a_patch_embedding(self, name: str, found: list, i: int) -> None:
-        """Refuse the one grid of a transformer: its patch embedding (``found[i]``).
-
-        A wrapped video transformer (a user's ViT, torchvision's MViT without its adapter) has one
-        5-D output, the patch embedding's, and every block after it carries those cells as a token
-        sequence ``(B, N, C)`` that the search cannot lay out. Grad-CAM there maps the pixels'
-        first projection, not the evidence the classifier weighs, so the search says what to give
-        instead. A CNN with a token head (its last block is not its first grid) is not refused:
-        its last block is the usual choice.
-        """
-        grid = found[i][2]
-        if next(k for _, g, k, _ in found if g) is not grid:
-            return
-        cells = math.prod(grid.shape[2:])
-        tokens = [n for n, _, out, _ in found[i + 1:] if isinstance(out, torch.Tensor) and out.ndim == 3
-                  and cells <= out.shape[1] <= cells + 8]   # the cells, and a few prefix tokens (CLS)
-        if tokens:
-            raise InputError(
-                f"the only layer of {self.name} with a (T', H', W') grid is {name!r}, the patch embedding of "
-                f"a transformer: later layers ({', '.join(tokens[:3])}{', …' if len(tokens) > 3 else ''}) carry "
-                f"its {cells} cells as a token sequence (B, N, C); pass layer=<a late block> and "
-                "vx.wrap(..., cam_reshape=fn) laying its tokens out as (B, C, T', H', W')")
-
-    def _is_grid(self, out) -> bool:
-        if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-            tensor = out[0]
-        elif isinstance(out, torch.Tensor):
-            tensor = out
-        else:
-            return False
-        if self.cam_reshape is not None:
-            try:
-                tensor = self.cam_reshape(out)
-            except Exception:  # not a layer this reshape understands
-                return False
-        # a per-frame network's time axis is its fold of the frames, there at every layer: its
-        # spatially pooled features (B·T, C, 1, 1) are after the pooling, not a grid
-        # (by function: a working view of this model, a copy, holds the original's bound method)
-        per_frame = getattr(self.cam_reshape, "__func__", None) is VideoModel.unfold_frames
-        return (isinstance(tensor, torch.Tensor) and tensor.ndim == 5 and tensor.is_floating_point()
-                and math.prod(tensor.shape[3:] if per_frame else tensor.shape[2:]) > 1)
 
     # -- working size ------------------------------------------------------------------------------
     def at_model_size(self) -> "VideoModel":

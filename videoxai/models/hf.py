@@ -22,7 +22,9 @@ from torch import nn
 
 from ..errors import UnknownModelError
 from .attention import AttentionCall, AttentionSites
-from .base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, TokenGrid, VideoModel
+from .base import VideoModel
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .token_grid import TokenGrid
 
 log = logging.getLogger(__name__)
 

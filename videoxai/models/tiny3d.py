@@ -24,7 +24,8 @@ from torch import nn
 
 from ..errors import UnknownModelError
 from . import ASSETS, register_bundled, register_loader
-from .base import Preprocess, VideoModel
+from .base import VideoModel
+from .preprocess import Preprocess
 
 FORMAT = "tiny3d"
 _POOLS = {"avg": nn.AdaptiveAvgPool3d, "max": nn.AdaptiveMaxPool3d}

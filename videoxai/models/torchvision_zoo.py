@@ -17,7 +17,7 @@ anything and then finds its weights:
 * ``weights=None`` — random weights on purpose (tests, timing).
 
 Preprocessing is read from the weights enum's ``transforms()`` (resize size, crop size, mean,
-std) and mapped to :class:`~videoxai.models.base.Preprocess` (shorter side → ``shortest_edge``,
+std) and mapped to :class:`~videoxai.models.preprocess.Preprocess` (shorter side → ``shortest_edge``,
 then a centre crop). Two differences from torchvision's ``VideoClassification`` preset, both
 deliberate:
 
@@ -48,7 +48,9 @@ from torch import nn
 
 from ..errors import InputError, UnknownModelError
 from . import register_loader
-from .base import Preprocess, TokenGrid, VideoModel
+from .base import VideoModel
+from .preprocess import Preprocess
+from .token_grid import TokenGrid
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ..models.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, VideoModel
+from ..models.base import VideoModel
+from ..models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 
 # -- backbone sizes -------------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""The layer a CAM method reads: found in the network, or named by the user, and laid out.
+
+Grad-CAM and its kin need a layer whose output still has a ``(T', H', W')`` grid. This is
+:class:`~videoxai.models.base.VideoModel`'s part that resolves the layer a user names (a dotted
+name or a module), searches one when none is named (:meth:`CamLayerMixin.locate_cam_layer`),
+says what to give instead where the search cannot succeed (a per-frame 2D CNN, a transformer's
+patch embedding), and lays a per-frame CNN's grids out as clips (``cam_reshape="per_frame"``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+
+
+class CamLayerMixin:
+    """The CAM-layer methods of :class:`~videoxai.models.base.VideoModel`.
+
+    A mixin, so that ``model.locate_cam_layer()`` and a subclass's override of any of these keep
+    working. It holds no state of its own: it reads what the model sets up (``net``,
+    ``cam_layer``, ``cam_reshape``, the search's ``_located_cam_layer``, ``_clips_in_forward``)
+    and runs the model's own forward (``inference()``, ``_net_logits``, counted in ``passes``).
+    """
+
+    def resolve_cam_layer(self, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
+        """``(dotted name, module)`` of the layer a CAM method reads.
+
+        ``layer`` is a dotted name in :attr:`net`, one of its module objects (as pytorch-grad-cam
+        and Captum take it), or ``None``: the model's :attr:`cam_layer`, else the layer found by
+        :meth:`locate_cam_layer`.
+        """
+        if isinstance(self.net, torch.jit.ScriptModule):
+            # hooks do not run inside TorchScript: the search would find no layer, a capture nothing
+            raise InputError(f"{self.name} is a TorchScript module (torch.jit.script / trace): CAM methods cannot "
+                             "read its layers; wrap the Python module it was made from, or use a gradient or "
+                             "perturbation method")
+        if layer is None:
+            layer = self.cam_layer if self.cam_layer is not None else self.locate_cam_layer()
+        if isinstance(layer, nn.Module):
+            name = next((n for n, m in self.net.named_modules() if m is layer), None)
+            if name is None:
+                raise InputError(f"layer {type(layer).__name__} is not a module of {self.name}")
+            layer = name
+        if not isinstance(layer, str):
+            raise InputError(f"layer must be a dotted module name or a module, got {type(layer).__name__}")
+        module = self.submodule(layer)
+        if isinstance(module, torch.jit.ScriptModule):
+            raise InputError(f"layer {layer!r} of {self.name} is a TorchScript module: its output cannot be read "
+                             "(forward hooks do not run on it); give a layer that is a Python module")
+        return layer, module
+
+    def locate_cam_layer(self) -> str:
+        """The last module whose output still has a ``(T', H', W')`` grid, before the pooling.
+
+        torch-cam's candidate-layer search carried to video: one forward pass of a blank clip with
+        a hook on every module records output shapes in the order modules finish (the pass counts
+        in :attr:`passes`, as every forward does); going back from the end, the first output that
+        :attr:`cam_reshape` (or nothing) makes a ``(B, C, T', H', W')`` volume with more than one
+        cell in its grid wins. A container finishes after its last child, so a conv block is
+        preferred to its last ReLU. The pass runs in eval mode (:meth:`inference`); the hooks are
+        removed afterwards, also when the forward raises; the search runs once per model.
+        """
+        if "layer" in self._located_cam_layer:
+            return self._located_cam_layer["layer"]
+        # (name, is a grid, the output itself, its version): the output is held until the search
+        # ends, so that no two outputs can share storage and `is` tells a block's output from its
+        # last child's; the version tells them apart when the block changed that child's output in
+        # place (torchvision's ResNet blocks add the shortcut to conv2's output and apply their
+        # ReLU in place: the same tensor object, but conv2 saw it before the residual)
+        found: list[tuple[str, bool, object, int]] = []
+
+        def record(name: str):
+            def hook(_module, _inputs, out) -> None:
+                main = out[0] if isinstance(out, (tuple, list)) and out else out
+                found.append((name, self._is_grid(out), main, getattr(main, "_version", 0)))
+            return hook
+
+        modules = dict(self.net.named_modules())
+        # the hooks must see this forward only (see exclusive()), and a network in training mode
+        # probed as it is would move its batch-norm statistics: the lock and eval mode
+        with self.inference():
+            # TorchScript submodules refuse hooks (and run none inside them): they are not searched
+            scripted = [n for n, m in modules.items() if isinstance(m, torch.jit.ScriptModule)]
+            handles = [m.register_forward_hook(record(n)) for n, m in modules.items() if n
+                       and not any(n == s or n.startswith(s + ".") for s in scripted)]
+            try:
+                blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
+                x = self.preprocess(blank)
+                with torch.no_grad():
+                    self._net_logits((x.transpose(1, 2) if self.layout == "BCTHW" else x).to(self.dtype))
+                # a pass the network ran: an explanation's cost (and a work budget) counts it
+                self.passes.forward += 1
+            finally:
+                for h in handles:
+                    h.remove()
+        runs: dict[str, int] = {}
+        for name, *_ in found:
+            runs[name] = runs.get(name, 0) + 1
+        for i in reversed(range(len(found))):
+            name, is_grid, key, version = found[i]
+            if is_grid and runs[name] == 1:
+                # a block, its container and its last ReLU output the same tensor: name the block
+                same = [n for n, g, k, v in found if k is key and v == version and g and runs[n] == 1]
+                blocks = [n for n in same if any(True for _ in modules[n].children())] or same
+                name = max(blocks, key=lambda n: n.count("."))
+                if self.cam_reshape is None:
+                    self._refuse_a_patch_embedding(name, found, i)
+                self._located_cam_layer["layer"] = name
+                return name
+        if self.cam_reshape is None:
+            self._refuse_per_frame_grids(found)
+        raise InputError(f"no layer of {self.name} outputs a (B, C, T', H', W') grid; pass layer=<name> "
+                         "(and vx.wrap(..., cam_reshape=fn) for token or channels-last outputs)")
+
+    def _refuse_per_frame_grids(self, found: list) -> None:
+        """Name the recipe for a per-frame 2D CNN (TSN, TSM, a CNN + LSTM): its grids are
+        ``(B·T, C, h, w)``, the frames of the blank clip folded into the batch, which the search
+        cannot lay out without knowing how the network folded them; the usual fold (frames inside
+        each clip, ``x.flatten(0, 1)`` on ``(B, T, C, H, W)``) is undone by the ``cam_reshape`` named."""
+        folded = [n for n, _, out, _ in found if isinstance(out, torch.Tensor) and out.ndim == 4
+                  and out.is_floating_point() and out.shape[0] == self.num_frames and math.prod(out.shape[2:]) > 1]
+        if folded:
+            raise InputError(
+                f"the last grids of {self.name} are per frame, (B·T, C, h, w) (e.g. {folded[-1]!r}); wrap it with "
+                "vx.wrap(..., cam_reshape='per_frame') to lay them out as (B, C, T, h, w), or pass "
+                "layer=<name> with a cam_reshape of your own")
+
+    def unfold_frames(self, out) -> torch.Tensor:
+        """A per-frame 2D CNN's grid ``(B·T, C, h, w)`` (or a tuple starting with one) → ``(B, C, T, h, w)``.
+
+        ``cam_reshape="per_frame"``. ``B`` is the number of clips in the forward pass that gave
+        ``out`` (frames folded inside each clip, as ``x.flatten(0, 1)`` on ``(B, T, C, H, W)``
+        does), so clips of any length and batches of clips are laid out alike.
+        """
+        a = out[0] if isinstance(out, (tuple, list)) else out
+        if not isinstance(a, torch.Tensor) or a.ndim != 4:
+            raise InputError(f"a per-frame grid is (B·T, C, h, w), got {getattr(a, 'shape', type(a).__name__)}")
+        return a.unflatten(0, (self._clips_in_forward["clips"], -1)).transpose(1, 2)
+
+    def _refuse_a_patch_embedding(self, name: str, found: list, i: int) -> None:
+        """Refuse the one grid of a transformer: its patch embedding (``found[i]``).
+
+        A wrapped video transformer (a user's ViT, torchvision's MViT without its adapter) has one
+        5-D output, the patch embedding's, and every block after it carries those cells as a token
+        sequence ``(B, N, C)`` that the search cannot lay out. Grad-CAM there maps the pixels'
+        first projection, not the evidence the classifier weighs, so the search says what to give
+        instead. A CNN with a token head (its last block is not its first grid) is not refused:
+        its last block is the usual choice.
+        """
+        grid = found[i][2]
+        if next(k for _, g, k, _ in found if g) is not grid:
+            return
+        cells = math.prod(grid.shape[2:])
+        tokens = [n for n, _, out, _ in found[i + 1:] if isinstance(out, torch.Tensor) and out.ndim == 3
+                  and cells <= out.shape[1] <= cells + 8]   # the cells, and a few prefix tokens (CLS)
+        if tokens:
+            raise InputError(
+                f"the only layer of {self.name} with a (T', H', W') grid is {name!r}, the patch embedding of "
+                f"a transformer: later layers ({', '.join(tokens[:3])}{', …' if len(tokens) > 3 else ''}) carry "
+                f"its {cells} cells as a token sequence (B, N, C); pass layer=<a late block> and "
+                "vx.wrap(..., cam_reshape=fn) laying its tokens out as (B, C, T', H', W')")
+
+    def _is_grid(self, out) -> bool:
+        if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+            tensor = out[0]
+        elif isinstance(out, torch.Tensor):
+            tensor = out
+        else:
+            return False
+        if self.cam_reshape is not None:
+            try:
+                tensor = self.cam_reshape(out)
+            except Exception:  # not a layer this reshape understands
+                return False
+        # a per-frame network's time axis is its fold of the frames, there at every layer: its
+        # spatially pooled features (B·T, C, 1, 1) are after the pooling, not a grid
+        # (by function: a working view of this model, a copy, holds the original's bound method)
+        per_frame = getattr(self.cam_reshape, "__func__", None) is CamLayerMixin.unfold_frames
+        return (isinstance(tensor, torch.Tensor) and tensor.ndim == 5 and tensor.is_floating_point()
+                and math.prod(tensor.shape[3:] if per_frame else tensor.shape[2:]) > 1)

@@ -1,0 +1,70 @@
+"""Why a wrapped network failed on its input, when the cause is an option of :func:`vx.wrap`.
+
+A network given the wrong ``layout`` or a clip of another length than it was built for fails
+deep inside (a channel or size mismatch) with a message that names no option. On such a failure
+the forward probes one sample the other way; when that runs, the error names the option to give.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:  # the model calls these from its forward
+    from .base import VideoModel
+
+
+def layout_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
+    """Why a wrapped network failed, when the cause is its ``layout``; else ``None``.
+
+    A 3D CNN wrapped with ``layout="BTCHW"`` (or a frames-first network with ``"BCTHW"``)
+    fails in its first layer with a message about channels that does not say which option
+    is wrong. On a failure, one sample is run in the other layout: when that works, the
+    layout is the cause and the error names the option. Only for :func:`vx.wrap`'s models
+    (the built-in adapters set their layout themselves); out-of-memory errors are not probed.
+    """
+    if model.family != "custom" or isinstance(err, torch.OutOfMemoryError):
+        return None
+    other = "BTCHW" if model.layout == "BCTHW" else "BCTHW"
+    # gradients on, as in the failing call: a method's hooks on the network may register
+    # tensor hooks, which fail on outputs that need no gradient
+    probe = x[:1].detach().transpose(1, 2).requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            out = model.select_logits(model.net(probe))
+    except Exception:  # the other layout fails too: the layout is not (only) what is wrong
+        return None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, model.num_classes):
+        return None
+    shape = "x".join(map(str, x.shape))
+    return (f"{model.name} failed on input laid out as {model.layout} ({shape}): {err}. It runs on "
+            f"{other} input: wrap it with vx.wrap(..., layout={other!r})")
+
+def frames_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
+    """Why a wrapped network failed, when the cause is a clip of another length than
+    ``num_frames`` (position embeddings, a reshape to ``num_frames``); else ``None``.
+
+    The network, wrapped without ``fixed_num_frames=True``, is given a clip of ``T ≠
+    num_frames`` frames and fails with a size mismatch deep inside. On a failure, one sample
+    with ``num_frames`` frames (indices spread over the clip) is run: when that works, the
+    length is the cause and the error names the option.
+    """
+    if model.family != "custom" or model.fixed_num_frames or isinstance(err, torch.OutOfMemoryError):
+        return None
+    dim = 2 if model.layout == "BCTHW" else 1
+    t = x.shape[dim]
+    if t == model.num_frames:
+        return None
+    idx = torch.linspace(0, t - 1, model.num_frames, device=x.device).round().long()
+    probe = x[:1].detach().index_select(dim, idx).requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            out = model.select_logits(model.net(probe))
+    except Exception:  # fails at num_frames too: the length is not what is wrong
+        return None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, model.num_classes):
+        return None
+    return (f"{model.name} failed on a clip of {t} frames: {err}. It runs on {model.num_frames}: wrap it with "
+            f"vx.wrap(..., fixed_num_frames=True) (clips of another length are then refused), or give "
+            f"clips of {model.num_frames} frames")
