@@ -128,7 +128,7 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
             settings, a dict or :class:`~videoxai.core.refine.Refine` sets them.
         working_size: the frames the method perturbs and differentiates. ``"model"`` (default):
             the model's crop box resampled to its input size, exactly the pixels the network
-            sees (:meth:`~videoxai.models.base.Preprocess.resize_box`); the map is pasted back
+            sees (:meth:`~videoxai.models.preprocess.Preprocess.resize_box`); the map is pasted back
             through the crop box onto the original frames. On a 720p clip and a 112-pixel model
             this makes gradient and perturbation methods many times cheaper, and the model's
             predictions are unchanged (the same input reaches the network). ``"full"``: work on

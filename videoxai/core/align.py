@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:  # only its crop_box is called: the core layer sits below models
-    from ..models.base import Preprocess
+    from ..models.preprocess import Preprocess
 
 
 def align_time(maps: torch.Tensor, num_frames: int, mode: str = "repeat") -> torch.Tensor:

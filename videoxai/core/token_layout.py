@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .align import align_time
 
 if TYPE_CHECKING:  # the core layer sits below models
-    from ..models.base import TokenGrid
+    from ..models.token_grid import TokenGrid
 
 
 def token_frames_on_input(values: torch.Tensor, grid: "TokenGrid", num_frames: int) -> torch.Tensor:

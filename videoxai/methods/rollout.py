@@ -32,7 +32,7 @@ import torch
 
 from ..errors import UnsupportedModelError
 from ..models.attention import AttentionRecord, AttentionTap
-from ..models.base import TokenGrid
+from ..models.token_grid import TokenGrid
 from .attention import AttentionMethod, Layers
 from .base import Attribution, Target, register
 from .gradients import check_pixels
