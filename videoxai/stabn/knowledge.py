@@ -36,7 +36,6 @@ import json
 import math
 import re
 import time
-import uuid
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ import torch
 
 from ..npz import read_npz
 from ..errors import InputError
+from .atomic import write_atomically
 from .data import ClipSet, recorded_spec
 from .evaluate import eval_mode, predict
 from .losses import temporal_loss_kind
@@ -83,7 +83,7 @@ class TemporalEdit:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.saved = self.saved or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        _write_atomically(path, json.dumps(asdict(self), indent=1) + "\n")
+        write_atomically(path, json.dumps(asdict(self), indent=1) + "\n")
         return path
 
     @classmethod
@@ -99,19 +99,6 @@ class TemporalEdit:
             return cls(id=str(d["id"]), levels=d["levels"], label=d.get("label"), saved=d.get("saved"))
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file of its own and a rename: a reader sees
-    the old file or the new one, never a part, and two writers at once (the editor saves from a
-    thread pool) each rename a complete file of their own — the last rename wins. A shared
-    temporary name let one writer rename the other's file away (a 500) or rename a mix of both."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def check_levels(levels: Sequence[float | None], allow_unset: bool = False) -> list[float | None]:
@@ -236,7 +223,7 @@ class EditSet:
         self.directory.mkdir(parents=True, exist_ok=True)
         d = {"format": FORMAT, "model": self.model, "data": self.data, "split": self.split,
              "labels": self.labels, "num_frames": self.num_frames, "items": [asdict(i) for i in self.items]}
-        _write_atomically(self.directory / COLLECTION, json.dumps(d, indent=1) + "\n")
+        write_atomically(self.directory / COLLECTION, json.dumps(d, indent=1) + "\n")
 
     # -- items ---------------------------------------------------------------------------------
     def check_item(self, it: CollectedClip) -> None:

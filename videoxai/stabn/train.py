@@ -29,6 +29,7 @@ removed when the run finishes (its history and model stay).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -43,6 +44,7 @@ import torch
 
 from ..errors import InputError
 from ..progress import track
+from .atomic import write_atomically
 from .data import ClipSet, open_dataset, recorded_spec
 from .designs import DEFAULT_DESIGN, design as named_design
 from .evaluate import Evaluation, evaluate
@@ -315,6 +317,9 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
         if resume and (out / CHECKPOINT).is_file():
             start, history = _load_checkpoint(out / CHECKPOINT, model, opt, config, run)
             log.info("resuming from %s at epoch %d", out / CHECKPOINT, start)
+            # the checkpoint's history is the run's: a history.json lost or left behind by a
+            # crash between the two writes is made whole even when no epoch is left to train
+            _save_history(out / HISTORY, history)
         elif not resume:  # starting over: a run stopped before its first epoch must not resume the old one
             (out / CHECKPOINT).unlink(missing_ok=True)
 
@@ -390,7 +395,7 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
         meta = {**(training_meta or {}), "train_config": config.to_dict(), "epochs_done": epoch + 1}
         save_stabn(model, out / MODEL_DIR, metrics=record.val or {}, training=meta)
         _save_checkpoint(out / CHECKPOINT, model, opt, config, epoch + 1, history, run)
-        (out / HISTORY).write_text(json.dumps([asdict(r) for r in history], indent=1) + "\n")
+        _save_history(out / HISTORY, history)
     log.info("%s", record)
     if on_epoch is not None:
         on_epoch(record)
@@ -450,9 +455,14 @@ def _save_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
     state = {"epoch": epoch, "model": model.net.state_dict(), "optimizer": opt.state_dict(),
              "model_config": model.config.to_dict(), "train_config": config.to_dict(),
              "history": json.dumps([asdict(r) for r in history]), "run": json.dumps(run or {})}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a crash mid-write keeps the previous checkpoint
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomically(path, buffer.getvalue())  # a crash mid-write keeps the previous checkpoint
+
+
+def _save_history(path: Path, history: list[EpochRecord]) -> None:
+    # atomically: a run killed while writing left a truncated history.json behind
+    write_atomically(path, json.dumps([asdict(r) for r in history], indent=1) + "\n")
 
 
 def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimizer,
@@ -559,8 +569,8 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
     if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
         val_spec = None
-    val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names)
-               if val_spec is not None else None)
+    val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names,
+                            labels_from="the training data") if val_spec is not None else None)
     model_config = STABNConfig(num_classes=train_set.num_classes, num_frames=num_frames, input_size=size,
                                backbone=backbone, labels=train_set.label_names, **model_options)
     warm = warm_start if model_config.attention_branch else 0
