@@ -400,3 +400,68 @@ def test_numpy_integers_are_whole_numbers_and_are_stored_as_json():
     # a sweep's np.int64 epochs reached the saved videoxai.json as "int64 is not JSON serializable"
     config = TrainConfig(epochs=np.int64(3), batch_size=np.int32(4), seed=np.int64(2))
     assert json.loads(json.dumps(config.to_dict()))["epochs"] == 3 and type(config.seed) is int
+
+
+def test_a_run_killed_while_writing_its_history_keeps_a_whole_one_and_resume_completes_it(tmp_path, monkeypatch):
+    """history.json was written in place: a kill mid-write left a truncated file, and since the
+    checkpoint (written just before) already held that epoch, resuming trained nothing and never
+    rewrote it. Now every state file is renamed into place, and resuming writes the checkpoint's
+    history."""
+    from pathlib import Path
+
+    kw = dict(backbone="tiny", num_frames=4, input_size=32, warm_start=0, config=TrainConfig(epochs=2, batch_size=4))
+    out = tmp_path / "run"
+    write_text, write_bytes = Path.write_text, Path.write_bytes
+    calls = {"history": 0}
+
+    def killed_in_epoch_2(path, data, *a, **k):
+        whole = write_text if isinstance(data, str) else write_bytes
+        if "history.json" in path.name:
+            calls["history"] += 1
+            if calls["history"] == 2:  # epoch 2's history: half of it reaches the disk
+                whole(path, data[:len(data) // 2], *a, **k)
+                raise KeyboardInterrupt
+        return whole(path, data, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", killed_in_epoch_2)
+    monkeypatch.setattr(Path, "write_bytes", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train("synthetic:8", out, **kw)
+    monkeypatch.undo()
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    resumed = train("synthetic:8", out, **kw)  # the checkpoint holds epoch 2: nothing left to train
+    assert [r.epoch for r in resumed.history] == [1, 2]
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
+
+
+def test_validation_classes_missing_from_the_training_data_are_named_as_the_training_datas(tmp_path):
+    """`stabn train` maps the validation data onto the classes the training data defined, but the
+    message blamed "the model's classes" — there is no model yet. A validation CSV or class
+    subfolder with a class the training folder lacks now names the training data."""
+    import warnings
+
+    from videoxai.data.video import write_video
+
+    synth = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(32, 32))
+    for folder, names in (("train", ["cat", "dog"]), ("val", ["cat", "emu"])):
+        for i, name in enumerate(names):
+            write_video(synth.frames[i], tmp_path / folder / name / f"v{i}.mp4", fps=8)
+    (tmp_path / "val" / "labels.csv").write_text("video,label\ncat/v0.mp4,cat\nemu/v1.mp4,emu\n")
+    kw = dict(backbone="tiny", num_frames=4, input_size=32, warm_start=0, config=TrainConfig(epochs=1))
+    with pytest.raises(InputError, match=r"labels.csv:3: class 'emu' is not one of the training data's classes "
+                                         r"\(cat, dog\)$"):
+        train(f"folder:{tmp_path / 'train'}", tmp_path / "a", val_data=f"folder:{tmp_path / 'val'}", **kw)
+    (tmp_path / "val" / "labels.csv").unlink()  # the class subfolders label the clips
+    with warnings.catch_warnings(), pytest.raises(InputError) as e:
+        warnings.simplefilter("ignore")
+        train(f"folder:{tmp_path / 'train'}", tmp_path / "b", val_data=f"folder:{tmp_path / 'val'}", **kw)
+    assert "has no label; training needs labelled clips" in str(e.value)
+    assert "subfolder 'emu' is not among the training data's classes" in str(e.value)
+    assert "model" not in str(e.value)
+    # fine-tuning maps its data onto a model's classes: those are named the model's
+    torch.manual_seed(0)
+    model = build(num_classes=2, num_frames=4, input_size=32, labels=["cat", "dog"])
+    (tmp_path / "val" / "labels.csv").write_text("video,label\ncat/v0.mp4,cat\nemu/v1.mp4,emu\n")
+    with pytest.raises(InputError, match=r"class 'emu' is not one of the model's classes \(cat, dog\)$"):
+        open_dataset(f"folder:{tmp_path / 'val'}", "train", num_frames=4, frame_size=(32, 32), labels=model.labels)

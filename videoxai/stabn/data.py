@@ -18,6 +18,7 @@ Datasets are named by the project's spec strings (:mod:`videoxai.data.datasets`)
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Annotated, Iterator, Sequence
 
@@ -111,7 +112,8 @@ DEFAULT_TRAIN_SIZE = 2000
 
 
 def open_dataset(spec: str, split: str = "train", *, num_frames: int = 8,
-                 frame_size: tuple[int, int] = (64, 64), labels: Sequence[str] | None = None) -> ClipSet:
+                 frame_size: tuple[int, int] = (64, 64), labels: Sequence[str] | None = None,
+                 labels_from: str = "the model") -> ClipSet:
     """Load split ``split`` of the dataset named by ``spec`` (see the module docstring).
 
     Args:
@@ -120,11 +122,13 @@ def open_dataset(spec: str, split: str = "train", *, num_frames: int = 8,
             other specs name one split already and only record it.
         num_frames, frame_size: how clips are sampled (the synthetic set renders at that size).
         labels: class names, to map named labels of a CSV onto class indices.
+        labels_from: where ``labels`` came from, as messages name it (``"the training data"``
+            when validation data is mapped onto the classes the training data defined).
     """
     spec = str(spec).strip()
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return _synthetic(spec, split, num_frames, tuple(frame_size))
-    return _decoded(spec, split, num_frames, tuple(frame_size), labels)
+    return _decoded(spec, split, num_frames, tuple(frame_size), labels, labels_from)
 
 
 def _synthetic_options(size: Annotated[int, Opt(ge=0, help="training clips")] = DEFAULT_TRAIN_SIZE,
@@ -179,11 +183,22 @@ def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, in
 
 
 def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int],
-             labels: Sequence[str] | None) -> ClipSet:
+             labels: Sequence[str] | None, labels_from: str = "the model") -> ClipSet:
     from ..data.datasets import load_dataset
     from ..progress import track
 
-    ds = load_dataset(spec, num_frames=num_frames, labels=labels)
+    # the dataset loader names the classes it maps onto "the model's"; validation data is mapped
+    # onto the classes the training data defined before any model exists, and "class 'emu' is not
+    # one of the model's classes" sent the user looking for a model they never gave
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        try:
+            ds = load_dataset(spec, num_frames=num_frames, labels=labels)
+        except InputError as e:
+            raise InputError(_classes_named(str(e), labels_from)) from None
+    said = [_classes_named(str(w.message), labels_from) for w in said]
+    for text in said:
+        warnings.warn(text, stacklevel=3)
     frames, ys, windows, ids = [], [], [], []
     unreadable: list[str] = []
     for i in track(range(len(ds)), total=len(ds), description=f"decoding {spec}"):
@@ -193,8 +208,9 @@ def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]
             # every bad file of the set in one error, not the first one per (long) decoding pass
             unreadable.append(str(e))
             continue
-        if s.label is None:
-            raise InputError(f"{spec}: clip {s.key} has no label; training needs labelled clips")
+        if s.label is None:  # with the loader's warning: why (a class subfolder not among the classes)
+            why = f" ({said[0]})" if said else ""
+            raise InputError(f"{spec}: clip {s.key} has no label; training needs labelled clips{why}")
         if s.clip.num_frames != num_frames:
             raise InputError(f"{spec}: clip {s.key} has {s.clip.num_frames} frames, not {num_frames}")
         frames.append(_resize(s.clip.uint8(), frame_size))
@@ -214,6 +230,17 @@ def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]
                    labels=np.array(ys, dtype=np.int64),
                    windows=np.array(windows, dtype=np.int64) if known else None,
                    ids=ids, label_names=names, spec=spec, split=split)
+
+
+def _classes_named(message: str, source: str) -> str:
+    """A dataset loader's ``message`` with the class list's owner named ``source`` rather than
+    "the model" (which is what the loader assumes), and clips without a class said to be
+    unlabelled: training explains no clip, it refuses unlabelled ones."""
+    message = message.replace("explained for the model's prediction", "left unlabelled")
+    if source == "the model":
+        return message
+    return message.replace("the model's classes", f"{source}'s classes").replace(
+        "are not the model's", f"are not {source}'s")
 
 
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
