@@ -461,3 +461,17 @@ def test_report_of_a_one_frame_clip_shows_its_frames_as_images(tmp_path):
         rgb = np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
         assert rgb.shape[1] >= 32 and rgb.shape[0] > 24    # the frame, with its caption band below
         assert rgb[rgb.shape[0] // 4, rgb.shape[1] // 2, 0] > 150   # the red frame is in it
+
+
+def test_caption_of_a_clip_with_more_frames_than_pixels_highlights_every_frame():
+    """With bars narrower than a pixel (a timeline of 1 200 frames on a 320-pixel band) the bars
+    drawn after the current one covered it: most bands showed no highlighted bar at all."""
+    from videoxai.viz.overlay import _BAR_NOW, caption_bands
+
+    t = 1200
+    bands = caption_bands(320, "a", np.arange(t), np.linspace(0.5, 1.0, t))
+    now = (bands == np.array(_BAR_NOW, np.uint8)).all(-1)          # (T, band, W): the highlight's pixels
+    columns = [np.flatnonzero(now[k].any(0)) for k in range(t)]
+    assert all(c.size for c in columns)                            # every frame shows where it is
+    centres = np.array([c.mean() for c in columns])
+    assert (np.diff(centres) >= 0).all() and centres[-1] - centres[0] > 250   # and it moves left to right

@@ -186,9 +186,24 @@ def caption_bands(width: int, heading: str, indices: np.ndarray,
     peak = scores.max() if scores.max() > 0 else 1.0
     slot = (width - 2 * pad) / t
     gap = 1 if slot >= 3 else 0
+    base = band - pad
+
+    def bar(d, j: int, fill) -> None:
+        x0 = pad + j * slot
+        bh = max(1.0, strip_h * scores[j] / peak)
+        d.rectangle([x0, base - bh, max(x0, x0 + slot - gap - 1), base], fill=fill)
+
+    # The strip of all bars is drawn once and each band redraws only its own bar, last: drawing
+    # every bar for every band cost T² rectangles (minutes for the thousands of frames of a
+    # timeline), and where bars are narrower than a pixel the bars drawn after the current one
+    # covered it, so most frames of a long clip showed no highlighted bar at all.
+    strip = Image.new("RGB", (width, band), _BAND_BG)
+    d = ImageDraw.Draw(strip)
+    for j in range(t):
+        bar(d, j, _BAR)
     out = np.empty((t, band, width, 3), dtype=np.uint8)
     for k in range(t):
-        img = Image.new("RGB", (width, band), _BAND_BG)
+        img = strip.copy()
         d = ImageDraw.Draw(img)
         right = f"frame {k + 1}/{t} · #{int(indices[k])}"
         right_w = d.textlength(right, font=small)
@@ -197,12 +212,7 @@ def caption_bands(width: int, heading: str, indices: np.ndarray,
             right_w = d.textlength(right, font=small)
         d.text((width - pad - right_w, pad + (size - small.size)), right, fill=_MUTED, font=small)
         d.text((pad, pad), _fit(d, heading, font, width - 3 * pad - right_w), fill=_TEXT, font=font)
-        base = band - pad
-        for j in range(t):
-            x0 = pad + j * slot
-            bh = max(1.0, strip_h * scores[j] / peak)
-            d.rectangle([x0, base - bh, max(x0, x0 + slot - gap - 1), base],
-                        fill=_BAR_NOW if j == k else _BAR)
+        bar(d, k, _BAR_NOW)
         out[k] = np.asarray(img)
     return out
 
