@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 import av  # noqa: E402
 
 import videoxai as vx  # noqa: E402
+from videoxai.data import decoder  # noqa: E402
 from videoxai.data import video as vio  # noqa: E402
 
 
@@ -76,13 +77,13 @@ def main() -> None:
         for name, call in cases.items():
             seeking = min(timed(call)[0] for _ in range(2))
             a = call()
-            keep = vio._read_seeking, vio.start_at
-            vio._read_seeking, vio.start_at = (lambda *a, **k: None), (lambda *a, **k: None)
+            keep = vio._read_seeking, decoder.start_at
+            vio._read_seeking, decoder.start_at = (lambda *a, **k: None), (lambda *a, **k: None)
             try:
                 in_order = min(timed(call)[0] for _ in range(2))
                 b = call()
             finally:
-                vio._read_seeking, vio.start_at = keep
+                vio._read_seeking, decoder.start_at = keep
             same = np.array_equal(a.indices, b.indices) and np.array_equal(a.frames, b.frames)
             print(f"{name:<36}{in_order:>11.2f}{seeking:>11.2f}{seeking / in_order:>8.3f}  {same}", flush=True)
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import videoxai as vx
+from videoxai.data import decoder
 from videoxai.data import video as vio
+from videoxai.data.keyframes import index_packets
 from videoxai.data.video import probe, read_video, sliding_windows, uniform_indices, write_video
 from videoxai.errors import InputError, VideoReadError
 
@@ -132,7 +134,7 @@ def test_sampled_frames_are_the_frames_at_their_indices(videos, ext):
 def test_wrong_container_count_is_corrected(videos, monkeypatch, count):
     """If the demuxer's count is wrong, sampling is redone on the decoded count."""
     truth = read_video(videos[".mkv"])
-    monkeypatch.setattr(vio, "_packet_times", lambda path: [0.1 * k for k in range(count)])
+    monkeypatch.setattr(vio, "packet_times", lambda path: [0.1 * k for k in range(count)])
     clip = read_video(videos[".mkv"], 4)
     np.testing.assert_array_equal(clip.indices, [0, 4, 7, 11])
     np.testing.assert_array_equal(clip.frames, truth.frames[[0, 4, 7, 11]])
@@ -233,7 +235,7 @@ def test_seeking_reads_the_frames_decoding_in_order_reads(gop_video, monkeypatch
     clip = read_video(gop_video, **kwargs)
     assert used[0] is not None  # a keyframe every 12 frames: seeking decodes far less
     monkeypatch.setattr(vio, "_read_seeking", lambda *a, **k: None)
-    monkeypatch.setattr(vio, "start_at", lambda *a, **k: None)  # from the first frame, in order
+    monkeypatch.setattr(decoder, "start_at", lambda *a, **k: None)  # from the first frame, in order
     in_order = read_video(gop_video, **kwargs)
     np.testing.assert_array_equal(clip.indices, in_order.indices)
     np.testing.assert_array_equal(clip.frames, in_order.frames)
@@ -245,15 +247,15 @@ def test_seeking_reads_the_frames_decoding_in_order_reads(gop_video, monkeypatch
         import av
 
         with av.open(str(gop_video)) as c:
-            index = vio.index_packets(c, c.streams.video[0])
+            index = index_packets(c, c.streams.video[0])
         assert seek_plan(index, clip.indices.tolist())[1] <= 8 * 12  # at most a GOP a frame, not 300
 
 
 @pytest.mark.parametrize("start, end", [(8.0, None), (4.0, 6.5), (9.96, None)])
 def test_a_late_range_starts_decoding_at_its_keyframe(gop_video, monkeypatch, start, end):
     seeks = []
-    frames = vio._Decoder.frames
-    monkeypatch.setattr(vio._Decoder, "frames", lambda self, s=None: seeks.append(s) or frames(self, s))
+    frames = decoder.Decoder.frames
+    monkeypatch.setattr(decoder.Decoder, "frames", lambda self, s=None: seeks.append(s) or frames(self, s))
 
     def read() -> tuple[list, vx.Clip]:
         windows = [(w.indices.copy(), w.frames.copy()) for w in sliding_windows(gop_video, 8, 5, frame_step=2,
@@ -263,7 +265,7 @@ def test_a_late_range_starts_decoding_at_its_keyframe(gop_video, monkeypatch, st
     windows, every = read()
     assert seeks and all(s is not None and s.first == round(start * 25) for s in seeks)
     assert every.indices[0] == round(start * 25) and windows[0][0][0] == every.indices[0]
-    monkeypatch.setattr(vio, "start_at", lambda *a: None)  # decode from the first frame instead
+    monkeypatch.setattr(decoder, "start_at", lambda *a: None)  # decode from the first frame instead
     seeks.clear()
     windows_in_order, every_in_order = read()
     assert seeks == [None, None]
@@ -327,14 +329,14 @@ def test_sliding_windows_frames_and_clip_source(videos):
 def test_sliding_windows_is_lazy(videos, monkeypatch):
     """Windows come out while the file is still being decoded."""
     decoded = []
-    original = vio._Decoder.frames
+    original = decoder.Decoder.frames
 
     def spy(self):
         for item in original(self):
             decoded.append(item[0])
             yield item
 
-    monkeypatch.setattr(vio._Decoder, "frames", spy)
+    monkeypatch.setattr(decoder.Decoder, "frames", spy)
     first = next(iter(sliding_windows(videos[".mp4"], 3)))
     assert first.indices.tolist() == [0, 1, 2]
     assert len(decoded) == 3
@@ -561,7 +563,7 @@ def test_times_count_from_the_first_frame_without_rounding_error(tmp_path):
     import av
 
     with av.open(str(path)) as c:  # the packet index (seeking) agrees with the decoder's times
-        times = vio.index_packets(c, c.streams.video[0]).times
+        times = index_packets(c, c.streams.video[0]).times
     assert times[13] == 0.52 and times[0] == 0.0
 
 

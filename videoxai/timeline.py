@@ -143,7 +143,8 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
     Returns:
         A :class:`VideoExplanation`.
     """
-    from .data.video import frame_times, probe, sliding_windows
+    from .data.container import frame_times, probe
+    from .data.video_windows import sliding_windows
     from .core.resize import resize_frames, resize_maps
 
     if not isinstance(model, VideoModel):

@@ -52,7 +52,8 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     :func:`videoxai.timeline.explain_video`; writes ``<method>.mp4`` (the overlay of the whole
     video) per method and ``report.html`` with the timeline.
     """
-    from .data.video import probe, read_video
+    from .data.container import probe
+    from .data.video import read_video
     from .timeline import parse_time
     from .viz.curve import temporal_curve
     from .viz.overlay import render

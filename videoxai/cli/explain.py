@@ -119,7 +119,7 @@ def explain_cmd(
     from ..models import load_model
     from ..workflows import explain_video
 
-    from ..data.video import probe
+    from ..data.container import probe
     from ..errors import InputError, VideoReadError
 
     # the cheap checks first: methods and options, then the file, then (slow) the model

@@ -4,7 +4,7 @@ Frames arrive one at a time (decoded from a file, taken from a clip in memory, o
 a WebSocket); a window of ``size`` frames starts every ``stride`` frames. :class:`WindowPlanner`
 is told of each frame as it arrives and says whether the caller must keep it and when a window
 is complete; at the end it says which last window covers the frames no window reached. It holds
-no frames itself, so :func:`videoxai.data.video.sliding_windows`, the stream service
+no frames itself, so :func:`videoxai.data.video_windows.sliding_windows`, the stream service
 (:mod:`videoxai.serve.stream`) and :func:`videoxai.timeline.explain_video` share the rule and
 keep their own buffers (a ``deque(maxlen=size)`` of the kept frames holds every window exactly
 when it completes).
@@ -14,7 +14,7 @@ The end of the video, when it falls inside a window, is handled one of two ways 
 * ``"shift"``: the last window is the last ``size`` frames, overlapping the one before more than
   ``stride`` says (the stream service, and the video explanations: every window is real frames);
 * ``"pad"``: the last window starts on schedule and is padded by repeating its last frame
-  (:func:`~videoxai.data.video.sliding_windows`, whose windows keep their regular starts).
+  (:func:`~videoxai.data.video_windows.sliding_windows`, whose windows keep their regular starts).
 
 Either way a window is added only if it holds a frame no earlier window reached, and a video
 shorter than one window gives one window padded to ``size``.

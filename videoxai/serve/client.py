@@ -105,7 +105,7 @@ def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np
     """Decode a file or a stream URL (rtsp://, http://, …) frame by frame: ``(H, W, 3)`` uint8."""
     path = Path(str(source))
     if path.exists():
-        from ..data.video import sliding_windows
+        from ..data.video_windows import sliding_windows
 
         for clip in sliding_windows(path, num_frames=1, stride=1, max_side=max_side):
             yield clip.frames[0]

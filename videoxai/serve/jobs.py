@@ -40,7 +40,9 @@ import av
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from ..data.video import probe, read_video, sliding_windows, write_video
+from ..data.container import probe
+from ..data.video import read_video, write_video
+from ..data.video_windows import sliding_windows
 from ..errors import VideoReadError
 from ..viz.overlay import playback_fps, render_frames
 from ..work import WorkBudget
@@ -136,7 +138,7 @@ def check_video(path: Path, settings: ServeSettings) -> VideoInfo:
         VideoReadError: not a video, or no readable video stream (→ 415).
         ServiceError: too many frames or pixels (→ 413).
 
-    An FFmpeg concat playlist is refused by :func:`~videoxai.data.video.probe` before FFmpeg
+    An FFmpeg concat playlist is refused by :func:`~videoxai.data.container.probe` before FFmpeg
     opens it (one naming the upload itself exhausted the server's file descriptors).
     """
     try:
@@ -214,7 +216,7 @@ def hide_path(message: str, path: Path) -> str:
 
 
 def count_windows(frames: int, window: int, stride: int) -> int:
-    """How many windows :func:`~videoxai.data.video.sliding_windows` yields for ``frames`` frames."""
+    """How many windows :func:`~videoxai.data.video_windows.sliding_windows` yields for ``frames`` frames."""
     if frames <= window:
         return 1
     full = (frames - window) // stride + 1

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..data.video import FrameTooLargeError
+from ..data.decoder import FrameTooLargeError
 from ..errors import (InputError, UnknownMethodError, UnknownModelError, UnsupportedModelError, VideoReadError,
                       VideoXAIError)
 from ..work import Cancelled, WorkLimitExceeded

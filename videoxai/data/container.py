@@ -1,0 +1,380 @@
+"""What a video file's container says about it, before (or without) decoding its frames.
+
+Every reader opens a file through :func:`open_video`, which refuses what FFmpeg would misread as
+a video (a concat playlist, which it would follow; a text file, which it would draw as "ANSI art";
+an animated WebP, which it cannot decode) and turns FFmpeg's failures into
+:class:`~videoxai.errors.VideoReadError` naming the file. :func:`read_header` is what the container
+reports about the video stream (frame count less the frames an edit list hides, frame rate, size,
+duration); where it reports no count or no rate, a demux pass over the packets (no decoding,
+remembered for the last few files read) gives the frames' times. A file cut short is known here
+by the length its header declares (:func:`check_whole`). :func:`probe` and :func:`frame_times`
+describe a file from these (``probe`` decodes its first frame, for the display matrix);
+:func:`packet_index` is the keyframe index that seeking reads (:mod:`~videoxai.data.keyframes`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..errors import VideoReadError
+from .keyframes import PacketIndex, index_packets, seconds
+from .streams import display_size, ffmpeg_reason, quarter_turns, sample_aspect, video_stream
+
+
+# ----------------------------------------------------------------------------------------------
+# opening
+
+
+def check_path(path: str | bytes | os.PathLike) -> Path:
+    """``path`` (text, bytes as ``os.fsdecode`` reads them, or path-like) as an existing,
+    non-empty file's :class:`Path`; :class:`VideoReadError` naming what is wrong otherwise."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise VideoReadError(f"a video path must be a str, bytes or os.PathLike, got {type(path).__name__}")
+    p = Path(os.fsdecode(path))
+    if not p.exists():
+        raise VideoReadError(f"{p}: no such file")
+    if p.is_dir():
+        raise VideoReadError(f"{p}: is a directory, not a video file")
+    if p.stat().st_size == 0:
+        raise VideoReadError(f"{p}: the file is empty")
+    return p
+
+
+#: FFmpeg's decoders of text: they draw a text file's characters as video frames
+_TEXT_ART = frozenset({"ansi", "bintext", "xbin", "idf"})
+
+
+@contextmanager
+def open_video(path: Path, max_pixels: int | None = None
+               ) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """Open ``path`` and its first video stream, turning every FFmpeg failure into a clear error.
+
+    ``max_pixels``: FFmpeg's own per-frame limit, checked by the decoder when it reads a frame's
+    size, before it allocates the frame (so a bomb costs no memory).
+    """
+    _refuse_a_playlist(path)
+    try:
+        # "file:": FFmpeg reads a name with a colon as a protocol (cam1:take2.mp4 was "Protocol
+        # not found", http:x.mp4 a network request, pipe:0.mp4 standard input); this is a file
+        container = av.open(f"file:{path}", mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise VideoReadError(f"{path}: not a readable video file ({ffmpeg_reason(e)})") from None
+    try:
+        stream = video_stream(container)
+        if stream is None:
+            covers = " (only a cover picture: an audio file?)" if container.streams.video else ""
+            raise VideoReadError(f"{path}: the file has no video stream{covers}")
+        if stream.codec_context.name in _TEXT_ART:
+            # FFmpeg opens .txt, .nfo, .asc, .diz (and .bin, .adf, .idf, .xb) as "ANSI art" videos
+            # of their characters: a text file given by mistake was explained as a video
+            raise VideoReadError(f"{path}: a text file, not a video (FFmpeg would draw its characters "
+                                 "as pictures)")
+        if stream.codec_context.name == "webp" and _animated_webp(path):
+            raise VideoReadError(f"{path}: an animated WebP, whose frames FFmpeg cannot decode; convert it "
+                                 "to .gif or .mp4 first (Pillow reads it)")
+        # Slice threading only: FFmpeg's frame threading swallows the decoder's error at the
+        # point where a truncated file ends, which would turn a damaged file into a short clip.
+        stream.thread_type = "SLICE"
+        if max_pixels is not None:
+            stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(int(max_pixels))}
+        yield container, stream
+    finally:
+        container.close()
+
+
+#: the first bytes by which FFmpeg's concat demuxer knows a playlist, whatever the file's name
+CONCAT_MAGIC = b"ffconcat version 1.0"
+
+
+def _refuse_a_playlist(path: Path) -> None:
+    """:class:`VideoReadError` for an FFmpeg concat playlist, before FFmpeg opens it: it opens the
+    files the playlist names while probing, and one that names itself was opened again and again
+    until the process had no file descriptor left ("Too many open files", other work failing)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(CONCAT_MAGIC))
+    except OSError:
+        return  # FFmpeg's own open says what is wrong with the path
+    if head == CONCAT_MAGIC:
+        raise VideoReadError(f"{path}: an FFmpeg concat playlist, not a video (read the videos it lists)")
+
+
+def _animated_webp(path: Path) -> bool:
+    """Whether ``path`` is an animated WebP (the animation flag of its extended header).
+
+    FFmpeg's WebP decoder reads still pictures only: an animated one (what browsers, chat apps
+    and :func:`~videoxai.data.video_writer.write_video`'s ``.webp`` make) failed as "truncated,
+    corrupt or in an unsupported format", as if the file were damaged.
+    """
+    with open(path, "rb") as f:
+        head = f.read(21)
+    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and bool(head[20] & 0x02)
+
+
+# ----------------------------------------------------------------------------------------------
+# the header and the packets
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the container says about its first video stream, before any decoding."""
+
+    frames: int          # 0 when the container does not report a count
+    fps: float | None
+    width: int
+    height: int
+    duration: float | None  # the stream's, else the container's (which may count from 0)
+    codec: str
+    container: str
+    stream_duration: bool = False  # whether ``duration`` is the stream's own
+    sar: Fraction = Fraction(1)   # sample (pixel) aspect ratio, 1 for square pixels
+
+
+def read_header(container, stream, path: Path | None = None) -> Header:
+    """``path``: where the container gives no frame rate, the frame rate its packets' times give
+    (:func:`_packets`, a demux pass remembered for the file)."""
+    fps = _stream_rate(stream)
+    if fps is None and path is not None:
+        fps = _packets(path).rate
+    tb = stream.time_base
+    duration = None
+    if stream.duration is not None and tb is not None:
+        duration = float(stream.duration * tb)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    return Header(frames=shown_frames(stream), fps=fps, width=int(stream.codec_context.width or 0),
+                  height=int(stream.codec_context.height or 0), duration=duration,
+                  codec=stream.codec_context.name, container=container.format.name,
+                  stream_duration=stream.duration is not None and tb is not None, sar=sample_aspect(stream))
+
+
+def _stream_rate(stream) -> float | None:
+    """The frames per second the container reports, or ``None``.
+
+    The average rate where there is one; else FFmpeg's guess, unless the guess is merely the
+    clock the timestamps count in: a variable-rate MPEG-TS stream has no average rate and a
+    guess of 90000 (its 90 kHz clock), which made every frame number a few microseconds.
+    """
+    rate = stream.average_rate
+    if stream.codec_context.name in ("gif", "apng") and stream.frames and stream.duration and stream.time_base:
+        # FFmpeg's average for an animation is its first frame's delay: a GIF timed 3, 4, 3, 4, …
+        # hundredths (30 fps) said 33.3 fps; its demuxer counts the frames and their whole length
+        rate = Fraction(int(stream.frames)) / (stream.duration * stream.time_base)
+    if not rate or rate <= 0:
+        rate = stream.guessed_rate or stream.base_rate
+        tb = stream.time_base
+        if rate and tb and rate == 1 / tb and rate >= 1000:
+            rate = None
+    return float(rate) if rate and rate > 0 else None
+
+
+def shown_frames(stream) -> int:
+    """The container's frame count less the frames its edit list cuts (0: no count).
+
+    A clip cut from a longer recording without re-encoding (``ffmpeg -ss 10 -c copy``) starts
+    between keyframes: its mp4 keeps the frames back to the keyframe, which the decoder needs,
+    and an edit list marks them as not shown; FFmpeg drops them, as players do. The container's
+    count includes them, so it was taken for a truncated file. The index that lists them is in
+    the file's header: no packet is read. Frames a capture dropped count alike (below).
+    """
+    frames = int(stream.frames or 0)
+    if frames:
+        try:
+            entries = stream.index_entries
+            if len(entries) == frames:
+                frames -= sum(1 for e in entries if e.is_discard)
+            elif 0 < len(entries) < frames and stream.duration and \
+                    entries[-1].timestamp - (stream.start_time or 0) + stream.duration / frames >= stream.duration:
+                # an index that reaches the stream's end with fewer frames than the header counts:
+                # a capture (AVI) stores each frame it missed as an empty chunk, which the index
+                # skips and no decoder shows (a truncated file's index stops short of the end)
+                frames = len(entries)
+        except (AttributeError, av.FFmpegError):  # an older PyAV
+            pass
+    return frames
+
+
+@dataclass(frozen=True)
+class _Packets:
+    """What demuxing the video stream's packets (no decoding) says about its frames."""
+
+    times: tuple[float | None, ...]  # presentation times (s) from the first frame, sorted
+    end: float | None                # when the last frame ends (s from the first frame)
+
+    @property
+    def rate(self) -> float | None:
+        """The average frame rate over the frames' times, ``None`` for fewer than two frames."""
+        if len(self.times) < 2 or self.times[-1] is None or self.times[-1] <= 0:
+            return None
+        return (len(self.times) - 1) / self.times[-1]
+
+
+def _packets(path: Path) -> _Packets:
+    """:func:`_demux` of ``path``, remembered for the few files read last (reading a file with no
+    frame count, or no frame rate, consults it more than once)."""
+    stat = path.stat()
+    return _demux(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def packet_times(path: Path) -> tuple[float | None, ...]:
+    """Presentation times (s) of the stream's frames from the first one (:func:`_demux`)."""
+    return _packets(path).times
+
+
+@lru_cache(maxsize=8)
+def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
+    """Presentation times (s) of the stream's packets from its first frame (:func:`seconds`, as
+    the decoder's frame times are), in presentation order, by demuxing only; ``None`` for every
+    packet when some packet has no timestamp.
+
+    One packet holds one frame for every codec we read (H.264/HEVC/VP8/VP9/AV1/MPEG-4/GIF
+    frames; VP9 hidden frames travel inside superframes), so this counts frames without decoding.
+    """
+    path = Path(name)
+    ticks: list[int | None] = []
+    end = None
+    last = None  # the end of the last frame (largest time), None where its packet has no duration
+    with open_video(path) as (container, stream):
+        tb = stream.time_base
+        declared = declared_end(container, stream)
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or getattr(packet, "is_discard", False):  # the flush packet at
+                    continue                                                # the end; edit-list cuts
+                ts = packet.pts if packet.pts is not None else packet.dts
+                ticks.append(ts if tb is not None else None)
+                if ts is not None and packet.duration:
+                    end = max(end, ts + packet.duration) if end is not None else ts + packet.duration
+                if ts is not None and (last is None or ts >= last[0]):
+                    last = (ts, packet.duration)
+        except (av.FFmpegError, OSError) as e:
+            raise VideoReadError(f"{path}: truncated or corrupt after {len(ticks)} packets "
+                                 f"({ffmpeg_reason(e)})") from None
+    check_whole(path, declared, seconds(sum(last), tb) if last and last[1] and tb is not None else None, len(ticks))
+    if not ticks or any(t is None for t in ticks):
+        return _Packets((None,) * len(ticks), None)
+    ticks.sort()
+    times = tuple(seconds(t - ticks[0], tb) for t in ticks)
+    if end is None or end <= ticks[-1]:  # no durations: the last frame lasts as long as the average
+        end = None if len(times) < 2 else times[-1] * len(times) / (len(times) - 1)
+    else:
+        end = seconds(end - ticks[0], tb)
+    return _Packets(times, end)
+
+
+def declared_end(container, stream) -> float | None:
+    """When the stream's last frame ends (seconds on its own clock, from 0) by the duration
+    Matroska and WebM muxers (FFmpeg, OBS, HandBrake, mkvmerge) write in each track's tags, or
+    ``None``; a recording never finished says 0 or nothing. Other containers: ``None`` (a tag
+    copied from an mkv into, say, a NUT file describes the source, not the copy)."""
+    if not container.format.name.startswith("matroska"):
+        return None
+    text = (stream.metadata or {}).get("DURATION") or ""
+    m = re.fullmatch(r"\s*(\d+):(\d\d):(\d\d(?:\.\d*)?)\s*", text)
+    if not m:
+        return None
+    declared = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+    return declared if declared > 0 else None
+
+
+def check_whole(path: Path, declared: float | None, end: float | None, frames: int) -> None:
+    """:class:`VideoReadError` where the stream's ``frames`` stop well before the ``declared`` end.
+
+    An mkv or webm download cut short demuxes and decodes without an error to the point where it
+    stops: it was read as a shorter video (half the file, half the frames, ``num_frames`` spread
+    over them). Its header, written first, still says how long the video is. ``end``: when its
+    last frame ends (seconds from 0, as ``declared`` counts), ``None`` where that frame's packet
+    carries no duration (a frame held long would look like a cut: no verdict). The margin is two
+    frames or 2 %, whichever is longer.
+    """
+    if declared is None or (end is None and frames):
+        return
+    end = end or 0.0
+    if end < declared - max(0.02 * declared, 2 * end / max(frames, 1)):
+        found = f"its frames end at {end:.2f} s" if frames else "no frame of it is left"
+        raise VideoReadError(f"{path}: truncated video: its header says the video lasts until {declared:.2f} s "
+                             f"but {found}")
+
+
+# ----------------------------------------------------------------------------------------------
+# describing a file
+
+
+def probe(path: str | Path) -> dict:
+    """Describe a video, decoding at most its first frame.
+
+    Returns:
+        ``{"frames", "fps", "width", "height", "duration", "codec", "container"}``; ``width`` and
+        ``height`` are those of the frames :func:`~videoxai.data.video.read_video` returns:
+        upright (swapped for a clip whose display matrix turns it a quarter, as phones' portrait
+        clips do) and in square pixels (:func:`display_size`: 853 × 480 for a 720 × 480 DVD
+        picture shown at 16:9);
+        ``frames`` is the container's count (less the frames an edit list hides) or, when it
+        reports none, the number of packets (demux only); ``duration`` in seconds from the first
+        frame to the end of the last (the span of its packets' times where a demux pass lists
+        them, else the stream's, else ``frames / fps``); ``fps`` the container's average rate,
+        else the one its packets' times give.
+    """
+    path = check_path(path)
+    with open_video(path) as (container, stream):
+        h = read_header(container, stream, path)
+        turns = _first_frame_turns(container, stream)
+    packets = None if h.frames and h.stream_duration else _packets(path)
+    frames = h.frames or len(packets.times)
+    # the frames' own span wherever they were listed: the container's duration counts from 0 in
+    # mkv, not from the first frame (a clip cut from 5 s on said 6.2 s for 1.2 s of frames), and an
+    # MPEG program stream's estimate can be one frame (0.04 s for 1.2 s)
+    duration = packets.end if packets is not None and packets.end is not None else h.duration
+    if duration is None and h.fps:
+        duration = frames / h.fps
+    width, height = display_size(h.width, h.height, h.sar)
+    width, height = (height, width) if turns % 2 else (width, height)
+    return {"frames": frames, "fps": h.fps, "width": width, "height": height,
+            "duration": duration, "codec": h.codec, "container": h.container}
+
+
+def _first_frame_turns(container, stream) -> int:
+    """:func:`quarter_turns` of the first frame (0 when none decodes): PyAV exposes the display
+    matrix on decoded frames only, so the size a reader returns needs one decoded frame."""
+    try:
+        for frame in container.decode(stream):
+            return quarter_turns(frame)
+    except (av.FFmpegError, OSError):
+        pass
+    return 0
+
+
+def frame_times(path: str | bytes | os.PathLike) -> np.ndarray | None:
+    """Each frame's presentation time in seconds from the first frame, indexed as
+    ``clip.indices`` are (demuxing only, no decoding); ``None`` for a file without timestamps.
+
+    A clip's ``fps`` is the average rate: at a variable frame rate (phones, screen recordings,
+    GIFs) ``index / fps`` is not when a frame is shown; ``frame_times(path)[clip.indices]`` is.
+    """
+    times = packet_times(check_path(path))
+    if not times or times[0] is None:
+        return None
+    return np.asarray(times, dtype=np.float64)
+
+
+def packet_index(path: Path) -> PacketIndex | None:
+    """:func:`~videoxai.data.keyframes.index_packets` of ``path``, remembered for the few files
+    read last (a ranged read consults it up to twice; a long file's demux pass reads all of it)."""
+    stat = path.stat()
+    return _packet_index_of(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _packet_index_of(path: str, mtime_ns: int, size: int) -> PacketIndex | None:
+    with open_video(Path(path)) as (container, stream):
+        return index_packets(container, stream)

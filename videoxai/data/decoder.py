@@ -1,0 +1,127 @@
+"""Decoding one video file's frames in presentation order, and the checks that only decoding can make.
+
+:class:`Decoder` is what :func:`~videoxai.data.video.read_video` and
+:func:`~videoxai.data.video_windows.sliding_windows` decode with: it numbers the frames from the
+stream's first one and times them from its first timestamp; it refuses a frame over
+``max_pixels`` (:class:`FrameTooLargeError`: a "decompression bomb" fails before it costs
+memory), turns a decoder's failure into :class:`~videoxai.errors.VideoReadError` (a truncated or
+corrupt file, never a short clip) and, once the whole stream is decoded, checks its end against
+the one the header declares. :func:`frames_from` starts decoding at the keyframe before a time,
+where that saves at least half of the work (:mod:`~videoxai.data.keyframes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..errors import VideoReadError
+from .container import Header, check_whole, declared_end, open_video, packet_index, read_header
+from .keyframes import SeekMiss, SeekStart, seconds, start_at
+from .streams import PictureConverter, ffmpeg_reason
+
+#: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
+#: far larger than its header says (a "decompression bomb") fails instead of exhausting memory
+MAX_PIXELS = 8192 * 8192
+
+
+class FrameTooLargeError(VideoReadError):
+    """A decoded frame exceeds the pixel limit (``max_pixels``)."""
+
+
+class Decoder:
+    """Decodes one file in presentation order; yields ``(index, time, frame)`` lazily.
+
+    ``index`` counts every decoded frame from the start of the stream; ``time`` is the frame's
+    presentation time in seconds relative to the stream's first frame (``index / fps`` when the
+    container gives no timestamps).
+    """
+
+    def __init__(self, path: Path, max_pixels: int | None = MAX_PIXELS) -> None:
+        self.path = path
+        self.max_pixels = max_pixels
+        self.header: Header | None = None
+        self._picture: PictureConverter | None = None  # made at the first frame, with the header's SAR
+
+    def _too_large(self, index: int, detail: str) -> FrameTooLargeError:
+        return FrameTooLargeError(f"{self.path}: frame {index} {detail} the limit of {self.max_pixels} pixels "
+                                  "per frame (the stream's header said "
+                                  f"{self.header.width}x{self.header.height})")
+
+    def frames(self, start: SeekStart | None = None) -> Iterator[tuple[int, float, av.VideoFrame]]:
+        """With ``start``, decoding begins at its keyframe and the frames before its first frame
+        are skipped; :class:`SeekMiss` (before any frame is yielded) when that frame does not come."""
+        with open_video(self.path, self.max_pixels) as (container, stream):
+            self.header = h = read_header(container, stream, self.path)
+            tb = stream.time_base
+            index = 0
+            origin = None  # the first frame's pts, from which times count
+            declared, last_end = declared_end(container, stream), None  # the end the header says, the frames' end
+            if start is not None:
+                container.seek(start.keyframe_pts, stream=stream, backward=True, any_frame=False)
+                index, origin = start.first, start.origin_pts
+            try:
+                for frame in container.decode(stream):
+                    if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
+                        # decoders that ignore FFmpeg's limit: refuse right after decoding
+                        raise self._too_large(index, f"is {frame.width}x{frame.height}, over")
+                    if start is not None:  # decoded only to reach the range's first frame
+                        if frame.pts is not None and frame.pts < start.first_pts:
+                            continue
+                        if frame.pts != start.first_pts:
+                            raise SeekMiss(f"seeking did not reach frame {start.first}")
+                        start = None
+                    if frame.pts is not None and tb is not None:
+                        origin = frame.pts if origin is None else origin
+                        t = seconds(frame.pts - origin, tb)
+                    else:
+                        t = index / h.fps if h.fps else float(index)
+                    if frame.pts is not None and tb is not None and (last_end is None or frame.pts >= last_end[0]):
+                        last_end = (frame.pts, frame.duration)  # the last frame, and how long it lasts
+                    yield index, t, frame
+                    index += 1
+                # the whole stream was decoded (a consumer that stops early never gets here)
+                check_whole(self.path, declared, seconds(sum(last_end), tb) if last_end and last_end[1] else None,
+                            index)
+            except (av.FFmpegError, OSError) as e:
+                if self.max_pixels is not None and getattr(e, "errno", None) == 22:
+                    # EINVAL: how FFmpeg's decoders refuse a frame over max_pixels (or bad data)
+                    raise self._too_large(index, "could not be decoded within") from None
+                if index == 0:
+                    raise VideoReadError(f"{self.path}: cannot decode its {h.codec} video stream; the "
+                                         "file is truncated, corrupt or in an unsupported format "
+                                         f"({ffmpeg_reason(e)})") from None
+                raise VideoReadError(f"{self.path}: truncated or corrupt video, decoding failed "
+                                     f"after {index} frames ({ffmpeg_reason(e)})") from None
+
+    def to_rgb(self, frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
+        """``(H, W, 3)`` uint8 as players show it (:class:`PictureConverter`); every frame gets the
+        first frame's size and turn."""
+        if self._picture is None:
+            sar = self.header.sar if self.header is not None else Fraction(1)
+            self._picture = PictureConverter(max_side, sar)
+        return self._picture(frame)
+
+
+def frames_from(dec: Decoder, lo: float) -> Iterator[tuple[int, float, av.VideoFrame]]:
+    """``dec.frames()`` from the first frame at or after ``lo`` seconds on (earlier frames may be
+    yielded too; callers test the time): from the keyframe before it where that saves at least
+    half of the decoding (a range late in a long video), else from the start."""
+    start = None
+    if lo > 0:
+        try:
+            index = packet_index(dec.path)
+            start = start_at(index, lo) if index is not None else None
+        except (VideoReadError, av.FFmpegError, OSError):
+            start = None  # decoding from the start reports what is wrong
+    if start is not None:
+        try:
+            yield from dec.frames(start)
+            return
+        except SeekMiss:  # raised before any frame was yielded
+            pass
+    yield from dec.frames()

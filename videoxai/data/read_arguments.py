@@ -1,0 +1,98 @@
+"""Checking what a reader is asked for, shared by :func:`~videoxai.data.video.read_video` and
+:func:`~videoxai.data.video_windows.sliding_windows`.
+
+Counts must be positive integers; a time range ``[start, end)`` becomes seconds from the
+stream's first frame, with a frame number (``"60"``) resolved to that frame's time by the file's
+packets (the frame rate may vary). A bad value is a :class:`~videoxai.errors.VideoReadError`
+naming the file, as is a range in which no frame lies (:func:`check_nonempty`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, VideoReadError
+from .container import packet_times, probe
+from .times import FrameNumber, parse_time
+
+def check_count(path, value, name: str, error=VideoReadError) -> int | None:
+    """``value`` as an ``int`` (``None`` stays ``None``); ``error`` naming ``path`` and the argument
+    ``name`` when it is not a positive integer (a ``bool`` is not one)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise error(f"{path}: {name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise error(f"{path}: {name} must be >= 1, got {value}")
+    return int(value)
+
+
+def check_range(path, start, end) -> tuple[float, float]:
+    """``[start, end)`` as seconds from the stream's first frame, ``(0, inf)`` where not given: numbers
+    are seconds, text is read by :func:`~videoxai.data.times.parse_time` (``"60"`` is frame 60,
+    ``"2.5s"`` 2.5 s) and a frame number becomes that frame's time."""
+    if isinstance(start, (str, bool)) or isinstance(end, (str, bool)):
+        # "60" is frame 60 and "2.5s" 2.5 s, as in explain_video and the CLI; float("60") would
+        # silently read a frame number as seconds (and float(True) a flag as 1 s)
+        fps = probe(path)["fps"]
+        try:
+            start, end = parse_time(start, fps, "start"), parse_time(end, fps, "end")
+        except InputError as e:
+            raise VideoReadError(f"{path}: {e}") from None
+    given = start, end
+    start, end = _at_frames(path, start, end)
+    try:
+        lo = 0.0 if start is None else float(start)
+        hi = float("inf") if end is None else float(end)
+    except (TypeError, ValueError):
+        raise VideoReadError(f"{path}: start and end must be times in seconds, got "
+                             f"{start!r} and {end!r}") from None
+    if not (np.isfinite(lo) and lo >= 0):
+        raise VideoReadError(f"{path}: start must be a time >= 0 in seconds, got {start!r}")
+    if np.isnan(hi) or lo >= hi:
+        # frames named as the user gave them: "start (0.3 s) must be before end (0.2 s)" answered --start 3 --end 2
+        raise VideoReadError(f"{path}: start ({_position(given[0], lo)}) must be before end ({_position(given[1], hi)})")
+    return lo, hi
+
+
+def _position(given, seconds: float) -> str:
+    """A range boundary for a message: ``"frame 3, 0.3 s"`` for a frame number, else ``"0.3 s"``."""
+    return f"frame {given.frame}, {seconds:g} s" if isinstance(given, FrameNumber) else f"{seconds:g} s"
+
+
+def _at_frames(path: Path, start, end):
+    """``start`` and ``end`` with frame numbers (:class:`FrameNumber`) replaced by those frames'
+    times, so that ``start="60"`` starts at frame 60 whatever the frame rate does; ``(n - 0.5) /
+    fps`` picked the wrong frames once the rate varied (a GIF's, a phone's). A frame past the last
+    starts after it (an empty range), or ends nothing; without timestamps the seconds stay."""
+    if not isinstance(start, FrameNumber) and not isinstance(end, FrameNumber):
+        return start, end
+    times = packet_times(path)
+    if not times or times[0] is None:
+        return start, end
+    if isinstance(start, FrameNumber):
+        if start.frame >= len(times):
+            # said in frames: "[4.95, inf) s; the video is 1.20 s long" answered --start 50
+            raise VideoReadError(f"{path}: no frame in the time range: start frame {start.frame} is past the "
+                                 f"video's last frame, {len(times) - 1}")
+        start = times[start.frame]
+    if isinstance(end, FrameNumber):
+        end = times[end.frame] if end.frame < len(times) else None
+    return start, end
+
+
+def check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float) -> None:
+    """The error for a read that found no frame (``count == 0``): in the range ``[lo, hi)`` (with the
+    video's length, to say where its frames are) when ``ranged``, else in the whole file."""
+    if count:
+        return
+    if ranged:
+        try:
+            length = probe(path)["duration"]
+        except VideoReadError:
+            length = None
+        known = f"; the video is {length:.2f} s long" if length else ""
+        raise VideoReadError(f"{path}: no frame in the time range [{lo:g}, {hi:g}) s{known}")
+    raise VideoReadError(f"{path}: the video has no decodable frame")

@@ -1,0 +1,126 @@
+"""Sliding windows over a video file or a clip in memory: a video longer than a model's input, in pieces.
+
+:func:`sliding_windows` decodes a file as a stream and never holds it whole: at most one window's
+frames are in memory. Where windows start and end is :class:`~videoxai.data.windows.WindowPlanner`'s
+rule, shared with the stream service; this module keeps the frames and makes the clips.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..clip import Clip
+from ..errors import InputError, VideoReadError
+from .container import check_path
+from .decoder import MAX_PIXELS, Decoder, frames_from
+from .read_arguments import check_count, check_nonempty, check_range
+from .windows import Tail, WindowPlanner, WindowSpan
+
+def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: int | None = None, *,
+                    frame_step: int = 1, max_side: int | None = None, start: float | None = None,
+                    end: float | None = None, tail: Tail = "pad",
+                    max_pixels: int | None = MAX_PIXELS) -> Iterator[Clip]:
+    """Windows of ``num_frames`` consecutive (sub-sampled) frames, decoded as a stream.
+
+    The video is read frame by frame and never held whole: at most ``num_frames`` frames are in
+    memory. Frames are first sub-sampled by ``frame_step`` (every ``frame_step``-th frame of the
+    file or clip);
+    windows then start every ``stride`` sub-sampled frames (default ``num_frames``: no overlap;
+    smaller: overlapping; larger: gaps). Where windows start and end is decided by
+    :class:`~videoxai.data.windows.WindowPlanner`, shared with the stream service.
+
+    By default (``tail="pad"``) the last window is **padded by repeating the last frame** when the
+    video ends inside it, so every window has exactly ``num_frames`` frames; its ``indices`` show
+    the repeated source index and ``meta["padding"]`` how many frames were added. With
+    ``tail="shift"`` the last window is instead the last ``num_frames`` frames (no repeats). A
+    window is emitted only if it holds a frame no earlier window reached, so the end of the video
+    is never reported twice. A video shorter than one window gives one padded window.
+
+    Args:
+        path_or_clip: a video file or a :class:`~videoxai.Clip` already in memory.
+        num_frames: frames per window.
+        stride: sub-sampled frames between window starts.
+        frame_step: take every ``frame_step``-th frame.
+        max_side: shrink large frames (files only, as in :func:`~videoxai.data.video.read_video`).
+        start, end: time range (files only): seconds or a frame number, as in :func:`~videoxai.data.video.read_video`.
+        tail: ``"pad"`` or ``"shift"`` (see above).
+        max_pixels: refuse larger decoded frames (files only, as in :func:`~videoxai.data.video.read_video`).
+
+    Yields:
+        Clips with ``fps`` the source frame rate, ``indices`` the source frame indices and
+        ``meta = {"window": k, "start": first sub-sampled position, "padding": p}``.
+    """
+    is_clip = isinstance(path_or_clip, Clip)
+    name = (path_or_clip.source or "clip") if is_clip else path_or_clip
+    error = InputError if is_clip else VideoReadError
+    num_frames = check_count(name, num_frames, "num_frames", error)
+    stride = num_frames if stride is None else check_count(name, stride, "stride", error)
+    frame_step = check_count(name, frame_step, "frame_step", error)
+    if tail not in ("pad", "shift"):
+        raise error(f"{name}: tail must be 'pad' or 'shift', got {tail!r}")
+    if is_clip:
+        if start is not None or end is not None:
+            raise InputError("start and end apply to video files; select a clip's frames with clip.subclip")
+        if max_side is not None:  # it was ignored: the windows kept the clip's full size
+            raise InputError("max_side applies to video files; a clip's frames are windowed at their size")
+        clip = path_or_clip
+        source = ((int(i), clip.frames[k]) for k, i in enumerate(clip.indices))
+        return _windows(source, num_frames, stride, frame_step, tail, clip.source, lambda: clip.fps)
+    path = check_path(path_or_clip)
+    max_side = check_count(path, max_side, "max_side")
+    max_pixels = check_count(path, max_pixels, "max_pixels")
+    lo, hi = check_range(path, start, end)
+    return _file_windows(path, num_frames, stride, frame_step, tail, max_side, max_pixels, lo, hi)
+
+
+def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tail: Tail,
+                  max_side: int | None, max_pixels: int | None, lo: float, hi: float) -> Iterator[Clip]:
+    dec = Decoder(path, max_pixels)
+
+    def source() -> Iterator[tuple[int, av.VideoFrame]]:
+        for index, t, frame in frames_from(dec, lo):
+            if t >= hi:
+                return
+            if t >= lo:
+                yield index, frame
+
+    yielded = False
+    for window in _windows(source(), num_frames, stride, frame_step, tail, str(path),
+                           lambda: dec.header.fps if dec.header else None,
+                           convert=lambda f: dec.to_rgb(f, max_side)):
+        yielded = True
+        yield window
+    if not yielded:
+        check_nonempty(path, 0, lo > 0 or hi < float("inf"), lo, hi)
+
+
+def _windows(source: Iterator[tuple[int, object]], num_frames: int, stride: int, frame_step: int,
+             tail: Tail, name: str | None, get_fps: Callable[[], float | None],
+             convert: Callable[[object], np.ndarray] = np.asarray) -> Iterator[Clip]:
+    """Core of :func:`sliding_windows` over ``(source index, frame)`` pairs in order."""
+    planner = WindowPlanner(num_frames, stride, tail)
+    buf: deque[tuple[int, np.ndarray]] = deque(maxlen=num_frames)  # (source index, rgb) kept frames
+    for n, (index, frame) in enumerate(source):
+        if n % frame_step:
+            continue
+        keep, span = planner.push()
+        if keep:
+            buf.append((index, convert(frame)))
+        if span is not None:
+            yield _window(list(buf), span, get_fps(), name)
+    span = planner.finish()
+    if span is not None:
+        yield _window(list(buf)[len(buf) - (span.stop - span.start):], span, get_fps(), name)
+
+
+def _window(items: list[tuple[int, np.ndarray]], span: WindowSpan, fps, name) -> Clip:
+    items = items + [items[-1]] * span.padding
+    frames = np.stack([f for _, f in items])
+    indices = np.asarray([i for i, _ in items], dtype=np.int64)
+    return Clip(frames, fps=fps, indices=indices, source=name,
+                meta={"window": span.index, "start": span.start, "padding": span.padding})
