@@ -475,3 +475,29 @@ def test_caption_of_a_clip_with_more_frames_than_pixels_highlights_every_frame()
     assert all(c.size for c in columns)                            # every frame shows where it is
     centres = np.array([c.mean() for c in columns])
     assert (np.diff(centres) >= 0).all() and centres[-1] - centres[0] > 250   # and it moves left to right
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("spatial", -1.0, r"maps must lie in \[0, 1\], got values in \[-1, -1\]"),
+    ("spatial", 1e30, r"maps must lie in \[0, 1\], got values in \[1e\+30, 1e\+30\]"),
+    ("spatial", np.nan, "maps contain NaN"),
+    ("temporal", np.nan, "temporal scores must be finite and non-negative; frame 0's is nan"),
+    ("temporal", -0.5, "temporal scores must be finite and non-negative; frame 0's is -0.5"),
+])
+def test_report_render_and_curve_refuse_maps_and_scores_outside_the_contract(tmp_path, clip, field, value, match):
+    """The report resized the maps with a clamp to [0, 1]: a map of -1 showed no evidence and
+    one of 1e30 showed all pixels as evidence (render refused both); a NaN score failed in
+    matplotlib ('Axis limits cannot be NaN or Inf') after the videos were encoded."""
+    exp = make_exp(clip)
+    if field == "spatial":
+        exp.spatial[:] = value
+    else:
+        exp.temporal[0] = value
+    with pytest.raises(InputError, match=match):
+        write_report(tmp_path / "r.html", clip, exp)
+    assert not (tmp_path / "r.html").exists()
+    with pytest.raises(InputError, match=match):
+        vx.render(exp, clip, tmp_path / "o.mp4")
+    if field == "temporal":
+        with pytest.raises(InputError, match=match):
+            temporal_curve(exp)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..explanation import Explanation
+from .overlay import check_scores
 from .page import plain
 
 __all__ = ["temporal_curve", "PALETTE"]
@@ -52,6 +53,8 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     exps = [exp] if isinstance(exp, Explanation) else list(exp)
     if not exps or not all(isinstance(e, Explanation) for e in exps):
         raise InputError("temporal_curve needs an Explanation or a non-empty list of them")
+    for e in exps:
+        check_scores(e)
     from matplotlib.ticker import MaxNLocator
 
     if ax is None:

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..explanation import Explanation
 
 __all__ = ["overlay_frames", "render", "render_frames", "colormap_lut", "caption_bands",
-           "playback_fps", "match_clip", "resize_frames", "resize_maps", "outline_crop_box"]
+           "playback_fps", "match_clip", "check_scores", "resize_frames", "resize_maps", "outline_crop_box"]
 
 # Frames blended per step: bounds the float32 temporaries to ~200 MB whatever the video length.
 _CHUNK_PIXELS = 1 << 24
@@ -255,7 +255,8 @@ def outline_crop_box(frames: np.ndarray, exp: Explanation, frame_size: tuple[int
 
 
 def match_clip(exp: Explanation, clip) -> Clip:
-    """``clip`` as a :class:`~videoxai.Clip`, after checking that ``exp`` explains these frames."""
+    """``clip`` as a :class:`~videoxai.Clip`, after checking that ``exp`` explains these frames
+    and that its maps and scores can be drawn (:func:`check_scores`)."""
     if not isinstance(exp, Explanation):
         raise InputError(f"expected an Explanation, got {type(exp).__name__}")
     clip = clip if isinstance(clip, Clip) else Clip.from_array(clip)
@@ -263,7 +264,34 @@ def match_clip(exp: Explanation, clip) -> Clip:
         raise InputError(f"the explanation's maps have shape (T, H, W) = {exp.spatial.shape} but the "
                          f"clip has {clip.num_frames} frames of {clip.height}x{clip.width}; render "
                          "the clip that was explained")
+    check_scores(exp, maps=True)
     return clip
+
+
+def check_scores(exp: Explanation, *, maps: bool = False) -> None:
+    """Refuse an explanation whose temporal scores (and, with ``maps``, spatial maps) break the
+    :class:`~videoxai.Explanation` contract, in one line, before anything is drawn.
+
+    ``vx.explain`` never makes one, but a hand-made or edited explanation (a signed map, NaN from
+    a broken model saved and loaded again) did: the report resized its maps with a clamp to
+    [0, 1], so a map of -1 showed no evidence and one of 1e30 showed every pixel as evidence,
+    where :func:`render` refused the same map; NaN scores failed deep in matplotlib ("Axis
+    limits cannot be NaN or Inf") after the videos had been encoded, and negative ones were drawn
+    below the curve's axis, out of sight.
+    """
+    temporal = np.asarray(exp.temporal, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(temporal) | (temporal < -1e-6))
+    if bad.size:
+        raise InputError(f"the explanation's temporal scores must be finite and non-negative; frame "
+                         f"{int(bad[0])}'s is {temporal[bad[0]]:.3g}")
+    if not maps:
+        return
+    spatial = exp.spatial
+    if not np.isfinite(spatial).all():
+        raise InputError("the explanation's maps contain NaN or infinite values")
+    if spatial.size and (spatial.min() < -1e-6 or spatial.max() > 1 + 1e-6):
+        raise InputError(f"the explanation's maps must lie in [0, 1], got values in "
+                         f"[{spatial.min():.3g}, {spatial.max():.3g}]")
 
 
 def playback_fps(clip: Clip) -> float:
