@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,24 @@ def test_explain_video_takes_frames_in_memory_as_vx_explain_does(video, model):
         vx.explain_video(model, list(frames), "gradcam")
     with pytest.raises(InputError, match=r"target must be a class index \(an integer\) or a class name, got 1.5"):
         vx.explain_video(model, frames, "gradcam", target=1.5)
+
+
+def test_a_video_shorter_than_a_window_counts_each_frame_once_with_all_its_places(video, model, tmp_path):
+    """3 frames fill a window of 8 as #0, #1, #2 ×6 (say): the timeline took each frame's first
+    place × 8, so the only frame of a one-frame video was 1.24 times its window's average, and
+    the window list's "top frame" was the frame of the largest single place."""
+    from videoxai.viz.report import write_timeline_report
+
+    frames = vx.read_video(video).frames
+    for n in (1, 3):
+        v = vx.explain_video(model, vx.Clip(frames[9:9 + n]), "gradcam")
+        (w,) = v.windows
+        assert len(w.frame_indices) == 8 and list(v.frame_indices) == list(range(n))
+        shares = np.bincount(w.frame_indices, weights=w.temporal, minlength=n)   # each frame's places together
+        np.testing.assert_allclose(v.temporal, n * shares, rtol=1e-5)
+        assert v.temporal.mean() == pytest.approx(1.0, rel=1e-5)   # 1 is the window's average frame
+    # a window whose largest single place is not its most important frame
+    w.temporal = np.array([0.3, 0.2] + [0.5 / 6] * 6, np.float32)
+    w.frame_indices = np.array([0, 1, 2, 2, 2, 2, 2, 2])
+    html = write_timeline_report(tmp_path / "t.html", v).read_text()
+    assert re.search(r"<td>#0–#2</td>.*?<td>#(\d+)</td><td class=\"num\">", html).group(1) == "2"

@@ -199,12 +199,18 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
             small = resize_frames(window.uint8()[new], size)
             for k, rgb in zip(new, small):
                 frames[int(window.indices[k])] = rgb
-        t = len(window.indices)
-        for k, i in enumerate(window.indices.tolist()):
-            if i in hits and k > 0 and window.indices[k - 1] == i:
-                continue  # a repeated frame (a clip shorter than a window) counts once
-            map_sum[i] = map_sum.get(i, 0) + maps[k]
-            rel_sum[i] = rel_sum.get(i, 0.0) + float(exp.temporal[k]) * t
+        # A video shorter than a window fills it with repeats (3 frames: #0, #1, #2 ×6): each
+        # source frame counts once per window, with the share of all its places and the mean of
+        # their maps, relative to the window's average *frame* (its first place's share × 8 made
+        # the only frame of a one-frame video 1.24 times its window's average, not 1).
+        sources, place_of = np.unique(window.indices, return_inverse=True)
+        shares = np.bincount(place_of, weights=exp.temporal.astype(np.float64), minlength=sources.size)
+        places = np.bincount(place_of, minlength=sources.size)
+        for u, i in enumerate(sources.tolist()):
+            where = place_of == u
+            own = maps[where].mean(0) if places[u] > 1 else maps[np.argmax(where)]
+            map_sum[i] = map_sum.get(i, 0) + own
+            rel_sum[i] = rel_sum.get(i, 0.0) + float(shares[u]) * sources.size
             hits[i] = hits.get(i, 0) + 1
         top = int(np.argmax(exp.probs))
         ts = [seconds(int(window.indices[0])), seconds(int(window.indices[-1]))]

@@ -545,7 +545,10 @@ def _window_table(v, color: str) -> str:
     rows = []
     for w in v.windows:
         when = f"{w.start_s:.2f}–{w.end_s:.2f} s" if w.start_s is not None else "—"
-        top = int(w.frame_indices[int(np.argmax(w.temporal))])
+        # by the share of all its places, as the timeline and the key frames count a frame that
+        # fills several places of a window (a video shorter than one)
+        sources, place_of = np.unique(w.frame_indices, return_inverse=True)
+        top = int(sources[int(np.argmax(np.bincount(place_of, weights=w.temporal)))])
         rows.append(f"<tr><td>{w.index}</td><td>{when}</td><td>#{w.frame_indices[0]}–#{w.frame_indices[-1]}</td>"
                     f"<td>{_esc(w.predicted_label)}</td><td class=\"num\">{w.predicted_score:.1%}</td>"
                     f"<td>{_esc(w.label)}</td><td class=\"num\">{w.score:.1%}</td><td>#{top}</td>"
