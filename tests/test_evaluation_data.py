@@ -129,6 +129,53 @@ def test_a_folder_whose_name_has_a_comma(tmp_path):
         load_dataset(f"folder:{tmp_path}/Smith, J (2025)", num_frames=4)
 
 
+def test_a_clip_whose_content_changed_is_computed_again_on_resume(tmp_path):
+    """Results are stored by clip key: a list of in-memory samples run again after one clip was
+    edited (same key, other pixels), or a video re-encoded under its old name, kept the results
+    of the old content. Each clip's content is fingerprinted; a changed one is computed again."""
+    import videoxai as vx
+    from videoxai.data.datasets import EvalSample
+    from videoxai.data.synthetic import SyntheticVideos
+    from videoxai.data.video import write_video
+    from videoxai.evaluation import ResultStore, evaluate
+
+    model = vx.load_model("demo")
+    synth = SyntheticVideos(4, split="test", num_frames=model.num_frames)
+    first_two = [synth[i] for i in range(4) if synth[i].label != synth[0].label][:1] + [synth[0]]
+    other, same = first_two   # two clips of different classes
+    run = dict(methods="random", metrics="sparseness", out=tmp_path / "out", backend="inline",
+               progress=False, report=False)
+
+    def predicted():
+        with ResultStore(tmp_path / "out" / "results.sqlite") as store:
+            return {e.video: e.predicted for e in store.explanations()}
+
+    def truth(clip):  # the model's prediction on the pixels, computed independently
+        return int(model.predict(clip.to_tensor(model.device)).argmax())
+
+    samples = [EvalSample("a", same.clip), EvalSample("b", same.clip)]
+    assert evaluate(model, samples, **run).computed == 2
+    edited = [EvalSample("a", same.clip), EvalSample("b", other.clip)]   # b's pixels replaced
+    assert truth(other.clip) != truth(same.clip)
+    with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b'\) has other content than when its stored results"):
+        again = evaluate(model, edited, **run)
+    assert (again.computed, again.skipped) == (1, 1)
+    assert predicted() == {"a": truth(same.clip), "b": truth(other.clip)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate(model, edited, **run).computed == 0          # nothing changed since
+
+    # a video file overwritten under its old name
+    folder = tmp_path / "videos"
+    write_video(same.clip.uint8(), folder / "a.mp4", fps=8)
+    write_video(same.clip.uint8(), folder / "b.mp4", fps=8)
+    files = dict(run, out=tmp_path / "files")
+    assert evaluate(model, f"folder:{folder}", **files).computed == 2
+    write_video(other.clip.uint8(), folder / "b.mp4", fps=8)
+    with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b.mp4'\) has other content"):
+        assert evaluate(model, f"folder:{folder}", **files).computed == 1
+
+
 def test_a_corrected_label_is_computed_again_on_resume(clips, tmp_path):
     """The identity of a run names the data by its spec, not its labels: after a label was
     corrected in labels.csv, running again kept the results explained for the old class."""

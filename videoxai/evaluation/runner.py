@@ -9,7 +9,9 @@ the prediction) and every metric scores the explanation; each result is written 
 ``OUT/results.sqlite`` the moment it arrives (:mod:`videoxai.evaluation.store`). Running the same
 command again skips every ``(video, method, metric)`` already stored and computes only the rest,
 so an interrupted evaluation resumes where it stopped, without duplicates. Adding a method or a
-metric to a finished evaluation computes just the new column.
+metric to a finished evaluation computes just the new column. A clip whose label or content
+changed since (a corrected labels CSV, a video rewritten, an in-memory sample edited under its old
+key: :mod:`videoxai.evaluation.fingerprint`) is computed again.
 
 Methods are given by name with options (``"occlusion(window=4)"``) or ``"all"``: every
 registered method that supports the model, plus the ``random`` reference map. Metrics are specs
@@ -50,6 +52,7 @@ from ..models.base import VideoModel
 from ..options import Opt, parse_spec, parse_value, split_top_level
 from . import backends
 from ..core.folder_lock import FolderLock
+from .fingerprint import fingerprints
 from .store import ExplanationRow, ResultRow, ResultStore
 from .tasks import RANDOM, RunSettings, Task
 
@@ -208,7 +211,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             store.register_metrics(metric_sel.metrics)
             if isinstance(dataset, EvalDataset):
                 store.forget_errors(lambda key: dataset.index_of(key) is not None)
-            done = store.done()
+            done = _forget_changed(store, dataset, n_videos, store.done())
             if target == "label":
                 done = _forget_relabelled(store.labels(), dataset, n_videos, done)
             work = plan(dataset, n_videos, method_sel, metric_sel, done)
@@ -387,6 +390,28 @@ def _tasks(dataset, methods: Selection, metrics: Selection, done: set[tuple[str,
         if work:
             yield Task(id=n, index=i, key=key, work=work)
             n += 1
+
+
+def _forget_changed(store: ResultStore, dataset, n_videos: int,
+                    done: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """``done`` without the results of clips whose content changed since they were computed (an
+    in-memory clip edited under its old key, a video re-encoded under its old name: the old
+    results were reused). Their rows are deleted before the new fingerprints are recorded, so a
+    run killed in between cannot pair the old rows with the new content. A warning says how
+    many clips."""
+    if not isinstance(dataset, EvalDataset):
+        return done
+    now = fingerprints(dataset, n_videos)
+    stored = store.fingerprints()
+    changed = sorted(key for key, fp in now.items() if stored.get(key, fp) != fp)
+    if changed:
+        store.forget_clips(changed)
+        warnings.warn(f"{len(changed)} clip{'s' if len(changed) > 1 else ''} (e.g. {changed[0]!r}) "
+                      f"{'have' if len(changed) > 1 else 'has'} other content than when "
+                      f"{'their' if len(changed) > 1 else 'its'} stored results were computed: computed again", stacklevel=3)
+    store.record_fingerprints({k: fp for k, fp in now.items() if stored.get(k) != fp})
+    gone = set(changed)
+    return {k for k in done if k[0] not in gone}
 
 
 def _forget_relabelled(stored: dict[tuple[str, str], int | None], dataset, n_videos: int,

@@ -15,6 +15,8 @@ Tables:
 * ``metrics``: each metric spec of the file with its direction and family (what the report ranks by).
 * ``meta``: the run's identity (model, data, target, refinement); a resumed run must match it.
 * ``runs``: one row per invocation, with how many results it computed.
+* ``clips``: the content fingerprint each clip's rows were computed from, where the data has one
+  (:mod:`videoxai.evaluation.fingerprint`): a clip whose content changed is computed again.
 
 Resuming skips the keys whose status is ``ok`` or ``n/a``; ``error`` rows are computed again, and
 dropped where their clip is no longer in the data (:meth:`ResultStore.forget_errors`).
@@ -52,6 +54,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     spec TEXT PRIMARY KEY, name TEXT NOT NULL, family TEXT NOT NULL, higher_is_better INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clips (video TEXT PRIMARY KEY, fingerprint TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL, computed INTEGER,
     config TEXT
@@ -218,6 +221,24 @@ class ResultStore:
             for v in videos:
                 gone += self.db.execute("DELETE FROM results WHERE video = ? AND status = 'error'", (v,)).rowcount
                 self.db.execute("DELETE FROM explanations WHERE video = ? AND status = 'error'", (v,))
+        return gone
+
+    def fingerprints(self) -> dict[str, str]:
+        """``video → fingerprint`` of the content its rows were computed from (where recorded)."""
+        return dict(self.db.execute("SELECT video, fingerprint FROM clips"))
+
+    def record_fingerprints(self, fingerprints: dict[str, str]) -> None:
+        """Record the content each clip's rows are (to be) computed from."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO clips VALUES (?, ?)", fingerprints.items())
+
+    def forget_clips(self, videos) -> int:
+        """Delete every row of ``videos`` (results and explanations); how many results that was."""
+        gone = 0
+        with self.db:
+            for v in videos:
+                gone += self.db.execute("DELETE FROM results WHERE video = ?", (v,)).rowcount
+                self.db.execute("DELETE FROM explanations WHERE video = ?", (v,))
         return gone
 
     def labels(self) -> dict[tuple[str, str], int | None]:

@@ -1,0 +1,58 @@
+"""What a clip's content was when its results were computed, so that a resumed evaluation
+computes again the clips whose content changed under the same key.
+
+Results are stored by clip key, and a key names a clip, not its pixels: a list of in-memory
+samples run again after a clip was edited (same ``key``, other frames), or a video file
+re-encoded under its old name, kept every result of the old content. The fingerprint is cheap
+and known without explaining anything: for samples in memory a hash of their arrays (frames and
+the annotations the localisation metrics read), for videos on disk the file's size and
+modification time (no decoding). Datasets that are neither (``synthetic:``, whose clips are a
+function of their key, or a user's own dataset class) have none and are resumed by key alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from ..data.datasets import EvalDataset, EvalSample, SamplesDataset
+
+
+def fingerprints(dataset: EvalDataset, n_videos: int) -> dict[str, str]:
+    """``key → fingerprint`` of the first ``n_videos`` clips, or ``{}`` where the dataset has none."""
+    if isinstance(dataset, SamplesDataset):
+        return {dataset.key(i): sample_fingerprint(dataset.load(i)) for i in range(n_videos)}
+    entries = getattr(dataset, "entries", None)   # videos on disk (folder:, ssv2:, ucf24:)
+    if not isinstance(entries, list) or len(entries) < n_videos:
+        return {}
+    out = {}
+    for i in range(n_videos):
+        path = getattr(entries[i], "path", None)
+        if isinstance(path, Path):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue   # gone or unreadable: the clip's load stores the error
+            out[dataset.key(i)] = f"file:{stat.st_size}:{stat.st_mtime_ns}"
+    return out
+
+
+def sample_fingerprint(sample: EvalSample) -> str:
+    """A hash of an in-memory sample's frames and of its masks, boxes and window (its label is
+    not in it: explaining the prediction does not depend on it, and a changed label is found
+    by the runner on its own)."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (sample.clip.frames, sample.masks, sample.boxes,
+                 None if sample.window is None else np.asarray(sample.window)):
+        if part is None:
+            h.update(b"-")
+            continue
+        a = np.ascontiguousarray(part)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return "samples:" + h.hexdigest()
+
+
+__all__ = ["fingerprints", "sample_fingerprint"]
