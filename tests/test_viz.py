@@ -501,3 +501,30 @@ def test_report_render_and_curve_refuse_maps_and_scores_outside_the_contract(tmp
     if field == "temporal":
         with pytest.raises(InputError, match=match):
             temporal_curve(exp)
+
+
+def test_reports_say_where_they_cannot_be_written_before_drawing(tmp_path, clip, monkeypatch):
+    """A folder named like the report, or a file where a folder of its path should be, failed with
+    IsADirectoryError or mkdir's 'File exists' after every video had been encoded."""
+    from videoxai.errors import VideoXAIError
+    from videoxai.timeline import VideoExplanation
+    from videoxai.viz import report
+    from videoxai.viz.report import write_timeline_report
+
+    def no_video(*args, **kwargs):
+        raise AssertionError("encoded a video before checking where the report goes")
+
+    monkeypatch.setattr(report, "_video_html", no_video)
+    exp = make_exp(clip)
+    video = VideoExplanation(method="staa", model="m", windows=[], frames=clip.frames, frame_indices=clip.indices,
+                             times=clip.indices / 25.0, spatial=exp.spatial, temporal=np.ones(T, np.float32),
+                             fps=25.0, source=None)
+    (tmp_path / "report.html").mkdir()
+    (tmp_path / "notes").write_text("")
+    for write, arg in ((write_report, (clip, exp)), (write_timeline_report, (video,))):
+        with pytest.raises(InputError, match=r"cannot write the report to .*report.html: it is a folder; "
+                                             r"give a file such as .*report.html/report.html"):
+            write(tmp_path / "report.html", *arg)
+        with pytest.raises(VideoXAIError, match=r"cannot write the report to .*notes/r.html: .*notes is a file, "
+                                                "not a folder"):
+            write(tmp_path / "notes" / "r.html", *arg)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..clip import Clip
-from ..errors import InputError
+from ..errors import InputError, VideoXAIError
 from ..explanation import Explanation
 from .curve import PALETTE, temporal_curve
 from .overlay import (
@@ -81,8 +81,7 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
         match_clip(e, clip)
     if window is not None and (len(window) != 2 or float(window[1]) <= float(window[0])):
         raise InputError(f"window must be (start, end) with start < end, got {window!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _writable(path)
 
     size = _display_size(clip.height, clip.width, max_side, min_side)
     frames = resize_frames(clip.uint8(), size)
@@ -108,7 +107,33 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
              for i, (e, name, over) in enumerate(zip(exps, names, overlays))]
     parts.append('<h2>Per method</h2><div class="grid methods">' + "".join(cards) + "</div>")
 
-    path.write_text(page(title, "\n".join(parts)), encoding="utf-8")
+    return _write(path, page(title, "\n".join(parts)))
+
+
+def _writable(path: str | Path) -> Path:
+    """``path``, once it is known that a report can be written there: before the videos are
+    encoded, not after (a folder named like the report, or one that cannot be written, failed
+    with Python's IsADirectoryError or PermissionError when everything had been drawn)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"cannot write the report to {path}: it is a folder; give a file such as "
+                         f"{path / 'report.html'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".videoxai-"):
+            pass
+    except OSError as e:
+        file = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{file} is a file, not a folder" if file is not None else (e.strerror or str(e))
+        raise VideoXAIError(f"cannot write the report to {path}: {why}") from None
+    return path
+
+
+def _write(path: Path, text: str) -> Path:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:  # the disk filled up while the page was written
+        raise VideoXAIError(f"cannot write the report to {path}: {e.strerror or e}") from None
     return path
 
 
@@ -422,8 +447,7 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
     for v in vids[1:]:
         if not np.array_equal(v.frame_indices, vids[0].frame_indices):
             raise InputError("every video explanation in one report must cover the same frames")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _writable(path)
     v0 = vids[0]
     clip = v0.clip
     size = _display_size(clip.height, clip.width, 640, 320)
@@ -452,8 +476,7 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
     parts.append('<h2>Windows</h2>' + "".join(_window_table(v, PALETTE[i % len(PALETTE)])
                                              for i, v in enumerate(vids)))
 
-    path.write_text(page(title, "\n".join(parts)), encoding="utf-8")
-    return path
+    return _write(path, page(title, "\n".join(parts)))
 
 
 def _timeline_header(title: str, vids) -> str:
