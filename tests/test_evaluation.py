@@ -880,7 +880,7 @@ def test_planning_is_lazy_whatever_the_clip_count(monkeypatch):
     """``synthetic:1000000000`` made a task per clip before the first result: minutes of silence
     while memory grew by gigabytes. The plan's totals come from the scopes (every scope is a
     number of first clips) and the stored results, and its tasks are made as they are pulled."""
-    from videoxai.data.datasets import SyntheticDataset
+    from videoxai.data.dataset_kinds.synthetic import SyntheticDataset
     from videoxai.evaluation.runner import Selection, plan
 
     n = 10**12
@@ -913,7 +913,7 @@ def test_planning_is_lazy_whatever_the_clip_count(monkeypatch):
 def test_a_billion_clip_evaluation_starts_at_once_and_resumes(model_dir, tmp_path, monkeypatch):
     """End to end: the progress total is known at once and the first clips are computed (and
     stored) without walking the other 999 999 997; a second run skips them."""
-    from videoxai.data.datasets import SyntheticDataset
+    from videoxai.data.dataset_kinds.synthetic import SyntheticDataset
     from videoxai.evaluation import runner
 
     class Stop(Exception):

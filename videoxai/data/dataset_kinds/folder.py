@@ -1,0 +1,263 @@
+"""The ``folder:`` dataset kind: a directory of videos, labelled by a CSV or by class subfolders.
+
+The spec, the CSV's columns and how class subfolders map onto the model's classes are documented
+in :mod:`videoxai.data.datasets`. This module reads what users hand-make or export from
+spreadsheets (headers in any case, ``;`` and tab separators, byte-order marks, Windows paths,
+Unicode file names in either normal form) into a :class:`~videoxai.data.datasets.VideoListDataset`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import unicodedata
+import warnings
+from pathlib import Path
+from typing import Annotated, Sequence
+
+from ...errors import InputError
+from ...options import Opt
+from ..datasets import EvalDataset, VideoListDataset, _Entry, _label_index, register_dataset
+
+#: what a ``folder:`` takes for a video (FFmpeg reads them all): MPEG-1/2 (``.mpg``, the
+#: camcorders' ``.mts``), phones' ``.3gp``, Flash and Windows Media files were left out silently.
+#: Not ``.ts`` (TypeScript sources as often as MPEG transport streams) nor still images.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg", ".mts", ".m2ts",
+                  ".3gp", ".flv", ".wmv", ".ogv")
+
+
+@register_dataset("folder")
+def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None = None,
+            max_side: Annotated[int | None, Opt(ge=1)] = None) -> EvalDataset:
+    """folder:DIR[,labels=FILE.csv][,max_side=N] — videos with a CSV of labels (video,label[,start,end]) or in one subfolder per class."""
+    root = Path(argument).expanduser()
+    if not root.is_dir():
+        raise InputError(f"folder: {root} is not a directory")
+    explicit = labels is not None
+    csv_path = Path(labels) if explicit else root / "labels.csv"
+    side = max_side
+    if not csv_path.is_file():
+        if explicit:
+            raise InputError(f"folder: no labels file {csv_path}")
+        # hidden files and folders are not clips: macOS writes '._clip.mp4' (AppleDouble metadata)
+        # beside every video copied to a non-Apple disk, and tools keep caches in '.name/' folders
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        if not files:
+            raise InputError(f"folder: no video files in {root}")
+        return _class_folders(root, files, classes, num_frames, side)
+    rows = _read_labels_csv(csv_path)
+    columns = {c for _, row in rows for c in row}
+    if "label" not in columns and columns - set(CSV_COLUMNS):
+        # 'video,class' or 'video,category': every clip was silently explained for the prediction
+        warnings.warn(f"{csv_path} has no 'label' column (its columns: {', '.join(sorted(columns))}); every "
+                      "clip is explained for the model's prediction", stacklevel=3)
+    if classes is None:  # no model's classes to map names onto: named labels define them
+        classes = _classes_from_names(rows, csv_path)
+    entries = []
+    # every missing file and every unknown class at once: a 100-clip CSV with five of each
+    # took ten runs, each naming the next one
+    missing: list[tuple[int, str]] = []
+    unknown: dict[str, int] = {}
+    for n, row in rows:
+        where = f"{csv_path}:{n}"
+        rel = (row.get("video") or "").strip()
+        if not rel:
+            raise InputError(f"{where}: empty video path")
+        path = _existing(root, rel)
+        if path is None:
+            missing.append((n, rel))
+            continue
+        label, name = (None, None)
+        text = (row.get("label") or "").strip()
+        if text in unknown:
+            continue
+        if text:
+            try:
+                label, name = _label_index(text, classes, where)
+            except InputError:
+                if classes is None or text.lstrip("-").isdigit():   # an index out of range: at once
+                    raise
+                unknown[text] = n
+                continue
+        window = None
+        if (row.get("start") or "").strip() or (row.get("end") or "").strip():
+            start = _int_option(row.get("start"), "start", where)
+            end = _int_option(row.get("end"), "end", where)
+            if not 0 <= start < end:
+                raise InputError(f"{where}: window [{start}, {end}) is empty or negative")
+            window = (start, end)
+        entries.append(_Entry(rel, path, label, name, window))
+    if len(missing) == 1:
+        raise InputError(f"{csv_path}:{missing[0][0]}: no video file {root / missing[0][1]}")
+    if missing:
+        raise InputError(f"{csv_path}: {len(missing)} listed videos are not in {root}: "
+                         + ", ".join(f"{rel!r} (line {n})" for n, rel in missing[:5])
+                         + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+    if len(unknown) == 1:
+        (text, n), = unknown.items()
+        _label_index(text, classes, f"{csv_path}:{n}")   # raises, naming the line and the classes
+    if unknown:
+        raise InputError(f"{csv_path}: {len(unknown)} classes are not the model's: "
+                         + ", ".join(f"{text!r} (line {n})" for text, n in list(unknown.items())[:8])
+                         + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+                         + f"; its classes: {', '.join(classes[:8])}{', …' if len(classes) > 8 else ''}")
+    # by the file, not the text: 'a.mp4' and './a.mp4' are one video under two keys
+    seen: dict[Path, str] = {}
+    for e in entries:
+        path = e.path.resolve()
+        if path in seen:
+            also = f" (also as {seen[path]!r})" if seen[path] != e.key else ""
+            raise InputError(f"{csv_path}: video {e.key!r} is listed twice{also}")
+        seen[path] = e.key
+    ds = VideoListDataset(entries, num_frames, side)
+    ds.class_names = list(classes) if classes is not None else None
+    return ds
+
+
+#: the columns of a labels CSV, in the order a file without a header line gives them
+CSV_COLUMNS = ("video", "label", "start", "end")
+
+
+def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
+    """The rows of a labels CSV as ``(line number, {column: text})``.
+
+    Column names are read without surrounding spaces or case (``Video, Label`` as saved by hand or
+    a spreadsheet: ``' label'`` was no column, so every clip silently lost its label). A file
+    whose first line is already a video (``clip.mp4,3``) has no header: its columns are
+    :data:`CSV_COLUMNS` in order. A spreadsheet in a locale whose decimal mark is a comma saves
+    with ``;`` between fields, and TSV files use tabs: a first line with neither a comma nor a
+    quote but one of those is split on it.
+    """
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark, which would otherwise
+    # become part of the first column's name ('\ufeffvideo')
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise InputError(f"{csv_path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+    first = text.lstrip("\r\n").split("\n", 1)[0]
+    delimiter = ","
+    if "," not in first and '"' not in first:
+        delimiter = next((d for d in (";", "\t") if d in first), ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines: list[tuple[int, list[str]]] = [(reader.line_num, cells) for cells in reader
+                                          if any(c.strip() for c in cells)]
+    if not lines:
+        raise InputError(f"{csv_path}: the file is empty; it needs a header line video,label and a line per video")
+    header = [c.strip().lower() for c in lines[0][1]]
+    if "video" in header:
+        columns, body = header, lines[1:]
+    elif header and header[0].endswith(VIDEO_SUFFIXES):
+        columns, body = list(CSV_COLUMNS[:len(header)]), lines   # no header line: the first is a video
+    else:
+        raise InputError(f"{csv_path}: the first line must be a header naming a 'video' column "
+                         f"(video,label[,start,end]) or a video's own line (clip.mp4,label); got {lines[0][1]}")
+    if not body:
+        raise InputError(f"{csv_path}: lists no videos, only its header line")
+    return [(n, {c: v for c, v in zip(columns, cells) if c}) for n, cells in body]
+
+
+def _existing(root: Path, rel: str) -> Path | None:
+    """The file ``root / rel``, also where its name is in the other Unicode normal form (macOS
+    writes 'é' in file names as 'e' and a combining accent, NFD; a spreadsheet types it as one
+    character, NFC; on Linux the two are different names) or where a CSV written on Windows
+    separates folders with ``\\`` (``train\\a.mp4``)."""
+    forms = [rel] + ([rel.replace("\\", "/")] if "\\" in rel and os.sep == "/" else [])
+    for form in list(forms):
+        forms += [unicodedata.normalize("NFC", form), unicodedata.normalize("NFD", form)]
+    for text in dict.fromkeys(forms):
+        if (root / text).is_file():
+            return root / text
+    return None
+
+
+def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | None, num_frames: int,
+                   max_side: int | None) -> VideoListDataset:
+    """The videos of a folder without a labels CSV. Where every video lies below a first-level
+    subfolder (``DIR/<class>/clip.mp4``, the layout of UCF101, HMDB51 and torchvision's
+    ``DatasetFolder``), the subfolder names the clip's class: mapped onto the model's
+    ``classes`` when given, else defining them (sorted names, or indices for numeric names).
+    A class subfolder matches a class of the model without case, ``_`` and ``-`` read as spaces
+    (``air_drumming`` is ``air drumming``). Videos beside the model's class subfolders
+    (``DIR/clip.mp4``) are unlabelled (the model's prediction is explained), which a warning
+    says; every clip is unlabelled where there is one subfolder only and the model has no class
+    of that name (``DIR/videos/…``), where a subfolder is not one of the model's classes (a
+    warning), or where videos lie beside the subfolders and there are no model classes."""
+    parts = [p.relative_to(root).parts for p in files]
+    rel = [_text("/".join(r)) for r in parts]
+    folders = [_text(r[0]) if len(r) > 1 else None for r in parts]
+    labels: list[tuple[int | None, str | None]] = [(None, None)] * len(files)
+    names = None
+    distinct = {f for f in folders if f is not None}
+    stray = [r for r, f in zip(rel, folders) if f is None]
+    # one subfolder alone (``DIR/videos/…``) is taken for a class only if the model has it, and
+    # subfolders beside loose videos only if they are the model's classes (not a guess of classes)
+    if distinct and (len(distinct) > 1 or classes is not None) and not (stray and classes is None):
+        if classes is None and not all(f.strip().isdigit() for f in folders):
+            classes = sorted(distinct)
+            lowered = {}
+            for c in classes:
+                if lowered.setdefault(c.strip().lower(), c) != c:
+                    raise InputError(f"folder: {root}: subfolders {lowered[c.strip().lower()]!r} and "
+                                     f"{c!r} differ only by case")
+        mapped, unknown = {}, []
+        for f in sorted(distinct):
+            try:
+                mapped[f] = _label_index(f, classes, str(root / f))
+            except InputError:
+                unknown.append(f)
+        if unknown and len(distinct) > 1:
+            warnings.warn(f"folder: {root}: subfolder{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown[:5]))}{', …' if len(unknown) > 5 else ''} "
+                          f"{'are' if len(unknown) > 1 else 'is'} not among the model's classes; every "
+                          "clip is explained for the model's prediction (a labels.csv labels them "
+                          "explicitly)", stacklevel=3)
+        elif not unknown:
+            labels = [mapped[f] if f is not None else (None, None) for f in folders]
+            names = list(classes) if classes is not None else None
+            # one stray video beside the class folders left every clip of them unlabelled, silently
+            if stray:
+                warnings.warn(f"folder: {root}: {len(stray)} video{'s' if len(stray) > 1 else ''} "
+                              f"({', '.join(map(repr, stray[:3]))}{', …' if len(stray) > 3 else ''}) "
+                              f"{'lie' if len(stray) > 1 else 'lies'} beside the class subfolders, in no "
+                              "class: explained for the model's prediction", stacklevel=3)
+    entries = [_Entry(r, p, label, name) for r, p, (label, name) in zip(rel, files, labels)]
+    ds = VideoListDataset(entries, num_frames, max_side)
+    ds.class_names = names
+    return ds
+
+
+def _text(name: str) -> str:
+    """A file or folder name as text every store takes: bytes that are not UTF-8 (a Latin-1
+    ``caf\xe9.mp4``, legal on Linux; Python keeps them as lone surrogates, which SQLite, JSON and
+    the reports refuse) are written ``\xe9``. Clip keys are identities, not paths: the file is
+    opened by its own path, and the same name gives the same key in every run."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _classes_from_names(rows: Sequence[tuple[int, dict]], csv_path: Path) -> list[str] | None:
+    """The class list of a labels CSV whose labels are names: the distinct names, sorted (as
+    image-folder loaders do), or ``None`` when the labels are class indices (or absent)."""
+    labels = [(n, (row.get("label") or "").strip()) for n, row in rows]
+    labels = [(n, text) for n, text in labels if text]
+    names = [(n, text) for n, text in labels if not text.lstrip("-").isdigit()]
+    if not names:
+        return None
+    if len(names) != len(labels):
+        n = next(n for n, text in labels if text.lstrip("-").isdigit())
+        raise InputError(f"{csv_path}:{n}: label is an index, but other rows give class names; "
+                         "use names (or indices) throughout")
+    seen: dict[str, str] = {}
+    for n, text in names:
+        if seen.setdefault(text.lower(), text) != text:
+            raise InputError(f"{csv_path}:{n}: labels {seen[text.lower()]!r} and {text!r} differ only by case")
+    return sorted(seen.values())
+
+
+def _int_option(value, name: str, spec_kind: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{spec_kind}: {name} must be an integer, got {value!r}") from None
