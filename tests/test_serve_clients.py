@@ -38,7 +38,7 @@ from videoxai.cli import main  # noqa: E402
 from videoxai.errors import InputError  # noqa: E402
 from videoxai.serve.client import StreamClient, StreamError, encode_frame, stream_frame  # noqa: E402
 from videoxai.serve.jobs import RESULT_NAME, UPLOAD_NAME  # noqa: E402
-from videoxai.serve.protocol import FrameHeader, JobResult, ModelInfo, ReadyMessage  # noqa: E402
+from videoxai.serve.protocol import FrameHeader, JobResult, ModelInfo, ReadyMessage, ServiceError  # noqa: E402
 from videoxai.serve.stream import decode_frame  # noqa: E402
 
 
@@ -293,6 +293,28 @@ def test_a_sixteen_bit_grey_png_frame_is_scaled_not_clipped():
     assert frame.shape == (40, 48, 3) and frame.dtype == np.uint8
     for channel in range(3):
         np.testing.assert_array_equal(frame[..., channel], want)
+
+
+@pytest.mark.parametrize("orientation, quarter_turns", [(1, 0), (3, 2), (6, -1), (8, 1)])
+def test_a_jpeg_frame_is_explained_the_way_up_its_exif_orientation_says(orientation, quarter_turns):
+    """A phone stores its frames as the sensor reads them and tags how to turn them (browsers
+    honour the tag); a frame stored sideways was explained sideways. Tag 6 is "turn 90° clockwise"
+    (np.rot90 by -1), 8 counter-clockwise, 3 by 180°; the header may give either size."""
+    rng = np.random.default_rng(0)
+    stored = np.repeat(np.repeat(rng.integers(0, 256, (5, 6, 3), dtype=np.uint8), 8, 0), 8, 1)  # 40 x 48
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format="JPEG", quality=95, exif=exif)
+    as_stored = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))  # the JPEG's own pixels
+    want = np.rot90(as_stored, quarter_turns)
+    for size in ((None, None), want.shape[1::-1], as_stored.shape[1::-1]):
+        header = FrameHeader(format="jpeg", width=size[0], height=size[1])
+        frame = decode_frame(header, memoryview(buf.getvalue()), ServeSettings())
+        np.testing.assert_array_equal(frame, want)
+    if quarter_turns % 2:   # neither size: refused, naming the displayed one
+        with pytest.raises(ServiceError, match=r"header says 40x40 but the jpeg image is 40x48"):
+            decode_frame(FrameHeader(format="jpeg", width=40, height=40), memoryview(buf.getvalue()), ServeSettings())
 
 
 def test_the_stream_client_sends_float_frames_as_the_library_reads_them():

@@ -144,6 +144,9 @@ class _Fatal(Exception):
         self.error, self.close_code = error, close_code
 
 
+#: the EXIF tag of a frame's orientation (1: stored upright)
+_ORIENTATION = 0x0112
+
 #: Pillow's modes of a 16-bit grey image ("I": older Pillow's for a 16-bit grey PNG)
 _SIXTEEN_BIT_GREY = frozenset({"I;16", "I;16B", "I;16L", "I"})
 
@@ -160,14 +163,20 @@ def decode_frame(header: FrameHeader, payload: memoryview, settings: ServeSettin
                                                  f"got {len(payload)}")
         return np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width, 3)
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     fmt = {"jpeg": "JPEG", "png": "PNG"}[header.format]
     try:
-        with Image.open(io.BytesIO(payload), formats=[fmt]) as im:
-            # the size is in the image header: check it before decoding a single pixel
-            _check_size(im.width, im.height, settings)
-            if (header.width, header.height) not in ((None, None), (im.width, im.height)):
+        with Image.open(io.BytesIO(payload), formats=[fmt]) as stored:
+            # the size is in the image header: check it before decoding a single pixel (a
+            # rotation keeps the pixel count and the longer side)
+            _check_size(stored.width, stored.height, settings)
+            # a phone stores its frames as the sensor reads them, with an EXIF Orientation tag
+            # that browsers and viewers honour: explained as stored, the frame was sideways
+            # (transposed only where tagged: exif_transpose copies even an upright frame)
+            im = ImageOps.exif_transpose(stored) if stored.getexif().get(_ORIENTATION, 1) != 1 else stored
+            if (header.width, header.height) not in ((None, None), (im.width, im.height),
+                                                     (stored.width, stored.height)):
                 raise ServiceError(400, "bad_frame", f"the header says {header.width}x{header.height} but the "
                                                      f"{header.format} image is {im.width}x{im.height}")
             if im.mode in _SIXTEEN_BIT_GREY:
