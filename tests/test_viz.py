@@ -528,3 +528,44 @@ def test_reports_say_where_they_cannot_be_written_before_drawing(tmp_path, clip,
         with pytest.raises(VideoXAIError, match=r"cannot write the report to .*notes/r.html: .*notes is a file, "
                                                 "not a folder"):
             write(tmp_path / "notes" / "r.html", *arg)
+
+
+@pytest.mark.parametrize("call,kwargs,match", [
+    ("curve", dict(window=(float("nan"), 5)), r"window must be \(start, end\), two finite frame indices"),
+    ("curve", dict(window=(0, float("inf"))), "two finite frame indices"),   # shaded nothing
+    ("curve", dict(window=(3,)), r"with start < end, got \(3,\)"),
+    ("report", dict(window=5), "two finite frame indices with start < end, got 5"),
+    ("report", dict(window=("a", "b")), "two finite frame indices"),
+    ("curve", dict(top_k=-1), "top_k must be a whole number of at least 0, got -1"),   # highlighted T-1 frames
+    ("report", dict(top_k=1.5), "top_k must be a whole number of at least 1, got 1.5"),
+    ("report", dict(max_side=0), "max_side must be a whole number of at least 1, got 0"),   # 1x1 videos
+    ("curve", dict(dpi=0), "dpi must be a positive number, got 0"),
+    ("overlay", dict(cmap=np.full((256, 3), np.nan)), r"cmap lookup table of float64 must lie in \[0, 1\]"),
+    ("overlay", dict(cmap=np.full((256, 3), 300)), r"must lie in \[0, 255\] .* got values in \[300, 300\]"),
+])
+def test_drawing_options_are_checked_in_one_line(tmp_path, clip, call, kwargs, match):
+    exp = make_exp(clip)
+    with pytest.raises(InputError, match=match):
+        if call == "curve":
+            temporal_curve(exp, tmp_path / "c.png", **kwargs)
+        elif call == "report":
+            write_report(tmp_path / "r.html", clip, exp, **kwargs)
+        else:
+            overlay_frames(clip.frames, exp.spatial, **kwargs)
+
+
+def test_report_videos_never_exceed_max_side(tmp_path, clip):
+    """min_side enlarged a 32-pixel-wide clip to 320 whatever max_side said (max_side=100 gave
+    videos 320 wide); max_side wins, by a whole factor (96 = 3 × 32)."""
+    import io
+
+    from PIL import Image
+
+    from videoxai.viz.report import _display_size
+
+    assert _display_size(H, W, 100, 320) == (3 * H, 3 * W)
+    assert _display_size(H, W, 640, 320) == (10 * H, 10 * W)        # as before
+    assert _display_size(H, W, 20, 320) == (15, 20)                  # shrunk, as before
+    html = write_report(tmp_path / "r.html", clip, make_exp(clip), max_side=100).read_text()
+    frame = re.search(r'<figure><img alt="frame #\d+" src="data:image/jpeg;base64,([^"]+)"', html).group(1)
+    assert Image.open(io.BytesIO(base64.b64decode(frame))).size == (3 * W, 3 * H)

@@ -7,6 +7,7 @@ are safe to call from a server's worker threads.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..explanation import Explanation
 from .overlay import check_scores
 from .page import plain
 
-__all__ = ["temporal_curve", "PALETTE"]
+__all__ = ["temporal_curve", "check_window", "PALETTE"]
 
 #: Method colours (colour-blind-safe, Okabe–Ito), shared by the report so each method keeps its colour.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -53,6 +54,9 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     exps = [exp] if isinstance(exp, Explanation) else list(exp)
     if not exps or not all(isinstance(e, Explanation) for e in exps):
         raise InputError("temporal_curve needs an Explanation or a non-empty list of them")
+    check_count("top_k", top_k, 0)
+    if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not 0 < dpi < float("inf"):
+        raise InputError(f"dpi must be a positive number, got {dpi!r}")
     for e in exps:
         check_scores(e)
     from matplotlib.ticker import MaxNLocator
@@ -75,10 +79,9 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     names = [plain(n) for n in names]  # drawn as written: no mathtext from a name's "$"
     handles = (_bars(ax, exps[0], names[0], top_k, spacing) if len(exps) == 1
                else _lines(ax, exps, names))
+    window = check_window(window)
     if window is not None:
-        start, end = (float(v) for v in window)
-        if end <= start:
-            raise InputError(f"window must be (start, end) with start < end, got {window}")
+        start, end = window
         # frame k covers [k - 1/2, k + 1/2) on the axis
         handles.append(ax.axvspan(start - 0.5, end - 0.5, color=_WINDOW, alpha=0.13, lw=0,
                                   label="ground truth", zorder=0))
@@ -109,6 +112,29 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, format="png", facecolor="white")
     return path
+
+
+def check_window(window) -> tuple[float, float] | None:
+    """A ground-truth window as two finite numbers ``(start, end)``, ``start < end``, or ``None``.
+
+    A NaN or infinite end shaded nothing without a word (matplotlib draws a span to infinity as
+    NaN), and a window of one number or of text failed with Python's unpacking errors."""
+    if window is None:
+        return None
+    try:
+        start, end = (float(v) for v in window)
+    except (TypeError, ValueError):
+        start = end = float("nan")
+    if not (np.isfinite(start) and np.isfinite(end) and start < end) or any(isinstance(v, bool) for v in window):
+        raise InputError(f"window must be (start, end), two finite frame indices with start < end, got {window!r}")
+    return start, end
+
+
+def check_count(name: str, value, least: int) -> int:
+    """``value`` as a whole number of at least ``least``, or a one-line error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise InputError(f"{name} must be a whole number of at least {least}, got {value!r}")
+    return int(value)
 
 
 def _per_source_frame(e: Explanation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -54,8 +54,15 @@ def _lut(cmap: str | np.ndarray) -> np.ndarray:
     if lut.shape != (256, 3):
         raise InputError(f"cmap must be a matplotlib colormap name or a (256, 3) RGB lookup table, "
                          f"got an array of shape {lut.shape}")
-    # float tables are matplotlib-style [0, 1], integer ones are 0-255 (e.g. OpenCV's)
-    return lut.astype(np.float32) * (255.0 if np.issubdtype(lut.dtype, np.floating) else 1.0)
+    # float tables are matplotlib-style [0, 1], integer ones are 0-255 (e.g. OpenCV's); values
+    # outside them were clipped to white or black and NaN drawn as black, without a word
+    top = 1.0 if np.issubdtype(lut.dtype, np.floating) else 255
+    if not np.issubdtype(lut.dtype, np.number) or np.iscomplexobj(lut):
+        raise InputError(f"cmap lookup table must hold numbers, got dtype {lut.dtype}")
+    if not (np.isfinite(lut).all() and lut.min() >= 0 and lut.max() <= top):
+        raise InputError(f"cmap lookup table of {lut.dtype} must lie in [0, {top:g}] (float tables in [0, 1], "
+                         f"integer ones in [0, 255]), got values in [{lut.min():.3g}, {lut.max():.3g}]")
+    return lut.astype(np.float32) * (255.0 / top)
 
 
 def _as_frames(frames) -> np.ndarray:

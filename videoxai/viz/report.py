@@ -23,7 +23,7 @@ import numpy as np
 from ..clip import Clip
 from ..errors import InputError, VideoXAIError
 from ..explanation import Explanation
-from .curve import PALETTE, temporal_curve
+from .curve import PALETTE, check_count, check_window, temporal_curve
 from .overlay import (
     caption_bands,
     outline_crop_box,
@@ -68,7 +68,7 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
         top_k: key frames per method.
         max_side, min_side: the embedded videos are drawn with their longer side within
             these bounds (huge frames shrunk to keep the file small, tiny ones enlarged with
-            nearest-neighbour so that pixels stay crisp and captions legible).
+            nearest-neighbour so that pixels stay crisp and captions legible; ``max_side`` wins).
 
     Returns:
         The written path.
@@ -79,8 +79,11 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
     clip = clip if isinstance(clip, Clip) else Clip.from_array(clip)
     for e in exps:
         match_clip(e, clip)
-    if window is not None and (len(window) != 2 or float(window[1]) <= float(window[0])):
-        raise InputError(f"window must be (start, end) with start < end, got {window!r}")
+    check_window(window)
+    check_count("top_k", top_k, 1)
+    # 0 or a negative side drew every video at 1x1 pixel without a word
+    check_count("min_side", min_side, 1)
+    check_count("max_side", max_side, 1)
     path = _writable(path)
 
     size = _display_size(clip.height, clip.width, max_side, min_side)
@@ -376,7 +379,9 @@ def _display_size(h: int, w: int, max_side: int, min_side: int) -> tuple[int, in
         s = max_side / longest
         return max(1, round(h * s)), max(1, round(w * s))
     if longest < min_side:
-        k = math.ceil(min_side / longest)  # whole factor: each pixel becomes a k×k block
+        # whole factor: each pixel becomes a k×k block; never past max_side (a min_side above a
+        # small max_side enlarged a 64-pixel clip to 320 under max_side=200)
+        k = max(1, min(math.ceil(min_side / longest), max_side // longest))
         return h * k, w * k
     return h, w
 
