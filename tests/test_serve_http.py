@@ -557,3 +557,41 @@ def test_the_viewer_and_its_files_carry_a_content_security_policy(client):
     info = client.get("/api/info")
     assert "content-security-policy" not in info.headers and info.headers["x-content-type-options"] == "nosniff"
     assert "content-security-policy" not in client.get("/docs").headers
+
+
+def test_links_and_the_viewer_work_behind_a_proxy_that_serves_the_app_under_a_prefix(model, videos):
+    """Behind a reverse proxy serving the app under /vx (uvicorn --root-path /vx), the job links
+    were /api/jobs/… — outside the prefix, so a client following them reached another site or
+    a 404 — and the viewer loaded /static/… and /api/… from the site's root."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from videoxai.serve.app import STATIC
+
+    app = create_app(model, SETTINGS.model_copy(update={"allowed_hosts": ("testserver",)}))
+    with TestClient(app, root_path="/vx") as c:
+        status = c.post("/vx/api/jobs", content=videos["short"].read_bytes(), params={"overlay": "true"},
+                        headers={"content-type": "video/mp4"}).json()
+        base = f"/vx/api/jobs/{status['id']}"
+        assert status["links"] == {"status": base, "result": f"{base}/result", "overlay": f"{base}/overlay.mp4"}
+        deadline = time.monotonic() + 60
+        while status["state"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status = c.get(status["links"]["status"]).json()
+        assert status["state"] == "done" and status["links"]["status"] == base
+        result = c.get(status["links"]["result"])
+        assert result.status_code == 200 and result.json()["overlay"] == f"{base}/overlay.mp4"
+        assert result.json()["id"] == status["id"] and result.json()["windows"]
+        assert c.get(result.json()["overlay"]).content[4:8] == b"ftyp"   # the MP4 itself
+        # the viewer's own URLs are relative: below the prefix, as the page itself is
+        page = c.get("/vx/").text
+        script = (STATIC / "viewer.js").read_text()
+        urls = re.findall(r'(?:href|src)="([^"]+)"', page) + re.findall(r'(?:api|URL)\(["`]([^"`$?]+)', script)
+        assert {"static/viewer.css", "static/viewer.js", "api/info", "api/stream", "api/jobs"} <= set(urls), urls
+        assert not [u for u in urls if u.startswith("/")], urls
+        for u in ("static/viewer.css", "static/viewer.js", "api/info"):
+            assert c.get(f"/vx/{u}").status_code == 200, u
+    with TestClient(app) as c:   # served at the root, as before
+        status = c.post("/api/jobs", content=videos["short"].read_bytes(), headers={"content-type": "video/mp4"})
+        assert status.json()["links"]["status"] == f"/api/jobs/{status.json()['id']}"

@@ -25,6 +25,7 @@ Every error is ``{"error": {"code", "message"}}`` with a fitting HTTP status.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -185,18 +186,20 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
             raise
         finally:
             app.state.uploads -= 1
-        return job.status()
+        return job.status(_jobs_path(request))
 
     @get("/api/jobs/{job_id}", response_model=JobStatus, dependencies=[Depends(require_key)],
              responses=_RESPONSES)
     async def job_status(job_id: str, request: Request) -> JobStatus:
-        return jobs_of(request).status(job_id)
+        return jobs_of(request).status(job_id, _jobs_path(request))
 
     # players and download tools ask for a file's size and type with HEAD before fetching it
     @get("/api/jobs/{job_id}/result", response_model=JobResult,
                    dependencies=[Depends(require_key)], responses=_RESPONSES)
-    async def job_result(job_id: str, request: Request) -> FileResponse:
+    async def job_result(job_id: str, request: Request) -> Response:
         job = _finished(jobs_of(request), job_id)
+        if _root_path(request):
+            return await asyncio.to_thread(_result_below, job.result_path, _root_path(request))
         return _job_file(job.result_path, media_type="application/json")
 
     @get(f"/api/jobs/{{job_id}}/{OVERLAY_NAME}", dependencies=[Depends(require_key)],
@@ -420,8 +423,34 @@ def _job_file(path: Path, media_type: str, filename: str | None = None) -> FileR
     try:
         return _OpenedFile(path, media_type=media_type, filename=filename)
     except FileNotFoundError:
-        raise ServiceError(404, "not_found", "the job was deleted (by a DELETE, or as one of the oldest finished "
-                                             "jobs)") from None
+        raise ServiceError(404, "not_found", _DELETED) from None
+
+
+_DELETED = "the job was deleted (by a DELETE, or as one of the oldest finished jobs)"
+
+
+def _root_path(request: Request) -> str:
+    """The path prefix the app is served under (ASGI ``root_path``: uvicorn ``--root-path /vx``
+    behind a reverse proxy), ``""`` when none."""
+    return str(request.scope.get("root_path") or "").rstrip("/")
+
+
+def _jobs_path(request: Request) -> str:
+    """Where the job routes are as the client sees them. Links without the prefix sent a client
+    behind a proxy that serves the app under ``/vx`` to ``/api/jobs/…`` — another site, or a 404."""
+    return f"{_root_path(request)}/api/jobs"
+
+
+def _result_below(path: Path, root: str) -> Response:
+    """A job's ``result.json`` with its ``overlay`` link below ``root``. The file is written once,
+    by the worker, which knows no request: its link is stored without a prefix."""
+    try:
+        result = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ServiceError(404, "not_found", _DELETED) from None
+    if result.get("overlay"):
+        result["overlay"] = root + result["overlay"]
+    return Response(json.dumps(result, separators=(",", ":")), media_type="application/json")
 
 
 # -- errors as data --------------------------------------------------------------------------------

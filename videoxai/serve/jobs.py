@@ -325,10 +325,11 @@ class JobQueue:
             raise ServiceError(404, "not_found", f"no job {job_id!r}: {why}")
         return job
 
-    def status(self, job_id: str) -> JobStatus:
+    def status(self, job_id: str, prefix: str = "/api/jobs") -> JobStatus:
+        """Job ``job_id``'s status, its links below ``prefix`` (the job routes as the client sees them)."""
         job = self.get(job_id)
         with self.lock:
-            return job.status()
+            return job.status(prefix)
 
     def delete(self, job_id: str) -> None:
         """Cancel a queued or running job and delete its files."""

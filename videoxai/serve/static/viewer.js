@@ -51,7 +51,7 @@
 
   async function loadInfo() {
     try {
-      const info = await (await api("/api/info")).json();
+      const info = await (await api("api/info")).json();
       state.info = info;
       const m = info.model;
       $("model-info").textContent =
@@ -170,7 +170,7 @@
   const captureCanvas = document.createElement("canvas");
 
   function wsURL() {
-    const url = new URL("/api/stream", location.href);
+    const url = new URL("api/stream", location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     return url.toString();  // the key goes in the start message: URLs end up in logs
   }
@@ -368,7 +368,7 @@
     state.job = { state: "uploading" };
     try {
       label.textContent = "uploading…";
-      let status = await (await api(`/api/jobs?${params}`, {
+      let status = await (await api(`api/jobs?${params}`, {
         method: "POST", body: file, headers: { "Content-Type": file.type || "application/octet-stream" },
       })).json();
       while (status.state === "queued" || status.state === "running") {
