@@ -16,6 +16,7 @@ import torch
 import torchvision
 from conftest import tiny_hf
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 import videoxai as vx
 from videoxai.errors import InputError, UnsupportedModelError
@@ -599,6 +600,39 @@ def test_a_network_that_runs_under_no_grad_is_named_in_a_one_line_error(method):
                                                     "graph.*torch.no_grad"):
         get(method)(model, **FAST.get(method, {})).attribute(torch.rand(1, 4, 3, 16, 16), 1)
     assert _no_hooks(model) and all(p.requires_grad for p in model.parameters())
+
+
+class CheckpointedBoxScorer(BoxScorer):
+    """:class:`BoxScorer` with its features and gate in a ``torch.utils.checkpoint`` segment, as
+    long-video models checkpoint their blocks: the reentrant variant runs the segment under
+    ``no_grad`` and recomputes it, hooks included, in the backward pass; the other one recomputes
+    the tensors it saved."""
+
+    def __init__(self, reentrant: bool) -> None:
+        super().__init__()
+        self.reentrant = reentrant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = checkpoint(lambda t: self.gate(self.features(t)), x, use_reentrant=self.reentrant)
+        return self.fc(self.pool(h).flatten(1))
+
+
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
+@pytest.mark.parametrize("reentrant", [True, False])
+@pytest.mark.parametrize("method, options", [
+    *((m, FAST.get(m, {})) for m in INPUT_METHODS), ("gradcam", {}), ("gradcam_pp", {}),
+    ("gradcam", {"layer": "features.1"}), ("ep3d", dict(iterations=4, areas=[0.05], lr=1.0, game="preserve", min_evidence=0.0))])
+def test_a_checkpointed_network_gets_the_map_of_the_same_network_unchecked(method, options, reentrant):
+    # reentrant: torch.autograd.grad raised "incompatible with .grad()" (input gradients, ep3d),
+    # and a CAM layer in the segment "does not reach the logits"; non-reentrant: a CAM layer in the
+    # middle of the segment, rerun by the backward, "runs more than once per forward pass"
+    kw = dict(num_frames=T, input_size=S, mean=(0, 0, 0), std=(1, 1, 1), num_classes=2, cam_layer="gate")
+    ref = vx.explain(vx.wrap(BoxScorer(), **kw), box_clip(), method=method, target=0, refine=False, **options)
+    model = vx.wrap(CheckpointedBoxScorer(reentrant), **kw)
+    got = vx.explain(model, box_clip(), method=method, target=0, refine=False, **options)
+    assert ref.raw.max() > ref.raw.min()
+    np.testing.assert_allclose(got.raw, ref.raw, rtol=1e-6, atol=1e-12)
+    assert _no_hooks(model) and all(p.requires_grad and p.grad is None for p in model.parameters())
 
 
 def test_smoothgrad_is_deterministic_under_a_seed():

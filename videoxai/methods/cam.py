@@ -69,8 +69,8 @@ class LayerCapture:
     """Capture one module's output during a forward pass.
 
     With ``graph=True`` the module's output is replaced by ``leaf.clone()`` where ``leaf`` is a new
-    tensor that requires grad and holds the same values: ``torch.autograd.grad(score, cap.leaf)``
-    then gives the gradient at that layer, and the backward pass goes no deeper. (The clone keeps
+    tensor that requires grad and holds the same values: ``cap.gradient(score)`` then gives the
+    gradient at that layer, and the backward pass goes no deeper. (The clone keeps
     the captured values safe from in-place operations that follow the layer, e.g. ``out += x``.)
 
     >>> with LayerCapture(model.submodule("layer4"), "layer4", graph=True) as cap:
@@ -78,13 +78,30 @@ class LayerCapture:
     >>> cap.output(cap.leaf)        # the layer's output structure, with the captured tensor
 
     The hook is removed on exit, also when the forward raises.
+
+    A layer inside a ``torch.utils.checkpoint.checkpoint`` segment runs again during the backward
+    pass (:meth:`gradient`), with the same values. The non-reentrant variant differentiates the
+    first forward's graph, where the leaf already is, so the rerun is left alone; the reentrant
+    one (``use_reentrant=True``) runs the segment under ``no_grad`` in the forward
+    (:attr:`no_grad_forward`) and differentiates the rerun, so the rerun's output is replaced by
+    a second leaf, whose ``.grad`` its nested backward fills.
     """
 
     def __init__(self, module: nn.Module, name: str, graph: bool) -> None:
         self.module, self.name, self.graph = module, name, graph
-        self.leaf: torch.Tensor | None = None
-        self._rebuild: Callable[[torch.Tensor], Any] | None = None
         self._handle = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget a capture, for another forward pass."""
+        self.leaf: torch.Tensor | None = None
+        #: the leaf whose ``.grad`` is the layer's gradient (another one in a reentrant rerun)
+        self.grad_leaf: torch.Tensor | None = None
+        #: the layer ran with gradients off in a forward that records them (a reentrant checkpoint,
+        #: or a ``torch.no_grad()`` block of the network)
+        self.no_grad_forward = False
+        self._in_backward = False
+        self._rebuild: Callable[[torch.Tensor], Any] | None = None
 
     def __enter__(self) -> "LayerCapture":
         self._handle = self.module.register_forward_hook(self._hook)
@@ -96,6 +113,17 @@ class LayerCapture:
             self._handle = None
 
     def _hook(self, _module: nn.Module, _inputs, out):
+        if self._in_backward:  # a checkpoint recomputing the layer (see the class docstring)
+            if not self.graph:
+                return None
+            if self.no_grad_forward and torch.is_grad_enabled():   # the reentrant rerun
+                if self.grad_leaf is not self.leaf:
+                    raise UnsupportedModelError(f"layer {self.name!r} runs more than once per backward "
+                                                "pass; choose a layer that runs once (layer=...)")
+                self.grad_leaf = _split_output(out)[0].detach().requires_grad_(True)
+                return self._rebuild(self.grad_leaf.clone())
+            # the non-reentrant rerun must save the tensors the forward saved: the same output again
+            return self._rebuild(self.leaf.clone())
         if self.leaf is not None:
             raise UnsupportedModelError(f"layer {self.name!r} runs more than once per forward pass; "
                                         "choose a layer that runs once (layer=...)")
@@ -103,8 +131,23 @@ class LayerCapture:
         if not self.graph:
             self.leaf = tensor.detach().clone()
             return None
-        self.leaf = tensor.detach().requires_grad_(True)
+        self.no_grad_forward = not torch.is_grad_enabled()
+        self.leaf = self.grad_leaf = tensor.detach().requires_grad_(True)
         return self._rebuild(self.leaf.clone())
+
+    def gradient(self, score: torch.Tensor) -> torch.Tensor | None:
+        """``∂ score / ∂`` the layer's main output after a ``graph=True`` forward, or ``None`` when
+        the score does not depend on it. By ``score.backward()``, which checkpointed networks
+        accept (:func:`~videoxai.methods.gradients.leaf_gradients`); the model's parameters must be
+        frozen (:func:`~videoxai.methods.gradients.frozen_parameters`)."""
+        if not score.requires_grad or self.grad_leaf is None:
+            return None
+        self._in_backward = True
+        try:
+            score.backward()
+        finally:
+            self._in_backward = False
+        return self.grad_leaf.grad
 
     def output(self, tensor: torch.Tensor) -> Any:
         """The layer's output structure with ``tensor`` in place of its main tensor."""
@@ -221,14 +264,19 @@ class CAMMethod(Method):
         with frozen_parameters(self.model), LayerCapture(self.module, self.layer, self.uses_gradients) as cap, \
                 torch.set_grad_enabled(self.uses_gradients):
             logits = self.model(x)
+            if self.uses_gradients and cap.no_grad_forward:
+                # the layer ran under no_grad: in a reentrant checkpoint segment, which is recomputed
+                # in the backward pass only when one of its inputs requires grad; with the parameters
+                # frozen, only when the pixels do (one more forward; a network's own no_grad block
+                # is still refused below)
+                cap.reset()
+                logits = self.model(x.requires_grad_(True))
             target = self.resolve_target(target, logits)
             if cap.leaf is None:
                 raise UnsupportedModelError(f"layer {self.layer!r} did not run during the forward pass")
             grads = None
             if self.uses_gradients:
-                score = logits.gather(1, target[:, None]).sum()
-                (g,) = (torch.autograd.grad(score, cap.leaf, allow_unused=True) if score.requires_grad
-                        else (None,))
+                g = cap.gradient(logits.gather(1, target[:, None]).sum())
                 if g is None:
                     # the layer's output does not reach the logits (an auxiliary branch, a feature map
                     # returned beside them, a network run under no_grad): autograd's own error named no layer

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import nn
@@ -79,11 +79,37 @@ def check_pixels(model: VideoModel, inputs: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def leaf_gradients(score: torch.Tensor, leaves: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+    """``∂ score / ∂ leaf`` for each leaf tensor of ``leaves`` (``None`` where the score does not
+    depend on it), by ``score.backward()`` rather than ``torch.autograd.grad``.
+
+    A network that checkpoints part of its forward with ``torch.utils.checkpoint.checkpoint(...,
+    use_reentrant=True)`` (long-video models, custom blocks that call it unconditionally) refuses
+    ``torch.autograd.grad`` and ``backward(inputs=...)``: its segments are differentiated by a
+    nested backward that only fills the ``.grad`` of leaf tensors. With the model's parameters
+    frozen (:func:`frozen_parameters`) the leaves asked for are the ones whose ``.grad`` is filled;
+    whatever ``.grad`` they had before is put back.
+    """
+    if any(not t.is_leaf for t in leaves):
+        raise ValueError("leaf_gradients differentiates with respect to leaf tensors only")
+    if not score.requires_grad:
+        return [None] * len(leaves)
+    before = [t.grad for t in leaves]
+    try:
+        for t in leaves:
+            t.grad = None
+        score.backward()
+        return [t.grad for t in leaves]
+    finally:
+        for t, g in zip(leaves, before):
+            t.grad = g
+
+
 def pixel_gradient(model: VideoModel, score: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``∂ score / ∂ x``, or :class:`UnsupportedModelError` when the score does not depend on the
-    pixels in autograd's graph (autograd's own error, "element 0 of tensors does not require
-    grad", says neither which model nor why)."""
-    (grads,) = torch.autograd.grad(score, x, allow_unused=True) if score.requires_grad else (None,)
+    """``∂ score / ∂ x`` for leaf pixels ``x``, or :class:`UnsupportedModelError` when the score
+    does not depend on the pixels in autograd's graph (autograd's own error, "element 0 of tensors
+    does not require grad", says neither which model nor why)."""
+    (grads,) = leaf_gradients(score, [x])
     if grads is None:
         raise UnsupportedModelError(
             f"the logits of {model.name} do not depend on the pixels in autograd's graph: the network "

@@ -12,6 +12,7 @@ from ...core.refine import gaussian_blur_2d
 from ...errors import InputError
 from ...options import Opt, OptionError, as_list
 from ..base import BatchSize, Seed
+from ..gradients import frozen_parameters, leaf_gradients
 from ..perturbation import Canvas, ClipResult, PerturbationMethod
 from .energy import area_loss, log_reward
 from .masks import BlurPyramid, MaskGenerator, smallest_area
@@ -242,7 +243,8 @@ class ExtremalPerturbation(PerturbationMethod):
         per_pass = max(1, self.batch_size // len(games))
         last_p = torch.zeros(n_areas, len(games), dtype=torch.float64)
 
-        with torch.enable_grad():  # also when called under torch.no_grad()
+        # gradients of the masks only: with the model's parameters frozen nothing lands in their .grad
+        with torch.enable_grad(), frozen_parameters(self.model):  # also when called under torch.no_grad()
             for it in self.progress(range(self.iterations), self.iterations, "optimising masks"):
                 progress = it / self.iterations
                 orders = {k: v.to(device) for k, v in self.draw_orders(generator, t, gen.shape_out).items()}
@@ -260,7 +262,8 @@ class ExtremalPerturbation(PerturbationMethod):
                                  for j, g in enumerate(games))
                     energy = (self.reward_weight * reward
                               + self.regulariser(padded, areas[sl], progress, orders)).sum()
-                    grad[sl] += torch.autograd.grad(energy, params)[0][sl]
+                    # by backward, which a network checkpointed with use_reentrant=True accepts
+                    grad[sl] += leaf_gradients(energy, [params])[0][sl]
                     with torch.no_grad():
                         probs = self.model.probabilities(logits.double())[:, target].reshape(len(games), k).T
                         last_p[sl] = probs.cpu()
