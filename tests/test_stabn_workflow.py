@@ -465,3 +465,38 @@ def test_validation_classes_missing_from_the_training_data_are_named_as_the_trai
     (tmp_path / "val" / "labels.csv").write_text("video,label\ncat/v0.mp4,cat\nemu/v1.mp4,emu\n")
     with pytest.raises(InputError, match=r"class 'emu' is not one of the model's classes \(cat, dog\)$"):
         open_dataset(f"folder:{tmp_path / 'val'}", "train", num_frames=4, frame_size=(32, 32), labels=model.labels)
+
+
+def test_a_second_run_on_the_same_output_directory_is_refused_while_the_first_runs(tmp_path):
+    """Two runs on one --out (a second terminal, a sweep script) each resumed from and overwrote
+    the other's checkpoint, history and model/ — with other settings, a model/ of one run beside
+    the checkpoint of the other. The second now fails at once, naming the first; after it ends,
+    the directory is free (and a finished run's model/, deleted, is written again on resume)."""
+    import shutil
+    import threading
+
+    import videoxai as vx
+
+    kw = dict(backbone="tiny", num_frames=4, input_size=32, warm_start=0, config=TrainConfig(epochs=1, batch_size=4))
+    out = tmp_path / "run"
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold(record):
+        inside.set()
+        leave.wait(60)
+
+    first = threading.Thread(target=train, args=("synthetic:8", out), kwargs=dict(on_epoch=hold, **kw))
+    first.start()
+    try:
+        assert inside.wait(60)
+        with pytest.raises(InputError, match=r"run is in use by another ST-ABN training \(pid \d+.*choose another --out"):
+            train("synthetic:8", out, **kw)
+        with pytest.raises(InputError, match=r"in use by another ST-ABN training"):
+            train("synthetic:8", out, resume=False, **kw)   # nor starts it over
+    finally:
+        leave.set()
+        first.join(60)
+    assert (out / "checkpoint.pt").is_file()   # the first run's, not deleted by the refused restart
+    shutil.rmtree(out / "model")
+    assert len(train("synthetic:8", out, **kw).history) == 1   # finished: resumed, nothing to train
+    assert vx.load_model(out / "model").metadata["training"]["epochs_done"] == 1

@@ -19,6 +19,10 @@ A run writes to its output directory after every epoch:
   branches and temporal agreement;
 * ``model/`` — the latest weights as a loadable model directory (``vx.load_model(out / "model")``).
 
+Each file is replaced whole (written aside, then renamed), and a resumed run writes
+``history.json`` and ``model/`` again from its checkpoint. One run at a time per directory: a
+second one fails at once, naming the first (``.lock``, :class:`~videoxai.core.folder_lock.FolderLock`).
+
 :func:`train` with a warm start first trains the plain backbone the same way in ``warm-start/``
 (its own ``checkpoint.pt``, ``history.json`` and ``model/``): a run stopped during the warm start
 continues it from its last epoch; once the ST-ABN has a checkpoint (mid-run or finished) the warm
@@ -28,20 +32,23 @@ removed when the run finishes (its history and model stay).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import math
 import numbers
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
+from ..core.folder_lock import FolderLock
 from ..errors import InputError
 from ..progress import track
 from .atomic import write_atomically
@@ -314,31 +321,36 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
     start = 0
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if resume and (out / CHECKPOINT).is_file():
-            start, history = _load_checkpoint(out / CHECKPOINT, model, opt, config, run)
-            log.info("resuming from %s at epoch %d", out / CHECKPOINT, start)
-            # the checkpoint's history is the run's: a history.json lost or left behind by a
-            # crash between the two writes is made whole even when no epoch is left to train
-            _save_history(out / HISTORY, history)
-        elif not resume:  # starting over: a run stopped before its first epoch must not resume the old one
-            (out / CHECKPOINT).unlink(missing_ok=True)
+    # one run per output directory: two at once each resumed from, and overwrote, the other's
+    # checkpoint, history and model/ (different settings were checked only at the start)
+    with output_lock(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            if resume and (out / CHECKPOINT).is_file():
+                start, history = _load_checkpoint(out / CHECKPOINT, model, opt, config, run)
+                log.info("resuming from %s at epoch %d", out / CHECKPOINT, start)
+                # the checkpoint is the run: a history.json or model/ lost, or left behind by a
+                # crash between the writes, is made whole even when no epoch is left to train
+                _save_model(out, model, config, start, history, training_meta)
+                _save_history(out / HISTORY, history)
+            elif not resume:  # starting over: a run stopped before its first epoch must not resume the old one
+                (out / CHECKPOINT).unlink(missing_ok=True)
 
-    evaluation = None
-    if history and history[-1].val is not None:
-        evaluation = Evaluation(**history[-1].val)
-    device = model.device
-    # the global RNG (dropout) is seeded per epoch inside a fork, so the caller's stream is
-    # untouched; what the freezing schedule switched off is switched back, also on an exception
-    grad_was = [p.requires_grad for p in params]
-    try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            for epoch in range(start, config.epochs):
-                evaluation = _epoch(model, train, val, config, epoch, opt, params, targets, freeze, out,
-                                    history, training_meta, on_epoch, stage, run) or evaluation
-    finally:
-        for p, flag in zip(params, grad_was):
-            p.requires_grad_(flag)
-        model.eval()
+        evaluation = None
+        if history and history[-1].val is not None:
+            evaluation = Evaluation(**history[-1].val)
+        device = model.device
+        # the global RNG (dropout) is seeded per epoch inside a fork, so the caller's stream is
+        # untouched; what the freezing schedule switched off is switched back, also on an exception
+        grad_was = [p.requires_grad for p in params]
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                for epoch in range(start, config.epochs):
+                    evaluation = _epoch(model, train, val, config, epoch, opt, params, targets, freeze, out,
+                                        history, training_meta, on_epoch, stage, run) or evaluation
+        finally:
+            for p, flag in zip(params, grad_was):
+                p.requires_grad_(flag)
+            model.eval()
     return TrainResult(model=model, history=history, evaluation=evaluation,
                        model_dir=(out / MODEL_DIR) if out is not None else None)
 
@@ -392,14 +404,34 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
                          epochs=config.epochs, stage=stage)
     history.append(record)
     if out is not None:
-        meta = {**(training_meta or {}), "train_config": config.to_dict(), "epochs_done": epoch + 1}
-        save_stabn(model, out / MODEL_DIR, metrics=record.val or {}, training=meta)
+        _save_model(out, model, config, epoch + 1, history, training_meta)
         _save_checkpoint(out / CHECKPOINT, model, opt, config, epoch + 1, history, run)
         _save_history(out / HISTORY, history)
     log.info("%s", record)
     if on_epoch is not None:
         on_epoch(record)
     return evaluation
+
+
+#: output directories this process trains into now, with the thread that does
+_TRAINING: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``out`` (an existing directory) for this run: a second run on it, in another process
+    or thread, fails at once naming this one. Re-entrant in one thread: :func:`train` holds the
+    directory across its warm start and the :func:`fit` that follows."""
+    key = out.resolve()
+    if _TRAINING.get(key) == threading.get_ident():
+        yield
+        return
+    with FolderLock(out, "another ST-ABN training", "wait for it to finish or choose another --out"):
+        _TRAINING[key] = threading.get_ident()
+        try:
+            yield
+        finally:
+            del _TRAINING[key]
 
 
 def check_out_dir(out: str | Path) -> None:
@@ -458,6 +490,12 @@ def _save_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_atomically(path, buffer.getvalue())  # a crash mid-write keeps the previous checkpoint
+
+
+def _save_model(out: Path, model: STABNVideoModel, config: TrainConfig, epochs_done: int,
+                history: list[EpochRecord], training_meta: dict | None) -> None:
+    meta = {**(training_meta or {}), "train_config": config.to_dict(), "epochs_done": epochs_done}
+    save_stabn(model, out / MODEL_DIR, metrics=history[-1].val or {}, training=meta)
 
 
 def _save_history(path: Path, history: list[EpochRecord]) -> None:
@@ -577,32 +615,36 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     if warm < 0:
         raise InputError(f"warm_start must be ≥ 0 epochs, got {warm}")
     out = Path(out) if out is not None else None
-    if out is not None and not resume:
-        # starting over: stopped during the warm start, the next (resuming) run would otherwise
-        # take up the old run's checkpoint and skip this run's warm start
-        (out / CHECKPOINT).unlink(missing_ok=True)
-    if out is not None and resume and (out / CHECKPOINT).is_file():
-        # the checkpoint holds every weight: the warm start it began from is not run again (fit
-        # checks the checkpoint's model and training settings; the warm start's, here)
-        _check_warm_start(out, warm)
-        log.info("%s exists: resuming without the %d warm-start epochs", out / CHECKPOINT, warm)
-        torch.manual_seed(config.seed)
-        model = build(model_config).to(device)
-    else:
-        model = warm_started(model_config, train_set, config, warm, device, on_epoch,
-                             out=out / WARM_START_DIR if out is not None and warm else None, resume=resume)
-    log.info("ST-ABN %s: %.2f M parameters, %d training clips, %s validation clips", backbone,
-             sum(p.numel() for p in model.parameters()) / 1e6, len(train_set),
-             len(val_set) if val_set is not None else "no")
-    meta = {"data": recorded_spec(data), "val_data": None if val_spec is None else recorded_spec(val_spec),
-            "train_clips": len(train_set),
-            "val_clips": len(val_set) if val_set is not None else 0, "command": command,
-            "warm_start_epochs": warm, "design": design}
-    result = fit(model, train_set, config, val=val_set, out=out, resume=resume, training_meta=meta,
-                 on_epoch=on_epoch)
-    if out is not None:  # finished: the ST-ABN's checkpoint makes the warm start's redundant
-        (out / WARM_START_DIR / CHECKPOINT).unlink(missing_ok=True)
-    return result
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    # held across the warm start and the ST-ABN's own epochs (fit takes it up again)
+    with output_lock(out) if out is not None else contextlib.nullcontext():
+        if out is not None and not resume:
+            # starting over: stopped during the warm start, the next (resuming) run would otherwise
+            # take up the old run's checkpoint and skip this run's warm start
+            (out / CHECKPOINT).unlink(missing_ok=True)
+        if out is not None and resume and (out / CHECKPOINT).is_file():
+            # the checkpoint holds every weight: the warm start it began from is not run again (fit
+            # checks the checkpoint's model and training settings; the warm start's, here)
+            _check_warm_start(out, warm)
+            log.info("%s exists: resuming without the %d warm-start epochs", out / CHECKPOINT, warm)
+            torch.manual_seed(config.seed)
+            model = build(model_config).to(device)
+        else:
+            model = warm_started(model_config, train_set, config, warm, device, on_epoch,
+                                 out=out / WARM_START_DIR if out is not None and warm else None, resume=resume)
+        log.info("ST-ABN %s: %.2f M parameters, %d training clips, %s validation clips", backbone,
+                 sum(p.numel() for p in model.parameters()) / 1e6, len(train_set),
+                 len(val_set) if val_set is not None else "no")
+        meta = {"data": recorded_spec(data), "val_data": None if val_spec is None else recorded_spec(val_spec),
+                "train_clips": len(train_set),
+                "val_clips": len(val_set) if val_set is not None else 0, "command": command,
+                "warm_start_epochs": warm, "design": design}
+        result = fit(model, train_set, config, val=val_set, out=out, resume=resume, training_meta=meta,
+                     on_epoch=on_epoch)
+        if out is not None:  # finished: the ST-ABN's checkpoint makes the warm start's redundant
+            (out / WARM_START_DIR / CHECKPOINT).unlink(missing_ok=True)
+        return result
 
 
 def _check_warm_start(out: Path, warm: int) -> None:
