@@ -210,3 +210,20 @@ def test_a_video_shorter_than_a_window_counts_each_frame_once_with_all_its_place
     w.frame_indices = np.array([0, 1, 2, 2, 2, 2, 2, 2])
     html = write_timeline_report(tmp_path / "t.html", v).read_text()
     assert re.search(r"<td>#0–#2</td>.*?<td>#(\d+)</td><td class=\"num\">", html).group(1) == "2"
+
+
+def test_a_long_video_is_held_at_a_smaller_size_within_the_memory_budget(video, model, monkeypatch):
+    """Frames and maps of every explained frame were held at the display size whatever the
+    length: 24 GB for 10 minutes at 25 fps and 640x360. Past the budget the held frames and maps
+    are halved, and the result is what a smaller display_side gives from the start."""
+    import videoxai.timeline as timeline
+
+    direct = vx.explain_video(model, video, "gradcam", window_stride=4, display_side=32)
+    monkeypatch.setattr(timeline, "_HELD_BYTES", 10 * 64 * 64 * 7)   # ten 64x64 frames with their maps
+    monkeypatch.setattr(timeline, "_LEAST_SIDE", 8)
+    held = vx.explain_video(model, video, "gradcam", window_stride=4)   # 64x64 frames: no display resize
+    assert held.frames.shape == direct.frames.shape == (24, 32, 32, 3)
+    assert held.frames.nbytes + held.spatial.nbytes <= timeline._HELD_BYTES
+    np.testing.assert_array_equal(held.frames, direct.frames)
+    np.testing.assert_allclose(held.spatial, direct.spatial, atol=1e-5)
+    np.testing.assert_allclose(held.temporal, direct.temporal, rtol=1e-6)

@@ -9,8 +9,10 @@ back on the video's frames:
 * per window: the prediction (class, probability), the explained class, its per-frame
   importance and cost (:class:`WindowResult`);
 * per source frame: the spatial map averaged over the windows that contain it, at a display
-  size (long videos are never held at full size), and the temporal importance *relative to its
-  window* (``T · temporal``: 1 is the window's average frame), averaged likewise.
+  size (long videos are never held at full size, and a video with so many frames that even
+  these would fill more than about 1 GiB is held at half that size, and so on), and the temporal
+  importance *relative to its window* (``T · temporal``: 1 is the window's average frame),
+  averaged likewise.
 
 Where windows start and end is :class:`~videoxai.data.windows.WindowPlanner`'s rule, the one the
 stream service uses: windows every ``window_stride`` frames and, when the video ends inside a
@@ -39,6 +41,11 @@ from .models.base import VideoModel
 from .data.times import parse_time  # noqa: F401  part of this module's API, as before
 
 __all__ = ["WindowResult", "VideoExplanation", "explain_video", "parse_time"]
+
+# Frames (uint8 RGB, 3 bytes a pixel) and maps (float32, 4) held for the whole video: past this,
+# the display size is halved. At 640x360 a 10-minute video at 25 fps held 24 GB.
+_HELD_BYTES = 1 << 30
+_LEAST_SIDE = 80  # not below: a smaller video shows nothing (past it, memory grows again)
 
 
 @dataclass
@@ -137,7 +144,8 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
         target: the class every window explains (index or name); ``None``: each window's own
             prediction.
         refine, working_size: as in :func:`vx.explain`.
-        display_side: longer side of the stored frames and maps.
+        display_side: longer side of the stored frames and maps (halved, and halved again, for
+            a video whose frames and maps would otherwise take more than about 1 GiB).
         on_window: called with each window's number before it is explained (progress).
 
     Returns:
@@ -179,7 +187,7 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
 
     results: list[WindowResult] = []
     frames: dict[int, np.ndarray] = {}
-    map_sum: dict[int, np.ndarray] = {}
+    map_mean: dict[int, np.ndarray] = {}   # a running mean stays in [0, 1]: it can be resized as a map
     rel_sum: dict[int, float] = {}
     hits: dict[int, int] = {}
     size = None
@@ -209,9 +217,12 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
         for u, i in enumerate(sources.tolist()):
             where = place_of == u
             own = maps[where].mean(0) if places[u] > 1 else maps[np.argmax(where)]
-            map_sum[i] = map_sum.get(i, 0) + own
-            rel_sum[i] = rel_sum.get(i, 0.0) + float(shares[u]) * sources.size
             hits[i] = hits.get(i, 0) + 1
+            map_mean[i] = own if i not in map_mean else map_mean[i] + (own - map_mean[i]) / hits[i]
+            rel_sum[i] = rel_sum.get(i, 0.0) + float(shares[u]) * sources.size
+        while len(frames) * size[0] * size[1] * 7 > _HELD_BYTES and max(size) > _LEAST_SIDE:
+            size = (max(1, round(size[0] / 2)), max(1, round(size[1] / 2)))
+            _shrink(frames, map_mean, size)
         top = int(np.argmax(exp.probs))
         ts = [seconds(int(window.indices[0])), seconds(int(window.indices[-1]))]
         results.append(WindowResult(
@@ -222,7 +233,7 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
     if first is None:
         raise InputError(f"{source}: no frames to explain")
     order = sorted(frames)
-    spatial = np.stack([map_sum[i] / hits[i] for i in order]).astype(np.float32)
+    spatial = _stack(map_mean, order, np.float32)
     peak = float(spatial.max())
     if peak > 0:
         spatial /= peak
@@ -233,11 +244,34 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
     if warned:
         meta["warnings"] = list(warned)
     return VideoExplanation(
-        method=first.method, model=model.name, windows=results, frames=np.stack([frames[i] for i in order]),
+        method=first.method, model=model.name, windows=results, frames=_stack(frames, order, np.uint8),
         frame_indices=index, times=np.array([_or(seconds(int(i)), float(i)) for i in index], dtype=np.float64),
         spatial=spatial,
         temporal=np.asarray([rel_sum[i] / hits[i] for i in order], dtype=np.float32), fps=fps,
         source=source, options=dict(first.options), meta=meta)
+
+
+def _shrink(frames: dict[int, np.ndarray], maps: dict[int, np.ndarray], size: tuple[int, int]) -> None:
+    """Resize the held frames ``(h, w, 3)`` and maps ``(h, w)`` to ``size`` in place, a few hundred
+    at a time (their float copies for resizing take 4-12 times their bytes)."""
+    from .core.resize import resize_frames, resize_maps
+
+    keys = list(frames)
+    for a in range(0, len(keys), 256):
+        chunk = keys[a:a + 256]
+        small = resize_frames(np.stack([frames[i] for i in chunk]), size)
+        small_maps = resize_maps(np.stack([maps[i] for i in chunk]).astype(np.float32), size)
+        for i, rgb, m in zip(chunk, small, small_maps):
+            frames[i], maps[i] = rgb, m
+
+
+def _stack(held: dict[int, np.ndarray], order: list[int], dtype) -> np.ndarray:
+    """The held arrays in ``order`` as one array, emptying ``held`` as it goes (``np.stack`` would
+    hold both copies of the whole video at once)."""
+    out = np.empty((len(order), *held[order[0]].shape), dtype=dtype)
+    for j, i in enumerate(order):
+        out[j] = held.pop(i)
+    return out
 
 
 def _or(value: float | None, default: float) -> float:
