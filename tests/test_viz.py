@@ -569,3 +569,34 @@ def test_report_videos_never_exceed_max_side(tmp_path, clip):
     html = write_report(tmp_path / "r.html", clip, make_exp(clip), max_side=100).read_text()
     frame = re.search(r'<figure><img alt="frame #\d+" src="data:image/jpeg;base64,([^"]+)"', html).group(1)
     assert Image.open(io.BytesIO(base64.b64decode(frame))).size == (3 * W, 3 * H)
+
+
+def test_timeline_report_of_a_long_video_shows_at_most_its_frame_budget_over_the_whole_duration(tmp_path, monkeypatch):
+    """Every frame of the video was embedded (twice a card, WebM and MP4): a 10-minute video made
+    a page of hundreds of MB after many minutes of encoding. The videos show frames spread evenly
+    over the whole stretch, played over its duration, and the header says so."""
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz import report
+    from videoxai.viz.report import write_timeline_report
+
+    monkeypatch.setattr(report, "_MAX_SHOWN", 5)
+    n = 21                                                   # source frames #0..#40 (every 2nd) at 10 fps
+    frames = np.random.default_rng(0).integers(0, 256, (n, 24, 32, 3), dtype=np.uint8)
+    index = np.arange(0, 2 * n, 2)
+    windows = [WindowResult(index=k, frame_indices=index[k:k + 7], start_s=index[k] / 10, end_s=index[k + 6] / 10,
+                            target=0, label="a", score=0.5, predicted=0, predicted_label="a", predicted_score=0.5,
+                            temporal=np.full(7, 1 / 7), cost=vx.Cost()) for k in (0, 7, 14)]
+    video = VideoExplanation(method="staa", model="m", windows=windows, frames=frames, frame_indices=index,
+                             times=index / 10, spatial=np.zeros((n, 24, 32), np.float32),
+                             temporal=np.ones(n, np.float32), fps=10.0, source=None,
+                             meta={"num_frames": 7, "window_stride": 7, "frame_step": 2})
+    html = write_timeline_report(tmp_path / "t.html", video).read_text()
+    assert "videos show <b>5 of the 21 frames, evenly spread</b>" in html
+    uris = re.findall(r'src="data:(video/(?:webm|mp4));base64,([^"]+)"', html)
+    assert len(uris) == 4                                    # the original and the overlay, WebM and MP4
+    for i, (mime, data) in enumerate(uris):
+        f = tmp_path / f"v{i}.{mime.split('/')[1]}"
+        f.write_bytes(base64.b64decode(data))
+        back = read_video(f)
+        assert back.num_frames == 5                          # #0, #10, #20, #30, #40
+        assert back.num_frames / back.fps == pytest.approx(5 * 10 / 10)   # 10 source frames = 1 s apart

@@ -435,7 +435,9 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
     The page plays the whole explained stretch of the video and one overlay per method (the
     windows' maps averaged per frame), plots a **timeline** on the video's own time axis (per
     window: the predicted class and its probability; per frame: the temporal importance relative
-    to its window), and lists every window.
+    to its window), and lists every window. The videos show at most 600 frames, spread evenly
+    over the stretch and played over its duration (a header chip says so): every frame of a
+    10-minute video made a page of hundreds of MB that took many minutes to encode.
 
     Args:
         path: the ``.html`` file to write.
@@ -454,21 +456,24 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
             raise InputError("every video explanation in one report must cover the same frames")
     path = _writable(path)
     v0 = vids[0]
+    shown = _spread(len(v0.frame_indices), _MAX_SHOWN)
     clip = v0.clip
+    if len(shown) < clip.num_frames:
+        clip = Clip(clip.frames[shown], fps=clip.fps, indices=clip.indices[shown], source=clip.source)
     size = _display_size(clip.height, clip.width, 640, 320)
     frames = resize_frames(clip.uint8(), size)
     fps = playback_fps(clip)
     source = Path(v0.source).name if v0.source else None
     title = title or (f"videoxai — {source}" if source else "videoxai report")
 
-    parts = [_timeline_header(title, vids)]
+    parts = [_timeline_header(title, vids, len(shown))]
     if notes:
         parts.append(_notes(notes))
-    cards = [_timeline_video_card("original", _original_caption(clip), frames, clip, fps, None, None)]
+    cards = [_timeline_video_card("original", _original_caption(v0.clip), frames, clip, fps, None, None)]
     for i, v in enumerate(vids):
-        over = overlay_frames(frames, resize_maps(v.spatial, size))
-        cards.append(_timeline_video_card(v.method, f"{len(v.windows)} windows", over, clip, fps, v,
-                                          PALETTE[i % len(PALETTE)]))
+        over = overlay_frames(frames, resize_maps(v.spatial[shown], size))
+        cards.append(_timeline_video_card(v.method, f"{len(v.windows)} windows", over, clip, fps,
+                                          v.temporal[shown], PALETTE[i % len(PALETTE)]))
     parts.append('<h2>Where — the whole video and its explanations</h2>'
                  '<div class="grid">' + "".join(cards) + "</div>")
     import matplotlib.pyplot as plt
@@ -484,7 +489,18 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
     return _write(path, page(title, "\n".join(parts)))
 
 
-def _timeline_header(title: str, vids) -> str:
+#: frames of the timeline report's videos at most (a 10-minute video at 25 fps: every 25th frame)
+_MAX_SHOWN = 600
+
+
+def _spread(count: int, most: int) -> np.ndarray:
+    """Positions of at most ``most`` of ``count`` frames, evenly spread, first and last included."""
+    if count <= most:
+        return np.arange(count)
+    return np.unique(np.round(np.linspace(0, count - 1, most)).astype(np.int64))
+
+
+def _timeline_header(title: str, vids, shown: int) -> str:
     v = vids[0]
     idx = v.frame_indices
     chips = []
@@ -499,6 +515,8 @@ def _timeline_header(title: str, vids) -> str:
                          f"step {v.meta.get('frame_step')}")]
     if v.fps:
         chips.append(("fps", f"{v.fps:g}"))
+    if shown < len(idx):
+        chips.append(("videos show", f"{shown} of the {len(idx)} frames, evenly spread"))
     if v.meta.get("weights"):
         chips.append(("weights", str(v.meta["weights"])))
     activation = {x.meta.get("activation") for x in vids} - {None}
@@ -507,13 +525,13 @@ def _timeline_header(title: str, vids) -> str:
     return _header_html(title, chips, [w for x in vids for w in x.meta.get("warnings", [])])
 
 
-def _timeline_video_card(name: str, sub: str, frames: np.ndarray, clip: Clip, fps: float, video,
-                         color: str | None) -> str:
-    heading = name if video is None else f"{name} · window prediction"
-    temporal = None
-    if video is not None:
-        total = float(video.temporal.sum())
-        temporal = video.temporal / total if total > 0 else None
+def _timeline_video_card(name: str, sub: str, frames: np.ndarray, clip: Clip, fps: float,
+                         temporal: np.ndarray | None, color: str | None) -> str:
+    """A video card; ``temporal``: the shown frames' importance (``None``: the original video)."""
+    heading = name if temporal is None else f"{name} · window prediction"
+    if temporal is not None:
+        total = float(temporal.sum())
+        temporal = temporal / total if total > 0 else None
     bands = caption_bands(frames.shape[2], heading, clip.indices, temporal,
                           text_size=max(12, round(frames.shape[2] / 20)))
     media = _video_html(np.concatenate([frames, bands], axis=1), fps)
