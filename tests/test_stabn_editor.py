@@ -328,3 +328,22 @@ def test_unknown_paths_and_methods_answer_in_the_apis_error_shape(client, edit_s
     r = client.post(f"/api/clips/{key}")
     assert r.status_code == 405 and r.json() == {"error": f"Method Not Allowed: POST /api/clips/{key}"}
     assert "GET" in r.headers["allow"]
+
+
+def test_the_page_reaches_the_editor_behind_a_proxy_that_serves_it_under_a_prefix(edit_set, model):
+    """Behind a path-prefix proxy (JupyterHub's /user/NAME/proxy/PORT/, a reverse proxy's /edit/)
+    the page loaded /static/… and /api/… from the site's root: no script, no clips. Every URL of
+    the page and its script is relative, and each one resolves below the prefix."""
+    import re
+
+    from videoxai.stabn.editor.app import STATIC
+
+    c = TestClient(create_app(edit_set, model), base_url="http://localhost", root_path="/edit")
+    page = c.get("/edit/").text
+    script = (STATIC / "editor.js").read_text()
+    urls = re.findall(r'(?:href|src)="([^"]+)"', page) + re.findall(r'["`]((?:/?api|/?static)/[^"`$?]*)', script)
+    assert {"static/editor.css", "static/editor.js", "api/collection", "api/clips/"} <= set(urls), urls
+    assert not [u for u in urls if u.startswith("/")], urls
+    key = edit_set.items[0].key
+    for u in ("static/editor.css", "static/editor.js", "api/collection", f"api/clips/{key}", f"api/clips/{key}/frames/0.png"):
+        assert c.get(f"/edit/{u}").status_code == 200, u

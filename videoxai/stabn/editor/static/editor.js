@@ -52,7 +52,7 @@ function renderList() {
 
 function frameUrl(t) {
   const overlay = state.overlay ? "spatial" : "none";
-  return `/api/clips/${encodeURIComponent(state.key)}/frames/${t}.png?overlay=${overlay}`;
+  return `api/clips/${encodeURIComponent(state.key)}/frames/${t}.png?overlay=${overlay}`;
 }
 
 function renderFrames() {
@@ -106,7 +106,7 @@ function selectTool(v) {
 
 async function selectClip(key) {
   try {
-    state.clip = await api("GET", `/api/clips/${encodeURIComponent(key)}`);
+    state.clip = await api("GET", `api/clips/${encodeURIComponent(key)}`);
   } catch (e) {
     status(e.message, true);
     return;
@@ -129,7 +129,7 @@ async function selectClip(key) {
 
 async function fill() {
   try {
-    const r = await api("POST", `/api/clips/${encodeURIComponent(state.key)}/fill`, { levels: state.levels });
+    const r = await api("POST", `api/clips/${encodeURIComponent(state.key)}/fill`, { levels: state.levels });
     state.levels = r.levels;
     renderLevels();
     status("filled between equal levels");
@@ -147,7 +147,7 @@ function fromAttention() {
 
 async function save() {
   try {
-    const r = await api("PUT", `/api/clips/${encodeURIComponent(state.key)}/edit`, { levels: state.levels });
+    const r = await api("PUT", `api/clips/${encodeURIComponent(state.key)}/edit`, { levels: state.levels });
     state.clip.levels = r.levels;
     const summary = state.collection.clips.find((c) => c.key === state.key);
     summary.edited = true;
@@ -161,7 +161,7 @@ async function save() {
 async function preview() {
   const out = $("#preview-result");
   try {
-    const r = await api("POST", `/api/clips/${encodeURIComponent(state.key)}/preview`, { levels: state.levels });
+    const r = await api("POST", `api/clips/${encodeURIComponent(state.key)}/preview`, { levels: state.levels });
     // class names are the model's (a user's labels.csv, an HF config): text, never markup
     const cell = (tag, text) => { const c = document.createElement(tag); c.textContent = text; return c; };
     const row = (name, o) => {
@@ -208,7 +208,7 @@ async function main() {
   bind();
   selectTool(1);
   try {
-    state.collection = await api("GET", "/api/collection");
+    state.collection = await api("GET", "api/collection");
   } catch (e) {
     status(e.message, true);
     return;
