@@ -600,3 +600,34 @@ def test_timeline_report_of_a_long_video_shows_at_most_its_frame_budget_over_the
         back = read_video(f)
         assert back.num_frames == 5                          # #0, #10, #20, #30, #40
         assert back.num_frames / back.fps == pytest.approx(5 * 10 / 10)   # 10 source frames = 1 s apart
+
+
+def test_render_frames_of_a_long_clip_hold_the_clip_about_once_more(monkeypatch):
+    """The overlay, its copy with the crop box and np.concatenate with the captions each held the
+    whole clip: rendering peaked at twice the output on top of the clip. The frames are drawn a
+    few at a time into the output (traced peak: the output, the captions and a chunk's temporaries)."""
+    import tracemalloc
+
+    from videoxai.viz import overlay
+
+    t, h, w = 100, 96, 128
+    monkeypatch.setattr(overlay, "_CHUNK_PIXELS", 2 * h * w)        # two frames a step
+    rng = np.random.default_rng(0)
+    clip = vx.Clip(rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8), fps=25.0)
+    exp = vx.Explanation(spatial=rng.random((t, h, w), dtype=np.float32), temporal=np.full(t, 1 / t), target=0,
+                         label="a", score=0.5, probs=np.array([0.5, 0.5]), method="m",
+                         meta={"crop_box": (8, 16, 80, 96)})
+    render_frames(exp, clip)                                         # fonts and colour tables loaded
+    tracemalloc.start()
+    try:
+        out = render_frames(exp, clip)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.7 * out.nbytes, peak / out.nbytes
+    # the same frames as drawing the whole clip at once
+    from videoxai.viz.overlay import caption_bands, outline_crop_box
+
+    whole = outline_crop_box(overlay_frames(clip.frames, exp.spatial), exp, (h, w))
+    np.testing.assert_array_equal(out[:, :h], whole)
+    np.testing.assert_array_equal(out[:, h:], caption_bands(w, "a  50%", clip.indices, exp.temporal))

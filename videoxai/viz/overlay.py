@@ -324,12 +324,22 @@ def render_frames(exp: Explanation, clip, *, alpha: float = 0.5, cmap: str | np.
     """
     clip = match_clip(exp, clip)
     frames, maps = clip.uint8(), exp.spatial
-    if size is not None:
-        frames, maps = resize_frames(frames, size), resize_maps(maps, size)
-    out = outline_crop_box(overlay_frames(frames, maps, alpha=alpha, cmap=cmap), exp, (clip.height, clip.width))
-    if label:
-        bands = caption_bands(out.shape[2], f"{exp.label}  {exp.score:.0%}", clip.indices, exp.temporal)
-        out = np.concatenate([out, bands], axis=1)
+    t = clip.num_frames
+    h, w = (clip.height, clip.width) if size is None else (int(size[0]), int(size[1]))
+    bands = caption_bands(w, f"{exp.label}  {exp.score:.0%}", clip.indices, exp.temporal) if label else None
+    out = np.empty((t, h + (0 if bands is None else bands.shape[1]), w, 3), dtype=np.uint8)
+    # A few frames at a time into the one output array: the resized frames, the overlay, its copy
+    # with the crop box and the output joined by np.concatenate each held the whole clip again
+    # (the traced peak was twice the output; resizing added a float copy of the whole clip).
+    step = max(1, _CHUNK_PIXELS // max(h * w, clip.height * clip.width))
+    for a in range(0, t, step):
+        s = slice(a, min(a + step, t))
+        f, m = frames[s], maps[s]
+        if size is not None:
+            f, m = resize_frames(f, (h, w)), resize_maps(m, (h, w))
+        out[s, :h] = outline_crop_box(overlay_frames(f, m, alpha=alpha, cmap=cmap), exp, (clip.height, clip.width))
+    if bands is not None:
+        out[:, h:] = bands
     return out
 
 
