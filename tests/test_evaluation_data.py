@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from videoxai.data.datasets import load_dataset
 from videoxai.errors import InputError
@@ -174,6 +175,32 @@ def test_a_clip_whose_content_changed_is_computed_again_on_resume(tmp_path):
     write_video(other.clip.uint8(), folder / "b.mp4", fps=8)
     with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b.mp4'\) has other content"):
         assert evaluate(model, f"folder:{folder}", **files).computed == 1
+
+
+def test_a_model_directory_whose_weights_changed_is_not_resumed_with_the_old_results(tmp_path):
+    """A results file names its model by spec: a model directory trained again in place (stabn
+    finetune run again into the same --out) was the same model to a resumed evaluation, which
+    reused every result of the old weights. The weights' hash is part of the run's identity."""
+    import videoxai as vx
+    from videoxai.evaluation import evaluate
+    from videoxai.stabn.loader import save_stabn
+    from videoxai.stabn.model import build
+
+    def save(seed):
+        torch.manual_seed(seed)
+        save_stabn(build(num_classes=4, num_frames=4, input_size=32, backbone="tiny",
+                         labels=list(vx.load_model("demo").labels)), tmp_path / "m")
+
+    run = dict(methods="random", metrics="sparseness", out=tmp_path / "eval", backend="inline", progress=False,
+               report=False)
+    save(0)
+    assert evaluate(str(tmp_path / "m"), "synthetic:2", **run).computed == 2
+    save(0)   # written again, the same weights: resumed
+    assert evaluate(str(tmp_path / "m"), "synthetic:2", **run).computed == 0
+    save(1)
+    with pytest.raises(InputError, match=r"results.sqlite holds results of a different evaluation \(model_weights: "
+                                         r"stored 'blake2b:[0-9a-f]{32}', now 'blake2b:[0-9a-f]{32}'\)"):
+        evaluate(str(tmp_path / "m"), "synthetic:2", **run)
 
 
 def test_a_corrected_label_is_computed_again_on_resume(clips, tmp_path):

@@ -1,5 +1,6 @@
 """What a clip's content was when its results were computed, so that a resumed evaluation
-computes again the clips whose content changed under the same key.
+computes again the clips whose content changed under the same key; and what the model's weights
+were, so that it refuses to add to results of other weights under the same model spec.
 
 Results are stored by clip key, and a key names a clip, not its pixels: a list of in-memory
 samples run again after a clip was edited (same ``key``, other frames), or a video file
@@ -16,6 +17,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data.datasets import EvalDataset, EvalSample, SamplesDataset
 
@@ -55,4 +57,29 @@ def sample_fingerprint(sample: EvalSample) -> str:
     return "samples:" + h.hexdigest()
 
 
-__all__ = ["fingerprints", "sample_fingerprint"]
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of every parameter and buffer of ``model`` (names, dtypes, shapes, values).
+
+    A results file names its model by the spec it was loaded from: a model directory trained or
+    fine-tuned again in place (``videoxai stabn finetune --out`` run again with more edits) was
+    the same model to a resumed evaluation, which reused every result of the old weights. About a
+    second per GB of weights; a model with random weights is ``"random"`` (drawn afresh at each
+    load, they would never match, and their results mean nothing anyway).
+    """
+    if getattr(model, "weights_source", None) == "random":
+        return "random"
+    h = hashlib.blake2b(digest_size=16)
+    with torch.no_grad():
+        for name, t in sorted(model.state_dict(keep_vars=False).items()):
+            if not isinstance(t, torch.Tensor):
+                continue
+            t = t.detach()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            try:
+                h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+            except (RuntimeError, TypeError, NotImplementedError):  # quantised, or not materialised
+                h.update(b"?")
+    return "blake2b:" + h.hexdigest()
+
+
+__all__ = ["fingerprints", "sample_fingerprint", "weights_fingerprint"]

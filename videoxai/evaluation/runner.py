@@ -52,7 +52,7 @@ from ..models.base import VideoModel
 from ..options import Opt, parse_spec, parse_value, split_top_level
 from . import backends
 from ..core.folder_lock import FolderLock
-from .fingerprint import fingerprints
+from .fingerprint import fingerprints, weights_fingerprint
 from .store import ExplanationRow, ResultRow, ResultStore
 from .tasks import RANDOM, RunSettings, Task
 
@@ -203,7 +203,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     settings = RunSettings(model=model_id, metrics=tuple(metric_specs), device=device, target=target,
                            refine=refine, seed=int(seed), threads=threads)
     identity = {"model": model_id, "data": getattr(dataset, "spec", "samples"), "target": target,
-                "refine": refine, "seed": int(seed)}
+                "refine": refine, "seed": int(seed), "model_weights": weights_fingerprint(vm)}
 
     with FolderLock(out):  # a second run on this folder fails at once, naming this one
         with ResultStore(out / DATABASE) as store:

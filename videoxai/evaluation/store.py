@@ -13,7 +13,8 @@ Tables:
 * ``explanations``: one row per ``(video, method)``: target, prediction, ground-truth label, score
   and the explanation's measured cost.
 * ``metrics``: each metric spec of the file with its direction and family (what the report ranks by).
-* ``meta``: the run's identity (model, data, target, refinement); a resumed run must match it.
+* ``meta``: the run's identity (model and a hash of its weights, data, target, refinement); a
+  resumed run must match it.
 * ``runs``: one row per invocation, with how many results it computed.
 * ``clips``: the content fingerprint each clip's rows were computed from, where the data has one
   (:mod:`videoxai.evaluation.fingerprint`): a clip whose content changed is computed again.
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 #: run settings that change what a result means; a resumed run must use the same
-IDENTITY_KEYS = ("model", "data", "target", "refine", "seed")
+IDENTITY_KEYS = ("model", "data", "target", "refine", "seed", "model_weights")
 
 DONE_STATUSES = ("ok", "n/a")
 
