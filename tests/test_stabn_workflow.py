@@ -452,6 +452,9 @@ def test_validation_classes_missing_from_the_training_data_are_named_as_the_trai
     with pytest.raises(InputError, match=r"labels.csv:3: class 'emu' is not one of the training data's classes "
                                          r"\(cat, dog\)$"):
         train(f"folder:{tmp_path / 'train'}", tmp_path / "a", val_data=f"folder:{tmp_path / 'val'}", **kw)
+    (tmp_path / "val" / "labels.csv").write_text("video,label\ncat/v0.mp4,0\nemu/v1.mp4,5\n")
+    with pytest.raises(InputError, match=r"labels.csv:3: label 5 is out of range for the training data's 2 classes$"):
+        train(f"folder:{tmp_path / 'train'}", tmp_path / "a", val_data=f"folder:{tmp_path / 'val'}", **kw)
     (tmp_path / "val" / "labels.csv").unlink()  # the class subfolders label the clips
     with warnings.catch_warnings(), pytest.raises(InputError) as e:
         warnings.simplefilter("ignore")

@@ -239,8 +239,9 @@ def _classes_named(message: str, source: str) -> str:
     message = message.replace("explained for the model's prediction", "left unlabelled")
     if source == "the model":
         return message
-    return message.replace("the model's classes", f"{source}'s classes").replace(
-        "are not the model's", f"are not {source}'s")
+    return (message.replace("the model's classes", f"{source}'s classes")
+            .replace("are not the model's", f"are not {source}'s")
+            .replace("out of range for a model with", f"out of range for {source}'s"))
 
 
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
