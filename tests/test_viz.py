@@ -661,3 +661,32 @@ def test_caption_cuts_a_long_class_name_by_bisection_on_one_line():
         assert _fit(Counting(), text, font, width) == one_by_one(text, width)
         assert len(measured) <= 2 + np.log2(len(text) + 1)
     assert _fit(draw, "cut\nwood\tnow", font, 500) == "cut wood now"
+
+
+def test_figures_keep_their_layout_with_long_class_and_method_names(clip):
+    """A class name of a few hundred characters in the title, or eight long method names in the
+    one row of keys, left the plot no room: matplotlib gave up its layout ('axes sizes collapsed
+    to zero') and cut the axis labels off. Names are cut with an ellipsis and keys wrap to rows."""
+    import warnings
+
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz.report import _timeline_figure
+
+    long = "very long class name " * 300
+    exp = make_exp(clip)
+    exp.label = long
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # a layout that gives up warns
+        for exps, names in (([exp], None), ([exp] * 8, [f"method {i} " + "x" * 40 for i in range(8)])):
+            fig = temporal_curve(exps if len(exps) > 1 else exps[0], names=names)
+            fig.canvas.draw()
+            title = fig.axes[0].get_title(loc="left")
+            assert len(title) < 150 and "…" in title
+        assert title.startswith("temporal importance — very long class name")
+        window = WindowResult(index=0, frame_indices=clip.indices, start_s=0.0, end_s=1.0, target=0, label=long,
+                              score=0.5, predicted=0, predicted_label=long, predicted_score=0.5,
+                              temporal=np.full(T, 1 / T), cost=vx.Cost())
+        video = VideoExplanation(method=long, model="m", windows=[window], frames=clip.frames,
+                                 frame_indices=clip.indices, times=clip.indices / 25.0, spatial=exp.spatial,
+                                 temporal=np.ones(T, np.float32), fps=25.0, source=None)
+        _timeline_figure([video]).canvas.draw()

@@ -25,6 +25,7 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 _BAR = "#9AA5B8"
 _TOP = "#D55E00"
 _WINDOW = "#2CA02C"
+_MOST = 60  # characters of a class or method name drawn in a figure (the rest: "…")
 
 
 def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | None = None, *,
@@ -76,7 +77,8 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     names = [e.method for e in exps] if names is None else [str(n) for n in names]
     if len(names) != len(exps):
         raise InputError(f"names has {len(names)} entries for {len(exps)} explanations")
-    names = [plain(n) for n in names]  # drawn as written: no mathtext from a name's "$"
+    # drawn as written: no mathtext from a name's "$"; the keys share one row above the plot
+    names = [plain(n, max(12, _MOST * 2 // (len(names) + 1))) for n in names]
     handles = (_bars(ax, exps[0], names[0], top_k, spacing) if len(exps) == 1
                else _lines(ax, exps, names))
     window = check_window(window)
@@ -99,12 +101,16 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     ax.set_axisbelow(True)
     if title is None:
         # the class name is the model's: drawn as written
-        title = plain(f"{exps[0].method} — {exps[0].label} ({exps[0].score:.0%})" if len(exps) == 1
-                      else f"temporal importance — {exps[0].label}")
-    ax.set_title(title, fontsize=10, loc="left", pad=18)
-    # one row of keys above the plot, where it cannot hide a bar or a line
+        label = plain(exps[0].label, _MOST)
+        title = (f"{plain(exps[0].method, _MOST)} — {label} ({exps[0].score:.0%})" if len(exps) == 1
+                 else f"temporal importance — {label}")
+    # keys above the plot, where they cannot hide a bar or a line: one row, or as many as their
+    # text needs (eight methods with long names in one row left the plot no width at all)
+    chars = sum(len(h.get_label()) + 6 for h in handles)
+    rows = -(-chars // 120)
+    ax.set_title(title, fontsize=10, loc="left", pad=6 + 12 * rows)   # above the keys
     ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7,
-              frameon=False, ncols=len(handles), borderaxespad=0.1, handlelength=1.6,
+              frameon=False, ncols=-(-len(handles) // rows), borderaxespad=0.1, handlelength=1.6,
               columnspacing=1.2)
     if path is None:
         return fig

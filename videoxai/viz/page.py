@@ -22,14 +22,19 @@ from ..version import __version__
 _SURROGATE = re.compile("[\ud800-\udfff]")  # a lone one cannot be written as UTF-8
 
 
-def plain(text) -> str:
+def plain(text, most: int | None = None) -> str:
     """``text`` for matplotlib to draw as it is written: class names, method specs and file names
     are the user's, and a pair of ``$`` in them starts mathtext there (``a $x$`` was typeset as
     math; ``$\\frac$`` failed to parse and took the figure, and the report, down). An escaped
     ``\\$`` is drawn as ``$``, and a string without a pair of unescaped ``$`` is never mathtext.
     A lone surrogate (``"\\ud800"`` in a JSON config's class name), which matplotlib's font code
-    refuses, is drawn as U+FFFD."""
-    return _SURROGATE.sub("\ufffd", str(text)).replace("$", r"\$")
+    refuses, is drawn as U+FFFD. With ``most``, a longer text is cut to that many characters
+    with an ellipsis (a class name of a few hundred characters left no room for the plot: the
+    layout gave up and cut the axis labels off)."""
+    text = str(text)
+    if most is not None and len(text) > most:
+        text = text[:max(0, most - 1)] + "…"
+    return _SURROGATE.sub("\ufffd", text).replace("$", r"\$")
 
 
 def data_uri(data: bytes, mime: str) -> str:

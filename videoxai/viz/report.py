@@ -568,7 +568,7 @@ def _timeline_figure(vids):
     top.set_ylim(0, 1.05)
     top.set_ylabel("top-1 probability")
     top.set_title("prediction per window", fontsize=10, loc="left")
-    top.legend(keys, [plain(lb) for lb in labels], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+    top.legend(keys, [plain(lb, 40) for lb in labels], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
                frameon=False)
     lines = []
     for i, v in enumerate(vids):
@@ -578,7 +578,7 @@ def _timeline_figure(vids):
     bottom.set_ylabel("importance\n(1 = window mean)")
     bottom.set_xlabel(f"video time ({unit})")
     bottom.set_title("temporal importance per frame", fontsize=10, loc="left")
-    bottom.legend(lines, [plain(v.method) for v in vids], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+    bottom.legend(lines, [plain(v.method, 40) for v in vids], loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
