@@ -158,7 +158,7 @@ def test_a_clip_whose_content_changed_is_computed_again_on_resume(tmp_path):
     assert evaluate(model, samples, **run).computed == 2
     edited = [EvalSample("a", same.clip), EvalSample("b", other.clip)]   # b's pixels replaced
     assert truth(other.clip) != truth(same.clip)
-    with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b'\) has other content than when its stored results"):
+    with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b'\) has other content or annotations than when its stored results"):
         again = evaluate(model, edited, **run)
     assert (again.computed, again.skipped) == (1, 1)
     assert predicted() == {"a": truth(same.clip), "b": truth(other.clip)}
@@ -175,6 +175,17 @@ def test_a_clip_whose_content_changed_is_computed_again_on_resume(tmp_path):
     write_video(other.clip.uint8(), folder / "b.mp4", fps=8)
     with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b.mp4'\) has other content"):
         assert evaluate(model, f"folder:{folder}", **files).computed == 1
+    # a window corrected in labels.csv: temporal grounding is scored against the new one
+    grounding = dict(files, metrics="temporal_grounding", out=tmp_path / "windows")
+    (folder / "labels.csv").write_text("video,label,start,end\na.mp4,0,0,2\nb.mp4,1,0,2\n")
+    assert evaluate(model, f"folder:{folder}", **grounding).computed == 2
+    (folder / "labels.csv").write_text("video,label,start,end\na.mp4,0,0,2\nb.mp4,1,6,8\n")
+    with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b.mp4'\) has other content or annotations"):
+        assert evaluate(model, f"folder:{folder}", **grounding).computed == 1
+    with ResultStore(tmp_path / "windows" / "results.sqlite") as store:
+        rows = {r.video: r for r in store.rows()}
+    top = rows["b.mp4"].details["top_frames"][0]   # the map's top frame: in the new window [6, 8)?
+    assert rows["b.mp4"].value == float(6 <= top < 8) and rows["a.mp4"].value == float(0 <= rows["a.mp4"].details["top_frames"][0] < 2)
 
 
 def test_a_model_directory_whose_weights_changed_is_not_resumed_with_the_old_results(tmp_path):

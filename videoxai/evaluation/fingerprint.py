@@ -7,13 +7,14 @@ samples run again after a clip was edited (same ``key``, other frames), or a vid
 re-encoded under its old name, kept every result of the old content. The fingerprint is cheap
 and known without explaining anything: for samples in memory a hash of their arrays (frames and
 the annotations the localisation metrics read), for videos on disk the file's size and
-modification time (no decoding). Datasets that are neither (``synthetic:``, whose clips are a
+modification time (no decoding) and its annotations (window, boxes). Datasets that are neither (``synthetic:``, whose clips are a
 function of their key, or a user's own dataset class) have none and are resumed by key alone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ def fingerprints(dataset: EvalDataset, n_videos: int) -> dict[str, str]:
     entries = getattr(dataset, "entries", None)   # videos on disk (folder:, ssv2:, ucf24:)
     if not isinstance(entries, list) or len(entries) < n_videos:
         return {}
+    tubes = getattr(dataset, "tubes", None)       # ucf24:'s boxes, by clip key
     out = {}
     for i in range(n_videos):
         path = getattr(entries[i], "path", None)
@@ -37,8 +39,18 @@ def fingerprints(dataset: EvalDataset, n_videos: int) -> dict[str, str]:
                 stat = path.stat()
             except OSError:
                 continue   # gone or unreadable: the clip's load stores the error
-            out[dataset.key(i)] = f"file:{stat.st_size}:{stat.st_mtime_ns}"
+            key = dataset.key(i)
+            # the annotations the localisation metrics read: a window corrected in labels.csv
+            # (or a box in the annotation file) kept the scores against the old one
+            notes = [getattr(entries[i], "source_window", None), tubes.get(key) if isinstance(tubes, dict) else None]
+            digest = hashlib.blake2b(json.dumps(notes, default=_plain).encode(), digest_size=8).hexdigest()
+            out[key] = f"file:{stat.st_size}:{stat.st_mtime_ns}:{digest}"
     return out
+
+
+def _plain(value):
+    """Annotation values JSON does not take (numpy arrays and numbers) as lists and numbers."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def sample_fingerprint(sample: EvalSample) -> str:

@@ -407,7 +407,7 @@ def _forget_changed(store: ResultStore, dataset, n_videos: int,
     if changed:
         store.forget_clips(changed)
         warnings.warn(f"{len(changed)} clip{'s' if len(changed) > 1 else ''} (e.g. {changed[0]!r}) "
-                      f"{'have' if len(changed) > 1 else 'has'} other content than when "
+                      f"{'have' if len(changed) > 1 else 'has'} other content or annotations than when "
                       f"{'their' if len(changed) > 1 else 'its'} stored results were computed: computed again", stacklevel=3)
     store.record_fingerprints({k: fp for k, fp in now.items() if stored.get(k) != fp})
     gone = set(changed)
