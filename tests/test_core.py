@@ -91,6 +91,63 @@ def test_explanation_load_rejects_other_files(tmp_path):
         vx.Explanation.load(p)
 
 
+def _small_explanation(**changes) -> vx.Explanation:
+    fields = dict(spatial=np.linspace(0, 1, 24, dtype=np.float16).reshape(2, 3, 4), temporal=np.array([0.4, 0.6]),
+                  target=1, label="a", score=0.6, probs=np.array([0.4, 0.6]), method="rise",
+                  raw=np.ones((2, 3, 4), np.float16))
+    return vx.Explanation(**{**fields, **changes})
+
+
+def test_explanation_metadata_keeps_numpy_booleans_unicode_and_float16_maps(tmp_path):
+    # np.bool_ is not an np.integer: it was written as the text "False", which is truthy
+    exp = _small_explanation(label="übung ✓ 日本", options={"flag": np.bool_(False), "n": np.int64(3), "pair": (1, 2)},
+                             meta={"source": tmp_path / "clip.mp4", "ok": np.bool_(True)})
+    back = vx.Explanation.load(exp.save(tmp_path / "e.npz"))
+    assert back.label == "übung ✓ 日本" and back.options["flag"] is False and back.meta["ok"] is True
+    assert back.options == {"flag": False, "n": 3, "pair": [1, 2]}      # JSON: a tuple comes back a list
+    assert back.meta["source"] == str(tmp_path / "clip.mp4")
+    assert exp.to_dict()["options"]["flag"] is False
+    np.testing.assert_array_equal(back.spatial, exp.spatial)
+    assert back.raw.dtype == np.float32 and np.array_equal(back.raw, exp.raw)
+
+
+def test_explanation_save_refuses_nan_replaces_a_file_whole_and_names_a_parent_that_is_a_file(tmp_path):
+    nan = _small_explanation(raw=np.full((2, 3, 4), np.nan, np.float32))
+    with pytest.raises(InputError, match=r"cannot save the explanation to .*e\.npz: its raw map has NaN or infinite"):
+        nan.save(tmp_path / "e.npz")
+    assert not list(tmp_path.iterdir())
+    first = _small_explanation().save(tmp_path / "new" / "e.npz")
+    second = _small_explanation(target=0, label="b").save(first)
+    assert second == first and vx.Explanation.load(first).label == "b"
+    assert [p.name for p in first.parent.iterdir()] == ["e.npz"]        # no temporary file left beside it
+    (tmp_path / "f").write_text("not a directory")
+    # mkdir's own error was a FileExistsError traceback, "File exists"
+    with pytest.raises(InputError, match=r"cannot save the explanation to .*: .*f is a file, not a directory$"):
+        _small_explanation().save(tmp_path / "f" / "e.npz")
+
+
+def test_explanation_load_names_a_truncated_archive_a_newer_format_and_nan_maps(tmp_path):
+    path = _small_explanation().save(tmp_path / "e.npz")
+    data = path.read_bytes()
+    for n in (0, 10, len(data) // 2, len(data) - 30):   # zipfile's BadZipFile and numpy's EOFError escaped
+        cut = tmp_path / "cut.npz"
+        cut.write_bytes(data[:n])
+        with pytest.raises(InputError, match=r"cut\.npz is a damaged or truncated \.npz archive \(.+\); save"):
+            vx.Explanation.load(cut)
+    with np.load(path) as z:
+        arrays = dict(z)
+    meta = json.loads(bytes(arrays["metadata"]).decode())
+    arrays["metadata"] = np.frombuffer(json.dumps({**meta, "version": 2}).encode(), np.uint8)
+    np.savez(tmp_path / "v2.npz", **arrays)          # a later format was read as if it were this one
+    with pytest.raises(InputError, match=r"v2\.npz was written by a newer videoxai \(explanation format 2; "
+                                         r"this one reads format 1\): upgrade"):
+        vx.Explanation.load(tmp_path / "v2.npz")
+    np.savez(tmp_path / "nan.npz", **{**arrays, "metadata": np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                                     "temporal": np.array([np.nan, 1], np.float32)})
+    with pytest.raises(InputError, match=r"nan\.npz is not a valid explanation: its temporal map has NaN"):
+        vx.Explanation.load(tmp_path / "nan.npz")
+
+
 def test_to_dict_is_json_with_a_methods_numpy_extras():
     # extras such as SHAP's segment values or LIME's R² are numpy arrays in meta: json.dumps failed
     exp = vx.Explanation(spatial=np.zeros((2, 2, 2)), temporal=np.array([0.5, 0.5]), target=0, label="a",

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,22 +98,47 @@ class Explanation:
         return d
 
     def save(self, path: str | Path) -> Path:
-        """Write a ``.npz`` with the arrays and a JSON metadata record (no pickle)."""
+        """Write a ``.npz`` with the arrays and a JSON metadata record (no pickle); returns its path.
+
+        ``path`` gets the suffix ``.npz`` (another suffix is replaced); missing parent directories
+        are created; an existing file is replaced whole (the archive is written beside it and
+        renamed over it, so a reader never sees half a file). The metadata is JSON: tuples come
+        back as lists, NumPy scalars as Python numbers and booleans, anything else (a path) as its
+        text. Maps with NaN or infinite values are refused (:func:`videoxai.explain` never makes
+        them; a map of NaN ranks nothing and breaks the viewer's JSON).
+        """
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"spatial": self.spatial, "temporal": self.temporal, "probs": self.probs,
+                  "frame_indices": self.frame_indices}
+        if self.raw is not None:
+            arrays["raw"] = np.asarray(self.raw, dtype=np.float32)
+        _check_finite(arrays, f"cannot save the explanation to {path}")
         meta = {
             "version": _FORMAT_VERSION, "target": int(self.target), "label": self.label,
             "score": float(self.score), "method": self.method, "options": self.options,
             "cost": self.cost.to_dict(), "meta": self.meta,
         }
-        arrays = {"spatial": self.spatial, "temporal": self.temporal, "probs": self.probs,
-                  "frame_indices": self.frame_indices,
-                  "metadata": np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)}
-        if self.raw is not None:
-            arrays["raw"] = np.asarray(self.raw, dtype=np.float32)
-        np.savez_compressed(path, **arrays)
+        arrays["metadata"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # named per process and thread (two threads may save the same path), and opened with
+            # open() so that the file gets the umask's permissions, as a direct write would
+            temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            try:
+                with open(temp, "wb") as f:
+                    np.savez_compressed(f, **arrays)
+                os.replace(temp, path)
+            except BaseException:
+                temp.unlink(missing_ok=True)
+                raise
+        except OSError as e:
+            # a parent that is a file, a read-only directory, a full disk: one line naming the path
+            # (mkdir's own words for a parent that is a file are "File exists")
+            blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+            reason = f"{blocking} is a file, not a directory" if blocking is not None else e.strerror or e
+            raise InputError(f"cannot save the explanation to {path}: {reason}") from None
         return path
 
     @classmethod
@@ -123,6 +152,16 @@ class Explanation:
         except (OSError, ValueError) as e:
             # numpy's own words for a file that is not a zip archive suggest allow_pickle
             raise InputError(f"{path} is not a videoxai explanation file: not an .npz archive") from e
+        except (EOFError, zipfile.BadZipFile, zlib.error) as e:
+            # an archive cut short (an interrupted copy) or damaged: zipfile's own error, raw
+            raise InputError(f"{path} is a damaged or truncated .npz archive ({e}); save the "
+                             "explanation again") from None
+        version = _format_version(arrays)
+        if isinstance(version, int) and version > _FORMAT_VERSION:
+            # a later format may keep the names and change what they mean: not read as if it were ours
+            raise InputError(f"{path} was written by a newer videoxai (explanation format {version}; "
+                             f"this one reads format {_FORMAT_VERSION}): upgrade videoxai to read it")
+        _check_finite(arrays, f"{path} is not a valid explanation")
         try:
             meta = json.loads(bytes(arrays.pop("metadata")).decode())
             # inside the try: an archive with metadata but without a map is as foreign as one without
@@ -143,7 +182,25 @@ def _plain(value):
     return json.loads(json.dumps(value, default=_json_default))
 
 
+def _format_version(arrays: dict[str, np.ndarray]):
+    """The ``version`` an archive's metadata records, or ``None`` (no metadata, not JSON, none given)."""
+    try:
+        meta = json.loads(bytes(arrays["metadata"]).decode())
+    except (KeyError, ValueError, TypeError):
+        return None
+    return meta.get("version") if isinstance(meta, dict) else None
+
+
+def _check_finite(arrays: dict[str, np.ndarray], what: str) -> None:
+    """Refuse maps with NaN or infinite values, naming the first such array."""
+    for name, a in arrays.items():
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            raise InputError(f"{what}: its {name} map has NaN or infinite values")
+
+
 def _json_default(o):
+    if isinstance(o, np.bool_):   # not an np.integer: it was written as the text "False", which is truthy
+        return bool(o)
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
