@@ -690,3 +690,29 @@ def test_figures_keep_their_layout_with_long_class_and_method_names(clip):
                                  frame_indices=clip.indices, times=clip.indices / 25.0, spatial=exp.spatial,
                                  temporal=np.ones(T, np.float32), fps=25.0, source=None)
         _timeline_figure([video]).canvas.draw()
+
+
+def test_timeline_report_leaves_matplotlibs_backend_and_pyplot_alone(tmp_path, clip):
+    """The timeline figure called matplotlib.use("Agg") and drew through pyplot: a notebook's
+    backend was switched (its plots stopped showing) by writing a report."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz.report import _timeline_figure
+
+    window = WindowResult(index=0, frame_indices=clip.indices, start_s=0.0, end_s=1.0, target=0, label="a",
+                          score=0.5, predicted=0, predicted_label="a", predicted_score=0.5,
+                          temporal=np.full(T, 1 / T), cost=vx.Cost())
+    video = VideoExplanation(method="staa", model="m", windows=[window], frames=clip.frames,
+                             frame_indices=clip.indices, times=clip.indices / 25.0,
+                             spatial=make_exp(clip).spatial, temporal=np.ones(T, np.float32), fps=25.0, source=None)
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")                                   # the user's choice
+    try:
+        figures = plt.get_fignums()
+        fig = _timeline_figure([video])
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == figures
+        assert len(fig.axes) == 2 and fig.axes[1].get_xlabel() == "video time (s)"
+    finally:
+        matplotlib.use(before)

@@ -476,13 +476,10 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
                                           v.temporal[shown], PALETTE[i % len(PALETTE)]))
     parts.append('<h2>Where — the whole video and its explanations</h2>'
                  '<div class="grid">' + "".join(cards) + "</div>")
-    import matplotlib.pyplot as plt
-
     fig = _timeline_figure(vids)
     parts.append('<h2>When — timeline</h2><div class="card curve timeline">'
                  f'<img alt="timeline: prediction per window and temporal importance" '
                  f'src="{data_uri(figure_png(fig), "image/png")}"></div>')
-    plt.close(fig)
     parts.append('<h2>Windows</h2>' + "".join(_window_table(v, PALETTE[i % len(PALETTE)])
                                              for i, v in enumerate(vids)))
 
@@ -542,14 +539,16 @@ def _timeline_video_card(name: str, sub: str, frames: np.ndarray, clip: Clip, fp
 
 
 def _timeline_figure(vids):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # on the Agg canvas, never through pyplot, as temporal_curve: matplotlib.use("Agg") switched a
+    # notebook's backend (its plots no longer showed) and pyplot's figures are global state
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     v0 = vids[0]
     unit = "s" if v0.fps else "frame"
-    fig, axes = plt.subplots(2, 1, figsize=(9.0, 4.6), sharex=True, gridspec_kw={"height_ratios": [1, 1.2]})
+    fig = Figure(figsize=(9.0, 4.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.2]})
     top, bottom = axes
     labels = sorted({w.predicted_label for v in vids for w in v.windows})
     colours = {lb: PALETTE[i % len(PALETTE)] for i, lb in enumerate(labels)}
