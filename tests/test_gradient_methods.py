@@ -646,6 +646,24 @@ def test_smoothgrad_is_deterministic_under_a_seed():
     torch.testing.assert_close(s0, get("saliency")(model).attribute_pixels(x, 0).values)
 
 
+def test_smoothgrad_map_depends_on_the_seed_not_on_batch_size_or_the_other_clips():
+    # the noise was one randn over each batch of samples, which differs from the same samples drawn
+    # in smaller batches where T·3·H·W is not a multiple of 16 (here 8·3·15·13): the map changed with
+    # batch_size, and a clip's map with the clips explained beside it
+    model = vx.wrap(small_cnn().net, num_frames=T, input_size=(15, 13), num_classes=3)
+    x = torch.rand(2, T, 3, 15, 13, generator=torch.Generator().manual_seed(3))
+
+    def smoothgrad(clips, batch_size):
+        return get("smoothgrad")(model, n_samples=5, noise_level=0.5, batch_size=batch_size,
+                                 seed=4).attribute_pixels(clips, 0).values
+
+    alone = [smoothgrad(x[i:i + 1], 1) for i in range(2)]
+    for batch_size in (2, 5):
+        torch.testing.assert_close(smoothgrad(x[:1], batch_size), alone[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(smoothgrad(x, 4), torch.cat(alone), rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(alone[0], get("saliency")(model).attribute_pixels(x[:1], 0).values)
+
+
 def test_ig_batching_does_not_change_the_result():
     model = small_cnn()
     x = torch.rand(2, T, 3, S, S, generator=torch.Generator().manual_seed(7))

@@ -5,11 +5,14 @@ noise ``ε ~ N(0, σ²)`` and ``σ = noise_level · (max(x) − min(x))`` of eac
 (which recommends 10–20 % of the input range). Each sample costs one forward and one backward
 pass; ``batch_size`` noisy clips go through the model at a time.
 
-The noise is drawn from a generator seeded with ``seed`` in the layout Captum's ``NoiseTunnel``
-uses (per batch of samples, ``randn`` over ``(B · k, T, 3, H, W)`` with each clip's k samples next
-to each other), so for equal seeds the signed result on B clips equals
-``NoiseTunnel(Saliency(abs=False))`` with ``nt_samples_batch_size=batch_size // B`` (and Captum's
-``stdevs`` our σ: clips whose values span 1).
+The noise of each clip is drawn from a generator of its own seeded with ``seed``, one sample
+``(T, 3, H, W)`` at a time, so a clip's map depends on the seed alone: not on ``batch_size``
+(one ``randn`` of k samples differs from k draws of one where a sample's size is not a multiple
+of 16 on CPU, and on CUDA), nor on the other clips of the batch. For equal seeds the signed result
+on each clip equals ``NoiseTunnel(Saliency(abs=False))`` on that clip after
+``torch.manual_seed(seed)`` (Captum's ``stdevs`` our σ: clips whose values span 1) where Captum's
+draws do not depend on its ``nt_samples_batch_size`` either: on CPU, with ``T·3·H·W`` a multiple
+of 16.
 """
 
 from __future__ import annotations
@@ -61,14 +64,16 @@ class SmoothGrad(InputGradientMethod):
         b = x.shape[0]
         span = x.flatten(1).amax(1) - x.flatten(1).amin(1)
         sigma = (self.noise_level * span).view(b, 1, 1, 1, 1)
-        generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        generators = [torch.Generator(device=x.device).manual_seed(self.seed) for _ in range(b)]
         per_pass = max(1, self.batch_size // b)
         total = torch.zeros_like(x)
         with frozen_parameters(self.model):
             for sl in self.batches(self.n_samples, per_pass, "noisy samples"):
                 k = sl.stop - sl.start
-                noise = torch.randn((b * k, *x.shape[1:]), generator=generator, device=x.device,
-                                    dtype=x.dtype)
+                # (B·k, T, 3, H, W), each clip's k samples next to each other, drawn one sample at
+                # a time from the clip's own generator (see the module docstring)
+                noise = torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
+                                     for g in generators for _ in range(k)])
                 noisy = x.repeat_interleave(k, dim=0) + noise * sigma.repeat_interleave(k, dim=0)
                 grads, _ = target_gradients(self.model, noisy, target.repeat_interleave(k))
                 if self.squared:
