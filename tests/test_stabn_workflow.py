@@ -503,3 +503,42 @@ def test_a_second_run_on_the_same_output_directory_is_refused_while_the_first_ru
     shutil.rmtree(out / "model")
     assert len(train("synthetic:8", out, **kw).history) == 1   # finished: resumed, nothing to train
     assert vx.load_model(out / "model").metadata["training"]["epochs_done"] == 1
+
+
+def test_collecting_again_stopped_while_a_clip_is_written_leaves_every_clip_readable(tmp_path, monkeypatch):
+    """Collecting again into an edit set rewrote its clip archives in place: a Ctrl-C during one
+    (compression takes a while) left the old collection naming an archive cut short, and the
+    editor could not show that clip. Each archive is now written aside and renamed."""
+    torch.manual_seed(0)
+    model = build(num_classes=4, num_frames=4, input_size=32).eval()
+    data = open_dataset("synthetic:6", "train", num_frames=4, frame_size=(32, 32))
+    es = collect(model, data, tmp_path / "edits", model_spec="in-memory", misclassified_only=False, limit=3)
+    before = {it.key: es.clip(it.key) for it in es.items}
+
+    write_array, calls = np.lib.format.write_array, {"n": 0}
+
+    def ctrl_c_in_the_second_array(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first clip's spatial map
+            raise KeyboardInterrupt
+        return write_array(*a, **k)
+
+    monkeypatch.setattr(np.lib.format, "write_array", ctrl_c_in_the_second_array)
+    with pytest.raises(KeyboardInterrupt):
+        collect(model, data, tmp_path / "edits", model_spec="in-memory", misclassified_only=False, limit=3)
+    monkeypatch.undo()
+    again = EditSet.open(tmp_path / "edits")
+    for key, (frames, spatial) in before.items():
+        got_frames, got_spatial = again.clip(key)
+        np.testing.assert_array_equal(got_frames, frames)
+        np.testing.assert_array_equal(got_spatial, spatial)
+    assert not list((tmp_path / "edits" / "clips").glob(".*.tmp"))
+    # an archive cut short by an older version (its spatial map no .npy): one error naming it, not an AttributeError
+    import zipfile
+
+    key = again.items[0].key
+    with zipfile.ZipFile(tmp_path / "edits" / "clips" / f"{key}.npz", "w") as z:
+        z.writestr("frames.npy", b"")
+        z.writestr("spatial.npy", b"")
+    with pytest.raises(InputError, match=rf"cannot read clip {re.escape(key)} from .* \(its frames is not a NumPy array"):
+        again.clip(key)

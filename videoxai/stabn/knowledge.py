@@ -32,6 +32,7 @@ as HK-ABN fine-tunes its branches. ``unfreeze_at=k`` lets everything train from 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -277,6 +278,10 @@ class EditSet:
             raise InputError(f"cannot read clip {key} from {path} ({type(e).__name__}: {e}); collect again "
                              "with `videoxai stabn collect`") from None
         frames, spatial = z["frames"], z["spatial"]
+        for name, a in (("frames", frames), ("spatial", spatial)):
+            if not isinstance(a, np.ndarray):  # NumPy hands out a member that is no .npy as its bytes
+                raise InputError(f"cannot read clip {key} from {path} (its {name} is not a NumPy array: cut "
+                                 "short?); collect again with `videoxai stabn collect`")
         t = self.num_frames
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != t or frames.shape[3] != 3:
             raise InputError(f"{path}: frames must be ({t}, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
@@ -396,8 +401,11 @@ def collect(model: STABNVideoModel, data: ClipSet, directory: str | Path, *, mod
         for j, i in enumerate(idx):
             i = int(i)
             key = clip_key(data.ids[i], i)
-            np.savez_compressed(es.directory / "clips" / f"{key}.npz", frames=data.frames[i],
-                                spatial=spatial[j].astype(np.float32))
+            # whole or not at all: collecting again into an edit set, a Ctrl-C while a clip was
+            # written left the old collection naming an archive cut short
+            archive = io.BytesIO()
+            np.savez_compressed(archive, frames=data.frames[i], spatial=spatial[j].astype(np.float32))
+            write_atomically(es.directory / "clips" / f"{key}.npz", archive.getvalue())
             es.items.append(CollectedClip(key=key, id=data.ids[i], index=i, label=int(data.labels[i]),
                                           predicted=int(pred[i]),
                                           attention=[round(float(v), 6) for v in p.temporal[i]],
