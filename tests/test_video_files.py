@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import videoxai as vx
-from videoxai.data.video import probe
+from videoxai.data.video import probe, write_video
 from videoxai.errors import VideoReadError
 
 
@@ -177,3 +177,27 @@ def test_an_ffmpeg_playlist_is_refused_before_ffmpeg_opens_it(tmp_path):
     for read in (vx.read_video, probe):
         with pytest.raises(VideoReadError, match="clip.mp4: an FFmpeg concat playlist, not a video"):
             read(playlist)
+
+
+@pytest.mark.parametrize("kept_packets", [1, 6, 9])
+def test_an_mp4_cut_between_two_frames_is_truncated_not_short(tmp_path, kept_packets):
+    """An mp4 written index-first (+faststart) and cut off between two frames' data: the index
+    lists 12 frames, demuxing and decoding stop without an error where the bytes end, and every
+    reader returned the frames left as a shorter video. Cut inside a frame it failed, by luck."""
+    import av
+
+    frames = np.zeros((12, 48, 64, 3), np.uint8)
+    for k in range(12):
+        frames[k] = 20 * k
+        frames[k, 10:20, 4 * k:4 * k + 10] = 255
+    whole = write_video(frames, tmp_path / "whole.mp4", fps=10)
+    with av.open(str(whole)) as container:
+        starts = sorted(p.pos for p in container.demux(video=0) if p.size)
+    assert len(starts) == 12 and starts[0] > whole.read_bytes().index(b"moov")  # the index comes first
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:starts[kept_packets]])  # ends exactly where a frame's data begins
+    for read in (lambda: vx.read_video(cut), lambda: vx.read_video(cut, 4),
+                 lambda: list(vx.sliding_windows(cut, 4))):
+        with pytest.raises(VideoReadError, match=r"truncated video: the container lists 12 frames but only \d+"):
+            read()
+    assert len(vx.read_video(whole)) == 12  # the whole file reads as before

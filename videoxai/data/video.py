@@ -43,7 +43,7 @@ from ..errors import VideoReadError
 from .container import check_path, frame_times, open_video, packet_index, packet_times, probe, read_header, shown_frames
 from .decoder import MAX_PIXELS, Decoder, FrameTooLargeError, frames_from
 from .keyframes import SeekMiss, decode_at, seek_plan
-from .read_arguments import check_count, check_nonempty, check_range
+from .read_arguments import check_count, check_decoded, check_nonempty, check_range
 from .streams import PictureConverter, display_size, quarter_turns, sample_aspect, video_stream
 from .video_windows import sliding_windows
 from .video_writer import WRITERS, write_video  # noqa: F401  (part of this module's API, as before)
@@ -134,6 +134,7 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
                 kept.append(dec.to_rgb(frame, max_side))
                 src.append(index)
         check_nonempty(path, len(src), ranged, lo, hi)
+        check_decoded(path, reported, len(src))
         return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path))
 
     by_seeking = _read_seeking(path, num_frames, lo, hi, reported, max_side, max_pixels)
@@ -142,10 +143,7 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
     wanted = uniform_indices(expected, num_frames)
     dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi, max_side, max_pixels)
     check_nonempty(path, count, ranged, lo, hi)
-    if reported and count < reported - max(2, reported // 50):
-        # a cut-off download whose header survived: the index lists frames the data lacks
-        raise VideoReadError(f"{path}: truncated video: the container lists {reported} frames "
-                             f"but only {count} could be decoded")
+    check_decoded(path, reported, count)
     if count != expected:
         # the container's count was wrong (or packets != frames): choose again on the true count
         wanted = uniform_indices(count, num_frames)

@@ -16,9 +16,9 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError, VideoReadError
-from .container import check_path
+from .container import check_path, open_video, shown_frames
 from .decoder import MAX_PIXELS, Decoder, frames_from
-from .read_arguments import check_count, check_nonempty, check_range
+from .read_arguments import check_count, check_decoded, check_nonempty, check_range
 from .windows import Tail, WindowPlanner, WindowSpan
 
 def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: int | None = None, *,
@@ -81,12 +81,18 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
 def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tail: Tail,
                   max_side: int | None, max_pixels: int | None, lo: float, hi: float) -> Iterator[Clip]:
     dec = Decoder(path, max_pixels)
+    ranged = lo > 0 or hi < float("inf")
+    with open_video(path) as (_container, stream):
+        reported = 0 if ranged else shown_frames(stream)
+    decoded = 0
 
     def source() -> Iterator[tuple[int, av.VideoFrame]]:
+        nonlocal decoded
         for index, t, frame in frames_from(dec, lo):
             if t >= hi:
                 return
             if t >= lo:
+                decoded += 1
                 yield index, frame
 
     yielded = False
@@ -96,7 +102,10 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
         yielded = True
         yield window
     if not yielded:
-        check_nonempty(path, 0, lo > 0 or hi < float("inf"), lo, hi)
+        check_nonempty(path, 0, ranged, lo, hi)
+    # a file cut between two frames decodes without an error to where it stops: its windows
+    # came as they were read, and the error after them says the rest of the video is missing
+    check_decoded(path, reported, decoded)
 
 
 def _windows(source: Iterator[tuple[int, object]], num_frames: int, stride: int, frame_step: int,
