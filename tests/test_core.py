@@ -113,7 +113,7 @@ def test_explanation_metadata_keeps_numpy_booleans_unicode_and_float16_maps(tmp_
 
 def test_explanation_save_refuses_nan_replaces_a_file_whole_and_names_a_parent_that_is_a_file(tmp_path):
     nan = _small_explanation(raw=np.full((2, 3, 4), np.nan, np.float32))
-    with pytest.raises(InputError, match=r"cannot save the explanation to .*e\.npz: its raw map has NaN or infinite"):
+    with pytest.raises(InputError, match=r"cannot save the explanation to .*e\.npz: Explanation.raw holds NaN or infinite"):
         nan.save(tmp_path / "e.npz")
     assert not list(tmp_path.iterdir())
     first = _small_explanation().save(tmp_path / "new" / "e.npz")
@@ -144,7 +144,7 @@ def test_explanation_load_names_a_truncated_archive_a_newer_format_and_nan_maps(
         vx.Explanation.load(tmp_path / "v2.npz")
     np.savez(tmp_path / "nan.npz", **{**arrays, "metadata": np.frombuffer(json.dumps(meta).encode(), np.uint8),
                                      "temporal": np.array([np.nan, 1], np.float32)})
-    with pytest.raises(InputError, match=r"nan\.npz is not a valid explanation: its temporal map has NaN"):
+    with pytest.raises(InputError, match=r"nan\.npz is not a valid explanation: Explanation.temporal holds NaN"):
         vx.Explanation.load(tmp_path / "nan.npz")
 
 

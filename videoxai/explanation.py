@@ -195,7 +195,7 @@ def _check_finite(arrays: dict[str, np.ndarray], what: str) -> None:
     """Refuse maps with NaN or infinite values, naming the first such array."""
     for name, a in arrays.items():
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
-            raise InputError(f"{what}: its {name} map has NaN or infinite values")
+            raise InputError(f"{what}: Explanation.{name} holds NaN or infinite values")
 
 
 def _json_default(o):
