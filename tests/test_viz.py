@@ -716,3 +716,33 @@ def test_timeline_report_leaves_matplotlibs_backend_and_pyplot_alone(tmp_path, c
         assert len(fig.axes) == 2 and fig.axes[1].get_xlabel() == "video time (s)"
     finally:
         matplotlib.use(before)
+
+
+def test_report_of_a_high_speed_clip_plays_slowly_enough_to_be_shown(tmp_path):
+    """Two frames of a 120 fps video played in 0.017 s: Chromium never showed a frame of either
+    video (readyState stayed HAVE_METADATA), the boxes were empty. Embedded videos last 0.25 s
+    at least."""
+    clip = vx.Clip(np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8), fps=120.0)
+    exp = vx.Explanation(spatial=np.zeros((2, 16, 16), np.float32), temporal=np.full(2, 0.5), target=0, label="a",
+                         score=0.5, probs=np.array([0.5, 0.5]), method="m")
+    path = write_report(tmp_path / "r.html", clip, exp)
+    uris = re.findall(r'src="data:video/(webm|mp4);base64,([^"]+)"', path.read_text())
+    assert len(uris) == 4
+    for i, (kind, data) in enumerate(uris):
+        (tmp_path / f"v{i}.{kind}").write_bytes(base64.b64decode(data))
+        back = read_video(tmp_path / f"v{i}.{kind}")
+        assert back.num_frames == 2 and back.num_frames / back.fps == pytest.approx(0.25)
+    js = "return Array.from(document.querySelectorAll('video')).map(v => v.readyState);"
+    browser = headless_chrome()                            # skips where Chromium is missing
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        browser.get(path.as_uri())
+        try:
+            WebDriverWait(browser, 60, poll_frequency=0.2).until(lambda b: all(s >= 2 for s in b.execute_script(js)))
+        except Exception:  # report what the browser saw rather than a bare timeout
+            pass
+        states = browser.execute_script(js)
+    finally:
+        browser.quit()
+    assert len(states) == 2 and all(s >= 2 for s in states), states   # HAVE_CURRENT_DATA or better

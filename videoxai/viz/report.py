@@ -88,7 +88,7 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
 
     size = _display_size(clip.height, clip.width, max_side, min_side)
     frames = resize_frames(clip.uint8(), size)
-    fps = playback_fps(clip)
+    fps = _page_fps(clip)
     names = _unique_names(exps)
     source = Path(clip.source).name if clip.source else None
     title = title or (f"videoxai — {source}" if source else "videoxai report")
@@ -330,6 +330,16 @@ def _options(e: Explanation) -> str:
 # embedding
 
 
+#: seconds an embedded video lasts at least: Chromium never showed a frame of one of a few
+#: hundredths of a second (2 frames at 120 fps, 8 at 240: readyState stayed HAVE_METADATA)
+_LEAST_SECONDS = 0.25
+
+
+def _page_fps(clip: Clip) -> float:
+    """:func:`playback_fps`, slowed where the clip would play in under :data:`_LEAST_SECONDS`."""
+    return min(playback_fps(clip), clip.num_frames / _LEAST_SECONDS)
+
+
 def _video_html(frames: np.ndarray, fps: float) -> str:
     """A looping ``<video>`` with a WebM and an MP4 source; an animated GIF if this FFmpeg build
     has neither encoder."""
@@ -462,7 +472,7 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
         clip = Clip(clip.frames[shown], fps=clip.fps, indices=clip.indices[shown], source=clip.source)
     size = _display_size(clip.height, clip.width, 640, 320)
     frames = resize_frames(clip.uint8(), size)
-    fps = playback_fps(clip)
+    fps = _page_fps(clip)
     source = Path(v0.source).name if v0.source else None
     title = title or (f"videoxai — {source}" if source else "videoxai report")
 
