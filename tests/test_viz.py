@@ -746,3 +746,22 @@ def test_report_of_a_high_speed_clip_plays_slowly_enough_to_be_shown(tmp_path):
     finally:
         browser.quit()
     assert len(states) == 2 and all(s >= 2 for s in states), states   # HAVE_CURRENT_DATA or better
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(explanations=None), "write_report needs at least one explanation: one Explanation or a non-empty list "
+                              "of them, got NoneType"),
+    (dict(explanations=[]), "needs at least one explanation"),
+    (dict(notes=[("AUC", 0.5)]), r"notes must be a mapping \{name: value\}.*got list"),
+    (dict(labels="abc"), "labels must be a list of class names, got the string 'abc'"),  # a, b, c were classes
+])
+def test_report_arguments_of_the_wrong_kind_are_named(tmp_path, clip, kwargs, match):
+    """None, a list for notes: TypeError / AttributeError ('list' object has no attribute 'values')."""
+    kwargs = {"explanations": make_exp(clip), **kwargs}
+    with pytest.raises(InputError, match=match):
+        write_report(tmp_path / "r.html", clip, kwargs.pop("explanations"), **kwargs)
+    from videoxai.viz.report import write_timeline_report
+
+    with pytest.raises(InputError, match="write_timeline_report: every video explanation must be a "
+                                         "VideoExplanation, got Explanation"):
+        write_timeline_report(tmp_path / "t.html", [make_exp(clip)])

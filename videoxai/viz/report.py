@@ -73,9 +73,10 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
     Returns:
         The written path.
     """
-    exps = [explanations] if isinstance(explanations, Explanation) else list(explanations)
-    if not exps:
-        raise InputError("write_report needs at least one explanation")
+    exps = _listed(explanations, Explanation, "write_report", "explanation")
+    _check_notes(notes)
+    if isinstance(labels, (str, bytes)):   # its characters were taken for class names
+        raise InputError(f"labels must be a list of class names, got the string {labels!r}")
     clip = clip if isinstance(clip, Clip) else Clip.from_array(clip)
     for e in exps:
         match_clip(e, clip)
@@ -111,6 +112,30 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
     parts.append('<h2>Per method</h2><div class="grid methods">' + "".join(cards) + "</div>")
 
     return _write(path, page(title, "\n".join(parts)))
+
+
+def _listed(items, cls: type, who: str, what: str) -> list:
+    """``items`` (one ``cls`` or several) as a non-empty list of ``cls``, or a one-line error
+    (None or a dict of them failed with Python's TypeError or an AttributeError deep inside)."""
+    if isinstance(items, cls):
+        return [items]
+    try:
+        listed = [] if isinstance(items, (str, bytes, Mapping)) else list(items)
+    except TypeError:
+        listed = []
+    if not listed:
+        raise InputError(f"{who} needs at least one {what}: one {cls.__name__} or a non-empty list of them, "
+                         f"got {type(items).__name__}")
+    other = next((x for x in listed if not isinstance(x, cls)), None)
+    if other is not None:
+        raise InputError(f"{who}: every {what} must be a {cls.__name__}, got {type(other).__name__}")
+    return listed
+
+
+def _check_notes(notes) -> None:
+    if notes is not None and not isinstance(notes, Mapping):
+        raise InputError(f"notes must be a mapping {{name: value}} (or {{column: {{name: value}}}}), "
+                         f"got {type(notes).__name__}")
 
 
 def _writable(path: str | Path) -> Path:
@@ -458,9 +483,8 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
     """
     from ..timeline import VideoExplanation
 
-    vids = [videos] if isinstance(videos, VideoExplanation) else list(videos)
-    if not vids:
-        raise InputError("write_timeline_report needs at least one video explanation")
+    vids = _listed(videos, VideoExplanation, "write_timeline_report", "video explanation")
+    _check_notes(notes)
     for v in vids[1:]:
         if not np.array_equal(v.frame_indices, vids[0].frame_indices):
             raise InputError("every video explanation in one report must cover the same frames")
