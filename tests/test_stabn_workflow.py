@@ -449,18 +449,19 @@ def test_validation_classes_missing_from_the_training_data_are_named_as_the_trai
             write_video(synth.frames[i], tmp_path / folder / name / f"v{i}.mp4", fps=8)
     (tmp_path / "val" / "labels.csv").write_text("video,label\ncat/v0.mp4,cat\nemu/v1.mp4,emu\n")
     kw = dict(backbone="tiny", num_frames=4, input_size=32, warm_start=0, config=TrainConfig(epochs=1))
-    with pytest.raises(InputError, match=r"labels.csv:3: class 'emu' is not one of the training data's classes "
+    train_data = re.escape(f"the training data folder:{tmp_path / 'train'}")
+    with pytest.raises(InputError, match=rf"labels.csv:3: class 'emu' is not one of the classes of {train_data} "
                                          r"\(cat, dog\)$"):
         train(f"folder:{tmp_path / 'train'}", tmp_path / "a", val_data=f"folder:{tmp_path / 'val'}", **kw)
     (tmp_path / "val" / "labels.csv").write_text("video,label\ncat/v0.mp4,0\nemu/v1.mp4,5\n")
-    with pytest.raises(InputError, match=r"labels.csv:3: label 5 is out of range for the training data's 2 classes$"):
+    with pytest.raises(InputError, match=rf"labels.csv:3: label 5 is out of range for {train_data}, with 2 classes$"):
         train(f"folder:{tmp_path / 'train'}", tmp_path / "a", val_data=f"folder:{tmp_path / 'val'}", **kw)
     (tmp_path / "val" / "labels.csv").unlink()  # the class subfolders label the clips
     with warnings.catch_warnings(), pytest.raises(InputError) as e:
         warnings.simplefilter("ignore")
         train(f"folder:{tmp_path / 'train'}", tmp_path / "b", val_data=f"folder:{tmp_path / 'val'}", **kw)
     assert "has no label; training needs labelled clips" in str(e.value)
-    assert "subfolder 'emu' is not among the training data's classes" in str(e.value)
+    assert f"subfolder 'emu' is not among the classes of the training data folder:{tmp_path / 'train'}" in str(e.value)
     assert "model" not in str(e.value)
     # fine-tuning maps its data onto a model's classes: those are named the model's
     torch.manual_seed(0)

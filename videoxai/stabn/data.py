@@ -122,8 +122,8 @@ def open_dataset(spec: str, split: str = "train", *, num_frames: int = 8,
             other specs name one split already and only record it.
         num_frames, frame_size: how clips are sampled (the synthetic set renders at that size).
         labels: class names, to map named labels of a CSV onto class indices.
-        labels_from: where ``labels`` came from, as messages name it (``"the training data"``
-            when validation data is mapped onto the classes the training data defined).
+        labels_from: where ``labels`` came from, as messages name it (``"the training data
+            folder:…"`` when validation data is mapped onto the classes the training data defined).
     """
     spec = str(spec).strip()
     if spec == "synthetic" or spec.startswith("synthetic:"):
@@ -239,9 +239,10 @@ def _classes_named(message: str, source: str) -> str:
     message = message.replace("explained for the model's prediction", "left unlabelled")
     if source == "the model":
         return message
-    return (message.replace("the model's classes", f"{source}'s classes")
-            .replace("are not the model's", f"are not {source}'s")
-            .replace("out of range for a model with", f"out of range for {source}'s"))
+    return (message.replace("one of the model's classes", f"one of the classes of {source}")
+            .replace("among the model's classes", f"among the classes of {source}")
+            .replace("are not the model's", f"are not among the classes of {source}")
+            .replace("out of range for a model with", f"out of range for {source}, with"))
 
 
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:

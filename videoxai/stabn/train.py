@@ -608,7 +608,8 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
         val_spec = None
     val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names,
-                            labels_from="the training data") if val_spec is not None else None)
+                            labels_from=f"the training data {recorded_spec(data)}")
+               if val_spec is not None else None)
     model_config = STABNConfig(num_classes=train_set.num_classes, num_frames=num_frames, input_size=size,
                                backbone=backbone, labels=train_set.label_names, **model_options)
     warm = warm_start if model_config.attention_branch else 0
