@@ -227,3 +227,19 @@ def test_a_long_video_is_held_at_a_smaller_size_within_the_memory_budget(video, 
     np.testing.assert_array_equal(held.frames, direct.frames)
     np.testing.assert_allclose(held.spatial, direct.spatial, atol=1e-5)
     np.testing.assert_allclose(held.temporal, direct.temporal, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(display_side=0), "display_side must be a whole number of pixels, at least 1, got 0"),   # 1x1 frames
+    (dict(display_side=1.5), "got 1.5"),
+    (dict(on_window=5), "on_window must be a function of the window's number, got int"),
+])
+def test_explain_video_checks_its_display_options_before_explaining(model, kwargs, match, monkeypatch):
+    import videoxai.timeline as timeline
+
+    def explained(*args, **kw):
+        raise AssertionError("a window was explained before the options were checked")
+
+    monkeypatch.setattr(timeline, "explain", explained)
+    with pytest.raises(InputError, match=match):
+        vx.explain_video(model, np.zeros((8, 16, 16, 3), np.uint8), "gradcam", **kwargs)

@@ -26,6 +26,7 @@ in memory).
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -157,6 +158,11 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
 
     if not isinstance(model, VideoModel):
         raise InputError(f"explain_video needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
+    # checked before any window is explained: display_side=0 held every frame as 1x1 pixel
+    if isinstance(display_side, bool) or not isinstance(display_side, numbers.Integral) or display_side < 1:
+        raise InputError(f"display_side must be a whole number of pixels, at least 1, got {display_side!r}")
+    if on_window is not None and not callable(on_window):
+        raise InputError(f"on_window must be a function of the window's number, got {type(on_window).__name__}")
     if target is not None:
         target = model.class_index(target)
     if isinstance(video, (np.ndarray, torch.Tensor)):
