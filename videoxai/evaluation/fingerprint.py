@@ -7,8 +7,9 @@ samples run again after a clip was edited (same ``key``, other frames), or a vid
 re-encoded under its old name, kept every result of the old content. The fingerprint is cheap
 and known without explaining anything: for samples in memory a hash of their arrays (frames and
 the annotations the localisation metrics read), for videos on disk the file's size and
-modification time (no decoding) and its annotations (window, boxes). Datasets that are neither (``synthetic:``, whose clips are a
-function of their key, or a user's own dataset class) have none and are resumed by key alone.
+modification time (no decoding) and its annotations (window, boxes). Datasets that are neither
+(``synthetic:``, whose clips are a function of their key, or a user's own dataset class) have
+none and are resumed by key alone.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def sample_fingerprint(sample: EvalSample) -> str:
             continue
         a = np.ascontiguousarray(part)
         h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(a.reshape(-1).view(np.uint8))
     return "samples:" + h.hexdigest()
 
 
