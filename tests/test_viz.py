@@ -765,3 +765,20 @@ def test_report_arguments_of_the_wrong_kind_are_named(tmp_path, clip, kwargs, ma
     with pytest.raises(InputError, match="write_timeline_report: every video explanation must be a "
                                          "VideoExplanation, got Explanation"):
         write_timeline_report(tmp_path / "t.html", [make_exp(clip)])
+
+
+@pytest.mark.parametrize("name,fps,match", [
+    ("o.txt", None, r"cannot write .*o.txt: unknown video suffix '.txt'; use one of .avi, .gif"),
+    ("o", None, "unknown video suffix ''"),
+    ("o.mp4", 0, "fps must be a positive number, got 0"),
+    ("o.mp4", float("nan"), "fps must be a positive number, got nan"),
+])
+def test_render_refuses_a_suffix_or_fps_before_drawing(tmp_path, clip, name, fps, match, monkeypatch):
+    from videoxai.viz import overlay
+
+    def drawn(*args, **kwargs):
+        raise AssertionError("drew every frame before checking the output")
+
+    monkeypatch.setattr(overlay, "render_frames", drawn)
+    with pytest.raises(InputError, match=match):
+        vx.render(make_exp(clip), clip, tmp_path / name, fps=fps)

@@ -13,6 +13,7 @@ strip of the temporal scores of all frames with the current one highlighted.
 
 from __future__ import annotations
 
+import numbers
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -374,7 +375,17 @@ def render(exp: Explanation, clip, path: str | Path, *, alpha: float = 0.5,
         The written path.
     """
     from ..data.video import write_video
+    from ..data.video_writer import WRITERS
 
     clip = match_clip(exp, clip)
+    # the writer's own checks, before drawing: a long clip was drawn in full and then refused
+    # for an unknown suffix or fps=0
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITERS:
+        raise InputError(f"cannot write {path}: unknown video suffix {suffix!r}; use one of "
+                         f"{', '.join(sorted(WRITERS))}")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real)
+                            or not 0 < float(fps) < float("inf")):
+        raise InputError(f"fps must be a positive number, got {fps!r}")
     frames = render_frames(exp, clip, alpha=alpha, cmap=cmap, label=label)
     return write_video(frames, path, fps=playback_fps(clip) if fps is None else fps)
