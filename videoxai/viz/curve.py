@@ -56,6 +56,7 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     if not exps or not all(isinstance(e, Explanation) for e in exps):
         raise InputError("temporal_curve needs an Explanation or a non-empty list of them")
     check_count("top_k", top_k, 0)
+    window = check_window(window)
     if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not 0 < dpi < float("inf"):
         raise InputError(f"dpi must be a positive number, got {dpi!r}")
     for e in exps:
@@ -81,7 +82,6 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     names = [plain(n, max(12, _MOST * 2 // (len(names) + 1))) for n in names]
     handles = (_bars(ax, exps[0], names[0], top_k, spacing) if len(exps) == 1
                else _lines(ax, exps, names))
-    window = check_window(window)
     if window is not None:
         start, end = window
         # frame k covers [k - 1/2, k + 1/2) on the axis
