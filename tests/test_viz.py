@@ -782,3 +782,11 @@ def test_render_refuses_a_suffix_or_fps_before_drawing(tmp_path, clip, name, fps
     monkeypatch.setattr(overlay, "render_frames", drawn)
     with pytest.raises(InputError, match=match):
         vx.render(make_exp(clip), clip, tmp_path / name, fps=fps)
+
+
+def test_curve_of_more_methods_than_colours_draws_each_line_its_own_way(clip):
+    """Past the palette's eight colours the ninth method was drawn exactly as the first."""
+    exps = [make_exp(clip, method=f"m{i}", peak=i % T) for i in range(10)]
+    lines = {ln.get_label(): ln for ln in temporal_curve(exps).axes[0].lines if ln.get_label().startswith("m")}
+    looks = [(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in lines.values()]
+    assert len(lines) == 10 and len(set(looks)) == 10

@@ -176,7 +176,11 @@ def _lines(ax, exps: Sequence[Explanation], names: Sequence[str]) -> list:
     for i, (e, name) in enumerate(zip(exps, names)):
         x, y, order = _per_source_frame(e)
         c = PALETTE[i % len(PALETTE)]
-        handles += ax.plot(x, y, marker="o", ms=3.5, lw=1.5, color=c, label=name)
+        # past the palette's eight colours a method's line is told apart by its dashes and marker
+        # (the ninth method was drawn exactly as the first, and its key with it)
+        cycle = i // len(PALETTE)
+        handles += ax.plot(x, y, marker="osD^v"[cycle % 5], ms=3.5, lw=1.5, color=c, label=name,
+                           linestyle=("-", "--", ":", "-.")[cycle % 4])
         k = int(order[0])  # ring each method's most important frame
         ax.plot([x[k]], [y[k]], marker="o", ms=9, mfc="none", mec=c, mew=1.5)
     return handles
