@@ -166,26 +166,24 @@ def test_a_clip_whose_content_changed_is_computed_again_on_resume(tmp_path):
         warnings.simplefilter("error")
         assert evaluate(model, edited, **run).computed == 0          # nothing changed since
 
-    # a video file overwritten under its old name
+    # a video file overwritten under its old name, then a window corrected in labels.csv
     folder = tmp_path / "videos"
     write_video(same.clip.uint8(), folder / "a.mp4", fps=8)
     write_video(same.clip.uint8(), folder / "b.mp4", fps=8)
-    files = dict(run, out=tmp_path / "files")
+    (folder / "labels.csv").write_text("video,label,start,end\na.mp4,0,0,2\nb.mp4,1,0,2\n")
+    files = dict(run, metrics="temporal_grounding", out=tmp_path / "files")
     assert evaluate(model, f"folder:{folder}", **files).computed == 2
     write_video(other.clip.uint8(), folder / "b.mp4", fps=8)
     with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b.mp4'\) has other content"):
         assert evaluate(model, f"folder:{folder}", **files).computed == 1
-    # a window corrected in labels.csv: temporal grounding is scored against the new one
-    grounding = dict(files, metrics="temporal_grounding", out=tmp_path / "windows")
-    (folder / "labels.csv").write_text("video,label,start,end\na.mp4,0,0,2\nb.mp4,1,0,2\n")
-    assert evaluate(model, f"folder:{folder}", **grounding).computed == 2
     (folder / "labels.csv").write_text("video,label,start,end\na.mp4,0,0,2\nb.mp4,1,6,8\n")
     with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b.mp4'\) has other content or annotations"):
-        assert evaluate(model, f"folder:{folder}", **grounding).computed == 1
-    with ResultStore(tmp_path / "windows" / "results.sqlite") as store:
+        assert evaluate(model, f"folder:{folder}", **files).computed == 1
+    with ResultStore(tmp_path / "files" / "results.sqlite") as store:
         rows = {r.video: r for r in store.rows()}
-    top = rows["b.mp4"].details["top_frames"][0]   # the map's top frame: in the new window [6, 8)?
-    assert rows["b.mp4"].value == float(6 <= top < 8) and rows["a.mp4"].value == float(0 <= rows["a.mp4"].details["top_frames"][0] < 2)
+    top = {video: row.details["top_frames"][0] for video, row in rows.items()}   # each map's top frame
+    assert rows["b.mp4"].value == float(6 <= top["b.mp4"] < 8)   # scored against the new window [6, 8)
+    assert rows["a.mp4"].value == float(0 <= top["a.mp4"] < 2)
 
 
 def test_a_model_directory_whose_weights_changed_is_not_resumed_with_the_old_results(tmp_path):
