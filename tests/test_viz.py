@@ -790,3 +790,29 @@ def test_curve_of_more_methods_than_colours_draws_each_line_its_own_way(clip):
     lines = {ln.get_label(): ln for ln in temporal_curve(exps).axes[0].lines if ln.get_label().startswith("m")}
     looks = [(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in lines.values()]
     assert len(lines) == 10 and len(set(looks)) == 10
+
+
+def test_timeline_of_many_predicted_classes_keys_the_most_frequent_and_greys_the_rest(clip):
+    """A long video predicts dozens of classes: the palette's eight colours went round (the first
+    and ninth class drew the same) and one key a class ran off the figure."""
+    from matplotlib.colors import to_hex
+
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz.report import _OTHER, _timeline_figure
+
+    # class c0 in 12 windows, c1 in 11, ..., c11 in 1: 78 windows
+    predicted = [f"c{k}" for k in range(12) for _ in range(12 - k)]
+    windows = [WindowResult(index=i, frame_indices=np.array([i]), start_s=i / 25, end_s=i / 25, target=0, label="a",
+                            score=0.5, predicted=0, predicted_label=lb, predicted_score=0.5,
+                            temporal=np.ones(1), cost=vx.Cost()) for i, lb in enumerate(predicted)]
+    n = len(windows)
+    video = VideoExplanation(method="staa", model="m", windows=windows, frames=np.zeros((n, 2, 2, 3), np.uint8),
+                             frame_indices=np.arange(n), times=np.arange(n) / 25, spatial=np.zeros((n, 2, 2), np.float32),
+                             temporal=np.ones(n, np.float32), fps=25.0, source=None)
+    top = _timeline_figure([video]).axes[0]
+    legend = top.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"c{k}" for k in range(7)] + ["5 other classes"]
+    colours = [to_hex(h.get_color()) for h in legend.legend_handles]
+    assert len(set(colours)) == 8 and colours[-1] == _OTHER.lower()
+    spans = {to_hex(c.get_colors()[0]): len(c.get_segments()) for c in top.collections}
+    assert spans[_OTHER.lower()] == 5 + 4 + 3 + 2 + 1 and spans[colours[0]] == 12   # every window drawn

@@ -15,6 +15,7 @@ import html
 import json
 import math
 import tempfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -572,6 +573,9 @@ def _timeline_video_card(name: str, sub: str, frames: np.ndarray, clip: Clip, fp
             f'<span class="sub">{_esc(sub)}</span></div><div class="media">{media}</div></div>')
 
 
+_OTHER = "#B0B6C3"   # the timeline's classes beyond the palette
+
+
 def _timeline_figure(vids):
     # on the Agg canvas, never through pyplot, as temporal_curve: matplotlib.use("Agg") switched a
     # notebook's backend (its plots no longer showed) and pyplot's figures are global state
@@ -584,17 +588,32 @@ def _timeline_figure(vids):
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1, 1.2]})
     top, bottom = axes
-    labels = sorted({w.predicted_label for v in vids for w in v.windows})
-    colours = {lb: PALETTE[i % len(PALETTE)] for i, lb in enumerate(labels)}
+    # the prediction does not depend on the method: plotted once, from the first video
+    counts = Counter(w.predicted_label for w in v0.windows)
+    labels = sorted(counts)
+    if len(labels) > len(PALETTE):
+        # a long video predicts dozens of classes: the palette's colours went round (the first and
+        # the ninth class looked the same) and their keys ran off the figure. The most frequent
+        # classes keep a colour, the others are grey under one key.
+        kept = sorted(sorted(labels, key=lambda lb: -counts[lb])[:len(PALETTE) - 1])
+        other = f"{len(labels) - len(kept)} other classes"
+        labels = [*kept, other]
+    colours = {lb: PALETTE[i] for i, lb in enumerate(labels)}
+    if len(counts) > len(PALETTE):
+        colours[other] = _OTHER
 
     def when(w):
         if v0.fps:
             return w.start_s, w.end_s + 1.0 / v0.fps
         return float(w.frame_indices[0]), float(w.frame_indices[-1] + 1)
 
-    for w in v0.windows:  # the prediction does not depend on the method: plot it once
-        a, b = when(w)
-        top.hlines(w.predicted_score, a, b, colors=colours[w.predicted_label], linewidth=4)
+    spans: dict[str, list] = {}
+    for w in v0.windows:
+        spans.setdefault(w.predicted_label if w.predicted_label in colours else other, []).append(
+            (w.predicted_score, *when(w)))
+    for lb, rows in spans.items():   # one collection a class, not one a window
+        y, a, b = np.asarray(rows, dtype=np.float64).T
+        top.hlines(y, a, b, colors=colours[lb], linewidth=4)
     # class and method names are drawn as written: no mathtext from a "$" (plain), and handles and
     # labels given, not collected, so that a class whose name starts with "_" keeps its entry
     keys = [top.plot([], [], color=colours[lb], linewidth=4)[0] for lb in labels]
@@ -606,7 +625,9 @@ def _timeline_figure(vids):
     lines = []
     for i, v in enumerate(vids):
         x = v.times if v.fps else v.frame_indices
-        lines += bottom.plot(x, v.temporal, color=PALETTE[i % len(PALETTE)], linewidth=1.5)
+        cycle = i // len(PALETTE)   # past eight methods, dashes tell the lines apart
+        lines += bottom.plot(x, v.temporal, color=PALETTE[i % len(PALETTE)], linewidth=1.5,
+                             linestyle=("-", "--", ":", "-.")[cycle % 4])
     bottom.axhline(1.0, color="#999999", linewidth=0.8, linestyle="--")
     bottom.set_ylabel("importance\n(1 = window mean)")
     bottom.set_xlabel(f"video time ({unit})")
