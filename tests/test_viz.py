@@ -772,9 +772,12 @@ def test_report_arguments_of_the_wrong_kind_are_named(tmp_path, clip, kwargs, ma
     ("o", None, "unknown video suffix ''"),
     ("o.mp4", 0, "fps must be a positive number, got 0"),
     ("o.mp4", float("nan"), "fps must be a positive number, got nan"),
+    ("folder.mp4", None, r"cannot write .*folder.mp4: it is a folder; give a file such as .*folder.mp4/overlay.mp4"),
 ])
 def test_render_refuses_a_suffix_or_fps_before_drawing(tmp_path, clip, name, fps, match, monkeypatch):
     from videoxai.viz import overlay
+
+    (tmp_path / "folder.mp4").mkdir()
 
     def drawn(*args, **kwargs):
         raise AssertionError("drew every frame before checking the output")

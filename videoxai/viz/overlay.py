@@ -387,5 +387,7 @@ def render(exp: Explanation, clip, path: str | Path, *, alpha: float = 0.5,
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real)
                             or not 0 < float(fps) < float("inf")):
         raise InputError(f"fps must be a positive number, got {fps!r}")
+    if Path(path).is_dir():
+        raise InputError(f"cannot write {path}: it is a folder; give a file such as {Path(path) / 'overlay.mp4'}")
     frames = render_frames(exp, clip, alpha=alpha, cmap=cmap, label=label)
     return write_video(frames, path, fps=playback_fps(clip) if fps is None else fps)
