@@ -47,10 +47,12 @@ def test_load_from_directory_matches_module(hf_family, tmp_path, rng):
     path = _save(net, tmp_path)
     model = vx.load_model(str(path))
     assert model.family == hf_family and model.num_frames == 8 and model.num_classes == 5
-    assert model.preprocess == Preprocess(size=(32, 32), shortest_edge=32, mean=(0.45,) * 3, std=(0.225,) * 3)
+    assert model.preprocess == Preprocess(size=(32, 32), shortest_edge=32, mean=(0.45,) * 3, std=(0.225,) * 3,
+                                          crop_offset="floor")
     x = torch.from_numpy(rng.random((2, 8, 3, 40, 56), dtype=np.float32))
-    # by hand: scale the short side to 32, centre-crop 32x32, normalise; HF layout (B, T, C, H, W)
-    ref_in = x[..., :, 8:48].reshape(16, 3, 40, 40)  # 56 wide → central 40 columns
+    # by hand: scale the short side to 32 (56 → int(44.8) = 44 columns), centre-crop 32x32 (from column
+    # 6 of 44: 7.6..48.4 of 56, rounded), normalise; HF layout (B, T, C, H, W)
+    ref_in = x[..., :, 8:49].reshape(16, 3, 40, 41)
     ref_in = F.interpolate(ref_in, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
     ref_in = ((ref_in - 0.45) / 0.225).reshape(2, 8, 3, 32, 32)
     with torch.no_grad():
@@ -127,7 +129,10 @@ def test_crop_box_of_non_square_frames():
     assert box.as_ints(720, 1280) == (0, 280, 720, 720)
     pre = Preprocess(size=(224, 224), shortest_edge=256)  # resize 256 then crop 224 → a smaller box
     top, left, h, w = pre.crop_box(720, 1280).as_ints(720, 1280)
-    assert (h, w) == (630, 630) and top == 45 and left == 325
+    # as torchvision: 1280 columns → int(455.1) = 455, the crop from column round(115.5) = 116 of them
+    assert (h, w) == (630, 630) and top == 45 and left == 326
+    floored = Preprocess(size=(224, 224), shortest_edge=256, crop_offset="floor")  # Hugging Face: column 115
+    assert floored.crop_box(720, 1280).as_ints(720, 1280) == (45, 324, 630, 630)
 
 
 def test_crop_space_map_lands_inside_the_crop_box():

@@ -45,9 +45,10 @@ def test_every_entry_builds_with_its_cam_layer_and_head(name):
 
 
 @pytest.mark.parametrize("weights, expected", [
-    ("R3D_18_Weights", dict(size=(112, 112), shortest_edge=128, mean=(0.43216, 0.394666, 0.37645),
+    # a fixed [h, w] resize stretches the frame to that shape, a [s] one scales its shorter side
+    ("R3D_18_Weights", dict(size=(112, 112), resize=(128, 171), mean=(0.43216, 0.394666, 0.37645),
                             std=(0.22803, 0.22145, 0.216989))),
-    ("S3D_Weights", dict(size=(224, 224), shortest_edge=256, mean=(0.43216, 0.394666, 0.37645),
+    ("S3D_Weights", dict(size=(224, 224), resize=(256, 256), mean=(0.43216, 0.394666, 0.37645),
                          std=(0.22803, 0.22145, 0.216989))),
     ("MViT_V2_S_Weights", dict(size=(224, 224), shortest_edge=256, mean=(0.45,) * 3, std=(0.225,) * 3)),
     ("Swin3D_T_Weights", dict(size=(224, 224), shortest_edge=256, mean=(0.485, 0.456, 0.406),
@@ -72,8 +73,8 @@ def test_preprocess_equals_torchvision_preset_where_resize_is_identity(weights, 
 
 @pytest.mark.parametrize("weights", ["R3D_18_Weights", "MViT_V1_B_Weights"])
 def test_preprocess_close_to_torchvision_preset_on_4_by_3_frames(weights):
-    # A smooth 240x320 clip: the preset resizes to (128, 171) / shorter side 256; ours keeps the
-    # exact aspect ratio and antialiases, so values differ by resampling only.
+    # A smooth 240x320 clip: the preset resizes to (128, 171) / shorter side 256 as we do; ours
+    # antialiases and crops before shrinking, so values differ by resampling only.
     w = getattr(tv_video, weights).DEFAULT
     low = torch.rand(2, 3, 6, 8, generator=torch.Generator().manual_seed(0))
     x = torch.nn.functional.interpolate(low, size=(240, 320), mode="bicubic").clamp(0, 1)[None]
@@ -82,17 +83,36 @@ def test_preprocess_close_to_torchvision_preset_on_4_by_3_frames(weights):
 
 
 @pytest.mark.parametrize("frame", [(120, 160), (720, 1280), (300, 200)])
-def test_crop_box_is_inside_the_frame_and_centred(frame):
+def test_crop_box_is_where_torchvisions_preset_crops(frame):
+    # An independent reading of the preset's geometry: frames whose channels are the row and the
+    # column of each pixel (linear ramps, which bilinear resampling reproduces exactly away from
+    # the borders); the preset's output at two interior pixels says which original coordinates it
+    # sampled there, i.e. the scale and offset of its crop in the frame. 16:9 and portrait frames
+    # are stretched to (128, 171) for the ResNets, as the preset does, not cropped square.
     h, w = frame
+    rows = torch.arange(h, dtype=torch.float64).view(h, 1).expand(h, w)
+    cols = torch.arange(w, dtype=torch.float64).view(1, w).expand(h, w)
+    ramp = torch.stack([rows, cols, rows]).view(1, 1, 3, h, w)
     for name in ("r3d_18", "s3d", "mvit_v2_s", "swin3d_t"):
-        box = preprocess_from_weights(MODELS[name].weights_enum()).crop_box(h, w)
-        assert 0 <= box.top and box.top + box.height <= h and 0 <= box.left and box.left + box.width <= w
-        assert box.top == pytest.approx((h - box.height) / 2)
-        assert box.left == pytest.approx((w - box.width) / 2)
-        # the box has the crop's aspect ratio and spans crop/shortest_edge of the short side
-        pre = preprocess_from_weights(MODELS[name].weights_enum())
-        assert box.height == pytest.approx(min(h, w) * pre.size[0] / pre.shortest_edge)
-        assert box.width == pytest.approx(box.height * pre.size[1] / pre.size[0])
+        weights = MODELS[name].weights_enum()
+        t = weights.transforms()
+        seen = tv_video_transforms_geometry(t, ramp)  # the preset's resize and crop, not its normalisation
+        box = preprocess_from_weights(weights).crop_box(h, w)
+        for axis, (start, extent, n) in enumerate(((box.top, box.height, h), (box.left, box.width, w))):
+            line = (seen[axis, :, 3] if axis == 0 else seen[axis, 3, :]).tolist()
+            step = (line[-3] - line[2]) / (len(line) - 5)  # original pixels per model pixel
+            offset = line[2] + 0.5 - 2.5 * step            # where the crop's first pixel starts
+            assert extent == pytest.approx(step * len(line), abs=1e-6), (name, frame, axis)
+            assert start == pytest.approx(offset, abs=1e-6), (name, frame, axis)
+            assert 0 <= start and start + extent <= n + 1e-9
+
+
+def tv_video_transforms_geometry(t, ramp: torch.Tensor) -> torch.Tensor:
+    """torchvision's ``VideoClassification`` resize and centre crop of ``ramp`` ``(1, 1, 3, H, W)``
+    (float64, not normalised) → ``(3, h, w)``."""
+    import torchvision.transforms.functional as TF
+    x = TF.resize(ramp[0], list(t.resize_size), interpolation=t.interpolation, antialias=False)
+    return TF.center_crop(x, list(t.crop_size))[0]
 
 
 # -- every family: forward and CAM layer -----------------------------------------------------------

@@ -316,41 +316,69 @@ HF_FAMILIES: dict[str, type[HFVideoModel]] = {
 }
 
 
+# PIL's resampling filters (a preprocessor config's ``resample``) → torch's interpolation modes
+_RESAMPLE = {0: "nearest-exact", 2: "bilinear", 3: "bicubic"}
+
+
+def _hw(value) -> tuple[int, int] | None:
+    """A ``{"height", "width"}`` dict or an int → ``(h, w)``; ``None`` for anything else."""
+    if isinstance(value, dict) and "height" in value and "width" in value:
+        return int(value["height"]), int(value["width"])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    return None
+
+
 def preprocess_from_config(pp: dict | None, cfg) -> Preprocess:
-    """Build :class:`Preprocess` from a ``preprocessor_config.json`` dict (or model defaults)."""
+    """Build :class:`Preprocess` from a ``preprocessor_config.json`` dict (or model defaults).
+
+    What Hugging Face's image and video processors do with it: resize (``size`` as
+    ``{"shortest_edge"}`` keeps the aspect ratio, ``{"height", "width"}`` does not), centre-crop to
+    ``crop_size`` (offset floored), rescale (``rescale_factor``; ViViT then subtracts 1: ``offset``,
+    on by default for its processors), normalise, with the ``resample`` filter.
+    """
     image = _pair(cfg.image_size)
     pp = pp or {}
-    crop = pp.get("crop_size") or {}
+    kind = str(pp.get("image_processor_type") or pp.get("video_processor_type") or "")
     size = pp.get("size") or {}
-    if isinstance(crop, dict) and "height" in crop:
-        out = (int(crop["height"]), int(crop["width"]))
-    elif isinstance(crop, int):
-        out = (crop, crop)
-    else:
-        out = image
+    if isinstance(size, dict) and "shortest_edge" in size:
+        size = int(size["shortest_edge"])  # an int size means the shortest edge too (default_to_square=False)
+    fixed = _hw(size) if isinstance(size, dict) else None
+    shortest = size if isinstance(size, int) and not isinstance(size, bool) else None
+    if not pp:
+        shortest = image[0]
+    out = image
+    if pp.get("do_center_crop", True):
+        out = _hw(pp.get("crop_size")) or image
+    elif fixed is not None:  # no crop: the resized frame is the input
+        out, fixed = fixed, None
     if out != image:
         log.warning("preprocessor crop %s differs from the model's image_size %s; using the model's", out, image)
         out = image
-    shortest = None
-    if pp.get("do_center_crop", True):
-        if isinstance(size, dict) and "shortest_edge" in size:
-            shortest = int(size["shortest_edge"])
-        elif isinstance(size, int):
-            shortest = size
-        elif not pp:
-            shortest = out[0]
-        if shortest is not None and shortest < min(out):
+    if not pp.get("do_center_crop", True):
+        shortest = None  # the whole frame resized to the model's input (square frames: as Hugging Face)
+    if shortest is not None:
+        fixed = None
+        if shortest < min(out):  # Hugging Face would pad the crop with zeros
             shortest = min(out)
     mean = tuple(pp.get("image_mean", IMAGENET_MEAN)) if pp.get("do_normalize", True) else (0.0, 0.0, 0.0)
     std = tuple(pp.get("image_std", IMAGENET_STD)) if pp.get("do_normalize", True) else (1.0, 1.0, 1.0)
-    factor = float(pp.get("rescale_factor", 1 / 255))
-    if pp.get("offset", False):
-        # ViViT rescales to [-1, 1] (x·factor − 1) before normalising: fold that into mean/std so
-        # the adapter can keep taking pixels in [0, 1].
-        k = 255 * factor
-        mean = tuple((1 + m) / k for m in mean)
+    # the processor sees bytes 0..255 = 255·p; it computes (255·p·factor − offset − mean) / std, which
+    # is (p − (offset + mean)/k) / (std/k) with k = 255·factor: folded into mean/std so that the
+    # adapter keeps taking pixels in [0, 1]
+    rescale = pp.get("do_rescale", True)
+    k = 255 * float(pp.get("rescale_factor", 1 / 255)) if rescale else 255.0
+    offset = 1.0 if rescale and pp.get("offset", kind.startswith("Vivit")) else 0.0
+    if offset or k != 1.0:  # (1/255 stored in JSON reads back as exactly 1 here: the usual case untouched)
+        mean = tuple((offset + m) / k for m in mean)
         std = tuple(s / k for s in std)
-    return Preprocess(size=out, shortest_edge=shortest, mean=mean, std=std)
+    resample = pp.get("resample", 2)
+    interpolation = _RESAMPLE.get(resample)
+    if interpolation is None:
+        log.warning("preprocessor resample=%r (a PIL filter torch has no mode for) is read as bilinear", resample)
+        interpolation = "bilinear"
+    return Preprocess(size=out, shortest_edge=shortest, mean=mean, std=std, resize=fixed,
+                      interpolation=interpolation, crop_offset="floor")
 
 
 def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None = None,
@@ -406,15 +434,26 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
     return model.to(device).eval()
 
 
+# an image processor's file, then a video processor's (transformers >= 4.52 saves those alone)
+_PREPROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")
+
+
 def _read_preprocessor(spec: str) -> dict | None:
-    local = Path(spec) / "preprocessor_config.json"
-    if local.is_file():
-        return json.loads(local.read_text())
     if Path(spec).is_dir():
+        for name in _PREPROCESSOR_FILES:
+            if (Path(spec) / name).is_file():
+                return json.loads((Path(spec) / name).read_text())
         return None
     try:
         from huggingface_hub import hf_hub_download
-        return json.loads(Path(hf_hub_download(spec, "preprocessor_config.json")).read_text())
+        from huggingface_hub.errors import EntryNotFoundError
+
+        for name in _PREPROCESSOR_FILES:
+            try:
+                return json.loads(Path(hf_hub_download(spec, name)).read_text())
+            except EntryNotFoundError:
+                if name == _PREPROCESSOR_FILES[-1]:
+                    raise
     except Exception as e:  # no preprocessor on the hub, or offline: fall back to model defaults
         log.warning("no preprocessor config for %s (%s); using the model's image size and ImageNet "
                     "statistics", spec, e)

@@ -40,55 +40,102 @@ class CropBox:
 class Preprocess:
     """Resize / centre-crop / normalise, as a model's preprocessor config describes it.
 
+    The geometry is torchvision's and Hugging Face's to the pixel: the frame is resized (shorter
+    side to ``shortest_edge``, the longer side truncated to an integer as both libraries do, or to
+    a fixed ``resize``), then the centre ``size`` window is cropped from it, its offset rounded
+    (torchvision) or floored (Hugging Face) as ``crop_offset`` says.
+
     Args:
-        size: ``(h, w)`` of the model input.
+        size: ``(h, w)`` of the model input (the centre crop).
         shortest_edge: if set, the frame is scaled so that its shorter side has this length and
-            then centre-cropped to ``size`` (Hugging Face / torchvision video convention). If
-            ``None`` the whole frame is resized to ``size`` (aspect ratio not kept).
+            then centre-cropped to ``size`` (Hugging Face / torchvision video convention).
         mean, std: per-channel normalisation applied after resizing.
+        resize: if set (and ``shortest_edge`` is not), the frame is first resized to this fixed
+            ``(h, w)``, its aspect ratio not kept, then centre-cropped to ``size`` (torchvision's
+            ResNet presets: ``(128, 171)`` then 112; a Hugging Face ``size={"height", "width"}``).
+            With neither, the whole frame is resized to ``size`` (aspect ratio not kept).
+        interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest-exact"`` (the preprocessor's
+            ``resample``); antialiased when shrinking, except nearest.
+        crop_offset: ``"round"`` (torchvision's ``center_crop``) or ``"floor"`` (Hugging Face's):
+            how an odd margin around the crop is split.
     """
 
     size: tuple[int, int]
     shortest_edge: int | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    resize: tuple[int, int] | None = None
+    interpolation: str = "bilinear"
+    crop_offset: str = "round"
+
+    def resized_size(self, frame_h: int, frame_w: int) -> tuple[int, int] | None:
+        """``(h, w)`` the frame is resized to before the crop; ``None`` when it is resized whole to
+        :attr:`size`. The longer side of a ``shortest_edge`` resize is truncated, as torchvision's
+        ``resize`` and Hugging Face's ``get_resize_output_image_size`` do (``int(s · long / short)``)."""
+        if self.shortest_edge is not None:
+            s = int(self.shortest_edge)
+            if frame_w <= frame_h:
+                return int(s * frame_h / frame_w), s
+            return s, int(s * frame_w / frame_h)
+        return None if self.resize is None else (int(self.resize[0]), int(self.resize[1]))
 
     def crop_box(self, frame_h: int, frame_w: int) -> CropBox:
-        """Where the model's input window lies in an ``frame_h × frame_w`` frame."""
-        if self.shortest_edge is None:
+        """Where the model's input window lies in an ``frame_h × frame_w`` frame.
+
+        The libraries' centre crop of the resized frame, taken back to original coordinates: its
+        integer offset in the resized frame times the resize's scale on each axis."""
+        resized = self.resized_size(frame_h, frame_w)
+        if resized is None:
             return CropBox(0.0, 0.0, float(frame_h), float(frame_w))
-        scale = self.shortest_edge / min(frame_h, frame_w)
-        ch, cw = min(self.size[0] / scale, frame_h), min(self.size[1] / scale, frame_w)
-        return CropBox((frame_h - ch) / 2, (frame_w - cw) / 2, ch, cw)
+        (rh, rw), (ch, cw) = resized, (min(self.size[0], resized[0]), min(self.size[1], resized[1]))
+        sy, sx = frame_h / rh, frame_w / rw
+        return CropBox(self._margin(rh - ch) * sy, self._margin(rw - cw) * sx, ch * sy, cw * sx)
+
+    def _margin(self, spare: int) -> int:
+        """The crop's offset in the resized frame, given its ``spare`` pixels on that axis."""
+        return int(round(spare / 2.0)) if self.crop_offset == "round" else int(spare / 2.0)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W)`` in [0, 1] → normalised ``(B, T, 3, h, w)``.
 
-        The crop is taken first in original coordinates and then resized, which equals
-        resize-then-crop and keeps :meth:`crop_box` exact.
+        A frame larger than the model's view is cropped first in original coordinates
+        (:meth:`crop_box`, rounded to whole pixels) and then shrunk: this equals torchvision's and
+        Hugging Face's resize-then-crop up to half an original pixel, a fraction of a model pixel,
+        and is what :meth:`resize_box` does on the box alone (working at the model's size gives the
+        network the very same input). A smaller frame, where half an original pixel would be most
+        of a model pixel, is enlarged whole and then cropped, as those libraries do.
         """
         b, t, c, h, w = pixels.shape
         top, left, ch, cw = self.crop_box(h, w).as_ints(h, w)
-        x = self.resize_box(pixels[..., top:top + ch, left:left + cw])
+        resized = self.resized_size(h, w)
+        if resized is not None and ch <= self.size[0] and cw <= self.size[1] and (ch, cw) != tuple(self.size):
+            x = self.resize_box(pixels, size=resized)
+            y, z = self._margin(resized[0] - self.size[0]), self._margin(resized[1] - self.size[1])
+            x = x[..., y:y + self.size[0], z:z + self.size[1]]
+        else:
+            x = self.resize_box(pixels[..., top:top + ch, left:left + cw])
         mean = x.new_tensor(self.mean).view(1, 1, 3, 1, 1)
         std = x.new_tensor(self.std).view(1, 1, 3, 1, 1)
         return (x - mean) / std
 
-    def resize_box(self, box: torch.Tensor) -> torch.Tensor:
+    def resize_box(self, box: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """The crop box's pixels ``(B, T, 3, bh, bw)`` → the model's view ``(B, T, 3, h, w)``, in [0, 1].
 
         Exactly the resampling :meth:`__call__` does (antialiased when shrinking), without the
         normalisation: on its output, :meth:`at_model_size`'s preprocessing gives the same model
-        input as this one gives on the original frames.
+        input as this one gives on the original frames. ``size`` resamples to another ``(h, w)``.
         """
         b, t, c, ch, cw = box.shape
-        if (ch, cw) == tuple(self.size):
+        size = tuple(self.size) if size is None else tuple(size)
+        if (ch, cw) == size:
             return box
-        x = F.interpolate(box.reshape(b * t, c, ch, cw), size=self.size, mode="bilinear",
-                          align_corners=False, antialias=ch > self.size[0] or cw > self.size[1])
-        return x.view(b, t, c, *self.size)
+        shrink = ch > size[0] or cw > size[1]
+        mode = self.interpolation
+        extra = {} if mode.startswith("nearest") else {"align_corners": False, "antialias": shrink}
+        x = F.interpolate(box.reshape(b * t, c, ch, cw), size=size, mode=mode, **extra)
+        return x.view(b, t, c, *size)
 
     def at_model_size(self) -> "Preprocess":
         """The preprocessing for frames that already are the model's view (:meth:`resize_box`):
         no crop, no resize, the same normalisation."""
-        return replace(self, shortest_edge=None)
+        return replace(self, shortest_edge=None, resize=None)

@@ -17,17 +17,15 @@ anything and then finds its weights:
 * ``weights=None`` — random weights on purpose (tests, timing).
 
 Preprocessing is read from the weights enum's ``transforms()`` (resize size, crop size, mean,
-std) and mapped to :class:`~videoxai.models.preprocess.Preprocess` (shorter side → ``shortest_edge``,
-then a centre crop). Two differences from torchvision's ``VideoClassification`` preset, both
-deliberate:
-
-* A *fixed* resize (the ResNets' ``(128, 171)``, S3D's ``(256, 256)``) stretches every frame to that
-  shape. It becomes ``shortest_edge=min(size)``: identical for frames of that aspect ratio
-  (171:128 ≈ 4:3, the Kinetics training frames; square for S3D), while other frames keep their
-  aspect ratio instead of being squeezed. For a 16:9 frame the model then sees the central
-  630×630 of a 720p frame instead of a horizontally squeezed 630×838.
-* Downscaling is antialiased (the preset hard-codes ``antialias=False`` only to reproduce old
-  numbers); upscaling and the crop are identical.
+std) and mapped to :class:`~videoxai.models.preprocess.Preprocess` with torchvision's geometry to
+the pixel: a resize to ``[s]`` scales the shorter side to ``s`` (``shortest_edge``), a resize to
+``[h, w]`` (the ResNets' ``(128, 171)``, S3D's ``(256, 256)``) stretches every frame to that shape
+whatever its aspect ratio (``resize``), then the centre crop, its offset rounded as torchvision's
+``center_crop`` does. One difference from torchvision's ``VideoClassification`` preset, deliberate:
+downscaling is antialiased (the preset hard-codes ``antialias=False`` only to reproduce old
+numbers; without it a gradient reaches one pixel in ~6² of a 720p frame). On 720p frames the model
+input then differs from the preset's by 0.3 normalised units on average (an aliasing difference,
+not a geometric one; see ``tests/test_preprocess_fidelity.py``).
 
 Labels are the Kinetics-400 categories stored in the weights enum (available offline).
 """
@@ -191,14 +189,19 @@ class TorchvisionVideoModel(VideoModel):
 def preprocess_from_weights(weights) -> Preprocess:
     """:class:`Preprocess` from a torchvision weights enum member's ``transforms()``.
 
-    ``resize_size`` ``[s]`` is a shorter-side resize (exact); ``[h, w]`` is approximated by
-    ``shortest_edge=min(h, w)`` (exact for frames of aspect ``w:h``; see the module docstring).
+    ``resize_size`` ``[s]`` is a shorter-side resize (``shortest_edge``), ``[h, w]`` a fixed resize
+    that does not keep the aspect ratio (``resize``), as ``torchvision.transforms.functional.resize``
+    reads them.
     """
     t = weights.transforms()
     crop, resize = [int(v) for v in t.crop_size], [int(v) for v in t.resize_size]
     crop_hw = (crop[0], crop[-1])
-    return Preprocess(size=crop_hw, shortest_edge=min(resize),
-                      mean=tuple(float(m) for m in t.mean), std=tuple(float(s) for s in t.std))
+    mode = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest",
+            "nearest-exact": "nearest-exact"}.get(str(t.interpolation.value), "bilinear")
+    return Preprocess(size=crop_hw, shortest_edge=resize[0] if len(resize) == 1 else None,
+                      resize=(resize[0], resize[1]) if len(resize) == 2 else None,
+                      mean=tuple(float(m) for m in t.mean), std=tuple(float(s) for s in t.std),
+                      interpolation=mode, crop_offset="round")
 
 
 def cache_path(weights) -> Path:

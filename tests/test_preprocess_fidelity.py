@@ -1,0 +1,174 @@
+"""videoxai feeds a model what its own library would: Hugging Face's processors and torchvision's
+presets, run as independent implementations on real frames (720p, portrait, square, tiny).
+
+Tolerances were measured (torch 2.14, transformers 5.25, torchvision 0.29) and have room of ~1.5x:
+
+* Hugging Face, in normalised units: mean |Δ| ≤ 0.012 and max ≤ 0.34 (the crop box rounded to whole
+  original pixels before shrinking; uint8 rounding of the processor's resize). The geometry defects
+  these tests were written for gave a mean of 0.09 (a 16:9 frame, shortest edge) and 0.28 (a
+  ``{"height", "width"}`` size read as a squeeze of the whole frame).
+* torchvision, with its preset's ``antialias=False``: mean ≤ 0.02, max ≤ 0.49 when shrinking (the
+  same rounding), 0 when enlarging and where the box falls on whole pixels. videoxai antialiases
+  when shrinking (deliberately, see ``videoxai/models/torchvision_zoo.py``): mean ≤ 0.10, max ≤ 1.75.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import videoxai as vx
+from videoxai.core.align import to_frames
+from videoxai.models import preprocess as preprocess_module
+from videoxai.models.preprocess import Preprocess
+from videoxai.models.torchvision_zoo import preprocess_from_weights
+
+from conftest import tiny_hf
+
+VIDEO = Path(__file__).parent / "data" / "bigbuckbunny.mp4"
+
+
+@pytest.fixture(scope="module")
+def frames() -> dict[str, torch.Tensor]:
+    """Real frames ``(T, 3, H, W)`` uint8 of several shapes."""
+    full = torch.from_numpy(vx.read_video(str(VIDEO), 8).frames).permute(0, 3, 1, 2).contiguous()
+    return {"720p": full, "portrait": full[..., :, 200:605].contiguous(),
+            "square": full[..., :, 280:1000].contiguous(),
+            "tiny": F.interpolate(full.float(), size=(20, 28), mode="area").round().to(torch.uint8)}
+
+
+def _processor(kind: str):
+    from transformers import VideoMAEImageProcessor, VivitImageProcessor, VivitVideoProcessor
+
+    crop = {"crop_size": {"height": 32, "width": 32}}
+    stats = {"image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.3, 0.25]}
+    return {
+        # (family, processor): what VideoMAE and TimeSformer checkpoints use, with non-ImageNet statistics
+        "shortest_edge": ("videomae", VideoMAEImageProcessor(size={"shortest_edge": 36}, **crop, **stats)),
+        "height_width": ("timesformer", VideoMAEImageProcessor(size={"height": 40, "width": 48}, **crop)),
+        "no_crop": ("videomae", VideoMAEImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False)),
+        "bicubic": ("timesformer", VideoMAEImageProcessor(size={"shortest_edge": 32}, **crop, resample=3)),
+        "vivit_offset": ("vivit", VivitImageProcessor(size={"shortest_edge": 36}, **crop)),
+        # saved as video_preprocessor_config.json, no "offset" key, rescale to [-1, 1] all the same
+        "vivit_video": ("vivit", VivitVideoProcessor(size={"shortest_edge": 36}, **crop)),
+    }[kind]
+
+
+def _hf_pixel_values(proc, video: torch.Tensor) -> torch.Tensor:
+    """The processor's own ``pixel_values`` ``(T, 3, h, w)`` for uint8 frames ``(T, 3, H, W)``."""
+    from transformers import VivitImageProcessor
+
+    if isinstance(proc, VivitImageProcessor):  # numpy / PIL processor: HWC arrays
+        return proc([f.permute(1, 2, 0).numpy() for f in video], return_tensors="pt")["pixel_values"][0]
+    if type(proc).__name__.endswith("VideoProcessor"):
+        return proc(video, return_tensors="pt")["pixel_values"][0]
+    return proc(list(video), return_tensors="pt")["pixel_values"][0]
+
+
+@pytest.mark.parametrize("kind", ["shortest_edge", "height_width", "no_crop", "bicubic", "vivit_offset",
+                                  "vivit_video"])
+def test_hf_model_input_and_logits_equal_the_processors(kind, frames, tmp_path, one_thread):
+    family, proc = _processor(kind)
+    net = tiny_hf(family)
+    net.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    model = vx.load_model(str(tmp_path))
+    for shape, video in frames.items():
+        if kind == "no_crop" and shape != "square":
+            continue  # Hugging Face then squeezes the frame as we do; checked on one shape
+        ref = _hf_pixel_values(proc, video)
+        pixels = video.float().div(255)[None]
+        ours = model.preprocess(pixels)[0]
+        assert ours.shape == ref.shape, (kind, shape)
+        diff = (ours - ref).abs()
+        assert diff.mean() < 0.02 and diff.max() < 0.5, (kind, shape, float(diff.mean()), float(diff.max()))
+        with torch.no_grad():
+            expected = net(pixel_values=ref[None]).logits
+            got = model(pixels)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0.05, msg=f"{kind} {shape}")
+
+
+def test_a_known_square_lands_on_its_place_in_the_map_after_a_fixed_size_resize():
+    # size={"height": 40, "width": 48}, crop 32: a 72x128 frame is stretched to 40x48 and its
+    # centre cropped, i.e. the model sees rows 7.2..64.8 and columns 21.3..106.7, not the whole
+    # frame. A square of the input, found where the processor put it and pasted back through the
+    # crop box, must land on itself.
+    from transformers import VideoMAEConfig, VideoMAEImageProcessor
+
+    from videoxai.models.hf import preprocess_from_config
+
+    proc = VideoMAEImageProcessor(size={"height": 40, "width": 48}, crop_size={"height": 32, "width": 32})
+    pre = preprocess_from_config(json.loads(proc.to_json_string()), VideoMAEConfig(image_size=32))
+    frame = torch.zeros(1, 3, 72, 128, dtype=torch.uint8)
+    frame[..., 30:48, 70:100] = 255
+    seen = _hf_pixel_values(proc, frame)[0, 0]                           # (32, 32): where the model has it
+    maps = (seen > seen.min() + (seen.max() - seen.min()) / 2).float()[None, None]
+    back = to_frames(maps, space="crop", preprocess=pre, frame_size=(72, 128), num_frames=1)[0, 0] > 0.5
+    truth = torch.zeros(72, 128, dtype=torch.bool)
+    truth[30:48, 70:100] = True
+    iou = (back & truth).sum() / (back | truth).sum()
+    assert iou > 0.75, float(iou)  # 0.85 measured (edges within a model pixel, 2.7 frame pixels); 0.45 squeezed
+    rows, cols = back.nonzero().float().mean(0).tolist()
+    assert abs(rows - 38.5) < 1.5 and abs(cols - 84.5) < 1.5, (rows, cols)
+
+
+TV_WEIGHTS = ["R3D_18_Weights", "S3D_Weights", "MViT_V2_S_Weights", "Swin3D_T_Weights"]
+
+
+@pytest.mark.parametrize("weights", TV_WEIGHTS)
+def test_torchvision_input_equals_the_presets_but_for_antialiasing(weights, frames, monkeypatch, one_thread):
+    from torchvision.models import video as tv_video
+
+    w = getattr(tv_video, weights).DEFAULT
+    pre = preprocess_from_weights(w)
+    interpolate = F.interpolate
+    for shape, video in frames.items():
+        x = video[:2].float().div(255)[None]                           # (1, T, 3, H, W)
+        ref = w.transforms()(x)                                        # (1, 3, T, h, w)
+        ours = pre(x).transpose(1, 2)
+        diff = (ours - ref).abs()
+        assert diff.mean() < 0.15 and diff.max() < 2.6, (weights, shape)
+        # the geometry alone: the preset's resampling (no antialiasing) in our pipeline
+        monkeypatch.setattr(preprocess_module.F, "interpolate", lambda *a, **k: interpolate(*a, **{**k, "antialias": False}))
+        diff = (pre(x).transpose(1, 2) - ref).abs()
+        monkeypatch.setattr(preprocess_module.F, "interpolate", interpolate)
+        assert diff.mean() < 0.05 and diff.max() < 1.5, (weights, shape, float(diff.mean()), float(diff.max()))
+        if shape == "tiny":  # enlarged whole, then cropped: the preset's very pixels
+            torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+
+
+def test_torchvision_logits_equal_the_presets_on_a_16_by_9_clip(frames, one_thread):
+    # 16:9 frames are stretched to 128x171 as the preset does (they were cropped square before,
+    # a different part of the frame); an enlarged clip leaves no antialiasing difference. (MC3 and
+    # R(2+1)D share R3D's preset.)
+    from torchvision.models import video as tv_video
+
+    model = vx.load_model("torchvision:r3d_18", weights=None)
+    x = F.interpolate(frames["720p"][:4].float().div(255), size=(72, 128), mode="area")[None]
+    with torch.no_grad():
+        expected = model.net(tv_video.R3D_18_Weights.DEFAULT.transforms()(x))
+        got = model(x)
+    assert model.preprocess.resize == (128, 171)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+
+
+def test_preprocess_geometry_follows_the_libraries_arithmetic():
+    # the longer side truncated (1280·256/720 = 455.1 → 455), the crop's odd margin rounded
+    # (torchvision) or floored (Hugging Face); a fixed resize scales each axis on its own
+    box = Preprocess(size=(224, 224), shortest_edge=256).crop_box(720, 1280)
+    assert box.left == pytest.approx(116 * 1280 / 455) and box.width == pytest.approx(224 * 1280 / 455)
+    box = Preprocess(size=(224, 224), shortest_edge=256, crop_offset="floor").crop_box(720, 1280)
+    assert box.left == pytest.approx(115 * 1280 / 455)
+    box = Preprocess(size=(112, 112), resize=(128, 171)).crop_box(720, 1280)
+    assert (box.top, box.height) == pytest.approx((8 * 720 / 128, 112 * 720 / 128))
+    assert (box.left, box.width) == pytest.approx((30 * 1280 / 171, 112 * 1280 / 171))
+    assert Preprocess(size=(112, 112), resize=(128, 171)).at_model_size().crop_box(112, 112).as_ints(112, 112) \
+        == (0, 0, 112, 112)
+    np.testing.assert_array_equal(  # a clip already at the model's size passes through untouched
+        Preprocess(size=(4, 4), resize=(8, 8), mean=(0, 0, 0), std=(1, 1, 1)).at_model_size()(
+            torch.ones(1, 1, 3, 4, 4)).numpy(), np.ones((1, 1, 3, 4, 4)))
