@@ -172,3 +172,14 @@ def test_preprocess_geometry_follows_the_libraries_arithmetic():
     np.testing.assert_array_equal(  # a clip already at the model's size passes through untouched
         Preprocess(size=(4, 4), resize=(8, 8), mean=(0, 0, 0), std=(1, 1, 1)).at_model_size()(
             torch.ones(1, 1, 3, 4, 4)).numpy(), np.ones((1, 1, 3, 4, 4)))
+
+
+def test_a_tiny3d_model_keeps_its_preprocessing_through_save_and_load(tmp_path):
+    # the stretch, the filter and the crop rounding were dropped on save: the model read back
+    # cropped a different part of each frame
+    from videoxai.models.tiny3d import Tiny3DCNN, Tiny3DConfig
+
+    pre = Preprocess(size=(32, 32), resize=(40, 48), mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25),
+                     interpolation="bicubic", crop_offset="floor")
+    Tiny3DCNN(Tiny3DConfig(num_classes=2, input_size=32)).save_pretrained(tmp_path, ["a", "b"], pre)
+    assert vx.load_model(f"tiny3d:{tmp_path}").preprocess == pre

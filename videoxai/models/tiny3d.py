@@ -142,7 +142,9 @@ class Tiny3DCNN(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         meta = {"loader": FORMAT, "config": self.config.to_dict(), "labels": list(labels),
                 "preprocess": {"size": list(preprocess.size), "shortest_edge": preprocess.shortest_edge,
-                               "mean": list(preprocess.mean), "std": list(preprocess.std)}}
+                               "mean": list(preprocess.mean), "std": list(preprocess.std),
+                               "resize": None if preprocess.resize is None else list(preprocess.resize),
+                               "interpolation": preprocess.interpolation, "crop_offset": preprocess.crop_offset}}
         (out / "videoxai.json").write_text(json.dumps(meta, indent=2) + "\n")
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT})
@@ -189,7 +191,10 @@ def load_tiny3d(rest: str, device: torch.device | str = "cpu", name: str | None 
     size = tuple(pp.get("size", (cfg.input_size, cfg.input_size)))
     preprocess = Preprocess(size=(int(size[0]), int(size[1])), shortest_edge=pp.get("shortest_edge"),
                             mean=tuple(pp.get("mean", (0.5, 0.5, 0.5))),
-                            std=tuple(pp.get("std", (0.25, 0.25, 0.25))))
+                            std=tuple(pp.get("std", (0.25, 0.25, 0.25))),
+                            resize=tuple(pp["resize"]) if pp.get("resize") else None,
+                            interpolation=pp.get("interpolation", "bilinear"),
+                            crop_offset=pp.get("crop_offset", "round"))
     model = VideoModel(net, num_frames=cfg.num_frames, preprocess=preprocess, labels=meta.get("labels"),
                        num_classes=cfg.num_classes, layout="BCTHW", fixed_num_frames=False,
                        cam_layer="layer3", family=FORMAT, name=name or rest)

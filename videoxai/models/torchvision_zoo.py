@@ -24,8 +24,9 @@ whatever its aspect ratio (``resize``), then the centre crop, its offset rounded
 ``center_crop`` does. One difference from torchvision's ``VideoClassification`` preset, deliberate:
 downscaling is antialiased (the preset hard-codes ``antialias=False`` only to reproduce old
 numbers; without it a gradient reaches one pixel in ~6² of a 720p frame). On 720p frames the model
-input then differs from the preset's by 0.3 normalised units on average (an aliasing difference,
-not a geometric one; see ``tests/test_preprocess_fidelity.py``).
+input then differs from the preset's by 0.1 normalised units on average, up to 2 on sharp edges (an
+aliasing difference, not a geometric one; enlarged frames are the preset's to 1e-5; see
+``tests/test_preprocess_fidelity.py``).
 
 Labels are the Kinetics-400 categories stored in the weights enum (available offline).
 """
