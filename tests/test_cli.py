@@ -184,3 +184,28 @@ def test_explain_refuses_an_out_directory_it_cannot_make_before_loading_the_mode
     r = run("explain", str(path), "--model", "no-such-model", "--out", str(tmp_path / "afile" / "x"))
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: --out {tmp_path / 'afile' / 'x'}: cannot create the directory (Not a directory)"
+
+
+def test_the_window_table_of_a_long_video_lists_its_ends(monkeypatch):
+    """Every window of a 10-minute video was a line of the terminal's table (thousands)."""
+    import io
+
+    import numpy as np
+    from rich.console import Console
+
+    from videoxai.cli import explain as cli_explain
+    from videoxai.timeline import VideoExplanation, WindowResult
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(cli_explain, "console", Console(file=buffer, width=200))
+    windows = [WindowResult(index=i, frame_indices=np.array([8 * i, 8 * i + 7]), start_s=i, end_s=i + 0.3, target=0,
+                            label="a", score=0.5, predicted=0, predicted_label="a", predicted_score=0.5,
+                            temporal=np.full(2, 0.5), cost=vx.Cost()) for i in range(100)]
+    video = VideoExplanation(method="staa", model="m", windows=windows, frames=np.zeros((1, 2, 2, 3), np.uint8),
+                             frame_indices=np.arange(1), times=np.zeros(1), spatial=np.zeros((1, 2, 2), np.float32),
+                             temporal=np.ones(1, np.float32), fps=25.0, source=None)
+    cli_explain._window_summary([video])
+    text = buffer.getvalue()
+    rows = [ln for ln in text.splitlines() if "#" in ln]
+    assert "staa: 100 windows" in text and "80 more (all in the report)" in text
+    assert len(rows) == 20 and "#0–#7" in rows[0] and "#792–#799" in rows[-1]

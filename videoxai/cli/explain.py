@@ -234,12 +234,21 @@ def _print_warnings(warnings) -> None:
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
 
 
+_ENDS = 10  # windows listed from each end of a long video in the terminal
+
+
 def _window_summary(videos) -> None:
     for v in videos:
         table = Table(title=f"{v.method}: {len(v.windows)} windows")
         for col in ("window", "time", "frames", "prediction", "p", "explained", "seconds"):
             table.add_column(col)
-        for w in v.windows:
+        # the first and last windows of a long video: every window of a 10-minute one was
+        # thousands of lines of terminal; the report lists them all
+        shown = v.windows if len(v.windows) <= 2 * _ENDS + 1 else [*v.windows[:_ENDS], None, *v.windows[-_ENDS:]]
+        for w in shown:
+            if w is None:
+                table.add_row("…", f"{len(v.windows) - 2 * _ENDS} more (all in the report)", "", "", "", "", "")
+                continue
             when = f"{w.start_s:.2f}–{w.end_s:.2f} s" if w.start_s is not None else ""
             table.add_row(str(w.index), when, f"#{w.frame_indices[0]}–#{w.frame_indices[-1]}", Text(w.predicted_label),
                           f"{w.predicted_score:.3f}", Text(w.label), f"{w.cost.seconds:.2f}")
