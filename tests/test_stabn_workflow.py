@@ -543,3 +543,20 @@ def test_collecting_again_stopped_while_a_clip_is_written_leaves_every_clip_read
         z.writestr("spatial.npy", b"")
     with pytest.raises(InputError, match=rf"cannot read clip {re.escape(key)} from .* \(its frames is not a NumPy array"):
         again.clip(key)
+
+
+def test_an_output_directory_on_a_file_system_without_locks_still_trains(tmp_path, monkeypatch, caplog):
+    # Lustre mounted without -o flock answers flock() with ENOSYS: the run lock must not stop training
+    import errno
+    import fcntl
+    import logging
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    kw = dict(backbone="tiny", num_frames=4, input_size=32, warm_start=0, config=TrainConfig(epochs=1, batch_size=4))
+    with caplog.at_level(logging.WARNING, logger="videoxai.stabn"):
+        result = train("synthetic:4", tmp_path / "run", **kw)
+    assert len(result.history) == 1 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    assert "cannot lock" in caplog.text and "Function not implemented" in caplog.text

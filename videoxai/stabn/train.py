@@ -426,7 +426,14 @@ def output_lock(out: Path) -> Iterator[None]:
     if _TRAINING.get(key) == threading.get_ident():
         yield
         return
-    with FolderLock(out, "another ST-ABN training", "wait for it to finish or choose another --out"):
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(FolderLock(out, "another ST-ABN training",
+                                          "wait for it to finish or choose another --out"))
+        except OSError as e:
+            # a file system without locks (Lustre mounted without -o flock answers ENOSYS): train
+            # as before the lock existed rather than not at all
+            log.warning("cannot lock %s (%s): a second run on it would not be refused", out, e.strerror or e)
         _TRAINING[key] = threading.get_ident()
         try:
             yield
