@@ -408,3 +408,21 @@ def test_cli_names_a_metric_without_values_and_why(tmp_path):
                                  "--out", str(tmp_path / "out"), "--backend", "inline"], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert "no value: pointing_game (no ground truth: the data has no object boxes or masks)" in r.output
+
+
+def test_an_output_folder_on_a_file_system_without_locks_still_evaluates(tmp_path, monkeypatch):
+    # Lustre mounted without -o flock answers flock() with ENOSYS: the folder lock stopped every run
+    import errno
+    import fcntl
+
+    import videoxai as vx
+    from videoxai.evaluation import evaluate
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match=r"cannot lock .*eval \(Function not implemented\): a second evaluation"):
+        s = evaluate(vx.load_model("demo"), "synthetic:1", methods="random", metrics="sparseness", out=tmp_path / "eval",
+                     backend="inline", progress=False, report=False)
+    assert (s.computed, s.errors) == (1, 0)

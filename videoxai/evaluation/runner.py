@@ -33,6 +33,7 @@ backend spawns worker processes, so a script that calls :func:`evaluate` must do
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -205,7 +206,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     identity = {"model": model_id, "data": getattr(dataset, "spec", "samples"), "target": target,
                 "refine": refine, "seed": int(seed), "model_weights": weights_fingerprint(vm)}
 
-    with FolderLock(out):  # a second run on this folder fails at once, naming this one
+    with _folder_held(out):  # a second run on this folder fails at once, naming this one
         with ResultStore(out / DATABASE) as store:
             store.bind(identity)
             store.register_metrics(metric_sel.metrics)
@@ -257,6 +258,20 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             summary.report = write_report(out / DATABASE, out)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+@contextlib.contextmanager
+def _folder_held(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this run (:class:`FolderLock`); where its file system has no locks
+    (Lustre mounted without ``-o flock`` answers ENOSYS), run unguarded with a warning rather
+    than not at all."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(FolderLock(out))
+        except OSError as e:
+            warnings.warn(f"cannot lock {out} ({e.strerror or e}): a second evaluation on it at the same "
+                          "time would not be refused", stacklevel=4)
+        yield
 
 
 def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> Selection:
