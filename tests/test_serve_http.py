@@ -8,6 +8,7 @@ and leave the server serving.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import threading
@@ -595,3 +596,27 @@ def test_links_and_the_viewer_work_behind_a_proxy_that_serves_the_app_under_a_pr
     with TestClient(app) as c:   # served at the root, as before
         status = c.post("/api/jobs", content=videos["short"].read_bytes(), headers={"content-type": "video/mp4"})
         assert status.json()["links"]["status"] == f"/api/jobs/{status.json()['id']}"
+
+
+def test_a_work_dir_on_a_file_system_without_locks_is_one_line_not_a_traceback(model, tmp_path, monkeypatch):
+    # Lustre mounted without -o flock answers flock() with ENOSYS: `serve --work-dir` and the
+    # app's startup failed with an OSError traceback
+    import errno
+    import fcntl
+
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app as cli
+    from videoxai.errors import InputError
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    said = rf"cannot lock the work dir {re.escape(str(tmp_path))} \(Function not implemented\): .* on a local disk"
+    with pytest.raises(InputError, match=said):
+        with TestClient(create_app(model, SETTINGS.model_copy(update={"work_dir": str(tmp_path)}))):
+            pass
+    result = CliRunner().invoke(cli, ["serve", "--work-dir", str(tmp_path), "--model", "demo"])
+    assert isinstance(result.exception, InputError) and re.search(said, str(result.exception))

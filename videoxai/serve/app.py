@@ -33,9 +33,9 @@ import tempfile
 import threading
 import time
 import weakref
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
 
 import anyio
 from fastapi import Depends, FastAPI, Request, WebSocket
@@ -55,7 +55,7 @@ from ..version import __version__
 from ..core.folder_lock import FolderLock
 from ..core.hosts import HostCheck
 from ..core.page_headers import PageHeaders
-from ..errors import VideoXAIError
+from ..errors import InputError, VideoXAIError
 from ..models.base import VideoModel
 from .engine import Engine, check_batch
 from .jobs import OVERLAY_NAME, UPLOAD_NAME, JobQueue, check_result_size, check_video, check_work
@@ -413,10 +413,25 @@ def _without_foreign_range(scope: Scope) -> Scope:
     return {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"range"]}
 
 
-def work_dir_lock(work_dir: str | Path) -> FolderLock:
-    """The lock one server holds on its ``work_dir`` while it runs (the folder is created)."""
+@contextmanager
+def work_dir_lock(work_dir: str | Path) -> Iterator[None]:
+    """The lock one server holds on its ``work_dir`` while it runs (the folder is created).
+
+    Raises:
+        InputError: another server holds it, or its file system has no locks (Lustre mounted
+            without ``-o flock`` answers ENOSYS: an OSError traceback at startup before).
+    """
     Path(work_dir).mkdir(parents=True, exist_ok=True)
-    return FolderLock(work_dir, "another videoxai server", "stop it, or give this one another --work-dir")
+    lock = FolderLock(work_dir, "another videoxai server", "stop it, or give this one another --work-dir")
+    try:
+        lock.__enter__()
+    except OSError as e:
+        raise InputError(f"cannot lock the work dir {work_dir} ({e.strerror or e}): one server per work dir "
+                         "cannot be ensured there; give a --work-dir on a local disk") from None
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _job_file(path: Path, media_type: str, filename: str | None = None) -> FileResponse:
