@@ -531,6 +531,20 @@ def test_hooks_and_flags_restored_after_an_exception_inside_forward(method):
     assert _no_hooks(model) and all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.parametrize("method", CAM_METHODS)
+def test_a_constructed_cam_method_explains_the_model_it_is_given(method):
+    # vx.explain runs a constructed method, as a copy, on the model it is given; the CAM methods kept
+    # their hook on the layer of the model they were built for: "layer 'gate' did not run"
+    built_for, other = box_model(), box_model()
+    with torch.no_grad():
+        other.net.fc.weight[0] = torch.tensor([3.0, 0.1, 0.5, 2.0])    # other channels count
+    shared = get(method)(built_for)
+    got = vx.explain(other, box_clip(), shared, target=0, refine=False).raw
+    np.testing.assert_array_equal(got, vx.explain(other, box_clip(), method, target=0, refine=False).raw)
+    assert not np.allclose(got, vx.explain(built_for, box_clip(), shared, target=0, refine=False).raw)
+    assert _no_hooks(built_for) and _no_hooks(other)
+
+
 def test_layer_that_runs_twice_is_refused():
     class Twice(nn.Module):
         def __init__(self):

@@ -259,9 +259,18 @@ class CAMMethod(Method):
         grid = self.model.token_grid
         return "repeat" if grid is not None and frames == grid.frames else "linear"
 
+    def on_model(self, module: nn.Module, name: str) -> nn.Module:
+        """``module`` (named ``name``) if it belongs to :attr:`model`, else :attr:`model`'s module of
+        that name: ``vx.explain`` runs a constructed method, as a copy, on the model it is given, and
+        a hook on the module of the model the method was built for never ran ("did not run")."""
+        if any(m is module for m in self.model.net.modules()):
+            return module
+        return self.model.submodule(name)
+
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         x = check_pixels(self.model, inputs)
-        with frozen_parameters(self.model), LayerCapture(self.module, self.layer, self.uses_gradients) as cap, \
+        module = self.on_model(self.module, self.layer)
+        with frozen_parameters(self.model), LayerCapture(module, self.layer, self.uses_gradients) as cap, \
                 torch.set_grad_enabled(self.uses_gradients):
             logits = self.model(x)
             if self.uses_gradients and cap.no_grad_forward:

@@ -133,10 +133,12 @@ class SaliencyTubes(CAMMethod):
                 raise UnsupportedModelError(f"saliency_tubes: {model.name} has no nn.Linear with "
                                             f"{model.num_classes} outputs; name it with classifier=")
             self.classifier = heads[-1]
+        self._classifier_name = next(n for n, m in model.net.named_modules() if m is self.classifier)
 
     def weights(self, state: LayerState) -> torch.Tensor:
         acts = state.activations
-        w, b = self.classifier.weight, self.classifier.bias
+        classifier = self.on_model(self.classifier, self._classifier_name)   # the explained model's head
+        w, b = classifier.weight, classifier.bias
         if w.shape[1] != acts.shape[1]:
             raise UnsupportedModelError(
                 f"saliency_tubes: the classifier takes {w.shape[1]} features but layer {self.layer!r} "
