@@ -819,3 +819,24 @@ def test_timeline_of_many_predicted_classes_keys_the_most_frequent_and_greys_the
     assert len(set(colours)) == 8 and colours[-1] == _OTHER.lower()
     spans = {to_hex(c.get_colors()[0]): len(c.get_segments()) for c in top.collections}
     assert spans[_OTHER.lower()] == 5 + 4 + 3 + 2 + 1 and spans[colours[0]] == 12   # every window drawn
+
+
+@pytest.mark.parametrize("spatial,temporal,match", [
+    (2.0, 1.0, r"maps must lie in \[0, 1\], got values in \[2, 2\]"),     # drawn clamped to 1
+    (0.5, np.nan, "temporal scores must be finite and non-negative; frame 0's is nan"),
+])
+def test_timeline_report_refuses_maps_and_scores_outside_the_contract(tmp_path, spatial, temporal, match):
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz.report import write_timeline_report
+
+    n = 4
+    window = WindowResult(index=0, frame_indices=np.arange(n), start_s=0.0, end_s=0.1, target=0, label="a", score=0.5,
+                          predicted=0, predicted_label="a", predicted_score=0.5, temporal=np.full(n, 1 / n),
+                          cost=vx.Cost())
+    scores = np.ones(n, np.float32)
+    scores[0] = temporal
+    video = VideoExplanation(method="m", model="m", windows=[window], frames=np.zeros((n, 8, 8, 3), np.uint8),
+                             frame_indices=np.arange(n), times=np.arange(n) / 25, spatial=np.full((n, 8, 8), spatial,
+                             np.float32), temporal=scores, fps=25.0, source=None)
+    with pytest.raises(InputError, match=match):
+        write_timeline_report(tmp_path / "t.html", video)

@@ -27,6 +27,7 @@ from ..explanation import Explanation
 from .curve import PALETTE, check_count, check_window, temporal_curve
 from .overlay import (
     caption_bands,
+    check_scores,
     outline_crop_box,
     match_clip,
     overlay_frames,
@@ -486,6 +487,8 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
 
     vids = _listed(videos, VideoExplanation, "write_timeline_report", "video explanation")
     _check_notes(notes)
+    for v in vids:   # as write_report: the resized maps were clamped, NaN failed in matplotlib
+        check_scores(v, maps=True)
     for v in vids[1:]:
         if not np.array_equal(v.frame_indices, vids[0].frame_indices):
             raise InputError("every video explanation in one report must cover the same frames")
