@@ -46,7 +46,7 @@ __all__ = ["WindowResult", "VideoExplanation", "explain_video", "parse_time"]
 # Frames (uint8 RGB, 3 bytes a pixel) and maps (float32, 4) held for the whole video: past this,
 # the display size is halved. At 640x360 a 10-minute video at 25 fps held 24 GB.
 _HELD_BYTES = 1 << 30
-_LEAST_SIDE = 80  # not below: a smaller video shows nothing (past it, memory grows again)
+_LEAST_SIDE = 80  # no halving once the longer side is this or less: smaller shows nothing (memory grows again)
 
 
 @dataclass
