@@ -296,7 +296,7 @@ def test_every_missing_video_and_unknown_class_of_a_csv_is_named_at_once(clips, 
                                          r"'y.mp4' \(line 5\), 'b2.mp4' \(line 6\)$"):
         load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
     csv_path.write_text("video,label\na.mp4,purple\nb.mp4,Green\n")
-    with pytest.raises(InputError, match=r"labels.csv: 2 classes are not the model's: 'purple' \(line 2\), "
+    with pytest.raises(InputError, match=r"labels.csv: 2 classes are not among the model's classes: 'purple' \(line 2\), "
                                          r"'Green' \(line 3\); its classes: red square, blue square, red triangle$"):
         load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
 

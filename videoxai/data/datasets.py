@@ -270,14 +270,46 @@ def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: 
     return ds
 
 
+class ClassNames(tuple):
+    """Class names (a tuple of ``str``) that know whose they are, so that messages name them
+    right: the model's (any plain sequence of names is), or the ``owner`` that defined them
+    before any model exists — ST-ABN training maps its validation clips onto the classes of
+    ``"the training data folder:DIR"``, and "not one of the model's classes" sent users looking
+    for a model they never gave."""
+
+    owner: str = "the model"
+
+    def __new__(cls, names: Sequence[str], owner: str = "the model") -> "ClassNames":
+        self = super().__new__(cls, names)
+        self.owner = owner
+        return self
+
+    @classmethod
+    def of(cls, classes: Sequence[str] | None) -> "ClassNames":
+        """``classes`` as :class:`ClassNames` (a plain sequence, or none known: the model's)."""
+        return classes if isinstance(classes, ClassNames) else cls(classes or ())
+
+    @property
+    def named(self) -> str:
+        """"the model's classes" or "the classes of OWNER"."""
+        return "the model's classes" if self.owner == "the model" else f"the classes of {self.owner}"
+
+    @property
+    def counted(self) -> str:
+        """"a model with N classes" or "OWNER, with N classes"."""
+        n = f"{len(self)} classes"
+        return f"a model with {n}" if self.owner == "the model" else f"{self.owner}, with {n}"
+
+
 def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> tuple[int, str | None]:
-    """A label given as an index or a class name → (index into the model's classes, name)."""
+    """A label given as an index or a class name → (index into ``labels``, name); ``labels`` are the
+    model's unless they are :class:`ClassNames` of another owner."""
     text = str(value).strip()
     if text.lstrip("-").isdigit():
         i = int(text)
         if i < 0 or (labels is not None and i >= len(labels)):
-            raise InputError(f"{where}: label {i} is out of range for a model with "
-                             f"{len(labels) if labels is not None else '?'} classes")
+            raise InputError(f"{where}: label {i} is out of range for "
+                             f"{ClassNames.of(labels).counted if labels is not None else 'a model with ? classes'}")
         return i, (labels[i] if labels is not None else None)
     if labels is None:
         raise InputError(f"{where}: label {text!r} is a name; give the model's labels to map it")
@@ -289,7 +321,7 @@ def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> 
     hits = [i for i, name in enumerate(labels) if _loose(name) == _loose(text)]
     if len(hits) == 1:
         return hits[0], labels[hits[0]]
-    raise InputError(f"{where}: class {text!r} is not one of the model's classes "
+    raise InputError(f"{where}: class {text!r} is not one of {ClassNames.of(labels).named} "
                      f"({', '.join(labels[:8])}{', …' if len(labels) > 8 else ''})")
 
 
@@ -406,5 +438,5 @@ def _read_json(path: Path, kind: str):
         raise InputError(f"{path} is not valid JSON: {e}") from None
 
 
-__all__ = ["EvalSample", "EvalDataset", "SamplesDataset", "VideoListDataset", "BoxesDataset",
+__all__ = ["EvalSample", "EvalDataset", "SamplesDataset", "VideoListDataset", "BoxesDataset", "ClassNames",
            "load_dataset", "register_dataset", "dataset_kinds", "parse_data_spec"]

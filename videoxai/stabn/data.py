@@ -184,19 +184,17 @@ def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, in
 
 def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int],
              labels: Sequence[str] | None, labels_from: str = "the model") -> ClipSet:
-    from ..data.datasets import load_dataset
+    from ..data.datasets import ClassNames, load_dataset
     from ..progress import track
 
-    # the dataset loader names the classes it maps onto "the model's"; validation data is mapped
-    # onto the classes the training data defined before any model exists, and "class 'emu' is not
-    # one of the model's classes" sent the user looking for a model they never gave
+    # validation data is mapped onto the classes the training data defined before any model
+    # exists: messages name them so ("class 'emu' is not one of the model's classes" sent the
+    # user looking for a model they never gave)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        try:
-            ds = load_dataset(spec, num_frames=num_frames, labels=labels)
-        except InputError as e:
-            raise InputError(_classes_named(str(e), labels_from)) from None
-    said = [_classes_named(str(w.message), labels_from) for w in said]
+        ds = load_dataset(spec, num_frames=num_frames,
+                          labels=ClassNames(labels, owner=labels_from) if labels is not None else None)
+    said = [str(w.message) for w in said]
     for text in said:
         warnings.warn(text, stacklevel=3)
     frames, ys, windows, ids = [], [], [], []
@@ -230,19 +228,6 @@ def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]
                    labels=np.array(ys, dtype=np.int64),
                    windows=np.array(windows, dtype=np.int64) if known else None,
                    ids=ids, label_names=names, spec=spec, split=split)
-
-
-def _classes_named(message: str, source: str) -> str:
-    """A dataset loader's ``message`` with the class list's owner named ``source`` rather than
-    "the model" (which is what the loader assumes), and clips without a class said to be
-    unlabelled: training explains no clip, it refuses unlabelled ones."""
-    message = message.replace("explained for the model's prediction", "left unlabelled")
-    if source == "the model":
-        return message
-    return (message.replace("one of the model's classes", f"one of the classes of {source}")
-            .replace("among the model's classes", f"among the classes of {source}")
-            .replace("are not the model's", f"are not among the classes of {source}")
-            .replace("out of range for a model with", f"out of range for {source}, with"))
 
 
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Annotated, Sequence
 
 from ...errors import InputError
 from ...options import Opt
-from ..datasets import EvalDataset, VideoListDataset, _Entry, _label_index, register_dataset
+from ..datasets import ClassNames, EvalDataset, VideoListDataset, _Entry, _label_index, register_dataset
 
 #: what a ``folder:`` takes for a video (FFmpeg reads them all): MPEG-1/2 (``.mpg``, the
 #: camcorders' ``.mts``), phones' ``.3gp``, Flash and Windows Media files were left out silently.
@@ -52,7 +52,7 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
     if "label" not in columns and columns - set(CSV_COLUMNS):
         # 'video,class' or 'video,category': every clip was silently explained for the prediction
         warnings.warn(f"{csv_path} has no 'label' column (its columns: {', '.join(sorted(columns))}); every "
-                      "clip is explained for the model's prediction", stacklevel=3)
+                      f"clip is {_without_class(classes)}", stacklevel=3)
     if classes is None:  # no model's classes to map names onto: named labels define them
         classes = _classes_from_names(rows, csv_path)
     entries = []
@@ -99,7 +99,7 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         (text, n), = unknown.items()
         _label_index(text, classes, f"{csv_path}:{n}")   # raises, naming the line and the classes
     if unknown:
-        raise InputError(f"{csv_path}: {len(unknown)} classes are not the model's: "
+        raise InputError(f"{csv_path}: {len(unknown)} classes are not among {ClassNames.of(classes).named}: "
                          + ", ".join(f"{text!r} (line {n})" for text, n in list(unknown.items())[:8])
                          + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
                          + f"; its classes: {', '.join(classes[:8])}{', …' if len(classes) > 8 else ''}")
@@ -118,6 +118,16 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
 
 #: the columns of a labels CSV, in the order a file without a header line gives them
 CSV_COLUMNS = ("video", "label", "start", "end")
+
+
+def _without_class(classes: Sequence[str] | None) -> str:
+    """What becomes of a clip without a class, as warnings say it: mapped onto the model's
+    ``classes``, an evaluation explains the model's prediction for it; data that defines its own
+    classes, or is mapped onto another owner's (:class:`~videoxai.data.datasets.ClassNames`, e.g.
+    ST-ABN's validation data onto its training data's), leaves it unlabelled."""
+    if classes is not None and ClassNames.of(classes).owner == "the model":
+        return "explained for the model's prediction"
+    return "left unlabelled"
 
 
 def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
@@ -211,9 +221,8 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
         if unknown and len(distinct) > 1:
             warnings.warn(f"folder: {root}: subfolder{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(map(repr, unknown[:5]))}{', …' if len(unknown) > 5 else ''} "
-                          f"{'are' if len(unknown) > 1 else 'is'} not among the model's classes; every "
-                          "clip is explained for the model's prediction (a labels.csv labels them "
-                          "explicitly)", stacklevel=3)
+                          f"{'are' if len(unknown) > 1 else 'is'} not among {ClassNames.of(classes).named}; "
+                          f"every clip is {_without_class(classes)} (a labels.csv labels them explicitly)", stacklevel=3)
         elif not unknown:
             labels = [mapped[f] if f is not None else (None, None) for f in folders]
             names = list(classes) if classes is not None else None
@@ -222,7 +231,7 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
                 warnings.warn(f"folder: {root}: {len(stray)} video{'s' if len(stray) > 1 else ''} "
                               f"({', '.join(map(repr, stray[:3]))}{', …' if len(stray) > 3 else ''}) "
                               f"{'lie' if len(stray) > 1 else 'lies'} beside the class subfolders, in no "
-                              "class: explained for the model's prediction", stacklevel=3)
+                              f"class: {_without_class(classes)}", stacklevel=3)
     entries = [_Entry(r, p, label, name) for r, p, (label, name) in zip(rel, files, labels)]
     ds = VideoListDataset(entries, num_frames, max_side)
     ds.class_names = names

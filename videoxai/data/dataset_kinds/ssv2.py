@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import InputError
-from ..datasets import EvalDataset, VideoListDataset, _Entry, _label_index, _read_json, register_dataset
+from ..datasets import ClassNames, EvalDataset, VideoListDataset, _Entry, _label_index, _read_json, register_dataset
 
 
 @register_dataset("ssv2")
@@ -45,7 +45,7 @@ def _ssv2(argument: str, *, num_frames: int, classes=None, annotations: str | No
                     raise InputError(f"{where}: template {name!r} is not in the labels file")
                 label = index[name]
                 if classes is not None and label >= len(classes):
-                    raise InputError(f"{where}: label {label} is out of range for a model with {len(classes)} classes")
+                    raise InputError(f"{where}: label {label} is out of range for {ClassNames.of(classes).counted}")
             elif classes is not None:
                 label, name = _label_index(name, classes, where)
         entries.append(_Entry(vid, path, label, name))
