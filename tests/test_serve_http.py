@@ -598,6 +598,27 @@ def test_links_and_the_viewer_work_behind_a_proxy_that_serves_the_app_under_a_pr
         assert status.json()["links"]["status"] == f"/api/jobs/{status.json()['id']}"
 
 
+def test_serve_takes_the_proxys_prefix_from_root_path(monkeypatch):
+    """`videoxai serve` had no way to set the prefix the links above honour: --root-path reaches
+    uvicorn's config (a trailing '/' as proxies write it dropped), and a value that is no URL path
+    is one line before the model loads."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app as cli
+    from videoxai.errors import InputError
+
+    configs = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: configs.append(self.config))
+    result = CliRunner().invoke(cli, ["serve", "--model", "demo", "--port", "0", "--root-path", "/vx/"])
+    assert result.exit_code == 0, result.output
+    assert configs[0].root_path == "/vx" and "behind the proxy under /vx/" in result.output
+    for bad in ("vx", "/vx?a=1"):
+        result = CliRunner().invoke(cli, ["serve", "--model", "demo", "--root-path", bad])
+        assert isinstance(result.exception, InputError), result.output
+        assert str(result.exception) == f"--root-path {bad!r}: a URL path starting with '/', e.g. /vx"
+
+
 def test_a_work_dir_on_a_file_system_without_locks_is_one_line_not_a_traceback(model, tmp_path, monkeypatch):
     # Lustre mounted without -o flock answers flock() with ENOSYS: `serve --work-dir` and the
     # app's startup failed with an OSError traceback

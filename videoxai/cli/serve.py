@@ -51,6 +51,10 @@ def serve_cmd(
                                                 "localhost and --host (repeatable; .example.com: the domain and "
                                                 "its subdomains; *: any). Other Host headers are refused, "
                                                 "against DNS rebinding."),
+    root_path: str = typer.Option("", "--root-path",
+                                  help="The path prefix a reverse proxy serves the app under, e.g. /vx "
+                                       "(JupyterHub, a shared host): job links and the viewer then point "
+                                       "below it."),
 ) -> None:
     """Serve explanations over HTTP (uploads) and WebSocket (live streams), with a browser viewer."""
     import uvicorn
@@ -60,6 +64,9 @@ def serve_cmd(
     from ..models import load_model
     from ..serve import ServeSettings, create_app, uvicorn_config
 
+    if root_path and (not root_path.startswith("/") or any(c in root_path for c in "?#\\ ")):
+        raise InputError(f"--root-path {root_path!r}: a URL path starting with '/', e.g. /vx")
+    root_path = root_path.rstrip("/")  # '/vx/' and '/' as a proxy's configuration writes them
     if work_dir is not None and work_dir.exists() and not work_dir.is_dir():
         raise InputError(f"--work-dir {work_dir} is a file, not a folder")
     try:
@@ -90,10 +97,11 @@ def serve_cmd(
     with console.status(f"loading {model}…"):
         vm = load_model(model, device=device)
     app = create_app(vm, settings)
-    config = uvicorn_config(app, host=host, port=sock.getsockname()[1], log_level="info")
+    config = uvicorn_config(app, host=host, port=sock.getsockname()[1], log_level="info", root_path=root_path)
     server = uvicorn.Server(config)
     console.print(f"serving [bold]{escape(vm.name)}[/] ({vm.family}, {vm.num_frames} frames) with {escape(method)} "
-                  f"on http://{shown}:{sock.getsockname()[1]}  (viewer: /, API: /docs)")
+                  f"on http://{shown}:{sock.getsockname()[1]}  (viewer: /, API: /docs"
+                  + (f"; behind the proxy under {escape(root_path)}/" if root_path else "") + ")")
     server.run(sockets=[sock])
 
 
