@@ -840,3 +840,18 @@ def test_timeline_report_refuses_maps_and_scores_outside_the_contract(tmp_path, 
                              np.float32), temporal=scores, fps=25.0, source=None)
     with pytest.raises(InputError, match=match):
         write_timeline_report(tmp_path / "t.html", video)
+
+
+def test_timeline_of_a_one_frame_video_draws_its_point(clip):
+    """A line through one point draws nothing: the timeline of a still or a one-frame GIF was empty."""
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz.report import _timeline_figure
+
+    window = WindowResult(index=0, frame_indices=np.zeros(8, np.int64), start_s=0.0, end_s=0.0, target=0, label="a",
+                          score=0.5, predicted=0, predicted_label="a", predicted_score=0.5,
+                          temporal=np.full(8, 1 / 8), cost=vx.Cost())
+    video = VideoExplanation(method="staa", model="m", windows=[window], frames=clip.frames[:1],
+                             frame_indices=np.zeros(1, np.int64), times=np.zeros(1), spatial=np.zeros((1, H, W), np.float32),
+                             temporal=np.ones(1, np.float32), fps=25.0, source=None)
+    (line,) = [ln for ln in _timeline_figure([video]).axes[1].lines if len(ln.get_xdata()) == 1]   # not the 1.0 rule
+    assert line.get_marker() not in (None, "None", "") and line.get_ydata()[0] == 1.0

@@ -629,8 +629,9 @@ def _timeline_figure(vids):
     for i, v in enumerate(vids):
         x = v.times if v.fps else v.frame_indices
         cycle = i // len(PALETTE)   # past eight methods, dashes tell the lines apart
+        # a line through one point is not drawn: a one-frame video (a still, a GIF) showed no curve
         lines += bottom.plot(x, v.temporal, color=PALETTE[i % len(PALETTE)], linewidth=1.5,
-                             linestyle=("-", "--", ":", "-.")[cycle % 4])
+                             linestyle=("-", "--", ":", "-.")[cycle % 4], marker="o" if len(x) == 1 else None)
     bottom.axhline(1.0, color="#999999", linewidth=0.8, linestyle="--")
     bottom.set_ylabel("importance\n(1 = window mean)")
     bottom.set_xlabel(f"video time ({unit})")
