@@ -129,9 +129,12 @@ def test_crop_box_of_non_square_frames():
     assert box.as_ints(720, 1280) == (0, 280, 720, 720)
     pre = Preprocess(size=(224, 224), shortest_edge=256)  # resize 256 then crop 224 → a smaller box
     top, left, h, w = pre.crop_box(720, 1280).as_ints(720, 1280)
-    # as torchvision: 1280 columns → int(455.1) = 455, the crop from column round(115.5) = 116 of them
-    assert (h, w) == (630, 630) and top == 45 and left == 326
-    floored = Preprocess(size=(224, 224), shortest_edge=256, crop_offset="floor")  # Hugging Face: column 115
+    assert (h, w) == (630, 630) and top == 45 and left == 325  # the exact centre
+    # as torchvision: 1280 columns → int(455.1) = 455, the crop from column round(115.5) = 116 of them;
+    # as Hugging Face: from column 115
+    rounded = Preprocess(size=(224, 224), shortest_edge=256, crop_offset="round")
+    assert rounded.crop_box(720, 1280).as_ints(720, 1280) == (45, 326, 630, 630)
+    floored = Preprocess(size=(224, 224), shortest_edge=256, crop_offset="floor")
     assert floored.crop_box(720, 1280).as_ints(720, 1280) == (45, 324, 630, 630)
 
 

@@ -159,12 +159,14 @@ def test_torchvision_logits_equal_the_presets_on_a_16_by_9_clip(frames, one_thre
 
 def test_preprocess_geometry_follows_the_libraries_arithmetic():
     # the longer side truncated (1280·256/720 = 455.1 → 455), the crop's odd margin rounded
-    # (torchvision) or floored (Hugging Face); a fixed resize scales each axis on its own
-    box = Preprocess(size=(224, 224), shortest_edge=256).crop_box(720, 1280)
+    # (torchvision) or floored (Hugging Face); a fixed resize scales each axis on its own; videoxai's
+    # own models (crop_offset="centre") take the exact centre
+    assert Preprocess(size=(224, 224), shortest_edge=256).crop_box(720, 1280).left == 325
+    box = Preprocess(size=(224, 224), shortest_edge=256, crop_offset="round").crop_box(720, 1280)
     assert box.left == pytest.approx(116 * 1280 / 455) and box.width == pytest.approx(224 * 1280 / 455)
     box = Preprocess(size=(224, 224), shortest_edge=256, crop_offset="floor").crop_box(720, 1280)
     assert box.left == pytest.approx(115 * 1280 / 455)
-    box = Preprocess(size=(112, 112), resize=(128, 171)).crop_box(720, 1280)
+    box = Preprocess(size=(112, 112), resize=(128, 171), crop_offset="round").crop_box(720, 1280)
     assert (box.top, box.height) == pytest.approx((8 * 720 / 128, 112 * 720 / 128))
     assert (box.left, box.width) == pytest.approx((30 * 1280 / 171, 112 * 1280 / 171))
     assert Preprocess(size=(112, 112), resize=(128, 171)).at_model_size().crop_box(112, 112).as_ints(112, 112) \
@@ -183,3 +185,12 @@ def test_a_tiny3d_model_keeps_its_preprocessing_through_save_and_load(tmp_path):
                      interpolation="bicubic", crop_offset="floor")
     Tiny3DCNN(Tiny3DConfig(num_classes=2, input_size=32)).save_pretrained(tmp_path, ["a", "b"], pre)
     assert vx.load_model(f"tiny3d:{tmp_path}").preprocess == pre
+
+
+def test_a_resize_smaller_than_the_crop_still_gives_the_models_input_size():
+    # torchvision and Hugging Face pad such a crop with zeros; videoxai stretches the frame to the
+    # input instead (the resized-then-cropped path sliced past the frame: a view error)
+    pre = Preprocess(size=(32, 32), resize=(20, 20), crop_offset="round")
+    assert pre(torch.rand(1, 2, 3, 10, 10)).shape == (1, 2, 3, 32, 32)
+    pre = Preprocess(size=(32, 48), shortest_edge=32, crop_offset="floor")
+    assert pre(torch.rand(1, 2, 3, 10, 10)).shape == (1, 2, 3, 32, 48)

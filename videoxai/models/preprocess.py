@@ -40,10 +40,12 @@ class CropBox:
 class Preprocess:
     """Resize / centre-crop / normalise, as a model's preprocessor config describes it.
 
-    The geometry is torchvision's and Hugging Face's to the pixel: the frame is resized (shorter
-    side to ``shortest_edge``, the longer side truncated to an integer as both libraries do, or to
-    a fixed ``resize``), then the centre ``size`` window is cropped from it, its offset rounded
-    (torchvision) or floored (Hugging Face) as ``crop_offset`` says.
+    The frame is resized (shorter side to ``shortest_edge``, or to a fixed ``resize``), then the
+    centre ``size`` window is cropped from it. With ``crop_offset="round"`` or ``"floor"`` this is
+    torchvision's or Hugging Face's geometry to the pixel (the loaders of their models set it): the
+    longer side of the resize truncated to an integer, the crop's offset in the resized frame
+    rounded or floored. The default, ``"centre"``, is the exact geometric centre (videoxai's own
+    models and :func:`~videoxai.wrap`).
 
     Args:
         size: ``(h, w)`` of the model input (the centre crop).
@@ -56,8 +58,8 @@ class Preprocess:
             With neither, the whole frame is resized to ``size`` (aspect ratio not kept).
         interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest-exact"`` (the preprocessor's
             ``resample``); antialiased when shrinking, except nearest.
-        crop_offset: ``"round"`` (torchvision's ``center_crop``) or ``"floor"`` (Hugging Face's):
-            how an odd margin around the crop is split.
+        crop_offset: ``"centre"`` (exact, sub-pixel), ``"round"`` (torchvision's ``resize`` and
+            ``center_crop``) or ``"floor"`` (Hugging Face's).
     """
 
     size: tuple[int, int]
@@ -66,27 +68,36 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     resize: tuple[int, int] | None = None
     interpolation: str = "bilinear"
-    crop_offset: str = "round"
+    crop_offset: str = "centre"
 
     def resized_size(self, frame_h: int, frame_w: int) -> tuple[int, int] | None:
         """``(h, w)`` the frame is resized to before the crop; ``None`` when it is resized whole to
         :attr:`size`. The longer side of a ``shortest_edge`` resize is truncated, as torchvision's
-        ``resize`` and Hugging Face's ``get_resize_output_image_size`` do (``int(s · long / short)``)."""
+        ``resize`` and Hugging Face's ``get_resize_output_image_size`` do (``int(s · long / short)``),
+        except with ``crop_offset="centre"`` (a float then)."""
         if self.shortest_edge is not None:
             s = int(self.shortest_edge)
+            whole = float if self.crop_offset == "centre" else int
             if frame_w <= frame_h:
-                return int(s * frame_h / frame_w), s
-            return s, int(s * frame_w / frame_h)
+                return whole(s * frame_h / frame_w), s
+            return s, whole(s * frame_w / frame_h)
         return None if self.resize is None else (int(self.resize[0]), int(self.resize[1]))
 
     def crop_box(self, frame_h: int, frame_w: int) -> CropBox:
         """Where the model's input window lies in an ``frame_h × frame_w`` frame.
 
-        The libraries' centre crop of the resized frame, taken back to original coordinates: its
-        integer offset in the resized frame times the resize's scale on each axis."""
+        The centre crop of the resized frame, taken back to original coordinates: for the
+        libraries' geometry its integer offset in the resized frame (:meth:`_margin`) times the
+        resize's scale on each axis."""
         resized = self.resized_size(frame_h, frame_w)
         if resized is None:
             return CropBox(0.0, 0.0, float(frame_h), float(frame_w))
+        if self.crop_offset == "centre":  # the box's own centre: no rounding anywhere
+            ch, cw = min(self.size[0] * frame_h / resized[0], frame_h), min(self.size[1] * frame_w / resized[1], frame_w)
+            if self.shortest_edge is not None:  # (one scale: the form that keeps whole boxes whole)
+                scale = self.shortest_edge / min(frame_h, frame_w)
+                ch, cw = min(self.size[0] / scale, frame_h), min(self.size[1] / scale, frame_w)
+            return CropBox((frame_h - ch) / 2, (frame_w - cw) / 2, ch, cw)
         (rh, rw), (ch, cw) = resized, (min(self.size[0], resized[0]), min(self.size[1], resized[1]))
         sy, sx = frame_h / rh, frame_w / rw
         return CropBox(self._margin(rh - ch) * sy, self._margin(rw - cw) * sx, ch * sy, cw * sx)
@@ -103,12 +114,15 @@ class Preprocess:
         Hugging Face's resize-then-crop up to half an original pixel, a fraction of a model pixel,
         and is what :meth:`resize_box` does on the box alone (working at the model's size gives the
         network the very same input). A smaller frame, where half an original pixel would be most
-        of a model pixel, is enlarged whole and then cropped, as those libraries do.
+        of a model pixel, is enlarged whole and then cropped, as those libraries do (with their
+        ``crop_offset``, whose crop lies on whole pixels of the enlarged frame).
         """
         b, t, c, h, w = pixels.shape
         top, left, ch, cw = self.crop_box(h, w).as_ints(h, w)
         resized = self.resized_size(h, w)
-        if resized is not None and ch <= self.size[0] and cw <= self.size[1] and (ch, cw) != tuple(self.size):
+        if (self.crop_offset != "centre" and resized is not None and ch <= self.size[0] and cw <= self.size[1]
+                and (ch, cw) != tuple(self.size)
+                and resized[0] >= self.size[0] and resized[1] >= self.size[1]):  # (else the libraries pad)
             x = self.resize_box(pixels, size=resized)
             y, z = self._margin(resized[0] - self.size[0]), self._margin(resized[1] - self.size[1])
             x = x[..., y:y + self.size[0], z:z + self.size[1]]
