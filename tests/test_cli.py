@@ -209,3 +209,23 @@ def test_the_window_table_of_a_long_video_lists_its_ends(monkeypatch):
     rows = [ln for ln in text.splitlines() if "#" in ln]
     assert "staa: 100 windows" in text and "80 more (all in the report)" in text
     assert len(rows) == 20 and "#0–#7" in rows[0] and "#792–#799" in rows[-1]
+
+
+def test_a_window_overlay_lasts_as_long_as_its_video_whatever_the_frame_step(tmp_path):
+    """The overlay of `explain --window-stride --frame-step 2` was written at the source rate with
+    every other frame: a 3 s video played in 1.5 s."""
+    import numpy as np
+    import torch
+
+    from videoxai.data.video import probe
+    from videoxai.workflows import explain_video
+
+    frames = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    video = write_video(frames, tmp_path / "three_seconds.mp4", fps=8)
+    net = torch.nn.Sequential(torch.nn.Conv3d(3, 2, 1), torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten())
+    model = vx.wrap(net, num_frames=4, input_size=16, layout="BCTHW", labels=["no", "yes"])
+    for step in (1, 2, 3):
+        out = explain_video(video, model, ["saliency"], tmp_path / f"step{step}", window_stride=4, frame_step=step)
+        info = probe(out.files["overlay"][0])
+        assert info["frames"] == len(range(0, 24, step))
+        assert info["duration"] == pytest.approx(3.0, abs=0.01), step

@@ -93,7 +93,7 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
                      working_size, notes, start, end, window_stride, frame_step, on_method) -> ExplainResult:
     from .data.video import write_video
     from .timeline import explain_video as explain_windows
-    from .viz.overlay import overlay_frames
+    from .viz.overlay import overlay_frames, playback_fps
     from .viz.report import write_timeline_report
 
     videos, files = [], {"overlay": []}
@@ -105,8 +105,10 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
                             end=end, target=target, refine=refine, working_size=working_size,
                             **(options or {}).get(name, {}))
         videos.append(v)
+        # at the rate that plays the frames kept over the video's own time (--frame-step 2 kept
+        # every other frame: at the source rate a 3 s video played in 1.5 s)
         files["overlay"].append(write_video(overlay_frames(v.frames, v.spatial), out / f"{stems[name]}.mp4",
-                                            fps=v.fps or 8.0))
+                                            fps=playback_fps(v.clip)))
     source = Path(str(videos[0].source)).name
     report = write_timeline_report(out / "report.html", videos, title=f"{model.name}: {source}", notes=notes)
     return ExplainResult(report=report, explanations=[], files=files, videos=videos)
