@@ -3,8 +3,9 @@ presets, run as independent implementations on real frames (720p, portrait, squa
 
 Tolerances were measured (torch 2.14, transformers 5.25, torchvision 0.29) and have room of ~1.5x:
 
-* Hugging Face, in normalised units: mean |Δ| ≤ 0.012 and max ≤ 0.34 (the crop box rounded to whole
-  original pixels before shrinking; uint8 rounding of the processor's resize). The geometry defects
+* Hugging Face, in normalised units: mean |Δ| ≤ 0.011 and max ≤ 0.28 (the crop box rounded to whole
+  original pixels before shrinking; uint8 rounding of the processor's resize); the tiny random
+  models' logits then differ by ≤ 8 % of their largest (TimeSformer, bicubic). The geometry defects
   these tests were written for gave a mean of 0.09 (a 16:9 frame, shortest edge) and 0.28 (a
   ``{"height", "width"}`` size read as a squeeze of the whole frame).
 * torchvision, with its preset's ``antialias=False``: mean ≤ 0.02, max ≤ 0.49 when shrinking (the
@@ -90,7 +91,8 @@ def test_hf_model_input_and_logits_equal_the_processors(kind, frames, tmp_path, 
         with torch.no_grad():
             expected = net(pixel_values=ref[None]).logits
             got = model(pixels)
-        torch.testing.assert_close(got, expected, rtol=0, atol=0.05, msg=f"{kind} {shape}")
+        scale = float(expected.abs().max())
+        assert float((got - expected).abs().max()) < 0.12 * scale, (kind, shape)
 
 
 def test_a_known_square_lands_on_its_place_in_the_map_after_a_fixed_size_resize():
