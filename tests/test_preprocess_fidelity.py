@@ -55,6 +55,9 @@ def _processor(kind: str):
         "no_crop": ("videomae", VideoMAEImageProcessor(size={"height": 32, "width": 32}, do_center_crop=False)),
         "bicubic": ("timesformer", VideoMAEImageProcessor(size={"shortest_edge": 32}, **crop, resample=3)),
         "vivit_offset": ("vivit", VivitImageProcessor(size={"shortest_edge": 36}, **crop)),
+        # one mean and std for all channels, as the processors allow (the load failed on tuple(0.3))
+        "scalar_stats": ("videomae", VideoMAEImageProcessor(size={"shortest_edge": 36}, **crop, image_mean=0.3,
+                                                            image_std=0.2)),
         # saved as video_preprocessor_config.json, no "offset" key, rescale to [-1, 1] all the same
         "vivit_video": ("vivit", VivitVideoProcessor(size={"shortest_edge": 36}, **crop)),
     }[kind]
@@ -72,7 +75,7 @@ def _hf_pixel_values(proc, video: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", ["shortest_edge", "height_width", "no_crop", "bicubic", "vivit_offset",
-                                  "vivit_video"])
+                                  "vivit_video", "scalar_stats"])
 def test_hf_model_input_and_logits_equal_the_processors(kind, frames, tmp_path, one_thread):
     family, proc = _processor(kind)
     net = tiny_hf(family)

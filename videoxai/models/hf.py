@@ -329,6 +329,14 @@ def _hw(value) -> tuple[int, int] | None:
     return None
 
 
+def _per_channel(value) -> tuple[float, float, float]:
+    """A processor's ``image_mean`` / ``image_std``: three values, or one for every channel (which
+    Hugging Face's processors accept, e.g. ``"image_mean": 0.5``; ``tuple(0.5)`` failed the load)."""
+    if isinstance(value, (int, float)):
+        return (float(value),) * 3
+    return tuple(float(v) for v in value)
+
+
 def preprocess_from_config(pp: dict | None, cfg) -> Preprocess:
     """Build :class:`Preprocess` from a ``preprocessor_config.json`` dict (or model defaults).
 
@@ -361,8 +369,8 @@ def preprocess_from_config(pp: dict | None, cfg) -> Preprocess:
         fixed = None
         if shortest < min(out):  # Hugging Face would pad the crop with zeros
             shortest = min(out)
-    mean = tuple(pp.get("image_mean", IMAGENET_MEAN)) if pp.get("do_normalize", True) else (0.0, 0.0, 0.0)
-    std = tuple(pp.get("image_std", IMAGENET_STD)) if pp.get("do_normalize", True) else (1.0, 1.0, 1.0)
+    mean = _per_channel(pp.get("image_mean", IMAGENET_MEAN)) if pp.get("do_normalize", True) else (0.0, 0.0, 0.0)
+    std = _per_channel(pp.get("image_std", IMAGENET_STD)) if pp.get("do_normalize", True) else (1.0, 1.0, 1.0)
     # the processor sees bytes 0..255 = 255·p; it computes (255·p·factor − offset − mean) / std, which
     # is (p − (offset + mean)/k) / (std/k) with k = 255·factor: folded into mean/std so that the
     # adapter keeps taking pixels in [0, 1]
