@@ -442,6 +442,25 @@ def test_bad_arguments(videos, kwargs, match):
     assert "clip.mp4" in str(info.value)
 
 
+def test_rates_a_format_cannot_time_are_refused_in_one_line(tmp_path, frames):
+    """Matroska counts milliseconds (a .webm at 1e6 fps was written as 30 000 fps with every frame
+    at time 0), FFmpeg's AVI muxer refused rates above 1 000 as 'Invalid argument', a GIF at
+    0.001 fps failed with Pillow's OverflowError (its delays stop at 655.35 s) and a WebP at
+    5e-5 fps with a RuntimeError; the limits are where each format's clock ends."""
+    for suffix, fps, said in ((".webm", 1e6, r"a \.webm file times frames at most 1000 a second, got fps=1e\+06"),
+                              (".mkv", 1001, r"a \.mkv file times frames at most 1000 a second"),
+                              (".avi", 2000, r"a \.avi file times frames at most 1000 a second"),
+                              (".gif", 0.001, r"a \.gif frame lasts 655\.35 s at most, got fps=0\.001"),
+                              (".webp", 5e-5, r"a \.webp frame lasts 16777\.2 s at most")):
+        with pytest.raises(InputError, match=f"cannot write .*x{suffix}: {said}"):
+            write_video(frames, tmp_path / f"x{suffix}", fps=fps)
+        assert not (tmp_path / f"x{suffix}").exists()
+    # the fastest and slowest rates each format can time are written, and read back as written
+    for suffix, fps in ((".webm", 1000), (".mkv", 1000), (".avi", 1000), (".mp4", 1e6)):
+        info = probe(write_video(frames[:4], tmp_path / f"fast{suffix}", fps=fps))
+        assert info["fps"] == pytest.approx(fps) and info["frames"] == 4, suffix
+    assert probe(write_video(frames[:2], tmp_path / "slow.gif", fps=1 / 655))["duration"] == pytest.approx(1310)
+
 def test_write_errors(tmp_path, frames):
     with pytest.raises(InputError, match="unknown video suffix"):
         write_video(frames, tmp_path / "x.flv")

@@ -150,6 +150,27 @@ WRITERS: dict[str, Callable[[np.ndarray, Path, float, int], None]] = {
 }
 
 
+#: suffix → (lowest, highest) fps the format can time, where it cannot time every rate: Matroska
+#: counts milliseconds (at 30 000 fps every frame had time 0, a video of no duration), FFmpeg's
+#: AVI muxer refuses rates above 1 000 ("Invalid argument"), a GIF delay is 16 bits of 1/100 s
+#: (a frame lasts 655.35 s at most; Pillow's OverflowError below) and a WebP one 24 bits of ms
+FPS_RANGES: dict[str, tuple[float, float]] = {
+    ".mkv": (0.0, 1000.0), ".webm": (0.0, 1000.0), ".avi": (0.0, 1000.0),
+    ".gif": (1 / 655.35, float("inf")), ".webp": (1 / 16777.215, float("inf")),
+}
+
+
+def _check_fps(path: Path, fps: float) -> None:
+    """One line naming the format's limit where ``path``'s format cannot time frames at ``fps``."""
+    lo, hi = FPS_RANGES.get(path.suffix.lower(), (0.0, float("inf")))
+    if fps > hi:
+        raise InputError(f"cannot write {path}: a {path.suffix} file times frames at most {hi:g} a second, "
+                         f"got fps={fps:g} (write .mp4 for faster rates)")
+    if fps < lo:
+        raise InputError(f"cannot write {path}: a {path.suffix} frame lasts {1 / lo:g} s at most, got "
+                         f"fps={fps:g} (one frame every {1 / fps:g} s)")
+
+
 @lru_cache(maxsize=None)
 def _has_encoder(name: str) -> bool:
     try:
@@ -187,6 +208,7 @@ def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18
                          f"use one of {', '.join(sorted(WRITERS))}")
     frames = _frames_uint8(frames)
     _rate(fps)
+    _check_fps(path, float(fps))
     # a whole number: int() made "best" a ValueError, 18.9 quality 18 and True quality 1
     if isinstance(quality, bool) or not isinstance(quality, numbers.Integral) or not 0 <= quality <= 51:
         raise InputError(f"quality must be a whole number in [0, 51] (crf scale), got {quality!r}")
