@@ -199,3 +199,12 @@ def test_a_resize_smaller_than_the_crop_still_gives_the_models_input_size():
     assert pre(torch.rand(1, 2, 3, 10, 10)).shape == (1, 2, 3, 32, 32)
     pre = Preprocess(size=(32, 48), shortest_edge=32, crop_offset="floor")
     assert pre(torch.rand(1, 2, 3, 10, 10)).shape == (1, 2, 3, 32, 48)
+
+
+def test_a_misspelt_crop_offset_or_interpolation_is_named():
+    from videoxai.errors import InputError
+
+    with pytest.raises(InputError, match=r"crop_offset='center': expected one of 'centre', 'round', 'floor'"):
+        Preprocess(size=(32, 32), shortest_edge=32, crop_offset="center")
+    with pytest.raises(InputError, match=r"interpolation='linear'"):
+        Preprocess(size=(32, 32), interpolation="linear")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -69,6 +71,14 @@ class Preprocess:
     resize: tuple[int, int] | None = None
     interpolation: str = "bilinear"
     crop_offset: str = "centre"
+
+    def __post_init__(self) -> None:
+        # a misspelt choice ("center") would silently take another geometry or fail deep in torch
+        for field, value, choices in (("crop_offset", self.crop_offset, ("centre", "round", "floor")),
+                                      ("interpolation", self.interpolation,
+                                       ("bilinear", "bicubic", "nearest", "nearest-exact"))):
+            if value not in choices:
+                raise InputError(f"Preprocess {field}={value!r}: expected one of {', '.join(map(repr, choices))}")
 
     def resized_size(self, frame_h: int, frame_w: int) -> tuple[int, int] | None:
         """``(h, w)`` the frame is resized to before the crop; ``None`` when it is resized whole to
