@@ -208,3 +208,11 @@ def test_a_misspelt_crop_offset_or_interpolation_is_named():
         Preprocess(size=(32, 32), shortest_edge=32, crop_offset="center")
     with pytest.raises(InputError, match=r"interpolation='linear'"):
         Preprocess(size=(32, 32), interpolation="linear")
+
+
+def test_a_hf_network_without_a_preprocessor_config_keeps_the_exact_centre():
+    # no processor to follow (vx.models.hf.from_hf_module(net)): the box is the geometric centre
+    from videoxai.models.hf import from_hf_module
+
+    model = from_hf_module(tiny_hf("videomae"))
+    assert model.preprocess.crop_box(36, 44) == vx.models.CropBox(0.0, 4.0, 36.0, 36.0)

@@ -385,8 +385,9 @@ def preprocess_from_config(pp: dict | None, cfg) -> Preprocess:
     if interpolation is None:
         log.warning("preprocessor resample=%r (a PIL filter torch has no mode for) is read as bilinear", resample)
         interpolation = "bilinear"
+    # no config: no processor to follow, videoxai's own exact centre
     return Preprocess(size=out, shortest_edge=shortest, mean=mean, std=std, resize=fixed,
-                      interpolation=interpolation, crop_offset="floor")
+                      interpolation=interpolation, crop_offset="floor" if pp else "centre")
 
 
 def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None = None,
