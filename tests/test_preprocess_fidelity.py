@@ -216,3 +216,18 @@ def test_a_hf_network_without_a_preprocessor_config_keeps_the_exact_centre():
 
     model = from_hf_module(tiny_hf("videomae"))
     assert model.preprocess.crop_box(36, 44) == vx.models.CropBox(0.0, 4.0, 36.0, 36.0)
+
+
+def test_configs_videoxai_cannot_follow_exactly_are_warned_about(caplog):
+    # do_resize=false (a raw centre crop) and a shortest-edge resize without a crop (a non-square
+    # input) are not what videoxai feeds the network: said at load, not silently different
+    from transformers import TimesformerConfig
+
+    from videoxai.models.hf import preprocess_from_config
+
+    cfg = TimesformerConfig(image_size=32)
+    with caplog.at_level("WARNING", logger="videoxai.models.hf"):
+        preprocess_from_config({"do_resize": False, "size": {"shortest_edge": 32},
+                                "crop_size": {"height": 32, "width": 32}}, cfg)
+        preprocess_from_config({"do_center_crop": False, "size": {"shortest_edge": 32}}, cfg)
+    assert "do_resize=false" in caplog.text and "shortest_edge resize and no centre crop" in caplog.text

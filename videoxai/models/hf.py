@@ -364,7 +364,13 @@ def preprocess_from_config(pp: dict | None, cfg) -> Preprocess:
         log.warning("preprocessor crop %s differs from the model's image_size %s; using the model's", out, image)
         out = image
     if not pp.get("do_center_crop", True):
+        if shortest is not None:
+            log.warning("preprocessor has a shortest_edge resize and no centre crop: Hugging Face gives the "
+                        "network a frame of the video's aspect ratio; videoxai stretches it to %s", out)
         shortest = None  # the whole frame resized to the model's input (square frames: as Hugging Face)
+    if pp and not pp.get("do_resize", True):
+        log.warning("preprocessor has do_resize=false (the network gets the centre %s of the raw frame); "
+                    "videoxai resizes frames as size=%s says", out, pp.get("size"))
     if shortest is not None:
         fixed = None
         if shortest < min(out):  # Hugging Face would pad the crop with zeros
