@@ -311,7 +311,8 @@ def train_stabn(args: argparse.Namespace, argv: list[str]) -> dict:
     seconds = time.time() - t0
     model = result.model
     model.name = "demo-" + args.model
-    test = open_dataset("synthetic:16,test=1000", "test")  # the held-out stream, seed 0
+    test = open_dataset(f"synthetic:16,test={1000 if args.test_clips is None else args.test_clips}",
+                        "test")  # the held-out stream, seed 0
     ev = evaluate(model, test)
     meta = read_meta(run_dir / "model")
     meta["training"].update({"seconds": round(seconds, 1), "threads": args.threads, "torch": torch.__version__})
@@ -341,12 +342,23 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                     help="training precision (bf16: autocast mixed precision, for CPUs with AVX512-BF16/AMX)")
-    ap.add_argument("--test-clips", type=int, default=512, help="held-out clips for the accuracy")
-    ap.add_argument("--explain-clips", type=int, default=200,
-                    help="held-out clips for the localisation check (0: skip it)")
+    ap.add_argument("--test-clips", type=int, default=None,
+                    help="held-out clips for the accuracy (default 512; ST-ABN: 1000)")
+    ap.add_argument("--explain-clips", type=int, default=None,
+                    help="held-out clips for the localisation check (default 200; 0: skip it; not for ST-ABN)")
     args = ap.parse_args(argv)
+    # an option the chosen training does not use is refused: ignored, a --steps 10 trial run of
+    # the ST-ABN trained its full 3 epochs
+    unused = ({"--steps": args.steps, "--explain-clips": args.explain_clips,
+               "--precision": None if args.precision == "fp32" else args.precision}
+              if args.model in STABN_DEMOS else {"--warm-start": args.warm_start})
+    unused = [flag for flag, value in unused.items() if value is not None]
+    if unused:
+        ap.error(f"{', '.join(unused)}: not used by --model {args.model}")
     if args.model in STABN_DEMOS:
         return train_stabn(args, list(argv if argv is not None else sys.argv[1:]))
+    args.test_clips = 512 if args.test_clips is None else args.test_clips
+    args.explain_clips = 200 if args.explain_clips is None else args.explain_clips
 
     recipe = RECIPES[args.model]
     steps = args.steps or recipe.steps
