@@ -35,7 +35,8 @@ the peer's close). The verdict takes the measurements after ``--warmup`` cycles:
 threads, tasks, connections, table sizes, files, hooks on the model, live objects) whose every
 value in the second half is above every value in the first half is a leak (pools and timers come
 and go; a leak only grows), as is a median RSS that rose by more than ``--rss-slack-mib``; the
-work dir must always hold exactly the folders of the jobs the server lists. ``--inject-leak``
+work dir must always hold exactly the folders of the jobs the server lists; with fewer than six
+measurements after warm-up there is no verdict (exit status 2). ``--inject-leak``
 checks the checker: the server then keeps a file descriptor and 256 KiB per accepted upload.
 """
 
@@ -727,6 +728,20 @@ HEADER = (f"{'cycle':>6} {'time':>7} {'rss MiB':>8} {'fds':>5} {'thr':>4} {'task
           f"{'dirs':>4} {'files':>5} {'slots':>5} {'auth':>4} {'hdrs':>4} {'hooks':>5} {'gc objs':>8} {'settle':>6}")
 
 
+#: measurements after warm-up below which no verdict is given (three in each half)
+MIN_MARKS = 6
+
+
+def no_verdict(marks: list[tuple[int, dict]], warm: int) -> str | None:
+    """Why :func:`verdict` cannot be trusted on ``marks``, or ``None``: with one measurement in each
+    half, a pool that grew once between them (a worker thread started) reads as a leak."""
+    after = sum(c >= warm for c, _ in marks)
+    if after >= MIN_MARKS:
+        return None
+    return (f"{after} measurements from cycle {warm} on; at least {MIN_MARKS} are needed to tell a leak from a "
+            f"pool that grew once (more --cycles, a smaller --every or --warmup)")
+
+
 def verdict(marks: list[tuple[int, dict]], warm: int, rss_slack: float) -> list[str]:
     """What grew: a count whose every measurement in the second half of the run (after warm-up)
     is above every one in the first half (pools and timers come and go; a leak only grows), a
@@ -802,7 +817,8 @@ def main() -> int:
     parent.send("stop")
     server.join(30)
 
-    first, last = next(m for c, m in marks if c >= warm), marks[-1][1]
+    # no measurement after warm-up (fewer --cycles than --warmup): no verdict below, the last as both
+    first, last = next((m for c, m in marks if c >= warm), marks[-1][1]), marks[-1][1]
     print(f"\n{args.cycles} cycles in {time.monotonic() - t0:.0f} s; scenarios run: "
           f"{sum(driver.outcomes.values())} checks")
     print(f"threads at the end: {last['thread_names']}")
@@ -816,6 +832,9 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({"marks": marks, "outcomes": driver.outcomes,
                                          "surprises": driver.surprises}, indent=1))
+    if (why := no_verdict(marks, warm)) is not None:
+        print(f"VERDICT: NONE: {why}")
+        return 2
     problems = verdict(marks, warm, args.rss_slack_mib)
     if problems:
         print("VERDICT: LEAK SUSPECTED")
