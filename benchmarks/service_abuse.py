@@ -39,6 +39,7 @@ import videoxai as vx  # noqa: E402
 from videoxai.data.video import write_video  # noqa: E402
 from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: E402
 from videoxai.serve.client import encode_frame  # noqa: E402
+from videoxai.serve.transport import ABORT_AFTER_CLOSE_S  # noqa: E402
 
 
 def line(name: str, held: bool, figures: str) -> None:
@@ -69,7 +70,8 @@ def main() -> None:
     frames = rng.integers(0, 256, size=(2 * t, 96, 128, 3), dtype=np.uint8)
     tmp = Path(tempfile.mkdtemp(prefix="videoxai-abuse-"))
     clip = write_video(frames, tmp / "clip.mp4", fps=10)
-    settings = ServeSettings(max_streams=4, max_forward_passes=10_000, header_timeout_s=2.0)
+    settings = ServeSettings(max_streams=4, max_forward_passes=10_000, header_timeout_s=2.0,
+                             stream_idle_timeout_s=10.0)
     app = create_app(model, settings)
     proc = psutil.Process()
     with BackgroundServer(app) as server:
@@ -93,27 +95,49 @@ def main() -> None:
             status = httpx.get(job).json()
         stop.set()
         rise = (peak[0] - base) / 2**20
-        code = (status.get("error") or {}).get("code", r.status_code)
+        # the job's error code, else its state (a bomb under the pixel limit is explained: "done"),
+        # else the upload's refusal
+        code = (status.get("error") or {}).get("code") or status.get("state") or f"HTTP {r.status_code}"
         frame_mib = args.bomb_side ** 2 * 3 / 2**20
         line("late decompression bomb", code == "video_too_large" and rise < frame_mib / 2,
              f"{args.bomb_side}² frames after a 64x48 header: job {code}, server RSS +{rise:.0f} MiB "
              f"(one such frame: {frame_mib:.0f} MiB)")
 
-        # non-reading file-stream flood on every slot, then a good client
+        # non-reading file-stream flood on every slot at once, then a good client. The flooders wait
+        # longer than the server's idle timeout and abort delay, so that it is the server that
+        # ends each flood (a client that gave up first would free the slot itself)
         jpegs = [encode_frame(frames[i % len(frames)], "jpeg") for i in range(3000)]
-        for _ in range(settings.max_streams):
+        patience = settings.stream_idle_timeout_s + ABORT_AFTER_CLOSE_S + 10
+        ended: list[str] = []
+        t_flood = time.monotonic()
+
+        def flood() -> None:
             s = raw_ws(server)
+            s.settimeout(patience)
             try:
                 ws_send(s, json.dumps({"type": "start", "live": False, "stride": 1}))
                 for m in jpegs:
                     ws_send(s, m)
-            except OSError:  # the server dropped the flooder first (it stopped reading its results)
-                pass
+                ended.append("all sent")
+            except TimeoutError:
+                ended.append("client timed out")
+            except OSError:  # the server closed or aborted the connection
+                ended.append("server closed")
             s.close()
+
+        flooders = [threading.Thread(target=flood) for _ in range(settings.max_streams)]
+        for f in flooders:
+            f.start()
+        for f in flooders:
+            f.join()
+        flood_s = time.monotonic() - t_flood
         ok, secs = timed(lambda: wait_until(lambda: app.state.slots.active == 0, 60, "slots released"))
         good = ok and [m["type"] for m in good_stream(server, frames)] == ["window", "end"]
-        line("non-reading stream flood", good, f"{settings.max_streams} streams x 3000 frames then gone: slots "
-                                               f"free after {secs:.1f} s, then a good stream served")
+        closed = ended.count("server closed")
+        line("non-reading stream flood", good and closed == settings.max_streams,
+             f"{settings.max_streams} streams at once x 3000 frames: {closed} closed by the server within "
+             f"{flood_s:.0f} s (idle timeout {settings.stream_idle_timeout_s:g} s), slots free "
+             f"{secs:.1f} s later, then a good stream served")
 
         # job hog cancelled by DELETE, then a good stream
         hog = {"method": "smoothgrad", "options": json.dumps({"n_samples": 2400})}
