@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-SAMPLE = Path("/work/shared/data/bigbuckbunny.mp4")
+SAMPLE = ROOT / "tests" / "data" / "bigbuckbunny.mp4"  # in the checkout, wherever it is
 
 
 # -- server process --------------------------------------------------------------------------------
@@ -260,7 +260,9 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"server torch threads {threads}; python {platform.python_version()}; "
           f"1-min load average {info['load'][0]:.1f} → {info['load'][1]:.1f} (other processes included)")
-    print(f"model: {described}; window {window}, stride {stride}; frames {w}x{h} JPEG")
+    # noise compresses far worse than the video: its numbers are not the sample's
+    source = SAMPLE.name if SAMPLE.is_file() else "random noise (the sample video is missing)"
+    print(f"model: {described}; window {window}, stride {stride}; frames {w}x{h} JPEG of {source}")
     print(f"mode: {args.mode}" + (f" at {args.fps:g} fps per stream" if live else " (as fast as the server takes them)")
           + f"; {args.streams} stream(s) for {seconds:.1f} s after warm-up")
     print(f"{'stream':>6} {'frames/s':>9} {'windows':>8} {'dropped':>8} {'p50 ms':>8} {'p95 ms':>8} {'errors':>7}")
