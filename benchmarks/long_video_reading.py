@@ -18,6 +18,7 @@ each with the package's seeking (:mod:`videoxai.data.keyframes`) and with it swi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -67,13 +68,14 @@ def main() -> None:
         t, n = timed(lambda: write_long(path, args.seconds, args.gop))
         late = max(0.0, args.seconds - 10)
         print(f"{path.name}: {n} frames of 1280x720 H.264 at 24 fps, a keyframe every {args.gop} "
-              f"(written in {t:.0f} s); wall seconds, best of 2")
+              f"(written in {t:.0f} s); decoding on the CPU ({os.cpu_count()} cores), wall seconds, best of 2; "
+              f"seek/order = seeking s / in order s")
         cases = {
             "read_video(path, 8)": lambda: vx.read_video(path, 8),
             f"read_video(path, 8, start={late:g})": lambda: vx.read_video(path, 8, start=late),
             f"first window from start={late:g}": lambda: next(vx.sliding_windows(path, 8, 8, start=late)),
         }
-        print(f"{'call':<36}{'in order s':>11}{'seeking s':>11}{'ratio':>8}  same frames")
+        print(f"{'call':<36}{'in order s':>11}{'seeking s':>11}{'seek/order':>11}  same frames")
         for name, call in cases.items():
             seeking = min(timed(call)[0] for _ in range(2))
             a = call()
@@ -85,7 +87,7 @@ def main() -> None:
             finally:
                 vio._read_seeking, decoder.start_at = keep
             same = np.array_equal(a.indices, b.indices) and np.array_equal(a.frames, b.frames)
-            print(f"{name:<36}{in_order:>11.2f}{seeking:>11.2f}{seeking / in_order:>8.3f}  {same}", flush=True)
+            print(f"{name:<36}{in_order:>11.2f}{seeking:>11.2f}{seeking / in_order:>11.3f}  {same}", flush=True)
 
 
 if __name__ == "__main__":

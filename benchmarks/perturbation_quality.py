@@ -139,9 +139,10 @@ def main() -> None:
     correct = 0
     blurred = []  # (class of the fully blurred clip, true class)
     areas = {}    # extremal method → its target areas
-    print(f"model {args.model} ({model.family}, {model.num_frames} frames, {model.input_size}), "
+    # on stdout, with the tables: s/clip means nothing without the device and threads
+    print(f"model {args.model} ({model.family}, {model.num_frames} frames, {model.input_size}) on {model.device}, "
           f"{args.clips} held-out clips, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}", file=sys.stderr)
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     t_start = time.perf_counter()
     for i in range(args.clips):
         sample = ds[i]
@@ -192,9 +193,11 @@ def main() -> None:
             r = rows[group][m]
             if not r["t"]:
                 continue
-            spatial = ("– | – | – | –" if m in TEMPORAL_ONLY else
+            # a map constant over each frame has no spatial rate and no frame-to-frame correlation
+            spatial = ("– | – | – | – | –" if m in TEMPORAL_ONLY else
                        f"{np.mean(r['s']):.2f} | {np.median(r['px']):.1f} | {np.mean(r['pg']):.2f} | "
-                       f"{np.mean(r['iou']):.3f}")
+                       f"{np.mean(r['iou']):.3f} | "
+                       + ("–" if np.isnan(r["cons"]).all() else f"{np.nanmean(r['cons']):.2f}"))
             # ρ is undefined (nan) for a clip whose randomised models all gave a constant map
             # (the extremal methods' blank map: no evidence); counted apart, not averaged
             rho = np.array(r["rho"], dtype=float)
@@ -202,7 +205,7 @@ def main() -> None:
             rho = ("–" if not rho.size else
                    (f"{np.nanmean(rho):.2f} (n={rho.size - blank})" if blank < rho.size else "undefined")
                    + (f", constant on {blank} of {rho.size}" if blank else ""))
-            print(f"| {m} | {len(r['t'])} | {np.mean(r['t']):.2f} | {spatial} | {np.nanmean(r['cons']):.2f} | "
+            print(f"| {m} | {len(r['t'])} | {np.mean(r['t']):.2f} | {spatial} | "
                   f"{rho} | {np.mean(r['sec']):.3f} | {np.mean(r['fwd']):.0f} | {np.mean(r['bwd']):.0f} |")
         print(f"| chance | | {chance['temporal']:.2f} | {chance['spatial']:.3f} | | | | | | | | |")
     merged = {m: {k: rows["object"][m][k] + rows["nothing"][m][k] for k in fields} for m in methods}

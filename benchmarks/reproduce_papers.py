@@ -148,8 +148,10 @@ def main() -> None:
     n = args.clips or (3 if args.quick else 10)
     ep = args.ep_clips or (1 if args.quick else 4)
     sections = {s.strip() for s in args.sections.split(",")}
-    print(f"# The seed papers' headline tables beside ours (torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads{', --quick' if args.quick else ''})")
+    # ours run on the CPU (vx.load_model's default device); the STAA paper's times, on a GPU
+    print(f"# The seed papers' headline tables beside ours (ours: CPU, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads{', --quick' if args.quick else ''}; "
+          f"the STAA paper's s/clip: an RTX 4090)")
     start = time.perf_counter()
     if "staa" in sections:
         staa_section(n)

@@ -153,8 +153,9 @@ def main() -> None:
         ap.error(f"--before {args.before}: no videoxai package there")
     # "ratio" is the default (model size) over the reference: the older version when given, else full
     ref = "before" if args.before is not None else "full"
-    print("time: CPU seconds of the call (all threads; steadier than wall time on a shared machine); "
-          "memory: peak rise of resident memory during the call")
+    print(f"on the CPU ({os.cpu_count()} cores); time: CPU seconds of the call (all threads; steadier than wall "
+          f"time on a shared machine); memory: peak rise of resident memory during the call; "
+          f"ratio = model / {ref}")
     print(f"{'method':<22}{'options':<18}" + (f"{'before s':>10}" if args.before else "")
           + f"{'full s':>9}{'model s':>9}{'ratio':>7}" + (f"{'before MiB':>11}" if args.before else "")
           + f"{'full MiB':>10}{'model MiB':>10}{'ratio':>7}  prediction (full / model)")
