@@ -56,7 +56,9 @@ import torch
 from torch import nn
 
 _MMAP = "MALLOC_MMAP_THRESHOLD_"
-if os.environ.get(_MMAP) is None:  # before torch allocates anything that matters
+# before torch allocates anything that matters; only when run, not when imported (the importer —
+# a test — would be replaced by a fresh run of this script)
+if __name__ == "__main__" and os.environ.get(_MMAP) is None:
     os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, _MMAP: str(1 << 17)})
 
 import videoxai as vx  # noqa: E402

@@ -1,0 +1,246 @@
+"""Smoke tests of ``benchmarks/`` and ``scripts/``: the README quotes what they print, and no other
+test runs them, so a refactor of the package could break them silently.
+
+Every script is imported (a name that moved fails here, also one imported inside a function or in
+the code a script runs in a child process), and the cheapest run end to end at tiny settings; the
+tests check the structure and sanity of what they print, never a time.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import json
+import math
+import os
+import re
+import runpy
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py")) + sorted((ROOT / "scripts").glob("*.py"))
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _module(name: str) -> types.ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def missing_names(source: str, where: str) -> list[str]:
+    """Names ``source`` takes from ``videoxai`` that the package does not have: ``from videoxai.x
+    import y`` anywhere (in functions too, and in string literals of code run in a child process)
+    and ``alias.name`` on an imported videoxai module."""
+    tree = ast.parse(source)
+    problems, aliases = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "videoxai":
+            module = _module(node.module)
+            if module is None:
+                problems.append(f"{where}:{node.lineno}: no module {node.module}")
+                continue
+            for a in node.names:
+                value = getattr(module, a.name, None) or _module(f"{node.module}.{a.name}")
+                if value is None:
+                    problems.append(f"{where}:{node.lineno}: {node.module} has no {a.name}")
+                elif isinstance(value, types.ModuleType):
+                    aliases[a.asname or a.name] = value
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "videoxai":
+                    module = _module(a.name)
+                    if module is None:
+                        problems.append(f"{where}:{node.lineno}: no module {a.name}")
+                    else:
+                        aliases[a.asname or "videoxai"] = module if a.asname else importlib.import_module("videoxai")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and "videoxai" in node.value:
+            try:
+                problems += missing_names(node.value, f"{where}:{node.lineno}, code in a string, line")
+            except SyntaxError:  # prose, not code
+                pass
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and not hasattr(aliases[node.value.id], node.attr)):
+            problems.append(f"{where}:{node.lineno}: {aliases[node.value.id].__name__} has no {node.attr}")
+    return problems
+
+
+def test_the_name_check_finds_names_that_moved(tmp_path):
+    source = ('import videoxai as vx\nfrom videoxai.data import video as vio\n'
+              'def f():\n    from videoxai.data.video import _open\n    return vio._open, vx.read_video\n'
+              'RUN = "from videoxai.models.base import IMAGENET_MEAN"\n')
+    found = missing_names(source, "s.py")
+    assert found == ["s.py:4: videoxai.data.video has no _open",
+                     "s.py:6, code in a string, line:1: videoxai.models.base has no IMAGENET_MEAN",
+                     "s.py:5: videoxai.data.video has no _open"], found
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_scripts_name_only_what_the_package_has(script):
+    assert missing_names(script.read_text(), script.name) == []
+
+
+IMPORT_ALL = r"""
+import importlib.util, sys
+print("started", flush=True)
+for path in sys.argv[1:]:
+    name = "script_" + path.rsplit("/", 1)[1][:-3]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+print("imported", len(sys.argv) - 1)
+"""
+
+
+def test_every_script_imports_once_without_running():
+    """Importing a script runs nothing: gradients_vs_peers re-executed its importer (``execve``
+    with the importer's own arguments) to set a malloc variable."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    done = subprocess.run([sys.executable, "-c", IMPORT_ALL, *map(str, SCRIPTS)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split("\n")[:2] == ["started", f"imported {len(SCRIPTS)}"], done.stdout
+
+
+def _run(script: str, *args: str, capsys) -> str:
+    """``script`` run as ``__main__`` in this process with ``args``; its stdout."""
+    argv = sys.argv
+    sys.argv = [str(ROOT / script), *args]
+    try:
+        runpy.run_path(str(ROOT / script), run_name="__main__")
+    finally:
+        sys.argv = argv
+    return capsys.readouterr().out
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    assert math.isfinite(value), text
+    return value
+
+
+def test_long_video_reading_compares_both_paths_on_the_same_frames(capsys):
+    out = _run("benchmarks/long_video_reading.py", "--seconds", "2", "--gop", "12", capsys=capsys)
+    assert "decoding on the CPU" in out and "seek/order = seeking s / in order s" in out, out
+    rows = [ln for ln in out.splitlines() if ln.startswith(("read_video", "first window"))]
+    assert len(rows) == 3, out
+    for row in rows:
+        in_order, seeking, ratio, same = row[36:].split()
+        in_order, seeking, ratio = _number(in_order), _number(seeking), _number(ratio)
+        assert in_order > 0 and seeking > 0 and ratio > 0, row
+        assert same == "True", row
+
+
+def test_perturbation_quality_prints_a_row_per_method_with_the_device(capsys):
+    out = _run("benchmarks/perturbation_quality.py", "--clips", "1", "--methods", "staa", "--threads", "1",
+               capsys=capsys)
+    assert re.search(r"^model demo \(timesformer.* on cpu, 1 held-out clips, .*, 1 threads, ", out, re.M), out
+    row = next(ln for ln in out.splitlines() if ln.startswith("| staa |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "1"                                    # clips
+    assert 0 <= _number(cells[2]) <= 1 and 0 <= _number(cells[3]) <= 1    # temporal, spatial rates
+    assert _number(cells[9]) > 0                              # s/clip
+    assert (cells[10], cells[11]) == ("1", "0")               # one forward pass, no backward
+    chance = next(ln for ln in out.splitlines() if ln.startswith("| chance |"))
+    assert 0 < _number(chance.split("|")[3]) < 1
+
+
+@pytest.fixture
+def restore_determinism():
+    """train_demo switches deterministic algorithms on for the process; put them back."""
+    on, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(on, warn_only=warn)
+
+
+def _train_demo():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        return importlib.import_module("train_demo")
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+
+def test_train_demo_trains_saves_and_scores_a_tiny_model(tmp_path, restore_determinism, capsys):
+    report = _train_demo().main(["--model", "cnn3d", "--out", str(tmp_path), "--steps", "1", "--batch-size", "2",
+                                 "--threads", "1", "--test-clips", "2", "--explain-clips", "1"])
+    assert report["steps"] == 1 and report["test_split"]["clips"] == 2
+    assert 0 <= report["test_accuracy"] <= 1
+    loc = report["localisation"]
+    assert loc["clips"] == 1 and 0 <= loc["temporal_hit"] <= 1 and 0 < loc["temporal_chance"] < 1
+    assert json.loads((tmp_path / "training.json").read_text())["test_accuracy"] == report["test_accuracy"]
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("model, flag", [("stabn", ["--steps", "10"]), ("stabn-backbone", ["--explain-clips", "5"]),
+                                         ("stabn", ["--precision", "bf16"]), ("cnn3d", ["--warm-start", "2"])])
+def test_train_demo_refuses_an_option_its_training_would_ignore(tmp_path, monkeypatch, capsys, model, flag):
+    module = _train_demo()
+
+    def trained(*args, **kwargs):
+        raise AssertionError("trained with an option it does not use")
+
+    monkeypatch.setattr(module, "train_stabn", trained)
+    monkeypatch.setattr(module, "train", trained)
+    with pytest.raises(SystemExit):
+        module.main(["--model", model, "--out", str(tmp_path), *flag])
+    assert f"{flag[0]}: not used by --model {model}" in capsys.readouterr().err
+
+
+def test_flashing_shapes_writes_a_labelled_folder_dataset(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        flashing = importlib.import_module("flashing_shapes")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    flashing.main([str(tmp_path), "--train", "2", "--val", "0", "--test", "1"])
+    lines = (tmp_path / "train" / "labels.csv").read_text().splitlines()
+    assert lines[0] == "video,label,start,end" and len(lines) == 3
+    masks = np.load(tmp_path / "train" / "masks.npz")["masks"]
+    assert masks.shape == (2, flashing.FRAMES, flashing.SIZE, flashing.SIZE)
+    for line, mask in zip(lines[1:], masks):
+        name, label, start, end = line.split(",")
+        assert label in flashing.CLASSES and (tmp_path / "train" / name).is_file()
+        shown = np.flatnonzero(mask.any(axis=(1, 2)))
+        assert shown.tolist() == list(range(int(start), int(end)))   # the shape is there in its window only
+    assert not (tmp_path / "val").exists() and (tmp_path / "test" / "clip_0000.mp4").is_file()
+
+
+def test_reproduce_stabn_reads_the_recorded_experiment():
+    spec = importlib.util.spec_from_file_location("reproduce_stabn", ROOT / "benchmarks" / "reproduce_stabn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    records = json.loads(module.RESULTS.read_text())["records"]
+    rows = module._hk_rows(records, "recorded run")
+    assert [r["model"] for r in rows] == ["ST-ABN (confounded training)", "ST-ABN fine-tuned without L_temp (control)",
+                                          "ST-ABN + human knowledge"]
+    for r in rows:
+        mean, sd = (float(v) for v in r["top1"].split(" ± "))
+        assert 0 <= mean <= 100 and sd >= 0
+    table = module.table(module.PAPER_ROWS + rows).splitlines()
+    assert len(table) == 2 + len(module.PAPER_ROWS) + len(rows)
+    assert len({line.count("|") for line in table}) == 1    # every row has every column
+
+
+def test_service_soak_gives_no_verdict_on_too_few_measurements():
+    spec = importlib.util.spec_from_file_location("service_soak", ROOT / "benchmarks" / "service_soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(soak)
+    # a worker pool that grew once between two measurements: on one measurement per half, a "leak"
+    marks = [(c, {"threads": 12 if c < 30 else 13}) for c in (0, 10, 20, 30)]
+    assert "2 measurements from cycle 20 on" in soak.no_verdict(marks, warm=20)
+    many = [(c, {}) for c in range(0, 130, 10)]
+    assert soak.no_verdict(many, warm=20) is None
+    assert soak.no_verdict(many, warm=200).startswith("0 measurements")
