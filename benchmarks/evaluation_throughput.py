@@ -79,8 +79,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vx-throughput-") as tmp:
         tmp = Path(tmp)
         old = tmp / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(old), args.before], cwd=ROOT, check=True,
-                       capture_output=True)
+        added = subprocess.run(["git", "worktree", "add", "--detach", str(old), args.before], cwd=ROOT,
+                               capture_output=True, text=True)
+        if added.returncode != 0:  # a revision that is not there: git's own words, not a traceback
+            raise SystemExit(f"--before {args.before}: {added.stderr.strip()}")
         try:
             best: dict[str, dict] = {}
             for r in range(args.repeats):
@@ -98,7 +100,7 @@ def main() -> None:
     diffs = sorted((abs(b["values"][k] - a["values"][k]), k) for k in common
                    if b["values"][k] is not None and a["values"][k] is not None)
     load = os.getloadavg()
-    print(f"\nsynthetic:{args.clips}, demo model, inline, 1 thread; before = {args.before}, after = this tree; "
+    print(f"\nsynthetic:{args.clips}, demo model on the CPU, inline, 1 thread; before = {args.before}, after = this tree; "
           f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'':24s} {'before':>10s} {'after':>10s} {'speed-up':>9s}")
     print(f"{'results':24s} {b['computed']:10d} {a['computed']:10d}")

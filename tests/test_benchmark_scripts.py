@@ -244,3 +244,13 @@ def test_service_soak_gives_no_verdict_on_too_few_measurements():
     many = [(c, {}) for c in range(0, 130, 10)]
     assert soak.no_verdict(many, warm=20) is None
     assert soak.no_verdict(many, warm=200).startswith("0 measurements")
+
+
+def test_evaluation_throughput_names_a_before_revision_that_is_not_there(monkeypatch):
+    spec = importlib.util.spec_from_file_location("evaluation_throughput",
+                                                  ROOT / "benchmarks" / "evaluation_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["evaluation_throughput.py", "--before", "no-such-revision-0"])
+    with pytest.raises(SystemExit, match=r"^--before no-such-revision-0: \S"):   # git's message, one line
+        module.main()
