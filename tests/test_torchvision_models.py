@@ -55,9 +55,10 @@ def test_every_entry_builds_with_its_cam_layer_and_head(name):
                               std=(0.229, 0.224, 0.225))),
 ])
 def test_preprocess_read_from_weights(weights, expected):
-    # with torchvision's crop arithmetic (the longer side truncated, the crop's offset rounded)
+    # with torchvision's crop arithmetic (the longer side truncated, the crop's offset rounded) and
+    # its video presets' resize without antialiasing
     assert preprocess_from_weights(getattr(tv_video, weights).DEFAULT) == vx.models.Preprocess(
-        **expected, crop_offset="round")
+        **expected, crop_offset="round", antialias=False)
 
 
 @pytest.mark.parametrize("weights, frame", [

@@ -59,7 +59,10 @@ class Preprocess:
             ResNet presets: ``(128, 171)`` then 112; a Hugging Face ``size={"height", "width"}``).
             With neither, the whole frame is resized to ``size`` (aspect ratio not kept).
         interpolation: ``"bilinear"``, ``"bicubic"`` or ``"nearest-exact"`` (the preprocessor's
-            ``resample``); antialiased when shrinking, except nearest.
+            ``resample``).
+        antialias: whether shrinking is antialiased (not with nearest): as Pillow does for Hugging
+            Face's processors; torchvision's video presets hard-code ``False`` (their weights'
+            accuracies were measured so), and their models are fed the same.
         crop_offset: ``"centre"`` (exact, sub-pixel), ``"round"`` (torchvision's ``resize`` and
             ``center_crop``) or ``"floor"`` (Hugging Face's).
     """
@@ -71,6 +74,7 @@ class Preprocess:
     resize: tuple[int, int] | None = None
     interpolation: str = "bilinear"
     crop_offset: str = "centre"
+    antialias: bool = True
 
     def __post_init__(self) -> None:
         # a misspelt choice ("center") would silently take another geometry or fail deep in torch
@@ -145,7 +149,8 @@ class Preprocess:
     def resize_box(self, box: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """The crop box's pixels ``(B, T, 3, bh, bw)`` → the model's view ``(B, T, 3, h, w)``, in [0, 1].
 
-        Exactly the resampling :meth:`__call__` does (antialiased when shrinking), without the
+        Exactly the resampling :meth:`__call__` does (antialiased when shrinking, unless
+        :attr:`antialias` is off), without the
         normalisation: on its output, :meth:`at_model_size`'s preprocessing gives the same model
         input as this one gives on the original frames. ``size`` resamples to another ``(h, w)``.
         """
@@ -155,7 +160,7 @@ class Preprocess:
             return box
         shrink = ch > size[0] or cw > size[1]
         mode = self.interpolation
-        extra = {} if mode.startswith("nearest") else {"align_corners": False, "antialias": shrink}
+        extra = {} if mode.startswith("nearest") else {"align_corners": False, "antialias": shrink and self.antialias}
         x = F.interpolate(box.reshape(b * t, c, ch, cw), size=size, mode=mode, **extra)
         return x.view(b, t, c, *size)
 

@@ -144,7 +144,8 @@ class Tiny3DCNN(nn.Module):
                 "preprocess": {"size": list(preprocess.size), "shortest_edge": preprocess.shortest_edge,
                                "mean": list(preprocess.mean), "std": list(preprocess.std),
                                "resize": None if preprocess.resize is None else list(preprocess.resize),
-                               "interpolation": preprocess.interpolation, "crop_offset": preprocess.crop_offset}}
+                               "interpolation": preprocess.interpolation, "crop_offset": preprocess.crop_offset,
+                               "antialias": preprocess.antialias}}
         (out / "videoxai.json").write_text(json.dumps(meta, indent=2) + "\n")
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(out / "model.safetensors"), metadata={"format": FORMAT})
@@ -194,7 +195,8 @@ def load_tiny3d(rest: str, device: torch.device | str = "cpu", name: str | None 
                             std=tuple(pp.get("std", (0.25, 0.25, 0.25))),
                             resize=tuple(pp["resize"]) if pp.get("resize") else None,
                             interpolation=pp.get("interpolation", "bilinear"),
-                            crop_offset=pp.get("crop_offset", "round"))
+                            # a directory saved before these keys existed: the geometry it had
+                            crop_offset=pp.get("crop_offset", "centre"), antialias=bool(pp.get("antialias", True)))
     model = VideoModel(net, num_frames=cfg.num_frames, preprocess=preprocess, labels=meta.get("labels"),
                        num_classes=cfg.num_classes, layout="BCTHW", fixed_num_frames=False,
                        cam_layer="layer3", family=FORMAT, name=name or rest)

@@ -21,12 +21,12 @@ std) and mapped to :class:`~videoxai.models.preprocess.Preprocess` with torchvis
 the pixel: a resize to ``[s]`` scales the shorter side to ``s`` (``shortest_edge``), a resize to
 ``[h, w]`` (the ResNets' ``(128, 171)``, S3D's ``(256, 256)``) stretches every frame to that shape
 whatever its aspect ratio (``resize``), then the centre crop, its offset rounded as torchvision's
-``center_crop`` does. One difference from torchvision's ``VideoClassification`` preset, deliberate:
-downscaling is antialiased (the preset hard-codes ``antialias=False`` only to reproduce old
-numbers; without it a gradient reaches one pixel in ~6² of a 720p frame). On 720p frames the model
-input then differs from the preset's by 0.1 normalised units on average, up to 2 on sharp edges (an
-aliasing difference, not a geometric one; enlarged frames are the preset's to 1e-5; see
-``tests/test_preprocess_fidelity.py``).
+``center_crop`` does, and no antialiasing when shrinking, as the preset hard-codes (its weights'
+accuracies were measured so; a 720p frame shrunk to 128 × 171 then reaches the network through
+about one pixel in 6², and gradient maps at full resolution show that). The model input equals the
+preset's to 0.02–0.04 normalised units on average (720p, portrait), at most 0.5–1.3 on sharp edges,
+where the crop box, rounded to whole original pixels, is cropped before shrinking (enlarged frames:
+to 1e-5; ``tests/test_preprocess_fidelity.py``).
 
 Labels are the Kinetics-400 categories stored in the weights enum (available offline).
 """
@@ -202,7 +202,8 @@ def preprocess_from_weights(weights) -> Preprocess:
     return Preprocess(size=crop_hw, shortest_edge=resize[0] if len(resize) == 1 else None,
                       resize=(resize[0], resize[1]) if len(resize) == 2 else None,
                       mean=tuple(float(m) for m in t.mean), std=tuple(float(s) for s in t.std),
-                      interpolation=mode, crop_offset="round")
+                      # the preset's resize hard-codes antialias=False (its weights were measured so)
+                      interpolation=mode, crop_offset="round", antialias=False)
 
 
 def cache_path(weights) -> Path:
