@@ -9,7 +9,7 @@ import torch
 
 from ...core.batching import batched
 from ...core.refine import gaussian_blur_2d
-from ...errors import InputError
+from ...errors import InputError, UnsupportedModelError
 from ...options import Opt, OptionError, as_list
 from ..base import BatchSize, Seed
 from ..gradients import frozen_parameters, leaf_gradients
@@ -257,6 +257,15 @@ class ExtremalPerturbation(PerturbationMethod):
                     padded = padded.reshape(-1, t, *gen.shape_out)
                     clips = torch.cat([pyramid.apply(mask if g == "preserve" else 1 - mask) for g in games])
                     logits = self.model(canvas.paste(canvas.to_box(clips)))
+                    if not logits.requires_grad:
+                        # the masks move by the reward's gradient: without one the area term alone
+                        # shaped them, and the all-zero map was put down to a model the perturbation
+                        # does not move
+                        raise UnsupportedModelError(
+                            f"the logits of {self.model.name} do not depend on the pixels in autograd's graph: "
+                            "the network runs (part of) its forward under torch.no_grad() or detaches a "
+                            f"tensor; {self.name} moves its masks by that gradient (perturbation methods "
+                            "such as rise and occlusion need none)")
                     k = mask.shape[0]
                     reward = sum(log_reward(logits[j * k:(j + 1) * k], target, g, self.model.activation)
                                  for j, g in enumerate(games))
