@@ -123,11 +123,26 @@ def main() -> None:
     os.environ.setdefault("VIDEOXAI_PROGRESS", "0")
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    # refused before the model loads, not after a clip's work (an unknown method) or never (an
+    # option for a method not run was dropped: a typo in its name went unnoticed)
+    unknown = [m for m in methods if m not in vx.methods.available()]
+    if unknown or not methods:
+        ap.error(f"--methods: unknown {', '.join(unknown) or '(none given)'}; "
+                 f"available: {', '.join(vx.methods.available())}")
+    if args.clips < 1:
+        ap.error(f"--clips {args.clips}: at least 1")
     options: dict[str, dict] = {m: {} for m in methods}
     for item in args.option:
-        key, _, value = item.partition("=")
-        method, _, name = key.partition(".")
-        options.setdefault(method, {})[name] = ast.literal_eval(value)  # numbers, strings, tuples
+        key, eq, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not (eq and dot and name):
+            ap.error(f"--option {item!r}: expected METHOD.KEY=VALUE")
+        if method not in methods:
+            ap.error(f"--option {item!r}: {method!r} is not one of --methods ({', '.join(methods)})")
+        try:
+            options[method][name] = ast.literal_eval(value)  # numbers, quoted strings, tuples
+        except (ValueError, SyntaxError):
+            options[method][name] = value  # a bare word: a string (baseline=fade)
 
     model = vx.load_model(args.model)
     ds = SyntheticVideos(args.clips, split=args.split, seed=args.seed, num_frames=model.num_frames)

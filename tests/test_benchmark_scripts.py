@@ -254,3 +254,20 @@ def test_evaluation_throughput_names_a_before_revision_that_is_not_there(monkeyp
     monkeypatch.setattr(sys, "argv", ["evaluation_throughput.py", "--before", "no-such-revision-0"])
     with pytest.raises(SystemExit, match=r"^--before no-such-revision-0: \S"):   # git's message, one line
         module.main()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "staa,nosuch"], "--methods: unknown nosuch; available: "),
+    (["--methods", "staa", "--option", "stpe.iterations=3"], "'stpe' is not one of --methods (staa)"),
+    (["--methods", "staa", "--option", "staa.layers"], "--option 'staa.layers': expected METHOD.KEY=VALUE"),
+    (["--methods", "staa", "--clips", "0"], "--clips 0: at least 1"),
+])
+def test_perturbation_quality_refuses_bad_arguments_before_it_starts(monkeypatch, capsys, args, message):
+    """An option for a method not run was dropped (a misspelt method name went unnoticed); an
+    unknown method failed with a traceback after the first clip's work."""
+    import videoxai as vx
+
+    monkeypatch.setattr(vx, "load_model", lambda *a, **k: pytest.fail("started before refusing"))
+    with pytest.raises(SystemExit):
+        _run("benchmarks/perturbation_quality.py", *args, capsys=capsys)
+    assert message in capsys.readouterr().err
