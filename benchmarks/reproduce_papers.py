@@ -49,6 +49,7 @@ PERTURBATION_PAPER = {"saliency": (0.608, 0.510), "integrated_gradients": (0.699
                       "smoothgrad_sq": (0.749, 0.576), "gradcam": (0.745, 0.516),
                       "ep3d": (0.763, 0.566), "step": (0.805, 0.575)}
 EXTREMAL = {"ep3d", "step"}
+SECTIONS = ("staa", "perturbation", "stabn")
 #: the papers' cm_16: 16 × 16 patches per frame, fade baseline, most relevant first
 CM16 = {"unit": "patch", "grid": 16, "baseline": "fade", "order": "morf"}
 
@@ -142,12 +143,14 @@ def main() -> None:
                     help="a smoke run: 3 clips, extremal methods on 1 at 40 iterations")
     ap.add_argument("--clips", type=int, default=None, help="held-out clips (default 10; --quick 3)")
     ap.add_argument("--ep-clips", type=int, default=None, help="clips for ep3d/step (default 4; --quick 1)")
-    ap.add_argument("--sections", default="staa,perturbation,stabn")
+    ap.add_argument("--sections", default=",".join(SECTIONS))
     args = ap.parse_args()
     os.environ.setdefault("VIDEOXAI_PROGRESS", "0")
     n = args.clips or (3 if args.quick else 10)
     ep = args.ep_clips or (1 if args.quick else 4)
     sections = {s.strip() for s in args.sections.split(",")}
+    if sections - set(SECTIONS) or not sections:  # a misspelt section was skipped without a word
+        ap.error(f"--sections {args.sections!r}: one or more of {', '.join(SECTIONS)}")
     # ours run on the CPU (vx.load_model's default device); the STAA paper's times, on a GPU
     print(f"# The seed papers' headline tables beside ours (ours: CPU, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads{', --quick' if args.quick else ''}; "

@@ -271,3 +271,13 @@ def test_perturbation_quality_refuses_bad_arguments_before_it_starts(monkeypatch
     with pytest.raises(SystemExit):
         _run("benchmarks/perturbation_quality.py", *args, capsys=capsys)
     assert message in capsys.readouterr().err
+
+
+def test_reproduce_papers_refuses_a_section_it_does_not_have(monkeypatch, capsys):
+    """A misspelt section was skipped without a word: the run printed the other sections only."""
+    import videoxai as vx
+
+    monkeypatch.setattr(vx, "load_model", lambda *a, **k: pytest.fail("started before refusing"))
+    with pytest.raises(SystemExit):
+        _run("benchmarks/reproduce_papers.py", "--sections", "staa,perturbaton", capsys=capsys)
+    assert "--sections 'staa,perturbaton': one or more of staa, perturbation, stabn" in capsys.readouterr().err
