@@ -32,6 +32,9 @@ from videoxai.methods import get
 from videoxai.models.hf import from_hf_module
 
 
+FAMILIES = ("timesformer-base 8x224", "videomae-base 16x224 (sdpa)", "vivit-base 32x224 (sdpa)")
+
+
 def build(family: str):
     from transformers import (TimesformerConfig, TimesformerForVideoClassification, VideoMAEConfig,
                               VideoMAEForVideoClassification, VivitConfig, VivitForVideoClassification)
@@ -88,10 +91,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--families", default="timesformer-base 8x224,videomae-base 16x224 (sdpa),vivit-base 32x224 (sdpa)")
+    ap.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, of: {'; '.join(FAMILIES)}")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="CPU threads (default: every core; 1 on a machine other jobs share)")
     args = ap.parse_args()
+    unknown = [f for f in args.families.split(",") if f not in FAMILIES]
+    if unknown:  # was a ValueError traceback after the table's header
+        ap.error(f"--families: unknown {', '.join(map(repr, unknown))}; known: {'; '.join(FAMILIES)}")
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{args.threads} CPU threads'}), "

@@ -281,3 +281,13 @@ def test_reproduce_papers_refuses_a_section_it_does_not_have(monkeypatch, capsys
     with pytest.raises(SystemExit):
         _run("benchmarks/reproduce_papers.py", "--sections", "staa,perturbaton", capsys=capsys)
     assert "--sections 'staa,perturbaton': one or more of staa, perturbation, stabn" in capsys.readouterr().err
+
+
+def test_staa_overhead_refuses_a_family_it_cannot_build(monkeypatch, capsys):
+    """An unknown family was a ValueError traceback after the table's header."""
+    import videoxai.models.hf
+
+    monkeypatch.setattr(videoxai.models.hf, "from_hf_module", lambda *a, **k: pytest.fail("started before refusing"))
+    with pytest.raises(SystemExit):
+        _run("benchmarks/staa_overhead.py", "--families", "timesformer-base 8x224,vivit", capsys=capsys)
+    assert "--families: unknown 'vivit'; known: timesformer-base 8x224; " in capsys.readouterr().err
