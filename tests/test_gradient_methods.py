@@ -742,6 +742,19 @@ def test_a_transformer_layer_that_is_not_the_token_sequence_is_named_in_a_one_li
         get(method)(model, layer=layer).attribute(torch.rand(1, 8, 3, 32, 32))
 
 
+def test_an_ig_baseline_function_that_returns_no_tensor_or_nan_is_named():
+    # a number failed on out.shape (AttributeError); NaN made NaN maps, blamed on an option's scale
+    x = torch.rand(1, T, 3, S, S, generator=torch.Generator().manual_seed(0))
+    for baseline, said in ((lambda p: 0.5, r"returned float, expected a tensor of shape \(1, 8, 3, 16, 16\)"),
+                           (lambda p: torch.full_like(p, float("inf")), "returned NaN or infinite values")):
+        with pytest.raises(InputError, match=f"^integrated_gradients: baseline {said}$"):
+            get("integrated_gradients")(box_model(), n_steps=2, baseline=baseline).attribute(x, 0)
+    # a float64 function is cast to the pixels' dtype: the same path as the float32 one
+    ig = [get("integrated_gradients")(box_model(), n_steps=2, baseline=b).attribute_pixels(x, 0).values
+          for b in (lambda p: torch.full_like(p, 0.5), lambda p: torch.full_like(p, 0.5, dtype=torch.float64))]
+    assert ig[1].dtype == torch.float32 and torch.equal(ig[0], ig[1])
+
+
 def test_an_ig_baseline_tensor_at_the_frames_size_needs_working_size_full():
     # vx.explain hands IG the model's view (S x S); the error called that "the clip's" shape
     model, frames = small_cnn(), np.random.default_rng(0).random((T, 2 * S, 3 * S, 3), dtype=np.float32)

@@ -304,6 +304,9 @@ def test_a_baseline_given_as_a_function_is_used_as_captum_takes_one(box_case, me
     with pytest.raises(InputError, match=rf"^method '{method}': baseline returned \(1, 8, 3\), expected a tensor "
                                          r"of shape \(1, 8, 3, 32, 32\)"):
         vx.explain(model, clip, method, target=0, baseline=lambda x: x[..., 0, 0], **options)
+    # a NaN baseline made NaN maps, and the error blamed "an option far out of scale" or the model
+    with pytest.raises(InputError, match=rf"^method '{method}': baseline returned NaN or infinite values$"):
+        vx.explain(model, clip, method, target=0, baseline=lambda x: torch.full_like(x, float("nan")), **options)
 
 
 @pytest.mark.parametrize("method", ["occlusion(window=[1, 4, 4], strides=[1, 4, 4])", "rise(n_samples=32)",

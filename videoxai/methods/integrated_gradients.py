@@ -134,10 +134,15 @@ class IntegratedGradients(InputGradientMethod):
                                  "explains the model's view of the frames, its crop box at its input size; "
                                  "working_size='full' explains the frames at their own size)") from None
         out = baselines.get(self.baseline)(x)
-        if out.shape != x.shape:
-            raise InputError(f"integrated_gradients: baseline returned shape {tuple(out.shape)}, "
-                             f"expected {tuple(x.shape)}")
-        return out
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            # a user's function returning a number or an array failed on ``out.shape`` (AttributeError)
+            got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+            raise InputError(f"integrated_gradients: baseline returned {got}, expected a tensor of "
+                             f"shape {tuple(x.shape)}")
+        if not torch.isfinite(out).all():
+            # the maps came out non-finite, and the error blamed an option's scale or the model
+            raise InputError("integrated_gradients: baseline returned NaN or infinite values")
+        return out.to(x.device, x.dtype)
 
     def forward_passes(self, num_frames: int) -> int:
         return self.n_steps + 1

@@ -210,6 +210,9 @@ class PerturbationMethod(Method):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise InputError(f"{self._owner()}: baseline returned {got}, expected a tensor of shape "
                              f"{tuple(canvas.pixels.shape)} (the clip's pixels)")
+        if not torch.isfinite(out).all():
+            # the maps came out non-finite, and the error blamed an option's scale or the model
+            raise InputError(f"{self._owner()}: baseline returned NaN or infinite values")
         return out.to(canvas.pixels.dtype)
 
     def read(self, logits: torch.Tensor, target: int) -> torch.Tensor:
