@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 import videoxai as vx
 from videoxai.errors import InputError, UnsupportedModelError
 from videoxai.methods import get
+from videoxai.options import OptionError
 from videoxai.models.attention import AttentionTap
 from videoxai.models.hf import from_hf_module
 
@@ -544,6 +545,17 @@ def test_a_constructed_cam_method_explains_the_model_it_is_given(method):
     np.testing.assert_array_equal(got, vx.explain(other, box_clip(), method, target=0, refine=False).raw)
     assert not np.allclose(got, vx.explain(built_for, box_clip(), shared, target=0, refine=False).raw)
     assert _no_hooks(built_for) and _no_hooks(other)
+
+
+@pytest.mark.parametrize("method", ["rollout", "attention_relevance", "staa"])
+def test_a_constructed_attention_method_explains_a_shallower_model_it_is_given(method):
+    # the layer indices resolved on the model the method was built for ran past the other's (IndexError)
+    deep, shallow = from_hf_module(tiny_hf("timesformer", num_hidden_layers=3)), from_hf_module(tiny_hf("timesformer"))
+    clip = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+    got = vx.explain(shallow, clip, get(method)(deep), target=0, refine=False).raw
+    np.testing.assert_array_equal(got, vx.explain(shallow, clip, method, target=0, refine=False).raw)
+    with pytest.raises(OptionError, match=f"method '{method}': option layers: layer 2 out of range for a 2-layer"):
+        vx.explain(shallow, clip, get(method)(deep, layers=[2]), target=0)
 
 
 def test_layer_that_runs_twice_is_refused():

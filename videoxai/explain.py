@@ -119,7 +119,8 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
         method: a registered name (``vx.methods.available()``), a spec with options
             (``"rise(n_samples=500)"``, as :func:`explanation_spec` writes it and
             ``evaluate --methods`` reads it; it may set ``refine`` and ``working_size`` too), or a
-            constructed method.
+            constructed method (one built for another network is built again on ``model`` from
+            its ``options``: its layers are looked up there).
         target: class to explain, by index (an integer; a bool or a float is an error) or by
             name (``"blue square"``: exact, then case-insensitive); ``None`` explains the
             predicted class.
@@ -195,7 +196,12 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
     # the meter opens before the method is built: construction may run the network (the search
     # for a CAM layer, saliency_tubes' check of the head), and those passes are this call's cost
     with CostMeter(model) as meter:
-        if isinstance(method, Method):
+        if isinstance(method, Method) and getattr(method.model, "net", None) is not worker.net:
+            # built for another network: what it resolved there (an attention method's layer
+            # indices, which ran past a shallower model's, a CAM layer, saliency_tubes' head)
+            # belongs to that network, so it is built again on this one from its recorded options
+            m = type(method)(worker, **method.options)
+        elif isinstance(method, Method):
             # a constructed method runs on the working view too, as a copy: the caller's is not
             # changed, and threads that share it with different models cannot swap its model
             # under each other (it was set on the method and restored after, so a concurrent call
