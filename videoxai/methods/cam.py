@@ -261,8 +261,9 @@ class CAMMethod(Method):
 
     def on_model(self, module: nn.Module, name: str) -> nn.Module:
         """``module`` (named ``name``) if it belongs to :attr:`model`, else :attr:`model`'s module of
-        that name: ``vx.explain`` runs a constructed method, as a copy, on the model it is given, and
-        a hook on the module of the model the method was built for never ran ("did not run")."""
+        that name: a method whose :attr:`model` was set to another network after it was built
+        (``vx.explain`` builds such a method again; a caller may not) hooked the first network's
+        layer, which never ran ("did not run")."""
         if any(m is module for m in self.model.net.modules()):
             return module
         return self.model.submodule(name)
