@@ -10,6 +10,8 @@ is set by hand to flow to a known box and frames.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -544,6 +546,10 @@ def test_a_constructed_cam_method_explains_the_model_it_is_given(method):
     got = vx.explain(other, box_clip(), shared, target=0, refine=False).raw
     np.testing.assert_array_equal(got, vx.explain(other, box_clip(), method, target=0, refine=False).raw)
     assert not np.allclose(got, vx.explain(built_for, box_clip(), shared, target=0, refine=False).raw)
+    # a method whose model is set by hand reads that model's layer (and saliency_tubes its head)
+    moved, x = copy.copy(shared), vx.Clip.from_array(box_clip()).to_tensor()
+    moved.model = other
+    torch.testing.assert_close(moved.attribute(x, 0).maps, get(method)(other).attribute(x, 0).maps, rtol=0, atol=0)
     assert _no_hooks(built_for) and _no_hooks(other)
 
 
