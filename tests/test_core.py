@@ -120,6 +120,8 @@ def test_explanation_save_refuses_nan_replaces_a_file_whole_and_names_a_parent_t
     second = _small_explanation(target=0, label="b").save(first)
     assert second == first and vx.Explanation.load(first).label == "b"
     assert [p.name for p in first.parent.iterdir()] == ["e.npz"]        # no temporary file left beside it
+    long = "x" * 250 + ".npz"                   # a name as long as a file name may be: written, not refused
+    assert _small_explanation().save(tmp_path / long).name == long
     (tmp_path / "f").write_text("not a directory")
     # mkdir's own error was a FileExistsError traceback, "File exists"
     with pytest.raises(InputError, match=r"cannot save the explanation to .*: .*f is a file, not a directory$"):

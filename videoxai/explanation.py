@@ -123,9 +123,10 @@ class Explanation:
         arrays["metadata"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # named per process and thread (two threads may save the same path), and opened with
-            # open() so that the file gets the umask's permissions, as a direct write would
-            temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            # named per process and thread (two threads may save the same path), short (a name
+            # built on the file's own ran past the 255 bytes a file name may have), and opened
+            # with open() so that the file gets the umask's permissions, as a direct write would
+            temp = path.with_name(f".videoxai-{os.getpid()}-{threading.get_ident()}.npz.tmp")
             try:
                 with open(temp, "wb") as f:
                     np.savez_compressed(f, **arrays)
