@@ -497,6 +497,30 @@ def test_a_dropped_non_reading_client_has_its_tcp_connection_closed(model, frame
         s.close()
 
 
+def test_a_client_that_sends_frames_but_reads_no_result_is_closed_after_the_idle_timeout(model, frames):
+    # a camera that sends a frame every 50 ms and never reads: its results fit in the kernel's
+    # socket buffers for a long while, so no send blocked, and it held its slot until uvicorn's
+    # keep-alive ping gave up (about 40 s) instead of stream_idle_timeout_s after its first result
+    app = create_app(model, ServeSettings(stream_idle_timeout_s=1.0))
+    with BackgroundServer(app) as server:
+        s = raw_ws(server, rcvbuf=1 << 20)
+        ws_send(s, json.dumps({"type": "start", "stride": 2}))
+        wait_until(lambda: app.state.slots.active == 1, 10, "the stream takes its slot")
+        closed, deadline, i = False, time.monotonic() + 15, 0
+        while not closed and time.monotonic() < deadline:
+            try:
+                ws_send(s, encode_frame(frames[i % len(frames)], "rgb"))
+            except OSError:  # reset by the server
+                closed = True
+            i += 1
+            time.sleep(0.05)
+            closed = closed or app.state.slots.active == 0
+        s.close()
+        assert closed, f"a client that read nothing kept its stream open for 15 s ({i} frames sent)"
+        wait_until(lambda: app.state.slots.active == 0 and ws_connections(server) == 0, 10, "slot and socket freed")
+        assert [m["type"] for m in good_stream(server, frames)] == ["window", "end"]
+
+
 def test_a_ping_flood_that_reads_no_pongs_is_slowed_not_buffered(model):
     # every ping gets a pong at once: unless the server stops reading a peer that does not read,
     # the pongs pile up in its write buffer (as much memory as the peer cares to send)

@@ -3,8 +3,8 @@
 Every resource a client can make the server spend is bounded here: bytes per upload, decoded
 frames and pixels per frame (every decoded frame, not only the one the header describes), the
 model's work per job (forward passes), queued jobs, finished jobs kept on disk, concurrent
-streams, the size of one WebSocket message, how long a silent stream is kept open, and how long
-and how many connections may sit without finishing their request headers. The defaults suit one
+streams, the size of one WebSocket message, how long a silent or non-reading stream is kept
+open, and how long and how many connections may sit without finishing their request headers. The defaults suit one
 CPU machine serving a few clients; ``videoxai serve`` exposes the common ones as options.
 """
 
@@ -32,7 +32,9 @@ class ServeSettings(BaseModel):
         max_queued_jobs: uploads waiting or running at once; more are refused with 503.
         max_jobs_kept: finished jobs whose results stay available; the oldest are deleted first.
         max_streams: concurrent WebSocket streams; more are refused with a ``busy`` error.
-        stream_idle_timeout_s: a stream that sends nothing for this long is closed.
+        stream_idle_timeout_s: a stream that sends nothing for this long is closed, and one that
+            has not read a message this long after it was sent is aborted (a ping after each
+            message: :class:`~videoxai.serve.transport.WebSocketProtocol`).
         auth_timeout_s: with an ``api_key``, a stream that has sent no key (header or first
             message) within this long is closed; it holds no stream slot meanwhile, and at most
             ``max_pending_connections`` such streams wait at once (a newer one closes the oldest).

@@ -21,7 +21,10 @@ one window in flight, one waiting and a bounded outgoing queue.
 
 Whichever part sees the client go (the receiver reads a close, the sender fails to write, or the
 sender times out on a client that does not read) ends the whole session: the slot is released,
-the explanation in flight is cancelled (:mod:`videoxai.work`), and the connection is closed.
+the explanation in flight is cancelled (:mod:`videoxai.work`), and the connection is closed. A
+client that reads nothing is seen long before a write blocks: the transport pings it after each
+message and aborts it when no pong comes back within ``stream_idle_timeout_s``
+(:class:`~.transport.WebSocketProtocol`), which the receiver sees as a disconnect.
 
 Errors are messages, never tracebacks: a bad frame or a bad message gets a non-fatal ``error``
 and the stream goes on; protocol abuse the server cannot recover from (bad credentials, idle

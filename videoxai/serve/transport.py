@@ -16,6 +16,10 @@ connection whose peer stops reading:
   :class:`WebSocketProtocol` aborts (RST) a connection that is still open a few seconds after the
   app has finished with it, or at once when the app marks its scope with
   :data:`~.stream.ABORT_ON_CLOSE` (a stream that never authenticated: nothing to be polite to).
+  Nor does a stream wait for its writes to block before it notices a peer that reads nothing:
+  the kernel's buffers hold minutes of small results. After each message it sends, it pings the
+  peer; a pong comes back only once the peer has read everything before the ping, and a peer
+  that has not answered within ``stream_idle_timeout_s`` is aborted.
 * **Downloads nobody reads.** A client that requests a result or an overlay larger than the
   socket buffers and reads nothing held its connection and response task forever.
   :class:`HTTPProtocol` aborts a connection whose writes stay paused (the peer reads nothing) for
@@ -232,11 +236,24 @@ async def _send_busy(send) -> None:
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's WebSocket protocol, but a connection the app is done with is aborted if the peer
     has not closed it within :data:`ABORT_AFTER_CLOSE_S` (a peer that does not read would
-    otherwise keep it open forever), and nothing is read from a peer while it is not reading what
-    the server writes: uvicorn answers every ping at once, so a peer that floods pings and reads
-    no pongs grew the write buffer without bound (400 MiB of pings: +374 MiB)."""
+    otherwise keep it open forever), nothing is read from a peer while it is not reading what
+    the server writes (uvicorn answers every ping at once, so a peer that floods pings and reads
+    no pongs grew the write buffer without bound: 400 MiB of pings, +374 MiB), and a peer that has
+    not read a message ``stream_idle_timeout_s`` after it was sent is aborted (read probes).
 
+    A read probe is a ping sent after a message (one at a time; the next goes out when its pong
+    comes back, if more was sent meanwhile). TCP delivers in order and a WebSocket client answers
+    a ping when it reads it, so the pong proves that the peer read every message before the ping.
+    Waiting for a write to block instead let a client that sends frames and reads no result keep
+    its stream for as long as the kernel's socket buffers took to fill (about a minute).
+    """
+
+    settings: ServeSettings | None = None  # set by :func:`protocol_classes`; None: no read probes
     _writes_blocked = False
+    _probe: bytes | None = None            # payload of the read probe awaiting its pong
+    _probe_timer: asyncio.TimerHandle | None = None
+    _probes = 0
+    _sent_since_probe = False
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -254,6 +271,52 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if self._writes_blocked:  # uvicorn resumed reading as the app took the message
             self.transport.pause_reading()
         return message
+
+    async def send(self, message) -> None:  # type: ignore[override]
+        await super().send(message)
+        if message["type"] == "websocket.send":
+            if self._probe is None:
+                self._send_probe()
+            else:
+                self._sent_since_probe = True
+
+    def _send_probe(self) -> None:
+        if self.settings is None or self.close_sent or self.transport.is_closing():
+            return
+        self._probes += 1
+        self._probe, self._sent_since_probe = b"videoxai-read-%d" % self._probes, False
+        try:
+            self.conn.send_ping(self._probe)
+        except Exception:  # the connection is closing: nothing left to probe
+            self._probe = None
+            return
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self._probe_timer = self.loop.call_later(self.settings.stream_idle_timeout_s, self._not_reading)
+
+    def handle_pong(self, event) -> None:  # type: ignore[override]
+        if self._probe is None or bytes(event.data) != self._probe:
+            super().handle_pong(event)  # uvicorn's keep-alive
+            return
+        self._stop_probe()
+        if self._sent_since_probe:  # messages sent after that probe: ask again
+            self._send_probe()
+
+    def _stop_probe(self) -> None:
+        self._probe = None
+        if self._probe_timer is not None:
+            self._probe_timer.cancel()
+            self._probe_timer = None
+
+    def _not_reading(self) -> None:
+        self._probe_timer = None
+        log.warning("aborting a stream from %s: it has not read what was sent to it %g s ago",
+                    _host(self) or "?", self.settings.stream_idle_timeout_s)
+        # close() would wait for the buffer to drain: for ever. The app sees a disconnect.
+        self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_probe()
+        super().connection_lost(exc)
 
     async def run_asgi(self) -> None:
         try:
@@ -273,7 +336,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 def protocol_classes(settings: ServeSettings) -> tuple[type[HTTPProtocol], type[WebSocketProtocol]]:
     """The two protocol classes bound to one server's settings (for ``uvicorn.Config``)."""
     http = type("VideoXAIHTTPProtocol", (HTTPProtocol,), {"settings": settings})
-    return http, WebSocketProtocol
+    ws = type("VideoXAIWebSocketProtocol", (WebSocketProtocol,), {"settings": settings})
+    return http, ws
 
 
 # -- secrets in logs -----------------------------------------------------------------------------
