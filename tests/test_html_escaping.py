@@ -197,7 +197,7 @@ def test_timeline_report_in_chromium_runs_nothing_and_shows_every_string(timelin
 
 
 def test_timeline_figure_draws_class_and_method_names_literally(timeline_report):
-    from videoxai.viz.report import _timeline_figure
+    from videoxai.viz.timeline_report import _timeline_figure
 
     import matplotlib.pyplot as plt
 

@@ -508,13 +508,14 @@ def test_reports_say_where_they_cannot_be_written_before_drawing(tmp_path, clip,
     IsADirectoryError or mkdir's 'File exists' after every video had been encoded."""
     from videoxai.errors import VideoXAIError
     from videoxai.timeline import VideoExplanation
-    from videoxai.viz import report
-    from videoxai.viz.report import write_timeline_report
+    from videoxai.viz import report, timeline_report
+    from videoxai.viz.timeline_report import write_timeline_report
 
     def no_video(*args, **kwargs):
         raise AssertionError("encoded a video before checking where the report goes")
 
-    monkeypatch.setattr(report, "_video_html", no_video)
+    for module in (report, timeline_report):   # where each report looks video_html up
+        monkeypatch.setattr(module, "video_html", no_video)
     exp = make_exp(clip)
     video = VideoExplanation(method="staa", model="m", windows=[], frames=clip.frames, frame_indices=clip.indices,
                              times=clip.indices / 25.0, spatial=exp.spatial, temporal=np.ones(T, np.float32),
@@ -561,11 +562,11 @@ def test_report_videos_never_exceed_max_side(tmp_path, clip):
 
     from PIL import Image
 
-    from videoxai.viz.report import _display_size
+    from videoxai.viz.page import display_size
 
-    assert _display_size(H, W, 100, 320) == (3 * H, 3 * W)
-    assert _display_size(H, W, 640, 320) == (10 * H, 10 * W)        # as before
-    assert _display_size(H, W, 20, 320) == (15, 20)                  # shrunk, as before
+    assert display_size(H, W, 100, 320) == (3 * H, 3 * W)
+    assert display_size(H, W, 640, 320) == (10 * H, 10 * W)        # as before
+    assert display_size(H, W, 20, 320) == (15, 20)                  # shrunk, as before
     html = write_report(tmp_path / "r.html", clip, make_exp(clip), max_side=100).read_text()
     frame = re.search(r'<figure><img alt="frame #\d+" src="data:image/jpeg;base64,([^"]+)"', html).group(1)
     assert Image.open(io.BytesIO(base64.b64decode(frame))).size == (3 * W, 3 * H)
@@ -576,10 +577,10 @@ def test_timeline_report_of_a_long_video_shows_at_most_its_frame_budget_over_the
     a page of hundreds of MB after many minutes of encoding. The videos show frames spread evenly
     over the whole stretch, played over its duration, and the header says so."""
     from videoxai.timeline import VideoExplanation, WindowResult
-    from videoxai.viz import report
-    from videoxai.viz.report import write_timeline_report
+    from videoxai.viz import timeline_report
+    from videoxai.viz.timeline_report import write_timeline_report
 
-    monkeypatch.setattr(report, "_MAX_SHOWN", 5)
+    monkeypatch.setattr(timeline_report, "_MAX_SHOWN", 5)
     n = 21                                                   # source frames #0..#40 (every 2nd) at 10 fps
     frames = np.random.default_rng(0).integers(0, 256, (n, 24, 32, 3), dtype=np.uint8)
     index = np.arange(0, 2 * n, 2)
@@ -670,7 +671,7 @@ def test_figures_keep_their_layout_with_long_class_and_method_names(clip):
     import warnings
 
     from videoxai.timeline import VideoExplanation, WindowResult
-    from videoxai.viz.report import _timeline_figure
+    from videoxai.viz.timeline_report import _timeline_figure
 
     long = "very long class name " * 300
     exp = make_exp(clip)
@@ -699,7 +700,7 @@ def test_timeline_report_leaves_matplotlibs_backend_and_pyplot_alone(tmp_path, c
     import matplotlib.pyplot as plt
 
     from videoxai.timeline import VideoExplanation, WindowResult
-    from videoxai.viz.report import _timeline_figure
+    from videoxai.viz.timeline_report import _timeline_figure
 
     window = WindowResult(index=0, frame_indices=clip.indices, start_s=0.0, end_s=1.0, target=0, label="a",
                           score=0.5, predicted=0, predicted_label="a", predicted_score=0.5,
@@ -801,7 +802,7 @@ def test_timeline_of_many_predicted_classes_keys_the_most_frequent_and_greys_the
     from matplotlib.colors import to_hex
 
     from videoxai.timeline import VideoExplanation, WindowResult
-    from videoxai.viz.report import _OTHER, _timeline_figure
+    from videoxai.viz.timeline_report import _OTHER, _timeline_figure
 
     # class c0 in 12 windows, c1 in 11, ..., c11 in 1: 78 windows
     predicted = [f"c{k}" for k in range(12) for _ in range(12 - k)]
@@ -845,7 +846,7 @@ def test_timeline_report_refuses_maps_and_scores_outside_the_contract(tmp_path, 
 def test_timeline_of_a_one_frame_video_draws_its_point(clip):
     """A line through one point draws nothing: the timeline of a still or a one-frame GIF was empty."""
     from videoxai.timeline import VideoExplanation, WindowResult
-    from videoxai.viz.report import _timeline_figure
+    from videoxai.viz.timeline_report import _timeline_figure
 
     window = WindowResult(index=0, frame_indices=np.zeros(8, np.int64), start_s=0.0, end_s=0.0, target=0, label="a",
                           score=0.5, predicted=0, predicted_label="a", predicted_score=0.5,

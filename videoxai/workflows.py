@@ -94,7 +94,7 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
     from .data.video import write_video
     from .timeline import explain_video as explain_windows
     from .viz.overlay import overlay_frames, playback_fps
-    from .viz.report import write_timeline_report
+    from .viz.timeline_report import write_timeline_report
 
     videos, files = [], {"overlay": []}
     stems = _file_stems(methods)

@@ -221,11 +221,11 @@ def _summary(exps) -> None:
 
 def _score_note(metas) -> None:
     """Say what the scores are when they are not softmax shares (``meta["activation"]``), as the reports do."""
-    from ..viz.report import _SCORES
+    from ..viz.report_sections import SCORES
 
     activation = {m.get("activation") for m in metas} - {None}
     if activation:
-        console.print("score: " + ", ".join(_SCORES[a] for a in sorted(activation)), highlight=False)
+        console.print("score: " + ", ".join(SCORES[a] for a in sorted(activation)), highlight=False)
 
 
 def _print_warnings(warnings) -> None:
