@@ -47,11 +47,26 @@ class _WrappedCNN(nn.Module):
         return self.head(self.features(x).mean((2, 3, 4)))
 
 
-def _models() -> dict:
+def _hf_directory(family: str, path) -> "vx.VideoModel":
+    """A tiny random Hugging Face classifier of ``family`` as a user brings one: 4 frames, 2 heads,
+    saved with ``save_pretrained`` and loaded back through ``vx.load_model(directory)``."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    kw = dict(num_frames=4, image_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+              intermediate_size=64, num_labels=3)
+    net = {"timesformer": lambda: tf.TimesformerForVideoClassification(tf.TimesformerConfig(patch_size=8, **kw)),
+           "videomae": lambda: tf.VideoMAEForVideoClassification(tf.VideoMAEConfig(patch_size=8, tubelet_size=2, **kw)),
+           "vivit": lambda: tf.VivitForVideoClassification(tf.VivitConfig(tubelet_size=[2, 8, 8], **kw))}[family]()
+    net.save_pretrained(path)
+    return vx.load_model(str(path))
+
+
+def _models(tmp) -> dict:
     from conftest import tiny_hf
     from videoxai.models.hf import from_hf_module
 
-    return {
+    return {**{f"{f}-dir": _hf_directory(f, tmp / f) for f in ("timesformer", "videomae", "vivit")},
         "demo": vx.load_model("demo"),
         "demo-cnn": vx.load_model("demo-cnn"),
         "demo-stabn": vx.load_model("demo-stabn"),
@@ -66,14 +81,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def models():
-    return _models()
+def models(tmp_path_factory):
+    return _models(tmp_path_factory.mktemp("hf"))
 
 
 @pytest.fixture(scope="module")
 def clip():
     rng = np.random.default_rng(0)
     return vx.Clip.from_array(rng.random((8, 32, 32, 3), dtype=np.float32))
+
+
+@pytest.fixture(scope="module")
+def short_clip(clip):
+    """The clip's first 4 frames, for the models that take exactly 4."""
+    return vx.Clip.from_array(clip.frames[:4])
 
 
 def fast_options(cls) -> dict:
@@ -88,18 +109,21 @@ def _state(model) -> tuple:
     return params, flags, net.training, hooks
 
 
-MODEL_NAMES = ["demo", "demo-cnn", "demo-stabn", "wrapped", "token"]
+MODEL_NAMES = ["demo", "demo-cnn", "demo-stabn", "wrapped", "token", "timesformer-dir", "videomae-dir", "vivit-dir"]
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
 @pytest.mark.parametrize("name", method_names())
-def test_every_method_on_every_model(models, clip, name, model_name):
+def test_every_method_on_every_model(models, clip, short_clip, name, model_name):
     model, cls = models[model_name], get_method(name)
+    clip = short_clip if model.num_frames == 4 else clip
     options = fast_options(cls)
     if not cls.supports(model):
-        assert cls.unsupported(model)
-        with pytest.raises(UnsupportedModelError):
+        reason = cls.unsupported(model)
+        assert reason and "\n" not in reason
+        with pytest.raises(UnsupportedModelError) as refused:
             vx.explain(model, clip, name, **options)
+        assert str(refused.value) == reason  # the one line that says why, not a later failure
         return
     before = _state(model)
     exp = vx.explain(model, clip, name, **options)
@@ -108,6 +132,10 @@ def test_every_method_on_every_model(models, clip, name, model_name):
     assert np.isfinite(exp.spatial).all() and exp.spatial.min() >= 0 and exp.spatial.max() <= 1
     assert np.isfinite(exp.temporal).all() and exp.temporal.min() >= 0
     assert exp.temporal.sum() == pytest.approx(1, abs=1e-5)
+    # a map that ranks nothing (these random models, the fast options) says so in a warning
+    warned = " ".join(exp.meta.get("warnings", []))
+    assert np.ptp(exp.spatial) > 0 or "map is constant" in warned
+    assert np.ptp(exp.temporal) > 0 or "map is constant" in warned or "map has one frame" in warned
     assert 0 <= exp.target < model.num_classes
     # determinism: the same input and seed give the same map
     again = vx.explain(model, clip, name, **options)
@@ -292,3 +320,31 @@ def test_ground_truth_of_another_shape_is_refused_by_every_localisation_metric(f
     sample = SimpleNamespace(masks=masks.get(truth), boxes=boxes.get(truth), window=None)
     with pytest.raises(InputError, match="shape"):
         get_metric(name)()(model, clip, exp, sample=sample)
+
+
+class _TimeCollapsingCNN(nn.Module):
+    """A 3D CNN whose last feature map keeps ``frames`` of the clip's 8 (r3d_18 on 8 frames keeps one)."""
+
+    def __init__(self, time_stride: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1, stride=(time_stride, 1, 1)), nn.ReLU())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):  # (B, C, T, H, W)
+        return self.head(self.features(x).mean((2, 3, 4)))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_pp"])
+def test_a_cam_of_one_feature_frame_warns_that_it_says_nothing_about_when(clip, method):
+    # r3d_18 / r2plus1d_18 on an 8-frame clip: layer4 has one frame, so the map is the same on every
+    # frame and the frame scores are uniform, which read as "every frame matters equally"
+    one = vx.wrap(_TimeCollapsingCNN(8), num_frames=8, input_size=32, cam_layer="features.1")
+    exp = vx.explain(one, clip, method)
+    assert exp.raw.shape[0] == 1 and np.ptp(exp.spatial) > 0
+    np.testing.assert_allclose(exp.temporal, 1 / 8, atol=1e-7)
+    assert any("map has one frame for the clip's 8" in w for w in exp.meta["warnings"])
+    two = vx.wrap(_TimeCollapsingCNN(4), num_frames=8, input_size=32, cam_layer="features.1")
+    exp = vx.explain(two, clip, method)
+    assert exp.raw.shape[0] == 2 and np.ptp(exp.temporal) > 0
+    assert not any("one frame" in w for w in exp.meta.get("warnings", []))

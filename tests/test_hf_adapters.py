@@ -50,10 +50,10 @@ def test_load_from_directory_matches_module(hf_family, tmp_path, rng):
     assert model.preprocess == Preprocess(size=(32, 32), shortest_edge=32, mean=(0.45,) * 3, std=(0.225,) * 3,
                                           crop_offset="floor")
     x = torch.from_numpy(rng.random((2, 8, 3, 40, 56), dtype=np.float32))
-    # by hand: scale the short side to 32 (56 → int(44.8) = 44 columns), centre-crop 32x32 (from column
-    # 6 of 44: 7.6..48.4 of 56, rounded), normalise; HF layout (B, T, C, H, W)
-    ref_in = x[..., :, 8:49].reshape(16, 3, 40, 41)
-    ref_in = F.interpolate(ref_in, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+    # by hand, as Hugging Face's processor does: scale the short side to 32 (56 → int(44.8) = 44
+    # columns), centre-crop 32x32 from column 6 (floor of 12 / 2), normalise; HF layout (B, T, C, H, W)
+    ref_in = F.interpolate(x.reshape(16, 3, 40, 56), size=(32, 44), mode="bilinear", align_corners=False,
+                           antialias=True)[..., 6:38]
     ref_in = ((ref_in - 0.45) / 0.225).reshape(2, 8, 3, 32, 32)
     with torch.no_grad():
         ref = net(pixel_values=ref_in).logits

@@ -229,7 +229,7 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
     if model.activation != "softmax" or model.num_classes == 1:  # the score is not a softmax share
         meta["activation"] = "sigmoid" if model.activation == "softmax" else model.activation
     meta.update({k: _to_numpy(v) for k, v in (attr.extras or {}).items()})
-    flat = constant_map_warning(m.name, raw[0], temporal[0])
+    flat = constant_map_warning(m.name, raw[0], temporal[0]) or timeless_map_warning(m.name, raw[0], temporal[0])
     if flat is not None:
         meta["warnings"] = [*meta.get("warnings", []), flat]
     return Explanation(spatial=spatial[0], temporal=temporal[0], target=tgt, label=model.labels[tgt],
@@ -247,18 +247,18 @@ def working_view(model: VideoModel, clip: Clip, working_size: WorkingSize = "mod
                  ) -> tuple[VideoModel, torch.Tensor]:
     """The model a method runs on and the pixels ``(1, T, 3, h, w)`` it explains.
 
-    With ``"model"`` and a crop box larger than the model input, the pixels are the crop box
-    resampled to the input size and the model is :meth:`~VideoModel.at_model_size` (so the
-    network gets the very same input); otherwise the clip's own frames and the model itself.
-    The crop box is converted to float and resampled one frame at a time, so a 4K clip never
-    exists as a float tensor (its box is ~100 MB of float a frame; a 64-frame window would be 6 GB).
+    With ``"model"`` and a crop box larger than the model input, the pixels are the model's view
+    of the frames (:meth:`~videoxai.models.preprocess.Preprocess.view`: the crop box resampled
+    to the input size) and the model is :meth:`~VideoModel.at_model_size` (so the network gets
+    the very same input); otherwise the clip's own frames and the model itself. Frames are
+    converted to float and resampled one at a time, so a 4K clip never exists as a float tensor
+    (~100 MB of float a frame; a 64-frame window would be 6 GB).
     """
     h, w = model.input_size
     top, left, bh, bw = _crop_box(model, clip)
     if working_size == "full" or (bh <= h and bw <= w):
         return model, clip.to_tensor(model.device)
-    box = clip.frames[:, top:top + bh, left:left + bw]
-    view = [model.preprocess.resize_box(Clip(box[i:i + 1]).to_tensor(model.device)) for i in range(len(box))]
+    view = [model.preprocess.view(Clip(clip.frames[i:i + 1]).to_tensor(model.device)) for i in range(clip.num_frames)]
     return model.at_model_size(), torch.cat(view, dim=1)
 
 
@@ -291,6 +291,22 @@ def constant_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray) -> 
     return (f"the {method} map is constant ({float(raw.max()):.3g} everywhere, every frame 1/{temporal.size}): "
             "it ranks no pixel or frame above another (the model's output may not change under "
             "what the method varies)")
+
+
+def timeless_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray) -> str | None:
+    """The ``meta["warnings"]`` line for a map of one frame ``raw (1, h, w)`` spread over a clip
+    of several, whose per-frame scores ``temporal (T,)`` are therefore all equal, or ``None``.
+
+    A CNN's feature map can have fewer frames than the clip down to one (r3d_18 and r2plus1d_18
+    stride time by 8: an 8-frame clip leaves one frame at ``layer4``), and a CAM of it is the same
+    map on every frame with uniform frame scores: it says where, not when, though the model's
+    output does depend on time.
+    """
+    if raw.shape[0] != 1 or temporal.size < 2 or float(temporal.max() - temporal.min()) > 1e-6 * float(temporal.max()):
+        return None
+    return (f"the {method} map has one frame for the clip's {temporal.size}: it is the same on every frame and "
+            "its frame scores are all equal, so it says nothing about when (give the model a longer clip, "
+            "or explain a layer with more frames)")
 
 
 def finish_maps(attr: Attribution, model: VideoModel, num_frames: int, frame_size: tuple[int, int],

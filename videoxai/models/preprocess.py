@@ -123,36 +123,40 @@ class Preprocess:
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(B, T, 3, H, W)`` in [0, 1] → normalised ``(B, T, 3, h, w)``.
 
-        A frame larger than the model's view is cropped first in original coordinates
-        (:meth:`crop_box`, rounded to whole pixels) and then shrunk: this equals torchvision's and
-        Hugging Face's resize-then-crop up to half an original pixel, a fraction of a model pixel,
-        and is what :meth:`resize_box` does on the box alone (working at the model's size gives the
-        network the very same input). A smaller frame, where half an original pixel would be most
-        of a model pixel, is enlarged whole and then cropped, as those libraries do (with their
-        ``crop_offset``, whose crop lies on whole pixels of the enlarged frame).
+        The frames are resampled and cropped by :meth:`view`, then normalised.
         """
-        b, t, c, h, w = pixels.shape
-        top, left, ch, cw = self.crop_box(h, w).as_ints(h, w)
-        resized = self.resized_size(h, w)
-        if (self.crop_offset != "centre" and resized is not None and ch <= self.size[0] and cw <= self.size[1]
-                and (ch, cw) != tuple(self.size)
-                and resized[0] >= self.size[0] and resized[1] >= self.size[1]):  # (else the libraries pad)
-            x = self.resize_box(pixels, size=resized)
-            y, z = self._margin(resized[0] - self.size[0]), self._margin(resized[1] - self.size[1])
-            x = x[..., y:y + self.size[0], z:z + self.size[1]]
-        else:
-            x = self.resize_box(pixels[..., top:top + ch, left:left + cw])
+        x = self.view(pixels)
         mean = x.new_tensor(self.mean).view(1, 1, 3, 1, 1)
         std = x.new_tensor(self.std).view(1, 1, 3, 1, 1)
         return (x - mean) / std
 
+    def view(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(B, T, 3, H, W)`` in [0, 1] → the model's view ``(B, T, 3, h, w)`` in [0, 1], before
+        normalisation: what the network sees of the frames (working at the model's size, a method
+        explains exactly this; :meth:`at_model_size` then only normalises it).
+
+        With the libraries' geometry (``crop_offset`` ``"round"`` / ``"floor"``) the whole frame
+        is resized and the crop taken on whole pixels of the result, as torchvision and Hugging
+        Face do (cropping the box on whole original pixels first moved the samples by a fraction
+        of a pixel: up to 1.3 normalised units off torchvision's preset on sharp edges). With
+        ``"centre"`` (videoxai's own models, :func:`~videoxai.wrap`) the exact crop box is cut
+        from the frame and resized.
+        """
+        b, t, c, h, w = pixels.shape
+        resized = self.resized_size(h, w)
+        if (self.crop_offset != "centre" and resized is not None
+                and resized[0] >= self.size[0] and resized[1] >= self.size[1]):  # (else the libraries pad)
+            x = self.resize_box(pixels, size=resized)
+            y, z = self._margin(resized[0] - self.size[0]), self._margin(resized[1] - self.size[1])
+            return x[..., y:y + self.size[0], z:z + self.size[1]]
+        top, left, ch, cw = self.crop_box(h, w).as_ints(h, w)
+        return self.resize_box(pixels[..., top:top + ch, left:left + cw])
+
     def resize_box(self, box: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """The crop box's pixels ``(B, T, 3, bh, bw)`` → the model's view ``(B, T, 3, h, w)``, in [0, 1].
 
-        Exactly the resampling :meth:`__call__` does (antialiased when shrinking, unless
-        :attr:`antialias` is off), without the
-        normalisation: on its output, :meth:`at_model_size`'s preprocessing gives the same model
-        input as this one gives on the original frames. ``size`` resamples to another ``(h, w)``.
+        The resampling :meth:`view` does (antialiased when shrinking, unless :attr:`antialias` is
+        off). ``size`` resamples to another ``(h, w)``.
         """
         b, t, c, ch, cw = box.shape
         size = tuple(self.size) if size is None else tuple(size)

