@@ -40,6 +40,9 @@ from videoxai.stabn.designs import DESIGNS  # noqa: E402
 from videoxai.stabn.train import TrainConfig  # noqa: E402
 
 RECORD = ROOT / "videoxai" / "assets" / "demo_stabn" / "experiment.json"
+#: where trained start models are kept by default: in the checkout (git ignores runs/), whatever
+#: the current folder, so that every run (and --choose, --bases-only) finds the same models
+CACHE = ROOT / "runs" / "stabn_experiment"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -59,8 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", action="store_true", help=f"write the result to {RECORD.relative_to(ROOT)}")
     ap.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
-    ap.add_argument("--cache", type=Path, default=Path("runs/stabn_experiment"),
-                    help="trained start models are kept here and reused")
+    ap.add_argument("--cache", type=Path, default=CACHE,
+                    help=f"trained start models are kept here and reused (default: {CACHE}, whatever the "
+                         "current folder)")
     ap.add_argument("--seed", type=int, default=0, help="with --choose: the start model's seed")
     ap.add_argument("--select", choices=("misclassified", "attention"), default="attention",
                     help="clips the simulated person edits: the misclassified ones, or also those whose "

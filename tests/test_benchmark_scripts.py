@@ -314,3 +314,22 @@ def test_reproduce_papers_leaves_the_first_calls_warm_up_out_of_the_times(monkey
             for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ") and "paper" not in ln}
     assert [rows[m][6] for m in ("staa", "shap_temporal", "lime")] == ["0.010"] * 3
     assert [rows[m][8] for m in ("staa", "shap_temporal", "lime")] == ["1×"] * 3
+
+
+def test_stabn_experiment_keeps_its_start_models_in_the_checkout_whatever_the_current_folder(
+        monkeypatch, tmp_path, capsys):
+    """--cache defaulted to runs/stabn_experiment relative to the current folder: a run started
+    elsewhere trained its start models again (minutes a seed) and left a runs/ folder there."""
+    spec = importlib.util.spec_from_file_location("stabn_experiment", ROOT / "scripts" / "stabn_experiment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    caches = []
+    monkeypatch.setattr(module, "base_model", lambda splits, settings, seed, cache=None: caches.append(cache))
+    monkeypatch.chdir(tmp_path)
+    module.main(["--bases-only", "--seeds", "0", "--train-clips", "4", "--val-clips", "2", "--test-clips", "2",
+                 "--threads", "1"])
+    assert caches == [ROOT / "runs" / "stabn_experiment"]
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    assert str(ROOT / "runs" / "stabn_experiment") in " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "runs").exists()
