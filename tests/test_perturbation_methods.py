@@ -519,3 +519,23 @@ def test_lime_refuses_more_segments_than_the_clip_has_pixels():
     # up to the limit it runs, in the memory of a few copies of the (samples x features) design
     exp = vx.explain(model, clip, "lime", n_samples=5, n_segments=20_000)
     assert int(exp.meta["n_features"][0]) > 10_000 and np.isfinite(exp.spatial).all()
+
+
+@pytest.mark.parametrize("interpolation,antialias", [("bilinear", False), ("bicubic", True)])
+def test_a_full_resolution_canvas_gets_the_models_own_prediction(interpolation, antialias):
+    """Perturbing at full resolution, the clip is first scaled down to a canvas whose crop box is
+    at the model's scale. It was always scaled with antialiased bilinear resampling, so a model
+    whose own preprocessing does not antialias (torchvision's presets) or resamples bicubically
+    (a Hugging Face ``resample=3``) saw another input on the intact canvas than on the clip."""
+    from videoxai.methods.perturbation import Canvas
+    from videoxai.models.preprocess import Preprocess
+
+    net = nn.Sequential(nn.Conv3d(3, 4, 3, padding=1), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3))
+    model = vx.wrap(net.eval(), num_frames=2, input_size=16, layout="BCTHW")
+    model.preprocess = Preprocess(size=(16, 16), resize=(20, 30), interpolation=interpolation,
+                                  crop_offset="round", antialias=antialias)
+    clip = torch.rand(1, 2, 3, 90, 160, generator=torch.Generator().manual_seed(0))  # shrunk: 90x160 → 20x30
+    canvas = Canvas.of(model, clip)
+    assert canvas.pixels.shape[-2:] == (20, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(model(canvas.pixels), model(clip), rtol=0, atol=1e-5)

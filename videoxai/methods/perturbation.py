@@ -66,9 +66,11 @@ class Canvas:
         pixels = clip
         if ry < 1.0 or rx < 1.0:
             size = (max(1, round(fh * ry)), max(1, round(fw * rx)))
-            pixels = F.interpolate(clip.reshape(t, c, fh, fw), size=size, mode="bilinear",
-                                   align_corners=False, antialias=True)
-            pixels = pixels.clamp(0, 1).reshape(1, t, c, *size)
+            # the model's own resampling (its filter, its antialiasing): with the libraries'
+            # geometry the canvas is then the very frame they resize, and the intact canvas gets
+            # the model's own prediction (a torchvision model, whose preset does not antialias,
+            # was shown an antialiased canvas)
+            pixels = model.preprocess.resize_box(clip, size=size).clamp(0, 1)
         ch, cw = pixels.shape[-2:]
         return cls(pixels, model.preprocess.crop_box(ch, cw).as_ints(ch, cw), (h, w))
 
