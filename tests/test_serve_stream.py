@@ -368,6 +368,31 @@ def test_idle_client_is_closed(model):
         wait_until(lambda: app.state.slots.active == 0)
 
 
+@pytest.mark.parametrize("live", [False, True])
+def test_a_client_waiting_for_a_slow_window_is_not_idle(model, frames, live):
+    # a client that sends a window's frames and waits for its result was closed as "idle" (and
+    # its explanation cancelled) when the window took longer than stream_idle_timeout_s: the idle
+    # clock ran while the server, not the client, owed the next move
+    app = create_app(model, ServeSettings(stream_idle_timeout_s=0.4))
+    engine = app.state.engine
+    explain = engine.explain_window
+
+    def slow(*args):
+        time.sleep(1.2)  # three idle timeouts
+        return explain(*args)
+
+    engine.explain_window = slow
+    with BackgroundServer(app) as server, open_stream(server) as ws:
+        start(ws, live=live, stride=T)
+        for f in frames[:T]:
+            ws.send(rgb(f))
+        msg = recv(ws)
+        assert msg["type"] == "window" and msg["frame_indices"] == list(range(T)), msg
+        # once the result is out, the client's turn: silence is idle again
+        msg = recv(ws)
+        assert msg["type"] == "error" and msg["fatal"] and msg["error"]["code"] == "idle", msg
+
+
 def test_fatal_errors_have_the_fields_of_every_other_error(model):
     # a fatal error (idle, busy, unauthorized, forbidden_origin) came with "frame_range": null,
     # a field the protocol gives only to a window's errors

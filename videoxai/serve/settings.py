@@ -32,7 +32,8 @@ class ServeSettings(BaseModel):
         max_queued_jobs: uploads waiting or running at once; more are refused with 503.
         max_jobs_kept: finished jobs whose results stay available; the oldest are deleted first.
         max_streams: concurrent WebSocket streams; more are refused with a ``busy`` error.
-        stream_idle_timeout_s: a stream that sends nothing for this long is closed, and one that
+        stream_idle_timeout_s: a stream that sends nothing for this long while none of its
+            windows is being explained or waits to be is closed, and one that
             has not read a message this long after it was sent is aborted (a ping after each
             message: :class:`~videoxai.serve.transport.WebSocketProtocol`).
         auth_timeout_s: with an ``api_key``, a stream that has sent no key (header or first

@@ -249,6 +249,8 @@ class StreamSession:
         self._windows = 0         # windows formed (explained or dropped)
         self._explained = 0
         self._dropped = 0
+        self._owed = 0            # windows handed to the runner whose result (or error) is not out yet
+        self._answered = 0.0      # monotonic time the runner last finished a window
         self._planner: WindowPlanner | None = None  # where windows start (shared with files and clips)
         self._size: tuple[int, int] | None = None
         self._buffer: deque[np.ndarray] = deque()
@@ -475,12 +477,14 @@ class StreamSession:
             await self._post(window, start)
 
     async def _post(self, window: _Window, start: StartMessage) -> None:
+        self._owed += 1
         if not start.live:
             # waits for the runner (back-pressure), still noticing a client that leaves
             await self._watching(self._mailbox.put(window))
         else:
             if self._mailbox.full():
                 stale: _Window = self._mailbox.get_nowait()
+                self._owed -= 1
                 self._dropped += 1
                 self._queue_nowait(DroppedMessage(windows=1, first_frame=stale.start,
                                                   last_frame=stale.start + len(stale.frames) - 1,
@@ -511,23 +515,30 @@ class StreamSession:
             window = await self._mailbox.get()
             if window is _END:
                 return
-            indices = list(range(window.start, window.start + len(window.frames)))
-            end = window.start + len(window.frames)
             try:
-                _, result, smoothed = await self.engine.call(
-                    self.engine.explain_window, window.frames, indices, window.index, spec, self._smoothing, None,
-                    self._cancel, WorkBudget(self.settings.max_forward_passes))
-            except Exception as e:
-                err = to_service_error(e)
-                if err.status >= 500:
-                    log.exception("explaining a stream window failed")
-                self._queue_nowait(ErrorMessage(fatal=False, error=err.info(),
-                                                frame_range=[window.start, end - 1]))
-                continue
-            self._explained += 1
-            latency = (time.monotonic() - window.arrived) * 1000.0
-            await self._queue(WindowMessage(**result.model_dump(), smoothed=smoothed, ts=window.ts,
-                                            latency_ms=latency, dropped_total=self._dropped))
+                await self._explain(window, spec)
+            finally:
+                self._owed -= 1
+                self._answered = time.monotonic()
+
+    async def _explain(self, window: _Window, spec: ExplainSpec) -> None:
+        """Explain one window and queue its result, or its non-fatal error."""
+        indices = list(range(window.start, window.start + len(window.frames)))
+        end = window.start + len(window.frames)
+        try:
+            _, result, smoothed = await self.engine.call(
+                self.engine.explain_window, window.frames, indices, window.index, spec, self._smoothing, None,
+                self._cancel, WorkBudget(self.settings.max_forward_passes))
+        except Exception as e:
+            err = to_service_error(e)
+            if err.status >= 500:
+                log.exception("explaining a stream window failed")
+            self._queue_nowait(ErrorMessage(fatal=False, error=err.info(), frame_range=[window.start, end - 1]))
+            return
+        self._explained += 1
+        latency = (time.monotonic() - window.arrived) * 1000.0
+        await self._queue(WindowMessage(**result.model_dump(), smoothed=smoothed, ts=window.ts,
+                                        latency_ms=latency, dropped_total=self._dropped))
 
     # -- I/O ---------------------------------------------------------------------------------------
     def _next_message(self) -> asyncio.Task:
@@ -548,19 +559,28 @@ class StreamSession:
         return msg
 
     async def _receive(self) -> dict:
-        """The next message; :class:`_Gone` on disconnect, :class:`_Fatal` when idle too long."""
+        """The next message; :class:`_Gone` on disconnect, :class:`_Fatal` when idle too long.
+
+        Idle is the client's silence while the server owes it nothing: the clock runs from this
+        wait or the last window's answer, whichever is later, and stops while a window is being
+        explained or waits to be (a client that paces itself by results waits for them, and a
+        window may take longer than the timeout)."""
         if self._ahead:
             msg = self._ahead.popleft()
             self._ahead_bytes -= _size(msg)
             return msg
-        task = self._next_message()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=self.settings.stream_idle_timeout_s)
-        except asyncio.TimeoutError:
-            raise _Fatal(ServiceError(408, "idle", f"no message for {self.settings.stream_idle_timeout_s:g} s"),
-                         CLOSE_POLICY) from None
-        except (WebSocketDisconnect, RuntimeError):
-            pass  # _take turns it into _Gone
+        task, since, timeout = self._next_message(), time.monotonic(), self.settings.stream_idle_timeout_s
+        while True:
+            left = timeout if self._owed else max(since, self._answered) + timeout - time.monotonic()
+            if left <= 0:
+                raise _Fatal(ServiceError(408, "idle", f"no message for {timeout:g} s"), CLOSE_POLICY)
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=left)
+                break
+            except asyncio.TimeoutError:
+                continue
+            except (WebSocketDisconnect, RuntimeError):
+                break  # _take turns it into _Gone
         return self._take(task)
 
     async def _watching(self, waiting):
