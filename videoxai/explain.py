@@ -294,19 +294,22 @@ def constant_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray) -> 
 
 
 def timeless_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray) -> str | None:
-    """The ``meta["warnings"]`` line for a map of one frame ``raw (1, h, w)`` spread over a clip
-    of several, whose per-frame scores ``temporal (T,)`` are therefore all equal, or ``None``.
+    """The ``meta["warnings"]`` line for a map ``raw (T', h, w)`` that is the same on every frame
+    and whose per-frame scores ``temporal (T,)`` are therefore all equal, or ``None``.
 
-    A CNN's feature map can have fewer frames than the clip down to one (r3d_18 and r2plus1d_18
-    stride time by 8: an 8-frame clip leaves one frame at ``layer4``), and a CAM of it is the same
-    map on every frame with uniform frame scores: it says where, not when, though the model's
-    output does depend on time.
+    It says where, not when, though the model's output may well depend on time: a CNN's feature
+    map can keep one frame of the clip (r3d_18 and r2plus1d_18 stride time by 8: an 8-frame clip
+    leaves one frame at ``layer4``), and an occlusion window as long as the clip hides every frame
+    at once. Uniform frame scores would otherwise read as "every frame matters equally".
     """
-    if raw.shape[0] != 1 or temporal.size < 2 or float(temporal.max() - temporal.min()) > 1e-6 * float(temporal.max()):
+    flat = float(temporal.max() - temporal.min()) <= 1e-6 * float(temporal.max())
+    if temporal.size < 2 or not flat or not np.allclose(raw, raw[:1], rtol=1e-6, atol=0):
         return None
-    return (f"the {method} map has one frame for the clip's {temporal.size}: it is the same on every frame and "
-            "its frame scores are all equal, so it says nothing about when (give the model a longer clip, "
-            "or explain a layer with more frames)")
+    why = (f"it has one frame for the clip's {temporal.size}" if raw.shape[0] == 1 else
+           "what the method varies covers every frame at once")
+    return (f"the {method} map is the same on every frame ({why}): its frame scores are all equal, so it says "
+            "nothing about when (give the model a longer clip, explain a layer with more frames, or vary "
+            "fewer frames at a time)")
 
 
 def finish_maps(attr: Attribution, model: VideoModel, num_frames: int, frame_size: tuple[int, int],
