@@ -242,8 +242,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     not read a message ``stream_idle_timeout_s`` after it was sent is aborted (read probes).
 
     A read probe is a ping sent after a message (one at a time; the next goes out when its pong
-    comes back, if more was sent meanwhile). TCP delivers in order and a WebSocket client answers
-    a ping when it reads it, so the pong proves that the peer read every message before the ping.
+    comes back, if more was sent meanwhile, with the deadline of the first message it covers). TCP
+    delivers in order and a WebSocket client answers a ping when it reads it, so the pong proves
+    that the peer read every message before the ping.
     Waiting for a write to block instead let a client that sends frames and reads no result keep
     its stream for as long as the kernel's socket buffers took to fill (about a minute).
     """
@@ -253,7 +254,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     _probe: bytes | None = None            # payload of the read probe awaiting its pong
     _probe_timer: asyncio.TimerHandle | None = None
     _probes = 0
-    _sent_since_probe = False
+    _unprobed_since: float | None = None   # loop time of the first message sent after the probe
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -276,30 +277,33 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if message["type"] == "websocket.send":
             if self._probe is None:
-                self._send_probe()
-            else:
-                self._sent_since_probe = True
+                self._send_probe(self.loop.time())
+            elif self._unprobed_since is None:
+                self._unprobed_since = self.loop.time()
 
-    def _send_probe(self) -> None:
+    def _send_probe(self, since: float) -> None:
+        """Ping the peer, which must answer within ``stream_idle_timeout_s`` of ``since`` (loop
+        time of the oldest message the ping covers)."""
         if self.settings is None or self.close_sent or self.transport.is_closing():
             return
         self._probes += 1
-        self._probe, self._sent_since_probe = b"videoxai-read-%d" % self._probes, False
+        self._probe, self._unprobed_since = b"videoxai-read-%d" % self._probes, None
         try:
             self.conn.send_ping(self._probe)
         except Exception:  # the connection is closing: nothing left to probe
             self._probe = None
             return
         self.transport.write(b"".join(self.conn.data_to_send()))
-        self._probe_timer = self.loop.call_later(self.settings.stream_idle_timeout_s, self._not_reading)
+        self._probe_timer = self.loop.call_at(since + self.settings.stream_idle_timeout_s, self._not_reading)
 
     def handle_pong(self, event) -> None:  # type: ignore[override]
         if self._probe is None or bytes(event.data) != self._probe:
             super().handle_pong(event)  # uvicorn's keep-alive
             return
+        since, self._unprobed_since = self._unprobed_since, None
         self._stop_probe()
-        if self._sent_since_probe:  # messages sent after that probe: ask again
-            self._send_probe()
+        if since is not None:  # messages sent after that probe: ask again about them
+            self._send_probe(since)
 
     def _stop_probe(self) -> None:
         self._probe = None
