@@ -598,6 +598,19 @@ def test_links_and_the_viewer_work_behind_a_proxy_that_serves_the_app_under_a_pr
         assert status.json()["links"]["status"] == f"/api/jobs/{status.json()['id']}"
 
 
+def test_the_stream_asked_over_http_behind_a_prefix_names_the_address_with_the_prefix(model):
+    """Behind a proxy serving the app under /vx, a plain GET of /vx/api/stream was told to connect
+    to ws://HOST:PORT/api/stream: outside the prefix, another site or a 404."""
+    from fastapi.testclient import TestClient
+
+    app = create_app(model, SETTINGS.model_copy(update={"allowed_hosts": ("testserver",)}))
+    with TestClient(app, root_path="/vx") as c:
+        r = c.get("/vx/api/stream")
+    assert r.status_code == 426 and r.json()["error"]["code"] == "websocket_required"
+    assert r.json()["error"]["message"].startswith("/vx/api/stream is a WebSocket endpoint: connect to "
+                                                   "ws://HOST:PORT/vx/api/stream ("), r.text
+
+
 def test_serve_takes_the_proxys_prefix_from_root_path(monkeypatch):
     """`videoxai serve` had no way to set the prefix the links above honour: --root-path reaches
     uvicorn's config (a trailing '/' as proxies write it dropped), and a value that is no URL path

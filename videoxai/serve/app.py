@@ -217,11 +217,13 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         return Response(status_code=204)
 
     @get("/api/stream", include_in_schema=False)
-    async def stream_over_http() -> None:
-        # a plain GET of the stream (curl, a browser's address bar) was a bare 404 'Not Found'
-        raise ServiceError(426, "websocket_required", "/api/stream is a WebSocket endpoint: connect to "
-                                                      "ws://HOST:PORT/api/stream (docs/protocol.md, section 4)",
-                           headers={"Upgrade": "websocket"})
+    async def stream_over_http(request: Request) -> None:
+        # a plain GET of the stream (curl, a browser's address bar) was a bare 404 'Not Found'; behind
+        # a proxy's prefix the address it names has the prefix too (/api/stream alone is not this app)
+        path = f"{_root_path(request)}/api/stream"
+        raise ServiceError(426, "websocket_required", f"{path} is a WebSocket endpoint: connect to "
+                                                      f"ws://HOST:PORT{path} (wss:// behind TLS; docs/protocol.md, "
+                                                      "section 4)", headers={"Upgrade": "websocket"})
 
     @app.websocket("/api/stream")
     async def stream(ws: WebSocket) -> None:
