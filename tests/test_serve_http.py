@@ -184,6 +184,19 @@ def test_merge_temporal_averages_overlapping_windows():
     np.testing.assert_allclose(scores, raw / raw.sum())
 
 
+def test_an_app_served_again_after_its_server_stopped_still_explains(model, videos):
+    """The first server's shutdown closed the app's model thread for good: served again (a
+    notebook's second BackgroundServer), every job and stream window failed with 'internal'."""
+    app = create_app(model, SETTINGS)
+    for _ in range(2):
+        with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+            status = wait(c, upload(c, videos["short"], overlay="false").json()["id"])
+            assert status["state"] == "done", status
+            ref = vx.explain(model, vx.read_video(videos["short"], num_frames=model.num_frames), method="staa")
+            window = c.get(f"/api/jobs/{status['id']}/result").json()["windows"][0]
+            np.testing.assert_allclose(window["temporal"], ref.temporal, atol=1e-5)
+
+
 def test_delete_job(client, videos):
     job = upload(client, videos["short"], overlay="false").json()
     wait(client, job["id"])

@@ -93,6 +93,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         # a second server on a work dir would take this one's running jobs for ones a crash left
         # behind (failing them, deleting their uploads): one server per work dir
         with nullcontext() if own_dir else work_dir_lock(root):
+            engine.start()  # the model thread, again if a previous server of this app closed it
             jobs = JobQueue(engine, settings, root, durable=not own_dir)
             jobs.start()
             app.state.jobs = jobs

@@ -96,6 +96,7 @@ class Engine:
         self.model = model.eval()
         self.default_method = default_method
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoxai-model")
+        self._closed = False
 
     # -- running on the model thread ---------------------------------------------------------
     async def call(self, fn: Callable[..., R], *args) -> R:
@@ -106,7 +107,16 @@ class Engine:
         """Run ``fn(*args)`` on the model thread and wait for it (from another thread)."""
         return self._executor.submit(fn, *args).result()
 
+    def start(self) -> None:
+        """A fresh model thread after :meth:`close` (before any call; the app's startup): an app
+        served again once its server stopped, a notebook's second ``BackgroundServer`` say, failed
+        every job and stream window with 'cannot schedule new futures after shutdown'."""
+        if self._closed:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoxai-model")
+            self._closed = False
+
     def close(self) -> None:
+        self._closed = True
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     # -- description ---------------------------------------------------------------------------
