@@ -313,8 +313,9 @@ def test_gradcam_layer_errors_name_the_valid_layers():
     # a network without any (T', H', W') output says what to do
     flat = vx.wrap(nn.Sequential(nn.Flatten(), nn.Linear(4 * 3 * 8 * 8, 2)), num_frames=4, input_size=8,
                    layout="BTCHW")
-    with pytest.raises(InputError, match="no layer of custom outputs a"):
+    with pytest.raises(UnsupportedModelError, match="^method 'gradcam' reads a layer with a .*: no layer of custom outputs a"):
         vx.explain(flat, np.zeros((4, 8, 8, 3), np.uint8), "gradcam")
+    assert not vx.methods.get("gradcam").supports(flat)  # videoxai methods --model and the evaluation runner
     assert _hooks(flat.net) == 0
 
 
@@ -339,10 +340,12 @@ def test_the_layer_search_does_not_return_a_transformers_patch_embedding():
     torch.manual_seed(0)
     clip = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
     vit = vx.wrap(_TinyVideoViT(), num_frames=4, input_size=16)
-    with pytest.raises(InputError, match=r"is 'embed', the patch embedding of a transformer: later layers "
+    with pytest.raises(UnsupportedModelError, match=r"is 'embed', the patch embedding of a transformer: later layers "
                                          r"\(block\.self_attn, .*\) carry its 32 cells as a token sequence"):
         vx.explain(vit, clip, "gradcam")
     assert _hooks(vit.net) == 0
+    # the search's refusal is the default layer's: a layer named by the caller is read
+    assert vx.explain(vit, clip, "gradcam", layer="embed").options["layer"] == "embed"
 
     def tokens(out):   # (B, 1 + 2·4·4, 16) → (B, 16, 2, 4, 4)
         return out[:, 1:].reshape(len(out), 2, 4, 4, 16).permute(0, 4, 1, 2, 3)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import videoxai as vx
-from videoxai.errors import InputError
+from videoxai.errors import InputError, UnsupportedModelError
 
 T, S, K = 4, 16, 3
 
@@ -58,7 +58,7 @@ def clip(t: int = T, seed: int = 0) -> torch.Tensor:
 def test_a_per_frame_cnns_grids_are_refused_naming_the_cam_reshape_that_lays_them_out_per_frame():
     net = PerFrameCNN()
     model = vx.wrap(net, num_frames=T, input_size=S, layout="BTCHW", mean=(0, 0, 0), std=(1, 1, 1))
-    with pytest.raises(InputError, match=r"per frame, \(B·T, C, h, w\) \(e.g. 'conv'\); wrap it with "
+    with pytest.raises(UnsupportedModelError, match=r"^method .gradcam. reads a layer .*per frame, \(B·T, C, h, w\) \(e.g. 'conv'\); wrap it with "
                                          r"vx.wrap\(..., cam_reshape='per_frame'\)"):
         vx.explain(model, clip(), "gradcam", target=0)
 
@@ -108,8 +108,8 @@ def test_torchscript_networks_are_explained_by_gradients_and_refused_by_cam_meth
         model = vx.wrap(scripted, num_frames=T, input_size=S, num_classes=K)
         np.testing.assert_allclose(vx.explain(model, clip(), "saliency", target=1).raw, expected, rtol=1e-4, atol=1e-7)
         # hooks do not run in TorchScript: the search found no layer, an explicit one a RuntimeError
-        for layer in (None, "features"):
-            with pytest.raises(InputError, match="TorchScript module"):
+        for layer, error in ((None, UnsupportedModelError), ("features", InputError)):
+            with pytest.raises(error, match="TorchScript module"):
                 vx.explain(model, clip(), "gradcam", target=1, layer=layer)
 
 
@@ -120,7 +120,7 @@ def test_a_scripted_submodule_is_skipped_by_the_layer_search_and_refused_as_a_la
     model = vx.wrap(net, num_frames=T, input_size=S, num_classes=K)
     with pytest.raises(InputError, match="'features' of custom is a TorchScript module"):
         vx.explain(model, clip(), "gradcam", target=0, layer="features")
-    with pytest.raises(InputError, match="no layer of custom outputs"):  # not register_forward_hook's error
+    with pytest.raises(UnsupportedModelError, match="no layer of custom outputs"):  # not register_forward_hook's error
         vx.explain(model, clip(), "gradcam", target=0)
 
 

@@ -188,7 +188,38 @@ class CAMMethod(Method):
     #: whether the variant needs the gradient at the layer (one backward pass from the logits)
     uses_gradients: ClassVar[bool] = True
 
+    @classmethod
+    def unsupported(cls, model: VideoModel) -> str | None:
+        # with the default layer, a network with no (T', H', W') grid to read (an MLP over the
+        # flattened clip, a per-frame 2D CNN, a TorchScript module) was said to be supported
+        # (``videoxai methods --model``, the evaluation runner's skip) and then refused inside
+        # vx.explain with an InputError. Only the search's own refusal counts: it comes after its
+        # forward pass (counted in ``passes``), and a network that fails to run (a wrong layout)
+        # keeps its own error, raised when the method is built
+        reason = super().unsupported(model)
+        if reason is not None or not isinstance(model, VideoModel) or model.cam_layer is not None:
+            return reason
+        if isinstance(model.net, torch.jit.ScriptModule):
+            try:
+                model.resolve_cam_layer(None)
+            except InputError as e:
+                return f"method {cls.name!r} reads a layer with a (T', H', W') grid: {e}"
+        ran = model.passes.forward
+        try:
+            model.resolve_cam_layer(None)
+        except InputError as e:
+            if model.passes.forward > ran:
+                return f"method {cls.name!r} reads a layer with a (T', H', W') grid: {e}"
+        return None
+
+    def unsupported_with_options(self, model: VideoModel) -> str | None:
+        # a named layer is checked by __init__ (an OptionError naming it), whatever the search finds
+        if getattr(self, "_layer_given", False):
+            return super(CAMMethod, type(self)).unsupported(model)
+        return self.unsupported(model)
+
     def __init__(self, model: VideoModel, layer: LayerOption) -> None:
+        self._layer_given = layer is not None  # read by unsupported_with_options, called by super().__init__
         super().__init__(model)
         self._found = layer is None and model.cam_layer is None   # located by a search, not named
         try:

@@ -106,7 +106,8 @@ class SaliencyTubes(CAMMethod):
         if model.token_grid is not None:
             return (f"method 'saliency_tubes' explains CNNs whose last feature map feeds a linear head "
                     f"through global pooling; {model.name} ({model.family}) is a transformer")
-        return super().unsupported(model)
+        # the kind only: the default layer is checked by _probe_head, a named one by __init__
+        return super(CAMMethod, cls).unsupported(model)
 
     def unsupported_with_options(self, model) -> str | None:
         # with a layer or classifier named, the probe of the default ones says nothing about them:
