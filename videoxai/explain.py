@@ -148,7 +148,8 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
         (:attr:`VideoModel.activation`); ``meta["weights"]`` says where the model's weights
         came from when the loader knows (``"random"`` with a ``meta["warnings"]`` line when they
         are untrained); ``meta["warnings"]`` also has a line when the map is constant (it ranks
-        nothing, :func:`constant_map_warning`).
+        nothing, :func:`constant_map_warning`) or the same on every frame (its frame scores are
+        all equal, :func:`timeless_map_warning`).
     """
     if not isinstance(model, VideoModel):
         raise InputError(f"vx.explain needs a model from vx.load_model or vx.wrap, got {type(model).__name__}")
