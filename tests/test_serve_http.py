@@ -302,6 +302,15 @@ def test_too_many_frames_and_pixels(client, videos):
     assert "256x128" in assert_error(upload(client, videos["wide"]), 413, "video_too_large")
 
 
+def test_an_unknown_method_is_told_the_methods_this_servers_model_takes(client, model, videos):
+    """The refusal listed every registered method, also those this model cannot take (stabn,
+    saliency_tubes for a TimeSformer): a client that picked one was refused again."""
+    message = assert_error(upload(client, videos["short"], method="no_such_method"), 400, "unknown_method")
+    offered = message.split("this server's model takes: ")[1].split(", ")
+    assert offered == client.get("/api/info").json()["methods"]
+    assert "stabn" not in offered and "staa" in offered
+
+
 @pytest.mark.parametrize("params, status, code", [
     ({"method": "no_such_method"}, 400, "unknown_method"),
     ({"options": "{not json"}, 400, "bad_request"),

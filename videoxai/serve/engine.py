@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..clip import Clip
 from ..core.refine import StreamSmoother
-from ..errors import InputError, VideoXAIError
+from ..errors import InputError, UnknownMethodError, VideoXAIError
 from ..explain import explain
 from ..explanation import Explanation
 from ..methods import available as available_methods
@@ -157,6 +157,11 @@ class Engine:
                 never anything else, so a client's mistake is never a 500.
         """
         name = method if method is not None else self.default_method  # "" names no method: refused
+        if name not in available_methods():
+            # the registry's list names every method, also those this model cannot take (a client
+            # that picked one from it was refused again, as unsupported): name the server's own
+            raise UnknownMethodError(f"unknown method {name!r}; this server's model takes: "
+                                     f"{', '.join(self.methods())}")
         cls = get_method(name)
         try:
             m = cls(self.model, **(options or {}))
