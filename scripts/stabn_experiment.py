@@ -45,13 +45,36 @@ RECORD = ROOT / "videoxai" / "assets" / "demo_stabn" / "experiment.json"
 CACHE = ROOT / "runs" / "stabn_experiment"
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2`` → ``(0, 1, 2)``; refused before the clips are made (a typo was a traceback
+    after them)."""
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: whole numbers separated by commas, e.g. 0,1,2") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: a seed twice")
+    return seeds
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 1")
+    return n
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="0,1,2", help="seeds, comma-separated (mean ± sd over them)")
-    ap.add_argument("--train-clips", type=int, default=4000, help="training clips (4000: as the bundled demo-stabn)")
-    ap.add_argument("--test-clips", type=int, default=1000)
-    ap.add_argument("--val-clips", type=int, default=400)
+    ap.add_argument("--seeds", type=_seeds, default=(0, 1, 2), help="seeds, comma-separated (mean ± sd over them)")
+    ap.add_argument("--train-clips", type=_positive, default=4000,
+                    help="training clips (4000: as the bundled demo-stabn)")
+    ap.add_argument("--test-clips", type=_positive, default=1000)
+    ap.add_argument("--val-clips", type=_positive, default=400)
     ap.add_argument("--train-epochs", type=int, default=3, help="start models' epochs (after the design's warm start)")
     ap.add_argument("--design", choices=sorted(DESIGNS), default="localising",
                     help="start models' ST-ABN design (localising: the bundled demo-stabn's; layer3: round 2's)")
@@ -104,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"best on validation: γ_t {best.gamma_t}, lr {best.finetune.lr}, epochs {best.finetune.epochs}")
         return {"tried": tried, "best": settings_dict(best)}
 
-    seeds = tuple(int(s) for s in args.seeds.split(","))
+    seeds = args.seeds
     if args.bases_only:
         for seed in seeds:
             base_model(splits, settings, seed, cache=args.cache)

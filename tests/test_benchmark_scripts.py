@@ -333,3 +333,20 @@ def test_stabn_experiment_keeps_its_start_models_in_the_checkout_whatever_the_cu
         module.main(["--help"])
     assert str(ROOT / "runs" / "stabn_experiment") in " ".join(capsys.readouterr().out.split())
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "0,a"], "argument --seeds: '0,a': whole numbers separated by commas"),
+    (["--seeds", "1,1"], "argument --seeds: '1,1': a seed twice"),
+    (["--train-clips", "0"], "argument --train-clips: '0': at least 1"),
+])
+def test_stabn_experiment_refuses_bad_arguments_before_it_makes_clips(monkeypatch, capsys, args, message):
+    """A typo in --seeds was a ValueError traceback once the 5 400 clips were made; --train-clips 0
+    an InputError traceback."""
+    spec = importlib.util.spec_from_file_location("stabn_experiment", ROOT / "scripts" / "stabn_experiment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "make_splits", lambda **k: pytest.fail("started before refusing"))
+    with pytest.raises(SystemExit):
+        module.main([*args, "--bases-only"])
+    assert message in capsys.readouterr().err
