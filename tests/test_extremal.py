@@ -468,6 +468,13 @@ def test_evidence_is_high_on_the_box_and_zero_without_signal(case):
     assert float(exp.meta["evidence_share"][0]) < 1e-6 and not exp.spatial.any()
     recipe = vx.explain(flat, clip, method="ep3d", target=0, areas=(0.02, 0.05), iterations=10, min_evidence=0)
     assert recipe.spatial.std() > 0
+    assert not recipe.meta.get("warnings")
+    # and the warning says that the evidence test left it blank, not only that the model's output
+    # "may not change", which on a trained model run for 2 iterations sent the user the wrong way
+    (line,) = exp.meta["warnings"]
+    assert line.startswith("the ep3d map is constant (0 everywhere, every frame 1/8)")
+    assert "its masks carry 0.0% of the target's probability, under min_evidence=0.1" in line
+    assert "10 iterations were too few" in line and "may not change" not in line
 
 
 @pytest.mark.parametrize("game", ["preserve", "delete"])

@@ -230,7 +230,8 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
     if model.activation != "softmax" or model.num_classes == 1:  # the score is not a softmax share
         meta["activation"] = "sigmoid" if model.activation == "softmax" else model.activation
     meta.update({k: _to_numpy(v) for k, v in (attr.extras or {}).items()})
-    flat = constant_map_warning(m.name, raw[0], temporal[0]) or timeless_map_warning(m.name, raw[0], temporal[0])
+    flat = (constant_map_warning(m.name, raw[0], temporal[0], m.blank_map_reason(attr.extras or {}))
+            or timeless_map_warning(m.name, raw[0], temporal[0]))
     if flat is not None:
         meta["warnings"] = [*meta.get("warnings", []), flat]
     return Explanation(spatial=spatial[0], temporal=temporal[0], target=tgt, label=model.labels[tgt],
@@ -275,13 +276,15 @@ def weights_meta(model: VideoModel) -> dict:
     return out
 
 
-def constant_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray) -> str | None:
+def constant_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray, why: str | None = None) -> str | None:
     """The ``meta["warnings"]`` line for a map that ranks nothing, or ``None``.
 
     A map equal everywhere (often 0: occlusion or temporal SHAP on a model whose output the
     perturbations do not move) with equal per-frame scores says nothing about where or when the
     evidence is, yet it renders and scores like any other; checked here, once for every method,
-    on the method's own map before refinement (relative tolerance 1e-6).
+    on the method's own map before refinement (relative tolerance 1e-6). ``why``: the method's
+    own reason (:meth:`~videoxai.methods.base.Method.blank_map_reason`), in place of the guess
+    that the model's output does not change.
     """
     def flat(a: np.ndarray) -> bool:
         hi, lo = float(a.max()), float(a.min())
@@ -289,9 +292,9 @@ def constant_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray) -> 
 
     if not (flat(raw) and flat(temporal)):
         return None
+    why = why or "the model's output may not change under what the method varies"
     return (f"the {method} map is constant ({float(raw.max()):.3g} everywhere, every frame 1/{temporal.size}): "
-            "it ranks no pixel or frame above another (the model's output may not change under "
-            "what the method varies)")
+            f"it ranks no pixel or frame above another ({why})")
 
 
 def timeless_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray) -> str | None:

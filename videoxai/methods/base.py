@@ -227,6 +227,12 @@ class Method(Configurable):
         """
         return None
 
+    def blank_map_reason(self, extras: dict) -> str | None:
+        """Why the map just made is constant, when the method itself decided so (``extras``: one
+        clip's :attr:`Attribution.extras`, batch of one), for ``meta["warnings"]``; ``None``:
+        the generic line of :func:`videoxai.explain.constant_map_warning`."""
+        return None
+
     # -- helpers for subclasses -----------------------------------------------------------------
     def resolve_target(self, target: Target, logits: torch.Tensor) -> torch.Tensor:
         """``(B,)`` long tensor of target classes; ``None`` → argmax of ``logits``."""

@@ -312,6 +312,17 @@ class ExtremalPerturbation(PerturbationMethod):
                                               "evidence_share": share.float(),
                                               "probability": last_p.float()})
 
+    def blank_map_reason(self, extras: dict) -> str | None:
+        # the evidence test blanked the map: the generic line blamed the model ("its output may
+        # not change"), where a run of a few iterations had simply not moved the masks yet
+        share = extras.get("evidence_share")
+        if self.min_evidence <= 0 or share is None or float(torch.as_tensor(share).reshape(-1)[0]) >= self.min_evidence:
+            return None
+        share = float(torch.as_tensor(share).reshape(-1)[0])
+        return (f"its masks carry {share:.1%} of the target's probability, under min_evidence="
+                f"{self.min_evidence:g}, so the map is left blank: the model gave them no signal, or "
+                f"{self.iterations} iterations were too few to find one; min_evidence=0 shows the masks as they are")
+
     def clip_areas(self, gen: MaskGenerator, t: int) -> tuple[float, ...]:
         """The areas optimised for a clip of ``t`` frames: those given, or for ``areas="auto"`` the
         ladder with every rung raised to at least :func:`smallest_area` (of the clip's volume; of
