@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
+from videoxai.errors import InputError  # noqa: E402
 from videoxai.stabn.experiment import (CONFOUNDS, Settings, base_model, choose_settings, make_splits,  # noqa: E402
                                        run, settings_dict, summary)
 from videoxai.stabn.designs import DESIGNS  # noqa: E402
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate")
     ap.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs")
     ap.add_argument("--choose", action="store_true", help="choose γ_t, lr and epochs on the validation split")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=_positive, default=2)
     ap.add_argument("--record", action="store_true", help=f"write the result to {RECORD.relative_to(ROOT)}")
     ap.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     ap.add_argument("--cache", type=Path, default=CACHE,
@@ -99,21 +100,28 @@ def main(argv: list[str] | None = None) -> dict:
                     help="how many confounds (videoxai.stabn.experiment.CONFOUNDS): 2 (default) or only the first")
     ap.add_argument("--bases-only", action="store_true", help="only train (and cache) the start models of --seeds")
     args = ap.parse_args(argv)
+    if args.gamma_t is not None and not args.gamma_t >= 0:  # a negative weight rewards missing the window
+        ap.error(f"argument --gamma-t: {args.gamma_t:g}: at least 0")
+    # the settings (TrainConfig checks lr and epochs) before the clips: a bad value was a traceback after them
+    try:
+        settings = Settings(design=args.design,
+                            train=TrainConfig.recipe("demo", epochs=args.train_epochs, batch_size=16),
+                            select=args.select, max_edits=args.max_edits, temporal_loss=args.temporal_loss)
+        ft = settings.finetune.to_dict()
+        if args.lr is not None:
+            ft["lr"] = args.lr
+        if args.epochs is not None:
+            ft["epochs"] = args.epochs
+        settings.finetune = TrainConfig(**ft)
+    except InputError as e:
+        ap.error(str(e))
+    if args.gamma_t is not None:
+        settings.gamma_t = args.gamma_t
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
 
     splits = make_splits(train=args.train_clips, val=args.val_clips, test=args.test_clips,
                          confounds=CONFOUNDS[:args.confounds])
-    settings = Settings(design=args.design, train=TrainConfig.recipe("demo", epochs=args.train_epochs, batch_size=16),
-                        select=args.select, max_edits=args.max_edits, temporal_loss=args.temporal_loss)
-    ft = settings.finetune.to_dict()
-    if args.lr is not None:
-        ft["lr"] = args.lr
-    if args.epochs is not None:
-        ft["epochs"] = args.epochs
-    settings.finetune = TrainConfig(**ft)
-    if args.gamma_t is not None:
-        settings.gamma_t = args.gamma_t
     shown = {k: f"{v.mean():.2f}" for k, v in splits.shown.items()}
     names = ", ".join(f"{c.colour} {c.shape} with {splits.train.label_names[c.label]!r}" for c in splits.confounds)
     print(f"confounds ({names} in training) shown in: {shown}", flush=True)

@@ -339,10 +339,15 @@ def test_stabn_experiment_keeps_its_start_models_in_the_checkout_whatever_the_cu
     (["--seeds", "0,a"], "argument --seeds: '0,a': whole numbers separated by commas"),
     (["--seeds", "1,1"], "argument --seeds: '1,1': a seed twice"),
     (["--train-clips", "0"], "argument --train-clips: '0': at least 1"),
+    (["--threads", "0"], "argument --threads: '0': at least 1"),
+    (["--epochs", "0"], "epochs must be a whole number ≥ 1, got 0"),
+    (["--lr", "-1"], "lr must be > 0, got -1.0"),
+    (["--gamma-t", "-1"], "argument --gamma-t: -1: at least 0"),
 ])
 def test_stabn_experiment_refuses_bad_arguments_before_it_makes_clips(monkeypatch, capsys, args, message):
-    """A typo in --seeds was a ValueError traceback once the 5 400 clips were made; --train-clips 0
-    an InputError traceback."""
+    """A typo in --seeds was a ValueError traceback once the 5 400 clips were made; --train-clips 0,
+    --epochs 0 or --lr -1 an InputError traceback, --threads 0 a RuntimeError one; a negative
+    --gamma-t ran (rewarding attention outside the window)."""
     spec = importlib.util.spec_from_file_location("stabn_experiment", ROOT / "scripts" / "stabn_experiment.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
