@@ -393,6 +393,25 @@ def test_a_client_waiting_for_a_slow_window_is_not_idle(model, frames, live):
         assert msg["type"] == "error" and msg["fatal"] and msg["error"]["code"] == "idle", msg
 
 
+def test_a_live_stream_client_whose_program_stops_taking_messages_is_told_why_it_was_dropped(model, frames):
+    # the server aborts a client that reads nothing for stream_idle_timeout_s; a live StreamClient
+    # whose program stopped taking messages (busy, at a breakpoint) while its frames went on was
+    # told only that "the server stopped, or the network failed"
+    app = create_app(model, ServeSettings(stream_idle_timeout_s=0.5))
+    many = np.concatenate([frames] * 30)  # 480 frames at 60 fps: 8 s
+    with BackgroundServer(app) as server:
+        client = StreamClient(server.url, stride=2, fps=60, frame_format="rgb", timeout=30)
+        messages = client.stream(iter(many))
+        assert next(messages)["type"] == "ready"
+        assert next(messages)["type"] in ("window", "dropped")  # frames go out from here on
+        # the websockets client reads 16 messages ahead, then nothing: the server lets it go
+        wait_until(lambda: app.state.slots.active == 0)
+        with pytest.raises(StreamError) as info:
+            for _ in messages:
+                pass
+    assert "or this program took no message from the stream for the server's 0.5 s" in str(info.value)
+
+
 def test_fatal_errors_have_the_fields_of_every_other_error(model):
     # a fatal error (idle, busy, unauthorized, forbidden_origin) came with "frame_range": null,
     # a field the protocol gives only to a window's errors

@@ -275,9 +275,13 @@ class StreamClient:
                                          "method can take longer: a larger timeout, videoxai stream --timeout, "
                                          "waits for it)") from None
         except ConnectionClosed as e:
-            if e.rcvd is None:  # no close frame: the server's process or the network went away
+            if e.rcvd is None:  # no close frame: the server's process or the network went away, or the
+                # server aborted a client that read nothing (its messages waited unread in this process)
+                idle = ((self.ready or {}).get("limits") or {}).get("stream_idle_timeout_s")
+                unread = (f", or this program took no message from the stream for the server's {idle:g} s "
+                          "(stream_idle_timeout_s)" if isinstance(idle, (int, float)) else "")
                 raise StreamError("closed", "the connection to the server was lost before the stream's 'end' (the "
-                                            "server stopped, or the network failed)") from None
+                                            f"server stopped, or the network failed{unread})") from None
             raise StreamError("closed", f"the server closed the stream (code {e.rcvd.code}) before its "
                                         "'end'") from None
         if not isinstance(text, str):
