@@ -615,6 +615,12 @@ def test_links_and_the_viewer_work_behind_a_proxy_that_serves_the_app_under_a_pr
         assert not [u for u in urls if u.startswith("/")], urls
         for u in ("static/viewer.css", "static/viewer.js", "api/info"):
             assert c.get(f"/vx/{u}").status_code == 200, u
+        # the page and its files keep their security headers under the prefix (they were matched
+        # against the path with the prefix in it: '/vx/' was no page)
+        for u in ("/vx/", "/vx/static/viewer.js"):
+            headers = c.get(u).headers
+            assert "frame-ancestors 'none'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY", u
+        assert "content-security-policy" not in c.get("/vx/api/info").headers
     with TestClient(app) as c:   # served at the root, as before
         status = c.post("/api/jobs", content=videos["short"].read_bytes(), headers={"content-type": "video/mp4"})
         assert status.json()["links"]["status"] == f"/api/jobs/{status.json()['id']}"

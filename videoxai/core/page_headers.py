@@ -41,7 +41,11 @@ class PageHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
+        path, root = scope.get("path", ""), scope.get("root_path", "") or ""
+        if root and path.startswith(root):
+            # served under a proxy's prefix (--root-path /vx) the path includes it, as ASGI says
+            # (uvicorn 0.55): '/vx/' was no page, and the viewer lost its policy and DENY
+            path = path[len(root):] or "/"
         page = path in self.pages or path.startswith("/static/")
         extra = [(b"x-content-type-options", b"nosniff")]
         if page:
