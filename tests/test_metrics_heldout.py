@@ -371,6 +371,23 @@ def test_bad_maps_are_one_clear_error(bad, message):
             build(spec)(model, x, bad, target=0, sample=sample)
 
 
+def test_a_target_is_a_class_index_or_a_class_name_as_vx_explain_takes_it():
+    # a name was int("dog"): a ValueError traceback; True and 1.5 were silently class 1
+    w = torch.randn(3, T, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.05
+    model = vx.wrap(Linear(w), num_frames=T, input_size=32, shortest_edge=32, layout="BTCHW", mean=(0, 0, 0),
+                    std=(1, 1, 1), labels=["cat", "dog", "eel"])
+    x, m = frames(), a_map()
+    metric = build("deletion(unit=frame)")
+    dog = metric(model, x, m, target=1).value
+    assert dog != metric(model, x, m, target=0).value
+    assert metric(model, x, m, target="dog").value == dog == metric(model, x, m, target="DOG").value
+    e = as_explanation(m, target=0)
+    assert metric(model, x, e, target="dog").value == metric(model, x, e, target=1).value != metric(model, x, e).value
+    for bad, message in ((True, "got True"), (1.5, "got 1.5"), ("dgo", "no class 'dgo'; close matches: 'dog'")):
+        with pytest.raises(InputError, match=message):
+            metric(model, x, m, target=bad)
+
+
 def test_a_clip_tensor_outside_0_1_is_refused_as_vx_explain_refuses_it():
     model = cropped_model()
     with pytest.raises(InputError, match=r"must lie in \[0, 1\], got values in \[0\.0\d+, 25\d\.?\d*\]; divide 0–255"):

@@ -163,7 +163,7 @@ class Metric(Configurable):
 
     # -- calling discipline ---------------------------------------------------------------------
     def __call__(self, model: VideoModel, clip: Clip | np.ndarray | torch.Tensor,
-                 explanation: Explanation | np.ndarray, target: int | None = None, *,
+                 explanation: Explanation | np.ndarray, target: int | str | None = None, *,
                  sample: Any = None, explain_fn: Callable[..., Explanation] | None = None) -> Score:
         """Score ``explanation`` of ``model`` on ``clip``.
 
@@ -174,7 +174,8 @@ class Metric(Configurable):
             explanation: an :class:`~videoxai.explanation.Explanation`, or a ``(T, H, W)``
                 non-negative map (its temporal scores are then its per-frame sums over the pixels
                 the model sees, as its frame units; give ``target``).
-            target: class whose probability is followed (default: ``explanation.target``).
+            target: class whose probability is followed, by index or name (default:
+                ``explanation.target``).
             sample: ground truth with ``masks (T, H, W)``, ``boxes (T, 4)`` and/or ``window``
                 (e.g. an :class:`~videoxai.data.datasets.EvalSample`), for localisation metrics.
             explain_fn: re-runs the explanation, for the metrics that do: called as
@@ -188,6 +189,8 @@ class Metric(Configurable):
             raise InputError(f"metric {self.name!r} needs a videoxai model (vx.load_model or vx.wrap), "
                              f"got {type(model).__name__}")
         x = as_pixels(clip, model.device)
+        # a class name, as vx.explain takes it; a bool or a float is refused, not truncated to a class
+        target = None if target is None else model.class_index(target)
         view = crop_mask(model.preprocess, (x.shape[3], x.shape[4])).numpy()
         exp = as_explanation(explanation, target, x.shape[1], model.num_classes, view)
         if tuple(exp.spatial.shape) != (x.shape[1], x.shape[3], x.shape[4]):
@@ -197,7 +200,7 @@ class Metric(Configurable):
                     if tuple(exp.spatial.shape[1:]) == tuple(model.preprocess.size) else "")
             raise InputError(f"explanation map {tuple(exp.spatial.shape)} does not match the clip's "
                              f"(T, H, W) = {(x.shape[1], x.shape[3], x.shape[4])}{hint}")
-        target = exp.target if target is None else int(target)
+        target = exp.target if target is None else target
         if not 0 <= target < model.num_classes:
             raise InputError(f"target {target} out of range for a model with {model.num_classes} classes")
         if "ground_truth" in self.requires or "window" in self.requires:
@@ -347,7 +350,7 @@ def build(spec: str | Metric, **options) -> Metric:
     return get(name)(**{**opts, **options})
 
 
-def evaluate(metric: str | Metric, model: VideoModel, clip, explanation, target: int | None = None, *,
+def evaluate(metric: str | Metric, model: VideoModel, clip, explanation, target: int | str | None = None, *,
              sample: Any = None, **options) -> Score:
     """Function form: ``evaluate("deletion", model, clip, exp, unit="frame")``."""
     return build(metric, **options)(model, clip, explanation, target, sample=sample)
