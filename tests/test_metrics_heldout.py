@@ -544,3 +544,28 @@ def test_randomisation_leaves_the_cuda_generators_alone(monkeypatch):
     again = as_explanation(a_map())
     score = build("randomisation(stages=2, seeds=1)")(model, x, exp, explain_fn=lambda m, target=0, clip=None: again)
     assert math.isfinite(score.value) and seeded == []
+
+
+class Conv3dNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv3d(3, 6, 3, padding=1), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3, 4)))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+def test_randomisation_of_a_torchscript_network_re_runs_a_gradient_method():
+    # the deep copy of a scripted network had non-leaf parameters: the saliency re-run on it failed
+    # freezing them ('you can only change requires_grad flags of leaf variables')
+    torch.manual_seed(0)
+    net = torch.jit.script(Conv3dNet().eval())
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    model = vx.wrap(net, num_frames=T, input_size=(20, 28), mean=(0.5,) * 3, std=(0.25,) * 3, num_classes=3)
+    clip = vx.Clip.from_array(np.random.default_rng(0).random((T, 21, 29, 3)).astype(np.float32))
+    exp = vx.explain(model, clip, method="saliency")
+    score = build("randomisation(stages=2, seeds=1)")(model, clip, exp)
+    assert -1 <= score.value < 0.9 and score.details["first_module_per_stage"] == ["fc", "conv"]
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.is_leaf and p.requires_grad for p in net.parameters())

@@ -65,7 +65,14 @@ def reinitialise(module: nn.Module, seed: int) -> None:
 
 def cascade(model: VideoModel, stages: int | None, seed: int):
     """Yield ``(stage, names, randomised_copy)``: one deep copy, randomised further at each stage."""
-    work = copy.deepcopy(model)
+    # copied outside autograd: a TorchScript module's deep copy clones its parameters as graph
+    # nodes (not leaves), which a gradient method re-run on the copy cannot freeze (RuntimeError
+    # 'you can only change requires_grad flags of leaf variables'); each flag is then put back
+    with torch.no_grad():
+        work = copy.deepcopy(model)
+    flags = {n: p.requires_grad for n, p in model.net.named_parameters()}
+    for n, p in work.net.named_parameters():
+        p.requires_grad_(flags.get(n, p.requires_grad))
     mods = parameter_modules(work.net)
     if not mods:
         raise InputError(f"{model.name} has no parameters to randomise")
