@@ -196,6 +196,24 @@ def _layer_tensors(model, x, target, layer="layer4"):
     return store["a"].detach(), store["a"].grad
 
 
+def test_a_network_without_a_grid_is_searched_once_not_on_every_supports_call():
+    # the search remembered a layer it found but not its refusal: `videoxai methods --model`,
+    # the evaluation runner and the service ask supports() of each CAM method, and each call ran
+    # the search's forward pass again on a network that has no (T', H', W') grid
+    flat = vx.wrap(nn.Sequential(nn.Flatten(), nn.Linear(4 * 3 * 8 * 8, 2)), num_frames=4, input_size=8,
+                   layout="BTCHW")
+    runs = []
+    flat.net.register_forward_pre_hook(lambda *_: runs.append(1))
+    for method in CAM_METHODS * 2:
+        assert not get(method).supports(flat)
+    assert len(runs) == flat.passes.forward == 1
+    with pytest.raises(UnsupportedModelError, match="no layer of custom outputs a"):
+        get("gradcam")(flat).attribute(torch.rand(1, 4, 3, 8, 8))
+    assert len(runs) == 1
+    # a working view of the model (vx.explain's) shares the refusal
+    assert not get("gradcam").supports(flat.at_model_size()) and len(runs) == 1
+
+
 class InPlaceAfterLayer(nn.Module):
     """The head reads ``conv + 1``, added in place to the conv's output after the layer returned it."""
 

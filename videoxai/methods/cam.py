@@ -46,6 +46,7 @@ from ..core.align import align_time
 from ..core.token_layout import token_frames_on_input, token_maps_on_input
 from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
+from ..models.cam_layer import NoCamLayerError
 from ..options import OptionError
 from .base import Attribution, Method, Target
 from .gradients import check_pixels, frozen_parameters
@@ -193,22 +194,18 @@ class CAMMethod(Method):
         # with the default layer, a network with no (T', H', W') grid to read (an MLP over the
         # flattened clip, a per-frame 2D CNN, a TorchScript module) was said to be supported
         # (``videoxai methods --model``, the evaluation runner's skip) and then refused inside
-        # vx.explain with an InputError. Only the search's own refusal counts: it comes after its
-        # forward pass (counted in ``passes``), and a network that fails to run (a wrong layout)
-        # keeps its own error, raised when the method is built
+        # vx.explain with an InputError. Only the search's own refusal counts (NoCamLayerError,
+        # remembered by the model: no forward pass on the next call), and a network that fails to
+        # run (a wrong layout) keeps its own error, raised when the method is built
         reason = super().unsupported(model)
         if reason is not None or not isinstance(model, VideoModel) or model.cam_layer is not None:
             return reason
-        if isinstance(model.net, torch.jit.ScriptModule):
-            try:
-                model.resolve_cam_layer(None)
-            except InputError as e:
-                return f"method {cls.name!r} reads a layer with a (T', H', W') grid: {e}"
-        ran = model.passes.forward
         try:
             model.resolve_cam_layer(None)
+        except NoCamLayerError as e:
+            return f"method {cls.name!r} reads a layer with a (T', H', W') grid: {e}"
         except InputError as e:
-            if model.passes.forward > ran:
+            if isinstance(model.net, torch.jit.ScriptModule):
                 return f"method {cls.name!r} reads a layer with a (T', H', W') grid: {e}"
         return None
 

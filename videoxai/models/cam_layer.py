@@ -17,6 +17,11 @@ from torch import nn
 from ..errors import InputError
 
 
+class NoCamLayerError(InputError):
+    """The layer search's refusal: the network has no layer with a ``(T', H', W')`` grid that it
+    can read (or only a patch embedding, or per-frame grids). Its message says what to give instead."""
+
+
 class CamLayerMixin:
     """The CAM-layer methods of :class:`~videoxai.models.base.VideoModel`.
 
@@ -62,10 +67,14 @@ class CamLayerMixin:
         :attr:`cam_reshape` (or nothing) makes a ``(B, C, T', H', W')`` volume with more than one
         cell in its grid wins. A container finishes after its last child, so a conv block is
         preferred to its last ReLU. The pass runs in eval mode (:meth:`inference`); the hooks are
-        removed afterwards, also when the forward raises; the search runs once per model.
+        removed afterwards, also when the forward raises; the search runs once per model, and so does
+        its refusal (:class:`NoCamLayerError`): ``supports()`` of every CAM method asks for the layer,
+        and a network without one ran the search's forward pass again on every call.
         """
         if "layer" in self._located_cam_layer:
             return self._located_cam_layer["layer"]
+        if "refused" in self._located_cam_layer:
+            raise NoCamLayerError(self._located_cam_layer["refused"])
         # (name, is a grid, the output itself, its version): the output is held until the search
         # ends, so that no two outputs can share storage and `is` tells a block's output from its
         # last child's; the version tells them apart when the block changed that child's output in
@@ -97,6 +106,18 @@ class CamLayerMixin:
             finally:
                 for h in handles:
                     h.remove()
+        try:
+            name = self._choose_cam_layer(found, modules)
+        except NoCamLayerError as e:
+            # remembered, as a found layer is: a network that fails to *run* (above) is not
+            self._located_cam_layer["refused"] = str(e)
+            raise
+        self._located_cam_layer["layer"] = name
+        return name
+
+    def _choose_cam_layer(self, found: list, modules: dict[str, nn.Module]) -> str:
+        """The layer :meth:`locate_cam_layer` returns, from the outputs its forward pass recorded
+        (``found``, in the order the modules finished), or :class:`NoCamLayerError`."""
         runs: dict[str, int] = {}
         for name, *_ in found:
             runs[name] = runs.get(name, 0) + 1
@@ -109,11 +130,10 @@ class CamLayerMixin:
                 name = max(blocks, key=lambda n: n.count("."))
                 if self.cam_reshape is None:
                     self._refuse_a_patch_embedding(name, found, i)
-                self._located_cam_layer["layer"] = name
                 return name
         if self.cam_reshape is None:
             self._refuse_per_frame_grids(found)
-        raise InputError(f"no layer of {self.name} outputs a (B, C, T', H', W') grid; pass layer=<name> "
+        raise NoCamLayerError(f"no layer of {self.name} outputs a (B, C, T', H', W') grid; pass layer=<name> "
                          "(and vx.wrap(..., cam_reshape=fn) for token or channels-last outputs)")
 
     def _refuse_per_frame_grids(self, found: list) -> None:
@@ -124,7 +144,7 @@ class CamLayerMixin:
         folded = [n for n, _, out, _ in found if isinstance(out, torch.Tensor) and out.ndim == 4
                   and out.is_floating_point() and out.shape[0] == self.num_frames and math.prod(out.shape[2:]) > 1]
         if folded:
-            raise InputError(
+            raise NoCamLayerError(
                 f"the last grids of {self.name} are per frame, (B·T, C, h, w) (e.g. {folded[-1]!r}); wrap it with "
                 "vx.wrap(..., cam_reshape='per_frame') to lay them out as (B, C, T, h, w), or pass "
                 "layer=<name> with a cam_reshape of your own")
@@ -158,7 +178,7 @@ class CamLayerMixin:
         tokens = [n for n, _, out, _ in found[i + 1:] if isinstance(out, torch.Tensor) and out.ndim == 3
                   and cells <= out.shape[1] <= cells + 8]   # the cells, and a few prefix tokens (CLS)
         if tokens:
-            raise InputError(
+            raise NoCamLayerError(
                 f"the only layer of {self.name} with a (T', H', W') grid is {name!r}, the patch embedding of "
                 f"a transformer: later layers ({', '.join(tokens[:3])}{', …' if len(tokens) > 3 else ''}) carry "
                 f"its {cells} cells as a token sequence (B, N, C); pass layer=<a late block> and "
