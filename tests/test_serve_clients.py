@@ -39,7 +39,7 @@ from videoxai.errors import InputError  # noqa: E402
 from videoxai.serve.client import StreamClient, StreamError, encode_frame, stream_frame  # noqa: E402
 from videoxai.serve.jobs import RESULT_NAME, UPLOAD_NAME  # noqa: E402
 from videoxai.serve.protocol import FrameHeader, JobResult, ModelInfo, ReadyMessage, ServiceError  # noqa: E402
-from videoxai.serve.stream import decode_frame  # noqa: E402
+from videoxai.serve.frames import decode_frame  # noqa: E402
 
 
 @pytest.fixture(scope="module")

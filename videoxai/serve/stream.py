@@ -14,9 +14,9 @@ newer window replaces a waiting one, and the client is told which frames were sk
 cannot wait, so stale windows are dropped and results stay current). For a *file* stream
 (``live: false``) the receiver waits for the mailbox to empty and TCP flow control slows the
 client to the model's pace; nothing is dropped. While it waits it still reads ahead what the
-client has sent, up to :data:`READ_AHEAD_BYTES` (far more than a client that follows the
-protocol has in flight), so that a client that leaves is noticed at once and its slot freed,
-whatever the model is busy with. A session holds at most ``window`` frames plus that read-ahead,
+client has sent, up to :data:`~.stream_connection.READ_AHEAD_BYTES` (far more than a client
+that follows the protocol has in flight), so that a client that leaves is noticed at once and
+its slot freed, whatever the model is busy with. A session holds at most ``window`` frames plus that read-ahead,
 one window in flight, one waiting and a bounded outgoing queue.
 
 Whichever part sees the client go (the receiver reads a close, the sender fails to write, or the
@@ -34,92 +34,29 @@ client does, only its own session is affected.
 
 from __future__ import annotations
 
+
 import asyncio
-import hmac
-import io
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
-from contextlib import contextmanager
+from collections import deque
 from dataclasses import dataclass
-from typing import Iterator
-from urllib.parse import urlsplit
 
 import numpy as np
-from pydantic import BaseModel
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket
 
 from ..data.windows import WindowPlanner
 from ..work import WorkBudget
+from .access import AuthWaiters, StreamSlots, authorised, origin_allowed
 from .engine import Engine, ExplainSpec, Smoothing, check_batch
-from .protocol import (DroppedMessage, EndAck, EndMessage, ErrorInfo, ErrorMessage, FrameHeader, ReadyMessage,
-                       ServiceError, StartMessage, WindowMessage, loads_json, parse_client_text,
-                       to_service_error, unpack_frame)
+from .frames import decode_frame
+from .protocol import (DroppedMessage, EndAck, EndMessage, ErrorInfo, ErrorMessage, ReadyMessage, ServiceError,
+                       StartMessage, WindowMessage, loads_json, parse_client_text, to_service_error, unpack_frame)
 from .settings import ServeSettings
+from .stream_connection import (ABORT_ON_CLOSE, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_LATER,
+                                StreamConnection, _Fatal, _Gone, _size)
 
 log = logging.getLogger("videoxai.serve")
-
-#: WebSocket close codes (RFC 6455 §7.4.1)
-CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1000, 1008, 1009, 1011, 1013
-
-#: outgoing messages a session may queue before its runner waits for the client to read
-OUTGOING_QUEUE = 32
-
-#: bytes / messages a file stream reads ahead while the model is busy (beyond: TCP back-pressure)
-READ_AHEAD_BYTES = 16 * 2**20
-READ_AHEAD_MESSAGES = 1024
-
-
-#: ASGI scope key a session sets to have the transport abort its connection as soon as the app
-#: is done with it, instead of waiting for the peer's close (:class:`~.transport.WebSocketProtocol`)
-ABORT_ON_CLOSE = "videoxai.abort_on_close"
-
-
-class AuthWaiters:
-    """Sessions still waiting for their API key, oldest first (event-loop only, so no lock).
-
-    They hold no stream slot, but each holds a connection, which uvicorn's ``limit_concurrency``
-    counts: without a bound, a few hundred sockets that never authenticate made every HTTP request
-    get 503. Beyond ``limit`` the oldest is told to give up: a client that has the key sends it in
-    its first message, so only sockets that say nothing stay long enough to be displaced.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._waiting: OrderedDict[object, asyncio.Event] = OrderedDict()
-
-    @contextmanager
-    def waiting(self, session: object) -> Iterator[asyncio.Event]:
-        """Register ``session`` while it waits; the event is set when a newer one displaces it."""
-        displaced = asyncio.Event()
-        self._waiting[session] = displaced
-        while len(self._waiting) > self.limit:
-            _, oldest = self._waiting.popitem(last=False)
-            oldest.set()
-        try:
-            yield displaced
-        finally:
-            self._waiting.pop(session, None)
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-
-class StreamSlots:
-    """Counts live sessions against ``max_streams`` (event-loop only, so no lock)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.active = limit, 0
-
-    def try_acquire(self) -> bool:
-        if self.active >= self.limit:
-            return False
-        self.active += 1
-        return True
-
-    def release(self) -> None:
-        self.active = max(0, self.active - 1)
 
 
 @dataclass
@@ -132,137 +69,27 @@ class _Window:
 
 
 _END = object()
-_CLOSE = object()
 
 
-class _Gone(Exception):
-    """The client disconnected."""
-
-
-class _Fatal(Exception):
-    """End the session with an error message and a close code."""
-
-    def __init__(self, error: ServiceError, close_code: int) -> None:
-        super().__init__(error.message)
-        self.error, self.close_code = error, close_code
-
-
-#: the EXIF tag of a frame's orientation (1: stored upright)
-_ORIENTATION = 0x0112
-
-#: Pillow's modes of a 16-bit grey image ("I": older Pillow's for a 16-bit grey PNG)
-_SIXTEEN_BIT_GREY = frozenset({"I;16", "I;16B", "I;16L", "I"})
-
-
-def decode_frame(header: FrameHeader, payload: memoryview, settings: ServeSettings) -> np.ndarray:
-    """A frame message's pixels as ``(H, W, 3)`` uint8, within the server's resolution limits."""
-    if header.format == "rgb":
-        if header.width is None or header.height is None:
-            raise ServiceError(400, "bad_frame", "raw 'rgb' frames need width and height in the header")
-        _check_size(header.width, header.height, settings)
-        need = header.width * header.height * 3
-        if len(payload) != need:
-            raise ServiceError(400, "bad_frame", f"a {header.width}x{header.height} rgb frame has {need} bytes, "
-                                                 f"got {len(payload)}")
-        return np.frombuffer(payload, dtype=np.uint8).reshape(header.height, header.width, 3)
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    fmt = {"jpeg": "JPEG", "png": "PNG"}[header.format]
-    try:
-        with Image.open(io.BytesIO(payload), formats=[fmt]) as stored:
-            # the size is in the image header: check it before decoding a single pixel (a
-            # rotation keeps the pixel count and the longer side)
-            _check_size(stored.width, stored.height, settings)
-            # a phone stores its frames as the sensor reads them, with an EXIF Orientation tag
-            # that browsers and viewers honour: explained as stored, the frame was sideways
-            # (transposed only where tagged: exif_transpose copies even an upright frame)
-            im = ImageOps.exif_transpose(stored) if stored.getexif().get(_ORIENTATION, 1) != 1 else stored
-            if (header.width, header.height) not in ((None, None), (im.width, im.height),
-                                                     (stored.width, stored.height)):
-                raise ServiceError(400, "bad_frame", f"the header says {header.width}x{header.height} but the "
-                                                     f"{header.format} image is {im.width}x{im.height}")
-            if im.mode in _SIXTEEN_BIT_GREY:
-                # 16-bit grey PNG (depth, thermal, medical cameras): Pillow's convert("RGB") clips
-                # at 255 instead of scaling, so all but the darkest 1/256 of the range was white
-                grey = np.rint(np.asarray(im, dtype=np.float32) / 257.0).clip(0, 255).astype(np.uint8)
-                rgb = np.repeat(grey[..., None], 3, axis=2)
-            else:
-                rgb = np.asarray(im.convert("RGB"))
-    except ServiceError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ServiceError(400, "bad_frame", f"cannot decode the {header.format} frame: {e}") from None
-    return rgb
-
-
-def _check_size(width: int, height: int, settings: ServeSettings) -> None:
-    if max(width, height) > settings.max_side or width * height > settings.max_pixels:
-        raise ServiceError(413, "frame_too_large",
-                           f"frame {width}x{height} exceeds the server's limit ({settings.max_pixels} pixels, "
-                           f"{settings.max_side} per side)")
-
-
-def origin_allowed(settings: ServeSettings, origin: str | None, host: str | None) -> bool:
-    """Whether a WebSocket's (or an upload's) ``Origin`` may use this server: no Origin (not a browser), the
-    server's own (same host and port as the ``Host`` header), or one of ``allowed_origins``.
-
-    Browsers let any page open a WebSocket to any address, cookies and all; without this check
-    a page on another site could drive a server on the visitor's own machine.
-    """
-    if not origin:
-        return True
-    if origin in settings.allowed_origins or "*" in settings.allowed_origins:
-        return True
-    try:
-        netloc = urlsplit(origin).netloc
-    except ValueError:
-        return False
-    return bool(host) and netloc.lower() == host.lower()
-
-
-def authorised(settings: ServeSettings, header_key: str | None, authorization: str | None,
-               query_key: str | None = None) -> bool:
-    """Whether a request carries the server's API key (always true when none is set)."""
-    if settings.api_key is None:
-        return True
-    given = header_key or query_key
-    if given is None and authorization and authorization.lower().startswith("bearer "):
-        given = authorization[7:].strip()
-    return given is not None and hmac.compare_digest(given.encode(), settings.api_key.encode())
-
-
-def _size(msg: dict) -> int:
-    return len(msg.get("bytes") or b"") + len(msg.get("text") or "")
-
-
-class StreamSession:
+class StreamSession(StreamConnection):
     """Serves one WebSocket client (see the module docstring)."""
 
     def __init__(self, ws: WebSocket, engine: Engine, settings: ServeSettings, slots: StreamSlots,
                  auth: AuthWaiters | None = None) -> None:
-        self.ws, self.engine, self.settings, self.slots = ws, engine, settings, slots
+        super().__init__(ws, settings)
+        self.engine, self.slots = engine, slots
         self.auth = auth if auth is not None else AuthWaiters(settings.max_pending_connections)
-        self._out: asyncio.Queue = asyncio.Queue(maxsize=OUTGOING_QUEUE)
         self._mailbox: asyncio.Queue = asyncio.Queue(maxsize=1)
         self._frames = 0          # frames accepted
         self._windows = 0         # windows formed (explained or dropped)
         self._explained = 0
         self._dropped = 0
-        self._owed = 0            # windows handed to the runner whose result (or error) is not out yet
-        self._answered = 0.0      # monotonic time the runner last finished a window
         self._planner: WindowPlanner | None = None  # where windows start (shared with files and clips)
         self._size: tuple[int, int] | None = None
         self._buffer: deque[np.ndarray] = deque()
         self._last_ts: float | None = None
         self._smoothing: Smoothing | None = None
-        self._main: asyncio.Task | None = None
-        self._recv_task: asyncio.Task | None = None   # a receive started early (read-ahead)
-        self._ahead: deque[dict] = deque()            # messages read ahead while the model was busy
-        self._ahead_bytes = 0
         self._cancel = threading.Event()              # stops this session's explanation in flight
-        self._client_gone = False                     # the sender saw the client leave or stall
-        self._closing = False
 
     # -- entry point -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -539,125 +366,3 @@ class StreamSession:
         latency = (time.monotonic() - window.arrived) * 1000.0
         await self._queue(WindowMessage(**result.model_dump(), smoothed=smoothed, ts=window.ts,
                                         latency_ms=latency, dropped_total=self._dropped))
-
-    # -- I/O ---------------------------------------------------------------------------------------
-    def _next_message(self) -> asyncio.Task:
-        """The task receiving the client's next message (started once, awaited until it is done)."""
-        if self._recv_task is None:
-            self._recv_task = asyncio.ensure_future(self.ws.receive())
-        return self._recv_task
-
-    def _take(self, task: asyncio.Task) -> dict:
-        """The message of a finished receive; :class:`_Gone` on disconnect."""
-        self._recv_task = None
-        try:
-            msg = task.result()
-        except (WebSocketDisconnect, RuntimeError):
-            raise _Gone() from None
-        if msg["type"] == "websocket.disconnect":
-            raise _Gone()
-        return msg
-
-    async def _receive(self) -> dict:
-        """The next message; :class:`_Gone` on disconnect, :class:`_Fatal` when idle too long.
-
-        Idle is the client's silence while the server owes it nothing: the clock runs from this
-        wait or the last window's answer, whichever is later, and stops while a window is being
-        explained or waits to be (a client that paces itself by results waits for them, and a
-        window may take longer than the timeout)."""
-        if self._ahead:
-            msg = self._ahead.popleft()
-            self._ahead_bytes -= _size(msg)
-            return msg
-        task, since, timeout = self._next_message(), time.monotonic(), self.settings.stream_idle_timeout_s
-        while True:
-            left = timeout if self._owed else max(since, self._answered) + timeout - time.monotonic()
-            if left <= 0:
-                raise _Fatal(ServiceError(408, "idle", f"no message for {timeout:g} s"), CLOSE_POLICY)
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=left)
-                break
-            except asyncio.TimeoutError:
-                continue
-            except (WebSocketDisconnect, RuntimeError):
-                break  # _take turns it into _Gone
-        return self._take(task)
-
-    async def _watching(self, waiting):
-        """Await ``waiting`` (the model's pace) while reading ahead what the client sends meanwhile,
-        so that a client that leaves is noticed at once (:class:`_Gone`) whatever the model is
-        doing. Past :data:`READ_AHEAD_BYTES` / :data:`READ_AHEAD_MESSAGES` reading stops and TCP
-        slows the client; a client that leaves then is noticed when a send to it fails.
-        """
-        task = asyncio.ensure_future(waiting)
-        try:
-            while not task.done():
-                if self._ahead_bytes >= READ_AHEAD_BYTES or len(self._ahead) >= READ_AHEAD_MESSAGES:
-                    await task
-                    break
-                incoming = self._next_message()
-                await asyncio.wait({task, incoming}, return_when=asyncio.FIRST_COMPLETED)
-                if incoming.done():
-                    msg = self._take(incoming)
-                    self._ahead.append(msg)
-                    self._ahead_bytes += _size(msg)
-            return task.result()
-        finally:
-            if not task.done():
-                task.cancel()
-
-    async def _queue(self, message: BaseModel) -> None:
-        """Queue a message, waiting while the client is behind on reading."""
-        await self._out.put(message.model_dump_json(exclude_none=True))
-
-    def _queue_nowait(self, message: BaseModel) -> None:
-        """Queue an advisory message; skipped when the client is not reading anyway."""
-        try:
-            self._out.put_nowait(message.model_dump_json(exclude_none=True))
-        except asyncio.QueueFull:
-            pass
-
-    def _error(self, err: ServiceError) -> None:
-        self._queue_nowait(ErrorMessage(fatal=False, error=err.info()))
-
-    async def _send_loop(self) -> None:
-        """Write queued messages. A client that stops reading for the idle timeout, or whose
-        connection fails, ends the whole session (its receiver may be blocked on the runner,
-        which may be blocked on this queue: nobody else would notice)."""
-        while True:
-            item = await self._out.get()
-            if item is _CLOSE:
-                return
-            try:
-                await asyncio.wait_for(self.ws.send_text(item), timeout=self.settings.stream_idle_timeout_s)
-            except Exception:  # timed out (not reading) or disconnected
-                self._client_gone = True
-                if self._main is not None and not self._closing:
-                    self._main.cancel()
-                return
-
-    async def _stop_sender(self, sender: asyncio.Task) -> None:
-        try:
-            self._out.put_nowait(_CLOSE)
-        except asyncio.QueueFull:
-            sender.cancel()
-        try:
-            await asyncio.wait_for(sender, timeout=5.0)
-        except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
-            sender.cancel()
-
-    async def _close_with(self, error: ServiceError, code: int) -> None:
-        try:
-            message = ErrorMessage(fatal=True, error=error.info()).model_dump_json(exclude_none=True)
-            await asyncio.wait_for(self.ws.send_text(message), timeout=5.0)
-        except Exception:
-            pass
-        await self._close(code)
-
-    async def _close(self, code: int) -> None:
-        if self.ws.application_state == WebSocketState.DISCONNECTED:
-            return
-        try:
-            await asyncio.wait_for(self.ws.close(code), timeout=5.0)
-        except Exception:  # already closed by the client, or it does not read
-            pass

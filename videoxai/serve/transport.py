@@ -15,7 +15,8 @@ connection whose peer stops reading:
   gracefully, which waits for the write buffer to drain: with a peer that never reads, forever.
   :class:`WebSocketProtocol` aborts (RST) a connection that is still open a few seconds after the
   app has finished with it, or at once when the app marks its scope with
-  :data:`~.stream.ABORT_ON_CLOSE` (a stream that never authenticated: nothing to be polite to).
+  :data:`~.stream_connection.ABORT_ON_CLOSE` (a stream that never authenticated: nothing to be
+  polite to).
   Nor does a stream wait for its writes to block before it notices a peer that reads nothing:
   the kernel's buffers hold minutes of small results. After each message it sends, it pings the
   peer; a pong comes back only once the peer has read everything before the ping, and a peer
@@ -46,7 +47,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from .settings import ServeSettings
-from .stream import ABORT_ON_CLOSE
+from .stream_connection import ABORT_ON_CLOSE
 
 log = logging.getLogger("videoxai.serve")
 

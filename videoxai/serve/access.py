@@ -1,0 +1,90 @@
+"""Who may use the server: the ``Origin`` and API-key checks, shared by the HTTP routes
+(:mod:`.app`) and the WebSocket stream (:mod:`.stream`) so that both let clients in by the same
+rules, and the bounds on streams open at once and on sockets still waiting for their key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from .settings import ServeSettings
+
+
+def origin_allowed(settings: ServeSettings, origin: str | None, host: str | None) -> bool:
+    """Whether a WebSocket's (or an upload's) ``Origin`` may use this server: no Origin (not a browser), the
+    server's own (same host and port as the ``Host`` header), or one of ``allowed_origins``.
+
+    Browsers let any page open a WebSocket to any address, cookies and all; without this check
+    a page on another site could drive a server on the visitor's own machine.
+    """
+    if not origin:
+        return True
+    if origin in settings.allowed_origins or "*" in settings.allowed_origins:
+        return True
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return False
+    return bool(host) and netloc.lower() == host.lower()
+
+
+def authorised(settings: ServeSettings, header_key: str | None, authorization: str | None,
+               query_key: str | None = None) -> bool:
+    """Whether a request carries the server's API key (always true when none is set)."""
+    if settings.api_key is None:
+        return True
+    given = header_key or query_key
+    if given is None and authorization and authorization.lower().startswith("bearer "):
+        given = authorization[7:].strip()
+    return given is not None and hmac.compare_digest(given.encode(), settings.api_key.encode())
+
+
+class AuthWaiters:
+    """Sessions still waiting for their API key, oldest first (event-loop only, so no lock).
+
+    They hold no stream slot, but each holds a connection, which uvicorn's ``limit_concurrency``
+    counts: without a bound, a few hundred sockets that never authenticate made every HTTP request
+    get 503. Beyond ``limit`` the oldest is told to give up: a client that has the key sends it in
+    its first message, so only sockets that say nothing stay long enough to be displaced.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._waiting: OrderedDict[object, asyncio.Event] = OrderedDict()
+
+    @contextmanager
+    def waiting(self, session: object) -> Iterator[asyncio.Event]:
+        """Register ``session`` while it waits; the event is set when a newer one displaces it."""
+        displaced = asyncio.Event()
+        self._waiting[session] = displaced
+        while len(self._waiting) > self.limit:
+            _, oldest = self._waiting.popitem(last=False)
+            oldest.set()
+        try:
+            yield displaced
+        finally:
+            self._waiting.pop(session, None)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+
+class StreamSlots:
+    """Counts live sessions against ``max_streams`` (event-loop only, so no lock)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.active = limit, 0
+
+    def try_acquire(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        self.active = max(0, self.active - 1)
