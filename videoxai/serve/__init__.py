@@ -5,7 +5,8 @@
 in :mod:`videoxai.serve.protocol` and ``docs/protocol.md``.
 """
 
-from .app import BackgroundServer, create_app, uvicorn_config
+from .app import create_app
+from .server import BackgroundServer, uvicorn_config
 from .settings import ServeSettings
 
 __all__ = ["create_app", "uvicorn_config", "BackgroundServer", "ServeSettings"]

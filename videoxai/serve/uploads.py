@@ -1,0 +1,110 @@
+"""An upload received into a job's folder, and its query and form fields read as a job request.
+
+The body is checked while it arrives: past the size limit it is refused at once, and a client
+that stalls or trickles (holding a connection for as long as it likes) is cut off, rather than
+any of it being buffered in memory first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from .protocol import JobRequest, ServiceError, loads_json
+from .settings import ServeSettings
+
+
+async def _limited(request: Request, settings: ServeSettings) -> AsyncIterator[bytes]:
+    """The request body, failing with 413 as soon as it exceeds the upload limit, and with 408
+    when the client sends nothing for ``body_timeout_s`` or, after that long, averages less than
+    ``min_upload_rate`` (a stalled or trickling upload holds a connection)."""
+    size = 0
+    chunks = request.stream().__aiter__()
+    loop = asyncio.get_running_loop()
+    began, grace, rate = loop.time(), settings.body_timeout_s, settings.min_upload_rate
+
+    def too_slow() -> ServiceError:
+        return ServiceError(408, "timeout", f"the upload is too slow: {size} bytes in {loop.time() - began:.0f} s; "
+                                            f"the server takes uploads of at least {rate:g} bytes/s",
+                            headers={"Connection": "close"})
+
+    while True:
+        # the next byte is due within body_timeout_s, and by the time the average rate needs it (a
+        # moment at least, to take what has arrived already)
+        due = max(0.05, began + grace + size / rate - loop.time()) if rate > 0 else grace
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=min(grace, due))
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            if due < grace:
+                raise too_slow() from None
+            raise ServiceError(408, "timeout", f"the upload stalled: no data for {settings.body_timeout_s:g} s",
+                               headers={"Connection": "close"}) from None
+        size += len(chunk)
+        if rate > 0 and size < rate * (loop.time() - began - grace):  # bytes that come, but too few
+            raise too_slow()
+        if size > settings.max_upload_bytes:
+            raise _too_big(settings)
+        yield chunk
+
+
+def _too_big(settings: ServeSettings) -> ServiceError:
+    return ServiceError(413, "upload_too_large", f"the upload exceeds the server's limit of "
+                                                 f"{settings.max_upload_mb:g} MiB")
+
+
+async def _receive_upload(request: Request, dest: Path, settings: ServeSettings) -> dict[str, str]:
+    """Write the uploaded video to ``dest``; return the job's parameters (query + form fields)."""
+    params = dict(request.query_params)
+    body = _limited(request, settings)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        try:
+            form = await MultiPartParser(request.headers, body, max_files=1, max_fields=32,
+                                         max_part_size=64 * 1024).parse()
+        except MultiPartException as e:
+            raise ServiceError(400, "bad_upload", f"malformed multipart upload: {e.message}") from None
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise ServiceError(400, "bad_upload", "the multipart upload has no 'file' field")
+            with dest.open("wb") as out:
+                await asyncio.to_thread(shutil.copyfileobj, upload.file, out, 1 << 20)
+            params.update({k: v for k, v in form.multi_items() if isinstance(v, str)})
+        finally:
+            await form.close()
+    else:
+        with dest.open("wb") as out:
+            async for chunk in body:
+                out.write(chunk)
+    if dest.stat().st_size == 0:
+        raise ServiceError(400, "bad_upload", "the upload is empty")
+    return params
+
+
+def _job_request(params: dict[str, str]) -> JobRequest:
+    """Query/form strings → a validated :class:`JobRequest`."""
+    data: dict[str, Any] = {k: v for k, v in params.items() if k != "api_key"}
+    if "options" in data:
+        data["options"] = loads_json(data["options"], "options")
+        if not isinstance(data["options"], dict):
+            raise ServiceError(400, "bad_request", "options must be a JSON object, e.g. {\"n_samples\": 500}")
+    if "maps" in data:
+        data["maps"] = [m.strip() for m in data["maps"].split(",") if m.strip()]
+    try:
+        req = JobRequest.model_validate(data)
+    except ValidationError as e:
+        parts = [f"{'.'.join(map(str, err['loc'])) or 'request'}: {err['msg']}" for err in e.errors()[:3]]
+        raise ServiceError(422, "bad_request", "; ".join(parts)) from None
+    if req.stride is not None and req.sampling != "windows":
+        # one window sampled over the whole video has no stride: it would be ignored silently
+        raise ServiceError(422, "bad_request", f"stride applies to sampling=windows (sliding windows), not "
+                                               f"sampling={req.sampling}; drop it or add sampling=windows")
+    return req
