@@ -274,6 +274,30 @@ def test_model_is_left_untouched(case):
     assert not model.training
 
 
+@pytest.mark.parametrize("method,opts,chosen", [
+    # the preset's iterations and the sizes scaled to a 16-px grid (the recipe's 7 px at 112 → 1)
+    ("ep2d", {"min_evidence": 0}, {"iterations": 150, "game": "dual", "lr": 0.1, "keep": 0.9, "step": 1,
+                                   "sigma": 11 * 16 / 112, "weighting": "score"}),
+    # STEP's kernel: half the clip's frames, the recipe's 11 px scaled and kept odd (≥ 3)
+    ("step", {"min_evidence": 0, "iterations": 3}, {"kernel_frames": 2, "kernel_size": 3, "tubes": "kernel"}),
+])
+@pytest.mark.usefixtures("one_thread")  # 300 tiny optimisation steps: a second thread only adds waiting
+def test_options_left_to_the_preset_and_the_clip_are_recorded_and_replay_the_map(method, opts, chosen):
+    # Explanation.options said None for iterations, areas, step, the kernel...: not what was run
+    model = vx.wrap(BoxEvidence(window=(1, 3)), num_frames=4, input_size=16, num_classes=2,
+                    mean=(0, 0, 0), std=(1, 1, 1))
+    clip = np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32)
+    exp = vx.explain(model, clip, method=method, target=0, **opts)
+    resolved = exp.meta["resolved_options"]
+    assert {k: resolved[k] for k in chosen} == chosen
+    assert set(resolved) == {k for k, v in exp.options.items() if v is None}
+    assert all(0 < a < 1 for a in resolved["areas"]) and resolved["areas"] == sorted(resolved["areas"])
+    again = vx.explain(model, clip, method=method, target=0, **opts, **resolved)
+    assert exp.raw.max() > 0
+    np.testing.assert_array_equal(again.raw, exp.raw)
+    assert "resolved_options" not in again.meta
+
+
 def test_short_clips_and_bad_options_raise_clear_errors(case):
     model, clip, _ = case
     x = clip.to_tensor()

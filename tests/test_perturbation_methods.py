@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import warnings
 
@@ -440,6 +441,43 @@ def test_random_methods_are_deterministic_under_a_seed(box_case, method, opts):
     torch.testing.assert_close(a, b)
     if method != "shap_temporal":                                          # its map is per frame only
         assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("method,opts,chosen", [
+    ("occlusion", {"strides": (4, 16, 16)}, {"window": [2, 8, 8]}),          # T/4 × h/4 × w/4
+    ("occlusion", {"window": (4, 16, 16)}, {"strides": [2, 8, 8]}),          # half the window
+    ("rise", {"n_samples": 20}, {"cells": [4, 7, 7]}),
+    ("lime", {"n_samples": 20, "superpixels": "frame"}, {"n_segments": 48}),
+    ("shap_temporal", {"max_exact_players": 2, "n_samples": 2}, {"n_segments": 8}),
+])
+def test_options_chosen_from_the_clip_are_recorded_and_replay_the_map(box_case, tmp_path, method, opts, chosen):
+    # Explanation.options said None for them: what was run could not be read back
+    from videoxai.viz.report import _options
+
+    model, clip, _ = box_case
+    exp = vx.explain(model, clip, method=method, target=0, **opts)
+    resolved = exp.meta["resolved_options"]
+    assert {k: resolved[k] for k in chosen} == chosen
+    # exactly the options recorded as left to the method, and only those
+    assert set(resolved) == {k for k, v in exp.options.items() if v is None or v == "auto"}
+    assert all(exp.options[k] in (None, "auto") for k in resolved)        # options stay the spec as given
+    again = vx.explain(model, clip, method=method, target=0, **opts, **resolved)
+    np.testing.assert_array_equal(again.raw, exp.raw)
+    assert "resolved_options" not in again.meta                           # nothing left to choose
+    assert vx.Explanation.load(exp.save(tmp_path / "e.npz")).meta["resolved_options"] == resolved
+    key = next(iter(chosen))
+    assert f"<th>{key}</th><td><code>None</code> → <code>{json.dumps(chosen[key])}</code>" in _options(exp)
+
+
+def test_lime_records_the_smoothing_auto_chose(box_case):
+    model, _, _ = box_case
+    grainy = np.clip(0.5 + 0.1 * np.random.default_rng(0).standard_normal((T, S, S, 3)), 0, 1).astype(np.float32)
+    exp = vx.explain(model, grainy, method="lime", target=0, n_samples=20)
+    sigma = exp.meta["resolved_options"]["smoothing"]
+    assert sigma in (1.0, 2.0)                     # the plain cut of grain collapses: auto smoothed it
+    again = vx.explain(model, grainy, method="lime", target=0, n_samples=20, smoothing=sigma)
+    np.testing.assert_array_equal(again.raw, exp.raw)
+    assert again.meta["resolved_options"] == {"n_segments": exp.meta["resolved_options"]["n_segments"]}
 
 
 def test_batch_of_clips_equals_clips_one_by_one(box_case):

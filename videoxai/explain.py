@@ -15,7 +15,7 @@ from .core.align import align_time, to_frames
 from .core.refine import Refine
 from .cost import CostMeter
 from .errors import InputError
-from .explanation import Explanation
+from .explanation import Explanation, _plain
 from .methods import get as get_method
 from .methods.base import Attribution, Method
 from .models.base import VideoModel
@@ -143,7 +143,10 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
         An :class:`~videoxai.explanation.Explanation` whose ``spatial`` is ``(T, H, W)`` at the
         clip's original size and ``temporal`` is ``(T,)`` summing to 1. ``meta["working_frame"]``
         is the ``(h, w)`` the method worked at; ``meta["spec"]`` is the canonical spec that
-        makes the same explanation again (:func:`explanation_spec`); ``meta["activation"]`` (``"sigmoid"``
+        makes the same explanation again (:func:`explanation_spec`); ``meta["resolved_options"]``
+        is what the method chose from the clip for options left to it (``None`` or ``"auto"`` in
+        ``options``: an occlusion window, LIME's superpixels, an extremal preset's iterations),
+        ``{option: value}``, which given explicitly make the same map; ``meta["activation"]`` (``"sigmoid"``
         or ``"none"``) says how the score was made when it is not a softmax
         (:attr:`VideoModel.activation`); ``meta["weights"]`` says where the model's weights
         came from when the loader knows (``"random"`` with a ``meta["warnings"]`` line when they
@@ -229,8 +232,15 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
     meta.update(weights_meta(model))
     if model.activation != "softmax" or model.num_classes == 1:  # the score is not a softmax share
         meta["activation"] = "sigmoid" if model.activation == "softmax" else model.activation
-    meta.update({k: _to_numpy(v) for k, v in (attr.extras or {}).items()})
-    flat = (constant_map_warning(m.name, raw[0], temporal[0], m.blank_map_reason(attr.extras or {}))
+    extras = dict(attr.extras or {})
+    # what the method chose from the clip for the options left to it (an occlusion window, an
+    # extremal preset's iterations): ``options`` keeps the spec as given (replayable on clips of
+    # another size), this says what was run; plain JSON, so it reads the same after save/load
+    resolved = extras.pop("resolved_options", None)
+    if resolved and resolved[0]:
+        meta["resolved_options"] = _plain(resolved[0])
+    meta.update({k: _to_numpy(v) for k, v in extras.items()})
+    flat = (constant_map_warning(m.name, raw[0], temporal[0], m.blank_map_reason(extras))
             or timeless_map_warning(m.name, raw[0], temporal[0]))
     if flat is not None:
         meta["warnings"] = [*meta.get("warnings", []), flat]

@@ -32,7 +32,7 @@ from typing import Annotated, Literal
 from ..options import Opt, OptionError
 from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod
-from .segments import superpixels
+from .segments import slic_segments
 
 
 def weighted_ridge(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
@@ -153,9 +153,9 @@ class LIME(PerturbationMethod):
         t = canvas.num_frames
         self.check_segments(t, canvas.grid)
         n_seg = self.n_segments or (48 if self.superpixels == "frame" else 12 * t)
-        labels = superpixels(canvas.to_grid(canvas.pixels)[0], n_seg, mode=self.superpixels,
-                             compactness=self.compactness, smoothing=self.smoothing
-                             ).to(canvas.pixels.device)  # (T, h, w)
+        labels, sigma = slic_segments(canvas.to_grid(canvas.pixels)[0], n_seg, mode=self.superpixels,
+                                      compactness=self.compactness, smoothing=self.smoothing)
+        labels = labels.to(canvas.pixels.device)                                      # (T, h, w)
         n_features = int(labels.max()) + 1
         z = torch.randint(0, 2, (self.n_samples, n_features), generator=generator).bool()
         z[0] = True
@@ -173,4 +173,5 @@ class LIME(PerturbationMethod):
         beta, _, r2 = weighted_ridge(zf, y, weights, self.alpha)
         maps = beta.clamp_min(0).float()[labels]                                      # (T, h, w)
         return ClipResult(maps=maps, extras={"surrogate_r2": r2.float(),
-                                             "n_features": torch.tensor(n_features)})
+                                             "n_features": torch.tensor(n_features)},
+                          resolved={"n_segments": n_seg, "smoothing": sigma})

@@ -56,21 +56,21 @@ class Occlusion(PerturbationMethod):
         self._setup(batch_size=batch_size, output=output, baseline=baseline)
         self.window, self.strides = window, strides
 
-    def _starts(self, t: int, h: int, w: int) -> tuple[tuple[int, int, int], list[list[int]]]:
-        """The box on a ``t × h × w`` grid and its start positions along each axis."""
+    def _starts(self, t: int, h: int, w: int) -> tuple[tuple[int, int, int], tuple[int, int, int], list[list[int]]]:
+        """The box and its strides on a ``t × h × w`` grid, and its start positions along each axis."""
         window = self.window or (max(1, t // 4), max(1, h // 4), max(1, w // 4))
         check_fits(self._owner(), "window", "window", window, (t, h, w))
         strides = self.strides or tuple(max(1, k // 2) for k in window)
-        return window, [window_starts(n, k, s) for n, k, s in zip((t, h, w), window, strides)]
+        return window, strides, [window_starts(n, k, s) for n, k, s in zip((t, h, w), window, strides)]
 
     def forward_passes(self, num_frames: int) -> int:
         # counted, not listed: window 1 / stride 1 on a large grid has millions of positions
-        _, starts = self._starts(num_frames, *self.model.input_size)
+        *_, starts = self._starts(num_frames, *self.model.input_size)
         return math.prod(len(s) for s in starts) + 2
 
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t, (h, w) = canvas.num_frames, canvas.grid
-        window, starts = self._starts(t, h, w)
+        window, strides, starts = self._starts(t, h, w)
         positions = list(itertools.product(*starts))
         kt, kh, kw = window
         device = canvas.pixels.device
@@ -96,4 +96,5 @@ class Occlusion(PerturbationMethod):
         for d, (a, b, c) in zip(drops, positions):
             total[a:a + kt, b:b + kh, c:c + kw] += d
             count[a:a + kt, b:b + kh, c:c + kw] += 1
-        return ClipResult(maps=(total / count.clamp_min(1)).clamp_min(0))
+        return ClipResult(maps=(total / count.clamp_min(1)).clamp_min(0),
+                          resolved={"window": window, "strides": strides})

@@ -141,11 +141,15 @@ class ClipResult:
         maps: non-negative ``(T', h, w)``.
         temporal: optional non-negative ``(T,)`` per-frame scores.
         extras: fixed-shape per-clip arrays (stacked over the batch into ``Attribution.extras``).
+        resolved: the values the method chose for this clip for options it was given as ``None``
+            or ``"auto"`` (an occlusion window, a number of superpixels, an extremal preset's
+            iterations), ``{option: value}``: given explicitly, they make the same map.
     """
 
     maps: torch.Tensor
     temporal: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    resolved: dict = field(default_factory=dict)
 
 
 class PerturbationMethod(Method):
@@ -156,7 +160,10 @@ class PerturbationMethod(Method):
     ``(B, T, 3, H, W)`` and returns ``maps (B, T', h, w)``, non-negative: ``(B, T, h, w)`` on the
     model's input grid ``h × w`` with ``space="crop"``, or for a temporal method
     (``shap_temporal``) ``(B, T, 1, 1)`` with ``space="frame"``; ``temporal (B, T)`` where the
-    method has its own, and per-clip ``extras`` stacked over the batch.
+    method has its own, and per-clip ``extras`` stacked over the batch, with
+    ``extras["resolved_options"]``: a list of each clip's :attr:`ClipResult.resolved`, those of
+    the options left to the method (``None``, ``"auto"``) that were chosen from the clip
+    (:func:`videoxai.explain` keeps it as ``meta["resolved_options"]``).
     """
 
     #: which pixels a map's grid covers (see :class:`~videoxai.methods.base.Attribution`)
@@ -201,8 +208,15 @@ class PerturbationMethod(Method):
             temporal = torch.stack([r.temporal for r in results]).clamp_min(0)
         extras = {k: torch.stack([torch.as_tensor(r.extras[k]) for r in results])
                   for k in results[0].extras}
+        extras["resolved_options"] = [self._left_to_us(r.resolved) for r in results]
         return Attribution(maps=maps, space=self.space, target=target, logits=logits,
                            temporal=temporal, time_align="repeat", extras=extras or None)
+
+    def _left_to_us(self, resolved: dict) -> dict:
+        """``resolved`` without the options the caller gave a value of their own: what was run
+        for the options recorded as ``None`` or ``"auto"`` in :attr:`options`."""
+        return {k: v for k, v in resolved.items()
+                if k in self.options and (self.options[k] is None or self.options[k] == "auto")}
 
     def baseline(self, canvas: Canvas) -> torch.Tensor:
         """The pixel-space baseline clip ``(1, T, 3, H', W')`` of ``canvas``."""

@@ -109,4 +109,4 @@ class RISE(PerturbationMethod):
             m = upsample_masks(grids[sl], shifts[sl], (t, h, w))
             sal += torch.einsum("n,nthw->thw", s[sl], m)
         sal /= self.n_samples * self.p_keep
-        return ClipResult(maps=sal.clamp_min(0))
+        return ClipResult(maps=sal.clamp_min(0), resolved={"cells": cells})

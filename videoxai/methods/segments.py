@@ -66,6 +66,15 @@ def superpixels(frames: torch.Tensor, n_segments: int, *, mode: str = "frame",
 
     Labels are consecutive from 0 across the whole clip, so they index a feature vector.
     """
+    return slic_segments(frames, n_segments, mode=mode, compactness=compactness,
+                         temporal_spacing=temporal_spacing, smoothing=smoothing)[0]
+
+
+def slic_segments(frames: torch.Tensor, n_segments: int, *, mode: str = "frame",
+                  compactness: float = 10.0, temporal_spacing: float = 1.0,
+                  smoothing: float | str = "auto") -> tuple[torch.Tensor, float]:
+    """:func:`superpixels`, and the smoothing σ it cut them with: ``(labels (T, h, w), σ)``
+    (``"auto"``'s choice, so that a record of the run can give it explicitly)."""
     if mode not in ("frame", "clip"):
         raise InputError(f"superpixel mode must be 'frame' or 'clip', got {mode!r}")
     if n_segments < 1:
@@ -84,9 +93,10 @@ def superpixels(frames: torch.Tensor, n_segments: int, *, mode: str = "frame",
             # beyond the frame already blurs it to one colour, leaving SLIC nothing to cut
             raise InputError(f"smoothing σ {smoothing:g} px is larger than the frames SLIC cuts "
                              f"({img.shape[2]}x{img.shape[1]} px): it would blur each to one colour")
-        labels = _slic(img, n_segments, mode, compactness, temporal_spacing, float(smoothing))
+        sigma = float(smoothing)
+        labels = _slic(img, n_segments, mode, compactness, temporal_spacing, sigma)
     _, consecutive = np.unique(labels, return_inverse=True)
-    return torch.from_numpy(consecutive.reshape(labels.shape).astype(np.int64))
+    return torch.from_numpy(consecutive.reshape(labels.shape).astype(np.int64)), sigma
 
 
 def _slic(img: np.ndarray, n_segments: int, mode: str, compactness: float, temporal_spacing: float,

@@ -156,7 +156,8 @@ class TemporalSHAP(PerturbationMethod):
         return ClipResult(maps=temporal[:, None, None], temporal=temporal,
                           extras={"segment_values": phi.float(), "segments": bounds,
                                   "frame_values": frame_values.float(),
-                                  "value_full": v_full.float(), "value_empty": v_empty.float()})
+                                  "value_full": v_full.float(), "value_empty": v_empty.float()},
+                          resolved={"n_segments": n})
 
     def _orders(self, n: int, generator: torch.Generator) -> torch.Tensor:
         if self.antithetic:

@@ -257,7 +257,7 @@ def _options(e: Explanation) -> str:
     spec = (e.meta or {}).get("spec")
     # the one line that makes this explanation again: vx.explain(model, clip, spec), evaluate --methods
     again = (f'<div class="section-label">Spec</div><p><code>{esc(spec)}</code></p>' if spec else "")
-    return again + options_table(e.options)
+    return again + options_table(e.options, (e.meta or {}).get("resolved_options"))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -127,11 +127,19 @@ def original_caption(clip: Clip) -> str:
     return Path(clip.source).name if clip.source else f"{clip.num_frames} frames"
 
 
-def options_table(options: Mapping) -> str:
-    """A method's options as a table (nothing when it has none)."""
+def options_table(options: Mapping, resolved: Mapping | None = None) -> str:
+    """A method's options as a table (nothing when it has none); an option left to the method
+    (``None``, ``"auto"``) shows what was run beside it, from ``resolved``
+    (``Explanation.meta["resolved_options"]``): ``None → [2, 8, 8]``."""
     if not options:
         return ""
-    body = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(fmt(v))}</code></td></tr>" for k, v in options.items())
+    resolved = resolved if isinstance(resolved, Mapping) else {}
+
+    def value(k, v) -> str:
+        text = f"<code>{esc(fmt(v))}</code>"
+        return text if k not in resolved else f"{text} → <code>{esc(fmt(resolved[k]))}</code>"
+
+    body = "".join(f"<tr><th>{esc(k)}</th><td>{value(k, v)}</td></tr>" for k, v in options.items())
     return f'<div class="section-label">Options</div><table>{body}</table>'
 
 

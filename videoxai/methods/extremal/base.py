@@ -194,6 +194,11 @@ class ExtremalPerturbation(PerturbationMethod):
     def check_clip(self, t: int, padded: tuple[int, int]) -> None:
         """Raise :class:`InputError` if a clip of ``t`` frames cannot be explained."""
 
+    def resolved_geometry(self, t: int) -> dict:
+        """A variant's own options as run on a clip of ``t`` frames (after :meth:`check_clip`),
+        for :attr:`ClipResult.resolved`."""
+        return {}
+
     # -- the optimisation ------------------------------------------------------------------------
     def size(self, key: str, side: int) -> float:
         v = self.sizes.get(key)
@@ -305,12 +310,18 @@ class ExtremalPerturbation(PerturbationMethod):
         # the area is the share of voxels the mask keeps (≥ ½), its mean is reported beside it
         padded = padded.reshape(n_areas, -1)
         reached = (padded >= 0.5).float().mean(1)
+        resolved = {"areas": list(clip_areas), "keep": self.keep, "iterations": self.iterations,
+                    "game": self.game, "lr": self.lr, "min_evidence": self.min_evidence,
+                    "weighting": self.weighting, "max_blur": self.size("max_blur", side), "step": step,
+                    "sigma": self.size("sigma", side), "final_sigma": self.size("final_sigma", side),
+                    **self.resolved_geometry(t)}
         return ClipResult(maps=total, extras={"areas": areas.float(), "area_reached": reached,
                                               "area_mean": padded.mean(1).float(),
                                               "area_chosen": areas[chosen].float(),
                                               "evidence": evidence[chosen].float(),
                                               "evidence_share": share.float(),
-                                              "probability": last_p.float()})
+                                              "probability": last_p.float()},
+                          resolved=resolved)
 
     def blank_map_reason(self, extras: dict) -> str | None:
         # the evidence test blanked the map: the generic line blamed the model ("its output may

@@ -90,12 +90,22 @@ class STEP(ExtremalPerturbation):
         self.smooth_norm = smooth_norm or geometry["smooth_norm"]
         self._kernel: torch.Tensor | None = None
 
-    def check_clip(self, t: int, padded: tuple[int, int]) -> None:
+    def kernel_shape_for(self, t: int) -> tuple[int, int]:
+        """``(K_t, k)``: the L_K kernel's frames and side for a clip of ``t`` frames."""
         side = min(self.model.input_size)
         kt = self.kernel_frames or max(1, t // 2)
         # the recipe's 11 px at 112 px, scaled and kept odd: an even size puts no grid point on
         # the ellipsoid's axis, which leaves its first and last frames empty
         k = self.kernel_size or max(3, 2 * round((_REF["kernel_size"] * side / _REF_SIDE - 1) / 2) + 1)
+        return kt, k
+
+    def resolved_geometry(self, t: int) -> dict:
+        kt, k = self.kernel_shape_for(t)
+        return {"kernel_frames": kt, "kernel_size": k, "kernel_grid": self.kernel_grid, "tubes": self.tubes,
+                "smooth_norm": self.smooth_norm}
+
+    def check_clip(self, t: int, padded: tuple[int, int]) -> None:
+        kt, k = self.kernel_shape_for(t)
         check_fits(self._owner(), "kernel_frames / kernel_size", "L_K kernel", (kt, k, k), (t, *padded))
         self._kernel = ellipsoid_kernel(kt, k, k, self.kernel_shape, self.kernel_grid)
         if self._kernel.sum() == 0:
