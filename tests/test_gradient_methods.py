@@ -169,6 +169,62 @@ def test_saliency_tubes_refuses_a_head_that_is_not_gap_linear():
         get("saliency_tubes")(model).attribute(torch.rand(1, 4, 3, 32, 32))
 
 
+class S3DStyle(nn.Module):
+    """torchvision S3D's head on a small trunk: a ``(2, 4, 4)`` average pool with stride 1 (S3D's is
+    ``(2, 7, 7)``), a ``1×1×1`` convolution as the classifier, then the mean of its output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv3d(3, 6, 3, stride=(2, 4, 4), padding=1), nn.ReLU())
+        self.avgpool = nn.AvgPool3d((2, 4, 4), stride=1)
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv3d(6, 3, 1))
+
+    def forward(self, x):
+        return self.classifier(self.avgpool(self.features(x))).mean((2, 3, 4))
+
+
+def test_saliency_tubes_reads_a_1x1x1_convolution_head_where_its_pool_covers_the_grid():
+    # S3D's class weights are a 1×1×1 conv: the method looked for an nn.Linear only and refused it.
+    # The maths holds where the pool's window covers the layer's grid (2 feature frames); on 4 the
+    # windows count the first and last feature frames half: refused by the probe, whose random
+    # clip's features are alike in every frame, so its numeric check alone passed
+    net = S3DStyle()
+    model = vx.wrap(net, num_frames=4, input_size=16, num_classes=3)              # grid 2×4×4
+    x = torch.rand(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert get("saliency_tubes").supports(model)
+    a, _ = _layer_tensors(model, x, [2, 0], layer="features")
+    ref = torch.einsum("bcthw,bc->bthw", a, net.classifier[1].weight.flatten(1)[[2, 0]])
+    ref = ref - ref.flatten(1).amin(1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(get("saliency_tubes")(model).attribute(x, [2, 0]).maps, ref)
+    longer = vx.wrap(S3DStyle(), num_frames=8, input_size=16, num_classes=3, cam_layer="features")  # 4×4×4
+    reason = get("saliency_tubes").unsupported(longer)
+    assert reason is not None and "averages the 4×4×4 grid of layer 'features' in 2×4×4 windows ('avgpool')" in reason
+
+
+def test_saliency_tubes_refuses_swin3d_without_a_forward_pass_and_reads_its_norm():
+    # Swin3D's last stage goes through a LayerNorm before the pooling: the probe's forward (14 s for
+    # swin3d_t on a CPU) was needed to refuse it. Its `norm` output is what the head averages
+    from torchvision.models.video.swin_transformer import SwinTransformer3d
+
+    from videoxai.models.torchvision_zoo import MODELS
+
+    torch.manual_seed(0)
+    net = SwinTransformer3d(patch_size=[2, 4, 4], embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                            window_size=[2, 4, 4], num_classes=5).eval()
+    spec = MODELS["swin3d_t"]
+    model = vx.wrap(net, num_frames=4, input_size=(32, 64), cam_layer=spec.cam_layer, cam_reshape=spec.cam_reshape)
+    runs = []
+    net.register_forward_pre_hook(lambda *_: runs.append(1))
+    reason = get("saliency_tubes").unsupported(model)
+    assert reason is not None and "LayerNorm 'norm'" in reason and "layer='norm'" in reason and runs == []
+    x = torch.rand(2, 4, 3, 32, 64, generator=torch.Generator().manual_seed(7))
+    a, _ = _layer_tensors(model, x, [1, 2], layer="norm")
+    ref = torch.einsum("bthwc,bc->bthw", a, net.head.weight[[1, 2]])
+    ref = ref - ref.flatten(1).amin(1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(get("saliency_tubes")(model, layer="norm").attribute(x, [1, 2]).maps, ref)
+
+
 # -- CAM details -------------------------------------------------------------------------------
 def small_cnn() -> vx.VideoModel:
     """A small non-linear 3D CNN (fast; gradients depend on the input)."""

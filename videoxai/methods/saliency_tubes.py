@@ -7,9 +7,16 @@ needs one forward pass and no gradients. As in the reference code the signed map
 minimum (then normalised by ``vx.explain``), not clipped at zero.
 
 The classifier is found as the last ``nn.Linear`` of ``model.net`` with one output per class, or
-named with ``classifier=``. The method checks, on the very forward pass it explains, that the
-logits equal that classifier applied to the pooled layer, and otherwise raises
+the last ``1×1×1`` ``nn.Conv3d`` with one output channel per class (torchvision's S3D: the same
+linear map on every voxel, averaged afterwards, which is the linear map of the average), or named
+with ``classifier=``. The method checks, on the very forward pass it explains, that the logits
+equal that classifier applied to the pooled layer, and otherwise raises
 :class:`~videoxai.errors.UnsupportedModelError` (use ``gradcam``, which needs no such structure).
+S3D passes where its ``2×7×7`` average pool covers the layer's whole grid (clips of 14 to 16
+frames at 224 pixels); on longer clips the pool's windows weigh the first and last feature frames
+less than the others, so the logits are not the classifier on the global average. torchvision's
+Swin3D normalises its last stage (``norm``, a LayerNorm) before the pooling: it is refused
+without a forward pass unless ``layer="norm"`` is given, which the pooling and the head read.
 """
 
 from __future__ import annotations
@@ -29,6 +36,50 @@ from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
 _PROBED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
+def is_classifier(module: nn.Module, num_classes: int) -> bool:
+    """An ``nn.Linear`` with ``num_classes`` outputs, or a ``1×1×1`` ``nn.Conv3d`` with as many output
+    channels (S3D's head): one linear map of the channels, the same on every voxel."""
+    if isinstance(module, nn.Linear):
+        return module.out_features == num_classes
+    return (isinstance(module, nn.Conv3d) and module.out_channels == num_classes and module.groups == 1
+            and module.kernel_size == (1, 1, 1) and module.stride == (1, 1, 1)
+            and module.padding in ((0, 0, 0), "valid", "same"))
+
+
+def class_weights(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A classifier's ``(num_classes, C)`` weights and ``(num_classes,)`` bias (see :func:`is_classifier`)."""
+    return module.weight.flatten(1), module.bias
+
+
+def _triple(v: int | tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * 3
+
+
+def _partial_pool(pool: nn.AvgPool3d, grid: tuple[int, ...]) -> bool:
+    """Whether ``pool``'s windows on a ``(T', H', W')`` grid average it unevenly: they neither cover
+    it whole nor tile it (S3D's 2×7×7 windows, stride 1, on its 8×7×7 grid of 64 frames count the
+    first and last feature frames once, the others twice)."""
+    kernel, stride, pad = _triple(pool.kernel_size), _triple(pool.stride or pool.kernel_size), _triple(pool.padding)
+    return any(k < g and (s != k or g % k or p) for k, s, p, g in zip(kernel, stride, pad, grid))
+
+
+def _structural_refusal(model, layer: str) -> str | None:
+    """Why the head cannot be a linear classifier on the average of ``layer``, where the network's
+    structure says so without a forward pass (torchvision's Swin3D: a 14 s probe on a CPU)."""
+    try:
+        from torchvision.models.video.swin_transformer import SwinTransformer3d
+    except ImportError:   # torchvision is optional for wrapped networks
+        return None
+    net = model.net
+    if isinstance(net, SwinTransformer3d) and not isinstance(net.norm, nn.Identity) and layer != "norm":
+        # forward: features → norm (LayerNorm over the channels) → avgpool → head; the norm is
+        # not linear, and every layer but itself runs before it
+        return (f"method 'saliency_tubes' needs a linear classifier on the global average of its CAM layer; "
+                f"{model.name} (Swin3D) normalises layer {layer!r} with its final LayerNorm 'norm' before the "
+                "pooling and the head: pass layer='norm' (the features the head averages), or use gradcam")
+    return None
+
+
 def _probe_head(model) -> str | None:
     """Whether the model's logits are a linear head applied to the global average of its default
     CAM layer (the model's ``cam_layer``, else the one Grad-CAM finds), checked on one seeded
@@ -37,11 +88,14 @@ def _probe_head(model) -> str | None:
         layer, module = model.resolve_cam_layer(None)
     except InputError as e:
         return f"method 'saliency_tubes' needs a CAM layer: {e}"
-    heads = [m for m in model.net.modules() if isinstance(m, nn.Linear) and m.out_features == model.num_classes]
+    heads = [m for m in model.net.modules() if is_classifier(m, model.num_classes)]
     if not heads:
-        return (f"method 'saliency_tubes' needs an nn.Linear head with {model.num_classes} outputs; "
-                f"{model.name} ({model.family}) has none")
-    head, captured = heads[-1], {}
+        return (f"method 'saliency_tubes' needs a classifier with {model.num_classes} outputs (an nn.Linear "
+                f"or a 1×1×1 nn.Conv3d); {model.name} ({model.family}) has none")
+    reason = _structural_refusal(model, layer)
+    if reason is not None:
+        return reason
+    head, captured, pools = heads[-1], {}, []
 
     def keep(_module, _inputs, out) -> None:
         # the values as the layer returns them, which the method reads (LayerCapture): an in-place
@@ -50,21 +104,38 @@ def _probe_head(model) -> str | None:
         # None: a forward hook's return value replaces the layer's output
         captured.setdefault("a", out.detach().clone() if isinstance(out, torch.Tensor) else out)
 
+    def pooled(name: str):
+        def hook(pool, inputs, _out) -> None:
+            # an average pool run after the layer: the random clip's features are alike in every
+            # frame, so an uneven average (S3D's) passed the numeric check below
+            if "a" in captured and inputs and isinstance(inputs[0], torch.Tensor) and inputs[0].ndim == 5:
+                pools.append((name, pool, tuple(inputs[0].shape[2:])))
+        return hook
+
     h, w = model.input_size
     x = torch.rand(1, model.num_frames, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
     with model.exclusive():  # the hook must see this forward only
-        handle = module.register_forward_hook(keep)
+        handles = [module.register_forward_hook(keep)] + [
+            m.register_forward_hook(pooled(n)) for n, m in model.net.named_modules() if isinstance(m, nn.AvgPool3d)]
         try:
             with torch.no_grad():
                 logits = model(x).float()
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
     acts = model.cam_reshape(captured["a"]) if getattr(model, "cam_reshape", None) else captured["a"]
-    if not isinstance(acts, torch.Tensor) or acts.ndim != 5 or acts.shape[1] != head.in_features:
-        return (f"method 'saliency_tubes': {model.name}'s head takes {head.in_features} features, its CAM "
+    w, b = class_weights(head)
+    if not isinstance(acts, torch.Tensor) or acts.ndim != 5 or acts.shape[1] != w.shape[1]:
+        return (f"method 'saliency_tubes': {model.name}'s head takes {w.shape[1]} features, its CAM "
                 f"layer {layer!r} does not give that many channels; use gradcam or pass layer=")
-    predicted = nn.functional.linear(acts.float().mean((2, 3, 4)), head.weight.float(),
-                                     None if head.bias is None else head.bias.float())
+    grid = tuple(acts.shape[2:])
+    for name, pool, pooled_grid in pools:
+        if pooled_grid == grid and _partial_pool(pool, grid):
+            return (f"method 'saliency_tubes' needs a linear classifier on the global average of its CAM layer; "
+                    f"{model.name} averages the {'×'.join(map(str, grid))} grid of layer {layer!r} in "
+                    f"{'×'.join(map(str, _triple(pool.kernel_size)))} windows ({name!r}), which weigh its cells unevenly: "
+                    "explain clips whose feature grid one window covers (S3D: 14 to 16 frames), or use gradcam")
+    predicted = nn.functional.linear(acts.float().mean((2, 3, 4)), w.float(), None if b is None else b.float())
     scale = logits.abs().amax().clamp_min(1.0)
     if not torch.allclose(predicted, logits, rtol=1e-3, atol=1e-3 * float(scale)):
         return (f"method 'saliency_tubes' needs a network that ends in global average pooling and a "
@@ -79,16 +150,16 @@ class SaliencyTubes(CAMMethod):
     :class:`~videoxai.methods.cam.CAMMethod`.
 
     Args:
-        classifier: dotted name of the final ``nn.Linear`` in ``model.net``, one output per class
-            (default: the last such layer).
+        classifier: dotted name of the classifier in ``model.net``, an ``nn.Linear`` or a ``1×1×1``
+            ``nn.Conv3d`` with one output per class (default: the last such layer).
     """
 
     name = "saliency_tubes"
     paper = 'Stergiou et al., Saliency Tubes: Visual Explanations for Spatio-Temporal Convolutions, ICIP 2019'
     uses_gradients = False
     applies_to = ("3D CNNs whose logits are a linear classifier on the global average of the CAM "
-                  "layer, e.g. torchvision's R3D, R(2+1)D and MC3 (checked on the model; not the "
-                  "bundled models: use gradcam there)")
+                  "layer, e.g. torchvision's R3D, R(2+1)D and MC3, and S3D on 14 to 16 frames (checked "
+                  "on the model; not the bundled models: use gradcam there)")
 
     @classmethod
     def unsupported(cls, model) -> str | None:
@@ -124,22 +195,22 @@ class SaliencyTubes(CAMMethod):
                 self.classifier = model.submodule(classifier)
             except InputError as e:
                 raise OptionError(f"{self._owner()}: option classifier: {e}") from None
-            if not isinstance(self.classifier, nn.Linear):
-                raise UnsupportedModelError(f"saliency_tubes: {classifier!r} is a "
-                                            f"{type(self.classifier).__name__}, not nn.Linear")
+            if not is_classifier(self.classifier, model.num_classes):
+                raise UnsupportedModelError(
+                    f"saliency_tubes: {classifier!r} is a {type(self.classifier).__name__}, not an nn.Linear or a "
+                    f"1×1×1 nn.Conv3d with {model.num_classes} outputs")
         else:
-            heads = [m for m in model.net.modules()
-                     if isinstance(m, nn.Linear) and m.out_features == model.num_classes]
+            heads = [m for m in model.net.modules() if is_classifier(m, model.num_classes)]
             if not heads:
-                raise UnsupportedModelError(f"saliency_tubes: {model.name} has no nn.Linear with "
-                                            f"{model.num_classes} outputs; name it with classifier=")
+                raise UnsupportedModelError(f"saliency_tubes: {model.name} has no nn.Linear or 1×1×1 nn.Conv3d "
+                                            f"with {model.num_classes} outputs; name it with classifier=")
             self.classifier = heads[-1]
         self._classifier_name = next(n for n, m in model.net.named_modules() if m is self.classifier)
 
     def weights(self, state: LayerState) -> torch.Tensor:
         acts = state.activations
         classifier = self.on_model(self.classifier, self._classifier_name)   # the explained model's head
-        w, b = classifier.weight, classifier.bias
+        w, b = class_weights(classifier)
         if w.shape[1] != acts.shape[1]:
             raise UnsupportedModelError(
                 f"saliency_tubes: the classifier takes {w.shape[1]} features but layer {self.layer!r} "
