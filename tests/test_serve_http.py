@@ -397,6 +397,14 @@ def test_full_queue_refuses_with_retry_after(served, client, videos):
         assert_error(r, 503, "busy")
         assert r.headers["retry-after"] == "5"
         assert client.get("/api/health").status_code == 200  # the event loop is not blocked
+        # told before it sends the video: the whole upload was received only to be refused (here,
+        # where the client sends no more, it waited for the rest until the body timed out)
+        host, port = served[0].url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=20) as s:
+            s.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: video/mp4\r\n"
+                      b"Content-Length: 200000\r\n\r\n" + videos["short"].read_bytes()[:1000])
+            head = s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 503 "), head
     finally:
         gate.set()
         blocker.join(10)

@@ -153,6 +153,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         if app.state.uploads >= settings.max_uploads:
             raise ServiceError(503, "busy", f"{app.state.uploads} uploads are in progress, the server's limit; try "
                                             "again later", headers={"Retry-After": "5"})
+        jobs.check_room()
         job_id, folder = jobs.new_dir()
         app.state.uploads += 1  # the event loop's only: no lock
         try:

@@ -300,15 +300,26 @@ class JobQueue:
         path.mkdir()
         return job_id, path
 
+    def check_room(self) -> None:
+        """503 ``busy`` when the queue is full: asked before an upload is received, so that a
+        client whose job would be refused is told so before it sends the whole video (and asked
+        again by :meth:`submit`: uploads received meanwhile may have filled the queue)."""
+        with self.lock:
+            self._check_room()
+
+    def _check_room(self) -> None:
+        """:meth:`check_room`, under :attr:`lock`."""
+        active = sum(j.state in ("queued", "running") for j in self._jobs.values())
+        if active >= self.settings.max_queued_jobs:
+            raise ServiceError(503, "busy", f"{active} jobs are already queued or running; try again later",
+                               headers={"Retry-After": "5"})
+
     def submit(self, job_id: str, path: Path, request: JobRequest, video: VideoInfo) -> Job:
         """Queue a job whose upload is at ``path / UPLOAD_NAME``; 503 when the queue is full."""
         job = Job(id=job_id, dir=path, request=request, video=video,
                   budget=WorkBudget(self.settings.max_forward_passes))
         with self.lock:
-            active = sum(j.state in ("queued", "running") for j in self._jobs.values())
-            if active >= self.settings.max_queued_jobs:
-                raise ServiceError(503, "busy", f"{active} jobs are already queued or running; try again later",
-                                   headers={"Retry-After": "5"})
+            self._check_room()
             job.save()
             self._jobs[job_id] = job
         self._queue.put(job)
