@@ -744,6 +744,25 @@ def test_a_checkpointed_network_gets_the_map_of_the_same_network_unchecked(metho
     assert _no_hooks(model) and all(p.requires_grad and p.grad is None for p in model.parameters())
 
 
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_pp"])
+def test_a_reentrant_checkpointed_cam_layer_costs_one_forward_pass_after_the_first_explanation(method):
+    # a CAM layer in a reentrant checkpoint segment is differentiated only when the pixels require
+    # grad, which is known once the layer has run: every explanation ran the forward twice
+    kw = dict(num_frames=T, input_size=S, mean=(0, 0, 0), std=(1, 1, 1), num_classes=2, cam_layer="gate")
+    ref = get(method)(vx.wrap(BoxScorer(), **kw)).attribute(vx.Clip.from_array(box_clip()).to_tensor(), 0).maps
+    model = vx.wrap(CheckpointedBoxScorer(reentrant=True), **kw)
+    runs = []
+    model.net.register_forward_pre_hook(lambda *_: runs.append(1))
+    x = vx.Clip.from_array(box_clip()).to_tensor()
+    for expected in (2, 1, 1):
+        runs.clear()
+        maps = get(method)(model).attribute(x, 0).maps
+        assert len(runs) == expected
+        torch.testing.assert_close(maps, ref)
+    assert not x.requires_grad and all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
 def test_smoothgrad_is_deterministic_under_a_seed():
     model, x = small_cnn(), vx.Clip.from_array(box_clip()).to_tensor()
     a = get("smoothgrad")(model, n_samples=3, seed=1, noise_level=0.5).attribute_pixels(x, 0).values

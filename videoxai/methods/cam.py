@@ -35,6 +35,7 @@ design); everything else is here:
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
@@ -64,6 +65,11 @@ def _split_output(out: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]
 
 #: a CAM layer: dotted module name in ``model.net``, the module itself, or ``None`` (found for you)
 LayerOption = str | nn.Module | None
+
+#: layers seen running under ``no_grad`` inside a forward that records gradients (a reentrant
+#: checkpoint segment): their network is run with pixels that require grad from the first forward
+#: pass on (see :meth:`CAMMethod.attribute`)
+_NO_GRAD_LAYERS: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 
 
 class LayerCapture:
@@ -299,14 +305,18 @@ class CAMMethod(Method):
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         x = check_pixels(self.model, inputs)
         module = self.on_model(self.module, self.layer)
+        # a reentrant checkpoint segment runs under no_grad, and is recomputed in the backward pass
+        # only when one of its tensor inputs requires grad: with the parameters frozen, only when
+        # the pixels do. That is known once the layer has run (here, on the model's first CAM
+        # explanation, which then runs the forward again); pixels that require grad in every forward
+        # would keep the activations below the layer of every other network for a backward pass
+        x.requires_grad_(self.uses_gradients and module in _NO_GRAD_LAYERS)
         with frozen_parameters(self.model), LayerCapture(module, self.layer, self.uses_gradients) as cap, \
                 torch.set_grad_enabled(self.uses_gradients):
             logits = self.model(x)
-            if self.uses_gradients and cap.no_grad_forward:
-                # the layer ran under no_grad: in a reentrant checkpoint segment, which is recomputed
-                # in the backward pass only when one of its inputs requires grad; with the parameters
-                # frozen, only when the pixels do (one more forward; a network's own no_grad block
-                # is still refused below)
+            if self.uses_gradients and cap.no_grad_forward and not x.requires_grad:
+                # (a network's own no_grad block is still refused below)
+                _NO_GRAD_LAYERS.add(module)
                 cap.reset()
                 logits = self.model(x.requires_grad_(True))
             target = self.resolve_target(target, logits)
