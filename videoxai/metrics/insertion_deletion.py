@@ -3,7 +3,9 @@ reference code runs it).
 
 Units (pixels, patches, superpixels or frames, see :mod:`videoxai.metrics.units`) are ranked by
 the explanation and switched in ``n = min(n_steps, U)`` equal steps; after step ``s`` the first
-``round(s·U/n)`` units of the order are switched:
+``round(s·U/n)`` units of the order are switched (deletion: ``U − round((n − s)·U/n)``, the same
+number except where ``s·U/n`` is a half-integer, so that a deletion step keeps exactly what the
+insertion step ``n − s`` restores):
 
 * **deletion** starts from the clip and replaces switched units by the baseline;
 * **insertion** starts from the baseline and restores switched units from the clip.
@@ -16,8 +18,9 @@ units switched, by the trapezoidal rule:
     AUC = (Σ_s p_s − p_0/2 − p_n/2) / n
 
 Which way is better: insertion-MoRF and deletion-LeRF **higher**, deletion-MoRF and
-insertion-LeRF **lower**. Insertion-MoRF and deletion-LeRF switch the same sets of units (and so
-give the same AUC), as do deletion-MoRF and insertion-LeRF.
+insertion-LeRF **lower**. Insertion-MoRF and deletion-LeRF switch the same sets of units (and so,
+with a baseline clip, give the same AUC; ROAD's fill and noise differ between them), as do
+deletion-MoRF and insertion-LeRF.
 
 The default baseline is ``"fade"``: **mid-grey 0.5** in pixel space, a fixed colour for every
 clip. (The reference code set removed pixels to zero in normalised space, which is the
@@ -97,7 +100,15 @@ class _CausalCurve(UnitMetric):
         clip = x[0]                                                            # (T, 3, H, W)
         place, count = self.unit_order(model, clip, explanation, self.order == "morf")
         n = min(self.n_steps, count)
-        switched = torch.round(torch.arange(n + 1, dtype=torch.float64) * count / n).long()
+        steps = torch.arange(n + 1, dtype=torch.float64)
+        if self.deletes:
+            # the complement of insertion's step n − s: deletion-LeRF keeps at every step exactly
+            # what insertion-MoRF restores (and deletion-MoRF what insertion-LeRF does); one
+            # rounding for both broke that where s·U/n is a half-integer (3 frames in 2 steps:
+            # both switched 2 at the midpoint, and their AUCs differed by 0.05)
+            switched = count - torch.round((n - steps) * count / n).long()
+        else:
+            switched = torch.round(steps * count / n).long()
         if self.imputer is None:
             base = self.baseline(x)[0]
             start, end = (clip, base) if self.deletes else (base, clip)
