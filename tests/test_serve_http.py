@@ -327,6 +327,20 @@ def test_bad_job_parameters(client, videos, params, status, code):
         assert next(iter(params)) in message  # names the field
 
 
+def test_a_parameter_given_twice_is_refused_not_half_taken(client, videos):
+    # the last one was taken: maps=spatial&maps=raw asked for both maps and got the raw one only,
+    # and a form field silently overrode the query's
+    r = client.post("/api/jobs", content=videos["short"].read_bytes(), params=[("maps", "spatial"), ("maps", "raw")],
+                    headers={"content-type": "video/mp4"})
+    message = assert_error(r, 422, "bad_request")
+    assert message.startswith("maps: given more than once") and "maps=spatial,raw" in message
+    files = {"file": ("short.mp4", videos["short"].read_bytes(), "video/mp4")}
+    r = client.post("/api/jobs", files=files, data={"sampling": "windows"}, params={"sampling": "uniform"})
+    assert assert_error(r, 422, "bad_request").startswith("sampling: given more than once")
+    r = client.post("/api/jobs", files=files, data={"overlay": ["false", "false"]})
+    assert assert_error(r, 422, "bad_request").startswith("overlay: given more than once")
+
+
 def test_an_omitted_method_is_the_default_and_an_empty_one_is_refused(client, videos):
     status = wait(client, upload(client, videos["short"], overlay="false").json()["id"])
     # no overlay asked for: no link to one (it led to a 404), as the result says

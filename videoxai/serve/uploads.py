@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterable
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -63,7 +63,7 @@ def _too_big(settings: ServeSettings) -> ServiceError:
 
 async def _receive_upload(request: Request, dest: Path, settings: ServeSettings) -> dict[str, str]:
     """Write the uploaded video to ``dest``; return the job's parameters (query + form fields)."""
-    params = dict(request.query_params)
+    params = _once_each(request.query_params.multi_items())  # before the body: refused at once
     body = _limited(request, settings)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         try:
@@ -75,9 +75,9 @@ async def _receive_upload(request: Request, dest: Path, settings: ServeSettings)
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise ServiceError(400, "bad_upload", "the multipart upload has no 'file' field")
+            params = _once_each([*params.items(), *((k, v) for k, v in form.multi_items() if isinstance(v, str))])
             with dest.open("wb") as out:
                 await asyncio.to_thread(shutil.copyfileobj, upload.file, out, 1 << 20)
-            params.update({k: v for k, v in form.multi_items() if isinstance(v, str)})
         finally:
             await form.close()
     else:
@@ -86,6 +86,20 @@ async def _receive_upload(request: Request, dest: Path, settings: ServeSettings)
                 out.write(chunk)
     if dest.stat().st_size == 0:
         raise ServiceError(400, "bad_upload", "the upload is empty")
+    return params
+
+
+def _once_each(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Parameters as a dict, refusing (422) one given twice: the last one was taken silently, so
+    ``maps=spatial&maps=raw`` asked for both maps and got the raw one, and a form field overrode
+    the query's."""
+    params: dict[str, str] = {}
+    for key, value in items:
+        if key in params:
+            several = " (several maps: maps=spatial,raw)" if key == "maps" else ""
+            raise ServiceError(422, "bad_request", f"{key}: given more than once (in the query string or the form); "
+                                                   f"give each parameter once{several}")
+        params[key] = value
     return params
 
 
