@@ -8,12 +8,13 @@ score is Pearson's correlation between the frames' attributions ``a_t`` and the 
     frame_faithfulness = corr(a, d)  over the T frames
 
 **Higher is better** (+1: the attribution is an affine function of each frame's effect). A frame's
-attribution is the sum of the map over the frame, as the reference code takes it
-(``scores="map"``), or the explanation's own temporal scores (``scores="temporal"``, what
-frame-unit deletion ranks by; they differ for methods with their own temporal estimate, like
-STAA). Unlike the STAA paper's keep-70 % faithfulness, where a random map scores 0.96–0.98, a
-random map scores about 0 here. ``nan`` when the attribution or the drops are the same for every
-frame (the correlation is undefined): a clip whose frames each change nothing.
+attribution is the sum of the map over the frame, as the reference code takes it, within the
+model's crop box (``scores="map"``; mass where the model never looks is no attribution), or the
+explanation's own temporal scores (``scores="temporal"``, what frame-unit deletion ranks by; they
+differ for methods with their own temporal estimate, like STAA). Unlike the STAA paper's keep-70 %
+faithfulness, where a random map scores 0.96–0.98, a random map scores about 0 here. ``nan`` when
+the attribution or the drops are the same for every frame (the correlation is undefined): a clip
+whose frames each change nothing.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ class FrameFaithfulness(Metric):
     alone is removed (higher is better).
 
     Options:
-        scores: ``"map"`` (each frame's sum of the map, as the reference) or ``"temporal"``
-            (the explanation's temporal scores).
+        scores: ``"map"`` (each frame's sum of the map inside the model's view, as the
+            reference) or ``"temporal"`` (the explanation's temporal scores).
         baseline: what the removed frame becomes (``"fade"``: grey, the reference's "faded"
             frame; any name of :mod:`videoxai.core.baselines`).
         batch_size: clips per forward pass.
