@@ -176,3 +176,32 @@ def test_every_method_and_metric_spec_in_the_docs_is_valid():
     assert checked >= 20, f"only {checked} specs found: the pattern no longer matches the docs"
     # the check itself: an option that no longer exists is caught
     assert specs_in("run `rise(n_sample=5)` or rise(n_samples=…)", ["rise"]) == [(1, "rise(n_sample=5)")]
+
+
+def test_the_shared_options_table_names_methods_that_take_each_option():
+    """docs/methods/index.md's table of shared option names says which methods take each one: a
+    method named there must declare it (``baseline`` was said of every perturbation method, where
+    the extremal ones take ``perturbation``)."""
+    from videoxai.methods.base import METHODS
+
+    page = (DOCS / "methods" / "index.md").read_text(encoding="utf-8")
+    families, table = page.split("## Options every family names the same way", 1)
+    # "perturbation methods", "input-gradient methods": the methods of that row of the families table
+    family = {phrase: re.findall(r"`(\w+)`", re.search(rf"^\| \[[^]]+\]\({link}\) \|([^|]*)\|", families, re.M)[1])
+              for phrase, link in (("perturbation methods", "perturbation.md"), ("input-gradient methods", "gradients.md"))}
+    assert len(family["perturbation methods"]) >= 7 and len(family["input-gradient methods"]) >= 5
+    rows = [r for r in table.splitlines() if r.startswith("| `")]
+    assert len(rows) >= 10, "the table of shared options was not found"
+    checked, wrong = 0, []
+    for row in rows:
+        option, _, methods = [c.strip() for c in row.strip("|").split("|")]
+        option = option.strip("`")
+        named = re.findall(r"`(\w+)`", methods)
+        named += [m for phrase, ms in family.items() if phrase in methods for m in ms]
+        for name in named:
+            if name in METHODS.names():
+                checked += 1
+                if option not in METHODS.get(name).declared_options() and option != "target":
+                    wrong.append(f"{option}: {name}")
+    assert not wrong, f"methods the table says take an option they do not declare: {wrong}"
+    assert checked >= 20
