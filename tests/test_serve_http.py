@@ -371,6 +371,21 @@ def test_malformed_multipart(client):
     assert_error(r, 400, "bad_upload")
 
 
+def test_a_multipart_upload_cut_short_is_refused_as_such(client, videos):
+    # starlette returns the parts complete so far: a body cut inside the file was refused as having
+    # "no 'file' field", and one cut after the file was a job without the fields that followed it
+    file_part = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
+                 b"Content-Type: video/mp4\r\n\r\n" + videos["short"].read_bytes() + b"\r\n")
+    field_part = b'--B\r\nContent-Disposition: form-data; name="sampling"\r\n\r\nwindows\r\n'
+    for body in (file_part[: len(file_part) // 2], file_part + field_part):
+        r = client.post("/api/jobs", content=body, params={"overlay": "false"},
+                        headers={"content-type": "multipart/form-data; boundary=B"})
+        assert "ends before its closing boundary" in assert_error(r, 400, "bad_upload")
+    r = client.post("/api/jobs", content=file_part + field_part + b"--B--\r\n", params={"overlay": "false"},
+                    headers={"content-type": "multipart/form-data; boundary=B"})
+    assert r.status_code == 202, r.text
+
+
 def test_unknown_routes_and_jobs_are_json_404(client):
     assert_error(client.get("/api/nothing"), 404, "not_found")
     assert_error(client.get("/api/jobs/0123"), 404, "not_found")

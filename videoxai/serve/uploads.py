@@ -66,12 +66,15 @@ async def _receive_upload(request: Request, dest: Path, settings: ServeSettings)
     params = _once_each(request.query_params.multi_items())  # before the body: refused at once
     body = _limited(request, settings)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        parser = _WholeMultiPartParser(request.headers, body, max_files=1, max_fields=32, max_part_size=64 * 1024)
         try:
-            form = await MultiPartParser(request.headers, body, max_files=1, max_fields=32,
-                                         max_part_size=64 * 1024).parse()
+            form = await parser.parse()
         except MultiPartException as e:
             raise ServiceError(400, "bad_upload", f"malformed multipart upload: {e.message}") from None
         try:
+            if not parser.ended:
+                raise ServiceError(400, "bad_upload", "malformed multipart upload: the body ends before its closing "
+                                                      "boundary (was the upload cut short?)")
             upload = form.get("file")
             if not isinstance(upload, UploadFile):
                 raise ServiceError(400, "bad_upload", "the multipart upload has no 'file' field")
@@ -87,6 +90,20 @@ async def _receive_upload(request: Request, dest: Path, settings: ServeSettings)
     if dest.stat().st_size == 0:
         raise ServiceError(400, "bad_upload", "the upload is empty")
     return params
+
+
+class _WholeMultiPartParser(MultiPartParser):
+    """starlette's multipart parser, noting whether the body reached its closing boundary.
+
+    starlette returns the parts complete so far from a body cut short (it does not check), so
+    such an upload was refused as having "no 'file' field", or, cut after the file, explained
+    without the form fields that followed it.
+    """
+
+    ended = False
+
+    def on_end(self) -> None:  # python-multipart calls it at the closing boundary only
+        self.ended = True
 
 
 def _once_each(items: Iterable[tuple[str, str]]) -> dict[str, str]:
