@@ -315,6 +315,22 @@ def test_boxes_and_box_shaped_masks_give_the_same_scores(spec):
     assert by_box.value == by_mask.value
 
 
+@pytest.mark.parametrize("spec", ["pointing_game", "energy", "iou", "temporal_grounding"])
+def test_ground_truth_in_a_dict_is_read_from_its_keys(spec):
+    # a dict was read as an object without attributes: "the sample has neither masks nor boxes"
+    boxes, masks = box_truth()
+    model, x = cropped_model(), frames()
+    m = a_map()
+    m[masks] += 0.3
+    exp = as_explanation(m)
+    for key, value in (("masks", masks), ("boxes", boxes)):
+        expected = build(spec)(model, x, exp, sample=SimpleNamespace(**{"masks": None, "boxes": None, key: value}))
+        assert build(spec)(model, x, exp, sample={key: value}).value == expected.value
+    assert build("temporal_grounding")(model, x, as_explanation(m, [0.1, 0.2, 0.7]), sample={"window": (2, 3)}).value == 1
+    with pytest.raises(vx.metrics.MissingGroundTruth, match="neither masks nor boxes|no window, masks or boxes"):
+        build(spec)(model, x, exp, sample={"mask": masks})
+
+
 def test_energy_and_iou_by_hand_on_cropped_frames():
     _, masks = box_truth()
     model, x, m = cropped_model(), frames(), a_map()

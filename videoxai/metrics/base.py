@@ -42,7 +42,7 @@ from ..models.base import VideoModel
 from ..models.forward_cache import forward_batched
 from ..options import Configurable, Opt, parse_spec
 from ..registry import Registry
-from .truth import MissingGroundTruth, ground_truth, truth_window
+from .truth import MissingGroundTruth, ground_truth, sample_field, truth_window
 
 Family = Literal["faithfulness", "localisation", "randomisation", "robustness", "complexity", "cost"]
 
@@ -132,7 +132,7 @@ class Metric(Configurable):
             return None
         if sample is None:
             return f"metric {cls.name!r} needs ground truth: pass sample= with masks, boxes or a window"
-        has = {k: getattr(sample, k, None) is not None for k in ("masks", "boxes", "window")}
+        has = {k: sample_field(sample, k) is not None for k in ("masks", "boxes", "window")}
         if "ground_truth" in cls.requires and not (has["masks"] or has["boxes"]):
             return f"metric {cls.name!r} needs ground truth: the sample has neither masks nor boxes"
         if "window" in cls.requires and not any(has.values()):
@@ -177,7 +177,8 @@ class Metric(Configurable):
             target: class whose probability is followed, by index or name (default:
                 ``explanation.target``).
             sample: ground truth with ``masks (T, H, W)``, ``boxes (T, 4)`` and/or ``window``
-                (e.g. an :class:`~videoxai.data.datasets.EvalSample`), for localisation metrics.
+                (e.g. an :class:`~videoxai.data.datasets.EvalSample`, or a dict with those keys),
+                for localisation metrics.
             explain_fn: re-runs the explanation, for the metrics that do: called as
                 ``explain_fn(model)`` (randomisation check), ``explain_fn(model, target=k)``
                 (class sensitivity) or ``explain_fn(model, target=k, clip=pixels)`` with a

@@ -2,13 +2,15 @@
 
 A sample is anything with ``masks (T, H, W)`` bool, or ``boxes (T, 4)`` ``[top, left, bottom,
 right)`` in pixels (``-1`` rows where nothing is annotated), and/or a ``window = (start, end)`` of
-frames (e.g. :class:`~videoxai.data.datasets.EvalSample`). This module is below every metric:
-the metric base checks samples with it and the localisation metrics score against it.
+frames (e.g. :class:`~videoxai.data.datasets.EvalSample`), as attributes or as the keys of a dict.
+This module is below every metric: the metric base checks samples with it and the localisation
+metrics score against it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -19,16 +21,26 @@ class MissingGroundTruth(VideoXAIError):
     """A localisation metric was asked to score a clip that has no annotation of the needed kind."""
 
 
+def sample_field(sample, name: str):
+    """``sample.name`` (``masks``, ``boxes`` or ``window``), or ``sample[name]`` for a dict; ``None``
+    where it has none."""
+    # a dict of ground truth was read as an object without attributes: "the sample has neither
+    # masks nor boxes", of a dict that had both
+    if isinstance(sample, Mapping):
+        return sample.get(name)
+    return getattr(sample, name, None)
+
+
 def ground_truth(sample, shape: tuple[int, int, int]) -> np.ndarray:
     """Annotated voxels ``(T, H, W)`` bool from ``sample.masks``, else ``sample.boxes``."""
     t, h, w = shape
-    masks = getattr(sample, "masks", None)
+    masks = sample_field(sample, "masks")
     if masks is not None:
         masks = np.asarray(masks)
         if masks.shape != (t, h, w):
             raise InputError(f"ground-truth masks have shape {masks.shape}, the clip is {(t, h, w)}")
         return masks.astype(bool)
-    boxes = getattr(sample, "boxes", None)
+    boxes = sample_field(sample, "boxes")
     if boxes is None:
         raise MissingGroundTruth("the sample has neither masks nor boxes")
     return boxes_to_masks(boxes, (t, h, w))
@@ -63,13 +75,13 @@ def checked_boxes(boxes, num_frames: int) -> np.ndarray:
 def truth_window(sample, num_frames: int) -> tuple[int, int] | np.ndarray:
     """The annotated frames: ``sample.window`` as ``(start, end)``, else a bool ``(T,)`` of the
     frames that have a mask or a box."""
-    window = getattr(sample, "window", None)
+    window = sample_field(sample, "window")
     if window is not None:
         start, end = int(window[0]), int(window[1])
         if not 0 <= start < end <= num_frames:
             raise InputError(f"window {tuple(window)} is not a non-empty [start, end) within {num_frames} frames")
         return start, end
-    masks, boxes = getattr(sample, "masks", None), getattr(sample, "boxes", None)
+    masks, boxes = sample_field(sample, "masks"), sample_field(sample, "boxes")
     if masks is None and boxes is None:
         raise MissingGroundTruth("the sample has no window, masks or boxes")
     # checked as ground_truth() checks them: a (16, H, W) mask or (4, 4) boxes of another clip
