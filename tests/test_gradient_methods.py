@@ -202,6 +202,20 @@ def test_saliency_tubes_reads_a_1x1x1_convolution_head_where_its_pool_covers_the
     assert reason is not None and "averages the 4×4×4 grid of layer 'features' in 2×4×4 windows ('avgpool')" in reason
 
 
+def test_the_layer_search_prefers_a_grid_with_space_to_a_later_one_of_frames_only():
+    # S3D's head pools 2×7×7 windows with stride 1 and applies a 1×1×1 conv: on more than 16 frames
+    # their outputs are T'×1×1 grids, the last ones, and a wrapped S3D's Grad-CAM read its class
+    # logits per window: a map flat in space. A network with no spatial grid still gets its frames
+    model = vx.wrap(S3DStyle(), num_frames=8, input_size=16, num_classes=3)      # features: 4×4×4
+    assert model.locate_cam_layer() == "features"
+    maps = get("gradcam")(model).attribute(torch.rand(1, 8, 3, 16, 16, generator=torch.Generator().manual_seed(2)), 1).maps
+    assert maps.shape == (1, 4, 4, 4) and float(maps.std((2, 3)).max()) > 0
+    frames_only = vx.wrap(nn.Sequential(nn.Conv3d(3, 4, (1, 8, 8), stride=(1, 8, 8)), nn.ReLU(), nn.Flatten(2),
+                                        nn.Unflatten(2, (4, 1, 1)), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2)),
+                          num_frames=4, input_size=8, num_classes=2)
+    assert frames_only.locate_cam_layer() == "3"
+
+
 def test_saliency_tubes_refuses_swin3d_without_a_forward_pass_and_reads_its_norm():
     # Swin3D's last stage goes through a LayerNorm before the pooling: the probe's forward (14 s for
     # swin3d_t on a CPU) was needed to refuse it. Its `norm` output is what the head averages

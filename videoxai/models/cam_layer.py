@@ -65,8 +65,10 @@ class CamLayerMixin:
         a hook on every module records output shapes in the order modules finish (the pass counts
         in :attr:`passes`, as every forward does); going back from the end, the first output that
         :attr:`cam_reshape` (or nothing) makes a ``(B, C, T', H', W')`` volume with more than one
-        cell in its grid wins. A container finishes after its last child, so a conv block is
-        preferred to its last ReLU. The pass runs in eval mode (:meth:`inference`); the hooks are
+        cell in its grid wins; a grid with rows or columns wins over a later one of frames only (a
+        head that pools space and keeps time: S3D's windowed average pool, its 1×1×1 classifier on
+        64 frames; Grad-CAM there maps nothing but when). A container finishes after its last
+        child, so a conv block is preferred to its last ReLU. The pass runs in eval mode (:meth:`inference`); the hooks are
         removed afterwards, also when the forward raises; the search runs once per model, and so does
         its refusal (:class:`NoCamLayerError`): ``supports()`` of every CAM method asks for the layer,
         and a network without one ran the search's forward pass again on every call.
@@ -75,12 +77,12 @@ class CamLayerMixin:
             return self._located_cam_layer["layer"]
         if "refused" in self._located_cam_layer:
             raise NoCamLayerError(self._located_cam_layer["refused"])
-        # (name, is a grid, the output itself, its version): the output is held until the search
+        # (name, its grid grade (_is_grid), the output itself, its version): the output is held until the search
         # ends, so that no two outputs can share storage and `is` tells a block's output from its
         # last child's; the version tells them apart when the block changed that child's output in
         # place (torchvision's ResNet blocks add the shortcut to conv2's output and apply their
         # ReLU in place: the same tensor object, but conv2 saw it before the residual)
-        found: list[tuple[str, bool, object, int]] = []
+        found: list[tuple[str, int, object, int]] = []
 
         def record(name: str):
             def hook(_module, _inputs, out) -> None:
@@ -121,9 +123,11 @@ class CamLayerMixin:
         runs: dict[str, int] = {}
         for name, *_ in found:
             runs[name] = runs.get(name, 0) + 1
+        # a grid with space if there is one (see _is_grid's grades)
+        wanted = max((g for n, g, *_ in found if runs[n] == 1), default=0) or 1
         for i in reversed(range(len(found))):
             name, is_grid, key, version = found[i]
-            if is_grid and runs[name] == 1:
+            if is_grid >= wanted and runs[name] == 1:
                 # a block, its container and its last ReLU output the same tensor: name the block
                 same = [n for n, g, k, v in found if k is key and v == version and g and runs[n] == 1]
                 blocks = [n for n in same if any(True for _ in modules[n].children())] or same
@@ -184,21 +188,26 @@ class CamLayerMixin:
                 f"its {cells} cells as a token sequence (B, N, C); pass layer=<a late block> and "
                 "vx.wrap(..., cam_reshape=fn) laying its tokens out as (B, C, T', H', W')")
 
-    def _is_grid(self, out) -> bool:
+    def _is_grid(self, out) -> int:
+        """0: ``out`` is no ``(B, C, T', H', W')`` grid with more than one cell; 1: a grid of frames
+        only (``H' = W' = 1``); 2: a grid with rows or columns."""
         if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
             tensor = out[0]
         elif isinstance(out, torch.Tensor):
             tensor = out
         else:
-            return False
+            return 0
         if self.cam_reshape is not None:
             try:
                 tensor = self.cam_reshape(out)
             except Exception:  # not a layer this reshape understands
-                return False
+                return 0
+        if not (isinstance(tensor, torch.Tensor) and tensor.ndim == 5 and tensor.is_floating_point()):
+            return 0
+        if math.prod(tensor.shape[3:]) > 1:
+            return 2
         # a per-frame network's time axis is its fold of the frames, there at every layer: its
         # spatially pooled features (B·T, C, 1, 1) are after the pooling, not a grid
         # (by function: a working view of this model, a copy, holds the original's bound method)
         per_frame = getattr(self.cam_reshape, "__func__", None) is CamLayerMixin.unfold_frames
-        return (isinstance(tensor, torch.Tensor) and tensor.ndim == 5 and tensor.is_floating_point()
-                and math.prod(tensor.shape[3:] if per_frame else tensor.shape[2:]) > 1)
+        return 1 if tensor.shape[2] > 1 and not per_frame else 0
