@@ -322,8 +322,9 @@ def test_lime_equals_captum_lime_with_the_same_samples(r3d_at_input_size):
             yield row[None].float()
 
     def kernel(original, perturbed, interpretable, **kwargs):
-        cosine = (interpretable.sum() / n_features).sqrt()
-        return torch.exp(-((1 - cosine) ** 2) / width ** 2)
+        # LIME's own kernel (lime_image's default), on the cosine distance to the all-ones vector
+        distance = 1 - (interpretable.sum() / n_features).sqrt()
+        return torch.sqrt(torch.exp(-(distance ** 2) / width ** 2))
 
     lime = captum_attr.Lime(_probabilities(model), interpretable_model=SkLearnRidge(alpha=1.0),
                             similarity_func=kernel, perturb_func=coalitions)
