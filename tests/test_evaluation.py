@@ -496,6 +496,25 @@ def test_an_unreadable_video_is_an_error_of_its_own_not_the_end_of_the_run(model
     assert "Errors" not in (tmp_path / "out" / "report.md").read_text()
 
 
+
+def test_a_label_outside_the_models_classes_is_an_error_row_of_its_clip_for_the_random_reference_too(model_dir, tmp_path):
+    """Samples labelled 9 and -1 for a 4-class model: their results are errors that say so, the
+    other clip is evaluated; the random reference failed with IndexError from its own source for 9
+    and took -1 as the last class."""
+    ds = load_dataset("synthetic:3", num_frames=8)
+    samples = [ds[0], EvalSample("nine", ds[1].clip, label=9), EvalSample("minus", ds[2].clip, label=-1)]
+    r = evaluate(model_dir, samples, "random", "sparseness", tmp_path / "out", backend="inline",
+                 progress=False, report=False)
+    assert (r.computed, r.errors) == (3, 2)
+    with ResultStore(r.database) as store:
+        rows = {x.video: x for x in store.rows()}
+        expl = {x.video: x for x in store.explanations()}
+    assert rows[ds[0].key].status == "ok"
+    for key, label in (("nine", 9), ("minus", -1)):
+        assert expl[key].status == "error"
+        assert expl[key].error == f"InputError: target {label} out of range for a model with 4 classes"
+
+
 # -- datasets -------------------------------------------------------------------------------------------
 def video(path: Path, t=16, h=24, w=32):
     from videoxai.data.video import write_video

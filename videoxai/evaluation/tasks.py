@@ -110,12 +110,15 @@ def random_explanation(model: VideoModel, sample: EvalSample, target: int | None
     """The ``random`` reference: i.i.d. uniform values on the pixels the model sees."""
     clip = sample.clip
     t, h, w = clip.num_frames, clip.height, clip.width
+    # checked as explain() checks it: a label past the model's classes was an IndexError from
+    # labels[target], and a negative one silently named a class counted from the end
+    target = None if target is None else model.class_index(target)
     with CostMeter(model) as meter:
         with torch.no_grad():
             probs = model.predict(clip.to_tensor(model.device))[0].cpu().numpy()
         rng = np.random.default_rng([seed, zlib.crc32(sample.key.encode())])
         spatial = rng.random((t, h, w), dtype=np.float32) * crop_mask(model.preprocess, (h, w)).numpy()
-    tgt = int(np.argmax(probs)) if target is None else int(target)
+    tgt = int(np.argmax(probs)) if target is None else target
     mass = spatial.reshape(t, -1).sum(1)
     return Explanation(spatial=spatial, temporal=mass / mass.sum(), target=tgt, label=model.labels[tgt],
                        score=float(probs[tgt]), probs=probs, method=RANDOM, options={"seed": seed},
