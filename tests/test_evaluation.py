@@ -515,6 +515,38 @@ def test_a_label_outside_the_models_classes_is_an_error_row_of_its_clip_for_the_
         assert expl[key].error == f"InputError: target {label} out of range for a model with 4 classes"
 
 
+def test_a_metric_undefined_on_every_clip_is_named_with_why_and_no_nan_is_written(tmp_path):
+    """monotonicity undefined on every clip (the output never changed) was a column of dashes with no
+    word why, and summary.csv wrote 'nan' where there is no value (one clip's interval, its mean)."""
+    from videoxai.metrics import build
+
+    db = tmp_path / "r.sqlite"
+    why = "output does not change with the kept share"
+    with ResultStore(db) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("deletion"), build("monotonicity")])
+        store.start_run({})
+        for v, (a, b) in enumerate([(0.2, 0.4), (0.3, None)]):
+            store.write(ResultRow(f"v{v}", "a", "deletion", a))
+            store.write(ResultRow(f"v{v}", "b", "deletion", b, "ok" if b is not None else "error",
+                                  details={} if b is not None else {"error": "RuntimeError: boom"}))
+            for m in ("a", "b"):
+                store.write(ResultRow(f"v{v}", m, "monotonicity", None, details={"undefined": why}))
+    with ResultStore(db) as store:
+        s = summarise(store)
+    assert s.metrics == ["deletion"] and s.methods == ["a", "b"]
+    assert s.unavailable == {"monotonicity": f"undefined: {why}"}
+    paths = write_report(db, tmp_path / "report")
+    assert f"Metrics without any value: monotonicity (undefined: {why})." in paths["markdown"].read_text()
+    assert f"<li><code>monotonicity</code>: undefined: {why}</li>" in paths["html"].read_text()
+    with open(paths["csv"]) as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"a", "b"} and all(r["metric"] == "deletion" for r in rows.values())
+    assert (rows["b"]["n"], rows["b"]["mean"], rows["b"]["ci_low"], rows["b"]["ci_high"]) == ("1", "0.4", "", "")
+    assert rows["a"]["alpha"] == "" and float(rows["a"]["ci_low"]) < 0.25 < float(rows["a"]["ci_high"])
+    assert "nan" not in paths["csv"].read_text().lower()
+
+
 # -- datasets -------------------------------------------------------------------------------------------
 def video(path: Path, t=16, h=24, w=32):
     from videoxai.data.video import write_video

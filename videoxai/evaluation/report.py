@@ -134,13 +134,18 @@ def summarise(store: ResultStore) -> Summary:
         table.setdefault((r.method, r.metric), {})[r.video] = r.value
         if r.curve:
             curves_raw.setdefault((r.metric, r.method), []).append(np.asarray(r.curve, dtype=np.float64))
-    metrics = [m for m in info if any((meth, m) in table for meth in methods)]
-    # metrics asked for that gave no value at all (e.g. localisation on data without masks): say why
+    # a value is a finite one: a metric undefined on a clip (a constant map's rank correlation)
+    # stores NULL with the reason in details['undefined']
+    valued = {k for k, by_video in table.items() if any(math.isfinite(v) for v in by_video.values())}
+    metrics = [m for m in info if any((meth, m) in valued for meth in methods)]
+    # metrics asked for that gave no value at all (e.g. localisation on data without masks, or
+    # undefined on every clip, which was a column of dashes with no word why): say why
     reasons: dict[str, set[str]] = {}
     for r in rows:
-        if r.metric in info and r.metric not in metrics and r.status != "ok":
-            reasons.setdefault(r.metric, set()).add(str(r.details.get("reason") or r.details.get("error")
-                                                         or r.status).splitlines()[0][:200])
+        if r.metric in info and r.metric not in metrics:
+            why = (r.details.get("reason") or r.details.get("error") or r.status if r.status != "ok"
+                   else f"undefined: {r.details.get('undefined') or 'no finite value'}")
+            reasons.setdefault(r.metric, set()).add(str(why).splitlines()[0][:200])
     unavailable = {m: "; ".join(sorted(why)) for m, why in reasons.items()}
     errors: dict[str, list[str]] = {}
     for r in rows:
@@ -150,7 +155,7 @@ def summarise(store: ResultStore) -> Summary:
             if where not in errors.setdefault(message, []):
                 errors[message].append(where)
     # methods that produced no value at all (not applicable to the model) are listed, not ranked
-    inapplicable = {m: "" for m in methods if not any((m, k) in table for k in metrics)}
+    inapplicable = {m: "" for m in methods if not any((m, k) in valued for k in metrics)}
     for e in store.explanations():
         if e.method in inapplicable and e.error and not inapplicable[e.method]:
             inapplicable[e.method] = e.error
@@ -345,9 +350,15 @@ def _csv_text(s: Summary) -> str:
             if c is None:
                 continue
             w.writerow([method, metric, s.info[metric]["family"], int(s.info[metric]["higher_is_better"]),
-                        c.n, c.mean, c.low, c.high, s.ranks.get((method, metric), ""),
-                        s.overall[method], s.alpha.get(metric, "")])
+                        c.n, *map(_csv_number, (c.mean, c.low, c.high, s.ranks.get((method, metric)),
+                                                s.overall[method], s.alpha.get(metric)))])
     return f.getvalue()
+
+
+def _csv_number(x: float | None) -> float | str:
+    """A number, or an empty field where there is none (one clip has no interval, two methods no
+    α): 'nan' read as a value by a spreadsheet or ``csv`` where the rank column was already empty."""
+    return x if x is not None and math.isfinite(x) else ""
 
 
 # -- plots -----------------------------------------------------------------------------------------
