@@ -429,6 +429,20 @@ def test_rise_recovers_the_box(box_case):
     assert exp.cost.forward_passes == 400 + 1
 
 
+def test_rises_default_grid_fits_short_clips_and_small_models():
+    # a 3-frame clip got one temporal cell: every mask kept or dropped all frames at once, and the
+    # map was the same on every frame; a 5-pixel model got 7 x 7 cells and an error about "cells"
+    # (an option the user never gave)
+    model = vx.wrap(BoxEvidence((0, 5, 0, 5), (0, 1)), num_frames=3, input_size=5, num_classes=2,
+                    mean=(0, 0, 0), std=(1, 1, 1))
+    clip = np.full((3, 5, 5, 3), 0.9, np.float32)
+    exp = vx.explain(model, clip, method="rise", target=0, n_samples=64)
+    assert exp.meta["resolved_options"] == {"cells": [2, 5, 5]}
+    assert "warnings" not in exp.meta
+    # the evidence is in the first frame only (two cells over three frames: the middle one shares)
+    assert exp.temporal[0] > exp.temporal[1] > exp.temporal[2] and exp.temporal[0] > 1.5 * exp.temporal[2]
+
+
 @pytest.mark.parametrize("method,opts", [("lime", {"n_samples": 40}), ("rise", {"n_samples": 40}),
                                          ("shap_temporal", {"max_exact_players": 2, "n_samples": 4})])
 def test_random_methods_are_deterministic_under_a_seed(box_case, method, opts):

@@ -60,8 +60,10 @@ class RISE(PerturbationMethod):
 
     Args:
         n_samples: number of random masks (forward passes); 1000 by default.
-        cells: ``(frames, rows, cols)`` of the random grid; ``None`` → ``(max(1, T/2), 7, 7)``.
-            More cells than frames (or grid pixels) is an error.
+        cells: ``(frames, rows, cols)`` of the random grid; ``None`` → ``(T/2, 7, 7)``, with at
+            least 2 frames' cells on a clip of 2 or 3 frames (one cell would keep or drop every
+            frame at once, and the map would say nothing about when) and at most one cell a
+            frame or grid pixel. More cells than frames (or grid pixels) is an error.
         p_keep: probability that a cell is kept (RISE's 0.5).
         baseline: what masked pixels show (a :mod:`~videoxai.core.baselines` name, or a function
             ``(B, T, 3, H, W) → same``); black,
@@ -86,13 +88,19 @@ class RISE(PerturbationMethod):
         self.n_samples, self.cells, self.p_keep = n_samples, cells, p_keep
 
     def forward_passes(self, num_frames: int) -> int:
-        check_fits(self._owner(), "cells", "mask grid", self.cells or (max(1, num_frames // 2), 7, 7),
+        check_fits(self._owner(), "cells", "mask grid", self.cells_for(num_frames, *self.model.input_size),
                    (num_frames, *self.model.input_size))
         return self.n_samples + 1
 
+    def cells_for(self, t: int, h: int, w: int) -> tuple[int, int, int]:
+        """The random grid on a ``t × h × w`` clip: ``cells``, or the default (see the class)."""
+        # the default fits any clip: a 3-frame clip got one temporal cell (a map the same on every
+        # frame), a model of fewer than 7 pixels an error about the option nobody had given
+        return self.cells or (min(t, max(2, t // 2)), min(7, h), min(7, w))
+
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t, (h, w) = canvas.num_frames, canvas.grid
-        cells = self.cells or (max(1, t // 2), 7, 7)
+        cells = self.cells_for(t, h, w)
         check_fits(self._owner(), "cells", "mask grid", cells, (t, h, w))
         grids, shifts = random_masks(self.n_samples, cells, (t, h, w), self.p_keep, generator)
         device = canvas.pixels.device
