@@ -61,6 +61,8 @@ def test_site_builds_in_strict_mode_with_the_api_reference(tmp_path):
                                                   for p in (site / "reference").glob("*.html"))))
     public = [getattr(vx, n) for n in vx.__all__ if n != "__version__"]
     public += [vx.methods.get(n) for n in vx.methods.available()] + [vx.metrics.get(n) for n in vx.metrics.available()]
+    import videoxai.serve as serve                  # create_app, BackgroundServer: docs/protocol.md names them
+    public += [getattr(serve, n) for n in serve.__all__]
     missing = [obj.__name__ for obj in public if not inspect.ismodule(obj)
                and not {f"{obj.__module__}.{obj.__name__}", f"videoxai.{obj.__name__}"} & ids]
     assert not missing, f"not in the API reference: {missing}"
