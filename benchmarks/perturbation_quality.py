@@ -114,6 +114,11 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
                     help="add seeded Gaussian pixel noise of this σ (pixels in [0, 1]) to every clip, "
                          "as grain on a real video (default 0)")
+    ap.add_argument("--object-size", default=None, metavar="MIN,MAX",
+                    help="evidence objects' side as fractions of the frame (default: the benchmark's "
+                         "0.12,0.16); larger objects test methods on evidence the bundled models never saw")
+    ap.add_argument("--window", default=None, metavar="MIN,MAX",
+                    help="frames the evidence is visible in (default: the benchmark's 2,4)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--option", action="append", default=[], metavar="METHOD.KEY=VALUE",
                     help="override a method option, e.g. step.iterations=100 (repeatable)")
@@ -144,8 +149,18 @@ def main() -> None:
         except (ValueError, SyntaxError):
             options[method][name] = value  # a bare word: a string (baseline=fade)
 
+    data: dict = {}
+    for flag, key, kind in (("--object-size", "object_size", float), ("--window", "window", int)):
+        text = getattr(args, key)
+        if text is not None:
+            try:
+                low, high = (kind(v) for v in text.split(","))
+            except ValueError:
+                ap.error(f"{flag} {text!r}: expected MIN,MAX")
+            data[key] = (low, high)
+
     model = vx.load_model(args.model)
-    ds = SyntheticVideos(args.clips, split=args.split, seed=args.seed, num_frames=model.num_frames)
+    ds = SyntheticVideos(args.clips, split=args.split, seed=args.seed, num_frames=model.num_frames, **data)
     chance = chance_rates(ds)
     fields = ("t", "s", "px", "pg", "iou", "cons", "sec", "fwd", "bwd", "rho", "reached", "chosen", "share")
     # rows[group][method]: group "object" (the blurred clip loses the class) or "nothing"
@@ -157,7 +172,8 @@ def main() -> None:
     # on stdout, with the tables: s/clip means nothing without the device and threads
     print(f"model {args.model} ({model.family}, {model.num_frames} frames, {model.input_size}) on {model.device}, "
           f"{args.clips} held-out clips, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+          + (f"; data {data}" if data else ""))
     t_start = time.perf_counter()
     for i in range(args.clips):
         sample = ds[i]
