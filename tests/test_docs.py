@@ -59,12 +59,18 @@ def test_site_builds_in_strict_mode_with_the_api_reference(tmp_path):
     import videoxai as vx
     ids = set(re.findall(r'id="([\w.]+)"', "".join(p.read_text(encoding="utf-8")
                                                   for p in (site / "reference").glob("*.html"))))
-    public = [getattr(vx, n) for n in vx.__all__ if n != "__version__"]
-    public += [vx.methods.get(n) for n in vx.methods.available()] + [vx.metrics.get(n) for n in vx.metrics.available()]
-    import videoxai.serve as serve                  # create_app, BackgroundServer: docs/protocol.md names them
-    public += [getattr(serve, n) for n in serve.__all__]
-    missing = [obj.__name__ for obj in public if not inspect.ismodule(obj)
-               and not {f"{obj.__module__}.{obj.__name__}", f"videoxai.{obj.__name__}"} & ids]
+    import videoxai.evaluation
+    import videoxai.models
+    import videoxai.serve                           # create_app, BackgroundServer: docs/protocol.md names them
+    import videoxai.viz
+    public = [(vx, n) for n in vx.__all__ if n != "__version__"]
+    for package in (videoxai.evaluation, videoxai.models, videoxai.serve, videoxai.viz, videoxai.stabn):
+        public += [(package, n) for n in package.__all__]
+    plugins = [vx.methods.get(n) for n in vx.methods.available()] + [vx.metrics.get(n) for n in vx.metrics.available()]
+    public += [(inspect.getmodule(cls), cls.__name__) for cls in plugins]
+    missing = [f"{package.__name__}.{n}" for package, n in public
+               if (inspect.isclass(obj := getattr(package, n)) or inspect.isfunction(obj))
+               and not {f"{obj.__module__}.{obj.__name__}", f"{package.__name__}.{n}"} & ids]
     assert not missing, f"not in the API reference: {missing}"
 
 
