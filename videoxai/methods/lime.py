@@ -60,7 +60,10 @@ def weighted_ridge(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
     x, y, w = x.double(), y.double(), w.double()
     ws = w.sum()
     xm = (w[:, None] * x).sum(0) / ws
-    ym = (w * y).sum() / ws
+    # the mean taken about the first score: when every score is the same (a model the samples do
+    # not move), yc is exactly 0 and so is β, where (w·y).sum() / w.sum() is off by a rounding
+    # error, whose 1e-32 coefficients made a full-contrast map of noise
+    ym = y[0] + (w * (y - y[0])).sum() / ws
     xc, yc = x - xm, y - ym
     n, f = x.shape
     if f <= n:
