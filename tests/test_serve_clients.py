@@ -208,6 +208,31 @@ def test_a_trickling_upload_is_cut_off_and_slow_uploads_cannot_take_every_connec
         assert client.post("/api/jobs", content=video.read_bytes()).status_code == 202
 
 
+def test_the_rest_of_a_refused_upload_cannot_hold_its_connection(model):
+    # refused before its body was read (413 here; 503 busy and 401 alike), uvicorn reads the rest
+    # and discards it with no deadline once a byte of it came: trickled, it held its connection
+    # for ever; and a connection that sent all of it had no deadline for its next request either
+    app = create_app(model, ServeSettings(max_upload_mb=0.25, body_timeout_s=0.5, header_timeout_s=0.5))
+    with BackgroundServer(app) as server:
+        connections = server.server.server_state.connections
+        for length, rest in ((100_000_000, b"x"), (300_000, b"x" * 300_000)):  # trickled / sent whole
+            sock = raw_upload(server, length)
+            port_here = sock.getsockname()[1]
+
+            def held() -> bool:
+                return any(c.client and c.client[1] == port_here for c in list(connections))
+
+            assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
+            sock.sendall(rest)
+            deadline = time.monotonic() + 30
+            while held() and time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"x" if length > len(rest) else b"")  # a byte every 0.1 s never stalls
+                time.sleep(0.1)
+            assert not held(), f"the server still holds the connection ({length}-byte body, {len(rest)} sent)"
+            sock.close()
+
+
 def test_a_download_nobody_reads_is_cut_off(model, video):
     # a client that asked for a result larger than the socket buffers and read nothing held its
     # connection and response task forever (and the server's shutdown for shutdown_timeout_s)

@@ -25,6 +25,11 @@ connection whose peer stops reading:
   socket buffers and reads nothing held its connection and response task forever.
   :class:`HTTPProtocol` aborts a connection whose writes stay paused (the peer reads nothing) for
   ``body_timeout_s``.
+* **Refused bodies.** Answered before its body was read (413, 503 ``busy``, 401), a request's
+  body is read and discarded by uvicorn, with no deadline once a byte of it has come, and a
+  connection that then sent no next request had none either. :class:`HTTPProtocol` closes one
+  whose refused body has not all come within ``body_timeout_s``, and gives the next request's
+  headers their deadline.
 * **Over the connection limit.** uvicorn answers a request that arrives while the server holds
   ``limit_concurrency`` connections (or requests) with a plain-text 503 from deep inside its
   protocol. :class:`HTTPProtocol` takes that check over and answers the API's JSON error
@@ -147,18 +152,46 @@ class HTTPProtocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if getattr(self, "_drain_timer", None) is not None and not self._draining():
+            self._drain_done()  # the refused body is all in: the connection is kept for the next request
+            if self.conn.their_state is h11.IDLE:
+                self._wait_for_headers()  # uvicorn arms no keep-alive timeout after a drained body
         if self.conn.their_state is not h11.IDLE:  # the request line and headers are in
             self._headers_done()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.IDLE:
             self._wait_for_headers()  # keep-alive: the next request's headers get the same deadline
+        elif self._draining():
+            # answered before its body was read (413, 503, 401, 403): uvicorn reads the rest and
+            # discards it, with no deadline once a byte of it has come (its keep-alive timeout
+            # stops at the first byte), so a client that trickled a refused body held its
+            # connection for ever. The rest must come within body_timeout_s, as an upload's must.
+            self._drain_timer = self.loop.call_later(self.settings.body_timeout_s, self._drain_too_long)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._headers_done()
         self._reading_resumed()
+        self._drain_done()
         super().connection_lost(exc)
+
+    def _draining(self) -> bool:
+        """Whether the response is sent and the request's body is still coming (to be discarded)."""
+        return self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY
+
+    def _drain_done(self) -> None:
+        if getattr(self, "_drain_timer", None) is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+
+    def _drain_too_long(self) -> None:
+        self._drain_timer = None
+        log.debug("closing a connection from %s: the rest of a refused body took over %g s", _host(self) or "?",
+                  self.settings.body_timeout_s)
+        self.transport.abort()
 
     def pause_writing(self) -> None:
         """The peer has stopped reading (the kernel's buffers and the transport's are full): abort
