@@ -213,3 +213,24 @@ def test_the_shared_options_table_names_methods_that_take_each_option():
                     wrong.append(f"{option}: {name}")
     assert not wrong, f"methods the table says take an option they do not declare: {wrong}"
     assert checked >= 20
+
+
+def test_every_registered_method_and_metric_is_in_the_sites_tables():
+    """Choosing a method lists every method in its families table, Evaluation every metric in its
+    table, and the README's methods table every method: a new plug-in is not left out of them."""
+    import videoxai as vx
+
+    def first_table_names(text: str, heading: str | None = None) -> set[str]:
+        if heading:
+            text = text.split(heading, 1)[1]
+        rows = re.search(r"^\|.*\n\|[-| ]+\|\n((?:\|.*\n)+)", text, re.M)[1]
+        return {n for row in rows.splitlines() for n in re.findall(r"`(\w+)`", row.split("|")[2])}
+
+    methods, metrics = set(vx.methods.available()), set(vx.metrics.available())
+    site_methods = first_table_names((DOCS / "methods" / "index.md").read_text(encoding="utf-8"))
+    readme_methods = {n for row in (ROOT / "README.md").read_text(encoding="utf-8").split("## Methods", 1)[1]
+                      .split("\n\n")[2].splitlines()[2:] for n in re.findall(r"`(\w+)`", row.split("|")[1])}
+    site_metrics = first_table_names((DOCS / "evaluation.md").read_text(encoding="utf-8"), "## Metrics")
+    assert methods - site_methods == set(), "missing from docs/methods/index.md"
+    assert methods - readme_methods == set(), "missing from the README's methods table"
+    assert metrics - site_metrics == set(), "missing from docs/evaluation.md"
