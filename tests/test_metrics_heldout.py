@@ -418,6 +418,15 @@ def test_a_target_is_a_class_index_or_a_class_name_as_vx_explain_takes_it():
             metric(model, x, m, target=bad)
 
 
+def test_an_option_in_the_spec_and_as_an_argument_is_refused_as_vx_explain_refuses_it():
+    # the argument silently replaced the spec's value: evaluate("deletion(unit=frame)", …, unit="pixel")
+    # scored pixel units
+    model, x, m = cropped_model(), frames(), a_map()
+    with pytest.raises(InputError, match="metric 'deletion': option unit given both in the spec and as an argument"):
+        vx.metrics.evaluate("deletion(unit=frame)", model, x, m, 0, unit="pixel")
+    assert build("deletion(unit=frame)", n_steps=2).spec == "deletion(n_steps=2, unit=frame)"
+
+
 def test_a_clip_tensor_outside_0_1_is_refused_as_vx_explain_refuses_it():
     model = cropped_model()
     with pytest.raises(InputError, match=r"must lie in \[0, 1\], got values in \[0\.0\d+, 25\d\.?\d*\]; divide 0–255"):

@@ -348,6 +348,10 @@ def build(spec: str | Metric, **options) -> Metric:
             raise InputError("pass options when constructing the metric")
         return spec
     name, opts = parse_spec(spec)
+    # as vx.explain refuses it: the keyword silently replaced the spec's value
+    both = sorted(set(opts) & set(options))
+    if both:
+        raise InputError(f"metric {name!r}: option {both[0]} given both in the spec and as an argument")
     return get(name)(**{**opts, **options})
 
 
