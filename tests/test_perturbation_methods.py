@@ -531,19 +531,23 @@ def test_weighted_ridge_matches_the_normal_equations():
     assert beta1.norm() < beta_true.norm()
 
 
-def test_lime_of_a_model_the_samples_do_not_move_is_blank_and_says_so():
-    # scores all equal: the weighted mean was off by a rounding error, and its 1e-32 coefficients
-    # were drawn as a full-contrast map, with no warning
-    class Constant(nn.Module):
-        def forward(self, x):
-            return torch.tensor([[1.0, 0.0, -1.0]]).expand(x.shape[0], 3)
-
+def test_lime_of_equal_scores_has_no_coefficients():
     g = torch.Generator().manual_seed(0)
     x, w = torch.randint(0, 2, (500, 40), generator=g).double(), torch.rand(500, generator=g, dtype=torch.float64)
     beta, _, _ = weighted_ridge(x, torch.full((500,), 0.6652409557748219, dtype=torch.float64), w, 1.0)
     assert torch.equal(beta, torch.zeros(40, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["lime", "rise"])
+def test_a_model_the_samples_do_not_move_gets_a_blank_map_and_the_warning(method):
+    # scores all equal: their (weighted) mean was off by a rounding error, and the 1e-17 (RISE)
+    # or 1e-32 (LIME's coefficients) left over were drawn as a full-contrast map, with no warning
+    class Constant(nn.Module):
+        def forward(self, x):
+            return torch.tensor([[0.1, 0.0, -1.0]]).expand(x.shape[0], 3)
+
     model = vx.wrap(Constant(), num_frames=4, input_size=16, num_classes=3)
-    exp = vx.explain(model, np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32), method="lime")
+    exp = vx.explain(model, np.random.default_rng(0).random((4, 16, 16, 3)).astype(np.float32), method=method)
     assert exp.spatial.max() == 0 and "constant" in exp.meta["warnings"][0]
 
 

@@ -111,7 +111,10 @@ class RISE(PerturbationMethod):
             return canvas.compose(upsample_masks(grids[sl], shifts[sl], (t, h, w)), fill)
 
         s = self.scores(make, self.n_samples, target, f"{self.n_samples} masks")
-        s = (s - s.mean()).float()
+        # centred about the first score: equal scores (a model the masks do not move) give exactly
+        # 0, where s.mean() of equal values is off by a rounding error that painted the masks'
+        # uneven coverage as a full-contrast map
+        s = (s - s[0] - (s - s[0]).mean()).float()
         sal = torch.zeros(t, h, w, device=device)
         for sl in batched(self.n_samples, self.batch_size):  # masks rebuilt: memory stays O(batch)
             m = upsample_masks(grids[sl], shifts[sl], (t, h, w))
