@@ -331,6 +331,16 @@ def test_ground_truth_in_a_dict_is_read_from_its_keys(spec):
         build(spec)(model, x, exp, sample={"mask": masks})
 
 
+@pytest.mark.parametrize("window", [(1.2, 2.5), (0, 1, 2), (True, 3)])
+def test_a_window_that_is_not_two_frame_indices_is_refused(window):
+    # (1.2, 2.5), a window in seconds, was truncated to frames (1, 2); (0, 1, 2) read as (0, 1)
+    model, x = cropped_model(), frames()
+    with pytest.raises(InputError, match=r"window must be \(start, end\) frame indices \(integers\), got"):
+        build("temporal_grounding")(model, x, a_map(), target=0, sample={"window": window})
+    assert build("temporal_grounding")(model, x, as_explanation(a_map(), [0.1, 0.7, 0.2]), target=0,
+                                       sample={"window": (1.0, 2.0)}).value == 1
+
+
 def test_energy_and_iou_by_hand_on_cropped_frames():
     _, masks = box_truth()
     model, x, m = cropped_model(), frames(), a_map()

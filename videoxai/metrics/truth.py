@@ -10,6 +10,7 @@ metrics score against it.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -77,7 +78,13 @@ def truth_window(sample, num_frames: int) -> tuple[int, int] | np.ndarray:
     frames that have a mask or a box."""
     window = sample_field(sample, "window")
     if window is not None:
-        start, end = int(window[0]), int(window[1])
+        # frame indices: a window in seconds (1.2, 2.5) or any other non-integer pair was truncated
+        # to frames (1, 2) and scored without a word
+        pair = np.asarray(window, dtype=object).reshape(-1)
+        if pair.size != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                                     and math.isfinite(v) and float(v).is_integer() for v in pair):
+            raise InputError(f"window must be (start, end) frame indices (integers), got {window!r}")
+        start, end = int(pair[0]), int(pair[1])
         if not 0 <= start < end <= num_frames:
             raise InputError(f"window {tuple(window)} is not a non-empty [start, end) within {num_frames} frames")
         return start, end
