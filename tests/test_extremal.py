@@ -298,6 +298,24 @@ def test_options_left_to_the_preset_and_the_clip_are_recorded_and_replay_the_map
     assert "resolved_options" not in again.meta
 
 
+def test_a_finer_mask_grid_scales_the_learning_rate_as_documented(case, monkeypatch):
+    # lr is for cells of the recipe's size (7 px at 112 → 1.5, used as 2 at 24 px); a step given
+    # explicitly was compared with itself, so step=1 ran at the lr given instead of 4 × it
+    model, clip, _ = case
+    used = []
+
+    class Spy(torch.optim.SGD):
+        def __init__(self, params, lr, **kw):
+            used.append(lr)
+            super().__init__(params, lr=lr, **kw)
+
+    monkeypatch.setattr(torch.optim, "SGD", Spy)
+    x = clip.to_tensor()
+    for step in (None, 2, 1):
+        vx.methods.get("ep3d")(model, step=step, lr=0.1, iterations=1, areas=(0.1,)).attribute(x, 0)
+    assert used == pytest.approx([0.1, 0.1, 0.4])
+
+
 def test_short_clips_and_bad_options_raise_clear_errors(case):
     model, clip, _ = case
     x = clip.to_tensor()

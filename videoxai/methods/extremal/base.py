@@ -100,9 +100,10 @@ class ExtremalPerturbation(PerturbationMethod):
         optimizer: ``"sgd"`` (the recipe's, momentum and dampening 0.9) or ``"adam"`` (not
             recommended, see :mod:`videoxai.methods.extremal`).
         lr: learning rate for a mask cell of the recipe's size (default 0.1 for 150 iterations;
-            the recipe's 0.05 for 1200). A finer ``step`` than the scaled recipe's multiplies it
-            by (recipe step / step)², since a cell then covers fewer pixels and receives a
-            proportionally smaller gradient from every term.
+            the recipe's 0.05 for 1200). A finer ``step`` than the scaled recipe's (rounded)
+            multiplies it by (recipe step / step)², a coarser one divides it likewise, since a
+            cell then covers fewer (more) pixels and receives a proportionally smaller (larger)
+            gradient from every term.
         reward_weight: w_r, the weight of the game's reward −log p in the energy (1).
         area_weight: λ_0, the area term's weight at the start of the run (the recipe's 300).
         area_growth: factor by which λ grows over the whole run (the recipe's ≈ 2.83).
@@ -228,8 +229,12 @@ class ExtremalPerturbation(PerturbationMethod):
         t, (h, w) = canvas.num_frames, canvas.grid
         side = min(h, w)
         step = max(1, round(self.size("step", side)))
-        # the lr is set for cells of the (scaled) recipe's size: a finer grid gets (ratio)² more
-        lr = self.lr * (self.size("step", side) / step) ** 2 if self.sizes["step"] is not None else self.lr
+        # the lr is set for cells of the (scaled) recipe's size: a finer grid gets (ratio)² more.
+        # Against the recipe's step as it is used (rounded): a step given explicitly was compared
+        # with itself, so the documented scaling never happened (step=2 at 64 px ran at lr 0.1,
+        # not 0.4); rounded, the default's step given explicitly makes the same map
+        recipe_step = max(1, round(self.reference_sizes["step"] * side / _REF_SIDE))
+        lr = self.lr * (recipe_step / step) ** 2
         try:
             gen = MaskGenerator((h, w), step, self.size("sigma", side), device=device)
         except InputError as e:  # step or sigma against the grid: their ranges depend on the model
