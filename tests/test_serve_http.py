@@ -320,6 +320,7 @@ def test_an_unknown_method_is_told_the_methods_this_servers_model_takes(client, 
     ({"unknown_field": "1"}, 422, "bad_request"),
     ({"method": ""}, 422, "bad_request"),  # was the default method, silently
     ({"stride": "4"}, 422, "bad_request"),  # sampling=uniform has no stride: it was ignored, silently
+    ({"target": "9" * 5000}, 422, "bad_request"),  # past Python's 4300 digits: a 500 and a traceback
 ])
 def test_bad_job_parameters(client, videos, params, status, code):
     message = assert_error(upload(client, videos["short"], **params), status, code)

@@ -33,7 +33,7 @@ import struct
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ..data.decoder import FrameTooLargeError
 from ..errors import (InputError, UnknownMethodError, UnknownModelError, UnsupportedModelError, VideoReadError,
@@ -267,10 +267,22 @@ class ServerInfo(BaseModel):
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
+#: longest class name (or index spelled out) a request may give as its target
+MAX_TARGET_CHARS = 1000
+
+
+def _short_target(value: Any) -> Any:
+    # Python refuses to read an integer of over 4300 digits: such a target was a ValueError deep
+    # in the model, answered as an internal error (500) with a traceback in the server's log
+    if isinstance(value, str) and len(value) > MAX_TARGET_CHARS:
+        raise ValueError(f"a class name or index of at most {MAX_TARGET_CHARS} characters, got {len(value)}")
+    return value
+
+
 #: a class by index, or by name as the library and the CLI take it (exact, then case-insensitive;
 #: a query string's ``"3"`` is class 3 unless a class is called ``"3"``), resolved by
 #: :meth:`~videoxai.serve.engine.Engine.prepare`
-ClassTarget = Annotated[int, Field(ge=0)] | str | None
+ClassTarget = Annotated[Annotated[int, Field(ge=0)] | str | None, BeforeValidator(_short_target)]
 
 
 #: a method's name; omitted (or ``null``) means the server's default. An empty string is refused,
