@@ -5,7 +5,8 @@ with ``strides``; at each position the box is replaced by the baseline and the d
 target's score, ``v(clip) − v(occluded)``, is credited to every voxel of the box. A voxel's
 attribution is the mean drop over the windows that cover it (Captum's ``Occlusion`` divides by
 the same count). Window positions include one flush with the end of each axis, so every voxel is
-covered even when the stride does not tile the clip. The map keeps the positive part; the method
+covered even when the stride does not tile the clip (unless the stride is longer than the
+window: the voxels between two windows get 0). The map keeps the positive part; the method
 is deterministic, so it takes no seed.
 """
 
