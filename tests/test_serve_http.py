@@ -340,6 +340,9 @@ def test_a_parameter_given_twice_is_refused_not_half_taken(client, videos):
     assert assert_error(r, 422, "bad_request").startswith("sampling: given more than once")
     r = client.post("/api/jobs", files=files, data={"overlay": ["false", "false"]})
     assert assert_error(r, 422, "bad_request").startswith("overlay: given more than once")
+    # an option given twice in the JSON: json keeps the last one
+    r = upload(client, videos["short"], options='{"layers": 1, "layers": 2}')
+    assert "key 'layers' is given more than once" in assert_error(r, 400, "bad_request")
 
 
 def test_an_omitted_method_is_the_default_and_an_empty_one_is_refused(client, videos):

@@ -113,8 +113,9 @@ MAX_JSON_DEPTH = 32
 
 def loads_json(text: str | bytes, what: str, code: str = "bad_request") -> Any:
     """Parse a client's JSON with limits checked *before* parsing: size, nesting depth (30 000
-    nested ``[`` would exhaust the parser's recursion), and finite numbers only (``NaN``,
-    ``Infinity`` and ``1e400`` are refused, not turned into floats no option accepts).
+    nested ``[`` would exhaust the parser's recursion), finite numbers only (``NaN``,
+    ``Infinity`` and ``1e400`` are refused, not turned into floats no option accepts), and each
+    key of an object once.
 
     Raises:
         ServiceError: 400 with ``code``, naming ``what`` and the problem.
@@ -134,8 +135,18 @@ def loads_json(text: str | bytes, what: str, code: str = "bad_request") -> Any:
     def constant(token: str) -> float:
         raise ValueError(f"{token} is not a number JSON allows")
 
+    def once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json keeps the last of a key given twice: {"n_samples": 100, "n_samples": 5000} was
+        # explained with 5000 and not a word (as a query parameter given twice is refused)
+        data: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in data:
+                raise ValueError(f"key {key!r} is given more than once")
+            data[key] = value
+        return data
+
     try:
-        return json.loads(text, parse_float=finite, parse_constant=constant)
+        return json.loads(text, parse_float=finite, parse_constant=constant, object_pairs_hook=once_each)
     except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise ServiceError(400, code, f"{what} must be valid JSON: {e}") from None
 
