@@ -437,6 +437,18 @@ def test_an_option_in_the_spec_and_as_an_argument_is_refused_as_vx_explain_refus
     assert build("deletion(unit=frame)", n_steps=2).spec == "deletion(n_steps=2, unit=frame)"
 
 
+def test_a_clip_tensor_is_taken_in_every_layout_vx_explain_takes():
+    # (T, H, W, 3) and uint8 tensors, which vx.explain explains, were refused by every metric
+    model, m = cropped_model(), a_map()
+    pixels = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (T, H, W, 3), dtype=np.uint8))
+    metric = build("deletion(unit=patch, grid=4, n_steps=4)")
+    expected = metric(model, pixels.numpy(), m, target=0).value
+    for clip in (pixels, pixels.float() / 255, pixels.permute(0, 3, 1, 2), pixels.permute(0, 3, 1, 2)[None]):
+        assert metric(model, clip, m, target=0).value == pytest.approx(expected, abs=1e-7)
+    with pytest.raises(InputError, match="a clip is one video; got a batch of 2 clips"):
+        metric(model, torch.rand(2, T, 3, H, W), m, target=0)
+
+
 def test_a_clip_tensor_outside_0_1_is_refused_as_vx_explain_refuses_it():
     model = cropped_model()
     with pytest.raises(InputError, match=r"must lie in \[0, 1\], got values in \[0\.0\d+, 25\d\.?\d*\]; divide 0–255"):

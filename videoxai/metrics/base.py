@@ -169,8 +169,9 @@ class Metric(Configurable):
 
         Args:
             model: the explained :class:`~videoxai.models.base.VideoModel`.
-            clip: a :class:`~videoxai.clip.Clip`, ``(T, H, W, 3)`` frames, or a pixel tensor
-                ``(T, 3, H, W)`` / ``(1, T, 3, H, W)`` in [0, 1].
+            clip: a :class:`~videoxai.clip.Clip`, or frames as ``vx.explain`` takes them:
+                ``(T, H, W, 3)`` or ``(T, 3, H, W)``, uint8 or float in [0, 1], numpy or torch, or a
+                ``(1, T, 3, H, W)`` pixel batch.
             explanation: an :class:`~videoxai.explanation.Explanation`, or a ``(T, H, W)``
                 non-negative map (its temporal scores are then its per-frame sums over the pixels
                 the model sees, as its frame units; give ``target``).
@@ -239,10 +240,10 @@ def as_pixels(clip, device: torch.device) -> torch.Tensor:
         x = clip.detach()
         if x.ndim == 4:
             x = x.unsqueeze(0)
-        if x.ndim != 5 or x.shape[0] != 1 or x.shape[2] != 3:
-            raise InputError(f"a clip tensor must be (T, 3, H, W) or (1, T, 3, H, W), got {tuple(clip.shape)}")
-        if not x.is_floating_point():
-            raise InputError(f"a clip tensor must be float in [0, 1], got {x.dtype}")
+        if x.ndim != 5 or x.shape[0] != 1 or x.shape[2] != 3 or not x.is_floating_point():
+            # (T, H, W, 3) frames, uint8 pixels, or no clip at all: read as vx.explain reads them
+            # (they were refused here after vx.explain had explained them), with its messages
+            return Clip.from_array(clip).to_tensor(device)
         if not torch.isfinite(x).all():
             raise InputError("the clip contains NaN or infinite values")
         lo, hi = float(x.min()), float(x.max())
