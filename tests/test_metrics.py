@@ -413,7 +413,7 @@ def test_bad_call_inputs(frame_case):
         metric(model, clip, exp, target=5)
     with pytest.raises(InputError, match="videoxai model"):
         metric(torch.nn.Identity(), clip, exp)
-    with pytest.raises(InputError, match="\\(T, 3, H, W\\)"):
+    with pytest.raises(InputError, match="a clip is one video; got a batch of 2 clips"):
         metric(model, torch.zeros(2, 4, 3, 6, 6), exp)
     # a bare map with a target works, and agrees with the same map as an Explanation
     bare = metric(model, clip, exp.spatial, target=0)
