@@ -49,6 +49,14 @@ def test_site_builds_in_strict_mode_with_the_api_reference(tmp_path):
     # the API reference is generated from the docstrings, not written by hand
     api = (site / "reference" / "index.html").read_text(encoding="utf-8")
     assert "Decode a video file" in api            # read_video's docstring
+    # the docstrings' Sphinx roles are links (docs/hooks/sphinx_roles.py), not ":func:" before a code span
+    assert ('Decode a video file into a <a class="autorefs autorefs-internal" href="index.html#videoxai.Clip">'
+            '<code>Clip</code></a> (see <a class="autorefs autorefs-internal" '
+            'href="data.html#videoxai.data.video.read_video"><code>videoxai.data.video.read_video</code></a>)') in api
+    roles = [(page.name, m) for page in site.rglob("*.html")
+             for m in re.findall(r":(?:func|class|meth|mod|attr|data|exc|obj):<code>", page.read_text(encoding="utf-8"))]
+    assert not roles, roles[:5]
+    assert not (site / "hooks").exists()
     assert "top_frames" in api                      # a method of Explanation
     methods = (site / "reference" / "methods.html").read_text(encoding="utf-8")
     assert "Selvaraju" in methods                   # Grad-CAM's module docstring
