@@ -358,6 +358,50 @@ def test_an_output_path_that_is_a_file_is_named_before_the_model_loads(tmp_path)
         evaluate("x", "synthetic:1", "random", "sparseness", tmp_path / "eval" / "sub", backend="inline")
 
 
+
+def test_an_output_folder_that_cannot_be_written_or_holds_another_programs_results_file_is_named(tmp_path, monkeypatch):
+    """A read-only --out was a warning that the folder has no locks and then 'is not a videoxai
+    results database: unable to open database file'; another program's results.sqlite was
+    'OperationalError: no such column: method'."""
+    import errno
+    import sqlite3
+
+    import videoxai as vx
+    from videoxai.evaluation import ResultStore, evaluate, runner, write_report
+
+    model = vx.load_model("demo")
+
+    class ReadOnly:  # the lock file's open(O_CREAT) in a read-only folder
+        def __init__(self, folder):
+            self.folder = folder
+
+        def __enter__(self):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self.folder / ".lock"))
+
+        def __exit__(self, *exc):
+            return None
+
+    with monkeypatch.context() as m:
+        m.setattr(runner, "FolderLock", ReadOnly)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(InputError, match=r"^cannot write in the output directory .*ro \(Permission denied\)"):
+                evaluate(model, "synthetic:1", "random", "sparseness", tmp_path / "ro", backend="inline",
+                         progress=False, report=False)
+    (tmp_path / "dir.sqlite").mkdir()   # sqlite cannot open it: 'unable to open database file'
+    with pytest.raises(InputError, match=r"^cannot open .*dir.sqlite for writing: unable to open database file$"):
+        ResultStore(tmp_path / "dir.sqlite")
+    other = tmp_path / "other"
+    other.mkdir()
+    with sqlite3.connect(other / "results.sqlite") as c:
+        c.execute("CREATE TABLE results (id INTEGER, score REAL)")
+    said = r"other/results.sqlite is not a videoxai results database: its table results has no column video$"
+    with pytest.raises(InputError, match=said):
+        evaluate(model, "synthetic:1", "random", "sparseness", other, backend="inline", progress=False)
+    with pytest.raises(InputError, match=said):
+        write_report(other / "results.sqlite", other)   # --report-only
+
+
 def test_ucf24_files_saved_with_a_byte_order_mark(tmp_path):
     """Notepad and PowerShell start UTF-8 files with a BOM: the annotations were 'not valid JSON'
     and the split file's first key was '\\ufeffJump/v1', 'no annotation'."""

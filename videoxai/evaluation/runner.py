@@ -34,6 +34,7 @@ backend spawns worker processes, so a script that calls :func:`evaluate` must do
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import threading
@@ -269,6 +270,11 @@ def _folder_held(out: Path) -> Iterator[None]:
         try:
             held.enter_context(FolderLock(out))
         except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                # a folder this process cannot write: was a warning that locks are missing, then
+                # '… is not a videoxai results database: unable to open database file'
+                raise InputError(f"cannot write in the output directory {out} ({e.strerror}): choose "
+                                 "another output directory") from None
             warnings.warn(f"cannot lock {out} ({e.strerror or e}): a second evaluation on it at the same "
                           "time would not be refused", stacklevel=4)
         yield

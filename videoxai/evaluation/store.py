@@ -116,6 +116,16 @@ class ResultStore:
             # NORMAL is durable against a killed process in WAL mode (not against power loss)
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            # a table of another program's file under the same name ('results') is kept by
+            # CREATE TABLE IF NOT EXISTS: it failed later with 'no such column: method'
+            unlike = _unlike_schema(self.db)
+            if unlike:
+                self.db.close()
+                raise sqlite3.DatabaseError(unlike)
+        except sqlite3.OperationalError as e:
+            # the file cannot be opened or written (a read-only folder or file, a full disk):
+            # it was called 'not a videoxai results database', which sent users to the wrong file
+            raise InputError(f"cannot open {self.path} for writing: {e}") from None
         except sqlite3.DatabaseError as e:
             raise InputError(f"{self.path} is not a videoxai results database: {e}") from None
         canonicalise(self.db)  # files written before specs were canonical: one key per setting
@@ -256,6 +266,23 @@ class ResultStore:
         if status is None:
             return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
         return int(self.db.execute("SELECT COUNT(*) FROM results WHERE status = ?", (status,)).fetchone()[0])
+
+
+def _unlike_schema(db: sqlite3.Connection) -> str | None:
+    """How ``db``'s tables differ from :data:`_SCHEMA` (a missing column), or ``None``."""
+    want = sqlite3.connect(":memory:")
+    try:
+        want.executescript(_SCHEMA)
+        tables = [t for (t,) in want.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                              "AND name NOT LIKE 'sqlite_%'")]
+        for table in tables:
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            missing = [row[1] for row in want.execute(f"PRAGMA table_info({table})") if row[1] not in have]
+            if missing:
+                return f"its table {table} has no column {missing[0]}"
+        return None
+    finally:
+        want.close()
 
 
 def _json_default(o):
