@@ -388,6 +388,9 @@ def test_blank_and_constant_maps_have_documented_scores():
     blank = np.zeros((T, H, W), np.float32)
     assert build("pointing_game")(model, x, blank, target=0, sample=sample).value == 0.0      # an empty map misses
     assert build("energy")(model, x, blank, target=0, sample=sample).value == 0.0
+    # an empty map selects no voxels: it scored k seeded random voxels' chance IoU (0.019 here)
+    assert build("iou")(model, x, blank, target=0, sample=sample).value == 0.0
+    assert build("iou(share=0.1, seed=3)")(model, x, blank, target=0, sample=sample).value == 0.0
     assert math.isnan(build("sparseness")(model, x, blank, target=0).value)
     # frame_faithfulness: the same attribution for every frame leaves Pearson's r undefined
     assert math.isnan(build("frame_faithfulness")(model, x, blank, target=0).value)

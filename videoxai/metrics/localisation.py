@@ -16,7 +16,8 @@ model's crop box (where no map of ``vx.explain`` has mass) counts there too.
   mass of the whole clip, so mass on frames without the evidence counts against the map;
   ``"frames"`` only looks at the annotated frames (a purely spatial score).
 * **iou**: the top ``k`` voxels of the map vs the annotated voxels; ``k`` is the annotation's own
-  size by default (so a perfect map scores 1), or ``share`` of the visible voxels.
+  size by default (so a perfect map scores 1), or ``share`` of the visible voxels. A map that is
+  empty where the model looks scores 0.
 * **temporal grounding**: share of the ``k`` most important frames (by the explanation's
   temporal scores) that lie inside the annotated window; ``k = 1`` is the reference's hit test.
 """
@@ -136,6 +137,10 @@ class TopShareIoU(Metric):
         n_truth = int(truth.sum())
         if n_truth == 0:
             return Score.undefined("no voxel is annotated")
+        if not bool((scores > 0).any()):
+            # an empty map selects nothing (as it misses in the pointing game and puts no energy on
+            # the evidence): its "top" was k seeded random voxels, a chance IoU for a blank map
+            return Score(0.0, details={"top": 0, "annotated": n_truth})
         k = n_truth if self.share is None else max(1, int(round(self.share * int(visible.sum()))))
         top = torch.zeros(t * h * w, dtype=torch.bool)
         top[descending_order(scores.reshape(-1), self.seed)[:k]] = True
