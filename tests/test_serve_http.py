@@ -373,6 +373,12 @@ def test_malformed_multipart(client):
     assert r.status_code == 400 and r.json()["error"]["code"] in ("bad_upload",), r.text
     r = client.post("/api/jobs", files={"other": ("a.txt", b"abc", "text/plain")})
     assert_error(r, 400, "bad_upload")
+    # a 'file' part without a filename is a form field: it was "no 'file' field" or, past 64 KiB,
+    # "Part exceeded maximum size", with no word of the missing filename
+    for size in (1000, 100_000):
+        body = b'--B\r\nContent-Disposition: form-data; name="file"\r\n\r\n' + b"\0" * size + b"\r\n--B--\r\n"
+        r = client.post("/api/jobs", content=body, headers={"content-type": "multipart/form-data; boundary=B"})
+        assert "send the video as a file, with a filename" in assert_error(r, 400, "bad_upload")
 
 
 def test_a_multipart_upload_cut_short_is_refused_as_such(client, videos):

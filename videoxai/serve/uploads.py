@@ -70,12 +70,18 @@ async def _receive_upload(request: Request, dest: Path, settings: ServeSettings)
         try:
             form = await parser.parse()
         except MultiPartException as e:
-            raise ServiceError(400, "bad_upload", f"malformed multipart upload: {e.message}") from None
+            # a part without a filename is a form field, and fields are small: such a part is
+            # most likely the video sent without one
+            hint = f" ({_NO_FILENAME})" if e.message.startswith("Part exceeded maximum size") else ""
+            raise ServiceError(400, "bad_upload", f"malformed multipart upload: {e.message}{hint}") from None
         try:
             if not parser.ended:
                 raise ServiceError(400, "bad_upload", "malformed multipart upload: the body ends before its closing "
                                                       "boundary (was the upload cut short?)")
             upload = form.get("file")
+            if isinstance(upload, str):
+                raise ServiceError(400, "bad_upload", f"the multipart upload's 'file' field is not a file: "
+                                                      f"{_NO_FILENAME}")
             if not isinstance(upload, UploadFile):
                 raise ServiceError(400, "bad_upload", "the multipart upload has no 'file' field")
             params = _once_each([*params.items(), *((k, v) for k, v in form.multi_items() if isinstance(v, str))])
@@ -90,6 +96,10 @@ async def _receive_upload(request: Request, dest: Path, settings: ServeSettings)
     if dest.stat().st_size == 0:
         raise ServiceError(400, "bad_upload", "the upload is empty")
     return params
+
+
+_NO_FILENAME = ("a part without a filename is read as a form field: send the video as a file, with a filename "
+                "(curl -F file=@clip.mp4)")
 
 
 class _WholeMultiPartParser(MultiPartParser):
