@@ -334,3 +334,108 @@ def test_lime_equals_captum_lime_with_the_same_samples(r3d_at_input_size):
     peer = ref[:, :, 0].clamp_min(0).float()
     assert float(peer.max()) > 0 and float((ref < 0).float().mean()) > 0.05
     _close(attr.maps, peer, rtol=1e-4)       # scikit-learn fits in float32, ours in float64
+
+
+# -- held-out architectures ----------------------------------------------------------------------
+class _SmallCNN(nn.Module):
+    """A user's 3D CNN, wrapped without a cam_layer: the layer search picks ``block``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1), nn.BatchNorm3d(8), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv3d(8, 16, 3, stride=(1, 2, 2), padding=1), nn.ReLU(inplace=True))
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)).mean((2, 3, 4)))
+
+
+def _tiny_mvit() -> tuple[nn.Module, vx.VideoModel]:
+    """torchvision's MViT, two blocks on 8 × 32 × 32 (4 × 4 × 4 tokens after the first), with the
+    zoo's token reshape at its last block's ``norm1``."""
+    from torchvision.models.video.mvit import MSBlockConfig, MViT
+
+    from videoxai.models.token_grid import TokenGrid
+    from videoxai.models.torchvision_zoo import ClsTokensToVolume
+
+    torch.manual_seed(0)
+    blocks = [MSBlockConfig(1, 16, 32, [3, 3, 3], [3, 3, 3], [1, 2, 2], [1, 2, 2]),
+              MSBlockConfig(2, 32, 32, [3, 3, 3], [3, 3, 3], [1, 1, 1], [1, 1, 1])]
+    net = MViT(spatial_size=(32, 32), temporal_size=8, block_setting=blocks, residual_pool=False,
+               residual_with_cls_embed=False, rel_pos_embed=False, proj_after_attn=False, num_classes=5).eval()
+    grid = TokenGrid(frames=4, rows=4, cols=4, tubelet=2, patch=(8, 8), prefix_tokens=1, order="thw")
+    return net, vx.wrap(net, num_frames=8, input_size=32, cam_layer="blocks.1.norm1",
+                        cam_reshape=ClsTokensToVolume(grid), token_grid=grid, fixed_num_frames=True)
+
+
+def _held_out(name: str) -> tuple[vx.VideoModel, nn.Module, nn.Module, nn.Linear, object]:
+    """``(model, the network pytorch-grad-cam runs, its CAM layer, its classifier, its
+    reshape_transform)`` for a network the other peer tests do not cover."""
+    if name == "mc3_18":
+        model = _video_resnet("mc3_18", 8, 32)
+        return model, model.net, model.net.layer4, model.net.fc, None
+    if name == "custom":
+        torch.manual_seed(0)
+        model = vx.wrap(_SmallCNN().eval(), num_frames=4, input_size=16, num_classes=5)
+        return model, model.net, model.net.block, model.net.head, None
+    if name == "mvit":
+        net, model = _tiny_mvit()
+        return (model, net, net.blocks[1].norm1, net.head[1],
+                lambda t: t[:, 1:].reshape(len(t), 4, 4, 4, -1).permute(0, 4, 1, 2, 3))
+    net = tiny_hf(name)                                   # vivit: [CLS] + (frame/2, row, col) tokens
+    model = from_hf_module(net)
+    return (model, _PixelValues(net), model.submodule(model.cam_layer), net.classifier,
+            lambda t: t[:, 1:].reshape(len(t), 4, 4, 4, -1).permute(0, 4, 1, 2, 3))
+
+
+@pytest.mark.parametrize("name", ["videomae", "vivit", "timesformer", "custom", "mvit"])
+def test_input_gradients_equal_captum_on_held_out_networks(name):
+    # frames larger than the input and not square: the models resize and crop inside their forward
+    model = from_hf_module(tiny_hf(name)) if name in ("videomae", "vivit", "timesformer") else (
+        _tiny_mvit()[1] if name == "mvit" else _held_out(name)[0])
+    t, size = model.num_frames, model.input_size[0]
+    x = torch.rand(2, t, 3, size + 8, size + 4, generator=torch.Generator().manual_seed(0))
+    target = torch.tensor([1, 3])
+    sal = get("saliency")(model).attribute_pixels(x, target).values
+    _close(sal, captum_attr.Saliency(model).attribute(x, target=target, abs=False))
+    gxi = get("grad_x_input")(model).attribute_pixels(x, target).values
+    _close(gxi, captum_attr.InputXGradient(model).attribute(x, target=target))
+    ig = get("integrated_gradients")(model, n_steps=2, baseline="blur", internal_batch_size=4).attribute_pixels(x, target)
+    _close(ig.values, captum_attr.IntegratedGradients(model).attribute(
+        x, baselines=baselines.get("blur")(x), target=target, n_steps=2, internal_batch_size=4), rtol=1e-4)
+    one = (x[:1] - x[:1].min()) / (x[:1].max() - x[:1].min())    # range 1: our relative σ is Captum's stdev
+    sg = get("smoothgrad")(model, n_samples=2, noise_level=0.2, batch_size=2, seed=5).attribute_pixels(one, 1)
+    torch.manual_seed(5)
+    _close(sg.values, captum_attr.NoiseTunnel(captum_attr.Saliency(model)).attribute(
+        one, nt_type="smoothgrad", nt_samples=2, nt_samples_batch_size=2, stdevs=0.2, target=1, abs=False))
+
+
+@pytest.mark.parametrize("name", ["mc3_18", "custom", "vivit", "mvit"])
+def test_gradcam_and_gradcam_pp_equal_pytorch_grad_cam_on_held_out_networks(name):
+    model, net, layer, head, reshape = _held_out(name)
+    with torch.no_grad():
+        head.weight.mul_(1e3)                # Grad-CAM++: pytorch-grad-cam's eps = 1e-6 negligible
+    size, t = model.input_size[0], model.num_frames
+    x = torch.rand(2, t, 3, size, size, generator=torch.Generator().manual_seed(1))
+    x_net = model.preprocess(x).transpose(1, 2).contiguous()   # (a transposed one: a slow conv3d path)
+    target = [2, 4]
+    method = get("gradcam")(model)
+    assert method.layer == next(n for n, m in model.net.named_modules() if m is layer)
+    ours = method.attribute(x, target)
+    out, acts, grads = _peer_cam(GradCAM, net, layer, x_net, target, reshape_transform=reshape)
+    assert float(grads.abs().max()) > 0.1
+    _close(ours.maps, torch.relu((acts * grads.mean((2, 3, 4), keepdim=True)).sum(1)), rtol=1e-4)
+    np.testing.assert_allclose(_peer_postprocess(ours.maps.numpy(), (size, size, t)), out, atol=1e-4)
+    ours_pp = get("gradcam_pp")(model).attribute(x, target).maps
+    out_pp, acts, grads = _peer_cam(GradCAMPlusPlus, net, layer, x_net, target, reshape_transform=reshape)
+    if reshape is None:
+        # a CNN's ReLU features sum to ≥ 0 on the grid, so α's denominator 2g² + g³·ΣA is ≥ 2g² and the
+        # peer's eps is negligible
+        np.testing.assert_allclose(_peer_postprocess(ours_pp.numpy(), (size, size, t)), out_pp, atol=1e-3)
+    else:
+        # a transformer's LayerNorm features take both signs: where 2 + g·ΣA nears 0 (2e-3 on the
+        # MViT), the peer's eps moves α by a few per cent, so the peer's tensors go through the formula
+        g3 = grads.pow(3)
+        alpha = grads.square() / (2 * grads.square() + acts.sum((2, 3, 4), keepdim=True) * g3)
+        weights = (torch.where(grads != 0, alpha, 0) * grads.clamp_min(0)).sum((2, 3, 4), keepdim=True)
+        _close(ours_pp, torch.relu((weights * acts).sum(1)), rtol=1e-3)
