@@ -134,7 +134,9 @@ def train_cmd(
 ) -> None:
     """Train an ST-ABN; validation accuracy of both branches after every epoch."""
     from ..stabn.designs import design as named_design
-    from ..stabn.train import CHECKPOINT, WARM_START_DIR, TrainConfig, train
+    from ..stabn.recipe import TrainConfig
+    from ..stabn.run_directory import CHECKPOINT, WARM_START_DIR
+    from ..stabn.train import train
 
     _threads(threads)
     given = {"temporal_attention": temporal_attention, "temporal_norm": temporal_norm,
@@ -187,7 +189,7 @@ def collect_cmd(
     from ..errors import InputError
     from ..stabn.data import open_dataset
     from ..stabn.knowledge import collect, training_data
-    from ..stabn.train import check_out_dir
+    from ..stabn.run_directory import check_out_dir
 
     _threads(threads)
     check_out_dir(out)  # before the data is decoded
@@ -301,7 +303,7 @@ def finetune_cmd(
     from ..stabn.data import open_dataset
     from ..errors import InputError
     from ..stabn.knowledge import EditSet, check_collection, finetune, finetune_config
-    from ..stabn.train import check_out_dir
+    from ..stabn.run_directory import check_out_dir
 
     _threads(threads)
     check_out_dir(out)  # before the data is decoded

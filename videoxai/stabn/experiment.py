@@ -45,13 +45,16 @@ import numpy as np
 
 from ..data.synthetic import COLOURS, SHAPES, shape_masks
 from ..errors import InputError
+from .config import STABNConfig
 from .data import ClipSet, open_dataset
 from .designs import design
 from .evaluate import evaluate, predict
 from .knowledge import TemporalEdit, finetune, finetune_config
 from .loader import load_stabn, save_stabn
-from .model import STABNConfig, STABNVideoModel
-from .train import TrainConfig, fit, warm_started
+from .loop import fit
+from .model import STABNVideoModel
+from .recipe import TrainConfig
+from .train import warm_started
 
 
 def simulated_levels(window: tuple[int, int], num_frames: int, border: bool = False) -> list[float]:

@@ -50,9 +50,11 @@ from ..errors import InputError
 from .atomic import write_atomically
 from .data import ClipSet, recorded_spec
 from .evaluate import eval_mode, predict
+from .loop import TrainResult, check_data, fit
 from .losses import temporal_loss_kind
 from .model import STABNVideoModel
-from .train import FreezeSchedule, TemporalTargets, TrainConfig, TrainResult, check_data, check_out_dir, fit
+from .recipe import FreezeSchedule, TemporalTargets, TrainConfig
+from .run_directory import check_out_dir
 
 #: the three levels a person can give a frame (the reference editor's red / green / blue)
 LEVELS: tuple[float, ...] = (1.0, 0.5, 0.0)

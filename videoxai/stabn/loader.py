@@ -22,7 +22,9 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import InputError, UnknownModelError
 from ..models import ASSETS, register_bundled, register_loader
-from .model import STABN, STABNConfig, STABNVideoModel
+from .config import STABNConfig
+from .model import STABNVideoModel
+from .network import STABN
 
 WEIGHTS = "model.safetensors"
 META = "videoxai.json"

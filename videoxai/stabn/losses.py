@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from .model import STABNOutput
+from .network import STABNOutput
 
 
 class LossTerms(NamedTuple):
