@@ -633,3 +633,35 @@ def test_randomisation_of_a_torchscript_network_re_runs_a_gradient_method():
     assert -1 <= score.value < 0.9 and score.details["first_module_per_stage"] == ["fc", "conv"]
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(p.is_leaf and p.requires_grad for p in net.parameters())
+
+
+class HeadFirst(nn.Module):
+    """Registers its classifier before the convolution it runs first (as a Hugging Face TimeSformer
+    layer registers its spatial attention before the temporal one)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.conv = nn.Linear(6, 3), nn.Conv3d(3, 6, 3, padding=1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x)).mean((2, 3, 4)))
+
+
+def test_randomisation_cascades_from_the_output_in_the_order_the_network_runs():
+    # registration order was taken for the forward order: the first stage re-drew the convolution,
+    # the input end, and left the classifier
+    torch.manual_seed(1)      # not the seed of the first re-draw: a re-drawn layer differs from its original
+    net = HeadFirst().eval()
+    model = vx.wrap(net, num_frames=T, input_size=(20, 28), mean=(0.5,) * 3, std=(0.25,) * 3, num_classes=3)
+    clip = vx.Clip.from_array(np.random.default_rng(0).random((T, 21, 29, 3)).astype(np.float32))
+    changed = []
+
+    def explain_fn(randomised, target=0, clip=None):
+        changed.append([name for name in ("head", "conv") if not torch.equal(getattr(randomised.net, name).weight,
+                                                                             getattr(net, name).weight)])
+        return a_map()[:, :21, :29]
+
+    score = build("randomisation(stages=2, seeds=1)")(model, clip, a_map()[:, :21, :29], target=0,
+                                                     explain_fn=explain_fn)
+    assert score.details["first_module_per_stage"] == ["head", "conv"]
+    assert changed == [["head"], ["head", "conv"]]

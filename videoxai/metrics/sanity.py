@@ -2,9 +2,10 @@
 
 An explanation that does not change when the model's weights are destroyed does not explain the
 model. On a **deep copy** of the model (the user's model is never touched), the modules that own
-parameters are re-initialised from the output end towards the input, in ``stages`` cumulative
-stages; after each stage the explanation is recomputed (same method, options and target) and
-compared with the original by Spearman's rank correlation over the voxels the model sees.
+parameters are re-initialised from the output end towards the input (in the order a forward pass
+on the clip leaves them), in ``stages`` cumulative stages; after each stage the explanation is
+recomputed (same method, options and target) and compared with the original by Spearman's rank
+correlation over the voxels the model sees.
 
 The curve is the correlation after each stage (averaged over ``seeds`` independent
 randomisations); the score is the mean over stages and seeds, with each seed's value and their
@@ -34,14 +35,40 @@ from ..options import Opt
 from .base import Metric, ReinitSeed, Score, register, view_mask
 
 
-def parameter_modules(net: nn.Module) -> list[tuple[str, nn.Module]]:
+def parameter_modules(net: nn.Module, run: Callable[[], object] | None = None) -> list[tuple[str, nn.Module]]:
     """Modules that own parameters directly, from the output end to the input end.
 
-    Registration order is the forward order for the networks videoxai wraps (embeddings first,
-    classifier last), so its reverse is the top-down order of the cascade.
+    With ``run`` (one forward pass of ``net``), in the order the pass leaves them, reversed; the
+    modules it never reaches (they change nothing) come last. Without it, or where a module takes
+    no hooks (TorchScript), registration order reversed: the forward order across a network's
+    layers, but not always within one (a Hugging Face TimeSformer layer registers its spatial
+    attention and MLP before the temporal attention it runs first).
     """
     mods = [(n, m) for n, m in net.named_modules() if any(True for _ in m.parameters(recurse=False))]
-    return mods[::-1]
+    if run is None:
+        return mods[::-1]
+    left: dict[int, int] = {}                              # id(module) -> when its forward ended
+
+    def ended(module: nn.Module, args, out) -> None:      # returns None: the output is left as it is
+        left.setdefault(id(module), len(left))
+
+    hooks = []
+    try:
+        for _, m in mods:
+            hooks.append(m.register_forward_hook(ended))
+        with torch.no_grad():
+            run()
+    except RuntimeError:
+        if len(hooks) == len(mods):   # the network's own error on the clip
+            raise
+        left.clear()                  # a TorchScript module takes no hooks: registration order
+    finally:
+        for h in hooks:
+            h.remove()
+    if not left:
+        return mods[::-1]
+    reached = sorted((m for m in mods if id(m[1]) in left), key=lambda m: left[id(m[1])])
+    return reached[::-1] + [m for m in mods[::-1] if id(m[1]) not in left]
 
 
 def reinitialise(module: nn.Module, seed: int) -> None:
@@ -63,8 +90,11 @@ def reinitialise(module: nn.Module, seed: int) -> None:
             p.normal_(0.0, std if std > 0 else 0.02)
 
 
-def cascade(model: VideoModel, stages: int | None, seed: int):
-    """Yield ``(stage, names, randomised_copy)``: one deep copy, randomised further at each stage."""
+def cascade(model: VideoModel, stages: int | None, seed: int, clip: torch.Tensor | None = None):
+    """Yield ``(stage, names, randomised_copy)``: one deep copy, randomised further at each stage.
+
+    With ``clip`` (pixels ``(1, T, 3, H, W)``), the modules are ordered by a forward pass on it
+    (:func:`parameter_modules`); without, by registration."""
     # copied outside autograd: a TorchScript module's deep copy clones its parameters as graph
     # nodes (not leaves), which a gradient method re-run on the copy cannot freeze (RuntimeError
     # 'you can only change requires_grad flags of leaf variables'); each flag is then put back
@@ -73,7 +103,7 @@ def cascade(model: VideoModel, stages: int | None, seed: int):
     flags = {n: p.requires_grad for n, p in model.net.named_parameters()}
     for n, p in work.net.named_parameters():
         p.requires_grad_(flags.get(n, p.requires_grad))
-    mods = parameter_modules(work.net)
+    mods = parameter_modules(work.net, None if clip is None else (lambda: work(clip)))
     if not mods:
         raise InputError(f"{model.name} has no parameters to randomise")
     n = len(mods) if stages is None else min(int(stages), len(mods))
@@ -176,7 +206,7 @@ class ModelRandomisation(Metric):
         rhos, names = [], []
         for k in range(self.seeds):
             per_stage = []
-            for _, group, randomised in cascade(model, self.stages, self.seed + k):
+            for _, group, randomised in cascade(model, self.stages, self.seed + k, x):
                 again = rerun_map(run(randomised), explanation.spatial.shape, self.name)
                 per_stage.append(spearman(original, again[visible]))
                 if k == 0:
