@@ -494,6 +494,26 @@ def test_lime_records_the_smoothing_auto_chose(box_case):
     assert again.meta["resolved_options"] == {"n_segments": exp.meta["resolved_options"]["n_segments"]}
 
 
+class PixelPair(nn.Module):
+    """logit_0 = 3·x[0, 1, 5, 7] + 2·x[1, 2, 9, 3] (channel, frame, row, col), logit_1 = −logit_0:
+    elementwise, so each clip's logits are the same bits whatever batch it is run in."""
+
+    def forward(self, x):
+        v = 3 * x[:, 0, 1, 5, 7] + 2 * x[:, 1, 2, 9, 3]
+        return torch.stack([v, -v], 1)
+
+
+@pytest.mark.parametrize("method,opts", [("occlusion", {"baseline": "black"}), ("rise", {"n_samples": 64}),
+                                         ("lime", {"n_samples": 16}), ("shap_temporal", {"baseline": "black"})])
+def test_batch_size_changes_no_bit_of_the_map(method, opts):
+    # RISE summed its masks in chunks of batch_size: the map's last bits changed with it
+    model = vx.wrap(PixelPair(), num_frames=4, input_size=16, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1))
+    x = torch.rand(1, 4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    maps = [vx.methods.get(method)(model, batch_size=b, **opts).attribute(x, 0).maps for b in (1, 5, 64)]
+    assert float(maps[0].max()) > 0
+    assert torch.equal(maps[0], maps[1]) and torch.equal(maps[0], maps[2])
+
+
 def test_batch_of_clips_equals_clips_one_by_one(box_case):
     model, clip, _ = box_case
     x = clip.to_tensor()

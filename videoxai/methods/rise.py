@@ -30,6 +30,10 @@ from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
 
 
+#: masks summed into the map at a time (:meth:`RISE.explain_clip`)
+ACCUMULATE = 8
+
+
 def random_masks(n: int, cells: tuple[int, int, int], size: tuple[int, int, int], p_keep: float,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """The random draws of RISE: ``(n, *cells)`` bool grids and ``(n, 3)`` long shifts.
@@ -116,7 +120,10 @@ class RISE(PerturbationMethod):
         # uneven coverage as a full-contrast map
         s = (s - s[0] - (s - s[0]).mean()).float()
         sal = torch.zeros(t, h, w, device=device)
-        for sl in batched(self.n_samples, self.batch_size):  # masks rebuilt: memory stays O(batch)
+        # masks rebuilt a fixed number at a time: memory stays small, and the order of the sum (so
+        # its rounding) is the same whatever batch_size (chunks of batch_size changed the map's
+        # last bits with it, on a network whose outputs do not depend on the batch)
+        for sl in batched(self.n_samples, ACCUMULATE):
             m = upsample_masks(grids[sl], shifts[sl], (t, h, w))
             sal += torch.einsum("n,nthw->thw", s[sl], m)
         sal /= self.n_samples * self.p_keep
