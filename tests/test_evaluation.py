@@ -276,6 +276,54 @@ def test_resume_after_a_killed_run_loses_and_duplicates_nothing(model_dir, tmp_p
     assert_same_results(clean, second)
 
 
+
+CRASHING_WORKER = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from videoxai.evaluation import evaluate
+    from videoxai.methods import base
+    from videoxai.methods.saliency import Saliency
+
+    class DiesOnce(Saliency):   # registered in the workers too: they import this script
+        name = "dies_once_test_method"
+
+        def attribute(self, inputs, target=None):
+            flag = Path(sys.argv[3])
+            if not flag.exists():   # the first clip's worker dies, as the out-of-memory killer ends it
+                flag.write_text("died")
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().attribute(inputs, target)
+
+    base.register(DiesOnce)
+    if __name__ == "__main__":
+        s = evaluate(sys.argv[1], "synthetic:2", "dies_once_test_method,random", "sparseness", sys.argv[2],
+                     backend="local", workers=1, progress=False, report=False)
+        print(s.computed, s.errors)
+""")
+
+
+def test_a_worker_killed_on_one_clip_costs_that_clips_results_not_the_run(model_dir, tmp_path):
+    """A clip whose explanation needs more memory than the machine has: the kernel kills its worker.
+    The run ended with 'worker videoxai-eval-0 exited with code -9', and every resume died on the
+    same clip, so the evaluation could never finish; now that clip's results are errors that say
+    so (a resume computes them again, as any error), and a new worker goes on with the rest."""
+    out, flag, script = tmp_path / "eval", tmp_path / "died", tmp_path / "crashing_eval.py"
+    script.write_text(CRASHING_WORKER)   # a file: spawned workers import it (not so with -c)
+    proc = subprocess.run([sys.executable, str(script), model_dir, str(out), str(flag)],
+                          cwd=TESTS.parent, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-2:] == ["4", "1"] and flag.exists()
+    with ResultStore(out / "results.sqlite") as store:
+        errors = store.rows("error")
+        assert len(errors) == 1 and store.count("ok") == 3
+        died = errors[0]
+        assert (died.video, died.method) == ("synthetic:test:0/0", "dies_once_test_method")
+        assert died.details["error"] == ("worker videoxai-eval-0 was killed by SIGKILL (the kernel's "
+                                         "out-of-memory killer sends it) while computing this")
+        assert {e.video: e.status for e in store.explanations() if e.method == "dies_once_test_method"} == {
+            "synthetic:test:0/0": "error", "synthetic:test:0/1": "ok"}
+
+
 def test_a_script_without_a_main_guard_is_told_to_add_one(model_dir, tmp_path):
     # docs/evaluation.md's snippet, run as a script: the local backend's spawned workers import the
     # script, whose evaluate() call died in each on the results folder's lock ("in use by another

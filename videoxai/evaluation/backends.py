@@ -8,7 +8,8 @@ the only writer of the results file.
 * ``local`` (default): ``workers`` spawned processes, each loading the model once and running
   with ``threads`` torch threads; one task per (video, method) at a time per worker, its rows
   streamed back one by one over the worker's own pipe. Workers stop when the parent goes away,
-  also when it is killed.
+  also when it is killed. A worker killed in the middle of a task (out of memory on one clip) is
+  replaced; what its task had not sent becomes error rows.
 * ``ray``: ``ray.init(address=...)`` (a running cluster) or a local Ray instance with ``workers``
   CPUs; one remote task per video, a streaming generator whose rows the parent stores as they
   come. Ray is optional (``pip install 'videoxai[ray]'``); cluster nodes need videoxai installed
@@ -119,6 +120,7 @@ def _worker_main(settings: RunSettings, conn: Connection) -> None:
     except BaseException as e:
         _send(conn, ("fatal", f"worker could not start: {type(e).__name__}: {e}"))
         return
+    _send(conn, ("ready", None))   # from here on, a death is the task's (out of memory on one clip)
     while True:
         try:
             task = conn.recv()
@@ -172,21 +174,38 @@ def _send(conn: Connection, message) -> None:
         pass
 
 
+#: workers that may die in a row, each in the middle of a task, before the run stops (beyond the
+#: worker count): one clip that needs more memory than the machine has costs its own results, a
+#: model that fails on every clip ends the run instead of dying once per clip
+DEATHS_IN_A_ROW = 2
+
+
 def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
     if workers < 1:
         raise InputError(f"the local backend needs workers >= 1, got {workers}")
     ctx = mp.get_context("spawn")  # fork after torch has started its thread pools can deadlock
     conns: list[Connection] = []
     procs = []
-    for i in range(workers):
+
+    def start(i: int) -> None:
         mine, theirs = ctx.Pipe(duplex=True)
         p = ctx.Process(target=_worker_main, args=(settings, theirs), daemon=True, name=f"videoxai-eval-{i}")
         p.start()
         theirs.close()  # only the worker holds its end, so its death is our EOF and ours is its
-        conns.append(mine)
-        procs.append(p)
+        if i < len(conns):
+            conns[i].close()
+            conns[i], procs[i] = mine, p
+        else:
+            conns.append(mine)
+            procs.append(p)
+
+    for i in range(workers):
+        start(i)
     source = _split_per_method(tasks)
     busy: dict[int, Task] = {}           # worker -> the task it runs (one at a time, so a send never waits)
+    ready: set[int] = set()              # workers that have loaded the model
+    arrived: dict[int, set] = {}         # worker -> the rows of its task received so far
+    deaths = 0                           # workers dead in a task since a task was last done
     exhausted = False
     try:
         while True:
@@ -201,7 +220,7 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
                     conns[i].send(task)
                 except OSError:
                     raise _failed(procs[i]) from None
-                busy[i] = task
+                busy[i], arrived[i] = task, set()
             if exhausted and not busy:
                 break
             for conn in wait([conns[i] for i in busy], timeout=1.0):
@@ -209,11 +228,26 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
                 try:
                     kind, payload = conn.recv()
                 except (EOFError, OSError):
-                    raise _failed(procs[i]) from None
+                    if i not in ready:
+                        raise _failed(procs[i]) from None   # it never ran a task: the model, not a clip
+                    # killed in the middle of a task (the kernel's out-of-memory killer, a crash in
+                    # native code): the rest of that task are errors, and a new worker goes on
+                    deaths += 1
+                    if deaths > workers + DEATHS_IN_A_ROW:
+                        raise WorkerFailed(f"{deaths} workers in a row died in the middle of a task, the last "
+                                           f"one {_exit_reason(procs[i])}") from None
+                    _emit_died(busy.pop(i), arrived.pop(i), procs[i], emit)
+                    ready.discard(i)
+                    start(i)
+                    continue
                 if kind == "row":
+                    arrived[i].add(payload.key if isinstance(payload, ResultRow) else payload.method)
                     emit(payload)
+                elif kind == "ready":
+                    ready.add(i)
                 elif kind == "done":
                     busy.pop(i)
+                    deaths = 0
                 else:
                     raise WorkerFailed(payload)
     finally:
@@ -226,6 +260,30 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
                 p.join(timeout=5)
         for conn in conns:
             conn.close()
+
+
+def _exit_reason(proc) -> str:
+    """``killed by SIGKILL (the kernel's out-of-memory killer sends it)``, ``exited with code 1``."""
+    proc.join(timeout=5)
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}" + (" (the kernel's out-of-memory killer sends it)" if -code == signal.SIGKILL else "")
+    return f"exited with code {code}"
+
+
+def _emit_died(task: Task, arrived: set, proc, emit: Emit) -> None:
+    """Error rows for what ``task`` had not sent when its worker died (computed again on resume)."""
+    error = f"worker {proc.name} {_exit_reason(proc)} while computing this"
+    for method, specs in task.work.items():
+        if method not in arrived:
+            emit(ExplanationRow(task.key, method, status="error", error=error))
+        for spec in specs:
+            if (task.key, method, spec) not in arrived:
+                emit(ResultRow(task.key, method, spec, None, "error", details={"error": error}))
 
 
 def _split_per_method(tasks: Iterable[Task]) -> Iterator[Task]:
