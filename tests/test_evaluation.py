@@ -840,6 +840,25 @@ def test_cli_evaluate_and_metrics(model_dir, tmp_path):
     assert isinstance(r.exception, InputError)
 
 
+
+def test_cli_an_interrupted_evaluation_says_where_its_results_are_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C printed only 'aborted': not that the rows computed are kept, nor how to go on."""
+    import videoxai.evaluation as evaluation
+    from videoxai.cli import main
+
+    def interrupted(model, data, methods, metrics, out, **kw):
+        ResultStore(Path(out) / "results.sqlite").close()   # as a run that has started writing
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "evaluate", interrupted)
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--data", "synthetic:1", "--out", str(tmp_path / "eval")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert e.value.code == 130 and err.endswith("aborted")
+    assert (f"interrupted: the results computed so far are stored in {tmp_path / 'eval' / 'results.sqlite'}; "
+            "run the same command again to resume") in err
+
+
 # -- shared perturbation logits -------------------------------------------------------------------
 def test_metrics_share_identical_perturbed_clips_and_keep_their_values(model_dir):
     """Deletion and insertion (frame unit, 4 steps of 8 frames) both hold the clean and the fully

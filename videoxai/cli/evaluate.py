@@ -88,6 +88,13 @@ def _evaluate(data, model, methods, metrics, out, backend, address, workers, dev
             # what a user needs is that nothing is lost, not a traceback: every row is stored as it comes
             raise VideoXAIError(f"{e}. The results computed so far are stored in {out / DATABASE}: run the same "
                                 "command again to resume") from None
+        except KeyboardInterrupt:
+            # Ctrl-C said only 'aborted': nothing says that the rows computed are kept, or how to go on
+            if (out / DATABASE).is_file():
+                Console(stderr=True).print(f"interrupted: the results computed so far are stored in "
+                                           f"{out / DATABASE}; run the same command again to resume",
+                                           markup=False, highlight=False, soft_wrap=True)
+            raise
         for name, reason in summary.dropped_methods.items():
             console.print(f"[yellow]skipped {escape(name)}[/]: {escape(str(reason))}")
         if summary.clips:
