@@ -214,6 +214,16 @@ def test_the_layer_search_prefers_a_grid_with_space_to_a_later_one_of_frames_onl
                                         nn.Unflatten(2, (4, 1, 1)), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2)),
                           num_frames=4, input_size=8, num_classes=2)
     assert frames_only.locate_cam_layer() == "3"
+    # a wrapped Swin3D with the channels-last reshape its error names: the search took the pooled
+    # (B, C, 1, 1, 1) read as C frames, and Grad-CAM refused it; its last stage's norm is the grid
+    from torchvision.models.video.swin_transformer import SwinTransformer3d
+
+    torch.manual_seed(0)
+    swin = SwinTransformer3d(patch_size=[2, 4, 4], embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                             window_size=[2, 4, 4], num_classes=5).eval()
+    wrapped = vx.wrap(swin, num_frames=4, input_size=(32, 64), cam_reshape=lambda t: t.permute(0, 4, 1, 2, 3))
+    assert wrapped.locate_cam_layer() == "norm"
+    assert get("gradcam")(wrapped).attribute(torch.rand(1, 4, 3, 32, 64), 1).maps.shape == (1, 2, 1, 2)
 
 
 def test_saliency_tubes_refuses_swin3d_without_a_forward_pass_and_reads_its_norm():

@@ -71,9 +71,10 @@ def _structural_refusal(model, layer: str) -> str | None:
     except ImportError:   # torchvision is optional for wrapped networks
         return None
     net = model.net
-    if isinstance(net, SwinTransformer3d) and not isinstance(net.norm, nn.Identity) and layer != "norm":
-        # forward: features → norm (LayerNorm over the channels) → avgpool → head; the norm is
-        # not linear, and every layer but itself runs before it
+    if (isinstance(net, SwinTransformer3d) and not isinstance(net.norm, nn.Identity)
+            and layer.split(".")[0] in ("patch_embed", "pos_drop", "features")):
+        # forward: patch_embed → pos_drop → features → norm (a LayerNorm over the channels, not
+        # linear) → avgpool → head
         return (f"method 'saliency_tubes' needs a linear classifier on the global average of its CAM layer; "
                 f"{model.name} (Swin3D) normalises layer {layer!r} with its final LayerNorm 'norm' before the "
                 "pooling and the head: pass layer='norm' (the features the head averages), or use gradcam")
