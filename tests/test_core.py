@@ -308,3 +308,13 @@ def test_a_constant_map_carries_a_warning_whatever_the_method(method):
 def test_a_map_that_ranks_has_no_constant_map_warning():
     clip = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), np.uint8)
     assert "warnings" not in vx.explain(vx.load_model("demo-cnn"), clip, "saliency").meta
+
+
+@pytest.mark.parametrize("text", ["9" * 5000, "-" + "1" * 30])
+def test_a_target_text_of_thousands_of_digits_is_an_input_error(text):
+    # int("9" * 5000) raised Python's own ValueError ("Exceeds the limit (4300 digits) ...")
+    model = vx.load_model("demo-cnn")
+    with pytest.raises(InputError, match=rf"target {text[:12]}\.\.\. \({len(text.lstrip('-'))} digits\) is not a "
+                                         r"class index or name of demo-cnn: an index is 0 to \d+"):
+        model.class_from_text(text)
+    assert model.class_from_text("3") == 3

@@ -424,6 +424,11 @@ class VideoModel(CamLayerMixin, nn.Module):
         if text in self.labels:
             return self.labels.index(text)
         if re.fullmatch(r"\s*[+-]?\d+\s*", text):
+            digits = text.strip().lstrip("+-")
+            if len(digits) > 18:
+                # int() refuses more than 4300 digits with its own ValueError; no index is that long
+                raise InputError(f"target {text.strip()[:12]}... ({len(digits)} digits) is not a class index or "
+                                 f"name of {self.name}: an index is 0 to {self.num_classes - 1}")
             return self.class_index(int(text))
         return self.class_index(text)
 
