@@ -211,3 +211,24 @@ def test_stream_and_evaluate_print_names_and_messages_as_text_not_rich_markup(ca
     out = capsys.readouterr()
     assert "m[/x]" in out.out and "[/x] a 0.50" in out.out and "(smoothed [red]b 0.50)" in out.out
     assert "frame [/bold] is bad" in out.err
+
+
+def test_the_cli_imports_service_functions_from_the_module_that_defines_them():
+    # `serve --work-dir` took work_dir_lock from videoxai.serve.app, which only re-imports it from
+    # videoxai.serve.server: tidying app's imports would break the command, not a test of the service
+    import ast
+    import importlib
+    import inspect
+
+    import videoxai.cli as cli
+    through = []
+    for f in sorted(Path(cli.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 2 and (node.module or "").startswith("serve.")):
+                continue
+            home = importlib.import_module(f"videoxai.{node.module}")
+            for alias in node.names:
+                obj = getattr(home, alias.name)
+                if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ != home.__name__:
+                    through.append(f"{f.name}: {alias.name} from {home.__name__}, defined in {obj.__module__}")
+    assert not through

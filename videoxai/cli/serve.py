@@ -81,7 +81,7 @@ def serve_cmd(
         option = "--" + (field[:-2] if field.endswith("_s") else field).replace("_", "-")
         raise InputError(f"{option}: {err['msg']}, got {err.get('input')!r}") from None
     if work_dir is not None:  # a second server on the folder: one line now, not a failed startup later
-        from ..serve.app import work_dir_lock
+        from ..serve.server import work_dir_lock
 
         with work_dir_lock(work_dir):
             pass
