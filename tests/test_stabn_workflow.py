@@ -560,3 +560,34 @@ def test_an_output_directory_on_a_file_system_without_locks_still_trains(tmp_pat
         result = train("synthetic:4", tmp_path / "run", **kw)
     assert len(result.history) == 1 and (tmp_path / "run" / "model" / "model.safetensors").is_file()
     assert "cannot lock" in caplog.text and "Function not implemented" in caplog.text
+
+
+def test_training_data_of_one_class_is_refused_naming_the_data(tmp_path):
+    """A labels.csv that names one class (or a synthetic set of one) was refused as "num_classes
+    must be ≥ 2, got 1", an option the user never gave; the message names the data and its class,
+    and nothing is written."""
+    with pytest.raises(InputError, match=r"^the training data synthetic:4,classes=1 has 1 class \('red square'\); "
+                                         r"an ST-ABN is trained on clips of at least 2 classes$"):
+        train("synthetic:4,classes=1", tmp_path / "run", input_size=32, num_frames=4, warm_start=0,
+              config=TrainConfig(epochs=1, batch_size=4))
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_checkpoint_of_another_model_or_recipe_names_only_the_fields_that_differ(tmp_path):
+    """Resuming on a run directory of another model or recipe printed the whole saved config (19
+    model fields) without saying which one differed; it names each differing field, saved → now."""
+    from videoxai.stabn.loop import fit
+
+    data = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(32, 32))
+    config = TrainConfig(epochs=1, batch_size=4)
+    fit(build(num_classes=4, num_frames=4, input_size=32, backbone="tiny"), data, config, out=tmp_path)
+    other = build(num_classes=4, num_frames=4, input_size=32, backbone="tiny", dropout=0.25, temporal_norm="softmax")
+    with pytest.raises(InputError) as e:
+        fit(other, data, config, out=tmp_path)
+    assert re.search(r"checkpoint.pt was written for a different model \(dropout 0\.0 → 0\.25, temporal_norm "
+                     r"'sigmoid' → 'softmax'\); use another output directory or --no-resume$", str(e.value))
+    model = build(num_classes=4, num_frames=4, input_size=32, backbone="tiny")
+    with pytest.raises(InputError) as e:  # more epochs continue a run: not a difference
+        fit(model, data, TrainConfig(epochs=3, batch_size=4, lr=1e-3), out=tmp_path)
+    assert re.search(r"checkpoint.pt was written with other training settings \(lr 0\.002 → 0\.001\); use another "
+                     r"output directory or --no-resume$", str(e.value))

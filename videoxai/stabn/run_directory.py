@@ -162,11 +162,13 @@ def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
     except Exception as e:  # a truncated or foreign file: say which one
         raise InputError(f"cannot read checkpoint {path}: {e}") from None
     if state["model_config"] != model.config.to_dict():
-        raise InputError(f"{path} was written for a different model ({state['model_config']}); "
+        raise InputError(f"{path} was written for a different model "
+                         f"({_changes(state['model_config'], model.config.to_dict())}); "
                          "use another output directory or --no-resume")
     saved = TrainConfig.from_dict(state["train_config"])
     if {**saved.to_dict(), "epochs": 0} != {**config.to_dict(), "epochs": 0}:
-        raise InputError(f"{path} was written with other training settings ({saved.to_dict()}); "
+        raise InputError(f"{path} was written with other training settings "
+                         f"({_changes({**saved.to_dict(), 'epochs': 0}, {**config.to_dict(), 'epochs': 0})}); "
                          "use another output directory or --no-resume")
     recorded = json.loads(state.get("run", "{}"))  # checkpoints written before it record none
     for what in sorted(set(recorded) & set(run or {})):
@@ -177,6 +179,14 @@ def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
     opt.load_state_dict(state["optimizer"])
     history = [EpochRecord(**r) for r in json.loads(state["history"])]
     return int(state["epoch"]), history
+
+
+def _changes(saved: dict, now: dict) -> str:
+    """The fields where ``now`` differs from ``saved``, as ``"name saved → now"``: the whole
+    config (19 model fields) left the user to find the one that changed."""
+    missing = "(none)"  # a field one of the two configs does not have
+    return ", ".join(f"{k} {saved.get(k, missing)!r} → {now.get(k, missing)!r}"
+                     for k in {**saved, **now} if saved.get(k, missing) != now.get(k, missing))
 
 
 __all__ = ["CHECKPOINT", "HISTORY", "MODEL_DIR", "WARM_START_DIR", "EpochRecord", "check_out_dir", "output_lock"]

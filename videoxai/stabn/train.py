@@ -111,6 +111,12 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     except TypeError as e:  # an option STABNConfig does not have
         raise InputError(f"unknown ST-ABN option: {e}") from None
     train_set = open_dataset(data, "train", num_frames=num_frames, frame_size=size)
+    if train_set.num_classes < 2:
+        # a labels.csv naming one class, or indices all 0: it was "num_classes must be ≥ 2, got 1",
+        # naming an option nobody had given
+        names = ", ".join(map(repr, train_set.label_names))
+        raise InputError(f"the training data {data} has {train_set.num_classes} class ({names}); "
+                         "an ST-ABN is trained on clips of at least 2 classes")
     val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
     if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
         val_spec = None
