@@ -87,7 +87,9 @@ def test_methods_name_prints_summary_paper_options_and_models(run):
     # every option: name, type, default and the docstring's help
     assert squash("per_frame_weights │ true or false │ false │ one weight per channel and feature frame") in out
     assert squash("layer │ a string or a Module") in out and squash("dotted module name") in out
-    assert "models:anymodel" in out
+    # "models: any model" was listed for a method that refuses every network without a (T', H', W') grid
+    assert "anymodel" not in out
+    assert squash("models: 3D CNNs and video transformers: networks with a layer on a (T', H', W') grid") in out
 
 
 def test_methods_name_for_a_transformer_only_method_says_so(run):
@@ -101,6 +103,32 @@ def test_methods_name_with_a_model_says_whether_it_applies(run):
     out = squash(run("methods", "staa", "--model", "demo-cnn").output)
     assert squash("demo-cnn (tiny3d): not applicable: method 'staa' reads the attention") in out
     assert squash("demo (timesformer): applicable") in squash(run("methods", "staa", "--model", "demo").output)
+
+
+def test_cam_methods_say_which_networks_they_read_and_refuse_one_without_a_grid(run):
+    import torch
+
+    import videoxai as vx
+    from videoxai.cli.catalogue import models_text
+    from videoxai.methods import get
+
+    for name in ("gradcam", "gradcam_pp"):
+        assert squash("layer on a (T', H', W') grid") in squash(run("methods", name).output)
+        assert models_text(get(name)).startswith("3D CNNs and video transformers")  # the listing's column
+    # what it says is what it checks: an MLP over the flattened clip is refused, a 3D CNN is not
+    mlp = vx.wrap(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 8 * 8, 2)), num_frames=4,
+                  input_size=8, layout="BCTHW")
+    assert "(T', H', W') grid" in get("gradcam").unsupported(mlp)
+    assert get("gradcam").unsupported(vx.load_model("demo-cnn")) is None
+
+
+def test_methods_name_with_an_unknown_model_is_the_error_alone(run):
+    # the whole description of gradcam was printed before "unknown model 'nosuch'"
+    from videoxai.errors import UnknownModelError
+
+    result = run("methods", "gradcam", "--model", "nosuch")
+    assert isinstance(result.exception, UnknownModelError) and "nosuch" in str(result.exception)
+    assert "Grad-CAM" not in result.output and "options" not in result.output
 
 
 def test_every_method_has_a_paper_and_documented_options():

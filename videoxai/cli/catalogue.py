@@ -142,13 +142,15 @@ def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show 
             out.print(f"not applicable: {escape(why)}")
         return
     cls = get(name)  # an unknown name: one line naming the alternatives
-    out.print(f"[bold]{name}[/] — {summary(cls)}")
-    out.print(f"paper: {cls.paper or '–'}")
-    out.print(f"models: {models_text(cls)}")
-    if model is not None:  # was ignored with a NAME: say whether it applies to that model
+    vm = None
+    if model is not None:  # loaded first: an unknown model is one line, not a description and then the error
         from ..models import load_model
 
         vm = load_model(model)
+    out.print(f"[bold]{name}[/] — {summary(cls)}")
+    out.print(f"paper: {cls.paper or '–'}")
+    out.print(f"models: {models_text(cls)}")
+    if vm is not None:  # was ignored with a NAME: say whether it applies to that model
         why = cls.unsupported(vm)
         # a model's name is its directory's: text, not Rich markup ('m[red]x' printed as 'mx')
         out.print(escape(f"{vm.name} ({vm.family}): " + ("applicable" if why is None else f"not applicable: {why}")))

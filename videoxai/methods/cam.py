@@ -194,6 +194,9 @@ class CAMMethod(Method):
 
     #: whether the variant needs the gradient at the layer (one backward pass from the logits)
     uses_gradients: ClassVar[bool] = True
+    # what :meth:`unsupported` checks beyond ``requires``: "any model" was listed for networks it refuses
+    applies_to = ("3D CNNs and video transformers: networks with a layer on a (T', H', W') grid "
+                  "(not MLPs, per-frame 2D CNNs or TorchScript)")
 
     @classmethod
     def unsupported(cls, model: VideoModel) -> str | None:
