@@ -294,6 +294,22 @@ def test_a_network_without_a_grid_is_searched_once_not_on_every_supports_call():
     assert not get("gradcam").supports(flat.at_model_size()) and len(runs) == 1
 
 
+def test_saliency_tubes_probes_a_model_once_not_once_per_explanation():
+    # vx.explain explains a working view of the model (a copy per call): the probe's answer was
+    # kept per view, so every explanation ran the probe's forward pass again (14 s for swin3d_t)
+    model = small_cnn()
+    runs = []
+    model.net.register_forward_pre_hook(lambda *_: runs.append(1))
+    frames = np.random.default_rng(0).integers(0, 256, size=(T, 20, 24, 3), dtype=np.uint8)  # not the model's size
+    for expected in (2, 1, 1):                   # the probe, then the explanation's own forward
+        runs.clear()
+        vx.explain(model, frames, "saliency_tubes", target=0)
+        assert len(runs) == expected
+    assert get("saliency_tubes").supports(model) and len(runs) == 1
+    other = vx.wrap(model.net, num_frames=T, input_size=S, num_classes=3, cam_layer="1")   # ReLU: no head on it
+    assert "global average pooling" in get("saliency_tubes").unsupported(other)
+
+
 class InPlaceAfterLayer(nn.Module):
     """The head reads ``conv + 1``, added in place to the conv's output after the layer returned it."""
 

@@ -32,8 +32,22 @@ from .base import register
 from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
 
 
-#: model → why its default CAM layer and head do not fit (None: they do), probed once per model
-_PROBED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: network → {its wrapping (:func:`_wrapping`) → why its default CAM layer and head do not fit
+#: (None: they do)}, probed once per model: by network, as the working views of a model that
+#: ``vx.explain`` makes (one per explanation) share it, and each one ran the probe's forward again
+_PROBED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _wrapping(model) -> tuple:
+    """What the probe's answer depends on besides the network: the default layer, the clip's size
+    and the reshape (by function: a view holds the model's bound method)."""
+    reshape = getattr(model, "cam_reshape", None)
+    reshape = getattr(reshape, "__func__", reshape)
+    try:
+        hash(reshape)
+    except TypeError:   # a callable that defines __eq__ without __hash__ (a dataclass)
+        reshape = id(reshape)
+    return (model.cam_layer, model.num_frames, tuple(model.input_size), reshape)
 
 
 def is_classifier(module: nn.Module, num_classes: int) -> bool:
@@ -166,9 +180,11 @@ class SaliencyTubes(CAMMethod):
     def unsupported(cls, model) -> str | None:
         reason = cls._unsupported_kind(model)
         if reason is None:
-            if model not in _PROBED:
-                _PROBED[model] = _probe_head(model)
-            reason = _PROBED[model]
+            answers = _PROBED.setdefault(model.net, {})
+            key = _wrapping(model)
+            if key not in answers:
+                answers[key] = _probe_head(model)
+            reason = answers[key]
         return reason
 
     @classmethod
