@@ -265,3 +265,25 @@ def test_an_attention_implementation_the_model_lacks_is_named_in_one_line(tmp_pa
     with pytest.raises(UnknownModelError, match=r"with attn_implementation='sdpa': ValueError: .*does not support"):
         vx.load_model(path, attn_implementation="sdpa")
     assert vx.load_model(path, attn_implementation="eager").family == "timesformer"
+
+
+def test_a_videomae_with_a_non_square_image_size_is_loaded_and_explained(tmp_path, rng):
+    # VideoMAE's patch embedding takes image_size and patch_size as (H, W) pairs; the adapter's
+    # token grid divided the pair by an int ("unsupported operand type(s) for //: 'list' and 'int'")
+    from transformers import VideoMAEConfig, VideoMAEForVideoClassification
+
+    torch.manual_seed(0)
+    net = VideoMAEForVideoClassification(VideoMAEConfig(
+        num_frames=8, image_size=[32, 48], patch_size=8, tubelet_size=2, hidden_size=32,
+        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=3)).eval()
+    pp = {**PP, "size": {"height": 32, "width": 48}, "crop_size": {"height": 32, "width": 48}}
+    model = vx.load_model(str(_save(net, tmp_path, pp)))
+    grid = model.token_grid
+    assert (grid.frames, grid.rows, grid.cols) == (4, 4, 6) and grid.patch == (8, 8)
+    x = torch.from_numpy(rng.random((1, 8, 3, 32, 48), dtype=np.float32))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), net(pixel_values=(x - 0.45) / 0.225).logits, rtol=1e-4, atol=1e-4)
+    clip = rng.random((8, 32, 48, 3), dtype=np.float32)
+    for method in ("staa", "gradcam"):
+        exp = vx.explain(model, clip, method)
+        assert exp.spatial.shape == (8, 32, 48) and exp.spatial.max() > 0

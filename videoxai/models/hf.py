@@ -230,9 +230,10 @@ class VideoMAEAdapter(HFVideoModel):
 
     @staticmethod
     def build_grid(cfg) -> TokenGrid:
-        n = cfg.image_size // cfg.patch_size
-        return TokenGrid(cfg.num_frames // cfg.tubelet_size, n, n, tubelet=cfg.tubelet_size,
-                         patch=(cfg.patch_size, cfg.patch_size), prefix_tokens=0, order="thw",
+        # Hugging Face's patch embedding takes an int or an (H, W) pair for both sizes
+        (h, w), (ph, pw) = _pair(cfg.image_size), _pair(cfg.patch_size)
+        return TokenGrid(cfg.num_frames // cfg.tubelet_size, h // ph, w // pw, tubelet=cfg.tubelet_size,
+                         patch=(ph, pw), prefix_tokens=0, order="thw",
                          readout="mean" if cfg.use_mean_pooling else "first")
 
     @staticmethod
