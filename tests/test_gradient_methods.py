@@ -310,6 +310,22 @@ def test_saliency_tubes_probes_a_model_once_not_once_per_explanation():
     assert "global average pooling" in get("saliency_tubes").unsupported(other)
 
 
+def test_saliency_tubes_leaves_a_network_that_does_not_run_as_wrapped_its_own_error():
+    # a wrong layout: supports() raised the network's error out of the probe where the layer was
+    # named, and refused the network for good where it was searched, also for a right wrapping of
+    # the same network (the probe's answers are kept per network)
+    net = nn.Sequential(nn.Conv3d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))
+    frames = np.zeros((4, 16, 16, 3), np.uint8)
+    for cam_layer in ("1", None):
+        wrong = vx.wrap(net, num_frames=4, input_size=16, num_classes=2, layout="BTCHW", cam_layer=cam_layer)
+        assert get("saliency_tubes").supports(wrong) == get("gradcam").supports(wrong) is True
+        with pytest.raises(InputError, match="layout='BCTHW'"):
+            vx.explain(wrong, frames, "saliency_tubes")
+    right = vx.wrap(net, num_frames=4, input_size=16, num_classes=2)
+    assert get("saliency_tubes").supports(right)
+    assert vx.explain(right, frames, "saliency_tubes", target=1).options["layer"] == "1"
+
+
 class InPlaceAfterLayer(nn.Module):
     """The head reads ``conv + 1``, added in place to the conv's output after the layer returned it."""
 

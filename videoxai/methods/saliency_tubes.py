@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
+from ..models.cam_layer import NoCamLayerError
 from ..options import OptionError
 from .base import register
 from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
@@ -39,15 +40,18 @@ _PROBED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionar
 
 
 def _wrapping(model) -> tuple:
-    """What the probe's answer depends on besides the network: the default layer, the clip's size
-    and the reshape (by function: a view holds the model's bound method)."""
-    reshape = getattr(model, "cam_reshape", None)
-    reshape = getattr(reshape, "__func__", reshape)
-    try:
-        hash(reshape)
-    except TypeError:   # a callable that defines __eq__ without __hash__ (a dataclass)
-        reshape = id(reshape)
-    return (model.cam_layer, model.num_frames, tuple(model.input_size), reshape)
+    """What the probe's answer depends on besides the network: the default layer and its reshape,
+    the clip's size and layout, which output is the logits (callables by function: a view holds
+    the model's bound method)."""
+    def key(v):
+        v = getattr(v, "__func__", v)
+        try:
+            hash(v)
+        except TypeError:   # a callable that defines __eq__ without __hash__ (a dataclass)
+            return id(v)
+        return v
+    return (key(model.cam_layer), key(getattr(model, "cam_reshape", None)), model.num_frames,
+            tuple(model.input_size), model.layout, key(getattr(model, "output", None)), model.dtype)
 
 
 def is_classifier(module: nn.Module, num_classes: int) -> bool:
@@ -95,14 +99,22 @@ def _structural_refusal(model, layer: str) -> str | None:
     return None
 
 
+class _NetworkFailed(Exception):
+    """The probe's forward pass failed: the network does not run as wrapped."""
+
+
 def _probe_head(model) -> str | None:
     """Whether the model's logits are a linear head applied to the global average of its default
     CAM layer (the model's ``cam_layer``, else the one Grad-CAM finds), checked on one seeded
     random clip (the hook is removed whatever happens)."""
     try:
         layer, module = model.resolve_cam_layer(None)
-    except InputError as e:
+    except NoCamLayerError as e:
         return f"method 'saliency_tubes' needs a CAM layer: {e}"
+    except InputError as e:   # the search's forward pass failed (or a TorchScript network)
+        if isinstance(model.net, torch.jit.ScriptModule):
+            return f"method 'saliency_tubes' needs a CAM layer: {e}"
+        raise _NetworkFailed from e
     heads = [m for m in model.net.modules() if is_classifier(m, model.num_classes)]
     if not heads:
         return (f"method 'saliency_tubes' needs a classifier with {model.num_classes} outputs (an nn.Linear "
@@ -135,6 +147,8 @@ def _probe_head(model) -> str | None:
         try:
             with torch.no_grad():
                 logits = model(x).float()
+        except InputError as e:
+            raise _NetworkFailed from e
         finally:
             for handle in handles:
                 handle.remove()
@@ -183,7 +197,13 @@ class SaliencyTubes(CAMMethod):
             answers = _PROBED.setdefault(model.net, {})
             key = _wrapping(model)
             if key not in answers:
-                answers[key] = _probe_head(model)
+                try:
+                    answers[key] = _probe_head(model)
+                except _NetworkFailed:
+                    # the network does not run as wrapped (a wrong layout): it keeps its own error,
+                    # raised when the method explains, as the other CAM methods leave it; nothing
+                    # is kept for another wrapping of the same network
+                    return None
             reason = answers[key]
         return reason
 
