@@ -591,3 +591,25 @@ def test_a_checkpoint_of_another_model_or_recipe_names_only_the_fields_that_diff
         fit(model, data, TrainConfig(epochs=3, batch_size=4, lr=1e-3), out=tmp_path)
     assert re.search(r"checkpoint.pt was written with other training settings \(lr 0\.002 → 0\.001\); use another "
                      r"output directory or --no-resume$", str(e.value))
+
+
+def test_a_run_is_not_resumed_on_other_videos_named_and_labelled_alike(tmp_path):
+    """A run's clips were recorded by id and label only, and a folder clip's id is its file name:
+    `stabn train --data folder:B --out RUN` on a run over folder:A whose videos are named and
+    labelled alike (a re-extraction, another camera) resumed it, training on B without a word and
+    recording B as the model's data. The decoded frames are part of the run now."""
+    from dataclasses import replace
+
+    from videoxai.stabn.loop import fit
+
+    data = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(32, 32))
+    fit(build(num_classes=4, num_frames=4, input_size=32, backbone="tiny"), data, TrainConfig(epochs=1, batch_size=4),
+        out=tmp_path)
+    other = replace(data, frames=np.ascontiguousarray(data.frames[:, ::-1]))  # same ids and labels, frames reversed
+    assert other.ids == data.ids and (other.labels == data.labels).all()
+    model = build(num_classes=4, num_frames=4, input_size=32, backbone="tiny")
+    with pytest.raises(InputError, match=r"checkpoint.pt continues a run with other training clips' frames \(4 clips' "
+                                         r"decoded frames: sha256 \w+; now 4 clips' decoded frames: sha256 \w+\)"):
+        fit(model, other, TrainConfig(epochs=2, batch_size=4), out=tmp_path)
+    resumed = fit(model, data, TrainConfig(epochs=2, batch_size=4), out=tmp_path)  # its own clips: resumed
+    assert [r.epoch for r in resumed.history] == [1, 2]

@@ -120,11 +120,15 @@ def check_out_dir(out: str | Path) -> None:
 
 def _run_facts(train: ClipSet, targets: TemporalTargets | None, freeze: FreezeSchedule) -> dict[str, str]:
     """What a run resumed from a checkpoint must share with it besides the model and the training
-    settings: the training clips (ids and labels), the edited attention (fine-tuning) and the
+    settings: the training clips (ids, labels and decoded frames), the edited attention (fine-tuning) and the
     freezing. Without them, `stabn train --data B` on a finished run on A, or `stabn finetune`
     run again after more edits, printed the old model as if it were the new one."""
     clips = hashlib.sha256(json.dumps([list(train.ids), train.labels.tolist()]).encode()).hexdigest()[:16]
+    # and their pixels: ids are file names, so another folder of videos named and labelled alike
+    # (a re-extraction, another camera) resumed as the same run and was trained on without a word
+    pixels = hashlib.sha256(np.ascontiguousarray(train.frames).data).hexdigest()[:16]
     facts = {"training clips": f"{len(train)} clips (ids and labels: sha256 {clips})",
+             "training clips' frames": f"{len(train)} clips' decoded frames: sha256 {pixels}",
              "frozen groups": f"{list(freeze.frozen)} until epoch {freeze.until}"}
     if targets is not None:
         digest = hashlib.sha256(np.nan_to_num(targets.values, nan=-1.0).astype(np.float32).tobytes()
