@@ -269,6 +269,18 @@ def test_not_a_video(client, videos):
     assert "/tmp" not in message and "upload" in message  # the server's paths stay private
 
 
+def test_a_still_picture_or_a_one_frame_video_is_refused_at_upload(client, videos, tmp_path):
+    # a PNG was accepted and explained as 8 copies of its one frame
+    from PIL import Image
+
+    Image.fromarray(videos["frames"][0]).save(tmp_path / "still.png")
+    for still in (tmp_path / "still.png", write_video(videos["frames"][:1], tmp_path / "one.mp4", fps=10)):
+        message = assert_error(upload(client, still), 415, "bad_video")
+        assert message.startswith("the upload has 1 frame (a still picture)") and "2 frames or more" in message
+    r = upload(client, write_video(videos["frames"][:2], tmp_path / "two.mp4", fps=10))   # two frames move
+    assert r.status_code == 202 and wait(client, r.json()["id"])["state"] == "done"
+
+
 def test_empty_upload(client):
     assert_error(client.post("/api/jobs", content=b""), 400, "bad_upload")
 

@@ -186,12 +186,14 @@ def test_max_side_keeps_aspect(videos):
     assert read_video(videos[".mp4"], 3, max_side=100).frames.shape == (3, 48, 64, 3)
 
 
-def test_one_frame_video_is_sampled_with_repetition(tmp_path, frames):
-    p = write_video(frames[5:6], tmp_path / "one.mp4", fps=10)
+def test_two_frame_video_is_sampled_with_repetition(tmp_path, frames):
+    # a one-frame file is refused (test_a_file_of_one_frame_is_refused_with_what_to_do)
+    p = write_video(frames[5:7], tmp_path / "two.mp4", fps=10)
     clip = read_video(p, 8)
     assert clip.frames.shape == (8, 48, 64, 3)
-    np.testing.assert_array_equal(clip.indices, np.zeros(8))
-    assert (clip.frames == clip.frames[0]).all()
+    np.testing.assert_array_equal(clip.indices, [0, 0, 0, 0, 1, 1, 1, 1])
+    assert (clip.frames[:4] == clip.frames[0]).all() and (clip.frames[4:] == clip.frames[4]).all()
+    assert not (clip.frames[0] == clip.frames[4]).all()
 
 
 def test_real_h264_sample():
@@ -728,7 +730,7 @@ def test_frame_numbers_select_those_frames_at_a_variable_frame_rate(tmp_path):
         fps = probe(path)["fps"]
         lo, hi = parse_time("4", fps, "start"), parse_time("8", fps, "end")
         assert [w.indices.tolist() for w in sliding_windows(path, 2, start=lo, end=hi)] == [[4, 5], [6, 7]]
-        assert read_video(path, start="11", end="99").indices.tolist()[0] == 11
+        assert read_video(path, start="10", end="99").indices.tolist()[:2] == [10, 11]  # one frame alone is refused
         with pytest.raises(VideoReadError, match="no frame in the time range"):
             read_video(path, start="40")
     clip = read_video(phone, start="3", end="8")
@@ -829,3 +831,44 @@ def test_a_stream_url_is_read_as_files_are(tmp_path):
     assert got.shape[0] > 1                                     # the film, not its one-picture cover
     with pytest.raises(InputError, match="no video stream"):
         list(video_frames(f"file:{_with_cover(tmp_path / 'song.mka', video=False)}"))
+
+
+def test_a_file_of_one_frame_is_refused_with_what_to_do(tmp_path, capsys):
+    """A PNG, a JPEG or a one-frame video given as the video was read as 8 copies of its frame and
+    explained; a frame given as an array still is, and a stream still reads a still frame by frame."""
+    from PIL import Image
+
+    from videoxai.cli import main
+
+    frames = np.random.default_rng(0).integers(0, 256, (30, 48, 64, 3), dtype=np.uint8)
+    Image.fromarray(frames[0]).save(tmp_path / "still.png")
+    Image.fromarray(frames[0]).save(tmp_path / "still.jpg")
+    stills = [tmp_path / "still.png", tmp_path / "still.jpg", write_video(frames[:1], tmp_path / "one.mp4", fps=5),
+              write_video(frames[:1], tmp_path / "one.gif", fps=5)]
+    for path in stills:
+        said = rf"{path}: the file decodes to 1 frame \(a still picture\); a video classifier needs a moving clip " \
+               r"of 2 frames or more\. To explain a single image anyway, give its frame as an array: " \
+               r"vx\.explain\(model, frame\[None\]\)"
+        for num_frames in (8, None):
+            with pytest.raises(VideoReadError, match=said):
+                read_video(path, num_frames)
+        with pytest.raises(VideoReadError, match=said):
+            list(sliding_windows(path, 8))
+        assert len(list(sliding_windows(path, 1))) == 1   # the stream client's reading: frame by frame
+    model = vx.load_model("demo-cnn")
+    with pytest.raises(VideoReadError, match="decodes to 1 frame"):
+        vx.explain(model, str(stills[0]), "saliency")
+    exp = vx.explain(model, frames[0][None], "saliency")  # the way the message gives: still allowed
+    assert exp.spatial.shape == (1, 48, 64) and exp.temporal.tolist() == [1.0]
+    with pytest.raises(SystemExit) as end:
+        main(["explain", str(stills[0]), "--model", "demo-cnn", "--method", "saliency", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert end.value.code == 2 and err.startswith("error: ") and "decodes to 1 frame" in err and "\n" not in err
+    # a range holding one frame, and two frames (they move: read, with repeats)
+    ten = write_video(frames, tmp_path / "ten.mp4", fps=10)
+    for read in (lambda: read_video(ten, 8, start="3", end="4"), lambda: list(sliding_windows(ten, 8, start=1.0, end=1.1))):
+        with pytest.raises(VideoReadError, match=r"only 1 frame in the time range \[.*\) s; .* widen the range"):
+            read()
+    assert read_video(ten, 8, start="3", end="5").indices.tolist() == [3, 3, 3, 3, 4, 4, 4, 4]
+    two = write_video(frames[:2], tmp_path / "two.mp4", fps=5)
+    assert read_video(two, 8).indices.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]

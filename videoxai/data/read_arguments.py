@@ -4,7 +4,8 @@
 Counts must be positive integers; a time range ``[start, end)`` becomes seconds from the
 stream's first frame, with a frame number (``"60"``) resolved to that frame's time by the file's
 packets (the frame rate may vary). A bad value is a :class:`~videoxai.errors.VideoReadError`
-naming the file, as is a range in which no frame lies (:func:`check_nonempty`).
+naming the file, as is a range in which no frame lies (:func:`check_nonempty`) or one frame only
+(:func:`check_moving`).
 """
 
 from __future__ import annotations
@@ -111,3 +112,17 @@ def check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float) -
         known = f"; the video is {length:.2f} s long" if length else ""
         raise VideoReadError(f"{path}: no frame in the time range [{lo:g}, {hi:g}) s{known}")
     raise VideoReadError(f"{path}: the video has no decodable frame")
+
+
+def check_moving(path: Path, count: int, ranged: bool, lo: float, hi: float) -> None:
+    """The error for a read that found one frame (``count == 1``): a still picture (a PNG or JPEG,
+    a one-frame video) or a range holding one frame. It was sampled into ``num_frames`` copies of
+    that frame and explained as a video; a frame given as an array still is
+    (``vx.explain(model, frame[None])``), as is a stream's frame."""
+    if count != 1:
+        return
+    need = "a video classifier needs a moving clip of 2 frames or more"
+    if ranged:
+        raise VideoReadError(f"{path}: only 1 frame in the time range [{lo:g}, {hi:g}) s; {need}: widen the range")
+    raise VideoReadError(f"{path}: the file decodes to 1 frame (a still picture); {need}. To explain a single "
+                         f"image anyway, give its frame as an array: vx.explain(model, frame[None])")

@@ -43,7 +43,7 @@ from ..errors import VideoReadError
 from .container import check_path, frame_times, open_video, packet_index, packet_times, probe, read_header, shown_frames
 from .decoder import MAX_PIXELS, Decoder, FrameTooLargeError, frames_from
 from .keyframes import SeekMiss, decode_at, seek_plan
-from .read_arguments import check_count, check_decoded, check_nonempty, check_range
+from .read_arguments import check_count, check_decoded, check_moving, check_nonempty, check_range
 from .streams import PictureConverter, display_size, quarter_turns, sample_aspect, video_stream
 from .video_windows import sliding_windows
 from .video_writer import WRITERS, write_video  # noqa: F401  (part of this module's API, as before)
@@ -61,8 +61,8 @@ def uniform_indices(count: int, num: int) -> np.ndarray:
     """``num`` positions spread uniformly over ``range(count)``, first and last frame included.
 
     ``round(linspace(0, count - 1, num))`` (PyTorchVideo's ``UniformTemporalSubsample`` up to the
-    rounding). When ``num > count`` positions repeat: a one-frame video sampled with ``num=8``
-    gives eight copies of frame 0, so a model that needs ``T`` frames can still run on it.
+    rounding). When ``num > count`` positions repeat: a two-frame video sampled with ``num=8``
+    gives frames 0 and 1 four times each, so a model that needs ``T`` frames can still run on it.
     """
     if count < 1 or num < 1:
         raise ValueError(f"uniform_indices needs count >= 1 and num >= 1, got {count}, {num}")
@@ -83,8 +83,10 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
         num_frames: how many frames to return, sampled uniformly over the file (or over
             ``[start, end)``) with the first and last frame included (:func:`uniform_indices`);
             ``None`` returns every frame. A video with fewer frames than ``num_frames`` is sampled
-            with repetition (a one-frame video gives ``num_frames`` copies of it), so the clip
-            always has exactly ``num_frames`` frames; ``clip.indices`` shows the repeats.
+            with repetition (a two-frame video gives each frame ``num_frames / 2`` times), so the
+            clip always has exactly ``num_frames`` frames; ``clip.indices`` shows the repeats. A
+            file of one frame (a PNG or JPEG, a one-frame video) is refused: to explain one image,
+            give it as an array, ``vx.explain(model, frame[None])``.
         start, end: optional time range, ``start`` included, ``end`` excluded, measured from
             the stream's first frame: seconds as numbers (``2.5``) or text (``"2.5s"``), or a
             frame number as text (``"60"``), as :func:`parse_time` reads them; a frame number
@@ -104,7 +106,8 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
 
     Raises:
         VideoReadError: the file is missing, a directory, not a video, truncated or corrupt, has
-            no decodable frame in the range, or the arguments are invalid.
+            no decodable frame in the range or only one (a still picture), or the arguments are
+            invalid.
     """
     path = check_path(path)
     num_frames = check_count(path, num_frames, "num_frames")
@@ -135,6 +138,7 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
                 src.append(index)
         check_nonempty(path, len(src), ranged, lo, hi)
         check_decoded(path, reported, len(src))
+        check_moving(path, len(src), ranged, lo, hi)
         return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path))
 
     by_seeking = _read_seeking(path, num_frames, lo, hi, reported, max_side, max_pixels)
@@ -144,6 +148,7 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
     dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi, max_side, max_pixels)
     check_nonempty(path, count, ranged, lo, hi)
     check_decoded(path, reported, count)
+    check_moving(path, count, ranged, lo, hi)
     if count != expected:
         # the container's count was wrong (or packets != frames): choose again on the true count
         wanted = uniform_indices(count, num_frames)
@@ -166,7 +171,7 @@ def _read_seeking(path: Path, num_frames: int, lo: float, hi: float, reported: i
         if index is None or (reported and len(index) != reported):
             return None
         positions = np.flatnonzero((index.times >= lo) & (index.times < hi))
-        if not len(positions):
+        if len(positions) < 2:  # none or one: decoding in order says which (check_moving)
             return None
         chosen = positions[uniform_indices(len(positions), num_frames)]
         targets = sorted(set(chosen.tolist()))

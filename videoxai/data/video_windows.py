@@ -18,7 +18,7 @@ from ..clip import Clip
 from ..errors import InputError, VideoReadError
 from .container import check_path, open_video, shown_frames
 from .decoder import MAX_PIXELS, Decoder, frames_from
-from .read_arguments import check_count, check_decoded, check_nonempty, check_range
+from .read_arguments import check_count, check_decoded, check_moving, check_nonempty, check_range
 from .windows import Tail, WindowPlanner, WindowSpan
 
 def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: int | None = None, *,
@@ -39,7 +39,9 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
     the repeated source index and ``meta["padding"]`` how many frames were added. With
     ``tail="shift"`` the last window is instead the last ``num_frames`` frames (no repeats). A
     window is emitted only if it holds a frame no earlier window reached, so the end of the video
-    is never reported twice. A video shorter than one window gives one padded window.
+    is never reported twice. A video shorter than one window gives one padded window; a file of
+    one frame (a still picture), or a range holding one, is refused as by
+    :func:`~videoxai.data.video.read_video`, unless ``num_frames`` is 1 (a stream's reading).
 
     Args:
         path_or_clip: a video file or a :class:`~videoxai.Clip` already in memory.
@@ -84,21 +86,25 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
     ranged = lo > 0 or hi < float("inf")
     with open_video(path) as (_container, stream):
         reported = 0 if ranged else shown_frames(stream)
-    decoded = 0
+    decoded, ended = 0, False
 
     def source() -> Iterator[tuple[int, av.VideoFrame]]:
-        nonlocal decoded
+        nonlocal decoded, ended
         for index, t, frame in frames_from(dec, lo):
             if t >= hi:
-                return
+                break
             if t >= lo:
                 decoded += 1
                 yield index, frame
+        ended = True
 
     yielded = False
     for window in _windows(source(), num_frames, stride, frame_step, tail, str(path),
                            lambda: dec.header.fps if dec.header else None,
                            convert=lambda f: dec.to_rgb(f, max_side)):
+        if ended:  # a still picture's one frame came as a window padded with copies of it
+            check_decoded(path, reported, decoded)  # unless the file was cut short: that says more
+            check_moving(path, decoded, ranged, lo, hi)
         yielded = True
         yield window
     if not yielded:

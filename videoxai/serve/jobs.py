@@ -40,7 +40,7 @@ import av
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from ..data.container import probe
+from ..data.container import packet_times, probe
 from ..data.video import read_video, write_video
 from ..data.video_windows import sliding_windows
 from ..errors import VideoReadError
@@ -135,7 +135,7 @@ def check_video(path: Path, settings: ServeSettings) -> VideoInfo:
     """Probe an upload (no decoding) and enforce the server's limits on it.
 
     Raises:
-        VideoReadError: not a video, or no readable video stream (→ 415).
+        VideoReadError: not a video, no readable video stream, or one frame only (→ 415).
         ServiceError: too many frames or pixels (→ 413).
 
     An FFmpeg concat playlist is refused by :func:`~videoxai.data.container.probe` before FFmpeg
@@ -154,6 +154,10 @@ def check_video(path: Path, settings: ServeSettings) -> VideoInfo:
     if n > settings.max_frames:
         raise ServiceError(413, "video_too_long", f"the video has {n} frames; the server's limit is "
                                                   f"{settings.max_frames}")
+    if n == 1 and len(packet_times(path)) < 2:  # the packets confirm a header's count (demuxing only)
+        # a PNG or JPEG (or a one-frame video) was explained as 8 copies of its frame
+        raise VideoReadError("the upload has 1 frame (a still picture); a video classifier needs a moving "
+                             "clip of 2 frames or more: send a video")
     return VideoInfo(frames=n, fps=info["fps"], width=w, height=h, duration=info["duration"])
 
 

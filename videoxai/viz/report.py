@@ -187,9 +187,10 @@ def _method_card(e: Explanation, name: str, over: np.ndarray, clip: Clip,
 def top_source_frames(e: Explanation, k: int) -> list[tuple[int, float]]:
     """The ``k`` most important frames of the video, as ``(position in the clip, share)``.
 
-    A video shorter than the model's clip is sampled with repeats (one frame fills all 8 places):
-    a frame's share is the sum over its places, and it is listed once, at its most important
-    place (the "top 3" of a one-frame video were frame #0 three times, 12.5 % each).
+    A video shorter than the model's clip is sampled with repeats (two frames fill 8 places four
+    times each; a single image, given as an array ``frame[None]``, all 8): a frame's share is the
+    sum over its places, and it is listed once, at its most important place (the "top 3" of a
+    one-frame clip were frame #0 three times, 12.5 % each).
     """
     shares: dict[int, float] = {}
     best: dict[int, int] = {}
