@@ -243,3 +243,36 @@ def test_explain_video_checks_its_display_options_before_explaining(model, kwarg
     monkeypatch.setattr(timeline, "explain", explained)
     with pytest.raises(InputError, match=match):
         vx.explain_video(model, np.zeros((8, 16, 16, 3), np.uint8), "gradcam", **kwargs)
+
+
+def test_the_timeline_reports_window_table_shows_the_options_the_method_chose(video, model, tmp_path):
+    # an option left to the method (occlusion's window) showed as "None" under the windows'
+    # table, as if nothing had been run; the single-clip report shows "None → [...]"
+    from videoxai.viz.report import write_timeline_report
+
+    v = vx.explain_video(model, video, "occlusion", window_stride=8, strides=(4, 32, 32))
+    chosen = v.meta["resolved_options"]["window"]
+    html = write_timeline_report(tmp_path / "t.html", v).read_text()
+    assert f"<th>window</th><td><code>None</code> → <code>[{', '.join(map(str, chosen))}]</code>" in html
+
+
+def test_options_the_method_chose_differently_per_window_are_not_reported_as_the_first_windows():
+    # LIME's "auto" smoothing depends on the frames: the first window's choice was the video's
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz.timeline_report import _window_table
+    from videoxai.cost import Cost
+
+    def window(i, sigma):
+        return WindowResult(index=i, frame_indices=np.arange(8) + 8 * i, start_s=None, end_s=None, target=0,
+                            label="a", score=0.5, predicted=0, predicted_label="a", predicted_score=0.5,
+                            temporal=np.full(8, 1 / 8), cost=Cost(seconds=0.1),
+                            resolved_options={"n_segments": 48, "smoothing": sigma})
+    v = VideoExplanation(method="lime", model="m", windows=[window(0, 0.0), window(1, 1.0)],
+                         frames=np.zeros((16, 4, 4, 3), np.uint8), frame_indices=np.arange(16),
+                         times=np.arange(16) / 8, spatial=np.zeros((16, 4, 4), np.float32),
+                         temporal=np.ones(16, np.float32), fps=8.0, source="v.mp4",
+                         options={"n_segments": None, "smoothing": "auto"},
+                         meta={"resolved_options": {"n_segments": 48}})
+    html = _window_table(v, "#000")
+    assert "<th>n_segments</th><td><code>None</code> → <code>48</code>" in html
+    assert "<th>smoothing</th><td><code>auto</code> → <code>varies by window</code>" in html

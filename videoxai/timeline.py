@@ -62,6 +62,9 @@ class WindowResult:
         predicted, predicted_label, predicted_score: the model's top class on the window.
         temporal: ``(T,)`` per-frame importance within the window (sums to 1).
         cost: what explaining it cost.
+        resolved_options: what the method chose for this window for the options left to it
+            (its ``Explanation.meta["resolved_options"]``; LIME's ``"auto"`` smoothing depends on
+            the frames, so windows can differ).
     """
 
     index: int
@@ -76,6 +79,7 @@ class WindowResult:
     predicted_score: float
     temporal: np.ndarray
     cost: Cost
+    resolved_options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -92,7 +96,8 @@ class VideoExplanation:
             average), averaged over the windows that contain the frame.
         fps: source frame rate; source: the file; options: the method's options as used;
         meta: the first window's ``Explanation.meta`` without per-window arrays (weights), with
-            ``"warnings"`` gathered from every window.
+            ``"warnings"`` gathered from every window and ``"resolved_options"`` the choices
+            every window shares.
     """
 
     method: str
@@ -235,7 +240,8 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
             index=int(window.meta["window"]), frame_indices=window.indices.copy(), start_s=ts[0], end_s=ts[1],
             target=exp.target, label=exp.label, score=exp.score, predicted=top,
             predicted_label=model.labels[top], predicted_score=float(exp.probs[top]),
-            temporal=exp.temporal.copy(), cost=exp.cost))
+            temporal=exp.temporal.copy(), cost=exp.cost,
+            resolved_options=dict(exp.meta.get("resolved_options") or {})))
     if first is None:
         raise InputError(f"{source}: no frames to explain")
     order = sorted(frames)
@@ -245,6 +251,12 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
         spatial /= peak
     index = np.asarray(order, dtype=np.int64)
     meta = {k: v for k, v in first.meta.items() if not isinstance(v, np.ndarray)}
+    # the choices every window shares (a window's own are in its WindowResult)
+    common = {k: v for k, v in results[0].resolved_options.items()
+              if all(r.resolved_options.get(k) == v for r in results)}
+    meta.pop("resolved_options", None)
+    if common:
+        meta["resolved_options"] = common
     meta.update(window_stride=window_stride or model.num_frames, frame_step=frame_step,
                 num_frames=model.num_frames)
     if warned:

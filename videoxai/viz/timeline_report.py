@@ -229,6 +229,10 @@ def _window_table(v, color: str) -> str:
                     f"<td>{esc(w.predicted_label)}</td><td class=\"num\">{w.predicted_score:.1%}</td>"
                     f"<td>{esc(w.label)}</td><td class=\"num\">{w.score:.1%}</td><td>#{top}</td>"
                     f"<td class=\"num\">{w.cost.seconds:.2f}</td></tr>")
+    # what the method chose for options left to it: the value all windows share, else a note
+    chosen = {k: "varies by window" for w in v.windows for k in w.resolved_options}
+    chosen.update((v.meta or {}).get("resolved_options") or {})
+    options = options_table(v.options, chosen)
     return (f'<div class="card method windows" style="--c:{color}"><div class="head"><h3>'
             f'<span class="swatch"></span>{esc(v.method)}</h3></div>'
-            f'<table class="window-list">{head}{"".join(rows)}</table>{options_table(v.options)}</div>')
+            f'<table class="window-list">{head}{"".join(rows)}</table>{options}</div>')
