@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import sqlite3
 import subprocess
@@ -1127,10 +1128,22 @@ def test_no_more_local_workers_than_clips_with_work(tmp_path, monkeypatch):
     # each worker process loads the model: -j 4 on 2 clips started 4 of them
     from videoxai.evaluation import backends
 
-    asked = []
+    # ... and the machine's CPUs are shared by the workers started, not by those asked for: 2 of 8
+    # CPUs did the work of -j 4 on 2 clips (threads = 8 // 4), 1 of them a resume with 1 clip left
+    from dataclasses import replace
+
+    asked, threads = [], []
     real = backends.run
-    monkeypatch.setattr(backends, "run", lambda *a, **k: asked.append(k["workers"]) or real(*a, **{**k, "workers": 1}))
+
+    def run(backend, tasks, settings, emit, **k):
+        asked.append(k["workers"])
+        threads.append(settings.threads)
+        return real(backend, tasks, replace(settings, threads=1), emit, **{**k, "workers": 1})
+
+    monkeypatch.setattr(backends, "run", run)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
     evaluate("demo", "synthetic:3", "random(clips=2)", "sparseness", tmp_path / "a", backend="local", workers=4,
              progress=False)
     evaluate("demo", "synthetic:3", "random", "sparseness", tmp_path / "a", backend="local", workers=4, progress=False)
     assert asked == [2, 1]                                    # the resumed run has one clip left
+    assert threads == [4, 8]

@@ -198,12 +198,6 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     method_specs, metric_specs = method_sel.specs, metric_sel.specs
 
     n_workers = backends.default_workers() if workers is None else int(workers)
-    if backend == "inline":
-        threads = torch.get_num_threads()
-    else:
-        threads = max(1, (os.cpu_count() or 1) // max(1, n_workers)) if backend == "local" else 1
-    settings = RunSettings(model=model_id, metrics=tuple(metric_specs), device=device, target=target,
-                           refine=refine, seed=int(seed), threads=threads)
     identity = {"model": model_id, "data": getattr(dataset, "spec", "samples"), "target": target,
                 "refine": refine, "seed": int(seed), "model_weights": weights_fingerprint(vm)}
 
@@ -242,12 +236,21 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
                 counts["errors"] += row.status == "error"
                 bar.advance()
 
+            # a worker loads the model: none for clips that do not exist (-j 8 on 2 clips)
+            started = min(n_workers, work.most_tasks) if backend == "local" else n_workers
+            if backend == "inline":
+                threads = torch.get_num_threads()
+            else:
+                # the CPUs shared by the workers that start, not by those asked for: the default -j
+                # (the CPUs) on 2 clips, or a resume with one clip left, ran 1 thread a worker on an
+                # otherwise idle machine
+                threads = max(1, (os.cpu_count() or 1) // max(1, started)) if backend == "local" else 1
+            settings = RunSettings(model=model_id, metrics=tuple(metric_specs), device=device, target=target,
+                                   refine=refine, seed=int(seed), threads=threads)
             try:
                 if work.total:
-                    # a worker loads the model: none for clips that do not exist (-j 8 on 2 clips)
                     backends.run(backend, _with_samples(dataset, work.tasks, emit), settings, emit,
-                                 workers=min(n_workers, work.most_tasks) if backend == "local" else n_workers,
-                                 model=vm if backend == "inline" else None, address=address)
+                                 workers=started, model=vm if backend == "inline" else None, address=address)
             finally:
                 bar.close()
                 store.finish_run(counts["computed"])
