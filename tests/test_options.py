@@ -3,6 +3,7 @@ results files written with the older, non-canonical keys."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Annotated, Literal
@@ -49,6 +50,15 @@ def test_anything_else_is_not_a_boolean(text):
 def test_integers_are_finite_whole_numbers_in_range(text):
     with pytest.raises(OptionError, match="must be an integer ≥ 1, got"):
         parse_value(text, Annotated[int, Opt(ge=1)], "method 'rise'", "n_samples")
+
+
+@pytest.mark.parametrize("value", [1e308, 1e20, 2.0 ** 53 + 2, -1e300])
+def test_a_float_beyond_exact_integers_is_not_an_integer(value):
+    # 1e308 is_integer(): it was taken as n_samples=10**308 (and 1e20 as 100000000000000000000)
+    said = rf"^method 'rise': option n_samples must be an integer, got {re.escape(repr(value))}$"
+    with pytest.raises(OptionError, match=said):
+        parse_value(value, int, "method 'rise'", "n_samples")
+    assert parse_value(2.0 ** 53, int, "m", "n") == 2 ** 53 and parse_value(-8.0, int, "m", "n") == -8
 
 
 @pytest.mark.parametrize("text", ["nan", "NaN", "inf", "1e400", 10 ** 400, float("nan"), "0", "1"])

@@ -112,7 +112,9 @@ def _coerce(v, tp, opt: Opt):
             raise _Mismatch
         if isinstance(v, int):
             out = v
-        elif isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        elif isinstance(v, float) and v.is_integer() and abs(v) <= 2 ** 53:
+            # 500.0 (a JSON number, a division) is the count 500; beyond 2**53 a float holds no exact
+            # integer, and n_samples=1e308 was taken as a count of 10**308 samples
             out = int(v)
         elif isinstance(v, str) and _INT.match(v.strip()):
             out = int(v.strip())
