@@ -125,8 +125,22 @@ def test_labels_and_num_classes():
     with pytest.raises(InputError, match="3 labels given but num_classes=5"):
         vx.wrap(net, num_frames=4, input_size=24, labels=labels[:3], num_classes=5)
     with pytest.raises(InputError, match="cannot infer the number of classes"):
-        vx.wrap(nn.Sequential(nn.Conv3d(3, 5, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten()), num_frames=4,
+        vx.wrap(nn.Sequential(nn.Conv3d(3, 5, 3), nn.AdaptiveAvgPool3d(1), nn.Flatten()), num_frames=4,
                 input_size=24)
+
+
+def test_the_classes_of_a_network_with_a_pointwise_convolution_head_are_inferred():
+    # torchvision's S3D classifies with a 1×1×1 Conv3d: vx.wrap(s3d()) was "cannot infer the
+    # number of classes"; a Linear, where there is one, still decides (a 1×1 conv inside a block
+    # of a network with a Linear head is not its classifier)
+    from torchvision.models.video import s3d
+
+    assert vx.wrap(s3d(num_classes=7), num_frames=16, input_size=64).num_classes == 7
+    head = nn.Sequential(nn.Conv3d(3, 8, 3), nn.Conv3d(8, 5, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten())
+    model = vx.wrap(head, num_frames=4, input_size=24)
+    assert model.num_classes == 5 and model(torch.rand(2, 4, 3, 24, 24)).shape == (2, 5)
+    both = nn.Sequential(nn.Conv3d(3, 8, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(8, 3))
+    assert vx.wrap(both, num_frames=4, input_size=24).num_classes == 3
 
 
 def test_wrap_rejects_bad_arguments():

@@ -169,7 +169,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
             fails on its first input and runs on the other layout, the error says so.
         mean, std: its input normalisation, for pixels in [0, 1] (normalised inside; statistics
             on a 0–255 scale are refused with their values / 255).
-        labels / num_classes: class names, or their count. A network with a single output is
+        labels / num_classes: class names, or their count (default: the width of the last
+            ``nn.Linear``, else of the last 1×1 convolution). A network with a single output is
             read as a binary classifier's logit: its probability is the sigmoid (one label names
             the positive class).
         activation: how its outputs become class probabilities (what perturbation methods and
@@ -231,10 +232,18 @@ _Size = Annotated[int | tuple[int, int], Opt(ge=1)]
 
 
 def _infer_num_classes(module: nn.Module) -> int:
-    last = [m for m in module.modules() if isinstance(m, nn.Linear)]
-    if not last:
-        raise InputError("cannot infer the number of classes; pass labels= or num_classes=")
-    return last[-1].out_features
+    """The width of the classifier: the last ``nn.Linear``, or, in a network without one, the last
+    convolution with a kernel of ones (torchvision's S3D classifies with a 1×1×1 ``Conv3d``); a
+    wrong guess is caught at the first forward pass, which names the outputs' real count."""
+    linear = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if linear:
+        return linear[-1].out_features
+    pointwise = [m for m in module.modules()
+                 if isinstance(m, nn.modules.conv._ConvNd) and all(k == 1 for k in m.kernel_size)]
+    if pointwise:
+        return pointwise[-1].out_channels
+    raise InputError("cannot infer the number of classes (no Linear layer or 1×1 convolution "
+                     "to read it from); pass labels= or num_classes=")
 
 
 def _ensure_loaders() -> None:
