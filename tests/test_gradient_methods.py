@@ -947,3 +947,24 @@ def test_ig_baselines_change_the_attribution():
     static = torch.rand(1, 1, 3, S, S).expand(1, T, 3, S, S).contiguous()
     flat = get("integrated_gradients")(model, n_steps=4, baseline="mean").attribute_pixels(static, 0).values
     assert float(flat.abs().max()) < 1e-6 * float(out["mean"].abs().max())
+
+
+class _ConstantLogits(torch.nn.Module):
+    """Logits that are a parameter, whatever the clip: differentiable, but not in the pixels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.tensor([1.0, 2.0, 0.5]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(x.shape[0], 3)
+
+
+@pytest.mark.parametrize("method,options", [("saliency", {}), ("ep3d", {"iterations": 2})])
+def test_a_network_whose_output_ignores_its_input_is_told_so(method, options):
+    # the message put it down to torch.no_grad() or a detached tensor only, neither of which
+    # this network has
+    model = vx.wrap(_ConstantLogits(), num_frames=4, input_size=16, num_classes=3)
+    with pytest.raises(UnsupportedModelError, match=r"do not depend on the pixels .*computes its output "
+                                                    r"without its input \(a constant\)"):
+        vx.explain(model, np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32), method, **options)
