@@ -470,3 +470,15 @@ def test_an_output_folder_on_a_file_system_without_locks_still_evaluates(tmp_pat
         s = evaluate(vx.load_model("demo"), "synthetic:1", methods="random", metrics="sparseness", out=tmp_path / "eval",
                      backend="inline", progress=False, report=False)
     assert (s.computed, s.errors) == (1, 0)
+
+
+@pytest.mark.parametrize("label, message", [
+    ("9" * 5000, r"label 999999999999… \(5000 digits\) is out of range"),   # past int()'s 4300 digits
+    ("²", r"'²'"),                                                            # str.isdigit(), not int()
+])
+def test_a_label_of_digits_int_cannot_read_is_an_input_error(clips, tmp_path, label, message):
+    # both were Python's ValueError from int(), a traceback, not the file's error
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text(f"video,label\na.mp4,{label}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=message):
+        load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)

@@ -305,10 +305,13 @@ def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> 
     """A label given as an index or a class name → (index into ``labels``, name); ``labels`` are the
     model's unless they are :class:`ClassNames` of another owner."""
     text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        i = int(text)
-        if i < 0 or (labels is not None and i >= len(labels)):
-            raise InputError(f"{where}: label {i} is out of range for "
+    # ASCII digits only: str.isdigit() also holds for '²' (int() refuses it: a ValueError) and
+    # '٣', which a class may be named; a number of thousands of digits is past int()'s limit
+    if re.fullmatch(r"-?[0-9]+", text):
+        i = int(text) if len(text) <= 18 else None
+        if i is None or i < 0 or (labels is not None and i >= len(labels)):
+            shown = i if i is not None else f"{text[:12]}… ({len(text)} digits)"
+            raise InputError(f"{where}: label {shown} is out of range for "
                              f"{ClassNames.of(labels).counted if labels is not None else 'a model with ? classes'}")
         return i, (labels[i] if labels is not None else None)
     if labels is None:
