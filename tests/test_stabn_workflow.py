@@ -613,3 +613,22 @@ def test_a_run_is_not_resumed_on_other_videos_named_and_labelled_alike(tmp_path)
         fit(model, other, TrainConfig(epochs=2, batch_size=4), out=tmp_path)
     resumed = fit(model, data, TrainConfig(epochs=2, batch_size=4), out=tmp_path)  # its own clips: resumed
     assert [r.epoch for r in resumed.history] == [1, 2]
+
+
+def test_a_run_whose_weights_diverge_in_its_last_step_is_refused_not_saved(tmp_path):
+    """The loss is checked before each step, so a step that made the weights NaN was seen only at
+    the next one: `stabn train --lr inf` on clips of one batch, one epoch, saved a model of NaN
+    weights and printed it as trained. An infinite lr is refused, and weights that become
+    non-finite stop the run before its model is written."""
+    from videoxai.stabn.loop import fit
+
+    with pytest.raises(InputError, match=r"^lr must be finite, got inf$"):
+        TrainConfig(lr=float("inf"))
+    data = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(32, 32))
+    config = TrainConfig(epochs=1, batch_size=4, optimizer="sgd", warmup=0.0)
+    config.lr = float("inf")  # past the check: what any step that overflows the weights does
+    torch.manual_seed(0)
+    with pytest.raises(InputError, match=r"^training diverged: the weights became non-finite at epoch 1; "
+                                         r"lower the learning rate \(now inf\)$"):
+        fit(build(num_classes=4, num_frames=4, input_size=32, backbone="tiny"), data, config, out=tmp_path)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "checkpoint.pt").exists()

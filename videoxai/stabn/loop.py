@@ -151,6 +151,11 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
         sums += np.array([t.item() for t in terms]) * len(idx)
         correct += int((output.logits.argmax(1) == y).sum())
         seen += len(idx)
+    # the loss is checked before each step, so the last one's divergence reached only the saved
+    # model: `stabn train --lr inf` wrote a model of NaN weights and printed it as trained
+    if not all(bool(torch.isfinite(p).all()) for p in params):
+        raise InputError(f"training diverged: the weights became non-finite at epoch {epoch + 1}; "
+                         f"lower the learning rate (now {lr:g})")
     evaluation = evaluate(model, val, config.eval_batch_size) if val is not None and len(val) else None
     loss, l_per, l_att, l_temp = sums / seen
     record = EpochRecord(epoch=epoch + 1, lr=config.lr_at(epoch, 0, len(batches)), loss=loss, loss_perception=l_per, loss_attention=l_att,

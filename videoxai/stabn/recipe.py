@@ -92,6 +92,8 @@ class TrainConfig:
         self.seed = int(self.seed)
         if not self.lr > 0:
             raise InputError(f"lr must be > 0, got {self.lr}")
+        if self.lr == math.inf:  # it made every weight NaN in one step
+            raise InputError(f"lr must be finite, got {self.lr}")
         if self.optimizer not in ("adamw", "sgd"):
             raise InputError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in ("cosine", "step"):
