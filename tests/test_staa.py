@@ -184,3 +184,21 @@ def test_temporal_weighting_is_refused_where_the_attention_is_joint():
     with pytest.raises(OptionError, match="option temporal_weighting applies to divided space-time attention"):
         get("staa")(from_hf_module(tiny_hf("videomae")), temporal_weighting=True)
     assert get("staa")(from_hf_module(tiny_hf("timesformer")), temporal_weighting=True).temporal_weighting
+
+
+@pytest.mark.parametrize("method,options", [("staa", {}), ("staa", {"layers": 1}), ("staa", {"layers": "half"}),
+                                            ("rollout", {}), ("attention_relevance", {"layers": 1})])
+def test_the_layers_an_attention_method_chose_are_recorded_and_replay_the_map(method, options, rng, tmp_path):
+    # Explanation.options said "auto" (or None, or a count): which layers were read depends on
+    # the model's depth and could not be read back from the explanation
+    model = from_hf_module(tiny_hf("timesformer", num_hidden_layers=4))
+    clip = rng.random((8, 32, 32, 3), dtype=np.float32)
+    exp = vx.explain(model, clip, method, **options)
+    layers = exp.meta["resolved_options"]["layers"]
+    expected = {"staa": {None: [2, 3], 1: [3], "half": [2, 3]}, "rollout": {None: [0, 1, 2, 3]},
+                "attention_relevance": {1: [3]}}[method][options.get("layers")]
+    assert layers == expected
+    again = vx.explain(model, clip, method, layers=layers)
+    np.testing.assert_array_equal(again.raw, exp.raw)
+    assert "resolved_options" not in again.meta                  # a list is explicit: nothing chosen
+    assert vx.Explanation.load(exp.save(tmp_path / "e.npz")).meta["resolved_options"] == {"layers": layers}

@@ -144,8 +144,9 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
         clip's original size and ``temporal`` is ``(T,)`` summing to 1. ``meta["working_frame"]``
         is the ``(h, w)`` the method worked at; ``meta["spec"]`` is the canonical spec that
         makes the same explanation again (:func:`explanation_spec`); ``meta["resolved_options"]``
-        is what the method chose from the clip for options left to it (``None`` or ``"auto"`` in
-        ``options``: an occlusion window, LIME's superpixels, an extremal preset's iterations),
+        is what the method chose from the clip or the model for options left to it (``None`` or
+        ``"auto"`` in ``options``: an occlusion window, LIME's superpixels, an extremal preset's
+        iterations, the layers an attention method read),
         ``{option: value}``, which given explicitly make the same map; ``meta["activation"]`` (``"sigmoid"``
         or ``"none"``) says how the score was made when it is not a softmax
         (:attr:`VideoModel.activation`); ``meta["weights"]`` says where the model's weights
@@ -236,9 +237,9 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
     # what the method chose from the clip for the options left to it (an occlusion window, an
     # extremal preset's iterations): ``options`` keeps the spec as given (replayable on clips of
     # another size), this says what was run; plain JSON, so it reads the same after save/load
-    resolved = extras.pop("resolved_options", None)
-    if resolved and resolved[0]:
-        meta["resolved_options"] = _plain(resolved[0])
+    resolved = {**m.chosen_options(), **((extras.pop("resolved_options", None) or [{}])[0] or {})}
+    if resolved:
+        meta["resolved_options"] = _plain(resolved)
     meta.update({k: _to_numpy(v) for k, v in extras.items()})
     flat = (constant_map_warning(m.name, raw[0], temporal[0], m.blank_map_reason(extras))
             or timeless_map_warning(m.name, raw[0], temporal[0]))

@@ -44,6 +44,11 @@ class AttentionMethod(Method):
 
     requires = ("attention", "token_grid")
 
+    def chosen_options(self) -> dict:
+        # a count, a name or the default stands for layers this model's depth decides; a list
+        # given as such is already explicit
+        return {} if isinstance(self.options.get("layers"), list) else {"layers": list(self.layers)}
+
     def attention_layers(self, layers: int | list[int] | str | None) -> list[int]:
         """The layer indices (ascending, each once) of a ``layers`` value:
         ``None`` or ``"all"`` every layer, ``k`` the last k, a list those indices."""

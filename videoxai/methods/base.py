@@ -227,6 +227,13 @@ class Method(Configurable):
         """
         return None
 
+    def chosen_options(self) -> dict:
+        """What this method chose, when it was built for its model, for options left to it (the
+        layers an attention method reads for ``layers="auto"``), ``{option: value}``: given
+        explicitly they make the same map; :func:`videoxai.explain` records them in
+        ``meta["resolved_options"]`` with those chosen per clip (``ClipResult.resolved``)."""
+        return {}
+
     def blank_map_reason(self, extras: dict) -> str | None:
         """Why the map just made is constant, when the method itself decided so (``extras``: one
         clip's :attr:`Attribution.extras`, batch of one), for ``meta["warnings"]``; ``None``:
