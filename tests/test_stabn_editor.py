@@ -347,3 +347,67 @@ def test_the_page_reaches_the_editor_behind_a_proxy_that_serves_it_under_a_prefi
     key = edit_set.items[0].key
     for u in ("static/editor.css", "static/editor.js", "api/collection", f"api/clips/{key}", f"api/clips/{key}/frames/0.png"):
         assert c.get(f"/edit/{u}").status_code == 200, u
+
+
+def test_a_damaged_edit_file_is_said_and_the_clip_still_opens_to_replace_it(client, edit_set):
+    """A saved edit of 7 levels for an 8-frame clip was shown as the clip's edit (the page then
+    failed on the missing level), another clip's file was shown as this one's, and a file cut
+    short made the clip unopenable (422), so the page could not replace it. Now each clip opens
+    with no levels and the reason, and saving writes a good edit over the damaged one."""
+    items = edit_set.items
+    edits = edit_set.directory / "edits"
+    edits.mkdir(exist_ok=True)
+    (edits / f"{items[0].key}.json").write_text(json.dumps({"id": items[0].id, "levels": [1.0] * 7}))
+    (edits / f"{items[1].key}.json").write_text(json.dumps({"id": items[2].id, "levels": [1.0] * 8}))
+    (edits / f"{items[2].key}.json").write_text('{"id": "x", "lev')
+    said = {items[0].key: "7 levels for the clip's 8 frames",
+            items[1].key: f"is the edit of clip {items[2].id!r}, but {items[1].key} is clip {items[1].id!r}",
+            items[2].key: "cannot read edit "}
+    for it in items:
+        r = client.get(f"/api/clips/{it.key}")
+        assert r.status_code == 200 and r.json()["levels"] is None, r.text
+        assert str(edits / f"{it.key}.json") in r.json()["edit_error"] and said[it.key] in r.json()["edit_error"]
+        assert client.put(f"/api/clips/{it.key}/edit", json={"levels": [0.5] * 8}).status_code == 200
+        r = client.get(f"/api/clips/{it.key}").json()
+        assert r["levels"] == [0.5] * 8 and r["edit_error"] is None
+    assert sorted(edit_set.edits()) == sorted(it.id for it in items)
+
+
+def test_an_edit_deleted_by_another_client_meanwhile_is_no_edit_not_an_error(client, edit_set, monkeypatch):
+    """Two clients deleting one edit, or one reading it (the page, `stabn finetune`) while another
+    deletes it: the file was looked at, then gone when removed or read — a 500
+    (FileNotFoundError) or 'cannot read edit'. The other client's delete is simulated just
+    before the file is removed or read."""
+    from pathlib import Path
+
+    key = edit_set.items[0].key
+    path = edit_set.directory / "edits" / f"{key}.json"
+    real_unlink, real_read = Path.unlink, Path.read_text
+
+    def deleted_first(method):
+        def call(self, *args, **kwargs):
+            if self == path and path.exists():
+                real_unlink(path)  # the other client
+            return method(self, *args, **kwargs)
+        return call
+
+    c = TestClient(client.app, base_url="http://localhost", raise_server_exceptions=False)
+    for patched, request in ((("unlink", real_unlink), lambda: c.delete(f"/api/clips/{key}/edit")),
+                             (("read_text", real_read), lambda: c.get(f"/api/clips/{key}"))):
+        assert c.put(f"/api/clips/{key}/edit", json={"levels": [1.0] * 8}).status_code == 200
+        with monkeypatch.context() as m:
+            m.setattr(Path, patched[0], deleted_first(patched[1]))
+            r = request()
+            assert r.status_code == 200, r.text
+            assert r.json().get("deleted", False) is False and r.json().get("levels") is None
+            assert r.json().get("edit_error") is None
+    assert edit_set.edit(key) is None and edit_set.edits() == {}
+
+
+def test_a_level_of_minus_zero_is_saved_as_zero(client, edit_set):
+    # JSON -0.0 equals the level 0.0 and was stored as written: "-0.0" in the edit file
+    key = edit_set.items[0].key
+    r = client.put(f"/api/clips/{key}/edit", json={"levels": [-0.0] + [1.0] * 7})
+    assert r.status_code == 200 and r.json()["levels"][0] == 0.0
+    text = (edit_set.directory / "edits" / f"{key}.json").read_text()
+    assert "-0.0" not in text and json.loads(text)["levels"] == [0.0] + [1.0] * 7

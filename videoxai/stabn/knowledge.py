@@ -118,7 +118,7 @@ def check_levels(levels: Sequence[float | None], allow_unset: bool = False) -> l
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) not in LEVELS:
             raise InputError(f"frame {t}: level {v!r} is not one of {', '.join(map(str, LEVELS))}")
-        out.append(float(v))
+        out.append(abs(float(v)))  # -0.0 is the level 0.0, and is stored as written ("-0.0") otherwise
     if unset:
         raise InputError(f"frames {', '.join(map(str, unset))} have no level; every frame needs one "
                          "(use fill between edited frames)")
@@ -296,8 +296,27 @@ class EditSet:
         return self.directory / "edits" / f"{key}.json"
 
     def edit(self, key: str) -> TemporalEdit | None:
+        """Clip ``key``'s saved edit (``None``: none saved), checked against the clip: one level per
+        frame and the clip's own id (the editor showed a 7-level edit of an 8-frame clip, whose
+        page then failed; a copied file named another clip)."""
         path = self.edit_path(key)
-        return TemporalEdit.load(path) if path.is_file() else None
+        try:
+            e = TemporalEdit.load(path)
+        except InputError:
+            # deleted between a look and the read (another client, `stabn finetune` reading while
+            # the editor deletes): no edit, not "cannot read"; a file that is there but unreadable
+            # (a directory, not JSON) stays an error naming it
+            if not path.exists():
+                return None
+            raise
+        it = self.item(key)
+        if len(e.levels) != self.num_frames:
+            raise InputError(f"{path}: {len(e.levels)} levels for the clip's {self.num_frames} frames")
+        # a copied or hand-written file naming another clip would silently train that clip (or
+        # replace its own edit) with these levels
+        if e.id != it.id:
+            raise InputError(f"{path} is the edit of clip {e.id!r}, but {key} is clip {it.id!r}")
+        return e
 
     def save_edit(self, key: str, levels: Sequence[float | None]) -> TemporalEdit:
         """Validate and store a complete edit of clip ``key``."""
@@ -309,25 +328,20 @@ class EditSet:
         return edit
 
     def delete_edit(self, key: str) -> bool:
+        """Remove clip ``key``'s edit; whether there was one (two deletes at once: one of them)."""
         path = self.edit_path(key)
-        if path.is_file():
-            path.unlink()
-            return True
-        return False
+        try:
+            path.unlink()  # no is_file() first: a file deleted in between was a FileNotFoundError (a 500)
+        except FileNotFoundError:
+            return False
+        return True
 
     def edits(self) -> dict[str, TemporalEdit]:
         """``{clip id: edit}`` of every saved edit."""
         out = {}
         for it in self.items:
-            e = self.edit(it.key)
+            e = self.edit(it.key)  # checked against the clip
             if e is not None:
-                path = self.edit_path(it.key)
-                if len(e.levels) != self.num_frames:
-                    raise InputError(f"{path}: {len(e.levels)} levels for the clip's {self.num_frames} frames")
-                # a copied or hand-written file naming another clip would silently train that
-                # clip (or replace its own edit) with these levels
-                if e.id != it.id:
-                    raise InputError(f"{path} is the edit of clip {e.id!r}, but {it.key} is clip {it.id!r}")
                 out[e.id] = e
         return out
 

@@ -9,7 +9,8 @@ and saves the edit as ``edits/<key>.json``.
 API (JSON; errors are ``{"error": message}`` with a 4xx status):
 
 * ``GET  /api/collection`` — labels, frames per clip, whether preview is available, the clips;
-* ``GET  /api/clips/{key}`` — one clip: label, prediction, temporal attention, saved edit;
+* ``GET  /api/clips/{key}`` — one clip: label, prediction, temporal attention, saved edit (or
+  ``edit_error``: why the saved edit file cannot be read; saving replaces it);
 * ``GET  /api/clips/{key}/frames/{t}.png?overlay=spatial`` — a frame (with the spatial map);
 * ``PUT  /api/clips/{key}/edit`` ``{"levels": [1.0, 0.5, …]}`` — save (every frame needs a level);
 * ``DELETE /api/clips/{key}/edit`` — remove the saved edit;
@@ -59,6 +60,7 @@ class ClipSummary(BaseModel):
 
 class ClipDetail(ClipSummary):
     levels: list[float] | None = Field(None, description="the saved edit, if any")
+    edit_error: str | None = Field(None, description="why the saved edit cannot be read (saving replaces it)")
     frame_size: tuple[int, int]
 
 
@@ -146,8 +148,15 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     def clip(key: str) -> dict:
         it = es.item(key)
         frames, _ = es.clip(key)
-        edit = es.edit(key)
-        return dict(**summary(it), levels=edit.levels if edit else None, frame_size=frames.shape[1:3])
+        # a damaged edit file (cut short, another clip's, the wrong length) is said, and the clip
+        # still opens: saving a new edit replaces the file (refusing the clip left no way to)
+        edit, error = None, None
+        try:
+            edit = es.edit(key)
+        except InputError as e:
+            error = str(e)
+        return dict(**summary(it), levels=edit.levels if edit else None, edit_error=error,
+                    frame_size=frames.shape[1:3])
 
     @app.get("/api/clips/{key}/frames/{t}.png")
     def frame(key: str, t: int, overlay: Literal["none", "spatial"] = "none") -> Response:

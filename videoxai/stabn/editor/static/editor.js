@@ -120,9 +120,10 @@ async function selectClip(key) {
   $("#clip-info").innerHTML = "";
   const info = document.createElement("p");
   info.textContent = `${c.id}: true class ${c.label_name}, predicted ${c.predicted_name}` +
-    (c.levels ? " — edit saved" : " — not edited yet");
+    (c.levels ? " — edit saved" : c.edit_error ? " — saved edit unreadable" : " — not edited yet");
   $("#clip-info").append(info);
-  status("");
+  // a damaged edit file: said, and saving a new edit replaces it
+  status(c.edit_error ? `${c.edit_error}; saving replaces it` : "", Boolean(c.edit_error));
   renderList();
   renderFrames();
 }
