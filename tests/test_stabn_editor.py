@@ -411,3 +411,36 @@ def test_a_level_of_minus_zero_is_saved_as_zero(client, edit_set):
     assert r.status_code == 200 and r.json()["levels"][0] == 0.0
     text = (edit_set.directory / "edits" / f"{key}.json").read_text()
     assert "-0.0" not in text and json.loads(text)["levels"] == [0.0] + [1.0] * 7
+
+
+def test_a_request_body_that_is_not_a_json_object_is_told_so(client, edit_set):
+    # the messages were ": Field required", ": Input should be a valid dictionary …" (an empty
+    # location) and "14: JSON decode error" (a character offset as the location)
+    url = f"/api/clips/{edit_set.items[0].key}/edit"
+    must = 'the request body must be a JSON object {"levels": [...]} sent as application/json'
+    for content, kind, said in ((b"", "application/json", f"{must} (got application/json): Field required"),
+                                (b"[1, 1]", "application/json", f"{must} (got application/json): Input should be"),
+                                (json.dumps({"levels": [1.0] * 8}).encode(), "text/plain", f"{must} (got text/plain)"),
+                                (b'{"levels": [1,', "application/json",
+                                 "the request body is not JSON: Expecting value at character 14")):
+        r = client.put(url, content=content, headers={"content-type": kind})
+        assert r.status_code == 422 and r.json()["error"].startswith(said), r.text
+    assert edit_set.edit(edit_set.items[0].key) is None
+
+
+def test_a_file_system_error_is_a_json_error_naming_the_file(edit_set, model):
+    # an edit that cannot be written (here its name is taken by a folder; a read-only or full
+    # disk alike) was a bare 500 "Internal Server Error", shown by the page without a cause
+    key = edit_set.items[0].key
+    blocked = edit_set.directory / "edits" / f"{key}.json"
+    blocked.mkdir(parents=True)
+    c = TestClient(create_app(edit_set, model), base_url="http://localhost", raise_server_exceptions=False)
+    r = c.put(f"/api/clips/{key}/edit", json={"levels": [1.0] * 8})
+    assert r.status_code == 500 and r.json()["error"].startswith(f"PUT /api/clips/{key}/edit: [Errno")
+    assert str(blocked) in r.json()["error"]
+    assert blocked.is_dir() and [p.name for p in blocked.parent.iterdir()] == [blocked.name]  # no temporary left
+    assert c.get("/api/collection").status_code == 200
+    blocked.rmdir()
+    blocked.parent.rmdir()
+    blocked.parent.write_text("not a folder")  # no edits/ folder: no edit to delete (was a 500)
+    assert c.delete(f"/api/clips/{key}/edit").json() == {"key": key, "deleted": False}

@@ -332,7 +332,7 @@ class EditSet:
         path = self.edit_path(key)
         try:
             path.unlink()  # no is_file() first: a file deleted in between was a FileNotFoundError (a 500)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # NotADirectoryError: no edits/ folder, a file there
             return False
         return True
 

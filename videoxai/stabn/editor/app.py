@@ -130,8 +130,22 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     @app.exception_handler(RequestValidationError)
     async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}"}, status_code=422)
+        loc, msg = tuple(first.get("loc", ())), first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":  # loc is ("body", character): "14: JSON decode error"
+            error = f"the request body is not JSON: {first.get('ctx', {}).get('error', msg)} at character {loc[-1]}"
+        elif loc == ("body",):  # no body, one that is not an object, or not sent as JSON: ": Field required"
+            kind = request.headers.get("content-type") or "no Content-Type"
+            error = (f"the request body must be a JSON object {{\"levels\": [...]}} sent as application/json "
+                     f"(got {kind}): {msg}")
+        else:
+            error = f"{'.'.join(str(p) for p in loc if p != 'body')}: {msg}"
+        return JSONResponse({"error": error}, status_code=422)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        # the edit set's files on a read-only or full disk, an edits/ that is not a directory: a
+        # bare "Internal Server Error", which the page showed without its cause
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {exc}"}, status_code=500)
 
     def summary(it) -> dict:
         # a label the collection cannot name is a JSON error naming the clip (not an IndexError)
