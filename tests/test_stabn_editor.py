@@ -444,3 +444,39 @@ def test_a_file_system_error_is_a_json_error_naming_the_file(edit_set, model):
     blocked.parent.rmdir()
     blocked.parent.write_text("not a folder")  # no edits/ folder: no edit to delete (was a 500)
     assert c.delete(f"/api/clips/{key}/edit").json() == {"key": key, "deleted": False}
+
+
+def test_the_page_keeps_unsaved_levels_until_the_person_lets_them_go(served, edit_set):
+    """Clicking another clip dropped the levels set on this one without a word, and Save was
+    enabled on an edit just loaded, unchanged (the docs: disabled until something changed)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = headless_chrome()
+    wait = WebDriverWait(browser, 20)
+    a, b = (it.key for it in edit_set.items[:2])
+    edit_set.save_edit(b, [1.0] * 8)
+    frame = lambda t: browser.find_element(By.CSS_SELECTOR, f'.frame[data-t="{t}"]')  # noqa: E731
+    # read in one script: the list is rebuilt when a clip opens (a found <li> goes stale)
+    current = lambda: browser.execute_script('return document.querySelector("#clips li.current")?.dataset.key')  # noqa: E731
+    save = lambda: browser.find_element(By.ID, "save")  # noqa: E731
+    try:
+        browser.get(served)
+        wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{b}"]').click()
+        wait.until(lambda br: current() == b and len(br.find_elements(By.CSS_SELECTOR, ".frame")) == 8)
+        assert frame(0).get_attribute("data-level") == "1" and not save().is_enabled()  # loaded, unchanged
+        browser.find_element(By.ID, "level-0").click()
+        frame(0).click()
+        assert save().is_enabled()
+        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{a}"]').click()
+        wait.until(lambda br: "not saved" in br.switch_to.alert.text)
+        browser.switch_to.alert.dismiss()                                # stay: the level is kept
+        assert current() == b and frame(0).get_attribute("data-level") == "0"
+        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{a}"]').click()
+        wait.until(lambda br: "not saved" in br.switch_to.alert.text)
+        browser.switch_to.alert.accept()                                 # go: the other clip opens
+        wait.until(lambda br: current() == a)
+        assert edit_set.edit(b).levels == [1.0] * 8
+    finally:
+        browser.quit()

@@ -2,7 +2,8 @@
 "use strict";
 
 const LEVELS = [1, 0.5, 0];
-const state = { collection: null, key: null, clip: null, levels: [], tool: 1, overlay: false };
+// saved: the levels as last loaded or saved, to tell unsaved changes (Save, leaving the clip)
+const state = { collection: null, key: null, clip: null, levels: [], saved: [], tool: 1, overlay: false };
 const $ = (sel) => document.querySelector(sel);
 
 async function api(method, path, body) {
@@ -27,6 +28,10 @@ function status(text, isError = false) {
 function jet(v) {
   const c = (x) => Math.round(255 * Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - x))));
   return `rgb(${c(3)}, ${c(2)}, ${c(1)})`;
+}
+
+function unsaved() {
+  return state.key !== null && state.levels.some((v, t) => v !== state.saved[t]);
 }
 
 function levelText(v) {
@@ -87,8 +92,9 @@ function renderLevels() {
     div.querySelector(".level-text").textContent = levelText(v);
   });
   const unset = state.levels.filter((v) => v === null).length;
-  $("#save").disabled = unset > 0;
-  $("#save").title = unset ? `${unset} frame(s) still need a level` : "save this edit";
+  // as the docs say: disabled until something changed (and every frame has a level)
+  $("#save").disabled = unset > 0 || !unsaved();
+  $("#save").title = unset ? `${unset} frame(s) still need a level` : unsaved() ? "save this edit" : "no changes to save";
 }
 
 function setLevel(t, v) {
@@ -105,6 +111,10 @@ function selectTool(v) {
 }
 
 async function selectClip(key) {
+  // opening another clip dropped this one's levels without a word
+  if (key !== state.key && unsaved() && !window.confirm("This clip's levels are not saved. Open the other clip and lose them?")) {
+    return;
+  }
   try {
     state.clip = await api("GET", `api/clips/${encodeURIComponent(key)}`);
   } catch (e) {
@@ -113,6 +123,7 @@ async function selectClip(key) {
   }
   state.key = key;
   state.levels = state.clip.levels ? [...state.clip.levels] : state.clip.attention.map(() => null);
+  state.saved = [...state.levels];
   $("#empty").hidden = true;
   $("#editor").hidden = false;
   $("#preview-result").replaceChildren();
@@ -150,6 +161,8 @@ async function save() {
   try {
     const r = await api("PUT", `api/clips/${encodeURIComponent(state.key)}/edit`, { levels: state.levels });
     state.clip.levels = r.levels;
+    state.saved = [...r.levels];
+    renderLevels();
     const summary = state.collection.clips.find((c) => c.key === state.key);
     summary.edited = true;
     renderList();
@@ -197,6 +210,9 @@ function bind() {
   $("#overlay").addEventListener("change", (e) => {
     state.overlay = e.target.checked;
     document.querySelectorAll(".frame img").forEach((img, t) => { img.src = frameUrl(t); });
+  });
+  window.addEventListener("beforeunload", (e) => {
+    if (unsaved()) e.preventDefault();  // the browser asks before closing or reloading the page
   });
   document.addEventListener("keydown", (e) => {
     if (e.target.tagName === "INPUT") return;
