@@ -480,3 +480,20 @@ def test_the_page_keeps_unsaved_levels_until_the_person_lets_them_go(served, edi
         assert edit_set.edit(b).levels == [1.0] * 8
     finally:
         browser.quit()
+
+
+def test_a_clip_archive_of_no_pixels_or_a_nan_map_is_an_error_naming_it(edit_set, model):
+    # frames or a spatial map of size 0 were a 500 (PNG, overlay resize, preview); a NaN map was
+    # drawn in whatever colour NaN cast to uint8 gives
+    k0, k1, k2 = (it.key for it in edit_set.items)
+    clips = edit_set.directory / "clips"
+    np.savez(clips / f"{k0}.npz", frames=np.zeros((8, 64, 64, 3), np.uint8), spatial=np.zeros((8, 0, 0), np.float32))
+    np.savez(clips / f"{k1}.npz", frames=np.zeros((8, 0, 0, 3), np.uint8), spatial=np.zeros((8, 2, 2), np.float32))
+    np.savez(clips / f"{k2}.npz", frames=np.zeros((8, 64, 64, 3), np.uint8), spatial=np.full((8, 2, 2), np.nan, np.float32))
+    client = TestClient(create_app(edit_set, model), base_url="http://localhost", raise_server_exceptions=False)
+    for key, said in ((k0, "spatial attention must be (8, h, w) floats, got (8, 0, 0) float32"),
+                      (k1, "frames must be (8, H, W, 3) uint8, got (8, 0, 0, 3) uint8"),
+                      (k2, "spatial attention has non-finite values")):
+        for r in (client.get(f"/api/clips/{key}/frames/0.png?overlay=spatial"),
+                  client.post(f"/api/clips/{key}/preview", json={"levels": [1.0] * 8})):
+            assert r.status_code == 422 and f"{clips / key}.npz: {said}" in r.json()["error"], r.text

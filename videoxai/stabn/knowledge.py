@@ -285,10 +285,16 @@ class EditSet:
                 raise InputError(f"cannot read clip {key} from {path} (its {name} is not a NumPy array: cut "
                                  "short?); collect again with `videoxai stabn collect`")
         t = self.num_frames
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != t or frames.shape[3] != 3:
+        # frames or maps of no pixels (H, W or h, w of 0) were a 500 from the PNG, the overlay's
+        # resize and the preview's forward
+        if (frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != t or frames.shape[3] != 3
+                or 0 in frames.shape):
             raise InputError(f"{path}: frames must be ({t}, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-        if spatial.ndim != 3 or spatial.shape[0] != t or not np.issubdtype(spatial.dtype, np.floating):
+        if spatial.ndim != 3 or spatial.shape[0] != t or not np.issubdtype(spatial.dtype, np.floating) or 0 in spatial.shape:
             raise InputError(f"{path}: spatial attention must be ({t}, h, w) floats, got {spatial.shape} {spatial.dtype}")
+        if not np.isfinite(spatial).all():  # NaN was drawn as an arbitrary colour (a cast of NaN to uint8)
+            raise InputError(f"{path}: spatial attention has non-finite values (NaN or inf); collect again with "
+                             "`videoxai stabn collect`")
         return frames, spatial
 
     def edit_path(self, key: str) -> Path:
