@@ -497,3 +497,14 @@ def test_a_clip_archive_of_no_pixels_or_a_nan_map_is_an_error_naming_it(edit_set
         for r in (client.get(f"/api/clips/{key}/frames/0.png?overlay=spatial"),
                   client.post(f"/api/clips/{key}/preview", json={"levels": [1.0] * 8})):
             assert r.status_code == 422 and f"{clips / key}.npz: {said}" in r.json()["error"], r.text
+
+
+def test_the_page_and_the_api_answer_head(client, edit_set):
+    # HEAD / was a 405 (the service answers it): `curl -I` and uptime monitors read the editor as down
+    key = edit_set.items[0].key
+    for path in ("/", "/static/editor.js", "/api/collection", f"/api/clips/{key}", f"/api/clips/{key}/frames/0.png"):
+        head, got = client.head(path), client.get(path)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+    assert client.head("/api/clips/nope").status_code == 404
+    assert "head" not in client.get("/openapi.json").json()["paths"]["/api/collection"]

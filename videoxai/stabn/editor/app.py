@@ -147,18 +147,26 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
         # bare "Internal Server Error", which the page showed without its cause
         return JSONResponse({"error": f"{request.method} {request.url.path}: {exc}"}, status_code=500)
 
+    def get(path: str, **kwargs):
+        """``app.get`` that answers HEAD too, as the service's pages do (``curl -I`` and uptime
+        monitors ask with HEAD; a 405 reads as an editor that is down); HEAD stays out of the schema."""
+        def register(fn):
+            app.head(path, **{**kwargs, "include_in_schema": False})(fn)
+            return app.get(path, **kwargs)(fn)
+        return register
+
     def summary(it) -> dict:
         # a label the collection cannot name is a JSON error naming the clip (not an IndexError)
         return dict(key=it.key, id=it.id, label=it.label, label_name=es.class_name(it, "label"),
                     predicted=it.predicted, predicted_name=es.class_name(it, "predicted"),
                     attention=it.attention, edited=es.edit_path(it.key).is_file())
 
-    @app.get("/api/collection", response_model=Collection)
+    @get("/api/collection", response_model=Collection)
     def collection() -> dict:
         return dict(model=es.model, data=es.data, split=es.split, labels=es.labels, num_frames=es.num_frames,
                     levels=list(LEVELS), preview=model is not None, clips=[summary(it) for it in es.items])
 
-    @app.get("/api/clips/{key}", response_model=ClipDetail)
+    @get("/api/clips/{key}", response_model=ClipDetail)
     def clip(key: str) -> dict:
         it = es.item(key)
         frames, _ = es.clip(key)
@@ -172,7 +180,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
         return dict(**summary(it), levels=edit.levels if edit else None, edit_error=error,
                     frame_size=frames.shape[1:3])
 
-    @app.get("/api/clips/{key}/frames/{t}.png")
+    @get("/api/clips/{key}/frames/{t}.png")
     def frame(key: str, t: int, overlay: Literal["none", "spatial"] = "none") -> Response:
         frames, spatial = es.clip(key)
         if not 0 <= t < len(frames):
@@ -207,7 +215,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
         with lock:
             return preview(model, frames, body.levels)
 
-    @app.get("/", include_in_schema=False)
+    @get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
