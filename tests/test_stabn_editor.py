@@ -307,6 +307,21 @@ def test_an_editor_with_a_model_of_other_clips_is_refused_at_the_start(edit_set)
         create_app(edit_set, four)
 
 
+def test_an_editor_with_a_model_of_other_classes_is_refused_at_the_start(edit_set):
+    # the preview named the other model's class beside the collection's true class, of another label space
+    torch.manual_seed(0)
+    five = build(num_classes=5, num_frames=8, input_size=64).eval()
+    with pytest.raises(InputError, match=r"are of the classes \['class_0', 'class_1', 'class_2', 'class_3'\] "
+                                         r"\(collected from in-memory\); .*'s are \['class_0', .*'class_4'\]"):
+        create_app(edit_set, five)
+    named = build(num_classes=4, num_frames=8, input_size=64).eval()
+    named.labels = ["cat", "dog", "eel", "fox"]
+    create_app(edit_set, named)  # the collection's classes have no names: the same four may be named
+    edit_set.labels = ["ant", "bee", "cow", "doe"]
+    with pytest.raises(InputError, match=r"are of the classes \['ant', 'bee', 'cow', 'doe'\]"):
+        create_app(edit_set, named)
+
+
 def test_a_missing_or_damaged_clip_archive_is_an_error_naming_it_not_a_500(edit_set, model):
     k0, k1, k2 = (it.key for it in edit_set.items)
     (edit_set.directory / "clips" / f"{k0}.npz").unlink()

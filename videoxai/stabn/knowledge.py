@@ -359,6 +359,14 @@ def check_collection(edits: EditSet, model: STABNVideoModel) -> None:
         raise InputError(f"the edits in {edits.directory} have {edits.num_frames} levels per clip (collected from "
                          f"{edits.model}); {model.name} takes {model.num_frames} frames: collect and edit "
                          "again with this model")
+    # a preview model of other classes named its own prediction beside the collection's true class
+    # ("true class cat: edited attention predicts class_7"), of another label space
+    names = [str(n) for n in model.labels]
+    generated = lambda ns: ns == [f"class_{i}" for i in range(len(ns))]  # noqa: E731 - no names given
+    if len(edits.labels) != len(names) or (edits.labels != names and not generated(edits.labels) and not generated(names)):
+        raise InputError(f"the edits in {edits.directory} are of the classes {edits.labels} (collected from "
+                         f"{edits.model}); {model.name}'s are {names}: preview and fine-tune with the model the "
+                         "clips were collected from")
 
 
 def training_data(model: STABNVideoModel) -> str | None:
