@@ -354,7 +354,8 @@ class EditSet:
 
 def check_collection(edits: EditSet, model: STABNVideoModel) -> None:
     """Refuse to fine-tune ``model`` with ``edits`` (or preview them with it) collected from a
-    model of other clips: each edit holds one level per frame the collecting model took."""
+    model of other clips (each edit holds one level per frame the collecting model took) or of
+    other classes (the clips' labels are the collection's classes)."""
     if edits.num_frames != model.num_frames:
         raise InputError(f"the edits in {edits.directory} have {edits.num_frames} levels per clip (collected from "
                          f"{edits.model}); {model.name} takes {model.num_frames} frames: collect and edit "
