@@ -207,6 +207,17 @@ def test_cost_meter_counts_passes():
     assert meter.cost.seconds > 0
 
 
+def test_a_misspelled_method_or_metric_name_is_answered_with_the_close_one():
+    # '--methods salency' listed all nineteen methods and left the reader to find the typo
+    with pytest.raises(UnknownMethodError, match=r"unknown method 'salency' \(did you mean 'saliency'\?\); "
+                                                 r"available: .*staa"):
+        vx.methods.get("salency")
+    with pytest.raises(Exception, match=r"unknown metric 'randomization' \(did you mean 'randomisation'\?\)"):
+        vx.metrics.get("randomization")
+    with pytest.raises(UnknownMethodError, match=r"unknown method 'zzz'; available"):   # nothing close: no guess
+        vx.methods.get("zzz")
+
+
 def test_unknown_method_and_model_errors_name_the_problem():
     with pytest.raises(UnknownMethodError, match="unknown method 'nope'.*staa"):
         vx.methods.get("nope")

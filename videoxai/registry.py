@@ -10,6 +10,7 @@ which lists the names that are registered.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from typing import Generic, TypeVar
@@ -63,7 +64,10 @@ class Registry(Generic[T]):
         try:
             return self._classes[name]
         except KeyError:
-            raise self.unknown(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}") from None
+            # a typo ('salency') is answered first with what it was probably meant to be
+            close = difflib.get_close_matches(str(name).lower(), self.names(), n=2, cutoff=0.7)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise self.unknown(f"unknown {self.kind} {name!r}{hint}; available: {', '.join(self.names())}") from None
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
