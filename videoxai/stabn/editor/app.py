@@ -151,8 +151,8 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
         """``app.get`` that answers HEAD too, as the service's pages do (``curl -I`` and uptime
         monitors ask with HEAD; a 405 reads as an editor that is down); HEAD stays out of the schema."""
         def register(fn):
-            app.head(path, **{**kwargs, "include_in_schema": False})(fn)
-            return app.get(path, **kwargs)(fn)
+            app.get(path, **kwargs)(fn)  # first: a 405's Allow names the first route of the path
+            return app.head(path, **{**kwargs, "include_in_schema": False})(fn)
         return register
 
     def summary(it) -> dict:

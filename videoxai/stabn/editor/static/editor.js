@@ -139,14 +139,19 @@ async function selectClip(key) {
   renderFrames();
 }
 
+// An answer comes back to the clip that asked: a person may open another clip meanwhile (a
+// preview on a CPU takes seconds), whose levels a late fill replaced with the first clip's and
+// whose page a late save marked as saved.
 async function fill() {
+  const key = state.key;
   try {
-    const r = await api("POST", `api/clips/${encodeURIComponent(state.key)}/fill`, { levels: state.levels });
+    const r = await api("POST", `api/clips/${encodeURIComponent(key)}/fill`, { levels: state.levels });
+    if (state.key !== key) return;
     state.levels = r.levels;
     renderLevels();
     status("filled between equal levels");
   } catch (e) {
-    status(e.message, true);
+    if (state.key === key) status(e.message, true);
   }
 }
 
@@ -158,24 +163,28 @@ function fromAttention() {
 }
 
 async function save() {
+  const key = state.key;
   try {
-    const r = await api("PUT", `api/clips/${encodeURIComponent(state.key)}/edit`, { levels: state.levels });
-    state.clip.levels = r.levels;
-    state.saved = [...r.levels];
-    renderLevels();
-    const summary = state.collection.clips.find((c) => c.key === state.key);
-    summary.edited = true;
+    const r = await api("PUT", `api/clips/${encodeURIComponent(key)}/edit`, { levels: state.levels });
+    state.collection.clips.find((c) => c.key === key).edited = true;
+    if (state.key === key) {
+      state.clip.levels = r.levels;
+      state.saved = [...r.levels];
+      renderLevels();
+    }
     renderList();
     status(`saved edit of ${r.id}`);
   } catch (e) {
-    status(e.message, true);
+    status(state.key === key ? e.message : `not saved: ${e.message}`, true);  // said even after leaving the clip
   }
 }
 
 async function preview() {
   const out = $("#preview-result");
+  const key = state.key;
   try {
-    const r = await api("POST", `api/clips/${encodeURIComponent(state.key)}/preview`, { levels: state.levels });
+    const r = await api("POST", `api/clips/${encodeURIComponent(key)}/preview`, { levels: state.levels });
+    if (state.key !== key) return;
     // class names are the model's (a user's labels.csv, an HF config): text, never markup
     const cell = (tag, text) => { const c = document.createElement(tag); c.textContent = text; return c; };
     const row = (name, o) => {
@@ -194,6 +203,7 @@ async function preview() {
     out.replaceChildren(table);
     status(`true class ${state.clip.label_name}: edited attention predicts ${r.edited.label}`);
   } catch (e) {
+    if (state.key !== key) return;
     out.replaceChildren();
     status(e.message, true);
   }
