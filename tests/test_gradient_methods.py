@@ -310,6 +310,33 @@ def test_saliency_tubes_probes_a_model_once_not_once_per_explanation():
     assert "global average pooling" in get("saliency_tubes").unsupported(other)
 
 
+def test_saliency_tubes_probes_a_network_again_after_its_head_is_replaced():
+    # the probe's answer was kept per network object: a non-linear head replaced in place by a
+    # linear one (and the network wrapped again) kept the old refusal, with the old head's numbers
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(),
+                        nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3)))
+    model = vx.wrap(net, num_frames=T, input_size=S, num_classes=3, cam_layer="1")
+    assert "global average pooling" in get("saliency_tubes").unsupported(model)
+    net[4] = nn.Linear(8, 3)
+    model = vx.wrap(net, num_frames=T, input_size=S, num_classes=3, cam_layer="1")
+    assert get("saliency_tubes").supports(model)
+    x = torch.rand(1, T, 3, S, S, generator=torch.Generator().manual_seed(0))
+    kept = []
+    handle = net[1].register_forward_hook(lambda _m, _i, out: kept.append(out.detach()))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    with model.inference():
+        tubes = get("saliency_tubes")(model).attribute(x, 2).maps
+    # the new head's class weights on the layer's channels, shifted by the minimum (the reference's)
+    expected = torch.einsum("c,bcthw->bthw", net[4].weight[2].detach(), kept[0])
+    expected = expected - expected.min()
+    torch.testing.assert_close(tubes, expected)
+    net[4] = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3))   # and back: refused again
+    assert "global average pooling" in get("saliency_tubes").unsupported(model)
+
+
 def test_saliency_tubes_leaves_a_network_that_does_not_run_as_wrapped_its_own_error():
     # a wrong layout: supports() raised the network's error out of the probe where the layer was
     # named, and refused the network for good where it was searched, also for a right wrapping of

@@ -40,9 +40,11 @@ _PROBED: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionar
 
 
 def _wrapping(model) -> tuple:
-    """What the probe's answer depends on besides the network: the default layer and its reshape,
-    the clip's size and layout, which output is the logits (callables by function: a view holds
-    the model's bound method)."""
+    """What the probe's answer depends on besides the network object: the default layer and its
+    reshape, the clip's size and layout, which output is the logits (callables by function: a view
+    holds the model's bound method), the number of classes (which layer is the head), and the
+    network's modules as they are now (names, types and settings: a head replaced in place, such as
+    a non-linear head swapped for an ``nn.Linear``, kept the old network's refusal for good)."""
     def key(v):
         v = getattr(v, "__func__", v)
         try:
@@ -50,8 +52,10 @@ def _wrapping(model) -> tuple:
         except TypeError:   # a callable that defines __eq__ without __hash__ (a dataclass)
             return id(v)
         return v
+    modules = tuple((name, type(m), m.extra_repr()) for name, m in model.net.named_modules())
     return (key(model.cam_layer), key(getattr(model, "cam_reshape", None)), model.num_frames,
-            tuple(model.input_size), model.layout, key(getattr(model, "output", None)), model.dtype)
+            tuple(model.input_size), model.layout, key(getattr(model, "output", None)), model.dtype,
+            model.num_classes, modules)
 
 
 def is_classifier(module: nn.Module, num_classes: int) -> bool:
