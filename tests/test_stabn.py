@@ -1255,6 +1255,20 @@ def test_synthetic_seed_below_zero_is_a_spec_error():
         open_dataset("synthetic:8,seed=-1", "train")
 
 
+def test_a_folder_whose_clips_at_the_frame_size_exceed_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    # a frame size of 100000 (--size meant as a clip count) failed in the first clip's resize:
+    # "RuntimeError: ... can't allocate 960000000000 bytes"
+    from videoxai.data.video import write_video
+
+    synth = open_dataset("synthetic:2", "train", frame_size=(32, 32))
+    for i in range(2):
+        write_video(synth.frames[i], tmp_path / f"v{i}.mp4", fps=8)
+    (tmp_path / "labels.csv").write_text("video,label\nv0.mp4,0\nv1.mp4,1\n")
+    with pytest.raises(InputError, match=r"train split of 2 clips needs about 1192.1 GiB in memory .* "
+                                         r"use fewer clips or a smaller frame size"):
+        open_dataset(f"folder:{tmp_path}", "train", frame_size=(100000, 100000))
+
+
 def test_a_synthetic_split_too_large_for_memory_is_refused_before_rendering(monkeypatch):
     import psutil
 

@@ -154,7 +154,7 @@ def _check_fits_in_memory(spec: str, split: str, clips: int, clip_bytes: int) ->
     if need > free:
         raise InputError(f"dataset spec {spec!r}: its {split} split of {clips:,} clips needs about "
                          f"{need / 2**30:.1f} GiB in memory (ST-ABN training holds its clips in memory), "
-                         f"{free / 2**30:.1f} GiB is available; use fewer clips")
+                         f"{free / 2**30:.1f} GiB is available; use fewer clips or a smaller frame size")
 
 
 def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]) -> ClipSet:
@@ -197,6 +197,10 @@ def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]
     said = [str(w.message) for w in said]
     for text in said:
         warnings.warn(text, stacklevel=3)
+    h, w = frame_size
+    # before decoding: a frame size of 100000 (a --size meant as a clip count) failed in the first
+    # clip's resize, "can't allocate 960000000000 bytes"
+    _check_fits_in_memory(spec, split, len(ds), num_frames * h * w * 4)
     frames, ys, windows, ids = [], [], [], []
     unreadable: list[str] = []
     for i in track(range(len(ds)), total=len(ds), description=f"decoding {spec}"):
@@ -222,7 +226,6 @@ def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]
     names = list(labels) if labels is not None else list(getattr(ds, "class_names", None) or [])
     if not names:
         names = [f"class_{i}" for i in range(max(ys) + 1)] if ys else []
-    h, w = frame_size
     known = bool(windows) and all(win is not None for win in windows)  # all or none: metrics need every one
     return ClipSet(frames=np.stack(frames) if frames else np.zeros((0, num_frames, h, w, 3), np.uint8),
                    labels=np.array(ys, dtype=np.int64),
