@@ -482,3 +482,16 @@ def test_a_label_of_digits_int_cannot_read_is_an_input_error(clips, tmp_path, la
     csv_path.write_text(f"video,label\na.mp4,{label}\n", encoding="utf-8")
     with pytest.raises(InputError, match=message):
         load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
+
+
+def test_a_window_that_ends_after_the_video_warns_and_is_read_to_its_end(clips, tmp_path):
+    # [0, 99) on an 8-frame video was cut to [0, 8) without a word
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("video,label,start,end\na.mp4,0,2,99\nb.mp4,1,2,8\n")
+    ds = load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
+    with pytest.warns(UserWarning, match=r"a.mp4: window \[2, 99\) ends after the video's last frame \(7\); "
+                                         r"read as ending there"):
+        assert ds[0].window == (1, 4)             # frames 2..7 of 0, 2, 5, 7: clip frames 1 to 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # a window that ends with the video says nothing
+        assert ds[1].window == (1, 4)

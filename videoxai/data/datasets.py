@@ -50,6 +50,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import NotImplementedType
@@ -389,6 +390,11 @@ class VideoListDataset(EvalDataset):
             # it and is retried once the CSV is fixed, not an 'n/a' that says no window was given
             raise InputError(f"{e.key}: window [{e.source_window[0]}, {e.source_window[1]}) starts after "
                              f"the video's last sampled frame ({int(clip.indices[-1])})")
+        if e.source_window and e.source_window[1] > int(clip.indices[-1]) + 1:
+            # the clip samples the whole video, its last frame included: an end past it was cut
+            # without a word (another video's frame numbers, or 'to the end' written as 99)
+            warnings.warn(f"{e.key}: window [{e.source_window[0]}, {e.source_window[1]}) ends after the "
+                          f"video's last frame ({int(clip.indices[-1])}); read as ending there", stacklevel=2)
         return EvalSample(key=e.key, clip=clip, label=e.label, window=window, label_name=e.label_name)
 
 
