@@ -474,10 +474,11 @@ def test_an_output_folder_on_a_file_system_without_locks_still_evaluates(tmp_pat
 
 @pytest.mark.parametrize("label, message", [
     ("9" * 5000, r"label 999999999999… \(5000 digits\) is out of range"),   # past int()'s 4300 digits
+    ("-1", r"labels.csv:2: label -1 is negative; a class index is 0 or more"),
     ("²", r"'²'"),                                                            # str.isdigit(), not int()
 ])
-def test_a_label_of_digits_int_cannot_read_is_an_input_error(clips, tmp_path, label, message):
-    # both were Python's ValueError from int(), a traceback, not the file's error
+def test_a_label_of_digits_that_is_no_class_index_is_an_input_error(clips, tmp_path, label, message):
+    # the first two were a ValueError traceback from int(); -1 was "out of range for a model with ? classes"
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text(f"video,label\na.mp4,{label}\n", encoding="utf-8")
     with pytest.raises(InputError, match=message):

@@ -310,7 +310,9 @@ def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> 
     # '٣', which a class may be named; a number of thousands of digits is past int()'s limit
     if re.fullmatch(r"-?[0-9]+", text):
         i = int(text) if len(text) <= 18 else None
-        if i is None or i < 0 or (labels is not None and i >= len(labels)):
+        if i is not None and i < 0:   # whatever the classes: "for a model with ? classes" said nothing
+            raise InputError(f"{where}: label {i} is negative; a class index is 0 or more")
+        if i is None or (labels is not None and i >= len(labels)):
             shown = i if i is not None else f"{text[:12]}… ({len(text)} digits)"
             raise InputError(f"{where}: label {shown} is out of range for "
                              f"{ClassNames.of(labels).counted if labels is not None else 'a model with ? classes'}")
