@@ -478,7 +478,8 @@ def test_an_output_folder_on_a_file_system_without_locks_still_evaluates(tmp_pat
     ("²", r"'²'"),                                                            # str.isdigit(), not int()
 ])
 def test_a_label_of_digits_that_is_no_class_index_is_an_input_error(clips, tmp_path, label, message):
-    # the first two were a ValueError traceback from int(); -1 was "out of range for a model with ? classes"
+    # thousands of digits and '²' were a ValueError traceback from int(); -1 was "out of range for a
+    # model with ? classes"
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text(f"video,label\na.mp4,{label}\n", encoding="utf-8")
     with pytest.raises(InputError, match=message):
