@@ -1,0 +1,70 @@
+"""Same input and seed → same explanation (SPEC §8), down to the file :meth:`Explanation.save` writes.
+
+The maps, scores, options and metadata of an explanation are the same bits in a fresh process, in
+whichever order the methods run there; the one part of the file that differs is ``cost`` (wall
+time and memory are measured, never the same twice). The zip entries carry numpy's fixed date,
+so no clock reaches the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+import videoxai as vx
+
+#: a sampling method of each kind, a seeded gradient one and a deterministic one
+CASES = [("rise", {"n_samples": 6, "seed": 3}), ("lime", {"n_samples": 6, "seed": 3}),
+         ("smoothgrad", {"n_samples": 2, "seed": 3}), ("gradcam", {})]
+
+_FRESH_PROCESS = """
+import sys
+import numpy as np, torch
+torch.set_num_threads(1)
+import videoxai as vx
+model = vx.load_model("demo-cnn")
+clip = vx.Clip.from_array(np.random.default_rng(0).random((8, 24, 20, 3), dtype=np.float32))
+for name, options in reversed({cases!r}):   # each after another method than here
+    vx.explain(model, clip, name, **options).save(f"{{sys.argv[1]}}/{{name}}.npz")
+"""
+
+
+def _contents(path) -> tuple[list[str], dict, dict]:
+    """The archive's entry names in order, its arrays (dtype, shape, bytes) and its metadata."""
+    names = [i.filename for i in zipfile.ZipFile(path).infolist()]
+    with np.load(path) as z:
+        arrays = {k: (z[k].dtype.str, z[k].shape, z[k].tobytes()) for k in z.files if k != "metadata"}
+        meta = json.loads(bytes(z["metadata"]).decode())
+    return names, arrays, meta
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_an_explanation_saved_in_a_fresh_process_differs_only_in_its_cost(tmp_path):
+    model = vx.load_model("demo-cnn")
+    clip = vx.Clip.from_array(np.random.default_rng(0).random((8, 24, 20, 3), dtype=np.float32))
+    here, fresh = tmp_path / "here", tmp_path / "fresh"
+    for name, options in CASES:
+        vx.explain(model, clip, name, **options).save(here / f"{name}.npz")
+    fresh.mkdir()
+    # glibc fills fresh heap memory with this byte: a map that read memory it never wrote would differ
+    env = {**os.environ, "MALLOC_PERTURB_": "85", "VIDEOXAI_PROGRESS": "0"}
+    subprocess.run([sys.executable, "-c", _FRESH_PROCESS.format(cases=CASES), str(fresh)], env=env,
+                   check=True, capture_output=True, timeout=300)
+    for name, _ in CASES:
+        names, arrays, meta = _contents(here / f"{name}.npz")
+        fresh_names, fresh_arrays, fresh_meta = _contents(fresh / f"{name}.npz")
+        assert names == fresh_names and {"raw", "spatial", "temporal", "probs"} <= set(arrays)
+        assert arrays == fresh_arrays, name
+        cost, fresh_cost = meta.pop("cost"), fresh_meta.pop("cost")
+        assert meta == fresh_meta, name
+        assert cost["forward_passes"] == fresh_cost["forward_passes"] > 0
+        assert cost["backward_passes"] == fresh_cost["backward_passes"]
+    # the seed is what the draws depend on: another one gives another map
+    other = vx.explain(model, clip, "rise", n_samples=6, seed=4).raw
+    assert not np.array_equal(other, vx.Explanation.load(here / "rise.npz").raw)
