@@ -68,3 +68,17 @@ def test_an_explanation_saved_in_a_fresh_process_differs_only_in_its_cost(tmp_pa
     # the seed is what the draws depend on: another one gives another map
     other = vx.explain(model, clip, "rise", n_samples=6, seed=4).raw
     assert not np.array_equal(other, vx.Explanation.load(here / "rise.npz").raw)
+
+
+def test_a_set_in_an_explanations_metadata_is_saved_in_one_order(tmp_path):
+    # a set was written in the order of its members' hashes, which for text differ from process
+    # to process (PYTHONHASHSEED): the same explanation made different files; a frozenset was
+    # written as its repr, the text "frozenset({...})"
+    tags = {f"tag{i}" for i in range(20)}
+    exp = vx.Explanation(spatial=np.zeros((2, 4, 4), np.float32), temporal=np.full(2, 0.5, np.float32),
+                         target=0, label="a", score=1.0, probs=np.ones(1, np.float32), method="saliency",
+                         meta={"tags": tags, "frozen": frozenset({3, 1, 2}), "mixed": {2, "b", 1}})
+    meta = vx.Explanation.load(exp.save(tmp_path / "e.npz")).meta
+    assert meta["tags"] == sorted(tags) and meta["frozen"] == [1, 2, 3]
+    assert meta["mixed"] == ["b", 1, 2]   # what does not compare is ordered by its repr ("'b'" < "1")
+    assert exp.to_dict()["meta"]["tags"] == sorted(tags)

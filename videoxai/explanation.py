@@ -210,6 +210,13 @@ def _json_default(o):
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
-    if isinstance(o, (tuple, set)):
+    if isinstance(o, tuple):
         return list(o)
+    if isinstance(o, (set, frozenset)):
+        # sorted: a set's order is its members' hashes, which for text change from process to
+        # process (PYTHONHASHSEED), so the same explanation was saved as different files
+        try:
+            return sorted(o)
+        except TypeError:   # members that do not compare (numbers and text): by their text
+            return sorted(o, key=repr)
     return str(o)
