@@ -591,3 +591,50 @@ def test_an_answer_that_comes_back_after_another_clip_opened_stays_with_its_clip
     finally:
         release.set()
         browser.quit()
+
+
+def test_a_save_over_an_edit_saved_by_someone_else_since_is_refused(client, edit_set):
+    """Two people on one clip: the second save overwrote the first one's edit without a word. A
+    save names the version it replaces (null: none); another version there is a 409, and the
+    saved edit stays. A save naming none replaces whatever is saved, as before."""
+    key = edit_set.items[0].key
+    url = f"/api/clips/{key}/edit"
+    assert client.get(f"/api/clips/{key}").json()["version"] is None
+    first = client.put(url, json={"levels": [1.0] * 8, "version": None})
+    assert first.status_code == 200
+    v1 = first.json()["version"]
+    assert client.get(f"/api/clips/{key}").json()["version"] == v1
+    late = client.put(url, json={"levels": [0.0] * 8, "version": None})     # opened before the first save
+    assert late.status_code == 409 and late.json()["error"] == (
+        f"clip {key} was saved by someone else since it was opened (its edit is now version {v1}, not none): "
+        "open the clip again to see that edit, then save")
+    assert edit_set.edit(key).levels == [1.0] * 8
+    second = client.put(url, json={"levels": [0.5] * 8, "version": v1})
+    assert second.status_code == 200 and second.json()["version"] not in (None, v1)
+    assert client.put(url, json={"levels": [0.0] * 8, "version": v1}).status_code == 409
+    client.delete(url)
+    r = client.put(url, json={"levels": [0.0] * 8, "version": second.json()["version"]})
+    assert r.status_code == 409 and "its edit is now deleted" in r.json()["error"]
+    assert client.put(url, json={"levels": [0.0] * 8}).status_code == 200      # no version: replaces
+    assert edit_set.edit(key).levels == [0.0] * 8
+
+
+def test_the_page_does_not_save_over_an_edit_saved_meanwhile(served, edit_set):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = headless_chrome()
+    wait = WebDriverWait(browser, 20)
+    key = edit_set.items[0].key
+    try:
+        browser.get(served)
+        wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').click()
+        wait.until(lambda br: len(br.find_elements(By.CSS_SELECTOR, ".frame")) == 8)
+        edit_set.save_edit(key, [0.5] * 8)                               # another person, meanwhile
+        browser.find_element(By.ID, "from-attention").click()
+        browser.find_element(By.ID, "save").click()
+        wait.until(lambda br: "saved by someone else" in br.find_element(By.ID, "status").text)
+        assert edit_set.edit(key).levels == [0.5] * 8
+    finally:
+        browser.quit()

@@ -12,7 +12,9 @@ API (JSON; errors are ``{"error": message}`` with a 4xx status):
 * ``GET  /api/clips/{key}`` — one clip: label, prediction, temporal attention, saved edit (or
   ``edit_error``: why the saved edit file cannot be read; saving replaces it);
 * ``GET  /api/clips/{key}/frames/{t}.png?overlay=spatial`` — a frame (with the spatial map);
-* ``PUT  /api/clips/{key}/edit`` ``{"levels": [1.0, 0.5, …]}`` — save (every frame needs a level);
+* ``PUT  /api/clips/{key}/edit`` ``{"levels": [1.0, 0.5, …], "version": …}`` — save (every frame
+  needs a level); ``version``, the clip's ``version`` as read (``null``: no edit then), makes the
+  save refused (409) when someone else saved the clip since, instead of overwriting their edit;
 * ``DELETE /api/clips/{key}/edit`` — remove the saved edit;
 * ``POST /api/clips/{key}/fill`` ``{"levels": [1.0, null, null, 1.0, …]}`` — unset frames between
   two frames of the same level get that level (:func:`~videoxai.stabn.knowledge.fill_between`);
@@ -22,6 +24,7 @@ API (JSON; errors are ``{"error": message}`` with a 4xx status):
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -61,6 +64,7 @@ class ClipSummary(BaseModel):
 class ClipDetail(ClipSummary):
     levels: list[float] | None = Field(None, description="the saved edit, if any")
     edit_error: str | None = Field(None, description="why the saved edit cannot be read (saving replaces it)")
+    version: str | None = Field(None, description="the saved edit file's version (null: none), for a save to name")
     frame_size: tuple[int, int]
 
 
@@ -80,11 +84,21 @@ class EditBody(BaseModel):
     levels: list[StrictFloat | None] = Field(..., description="one level per frame: 1.0, 0.5, 0.0 (or null: unset)")
 
 
+class SaveBody(EditBody):
+    version: str | None = Field(None, description="the version of the clip's edit this save replaces, as read "
+                                "(null: none was saved); left out, the save replaces whatever is saved")
+
+
 class SavedEdit(BaseModel):
     key: str
     id: str
     levels: list[float]
     saved: str | None
+    version: str
+
+
+class EditConflictError(InputError):
+    """A save that names another version of the clip's edit than the one saved (409)."""
 
 
 class Outcome(BaseModel):
@@ -116,10 +130,12 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
     app.add_middleware(PageHeaders)  # the page's Content-Security-Policy; nosniff on every answer
     lock = threading.Lock()  # one model forward at a time; edits are written atomically anyway
+    saving = threading.Lock()  # a save's version check and its write, as one
 
     @app.exception_handler(VideoXAIError)
     async def _user_error(request: Request, exc: VideoXAIError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=404 if isinstance(exc, UnknownClipError) else 422)
+        status = 404 if isinstance(exc, UnknownClipError) else 409 if isinstance(exc, EditConflictError) else 422
+        return JSONResponse({"error": str(exc)}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -155,6 +171,13 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
             return app.head(path, **{**kwargs, "include_in_schema": False})(fn)
         return register
 
+    def version(key: str) -> str | None:
+        """A digest of clip ``key``'s edit file (``None``: none saved, or none readable)."""
+        try:
+            return hashlib.sha256(es.edit_path(key).read_bytes()).hexdigest()[:16]
+        except OSError:
+            return None
+
     def summary(it) -> dict:
         # a label the collection cannot name is a JSON error naming the clip (not an IndexError)
         return dict(key=it.key, id=it.id, label=it.label, label_name=es.class_name(it, "label"),
@@ -172,12 +195,15 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
         frames, _ = es.clip(key)
         # a damaged edit file (cut short, another clip's, the wrong length) is said, and the clip
         # still opens: saving a new edit replaces the file (refusing the clip left no way to)
-        edit, error = None, None
-        try:
-            edit = es.edit(key)
-        except InputError as e:
-            error = str(e)
-        return dict(**summary(it), levels=edit.levels if edit else None, edit_error=error,
+        for _ in range(3):  # the version of the levels read: not one saved in between
+            edit, error, seen = None, None, version(key)
+            try:
+                edit = es.edit(key)
+            except InputError as e:
+                error = str(e)
+            if version(key) == seen:
+                break
+        return dict(**summary(it), levels=edit.levels if edit else None, edit_error=error, version=seen,
                     frame_size=frames.shape[1:3])
 
     @get("/api/clips/{key}/frames/{t}.png")
@@ -191,9 +217,16 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
         return Response(_png(img), media_type="image/png", headers={"Cache-Control": "no-store"})
 
     @app.put("/api/clips/{key}/edit", response_model=SavedEdit)
-    def save(key: str, body: EditBody) -> dict:
-        edit = es.save_edit(key, body.levels)
-        return dict(key=key, id=edit.id, levels=edit.levels, saved=edit.saved)
+    def save(key: str, body: SaveBody) -> dict:
+        # two people on one clip: the second save overwrote the first one's edit without a word
+        with saving:
+            if "version" in body.model_fields_set and (now := version(key)) != body.version:
+                raise EditConflictError(
+                    f"clip {key} was saved by someone else since it was opened (its edit is now "
+                    f"{'version ' + now if now else 'deleted'}, not {body.version or 'none'}): open the clip again to see "
+                    "that edit, then save")
+            edit = es.save_edit(key, body.levels)
+            return dict(key=key, id=edit.id, levels=edit.levels, saved=edit.saved, version=version(key))
 
     @app.delete("/api/clips/{key}/edit")
     def delete(key: str) -> dict:

@@ -165,7 +165,10 @@ function fromAttention() {
 async function save() {
   const key = state.key;
   try {
-    const r = await api("PUT", `api/clips/${encodeURIComponent(key)}/edit`, { levels: state.levels });
+    // the version read: a save over someone else's since is refused (409), not overwriting theirs
+    const clip = state.clip;
+    const r = await api("PUT", `api/clips/${encodeURIComponent(key)}/edit`, { levels: state.levels, version: clip.version });
+    clip.version = r.version;
     state.collection.clips.find((c) => c.key === key).edited = true;
     if (state.key === key) {
       state.clip.levels = r.levels;
