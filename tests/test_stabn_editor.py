@@ -612,6 +612,8 @@ def test_a_save_over_an_edit_saved_by_someone_else_since_is_refused(client, edit
     second = client.put(url, json={"levels": [0.5] * 8, "version": v1})
     assert second.status_code == 200 and second.json()["version"] not in (None, v1)
     assert client.put(url, json={"levels": [0.0] * 8, "version": v1}).status_code == 409
+    r = client.put(url, json={"levels": [0.0] * 8, "version": "x" * 100_000})  # not echoed whole
+    assert r.status_code == 409 and len(r.json()["error"]) < 300
     client.delete(url)
     r = client.put(url, json={"levels": [0.0] * 8, "version": second.json()["version"]})
     assert r.status_code == 409 and "its edit is now deleted" in r.json()["error"]

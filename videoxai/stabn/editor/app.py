@@ -223,7 +223,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
             if "version" in body.model_fields_set and (now := version(key)) != body.version:
                 raise EditConflictError(
                     f"clip {key} was saved by someone else since it was opened (its edit is now "
-                    f"{'version ' + now if now else 'deleted'}, not {body.version or 'none'}): open the clip again to see "
+                    f"{'version ' + now if now else 'deleted'}, not {(body.version or 'none')[:16]}): open the clip again to see "
                     "that edit, then save")
             edit = es.save_edit(key, body.levels)
             return dict(key=key, id=edit.id, levels=edit.levels, saved=edit.saved, version=version(key))
