@@ -90,6 +90,9 @@ def test_save_fill_delete_and_errors_as_data(client, edit_set):
     assert client.get(f"/api/clips/{key}").json()["levels"] == levels
     assert client.delete(f"/api/clips/{key}/edit").json() == {"key": key, "deleted": True}
     assert client.get("/api/clips/nope").status_code == 404
+    r = client.put(f"/api/clips/{'x' * 20_000}/edit", json={"levels": levels})  # not echoed whole
+    assert r.status_code == 404 and r.json()["error"] == (
+        f"no clip 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'… (20000 characters) in edit set {edit_set.directory}")
 
 
 def test_preview_replaces_the_temporal_attention(client, edit_set, model):

@@ -267,7 +267,9 @@ class EditSet:
         try:
             return self._index[key]
         except KeyError:
-            raise UnknownClipError(f"no clip {key!r} in edit set {self.directory}") from None
+            # a key as long as the URL allows came back whole in the error: keys are ≤ 200 characters
+            shown = repr(key) if len(key) <= 200 else f"{key[:40]!r}… ({len(key)} characters)"
+            raise UnknownClipError(f"no clip {shown} in edit set {self.directory}") from None
 
     def clip(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """Frames ``(T, H, W, 3)`` uint8 and spatial attention ``(T, h, w)`` of clip ``key``."""
