@@ -82,3 +82,24 @@ def test_a_set_in_an_explanations_metadata_is_saved_in_one_order(tmp_path):
     assert meta["tags"] == sorted(tags) and meta["frozen"] == [1, 2, 3]
     assert meta["mixed"] == ["b", 1, 2]   # what does not compare is ordered by its repr ("'b'" < "1")
     assert exp.to_dict()["meta"]["tags"] == sorted(tags)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_cam_method_built_for_another_network_chooses_its_layer_on_the_one_it_explains():
+    # the layer found on the first network was kept as if given: demo-cnn's 'layer3' was explained
+    # on demo-stabn (whose default is 'layer4'), a map unlike the same method named by text, and
+    # demo-stabn's 'layer4' made 'option layer: demo-cnn has no layer ...' (no layer was given)
+    from videoxai.methods import get
+
+    cnn, stabn = vx.load_model("demo-cnn"), vx.load_model("demo-stabn")
+    clip = np.random.default_rng(0).random((8, 24, 20, 3), dtype=np.float32)
+    for source, model in ((cnn, stabn), (stabn, cnn)):
+        for name in ("gradcam", "gradcam_pp"):
+            built = get(name)(source)
+            exp, by_name = vx.explain(model, clip, built), vx.explain(model, clip, name)
+            assert exp.options == by_name.options and exp.options["layer"] == model.cam_layer
+            assert np.array_equal(exp.raw, by_name.raw)
+            assert built.options["layer"] == source.cam_layer   # the caller's method is left as it was
+    named = vx.explain(stabn, clip, get("gradcam")(cnn, layer="layer2"))   # a layer given stays given
+    assert named.options["layer"] == "layer2"
+    assert np.array_equal(named.raw, vx.explain(stabn, clip, "gradcam", layer="layer2").raw)

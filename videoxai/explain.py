@@ -120,7 +120,8 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
             (``"rise(n_samples=500)"``, as :func:`explanation_spec` writes it and
             ``evaluate --methods`` reads it; it may set ``refine`` and ``working_size`` too), or a
             constructed method (one built for another network is built again on ``model`` from
-            its ``options``: its layers are looked up there).
+            the options it was given: a layer it names is looked up there, one it left to the
+            model is chosen there, :meth:`~videoxai.methods.base.Method.given_options`).
         target: class to explain, by index (an integer; a bool or a float is an error) or by
             name (``"blue square"``: exact, then case-insensitive); ``None`` explains the
             predicted class.
@@ -204,8 +205,9 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
         if isinstance(method, Method) and getattr(method.model, "net", None) is not worker.net:
             # built for another network: what it resolved there (an attention method's layer
             # indices, which ran past a shallower model's, a CAM layer, saliency_tubes' head)
-            # belongs to that network, so it is built again on this one from its recorded options
-            m = type(method)(worker, **method.options)
+            # belongs to that network, so it is built again on this one from the options its
+            # caller gave (a layer it chose there is chosen again here)
+            m = type(method)(worker, **method.given_options())
         elif isinstance(method, Method):
             # a constructed method runs on the working view too, as a copy: the caller's is not
             # changed, and threads that share it with different models cannot swap its model

@@ -227,6 +227,13 @@ class Method(Configurable):
         """
         return None
 
+    def given_options(self) -> dict:
+        """The options to build this method again on another network (:func:`videoxai.explain`
+        given a method built for another model): :attr:`options`, but for those that record what
+        was chosen for this model where the caller left the choice to it (a CAM layer found on
+        it), which go back to ``None`` so that the other network makes its own choice."""
+        return dict(self.options)
+
     def chosen_options(self) -> dict:
         """What this method chose, when it was built for its model, for options left to it (the
         layers an attention method reads for ``layers="auto"``), ``{option: value}``: given

@@ -244,6 +244,12 @@ class CAMMethod(Method):
     def options(self, value: dict) -> None:
         self._options = dict(value)
 
+    def given_options(self) -> dict:
+        # a layer the model chose (its cam_layer, or the search) is that network's: another one
+        # has no layer of that name, or one that is not its own default (demo-cnn's 'layer3' on
+        # demo-stabn, whose default is 'layer4')
+        return {**self.options, "layer": self.layer if self._layer_given else None}
+
     # -- what variants override ------------------------------------------------------------------
     def weights(self, state: LayerState) -> torch.Tensor:
         """Channel weights, ``(B, C)`` or anything that broadcasts against ``(B, C, T', H', W')``."""
