@@ -175,8 +175,10 @@ def _train_demo():
 
 def test_train_demo_trains_saves_and_scores_a_tiny_model(tmp_path, restore_determinism, capsys):
     report = _train_demo().main(["--model", "cnn3d", "--out", str(tmp_path), "--steps", "1", "--batch-size", "2",
-                                 "--threads", "1", "--test-clips", "2", "--explain-clips", "1"])
+                                 "--threads", "1", "--test-clips", "2", "--explain-clips", "1",
+                                 "--object-size", "0.3,0.45", "--window", "4,8"])
     assert report["steps"] == 1 and report["test_split"]["clips"] == 2
+    assert report["data_options"] == {"object_size": [0.3, 0.45], "window": [4, 8]}
     assert 0 <= report["test_accuracy"] <= 1
     loc = report["localisation"]
     assert loc["clips"] == 1 and 0 <= loc["temporal_hit"] <= 1 and 0 < loc["temporal_chance"] < 1
@@ -185,7 +187,8 @@ def test_train_demo_trains_saves_and_scores_a_tiny_model(tmp_path, restore_deter
 
 
 @pytest.mark.parametrize("model, flag", [("stabn", ["--steps", "10"]), ("stabn-backbone", ["--explain-clips", "5"]),
-                                         ("stabn", ["--precision", "bf16"]), ("cnn3d", ["--warm-start", "2"])])
+                                         ("stabn", ["--precision", "bf16"]), ("cnn3d", ["--warm-start", "2"]),
+                                         ("stabn", ["--object-size", "0.3,0.45"])])
 def test_train_demo_refuses_an_option_its_training_would_ignore(tmp_path, monkeypatch, capsys, model, flag):
     module = _train_demo()
 
@@ -261,6 +264,7 @@ def test_evaluation_throughput_names_a_before_revision_that_is_not_there(monkeyp
     (["--methods", "staa", "--option", "stpe.iterations=3"], "'stpe' is not one of --methods (staa)"),
     (["--methods", "staa", "--option", "staa.layers"], "--option 'staa.layers': expected METHOD.KEY=VALUE"),
     (["--methods", "staa", "--clips", "0"], "--clips 0: at least 1"),
+    (["--methods", "staa", "--object-size", "0.3"], "--object-size '0.3': expected MIN,MAX"),
 ])
 def test_perturbation_quality_refuses_bad_arguments_before_it_starts(monkeypatch, capsys, args, message):
     """An option for a method not run was dropped (a misspelt method name went unnoticed); an
