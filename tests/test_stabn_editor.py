@@ -538,6 +538,13 @@ def test_the_page_and_the_api_answer_head(client, edit_set):
     assert "head" not in client.get("/openapi.json").json()["paths"]["/api/collection"]
 
 
+# installed in the page: window.__pending counts the API answers in flight, one less once the code
+# awaiting the answer has run (a task after its body is read)
+COUNT_ANSWERS = """window.__pending = 0; const f = window.fetch;
+    window.fetch = async (...a) => { window.__pending++; const r = await f(...a); const j = r.json.bind(r);
+      r.json = () => j().finally(() => setTimeout(() => window.__pending--, 0)); return r; };"""
+
+
 def test_an_answer_that_comes_back_after_another_clip_opened_stays_with_its_clip(served, edit_set, monkeypatch):
     """A preview (seconds on a CPU) or save of clip A answered after the person opened clip B:
     A's prediction was shown under B, and B was marked saved with A's levels as its own. Each
@@ -559,10 +566,6 @@ def test_an_answer_that_comes_back_after_another_clip_opened_stays_with_its_clip
 
     monkeypatch.setattr(editor_app, "preview", held(editor_app.preview))
     monkeypatch.setattr(edit_set, "save_edit", held(edit_set.save_edit))
-    # answers in flight: one less once the code awaiting the answer has run (a task after its body)
-    count_answers = """window.__pending = 0; const f = window.fetch;
-        window.fetch = async (...a) => { window.__pending++; const r = await f(...a); const j = r.json.bind(r);
-          r.json = () => j().finally(() => setTimeout(() => window.__pending--, 0)); return r; };"""
     browser = headless_chrome()
     wait = WebDriverWait(browser, 20, ignored_exceptions=(NoAlertPresentException,))
     a, b = (it.key for it in edit_set.items[:2])
@@ -571,7 +574,7 @@ def test_an_answer_that_comes_back_after_another_clip_opened_stays_with_its_clip
     try:
         browser.get(served)
         wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
-        browser.execute_script(count_answers)
+        browser.execute_script(COUNT_ANSWERS)
         for button in ("preview", "save"):
             asked.clear(), release.clear()
             browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{a}"]').click()  # from B: nothing set
@@ -641,5 +644,30 @@ def test_the_page_does_not_save_over_an_edit_saved_meanwhile(served, edit_set):
         browser.find_element(By.ID, "save").click()
         wait.until(lambda br: "saved by someone else" in br.find_element(By.ID, "status").text)
         assert edit_set.edit(key).levels == [0.5] * 8
+    finally:
+        browser.quit()
+
+
+def test_a_double_click_on_save_saves_once(served, edit_set):
+    # Save stayed enabled while its request was out: the second click sent the version the first
+    # had just replaced, and was refused as "saved by someone else"
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = headless_chrome()
+    wait = WebDriverWait(browser, 20)
+    key = edit_set.items[0].key
+    try:
+        browser.get(served)
+        wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        browser.execute_script(COUNT_ANSWERS)
+        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').click()
+        wait.until(lambda br: len(br.find_elements(By.CSS_SELECTOR, ".frame")) == 8)
+        browser.find_element(By.ID, "from-attention").click()
+        browser.execute_script("const s = document.getElementById('save'); s.click(); s.click();")
+        wait.until(lambda br: br.execute_script("return window.__pending") == 0)
+        assert browser.find_element(By.ID, "status").text.startswith("saved edit of"), \
+            browser.find_element(By.ID, "status").text
+        assert not browser.find_element(By.ID, "save").is_enabled() and edit_set.edit(key) is not None
     finally:
         browser.quit()

@@ -3,7 +3,8 @@
 
 const LEVELS = [1, 0.5, 0];
 // saved: the levels as last loaded or saved, to tell unsaved changes (Save, leaving the clip)
-const state = { collection: null, key: null, clip: null, levels: [], saved: [], tool: 1, overlay: false };
+// saving: a save in flight (a second click sent the same version again: refused as someone else's save)
+const state = { collection: null, key: null, clip: null, levels: [], saved: [], saving: false, tool: 1, overlay: false };
 const $ = (sel) => document.querySelector(sel);
 
 async function api(method, path, body) {
@@ -93,7 +94,7 @@ function renderLevels() {
   });
   const unset = state.levels.filter((v) => v === null).length;
   // as the docs say: disabled until something changed (and every frame has a level)
-  $("#save").disabled = unset > 0 || !unsaved();
+  $("#save").disabled = unset > 0 || !unsaved() || state.saving;
   $("#save").title = unset ? `${unset} frame(s) still need a level` : unsaved() ? "save this edit" : "no changes to save";
 }
 
@@ -164,6 +165,9 @@ function fromAttention() {
 
 async function save() {
   const key = state.key;
+  if (state.saving) return;
+  state.saving = true;
+  renderLevels();
   try {
     // the version read: a save over someone else's since is refused (409), not overwriting theirs
     const clip = state.clip;
@@ -179,6 +183,9 @@ async function save() {
     status(`saved edit of ${r.id}`);
   } catch (e) {
     status(state.key === key ? e.message : `not saved: ${e.message}`, true);  // said even after leaving the clip
+  } finally {
+    state.saving = false;
+    renderLevels();
   }
 }
 
