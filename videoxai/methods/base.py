@@ -26,7 +26,7 @@ from ..registry import Registry
 Target = int | Sequence[int] | torch.Tensor | None
 
 #: option types shared by many methods
-BatchSize = Annotated[int, Opt(ge=1, help="perturbed clips per forward pass (memory, not the result)")]
+BatchSize = Annotated[int, Opt(ge=1, help="perturbed clips per forward pass (memory; the map only in its last bits)")]
 #: a seed is refused outside [0, 2⁶⁴ − 1], the range that both torch.Generator.manual_seed and
 #: numpy's generators take (torch overflows above it, numpy refuses negative seeds), rather than
 #: reduced: two seeds never silently give the same draws

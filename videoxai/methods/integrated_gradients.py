@@ -98,7 +98,7 @@ class IntegratedGradients(InputGradientMethod):
             a callable ``(B, T, 3, H, W) → same`` or a tensor that broadcasts to the pixels.
         internal_batch_size: path points × clips per forward + backward pass, as in Captum: a
             batch of B clips runs ``internal_batch_size // B`` steps at a time, at least one
-            (memory, not the result).
+            (memory: the map only in its last bits).
         return_convergence_delta: also compute ``Σ attribution − (y(x) − y(x'))`` per clip (one
             more forward pass), kept as ``extras["convergence_delta"]``.
     """

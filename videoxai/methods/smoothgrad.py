@@ -6,9 +6,11 @@ noise ``ε ~ N(0, σ²)`` and ``σ = noise_level · (max(x) − min(x))`` of eac
 pass; ``batch_size`` noisy clips go through the model at a time.
 
 The noise of each clip is drawn from a generator of its own seeded with ``seed``, one sample
-``(T, 3, H, W)`` at a time, so a clip's map depends on the seed alone: not on ``batch_size``
+``(T, 3, H, W)`` at a time, so a clip's noise depends on the seed alone: not on ``batch_size``
 (one ``randn`` of k samples differs from k draws of one where a sample's size is not a multiple
-of 16 on CPU, and on CUDA), nor on the other clips of the batch. For equal seeds the signed result
+of 16 on CPU, and on CUDA), nor on the other clips of the batch. ``batch_size`` changes the map
+only by the rounding of the network's batched passes (a few 1e-8 of its maximum on the bundled
+models). For equal seeds the signed result
 on each clip equals ``NoiseTunnel(Saliency(abs=False))`` on that clip after
 ``torch.manual_seed(seed)`` (Captum's ``stdevs`` our σ: clips whose values span 1) where Captum's
 draws do not depend on its ``nt_samples_batch_size`` either: on CPU, with ``T·3·H·W`` a multiple
@@ -36,7 +38,7 @@ class SmoothGrad(InputGradientMethod):
         noise_level: noise standard deviation as a fraction of each clip's value range
             (max − min of its pixels; the paper recommends 0.1–0.2).
         batch_size: noisy clips per forward + backward pass, shared by the batch's clips (at
-            least one sample of each; memory, not the result).
+            least one sample of each; memory: the map only in its last bits).
         seed: seed of the noise.
     """
 
