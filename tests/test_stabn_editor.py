@@ -539,9 +539,10 @@ def test_the_page_and_the_api_answer_head(client, edit_set):
 
 
 # installed in the page: window.__pending counts the API answers in flight, one less once the code
-# awaiting the answer has run (a task after its body is read)
-COUNT_ANSWERS = """window.__pending = 0; const f = window.fetch;
-    window.fetch = async (...a) => { window.__pending++; const r = await f(...a); const j = r.json.bind(r);
+# awaiting the answer has run (a task after its body is read); window.__sent the methods sent
+COUNT_ANSWERS = """window.__pending = 0; window.__sent = []; const f = window.fetch;
+    window.fetch = async (...a) => { window.__pending++; window.__sent.push((a[1] || {}).method || "GET");
+      const r = await f(...a); const j = r.json.bind(r);
       r.json = () => j().finally(() => setTimeout(() => window.__pending--, 0)); return r; };"""
 
 
@@ -666,6 +667,7 @@ def test_a_double_click_on_save_saves_once(served, edit_set):
         browser.find_element(By.ID, "from-attention").click()
         browser.execute_script("const s = document.getElementById('save'); s.click(); s.click();")
         wait.until(lambda br: br.execute_script("return window.__pending") == 0)
+        assert browser.execute_script("return window.__sent").count("PUT") == 1
         assert browser.find_element(By.ID, "status").text.startswith("saved edit of"), \
             browser.find_element(By.ID, "status").text
         assert not browser.find_element(By.ID, "save").is_enabled() and edit_set.edit(key) is not None
