@@ -673,3 +673,40 @@ def test_a_double_click_on_save_saves_once(served, edit_set):
         assert not browser.find_element(By.ID, "save").is_enabled() and edit_set.edit(key) is not None
     finally:
         browser.quit()
+
+
+def test_the_clip_clicked_last_is_the_one_that_opens(served, edit_set, monkeypatch):
+    # clicking clip A, then B before A had opened: A's slower answer opened A over B
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    a, b = (it.key for it in edit_set.items[:2])
+    asked, release = threading.Event(), threading.Event()
+    real = edit_set.edit
+
+    def held(key):
+        if key == a:
+            asked.set()
+            release.wait(30)
+        return real(key)
+
+    monkeypatch.setattr(edit_set, "edit", held)
+    browser = headless_chrome()
+    wait = WebDriverWait(browser, 20)
+    current = lambda: browser.execute_script('return document.querySelector("#clips li.current")?.dataset.key')  # noqa: E731
+    try:
+        browser.get(served)
+        wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
+        browser.execute_script(COUNT_ANSWERS)
+        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{a}"]').click()
+        assert asked.wait(20)
+        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{b}"]').click()
+        wait.until(lambda br: current() == b)
+        release.set()
+        wait.until(lambda br: br.execute_script("return window.__pending") == 0)
+        assert current() == b
+        srcs = [img.get_attribute("src") for img in browser.find_elements(By.CSS_SELECTOR, ".frame img")]
+        assert len(srcs) == 8 and all(f"/api/clips/{b}/frames/" in s for s in srcs)
+    finally:
+        release.set()
+        browser.quit()

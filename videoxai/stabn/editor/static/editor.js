@@ -111,17 +111,23 @@ function selectTool(v) {
   });
 }
 
+let opening = 0;  // the latest clip asked for: a slower answer for a clip clicked before it opened that one
+
 async function selectClip(key) {
   // opening another clip dropped this one's levels without a word
   if (key !== state.key && unsaved() && !window.confirm("This clip's levels are not saved. Open the other clip and lose them?")) {
     return;
   }
+  const ticket = ++opening;
+  let clip;
   try {
-    state.clip = await api("GET", `api/clips/${encodeURIComponent(key)}`);
+    clip = await api("GET", `api/clips/${encodeURIComponent(key)}`);
   } catch (e) {
-    status(e.message, true);
+    if (ticket === opening) status(e.message, true);
     return;
   }
+  if (ticket !== opening) return;
+  state.clip = clip;
   state.key = key;
   state.levels = state.clip.levels ? [...state.clip.levels] : state.clip.attention.map(() => null);
   state.saved = [...state.levels];
