@@ -119,3 +119,24 @@ def test_an_explanation_in_the_callers_autocast_region_is_made_at_the_models_pre
             inside = vx.explain(model, clip, name)
             assert torch.is_autocast_enabled("cpu")   # the caller's region is theirs again after
         assert np.array_equal(inside.raw, plain.raw) and inside.score == plain.score
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_float64_default_dtype_of_the_callers_leaves_the_map_as_it_is():
+    # torch.set_default_dtype(torch.float64) (a notebook's) reached tensors made without a dtype:
+    # RISE failed ('expected scalar type Double but found Float'), and its masks drawn in float64
+    # were other numbers from the same seed; occlusion's clips were float64, its map other bits
+    import torch
+
+    model = vx.load_model("demo-cnn")
+    clip = np.random.default_rng(0).random((8, 24, 20, 3), dtype=np.float32)
+    specs = ("rise(n_samples=4)", "occlusion")
+    plain = [vx.explain(model, clip, spec) for spec in specs]
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        in_float64 = [vx.explain(model, clip, spec) for spec in specs]
+    finally:
+        torch.set_default_dtype(before)
+    for a, b in zip(plain, in_float64):
+        assert np.array_equal(a.raw, b.raw) and a.raw.max() > 0

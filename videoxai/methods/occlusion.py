@@ -78,7 +78,9 @@ class Occlusion(PerturbationMethod):
         fill = self.baseline(canvas)
 
         def boxes(sl: slice) -> torch.Tensor:
-            keep = torch.ones(sl.stop - sl.start, t, h, w, device=device)
+            # the pixels' dtype, not the default one (a caller's float64 default made every
+            # occluded clip float64, and the map other bits than the same call's without it)
+            keep = torch.ones(sl.stop - sl.start, t, h, w, device=device, dtype=canvas.pixels.dtype)
             for j, (a, b, c) in enumerate(positions[sl]):
                 keep[j, a:a + kt, b:b + kh, c:c + kw] = 0
             return keep
@@ -92,8 +94,8 @@ class Occlusion(PerturbationMethod):
 
         scores = self.scores(make, len(positions) + 1, target, f"{len(positions)} windows")
         drops = (scores[0] - scores[1:]).float()
-        total = torch.zeros(t, h, w, device=device)
-        count = torch.zeros(t, h, w, device=device)
+        total = torch.zeros(t, h, w, device=device, dtype=torch.float32)
+        count = torch.zeros(t, h, w, device=device, dtype=torch.float32)
         for d, (a, b, c) in zip(drops, positions):
             total[a:a + kt, b:b + kh, c:c + kw] += d
             count[a:a + kt, b:b + kh, c:c + kw] += 1

@@ -40,7 +40,8 @@ def random_masks(n: int, cells: tuple[int, int, int], size: tuple[int, int, int]
 
     Drawn all at once (tiny) so that the masks do not depend on how they are batched.
     """
-    grids = torch.rand(n, *cells, generator=generator) < p_keep
+    # float32 draws whatever the default dtype: float64 ones are other numbers from the same seed
+    grids = torch.rand(n, *cells, generator=generator, dtype=torch.float32) < p_keep
     cell = [math.ceil(s / c) for s, c in zip(size, cells)]
     shifts = torch.stack([torch.randint(0, c, (n,), generator=generator) for c in cell], dim=1)
     return grids, shifts
@@ -52,7 +53,9 @@ def upsample_masks(grids: torch.Tensor, shifts: torch.Tensor, size: tuple[int, i
     cell = [math.ceil(s / c) for s, c in zip(size, cells)]
     up = [(c + 1) * k for c, k in zip(cells, cell)]
     big = F.interpolate(grids[:, None].float(), size=up, mode="trilinear", align_corners=False)[:, 0]
-    out = torch.empty(len(grids), *size, device=grids.device)
+    # float32, not the default dtype: a caller's torch.set_default_dtype(torch.float64) made the
+    # masks float64, and their sum with the float32 scores failed ('expected scalar type Double')
+    out = torch.empty(len(grids), *size, device=grids.device, dtype=torch.float32)
     for i, (a, b, c) in enumerate(shifts.tolist()):
         out[i] = big[i, a:a + size[0], b:b + size[1], c:c + size[2]]
     return out
@@ -119,7 +122,7 @@ class RISE(PerturbationMethod):
         # 0, where s.mean() of equal values is off by a rounding error that painted the masks'
         # uneven coverage as a full-contrast map
         s = (s - s[0] - (s - s[0]).mean()).float()
-        sal = torch.zeros(t, h, w, device=device)
+        sal = torch.zeros(t, h, w, device=device, dtype=torch.float32)
         # masks rebuilt a fixed number at a time: memory stays small, and the order of the sum (so
         # its rounding) is the same whatever batch_size (chunks of batch_size changed the map's
         # last bits with it, on a network whose outputs do not depend on the batch)
