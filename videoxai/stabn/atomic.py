@@ -18,10 +18,15 @@ def write_atomically(path: Path, data: str | bytes) -> None:
     outlived its data left an empty file under the final name (XFS, ext4 ``data=writeback``)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_RDWR)  # RDWR: Windows' fsync wants a writable descriptor
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
