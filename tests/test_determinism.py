@@ -130,7 +130,7 @@ def test_a_float64_default_dtype_of_the_callers_leaves_the_map_as_it_is():
 
     model = vx.load_model("demo-cnn")
     clip = np.random.default_rng(0).random((8, 24, 20, 3), dtype=np.float32)
-    specs = ("rise(n_samples=4)", "occlusion")
+    specs = ("rise(n_samples=4)", "occlusion", "ep3d(iterations=3)", "step(iterations=3)")
     plain = [vx.explain(model, clip, spec) for spec in specs]
     before = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

@@ -245,8 +245,9 @@ class ExtremalPerturbation(PerturbationMethod):
                               fade_to=self.model.preprocess.mean)
         clip_areas = self.clip_areas(gen, t)
         n_areas = len(clip_areas)
-        areas = torch.tensor(clip_areas, device=device)
-        params = torch.ones(n_areas, t, 1, *gen.shape_in, device=device, requires_grad=True)
+        # float32 whatever the caller's default dtype (a float64 default moved the maps' bits)
+        areas = torch.tensor(clip_areas, device=device, dtype=torch.float32)
+        params = torch.ones(n_areas, t, 1, *gen.shape_in, device=device, dtype=torch.float32, requires_grad=True)
         opt = (torch.optim.Adam([params], lr=lr) if self.optimizer == "adam" else
                torch.optim.SGD([params], lr=lr, momentum=0.9, dampening=0.9))
         games = ["preserve", "delete"] if self.game == "dual" else [self.game]

@@ -70,7 +70,7 @@ class MaskGenerator:
         ux = torch.arange(self.shape_out[1], dtype=torch.float32)[None, :]
         iy0 = torch.floor(self.shape_mid[0] / self.shape_up[0] * uy)
         ix0 = torch.floor(self.shape_mid[1] / self.shape_up[1] * ux)
-        weight = torch.empty(k * k, *self.shape_out)
+        weight = torch.empty(k * k, *self.shape_out, dtype=torch.float32)
         for ky in range(k):
             for kx in range(k):
                 iy = iy0 + ky - self.padding
@@ -226,7 +226,7 @@ def smallest_area(gen: MaskGenerator, t: int) -> float:
     """The share of a ``t``-frame padded mask volume that one parameter cell at 1 (all others
     at 0) keeps (≥ ½): the smallest region the generator draws at full strength (a disc of
     radius ≈ 1.1 σ; 150 pixels of one frame at 64 px, 0.0032 of an 8-frame clip)."""
-    p = torch.zeros(1, 1, *gen.shape_in, device=gen.weight.device)
+    p = torch.zeros(1, 1, *gen.shape_in, device=gen.weight.device, dtype=gen.weight.dtype)
     p[0, 0, gen.shape_in[0] // 2, gen.shape_in[1] // 2] = 1
     padded = gen(p)[1]
     return float((padded >= 0.5).sum()) / (t * padded.shape[-2] * padded.shape[-1])
