@@ -87,6 +87,13 @@ def test_writing_the_same_frames_gives_the_same_file_in_every_process(tmp_path):
     assert hashlib.md5(b"").hexdigest() not in digests
 
 
+def test_writing_the_same_frames_to_webm_twice_gives_the_same_file(tmp_path, frames):
+    # the Matroska muxer drew a random track UID per file: a report's WebM overlays, and so its
+    # report.html, differed between two identical runs
+    first = write_video(frames, tmp_path / "a.webm", fps=10).read_bytes()
+    assert write_video(frames, tmp_path / "b.webm", fps=10).read_bytes() == first
+
+
 def test_probe(videos):
     for ext, p in videos.items():
         info = probe(p)

@@ -105,7 +105,9 @@ def _write_webm(frames, path, fps, quality):
     options = {"crf": str(min(63, quality + 13)), "b:v": "0", "deadline": "good", "cpu-used": "4",
                "row-mt": "1"} if codec == "libvpx-vp9" else \
               {"crf": str(min(63, quality - 4)), "b:v": "4M", "deadline": "good", "cpu-used": "4"}
-    _encode_av(frames, path, fps, codec, options, even=False)
+    # bitexact: the Matroska muxer draws a random track UID (and a segment UID) per file, so the
+    # same frames written twice (a report's overlays) gave different bytes
+    _encode_av(frames, path, fps, codec, options, {"fflags": "+bitexact"}, even=False)
 
 
 def _write_avi(frames, path, fps, quality):
