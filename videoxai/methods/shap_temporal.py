@@ -145,9 +145,11 @@ class TemporalSHAP(PerturbationMethod):
             values = self._values(canvas, fill, member, unique, target)[inverse.to(fill.device)]
             values = values.reshape(len(orders), n + 1)
             gains = values[:, 1:] - values[:, :-1]                                   # (P, n)
-            phi = torch.zeros(n, dtype=torch.float64, device=values.device)
-            phi.scatter_add_(0, orders.reshape(-1).to(values.device), gains.reshape(-1))
-            phi = phi / len(orders)
+            # each permutation's gains put in segment order (one place each: scatter_, not
+            # scatter_add_, whose float sums run in a different order on every CUDA run), then
+            # averaged over the permutations
+            by_segment = torch.zeros_like(gains).scatter_(1, orders.to(values.device), gains)   # (P, n)
+            phi = by_segment.mean(0)
             v_full, v_empty = values[0, -1], values[0, 0]
 
         lengths = (bounds[:, 1] - bounds[:, 0]).to(phi.device, torch.float64)
