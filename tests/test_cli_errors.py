@@ -197,6 +197,31 @@ def test_stabn_edit_port_out_of_range_or_in_use(capsys, tmp_path, monkeypatch):
     assert code == 2 and f"cannot listen on 127.0.0.1:{port}" in err and "editing" not in err, err
 
 
+def test_stabn_edit_on_an_ipv6_address_prints_a_url_that_opens(capsys, tmp_path, monkeypatch):
+    # 'http://::1:8001' is no URL: the address must be bracketed, as `videoxai serve` prints it
+    import uvicorn
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: served.append(kwargs))
+    (tmp_path / "collection.json").write_text('{"format": 1, "model": "demo-stabn", "data": "synthetic", '
+                                              '"split": "train", "labels": ["a"], "num_frames": 8, "items": []}')
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("::1 cannot be bound here")
+        port = probe.getsockname()[1]
+    try:
+        main(["stabn", "edit", str(tmp_path), "--no-preview", "--host", "::1", "--port", str(port)])
+    except SystemExit as e:
+        assert not e.code, capsys.readouterr()
+    out = " ".join(capsys.readouterr().out.split())                 # Rich wraps at the terminal's width
+    assert served and served[0]["host"] == "::1", out
+    assert f"on http://[::1]:{port} " in out, out
+
+
 def test_stream_and_evaluate_print_names_and_messages_as_text_not_rich_markup(capsys):
     # a class '[/x] a' raised Rich's MarkupError in the stream client (every window) and '[red]b'
     # lost its brackets; the same for error messages, skipped-method reasons and paths

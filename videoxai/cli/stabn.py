@@ -255,7 +255,8 @@ def edit_cmd(
                                  "--model, or --no-preview to edit without the preview") from None
     app = create_app(es, vm, allowed_hosts=(host,))  # the name it listens on is its own
     _check_port(host, port)
-    console.print(f"editing {len(es.items)} clips of {edits} on http://{host}:{port}  (Ctrl-C to stop)", markup=False)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed in a URL
+    console.print(f"editing {len(es.items)} clips of {edits} on http://{shown}:{port}  (Ctrl-C to stop)", markup=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
