@@ -65,14 +65,20 @@ def host_allowed(allowed_hosts: tuple[str, ...], host_header: str | None) -> boo
 class HostCheck:
     """ASGI middleware: refuse requests and WebSockets whose ``Host`` is not one of the server's names.
 
-    HTTP gets the service's JSON error (400, ``{"error": {"code": "forbidden_host", "message": …}}``,
-    as :class:`videoxai.serve.protocol.ErrorResponse`); a WebSocket is closed before it is
-    accepted (the client sees 403).
+    HTTP gets a 400 with a JSON error, by default the service's (``{"error": {"code":
+    "forbidden_host", "message": …}}``, as :class:`videoxai.serve.protocol.ErrorResponse`);
+    ``error_body`` makes another application's body from the message (the ST-ABN editor's
+    ``{"error": message}``) and ``remedy`` ends the message with how that application is told
+    its name. A WebSocket is closed before it is accepted (the client sees 403).
     """
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 allowed_hosts: tuple[str, ...]) -> None:
+                 allowed_hosts: tuple[str, ...],
+                 error_body: Callable[[str], dict] | None = None,
+                 remedy: str = "start it with --allowed-host NAME (ServeSettings.allowed_hosts) if that is its name") -> None:
         self.app, self.allowed_hosts = app, tuple(allowed_hosts)
+        self.error_body = error_body or (lambda message: {"error": {"code": "forbidden_host", "message": message}})
+        self.remedy = remedy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -84,9 +90,8 @@ class HostCheck:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": "Host not allowed"})
             return
-        message = (f"this server does not answer to the name {shown!r}; start it with --allowed-host NAME "
-                   "(ServeSettings.allowed_hosts) if that is its name")
-        body = json.dumps({"error": {"code": "forbidden_host", "message": message}}).encode()
+        message = f"this server does not answer to the name {shown!r}; {self.remedy}"
+        body = json.dumps(self.error_body(message)).encode()
         await send({"type": "http.response.start", "status": 400,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -127,7 +127,9 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
         check_collection(es, model)
     app = FastAPI(title="videoxai ST-ABN temporal-attention editor")
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(HostCheck, allowed_hosts=allowed_hosts)
+    # its errors are {"error": message}, and its name is the one it listens on (--host)
+    app.add_middleware(HostCheck, allowed_hosts=allowed_hosts, error_body=lambda message: {"error": message},
+                       remedy="start the editor with --host NAME if that is its name")
     app.add_middleware(PageHeaders)  # the page's Content-Security-Policy; nosniff on every answer
     lock = threading.Lock()  # one model forward at a time; edits are written atomically anyway
     saving = threading.Lock()  # a save's version check and its write, as one
