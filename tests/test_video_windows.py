@@ -276,3 +276,128 @@ def test_options_the_method_chose_differently_per_window_are_not_reported_as_the
     html = _window_table(v, "#000")
     assert "<th>n_segments</th><td><code>None</code> → <code>48</code>" in html
     assert "<th>smoothing</th><td><code>auto</code> → <code>varies by window</code>" in html
+
+
+# -- saving and loading a video explanation ---------------------------------------------------------
+def _assert_same_video_explanation(a, b):
+    """Every field equal, numbers exactly, arrays with their dtypes."""
+    def same(x, y, where):
+        if isinstance(x, np.ndarray):
+            assert isinstance(y, np.ndarray) and x.dtype == y.dtype and x.shape == y.shape, where
+            assert np.array_equal(x, y), where
+        else:
+            assert type(x) is type(y) and x == y, (where, x, y)
+
+    assert [f for f in a.__dataclass_fields__] == [f for f in b.__dataclass_fields__]
+    for name in a.__dataclass_fields__:
+        if name != "windows":
+            same(getattr(a, name), getattr(b, name), name)
+    assert len(a.windows) == len(b.windows)
+    for k, (wa, wb) in enumerate(zip(a.windows, b.windows)):
+        for name in wa.__dataclass_fields__:
+            same(getattr(wa, name), getattr(wb, name), f"windows[{k}].{name}")
+
+
+def _hand_made_video_explanation():
+    """Windows of different lengths, no times, no fps, no source, options the method chose."""
+    from videoxai.cost import Cost
+    from videoxai.timeline import VideoExplanation, WindowResult
+
+    rng = np.random.default_rng(0)
+    windows = [WindowResult(index=i, frame_indices=np.arange(i, i + n, dtype=np.int64), start_s=None, end_s=None,
+                            target=i, label=f"class {i}", score=float(rng.random()), predicted=1 - i,
+                            predicted_label="other", predicted_score=1 / 3,
+                            temporal=rng.random(n).astype(np.float32),
+                            cost=Cost(seconds=0.1 + i, forward_passes=3, backward_passes=i, peak_memory_mb=1.5,
+                                      device="cpu", process_peak_mb=200.25),
+                            resolved_options={"n_segments": 48 + i, "smoothing": 0.5 * i})
+               for i, n in ((0, 4), (1, 3))]
+    return VideoExplanation(
+        method="lime", model="mine", windows=windows, frames=rng.integers(0, 256, (5, 6, 7, 3), dtype=np.uint8),
+        frame_indices=np.arange(5, dtype=np.int64), times=np.arange(5) / 3.0,
+        spatial=rng.random((5, 6, 7)).astype(np.float32), temporal=rng.random(5).astype(np.float32),
+        fps=None, source=None, options={"n_samples": 16, "smoothing": "auto", "seed": 0},
+        meta={"resolved_options": {"n_segments": 48}, "warnings": ["a constant map"], "window_stride": 3})
+
+
+def test_a_saved_video_explanation_loads_back_the_same_in_every_field(video, model, tmp_path):
+    v = vx.explain_video(model, video, "gradcam", window_stride=6, start="0.25s", end="22")
+    path = v.save(tmp_path / "sub" / "gradcam.explanation")   # the suffix becomes .npz, parents are made
+    assert path == tmp_path / "sub" / "gradcam.npz" and path.is_file()
+    again = vx.VideoExplanation.load(path)
+    _assert_same_video_explanation(v, again)
+    assert [list(w.frame_indices) for w in again.windows] == [list(range(a, a + 8)) for a in (2, 8, 14)]
+    assert again.windows[0].start_s == 0.25 and again.fps == FPS
+
+    hand = _hand_made_video_explanation()
+    again = vx.VideoExplanation.load(hand.save(tmp_path / "hand.npz"))
+    _assert_same_video_explanation(hand, again)
+    assert again.windows[1].start_s is None and again.source is None
+    # the arrays are plain npz: numpy alone reads them, without pickle
+    with np.load(tmp_path / "hand.npz", allow_pickle=False) as z:
+        assert list(z["window_lengths"]) == [4, 3] and z["frames"].dtype == np.uint8
+
+
+def test_loading_a_video_explanation_names_what_is_wrong_with_the_file(video, model, tmp_path):
+    hand = _hand_made_video_explanation()
+    whole = hand.save(tmp_path / "v.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"cut\.npz is a damaged or truncated \.npz archive \(.+\); save the "
+                                         r"video explanation again"):
+        vx.VideoExplanation.load(tmp_path / "cut.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not an archive")
+    with pytest.raises(InputError, match=r"junk\.npz is not a videoxai video explanation file: not an \.npz archive$"):
+        vx.VideoExplanation.load(tmp_path / "junk.npz")
+    with pytest.raises(InputError, match="no video explanation file at"):
+        vx.VideoExplanation.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "foreign.npz", spatial=np.zeros((2, 3, 3)))
+    with pytest.raises(InputError, match=r"foreign\.npz is not a videoxai video explanation file: it has no 'metadata'"):
+        vx.VideoExplanation.load(tmp_path / "foreign.npz")
+
+    # one clip's explanation and a whole video's are told apart both ways
+    exp = vx.explain(model, vx.read_video(video, num_frames=8), "gradcam").save(tmp_path / "clip.npz")
+    with pytest.raises(InputError, match=r"clip\.npz is one clip's explanation, not a video explanation: "
+                                         r"read it with vx\.Explanation\.load$"):
+        vx.VideoExplanation.load(exp)
+    with pytest.raises(InputError, match=r"v\.npz is a video explanation \(windows over a whole video\), not one "
+                                         r"clip's: read it with vx\.VideoExplanation\.load$"):
+        vx.Explanation.load(tmp_path / "v.npz")
+
+    # windows whose arrays and records disagree, and a newer format
+    from videoxai.npz import read_npz
+    import json
+
+    arrays = read_npz(tmp_path / "v.npz")
+    np.savez(tmp_path / "short.npz", **{**arrays, "window_temporal": arrays["window_temporal"][:-1]})
+    with pytest.raises(InputError, match=r"short\.npz is not a videoxai video explanation file: its windows' "
+                                         "arrays and records do not match"):
+        vx.VideoExplanation.load(tmp_path / "short.npz")
+    meta = json.loads(bytes(arrays["metadata"]).decode())
+    newer = np.frombuffer(json.dumps({**meta, "version": 2}).encode(), np.uint8)
+    np.savez(tmp_path / "v2.npz", **{**arrays, "metadata": newer})
+    with pytest.raises(InputError, match=r"v2\.npz was written by a newer videoxai \(video explanation format 2; "):
+        vx.VideoExplanation.load(tmp_path / "v2.npz")
+    # what could not be read back is refused when saving
+    hand.spatial[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match=r"cannot save the video explanation to .*nan\.npz: VideoExplanation\.spatial "
+                                         "holds NaN or infinite values"):
+        hand.save(tmp_path / "nan.npz")
+    assert not (tmp_path / "nan.npz").exists()
+
+
+def test_cli_windows_write_each_methods_video_explanation_beside_the_report(video, tmp_path):
+    # only report.html and the overlays were written: nothing to read the windows back from
+    methods = "gradcam,gradcam(per_frame_weights=true)"
+    r = _run("explain", str(video), "--model", "demo-cnn", "--method", methods, "--window-stride", "4",
+             "--end", "12", "--out", "out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.glob("*.npz")) == ["gradcam.npz", "gradcam_per_frame_weights=true_.npz"]
+    model = vx.load_model("demo-cnn")
+    for stem, options in (("gradcam", {}), ("gradcam_per_frame_weights=true_", {"per_frame_weights": True})):
+        saved = vx.VideoExplanation.load(out / f"{stem}.npz")
+        assert saved.options["per_frame_weights"] is bool(options)
+        assert [list(w.frame_indices) for w in saved.windows] == [list(range(0, 8)), list(range(4, 12))]
+        again = vx.explain_video(model, video, "gradcam", window_stride=4, end="12", **options)
+        np.testing.assert_allclose(saved.spatial, again.spatial, atol=1e-5)
+        assert [w.label for w in saved.windows] == [w.label for w in again.windows]

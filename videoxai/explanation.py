@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import threading
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .npz import read_npz
+from .npz import read_archive, write_npz
 from .cost import Cost
 from .errors import InputError
 
@@ -123,42 +119,17 @@ class Explanation:
             "cost": self.cost.to_dict(), "meta": self.meta,
         }
         arrays["metadata"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # named per process and thread (two threads may save the same path), short (a name
-            # built on the file's own ran past the 255 bytes a file name may have), and opened
-            # with open() so that the file gets the umask's permissions, as a direct write would
-            temp = path.with_name(f".videoxai-{os.getpid()}-{threading.get_ident()}.npz.tmp")
-            try:
-                with open(temp, "wb") as f:
-                    np.savez_compressed(f, **arrays)
-                os.replace(temp, path)
-            except BaseException:
-                temp.unlink(missing_ok=True)
-                raise
-        except OSError as e:
-            # a parent that is a file, a read-only directory, a full disk: one line naming the path
-            # (mkdir's own words for a parent that is a file are "File exists")
-            blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-            reason = f"{blocking} is a file, not a directory" if blocking is not None else e.strerror or e
-            raise InputError(f"cannot save the explanation to {path}: {reason}") from None
-        return path
+        return write_npz(path, arrays, "explanation")
 
     @classmethod
     def load(cls, path: str | Path) -> "Explanation":
         """Read an explanation written by :meth:`save`."""
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"no explanation file at {path}")
-        try:
-            arrays = read_npz(path)
-        except (OSError, ValueError) as e:
-            # numpy's own words for a file that is not a zip archive suggest allow_pickle
-            raise InputError(f"{path} is not a videoxai explanation file: not an .npz archive") from e
-        except (EOFError, zipfile.BadZipFile, zlib.error) as e:
-            # an archive cut short (an interrupted copy) or damaged: zipfile's own error, raw
-            raise InputError(f"{path} is a damaged or truncated .npz archive ({e}); save the "
-                             "explanation again") from None
+        arrays = read_archive(path, "explanation")
+        if _format_kind(arrays) == "video_explanation":
+            # the windows of a whole video (VideoExplanation.save): it has no one clip's maps
+            raise InputError(f"{path} is a video explanation (windows over a whole video), not one clip's: "
+                             "read it with vx.VideoExplanation.load")
         version = _format_version(arrays)
         if isinstance(version, int) and version > _FORMAT_VERSION:
             # a later format may keep the names and change what they mean: not read as if it were ours
@@ -194,11 +165,20 @@ def _format_version(arrays: dict[str, np.ndarray]):
     return meta.get("version") if isinstance(meta, dict) else None
 
 
-def _check_finite(arrays: dict[str, np.ndarray], what: str) -> None:
-    """Refuse maps with NaN or infinite values, naming the first such array."""
+def _format_kind(arrays: dict[str, np.ndarray]):
+    """The ``kind`` an archive's metadata records (``"video_explanation"``), or ``None``."""
+    try:
+        meta = json.loads(bytes(arrays["metadata"]).decode())
+    except (KeyError, ValueError, TypeError):
+        return None
+    return meta.get("kind") if isinstance(meta, dict) else None
+
+
+def _check_finite(arrays: dict[str, np.ndarray], what: str, owner: str = "Explanation") -> None:
+    """Refuse maps with NaN or infinite values, naming the first such array (``owner.name``)."""
     for name, a in arrays.items():
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
-            raise InputError(f"{what}: Explanation.{name} holds NaN or infinite values")
+            raise InputError(f"{what}: {owner}.{name} holds NaN or infinite values")
 
 
 def _json_default(o):

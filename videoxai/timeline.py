@@ -26,9 +26,11 @@ in memory).
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -38,6 +40,8 @@ from .clip import Clip
 from .cost import Cost
 from .errors import InputError
 from .explain import explain
+from .explanation import _check_finite, _json_default
+from .npz import read_archive, write_npz
 from .models.base import VideoModel
 from .data.times import parse_time  # noqa: F401  part of this module's API, as before
 
@@ -47,6 +51,9 @@ __all__ = ["WindowResult", "VideoExplanation", "explain_video", "parse_time"]
 # the display size is halved. At 640x360 a 10-minute video at 25 fps held 24 GB.
 _HELD_BYTES = 1 << 30
 _LEAST_SIDE = 80  # no halving once the longer side is this or less: smaller shows nothing (memory grows again)
+# VideoExplanation.save's archives: the kind tells them from Explanation.save's
+_FORMAT_VERSION = 1
+_KIND = "video_explanation"
 
 
 @dataclass
@@ -121,6 +128,101 @@ class VideoExplanation:
     def window_at(self, frame_index: int) -> WindowResult:
         """The window whose centre is nearest to source frame ``frame_index``."""
         return min(self.windows, key=lambda w: abs(float(w.frame_indices.mean()) - frame_index))
+
+    def save(self, path: str | Path) -> Path:
+        """Write a ``.npz`` of every field (no pickle) and return its path; :meth:`load` reads it.
+
+        As :meth:`Explanation.save <videoxai.Explanation.save>`: the suffix becomes ``.npz``,
+        missing parents are made, an existing file is replaced whole, NaN or infinite maps are
+        refused, and the metadata is JSON (tuples come back as lists, NumPy scalars as Python
+        numbers). Arrays: ``frames``, ``frame_indices``, ``times``, ``spatial``, ``temporal`` as
+        the attributes are; the windows' ``frame_indices`` and ``temporal`` one after the other
+        in ``window_frame_indices`` and ``window_temporal``, ``window_lengths`` frames each; the
+        rest (each window's classes, scores, times, cost and resolved options; method, model,
+        fps, source, options, meta) in the JSON record ``metadata``.
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_suffix(".npz")
+        windows = self.windows
+        arrays = {
+            "frames": np.asarray(self.frames, dtype=np.uint8),
+            "frame_indices": np.asarray(self.frame_indices, dtype=np.int64),
+            "times": np.asarray(self.times, dtype=np.float64),
+            "spatial": np.asarray(self.spatial, dtype=np.float32),
+            "temporal": np.asarray(self.temporal, dtype=np.float32),
+            # concatenated, not stacked: windows of different lengths stay exact
+            "window_frame_indices": np.concatenate(
+                [np.asarray(w.frame_indices, dtype=np.int64).ravel() for w in windows] or [np.zeros(0, np.int64)]),
+            "window_temporal": np.concatenate(
+                [np.asarray(w.temporal, dtype=np.float32).ravel() for w in windows] or [np.zeros(0, np.float32)]),
+            "window_lengths": np.asarray([np.size(w.frame_indices) for w in windows], dtype=np.int64),
+        }
+        for w in windows:
+            if np.size(w.temporal) != np.size(w.frame_indices):
+                # split by one length on load, the other array would be cut in the wrong places
+                raise InputError(f"cannot save the video explanation to {path}: window {w.index} has "
+                                 f"{np.size(w.frame_indices)} frame indices but {np.size(w.temporal)} importances")
+        _check_finite(arrays, f"cannot save the video explanation to {path}", "VideoExplanation")
+        meta = {
+            "version": _FORMAT_VERSION, "kind": _KIND, "method": self.method, "model": self.model,
+            "fps": self.fps, "source": self.source, "options": self.options, "meta": self.meta,
+            "windows": [{
+                "index": w.index, "start_s": w.start_s, "end_s": w.end_s, "target": w.target, "label": w.label,
+                "score": w.score, "predicted": w.predicted, "predicted_label": w.predicted_label,
+                "predicted_score": w.predicted_score, "cost": w.cost.to_dict(),
+                "resolved_options": w.resolved_options} for w in windows],
+        }
+        arrays["metadata"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
+        return write_npz(path, arrays, "video explanation")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "VideoExplanation":
+        """Read a video explanation written by :meth:`save`."""
+        path = Path(path)
+        arrays = read_archive(path, "video explanation")
+        try:
+            meta = json.loads(bytes(arrays.pop("metadata")).decode())
+        except KeyError:
+            raise InputError(f"{path} is not a videoxai video explanation file: it has no 'metadata'") from None
+        except (ValueError, TypeError) as e:
+            raise InputError(f"{path} is not a videoxai video explanation file: its metadata is not JSON ({e})") from None
+        if not isinstance(meta, dict) or meta.get("kind") != _KIND:
+            if isinstance(meta, dict) and "spatial" in arrays and "probs" in arrays:
+                # Explanation.save's archive: one clip's maps, no windows
+                raise InputError(f"{path} is one clip's explanation, not a video explanation: "
+                                 "read it with vx.Explanation.load")
+            raise InputError(f"{path} is not a videoxai video explanation file")
+        version = meta.get("version")
+        if isinstance(version, int) and version > _FORMAT_VERSION:
+            raise InputError(f"{path} was written by a newer videoxai (video explanation format {version}; "
+                             f"this one reads format {_FORMAT_VERSION}): upgrade videoxai to read it")
+        _check_finite(arrays, f"{path} is not a valid video explanation", "VideoExplanation")
+        try:
+            lengths = [int(n) for n in arrays["window_lengths"]]
+            records = meta["windows"]
+            if len(records) != len(lengths) or sum(lengths) != arrays["window_frame_indices"].size \
+                    or sum(lengths) != arrays["window_temporal"].size or min(lengths, default=0) < 0:
+                raise ValueError("its windows' arrays and records do not match")
+            n = arrays["frame_indices"].shape
+            if any(arrays[k].shape[:1] != n for k in ("frames", "times", "spatial", "temporal")):
+                raise ValueError("its per-frame arrays have different numbers of frames")
+            cuts = np.cumsum(lengths)[:-1]
+            windows = [WindowResult(
+                index=r["index"], frame_indices=fi, start_s=r["start_s"], end_s=r["end_s"], target=r["target"],
+                label=r["label"], score=r["score"], predicted=r["predicted"], predicted_label=r["predicted_label"],
+                predicted_score=r["predicted_score"], temporal=t, cost=Cost.from_dict(r.get("cost", {})),
+                resolved_options=r.get("resolved_options", {}))
+                for r, fi, t in zip(records, np.split(arrays["window_frame_indices"], cuts),
+                                    np.split(arrays["window_temporal"], cuts))]
+            return cls(method=meta["method"], model=meta["model"], windows=windows, frames=arrays["frames"],
+                       frame_indices=arrays["frame_indices"], times=arrays["times"], spatial=arrays["spatial"],
+                       temporal=arrays["temporal"], fps=meta.get("fps"), source=meta.get("source"),
+                       options=meta.get("options", {}), meta=meta.get("meta", {}))
+        except KeyError as e:
+            raise InputError(f"{path} is not a videoxai video explanation file: it has no {e.args[0]!r}") from None
+        except (ValueError, TypeError, AttributeError) as e:
+            raise InputError(f"{path} is not a videoxai video explanation file: {e}") from None
 
     def __repr__(self) -> str:
         return (f"VideoExplanation(method={self.method!r}, model={self.model!r}, windows={len(self.windows)}, "
