@@ -110,7 +110,7 @@ def explain_cmd(
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Threshold/focus/smooth the maps (default: per method)."),
     start: Optional[str] = typer.Option(None, help="Where to start: seconds ('2.5s'), a player's time ('1:30') or a frame number ('60')."),
     end: Optional[str] = typer.Option(None, help="Where to stop (excluded): seconds ('7s'), a player's time ('1:45') or a frame number ('120')."),
-    window_stride: Optional[int] = typer.Option(None, "--window-stride", help="Explain sliding windows of the model's clip length over the whole video (or --start/--end), this many frames apart; the report gets a timeline."),
+    window_stride: Optional[int] = typer.Option(None, "--window-stride", help="Explain sliding windows of the model's clip length over the whole video (or --start/--end), this many frames apart; the report gets a timeline, and each method's windows are saved as METHOD.npz (vx.VideoExplanation.load)."),
     frame_step: int = typer.Option(1, "--frame-step", help="With --window-stride: use every N-th frame of the video."),
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
     option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable), e.g. -O n_steps=32; METHOD.KEY=VALUE gives it to one of several methods, e.g. -O rise.n_samples=500."),
