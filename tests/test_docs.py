@@ -242,3 +242,21 @@ def test_every_registered_method_and_metric_is_in_the_sites_tables():
     assert methods - site_methods == set(), "missing from docs/methods/index.md"
     assert methods - readme_methods == set(), "missing from the README's methods table"
     assert metrics - site_metrics == set(), "missing from docs/evaluation.md"
+
+
+def test_a_role_with_an_explicit_title_is_linked_and_shows_its_title(tmp_path):
+    # ":meth:`Explanation.save <videoxai.Explanation.save>`" reached the site as ':meth:' and the
+    # escaped text "Explanation.save &lt;videoxai.Explanation.save&gt;"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sphinx_roles", ROOT / "docs" / "hooks" / "sphinx_roles.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    page = tmp_path / "reference" / "timeline.html"
+    entries = {"videoxai.Explanation.save": tmp_path / "reference" / "index.html"}
+    html = ("As :meth:<code>Explanation.save &lt;videoxai.Explanation.save&gt;</code>, and "
+            ":func:<code>~videoxai.Explanation.save</code> or :class:<code>nowhere.Thing</code>.")
+    assert hook.link_roles(html, page, entries, {"Explanation.save": ["videoxai.Explanation.save"]}) == (
+        'As <a class="autorefs autorefs-internal" href="index.html#videoxai.Explanation.save"><code>'
+        'Explanation.save</code></a>, and <a class="autorefs autorefs-internal" '
+        'href="index.html#videoxai.Explanation.save"><code>save</code></a> or <code>nowhere.Thing</code>.')

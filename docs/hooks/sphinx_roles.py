@@ -2,8 +2,8 @@
 
 The docstrings are written for ``help()`` and Sphinx alike, and mkdocstrings renders a role as its
 name followed by a code span (":func:``~videoxai.Clip``"). After the build, every such pair in the
-site's pages becomes the code span alone — ``~`` showing the last part of the name, as Sphinx
-does — linked to the object's entry in the API reference where it has one: the full dotted name,
+site's pages becomes the code span alone — ``~`` showing the last part of the name and
+``title <name>`` the title, as Sphinx does — linked to the object's entry in the API reference where it has one: the full dotted name,
 else the one entry whose name ends with it (``.road``, ``InputError``, ``Clip.subclip``).
 """
 
@@ -13,7 +13,9 @@ import os
 import re
 from pathlib import Path
 
-_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj|const|py:\w+):<code>(~?)([\w.]+)</code>")
+#: a role and its code span: ``~name``, ``name``, or Sphinx's explicit title ``title <name>``
+_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj|const|py:\w+):<code>"
+                   r"(?:([^<&]+?) &lt;([\w.]+)&gt;|(~?)([\w.]+))</code>")
 _ID = re.compile(r'\bid="(videoxai[\w.]*)"')
 
 
@@ -37,8 +39,11 @@ def _resolve(target: str, entries: dict[str, Path], by_suffix: dict[str, list[st
 def link_roles(html: str, page: Path, entries: dict[str, Path], by_suffix: dict[str, list[str]]) -> str:
     """``html`` with each role and its code span replaced by the code span, linked where it resolves."""
     def replace(m: re.Match) -> str:
-        tilde, target = m.groups()
-        shown = target.rsplit(".", 1)[-1] if tilde else target.lstrip(".") if target.startswith(".") else target
+        title, titled, tilde, target = m.groups()
+        if title is not None:
+            shown, target = title, titled
+        else:
+            shown = target.rsplit(".", 1)[-1] if tilde else target.lstrip(".")
         code = f"<code>{shown}</code>"
         name = _resolve(target, entries, by_suffix)
         if name is None:
