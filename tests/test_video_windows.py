@@ -401,3 +401,14 @@ def test_cli_windows_write_each_methods_video_explanation_beside_the_report(vide
         again = vx.explain_video(model, video, "gradcam", window_stride=4, end="12", **options)
         np.testing.assert_allclose(saved.spatial, again.spatial, atol=1e-5)
         assert [w.label for w in saved.windows] == [w.label for w in again.windows]
+
+
+def test_the_library_workflow_saves_each_methods_windows_too(video, model, tmp_path):
+    # only the CLI wrote the npz: workflows.explain_video(window_stride=...) listed no "npz" file
+    from videoxai.workflows import explain_video as explain_to_folder
+
+    result = explain_to_folder(video, model, ["saliency"], tmp_path, window_stride=8, end="16")
+    assert result.files["npz"] == [tmp_path / "saliency.npz"]
+    saved = vx.VideoExplanation.load(result.files["npz"][0])
+    assert [list(w.frame_indices) for w in saved.windows] == [list(range(8)), list(range(8, 16))]
+    np.testing.assert_array_equal(saved.spatial, result.videos[0].spatial)

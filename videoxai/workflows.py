@@ -49,8 +49,9 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     options. A method's files are named after it (after the spec where two share a method).
 
     With ``window_stride``: sliding windows over the whole video (or ``[start, end)``), see
-    :func:`videoxai.timeline.explain_video`; writes ``<method>.mp4`` (the overlay of the whole
-    video) per method and ``report.html`` with the timeline.
+    :func:`videoxai.timeline.explain_video`; writes, per method, ``<method>.npz`` (the windows,
+    per-frame maps and times: :meth:`VideoExplanation.load <videoxai.timeline.VideoExplanation.load>`)
+    and ``<method>.mp4`` (the overlay of the whole video), and ``report.html`` with the timeline.
     """
     from .data.container import probe
     from .data.video import read_video
@@ -96,7 +97,7 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
     from .viz.overlay import overlay_frames, playback_fps
     from .viz.timeline_report import write_timeline_report
 
-    videos, files = [], {"overlay": []}
+    videos, files = [], {"npz": [], "overlay": []}
     stems = _file_stems(methods)
     for name in methods:
         if on_method:
@@ -105,6 +106,8 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
                             end=end, target=target, refine=refine, working_size=working_size,
                             **(options or {}).get(name, {}))
         videos.append(v)
+        # as the single-clip mode saves its explanation: the library's caller gets it too
+        files["npz"].append(v.save(out / f"{stems[name]}.npz"))
         # at the rate that plays the frames kept over the video's own time (--frame-step 2 kept
         # every other frame: at the source rate a 3 s video played in 1.5 s)
         files["overlay"].append(write_video(overlay_frames(v.frames, v.spatial), out / f"{stems[name]}.mp4",

@@ -157,13 +157,6 @@ def explain_cmd(
                                options=options,
                                on_method=lambda m: status.update(f"explaining with {m}…"))
     if result.videos:
-        # each method's windows, per-frame maps and times as {method}.npz, beside its overlay, as
-        # the single-clip mode saves its explanation (vx.VideoExplanation.load reads it back)
-        from ..workflows import _file_stems
-
-        stems = _file_stems(methods)
-        for name, v in zip(methods, result.videos):
-            v.save(out / f"{stems[name]}.npz")
         _window_summary(result.videos)
     else:
         _summary(result.explanations)
