@@ -97,7 +97,9 @@ class VideoExplanation:
         method, model: what explained what.
         windows: one :class:`WindowResult` per window, in order.
         frames: uint8 ``(N, h, w, 3)`` every explained source frame, at the display size.
-        frame_indices: ``(N,)`` their source indices (increasing); times: ``(N,)`` in seconds.
+        frame_indices: ``(N,)`` their source indices (increasing); times: ``(N,)`` in seconds,
+            or the frame indices again for frames without a rate (an array given with no
+            ``fps``), where the windows' ``start_s`` / ``end_s`` are ``None``.
         spatial: float32 ``(N, h, w)`` in [0, 1], the windows' maps averaged per frame.
         temporal: float32 ``(N,)`` importance relative to the frame's window (1 = the window's
             average), averaged over the windows that contain the frame.
