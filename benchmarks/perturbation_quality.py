@@ -56,7 +56,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 import videoxai as vx
-from videoxai.data.synthetic import SyntheticVideos, chance_rates
+from videoxai.data.synthetic import SyntheticVideos, chance_rates, evidence_options
+from videoxai.errors import InputError
 from videoxai.metrics.base import evaluate
 
 METHODS = ["staa", "shap_temporal", "lime", "occlusion", "rise", "ep2d", "ep3d", "step"]
@@ -149,15 +150,10 @@ def main() -> None:
         except (ValueError, SyntaxError):
             options[method][name] = value  # a bare word: a string (baseline=fade)
 
-    data: dict = {}
-    for flag, key, kind in (("--object-size", "object_size", float), ("--window", "window", int)):
-        text = getattr(args, key)
-        if text is not None:
-            try:
-                low, high = (kind(v) for v in text.split(","))
-            except ValueError:
-                ap.error(f"{flag} {text!r}: expected MIN,MAX")
-            data[key] = (low, high)
+    try:
+        data = evidence_options(args.object_size, args.window)
+    except InputError as e:
+        ap.error(str(e))
 
     model = vx.load_model(args.model)
     ds = SyntheticVideos(args.clips, split=args.split, seed=args.seed, num_frames=model.num_frames, **data)

@@ -45,7 +45,8 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 import videoxai as vx  # noqa: E402
-from videoxai.data.synthetic import SyntheticVideos, chance_rates  # noqa: E402
+from videoxai.data.synthetic import SyntheticVideos, chance_rates, evidence_options  # noqa: E402
+from videoxai.errors import InputError  # noqa: E402
 from videoxai.models.base import VideoModel  # noqa: E402
 from videoxai.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess  # noqa: E402
 from videoxai.stabn.designs import DESIGNS  # noqa: E402
@@ -354,15 +355,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--window", default=None, metavar="MIN,MAX",
                     help="frames the evidence is visible in (default the benchmark's 2,4; not for ST-ABN)")
     args = ap.parse_args(argv)
-    data: dict = {}
-    for flag, key, kind in (("--object-size", "object_size", float), ("--window", "window", int)):
-        text = getattr(args, key)
-        if text is not None:
-            try:
-                low, high = (kind(v) for v in text.split(","))
-            except ValueError:
-                ap.error(f"{flag} {text!r}: expected MIN,MAX")
-            data[key] = (low, high)
+    try:
+        data = evidence_options(args.object_size, args.window)
+    except InputError as e:
+        ap.error(str(e))
     # an option the chosen training does not use is refused: ignored, a --steps 10 trial run of
     # the ST-ABN trained its full 3 epochs
     unused = ({"--steps": args.steps, "--explain-clips": args.explain_clips,

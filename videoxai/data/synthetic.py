@@ -323,6 +323,22 @@ def _boxes(masks: np.ndarray) -> np.ndarray:
     return boxes.reshape(t, 4)
 
 
+def evidence_options(object_size: str | None = None, window: str | None = None) -> dict:
+    """``SyntheticVideos`` options from command-line text ``"MIN,MAX"`` (the scripts' ``--object-size``
+    and ``--window``): ``{"object_size": (0.3, 0.45), "window": (4, 8)}`` for those given;
+    :class:`InputError` naming the flag for text that is not two numbers."""
+    options: dict = {}
+    for flag, key, text, kind in (("--object-size", "object_size", object_size, float),
+                                  ("--window", "window", window, int)):
+        if text is not None:
+            try:
+                low, high = (kind(v) for v in text.split(","))
+            except ValueError:
+                raise InputError(f"{flag} {text!r}: expected MIN,MAX") from None
+            options[key] = (low, high)
+    return options
+
+
 def chance_rates(ds: SyntheticVideos, limit: int | None = None) -> dict[str, float]:
     """What a uniformly random guess scores on ``ds`` (the first ``limit`` clips, default all).
 
