@@ -632,3 +632,23 @@ def test_a_run_whose_weights_diverge_in_its_last_step_is_refused_not_saved(tmp_p
                                          r"lower the learning rate \(now inf\)$"):
         fit(build(num_classes=4, num_frames=4, input_size=32, backbone="tiny"), data, config, out=tmp_path)
     assert not (tmp_path / "model").exists() and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_edits_are_not_applied_to_other_videos_that_have_the_edited_clips_ids(edit_set):
+    # edits are matched to training clips by id (a folder's file names): fine-tuning on another
+    # folder whose videos are named alike applied each edit to another video without a word
+    from videoxai.stabn.knowledge import finetune, finetune_config
+
+    torch.manual_seed(0)
+    model = build(num_classes=4, num_frames=4, input_size=32).eval()
+    a, b = edit_set.items[:2]
+    edit_set.save_edit(a.key, [1.0, 1.0, 0.0, 0.0])
+    edit_set.save_edit(b.key, [0.0, 1.0, 1.0, 0.0])
+    data = open_dataset("synthetic:6", "train", num_frames=4, frame_size=(32, 32))
+    other = open_dataset("synthetic:6,seed=7", "train", num_frames=4, frame_size=(32, 32))
+    other.ids = list(data.ids)                                     # the same names, other videos
+    with pytest.raises(InputError, match=r"2 edited clips have other frames than when they were edited "
+                                         rf"\('{a.id}', '{b.id}'\): the edits in .* were made on synthetic"):
+        finetune(model, other, edit_set, config=finetune_config(epochs=1, batch_size=3))
+    # the clips that were edited: fine-tuned (an id not in the data is left to edit_targets)
+    assert len(finetune(model, data, edit_set, config=finetune_config(epochs=1, batch_size=3)).history) == 1

@@ -40,7 +40,7 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -372,6 +372,37 @@ def check_collection(edits: EditSet, model: STABNVideoModel) -> None:
                          "clips were collected from")
 
 
+#: mean absolute difference (uint8 levels) above which a clip is not the one that was edited:
+#: the same video decoded again (another PyAV or FFmpeg build) differs by a level or two, another
+#: video by tens
+OTHER_FRAMES = 8.0
+
+
+def check_edited_frames(edits: EditSet, data: ClipSet, edited: Iterable[str]) -> None:
+    """Refuse edits matched to clips of ``data`` whose frames are not the ones the person edited.
+
+    Edits are matched to training clips by clip id (a file name for a folder): fine-tuning with
+    ``--data`` another folder whose videos are named alike applied each edit to another video.
+    Each edited clip's frames (``edited``: their ids), as collected, are compared with
+    ``data``'s at that id."""
+    index = data.index_of()
+    edited = set(edited)
+    other = []
+    for item in edits.items:
+        i = index.get(item.id)
+        if item.id not in edited or i is None:
+            continue
+        frames, _ = edits.clip(item.key)
+        now = data.frames[i]
+        if frames.shape != now.shape or float(np.abs(frames.astype(np.float32) - now.astype(np.float32)).mean()) > OTHER_FRAMES:
+            other.append(item.id)
+    if other:
+        shown = ", ".join(map(repr, other[:3])) + (f" and {len(other) - 3} more" if len(other) > 3 else "")
+        raise InputError(f"{data.spec}: {len(other)} edited clips have other frames than when they were edited "
+                         f"({shown}): the edits in {edits.directory} were made on {edits.data}; fine-tune on that "
+                         "data, or collect and edit this data's clips")
+
+
 def training_data(model: STABNVideoModel) -> str | None:
     """The dataset spec ``model`` was trained on (for a fine-tuned model: fine-tuned on), as its
     ``videoxai.json`` records it (``vx.load_model`` keeps that as ``model.metadata``); ``None``
@@ -561,6 +592,8 @@ def finetune(model: STABNVideoModel, data: ClipSet, edits: EditSet | dict[str, T
     edit_map = edits.edits() if isinstance(edits, EditSet) else dict(edits)
     if not edit_map:
         raise InputError("no saved edits: edit some clips first (`videoxai stabn edit`)")
+    if isinstance(edits, EditSet):
+        check_edited_frames(edits, data, edit_map)
     kind = temporal_loss_kind(temporal_loss, model.config.temporal_norm)
     targets = edit_targets(data, edit_map, gamma_t, kind)
     if edited_only:
