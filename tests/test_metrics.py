@@ -452,6 +452,29 @@ def test_bad_option_values_are_option_errors_naming_the_metric(spec, message):
         build(spec)
 
 
+@pytest.mark.parametrize("name", ["deletion", "insertion", "faithfulness", "monotonicity"])
+def test_an_option_of_another_unit_is_refused_naming_it_and_the_unit(name):
+    """``deletion(unit=frame, grid=3)`` was accepted and scored whole frames, as
+    ``deletion(unit=frame)``, under a key of its own: one curve twice in the report."""
+    import re
+
+    from videoxai.options import OptionError
+
+    for option, value, owner in (("grid", 3, "patch"), ("segments", 40, "superpixel")):
+        for unit in ("pixel", "patch", "superpixel", "frame"):
+            spec = f"{name}(unit={unit}, {option}={value})"
+            if unit == owner:   # its own unit takes it, and it is part of the key
+                assert f"{option}={value}" in build(spec).spec
+                continue
+            with pytest.raises(OptionError, match=re.escape(
+                    f"metric '{name}': option {option}={value} applies to unit={owner} only; unit={unit} "
+                    f"ignores it (drop it, or use unit={owner})")):
+                build(spec)
+        # the default value changes nothing, whatever the unit (the key leaves it out)
+        assert build(f"{name}(unit=frame, {option}={build(name).options[option]})").spec == \
+            build(f"{name}(unit=frame)").spec
+
+
 def test_a_count_larger_than_the_clip_names_the_metric_and_the_range(frame_case):
     from videoxai.options import OptionError
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..options import OptionError
 from ..explanation import Explanation
 from ..models.base import VideoModel
 from ..models.preprocess import Preprocess
@@ -134,7 +135,17 @@ class UnitMetric(Metric):
     seed: int
 
     def _units(self, unit: str, grid: int, segments: int, batch_size: int, seed: int) -> None:
-        """Store the unit options (parsed and range-checked from the subclass's declarations)."""
+        """Store the unit options (parsed and range-checked from the subclass's declarations).
+
+        An option of another unit is refused: ``deletion(unit=frame, grid=3)`` scored whole frames
+        as ``deletion(unit=frame)`` does, under a key of its own, so the report showed one curve
+        twice, as if the lattice had been tried and had changed nothing.
+        """
+        declared = self.declared_options()
+        for option, value, owner in (("grid", grid, "patch"), ("segments", segments, "superpixel")):
+            if unit != owner and value != declared[option].default:
+                raise OptionError(f"{self._owner()}: option {option}={value} applies to unit={owner} only; "
+                                  f"unit={unit} ignores it (drop it, or use unit={owner})")
         self.unit, self.grid, self.segments, self.batch_size, self.seed = unit, grid, segments, batch_size, seed
 
     def unit_order(self, model: VideoModel, clip: torch.Tensor, explanation: Explanation,
