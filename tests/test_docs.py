@@ -260,3 +260,104 @@ def test_a_role_with_an_explicit_title_is_linked_and_shows_its_title(tmp_path):
         'As <a class="autorefs autorefs-internal" href="index.html#videoxai.Explanation.save"><code>'
         'Explanation.save</code></a>, and <a class="autorefs autorefs-internal" '
         'href="index.html#videoxai.Explanation.save"><code>save</code></a> or <code>nowhere.Thing</code>.')
+
+
+_FENCED = re.compile(r"^ *```[^\n]*\n(.*?)^ *```", re.S | re.M)
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
+_COMMAND = re.compile(r"(?:videoxai|python3? (?:scripts|benchmarks)/\w+\.py)(?=\s|$)")
+_OPTION = re.compile(r"(?<![\w/.:=-])(--?[A-Za-z][\w-]*)")
+
+
+def command_lines(text: str) -> list[tuple[int, str]]:
+    """``(line, command)`` of every ``videoxai …`` and ``python scripts/….py …`` / ``python
+    benchmarks/….py …`` the text quotes: lines of fenced blocks (``\\`` continuations joined,
+    comments dropped), lines of indented blocks, and code spans (which may wrap lines in prose)."""
+    found = []
+    for m in _FENCED.finditer(text):
+        first = text[:m.start(1)].count("\n") + 1
+        lines = m.group(1).split("\n")
+        for i, line in enumerate(lines):
+            line = line.strip().removeprefix("$ ")
+            if _COMMAND.match(line):
+                for more in lines[i + 1:]:
+                    if not line.endswith("\\"):
+                        break
+                    line = f"{line[:-1]} {more.strip()}"
+                found.append((first + i, line.split(" #")[0]))
+    prose = _FENCED.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    for m in re.finditer(r"^ {4,}(videoxai .*)$", prose, re.M):
+        found.append((prose[:m.start()].count("\n") + 1, m.group(1).split(" #")[0]))
+    for m in _CODE_SPAN.finditer(prose):
+        span = " ".join(m.group(2).split())
+        if _COMMAND.match(span):
+            found.append((prose[:m.start()].count("\n") + 1, span))
+    return found
+
+
+def _cli_options() -> tuple[object, callable]:
+    """The ``videoxai`` command tree (Click) and a function giving one command's option names."""
+    import typer
+
+    from videoxai.cli import app
+
+    def names(command) -> set[str]:
+        return {o for p in command.params for o in [*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ())]
+                if o.startswith("-")} | {"--help", "--debug"}   # --debug: main() takes it anywhere
+    return typer.main.get_command(app), names
+
+
+def wrong_options(command: str, cli, names) -> list[str]:
+    """The options of a quoted command line that its command does not have (or a subcommand
+    that does not exist). Quoted values (``--methods "a,b(x=1)"``) are not read as options."""
+    words = command.split()
+    if words[0] == "videoxai":
+        cmd, i = cli, 1
+        while hasattr(cmd, "commands") and i < len(words) and words[i] in cmd.commands:
+            cmd, i = cmd.commands[words[i]], i + 1
+        if hasattr(cmd, "commands") and i < len(words) and words[i] not in ("...", "…"):
+            return [f"no command {' '.join(words[:i + 1])!r}"]
+        known, rest = names(cmd), words[i:]
+    else:  # a script's argparse options, read from its source (importing it would run a benchmark's imports)
+        source = (ROOT / words[1]).read_text(encoding="utf-8")
+        known, rest = set(re.findall(r"add_argument\(\s*\"(-[\w-]+)\"", source)) | {"--help", "-h"}, words[2:]
+    rest = re.sub(r"\"[^\"]*\"|'[^']*'", "", " ".join(rest))
+    return [o for o in _OPTION.findall(rest) if o not in known]
+
+
+def test_every_command_line_option_in_the_docs_exists():
+    """Every ``videoxai …`` command and script command line the README and the site quote names
+    options its command has: a renamed or removed flag leaves commands that fail for the reader."""
+    cli, names = _cli_options()
+    pages = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+    commands, options, wrong = 0, 0, []
+    for page in pages:
+        for line, command in command_lines(page.read_text(encoding="utf-8")):
+            commands += command.startswith("videoxai")
+            options += len(_OPTION.findall(command))
+            if bad := wrong_options(command, cli, names):
+                wrong.append(f"{page.relative_to(ROOT)}:{line}: {command}: {bad}")
+    assert not wrong, "\n".join(wrong)
+    assert commands >= 60 and options >= 150, f"only {commands} commands, {options} options found"
+    # a backticked option in prose (`--window-stride`) is one of some command's or script's
+    known = set()
+    stack = [cli]
+    while stack:
+        cmd = stack.pop()
+        known |= names(cmd)
+        stack += getattr(cmd, "commands", {}).values()
+    for script in [*(ROOT / "scripts").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        known |= set(re.findall(r"add_argument\(\s*\"(-[\w-]+)\"", script.read_text(encoding="utf-8")))
+    for page in pages:
+        prose = _FENCED.sub("", page.read_text(encoding="utf-8"))
+        for m in _CODE_SPAN.finditer(prose):
+            if m.group(2).startswith("-"):
+                wrong += [f"{page.relative_to(ROOT)}: `{m.group(2)}`: {o}"
+                          for o in _OPTION.findall(re.sub(r"\"[^\"]*\"|'[^']*'", "", m.group(2))) if o not in known]
+    assert not wrong, "\n".join(wrong)
+    # the check itself: a misspelt option, in a wrapped span, a continued line or a script, is caught
+    text = ("Run `videoxai explain clip.mp4\n--window-strides 8`, or\n\n```bash\nvideoxai stabn train --out x \\\n"
+            "    --epoch 3   # three\npython benchmarks/staa_overhead.py --repeat 3\nvideoxai stabn trian\n```\n")
+    found = command_lines(text)
+    assert [line for line, _ in found] == [5, 7, 8, 1]
+    assert [wrong_options(c, cli, names) for _, c in found] == [
+        ["--epoch"], ["--repeat"], ["no command 'videoxai stabn trian'"], ["--window-strides"]]
