@@ -159,6 +159,36 @@ def test_a_different_evaluation_in_the_same_directory_is_refused(model_dir, tmp_
     assert (again.computed, again.skipped) == (0, 1)
 
 
+def test_more_synthetic_clips_in_the_same_directory_computes_only_the_added_ones(model_dir, tmp_path):
+    """`--data synthetic:2` then `--data synthetic:3` on one --out was refused as "a different
+    evaluation"; clip i of synthetic:N is the same clip for every N (checked here by content), so
+    the larger run computes the added clip only, and its results equal a fresh run's."""
+    first = evaluate(model_dir, "synthetic:2", "random", "energy", tmp_path, backend="inline", progress=False,
+                     report=False)
+    assert first.computed == 2
+    a, b = load_dataset("synthetic:2"), load_dataset("synthetic:3")
+    for i in range(2):
+        assert a.key(i) == b.key(i)
+        np.testing.assert_array_equal(a[i].clip.frames, b[i].clip.frames)
+        np.testing.assert_array_equal(a[i].masks, b[i].masks)
+    more = evaluate(model_dir, "synthetic:3", "random", "energy", tmp_path, backend="inline", progress=False,
+                    report=False)
+    assert (more.computed, more.skipped) == (1, 2)
+    fresh = evaluate(model_dir, "synthetic:3", "random", "energy", tmp_path / "fresh", backend="inline",
+                     progress=False, report=False)
+    assert_same_results(more, fresh)
+    # fewer clips again: nothing to compute, and the file still names the clips it holds
+    fewer = evaluate(model_dir, "synthetic:1", "random", "energy", tmp_path, backend="inline", progress=False,
+                     report=False)
+    assert (fewer.computed, fewer.skipped) == (0, 1)
+    with ResultStore(more.database) as store:
+        assert store.meta()["data"] == "synthetic:3"
+    # another seed or split is other clips under other keys: still refused
+    for other in ("synthetic:3,seed=1", "synthetic:3,split=val"):
+        with pytest.raises(InputError, match=re.escape(f"(data: stored 'synthetic:3', now '{other}')")):
+            evaluate(model_dir, other, "random", "energy", tmp_path, backend="inline", progress=False, report=False)
+
+
 def test_bad_runner_arguments(model_dir, tmp_path):
     with pytest.raises(UnknownMethodError, match="unknown method 'nope'"):
         evaluate(model_dir, "synthetic:1", "nope", "energy", tmp_path, backend="inline")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..data.datasets import EvalDataset, EvalSample, SamplesDataset
+from ..errors import VideoXAIError
 
 
 def fingerprints(dataset: EvalDataset, n_videos: int) -> dict[str, str]:
@@ -47,6 +48,28 @@ def fingerprints(dataset: EvalDataset, n_videos: int) -> dict[str, str]:
             digest = hashlib.blake2b(json.dumps(notes, default=_plain).encode(), digest_size=8).hexdigest()
             out[key] = f"file:{stat.st_size}:{stat.st_mtime_ns}:{digest}"
     return out
+
+
+def same_data(stored: str, now: str) -> bool:
+    """Whether the data spec ``now`` names the clips whose results were stored under ``stored``
+    (both canonical, as :func:`~videoxai.data.datasets.load_dataset` writes them): the same spec,
+    or two ``synthetic:`` specs that differ in their clip count only.
+
+    A synthetic clip is a pure function of its split, seed and index, and its key names all three
+    (``synthetic:test:0/5``), whatever ``N`` it was drawn with: the first 6 clips of
+    ``synthetic:8`` are the clips of ``synthetic:6``, pixel for pixel. Raising ``N`` (as
+    ``clips=N`` or ``limit``) was refused as "a different evaluation"; it computes the added
+    clips. Another split or seed is other clips, and still refused.
+    """
+    if stored == now:
+        return True
+    from ..data.datasets import parse_data_spec
+
+    try:
+        (kind_a, _, options_a), (kind_b, _, options_b) = parse_data_spec(stored), parse_data_spec(now)
+    except VideoXAIError:   # not a spec (an old file's 'samples'): only the same text is the same data
+        return False
+    return kind_a == kind_b == "synthetic" and options_a == options_b
 
 
 def _plain(value):
@@ -95,4 +118,4 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return "blake2b:" + h.hexdigest()
 
 
-__all__ = ["fingerprints", "sample_fingerprint", "weights_fingerprint"]
+__all__ = ["fingerprints", "same_data", "sample_fingerprint", "weights_fingerprint"]

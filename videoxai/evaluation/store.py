@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InputError
+from ..data.datasets import parse_data_spec
 from .canonical import canonicalise
+from .fingerprint import same_data
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -148,11 +150,16 @@ class ResultStore:
         """Record the run's identity, or check that it matches the one already stored."""
         stored = self.meta()
         clash = {k: (stored[k], identity.get(k)) for k in IDENTITY_KEYS
-                 if k in stored and stored[k] != identity.get(k)}
+                 if k in stored and stored[k] != identity.get(k)
+                 and not (k == "data" and same_data(stored[k], identity.get(k)))}
         if clash:
             what = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in clash.items())
             raise InputError(f"{self.path} holds results of a different evaluation ({what}); "
                              "use another output directory")
+        if "data" in stored and stored["data"] != identity.get("data"):
+            # synthetic:N of another N (same_data): the file names the larger set of clips it may hold
+            counts = {spec: int(parse_data_spec(spec)[1]) for spec in (stored["data"], identity["data"])}
+            identity = {**identity, "data": max(counts, key=counts.get)}
         with self.db:
             for k, v in identity.items():
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
