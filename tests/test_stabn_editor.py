@@ -736,3 +736,46 @@ def test_a_saved_edit_reaches_the_disk_before_it_replaces_the_old_one(client, ed
     new, old = synced[0]
     assert json.loads(new)["levels"] == [0.5] * 8 and json.loads(old)["levels"] == [1.0] * 8
     assert path.read_bytes() == new
+
+
+def test_a_save_killed_before_its_rename_leaves_no_temporary_file_behind_for_good(client, edit_set, monkeypatch):
+    """A process killed (SIGKILL, power cut) while it saved an edit left its temporary file
+    (``.KEY.json.<hex>.tmp``, complete or cut short) beside the edits for good: its ``finally``
+    never ran. The next start, or the next save, removes such files once they are older than a
+    live save's (a younger one may be a concurrent save's), and they are never read as edits."""
+    import os
+    from pathlib import Path
+
+    import videoxai.stabn.atomic as atomic
+
+    class Killed(BaseException):
+        pass
+
+    def killed(fd):
+        raise Killed
+
+    a, b, c = (it.key for it in edit_set.items)
+    edits = edit_set.directory / "edits"
+    for key in (a, b):  # killed between the write and the rename: no finally runs after SIGKILL
+        with monkeypatch.context() as m:
+            m.setattr(atomic.os, "fsync", killed)
+            m.setattr(Path, "unlink", lambda self, missing_ok=False: None)
+            with pytest.raises(Killed):
+                edit_set.save_edit(key, [1.0] * 8)
+    stale, young = sorted(edits.iterdir(), key=lambda p: not p.name.startswith(f".{a}.json."))
+    assert json.loads(stale.read_text())["levels"] == [1.0] * 8  # a whole edit, under no edit's name
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    others = [edits / ".notes.tmp", edits / f"{a}.json.tmp", edits / f".{a}.json.{'z' * 32}.tmp"]  # not its names
+    for p in others:
+        p.write_text("{}")
+        os.utime(p, (hour_ago, hour_ago))
+    # never read as edits: not by the page, nor by fine-tuning
+    assert not any(clip["edited"] for clip in client.get("/api/collection").json()["clips"])
+    assert client.get(f"/api/clips/{a}").json()["levels"] is None and edit_set.edits() == {}
+
+    EditSet.open(edit_set.directory)  # the next start: the dead save's file goes, a live one's stays
+    assert not stale.exists() and young.exists() and all(p.exists() for p in others)
+    os.utime(young, (hour_ago, hour_ago))
+    assert client.put(f"/api/clips/{c}/edit", json={"levels": [0.5] * 8}).status_code == 200  # the next save
+    assert sorted(p.name for p in edits.iterdir()) == sorted([f"{c}.json"] + [p.name for p in others])

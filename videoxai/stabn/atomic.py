@@ -5,8 +5,17 @@ one, never a part of one: the model's edits, the edit set's collection, a traini
 from __future__ import annotations
 
 import os
+import re
+import time
 import uuid
 from pathlib import Path
+
+#: the temporary name :func:`write_atomically` writes ``name`` through: ``.name.<32 hex>.tmp``
+TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
+#: seconds after which a temporary file of :func:`write_atomically` is a dead writer's: a live
+#: write renames its file within the time of one write and one fsync (milliseconds; seconds on a
+#: slow network disk), so an older one was left by a process killed mid-write (SIGKILL, power cut)
+STALE_AFTER = 600.0
 
 
 def write_atomically(path: Path, data: str | bytes) -> None:
@@ -15,7 +24,9 @@ def write_atomically(path: Path, data: str | bytes) -> None:
     editor saves from a thread pool) each rename a complete file of their own — the last rename
     wins. A shared temporary name let one writer rename the other's file away (a 500) or rename a
     mix of both. The data reach the disk before the rename: after a power cut, a rename that
-    outlived its data left an empty file under the final name (XFS, ext4 ``data=writeback``)."""
+    outlived its data left an empty file under the final name (XFS, ext4 ``data=writeback``).
+    A process killed before the rename leaves the temporary file (``.NAME.<hex>.tmp``, see
+    :data:`TEMPORARY`): :func:`remove_stale_temporaries` removes it later."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         if isinstance(data, str):
@@ -32,4 +43,30 @@ def write_atomically(path: Path, data: str | bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-__all__ = ["write_atomically"]
+def remove_stale_temporaries(directory: Path, older_than: float = STALE_AFTER) -> list[Path]:
+    """Remove the temporary files :func:`write_atomically` left in ``directory`` when its process
+    was killed before the rename (a SIGKILL, a power cut: its ``finally`` never ran), and return
+    them. Only names of :data:`TEMPORARY`'s pattern, and only those last written more than
+    ``older_than`` seconds ago: a younger one may be a concurrent writer's (another thread, another
+    editor on the same edit set), whose rename would fail without it. Best effort: a directory
+    that is missing or read-only, or a file removed meanwhile, is left as it is."""
+    removed: list[Path] = []
+    deadline = time.time() - older_than
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:  # no such directory, not a directory, not readable
+        return removed
+    for entry in entries:
+        if not TEMPORARY.fullmatch(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_mtime > deadline:
+                continue
+            os.unlink(entry.path)
+        except OSError:  # removed by another cleaner meanwhile, or a read-only edit set
+            continue
+        removed.append(Path(entry.path))
+    return removed
+
+
+__all__ = ["write_atomically", "remove_stale_temporaries", "TEMPORARY", "STALE_AFTER"]

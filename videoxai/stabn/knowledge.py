@@ -47,7 +47,7 @@ import torch
 
 from ..npz import read_npz
 from ..errors import InputError
-from .atomic import write_atomically
+from .atomic import remove_stale_temporaries, write_atomically
 from .data import ClipSet, recorded_spec
 from .evaluate import eval_mode, predict
 from .loop import TrainResult, check_data, fit
@@ -220,7 +220,15 @@ class EditSet:
                     raise InputError(f"{path}: clip {what} {value!r} is listed twice; collect again with "
                                      "`videoxai stabn collect`")
                 seen.add(value)
+        es.remove_stale_temporaries()
         return es
+
+    def remove_stale_temporaries(self) -> None:
+        """Remove what a process killed while writing into the edit set left (an editor's save, a
+        collect's archive or collection: ``.NAME.<hex>.tmp``, :func:`~.atomic.remove_stale_temporaries`);
+        hidden and never read as an edit, they piled up beside the edits, one per crash."""
+        for folder in (self.directory, self.directory / "edits", self.directory / "clips"):
+            remove_stale_temporaries(folder)
 
     def write_collection(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -333,6 +341,8 @@ class EditSet:
             raise InputError(f"clip {key} has {self.num_frames} frames, got {len(levels)} levels")
         edit = TemporalEdit(id=it.id, levels=list(levels), label=it.label)
         edit.save(self.edit_path(key))
+        # an editor that runs for days: what a crashed one (or another process) left meanwhile
+        remove_stale_temporaries(self.edit_path(key).parent)
         return edit
 
     def delete_edit(self, key: str) -> bool:
