@@ -665,3 +665,120 @@ def test_randomisation_cascades_from_the_output_in_the_order_the_network_runs():
                                                      explain_fn=explain_fn)
     assert score.details["first_module_per_stage"] == ["head", "conv"]
     assert changed == [["head"], ["head", "conv"]]
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv3d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout)
+        self.conv2, self.bn2 = nn.Conv3d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm3d(cout)
+        self.shortcut = nn.Conv3d(cin, cout, 1, bias=False)
+
+    def forward(self, x):
+        # the shortcut runs first here, though it is registered last
+        skip = self.shortcut(x)
+        return torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x))))) + skip)
+
+
+class Residual3d(nn.Module):
+    """A small 3D CNN with a residual block; its classifier head is registered before the stem."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(6, 3)
+        self.stem = nn.Conv3d(3, 4, 3, padding=1)
+        self.block = ResidualBlock(4, 6)
+        with torch.no_grad():                        # batch norms as trained (a re-draw sets weight 1, bias 0)
+            for bn in (self.block.bn1, self.block.bn2):
+                bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.1, 0.1), bn.running_var.uniform_(0.5, 2)
+
+    def forward(self, x):
+        return self.head(self.block(torch.relu(self.stem(x))).mean((2, 3, 4)))
+
+
+class TokenNet(nn.Module):
+    """timm style: the root owns the class token and position table it adds after the patch
+    embedding, and its transformer layer's attention uses ``out_proj`` without calling it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patch = nn.Conv3d(3, 8, (1, 7, 7), stride=(1, 7, 7))
+        self.cls = nn.Parameter(torch.randn(1, 1, 8) * 0.02)
+        self.pos = nn.Parameter(torch.randn(1, 1 + T * 3 * 4, 8) * 0.02)
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], 1) + self.pos
+        return self.head(self.layer(tokens)[:, 0])
+
+
+def weights(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def test_randomisation_of_a_wrapped_residual_cnn_goes_from_the_head_to_the_stem_and_leaves_it_as_it_was():
+    torch.manual_seed(1)
+    net = Residual3d().eval()
+    model = vx.wrap(net, num_frames=T, input_size=(20, 28), mean=(0.5,) * 3, std=(0.25,) * 3, num_classes=3)
+    clip = vx.Clip.from_array(np.random.default_rng(0).random((T, 21, 29, 3)).astype(np.float32))
+    before = weights(net)
+    order = ["head", "block.bn2", "block.conv2", "block.bn1", "block.conv1", "block.shortcut", "stem"]
+    redrawn = []
+
+    def explain_fn(randomised, target=0, clip=None):
+        redrawn.append([name for name in order if not torch.equal(randomised.net.get_submodule(name).weight,
+                                                                  net.get_submodule(name).weight)])
+        return a_map()[:, :21, :29]
+
+    score = build("randomisation(stages=None, seeds=1)")(model, clip, a_map()[:, :21, :29], target=0,
+                                                        explain_fn=explain_fn)
+    assert score.details["first_module_per_stage"] == order
+    assert redrawn == [order[:k] for k in range(1, len(order) + 1)]
+    # four stages: the head first, the stem in the last
+    four = build("randomisation(stages=4, seeds=1)")(model, clip, a_map()[:, :21, :29], target=0,
+                                                    explain_fn=lambda m, target=0, clip=None: a_map()[:, :21, :29])
+    assert four.details["first_module_per_stage"][0] == "head" and redrawn[-1][-1] == "stem"
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_randomisation_places_a_modules_own_parameters_where_the_pass_uses_them():
+    # the order a module's call ended in put the root's class token and positions (added at the
+    # input end) in the first stage, as if they were the classifier, and the attention's out_proj,
+    # which nn.MultiheadAttention uses without calling it, in the last, after the patch embedding
+    torch.manual_seed(0)
+    net = TokenNet().eval()
+    model = vx.wrap(net, num_frames=T, input_size=(21, 28), mean=(0.5,) * 3, std=(0.25,) * 3, num_classes=3)
+    clip = vx.Clip.from_array(np.random.default_rng(0).random((T, 21, 29, 3)).astype(np.float32))
+    score = build("randomisation(stages=None, seeds=1)")(model, clip, a_map()[:, :21, :29], target=0,
+                                                        explain_fn=lambda m, target=0, clip=None: a_map()[:, :21, :29])
+    assert score.details["first_module_per_stage"] == [
+        "head", "layer.norm2", "layer.linear2", "layer.linear1", "layer.norm1", "layer.self_attn.out_proj",
+        "layer.self_attn", "", "patch"]
+
+
+def test_a_randomisation_check_that_fails_midway_leaves_the_model_as_it_was():
+    torch.manual_seed(1)
+    net = Residual3d().eval()
+    for p in net.stem.parameters():
+        p.requires_grad_(False)                      # a frozen stem stays frozen
+    model = vx.wrap(net, num_frames=T, input_size=(20, 28), mean=(0.5,) * 3, std=(0.25,) * 3, num_classes=3)
+    clip = vx.Clip.from_array(np.random.default_rng(0).random((T, 21, 29, 3)).astype(np.float32))
+    exp = vx.explain(model, clip, method="saliency")
+    before, calls = weights(net), []
+
+    def explain_fn(randomised, target=0, clip=None):
+        calls.append(1)
+        if len(calls) == 3:                          # stage 3 of 4: the head and the block partly re-drawn
+            raise RuntimeError("out of memory")
+        return a_map()[:, :21, :29]
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        build("randomisation(stages=4, seeds=2)")(model, clip, exp, explain_fn=explain_fn)
+    after = net.state_dict()
+    assert after.keys() == before.keys()
+    assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+    assert [p.requires_grad for p in net.parameters()] == [True, True, False, False] + [True] * 7
+    assert not any(m.training for m in net.modules())
+    assert vx.explain(model, clip, method="saliency").spatial.tolist() == exp.spatial.tolist()

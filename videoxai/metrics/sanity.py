@@ -3,7 +3,7 @@
 An explanation that does not change when the model's weights are destroyed does not explain the
 model. On a **deep copy** of the model (the user's model is never touched), the modules that own
 parameters are re-initialised from the output end towards the input (in the order a forward pass
-on the clip leaves them), in ``stages`` cumulative stages; after each stage the explanation is
+on the clip uses their parameters), in ``stages`` cumulative stages; after each stage the explanation is
 recomputed (same method, options and target) and compared with the original by Spearman's rank
 correlation over the voxels the model sees.
 
@@ -27,6 +27,7 @@ from typing import Annotated, Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..errors import InputError
 from ..explanation import Explanation
@@ -35,40 +36,63 @@ from ..options import Opt
 from .base import Metric, ReinitSeed, Score, register, view_mask
 
 
+class _FirstReads(TorchDispatchMode):
+    """Records, for each module, the index of the first operation (below autograd: TorchScript's
+    and fused kernels' included) that reads one of the module's own parameters."""
+
+    def __init__(self, owners: dict[int, list[int]]) -> None:
+        super().__init__()
+        self.owners = owners                               # id(parameter) -> ids of the modules owning it
+        self.first: dict[int, int] = {}                    # id(module) -> index of its first operation
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for a in _leaves((args, kwargs)):
+            for owner in self.owners.get(id(a), ()):
+                self.first.setdefault(owner, self.ops)
+        self.ops += 1
+        return func(*args, **kwargs)
+
+
+def _leaves(tree) -> list:
+    if isinstance(tree, (list, tuple)):
+        return [leaf for item in tree for leaf in _leaves(item)]
+    if isinstance(tree, dict):
+        return [leaf for item in tree.values() for leaf in _leaves(item)]
+    return [tree]
+
+
 def parameter_modules(net: nn.Module, run: Callable[[], object] | None = None) -> list[tuple[str, nn.Module]]:
     """Modules that own parameters directly, from the output end to the input end.
 
-    With ``run`` (one forward pass of ``net``), in the order the pass leaves them, reversed; the
-    modules it never reaches (they change nothing) come last. Without it, or where a module takes
-    no hooks (TorchScript), registration order reversed: the forward order across a network's
-    layers, but not always within one (a Hugging Face TimeSformer layer registers its spatial
-    attention and MLP before the temporal attention it runs first).
+    With ``run`` (one forward pass of ``net``), in the order the pass first reads each module's own
+    parameters, reversed (modules first read by the same operation, a fused kernel's: registration
+    order, reversed); the modules whose parameters it never reads (they change nothing) come last.
+    A module's own parameters are placed where they are used, not where the module's call ends: a
+    root module's class token and position table (timm style) are at the input end though its call
+    ends last, and ``nn.MultiheadAttention`` uses its ``out_proj`` without calling it. Without
+    ``run``, registration order reversed: the forward order across a network's layers, but not
+    always within one (a Hugging Face TimeSformer layer registers its spatial attention and MLP
+    before the temporal attention it runs first).
     """
     mods = [(n, m) for n, m in net.named_modules() if any(True for _ in m.parameters(recurse=False))]
     if run is None:
         return mods[::-1]
-    left: dict[int, int] = {}                              # id(module) -> when its forward ended
-
-    def ended(module: nn.Module, args, out) -> None:      # returns None: the output is left as it is
-        left.setdefault(id(module), len(left))
-
-    hooks = []
-    try:
-        for _, m in mods:
-            hooks.append(m.register_forward_hook(ended))
-        with torch.no_grad():
-            run()
-    except RuntimeError:
-        if len(hooks) == len(mods):   # the network's own error on the clip
-            raise
-        left.clear()                  # a TorchScript module takes no hooks: registration order
-    finally:
-        for h in hooks:
-            h.remove()
-    if not left:
+    owners: dict[int, list[int]] = {}
+    for _, m in mods:
+        for p in m.parameters(recurse=False):
+            owners.setdefault(id(p), []).append(id(m))
+    reads = _FirstReads(owners)
+    # with autograd on, as a gradient method runs it: PyTorch's fused transformer-layer kernel
+    # (taken without gradients) reads a whole layer's parameters in one operation
+    with torch.enable_grad(), reads:
+        run()
+    if not reads.first:
         return mods[::-1]
-    reached = sorted((m for m in mods if id(m[1]) in left), key=lambda m: left[id(m[1])])
-    return reached[::-1] + [m for m in mods[::-1] if id(m[1]) not in left]
+    order = {id(m): i for i, (_, m) in enumerate(mods)}
+    reached = sorted((m for m in mods if id(m[1]) in reads.first), key=lambda m: (reads.first[id(m[1])], order[id(m[1])]))
+    return reached[::-1] + [m for m in mods[::-1] if id(m[1]) not in reads.first]
 
 
 def reinitialise(module: nn.Module, seed: int) -> None:
@@ -93,8 +117,8 @@ def reinitialise(module: nn.Module, seed: int) -> None:
 def cascade(model: VideoModel, stages: int | None, seed: int, clip: torch.Tensor | None = None):
     """Yield ``(stage, names, randomised_copy)``: one deep copy, randomised further at each stage.
 
-    With ``clip`` (pixels ``(1, T, 3, H, W)``), the modules are ordered by a forward pass on it
-    (:func:`parameter_modules`); without, by registration."""
+    With ``clip`` (pixels ``(1, T, 3, H, W)``), the modules are ordered by where a forward pass on
+    it uses their parameters (:func:`parameter_modules`); without, by registration."""
     # copied outside autograd: a TorchScript module's deep copy clones its parameters as graph
     # nodes (not leaves), which a gradient method re-run on the copy cannot freeze (RuntimeError
     # 'you can only change requires_grad flags of leaf variables'); each flag is then put back
