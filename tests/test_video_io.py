@@ -601,6 +601,37 @@ def test_times_count_from_the_first_frame_without_rounding_error(tmp_path):
     assert times[13] == 0.52 and times[0] == 0.0
 
 
+@pytest.mark.parametrize("second_at", [10.0, 4.0, 200.0])
+def test_recordings_joined_end_to_end_are_read_on_one_timeline(tmp_path, monkeypatch, second_at):
+    """Two MPEG-TS recordings joined end to end (``cat a.ts b.ts``), the second on its own clock:
+    starting where the first did (10 s), before it (4 s) or minutes later (200 s). Players and
+    ``ffmpeg`` show them one after the other; read by the raw timestamps, ``start=1.5`` of the
+    joined file took frames of both recordings (5-9 and 15-19 of 0-19 for 10 s), and frame 10 was
+    placed at 0.5 s. Keyframes every 5 frames: a read that seeks by the raw timestamps would land
+    in the wrong recording."""
+    from fractions import Fraction
+
+    parts = [_encode(tmp_path / f"{k}.ts", _numbered(30)[15 * k:15 * k + 15], int(at * 90000) + np.arange(15) * 9000,
+                     Fraction(1, 90000), fmt="mpegts", options={"g": "5", "bf": "2"})
+             for k, at in enumerate((10.0, second_at))]
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    np.testing.assert_allclose(vio.frame_times(joined), np.arange(30) * 0.1, atol=1e-9)
+    assert probe(joined)["duration"] == pytest.approx(3.0)
+    clip = read_video(joined, start=1.0, end=2.0)
+    assert clip.indices.tolist() == _numbers(clip) == list(range(10, 20))
+    every = read_video(joined)
+    assert every.indices.tolist() == _numbers(every) == list(range(30))
+    for seeking in (True, False):
+        if not seeking:
+            monkeypatch.setattr(vio, "_read_seeking", lambda *a, **k: None)
+        sampled = read_video(joined, 4, start=1.5)
+        assert sampled.indices.tolist() == _numbers(sampled) == [15, 20, 24, 29]
+    assert [w.indices.tolist() for w in sliding_windows(joined, 4, start=2.0)] == \
+        [[20, 21, 22, 23], [24, 25, 26, 27], [28, 29, 29, 29]]
+    assert read_video(joined, start="12", end="17").indices.tolist() == list(range(12, 17))
+
+
 @pytest.mark.parametrize("total", [20, 300])
 def test_an_mp4_cut_between_keyframes_is_read_as_players_show_it(tmp_path, monkeypatch, total):
     """``ffmpeg -ss … -c copy`` keeps the frames back to the keyframe before the cut, which the

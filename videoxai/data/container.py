@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from ..errors import VideoReadError
+from .clock import Continuous
 from .keyframes import PacketIndex, index_packets, seconds
 from .streams import display_size, ffmpeg_reason, quarter_turns, sample_aspect, video_stream
 
@@ -247,8 +248,9 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     with open_video(path) as (container, stream):
         tb = stream.time_base
         declared = declared_end(container, stream)
+        continuous = Continuous(container, stream)  # recordings joined end to end follow each other
         try:
-            for packet in container.demux(stream):
+            for packet in map(continuous, container.demux(stream)):
                 if packet.size == 0 or getattr(packet, "is_discard", False):  # the flush packet at
                     continue                                                # the end; edit-list cuts
                 ts = packet.pts if packet.pts is not None else packet.dts

@@ -26,6 +26,8 @@ from functools import cached_property
 import av
 import numpy as np
 
+from .clock import Continuous
+
 
 class SeekMiss(Exception):
     """Seeking did not deliver the frames the packet index promised (decode in order instead)."""
@@ -99,20 +101,21 @@ def start_at(index: PacketIndex, seconds: float) -> SeekStart | None:
 def index_packets(container: av.container.InputContainer, stream) -> PacketIndex | None:
     """Demux ``stream`` (no decoding) into a :class:`PacketIndex`; ``None`` where seeking by
     timestamp cannot work: a packet without a timestamp, two frames with the same one, no
-    keyframe, or no time base. Packets the demuxer marks as discarded (an edit list's cut
+    keyframe, no time base, or a clock that restarts (:mod:`~videoxai.data.clock`). Packets the demuxer marks as discarded (an edit list's cut
     frames) produce no frame and are left out."""
     tb = stream.time_base
     if tb is None:
         return None
     pts, key = [], []
-    for packet in container.demux(stream):
+    continuous = Continuous(container, stream)
+    for packet in map(continuous, container.demux(stream)):
         if packet.size == 0 or getattr(packet, "is_discard", False):  # an older PyAV may lack the flag
             continue
         if packet.pts is None:
             return None
         pts.append(packet.pts)
         key.append(packet.is_keyframe)
-    if not pts:
+    if not pts or continuous.jumps:  # seeking goes by the file's own timestamps, which restart
         return None
     order = np.argsort(pts, kind="stable")
     index = PacketIndex(np.asarray(pts, dtype=np.int64)[order], np.asarray(key, dtype=bool)[order], Fraction(tb))

@@ -17,7 +17,8 @@ picture: an audio file with cover art has no video.
 Which stream is the video and how its pictures become frames as players show them is
 :mod:`~videoxai.data.streams`; opening a file and what its container says (header, packets,
 :func:`probe`) :mod:`~videoxai.data.container`; decoding in presentation order
-:mod:`~videoxai.data.decoder`; the checks of a read's arguments
+:mod:`~videoxai.data.decoder`, on one timeline where the file's clock restarts (recordings joined
+end to end) :mod:`~videoxai.data.clock`; the checks of a read's arguments
 :mod:`~videoxai.data.read_arguments`; :func:`sliding_windows` :mod:`~videoxai.data.video_windows`;
 writing :mod:`~videoxai.data.video_writer`.
 
