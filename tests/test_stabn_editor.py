@@ -162,57 +162,104 @@ def _serve(app):
         thread.join(10)
 
 
-def test_editor_page_sets_levels_fills_previews_and_saves(served, edit_set):
-    browser = headless_chrome()
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+class _Page:
+    """The editor's page in a headless Chromium, loaded until its clip list is ready (what every
+    browser test first does); a context manager that closes the browser."""
 
-    wait = WebDriverWait(browser, 20)
-    frame = lambda t: browser.find_element(By.CSS_SELECTOR, f'.frame[data-t="{t}"]')  # noqa: E731
-    level = lambda t: frame(t).get_attribute("data-level")  # noqa: E731
+    def __init__(self, url: str) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.by = By
+        self.browser = headless_chrome()
+        self.wait = WebDriverWait(self.browser, 20)
+        try:
+            self.browser.get(url)
+            self.wait_ready()
+        except BaseException:
+            self.browser.quit()
+            raise
+
+    def __enter__(self) -> "_Page":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.browser.quit()
+
+    def wait_ready(self) -> None:
+        self.wait.until(lambda b: b.find_element(self.by.TAG_NAME, "body").get_attribute("data-ready") == "true")
+
+    def find(self, css: str):
+        return self.browser.find_element(self.by.CSS_SELECTOR, css)
+
+    def button(self, id: str):
+        return self.browser.find_element(self.by.ID, id)
+
+    def clip(self, key: str):
+        """Clip ``key``'s entry in the list (found anew: the list is rebuilt when a clip opens)."""
+        return self.find(f'#clips li[data-key="{key}"]')
+
+    def frame(self, t: int):
+        return self.find(f'.frame[data-t="{t}"]')
+
+    def current(self) -> str | None:
+        # read in one script: the list is rebuilt when a clip opens (a found <li> goes stale)
+        return self.browser.execute_script('return document.querySelector("#clips li.current")?.dataset.key')
+
+    def open(self, key: str) -> None:
+        """Click clip ``key`` (nothing unsaved on the open one: no question) and wait for its 8 frames."""
+        self.clip(key).click()
+        self.wait.until(lambda b: self.current() == key and len(b.find_elements(self.by.CSS_SELECTOR, ".frame img")) == 8)
+
+    def status(self) -> str:
+        return self.find("#status").text
+
+
+@pytest.fixture
+def page(served):
+    with _Page(served) as p:
+        yield p
+
+
+def test_editor_page_sets_levels_fills_previews_and_saves(page, edit_set):
+    By, wait = page.by, page.wait
+    level = lambda t: page.frame(t).get_attribute("data-level")  # noqa: E731
     key = edit_set.items[1].key
-    try:
-        browser.get(served)
-        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
-        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').click()
-        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".frame img")) == 8)
-        # every frame shows its image (served by the API) and the model's attention
-        wait.until(lambda b: all(b.execute_script("return arguments[0].naturalWidth", img) == 64
-                                 for img in b.find_elements(By.CSS_SELECTOR, ".frame img")))
-        assert not browser.find_element(By.ID, "save").is_enabled()   # nothing set yet
+    page.open(key)
+    # every frame shows its image (served by the API) and the model's attention
+    wait.until(lambda b: all(b.execute_script("return arguments[0].naturalWidth", img) == 64
+                             for img in b.find_elements(By.CSS_SELECTOR, ".frame img")))
+    assert not page.button("save").is_enabled()                   # nothing set yet
 
-        browser.find_element(By.ID, "level-1").click()
-        frame(1).click()
-        frame(4).click()
-        assert (level(1), level(2), level(4)) == ("1", None, "1")
-        browser.find_element(By.ID, "fill").click()                   # 2 and 3 lie between two 1.0s
-        wait.until(lambda b: level(2) == "1" and level(3) == "1")
-        browser.find_element(By.ID, "level-0").click()
-        for t in (0, 5, 6, 7):
-            frame(t).click()
-        browser.find_element(By.ID, "level-0.5").click()
-        frame(7).click()                                              # change of mind: 0.5
-        assert [level(t) for t in range(8)] == ["0", "1", "1", "1", "1", "0", "0", "0.5"]
+    page.button("level-1").click()
+    page.frame(1).click()
+    page.frame(4).click()
+    assert (level(1), level(2), level(4)) == ("1", None, "1")
+    page.button("fill").click()                                   # 2 and 3 lie between two 1.0s
+    wait.until(lambda b: level(2) == "1" and level(3) == "1")
+    page.button("level-0").click()
+    for t in (0, 5, 6, 7):
+        page.frame(t).click()
+    page.button("level-0.5").click()
+    page.frame(7).click()                                         # change of mind: 0.5
+    assert [level(t) for t in range(8)] == ["0", "1", "1", "1", "1", "0", "0", "0.5"]
 
-        browser.find_element(By.ID, "preview").click()
-        wait.until(lambda b: b.find_elements(By.ID, "preview-table"))
-        rows = browser.find_elements(By.CSS_SELECTOR, "#preview-table tr")
-        assert len(rows) == 3 and "0.00 1.00 1.00 1.00 1.00 0.00 0.00 0.50" in rows[2].text
+    page.button("preview").click()
+    wait.until(lambda b: b.find_elements(By.ID, "preview-table"))
+    rows = page.browser.find_elements(By.CSS_SELECTOR, "#preview-table tr")
+    assert len(rows) == 3 and "0.00 1.00 1.00 1.00 1.00 0.00 0.00 0.50" in rows[2].text
 
-        browser.find_element(By.ID, "save").click()
-        wait.until(lambda b: "saved edit of" in b.find_element(By.ID, "status").text)
-        saved = json.loads((edit_set.directory / "edits" / f"{key}.json").read_text())
-        assert saved["levels"] == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.5]
-        assert "edited" in browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').get_attribute("class")
+    page.button("save").click()
+    wait.until(lambda b: "saved edit of" in page.status())
+    saved = json.loads((edit_set.directory / "edits" / f"{key}.json").read_text())
+    assert saved["levels"] == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.5]
+    assert "edited" in page.clip(key).get_attribute("class")
 
-        browser.refresh()                                             # the saved edit comes back
-        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
-        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').click()
-        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".frame")) == 8)
-        assert [level(t) for t in range(8)] == ["0", "1", "1", "1", "1", "0", "0", "0.5"]
-        assert EditSet.open(edit_set.directory).edits()[edit_set.items[1].id].levels == saved["levels"]
-    finally:
-        browser.quit()
+    page.browser.refresh()                                        # the saved edit comes back
+    page.wait_ready()
+    page.open(key)
+    assert [level(t) for t in range(8)] == ["0", "1", "1", "1", "1", "0", "0", "0.5"]
+    assert EditSet.open(edit_set.directory).edits()[edit_set.items[1].id].levels == saved["levels"]
 
 
 def test_editor_refuses_a_foreign_host_name(edit_set, model):
@@ -230,9 +277,6 @@ def test_editor_refuses_a_foreign_host_name(edit_set, model):
 def test_class_names_in_the_preview_are_text_not_markup(tmp_path):
     # the preview table was built with innerHTML from the model's class names (a user's labels.csv,
     # an HF config): an <img onerror> label ran its script
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     torch.manual_seed(0)
     model = build(num_classes=4, num_frames=8, input_size=64).eval()
     es = collect(model, open_dataset("synthetic:12", "train"), tmp_path / "edits", model_spec="in-memory",
@@ -240,24 +284,19 @@ def test_class_names_in_the_preview_are_text_not_markup(tmp_path):
     hostile = "<img src=x onerror=window.__pwned=1> a < b"
     model.labels = [hostile] * 4
     server = _serve(create_app(es, model))
-    url = next(server)
-    browser = headless_chrome()
     try:
-        wait = WebDriverWait(browser, 20)
-        browser.get(url)
-        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
-        browser.find_element(By.CSS_SELECTOR, "#clips li").click()
-        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".frame img")) == 8)
-        browser.find_element(By.ID, "preview").click()
-        wait.until(lambda b: b.find_elements(By.ID, "preview-table"))
-        rows = browser.find_elements(By.CSS_SELECTOR, "#preview-table tr")
-        assert len(rows) == 3 and rows[0].text.split() == ["temporal", "attention", "prediction", "probability",
-                                                           "Mt", "used"]
-        assert browser.execute_script("return window.__pwned") is None
-        assert not browser.find_elements(By.CSS_SELECTOR, "#preview-table img")
-        assert hostile in rows[1].text and hostile in rows[2].text      # shown as written
+        with _Page(next(server)) as page:
+            By, browser = page.by, page.browser
+            page.open(es.items[0].key)
+            page.button("preview").click()
+            page.wait.until(lambda b: b.find_elements(By.ID, "preview-table"))
+            rows = browser.find_elements(By.CSS_SELECTOR, "#preview-table tr")
+            assert len(rows) == 3 and rows[0].text.split() == ["temporal", "attention", "prediction", "probability",
+                                                               "Mt", "used"]
+            assert browser.execute_script("return window.__pwned") is None
+            assert not browser.find_elements(By.CSS_SELECTOR, "#preview-table img")
+            assert hostile in rows[1].text and hostile in rows[2].text      # shown as written
     finally:
-        browser.quit()
         next(server, None)
 
 
@@ -477,40 +516,26 @@ def test_a_file_system_error_is_a_json_error_naming_the_file(edit_set, model):
     assert c.delete(f"/api/clips/{key}/edit").json() == {"key": key, "deleted": False}
 
 
-def test_the_page_keeps_unsaved_levels_until_the_person_lets_them_go(served, edit_set):
+def test_the_page_keeps_unsaved_levels_until_the_person_lets_them_go(page, edit_set):
     """Clicking another clip dropped the levels set on this one without a word, and Save was
     enabled on an edit just loaded, unchanged (the docs: disabled until something changed)."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser = headless_chrome()
-    wait = WebDriverWait(browser, 20)
     a, b = (it.key for it in edit_set.items[:2])
     edit_set.save_edit(b, [1.0] * 8)
-    frame = lambda t: browser.find_element(By.CSS_SELECTOR, f'.frame[data-t="{t}"]')  # noqa: E731
-    # read in one script: the list is rebuilt when a clip opens (a found <li> goes stale)
-    current = lambda: browser.execute_script('return document.querySelector("#clips li.current")?.dataset.key')  # noqa: E731
-    save = lambda: browser.find_element(By.ID, "save")  # noqa: E731
-    try:
-        browser.get(served)
-        wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
-        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{b}"]').click()
-        wait.until(lambda br: current() == b and len(br.find_elements(By.CSS_SELECTOR, ".frame")) == 8)
-        assert frame(0).get_attribute("data-level") == "1" and not save().is_enabled()  # loaded, unchanged
-        browser.find_element(By.ID, "level-0").click()
-        frame(0).click()
-        assert save().is_enabled()
-        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{a}"]').click()
-        wait.until(lambda br: "not saved" in br.switch_to.alert.text)
-        browser.switch_to.alert.dismiss()                                # stay: the level is kept
-        assert current() == b and frame(0).get_attribute("data-level") == "0"
-        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{a}"]').click()
-        wait.until(lambda br: "not saved" in br.switch_to.alert.text)
-        browser.switch_to.alert.accept()                                 # go: the other clip opens
-        wait.until(lambda br: current() == a)
-        assert edit_set.edit(b).levels == [1.0] * 8
-    finally:
-        browser.quit()
+    save = lambda: page.button("save")  # noqa: E731
+    page.open(b)
+    assert page.frame(0).get_attribute("data-level") == "1" and not save().is_enabled()  # loaded, unchanged
+    page.button("level-0").click()
+    page.frame(0).click()
+    assert save().is_enabled()
+    page.clip(a).click()
+    page.wait.until(lambda br: "not saved" in br.switch_to.alert.text)
+    page.browser.switch_to.alert.dismiss()                               # stay: the level is kept
+    assert page.current() == b and page.frame(0).get_attribute("data-level") == "0"
+    page.clip(a).click()
+    page.wait.until(lambda br: "not saved" in br.switch_to.alert.text)
+    page.browser.switch_to.alert.accept()                                # go: the other clip opens
+    page.wait.until(lambda br: page.current() == a)
+    assert edit_set.edit(b).levels == [1.0] * 8
 
 
 def test_a_clip_archive_of_no_pixels_or_a_nan_map_is_an_error_naming_it(edit_set, model):
@@ -549,12 +574,11 @@ COUNT_ANSWERS = """window.__pending = 0; window.__sent = []; const f = window.fe
       r.json = () => j().finally(() => setTimeout(() => window.__pending--, 0)); return r; };"""
 
 
-def test_an_answer_that_comes_back_after_another_clip_opened_stays_with_its_clip(served, edit_set, monkeypatch):
+def test_an_answer_that_comes_back_after_another_clip_opened_stays_with_its_clip(page, edit_set, monkeypatch):
     """A preview (seconds on a CPU) or save of clip A answered after the person opened clip B:
     A's prediction was shown under B, and B was marked saved with A's levels as its own. Each
     request is held until B is open; the page counts the answers it has handled."""
     from selenium.common.exceptions import NoAlertPresentException
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     import videoxai.stabn.editor.app as editor_app
@@ -570,37 +594,32 @@ def test_an_answer_that_comes_back_after_another_clip_opened_stays_with_its_clip
 
     monkeypatch.setattr(editor_app, "preview", held(editor_app.preview))
     monkeypatch.setattr(edit_set, "save_edit", held(edit_set.save_edit))
-    browser = headless_chrome()
+    browser, By = page.browser, page.by
     wait = WebDriverWait(browser, 20, ignored_exceptions=(NoAlertPresentException,))
     a, b = (it.key for it in edit_set.items[:2])
-    current = lambda: browser.execute_script('return document.querySelector("#clips li.current")?.dataset.key')  # noqa: E731
-    classes = lambda k: browser.execute_script(f'return document.querySelector(\'#clips li[data-key="{k}"]\').className')  # noqa: E731
+    classes = lambda k: page.clip(k).get_attribute("class")  # noqa: E731
     try:
-        browser.get(served)
-        wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
         browser.execute_script(COUNT_ANSWERS)
         for button in ("preview", "save"):
             asked.clear(), release.clear()
-            browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{a}"]').click()  # from B: nothing set
-            wait.until(lambda br: current() == a and len(br.find_elements(By.CSS_SELECTOR, ".frame")) == 8)
-            browser.find_element(By.ID, "from-attention").click()    # every frame set: unsaved
-            browser.find_element(By.ID, button).click()
+            page.open(a)                                            # from B: nothing set
+            page.button("from-attention").click()                   # every frame set: unsaved
+            page.button(button).click()
             assert asked.wait(20)
-            browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{b}"]').click()
+            page.clip(b).click()
             wait.until(lambda br: "not saved" in br.switch_to.alert.text)
             browser.switch_to.alert.accept()
-            wait.until(lambda br: current() == b and br.execute_script("return window.__pending") == 1)  # A's
+            wait.until(lambda br: page.current() == b and br.execute_script("return window.__pending") == 1)  # A's
             release.set()
             wait.until(lambda br: br.execute_script("return window.__pending") == 0)
             assert not browser.find_elements(By.ID, "preview-table"), button    # not A's prediction under B
             assert browser.execute_script("return document.querySelectorAll('.frame[data-level]').length") == 0
-            assert not browser.find_element(By.ID, "save").is_enabled()
+            assert not page.button("save").is_enabled()
         assert "edited" in classes(a) and "edited" not in classes(b)
-        assert "saved edit of" in browser.find_element(By.ID, "status").text
+        assert "saved edit of" in page.status()
         assert edit_set.edit(a) is not None and edit_set.edit(b) is None
     finally:
         release.set()
-        browser.quit()
 
 
 def test_a_save_over_an_edit_saved_by_someone_else_since_is_refused(client, edit_set):
@@ -631,58 +650,33 @@ def test_a_save_over_an_edit_saved_by_someone_else_since_is_refused(client, edit
     assert edit_set.edit(key).levels == [0.0] * 8
 
 
-def test_the_page_does_not_save_over_an_edit_saved_meanwhile(served, edit_set):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser = headless_chrome()
-    wait = WebDriverWait(browser, 20)
+def test_the_page_does_not_save_over_an_edit_saved_meanwhile(page, edit_set):
     key = edit_set.items[0].key
-    try:
-        browser.get(served)
-        wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
-        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').click()
-        wait.until(lambda br: len(br.find_elements(By.CSS_SELECTOR, ".frame")) == 8)
-        edit_set.save_edit(key, [0.5] * 8)                               # another person, meanwhile
-        browser.find_element(By.ID, "from-attention").click()
-        browser.find_element(By.ID, "save").click()
-        wait.until(lambda br: "saved by someone else" in br.find_element(By.ID, "status").text)
-        assert edit_set.edit(key).levels == [0.5] * 8
-    finally:
-        browser.quit()
+    page.open(key)
+    edit_set.save_edit(key, [0.5] * 8)                               # another person, meanwhile
+    page.button("from-attention").click()
+    page.button("save").click()
+    page.wait.until(lambda br: "saved by someone else" in page.status())
+    assert edit_set.edit(key).levels == [0.5] * 8
 
 
-def test_a_double_click_on_save_saves_once(served, edit_set):
+def test_a_double_click_on_save_saves_once(page, edit_set):
     # Save stayed enabled while its request was out: the second click sent the version the first
     # had just replaced, and was refused as "saved by someone else"
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    browser = headless_chrome()
-    wait = WebDriverWait(browser, 20)
     key = edit_set.items[0].key
-    try:
-        browser.get(served)
-        wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
-        browser.execute_script(COUNT_ANSWERS)
-        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{key}"]').click()
-        wait.until(lambda br: len(br.find_elements(By.CSS_SELECTOR, ".frame")) == 8)
-        browser.find_element(By.ID, "from-attention").click()
-        browser.execute_script("const s = document.getElementById('save'); s.click(); s.click();")
-        wait.until(lambda br: br.execute_script("return window.__pending") == 0)
-        assert browser.execute_script("return window.__sent").count("PUT") == 1
-        assert browser.find_element(By.ID, "status").text.startswith("saved edit of"), \
-            browser.find_element(By.ID, "status").text
-        assert not browser.find_element(By.ID, "save").is_enabled() and edit_set.edit(key) is not None
-    finally:
-        browser.quit()
+    browser = page.browser
+    browser.execute_script(COUNT_ANSWERS)
+    page.open(key)
+    page.button("from-attention").click()
+    browser.execute_script("const s = document.getElementById('save'); s.click(); s.click();")
+    page.wait.until(lambda br: br.execute_script("return window.__pending") == 0)
+    assert browser.execute_script("return window.__sent").count("PUT") == 1
+    assert page.status().startswith("saved edit of"), page.status()
+    assert not page.button("save").is_enabled() and edit_set.edit(key) is not None
 
 
-def test_the_clip_clicked_last_is_the_one_that_opens(served, edit_set, monkeypatch):
+def test_the_clip_clicked_last_is_the_one_that_opens(page, edit_set, monkeypatch):
     # clicking clip A, then B before A had opened: A's slower answer opened A over B
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     a, b = (it.key for it in edit_set.items[:2])
     asked, release = threading.Event(), threading.Event()
     real = edit_set.edit
@@ -694,25 +688,20 @@ def test_the_clip_clicked_last_is_the_one_that_opens(served, edit_set, monkeypat
         return real(key)
 
     monkeypatch.setattr(edit_set, "edit", held)
-    browser = headless_chrome()
-    wait = WebDriverWait(browser, 20)
-    current = lambda: browser.execute_script('return document.querySelector("#clips li.current")?.dataset.key')  # noqa: E731
+    browser = page.browser
     try:
-        browser.get(served)
-        wait.until(lambda br: br.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "true")
         browser.execute_script(COUNT_ANSWERS)
-        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{a}"]').click()
+        page.clip(a).click()
         assert asked.wait(20)
-        browser.find_element(By.CSS_SELECTOR, f'#clips li[data-key="{b}"]').click()
-        wait.until(lambda br: current() == b)
+        page.clip(b).click()
+        page.wait.until(lambda br: page.current() == b)
         release.set()
-        wait.until(lambda br: br.execute_script("return window.__pending") == 0)
-        assert current() == b
-        srcs = [img.get_attribute("src") for img in browser.find_elements(By.CSS_SELECTOR, ".frame img")]
+        page.wait.until(lambda br: br.execute_script("return window.__pending") == 0)
+        assert page.current() == b
+        srcs = [img.get_attribute("src") for img in browser.find_elements(page.by.CSS_SELECTOR, ".frame img")]
         assert len(srcs) == 8 and all(f"/api/clips/{b}/frames/" in s for s in srcs)
     finally:
         release.set()
-        browser.quit()
 
 
 def test_a_saved_edit_reaches_the_disk_before_it_replaces_the_old_one(client, edit_set, monkeypatch):
