@@ -768,3 +768,52 @@ def test_a_save_killed_before_its_rename_leaves_no_temporary_file_behind_for_goo
     os.utime(young, (hour_ago, hour_ago))
     assert client.put(f"/api/clips/{c}/edit", json={"levels": [0.5] * 8}).status_code == 200  # the next save
     assert sorted(p.name for p in edits.iterdir()) == sorted([f"{c}.json"] + [p.name for p in others])
+
+
+def test_a_delete_of_an_edit_saved_by_someone_else_since_is_refused(client, edit_set):
+    """A delete from a page opened before another tab saved removed that tab's edit, though a
+    save from it was refused. A delete names the version it removes; another version there is a
+    409 in the save's words, and the edit stays. An edit gone already is no conflict."""
+    key = edit_set.items[0].key
+    url = f"/api/clips/{key}/edit"
+    seen = client.put(url, json={"levels": [1.0] * 8}).json()["version"]   # tab A opens the clip here
+    assert client.get(f"/api/clips/{key}").json()["version"] == seen
+    other = client.put(url, json={"levels": [0.5] * 8, "version": seen}).json()["version"]  # tab B saves
+    r = client.delete(url, params={"version": seen})                       # tab A deletes
+    assert r.status_code == 409 and r.json()["error"] == (
+        f"clip {key} was saved by someone else since it was opened (its edit is now version {other}, not {seen}): "
+        "open the clip again to see that edit, then delete")
+    assert edit_set.edit(key).levels == [0.5] * 8
+    r = client.delete(url, params={"version": "x" * 5000})                 # not echoed whole
+    assert r.status_code == 409 and len(r.json()["error"]) < 300 and edit_set.edit(key).levels == [0.5] * 8
+    assert client.delete(url, params={"version": other}).json() == {"key": key, "deleted": True}
+    assert edit_set.edit(key) is None
+    assert client.delete(url, params={"version": other}).json() == {"key": key, "deleted": False}
+    client.put(url, json={"levels": [0.0] * 8})
+    assert client.delete(url).json() == {"key": key, "deleted": True}    # no version: removes what is saved
+    assert client.delete("/api/clips/nope/edit", params={"version": other}).status_code == 404
+
+
+def test_the_page_deletes_an_edit_only_if_no_one_saved_it_since(page, edit_set):
+    """The page's Delete sends the version it read: an edit another tab saved meanwhile stays,
+    and the refusal is said as a save's is; then, the clip opened again, Delete removes it."""
+    key = edit_set.items[0].key
+    edit_set.save_edit(key, [1.0] * 8)
+    page.open(key)
+    assert page.button("delete").is_enabled() and [page.frame(t).get_attribute("data-level") for t in range(8)] == ["1"] * 8
+    edit_set.save_edit(key, [0.5] * 8)                               # another tab, meanwhile
+    page.button("delete").click()
+    page.wait.until(lambda br: "Delete the saved edit" in br.switch_to.alert.text)
+    page.browser.switch_to.alert.accept()
+    page.wait.until(lambda br: "saved by someone else" in page.status() and page.status().endswith("then delete"))
+    assert "error" in page.find("#status").get_attribute("class") and edit_set.edit(key).levels == [0.5] * 8
+    page.browser.refresh()
+    page.wait_ready()
+    page.open(key)
+    page.button("delete").click()
+    page.wait.until(lambda br: "Delete the saved edit" in br.switch_to.alert.text)
+    page.browser.switch_to.alert.accept()
+    page.wait.until(lambda br: page.status().startswith("deleted the edit of"))
+    assert edit_set.edit(key) is None and "edited" not in page.clip(key).get_attribute("class")
+    assert page.browser.execute_script("return document.querySelectorAll('.frame[data-level]').length") == 0
+    assert not page.button("delete").is_enabled() and not page.button("save").is_enabled()

@@ -15,7 +15,9 @@ API (JSON; errors are ``{"error": message}`` with a 4xx status):
 * ``PUT  /api/clips/{key}/edit`` ``{"levels": [1.0, 0.5, …], "version": …}`` — save (every frame
   needs a level); ``version``, the clip's ``version`` as read (``null``: no edit then), makes the
   save refused (409) when someone else saved the clip since, instead of overwriting their edit;
-* ``DELETE /api/clips/{key}/edit`` — remove the saved edit;
+* ``DELETE /api/clips/{key}/edit?version=…`` — remove the saved edit; ``version``, the clip's
+  ``version`` as read, makes the delete refused (409) when someone else saved the clip since,
+  instead of removing their edit (left out: whatever is saved is removed);
 * ``POST /api/clips/{key}/fill`` ``{"levels": [1.0, null, null, 1.0, …]}`` — unset frames between
   two frames of the same level get that level (:func:`~videoxai.stabn.knowledge.fill_between`);
 * ``POST /api/clips/{key}/preview`` ``{"levels": [1.0, null, …]}`` — prediction with the model's
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -98,7 +100,13 @@ class SavedEdit(BaseModel):
 
 
 class EditConflictError(InputError):
-    """A save that names another version of the clip's edit than the one saved (409)."""
+    """A save or delete that names another version of the clip's edit than the one saved (409)."""
+
+    def __init__(self, key: str, now: str | None, named: str | None, action: str) -> None:
+        super().__init__(
+            f"clip {key} was saved by someone else since it was opened (its edit is now "
+            f"{'version ' + now if now else 'deleted'}, not {(named or 'none')[:16]}): open the clip again to see "
+            f"that edit, then {action}")
 
 
 class Outcome(BaseModel):
@@ -223,16 +231,19 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
         # two people on one clip: the second save overwrote the first one's edit without a word
         with saving:
             if "version" in body.model_fields_set and (now := version(key)) != body.version:
-                raise EditConflictError(
-                    f"clip {key} was saved by someone else since it was opened (its edit is now "
-                    f"{'version ' + now if now else 'deleted'}, not {(body.version or 'none')[:16]}): open the clip again to see "
-                    "that edit, then save")
+                raise EditConflictError(key, now, body.version, "save")
             edit = es.save_edit(key, body.levels)
             return dict(key=key, id=edit.id, levels=edit.levels, saved=edit.saved, version=version(key))
 
     @app.delete("/api/clips/{key}/edit")
-    def delete(key: str) -> dict:
-        return {"key": key, "deleted": es.delete_edit(key)}
+    def delete(key: str, seen: str | None = Query(None, alias="version", description="the version of the "
+               "clip's edit this delete removes, as read; left out, whatever is saved is removed")) -> dict:
+        # a page opened before another tab saved removed that tab's edit without a word, as a
+        # save over it did; an edit gone already is no conflict (nobody's edit is lost)
+        with saving:
+            if seen is not None and (now := version(key)) not in (None, seen):
+                raise EditConflictError(key, now, seen, "delete")
+            return {"key": key, "deleted": es.delete_edit(key)}
 
     @app.post("/api/clips/{key}/fill")
     def fill(key: str, body: EditBody) -> dict:

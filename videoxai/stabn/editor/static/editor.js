@@ -3,7 +3,7 @@
 
 const LEVELS = [1, 0.5, 0];
 // saved: the levels as last loaded or saved, to tell unsaved changes (Save, leaving the clip)
-// saving: a save in flight (a second click sent the same version again: refused as someone else's save)
+// saving: a save or delete in flight (a second click sent the same version again: refused as someone else's save)
 const state = { collection: null, key: null, clip: null, levels: [], saved: [], saving: false, tool: 1, overlay: false };
 const $ = (sel) => document.querySelector(sel);
 
@@ -96,6 +96,15 @@ function renderLevels() {
   // as the docs say: disabled until something changed (and every frame has a level)
   $("#save").disabled = unset > 0 || !unsaved() || state.saving;
   $("#save").title = unset ? `${unset} frame(s) still need a level` : unsaved() ? "save this edit" : "no changes to save";
+  $("#delete").disabled = state.saving || !state.clip.version;  // version: a saved edit file is there
+}
+
+function renderInfo() {
+  const c = state.clip;
+  const info = document.createElement("p");
+  info.textContent = `${c.id}: true class ${c.label_name}, predicted ${c.predicted_name}` +
+    (c.levels ? " — edit saved" : c.edit_error ? " — saved edit unreadable" : " — not edited yet");
+  $("#clip-info").replaceChildren(info);
 }
 
 function setLevel(t, v) {
@@ -135,11 +144,7 @@ async function selectClip(key) {
   $("#editor").hidden = false;
   $("#preview-result").replaceChildren();
   const c = state.clip;
-  $("#clip-info").innerHTML = "";
-  const info = document.createElement("p");
-  info.textContent = `${c.id}: true class ${c.label_name}, predicted ${c.predicted_name}` +
-    (c.levels ? " — edit saved" : c.edit_error ? " — saved edit unreadable" : " — not edited yet");
-  $("#clip-info").append(info);
+  renderInfo();
   // a damaged edit file: said, and saving a new edit replaces it
   status(c.edit_error ? `${c.edit_error}; saving replaces it` : "", Boolean(c.edit_error));
   renderList();
@@ -182,13 +187,45 @@ async function save() {
     state.collection.clips.find((c) => c.key === key).edited = true;
     if (state.key === key) {
       state.clip.levels = r.levels;
+      state.clip.edit_error = null;
       state.saved = [...r.levels];
       renderLevels();
+      renderInfo();
     }
     renderList();
     status(`saved edit of ${r.id}`);
   } catch (e) {
     status(state.key === key ? e.message : `not saved: ${e.message}`, true);  // said even after leaving the clip
+  } finally {
+    state.saving = false;
+    renderLevels();
+  }
+}
+
+async function deleteEdit() {
+  const key = state.key;
+  const clip = state.clip;
+  if (state.saving || !clip.version || !window.confirm(`Delete the saved edit of ${clip.id}? Its levels are cleared.`)) return;
+  state.saving = true;
+  renderLevels();
+  try {
+    // the version read, as a save sends it: a delete of an edit someone else saved since is
+    // refused (409), not removing theirs
+    const r = await api("DELETE", `api/clips/${encodeURIComponent(key)}/edit?version=${encodeURIComponent(clip.version)}`);
+    clip.version = null;
+    clip.levels = null;
+    clip.edit_error = null;
+    state.collection.clips.find((c) => c.key === key).edited = false;
+    if (state.key === key) {
+      state.levels = clip.attention.map(() => null);
+      state.saved = [...state.levels];
+      renderLevels();
+      renderInfo();
+    }
+    renderList();
+    status(r.deleted ? `deleted the edit of ${clip.id}` : `the edit of ${clip.id} was deleted already`);
+  } catch (e) {
+    status(state.key === key ? e.message : `not deleted: ${e.message}`, true);  // said even after leaving the clip
   } finally {
     state.saving = false;
     renderLevels();
@@ -232,6 +269,7 @@ function bind() {
   $("#from-attention").addEventListener("click", fromAttention);
   $("#clear").addEventListener("click", () => { state.levels = state.levels.map(() => null); renderLevels(); });
   $("#save").addEventListener("click", save);
+  $("#delete").addEventListener("click", deleteEdit);
   $("#preview").addEventListener("click", preview);
   $("#overlay").addEventListener("change", (e) => {
     state.overlay = e.target.checked;
