@@ -817,3 +817,32 @@ def test_the_page_deletes_an_edit_only_if_no_one_saved_it_since(page, edit_set):
     assert edit_set.edit(key) is None and "edited" not in page.clip(key).get_attribute("class")
     assert page.browser.execute_script("return document.querySelectorAll('.frame[data-level]').length") == 0
     assert not page.button("delete").is_enabled() and not page.button("save").is_enabled()
+
+
+def test_a_delete_with_a_body_is_refused_not_an_unchecked_delete(client, edit_set):
+    # {"version": …} in the body, where a save sends it, was ignored: a stale tab's delete removed
+    # the edit another tab saved meanwhile
+    key = edit_set.items[0].key
+    url = f"/api/clips/{key}/edit"
+    seen = client.put(url, json={"levels": [1.0] * 8}).json()["version"]
+    client.put(url, json={"levels": [0.5] * 8})                              # another tab
+    for body in ({"version": seen}, {}, None):
+        r = client.request("DELETE", url, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"] == (
+            "DELETE takes no request body: send the version of the edit as read as ?version=… "
+            "(left out, whatever is saved is removed)"), r.text
+    assert edit_set.edit(key).levels == [0.5] * 8
+
+
+def test_a_body_json_cannot_read_is_said_why(client, edit_set):
+    # nested too deeply, not UTF-8, an integer past Python's digits limit: "There was an error
+    # parsing the body", which named none of these
+    url = f"/api/clips/{edit_set.items[0].key}/edit"
+    for content, said in ((b'{"levels": ' + b"[" * 5000 + b"]" * 5000 + b"}", "RecursionError: maximum recursion depth"),
+                          (b'{"levels": ["\xff"]}', "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff"),
+                          (b'{"levels": [' + b"1" * 5000 + b"]}", "ValueError: Exceeds the limit (4300 digits)")):
+        r = client.put(url, content=content, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"].startswith(
+            f"the request body cannot be read as JSON ({said}"), r.text
+        assert r.json()["error"].endswith(f": PUT {url}")
+    assert edit_set.edit(edit_set.items[0].key) is None

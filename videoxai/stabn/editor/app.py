@@ -17,7 +17,7 @@ API (JSON; errors are ``{"error": message}`` with a 4xx status):
   save refused (409) when someone else saved the clip since, instead of overwriting their edit;
 * ``DELETE /api/clips/{key}/edit?version=…`` — remove the saved edit; ``version``, the clip's
   ``version`` as read, makes the delete refused (409) when someone else saved the clip since,
-  instead of removing their edit (left out: whatever is saved is removed);
+  instead of removing their edit (left out: whatever is saved is removed); a body is refused;
 * ``POST /api/clips/{key}/fill`` ``{"levels": [1.0, null, null, 1.0, …]}`` — unset frames between
   two frames of the same level get that level (:func:`~videoxai.stabn.knowledge.fill_between`);
 * ``POST /api/clips/{key}/preview`` ``{"levels": [1.0, null, …]}`` — prediction with the model's
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -150,7 +150,13 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # routing's own answers (no such path, wrong method) in the API's error shape, not {"detail": …}
-        return JSONResponse({"error": f"{exc.detail}: {request.method} {request.url.path}"},
+        detail = exc.detail
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # JSON that json.loads gives up on but not as a JSONDecodeError: nested too deeply
+            # (RecursionError), not UTF-8, an integer of thousands of digits — "There was an error
+            # parsing the body" said none of it
+            detail = f"the request body cannot be read as JSON ({type(exc.__cause__).__name__}: {exc.__cause__})"
+        return JSONResponse({"error": f"{detail}: {request.method} {request.url.path}"},
                             status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -235,7 +241,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
             edit = es.save_edit(key, body.levels)
             return dict(key=key, id=edit.id, levels=edit.levels, saved=edit.saved, version=version(key))
 
-    @app.delete("/api/clips/{key}/edit")
+    @app.delete("/api/clips/{key}/edit", dependencies=[Depends(_no_body)])
     def delete(key: str, seen: str | None = Query(None, alias="version", description="the version of the "
                "clip's edit this delete removes, as read; left out, whatever is saved is removed")) -> dict:
         # a page opened before another tab saved removed that tab's edit without a word, as a
@@ -267,6 +273,14 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+async def _no_body(request: Request) -> None:
+    """Refuse a DELETE with a body: ``{"version": …}`` sent there, as a save sends it, was ignored —
+    an unchecked delete of whatever was saved."""
+    if await request.body():
+        raise InputError("DELETE takes no request body: send the version of the edit as read as "
+                         "?version=… (left out, whatever is saved is removed)")
 
 
 class BodyLimit:
