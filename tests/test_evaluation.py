@@ -373,14 +373,78 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(model_dir, tmp_path):
 
 
 # -- backends agree ---------------------------------------------------------------------------------------
-def test_ray_backend_gives_the_same_results_as_inline(model_dir, tmp_path):
-    pytest.importorskip("ray")
-    a = evaluate(model_dir, "synthetic:2", "staa,random", FEW, tmp_path / "inline", backend="inline",
-                 progress=False, report=False)
-    b = evaluate(model_dir, "synthetic:2", "staa,random", FEW, tmp_path / "ray", backend="ray",
-                 workers=1, progress=False, report=False)
-    assert b.computed == 8 and b.errors == 0
-    assert_same_results(a, b)
+@pytest.fixture(scope="class")
+def local_ray(tmp_path_factory):
+    """A local one-CPU Ray whose workers kill themselves in the middle of the clip named in the
+    file ``local_ray`` (a SIGKILL, as the kernel's out-of-memory killer ends a worker), when it
+    exists: after that clip's second row, before its third. Class-scoped: Ray goes down after the
+    tests of :class:`TestRayBackend`, not at the end of this module."""
+    ray = pytest.importorskip("ray")
+    kill = tmp_path_factory.mktemp("ray") / "kill"
+
+    def setup() -> None:   # runs in every Ray worker as it starts (pickled by value: a local function)
+        import os
+        import signal
+
+        from videoxai.evaluation import backends
+
+        run_task = backends.run_task
+
+        def dies_on_the_named_clip(ctx, task):
+            for i, row in enumerate(run_task(ctx, task)):
+                if i == 2 and os.path.exists(str(kill)) and open(str(kill)).read() == task.key:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                yield row
+
+        backends.run_task = dies_on_the_named_clip
+
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR",
+             runtime_env={"worker_process_setup_hook": setup})
+    yield kill
+    ray.shutdown()
+
+
+class TestRayBackend:
+    """The ray backend on a local one-CPU Ray (:func:`local_ray`)."""
+
+    def test_ray_backend_gives_the_same_results_as_inline(self, model_dir, local_ray, tmp_path):
+        a = evaluate(model_dir, "synthetic:2", "staa,random", FEW, tmp_path / "inline", backend="inline",
+                     progress=False, report=False)
+        b = evaluate(model_dir, "synthetic:2", "staa,random", FEW, tmp_path / "ray", backend="ray",
+                     workers=1, progress=False, report=False)
+        assert b.computed == 8 and b.errors == 0
+        assert_same_results(a, b)
+
+    def test_a_ray_worker_killed_on_one_clip_costs_that_clips_results_not_the_run(self, model_dir, local_ray,
+                                                                                    tmp_path, monkeypatch):
+        """As on the local backend: a clip whose worker dies on every try (more memory than the node
+        has) ended the run with 'a Ray task failed: The worker died unexpectedly', and every resume
+        on the same clip; now its missing results are errors that say so, the other clips are
+        computed, and a resume computes the errors again."""
+        from videoxai.evaluation import backends
+
+        monkeypatch.setattr(backends, "RAY_RETRIES", 0, raising=False)   # Ray's 3: 4 dead workers
+        local_ray.write_text("synthetic:test:0/0")
+        try:
+            s = evaluate(model_dir, "synthetic:3", "saliency,random", "sparseness", tmp_path, backend="ray",
+                         workers=1, progress=False, report=False)
+        finally:
+            local_ray.unlink()
+        assert s.computed == 6 and s.errors >= 1
+        with ResultStore(s.database) as store:
+            errors = store.rows("error")
+            assert {(e.video, e.method) for e in errors} in ({("synthetic:test:0/0", "random")},
+                                                             {("synthetic:test:0/0", m) for m in ("saliency", "random")})
+            assert len(errors) == s.errors and store.count("ok") == 6 - s.errors
+            assert all(e.details["error"].startswith("the Ray worker died while computing this, on its only "
+                                                     "try (WorkerCrashedError: ") for e in errors)
+            assert {e.video for e in store.explanations() if e.status == "error"} == {"synthetic:test:0/0"}
+        resumed = evaluate(model_dir, "synthetic:3", "saliency,random", "sparseness", tmp_path, backend="inline",
+                           progress=False, report=False)
+        assert (resumed.computed, resumed.errors, resumed.skipped) == (s.errors, 0, 6 - s.errors)
+        clean = evaluate(model_dir, "synthetic:3", "saliency,random", "sparseness", tmp_path / "clean",
+                         backend="inline", progress=False, report=False)
+        assert_same_results(clean, resumed)
 
 
 # -- report ---------------------------------------------------------------------------------------------

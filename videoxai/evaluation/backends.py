@@ -15,6 +15,8 @@ the only writer of the results file.
   come. Ray is optional (``pip install 'videoxai[ray]'``); cluster nodes need videoxai installed
   and the model by the same spec. A task that Ray runs again after its node died sends its rows
   again; the runner stores each key once (``tests/test_ray_cluster.py`` kills a node mid-run).
+  A clip whose worker dies on every one of Ray's tries (:data:`RAY_RETRIES`) costs what its task
+  had not sent, as on the local backend: error rows, computed again on resume.
   A local instance stops with the run (``ray.shutdown()``; Ray's own handler on SIGTERM). A
   driver killed with SIGKILL takes the raylet, the GCS and the workers down with it (Ray
   fate-shares them), but Ray's dashboard and runtime-env agents stay about 60 s, a timeout fixed
@@ -236,7 +238,8 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
                     if deaths > workers + DEATHS_IN_A_ROW:
                         raise WorkerFailed(f"{deaths} workers in a row died in the middle of a task, the last "
                                            f"one {_exit_reason(procs[i])}") from None
-                    _emit_died(busy.pop(i), arrived.pop(i), procs[i], emit)
+                    _emit_died(busy.pop(i), arrived.pop(i),
+                               f"worker {procs[i].name} {_exit_reason(procs[i])} while computing this", emit)
                     ready.discard(i)
                     start(i)
                     continue
@@ -275,9 +278,9 @@ def _exit_reason(proc) -> str:
     return f"exited with code {code}"
 
 
-def _emit_died(task: Task, arrived: set, proc, emit: Emit) -> None:
-    """Error rows for what ``task`` had not sent when its worker died (computed again on resume)."""
-    error = f"worker {proc.name} {_exit_reason(proc)} while computing this"
+def _emit_died(task: Task, arrived: set, error: str, emit: Emit) -> None:
+    """Error rows for what ``task`` had not sent when its worker died (computed again on resume);
+    ``error`` says which worker and how it ended."""
     for method, specs in task.work.items():
         if method not in arrived:
             emit(ExplanationRow(task.key, method, status="error", error=error))
@@ -306,11 +309,20 @@ def _ray_task(settings: RunSettings, task: Task):
     yield from run_task(ctx, task)
 
 
+#: times Ray runs a task again whose worker died (Ray's own default): a node lost in the middle of a
+#: clip costs nothing; a clip that kills its worker every time (more memory than a node has) costs
+#: its own results after the last try, as on the local backend, not the run
+RAY_RETRIES = 3
+
+
 def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str | None) -> None:
     try:
         import ray
     except ImportError:
         raise InputError("the ray backend needs Ray: pip install 'videoxai[ray]'") from None
+    # the task's worker process (or its node) is gone: the kernel's or Ray's out-of-memory killer,
+    # a crash in native code, a lost node; any other error is the model's or ours, and ends the run
+    died = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
     started = False
     if not ray.is_initialized():
         kwargs = dict(include_dashboard=False, logging_level="WARNING", configure_logging=True)
@@ -320,9 +332,11 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
             ray.init(num_cpus=max(1, workers), **kwargs)
         started = True
     try:
-        remote = ray.remote(num_cpus=settings.threads)(_ray_task)
+        remote = ray.remote(num_cpus=settings.threads, max_retries=RAY_RETRIES)(_ray_task)
         capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // max(1, settings.threads)))
         pending: dict = {}          # generator -> task
+        arrived: dict = {}          # generator -> the rows of its task received so far
+        deaths = 0                  # tasks whose worker died (on every try) since a task was last done
         source = iter(tasks)
         exhausted = False
         while True:
@@ -331,7 +345,8 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                 if task is None:
                     exhausted = True
                     break
-                pending[remote.remote(settings, task)] = task
+                gen = remote.remote(settings, task)
+                pending[gen], arrived[gen] = task, set()
             if exhausted and not pending:
                 break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
@@ -340,11 +355,27 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                     ref = next(gen)
                 except StopIteration:
                     pending.pop(gen)
+                    arrived.pop(gen)
+                    deaths = 0
                     continue
                 try:
                     row = ray.get(ref)
+                except died as e:
+                    # it ended 'a Ray task failed: The worker died unexpectedly', and every resume
+                    # on the same clip: that clip's missing results are errors (computed again on
+                    # resume), and the other clips go on
+                    deaths += 1
+                    why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+                    tries = f"on each of its {RAY_RETRIES + 1} tries" if RAY_RETRIES else "on its only try"
+                    if deaths > capacity + DEATHS_IN_A_ROW:
+                        raise WorkerFailed(f"{deaths} Ray tasks in a row lost their worker {tries}; the last: "
+                                           f"{why}") from None
+                    _emit_died(pending.pop(gen), arrived.pop(gen),
+                               f"the Ray worker died while computing this, {tries} ({why})", emit)
+                    continue
                 except ray.exceptions.RayError as e:
                     raise WorkerFailed(f"a Ray task failed: {e}") from None
+                arrived[gen].add(row.key if isinstance(row, ResultRow) else row.method)
                 emit(row)
     finally:
         if started:
