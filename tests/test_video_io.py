@@ -632,6 +632,48 @@ def test_recordings_joined_end_to_end_are_read_on_one_timeline(tmp_path, monkeyp
     assert read_video(joined, start="12", end="17").indices.tolist() == list(range(12, 17))
 
 
+@pytest.mark.parametrize("name", ["cut.ts", "cut.gif"])
+def test_a_file_cut_inside_its_last_frame_is_read_without_that_frame(tmp_path, name):
+    """A download of an MPEG-TS or a GIF stopped partway: neither says up front how long it is,
+    so it is read as the shorter video it has become. FFmpeg decoded the frame the cut falls in
+    from its first part without an error (concealed, or the rows missing left from the frame
+    before) and every reader used it: it was the last frame, which ``num_frames`` always takes."""
+    import av
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)  # noise: each frame spans many TS packets
+    if name.endswith(".ts"):
+        whole = _encode(tmp_path / "whole.ts", frames, fmt="mpegts", options={"crf": "0"})
+    else:
+        whole = write_video(frames, tmp_path / "whole.gif", fps=10)
+    with av.open(str(whole)) as c:
+        last = [p for p in c.demux(video=0) if p.size][-1]
+        cut_at = last.pos + last.size // 2  # halfway through the last frame's data
+    cut = tmp_path / name
+    cut.write_bytes(whole.read_bytes()[:cut_at])
+    assert cut_at % 188  # not a whole number of TS packets, as a cut almost never is
+    before = read_video(whole).frames[:5]
+    clip = read_video(cut)
+    assert clip.indices.tolist() == list(range(5))
+    np.testing.assert_array_equal(clip.frames, before)
+    sampled = read_video(cut, 3)
+    assert sampled.indices.tolist() == [0, 2, 4]
+    np.testing.assert_array_equal(sampled.frames, before[[0, 2, 4]])
+    windows = list(sliding_windows(cut, 4))
+    assert [w.indices.tolist() for w in windows] == [[0, 1, 2, 3], [4, 4, 4, 4]]
+    np.testing.assert_array_equal(windows[-1].frames[0], before[4])
+    assert probe(cut)["frames"] == len(vio.frame_times(cut)) == 5
+    assert len(read_video(whole)) == 6  # a whole file keeps its last frame
+    if name.endswith(".gif"):  # bytes after a GIF's end (its ';') are no part of its last frame
+        tailed = tmp_path / "tailed.gif"
+        tailed.write_bytes(whole.read_bytes() + b"\0appended\n")
+        assert len(read_video(tailed)) == 6
+    # cut inside the first piece of the last frame (a TS packet that starts it): the frame before is whole
+    early = tmp_path / f"early_{name}"
+    early.write_bytes(whole.read_bytes()[:last.pos + 100])
+    np.testing.assert_array_equal(read_video(early).frames, before)
+
+
 @pytest.mark.parametrize("total", [20, 300])
 def test_an_mp4_cut_between_keyframes_is_read_as_players_show_it(tmp_path, monkeypatch, total):
     """``ffmpeg -ss … -c copy`` keeps the frames back to the keyframe before the cut, which the

@@ -27,8 +27,8 @@ import av
 import numpy as np
 
 from ..errors import VideoReadError
-from .clock import Continuous
 from .keyframes import PacketIndex, index_packets, seconds
+from .packets import stream_packets
 from .streams import display_size, ffmpeg_reason, quarter_turns, sample_aspect, video_stream
 
 
@@ -248,9 +248,8 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     with open_video(path) as (container, stream):
         tb = stream.time_base
         declared = declared_end(container, stream)
-        continuous = Continuous(container, stream)  # recordings joined end to end follow each other
         try:
-            for packet in map(continuous, container.demux(stream)):
+            for packet in stream_packets(container, stream):
                 if packet.size == 0 or getattr(packet, "is_discard", False):  # the flush packet at
                     continue                                                # the end; edit-list cuts
                 ts = packet.pts if packet.pts is not None else packet.dts
@@ -331,8 +330,11 @@ def probe(path: str | Path) -> dict:
     with open_video(path) as (container, stream):
         h = read_header(container, stream, path)
         turns = _first_frame_turns(container, stream)
-    packets = None if h.frames and h.stream_duration else _packets(path)
-    frames = h.frames or len(packets.times)
+    # a GIF's count is FFmpeg's scan of the file, which counts a frame the file was cut inside;
+    # its packets, as the readers take them, leave that frame out (:mod:`~videoxai.data.packets`)
+    scanned = h.container == "gif"
+    packets = None if h.frames and h.stream_duration and not scanned else _packets(path)
+    frames = len(packets.times) if scanned else h.frames or len(packets.times)
     # the frames' own span wherever they were listed: the container's duration counts from 0 in
     # mkv, not from the first frame (a clip cut from 5 s on said 6.2 s for 1.2 s of frames), and an
     # MPEG program stream's estimate can be one frame (0.04 s for 1.2 s)

@@ -20,9 +20,9 @@ import av
 import numpy as np
 
 from ..errors import VideoReadError
-from .clock import Continuous
 from .container import Header, check_whole, declared_end, open_video, packet_index, read_header
 from .keyframes import SeekMiss, SeekStart, seconds, start_at
+from .packets import decode
 from .streams import PictureConverter, ffmpeg_reason
 
 #: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
@@ -66,7 +66,7 @@ class Decoder:
                 container.seek(start.keyframe_pts, stream=stream, backward=True, any_frame=False)
                 index, origin = start.first, start.origin_pts
             try:
-                for frame in _decoded(container, stream):
+                for frame in decode(container, stream):
                     if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
                         # decoders that ignore FFmpeg's limit: refuse right after decoding
                         raise self._too_large(index, f"is {frame.width}x{frame.height}, over")
@@ -106,14 +106,6 @@ class Decoder:
             sar = self.header.sar if self.header is not None else Fraction(1)
             self._picture = PictureConverter(max_side, sar)
         return self._picture(frame)
-
-
-def _decoded(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
-    """``container.decode(stream)`` on one continuous clock (:class:`~videoxai.data.clock.Continuous`:
-    recordings joined end to end follow each other)."""
-    continuous = Continuous(container, stream)
-    for packet in container.demux(stream):
-        yield from continuous(packet).decode()
 
 
 def frames_from(dec: Decoder, lo: float) -> Iterator[tuple[int, float, av.VideoFrame]]:

@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from .clock import Continuous
+from .packets import decode, stream_packets
 
 
 class SeekMiss(Exception):
@@ -108,7 +109,7 @@ def index_packets(container: av.container.InputContainer, stream) -> PacketIndex
         return None
     pts, key = [], []
     continuous = Continuous(container, stream)
-    for packet in map(continuous, container.demux(stream)):
+    for packet in stream_packets(container, stream, continuous):
         if packet.size == 0 or getattr(packet, "is_discard", False):  # an older PyAV may lack the flag
             continue
         if packet.pts is None:
@@ -156,7 +157,7 @@ def decode_at(container: av.container.InputContainer, stream, index: PacketIndex
     for target, start in zip(targets, plan):
         if start is not None:  # always for the first target
             container.seek(int(index.pts[start]), stream=stream, backward=True, any_frame=False)
-            frames = container.decode(stream)
+            frames = decode(container, stream)
         for frame in frames:
             if max_pixels is not None and frame.width * frame.height > max_pixels:
                 raise SeekMiss(f"a frame of {frame.width}x{frame.height} pixels")

@@ -17,8 +17,8 @@ picture: an audio file with cover art has no video.
 Which stream is the video and how its pictures become frames as players show them is
 :mod:`~videoxai.data.streams`; opening a file and what its container says (header, packets,
 :func:`probe`) :mod:`~videoxai.data.container`; decoding in presentation order
-:mod:`~videoxai.data.decoder`, on one timeline where the file's clock restarts (recordings joined
-end to end) :mod:`~videoxai.data.clock`; the checks of a read's arguments
+:mod:`~videoxai.data.decoder`, from packets on one timeline where the file's clock restarts
+(recordings joined end to end) :mod:`~videoxai.data.packets`; the checks of a read's arguments
 :mod:`~videoxai.data.read_arguments`; :func:`sliding_windows` :mod:`~videoxai.data.video_windows`;
 writing :mod:`~videoxai.data.video_writer`.
 
@@ -27,7 +27,8 @@ truncated or corrupt stream, a stream with no decodable frame, bad arguments) ra
 :class:`~videoxai.errors.VideoReadError` with the file's name in the message, never a raw PyAV
 exception. A file cut short is known by the length its header gives (mp4, mov, avi frame counts;
 mkv and webm durations); where the container gives none before the frames (MPEG-TS, GIF,
-fragmented MP4, a browser's WebM recording) it is read as the shorter video it has become.
+fragmented MP4, a browser's WebM recording) it is read as the shorter video it has become,
+without the frame the cut falls in (MPEG-TS, GIF: :mod:`~videoxai.data.packets`).
 """
 
 from __future__ import annotations
