@@ -846,3 +846,23 @@ def test_a_body_json_cannot_read_is_said_why(client, edit_set):
             f"the request body cannot be read as JSON ({said}"), r.text
         assert r.json()["error"].endswith(f": PUT {url}")
     assert edit_set.edit(edit_set.items[0].key) is None
+
+
+def test_an_edit_or_collection_file_json_cannot_read_is_an_error_naming_it(edit_set, model):
+    # nested too deeply (RecursionError) was a 500 on opening the clip and a traceback from
+    # `stabn finetune`; a collection.json so, or with an integer past 4300 digits, a traceback at start
+    key = edit_set.items[0].key
+    path = edit_set.directory / "edits" / f"{key}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text('{"id": "x", "levels": ' + "[" * 5000 + "]" * 5000 + "}")
+    c = TestClient(create_app(edit_set, model), base_url="http://localhost", raise_server_exceptions=False)
+    r = c.get(f"/api/clips/{key}")
+    assert r.status_code == 200 and r.json()["edit_error"].startswith(f"cannot read edit {path}: maximum recursion depth")
+    with pytest.raises(InputError, match="maximum recursion depth"):
+        edit_set.edits()
+    collection = edit_set.directory / "collection.json"
+    for text, said in (('{"format": 1, "items": ' + "[" * 5000 + "]" * 5000 + "}", "maximum recursion depth"),
+                       ('{"format": ' + "1" * 5000 + "}", r"Exceeds the limit \(4300 digits\)")):
+        collection.write_text(text)
+        with pytest.raises(InputError, match=f"collection.json is not valid JSON: {said}"):
+            EditSet.open(edit_set.directory)

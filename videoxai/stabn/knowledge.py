@@ -94,7 +94,9 @@ class TemporalEdit:
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:  # ValueError: bad JSON, and text that is not UTF-8
+        # ValueError: bad JSON, text that is not UTF-8, an integer past 4300 digits; RecursionError:
+        # nested too deeply (a 500 in the editor, a traceback from finetune)
+        except (OSError, ValueError, RecursionError) as e:
             raise InputError(f"cannot read edit {path}: {e}") from None
         if not isinstance(d, dict) or "id" not in d or "levels" not in d:
             raise InputError(f"{path} is not a temporal-attention edit (needs 'id' and 'levels')")
@@ -181,7 +183,8 @@ class EditSet:
                              "`videoxai stabn collect`")
         try:
             d = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        # ValueError: bad JSON, not UTF-8, an integer past 4300 digits; RecursionError: nested too deeply
+        except (ValueError, RecursionError) as e:
             raise InputError(f"{path} is not valid JSON: {e}") from None
         fmt = d.get("format", FORMAT) if isinstance(d, dict) else None
         if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > FORMAT:
