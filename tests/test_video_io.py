@@ -632,6 +632,39 @@ def test_recordings_joined_end_to_end_are_read_on_one_timeline(tmp_path, monkeyp
     assert read_video(joined, start="12", end="17").indices.tolist() == list(range(12, 17))
 
 
+def test_a_stream_cut_at_an_open_gop_keyframe_lists_the_frames_the_decoder_shows(tmp_path, monkeypatch):
+    """A recording cut without re-encoding at an open-GOP keyframe (``ffmpeg -ss … -c copy`` to
+    mkv, a broadcast stream): the frame stored after the keyframe but shown before it refers to
+    a frame that is not in the file, and FFmpeg drops it, as players do. The packets still list
+    it, so probe counted one frame more than any reader returned, frame times were counted from
+    it, and ``start=3.0`` read by seeking returned the frame before the one decoding in order did."""
+    import av
+
+    src = _encode(tmp_path / "src.mkv", _numbered(60),
+                  options={"x264-params": "keyint=10:min-keyint=10:open-gop=1:bframes=3:scenecut=0"})
+    with av.open(str(src)) as c:
+        keys = [k for k, p in enumerate(p for p in c.demux(video=0) if p.size) if p.is_keyframe]
+    cut = tmp_path / "cut.mkv"
+    with av.open(str(src)) as i, av.open(str(cut), "w") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        for packet in [p for p in i.demux(video=0) if p.size][keys[1]:]:  # from the second keyframe on
+            packet.stream = out
+            o.mux(packet)
+    every = read_video(cut)
+    first = _numbers(every)[0]
+    shown = len(every)
+    assert _numbers(every) == [(first + k) % 32 for k in range(shown)]  # in order, none missing
+    assert probe(cut)["frames"] == len(vio.frame_times(cut)) == shown
+    np.testing.assert_allclose(vio.frame_times(cut), np.arange(shown) * 0.1, atol=1e-9)
+    assert probe(cut)["duration"] == pytest.approx(shown * 0.1)
+    seeking = read_video(cut, start=3.0, end=3.3)
+    assert seeking.indices.tolist() == [30, 31, 32]
+    np.testing.assert_array_equal(seeking.frames, every.frames[30:33])
+    assert next(iter(sliding_windows(cut, 2, start=3.0))).indices.tolist() == [30, 31]
+    monkeypatch.setattr(decoder, "packet_index", lambda path: None)  # decoding in order agrees
+    np.testing.assert_array_equal(read_video(cut, start=3.0, end=3.3).frames, seeking.frames)
+
+
 @pytest.mark.parametrize("name", ["cut.ts", "cut.gif"])
 def test_a_file_cut_inside_its_last_frame_is_read_without_that_frame(tmp_path, name):
     """A download of an MPEG-TS or a GIF stopped partway: neither says up front how long it is,

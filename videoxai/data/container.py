@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import VideoReadError
 from .keyframes import PacketIndex, index_packets, seconds
-from .packets import stream_packets
+from .packets import shown_packets
 from .streams import display_size, ffmpeg_reason, quarter_turns, sample_aspect, video_stream
 
 
@@ -249,7 +249,7 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
         tb = stream.time_base
         declared = declared_end(container, stream)
         try:
-            for packet in stream_packets(container, stream):
+            for packet in shown_packets(container, stream):
                 if packet.size == 0 or getattr(packet, "is_discard", False):  # the flush packet at
                     continue                                                # the end; edit-list cuts
                 ts = packet.pts if packet.pts is not None else packet.dts

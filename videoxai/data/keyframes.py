@@ -27,7 +27,7 @@ import av
 import numpy as np
 
 from .clock import Continuous
-from .packets import decode, stream_packets
+from .packets import decode, shown_packets
 
 
 class SeekMiss(Exception):
@@ -109,7 +109,7 @@ def index_packets(container: av.container.InputContainer, stream) -> PacketIndex
         return None
     pts, key = [], []
     continuous = Continuous(container, stream)
-    for packet in stream_packets(container, stream, continuous):
+    for packet in shown_packets(container, stream, continuous):
         if packet.size == 0 or getattr(packet, "is_discard", False):  # an older PyAV may lack the flag
             continue
         if packet.pts is None:

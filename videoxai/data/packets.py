@@ -52,6 +52,42 @@ def stream_packets(container: av.container.InputContainer, stream,
         yield held
 
 
+#: packets fed to the decoder, at most, to find the first frame it shows (a decoder's delay is
+#: a few frames; more means it shows nothing, and no packet is left out)
+FIRST_FRAME_PACKETS = 64
+
+
+def shown_packets(container: av.container.InputContainer, stream,
+                  continuous: Continuous | None = None) -> Iterator[av.Packet]:
+    """:func:`stream_packets` less the frames before the first one the decoder shows, for the
+    readers that list frames from packets (frame times and counts, the keyframe index).
+
+    A stream cut from a longer one without re-encoding (``ffmpeg -ss … -c copy`` to .ts or .mkv,
+    a broadcast recording) can begin at an open-GOP keyframe: the frames stored after it but
+    shown before it refer to frames that are not in the file, and FFmpeg drops them, as players
+    do. Listed from the packets they were frame 0, so every time and position counted from it
+    was one frame (or a few) off the decoder's: ``probe`` said 111 frames for 110, and a range
+    read by seeking (``start=5.0`` of a long mkv) returned the frame before the one decoding in
+    order returned. The first shown frame is found by decoding the first few packets.
+    """
+    pending: list[av.Packet] | None = []  # None once the first shown frame is known
+    for packet in stream_packets(container, stream, continuous):
+        if pending is None:
+            yield packet
+            continue
+        pending.append(packet)
+        try:
+            frame = next(iter(packet.decode()), None)
+            done = frame is not None or packet.size == 0 or len(pending) >= FIRST_FRAME_PACKETS
+        except (av.FFmpegError, OSError):  # decoding in order says what is wrong
+            frame, done = None, True
+        if done:
+            first = frame.pts if frame is not None else None  # None: leave every packet in
+            yield from (p for p in pending if first is None or p.size == 0 or p.pts is None or p.pts >= first)
+            pending = None
+    yield from pending or []
+
+
 def decode(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
     """``container.decode(stream)`` from :func:`stream_packets`."""
     for packet in stream_packets(container, stream):
