@@ -1,7 +1,9 @@
 """A video stream's packets as every reader takes them: on one clock, without a frame the file was cut inside.
 
 The decoder, the packet times and the keyframe index all demux through :func:`stream_packets`,
-so that they agree on which frames there are and when each is shown:
+so that they agree on which frames there are and when each is shown (the packet times and the
+index through :func:`shown_packets`, which also leaves out the frames the decoder drops at the
+start of a stream cut at an open-GOP keyframe):
 
 * where the file's clock restarts (recordings joined end to end), the timestamps follow on
   (:class:`~videoxai.data.clock.Continuous`);
