@@ -652,3 +652,43 @@ def test_edits_are_not_applied_to_other_videos_that_have_the_edited_clips_ids(ed
         finetune(model, other, edit_set, config=finetune_config(epochs=1, batch_size=3))
     # the clips that were edited: fine-tuned (an id not in the data is left to edit_targets)
     assert len(finetune(model, data, edit_set, config=finetune_config(epochs=1, batch_size=3)).history) == 1
+
+
+def test_a_run_killed_mid_checkpoint_leaves_no_temporary_file_for_good(tmp_path, monkeypatch, caplog):
+    """A run killed while its checkpoint was written aside (SIGKILL, the OOM killer: the write's
+    `finally` never runs) left `.checkpoint.pt.<hex>.tmp`, as large as the model, for good: resume
+    and a fresh run into the directory now remove such files, however young (they hold the
+    directory, so no live run writes them); without a lock, only old ones (may be a live run's)."""
+    import errno
+    import fcntl
+    import os
+    import uuid
+
+    from videoxai.stabn.loop import fit
+
+    data = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(32, 32))
+    model = build(num_classes=4, num_frames=4, input_size=32, backbone="tiny")
+    config = TrainConfig(epochs=1, batch_size=4)
+    fit(model, data, config, out=tmp_path)
+
+    def killed_writes():  # what write_atomically leaves when killed before its rename, and files to keep
+        left = [tmp_path / f".{name}.{uuid.uuid4().hex}.tmp" for name in ("checkpoint.pt", "history.json")]
+        for path in left:
+            path.write_bytes(b"\0" * 1000)
+        for name in ("notes.tmp", ".checkpoint.pt.tmp"):
+            (tmp_path / name).write_text("mine")
+        return left
+
+    for resume in (True, False):
+        left = killed_writes()
+        fit(model, data, config, out=tmp_path, resume=resume)
+        assert not any(p.exists() for p in left), resume
+        assert (tmp_path / "notes.tmp").read_text() == (tmp_path / ".checkpoint.pt.tmp").read_text() == "mine"
+    assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "history.json").is_file()
+    # a file system without locks: another run may be writing there, so only a temporary older
+    # than a write can take is removed
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (_ for _ in ()).throw(OSError(errno.ENOSYS, "no locks")))
+    young, old = killed_writes()
+    os.utime(old, (1e9, 1e9))
+    fit(model, data, config, out=tmp_path)
+    assert young.exists() and not old.exists()

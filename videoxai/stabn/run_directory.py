@@ -13,7 +13,8 @@ A run writes to its output directory after every epoch:
 
 Each file is replaced whole (written aside, then renamed), and a resumed run writes
 ``history.json`` and ``model/`` again from its checkpoint. One run at a time per directory: a
-second one fails at once, naming the first (``.lock``, :class:`~videoxai.core.folder_lock.FolderLock`).
+second one fails at once, naming the first (``.lock``, :class:`~videoxai.core.folder_lock.FolderLock`);
+the run that holds it removes the files a killed run left written aside (``.checkpoint.pt.<hex>.tmp``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 
 from ..core.folder_lock import FolderLock
 from ..errors import InputError
-from .atomic import write_atomically
+from .atomic import STALE_AFTER, remove_stale_temporaries, write_atomically
 from .data import ClipSet
 from .loader import save_stabn
 from .model import STABNVideoModel
@@ -86,8 +87,9 @@ _TRAINING: dict[Path, int] = {}
 @contextlib.contextmanager
 def output_lock(out: Path) -> Iterator[None]:
     """Hold ``out`` (an existing directory) for this run: a second run on it, in another process
-    or thread, fails at once naming this one. Re-entrant in one thread: :func:`train` holds the
-    directory across its warm start and the :func:`fit` that follows."""
+    or thread, fails at once naming this one; what a killed run left half-written there (see
+    :func:`~.atomic.remove_stale_temporaries`) is removed. Re-entrant in one thread: :func:`train`
+    holds the directory across its warm start and the :func:`fit` that follows."""
     key = out.resolve()
     if _TRAINING.get(key) == threading.get_ident():
         yield
@@ -96,10 +98,18 @@ def output_lock(out: Path) -> Iterator[None]:
         try:
             held.enter_context(FolderLock(out, "another ST-ABN training",
                                           "wait for it to finish or choose another --out"))
+            alone = True
         except OSError as e:
             # a file system without locks (Lustre mounted without -o flock answers ENOSYS): train
             # as before the lock existed rather than not at all
             log.warning("cannot lock %s (%s): a second run on it would not be refused", out, e.strerror or e)
+            alone = False
+        # a run killed mid-write (SIGKILL, the OOM killer, a power cut) left its checkpoint's
+        # temporary file (.checkpoint.pt.<hex>.tmp, as large as the model) for good: holding the
+        # directory, every such file is a dead run's, however young (without the lock, only an old one)
+        removed = remove_stale_temporaries(out, older_than=0.0 if alone else STALE_AFTER)
+        if removed:
+            log.info("removed %d temporary files a stopped run left in %s", len(removed), out)
         _TRAINING[key] = threading.get_ident()
         try:
             yield
