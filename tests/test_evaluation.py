@@ -206,6 +206,28 @@ def test_bad_runner_arguments(model_dir, tmp_path):
             evaluate(model_dir, "synthetic:3", "staa", "energy", tmp_path, backend="inline", limit=limit)
 
 
+def test_options_the_backend_would_ignore_and_an_empty_out_are_refused(tmp_path, monkeypatch):
+    """--address without --backend ray ran in local processes (the cluster idle), -j with
+    --address was ignored, and --out "" (an unset variable) wrote the results into the working
+    directory. The model does not exist: each is refused before it loads."""
+    model = str(tmp_path / "no-model")
+    with pytest.raises(InputError, match=re.escape("address (--address) is a Ray cluster's: it needs backend='ray' "
+                                                   "(--backend ray), got backend 'local'")):
+        evaluate(model, "synthetic:1", "random", "energy", tmp_path, address="auto")
+    with pytest.raises(InputError, match=re.escape("workers (--workers/-j) sets the CPUs of the local Ray instance")):
+        evaluate(model, "synthetic:1", "random", "energy", tmp_path, backend="ray", address="auto", workers=2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=re.escape("out (--out) is empty: name the output directory")):
+        evaluate(model, "synthetic:1", "random", "energy", "", backend="inline")
+    r = subprocess.run([sys.executable, "-m", "videoxai", "evaluate", "--model", model, "--data", "synthetic:1",
+                        "--methods", "random", "--metrics", "energy", "--out", ""],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(TESTS.parent)})
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --out is empty: name the output directory ('.' for this one)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_method_failures_become_error_rows_and_are_retried(model_dir, tmp_path):
     # a clip whose label is not one of the model's classes: the method fails, the run goes on
     clip = SyntheticVideos(1, split="test")[0]

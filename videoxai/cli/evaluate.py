@@ -32,7 +32,8 @@ def evaluate_cmd(
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name>[,weights=download], or a directory."),
     methods: str = typer.Option("all", "--methods", help=_METHODS_HELP),
     metrics: str = typer.Option("all", "--metrics", help=_METRICS_HELP),
-    out: Path = typer.Option(Path("videoxai_eval"), "--out", "-o", help="Output directory: results.sqlite, report.md/.html, summary.csv, plots."),
+    # text, not a Path: typer makes '' the Path '.', and an unset variable ('--out "$OUT"') wrote here
+    out: str = typer.Option("videoxai_eval", "--out", "-o", help="Output directory: results.sqlite, report.md/.html, summary.csv, plots."),
     backend: str = typer.Option("local", help="local (worker processes), ray, or inline (this process)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (e.g. auto, ray://host:10001); default: a local Ray instance."),
     workers: Optional[int] = typer.Option(None, "--workers", "-j", help="Worker processes (local) or CPUs of a local Ray instance; default: the machine's CPUs."),
@@ -73,6 +74,9 @@ def _evaluate(data, model, methods, metrics, out, backend, address, workers, dev
     from ..evaluation.runner import DATABASE
     from ..evaluation.store import ResultStore
 
+    if not out.strip():
+        raise InputError("--out is empty: name the output directory ('.' for this one)")
+    out = Path(out)
     if report_only:
         if not (out / DATABASE).is_file():
             raise InputError(f"no results file {out / DATABASE}")

@@ -148,9 +148,9 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         out: output directory (created); results go to ``out/results.sqlite``.
         backend: ``"local"`` (worker processes), ``"ray"`` or ``"inline"`` (this process).
         workers: worker processes (local) or CPUs of a local Ray instance, from 1 to 4 × the
-            machine's CPUs; default: the CPUs (at most 8).
-        address: a Ray cluster's address (``"auto"``, ``"ray://host:10001"``); default: start a
-            local instance.
+            machine's CPUs; default: the CPUs (at most 8). Refused with ``address``.
+        address: a Ray cluster's address (``"auto"``, ``"ray://host:10001"``; ``backend="ray"``
+            only); default: start a local instance.
         device: where the model runs.
         target: ``"label"`` explains the annotated class (the prediction when a clip has none),
             ``"predicted"`` the model's prediction.
@@ -170,8 +170,18 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         # checked before the model loads; a limit below 1 read as "the dataset is empty"
         raise InputError(f"limit must be an integer ≥ 1 (the first clips to use), got {limit!r}")
+    if address is not None and backend != "ray":
+        # was ignored: the run went on in local processes while the user watched the cluster idle
+        raise InputError(f"address (--address) is a Ray cluster's: it needs backend='ray' (--backend ray), "
+                         f"got backend {backend!r}")
+    if workers is not None and backend == "ray" and address:
+        raise InputError("workers (--workers/-j) sets the CPUs of the local Ray instance a run starts; on a "
+                         "cluster (address/--address) its own CPUs decide: drop workers")
     if workers is not None and (backend == "local" or backend == "ray" and not address):
         workers = backends.check_workers(workers)   # before the model loads: -j 0, -j 1000000000
+    if isinstance(out, str) and not out.strip():
+        # Path("") is the working directory: an unset variable ('--out "$OUT"') wrote the results there
+        raise InputError("out (--out) is empty: name the output directory ('.' for this one)")
     out = Path(out)
     if out.exists() and not out.is_dir():   # before the model loads; mkdir said only 'File exists'
         raise InputError(f"the output directory {out} is a file")
