@@ -387,7 +387,7 @@ class _MeanTokens(nn.Module):
 def test_layer_search_removes_its_hooks_when_the_forward_fails():
     net = TinyCNN()
     model = vx.wrap(net, num_frames=4, input_size=24, layout="BTCHW")  # TinyCNN asserts BCTHW
-    with pytest.raises(AssertionError):
+    with pytest.raises(InputError, match="It runs on BCTHW input"):  # its AssertionError, named
         model.locate_cam_layer()
     assert _hooks(net) == 0
     right = vx.wrap(net, num_frames=4, input_size=24)

@@ -138,6 +138,9 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
          activation: Activation = "softmax") -> VideoModel:
     """Adapt any PyTorch video classifier.
 
+    ``module`` is put in eval mode, as :func:`load_model`'s models are; a model set back to
+    training mode afterwards is explained in eval mode, each module's flag put back after.
+
     Recipes for the usual kinds of network:
 
     * **A per-frame 2D CNN** (TSN, TSM, a CNN + LSTM/GRU: frames folded into the batch,
@@ -235,15 +238,26 @@ def _infer_num_classes(module: nn.Module) -> int:
     """The width of the classifier: the last ``nn.Linear``, or, in a network without one, the last
     convolution with a kernel of ones (torchvision's S3D classifies with a 1×1×1 ``Conv3d``); a
     wrong guess is caught at the first forward pass, which names the outputs' real count."""
-    linear = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    # a scripted or traced layer is no nn.Linear / nn.Conv3d any more, and not every one keeps
+    # out_features: its weight, (out, in, *kernel), says the same
+    linear = [m for m in module.modules() if isinstance(m, nn.Linear) or _scripted(m, "Linear")]
     if linear:
-        return linear[-1].out_features
+        return linear[-1].out_features if isinstance(linear[-1], nn.Linear) else linear[-1].weight.shape[0]
     pointwise = [m for m in module.modules()
-                 if isinstance(m, nn.modules.conv._ConvNd) and all(k == 1 for k in m.kernel_size)]
+                 if isinstance(m, nn.modules.conv._ConvNd) and all(k == 1 for k in m.kernel_size)
+                 or _scripted(m, "Conv1d", "Conv2d", "Conv3d") and all(k == 1 for k in m.weight.shape[2:])]
     if pointwise:
-        return pointwise[-1].out_channels
+        last = pointwise[-1]
+        return last.out_channels if isinstance(last, nn.modules.conv._ConvNd) else last.weight.shape[0]
     raise InputError("cannot infer the number of classes (no Linear layer or 1×1 convolution "
                      "to read it from); pass labels= or num_classes=")
+
+
+def _scripted(m: nn.Module, *kinds: str) -> bool:
+    """Whether ``m`` is a TorchScript module (``torch.jit.script`` / ``trace``) made from an
+    ``nn.<kind>`` of ``kinds`` (its ``original_name``): a scripted network's layers are not
+    ``nn.Linear`` any more, and every one had to be wrapped with ``num_classes=``."""
+    return isinstance(m, torch.jit.ScriptModule) and getattr(m, "original_name", None) in kinds
 
 
 def _ensure_loaders() -> None:

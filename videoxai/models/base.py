@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import InputError
 from .cam_layer import CamLayerMixin
-from .failure_hints import frames_hint, layout_hint
+from .failure_hints import batch_hint, frames_hint, layout_hint
 from .preprocess import Preprocess
 from .token_grid import TokenGrid
 
@@ -315,12 +315,13 @@ class VideoModel(CamLayerMixin, nn.Module):
         return out
 
     def _net_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`logits`, with a failure caused by a wrong ``layout`` named as such."""
+        """:meth:`logits`, with a failure caused by a wrong ``layout``, a clip's length or a batch
+        of several clips named as such (:mod:`~videoxai.models.failure_hints`)."""
         self._clips_in_forward["clips"] = x.shape[0]
         try:
             return self.logits(x)
-        except (RuntimeError, ValueError) as err:
-            hint = layout_hint(self, x, err) or frames_hint(self, x, err)
+        except (RuntimeError, ValueError, AssertionError) as err:  # (a network's own `assert` on shapes)
+            hint = layout_hint(self, x, err) or frames_hint(self, x, err) or batch_hint(self, x, err)
             if hint is None:
                 raise
             raise InputError(hint) from err

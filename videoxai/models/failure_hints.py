@@ -1,8 +1,10 @@
-"""Why a wrapped network failed on its input, when the cause is an option of :func:`vx.wrap`.
+"""Why a wrapped network failed on its input, when the cause is an option of :func:`vx.wrap`
+or of the method.
 
-A network given the wrong ``layout`` or a clip of another length than it was built for fails
-deep inside (a channel or size mismatch) with a message that names no option. On such a failure
-the forward probes one sample the other way; when that runs, the error names the option to give.
+A network given the wrong ``layout``, a clip of another length than it was built for or a
+batch of several clips when it takes one fails deep inside (a channel or size mismatch) with a
+message that names no option. On such a failure the forward probes one sample the other way;
+when that runs, the error names the option to give.
 """
 
 from __future__ import annotations
@@ -68,3 +70,28 @@ def frames_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
     return (f"{model.name} failed on a clip of {t} frames: {err}. It runs on {model.num_frames}: wrap it with "
             f"vx.wrap(..., fixed_num_frames=True) (clips of another length are then refused), or give "
             f"clips of {model.num_frames} frames")
+
+
+def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
+    """Why a wrapped network failed, when the cause is a batch of several clips (a network that
+    takes one clip at a time: a reshape to batch 1, an ``assert x.shape[0] == 1``); else ``None``.
+
+    Perturbation methods send ``batch_size`` clips per forward pass, and such a network failed
+    with its own message, which names no option. On a failure, its first and last clips are run
+    one by one: when both work, the batch is the cause and the error names the option.
+    """
+    if model.family != "custom" or x.shape[0] < 2 or isinstance(err, torch.OutOfMemoryError):
+        return None
+    for probe in (x[:1], x[-1:]):
+        probe = probe.detach().requires_grad_(True)
+        try:
+            with torch.enable_grad():
+                out = model.select_logits(model.net(probe))
+        except Exception:  # one clip fails too: the batch is not what is wrong
+            return None
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, model.num_classes):
+            return None
+    # on one line, and a bare `assert` (no message) named
+    why = " ".join(str(err).split()) or type(err).__name__
+    return (f"{model.name} failed on a batch of {x.shape[0]} clips: {why}. It runs on one clip at a time: "
+            "give the method batch_size=1 (integrated_gradients: internal_batch_size=1)")

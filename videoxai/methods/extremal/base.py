@@ -224,6 +224,16 @@ class ExtremalPerturbation(PerturbationMethod):
             return len(self.areas)
         return len(self.clip_areas(gen, t))
 
+    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The model's logits ``(N, C)`` for clips ``(N, T, 3, H, W)``, at most :attr:`batch_size`
+        clips per forward pass. The dual game sends each area's clip once per game, and the end
+        clips (intact and blurred) go in one pass: with ``batch_size=1``, which a network that
+        takes one clip at a time needs, they went through in twos and it failed. One pass whenever
+        they fit (any ``batch_size`` of 2 or more), so those maps keep their bits."""
+        if pixels.shape[0] <= self.batch_size:
+            return self.model(pixels)
+        return torch.cat([self.model(part) for part in pixels.split(self.batch_size)])
+
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         device = canvas.pixels.device
         t, (h, w) = canvas.num_frames, canvas.grid
@@ -267,7 +277,7 @@ class ExtremalPerturbation(PerturbationMethod):
                     mask = mask.reshape(-1, t, h, w)
                     padded = padded.reshape(-1, t, *gen.shape_out)
                     clips = torch.cat([pyramid.apply(mask if g == "preserve" else 1 - mask) for g in games])
-                    logits = self.model(canvas.paste(canvas.to_box(clips)))
+                    logits = self._logits(canvas.paste(canvas.to_box(clips)))
                     if not logits.requires_grad:
                         # the masks move by the reward's gradient: without one the area term alone
                         # shaped them, and the all-zero map was put down to a model the perturbation
@@ -298,7 +308,7 @@ class ExtremalPerturbation(PerturbationMethod):
             # the references the evidence is measured from: the clip intact (mask 1) and fully
             # perturbed (mask 0)
             ends = pyramid.apply(torch.stack([torch.ones_like(mask[0]), torch.zeros_like(mask[0])]))
-            p_intact, p_blurred = self.model.probabilities(self.model(canvas.paste(canvas.to_box(ends))).double())[:, target].cpu()
+            p_intact, p_blurred = self.model.probabilities(self._logits(canvas.paste(canvas.to_box(ends))).double())[:, target].cpu()
             chosen = self.select(last_p)
             evidence = self.evidence(last_p, float(p_intact), float(p_blurred))
             scores = self.game_scores(last_p)

@@ -1,0 +1,83 @@
+"""vx.wrap with held-out networks a user brings: one that takes a single clip per forward pass,
+scripted and traced ones whose classes must be read from their layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import videoxai as vx
+from videoxai.errors import InputError
+
+T, S, K = 4, 16, 3
+
+# torch.jit is deprecated in favour of torch.compile, but users still have scripted models
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
+
+
+class Net(nn.Module):
+    """``(B, 3, T, H, W)`` → ``(B, K)``: a 3D convolution, global average pool, linear, plus a
+    term on the red channel of frames 1–2's top-left quarter (so that perturbation maps have
+    something to find). ``one_clip``: fails on a batch of several clips, as a network that
+    reshapes to batch 1 does (``"view"``) or asserts it (``"assert"``)."""
+
+    def __init__(self, one_clip: str = "") -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.one_clip = one_clip
+        self.conv = nn.Conv3d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(6, K)
+        self.register_buffer("red_weight", torch.tensor([1.0, 0.0, -1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.one_clip == "assert":
+            assert x.shape[0] == 1, "one clip at a time"
+        f = self.conv(x).relu().mean((2, 3, 4))
+        if self.one_clip == "view":
+            f = f.view(1, 6)  # the batch of one, written into the network
+        red = x[:, 0, 1:3, : x.shape[3] // 2, : x.shape[4] // 2].mean((1, 2, 3))
+        return self.fc(f) + 3 * red[:, None] * self.red_weight
+
+
+def clip() -> torch.Tensor:
+    return torch.rand(T, 3, S, S, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("one_clip", ["view", "assert"])
+def test_a_network_that_takes_one_clip_at_a_time_is_told_to_give_batch_size_1(one_clip):
+    # occlusion sends 8 clips per pass: the network's own "shape '[1, 6]' is invalid" (or a bare
+    # AssertionError over two lines) named no option
+    single = vx.wrap(Net(one_clip), num_frames=T, input_size=S)
+    with pytest.raises(InputError, match=r"^custom failed on a batch of 8 clips: [^\n]*\. It runs on one clip "
+                                         r"at a time: give the method batch_size=1 [^\n]*$"):
+        vx.explain(single, clip(), "occlusion", target=0)
+    assert vx.explain(single, clip(), "saliency", target=0).spatial.max() > 0  # one clip: no hint
+
+
+def test_with_batch_size_1_perturbation_methods_explain_it_as_they_do_the_batched_network():
+    # ep2d sent its two games' clips together (and the intact and blurred ends) even with
+    # batch_size=1: it could not explain such a network at all
+    single = vx.wrap(Net("view"), num_frames=T, input_size=S)
+    batched = vx.wrap(Net(), num_frames=T, input_size=S)
+    for method, opts in (("occlusion", {}), ("ep2d", {"iterations": 2, "areas": (0.1,), "min_evidence": 0})):
+        one = vx.explain(single, clip(), method, target=0, batch_size=1, **opts)
+        many = vx.explain(batched, clip(), method, target=0, **opts)
+        np.testing.assert_allclose(one.spatial, many.spatial, atol=1e-5, err_msg=method)
+        assert one.spatial.max() > 0, method
+
+
+def test_the_classes_of_scripted_and_traced_networks_are_read_from_their_last_linear_or_pointwise_layer():
+    # their layers are RecursiveScriptModules, not nn.Linear: every scripted network had to be
+    # wrapped with num_classes=
+    net = Net()
+    expected = vx.explain(vx.wrap(net, num_frames=T, input_size=S), clip(), "saliency", target=2).raw
+    for scripted in (torch.jit.script(net), torch.jit.trace(net, torch.rand(1, 3, T, S, S))):
+        model = vx.wrap(scripted, num_frames=T, input_size=S)
+        assert model.num_classes == K
+        np.testing.assert_allclose(vx.explain(model, clip(), "saliency", target=2).raw, expected, rtol=1e-4, atol=1e-7)
+    pointwise = nn.Sequential(nn.Conv3d(3, 6, 3), nn.ReLU(), nn.Conv3d(6, 7, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten())
+    assert vx.wrap(torch.jit.script(pointwise), num_frames=T, input_size=S).num_classes == 7
+    with pytest.raises(InputError, match="cannot infer the number of classes"):
+        vx.wrap(torch.jit.script(nn.Sequential(nn.Conv3d(3, 6, 3), nn.Flatten())), num_frames=T, input_size=S)
