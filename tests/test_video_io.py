@@ -853,6 +853,24 @@ def test_frame_numbers_select_those_frames_at_a_variable_frame_rate(tmp_path):
     assert vio.frame_times(gif)[read_video(gif, start="3").indices[0]] == pytest.approx(0.35)
 
 
+def test_a_variable_rate_mkv_reports_its_average_rate_as_an_mp4_does(tmp_path):
+    """Matroska's rate is the frame duration its muxer declared: a variable-rate recording
+    declared at 30 fps whose 20 frames span 1.66 s said 30 fps (clips, reports and overlay videos
+    took it), while the same frames in an mp4 said their average. A constant 29.97 fps, whose
+    millisecond timestamps go 33, 34, 33 ms, keeps its declared rate."""
+    from fractions import Fraction
+
+    gaps = [33, 33, 200, 33, 500, 33, 33, 33, 100, 100, 33, 33, 33, 300, 33, 33, 33, 33, 33]
+    vfr = _encode(tmp_path / "screen.mkv", _numbered(20), np.cumsum([0] + gaps), Fraction(1, 1000), rate=30)
+    average = 19 / (sum(gaps) / 1000)   # 11.4 fps
+    assert probe(vfr)["fps"] == pytest.approx(average)
+    assert read_video(vfr).fps == read_video(vfr, 4).fps == next(iter(sliding_windows(vfr, 4))).fps == \
+        pytest.approx(average)
+    ntsc = _encode(tmp_path / "ntsc.mkv", _numbered(30), np.round(np.arange(30) * 1001 / 30), Fraction(1, 1000),
+                   rate=Fraction(30000, 1001))
+    assert probe(ntsc)["fps"] == read_video(ntsc, 4).fps == 30000 / 1001
+
+
 @pytest.mark.parametrize("name, sar, shown", [("dvd_wide.mp4", (32, 27), (48, 85)), ("dv.mkv", (8, 9), (54, 72)),
                                               ("dv_wide.avi", (32, 27), (48, 85)), ("square.mp4", (1, 1), (48, 72))])
 def test_non_square_pixels_are_read_as_players_show_them(tmp_path, name, sar, shown):
