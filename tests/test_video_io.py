@@ -665,6 +665,24 @@ def test_a_stream_cut_at_an_open_gop_keyframe_lists_the_frames_the_decoder_shows
     np.testing.assert_array_equal(read_video(cut, start=3.0, end=3.3).frames, seeking.frames)
 
 
+def test_two_fields_with_one_decoding_time_are_not_a_new_recording():
+    """An interlaced broadcast stream may carry a frame's two fields as two packets with one
+    decoding time: taken for a restart of the clock, each second field pushed the rest of the
+    stream a frame later. Only a step back of more than 0.1 s (FFmpeg's rule) is a restart."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    from videoxai.data.clock import TS_DISCONT, Continuous
+
+    container = SimpleNamespace(format=SimpleNamespace(flags=TS_DISCONT))
+    clock = Continuous(container, SimpleNamespace(time_base=Fraction(1, 90000)))
+    fields = [3600 * (k // 2) for k in range(8)]           # 25 fps, two packets per frame
+    restart = [3600 * k for k in range(3)]                  # then a recording starting at 0 again
+    packets = [SimpleNamespace(dts=t, pts=t, duration=0) for t in fields + restart]
+    assert [clock(p).pts for p in packets] == fields + [3 * 3600 + 3600 * (k + 1) for k in range(3)]
+    assert clock.jumps == 1
+
+
 @pytest.mark.parametrize("name", ["cut.ts", "cut.gif"])
 def test_a_file_cut_inside_its_last_frame_is_read_without_that_frame(tmp_path, name):
     """A download of an MPEG-TS or a GIF stopped partway: neither says up front how long it is,
