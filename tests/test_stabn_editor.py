@@ -866,3 +866,90 @@ def test_an_edit_or_collection_file_json_cannot_read_is_an_error_naming_it(edit_
         collection.write_text(text)
         with pytest.raises(InputError, match=f"collection.json is not valid JSON: {said}"):
             EditSet.open(edit_set.directory)
+
+
+def _save_racing(directory, key, levels, start, both, answers) -> None:
+    """One editor process's save of ``key`` from the version it read (none), past its check when
+    the other's is too (``both``: a barrier) — what two editors racing in two terminals do."""
+    from videoxai.stabn import knowledge
+    from videoxai.stabn.editor import create_app
+
+    write = knowledge.TemporalEdit.save
+
+    def meet_then_write(self, path):
+        try:
+            both.wait(timeout=1.0)
+        except threading.BrokenBarrierError:  # the other one waits for the lock (or was refused)
+            pass
+        return write(self, path)
+
+    knowledge.TemporalEdit.save = meet_then_write
+    client = TestClient(create_app(directory), base_url="http://localhost")
+    start.wait(60)
+    r = client.put(f"/api/clips/{key}/edit", json={"levels": levels, "version": None})
+    answers.put((r.status_code, r.json(), levels))
+
+
+def test_two_editor_processes_saving_one_clip_from_one_version_save_once(edit_set):
+    """Two `videoxai stabn edit` on one edit set (two terminals): each checked the version a save
+    read under a lock of its own process only, so both saves passed and the second overwrote the
+    first one's edit without a word. The check and the write hold the edit set's lock file: one
+    save succeeds, the other is refused as stale."""
+    import multiprocessing
+    import queue
+    import warnings
+
+    # fork: a spawned child imports torch again (seconds); the child runs no torch op
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    key = edit_set.items[0].key
+    start, both, answers = ctx.Barrier(3), ctx.Barrier(2), ctx.Queue()
+    editors = [ctx.Process(target=_save_racing, args=(edit_set.directory, key, [level] * 8, start, both, answers))
+               for level in (1.0, 0.0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: fork of a process with threads
+        for p in editors:
+            p.start()
+    try:
+        start.wait(60)
+        got = sorted((answers.get(timeout=60) for _ in editors), key=lambda a: a[0])
+    except queue.Empty:
+        pytest.fail("an editor process gave no answer")
+    finally:
+        for p in editors:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+    (ok, saved, levels), (refused, error, _) = got
+    assert (ok, refused) == (200, 409), got
+    assert error["error"] == (f"clip {key} was saved by someone else since it was opened (its edit is now version "
+                              f"{saved['version']}, not none): open the clip again to see that edit, then save")
+    assert edit_set.edit(key).levels == levels == saved["levels"]
+    assert (edit_set.directory / ".edits.lock").is_file()
+
+
+def test_a_save_waits_for_a_stuck_editor_only_so_long_and_saves_where_there_are_no_locks(client, edit_set,
+                                                                                          monkeypatch, caplog):
+    """The edit set's lock across editors: held by a stuck process, a save is refused naming the
+    lock file (not a request hung for good); on a file system without locks (ENOSYS), saving
+    goes on as before the lock existed, said in the log."""
+    import errno
+    import fcntl
+    import logging
+
+    from videoxai.stabn import file_lock
+
+    key = edit_set.items[0].key
+    monkeypatch.setattr(file_lock, "WAIT", 0.05)
+    with file_lock.held(edit_set.directory / ".edits.lock", "another editor"):
+        r = client.put(f"/api/clips/{key}/edit", json={"levels": [0.0] * 8})
+    assert r.status_code == 422 and r.json()["error"] == (
+        f"saving an edit in {edit_set.directory} waited 0.05 s for another process that holds "
+        f"{edit_set.directory / '.edits.lock'} (a stopped or hung editor?); try again, or end that process")
+    assert edit_set.edit(key) is None
+    assert client.put(f"/api/clips/{key}/edit", json={"levels": [1.0] * 8}).status_code == 200  # released
+
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (_ for _ in ()).throw(OSError(errno.ENOSYS, "no locks")))
+    with caplog.at_level(logging.WARNING, logger="videoxai.stabn"):
+        r = client.put(f"/api/clips/{key}/edit", json={"levels": [0.5] * 8})
+    assert r.status_code == 200 and edit_set.edit(key).levels == [0.5] * 8
+    assert "cannot lock" in caplog.text and "no locks" in caplog.text

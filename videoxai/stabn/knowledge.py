@@ -18,6 +18,7 @@ An edit set is a directory::
                          key, label, prediction and temporal attention
     clips/<key>.npz      frames (T, H, W, 3) uint8 and spatial attention (T, h, w) float32
     edits/<key>.json     {"id": ..., "levels": [1.0, 0.5, 0.0, ...], "label": ..., "saved": ...}
+    .edits.lock          locked by an editor's save or delete (two editors on one edit set)
 
 Edit files are JSON (readable, diffable, no pickle); an edit holds one level per frame of the
 clip the model saw, so it lines up with ``M_t`` exactly (the reference tool stored one value per
@@ -32,6 +33,7 @@ as HK-ABN fine-tunes its branches. ``unfreeze_at=k`` lets everything train from 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -50,6 +52,7 @@ from ..errors import InputError
 from .atomic import remove_stale_temporaries, write_atomically
 from .data import ClipSet, recorded_spec
 from .evaluate import eval_mode, predict
+from .file_lock import held
 from .loop import TrainResult, check_data, fit
 from .losses import temporal_loss_kind
 from .model import STABNVideoModel
@@ -60,6 +63,8 @@ from .run_directory import check_out_dir
 LEVELS: tuple[float, ...] = (1.0, 0.5, 0.0)
 FORMAT = 1
 COLLECTION = "collection.json"
+#: the lock file of :meth:`EditSet.writing`
+EDIT_LOCK = ".edits.lock"
 
 
 # -- edits --------------------------------------------------------------------------------------
@@ -232,6 +237,14 @@ class EditSet:
         hidden and never read as an edit, they piled up beside the edits, one per crash."""
         for folder in (self.directory, self.directory / "edits", self.directory / "clips"):
             remove_stale_temporaries(folder)
+
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """The edit set's lock, across processes (``.edits.lock``, :func:`~.file_lock.held`), for
+        a change that must see no other one in between: the editor's check that a clip's edit is
+        still the version a save or delete read, and that save or delete. Two editors on one edit
+        set (two terminals) each checked under a lock of their own process only, so both passed
+        and the second save overwrote the first one's edit without a word."""
+        return held(self.directory / EDIT_LOCK, f"saving an edit in {self.directory}")
 
     def write_collection(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

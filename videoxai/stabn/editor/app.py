@@ -140,7 +140,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
                        remedy="start the editor with --host NAME if that is its name")
     app.add_middleware(PageHeaders)  # the page's Content-Security-Policy; nosniff on every answer
     lock = threading.Lock()  # one model forward at a time; edits are written atomically anyway
-    saving = threading.Lock()  # a save's version check and its write, as one
+    saving = threading.Lock()  # a save's version check and its write, as one (in-process; es.writing(): across)
 
     @app.exception_handler(VideoXAIError)
     async def _user_error(request: Request, exc: VideoXAIError) -> JSONResponse:
@@ -235,7 +235,8 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     @app.put("/api/clips/{key}/edit", response_model=SavedEdit)
     def save(key: str, body: SaveBody) -> dict:
         # two people on one clip: the second save overwrote the first one's edit without a word
-        with saving:
+        # (two editors on the edit set: the threading lock is one process's, es.writing() all's)
+        with saving, es.writing():
             if "version" in body.model_fields_set and (now := version(key)) != body.version:
                 raise EditConflictError(key, now, body.version, "save")
             edit = es.save_edit(key, body.levels)
@@ -246,7 +247,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
                "clip's edit this delete removes, as read; left out, whatever is saved is removed")) -> dict:
         # a page opened before another tab saved removed that tab's edit without a word, as a
         # save over it did; an edit gone already is no conflict (nobody's edit is lost)
-        with saving:
+        with saving, es.writing():
             if seen is not None and (now := version(key)) not in (None, seen):
                 raise EditConflictError(key, now, seen, "delete")
             return {"key": key, "deleted": es.delete_edit(key)}
