@@ -81,3 +81,15 @@ def test_the_classes_of_scripted_and_traced_networks_are_read_from_their_last_li
     assert vx.wrap(torch.jit.script(pointwise), num_frames=T, input_size=S).num_classes == 7
     with pytest.raises(InputError, match="cannot infer the number of classes"):
         vx.wrap(torch.jit.script(nn.Sequential(nn.Conv3d(3, 6, 3), nn.Flatten())), num_frames=T, input_size=S)
+
+
+@pytest.mark.parametrize("method", ["saliency", "occlusion"])
+def test_integer_outputs_are_refused_naming_them(method):
+    # rounded logits: saliency said the network detaches its input, occlusion drew a blank map
+    class Rounded(Net):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x).round().long()
+
+    model = vx.wrap(Rounded(), num_frames=T, input_size=S)
+    with pytest.raises(InputError, match=r"^custom returned int64 outputs, not float logits: .*before any rounding"):
+        vx.explain(model, clip(), method, target=0)

@@ -337,6 +337,12 @@ class VideoModel(CamLayerMixin, nn.Module):
         if not isinstance(out, torch.Tensor):
             raise InputError(f"{self.name} returned a {type(out).__name__}, not logits {expected}; say where "
                              "they are with vx.wrap(..., output=...)")
+        if not out.is_floating_point():
+            # rounded scores or class indices: gradient methods were told the network detaches its
+            # input, and perturbation methods drew blank maps from scores that cannot move
+            raise InputError(f"{self.name} returned {str(out.dtype).removeprefix('torch.')} outputs, not float "
+                             "logits: explanations need its scores before any rounding or argmax; return them "
+                             "(or select them with vx.wrap(..., output=...))")
         if out.ndim == 2 and out.shape[0] == batch and out.shape[1] != self.num_classes:
             raise InputError(f"{self.name} outputs {out.shape[1]} class scores but has {self.num_classes} labels; "
                              f"give labels= or num_classes= for its {out.shape[1]} outputs")
