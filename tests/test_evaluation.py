@@ -397,20 +397,25 @@ def test_a_script_without_a_main_guard_is_told_to_add_one(model_dir, tmp_path):
 # -- backends agree ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="class")
 def local_ray(tmp_path_factory):
-    """A local one-CPU Ray whose workers kill themselves in the middle of the clip named in the
-    file ``local_ray`` (a SIGKILL, as the kernel's out-of-memory killer ends a worker), when it
-    exists: after that clip's second row, before its third. Class-scoped: Ray goes down after the
-    tests of :class:`TestRayBackend`, not at the end of this module."""
+    """A local one-CPU Ray whose workers misbehave where the test says so, in files: ``kill``
+    names a clip in the middle of which the worker kills itself (a SIGKILL, as the kernel's
+    out-of-memory killer ends a worker: after the clip's second row, before its third); where
+    ``no_model`` exists, a worker cannot load the model (a path only the driver sees). Class-scoped:
+    Ray goes down after the tests of :class:`TestRayBackend`, not at the end of this module."""
+    from types import SimpleNamespace
+
     ray = pytest.importorskip("ray")
-    kill = tmp_path_factory.mktemp("ray") / "kill"
+    files = tmp_path_factory.mktemp("ray")
+    kill, no_model = files / "kill", files / "no_model"
 
     def setup() -> None:   # runs in every Ray worker as it starts (pickled by value: a local function)
         import os
         import signal
 
-        from videoxai.evaluation import backends
+        from videoxai.errors import InputError
+        from videoxai.evaluation import backends, tasks
 
-        run_task = backends.run_task
+        run_task, create = backends.run_task, tasks.WorkerContext.create
 
         def dies_on_the_named_clip(ctx, task):
             for i, row in enumerate(run_task(ctx, task)):
@@ -418,11 +423,17 @@ def local_ray(tmp_path_factory):
                     os.kill(os.getpid(), signal.SIGKILL)
                 yield row
 
+        def load(settings, model=None):
+            if os.path.exists(str(no_model)):
+                raise InputError(f"unknown model {settings.model!r}: not a directory")
+            return create(settings, model)
+
         backends.run_task = dies_on_the_named_clip
+        tasks.WorkerContext.create = staticmethod(load)
 
     ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR",
              runtime_env={"worker_process_setup_hook": setup})
-    yield kill
+    yield SimpleNamespace(kill=kill, no_model=no_model)
     ray.shutdown()
 
 
@@ -446,12 +457,12 @@ class TestRayBackend:
         from videoxai.evaluation import backends
 
         monkeypatch.setattr(backends, "RAY_RETRIES", 0, raising=False)   # Ray's 3: 4 dead workers
-        local_ray.write_text("synthetic:test:0/0")
+        local_ray.kill.write_text("synthetic:test:0/0")
         try:
             s = evaluate(model_dir, "synthetic:3", "saliency,random", "sparseness", tmp_path, backend="ray",
                          workers=1, progress=False, report=False)
         finally:
-            local_ray.unlink()
+            local_ray.kill.unlink()
         assert s.computed == 6 and s.errors >= 1
         with ResultStore(s.database) as store:
             errors = store.rows("error")
@@ -467,6 +478,22 @@ class TestRayBackend:
         clean = evaluate(model_dir, "synthetic:3", "saliency,random", "sparseness", tmp_path / "clean",
                          backend="inline", progress=False, report=False)
         assert_same_results(clean, resumed)
+
+    def test_a_ray_worker_that_cannot_load_the_model_is_one_line_naming_why(self, model_dir, local_ray, tmp_path):
+        """The run ended on 'a Ray task failed: ray::_ray_task() (pid=…) ctx = … ^^^^ File …', the
+        worker's traceback flattened into the command's error line; the local backend says
+        'worker could not start: InputError: …'."""
+        from videoxai.evaluation.backends import WorkerFailed
+
+        local_ray.no_model.touch()
+        try:
+            with pytest.raises(WorkerFailed) as e:
+                # energy: a metric set no earlier test ran, so no worker has this model loaded yet
+                evaluate(model_dir, "synthetic:1", "random", "energy", tmp_path, backend="ray", workers=1,
+                         progress=False, report=False)
+        finally:
+            local_ray.no_model.unlink()
+        assert str(e.value) == f"a Ray worker could not start: InputError: unknown model {model_dir!r}: not a directory"
 
 
 # -- report ---------------------------------------------------------------------------------------------

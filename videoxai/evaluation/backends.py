@@ -305,7 +305,10 @@ def _ray_task(settings: RunSettings, task: Task):
     """
     ctx = _RAY_CONTEXT.get(settings)
     if ctx is None:
-        ctx = _RAY_CONTEXT[settings] = WorkerContext.create(settings)
+        try:
+            ctx = _RAY_CONTEXT[settings] = WorkerContext.create(settings)
+        except Exception as e:   # the model, not a clip: the driver ends the run with this line
+            raise WorkerFailed(f"a Ray worker could not start: {type(e).__name__}: {e}") from None
     yield from run_task(ctx, task)
 
 
@@ -374,7 +377,15 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                                f"the Ray worker died while computing this, {tries} ({why})", emit)
                     continue
                 except ray.exceptions.RayError as e:
-                    raise WorkerFailed(f"a Ray task failed: {e}") from None
+                    # a RayTaskError's text is the worker's whole traceback flattened into the
+                    # command's one error line ('ray::_ray_task() (pid=…) ctx = … ^^^^ File …'):
+                    # the exception the task raised says what is wrong
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, WorkerFailed):
+                        raise WorkerFailed(str(cause)) from None
+                    what = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else \
+                        f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+                    raise WorkerFailed(f"a Ray task failed: {what}") from None
                 arrived[gen].add(row.key if isinstance(row, ResultRow) else row.method)
                 emit(row)
     finally:
