@@ -562,6 +562,13 @@ def test_the_legend_says_what_the_order_averages_when_no_ranked_family_ran(tmp_p
         store.write(ResultRow("v0", "a", "cost", 1.0))
     with ResultStore(db2) as store:
         assert "over the faithfulness, localisation, randomisation metrics" in _legend(summarise(store))
+    # run but without a value (no masks, or failed on every clip): it was run, it has no value
+    with ResultStore(db) as store:
+        store.register_metrics([build("energy")])
+        store.write(ResultRow("v0", "a", "energy", None, "error", details={"error": "RuntimeError: boom"}))
+    with ResultStore(db) as store:
+        assert "over every metric shown (no faithfulness or localisation or randomisation metric has a value)" in \
+            _legend(summarise(store))
 
 
 def test_the_methods_metrics_plot_fits_one_long_metric_spec_and_one_method(tmp_path):

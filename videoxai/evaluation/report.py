@@ -327,8 +327,10 @@ def _places(where: list[str], most: int = 3) -> str:
 def _legend(s: Summary) -> str:
     over = f"the {', '.join(RANKED_FAMILIES)} metrics"
     if s.ranked_on is not None and not any(s.info[m]["family"] in RANKED_FAMILIES for m in s.ranked_on):
-        # none of those families was evaluated: the rank falls back to every metric (complexity, cost)
-        over = f"every metric shown (no {' or '.join(RANKED_FAMILIES)} metric was run)"
+        # none of those families has a value: the rank falls back to every metric (complexity, cost);
+        # one that was run but failed or was n/a everywhere is named below the table, not 'not run'
+        ran = any(i["family"] in RANKED_FAMILIES for i in s.info.values())
+        over = f"every metric shown (no {' or '.join(RANKED_FAMILIES)} metric {'has a value' if ran else 'was run'})"
     return (f"Mean ± half-width of the 95 % Student-t interval over clips, or [low, high] where the "
             "interval is cut at the values the metric can take ([0, 1] for rates and probability "
             "areas, [−1, 1] for correlations, ≥ 0 for distances and costs); ↑ higher is better, ↓ lower "
