@@ -93,3 +93,19 @@ def test_integer_outputs_are_refused_naming_them(method):
     model = vx.wrap(Rounded(), num_frames=T, input_size=S)
     with pytest.raises(InputError, match=r"^custom returned int64 outputs, not float logits: .*before any rounding"):
         vx.explain(model, clip(), method, target=0)
+
+
+def test_a_wrong_layout_named_under_a_network_error_of_several_lines_is_one_line():
+    # the network's own message (TorchScript's span many lines) pushed the hint below it
+    class Checked(Net):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[1] != 3:
+                raise RuntimeError("Arguments for call are not valid.\n  expected 3 channels\n")
+            return super().forward(x)
+
+    model = vx.wrap(Checked(), num_frames=T, input_size=S, layout="BTCHW")
+    with pytest.raises(InputError) as err:
+        vx.explain(model, clip(), "saliency", target=0)
+    assert str(err.value) == ("custom failed on input laid out as BTCHW (1x4x3x16x16): Arguments for call are not "
+                              "valid. expected 3 channels. It runs on BCTHW input: wrap it with "
+                              "vx.wrap(..., layout='BCTHW')")

@@ -40,7 +40,7 @@ def layout_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, model.num_classes):
         return None
     shape = "x".join(map(str, x.shape))
-    return (f"{model.name} failed on input laid out as {model.layout} ({shape}): {err}. It runs on "
+    return (f"{model.name} failed on input laid out as {model.layout} ({shape}): {_one_line(err)}. It runs on "
             f"{other} input: wrap it with vx.wrap(..., layout={other!r})")
 
 def frames_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
@@ -67,7 +67,7 @@ def frames_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
         return None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, model.num_classes):
         return None
-    return (f"{model.name} failed on a clip of {t} frames: {err}. It runs on {model.num_frames}: wrap it with "
+    return (f"{model.name} failed on a clip of {t} frames: {_one_line(err)}. It runs on {model.num_frames}: wrap it with "
             f"vx.wrap(..., fixed_num_frames=True) (clips of another length are then refused), or give "
             f"clips of {model.num_frames} frames")
 
@@ -91,7 +91,11 @@ def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None
             return None
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, model.num_classes):
             return None
-    # on one line, and a bare `assert` (no message) named
-    why = " ".join(str(err).split()) or type(err).__name__
-    return (f"{model.name} failed on a batch of {x.shape[0]} clips: {why}. It runs on one clip at a time: "
+    return (f"{model.name} failed on a batch of {x.shape[0]} clips: {_one_line(err)}. It runs on one clip at a time: "
             "give the method batch_size=1 (integrated_gradients: internal_batch_size=1)")
+
+
+def _one_line(err: Exception) -> str:
+    """The network's own message on one line (TorchScript's and autograd's span several, and
+    the hint after it was lost below them), or its type for a bare ``assert``."""
+    return " ".join(str(err).split()) or type(err).__name__
