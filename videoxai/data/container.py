@@ -32,6 +32,11 @@ from .packets import shown_packets
 from .streams import display_size, ffmpeg_reason, quarter_turns, sample_aspect, video_stream
 
 
+#: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
+#: far larger than its header says (a "decompression bomb") fails instead of exhausting memory
+MAX_PIXELS = 8192 * 8192
+
+
 # ----------------------------------------------------------------------------------------------
 # opening
 
@@ -253,7 +258,7 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     ticks: list[int | None] = []
     end = None
     last = None  # the end of the last frame (largest time), None where its packet has no duration
-    with open_video(path) as (container, stream):
+    with open_video(path, MAX_PIXELS) as (container, stream):  # shown_packets decodes a frame
         tb = stream.time_base
         declared = declared_end(container, stream)
         try:
@@ -388,5 +393,5 @@ def packet_index(path: Path) -> PacketIndex | None:
 
 @lru_cache(maxsize=8)
 def _packet_index_of(path: str, mtime_ns: int, size: int) -> PacketIndex | None:
-    with open_video(Path(path)) as (container, stream):
+    with open_video(Path(path), MAX_PIXELS) as (container, stream):  # index_packets decodes a frame
         return index_packets(container, stream)

@@ -20,14 +20,11 @@ import av
 import numpy as np
 
 from ..errors import VideoReadError
-from .container import Header, check_whole, declared_end, open_video, packet_index, read_header
+from .container import MAX_PIXELS, Header, check_whole, declared_end, open_video, packet_index, read_header
 from .keyframes import SeekMiss, SeekStart, seconds, start_at
 from .packets import decode
 from .streams import PictureConverter, ffmpeg_reason
 
-#: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
-#: far larger than its header says (a "decompression bomb") fails instead of exhausting memory
-MAX_PIXELS = 8192 * 8192
 
 
 class FrameTooLargeError(VideoReadError):
