@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import videoxai as vx
-from videoxai.errors import InputError
+from videoxai.errors import InputError, UnsupportedModelError
 
 T, S, K = 4, 16, 3
 
@@ -109,3 +109,22 @@ def test_a_wrong_layout_named_under_a_network_error_of_several_lines_is_one_line
     assert str(err.value) == ("custom failed on input laid out as BTCHW (1x4x3x16x16): Arguments for call are not "
                               "valid. expected 3 channels. It runs on BCTHW input: wrap it with "
                               "vx.wrap(..., layout='BCTHW')")
+
+
+def test_a_network_run_under_inference_mode_is_explained_by_perturbations_and_refused_by_gradients_in_one_line():
+    # a deployed forward decorated with @torch.inference_mode(): the CAM layer search read the
+    # version of its outputs, which inference tensors do not have, and gradcam (and its
+    # supports(), which `videoxai methods --model` asks) raised torch's RuntimeError
+    class Deployed(Net):
+        @torch.inference_mode()
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x)
+
+    model = vx.wrap(Deployed(), num_frames=T, input_size=S)
+    assert vx.methods.get("gradcam").supports(model)
+    with pytest.raises(UnsupportedModelError, match=r"do not depend on layer 'conv' \(found .*torch.inference_mode\(\)"):
+        vx.explain(model, clip(), "gradcam", target=0)
+    with pytest.raises(UnsupportedModelError, match=r"do not depend on the pixels .*torch.inference_mode\(\)"):
+        vx.explain(model, clip(), "saliency", target=0)
+    expected = vx.explain(vx.wrap(Net(), num_frames=T, input_size=S), clip(), "occlusion", target=0).spatial
+    np.testing.assert_allclose(vx.explain(model, clip(), "occlusion", target=0).spatial, expected, atol=1e-6)

@@ -341,7 +341,7 @@ class CAMMethod(Method):
                     raise UnsupportedModelError(
                         f"the logits of {self.model.name} do not depend on layer {self.layer!r}{found} in "
                         "autograd's graph; choose a layer on the path to the logits (layer=...), outside "
-                        "any torch.no_grad() of the network")
+                        "any torch.no_grad() or torch.inference_mode() of the network")
                 grads = self.volume(cap.output(g))
             acts = self.volume(cap.output(cap.leaf.detach()))
         self.check_grid(acts, x.shape[1])

@@ -113,9 +113,9 @@ def pixel_gradient(model: VideoModel, score: torch.Tensor, x: torch.Tensor) -> t
     if grads is None:
         raise UnsupportedModelError(
             f"the logits of {model.name} do not depend on the pixels in autograd's graph: the network "
-            "runs (part of) its forward under torch.no_grad(), detaches a tensor, or computes its output "
-            "without its input (a constant); gradient methods need it differentiable (perturbation "
-            "methods such as occlusion do not)")
+            "runs (part of) its forward under torch.no_grad() or torch.inference_mode(), detaches a "
+            "tensor, or computes its output without its input (a constant); gradient methods need it "
+            "differentiable (perturbation methods such as occlusion do not)")
     return grads
 
 

@@ -87,7 +87,10 @@ class CamLayerMixin:
         def record(name: str):
             def hook(_module, _inputs, out) -> None:
                 main = out[0] if isinstance(out, (tuple, list)) and out else out
-                found.append((name, self._is_grid(out), main, getattr(main, "_version", 0)))
+                # an inference tensor (a forward under torch.inference_mode()) has no version: reading
+                # it raised, and `supports()` of every CAM method with it
+                version = main._version if isinstance(main, torch.Tensor) and not main.is_inference() else 0
+                found.append((name, self._is_grid(out), main, version))
             return hook
 
         modules = dict(self.net.named_modules())

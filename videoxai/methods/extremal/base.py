@@ -284,9 +284,10 @@ class ExtremalPerturbation(PerturbationMethod):
                         # does not move
                         raise UnsupportedModelError(
                             f"the logits of {self.model.name} do not depend on the pixels in autograd's graph: "
-                            "the network runs (part of) its forward under torch.no_grad(), detaches a "
-                            f"tensor, or computes its output without its input (a constant); {self.name} moves its masks by that gradient (perturbation methods "
-                            "such as rise and occlusion need none)")
+                            "the network runs (part of) its forward under torch.no_grad() or "
+                            "torch.inference_mode(), detaches a tensor, or computes its output without its "
+                            f"input (a constant); {self.name} moves its masks by that gradient (perturbation "
+                            "methods such as rise and occlusion need none)")
                     k = mask.shape[0]
                     reward = sum(log_reward(logits[j * k:(j + 1) * k], target, g, self.model.activation)
                                  for j, g in enumerate(games))
