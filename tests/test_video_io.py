@@ -435,6 +435,40 @@ def test_bad_files(tmp_path, videos, case, match):
         assert info.value.__cause__ is None  # no chained av exception
 
 
+def test_a_video_stream_in_a_codec_ffmpeg_does_not_know(tmp_path, frames):
+    """An AVI whose FourCC FFmpeg does not know (a proprietary codec, a damaged header): PyAV gives
+    its stream no decoder, and every reader failed with ``AttributeError: 'NoneType' object has
+    no attribute 'name'``. Where another video stream can be decoded, that one is the video."""
+    avi = write_video(frames, tmp_path / "clip.avi", fps=10).read_bytes()
+    assert avi.count(b"FMP4") == 2  # the stream header's and the picture format's codec tag
+    unknown = tmp_path / "unknown.avi"
+    unknown.write_bytes(avi.replace(b"FMP4", b"ZZZZ"))
+    for call in (lambda: read_video(unknown), lambda: read_video(unknown, 4), lambda: probe(unknown),
+                 lambda: list(sliding_windows(unknown, 4))):
+        with pytest.raises(VideoReadError, match="unknown.avi: its video stream is in a format FFmpeg cannot decode"):
+            call()
+    two = tmp_path / "two.mkv"
+    import av
+
+    with av.open(str(two), "w") as out:  # an undecodable track first, then the video
+        tracks = []
+        for size in (16, 24):
+            s = out.add_stream("libx264", rate=10)
+            s.width = s.height = size
+            s.pix_fmt = "yuv420p"
+            tracks.append(s)
+        for k, rgb in enumerate(_numbered(6, 24, 24)):
+            for s in tracks:
+                out.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:s.height, :s.width]),
+                                                            format="rgb24")))
+        for s in tracks:
+            out.mux(s.encode())
+    data = two.read_bytes()
+    two.write_bytes(data.replace(b"V_MPEG4/ISO/AVC", b"V_UNKNOWN/X/ABC", 1))  # the first track's codec id
+    clip = read_video(two)
+    assert clip.frames.shape == (6, 24, 24, 3) and _numbers(clip) == list(range(6))
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"num_frames": 0}, "num_frames must be >= 1"),
     ({"num_frames": -3}, "num_frames must be >= 1"),

@@ -80,6 +80,11 @@ def open_video(path: Path, max_pixels: int | None = None
         if stream is None:
             covers = " (only a cover picture: an audio file?)" if container.streams.video else ""
             raise VideoReadError(f"{path}: the file has no video stream{covers}")
+        if stream.codec_context is None:
+            # a codec FFmpeg does not know (an AVI's unknown FourCC, a damaged codec id): PyAV gives
+            # no decoder, and the next line was an AttributeError on None
+            raise VideoReadError(f"{path}: its video stream is in a format FFmpeg cannot decode (an unknown "
+                                 "codec)")
         if stream.codec_context.name in _TEXT_ART:
             # FFmpeg opens .txt, .nfo, .asc, .diz (and .bin, .adf, .idf, .xb) as "ANSI art" videos
             # of their characters: a text file given by mistake was explained as a video

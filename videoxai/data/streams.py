@@ -42,6 +42,8 @@ def video_stream(container: av.container.InputContainer):
     moving = [s for s in container.streams.video if not int(s.disposition) & skip]
     if not moving:
         return None
+    # a stream in a codec FFmpeg does not know has no decoder: read another where there is one
+    moving = [s for s in moving if s.codec_context is not None] or moving
     try:
         best = container.streams.best("video")
     except (av.FFmpegError, ValueError):
