@@ -83,6 +83,32 @@ def test_an_output_directory_that_is_a_file_is_refused_before_the_data_is_read(t
         train(f"folder:{tmp_path / 'no such data'}", out, config=TrainConfig(epochs=1))
 
 
+@pytest.mark.parametrize("below", [False, True])
+def test_an_output_directory_that_cannot_be_written_is_refused_before_the_data_is_read(tmp_path, below):
+    """A read-only --out (a read-only mount, another user's directory) failed only after every
+    clip was decoded, and an existing one only at the first epoch's end, when its model was
+    written (the run lock's file failed first, but only as a warning)."""
+    import os
+
+    from videoxai.stabn.loop import fit
+
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        if os.access(tmp_path / "ro", os.W_OK):
+            pytest.skip("run as root: permission bits do not stop writes (a read-only mount would)")
+        out = tmp_path / "ro" / "run" if below else tmp_path / "ro"
+        said = rf"^{tmp_path / 'ro'} cannot be written \(a read-only file system or no write permission\)"
+        with pytest.raises(InputError, match=said):
+            train(f"folder:{tmp_path / 'no such data'}", out, config=TrainConfig(epochs=1))
+        data = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(32, 32))
+        with pytest.raises(InputError, match=said):
+            fit(build(num_classes=4, num_frames=4, input_size=32, backbone="tiny"), data,
+                TrainConfig(epochs=1, batch_size=4), out=out)
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
 @pytest.mark.parametrize("field", ["epochs", "batch_size", "eval_batch_size"])
 def test_a_count_below_one_is_named(field):
     with pytest.raises(InputError, match=rf"^{field} must be a whole number ≥ 1, got 0$"):

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -118,13 +119,20 @@ def output_lock(out: Path) -> Iterator[None]:
 
 
 def check_out_dir(out: str | Path) -> None:
-    """Refuse an output directory that is a file or lies below one, before any clip is decoded
-    (``mkdir`` would fail only then, after the whole data set was read, as ``File exists``)."""
+    """Refuse an output directory that is a file or lies below one, or that cannot be written (a
+    read-only file system, no write permission), before any clip is decoded: ``mkdir`` failed
+    only then, after the whole data set was read, and in an existing read-only directory the
+    first write was the first epoch's model, after that epoch had trained."""
     for path in (Path(out), *Path(out).parents):
         if path.exists():
+            where = "" if path == Path(out) else f" (where the output directory {out} would be)"
             if not path.is_dir():
-                where = "" if path == Path(out) else f" (where the output directory {out} would be)"
                 raise InputError(f"{path} is a file, not a directory{where}; give another output directory")
+            # os.access: a read-only file system answers EROFS even to root; Windows takes every
+            # directory for writable (its read-only attribute does not stop writes into one)
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise InputError(f"{path} cannot be written (a read-only file system or no write permission)"
+                                 f"{where}; give another output directory")
             return
 
 
