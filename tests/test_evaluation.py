@@ -189,6 +189,27 @@ def test_more_synthetic_clips_in_the_same_directory_computes_only_the_added_ones
             evaluate(model_dir, other, "random", "energy", tmp_path, backend="inline", progress=False, report=False)
 
 
+def test_one_folder_written_another_way_resumes_and_a_relative_one_is_told_how(model_dir, tmp_path, monkeypatch):
+    """`--data folder:clips/` (a shell's completion adds the slash) after `--data folder:clips` was
+    refused as a different evaluation; a path that may name another folder (relative against
+    absolute) is still refused, and the message says how to resume if it is the same folder."""
+    video(tmp_path / "clips" / "a.mp4")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "eval"
+    first = evaluate(model_dir, "folder:clips", "random", "sparseness", out, backend="inline", progress=False,
+                     report=False)
+    assert first.computed == 1
+    for spelling in ("folder:clips/", "folder:./clips", "folder:clips//"):
+        again = evaluate(model_dir, spelling, "random", "sparseness", out, backend="inline", progress=False,
+                         report=False)
+        assert (again.computed, again.skipped) == (0, 1), spelling
+    absolute = f"folder:{tmp_path / 'clips'}"
+    with pytest.raises(InputError, match=re.escape(
+            f"(data: stored 'folder:clips', now '{absolute}'); use another output directory; or, if "
+            f"{tmp_path / 'clips'} is the folder stored as clips, give the data as stored: --data 'folder:clips'")):
+        evaluate(model_dir, absolute, "random", "sparseness", out, backend="inline", progress=False, report=False)
+
+
 def test_bad_runner_arguments(model_dir, tmp_path):
     with pytest.raises(UnknownMethodError, match="unknown method 'nope'"):
         evaluate(model_dir, "synthetic:1", "nope", "energy", tmp_path, backend="inline")

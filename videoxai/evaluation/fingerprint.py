@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,23 +54,66 @@ def fingerprints(dataset: EvalDataset, n_videos: int) -> dict[str, str]:
 def same_data(stored: str, now: str) -> bool:
     """Whether the data spec ``now`` names the clips whose results were stored under ``stored``
     (both canonical, as :func:`~videoxai.data.datasets.load_dataset` writes them): the same spec,
-    or two ``synthetic:`` specs that differ in their clip count only.
+    two ``synthetic:`` specs that differ in their clip count only, or one folder written two ways.
 
     A synthetic clip is a pure function of its split, seed and index, and its key names all three
     (``synthetic:test:0/5``), whatever ``N`` it was drawn with: the first 6 clips of
     ``synthetic:8`` are the clips of ``synthetic:6``, pixel for pixel. Raising ``N`` (as
     ``clips=N`` or ``limit``) was refused as "a different evaluation"; it computes the added
     clips. Another split or seed is other clips, and still refused.
+
+    ``folder:clips``, ``folder:clips/`` (a shell's completion adds the slash) and
+    ``folder:./clips`` are one folder, and were refused as different evaluations; each video's
+    content is compared on its own anyway (:func:`fingerprints`).
     """
     if stored == now:
         return True
     from ..data.datasets import parse_data_spec
 
     try:
-        (kind_a, _, options_a), (kind_b, _, options_b) = parse_data_spec(stored), parse_data_spec(now)
+        (kind_a, arg_a, options_a), (kind_b, arg_b, options_b) = parse_data_spec(stored), parse_data_spec(now)
     except VideoXAIError:   # not a spec (an old file's 'samples'): only the same text is the same data
         return False
-    return kind_a == kind_b == "synthetic" and options_a == options_b
+    if kind_a != kind_b or options_a != options_b:
+        return False
+    if kind_a == "synthetic":
+        return True
+    return kind_a in PATH_KINDS and _folder(arg_a) == _folder(arg_b)
+
+
+def wider_data(stored: str, now: str) -> str:
+    """Of two specs of the same data (:func:`same_data`), the one a results file names: of two
+    ``synthetic:N``, the larger ``N`` (the clips it may hold); else ``stored``, as first written."""
+    from ..data.datasets import parse_data_spec
+
+    (kind, arg_a, _), (_, arg_b, _) = parse_data_spec(stored), parse_data_spec(now)
+    if kind == "synthetic" and int(arg_b) > int(arg_a):
+        return now
+    return stored
+
+
+def same_folder_hint(stored: str, now: str) -> str:
+    """``"; or, if … is the folder of …, give the data as stored: …"`` where two specs of a path
+    kind differ in their path only (``folder:./clips`` and ``folder:/home/me/clips``: a relative
+    path was stored, and which folder it named depends on where that run started); else ``""``."""
+    from ..data.datasets import parse_data_spec
+
+    try:
+        (kind_a, arg_a, options_a), (kind_b, arg_b, options_b) = parse_data_spec(stored), parse_data_spec(now)
+    except VideoXAIError:
+        return ""
+    if kind_a != kind_b or kind_a not in PATH_KINDS or options_a != options_b:
+        return ""
+    return f"; or, if {arg_b} is the folder stored as {arg_a}, give the data as stored: --data {stored!r}"
+
+
+#: the built-in dataset kinds whose argument is a path
+PATH_KINDS = ("folder", "ucf24", "ssv2")
+
+
+def _folder(path: str) -> str:
+    """``path`` as written, less what does not change the folder it names (``./``, a trailing ``/``)."""
+    return os.path.normpath(os.path.expanduser(path))
 
 
 def _plain(value):
@@ -118,4 +162,5 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return "blake2b:" + h.hexdigest()
 
 
-__all__ = ["fingerprints", "same_data", "sample_fingerprint", "weights_fingerprint"]
+__all__ = ["fingerprints", "same_data", "sample_fingerprint", "same_folder_hint", "weights_fingerprint",
+           "wider_data"]

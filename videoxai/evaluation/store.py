@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InputError
-from ..data.datasets import parse_data_spec
 from .canonical import canonicalise
-from .fingerprint import same_data
+from .fingerprint import same_data, same_folder_hint, wider_data
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -154,12 +153,12 @@ class ResultStore:
                  and not (k == "data" and same_data(stored[k], identity.get(k)))}
         if clash:
             what = "; ".join(f"{k}: stored {a!r}, now {b!r}" for k, (a, b) in clash.items())
+            hint = same_folder_hint(*clash["data"]) if "data" in clash else ""
             raise InputError(f"{self.path} holds results of a different evaluation ({what}); "
-                             "use another output directory")
+                             f"use another output directory{hint}")
         if "data" in stored and stored["data"] != identity.get("data"):
             # synthetic:N of another N (same_data): the file names the larger set of clips it may hold
-            counts = {spec: int(parse_data_spec(spec)[1]) for spec in (stored["data"], identity["data"])}
-            identity = {**identity, "data": max(counts, key=counts.get)}
+            identity = {**identity, "data": wider_data(stored["data"], identity["data"])}
         with self.db:
             for k, v in identity.items():
                 self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (k, json.dumps(v)))
