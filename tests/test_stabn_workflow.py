@@ -718,3 +718,35 @@ def test_a_run_killed_mid_checkpoint_leaves_no_temporary_file_for_good(tmp_path,
     os.utime(old, (1e9, 1e9))
     fit(model, data, config, out=tmp_path)
     assert young.exists() and not old.exists()
+
+
+def test_ctrl_c_during_training_says_what_is_kept_and_the_same_command_continues(tmp_path, monkeypatch):
+    """Ctrl-C in `stabn train` said only "aborted": nothing told the user that the epochs done
+    were kept and that running the same command again continues rather than starts over."""
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+    from videoxai.stabn import loop
+
+    out = tmp_path / "run"
+    command = ["stabn", "train", "--out", str(out), "--data", "synthetic:8", "--val-data", "none", "--frames", "4",
+               "--size", "32", "--backbone", "tiny", "--warm-start", "0", "--epochs", "2", "--batch-size", "4"]
+    loss, steps = loop.stabn_loss, []
+
+    def ctrl_c_in_epoch_2(*a, **k):
+        steps.append(1)
+        if len(steps) == 3:  # two steps an epoch: epoch 2's first
+            raise KeyboardInterrupt
+        return loss(*a, **k)
+
+    monkeypatch.setattr(loop, "stabn_loss", ctrl_c_in_epoch_2)
+    r = CliRunner().invoke(app, command)
+    assert r.exit_code != 0 and (f"stopped: {out} keeps the run up to epoch 1/2; the same command continues it "
+                                 "from there") in r.output, r.output
+    r = CliRunner().invoke(app, command)
+    assert r.exit_code == 0 and "resuming from" in r.output and "epoch 1/2:" not in r.output, r.output
+    assert [e["epoch"] for e in json.loads((out / "history.json").read_text())] == [1, 2]
+
+    monkeypatch.setattr(loop, "stabn_loss", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    r = CliRunner().invoke(app, [*command[:3], str(tmp_path / "new"), *command[4:]])
+    assert f"stopped before an epoch ended: nothing of this run is kept in {tmp_path / 'new'}" in r.output, r.output

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -59,6 +60,28 @@ def _say_if_nothing_ran(result, printed: list, out: Path) -> None:
         n = len(result.history)
         console.print(f"{out} holds a finished run ({n} epoch{'s' if n != 1 else ''}): nothing left to train "
                       "(--no-resume starts over; more --epochs continue it)", markup=False)
+
+
+@contextlib.contextmanager
+def _saying_what_is_kept(out: Path, printed: list) -> Iterator[None]:
+    """Ctrl-C during a run: say what the output directory holds and how to go on, then stop as
+    any Ctrl-C does. Only "aborted" was said, leaving the user to guess whether the epochs that
+    ran were lost and whether running again would start over."""
+    from ..stabn.run_directory import CHECKPOINT, WARM_START_DIR
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        if printed:  # each printed epoch was checkpointed before it was printed
+            last = printed[-1]
+            kept = f"{last.stage + ' ' if last.stage else ''}epoch {last.epoch}/{last.epochs}"
+            said = f"stopped: {out} keeps the run up to {kept}; the same command continues it from there"
+        elif (out / CHECKPOINT).is_file() or (out / WARM_START_DIR / CHECKPOINT).is_file():
+            said = f"stopped: {out} keeps the run as its last checkpoint left it; the same command continues it"
+        else:
+            said = f"stopped before an epoch ended: nothing of this run is kept in {out}"
+        typer.echo(said, err=True)
+        raise
 
 
 def _load(model: str, device: str):
@@ -162,10 +185,11 @@ def train_cmd(
         console.print(f"resuming the warm start from {out / WARM_START_DIR / CHECKPOINT}", markup=False)
     # the plain backbone takes the design's backbone and padding only: a branch's options would be unused
     printed: list = []
-    result = train(data, out, val_data=val_data, design=None if backbone_only else design, backbone=backbone,
-                   num_frames=frames, input_size=size, config=config, resume=resume, device=device,
-                   on_epoch=lambda r: (printed.append(r), _print_epoch(r)), command=_command(ctx),
-                   attention_branch=not backbone_only, warm_start=warm_start, **branch)
+    with _saying_what_is_kept(out, printed):
+        result = train(data, out, val_data=val_data, design=None if backbone_only else design, backbone=backbone,
+                       num_frames=frames, input_size=size, config=config, resume=resume, device=device,
+                       on_epoch=lambda r: (printed.append(r), _print_epoch(r)), command=_command(ctx),
+                       attention_branch=not backbone_only, warm_start=warm_start, **branch)
     _say_if_nothing_ran(result, printed, out)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}", markup=False)
@@ -326,10 +350,11 @@ def finetune_cmd(
     frozen = () if freeze.strip().lower() == "none" else tuple(g.strip() for g in freeze.split(",") if g.strip())
     config = finetune_config(epochs=epochs, batch_size=batch_size, seed=seed, **({"lr": lr} if lr is not None else {}))
     printed: list = []
-    result = finetune(vm, train_set, es, out, gamma_t=gamma_t, config=config, frozen=frozen,
-                      unfreeze_at=unfreeze_at, edited_only=edited_only, val=val_set, resume=resume,
-                      on_epoch=lambda r: (printed.append(r), _print_epoch(r)), command=_command(ctx),
-                      temporal_loss=temporal_loss)
+    with _saying_what_is_kept(out, printed):
+        result = finetune(vm, train_set, es, out, gamma_t=gamma_t, config=config, frozen=frozen,
+                          unfreeze_at=unfreeze_at, edited_only=edited_only, val=val_set, resume=resume,
+                          on_epoch=lambda r: (printed.append(r), _print_epoch(r)), command=_command(ctx),
+                          temporal_loss=temporal_loss)
     _say_if_nothing_ran(result, printed, out)
     if result.evaluation is not None:
         console.print(f"validation: {result.evaluation}", markup=False)
