@@ -128,3 +128,25 @@ def test_a_network_run_under_inference_mode_is_explained_by_perturbations_and_re
         vx.explain(model, clip(), "saliency", target=0)
     expected = vx.explain(vx.wrap(Net(), num_frames=T, input_size=S), clip(), "occlusion", target=0).spatial
     np.testing.assert_allclose(vx.explain(model, clip(), "occlusion", target=0).spatial, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("labels", [{0: "walk", 1: "run", 2: "jump"}, {"2": "jump", "0": "walk", "1": "run"},
+                                    np.array(["walk", "run", "jump"]), iter(["walk", "run", "jump"])])
+def test_class_names_given_as_id2label_an_array_or_an_iterator_name_the_classes(labels):
+    # a config's id2label, taken as a sequence, gave its keys: every class was called 0, 1, 2
+    model = vx.wrap(Net(), num_frames=T, input_size=S, labels=labels)
+    assert model.labels == ["walk", "run", "jump"] and all(type(name) is str for name in model.labels)
+    exp = vx.explain(model, clip(), "saliency", target="jump")
+    assert (exp.target, exp.label) == (2, "jump")
+
+
+@pytest.mark.parametrize("labels, match", [
+    ("wrj", r"labels is one string, 'wrj'; give one name per class"),
+    (["walk", "run", "walk"], r"labels name 'walk' twice \(classes 0 and 2\)"),
+    (["walk", None, "jump"], r"class names must be strings, got None \(NoneType\) for class 1"),
+    ({1: "walk", 2: "run", 3: "jump"}, r"labels given as a dict must map the class indices 0 to 2 to names"),
+])
+def test_class_names_that_name_no_class_or_two_are_refused(labels, match):
+    with pytest.raises(InputError, match=f"^vx.wrap: {match}"):
+        vx.wrap(Net(), num_frames=T, input_size=S, labels=labels)
+    assert vx.wrap(Net(), num_frames=T, input_size=S, labels=[0, 1, 2]).labels == ["0", "1", "2"]  # class ids
