@@ -100,11 +100,11 @@ def test_strict_build_fails_on_a_broken_link_and_a_broken_api_reference(tmp_path
     assert proc.returncode != 0 and "no_such_function" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "tutorial.md", "architecture.md"])
+@pytest.mark.parametrize("page", ["quickstart.md", "tutorial.md", "architecture.md", "stabn.md"])
 def test_page_code_runs(page, tmp_path, monkeypatch, capsys):
     """Every ```python block of the page, in order, in one namespace, as a reader would paste them."""
     blocks = python_blocks(DOCS / page)
-    assert len(blocks) >= 2, f"{page} lost its code"
+    assert len(blocks) >= (1 if page == "stabn.md" else 2), f"{page} lost its code"
     (tmp_path / "tests" / "data").mkdir(parents=True)
     (tmp_path / "tests" / "data" / VIDEO.name).symlink_to(VIDEO)
     monkeypatch.chdir(tmp_path)  # the pages write overlays and an evaluation next to the reader
@@ -126,6 +126,10 @@ def test_page_code_runs(page, tmp_path, monkeypatch, capsys):
         assert "deletion(unit=frame) (lower is better)" in out
     elif page == "quickstart.md":
         assert (tmp_path / "overlay.mp4").is_file() and (tmp_path / "staa.npz").is_file()
+    elif page == "stabn.md":  # the ST-ABN's own attention: a temporal score per frame
+        exp = namespace["exp"]
+        assert exp.method == "stabn" and exp.label in namespace["model"].labels
+        assert exp.temporal.shape == (8,) and abs(float(exp.temporal.sum()) - 1) < 1e-5
     else:  # architecture.md: its recipes assert their own results and unregister what they add
         from videoxai.methods import available
         from videoxai.metrics import available as metrics
