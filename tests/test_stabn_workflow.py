@@ -217,6 +217,27 @@ def test_finetune_with_edits_of_another_model_or_none_says_so_before_reading_the
     assert isinstance(r.exception, InputError) and "gone" in str(r.exception)
 
 
+def test_finetune_on_collected_data_that_moved_says_where_the_data_came_from(edit_set, tmp_path):
+    # "folder: /x is not a directory" did not say that /x is what the edit set recorded, nor what to do
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+    from videoxai.stabn.loader import save_stabn
+
+    torch.manual_seed(0)
+    save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "m4")
+    edit_set.save_edit(edit_set.items[0].key, [1.0, 0.0, 0.0, 0.0])
+    path = edit_set.directory / "collection.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "data": f"folder:{tmp_path / 'moved'}"}))
+    command = ["stabn", "finetune", str(edit_set.directory), "--out", str(tmp_path / "ft"), "--model", str(tmp_path / "m4")]
+    r = CliRunner().invoke(app, command)
+    assert isinstance(r.exception, InputError) and re.fullmatch(
+        rf".*{tmp_path / 'moved'}.* \(the data the clips were collected from, recorded in {path}; give --data to "
+        r"read it from elsewhere\)", str(r.exception)), r.exception
+    r = CliRunner().invoke(app, [*command, "--data", f"folder:{tmp_path / 'gone'}"])  # given: its own error
+    assert isinstance(r.exception, InputError) and "gone" in str(r.exception) and "recorded" not in str(r.exception)
+
+
 def test_a_run_started_over_and_stopped_in_its_warm_start_does_not_resume_the_old_run(tmp_path):
     """`--no-resume` on a finished run's directory, stopped during the warm start (the old
     checkpoint.pt was still there): the next `train` resumed the *old* finished run and did

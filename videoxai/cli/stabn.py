@@ -327,7 +327,7 @@ def finetune_cmd(
     """Step 3: fine-tune with L_att + L_per + γ_t · L_temp(edited, predicted temporal attention)."""
     from ..stabn.data import open_dataset
     from ..errors import InputError
-    from ..stabn.knowledge import EditSet, check_collection, finetune, finetune_config
+    from ..stabn.knowledge import COLLECTION, EditSet, check_collection, finetune, finetune_config
     from ..stabn.run_directory import check_out_dir
 
     _threads(threads)
@@ -341,7 +341,15 @@ def finetune_cmd(
     spec = data or es.data
     size = vm.input_size
     with console.status(f"loading {spec}…"):
-        train_set = open_dataset(spec, es.split, num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
+        try:
+            train_set = open_dataset(spec, es.split, num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
+        except InputError as e:
+            if data is not None:
+                raise
+            # the data moved since the clips were collected (or the edit set was copied to another
+            # machine): "folder: /x is not a directory" did not say where /x came from
+            raise InputError(f"{e} (the data the clips were collected from, recorded in {edits / COLLECTION}; "
+                             "give --data to read it from elsewhere)") from None
         val_spec = val_data or (spec if spec.startswith("synthetic") else None)
         if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
             val_spec = None
