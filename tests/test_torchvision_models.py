@@ -302,6 +302,16 @@ def test_fine_tuned_model_directory(tmp_path):
         torch.testing.assert_close(model(x), torchvision_reference(MC3, net, x), rtol=1e-5, atol=1e-5)
 
 
+def test_a_model_directorys_labels_may_be_an_id2label_dict(tmp_path):
+    # taken as a sequence, the dict gave its keys: every class was called "0", "1", "2"
+    (tmp_path / "videoxai.json").write_text(json.dumps(
+        {"loader": "torchvision", "model": "mc3_18", "weights": None, "labels": {"1": "b", "0": "a", "2": "c"}}))
+    model = vx.load_model(str(tmp_path))
+    assert (model.labels, model.num_classes) == (["a", "b", "c"], 3)
+    with pytest.raises(InputError, match="torchvision:mc3_18: labels name 'a' twice"):
+        vx.load_model("torchvision:mc3_18", weights=None, labels=["a", "b", "a"])
+
+
 def test_bad_weights_give_clear_errors(mc3_file, tmp_path):
     _, path = mc3_file
     with pytest.raises(InputError, match="nope.pth.*does not exist"):

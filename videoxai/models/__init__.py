@@ -201,7 +201,7 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
     shortest_edge = parse_value(shortest_edge, _Count | None, "vx.wrap", "shortest_edge")
     num_classes = parse_value(num_classes, _Count | None, "vx.wrap", "num_classes")
     if labels is not None:
-        labels = _class_names(labels)
+        labels = _class_names(labels, "vx.wrap")
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if labels is None and num_classes is None:
         num_classes = _infer_num_classes(module)
@@ -236,8 +236,9 @@ _Count = Annotated[int, Opt(ge=1)]
 _Size = Annotated[int | tuple[int, int], Opt(ge=1)]
 
 
-def _class_names(labels) -> list[str]:
-    """``labels`` as given to :func:`wrap` → one name per class, by output index.
+def _class_names(labels, owner: str) -> list[str]:
+    """``labels`` as given to :func:`wrap` (or a loader, ``owner`` in the errors) → one name per
+    class, by output index.
 
     A config's ``id2label`` (``{0: "walk", …}``, keys possibly strings) gives its names: taken
     as a sequence it gave its keys, so that every explanation was labelled ``0``, ``1``, … and
@@ -245,7 +246,7 @@ def _class_names(labels) -> list[str]:
     string (its letters), an entry that is no name and a name given to two classes are refused.
     """
     if isinstance(labels, str):
-        raise InputError(f"vx.wrap: labels is one string, {labels[:40]!r}; give one name per class, "
+        raise InputError(f"{owner}: labels is one string, {labels[:40]!r}; give one name per class, "
                          "e.g. labels=['walk', 'run']")
     if isinstance(labels, dict):
         try:
@@ -253,25 +254,25 @@ def _class_names(labels) -> list[str]:
         except (TypeError, ValueError):
             index = {}
         if sorted(index) != list(range(len(labels))):
-            raise InputError(f"vx.wrap: labels given as a dict must map the class indices 0 to {len(labels) - 1} "
+            raise InputError(f"{owner}: labels given as a dict must map the class indices 0 to {len(labels) - 1} "
                              f"to names (a config's id2label), got keys {list(labels)[:5]}")
         labels = [index[i] for i in range(len(index))]
     try:
         labels = list(labels)
     except TypeError:
-        raise InputError(f"vx.wrap: labels must be a list of class names, got {type(labels).__name__}") from None
+        raise InputError(f"{owner}: labels must be a list of class names, got {type(labels).__name__}") from None
     if not labels:
-        raise InputError("vx.wrap: labels is empty; give one name per class")
+        raise InputError(f"{owner}: labels is empty; give one name per class")
     bad = [v for v in labels if isinstance(v, bool) or not isinstance(v, (str, numbers.Integral))]
     if bad:
-        raise InputError(f"vx.wrap: class names must be strings, got {bad[0]!r} ({type(bad[0]).__name__}) "
+        raise InputError(f"{owner}: class names must be strings, got {bad[0]!r} ({type(bad[0]).__name__}) "
                          f"for class {labels.index(bad[0])}")
     names = [str(v) for v in labels]
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         if name in seen:
             # target="walk" would pick the first of them and the report could not tell them apart
-            raise InputError(f"vx.wrap: labels name {name!r} twice (classes {seen[name]} and {i}); "
+            raise InputError(f"{owner}: labels name {name!r} twice (classes {seen[name]} and {i}); "
                              "give each class its own name")
         seen[name] = i
     return names

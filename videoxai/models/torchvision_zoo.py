@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnknownModelError
-from . import register_loader
+from . import _class_names, register_loader
 from .base import VideoModel
 from .preprocess import Preprocess
 from .token_grid import TokenGrid
@@ -325,6 +325,8 @@ def load_torchvision(rest: str, device: str | torch.device = "cpu", *,
     spec = MODELS.get(rest)
     if spec is None:
         raise UnknownModelError(f"unknown torchvision video model {rest!r}; known: {', '.join(MODELS)}")
+    if labels is not None:  # a list, or an id2label dict (videoxai.json), as vx.wrap takes them
+        labels = _class_names(labels, f"torchvision:{rest}")
     member = spec.weights_enum()
     min_frames = int(member.meta.get("min_temporal_size", 1))
     if num_frames is None:
