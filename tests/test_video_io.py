@@ -569,6 +569,39 @@ def test_a_clip_with_a_display_rotation_is_read_upright(tmp_path, rotation):
     assert np.abs(np.concatenate([w.frames for w in windows]).astype(float) - upright).mean() < 3
 
 
+def test_a_display_matrix_that_mirrors_the_picture_is_read_as_players_show_it(tmp_path):
+    """A display matrix may mirror the picture as well as turn it (a front camera's, an editor's
+    flip): its angle alone is another picture's (a left-right mirror reads as a half turn), and
+    the clip was read upside down. FFmpeg flips the picture after turning it
+    (``av_display_matrix_flip``): the frames must be the turned ones, mirrored."""
+    import math
+
+    import av
+
+    stored = np.repeat(np.repeat(np.random.default_rng(0).integers(0, 256, (3, 2, 3, 3), dtype=np.uint8), 8, 1),
+                       8, 2)                                         # 16 x 24, no symmetry
+    for clockwise in (0, 90, 180, 270):
+        for hflip, vflip in ((True, False), (False, True)):
+            # av_display_rotation_set(clockwise), then av_display_matrix_flip(hflip, vflip)
+            c, s = math.cos(math.radians(-clockwise)), math.sin(math.radians(-clockwise))
+            m = [round(c * 65536), round(-s * 65536), 0, round(s * 65536), round(c * 65536), 0, 0, 0, 1 << 30]
+            m = [-v if (hflip and i % 3 == 0) or (vflip and i % 3 == 1) else v for i, v in enumerate(m)]
+            path = tmp_path / f"m{clockwise}{hflip:d}{vflip:d}.mp4"
+            with av.open(str(path), "w") as out:
+                st = out.add_stream("libx264", rate=10, options={"crf": "0"})
+                st.width, st.height, st.pix_fmt = 24, 16, "yuv444p"
+                st.set_display_matrix(m)
+                for f in stored:
+                    out.mux(st.encode(av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv444p")))
+                out.mux(st.encode())
+            shown = np.rot90(stored, -clockwise // 90, axes=(1, 2))      # turned, as players turn it
+            shown = shown[:, :, ::-1] if hflip else shown[:, ::-1]      # then mirrored
+            clip = read_video(path)
+            assert clip.frames.shape == shown.shape, (clockwise, hflip)
+            assert np.abs(clip.frames.astype(int) - shown).mean() < 2, (clockwise, hflip)
+            assert (probe(path)["height"], probe(path)["width"]) == shown.shape[1:3]
+
+
 def test_a_stream_url_with_a_display_rotation_is_read_upright(tmp_path):
     from videoxai.serve.client import video_frames
 

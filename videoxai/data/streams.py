@@ -6,8 +6,8 @@ over the stored pictures. The differences a model would otherwise see:
 
 * the stream: FFmpeg's pick, never an attached cover picture (:func:`video_stream`);
 * the pixels' shape: DVD, DV and broadcast video store non-square pixels (:func:`display_size`);
-* the turn: phones store portrait clips as landscape pictures with a display matrix
-  (:func:`quarter_turns`);
+* the turn: phones store portrait clips as landscape pictures with a display matrix, which
+  may mirror the picture too (:func:`orientation`);
 * the colours: 10-bit YUV converted without FFmpeg's default darkening (:func:`_deep_yuv`).
 
 :class:`PictureConverter` applies all of them; :func:`videoxai.data.video.read_video` and the
@@ -23,7 +23,7 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
-__all__ = ["video_stream", "sample_aspect", "display_size", "target_size", "PictureConverter", "quarter_turns",
+__all__ = ["video_stream", "sample_aspect", "display_size", "target_size", "PictureConverter", "quarter_turns", "orientation",
            "ffmpeg_reason"]
 
 
@@ -83,7 +83,7 @@ def display_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
 
 class PictureConverter:
     """Decoded frames → ``(H, W, 3)`` uint8 RGB as players show them: in square pixels at the
-    display aspect ratio (:func:`display_size`), upright (:func:`quarter_turns`), 10-bit YUV
+    display aspect ratio (:func:`display_size`), upright (:func:`orientation`), 10-bit YUV
     converted without FFmpeg's darkening (:func:`_deep_yuv`), the longer side at most
     ``max_side``. The size and the turn are the first frame's, for every frame of the stream.
 
@@ -95,12 +95,12 @@ class PictureConverter:
     def __init__(self, max_side: int | None = None, sar: Fraction = Fraction(1)) -> None:
         self.max_side, self.sar = max_side, sar
         self.size: tuple[int, int] | None = None
-        self.turns = 0
+        self.turns, self.mirror = 0, False
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         if self.size is None:
             self.size = target_size(*display_size(frame.width, frame.height, self.sar), self.max_side)
-            self.turns = quarter_turns(frame)
+            self.turns, self.mirror = orientation(frame)
         w, h = self.size
         resize = (frame.width, frame.height) != (w, h)
         deep = _deep_yuv(frame.format.name)
@@ -111,7 +111,10 @@ class PictureConverter:
                 interpolation |= Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
             frame = frame.reformat(width=w, height=h, format="rgb24", interpolation=interpolation)
         rgb = frame.to_ndarray(format="rgb24")
-        return np.ascontiguousarray(np.rot90(rgb, self.turns)) if self.turns else rgb
+        if self.turns or self.mirror:
+            rgb = np.rot90(rgb, self.turns)
+            rgb = np.ascontiguousarray(rgb[:, ::-1] if self.mirror else rgb)
+        return rgb
 
 
 @lru_cache(maxsize=None)
@@ -133,16 +136,54 @@ def _deep_yuv(pix_fmt: str) -> bool:
 
 def quarter_turns(frame: av.VideoFrame) -> int:
     """How many quarter turns counter-clockwise (0–3, for :func:`numpy.rot90`) show ``frame``
-    upright, from the display matrix its container carries.
+    upright, from the display matrix its container carries (before a mirroring, :func:`orientation`).
 
     Phones store a portrait recording as landscape pictures and say in the display matrix how
     to turn them; players (and FFmpeg's command line) apply it, PyAV does not. PyAV's
     ``frame.rotation`` is the matrix's counter-clockwise angle: -90 for the usual portrait phone
     clip, which FFmpeg shows turned a quarter clockwise (``np.rot90(rgb, -1)``). Angles between
-    quarter turns (not written by cameras) are rounded to the nearest; flips are not applied.
+    quarter turns (not written by cameras) are rounded to the nearest.
+    """
+    return orientation(frame)[0]
+
+
+def orientation(frame: av.VideoFrame) -> tuple[int, bool]:
+    """``(turns, mirror)``: ``np.rot90(rgb, turns)``, then mirrored left to right where ``mirror``,
+    shows ``frame`` as FFmpeg's command line and players do, by the display matrix its container
+    carries.
+
+    A matrix may mirror the picture too (a front camera's, an editor's flip): its angle alone is
+    then another picture's (a mirrored one reads as a half turn), and the clip was read upside
+    down. FFmpeg's rule: at a quarter turn the picture is transposed where the matrix mirrors
+    it; at a half turn each axis is flipped where the matrix flips it; with no turn it is flipped
+    upside down where the matrix says so. Angles between quarter turns are rounded to the nearest.
     """
     angle = getattr(frame, "rotation", 0) or 0
-    return round(angle / 90) % 4
+    turns = round(angle / 90) % 4
+    m = _display_matrix(frame)
+    if m is None:
+        return turns, False
+    if turns == 3:            # FFmpeg's 90°: transpose=clock, or cclock_flip (a transpose)
+        return (3, True) if m[3] > 0 else (3, False)
+    if turns == 1:            # 270°: transpose=cclock, or clock_flip
+        return (1, True) if m[3] < 0 else (1, False)
+    if turns == 2:            # 180°: hflip where m[0] < 0, vflip where m[4] < 0
+        h, v = m[0] < 0, m[4] < 0
+        return (0, True) if h and not v else (2, v and not h)
+    return (2, True) if m[4] < 0 else (0, False)  # no turn: vflip where m[4] < 0
+
+
+def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
+    """The frame's display matrix, 9 int32 in FFmpeg's layout, or ``None`` (none, or a PyAV
+    that does not give side data)."""
+    try:
+        for data in frame.side_data:
+            if "DISPLAYMATRIX" in str(data.type).upper():
+                m = np.frombuffer(memoryview(data).tobytes(), dtype="<i4")
+                return m if m.size == 9 else None
+    except (AttributeError, TypeError, ValueError, KeyError):
+        pass
+    return None
 
 
 def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:

@@ -100,7 +100,8 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
 
     Returns:
         A clip with ``frames`` uint8 ``(T, H, W, 3)``, upright as players show them (a
-        container's display matrix, e.g. a phone's portrait clip, is applied: :func:`quarter_turns`)
+        container's display matrix, e.g. a phone's portrait clip, is applied, a mirroring too:
+        :func:`~videoxai.data.streams.orientation`)
         and in square pixels (an anamorphic DVD or DV picture is stretched to its display aspect
         ratio, as players do: :func:`display_size`),
         ``fps`` the *source* frame rate,
