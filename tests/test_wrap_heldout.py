@@ -51,8 +51,12 @@ def test_a_network_that_takes_one_clip_at_a_time_is_told_to_give_batch_size_1(on
     # AssertionError over two lines) named no option
     single = vx.wrap(Net(one_clip), num_frames=T, input_size=S)
     with pytest.raises(InputError, match=r"^custom failed on a batch of 8 clips: [^\n]*\. It runs on one clip "
-                                         r"at a time: give the method batch_size=1 [^\n]*$"):
+                                         r"at a time: give the method or metric batch_size=1 [^\n]*$"):
         vx.explain(single, clip(), "occlusion", target=0)
+    exp = vx.explain(single, clip(), "saliency", target=0)
+    with pytest.raises(InputError, match=r"failed on a batch of 16 clips: .* give the method or metric batch_size=1"):
+        vx.metrics.evaluate("deletion", single, clip(), exp)
+    assert 0 <= vx.metrics.evaluate("deletion", single, clip(), exp, batch_size=1).value <= 1
     assert vx.explain(single, clip(), "saliency", target=0).spatial.max() > 0  # one clip: no hint
 
 

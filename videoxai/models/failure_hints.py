@@ -76,9 +76,9 @@ def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None
     """Why a wrapped network failed, when the cause is a batch of several clips (a network that
     takes one clip at a time: a reshape to batch 1, an ``assert x.shape[0] == 1``); else ``None``.
 
-    Perturbation methods send ``batch_size`` clips per forward pass, and such a network failed
-    with its own message, which names no option. On a failure, its first and last clips are run
-    one by one: when both work, the batch is the cause and the error names the option.
+    Perturbation methods and metrics send ``batch_size`` clips per forward pass, and such a
+    network failed with its own message, which names no option. On a failure, its first and last
+    clips are run one by one: when both work, the batch is the cause and the error names the option.
     """
     if model.family != "custom" or x.shape[0] < 2 or isinstance(err, torch.OutOfMemoryError):
         return None
@@ -92,7 +92,7 @@ def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, model.num_classes):
             return None
     return (f"{model.name} failed on a batch of {x.shape[0]} clips: {_one_line(err)}. It runs on one clip at a time: "
-            "give the method batch_size=1 (integrated_gradients: internal_batch_size=1)")
+            "give the method or metric batch_size=1 (integrated_gradients: internal_batch_size=1)")
 
 
 def _one_line(err: Exception) -> str:
