@@ -699,6 +699,31 @@ def test_recordings_joined_end_to_end_are_read_on_one_timeline(tmp_path, monkeyp
     assert read_video(joined, start="12", end="17").indices.tolist() == list(range(12, 17))
 
 
+def test_an_hevc_stream_cut_between_keyframes_lists_the_frames_the_decoder_shows(tmp_path):
+    """An HEVC broadcast recording starting between keyframes: FFmpeg shows nothing before the
+    next keyframe, here 70 frames (7 s) in. The packet lists gave up looking for the first shown
+    frame after 64 packets and kept all 90: probe said 90 frames for 20, and ``frame_times``
+    put every frame 7 s early."""
+    import av
+
+    try:
+        av.codec.Codec("libx265", "w")
+    except (av.FFmpegError, ValueError):
+        pytest.skip("this FFmpeg build has no libx265 encoder")
+    src = _encode(tmp_path / "src.ts", _numbered(100), codec="libx265", fmt="mpegts",
+                  options={"x265-params": "keyint=80:min-keyint=80:bframes=0:scenecut=0:log-level=error"})
+    cut = tmp_path / "cut.ts"
+    with av.open(str(src)) as i, av.open(str(cut), "w", format="mpegts") as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        for packet in [p for p in i.demux(video=0) if p.size][10:]:
+            packet.stream = out
+            o.mux(packet)
+    every = read_video(cut)
+    assert _numbers(every) == [k % 32 for k in range(80, 100)]
+    assert probe(cut)["frames"] == len(vio.frame_times(cut)) == 20
+    np.testing.assert_allclose(vio.frame_times(cut), np.arange(20) * 0.1, atol=1e-9)
+
+
 def test_a_stream_cut_at_an_open_gop_keyframe_lists_the_frames_the_decoder_shows(tmp_path, monkeypatch):
     """A recording cut without re-encoding at an open-GOP keyframe (``ffmpeg -ss … -c copy`` to
     mkv, a broadcast stream): the frame stored after the keyframe but shown before it refers to

@@ -54,9 +54,10 @@ def stream_packets(container: av.container.InputContainer, stream,
         yield held
 
 
-#: packets fed to the decoder, at most, to find the first frame it shows (a decoder's delay is
-#: a few frames; more means it shows nothing, and no packet is left out)
-FIRST_FRAME_PACKETS = 64
+#: packets fed to the decoder, at most, to find the first frame it shows: a decoder's delay is a
+#: few frames, but an HEVC stream cut between keyframes shows nothing before the next one, seconds
+#: later; past this, no packet is left out
+FIRST_FRAME_PACKETS = 600
 
 
 def shown_packets(container: av.container.InputContainer, stream,
