@@ -726,6 +726,19 @@ def test_finetune_rejects_edits_of_other_data(train_set):
         finetune(tiny(), train_set, {}, config=finetune_config(epochs=1))
 
 
+def test_finetune_refuses_clips_that_share_an_id(train_set):
+    # edits are matched by clip id: of two clips with one id, the last took the edit and the
+    # first trained as unedited, without a word
+    from dataclasses import replace
+
+    data = train_set.subset([0, 1, 2])
+    data = replace(data, ids=[data.ids[0], data.ids[1], data.ids[0]])
+    edits = {data.ids[0]: TemporalEdit(data.ids[0], [1.0] * 8)}
+    with pytest.raises(InputError, match=rf"^synthetic:48,val=16 \(train\): clip id '{data.ids[0]}' is given to "
+                                         r"clips 0 and 2; edits are matched to clips by id, so each clip needs its own$"):
+        finetune(tiny(), data, edits, config=finetune_config(epochs=1))
+
+
 def test_freeze_schedule_unfreezes_at_the_given_epoch():
     net = tiny().net
     schedule = FreezeSchedule(("feature_extractor",), until=2)

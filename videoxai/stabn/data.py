@@ -103,8 +103,15 @@ class ClipSet:
             yield order[start:start + batch_size]
 
     def index_of(self) -> dict[str, int]:
-        """``{clip id: position}``."""
-        return {cid: i for i, cid in enumerate(self.ids)}
+        """``{clip id: position}``; edits are matched to clips by it, so an id given to two clips
+        (a set built in code, a list that names a video twice) is refused, naming it: the last
+        of them took every edit of the id and the first trained as unedited, without a word."""
+        position: dict[str, int] = {}
+        for i, cid in enumerate(self.ids):
+            if position.setdefault(cid, i) != i:
+                raise InputError(f"{self.spec} ({self.split}): clip id {cid!r} is given to clips {position[cid]} and "
+                                 f"{i}; edits are matched to clips by id, so each clip needs its own")
+        return position
 
 
 # -- opening datasets -----------------------------------------------------------------------------
