@@ -84,6 +84,19 @@ def test_an_output_directory_that_is_a_file_is_refused_before_the_data_is_read(t
 
 
 @pytest.mark.parametrize("below", [False, True])
+def test_an_output_directory_that_links_to_nothing_is_refused_before_the_data_is_read(tmp_path, below):
+    # a link to a directory not made yet (a scratch disk not mounted): "File exists", once every clip was decoded
+    (tmp_path / "run").symlink_to(tmp_path / "scratch" / "run")
+    out = tmp_path / "run" / "sub" if below else tmp_path / "run"
+    with pytest.raises(InputError, match=rf"^{tmp_path / 'run'} is a link to {tmp_path / 'scratch' / 'run'}, which "
+                                         r"does not exist.*; create that directory or give another output directory$"):
+        train(f"folder:{tmp_path / 'no such data'}", out, config=TrainConfig(epochs=1))
+    (tmp_path / "scratch" / "run").mkdir(parents=True)
+    with pytest.raises(InputError, match="no such data"):  # there now: the data is read
+        train(f"folder:{tmp_path / 'no such data'}", out, config=TrainConfig(epochs=1))
+
+
+@pytest.mark.parametrize("below", [False, True])
 def test_an_output_directory_that_cannot_be_written_is_refused_before_the_data_is_read(tmp_path, below):
     """A read-only --out (a read-only mount, another user's directory) failed only after every
     clip was decoded, and an existing one only at the first epoch's end, when its model was

@@ -119,13 +119,16 @@ def output_lock(out: Path) -> Iterator[None]:
 
 
 def check_out_dir(out: str | Path) -> None:
-    """Refuse an output directory that is a file or lies below one, or that cannot be written (a
-    read-only file system, no write permission), before any clip is decoded: ``mkdir`` failed
-    only then, after the whole data set was read, and in an existing read-only directory the
-    first write was the first epoch's model, after that epoch had trained."""
+    """Refuse an output directory that is a file or lies below one, a link to nothing, or that
+    cannot be written (a read-only file system, no write permission), before any clip is
+    decoded: ``mkdir`` failed only then, after the whole data set was read, and in an existing
+    read-only directory the first write was the first epoch's model, after that epoch trained."""
     for path in (Path(out), *Path(out).parents):
+        where = "" if path == Path(out) else f" (where the output directory {out} would be)"
+        if path.is_symlink() and not path.exists():  # mkdir failed on it as "File exists"
+            raise InputError(f"{path} is a link to {os.readlink(path)}, which does not exist{where}; create that "
+                             "directory or give another output directory")
         if path.exists():
-            where = "" if path == Path(out) else f" (where the output directory {out} would be)"
             if not path.is_dir():
                 raise InputError(f"{path} is a file, not a directory{where}; give another output directory")
             # os.access: a read-only file system answers EROFS even to root; Windows takes every
