@@ -161,6 +161,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
       work as they are.
     * **A fixed clip length** (position embeddings): ``fixed_num_frames=True``; a network that
       fails on another length without it is told so.
+    * **One clip at a time** (a reshape to batch 1): give perturbation methods and metrics
+      ``batch_size=1``; a network that fails on a batch but runs each clip is told so.
 
     Args:
         module: maps a normalised clip laid out as ``layout`` to logits ``(B, C)``, an object
