@@ -154,3 +154,14 @@ def test_class_names_that_name_no_class_or_two_are_refused(labels, match):
     with pytest.raises(InputError, match=f"^vx.wrap: {match}"):
         vx.wrap(Net(), num_frames=T, input_size=S, labels=labels)
     assert vx.wrap(Net(), num_frames=T, input_size=S, labels=[0, 1, 2]).labels == ["0", "1", "2"]  # class ids
+
+
+@pytest.mark.skipif(not hasattr(torch.compiler, "set_stance"), reason="torch < 2.6 compiles the search's pass")
+def test_the_layer_search_on_a_compiled_network_runs_it_eagerly():
+    # the compiler traced each of the search's hooks and recompiled the network once per hook, past
+    # its limit: a page of warnings and seconds for a pass that only reads shapes
+    torch._dynamo.reset()
+    model = vx.wrap(torch.compile(Net(), backend="eager"), num_frames=T, input_size=S)
+    torch._dynamo.utils.counters.clear()
+    assert model.locate_cam_layer() == "_orig_mod.conv"
+    assert not torch._dynamo.utils.counters["stats"]["unique_graphs"]

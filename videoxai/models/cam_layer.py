@@ -9,12 +9,24 @@ patch embedding), and lays a per-frame CNN's grids out as clips (``cam_reshape="
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 from torch import nn
 
 from ..errors import InputError
+
+
+def _eager() -> contextlib.AbstractContextManager:
+    """A ``torch.compile``'d network run eagerly for the block (torch ≥ 2.6; else as it is).
+
+    The search hooks every module, and the compiler traces each hook it meets: it recompiled the
+    network once per hook, past its limit (a page of warnings, and seconds), for a pass that only
+    reads shapes.
+    """
+    stance = getattr(torch.compiler, "set_stance", None)
+    return stance("force_eager") if stance is not None else contextlib.nullcontext()
 
 
 class NoCamLayerError(InputError):
@@ -104,7 +116,7 @@ class CamLayerMixin:
             try:
                 blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
                 x = self.preprocess(blank)
-                with torch.no_grad():
+                with torch.no_grad(), _eager():
                     self._net_logits((x.transpose(1, 2) if self.layout == "BCTHW" else x).to(self.dtype))
                 # a pass the network ran: an explanation's cost (and a work budget) counts it
                 self.passes.forward += 1
