@@ -165,3 +165,15 @@ def test_the_layer_search_on_a_compiled_network_runs_it_eagerly():
     torch._dynamo.utils.counters.clear()
     assert model.locate_cam_layer() == "_orig_mod.conv"
     assert not torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def test_the_default_cam_layer_may_be_given_as_the_layer_itself():
+    # as a method's layer= takes it: vx.wrap said the network's own layer "is not a module" of it
+    net = Net()
+    model = vx.wrap(net, num_frames=T, input_size=S, cam_layer=net.conv)
+    assert model.cam_layer == "conv"
+    assert vx.explain(model, clip(), "gradcam", target=0).options["layer"] == "conv"
+    with pytest.raises(InputError, match=r"^cam_layer \(a Linear\) is not a layer of Net"):
+        vx.wrap(net, num_frames=T, input_size=S, cam_layer=nn.Linear(6, K))
+    with pytest.raises(InputError, match=r"^cam_layer must be a layer's dotted name or the layer, got list"):
+        vx.wrap(net, num_frames=T, input_size=S, cam_layer=["conv"])

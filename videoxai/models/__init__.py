@@ -19,7 +19,7 @@ import json
 import math
 import numbers
 from pathlib import Path
-from typing import Annotated, Callable, Literal, Sequence
+from typing import Annotated, Callable, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -131,9 +131,9 @@ def _load_dir(path: Path, device: torch.device, **options) -> VideoModel:
 
 def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int],
          layout: Layout = "BCTHW", mean: Sequence[float] = IMAGENET_MEAN,
-         std: Sequence[float] = IMAGENET_STD, labels: Sequence[str] | None = None,
+         std: Sequence[float] = IMAGENET_STD, labels: Sequence[str] | Mapping[int, str] | None = None,
          num_classes: int | None = None, shortest_edge: int | None = None,
-         fixed_num_frames: bool = False, cam_layer: str | None = None,
+         fixed_num_frames: bool = False, cam_layer: str | nn.Module | None = None,
          cam_reshape: Callable | Literal["per_frame"] | None = None, token_grid: TokenGrid | None = None,
          output: int | str | Callable | None = None, name: str = "custom",
          activation: Activation = "softmax") -> VideoModel:
@@ -187,7 +187,7 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
             1 / C).
         shortest_edge: resize the shorter side to this and centre-crop; ``None`` resizes the whole
             frame to ``input_size``.
-        cam_layer: dotted name of the layer Grad-CAM should use by default.
+        cam_layer: the layer Grad-CAM should use by default: its dotted name, or the module.
         cam_reshape: turns a layer's output into ``(B, C, T', H', W')`` for CAM methods, when it
             is not one already (tokens, channels-last), or ``"per_frame"`` (see above).
         output: where the logits are when ``module`` returns a tuple, list, dict or object: an
@@ -220,10 +220,18 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         scaled = [round(v / 255, 4) for v in (*mean, *std)]
         raise InputError(f"vx.wrap: mean {list(mean)} is on a 0–255 scale, but pixels are in [0, 1]: give "
                          f"mean={tuple(scaled[:3])}, std={tuple(scaled[3:])} (the same statistics / 255)")
+    if isinstance(cam_layer, nn.Module):  # the layer itself, as a method's layer= takes it
+        named = next((n for n, m in module.named_modules() if m is cam_layer), None)
+        if not named:
+            raise InputError(f"cam_layer (a {type(cam_layer).__name__}) is not a layer of {type(module).__name__}; "
+                             "give one of its modules or its dotted name")
+        cam_layer = named
+    if cam_layer is not None and not isinstance(cam_layer, str):
+        raise InputError(f"cam_layer must be a layer's dotted name or the layer, got {type(cam_layer).__name__}")
     if cam_layer is not None and cam_layer not in dict(module.named_modules()):
         # a wrapper's prefix (nn.DataParallel's "module.", torch.compile's "_orig_mod.") is part of
         # every name: say the name it has there
-        inside = [n for n, _ in module.named_modules() if isinstance(cam_layer, str) and n.endswith("." + cam_layer)]
+        inside = [n for n, _ in module.named_modules() if n.endswith("." + cam_layer)]
         hint = f"; did you mean {inside[0]!r}?" if inside else ""
         raise InputError(f"cam_layer {cam_layer!r} is not a module of {type(module).__name__}{hint}")
     pre = Preprocess(size=size, shortest_edge=shortest_edge, mean=tuple(mean), std=tuple(std))
