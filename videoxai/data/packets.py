@@ -12,10 +12,11 @@ start of a stream cut at an open-GOP keyframe):
   concealed, a GIF frame with its missing rows left from the frame before. The truncated file
   was read with that frame last, and ``num_frames=8`` always takes the last frame: a clip of
   seven frames and a damaged one (a mean error of 30-75 grey levels on random pictures). Where the
-  container has no index to tell the file is cut (MPEG-TS, GIF: :func:`~videoxai.data.video.read_video`
-  reads them as the shorter video they have become), the frame the cut falls in is left out: a
-  GIF's by its data blocks (:func:`_gif_image_ends`), an MPEG-TS one by the TS packet the file
-  ends inside (:func:`_ts_cut_inside`).
+  container has no index to tell the file is cut (MPEG-TS and program streams, GIF:
+  :func:`~videoxai.data.video.read_video` reads them as the shorter video they have become), the
+  frame the cut falls in is left out: a GIF's by its data blocks (:func:`_gif_image_ends`), an
+  MPEG-TS one by the TS packet the file ends inside (:func:`_ts_cut_inside`), a program stream's
+  by the packet it ends inside (:func:`_ps_cut_inside`).
 """
 
 from __future__ import annotations
@@ -103,9 +104,54 @@ def _cut_inside(container: av.container.InputContainer, stream) -> Callable[[av.
     if name == "mpegts":
         cut = _ts_cut_inside(container.name, container.size, stream.id)
         return lambda packet: cut
+    if name == "mpeg":
+        cut = _ps_cut_inside(container.name, container.size)
+        return lambda packet: cut
     if name == "gif":
         return lambda packet: not _gif_image_ends(bytes(packet))
     return lambda packet: False
+
+
+#: an MPEG program stream's pack header, which begins each of its packs
+PACK_START = b"\x00\x00\x01\xba"
+#: how far from its end a program stream's last pack header is looked for
+PS_TAIL = 1 << 16
+
+
+def _ps_cut_inside(name: str, size: int | None) -> bool:
+    """Whether an MPEG program stream (``.mpg``, ``.vob``, a camcorder's ``.mod``) ends inside a
+    frame: from its last pack header on, every packet says how long it is, and a whole file
+    ends where its last packet does. A file cut inside a packet ends inside a frame's data (or,
+    in another stream's packet, very likely while a frame was still coming). No pack header in
+    the last 64 KiB, or bytes that are not packets: no verdict."""
+    path = name[len("file:"):] if name.startswith("file:") else name
+    if not size:
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, size - PS_TAIL))
+            tail = f.read()
+    except OSError:
+        return False
+    i = tail.rfind(PACK_START)
+    if i < 0 or len(tail) < i + 14:
+        return False
+    if tail[i + 4] >> 6 == 1:          # MPEG-2: 14 bytes and stuffing
+        i += 14 + (tail[i + 13] & 7)
+    elif tail[i + 4] >> 4 == 2:        # MPEG-1: 12 bytes
+        i += 12
+    else:
+        return False
+    while i + 4 <= len(tail):
+        if tail[i:i + 3] != b"\x00\x00\x01":
+            return False                # not a packet: no verdict
+        code = tail[i + 3]
+        if code == 0xB9:               # the program's end
+            return False
+        if code == 0xBA or i + 6 > len(tail):
+            return code != 0xBA        # a pack header cut short, or the next pack (not the last)
+        i += 6 + int.from_bytes(tail[i + 4:i + 6], "big")
+    return i > len(tail)
 
 
 def _gif_image_ends(data: bytes) -> bool:

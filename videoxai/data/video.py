@@ -28,7 +28,7 @@ truncated or corrupt stream, a stream with no decodable frame, bad arguments) ra
 exception. A file cut short is known by the length its header gives (mp4, mov, avi frame counts;
 mkv and webm durations); where the container gives none before the frames (MPEG-TS, GIF,
 fragmented MP4, a browser's WebM recording) it is read as the shorter video it has become,
-without the frame the cut falls in (MPEG-TS, GIF: :mod:`~videoxai.data.packets`).
+without the frame the cut falls in (MPEG-TS, MPEG-PS, GIF: :mod:`~videoxai.data.packets`).
 """
 
 from __future__ import annotations
