@@ -177,3 +177,17 @@ def test_the_default_cam_layer_may_be_given_as_the_layer_itself():
         vx.wrap(net, num_frames=T, input_size=S, cam_layer=nn.Linear(6, K))
     with pytest.raises(InputError, match=r"^cam_layer must be a layer's dotted name or the layer, got list"):
         vx.wrap(net, num_frames=T, input_size=S, cam_layer=["conv"])
+
+
+def test_one_number_for_mean_and_std_is_every_channels_and_a_nan_or_a_name_is_refused():
+    # std=0.5 was a TypeError ("object of type 'float' has no len()"), a NaN made every score NaN
+    scalar = vx.wrap(Net(), num_frames=T, input_size=S, mean=0.5, std=0.25)
+    listed = vx.wrap(Net(), num_frames=T, input_size=S, mean=(0.5, 0.5, 0.5), std=np.array([0.25] * 3))
+    assert scalar.preprocess.mean == listed.preprocess.mean == (0.5, 0.5, 0.5)
+    assert listed.preprocess.std == (0.25, 0.25, 0.25) and all(type(v) is float for v in listed.preprocess.std)
+    x = clip()[None]
+    torch.testing.assert_close(scalar(x), listed(x))
+    with pytest.raises(InputError, match=r"^vx.wrap: mean must be finite for every channel, got \[0.4, 0.5, nan\]"):
+        vx.wrap(Net(), num_frames=T, input_size=S, mean=(0.4, 0.5, float("nan")))
+    with pytest.raises(InputError, match=r"^vx.wrap: std must be numbers, one per RGB channel, got 'imagenet'"):
+        vx.wrap(Net(), num_frames=T, input_size=S, std="imagenet")

@@ -174,7 +174,7 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         layout: ``"BCTHW"`` (3D CNNs) or ``"BTCHW"`` (Hugging Face style). When the network
             fails on its first input and runs on the other layout, the error says so.
         mean, std: its input normalisation, for pixels in [0, 1] (normalised inside; statistics
-            on a 0–255 scale are refused with their values / 255).
+            on a 0–255 scale are refused with their values / 255); one number is every channel's.
         labels / num_classes: class names (a list, or a config's ``id2label`` dict of index → name),
             or their count (default: the width of the last
             ``nn.Linear``, else of the last 1×1 convolution). A network with a single output is
@@ -209,8 +209,12 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         num_classes = _infer_num_classes(module)
     if labels is not None and num_classes is not None and len(labels) != num_classes:
         raise InputError(f"{len(labels)} labels given but num_classes={num_classes}")
+    mean, std = _per_channel("mean", mean), _per_channel("std", std)
     if len(mean) != 3 or len(std) != 3:
         raise InputError(f"mean and std need one value per RGB channel, got {list(mean)} and {list(std)}")
+    if not all(math.isfinite(v) for v in mean):
+        # a NaN reaches every pixel: every score was NaN, under maps that still looked like maps
+        raise InputError(f"vx.wrap: mean must be finite for every channel, got {list(mean)}")
     if not all(math.isfinite(v) and v > 0 for v in std):
         # the clip is divided by std: a 0 turns every pixel into inf and the first map into NaN
         raise InputError(f"vx.wrap: std must be > 0 for every channel, got {list(std)}")
@@ -234,7 +238,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         inside = [n for n, _ in module.named_modules() if n.endswith("." + cam_layer)]
         hint = f"; did you mean {inside[0]!r}?" if inside else ""
         raise InputError(f"cam_layer {cam_layer!r} is not a module of {type(module).__name__}{hint}")
-    pre = Preprocess(size=size, shortest_edge=shortest_edge, mean=tuple(mean), std=tuple(std))
+    pre = Preprocess(size=size, shortest_edge=shortest_edge, mean=tuple(float(v) for v in mean),
+                     std=tuple(float(v) for v in std))
     return VideoModel(module.eval(), num_frames=num_frames, preprocess=pre, labels=labels,
                       num_classes=num_classes, layout=layout, fixed_num_frames=fixed_num_frames,
                       token_grid=token_grid, cam_layer=cam_layer, cam_reshape=cam_reshape,
@@ -244,6 +249,23 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
 #: a positive count (frames, classes, pixels) and an input size, ``h`` or ``(h, w)``
 _Count = Annotated[int, Opt(ge=1)]
 _Size = Annotated[int | tuple[int, int], Opt(ge=1)]
+
+
+def _per_channel(name: str, value) -> tuple:
+    """``mean`` or ``std`` as given to :func:`wrap` → its values, one per channel (as given: the
+    errors show them so); one number is every channel's (``std=0.5``, a TypeError before).
+    Raises :class:`InputError` unless every value is a number."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return (value,) * 3
+    try:
+        values = tuple(value)
+        for v in values:
+            if isinstance(v, (str, bytes, bool)):
+                raise TypeError
+            float(v)
+    except (TypeError, ValueError):
+        raise InputError(f"vx.wrap: {name} must be numbers, one per RGB channel, got {value!r}") from None
+    return values
 
 
 def _class_names(labels, owner: str) -> list[str]:
