@@ -1099,7 +1099,8 @@ def test_a_stream_url_is_read_as_files_are(tmp_path):
 
 def test_a_file_of_one_frame_is_refused_with_what_to_do(tmp_path, capsys):
     """A PNG, a JPEG or a one-frame video given as the video was read as 8 copies of its frame and
-    explained; a frame given as an array still is, and a stream still reads a still frame by frame."""
+    explained; a frame given as an array is a one-frame clip (repeated, as the message says, it is
+    explained on any model), and a stream still reads a still frame by frame."""
     from PIL import Image
 
     from videoxai.cli import main
@@ -1111,8 +1112,8 @@ def test_a_file_of_one_frame_is_refused_with_what_to_do(tmp_path, capsys):
               write_video(frames[:1], tmp_path / "one.gif", fps=5)]
     for path in stills:
         said = rf"{path}: the file decodes to 1 frame \(a still picture\); a video classifier needs a moving clip " \
-               r"of 2 frames or more\. To explain a single image anyway, give its frame as an array: " \
-               r"vx\.explain\(model, frame\[None\]\)"
+               r"of 2 frames or more\. To explain a single image anyway, repeat its frame into a clip: " \
+               r"vx\.explain\(model, np\.repeat\(frame\[None\], model\.num_frames, axis=0\)\)"
         for num_frames in (8, None):
             with pytest.raises(VideoReadError, match=said):
                 read_video(path, num_frames)
@@ -1122,8 +1123,12 @@ def test_a_file_of_one_frame_is_refused_with_what_to_do(tmp_path, capsys):
     model = vx.load_model("demo-cnn")
     with pytest.raises(VideoReadError, match="decodes to 1 frame"):
         vx.explain(model, str(stills[0]), "saliency")
-    exp = vx.explain(model, frames[0][None], "saliency")  # the way the message gives: still allowed
+    exp = vx.explain(model, frames[0][None], "saliency")  # a one-frame array: a clip of one frame
     assert exp.spatial.shape == (1, 48, 64) and exp.temporal.tolist() == [1.0]
+    for name in ("demo-cnn", "demo"):       # the message's call, also on a model of exactly 8 frames
+        model = vx.load_model(name)
+        exp = vx.explain(model, np.repeat(frames[0][None], model.num_frames, axis=0), "saliency")
+        assert exp.spatial.shape == (8, 48, 64) and np.isfinite(exp.spatial).all()
     with pytest.raises(SystemExit) as end:
         main(["explain", str(stills[0]), "--model", "demo-cnn", "--method", "saliency", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()

@@ -117,12 +117,15 @@ def check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float) -
 def check_moving(path: Path, count: int, ranged: bool, lo: float, hi: float) -> None:
     """The error for a read that found one frame (``count == 1``): a still picture (a PNG or JPEG,
     a one-frame video) or a range holding one frame. It was sampled into ``num_frames`` copies of
-    that frame and explained as a video; a frame given as an array still is
-    (``vx.explain(model, frame[None])``), as is a stream's frame."""
+    that frame and explained as a video. A frame given as an array is a one-frame clip, which only
+    a model that takes any number of frames accepts; repeated to the model's frames
+    (``np.repeat(frame[None], model.num_frames, axis=0)``) it is explained as a still video, as
+    is a stream's frame."""
     if count != 1:
         return
     need = "a video classifier needs a moving clip of 2 frames or more"
     if ranged:
         raise VideoReadError(f"{path}: only 1 frame in the time range [{lo:g}, {hi:g}) s; {need}: widen the range")
     raise VideoReadError(f"{path}: the file decodes to 1 frame (a still picture); {need}. To explain a single "
-                         f"image anyway, give its frame as an array: vx.explain(model, frame[None])")
+                         f"image anyway, repeat its frame into a clip: "
+                         f"vx.explain(model, np.repeat(frame[None], model.num_frames, axis=0))")

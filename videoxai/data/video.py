@@ -88,7 +88,8 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
             with repetition (a two-frame video gives each frame ``num_frames / 2`` times), so the
             clip always has exactly ``num_frames`` frames; ``clip.indices`` shows the repeats. A
             file of one frame (a PNG or JPEG, a one-frame video) is refused: to explain one image,
-            give it as an array, ``vx.explain(model, frame[None])``.
+            repeat it into a clip, ``vx.explain(model, np.repeat(frame[None], model.num_frames,
+            axis=0))``.
         start, end: optional time range, ``start`` included, ``end`` excluded, measured from
             the stream's first frame: seconds as numbers (``2.5``) or text (``"2.5s"``), or a
             frame number as text (``"60"``), as :func:`parse_time` reads them; a frame number

@@ -188,7 +188,7 @@ def top_source_frames(e: Explanation, k: int) -> list[tuple[int, float]]:
     """The ``k`` most important frames of the video, as ``(position in the clip, share)``.
 
     A video shorter than the model's clip is sampled with repeats (two frames fill 8 places four
-    times each; a single image, given as an array ``frame[None]``, all 8): a frame's share is the
+    times each; a single image repeated into a clip, all 8): a frame's share is the
     sum over its places, and it is listed once, at its most important place (the "top 3" of a
     one-frame clip were frame #0 three times, 12.5 % each).
     """
