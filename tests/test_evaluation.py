@@ -189,6 +189,22 @@ def test_more_synthetic_clips_in_the_same_directory_computes_only_the_added_ones
             evaluate(model_dir, other, "random", "energy", tmp_path, backend="inline", progress=False, report=False)
 
 
+def test_a_cluster_address_nobody_listens_on_is_one_line_at_once(tmp_path):
+    """`--backend ray --address HOST:PORT` with a wrong port (or a head node not started) kept
+    ray.init trying for minutes, printing Ray's connection warnings every few seconds. The model
+    does not exist: the address is checked before it loads."""
+    import socket
+
+    with socket.socket() as s:   # a port that was free a moment ago: nobody listens on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(InputError, match=re.escape(f"cannot reach the Ray cluster at {address}: Connection "
+                                                       "refused; is it running (ray start --head)")):
+            evaluate(str(tmp_path / "no-model"), "synthetic:1", "random", "energy", tmp_path, backend="ray",
+                     address=address)
+
+
 def test_one_folder_written_another_way_resumes_and_a_relative_one_is_told_how(model_dir, tmp_path, monkeypatch):
     """`--data folder:clips/` (a shell's completion adds the slash) after `--data folder:clips` was
     refused as a different evaluation; a path that may name another folder (relative against

@@ -32,7 +32,9 @@ from __future__ import annotations
 import multiprocessing as mp
 import numbers
 import os
+import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -391,6 +393,22 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
     finally:
         if started:
             ray.shutdown()
+
+
+def check_address(address: str | None) -> None:
+    """Fail at once, in one line, where a cluster address (``HOST:PORT``, ``ray://HOST:PORT``)
+    names a port nobody listens on: ``ray.init`` kept trying for minutes (a typo in the port, a
+    head node not started), printing Ray's own connection warnings every few seconds. ``auto``
+    and other forms are left to Ray."""
+    m = re.fullmatch(r"(?:ray://)?\[?([^\s/\[\]]+?)\]?:(\d{1,5})", (address or "").strip())
+    if m is None:
+        return
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=5).close()
+    except (OSError, OverflowError) as e:
+        why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise InputError(f"cannot reach the Ray cluster at {address}: {why}; is it running (ray start --head) "
+                         "and is the address right?") from None
 
 
 def default_workers() -> int:

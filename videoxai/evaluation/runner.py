@@ -174,6 +174,8 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         # was ignored: the run went on in local processes while the user watched the cluster idle
         raise InputError(f"address (--address) is a Ray cluster's: it needs backend='ray' (--backend ray), "
                          f"got backend {backend!r}")
+    if backend == "ray":
+        backends.check_address(address)   # ray.init kept trying an address nobody listens on for minutes
     if workers is not None and backend == "ray" and address:
         raise InputError("workers (--workers/-j) sets the CPUs of the local Ray instance a run starts; on a "
                          "cluster (address/--address) its own CPUs decide: drop workers")
