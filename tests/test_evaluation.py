@@ -189,7 +189,7 @@ def test_more_synthetic_clips_in_the_same_directory_computes_only_the_added_ones
             evaluate(model_dir, other, "random", "energy", tmp_path, backend="inline", progress=False, report=False)
 
 
-def test_a_cluster_address_nobody_listens_on_is_one_line_at_once(tmp_path):
+def test_a_cluster_address_nobody_listens_on_is_one_line_at_once(tmp_path, monkeypatch):
     """`--backend ray --address HOST:PORT` with a wrong port (or a head node not started) kept
     ray.init trying for minutes, printing Ray's connection warnings every few seconds. The model
     does not exist: the address is checked before it loads."""
@@ -203,6 +203,15 @@ def test_a_cluster_address_nobody_listens_on_is_one_line_at_once(tmp_path):
                                                        "refused; is it running (ray start --head)")):
             evaluate(str(tmp_path / "no-model"), "synthetic:1", "random", "energy", tmp_path, backend="ray",
                      address=address)
+
+    # RAY_ADDRESS, Ray's own way to name a cluster, is the default address: ray.init(num_cpus=…) on it
+    # failed with 'When connecting to an existing cluster, num_cpus and num_gpus must not be provided'
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(InputError, match=re.escape(f"cannot reach the Ray cluster at 127.0.0.1:{port} (RAY_ADDRESS): "
+                                                   "Connection refused")):
+        evaluate(str(tmp_path / "no-model"), "synthetic:1", "random", "energy", tmp_path, backend="ray")
+    with pytest.raises(InputError, match=re.escape("on a cluster (RAY_ADDRESS) its own CPUs decide")):
+        evaluate(str(tmp_path / "no-model"), "synthetic:1", "random", "energy", tmp_path, backend="ray", workers=2)
 
 
 def test_one_folder_written_another_way_resumes_and_a_relative_one_is_told_how(model_dir, tmp_path, monkeypatch):

@@ -395,11 +395,11 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
             ray.shutdown()
 
 
-def check_address(address: str | None) -> None:
+def check_address(address: str | None, given_as: str = "") -> None:
     """Fail at once, in one line, where a cluster address (``HOST:PORT``, ``ray://HOST:PORT``)
     names a port nobody listens on: ``ray.init`` kept trying for minutes (a typo in the port, a
     head node not started), printing Ray's own connection warnings every few seconds. ``auto``
-    and other forms are left to Ray."""
+    and other forms are left to Ray. ``given_as``: where the address came from, for the message."""
     m = re.fullmatch(r"(?:ray://)?\[?([^\s/\[\]]+?)\]?:(\d{1,5})", (address or "").strip())
     if m is None:
         return
@@ -407,7 +407,8 @@ def check_address(address: str | None) -> None:
         socket.create_connection((m.group(1), int(m.group(2))), timeout=5).close()
     except (OSError, OverflowError) as e:
         why = getattr(e, "strerror", None) or str(e) or type(e).__name__
-        raise InputError(f"cannot reach the Ray cluster at {address}: {why}; is it running (ray start --head) "
+        where = f" ({given_as})" if given_as else ""
+        raise InputError(f"cannot reach the Ray cluster at {address}{where}: {why}; is it running (ray start --head) "
                          "and is the address right?") from None
 
 

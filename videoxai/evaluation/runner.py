@@ -150,7 +150,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         workers: worker processes (local) or CPUs of a local Ray instance, from 1 to 4 × the
             machine's CPUs; default: the CPUs (at most 8). Refused with ``address``.
         address: a Ray cluster's address (``"auto"``, ``"ray://host:10001"``; ``backend="ray"``
-            only); default: start a local instance.
+            only); default: the ``RAY_ADDRESS`` environment variable, else start a local instance.
         device: where the model runs.
         target: ``"label"`` explains the annotated class (the prediction when a clip has none),
             ``"predicted"`` the model's prediction.
@@ -174,11 +174,16 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         # was ignored: the run went on in local processes while the user watched the cluster idle
         raise InputError(f"address (--address) is a Ray cluster's: it needs backend='ray' (--backend ray), "
                          f"got backend {backend!r}")
-    if backend == "ray":
-        backends.check_address(address)   # ray.init kept trying an address nobody listens on for minutes
+    given_as = ""
+    if backend == "ray" and address is None and os.environ.get("RAY_ADDRESS"):
+        # Ray's own way to name the cluster: ray.init(num_cpus=…) on it failed with 'When connecting
+        # to an existing cluster, num_cpus and num_gpus must not be provided'
+        address, given_as = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if workers is not None and backend == "ray" and address:
         raise InputError("workers (--workers/-j) sets the CPUs of the local Ray instance a run starts; on a "
-                         "cluster (address/--address) its own CPUs decide: drop workers")
+                         f"cluster ({given_as or 'address/--address'}) its own CPUs decide: drop workers")
+    if backend == "ray":
+        backends.check_address(address, given_as)   # ray.init kept trying a dead address for minutes
     if workers is not None and (backend == "local" or backend == "ray" and not address):
         workers = backends.check_workers(workers)   # before the model loads: -j 0, -j 1000000000
     if isinstance(out, str) and not out.strip():
