@@ -191,3 +191,17 @@ def test_one_number_for_mean_and_std_is_every_channels_and_a_nan_or_a_name_is_re
         vx.wrap(Net(), num_frames=T, input_size=S, mean=(0.4, 0.5, float("nan")))
     with pytest.raises(InputError, match=r"^vx.wrap: std must be numbers, one per RGB channel, got 'imagenet'"):
         vx.wrap(Net(), num_frames=T, input_size=S, std="imagenet")
+
+
+def test_a_hugging_face_transformer_given_to_wrap_is_told_which_adapter_reads_its_attention():
+    # a TimeSformer fine-tuned in the session and given to vx.wrap: "custom exposes no attention"
+    from conftest import tiny_hf
+    from videoxai.models.hf import from_hf_module
+
+    net = tiny_hf("timesformer")
+    wrapped = vx.wrap(net, num_frames=8, input_size=32, layout="BTCHW", mean=0.5, std=0.5)
+    with pytest.raises(UnsupportedModelError, match=r"it wraps a Hugging Face timesformer model, which "
+                                                    r"videoxai.models.hf.from_hf_module\(net\) adapts"):
+        vx.explain(wrapped, torch.rand(8, 3, 32, 32), "rollout")
+    assert vx.explain(from_hf_module(net), torch.rand(8, 3, 32, 32), "rollout").spatial.shape == (8, 32, 32)
+    assert "from_hf_module" not in vx.methods.get("rollout").unsupported(vx.wrap(Net(), num_frames=T, input_size=S))

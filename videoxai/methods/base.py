@@ -116,6 +116,18 @@ def _probing_in_eval_mode(fn: Callable) -> Callable:
     return probing
 
 
+def _hf_hint(model: VideoModel) -> str:
+    """For a Hugging Face video transformer given to ``vx.wrap`` (a network fine-tuned in the
+    session, never saved), which adapter reads its attention; else ``""``."""
+    from ..models.hf import HF_FAMILIES  # (transformers itself is imported by the adapters' loads only)
+
+    model_type = getattr(getattr(model.net, "config", None), "model_type", None)
+    if model.family != "custom" or model_type not in HF_FAMILIES:
+        return ""
+    return (f": it wraps a Hugging Face {model_type} model, which "
+            "videoxai.models.hf.from_hf_module(net) adapts with its attention")
+
+
 def _ordinary(value):
     """``value``, or an ordinary copy of it when it is a tensor made under ``torch.inference_mode``."""
     return value.clone() if isinstance(value, torch.Tensor) and value.is_inference() else value
@@ -173,7 +185,7 @@ class Method(Configurable):
                 if need == "attention":  # MViT and Swin3D do attend, but not in a form read here
                     return (f"method {cls.name!r} reads the attention of Hugging Face TimeSformer, "
                             f"VideoMAE and ViViT models; {model.name} ({model.family}) exposes none it "
-                            f"can read (gradient and perturbation methods work on any model)")
+                            f"can read{_hf_hint(model)} (gradient and perturbation methods work on any model)")
                 return (f"method {cls.name!r} needs a model with {need.replace('_', ' ')}; "
                         f"{model.name} ({model.family}) has none")
         return None
