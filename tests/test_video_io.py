@@ -815,6 +815,9 @@ def test_a_file_cut_inside_its_last_frame_is_read_without_that_frame(tmp_path, n
     early = tmp_path / f"early_{name}"
     early.write_bytes(whole.read_bytes()[:last.pos + 100])
     np.testing.assert_array_equal(read_video(early).frames, before)
+    # the stream client's reading of a URL (`videoxai stream file:…`): the same whole frames
+    from videoxai.serve.client import video_frames
+    np.testing.assert_array_equal(np.stack(list(video_frames(f"file:{cut}"))), before)
 
 
 def test_an_mpeg_program_stream_cut_anywhere_gives_only_whole_frames(tmp_path):
@@ -918,6 +921,9 @@ def test_the_video_is_read_not_the_cover_or_the_sound_before_it(tmp_path, name, 
     assert (probe(path)["frames"], probe(path)["width"]) == (12, 64)
     assert read_video(path, 4).indices.tolist() == [0, 4, 7, 11]
     assert len(list(sliding_windows(path, 4))) == 3
+    # the stream client (`videoxai stream`): the rate of the video it sends, not the cover's
+    from videoxai.serve.client import source_fps
+    assert source_fps(path) == pytest.approx(10.0) and source_fps(f"file:{path}") == pytest.approx(10.0)
 
 
 @pytest.mark.parametrize("name, audio", [("song.mp3", "libmp3lame"), ("song.m4a", "aac"), ("song.mka", "aac")])

@@ -112,6 +112,7 @@ def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np
         return
     import av
 
+    from ..data.packets import decode
     from ..data.video import PictureConverter, sample_aspect, video_stream
 
     try:
@@ -124,17 +125,31 @@ def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np
             raise InputError(f"{source} has no video stream")
         # as files are read: upright, square pixels, 10-bit without darkening
         picture = PictureConverter(max_side, sample_aspect(stream))
-        for frame in container.decode(stream):
+        # as files are read: on one clock, without a frame the source was cut inside (a `file:`
+        # URL of a download stopped partway decodes that frame concealed, without an error)
+        for frame in decode(container, stream):
             yield picture(frame)
 
 
 def source_fps(source: str | Path) -> float | None:
-    """The frame rate a file or URL reports, if any."""
+    """The frame rate of the video stream :func:`video_frames` reads (a file's as
+    :func:`~videoxai.data.container.probe` gives it; a URL's average rate), if any."""
     import av
 
+    from ..data.streams import video_stream
+
+    path = Path(str(source))
+    if path.exists():
+        from ..data.container import probe
+
+        try:
+            return probe(path)["fps"]
+        except VideoXAIError:  # unreadable: video_frames says why
+            return None
     try:
         with av.open(str(source), mode="r", timeout=10.0) as c:
-            rate = c.streams.video[0].average_rate if c.streams.video else None
+            stream = video_stream(c)  # the stream video_frames reads: never a cover picture
+            rate = stream.average_rate if stream is not None else None
             return float(rate) if rate else None
     except (av.FFmpegError, OSError):
         return None
