@@ -373,8 +373,8 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                     why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
                     tries = f"on each of its {RAY_RETRIES + 1} tries" if RAY_RETRIES else "on its only try"
                     if deaths > capacity + DEATHS_IN_A_ROW:
-                        raise WorkerFailed(f"{deaths} Ray tasks in a row lost their worker {tries}; the last: "
-                                           f"{why}") from None
+                        raise WorkerFailed(f"{deaths} Ray tasks in a row lost their worker on every try "
+                                           f"({RAY_RETRIES + 1} each); the last: {why}") from None
                     _emit_died(pending.pop(gen), arrived.pop(gen),
                                f"the Ray worker died while computing this, {tries} ({why})", emit)
                     continue
