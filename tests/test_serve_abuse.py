@@ -438,6 +438,36 @@ def test_unparsable_http_gets_a_json_error(model, request_bytes):
         assert json.loads(body)["error"]["code"] == "bad_request", reply
 
 
+def test_a_request_framed_both_ways_is_refused_and_what_follows_it_is_not_answered(model):
+    # Content-Length and Transfer-Encoding together: h11 reads the chunks, and the connection was
+    # kept, so the bytes after the empty chunked body were answered as a request of their own (the
+    # CL.TE request smuggling of a proxy that goes by the Content-Length). RFC 9112 §6.3: close.
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        host, port = server.url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port))) as s:
+            s.settimeout(15)
+            s.sendall(b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 44\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                      b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"connection: close" in head.lower(), reply
+        error = json.loads(body)["error"]
+        assert error["code"] == "bad_request" and "Transfer-Encoding" in error["message"], reply
+        assert reply.count(b"HTTP/1.1") == 1, reply  # the smuggled GET got no answer
+        # each framing alone is a request as usual, and two pipelined requests get two answers
+        with socket.create_connection((host, int(port))) as s:
+            s.settimeout(15)
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                      b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+        assert reply.count(b"HTTP/1.1 200 OK") == 2, reply
+
+
 def test_a_request_over_the_connection_limit_gets_a_json_503(model):
     # uvicorn's own answer past limit_concurrency was a plain-text 503 (160 idle connections with
     # the default settings then): now the API's JSON error, with Retry-After

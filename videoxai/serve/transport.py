@@ -34,6 +34,12 @@ connection whose peer stops reading:
   ``limit_concurrency`` connections (or requests) with a plain-text 503 from deep inside its
   protocol. :class:`HTTPProtocol` takes that check over and answers the API's JSON error
   (``busy``, with ``Retry-After``), as every other error is.
+* **Request smuggling.** A request with both ``Content-Length`` and ``Transfer-Encoding`` is read
+  by its chunks (h11, as RFC 9112 §6.3 says), and the connection was kept for the next request:
+  a proxy in front that goes by ``Content-Length`` takes part of the body for another request
+  than the server does, and the bytes after it were answered as a request of their own.
+  :class:`HTTPProtocol` refuses such a request (400) and closes the connection, as the RFC
+  requires of a server either way.
 * **Secrets in logs.** Old clients pass the API key as ``?api_key=`` in the URL, which the access
   log prints. :class:`RedactApiKey` masks it in every uvicorn and videoxai log record.
 """
@@ -142,6 +148,14 @@ class HTTPProtocol(H11Protocol):
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) > limit):
             log.warning("refusing a request: %d connections open, the limit is %d", len(self.connections), limit)
             await _send_busy(send)
+            return
+        names = {name for name, _ in scope["headers"]}
+        if b"content-length" in names and b"transfer-encoding" in names:
+            # the two framings of a body together are a request-smuggling attempt, or a proxy that
+            # will disagree with this server on where the body ends: refuse it, closing the
+            # connection (RFC 9112 §6.3) so that nothing after it is read as a next request
+            await _send_error(send, 400, "bad_request", "a request may not have both Content-Length and "
+                                                        "Transfer-Encoding (RFC 9112 §6.3); send one of them")
             return
         await self._inner_app(scope, receive, send)
 
@@ -259,11 +273,19 @@ class HTTPProtocol(H11Protocol):
 
 async def _send_busy(send) -> None:
     """A JSON 503 ``busy`` (closing the connection, which is what the server is short of)."""
-    body = json.dumps({"error": {"code": "busy", "message": "the server has too many open connections; try again "
-                                                            f"in {BUSY_RETRY_AFTER_S} s"}}).encode()
+    await _send_error(send, 503, "busy", f"the server has too many open connections; try again in "
+                                         f"{BUSY_RETRY_AFTER_S} s",
+                      [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())])
+
+
+async def _send_error(send, status: int, code: str, message: str,
+                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A JSON error answered before the app sees the request, closing the connection (uvicorn
+    closes it after a response that says ``Connection: close``)."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"retry-after", str(BUSY_RETRY_AFTER_S).encode()), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
+               (b"x-content-type-options", b"nosniff"), *(extra or []), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
