@@ -784,3 +784,26 @@ def test_ctrl_c_during_training_says_what_is_kept_and_the_same_command_continues
     monkeypatch.setattr(loop, "stabn_loss", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     r = CliRunner().invoke(app, [*command[:3], str(tmp_path / "new"), *command[4:]])
     assert f"stopped before an epoch ended: nothing of this run is kept in {tmp_path / 'new'}" in r.output, r.output
+
+
+def test_a_warm_start_stopped_midway_is_not_resumed_with_another_count(tmp_path):
+    """Stopped after 2 of 3 warm-start epochs and run again with --warm-start 1, the run went on
+    from the 2 epochs done and recorded a warm start of 1 (the docs said another --warm-start is
+    refused; it was, only once the ST-ABN itself had a checkpoint)."""
+    kw = dict(backbone="tiny", num_frames=4, input_size=32, val_data="none", config=TrainConfig(epochs=1, batch_size=4))
+    out = tmp_path / "run"
+
+    def stop_after_2(record):
+        if record.stage == "warm-start" and record.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("synthetic:4", out, warm_start=3, on_epoch=stop_after_2, **kw)
+    for other in (1, 4):
+        with pytest.raises(InputError, match=rf"^{out / 'warm-start' / 'checkpoint.pt'} continues a warm-start of 3 "
+                                             rf"epochs, not {other} \(--warm-start 3 continues it\); use another "
+                                             "output directory or --no-resume$"):
+            train("synthetic:4", out, warm_start=other, **kw)
+    result = train("synthetic:4", out, warm_start=3, **kw)
+    assert [(r.stage, r.epoch) for r in result.history] == [(None, 1)]
+    assert [r["epoch"] for r in json.loads((out / "warm-start" / "history.json").read_text())] == [1, 2, 3]

@@ -83,6 +83,12 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
         if out is not None:
             if resume and (out / CHECKPOINT).is_file():
                 start, history = _load_checkpoint(out / CHECKPOINT, model, opt, config, run)
+                began = history[-1].epochs if history else None
+                if stage is not None and began not in (None, config.epochs):
+                    # a warm start stopped after 2 of 3 epochs, resumed with --warm-start 1, went on
+                    # from its 2 epochs, and the model recorded a warm start of 1
+                    raise InputError(f"{out / CHECKPOINT} continues a {stage} of {began} epochs, not {config.epochs} "
+                                     f"(--{stage} {began} continues it); use another output directory or --no-resume")
                 log.info("resuming from %s at epoch %d", out / CHECKPOINT, start)
                 # the checkpoint is the run: a history.json or model/ lost, or left behind by a
                 # crash between the writes, is made whole even when no epoch is left to train
