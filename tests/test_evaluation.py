@@ -247,6 +247,10 @@ def test_bad_runner_arguments(model_dir, tmp_path):
     with pytest.raises(InputError, match="model spec"):
         from videoxai.models import load_model
         evaluate(load_model(model_dir), "synthetic:1", "staa", "energy", tmp_path, backend="local")
+    for seed in (-1, 2 ** 64, 1.5, True):   # -1 made every result of the random reference an error
+        with pytest.raises(InputError, match=re.escape(f"seed (--seed) must be an integer from 0 to 2^64 - 1 (it "
+                                                       f"seeds the random reference map), got {seed!r}")):
+            evaluate(model_dir, "synthetic:1", "random", "energy", tmp_path, backend="inline", seed=seed)
     for limit in (0, -2):  # was "the dataset is empty"
         with pytest.raises(InputError, match=f"limit must be an integer ≥ 1 \\(the first clips to use\\), got {limit}"):
             evaluate(model_dir, "synthetic:3", "staa", "energy", tmp_path, backend="inline", limit=limit)

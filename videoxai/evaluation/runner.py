@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import numbers
 import os
 import sys
 import threading
@@ -170,6 +171,11 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         # checked before the model loads; a limit below 1 read as "the dataset is empty"
         raise InputError(f"limit must be an integer ≥ 1 (the first clips to use), got {limit!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= 2 ** 64 - 1:
+        # numpy's generators take no negative seed: --seed -1 made every result of the random
+        # reference an error ('ValueError: expected non-negative integer'), found after the run
+        raise InputError(f"seed (--seed) must be an integer from 0 to 2^64 - 1 (it seeds the random reference "
+                         f"map), got {seed!r}")
     if address is not None and backend != "ray":
         # was ignored: the run went on in local processes while the user watched the cluster idle
         raise InputError(f"address (--address) is a Ray cluster's: it needs backend='ray' (--backend ray), "
