@@ -251,6 +251,10 @@ def test_bad_runner_arguments(model_dir, tmp_path):
         with pytest.raises(InputError, match=re.escape(f"seed (--seed) must be an integer from 0 to 2^64 - 1 (it "
                                                        f"seeds the random reference map), got {seed!r}")):
             evaluate(model_dir, "synthetic:1", "random", "energy", tmp_path, backend="inline", seed=seed)
+    for refine in ("yes", 1, {"threshold": 0.5}):   # every explanation was an error row, after the run
+        with pytest.raises(InputError, match=re.escape(f"refine must be None (each method's default), True or "
+                                                       f"False, got {refine!r}")):
+            evaluate(model_dir, "synthetic:1", "random", "energy", tmp_path, backend="inline", refine=refine)
     for limit in (0, -2):  # was "the dataset is empty"
         with pytest.raises(InputError, match=f"limit must be an integer ≥ 1 \\(the first clips to use\\), got {limit}"):
             evaluate(model_dir, "synthetic:3", "staa", "energy", tmp_path, backend="inline", limit=limit)

@@ -176,6 +176,10 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         # reference an error ('ValueError: expected non-negative integer'), found after the run
         raise InputError(f"seed (--seed) must be an integer from 0 to 2^64 - 1 (it seeds the random reference "
                          f"map), got {seed!r}")
+    if refine is not None and not isinstance(refine, bool):
+        # explain() refused it on every clip: each explanation an error row, found after the run
+        raise InputError(f"refine must be None (each method's default), True or False, got {refine!r}; settings "
+                         "for one method go in its spec, e.g. 'rise(refine=false)'")
     if address is not None and backend != "ray":
         # was ignored: the run went on in local processes while the user watched the cluster idle
         raise InputError(f"address (--address) is a Ray cluster's: it needs backend='ray' (--backend ray), "
