@@ -661,6 +661,38 @@ def test_sigterm_during_a_hog_and_a_stream_stops_in_bounded_time_and_logs_no_key
     assert "api_key=***" in log  # the access log line is there, masked
 
 
+def test_uploads_still_arriving_at_shutdown_get_a_json_503_and_leave_no_files(model, tmp_path):
+    # cancelled after the shutdown grace, each upload logged "Exception in ASGI application" with
+    # a traceback and its client got uvicorn's plain-text 500, the answer to a bug
+    app = create_app(model, ServeSettings(shutdown_timeout_s=1, work_dir=str(tmp_path)))
+    sockets = []
+    with BackgroundServer(app) as server:
+        host, port = server.url.split("//")[1].split(":")
+        for multipart in (False, True):
+            s = socket.create_connection((host, int(port)))
+            s.settimeout(30)
+            head = b"POST /api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10000000\r\n"
+            if multipart:
+                head += (b"Content-Type: multipart/form-data; boundary=XX\r\n\r\n--XX\r\nContent-Disposition: "
+                         b"form-data; name=\"file\"; filename=\"a.mp4\"\r\n")
+            s.sendall(head + b"\r\n" + b"x" * 200_000)  # and nothing more
+            sockets.append(s)
+        wait_until(lambda: len(list((tmp_path / "jobs").iterdir())) == 2, 20, "both uploads are being received")
+    replies = []
+    for s in sockets:
+        reply = b""
+        while chunk := s.recv(4096):
+            reply += chunk
+        s.close()
+        replies.append(reply)
+    for reply in replies:
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503") and b"application/json" in head, reply
+        error = json.loads(body)["error"]
+        assert error["code"] == "busy" and "shutting down" in error["message"], reply
+    assert list((tmp_path / "jobs").iterdir()) == []  # the uploads' folders are gone
+
+
 def _up(url: str) -> bool:
     try:
         return httpx.get(url + "/api/health", timeout=2).status_code == 200

@@ -157,7 +157,31 @@ class HTTPProtocol(H11Protocol):
             await _send_error(send, 400, "bad_request", "a request may not have both Content-Length and "
                                                         "Transfer-Encoding (RFC 9112 §6.3); send one of them")
             return
-        await self._inner_app(scope, receive, send)
+        started = False
+
+        async def sending(message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self._inner_app(scope, receive, sending)
+        except asyncio.CancelledError:
+            if not self._shutting_down or started:
+                raise
+            # the server stops (SIGINT/SIGTERM) and cancels what has not finished within
+            # shutdown_timeout_s, mostly uploads still arriving: cancelled, each logged a
+            # traceback ("Exception in ASGI application") and its client got a plain-text 500,
+            # the answer to a bug
+            await _send_error(send, 503, "busy", "the server is shutting down; send the request again once it "
+                                                 "is back", [(b"retry-after", str(BUSY_RETRY_AFTER_S).encode())])
+
+    _shutting_down = False
+
+    def shutdown(self) -> None:
+        """The server is stopping (uvicorn calls this on every connection)."""
+        self._shutting_down = True
+        super().shutdown()
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
