@@ -13,9 +13,11 @@ import json
 import pathlib
 import re
 import socket
+import struct
 import threading
 import time
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -318,6 +320,24 @@ def test_a_sixteen_bit_grey_png_frame_is_scaled_not_clipped():
     assert frame.shape == (40, 48, 3) and frame.dtype == np.uint8
     for channel in range(3):
         np.testing.assert_array_equal(frame[..., channel], want)
+
+
+@pytest.mark.parametrize("fmt, size", [("jpeg", (65535, 65535)), ("png", (60000, 60000)), ("jpeg", (4000, 4000))])
+def test_a_frame_whose_header_claims_a_huge_size_is_refused_as_too_large(fmt, size):
+    # a header over Pillow's own bomb limit (179 M pixels) was refused as an undecodable frame
+    # (bad_frame, Pillow's "decompression bomb DOS attack"), not as frame_too_large like any other
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, format=fmt.upper())
+    data = bytearray(buf.getvalue())
+    at = data.find(b"\xff\xc0") + 5 if fmt == "jpeg" else data.find(b"IHDR") + 4
+    data[at:at + (4 if fmt == "jpeg" else 8)] = (struct.pack(">HH", size[1], size[0]) if fmt == "jpeg"
+                                                  else struct.pack(">II", *size))
+    if fmt == "png":  # a PNG chunk's CRC covers its type and data
+        data[at + 13:at + 17] = struct.pack(">I", zlib.crc32(bytes(data[at - 4:at + 13])))
+    with pytest.raises(ServiceError) as e:
+        decode_frame(FrameHeader(format=fmt), memoryview(bytes(data)), ServeSettings())
+    assert (e.value.status, e.value.code) == (413, "frame_too_large"), e.value.message
+    assert "2073600 pixels" in e.value.message
 
 
 @pytest.mark.parametrize("orientation, quarter_turns", [(1, 0), (3, 2), (6, -1), (8, 1)])

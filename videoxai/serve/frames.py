@@ -56,7 +56,13 @@ def decode_frame(header: FrameHeader, payload: memoryview, settings: ServeSettin
                 rgb = np.asarray(im.convert("RGB"))
     except ServiceError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        # Pillow checks a header's size against its own, far larger, limit as it opens the image,
+        # before ours: a header that claims 65535x65535 is a frame too large, not an undecodable one
+        raise ServiceError(413, "frame_too_large", f"the {header.format} frame's header claims a size over the "
+                                                   f"server's limit ({settings.max_pixels} pixels, "
+                                                   f"{settings.max_side} per side): {e}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ServiceError(400, "bad_frame", f"cannot decode the {header.format} frame: {e}") from None
     return rgb
 
