@@ -255,6 +255,18 @@ def test_bad_runner_arguments(model_dir, tmp_path):
         with pytest.raises(InputError, match=re.escape(f"refine must be None (each method's default), True or "
                                                        f"False, got {refine!r}")):
             evaluate(model_dir, "synthetic:1", "random", "energy", tmp_path, backend="inline", refine=refine)
+    # a metric object is its spec, as metrics.build takes it; anything else but text is named ('empty spec 3')
+    from videoxai.metrics import Deletion
+
+    s = evaluate(model_dir, "synthetic:1", "random", [Deletion(unit="frame", n_steps=4)], tmp_path / "objects",
+                 backend="inline", progress=False, report=False)
+    assert s.metrics == ["deletion(n_steps=4, unit=frame)"] and (s.computed, s.errors) == (1, 0)
+    with pytest.raises(InputError, match=re.escape("metrics must be specs, text such as 'deletion(unit=frame)', "
+                                                   "or Metric objects, got 3 (int)")):
+        evaluate(model_dir, "synthetic:1", "random", ["energy", 3], tmp_path, backend="inline")
+    with pytest.raises(InputError, match=re.escape("methods must be specs, text such as 'occlusion(window=4)', got "
+                                                   "None (NoneType)")):
+        evaluate(model_dir, "synthetic:1", ["random", None], "energy", tmp_path, backend="inline")
     for limit in (0, -2):  # was "the dataset is empty"
         with pytest.raises(InputError, match=f"limit must be an integer ≥ 1 \\(the first clips to use\\), got {limit}"):
             evaluate(model_dir, "synthetic:3", "staa", "energy", tmp_path, backend="inline", limit=limit)

@@ -321,6 +321,10 @@ def resolve_methods(methods: str | Sequence[str], model: VideoModel) -> Selectio
     items = split_top_level(methods) if isinstance(methods, str) else list(methods)
     if not items:
         raise InputError("no methods given")
+    for item in items:
+        if not isinstance(item, str):   # was 'empty spec 3'
+            raise InputError(f"methods must be specs, text such as 'occlusion(window=4)', got {item!r} "
+                             f"({type(item).__name__})")
     sel = Selection([])
     for item in items:
         if item == "all":
@@ -362,6 +366,13 @@ def resolve_metrics(metrics: str | Sequence[str]) -> Selection:
     items = split_top_level(metrics) if isinstance(metrics, str) else list(metrics)
     if not items:
         raise InputError("no metrics given")
+    # a metric object (vx.metrics.Deletion(unit="frame")) is its spec, as metrics.build takes it; it
+    # was 'empty spec Deletion(unit='frame', …)'
+    items = [m.spec if isinstance(m, Metric) else m for m in items]
+    for item in items:
+        if not isinstance(item, str):
+            raise InputError(f"metrics must be specs, text such as 'deletion(unit=frame)', or Metric objects, got "
+                             f"{item!r} ({type(item).__name__})")
     sel = Selection([])
     for item in items:
         for spec in (SUITE if item == "all" else [item]):
