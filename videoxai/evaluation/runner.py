@@ -145,7 +145,8 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             ``ray`` backends, whose workers load their own copy) or a loaded model (``inline``).
         data: a dataset spec (:mod:`videoxai.data.datasets`), a dataset, or a list of samples.
         methods: method specs, a comma-separated string, or ``"all"``.
-        metrics: metric specs, a comma-separated string, or ``"all"``.
+        metrics: metric specs (or :class:`~videoxai.metrics.Metric` objects), a comma-separated string,
+            or ``"all"``.
         out: output directory (created); results go to ``out/results.sqlite``.
         backend: ``"local"`` (worker processes), ``"ray"`` or ``"inline"`` (this process).
         workers: worker processes (local) or CPUs of a local Ray instance, from 1 to 4 × the
