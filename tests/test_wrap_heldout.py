@@ -65,7 +65,8 @@ def test_with_batch_size_1_perturbation_methods_explain_it_as_they_do_the_batche
     # batch_size=1: it could not explain such a network at all
     single = vx.wrap(Net("view"), num_frames=T, input_size=S)
     batched = vx.wrap(Net(), num_frames=T, input_size=S)
-    for method, opts in (("occlusion", {}), ("ep2d", {"iterations": 2, "areas": (0.1,), "min_evidence": 0})):
+    for method, opts in (("occlusion", {"window": (2, 8, 8), "strides": (2, 8, 8)}),
+                         ("ep2d", {"iterations": 2, "areas": (0.1,), "min_evidence": 0})):
         one = vx.explain(single, clip(), method, target=0, batch_size=1, **opts)
         many = vx.explain(batched, clip(), method, target=0, **opts)
         np.testing.assert_allclose(one.spatial, many.spatial, atol=1e-5, err_msg=method)
