@@ -562,6 +562,71 @@ class TestRayBackend:
         assert str(e.value) == f"a Ray worker could not start: InputError: unknown model {model_dir!r}: not a directory"
 
 
+def test_ray_clips_whose_workers_die_in_a_row_stop_the_run_naming_the_death(monkeypatch):
+    """The driver's side of the Ray backend on a stand-in for Ray (a real one would kill a worker
+    per clip): a clip whose worker died costs what it had not sent, the next clip is computed; as
+    many deaths in a row as the capacity and DEATHS_IN_A_ROW allow, then one more, stop the run
+    (a model that kills every worker), with the death's reason."""
+    import types
+
+    from videoxai.evaluation import backends
+    from videoxai.evaluation.store import ExplanationRow
+    from videoxai.evaluation.tasks import RunSettings, Task
+
+    class WorkerCrashedError(Exception):
+        pass
+
+    dies = {"a/1", "a/2", "a/3", "a/4"}         # clip a/0 is fine, then every clip kills its worker
+
+    def rows(task):   # the rows run_task would yield: the explanation, then one per metric
+        yield ExplanationRow(task.key, "saliency")
+        for spec in task.work["saliency"]:
+            if task.key in dies:
+                raise WorkerCrashedError("The worker died unexpectedly while executing this task.")
+            yield ResultRow(task.key, "saliency", spec, 0.5)
+
+    class Generator:   # a streaming generator: each next() an object ref, here a function ray.get calls
+        def __init__(self, task):
+            self.rows = rows(task)
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            try:
+                row = next(self.rows)
+            except WorkerCrashedError as e:   # the task's next ref raises on ray.get, then it ends
+                self.rows = iter(())
+                return lambda e=e: (_ for _ in ()).throw(e)
+            return lambda row=row: row
+
+    exceptions = types.SimpleNamespace(WorkerCrashedError=WorkerCrashedError, RayError=Exception,
+                                       OutOfMemoryError=type("OutOfMemoryError", (Exception,), {}),
+                                       NodeDiedError=type("NodeDiedError", (Exception,), {}))
+    fake = types.SimpleNamespace(
+        is_initialized=lambda: True, exceptions=exceptions, cluster_resources=lambda: {"CPU": 1},
+        remote=lambda **kw: (lambda fn: types.SimpleNamespace(remote=lambda settings, task: Generator(task))),
+        wait=lambda gens, num_returns, timeout: (gens[:1], gens[1:]), get=lambda r: r())
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(backends, "RAY_RETRIES", 1)
+    tasks = [Task(i, i, f"a/{i}", {"saliency": ["energy", "sparseness"]}) for i in range(6)]
+    got = []
+    with pytest.raises(backends.WorkerFailed, match=re.escape(
+            f"{1 + backends.DEATHS_IN_A_ROW + 1} Ray tasks in a row lost their worker on every try (2 each); the "
+            "last: WorkerCrashedError: The worker died unexpectedly while executing this task.")):
+        backends.run("ray", iter(tasks), RunSettings(model="m", metrics=("energy", "sparseness")), got.append,
+                     workers=1)
+    results = {(r.video, r.metric): r for r in got if isinstance(r, ResultRow)}
+    assert {k for k, r in results.items() if r.status == "ok"} == {("a/0", "energy"), ("a/0", "sparseness")}
+    died = [r for r in results.values() if r.status == "error"]
+    assert {r.video for r in died} == {"a/1", "a/2", "a/3"} and len(died) == 6
+    assert all(r.details["error"] == "the Ray worker died while computing this, on each of its 2 tries "
+                                     "(WorkerCrashedError: The worker died unexpectedly while executing this task.)"
+               for r in died)
+    # the explanation arrived before the death: it is kept, not made an error
+    assert all(r.status == "ok" for r in got if isinstance(r, ExplanationRow))
+
+
 # -- report ---------------------------------------------------------------------------------------------
 def test_confidence_interval_by_hand():
     mean, lo, hi = confidence_interval([1.0, 2.0, 3.0, np.nan])
