@@ -943,6 +943,10 @@ def test_an_ig_baseline_function_that_returns_no_tensor_or_nan_is_named():
                            (lambda p: torch.full_like(p, float("inf")), "returned NaN or infinite values")):
         with pytest.raises(InputError, match=f"^integrated_gradients: baseline {said}$"):
             get("integrated_gradients")(box_model(), n_steps=2, baseline=baseline).attribute(x, 0)
+    # so is a tensor of NaN (it was blamed on an option's scale or the model, as a function's was)
+    with pytest.raises(InputError, match="^integrated_gradients: baseline tensor holds NaN or infinite values$"):
+        vx.explain(box_model(), box_clip(), "integrated_gradients", n_steps=2,
+                   baseline=torch.full((1, T, 3, S, S), float("nan")))
     # a float64 function is cast to the pixels' dtype: the same path as the float32 one
     ig = [get("integrated_gradients")(box_model(), n_steps=2, baseline=b).attribute_pixels(x, 0).values
           for b in (lambda p: torch.full_like(p, 0.5), lambda p: torch.full_like(p, 0.5, dtype=torch.float64))]

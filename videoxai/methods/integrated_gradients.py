@@ -125,6 +125,9 @@ class IntegratedGradients(InputGradientMethod):
     def baseline_clip(self, x: torch.Tensor) -> torch.Tensor:
         """The path's start for pixels ``x`` ``(B, T, 3, H, W)``, same shape."""
         if isinstance(self.baseline, torch.Tensor):
+            if not torch.isfinite(self.baseline).all():
+                # else the path's NaN reached the maps, and the error blamed an option's scale or the model
+                raise InputError("integrated_gradients: baseline tensor holds NaN or infinite values")
             try:
                 return self.baseline.to(x.device, x.dtype).expand_as(x)
             except RuntimeError:
