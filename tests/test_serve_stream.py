@@ -269,6 +269,9 @@ def test_malformed_messages_get_errors_and_the_stream_goes_on(served, model, fra
         expect_error(ws, "bad_frame")                                     # length beyond the message
         ws.send(pack_frame({"format": "gif"}, b""))
         expect_error(ws, "bad_frame")
+        for ts in (float("nan"), float("inf")):  # echoed in a window message: JSON has neither (was null)
+            ws.send(pack_frame({"format": "rgb", "width": 48, "height": 40, "ts": ts}, good.tobytes()))
+            assert "ts" in expect_error(ws, "bad_frame")
         ws.send(pack_frame({"format": "jpeg"}, b"\xff\xd8 definitely not a jpeg"))
         expect_error(ws, "bad_frame")
         ws.send(encode_frame(good, "jpeg")[:-200])                        # truncated JPEG

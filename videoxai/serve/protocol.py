@@ -447,7 +447,7 @@ class FrameHeader(BaseModel):
     format: Literal["jpeg", "png", "rgb"]
     width: int | None = Field(None, ge=1)
     height: int | None = Field(None, ge=1)
-    ts: float | None = None
+    ts: float | None = Field(None, allow_inf_nan=False)  # echoed in JSON, which has no NaN or Infinity
 
 
 class ReadyMessage(BaseModel):
