@@ -206,3 +206,27 @@ def test_a_hugging_face_transformer_given_to_wrap_is_told_which_adapter_reads_it
         vx.explain(wrapped, torch.rand(8, 3, 32, 32), "rollout")
     assert vx.explain(from_hf_module(net), torch.rand(8, 3, 32, 32), "rollout").spatial.shape == (8, 32, 32)
     assert "from_hf_module" not in vx.methods.get("rollout").unsupported(vx.wrap(Net(), num_frames=T, input_size=S))
+
+
+def test_a_network_whose_train_override_returns_nothing_is_wrapped_with_its_own_mode_handling():
+    # a train() override that keeps batch norm frozen and forgets `return self` makes eval()
+    # return None: the model's network was None ("'NoneType' object is not callable")
+    class FrozenNorm(Net):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.BatchNorm3d(3)
+
+        def train(self, mode: bool = True):
+            super().train(mode)
+            self.norm.eval()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(self.norm(x))
+
+    net = FrozenNorm()
+    model = vx.wrap(net, num_frames=T, input_size=S)
+    assert model.net is net
+    model.train()
+    assert net.training and not net.norm.training
+    assert vx.explain(model, clip(), "saliency", target=0).spatial.max() > 0
+    assert net.training and not net.norm.training  # its own mix, put back

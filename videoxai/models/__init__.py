@@ -240,7 +240,10 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
         raise InputError(f"cam_layer {cam_layer!r} is not a module of {type(module).__name__}{hint}")
     pre = Preprocess(size=size, shortest_edge=shortest_edge, mean=tuple(float(v) for v in mean),
                      std=tuple(float(v) for v in std))
-    return VideoModel(module.eval(), num_frames=num_frames, preprocess=pre, labels=labels,
+    # the module itself, not what eval() returns: a train() override that freezes batch norm and
+    # forgets `return self` made eval() return None, and the model a network of None
+    module.eval()
+    return VideoModel(module, num_frames=num_frames, preprocess=pre, labels=labels,
                       num_classes=num_classes, layout=layout, fixed_num_frames=fixed_num_frames,
                       token_grid=token_grid, cam_layer=cam_layer, cam_reshape=cam_reshape,
                       family="custom", name=name, output=output, activation=activation)

@@ -481,4 +481,5 @@ def from_hf_module(net: nn.Module, preprocess: Preprocess | None = None, name: s
     family = HF_FAMILIES.get(net.config.model_type)
     if family is None:
         raise UnknownModelError(f"unsupported Hugging Face model type {net.config.model_type!r}")
-    return family(net.eval(), preprocess or preprocess_from_config(None, net.config), name=name)
+    net.eval()  # (not its return value: see vx.wrap)
+    return family(net, preprocess or preprocess_from_config(None, net.config), name=name)
