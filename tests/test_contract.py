@@ -365,10 +365,10 @@ def test_an_occlusion_window_as_long_as_the_clip_warns_that_the_map_says_nothing
 
 #: the cheapest configuration of each option on a torchvision network (a 112-pixel input whatever the
 #: clip: every pass costs ~0.1 s on a CPU): one optimisation step and area, one sample (LIME's
-#: surrogate needs two), four occluded boxes, two frame segments
+#: surrogate and RISE's centred scores need two), four occluded boxes, two frame segments
 TORCHVISION_FAST = {**FAST, "iterations": 1, "levels": 2, "areas": [0.1], "n_samples": 1, "n_segments": 2,
                     "window": [8, 56, 56], "strides": [1000, 1000, 1000]}
-TORCHVISION_FAST_PER_METHOD = {"lime": {"n_samples": 2}}
+TORCHVISION_FAST_PER_METHOD = {"lime": {"n_samples": 2}, "rise": {"n_samples": 2}}
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from torch import nn
 
 import videoxai as vx
 from videoxai.errors import InputError
+from videoxai.options import OptionError
 from videoxai.methods.lime import weighted_ridge
 from videoxai.methods.segments import frame_segments, superpixels, window_starts
 from videoxai.methods.shap_temporal import exact_shapley
@@ -427,6 +428,16 @@ def test_rise_recovers_the_box(box_case):
     exp = vx.explain(model, clip, method="rise", target=0, n_samples=400, cells=(8, 4, 4), seed=1)
     assert_localises(exp, truth, min_share=0.1)      # smooth masks: a blurred map
     assert exp.cost.forward_passes == 400 + 1
+
+
+def test_rise_with_one_mask_is_refused_not_a_blank_map(box_case):
+    # the map is the masks weighed by their scores minus the mean score: with one mask it was 0
+    # everywhere, and the warning blamed a model whose output the masks do not move
+    model, clip, _ = box_case
+    with pytest.raises(OptionError, match=r"^method 'rise': option n_samples must be at least 2 .*got 1$"):
+        vx.explain(model, clip, method="rise", target=0, n_samples=1)
+    exp = vx.explain(model, clip, method="rise", target=0, n_samples=2)
+    assert exp.options["n_samples"] == 2 and np.isfinite(exp.spatial).all()
 
 
 def test_rises_default_grid_fits_short_clips_and_small_models():

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from typing import Annotated
 
 from ..core.batching import batched
-from ..options import Opt
+from ..options import Opt, OptionError
 from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
 
@@ -66,7 +66,7 @@ class RISE(PerturbationMethod):
     """Randomised input sampling with 3D masks; see the module docstring.
 
     Args:
-        n_samples: number of random masks (forward passes); 1000 by default.
+        n_samples: number of random masks (forward passes), at least 2; 1000 by default.
         cells: ``(frames, rows, cols)`` of the random grid; ``None`` → ``(T/2, 7, 7)``, with at
             least 2 frames' cells on a clip of 2 or 3 frames (one cell would keep or drop every
             frame at once, and the map would say nothing about when) and at most one cell a
@@ -91,6 +91,11 @@ class RISE(PerturbationMethod):
                  p_keep: Annotated[float, Opt(gt=0, lt=1)] = 0.5, baseline: BaselineName = "black",
                  output: Output = "probability", batch_size: BatchSize = 8, seed: Seed = 0) -> None:
         super().__init__(model)
+        if n_samples < 2:
+            # the map centres the scores on their mean: one mask's score is its own mean, and its
+            # map was 0 everywhere, with a warning that blamed the model for not reacting
+            raise OptionError(f"{self._owner()}: option n_samples must be at least 2 (the map weighs each mask by "
+                              f"its score minus the masks' mean score; one mask's map is 0 everywhere), got {n_samples}")
         self._setup(batch_size=batch_size, output=output, seed=seed, baseline=baseline)
         self.n_samples, self.cells, self.p_keep = n_samples, cells, p_keep
 
