@@ -807,3 +807,29 @@ def test_a_warm_start_stopped_midway_is_not_resumed_with_another_count(tmp_path)
     result = train("synthetic:4", out, warm_start=2, **kw)
     assert [(r.stage, r.epoch) for r in result.history] == [(None, 1)]
     assert [r["epoch"] for r in json.loads((out / "warm-start" / "history.json").read_text())] == [1, 2]
+
+
+def test_finetune_into_the_training_runs_own_directory_says_so_not_a_recipe_difference(tmp_path):
+    """`stabn finetune --out RUN` on the `stabn train` run whose model it fine-tunes was refused
+    over the learning rate and warm-up and pointed at --no-resume, which replaces that run's
+    model/ with the fine-tuned one; with the run's own settings it was resumed, and the trained
+    model printed as the fine-tuned one. It says which kind of run is there, whatever the settings."""
+    from videoxai.stabn.knowledge import finetune
+    from videoxai.stabn.loop import fit
+
+    data = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(32, 32))
+    config = TrainConfig(epochs=1, batch_size=4)
+    model = build(num_classes=4, num_frames=4, input_size=32, backbone="tiny")
+    fit(model, data, config, out=tmp_path / "run")
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    edits = {data.ids[0]: TemporalEdit(data.ids[0], [1.0, 1.0, 0.0, 0.0])}
+    with pytest.raises(InputError, match=rf"^{checkpoint} holds a training \(no edits: stabn train\), and this run is "
+                                         r"a fine-tuning \(with edits: stabn finetune\): give another output directory"):
+        # the run's own settings and freezing: resumed as if fine-tuned, its model was the fine-tuned one
+        finetune(model, data, edits, tmp_path / "run", config=config, frozen=())
+    assert checkpoint.read_bytes() == before
+    finetune(model, data, edits, tmp_path / "ft", config=config)
+    with pytest.raises(InputError, match=r"holds a fine-tuning \(with edits: stabn finetune\), and this run is a "
+                                         r"training \(no edits: stabn train\)"):
+        fit(model, data, config, out=tmp_path / "ft")

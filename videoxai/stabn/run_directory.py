@@ -186,6 +186,14 @@ def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
         state = torch.load(path, map_location=model.device, weights_only=True)
     except Exception as e:  # a truncated or foreign file: say which one
         raise InputError(f"cannot read checkpoint {path}: {e}") from None
+    recorded = json.loads(state.get("run", "{}"))  # checkpoints written before it record none
+    if recorded and run is not None and ("edits" in recorded) != ("edits" in run):
+        # `stabn finetune --out` on the training run's own directory was refused over its learning
+        # rate and warm-up, and pointed at --no-resume, which replaces the model being fine-tuned
+        kind = lambda facts: ("a fine-tuning (with edits: stabn finetune)" if "edits" in facts  # noqa: E731
+                              else "a training (no edits: stabn train)")
+        raise InputError(f"{path} holds {kind(recorded)}, and this run is {kind(run)}: give another output "
+                         "directory (--no-resume would replace that run and its model/)")
     if state["model_config"] != model.config.to_dict():
         raise InputError(f"{path} was written for a different model "
                          f"({_changes(state['model_config'], model.config.to_dict())}); "
@@ -195,7 +203,6 @@ def _load_checkpoint(path: Path, model: STABNVideoModel, opt: torch.optim.Optimi
         raise InputError(f"{path} was written with other training settings "
                          f"({_changes({**saved.to_dict(), 'epochs': 0}, {**config.to_dict(), 'epochs': 0})}); "
                          "use another output directory or --no-resume")
-    recorded = json.loads(state.get("run", "{}"))  # checkpoints written before it record none
     for what in sorted(set(recorded) & set(run or {})):
         if recorded[what] != run[what]:
             raise InputError(f"{path} continues a run with other {what} ({recorded[what]}; now {run[what]}); "
