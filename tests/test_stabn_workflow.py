@@ -315,6 +315,34 @@ def test_a_save_that_fails_leaves_the_previous_model_whole(tmp_path):
     assert vx.load_model(tmp_path / "m").num_classes == 4
 
 
+def test_a_full_disk_while_the_weights_are_written_is_said_as_such_naming_the_file(tmp_path, monkeypatch):
+    # safetensors says "SafetensorError: … I/O error: No space left on device (os error 28)": the
+    # CLI showed an unexpected error ("run again with --debug") naming no file
+    import errno
+    import os
+    from pathlib import Path
+
+    from safetensors import SafetensorError
+
+    from videoxai.cli import describe
+    from videoxai.stabn import loader
+
+    torch.manual_seed(0)
+    loader.save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "m")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
+
+    def disk_full(state, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 100)  # as far as it got
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(loader, "save_file", disk_full)
+    with pytest.raises(OSError) as e:
+        loader.save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "m")
+    assert e.value.errno == errno.ENOSPC
+    assert describe(e.value) == f"{os.strerror(errno.ENOSPC)}: {tmp_path / 'm' / 'model.safetensors'}"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
+
+
 def test_model_options_are_checked_before_the_data_is_read(tmp_path):
     # a backbone too big for the size or a misspelt pool was refused only after every clip was decoded
     missing = f"folder:{tmp_path / 'no such data'}"

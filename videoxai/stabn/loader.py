@@ -14,6 +14,8 @@ ST-ABN; the package's ``__init__`` imports this module, so the names exist whene
 from __future__ import annotations
 
 import json
+import os
+import re
 import warnings
 from pathlib import Path
 
@@ -48,7 +50,7 @@ def save_stabn(model: STABNVideoModel, directory: str | Path, *, metrics: dict |
     text = json.dumps(meta, indent=2) + "\n"
     tmp_weights, tmp_meta = directory / (WEIGHTS + ".tmp"), directory / (META + ".tmp")
     try:
-        save_file(state, str(tmp_weights), metadata={"format": "pt"})
+        _save_weights(state, tmp_weights, directory / WEIGHTS)
         tmp_weights.chmod(0o644)  # safetensors writes 0600; a model is meant to be shared
         tmp_meta.write_text(text)
         tmp_weights.replace(directory / WEIGHTS)
@@ -57,6 +59,21 @@ def save_stabn(model: STABNVideoModel, directory: str | Path, *, metrics: dict |
         tmp_weights.unlink(missing_ok=True)
         tmp_meta.unlink(missing_ok=True)
     return directory
+
+
+def _save_weights(state: dict[str, torch.Tensor], path: Path, final: Path) -> None:
+    """``save_file`` to ``path``; a failure of the file system (a full disk) as the ``OSError`` it
+    is, naming ``final``: safetensors reports it as ``SafetensorError: … I/O error: No space left
+    on device (os error 28)``, which the CLI showed as an unexpected error without the file."""
+    from safetensors import SafetensorError
+
+    try:
+        save_file(state, str(path), metadata={"format": "pt"})
+    except SafetensorError as e:
+        code = re.search(r"\(os error (\d+)\)", str(e))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(final)) from e
 
 
 def read_meta(directory: str | Path) -> dict:
