@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import warnings
 
 import numpy as np
@@ -438,6 +439,21 @@ def test_rise_with_one_mask_is_refused_not_a_blank_map(box_case):
         vx.explain(model, clip, method="rise", target=0, n_samples=1)
     exp = vx.explain(model, clip, method="rise", target=0, n_samples=2)
     assert exp.options["n_samples"] == 2 and np.isfinite(exp.spatial).all()
+
+
+@pytest.mark.parametrize("method,opts,why", [
+    ("lime", {"n_segments": 2, "n_samples": 8}, r"SLIC cut the clip into one segment \(n_segments=2\)"),
+    ("shap_temporal", {"n_segments": 1}, r"one segment \(n_segments=1\) holds every frame"),
+])
+def test_a_map_blank_because_of_one_segment_says_so_not_that_the_model_does_not_react(box_case, method, opts, why):
+    # SLIC's regular seed grid leaves one seed for 2 segments asked for; one SHAP player holds every
+    # frame: either map is one value everywhere on a model that does react, and the warning said
+    # "the model's output may not change under what the method varies"
+    model, clip, _ = box_case
+    exp = vx.explain(model, clip, method=method, target=0, **opts)
+    assert np.ptp(exp.temporal) == 0
+    (warning,) = exp.meta["warnings"]
+    assert re.search(f"map is constant .*{why}", warning) and "model's output" not in warning, warning
 
 
 def test_rises_default_grid_fits_short_clips_and_small_models():

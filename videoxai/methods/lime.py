@@ -159,6 +159,15 @@ class LIME(PerturbationMethod):
             raise OptionError(f"{self.name}: n_segments={self.n_segments} is more than the {limit} {where} on the "
                              f"model's grid; choose n_segments ≤ {limit}")
 
+    def blank_map_reason(self, extras: dict) -> str | None:
+        if int(extras["n_features"].reshape(-1)[0]) == 1:
+            # SLIC places its seeds on a regular grid, and a few asked for can leave one seed: the
+            # map is one coefficient painted everywhere whatever the model does
+            asked = f"n_segments={self.n_segments}" if self.n_segments is not None else "the default n_segments"
+            return (f"SLIC cut the clip into one segment ({asked}): a single feature ranks nothing; "
+                    "ask for more segments")
+        return None
+
     def explain_clip(self, canvas: Canvas, target: int, generator: torch.Generator) -> ClipResult:
         t = canvas.num_frames
         self.check_segments(t, canvas.grid)

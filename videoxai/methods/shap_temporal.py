@@ -161,6 +161,12 @@ class TemporalSHAP(PerturbationMethod):
                                   "value_full": v_full.float(), "value_empty": v_empty.float()},
                           resolved={"n_segments": n})
 
+    def blank_map_reason(self, extras: dict) -> str | None:
+        if len(extras.get("segments", [[0, 0]])[0]) == 1:
+            # not the model's doing: one player holds every frame, so every frame gets its share
+            return "one segment (n_segments=1) holds every frame, so every frame gets the same value"
+        return None
+
     def _orders(self, n: int, generator: torch.Generator) -> torch.Tensor:
         if self.antithetic:
             half = math.ceil(self.n_samples / 2)
