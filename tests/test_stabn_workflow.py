@@ -812,6 +812,8 @@ def test_ctrl_c_during_training_says_what_is_kept_and_the_same_command_continues
     monkeypatch.setattr(loop, "stabn_loss", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     r = CliRunner().invoke(app, [*command[:3], str(tmp_path / "new"), *command[4:]])
     assert f"stopped before an epoch ended: nothing of this run is kept in {tmp_path / 'new'}" in r.output, r.output
+    r = CliRunner().invoke(app, [*command, "--no-resume"])  # starting over: the old run is not what is kept
+    assert f"stopped before an epoch ended: nothing of this run is kept in {out}" in r.output, r.output
 
 
 def test_a_warm_start_stopped_midway_is_not_resumed_with_another_count(tmp_path):

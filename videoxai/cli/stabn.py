@@ -63,7 +63,7 @@ def _say_if_nothing_ran(result, printed: list, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def _saying_what_is_kept(out: Path, printed: list) -> Iterator[None]:
+def _saying_what_is_kept(out: Path, printed: list, resume: bool) -> Iterator[None]:
     """Ctrl-C during a run: say what the output directory holds and how to go on, then stop as
     any Ctrl-C does. Only "aborted" was said, leaving the user to guess whether the epochs that
     ran were lost and whether running again would start over."""
@@ -75,8 +75,9 @@ def _saying_what_is_kept(out: Path, printed: list) -> Iterator[None]:
         if printed:  # each printed epoch was checkpointed before it was printed
             last = printed[-1]
             kept = f"{last.stage + ' ' if last.stage else ''}epoch {last.epoch}/{last.epochs}"
-            said = f"stopped: {out} keeps the run up to {kept}; the same command continues it from there"
-        elif (out / CHECKPOINT).is_file() or (out / WARM_START_DIR / CHECKPOINT).is_file():
+            said = (f"stopped: {out} keeps the run up to {kept}; the same command "
+                    f"{'' if resume else 'without --no-resume '}continues it from there")
+        elif resume and ((out / CHECKPOINT).is_file() or (out / WARM_START_DIR / CHECKPOINT).is_file()):
             said = f"stopped: {out} keeps the run as its last checkpoint left it; the same command continues it"
         else:
             said = f"stopped before an epoch ended: nothing of this run is kept in {out}"
@@ -185,7 +186,7 @@ def train_cmd(
         console.print(f"resuming the warm start from {out / WARM_START_DIR / CHECKPOINT}", markup=False)
     # the plain backbone takes the design's backbone and padding only: a branch's options would be unused
     printed: list = []
-    with _saying_what_is_kept(out, printed):
+    with _saying_what_is_kept(out, printed, resume):
         result = train(data, out, val_data=val_data, design=None if backbone_only else design, backbone=backbone,
                        num_frames=frames, input_size=size, config=config, resume=resume, device=device,
                        on_epoch=lambda r: (printed.append(r), _print_epoch(r)), command=_command(ctx),
@@ -358,7 +359,7 @@ def finetune_cmd(
     frozen = () if freeze.strip().lower() == "none" else tuple(g.strip() for g in freeze.split(",") if g.strip())
     config = finetune_config(epochs=epochs, batch_size=batch_size, seed=seed, **({"lr": lr} if lr is not None else {}))
     printed: list = []
-    with _saying_what_is_kept(out, printed):
+    with _saying_what_is_kept(out, printed, resume):
         result = finetune(vm, train_set, es, out, gamma_t=gamma_t, config=config, frozen=frozen,
                           unfreeze_at=unfreeze_at, edited_only=edited_only, val=val_set, resume=resume,
                           on_epoch=lambda r: (printed.append(r), _print_epoch(r)), command=_command(ctx),
