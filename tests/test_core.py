@@ -168,6 +168,14 @@ def test_top_frames_refuses_a_negative_count():
         exp.top_frames(-1)
 
 
+def test_a_refine_setting_that_does_not_exist_is_named_with_the_ones_that_do():
+    # the message was Python's "Refine.__init__() got an unexpected keyword argument 'focsu'"
+    with pytest.raises(InputError, match="^refine has no setting 'focsu'; its settings are threshold, focus, "
+                                         "spatial_sigma, temporal_sigma$"):
+        vx.Refine.parse({"focus": 2, "focsu": 3})
+    assert vx.Refine.parse({"focus": 3}) == vx.Refine(focus=3)
+
+
 def test_refine_refuses_non_finite_settings_and_survives_a_huge_sigma():
     # focus=NaN made every map NaN; spatial_sigma=1e6 asked for a 786 GB pad
     from videoxai.core.refine import gaussian_blur_2d

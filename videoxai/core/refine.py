@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 import torch
@@ -68,10 +68,13 @@ class Refine:
         if isinstance(value, Refine):
             return value
         if isinstance(value, dict):
-            try:
-                return cls(**value)
-            except TypeError as e:
-                raise InputError(f"bad refine settings {value}: {e}") from None
+            # named here: the constructor's TypeError ("Refine.__init__() got an unexpected keyword
+            # argument 'focsu'") said neither which settings there are nor what to type
+            names = [f.name for f in fields(cls)]
+            unknown = [k for k in value if k not in names]
+            if unknown:
+                raise InputError(f"refine has no setting {unknown[0]!r}; its settings are {', '.join(names)}")
+            return cls(**value)
         raise InputError(f"refine must be True/False, a dict or a Refine, got {type(value).__name__}")
 
     def __call__(self, maps: torch.Tensor) -> torch.Tensor:
