@@ -272,6 +272,16 @@ def test_explain_takes_numpy_and_tensor_class_indices():
     assert vx.explain(model, clip, "saliency", target=torch.tensor(3)).target == 3
 
 
+def test_explain_takes_a_method_class_with_its_options():
+    # a class was looked up as a name: "unknown method <class 'videoxai.methods.rise.RISE'>"
+    model = vx.load_model("demo-cnn")
+    clip = np.random.default_rng(0).integers(0, 255, (8, 64, 64, 3), np.uint8)
+    by_class = vx.explain(model, clip, vx.methods.get("rise"), n_samples=4, cells=[2, 2, 2])
+    by_name = vx.explain(model, clip, "rise", n_samples=4, cells=[2, 2, 2])
+    assert by_class.method == "rise" and by_class.options == by_name.options
+    assert by_class.meta["spec"] == by_name.meta["spec"] and np.array_equal(by_class.spatial, by_name.spatial)
+
+
 def test_seeds_outside_what_the_generators_take_are_refused_by_name():
     model = vx.load_model("demo-cnn")
     clip = np.zeros((8, 64, 64, 3), np.uint8)

@@ -107,7 +107,7 @@ def _is_spec_value(value) -> bool:
 
 
 def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os.PathLike,
-            method: str | Method = "staa", target: int | str | None = None, *,
+            method: str | Method | type[Method] = "staa", target: int | str | None = None, *,
             refine: bool | dict | Refine | None = None, working_size: WorkingSize = "model",
             **options) -> Explanation:
     """Explain ``model``'s prediction on ``clip`` with ``method``.
@@ -120,7 +120,8 @@ def explain(model: VideoModel, clip: Clip | np.ndarray | torch.Tensor | str | os
             video file's path, read with ``vx.read_video(path, num_frames=model.num_frames)``.
         method: a registered name (``vx.methods.available()``), a spec with options
             (``"rise(n_samples=500)"``, as :func:`explanation_spec` writes it and
-            ``evaluate --methods`` reads it; it may set ``refine`` and ``working_size`` too), or a
+            ``evaluate --methods`` reads it; it may set ``refine`` and ``working_size`` too), a
+            method class (``vx.methods.get("rise")``, built with ``options``), or a
             constructed method (one built for another network is built again on ``model`` from
             the options it was given: a layer it names is looked up there, one it left to the
             model is chosen there, :meth:`~videoxai.methods.base.Method.given_options`).
@@ -210,7 +211,7 @@ def _own_precision(model: VideoModel) -> Iterator[None]:
         yield
 
 
-def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | None, refine,
+def _explain(model: VideoModel, clip: Clip, method: str | Method | type[Method], target: int | None, refine,
              working_size: WorkingSize, options: dict) -> Explanation:
     worker, x = working_view(model, clip, working_size)
     if isinstance(method, Method) and options:
@@ -231,6 +232,10 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method, target: int | 
             # on another model ran part of this one on that model)
             m = copy.copy(method)
             m.model = worker
+        elif isinstance(method, type) and issubclass(method, Method):
+            # a method's class (vx.methods.get("rise"), or a plug-in's not registered by name) is
+            # built as its name would be; it was looked up as a name, "unknown method <class …>"
+            m = method(worker, **options)
         else:
             m = get_method(method)(worker, **options)
         settings = Refine.parse(m.default_refine if refine is None else refine)
