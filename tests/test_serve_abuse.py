@@ -551,6 +551,58 @@ def test_a_client_that_sends_frames_but_reads_no_result_is_closed_after_the_idle
         assert [m["type"] for m in good_stream(server, frames)] == ["window", "end"]
 
 
+def ws_recv_json(s: socket.socket) -> dict:
+    """The server's next text message on a raw socket (pings skipped; the server does not mask)."""
+    def exact(n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = s.recv(n - len(out))
+            assert chunk, "the server closed the connection"
+            out += chunk
+        return out
+    while True:
+        first, second = exact(2)
+        n = second & 0x7F
+        n = struct.unpack(">H", exact(2))[0] if n == 126 else struct.unpack(">Q", exact(8))[0] if n == 127 else n
+        payload = exact(n)
+        if first & 0x0F == 1:
+            return json.loads(payload)
+
+
+def test_a_message_in_tiny_fragments_is_held_in_its_own_bytes_not_one_object_each(model, frames):
+    # uvicorn kept every fragment of a message as a bytes object of its own: max_size bounds
+    # their bytes, not their number, so a message of 2-byte fragments held some 17 times its
+    # size (6 MiB of them, the largest message: 320 MiB per connection, for 24 MiB on the wire)
+    with BackgroundServer(create_app(model, ServeSettings())) as server:
+        s = raw_ws(server)
+        ws_send(s, json.dumps({"type": "start", "stride": T, "live": False}))
+        assert ws_recv_json(s)["type"] == "ready"
+        message = encode_frame(frames[0], "rgb")
+        pieces = [message[i:i + 2] for i in range(0, len(message), 2)]
+        for i, piece in enumerate(pieces[:-1]):  # unmasked (zero key), not final
+            s.sendall(bytes([0x02 if i == 0 else 0x00, 0x80 | len(piece)]) + bytes(4) + piece)
+        conn = next(c for c in server.server.server_state.connections if isinstance(c, WebSocketProtocol))
+        wait_until(lambda: sum(map(len, list(conn.frames))) == len(message) - len(pieces[-1]), 30,
+                   "the server has read every fragment but the last")
+        held = sum(sys.getsizeof(f) for f in list(conn.frames))
+        assert held < 2 * len(message), f"{len(pieces) - 1} fragments of {len(message)} bytes held in {held} bytes"
+        s.sendall(bytes([0x80, 0x80 | len(pieces[-1])]) + bytes(4) + pieces[-1])  # the final fragment
+        for f in frames[1:T]:
+            ws_send(s, encode_frame(f, "rgb"))
+        ws_send(s, json.dumps({"type": "end"}))
+        window, end = ws_recv_json(s), ws_recv_json(s)
+        s.close()
+    reference = good_stream_result(model, frames[:T])
+    assert window["type"] == "window" and end == {**end, "type": "end", "frames": T, "windows": 1}, (window, end)
+    np.testing.assert_allclose(window["temporal"], reference, atol=1e-5)  # the frame arrived whole
+
+
+def good_stream_result(model, clip: np.ndarray) -> np.ndarray:
+    """The temporal scores the server's default method gives ``clip`` (the library's own call)."""
+    engine = Engine(model, ServeSettings().default_method)
+    return vx.explain(model, clip, method=engine.default_method).temporal
+
+
 def test_a_ping_flood_that_reads_no_pongs_is_slowed_not_buffered(model):
     # every ping gets a pong at once: unless the server stops reading a peer that does not read,
     # the pongs pile up in its write buffer (as much memory as the peer cares to send)
