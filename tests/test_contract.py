@@ -97,8 +97,15 @@ def short_clip(clip):
     return vx.Clip.from_array(clip.frames[:4])
 
 
+#: options that belong to one ``unit`` of the unit metrics, which refuse them under another
+UNIT_OPTIONS = {"grid": "patch", "segments": "superpixel"}
+
+
 def fast_options(cls) -> dict:
-    return {k: v for k, v in FAST.items() if k in cls.declared_options()}
+    declared = cls.declared_options()
+    unit = declared["unit"].default if "unit" in declared else None
+    return {k: v for k, v in FAST.items()
+            if k in declared and (unit is None or UNIT_OPTIONS.get(k, unit) == unit)}
 
 
 def _state(model) -> tuple:
