@@ -274,14 +274,17 @@ def test_bad_runner_arguments(model_dir, tmp_path):
 
 def test_options_the_backend_would_ignore_and_an_empty_out_are_refused(tmp_path, monkeypatch):
     """--address without --backend ray ran in local processes (the cluster idle), -j with
-    --address was ignored, and --out "" (an unset variable) wrote the results into the working
-    directory. The model does not exist: each is refused before it loads."""
+    --address or --backend inline was ignored, and --out "" (an unset variable) wrote the results
+    into the working directory. The model does not exist: each is refused before it loads."""
     model = str(tmp_path / "no-model")
     with pytest.raises(InputError, match=re.escape("address (--address) is a Ray cluster's: it needs backend='ray' "
                                                    "(--backend ray), got backend 'local'")):
         evaluate(model, "synthetic:1", "random", "energy", tmp_path, address="auto")
     with pytest.raises(InputError, match=re.escape("workers (--workers/-j) sets the CPUs of the local Ray instance")):
         evaluate(model, "synthetic:1", "random", "energy", tmp_path, backend="ray", address="auto", workers=2)
+    with pytest.raises(InputError, match=re.escape("workers (--workers/-j) is for the local and ray backends; "
+                                                   "inline runs in this process, got 4")):
+        evaluate(model, "synthetic:1", "random", "energy", tmp_path, backend="inline", workers=4)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match=re.escape("out (--out) is empty: name the output directory")):
         evaluate(model, "synthetic:1", "random", "energy", "", backend="inline")

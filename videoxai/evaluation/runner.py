@@ -190,6 +190,9 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
         # Ray's own way to name the cluster: ray.init(num_cpus=…) on it failed with 'When connecting
         # to an existing cluster, num_cpus and num_gpus must not be provided'
         address, given_as = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    if workers not in (None, 0) and backend == "inline":   # was ignored: one process, one clip at a time
+        raise InputError(f"workers (--workers/-j) is for the local and ray backends; inline runs in this process, "
+                         f"got {workers!r}")
     if workers is not None and backend == "ray" and address:
         raise InputError("workers (--workers/-j) sets the CPUs of the local Ray instance a run starts; on a "
                          f"cluster ({given_as or 'address/--address'}) its own CPUs decide: drop workers")
