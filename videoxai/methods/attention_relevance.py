@@ -4,7 +4,13 @@ Explainability"), for joint and divided space-time attention.
 For every attention operation, ``Ā = mean_heads(relu(∇A ⊙ A))`` weighs the attention probabilities
 by the gradient of the target logit with respect to them; relevance starts as the identity and is
 propagated through the network in forward order, ``R ← R + Ā · R``. The map is the row of the
-pooled output (the CLS token's, or the mean of all rows for models without one, e.g. VideoMAE).
+pooled output (the CLS token's, or the mean of all rows for models without one, e.g. VideoMAE)
+of ``R − I``: the identity is what no attention moved, the same for every clip and class. On a
+CLS model it lies on the CLS token, which the map drops; on a model that reads a patch token or
+the mean of the patches it was painted onto the patches, 1 on the read patch (a VideoMAE
+reading its first token: every map peaked there, every clip's first frames took all the
+temporal mass) or 1/N on every one (frame scores pulled toward uniform), beside the weighted
+attention's values ~10⁻⁴, whose scale is the gradient's.
 For divided attention the temporal and the spatial operation of each layer are applied in turn,
 with the factored operators of :mod:`videoxai.methods.rollout` (the CLS token takes no part in
 the temporal one), and only that one row is propagated: ``r ← r + r Ā`` from the last operation
@@ -52,8 +58,10 @@ class AttentionRelevance(AttentionMethod):
         weighted = {id(rec): (rec.probs.detach() * g).clamp_min(0).mean(1).float()
                     for rec, g in zip(records, grads)}
         with torch.no_grad():
-            r = start_vector(grid, b, x.device)
+            start = start_vector(grid, b, x.device)
+            r = start
             for layer in reversed(self.layers):
                 for op in reversed(layer_mixings(tap, layer, grid, b, lambda rec: weighted[id(rec)])):
                     r = r + op.rmatvec(r)
+            r = r - start  # the readout row of R − I (see the module docstring)
         return token_attribution(self, r, x.shape[1], target, logits.detach())
