@@ -210,6 +210,40 @@ def test_a_trickling_upload_is_cut_off_and_slow_uploads_cannot_take_every_connec
         assert client.post("/api/jobs", content=video.read_bytes()).status_code == 202
 
 
+def test_one_clients_slow_uploads_cannot_take_every_upload_slot(model, video):
+    # uploads at the minimum rate (1 KiB/s) are never cut off, and max_uploads of them from one
+    # address refused every other client's upload (503) for as long as they lasted: days
+    app = create_app(model, ServeSettings(max_uploads=3, max_uploads_per_client=2))
+    with BackgroundServer(app) as server:
+        host, port = server.url[len("http://"):].rsplit(":", 1)
+        slow = [raw_upload(server, 100_000) for _ in range(2)]
+        for sock in slow:
+            sock.sendall(b"x" * 100)
+        wait_for(lambda: app.state.uploads == 2, "the two slow uploads are being received")
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            r = client.post("/api/jobs", content=video.read_bytes())
+        assert r.status_code == 503 and r.headers["retry-after"], r.text
+        assert r.json()["error"]["code"] == "busy" and "per client" in r.json()["error"]["message"], r.text
+        # another address (127.0.0.2 is loopback too) uploads meanwhile
+        other = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False, transport=other) as client:
+            r = client.post("/api/jobs", content=video.read_bytes(), params={"method": "saliency"})
+        assert r.status_code == 202, r.text
+        for sock in slow:
+            sock.close()
+        wait_for(lambda: app.state.uploads == 0 and not app.state.uploads_by_client, "the slow uploads are gone")
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            assert client.post("/api/jobs", content=video.read_bytes(), params={"method": "saliency"}).status_code \
+                == 202  # the client's slots came back
+
+
+def wait_for(predicate, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(0.02)
+
+
 def test_the_rest_of_a_refused_upload_cannot_hold_its_connection(model):
     # refused before its body was read (413 here; 503 busy and 401 alike), uvicorn reads the rest
     # and discards it with no deadline once a byte of it came: trickled, it held its connection

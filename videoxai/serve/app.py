@@ -99,6 +99,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     app.state.slots = StreamSlots(settings.max_streams)
     app.state.auth_waiters = AuthWaiters(settings.max_pending_connections)
     app.state.uploads = 0  # uploads being received (max_uploads)
+    app.state.uploads_by_client: dict[str | None, int] = {}  # the same per client address
     _install_error_handlers(app)
     app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(PageHeaders)  # the viewer's Content-Security-Policy; nosniff on every answer
@@ -153,9 +154,17 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         if app.state.uploads >= settings.max_uploads:
             raise ServiceError(503, "busy", f"{app.state.uploads} uploads are in progress, the server's limit; try "
                                             "again later", headers={"Retry-After": "5"})
+        client = request.client.host if request.client else None
+        by_client = app.state.uploads_by_client
+        if by_client.get(client, 0) >= settings.max_uploads_per_client:
+            # one client's slow uploads took every upload slot for as long as they kept the minimum rate
+            raise ServiceError(503, "busy", f"this client is already sending {by_client[client]} uploads, the "
+                                            "server's limit per client; wait for one to finish",
+                               headers={"Retry-After": "5"})
         jobs.check_room()
         job_id, folder = jobs.new_dir()
         app.state.uploads += 1  # the event loop's only: no lock
+        by_client[client] = by_client.get(client, 0) + 1
         try:
             params = await _receive_upload(request, folder / UPLOAD_NAME, settings)
             job_request = _job_request(params)
@@ -176,6 +185,9 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
             raise
         finally:
             app.state.uploads -= 1
+            by_client[client] -= 1
+            if not by_client[client]:
+                del by_client[client]
         return job.status(_jobs_path(request))
 
     @get("/api/jobs/{job_id}", response_model=JobStatus, dependencies=[Depends(require_key)],

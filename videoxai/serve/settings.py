@@ -58,6 +58,9 @@ class ServeSettings(BaseModel):
             connection for days.
         max_uploads: uploads being received at once; more are refused with 503 (slow uploads
             then hold at most these connections, not every one the server takes).
+        max_uploads_per_client: uploads being received at once from one client address; more
+            are refused with 503 (one client's slow uploads, at ``min_upload_rate``, held every
+            one of ``max_uploads`` for as long as 200 MiB take at 1 KiB/s: days).
         max_pending_per_client: connections of one client address still sending their
             headers; a newer one closes the oldest.
         max_pending_connections: the same across all clients; also the most streams waiting to
@@ -99,6 +102,7 @@ class ServeSettings(BaseModel):
     body_timeout_s: float = Field(30.0, gt=0)
     min_upload_rate: float = Field(1024.0, ge=0)
     max_uploads: int = Field(16, ge=1)
+    max_uploads_per_client: int = Field(4, ge=1)
     max_pending_per_client: int = Field(8, ge=1)
     max_pending_connections: int = Field(64, ge=1)
     max_header_bytes: int = Field(16 * 1024, ge=1024)
