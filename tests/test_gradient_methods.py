@@ -956,6 +956,16 @@ def test_an_ig_baseline_function_that_returns_no_tensor_or_nan_is_named():
     assert ig[1].dtype == torch.float32 and torch.equal(ig[0], ig[1])
 
 
+@pytest.mark.parametrize("delta", [False, True])
+def test_ig_forward_passes_counts_the_convergence_deltas_pass(delta):
+    # the service refuses requests over its work limit by this count: it left out the baseline's
+    # pass that return_convergence_delta=True adds
+    model = box_model()
+    ig = get("integrated_gradients")(model, n_steps=3, return_convergence_delta=delta)
+    exp = vx.explain(model, box_clip(), ig, target=0)
+    assert ig.forward_passes(T) == exp.cost.forward_passes == 3 + 1 + delta
+
+
 def test_an_ig_baseline_tensor_at_the_frames_size_needs_working_size_full():
     # vx.explain hands IG the model's view (S x S); the error called that "the clip's" shape
     model, frames = small_cnn(), np.random.default_rng(0).random((T, 2 * S, 3 * S, 3), dtype=np.float32)

@@ -148,7 +148,8 @@ class IntegratedGradients(InputGradientMethod):
         return out.to(x.device, x.dtype)
 
     def forward_passes(self, num_frames: int) -> int:
-        return self.n_steps + 1
+        # the clean clip, the path, and the baseline's own pass for the convergence delta
+        return self.n_steps + 1 + int(self.return_convergence_delta)
 
     def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:
         x = check_pixels(self.model, inputs)
