@@ -379,6 +379,19 @@ def test_target_by_name_as_the_library_takes_it(client, model, videos):
     assert "-1 out of range" in assert_error(upload(client, videos["short"], target="-1"), 400, "bad_input")
 
 
+def test_a_multipart_upload_is_read_whatever_the_case_of_its_media_type(client, videos):
+    # "Multipart/Form-Data" was taken for a raw body: the whole form was written as the video
+    body = (b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n'
+            b"Content-Type: video/mp4\r\n\r\n" + videos["short"].read_bytes() +
+            b'\r\n--XX\r\nContent-Disposition: form-data; name="method"\r\n\r\nsaliency\r\n--XX--\r\n')
+    r = client.post("/api/jobs", content=body, headers={"content-type": "Multipart/Form-Data; boundary=XX"})
+    assert r.status_code == 202, r.text
+    status = wait(client, r.json()["id"])
+    assert status["state"] == "done", status
+    result = client.get(status["links"]["result"]).json()
+    assert result["method"] == "saliency" and result["video"]["frames"] == 20  # the form's field, the file
+
+
 def test_malformed_multipart(client):
     r = client.post("/api/jobs", content=b"--xyz\r\nnot a part",
                     headers={"content-type": "multipart/form-data; boundary=xyz"})

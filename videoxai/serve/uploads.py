@@ -65,7 +65,9 @@ async def _receive_upload(request: Request, dest: Path, settings: ServeSettings)
     """Write the uploaded video to ``dest``; return the job's parameters (query + form fields)."""
     params = _once_each(request.query_params.multi_items())  # before the body: refused at once
     body = _limited(request, settings)
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+    # media types are case-insensitive (RFC 9110 §8.3.1): Multipart/Form-Data was taken for a raw
+    # body, and the whole form, boundaries and all, for the video
+    if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         parser = _WholeMultiPartParser(request.headers, body, max_files=1, max_fields=32, max_part_size=64 * 1024)
         try:
             form = await parser.parse()
