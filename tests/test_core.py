@@ -74,6 +74,18 @@ def test_explanation_save_load_round_trip(tmp_path, rng):
         assert json.loads(bytes(z["metadata"]).decode())["label"] == "jump"
 
 
+def test_an_explanations_options_equal_those_of_its_saved_copy(tmp_path):
+    # an occlusion window and RISE's cells were recorded as tuples, and came back from the file
+    # as lists: Explanation.load(path).options != exp.options
+    model = vx.load_model("demo-cnn")
+    clip = np.random.default_rng(0).integers(0, 255, (8, 64, 64, 3), np.uint8)
+    for method, options in (("occlusion", {"window": (8, 32, 32)}), ("rise", {"n_samples": 2, "cells": [2, 2, 2]})):
+        exp = vx.explain(model, clip, method, **options)
+        back = vx.Explanation.load(exp.save(tmp_path / method))
+        assert back.options == exp.options
+    assert exp.options["cells"] == [2, 2, 2] and back.options["cells"] == [2, 2, 2]
+
+
 def test_explanation_load_rejects_other_files(tmp_path):
     p = tmp_path / "x.npz"
     np.savez(p, a=np.zeros(3))

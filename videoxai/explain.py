@@ -69,7 +69,17 @@ def parse_explanation_spec(spec: str) -> tuple[str, dict]:
     refine = get_method(name).default_refine if own["refine"] is None else own["refine"]
     options["refine"] = _refine_record(Refine.parse(refine))
     options["working_size"] = own["working_size"]
-    return name, options
+    return name, _recorded(options)
+
+
+def _recorded(options: dict) -> dict:
+    """``options`` as ``Explanation.options`` records them: tuples (an occlusion window, RISE's
+    cells, as their declarations parse them) as lists, the form :meth:`Explanation.save` writes,
+    so that an explanation's options equal those of its saved copy; other values as they are (a
+    baseline function stays a function)."""
+    def listed(v):
+        return [listed(x) for x in v] if isinstance(v, (tuple, list)) else v
+    return {k: listed(v) for k, v in options.items()}
 
 
 def _split_spec(spec: str) -> tuple[str, dict, dict, set[str]]:
@@ -248,7 +258,7 @@ def _explain(model: VideoModel, clip: Clip, method: str | Method | type[Method],
 
     probs = model.probabilities(logits[0:1].detach().float())[0].cpu().numpy()
     tgt = int(attr.target[0])
-    options_used = dict(m.options)
+    options_used = _recorded(m.options)
     options_used["refine"] = _refine_record(settings)
     options_used["working_size"] = working_size
     meta = {"model": model.name, "source": clip.source, "fps": clip.fps, "spec": _spec_or_none(m.name, options_used),

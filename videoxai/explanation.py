@@ -30,8 +30,9 @@ class Explanation:
         probs: float32 ``(num_classes,)`` class probabilities of the clean clip (the softmax of its
             logits, or their sigmoid: ``meta["activation"]``).
         method: registered method name.
-        options: the method's options as given (defaults filled in): the spec that makes the
-            explanation again, on this clip or another. Values the method chose from the clip
+        options: the method's options as given (defaults filled in; sequences as lists, as
+            :meth:`save` writes them): the spec that makes the explanation again, on this clip
+            or another. Values the method chose from the clip
             for options given as ``None`` or ``"auto"`` are in ``meta["resolved_options"]``.
         cost: measured cost of this explanation.
         raw: float32 ``(T', h, w)`` map at the method's own resolution before upsampling and
