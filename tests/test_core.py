@@ -346,6 +346,15 @@ def test_a_constant_map_carries_a_warning_whatever_the_method(method):
 
 
 
+def test_a_cam_of_one_cell_is_said_to_be_one_cell_not_a_deaf_model():
+    # gradcam at demo-cnn's global pooling makes a 1 x 1 x 1 map: the warning blamed the model's output
+    clip = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), np.uint8)
+    exp = vx.explain(vx.load_model("demo-cnn"), clip, "gradcam", layer="pool")
+    assert exp.raw.shape == (1, 1, 1)
+    (warning,) = exp.meta["warnings"]
+    assert "map is constant" in warning and "a single cell, 1 x 1 x 1" in warning and "model's output" not in warning
+
+
 def test_a_map_that_ranks_has_no_constant_map_warning():
     clip = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), np.uint8)
     assert "warnings" not in vx.explain(vx.load_model("demo-cnn"), clip, "saliency").meta

@@ -336,6 +336,10 @@ def constant_map_warning(method: str, raw: np.ndarray, temporal: np.ndarray, why
 
     if not (flat(raw) and flat(temporal)):
         return None
+    if why is None and raw.size == 1:
+        # a CAM read after global pooling (layer='pool'): one value, whatever the model does
+        why = ("the method's own map is a single cell, 1 x 1 x 1, which cannot rank one pixel or frame above "
+               "another: for a CAM method, choose a layer before the global pooling")
     why = why or "the model's output may not change under what the method varies"
     return (f"the {method} map is constant ({float(raw.max()):.3g} everywhere, every frame 1/{temporal.size}): "
             f"it ranks no pixel or frame above another ({why})")
