@@ -440,9 +440,10 @@ def test_api_key_on_streams(model):
             ws.send(json.dumps({"type": "start"}))
             msg = recv(ws)
             assert msg["type"] == "error" and msg["error"]["code"] == "unauthorized" and msg["fatal"]
-        with open_stream(server) as ws:
-            ws.send(json.dumps({"type": "start", "api_key": "wrong"}))
-            assert recv(ws)["error"]["code"] == "unauthorized"
+        for wrong in ("wrong", "\ud800"):  # a lone surrogate: no UTF-8, was a traceback and no answer
+            with open_stream(server) as ws:
+                ws.send(json.dumps({"type": "start", "api_key": wrong}))
+                assert recv(ws)["error"]["code"] == "unauthorized"
         # the key in the first message (browsers), in a header, or in the legacy query parameter
         with open_stream(server) as ws:
             assert start(ws, api_key="k3y")["type"] == "ready"
