@@ -1431,3 +1431,22 @@ def test_no_more_local_workers_than_clips_with_work(tmp_path, monkeypatch):
     evaluate("demo", "synthetic:3", "random", "sparseness", tmp_path / "a", backend="local", workers=4, progress=False)
     assert asked == [2, 1]                                    # the resumed run has one clip left
     assert threads == [4, 8]
+
+
+def test_a_run_refused_before_it_starts_leaves_no_output_folder(tmp_path):
+    """``--data synthetic:1e9 --out X`` (or an unknown model, a method spec out of range) was
+    refused but left an empty ``X``, and its missing parents, behind."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for bad in ({"data": "synthetic:1e9"}, {"methods": "staa(clips=0)"}, {"model": "nosuch"}):
+        args = {"model": "demo", "data": "synthetic:2", "methods": "saliency", "metrics": "cost",
+                "out": tmp_path / "a" / "b", "backend": "inline", **bad}
+        with pytest.raises(InputError):
+            evaluate(**args)
+        assert sorted(os.listdir(tmp_path)) == ["kept"]
+    with pytest.raises(InputError):  # a folder that was there before stays
+        evaluate("demo", "synthetic:1e9", "saliency", "cost", out=kept, backend="inline")
+    assert kept.is_dir()
+    summary = evaluate("demo", "synthetic:1", "saliency", "cost", out=tmp_path / "a" / "b", backend="inline",
+                       report=False)
+    assert summary.computed == 1 and (tmp_path / "a" / "b" / "results.sqlite").is_file()

@@ -207,25 +207,16 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     if out.exists() and not out.is_dir():   # before the model loads; mkdir said only 'File exists'
         raise InputError(f"the output directory {out} is a file")
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        created = _make_directory(out)
     except OSError as e:
         raise InputError(f"cannot create the output directory {out}: {e.strerror or e}") from None
-    if isinstance(model, VideoModel):
-        if backend != "inline":
-            raise InputError(f"the {backend} backend loads the model in its workers: pass a model "
-                             "spec (e.g. 'demo' or a directory), or use backend='inline'")
-        vm, model_id = model, model.name
-    elif isinstance(model, str):
-        from ..models import load_model
-        vm, model_id = load_model(model, device=device), model
-    else:
-        raise InputError(f"model must be a spec string or a loaded model, got {type(model).__name__}")
-
-    dataset = load_dataset(data, num_frames=vm.num_frames, labels=vm.labels)
-    n_videos = len(dataset) if limit is None else min(int(limit), len(dataset))
-    if n_videos < 1:
-        raise InputError("the dataset is empty")
-    method_sel = resolve_methods(methods, vm)
+    try:
+        vm, model_id, dataset, n_videos, method_sel = _load_the_run(model, data, methods, backend, device, limit)
+    except BaseException:
+        # a bad model, data or method spec left an empty folder behind under the name the
+        # user chose (`--data synthetic:1e9 --out X`): the run never started
+        _remove_if_empty(created)
+        raise
     method_specs, metric_specs = method_sel.specs, metric_sel.specs
 
     n_workers = backends.default_workers() if workers is None else int(workers)
@@ -293,6 +284,48 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             summary.report = write_report(out / DATABASE, out)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _load_the_run(model: str | VideoModel, data, methods, backend: str, device: str,
+                  limit: int | None) -> tuple[VideoModel, str, object, int, Selection]:
+    """The model (and its id), the dataset, how many of its clips to use, and the methods: what
+    :func:`evaluate` checks before it holds the output folder."""
+    if isinstance(model, VideoModel):
+        if backend != "inline":
+            raise InputError(f"the {backend} backend loads the model in its workers: pass a model "
+                             "spec (e.g. 'demo' or a directory), or use backend='inline'")
+        vm, model_id = model, model.name
+    elif isinstance(model, str):
+        from ..models import load_model
+        vm, model_id = load_model(model, device=device), model
+    else:
+        raise InputError(f"model must be a spec string or a loaded model, got {type(model).__name__}")
+
+    dataset = load_dataset(data, num_frames=vm.num_frames, labels=vm.labels)
+    n_videos = len(dataset) if limit is None else min(int(limit), len(dataset))
+    if n_videos < 1:
+        raise InputError("the dataset is empty")
+    method_sel = resolve_methods(methods, vm)
+    return vm, model_id, dataset, n_videos, method_sel
+
+
+def _make_directory(out: Path) -> list[Path]:
+    """Create ``out`` and its missing parents; the directories this created, innermost first."""
+    missing, folder = [], out
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    out.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """Remove the directories :func:`_make_directory` created, innermost first, while empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 @contextlib.contextmanager
