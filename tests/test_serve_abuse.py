@@ -603,6 +603,30 @@ def good_stream_result(model, clip: np.ndarray) -> np.ndarray:
     return vx.explain(model, clip, method=engine.default_method).temporal
 
 
+def test_a_client_that_reads_nothing_cannot_answer_the_read_probes_unasked(model, frames):
+    # the probes were "videoxai-read-1", -2, …: a client could send those pongs without reading a
+    # byte and keep its stream until the socket buffers filled (minutes of small results)
+    app = create_app(model, ServeSettings(stream_idle_timeout_s=1.0))
+    with BackgroundServer(app) as server:
+        s = raw_ws(server, rcvbuf=1 << 20)
+        ws_send(s, json.dumps({"type": "start", "stride": 2}))
+        wait_until(lambda: app.state.slots.active == 1, 10, "the stream takes its slot")
+        closed, deadline, i = False, time.monotonic() + 15, 0
+        while not closed and time.monotonic() < deadline:
+            try:
+                ws_send(s, encode_frame(frames[i % len(frames)], "rgb"))
+                for n in range(1, 3 * i + 10):  # every probe sent so far, answered unasked (zero mask)
+                    pong = b"videoxai-read-%d" % n
+                    s.sendall(bytes([0x8A, 0x80 | len(pong)]) + bytes(4) + pong)
+            except OSError:  # reset by the server
+                closed = True
+            i += 1
+            time.sleep(0.05)
+            closed = closed or app.state.slots.active == 0
+        s.close()
+        assert closed, f"a client that read nothing but answered the probes kept its stream for 15 s ({i} frames)"
+
+
 def test_a_ping_flood_that_reads_no_pongs_is_slowed_not_buffered(model):
     # every ping gets a pong at once: unless the server stops reading a peer that does not read,
     # the pongs pile up in its write buffer (as much memory as the peer cares to send)

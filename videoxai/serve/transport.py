@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import time
 from collections import OrderedDict, defaultdict
@@ -380,7 +381,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if self.settings is None or self.close_sent or self.transport.is_closing():
             return
         self._probes += 1
-        self._probe, self._unprobed_since = b"videoxai-read-%d" % self._probes, None
+        # unpredictable: a peer that reads nothing could otherwise answer "videoxai-read-1", -2, …
+        # unasked, and keep its stream until the socket buffers filled (minutes of results)
+        self._probe, self._unprobed_since = b"videoxai-read-%d-%s" % (self._probes, os.urandom(8).hex().encode()), None
         try:
             self.conn.send_ping(self._probe)
         except Exception:  # the connection is closing: nothing left to probe
