@@ -456,6 +456,21 @@ def test_a_map_blank_because_of_one_segment_says_so_not_that_the_model_does_not_
     assert re.search(f"map is constant .*{why}", warning) and "model's output" not in warning, warning
 
 
+@pytest.mark.parametrize("method,opts", [("shap_temporal", {"n_segments": 2}), ("integrated_gradients", {"n_steps": 2})])
+def test_a_still_clip_against_its_mean_frame_gives_no_map_of_rounding_noise(method, opts):
+    # float32's mean of 8 equal frames is off by ~1e-7, so the "mean" baseline (shap_temporal's
+    # default) differed from a still clip everywhere, and that rounding came out as a full-contrast
+    # map and frame scores (0.25, 0.25, 0.25, 0.25, 0, …) without a warning
+    from videoxai.core import baselines
+
+    still = torch.rand(1, 1, 3, S, S, generator=torch.Generator().manual_seed(0)).repeat(1, T, 1, 1, 1)
+    assert torch.equal(baselines.get("mean")(still), still) and torch.equal(
+        baselines.get("mean_colour")(torch.full_like(still, 0.3)), torch.full_like(still, 0.3))
+    frames = np.repeat(np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), np.uint8), 8, axis=0)
+    exp = vx.explain(vx.load_model("demo-cnn"), frames, method, baseline="mean", **opts)
+    assert exp.raw.max() == 0 and "map is constant" in " ".join(exp.meta["warnings"])
+
+
 def test_rises_default_grid_fits_short_clips_and_small_models():
     # a 3-frame clip got one temporal cell: every mask kept or dropped all frames at once, and the
     # map was the same on every frame; a 5-pixel model got 7 x 7 cells and an error about "cells"

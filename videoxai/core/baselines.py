@@ -8,6 +8,7 @@ that options and CLI flags can name them.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -30,17 +31,36 @@ def black(x: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(x)
 
 
+def _exact_mean(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``x.mean(dims, keepdim=True)`` summed in float64 a frame at a time, in ``x``'s dtype.
+
+    Equal values average to themselves exactly (their float64 sum is exact, and so is its quotient):
+    float32's mean of a still clip's 8 equal frames was off by a rounding error (1e-7), so the
+    "mean" baseline differed from the clip everywhere, and occlusion, RISE, temporal SHAP and
+    Integrated Gradients painted that rounding as a full-contrast map with no warning. A frame at a
+    time: a 4K clip in float64 would be 1.6 GB.
+    """
+    inner = tuple(d for d in dims if d != 1)
+    acc = None
+    for t in range(x.shape[1]):
+        frame = x[:, t:t + 1].double()
+        part = frame.sum(inner, keepdim=True) if inner else frame
+        acc = part if acc is None else acc + part
+    count = x.shape[1] * math.prod(x.shape[d] for d in inner)
+    return (acc / count).to(x.dtype)
+
+
 @_register("mean")
 def mean_frame(x: torch.Tensor) -> torch.Tensor:
     """Every frame replaced by the clip's mean frame (removes motion and the object's timing)."""
-    return x.mean(1, keepdim=True).expand_as(x).clone()
+    return _exact_mean(x, (1,)).expand_as(x).clone()
 
 
 @_register("mean_colour")
 def mean_colour(x: torch.Tensor) -> torch.Tensor:
     """Every pixel replaced by the clip's mean colour (one RGB value per clip): what "zeros in
     normalised space" means when the normalisation's mean is the clip's own."""
-    return x.mean((1, 3, 4), keepdim=True).expand_as(x).clone()
+    return _exact_mean(x, (1, 3, 4)).expand_as(x).clone()
 
 
 @_register("freeze")
