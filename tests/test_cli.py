@@ -229,3 +229,51 @@ def test_a_window_overlay_lasts_as_long_as_its_video_whatever_the_frame_step(tmp
         info = probe(out.files["overlay"][0])
         assert info["frames"] == len(range(0, 24, step))
         assert info["duration"] == pytest.approx(3.0, abs=0.01), step
+
+
+def _explain_here(*args: str) -> int:
+    """``videoxai explain ARGS`` in this process (a subprocess costs seconds to import torch): its exit code."""
+    from videoxai.cli import main
+
+    try:
+        main(["explain", *args])
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def test_a_run_into_the_folder_of_an_earlier_one_leaves_none_of_its_files(held_out_video, tmp_path):
+    """`--method saliency,gradcam` then `--method saliency --window-stride 4` into one --out left
+    gradcam's explanation and overlay, and saliency's clip curve, beside a report of saliency's windows."""
+    path, _ = held_out_video
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.npz").write_bytes(b"the user's")   # files the user put there stay
+    (out / "notes.txt").write_text("mine")
+    assert _explain_here(str(path), "-m", "demo-cnn", "--method", "saliency,gradcam", "-o", str(out)) == 0
+    assert {"gradcam.npz", "gradcam.mp4", "gradcam_curve.png", "saliency_curve.png"} <= {p.name for p in out.iterdir()}
+    assert _explain_here(str(path), "-m", "demo-cnn", "--method", "saliency", "--window-stride", "4",
+                         "-o", str(out)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["mine.npz", "notes.txt", "report.html", "saliency.mp4",
+                                                     "saliency.npz", "videoxai_files.json"]
+    assert len(vx.VideoExplanation.load(out / "saliency.npz").windows) == 1
+    # a listing edited to name files outside the folder removes nothing there
+    (out / "videoxai_files.json").write_text('{"files": ["../outside.txt", "notes.txt/.."]}')
+    (tmp_path / "outside.txt").write_text("keep")
+    assert _explain_here(str(path), "-m", "demo-cnn", "--method", "saliency", "-o", str(out)) == 0
+    assert (tmp_path / "outside.txt").exists() and (out / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "no such class"], "no class 'no such class'"),
+    (["--start", "100"], "start frame 100 is past the video's last frame"),
+    (["-O", "working_size=huge"], "working_size must be 'model' or 'full'"),
+])
+def test_a_run_refused_before_it_writes_leaves_no_output_folder(held_out_video, tmp_path, capsys, args, message):
+    """A bad --target, --start or option value failed after --out was made: an empty folder (and
+    its missing parents) stayed behind under the name the user chose."""
+    path, _ = held_out_video
+    assert _explain_here(str(path), "-m", "demo-cnn", "--method", "saliency", *args,
+                         "-o", str(tmp_path / "new" / "out")) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -104,7 +104,7 @@ def explain_cmd(
     video: Path = typer.Argument(..., help="Video file: any format FFmpeg reads (mp4, mov, avi, webm, mkv, gif, …)."),
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name> (add ,weights=download to fetch its weights), or a directory."),
     method: str = typer.Option("staa", "--method", help="Method name or spec, or several separated by commas, e.g. staa or 'rise(n_samples=500), gradcam' (as evaluate --methods takes them)."),
-    out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory."),
+    out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory. The files an earlier explain run wrote there and this one does not write again are removed (they are listed in its videoxai_files.json)."),
     target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' (default: the prediction)."),
     full_resolution: bool = typer.Option(False, "--full-resolution", help="Perturb and differentiate the original frames instead of the model's view of them (its crop box at its input size; slower, finer gradient maps)."),
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Threshold/focus/smooth the maps (default: per method)."),
@@ -144,23 +144,81 @@ def explain_cmd(
         raise VideoReadError(f"no such video file: {video}")
     probe(video)  # not a video, or no readable header: say so before loading a model
     try:  # and an --out that cannot be made (below a file, no permission): before the work, not after
-        out.mkdir(parents=True, exist_ok=True)
+        created = _make_directory(out)
     except OSError as e:
         raise InputError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
-    with console.status(f"loading {escape(model)}…"):
-        vm = load_model(model, device=device)
-    target_index = None if target is None else vm.class_from_text(target)
-    with console.status("explaining…") as status:
-        result = explain_video(video, vm, methods, out, target=target_index, refine=refine,
-                               working_size=working_size,
-                               start=start, end=end, window_stride=window_stride, frame_step=frame_step,
-                               options=options,
-                               on_method=lambda m: status.update(f"explaining with {m}…"))
+    try:
+        with console.status(f"loading {escape(model)}…"):
+            vm = load_model(model, device=device)
+        target_index = None if target is None else vm.class_from_text(target)
+        with console.status("explaining…") as status:
+            result = explain_video(video, vm, methods, out, target=target_index, refine=refine,
+                                   working_size=working_size,
+                                   start=start, end=end, window_stride=window_stride, frame_step=frame_step,
+                                   options=options,
+                                   on_method=lambda m: status.update(f"explaining with {m}…"))
+    except BaseException:
+        # a bad model, --target, --start/--end or option value left an empty folder behind
+        # under the name the user chose: the run never wrote anything
+        _remove_if_empty(created)
+        raise
+    _replace_earlier_run(out, [result.report, *(f for files in result.files.values() for f in files)])
     if result.videos:
         _window_summary(result.videos)
     else:
         _summary(result.explanations)
     console.print(f"report: [bold]{escape(str(result.report))}[/]")
+
+
+def _make_directory(out: Path) -> list[Path]:
+    """Create ``out`` and its missing parents; the directories this created, innermost first."""
+    missing, folder = [], out
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    out.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    """Remove the directories :func:`_make_directory` created, innermost first, while empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+#: the list of files an explain run wrote in its --out, read by the next run into the same folder
+MANIFEST = "videoxai_files.json"
+
+
+def _replace_earlier_run(out: Path, written: list[Path]) -> None:
+    """Remove the files an earlier ``explain`` into ``out`` wrote and this run did not write again,
+    then list this run's files in ``out/MANIFEST``.
+
+    Without this, ``--method gradcam`` after ``--method staa`` into the same folder (``videoxai_out``
+    by default) left staa's overlay and explanation beside a report that shows gradcam alone, and a
+    ``--window-stride`` run left the earlier clip run's ``METHOD_curve.png`` beside its windows.
+    Only the names the earlier run listed are removed, and only files directly in ``out``: a file
+    the user put there is never touched."""
+    import json
+
+    names = sorted({Path(f).name for f in written})
+    listing = out / MANIFEST
+    try:
+        earlier = json.loads(listing.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        earlier = []
+    for name in earlier if isinstance(earlier, list) else []:
+        # a name, not a path: a listing edited to name '../x' or '/etc/x' removes nothing
+        if isinstance(name, str) and name not in names and name not in ("", ".", "..", MANIFEST) \
+                and Path(name).name == name:
+            stale = out / name
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
+    listing.write_text(json.dumps({"written_by": "videoxai explain", "files": names}, indent=1) + "\n",
+                       encoding="utf-8")
 
 
 def demo_cmd(
