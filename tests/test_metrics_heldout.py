@@ -782,3 +782,22 @@ def test_a_randomisation_check_that_fails_midway_leaves_the_model_as_it_was():
     assert [p.requires_grad for p in net.parameters()] == [True, True, False, False] + [True] * 7
     assert not any(m.training for m in net.modules())
     assert vx.explain(model, clip, method="saliency").spatial.tolist() == exp.spatial.tolist()
+
+
+def test_randomisation_follows_a_hugging_face_timesformer_layer_in_the_order_it_runs():
+    # a TimeSformer layer runs temporal attention, then spatial attention, then the MLP, but
+    # registers the spatial attention and the MLP first
+    from conftest import tiny_hf
+    from videoxai.metrics.sanity import parameter_modules
+    from videoxai.models.hf import from_hf_module
+
+    model = from_hf_module(tiny_hf("timesformer"))
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    names = [n for n, _ in parameter_modules(model.net, lambda: model(x))]
+    last = "timesformer.encoder.layer.1."
+    assert names[:2] == ["classifier", "timesformer.layernorm"]
+    assert [n[len(last):] for n in names[2:12]] == [
+        "output.dense", "intermediate.dense", "layernorm_after", "attention.output.dense", "attention.attention.qkv",
+        "layernorm_before", "temporal_dense", "temporal_attention.output.dense", "temporal_attention.attention.qkv",
+        "temporal_layernorm"]
+    assert names[-2:] == ["timesformer.embeddings", "timesformer.embeddings.patch_embeddings.projection"]
