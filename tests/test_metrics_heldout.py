@@ -8,6 +8,7 @@ maps from a user's ``explain_fn`` that do not fit the clip."""
 from __future__ import annotations
 
 import math
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -801,3 +802,24 @@ def test_randomisation_follows_a_hugging_face_timesformer_layer_in_the_order_it_
         "layernorm_before", "temporal_dense", "temporal_attention.output.dense", "temporal_attention.attention.qkv",
         "temporal_layernorm"]
     assert names[-2:] == ["timesformer.embeddings", "timesformer.embeddings.patch_embeddings.projection"]
+
+
+class Locked(nn.Module):
+    """Holds a lock, which copy.deepcopy cannot copy."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.lock = nn.Linear(3, 3), threading.Lock()
+
+    def forward(self, x):
+        with self.lock:
+            return self.fc(x.mean((2, 3, 4)))
+
+
+def test_randomisation_of_a_network_that_cannot_be_copied_names_why():
+    # was TypeError "cannot pickle '_thread.lock' object" from deep inside copy.py
+    model = vx.wrap(Locked().eval(), num_frames=T, input_size=8, num_classes=3)
+    with pytest.raises(InputError, match=r"copy of custom, which cannot be copied \(copy.deepcopy: cannot pickle "
+                                         r"'_thread.lock' object\); give that attribute a __deepcopy__"):
+        build("randomisation(stages=1, seeds=1)")(model, torch.rand(1, T, 3, 8, 8), a_map()[:, :8, :8], target=0,
+                                                  explain_fn=lambda m, target=0, clip=None: a_map()[:, :8, :8])

@@ -122,8 +122,13 @@ def cascade(model: VideoModel, stages: int | None, seed: int, clip: torch.Tensor
     # copied outside autograd: a TorchScript module's deep copy clones its parameters as graph
     # nodes (not leaves), which a gradient method re-run on the copy cannot freeze (RuntimeError
     # 'you can only change requires_grad flags of leaf variables'); each flag is then put back
-    with torch.no_grad():
-        work = copy.deepcopy(model)
+    try:
+        with torch.no_grad():
+            work = copy.deepcopy(model)
+    except (TypeError, copy.Error) as err:      # a lock, an open file, a connection held by the network
+        raise InputError(f"randomisation re-draws the weights of a copy of {model.name}, which cannot be copied "
+                         f"(copy.deepcopy: {err}); give that attribute a __deepcopy__ or keep it out of the "
+                         "network") from err
     flags = {n: p.requires_grad for n, p in model.net.named_parameters()}
     for n, p in work.net.named_parameters():
         p.requires_grad_(flags.get(n, p.requires_grad))
