@@ -439,11 +439,16 @@ def test_rise_with_one_mask_is_refused_not_a_blank_map(box_case):
         vx.explain(model, clip, method="rise", target=0, n_samples=1)
     exp = vx.explain(model, clip, method="rise", target=0, n_samples=2)
     assert exp.options["n_samples"] == 2 and np.isfinite(exp.spatial).all()
+    # cells as one integer, as occlusion's window: it was refused ("must be a list of 3 integers")
+    cube = vx.explain(model, clip, method="rise", target=0, n_samples=4, cells=2)
+    assert cube.options["cells"] == [2, 2, 2] and cube.meta["spec"] == "rise(cells=[2, 2, 2], n_samples=4)"
+    np.testing.assert_array_equal(cube.spatial, vx.explain(model, clip, "rise(n_samples=4, cells=[2, 2, 2])", 0).spatial)
 
 
 @pytest.mark.parametrize("method,opts,why", [
     ("lime", {"n_segments": 2, "n_samples": 8}, r"SLIC cut the clip into one segment \(n_segments=2\)"),
     ("shap_temporal", {"n_segments": 1}, r"one segment \(n_segments=1\) holds every frame"),
+    ("rise", {"cells": 1, "n_samples": 4}, r"one cell \(cells=1\) keeps or drops the whole clip"),
 ])
 def test_a_map_blank_because_of_one_segment_says_so_not_that_the_model_does_not_react(box_case, method, opts, why):
     # SLIC's regular seed grid leaves one seed for 2 segments asked for; one SHAP player holds every

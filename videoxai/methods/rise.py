@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from typing import Annotated
 
 from ..core.batching import batched
-from ..options import Opt, OptionError
+from ..options import Opt, OptionError, triple
 from .base import BaselineName, BatchSize, Output, Seed, register
 from .perturbation import Canvas, ClipResult, PerturbationMethod, check_fits
 
@@ -67,7 +67,8 @@ class RISE(PerturbationMethod):
 
     Args:
         n_samples: number of random masks (forward passes), at least 2; 1000 by default.
-        cells: ``(frames, rows, cols)`` of the random grid; ``None`` → ``(T/2, 7, 7)``, with at
+        cells: ``(frames, rows, cols)`` of the random grid (one integer: as many along each
+            axis, as occlusion's ``window``); ``None`` → ``(T/2, 7, 7)``, with at
             least 2 frames' cells on a clip of 2 or 3 frames (one cell would keep or drop every
             frame at once, and the map would say nothing about when) and at most one cell a
             frame or grid pixel. More cells than frames (or grid pixels) is an error.
@@ -87,7 +88,7 @@ class RISE(PerturbationMethod):
              'Models, BMVC 2018')
 
     def __init__(self, model, n_samples: Annotated[int, Opt(ge=1)] = 1000,
-                 cells: Annotated[tuple[int, int, int] | None, Opt(ge=1)] = None,
+                 cells: Annotated[int | tuple[int, int, int] | None, Opt(ge=1, normalise=triple)] = None,
                  p_keep: Annotated[float, Opt(gt=0, lt=1)] = 0.5, baseline: BaselineName = "black",
                  output: Output = "probability", batch_size: BatchSize = 8, seed: Seed = 0) -> None:
         super().__init__(model)
@@ -103,6 +104,11 @@ class RISE(PerturbationMethod):
         check_fits(self._owner(), "cells", "mask grid", self.cells_for(num_frames, *self.model.input_size),
                    (num_frames, *self.model.input_size))
         return self.n_samples + 1
+
+    def blank_map_reason(self, extras: dict) -> str | None:
+        if self.cells is not None and tuple(self.cells) == (1, 1, 1):
+            return "one cell (cells=1) keeps or drops the whole clip at once, so every voxel gets the same value"
+        return None
 
     def cells_for(self, t: int, h: int, w: int) -> tuple[int, int, int]:
         """The random grid on a ``t × h × w`` clip: ``cells``, or the default (see the class)."""
