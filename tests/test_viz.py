@@ -856,3 +856,26 @@ def test_timeline_of_a_one_frame_video_draws_its_point(clip):
                              temporal=np.ones(1, np.float32), fps=25.0, source=None)
     (line,) = [ln for ln in _timeline_figure([video]).axes[1].lines if len(ln.get_xdata()) == 1]   # not the 1.0 rule
     assert line.get_marker() not in (None, "None", "") and line.get_ydata()[0] == 1.0
+
+
+def test_timeline_report_tells_two_specs_of_one_method_apart(tmp_path, clip):
+    """`--method 'saliency(channel_reduce=l2),saliency(channel_reduce=abs)' --window-stride` gave
+    two cards, two timeline lines and two window tables all named "saliency"; the clip report
+    numbers the second one, as this one now does."""
+    import dataclasses
+
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz.timeline_report import _timeline_figure, write_timeline_report
+
+    window = WindowResult(index=0, frame_indices=clip.indices, start_s=0.0, end_s=1.0, target=0, label="a",
+                          score=0.5, predicted=0, predicted_label="a", predicted_score=0.5,
+                          temporal=np.full(T, 1 / T), cost=vx.Cost())
+    first = VideoExplanation(method="saliency", model="m", windows=[window], frames=clip.frames,
+                             frame_indices=clip.indices, times=clip.indices / 25.0, spatial=make_exp(clip).spatial,
+                             temporal=np.ones(T, np.float32), fps=25.0, source=None, options={"channel_reduce": "l2"})
+    second = dataclasses.replace(first, options={"channel_reduce": "abs"})
+    html = write_timeline_report(tmp_path / "t.html", [first, second]).read_text()
+    headings = re.findall(r'<h3><span class="swatch"></span>(.*?)</h3>', html)
+    assert headings == ["saliency", "saliency (2)", "saliency", "saliency (2)"]   # the cards, then the tables
+    legend = _timeline_figure([first, second]).axes[1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["saliency", "saliency (2)"]

@@ -36,6 +36,7 @@ from .report_sections import (
     notes_table,
     one_or_more,
     options_table,
+    unique_names,
     original_caption,
     writable,
     write_page,
@@ -95,7 +96,7 @@ def write_report(path: str | Path, clip, explanations: Explanation | Sequence[Ex
     size = display_size(clip.height, clip.width, max_side, min_side)
     frames = resize_frames(clip.uint8(), size)
     fps = page_fps(clip)
-    names = _unique_names(exps)
+    names = unique_names(exps)
     source = Path(clip.source).name if clip.source else None
     title = title or (f"videoxai — {source}" if source else "videoxai report")
 
@@ -270,15 +271,6 @@ def _thumb(rgb: np.ndarray, width: int) -> np.ndarray:
     if w <= width:
         return rgb
     return resize_frames(rgb[None], (max(1, round(h * width / w)), width))[0]
-
-
-def _unique_names(exps: list[Explanation]) -> list[str]:
-    seen: dict[str, int] = {}
-    names = []
-    for e in exps:
-        seen[e.method] = seen.get(e.method, 0) + 1
-        names.append(e.method if seen[e.method] == 1 else f"{e.method} ({seen[e.method]})")
-    return names
 
 
 def _seconds(s: float) -> str:

@@ -40,6 +40,17 @@ def one_or_more(items, cls: type, who: str, what: str) -> list:
     return listed
 
 
+def unique_names(items) -> list[str]:
+    """Each explanation's method name, numbered from its second use (``rise``, ``rise (2)``): two
+    specs of one method (``rise(n_samples=500),rise(n_samples=2000)``) are told apart."""
+    seen: dict[str, int] = {}
+    names = []
+    for e in items:
+        seen[e.method] = seen.get(e.method, 0) + 1
+        names.append(e.method if seen[e.method] == 1 else f"{e.method} ({seen[e.method]})")
+    return names
+
+
 def check_notes(notes) -> None:
     """A one-line error unless ``notes`` is ``None`` or a mapping (see :func:`notes_table`)."""
     if notes is not None and not isinstance(notes, Mapping):

@@ -30,6 +30,7 @@ from .report_sections import (
     one_or_more,
     options_table,
     original_caption,
+    unique_names,
     writable,
     write_page,
 )
@@ -79,19 +80,22 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
     parts = [_timeline_header(title, vids, len(shown))]
     if notes:
         parts.append(notes_table(notes))
+    # two specs of one method (`saliency(channel_reduce=l2),saliency(channel_reduce=abs)`) were
+    # two cards, lines and tables all named "saliency"
+    names = unique_names(vids)
     cards = [_timeline_video_card("original", original_caption(v0.clip), frames, clip, fps, None, None)]
-    for i, v in enumerate(vids):
+    for i, (v, name) in enumerate(zip(vids, names)):
         over = overlay_frames(frames, resize_maps(v.spatial[shown], size))
-        cards.append(_timeline_video_card(v.method, f"{len(v.windows)} windows", over, clip, fps,
+        cards.append(_timeline_video_card(name, f"{len(v.windows)} windows", over, clip, fps,
                                           v.temporal[shown], PALETTE[i % len(PALETTE)]))
     parts.append('<h2>Where — the whole video and its explanations</h2>'
                  '<div class="grid">' + "".join(cards) + "</div>")
-    fig = _timeline_figure(vids)
+    fig = _timeline_figure(vids, names)
     parts.append('<h2>When — timeline</h2><div class="card curve timeline">'
                  f'<img alt="timeline: prediction per window and temporal importance" '
                  f'src="{data_uri(figure_png(fig), "image/png")}"></div>')
-    parts.append('<h2>Windows</h2>' + "".join(_window_table(v, PALETTE[i % len(PALETTE)])
-                                             for i, v in enumerate(vids)))
+    parts.append('<h2>Windows</h2>' + "".join(_window_table(v, PALETTE[i % len(PALETTE)], name)
+                                             for i, (v, name) in enumerate(zip(vids, names))))
 
     return write_page(path, page(title, "\n".join(parts)))
 
@@ -151,13 +155,14 @@ def _timeline_video_card(name: str, sub: str, frames: np.ndarray, clip: Clip, fp
 _OTHER = "#B0B6C3"   # the timeline's classes beyond the palette
 
 
-def _timeline_figure(vids):
+def _timeline_figure(vids, names: list[str] | None = None):
     # on the Agg canvas, never through pyplot, as temporal_curve: matplotlib.use("Agg") switched a
     # notebook's backend (its plots no longer showed) and pyplot's figures are global state
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     v0 = vids[0]
+    names = names or unique_names(vids)
     unit = "s" if v0.fps else "frame"
     fig = Figure(figsize=(9.0, 4.6))
     FigureCanvasAgg(fig)
@@ -208,13 +213,13 @@ def _timeline_figure(vids):
     bottom.set_ylabel("importance\n(1 = window mean)")
     bottom.set_xlabel(f"video time ({unit})")
     bottom.set_title("temporal importance per frame", fontsize=10, loc="left")
-    bottom.legend(lines, [plain(v.method, 40) for v in vids], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+    bottom.legend(lines, [plain(name, 40) for name in names], loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
 
-def _window_table(v, color: str) -> str:
+def _window_table(v, color: str, name: str | None = None) -> str:
     head = ("<tr><th>window</th><th>time</th><th>source frames</th><th>prediction</th>"
             '<th class="num">p</th><th>explained</th><th class="num">p</th><th>top frame</th>'
             '<th class="num">seconds</th></tr>')
@@ -234,5 +239,5 @@ def _window_table(v, color: str) -> str:
     chosen.update((v.meta or {}).get("resolved_options") or {})
     options = options_table(v.options, chosen)
     return (f'<div class="card method windows" style="--c:{color}"><div class="head"><h3>'
-            f'<span class="swatch"></span>{esc(v.method)}</h3></div>'
+            f'<span class="swatch"></span>{esc(name or v.method)}</h3></div>'
             f'<table class="window-list">{head}{"".join(rows)}</table>{options}</div>')
