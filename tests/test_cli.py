@@ -277,3 +277,27 @@ def test_a_run_refused_before_it_writes_leaves_no_output_folder(held_out_video, 
                          "-o", str(tmp_path / "new" / "out")) == 2
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_printed_tables_tell_two_specs_of_one_method_apart(monkeypatch):
+    """`--method 'saliency(channel_reduce=l2),saliency(channel_reduce=abs)'` printed two rows (or
+    two window tables) both named "saliency"; they are named as the report names them."""
+    import io
+
+    import numpy as np
+    import torch
+    from rich.console import Console
+
+    from videoxai.cli import explain as cli_explain
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(cli_explain, "console", Console(file=buffer, width=200))
+    net = torch.nn.Sequential(torch.nn.Conv3d(3, 2, 1), torch.nn.AdaptiveAvgPool3d(1), torch.nn.Flatten())
+    model = vx.wrap(net, num_frames=2, input_size=8, layout="BCTHW", labels=["no", "yes"])
+    clip = vx.Clip(np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8), fps=2.0)
+    specs = ("saliency(channel_reduce=l2)", "saliency(channel_reduce=abs)")
+    cli_explain._summary([vx.explain(model, clip, s) for s in specs])
+    cli_explain._window_summary([vx.explain_video(model, clip, s, window_stride=1) for s in specs])
+    rows = [ln.split("│")[1].strip() for ln in buffer.getvalue().splitlines() if ln.startswith("│ saliency")]
+    assert rows == ["saliency", "saliency (2)"]
+    assert "saliency: 1 windows" in buffer.getvalue() and "saliency (2): 1 windows" in buffer.getvalue()

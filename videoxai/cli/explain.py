@@ -263,13 +263,14 @@ def models_cmd() -> None:
 
 def _summary(exps) -> None:
     from ..viz.report import top_source_frames
+    from ..viz.report_sections import unique_names
 
     table = Table()
     for col in ("method", "prediction", "score", "top frames", "seconds", "fwd", "bwd", "peak MiB"):
         table.add_column(col, overflow="fold")
-    for e in exps:
+    for e, name in zip(exps, unique_names(exps)):   # as the report names them: two specs of one method
         # a class name is text, not Rich markup: '[/x]' raised MarkupError, '[red]' vanished
-        table.add_row(e.method, Text(e.label), f"{e.score:.3f}", ", ".join(str(int(e.frame_indices[i])) for i, _ in top_source_frames(e, 3)),
+        table.add_row(name, Text(e.label), f"{e.score:.3f}", ", ".join(str(int(e.frame_indices[i])) for i, _ in top_source_frames(e, 3)),
                       f"{e.cost.seconds:.3f}", str(e.cost.forward_passes), str(e.cost.backward_passes),
                       f"{e.cost.peak_memory_mb:.0f}")
     console.print(table)
@@ -296,8 +297,10 @@ _ENDS = 10  # windows listed from each end of a long video in the terminal
 
 
 def _window_summary(videos) -> None:
-    for v in videos:
-        table = Table(title=f"{v.method}: {len(v.windows)} windows")
+    from ..viz.report_sections import unique_names
+
+    for v, name in zip(videos, unique_names(videos)):   # as the report names them: two specs of one method
+        table = Table(title=f"{escape(name)}: {len(v.windows)} windows")
         for col in ("window", "time", "frames", "prediction", "p", "explained", "seconds"):
             table.add_column(col)
         # the first and last windows of a long video: every window of a 10-minute one was
