@@ -47,6 +47,7 @@ connection whose peer stops reading:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -337,6 +338,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     _probes = 0
     _unprobed_since: float | None = None   # loop time of the first message sent after the probe
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        reject = self.conn.reject  # what accept() answers a bad handshake with, and uvicorn an unparsable one
+        self.conn.reject = lambda status, text: _json_refusal(reject(status, text))
+
     def handle_cont(self, event) -> None:  # type: ignore[override]
         """A continuation fragment, appended to one buffer. uvicorn keeps every fragment as a bytes
         object of its own until the message ends: ``max_size`` bounds their bytes, not their
@@ -431,6 +437,23 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def _abort_if_open(self) -> None:
         if not self.disconnected:
             self.transport.abort()
+
+
+def _json_refusal(response):
+    """A refused WebSocket handshake (a missing or malformed ``Sec-WebSocket-Key``, another
+    protocol version) with the API's JSON error body: the websockets library answers in plain
+    text, where every other error of the server is ``{"error": {"code", "message"}}``. (A 403 is
+    the app's refusal before accepting, the ``Host`` check's: left as it is.)"""
+    if response.status_code != 400:
+        return response
+    reason = bytes(response.body).decode("utf-8", "replace").strip() or response.reason_phrase
+    body = json.dumps({"error": {"code": "bad_request", "message": reason}}).encode()
+    headers = response.headers.copy()
+    for name in ("Content-Type", "Content-Length"):
+        del headers[name]
+    headers["Content-Type"], headers["Content-Length"] = "application/json", str(len(body))
+    headers["X-Content-Type-Options"] = "nosniff"
+    return dataclasses.replace(response, headers=headers, body=body)
 
 
 def protocol_classes(settings: ServeSettings) -> tuple[type[HTTPProtocol], type[WebSocketProtocol]]:
