@@ -879,3 +879,25 @@ def test_timeline_report_tells_two_specs_of_one_method_apart(tmp_path, clip):
     assert headings == ["saliency", "saliency (2)", "saliency", "saliency (2)"]   # the cards, then the tables
     legend = _timeline_figure([first, second]).axes[1].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["saliency", "saliency (2)"]
+
+
+@pytest.mark.parametrize("targets, predicted, says", [
+    ((2, 2), (0, 1), "blue square"),                       # --target 'blue square'
+    ((0, 1), (0, 1), "each window's prediction"),          # no --target
+])
+def test_timeline_report_names_the_explained_class(tmp_path, clip, targets, predicted, says):
+    """The clip report's header names the explained class; the timeline report's did not, so a
+    page of `--target 'blue square'` read as one of the predictions."""
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz.timeline_report import write_timeline_report
+
+    labels = ["red square", "red triangle", "blue square"]
+    windows = [WindowResult(index=k, frame_indices=clip.indices, start_s=0.0, end_s=1.0, target=t, label=labels[t],
+                            score=0.5, predicted=p, predicted_label=labels[p], predicted_score=0.5,
+                            temporal=np.full(T, 1 / T), cost=vx.Cost())
+               for k, (t, p) in enumerate(zip(targets, predicted))]
+    video = VideoExplanation(method="saliency", model="m", windows=windows, frames=clip.frames,
+                             frame_indices=clip.indices, times=clip.indices / 25.0, spatial=make_exp(clip).spatial,
+                             temporal=np.ones(T, np.float32), fps=25.0, source=None)
+    html = write_timeline_report(tmp_path / "t.html", video).read_text()
+    assert f'<span class="chip">explained class <b>{says}</b></span>' in html.replace("&#x27;", "'")

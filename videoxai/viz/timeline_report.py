@@ -126,6 +126,7 @@ def _timeline_header(title: str, vids, shown: int) -> str:
                          f"step {v.meta.get('frame_step')}")]
     if v.fps:
         chips.append(("fps", f"{v.fps:g}"))
+    chips.append(("explained class", _explained(vids)))
     if shown < len(idx):
         chips.append(("videos show", f"{shown} of the {len(idx)} frames, evenly spread"))
     if v.meta.get("weights"):
@@ -134,6 +135,18 @@ def _timeline_header(title: str, vids, shown: int) -> str:
     if activation:  # as the clip report says it: the window's p is not a softmax share
         chips.append(("scores", ", ".join(SCORES[a] for a in sorted(activation))))
     return header_html(title, chips, [w for x in vids for w in x.meta.get("warnings", [])])
+
+
+def _explained(vids) -> str:
+    """The class the windows explain, as the clip report's header names it: a ``--target`` the
+    page did not name before (only each row of the window tables did)."""
+    windows = [w for v in vids for w in v.windows]
+    labels = sorted({w.label for w in windows})
+    if len(labels) == 1:
+        return labels[0]
+    if all(w.target == w.predicted for w in windows):
+        return "each window's prediction"
+    return ", ".join(labels)
 
 
 def _timeline_video_card(name: str, sub: str, frames: np.ndarray, clip: Clip, fps: float,
