@@ -143,6 +143,7 @@ def explain_cmd(
     if not video.is_file():
         raise VideoReadError(f"no such video file: {video}")
     probe(video)  # not a video, or no readable header: say so before loading a model
+    _check_video_is_not_an_output(video, out, methods)
     try:  # and an --out that cannot be made (below a file, no permission): before the work, not after
         created = _make_directory(out)
     except OSError as e:
@@ -170,6 +171,21 @@ def explain_cmd(
     console.print(f"report: [bold]{escape(str(result.report))}[/]")
 
 
+def _check_video_is_not_an_output(video: Path, out: Path, methods: list[str]) -> None:
+    """Refuse a video that this run would write over (``explain out/gradcam.mp4 --method gradcam
+    -o out`` replaced the user's video with its overlay) or, as an earlier run's file, remove."""
+    from ..errors import InputError
+    from ..workflows import _file_stems
+
+    names = {"report.html", MANIFEST}
+    for stem in _file_stems(methods).values():
+        names |= {f"{stem}.npz", f"{stem}.mp4", f"{stem}_curve.png"}
+    for name in sorted(names | set(_earlier_files(out))):
+        if (out / name).exists() and (out / name).samefile(video):
+            raise InputError(f"--out {out}: the run would replace or remove the video it explains, {out / name}; "
+                             "give another --out (or move the video)")
+
+
 def _make_directory(out: Path) -> list[Path]:
     """Create ``out`` and its missing parents; the directories this created, innermost first."""
     missing, folder = [], out
@@ -193,6 +209,19 @@ def _remove_if_empty(created: list[Path]) -> None:
 MANIFEST = "videoxai_files.json"
 
 
+def _earlier_files(out: Path) -> list[str]:
+    """The names of the files an earlier run listed in ``out/MANIFEST`` (none without one).
+    Names only, no paths: a listing edited to name ``../x`` or ``/etc/x`` names nothing."""
+    import json
+
+    try:
+        names = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and Path(n).name == n] \
+        if isinstance(names, list) else []
+
+
 def _replace_earlier_run(out: Path, written: list[Path]) -> None:
     """Remove the files an earlier ``explain`` into ``out`` wrote and this run did not write again,
     then list this run's files in ``out/MANIFEST``.
@@ -205,20 +234,12 @@ def _replace_earlier_run(out: Path, written: list[Path]) -> None:
     import json
 
     names = sorted({Path(f).name for f in written})
-    listing = out / MANIFEST
-    try:
-        earlier = json.loads(listing.read_text(encoding="utf-8")).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        earlier = []
-    for name in earlier if isinstance(earlier, list) else []:
-        # a name, not a path: a listing edited to name '../x' or '/etc/x' removes nothing
-        if isinstance(name, str) and name not in names and name not in ("", ".", "..", MANIFEST) \
-                and Path(name).name == name:
-            stale = out / name
-            if stale.is_file() and not stale.is_symlink():
-                stale.unlink()
-    listing.write_text(json.dumps({"written_by": "videoxai explain", "files": names}, indent=1) + "\n",
-                       encoding="utf-8")
+    for name in _earlier_files(out):
+        stale = out / name
+        if name not in names and name != MANIFEST and stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+    listing = json.dumps({"written_by": "videoxai explain", "files": names}, indent=1)
+    (out / MANIFEST).write_text(listing + "\n", encoding="utf-8")
 
 
 def demo_cmd(
