@@ -321,3 +321,28 @@ def test_a_run_neither_overwrites_nor_removes_the_video_it_explains(held_out_vid
     overlay = (out / "gradcam.mp4").read_bytes()
     assert _explain_here(str(out / "gradcam.mp4"), "-m", "demo-cnn", "--method", "saliency", "-o", str(out)) == 2
     assert (out / "gradcam.mp4").read_bytes() == overlay
+
+
+@pytest.mark.parametrize("method, given, message", [
+    ("rise(n_samples=4,seed=1), saliency", ["rise(n_samples=4,seed=1)", "saliency"], None),
+    ("nosuch", None, "unknown method 'nosuch'"),
+    (",", None, "--method ',' names no method"),
+    ("saliency,saliency", None, "names 'saliency' twice"),
+    ("saliency_tubes", None, "method 'saliency_tubes' explains CNNs"),
+])
+def test_demo_reads_its_methods_as_explain_does_before_scoring_clips(monkeypatch, tmp_path, capsys,
+                                                                     method, given, message):
+    """`demo --method 'rise(n_samples=4,seed=1)'` was cut at its comma ("bad spec 'rise(n_samples=4'"),
+    `--method ,` failed as "write_report needs at least one explanation", and an unknown method or
+    one the demo model cannot serve failed only after every held-out clip was scored."""
+    from videoxai import workflows
+    from videoxai.cli import main
+
+    calls = []
+    monkeypatch.setattr(workflows, "run_demo", lambda out, **kw: calls.append(kw["methods"]) or sys.exit(0))
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--clips", "1", "--method", method, "-o", str(tmp_path / "out")])
+    if message is None:
+        assert exit_.value.code == 0 and calls == [given]
+    else:
+        assert exit_.value.code == 2 and calls == [] and message in capsys.readouterr().err

@@ -250,9 +250,14 @@ def demo_cmd(
     """Run the bundled model on held-out synthetic clips; write a report with localisation rates."""
     from rich.progress import track
 
-    from ..workflows import run_demo
+    from ..models import load_model
+    from ..workflows import _check_methods_apply, run_demo
 
-    methods = [m.strip() for m in method.split(",") if m.strip()]
+    # split and checked as explain's --method, before the clips are scored: a spec's commas
+    # ('rise(n_samples=500,seed=1)') were cut apart, and an unknown method, one the demo model
+    # cannot serve or none at all failed only after every clip was scored
+    methods, _, _ = _method_options(method, [])
+    _check_methods_apply(load_model("demo"), methods, {})
     with console.status("explaining the sample clip…") as status:
         result, rates = run_demo(out, clips=clips, methods=methods,
                                  progress=lambda xs: track(xs, description="scoring STAA localisation",
