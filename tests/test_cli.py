@@ -346,3 +346,32 @@ def test_demo_reads_its_methods_as_explain_does_before_scoring_clips(monkeypatch
         assert exit_.value.code == 0 and calls == [given]
     else:
         assert exit_.value.code == 2 and calls == [] and message in capsys.readouterr().err
+
+
+def test_a_demo_into_the_folder_of_an_earlier_one_leaves_none_of_its_files(monkeypatch, tmp_path):
+    """As explain's: `demo --method saliency,grad_x_input` then `demo --method saliency` into one
+    --out left grad_x_input's files beside a report of saliency alone."""
+    from videoxai import workflows
+    from videoxai.cli import main
+
+    def fake_demo(out, methods, **_):   # the files run_demo writes, without scoring clips (seconds)
+        files = {"npz": [], "overlay": [], "curve": []}
+        for m in methods:
+            for kind, name in (("npz", f"{m}.npz"), ("overlay", f"{m}.mp4"), ("curve", f"{m}_curve.png")):
+                (out / name).write_text(m)
+                files[kind].append(out / name)
+        for name in ("sample.mp4", "report.html"):
+            (out / name).write_text("")
+        rates = workflows.LocalisationRates(1, 1, 0.5, 0.5, 1, 1, 0.1)
+        return workflows.ExplainResult(report=out / "report.html", explanations=[], files=files), rates
+
+    monkeypatch.setattr(workflows, "run_demo", fake_demo)
+    out = tmp_path / "demo_out"
+    out.mkdir()
+    for method in ("saliency,grad_x_input", "saliency"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["demo", "--clips", "1", "--method", method, "-o", str(out)])
+            raise SystemExit(0)
+        assert exit_.value.code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "saliency.mp4", "saliency.npz",
+                                                     "saliency_curve.png", "sample.mp4", "videoxai_files.json"]

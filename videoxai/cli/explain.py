@@ -263,6 +263,9 @@ def demo_cmd(
                                  progress=lambda xs: track(xs, description="scoring STAA localisation",
                                                            console=console, transient=True),
                                  on_method=lambda m: status.update(f"explaining with {m}…"))
+    # as explain's: a demo run after one with other methods left their files beside this report
+    _replace_earlier_run(out, [result.report, out / "sample.mp4",
+                               *(f for files in result.files.values() for f in files)])
     table = Table(title=f"STAA on {rates.clips} held-out synthetic clips")
     for col in ("", "rate", "chance"):
         table.add_column(col, overflow="fold")
