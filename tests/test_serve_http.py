@@ -699,6 +699,40 @@ def test_links_and_the_viewer_work_behind_a_proxy_that_serves_the_app_under_a_pr
         assert status.json()["links"]["status"] == f"/api/jobs/{status.json()['id']}"
 
 
+def test_a_large_result_behind_a_prefix_is_sent_as_stored_not_parsed_again(model, videos, tmp_path):
+    # behind a proxy's prefix the result was parsed and written again to put the prefix in its
+    # overlay link: each download of a result of hundreds of MiB held it three times over
+    import tracemalloc
+
+    import httpx
+
+    with BackgroundServer(create_app(model, SETTINGS), root_path="/vx") as server, \
+            httpx.Client(base_url=server.url, timeout=60) as c:
+        status = wait(c, c.post("/api/jobs", content=videos["short"].read_bytes(),
+                                params={"overlay": "true", "method": "saliency"}).json()["id"])
+        assert status["state"] == "done", status
+        path = server.server.config.app.state.jobs.get(status["id"]).result_path
+        stored = json.loads(path.read_bytes())
+        stored["windows"] = stored["windows"] * 6000  # some 16 MiB, written as the worker writes it
+        path.write_text(json.dumps(stored, separators=(",", ":")))
+        size = path.stat().st_size
+        assert size > 8 * 2**20
+        tracemalloc.start()
+        try:
+            with c.stream("GET", f"/api/jobs/{status['id']}/result") as r, open(tmp_path / "got.json", "wb") as out:
+                assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+                for chunk in r.iter_raw():
+                    out.write(chunk)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    body = (tmp_path / "got.json").read_bytes()
+    result = json.loads(body)
+    assert result["overlay"] == f"/vx/api/jobs/{status['id']}/overlay.mp4"
+    assert len(result["windows"]) == len(stored["windows"]) and int(r.headers["content-length"]) == len(body)
+    assert peak < size / 2, f"a {size / 2**20:.0f} MiB result took {peak / 2**20:.0f} MiB to send"
+
+
 def test_the_stream_asked_over_http_behind_a_prefix_names_the_address_with_the_prefix(model):
     """Behind a proxy serving the app under /vx, a plain GET of /vx/api/stream was told to connect
     to ws://HOST:PORT/api/stream: outside the prefix, another site or a 404."""

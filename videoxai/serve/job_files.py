@@ -13,10 +13,10 @@ import os
 import weakref
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import anyio
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.datastructures import Headers
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from starlette.types import Receive, Scope, Send
@@ -117,11 +117,41 @@ _DELETED = "the job was deleted (by a DELETE, or as one of the oldest finished j
 
 def _result_below(path: Path, root: str) -> Response:
     """A job's ``result.json`` with its ``overlay`` link below ``root``. The file is written once,
-    by the worker, which knows no request: its link is stored without a prefix."""
+    by the worker, which knows no request: its link is stored without a prefix.
+
+    The file is sent as it is stored, the prefix inserted at the link, rather than parsed and
+    written again: a result may be hundreds of MiB (``max_result_mb``), and each download of it
+    behind a proxy's prefix held it three times over (bytes, objects, the new text), for as
+    long as the client took to read it."""
     try:
-        result = json.loads(path.read_bytes())
+        file = open(path, "rb")  # kept open: the job may be deleted while the body is sent
     except FileNotFoundError:
         raise ServiceError(404, "not_found", _DELETED) from None
-    if result.get("overlay"):
-        result["overlay"] = root + result["overlay"]
-    return Response(json.dumps(result, separators=(",", ":")), media_type="application/json")
+    size = os.fstat(file.fileno()).st_size
+    # the link is the last string field but one ("seconds" follows it), after the windows
+    file.seek(max(0, size - _TAIL_BYTES))
+    tail = file.read()
+    found = tail.rfind(_LINK)
+    at = size if found < 0 else size - len(tail) + found + len(_LINK)
+    prefix = json.dumps(root)[1:-1].encode() if found >= 0 else b""
+
+    def body() -> Iterator[bytes]:
+        try:
+            file.seek(0)
+            for end, extra in ((at, prefix), (size, b"")):
+                while file.tell() < end:
+                    chunk = file.read(min(1 << 20, end - file.tell()))
+                    if not chunk:  # shorter than it was: never the case of a file written once
+                        return
+                    yield chunk
+                yield extra
+        finally:
+            file.close()
+
+    return StreamingResponse(body(), media_type="application/json",
+                             headers={"Content-Length": str(size + len(prefix))})
+
+
+#: bytes at the end of a ``result.json`` searched for its overlay link
+_TAIL_BYTES = 4096
+_LINK = b'"overlay":"'
