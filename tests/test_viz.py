@@ -901,3 +901,24 @@ def test_timeline_report_names_the_explained_class(tmp_path, clip, targets, pred
                              temporal=np.ones(T, np.float32), fps=25.0, source=None)
     html = write_timeline_report(tmp_path / "t.html", video).read_text()
     assert f'<span class="chip">explained class <b>{says}</b></span>' in html.replace("&#x27;", "'")
+
+
+def test_timeline_report_refuses_video_explanations_of_other_windows(tmp_path, clip):
+    """Two explanations of the same frames with windows 4 and 6 frames apart: the header said
+    "windows 4", "stride 4" and the timeline showed the first's predictions for both."""
+    from videoxai.timeline import VideoExplanation, WindowResult
+    from videoxai.viz.timeline_report import write_timeline_report
+
+    def video(starts):
+        windows = [WindowResult(index=k, frame_indices=clip.indices[a:a + 2], start_s=0.0, end_s=1.0, target=0,
+                                label="a", score=0.5, predicted=0, predicted_label="a", predicted_score=0.5,
+                                temporal=np.full(2, 0.5), cost=vx.Cost()) for k, a in enumerate(starts)]
+        return VideoExplanation(method="saliency", model="m", windows=windows, frames=clip.frames,
+                                frame_indices=clip.indices, times=clip.indices / 25.0,
+                                spatial=make_exp(clip).spatial, temporal=np.ones(T, np.float32), fps=25.0,
+                                source=None)
+
+    assert write_timeline_report(tmp_path / "same.html", [video([0, 2]), video([0, 2])]).exists()
+    with pytest.raises(InputError, match="must have the same windows"):
+        write_timeline_report(tmp_path / "t.html", [video([0, 2]), video([0, 1])])
+    assert not (tmp_path / "t.html").exists()

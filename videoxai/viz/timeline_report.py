@@ -65,6 +65,12 @@ def write_timeline_report(path: str | Path, videos, *, title: str | None = None,
     for v in vids[1:]:
         if not np.array_equal(v.frame_indices, vids[0].frame_indices):
             raise InputError("every video explanation in one report must cover the same frames")
+        # the header's window count and stride and the prediction timeline are the first one's:
+        # stride 4 and stride 6 of one video were both said to be 4 windows, stride 4
+        if len(v.windows) != len(vids[0].windows) or any(
+                not np.array_equal(a.frame_indices, b.frame_indices) for a, b in zip(v.windows, vids[0].windows)):
+            raise InputError("every video explanation in one report must have the same windows: explain "
+                             "them with the same window_stride and frame_step")
     path = writable(path)
     v0 = vids[0]
     shown = _spread(len(v0.frame_indices), _MAX_SHOWN)
