@@ -476,6 +476,16 @@ def test_a_still_clip_against_its_mean_frame_gives_no_map_of_rounding_noise(meth
     assert exp.raw.max() == 0 and "map is constant" in " ".join(exp.meta["warnings"])
 
 
+def test_a_lime_kernel_that_weighs_no_perturbed_sample_is_refused(box_case):
+    # kernel_width=1e-5: every perturbed sample's weight underflowed to 0, the surrogate fitted the
+    # intact clip alone, and its zero coefficients made a blank map whose warning blamed the model
+    model, clip, _ = box_case
+    with pytest.raises(OptionError, match=r"^method 'lime': option kernel_width: 1e-05 gives every perturbed sample "
+                                          r"weight 0 \(the nearest is at cosine distance .*\); choose kernel_width ≥"):
+        vx.explain(model, clip, method="lime", target=0, n_samples=8, kernel_width=1e-5)
+    assert np.ptp(vx.explain(model, clip, method="lime", target=0, n_samples=8, kernel_width=0.1).spatial) > 0
+
+
 def test_rises_default_grid_fits_short_clips_and_small_models():
     # a 3-frame clip got one temporal cell: every mask kept or dropped all frames at once, and the
     # map was the same on every frame; a 5-pixel model got 7 x 7 cells and an error about "cells"

@@ -191,6 +191,13 @@ class LIME(PerturbationMethod):
         # LIME at a width √2 smaller); divided before squaring: kernel_width ** 2 overflows a
         # Python float above 1.3e154
         weights = torch.exp(-0.5 * ((1 - cosine) / self.kernel_width) ** 2).to(y.device)
+        if self.n_samples > 1 and not bool((weights[1:] > 0).any()):
+            # only the intact clip keeps a weight: the surrogate fits one point, and its
+            # coefficients were 0, a blank map blamed on the model
+            nearest = float((1 - cosine[1:]).min())
+            raise OptionError(f"{self._owner()}: option kernel_width: {self.kernel_width:g} gives every perturbed "
+                              f"sample weight 0 (the nearest is at cosine distance {nearest:.3g} from the clip); "
+                              f"choose kernel_width ≥ {nearest / 3:.3g} (LIME's is 0.25)")
         beta, _, r2 = weighted_ridge(zf, y, weights, self.alpha)
         maps = beta.clamp_min(0).float()[labels]                                      # (T, h, w)
         return ClipResult(maps=maps, extras={"surrogate_r2": r2.float(),
