@@ -776,6 +776,42 @@ def test_uploads_still_arriving_at_shutdown_get_a_json_503_and_leave_no_files(mo
     assert list((tmp_path / "jobs").iterdir()) == []  # the uploads' folders are gone
 
 
+def test_a_download_still_being_read_at_shutdown_is_cut_off_without_a_traceback(model, tmp_path):
+    # a client reading a large result slowly when the shutdown grace ended: its cancelled answer
+    # was logged as "Exception in ASGI application" with a traceback, as a bug is
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    app = create_app(model, ServeSettings(shutdown_timeout_s=1, body_timeout_s=120))
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "videoxai.serve")]
+    try:
+        with BackgroundServer(app) as server:
+            for logger in loggers:  # once uvicorn has configured its loggers (which drops their handlers)
+                logger.addHandler(handler)
+            with httpx.Client(base_url=server.url, timeout=60) as c:
+                r = c.post("/api/jobs", params={"method": "saliency", "overlay": "false"},
+                           content=write_video(np.zeros((8, 24, 32, 3), np.uint8), tmp_path / "c.mp4").read_bytes())
+                job = r.json()["id"]
+                wait_until(lambda: c.get(f"/api/jobs/{job}").json()["state"] == "done", 60, "the job is done")
+            app.state.jobs.get(job).result_path.write_bytes(b" " * (16 * 2**20) + b"{}")  # more than the buffers hold
+            host, port = server.url.split("//")[1].split(":")
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect((host, int(port)))
+            s.sendall(f"GET /api/jobs/{job}/result HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            s.settimeout(30)
+            assert s.recv(12) == b"HTTP/1.1 200"  # and no more: the server's writes stall
+        s.close()
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    assert not [r for r in records if r.levelno >= logging.ERROR and "Exception in ASGI" in r.getMessage()], \
+        [r.getMessage() for r in records]
+    assert [r for r in records if "shutting down" in r.getMessage()], [r.getMessage() for r in records]
+
+
 def _up(url: str) -> bool:
     try:
         return httpx.get(url + "/api/health", timeout=2).status_code == 200

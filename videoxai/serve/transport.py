@@ -169,8 +169,13 @@ class HTTPProtocol(H11Protocol):
         try:
             await self._inner_app(scope, receive, sending)
         except asyncio.CancelledError:
-            if not self._shutting_down or started:
+            if not self._shutting_down:
                 raise
+            if started:  # a download its client had not finished reading: it cannot be completed
+                log.warning("cutting off an answer to %s: the server is shutting down", _host(self) or "?")
+                self.transport.abort()
+                self.cycle.disconnected = True  # gone: nothing for uvicorn to complete, or to log
+                return
             # the server stops (SIGINT/SIGTERM) and cancels what has not finished within
             # shutdown_timeout_s, mostly uploads still arriving: cancelled, each logged a
             # traceback ("Exception in ASGI application") and its client got a plain-text 500,
