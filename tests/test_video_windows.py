@@ -412,3 +412,13 @@ def test_the_library_workflow_saves_each_methods_windows_too(video, model, tmp_p
     saved = vx.VideoExplanation.load(result.files["npz"][0])
     assert [list(w.frame_indices) for w in saved.windows] == [list(range(8)), list(range(8, 16))]
     np.testing.assert_array_equal(saved.spatial, result.videos[0].spatial)
+
+
+def test_a_frame_step_that_keeps_one_frame_is_refused_as_a_one_frame_range_is(video, model):
+    """frame_step=30 on a 24-frame video explained frame #0 repeated as "the video" (1 frame, 1
+    window), where a file or a range of one frame is refused; two frames kept are explained."""
+    with pytest.raises(InputError, match="frame_step 30 keeps 1 frame of the video; a video classifier needs"):
+        vx.explain_video(model, video, "saliency", frame_step=30)
+    with pytest.raises(InputError, match="frame_step 12 keeps 1 frame of the video range"):
+        vx.explain_video(model, video, "saliency", frame_step=12, start="13")
+    assert list(vx.explain_video(model, video, "saliency", frame_step=12).frame_indices) == [0, 12]
