@@ -946,6 +946,17 @@ def test_an_ig_baseline_function_that_returns_no_tensor_or_nan_is_named():
                            (lambda p: torch.full_like(p, float("inf")), "returned NaN or infinite values")):
         with pytest.raises(InputError, match=f"^integrated_gradients: baseline {said}$"):
             get("integrated_gradients")(box_model(), n_steps=2, baseline=baseline).attribute(x, 0)
+    # a baseline on a 0–255 scale ran the path from 255 to the clip without a word; uint8 is read
+    # as a clip's frames are (/ 255)
+    for bad in (torch.full((1, T, 3, S, S), 255.0), lambda p: p * 255):
+        with pytest.raises(InputError, match=r"^integrated_gradients: baseline (tensor has|returned) values in "
+                                             r"\[.*, 2\d\d\], but pixels lie in \[0, 1\]; divide values on a 0–255 scale by 255$"):
+            get("integrated_gradients")(box_model(), n_steps=2, baseline=bad).attribute(x, 0)
+    grey8 = get("integrated_gradients")(box_model(), n_steps=2, baseline=torch.full((1, T, 3, S, S), 51, dtype=torch.uint8))
+    grey = get("integrated_gradients")(box_model(), n_steps=2, baseline=torch.full((1, T, 3, S, S), 0.2))
+    assert torch.equal(grey8.attribute_pixels(x, 0).values, grey.attribute_pixels(x, 0).values)
+    with pytest.raises(InputError, match=r"^method 'rise': baseline returned values in \[.*\], but pixels lie in \[0, 1\]"):
+        vx.explain(box_model(), box_clip(), "rise", n_samples=2, baseline=lambda p: p * 255 + 1)
     # so is a tensor of NaN (it was blamed on an option's scale or the model, as a function's was)
     with pytest.raises(InputError, match="^integrated_gradients: baseline tensor holds NaN or infinite values$"):
         vx.explain(box_model(), box_clip(), "integrated_gradients", n_steps=2,

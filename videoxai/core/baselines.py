@@ -93,6 +93,17 @@ def blur(x: torch.Tensor, sigma: float | None = None) -> torch.Tensor:
     return y.reshape(b, t, c, h, w)
 
 
+def range_error(owner: str, what: str, x: torch.Tensor) -> str | None:
+    """The message for a baseline ``x`` whose values leave the pixels' [0, 1] (the clip's own
+    tolerance, 1e-6), else ``None``: pixels on a 0–255 scale (a baseline made from uint8 frames)
+    ran from 255 to the clip, and the map said nothing, with no error."""
+    lo, hi = float(x.min()), float(x.max())
+    if lo >= -1e-6 and hi <= 1 + 1e-6:
+        return None
+    return (f"{owner}: {what} values in [{lo:.3g}, {hi:.3g}], but pixels lie in [0, 1]; divide values on a "
+            "0–255 scale by 255")
+
+
 def get(name: str | Baseline) -> Baseline:
     """A baseline by name (``"black"``, ``"blur"``, ``"mean"``, ``"mean_colour"``, ``"freeze"``,
     ``"fade"``) or a callable."""

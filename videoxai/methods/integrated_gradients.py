@@ -125,11 +125,16 @@ class IntegratedGradients(InputGradientMethod):
     def baseline_clip(self, x: torch.Tensor) -> torch.Tensor:
         """The path's start for pixels ``x`` ``(B, T, 3, H, W)``, same shape."""
         if isinstance(self.baseline, torch.Tensor):
-            if not torch.isfinite(self.baseline).all():
+            # uint8 values are pixels on a 0–255 scale, as in a clip's frames (Clip.from_array)
+            given = self.baseline / 255 if self.baseline.dtype == torch.uint8 else self.baseline
+            if not torch.isfinite(given).all():
                 # else the path's NaN reached the maps, and the error blamed an option's scale or the model
                 raise InputError("integrated_gradients: baseline tensor holds NaN or infinite values")
+            wrong = baselines.range_error("integrated_gradients", "baseline tensor has", given)
+            if wrong:
+                raise InputError(wrong)
             try:
-                return self.baseline.to(x.device, x.dtype).expand_as(x)
+                return given.to(x.device, x.dtype).expand_as(x)
             except RuntimeError:
                 # x is what vx.explain hands the method, rarely the user's frames: say which pixels
                 raise InputError(f"integrated_gradients: baseline of shape {tuple(self.baseline.shape)} "
@@ -145,6 +150,9 @@ class IntegratedGradients(InputGradientMethod):
         if not torch.isfinite(out).all():
             # the maps came out non-finite, and the error blamed an option's scale or the model
             raise InputError("integrated_gradients: baseline returned NaN or infinite values")
+        wrong = baselines.range_error("integrated_gradients", "baseline returned", out)
+        if wrong:
+            raise InputError(wrong)
         return out.to(x.device, x.dtype)
 
     def forward_passes(self, num_frames: int) -> int:

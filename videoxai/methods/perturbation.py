@@ -229,6 +229,9 @@ class PerturbationMethod(Method):
         if not torch.isfinite(out).all():
             # the maps came out non-finite, and the error blamed an option's scale or the model
             raise InputError(f"{self._owner()}: baseline returned NaN or infinite values")
+        wrong = baselines.range_error(self._owner(), "baseline returned", out)
+        if wrong:
+            raise InputError(wrong)
         return out.to(canvas.pixels.dtype)
 
     def read(self, logits: torch.Tensor, target: int) -> torch.Tensor:
