@@ -95,7 +95,8 @@ class IntegratedGradients(InputGradientMethod):
             ``vx.explain``'s ``method`` is the method's name).
         baseline: the path's start: a :mod:`~videoxai.core.baselines` name (``"black"``,
             Captum's zeros; ``"blur"``, ``"mean"``, ``"mean_colour"``, ``"freeze"``, ``"fade"``),
-            a callable ``(B, T, 3, H, W) → same`` or a tensor that broadcasts to the pixels.
+            a callable ``(B, T, 3, H, W) → same`` or a tensor that broadcasts to the pixels, with
+            values in [0, 1] as the pixels' (a uint8 tensor: 0–255, as a clip's frames).
         internal_batch_size: path points × clips per forward + backward pass, as in Captum: a
             batch of B clips runs ``internal_batch_size // B`` steps at a time, at least one
             (memory: the map only in its last bits).
