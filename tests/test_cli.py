@@ -375,3 +375,16 @@ def test_a_demo_into_the_folder_of_an_earlier_one_leaves_none_of_its_files(monke
         assert exit_.value.code == 0
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "saliency.mp4", "saliency.npz",
                                                      "saliency_curve.png", "sample.mp4", "videoxai_files.json"]
+
+
+def test_demo_names_an_out_it_cannot_use(tmp_path, capsys):
+    """`demo -o FILE` said "File exists: FILE", and `-o FILE/x` "Not a directory: FILE/x", as
+    explain's --out does not."""
+    from videoxai.cli import main
+
+    (tmp_path / "afile").write_text("")
+    for out, says in (("afile", "--out {} is a file; give a directory"),
+                      ("afile/x", "--out {}: cannot create the directory (Not a directory)")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["demo", "--clips", "1", "--method", "saliency", "-o", str(tmp_path / out)])
+        assert exit_.value.code == 2 and says.format(tmp_path / out) in capsys.readouterr().err

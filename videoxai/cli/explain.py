@@ -250,6 +250,7 @@ def demo_cmd(
     """Run the bundled model on held-out synthetic clips; write a report with localisation rates."""
     from rich.progress import track
 
+    from ..errors import InputError
     from ..models import load_model
     from ..workflows import _check_methods_apply, run_demo
 
@@ -258,11 +259,22 @@ def demo_cmd(
     # cannot serve or none at all failed only after every clip was scored
     methods, _, _ = _method_options(method, [])
     _check_methods_apply(load_model("demo"), methods, {})
-    with console.status("explaining the sample clip…") as status:
-        result, rates = run_demo(out, clips=clips, methods=methods,
-                                 progress=lambda xs: track(xs, description="scoring STAA localisation",
-                                                           console=console, transient=True),
-                                 on_method=lambda m: status.update(f"explaining with {m}…"))
+    # as explain's --out: "File exists: demo_out" said neither which option nor what to give
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a directory for the report and overlays")
+    try:
+        created = _make_directory(out)
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
+    try:
+        with console.status("explaining the sample clip…") as status:
+            result, rates = run_demo(out, clips=clips, methods=methods,
+                                     progress=lambda xs: track(xs, description="scoring STAA localisation",
+                                                               console=console, transient=True),
+                                     on_method=lambda m: status.update(f"explaining with {m}…"))
+    except BaseException:
+        _remove_if_empty(created)   # as explain's: an interrupted demo leaves no empty folder
+        raise
     # as explain's: a demo run after one with other methods left their files beside this report
     _replace_earlier_run(out, [result.report, out / "sample.mp4",
                                *(f for files in result.files.values() for f in files)])
