@@ -305,7 +305,8 @@ def test_the_printed_tables_tell_two_specs_of_one_method_apart(monkeypatch):
 
 def test_a_run_neither_overwrites_nor_removes_the_video_it_explains(held_out_video, tmp_path, capsys):
     """`explain out/saliency.mp4 --method saliency -o out` replaced the user's video with its
-    overlay; a video an earlier run wrote into --out (gradcam.mp4) would be removed as stale."""
+    overlay. A video an earlier run wrote into --out (the demo's sample.mp4, here gradcam.mp4) is
+    explained there and kept, not removed as that run's file."""
     import shutil
 
     path, _ = held_out_video
@@ -314,13 +315,13 @@ def test_a_run_neither_overwrites_nor_removes_the_video_it_explains(held_out_vid
     video = shutil.copy(path, out / "saliency.mp4")
     before = video.read_bytes()
     assert _explain_here(str(video), "-m", "demo-cnn", "--method", "saliency", "-o", str(out)) == 2
-    assert "would replace or remove the video it explains" in capsys.readouterr().err
+    assert "would write over the video it explains" in capsys.readouterr().err
     assert video.read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["saliency.mp4"]
     video.unlink()
     assert _explain_here(str(path), "-m", "demo-cnn", "--method", "gradcam", "-o", str(out)) == 0
     overlay = (out / "gradcam.mp4").read_bytes()
-    assert _explain_here(str(out / "gradcam.mp4"), "-m", "demo-cnn", "--method", "saliency", "-o", str(out)) == 2
-    assert (out / "gradcam.mp4").read_bytes() == overlay
+    assert _explain_here(str(out / "gradcam.mp4"), "-m", "demo-cnn", "--method", "saliency", "-o", str(out)) == 0
+    assert (out / "gradcam.mp4").read_bytes() == overlay and not (out / "gradcam.npz").exists()
 
 
 @pytest.mark.parametrize("method, given, message", [

@@ -163,7 +163,7 @@ def explain_cmd(
         # under the name the user chose: the run never wrote anything
         _remove_if_empty(created)
         raise
-    _replace_earlier_run(out, [result.report, *(f for files in result.files.values() for f in files)])
+    _replace_earlier_run(out, [result.report, *(f for files in result.files.values() for f in files)], keep=video)
     if result.videos:
         _window_summary(result.videos)
     else:
@@ -173,16 +173,16 @@ def explain_cmd(
 
 def _check_video_is_not_an_output(video: Path, out: Path, methods: list[str]) -> None:
     """Refuse a video that this run would write over (``explain out/gradcam.mp4 --method gradcam
-    -o out`` replaced the user's video with its overlay) or, as an earlier run's file, remove."""
+    -o out`` replaced the user's video with its overlay)."""
     from ..errors import InputError
     from ..workflows import _file_stems
 
     names = {"report.html", MANIFEST}
     for stem in _file_stems(methods).values():
         names |= {f"{stem}.npz", f"{stem}.mp4", f"{stem}_curve.png"}
-    for name in sorted(names | set(_earlier_files(out))):
+    for name in sorted(names):
         if (out / name).exists() and (out / name).samefile(video):
-            raise InputError(f"--out {out}: the run would replace or remove the video it explains, {out / name}; "
+            raise InputError(f"--out {out}: the run would write over the video it explains, {out / name}; "
                              "give another --out (or move the video)")
 
 
@@ -222,7 +222,7 @@ def _earlier_files(out: Path) -> list[str]:
         if isinstance(names, list) else []
 
 
-def _replace_earlier_run(out: Path, written: list[Path]) -> None:
+def _replace_earlier_run(out: Path, written: list[Path], keep: Path | None = None) -> None:
     """Remove the files an earlier ``explain`` into ``out`` wrote and this run did not write again,
     then list this run's files in ``out/MANIFEST``.
 
@@ -230,13 +230,15 @@ def _replace_earlier_run(out: Path, written: list[Path]) -> None:
     by default) left staa's overlay and explanation beside a report that shows gradcam alone, and a
     ``--window-stride`` run left the earlier clip run's ``METHOD_curve.png`` beside its windows.
     Only the names the earlier run listed are removed, and only files directly in ``out``: a file
-    the user put there is never touched."""
+    the user put there is never touched, nor ``keep``, the video this run explained (the demo's
+    ``sample.mp4``, explained again into the demo's folder)."""
     import json
 
     names = sorted({Path(f).name for f in written})
     for name in _earlier_files(out):
         stale = out / name
-        if name not in names and name != MANIFEST and stale.is_file() and not stale.is_symlink():
+        if name not in names and name != MANIFEST and stale.is_file() and not stale.is_symlink() \
+                and not (keep is not None and stale.samefile(keep)):
             stale.unlink()
     listing = json.dumps({"written_by": "videoxai explain", "files": names}, indent=1)
     (out / MANIFEST).write_text(listing + "\n", encoding="utf-8")
