@@ -389,3 +389,25 @@ def test_demo_names_an_out_it_cannot_use(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
             main(["demo", "--clips", "1", "--method", "saliency", "-o", str(tmp_path / out)])
         assert exit_.value.code == 2 and says.format(tmp_path / out) in capsys.readouterr().err
+
+
+def test_explain_windows_says_which_window_it_is_explaining(held_out_video, tmp_path, monkeypatch):
+    """The windows of a long video take minutes, and the status said only "explaining with
+    saliency…" all along: it names each window as it starts."""
+    import contextlib
+
+    from videoxai.cli import explain as cli_explain
+
+    said = []
+
+    class Status:
+        def update(self, text):
+            said.append(text)
+
+    monkeypatch.setattr(cli_explain.console, "status", lambda text: contextlib.nullcontext(Status()))
+    path, _ = held_out_video
+    assert _explain_here(str(path), "-m", "demo-cnn", "--method", "saliency,grad_x_input", "--window-stride", "4",
+                         "-o", str(tmp_path / "out")) == 0
+    windows = len(vx.VideoExplanation.load(tmp_path / "out" / "saliency.npz").windows)
+    assert said == [f"explaining with {m}{s}…" for m in ("saliency", "grad_x_input")
+                    for s in ["", *(f": window {k + 1}" for k in range(windows))]]

@@ -37,7 +37,8 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
                   notes: dict | None = None, window: tuple[int, int] | None = None,
                   start: float | str | None = None, end: float | str | None = None,
                   window_stride: int | None = None, frame_step: int = 1,
-                  on_method: Callable[[str], None] | None = None) -> ExplainResult:
+                  on_method: Callable[[str], None] | None = None,
+                  on_window: Callable[[str, int], None] | None = None) -> ExplainResult:
     """Explain one video with one or more methods and write a report.
 
     Without ``window_stride``: ``model.num_frames`` frames sampled uniformly over the video (or
@@ -52,6 +53,9 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     :func:`videoxai.timeline.explain_video`; writes, per method, ``<method>.npz`` (the windows,
     per-frame maps and times: :meth:`VideoExplanation.load <videoxai.timeline.VideoExplanation.load>`)
     and ``<method>.mp4`` (the overlay of the whole video), and ``report.html`` with the timeline.
+
+    ``on_method(spec)`` is called before each method, and with ``window_stride``
+    ``on_window(spec, window)`` before each of its windows (progress).
     """
     from .data.container import probe
     from .data.video import read_video
@@ -67,7 +71,8 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     if window_stride is not None:
         return _explain_windows(video, model, methods, out, target=target, refine=refine, options=options,
                                 working_size=working_size, notes=notes, start=start, end=end,
-                                window_stride=window_stride, frame_step=frame_step, on_method=on_method)
+                                window_stride=window_stride, frame_step=frame_step, on_method=on_method,
+                                on_window=on_window)
     if isinstance(video, Clip):
         clip = video
     else:
@@ -91,7 +96,8 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
 
 
 def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path, *, target, refine, options,
-                     working_size, notes, start, end, window_stride, frame_step, on_method) -> ExplainResult:
+                     working_size, notes, start, end, window_stride, frame_step, on_method,
+                     on_window=None) -> ExplainResult:
     from .data.video import write_video
     from .timeline import explain_video as explain_windows
     from .viz.overlay import overlay_frames, playback_fps
@@ -102,8 +108,10 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
     for name in methods:
         if on_method:
             on_method(name)
+        # the windows of a long video take minutes: the CLI's status said only the method
+        each = None if on_window is None else (lambda k, name=name: on_window(name, k))
         v = explain_windows(model, video, name, window_stride=window_stride, frame_step=frame_step, start=start,
-                            end=end, target=target, refine=refine, working_size=working_size,
+                            end=end, target=target, refine=refine, working_size=working_size, on_window=each,
                             **(options or {}).get(name, {}))
         videos.append(v)
         # as the single-clip mode saves its explanation: the library's caller gets it too

@@ -157,7 +157,9 @@ def explain_cmd(
                                    working_size=working_size,
                                    start=start, end=end, window_stride=window_stride, frame_step=frame_step,
                                    options=options,
-                                   on_method=lambda m: status.update(f"explaining with {m}…"))
+                                   on_method=lambda m: status.update(f"explaining with {escape(m)}…"),
+                                   on_window=lambda m, k: status.update(
+                                       f"explaining with {escape(m)}: window {k + 1}…"))
     except BaseException:
         # a bad model, --target, --start/--end or option value left an empty folder behind
         # under the name the user chose: the run never wrote anything
