@@ -922,3 +922,21 @@ def test_timeline_report_refuses_video_explanations_of_other_windows(tmp_path, c
     with pytest.raises(InputError, match="must have the same windows"):
         write_timeline_report(tmp_path / "t.html", [video([0, 2]), video([0, 1])])
     assert not (tmp_path / "t.html").exists()
+
+
+def test_temporal_curve_writes_the_format_its_suffix_names(tmp_path, clip):
+    """Every curve was PNG: curve.svg and curve.pdf were PNG files under those names, curve.txt
+    was written without a word, and a folder failed as IsADirectoryError after the drawing."""
+    from videoxai.viz.curve import temporal_curve
+
+    exp = make_exp(clip)
+    heads = {"png": b"\x89PNG", "svg": b"<?xml", "pdf": b"%PDF"}
+    for suffix, head in heads.items():
+        assert temporal_curve(exp, tmp_path / f"c.{suffix}").read_bytes().startswith(head), suffix
+    assert temporal_curve(exp, tmp_path / "c").read_bytes().startswith(heads["png"])   # no suffix: PNG
+    with pytest.raises(InputError, match=r"unknown image suffix '\.txt'; use one of .*\.png.*\.svg"):
+        temporal_curve(exp, tmp_path / "c.txt")
+    for folder in (tmp_path, f"{tmp_path / 'new'}/"):
+        with pytest.raises(InputError, match="it is a folder; give a file such as"):
+            temporal_curve(exp, folder)
+    assert not (tmp_path / "c.txt").exists() and not (tmp_path / "new").exists()

@@ -8,6 +8,7 @@ are safe to call from a server's worker threads.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
 
     Args:
         exp: an :class:`~videoxai.Explanation` or a list of them (same clip).
-        path: if given, write a PNG there and return its path.
+        path: if given, write the figure there and return its path: in the format its suffix
+            names (``.png``, ``.svg``, ``.pdf``, …; PNG without a suffix).
         window: optional ground-truth ``(start, end)`` in source frame indices, ``start``
             included and ``end`` excluded; shaded.
         ax: draw into this matplotlib ``Axes`` instead of a new figure.
@@ -50,11 +52,12 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
         dpi: resolution of the PNG.
 
     Returns:
-        The PNG's :class:`~pathlib.Path` if ``path`` is given, else the matplotlib ``Figure``.
+        The image's :class:`~pathlib.Path` if ``path`` is given, else the matplotlib ``Figure``.
     """
     exps = [exp] if isinstance(exp, Explanation) else list(exp)
     if not exps or not all(isinstance(e, Explanation) for e in exps):
         raise InputError("temporal_curve needs an Explanation or a non-empty list of them")
+    image_format = None if path is None else _image_format(path)
     check_count("top_k", top_k, 0)
     window = check_window(window)
     if isinstance(dpi, bool) or not isinstance(dpi, numbers.Real) or not 0 < dpi < float("inf"):
@@ -116,8 +119,26 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
         return fig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png", facecolor="white")
+    fig.savefig(path, dpi=dpi, format=image_format, facecolor="white")
     return path
+
+
+def _image_format(path: str | Path) -> str:
+    """The image format ``path``'s suffix names (``"png"`` without one), checked before anything is
+    drawn: every curve was PNG, so ``curve.svg`` and ``curve.pdf`` were PNG files under those
+    names, and a folder failed as Python's IsADirectoryError after the drawing."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    text = os.fspath(path)
+    if Path(path).is_dir() or str(text).endswith(("/", os.sep)):
+        raise InputError(f"cannot write the curve to {text}: it is a folder; give a file such as "
+                         f"{Path(path) / 'curve.png'}")
+    suffix = Path(path).suffix.lower()
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix[1:] not in supported:
+        raise InputError(f"cannot write the curve to {text}: unknown image suffix {suffix!r}; use one of "
+                         f"{', '.join('.' + k for k in sorted(supported))}")
+    return suffix[1:] or "png"
 
 
 def check_window(window) -> tuple[float, float] | None:
