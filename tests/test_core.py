@@ -282,6 +282,12 @@ def test_explain_takes_numpy_and_tensor_class_indices():
     clip = np.zeros((8, 64, 64, 3), np.uint8)
     assert vx.explain(model, clip, "saliency", target=np.int64(2)).target == 2
     assert vx.explain(model, clip, "saliency", target=torch.tensor(3)).target == 3
+    # a 0-d array (np.array(1), an argmax kept as an array) was refused where the tensor is taken
+    assert vx.explain(model, clip, "saliency", target=np.array(1)).target == 1
+    assert vx.explain(model, clip, "saliency", target=np.array([2], np.uint8)).target == 2
+    for no_index in (np.array(1.0), np.array([1, 2]), np.array(True)):
+        with pytest.raises(InputError, match="target must be a class index"):
+            vx.explain(model, clip, "saliency", target=no_index)
 
 
 def test_explain_takes_a_method_class_with_its_options():

@@ -391,8 +391,8 @@ class VideoModel(CamLayerMixin, nn.Module):
     def class_index(self, target: int | str) -> int:
         """The index of a class given by index or by name (exact, then case-insensitive).
 
-        An index is any integer (Python, numpy, or a one-element integer tensor); a bool or a
-        float is refused rather than truncated. Raises :class:`InputError` naming the closest
+        An index is any integer (Python, numpy, or a one-element integer tensor or array); a bool
+        or a float is refused rather than truncated. Raises :class:`InputError` naming the closest
         class names when ``target`` names none.
         """
         if isinstance(target, str):
@@ -414,6 +414,8 @@ class VideoModel(CamLayerMixin, nn.Module):
         if isinstance(target, torch.Tensor) and target.numel() == 1 and not target.is_floating_point() \
                 and target.dtype != torch.bool:
             target = int(target)
+        if isinstance(target, np.ndarray) and target.size == 1 and target.dtype.kind in "iu":
+            target = int(target.reshape(()))  # np.array(1), an argmax kept as an array
         # bool is an int to Python, and 1.5 would be truncated to class 1 further down: neither
         # is a class the user meant
         if isinstance(target, (bool, np.bool_)) or not isinstance(target, numbers.Integral):
