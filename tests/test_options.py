@@ -333,3 +333,22 @@ def test_every_option_has_a_help_line_of_its_own():
     for name in ("max_blur", "step", "sigma", "final_sigma"):
         assert "pixels of the model's input grid" in ep3d[name].help, name
     assert "pixel values" in get_metric("max_sensitivity").declared_options()["radius"].help
+
+
+def test_a_wrong_value_is_quoted_in_one_short_line():
+    """A tensor or array given where a method takes text or a number was quoted whole: an error
+    of hundreds of lines of zeros. It is named by its shape and dtype; a long text is cut."""
+    import torch
+
+    import videoxai as vx
+
+    model, clip = vx.load_model("demo-cnn"), np.zeros((8, 64, 64, 3), np.uint8)
+    for value, said in ((torch.zeros(1, 8, 3, 64, 64), "got Tensor of shape (1, 8, 3, 64, 64) and dtype torch.float32"),
+                        (np.zeros((50, 50)), "got ndarray of shape (50, 50) and dtype float64"),
+                        ("x" * 300, "got '" + "x" * 78 + "…")):
+        with pytest.raises(OptionError) as error:
+            vx.explain(model, clip, "occlusion", window=value)
+        message = str(error.value)
+        assert message.endswith(said) and "\n" not in message and len(message) < 200
+    with pytest.raises(OptionError, match=r"got 1\.5$"):   # a short value is quoted as it is
+        vx.explain(model, clip, "rise", n_samples=1.5)

@@ -32,6 +32,20 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 _INT = re.compile(r"^[+-]?\d+$")
 
 
+#: characters of a wrong value's repr an error quotes, at most
+SHOWN_CHARS = 80
+
+
+def shown(value) -> str:
+    """``value`` as an error quotes it: an array or tensor by its shape and dtype (its repr is
+    many lines of numbers), anything else by a repr cut to :data:`SHOWN_CHARS`."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None and not isinstance(value, (np.generic, str)):
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS - 1]}…"
+
+
 def _is_none(v) -> bool:
     return v is None or (isinstance(v, str) and v.strip().lower() in ("none", "null"))
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, get_args, get_origin
 
 from ..errors import InputError
 from .annotation import _PLAIN, Opt
-from .coercion import _coerce, _Mismatch, describe
+from .coercion import _coerce, _Mismatch, describe, shown
 from .spec import format_value
 
 
@@ -53,7 +53,7 @@ class Option:
             out = _coerce(value, self.type, self.opt)
         except _Mismatch:
             name = self.name if given_as in (None, self.name) else f"{self.name} (given as {given_as})"
-            raise OptionError(f"{owner}: option {name} must be {self.describe()}, got {value!r}") from None
+            raise OptionError(f"{owner}: option {name} must be {self.describe()}, got {shown(value)}") from None
         return self.opt.normalise(out) if self.opt.normalise is not None else out
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 
 from .annotation import _PLAIN, Opt
-from .coercion import _loose, _Mismatch
+from .coercion import _loose, _Mismatch, shown
 from .declaration import Option, OptionError
 
 
@@ -72,5 +72,5 @@ def parse_options(declared: dict[str, Option], given: dict, owner: str, *, defau
         try:
             out[name] = _loose(given[name])
         except _Mismatch:
-            raise OptionError(f"{owner}: option {name} must be finite, got {given[name]!r}") from None
+            raise OptionError(f"{owner}: option {name} must be finite, got {shown(given[name])}") from None
     return out
