@@ -233,6 +233,10 @@ def test_a_long_video_is_held_at_a_smaller_size_within_the_memory_budget(video, 
     (dict(display_side=0), "display_side must be a whole number of pixels, at least 1, got 0"),   # 1x1 frames
     (dict(display_side=1.5), "got 1.5"),
     (dict(on_window=5), "on_window must be a function of the window's number, got int"),
+    # a VideoReadError about the file, naming "stride" (not the argument given)
+    (dict(window_stride=2.5), r"^window_stride must be a whole number of frames, at least 1, got 2\.5$"),
+    (dict(window_stride=0), "window_stride must be .* got 0"),
+    (dict(frame_step=True), "frame_step must be .* got True"),
 ])
 def test_explain_video_checks_its_display_options_before_explaining(model, kwargs, match, monkeypatch):
     import videoxai.timeline as timeline

@@ -272,6 +272,10 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
         raise InputError(f"display_side must be a whole number of pixels, at least 1, got {display_side!r}")
     if on_window is not None and not callable(on_window):
         raise InputError(f"on_window must be a function of the window's number, got {type(on_window).__name__}")
+    for name, count in (("window_stride", window_stride), ("frame_step", frame_step)):
+        # arguments, not the file: sliding_windows named them "stride" in a VideoReadError
+        if count is not None and (isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1):
+            raise InputError(f"{name} must be a whole number of frames, at least 1, got {count!r}")
     if target is not None:
         target = model.class_index(target)
     if isinstance(video, (np.ndarray, torch.Tensor)):
