@@ -1141,9 +1141,36 @@ def test_a_file_of_one_frame_is_refused_with_what_to_do(tmp_path, capsys):
     assert end.value.code == 2 and err.startswith("error: ") and "decodes to 1 frame" in err and "\n" not in err
     # a range holding one frame, and two frames (they move: read, with repeats)
     ten = write_video(frames, tmp_path / "ten.mp4", fps=10)
-    for read in (lambda: read_video(ten, 8, start="3", end="4"), lambda: list(sliding_windows(ten, 8, start=1.0, end=1.1))):
-        with pytest.raises(VideoReadError, match=r"only 1 frame in the time range \[.*\) s; .* widen the range"):
-            read()
+    with pytest.raises(VideoReadError, match=r"only 1 frame in the time range from frame 3 \(0\.3 s\) to frame 4 "
+                                             r"\(0\.4 s\) \(end excluded\); .* widen the range"):
+        read_video(ten, 8, start="3", end="4")
+    with pytest.raises(VideoReadError, match=r"only 1 frame in the time range \[1, 1\.1\) s; .* widen the range"):
+        list(sliding_windows(ten, 8, start=1.0, end=1.1))
     assert read_video(ten, 8, start="3", end="5").indices.tolist() == [3, 3, 3, 3, 4, 4, 4, 4]
     two = write_video(frames[:2], tmp_path / "two.mp4", fps=5)
     assert read_video(two, 8).indices.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_a_range_without_frames_to_explain_names_its_boundaries_as_they_were_given(tmp_path, capsys):
+    """``start="19"`` on a 20-frame 10-fps video is frame 19: the one-frame error said "[1.9, inf) s",
+    naming no frame the user gave. Frame numbers are named as frames (with their times), seconds
+    as seconds, in the one-frame and the no-frame message, and so does ``videoxai explain``."""
+    from videoxai.cli import main
+
+    twenty = write_video(np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+                         tmp_path / "twenty.mp4", fps=10)
+    one = r"only 1 frame in the time range from frame 19 \(1\.9 s\) to the end; .* widen the range"
+    with pytest.raises(VideoReadError, match=one):
+        read_video(twenty, 8, start="19")
+    with pytest.raises(VideoReadError, match=r"only 1 frame in the time range from the start to frame 1 \(0\.1 s\) "
+                                             r"\(end excluded\);"):
+        read_video(twenty, end="1")
+    with pytest.raises(VideoReadError, match=r"no frame in the time range from 0\.55 s to frame 6 \(0\.6 s\) "
+                                             r"\(end excluded\); the video is 2\.00 s long"):
+        read_video(twenty, 8, start="0.55s", end="6")
+    with pytest.raises(VideoReadError, match=r"no frame in the time range \[1\.95, inf\) s"):
+        read_video(twenty, 8, start="1.95s")   # seconds stay seconds
+    with pytest.raises(SystemExit):
+        main(["explain", str(twenty), "--start", "19", "--model", "demo-cnn", "--method", "saliency",
+              "--out", str(tmp_path / "o")])
+    assert "from frame 19 (1.9 s) to the end" in capsys.readouterr().err

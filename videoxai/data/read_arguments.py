@@ -63,6 +63,30 @@ def _position(given, seconds: float) -> str:
     return f"frame {given.frame}, {seconds:g} s" if isinstance(given, FrameNumber) else f"{seconds:g} s"
 
 
+def _range_words(path: Path, given: tuple | None, lo: float, hi: float) -> str:
+    """The range ``[lo, hi)`` for a message, its boundaries as ``given`` (``(start, end)`` as the
+    caller gave them): ``"[1.9, inf) s"`` for seconds, ``"from frame 19 (1.9 s) to the end"`` where
+    a boundary is a frame number (text like ``"19"``, or a :class:`FrameNumber`); ``--start 19``
+    was answered in seconds only, naming no frame the user gave."""
+    start, end = given if given is not None else (None, None)
+    if isinstance(start, str) or isinstance(end, str):
+        try:
+            fps = probe(path)["fps"]
+            start, end = parse_time(start, fps, "start"), parse_time(end, fps, "end")
+        except (InputError, VideoReadError):
+            start = end = None
+    if not isinstance(start, FrameNumber) and not isinstance(end, FrameNumber):
+        return f"[{lo:g}, {hi:g}) s"
+
+    def word(boundary, seconds: float, open_end: str) -> str:
+        if isinstance(boundary, FrameNumber):
+            return f"frame {boundary.frame} ({seconds:g} s)" if np.isfinite(seconds) else f"frame {boundary.frame}"
+        return open_end if boundary is None else f"{seconds:g} s"
+
+    excluded = "" if end is None else " (end excluded)"
+    return f"from {word(start, lo, 'the start')} to {word(end, hi, 'the end')}{excluded}"
+
+
 def _at_frames(path: Path, start, end):
     """``start`` and ``end`` with frame numbers (:class:`FrameNumber`) replaced by those frames'
     times, so that ``start="60"`` starts at frame 60 whatever the frame rate does; ``(n - 0.5) /
@@ -99,9 +123,11 @@ def check_decoded(path: Path, reported: int, count: int) -> None:
                              f"but only {count} could be decoded")
 
 
-def check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float) -> None:
+def check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float, given: tuple | None = None) -> None:
     """The error for a read that found no frame (``count == 0``): in the range ``[lo, hi)`` (with the
-    video's length, to say where its frames are) when ``ranged``, else in the whole file."""
+    video's length, to say where its frames are) when ``ranged``, else in the whole file.
+    ``given``: ``(start, end)`` as the caller gave them, so that a frame number is named as one
+    (:func:`_range_words`)."""
     if count:
         return
     if ranged:
@@ -110,22 +136,23 @@ def check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float) -
         except VideoReadError:
             length = None
         known = f"; the video is {length:.2f} s long" if length else ""
-        raise VideoReadError(f"{path}: no frame in the time range [{lo:g}, {hi:g}) s{known}")
+        raise VideoReadError(f"{path}: no frame in the time range {_range_words(path, given, lo, hi)}{known}")
     raise VideoReadError(f"{path}: the video has no decodable frame")
 
 
-def check_moving(path: Path, count: int, ranged: bool, lo: float, hi: float) -> None:
+def check_moving(path: Path, count: int, ranged: bool, lo: float, hi: float, given: tuple | None = None) -> None:
     """The error for a read that found one frame (``count == 1``): a still picture (a PNG or JPEG,
     a one-frame video) or a range holding one frame. It was sampled into ``num_frames`` copies of
     that frame and explained as a video. A frame given as an array is a one-frame clip, which only
     a model that takes any number of frames accepts; repeated to the model's frames
     (``np.repeat(frame[None], model.num_frames, axis=0)``) it is explained as a still video, as
-    is a stream's frame."""
+    is a stream's frame. ``given`` as for :func:`check_nonempty`."""
     if count != 1:
         return
     need = "a video classifier needs a moving clip of 2 frames or more"
     if ranged:
-        raise VideoReadError(f"{path}: only 1 frame in the time range [{lo:g}, {hi:g}) s; {need}: widen the range")
+        raise VideoReadError(f"{path}: only 1 frame in the time range {_range_words(path, given, lo, hi)}; {need}: "
+                              "widen the range")
     raise VideoReadError(f"{path}: the file decodes to 1 frame (a still picture); {need}. To explain a single "
                          f"image anyway, repeat its frame into a clip: "
                          f"vx.explain(model, np.repeat(frame[None], model.num_frames, axis=0))")

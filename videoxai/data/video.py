@@ -140,9 +140,9 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
             if in_range(t):
                 kept.append(dec.to_rgb(frame, max_side))
                 src.append(index)
-        check_nonempty(path, len(src), ranged, lo, hi)
+        check_nonempty(path, len(src), ranged, lo, hi, (start, end))
         check_decoded(path, reported, len(src))
-        check_moving(path, len(src), ranged, lo, hi)
+        check_moving(path, len(src), ranged, lo, hi, (start, end))
         return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path))
 
     by_seeking = _read_seeking(path, num_frames, lo, hi, reported, max_side, max_pixels)
@@ -150,9 +150,9 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
         return by_seeking
     wanted = uniform_indices(expected, num_frames)
     dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi, max_side, max_pixels)
-    check_nonempty(path, count, ranged, lo, hi)
+    check_nonempty(path, count, ranged, lo, hi, (start, end))
     check_decoded(path, reported, count)
-    check_moving(path, count, ranged, lo, hi)
+    check_moving(path, count, ranged, lo, hi, (start, end))
     if count != expected:
         # the container's count was wrong (or packets != frames): choose again on the true count
         wanted = uniform_indices(count, num_frames)
