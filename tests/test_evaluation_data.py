@@ -497,3 +497,20 @@ def test_a_window_that_ends_after_the_video_warns_and_is_read_to_its_end(clips, 
     with warnings.catch_warnings():
         warnings.simplefilter("error")            # a window that ends with the video says nothing
         assert ds[1].window == (1, 4)
+
+
+def test_class_folders_that_are_links_are_followed_and_a_broken_video_link_is_named(tmp_path):
+    """An evaluation subset built of links ('eval/red square' → the full data's class folder) lost
+    that class without a word: the folder listing did not follow linked folders. A link back up
+    (a loop) is not walked again, and a video link to no file is left out with a warning."""
+    video(tmp_path / "full" / "red square" / "a.mp4")
+    video(tmp_path / "full" / "b.mp4")
+    d = tmp_path / "eval"
+    (d / "blue square").mkdir(parents=True)
+    (d / "red square").symlink_to(tmp_path / "full" / "red square")
+    (d / "blue square" / "b.mp4").symlink_to(tmp_path / "full" / "b.mp4")
+    (d / "blue square" / "again").symlink_to(d)                     # a loop
+    (d / "blue square" / "gone.mp4").symlink_to(tmp_path / "full" / "gone.mp4")
+    with pytest.warns(UserWarning, match=r"eval: 1 video link \('blue square/gone.mp4'\) points to no file; left out"):
+        ds = load_dataset(f"folder:{d}", num_frames=4, labels=CLASSES)
+    assert [(s.key, s.label) for s in ds] == [("blue square/b.mp4", 1), ("red square/a.mp4", 0)]

@@ -14,7 +14,7 @@ double quotes: ``folder:"DIR"``):
   whose first line is a video's (``clip.mp4,3``) has no header and gives those columns in that
   order; fields are separated by commas (``;`` or tabs where the first line has no comma).
   Other columns are ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV
-  every video file in ``DIR`` is used; where videos lie below first-level subfolders
+  every video file below ``DIR`` is used (linked files and folders followed, hidden ones not); where videos lie below first-level subfolders
   (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder is their class
   (``air_drumming`` matches the model's ``air drumming``), otherwise the clips are unlabelled
   (the model's prediction is explained), as are videos beside the class subfolders (a warning

@@ -40,10 +40,12 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
     if not csv_path.is_file():
         if explicit:
             raise InputError(f"folder: no labels file {csv_path}")
-        # hidden files and folders are not clips: macOS writes '._clip.mp4' (AppleDouble metadata)
-        # beside every video copied to a non-Apple disk, and tools keep caches in '.name/' folders
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files, broken = _video_files(root)
+        if broken:   # a video moved or deleted under its link: left out, but not without a word
+            warnings.warn(f"folder: {root}: {len(broken)} video link{'s' if len(broken) > 1 else ''} "
+                          f"({', '.join(repr(_text(str(b.relative_to(root)))) for b in broken[:3])}"
+                          f"{', …' if len(broken) > 3 else ''}) point{'' if len(broken) > 1 else 's'} to no file; "
+                          f"left out", stacklevel=3)
         if not files:
             raise InputError(f"folder: no video files in {root}")
         return _class_folders(root, files, classes, num_frames, side)
@@ -167,6 +169,42 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     if not body:
         raise InputError(f"{csv_path}: lists no videos, only its header line")
     return [(n, {c: v for c, v in zip(columns, cells) if c}) for n, cells in body]
+
+
+def _video_files(root: Path) -> tuple[list[Path], list[Path]]:
+    """The video files below ``root``, sorted, and the video links that point to no file.
+
+    Linked folders are followed (``DIR/<class>`` linked to where a class's videos are, as scripts
+    build evaluation subsets: ``rglob`` did not follow them, and the class was left out without a
+    word), except a link back to a folder above it (a loop). Hidden files and folders are not
+    clips: macOS writes '._clip.mp4' (AppleDouble metadata) beside every video copied to a
+    non-Apple disk, and tools keep caches in '.name/' folders. Only names are listed: no video is
+    opened, so a folder of thousands costs a directory walk.
+    """
+    files: list[Path] = []
+    broken: list[Path] = []
+
+    def walk(folder: Path, above: frozenset[str]) -> None:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as e:
+            raise InputError(f"folder: cannot list {folder}: {e.strerror or e}") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = folder / entry.name
+            if entry.is_dir():   # follows links
+                real = os.path.realpath(path)
+                if real not in above:
+                    walk(path, above | {real})
+            elif os.path.splitext(entry.name)[1].lower() in VIDEO_SUFFIXES:
+                if entry.is_file():
+                    files.append(path)
+                elif entry.is_symlink() and not path.exists():
+                    broken.append(path)
+
+    walk(root, frozenset({os.path.realpath(root)}))
+    return sorted(files), sorted(broken)
 
 
 def _existing(root: Path, rel: str) -> Path | None:
