@@ -514,3 +514,21 @@ def test_class_folders_that_are_links_are_followed_and_a_broken_video_link_is_na
     with pytest.warns(UserWarning, match=r"eval: 1 video link \('blue square/gone.mp4'\) points to no file; left out"):
         ds = load_dataset(f"folder:{d}", num_frames=4, labels=CLASSES)
     assert [(s.key, s.label) for s in ds] == [("blue square/b.mp4", 1), ("red square/a.mp4", 0)]
+
+
+def test_option_paths_of_a_spec_start_from_home_and_an_empty_or_unclosed_option_is_named(clips, tmp_path, monkeypatch):
+    """'folder:~/clips,labels=~/clips/labels.csv': the folder's '~' was the home folder, the
+    labels file's was not ('no labels file ~/clips/labels.csv'); 'labels=' was the path '.' ("no
+    labels file ."), ucf24's 'annotations=' silently its default file, and an unclosed quote took
+    every option after it into the path."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "l.csv").write_text("video,label\nb.mp4,red triangle\n")
+    ds = load_dataset(f"folder:{clips},labels=~/l.csv", num_frames=4, labels=CLASSES)
+    assert [(s.key, s.label) for s in ds] == [("b.mp4", 2)]
+    spec = ucf24(tmp_path / "ucf", {"sf": 0, "boxes": [[4, 2, 12, 10]] * 16})
+    (tmp_path / "ucf" / "annotations.json").rename(tmp_path / "a.json")
+    assert load_dataset(f"{spec},annotations=~/a.json", num_frames=8)[0].boxes[0].tolist() == [2, 4, 10, 12]
+    with pytest.raises(InputError, match=r"option annotations has no value$"):
+        load_dataset(f"{spec},annotations= ", num_frames=8)
+    with pytest.raises(InputError, match=r"'folder:\"[^']*,max_side=16' has an unclosed double quote$"):
+        load_dataset(f'folder:"{clips},max_side=16', num_frames=4)

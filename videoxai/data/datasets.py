@@ -2,7 +2,8 @@
 
 Every dataset is a sequence of :class:`EvalSample` and is named by a spec string,
 ``kind:argument[,key=value…]`` (a path with a comma is read whole where it exists, or given in
-double quotes: ``folder:"DIR"``):
+double quotes: ``folder:"DIR"``; spaces around a path or value are dropped, kept inside quotes;
+``~`` in any path is the home folder; an empty value or an unclosed quote is refused):
 
 * ``synthetic:N[,split=test][,seed=0]`` — the first ``N`` clips of the synthetic benchmark
   (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window;
@@ -217,12 +218,18 @@ def parse_data_spec(spec: str) -> tuple[str, str, dict]:
     argument = parts[0]
     if len(argument) >= 2 and argument[0] == argument[-1] == '"':   # folder:"DIR, with commas"
         argument = argument[1:-1]
+    elif rest.count('"') % 2 and not Path(argument).expanduser().exists():
+        # an unclosed quote took every option after it into the path ('"/data/x,max_side=64')
+        raise InputError(f"dataset spec {spec!r} has an unclosed double quote")
     try:
         options = parse_assignments(parts[1:], where=f"dataset spec {spec!r}")
     except InputError as e:
         if "is not KEY=VALUE" not in str(e):
             raise
         raise InputError(f"{e} (a path with a comma goes in double quotes: {kind.strip()}:\"DIR\")") from None
+    empty = [k for k, v in options.items() if not v.strip()]
+    if empty:   # 'labels=' was the path '.': "no labels file ."; ucf24's 'annotations=' its default file
+        raise InputError(f"dataset spec {spec!r}: option {empty[0]} has no value")
     return kind.strip(), argument, options
 
 

@@ -35,7 +35,7 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
     if not root.is_dir():
         raise InputError(f"folder: {root} is not a directory")
     explicit = labels is not None
-    csv_path = Path(labels) if explicit else root / "labels.csv"
+    csv_path = Path(labels).expanduser() if explicit else root / "labels.csv"
     side = max_side
     if not csv_path.is_file():
         if explicit:

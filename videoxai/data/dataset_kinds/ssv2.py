@@ -18,12 +18,12 @@ def _ssv2(argument: str, *, num_frames: int, classes=None, annotations: str | No
         raise InputError(f"ssv2: {root} is not a directory")
     if annotations is None:
         raise InputError("ssv2: give annotations=FILE.json (the list of {id, template} records)")
-    records = _read_json(Path(annotations), "ssv2")
+    records = _read_json(Path(annotations).expanduser(), "ssv2")
     if not isinstance(records, list):
         raise InputError(f"{annotations}: expected a JSON list of {{id, template}} records")
     index = None
     if labels is not None:
-        mapping = _read_json(Path(labels), "ssv2")
+        mapping = _read_json(Path(labels).expanduser(), "ssv2")
         if not isinstance(mapping, dict):
             raise InputError("ssv2: the labels file must map template → class index")
         index = {_template(k): _class_index(v, f"{labels}: {k!r}") for k, v in mapping.items()}

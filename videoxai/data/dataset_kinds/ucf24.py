@@ -22,13 +22,13 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | N
     root = Path(argument).expanduser()
     if not root.is_dir():
         raise InputError(f"ucf24: {root} is not a directory")
-    ann_path = Path(annotations) if annotations else root / "annotations.json"
+    ann_path = Path(annotations).expanduser() if annotations else root / "annotations.json"
     data = _read_json(ann_path, "ucf24")
     if not isinstance(data, dict):
         raise InputError(f"{ann_path}: expected a JSON object mapping video keys to annotations")
     keys = sorted(data)
     if split is not None:
-        split_path = Path(split)
+        split_path = Path(split).expanduser()
         if not split_path.is_file():
             raise InputError(f"ucf24: no split file {split_path}")
         try:   # a byte-order mark stuck to the first key ('\ufeffBasketball/…': 'no annotation')
