@@ -532,3 +532,16 @@ def test_option_paths_of_a_spec_start_from_home_and_an_empty_or_unclosed_option_
         load_dataset(f"{spec},annotations= ", num_frames=8)
     with pytest.raises(InputError, match=r"'folder:\"[^']*,max_side=16' has an unclosed double quote$"):
         load_dataset(f'folder:"{clips},max_side=16', num_frames=4)
+
+
+def test_a_window_between_two_sampled_frames_warns(clips, tmp_path):
+    # frames [1, 2) of an 8-frame video sampled at 0, 2, 5, 7: the clip has no window, and its
+    # window metrics were n/a without a word, as if the CSV gave none
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("video,label,start,end\na.mp4,0,1,2\nb.mp4,0,1,3\n")
+    ds = load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
+    with pytest.warns(UserWarning, match=r"a.mp4: window \[1, 2\) holds none of the 4 frames sampled \(0, 2, 5, 7\)"):
+        assert ds[0].window is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ds[1].window == (1, 2)

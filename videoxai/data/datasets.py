@@ -11,7 +11,9 @@ double quotes: ``folder:"DIR"``; spaces around a path or value are dropped, kept
 * ``folder:DIR[,labels=FILE.csv][,max_side=N]`` — the videos in ``DIR``; the CSV (default
   ``DIR/labels.csv`` if it exists) has a header with columns ``video`` (path relative to ``DIR``)
   and ``label`` (class index or class name), and optionally ``start`` and ``end``: the evidence
-  window in *source* frame indices, ``end`` excluded. Column names are read in any case; a file
+  window in *source* frame indices, ``end`` excluded (an empty or negative window is refused
+  before the run, naming its line; one that starts after the video's end makes that clip an error
+  row; one that ends after it, or lies between two sampled frames, warns). Column names are read in any case; a file
   whose first line is a video's (``clip.mp4,3``) has no header and gives those columns in that
   order; fields are separated by commas (``;`` or tabs where the first line has no comma).
   Other columns are ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV
@@ -399,7 +401,14 @@ class VideoListDataset(EvalDataset):
             # it and is retried once the CSV is fixed, not an 'n/a' that says no window was given
             raise InputError(f"{e.key}: window [{e.source_window[0]}, {e.source_window[1]}) starts after "
                              f"the video's last sampled frame ({int(clip.indices[-1])})")
-        if e.source_window and e.source_window[1] > int(clip.indices[-1]) + 1:
+        if e.source_window and window is None:
+            # a short window between two sampled frames: the model sees none of it, so its window
+            # metrics are n/a, which said nothing of why (as if the CSV gave no window)
+            shown = ", ".join(str(int(k)) for k in clip.indices[:8]) + (", …" if len(clip.indices) > 8 else "")
+            warnings.warn(f"{e.key}: window [{e.source_window[0]}, {e.source_window[1]}) holds none of the "
+                          f"{len(clip.indices)} frames sampled ({shown}); its window metrics are n/a "
+                          "(more frames per clip would see it)", stacklevel=2)
+        elif e.source_window and e.source_window[1] > int(clip.indices[-1]) + 1:
             # the clip samples the whole video, its last frame included: an end past it was cut
             # without a word (another video's frame numbers, or 'to the end' written as 99)
             warnings.warn(f"{e.key}: window [{e.source_window[0]}, {e.source_window[1]}) ends after the "
