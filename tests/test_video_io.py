@@ -1174,3 +1174,31 @@ def test_a_range_without_frames_to_explain_names_its_boundaries_as_they_were_giv
         main(["explain", str(twenty), "--start", "19", "--model", "demo-cnn", "--method", "saliency",
               "--out", str(tmp_path / "o")])
     assert "from frame 19 (1.9 s) to the end" in capsys.readouterr().err
+
+
+def test_clips_carry_when_each_frame_is_shown_at_a_variable_frame_rate(tmp_path, monkeypatch):
+    """``clip.times``: each sampled frame's presentation time (s from the stream's first frame), as
+    :func:`frame_times` gives it, in every way of reading (all frames, ``num_frames`` in order, a
+    range, seeking to keyframes); ``indices / fps`` is not it at a variable rate. Arrays have none;
+    :meth:`Clip.subclip` keeps them."""
+    from fractions import Fraction
+
+    phone = _encode(tmp_path / "phone.mkv", _numbered(20), np.cumsum([0] + [33, 34, 33, 100, 20] * 3 + [33] * 4),
+                    Fraction(1, 1000), rate=30)
+    ms = np.cumsum([0] + [40, 60] * 100)[:150]          # 150 frames at 25 and 16.7 fps in turn
+    long = _encode(tmp_path / "long.mp4", _numbered(150, 16, 16), ms, Fraction(1, 1000), rate=20, options={"g": "10"})
+    seeks = []
+    seeking = vio._read_seeking
+    monkeypatch.setattr(vio, "_read_seeking", lambda *a: seeks.append(seeking(*a)) or seeks[-1])
+    for path, kwargs in [(phone, {}), (phone, {"num_frames": 5}), (phone, {"num_frames": 4, "start": "3", "end": "12"}),
+                         (phone, {"start": "0.2s"}), (long, {"num_frames": 4, "start": 5.0})]:
+        clip = read_video(path, **kwargs)
+        np.testing.assert_allclose(clip.times, vio.frame_times(path)[clip.indices], atol=1e-9)
+    assert seeks[-1] is not None, "the last read seeks to its keyframes"
+    clip = read_video(phone, 5)
+    np.testing.assert_allclose(clip.times, [0, 0.22, 0.44, 0.64, 0.792], atol=1e-9)   # known answer
+    assert not np.allclose(clip.times, clip.indices / clip.fps, atol=0.01)
+    np.testing.assert_allclose(clip.subclip([1, 3]).times, [0.22, 0.64], atol=1e-9)
+    assert vx.Clip(clip.frames).times is None and vx.Clip(clip.frames).subclip([0]).times is None
+    with pytest.raises(InputError, match=r"Clip.times must have shape \(5,\), got \(2,\)"):
+        vx.Clip(clip.frames, times=[0.0, 1.0])

@@ -940,3 +940,38 @@ def test_temporal_curve_writes_the_format_its_suffix_names(tmp_path, clip):
         with pytest.raises(InputError, match="it is a folder; give a file such as"):
             temporal_curve(exp, folder)
     assert not (tmp_path / "c.txt").exists() and not (tmp_path / "new").exists()
+
+
+def test_report_shows_when_its_frames_are_shown_at_a_variable_frame_rate(tmp_path):
+    """The page named source frames (#3–#18) but no time, and ``index / fps`` is not a frame's time
+    at a variable rate: the header and key-frame captions give the file's own times."""
+    from fractions import Fraction
+
+    import av
+
+    from videoxai.data.video import frame_times
+
+    path = tmp_path / "phone.mkv"
+    ms = np.cumsum([0] + [33, 34, 33, 100, 20] * 3 + [33] * 4)          # 20 frames, 30 fps and slower
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.time_base = s.codec_context.time_base = Fraction(1, 1000)
+        for k, rgb in enumerate(np.random.default_rng(1).integers(0, 256, (20, H, W, 3), dtype=np.uint8)):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = int(ms[k]), Fraction(1, 1000)
+            out.mux(s.encode(f))
+        out.mux(s.encode())
+    clip = read_video(path, T, start="3")
+    exp = make_exp(clip, peak=4)
+    html = write_report(tmp_path / "r.html", clip, exp, top_k=T).read_text()
+    when = frame_times(path)[clip.indices]                # demuxed independently of the clip
+    assert f'time <b>{when[0]:.2f} s–{when[-1]:.2f} s</b>' in html and when[0] == pytest.approx(0.1)
+    captions = re.findall(r"<figcaption><b>top \d+</b> · frame #(\d+) · ([\d.]+) s<br>", html)
+    assert len(captions) == T
+    for frame, seconds in captions:
+        assert float(seconds) == pytest.approx(ms[int(frame)] / 1000, abs=0.005)
+    assert any(abs(int(f) / clip.fps - float(s)) > 0.01 for f, s in captions)   # not index / fps
+    # frames without timestamps (arrays) keep the captions they had
+    html = write_report(tmp_path / "a.html", vx.Clip(clip.frames), make_exp(vx.Clip(clip.frames))).read_text()
+    assert "time <b>" not in html and re.search(r"frame #\d+<br>", html)

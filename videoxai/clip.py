@@ -22,6 +22,10 @@ class Clip:
         fps: frames per second of the *sampled* frames' source, if known.
         indices: ``(T,)`` index of each frame in the source video (``arange(T)`` for arrays).
         source: where the frames came from (a path), for reports.
+        times: ``(T,)`` float64, when each frame is shown, in seconds from the source stream's
+            first frame (its presentation time, as :func:`~videoxai.data.video.frame_times`
+            gives it), or ``None`` where not known (arrays). At a variable frame rate (phones,
+            screen recordings, GIFs) ``indices / fps`` is not when a frame is shown; this is.
     """
 
     frames: np.ndarray
@@ -29,6 +33,8 @@ class Clip:
     indices: np.ndarray | None = None
     source: str | None = None
     meta: dict = field(default_factory=dict)
+    # not compared: an array in ``==`` is ambiguous, and two reads of one file agree on it anyway
+    times: np.ndarray | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.frames = _validate_frames(self.frames)
@@ -38,6 +44,15 @@ class Clip:
         self.indices = np.asarray(self.indices, dtype=np.int64)
         if self.indices.shape != (t,):
             raise InputError(f"Clip.indices must have shape ({t},), got {self.indices.shape}")
+        if self.times is not None:
+            try:
+                self.times = np.asarray(self.times, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InputError(f"Clip.times must be seconds, one per frame, got {type(self.times).__name__}") from None
+            if self.times.shape != (t,):
+                raise InputError(f"Clip.times must have shape ({t},), got {self.times.shape}")
+            if not np.isfinite(self.times).all():
+                raise InputError("Clip.times must be finite seconds")
         if self.fps is not None:
             if isinstance(self.fps, bool) or not isinstance(self.fps, numbers.Real):
                 raise InputError(f"Clip.fps must be a number of frames per second, got {self.fps!r}")
@@ -114,10 +129,10 @@ class Clip:
         return np.clip(np.rint(self.frames * 255.0), 0, 255).astype(np.uint8)
 
     def subclip(self, index: np.ndarray | list[int] | slice) -> "Clip":
-        """A clip of the selected frames (fps and source kept, indices carried over)."""
+        """A clip of the selected frames (fps and source kept, indices and times carried over)."""
         index = np.arange(self.num_frames)[index]
         return Clip(self.frames[index], fps=self.fps, indices=self.indices[index], source=self.source,
-                    meta=dict(self.meta))
+                    meta=dict(self.meta), times=None if self.times is None else self.times[index])
 
 
 def _as_numpy(frames):

@@ -106,7 +106,9 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
         and in square pixels (an anamorphic DVD or DV picture is stretched to its display aspect
         ratio, as players do: :func:`display_size`),
         ``fps`` the *source* frame rate,
-        ``indices`` each frame's index in the source video and ``source=str(path)``.
+        ``indices`` each frame's index in the source video, ``times`` when each is shown (seconds
+        from the stream's first frame; ``None`` for a file without timestamps) and
+        ``source=str(path)``.
 
     Raises:
         VideoReadError: the file is missing, a directory, not a video, truncated or corrupt, has
@@ -133,23 +135,26 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
         dec = Decoder(path, max_pixels)
         # every frame takes a byte of the file at least: an AVI header that counted 2**31 frames
         # (damaged or forged) asked numpy for 6 TiB up front (MemoryError) for a 30-frame file
-        kept, src = _FrameBuffer(min(expected, path.stat().st_size)), []
+        kept, src, times = _FrameBuffer(min(expected, path.stat().st_size)), [], []
         for index, t, frame in frames_from(dec, lo):
             if t >= hi:
                 break
             if in_range(t):
                 kept.append(dec.to_rgb(frame, max_side))
                 src.append(index)
+                times.append(t if frame.pts is not None else None)
         check_nonempty(path, len(src), ranged, lo, hi, (start, end))
         check_decoded(path, reported, len(src))
         check_moving(path, len(src), ranged, lo, hi, (start, end))
-        return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path))
+        return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path),
+                    times=_known(times))
 
     by_seeking = _read_seeking(path, num_frames, lo, hi, reported, max_side, max_pixels)
     if by_seeking is not None:
         return by_seeking
     wanted = uniform_indices(expected, num_frames)
-    dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi, max_side, max_pixels)
+    dec, kept, src, shown, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi, max_side,
+                                                     max_pixels)
     check_nonempty(path, count, ranged, lo, hi, (start, end))
     check_decoded(path, reported, count)
     check_moving(path, count, ranged, lo, hi, (start, end))
@@ -157,11 +162,12 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
         # the container's count was wrong (or packets != frames): choose again on the true count
         wanted = uniform_indices(count, num_frames)
         if not set(wanted.tolist()) <= kept.keys():
-            dec, kept, src, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi, max_side,
-                                                      max_pixels)
+            dec, kept, src, shown, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi,
+                                                             max_side, max_pixels)
     frames = np.stack([kept[p] for p in wanted.tolist()])
     indices = np.asarray([src[p] for p in wanted.tolist()], dtype=np.int64)
-    return Clip(frames, fps=dec.header.fps, indices=indices, source=str(path))
+    return Clip(frames, fps=dec.header.fps, indices=indices, source=str(path),
+                times=_known([shown[p] for p in wanted.tolist()]))
 
 
 def _read_seeking(path: Path, num_frames: int, lo: float, hi: float, reported: int,
@@ -190,7 +196,7 @@ def _read_seeking(path: Path, num_frames: int, lo: float, hi: float, reported: i
     except (SeekMiss, VideoReadError, av.FFmpegError, OSError):
         return None
     return Clip(np.stack([kept[p] for p in chosen.tolist()]), fps=dec.header.fps, indices=chosen.astype(np.int64),
-                source=str(path))
+                source=str(path), times=index.times[chosen])
 
 
 class _FrameBuffer:
@@ -230,12 +236,13 @@ def _decode_positions(path: Path, wanted: set[int], in_range: Callable[[float], 
                       max_side: int | None, max_pixels: int | None = MAX_PIXELS):
     """One decoding pass keeping the frames at ``wanted`` positions of the range.
 
-    Returns the decoder, ``{position: rgb}``, ``{position: source index}`` and the number of
-    frames found in the range.
+    Returns the decoder, ``{position: rgb}``, ``{position: source index}``, ``{position: time}``
+    (``None`` for a frame without a timestamp) and the number of frames found in the range.
     """
     dec = Decoder(path, max_pixels)
     kept: dict[int, np.ndarray] = {}
     src: dict[int, int] = {}
+    shown: dict[int, float | None] = {}
     pos = 0
     for index, t, frame in frames_from(dec, lo):
         if t >= hi:
@@ -245,5 +252,12 @@ def _decode_positions(path: Path, wanted: set[int], in_range: Callable[[float], 
         if pos in wanted:
             kept[pos] = dec.to_rgb(frame, max_side)
             src[pos] = index
+            shown[pos] = t if frame.pts is not None else None
         pos += 1
-    return dec, kept, src, pos
+    return dec, kept, src, shown, pos
+
+
+def _known(times: list[float | None]) -> np.ndarray | None:
+    """The frames' presentation times as :attr:`Clip.times`, ``None`` unless every frame has one
+    (without timestamps the decoder counts ``index / fps``, which is not when a frame is shown)."""
+    return None if any(t is None for t in times) else np.asarray(times, dtype=np.float64)

@@ -134,6 +134,11 @@ def _header(title: str, clip: Clip, exps: list[Explanation], size: tuple[int, in
         chips.append(("model", ", ".join(models)))
     chips += [("frames", f"{clip.num_frames} × {clip.width}×{clip.height}"),
               ("source frames", f"#{idx.min()}–#{idx.max()}" if len(idx) > 1 else f"#{idx[0]}")]
+    if clip.times is not None:
+        # when the frames are shown, as the file's timestamps say: index / fps is not that at a
+        # variable frame rate (a phone's, a screen recording's, a GIF's)
+        lo, hi = float(clip.times.min()), float(clip.times.max())
+        chips.append(("time", f"{_at(lo)}–{_at(hi)}" if hi > lo else _at(lo)))
     if clip.fps:
         chips.append(("fps", f"{clip.fps:g}"))
     targets = sorted({e.label for e in exps})
@@ -209,8 +214,10 @@ def _keyframes(e: Explanation, over: np.ndarray, clip: Clip, top_k: int) -> str:
         # one frame number, the source video's index "#i" as in the header and the videos'
         # captions (not also the 1-based place in the clip), after the rank
         name = f"frame #{int(clip.indices[k])}"
+        # and when it is shown (clip.times, from the file's timestamps), where known
+        when = "" if clip.times is None else f" · {_at(float(clip.times[k]))}"
         src = data_uri(jpeg(_thumb(over[k], 320)), "image/jpeg")
-        figs.append(f'<figure><img alt="{name}" src="{src}"><figcaption><b>top {rank}</b> · {name}<br>'
+        figs.append(f'<figure><img alt="{name}" src="{src}"><figcaption><b>top {rank}</b> · {name}{when}<br>'
                     f"{share:.1%} of the clip's importance</figcaption></figure>")
     return ('<div class="section-label">Key frames (highest temporal importance; #: frame index in the '
             'video)</div>'
@@ -271,6 +278,11 @@ def _thumb(rgb: np.ndarray, width: int) -> np.ndarray:
     if w <= width:
         return rgb
     return resize_frames(rgb[None], (max(1, round(h * width / w)), width))[0]
+
+
+def _at(t: float) -> str:
+    """A frame's time in the video: ``"5.00 s"``."""
+    return f"{t:.2f} s"
 
 
 def _seconds(s: float) -> str:
