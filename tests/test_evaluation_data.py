@@ -40,13 +40,14 @@ def clips(tmp_path_factory) -> Path:
     "video;label\na.mp4;blue square\nb.mp4;2\n",                  # a spreadsheet of a comma-decimal locale
     "video\tlabel\r\na.mp4\tblue square\r\nb.mp4\t2\r\n",          # TSV with Windows line ends
     "\ufeffvideo,label\r\n\r\na.mp4,\"blue square\"\r\nb.mp4,2\r\n",  # Excel "CSV UTF-8", a blank line
+    b"\xff\xfe" + "video\tlabel\r\na.mp4\tblue square\r\nb.mp4\t2\r\n".encode("utf-16-le"),  # "Unicode Text"
 ])
 def test_labels_csv_as_spreadsheets_and_scripts_write_it(clips, tmp_path, content):
     """Every variant gives each clip its label: 'video, label' named a column ' label', which
     matched nothing, so every clip silently lost its label (explained for the prediction); a
-    file without a header line or with ';' was refused."""
+    file without a header line or with ';' was refused, and so was Excel's UTF-16 text."""
     csv_path = tmp_path / "labels.csv"
-    csv_path.write_text(content, encoding="utf-8", newline="")
+    csv_path.write_bytes(content if isinstance(content, bytes) else content.encode())
     ds = load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
     assert ds.keys() == ["a.mp4", "b.mp4"]
     assert [(s.label, s.label_name) for s in ds] == [(1, "blue square"), (2, "red triangle")]
@@ -57,10 +58,13 @@ def test_labels_csv_as_spreadsheets_and_scripts_write_it(clips, tmp_path, conten
     ("video,label\n", "lists no videos, only its header line"),
     ("\n\n", "the file is empty"),
     ("video,label\na.mp4,0\n\nmissing.mp4,1\n", r"labels.csv:4: no video file"),   # the file's own line
+    # a Windows code page: was 'not UTF-8 text (… at byte 22)', no line
+    (b"video,label\na.mp4,0\ncaf\xe9.mp4,1\n", r"labels.csv:3: not UTF-8 text \(byte 0xe9: invalid continuation byte\)"),
+    ("Video,Label,label\na.mp4,0,1\n", r"labels.csv:1: column 'label' appears 2 times"),   # the last one won
 ])
 def test_labels_csv_errors_name_the_file_and_line(clips, tmp_path, content, message):
     csv_path = tmp_path / "labels.csv"
-    csv_path.write_text(content)
+    csv_path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(InputError, match=message):
         load_dataset(f"folder:{clips},labels={csv_path}", num_frames=4, labels=CLASSES)
 

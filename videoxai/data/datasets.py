@@ -9,19 +9,21 @@ double quotes: ``folder:"DIR"``; spaces around a path or value are dropped, kept
   (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window;
   ``1 ≤ N ≤ 10^12`` (clips are rendered when used, so ``N`` costs nothing up front).
 * ``folder:DIR[,labels=FILE.csv][,max_side=N]`` — the videos in ``DIR``; the CSV (default
-  ``DIR/labels.csv`` if it exists) has a header with columns ``video`` (path relative to ``DIR``)
-  and ``label`` (class index or class name), and optionally ``start`` and ``end``: the evidence
-  window in *source* frame indices, ``end`` excluded (an empty or negative window is refused
-  before the run, naming its line; one that starts after the video's end makes that clip an error
-  row; one that ends after it, or lies between two sampled frames, warns). Column names are read in any case; a file
-  whose first line is a video's (``clip.mp4,3``) has no header and gives those columns in that
-  order; fields are separated by commas (``;`` or tabs where the first line has no comma).
-  Other columns are ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV
-  every video file below ``DIR`` is used (linked files and folders followed, hidden ones not); where videos lie below first-level subfolders
-  (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder is their class
-  (``air_drumming`` matches the model's ``air drumming``), otherwise the clips are unlabelled
-  (the model's prediction is explained), as are videos beside the class subfolders (a warning
-  names them).
+  ``DIR/labels.csv`` if it exists; UTF-8, or UTF-16 with a byte-order mark) has a header with
+  columns ``video`` (path relative to ``DIR``; an absolute one, or one through ``..``, is read as
+  it is, and the path as written is the clip's key) and ``label`` (class index or class name), and
+  optionally ``start`` and ``end``: the evidence window in *source* frame indices, ``end``
+  excluded (an empty or negative window is refused before the run, naming its line; one that
+  starts after the video's end makes that clip an error row; one that ends after it, or lies
+  between two sampled frames, warns). Column names are read in any case; a file whose first line
+  is a video's (``clip.mp4,3``) has no header and gives those columns in that order; fields are
+  separated by commas (``;`` or tabs where the first line has no comma). Other columns are
+  ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file
+  below ``DIR`` is used (linked files and folders followed, hidden ones not); where videos lie
+  below first-level subfolders (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder
+  is their class (``air_drumming`` matches the model's ``air drumming``), otherwise the clips are
+  unlabelled (the model's prediction is explained), as are videos beside the class subfolders (a
+  warning names them).
 * ``ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt]`` — UCF101-24-style per-frame boxes:
   ``ROOT/<key>.avi`` (or ``.mp4``) and a JSON file (default ``ROOT/annotations.json``) in the
   layout of the corrected annotations' ``pyannot.pkl`` (convert the pickle once with

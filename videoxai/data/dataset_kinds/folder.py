@@ -8,6 +8,7 @@ Unicode file names in either normal form) into a :class:`~videoxai.data.datasets
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -142,13 +143,19 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     with ``;`` between fields, and TSV files use tabs: a first line with neither a comma nor a
     quote but one of those is split on it.
     """
-    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark, which would otherwise
-    # become part of the first column's name ('\ufeffvideo')
+    raw = csv_path.read_bytes()
+    # Excel's "Unicode Text" is UTF-16 with a byte-order mark (and tabs): unambiguous, so read;
+    # spreadsheets save "CSV UTF-8" with a byte-order mark, which would otherwise become part of
+    # the first column's name ('\ufeffvideo')
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    raw = raw if utf16 else raw.removeprefix(codecs.BOM_UTF8)
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            text = f.read()
+        text = raw.decode("utf-16" if utf16 else "utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(f"{csv_path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+        # a CSV saved in a Windows code page ('caf\xe9.mp4'): the line, and the byte, to look at
+        line = raw[:e.start].count(b"\n") + 1
+        raise InputError(f"{csv_path}:{line}: not {'UTF-16' if utf16 else 'UTF-8'} text (byte "
+                         f"0x{raw[e.start]:02x}: {e.reason}); save it as UTF-8") from None
     first = text.lstrip("\r\n").split("\n", 1)[0]
     delimiter = ","
     if "," not in first and '"' not in first:
@@ -159,6 +166,9 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     if not lines:
         raise InputError(f"{csv_path}: the file is empty; it needs a header line video,label and a line per video")
     header = [c.strip().lower() for c in lines[0][1]]
+    twice = next((c for c in CSV_COLUMNS if header.count(c) > 1), None)
+    if twice:   # 'Label' and 'label' (two exports merged): the last one silently won
+        raise InputError(f"{csv_path}:{lines[0][0]}: column {twice!r} appears {header.count(twice)} times")
     if "video" in header:
         columns, body = header, lines[1:]
     elif header and header[0].endswith(VIDEO_SUFFIXES):
