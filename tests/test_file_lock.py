@@ -5,14 +5,20 @@ second one is refused with EACCES) and records every call."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import importlib.util
 import logging
 import os
 import sys
 import types
+from pathlib import Path
+
 import pytest
 
+import videoxai
 from videoxai.core import file_lock
+from videoxai.core.folder_lock import FolderLock
 from videoxai.errors import InputError
 
 
@@ -55,6 +61,36 @@ def windows(monkeypatch) -> FakeMsvcrt:
     return fake
 
 
+def test_the_lock_modules_import_without_fcntl(windows):
+    # FolderLock imported fcntl to lock: every evaluation, training run and server failed on
+    # Windows with "No module named 'fcntl'"
+    root = Path(videoxai.__file__).parent
+    for name in ("core.file_lock", "core.folder_lock", "stabn.file_lock"):
+        path = root / (name.replace(".", "/") + ".py")
+        spec = importlib.util.spec_from_file_location(f"videoxai.{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # a fresh copy, not put in sys.modules
+
+
+def test_a_folder_lock_on_windows_locks_a_byte_past_its_description_and_names_its_holder(windows, tmp_path):
+    with FolderLock(tmp_path) as held:
+        fd = held._fd
+        assert windows.calls == [(fd, windows.LK_NBLCK, 1, file_lock.WINDOWS_BYTE)]
+        # the description at the start of the file, where the refused one reads it (Windows'
+        # locks are mandatory: a locked byte cannot be read by another process)
+        assert (tmp_path / ".lock").read_bytes().startswith(b'{"pid": ')
+        assert (tmp_path / ".lock").stat().st_size < 1000
+        with pytest.raises(InputError, match=rf"^{tmp_path} is in use by another evaluation \(pid {os.getpid()} on "):
+            with FolderLock(tmp_path):
+                pass
+        assert windows.calls[-1][1:] == (windows.LK_NBLCK, 1, file_lock.WINDOWS_BYTE)
+    # released before the file is closed (Windows frees a closed file's locks "when resources allow")
+    assert windows.calls[-1] == (fd, windows.LK_UNLCK, 1, file_lock.WINDOWS_BYTE)
+    assert windows.holders == {}
+    with FolderLock(tmp_path):
+        pass
+
+
 def test_an_edit_set_lock_on_windows_waits_for_its_holder_then_gives_up(windows, tmp_path, caplog):
     from videoxai.stabn.file_lock import held
 
@@ -75,3 +111,38 @@ def test_an_edit_set_lock_on_windows_waits_for_its_holder_then_gives_up(windows,
         with held(path, "saving an edit"):
             ran = True
     assert ran and "cannot lock" in caplog.text and "Invalid argument" in caplog.text
+
+
+def test_a_folder_lock_that_fails_after_locking_leaves_the_folder_free(tmp_path, monkeypatch):
+    # a full disk while writing who holds it: the OSError left the descriptor open, and with it
+    # the lock: every later run in this process was refused "in use by another evaluation (a
+    # process that has not said who it is yet)"
+    def disk_full(fd, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "ftruncate", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            FolderLock(tmp_path).__enter__()
+    with FolderLock(tmp_path):
+        pass
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists open files through /proc")
+def test_a_folder_lock_without_locks_on_the_file_system_closes_its_file(tmp_path, monkeypatch):
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    def open_lock_files():
+        names = []
+        for n in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed since
+                names.append(os.readlink(f"/proc/self/fd/{n}"))
+        return [name for name in names if name == str(tmp_path / ".lock")]
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match="Function not implemented"):
+        FolderLock(tmp_path).__enter__()  # the caller decides: warn and go on, or refuse
+    assert open_lock_files() == []  # was one more open file per run

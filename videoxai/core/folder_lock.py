@@ -3,7 +3,8 @@
 Two ``evaluate`` runs on one ``--out`` would both compute everything (the database stays correct,
 but the work is doubled); a second server on one ``--work-dir`` would take the first's running
 jobs for ones a crash left behind, fail them and delete their uploads. :class:`FolderLock` holds
-an exclusive ``flock`` on ``FOLDER/.lock`` for as long as its holder uses the folder and writes
+an exclusive lock on ``FOLDER/.lock`` (:mod:`.file_lock`: ``flock`` on POSIX, ``msvcrt.locking``
+on Windows) for as long as its holder uses the folder and writes
 who holds it (pid, host, command, start time) into the file, so the second fails at once with a
 message naming the first. The operating system releases the lock when its holder exits, however
 it exits (``kill -9`` included): a stale lock file is never an obstacle.
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from .file_lock import open_lock_file, try_lock, unlock
 
 LOCK_NAME = ".lock"
 
@@ -42,26 +44,31 @@ class FolderLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "FolderLock":
-        import fcntl
-
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_lock_file(self.path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _describe(os.read(fd, 4096))
+            if not try_lock(fd):
+                holder = _describe(os.read(fd, 4096))
+                raise InputError(f"{self.path.parent} is in use by {self.user} ({holder}); {self.hint}")
+            os.ftruncate(fd, 0)
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "command": " ".join(sys.argv)[:300]}
+            os.write(fd, json.dumps(info).encode())
+        except BaseException:
+            # refused, no locks on this file system (the caller decides), a full disk: the
+            # descriptor closed, and with it a lock taken, or a second lock in this process would
+            # be refused as "in use by" this one, for good
             os.close(fd)
-            raise InputError(f"{self.path.parent} is in use by {self.user} ({holder}); {self.hint}") from None
-        os.ftruncate(fd, 0)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "command": " ".join(sys.argv)[:300]}
-        os.write(fd, json.dumps(info).encode())
+            raise
         self._fd = fd
         return self
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases the lock
-            self._fd = None
+            fd, self._fd = self._fd, None
+            try:
+                unlock(fd)
+            finally:
+                os.close(fd)
 
 
 def _describe(raw: bytes) -> str:
