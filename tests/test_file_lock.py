@@ -146,3 +146,19 @@ def test_a_folder_lock_without_locks_on_the_file_system_closes_its_file(tmp_path
     with pytest.raises(OSError, match="Function not implemented"):
         FolderLock(tmp_path).__enter__()  # the caller decides: warn and go on, or refuse
     assert open_lock_files() == []  # was one more open file per run
+
+
+@pytest.mark.parametrize("content", [b"12345\n", b"null", b'["pid"]', b"\xff\xfe", b'{"pid": 7}'])
+def test_a_folder_held_by_a_process_that_wrote_no_description_of_ours_is_refused_in_one_line(tmp_path, content):
+    # another program that locks FOLDER/.lock and keeps its pid there as a bare number: the
+    # refusal was a TypeError traceback ("'int' object is not subscriptable")
+    (tmp_path / ".lock").write_bytes(content)
+    fd = file_lock.open_lock_file(tmp_path / ".lock")
+    try:
+        assert file_lock.try_lock(fd)
+        with pytest.raises(InputError, match=r"in use by another evaluation \(a process that has not said who it is "
+                                             r"yet\); wait for it"):
+            with FolderLock(tmp_path):
+                pass
+    finally:
+        os.close(fd)

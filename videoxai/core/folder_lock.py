@@ -75,5 +75,5 @@ def _describe(raw: bytes) -> str:
     try:
         info = json.loads(raw.decode())
         return f"pid {info['pid']} on {info['host']}, started {info['started']}: {info['command']}"
-    except (ValueError, KeyError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):  # TypeError: JSON, not an object
         return "a process that has not said who it is yet"
