@@ -81,6 +81,9 @@ def ucf24(tmp_path: Path, annotation: dict) -> str:
     ({"sf": 0, "boxes": [[12, 10, 4, 2]] * 16}, r"box \[12.0, 10.0, 4.0, 2.0\] of frame 0 has x2 < x1 or y2 < y1"),
     ({"sf": -3, "boxes": [[4, 2, 12, 10]] * 8}, "'sf' is -3; frames are counted from 0"),
     ({"sf": 100, "boxes": [[4, 2, 12, 10]] * 8}, "the tube starts at frame 100, after the video's 16 frames"),
+    # JSON's NaN: was "boxes must be a list of [x1, y1, x2, y2]", which they were
+    ({"sf": 2, "boxes": [[4, 2, 12, 10], [float("nan"), 2, 12, 10]]}, r"box \[nan, 2.0, 12.0, 10.0\] of frame 3 is not finite"),
+    ({"sf": 1e300, "boxes": [[4, 2, 12, 10]]}, r"'sf' is 1e\+300, past any video's frames$"),   # 301 digits
 ])
 def test_ucf24_impossible_tubes_are_refused_before_the_run(tmp_path, annotation, message):
     with pytest.raises(InputError, match=message):
@@ -97,6 +100,24 @@ def test_ucf24_boxes_are_clipped_to_the_frame_and_a_box_outside_it_is_an_error_r
     with pytest.raises(InputError, match=r"Jump/v1: box \[200.0, 100.0, 300.0, 300.0\] of frame 0 lies outside "
                                          r"the 32×24 video"):
         ds[0]
+
+
+def test_ucf24_tubes_the_clip_does_not_see_are_named_and_a_point_box_covers_a_pixel(tmp_path):
+    """Each of these was a clip that silently 'had no ground truth' (its localisation metrics n/a):
+    a tube after the video's end (no 'numf' to check it by before the run) is an error row; a
+    tube between two sampled frames warns; a box of no width (a point) covers its pixel."""
+    spec = ucf24(tmp_path, {"sf": 30, "boxes": [[4, 2, 12, 10]] * 8})
+    (tmp_path / "annotations.json").write_text((tmp_path / "annotations.json").read_text().replace('"numf": 16, ', ""))
+    with pytest.raises(InputError, match=r"Jump/v1: a tube starts at frame 30, after the video's last frame \(15\)"):
+        load_dataset(spec, num_frames=8)[0]
+    spec = ucf24(tmp_path, {"sf": 1, "boxes": [[4, 2, 12, 10]]})       # frames 0, 2, 4, … are sampled
+    with pytest.warns(UserWarning, match=r"Jump/v1: its boxes lie on none of the 8 frames sampled \(0, 2, 4, 6, 9,"):
+        assert load_dataset(spec, num_frames=8)[0].window is None
+    s = load_dataset(ucf24(tmp_path, {"sf": 0, "boxes": [[5, 3, 5, 3]] * 16}), num_frames=8)[0]
+    assert s.boxes.tolist() == [[3, 5, 4, 6]] * 8 and s.masks.sum() == 8 and s.window == (0, 8)
+    (tmp_path / "annotations.json").write_text('{"Jump/v1": {"label": 0, "annotations": null}}')
+    with pytest.raises(InputError, match="Jump/v1: expected {'label', 'annotations'"):      # was a TypeError
+        load_dataset(f"ucf24:{tmp_path}", num_frames=8)
 
 
 def test_class_folders_named_as_dataset_scripts_write_them(tmp_path):

@@ -32,9 +32,11 @@ double quotes: ``folder:"DIR"``; spaces around a path or value are dropped, kept
   data): ``{key: {"label": int, "numf": int, "annotations": [{"label": int, "sf": int, "ef": int,
   "boxes": [[x1, y1, x2, y2], …]}]}}`` with 0-based start frame ``sf`` and ``ef`` excluded, one
   box per frame, in the video's pixels: a box partly outside the frame is clipped to it, one wholly
-  outside makes the clip an error row; swapped corners and tubes outside ``[0, numf)`` are
-  refused before the run. Class names are the key's folder (``Basketball/v_Basketball_g01_c01``). The
-  optional split file lists the keys to use, one per line.
+  outside makes the clip an error row (as does a tube starting after the video's end), one of no
+  width or height covers a pixel; swapped corners, NaN and tubes outside ``[0, numf)`` are refused
+  before the run, and tubes on none of the sampled frames warn. Class names are the key's folder
+  (``Basketball/v_Basketball_g01_c01``). The optional split file lists the keys to use, one per
+  line.
 * ``ssv2:VIDEOS,annotations=FILE.json[,labels=FILE.json]`` — Something-Something-style JSON: a
   list of ``{"id": …, "template": "Putting [something] on a surface", …}`` (``VIDEOS/<id>.webm``)
   and a labels file mapping each template (brackets removed) to its class index.
@@ -420,7 +422,8 @@ class VideoListDataset(EvalDataset):
 
 class BoxesDataset(VideoListDataset):
     """Videos with per-frame boxes (UCF101-24 style), tubes in source-frame indices. A box partly
-    outside the frame is clipped to it; one wholly outside makes the clip an error row."""
+    outside the frame is clipped to it; one wholly outside, or a tube after the video's end, makes
+    the clip an error row."""
 
     def __init__(self, entries, tubes: dict[str, list[dict]], num_frames: int) -> None:
         super().__init__(entries, num_frames)
@@ -431,13 +434,23 @@ class BoxesDataset(VideoListDataset):
         clip = self.read(i)
         t, h, w = clip.num_frames, clip.height, clip.width
         masks = np.zeros((t, h, w), dtype=bool)
+        last = int(clip.indices[-1])   # the clip samples the whole video, its last frame included
+        sampled = False   # a box on a sampled frame
         for tube in self.tubes[e.key]:
             sf, boxes = int(tube["sf"]), np.asarray(tube["boxes"], dtype=np.float64)
+            if sf > last:
+                # another video's frame numbers (no 'numf' to check it by before the run): an
+                # error row naming it, not a clip that 'has no ground truth'
+                raise InputError(f"{e.key}: a tube starts at frame {sf}, after the video's last frame ({last})")
             for k, src in enumerate(clip.indices):
                 j = int(src) - sf
                 if 0 <= j < len(boxes):
+                    sampled = True
                     x1, y1, x2, y2 = boxes[j]
-                    if x2 > x1 and y2 > y1 and (x1 >= w or y1 >= h or x2 <= 0 or y2 <= 0):
+                    # a box of no width or height (a point annotated) covers a pixel: the frame
+                    # has its object (corners are not swapped: checked when the dataset opened)
+                    x2, y2 = (x1 + 1 if x2 == x1 else x2), (y1 + 1 if y2 == y1 else y2)
+                    if x1 >= w or y1 >= h or x2 <= 0 or y2 <= 0:
                         # boxes of another resolution (annotated at 320×240, the video resized):
                         # an error row naming it, not a clip without ground truth ('n/a')
                         raise InputError(f"{e.key}: box {boxes[j].tolist()} of frame {int(src)} lies outside "
@@ -446,6 +459,12 @@ class BoxesDataset(VideoListDataset):
                     y0, x0 = max(0, int(np.floor(y1))), max(0, int(np.floor(x1)))
                     masks[k, y0:min(h, int(np.ceil(y2))), x0:min(w, int(np.ceil(x2)))] = True
         present = masks.reshape(t, -1).any(1)
+        if not sampled and any(len(tube["boxes"]) for tube in self.tubes[e.key]):
+            # short tubes between two sampled frames: its localisation metrics are n/a, as if
+            # the clip had no boxes
+            shown = ", ".join(str(int(k)) for k in clip.indices[:8]) + (", …" if t > 8 else "")
+            warnings.warn(f"{e.key}: its boxes lie on none of the {t} frames sampled ({shown}); its "
+                          "localisation metrics are n/a (more frames per clip would see them)", stacklevel=2)
         boxes = np.full((t, 4), -1, dtype=np.int64)
         for k in np.flatnonzero(present):
             ys, xs = np.nonzero(masks[k])

@@ -45,7 +45,7 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | N
     for key in keys:
         rec = data[key]
         where = f"{ann_path}: {key}"
-        if not isinstance(rec, dict) or "annotations" not in rec:
+        if not isinstance(rec, dict) or not isinstance(rec.get("annotations"), list):
             raise InputError(f"{where}: expected {{'label', 'annotations': [...]}}")
         path = next((root / f"{key}{s}" for s in (".avi", ".mp4") if (root / f"{key}{s}").is_file()), None)
         if path is None:
@@ -80,8 +80,11 @@ def _check_tube(a, where: str, numf=None) -> None:
         b = np.asarray(a["boxes"], dtype=np.float64)
     except (TypeError, ValueError):
         b = np.empty((0, 0))
-    if b.ndim != 2 or b.shape[1] != 4 or not np.isfinite(b).all():
+    if b.ndim != 2 or b.shape[1] != 4:
         raise InputError(f"{where}: boxes must be a list of [x1, y1, x2, y2]")
+    if not np.isfinite(b).all():   # JSON's NaN (a box lost in a conversion): no pixel to cover
+        k = int(np.flatnonzero(~np.isfinite(b).all(1))[0])
+        raise InputError(f"{where}: box {b[k].tolist()} of frame {int(sf) + k} is not finite")
     swapped = np.flatnonzero((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]))
     if swapped.size:
         k = int(swapped[0])
@@ -89,6 +92,8 @@ def _check_tube(a, where: str, numf=None) -> None:
                          "[x1, y1, x2, y2] corners (convert [x, y, w, h] with x2 = x + w, y2 = y + h)")
     if sf < 0:
         raise InputError(f"{where}: 'sf' is {int(sf)}; frames are counted from 0")
+    if sf >= 2**31:   # 1e300 was written out in 301 digits by the error row that said so
+        raise InputError(f"{where}: 'sf' is {a['sf']!r}, past any video's frames")
     if isinstance(numf, int) and not isinstance(numf, bool) and sf >= numf:
         raise InputError(f"{where}: the tube starts at frame {int(sf)}, after the video's {numf} frames "
                          "('numf'; frames are counted from 0)")
