@@ -1,7 +1,8 @@
 """The one file lock (videoxai.core.file_lock) under a folder's lock (one evaluation, training or
 server per folder) and the ST-ABN edit set's: its POSIX branch for real, its Windows branch with
 ``msvcrt`` played by a stand-in that keeps Windows' rules (a lock belongs to one open file, a
-second one is refused with EACCES) and records every call."""
+second one is refused with EACCES) and records every call. And the rename of an atomic write
+(videoxai.stabn.atomic), on Windows, where an open file cannot be replaced."""
 
 from __future__ import annotations
 
@@ -162,3 +163,32 @@ def test_a_folder_held_by_a_process_that_wrote_no_description_of_ours_is_refused
                 pass
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("platform", ["win32", "linux"])
+def test_an_atomic_write_renames_again_on_windows_while_its_file_is_open_elsewhere(tmp_path, monkeypatch, platform):
+    # Windows cannot replace a file open in another thread or process (the editor reading the
+    # edit a save replaces, a virus scanner): a save failed with "Access is denied"; on POSIX a
+    # PermissionError is a real one, raised at once
+    from videoxai.stabn.atomic import write_atomically
+
+    path = tmp_path / "edit.json"
+    path.write_text("old")
+    replace, tries = Path.replace, []
+
+    def open_twice(self, target):
+        tries.append(self)
+        if len(tries) <= 2:
+            raise PermissionError(errno.EACCES, "Access is denied")
+        return replace(self, target)
+
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(Path, "replace", open_twice)
+    if platform == "win32":
+        write_atomically(path, "new")
+        assert path.read_text() == "new" and len(tries) == 3
+    else:
+        with pytest.raises(PermissionError, match="Access is denied"):
+            write_atomically(path, "new")
+        assert path.read_text() == "old" and len(tries) == 1
+    assert os.listdir(tmp_path) == ["edit.json"]  # no temporary file left either way

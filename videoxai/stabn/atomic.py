@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -16,6 +17,10 @@ TEMPORARY = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 #: write renames its file within the time of one write and one fsync (milliseconds; seconds on a
 #: slow network disk), so an older one was left by a process killed mid-write (SIGKILL, power cut)
 STALE_AFTER = 600.0
+#: seconds a rename on Windows is tried again: there a file open in another process or thread (a
+#: reader of the old edit, a virus scanner or indexer looking at the new file) cannot be replaced
+#: while it is open (PermissionError), which lasts milliseconds; pip retries its renames alike
+REPLACE_WAIT = 1.0
 
 
 def write_atomically(path: Path, data: str | bytes) -> None:
@@ -38,9 +43,24 @@ def write_atomically(path: Path, data: str | bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        tmp.replace(path)
+        _replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``; on Windows, while ``path`` is open elsewhere, again for up to
+    :data:`REPLACE_WAIT` seconds (a save failed with "Access is denied" whenever a read of the
+    edit it replaced was under way)."""
+    deadline = time.monotonic() + REPLACE_WAIT
+    while True:
+        try:
+            tmp.replace(path)
+            return
+        except PermissionError:
+            if sys.platform != "win32" or time.monotonic() >= deadline:
+                raise  # POSIX: a real permission error, which no wait mends
+        time.sleep(0.01)
 
 
 def remove_stale_temporaries(directory: Path, older_than: float = STALE_AFTER) -> list[Path]:
