@@ -1174,6 +1174,10 @@ def test_a_range_without_frames_to_explain_names_its_boundaries_as_they_were_giv
         main(["explain", str(twenty), "--start", "19", "--model", "demo-cnn", "--method", "saliency",
               "--out", str(tmp_path / "o")])
     assert "from frame 19 (1.9 s) to the end" in capsys.readouterr().err
+    with pytest.raises(VideoReadError, match=one):   # the sliding windows (--window-stride) say it alike
+        list(sliding_windows(twenty, 8, start="19"))
+    with pytest.raises(VideoReadError, match=r"no frame in the time range from frame 25 \(2\.5 s\)|start frame 25 is past"):
+        list(sliding_windows(twenty, 8, start="25"))
 
 
 def test_clips_carry_when_each_frame_is_shown_at_a_variable_frame_rate(tmp_path, monkeypatch):
@@ -1202,3 +1206,15 @@ def test_clips_carry_when_each_frame_is_shown_at_a_variable_frame_rate(tmp_path,
     assert vx.Clip(clip.frames).times is None and vx.Clip(clip.frames).subclip([0]).times is None
     with pytest.raises(InputError, match=r"Clip.times must have shape \(5,\), got \(2,\)"):
         vx.Clip(clip.frames, times=[0.0, 1.0])
+    # the sliding windows carry them too, from a file (padded and shifted tails, a range, a step)
+    # and from a clip in memory
+    for path, kwargs in [(phone, {}), (phone, {"tail": "shift", "stride": 3}), (phone, {"start": "3", "frame_step": 2}),
+                         (long, {"stride": 16, "start": 5.0})]:
+        windows = list(sliding_windows(path, 4, **kwargs))
+        assert len(windows) > 1
+        for w in windows:
+            np.testing.assert_allclose(w.times, vio.frame_times(path)[w.indices], atol=1e-9)
+    whole = read_video(phone)
+    for w in sliding_windows(whole, 6, 5):
+        np.testing.assert_allclose(w.times, vio.frame_times(phone)[w.indices], atol=1e-9)
+    assert all(w.times is None for w in sliding_windows(vx.Clip(whole.frames), 6, 5))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -54,8 +55,10 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
         max_pixels: refuse larger decoded frames (files only, as in :func:`~videoxai.data.video.read_video`).
 
     Yields:
-        Clips with ``fps`` the source frame rate, ``indices`` the source frame indices and
-        ``meta = {"window": k, "start": first sub-sampled position, "padding": p}``.
+        Clips with ``fps`` the source frame rate, ``indices`` the source frame indices, ``times``
+        when each frame is shown (as :func:`~videoxai.data.video.read_video` gives them; ``None``
+        where a frame has no timestamp) and ``meta = {"window": k, "start": first sub-sampled
+        position, "padding": p}``.
     """
     is_clip = isinstance(path_or_clip, Clip)
     name = (path_or_clip.source or "clip") if is_clip else path_or_clip
@@ -72,16 +75,33 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
             raise InputError("max_side applies to video files; a clip's frames are windowed at their size")
         clip = path_or_clip
         source = ((int(i), clip.frames[k]) for k, i in enumerate(clip.indices))
-        return _windows(source, num_frames, stride, frame_step, tail, clip.source, lambda: clip.fps)
+        shown = None if clip.times is None else dict(zip(clip.indices.tolist(), clip.times.tolist()))
+        return _timed(_windows(source, num_frames, stride, frame_step, tail, clip.source, lambda: clip.fps), shown)
     path = check_path(path_or_clip)
     max_side = check_count(path, max_side, "max_side")
     max_pixels = check_count(path, max_pixels, "max_pixels")
     lo, hi = check_range(path, start, end)
-    return _file_windows(path, num_frames, stride, frame_step, tail, max_side, max_pixels, lo, hi)
+    return _file_windows(path, num_frames, stride, frame_step, tail, max_side, max_pixels, lo, hi, (start, end))
+
+
+def _timed(windows: Iterator[Clip], shown: dict[int, float | None] | None) -> Iterator[Clip]:
+    """``windows`` with ``times`` from ``shown`` (source index → seconds, filled as frames are
+    read; entries before a window's first frame are dropped once it is out, so that a long video's
+    times are not held whole)."""
+    for window in windows:
+        if shown is not None:
+            seconds = [shown.get(i) for i in window.indices.tolist()]
+            if None not in seconds:
+                window = replace(window, times=np.asarray(seconds, dtype=np.float64))
+            first = int(window.indices.min())
+            for i in [i for i in shown if i < first]:
+                del shown[i]
+        yield window
 
 
 def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tail: Tail,
-                  max_side: int | None, max_pixels: int | None, lo: float, hi: float) -> Iterator[Clip]:
+                  max_side: int | None, max_pixels: int | None, lo: float, hi: float,
+                  given: tuple) -> Iterator[Clip]:
     dec = Decoder(path, max_pixels)
     ranged = lo > 0 or hi < float("inf")
     with open_video(path) as (_container, stream):
@@ -95,20 +115,21 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
                 break
             if t >= lo:
                 decoded += 1
+                shown[index] = t
                 yield index, frame
         ended = True
 
-    yielded = False
-    for window in _windows(source(), num_frames, stride, frame_step, tail, str(path),
-                           lambda: dec.header.fps if dec.header else None,
-                           convert=lambda f: dec.to_rgb(f, max_side)):
+    yielded, shown = False, {}
+    for window in _timed(_windows(source(), num_frames, stride, frame_step, tail, str(path),
+                                  lambda: dec.header.fps if dec.header else None,
+                                  convert=lambda f: dec.to_rgb(f, max_side)), shown):
         if ended:  # a still picture's one frame came as a window padded with copies of it
             check_decoded(path, reported, decoded)  # unless the file was cut short: that says more
-            check_moving(path, decoded, ranged, lo, hi)
+            check_moving(path, decoded, ranged, lo, hi, given)
         yielded = True
         yield window
     if not yielded:
-        check_nonempty(path, 0, ranged, lo, hi)
+        check_nonempty(path, 0, ranged, lo, hi, given)
     # a file cut between two frames decodes without an error to where it stops: its windows
     # came as they were read, and the error after them says the rest of the video is missing
     check_decoded(path, reported, decoded)
