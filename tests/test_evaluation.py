@@ -1018,7 +1018,7 @@ def test_folder_csv_saved_by_a_spreadsheet(tmp_path):
     ds = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["x", "y"])
     assert ds.keys() == ["a.mp4"] and ds[0].label == 1
     (tmp_path / "labels.csv").write_bytes("video,label\na.mp4,caf\xe9\n".encode("latin-1"))
-    with pytest.raises(InputError, match="labels.csv: not UTF-8 text"):
+    with pytest.raises(InputError, match=r"labels.csv:2: not UTF-8 text \(byte 0xe9"):
         load_dataset(f"folder:{tmp_path}", num_frames=4, labels=["x", "y"])
 
 
