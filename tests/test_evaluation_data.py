@@ -570,3 +570,13 @@ def test_a_window_between_two_sampled_frames_warns(clips, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ds[1].window == (1, 2)
+
+
+def test_an_empty_annotation_file_is_named(tmp_path):
+    # both said "the dataset has no videos", naming no file
+    (tmp_path / "annotations.json").write_text("{}")
+    with pytest.raises(InputError, match=r"annotations.json: annotates no videos \(an empty JSON object\)$"):
+        load_dataset(f"ucf24:{tmp_path}", num_frames=4)
+    (tmp_path / "ssv2.json").write_text("[]")
+    with pytest.raises(InputError, match=r"ssv2.json: lists no videos \(an empty JSON list\)$"):
+        load_dataset(f"ssv2:{tmp_path},annotations={tmp_path / 'ssv2.json'}", num_frames=4)

@@ -21,6 +21,8 @@ def _ssv2(argument: str, *, num_frames: int, classes=None, annotations: str | No
     records = _read_json(Path(annotations).expanduser(), "ssv2")
     if not isinstance(records, list):
         raise InputError(f"{annotations}: expected a JSON list of {{id, template}} records")
+    if not records:   # was "the dataset has no videos", naming no file
+        raise InputError(f"{annotations}: lists no videos (an empty JSON list)")
     index = None
     if labels is not None:
         mapping = _read_json(Path(labels).expanduser(), "ssv2")

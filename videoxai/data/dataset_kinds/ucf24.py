@@ -27,6 +27,8 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | N
     if not isinstance(data, dict):
         raise InputError(f"{ann_path}: expected a JSON object mapping video keys to annotations")
     keys = sorted(data)
+    if not keys:   # was "the dataset has no videos", naming no file
+        raise InputError(f"{ann_path}: annotates no videos (an empty JSON object)")
     if split is not None:
         split_path = Path(split).expanduser()
         if not split_path.is_file():
