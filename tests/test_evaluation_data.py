@@ -580,3 +580,22 @@ def test_an_empty_annotation_file_is_named(tmp_path):
     (tmp_path / "ssv2.json").write_text("[]")
     with pytest.raises(InputError, match=r"ssv2.json: lists no videos \(an empty JSON list\)$"):
         load_dataset(f"ssv2:{tmp_path},annotations={tmp_path / 'ssv2.json'}", num_frames=4)
+
+
+def test_a_labels_file_named_from_the_folder_is_told_where_relative_paths_start(clips, tmp_path, monkeypatch):
+    # 'folder:DIR,labels=test.csv' with DIR/test.csv: "no labels file test.csv", and nothing said
+    # that a relative path starts at the working directory
+    monkeypatch.chdir(tmp_path)
+    (clips / "test.csv").write_text("video,label\na.mp4,0\n")
+    try:
+        with pytest.raises(InputError, match=r"no labels file test.csv \(a relative path is read from the working "
+                                             rf"directory; give labels={clips / 'test.csv'}\)$"):
+            load_dataset(f"folder:{clips},labels=test.csv", num_frames=4)
+    finally:
+        (clips / "test.csv").unlink()
+    with pytest.raises(InputError, match=r"no labels file nope.csv$"):
+        load_dataset(f"folder:{clips},labels=nope.csv", num_frames=4)
+    video(tmp_path / "d" / " cat" / "a.mp4")
+    video(tmp_path / "d" / "cat" / "b.mp4")
+    with pytest.raises(InputError, match=r"subfolders ' cat' and 'cat' differ only by case or surrounding spaces$"):
+        load_dataset(f"folder:{tmp_path / 'd'}", num_frames=4)

@@ -40,7 +40,10 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
     side = max_side
     if not csv_path.is_file():
         if explicit:
-            raise InputError(f"folder: no labels file {csv_path}")
+            # a relative labels= is read from the working directory, not from DIR
+            beside = root / labels if not csv_path.is_absolute() and (root / labels).is_file() else None
+            raise InputError(f"folder: no labels file {csv_path}" + (
+                f" (a relative path is read from the working directory; give labels={beside})" if beside else ""))
         files, broken = _video_files(root)
         if broken:   # a video moved or deleted under its link: left out, but not without a word
             warnings.warn(f"folder: {root}: {len(broken)} video link{'s' if len(broken) > 1 else ''} "
@@ -259,7 +262,7 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
             for c in classes:
                 if lowered.setdefault(c.strip().lower(), c) != c:
                     raise InputError(f"folder: {root}: subfolders {lowered[c.strip().lower()]!r} and "
-                                     f"{c!r} differ only by case")
+                                     f"{c!r} differ only by case or surrounding spaces")
         mapped, unknown = {}, []
         for f in sorted(distinct):
             try:
