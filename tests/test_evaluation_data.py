@@ -599,3 +599,12 @@ def test_a_labels_file_named_from_the_folder_is_told_where_relative_paths_start(
     video(tmp_path / "d" / "cat" / "b.mp4")
     with pytest.raises(InputError, match=r"subfolders ' cat' and 'cat' differ only by case or surrounding spaces$"):
         load_dataset(f"folder:{tmp_path / 'd'}", num_frames=4)
+
+
+def test_synthetic_data_for_a_model_of_fewer_frames_than_its_evidence_names_the_frames():
+    # a 2-frame model was told "window must satisfy 1 <= min <= max <= num_frames=2, got (2, 4)",
+    # a window it never gave
+    with pytest.raises(InputError, match=r"synthetic: its clips need 4 frames or more \(the evidence lasts up to 4 "
+                                         r"frames\); the model takes 2$"):
+        load_dataset("synthetic:2", num_frames=2)
+    assert load_dataset("synthetic:1", num_frames=4)[0].clip.num_frames == 4

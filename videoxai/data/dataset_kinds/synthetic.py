@@ -6,6 +6,7 @@ Clips are rendered when used and keys name their index, so ``N`` up to 10^12 cos
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated
 
 from ...errors import InputError
@@ -44,7 +45,7 @@ class SyntheticDataset(EvalDataset):
 def _synthetic(argument: str, *, num_frames: int, classes=None, split: str = "test",
                seed: Annotated[int, Opt(ge=0)] = 0) -> EvalDataset:  # numpy's seeds are ≥ 0
     """synthetic:N[,split=test][,seed=0] — the synthetic benchmark (masks, boxes, window)."""
-    from ..synthetic import MAX_SIZE
+    from ..synthetic import MAX_SIZE, SyntheticVideos
 
     # digits only: int() would also take '1_000' and '١٠', and '1e9' or '2.5' are typos to name;
     # any N up to MAX_SIZE costs nothing until a clip is drawn (the evaluation plans lazily)
@@ -53,6 +54,10 @@ def _synthetic(argument: str, *, num_frames: int, classes=None, split: str = "te
         raise InputError(f"synthetic:N: the clip count N must be an integer from 1 to {MAX_SIZE} (10^12), "
                          f"got {argument!r}")
     size = int(text)
+    longest = inspect.signature(SyntheticVideos).parameters["window"].default[1]
+    if num_frames < longest:   # was "window must satisfy … got (2, 4)", a window nobody gave
+        raise InputError(f"synthetic: its clips need {longest} frames or more (the evidence lasts up to "
+                         f"{longest} frames); the model takes {num_frames}")
     ds = SyntheticDataset(size, split, seed, num_frames)
     if classes is not None and list(classes) != ds.class_names:
         raise InputError(f"synthetic: the model's classes {list(classes)[:6]} are not the synthetic "
