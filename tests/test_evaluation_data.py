@@ -608,3 +608,10 @@ def test_synthetic_data_for_a_model_of_fewer_frames_than_its_evidence_names_the_
                                          r"frames\); the model takes 2$"):
         load_dataset("synthetic:2", num_frames=2)
     assert load_dataset("synthetic:1", num_frames=4)[0].clip.num_frames == 4
+
+
+def test_a_folder_given_without_its_kind_is_told_the_spec(clips, monkeypatch):
+    monkeypatch.chdir(clips.parent)
+    with pytest.raises(InputError, match=rf"dataset spec '{clips.name}' must look like kind:argument\[,key=value…\] "
+                                         rf"\(the folder '{clips.name}' is folder:{clips.name}\); kinds: folder,"):
+        load_dataset(clips.name)

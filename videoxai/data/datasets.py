@@ -6,7 +6,8 @@ double quotes: ``folder:"DIR"``; spaces around a path or value are dropped, kept
 ``~`` in any path is the home folder; an empty value or an unclosed quote is refused):
 
 * ``synthetic:N[,split=test][,seed=0]`` — the first ``N`` clips of the synthetic benchmark
-  (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window;
+  (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window (2 to 4
+  frames: for models of 4 frames or more);
   ``1 ≤ N ≤ 10^12`` (clips are rendered when used, so ``N`` costs nothing up front).
 * ``folder:DIR[,labels=FILE.csv][,max_side=N]`` — the videos in ``DIR``; the CSV (default
   ``DIR/labels.csv`` if it exists; UTF-8, or UTF-16 with a byte-order mark) has a header with
@@ -17,8 +18,8 @@ double quotes: ``folder:"DIR"``; spaces around a path or value are dropped, kept
   starts after the video's end makes that clip an error row; one that ends after it, or lies
   between two sampled frames, warns). Column names are read in any case; a file whose first line
   is a video's (``clip.mp4,3``) has no header and gives those columns in that order; fields are
-  separated by commas (``;`` or tabs where the first line has no comma). Other columns are
-  ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file
+  separated by commas (``;`` or tabs where the first line has no comma). A row with an empty
+  label is unlabelled (the model's prediction is explained). Other columns are ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file
   below ``DIR`` is used (linked files and folders followed, hidden ones not); where videos lie
   below first-level subfolders (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder
   is their class (``air_drumming`` matches the model's ``air drumming``), otherwise the clips are
@@ -208,7 +209,10 @@ def dataset_kinds() -> dict[str, str]:
 def parse_data_spec(spec: str) -> tuple[str, str, dict]:
     """``"synthetic:100,seed=1"`` → ``("synthetic", "100", {"seed": "1"})``."""
     if not isinstance(spec, str) or ":" not in spec:
-        raise InputError(f"dataset spec {spec!r} must look like kind:argument[,key=value…]; "
+        # '--data clips/' for the folder of videos it names: say the spec that reads it
+        hint = f" (the folder {spec!r} is folder:{spec})" if isinstance(spec, str) and spec.strip() and \
+            Path(spec).expanduser().is_dir() else ""
+        raise InputError(f"dataset spec {spec!r} must look like kind:argument[,key=value…]{hint}; "
                          f"kinds: {', '.join(DATASETS.names())}")
     kind, _, rest = spec.partition(":")
     raw = _split_outside_quotes(rest)
