@@ -41,6 +41,7 @@ def clips(tmp_path_factory) -> Path:
     "video\tlabel\r\na.mp4\tblue square\r\nb.mp4\t2\r\n",          # TSV with Windows line ends
     "\ufeffvideo,label\r\n\r\na.mp4,\"blue square\"\r\nb.mp4,2\r\n",  # Excel "CSV UTF-8", a blank line
     b"\xff\xfe" + "video\tlabel\r\na.mp4\tblue square\r\nb.mp4\t2\r\n".encode("utf-16-le"),  # "Unicode Text"
+    "video,label,start,end\na.mp4,blue square,,\nb.mp4,2,2.0,4.0\n",  # pandas: an int column with gaps
 ])
 def test_labels_csv_as_spreadsheets_and_scripts_write_it(clips, tmp_path, content):
     """Every variant gives each clip its label: 'video, label' named a column ' label', which
@@ -61,6 +62,10 @@ def test_labels_csv_as_spreadsheets_and_scripts_write_it(clips, tmp_path, conten
     # a Windows code page: was 'not UTF-8 text (… at byte 22)', no line
     (b"video,label\na.mp4,0\ncaf\xe9.mp4,1\n", r"labels.csv:3: not UTF-8 text \(byte 0xe9: invalid continuation byte\)"),
     ("Video,Label,label\na.mp4,0,1\n", r"labels.csv:1: column 'label' appears 2 times"),   # the last one won
+    # int() read these as 10 and 3, and quoted 5000 digits whole
+    ("video,label,start,end\na.mp4,0,1_0,20\n", r"labels.csv:2: start must be an integer, got '1_0'$"),
+    ("video,label,start,end\na.mp4,0,\u0663,5\n", r"labels.csv:2: start must be an integer, got '\u0663'$"),
+    ("video,label,start,end\na.mp4,0,0," + "9" * 5000 + "\n", r"labels.csv:2: end '9{20}'… \(5000 characters\) is past"),
 ])
 def test_labels_csv_errors_name_the_file_and_line(clips, tmp_path, content, message):
     csv_path = tmp_path / "labels.csv"

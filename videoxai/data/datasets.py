@@ -13,13 +13,14 @@ double quotes: ``folder:"DIR"``; spaces around a path or value are dropped, kept
   ``DIR/labels.csv`` if it exists; UTF-8, or UTF-16 with a byte-order mark) has a header with
   columns ``video`` (path relative to ``DIR``; an absolute one, or one through ``..``, is read as
   it is, and the path as written is the clip's key) and ``label`` (class index or class name), and
-  optionally ``start`` and ``end``: the evidence window in *source* frame indices, ``end``
-  excluded (an empty or negative window is refused before the run, naming its line; one that
-  starts after the video's end makes that clip an error row; one that ends after it, or lies
-  between two sampled frames, warns). Column names are read in any case; a file whose first line
-  is a video's (``clip.mp4,3``) has no header and gives those columns in that order; fields are
-  separated by commas (``;`` or tabs where the first line has no comma). A row with an empty
-  label is unlabelled (the model's prediction is explained). Other columns are ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file
+  optionally ``start`` and ``end``: the evidence window in *source* frame indices (whole numbers,
+  ``4.0`` read as 4), ``end`` excluded (an empty or negative window is refused before the run,
+  naming its line; one that starts after the video's end makes that clip an error row; one that
+  ends after it, or lies between two sampled frames, warns). Column names are read in any case; a
+  file whose first line is a video's (``clip.mp4,3``) has no header and gives those columns in
+  that order; fields are separated by commas (``;`` or tabs where the first line has no comma). A
+  row with an empty label is unlabelled (the model's prediction is explained). Other columns are
+  ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file
   below ``DIR`` is used (linked files and folders followed, hidden ones not); where videos lie
   below first-level subfolders (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder
   is their class (``air_drumming`` matches the model's ``air drumming``), otherwise the clips are

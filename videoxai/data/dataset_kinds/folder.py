@@ -12,6 +12,7 @@ import codecs
 import csv
 import io
 import os
+import re
 import unicodedata
 import warnings
 from pathlib import Path
@@ -316,8 +317,15 @@ def _classes_from_names(rows: Sequence[tuple[int, dict]], csv_path: Path) -> lis
     return sorted(seen.values())
 
 
-def _int_option(value, name: str, spec_kind: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{spec_kind}: {name} must be an integer, got {value!r}") from None
+def _int_option(value, name: str, where: str) -> int:
+    """A frame index of a CSV cell: ASCII digits (``int()`` also took '1_0' as 10 and '٣' as 3),
+    or a whole number written as a float ('4.0': pandas writes an integer column that has empty
+    cells so)."""
+    text = (value or "").strip()
+    match = re.fullmatch(r"(-?[0-9]+)(\.0*)?", text)
+    shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}… ({len(text)} characters)"
+    if match is None:
+        raise InputError(f"{where}: {name} must be an integer, got {shown}")
+    if len(match.group(1)) > 18:   # past int()'s 4300 digits it was a ValueError; past any video anyway
+        raise InputError(f"{where}: {name} {shown} is past any video's frames")
+    return int(match.group(1))
