@@ -42,6 +42,7 @@ def clips(tmp_path_factory) -> Path:
     "\ufeffvideo,label\r\n\r\na.mp4,\"blue square\"\r\nb.mp4,2\r\n",  # Excel "CSV UTF-8", a blank line
     b"\xff\xfe" + "video\tlabel\r\na.mp4\tblue square\r\nb.mp4\t2\r\n".encode("utf-16-le"),  # "Unicode Text"
     "video,label,start,end\na.mp4,blue square,,\nb.mp4,2,2.0,4.0\n",  # pandas: an int column with gaps
+    "video,label\na.mp4,1.0\nb.mp4,2.0\n",                             # and a label column with gaps
 ])
 def test_labels_csv_as_spreadsheets_and_scripts_write_it(clips, tmp_path, content):
     """Every variant gives each clip its label: 'video, label' named a column ' label', which

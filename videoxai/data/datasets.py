@@ -12,7 +12,8 @@ double quotes: ``folder:"DIR"``; spaces around a path or value are dropped, kept
 * ``folder:DIR[,labels=FILE.csv][,max_side=N]`` — the videos in ``DIR``; the CSV (default
   ``DIR/labels.csv`` if it exists; UTF-8, or UTF-16 with a byte-order mark) has a header with
   columns ``video`` (path relative to ``DIR``; an absolute one, or one through ``..``, is read as
-  it is, and the path as written is the clip's key) and ``label`` (class index or class name), and
+  it is, and the path as written is the clip's key) and ``label`` (class index, ``3.0`` read as 3,
+  or class name), and
   optionally ``start`` and ``end``: the evidence window in *source* frame indices (whole numbers,
   ``4.0`` read as 4), ``end`` excluded (an empty or negative window is refused before the run,
   naming its line; one that starts after the video's end makes that clip an error row; one that
@@ -324,9 +325,8 @@ def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> 
     """A label given as an index or a class name → (index into ``labels``, name); ``labels`` are the
     model's unless they are :class:`ClassNames` of another owner."""
     text = str(value).strip()
-    # ASCII digits only: str.isdigit() also holds for '²' (int() refuses it: a ValueError) and
-    # '٣', which a class may be named; a number of thousands of digits is past int()'s limit
-    if re.fullmatch(r"-?[0-9]+", text):
+    if _index_digits(text) is not None:
+        text = _index_digits(text)
         i = int(text) if len(text) <= 18 else None
         if i is not None and i < 0:   # whatever the classes: "for a model with ? classes" said nothing
             raise InputError(f"{where}: label {i} is negative; a class index is 0 or more")
@@ -347,6 +347,15 @@ def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> 
         return hits[0], labels[hits[0]]
     raise InputError(f"{where}: class {text!r} is not one of {ClassNames.of(labels).named} "
                      f"({', '.join(labels[:8])}{', …' if len(labels) > 8 else ''})")
+
+
+def _index_digits(text: str) -> str | None:
+    """The digits of a label that is a class index (``"3"``, ``"-1"``, or ``"3.0"`` as pandas
+    writes an integer column with empty cells), else ``None`` (a class name). ASCII digits only:
+    str.isdigit() also holds for '²' (int() refuses it: a ValueError) and '٣', which a class may
+    be named; a number of thousands of digits is past int()'s limit, so the digits stay text."""
+    match = re.fullmatch(r"(-?[0-9]+)(?:\.0*)?", text)
+    return match.group(1) if match else None
 
 
 def _loose(name: str) -> str:

@@ -20,7 +20,8 @@ from typing import Annotated, Sequence
 
 from ...errors import InputError
 from ...options import Opt
-from ..datasets import ClassNames, EvalDataset, VideoListDataset, _Entry, _label_index, register_dataset
+from ..datasets import (ClassNames, EvalDataset, VideoListDataset, _Entry, _index_digits, _label_index,
+                        register_dataset)
 
 #: what a ``folder:`` takes for a video (FFmpeg reads them all): MPEG-1/2 (``.mpg``, the
 #: camcorders' ``.mts``), phones' ``.3gp``, Flash and Windows Media files were left out silently.
@@ -84,7 +85,7 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
             try:
                 label, name = _label_index(text, classes, where)
             except InputError:
-                if classes is None or text.lstrip("-").isdigit():   # an index out of range: at once
+                if classes is None or _index_digits(text) is not None:   # an index out of range: at once
                     raise
                 unknown[text] = n
                 continue
@@ -303,11 +304,11 @@ def _classes_from_names(rows: Sequence[tuple[int, dict]], csv_path: Path) -> lis
     image-folder loaders do), or ``None`` when the labels are class indices (or absent)."""
     labels = [(n, (row.get("label") or "").strip()) for n, row in rows]
     labels = [(n, text) for n, text in labels if text]
-    names = [(n, text) for n, text in labels if not text.lstrip("-").isdigit()]
+    names = [(n, text) for n, text in labels if _index_digits(text) is None]
     if not names:
         return None
     if len(names) != len(labels):
-        n = next(n for n, text in labels if text.lstrip("-").isdigit())
+        n = next(n for n, text in labels if _index_digits(text) is not None)
         raise InputError(f"{csv_path}:{n}: label is an index, but other rows give class names; "
                          "use names (or indices) throughout")
     seen: dict[str, str] = {}
