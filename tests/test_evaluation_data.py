@@ -621,3 +621,15 @@ def test_a_folder_given_without_its_kind_is_told_the_spec(clips, monkeypatch):
     with pytest.raises(InputError, match=rf"dataset spec '{clips.name}' must look like kind:argument\[,key=value…\] "
                                          rf"\(the folder '{clips.name}' is folder:{clips.name}\); kinds: folder,"):
         load_dataset(clips.name)
+
+
+def test_a_folder_whose_name_looks_like_an_option_or_ends_in_a_space(tmp_path):
+    """'folder:DIR/clips,fps=25' for the folder 'clips,fps=25' was read as 'clips' with an option
+    fps; a quoted 'clips ' was recorded as 'folder:…/clips ', which names 'clips' when read again."""
+    video(tmp_path / "clips,max_side=16" / "a.mp4")
+    video(tmp_path / "clips " / "a.mp4")
+    ds = load_dataset(f"folder:{tmp_path}/clips,max_side=16", num_frames=4)
+    assert ds.entries[0].path == tmp_path / "clips,max_side=16" / "a.mp4" and ds.max_side is None
+    ds = load_dataset(f'folder:"{tmp_path}/clips "', num_frames=4)
+    assert ds.spec == f'folder:"{tmp_path}/clips "'
+    assert load_dataset(ds.spec, num_frames=4).entries[0].path == tmp_path / "clips " / "a.mp4"

@@ -1,9 +1,10 @@
 """Evaluation datasets: clips with labels and, where known, where and when the evidence is.
 
 Every dataset is a sequence of :class:`EvalSample` and is named by a spec string,
-``kind:argument[,key=value…]`` (a path with a comma is read whole where it exists, or given in
-double quotes: ``folder:"DIR"``; spaces around a path or value are dropped, kept inside quotes;
-``~`` in any path is the home folder; an empty value or an unclosed quote is refused):
+``kind:argument[,key=value…]`` (a path with a comma is read whole where it exists, even where a
+piece looks like ``key=value`` and no shorter path exists, or given in double quotes:
+``folder:"DIR"``; spaces around a path or value are dropped, kept inside quotes; ``~`` in any path
+is the home folder; an empty value or an unclosed quote is refused):
 
 * ``synthetic:N[,split=test][,seed=0]`` — the first ``N`` clips of the synthetic benchmark
   (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window (2 to 4
@@ -219,8 +220,11 @@ def parse_data_spec(spec: str) -> tuple[str, str, dict]:
     kind, _, rest = spec.partition(":")
     raw = _split_outside_quotes(rest)
     # a folder whose name has a comma ('Smith, J/clips'): the pieces before the first KEY=VALUE
-    # are one path when together they name one (else the comma-free path is the argument)
+    # are one path when together they name one (else the comma-free path is the argument); where
+    # neither names anything, more pieces may ('clips,fps=25/', a name that looks like an option)
     k = next((i for i in range(1, len(raw)) if re.match(r"\s*[A-Za-z_]\w*\s*=", raw[i])), len(raw))
+    if not raw[0].strip().startswith('"') and not Path(raw[0].strip()).expanduser().exists():
+        k = next((j for j in range(len(raw), k, -1) if Path(",".join(raw[:j]).strip()).expanduser().exists()), k)
     joined = ",".join(raw[:k]).strip()
     if k > 1 and not (joined.startswith('"') and joined.endswith('"')) and Path(joined).expanduser().exists():
         raw = [joined] + raw[k:]
@@ -286,7 +290,9 @@ def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: 
     differing = sorted(k for k, v in typed.items()
                        if k not in declared or v != (None if declared[k].default is None
                                                      else declared[k].parse(declared[k].default, owner)))
-    ds.spec = f"{kind.strip()}:{argument}" + "".join(f",{k}={options[k]}" for k in differing)
+    # a path with spaces at its ends was given in quotes: kept in them, it names the same folder again
+    shown = f'"{argument}"' if argument != argument.strip() else argument
+    ds.spec = f"{kind.strip()}:{shown}" + "".join(f",{k}={options[k]}" for k in differing)
     return ds
 
 
