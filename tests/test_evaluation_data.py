@@ -67,6 +67,7 @@ def test_labels_csv_as_spreadsheets_and_scripts_write_it(clips, tmp_path, conten
     ("video,label,start,end\na.mp4,0,1_0,20\n", r"labels.csv:2: start must be an integer, got '1_0'$"),
     ("video,label,start,end\na.mp4,0,\u0663,5\n", r"labels.csv:2: start must be an integer, got '\u0663'$"),
     ("video,label,start,end\na.mp4,0,0," + "9" * 5000 + "\n", r"labels.csv:2: end '9{20}'… \(5000 characters\) is past"),
+    ("video,label,start,end\na.mp4,0,,4\n", r"labels.csv:2: the window has an end but no start; give both, or neither$"),
 ])
 def test_labels_csv_errors_name_the_file_and_line(clips, tmp_path, content, message):
     csv_path = tmp_path / "labels.csv"

@@ -90,7 +90,11 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
                 unknown[text] = n
                 continue
         window = None
-        if (row.get("start") or "").strip() or (row.get("end") or "").strip():
+        given = [c for c in ("start", "end") if (row.get(c) or "").strip()]
+        if len(given) == 1:   # was "end must be an integer, got ''"
+            has, lacks = ("a start", "end") if given[0] == "start" else ("an end", "start")
+            raise InputError(f"{where}: the window has {has} but no {lacks}; give both, or neither")
+        if given:
             start = _int_option(row.get("start"), "start", where)
             end = _int_option(row.get("end"), "end", where)
             if not 0 <= start < end:
