@@ -95,7 +95,7 @@ def test_attention_methods_match_the_eager_attention_of_variants(variant, tmp_pa
         rel = rel + (g.grad[0] * a).clamp_min(0).mean(0) @ rel
     weighted = atts[-1] * out.attentions[-1].grad[0].clamp_min(0)
     refs = {"staa": pick(atts[-1].mean(0)), "staa_weighted": pick(weighted.mean(0)), "rollout": pick(roll),
-            "attention_relevance": pick(rel)}
+            "attention_relevance": pick(rel - torch.eye(n))}   # R − I: see attention_relevance's docstring
     for name, scores in refs.items():
         ref = _layout(scores[None, prefix:], frames, rows, cols, variant.startswith("timesformer")).clamp_min(0)
         method = name.removesuffix("_weighted")
