@@ -804,7 +804,7 @@ def test_report_warns_of_random_weights_and_names_metrics_without_values(tmp_pat
     assert "Warning" not in (tmp_path / "out2" / "report.md").read_text()
 
 
-def test_an_unreadable_video_is_an_error_of_its_own_not_the_end_of_the_run(model_dir, tmp_path):
+def test_an_unreadable_video_is_an_error_of_its_own_not_the_end_of_the_run(model_dir, tmp_path, capsys):
     """One empty file in a folder of videos: the other clips are evaluated, the empty one's results
     are errors naming the file and the cause (in the report too), and once the file is fixed the
     same command computes exactly those."""
@@ -822,6 +822,12 @@ def test_an_unreadable_video_is_an_error_of_its_own_not_the_end_of_the_run(model
     md = (tmp_path / "out" / "report.md").read_text()
     assert "Errors (running the same command again computes these results again):" in md
     assert "b.mp4: the file is empty — b.mp4 / random" in md
+    from videoxai.cli import main   # the command says it too ("(1 errors)" alone sent the user to the report)
+    main(["evaluate", "--model", str(model_dir), "--data", f"folder:{data}", "--methods", "random",
+          "--metrics", "sparseness", "--out", str(tmp_path / "out"), "--backend", "inline"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "errors (the same command computes these results again): " in said
+    assert "b.mp4: the file is empty — b.mp4 / random" in said
     video(data / "b.mp4")                                   # fixed
     again = evaluate(model_dir, f"folder:{data}", "random", "sparseness", tmp_path / "out", backend="inline",
                      progress=False)

@@ -107,9 +107,24 @@ def _evaluate(data, model, methods, metrics, out, backend, address, workers, dev
                       f"stored, in {summary.seconds:.1f} s")
         paths = summary.report
     with ResultStore(out / DATABASE) as store:
-        _print_table(summarise(store))
+        stored = summarise(store)
+    _print_table(stored)
+    _print_errors(stored)
     console.print(f"report: [bold]{escape(str(paths['html']))}[/] ({escape(paths['markdown'].name)}, "
                   f"{escape(paths['csv'].name)})")
+
+
+def _print_errors(s) -> None:
+    """The commonest errors and where they happened (the report lists them too): "(2 errors)"
+    alone sent the user to report.md to learn that a file was empty."""
+    from ..evaluation.report import _places, _top_errors
+
+    if s.errors:
+        console.print("errors (the same command computes these results again):", markup=False, highlight=False)
+        for message, where in _top_errors(s, most=5):
+            console.print(f"  {message} — {_places(where)}", markup=False, highlight=False, soft_wrap=True)
+        if len(s.errors) > 5:
+            console.print(f"  and {len(s.errors) - 5} other errors: see the report", markup=False, highlight=False)
 
 
 def _print_table(s) -> None:
