@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..core.output_folder import make_directory, remove_if_empty
 from . import DEVICE_HELP, check_device
 
 console = Console()
@@ -145,7 +146,7 @@ def explain_cmd(
     probe(video)  # not a video, or no readable header: say so before loading a model
     _check_video_is_not_an_output(video, out, methods)
     try:  # and an --out that cannot be made (below a file, no permission): before the work, not after
-        created = _make_directory(out)
+        created = make_directory(out)
     except OSError as e:
         raise InputError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
     try:
@@ -163,7 +164,7 @@ def explain_cmd(
     except BaseException:
         # a bad model, --target, --start/--end or option value left an empty folder behind
         # under the name the user chose: the run never wrote anything
-        _remove_if_empty(created)
+        remove_if_empty(created)
         raise
     _replace_earlier_run(out, [result.report, *(f for files in result.files.values() for f in files)], keep=video)
     if result.videos:
@@ -186,25 +187,6 @@ def _check_video_is_not_an_output(video: Path, out: Path, methods: list[str]) ->
         if (out / name).exists() and (out / name).samefile(video):
             raise InputError(f"--out {out}: the run would write over the video it explains, {out / name}; "
                              "give another --out (or move the video)")
-
-
-def _make_directory(out: Path) -> list[Path]:
-    """Create ``out`` and its missing parents; the directories this created, innermost first."""
-    missing, folder = [], out
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    out.mkdir(parents=True, exist_ok=True)
-    return missing
-
-
-def _remove_if_empty(created: list[Path]) -> None:
-    """Remove the directories :func:`_make_directory` created, innermost first, while empty."""
-    for folder in created:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 #: the list of files an explain run wrote in its --out, read by the next run into the same folder
@@ -267,7 +249,7 @@ def demo_cmd(
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a directory for the report and overlays")
     try:
-        created = _make_directory(out)
+        created = make_directory(out)
     except OSError as e:
         raise InputError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
     try:
@@ -277,7 +259,7 @@ def demo_cmd(
                                                                console=console, transient=True),
                                      on_method=lambda m: status.update(f"explaining with {m}…"))
     except BaseException:
-        _remove_if_empty(created)   # as explain's: an interrupted demo leaves no empty folder
+        remove_if_empty(created)   # as explain's: an interrupted demo leaves no empty folder
         raise
     # as explain's: a demo run after one with other methods left their files beside this report
     _replace_earlier_run(out, [result.report, out / "sample.mp4",

@@ -55,6 +55,7 @@ from ..models.base import VideoModel
 from ..options import Opt, parse_spec, parse_value, split_top_level
 from . import backends
 from ..core.folder_lock import FolderLock
+from ..core.output_folder import make_directory, remove_if_empty
 from .fingerprint import fingerprints, weights_fingerprint
 from .store import ExplanationRow, ResultRow, ResultStore
 from .tasks import RANDOM, RunSettings, Task
@@ -207,7 +208,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     if out.exists() and not out.is_dir():   # before the model loads; mkdir said only 'File exists'
         raise InputError(f"the output directory {out} is a file")
     try:
-        created = _make_directory(out)
+        created = make_directory(out)
     except OSError as e:
         raise InputError(f"cannot create the output directory {out}: {e.strerror or e}") from None
     try:
@@ -215,7 +216,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
     except BaseException:
         # a bad model, data or method spec left an empty folder behind under the name the
         # user chose (`--data synthetic:1e9 --out X`): the run never started
-        _remove_if_empty(created)
+        remove_if_empty(created)
         raise
     method_specs, metric_specs = method_sel.specs, metric_sel.specs
 
@@ -307,25 +308,6 @@ def _load_the_run(model: str | VideoModel, data, methods, backend: str, device: 
         raise InputError("the dataset is empty")
     method_sel = resolve_methods(methods, vm)
     return vm, model_id, dataset, n_videos, method_sel
-
-
-def _make_directory(out: Path) -> list[Path]:
-    """Create ``out`` and its missing parents; the directories this created, innermost first."""
-    missing, folder = [], out
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    out.mkdir(parents=True, exist_ok=True)
-    return missing
-
-
-def _remove_if_empty(created: list[Path]) -> None:
-    """Remove the directories :func:`_make_directory` created, innermost first, while empty."""
-    for folder in created:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
 
 
 @contextlib.contextmanager

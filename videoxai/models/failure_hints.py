@@ -59,13 +59,7 @@ def frames_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
     if t == model.num_frames:
         return None
     idx = torch.linspace(0, t - 1, model.num_frames, device=x.device).round().long()
-    probe = x[:1].detach().index_select(dim, idx).requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            out = model.select_logits(model.net(probe))
-    except Exception:  # fails at num_frames too: the length is not what is wrong
-        return None
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, model.num_classes):
+    if not _runs_alone(model, x[:1].detach().index_select(dim, idx)):  # fails at num_frames too
         return None
     return (f"{model.name} failed on a clip of {t} frames: {_one_line(err)}. It runs on {model.num_frames}: wrap it with "
             f"vx.wrap(..., fixed_num_frames=True) (clips of another length are then refused), or give "
@@ -82,17 +76,22 @@ def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None
     """
     if model.family != "custom" or x.shape[0] < 2 or isinstance(err, torch.OutOfMemoryError):
         return None
-    for probe in (x[:1], x[-1:]):
-        probe = probe.detach().requires_grad_(True)
-        try:
-            with torch.enable_grad():
-                out = model.select_logits(model.net(probe))
-        except Exception:  # one clip fails too: the batch is not what is wrong
-            return None
-        if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, model.num_classes):
-            return None
+    if not all(_runs_alone(model, probe) for probe in (x[:1], x[-1:])):  # one clip fails too
+        return None
     return (f"{model.name} failed on a batch of {x.shape[0]} clips: {_one_line(err)}. It runs on one clip at a time: "
             "give the method or metric batch_size=1 (integrated_gradients: internal_batch_size=1)")
+
+
+def _runs_alone(model: VideoModel, probe: torch.Tensor) -> bool:
+    """Whether the network gives one row of class scores for ``probe``, one clip (with gradients
+    on, as the method that failed ran it); any error is a no."""
+    probe = probe.detach().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            out = model.select_logits(model.net(probe))
+    except Exception:
+        return False
+    return isinstance(out, torch.Tensor) and tuple(out.shape) == (1, model.num_classes)
 
 
 def _one_line(err: Exception) -> str:
