@@ -914,6 +914,17 @@ def test_the_recorded_data_spec_names_its_paths_absolutely(tmp_path, monkeypatch
         f"ucf24:{tmp_path / 'clips'},annotations={tmp_path / 'ann.json'},x=1"
     for kept in ("synthetic:400,val=32", "folder:/abs/path", "folder:missing", "synthetic"):
         assert recorded_spec(kept) == kept
+    # a folder with a comma in its name, given plain or quoted: recorded absolute and quoted, so
+    # that it is read whole from another directory (it stayed relative: collect found nothing)
+    (tmp_path / "a,b" / "c").mkdir(parents=True)
+    for given in ("folder:a,b/c", 'folder:"a,b/c"', "folder:a,b/c,max_side=16"):
+        recorded = recorded_spec(given)
+        assert recorded.startswith(f'folder:"{tmp_path / "a,b" / "c"}"'), recorded
+        monkeypatch.chdir("/")
+        from videoxai.data.datasets import parse_data_spec
+        assert parse_data_spec(recorded)[1] == str(tmp_path / "a,b" / "c")
+        monkeypatch.chdir(tmp_path)
+    assert recorded_spec("folder:a,b/c,max_side=16").endswith(",max_side=16")
 
 
 def test_cli_trains_from_class_subfolders(tmp_path):

@@ -260,26 +260,31 @@ def recorded_spec(spec: str) -> str:
 
     ``videoxai stabn collect`` reads that record when no ``--data`` is given, usually from another
     directory than the one training ran in; ``folder:clips`` would then name nothing (or another
-    folder). The argument and any ``key=value`` naming an existing path are resolved; everything
-    else is kept as typed.
+    folder). The spec is read as :func:`~videoxai.data.datasets.parse_data_spec` reads it (a path
+    with a comma, quoted or not), its argument and any ``key=value`` naming an existing path are
+    resolved, and an argument with a comma or spaces at its ends is written back in double quotes;
+    a spec that does not parse, or a synthetic one, is kept as typed.
     """
     from pathlib import Path
 
-    from ..options import split_top_level
+    from ..data.datasets import parse_data_spec
+    from ..errors import InputError
 
     def absolute(value: str) -> str:
         path = Path(value).expanduser()
         return str(path.resolve()) if value and not path.is_absolute() and path.exists() else value
 
-    kind, sep, rest = str(spec).strip().partition(":")
-    if not sep or kind == "synthetic" or not rest:
-        return str(spec).strip()
-    head, *pairs = split_top_level(rest, ",")
-    parts = [absolute(head.strip())]
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        parts.append(f"{key.strip()}={absolute(value.strip())}" if eq else pair)
-    return f"{kind}:" + ",".join(parts)
+    text = str(spec).strip()
+    try:
+        kind, argument, options = parse_data_spec(text)
+    except InputError:
+        return text
+    if kind == "synthetic":
+        return text
+    argument = absolute(argument)
+    if "," in argument or argument != argument.strip():   # read whole again only in quotes
+        argument = f'"{argument}"'
+    return f"{kind}:{argument}" + "".join(f",{key}={absolute(value.strip())}" for key, value in options.items())
 
 
 __all__ = ["ClipSet", "open_dataset", "recorded_spec"]
