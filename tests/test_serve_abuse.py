@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -540,22 +541,32 @@ def test_a_client_that_sends_frames_but_reads_no_result_is_closed_after_the_idle
     # keep-alive ping gave up (about 40 s) instead of stream_idle_timeout_s after its first result
     app = create_app(model, ServeSettings(stream_idle_timeout_s=1.0))
     with BackgroundServer(app) as server:
-        s = raw_ws(server, rcvbuf=1 << 20)
-        ws_send(s, json.dumps({"type": "start", "stride": 2}))
-        wait_until(lambda: app.state.slots.active == 1, 10, "the stream takes its slot")
-        closed, deadline, i = False, time.monotonic() + 15, 0
-        while not closed and time.monotonic() < deadline:
-            try:
-                ws_send(s, encode_frame(frames[i % len(frames)], "rgb"))
-            except OSError:  # reset by the server
-                closed = True
-            i += 1
-            time.sleep(0.05)
-            closed = closed or app.state.slots.active == 0
-        s.close()
-        assert closed, f"a client that read nothing kept its stream open for 15 s ({i} frames sent)"
+        closed, sent = _stream_without_reading(app, server, frames)
+        assert closed, f"a client that read nothing kept its stream open for 15 s ({sent} frames sent)"
         wait_until(lambda: app.state.slots.active == 0 and ws_connections(server) == 0, 10, "slot and socket freed")
         assert [m["type"] for m in good_stream(server, frames)] == ["window", "end"]
+
+
+def _stream_without_reading(app, server, frames, also: Callable[[socket.socket, int], None] | None = None
+                            ) -> tuple[bool, int]:
+    """Start a stream and send a frame every 50 ms for up to 15 s without reading a byte
+    (``also(sock, i)`` after the ``i``-th frame); whether the server closed it, and the frames sent."""
+    s = raw_ws(server, rcvbuf=1 << 20)
+    ws_send(s, json.dumps({"type": "start", "stride": 2}))
+    wait_until(lambda: app.state.slots.active == 1, 10, "the stream takes its slot")
+    closed, deadline, i = False, time.monotonic() + 15, 0
+    while not closed and time.monotonic() < deadline:
+        try:
+            ws_send(s, encode_frame(frames[i % len(frames)], "rgb"))
+            if also is not None:
+                also(s, i)
+        except OSError:  # reset by the server
+            closed = True
+        i += 1
+        time.sleep(0.05)
+        closed = closed or app.state.slots.active == 0
+    s.close()
+    return closed, i
 
 
 def ws_recv_json(s: socket.socket) -> dict:
@@ -613,25 +624,15 @@ def good_stream_result(model, clip: np.ndarray) -> np.ndarray:
 def test_a_client_that_reads_nothing_cannot_answer_the_read_probes_unasked(model, frames):
     # the probes were "videoxai-read-1", -2, …: a client could send those pongs without reading a
     # byte and keep its stream until the socket buffers filled (minutes of small results)
+    def answer_the_old_probes(sock: socket.socket, i: int) -> None:
+        for n in range(1, 3 * i + 10):  # every probe sent so far, answered unasked (zero mask)
+            pong = b"videoxai-read-%d" % n
+            sock.sendall(bytes([0x8A, 0x80 | len(pong)]) + bytes(4) + pong)
+
     app = create_app(model, ServeSettings(stream_idle_timeout_s=1.0))
     with BackgroundServer(app) as server:
-        s = raw_ws(server, rcvbuf=1 << 20)
-        ws_send(s, json.dumps({"type": "start", "stride": 2}))
-        wait_until(lambda: app.state.slots.active == 1, 10, "the stream takes its slot")
-        closed, deadline, i = False, time.monotonic() + 15, 0
-        while not closed and time.monotonic() < deadline:
-            try:
-                ws_send(s, encode_frame(frames[i % len(frames)], "rgb"))
-                for n in range(1, 3 * i + 10):  # every probe sent so far, answered unasked (zero mask)
-                    pong = b"videoxai-read-%d" % n
-                    s.sendall(bytes([0x8A, 0x80 | len(pong)]) + bytes(4) + pong)
-            except OSError:  # reset by the server
-                closed = True
-            i += 1
-            time.sleep(0.05)
-            closed = closed or app.state.slots.active == 0
-        s.close()
-        assert closed, f"a client that read nothing but answered the probes kept its stream for 15 s ({i} frames)"
+        closed, sent = _stream_without_reading(app, server, frames, answer_the_old_probes)
+        assert closed, f"a client that read nothing but answered the probes kept its stream for 15 s ({sent} frames)"
 
 
 def test_a_ping_flood_that_reads_no_pongs_is_slowed_not_buffered(model):
