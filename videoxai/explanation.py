@@ -119,7 +119,7 @@ class Explanation:
             "score": float(self.score), "method": self.method, "options": self.options,
             "cost": self.cost.to_dict(), "meta": self.meta,
         }
-        arrays["metadata"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
+        arrays["metadata"] = metadata_array(meta)
         return write_npz(path, arrays, "explanation")
 
     @classmethod
@@ -127,11 +127,11 @@ class Explanation:
         """Read an explanation written by :meth:`save`."""
         path = Path(path)
         arrays = read_archive(path, "explanation")
-        if _format_kind(arrays) == "video_explanation":
+        if _recorded(arrays, "kind") == "video_explanation":
             # the windows of a whole video (VideoExplanation.save): it has no one clip's maps
             raise InputError(f"{path} is a video explanation (windows over a whole video), not one clip's: "
                              "read it with vx.VideoExplanation.load")
-        version = _format_version(arrays)
+        version = _recorded(arrays, "version")
         if isinstance(version, int) and version > _FORMAT_VERSION:
             # a later format may keep the names and change what they mean: not read as if it were ours
             raise InputError(f"{path} was written by a newer videoxai (explanation format {version}; "
@@ -157,22 +157,19 @@ def _plain(value):
     return json.loads(json.dumps(value, default=_json_default))
 
 
-def _format_version(arrays: dict[str, np.ndarray]):
-    """The ``version`` an archive's metadata records, or ``None`` (no metadata, not JSON, none given)."""
+def _recorded(arrays: dict[str, np.ndarray], key: str):
+    """What an archive's metadata records under ``key`` (``"version"``, ``"kind"``), or ``None``
+    (no metadata, not JSON, not given)."""
     try:
         meta = json.loads(bytes(arrays["metadata"]).decode())
     except (KeyError, ValueError, TypeError):
         return None
-    return meta.get("version") if isinstance(meta, dict) else None
+    return meta.get(key) if isinstance(meta, dict) else None
 
 
-def _format_kind(arrays: dict[str, np.ndarray]):
-    """The ``kind`` an archive's metadata records (``"video_explanation"``), or ``None``."""
-    try:
-        meta = json.loads(bytes(arrays["metadata"]).decode())
-    except (KeyError, ValueError, TypeError):
-        return None
-    return meta.get("kind") if isinstance(meta, dict) else None
+def metadata_array(meta: dict) -> np.ndarray:
+    """``meta`` as the ``metadata`` entry of an archive: JSON bytes (numpy values as plain ones)."""
+    return np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
 
 
 def _check_finite(arrays: dict[str, np.ndarray], what: str, owner: str = "Explanation") -> None:

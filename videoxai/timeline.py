@@ -40,7 +40,7 @@ from .clip import Clip
 from .cost import Cost
 from .errors import InputError
 from .explain import explain
-from .explanation import _check_finite, _json_default
+from .explanation import _check_finite, metadata_array
 from .npz import read_archive, write_npz
 from .models.base import VideoModel
 from .data.times import parse_time  # noqa: F401  part of this module's API, as before
@@ -175,7 +175,7 @@ class VideoExplanation:
                 "predicted_score": w.predicted_score, "cost": w.cost.to_dict(),
                 "resolved_options": w.resolved_options} for w in windows],
         }
-        arrays["metadata"] = np.frombuffer(json.dumps(meta, default=_json_default).encode(), dtype=np.uint8)
+        arrays["metadata"] = metadata_array(meta)
         return write_npz(path, arrays, "video explanation")
 
     @classmethod
