@@ -423,6 +423,49 @@ def test_caption_draws_accented_and_non_latin_class_names():
         assert not np.array_equal(band(a), band(b)), (a, b)
 
 
+def test_caption_draws_characters_the_primary_font_lacks_in_an_installed_font_that_has_them(recwarn):
+    """DejaVu Sans has no CJK: a class named '跳绳' was captioned with two empty boxes, whatever
+    fonts the machine had. Each character is now drawn in the first installed font with a glyph
+    for it. Checked with circled letters, which DejaVu Sans lacks and matplotlib's own STIX font
+    has (so the check runs on any machine): as boxes 'Ⓐ' and 'Ⓑ' were drawn the same."""
+    from PIL import Image, ImageDraw
+
+    from videoxai.viz import fonts
+    from videoxai.viz.overlay import caption_bands
+
+    def band(text: str) -> np.ndarray:
+        return caption_bands(320, text, np.arange(2), text_size=20)[0]
+
+    assert ord("Ⓐ") not in fonts._coverage(fonts._primary_path())
+    assert not np.array_equal(band("Ⓐ"), band("Ⓑ"))
+    assert not np.array_equal(band("x Ⓐ"), band("x \U0010FFFD"))       # a glyph, not the box
+    font = fonts.CaptionFont(20)
+    assert [part for part, _ in font.runs("score Ⓐ 1%")] == ["score ", "Ⓐ", " 1%"]
+    # Latin text is drawn exactly as one Pillow call draws it, and a fallback glyph sits on the line.
+    plain, runs = Image.new("RGB", (300, 40)), Image.new("RGB", (300, 40))
+    ImageDraw.Draw(plain).text((5, 5), "Küche 97.1%", font=font.font, fill="white")
+    font.draw(ImageDraw.Draw(runs), (5, 5), "Küche 97.1%", fill="white")
+    np.testing.assert_array_equal(np.asarray(plain), np.asarray(runs))
+    mixed = Image.new("L", (300, 40))
+    font.draw(ImageDraw.Draw(mixed), (5, 5), "AⒶA", fill=255)
+    rows = np.nonzero(np.asarray(mixed).max(axis=1))[0]
+    assert rows[0] >= 5 and rows[-1] <= 5 + sum(font.font.getmetrics())
+    assert not [w for w in recwarn.list if "Ⓐ" in str(w.message) or "Ⓑ" in str(w.message)]
+
+
+def test_caption_warns_once_naming_characters_no_installed_font_has(monkeypatch):
+    from videoxai.viz import fonts
+    from videoxai.viz.overlay import caption_bands
+
+    monkeypatch.setattr(fonts, "_warned", set())
+    with pytest.warns(UserWarning, match="no installed font has glyphs for '\\\\U0010fffd'"):
+        caption_bands(320, "x \U0010FFFD", np.arange(2), text_size=20)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        caption_bands(320, "y \U0010FFFD", np.arange(2), text_size=20)   # said once is enough
+
+
 def test_curve_of_a_video_shorter_than_the_clip_draws_each_frame_once_with_its_summed_score():
     from matplotlib.patches import Rectangle
 
@@ -640,9 +683,10 @@ def test_caption_cuts_a_long_class_name_by_bisection_on_one_line():
     lines, the second over the strip of bars."""
     from PIL import Image, ImageDraw
 
-    from videoxai.viz.overlay import _fit, _font
+    from videoxai.viz.fonts import CaptionFont
+    from videoxai.viz.overlay import _fit
 
-    font, draw = _font(14), ImageDraw.Draw(Image.new("RGB", (8, 8)))
+    font, draw = CaptionFont(14), ImageDraw.Draw(Image.new("RGB", (8, 8)))
     measured = []
 
     class Counting:
@@ -651,9 +695,9 @@ def test_caption_cuts_a_long_class_name_by_bisection_on_one_line():
             return draw.textlength(text, font=font)
 
     def one_by_one(text, width):   # the old rule, as the reference
-        if draw.textlength(text, font=font) <= width:
+        if draw.textlength(text, font=font.font) <= width:
             return text
-        while text and draw.textlength(text + "…", font=font) > width:
+        while text and draw.textlength(text + "…", font=font.font) > width:
             text = text[:-1]
         return text + "…" if text else ""
 

@@ -25,6 +25,7 @@ from ..clip import Clip
 from ..core.resize import resize_frames, resize_maps
 from ..errors import InputError
 from ..explanation import Explanation
+from .fonts import CaptionFont
 
 __all__ = ["overlay_frames", "render", "render_frames", "colormap_lut", "caption_bands",
            "playback_fps", "match_clip", "check_scores", "resize_frames", "resize_maps", "outline_crop_box"]
@@ -151,31 +152,19 @@ _BAR_NOW = (255, 170, 40)
 _BOX = (255, 255, 255)  # the crop box's dashes: white reads on any frame next to any heat colour
 
 
-def _font(size: int):
-    """DejaVu Sans, which matplotlib ships: Pillow's default font has ASCII only, and a class
-    named 'Küche' or 'naïve' was captioned 'K▯che'. Pillow's font where matplotlib's is missing."""
-    import matplotlib
-    from PIL import ImageFont
-
-    dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    if dejavu.is_file():
-        return ImageFont.truetype(str(dejavu), size=size)
-    return ImageFont.load_default(size=size)
-
-
-def _fit(draw, text: str, font, width: float) -> str:
+def _fit(draw, text: str, font: CaptionFont, width: float) -> str:
     """``text`` on one line (line breaks and tabs as spaces: a class name with a newline was drawn
     as two lines, the second over the strip), cut with an ellipsis to fit ``width`` pixels.
 
     The longest prefix that fits is found by bisection: cutting one character at a time measured
     the text once per character cut, so a 3 000-character class name took 0.5 s a frame."""
     text = _CONTROL.sub(" ", text)
-    if draw.textlength(text, font=font) <= width:
+    if font.length(draw, text) <= width:
         return text
     lo, hi = 0, len(text)   # text[:lo] + "…" fits (or lo is 0), text[:hi] + "…" does not
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if draw.textlength(text[:mid] + "…", font=font) <= width:
+        if font.length(draw, text[:mid] + "…") <= width:
             lo = mid
         else:
             hi = mid
@@ -199,7 +188,7 @@ def caption_bands(width: int, heading: str, indices: np.ndarray,
 
     t = len(indices)
     size = int(np.clip(round(width / 34), 9, 22)) if text_size is None else max(6, int(text_size))
-    font, small = _font(size), _font(max(8, round(size * 0.8)))
+    font, small = CaptionFont(size), CaptionFont(max(8, round(size * 0.8))).font
     pad = max(2, size // 3)
     strip_h = max(6, round(size * 1.1))
     band = pad + size + pad + strip_h + pad
@@ -233,7 +222,7 @@ def caption_bands(width: int, heading: str, indices: np.ndarray,
             right = f"{k + 1}/{t}"
             right_w = d.textlength(right, font=small)
         d.text((width - pad - right_w, pad + (size - small.size)), right, fill=_MUTED, font=small)
-        d.text((pad, pad), _fit(d, heading, font, width - 3 * pad - right_w), fill=_TEXT, font=font)
+        font.draw(d, (pad, pad), _fit(d, heading, font, width - 3 * pad - right_w), fill=_TEXT)
         bar(d, k, _BAR_NOW)
         out[k] = np.asarray(img)
     return out
