@@ -1019,3 +1019,24 @@ def test_report_shows_when_its_frames_are_shown_at_a_variable_frame_rate(tmp_pat
     # frames without timestamps (arrays) keep the captions they had
     html = write_report(tmp_path / "a.html", vx.Clip(clip.frames), make_exp(vx.Clip(clip.frames))).read_text()
     assert "time <b>" not in html and re.search(r"frame #\d+<br>", html)
+
+
+def test_figures_draw_class_and_method_names_in_fonts_that_have_their_glyphs():
+    """Curve titles and keys were drawn in DejaVu Sans only: matplotlib drew boxes for every
+    character it lacks ('Glyph … missing from font(s) DejaVu Sans'). Now the text's font family is
+    DejaVu Sans followed by installed fonts that have the glyphs (here matplotlib's own STIX)."""
+    import io
+    import warnings
+
+    def drawn(label: str, names: list[str]) -> list[str]:
+        exp = vx.Explanation(spatial=np.ones((4, 8, 8), np.float32), temporal=np.full(4, 0.25), target=0,
+                             label=label, score=0.9, probs=np.array([0.9, 0.1]), method="saliency",
+                             frame_indices=np.arange(4))
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            temporal_curve([exp, exp], names=names).savefig(io.BytesIO(), format="png")
+            temporal_curve(exp).savefig(io.BytesIO(), format="png")
+        return [str(w.message) for w in seen if "missing from font" in str(w.message)]
+
+    assert drawn("Ⓐ ball", ["Ⓑ rise", "saliency"]) == []
+    assert drawn("ball \U0010FFFD", ["rise", "saliency"])    # no font has it: matplotlib still says so

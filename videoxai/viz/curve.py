@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..explanation import Explanation
+from .fonts import figure_families
 from .overlay import check_scores
 from .page import plain
 
@@ -111,9 +112,11 @@ def temporal_curve(exp: Explanation | Sequence[Explanation], path: str | Path | 
     # text needs (eight methods with long names in one row left the plot no width at all)
     chars = sum(len(h.get_label()) + 6 for h in handles)
     rows = -(-chars // 120)
-    ax.set_title(title, fontsize=10, loc="left", pad=6 + 12 * rows)   # above the keys
-    ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7,
-              frameon=False, ncols=-(-len(handles) // rows), borderaxespad=0.1, handlelength=1.6,
+    # class and method names in any script: DejaVu Sans, then installed fonts that have the glyphs
+    ax.set_title(title, fontsize=10, loc="left", pad=6 + 12 * rows,   # above the keys
+                 fontfamily=figure_families(title))
+    ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0),
+              prop={"size": 7, "family": figure_families(*(h.get_label() for h in handles))}, frameon=False, ncols=-(-len(handles) // rows), borderaxespad=0.1, handlelength=1.6,
               columnspacing=1.2)
     if path is None:
         return fig

@@ -6,6 +6,8 @@ more but no CJK: a class named "跳绳" was drawn as two empty boxes. A text is 
 runs, each character in the first font that has a glyph for it: DejaVu Sans, then the fonts
 matplotlib's font manager knows (the system's and its own; e.g. Noto Sans CJK where installed).
 A character no font covers is drawn by DejaVu Sans (a box) with one warning naming it.
+Figures (matplotlib) get the same fonts as a family list, along which matplotlib falls back
+glyph by glyph (:func:`figure_families`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["CaptionFont"]
+__all__ = ["CaptionFont", "figure_families"]
 
 #: Fonts whose glyphs are placeholders (a box labelled with the Unicode block), not characters:
 #: matplotlib ships "LastResortHE", which maps every code point.
@@ -128,3 +130,20 @@ class CaptionFont:
         for part, font in self.runs(text):
             draw.text((x, baseline), part, fill=fill, font=font, anchor="ls")
             x += draw.textlength(part, font=font)
+
+
+def figure_families(*texts: str) -> list[str] | None:
+    """matplotlib's ``fontfamily`` for text showing ``texts``: DejaVu Sans, then the installed
+    fonts with glyphs for the characters it lacks; ``None`` (the user's rcParams) where DejaVu Sans
+    has them all, so figures are unchanged for the usual class names."""
+    primary = _primary_path()
+    covered = _coverage(primary) if primary else frozenset()
+    paths = dict.fromkeys(_font_for(ord(c)) for text in texts for c in str(text)
+                          if ord(c) not in covered and not c.isspace())
+    paths.pop(None, None)   # no font has them: matplotlib warns about the glyph itself
+    if not paths:
+        return None
+    from matplotlib import font_manager
+
+    names = [font_manager.FontProperties(fname=p).get_name() for p in paths]
+    return list(dict.fromkeys(["DejaVu Sans", *names]))

@@ -19,6 +19,7 @@ import numpy as np
 from ..clip import Clip
 from ..errors import InputError
 from .curve import PALETTE
+from .fonts import figure_families
 from .overlay import caption_bands, check_scores, overlay_frames, resize_frames, resize_maps
 from .page import data_uri, display_size, figure_png, page, page_fps, plain, video_html
 from .report_sections import (
@@ -219,8 +220,8 @@ def _timeline_figure(vids, names: list[str] | None = None):
     top.set_ylim(0, 1.05)
     top.set_ylabel("top-1 probability")
     top.set_title("prediction per window", fontsize=10, loc="left")
-    top.legend(keys, [plain(lb, 40) for lb in labels], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-               frameon=False)
+    top.legend(keys, [plain(lb, 40) for lb in labels], loc="upper left", bbox_to_anchor=(1.01, 1.0),
+               prop={"size": 8, "family": figure_families(*labels)}, frameon=False)
     lines = []
     for i, v in enumerate(vids):
         x = v.times if v.fps else v.frame_indices
@@ -233,7 +234,7 @@ def _timeline_figure(vids, names: list[str] | None = None):
     bottom.set_xlabel(f"video time ({unit})")
     bottom.set_title("temporal importance per frame", fontsize=10, loc="left")
     bottom.legend(lines, [plain(name, 40) for name in names], loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  fontsize=8, frameon=False)
+                  prop={"size": 8, "family": figure_families(*names)}, frameon=False)
     fig.tight_layout()
     return fig
 
