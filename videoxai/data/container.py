@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import VideoReadError
 from .keyframes import PacketIndex, index_packets, seconds
+from .matroska import cut_inside_frames
 from .packets import shown_packets
 from .streams import display_size, ffmpeg_reason, quarter_turns, sample_aspect, video_stream
 
@@ -265,7 +266,7 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     last = None  # the end of the last frame (largest time), None where its packet has no duration
     with open_video(path, MAX_PIXELS) as (container, stream):  # shown_packets decodes a frame
         tb = stream.time_base
-        declared = declared_end(container, stream)
+        declared, cut = declared_end(container, stream), matroska_cut(container, path)
         try:
             for packet in shown_packets(container, stream):
                 if packet.size == 0 or getattr(packet, "is_discard", False):  # the flush packet at
@@ -279,7 +280,8 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
         except (av.FFmpegError, OSError) as e:
             raise VideoReadError(f"{path}: truncated or corrupt after {len(ticks)} packets "
                                  f"({ffmpeg_reason(e)})") from None
-    check_whole(path, declared, seconds(sum(last), tb) if last and last[1] and tb is not None else None, len(ticks))
+    check_whole(path, declared, seconds(sum(last), tb) if last and last[1] and tb is not None else None, len(ticks),
+                cut)
     if not ticks or any(t is None for t in ticks):
         return _Packets((None,) * len(ticks), None)
     ticks.sort()
@@ -306,23 +308,37 @@ def declared_end(container, stream) -> float | None:
     return declared if declared > 0 else None
 
 
-def check_whole(path: Path, declared: float | None, end: float | None, frames: int) -> None:
-    """:class:`VideoReadError` where the stream's ``frames`` stop well before the ``declared`` end.
+def matroska_cut(container, path: Path) -> tuple[int, int] | None:
+    """:func:`~videoxai.data.matroska.cut_inside_frames` of a Matroska or WebM file, ``None`` for
+    other containers."""
+    return cut_inside_frames(path) if container.format.name.startswith("matroska") else None
+
+
+def check_whole(path: Path, declared: float | None, end: float | None, frames: int,
+                cut: tuple[int, int] | None = None) -> None:
+    """:class:`VideoReadError` where the stream's ``frames`` stop well before the ``declared`` end,
+    or where the file ends inside its frames' data (``cut``: the file's size and the one its
+    header declares, :func:`matroska_cut`).
 
     An mkv or webm download cut short demuxes and decodes without an error to the point where it
     stops: it was read as a shorter video (half the file, half the frames, ``num_frames`` spread
     over them). Its header, written first, still says how long the video is. ``end``: when its
     last frame ends (seconds from 0, as ``declared`` counts), ``None`` where that frame's packet
     carries no duration (a frame held long would look like a cut: no verdict). The margin is two
-    frames or 2 %, whichever is longer.
+    frames or 2 %, whichever is longer; the cut that ``cut`` says has none: with B-frames the
+    frames lost are those last in decoding order, and the last one shown may be kept.
     """
+    read = f"{frames} frame{'s' * (frames != 1)} could be read"
+    if cut is not None:
+        raise VideoReadError(f"{path}: truncated video: the file ends inside its frames, at byte {cut[0]} of "
+                             f"the {cut[1]} its header declares; {read}")
     if declared is None or (end is None and frames):
         return
     end = end or 0.0
     if end < declared - max(0.02 * declared, 2 * end / max(frames, 1)):
         found = f"its frames end at {end:.2f} s" if frames else "no frame of it is left"
         raise VideoReadError(f"{path}: truncated video: its header says the video lasts until {declared:.2f} s "
-                             f"but {found}")
+                             f"but {found}; {read}")
 
 
 # ----------------------------------------------------------------------------------------------

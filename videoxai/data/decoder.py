@@ -20,7 +20,8 @@ import av
 import numpy as np
 
 from ..errors import VideoReadError
-from .container import MAX_PIXELS, Header, check_whole, declared_end, open_video, packet_index, read_header
+from .container import (MAX_PIXELS, Header, check_whole, declared_end, matroska_cut, open_video, packet_index,
+                        read_header)
 from .keyframes import SeekMiss, SeekStart, seconds, start_at
 from .packets import decode
 from .streams import PictureConverter, ffmpeg_reason
@@ -59,6 +60,7 @@ class Decoder:
             index = 0
             origin = None  # the first frame's pts, from which times count
             declared, last_end = declared_end(container, stream), None  # the end the header says, the frames' end
+            cut = matroska_cut(container, self.path)  # where the file ends inside its frames' data
             if start is not None:
                 container.seek(start.keyframe_pts, stream=stream, backward=True, any_frame=False)
                 index, origin = start.first, start.origin_pts
@@ -84,7 +86,7 @@ class Decoder:
                     index += 1
                 # the whole stream was decoded (a consumer that stops early never gets here)
                 check_whole(self.path, declared, seconds(sum(last_end), tb) if last_end and last_end[1] else None,
-                            index)
+                            index, cut)
             except (av.FFmpegError, OSError) as e:
                 if self.max_pixels is not None and getattr(e, "errno", None) == 22:
                     # EINVAL: how FFmpeg's decoders refuse a frame over max_pixels (or bad data)

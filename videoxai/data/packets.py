@@ -15,8 +15,9 @@ start of a stream cut at an open-GOP keyframe):
   container has no index to tell the file is cut (MPEG-TS and program streams, GIF:
   :func:`~videoxai.data.video.read_video` reads them as the shorter video they have become), the
   frame the cut falls in is left out: a GIF's by its data blocks (:func:`_gif_image_ends`), an
-  MPEG-TS one by the TS packet the file ends inside (:func:`_ts_cut_inside`), a program stream's
-  by the packet it ends inside (:func:`_ps_cut_inside`).
+  MPEG-TS one by the TS packet the file ends inside, or by the last TS packet not ending the frame
+  where the file ends between two (:func:`_ts_cut_inside`), a program stream's by the packet it
+  ends inside (:func:`_ps_cut_inside`).
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ def _ts_cut_inside(name: str, size: int | None, pid: int) -> bool:
     frame assembled so far as if it were whole. That frame is whole only where the cut packet
     began the stream's next frame (its "payload unit start" flag); where the cut packet continues
     the frame, or belongs to another stream (audio between the frame's pieces) or shows too little
-    to tell, the frame is taken as cut.
+    to tell, the frame is taken as cut. A file of whole TS packets is cut inside the frame where
+    the stream's last TS packet does not end it (:func:`_ts_frame_ends`).
     """
     path = name[len("file:"):] if name.startswith("file:") else name
     try:
@@ -201,8 +203,14 @@ def _ts_cut_inside(name: str, size: int | None, pid: int) -> bool:
                     break
             else:
                 return False  # not a layout we know: no verdict
-            if not size or size % packet_size == 0:
+            if not size:
                 return False
+            if size % packet_size == 0:
+                # cut on a packet boundary, as a recorder that stops (a DVB capture, a stream dump)
+                # leaves it: FFmpeg hands over the frame assembled so far all the same
+                whole = size // packet_size
+                f.seek((whole - min(whole, TS_TAIL // packet_size)) * packet_size)
+                return not _ts_frame_ends(f.read(), packet_size, sync, pid)
             f.seek(size - size % packet_size + sync)
             tail = f.read(4)
     except OSError:
@@ -211,3 +219,57 @@ def _ts_cut_inside(name: str, size: int | None, pid: int) -> bool:
         return True
     starts = bool(tail[1] & 0x40)
     return not (starts and ((tail[1] & 0x1F) << 8 | tail[2]) == pid)
+
+
+#: how far from its end an MPEG-TS file's last packets of the video are looked at
+TS_TAIL = 1 << 16
+
+
+def _ts_frame_ends(tail: bytes, packet_size: int, sync: int, pid: int) -> bool:
+    """Whether the last TS packet of stream ``pid`` in ``tail`` (whole TS packets) ends that
+    stream's frame (its PES packet).
+
+    A frame's PES packet says how long it is, except a video frame's, whose length may be left
+    0 (FFmpeg's muxer always does); a TS packet carries one PES packet's bytes only, so the last
+    piece of a frame is padded to the TS packet's size with stuffing bytes in its adaptation
+    field, and a piece that fills its TS packet is followed by more, but for a frame that fills
+    its TS packets exactly (about 1 in 184), which is taken as cut. Bytes that are not TS packets,
+    or no packet of ``pid``: no verdict (``True``).
+    """
+    payload, last = 0, None  # the PES bytes from the packet looked at to the end; the last packet
+    for k in range(len(tail) // packet_size - 1, -1, -1):
+        packet = tail[k * packet_size + sync:(k + 1) * packet_size]
+        if packet[0] != 0x47:
+            return True
+        control = packet[3] >> 4 & 3
+        if ((packet[1] & 0x1F) << 8 | packet[2]) != pid or not control & 1:
+            continue  # another stream's, or an adaptation field without payload (a clock)
+        start = 5 + packet[4] if control & 2 else 4
+        payload += max(0, len(packet) - start)
+        last = last or packet
+        if packet[1] & 0x40:  # "payload unit start": the frame's PES packet begins here
+            head = packet[start:start + 6]
+            length = int.from_bytes(head[4:6], "big") if head[:3] == b"\0\0\1" and len(head) == 6 else 0
+            if length:
+                return payload >= 6 + length
+            break
+    return True if last is None else _stuffed(last)
+
+
+def _stuffed(packet: bytes) -> bool:
+    """Whether the TS ``packet`` (from its sync byte) has stuffing bytes in its adaptation field:
+    what a muxer adds to the last piece of a PES packet (a frame) that does not fill it."""
+    if not packet[3] & 0x20:
+        return False
+    length = packet[4]
+    if length == 0:  # an adaptation field of its length byte only: one byte of stuffing
+        return True
+    flags, i = packet[5], 6
+    i += 6 if flags & 0x10 else 0     # the programme clock
+    i += 6 if flags & 0x08 else 0     # the original programme clock
+    i += 1 if flags & 0x04 else 0     # a splice countdown
+    if flags & 0x02 and i < len(packet):  # private data, with its length
+        i += 1 + packet[i]
+    if flags & 0x01 and i < len(packet):  # the extension, with its length
+        i += 1 + packet[i]
+    return i < 5 + length

@@ -26,7 +26,7 @@ Every failure a user can cause (a missing file, a directory, a file that is not 
 truncated or corrupt stream, a stream with no decodable frame, bad arguments) raises
 :class:`~videoxai.errors.VideoReadError` with the file's name in the message, never a raw PyAV
 exception. A file cut short is known by the length its header gives (mp4, mov, avi frame counts;
-mkv and webm durations); where the container gives none before the frames (MPEG-TS, GIF,
+mkv and webm sizes and durations: :mod:`~videoxai.data.matroska`); where the container gives none before the frames (MPEG-TS, GIF,
 fragmented MP4, a browser's WebM recording) it is read as the shorter video it has become,
 without the frame the cut falls in (MPEG-TS, MPEG-PS, GIF: :mod:`~videoxai.data.packets`).
 """
