@@ -72,9 +72,10 @@ ABORT_AFTER_CLOSE_S = 5.0  # videoxai.serve.transport's (not imported here: the 
 SETTINGS = dict(api_key=KEY, max_jobs_kept=6, max_queued_jobs=3, max_streams=4, auth_timeout_s=0.5,
                 stream_idle_timeout_s=1.0, body_timeout_s=1.0, header_timeout_s=2.0, max_upload_mb=4.0,
                 max_pending_connections=16, max_pixels=320 * 240, max_side=400,
-                # every client of the soak is one address (loopback): the per-client cap would turn
-                # its stalled and cut uploads into 503s for the uploads it expects to be taken
-                max_uploads_per_client=16)
+                # every client of the soak is one address (loopback): the per-client caps would turn
+                # its stalled and cut uploads into 429s for the uploads it expects to be taken, and
+                # take the queue's and the streams' limits (503, busy) out of its reach
+                max_uploads_per_client=16, max_queued_jobs_per_client=16, max_streams_per_client=16)
 
 #: classes whose live instances are counted (a leak of requests or sessions shows here first)
 WATCHED = ("Job", "StreamSession", "WebSocket", "Request", "HTTPProtocol", "WebSocketProtocol",

@@ -222,8 +222,8 @@ def test_one_clients_slow_uploads_cannot_take_every_upload_slot(model, video):
         wait_for(lambda: app.state.uploads == 2, "the two slow uploads are being received")
         with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
             r = client.post("/api/jobs", content=video.read_bytes())
-        assert r.status_code == 503 and r.headers["retry-after"], r.text
-        assert r.json()["error"]["code"] == "busy" and "per client" in r.json()["error"]["message"], r.text
+        assert r.status_code == 429 and r.headers["retry-after"], r.text
+        assert r.json()["error"]["code"] == "client_limit" and "per client" in r.json()["error"]["message"], r.text
         # another address (127.0.0.2 is loopback too) uploads meanwhile
         other = httpx.HTTPTransport(local_address="127.0.0.2")
         with httpx.Client(base_url=server.url, timeout=30, trust_env=False, transport=other) as client:
@@ -235,6 +235,40 @@ def test_one_clients_slow_uploads_cannot_take_every_upload_slot(model, video):
         with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
             assert client.post("/api/jobs", content=video.read_bytes(), params={"method": "saliency"}).status_code \
                 == 202  # the client's slots came back
+
+
+def test_one_client_cannot_fill_the_job_queue(model, video):
+    # one address that submitted a job as each ended kept the queue full, and every other client's
+    # upload got 503 for as long as it liked; now it gets its share (429 client_limit, asked before
+    # its video is received), and another address's job is taken meanwhile
+    app = create_app(model, ServeSettings(max_queued_jobs=3, max_queued_jobs_per_client=2))
+    with BackgroundServer(app) as server:
+        gate = threading.Event()
+        blocker = threading.Thread(target=app.state.engine.call_sync, args=(gate.wait,), daemon=True)
+        blocker.start()  # holds the model thread: the jobs stay queued or running
+        try:
+            with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+                taken = [client.post("/api/jobs", content=video.read_bytes(), params={"method": "saliency"})
+                         for _ in range(2)]
+                assert [r.status_code for r in taken] == [202, 202], [r.text for r in taken]
+                r = client.post("/api/jobs", content=video.read_bytes())
+                assert r.status_code == 429 and r.headers["retry-after"] == "5", r.text
+                assert r.json()["error"]["code"] == "client_limit", r.text
+                assert "2 jobs queued or running" in r.json()["error"]["message"], r.text
+                assert app.state.jobs.counts() in ({"queued": 2}, {"queued": 1, "running": 1})  # not taken
+            other = httpx.HTTPTransport(local_address="127.0.0.2")
+            with httpx.Client(base_url=server.url, timeout=30, trust_env=False, transport=other) as client:
+                r = client.post("/api/jobs", content=video.read_bytes(), params={"method": "saliency"})
+                assert r.status_code == 202, r.text
+        finally:
+            gate.set()
+            blocker.join(10)
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            for job in taken:
+                assert wait_job(client, job.json()["id"])["state"] == "done"
+            # its jobs ended: the client may submit again
+            assert client.post("/api/jobs", content=video.read_bytes(), params={"method": "saliency"}).status_code \
+                == 202
 
 
 def wait_for(predicate, what: str, timeout: float = 30) -> None:
@@ -518,6 +552,11 @@ def test_stream_command_against_a_foreign_or_failing_server_exits_with_one_line(
         ws.recv()  # a frame
         ws.close(1011)
 
+    def close_with_a_reason(ws):  # a fatal error whose message was lost: the close frame says why
+        ws.send(READY)
+        ws.recv()
+        ws.close(1013, "client_limit: this client already has 4 streams open")
+
     def drop_mid_stream(ws):  # no close frame: the server's process died
         ws.send(READY)
         ws.recv()
@@ -531,6 +570,7 @@ def test_stream_command_against_a_foreign_or_failing_server_exits_with_one_line(
                          (ready_then_silent, "timeout: no message from the server for 0.5 s (a window of a slow "
                                              "method can take longer: a larger timeout, videoxai stream --timeout"),
                          (close_mid_stream, "closed: the server closed the stream (code 1011)"),
+                         (close_with_a_reason, "(code 1013: client_limit: this client already has 4 streams open)"),
                          (drop_mid_stream, "closed: the connection to the server was lost")]:
         with fake_server(behave) as url, pytest.raises(SystemExit) as exit_info:
             main(["stream", str(video), "--server", url, "--timeout", "0.5"])

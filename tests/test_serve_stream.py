@@ -360,6 +360,37 @@ def test_stream_limit_busy(model, frames):
                 assert info.value.rcvd.code == 1013
 
 
+def test_one_client_address_cannot_hold_every_stream_slot(model, frames):
+    # one address opening streams held every slot, and every other client got 'busy' for as long as
+    # it liked; now it gets its share, a fatal client_limit (close 1013, the reason said in the
+    # close frame too), and another address (127.0.0.2 is loopback too) is still served
+    app = create_app(model, ServeSettings(max_streams=3, max_streams_per_client=2))
+    with BackgroundServer(app) as server, contextlib.ExitStack() as held:
+        hog = [held.enter_context(open_stream(server)) for _ in range(2)]
+        for ws in hog:
+            start(ws, stride=T)
+        with open_stream(server) as third:
+            msg = recv(third)
+            assert msg["type"] == "error" and msg["fatal"] and msg["error"]["code"] == "client_limit", msg
+            assert "2 streams" in msg["error"]["message"] and "per client" in msg["error"]["message"], msg
+            with pytest.raises(ConnectionClosed) as info:
+                recv(third)
+            assert info.value.rcvd.code == 1013 and info.value.rcvd.reason.startswith("client_limit: "), info.value
+        other = connect(ws_url(server), compression=None, proxy=None, max_size=None, open_timeout=20,
+                        source_address=("127.0.0.2", 0))
+        with other:
+            start(other, stride=T, live=False)
+            for f in frames[:T]:
+                other.send(rgb(f))
+            other.send(json.dumps({"type": "end"}))
+            assert [m["type"] for m in collect_until_end(other)] == ["window", "end"]
+        hog.pop().close()  # the first address ends one of its streams: it may open another
+        wait_until(lambda: app.state.slots.by_client.get("127.0.0.1") == 1)
+        with open_stream(server) as again:
+            start(again, stride=T)
+    wait_until(lambda: app.state.slots.active == 0 and not app.state.slots.by_client)
+
+
 def test_idle_client_is_closed(model):
     app = create_app(model, ServeSettings(stream_idle_timeout_s=0.5))
     with BackgroundServer(app) as server, open_stream(server) as ws:

@@ -38,7 +38,15 @@ def serve_cmd(
     max_frames: int = typer.Option(1800, help="Most frames decoded from one upload."),
     max_pixels: int = typer.Option(1920 * 1080, help="Most pixels per frame (uploads and streams)."),
     max_streams: int = typer.Option(8, help="Concurrent WebSocket streams."),
+    max_streams_per_client: int = typer.Option(4, "--streams-per-client", min=1,
+                                               help="Concurrent streams from one client address (more are "
+                                                    "refused: one address cannot hold every slot). Behind a "
+                                                    "reverse proxy every client has the proxy's address: "
+                                                    "raise this and --jobs-per-client."),
     max_queued_jobs: int = typer.Option(8, help="Uploads queued or running at once."),
+    max_queued_jobs_per_client: int = typer.Option(4, "--jobs-per-client", min=1,
+                                                   help="Uploads queued or running at once from one client "
+                                                        "address (more get 429)."),
     max_forward_passes: int = typer.Option(10_000, help="Most forward passes one job (or one stream window) may "
                                                         "cost; larger requests are refused when submitted."),
     shutdown_timeout: float = typer.Option(10.0, help="On SIGTERM/Ctrl-C, seconds running work may finish "
@@ -72,6 +80,8 @@ def serve_cmd(
     try:
         settings = ServeSettings(api_key=api_key, max_upload_mb=max_upload_mb, max_frames=max_frames,
                                  max_pixels=max_pixels, max_streams=max_streams, max_queued_jobs=max_queued_jobs,
+                                 max_streams_per_client=max_streams_per_client,
+                                 max_queued_jobs_per_client=max_queued_jobs_per_client,
                                  max_forward_passes=max_forward_passes, shutdown_timeout_s=shutdown_timeout,
                                  default_method=method, work_dir=str(work_dir) if work_dir else None,
                                  allowed_hosts=(*allowed_host, host))  # the name it listens on is its own

@@ -78,16 +78,32 @@ class AuthWaiters:
 
 
 class StreamSlots:
-    """Counts live sessions against ``max_streams`` (event-loop only, so no lock)."""
+    """Counts live sessions against ``max_streams``, and each client address's against
+    ``per_client`` (event-loop only, so no lock): one address opening streams as fast as they
+    ended held every slot, and every other client was refused ``busy`` for as long as it liked."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_client: int | None = None) -> None:
         self.limit, self.active = limit, 0
+        self.per_client = per_client if per_client is not None else limit
+        self.by_client: dict[str | None, int] = {}
 
-    def try_acquire(self) -> bool:
+    def try_acquire(self, client: str | None = None) -> bool:
+        """Take a slot for ``client``; ``False`` when the server serves ``limit`` streams (see
+        :meth:`client_full` for the per-client limit, asked first)."""
         if self.active >= self.limit:
             return False
         self.active += 1
+        self.by_client[client] = self.by_client.get(client, 0) + 1
         return True
 
-    def release(self) -> None:
+    def client_full(self, client: str | None) -> bool:
+        """Whether ``client`` already holds ``per_client`` streams."""
+        return self.by_client.get(client, 0) >= self.per_client
+
+    def release(self, client: str | None = None) -> None:
         self.active = max(0, self.active - 1)
+        left = self.by_client.get(client, 0) - 1
+        if left > 0:
+            self.by_client[client] = left
+        else:
+            self.by_client.pop(client, None)

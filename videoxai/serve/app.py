@@ -60,7 +60,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # documents the error body in the OpenAPI schema (/docs)
 _RESPONSES: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse}
-                                               for code in (400, 401, 403, 404, 409, 413, 415, 416, 422, 503,
+                                               for code in (400, 401, 403, 404, 409, 413, 415, 416, 422, 429, 503,
                                                                             507)}
 
 
@@ -96,7 +96,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     app = FastAPI(title="videoxai", version=__version__, lifespan=lifespan,
                   summary="Explanations of a video classifier for uploads and live streams.")
     app.state.engine, app.state.settings = engine, settings
-    app.state.slots = StreamSlots(settings.max_streams)
+    app.state.slots = StreamSlots(settings.max_streams, settings.max_streams_per_client)
     app.state.auth_waiters = AuthWaiters(settings.max_pending_connections)
     app.state.uploads = 0  # uploads being received (max_uploads)
     app.state.uploads_by_client: dict[str | None, int] = {}  # the same per client address
@@ -158,10 +158,10 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         by_client = app.state.uploads_by_client
         if by_client.get(client, 0) >= settings.max_uploads_per_client:
             # one client's slow uploads took every upload slot for as long as they kept the minimum rate
-            raise ServiceError(503, "busy", f"this client is already sending {by_client[client]} uploads, the "
-                                            "server's limit per client; wait for one to finish",
+            raise ServiceError(429, "client_limit", f"this client is already sending {by_client[client]} uploads, "
+                                                    "the server's limit per client; wait for one to finish",
                                headers={"Retry-After": "5"})
-        jobs.check_room()
+        jobs.check_room(client)
         job_id, folder = jobs.new_dir()
         app.state.uploads += 1  # the event loop's only: no lock
         by_client[client] = by_client.get(client, 0) + 1
@@ -176,7 +176,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
             video = await asyncio.to_thread(check_video, folder / UPLOAD_NAME, settings)
             check_work(spec, video, job_request, engine.model.num_frames, settings)
             check_result_size(spec, video, job_request, engine.model.num_frames, engine.model.input_size, settings)
-            job = jobs.submit(job_id, folder, job_request, video)
+            job = jobs.submit(job_id, folder, job_request, video, client)
         except ClientDisconnect:  # the client left mid-upload: nobody to answer
             jobs.discard(folder)
             return Response(status_code=400)

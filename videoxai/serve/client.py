@@ -297,7 +297,9 @@ class StreamClient:
                           "(stream_idle_timeout_s)" if isinstance(idle, (int, float)) else "")
                 raise StreamError("closed", "the connection to the server was lost before the stream's 'end' (the "
                                             f"server stopped, or the network failed{unread})") from None
-            raise StreamError("closed", f"the server closed the stream (code {e.rcvd.code}) before its "
+            # the reason says why (client_limit, busy, idle …) where the fatal message before it was lost
+            why = f": {e.rcvd.reason}" if e.rcvd.reason else ""
+            raise StreamError("closed", f"the server closed the stream (code {e.rcvd.code}{why}) before its "
                                         "'end'") from None
         if not isinstance(text, str):
             raise self._foreign("it sent a binary message")

@@ -4,7 +4,8 @@ An upload becomes a :class:`Job` in its own folder (``<work_dir>/jobs/<id>/``): 
 ``result.json`` and ``overlay.mp4`` when done. One worker thread decodes, explains window by
 window on the model thread (so live streams interleave with long jobs instead of waiting for
 them), renders the overlay, and records progress. At most ``max_queued_jobs`` jobs are queued or
-running (more are refused with 503 and ``Retry-After``); at most ``max_jobs_kept`` finished jobs
+running (more are refused with 503 and ``Retry-After``), ``max_queued_jobs_per_client`` of one
+client address (429); at most ``max_jobs_kept`` finished jobs
 are kept, the oldest deleted first; the upload itself is deleted as soon as its job ends.
 
 A job's folder also holds ``job.json`` (:class:`JobRecord`), rewritten at each change of state,
@@ -94,6 +95,7 @@ class Job:
     error: ErrorInfo | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     budget: WorkBudget | None = None
+    client: str | None = None  # the address that uploaded it (max_queued_jobs_per_client); not recorded
 
     @property
     def upload(self) -> Path:
@@ -304,26 +306,37 @@ class JobQueue:
         path.mkdir()
         return job_id, path
 
-    def check_room(self) -> None:
-        """503 ``busy`` when the queue is full: asked before an upload is received, so that a
-        client whose job would be refused is told so before it sends the whole video (and asked
-        again by :meth:`submit`: uploads received meanwhile may have filled the queue)."""
+    def check_room(self, client: str | None = None) -> None:
+        """503 ``busy`` when the queue is full, 429 ``client_limit`` when ``client`` (an address)
+        has ``max_queued_jobs_per_client`` jobs queued or running: asked before an upload is
+        received, so that a client whose job would be refused is told so before it sends the whole
+        video (and asked again by :meth:`submit`: uploads received meanwhile may have filled the
+        queue)."""
         with self.lock:
-            self._check_room()
+            self._check_room(client)
 
-    def _check_room(self) -> None:
+    def _check_room(self, client: str | None) -> None:
         """:meth:`check_room`, under :attr:`lock`."""
-        active = sum(j.state in ("queued", "running") for j in self._jobs.values())
-        if active >= self.settings.max_queued_jobs:
-            raise ServiceError(503, "busy", f"{active} jobs are already queued or running; try again later",
+        active = [j for j in self._jobs.values() if j.state in ("queued", "running")]
+        if len(active) >= self.settings.max_queued_jobs:
+            raise ServiceError(503, "busy", f"{len(active)} jobs are already queued or running; try again later",
                                headers={"Retry-After": "5"})
+        # one address that kept the queue full (a job submitted as each ended) refused every other
+        # client's upload with 503 for as long as it liked
+        own = sum(j.client == client for j in active)
+        if own >= self.settings.max_queued_jobs_per_client:
+            raise ServiceError(429, "client_limit", f"this client already has {own} jobs queued or running, the "
+                                                    "server's limit per client; wait for one to finish (or DELETE "
+                                                    "it)", headers={"Retry-After": "5"})
 
-    def submit(self, job_id: str, path: Path, request: JobRequest, video: VideoInfo) -> Job:
-        """Queue a job whose upload is at ``path / UPLOAD_NAME``; 503 when the queue is full."""
+    def submit(self, job_id: str, path: Path, request: JobRequest, video: VideoInfo,
+               client: str | None = None) -> Job:
+        """Queue a job whose upload is at ``path / UPLOAD_NAME``, sent from address ``client``; 503
+        when the queue is full, 429 when ``client`` has its share of it."""
         job = Job(id=job_id, dir=path, request=request, video=video,
-                  budget=WorkBudget(self.settings.max_forward_passes))
+                  budget=WorkBudget(self.settings.max_forward_passes), client=client)
         with self.lock:
-            self._check_room()
+            self._check_room(client)
             job.save()
             self._jobs[job_id] = job
         self._queue.put(job)

@@ -3,7 +3,7 @@
 Every resource a client can make the server spend is bounded here: bytes per upload, decoded
 frames and pixels per frame (every decoded frame, not only the one the header describes), the
 model's work per job (forward passes), queued jobs, finished jobs kept on disk, concurrent
-streams, the size of one WebSocket message, how long a silent or non-reading stream is kept
+streams (in all and per client address, as queued jobs and uploads), the size of one WebSocket message, how long a silent or non-reading stream is kept
 open, and how long and how many connections may sit without finishing their request headers. The defaults suit one
 CPU machine serving a few clients; ``videoxai serve`` exposes the common ones as options.
 """
@@ -30,8 +30,13 @@ class ServeSettings(BaseModel):
             of up to ``max_frames`` frames, and 1800 full-HD frames are 11 GiB, held by the stream
             and copied again while they are explained.
         max_queued_jobs: uploads waiting or running at once; more are refused with 503.
+        max_queued_jobs_per_client: jobs waiting or running at once from one client address; more
+            are refused with 429 ``client_limit`` (one address that submitted a job as each ended
+            kept the queue full, and every other client got 503 for as long as it liked).
         max_jobs_kept: finished jobs whose results stay available; the oldest are deleted first.
         max_streams: concurrent WebSocket streams; more are refused with a ``busy`` error.
+        max_streams_per_client: concurrent streams from one client address; more are refused with
+            a ``client_limit`` error (close code 1013; one address could hold every stream slot).
         stream_idle_timeout_s: a stream that sends nothing for this long while none of its
             windows is being explained or waits to be is closed, and one that
             has not read a message this long after it was sent is aborted (a ping after each
@@ -59,7 +64,7 @@ class ServeSettings(BaseModel):
         max_uploads: uploads being received at once; more are refused with 503 (slow uploads
             then hold at most these connections, not every one the server takes).
         max_uploads_per_client: uploads being received at once from one client address; more
-            are refused with 503 (one client's slow uploads, at ``min_upload_rate``, held every
+            are refused with 429 ``client_limit`` (one client's slow uploads, at ``min_upload_rate``, held every
             one of ``max_uploads`` for as long as 200 MiB take at 1 KiB/s: days).
         max_pending_per_client: connections of one client address still sending their
             headers; a newer one closes the oldest.
@@ -90,8 +95,10 @@ class ServeSettings(BaseModel):
     max_side: int = Field(4096, ge=1)
     max_window_mb: float = Field(256.0, gt=0)
     max_queued_jobs: int = Field(8, ge=1)
+    max_queued_jobs_per_client: int = Field(4, ge=1)
     max_jobs_kept: int = Field(32, ge=1)
     max_streams: int = Field(8, ge=1)
+    max_streams_per_client: int = Field(4, ge=1)
     stream_idle_timeout_s: float = Field(30.0, gt=0)
     auth_timeout_s: float = Field(5.0, gt=0)
     stream_smoothing: float = Field(0.5, gt=0, le=1)

@@ -54,7 +54,7 @@ from .protocol import (DroppedMessage, EndAck, EndMessage, ErrorInfo, ErrorMessa
                        StartMessage, WindowMessage, loads_json, parse_client_text, to_service_error, unpack_frame)
 from .settings import ServeSettings
 from .stream_connection import (ABORT_ON_CLOSE, CLOSE_INTERNAL, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TRY_LATER,
-                                StreamConnection, _Fatal, _Gone, _size)
+                                StreamConnection, _Fatal, _Gone, _size, close_reason)
 
 log = logging.getLogger("videoxai.serve")
 
@@ -107,14 +107,21 @@ class StreamSession(StreamConnection):
             if isinstance(e, _Fatal):
                 await self._close_with(e.error, e.close_code)
             return
-        if not self.slots.try_acquire():
+        client = ws.client.host if ws.client else None
+        if self.slots.active < self.slots.limit and self.slots.client_full(client):
+            # one address opening streams as others ended held every slot: the others were told "busy"
+            await self._close_with(ServiceError(429, "client_limit", f"this client already has "
+                                                f"{self.slots.per_client} streams open, the server's limit per "
+                                                "client; end one first"), CLOSE_TRY_LATER)
+            return
+        if not self.slots.try_acquire(client):
             await self._close_with(ServiceError(503, "busy", f"the server already serves {self.slots.limit} "
                                                              "streams; try again later"), CLOSE_TRY_LATER)
             return
         self._main = asyncio.current_task()
         sender = asyncio.create_task(self._send_loop(), name="videoxai-stream-sender")
         runner: asyncio.Task | None = None
-        close_code = CLOSE_NORMAL
+        close_code, reason = CLOSE_NORMAL, None
         try:
             start, spec = await self._negotiate()
             runner = asyncio.create_task(self._run_windows(spec), name="videoxai-stream-runner")
@@ -128,7 +135,7 @@ class StreamSession(StreamConnection):
             close_code = CLOSE_POLICY
         except _Fatal as f:
             self._queue_nowait(ErrorMessage(fatal=True, error=f.error.info()))
-            close_code = f.close_code
+            close_code, reason = f.close_code, close_reason(f.error)
         except Exception:  # a bug must end this session only, with a message, never the server
             log.exception("stream session failed")
             self._queue_nowait(ErrorMessage(fatal=True, error=ErrorInfo(code="internal",
@@ -136,14 +143,14 @@ class StreamSession(StreamConnection):
             close_code = CLOSE_INTERNAL
         finally:
             self._closing = True
-            self.slots.release()
+            self.slots.release(client)
             self._cancel.set()  # an explanation in flight stops at its next batch
             if runner is not None and not runner.done():
                 runner.cancel()
             if self._recv_task is not None and not self._recv_task.done():
                 self._recv_task.cancel()
             await self._stop_sender(sender)
-            await self._close(close_code)
+            await self._close(close_code, reason)
 
     # -- phases ----------------------------------------------------------------------------------
     async def _authenticate(self) -> None:

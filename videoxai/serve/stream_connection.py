@@ -47,6 +47,16 @@ class _Fatal(Exception):
         self.error, self.close_code = error, close_code
 
 
+def close_reason(error: ServiceError) -> str:
+    """The close frame's reason for a refusal: ``code: message``, cut to the 123 bytes of UTF-8 a
+    close frame holds (RFC 6455 §5.5), so that a client that reads only the close (a browser's
+    ``CloseEvent.reason``) is told why too."""
+    reason = f"{error.code}: {error.message}".encode()
+    if len(reason) <= 123:
+        return reason.decode()
+    return reason[:120].decode("utf-8", "ignore") + "..."
+
+
 def _size(msg: dict) -> int:
     return len(msg.get("bytes") or b"") + len(msg.get("text") or "")
 
@@ -180,12 +190,12 @@ class StreamConnection:
             await asyncio.wait_for(self.ws.send_text(message), timeout=5.0)
         except Exception:
             pass
-        await self._close(code)
+        await self._close(code, close_reason(error))
 
-    async def _close(self, code: int) -> None:
+    async def _close(self, code: int, reason: str | None = None) -> None:
         if self.ws.application_state == WebSocketState.DISCONNECTED:
             return
         try:
-            await asyncio.wait_for(self.ws.close(code), timeout=5.0)
+            await asyncio.wait_for(self.ws.close(code, reason), timeout=5.0)
         except Exception:  # already closed by the client, or it does not read
             pass
