@@ -262,6 +262,56 @@ def test_editor_page_sets_levels_fills_previews_and_saves(page, edit_set):
     assert EditSet.open(edit_set.directory).edits()[edit_set.items[1].id].levels == saved["levels"]
 
 
+def _collect_more(model, edit_set, clips: int) -> None:
+    """``videoxai stabn collect`` into the editor's folder again, keeping more clips."""
+    collect(model, open_dataset("synthetic:12", "train"), edit_set.directory, model_spec="in-memory",
+            misclassified_only=False, limit=clips)
+
+
+def test_clips_collected_while_the_editor_runs_are_served_and_saved_edits_kept(client, edit_set, model):
+    # the editor served the list it read at start: clips collected into its folder meanwhile could
+    # be neither listed nor opened ('no clip …'), until it was restarted
+    first = edit_set.items[0].key
+    assert client.put(f"/api/clips/{first}/edit", json={"levels": [1.0] * 8}).status_code == 200
+    assert len(client.get("/api/collection").json()["clips"]) == 3
+    _collect_more(model, edit_set, 5)
+    clips = client.get("/api/collection").json()["clips"]
+    now = EditSet.open(edit_set.directory)
+    assert [c["key"] for c in clips] == [it.key for it in now.items] and len(clips) == 5
+    assert [c["edited"] for c in clips] == [True, False, False, False, False]   # the saved edit is kept
+    new = now.items[4]
+    d = client.get(f"/api/clips/{new.key}").json()
+    assert d["id"] == new.id and d["attention"] == new.attention and d["levels"] is None, d
+    frames, _ = now.clip(new.key)
+    png = client.get(f"/api/clips/{new.key}/frames/2.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png.content))), frames[2])
+    assert client.get(f"/api/clips/{first}").json()["levels"] == [1.0] * 8
+    assert client.put(f"/api/clips/{new.key}/edit", json={"levels": [0.0] * 8}).status_code == 200
+    assert EditSet.open(edit_set.directory).edit(new.key).levels == [0.0] * 8
+    # a collection that cannot be read now is an error naming it, not the old list
+    (edit_set.directory / "collection.json").write_text("{")
+    r = client.get("/api/collection")
+    assert r.status_code == 422 and "collection.json is not valid JSON" in r.json()["error"], r.text
+
+
+def test_the_page_lists_clips_collected_meanwhile_and_keeps_unsaved_levels(page, edit_set, model):
+    key = edit_set.items[1].key
+    page.open(key)
+    page.button("level-0").click()
+    page.frame(3).click()                                          # a level not saved yet
+    _collect_more(model, edit_set, 5)
+    page.browser.execute_script("window.dispatchEvent(new Event('focus'))")   # the person comes back
+    page.wait.until(lambda b: len(b.find_elements(page.by.CSS_SELECTOR, "#clips li")) == 5)
+    assert "5 clips" in page.find("#source").text
+    assert page.current() == key and page.frame(3).get_attribute("data-level") == "0"
+    assert page.button("save").is_enabled() is False               # 7 frames still unset
+    new = EditSet.open(edit_set.directory).items[4].key
+    page.clip(new).click()                                          # the new clip opens (once let go)
+    page.wait.until(lambda b: "not saved" in b.switch_to.alert.text)
+    page.browser.switch_to.alert.accept()
+    page.wait.until(lambda b: page.current() == new and len(b.find_elements(page.by.CSS_SELECTOR, ".frame")) == 8)
+
+
 def test_editor_refuses_a_foreign_host_name(edit_set, model):
     # DNS rebinding: a page re-pointed at the editor sends its own name; it must not read or write edits
     foreign = TestClient(create_app(edit_set, model), base_url="http://evil.example:8001")

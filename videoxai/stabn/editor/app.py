@@ -4,7 +4,9 @@
 its frames with the model's current temporal attention (a colour bar and a value above each
 frame; optionally the spatial attention over the frame), gives every frame a level (1.0 / 0.5 /
 0.0) by clicking, fills gaps between equal levels, previews how the edit changes the prediction,
-and saves the edit as ``edits/<key>.json``.
+and saves the edit as ``edits/<key>.json``. ``collection.json`` is read again when it changes
+(``videoxai stabn collect`` into the edit set while the editor runs), and the page asks for the
+list again, so clips collected meanwhile are listed without a restart.
 
 API (JSON; errors are ``{"error": message}`` with a 4xx status):
 
@@ -44,7 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ...errors import InputError, VideoXAIError
 from ...core.hosts import HostCheck
 from ...core.page_headers import PageHeaders
-from ..knowledge import LEVELS, EditSet, UnknownClipError, check_collection, fill_between, preview
+from ..knowledge import COLLECTION, LEVELS, EditSet, UnknownClipError, check_collection, fill_between, preview
 from ..model import STABNVideoModel
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -130,9 +132,7 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     page re-pointed at the editor by DNS rebinding could otherwise rewrite the edits;
     :mod:`videoxai.core.hosts`).
     """
-    es = edit_set if isinstance(edit_set, EditSet) else EditSet.open(edit_set)
-    if model is not None:  # else every preview would be refused, one at a time
-        check_collection(es, model)
+    current = _Reread(edit_set if isinstance(edit_set, EditSet) else EditSet.open(edit_set), model)
     app = FastAPI(title="videoxai ST-ABN temporal-attention editor")
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     # its errors are {"error": message}, and its name is the one it listens on (--host)
@@ -187,14 +187,14 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
             return app.head(path, **{**kwargs, "include_in_schema": False})(fn)
         return register
 
-    def version(key: str) -> str | None:
+    def version(es: EditSet, key: str) -> str | None:
         """A digest of clip ``key``'s edit file (``None``: none saved, or none readable)."""
         try:
             return hashlib.sha256(es.edit_path(key).read_bytes()).hexdigest()[:16]
         except OSError:
             return None
 
-    def summary(it) -> dict:
+    def summary(es: EditSet, it) -> dict:
         # a label the collection cannot name is a JSON error naming the clip (not an IndexError)
         return dict(key=it.key, id=it.id, label=it.label, label_name=es.class_name(it, "label"),
                     predicted=it.predicted, predicted_name=es.class_name(it, "predicted"),
@@ -202,29 +202,31 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
 
     @get("/api/collection", response_model=Collection)
     def collection() -> dict:
+        es = current()
         return dict(model=es.model, data=es.data, split=es.split, labels=es.labels, num_frames=es.num_frames,
-                    levels=list(LEVELS), preview=model is not None, clips=[summary(it) for it in es.items])
+                    levels=list(LEVELS), preview=current.preview_error is None, clips=[summary(es, it) for it in es.items])
 
     @get("/api/clips/{key}", response_model=ClipDetail)
     def clip(key: str) -> dict:
+        es = current()
         it = es.item(key)
         frames, _ = es.clip(key)
         # a damaged edit file (cut short, another clip's, the wrong length) is said, and the clip
         # still opens: saving a new edit replaces the file (refusing the clip left no way to)
         for _ in range(3):  # the version of the levels read: not one saved in between
-            edit, error, seen = None, None, version(key)
+            edit, error, seen = None, None, version(es, key)
             try:
                 edit = es.edit(key)
             except InputError as e:
                 error = str(e)
-            if version(key) == seen:
+            if version(es, key) == seen:
                 break
-        return dict(**summary(it), levels=edit.levels if edit else None, edit_error=error, version=seen,
+        return dict(**summary(es, it), levels=edit.levels if edit else None, edit_error=error, version=seen,
                     frame_size=frames.shape[1:3])
 
     @get("/api/clips/{key}/frames/{t}.png")
     def frame(key: str, t: int, overlay: Literal["none", "spatial"] = "none") -> Response:
-        frames, spatial = es.clip(key)
+        frames, spatial = current().clip(key)
         if not 0 <= t < len(frames):
             raise InputError(f"frame {t} out of range: clip {key} has {len(frames)} frames")
         img = frames[t]
@@ -236,24 +238,27 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
     def save(key: str, body: SaveBody) -> dict:
         # two people on one clip: the second save overwrote the first one's edit without a word
         # (two editors on the edit set: the threading lock is one process's, es.writing() all's)
+        es = current()
         with saving, es.writing():
-            if "version" in body.model_fields_set and (now := version(key)) != body.version:
+            if "version" in body.model_fields_set and (now := version(es, key)) != body.version:
                 raise EditConflictError(key, now, body.version, "save")
             edit = es.save_edit(key, body.levels)
-            return dict(key=key, id=edit.id, levels=edit.levels, saved=edit.saved, version=version(key))
+            return dict(key=key, id=edit.id, levels=edit.levels, saved=edit.saved, version=version(es, key))
 
     @app.delete("/api/clips/{key}/edit", dependencies=[Depends(_no_body)])
     def delete(key: str, seen: str | None = Query(None, alias="version", description="the version of the "
                "clip's edit this delete removes, as read; left out, whatever is saved is removed")) -> dict:
         # a page opened before another tab saved removed that tab's edit without a word, as a
         # save over it did; an edit gone already is no conflict (nobody's edit is lost)
+        es = current()
         with saving, es.writing():
-            if seen is not None and (now := version(key)) not in (None, seen):
+            if seen is not None and (now := version(es, key)) not in (None, seen):
                 raise EditConflictError(key, now, seen, "delete")
             return {"key": key, "deleted": es.delete_edit(key)}
 
     @app.post("/api/clips/{key}/fill")
     def fill(key: str, body: EditBody) -> dict:
+        es = current()
         es.item(key)
         if len(body.levels) != es.num_frames:  # as save and preview: one level per frame
             raise InputError(f"clip {key} has {es.num_frames} frames, got {len(body.levels)} levels")
@@ -261,9 +266,9 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
 
     @app.post("/api/clips/{key}/preview", response_model=Preview)
     def do_preview(key: str, body: EditBody) -> dict:
-        if model is None:
-            raise InputError("preview needs the model: start the editor with --model (or keep the "
-                             "collection's model directory where it was)")
+        es = current()
+        if current.preview_error is not None:
+            raise InputError(current.preview_error)
         frames, _ = es.clip(key)
         with lock:
             return preview(model, frames, body.levels)
@@ -274,6 +279,53 @@ def create_app(edit_set: EditSet | str | Path, model: STABNVideoModel | None = N
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+class _Reread:
+    """The edit set as its ``collection.json`` is now: read again when that file changes (its
+    modification time, size or inode: ``collect`` replaces it by a rename). An editor left open
+    while ``videoxai stabn collect`` added clips to its folder served the list it read at start,
+    and the new clips could be neither listed nor opened. Edits are files of their own, read on
+    every request, so a reread loses none, saved or not (unsaved ones are the page's).
+
+    A collection that cannot be read now is an error on each request (naming the file) until it
+    can; one from a model the preview's does not fit turns the preview off, saying why.
+    """
+
+    def __init__(self, es: EditSet, model: STABNVideoModel | None) -> None:
+        self.es, self.model = es, model
+        self.preview_error: str | None = None
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        if model is not None:  # else every preview would be refused, one at a time
+            check_collection(es, model)
+        else:
+            self.preview_error = ("preview needs the model: start the editor with --model (or keep the "
+                                  "collection's model directory where it was)")
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = (self.es.directory / COLLECTION).stat()
+        except OSError:  # an edit set built in memory (never written), or gone: the one we have
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def __call__(self) -> EditSet:
+        stamp = self._stat()
+        if stamp is None or stamp == self._stamp:
+            return self.es
+        with self._lock:  # requests run on a thread pool: one reread
+            if stamp != self._stamp:
+                es = EditSet.open(self.es.directory)  # InputError: a 422 naming the file, stamp kept
+                error = None
+                if self.model is not None:
+                    try:
+                        check_collection(es, self.model)
+                    except InputError as e:
+                        error = f"no preview: {e}"
+                    self.preview_error = error
+                self.es, self._stamp = es, stamp
+        return self.es
 
 
 async def _no_body(request: Request) -> None:

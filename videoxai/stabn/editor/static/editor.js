@@ -56,6 +56,43 @@ function renderList() {
   $("#progress").textContent = `(${done}/${clips.length} edited)`;
 }
 
+// A save or delete changes the list's "edited" marks: a list asked for before it must not put the
+// old marks back (and a clip a new collection no longer lists has no mark to set).
+let changes = 0;
+
+function markEdited(key, edited) {
+  changes += 1;
+  const entry = state.collection.clips.find((c) => c.key === key);
+  if (entry) entry.edited = edited;
+}
+
+function renderSource() {
+  const c = state.collection;
+  $("#source").textContent = `model ${c.model} · ${c.data} (${c.split}) · ${c.clips.length} clips · ${c.num_frames} frames`;
+  $("#preview").disabled = !c.preview;
+  $("#preview").title = c.preview ? "" : "start the editor with the model to preview";
+}
+
+// `videoxai stabn collect` into the edit set while the page is open adds clips (the editor reads
+// the collection again when it changes): the list is asked for again when the page comes back
+// into view and every REFRESH_MS while it is in view. Only the list changes: the open clip, and
+// levels not saved yet, stay as they are.
+const REFRESH_MS = 10000;
+
+async function refreshCollection() {
+  const before = changes;
+  let c;
+  try {
+    c = await api("GET", "api/collection");
+  } catch (e) {
+    return;  // a collection that cannot be read now: said when a clip is opened or saved
+  }
+  if (before !== changes) return;  // a save or delete since: its marks are newer than this answer
+  state.collection = c;
+  renderSource();
+  renderList();
+}
+
 function frameUrl(t) {
   const overlay = state.overlay ? "spatial" : "none";
   return `api/clips/${encodeURIComponent(state.key)}/frames/${t}.png?overlay=${overlay}`;
@@ -184,7 +221,7 @@ async function save() {
     const clip = state.clip;
     const r = await api("PUT", `api/clips/${encodeURIComponent(key)}/edit`, { levels: state.levels, version: clip.version });
     clip.version = r.version;
-    state.collection.clips.find((c) => c.key === key).edited = true;
+    markEdited(key, true);
     if (state.key === key) {
       state.clip.levels = r.levels;
       state.clip.edit_error = null;
@@ -215,7 +252,7 @@ async function deleteEdit() {
     clip.version = null;
     clip.levels = null;
     clip.edit_error = null;
-    state.collection.clips.find((c) => c.key === key).edited = false;
+    markEdited(key, false);
     if (state.key === key) {
       state.levels = clip.attention.map(() => null);
       state.saved = [...state.levels];
@@ -275,6 +312,9 @@ function bind() {
     state.overlay = e.target.checked;
     document.querySelectorAll(".frame img").forEach((img, t) => { img.src = frameUrl(t); });
   });
+  window.addEventListener("focus", refreshCollection);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refreshCollection(); });
+  setInterval(() => { if (!document.hidden) refreshCollection(); }, REFRESH_MS);
   window.addEventListener("beforeunload", (e) => {
     if (unsaved()) e.preventDefault();  // the browser asks before closing or reloading the page
   });
@@ -294,10 +334,7 @@ async function main() {
     status(e.message, true);
     return;
   }
-  const c = state.collection;
-  $("#source").textContent = `model ${c.model} · ${c.data} (${c.split}) · ${c.clips.length} clips · ${c.num_frames} frames`;
-  $("#preview").disabled = !c.preview;
-  if (!c.preview) $("#preview").title = "start the editor with the model to preview";
+  renderSource();
   renderList();
   document.body.dataset.ready = "true";
 }
