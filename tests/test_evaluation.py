@@ -469,13 +469,15 @@ def local_ray(tmp_path_factory):
     """A local one-CPU Ray whose workers misbehave where the test says so, in files: ``kill``
     names a clip in the middle of which the worker kills itself (a SIGKILL, as the kernel's
     out-of-memory killer ends a worker: after the clip's second row, before its third); where
-    ``no_model`` exists, a worker cannot load the model (a path only the driver sees). Class-scoped:
+    ``no_model`` exists, a worker cannot load the model (a path only the driver sees); where
+    ``exits`` exists, the method ``exits_test_method`` (saliency otherwise) ends its worker with
+    ``os._exit(1)`` on every clip. Class-scoped:
     Ray goes down after the tests of :class:`TestRayBackend`, not at the end of this module."""
     from types import SimpleNamespace
 
     ray = pytest.importorskip("ray")
     files = tmp_path_factory.mktemp("ray")
-    kill, no_model = files / "kill", files / "no_model"
+    kill, no_model, exits = files / "kill", files / "no_model", files / "exits"
 
     def setup() -> None:   # runs in every Ray worker as it starts (pickled by value: a local function)
         import os
@@ -483,6 +485,8 @@ def local_ray(tmp_path_factory):
 
         from videoxai.errors import InputError
         from videoxai.evaluation import backends, tasks
+        from videoxai.methods import base as methods
+        from videoxai.methods.saliency import Saliency
 
         run_task, create = backends.run_task, tasks.WorkerContext.create
 
@@ -500,9 +504,19 @@ def local_ray(tmp_path_factory):
         backends.run_task = dies_on_the_named_clip
         tasks.WorkerContext.create = staticmethod(load)
 
+        class ExitsWhereTold(Saliency):   # a crash in native code, a library that calls exit()
+            name = "exits_test_method"
+
+            def attribute_pixels(self, inputs, target=None):
+                if os.path.exists(str(exits)):
+                    os._exit(1)
+                return super().attribute_pixels(inputs, target)
+
+        methods.register(ExitsWhereTold)
+
     ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR",
              runtime_env={"worker_process_setup_hook": setup})
-    yield SimpleNamespace(kill=kill, no_model=no_model)
+    yield SimpleNamespace(kill=kill, no_model=no_model, exits=exits)
     ray.shutdown()
 
 
@@ -548,6 +562,43 @@ class TestRayBackend:
                          backend="inline", progress=False, report=False)
         assert_same_results(clean, resumed)
 
+    def test_a_method_that_ends_its_ray_worker_on_every_clip_costs_its_own_results_not_the_run(
+            self, model_dir, local_ray, tmp_path, monkeypatch):
+        """A method that exits its worker process on every clip (os._exit, a crash in native code)
+        took the other methods' results of each clip with it (one Ray task ran all the methods of a
+        clip), and stopped the run after four clips ('4 Ray tasks in a row lost their worker on every
+        try': on a fake Ray, which needs no worker per death, in
+        test_a_method_that_kills_its_ray_worker_on_every_clip_does_not_stop_the_run). Now the clip
+        costs that method's results, which say why; the other method is computed, and a resume
+        computes the errors once."""
+        from videoxai.evaluation import backends
+        from videoxai.methods import base as methods
+        from videoxai.methods.saliency import Saliency
+
+        monkeypatch.setattr(backends, "RAY_RETRIES", 0, raising=False)   # Ray's 3: 4 dead workers a clip
+        methods.register(type("ExitsWhereTold", (Saliency,), {"name": "exits_test_method"}))  # the driver's
+        local_ray.exits.touch()
+        try:
+            s = evaluate(model_dir, "synthetic:1", "exits_test_method,random", "sparseness", tmp_path,
+                         backend="ray", workers=1, progress=False, report=False)
+            local_ray.exits.unlink()
+            with ResultStore(s.database) as store:
+                rows = store.rows()
+                assert len({(r.video, r.method, r.metric) for r in rows}) == len(rows) == 2
+                assert {(r.method, r.status) for r in rows} == {("exits_test_method", "error"), ("random", "ok")}
+                assert all(r.details["error"].startswith("the Ray worker died while computing this, on its only "
+                                                         "try (WorkerCrashedError: ") for r in rows if r.status == "error")
+                assert {(e.method, e.status) for e in store.explanations()} == {("exits_test_method", "error"),
+                                                                                ("random", "ok")}
+            resumed = evaluate(model_dir, "synthetic:1", "exits_test_method,random", "sparseness", tmp_path,
+                               backend="ray", workers=1, progress=False, report=False)
+        finally:
+            methods.METHODS.unregister("exits_test_method")
+            local_ray.exits.unlink(missing_ok=True)
+        assert (resumed.computed, resumed.errors, resumed.skipped) == (1, 0, 1)
+        with ResultStore(resumed.database) as store:
+            assert store.count("ok") == 2 and len(store.rows()) == 2
+
     def test_a_ray_worker_that_cannot_load_the_model_is_one_line_naming_why(self, model_dir, local_ray, tmp_path):
         """The run ended on 'a Ray task failed: ray::_ray_task() (pid=…) ctx = … ^^^^ File …', the
         worker's traceback flattened into the command's error line; the local backend says
@@ -565,28 +616,27 @@ class TestRayBackend:
         assert str(e.value) == f"a Ray worker could not start: InputError: unknown model {model_dir!r}: not a directory"
 
 
-def test_ray_clips_whose_workers_die_in_a_row_stop_the_run_naming_the_death(monkeypatch):
-    """The driver's side of the Ray backend on a stand-in for Ray (a real one would kill a worker
-    per clip): a clip whose worker died costs what it had not sent, the next clip is computed; as
-    many deaths in a row as the capacity and DEATHS_IN_A_ROW allow, then one more, stop the run
-    (a model that kills every worker), with the death's reason."""
+def fake_ray(monkeypatch, dies) -> None:
+    """A stand-in for Ray (a real one would start a worker per death) whose task for clip ``key``
+    yields the rows run_task would (per method: the explanation, then one per metric), except that
+    where ``dies(key, method)`` says ``"explanation"`` (``"metric"``) its worker dies before that
+    method's explanation (first metric)."""
     import types
 
-    from videoxai.evaluation import backends
     from videoxai.evaluation.store import ExplanationRow
-    from videoxai.evaluation.tasks import RunSettings, Task
 
     class WorkerCrashedError(Exception):
         pass
 
-    dies = {"a/1", "a/2", "a/3", "a/4"}         # clip a/0 is fine, then every clip kills its worker
-
-    def rows(task):   # the rows run_task would yield: the explanation, then one per metric
-        yield ExplanationRow(task.key, "saliency")
-        for spec in task.work["saliency"]:
-            if task.key in dies:
+    def rows(task):
+        for method, specs in task.work.items():
+            if dies(task.key, method) == "explanation":
                 raise WorkerCrashedError("The worker died unexpectedly while executing this task.")
-            yield ResultRow(task.key, "saliency", spec, 0.5)
+            yield ExplanationRow(task.key, method)
+            for spec in specs:
+                if dies(task.key, method) == "metric":
+                    raise WorkerCrashedError("The worker died unexpectedly while executing this task.")
+                yield ResultRow(task.key, method, spec, 0.5)
 
     class Generator:   # a streaming generator: each next() an object ref, here a function ray.get calls
         def __init__(self, task):
@@ -611,6 +661,19 @@ def test_ray_clips_whose_workers_die_in_a_row_stop_the_run_naming_the_death(monk
         remote=lambda **kw: (lambda fn: types.SimpleNamespace(remote=lambda settings, task: Generator(task))),
         wait=lambda gens, num_returns, timeout: (gens[:1], gens[1:]), get=lambda r: r())
     monkeypatch.setitem(sys.modules, "ray", fake)
+
+
+def test_ray_clips_whose_workers_die_in_a_row_stop_the_run_naming_the_death(monkeypatch):
+    """The driver's side of the Ray backend on :func:`fake_ray`: a clip whose worker died costs
+    what it had not sent, the next clip is computed; as many deaths in a row as the capacity and
+    DEATHS_IN_A_ROW allow, then one more, stop the run (a model that kills every worker), with the
+    death's reason."""
+    from videoxai.evaluation import backends
+    from videoxai.evaluation.store import ExplanationRow
+    from videoxai.evaluation.tasks import RunSettings, Task
+
+    # clip a/0 is fine, then every clip kills its worker
+    fake_ray(monkeypatch, lambda key, method: "metric" if key in {"a/1", "a/2", "a/3", "a/4"} else None)
     monkeypatch.setattr(backends, "RAY_RETRIES", 1)
     tasks = [Task(i, i, f"a/{i}", {"saliency": ["energy", "sparseness"]}) for i in range(6)]
     got = []
@@ -628,6 +691,31 @@ def test_ray_clips_whose_workers_die_in_a_row_stop_the_run_naming_the_death(monk
                for r in died)
     # the explanation arrived before the death: it is kept, not made an error
     assert all(r.status == "ok" for r in got if isinstance(r, ExplanationRow))
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_a_method_that_kills_its_ray_worker_on_every_clip_does_not_stop_the_run(monkeypatch, first):
+    """One Ray task ran all the methods of a clip: a method that ended its worker on every clip
+    took the other methods' results of the clip with it (or, run after them, still counted a dead
+    task), and the fourth clip in a row ended the run. Now each clip costs that method's results,
+    the clip's other methods are computed (in a new task), and every clip is run, each key once."""
+    from videoxai.evaluation import backends
+    from videoxai.evaluation.store import ExplanationRow
+    from videoxai.evaluation.tasks import RunSettings, Task
+
+    fake_ray(monkeypatch, lambda key, method: "explanation" if method == "exits" else None)
+    work = {"exits": ["energy", "sparseness"], "random": ["energy", "sparseness"]}
+    work = work if first else dict(reversed(work.items()))
+    tasks = [Task(i, i, f"a/{i}", dict(work)) for i in range(8)]
+    got = []
+    backends.run("ray", iter(tasks), RunSettings(model="m", metrics=("energy", "sparseness")), got.append, workers=1)
+    results = [r for r in got if isinstance(r, ResultRow)]
+    assert len(results) == len({r.key for r in results}) == 8 * 2 * 2
+    assert {(r.method, r.status) for r in results} == {("exits", "error"), ("random", "ok")}
+    assert all(r.details["error"].startswith("the Ray worker died while computing this, on each of its 4 tries")
+               for r in results if r.status == "error")
+    assert sorted((r.video, r.method, r.status) for r in got if isinstance(r, ExplanationRow)) == sorted(
+        (f"a/{i}", m, "error" if m == "exits" else "ok") for i in range(8) for m in work)
 
 
 # -- report ---------------------------------------------------------------------------------------------

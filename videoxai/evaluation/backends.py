@@ -15,8 +15,11 @@ the only writer of the results file.
   come. Ray is optional (``pip install 'videoxai[ray]'``); cluster nodes need videoxai installed
   and the model by the same spec. A task that Ray runs again after its node died sends its rows
   again; the runner stores each key once (``tests/test_ray_cluster.py`` kills a node mid-run).
-  A clip whose worker dies on every one of Ray's tries (:data:`RAY_RETRIES`) costs what its task
-  had not sent, as on the local backend: error rows, computed again on resume.
+  A clip whose worker dies on every one of Ray's tries (:data:`RAY_RETRIES`) costs what the
+  method it was running had not sent, as on the local backend: error rows, computed again on
+  resume; the clip's later methods go on in a new task (a method that ends its process on every
+  clip costs its own results, not the others' or the run). Deaths with no method finishing a clip
+  in between (a model that kills every worker) end the run after a few (:data:`DEATHS_IN_A_ROW`).
   A local instance stops with the run (``ray.shutdown()``; Ray's own handler on SIGTERM). A
   driver killed with SIGKILL takes the raylet, the GCS and the workers down with it (Ray
   fate-shares them), but Ray's dashboard and runtime-env agents stay about 60 s, a timeout fixed
@@ -367,16 +370,21 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                     row = ray.get(ref)
                 except died as e:
                     # it ended 'a Ray task failed: The worker died unexpectedly', and every resume
-                    # on the same clip: that clip's missing results are errors (computed again on
-                    # resume), and the other clips go on
+                    # on the same clip: the missing results of the method it was running are errors
+                    # (computed again on resume); the clip's later methods run in a new task, so a
+                    # method that kills its worker on every clip costs its own results, not the run
                     deaths += 1
                     why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
                     tries = f"on each of its {RAY_RETRIES + 1} tries" if RAY_RETRIES else "on its only try"
                     if deaths > capacity + DEATHS_IN_A_ROW:
                         raise WorkerFailed(f"{deaths} Ray tasks in a row lost their worker on every try "
                                            f"({RAY_RETRIES + 1} each); the last: {why}") from None
-                    _emit_died(pending.pop(gen), arrived.pop(gen),
-                               f"the Ray worker died while computing this, {tries} ({why})", emit)
+                    task, got = pending.pop(gen), arrived.pop(gen)
+                    running, rest = _running_and_rest(task, got)
+                    _emit_died(running, got, f"the Ray worker died while computing this, {tries} ({why})", emit)
+                    if rest is not None:
+                        gen = remote.remote(settings, rest)
+                        pending[gen], arrived[gen] = rest, set()
                     continue
                 except ray.exceptions.RayError as e:
                     # a RayTaskError's text is the worker's whole traceback flattened into the
@@ -388,11 +396,30 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                     what = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else \
                         f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
                     raise WorkerFailed(f"a Ray task failed: {what}") from None
-                arrived[gen].add(row.key if isinstance(row, ResultRow) else row.method)
+                key = row.key if isinstance(row, ResultRow) else row.method
+                if key not in arrived[gen]:   # not a retry's copy
+                    arrived[gen].add(key)
+                    if _done(pending[gen], row.method, arrived[gen]):
+                        deaths = 0   # a method finished a clip: the model works, only some method kills
                 emit(row)
     finally:
         if started:
             ray.shutdown()
+
+
+def _done(task: Task, method: str, arrived: set) -> bool:
+    """Whether every row of ``method`` in ``task`` is in ``arrived``."""
+    return method in arrived and all((task.key, method, spec) in arrived for spec in task.work[method])
+
+
+def _running_and_rest(task: Task, arrived: set) -> tuple[Task, Task | None]:
+    """The method of ``task`` its worker was running when it died (the first one not done: a task
+    runs its methods in order), as a task of its own, and the methods after it (``None``: none)."""
+    methods = list(task.work)
+    i = next((i for i, m in enumerate(methods) if not _done(task, m, arrived)), len(methods) - 1)
+    running = Task(task.id, task.index, task.key, {methods[i]: task.work[methods[i]]}, task.sample)
+    rest = {m: task.work[m] for m in methods[i + 1:]}
+    return running, Task(task.id, task.index, task.key, rest, task.sample) if rest else None
 
 
 def check_address(address: str | None, given_as: str = "") -> None:
