@@ -137,6 +137,8 @@ def test_a_header_that_counts_billions_of_frames_costs_no_memory(tmp_path, monke
     6.00 TiB"); a frame takes a byte of the file at least."""
     import struct
 
+    import av
+
     from videoxai.data import video as vio
 
     frames = np.repeat((np.arange(12) * 20).astype(np.uint8), 32 * 32 * 3).reshape(12, 32, 32, 3)
@@ -147,13 +149,22 @@ def test_a_header_that_counts_billions_of_frames_costs_no_memory(tmp_path, monke
         data[at:at + 4] = struct.pack("<I", 2**31 - 1)
     path = tmp_path / "forged.avi"
     path.write_bytes(data)
-    assert vio.probe(path)["frames"] == 2**31 - 1
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == 2**31 - 1  # what FFmpeg reads
+    assert vio.probe(path)["frames"] == 12  # the file is whole: what it holds (test_an_avi_whose_header_and_*)
     sizes = []
     made = vio._FrameBuffer.__init__
     monkeypatch.setattr(vio._FrameBuffer, "__init__", lambda self, expected: made(self, expected) or sizes.append(expected))
-    clip = vx.read_video(path)
+    with pytest.warns(UserWarning, match="its AVI header says 2147483647 frames but the file is whole and holds 12"):
+        clip = vx.read_video(path)
     assert np.abs(clip.frames.astype(int) - frames).max() <= 3
-    assert sizes and sizes[0] <= path.stat().st_size
+    # cut inside its index (after every frame): the header's count is all there is
+    cut = tmp_path / "forged_cut.avi"
+    cut.write_bytes(bytes(data[:-8]))
+    clip = vx.read_video(cut)
+    assert np.abs(clip.frames.astype(int) - frames).max() <= 3
+    assert vio.probe(cut)["frames"] == 2**31 - 1
+    assert sizes[-1] <= cut.stat().st_size
 
 
 def test_grey_and_rgba_frames_are_told_what_to_do():

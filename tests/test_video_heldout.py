@@ -111,3 +111,48 @@ def test_an_mpeg_ts_cut_on_a_packet_boundary_gives_only_whole_frames(tmp_path):
             assert probe(cut)["frames"] == len(frame_times(cut)) == len(clip)
             shorter.add(len(clip))
         assert len(shorter) >= 4, shorter
+
+
+def _with_header_count(src: Path, dst: Path, frames: int) -> Path:
+    """``src`` (an AVI) with its video stream header's frame count (``strh``'s ``dwLength``, which
+    FFmpeg reads) set to ``frames``, as a tool that rewrote the file without updating it leaves it."""
+    data = bytearray(src.read_bytes())
+    at = data.index(b"strh")  # its id, its size, then the stream's type
+    assert data[at + 8:at + 12] == b"vids"
+    data[at + 8 + 32:at + 8 + 36] = frames.to_bytes(4, "little")
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_an_avi_whose_header_and_index_disagree_is_read_by_what_it_holds(tmp_path):
+    """A whole AVI whose header says 60 frames (or 20) for the 30 its index lists and that
+    decode: it failed as "truncated video: the container lists 60 frames but only 30 could be
+    decoded" (the header was trusted), and ``probe`` said 20 for 20. It is read as its 30 frames,
+    with a warning saying the header and the index disagree and which count was used; a file cut
+    short is still named truncated."""
+    from videoxai.data.video import uniform_indices
+
+    src = _encode(tmp_path / "whole.avi", _noise(30), codec="mpeg4", rate=10)
+    whole = read_video(src)
+    assert len(whole) == 30
+    for header in (60, 20):
+        path = _with_header_count(src, tmp_path / f"header{header}.avi", header)
+        with av.open(str(path)) as c:
+            assert c.streams.video[0].frames == header  # FFmpeg reads the count we wrote
+        said = rf"header{header}.avi: its AVI header says {header} frames but the file is whole and holds 30 " \
+               r"\(its header and its index disagree.*read as the 30 frames it holds"
+        with pytest.warns(UserWarning, match=said):
+            every = read_video(path)
+        np.testing.assert_array_equal(every.frames, whole.frames)
+        with pytest.warns(UserWarning, match=said):
+            clip = read_video(path, 8)
+        np.testing.assert_array_equal(clip.indices, uniform_indices(30, 8))
+        np.testing.assert_array_equal(clip.frames, whole.frames[clip.indices])
+        with pytest.warns(UserWarning, match=said):
+            assert [w.indices.tolist()[0] for w in sliding_windows(path, 10)] == [0, 10, 20]
+        assert probe(path)["frames"] == 30
+    # the frames after byte 2/3 are gone (and the index with them): truncated, as before
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes((tmp_path / "header60.avi").read_bytes()[:src.stat().st_size * 2 // 3])
+    with pytest.raises(VideoReadError, match=r"cut.avi: truncated video: the container lists 60 frames but only"):
+        read_video(cut)

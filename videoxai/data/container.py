@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,7 +200,8 @@ def _stream_rate(stream) -> float | None:
 
 
 def shown_frames(stream) -> int:
-    """The container's frame count less the frames its edit list cuts (0: no count).
+    """The container's frame count less the frames its edit list cuts (0: no count, as for a
+    whole AVI whose header counts frames its index does not list: :func:`avi_miscount`).
 
     A clip cut from a longer recording without re-encoding (``ffmpeg -ss 10 -c copy``) starts
     between keyframes: its mp4 keeps the frames back to the keyframe, which the decoder needs,
@@ -207,6 +209,11 @@ def shown_frames(stream) -> int:
     count includes them, so it was taken for a truncated file. The index that lists them is in
     the file's header: no packet is read. Frames a capture dropped count alike (below).
     """
+    return 0 if avi_miscount(stream) else _listed_frames(stream)
+
+
+def _listed_frames(stream) -> int:
+    """:func:`shown_frames` by the header's count and the index alone."""
     frames = int(stream.frames or 0)
     if frames:
         try:
@@ -222,6 +229,63 @@ def shown_frames(stream) -> int:
         except (AttributeError, av.FFmpegError):  # an older PyAV
             pass
     return frames
+
+
+def avi_miscount(stream) -> int:
+    """The frame count of a whole AVI's header where its index lists another number of frames,
+    else 0 (they agree, the file is cut, or it is not an AVI).
+
+    An AVI's header says how many frames it has, and its index, written after the frames,
+    lists them; a tool that rewrites or joins AVIs without updating the header (or a forged
+    header) leaves them apart. The header was trusted, and a whole file whose header said 60
+    frames for the 30 its index listed and that decode failed as "truncated video: the container
+    lists 60 frames but only 30 could be decoded". Where the file is whole (:func:`_riff_whole`)
+    nothing of it is missing, and its frames are counted from its packets instead, as players
+    count them; a file cut short keeps the header's count, by which it is known to be cut.
+    """
+    container = getattr(stream, "container", None)
+    if container is None or container.format.name != "avi":
+        return 0
+    frames = _listed_frames(stream)
+    try:
+        listed = len(stream.index_entries)
+    except (AttributeError, av.FFmpegError):  # an older PyAV
+        return 0
+    if not frames or listed == frames or not _riff_whole(container.name, container.size):
+        return 0
+    return frames
+
+
+def _riff_whole(name: str, size: int | None) -> bool:
+    """Whether the RIFF file ``name`` ends where its chunks do: each top-level chunk (an AVI has
+    one, an OpenDML AVI over 1 GiB one per gigabyte) says how long it is, and a file cut short
+    ends inside one. Bytes after the last chunk that are not a chunk are left alone."""
+    path = name[len("file:"):] if name.startswith("file:") else name
+    pos = 0
+    try:
+        with open(path, "rb") as f:
+            size = size or f.seek(0, 2)
+            while pos + 8 <= size:
+                f.seek(pos)
+                head = f.read(8)
+                if head[:4] not in (b"RIFF", b"LIST", b"JUNK"):
+                    break
+                length = int.from_bytes(head[4:], "little")
+                if pos + 8 + length > size:
+                    return False
+                pos += 8 + length + (length & 1)  # chunks are padded to an even length
+    except OSError:
+        return False
+    return True
+
+
+def warn_avi_miscount(path: Path, header: int, count: int) -> None:
+    """Say that a whole AVI was read as the ``count`` frames it holds, not the ``header``'s count
+    (:func:`avi_miscount`): the count players show differs from what other tools may report."""
+    if header and header != count:
+        warnings.warn(f"{path}: its AVI header says {header} frames but the file is whole and holds {count} "
+                      f"(its header and its index disagree: a tool did not update the header); read as the "
+                      f"{count} frames it holds", stacklevel=3)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import VideoReadError
-from .container import check_path, frame_times, open_video, packet_index, packet_times, probe, read_header, shown_frames
+from .container import (avi_miscount, check_path, frame_times, open_video, packet_index, packet_times, probe,
+                        read_header, shown_frames, warn_avi_miscount)
 from .decoder import MAX_PIXELS, Decoder, FrameTooLargeError, frames_from
 from .keyframes import SeekMiss, decode_at, seek_plan
 from .read_arguments import check_count, check_decoded, check_moving, check_nonempty, check_range
@@ -128,7 +129,9 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
     # How many frames lie in the range, before decoding: the container's count, else a demux pass.
     with open_video(path) as (container, stream):
         reported = 0 if ranged else shown_frames(stream)
+        header = 0 if ranged else avi_miscount(stream)  # a whole AVI's header count, not used
     expected = reported or _count_in_range(packet_times(path), in_range)
+    warn_avi_miscount(path, header, expected)
     expected = max(expected, 1)  # nothing found: decode anyway, so the error says why
 
     if num_frames is None:

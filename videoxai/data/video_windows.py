@@ -17,7 +17,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError, VideoReadError
-from .container import check_path, open_video, shown_frames
+from .container import avi_miscount, check_path, open_video, shown_frames, warn_avi_miscount
 from .decoder import MAX_PIXELS, Decoder, frames_from
 from .read_arguments import check_count, check_decoded, check_moving, check_nonempty, check_range
 from .windows import Tail, WindowPlanner, WindowSpan
@@ -106,6 +106,7 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
     ranged = lo > 0 or hi < float("inf")
     with open_video(path) as (_container, stream):
         reported = 0 if ranged else shown_frames(stream)
+        header = 0 if ranged else avi_miscount(stream)  # a whole AVI's header count, not used
     decoded, ended = 0, False
 
     def source() -> Iterator[tuple[int, av.VideoFrame]]:
@@ -133,6 +134,7 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
     # a file cut between two frames decodes without an error to where it stops: its windows
     # came as they were read, and the error after them says the rest of the video is missing
     check_decoded(path, reported, decoded)
+    warn_avi_miscount(path, header, decoded)
 
 
 def _windows(source: Iterator[tuple[int, object]], num_frames: int, stride: int, frame_step: int,
