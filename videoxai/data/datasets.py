@@ -23,7 +23,9 @@ is the home folder; an empty value or an unclosed quote is refused):
   that order; fields are separated by commas (``;`` or tabs where the first line has no comma). A
   row with an empty label is unlabelled (the model's prediction is explained). Other columns are
   ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file
-  below ``DIR`` is used (linked files and folders followed, hidden ones not); where videos lie
+  below ``DIR`` is used (linked files and folders followed, hidden ones not; a subfolder that
+  cannot be listed is left out with a warning naming it, while a video in one that a CSV lists is
+  an error of its own clip when read); where videos lie
   below first-level subfolders (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder
   is their class (``air_drumming`` matches the model's ``air drumming``), otherwise the clips are
   unlabelled (the model's prediction is explained), as are videos beside the class subfolders (a
@@ -60,6 +62,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -214,7 +217,7 @@ def parse_data_spec(spec: str) -> tuple[str, str, dict]:
     if not isinstance(spec, str) or ":" not in spec:
         # '--data clips/' for the folder of videos it names: say the spec that reads it
         hint = f" (the folder {spec!r} is folder:{spec})" if isinstance(spec, str) and spec.strip() and \
-            Path(spec).expanduser().is_dir() else ""
+            os.path.isdir(Path(spec).expanduser()) else ""
         raise InputError(f"dataset spec {spec!r} must look like kind:argument[,key=value…]{hint}; "
                          f"kinds: {', '.join(DATASETS.names())}")
     kind, _, rest = spec.partition(":")
@@ -223,10 +226,11 @@ def parse_data_spec(spec: str) -> tuple[str, str, dict]:
     # are one path when together they name one (else the comma-free path is the argument); where
     # neither names anything, more pieces may ('clips,fps=25/', a name that looks like an option)
     k = next((i for i in range(1, len(raw)) if re.match(r"\s*[A-Za-z_]\w*\s*=", raw[i])), len(raw))
-    if not raw[0].strip().startswith('"') and not Path(raw[0].strip()).expanduser().exists():
-        k = next((j for j in range(len(raw), k, -1) if Path(",".join(raw[:j]).strip()).expanduser().exists()), k)
+    # os.path.exists: False for a path the user may not search, where Path.exists() raised
+    if not raw[0].strip().startswith('"') and not _exists(raw[0]):
+        k = next((j for j in range(len(raw), k, -1) if _exists(",".join(raw[:j]))), k)
     joined = ",".join(raw[:k]).strip()
-    if k > 1 and not (joined.startswith('"') and joined.endswith('"')) and Path(joined).expanduser().exists():
+    if k > 1 and not (joined.startswith('"') and joined.endswith('"')) and _exists(joined):
         raw = [joined] + raw[k:]
     parts = [p.strip() for p in raw if p.strip()]
     if not parts:
@@ -234,7 +238,7 @@ def parse_data_spec(spec: str) -> tuple[str, str, dict]:
     argument = parts[0]
     if len(argument) >= 2 and argument[0] == argument[-1] == '"':   # folder:"DIR, with commas"
         argument = argument[1:-1]
-    elif rest.count('"') % 2 and not Path(argument).expanduser().exists():
+    elif rest.count('"') % 2 and not _exists(argument):
         # an unclosed quote took every option after it into the path ('"/data/x,max_side=64')
         raise InputError(f"dataset spec {spec!r} has an unclosed double quote")
     try:
@@ -264,6 +268,11 @@ def _split_outside_quotes(text: str) -> list[str]:
     return parts
 
 
+def _exists(text: str) -> bool:
+    """Whether the path ``text`` (spaces around it dropped, ``~`` expanded) names something."""
+    return os.path.exists(Path(text.strip()).expanduser())
+
+
 def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: int = 8,
                  labels: Sequence[str] | None = None) -> EvalDataset:
     """A dataset from its spec (see the module docs), or a list of samples as is.
@@ -284,7 +293,13 @@ def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: 
     extra = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
     owner = f"dataset {kind!r}"
     typed = parse_options(declared, options, owner, defaults=False, extra=extra)
-    ds = factory(argument, num_frames=int(num_frames), classes=labels, **typed)
+    try:
+        ds = factory(argument, num_frames=int(num_frames), classes=labels, **typed)
+    except PermissionError as e:
+        # a folder on the way the user may not search ('folder:/data/private/clips', a labels file
+        # there): Path.is_dir() and is_file() raise rather than say no, and the traceback came
+        # from deep inside the kind; its videos that cannot be read are error rows, not this
+        raise InputError(f"{kind.strip()}: cannot read {e.filename or argument}: {e.strerror or e}") from None
     # the canonical spec names the data: an option given at its default value, or the options in
     # another order, are the same data ('synthetic:2' and 'synthetic:2,split=test' resume each other)
     differing = sorted(k for k, v in typed.items()

@@ -40,20 +40,31 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
     explicit = labels is not None
     csv_path = Path(labels).expanduser() if explicit else root / "labels.csv"
     side = max_side
-    if not csv_path.is_file():
+    try:
+        has_csv = csv_path.is_file()
+    except PermissionError as e:  # DIR (or the labels file's folder) may not be searched: say which
+        raise InputError(f"folder: cannot read {csv_path if explicit else root}: {e.strerror or e}") from None
+    if not has_csv:
         if explicit:
             # a relative labels= is read from the working directory, not from DIR
             beside = root / labels if not csv_path.is_absolute() and (root / labels).is_file() else None
             raise InputError(f"folder: no labels file {csv_path}" + (
                 f" (a relative path is read from the working directory; give labels={beside})" if beside else ""))
-        files, broken = _video_files(root)
+        files, broken, unreadable = _video_files(root)
+        if unreadable:
+            # one folder the user may not list (a 'lost+found' at the top of a data disk, a class
+            # copied with the wrong owner) stopped the whole data set; its videos cannot even be
+            # named, so they are left out, as are videos that cannot be read elsewhere, with a word
+            warnings.warn(f"folder: {root}: {_unreadable_text(root, unreadable)}; {'their' if len(unreadable) > 1 else 'its'} "
+                          "videos are left out (give read and search permission to include them)", stacklevel=3)
         if broken:   # a video moved or deleted under its link: left out, but not without a word
             warnings.warn(f"folder: {root}: {len(broken)} video link{'s' if len(broken) > 1 else ''} "
                           f"({', '.join(repr(_text(str(b.relative_to(root)))) for b in broken[:3])}"
                           f"{', …' if len(broken) > 3 else ''}) point{'' if len(broken) > 1 else 's'} to no file; "
                           f"left out", stacklevel=3)
         if not files:
-            raise InputError(f"folder: no video files in {root}")
+            raise InputError(f"folder: no video files in {root}"
+                             + (f" ({_unreadable_text(root, unreadable)})" if unreadable else ""))
         return _class_folders(root, files, classes, num_frames, side)
     rows = _read_labels_csv(csv_path)
     columns = {c for _, row in rows for c in row}
@@ -190,8 +201,9 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     return [(n, {c: v for c, v in zip(columns, cells) if c}) for n, cells in body]
 
 
-def _video_files(root: Path) -> tuple[list[Path], list[Path]]:
-    """The video files below ``root``, sorted, and the video links that point to no file.
+def _video_files(root: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """The video files below ``root``, sorted, the video links that point to no file, and the
+    subfolders that cannot be listed, with why (``root`` itself that cannot is an error).
 
     Linked folders are followed (``DIR/<class>`` linked to where a class's videos are, as scripts
     build evaluation subsets: ``rglob`` did not follow them, and the class was left out without a
@@ -202,12 +214,16 @@ def _video_files(root: Path) -> tuple[list[Path], list[Path]]:
     """
     files: list[Path] = []
     broken: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
 
     def walk(folder: Path, above: frozenset[str]) -> None:
         try:
             entries = list(os.scandir(folder))
         except OSError as e:
-            raise InputError(f"folder: cannot list {folder}: {e.strerror or e}") from None
+            if folder == root:
+                raise InputError(f"folder: cannot list {folder}: {e.strerror or e}") from None
+            unreadable.append((folder, str(e.strerror or e)))
+            return
         for entry in entries:
             if entry.name.startswith("."):
                 continue
@@ -223,7 +239,14 @@ def _video_files(root: Path) -> tuple[list[Path], list[Path]]:
                     broken.append(path)
 
     walk(root, frozenset({os.path.realpath(root)}))
-    return sorted(files), sorted(broken)
+    return sorted(files), sorted(broken), sorted(unreadable)
+
+
+def _unreadable_text(root: Path, unreadable: Sequence[tuple[Path, str]]) -> str:
+    """``2 subfolders cannot be read ('dog': Permission denied, …)``, for warnings and errors."""
+    shown = ", ".join(f"{_text(str(p.relative_to(root)))!r}: {why}" for p, why in unreadable[:3])
+    n = len(unreadable)
+    return (f"{n} subfolder{'s' if n > 1 else ''} cannot be read ({shown}{', …' if n > 3 else ''})")
 
 
 def _existing(root: Path, rel: str) -> Path | None:
@@ -235,7 +258,13 @@ def _existing(root: Path, rel: str) -> Path | None:
     for form in list(forms):
         forms += [unicodedata.normalize("NFC", form), unicodedata.normalize("NFD", form)]
     for text in dict.fromkeys(forms):
-        if (root / text).is_file():
+        try:
+            if (root / text).is_file():
+                return root / text
+        except PermissionError:
+            # in a folder the user may not search: the file cannot even be looked at. Taken, so that
+            # reading it fails as any unreadable video does (an error row naming it and why), not the
+            # whole data set with a PermissionError from deep inside
             return root / text
     return None
 

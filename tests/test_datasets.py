@@ -1,0 +1,109 @@
+"""``folder:`` data with parts the user may not read: a subfolder that cannot be listed is left
+out with a warning naming it (as a broken video link is), a listed video in a folder that cannot
+be searched is kept and fails when read (an error row of the evaluation, as any unreadable
+video), and only a data folder that cannot be read at all is an error."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from videoxai.data.datasets import load_dataset
+from videoxai.data.video import write_video
+from videoxai.errors import InputError
+
+CLASSES = ["bird", "cat", "dog"]
+
+not_as_root = pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                             reason="root reads a folder of mode 000 all the same")
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    """``data/<class>/a.mp4`` for three classes, and a labels CSV naming them."""
+    rng = np.random.default_rng(0)
+    for c in CLASSES:
+        write_video(rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8), tmp_path / "data" / c / "a.mp4", fps=10)
+    (tmp_path / "listed.csv").write_text("video,label\n" + "".join(f"{c}/a.mp4,{c}\n" for c in CLASSES))
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def locked(data):
+    """``data/dog`` with mode 000 (given back after the test, so that it can be removed)."""
+    (data / "dog").chmod(0)
+    yield data / "dog"
+    (data / "dog").chmod(0o755)
+
+
+def check_left_out(data: Path) -> None:
+    with pytest.warns(UserWarning, match=r"^folder: .*data: 1 subfolder cannot be read \('dog': Permission denied\); "
+                                         r"its videos are left out"):
+        ds = load_dataset(f"folder:{data}", num_frames=4, labels=CLASSES)
+    assert [(s.key, s.label) for s in ds] == [("bird/a.mp4", 0), ("cat/a.mp4", 1)]   # still the model's classes
+
+
+def check_listed_video_fails_alone(data: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_dataset(f"folder:{data},labels={data.parent / 'listed.csv'}", num_frames=4, labels=CLASSES)
+    assert ds.keys() == ["bird/a.mp4", "cat/a.mp4", "dog/a.mp4"]
+    assert ds[1].label == 1
+    with pytest.raises(OSError, match="Permission denied"):  # the evaluation's error row for this clip
+        ds[2]
+
+
+@not_as_root
+def test_a_subfolder_of_mode_000_is_left_out_with_a_warning_naming_it(data, locked):
+    # it stopped the whole data set: "folder: cannot list …/dog: Permission denied"
+    check_left_out(data)
+
+
+@not_as_root
+def test_a_listed_video_in_a_folder_of_mode_000_fails_alone_when_read(data, locked):
+    # a PermissionError from deep inside load_dataset (Path.is_file raises for a folder that
+    # cannot be searched), for the whole data set
+    check_listed_video_fails_alone(data)
+
+
+@not_as_root
+def test_a_data_folder_that_cannot_be_read_at_all_is_an_error_naming_it(data, locked):
+    with pytest.raises(InputError, match=r"^folder: cannot read \S*/data/dog: Permission denied$"):
+        load_dataset(f"folder:{locked}", num_frames=4)
+    with pytest.raises(InputError, match=r"^folder: cannot read .*dog/a\.mp4: Permission denied"):
+        load_dataset(f"folder:{locked}/a.mp4", num_frames=4)   # a path through it: was a PermissionError
+
+
+def test_unreadable_subfolders_where_root_would_read_them(data, monkeypatch):
+    """The same where the tests run as root (mode 000 does not stop root): the operating system's
+    answers for folders that cannot be listed or searched, put in their place."""
+    refused = [str(data / "dog")]
+    scandir, is_file, stat = os.scandir, pathlib.Path.is_file, pathlib.Path.stat
+
+    def refuse(path) -> None:
+        if any(os.fspath(path) == f or os.fspath(path).startswith(f + os.sep) for f in refused):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+
+    def no_listing(path="."):
+        refuse(path)
+        return scandir(path)
+
+    def no_search(self):
+        refuse(self.parent)  # as Path.is_file() of a file in a folder that cannot be searched
+        return is_file(self)
+
+    monkeypatch.setattr(os, "scandir", no_listing)
+    monkeypatch.setattr(pathlib.Path, "is_file", no_search)
+    check_left_out(data)
+    monkeypatch.setattr(pathlib.Path, "stat", lambda self, **kw: refuse(self.parent) or stat(self, **kw))
+    check_listed_video_fails_alone(data)
+    refused[:] = [str(data / c) for c in CLASSES]
+    with pytest.raises(InputError, match=r"^folder: no video files in .*data \(3 subfolders cannot be read "
+                                         r"\('bird': Permission denied, 'cat': Permission denied, 'dog': "), \
+            pytest.warns(UserWarning, match="3 subfolders cannot be read"):
+        load_dataset(f"folder:{data}", num_frames=4, labels=CLASSES)
