@@ -271,6 +271,30 @@ def test_one_client_cannot_fill_the_job_queue(model, video):
                 == 202
 
 
+def test_one_clients_many_jobs_do_not_delete_the_results_of_others(model, video):
+    # finished jobs beyond max_jobs_kept were deleted oldest first, whoever's they were: a client
+    # that submitted max_jobs_kept small jobs in a row deleted every other client's results before
+    # they were downloaded (a 404 for a job just seen done)
+    app = create_app(model, ServeSettings(max_jobs_kept=2))
+    with BackgroundServer(app) as server, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False) as mine, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False,
+                         transport=httpx.HTTPTransport(local_address="127.0.0.2")) as theirs:
+        def job(client) -> str:
+            r = client.post("/api/jobs", content=video.read_bytes(), params={"method": "saliency", "overlay": "false"})
+            assert r.status_code == 202, r.text
+            assert wait_job(client, r.json()["id"])["state"] == "done"
+            return r.json()["id"]
+
+        own = job(mine)
+        burst = [job(theirs) for _ in range(3)]
+        assert mine.get(f"/api/jobs/{own}/result").json()["id"] == own      # still there
+        # the burst deleted its own, oldest first
+        assert [theirs.get(f"/api/jobs/{j}").status_code for j in burst] == [404, 404, 200]
+        newer = job(mine)  # now this client keeps the most: its oldest goes
+        assert [mine.get(f"/api/jobs/{j}").status_code for j in (own, newer, burst[2])] == [404, 200, 200]
+
+
 def wait_for(predicate, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

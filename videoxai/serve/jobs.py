@@ -6,7 +6,7 @@ window on the model thread (so live streams interleave with long jobs instead of
 them), renders the overlay, and records progress. At most ``max_queued_jobs`` jobs are queued or
 running (more are refused with 503 and ``Retry-After``), ``max_queued_jobs_per_client`` of one
 client address (429); at most ``max_jobs_kept`` finished jobs
-are kept, the oldest deleted first; the upload itself is deleted as soon as its job ends.
+are kept, the oldest of the client that keeps the most deleted first; the upload itself is deleted as soon as its job ends.
 
 A job's folder also holds ``job.json`` (:class:`JobRecord`), rewritten at each change of state,
 so that a server restarted on the same ``work_dir`` (``videoxai serve --work-dir``) serves its
@@ -431,10 +431,23 @@ class JobQueue:
         self._evict()
 
     def _evict(self) -> None:
+        """Delete finished jobs beyond ``max_jobs_kept``: the oldest of the client (address) that
+        keeps the most. Oldest first across all clients let one client that submitted
+        ``max_jobs_kept`` small jobs in a row delete every other client's results before they
+        were downloaded (a 404 for a job just seen done); now it deletes its own first."""
         with self.lock:
             ended = sorted((j for j in self._jobs.values() if j.state in ("done", "failed", "cancelled")),
                            key=lambda j: j.finished or 0.0)
-            old = ended[:max(0, len(ended) - self.settings.max_jobs_kept)]
+            kept: dict[str | None, list[Job]] = defaultdict(list)  # per client, oldest first
+            for j in ended:
+                kept[j.client].append(j)
+            old = []
+            for _ in range(max(0, len(ended) - self.settings.max_jobs_kept)):
+                # the client keeping the most; between equals, the one whose oldest finished first
+                client = max(kept, key=lambda c: (len(kept[c]), -(kept[c][0].finished or 0.0)))
+                old.append(kept[client].pop(0))
+                if not kept[client]:
+                    del kept[client]
             for j in old:
                 del self._jobs[j.id]
         for j in old:

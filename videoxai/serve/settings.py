@@ -33,7 +33,9 @@ class ServeSettings(BaseModel):
         max_queued_jobs_per_client: jobs waiting or running at once from one client address; more
             are refused with 429 ``client_limit`` (one address that submitted a job as each ended
             kept the queue full, and every other client got 503 for as long as it liked).
-        max_jobs_kept: finished jobs whose results stay available; the oldest are deleted first.
+        max_jobs_kept: finished jobs whose results stay available; the oldest of the client
+            address that keeps the most are deleted first (one client's many jobs do not delete
+            the others' results).
         max_streams: concurrent WebSocket streams; more are refused with a ``busy`` error.
         max_streams_per_client: concurrent streams from one client address; more are refused with
             a ``client_limit`` error (close code 1013; one address could hold every stream slot).
