@@ -559,6 +559,51 @@ def test_a_rerun_map_that_does_not_fit_the_clip_is_one_clear_error(spec):
     assert math.isfinite(build(spec)(model, x, exp, explain_fn=lambda m, target=0, clip=None: a_map()).value)
 
 
+@pytest.mark.parametrize("spec", ["max_sensitivity(n_samples=2)", "local_lipschitz(n_samples=2)",
+                                  "class_sensitivity", "randomisation(stages=1, seeds=1)"])
+def test_a_metric_that_re_explains_refuses_a_target_other_than_the_explanations(spec):
+    # the re-run maps were of target=, the map of the explained class: on a linear model, whose
+    # saliency is |w_target| on every clip, max_sensitivity was the distance between two classes'
+    # maps (0.54, not 0), and class_sensitivity could draw the map's own class as "the other"
+    model, x = cropped_model(), frames()
+    exp = vx.explain(model, x[0], "saliency")
+    other = (exp.target + 1) % 3
+    assert build(spec)(model, x, exp, target=exp.target).value == build(spec)(model, x, exp).value
+    if spec.startswith(("max_sensitivity", "local_lipschitz")):
+        assert build(spec)(model, x, exp).value == pytest.approx(0, abs=1e-6)   # the map ignores the clip
+    with pytest.raises(InputError, match=rf"^metric '{spec.split('(')[0]}' re-explains the explanation's class "
+                                         rf"{exp.target} and compares the maps; target={other} names another class: "
+                                         rf"leave target out, or explain class {other}$"):
+        build(spec)(model, x, exp, target=other)
+
+
+class DividesByTheBrightest(nn.Module):
+    """:class:`Linear` on the clip divided by its brightest value: a black clip is 0 / 0."""
+
+    def __init__(self, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.linear = Linear(weights)
+
+    def forward(self, x):
+        return self.linear(x / x.amax((1, 2, 3, 4), keepdim=True))
+
+
+@pytest.mark.parametrize("spec, clips", [("deletion(unit=frame, baseline=black)", 4),
+                                         ("insertion(unit=patch, grid=2, n_steps=3, baseline=black)", 4),
+                                         ("monotonicity(unit=frame, baseline=black)", 10),
+                                         ("faithfulness(share=0, baseline=black)", 2)])
+def test_a_model_that_gives_nan_on_a_perturbed_clip_is_one_clear_error_not_a_nan_score(spec, clips):
+    # the curve's AUC (monotonicity's τ) was NaN with no reason: "undefined: no finite value" in a report
+    w = torch.randn(3, T, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.05
+    model = vx.wrap(DividesByTheBrightest(w), num_frames=T, input_size=32, shortest_edge=32, layout="BTCHW",
+                    mean=(0, 0, 0), std=(1, 1, 1), num_classes=3)
+    with pytest.raises(InputError, match=rf"^metric '{spec.split('(')[0]}': custom gave NaN or infinite outputs on 1 "
+                                         rf"of the {clips} perturbed clips it scores; removed units become "
+                                         r"baseline=black: try another$"):
+        build(spec)(model, frames(), a_map(), target=0)
+    assert math.isfinite(build(spec.replace("black", "fade"))(model, frames(), a_map(), target=0).value)
+
+
 def test_cost_of_an_unmeasured_explanation_is_undefined_not_free():
     # a bare map (or an Explanation made by hand) carries the zero Cost: it scored 0 s and
     # 0 passes, and ranked first on cost

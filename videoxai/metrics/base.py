@@ -8,7 +8,8 @@ converts the inputs once, so every metric sees the same things:
 * ``x``: the clip as a pixel batch, float ``(1, T, 3, H, W)`` in [0, 1] on the model's device;
 * ``explanation``: an :class:`~videoxai.explanation.Explanation` whose ``spatial`` is ``(T, H, W)``
   at the clip's size and ``temporal`` is ``(T,)``;
-* ``target``: the class whose probability perturbation metrics follow (default: the explained one);
+* ``target``: the class whose probability perturbation metrics follow (default: the explained one;
+  the metrics that re-explain take only the explained one);
 * ``sample``: ground truth (anything with ``masks`` / ``boxes`` / ``window``), for localisation.
 
 Which way is better is a property of the metric *object* (``higher_is_better``), because for some
@@ -176,7 +177,8 @@ class Metric(Configurable):
                 non-negative map (its temporal scores are then its per-frame sums over the pixels
                 the model sees, as its frame units; give ``target``).
             target: class whose probability is followed, by index or name (default:
-                ``explanation.target``).
+                ``explanation.target``); the metrics that re-explain refuse another class than
+                ``explanation.target`` (their re-run maps would be of that class).
             sample: ground truth with ``masks (T, H, W)``, ``boxes (T, 4)`` and/or ``window``
                 (e.g. an :class:`~videoxai.data.datasets.EvalSample`, or a dict with those keys),
                 for localisation metrics.
@@ -205,6 +207,13 @@ class Metric(Configurable):
         target = exp.target if target is None else target
         if not 0 <= target < model.num_classes:
             raise InputError(f"target {target} out of range for a model with {model.num_classes} classes")
+        if self.needs_explainer and target != exp.target:
+            # the re-run maps would be of `target`, the map of another class: max_sensitivity scored
+            # the distance between two classes' maps as noise sensitivity, and class_sensitivity
+            # could draw the map's own class as "the other" and compare the map with itself
+            raise InputError(f"metric {self.name!r} re-explains the explanation's class {exp.target} and compares "
+                             f"the maps; target={target} names another class: leave target out, or explain "
+                             f"class {target}")
         if "ground_truth" in self.requires or "window" in self.requires:
             _check_sample(self, sample, x.shape[1], x.shape[3], x.shape[4])
         kwargs = {"explain_fn": explain_fn} if self.needs_explainer else {}
@@ -219,14 +228,24 @@ class Metric(Configurable):
         raise NotImplementedError
 
     # -- helpers for subclasses -----------------------------------------------------------------
-    @staticmethod
-    def forward_batched(model: VideoModel, n: int, build: Callable[[slice], torch.Tensor],
+    def forward_batched(self, model: VideoModel, n: int, build: Callable[[slice], torch.Tensor],
                         batch_size: int) -> torch.Tensor:
-        """Logits ``(n, C)`` of ``n`` clips made ``batch_size`` at a time by ``build(slice)``.
+        """Logits ``(n, C)`` of ``n`` clips made ``batch_size`` at a time by ``build(slice)``;
+        :class:`InputError` where one of them is NaN or infinite.
 
         Inside a :func:`videoxai.models.forward_cache.sharing` block for ``model``, clips already run
         (by this or another metric) are not run again."""
-        return forward_batched(model, n, build, batch_size)
+        logits = forward_batched(model, n, build, batch_size)
+        bad = ~torch.isfinite(logits).all(1)
+        if bool(bad.any()):
+            # a network that divides by the clip's brightness or spread gives NaN on a flat baseline
+            # clip: the curve's AUC (a correlation) was a NaN without a reason, "undefined: no
+            # finite value" in the report
+            baseline = getattr(self, "options", {}).get("baseline")
+            raise InputError(f"metric {self.name!r}: {model.name} gave NaN or infinite outputs on {int(bad.sum())} "
+                             f"of the {n} perturbed clips it scores"
+                             + (f"; removed units become baseline={baseline}: try another" if baseline else ""))
+        return logits
 
 
 # -- inputs ----------------------------------------------------------------------------------------
