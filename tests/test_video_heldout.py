@@ -156,3 +156,41 @@ def test_an_avi_whose_header_and_index_disagree_is_read_by_what_it_holds(tmp_pat
     cut.write_bytes((tmp_path / "header60.avi").read_bytes()[:src.stat().st_size * 2 // 3])
     with pytest.raises(VideoReadError, match=r"cut.avi: truncated video: the container lists 60 frames but only"):
         read_video(cut)
+
+
+def _without_timestamps(src: Path, dst: Path, first: int, pid: int = 256) -> Path:
+    """The MPEG-TS ``src`` with its first ``first`` video frames' PES headers saying they carry no
+    timestamp (a capture started mid-stream, a broadcast remux): FFmpeg gives their packets none."""
+    data = bytearray(src.read_bytes())
+    for at in range(0, len(data), 188):
+        if first == 0:
+            break
+        if ((data[at + 1] & 0x1F) << 8 | data[at + 2]) == pid and data[at + 1] & 0x40:
+            start = at + (5 + data[at + 4] if data[at + 3] & 0x20 else 4)
+            assert data[start:start + 3] == b"\0\0\1"
+            data[start + 7] &= 0x3F  # PTS_DTS_flags: none
+            first -= 1
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_stream_whose_first_frames_have_no_timestamp_is_timed_from_its_first_frame(tmp_path):
+    """An MPEG-TS whose first packets carry no timestamp: the first frame with one was taken as
+    time 0, so every frame was timed one frame early (three, for three untimed frames) and a
+    range picked the wrong frames: ``start=0.2, end=0.6`` at 25 fps gave frames 6-15, not 5-14,
+    and ``start="5"`` began at frame 6."""
+    frames = np.repeat((np.arange(20) * 10).astype(np.uint8), 32 * 32 * 3).reshape(20, 32, 32, 3)
+    src = _encode(tmp_path / "whole.ts", frames, fmt="mpegts", options={"x264-params": "bframes=2:b-adapt=0"})
+    for untimed in (1, 3):
+        path = _without_timestamps(src, tmp_path / f"untimed{untimed}.ts", untimed)
+        with av.open(str(path)) as c:
+            assert [p.pts for p in c.demux(video=0)][:untimed + 1] == [None] * untimed + [3600 * (untimed + 2)]
+        every = read_video(path)
+        assert np.rint(every.frames.reshape(20, -1).mean(1) / 10).astype(int).tolist() == list(range(20))
+        np.testing.assert_allclose(every.times, np.arange(20) * 0.04, atol=1e-9)
+        ranged = read_video(path, 4, start=0.2, end=0.6)
+        assert ranged.indices.tolist() == [5, 8, 11, 14]
+        np.testing.assert_allclose(ranged.times, [0.2, 0.32, 0.44, 0.56], atol=1e-9)
+        np.testing.assert_array_equal(ranged.frames, every.frames[ranged.indices])
+        assert read_video(path, 2, start="5", end="7").indices.tolist() == [5, 6]
+        assert [w.indices.tolist() for w in sliding_windows(path, 4, stride=4, start=0.2, end=0.36)] == [[5, 6, 7, 8]]

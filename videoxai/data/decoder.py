@@ -37,13 +37,18 @@ class Decoder:
 
     ``index`` counts every decoded frame from the start of the stream; ``time`` is the frame's
     presentation time in seconds relative to the stream's first frame (``index / fps`` when the
-    container gives no timestamps).
+    container gives no timestamps; :attr:`timed` says whether it gave any). A frame without a
+    timestamp in a stream that has them is shown a frame after the one before it, and frames
+    before the first timestamp (an MPEG-TS whose first packets carry none) a frame apart before
+    it: the first timed frame was taken as time 0, and every time was one frame early (a range
+    from 0.2 s began at frame 6 of 25 fps, not 5).
     """
 
     def __init__(self, path: Path, max_pixels: int | None = MAX_PIXELS) -> None:
         self.path = path
         self.max_pixels = max_pixels
         self.header: Header | None = None
+        self.timed = False  # whether a frame had a timestamp (else times are index / fps)
         self._picture: PictureConverter | None = None  # made at the first frame, with the header's SAR
 
     def _too_large(self, index: int, detail: str) -> FrameTooLargeError:
@@ -59,11 +64,13 @@ class Decoder:
             tb = stream.time_base
             index = 0
             origin = None  # the first frame's pts, from which times count
+            step, t = 1 / h.fps if h.fps else 1.0, 0.0  # a frame's length (s); the last frame's time
             declared, last_end = declared_end(container, stream), None  # the end the header says, the frames' end
             cut = matroska_cut(container, self.path)  # where the file ends inside its frames' data
             if start is not None:
                 container.seek(start.keyframe_pts, stream=stream, backward=True, any_frame=False)
                 index, origin = start.first, start.origin_pts
+                self.timed = True
             try:
                 for frame in decode(container, stream):
                     if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
@@ -76,10 +83,12 @@ class Decoder:
                             raise SeekMiss(f"seeking did not reach frame {start.first}")
                         start = None
                     if frame.pts is not None and tb is not None:
-                        origin = frame.pts if origin is None else origin
+                        if origin is None:  # the frames before it, if any, were a frame apart
+                            origin = frame.pts - round(index * step / tb)
+                            self.timed = True
                         t = seconds(frame.pts - origin, tb)
                     else:
-                        t = index / h.fps if h.fps else float(index)
+                        t = t + step if origin is not None else index * step
                     if frame.pts is not None and tb is not None and (last_end is None or frame.pts >= last_end[0]):
                         last_end = (frame.pts, frame.duration)  # the last frame, and how long it lasts
                     yield index, t, frame

@@ -145,12 +145,12 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
             if in_range(t):
                 kept.append(dec.to_rgb(frame, max_side))
                 src.append(index)
-                times.append(t if frame.pts is not None else None)
+                times.append(t)
         check_nonempty(path, len(src), ranged, lo, hi, (start, end))
         check_decoded(path, reported, len(src))
         check_moving(path, len(src), ranged, lo, hi, (start, end))
         return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path),
-                    times=_known(times))
+                    times=_known(dec, times))
 
     by_seeking = _read_seeking(path, num_frames, lo, hi, reported, max_side, max_pixels)
     if by_seeking is not None:
@@ -170,7 +170,7 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
     frames = np.stack([kept[p] for p in wanted.tolist()])
     indices = np.asarray([src[p] for p in wanted.tolist()], dtype=np.int64)
     return Clip(frames, fps=dec.header.fps, indices=indices, source=str(path),
-                times=_known([shown[p] for p in wanted.tolist()]))
+                times=_known(dec, [shown[p] for p in wanted.tolist()]))
 
 
 def _read_seeking(path: Path, num_frames: int, lo: float, hi: float, reported: int,
@@ -240,7 +240,7 @@ def _decode_positions(path: Path, wanted: set[int], in_range: Callable[[float], 
     """One decoding pass keeping the frames at ``wanted`` positions of the range.
 
     Returns the decoder, ``{position: rgb}``, ``{position: source index}``, ``{position: time}``
-    (``None`` for a frame without a timestamp) and the number of frames found in the range.
+    (``index / fps`` in a stream without timestamps) and the number of frames found in the range.
     """
     dec = Decoder(path, max_pixels)
     kept: dict[int, np.ndarray] = {}
@@ -255,12 +255,12 @@ def _decode_positions(path: Path, wanted: set[int], in_range: Callable[[float], 
         if pos in wanted:
             kept[pos] = dec.to_rgb(frame, max_side)
             src[pos] = index
-            shown[pos] = t if frame.pts is not None else None
+            shown[pos] = t
         pos += 1
     return dec, kept, src, shown, pos
 
 
-def _known(times: list[float | None]) -> np.ndarray | None:
-    """The frames' presentation times as :attr:`Clip.times`, ``None`` unless every frame has one
-    (without timestamps the decoder counts ``index / fps``, which is not when a frame is shown)."""
-    return None if any(t is None for t in times) else np.asarray(times, dtype=np.float64)
+def _known(dec: Decoder, times: list[float]) -> np.ndarray | None:
+    """The frames' presentation times as :attr:`Clip.times`, ``None`` for a stream without
+    timestamps (the decoder counts ``index / fps``, which is not when a frame is shown)."""
+    return np.asarray(times, dtype=np.float64) if dec.timed else None
