@@ -39,6 +39,7 @@ from videoxai.serve import BackgroundServer, ServeSettings, create_app  # noqa: 
 from videoxai.cli import main  # noqa: E402
 from videoxai.errors import InputError  # noqa: E402
 from videoxai.serve.client import StreamClient, StreamError, encode_frame, stream_frame  # noqa: E402
+from videoxai.serve.access import client_key  # noqa: E402
 from videoxai.serve.jobs import RESULT_NAME, UPLOAD_NAME  # noqa: E402
 from videoxai.serve.protocol import FrameHeader, JobResult, ModelInfo, ReadyMessage, ServiceError  # noqa: E402
 from videoxai.serve.frames import decode_frame  # noqa: E402
@@ -293,6 +294,36 @@ def test_one_clients_many_jobs_do_not_delete_the_results_of_others(model, video)
         assert [theirs.get(f"/api/jobs/{j}").status_code for j in burst] == [404, 404, 200]
         newer = job(mine)  # now this client keeps the most: its oldest goes
         assert [mine.get(f"/api/jobs/{j}").status_code for j in (own, newer, burst[2])] == [404, 200, 200]
+
+
+@pytest.mark.parametrize("host,key", [("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+                                      ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
+                                      ("fe80::1%eth0", "fe80::/64"), ("::ffff:192.0.2.7", "192.0.2.7"),
+                                      ("192.0.2.7", "192.0.2.7"), ("testclient", "testclient"), (None, None)])
+def test_a_client_is_an_ipv4_address_or_an_ipv6_64(host, key):
+    assert client_key(host) == key
+
+
+def test_addresses_of_one_ipv6_64_share_one_clients_limits(model, video):
+    # one IPv6 host may take a new address of its /64 for each connection: counted per address, it
+    # passed every per-client limit as a crowd of clients
+    from fastapi.testclient import TestClient
+
+    app = create_app(model, ServeSettings(max_queued_jobs=4, max_queued_jobs_per_client=1))
+    with TestClient(app, base_url="http://localhost", client=("2001:db8::1", 4000)) as first:
+        gate = threading.Event()
+        blocker = threading.Thread(target=app.state.engine.call_sync, args=(gate.wait,), daemon=True)
+        blocker.start()  # the jobs stay queued
+        try:
+            assert first.post("/api/jobs", content=video.read_bytes()).status_code == 202
+            same = TestClient(app, base_url="http://localhost", client=("2001:db8::2:3", 4001))  # the same /64
+            r = same.post("/api/jobs", content=video.read_bytes())
+            assert r.status_code == 429 and r.json()["error"]["code"] == "client_limit", r.text
+            other = TestClient(app, base_url="http://localhost", client=("2001:db8:0:1::1", 4002))  # another
+            assert other.post("/api/jobs", content=video.read_bytes()).status_code == 202
+        finally:
+            gate.set()
+            blocker.join(10)
 
 
 def wait_for(predicate, what: str, timeout: float = 30) -> None:

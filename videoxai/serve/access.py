@@ -1,12 +1,14 @@
 """Who may use the server: the ``Origin`` and API-key checks, shared by the HTTP routes
 (:mod:`.app`) and the WebSocket stream (:mod:`.stream`) so that both let clients in by the same
-rules, and the bounds on streams open at once and on sockets still waiting for their key.
+rules, the bounds on streams open at once and on sockets still waiting for their key, and who
+counts as one client for the per-client limits (:func:`client_key`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
@@ -45,6 +47,28 @@ def authorised(settings: ServeSettings, header_key: str | None, authorization: s
     # stream whose first message sent one as its key ended with a traceback and no close frame
     return given is not None and hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
                                                      settings.api_key.encode("utf-8", "surrogatepass"))
+
+
+def client_key(host: str | None) -> str | None:
+    """The client an address counts as for the per-client limits: an IPv6 address by its /64
+    network, an IPv4-mapped IPv6 address as the IPv4 address, anything else as it is.
+
+    One IPv6 host is given a /64 (2^64 addresses) by its provider, and may take a new one of
+    them for each connection: counted per address, it passed every per-client limit (uploads,
+    queued jobs, streams, slow sockets) as a crowd of clients. A /64 counts as one client, as a
+    NAT's IPv4 address does.
+    """
+    if not host:
+        return host
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])  # a zone index (fe80::1%eth0) is not an address
+    except ValueError:  # a Unix socket's path, a test client's name
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class AuthWaiters:

@@ -41,7 +41,7 @@ from ..version import __version__
 from ..core.hosts import HostCheck
 from ..core.page_headers import PageHeaders
 from ..models.base import VideoModel
-from .access import AuthWaiters, StreamSlots, authorised, origin_allowed
+from .access import AuthWaiters, StreamSlots, authorised, client_key, origin_allowed
 from .engine import Engine, check_batch
 from .http_errors import _install_error_handlers
 from .job_files import _finished, _job_file, _result_below
@@ -99,7 +99,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     app.state.slots = StreamSlots(settings.max_streams, settings.max_streams_per_client)
     app.state.auth_waiters = AuthWaiters(settings.max_pending_connections)
     app.state.uploads = 0  # uploads being received (max_uploads)
-    app.state.uploads_by_client: dict[str | None, int] = {}  # the same per client address
+    app.state.uploads_by_client: dict[str | None, int] = {}  # the same per client (access.client_key)
     _install_error_handlers(app)
     app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(PageHeaders)  # the viewer's Content-Security-Policy; nosniff on every answer
@@ -154,7 +154,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         if app.state.uploads >= settings.max_uploads:
             raise ServiceError(503, "busy", f"{app.state.uploads} uploads are in progress, the server's limit; try "
                                             "again later", headers={"Retry-After": "5"})
-        client = request.client.host if request.client else None
+        client = client_key(request.client.host if request.client else None)
         by_client = app.state.uploads_by_client
         if by_client.get(client, 0) >= settings.max_uploads_per_client:
             # one client's slow uploads took every upload slot for as long as they kept the minimum rate

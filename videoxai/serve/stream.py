@@ -47,7 +47,7 @@ from starlette.websockets import WebSocket
 
 from ..data.windows import WindowPlanner
 from ..work import WorkBudget
-from .access import AuthWaiters, StreamSlots, authorised, origin_allowed
+from .access import AuthWaiters, StreamSlots, authorised, client_key, origin_allowed
 from .engine import Engine, ExplainSpec, Smoothing, check_batch
 from .frames import decode_frame
 from .protocol import (DroppedMessage, EndAck, EndMessage, ErrorInfo, ErrorMessage, ReadyMessage, ServiceError,
@@ -107,7 +107,7 @@ class StreamSession(StreamConnection):
             if isinstance(e, _Fatal):
                 await self._close_with(e.error, e.close_code)
             return
-        client = ws.client.host if ws.client else None
+        client = client_key(ws.client.host if ws.client else None)
         if self.slots.active < self.slots.limit and self.slots.client_full(client):
             # one address opening streams as others ended held every slot: the others were told "busy"
             await self._close_with(ServiceError(429, "client_limit", f"this client already has "

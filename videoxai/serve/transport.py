@@ -59,6 +59,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from .access import client_key
 from .settings import ServeSettings
 from .stream_connection import ABORT_ON_CLOSE
 
@@ -83,6 +84,11 @@ BURST_FACTOR = 4
 
 def _host(conn: "HTTPProtocol") -> str | None:
     return conn.client[0] if conn.client else None
+
+
+def _client(conn: "HTTPProtocol") -> str | None:
+    """The client ``conn`` counts as for ``max_pending_per_client`` (:func:`.access.client_key`)."""
+    return client_key(_host(conn))
 
 
 class _Pending:
@@ -112,7 +118,7 @@ class _Pending:
         young = []
         for conn, since in self.connections.items():
             if now - since >= grace:
-                slow[_host(conn)].append(conn)
+                slow[_client(conn)].append(conn)
             else:
                 young.append(since)
         for conns in slow.values():
