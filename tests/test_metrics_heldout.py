@@ -415,6 +415,22 @@ def test_bad_maps_are_one_clear_error(bad, message):
             build(spec)(model, x, bad, target=0, sample=sample)
 
 
+def test_a_flipped_map_is_scored_as_its_copy():
+    # a view with negative strides (np.flip, [..., ::-1]), bare or in an Explanation, was a ValueError
+    # traceback from torch.from_numpy inside the unit and localisation metrics
+    model, x = cropped_model(), frames()
+    sample = SimpleNamespace(masks=box_truth()[1], boxes=None, window=(1, 3))
+    flipped = a_map()[:, :, ::-1]
+    views = as_explanation(flipped, temporal=np.float32([0.2, 0.5, 0.3])[::-1])
+    copies = as_explanation(flipped.copy(), temporal=np.float32([0.3, 0.5, 0.2]))
+    assert views.spatial.strides[2] < 0 and views.temporal.strides[0] < 0
+    for spec in ("deletion(unit=patch, grid=4, n_steps=4)", "insertion(unit=frame)", "monotonicity(unit=pixel)",
+                 "pointing_game", "iou", "temporal_grounding"):
+        for given, copy in ((flipped, flipped.copy()), (views, copies)):
+            score = build(spec)(model, x, given, target=0, sample=sample).value
+            assert score == build(spec)(model, x, copy, target=0, sample=sample).value and math.isfinite(score)
+
+
 def test_a_target_is_a_class_index_or_a_class_name_as_vx_explain_takes_it():
     # a name was int("dog"): a ValueError traceback; True and 1.5 were silently class 1
     w = torch.randn(3, T, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.05

@@ -287,7 +287,10 @@ def as_explanation(exp, target: int | None, num_frames: int, num_classes: int,
     else:
         if target is None:
             raise InputError("give target= when the explanation is a bare map")
-        spatial = np.asarray(exp.detach().cpu() if isinstance(exp, torch.Tensor) else exp, dtype=np.float32)
+        # contiguous: a flipped view (np.flip, [..., ::-1]) has negative strides, which torch.from_numpy
+        # refused deep inside the unit and localisation metrics (a ValueError traceback)
+        spatial = np.ascontiguousarray(exp.detach().cpu() if isinstance(exp, torch.Tensor) else exp,
+                                       dtype=np.float32)
         if spatial.ndim != 3:
             raise InputError(f"an explanation map must be (T, H, W), got shape {spatial.shape}")
     if not np.isfinite(spatial).all():
@@ -300,6 +303,9 @@ def as_explanation(exp, target: int | None, num_frames: int, num_classes: int,
     if isinstance(exp, Explanation):
         if not np.isfinite(exp.temporal).all() or (exp.temporal < 0).any():
             raise InputError("explanation.temporal must be finite and non-negative")
+        if not (exp.spatial.flags.c_contiguous and exp.temporal.flags.c_contiguous):   # as a bare map's
+            exp = dataclasses.replace(exp, spatial=np.ascontiguousarray(exp.spatial),
+                                      temporal=np.ascontiguousarray(exp.temporal))
         return exp
     inside = spatial * view if view is not None and view.shape == spatial.shape[1:] else spatial
     mass = inside.reshape(num_frames, -1).sum(1, dtype=np.float64)
