@@ -194,3 +194,24 @@ def test_a_stream_whose_first_frames_have_no_timestamp_is_timed_from_its_first_f
         np.testing.assert_array_equal(ranged.frames, every.frames[ranged.indices])
         assert read_video(path, 2, start="5", end="7").indices.tolist() == [5, 6]
         assert [w.indices.tolist() for w in sliding_windows(path, 4, stride=4, start=0.2, end=0.36)] == [[5, 6, 7, 8]]
+
+
+def test_an_animation_with_its_own_delay_per_frame_keeps_its_times_and_average_rate(tmp_path):
+    """A GIF and an APNG (Pillow's, as browsers and chat apps make them) whose frames are shown
+    0.02, 0.02 and 1 s: every frame's time is when it is shown, and the clip's rate is the
+    animation's average, 3 frames in 1.04 s. The APNG's rate was FFmpeg's guess from its first
+    delays, 1 fps: report and overlay videos played it for 3 s."""
+    from PIL import Image
+
+    frames = np.repeat(np.array([40, 120, 200], np.uint8), 32 * 32 * 3).reshape(3, 32, 32, 3)
+    pictures = [Image.fromarray(f) for f in frames]
+    for name in ("delays.gif", "delays.png"):
+        path = tmp_path / name
+        pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=[20, 20, 1000], loop=0)
+        clip = read_video(path)
+        np.testing.assert_allclose(clip.frames.reshape(3, -1).mean(1), [40, 120, 200], atol=2)
+        np.testing.assert_allclose(clip.times, [0, 0.02, 0.04], atol=1e-9)
+        assert clip.fps == pytest.approx(3 / 1.04), name
+        info = probe(path)
+        assert (info["frames"], info["duration"], info["fps"]) == (3, pytest.approx(1.04), pytest.approx(3 / 1.04))
+        np.testing.assert_allclose(read_video(path, 6, start=0.01).times, [0.02] * 3 + [0.04] * 3, atol=1e-9)
