@@ -441,7 +441,11 @@ def test_seed_help_says_what_the_seed_draws():
     ("faithfulness(baseline=road)", "metric 'faithfulness': unknown baseline 'road'; option baseline must be one "
                                     "of black, blur, fade, freeze, mean, mean_colour"),
     ("frame_faithfulness(baseline=purple)", "metric 'frame_faithfulness': unknown baseline 'purple'"),
-    ("monotonicity(shares=[0.5])", "metric 'monotonicity': option shares must list at least two fractions"),
+    ("monotonicity(shares=[0.5])", "metric 'monotonicity': option shares must list at least two different "
+                                   "fractions, got [0.5]"),
+    # the same share twice: τ was undefined on every clip, "output does not change with the kept share"
+    ("monotonicity(shares=[0.5, 0.5])", "metric 'monotonicity': option shares must list at least two different "
+                                        "fractions, got [0.5, 0.5]"),
 ])
 def test_bad_option_values_are_option_errors_naming_the_metric(spec, message):
     import re

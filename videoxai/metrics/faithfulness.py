@@ -122,7 +122,7 @@ class Monotonicity(_KeepTop):
     ``nan`` when the similarity does not change at all over the shares (τ undefined).
 
     Options:
-        shares: the kept fractions, each in [0, 1], at least two (0.1 … 0.9 as in the reference).
+        shares: the kept fractions, each in [0, 1], at least two different (0.1 … 0.9 as in the reference).
     """
 
     name = "monotonicity"
@@ -131,8 +131,9 @@ class Monotonicity(_KeepTop):
     def __init__(self, *, shares: list[Share] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                  unit: Unit = "pixel", baseline: str = "fade", grid: Grid = 16, segments: Segments = 256,
                  batch_size: BatchSize = 16, seed: Seed = 0) -> None:
-        if len(shares) < 2:
-            raise OptionError(f"{self._owner()}: option shares must list at least two fractions, got {shares!r}")
+        if len(set(shares)) < 2:   # one share repeated: τ is undefined on every clip ("does not change")
+            raise OptionError(f"{self._owner()}: option shares must list at least two different fractions, "
+                              f"got {shares!r}")
         self.shares = shares
         self._setup(unit, baseline, grid, segments, batch_size, seed)
 
