@@ -415,6 +415,27 @@ def test_bad_maps_are_one_clear_error(bad, message):
             build(spec)(model, x, bad, target=0, sample=sample)
 
 
+@pytest.mark.parametrize("temporal, spatial, message", [
+    ([0.5, 0.5], None, r"explanation.temporal must be one score per frame, shape \(3,\), got shape \(2,\)$"),
+    ([[0.2, 0.5, 0.3]], None, r"explanation.temporal must be one score per frame, shape \(3,\), got shape \(1, 3\)$"),
+    (None, a_map()[None], r"an explanation map must be \(T, H, W\), got shape \(1, 3, 48, 80\)$"),
+])
+def test_an_explanation_whose_arrays_do_not_fit_the_clip_is_one_clear_error(temporal, spatial, message):
+    # two temporal scores for three frames: frame units were a RuntimeError traceback ("shape
+    # mismatch") and temporal_grounding ranked the two frames it had; a (1, T, H, W) map was
+    # "explanation has 1 frames, the clip 3"
+    model, x = cropped_model(), frames()
+    exp = as_explanation(a_map())
+    if temporal is not None:
+        exp.temporal = np.asarray(temporal, np.float32)
+    if spatial is not None:
+        exp.spatial = spatial
+    sample = SimpleNamespace(masks=box_truth()[1], boxes=None, window=(1, 3))
+    for spec in ("deletion(unit=frame)", "temporal_grounding", "sparseness(of=temporal)", "energy"):
+        with pytest.raises(InputError, match=message):
+            build(spec)(model, x, exp, sample=sample)
+
+
 def test_a_flipped_map_is_scored_as_its_copy():
     # a view with negative strides (np.flip, [..., ::-1]), bare or in an Explanation, was a ValueError
     # traceback from torch.from_numpy inside the unit and localisation metrics

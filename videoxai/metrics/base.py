@@ -291,8 +291,8 @@ def as_explanation(exp, target: int | None, num_frames: int, num_classes: int,
         # refused deep inside the unit and localisation metrics (a ValueError traceback)
         spatial = np.ascontiguousarray(exp.detach().cpu() if isinstance(exp, torch.Tensor) else exp,
                                        dtype=np.float32)
-        if spatial.ndim != 3:
-            raise InputError(f"an explanation map must be (T, H, W), got shape {spatial.shape}")
+    if spatial.ndim != 3:
+        raise InputError(f"an explanation map must be (T, H, W), got shape {spatial.shape}")
     if not np.isfinite(spatial).all():
         raise InputError("the explanation map contains NaN or infinite values")
     if (spatial < 0).any():
@@ -301,6 +301,11 @@ def as_explanation(exp, target: int | None, num_frames: int, num_classes: int,
     if spatial.shape[0] != num_frames:
         raise InputError(f"explanation has {spatial.shape[0]} frames, the clip {num_frames}")
     if isinstance(exp, Explanation):
+        if np.shape(exp.temporal) != (num_frames,):
+            # one score per frame: frame units were a RuntimeError traceback ("shape mismatch"), and
+            # temporal_grounding ranked the frames it had
+            raise InputError(f"explanation.temporal must be one score per frame, shape ({num_frames},), got "
+                             f"shape {np.shape(exp.temporal)}")
         if not np.isfinite(exp.temporal).all() or (exp.temporal < 0).any():
             raise InputError("explanation.temporal must be finite and non-negative")
         if not (exp.spatial.flags.c_contiguous and exp.temporal.flags.c_contiguous):   # as a bare map's
