@@ -436,6 +436,17 @@ def test_an_explanation_whose_arrays_do_not_fit_the_clip_is_one_clear_error(temp
             build(spec)(model, x, exp, sample=sample)
 
 
+def test_an_explanation_without_a_target_asks_for_one():
+    # an Explanation made by hand with target=None was a TypeError ("'<=' not supported")
+    model, x = cropped_model(), frames()
+    exp = as_explanation(a_map(), target=None)
+    with pytest.raises(InputError, match=r"^the explanation names no class \(its target is None\): give target=, "
+                                         r"the class the map explains$"):
+        build("deletion(unit=frame)")(model, x, exp)
+    assert build("deletion(unit=frame)")(model, x, exp, target=1).value == \
+        build("deletion(unit=frame)")(model, x, as_explanation(a_map(), target=1)).value
+
+
 def test_a_flipped_map_is_scored_as_its_copy():
     # a view with negative strides (np.flip, [..., ::-1]), bare or in an Explanation, was a ValueError
     # traceback from torch.from_numpy inside the unit and localisation metrics

@@ -204,6 +204,9 @@ class Metric(Configurable):
                     if tuple(exp.spatial.shape[1:]) == tuple(model.preprocess.size) else "")
             raise InputError(f"explanation map {tuple(exp.spatial.shape)} does not match the clip's "
                              f"(T, H, W) = {(x.shape[1], x.shape[3], x.shape[4])}{hint}")
+        if target is None and exp.target is None:   # an Explanation made by hand: '<=' between int and None
+            raise InputError("the explanation names no class (its target is None): give target=, the class the "
+                             "map explains")
         target = exp.target if target is None else target
         if not 0 <= target < model.num_classes:
             raise InputError(f"target {target} out of range for a model with {model.num_classes} classes")
