@@ -215,3 +215,25 @@ def test_an_animation_with_its_own_delay_per_frame_keeps_its_times_and_average_r
         info = probe(path)
         assert (info["frames"], info["duration"], info["fps"]) == (3, pytest.approx(1.04), pytest.approx(3 / 1.04))
         np.testing.assert_allclose(read_video(path, 6, start=0.01).times, [0.02] * 3 + [0.04] * 3, atol=1e-9)
+
+
+def test_an_mp4_with_b_frames_cut_a_frame_short_is_named_truncated(tmp_path):
+    """An mp4 with its index first (``+faststart``, as web video is written) cut between two
+    frames' data decodes without an error to where it stops, and with B-frames that loses frames
+    in decoding order: one frame short, it was read as 47 frames missing frame 46 (``indices``
+    one off from there, within the 2-frame margin of the count check); two short, as 46. The
+    index says where each frame's data lies: a frame past the file's end means it was cut."""
+    frames = np.repeat((np.arange(48) * 5).astype(np.uint8), 32 * 32 * 3).reshape(48, 32, 32, 3)
+    src = _encode(tmp_path / "whole.mp4", frames, options=B_FRAMES, container_options={"movflags": "+faststart"})
+    assert len(read_video(src)) == 48
+    with av.open(str(src)) as c:
+        starts = sorted(p.pos for p in c.demux(video=0) if p.size)
+    assert starts[0] > src.read_bytes().index(b"moov")
+    cut = tmp_path / "cut.mp4"
+    for lost in (1, 2):
+        cut.write_bytes(src.read_bytes()[:starts[-lost]])
+        said = rf"cut.mp4: truncated video: the container lists 48 frames but only {48 - lost} could be decoded " \
+               rf"\(the file ends before the data of {lost} of them\)"
+        for call in (lambda: read_video(cut), lambda: read_video(cut, 8), lambda: list(sliding_windows(cut, 4))):
+            with pytest.raises(VideoReadError, match=said):
+                call()

@@ -239,6 +239,18 @@ def _listed_frames(stream) -> int:
     return frames
 
 
+def cut_off_frames(stream) -> int:
+    """How many frames an MP4 or QuickTime file's index lists whose data lies past the file's end
+    (the index gives each frame's place and size): a download cut short of its last frames."""
+    container = getattr(stream, "container", None)
+    if container is None or not container.format.name.startswith("mov,") or not container.size:
+        return 0
+    try:
+        return sum(1 for e in stream.index_entries if not e.is_discard and e.pos + e.size > container.size)
+    except (AttributeError, av.FFmpegError):  # an older PyAV
+        return 0
+
+
 def avi_miscount(stream) -> int:
     """The frame count of a whole AVI's header where its index lists another number of frames,
     else 0 (they agree, the file is cut, or it is not an AVI).

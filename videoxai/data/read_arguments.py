@@ -108,19 +108,23 @@ def _at_frames(path: Path, start, end):
     return start, end
 
 
-def check_decoded(path: Path, reported: int, count: int) -> None:
+def check_decoded(path: Path, reported: int, count: int, missing: int = 0) -> None:
     """The error for a file whose index lists ``reported`` frames (0: no count) where only
     ``count`` could be decoded (a margin of 2 frames or 2 %: counts of some containers are
-    approximate). A download cut off after the index (an mp4 with the index first, as
-    ``+faststart`` writes it) loses the frame data at its end; cut between two frames, it demuxes
-    and decodes without an error to the point where it stops, and was read as a shorter video.
-    A count above the file's size in bytes is no count (a frame takes a byte at least): a damaged
-    or forged AVI header said 2**31 − 1 frames for 12 that decode whole."""
+    approximate), or where the data of ``missing`` of them lies past the file's end (no margin:
+    :func:`~videoxai.data.container.cut_off_frames`). A download cut off after the index (an mp4
+    with the index first, as ``+faststart`` writes it) loses the frame data at its end; cut
+    between two frames, it demuxes and decodes without an error to the point where it stops, and
+    was read as a shorter video; with B-frames, cut a frame or two short, as a video missing a
+    frame near its end (within the margin). A count above the file's size in bytes is no count
+    (a frame takes a byte at least): a damaged or forged AVI header said 2**31 − 1 frames for 12
+    that decode whole."""
     if reported > path.stat().st_size:
         return
-    if reported and count < reported - max(2, reported // 50):
+    if reported and (count < reported - max(2, reported // 50) or (missing and count < reported)):
+        cut = f" (the file ends before the data of {missing} of them)" if missing else ""
         raise VideoReadError(f"{path}: truncated video: the container lists {reported} frames "
-                             f"but only {count} could be decoded")
+                             f"but only {count} could be decoded{cut}")
 
 
 def check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float, given: tuple | None = None) -> None:

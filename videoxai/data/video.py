@@ -42,8 +42,8 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import VideoReadError
-from .container import (avi_miscount, check_path, frame_times, open_video, packet_index, packet_times, probe,
-                        read_header, shown_frames, warn_avi_miscount)
+from .container import (avi_miscount, check_path, cut_off_frames, frame_times, open_video, packet_index,
+                        packet_times, probe, read_header, shown_frames, warn_avi_miscount)
 from .decoder import MAX_PIXELS, Decoder, FrameTooLargeError, frames_from
 from .keyframes import SeekMiss, decode_at, seek_plan
 from .read_arguments import check_count, check_decoded, check_moving, check_nonempty, check_range
@@ -130,6 +130,7 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
     with open_video(path) as (container, stream):
         reported = 0 if ranged else shown_frames(stream)
         header = 0 if ranged else avi_miscount(stream)  # a whole AVI's header count, not used
+        missing = 0 if ranged else cut_off_frames(stream)  # frames past the end of a cut mp4
     expected = reported or _count_in_range(packet_times(path), in_range)
     warn_avi_miscount(path, header, expected)
     expected = max(expected, 1)  # nothing found: decode anyway, so the error says why
@@ -147,7 +148,7 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
                 src.append(index)
                 times.append(t)
         check_nonempty(path, len(src), ranged, lo, hi, (start, end))
-        check_decoded(path, reported, len(src))
+        check_decoded(path, reported, len(src), missing)
         check_moving(path, len(src), ranged, lo, hi, (start, end))
         return Clip(kept.array(), fps=dec.header.fps, indices=np.asarray(src), source=str(path),
                     times=_known(dec, times))
@@ -159,7 +160,7 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
     dec, kept, src, shown, count = _decode_positions(path, set(wanted.tolist()), in_range, lo, hi, max_side,
                                                      max_pixels)
     check_nonempty(path, count, ranged, lo, hi, (start, end))
-    check_decoded(path, reported, count)
+    check_decoded(path, reported, count, missing)
     check_moving(path, count, ranged, lo, hi, (start, end))
     if count != expected:
         # the container's count was wrong (or packets != frames): choose again on the true count

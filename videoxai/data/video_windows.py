@@ -17,7 +17,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError, VideoReadError
-from .container import avi_miscount, check_path, open_video, shown_frames, warn_avi_miscount
+from .container import avi_miscount, check_path, cut_off_frames, open_video, shown_frames, warn_avi_miscount
 from .decoder import MAX_PIXELS, Decoder, frames_from
 from .read_arguments import check_count, check_decoded, check_moving, check_nonempty, check_range
 from .windows import Tail, WindowPlanner, WindowSpan
@@ -107,6 +107,7 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
     with open_video(path) as (_container, stream):
         reported = 0 if ranged else shown_frames(stream)
         header = 0 if ranged else avi_miscount(stream)  # a whole AVI's header count, not used
+        missing = 0 if ranged else cut_off_frames(stream)  # frames past the end of a cut mp4
     decoded, ended = 0, False
 
     def source() -> Iterator[tuple[int, av.VideoFrame]]:
@@ -125,7 +126,7 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
                                   lambda: dec.header.fps if dec.header else None,
                                   convert=lambda f: dec.to_rgb(f, max_side)), shown):
         if ended:  # a still picture's one frame came as a window padded with copies of it
-            check_decoded(path, reported, decoded)  # unless the file was cut short: that says more
+            check_decoded(path, reported, decoded, missing)  # unless the file was cut short: that says more
             check_moving(path, decoded, ranged, lo, hi, given)
         yielded = True
         yield window
@@ -133,7 +134,7 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
         check_nonempty(path, 0, ranged, lo, hi, given)
     # a file cut between two frames decodes without an error to where it stops: its windows
     # came as they were read, and the error after them says the rest of the video is missing
-    check_decoded(path, reported, decoded)
+    check_decoded(path, reported, decoded, missing)
     warn_avi_miscount(path, header, decoded)
 
 
