@@ -326,6 +326,30 @@ def test_addresses_of_one_ipv6_64_share_one_clients_limits(model, video):
             blocker.join(10)
 
 
+def test_queued_jobs_of_two_clients_run_in_turns(model, video):
+    # first come, first served: one client's queued jobs (up to max_queued_jobs_per_client, each up
+    # to max_forward_passes) all ran before another client's job, submitted later, could start
+    app = create_app(model, ServeSettings(max_queued_jobs=6, max_queued_jobs_per_client=3))
+    params = {"method": "saliency", "overlay": "false"}
+    with BackgroundServer(app) as server, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False) as mine, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False,
+                         transport=httpx.HTTPTransport(local_address="127.0.0.2")) as theirs:
+        gate = threading.Event()
+        blocker = threading.Thread(target=app.state.engine.call_sync, args=(gate.wait,), daemon=True)
+        blocker.start()  # the first job waits for the model; the others queue behind it
+        try:
+            ids = [mine.post("/api/jobs", content=video.read_bytes(), params=params).json()["id"] for _ in range(3)]
+            wait_for(lambda: app.state.jobs.counts().get("running") == 1, "the first job runs")
+            ids += [theirs.post("/api/jobs", content=video.read_bytes(), params=params).json()["id"]]
+        finally:
+            gate.set()
+            blocker.join(10)
+        started = {i: wait_job(mine, i)["started"] for i in ids}
+    order = sorted(ids, key=started.__getitem__)
+    assert order == [ids[0], ids[3], ids[1], ids[2]], order  # the other client's job runs second
+
+
 def wait_for(predicate, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

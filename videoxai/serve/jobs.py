@@ -1,12 +1,13 @@
 """Uploaded videos explained in the background: a bounded job queue and its worker thread.
 
 An upload becomes a :class:`Job` in its own folder (``<work_dir>/jobs/<id>/``): the video, then
-``result.json`` and ``overlay.mp4`` when done. One worker thread decodes, explains window by
-window on the model thread (so live streams interleave with long jobs instead of waiting for
-them), renders the overlay, and records progress. At most ``max_queued_jobs`` jobs are queued or
-running (more are refused with 503 and ``Retry-After``), ``max_queued_jobs_per_client`` of one
-client address (429); at most ``max_jobs_kept`` finished jobs
-are kept, the oldest of the client that keeps the most deleted first; the upload itself is deleted as soon as its job ends.
+``result.json`` and ``overlay.mp4`` when done. One worker thread takes the jobs in turns by
+client address (:meth:`JobQueue._next`), decodes, explains window by window on the model thread
+(so live streams interleave with long jobs instead of waiting for them), renders the overlay, and
+records progress. At most ``max_queued_jobs`` jobs are queued or running (more are refused with
+503 and ``Retry-After``), ``max_queued_jobs_per_client`` of one client address (429); at most
+``max_jobs_kept`` finished jobs are kept, the oldest of the client that keeps the most deleted
+first; the upload itself is deleted as soon as its job ends.
 
 A job's folder also holds ``job.json`` (:class:`JobRecord`), rewritten at each change of state,
 so that a server restarted on the same ``work_dir`` (``videoxai serve --work-dir``) serves its
@@ -248,7 +249,10 @@ class JobQueue:
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
-        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._queue: queue.Queue[Job | None] = queue.Queue()  # one token per job submitted; None: stop
+        self._pending: list[Job] = []      # submitted and not yet taken by the worker, oldest first
+        self._turns: dict[str | None, int] = {}  # per client: the worker's count when it last took one of its jobs
+        self._taken = 0
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -339,6 +343,7 @@ class JobQueue:
             self._check_room(client)
             job.save()
             self._jobs[job_id] = job
+            self._pending.append(job)
         self._queue.put(job)
         return job
 
@@ -385,9 +390,11 @@ class JobQueue:
     # -- worker ------------------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
+            if self._queue.get() is None:
                 return
+            job = self._next()
+            if job is None:
+                continue
             try:
                 self._work_on(job)
             except Exception as e:  # a bug, or a disk gone read-only while cleaning up: this job's
@@ -398,6 +405,21 @@ class JobQueue:
                         err = to_service_error(e)
                         job.state, job.finished = "failed", time.time()
                         job.error = ErrorInfo(code=err.code, message=hide_path(err.message, job.upload))
+
+    def _next(self) -> Job | None:
+        """The job to run next: the oldest of the client whose turn is longest past, so that
+        clients take turns (``None``: every waiting job was deleted). First come, first served let
+        one client's queued jobs (``max_queued_jobs_per_client`` of them, each up to
+        ``max_forward_passes``) run before another client's job, submitted later, could start."""
+        with self.lock:
+            self._pending = [j for j in self._pending if j.id in self._jobs and not j.cancel.is_set()]
+            if not self._pending:
+                return None
+            job = min(self._pending, key=lambda j: self._turns.get(j.client, -1))  # min: the oldest of equals
+            self._pending.remove(job)
+            self._taken += 1
+            self._turns[job.client] = self._taken
+            return job
 
     def _work_on(self, job: Job) -> None:
         """Run one job from the queue and record how it ended."""
