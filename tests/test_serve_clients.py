@@ -350,6 +350,20 @@ def test_queued_jobs_of_two_clients_run_in_turns(model, video):
     assert order == [ids[0], ids[3], ids[1], ids[2]], order  # the other client's job runs second
 
 
+def test_the_turns_of_clients_gone_are_forgotten(tmp_path):
+    # one entry per client address ever served: a server up for months, or addresses by the
+    # thousand, grew it without bound
+    from videoxai.serve.jobs import Job, JobQueue
+
+    jobs = JobQueue(None, ServeSettings(max_queued_jobs=2), tmp_path)
+    for i in range(50):
+        job = Job(id=f"{i:032x}", dir=tmp_path / str(i), request=None, video=None, client=f"192.0.2.{i}")
+        jobs._jobs[job.id] = job
+        jobs._pending.append(job)
+        assert jobs._next() is job
+        assert len(jobs._turns) <= 4 * 2 + 1
+
+
 def wait_for(predicate, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

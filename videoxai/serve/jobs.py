@@ -419,6 +419,9 @@ class JobQueue:
             self._pending.remove(job)
             self._taken += 1
             self._turns[job.client] = self._taken
+            if len(self._turns) > 4 * self.settings.max_queued_jobs:  # one entry per address ever seen otherwise
+                waiting = {j.client for j in self._pending} | {job.client}
+                self._turns = {c: t for c, t in self._turns.items() if c in waiting}
             return job
 
     def _work_on(self, job: Job) -> None:
