@@ -10,13 +10,15 @@ figures that decide it.
 Scenarios: a late decompression bomb (PNG .mov, small header, huge later frames); a flood of
 non-reading file streams on every slot followed by a good client; a job hog stopped by DELETE
 followed by a good stream; a stream abandoned while a long job runs; 70 slow-header sockets; a
-20 MB header line; a WebSocket from a foreign Origin; invalid option values. SIGTERM and the API
+20 MB header line; a WebSocket from a foreign Origin; invalid option values; one address on every
+stream slot, filling the job queue, or deleting the others' results with a burst of small jobs. SIGTERM and the API
 key in logs need a server process of their own: ``tests/test_serve_abuse.py`` covers them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import sys
@@ -220,6 +222,56 @@ def main() -> None:
         codes = [httpx.post(f"{url}/api/jobs", params={"method": "rise"}, data={"options": o},
                             files={"file": ("c.mp4", clip.read_bytes())}, timeout=30).status_code for o in bad]
         line("invalid option values", all(400 <= c < 500 for c in codes), f"HTTP {codes}")
+
+    per_client(model, frames, clip, hog)
+
+
+def per_client(model, frames: np.ndarray, clip: Path, hog: dict) -> None:
+    """One address against the others (127.0.0.2 is loopback too): it holds its share of the
+    stream slots and of the job queue, not all of them, and its burst of small jobs deletes its
+    own finished results, not the others'."""
+    settings = ServeSettings(max_streams=4, max_streams_per_client=2, max_queued_jobs=4,
+                             max_queued_jobs_per_client=2, max_jobs_kept=3, max_forward_passes=10_000)
+    app = create_app(model, settings)
+    other = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30)
+    small = {"method": "saliency", "overlay": "false"}
+    with BackgroundServer(app) as server:
+        url = server.url
+        ws = url.replace("http", "ws") + "/api/stream"
+        with contextlib.ExitStack() as streams:
+            for _ in range(settings.max_streams_per_client):
+                s = streams.enter_context(connect(ws, open_timeout=20))
+                s.send(json.dumps({"type": "start", "live": True}))
+                assert json.loads(s.recv(timeout=20))["type"] == "ready"
+            with connect(ws, open_timeout=20) as s:  # refused at once (no key to wait for)
+                refused = json.loads(s.recv(timeout=20)).get("error", {}).get("code")
+            t0 = time.monotonic()
+            served = [m["type"] for m in good_stream(server, frames, source="127.0.0.2")] == ["window", "end"]
+        line("one address on every stream slot", refused == "client_limit" and served,
+             f"its stream {settings.max_streams_per_client + 1}: {refused}; another address's window came "
+             f"{time.monotonic() - t0:.1f} s later")
+
+        hogs = [httpx.post(f"{url}/api/jobs", params=hog, content=clip.read_bytes(), timeout=30)
+                for _ in range(settings.max_queued_jobs_per_client + 1)]
+        codes = [h.status_code for h in hogs]
+        r = other.post(f"{url}/api/jobs", params=small, content=clip.read_bytes())
+        theirs = url + r.json()["links"]["status"]
+        for h in hogs:  # the hogs go (a hog runs to max_forward_passes otherwise): their job runs next
+            if h.status_code == 202:
+                httpx.delete(url + h.json()["links"]["status"])
+        wait_until(lambda: other.get(theirs).json()["state"] not in ("queued", "running"), 120, "their job ends")
+        done = other.get(theirs).json()["state"]
+        line("one address filling the job queue", codes[-1] == 429 and r.status_code == 202 and done == "done",
+             f"its uploads: HTTP {codes}; another address's meanwhile: HTTP {r.status_code}, {done}")
+
+        for _ in range(settings.max_jobs_kept + 1):  # a burst of small jobs, each waited for
+            mine = url + httpx.post(f"{url}/api/jobs", params=small, content=clip.read_bytes()).json()["links"]["status"]
+            wait_until(lambda: httpx.get(mine).json()["state"] not in ("queued", "running"), 120, "a small job ends")
+        kept = other.get(theirs + "/result").status_code
+        line("a burst of jobs evicting results", kept == 200,
+             f"{settings.max_jobs_kept + 1} small jobs from one address (max_jobs_kept {settings.max_jobs_kept}): "
+             f"another address's result: HTTP {kept}")
+    other.close()
 
 
 if __name__ == "__main__":

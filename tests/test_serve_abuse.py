@@ -76,9 +76,11 @@ def ws_url(server) -> str:
     return server.url.replace("http://", "ws://") + "/api/stream"
 
 
-def good_stream(server, frames) -> list[dict]:
-    """A well-behaved file stream of one window; returns its messages up to ``end``."""
-    with connect(ws_url(server), open_timeout=20, max_size=None) as ws:
+def good_stream(server, frames, source: str | None = None) -> list[dict]:
+    """A well-behaved file stream of one window (from loopback address ``source``, if given);
+    returns its messages up to ``end``."""
+    extra = {"source_address": (source, 0)} if source else {}
+    with connect(ws_url(server), open_timeout=20, max_size=None, **extra) as ws:
         ws.send(json.dumps({"type": "start", "live": False, "stride": T}))
         ready = json.loads(ws.recv(timeout=30))
         assert ready["type"] == "ready", ready

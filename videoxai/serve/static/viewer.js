@@ -319,7 +319,10 @@
     ws.onerror = () => showError("the stream connection failed");
     ws.onclose = (event) => {
       if (live.ws !== ws) return;  // an earlier stream's socket closing late: not this stream's end
-      if (!live.stopping && event.code !== 1000) showError(`the stream was closed (code ${event.code})`);
+      // the reason repeats a fatal error (client_limit, busy, idle …): the message before it may be lost
+      if (!live.stopping && event.code !== 1000) {
+        showError(`the stream was closed (code ${event.code}${event.reason ? `: ${event.reason}` : ""})`);
+      }
       stopLive();
     };
     state.running = true;
