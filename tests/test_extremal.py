@@ -96,6 +96,29 @@ def test_mask_generator_spreads_a_cell_into_a_smooth_bump_at_its_place():
     assert mask[7 * 5, 7 * 9 + 22] < 0.2 and mask[0, 0] < 1e-6        # decays beyond 2σ
 
 
+@pytest.mark.parametrize("side", [64, 112])
+def test_the_refinement_starts_where_the_coarse_masks_ended(side):
+    """``fine_iterations`` continues on a grid with cells and bumps half as wide, from the
+    finished masks. Sampled at its cells' centres as they are, the fine masks kept 1.3–1.4 × the
+    coarse region (a fine bump is flat within σ' / 2 of its cell, so every cell at v keeps v
+    that far); eroded by ⌊σ' / 2⌋ px first, they keep it within 10 %."""
+    from types import SimpleNamespace
+
+    model = vx.wrap(BoxEvidence(), num_frames=T, input_size=side, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1))
+    method = vx.methods.get("ep3d")(model, fine_iterations=1)
+    coarse = MaskGenerator((side, side), round(7 * side / 112), 11 * side / 112)
+    params = torch.zeros(4, 2, 1, *coarse.shape_in)            # 4 areas × 2 frames: blobs of 1–6 cells
+    for k, (y, x) in enumerate([(3, 4), (8, 8), (5, 10), (10, 3)]):
+        params[k, k % 2, 0, y:y + 1 + k % 3, x:x + 1 + k // 2] = 0.6 + 0.1 * k
+    fine, start = method.refined(coarse, params, SimpleNamespace(num_frames=2))
+    assert (fine.step, fine.sigma) == (coarse.step // 2, coarse.sigma / 2) and start.requires_grad
+    before = coarse(params.reshape(-1, 1, *coarse.shape_in))[0]
+    after = fine(start.detach().reshape(-1, 1, *fine.shape_in))[0]
+    kept = (after >= 0.5).sum().item() / (before >= 0.5).sum().item()
+    assert 0.9 < kept < 1.1, kept
+    assert (after - before).abs().mean() < 0.01
+
+
 # -- the perturbation pyramid -----------------------------------------------------------------------
 def test_blur_pyramid_blends_neighbouring_levels():
     x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(1))
@@ -646,7 +669,8 @@ def test_the_estimate_of_forward_passes_is_what_an_explanation_costs(method):
     model = vx.load_model("demo")
     clip = vx.Clip(SyntheticVideos(1, split="test")[0].frames)
     cls = vx.methods.get(method)
-    exp = vx.explain(model, clip, method, iterations=2)
-    assert cls(model, iterations=2).forward_passes(model.num_frames) == exp.cost.forward_passes
+    exp = vx.explain(model, clip, method, iterations=2, fine_iterations=1)   # a refinement step costs one more
+    assert cls(model, iterations=2, fine_iterations=1).forward_passes(model.num_frames) == exp.cost.forward_passes
+    assert exp.cost.forward_passes == 3 * (2 if method == "ep2d" else 5) * 2 + 3
     if method == "ep2d":
         assert cls(model).forward_passes(model.num_frames) == 150 * 2 * 2 + 3
