@@ -237,3 +237,19 @@ def test_an_mp4_with_b_frames_cut_a_frame_short_is_named_truncated(tmp_path):
         for call in (lambda: read_video(cut), lambda: read_video(cut, 8), lambda: list(sliding_windows(cut, 4))):
             with pytest.raises(VideoReadError, match=said):
                 call()
+
+
+def test_a_stream_without_timestamps_gives_no_times_whichever_reader(tmp_path):
+    """A raw H.264 stream (``.h264``, a camera's or an encoder's elementary stream) has no
+    timestamps: ``read_video`` gives ``times=None``, but its sliding windows said ``index / fps``
+    as if the frames were shown then (a rate FFmpeg only guesses)."""
+    frames = np.repeat((np.arange(10) * 20).astype(np.uint8), 32 * 32 * 3).reshape(10, 32, 32, 3)
+    path = _encode(tmp_path / "camera.h264", frames, fmt="h264", options=B_FRAMES)
+    with av.open(str(path)) as c:
+        assert {p.pts for p in c.demux(video=0)} == {None}
+    clip = read_video(path)
+    assert clip.times is None and frame_times(path) is None
+    assert np.rint(clip.frames.reshape(10, -1).mean(1) / 20).astype(int).tolist() == list(range(10))
+    windows = list(sliding_windows(path, 4))
+    assert [w.indices.tolist() for w in windows] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 9, 9]]
+    assert [w.times for w in windows] == [None] * 3

@@ -84,12 +84,14 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
     return _file_windows(path, num_frames, stride, frame_step, tail, max_side, max_pixels, lo, hi, (start, end))
 
 
-def _timed(windows: Iterator[Clip], shown: dict[int, float | None] | None) -> Iterator[Clip]:
+def _timed(windows: Iterator[Clip], shown: dict[int, float | None] | None,
+           timed: Callable[[], bool] = lambda: True) -> Iterator[Clip]:
     """``windows`` with ``times`` from ``shown`` (source index → seconds, filled as frames are
     read; entries before a window's first frame are dropped once it is out, so that a long video's
-    times are not held whole)."""
+    times are not held whole), unless ``timed()`` says the file has no timestamps (its decoder
+    counts ``index / fps``, which :func:`~videoxai.data.video.read_video` gives no clip either)."""
     for window in windows:
-        if shown is not None:
+        if shown is not None and timed():
             seconds = [shown.get(i) for i in window.indices.tolist()]
             if None not in seconds:
                 window = replace(window, times=np.asarray(seconds, dtype=np.float64))
@@ -124,7 +126,7 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
     yielded, shown = False, {}
     for window in _timed(_windows(source(), num_frames, stride, frame_step, tail, str(path),
                                   lambda: dec.header.fps if dec.header else None,
-                                  convert=lambda f: dec.to_rgb(f, max_side)), shown):
+                                  convert=lambda f: dec.to_rgb(f, max_side)), shown, lambda: dec.timed):
         if ended:  # a still picture's one frame came as a window padded with copies of it
             check_decoded(path, reported, decoded, missing)  # unless the file was cut short: that says more
             check_moving(path, decoded, ranged, lo, hi, given)
