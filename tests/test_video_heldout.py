@@ -222,7 +222,8 @@ def test_an_mp4_with_b_frames_cut_a_frame_short_is_named_truncated(tmp_path):
     frames' data decodes without an error to where it stops, and with B-frames that loses frames
     in decoding order: one frame short, it was read as 47 frames missing frame 46 (``indices``
     one off from there, within the 2-frame margin of the count check); two short, as 46. The
-    index says where each frame's data lies: a frame past the file's end means it was cut."""
+    index says where each frame's data lies: a frame past the file's end means it was cut. A
+    fragmented mp4 alike, where it was read as 47 frames (no count to check it by)."""
     frames = np.repeat((np.arange(48) * 5).astype(np.uint8), 32 * 32 * 3).reshape(48, 32, 32, 3)
     src = _encode(tmp_path / "whole.mp4", frames, options=B_FRAMES, container_options={"movflags": "+faststart"})
     assert len(read_video(src)) == 48
@@ -234,6 +235,20 @@ def test_an_mp4_with_b_frames_cut_a_frame_short_is_named_truncated(tmp_path):
         cut.write_bytes(src.read_bytes()[:starts[-lost]])
         said = rf"cut.mp4: truncated video: the container lists 48 frames but only {48 - lost} could be decoded " \
                rf"\(the file ends before the data of {lost} of them\)"
+        for call in (lambda: read_video(cut), lambda: read_video(cut, 8), lambda: list(sliding_windows(cut, 4))):
+            with pytest.raises(VideoReadError, match=said):
+                call()
+    # fragmented (a live recording, DASH): no count but in each fragment's index, which says the same
+    src = _encode(tmp_path / "fragments.mp4", frames, options=B_FRAMES,
+                  container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
+    assert len(read_video(src)) == 48
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].frames == 0
+        starts = sorted(p.pos for p in c.demux(video=0) if p.size)
+    for lost in (1, 2):
+        cut.write_bytes(src.read_bytes()[:starts[-lost]])
+        said = rf"cut.mp4: truncated video: the file ends before the data of {lost} of the frames its index lists; " \
+               rf"{48 - lost} could be decoded"
         for call in (lambda: read_video(cut), lambda: read_video(cut, 8), lambda: list(sliding_windows(cut, 4))):
             with pytest.raises(VideoReadError, match=said):
                 call()

@@ -241,7 +241,9 @@ def _listed_frames(stream) -> int:
 
 def cut_off_frames(stream) -> int:
     """How many frames an MP4 or QuickTime file's index lists whose data lies past the file's end
-    (the index gives each frame's place and size): a download cut short of its last frames."""
+    (the index gives each frame's place and size): a download cut short of its last frames. A
+    fragmented MP4 lists each fragment's frames before their data, so one cut inside a fragment
+    is known too."""
     container = getattr(stream, "container", None)
     if container is None or not container.format.name.startswith("mov,") or not container.size:
         return 0

@@ -121,6 +121,9 @@ def check_decoded(path: Path, reported: int, count: int, missing: int = 0) -> No
     that decode whole."""
     if reported > path.stat().st_size:
         return
+    if missing and not reported:  # a fragmented mp4 counts its frames nowhere but in its fragments
+        raise VideoReadError(f"{path}: truncated video: the file ends before the data of {missing} of the frames "
+                             f"its index lists; {count} could be decoded")
     if reported and (count < reported - max(2, reported // 50) or (missing and count < reported)):
         cut = f" (the file ends before the data of {missing} of them)" if missing else ""
         raise VideoReadError(f"{path}: truncated video: the container lists {reported} frames "

@@ -26,9 +26,11 @@ Every failure a user can cause (a missing file, a directory, a file that is not 
 truncated or corrupt stream, a stream with no decodable frame, bad arguments) raises
 :class:`~videoxai.errors.VideoReadError` with the file's name in the message, never a raw PyAV
 exception. A file cut short is known by the length its header gives (mp4, mov, avi frame counts;
-mkv and webm sizes and durations: :mod:`~videoxai.data.matroska`); where the container gives none before the frames (MPEG-TS, GIF,
-fragmented MP4, a browser's WebM recording) it is read as the shorter video it has become,
-without the frame the cut falls in (MPEG-TS, MPEG-PS, GIF: :mod:`~videoxai.data.packets`).
+mkv and webm sizes and durations: :mod:`~videoxai.data.matroska`) or by an index of frames whose
+data lies past its end (mp4, mov, fragmented MP4 inside a fragment); where the container gives
+none before the frames (MPEG-TS, GIF, a browser's WebM recording, fragmented MP4 between two
+fragments) it is read as the shorter video it has become, without the frame the cut falls in
+(MPEG-TS, MPEG-PS, GIF: :mod:`~videoxai.data.packets`).
 """
 
 from __future__ import annotations
