@@ -663,34 +663,129 @@ def fake_ray(monkeypatch, dies) -> None:
     monkeypatch.setitem(sys.modules, "ray", fake)
 
 
-def test_ray_clips_whose_workers_die_in_a_row_stop_the_run_naming_the_death(monkeypatch):
+def test_ray_clips_whose_workers_die_cost_their_results_and_only_deaths_before_any_progress_stop_the_run(
+        monkeypatch):
     """The driver's side of the Ray backend on :func:`fake_ray`: a clip whose worker died costs
-    what it had not sent, the next clip is computed; as many deaths in a row as the capacity and
-    DEATHS_IN_A_ROW allow, then one more, stop the run (a model that kills every worker), with the
-    death's reason."""
+    what it had not sent, the next clip is computed. Four clips in a row that killed their worker
+    (one long clip after another) ended the run, and every resume at the same clips; now only
+    deaths before any method was done on a clip (a model that kills every worker), as many as the
+    capacity and DEATHS_BEFORE_PROGRESS allow and one more, stop the run, with the death's reason."""
     from videoxai.evaluation import backends
     from videoxai.evaluation.store import ExplanationRow
     from videoxai.evaluation.tasks import RunSettings, Task
 
-    # clip a/0 is fine, then every clip kills its worker
-    fake_ray(monkeypatch, lambda key, method: "metric" if key in {"a/1", "a/2", "a/3", "a/4"} else None)
     monkeypatch.setattr(backends, "RAY_RETRIES", 1)
+    settings = RunSettings(model="m", metrics=("energy", "sparseness"))
     tasks = [Task(i, i, f"a/{i}", {"saliency": ["energy", "sparseness"]}) for i in range(6)]
+    # clip a/0 is fine, then four clips kill their worker, then a/5 is fine again
+    fake_ray(monkeypatch, lambda key, method: "metric" if key in {"a/1", "a/2", "a/3", "a/4"} else None)
     got = []
-    with pytest.raises(backends.WorkerFailed, match=re.escape(
-            f"{1 + backends.DEATHS_IN_A_ROW + 1} Ray tasks in a row lost their worker on every try (2 each); the "
-            "last: WorkerCrashedError: The worker died unexpectedly while executing this task.")):
-        backends.run("ray", iter(tasks), RunSettings(model="m", metrics=("energy", "sparseness")), got.append,
-                     workers=1)
+    backends.run("ray", iter(tasks), settings, got.append, workers=1)
     results = {(r.video, r.metric): r for r in got if isinstance(r, ResultRow)}
-    assert {k for k, r in results.items() if r.status == "ok"} == {("a/0", "energy"), ("a/0", "sparseness")}
+    assert {k for k, r in results.items() if r.status == "ok"} == {(v, m) for v in ("a/0", "a/5")
+                                                                   for m in ("energy", "sparseness")}
     died = [r for r in results.values() if r.status == "error"]
-    assert {r.video for r in died} == {"a/1", "a/2", "a/3"} and len(died) == 6
+    assert {r.video for r in died} == {"a/1", "a/2", "a/3", "a/4"} and len(died) == 8 == len(results) - 4
     assert all(r.details["error"] == "the Ray worker died while computing this, on each of its 2 tries "
                                      "(WorkerCrashedError: The worker died unexpectedly while executing this task.)"
                for r in died)
     # the explanation arrived before the death: it is kept, not made an error
     assert all(r.status == "ok" for r in got if isinstance(r, ExplanationRow))
+
+    fake_ray(monkeypatch, lambda key, method: "metric")   # every clip: the model, not a clip
+    got = []
+    with pytest.raises(backends.WorkerFailed, match=re.escape(
+            f"{1 + backends.DEATHS_BEFORE_PROGRESS + 1} Ray tasks lost their worker on every try (2 each) before "
+            "any method was done on a clip; the last: WorkerCrashedError: The worker died unexpectedly while "
+            "executing this task.")):
+        backends.run("ray", iter(tasks), settings, got.append, workers=1)
+    assert {r.video for r in got if isinstance(r, ResultRow)} == {"a/0", "a/1", "a/2"}
+
+
+def test_local_workers_that_die_cost_their_tasks_and_only_deaths_before_any_progress_stop_the_run(monkeypatch):
+    """The local backend's driver on worker threads in place of processes (a real worker per
+    death would load the model each time): four tasks in a row whose worker died (one long clip
+    explained by four methods, each out of memory) ended the run, and every resume at the same
+    clip; now each costs its own results, and only deaths before any task was done (a model that
+    kills every worker) stop the run."""
+    import multiprocessing
+    import threading
+    import types
+
+    from videoxai.evaluation import backends
+    from videoxai.evaluation.tasks import RunSettings, Task
+
+    class Killed(BaseException):
+        pass
+
+    def worker(dies):
+        def main(settings, conn):
+            conn.send(("ready", None))
+            while (task := conn.recv()) is not None:
+                (method, specs), = task.work.items()
+                if dies(task.key, method):
+                    conn.close()   # as the kernel ends a process: its end of the pipe closes
+                    raise Killed
+                for spec in specs:
+                    conn.send(("row", ResultRow(task.key, method, spec, 0.5)))
+                conn.send(("done", task.id))
+        return main
+
+    class Process:
+        def __init__(self, target, args, daemon, name):
+            self.name, self.exitcode = name, None
+            self.thread = threading.Thread(target=self.run, args=(target, args), daemon=True)
+
+        def run(self, target, args):
+            try:
+                target(*args)
+                self.exitcode = 0
+            except Killed:
+                self.exitcode = -9
+
+        def start(self):
+            self.thread.start()
+
+        def join(self, timeout=None):
+            self.thread.join(timeout)
+
+        def is_alive(self):
+            return self.thread.is_alive()
+
+    class Theirs:   # the worker's end: the parent's close() after start leaves it to the worker
+        def __init__(self, conn):
+            self.conn = conn
+
+        def close(self):
+            pass
+
+    def pipe(duplex=True):
+        mine, theirs = multiprocessing.Pipe(duplex=True)
+        return mine, Theirs(theirs)
+
+    def target(main):
+        return lambda settings, theirs: main(settings, theirs.conn)
+
+    context = types.SimpleNamespace(Pipe=pipe, Process=lambda target, args, daemon, name: Process(
+        target, args, daemon, name))
+    monkeypatch.setattr(backends.mp, "get_context", lambda method: context)
+    settings = RunSettings(model="m", metrics=("energy",))
+    methods = {m: ["energy"] for m in ("saliency", "occlusion", "rise", "staa")}
+    tasks = [Task(i, i, f"a/{i}", dict(methods)) for i in range(3)]   # a/1: every method kills its worker
+
+    monkeypatch.setattr(backends, "_worker_main", target(worker(lambda key, method: key == "a/1")))
+    got = []
+    backends.run("local", iter(tasks), settings, got.append, workers=1)
+    rows = {(r.video, r.method): r for r in got if isinstance(r, ResultRow)}
+    assert len(rows) == 12 and {k for k, r in rows.items() if r.status == "error"} == {("a/1", m) for m in methods}
+    assert {r.details["error"] for r in rows.values() if r.status == "error"} == {
+        "worker videoxai-eval-0 was killed by SIGKILL (the kernel's out-of-memory killer sends it) while computing this"}
+
+    monkeypatch.setattr(backends, "_worker_main", target(worker(lambda key, method: True)))
+    with pytest.raises(backends.WorkerFailed, match=re.escape(
+            f"{1 + backends.DEATHS_BEFORE_PROGRESS + 1} workers died in the middle of a task before any task was "
+            "done, the last one was killed by SIGKILL")):
+        backends.run("local", iter(tasks), settings, [].append, workers=1)
 
 
 @pytest.mark.parametrize("first", [True, False])

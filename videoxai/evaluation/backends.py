@@ -18,8 +18,9 @@ the only writer of the results file.
   A clip whose worker dies on every one of Ray's tries (:data:`RAY_RETRIES`) costs what the
   method it was running had not sent, as on the local backend: error rows, computed again on
   resume; the clip's later methods go on in a new task (a method that ends its process on every
-  clip costs its own results, not the others' or the run). Deaths with no method finishing a clip
-  in between (a model that kills every worker) end the run after a few (:data:`DEATHS_IN_A_ROW`).
+  clip costs its own results, not the others' or the run). On both backends, deaths before any
+  method was done on a clip (a model that kills every worker) end the run after a few
+  (:data:`DEATHS_BEFORE_PROGRESS`); after that, each costs only its own results.
   A local instance stops with the run (``ray.shutdown()``; Ray's own handler on SIGTERM). A
   driver killed with SIGKILL takes the raylet, the GCS and the workers down with it (Ray
   fate-shares them), but Ray's dashboard and runtime-env agents stay about 60 s, a timeout fixed
@@ -181,10 +182,12 @@ def _send(conn: Connection, message) -> None:
         pass
 
 
-#: workers that may die in a row, each in the middle of a task, before the run stops (beyond the
-#: worker count): one clip that needs more memory than the machine has costs its own results, a
-#: model that fails on every clip ends the run instead of dying once per clip
-DEATHS_IN_A_ROW = 2
+#: workers that may die in the middle of a task before any task of the run is done (beyond the
+#: worker count), before the run stops: a model that kills every worker ends the run instead of
+#: dying once per clip. Once a task is done the model works, and each death costs only what its
+#: task had not sent: clips that need more memory than the machine has, one after another (one
+#: long clip with several methods), ended the run, and every resume, at the same clips
+DEATHS_BEFORE_PROGRESS = 2
 
 
 def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
@@ -212,7 +215,7 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
     busy: dict[int, Task] = {}           # worker -> the task it runs (one at a time, so a send never waits)
     ready: set[int] = set()              # workers that have loaded the model
     arrived: dict[int, set] = {}         # worker -> the rows of its task received so far
-    deaths = 0                           # workers dead in a task since a task was last done
+    deaths = 0                           # workers dead in a task, while no task is done (then None)
     exhausted = False
     try:
         while True:
@@ -239,10 +242,11 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
                         raise _failed(procs[i]) from None   # it never ran a task: the model, not a clip
                     # killed in the middle of a task (the kernel's out-of-memory killer, a crash in
                     # native code): the rest of that task are errors, and a new worker goes on
-                    deaths += 1
-                    if deaths > workers + DEATHS_IN_A_ROW:
-                        raise WorkerFailed(f"{deaths} workers in a row died in the middle of a task, the last "
-                                           f"one {_exit_reason(procs[i])}") from None
+                    if deaths is not None:
+                        deaths += 1
+                        if deaths > workers + DEATHS_BEFORE_PROGRESS:
+                            raise WorkerFailed(f"{deaths} workers died in the middle of a task before any task was "
+                                               f"done, the last one {_exit_reason(procs[i])}") from None
                     _emit_died(busy.pop(i), arrived.pop(i),
                                f"worker {procs[i].name} {_exit_reason(procs[i])} while computing this", emit)
                     ready.discard(i)
@@ -255,7 +259,7 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
                     ready.add(i)
                 elif kind == "done":
                     busy.pop(i)
-                    deaths = 0
+                    deaths = None
                 else:
                     raise WorkerFailed(payload)
     finally:
@@ -344,7 +348,7 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
         capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // max(1, settings.threads)))
         pending: dict = {}          # generator -> task
         arrived: dict = {}          # generator -> the rows of its task received so far
-        deaths = 0                  # tasks whose worker died (on every try) since a task was last done
+        deaths = 0                  # tasks whose worker died (on every try), while no method is done (then None)
         source = iter(tasks)
         exhausted = False
         while True:
@@ -364,7 +368,7 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                 except StopIteration:
                     pending.pop(gen)
                     arrived.pop(gen)
-                    deaths = 0
+                    deaths = None
                     continue
                 try:
                     row = ray.get(ref)
@@ -373,12 +377,13 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                     # on the same clip: the missing results of the method it was running are errors
                     # (computed again on resume); the clip's later methods run in a new task, so a
                     # method that kills its worker on every clip costs its own results, not the run
-                    deaths += 1
                     why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
                     tries = f"on each of its {RAY_RETRIES + 1} tries" if RAY_RETRIES else "on its only try"
-                    if deaths > capacity + DEATHS_IN_A_ROW:
-                        raise WorkerFailed(f"{deaths} Ray tasks in a row lost their worker on every try "
-                                           f"({RAY_RETRIES + 1} each); the last: {why}") from None
+                    if deaths is not None:
+                        deaths += 1
+                        if deaths > capacity + DEATHS_BEFORE_PROGRESS:
+                            raise WorkerFailed(f"{deaths} Ray tasks lost their worker on every try ({RAY_RETRIES + 1} "
+                                               f"each) before any method was done on a clip; the last: {why}") from None
                     task, got = pending.pop(gen), arrived.pop(gen)
                     running, rest = _running_and_rest(task, got)
                     _emit_died(running, got, f"the Ray worker died while computing this, {tries} ({why})", emit)
@@ -400,7 +405,7 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                 if key not in arrived[gen]:   # not a retry's copy
                     arrived[gen].add(key)
                     if _done(pending[gen], row.method, arrived[gen]):
-                        deaths = 0   # a method finished a clip: the model works, only some method kills
+                        deaths = None   # a method was done on a clip: the model works (DEATHS_BEFORE_PROGRESS)
                 emit(row)
     finally:
         if started:
