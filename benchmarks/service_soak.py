@@ -75,7 +75,8 @@ SETTINGS = dict(api_key=KEY, max_jobs_kept=6, max_queued_jobs=3, max_streams=4, 
                 # every client of the soak is one address (loopback): the per-client caps would turn
                 # its stalled and cut uploads into 429s for the uploads it expects to be taken, and
                 # take the queue's and the streams' limits (503, busy) out of its reach
-                max_uploads_per_client=16, max_queued_jobs_per_client=16, max_streams_per_client=16)
+                max_uploads_per_client=16, max_queued_jobs_per_client=16, max_streams_per_client=16,
+                max_requests_per_client=256)
 
 #: classes whose live instances are counted (a leak of requests or sessions shows here first)
 WATCHED = ("Job", "StreamSession", "WebSocket", "Request", "HTTPProtocol", "WebSocketProtocol",

@@ -364,6 +364,33 @@ def test_the_turns_of_clients_gone_are_forgotten(tmp_path):
         assert len(jobs._turns) <= 4 * 2 + 1
 
 
+def test_one_client_cannot_hold_every_connection_with_requests_in_progress(model, video):
+    # downloads read a few kilobytes at a time (never stalled long enough to be cut off) held a
+    # connection each, and one address holding every connection the server takes had every other
+    # client refused with 503; requests in progress are bounded per client (uploads here, which
+    # hold their requests as long as they send)
+    app = create_app(model, ServeSettings(max_requests_per_client=2, max_uploads_per_client=8))
+    with BackgroundServer(app) as server:
+        held = [raw_upload(server, 100_000) for _ in range(2)]
+        for sock in held:
+            sock.sendall(b"x" * 100)
+        wait_for(lambda: app.state.uploads == 2, "the two uploads are in progress")
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            r = client.get("/api/health")
+            assert r.status_code == 429 and r.headers["retry-after"] == "5", r.text
+            assert r.json()["error"]["code"] == "client_limit" and "2 requests in progress" in r.text, r.text
+        other = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False, transport=other) as client:
+            assert client.get("/api/health").status_code == 200
+            assert client.post("/api/jobs", content=video.read_bytes(), params={"method": "saliency"}).status_code \
+                == 202
+        for sock in held:
+            sock.close()
+        wait_for(lambda: app.state.uploads == 0, "the uploads are gone")
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            assert client.get("/api/health").status_code == 200  # its requests came back
+
+
 def wait_for(predicate, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

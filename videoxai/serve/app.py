@@ -42,6 +42,7 @@ from ..core.hosts import HostCheck
 from ..core.page_headers import PageHeaders
 from ..models.base import VideoModel
 from .access import AuthWaiters, StreamSlots, authorised, client_key, origin_allowed
+from .client_requests import ClientRequests
 from .engine import Engine, check_batch
 from .http_errors import _install_error_handlers
 from .job_files import _finished, _job_file, _result_below
@@ -101,6 +102,7 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
     app.state.uploads = 0  # uploads being received (max_uploads)
     app.state.uploads_by_client: dict[str | None, int] = {}  # the same per client (access.client_key)
     _install_error_handlers(app)
+    app.add_middleware(ClientRequests, limit=settings.max_requests_per_client)
     app.add_middleware(HostCheck, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(PageHeaders)  # the viewer's Content-Security-Policy; nosniff on every answer
 

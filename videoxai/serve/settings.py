@@ -68,6 +68,10 @@ class ServeSettings(BaseModel):
         max_uploads_per_client: uploads being received at once from one client address; more
             are refused with 429 ``client_limit`` (one client's slow uploads, at ``min_upload_rate``, held every
             one of ``max_uploads`` for as long as 200 MiB take at 1 KiB/s: days).
+        max_requests_per_client: HTTP requests of one client address in progress at once (a
+            download, an upload, a status poll); more are refused with 429 ``client_limit``
+            (downloads read slowly held a connection each, and one address holding every
+            connection the server takes had every other client refused with 503).
         max_pending_per_client: connections of one client address still sending their
             headers; a newer one closes the oldest.
         max_pending_connections: the same across all clients; also the most streams waiting to
@@ -112,6 +116,7 @@ class ServeSettings(BaseModel):
     min_upload_rate: float = Field(1024.0, ge=0)
     max_uploads: int = Field(16, ge=1)
     max_uploads_per_client: int = Field(4, ge=1)
+    max_requests_per_client: int = Field(32, ge=1)
     max_pending_per_client: int = Field(8, ge=1)
     max_pending_connections: int = Field(64, ge=1)
     max_header_bytes: int = Field(16 * 1024, ge=1024)
