@@ -294,6 +294,20 @@ def test_clips_collected_while_the_editor_runs_are_served_and_saved_edits_kept(c
     assert r.status_code == 422 and "collection.json is not valid JSON" in r.json()["error"], r.text
 
 
+def test_a_collection_rewritten_for_other_classes_turns_the_preview_off_saying_why(client, edit_set):
+    key = edit_set.items[0].key
+    assert client.post(f"/api/clips/{key}/preview", json={"levels": [1.0] * 8}).status_code == 200
+    path = edit_set.directory / "collection.json"
+    d = json.loads(path.read_text())
+    d["labels"] = ["v", "w", "x", "y", "z"]   # collected again from a model of five classes
+    path.write_text(json.dumps(d))
+    assert client.get("/api/collection").json()["preview"] is False
+    r = client.post(f"/api/clips/{key}/preview", json={"levels": [1.0] * 8})
+    assert r.status_code == 422 and r.json()["error"].startswith("no preview: the edits in "), r.text
+    assert "['v', 'w', 'x', 'y', 'z']" in r.json()["error"]
+    assert client.get(f"/api/clips/{key}").json()["label_name"] in ("v", "w", "x", "y", "z")  # the new names
+
+
 def test_the_page_lists_clips_collected_meanwhile_and_keeps_unsaved_levels(page, edit_set, model):
     key = edit_set.items[1].key
     page.open(key)
