@@ -268,3 +268,29 @@ def test_a_stream_without_timestamps_gives_no_times_whichever_reader(tmp_path):
     windows = list(sliding_windows(path, 4))
     assert [w.indices.tolist() for w in windows] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 9, 9]]
     assert [w.times for w in windows] == [None] * 3
+
+
+def test_an_mpeg_ts_with_b_frames_cut_anywhere_is_read_as_the_frames_before_the_cut(tmp_path):
+    """Broadcast H.264 has B-frames: stored in decoding order, a frame a B-frame refers forward
+    to is stored before it and shown after it. A TS download cut inside frame 46 of 48 kept
+    frame 47 and was read as 47 frames, the last shown a frame late and ``indices`` naming the
+    frame after each from 46 on (``num_frames=8`` took frame 47 for 46). The frames shown after
+    one the cut took are left out by every reader."""
+    frames = np.repeat((np.arange(48) * 5).astype(np.uint8), 32 * 32 * 3).reshape(48, 32, 32, 3)
+    src = _encode(tmp_path / "whole.ts", frames, fmt="mpegts", options=B_FRAMES)
+    whole = read_video(src)
+    assert len(whole) == 48
+    data, cut, counts = src.read_bytes(), tmp_path / "cut.ts", set()
+    for keep in range(len(data) // 2, len(data), 199):
+        if keep % 188 == 0:
+            continue  # a cut between two TS packets: test_an_mpeg_ts_cut_on_a_packet_boundary_*
+        cut.write_bytes(data[:keep])
+        clip = read_video(cut)
+        assert np.rint(clip.times / 0.04).astype(int).tolist() == list(range(len(clip))), keep
+        np.testing.assert_array_equal(clip.frames, whole.frames[:len(clip)])
+        assert probe(cut)["frames"] == len(frame_times(cut)) == len(clip)
+        sampled = read_video(cut, 8)
+        np.testing.assert_array_equal(sampled.frames, whole.frames[sampled.indices])
+        np.testing.assert_allclose(sampled.times, sampled.indices * 0.04, atol=1e-9)
+        counts.add(len(clip))
+    assert len(counts) > 10

@@ -17,11 +17,13 @@ start of a stream cut at an open-GOP keyframe):
   frame the cut falls in is left out: a GIF's by its data blocks (:func:`_gif_image_ends`), an
   MPEG-TS one by the TS packet the file ends inside, or by the last TS packet not ending the frame
   where the file ends between two (:func:`_ts_cut_inside`), a program stream's by the packet it
-  ends inside (:func:`_ps_cut_inside`).
+  ends inside (:func:`_ps_cut_inside`); with B-frames, so are the frames shown after one the cut
+  took, which a decoder stores before it (:func:`_before_a_gap`).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
 
 import av
@@ -33,15 +35,27 @@ from .clock import Continuous
 TS_PACKET_SIZES = ((188, 0), (192, 4), (204, 0))
 
 
-def stream_packets(container: av.container.InputContainer, stream,
-                   continuous: Continuous | None = None) -> Iterator[av.Packet]:
+def stream_packets(container: av.container.InputContainer, stream, continuous: Continuous | None = None,
+                   hidden: set[int] | None = None) -> Iterator[av.Packet]:
     """``container.demux(stream)`` on one continuous clock (``continuous``, which counts the
     restarts it joins; a new one by default), without the last frame's packet where the file was
-    cut inside it; the empty packet that flushes the decoder still comes last."""
+    cut inside it; the empty packet that flushes the decoder still comes last.
+
+    In an MPEG-TS or program stream cut short, the frames shown after one the cut took
+    (:func:`_before_a_gap`) are left out too, or, given ``hidden``, kept (the frames shown before
+    them may refer to them) with their presentation times added to ``hidden`` before the
+    decoder shows them (:func:`decode` leaves those frames out)."""
     continuous = continuous or Continuous(container, stream)
-    cut = _cut_inside(container, stream)
+    cut, cut_short = _cut_inside(container, stream)
+    packets = _whole(container.demux(stream), continuous, cut)
+    yield from _before_a_gap(packets, hidden) if cut_short else packets
+
+
+def _whole(packets: Iterator[av.Packet], continuous: Continuous,
+           cut: Callable[[av.Packet], bool]) -> Iterator[av.Packet]:
+    """:func:`stream_packets` before :func:`_before_a_gap`."""
     held = None  # the last packet with data: yielded once another follows, or if it is whole
-    for packet in container.demux(stream):
+    for packet in packets:
         packet = continuous(packet)
         if packet.size == 0:
             if held is not None and not cut(held):
@@ -95,22 +109,77 @@ def shown_packets(container: av.container.InputContainer, stream,
 
 def decode(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
     """``container.decode(stream)`` from :func:`stream_packets`."""
-    for packet in stream_packets(container, stream):
-        yield from packet.decode()
+    hidden: set[int] = set()
+    for packet in stream_packets(container, stream, hidden=hidden):
+        for frame in packet.decode():
+            if frame.pts is None or frame.pts not in hidden:
+                yield frame
 
 
-def _cut_inside(container: av.container.InputContainer, stream) -> Callable[[av.Packet], bool]:
-    """Whether the last packet of the stream is a frame the file was cut inside."""
+def _cut_inside(container: av.container.InputContainer, stream) -> tuple[Callable[[av.Packet], bool], bool]:
+    """Whether the last packet of the stream is a frame the file was cut inside, and whether the
+    file is known to be cut short whatever its last packet (an MPEG-TS or program stream)."""
     name = container.format.name
     if name == "mpegts":
-        cut = _ts_cut_inside(container.name, container.size, stream.id)
-        return lambda packet: cut
+        cut, short = _ts_cut_inside(container.name, container.size, stream.id)
+        return (lambda packet: cut), short
     if name == "mpeg":
         cut = _ps_cut_inside(container.name, container.size)
-        return lambda packet: cut
+        return (lambda packet: cut), cut
     if name == "gif":
-        return lambda packet: not _gif_image_ends(bytes(packet))
-    return lambda packet: False
+        return (lambda packet: not _gif_image_ends(bytes(packet))), False
+    return (lambda packet: False), False
+
+
+def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None) -> Iterator[av.Packet]:
+    """The ``packets`` of a stream cut short, less the frames shown after a frame the cut took
+    (``hidden``: kept, their presentation times added to it, as :func:`stream_packets` says).
+
+    With B-frames a stream is stored in decoding order, and a cut takes the frames decoded after
+    it: the frame a B-frame refers forward to is stored before it and shown after it. An MPEG-TS
+    download of 48 frames cut inside frame 46 kept frame 47: it was read as 47 frames, the last
+    one shown a frame late and each position from 46 on naming the frame after it. A frame
+    taken by the cut was decoded after every frame kept, and is shown no earlier than it is
+    decoded: the frames shown up to the last decoding time kept are all there. Those shown
+    later are held until the end, then given up from the first gap on (a step between two
+    frames longer than one frame lasts, by half a frame).
+    """
+    held: deque[av.Packet] = deque()  # in decoding order, from the first one not yet known to be whole
+    decoded = None                    # the latest decoding time so far
+    before: list[int] = []            # the last presentation times given out, for a frame's length
+    flush = None
+    for packet in packets:
+        if packet.size == 0:
+            flush = packet
+            break
+        held.append(packet)
+        if packet.dts is not None:
+            decoded = packet.dts if decoded is None else max(decoded, packet.dts)
+        while held and (held[0].pts is None or decoded is None or held[0].pts <= decoded):
+            out = held.popleft()
+            if out.pts is not None:
+                before = (before + [out.pts])[-32:]
+            yield out
+    late = [p for p in held if p.pts is not None and decoded is not None and p.pts > decoded]
+    shown = sorted(before + [p.pts for p in held if p.pts is not None and p not in late])
+    steps = sorted(b - a for a, b in zip(shown, shown[1:]) if b > a)
+    step = steps[len(steps) // 2] if steps else None  # the usual frame length
+    gone: set[int] = set()
+    if late and step:
+        expected = shown[-1] + step if shown else None  # when the next frame is due
+        for packet in sorted(late, key=lambda p: p.pts):
+            if gone or (expected is not None and packet.pts - expected > step / 2):
+                gone.add(packet.pts)
+            else:
+                expected = packet.pts + (packet.duration or step)
+    for packet in held:
+        if packet.pts in gone:
+            if hidden is None:
+                continue
+            hidden.add(packet.pts)
+        yield packet
+    if flush is not None:
+        yield flush
 
 
 #: an MPEG program stream's pack header, which begins each of its packs
@@ -182,8 +251,9 @@ def _gif_image_ends(data: bytes) -> bool:
     return False
 
 
-def _ts_cut_inside(name: str, size: int | None, pid: int) -> bool:
-    """Whether an MPEG-TS file ends inside a frame of the stream ``pid``.
+def _ts_cut_inside(name: str, size: int | None, pid: int) -> tuple[bool, bool]:
+    """Whether an MPEG-TS file ends inside a frame of the stream ``pid``, and whether it is cut
+    short at all (it ends inside a TS packet, or inside a frame).
 
     The file is a sequence of fixed-size TS packets, each a piece of one stream's frame; a whole
     file ends with a whole one. FFmpeg drops the TS packet a cut falls in and hands over the
@@ -202,23 +272,24 @@ def _ts_cut_inside(name: str, size: int | None, pid: int) -> bool:
                         head[sync] == head[packet_size + sync] == head[2 * packet_size + sync] == 0x47:
                     break
             else:
-                return False  # not a layout we know: no verdict
+                return False, False  # not a layout we know: no verdict
             if not size:
-                return False
+                return False, False
             if size % packet_size == 0:
                 # cut on a packet boundary, as a recorder that stops (a DVB capture, a stream dump)
                 # leaves it: FFmpeg hands over the frame assembled so far all the same
                 whole = size // packet_size
                 f.seek((whole - min(whole, TS_TAIL // packet_size)) * packet_size)
-                return not _ts_frame_ends(f.read(), packet_size, sync, pid)
+                inside = not _ts_frame_ends(f.read(), packet_size, sync, pid)
+                return inside, inside
             f.seek(size - size % packet_size + sync)
             tail = f.read(4)
     except OSError:
-        return False
+        return False, False
     if len(tail) < 4 or tail[0] != 0x47:
-        return True
+        return True, True
     starts = bool(tail[1] & 0x40)
-    return not (starts and ((tail[1] & 0x1F) << 8 | tail[2]) == pid)
+    return not (starts and ((tail[1] & 0x1F) << 8 | tail[2]) == pid), True
 
 
 #: how far from its end an MPEG-TS file's last packets of the video are looked at
