@@ -7,7 +7,8 @@ reading in order would (a long video), it seeks (:mod:`~videoxai.data.keyframes`
 decodes the file once, in order (the decoder has to run over the frames in between, because
 inter-coded frames depend on them). To choose N frames uniformly it must know how many frames there are; the container's count
 is used when it reports one (mp4, mov, avi), otherwise a demux-only pass (packets, no decoding)
-counts them (mkv, webm, gif). If decoding then finds a different number of frames than expected,
+counts them (mkv, webm, gif; a whole AVI whose header counts other frames than its index lists,
+with a warning naming both: :func:`~videoxai.data.container.avi_miscount`). If decoding then finds a different number of frames than expected,
 the choice is redone on the true count, with a second decoding pass only when a frame it needs
 was not kept.
 
