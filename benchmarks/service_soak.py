@@ -67,6 +67,10 @@ METHODS = (("staa", {}), ("gradcam", {}), ("saliency", {}), ("attention_relevanc
            ("lime", {"n_samples": 16}), ("smoothgrad", {"n_samples": 4}))
 T = 8  # the demo model's window
 ABORT_AFTER_CLOSE_S = 5.0  # videoxai.serve.transport's (not imported here: the driver stays light)
+#: the start of the server's read probes (pings after each message): a client that reads nothing is
+#: aborted stream_idle_timeout_s after one, possibly before its idle timeout's message is sent
+#: (the idle and non-reading scenarios were counted unexpected when the probe came first)
+READ_PROBE = b"videoxai-read-"
 
 #: the server's settings: small tables and short timeouts, so that every path is taken often
 SETTINGS = dict(api_key=KEY, max_jobs_kept=6, max_queued_jobs=3, max_streams=4, auth_timeout_s=0.5,
@@ -446,7 +450,7 @@ class Driver:
         for i in range(24):
             ws.send(self.rgb[i % len(self.rgb)])
         self.park(ws, 1.0 + SETTINGS["stream_idle_timeout_s"] + ABORT_AFTER_CLOSE_S + 1.5,
-                  "non-reading stream closed", b'"idle"', b'"busy"')
+                  "non-reading stream closed", b'"idle"', b'"busy"', READ_PROBE)
 
     def bad_http(self) -> None:
         """Headers that never end (dropped after header_timeout_s), or bytes that are not HTTP."""
@@ -659,7 +663,7 @@ class Driver:
         ws.send(self.rgb[0])
         # closed for being idle; its transport is aborted ABORT_AFTER_CLOSE_S later (no close from the peer)
         self.park(ws, SETTINGS["stream_idle_timeout_s"] + ABORT_AFTER_CLOSE_S + 1.5, "idle stream closed",
-                  b'"idle"', b'"busy"')
+                  b'"idle"', b'"busy"', READ_PROBE)
 
     def stream_busy(self) -> None:
         socks = []
