@@ -83,7 +83,8 @@ def _serve(spec: str, threads: int | None, ready: mp.Queue) -> None:
     if threads:
         torch.set_num_threads(threads)
     model, described = _load_model(spec)
-    app = create_app(model, ServeSettings(max_streams=64))
+    # all load clients come from 127.0.0.1: one address, so its per-client limits are the total ones
+    app = create_app(model, ServeSettings(max_streams=64, max_streams_per_client=64, max_requests_per_client=256))
     server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=0))
 
     async def run() -> None:
