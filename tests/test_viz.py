@@ -1040,3 +1040,18 @@ def test_figures_draw_class_and_method_names_in_fonts_that_have_their_glyphs():
 
     assert drawn("Ⓐ ball", ["Ⓑ rise", "saliency"]) == []
     assert drawn("ball \U0010FFFD", ["rise", "saliency"])    # no font has it: matplotlib still says so
+
+
+def test_render_frames_draws_only_the_frames_asked_for_each_as_in_the_whole_rendering(clip):
+    """A sliding window's overlay needs only the frames it adds to the video."""
+    from videoxai.viz.overlay import render_frames
+
+    exp = vx.Explanation(spatial=np.random.default_rng(0).random((clip.num_frames, clip.height, clip.width)),
+                         temporal=np.linspace(1, 2, clip.num_frames), target=0, label="a", score=0.5,
+                         probs=np.array([0.5, 0.5]), method="m", frame_indices=clip.indices)
+    for size in (None, (40, 56)):
+        whole = render_frames(exp, clip, size=size)
+        for positions in ([clip.num_frames - 1], [1, 3], []):
+            np.testing.assert_array_equal(render_frames(exp, clip, size=size, positions=positions), whole[positions])
+    with pytest.raises(InputError, match="positions must lie in 0"):
+        render_frames(exp, clip, positions=[clip.num_frames])

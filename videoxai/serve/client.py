@@ -372,12 +372,16 @@ class OverlaySaver:
             frames = [self._frames.get(i) for i in indices]
         if any(f is None for f in frames) or window.get("maps", {}).get("spatial") is None:
             return
-        clip = np.stack(frames)
-        maps = CompactArray.model_validate(window["maps"]["spatial"]).decode()
+        new = self._writer.unwritten(indices)   # windows overlap: draw only the frames this one adds
+        if not new.size:
+            return
+        clip = np.stack([frames[k] for k in new])
+        maps = CompactArray.model_validate(window["maps"]["spatial"]).decode()[new]
         # bilinear, not nearest: a map of a few dozen cells should not look like a mosaic
         maps = F.interpolate(torch.from_numpy(maps)[:, None], size=clip.shape[1:3], mode="bilinear",
                              align_corners=False)[:, 0].clamp(0, 1).numpy()
-        self._writer.write_window(overlay_frames(clip, maps, alpha=self.alpha, cmap=self.cmap), indices)
+        self._writer.write_window(overlay_frames(clip, maps, alpha=self.alpha, cmap=self.cmap),
+                                  [indices[k] for k in new])
 
     def close(self) -> None:
         self._writer.close()

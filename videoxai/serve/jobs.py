@@ -516,13 +516,18 @@ class JobQueue:
                 windows.append(result)
                 prob_sum = exp.probs.astype(np.float64) if prob_sum is None else prob_sum + exp.probs
                 if req.overlay:
-                    drawn = render_frames(exp, clip, size=fit(clip.height, clip.width, self.settings.overlay_max_side))
+                    size = fit(clip.height, clip.width, self.settings.overlay_max_side)
                     if req.sampling == "uniform":
-                        write_video(drawn, job.overlay_path, fps=playback_fps(clip))
+                        write_video(render_frames(exp, clip, size=size), job.overlay_path, fps=playback_fps(clip))
                     else:
                         if writer is None:
                             writer = OverlayWriter(job.overlay_path, fps=playback_fps(clip))
-                        writer.write_window(drawn, clip.indices)
+                        # only the frames this window adds: drawing every frame of every window
+                        # took twice as long as explaining it at 1080p, stride 1 (7 of 8 thrown away)
+                        new = writer.unwritten(clip.indices)
+                        if new.size:
+                            writer.write_window(render_frames(exp, clip, size=size, positions=new),
+                                                clip.indices[new])
                 with self.lock:
                     job.windows_done = k + 1
                     job.windows_total = max(job.windows_total or 0, k + 1)
@@ -606,6 +611,16 @@ class OverlayWriter:
         self._stream = None
         self._last = -1
         self._pts = 0
+
+    def unwritten(self, indices) -> np.ndarray:
+        """Positions in a window (source ``indices``) of the frames :meth:`write_window` would
+        write: each source frame past the last one written, once."""
+        last, new = self._last, []
+        for position, index in enumerate(indices):
+            if index > last:
+                last = int(index)
+                new.append(position)
+        return np.asarray(new, dtype=np.int64)
 
     def write_window(self, frames: np.ndarray, indices) -> None:
         """``frames``: a window's rendered frames ``(T, H, W, 3)``; ``indices``: their source indices."""

@@ -175,14 +175,16 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def caption_bands(width: int, heading: str, indices: np.ndarray,
-                  temporal: np.ndarray | None = None, *, text_size: int | None = None) -> np.ndarray:
+                  temporal: np.ndarray | None = None, *, text_size: int | None = None,
+                  positions: np.ndarray | None = None) -> np.ndarray:
     """uint8 ``(T, band, width, 3)``: one caption band per frame, to stack under the frames.
 
     Each band shows ``heading`` (e.g. label and score), the frame's position (``k/T`` and its
     source index ``#i``) and a strip with one bar per frame, the current one highlighted: the
     bars' heights are ``temporal`` (the frame's temporal score) or all equal when it is
     ``None`` (a plain position indicator, for the original clip). ``text_size`` (pixels)
-    defaults to about 1/34 of the width.
+    defaults to about 1/34 of the width. ``positions`` (frame positions ``0 … T-1``) draws the
+    bands of those frames only, ``(len(positions), band, width, 3)``.
     """
     from PIL import Image, ImageDraw
 
@@ -212,8 +214,9 @@ def caption_bands(width: int, heading: str, indices: np.ndarray,
     d = ImageDraw.Draw(strip)
     for j in range(t):
         bar(d, j, _BAR)
-    out = np.empty((t, band, width, 3), dtype=np.uint8)
-    for k in range(t):
+    positions = range(t) if positions is None else [int(k) for k in positions]
+    out = np.empty((len(positions), band, width, 3), dtype=np.uint8)
+    for row, k in enumerate(positions):
         img = strip.copy()
         d = ImageDraw.Draw(img)
         right = f"frame {k + 1}/{t} · #{int(indices[k])}"
@@ -224,7 +227,7 @@ def caption_bands(width: int, heading: str, indices: np.ndarray,
         d.text((width - pad - right_w, pad + (size - small.size)), right, fill=_MUTED, font=small)
         font.draw(d, (pad, pad), _fit(d, heading, font, width - 3 * pad - right_w), fill=_TEXT)
         bar(d, k, _BAR_NOW)
-        out[k] = np.asarray(img)
+        out[row] = np.asarray(img)
     return out
 
 
@@ -319,26 +322,34 @@ def playback_fps(clip: Clip) -> float:
 
 
 def render_frames(exp: Explanation, clip, *, alpha: float = 0.5, cmap: str | np.ndarray = "jet",
-                  label: bool = True, size: tuple[int, int] | None = None) -> np.ndarray:
+                  label: bool = True, size: tuple[int, int] | None = None,
+                  positions: np.ndarray | None = None) -> np.ndarray:
     """The frames of :func:`render`: uint8 ``(T, H [+ caption], W, 3)``.
 
     Args:
         size: optional ``(h, w)`` to draw at (frames and maps are resized first, so the caption
             is drawn at the output resolution and stays sharp).
+        positions: draw only these frames (positions ``0 … T-1`` in the clip), e.g. the frames a
+            sliding window adds to the video: ``(len(positions), H [+ caption], W, 3)``, each
+            equal to that frame of the whole rendering.
     """
     clip = match_clip(exp, clip)
-    frames, maps = clip.uint8(), exp.spatial
     t = clip.num_frames
+    positions = np.arange(t) if positions is None else np.asarray(positions, dtype=np.int64).reshape(-1)
+    if positions.size and not (0 <= positions.min() and positions.max() < t):
+        raise InputError(f"positions must lie in 0 … {t - 1} (the clip's frames), got {positions.tolist()}")
+    frames, maps = clip.uint8(), exp.spatial
     h, w = (clip.height, clip.width) if size is None else (int(size[0]), int(size[1]))
-    bands = caption_bands(w, f"{exp.label}  {exp.score:.0%}", clip.indices, exp.temporal) if label else None
-    out = np.empty((t, h + (0 if bands is None else bands.shape[1]), w, 3), dtype=np.uint8)
+    bands = (caption_bands(w, f"{exp.label}  {exp.score:.0%}", clip.indices, exp.temporal, positions=positions)
+             if label else None)
+    out = np.empty((len(positions), h + (0 if bands is None else bands.shape[1]), w, 3), dtype=np.uint8)
     # A few frames at a time into the one output array: the resized frames, the overlay, its copy
     # with the crop box and the output joined by np.concatenate each held the whole clip again
     # (the traced peak was twice the output; resizing added a float copy of the whole clip).
     step = max(1, _CHUNK_PIXELS // max(h * w, clip.height * clip.width))
-    for a in range(0, t, step):
-        s = slice(a, min(a + step, t))
-        f, m = frames[s], maps[s]
+    for a in range(0, len(positions), step):
+        s = slice(a, min(a + step, len(positions)))
+        f, m = frames[positions[s]], maps[positions[s]]
         if size is not None:
             f, m = resize_frames(f, (h, w)), resize_maps(m, (h, w))
         out[s, :h] = outline_crop_box(overlay_frames(f, m, alpha=alpha, cmap=cmap), exp, (clip.height, clip.width))
