@@ -274,16 +274,16 @@ def test_an_mpeg_ts_with_b_frames_cut_anywhere_is_read_as_the_frames_before_the_
     """Broadcast H.264 has B-frames: stored in decoding order, a frame a B-frame refers forward
     to is stored before it and shown after it. A TS download cut inside frame 46 of 48 kept
     frame 47 and was read as 47 frames, the last shown a frame late and ``indices`` naming the
-    frame after each from 46 on (``num_frames=8`` took frame 47 for 46). The frames shown after
-    one the cut took are left out by every reader."""
+    frame after each from 46 on (``num_frames=8`` took frame 47 for 46); cut between two TS
+    packets after a whole frame, alike. The frames shown after one the cut took are left out by
+    every reader, and a whole file keeps every frame."""
     frames = np.repeat((np.arange(48) * 5).astype(np.uint8), 32 * 32 * 3).reshape(48, 32, 32, 3)
     src = _encode(tmp_path / "whole.ts", frames, fmt="mpegts", options=B_FRAMES)
     whole = read_video(src)
     assert len(whole) == 48
     data, cut, counts = src.read_bytes(), tmp_path / "cut.ts", set()
-    for keep in range(len(data) // 2, len(data), 199):
-        if keep % 188 == 0:
-            continue  # a cut between two TS packets: test_an_mpeg_ts_cut_on_a_packet_boundary_*
+    # anywhere, and between two TS packets (as a recorder stops), where the last frame may be whole
+    for keep in [*range(len(data) // 2, len(data), 401), *range(len(data) - 188 * 12, len(data) + 1, 188)]:
         cut.write_bytes(data[:keep])
         clip = read_video(cut)
         assert np.rint(clip.times / 0.04).astype(int).tolist() == list(range(len(clip))), keep
@@ -293,4 +293,4 @@ def test_an_mpeg_ts_with_b_frames_cut_anywhere_is_read_as_the_frames_before_the_
         np.testing.assert_array_equal(sampled.frames, whole.frames[sampled.indices])
         np.testing.assert_allclose(sampled.times, sampled.indices * 0.04, atol=1e-9)
         counts.add(len(clip))
-    assert len(counts) > 10
+    assert len(counts) > 10 and 48 in counts

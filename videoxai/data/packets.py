@@ -141,8 +141,9 @@ def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None) -> Iter
     one shown a frame late and each position from 46 on naming the frame after it. A frame
     taken by the cut was decoded after every frame kept, and is shown no earlier than it is
     decoded: the frames shown up to the last decoding time kept are all there. Those shown
-    later are held until the end, then given up from the first gap on (a step between two
-    frames longer than one frame lasts, by half a frame).
+    later are held until the end, then given up from the first gap on: a step between two
+    frames longer than one frame lasts by three quarters of a frame, i.e. a frame missing (a
+    whole file's last frames, shown one after the other, pass; so does a variable rate's jitter).
     """
     held: deque[av.Packet] = deque()  # in decoding order, from the first one not yet known to be whole
     decoded = None                    # the latest decoding time so far
@@ -168,7 +169,7 @@ def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None) -> Iter
     if late and step:
         expected = shown[-1] + step if shown else None  # when the next frame is due
         for packet in sorted(late, key=lambda p: p.pts):
-            if gone or (expected is not None and packet.pts - expected > step / 2):
+            if gone or (expected is not None and packet.pts - expected > 3 * step / 4):
                 gone.add(packet.pts)
             else:
                 expected = packet.pts + (packet.duration or step)
@@ -280,8 +281,10 @@ def _ts_cut_inside(name: str, size: int | None, pid: int) -> tuple[bool, bool]:
                 # leaves it: FFmpeg hands over the frame assembled so far all the same
                 whole = size // packet_size
                 f.seek((whole - min(whole, TS_TAIL // packet_size)) * packet_size)
-                inside = not _ts_frame_ends(f.read(), packet_size, sync, pid)
-                return inside, inside
+                # ending with a whole frame, it may be whole or cut between two frames (a
+                # frame a B-frame shown before it refers to may be gone): short, as far as
+                # B-frames go (:func:`_before_a_gap`, which a whole file passes unchanged)
+                return not _ts_frame_ends(f.read(), packet_size, sync, pid), True
             f.seek(size - size % packet_size + sync)
             tail = f.read(4)
     except OSError:
