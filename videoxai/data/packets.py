@@ -41,8 +41,9 @@ def stream_packets(container: av.container.InputContainer, stream, continuous: C
     restarts it joins; a new one by default), without the last frame's packet where the file was
     cut inside it; the empty packet that flushes the decoder still comes last.
 
-    In an MPEG-TS or program stream cut short, the frames shown after one the cut took
-    (:func:`_before_a_gap`) are left out too, or, given ``hidden``, kept (the frames shown before
+    In an MPEG-TS (any: one of whole TS packets may have been cut between two frames) or a
+    program stream cut short, the frames shown after one the cut took (:func:`_before_a_gap`)
+    are left out too, or, given ``hidden``, kept (the frames shown before
     them may refer to them) with their presentation times added to ``hidden`` before the
     decoder shows them (:func:`decode` leaves those frames out)."""
     continuous = continuous or Continuous(container, stream)
@@ -132,7 +133,7 @@ def _cut_inside(container: av.container.InputContainer, stream) -> tuple[Callabl
 
 
 def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None) -> Iterator[av.Packet]:
-    """The ``packets`` of a stream cut short, less the frames shown after a frame the cut took
+    """The ``packets`` of a stream that may be cut short, less the frames shown after a frame the cut took
     (``hidden``: kept, their presentation times added to it, as :func:`stream_packets` says).
 
     With B-frames a stream is stored in decoding order, and a cut takes the frames decoded after
