@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_hf
+from conftest import TINY, tiny_hf
 
 import videoxai as vx
 from videoxai.core.align import to_frames
@@ -287,3 +287,22 @@ def test_a_videomae_with_a_non_square_image_size_is_loaded_and_explained(tmp_pat
     for method in ("staa", "gradcam"):
         exp = vx.explain(model, clip, method)
         assert exp.spatial.shape == (8, 32, 48) and exp.spatial.max() > 0
+
+
+@pytest.mark.parametrize("family", ["videomae", "timesformer"])
+def test_a_checkpoint_without_a_classifier_is_refused_not_given_a_random_one(family, tmp_path):
+    # a backbone (VideoMAEModel, or a pre-training checkpoint such as MCG-NJU/videomae-base) loaded
+    # into the classification class: Hugging Face drew the classifier at random and only printed a
+    # load report; every prediction and map was a random layer's, another one at each load
+    from transformers import TimesformerConfig, TimesformerModel, VideoMAEConfig, VideoMAEModel
+
+    from videoxai.errors import UnknownModelError
+
+    if family == "videomae":
+        VideoMAEModel(VideoMAEConfig(num_frames=4, image_size=16, patch_size=8, **TINY)).save_pretrained(tmp_path)
+    else:
+        TimesformerModel(TimesformerConfig(num_frames=2, image_size=16, patch_size=8, **TINY)).save_pretrained(tmp_path)
+    arch = "VideoMAEModel" if family == "videomae" else "TimesformerModel"
+    with pytest.raises(UnknownModelError, match=rf"is no video classifier: its weights hold no classifier.bias, "
+                                                rf"classifier.weight \(saved from {arch}, a backbone"):
+        vx.load_model(str(tmp_path))

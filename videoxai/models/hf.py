@@ -431,7 +431,8 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
     from safetensors import SafetensorError
 
     try:
-        net = getattr(transformers, family.auto_class).from_pretrained(spec, **kwargs)
+        net, loaded = getattr(transformers, family.auto_class).from_pretrained(spec, output_loading_info=True,
+                                                                               **kwargs)
     except (OSError, ValueError, RuntimeError, SafetensorError, ImportError) as e:
         # missing, truncated or mismatched weights are the user's files: one line naming them; an
         # attention implementation that the model or this install lacks (TimeSformer has no sdpa,
@@ -442,12 +443,27 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
     finally:
         if bar:
             transformers.utils.logging.enable_progress_bar()
+    _refuse_an_untrained_head(spec, cfg, loaded.get("missing_keys") or ())
     try:
         pp = _read_preprocessor(spec)
     except ValueError as e:  # a preprocessor_config.json that is not JSON
         raise UnknownModelError(f"cannot read the preprocessor config of {spec!r}: {e}") from e
     model = family(net.eval(), preprocess_from_config(pp, cfg), name=name or spec)
     return model.to(device).eval()
+
+
+def _refuse_an_untrained_head(spec: str, cfg, missing) -> None:
+    """Refuse a checkpoint whose weights hold no classifier (a backbone such as ``VideoMAEModel``,
+    a pre-training checkpoint such as ``MCG-NJU/videomae-base``): Hugging Face loads it into the
+    classification class with a classifier drawn at random (a load report, no error), so its
+    predictions and every class's map were those of a random layer, and a different one in each
+    process that loaded it (an evaluation's workers)."""
+    head = sorted(k for k in missing if k.split(".")[0] == "classifier")
+    if head:
+        kind = ", ".join(cfg.architectures or ()) or "a backbone"
+        raise UnknownModelError(f"{spec!r} is no video classifier: its weights hold no {', '.join(head)} "
+                                f"(saved from {kind}, a backbone or pre-training model), so its classifier would "
+                                "be drawn at random; fine-tune it for video classification and load that model")
 
 
 # an image processor's file, then a video processor's (transformers >= 4.52 saves those alone)
