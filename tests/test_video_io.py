@@ -436,6 +436,24 @@ def test_bad_files(tmp_path, videos, case, match):
         assert info.value.__cause__ is None  # no chained av exception
 
 
+def test_a_video_in_a_folder_that_cannot_be_searched_is_one_clear_error(tmp_path, videos, monkeypatch):
+    """A folder on the way the user may not enter: Path.exists() raised the PermissionError
+    itself, a traceback from read_video, probe and sliding_windows. The operating system's answer
+    is put in place of stat (mode 000 does not stop root, who runs the tests in CI)."""
+    stat = Path.stat
+
+    def refused(self, **kwargs):
+        if self.parent == tmp_path / "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", refused)
+    path = tmp_path / "locked" / "clip.mp4"
+    for call in (lambda: read_video(path, 4), lambda: probe(path), lambda: next(sliding_windows(path, 4))):
+        with pytest.raises(VideoReadError, match=r"clip\.mp4: cannot be read \(Permission denied\)$"):
+            call()
+
+
 def test_a_video_stream_in_a_codec_ffmpeg_does_not_know(tmp_path, frames):
     """An AVI whose FourCC FFmpeg does not know (a proprietary codec, a damaged header): PyAV gives
     its stream no decoder, and every reader failed with ``AttributeError: 'NoneType' object has

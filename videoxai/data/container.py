@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,11 +50,15 @@ def check_path(path: str | bytes | os.PathLike) -> Path:
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise VideoReadError(f"a video path must be a str, bytes or os.PathLike, got {type(path).__name__}")
     p = Path(os.fsdecode(path))
-    if not p.exists():
-        raise VideoReadError(f"{p}: no such file")
-    if p.is_dir():
+    try:
+        info = p.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise VideoReadError(f"{p}: no such file") from None
+    except OSError as e:   # a folder on the way the user may not enter was a PermissionError traceback
+        raise VideoReadError(f"{p}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(info.st_mode):
         raise VideoReadError(f"{p}: is a directory, not a video file")
-    if p.stat().st_size == 0:
+    if info.st_size == 0:
         raise VideoReadError(f"{p}: the file is empty")
     return p
 
