@@ -376,3 +376,38 @@ def test_a_directory_with_a_comma_is_not_split_into_options(tmp_path):
     d = tmp_path / "run 3, final"
     tiny_hf("videomae").save_pretrained(d)
     assert vx.load_model(f"hf:{d}").num_classes == 5
+
+
+def _tiny_mvit() -> torch.nn.Module:
+    """torchvision's MViT at toy size: 4×16×16 clips, a 1-head block pooling its keys and values,
+    then a 2-head block pooling its queries (each pooling a Conv3d on (B·heads, C, T', H', W'))."""
+    from torchvision.models.video.mvit import MSBlockConfig, MViT
+
+    torch.manual_seed(0)
+    return MViT(spatial_size=(16, 16), temporal_size=4, block_setting=[
+        MSBlockConfig(1, 8, 8, [3, 3, 3], [3, 3, 3], [1, 1, 1], [1, 2, 2]),
+        MSBlockConfig(2, 8, 16, [3, 3, 3], [3, 3, 3], [1, 2, 2], [1, 1, 1])],
+        residual_pool=True, residual_with_cls_embed=False, rel_pos_embed=True, proj_after_attn=True,
+        num_classes=3)
+
+
+def test_the_layer_search_on_a_wrapped_mvit_does_not_return_an_attention_pooling():
+    # MViT wrapped without its adapter: the search returned a grid inside an attention block: here
+    # the last block's skip pooling (mapped without a word), on mvit_v2_s its query pooling, whose
+    # (B·heads, C, T', H', W') output made one map per head ("method gradcam returned maps of shape
+    # (8, …)", a RuntimeError naming no layer). Those grids are steps of a token block, no map of
+    # the clip: the patch embedding is the only one, and the search says what to give instead
+    import numpy as np
+
+    from videoxai.errors import UnsupportedModelError
+
+    model = vx.wrap(_tiny_mvit(), num_frames=4, input_size=16)
+    clip = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
+    with pytest.raises(UnsupportedModelError, match=r"is 'conv_proj', the patch embedding of a transformer: later "
+                                                    r"layers \(pos_encoding, blocks\.0\.norm1"):
+        vx.explain(model, clip, "gradcam")
+    assert not vx.methods.get("gradcam").supports(model)
+    # named by the caller, a pooling over heads is refused in one line naming it
+    with pytest.raises(UnsupportedModelError, match=r"layer 'blocks\.1\.attn\.pool_q\.pool' of custom gives "
+                                                    r"\(2, 8, 2, 2, 2\) .* for 1 clip: its first axis is not the batch"):
+        vx.explain(model, clip, "gradcam", layer="blocks.1.attn.pool_q.pool")

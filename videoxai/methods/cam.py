@@ -277,15 +277,23 @@ class CAMMethod(Method):
                 "give the model a cam_reshape (vx.wrap(..., cam_reshape=fn)) or choose another layer")
         return vol
 
-    def check_grid(self, vol: torch.Tensor, frames: int) -> None:
+    def check_grid(self, vol: torch.Tensor, frames: int, clips: int | None = None) -> None:
         """Refuse a ``(B, C, T', H', W')`` volume whose grid does not fit in the network's input
-        ``frames × h × w``: the layer is not laid out channels-first.
+        ``frames × h × w``: the layer is not laid out channels-first; and one whose first axis is
+        not the batch of ``clips`` clips (MViT's pooled queries, keys and values are
+        ``(B·heads, C, T', H', W')``: read as one map per clip they made 8 maps for 1 clip, and
+        a RuntimeError that named no layer).
 
         A channels-last output ``(B, T', H', W', C)`` (Swin3D's stages and final norm) is 5-D too,
         and read as channels-first it gives a "map" over ``(H', W', C)`` that is upsampled as if it
         were an image: no error, a meaningless explanation. Its last axis (the channels, 96–1024)
         or its first (frames read as channels, rows read as frames) is then larger than the input.
         """
+        if clips is not None and vol.shape[0] != clips:
+            raise UnsupportedModelError(
+                f"layer {self.layer!r} of {self.model.name} gives {tuple(vol.shape)} as (B, C, T', H', W') for "
+                f"{clips} clip{'s' * (clips != 1)}: its first axis is not the batch (attention heads or frames folded "
+                "into it), so it holds no map per clip; choose another layer (layer=...)")
         grid, limit = tuple(vol.shape[2:]), (frames, *self.model.input_size)
         if all(g <= n for g, n in zip(grid, limit)):
             return
@@ -344,7 +352,7 @@ class CAMMethod(Method):
                         "any torch.no_grad() or torch.inference_mode() of the network")
                 grads = self.volume(cap.output(g))
             acts = self.volume(cap.output(cap.leaf.detach()))
-        self.check_grid(acts, x.shape[1])
+        self.check_grid(acts, x.shape[1], x.shape[0])
         with torch.no_grad():
             # in float32 whatever the network's precision: a half-precision layer's sum over its
             # (T', H', W') grid (Grad-CAM++'s denominator) overflows float16 and blanked the map

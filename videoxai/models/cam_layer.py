@@ -29,6 +29,11 @@ def _eager() -> contextlib.AbstractContextManager:
     return stance("force_eager") if stance is not None else contextlib.nullcontext()
 
 
+def _is_tokens(value) -> bool:
+    """Whether ``value`` is a token sequence ``(B, N, C)`` of floats."""
+    return isinstance(value, torch.Tensor) and value.ndim == 3 and value.is_floating_point()
+
+
 class NoCamLayerError(InputError):
     """The layer search's refusal: the network has no layer with a ``(T', H', W')`` grid that it
     can read (or only a patch embedding, or per-frame grids). Its message says what to give instead."""
@@ -95,14 +100,18 @@ class CamLayerMixin:
         # place (torchvision's ResNet blocks add the shortcut to conv2's output and apply their
         # ReLU in place: the same tensor object, but conv2 saw it before the residual)
         found: list[tuple[str, int, object, int]] = []
+        # modules that take and give a token sequence (B, N, C): a transformer block or its attention
+        token_blocks: set[str] = set()
 
         def record(name: str):
-            def hook(_module, _inputs, out) -> None:
+            def hook(_module, inputs, out) -> None:
                 main = out[0] if isinstance(out, (tuple, list)) and out else out
                 # an inference tensor (a forward under torch.inference_mode()) has no version: reading
                 # it raised, and `supports()` of every CAM method with it
                 version = main._version if isinstance(main, torch.Tensor) and not main.is_inference() else 0
                 found.append((name, self._is_grid(out), main, version))
+                if inputs and _is_tokens(inputs[0]) and _is_tokens(main):
+                    token_blocks.add(name)
             return hook
 
         modules = dict(self.net.named_modules())
@@ -123,6 +132,10 @@ class CamLayerMixin:
             finally:
                 for h in handles:
                     h.remove()
+        # a grid made inside a token block is a step of its attention, not the network's map: MViT
+        # pools its queries, keys and values as (B·heads, C, T', H', W') volumes, which the search
+        # returned (a batch of 8 maps for one clip where a stage has 8 heads, a key pooling where it has 1)
+        found = [(n, 0 if any(n.startswith(b + ".") for b in token_blocks) else g, k, v) for n, g, k, v in found]
         try:
             name = self._choose_cam_layer(found, modules)
         except NoCamLayerError as e:
@@ -218,6 +231,9 @@ class CamLayerMixin:
             except Exception:  # not a layer this reshape understands
                 return 0
         if not (isinstance(tensor, torch.Tensor) and tensor.ndim == 5 and tensor.is_floating_point()):
+            return 0
+        if tensor.shape[0] != self._clips_in_forward["clips"]:
+            # one volume per clip, or it is no map of the clip (heads or frames folded into the batch)
             return 0
         if math.prod(tensor.shape[3:]) > 1:
             return 2
