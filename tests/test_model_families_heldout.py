@@ -4,10 +4,13 @@ user who brings their own would."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from conftest import tiny_hf
 from torch import nn
 
 import videoxai as vx
+from videoxai.errors import UnsupportedModelError
 
 
 class _Tokens(nn.Module):
@@ -44,3 +47,21 @@ def test_the_layer_search_with_a_token_reshape_names_the_last_block_inside_an_en
     model = vx.wrap(net, num_frames=4, input_size=16, cam_reshape=tokens)
     clip = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
     assert vx.explain(model, clip, "gradcam").options["layer"] == "1.1"
+
+
+@pytest.mark.parametrize("family", ["timesformer", "videomae", "vivit"])
+def test_cam_methods_on_a_wrapped_hugging_face_transformer_name_its_adapter(family):
+    # given to vx.wrap (a network fine-tuned in the session), a Hugging Face video transformer got
+    # the search's advice for an unknown network: on TimeSformer "its last grids are per frame, e.g.
+    # '…attention.attn_drop'; wrap it with cam_reshape='per_frame'", which then mapped its spatial
+    # attention matrices (B·T, heads, N, N) as if they were frames. Its adapter knows its tokens
+    model = vx.wrap(tiny_hf(family), num_frames=8, input_size=32, layout="BTCHW")
+    clip = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+    for method in ("gradcam", "gradcam_pp"):
+        with pytest.raises(UnsupportedModelError, match=rf"^method '{method}' reads a layer with a .* grid, which "
+                                                        rf"custom does not lay out: it wraps a Hugging Face {family} "
+                                                        r"model, which videoxai\.models\.hf\.from_hf_module\(net\)"):
+            vx.explain(model, clip, method)
+    with pytest.raises(UnsupportedModelError, match=rf"^method 'saliency_tubes' explains CNNs .*; custom \(custom\) "
+                                                    rf"wraps a Hugging Face {family} transformer$"):
+        vx.explain(model, clip, "saliency_tubes")

@@ -116,16 +116,16 @@ def _probing_in_eval_mode(fn: Callable) -> Callable:
     return probing
 
 
-def _hf_hint(model: VideoModel) -> str:
+def _hf_hint(model: VideoModel, reads: str = "its attention") -> str:
     """For a Hugging Face video transformer given to ``vx.wrap`` (a network fine-tuned in the
-    session, never saved), which adapter reads its attention; else ``""``."""
+    session, never saved), which adapter reads ``reads``; else ``""``."""
     from ..models.hf import HF_FAMILIES  # (transformers itself is imported by the adapters' loads only)
 
     model_type = getattr(getattr(model.net, "config", None), "model_type", None)
     if model.family != "custom" or model_type not in HF_FAMILIES:
         return ""
     return (f": it wraps a Hugging Face {model_type} model, which "
-            "videoxai.models.hf.from_hf_module(net) adapts with its attention")
+            f"videoxai.models.hf.from_hf_module(net) adapts with {reads}")
 
 
 def _ordinary(value):

@@ -49,7 +49,7 @@ from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
 from ..models.cam_layer import NoCamLayerError
 from ..options import OptionError
-from .base import Attribution, Method, Target
+from .base import Attribution, Method, Target, _hf_hint
 from .gradients import check_pixels, frozen_parameters
 
 
@@ -212,6 +212,12 @@ class CAMMethod(Method):
         try:
             model.resolve_cam_layer(None)
         except NoCamLayerError as e:
+            # a Hugging Face transformer given to vx.wrap: the search's advice for an unknown network
+            # (a per-frame reshape, read from its spatial attention's (B·T, heads, N, N) dropout on
+            # TimeSformer) mapped the attention matrix as if it were an image; its adapter knows its tokens
+            hint = _hf_hint(model, "its token grid and CAM layer")
+            if hint:
+                return f"method {cls.name!r} reads a layer with a (T', H', W') grid, which {model.name} does not lay out{hint}"
             return f"method {cls.name!r} reads a layer with a (T', H', W') grid: {e}"
         except InputError as e:
             if isinstance(model.net, torch.jit.ScriptModule):

@@ -29,7 +29,7 @@ from torch import nn
 from ..errors import InputError, UnsupportedModelError
 from ..models.cam_layer import NoCamLayerError
 from ..options import OptionError
-from .base import register
+from .base import _hf_hint, register
 from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
 
 
@@ -218,6 +218,10 @@ class SaliencyTubes(CAMMethod):
         if model.token_grid is not None:
             return (f"method 'saliency_tubes' explains CNNs whose last feature map feeds a linear head "
                     f"through global pooling; {model.name} ({model.family}) is a transformer")
+        if _hf_hint(model):  # given to vx.wrap: the search's advice for an unknown network misled
+            return (f"method 'saliency_tubes' explains CNNs whose last feature map feeds a linear head "
+                    f"through global pooling; {model.name} ({model.family}) wraps a Hugging Face "
+                    f"{model.net.config.model_type} transformer")
         # the kind only: the default layer is checked by _probe_head, a named one by __init__
         return super(CAMMethod, cls).unsupported(model)
 
