@@ -65,3 +65,9 @@ def test_cam_methods_on_a_wrapped_hugging_face_transformer_name_its_adapter(fami
     with pytest.raises(UnsupportedModelError, match=rf"^method 'saliency_tubes' explains CNNs .*; custom \(custom\) "
                                                     rf"wraps a Hugging Face {family} transformer$"):
         vx.explain(model, clip, "saliency_tubes")
+
+    # told instead to lay its frames out (cam_reshape="per_frame"), the search read the dropout of its
+    # spatial attention probabilities: grids inside token blocks are no frames either
+    if family == "timesformer":
+        per_frame = vx.wrap(tiny_hf(family), num_frames=8, input_size=32, layout="BTCHW", cam_reshape="per_frame")
+        assert per_frame.locate_cam_layer() == "timesformer.embeddings.patch_embeddings.projection"

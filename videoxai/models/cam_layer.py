@@ -135,8 +135,10 @@ class CamLayerMixin:
         # a volume made inside a token block is a step of its attention, not the network's map: MViT
         # pools its queries, keys and values as (B·heads, C, T', H', W') volumes, which the search
         # returned (a batch of 8 maps for one clip where a stage has 8 heads, a key pooling where it
-        # has 1). With a cam_reshape, the token blocks' own outputs are the grids: they stay
-        if self.cam_reshape is None:
+        # has 1), or with cam_reshape="per_frame" a (B·T, heads, N, N) attention matrix of TimeSformer's
+        # spatial attention (laid out as frames). With a cam_reshape of tokens, the token blocks' own
+        # outputs are the grids: they stay
+        if self.cam_reshape is None or getattr(self.cam_reshape, "__func__", None) is CamLayerMixin.unfold_frames:
             found = [(n, 0 if any(n.startswith(b + ".") for b in token_blocks) else g, k, v) for n, g, k, v in found]
         try:
             name = self._choose_cam_layer(found, modules)
