@@ -85,7 +85,9 @@ class CamLayerMixin:
         cell in its grid wins; a grid with rows or columns wins over a later one of frames only (a
         head that pools space and keeps time: S3D's windowed average pool, its 1×1×1 classifier on
         64 frames; Grad-CAM there maps nothing but when). A container finishes after its last
-        child, so a conv block is preferred to its last ReLU. The pass runs in eval mode (:meth:`inference`); the hooks are
+        child, so a conv block is preferred to its last ReLU. Volumes made inside a token block (a
+        module taking and giving ``(B, N, C)``: MViT's pooled queries, keys and values) and volumes
+        with more maps than clips are no map of the clip and are set aside. The pass runs in eval mode (:meth:`inference`); the hooks are
         removed afterwards, also when the forward raises; the search runs once per model, and so does
         its refusal (:class:`NoCamLayerError`): ``supports()`` of every CAM method asks for the layer,
         and a network without one ran the search's forward pass again on every call.

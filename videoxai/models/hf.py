@@ -402,7 +402,9 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
     """Load a Hugging Face video classifier from a hub id or a local directory.
 
     The model type is read from its config; preprocessing from its preprocessor config when
-    there is one (otherwise the model's own ``image_size`` with ImageNet statistics).
+    there is one (otherwise the model's own ``image_size`` with ImageNet statistics). Weights
+    without a classifier (a backbone, a pre-training checkpoint) are refused: Hugging Face would
+    draw one at random.
     """
     import transformers
     from transformers import AutoConfig
