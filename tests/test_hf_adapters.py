@@ -306,3 +306,16 @@ def test_a_checkpoint_without_a_classifier_is_refused_not_given_a_random_one(fam
     with pytest.raises(UnknownModelError, match=rf"is no video classifier: its weights hold no classifier.bias, "
                                                 rf"classifier.weight \(saved from {arch}, a backbone"):
         vx.load_model(str(tmp_path))
+
+
+def test_a_class_name_that_a_config_gives_to_two_outputs_is_refused_as_a_target(tmp_path):
+    # Hugging Face's id2label may name two outputs alike; target="a" explained the first of them
+    from videoxai.errors import InputError
+
+    tiny_hf("vivit", num_labels=3, id2label={0: "a", 1: "a", 2: "b"}).save_pretrained(tmp_path)
+    model = vx.load_model(str(tmp_path))
+    assert model.labels == ["a", "a", "b"] and model.class_index("b") == 2 and model.class_index(1) == 1
+    with pytest.raises(InputError, match=r"^class 'a' names classes 0, 1 of .*; give the class index$"):
+        vx.explain(model, np.zeros((8, 32, 32, 3), np.float32), "rollout", target="a")
+    with pytest.raises(InputError, match=r"^class 'a' names classes 0, 1 "):   # the command line's reading
+        model.class_from_text("a")

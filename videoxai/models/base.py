@@ -396,8 +396,14 @@ class VideoModel(CamLayerMixin, nn.Module):
         class names when ``target`` names none.
         """
         if isinstance(target, str):
-            if target in self.labels:
-                return self.labels.index(target)
+            exact = [i for i, label in enumerate(self.labels) if label == target]
+            if len(exact) > 1:
+                # a Hugging Face config may name two outputs alike (vx.wrap and torchvision refuse
+                # such labels): the name was read as the first of them, without a word
+                raise InputError(f"class {target!r} names classes {', '.join(map(str, exact))} of {self.name}; "
+                                 "give the class index")
+            if exact:
+                return exact[0]
             folded = [i for i, label in enumerate(self.labels) if label.casefold() == target.casefold()]
             if len(folded) == 1:
                 return folded[0]
@@ -431,7 +437,7 @@ class VideoModel(CamLayerMixin, nn.Module):
         (``"3"``), else a name resolved as :meth:`class_index` does (case-insensitive, close
         matches in the error)."""
         if text in self.labels:
-            return self.labels.index(text)
+            return self.class_index(text)   # (a name two classes share is refused there)
         if re.fullmatch(r"\s*[+-]?\d+\s*", text):
             digits = text.strip().lstrip("+-")
             if len(digits) > 18:
