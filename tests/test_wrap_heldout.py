@@ -60,6 +60,42 @@ def test_a_network_that_takes_one_clip_at_a_time_is_told_to_give_batch_size_1(on
     assert vx.explain(single, clip(), "saliency", target=0).spatial.max() > 0  # one clip: no hint
 
 
+def test_a_one_clip_network_on_three_frames_is_told_its_batch_not_its_layout():
+    """With 3 frames of 3 channels the layout probe (one clip, frames and channels swapped) has the
+    very shape of one clip: it ran, and the network that takes one clip at a time was told to wrap
+    itself with layout='BCTHW'. One clip as laid out runs, so the layout is not the cause."""
+    single = vx.wrap(Net("assert"), num_frames=3, input_size=S)
+    three = torch.rand(3, 3, S, S, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(InputError, match=r"failed on a batch of \d+ clips: .* give the method or metric batch_size=1"):
+        vx.explain(single, three, "occlusion", target=0)
+
+
+class Pooled(nn.Module):
+    """A network whose last pooling needs frames of at least 112 × 112 (as S3D's and the
+    torchvision ResNets' fixed late poolings need their input size)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv3d(3, 4, 3, stride=(1, 4, 4), padding=1)
+        self.pool = nn.AvgPool3d((1, 28, 28))
+        self.fc = nn.Linear(4, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.conv(x)).amax((2, 3, 4)))
+
+
+def test_a_network_given_frames_smaller_than_it_needs_is_told_the_input_size():
+    # the network's own "input image … smaller than kernel size" named no option of vx.wrap
+    small = vx.wrap(Pooled(), num_frames=T, input_size=64)
+    with pytest.raises(InputError, match=r"^custom failed on 64x64 frames: [^\n]*smaller than kernel size[^\n]*\. It runs "
+                                         r"on 224x224: "
+                                         r"wrap it with vx\.wrap\(\.\.\., input_size=224\)"):
+        vx.explain(small, clip(), "saliency", target=0)
+    exp = vx.explain(vx.wrap(Pooled(), num_frames=T, input_size=224), clip(), "saliency", target=0)
+    assert exp.spatial.shape == (T, S, S)
+
+
 def test_with_batch_size_1_perturbation_methods_explain_it_as_they_do_the_batched_network():
     # ep2d sent its two games' clips together (and the intact and blurred ends) even with
     # batch_size=1: it could not explain such a network at all

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import InputError
 from .cam_layer import CamLayerMixin
-from .failure_hints import batch_hint, frames_hint, layout_hint
+from .failure_hints import batch_hint, frames_hint, layout_hint, size_hint
 from .preprocess import Preprocess
 from .token_grid import TokenGrid
 
@@ -315,13 +315,14 @@ class VideoModel(CamLayerMixin, nn.Module):
         return out
 
     def _net_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`logits`, with a failure caused by a wrong ``layout``, a clip's length or a batch
-        of several clips named as such (:mod:`~videoxai.models.failure_hints`)."""
+        """:meth:`logits`, with a failure caused by a wrong ``layout``, a clip's length, frames too
+        small or a batch of several clips named as such (:mod:`~videoxai.models.failure_hints`)."""
         self._clips_in_forward["clips"] = x.shape[0]
         try:
             return self.logits(x)
         except (RuntimeError, ValueError, AssertionError) as err:  # (a network's own `assert` on shapes)
-            hint = layout_hint(self, x, err) or frames_hint(self, x, err) or batch_hint(self, x, err)
+            hint = (layout_hint(self, x, err) or frames_hint(self, x, err) or size_hint(self, x, err)
+                    or batch_hint(self, x, err))
             if hint is None:
                 raise
             raise InputError(hint) from err

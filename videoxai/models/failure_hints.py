@@ -1,8 +1,8 @@
 """Why a wrapped network failed on its input, when the cause is an option of :func:`vx.wrap`
 or of the method.
 
-A network given the wrong ``layout``, a clip of another length than it was built for or a
-batch of several clips when it takes one fails deep inside (a channel or size mismatch) with a
+A network given the wrong ``layout``, a clip of another length than it was built for, frames
+smaller than it needs or a batch of several clips when it takes one fails deep inside (a channel or size mismatch) with a
 message that names no option. On such a failure the forward probes one sample the other way;
 when that runs, the error names the option to give.
 """
@@ -27,6 +27,10 @@ def layout_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
     (the built-in adapters set their layout themselves); out-of-memory errors are not probed.
     """
     if model.family != "custom" or isinstance(err, torch.OutOfMemoryError):
+        return None
+    if _runs_alone(model, x[:1]):
+        # one clip runs as laid out: the layout is not the cause (a network that takes one clip
+        # at a time, given 3 frames of 3 channels, was told to change its layout)
         return None
     other = "BTCHW" if model.layout == "BCTHW" else "BCTHW"
     # gradients on, as in the failing call: a method's hooks on the network may register
@@ -80,6 +84,34 @@ def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None
         return None
     return (f"{model.name} failed on a batch of {x.shape[0]} clips: {_one_line(err)}. It runs on one clip at a time: "
             "give the method or metric batch_size=1 (integrated_gradients: internal_batch_size=1)")
+
+
+#: the frame size most video networks are built and trained for (Kinetics' 224 × 224)
+COMMON_SIZE = 224
+
+
+def size_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
+    """Why a wrapped network failed, when the cause is frames smaller than it needs (kernels or
+    poolings larger than its late feature maps, position embeddings of a larger grid); else ``None``.
+
+    ``vx.wrap(..., input_size=64)`` on a network built for 224 × 224 failed with the network's
+    own message ("input image … smaller than kernel size"), which names no option. On a failure
+    with frames smaller than 224 × 224, one sample resized to that size is run: when that works,
+    the size is the cause and the error names the option.
+    """
+    if model.family != "custom" or isinstance(err, torch.OutOfMemoryError):
+        return None
+    h, w = x.shape[-2:]
+    if min(h, w) >= COMMON_SIZE or _runs_alone(model, x[:1]):   # one clip runs: not the size
+        return None
+    one = x[:1].detach()
+    frames = one.flatten(0, -4) if one.dim() > 4 else one           # (…, C, H, W) for the resize
+    bigger = torch.nn.functional.interpolate(frames.float(), size=(COMMON_SIZE, COMMON_SIZE), mode="bilinear",
+                                             align_corners=False).to(one.dtype)
+    if not _runs_alone(model, bigger.reshape(*one.shape[:-2], COMMON_SIZE, COMMON_SIZE)):
+        return None
+    return (f"{model.name} failed on {h}x{w} frames: {_one_line(err)}. It runs on {COMMON_SIZE}x{COMMON_SIZE}: "
+            f"wrap it with vx.wrap(..., input_size={COMMON_SIZE}) (or the size it was trained at)")
 
 
 def _runs_alone(model: VideoModel, probe: torch.Tensor) -> bool:
