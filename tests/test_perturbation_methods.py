@@ -688,3 +688,31 @@ def test_a_full_resolution_canvas_gets_the_models_own_prediction(interpolation, 
     assert canvas.pixels.shape[-2:] == (20, 30)
     with torch.no_grad():
         torch.testing.assert_close(model(canvas.pixels), model(clip), rtol=0, atol=1e-5)
+
+
+class FlatCornerIsNaN(nn.Module):
+    """Logits NaN where frame 0's top-left corner is flat, as a network that divides by a
+    region's contrast gives them: the noisy clip itself is fine, its perturbations (a flat,
+    blurred or dimmed region) are not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        flat = x[:, :, 0, : S // 4, : S // 4].flatten(1).std(1) < 0.9   # noise: 1.33 (normalised)
+        return torch.where(flat[:, None], torch.nan, self.fc(x.mean((2, 3, 4))))
+
+
+@pytest.mark.parametrize("method,options", [("occlusion", {}), ("lime", {"n_samples": 32}),
+                                            ("shap_temporal", {}), ("rise", {"n_samples": 32})])
+def test_a_model_not_finite_on_perturbed_clips_is_named_not_drawn_as_a_blank_map(method, options):
+    # the map's non-finite check could only guess ("an option far out of scale (such as
+    # p_keep=1e-300) or a model whose outputs are not finite"); the scores say which and how many
+    model = vx.wrap(FlatCornerIsNaN().eval(), num_frames=T, input_size=S)
+    clip = np.random.default_rng(0).integers(0, 256, (T, S, S, 3), dtype=np.uint8)
+    assert np.isfinite(vx.explain(model, clip, "saliency", target=0).probs).all()   # the clip itself is fine
+    with pytest.raises(InputError, match=rf"^method '{method}': the model's probability for class 0 is not finite on \d+ of "
+                                         r"the \d+ perturbed clips \(.*\): its output on perturbed input is NaN"):
+        vx.explain(model, clip, method, target=0, **options)

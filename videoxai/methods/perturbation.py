@@ -255,7 +255,16 @@ class PerturbationMethod(Method):
             def make(s: slice, start: int = sl.start) -> torch.Tensor:
                 return make_batch(slice(start + s.start, start + s.stop))
             out.append(self.read(forward_batched(self.model, sl.stop - sl.start, make, self.batch_size), target))
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+        scores = torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+        bad = (~torch.isfinite(scores)).nonzero().flatten()
+        if bad.numel():
+            # said here, where it is known: the map's non-finite check could only guess at an
+            # option far out of scale or the model
+            raise InputError(f"{self._owner()}: the model's {self.output} for class {target} is not finite on "
+                             f"{bad.numel()} of the {n} perturbed clips ({description}; the first is clip "
+                             f"{int(bad[0])}): its output on perturbed input is NaN or infinite, so nothing "
+                             "can be read from the perturbations")
+        return scores
 
 
 def check_fits(owner: str, option: str, what: str, size: tuple[int, ...], limit: tuple[int, ...],
