@@ -119,6 +119,20 @@ def test_the_refinement_starts_where_the_coarse_masks_ended(side):
     assert (after - before).abs().mean() < 0.01
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_the_refinement_draws_a_finer_grid_where_half_the_step_does_not_cover(case):
+    # step 9, σ 11 cover a 24-px frame, step 4, σ 5.5 do not: 3D-EP, which refines by default,
+    # refused options it had accepted before ("step 4 is too coarse for sigma 5.5")
+    from types import SimpleNamespace
+
+    model, clip, _ = case
+    method = vx.methods.get("ep3d")(model, step=9, sigma=11.0, iterations=5, areas=(0.05,), min_evidence=0)
+    assert method.fine_iterations == 1
+    fine, _ = method.refined(MaskGenerator((S, S), 9, 11.0), torch.ones(1, T, 1, 3, 3), canvas=SimpleNamespace(num_frames=T))
+    assert (fine.step, fine.sigma) == (3, 5.5)
+    assert vx.explain(model, clip, method=method, target=0).spatial.max() > 0
+
+
 # -- the perturbation pyramid -----------------------------------------------------------------------
 def test_blur_pyramid_blends_neighbouring_levels():
     x = torch.rand(2, 3, 20, 20, generator=torch.Generator().manual_seed(1))
