@@ -86,9 +86,9 @@ class ExtremalPerturbation(PerturbationMethod):
         fine_iterations: iterations of a second stage on a grid twice as fine (cells
             ``step // 2`` apart, bumps of σ / 2), started from the finished masks
             (:meth:`refined`), with the regularisers at their final weights and the same number
-            of voxels per area. Default: a fifth of ``iterations`` for 3D-EP (30 at 150; on the
-            synthetic benchmark the peak lands on the object more often and the IoU rises, README
-            "Round 9"), none for 2D-EP and STEP (not measured) and for ``preset="paper"``. Each
+            of voxels per area. Default: a fifth of ``iterations`` for 3D-EP and STEP (30 at 150; on
+            the synthetic benchmark the peak lands on the object more often and the IoU rises,
+            README "Round 9"), none for 2D-EP (not measured) and for ``preset="paper"``. Each
             costs what an iteration of the first stage costs.
         game: ``"dual"`` (default: preserve + delete, the recipe's own sum), ``"preserve"``
             (the recipe's runs) or ``"delete"``. Preserving alone is under-determined in time: a
@@ -132,7 +132,7 @@ class ExtremalPerturbation(PerturbationMethod):
 
     per_frame_area: ClassVar[bool] = False
     #: ``fine_iterations`` left to the default preset, as a share of ``iterations``: measured for
-    #: 3D-EP only (README, round 9), so 0 here
+    #: 3D-EP and STEP (README, round 9), not for 2D-EP, so 0 here
     fine_share: ClassVar[float] = 0.0
     # 150 iterations × 5 areas × 2 games forward and backward per clip (about 30 s on 2 CPU
     # cores for the demo model): an evaluation's `--methods all` runs them on its first clips only
