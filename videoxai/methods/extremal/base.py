@@ -134,8 +134,9 @@ class ExtremalPerturbation(PerturbationMethod):
     #: ``fine_iterations`` left to the default preset, as a share of ``iterations``: measured for
     #: 3D-EP and STEP (README, round 9), not for 2D-EP, so 0 here
     fine_share: ClassVar[float] = 0.0
-    # 150 iterations × 5 areas × 2 games forward and backward per clip (about 30 s on 2 CPU
-    # cores for the demo model): an evaluation's `--methods all` runs them on its first clips only
+    # 150 iterations (3D-EP and STEP: + 30 refining) × 5 areas × 2 games forward and backward
+    # per clip (about 30–40 s on 2 CPU cores for the demo model): an evaluation's
+    # `--methods all` runs them on its first clips only
     evaluation_clips = 10
     #: option values per preset, for the options left at ``None``
     PRESETS: ClassVar[dict[str, dict]] = {
