@@ -403,3 +403,26 @@ def test_every_method_on_a_torchvision_network(r3d, clip, name):
     assert "RANDOM weights" in warned
     assert np.ptp(exp.spatial) > 0 or "map is constant" in warned
     assert np.ptp(exp.temporal) > 0 or "map is constant" in warned or "same on every frame" in warned
+
+
+def test_a_method_with_an_option_named_like_an_explain_argument_is_refused_when_it_registers():
+    """vx.explain takes ``refine``, ``target``, … itself: a method option of that name was taken by
+    explain before the method saw it and recorded as explain's value, without a word (found
+    when an extremal option was first called ``refine``)."""
+    import inspect
+
+    from videoxai.methods import base
+    from videoxai.methods.saliency import Saliency
+
+    assert base.EXPLAIN_ARGUMENTS == set(inspect.signature(vx.explain).parameters) - {"model", "options"}
+
+    class Refining(Saliency):
+        name = "refining_saliency"
+
+        def __init__(self, model, refine: bool = False) -> None:
+            super().__init__(model)
+
+    with pytest.raises(ValueError, match=r"method 'refining_saliency': option 'refine' is also an argument of "
+                                         r"vx\.explain"):
+        base.register(Refining)
+    assert "refining_saliency" not in method_names()

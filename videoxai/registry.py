@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -33,10 +34,12 @@ class Registry(Generic[T]):
         kind: what is registered, for messages (``"method"``).
         unknown: the error raised for an unknown name.
         package: imported (all its modules) on the first look-up; ``None``: nothing to import.
+        check: called with ``(name, plug-in)`` as each registers; raises to refuse it.
     """
 
-    def __init__(self, kind: str, unknown: type[Exception], package: str | None = None) -> None:
-        self.kind, self.unknown, self.package = kind, unknown, package
+    def __init__(self, kind: str, unknown: type[Exception], package: str | None = None,
+                 check: Callable[[str, T], None] | None = None) -> None:
+        self.kind, self.unknown, self.package, self.check = kind, unknown, package, check
         self._classes: dict[str, T] = {}
         self._loaded = package is None
 
@@ -51,6 +54,8 @@ class Registry(Generic[T]):
         key = name if name is not None else cls.name
         if self._classes.get(key, cls) is not cls:
             raise ValueError(f"{self.kind} name {key!r} registered twice")
+        if self.check is not None:
+            self.check(key, cls)
         self._classes[key] = cls
         return cls
 

@@ -10,6 +10,7 @@ here or in :func:`videoxai.explain`, so a method file says only what is special 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Annotated, Callable, ClassVar, Iterable, Iterator, Literal, Sequence, Union
@@ -296,7 +297,21 @@ class Method(Configurable):
 
 
 # -- registry ----------------------------------------------------------------------------------
-METHODS: Registry[type[Method]] = Registry("method", UnknownMethodError, package="videoxai.methods")
+#: ``vx.explain``'s own keyword arguments besides the model: an option of the same name would
+#: never reach the method (explain takes it first, silently), so such a method is refused when
+#: it registers (a test keeps this set equal to explain's signature)
+EXPLAIN_ARGUMENTS = frozenset({"clip", "method", "target", "refine", "working_size"})
+
+
+def _check_option_names(name: str, cls: type[Method]) -> None:
+    clash = sorted(EXPLAIN_ARGUMENTS & set(inspect.signature(cls.__init__).parameters))
+    if clash:
+        raise ValueError(f"method {name!r}: option {', '.join(map(repr, clash))} is also an argument of vx.explain, "
+                         "which would take it before the method sees it; give the option another name")
+
+
+METHODS: Registry[type[Method]] = Registry("method", UnknownMethodError, package="videoxai.methods",
+                                           check=_check_option_names)
 #: class decorator: make a method available to ``vx.explain`` under ``cls.name``
 register = METHODS.register
 
