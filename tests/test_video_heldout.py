@@ -217,6 +217,13 @@ def test_an_animation_with_its_own_delay_per_frame_keeps_its_times_and_average_r
         np.testing.assert_allclose(read_video(path, 6, start=0.01).times, [0.02] * 3 + [0.04] * 3, atol=1e-9)
 
 
+def _every_reader_refuses(path, said: str) -> None:
+    """``read_video`` whole and sampled, and ``sliding_windows``, each raise ``said``."""
+    for call in (lambda: read_video(path), lambda: read_video(path, 8), lambda: list(sliding_windows(path, 4))):
+        with pytest.raises(VideoReadError, match=said):
+            call()
+
+
 def test_an_mp4_with_b_frames_cut_a_frame_short_is_named_truncated(tmp_path):
     """An mp4 with its index first (``+faststart``, as web video is written) cut between two
     frames' data decodes without an error to where it stops, and with B-frames that loses frames
@@ -235,9 +242,7 @@ def test_an_mp4_with_b_frames_cut_a_frame_short_is_named_truncated(tmp_path):
         cut.write_bytes(src.read_bytes()[:starts[-lost]])
         said = rf"cut.mp4: truncated video: the container lists 48 frames but only {48 - lost} could be decoded " \
                rf"\(the file ends before the data of {lost} of them\)"
-        for call in (lambda: read_video(cut), lambda: read_video(cut, 8), lambda: list(sliding_windows(cut, 4))):
-            with pytest.raises(VideoReadError, match=said):
-                call()
+        _every_reader_refuses(cut, said)
     # fragmented (a live recording, DASH): no count but in each fragment's index, which says the same
     src = _encode(tmp_path / "fragments.mp4", frames, options=B_FRAMES,
                   container_options={"movflags": "frag_keyframe+empty_moov+default_base_moof"})
@@ -249,9 +254,7 @@ def test_an_mp4_with_b_frames_cut_a_frame_short_is_named_truncated(tmp_path):
         cut.write_bytes(src.read_bytes()[:starts[-lost]])
         said = rf"cut.mp4: truncated video: the file ends before the data of {lost} of the frames its index lists; " \
                rf"{48 - lost} could be decoded"
-        for call in (lambda: read_video(cut), lambda: read_video(cut, 8), lambda: list(sliding_windows(cut, 4))):
-            with pytest.raises(VideoReadError, match=said):
-                call()
+        _every_reader_refuses(cut, said)
 
 
 def test_a_stream_without_timestamps_gives_no_times_whichever_reader(tmp_path):
