@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import InputError
 from .cam_layer import CamLayerMixin
-from .failure_hints import batch_hint, frames_hint, layout_hint, size_hint
+from .failure_hints import failure_hint
 from .preprocess import Preprocess
 from .token_grid import TokenGrid
 
@@ -321,8 +321,7 @@ class VideoModel(CamLayerMixin, nn.Module):
         try:
             return self.logits(x)
         except (RuntimeError, ValueError, AssertionError) as err:  # (a network's own `assert` on shapes)
-            hint = (layout_hint(self, x, err) or frames_hint(self, x, err) or size_hint(self, x, err)
-                    or batch_hint(self, x, err))
+            hint = failure_hint(self, x, err)
             if hint is None:
                 raise
             raise InputError(hint) from err

@@ -17,7 +17,19 @@ if TYPE_CHECKING:  # the model calls these from its forward
     from .base import VideoModel
 
 
-def layout_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
+def failure_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
+    """Why a wrapped network failed on ``x`` — its layout, the clip's length, frames too small or a
+    batch of several clips — as a message naming the option to give; ``None`` when it is none of
+    these, for other models than :func:`vx.wrap`'s, and for out-of-memory errors. Whether one clip
+    runs as given, which three of the causes turn on, is probed once."""
+    if model.family != "custom" or isinstance(err, torch.OutOfMemoryError):
+        return None
+    first_runs = _runs_alone(model, x[:1])
+    return (layout_hint(model, x, err, first_runs) or frames_hint(model, x, err)
+            or size_hint(model, x, err, first_runs) or batch_hint(model, x, err, first_runs))
+
+
+def layout_hint(model: VideoModel, x: torch.Tensor, err: Exception, first_runs: bool) -> str | None:
     """Why a wrapped network failed, when the cause is its ``layout``; else ``None``.
 
     A 3D CNN wrapped with ``layout="BTCHW"`` (or a frames-first network with ``"BCTHW"``)
@@ -26,9 +38,7 @@ def layout_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
     layout is the cause and the error names the option. Only for :func:`vx.wrap`'s models
     (the built-in adapters set their layout themselves); out-of-memory errors are not probed.
     """
-    if model.family != "custom" or isinstance(err, torch.OutOfMemoryError):
-        return None
-    if _runs_alone(model, x[:1]):
+    if first_runs:
         # one clip runs as laid out: the layout is not the cause (a network that takes one clip
         # at a time, given 3 frames of 3 channels, was told to change its layout)
         return None
@@ -56,7 +66,7 @@ def frames_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
     with ``num_frames`` frames (indices spread over the clip) is run: when that works, the
     length is the cause and the error names the option.
     """
-    if model.family != "custom" or model.fixed_num_frames or isinstance(err, torch.OutOfMemoryError):
+    if model.fixed_num_frames:
         return None
     dim = 2 if model.layout == "BCTHW" else 1
     t = x.shape[dim]
@@ -70,7 +80,7 @@ def frames_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
             f"clips of {model.num_frames} frames")
 
 
-def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
+def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception, first_runs: bool) -> str | None:
     """Why a wrapped network failed, when the cause is a batch of several clips (a network that
     takes one clip at a time: a reshape to batch 1, an ``assert x.shape[0] == 1``); else ``None``.
 
@@ -78,9 +88,7 @@ def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None
     network failed with its own message, which names no option. On a failure, its first and last
     clips are run one by one: when both work, the batch is the cause and the error names the option.
     """
-    if model.family != "custom" or x.shape[0] < 2 or isinstance(err, torch.OutOfMemoryError):
-        return None
-    if not all(_runs_alone(model, probe) for probe in (x[:1], x[-1:])):  # one clip fails too
+    if x.shape[0] < 2 or not first_runs or not _runs_alone(model, x[-1:]):  # one clip fails too
         return None
     return (f"{model.name} failed on a batch of {x.shape[0]} clips: {_one_line(err)}. It runs on one clip at a time: "
             "give the method or metric batch_size=1 (integrated_gradients: internal_batch_size=1)")
@@ -90,7 +98,7 @@ def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None
 COMMON_SIZE = 224
 
 
-def size_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
+def size_hint(model: VideoModel, x: torch.Tensor, err: Exception, first_runs: bool) -> str | None:
     """Why a wrapped network failed, when the cause is frames smaller than it needs (kernels or
     poolings larger than its late feature maps, position embeddings of a larger grid); else ``None``.
 
@@ -99,10 +107,8 @@ def size_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
     with frames smaller than 224 × 224, one sample resized to that size is run: when that works,
     the size is the cause and the error names the option.
     """
-    if model.family != "custom" or isinstance(err, torch.OutOfMemoryError):
-        return None
     h, w = x.shape[-2:]
-    if min(h, w) >= COMMON_SIZE or _runs_alone(model, x[:1]):   # one clip runs: not the size
+    if min(h, w) >= COMMON_SIZE or first_runs:   # one clip runs: not the size
         return None
     one = x[:1].detach()
     frames = one.flatten(0, -4) if one.dim() > 4 else one           # (…, C, H, W) for the resize
