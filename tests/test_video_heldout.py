@@ -297,3 +297,25 @@ def test_an_mpeg_ts_with_b_frames_cut_anywhere_is_read_as_the_frames_before_the_
         np.testing.assert_allclose(sampled.times, sampled.indices * 0.04, atol=1e-9)
         counts.add(len(clip))
     assert len(counts) > 10 and 48 in counts
+
+
+def test_a_file_url_of_a_cut_video_is_read_as_the_file_is(tmp_path):
+    """``videoxai stream file:///…/cut.mp4`` (and ``video_frames``, which it reads with) opened a
+    ``file:`` URL as a stream, which is decoded without the checks a file's reading makes: an mp4
+    cut a frame short streamed as 47 frames without a word, where ``read_video`` says it is
+    truncated. A ``file:`` URL names a file, and is read as one."""
+    from videoxai.serve.client import source_fps, video_frames
+
+    frames = np.repeat((np.arange(48) * 5).astype(np.uint8), 32 * 32 * 3).reshape(48, 32, 32, 3)
+    src = _encode(tmp_path / "whole.mp4", frames, options=B_FRAMES, container_options={"movflags": "+faststart"})
+    with av.open(str(src)) as c:
+        last = max(p.pos for p in c.demux(video=0) if p.size)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(src.read_bytes()[:last])
+    said = "cut.mp4: truncated video: the container lists 48 frames but only 47 could be decoded"
+    for url in (f"file:{cut}", f"file://{cut}"):  # file:/tmp/… and file:///tmp/…, as FFmpeg reads both
+        with pytest.raises(VideoReadError, match=said):
+            list(video_frames(url))
+        assert source_fps(url) == pytest.approx(25.0)
+    streamed = np.stack(list(video_frames(f"file://{src}")))  # a whole file streams whole
+    np.testing.assert_array_equal(streamed, read_video(src).frames)

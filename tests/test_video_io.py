@@ -626,8 +626,9 @@ def test_a_stream_url_with_a_display_rotation_is_read_upright(tmp_path):
 
     upright = make_frames(t=3, h=64, w=48)
     path = _stored_turned(upright, tmp_path / "phone.mp4", -90)
-    # a URL (FFmpeg's file: protocol) goes the way rtsp:// and http:// sources go, not the file reader
-    got = np.stack(list(video_frames(f"file:{path}")))
+    # a URL (FFmpeg's async: protocol over a file; a file: URL is read as the file) goes the way
+    # rtsp:// and http:// sources go, not the file reader
+    got = np.stack(list(video_frames(f"async:file:{path}")))
     assert got.shape == upright.shape and np.abs(got.astype(float) - upright).mean() < 3
 
 
@@ -1115,11 +1116,11 @@ def test_a_stream_url_is_read_as_files_are(tmp_path):
     rng = np.random.default_rng(0)
     dvd = _encode(tmp_path / "dvd.mkv", rng.integers(0, 256, (3, 48, 72, 3), dtype=np.uint8), sar=Fraction(32, 27))
     for path in (dvd, _with_cover(tmp_path / "film.mkv", video=True)):
-        got = np.stack(list(video_frames(f"file:{path}")))
+        got = np.stack(list(video_frames(f"async:file:{path}")))  # a URL that is not file: (read as a file)
         np.testing.assert_array_equal(got, read_video(path).frames)
     assert got.shape[0] > 1                                     # the film, not its one-picture cover
     with pytest.raises(InputError, match="no video stream"):
-        list(video_frames(f"file:{_with_cover(tmp_path / 'song.mka', video=False)}"))
+        list(video_frames(f"async:file:{_with_cover(tmp_path / 'song.mka', video=False)}"))
 
 
 def test_a_file_of_one_frame_is_refused_with_what_to_do(tmp_path, capsys):

@@ -63,6 +63,22 @@ def check_path(path: str | bytes | os.PathLike) -> Path:
     return p
 
 
+def local_file(source: str | os.PathLike) -> Path | None:
+    """The local file ``source`` names, to be read as a file (:func:`check_path` says whether it
+    is one): ``source`` itself where it exists, the name after a ``file:`` URL's scheme as FFmpeg
+    reads it (``file:/a.mp4`` and ``file:///a.mp4`` are ``/a.mp4``, no %-decoding), else ``None``
+    (a stream URL such as ``rtsp://…``).
+
+    A ``file:`` URL opened by FFmpeg as a stream is decoded without the checks a file's reading
+    makes: a download cut short (an mp4 whose index lists frames past its end, an mkv that ends
+    inside a Cluster) streamed as the frames before the cut, without a word.
+    """
+    text = os.fsdecode(source)
+    if Path(text).exists():
+        return Path(text)
+    return Path(text[len("file:"):]) if text.startswith("file:") and len(text) > len("file:") else None
+
+
 #: FFmpeg's decoders of text: they draw a text file's characters as video frames
 _TEXT_ART = frozenset({"ansi", "bintext", "xbin", "idf"})
 

@@ -102,9 +102,14 @@ def stream_frame(frame) -> np.ndarray:
 
 
 def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
-    """Decode a file or a stream URL (rtsp://, http://, …) frame by frame: ``(H, W, 3)`` uint8."""
-    path = Path(str(source))
-    if path.exists():
+    """Decode a file or a stream URL (rtsp://, http://, …) frame by frame: ``(H, W, 3)`` uint8.
+
+    A file, or a ``file:`` URL, is read as :func:`~videoxai.data.video.read_video` reads it
+    (:func:`~videoxai.data.container.local_file`): a file cut short fails saying so."""
+    from ..data.container import local_file
+
+    path = local_file(source)
+    if path is not None:
         from ..data.video_windows import sliding_windows
 
         for clip in sliding_windows(path, num_frames=1, stride=1, max_side=max_side):
@@ -125,8 +130,8 @@ def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np
             raise InputError(f"{source} has no video stream")
         # as files are read: upright, square pixels, 10-bit without darkening
         picture = PictureConverter(max_side, sample_aspect(stream))
-        # as files are read: on one clock, without a frame the source was cut inside (a `file:`
-        # URL of a download stopped partway decodes that frame concealed, without an error)
+        # as files are read: on one clock, without a frame the source was cut inside (an http://
+        # download stopped partway decodes that frame concealed, without an error)
         for frame in decode(container, stream):
             yield picture(frame)
 
@@ -136,10 +141,11 @@ def source_fps(source: str | Path) -> float | None:
     :func:`~videoxai.data.container.probe` gives it; a URL's average rate), if any."""
     import av
 
+    from ..data.container import local_file
     from ..data.streams import video_stream
 
-    path = Path(str(source))
-    if path.exists():
+    path = local_file(source)
+    if path is not None:
         from ..data.container import probe
 
         try:
