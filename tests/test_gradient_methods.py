@@ -394,21 +394,25 @@ class Bright(nn.Module):
         return self.fc(self.feat(x).mean((2, 3, 4)))
 
 
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("method", CAM_METHODS)
-def test_cam_of_a_half_precision_network_equals_its_float32_map(method):
+def test_cam_of_a_half_precision_network_equals_its_float32_map(method, half):
     # Grad-CAM++'s Σ A over the grid overflowed float16 to inf, and every α = 1 / (2 + g·inf) = 0:
-    # a blank map; the maps are now computed in float32 from the layer's half-precision tensors
+    # a blank map; the maps are now computed in float32 from the layer's half-precision tensors.
+    # saliency_tubes refused a bfloat16 network's GAP-linear head: its logits, rounded to 2⁻⁸,
+    # missed the 1e-3 its check allowed
     torch.manual_seed(0)
     net = Bright()
     x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     maps = {}
-    for dtype in (torch.float32, torch.float16):
+    for dtype in (torch.float32, half):
         model = vx.wrap(Bright().to(dtype), num_frames=8, input_size=32, num_classes=2, cam_layer="feat")
         model.net.load_state_dict(net.state_dict())
         maps[dtype] = get(method)(model).attribute(x, 1).maps
-    assert maps[torch.float16].dtype == torch.float32 and float(maps[torch.float32].max()) > 0
-    torch.testing.assert_close(maps[torch.float16], maps[torch.float32], rtol=1e-2,
-                               atol=1e-2 * float(maps[torch.float32].abs().max()))
+    assert maps[half].dtype == torch.float32 and float(maps[torch.float32].max()) > 0
+    tol = 1e-2 if half == torch.float16 else 5e-2   # bfloat16 keeps 8 bits: the layer's sum over channels cancels
+    torch.testing.assert_close(maps[half], maps[torch.float32], rtol=tol,
+                               atol=tol * float(maps[torch.float32].abs().max()))
 
 
 def test_gradcam_per_frame_weights_match_reference():

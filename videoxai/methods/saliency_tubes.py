@@ -103,6 +103,16 @@ def _structural_refusal(model, layer: str) -> str | None:
     return None
 
 
+def _head_agrees(predicted: torch.Tensor, logits: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether ``predicted`` (the classifier on the pooled layer, ``(B, C)`` computed in float32)
+    equals the network's ``logits`` ``(B, C)`` up to the rounding of a network in ``dtype``: 1e-3
+    of the largest logit, or four units in the last place of its precision where that is coarser
+    (a bfloat16 network rounds to 2⁻⁸: its GAP-linear head missed 1e-3 and was refused)."""
+    rel = max(1e-3, 4 * torch.finfo(dtype).eps)
+    scale = float(logits.abs().amax().clamp_min(1.0))
+    return torch.allclose(predicted, logits, rtol=rel, atol=rel * scale)
+
+
 class _NetworkFailed(Exception):
     """The probe's forward pass failed: the network does not run as wrapped."""
 
@@ -169,8 +179,7 @@ def _probe_head(model) -> str | None:
                     f"{'×'.join(map(str, _triple(pool.kernel_size)))} windows ({name!r}), which weigh its cells unevenly: "
                     "explain clips whose feature grid one window covers (S3D: 14 to 16 frames), or use gradcam")
     predicted = nn.functional.linear(acts.float().mean((2, 3, 4)), w.float(), None if b is None else b.float())
-    scale = logits.abs().amax().clamp_min(1.0)
-    if not torch.allclose(predicted, logits, rtol=1e-3, atol=1e-3 * float(scale)):
+    if not _head_agrees(predicted, logits, model.dtype):
         return (f"method 'saliency_tubes' needs a network that ends in global average pooling and a "
                 f"linear classifier after its CAM layer; {model.name}'s logits differ from that by up to "
                 f"{(predicted - logits).abs().max().item():.3g}. Use gradcam")
@@ -262,8 +271,7 @@ class SaliencyTubes(CAMMethod):
                 f"has {acts.shape[1]} channels; use gradcam or pass layer=/classifier=")
         pooled = acts.float().mean((2, 3, 4))
         predicted = nn.functional.linear(pooled, w.float(), None if b is None else b.float())
-        scale = state.logits.abs().amax().clamp_min(1.0)
-        if not torch.allclose(predicted, state.logits.float(), rtol=1e-3, atol=1e-3 * float(scale)):
+        if not _head_agrees(predicted, state.logits.float(), self.model.dtype):
             gap = (predicted - state.logits.float()).abs().max().item()
             raise UnsupportedModelError(
                 f"saliency_tubes needs a network that ends in global average pooling and a linear "
