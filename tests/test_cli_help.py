@@ -46,8 +46,8 @@ def help_cell(output: str, param) -> str:
     help column down to the next option's row, continuation lines included."""
     lines = output.splitlines()
     name = max(param.opts, key=len) if param.param_type_name == "option" else param.name
-    row = next(i for i, line in enumerate(lines)
-               if line.startswith("│") and re.search(rf"\s{re.escape(name)}(\s|$)", line))
+    # in the first column (a "*" marks a required one), not where another option's help names it
+    row = next(i for i, line in enumerate(lines) if re.match(rf"│ \*?\s{{0,6}}{re.escape(name)}(\s|$)", line))
     first = param.help.split()[0]
     x0 = lines[row].index(first, lines[row].index(name) + len(name))
     cell = []

@@ -166,11 +166,12 @@ def test_pages_of_other_sites_cannot_upload_or_delete(model, video):
 # -- slow uploads ----------------------------------------------------------------------------------
 
 
-def raw_upload(server, length: int) -> socket.socket:
+def raw_upload(server, length: int, headers: dict[str, str] | None = None) -> socket.socket:
     """A connection that has sent an upload's headers (and no body yet)."""
     host, port = server.url[len("http://"):].rsplit(":", 1)
     sock = socket.create_connection((host, int(port)), timeout=30)
-    sock.sendall(f"POST /api/jobs HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n\r\n".encode())
+    more = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    sock.sendall(f"POST /api/jobs HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n{more}\r\n".encode())
     return sock
 
 
@@ -389,6 +390,59 @@ def test_one_client_cannot_hold_every_connection_with_requests_in_progress(model
         wait_for(lambda: app.state.uploads == 0, "the uploads are gone")
         with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
             assert client.get("/api/health").status_code == 200  # its requests came back
+
+
+@pytest.mark.parametrize("proxies", [(), ("127.0.0.1",)])
+def test_a_forged_x_forwarded_for_neither_escapes_the_clients_limits_nor_takes_anothers(model, proxies):
+    # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any program on the server's machine
+    # named a new address with each request and passed every per-client limit, or named another
+    # client and took its slots. It is read only from proxies the operator names.
+    app = create_app(model, ServeSettings(max_requests_per_client=2, max_uploads_per_client=8,
+                                          forwarded_allow_ips=proxies))
+    with BackgroundServer(app) as server:
+        held = [raw_upload(server, 100_000, headers={"X-Forwarded-For": "127.0.0.2"}) for _ in range(2)]
+        for sock in held:
+            sock.sendall(b"x" * 100)
+        wait_for(lambda: app.state.uploads == 2, "the two uploads are in progress")
+        assert app.state.uploads_by_client == {"127.0.0.2" if proxies else "127.0.0.1": 2}
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False,
+                          headers={"X-Forwarded-For": "198.51.100.7"}) as client:
+            r = client.get("/api/health")
+        victim = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False, transport=victim) as client:
+            theirs = client.get("/api/health")
+        for sock in held:
+            sock.close()
+    if proxies:  # a named proxy's header names the client: the clients behind it are told apart
+        assert r.status_code == 200, r.text
+    else:
+        assert r.status_code == 429 and r.json()["error"]["code"] == "client_limit", r.text
+        assert theirs.status_code == 200, theirs.text  # the uploads that named it took none of its slots
+
+
+def test_serve_trusts_x_forwarded_for_only_from_the_proxies_it_is_given(monkeypatch, capsys):
+    import uvicorn
+
+    configs = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: configs.append(self.config))
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    serve = ["serve", "--model", "demo", "--port", "0"]
+    for args, trusted in [([], None), (["--forwarded-allow-ips", "10.0.0.5, 10.1.0.0/16"], "10.0.0.5,10.1.0.0/16"),
+                          (["--forwarded-allow-ips", "10.0.0.9/24"], "10.0.0.0/24"),  # as uvicorn parses it
+                          (["--forwarded-allow-ips", "10.0.0.5,*"], "*")]:
+        main(serve + args)
+        config = configs.pop()
+        assert config.proxy_headers is (trusted is not None), args
+        assert trusted is None or config.forwarded_allow_ips == trusted, config.forwarded_allow_ips
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")  # the variable uvicorn reads is still honoured
+    main(serve)
+    assert configs.pop().forwarded_allow_ips == "127.0.0.1"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # uvicorn took a typo for a name that matches no proxy
+        main(serve + ["--forwarded-allow-ips", "10.0.0.5,proxy.lan"])
+    assert exit_info.value.code == 2 and not configs
+    assert capsys.readouterr().err.strip() == ("error: --forwarded-allow-ips: 'proxy.lan' is not an IP address or "
+                                              "network (e.g. 10.0.0.5, 10.0.0.0/24, *)")
 
 
 def wait_for(predicate, what: str, timeout: float = 30) -> None:

@@ -41,8 +41,8 @@ def serve_cmd(
     max_streams_per_client: int = typer.Option(4, "--streams-per-client", min=1,
                                                help="Concurrent streams from one client address (more are "
                                                     "refused: one address cannot hold every slot). Behind a "
-                                                    "reverse proxy every client has the proxy's address: "
-                                                    "raise this and --jobs-per-client."),
+                                                    "reverse proxy every client has the proxy's address, "
+                                                    "unless --forwarded-allow-ips names it."),
     max_queued_jobs: int = typer.Option(8, help="Uploads queued or running at once."),
     max_queued_jobs_per_client: int = typer.Option(4, "--jobs-per-client", min=1,
                                                    help="Uploads queued or running at once from one client "
@@ -59,6 +59,13 @@ def serve_cmd(
                                                 "localhost and --host (repeatable; .example.com: the domain and "
                                                 "its subdomains; *: any). Other Host headers are refused, "
                                                 "against DNS rebinding."),
+    forwarded_allow_ips: str = typer.Option("", "--forwarded-allow-ips", envvar="FORWARDED_ALLOW_IPS",
+                                            show_default=False,
+                                            help="Comma-separated addresses or networks of reverse proxies whose "
+                                                 "X-Forwarded-For names the client (e.g. 127.0.0.1 or "
+                                                 "10.0.0.0/24; *: any). Default: none, so every per-client limit "
+                                                 "goes by the address a connection comes from, and a client "
+                                                 "cannot name itself another one."),
     root_path: str = typer.Option("", "--root-path",
                                   help="The path prefix a reverse proxy serves the app under, e.g. /vx "
                                        "(JupyterHub, a shared host): job links and the viewer then point "
@@ -84,12 +91,14 @@ def serve_cmd(
                                  max_queued_jobs_per_client=max_queued_jobs_per_client,
                                  max_forward_passes=max_forward_passes, shutdown_timeout_s=shutdown_timeout,
                                  default_method=method, work_dir=str(work_dir) if work_dir else None,
-                                 allowed_hosts=(*allowed_host, host))  # the name it listens on is its own
+                                 allowed_hosts=(*allowed_host, host),  # the name it listens on is its own
+                                 forwarded_allow_ips=tuple(a for a in forwarded_allow_ips.split(",") if a.strip()))
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "option"
         option = "--" + (field[:-2] if field.endswith("_s") else field).replace("_", "-")
-        raise InputError(f"{option}: {err['msg']}, got {err.get('input')!r}") from None
+        msg = err["msg"].removeprefix("Value error, ")  # a validator's own message names the value
+        raise InputError(f"{option}: {msg}" + ("" if msg != err["msg"] else f", got {err.get('input')!r}")) from None
     if work_dir is not None:  # a second server on the folder: one line now, not a failed startup later
         from ..serve.server import work_dir_lock
 

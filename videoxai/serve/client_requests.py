@@ -9,8 +9,9 @@ cut off) held a connection each, and one address holding ``limit_concurrency`` o
 other client refused for as long as it liked. :class:`ClientRequests` refuses (429
 ``client_limit``) a client's request past ``max_requests_per_client`` in progress.
 
-It counts by the address the app sees (:func:`~.access.client_key`), so that clients behind a
-reverse proxy on the server's machine, which names them in ``X-Forwarded-For``, are told apart.
+It counts by the address the app sees (:func:`~.access.client_key`): the peer's, or the one a
+trusted reverse proxy names in ``X-Forwarded-For`` (``forwarded_allow_ips``, :func:`~.server.uvicorn_config`),
+so that clients behind it are told apart.
 """
 
 from __future__ import annotations

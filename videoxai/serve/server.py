@@ -45,6 +45,10 @@ def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, **kw
     The WebSocket message limit is one raw frame at the pixel limit (uvicorn closes a stream
     that sends more with code 1009), and uvicorn queues few messages per connection, so a client
     that sends faster than the server reads is slowed by TCP, not buffered in memory.
+
+    ``X-Forwarded-For`` is read only from the settings' ``forwarded_allow_ips``: by default uvicorn
+    trusts it from ``127.0.0.1`` and ``::1`` (or from ``$FORWARDED_ALLOW_IPS``), and a client on the
+    server's machine that named a new address with each request passed every per-client limit.
     """
     import uvicorn
 
@@ -58,7 +62,9 @@ def uvicorn_config(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, **kw
     options = dict(ws_max_size=settings.max_message_bytes, ws_max_queue=4, http=http, ws=ws,
                    limit_concurrency=2 * settings.max_pending_connections + 4 * settings.max_streams + 64,
                    timeout_keep_alive=5, h11_max_incomplete_event_size=settings.max_header_bytes,
-                   timeout_graceful_shutdown=settings.shutdown_timeout_s, log_level="warning")
+                   timeout_graceful_shutdown=settings.shutdown_timeout_s, log_level="warning",
+                   proxy_headers=bool(settings.forwarded_allow_ips),
+                   forwarded_allow_ips=",".join(settings.forwarded_allow_ips) or None)
     options.update(kwargs)
     config = uvicorn.Config(app, host=host, port=port, **options)
     install_log_redaction()  # after Config, which (re)configures uvicorn's loggers

@@ -10,7 +10,9 @@ CPU machine serving a few clients; ``videoxai serve`` exposes the common ones as
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ServeSettings(BaseModel):
@@ -83,6 +85,12 @@ class ServeSettings(BaseModel):
         allowed_hosts: names the server answers to besides IP addresses and ``localhost``
             (``Host`` header check against DNS rebinding, :mod:`videoxai.core.hosts`):
             ``"myhost.lan"``, ``".corp.example"`` (a domain and its subdomains) or ``"*"``.
+        forwarded_allow_ips: addresses or networks (``"10.0.0.5"``, ``"10.0.0.0/24"``, ``"*"``) of
+            reverse proxies whose ``X-Forwarded-For`` (and ``X-Forwarded-Proto``) names the client;
+            none by default, so a client is the address it connects from. uvicorn trusted the
+            header from ``127.0.0.1`` and ``::1``: any program on the server's machine could name
+            a new client with each request and pass every per-client limit, or name another
+            client and take its slots.
         map_size: default longest side of the downsampled spatial maps sent to clients.
         overlay_max_side: overlay videos of uploads are drawn with at most this longer side
             (drawing and encoding full-HD overlays would cost more than explaining them).
@@ -123,10 +131,32 @@ class ServeSettings(BaseModel):
     shutdown_timeout_s: float = Field(10.0, gt=0)
     allowed_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
+    forwarded_allow_ips: tuple[str, ...] = ()
     map_size: int = Field(32, ge=4, le=256)
     overlay_max_side: int = Field(640, ge=16)
     default_method: str = "staa"
     work_dir: str | None = None
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each entry an IP address or network (``"*"``: any); networks as uvicorn parses them.
+
+        uvicorn takes an entry it cannot parse as a literal that matches no address, and a network
+        with host bits set (``10.0.0.1/24``) as such a literal: a typo trusted no proxy, silently.
+        """
+        if "*" in value:
+            return ("*",)
+        out = []
+        for entry in value:
+            entry = entry.strip()
+            try:
+                out.append(str(ipaddress.ip_network(entry, strict=False)) if "/" in entry
+                           else str(ipaddress.ip_address(entry)))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/24, *)") \
+                    from None
+        return tuple(out)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -147,7 +177,7 @@ class ServeSettings(BaseModel):
 
     def public(self) -> dict:
         """The limits a client may see (no secrets)."""
-        d = self.model_dump(exclude={"api_key", "work_dir"})
+        d = self.model_dump(exclude={"api_key", "work_dir", "forwarded_allow_ips"})
         d["api_key_required"] = self.api_key is not None
         d["max_message_bytes"] = self.max_message_bytes
         return d
