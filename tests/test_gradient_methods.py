@@ -169,6 +169,41 @@ def test_saliency_tubes_refuses_a_head_that_is_not_gap_linear():
         get("saliency_tubes")(model).attribute(torch.rand(1, 4, 3, 32, 32))
 
 
+class TwoHeads(nn.Module):
+    """A 3D CNN with a main head and an auxiliary head of as many classes defined after it (deep
+    supervision); it returns the main head's logits, or the auxiliary's with ``aux=True``."""
+
+    def __init__(self, aux: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv3d(3, 6, 3, stride=(2, 4, 4), padding=1), nn.ReLU())
+        self.head = nn.Linear(6, 3)
+        self.aux_head = nn.Linear(6, 3)
+        self.aux = aux
+
+    def forward(self, x):
+        pooled = self.features(x).mean((2, 3, 4))
+        return (self.aux_head if self.aux else self.head)(pooled)
+
+
+@pytest.mark.parametrize("aux", [False, True])
+def test_saliency_tubes_reads_the_head_that_gives_the_logits_of_several(aux):
+    # the last nn.Linear of as many classes was taken for the classifier: a network whose main head
+    # comes before an auxiliary one was refused ("logits differ from that by up to …"), the
+    # auxiliary head's weights read against the main head's logits
+    net = TwoHeads(aux)
+    model = vx.wrap(net, num_frames=4, input_size=16, num_classes=3)
+    x = torch.rand(2, 4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    assert get("saliency_tubes").supports(model)
+    a, _ = _layer_tensors(model, x, [2, 0], layer="features")
+    head = net.aux_head if aux else net.head
+    ref = torch.einsum("bcthw,bc->bthw", a, head.weight[[2, 0]])
+    ref = ref - ref.flatten(1).amin(1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(get("saliency_tubes")(model).attribute(x, [2, 0]).maps, ref)
+    with pytest.raises(UnsupportedModelError, match="logits differ from that"):   # a head named is the one read
+        get("saliency_tubes")(model, classifier="head" if aux else "aux_head").attribute(x, [2, 0])
+
+
 class S3DStyle(nn.Module):
     """torchvision S3D's head on a small trunk: a ``(2, 4, 4)`` average pool with stride 1 (S3D's is
     ``(2, 7, 7)``), a ``1×1×1`` convolution as the classifier, then the mean of its output."""

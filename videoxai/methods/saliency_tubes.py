@@ -6,10 +6,11 @@ says how much each feature voxel adds to it (Zhou et al.'s CAM, carried to ``(T'
 needs one forward pass and no gradients. As in the reference code the signed map is shifted by its
 minimum (then normalised by ``vx.explain``), not clipped at zero.
 
-The classifier is found as the last ``nn.Linear`` of ``model.net`` with one output per class, or
-the last ``1×1×1`` ``nn.Conv3d`` with one output channel per class (torchvision's S3D: the same
-linear map on every voxel, averaged afterwards, which is the linear map of the average), or named
-with ``classifier=``. The method checks, on the very forward pass it explains, that the logits
+The classifier is an ``nn.Linear`` of ``model.net`` with one output per class, or a ``1×1×1``
+``nn.Conv3d`` with one output channel per class (torchvision's S3D: the same linear map on every
+voxel, averaged afterwards, which is the linear map of the average): the last such layer whose map
+of the pooled layer gives the logits (a network may have an auxiliary head), or the one named with
+``classifier=``. The method checks, on the very forward pass it explains, that the logits
 equal that classifier applied to the pooled layer, and otherwise raises
 :class:`~videoxai.errors.UnsupportedModelError` (use ``gradcam``, which needs no such structure).
 S3D passes where its ``2×7×7`` average pool covers the layer's whole grid (clips of 14 to 16
@@ -103,6 +104,28 @@ def _structural_refusal(model, layer: str) -> str | None:
     return None
 
 
+def _head_gap(acts: torch.Tensor, logits: torch.Tensor, dtype: torch.dtype,
+              heads: list[nn.Module]) -> tuple[nn.Module | None, float | None]:
+    """The first of ``heads`` whose weights, applied to the global average of ``acts``
+    ``(B, C, T', H', W')``, give ``logits`` ``(B, num_classes)`` (:func:`_head_agrees`), and
+    ``None``; or ``None`` and how far the first head that takes ``C`` features is from them.
+
+    Every classifier is tried, not only the last: a network with an auxiliary head of as many
+    classes defined after its main one (deep supervision, a second task) was refused, the aux
+    head's weights read against the main head's logits."""
+    pooled, gap = acts.float().mean((2, 3, 4)), None
+    for head in heads:
+        w, b = class_weights(head)
+        if w.shape[1] != acts.shape[1]:
+            continue
+        predicted = nn.functional.linear(pooled, w.float(), None if b is None else b.float())
+        if _head_agrees(predicted, logits, dtype):
+            return head, None
+        if gap is None:
+            gap = (predicted - logits).abs().max().item()
+    return None, gap
+
+
 def _head_agrees(predicted: torch.Tensor, logits: torch.Tensor, dtype: torch.dtype) -> bool:
     """Whether ``predicted`` (the classifier on the pooled layer, ``(B, C)`` computed in float32)
     equals the network's ``logits`` ``(B, C)`` up to the rounding of a network in ``dtype``: 1e-3
@@ -136,7 +159,7 @@ def _probe_head(model) -> str | None:
     reason = _structural_refusal(model, layer)
     if reason is not None:
         return reason
-    head, captured, pools = heads[-1], {}, []
+    captured, pools = {}, []
 
     def keep(_module, _inputs, out) -> None:
         # the values as the layer returns them, which the method reads (LayerCapture): an in-place
@@ -167,8 +190,9 @@ def _probe_head(model) -> str | None:
             for handle in handles:
                 handle.remove()
     acts = model.cam_reshape(captured["a"]) if getattr(model, "cam_reshape", None) else captured["a"]
-    w, b = class_weights(head)
-    if not isinstance(acts, torch.Tensor) or acts.ndim != 5 or acts.shape[1] != w.shape[1]:
+    w = class_weights(heads[-1])[0]
+    if not isinstance(acts, torch.Tensor) or acts.ndim != 5 or all(
+            class_weights(h)[0].shape[1] != acts.shape[1] for h in heads):
         return (f"method 'saliency_tubes': {model.name}'s head takes {w.shape[1]} features, its CAM "
                 f"layer {layer!r} does not give that many channels; use gradcam or pass layer=")
     grid = tuple(acts.shape[2:])
@@ -178,11 +202,11 @@ def _probe_head(model) -> str | None:
                     f"{model.name} averages the {'×'.join(map(str, grid))} grid of layer {layer!r} in "
                     f"{'×'.join(map(str, _triple(pool.kernel_size)))} windows ({name!r}), which weigh its cells unevenly: "
                     "explain clips whose feature grid one window covers (S3D: 14 to 16 frames), or use gradcam")
-    predicted = nn.functional.linear(acts.float().mean((2, 3, 4)), w.float(), None if b is None else b.float())
-    if not _head_agrees(predicted, logits, model.dtype):
+    gap = _head_gap(acts, logits, model.dtype, heads[::-1])[1]
+    if gap is not None:
         return (f"method 'saliency_tubes' needs a network that ends in global average pooling and a "
                 f"linear classifier after its CAM layer; {model.name}'s logits differ from that by up to "
-                f"{(predicted - logits).abs().max().item():.3g}. Use gradcam")
+                f"{gap:.3g}. Use gradcam")
     return None
 
 
@@ -193,7 +217,7 @@ class SaliencyTubes(CAMMethod):
 
     Args:
         classifier: dotted name of the classifier in ``model.net``, an ``nn.Linear`` or a ``1×1×1``
-            ``nn.Conv3d`` with one output per class (default: the last such layer).
+            ``nn.Conv3d`` with one output per class (default: the last such layer that gives the logits).
     """
 
     name = "saliency_tubes"
@@ -253,31 +277,32 @@ class SaliencyTubes(CAMMethod):
                 raise UnsupportedModelError(
                     f"saliency_tubes: {classifier!r} is a {type(self.classifier).__name__}, not an nn.Linear or a "
                     f"1×1×1 nn.Conv3d with {model.num_classes} outputs")
+            names = [classifier]
         else:
-            heads = [m for m in model.net.modules() if is_classifier(m, model.num_classes)]
-            if not heads:
+            # the last classifier first; weights() reads the one whose map of the layer's average
+            # is the logits (a network may have an auxiliary head of as many classes)
+            names = [n for n, m in model.net.named_modules() if is_classifier(m, model.num_classes)][::-1]
+            if not names:
                 raise UnsupportedModelError(f"saliency_tubes: {model.name} has no nn.Linear or 1×1×1 nn.Conv3d "
                                             f"with {model.num_classes} outputs; name it with classifier=")
-            self.classifier = heads[-1]
-        self._classifier_name = next(n for n, m in model.net.named_modules() if m is self.classifier)
+            self.classifier = model.submodule(names[0])
+        self._classifier_names = names
 
     def weights(self, state: LayerState) -> torch.Tensor:
         acts = state.activations
-        classifier = self.on_model(self.classifier, self._classifier_name)   # the explained model's head
-        w, b = class_weights(classifier)
-        if w.shape[1] != acts.shape[1]:
+        heads = [self.model.submodule(n) for n in self._classifier_names]   # the explained model's
+        w = class_weights(heads[0])[0]
+        if all(class_weights(h)[0].shape[1] != acts.shape[1] for h in heads):
             raise UnsupportedModelError(
                 f"saliency_tubes: the classifier takes {w.shape[1]} features but layer {self.layer!r} "
                 f"has {acts.shape[1]} channels; use gradcam or pass layer=/classifier=")
-        pooled = acts.float().mean((2, 3, 4))
-        predicted = nn.functional.linear(pooled, w.float(), None if b is None else b.float())
-        if not _head_agrees(predicted, state.logits.float(), self.model.dtype):
-            gap = (predicted - state.logits.float()).abs().max().item()
+        head, gap = _head_gap(acts, state.logits.float(), self.model.dtype, heads)
+        if head is None:
             raise UnsupportedModelError(
                 f"saliency_tubes needs a network that ends in global average pooling and a linear "
                 f"classifier after layer {self.layer!r}; {self.model.name}'s logits differ from that "
                 f"by up to {gap:.3g}. Use gradcam")
-        return w[state.target]                           # (B, C)
+        return class_weights(head)[0][state.target]      # (B, C)
 
     def combine(self, state: LayerState, weights: torch.Tensor) -> torch.Tensor:
         cam = weighted_sum(state.activations, weights)
