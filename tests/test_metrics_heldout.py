@@ -358,6 +358,27 @@ def test_energy_and_iou_by_hand_on_cropped_frames():
     assert build("iou")(model, x, m, target=0, sample=sample).value == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("scale", [1e-12, 1e-30, 1e12])
+def test_maps_on_any_scale_score_as_the_definition_says(scale):
+    # the metrics rank the map's values: its scale (gradients of 1e-12, a user's map of 1e12) is no
+    # evidence. iou set unseen voxels to −1, which fixed the tie grid at 1e-6: a map below that was
+    # all ties, its top k a seeded draw (0.048 where the definition gives 0.056)
+    _, masks = box_truth()
+    model, x = cropped_model(), frames()
+    m = (a_map().astype(np.float64) * scale).astype(np.float32)
+    sample = SimpleNamespace(masks=masks, boxes=None, window=(0, 2))
+    visible = np.zeros((T, H, W), bool)
+    visible[:, :, LEFT:LEFT + 48] = True
+    top = np.zeros(T * H * W, bool)
+    top[np.flatnonzero(visible)[np.argsort(-m[visible], kind="stable")[:masks.sum()]]] = True
+    top = top.reshape(T, H, W)
+    assert build("iou")(model, x, m, target=0, sample=sample).value == pytest.approx((top & masks).sum() / (top | masks).sum())
+    for spec in ("pointing_game", "energy", "temporal_grounding", "sparseness", "deletion(n_steps=4)",
+                 "faithfulness", "frame_faithfulness"):
+        assert build(spec)(model, x, m, target=0, sample=sample).value == pytest.approx(
+            build(spec)(model, x, a_map(), target=0, sample=sample).value, abs=1e-6), spec
+
+
 def test_pointing_tolerance_is_a_fraction_of_the_original_frames_shorter_side():
     _, masks = box_truth()
     model, x = cropped_model(), frames()

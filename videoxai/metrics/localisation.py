@@ -133,14 +133,18 @@ class TopShareIoU(Metric):
         truth = torch.from_numpy(ground_truth(sample, (t, h, w)))
         visible = view_mask(model, t, h, w)
         scores = torch.from_numpy(explanation.spatial).double()
-        scores = torch.where(visible, scores, torch.full_like(scores, -1.0))   # never pick unseen voxels
         n_truth = int(truth.sum())
         if n_truth == 0:
             return Score.undefined("no voxel is annotated")
-        if not bool((scores > 0).any()):
+        peak = float(scores[visible].max()) if bool(visible.any()) else 0.0
+        if peak <= 0:
             # an empty map selects nothing (as it misses in the pointing game and puts no energy on
             # the evidence): its "top" was k seeded random voxels, a chance IoU for a blank map
             return Score(0.0, details={"top": 0, "annotated": n_truth})
+        # never pick unseen voxels: below every seen one on the map's own scale, since ties are
+        # values within TIE_TOLERANCE of the largest |score|; a fixed -1 set that scale, and a map
+        # whose values are below 1e-6 (gradients, a user's map) became all ties, its top k a draw
+        scores = torch.where(visible, scores, torch.full_like(scores, -peak))
         k = n_truth if self.share is None else max(1, int(round(self.share * int(visible.sum()))))
         top = torch.zeros(t * h * w, dtype=torch.bool)
         top[descending_order(scores.reshape(-1), self.seed)[:k]] = True
