@@ -327,6 +327,10 @@ class CAMMethod(Method):
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         x = check_pixels(self.model, inputs)
+        if x.shape[0] > 1 and self.model.batch_statistics_layers():
+            # the network runs one clip at a time (VideoModel.batch_statistics_layers): its layer
+            # runs once per clip in a forward of several, which the capture refuses
+            return self._clip_by_clip(x, target)
         module = self.on_model(self.module, self.layer)
         # a reentrant checkpoint segment runs under no_grad, and is recomputed in the backward pass
         # only when one of its tensor inputs requires grad: with the parameters frozen, only when
@@ -373,6 +377,18 @@ class CAMMethod(Method):
                 temporal = align_time(maps.flatten(2).sum(-1)[..., None, None], x.shape[1], align)[..., 0, 0]
         return Attribution(maps=maps, space="crop", target=target, logits=logits.detach(),
                            temporal=temporal, time_align=align)
+
+    def _clip_by_clip(self, x: torch.Tensor, target: Target) -> Attribution:
+        """:meth:`attribute` of each clip of ``x`` ``(B, T, 3, H, W)`` on its own, joined."""
+        b = x.shape[0]
+        t = None if target is None else torch.as_tensor(target).reshape(-1)
+        if t is not None and t.numel() not in (1, b):
+            raise InputError(f"got {t.numel()} targets for a batch of {b} clips")
+        parts = [self.attribute(x[i:i + 1], None if t is None else t[i % t.numel()]) for i in range(b)]
+        return Attribution(maps=torch.cat([p.maps for p in parts]), space="crop",
+                           target=torch.cat([p.target for p in parts]),
+                           logits=torch.cat([p.logits for p in parts]),
+                           temporal=torch.cat([p.temporal for p in parts]), time_align=parts[0].time_align)
 
 
 def _shape_of(out: Any) -> str:

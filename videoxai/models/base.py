@@ -73,6 +73,12 @@ def class_log_probabilities(logits: torch.Tensor, target: int,
     return logp[:, target], torch.cat([logp[:, :target], logp[:, target + 1:]], dim=1).logsumexp(-1)
 
 
+def _scripted_norm(m: nn.Module) -> bool:
+    """A TorchScript module (``torch.jit.script`` / ``trace``) made from a batch-norm layer."""
+    return isinstance(m, torch.jit.ScriptModule) and getattr(m, "original_name", "").startswith(
+        ("BatchNorm", "SyncBatchNorm"))
+
+
 @dataclass
 class PassCounter:
     """Clips that went forward / backward through a model (read by :class:`videoxai.cost.CostMeter`)."""
@@ -314,9 +320,26 @@ class VideoModel(CamLayerMixin, nn.Module):
             out.register_hook(lambda g: self._count_backward(n))
         return out
 
+    def batch_statistics_layers(self) -> list[str]:
+        """The network's batch-norm layers that normalise with the statistics of their batch in
+        eval mode too (built with ``track_running_stats=False``: no running statistics), by name.
+
+        Such a network scores each clip by the other clips it is run with: the perturbed clips of
+        RISE, LIME or occlusion, SmoothGrad's noisy copies and Integrated Gradients' path were
+        normalised together, and the map changed with ``batch_size`` (correlation −0.07 between
+        ``batch_size=1`` and 16 for RISE). :meth:`forward` runs it one clip at a time.
+        """
+        return [name for name, m in self.net.named_modules()
+                if (isinstance(m, nn.modules.batchnorm._BatchNorm) or _scripted_norm(m))
+                and getattr(m, "running_mean", None) is None and getattr(m, "running_var", None) is None]
+
     def _net_logits(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`logits`, with a failure caused by a wrong ``layout``, a clip's length, frames too
-        small or a batch of several clips named as such (:mod:`~videoxai.models.failure_hints`)."""
+        small or a batch of several clips named as such (:mod:`~videoxai.models.failure_hints`);
+        each clip on its own for a network that normalises with its batch's statistics
+        (:meth:`batch_statistics_layers`): its score for a clip is the one it gives that clip alone."""
+        if x.shape[0] > 1 and self.batch_statistics_layers():
+            return torch.cat([self._net_logits(x[i:i + 1]) for i in range(x.shape[0])])
         self._clips_in_forward["clips"] = x.shape[0]
         try:
             return self.logits(x)

@@ -24,6 +24,9 @@ def failure_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | No
     runs as given, which three of the causes turn on, is probed once."""
     if model.family != "custom" or isinstance(err, torch.OutOfMemoryError):
         return None
+    hint = statistics_hint(model, x, err)
+    if hint is not None:
+        return hint
     first_runs = _runs_alone(model, x[:1])
     return (layout_hint(model, x, err, first_runs) or frames_hint(model, x, err)
             or size_hint(model, x, err, first_runs) or batch_hint(model, x, err, first_runs))
@@ -78,6 +81,20 @@ def frames_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
     return (f"{model.name} failed on a clip of {t} frames: {_one_line(err)}. It runs on {model.num_frames}: wrap it with "
             f"vx.wrap(..., fixed_num_frames=True) (clips of another length are then refused), or give "
             f"clips of {model.num_frames} frames")
+
+
+def statistics_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
+    """Why a wrapped network failed on one clip, when the cause is a batch-norm layer without
+    running statistics (:meth:`~videoxai.models.base.VideoModel.batch_statistics_layers`, run one
+    clip at a time) that sees one value per channel (after the pooling: ``BatchNorm1d`` on
+    ``(1, C)``); else ``None``. Torch's own message names neither the layer nor the cause."""
+    layers = model.batch_statistics_layers()
+    if x.shape[0] != 1 or not layers or "more than 1 value per channel" not in str(err):
+        return None
+    return (f"{model.name} cannot score a clip on its own: its batch-norm layers {', '.join(map(repr, layers[:3]))} "
+            "have no running statistics (track_running_stats=False), so they normalise with their batch's, "
+            f"and one clip has a single value per channel ({_one_line(err)}); explanations need each clip's "
+            "own score: give them running statistics")
 
 
 def batch_hint(model: VideoModel, x: torch.Tensor, err: Exception, first_runs: bool) -> str | None:
