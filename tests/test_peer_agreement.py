@@ -439,3 +439,52 @@ def test_gradcam_and_gradcam_pp_equal_pytorch_grad_cam_on_held_out_networks(name
         alpha = grads.square() / (2 * grads.square() + acts.sum((2, 3, 4), keepdim=True) * g3)
         weights = (torch.where(grads != 0, alpha, 0) * grads.clamp_min(0)).sum((2, 3, 4), keepdim=True)
         _close(ours_pp, torch.relu((weights * acts).sum(1)), rtol=1e-3)
+
+
+class _PerFrameCNN(nn.Module):
+    """A TSN-style network: a 2D CNN on every frame (frames folded into the batch), its frames'
+    scores weighed by a fixed consensus in which one frame counts against the class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.frame = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                                   nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
+        self.fc = nn.Linear(16, 5)
+        self.register_buffer("consensus", torch.tensor([1.0, -0.5, 2.0, 0.5]))
+
+    def forward(self, x):                                   # (B, T, 3, H, W)
+        b, t = x.shape[:2]
+        scores = self.fc(self.frame(x.flatten(0, 1)).mean((2, 3))).view(b, t, -1)
+        return (scores * self.consensus[:t, None]).sum(1)
+
+
+def test_a_per_frame_2d_cnn_is_explained_as_the_peers_explain_its_frames():
+    # a family the other peer tests do not use: frames folded into the batch, CAM layers laid out
+    # per frame (cam_reshape="per_frame"); pytorch-grad-cam runs on it as on B·T images
+    net = _PerFrameCNN().eval()
+    model = vx.wrap(net, num_frames=4, input_size=16, layout="BTCHW", cam_reshape="per_frame", num_classes=5)
+    x = torch.rand(2, 4, 3, 20, 16, generator=torch.Generator().manual_seed(3))   # resized inside
+    target = [1, 3]
+    with GradCAM(model=net, target_layers=[net.frame[3]]) as cam:
+        cam.get_target_width_height = lambda t: (t.size(-1), t.size(-2))      # its frames', not (T, H, W)
+        out = cam(input_tensor=model.preprocess(x), targets=[ClassifierOutputTarget(t) for t in target])
+        acts = cam.activations_and_grads.activations[0].view(2, 4, 16, 8, 8)
+        grads = cam.activations_and_grads.gradients[0].view(2, 4, 16, 8, 8)
+    per_frame = get("gradcam")(model, per_frame_weights=True)
+    assert per_frame.layer == "frame"                     # the block, whose output is its last ReLU's
+    maps = per_frame.attribute(x, target).maps                                 # (B, T, h, w)
+    _close(maps, torch.relu((acts * grads.mean((3, 4), keepdim=True)).sum(2)))
+    np.testing.assert_allclose(_peer_postprocess(maps.flatten(0, 1).numpy(), (16, 16)), out, atol=1e-5)
+    # by default one weight per channel for the whole clip (3-D Grad-CAM): the peer's gradients pooled
+    # over every frame
+    clip_weights = grads.mean((1, 3, 4))
+    _close(get("gradcam")(model).attribute(x, target).maps,
+           torch.relu(torch.einsum("btchw,bc->bthw", acts, clip_weights)))
+    target_t = torch.tensor(target)
+    _close(get("saliency")(model).attribute_pixels(x, target_t).values,
+           captum_attr.Saliency(model).attribute(x, target=target_t, abs=False))
+    _close(get("integrated_gradients")(model, n_steps=3, baseline="black", internal_batch_size=4)
+           .attribute_pixels(x, target_t).values,
+           captum_attr.IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=target_t,
+                                                           n_steps=3, internal_batch_size=4), rtol=1e-4)
