@@ -1069,6 +1069,39 @@ def test_a_metric_undefined_on_every_clip_is_named_with_why_and_no_nan_is_writte
     assert "nan" not in paths["csv"].read_text().lower()
 
 
+def test_a_cell_without_a_value_says_why_under_the_table(tmp_path):
+    """Methods and metrics that each have values elsewhere, but not together: one method's maps are
+    blank for another class (undefined), another's metric failed on one clip and had no ground truth
+    on the other. Each such cell was a bare '–', as if a value were lost."""
+    from videoxai.metrics import build
+
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("deletion"), build("class_sensitivity")])
+        store.start_run({})
+        for v in ("v0", "v1"):
+            for m, x in (("a", 0.2), ("b", 0.3), ("c", 0.4)):
+                store.write(ResultRow(v, m, "deletion", x + (v == "v1") / 10))
+            store.write(ResultRow(v, "a", "class_sensitivity", 0.5 if v == "v0" else 0.6))
+            store.write(ResultRow(v, "b", "class_sensitivity", None, details={"undefined": "a map is blank"}))
+        store.write(ResultRow("v0", "c", "class_sensitivity", None, "error", details={"error": "RuntimeError: boom"}))
+        store.write(ResultRow("v1", "c", "class_sensitivity", None, "n/a", details={"reason": "one class"}))
+    with ResultStore(db) as store:
+        s = summarise(store)
+    assert s.metrics == ["deletion", "class_sensitivity"] and set(s.methods) == {"a", "b", "c"}
+    assert s.empty == {("b", "class_sensitivity"): "undefined: a map is blank",
+                       ("c", "class_sensitivity"): "RuntimeError: boom; one class"}
+    paths = write_report(db, tmp_path / "report")
+    md = paths["markdown"].read_text()
+    row = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| ") and " | " in line}
+    assert row["b"].endswith("| – |") and row["c"].endswith("| – |") and not row["a"].endswith("| – |")
+    assert ("Cells without a value (– in the table): " + "; ".join(
+        f"{m} × class_sensitivity ({s.empty[(m, 'class_sensitivity')]})" for m in s.methods if m != "a") + ".") in md
+    page = paths["html"].read_text()
+    assert "<li><code>b</code> × <code>class_sensitivity</code>: undefined: a map is blank</li>" in page
+
+
 # -- datasets -------------------------------------------------------------------------------------------
 def video(path: Path, t=16, h=24, w=32):
     from videoxai.data.video import write_video

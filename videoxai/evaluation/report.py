@@ -79,6 +79,7 @@ class Summary:
     unavailable: dict[str, str] = field(default_factory=dict)    # metric -> why it has no values
     warnings: list[str] = field(default_factory=list)            # about the model (random weights)
     errors: dict[str, list[str]] = field(default_factory=dict)   # error message -> "video / method"s
+    empty: dict[tuple[str, str], str] = field(default_factory=dict)  # (method, metric) shown as "–" -> why
     ranked_on: list[str] | None = None  # the metrics the overall rank averages (None: the ranked families')
 
 
@@ -143,9 +144,7 @@ def summarise(store: ResultStore) -> Summary:
     reasons: dict[str, set[str]] = {}
     for r in rows:
         if r.metric in info and r.metric not in metrics:
-            why = (r.details.get("reason") or r.details.get("error") or r.status if r.status != "ok"
-                   else f"undefined: {r.details.get('undefined') or 'no finite value'}")
-            reasons.setdefault(r.metric, set()).add(str(why).splitlines()[0][:200])
+            reasons.setdefault(r.metric, set()).add(_why_no_value(r))
     unavailable = {m: "; ".join(sorted(why)) for m, why in reasons.items()}
     errors: dict[str, list[str]] = {}
     for r in rows:
@@ -189,6 +188,20 @@ def summarise(store: ResultStore) -> Summary:
             d = d.reshape(len(common), len(cols))
             alpha[metric] = reliability_alpha(d, hib, cols.index(RANDOM) if RANDOM in cols else None)
 
+    # a cell of a shown method and metric without a value was a bare "–": the metric undefined for
+    # that method's maps on every clip (ep2d's blank maps for another class), or an error or n/a
+    # on each of them, looked like a value lost. Each one is named with why, under the table
+    cell_why: dict[tuple[str, str], set[str]] = {}
+    for r in rows:
+        if r.method in methods and r.metric in metrics and not (r.status == "ok" and math.isfinite(r.value)):
+            cell_why.setdefault((r.method, r.metric), set()).add(_why_no_value(r))
+    empty = {}
+    for m in methods:
+        for metric in metrics:
+            c = cells.get((m, metric))
+            if c is None or not math.isfinite(c.mean):
+                empty[(m, metric)] = "; ".join(sorted(cell_why.get((m, metric), ()))) or "not computed yet"
+
     ranked = [m for m in metrics if info[m]["family"] in RANKED_FAMILIES] or metrics
     overall = {}
     for m in methods:
@@ -206,8 +219,16 @@ def summarise(store: ResultStore) -> Summary:
     labelled = [e for e in expl if e.status == "ok" and e.label is not None and e.predicted is not None]
     per_video = {e.video: e.predicted == e.label for e in labelled}
     accuracy = float(np.mean(list(per_video.values()))) if per_video else None
+    empty = {(m, metric): empty[(m, metric)] for m in methods for metric in metrics if (m, metric) in empty}
     return Summary(methods, metrics, info, cells, ranks, overall, alpha, curves, len(videos), accuracy,
-                   counts, store.meta(), inapplicable, unavailable, store.model_warnings(), errors, ranked)
+                   counts, store.meta(), inapplicable, unavailable, store.model_warnings(), errors, ranked_on=ranked, empty=empty)
+
+
+def _why_no_value(r) -> str:
+    """Why a result row has no value: its n/a reason, its error, or why the metric is undefined."""
+    why = (r.details.get("reason") or r.details.get("error") or r.status if r.status != "ok"
+           else f"undefined: {r.details.get('undefined') or 'no finite value'}")
+    return str(why).splitlines()[0][:200]
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -296,6 +317,9 @@ def markdown(s: Summary, title: str) -> str:
     if s.unavailable:
         lines += ["", "Metrics without any value: "
                   + "; ".join(t(f"{m} ({why})") for m, why in s.unavailable.items()) + "."]
+    if s.empty:
+        lines += ["", "Cells without a value (– in the table): "
+                  + "; ".join(t(f"{m} × {metric} ({why})") for (m, metric), why in s.empty.items()) + "."]
     if s.errors:
         lines += ["", "Errors (running the same command again computes these results again):", ""]
         lines += [f"- {t(message)} — {t(_places(where))}" for message, where in _top_errors(s)]
@@ -515,6 +539,7 @@ def _html(s: Summary, title: str, images: dict[str, str]) -> str:
 <p class="note">{html.escape(_legend(s))}</p></div>
 {_inapplicable_html(s)}
 {_unavailable_html(s)}
+{_empty_html(s)}
 {_errors_html(s)}
 {imgs}
 <h2>Run</h2><ul>{meta}</ul>""", css=_RESULTS_CSS)
@@ -534,6 +559,14 @@ def _errors_html(s: Summary) -> str:
     items = "".join(f"<li>{html.escape(message)} — {html.escape(_places(where))}</li>"
                     for message, where in _top_errors(s))
     return f"<p>Errors (running the same command again computes these results again):</p><ul>{items}</ul>"
+
+
+def _empty_html(s: Summary) -> str:
+    if not s.empty:
+        return ""
+    items = "".join(f"<li><code>{html.escape(m)}</code> × <code>{html.escape(metric)}</code>: {html.escape(why)}</li>"
+                    for (m, metric), why in s.empty.items())
+    return f"<p>Cells without a value (– in the table):</p><ul>{items}</ul>"
 
 
 def _unavailable_html(s: Summary) -> str:
