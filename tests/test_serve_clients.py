@@ -445,6 +445,18 @@ def test_serve_trusts_x_forwarded_for_only_from_the_proxies_it_is_given(monkeypa
                                               "network (e.g. 10.0.0.5, 10.0.0.0/24, *)")
 
 
+@pytest.mark.parametrize("option", ["--max-upload-mb", "--shutdown-timeout"])
+def test_serve_refuses_an_infinite_limit_before_loading_the_model(option, capsys, monkeypatch):
+    # inf passed gt=0: `--max-upload-mb inf` served, and every upload failed with a 500 OverflowError
+    import videoxai.models
+
+    monkeypatch.setattr(videoxai.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--port", "0", option, "inf"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {option}: Input should be a finite number, got inf"
+
+
 def wait_for(predicate, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

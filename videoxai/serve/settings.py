@@ -100,7 +100,9 @@ class ServeSettings(BaseModel):
             finished jobs again; jobs it left queued or running are reported failed.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf passed every bound (gt=0): `--max-upload-mb inf` served, and every upload failed with a
+    # 500 OverflowError (int(inf) bytes); an infinite timeout overflowed the event loop's timers
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     api_key: str | None = None
     max_upload_mb: float = Field(200.0, gt=0)
