@@ -942,6 +942,15 @@ def test_summary_ranks_by_direction_and_computes_alpha(tmp_path):
         s = summarise(store)
     assert s.ranks[("c", "insertion")] == 1 and s.cells[("c", "insertion")].n == 1
     assert s.alpha["insertion"] == pytest.approx(0.25)
+    # a method whose metric is undefined on every clip (no value, only rows) is left out of α too:
+    # its rows emptied the clip set, and α was undefined for the methods with values
+    with ResultStore(db) as store:
+        for v in ("v0", "v1", "v2"):
+            store.write(ResultRow(v, "d", "insertion", None, details={"undefined": "the map is blank"}))
+            store.write(ResultRow(v, "d", "deletion", 0.6))
+        s = summarise(store)
+    assert "d" in s.methods and ("d", "insertion") not in s.ranks
+    assert s.alpha["insertion"] == pytest.approx(0.25)
 
 
 def test_report_files_are_written_and_the_page_is_self_contained(tmp_path):

@@ -177,11 +177,14 @@ def summarise(store: ResultStore) -> Summary:
             means = np.array([cells[(m, metric)].mean for m in present])
             for m, r in zip(present, rankdata(-means if hib else means)):
                 ranks[(m, metric)] = float(r)
-        cols = [m for m in methods if (m, metric) in table]
         # methods run on a subset of the clips (clips=N) would shrink α's clip set to that subset:
-        # α is taken over the methods with values on at least half of the metric's clips
-        most = max((len(table[(m, metric)]) for m in cols), default=0)
-        cols = [m for m in cols if 2 * len(table[(m, metric)]) >= most]
+        # α is taken over the methods with values on at least half of the metric's clips. Values,
+        # not rows: a method whose metric is undefined on every clip (the extremal methods' blank
+        # maps for another class) emptied the clip set, and α was '–' for every method
+        finite = {m: sum(math.isfinite(v) for v in table[(m, metric)].values())
+                  for m in methods if (m, metric) in table}
+        most = max(finite.values(), default=0)
+        cols = [m for m, n in finite.items() if n > 0 and 2 * n >= most]
         if len(cols) >= 3:  # two methods can only agree (ρ = 1) or disagree (ρ = −1): α says nothing
             common = sorted(set.intersection(*(set(table[(m, metric)]) for m in cols)))
             d = np.array([[table[(m, metric)][v] for m in cols] for v in common], dtype=np.float64)
