@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import struct
 import threading
 import time
@@ -603,6 +604,61 @@ def test_stream_command(served, frames, tmp_path):
     result = CliRunner().invoke(cli, ["stream", str(video), "--server", server.url, "--json"])
     lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert lines[0]["type"] == "ready" and lines[-1]["type"] == "end"
+
+
+def test_stream_command_puts_the_overlay_at_save_only_when_the_stream_ends(served, frames, tmp_path, monkeypatch,
+                                                                         capsys):
+    # the overlay was opened (truncated) before the stream: a stream that then failed deleted the
+    # file at --save (the video being streamed, when --save named it), and one cut short (Ctrl-C)
+    # left an overlay that looked whole
+    import socket
+
+    import videoxai.cli.serve as serve_cli
+    from videoxai.cli import main
+
+    server, _ = served
+    video = write_video(frames[:20], tmp_path / "clip.mp4", fps=10)
+    earlier = tmp_path / "overlay.mp4"
+    earlier.write_bytes(video.read_bytes())  # an earlier stream's overlay
+    kept = earlier.read_bytes()
+
+    def run(*args: str) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["stream", str(video), "--stride", "4", *args])
+        return exit_info.value.code, capsys.readouterr().err.strip()
+
+    assert run("--server", server.url, "--save", str(video)) == (
+        2, f"error: --save {video} is the video being streamed; give another file name")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    code, err = run("--server", f"http://127.0.0.1:{closed}", "--save", str(earlier))
+    assert code == 2 and err.startswith("error: unreachable: cannot connect"), err
+    assert earlier.read_bytes() == kept
+
+    windows = []
+
+    def interrupted_at_the_second_window(msg: dict) -> None:
+        if msg["type"] == "window":
+            windows.append(msg)
+            if len(windows) == 2:  # the first window's frames are in the overlay already
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(serve_cli, "_print", interrupted_at_the_second_window)
+    assert run("--server", server.url, "--save", str(earlier)) == (130, "aborted")
+    assert earlier.read_bytes() == kept and len(windows) == 2
+    monkeypatch.undo()
+    main(["stream", str(video), "--stride", "4", "--server", server.url, "--save", str(earlier)])
+    assert probe(earlier)["frames"] == 20 and f"overlay: {earlier}" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "overlay.mp4"]  # no partial file left
+
+
+def test_stream_client_refuses_a_server_address_without_a_host():
+    from videoxai.errors import InputError
+
+    for bad in ("", "http://", "http://127.0.0.1:99999"):
+        with pytest.raises(InputError, match=f"^server {re.escape(repr(bad))} is not an address such as "):
+            StreamClient(bad)
 
 
 def test_a_failing_window_is_reported_and_the_stream_goes_on(model, frames):

@@ -158,7 +158,8 @@ def stream_cmd(
     fps: Optional[float] = typer.Option(None, help="Send rate for --live (default: the source's)."),
     max_side: Optional[int] = typer.Option(320, help="Shrink frames to this longer side before sending (0: never)."),
     frame_format: str = typer.Option("jpeg", "--format", help="jpeg, png or rgb."),
-    save: Optional[Path] = typer.Option(None, help="Write the overlay video here (.mp4)."),
+    save: Optional[Path] = typer.Option(None, help="Write the overlay video here (.mp4), once the stream has "
+                                                   "ended (a stream cut short saves none)."),
     as_json: bool = typer.Option(False, "--json", help="Print each server message as one JSON line."),
     option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable)."),
     timeout: float = typer.Option(60.0, help="Seconds to wait for the server's next message (a method that "
@@ -177,14 +178,17 @@ def stream_cmd(
     if not is_file and "://" not in source:
         raise InputError(f"{source}: no such file (give a video file, or a stream URL such as rtsp://…)")
     live = (not is_file) if live is None else live
-    if not timeout > 0:
-        raise InputError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    if not 0 < timeout < float("inf"):  # inf: an OverflowError from the socket's deadline
+        raise InputError(f"--timeout must be a positive, finite number of seconds, got {timeout:g}")
     if fps is not None and not fps > 0:  # a negative or zero rate sent every frame at once, silently
         raise InputError(f"--fps must be a positive number of frames per second, got {fps:g}")
     if fps is not None and not live:  # a file streams at the server's pace: the rate would be ignored
         raise InputError(f"--fps sets the rate of a live stream, and {source} streams as a file (at the server's "
                          "pace): add --live, or drop --fps")
     options = _parse_options(option)
+    if save is not None and is_file and save.is_file() and save.samefile(source):
+        # the overlay would replace the video it is drawn on
+        raise InputError(f"--save {save} is the video being streamed; give another file name")
     # the source's first frame is read before the server is asked for a stream: a file that is not
     # a video, or a URL that does not answer, fails here with its own message, not mid-protocol
     frames = video_frames(source, max_side=max_side or None)
@@ -197,10 +201,14 @@ def stream_cmd(
     client = StreamClient(server, api_key=api_key, window=window, stride=stride, method=method,
                           options=options, target=target, live=live, frame_format=frame_format,
                           fps=send_fps, timeout=timeout)
-    saver = OverlaySaver(save, fps=src_fps or 25.0) if save else None
+    try:
+        saver = OverlaySaver(save, fps=src_fps or 25.0) if save else None
+    except InputError as e:
+        raise InputError(f"--save {e}") from None
     if saver is not None:
         frames = saver.tap(frames)
     tally = StreamTally()
+    ended, saved = False, False
     try:
         for msg in client.stream(frames):
             tally.add(msg)
@@ -210,14 +218,15 @@ def stream_cmd(
                 _print(msg)
             if saver is not None and msg["type"] == "window":
                 saver.add(msg)
+        ended = True
     finally:
-        if saver is not None:
-            saver.close()
+        if saver is not None:  # a stream cut short (an error, Ctrl-C) leaves no overlay that looks whole
+            saved = saver.close(complete=ended)
     if not as_json:
         console.print(tally.summary())
     if tally.windows == 0 and tally.errors:  # nothing explained, and the error said why (too few frames,
         raise typer.Exit(EXIT_ERROR)         # every window failed): not a success for a script to build on
-    if saver is not None and not as_json:
+    if saved and not as_json:
         console.print(f"overlay: [bold]{escape(str(save))}[/]")
 
 

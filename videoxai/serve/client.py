@@ -15,6 +15,7 @@ says so). :class:`OverlaySaver` turns the results back into an overlay video.
 from __future__ import annotations
 
 import io
+import os
 import json
 import threading
 import time
@@ -52,12 +53,20 @@ def stream_url(server: str, api_key: str | None = None) -> str:
     ``api_key`` puts the key in the query string, for old servers only: URLs end up in logs,
     so :class:`StreamClient` sends it in the ``X-API-Key`` header instead.
     """
+    given = server
     if "://" not in server:
         server = "ws://" + server
     parts = urlsplit(server)
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
     if scheme is None:
         raise InputError(f"server must be an http(s):// or ws(s):// address, got {server!r}")
+    try:  # '' or 'http://' named no host, 'host:80x' no port: websockets' InvalidURI, a bare type name
+        port = parts.port
+    except ValueError:
+        port = -1
+    if not parts.hostname or port == -1:
+        raise InputError(f"server {given!r} is not an address such as http://127.0.0.1:8000 (a host, and a port "
+                         "from 0 to 65535 if any)")
     path = parts.path.rstrip("/")
     if not path.endswith("/api/stream"):
         path += "/api/stream"
@@ -343,12 +352,34 @@ class OverlaySaver:
     Each frame is written once, with the map of the first window that contains it; frames of
     dropped windows (live streams) are not written. At most ``keep`` unsent-to-disk frames are
     held, the oldest discarded first.
+
+    The video is written beside ``path`` under a hidden partial name and put in its place by
+    :meth:`close` only when the stream is complete: a file at ``path`` was truncated when the
+    saver was made, and deleted when the stream then failed (the video being streamed, with
+    ``--save`` naming it too), and a stream cut short left an overlay that looked whole.
+
+    Raises:
+        InputError: ``path`` is a directory, lies in a folder that does not exist, or has an
+            extension FFmpeg writes no video for.
     """
 
     def __init__(self, path: str | Path, fps: float, keep: int = 512, alpha: float = 0.5, cmap: str = "jet") -> None:
         from .jobs import OverlayWriter
 
-        self._writer = OverlayWriter(Path(path), fps=fps)
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise InputError(f"{self.path} is a directory; give a video file name such as overlay.mp4")
+        if not self.path.parent.is_dir():
+            raise InputError(f"{self.path}: no such folder {self.path.parent}")
+        self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        try:
+            self._writer = OverlayWriter(self.partial, fps=fps)
+        except ValueError:  # av: "Could not determine output format"
+            kind = f"named *{self.path.suffix}" if self.path.suffix else "without an extension"
+            raise InputError(f"{self.path}: FFmpeg writes no video file {kind}; give a name such as "
+                             "overlay.mp4") from None
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot write there ({e.strerror or e})") from None
         self._frames: OrderedDict[int, np.ndarray] = OrderedDict()
         self.keep, self.alpha, self.cmap = keep, alpha, cmap
         self._lock = threading.Lock()
@@ -389,5 +420,16 @@ class OverlaySaver:
         self._writer.write_window(overlay_frames(clip, maps, alpha=self.alpha, cmap=self.cmap),
                                   [indices[k] for k in new])
 
-    def close(self) -> None:
-        self._writer.close()
+    def close(self, complete: bool = True) -> bool:
+        """Finish the video and put it at ``path`` (``complete=False``, a stream cut short: remove
+        it, leaving whatever was at ``path``). Whether a video was saved (none when no window came)."""
+        try:
+            self._writer.close()
+        except BaseException:
+            self.partial.unlink(missing_ok=True)
+            raise
+        if complete and self.partial.is_file():
+            os.replace(self.partial, self.path)
+            return True
+        self.partial.unlink(missing_ok=True)
+        return False
