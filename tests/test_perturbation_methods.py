@@ -716,3 +716,17 @@ def test_a_model_not_finite_on_perturbed_clips_is_named_not_drawn_as_a_blank_map
     with pytest.raises(InputError, match=rf"^method '{method}': the model's probability for class 0 is not finite on \d+ of "
                                          r"the \d+ perturbed clips \(.*\): its output on perturbed input is NaN"):
         vx.explain(model, clip, method, target=0, **options)
+
+
+@pytest.mark.parametrize("method, opts", [("ep3d", {"iterations": 2, "areas": [0.1]}), ("rise", {"n_samples": 8})])
+def test_pixels_computed_in_the_callers_graph_are_explained_as_their_values(box_case, method, opts):
+    # a clip made from tensors that require grad: the extremal methods' backward passes ran on into
+    # the caller's graph ("backward through the graph a second time", or its .grad filled)
+    model, clip, _ = box_case
+    leaf = clip.to_tensor().requires_grad_(True)
+    m = vx.methods.get(method)(model, **opts)
+    expected = m.attribute(leaf.detach(), 0).maps
+    for x in (leaf, leaf * 1.0):
+        maps = m.attribute(x, 0).maps
+        assert leaf.grad is None and not maps.requires_grad
+        assert torch.equal(maps, expected)

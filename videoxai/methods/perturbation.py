@@ -195,6 +195,10 @@ class PerturbationMethod(Method):
     # -- shared machinery -------------------------------------------------------------------------
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         self.model.check_input(inputs)
+        # pixels that are part of the caller's graph (a clip computed from tensors that require
+        # grad) are explained as their values: the extremal methods' backward passes ran on into
+        # that graph and failed ("backward through the graph a second time") or filled its .grad
+        inputs = inputs.detach()
         logits = self.clean_logits(inputs)
         target = self.resolve_target(target, logits)
         results = []
