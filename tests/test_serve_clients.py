@@ -457,6 +457,22 @@ def test_serve_refuses_an_infinite_limit_before_loading_the_model(option, capsys
     assert capsys.readouterr().err.strip() == f"error: {option}: Input should be a finite number, got inf"
 
 
+def test_serve_refuses_an_empty_api_key(capsys, monkeypatch):
+    # `--api-key "$KEY"` with KEY unset served with the key "", which an empty `Authorization:
+    # Bearer` or `?api_key=` gave, while the server said a key was required
+    import videoxai.models
+
+    monkeypatch.setattr(videoxai.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    for args, env in [(["--api-key", ""], None), ([], " ")]:
+        if env is not None:
+            monkeypatch.setenv("VIDEOXAI_API_KEY", env)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["serve", "--port", "0", *args])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip() == ("error: --api-key: the key is empty (a variable set to nothing?); "
+                                                   "give a key, or none for a server that needs no key")
+
+
 def wait_for(predicate, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

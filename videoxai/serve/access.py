@@ -45,7 +45,7 @@ def authorised(settings: ServeSettings, header_key: str | None, authorization: s
         given = authorization[7:].strip()
     # surrogatepass: JSON may carry a lone surrogate ("\\ud800"), which plain UTF-8 cannot encode: a
     # stream whose first message sent one as its key ended with a traceback and no close frame
-    return given is not None and hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
+    return bool(given) and hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
                                                      settings.api_key.encode("utf-8", "surrogatepass"))
 
 

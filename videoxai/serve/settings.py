@@ -139,6 +139,17 @@ class ServeSettings(BaseModel):
     default_method: str = "staa"
     work_dir: str | None = None
 
+    @field_validator("api_key")
+    @classmethod
+    def _a_key(cls, value: str | None) -> str | None:
+        """A key is not empty: ``--api-key "$KEY"`` with ``KEY`` unset served with the key ``""``,
+        which ``Authorization: Bearer`` or ``?api_key=`` (empty) gave, while the server said that
+        a key was required."""
+        if value is not None and not value.strip():
+            raise ValueError("the key is empty (a variable set to nothing?); give a key, or none for a server "
+                             "that needs no key")
+        return value
+
     @field_validator("forwarded_allow_ips")
     @classmethod
     def _proxy_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
