@@ -391,6 +391,30 @@ def test_demo_names_an_out_it_cannot_use(tmp_path, capsys):
         assert exit_.value.code == 2 and says.format(tmp_path / out) in capsys.readouterr().err
 
 
+def test_a_run_stopped_partway_leaves_the_folder_of_the_earlier_run_as_it_was(held_out_video, tmp_path,
+                                                                                monkeypatch, capsys):
+    """Ctrl-C during the second method wrote the first method's new files (another --target here)
+    beside the earlier run's report, which showed other maps: a folder that looked complete."""
+    import contextlib
+
+    from videoxai.cli import explain as cli_explain
+
+    path, _ = held_out_video
+    out = tmp_path / "out"
+    assert _explain_here(str(path), "--method", "saliency,grad_x_input", "--target", "0", "-o", str(out)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    class Status:
+        def update(self, text):
+            if "grad_x_input" in text:  # saliency's files are written by now
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_explain.console, "status", lambda text: contextlib.nullcontext(Status()))
+    assert _explain_here(str(path), "--method", "saliency,grad_x_input", "--target", "1", "-o", str(out)) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no partial folder left either
+    capsys.readouterr()
+
+
 def test_explain_windows_says_which_window_it_is_explaining(held_out_video, tmp_path, monkeypatch):
     """The windows of a long video take minutes, and the status said only "explaining with
     saliency…" all along: it names each window as it starts."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -105,7 +109,7 @@ def explain_cmd(
     video: Path = typer.Argument(..., help="Video file: any format FFmpeg reads (mp4, mov, avi, webm, mkv, gif, …)."),
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name> (add ,weights=download to fetch its weights), or a directory."),
     method: str = typer.Option("staa", "--method", help="Method name or spec, or several separated by commas, e.g. staa or 'rise(n_samples=500), gradcam' (as evaluate --methods takes them)."),
-    out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory. The files an earlier explain run wrote there and this one does not write again are removed (they are listed in its videoxai_files.json)."),
+    out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory. The files an earlier explain run wrote there and this one does not write again are removed (they are listed in its videoxai_files.json). A run stopped partway changes nothing there."),
     target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' (default: the prediction)."),
     full_resolution: bool = typer.Option(False, "--full-resolution", help="Perturb and differentiate the original frames instead of the model's view of them (its crop box at its input size; slower, finer gradient maps)."),
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Threshold/focus/smooth the maps (default: per method)."),
@@ -153,14 +157,15 @@ def explain_cmd(
         with console.status(f"loading {escape(model)}…"):
             vm = load_model(model, device=device)
         target_index = None if target is None else vm.class_from_text(target)
-        with console.status("explaining…") as status:
-            result = explain_video(video, vm, methods, out, target=target_index, refine=refine,
+        with _staging(out) as staging, console.status("explaining…") as status:
+            result = explain_video(video, vm, methods, staging, target=target_index, refine=refine,
                                    working_size=working_size,
                                    start=start, end=end, window_stride=window_stride, frame_step=frame_step,
                                    options=options,
                                    on_method=lambda m: status.update(f"explaining with {escape(m)}…"),
                                    on_window=lambda m, k: status.update(
                                        f"explaining with {escape(m)}: window {k + 1}…"))
+            _publish(staging, out)
     except BaseException:
         # a bad model, --target, --start/--end or option value left an empty folder behind
         # under the name the user chose: the run never wrote anything
@@ -171,7 +176,37 @@ def explain_cmd(
         _window_summary(result.videos)
     else:
         _summary(result.explanations)
-    console.print(f"report: [bold]{escape(str(result.report))}[/]")
+    console.print(f"report: [bold]{escape(str(out / result.report.name))}[/]")
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    """A hidden folder in ``out`` that a run writes its files into, removed when the run ends
+    (:func:`_publish` moves them into ``out`` first, once all are written).
+
+    Written straight into ``out``, a run stopped partway (Ctrl-C, a method failing after another
+    had written its files) left its first files beside the report and files of the earlier run
+    in that folder: a folder that looked complete, and whose overlay and explanation were not the
+    ones its report showed.
+    """
+    from ..errors import InputError
+
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".videoxai-partial-", dir=out))
+    except OSError as e:
+        raise InputError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move every file a finished run wrote in ``staging`` into ``out`` (a rename each: the same
+    file system), replacing the earlier run's files of the same names."""
+    for f in sorted(staging.iterdir()):
+        if f.is_file():
+            os.replace(f, out / f.name)
 
 
 def _check_video_is_not_an_output(video: Path, out: Path, methods: list[str]) -> None:
@@ -253,11 +288,13 @@ def demo_cmd(
     except OSError as e:
         raise InputError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
     try:
-        with console.status("explaining the sample clip…") as status:
-            result, rates = run_demo(out, clips=clips, methods=methods,
+        # staged as explain's: an interrupted demo leaves the earlier one's folder as it was
+        with _staging(out) as staging, console.status("explaining the sample clip…") as status:
+            result, rates = run_demo(staging, clips=clips, methods=methods,
                                      progress=lambda xs: track(xs, description="scoring STAA localisation",
                                                                console=console, transient=True),
                                      on_method=lambda m: status.update(f"explaining with {m}…"))
+            _publish(staging, out)
     except BaseException:
         remove_if_empty(created)   # as explain's: an interrupted demo leaves no empty folder
         raise
@@ -273,7 +310,7 @@ def demo_cmd(
     table.add_row("time per explanation", f"{rates.seconds_per_clip * 1000:.1f} ms", "")
     console.print(table)
     _summary(result.explanations)
-    console.print(f"report: [bold]{escape(str(result.report.resolve()))}[/]")
+    console.print(f"report: [bold]{escape(str((out / result.report.name).resolve()))}[/]")
 
 
 def models_cmd() -> None:
