@@ -518,6 +518,25 @@ def test_oversized_header_is_refused(model):
         assert httpx.get(server.url + "/api/health").status_code == 200
 
 
+def test_headers_over_the_limit_sent_at_once_are_refused(model):
+    # h11 bounds headers that arrive in pieces only: 40 KB of them sent in one write were served
+    with BackgroundServer(create_app(model, ServeSettings(max_header_bytes=16 * 1024))) as server:
+        host, port = server.url.split("//")[1].split(":")
+        for extra, ok in ((b"X-Big: " + b"a" * 15_000 + b"\r\n", True), (b"X-Big: " + b"a" * 40_000 + b"\r\n", False),
+                          (b"X-A: b\r\n" * 5000, False)):
+            with socket.create_connection((host, int(port)), timeout=15) as s:
+                s.sendall(f"GET /api/health HTTP/1.1\r\nHost: {host}:{port}\r\n".encode() + extra + b"\r\n")
+                reply = b""
+                while b"}" not in reply and (chunk := s.recv(4096)):
+                    reply += chunk
+            head, _, body = reply.partition(b"\r\n\r\n")
+            if ok:
+                assert head.startswith(b"HTTP/1.1 200"), reply
+            else:
+                assert head.startswith((b"HTTP/1.1 431", b"HTTP/1.1 400")), reply
+                assert json.loads(body)["error"]["code"] in ("headers_too_large", "bad_request"), reply
+
+
 # -- 8. non-reading clients, Origin, keys in logs, SIGTERM --------------------------------------------------
 
 

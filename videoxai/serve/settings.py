@@ -78,7 +78,8 @@ class ServeSettings(BaseModel):
             headers; a newer one closes the oldest.
         max_pending_connections: the same across all clients; also the most streams waiting to
             authenticate at once.
-        max_header_bytes: largest request line plus headers (431/400 above it).
+        max_header_bytes: largest request line plus headers (431 ``headers_too_large`` above it, 400
+            when they arrive in pieces).
         shutdown_timeout_s: on SIGTERM, how long running work may finish before it is cancelled.
         allowed_origins: browser origins, besides the server's own, whose pages may open a
             stream (WebSocket ``Origin`` check; clients that send no Origin are not browsers).

@@ -157,6 +157,13 @@ class HTTPProtocol(H11Protocol):
             log.warning("refusing a request: %d connections open, the limit is %d", len(self.connections), limit)
             await _send_busy(send)
             return
+        size = _head_size(scope)
+        if size > self.settings.max_header_bytes:
+            # h11 bounds headers that arrive in pieces only (max_incomplete_event_size): 100 KB of
+            # them sent at once were read and served
+            await _send_error(send, 431, "headers_too_large", f"the request line and headers are {size} bytes; "
+                                                              f"the server takes at most {self.settings.max_header_bytes}")
+            return
         names = {name for name, _ in scope["headers"]}
         if b"content-length" in names and b"transfer-encoding" in names:
             # the two framings of a body together are a request-smuggling attempt, or a proxy that
@@ -306,6 +313,14 @@ class HTTPProtocol(H11Protocol):
         if not self.transport.is_closing():
             log.debug("closing a connection from %s: %s", self.client[0] if self.client else "?", reason)
         self.transport.abort()
+
+
+def _head_size(scope) -> int:
+    """Bytes of a request's line and headers as sent (``GET /p?q HTTP/1.1``, ``name: value`` each)."""
+    query = scope.get("query_string") or b""
+    line = len(scope["method"]) + len(scope.get("raw_path") or scope["path"].encode()) + \
+        (len(query) + 1 if query else 0) + len(" HTTP/1.1\r\n") + 1
+    return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"]) + 2
 
 
 async def _send_busy(send) -> None:
