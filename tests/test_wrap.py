@@ -104,6 +104,16 @@ def test_a_network_in_double_or_half_precision_gets_its_dtype_and_gives_float32_
     assert exp.spatial.dtype == np.float32 and np.isfinite(exp.spatial).all() and exp.spatial.max() == 1
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_pixels_are_resized_and_scored_as_the_same_values_in_float32(dtype):
+    # the antialiased resize has no bfloat16 kernel ("compute_index_ranges_weights" not implemented),
+    # and float16 pixels were normalised at their own precision before the float32 network
+    model = vx.wrap(TinyCNN(), num_frames=4, input_size=24, shortest_edge=24)
+    x = pixels(2, 4, 30, 36).to(dtype)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x.float()), rtol=0, atol=0)
+
+
 def test_a_lazy_layer_not_yet_run_is_explained_and_its_flags_kept():
     # freezing the parameters called requires_grad_ on the lazy layer's uninitialised weights: ValueError
     torch.manual_seed(0)

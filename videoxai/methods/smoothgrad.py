@@ -73,9 +73,10 @@ class SmoothGrad(InputGradientMethod):
             for sl in self.batches(self.n_samples, per_pass, "noisy samples"):
                 k = sl.stop - sl.start
                 # (B·k, T, 3, H, W), each clip's k samples next to each other, drawn one sample at
-                # a time from the clip's own generator (see the module docstring)
-                noise = torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype)
-                                     for g in generators for _ in range(k)])
+                # a time from the clip's own generator (see the module docstring), in float32 whatever
+                # the pixels' precision: float64 pixels drew other numbers from the same seed
+                noise = torch.stack([torch.randn(x.shape[1:], generator=g, device=x.device)
+                                     for g in generators for _ in range(k)]).to(x.dtype)
                 noisy = x.repeat_interleave(k, dim=0) + noise * sigma.repeat_interleave(k, dim=0)
                 grads, _ = target_gradients(self.model, noisy, target.repeat_interleave(k))
                 if self.squared:

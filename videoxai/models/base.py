@@ -306,7 +306,10 @@ class VideoModel(CamLayerMixin, nn.Module):
 
     def _forward(self, pixels: torch.Tensor) -> torch.Tensor:
         self.check_input(pixels)
-        x = self.preprocess(pixels.to(self.device))
+        # resized and normalised in float32 at least: half-precision pixels (a caller's own batch)
+        # failed in the antialiased resize ("not implemented for 'BFloat16'") or were normalised
+        # at 8 bits, so a float32 network scored them otherwise than the same values in float32
+        x = self.preprocess(pixels.to(self.device, torch.promote_types(pixels.dtype, torch.float32)))
         if self.layout == "BCTHW":
             x = x.transpose(1, 2)
         # a network in half or double precision gets its own dtype (its layers refuse float32), and
