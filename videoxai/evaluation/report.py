@@ -122,14 +122,13 @@ def summarise(store: ResultStore) -> Summary:
     rows = store.rows()
     table: dict[tuple[str, str], dict[str, float]] = {}
     curves_raw: dict[tuple[str, str], list[np.ndarray]] = {}
-    methods, videos = [], []
+    methods, videos = [], set()    # a set: a list's lookups made the summary quadratic in the clips
     counts = {"ok": 0, "n/a": 0, "error": 0}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1
         if r.method not in methods:
             methods.append(r.method)
-        if r.video not in videos:
-            videos.append(r.video)
+        videos.add(r.video)
         if r.status != "ok" or r.metric not in info:
             continue
         table.setdefault((r.method, r.metric), {})[r.video] = r.value

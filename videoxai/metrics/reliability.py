@@ -46,14 +46,18 @@ def reliability_alpha(scores, higher_is_better: bool = True, random: int | None 
         return math.nan
     ranks = rankdata(d if higher_is_better else -d, axis=1) - 1          # 0 = judged worst
     weights = np.ones(n) if random is None else (m - 1 - ranks[:, random]) / (m - 1)
-    num = den = 0.0
-    for i in range(n):
-        for j in range(i + 1, n):
-            a, b = ranks[i], ranks[j]
-            if np.ptp(a) == 0 or np.ptp(b) == 0:
-                continue
-            rho = float(np.corrcoef(a, b)[0, 1])
-            ww = weights[i] * weights[j]
-            num += ww * (rho + 1.0)
-            den += ww
-    return num / den - 1.0 if den > 0 else math.nan
+    # a video on which every method scores the same ranks nothing: its pairs are left out
+    ranked = np.ptp(ranks, axis=1) > 0
+    ranks, weights = ranks[ranked], weights[ranked]
+    # ρ_ij = z_i · z_j with z a video's ranks centred and scaled to unit length, so the weighted
+    # sums over the pairs i < j are those over all (i, j), less the diagonal, halved:
+    # Σ w_i w_j ρ_ij = (‖Σ w_i z_i‖² − Σ w_i²) / 2 and Σ w_i w_j = ((Σ w_i)² − Σ w_i²) / 2. A loop
+    # over the pairs took minutes for the report of a 2 000-clip evaluation (2 million pairs a metric)
+    z = ranks - ranks.mean(1, keepdims=True)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    square = float((weights ** 2).sum())
+    den = (float(weights.sum()) ** 2 - square) / 2
+    if den <= 0 or not ranked.any():
+        return math.nan
+    rho = (float(np.square(weights @ z).sum()) - square) / 2
+    return float(min(1.0, max(-1.0, rho / den)))      # α = Σ w w (ρ + 1) / Σ w w − 1, to rounding
