@@ -522,10 +522,15 @@ def test_headers_over_the_limit_sent_at_once_are_refused(model):
     # h11 bounds headers that arrive in pieces only: 40 KB of them sent in one write were served
     with BackgroundServer(create_app(model, ServeSettings(max_header_bytes=16 * 1024))) as server:
         host, port = server.url.split("//")[1].split(":")
-        for extra, ok in ((b"X-Big: " + b"a" * 15_000 + b"\r\n", True), (b"X-Big: " + b"a" * 40_000 + b"\r\n", False),
-                          (b"X-A: b\r\n" * 5000, False)):
+        stream = (f"GET /api/stream HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n").encode()
+        health = f"GET /api/health HTTP/1.1\r\nHost: {host}:{port}\r\n".encode()
+        for request, extra, ok in ((health, b"X-Big: " + b"a" * 15_000 + b"\r\n", True),
+                                   (health, b"X-Big: " + b"a" * 40_000 + b"\r\n", False),
+                                   (health, b"X-A: b\r\n" * 5000, False),
+                                   (stream, b"".join(b"X-%d: %s\r\n" % (i, b"a" * 7000) for i in range(6)), False)):
             with socket.create_connection((host, int(port)), timeout=15) as s:
-                s.sendall(f"GET /api/health HTTP/1.1\r\nHost: {host}:{port}\r\n".encode() + extra + b"\r\n")
+                s.sendall(request + extra + b"\r\n")
                 reply = b""
                 while b"}" not in reply and (chunk := s.recv(4096)):
                     reply += chunk

@@ -318,7 +318,7 @@ class HTTPProtocol(H11Protocol):
 def _head_size(scope) -> int:
     """Bytes of a request's line and headers as sent (``GET /p?q HTTP/1.1``, ``name: value`` each)."""
     query = scope.get("query_string") or b""
-    line = len(scope["method"]) + len(scope.get("raw_path") or scope["path"].encode()) + \
+    line = len(scope.get("method", "GET")) + len(scope.get("raw_path") or scope["path"].encode()) + \
         (len(query) + 1 if query else 0) + len(" HTTP/1.1\r\n") + 1
     return line + sum(len(name) + len(value) + 4 for name, value in scope["headers"]) + 2
 
@@ -368,6 +368,20 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         reject = self.conn.reject  # what accept() answers a bad handshake with, and uvicorn an unparsable one
         self.conn.reject = lambda status, text: _json_refusal(reject(status, text))
+        self._inner_app, self.app = self.app, self._app
+
+    async def _app(self, scope, receive, send) -> None:
+        """The app, or a JSON 431 for a handshake over ``max_header_bytes`` (uvicorn passes an
+        upgrade request on whole, bounded by h11 only when its headers arrive in pieces)."""
+        size = _head_size(scope)
+        if self.settings is not None and size > self.settings.max_header_bytes:
+            body = json.dumps({"error": {"code": "headers_too_large", "message": f"the request line and headers "
+                               f"are {size} bytes; the server takes at most {self.settings.max_header_bytes}"}})
+            await send({"type": "websocket.http.response.start", "status": 431,
+                        "headers": [(b"content-type", b"application/json"), (b"x-content-type-options", b"nosniff")]})
+            await send({"type": "websocket.http.response.body", "body": body.encode()})
+            return
+        await self._inner_app(scope, receive, send)
 
     def handle_cont(self, event) -> None:  # type: ignore[override]
         """A continuation fragment, appended to one buffer. uvicorn keeps every fragment as a bytes
