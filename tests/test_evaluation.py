@@ -1111,6 +1111,24 @@ def test_a_cell_without_a_value_says_why_under_the_table(tmp_path):
     assert "<li><code>b</code> × <code>class_sensitivity</code>: undefined: a map is blank</li>" in page
 
 
+def test_a_metric_without_values_names_five_reasons_and_counts_the_rest(tmp_path):
+    # each unreadable video of a folder is a reason of its own: the line listed every one of them
+    from videoxai.metrics import build
+
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("deletion"), build("energy")])
+        store.start_run({})
+        store.write(ResultRow("ok.mp4", "a", "deletion", 0.5))
+        for v in range(7):
+            store.write(ResultRow(f"v{v}.mp4", "a", "energy", None, "error", details={"error": f"v{v}.mp4: the file is empty"}))
+    with ResultStore(db) as store:
+        s = summarise(store)
+    assert s.unavailable == {"energy": "; ".join(f"v{v}.mp4: the file is empty" for v in range(5)) + "; and 2 more"}
+    assert len(s.errors) == 7 and s.errors["v6.mp4: the file is empty"] == ["v6.mp4 / a"]
+
+
 # -- datasets -------------------------------------------------------------------------------------------
 def video(path: Path, t=16, h=24, w=32):
     from videoxai.data.video import write_video

@@ -119,21 +119,34 @@ def confidence_interval(values: np.ndarray, level: float = 0.95,
 def summarise(store: ResultStore) -> Summary:
     """Aggregate a results file (see the module docs)."""
     info = store.metric_info()
-    rows = store.rows()
     table: dict[tuple[str, str], dict[str, float]] = {}
-    curves_raw: dict[tuple[str, str], list[np.ndarray]] = {}
-    methods, videos = [], set()    # a set: a list's lookups made the summary quadratic in the clips
+    # (metric, method) -> the sum of its curves on _GRID and how many: a list of every curve held
+    # every row of a large evaluation in memory at once (the rows are read one at a time)
+    curve_sums: dict[tuple[str, str], list] = {}
+    methods: dict[str, None] = {}                # in order of first appearance
+    videos: set[str] = set()
     counts = {"ok": 0, "n/a": 0, "error": 0}
-    for r in rows:
+    no_value: dict[tuple[str, str], set[str]] = {}   # (method, metric) -> why rows have no value
+    places: dict[str, dict[str, None]] = {}          # error message -> "video / method"s
+    for r in store.iter_rows():
         counts[r.status] = counts.get(r.status, 0) + 1
-        if r.method not in methods:
-            methods.append(r.method)
+        methods.setdefault(r.method)
         videos.add(r.video)
-        if r.status != "ok" or r.metric not in info:
+        if r.status == "error":
+            message = str(r.details.get("error") or "unknown error").strip().splitlines()[-1][:300]
+            places.setdefault(message, {}).setdefault(f"{r.video} / {r.method}")
+        if r.metric not in info:
+            continue
+        if not (r.status == "ok" and math.isfinite(r.value)):
+            no_value.setdefault((r.method, r.metric), set()).add(_why_no_value(r))
+        if r.status != "ok":
             continue
         table.setdefault((r.method, r.metric), {})[r.video] = r.value
-        if r.curve:
-            curves_raw.setdefault((r.metric, r.method), []).append(np.asarray(r.curve, dtype=np.float64))
+        if r.curve and len(r.curve) > 1:
+            total = curve_sums.setdefault((r.metric, r.method), [0.0, 0])
+            total[0] = total[0] + np.interp(_GRID, np.linspace(0, 1, len(r.curve)), np.asarray(r.curve, dtype=np.float64))
+            total[1] += 1
+    methods = list(methods)
     # a value is a finite one: a metric undefined on a clip (a constant map's rank correlation)
     # stores NULL with the reason in details['undefined']
     valued = {k for k, by_video in table.items() if any(math.isfinite(v) for v in by_video.values())}
@@ -141,17 +154,11 @@ def summarise(store: ResultStore) -> Summary:
     # metrics asked for that gave no value at all (e.g. localisation on data without masks, or
     # undefined on every clip, which was a column of dashes with no word why): say why
     reasons: dict[str, set[str]] = {}
-    for r in rows:
-        if r.metric in info and r.metric not in metrics:
-            reasons.setdefault(r.metric, set()).add(_why_no_value(r))
-    unavailable = {m: "; ".join(sorted(why)) for m, why in reasons.items()}
-    errors: dict[str, list[str]] = {}
-    for r in rows:
-        if r.status == "error":
-            message = str(r.details.get("error") or "unknown error").strip().splitlines()[-1][:300]
-            where = f"{r.video} / {r.method}"
-            if where not in errors.setdefault(message, []):
-                errors[message].append(where)
+    for (method, metric), why in no_value.items():
+        if metric not in metrics:
+            reasons.setdefault(metric, set()).update(why)
+    unavailable = {m: _reasons(why) for m, why in reasons.items()}
+    errors = {message: list(where) for message, where in places.items()}
     # methods that produced no value at all (not applicable to the model) are listed, not ranked
     inapplicable = {m: "" for m in methods if not any((m, k) in valued for k in metrics)}
     for e in store.explanations():
@@ -193,16 +200,12 @@ def summarise(store: ResultStore) -> Summary:
     # a cell of a shown method and metric without a value was a bare "–": the metric undefined for
     # that method's maps on every clip (ep2d's blank maps for another class), or an error or n/a
     # on each of them, looked like a value lost. Each one is named with why, under the table
-    cell_why: dict[tuple[str, str], set[str]] = {}
-    for r in rows:
-        if r.method in methods and r.metric in metrics and not (r.status == "ok" and math.isfinite(r.value)):
-            cell_why.setdefault((r.method, r.metric), set()).add(_why_no_value(r))
     empty = {}
     for m in methods:
         for metric in metrics:
             c = cells.get((m, metric))
             if c is None or not math.isfinite(c.mean):
-                empty[(m, metric)] = "; ".join(sorted(cell_why.get((m, metric), ()))) or "not computed yet"
+                empty[(m, metric)] = _reasons(no_value.get((m, metric), ())) or "not computed yet"
 
     ranked = [m for m in metrics if info[m]["family"] in RANKED_FAMILIES] or metrics
     overall = {}
@@ -212,10 +215,8 @@ def summarise(store: ResultStore) -> Summary:
     methods = sorted(methods, key=lambda m: (math.isnan(overall[m]), overall[m], m))
 
     curves: dict[str, dict[str, np.ndarray]] = {}
-    for (metric, method), cs in curves_raw.items():
-        grid = [np.interp(_GRID, np.linspace(0, 1, len(c)), c) for c in cs if len(c) > 1]
-        if grid:
-            curves.setdefault(metric, {})[method] = np.mean(grid, axis=0)
+    for (metric, method), (total, n) in curve_sums.items():
+        curves.setdefault(metric, {})[method] = total / n
 
     expl = store.explanations()
     labelled = [e for e in expl if e.status == "ok" and e.label is not None and e.predicted is not None]
@@ -224,6 +225,13 @@ def summarise(store: ResultStore) -> Summary:
     empty = {(m, metric): empty[(m, metric)] for m in methods for metric in metrics if (m, metric) in empty}
     return Summary(methods, metrics, info, cells, ranks, overall, alpha, curves, len(videos), accuracy,
                    counts, store.meta(), inapplicable, unavailable, store.model_warnings(), errors, ranked_on=ranked, empty=empty)
+
+
+def _reasons(why, most: int = 5) -> str:
+    """Distinct reasons, sorted, joined with "; ": the first ``most``, and how many more (one per
+    unreadable video of a large folder would make the line as long as the folder's listing)."""
+    why = sorted(why)
+    return "; ".join(why[:most]) + (f"; and {len(why) - most} more" if len(why) > most else "")
 
 
 def _why_no_value(r) -> str:

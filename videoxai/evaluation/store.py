@@ -33,7 +33,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..errors import InputError
 from .canonical import canonicalise
@@ -212,16 +212,19 @@ class ResultStore:
              self.run_id, time.time()))
 
     def rows(self, status: str | None = None) -> list[ResultRow]:
+        return list(self.iter_rows(status))
+
+    def iter_rows(self, status: str | None = None) -> Iterator[ResultRow]:
+        """The result rows one at a time, in the order they were written (an evaluation of
+        thousands of clips has millions: the report reads them without holding them all)."""
         q = "SELECT video, method, metric, value, status, curve, details, seconds FROM results"
         args: tuple = ()
         if status is not None:
             q, args = q + " WHERE status = ?", (status,)
-        out = []
         for video, method, metric, value, st, curve, details, seconds in self.db.execute(q + " ORDER BY rowid", args):
-            out.append(ResultRow(video, method, metric, math.nan if value is None else value, st,
-                                 json.loads(curve) if curve else None, json.loads(details) if details else {},
-                                 seconds or 0.0))
-        return out
+            yield ResultRow(video, method, metric, math.nan if value is None else value, st,
+                            json.loads(curve) if curve else None, json.loads(details) if details else {},
+                            seconds or 0.0)
 
     def forget_errors(self, keep: Callable[[str], bool]) -> int:
         """Delete the error rows of the clips ``keep`` says no; how many results that was.
