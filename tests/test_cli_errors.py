@@ -257,3 +257,17 @@ def test_the_cli_imports_service_functions_from_the_module_that_defines_them():
                 if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ != home.__name__:
                     through.append(f"{f.name}: {alias.name} from {home.__name__}, defined in {obj.__module__}")
     assert not through
+
+
+def test_stabn_counts_below_one_are_named_before_the_data_is_made(capsys, monkeypatch, tmp_path):
+    # `stabn train --warm-start -1` and `stabn collect --limit 0` were refused only after the
+    # training data had been made or decoded (seconds to minutes)
+    import videoxai.cli.stabn as stabn_cli
+    import videoxai.stabn.train
+
+    monkeypatch.setattr(videoxai.stabn.train, "train", lambda *a, **k: pytest.fail("the run started"))
+    monkeypatch.setattr(stabn_cli, "_load", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert run(capsys, "stabn", "train", "-o", str(tmp_path / "t"), "--warm-start", "-1") == (
+        2, "error: --warm-start must be 0 or more epochs, got -1\n")
+    assert run(capsys, "stabn", "collect", "-o", str(tmp_path / "c"), "--limit", "0") == (
+        2, "error: --limit must be 1 clip or more, got 0\n")

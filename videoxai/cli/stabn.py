@@ -162,7 +162,11 @@ def train_cmd(
     from ..stabn.run_directory import CHECKPOINT, WARM_START_DIR
     from ..stabn.train import train
 
+    from ..errors import InputError
+
     _threads(threads)
+    if warm_start is not None and warm_start < 0:  # train() said so only after the data was made (seconds)
+        raise InputError(f"--warm-start must be 0 or more epochs, got {warm_start}")
     given = {"temporal_attention": temporal_attention, "temporal_norm": temporal_norm,
              "spatial_norm": spatial_norm, "branch_input": branch_input,
              "branch_temporal_kernel": branch_temporal_kernel, "branch_spatial_kernel": branch_spatial_kernel,
@@ -217,6 +221,8 @@ def collect_cmd(
     from ..stabn.run_directory import check_out_dir
 
     _threads(threads)
+    if limit is not None and limit < 1:  # collect() said so only after the data was decoded
+        raise InputError(f"--limit must be 1 clip or more, got {limit}")
     check_out_dir(out)  # before the data is decoded
     vm = _load(model, device)
     h, w = vm.input_size
