@@ -271,3 +271,13 @@ def test_stabn_counts_below_one_are_named_before_the_data_is_made(capsys, monkey
         2, "error: --warm-start must be 0 or more epochs, got -1\n")
     assert run(capsys, "stabn", "collect", "-o", str(tmp_path / "c"), "--limit", "0") == (
         2, "error: --limit must be 1 clip or more, got 0\n")
+
+
+def test_serve_names_a_work_dir_it_cannot_create(capsys, monkeypatch, tmp_path):
+    import videoxai.models
+
+    monkeypatch.setattr(videoxai.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    (tmp_path / "a_file").write_text("x")
+    work_dir = tmp_path / "a_file" / "jobs"
+    assert run(capsys, "serve", "--port", "0", "--work-dir", str(work_dir)) == (
+        2, f"error: --work-dir {work_dir}: cannot create the folder (Not a directory)\n")

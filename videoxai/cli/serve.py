@@ -102,8 +102,11 @@ def serve_cmd(
     if work_dir is not None:  # a second server on the folder: one line now, not a failed startup later
         from ..serve.server import work_dir_lock
 
-        with work_dir_lock(work_dir):
-            pass
+        try:
+            with work_dir_lock(work_dir):
+                pass
+        except OSError as e:  # below a file, no permission: "Not a directory: DIR" named no option
+            raise InputError(f"--work-dir {work_dir}: cannot create the folder ({e.strerror or e})") from None
     if threads is not None:
         import torch
 
