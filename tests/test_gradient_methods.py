@@ -947,6 +947,22 @@ def test_channel_reductions(how, ref):
     torch.testing.assert_close(m.attribute(x, 1).maps, ref(m.attribute_pixels(x, 1).values))
 
 
+@pytest.mark.parametrize("method", ["saliency", "rise"])
+def test_a_methods_target_is_a_class_index_or_name_never_a_float_or_a_bool(method):
+    # attribute() truncated 1.7 to class 1, read True as class 1, and failed on a class name
+    # with torch's "new(): invalid data type 'str'"; vx.explain refuses the first two and takes names
+    model, x = small_cnn(), torch.rand(2, T, 3, S, S, generator=torch.Generator().manual_seed(0))
+    m = get(method)(model, **({"n_samples": 2} if method == "rise" else {}))
+    assert m.attribute(x, "class_2").target.tolist() == [2, 2]
+    assert m.attribute(x, ["class_1", 0]).target.tolist() == [1, 0]
+    assert m.attribute(x, np.array([2, 1])).target.tolist() == [2, 1]
+    for bad, match in [(1.7, r"got 1\.7 \(float\)"), (True, r"got True \(bool\)"),
+                       (torch.tensor([0.5, 1.9]), r"class indices \(integers\) or class names, got torch.float32"),
+                       ("walk", "has no class 'walk'"), (3, "target 3 out of range")]:
+        with pytest.raises(InputError, match=match):
+            m.attribute(x, bad)
+
+
 def test_bad_inputs_and_options():
     model = box_model()
     with pytest.raises(InputError, match="shape"):

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Callable, ClassVar, Iterable, Iterator, Literal, Sequence, Union
 
+import numpy as np
 import torch
 
 from ..core import baselines
@@ -24,7 +25,7 @@ from ..models.base import VideoModel
 from ..options import Configurable, Opt, OptionError
 from ..registry import Registry
 
-Target = int | Sequence[int] | torch.Tensor | None
+Target = int | str | Sequence[int | str] | torch.Tensor | None
 
 #: option types shared by many methods
 BatchSize = Annotated[int, Opt(ge=1, help="perturbed clips per forward pass (memory; the map only in its last bits)")]
@@ -225,8 +226,8 @@ class Method(Configurable):
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         """Explain ``inputs`` (float ``(B, T, 3, H, W)`` in [0, 1]) for ``target``.
 
-        ``target``: an int (same class for every clip), a sequence / ``(B,)`` tensor, or ``None``
-        for each clip's top-1 class.
+        ``target``: an int or a class name (same class for every clip), a sequence / ``(B,)``
+        tensor, or ``None`` for each clip's top-1 class (see :meth:`resolve_target`).
         """
         raise NotImplementedError
 
@@ -262,11 +263,26 @@ class Method(Configurable):
 
     # -- helpers for subclasses -----------------------------------------------------------------
     def resolve_target(self, target: Target, logits: torch.Tensor) -> torch.Tensor:
-        """``(B,)`` long tensor of target classes; ``None`` → argmax of ``logits``."""
+        """``(B,)`` long tensor of target classes; ``None`` → argmax of ``logits``.
+
+        A class is an integer index or, as :func:`videoxai.explain` takes it, a class name (one
+        for every clip, or one per clip in a list). A bool or a float is refused, not truncated:
+        1.7 was read as class 1 and ``True`` as class 1, and a name failed in torch ("new():
+        invalid data type 'str'")."""
         b, c = logits.shape
         if target is None:
             return logits.detach().argmax(-1)
-        t = torch.as_tensor(target, device=logits.device).long().reshape(-1)
+        if isinstance(target, str) or (isinstance(target, (list, tuple))
+                                       and any(isinstance(v, str) for v in target)):
+            names = [target] if isinstance(target, str) else list(target)
+            target = [self.model.class_index(v) for v in names]
+        elif not isinstance(target, torch.Tensor) and np.ndim(target) == 0:
+            target = self.model.class_index(target)   # (a bool or a float is refused there)
+        t = torch.as_tensor(target, device=logits.device)
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise InputError(f"target must be class indices (integers) or class names, got {t.dtype} values "
+                             f"{t.reshape(-1)[:4].tolist()}")
+        t = t.long().reshape(-1)
         if t.numel() == 1:
             t = t.expand(b)
         if t.numel() != b:
