@@ -10,8 +10,9 @@ figures that decide it.
 Scenarios: a late decompression bomb (PNG .mov, small header, huge later frames); a flood of
 non-reading file streams on every slot followed by a good client; a job hog stopped by DELETE
 followed by a good stream; a stream abandoned while a long job runs; 70 slow-header sockets; a
-20 MB header line; a WebSocket from a foreign Origin; invalid option values; one address on every
-stream slot, filling the job queue, or deleting the others' results with a burst of small jobs. SIGTERM and the API
+20 MB header line; 40 KB of headers in one write; a WebSocket from a foreign Origin; invalid option
+values; one address on every stream slot (also naming another address in each ``X-Forwarded-For``),
+filling the job queue, or deleting the others' results with a burst of small jobs. SIGTERM and the API
 key in logs need a server process of their own: ``tests/test_serve_abuse.py`` covers them.
 """
 
@@ -210,6 +211,18 @@ def main() -> None:
         first = reply.splitlines()[0].decode(errors="replace") if reply else "(nothing)"
         line("20 MB header line", not reply.startswith(b"HTTP/1.1 200"), f"answer: {first}")
 
+        # headers over max_header_bytes sent in one write (h11 bounds only headers that arrive in pieces)
+        s = socket.create_connection((host, int(port)))
+        s.settimeout(15)
+        try:
+            s.sendall(f"GET /api/health HTTP/1.1\r\nHost: {host}:{port}\r\nX-Big: ".encode() + b"a" * 40_000 + b"\r\n\r\n")
+            reply = s.recv(64)
+        except OSError:
+            reply = b"(connection closed)"
+        s.close()
+        first = reply.splitlines()[0].decode(errors="replace") if reply else "(nothing)"
+        line("40 KB of headers in one write", not reply.startswith(b"HTTP/1.1 200"), f"answer: {first}")
+
         # foreign Origin
         with connect(url.replace("http", "ws") + "/api/stream", origin="http://evil.example", open_timeout=20) as ws:
             msg = json.loads(ws.recv(timeout=20))
@@ -250,6 +263,19 @@ def per_client(model, frames: np.ndarray, clip: Path, hog: dict) -> None:
         line("one address on every stream slot", refused == "client_limit" and served,
              f"its stream {settings.max_streams_per_client + 1}: {refused}; another address's window came "
              f"{time.monotonic() - t0:.1f} s later")
+
+        # the same, each stream naming another address in X-Forwarded-For (read only from the
+        # proxies named in forwarded_allow_ips: none here)
+        with contextlib.ExitStack() as streams:
+            for i in range(settings.max_streams_per_client):
+                s = streams.enter_context(connect(ws, open_timeout=20,
+                                                  additional_headers={"X-Forwarded-For": f"198.51.100.{i}"}))
+                s.send(json.dumps({"type": "start", "live": True}))
+                assert json.loads(s.recv(timeout=20))["type"] == "ready"
+            with connect(ws, open_timeout=20, additional_headers={"X-Forwarded-For": "198.51.100.99"}) as s:
+                forged = json.loads(s.recv(timeout=20)).get("error", {}).get("code")
+        line("forged X-Forwarded-For", forged == "client_limit",
+             f"its stream {settings.max_streams_per_client + 1}, each naming another address: {forged}")
 
         hogs = [httpx.post(f"{url}/api/jobs", params=hog, content=clip.read_bytes(), timeout=30)
                 for _ in range(settings.max_queued_jobs_per_client + 1)]
