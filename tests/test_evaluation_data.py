@@ -4,6 +4,7 @@ write them, and annotations with mistakes that must be named, not scored."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -378,6 +379,32 @@ def test_samples_given_in_python_name_a_repeated_key():
     clip = Clip(np.zeros((4, 8, 8, 3), dtype=np.uint8))
     with pytest.raises(InputError, match="sample keys must be unique: 'clip' is given twice"):
         load_dataset([EvalSample("clip", clip), EvalSample("other", clip), EvalSample("clip", clip)])
+
+
+def test_sample_labels_as_scripts_hold_them_are_class_indices(tmp_path):
+    # a class name, numpy's int64 and a one-value tensor were stored as given: text, bytes, or a
+    # SQLite error that stopped the run; the report's accuracy compared them with the predicted
+    # index (0 %). A float or a bool made every result of the clip an error, found after the run
+    import videoxai as vx
+    from videoxai.data.datasets import EvalSample
+    from videoxai.evaluation import ResultStore, evaluate
+
+    model = vx.load_model("demo")
+    ds = load_dataset("synthetic:3", num_frames=model.num_frames, labels=model.labels)
+    truth = [ds[i].label for i in range(3)]
+    given = [model.labels[truth[0]].upper(), np.int64(truth[1]), torch.tensor([truth[2]])]
+    samples = [EvalSample(f"s{i}", ds[i].clip, label=label) for i, label in enumerate(given)]
+    r = evaluate(model, samples, "random", "sparseness", tmp_path / "out", backend="inline", progress=False)
+    assert r.errors == 0
+    with ResultStore(r.database) as store:
+        assert [(e.label, type(e.label)) for e in store.explanations()] == [(t, int) for t in truth]
+    assert "Model accuracy on these clips: 100.0%." in (tmp_path / "out" / "report.md").read_text()
+    for bad, shown in ((1.0, "1.0 (float)"), (True, "True (bool)"), (torch.tensor([1, 2]), "tensor([1, 2]) (Tensor)")):
+        with pytest.raises(InputError, match=re.escape(f"s0: label must be a class index (an integer) or a class "
+                                                       f"name, got {shown}")):
+            EvalSample("s0", ds[0].clip, label=bad)
+    with pytest.raises(InputError, match="sample 's1': class 'purple' is not one of the model's classes"):
+        load_dataset([samples[0], EvalSample("s1", ds[1].clip, label="purple")], labels=model.labels)
 
 
 def test_an_output_path_that_is_a_file_is_named_before_the_model_loads(tmp_path):

@@ -60,8 +60,10 @@ with :func:`register_dataset` (imported on the registry's first look-up, so a ne
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
+import numbers
 import os
 import re
 import warnings
@@ -85,7 +87,8 @@ class EvalSample:
     Attributes:
         key: unique, stable name of the clip within its dataset (results are stored under it).
         clip: the frames.
-        label: class index to explain (in the model's classes), or ``None`` to explain the prediction.
+        label: class index to explain (in the model's classes), or ``None`` to explain the prediction;
+            a class name is mapped onto the model's classes when the samples are evaluated.
         masks: ``(T, H, W)`` bool, the evidence's pixels per frame, if annotated.
         boxes: ``(T, 4)`` ``[top, left, bottom, right)`` per frame, ``-1`` rows where absent, if annotated.
         window: ``(start, end)`` clip frames in which the evidence is visible, if annotated.
@@ -101,6 +104,8 @@ class EvalSample:
     label_name: str | None = None
 
     def __post_init__(self) -> None:
+        if self.label is not None:
+            self.label = _sample_label(self.label, self.key)
         t, h, w = self.clip.num_frames, self.clip.height, self.clip.width
         if self.masks is not None:
             self.masks = np.asarray(self.masks, dtype=bool)
@@ -169,15 +174,22 @@ class EvalDataset(Sequence[EvalSample]):
 
 
 class SamplesDataset(EvalDataset):
-    """Samples already in memory (a list), e.g. built by a script."""
+    """Samples already in memory (a list), e.g. built by a script; a label given as a class name
+    is mapped onto ``classes`` (the model's)."""
 
-    def __init__(self, samples: Sequence[EvalSample], spec: str = "samples") -> None:
+    def __init__(self, samples: Sequence[EvalSample], spec: str = "samples",
+                 classes: Sequence[str] | None = None) -> None:
         self.samples = list(samples)
         seen: set[str] = set()
-        for s in self.samples:
+        for i, s in enumerate(self.samples):
             if s.key in seen:   # results are stored by key: the second sample's would be skipped as done
                 raise InputError(f"sample keys must be unique: {s.key!r} is given twice")
             seen.add(s.key)
+            if isinstance(s.label, str):
+                # the name went on as the target: explained, but stored as text, so the report's
+                # accuracy compared it with the predicted index and said 0 %
+                label, name = _label_index(s.label, classes, f"sample {s.key!r}")
+                self.samples[i] = dataclasses.replace(s, label=label, label_name=s.label_name or name)
         self.spec = spec
 
     def __len__(self) -> int:
@@ -285,7 +297,7 @@ def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: 
     if isinstance(spec, EvalDataset):
         return spec
     if not isinstance(spec, str):
-        return SamplesDataset(spec)
+        return SamplesDataset(spec, classes=labels)
     kind, argument, options = parse_data_spec(spec)
     factory = DATASETS.get(kind)
     # the factory's keyword parameters after (argument, num_frames, classes) are its options
@@ -368,6 +380,24 @@ def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> 
         return hits[0], labels[hits[0]]
     raise InputError(f"{where}: class {text!r} is not one of {ClassNames.of(labels).named} "
                      f"({', '.join(labels[:8])}{', …' if len(labels) > 8 else ''})")
+
+
+def _sample_label(label, key: str) -> int | str:
+    """An :class:`EvalSample`'s label as an ``int`` (numpy's integers and a one-value integer array
+    or tensor, as scripts hold them, included) or a class name (``str``); anything else is refused
+    naming the sample. numpy's int64 was stored as bytes (the accuracy said 0 %), a tensor stopped
+    the run with SQLite's 'type Tensor is not supported', and a float or a bool made every result
+    of the clip an error, found after the run."""
+    value = label
+    if not isinstance(value, (str, numbers.Number)) and hasattr(value, "item"):
+        try:
+            value = value.item()    # a one-value array or tensor (numpy and torch refuse more values)
+        except (ValueError, RuntimeError):
+            pass
+    if isinstance(value, str) or isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return value if isinstance(value, str) else int(value)
+    raise InputError(f"{key}: label must be a class index (an integer) or a class name, got {label!r} "
+                     f"({type(label).__name__})")
 
 
 def _index_digits(text: str) -> str | None:
