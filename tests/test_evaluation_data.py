@@ -407,6 +407,25 @@ def test_sample_labels_as_scripts_hold_them_are_class_indices(tmp_path):
         load_dataset([samples[0], EvalSample("s1", ds[1].clip, label="purple")], labels=model.labels)
 
 
+def test_sample_keys_as_scripts_hold_them_are_names(tmp_path):
+    # an int key (a loop index) made every result of the random reference an error ('int' object has
+    # no attribute 'encode'), on every resume; a Path key stopped the run with a SQLite error
+    import videoxai as vx
+    from videoxai.data.datasets import EvalSample
+    from videoxai.evaluation import evaluate
+
+    model = vx.load_model("demo")
+    ds = load_dataset("synthetic:2", num_frames=model.num_frames, labels=model.labels)
+    samples = [EvalSample(np.int64(0), ds[0].clip, label=ds[0].label), EvalSample(Path("v/1.mp4"), ds[1].clip)]
+    assert [x.key for x in samples] == ["0", "v/1.mp4"]
+    runs = [evaluate(model, samples, "random", "sparseness", tmp_path / "out", backend="inline", progress=False,
+                     report=False) for _ in range(2)]
+    assert [(r.computed, r.skipped, r.errors) for r in runs] == [(2, 0, 0), (0, 2, 0)]
+    for bad in (None, "", 1.5):
+        with pytest.raises(InputError, match=re.escape(f"a sample's key must be a non-empty name (text), got {bad!r}")):
+            EvalSample(bad, ds[0].clip)
+
+
 def test_an_output_path_that_is_a_file_is_named_before_the_model_loads(tmp_path):
     from videoxai.evaluation import evaluate
 

@@ -104,6 +104,13 @@ class EvalSample:
     label_name: str | None = None
 
     def __post_init__(self) -> None:
+        # results are stored under the key: an int key (a script's loop index) made every result of
+        # the random reference an error ('int' object has no attribute 'encode'), and a Path key
+        # stopped the run with SQLite's 'type PosixPath is not supported'
+        if isinstance(self.key, os.PathLike) or isinstance(self.key, numbers.Integral) and not isinstance(self.key, bool):
+            self.key = os.fspath(self.key) if isinstance(self.key, os.PathLike) else str(int(self.key))
+        if not isinstance(self.key, str) or not self.key:
+            raise InputError(f"a sample's key must be a non-empty name (text), got {self.key!r}")
         if self.label is not None:
             self.label = _sample_label(self.label, self.key)
         t, h, w = self.clip.num_frames, self.clip.height, self.clip.width
