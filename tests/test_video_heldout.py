@@ -319,3 +319,35 @@ def test_a_file_url_of_a_cut_video_is_read_as_the_file_is(tmp_path):
         assert source_fps(url) == pytest.approx(25.0)
     streamed = np.stack(list(video_frames(f"file://{src}")))  # a whole file streams whole
     np.testing.assert_array_equal(streamed, read_video(src).frames)
+
+
+def test_an_mpeg_program_stream_with_b_frames_cut_anywhere_is_read_as_the_frames_before_the_cut(tmp_path):
+    """A program stream packs small frames several to a PES packet, and only the first frame a
+    packet begins carries a time (FFmpeg guesses the others' from the frames that follow). Cut
+    with B-frames, frames were read in the place of others: an H.264 .mpg cut inside a packet
+    showed the P-frame decoded before two lost B-frames as the first of them (two cuts in three
+    read wrong), an MPEG-2 one cut between two packs (a DVD title's 1 GiB pieces, a recorder
+    stopped there) or inside a pack header decoded the frame that goes on in the next pack
+    concealed, or timed its P-frame in a lost B-frame's place. Every cut now reads as the whole
+    file's first frames, whichever reader."""
+    for codec, options, step in (("mpeg2video", {"bf": "2", "g": "12", "qscale": "4"}, 211),
+                                 ("libx264", B_FRAMES, 283)):
+        src = _encode(tmp_path / f"{codec}.mpg", _noise(48), codec=codec, fmt="mpeg", options=options)
+        whole = read_video(src)
+        assert len(whole) == 48 and np.allclose(whole.times, np.arange(48) * 0.04)
+        data, cut = src.read_bytes(), tmp_path / "cut.mpg"
+        packs = [k for k in range(2048, len(data), 2048)]  # between two packs, in a pack header, just after
+        for keep in sorted({*range(len(data) // 3, len(data), step), *packs, *[k + 6 for k in packs],
+                            *[k + 13 for k in packs], *[k + 40 for k in packs]}):
+            cut.write_bytes(data[:keep])
+            try:
+                clip = read_video(cut)
+            except VideoReadError as e:  # cut in its first frames: one left
+                assert "decodes to 1 frame" in str(e) and keep < 3000, (codec, keep)
+                continue
+            assert clip.indices.tolist() == list(range(len(clip))) and len(clip) < 48, (codec, keep)
+            np.testing.assert_array_equal(clip.frames, whole.frames[:len(clip)], err_msg=f"{codec} cut at {keep}")
+            np.testing.assert_allclose(clip.times, np.arange(len(clip)) * 0.04)
+            assert probe(cut)["frames"] == len(clip)
+            sampled = read_video(cut, 8)
+            np.testing.assert_array_equal(sampled.frames, whole.frames[sampled.indices])

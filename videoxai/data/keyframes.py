@@ -27,7 +27,7 @@ import av
 import numpy as np
 
 from .clock import Continuous
-from .packets import decode, shown_packets
+from .packets import counts_from_the_start, decode, shown_packets
 
 
 class SeekMiss(Exception):
@@ -102,10 +102,11 @@ def start_at(index: PacketIndex, seconds: float) -> SeekStart | None:
 def index_packets(container: av.container.InputContainer, stream) -> PacketIndex | None:
     """Demux ``stream`` (no decoding) into a :class:`PacketIndex`; ``None`` where seeking by
     timestamp cannot work: a packet without a timestamp, two frames with the same one, no
-    keyframe, no time base, or a clock that restarts (:mod:`~videoxai.data.clock`). Packets the demuxer marks as discarded (an edit list's cut
-    frames) produce no frame and are left out."""
+    keyframe, no time base, a clock that restarts (:mod:`~videoxai.data.clock`), or a program
+    stream cut short (:func:`~videoxai.data.packets.counts_from_the_start`). Packets the demuxer
+    marks as discarded (an edit list's cut frames) produce no frame and are left out."""
     tb = stream.time_base
-    if tb is None:
+    if tb is None or counts_from_the_start(container, stream):
         return None
     pts, key = [], []
     continuous = Continuous(container, stream)

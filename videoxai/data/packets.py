@@ -16,15 +16,19 @@ start of a stream cut at an open-GOP keyframe):
   :func:`~videoxai.data.video.read_video` reads them as the shorter video they have become), the
   frame the cut falls in is left out: a GIF's by its data blocks (:func:`_gif_image_ends`), an
   MPEG-TS one by the TS packet the file ends inside, or by the last TS packet not ending the frame
-  where the file ends between two (:func:`_ts_cut_inside`), a program stream's by the packet it
-  ends inside (:func:`_ps_cut_inside`); with B-frames, so are the frames shown after one the cut
-  took, which a decoder stores before it (:func:`_before_a_gap`).
+  where the file ends between two (:func:`_ts_cut_inside`), a program stream's by the packet or
+  pack header it ends inside, or by its last packet being the video's (:func:`_ps_cut_inside`);
+  with B-frames, so are the frames shown after one the cut took, which a decoder stores before
+  it (:func:`_before_a_gap`; in a program stream, whose frames mostly carry no time, the frames
+  its decoder still held at the end: :func:`_held_at_the_end`).
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 
 import av
 
@@ -49,7 +53,19 @@ def stream_packets(container: av.container.InputContainer, stream, continuous: C
     continuous = continuous or Continuous(container, stream)
     cut, cut_short = _cut_inside(container, stream)
     packets = _whole(container.demux(stream), continuous, cut)
-    yield from _before_a_gap(packets, hidden) if cut_short else packets
+    if cut_short and container.format.name == "mpeg":
+        name = container.name
+        changed = os.stat(name[len("file:"):] if name.startswith("file:") else name).st_mtime_ns
+        yield from _before_the_held(packets, _held_at_the_end(name, container.size, changed, stream.index), hidden)
+    else:
+        yield from _before_a_gap(packets, hidden) if cut_short else packets
+
+
+def counts_from_the_start(container: av.container.InputContainer, stream) -> bool:
+    """Whether :func:`stream_packets` names the frames it leaves out by their place from the
+    stream's first packet (a program stream cut short, :func:`_held_at_the_end`): demuxed from
+    a seek, it cannot tell them, and the stream is read in order."""
+    return container.format.name == "mpeg" and _cut_inside(container, stream)[1]
 
 
 def _whole(packets: Iterator[av.Packet], continuous: Continuous,
@@ -184,6 +200,87 @@ def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None) -> Iter
         yield flush
 
 
+#: presentation times given to the frames a cut program stream's decoder still held at its end
+#: (their packets may carry none): far below any stream's own
+HELD_PTS = -(1 << 60)
+
+
+def _before_the_held(packets: Iterator[av.Packet], held: frozenset[int],
+                     hidden: set[int] | None) -> Iterator[av.Packet]:
+    """The ``packets`` of a program stream cut short, less the frames its decoder still held when
+    they ran out (``held``: positions among the packets with data, :func:`_held_at_the_end`), or,
+    given ``hidden``, with them kept under presentation times added to ``hidden`` (as
+    :func:`_before_a_gap` does)."""
+    k = 0
+    for packet in packets:
+        if packet.size and k in held:
+            if hidden is None:
+                k += 1
+                continue
+            packet.pts = HELD_PTS + k  # most of a program stream's frames carry no time: name it
+            hidden.add(packet.pts)
+        k += packet.size > 0
+        yield packet
+
+
+@lru_cache(maxsize=8)
+def _held_at_the_end(name: str, size: int, mtime_ns: int, index: int) -> frozenset[int]:
+    """Which frames (positions among the stream's packets with data, the one the cut falls in
+    left out) the decoder of a program stream with B-frames cut short still held when its
+    packets ran out.
+
+    With B-frames a decoder holds each frame until the frames shown before it are decoded; a
+    cut takes the frames decoded last, and the frames it still held are those the frames the
+    cut took would have come before (a P-frame decoded before the B-frames shown before it).
+    Where they belong cannot be told from the packets: in a program stream most frames carry no
+    time (one per PES packet does, and FFmpeg's guesses for the others go by the frames that
+    follow, which the cut took: a P-frame shown after two lost B-frames was timed in their
+    place). Every frame a decoder gives out before its end is in its place, as in the whole file
+    (a frame shown before it would have been decoded, and given out, first). Found by decoding
+    the stream once, each packet's position carried as its presentation time. A stream with no
+    B-frame (none decoded, none shown out of order, the frame the cut falls in none) keeps them:
+    an MPEG-2 decoder holds its last frame whatever the stream."""
+    with av.open(name) as container:
+        stream = container.streams[index]
+        stream.thread_type = "SLICE"  # frame threading holds frames too
+        cut, _ = _cut_inside(container, stream)
+        continuous = Continuous(container, stream)
+        packets = [p for p in map(continuous, container.demux(stream)) if p.size]
+        last = bytes(packets.pop()) if packets and cut(packets[-1]) else b""
+        shown, b_frames = [], _b_frame(last, stream.codec_context.name)
+        try:
+            for k, packet in enumerate(packets):
+                packet.pts = k
+                shown += [frame for frame in packet.decode()]
+            held = [frame for frame in stream.codec_context.decode(None)]
+        except (av.FFmpegError, OSError):  # decoding in order says what is wrong
+            return frozenset()
+    order = [frame.pts for frame in shown + held]
+    b_frames = b_frames or any(frame.pict_type == av.video.frame.PictureType.B for frame in shown + held)
+    if not b_frames and None not in order and all(a < b for a, b in zip(order, order[1:])):
+        return frozenset()
+    return frozenset(frame.pts for frame in held if frame.pts is not None)
+
+
+def _b_frame(data: bytes, codec: str) -> bool:
+    """Whether the frame ``data`` (a packet, or its first part) of an MPEG-1/2 or H.264 stream is
+    a B-frame, by its picture header or its first slice's header; ``False`` for other codecs."""
+    if codec in ("mpeg1video", "mpeg2video"):
+        i = data.find(b"\x00\x00\x01\x00")  # the picture header: 10 bits of order, then the type
+        return 0 <= i and i + 6 <= len(data) and (data[i + 5] >> 3) & 7 == 3
+    if codec == "h264":
+        i = 0
+        while (i := data.find(b"\x00\x00\x01", i) + 3) >= 3 and i < len(data):
+            if data[i] & 0x1F in (1, 5):  # a slice: first_mb_in_slice, then slice_type, both ue(v)
+                bits = "".join(f"{b:08b}" for b in data[i + 1:i + 9].replace(b"\x00\x00\x03", b"\x00\x00"))
+                values, j = [], 0
+                while len(values) < 2 and (zeros := bits.find("1", j) - j) >= 0 and j + 2 * zeros < len(bits):
+                    values.append(int(bits[j + zeros:j + 2 * zeros + 1], 2) - 1)
+                    j += 2 * zeros + 1
+                return len(values) == 2 and values[1] % 5 == 1
+    return False
+
+
 #: an MPEG program stream's pack header, which begins each of its packs
 PACK_START = b"\x00\x00\x01\xba"
 #: how far from its end a program stream's last pack header is looked for
@@ -194,8 +291,10 @@ def _ps_cut_inside(name: str, size: int | None) -> bool:
     """Whether an MPEG program stream (``.mpg``, ``.vob``, a camcorder's ``.mod``) ends inside a
     frame: from its last pack header on, every packet says how long it is, and a whole file
     ends where its last packet does. A file cut inside a packet ends inside a frame's data (or,
-    in another stream's packet, very likely while a frame was still coming). No pack header in
-    the last 64 KiB, or bytes that are not packets: no verdict."""
+    in another stream's packet, very likely while a frame was still coming); so does one cut
+    inside a pack header, or after a video packet that fills its pack (a muxer pads the pack the
+    last frame ends in, or ends the program). No pack header in the last 64 KiB, or bytes that
+    are not packets: no verdict."""
     path = name[len("file:"):] if name.startswith("file:") else name
     if not size:
         return False
@@ -206,14 +305,23 @@ def _ps_cut_inside(name: str, size: int | None) -> bool:
     except OSError:
         return False
     i = tail.rfind(PACK_START)
-    if i < 0 or len(tail) < i + 14:
+    if i < 0:
         return False
+    # a whole file ends after a packet: one that ends inside a pack header, or a packet's, is cut,
+    # and the frame the packet before holds the start of may go on in the pack cut off
+    if len(tail) < i + 5:
+        return True
     if tail[i + 4] >> 6 == 1:          # MPEG-2: 14 bytes and stuffing
+        if len(tail) < i + 14:
+            return True
         i += 14 + (tail[i + 13] & 7)
     elif tail[i + 4] >> 4 == 2:        # MPEG-1: 12 bytes
         i += 12
     else:
         return False
+    if i >= len(tail):                 # a pack with no packet
+        return True
+    code = 0
     while i + 4 <= len(tail):
         if tail[i:i + 3] != b"\x00\x00\x01":
             return False                # not a packet: no verdict
@@ -223,7 +331,10 @@ def _ps_cut_inside(name: str, size: int | None) -> bool:
         if code == 0xBA or i + 6 > len(tail):
             return code != 0xBA        # a pack header cut short, or the next pack (not the last)
         i += 6 + int.from_bytes(tail[i + 4:i + 6], "big")
-    return i > len(tail)
+    # ending with a video packet: a muxer pads the pack a stream's last frame ends in (or ends the
+    # program), and the packs before are full of frames that go on in the next one (a 1 GiB
+    # piece of a DVD's title, a recorder stopped between two packs)
+    return i != len(tail) or 0xE0 <= code <= 0xEF
 
 
 def _gif_image_ends(data: bytes) -> bool:
