@@ -426,6 +426,18 @@ def test_sample_keys_as_scripts_hold_them_are_names(tmp_path):
             EvalSample(bad, ds[0].clip)
 
 
+@pytest.mark.parametrize("window", [(1.5, 3), (0, 2, 5), (True, 3), 3, (0, float("inf"))])
+def test_a_sample_window_that_is_not_two_frame_indices_is_refused(window):
+    # (1.5, 3) was cut to (1, 3) and (0, 2, 5) read as (0, 2): temporal grounding scored another window
+    from videoxai import Clip
+    from videoxai.data.datasets import EvalSample
+
+    clip = Clip(np.zeros((4, 8, 8, 3), dtype=np.uint8))
+    assert EvalSample("c", clip, window=(1.0, np.int64(3))).window == (1, 3)
+    with pytest.raises(InputError, match=re.escape(f"c: window must be two frame indices (start, end), got {window!r}")):
+        EvalSample("c", clip, window=window)
+
+
 def test_an_output_path_that_is_a_file_is_named_before_the_model_loads(tmp_path):
     from videoxai.evaluation import evaluate
 

@@ -123,7 +123,13 @@ class EvalSample:
             if self.boxes.shape != (t, 4):
                 raise InputError(f"{self.key}: boxes must have shape ({t}, 4), got {self.boxes.shape}")
         if self.window is not None:
-            start, end = int(self.window[0]), int(self.window[1])
+            # two frame indices (whole numbers), as the metrics take them: (1.5, 3) was cut to (1, 3)
+            # and (0, 2, 5) read as (0, 2), without a word
+            given = tuple(self.window) if isinstance(self.window, (tuple, list, np.ndarray)) else (self.window,)
+            if len(given) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                                          and float(v).is_integer() for v in given):
+                raise InputError(f"{self.key}: window must be two frame indices (start, end), got {self.window!r}")
+            start, end = int(given[0]), int(given[1])
             if not 0 <= start < end <= t:
                 raise InputError(f"{self.key}: window {tuple(self.window)} is not within the clip's {t} frames")
             self.window = (start, end)
