@@ -438,6 +438,20 @@ def test_a_sample_window_that_is_not_two_frame_indices_is_refused(window):
         EvalSample("c", clip, window=window)
 
 
+def test_a_sample_takes_frames_as_vx_explain_does_and_names_what_is_no_clip():
+    # frames as an array or tensor were an AttributeError ('no attribute num_frames'), a file name too
+    from videoxai.data.datasets import EvalSample
+
+    frames = np.random.default_rng(0).integers(0, 256, (4, 8, 10, 3), dtype=np.uint8)
+    for given in (frames, torch.from_numpy(frames).permute(0, 3, 1, 2), list(frames)):
+        assert np.array_equal(EvalSample("c", given).clip.frames, frames)
+    with pytest.raises(InputError, match=re.escape("c: clip must be a videoxai Clip or frames ((T, H, W, 3) uint8, "
+                                                   "or float in [0, 1]), got 'a.mp4'; read a video file with vx.read_video")):
+        EvalSample("c", "a.mp4")
+    with pytest.raises(InputError, match=re.escape("c: frames must have shape (T, H, W, 3)")):
+        EvalSample("c", frames[0])
+
+
 def test_an_output_path_that_is_a_file_is_named_before_the_model_loads(tmp_path):
     from videoxai.evaluation import evaluate
 

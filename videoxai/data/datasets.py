@@ -86,7 +86,7 @@ class EvalSample:
 
     Attributes:
         key: unique, stable name of the clip within its dataset (results are stored under it).
-        clip: the frames.
+        clip: the frames: a :class:`~videoxai.clip.Clip`, or frames as ``vx.explain`` takes them.
         label: class index to explain (in the model's classes), or ``None`` to explain the prediction;
             a class name is mapped onto the model's classes when the samples are evaluated.
         masks: ``(T, H, W)`` bool, the evidence's pixels per frame, if annotated.
@@ -113,6 +113,15 @@ class EvalSample:
             raise InputError(f"a sample's key must be a non-empty name (text), got {self.key!r}")
         if self.label is not None:
             self.label = _sample_label(self.label, self.key)
+        if not isinstance(self.clip, Clip):
+            # frames as vx.explain takes them; an array was an AttributeError ('no attribute num_frames')
+            if self.clip is None or isinstance(self.clip, (str, bytes, os.PathLike)):
+                raise InputError(f"{self.key}: clip must be a videoxai Clip or frames ((T, H, W, 3) uint8, or float "
+                                 f"in [0, 1]), got {self.clip!r}; read a video file with vx.read_video")
+            try:
+                self.clip = Clip.from_array(self.clip)
+            except InputError as e:
+                raise InputError(f"{self.key}: {e}") from None
         t, h, w = self.clip.num_frames, self.clip.height, self.clip.width
         if self.masks is not None:
             self.masks = np.asarray(self.masks, dtype=bool)
