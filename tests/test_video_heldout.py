@@ -351,3 +351,39 @@ def test_an_mpeg_program_stream_with_b_frames_cut_anywhere_is_read_as_the_frames
             assert probe(cut)["frames"] == len(clip)
             sampled = read_video(cut, 8)
             np.testing.assert_array_equal(sampled.frames, whole.frames[sampled.indices])
+
+
+def _clusters(path: Path) -> list[int]:
+    """Where each Cluster of a Matroska file begins, and where the last one ends."""
+    from videoxai.data.matroska import CLUSTER, _element
+
+    with open(path, "rb") as f:
+        _, data, length = _element(f, 0)
+        _, pos, length = _element(f, data + length)  # the Segment's data
+        starts, end = [], None
+        while (element := _element(f, pos)) is not None and element[2] is not None:
+            starts += [pos] if element[0] == CLUSTER else []
+            pos = element[1] + element[2]
+            end = pos if element[0] == CLUSTER else end
+    return starts + [end]
+
+
+def test_an_mkv_cut_between_two_clusters_is_named_truncated(tmp_path):
+    """A download of an mkv that stops between two Clusters ends between two elements, and its
+    header's duration was the only check: losing a last Cluster of 2 frames (or of 2 % of a
+    longer video) passed its margin, and the file read as a whole video 2 frames shorter. The
+    SeekHead places the index (Cues) after the Clusters: a file ending before it lost frames."""
+    frames = np.repeat((np.arange(50) * 5).astype(np.uint8), 32 * 32 * 3).reshape(50, 32, 32, 3)
+    src = _encode(tmp_path / "whole.mkv", frames, options=B_FRAMES, container_options={"cluster_time_limit": "400"})
+    assert len(read_video(src)) == 50
+    *starts, end = _clusters(src)
+    assert len(starts) > 3
+    cut = tmp_path / "cut.mkv"
+    for keep in starts[1:]:
+        cut.write_bytes(src.read_bytes()[:keep])
+        _every_reader_refuses(cut, rf"cut.mkv: truncated video: the file ends inside its frames, at byte {keep} of "
+                                   rf"the {src.stat().st_size} its header declares; \d+ frames could be read")
+    # cut after the last Cluster (before the index, in it, or in the tags after it): every frame is there
+    for keep in (end, end + 10, len(src.read_bytes()) - 10):
+        cut.write_bytes(src.read_bytes()[:keep])
+        np.testing.assert_array_equal(read_video(cut).frames, read_video(src).frames)

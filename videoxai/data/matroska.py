@@ -17,14 +17,18 @@ from pathlib import Path
 #: element IDs (with their length marker, as written): the Segment holds the file's content, a
 #: Cluster a run of frames
 SEGMENT, CLUSTER = 0x18538067, 0x1F43B675
+#: the SeekHead lists where the Segment's other top-level elements begin (a Seek each: the
+#: element's ID and its position), the Cues among them: the index, written after the Clusters
+SEEK_HEAD, SEEK, SEEK_ID, SEEK_POSITION, CUES = 0x114D9B74, 0x4DBB, 0x53AB, 0x53AC, 0x1C53BB6B
 
 
 def cut_inside_frames(path: Path) -> tuple[int, int] | None:
     """``(file size, the size its Segment declares)`` where the file ends inside one of its
     Clusters, i.e. inside frame data, ``None`` otherwise: a whole file, a Segment or Cluster of
     unknown size (a live recording), a cut after the last Cluster (in the index or the tags:
-    every frame is there), a cut between two elements (the duration check tells), or bytes that
-    are not Matroska."""
+    every frame is there), a cut between two elements where the SeekHead does not place the
+    index after them (the duration check tells), or bytes that are not Matroska. A cut between
+    two Clusters, before where the index was to begin, ends inside the frames too."""
     with open(path, "rb") as f:
         size = f.seek(0, 2)
         pos = 0
@@ -42,7 +46,8 @@ def cut_inside_frames(path: Path) -> tuple[int, int] | None:
             return None
         if length is None or data + length <= size:
             return None
-        declared, pos = data + length, data
+        declared, segment, pos = data + length, data, data
+        cues = None  # where the index (Cues) begins, by the SeekHead
         while pos < size:
             element = _element(f, pos)
             if element is None:
@@ -52,7 +57,42 @@ def cut_inside_frames(path: Path) -> tuple[int, int] | None:
                 return None
             if data + length > size:
                 return (size, declared) if eid == CLUSTER else None
+            if eid == SEEK_HEAD and cues is None:
+                cues = _cues_at(f, data, length, segment)
             pos = data + length
+        if pos == size and cues is not None and cues > size and eid == CLUSTER:
+            # cut between two Clusters: the index, written after them, was to begin further on,
+            # so Clusters are missing (the duration check lets a frame or two, or 2 %, pass)
+            return size, declared
+    return None
+
+
+def _cues_at(f, pos: int, length: int, segment: int) -> int | None:
+    """Where the Cues begin (a position in the file), by the SeekHead whose data lies at ``pos``
+    (``length`` bytes; its positions count from the Segment's data at ``segment``); ``None``
+    where it does not say."""
+    end = pos + length
+    while pos < end:
+        seek = _element(f, pos)
+        if seek is None or seek[2] is None:
+            return None
+        eid, data, size = seek
+        if eid == SEEK:
+            target, at, inner = None, None, data
+            while inner < data + size:
+                field = _element(f, inner)
+                if field is None or field[2] is None:
+                    return None
+                f.seek(field[1])
+                value = f.read(field[2])
+                if field[0] == SEEK_ID:
+                    target = int.from_bytes(value, "big")
+                elif field[0] == SEEK_POSITION:
+                    at = int.from_bytes(value, "big")
+                inner = field[1] + field[2]
+            if target == CUES and at is not None:
+                return segment + at
+        pos = data + size
     return None
 
 
