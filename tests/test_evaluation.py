@@ -953,6 +953,19 @@ def test_summary_ranks_by_direction_and_computes_alpha(tmp_path):
     assert s.alpha["insertion"] == pytest.approx(0.25)
 
 
+def test_the_legend_says_why_an_alpha_is_undefined_where_one_is(tmp_path):
+    from videoxai.evaluation.report import _legend
+
+    db = tmp_path / "r.sqlite"
+    filled_store(db)
+    with ResultStore(db) as store:
+        s = summarise(store)
+    # cost ↓: the random map costs least on every clip, so every clip weighs 0
+    assert math.isnan(s.alpha["cost"]) and "An α of \"–\" is undefined: fewer than 3 methods" in _legend(s)
+    s.alpha["cost"] = 0.5
+    assert "An α of" not in _legend(s)
+
+
 def test_report_files_are_written_and_the_page_is_self_contained(tmp_path):
     db = tmp_path / "r.sqlite"
     filled_store(db)

@@ -371,7 +371,14 @@ def _legend(s: Summary) -> str:
             f"is better. Methods are ordered by their mean rank (in parentheses) over {over}. "
             "α is each metric's reliability (agreement of the per-clip method rankings, "
             "weighted by how clearly each clip puts the random map last; 1 = every clip ranks the "
-            "methods alike).")
+            "methods alike)." + (_ALPHA_UNDEFINED if any(not math.isfinite(s.alpha.get(m, math.nan))
+                                                         for m in s.metrics) else ""))
+
+
+#: why an α is "–" (it was a dash without a word: one clip, two methods, or the random map judged best)
+_ALPHA_UNDEFINED = (" An α of \"–\" is undefined: fewer than 3 methods with values, fewer than 2 clips on which "
+                    "each has one and they differ, or fewer than 2 such clips on which the random map is not "
+                    "judged best (its weight is then 0).")
 
 
 def _csv_text(s: Summary) -> str:
