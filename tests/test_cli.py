@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -401,7 +402,11 @@ def test_a_run_stopped_partway_leaves_the_folder_of_the_earlier_run_as_it_was(he
 
     path, _ = held_out_video
     out = tmp_path / "out"
-    assert _explain_here(str(path), "--method", "saliency,grad_x_input", "--target", "0", "-o", str(out)) == 0
+    out.mkdir()
+    names = ["report.html", *(f"{m}{end}" for m in ("saliency", "grad_x_input") for end in (".npz", ".mp4", "_curve.png"))]
+    for name in names:  # the earlier run's files (as it listed them)
+        (out / name).write_text(f"the earlier run's {name}")
+    (out / cli_explain.MANIFEST).write_text(json.dumps({"written_by": "videoxai explain", "files": names}))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     class Status:
