@@ -850,6 +850,26 @@ def test_intervals_are_cut_at_the_values_the_metric_can_take(tmp_path):
     assert f"0.889 [{lo:.3f}, 1.000]" in md
 
 
+def test_a_cost_of_milliseconds_is_not_shown_as_nothing(tmp_path):
+    # 2 decimals for seconds: a method of 4 ms was "0.00 ± 0.00", as if it cost nothing
+    from videoxai.evaluation.report import _cell_text
+    from videoxai.metrics import build
+
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build("cost")])
+        store.start_run({})
+        for v, (fast, slow) in enumerate([(0.0041, 12.5), (0.0043, 13.5)]):
+            store.write(ResultRow(f"v{v}", "fast", "cost", fast))
+            store.write(ResultRow(f"v{v}", "slow", "cost", slow))
+    with ResultStore(db) as store:
+        s = summarise(store)
+    half = s.cells[("fast", "cost")].half_width
+    assert _cell_text(s, "fast", "cost") == f"0.0042 ± {half:.4f}" and half > 0.001
+    assert _cell_text(s, "slow", "cost") == f"13.00 ± {s.cells[('slow', 'cost')].half_width:.2f}"
+
+
 def test_the_legend_says_what_the_order_averages_when_no_ranked_family_ran(tmp_path):
     # only complexity and cost: the order falls back to those metrics, and the legend must not
     # claim faithfulness, localisation and randomisation

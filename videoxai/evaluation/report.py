@@ -288,7 +288,11 @@ def _cell_text(s: Summary, method: str, metric: str) -> str:
     c = s.cells.get((method, metric))
     if c is None or not math.isfinite(c.mean):
         return "–"
-    digits = 2 if s.info[metric]["family"] == "cost" else 3
+    digits = 3
+    if s.info[metric]["family"] == "cost":
+        # seconds to 2 decimals, but a cost below 0.1 to 2 significant digits: a method of 4 ms was
+        # "0.00 ± 0.00", a cost of nothing
+        digits = 2 if not 0 < abs(c.mean) < 0.1 else 1 - math.floor(math.log10(abs(c.mean)))
     text = f"{c.mean:.{digits}f}"
     if math.isfinite(c.half_width):
         text += (f" ± {c.half_width:.{digits}f}" if c.symmetric else
