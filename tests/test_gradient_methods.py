@@ -836,6 +836,32 @@ def test_a_network_that_runs_under_no_grad_is_named_in_a_one_line_error(method):
     assert _no_hooks(model) and all(p.requires_grad for p in model.parameters())
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*quantiz:UserWarning")
+@pytest.mark.parametrize("method, options", [("attention_relevance", {}), ("staa", {"gradient_weighted": True})])
+def test_attention_gradients_of_a_quantized_transformer_are_refused_naming_its_quantized_layers(method, options):
+    # torch.autograd.grad's "appears to not have been used in the graph" (relevance), and an
+    # AttributeError on a None gradient deep in STAA; the attention itself is still read
+    net = torch.ao.quantization.quantize_dynamic(tiny_hf("videomae"), {nn.Linear}, dtype=torch.qint8)
+    model = from_hf_module(net)
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(UnsupportedModelError, match=r"^method '.*' needs the gradient of videomae's logits, which "
+                                                    r"its quantized layers 'videomae.encoder.layer.0.attention."
+                                                    r"attention.query' .* and \d+ more do not pass"):
+        get(method)(model, **options)
+    assert float(get("staa")(model).attribute(x, 1).maps.max()) > 0
+
+
+@pytest.mark.parametrize("method, options", [("attention_relevance", {}), ("staa", {"gradient_weighted": True})])
+def test_attention_gradients_of_a_head_run_under_no_grad_are_named_in_one_line(method, options):
+    net = tiny_hf("videomae")
+    net.classifier.forward = torch.no_grad()(net.classifier.forward)
+    model = from_hf_module(net)
+    with pytest.raises(UnsupportedModelError, match=r"^the logits of videomae do not depend on its attention in "
+                                                    r"autograd's graph .*torch.no_grad"):
+        get(method)(model, **options).attribute(torch.rand(1, 8, 3, 32, 32), 1)
+    assert _no_hooks(model) and all(p.requires_grad for p in model.parameters())
+
+
 class CheckpointedBoxScorer(BoxScorer):
     """:class:`BoxScorer` with its features and gate in a ``torch.utils.checkpoint`` segment, as
     long-video models checkpoint their blocks: the reentrant variant runs the segment under

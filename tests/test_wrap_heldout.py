@@ -305,3 +305,22 @@ def test_a_batch_norm_without_running_statistics_that_one_clip_cannot_run_is_nam
     with pytest.raises(InputError, match=r"^custom cannot score a clip on its own: its batch-norm layers 'bn', "
                                          r"'head_norm' have no running statistics [^\n]*$"):
         vx.explain(model, clip(), "saliency", target=0)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*quantiz:UserWarning",
+                            "ignore:.*autograd kernel was not registered:UserWarning")
+def test_a_dynamically_quantized_network_is_explained_by_perturbations_and_refused_by_gradients_in_one_line():
+    # torch.ao.quantization.quantize_dynamic (CPU deployment): its Linear is no nn.Linear, so wrap
+    # asked for num_classes=; autograd drops the gradient through it, so saliency gave the gradient
+    # of the float path beside it (Net's red term) alone, and Grad-CAM (whose layer feeds only the
+    # quantized head) was told the network runs under no_grad or detaches a tensor
+    net = torch.ao.quantization.quantize_dynamic(Net().eval(), {nn.Linear}, dtype=torch.qint8)
+    model = vx.wrap(net, num_frames=T, input_size=S, cam_layer="conv")
+    assert model.num_classes == K
+    assert vx.explain(model, clip(), "occlusion", target=0).spatial.max() > 0
+    for method in ("saliency", "integrated_gradients", "gradcam"):
+        assert not vx.methods.get(method).supports(model)
+        with pytest.raises(UnsupportedModelError, match=rf"^method '{method}' needs the gradient of custom's logits, "
+                                                        r"which its quantized layers 'fc' \(torch.ao.nn.quantized."
+                                                        r"dynamic.Linear\) do not pass; explain the float network [^\n]*$"):
+            vx.explain(model, clip(), method, target=0)

@@ -62,6 +62,18 @@ class AttentionMethod(Method):
             raise OptionError(f"{self._owner()}: option layers: {e} (a {n}-layer model takes a count in [1, {n}], "
                               f"indices in [{-n}, {n - 1}] or all)") from None
 
+    def check_attention_gradients(self, grads: list[torch.Tensor | None]) -> None:
+        """Raise :class:`UnsupportedModelError` when the target logit's gradient reached none of
+        the attention probabilities read (``grads``, ``None`` where it did not): a network that
+        runs under ``no_grad`` failed in ``torch.autograd.grad`` ("appears to not have been used in the
+        graph") or on a ``None`` gradient deep in the method."""
+        if all(g is not None for g in grads):
+            return
+        raise UnsupportedModelError(
+            f"the logits of {self.model.name} do not depend on its attention in autograd's graph (the network "
+            f"runs part of its forward under torch.no_grad() or detaches a tensor); {self.name} weighs the "
+            "attention by that gradient (rollout and staa without gradient_weighted need none)")
+
     def frames_of_tokens(self, values: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Per token frame ``(B, T', …)`` → per input frame ``(B, T, …)``
         (:func:`~videoxai.core.token_layout.token_frames_on_input`)."""

@@ -29,7 +29,7 @@ import torch
 from ..models.attention import AttentionTap
 from .attention import AttentionMethod, Layers
 from .base import Attribution, Target, register
-from .gradients import check_pixels, frozen_parameters
+from .gradients import check_pixels, frozen_parameters, quantized_refusal
 from .rollout import layer_mixings, start_vector, token_attribution
 
 
@@ -46,6 +46,10 @@ class AttentionRelevance(AttentionMethod):
         super().__init__(model)
         self.layers = self.attention_layers(layers)
 
+    @classmethod
+    def unsupported(cls, model) -> str | None:
+        return super().unsupported(model) or quantized_refusal(cls.name, model)
+
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         x = check_pixels(self.model, inputs)
         grid, b = self.model.token_grid, x.shape[0]
@@ -54,7 +58,11 @@ class AttentionRelevance(AttentionMethod):
             logits = self.model(x.requires_grad_(True))
             target = self.resolve_target(target, logits)
             records = list(tap.records.values())
-            grads = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), [r.probs for r in records])
+            score = logits.gather(1, target[:, None]).sum()
+            probs = [r.probs for r in records]
+            grads = (torch.autograd.grad(score, probs, allow_unused=True)
+                     if score.requires_grad and all(p.requires_grad for p in probs) else [None] * len(probs))
+            self.check_attention_gradients(grads)
         weighted = {id(rec): (rec.probs.detach() * g).clamp_min(0).mean(1).float()
                     for rec, g in zip(records, grads)}
         with torch.no_grad():

@@ -50,7 +50,7 @@ from ..models.base import VideoModel
 from ..models.cam_layer import NoCamLayerError
 from ..options import OptionError
 from .base import Attribution, Method, Target, _hf_hint
-from .gradients import check_pixels, frozen_parameters
+from .gradients import check_pixels, frozen_parameters, quantized_refusal
 
 
 def _split_output(out: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
@@ -207,6 +207,8 @@ class CAMMethod(Method):
         # remembered by the model: no forward pass on the next call), and a network that fails to
         # run (a wrong layout) keeps its own error, raised when the method is built
         reason = super().unsupported(model)
+        if reason is None and cls.uses_gradients and isinstance(model, VideoModel):
+            reason = quantized_refusal(cls.name, model)
         if reason is not None or not isinstance(model, VideoModel) or model.cam_layer is not None:
             return reason
         try:

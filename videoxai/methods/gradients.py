@@ -107,6 +107,38 @@ def leaf_gradients(score: torch.Tensor, leaves: Sequence[torch.Tensor]) -> list[
             t.grad = g
 
 
+#: where torch's quantized layers live (``torch.ao.nn.quantized.dynamic.Linear``, …)
+QUANTIZED_MODULES = ("torch.ao.nn.quantized", "torch.nn.quantized", "torch.ao.nn.intrinsic.quantized")
+
+
+def quantized_layers(net: nn.Module) -> list[str]:
+    """Names of ``net``'s quantized layers (``torch.ao.quantization``: ``quantize_dynamic``,
+    ``convert``), which autograd does not differentiate: no gradient reaches the layers below them."""
+    names: list[str] = []
+    for name, m in net.named_modules():
+        inside = any(name.startswith(f"{n}.") for n in names)   # (a layer's packed weights)
+        if not inside and type(m).__module__.startswith(QUANTIZED_MODULES):
+            names.append(name)
+    return names
+
+
+def quantized_refusal(method: str, model: VideoModel) -> str | None:
+    """Why ``method``, which needs the target's gradient, cannot explain ``model``: its network
+    has quantized layers (:func:`quantized_layers`); ``None`` when it has none. The gradient
+    through them is dropped, so a network with a float path beside them (a skip connection, a
+    second head) gave the gradient of that path alone, and one without was told that it runs
+    under ``no_grad`` or detaches a tensor."""
+    names = quantized_layers(model.net)
+    if not names:
+        return None
+    kinds = [type(model.net.get_submodule(n)) for n in names[:3]]
+    shown = ", ".join(f"{n!r} ({k.__module__.split('.modules')[0]}.{k.__name__})" for n, k in zip(names, kinds))
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return (f"method {method!r} needs the gradient of {model.name}'s logits, which its quantized layers {shown}{more} "
+            "do not pass; explain the float network it was quantized from, or use a perturbation method "
+            "(rise, occlusion, lime), which needs no gradient")
+
+
 def pixel_gradient(model: VideoModel, score: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``∂ score / ∂ x`` for leaf pixels ``x``, or :class:`UnsupportedModelError` when the score
     does not depend on the pixels in autograd's graph (autograd's own error, "element 0 of tensors
@@ -179,6 +211,10 @@ class InputGradientMethod(Method):
     def __init__(self, model: VideoModel, channel_reduce: ChannelReduce) -> None:
         super().__init__(model)
         self.channel_reduce = channel_reduce
+
+    @classmethod
+    def unsupported(cls, model: VideoModel) -> str | None:
+        return super().unsupported(model) or quantized_refusal(cls.name, model)
 
     def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:
         """The signed ``(B, T, 3, H, W)`` attribution that the map is derived from."""

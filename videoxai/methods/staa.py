@@ -48,7 +48,7 @@ from ..models.attention import AttentionRecord, AttentionTap
 from ..options import Opt, OptionError
 from .attention import AttentionMethod, LayerCount
 from .base import Attribution, Target, register
-from .gradients import check_pixels, frozen_parameters
+from .gradients import check_pixels, frozen_parameters, quantized_refusal
 
 
 @register
@@ -80,12 +80,12 @@ class STAA(AttentionMethod):
     def __init__(self, model, layers: LayerCount | list[int] | Literal["auto", "half", "all"] = "auto",
                  gradient_weighted: bool = False, peak_share: Annotated[float, Opt(gt=0, le=1)] = 0.05,
                  temporal_weighting: bool = False) -> None:
+        self.gradient_weighted = gradient_weighted   # read by unsupported_with_options
         super().__init__(model)
         n = model.attention.num_layers
         received = "joint" in model.attention.kinds() and model.token_grid.readout == "mean"
         named = {"half": max(1, n // 2), "auto": 1 if received else max(1, n // 2)}
         self.layers = self.attention_layers(named.get(layers, layers) if isinstance(layers, str) else layers)
-        self.gradient_weighted = gradient_weighted
         self.peak_share = peak_share
         if temporal_weighting and "temporal" not in model.attention.kinds():
             # joint attention has no temporal attention to weigh by: the option was ignored silently
@@ -93,6 +93,12 @@ class STAA(AttentionMethod):
                               f"attention (TimeSformer); {model.name} ({model.family}) attends jointly "
                               "over space and time")
         self.temporal_weighting = temporal_weighting
+
+    def unsupported_with_options(self, model) -> str | None:
+        # weighed by their gradient, the attentions need one through the whole network
+        reason = super().unsupported_with_options(model)
+        return reason or (quantized_refusal(f"{self.name}(gradient_weighted=true)", model)
+                          if self.gradient_weighted else None)
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         # without gradients, each layer's rows are computed in the hook and its q/k dropped at once
@@ -106,7 +112,10 @@ class STAA(AttentionMethod):
                 with frozen_parameters(self.model), torch.enable_grad():
                     logits = self.model(x.requires_grad_(True))
                     target = self.resolve_target(target, logits)
-                    logits.gather(1, target[:, None]).sum().backward()   # the taps retain probs.grad
+                    score = logits.gather(1, target[:, None]).sum()
+                    if score.requires_grad:
+                        score.backward()   # the taps retain probs.grad
+                    self.check_attention_gradients([r.probs.grad for r in tap.records.values()])
             else:
                 logits = self.clean_logits(inputs)
                 target = self.resolve_target(target, logits)

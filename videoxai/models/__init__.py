@@ -322,9 +322,12 @@ def _infer_num_classes(module: nn.Module) -> int:
     wrong guess is caught at the first forward pass, which names the outputs' real count."""
     # a scripted or traced layer is no nn.Linear / nn.Conv3d any more, and not every one keeps
     # out_features: its weight, (out, in, *kernel), says the same
-    linear = [m for m in module.modules() if isinstance(m, nn.Linear) or _scripted(m, "Linear")]
+    # (a quantized Linear, torch.ao.quantization.quantize_dynamic's, keeps out_features too)
+    linear = [m for m in module.modules() if isinstance(m, nn.Linear) or _scripted(m, "Linear")
+              or type(m).__name__ == "Linear" and type(m).__module__.startswith("torch.ao.nn.quantized")]
     if linear:
-        return linear[-1].out_features if isinstance(linear[-1], nn.Linear) else linear[-1].weight.shape[0]
+        last = linear[-1]
+        return last.out_features if hasattr(last, "out_features") else last.weight.shape[0]
     pointwise = [m for m in module.modules()
                  if isinstance(m, nn.modules.conv._ConvNd) and all(k == 1 for k in m.kernel_size)
                  or _scripted(m, "Conv1d", "Conv2d", "Conv3d") and all(k == 1 for k in m.weight.shape[2:])]
