@@ -327,6 +327,23 @@ def test_addresses_of_one_ipv6_64_share_one_clients_limits(model, video):
             blocker.join(10)
 
 
+def test_an_upload_with_a_content_coding_is_refused_naming_it(model, video):
+    # a gzip-compressed upload was refused as "not a readable video file", and one sent as
+    # Content-Encoding: br with a plain body was explained
+    import gzip
+
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(model, ServeSettings()), base_url="http://localhost") as client:
+        for coding, body in (("gzip", gzip.compress(video.read_bytes())), ("br", video.read_bytes())):
+            r = client.post("/api/jobs", content=body, headers={"Content-Encoding": coding})
+            assert r.status_code == 415 and r.headers["accept-encoding"] == "identity", r.text
+            assert r.json()["error"] == {"code": "unsupported_encoding", "message": f"the upload is sent with "
+                                         f"Content-Encoding: {coding}; send the video file as it is (no content coding)"}
+        assert client.post("/api/jobs", content=video.read_bytes(), headers={"Content-Encoding": "identity"},
+                           params={"method": "saliency", "overlay": "false"}).status_code == 202
+
+
 def test_queued_jobs_of_two_clients_run_in_turns(model, video):
     # first come, first served: one client's queued jobs (up to max_queued_jobs_per_client, each up
     # to max_forward_passes) all ran before another client's job, submitted later, could start

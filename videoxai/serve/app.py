@@ -153,6 +153,13 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > settings.max_upload_bytes:
             raise _too_big(settings)
+        coding = request.headers.get("content-encoding", "identity").strip().lower()
+        if coding not in ("", "identity"):
+            # a gzip-compressed video was taken as it came, and refused as "not a readable video
+            # file" (RFC 9110 §15.5.16: 415, naming the codings taken)
+            raise ServiceError(415, "unsupported_encoding", f"the upload is sent with Content-Encoding: {coding}; "
+                                                            "send the video file as it is (no content coding)",
+                               headers={"Accept-Encoding": "identity"})
         if app.state.uploads >= settings.max_uploads:
             raise ServiceError(503, "busy", f"{app.state.uploads} uploads are in progress, the server's limit; try "
                                             "again later", headers={"Retry-After": "5"})
