@@ -163,6 +163,8 @@ def wrap(module: nn.Module, *, num_frames: int, input_size: int | tuple[int, int
       fails on another length without it is told so.
     * **One clip at a time** (a reshape to batch 1): give perturbation methods and metrics
       ``batch_size=1``; a network that fails on a batch but runs each clip is told so.
+    * **Quantized** (``torch.ao.quantization.quantize_dynamic``): perturbation methods work;
+      methods that need a gradient are refused, naming the quantized layers (autograd drops it).
     * **Batch norm without running statistics** (``track_running_stats=False``, which normalises
       with the batch's statistics in eval mode too): run one clip per forward pass, so that each
       clip is scored on its own whatever ``batch_size`` (slower; :meth:`VideoModel.batch_statistics_layers`).
