@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,7 +195,10 @@ class ResultStore:
     def done(self) -> set[tuple[str, str, str]]:
         """Keys that a resumed run skips (status ``ok`` or ``n/a``)."""
         q = f"SELECT video, method, metric FROM results WHERE status IN ({','.join('?' * len(DONE_STATUSES))})"
-        return {tuple(r) for r in self.db.execute(q, DONE_STATUSES)}
+        # each name once: every row's own copies of its clip, method and metric names made the set of a
+        # resumed 2.9-million-result evaluation about 800 MB (270 bytes a key; interned, 100)
+        i = sys.intern
+        return {(i(v), i(m), i(k)) for v, m, k in self.db.execute(q, DONE_STATUSES)}
 
     def write(self, row: ResultRow) -> None:
         value = None if row.value is None or not math.isfinite(row.value) else float(row.value)
