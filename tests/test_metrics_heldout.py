@@ -416,6 +416,17 @@ def test_blank_and_constant_maps_have_documented_scores():
     assert math.isnan(build("sparseness")(model, x, blank, target=0).value)
     # frame_faithfulness: the same attribution for every frame leaves Pearson's r undefined
     assert math.isnan(build("frame_faithfulness")(model, x, blank, target=0).value)
+    # temporal grounding: an empty map has no important frame (equal shares of no mass, or all 0):
+    # it misses, whatever the seed; its top frame was a seeded draw, inside the window 2 times in 3
+    window = SimpleNamespace(masks=None, boxes=None, window=(0, 2))
+    for seed in range(6):
+        tg = build(f"temporal_grounding(seed={seed})")
+        assert tg(model, x, blank, target=0, sample=window).value == 0.0
+        assert tg(model, x, as_explanation(blank, np.zeros(T)), sample=window).value == 0.0
+    # a map with mass on equal frames still draws its top frame among them (not a miss)
+    even = np.ones((T, H, W), np.float32)
+    assert {build(f"temporal_grounding(seed={seed})")(model, x, even, target=0, sample=window).value
+            for seed in range(6)} == {0.0, 1.0}
 
 
 # -- bad maps ---------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ model's crop box (where no map of ``vx.explain`` has mass) counts there too.
   empty where the model looks scores 0.
 * **temporal grounding**: share of the ``k`` most important frames (by the explanation's
   temporal scores) that lie inside the annotated window; ``k = 1`` is the reference's hit test.
+  An empty map (no mass on any frame) has no important frame: it misses (0).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from ..options import Opt, OptionError
-from .base import Metric, Score, Seed, descending_order, register, view_mask
+from .base import TIE_TOLERANCE, Metric, Score, Seed, descending_order, register, view_mask
 from .truth import boxes_to_masks, ground_truth, truth_window  # noqa: F401  (public here since 0.1)
 
 
@@ -176,6 +177,11 @@ class TemporalGrounding(Metric):
             raise OptionError(f"{self._owner()}: option k={self.k} is more than the clip's {t} frames; "
                               f"choose k ≤ {t}")
         window = truth_window(sample, t)
-        top = descending_order(torch.from_numpy(explanation.temporal).double(), self.seed)[:self.k].numpy()
+        scores = np.asarray(explanation.temporal, dtype=np.float64)
+        if scores.max() <= 0 or np.ptp(scores) <= TIE_TOLERANCE * scores.max() and not (explanation.spatial > 0).any():
+            # an empty map (its frames' scores all 0, or equal shares of no mass at all) has no important
+            # frame: it misses, as in the pointing game; its top frame was a seeded draw, a chance hit
+            return Score(0.0, details={"top_frames": [], "blank": True})
+        top = descending_order(torch.from_numpy(scores), self.seed)[:self.k].numpy()
         inside = _in_window(window, top)
         return Score(float(inside.mean()), details={"top_frames": top.tolist()})
