@@ -26,6 +26,7 @@ start of a stream cut at an open-GOP keyframe):
 from __future__ import annotations
 
 import os
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import lru_cache
@@ -58,7 +59,10 @@ def stream_packets(container: av.container.InputContainer, stream, continuous: C
         changed = os.stat(name[len("file:"):] if name.startswith("file:") else name).st_mtime_ns
         yield from _before_the_held(packets, _held_at_the_end(name, container.size, changed, stream.index), hidden)
     else:
-        yield from _before_a_gap(packets, hidden) if cut_short else packets
+        # an MPEG-TS that ends with a whole frame may be whole: the frames left out are named
+        whole_end = container.format.name == "mpegts" and not cut(None)
+        yield from _before_a_gap(packets, hidden, container.name.removeprefix("file:") if whole_end else None) \
+            if cut_short else packets
 
 
 def counts_from_the_start(container: av.container.InputContainer, stream) -> bool:
@@ -148,7 +152,8 @@ def _cut_inside(container: av.container.InputContainer, stream) -> tuple[Callabl
     return (lambda packet: False), False
 
 
-def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None) -> Iterator[av.Packet]:
+def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None,
+                  name: str | None = None) -> Iterator[av.Packet]:
     """The ``packets`` of a stream that may be cut short, less the frames shown after a frame the cut took
     (``hidden``: kept, their presentation times added to it, as :func:`stream_packets` says).
 
@@ -161,15 +166,25 @@ def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None) -> Iter
     later are held until the end, then given up from the first gap on: a step between two
     frames longer than one frame lasts by three quarters of a frame, i.e. a frame missing (a
     whole file's last frames, shown one after the other, pass; so does a variable rate's jitter).
+
+    The frames a cut takes from before a frame it kept are B-frames shown before it, decoded
+    after it: where as many of them came as the stream puts after any frame
+    (:class:`_ShownBefore`), none is missing, and a longer step is the frame's own: it stays (a
+    whole file whose last frame is shown late, a variable rate's or a pause's, was read without
+    it). Otherwise a step is a gap, and where the file may be whole (``name``: it ends with a
+    whole frame) a warning names the frames left out: an MPEG-TS has no end by which a whole
+    file could be told from one cut between two frames.
     """
     held: deque[av.Packet] = deque()  # in decoding order, from the first one not yet known to be whole
     decoded = None                    # the latest decoding time so far
     before: list[int] = []            # the last presentation times given out, for a frame's length
+    runs = _ShownBefore()
     flush = None
     for packet in packets:
         if packet.size == 0:
             flush = packet
             break
+        runs.add(packet.pts)
         held.append(packet)
         if packet.dts is not None:
             decoded = packet.dts if decoded is None else max(decoded, packet.dts)
@@ -184,12 +199,21 @@ def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None) -> Iter
     step = steps[len(steps) // 2] if steps else None  # the usual frame length
     gone: set[int] = set()
     if late and step:
+        most, after = runs.most, runs.after
         expected = shown[-1] + step if shown else None  # when the next frame is due
+        gap = 0.0  # frame lengths from when the first frame given up was due to when it is shown
         for packet in sorted(late, key=lambda p: p.pts):
-            if gone or (expected is not None and packet.pts - expected > 3 * step / 4):
+            if gone or (expected is not None and packet.pts - expected > 3 * step / 4
+                        and most > after.get(packet.pts, 0)):
+                gap = gap or (packet.pts - expected) / step
                 gone.add(packet.pts)
             else:
                 expected = packet.pts + (packet.duration or step)
+        if gone and name is not None:
+            last = f"last {len(gone)} frames" if len(gone) > 1 else "last frame"
+            warnings.warn(f"{name}: its {last} left out: shown {gap:.2g} frame lengths later than the frame before "
+                          "it would end, after B-frames a cut between two frames may have taken (a whole MPEG-TS "
+                          "whose last frame is shown late looks the same)", stacklevel=2)
     for packet in held:
         if packet.pts in gone:
             if hidden is None:
@@ -198,6 +222,29 @@ def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None) -> Iter
         yield packet
     if flush is not None:
         yield flush
+
+
+class _ShownBefore:
+    """For each frame added (its presentation time, in decoding order), how many frames decoded
+    after it are shown before it (a reference frame's B-frames): :attr:`after` for the last 64
+    frames, :attr:`most` the most any frame had."""
+
+    def __init__(self) -> None:
+        self.after: dict[int, int] = {}
+        self._most = 0
+
+    def add(self, pts: int | None) -> None:
+        if pts is None:
+            return
+        for t in self.after:
+            self.after[t] += t > pts
+        self.after[pts] = 0
+        if len(self.after) > 64:
+            self._most = max(self._most, self.after.pop(next(iter(self.after))))
+
+    @property
+    def most(self) -> int:
+        return max([self._most, *self.after.values()])
 
 
 #: presentation times given to the frames a cut program stream's decoder still held at its end
@@ -259,26 +306,30 @@ def _held_at_the_end(name: str, size: int, mtime_ns: int, index: int) -> frozens
     b_frames = b_frames or any(frame.pict_type == av.video.frame.PictureType.B for frame in shown + held)
     if not b_frames and None not in order and all(a < b for a, b in zip(order, order[1:])):
         return frozenset()
+    if not shown:  # the decoder gave out none before its end: its first is the stream's, and nothing comes before it
+        held = held[1:]
     return frozenset(frame.pts for frame in held if frame.pts is not None)
 
 
 def _b_frame(data: bytes, codec: str) -> bool:
-    """Whether the frame ``data`` (a packet, or its first part) of an MPEG-1/2 or H.264 stream is
-    a B-frame, by its picture header or its first slice's header; ``False`` for other codecs."""
-    if codec in ("mpeg1video", "mpeg2video"):
+    """Whether the frame ``data`` (a packet, or its first part) of an MPEG-1/2 or H.264 stream may
+    be a B-frame, by its picture header or its first slice's header: ``True`` where too little of
+    it is left to tell; ``False`` for other codecs (and for no data)."""
+    if not data or codec not in ("mpeg1video", "mpeg2video", "h264"):
+        return False
+    if codec != "h264":
         i = data.find(b"\x00\x00\x01\x00")  # the picture header: 10 bits of order, then the type
-        return 0 <= i and i + 6 <= len(data) and (data[i + 5] >> 3) & 7 == 3
-    if codec == "h264":
-        i = 0
-        while (i := data.find(b"\x00\x00\x01", i) + 3) >= 3 and i < len(data):
-            if data[i] & 0x1F in (1, 5):  # a slice: first_mb_in_slice, then slice_type, both ue(v)
-                bits = "".join(f"{b:08b}" for b in data[i + 1:i + 9].replace(b"\x00\x00\x03", b"\x00\x00"))
-                values, j = [], 0
-                while len(values) < 2 and (zeros := bits.find("1", j) - j) >= 0 and j + 2 * zeros < len(bits):
-                    values.append(int(bits[j + zeros:j + 2 * zeros + 1], 2) - 1)
-                    j += 2 * zeros + 1
-                return len(values) == 2 and values[1] % 5 == 1
-    return False
+        return i < 0 or i + 6 > len(data) or (data[i + 5] >> 3) & 7 == 3
+    i = 0
+    while (i := data.find(b"\x00\x00\x01", i) + 3) >= 3 and i < len(data):
+        if data[i] & 0x1F in (1, 5):  # a slice: first_mb_in_slice, then slice_type, both ue(v)
+            bits = "".join(f"{b:08b}" for b in data[i + 1:i + 9].replace(b"\x00\x00\x03", b"\x00\x00"))
+            values, j = [], 0
+            while len(values) < 2 and (zeros := bits.find("1", j) - j) >= 0 and j + 2 * zeros < len(bits):
+                values.append(int(bits[j + zeros:j + 2 * zeros + 1], 2) - 1)
+                j += 2 * zeros + 1
+            return len(values) < 2 or values[1] % 5 == 1
+    return True
 
 
 #: an MPEG program stream's pack header, which begins each of its packs
