@@ -281,3 +281,19 @@ def test_serve_names_a_work_dir_it_cannot_create(capsys, monkeypatch, tmp_path):
     work_dir = tmp_path / "a_file" / "jobs"
     assert run(capsys, "serve", "--port", "0", "--work-dir", str(work_dir)) == (
         2, f"error: --work-dir {work_dir}: cannot create the folder (Not a directory)\n")
+
+
+@pytest.mark.parametrize("option,value,says", [
+    ("--gamma-t", "nan", "--gamma-t must be a finite number ≥ 0, got nan"),
+    ("--gamma-t", "-1", "--gamma-t must be a finite number ≥ 0, got -1"),
+    ("--temporal-loss", "l2", "temporal loss must be one of ('auto', 'mse', 'kl'), got 'l2'"),
+    ("--freeze", "backbone", "unknown module groups ['backbone']; groups: feature_extractor, attention_branch, "
+                             "perception_branch"),
+    ("--unfreeze-at", "-1", "unfreeze_at must be an epoch ≥ 0, got -1"),
+    ("--epochs", "0", "epochs must be a whole number ≥ 1, got 0"),
+])
+def test_stabn_finetune_settings_are_checked_before_the_edit_set_and_its_data(capsys, tmp_path, option, value, says):
+    # each was refused only after the model was loaded and every training clip decoded (seconds
+    # to minutes): the edit set here does not even exist
+    assert run(capsys, "stabn", "finetune", str(tmp_path / "no edit set"), "-o", str(tmp_path / "ft"),
+               option, value) == (2, f"error: {says}\n")

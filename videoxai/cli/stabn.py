@@ -337,7 +337,19 @@ def finetune_cmd(
     from ..stabn.knowledge import COLLECTION, EditSet, check_collection, finetune, finetune_config
     from ..stabn.run_directory import check_out_dir
 
+    import math
+
+    from ..stabn.losses import temporal_loss_kind
+    from ..stabn.recipe import FreezeSchedule
+
     _threads(threads)
+    # the settings first, as finetune() checks them: it did so only after the clips were decoded
+    if not (math.isfinite(gamma_t) and gamma_t >= 0):
+        raise InputError(f"--gamma-t must be a finite number ≥ 0, got {gamma_t:g}")
+    temporal_loss_kind(temporal_loss, "sigmoid")
+    frozen = () if freeze.strip().lower() == "none" else tuple(g.strip() for g in freeze.split(",") if g.strip())
+    FreezeSchedule(frozen, unfreeze_at)
+    config = finetune_config(epochs=epochs, batch_size=batch_size, seed=seed, **({"lr": lr} if lr is not None else {}))
     check_out_dir(out)  # before the data is decoded
     es = EditSet.open(edits)
     vm = _load(model or es.model, device)
@@ -362,8 +374,6 @@ def finetune_cmd(
             val_spec = None
         val_set = (open_dataset(val_spec, "val", num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
                    if val_spec else None)
-    frozen = () if freeze.strip().lower() == "none" else tuple(g.strip() for g in freeze.split(",") if g.strip())
-    config = finetune_config(epochs=epochs, batch_size=batch_size, seed=seed, **({"lr": lr} if lr is not None else {}))
     printed: list = []
     with _saying_what_is_kept(out, printed, resume):
         result = finetune(vm, train_set, es, out, gamma_t=gamma_t, config=config, frozen=frozen,
