@@ -629,6 +629,9 @@ def test_stream_command_puts_the_overlay_at_save_only_when_the_stream_ends(serve
 
     assert run("--server", server.url, "--save", str(video)) == (
         2, f"error: --save {video} is the video being streamed; give another file name")
+    with pytest.raises(SystemExit) as exit_info:  # named by a file: URL
+        main(["stream", f"file:{video}", "--server", server.url, "--save", str(video)])
+    assert exit_info.value.code == 2 and "is the video being streamed" in capsys.readouterr().err
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]

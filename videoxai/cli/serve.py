@@ -177,7 +177,8 @@ def stream_cmd(
         raise InputError(f"--format must be jpeg, png or rgb, got {frame_format!r}")
     from ..data.container import local_file
 
-    is_file = local_file(source) is not None  # a file: URL too (read as a file, with its checks)
+    local = local_file(source)
+    is_file = local is not None  # a file: URL too (read as a file, with its checks)
     if not is_file and "://" not in source:
         raise InputError(f"{source}: no such file (give a video file, or a stream URL such as rtsp://…)")
     live = (not is_file) if live is None else live
@@ -189,7 +190,7 @@ def stream_cmd(
         raise InputError(f"--fps sets the rate of a live stream, and {source} streams as a file (at the server's "
                          "pace): add --live, or drop --fps")
     options = _parse_options(option)
-    if save is not None and is_file and save.is_file() and save.samefile(source):
+    if save is not None and local is not None and save.is_file() and local.is_file() and save.samefile(local):
         # the overlay would replace the video it is drawn on
         raise InputError(f"--save {save} is the video being streamed; give another file name")
     # the source's first frame is read before the server is asked for a stream: a file that is not
