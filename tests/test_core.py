@@ -23,6 +23,15 @@ def test_clip_from_uint8_and_float_agree(rng):
     assert list(a.indices) == [0, 1, 2, 3]
 
 
+def test_a_pixel_batch_three_pixels_wide_is_read_channels_first(rng):
+    # (1, T, 3, H, W) with W = 3 ended in 3 and was read channels-last: a (2, 3, 200) clip whose
+    # maps every metric then refused, while to_tensor's own layout is channels-first
+    batch = torch.from_numpy(rng.random((1, 2, 3, 200, 3), dtype=np.float32))
+    clip = vx.Clip.from_array(batch)
+    assert (clip.num_frames, clip.height, clip.width) == (2, 200, 3)
+    torch.testing.assert_close(clip.to_tensor(), batch)
+
+
 @pytest.mark.parametrize("bad, match", [
     (np.zeros((4, 10, 12)), "shape"),
     (np.zeros((0, 10, 12, 3)), "non-empty"),

@@ -80,6 +80,8 @@ class Clip:
                                  f"{tuple(frames.shape)}: explain them one by one, or pass the batch to "
                                  "a method's attribute()")
             frames = frames[0]
+            if frames.shape[1] == 3:  # the pixel batch is channels-first, even for a frame 3 px wide
+                return cls(frames.transpose(0, 2, 3, 1), fps=fps, **kwargs)
         if frames.ndim == 4 and frames.shape[-1] != 3 and frames.shape[1] == 3:
             frames = frames.transpose(0, 2, 3, 1)   # (T, 3, H, W) -> (T, H, W, 3)
         return cls(frames, fps=fps, **kwargs)
