@@ -434,3 +434,43 @@ def test_a_whole_mpeg_ts_whose_last_frame_is_shown_late_keeps_it_or_says_why_not
         part = read_video(cut)
         np.testing.assert_array_equal(part.frames, clip.frames[:len(part)], err_msg=f"cut at {keep}")
         np.testing.assert_allclose(part.times, expected[:len(part)], atol=1e-9)
+
+
+def test_an_h264_program_stream_whose_start_code_straddles_two_pes_packets_keeps_its_times(tmp_path):
+    """A PES packet's time belongs to the first frame that begins in it. Where a frame's start
+    code is split between two PES packets, FFmpeg's parser gave the time to that frame too, and
+    an H.264 .mpg read a P-frame at the time of the B-frame before it: times going back, a
+    ``start=`` range and ``num_frames`` off by frames. Muxed with a filler of each length after
+    the second frame, some layouts split a start code; every one reads as the whole video."""
+    from fractions import Fraction
+
+    encoded = []
+    with av.open(str(tmp_path / "raw.h264"), "w", format="h264") as raw:
+        s = raw.add_stream("libx264", rate=25, options={**B_FRAMES, "threads": "1"})
+        s.width = s.height = 32
+        s.pix_fmt = "yuv420p"
+        for rgb in [*_noise(24), None]:
+            packets = s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24") if rgb is not None else None)
+            encoded += [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in packets]
+    split, path = [], tmp_path / "filled.mpg"
+    for filler in range(240):
+        with av.open(str(path), "w", format="mpeg") as out:
+            st = out.add_stream("h264", rate=25)
+            st.width = st.height = 32
+            for k, (data, pts, dts, key) in enumerate(encoded):
+                packet = av.Packet(data + b"\0\0\1\x0c" + b"\xff" * filler + b"\x80" if k == 1 else data)
+                packet.pts, packet.dts, packet.stream, packet.time_base = pts, dts, st, Fraction(1, 25)
+                packet.is_keyframe = key
+                out.mux(packet)
+        with av.open(str(path)) as c:
+            timed = [(p.pos, p.pts, p.dts) for p in c.demux(video=0) if p.size and p.pts is not None]
+        if any(a == b for a, b in zip(timed, timed[1:])):  # FFmpeg gives one PES packet's time twice
+            split.append(path.read_bytes())
+    assert split
+    for data in split[:3]:
+        path.write_bytes(data)
+        clip = read_video(path)
+        np.testing.assert_allclose(clip.times, np.arange(24) * 0.04, atol=1e-9)
+        best = [int(np.argmin(np.abs(_noise(24).astype(int) - f.astype(int)).mean((1, 2, 3)))) for f in clip.frames]
+        assert best == list(range(24))
+        assert read_video(path, 4, start=0.5).indices.tolist() == [13, 16, 20, 23]

@@ -53,7 +53,8 @@ def stream_packets(container: av.container.InputContainer, stream, continuous: C
     decoder shows them (:func:`decode` leaves those frames out)."""
     continuous = continuous or Continuous(container, stream)
     cut, cut_short = _cut_inside(container, stream)
-    packets = _whole(container.demux(stream), continuous, cut)
+    demuxed = container.demux(stream)
+    packets = _whole(_timed_once(demuxed) if container.format.name == "mpeg" else demuxed, continuous, cut)
     if cut_short and container.format.name == "mpeg":
         name = container.name
         changed = os.stat(name[len("file:"):] if name.startswith("file:") else name).st_mtime_ns
@@ -70,6 +71,23 @@ def counts_from_the_start(container: av.container.InputContainer, stream) -> boo
     stream's first packet (a program stream cut short, :func:`_held_at_the_end`): demuxed from
     a seek, it cannot tell them, and the stream is read in order."""
     return container.format.name == "mpeg" and _cut_inside(container, stream)[1]
+
+
+def _timed_once(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+    """A program stream's ``packets`` with a PES packet's times on one frame only: the first that
+    begins in it (as the standard gives them). FFmpeg's parser now and then gives them to the
+    frame going on when the PES packet begins too: an H.264 .mpg read its 16th frame (a P-frame)
+    at its 14th's time, and its times went back."""
+    held = None
+    for packet in packets:
+        if held is not None and packet.pts is not None and packet.pos is not None and \
+                (held.pos, held.pts, held.dts) == (packet.pos, packet.pts, packet.dts):
+            held.pts = held.dts = None
+        if held is not None:
+            yield held
+        held = packet
+    if held is not None:
+        yield held
 
 
 def _whole(packets: Iterator[av.Packet], continuous: Continuous,
