@@ -305,9 +305,13 @@ def _held_at_the_end(name: str, size: int, mtime_ns: int, index: int) -> frozens
     the stream once, each packet's position carried as its presentation time. A stream with no
     B-frame (none decoded, none shown out of order, the frame the cut falls in none) keeps them:
     an MPEG-2 decoder holds its last frame whatever the stream."""
+    from .container import MAX_PIXELS  # (container imports this module)
+
     with av.open(name) as container:
         stream = container.streams[index]
         stream.thread_type = "SLICE"  # frame threading holds frames too
+        # as every reader decodes: a frame far larger than the header says fails before it costs memory
+        stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(MAX_PIXELS)}
         cut, _ = _cut_inside(container, stream)
         continuous = Continuous(container, stream)
         packets = [p for p in map(continuous, container.demux(stream)) if p.size]
