@@ -229,7 +229,7 @@ def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None,
                 expected = packet.pts + (packet.duration or step)
         if gone and name is not None:
             last = f"last {len(gone)} frames" if len(gone) > 1 else "last frame"
-            warnings.warn(f"{name}: its {last} left out: shown {gap:.2g} frame lengths later than the frame before "
+            warnings.warn(f"{name}: its {last} left out: shown {gap:.2g} frame length{'s' * (gap != 1)} later than the frame before "
                           "it would end, after B-frames a cut between two frames may have taken (a whole MPEG-TS "
                           "whose last frame is shown late looks the same)", stacklevel=2)
     for packet in held:
