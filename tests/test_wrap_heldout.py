@@ -318,7 +318,7 @@ def test_a_dynamically_quantized_network_is_explained_by_perturbations_and_refus
     model = vx.wrap(net, num_frames=T, input_size=S, cam_layer="conv")
     assert model.num_classes == K
     assert vx.explain(model, clip(), "occlusion", target=0).spatial.max() > 0
-    for method in ("saliency", "integrated_gradients", "gradcam"):
+    for method in ("saliency", "integrated_gradients", "gradcam", "ep2d", "ep3d", "step"):
         assert not vx.methods.get(method).supports(model)
         with pytest.raises(UnsupportedModelError, match=rf"^method '{method}' needs the gradient of custom's logits, "
                                                         r"which its quantized layers 'fc' \(torch.ao.nn.quantized."

@@ -13,7 +13,7 @@ from ...core.refine import gaussian_blur_2d
 from ...errors import InputError, UnsupportedModelError
 from ...options import Opt, OptionError, as_list
 from ..base import BatchSize, Seed
-from ..gradients import frozen_parameters, leaf_gradients
+from ..gradients import frozen_parameters, leaf_gradients, quantized_refusal
 from ..perturbation import Canvas, ClipResult, PerturbationMethod
 from .energy import area_loss, log_reward
 from .masks import BlurPyramid, MaskGenerator, smallest_area
@@ -193,6 +193,12 @@ class ExtremalPerturbation(PerturbationMethod):
         self.reward_weight = float(reward_weight)
         self.area_weight = float(area_weight)
         self.area_growth = float(area_growth)
+
+    @classmethod
+    def unsupported(cls, model) -> str | None:
+        # the masks follow the gradient of the game's reward: through quantized layers it is
+        # dropped, and the masks were shaped by the area term alone, without a word
+        return super().unsupported(model) or quantized_refusal(cls.name, model)
 
     # -- what the variants override ----------------------------------------------------------------
     def regulariser(self, padded: torch.Tensor, areas: torch.Tensor, progress: float,
