@@ -863,3 +863,35 @@ def test_finetune_into_the_training_runs_own_directory_says_so_not_a_recipe_diff
     with pytest.raises(InputError, match=r"holds a fine-tuning \(with edits: stabn finetune\), and this run is a "
                                          r"training \(no edits: stabn train\)"):
         fit(model, data, config, out=tmp_path / "ft")
+
+
+def test_a_model_trained_on_videos_of_another_shape_sees_them_explained_as_it_saw_them_trained(tmp_path):
+    """Training cropped the centre of 16×32 videos to its 16×16 input while the model it saved
+    (``shortest_edge`` None) squeezed whole frames: ``vx.explain`` on one of its own training
+    videos fed it a view it never trained on. Now the saved model's view of the video is the
+    training clip, and its maps still cover the whole frame."""
+    import videoxai as vx
+    from videoxai.data.video import write_video
+
+    rng = np.random.default_rng(0)
+    lines = ["video,label"]
+    for i in range(4):
+        frames = np.zeros((4, 16, 32, 3), np.uint8)
+        frames[:, :, :8] = 255  # a bright left quarter: outside a centre crop, inside a squeezed frame
+        frames[:, :, 8:24, i % 3] = rng.integers(100, 200, (4, 16, 16), dtype=np.uint8)
+        write_video(frames, tmp_path / "data" / f"v{i}.mp4", fps=8)
+        lines.append(f"v{i}.mp4,{['cat', 'dog'][i % 2]}")
+    (tmp_path / "data" / "labels.csv").write_text("\n".join(lines) + "\n")
+    train(f"folder:{tmp_path / 'data'}", tmp_path / "run", design="mil", num_frames=4, input_size=16,
+          config=TrainConfig(epochs=1, batch_size=4), warm_start=0)
+    model = vx.load_model(tmp_path / "run" / "model")
+    assert model.labels == ["cat", "dog"]
+    seen = open_dataset(f"folder:{tmp_path / 'data'}", num_frames=4, frame_size=(16, 16), labels=model.labels)
+    clip = vx.read_video(tmp_path / "data" / "v1.mp4", num_frames=4)
+    pixels = torch.from_numpy(clip.uint8()).permute(0, 3, 1, 2).float()[None] / 255
+    view = model.preprocess.view(pixels)[0].permute(0, 2, 3, 1).numpy() * 255
+    assert np.abs(view - seen.frames[seen.ids.index("v1.mp4")]).mean() < 1.0  # was ~68: the white quarter
+    assert seen.frames[..., :2, :].min() < 200  # the crop leaves the white quarter out
+    assert model.config.shortest_edge == 16
+    exp = vx.explain(model, clip, "stabn")
+    assert exp.spatial.shape == (4, 16, 32) and exp.temporal.shape == (4,) and exp.label in ("cat", "dog")

@@ -12,7 +12,9 @@ Datasets are named by the project's spec strings (:mod:`videoxai.data.datasets`)
   streams, so validation never sees a training clip;
 * any other spec :func:`videoxai.data.datasets.load_dataset` reads (``folder:DIR`` — videos with
   a ``video,label[,start,end]`` CSV —, ``ssv2:…``, ``ucf24:…``): every clip is decoded once,
-  sampled to ``num_frames`` frames and resized (shorter side, centre crop) to ``frame_size``.
+  sampled to ``num_frames`` frames and brought to ``frame_size`` as the model's own
+  preprocessing brings a clip at explanation time (:func:`decoded_view`: to a square size the
+  shorter side is scaled and the centre cropped; to another shape the whole frame is resized).
   Such a spec names one split; validation data is a second spec.
 """
 
@@ -24,9 +26,9 @@ from typing import Annotated, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError, VideoReadError
+from ..models.preprocess import Preprocess
 from ..options import Opt, declared_options, parse_assignments, parse_options
 
 
@@ -120,7 +122,7 @@ DEFAULT_TRAIN_SIZE = 2000
 
 def open_dataset(spec: str, split: str = "train", *, num_frames: int = 8,
                  frame_size: tuple[int, int] = (64, 64), labels: Sequence[str] | None = None,
-                 labels_from: str = "the model") -> ClipSet:
+                 labels_from: str = "the model", view: Preprocess | None = None) -> ClipSet:
     """Load split ``split`` of the dataset named by ``spec`` (see the module docstring).
 
     Args:
@@ -131,11 +133,32 @@ def open_dataset(spec: str, split: str = "train", *, num_frames: int = 8,
         labels: class names, to map named labels of a CSV onto class indices.
         labels_from: where ``labels`` came from, as messages name it (``"the training data
             folder:…"`` when validation data is mapped onto the classes the training data defined).
+        view: how decoded frames are brought to ``frame_size``: the preprocessing of the model
+            they are for (``model.preprocess``), so that it sees a clip there as it sees the
+            clip's video explained; default :func:`decoded_view` (what :func:`~.train.train`
+            saves with a model trained on decoded data).
     """
     spec = str(spec).strip()
     if spec == "synthetic" or spec.startswith("synthetic:"):
         return _synthetic(spec, split, num_frames, tuple(frame_size))
-    return _decoded(spec, split, num_frames, tuple(frame_size), labels, labels_from)
+    view = view if view is not None else decoded_view(tuple(frame_size))
+    if tuple(view.size) != tuple(frame_size):
+        raise InputError(f"a view of {tuple(view.size)} pixels cannot make frames of {tuple(frame_size)}")
+    return _decoded(spec, split, num_frames, tuple(frame_size), labels, labels_from, view)
+
+
+def decoded_shortest_edge(frame_size: tuple[int, int]) -> int | None:
+    """The ``shortest_edge`` of a model trained on decoded videos at ``frame_size``: to a square
+    size the shorter side is scaled to it and the centre cropped (no distortion); to another
+    shape, ``None``: the whole frame is resized (a size chosen for the videos' shape; a crop
+    covering a wide size from one side cut most of a frame away)."""
+    h, w = frame_size
+    return int(h) if h == w else None
+
+
+def decoded_view(frame_size: tuple[int, int]) -> Preprocess:
+    """How decoded frames are brought to ``frame_size`` by default (:func:`decoded_shortest_edge`)."""
+    return Preprocess(size=tuple(frame_size), shortest_edge=decoded_shortest_edge(frame_size))
 
 
 def _synthetic_options(size: Annotated[int, Opt(ge=0, help="training clips")] = DEFAULT_TRAIN_SIZE,
@@ -190,7 +213,7 @@ def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, in
 
 
 def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int],
-             labels: Sequence[str] | None, labels_from: str = "the model") -> ClipSet:
+             labels: Sequence[str] | None, labels_from: str, view: Preprocess) -> ClipSet:
     from ..data.datasets import ClassNames, load_dataset
     from ..progress import track
 
@@ -222,7 +245,7 @@ def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]
             raise InputError(f"{spec}: clip {s.key} has no label; training needs labelled clips{why}")
         if s.clip.num_frames != num_frames:
             raise InputError(f"{spec}: clip {s.key} has {s.clip.num_frames} frames, not {num_frames}")
-        frames.append(_resize(s.clip.uint8(), frame_size))
+        frames.append(_resize(s.clip.uint8(), view))
         ys.append(int(s.label))
         windows.append(s.window)
         ids.append(s.key)
@@ -240,19 +263,17 @@ def _decoded(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]
                    ids=ids, label_names=names, spec=spec, split=split)
 
 
-def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(T, H, W, 3)`` uint8 → ``(T, h, w, 3)``: shorter side scaled to fit, centre crop."""
-    t, fh, fw, _ = frames.shape
-    h, w = size
-    if (fh, fw) == (h, w):
+def _resize(frames: np.ndarray, view: Preprocess) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 → ``(T, h, w, 3)``: what the model sees of them (``view.view``).
+
+    Its own geometry (shorter side scaled, centre crop) was not the model's: a model saved with
+    ``shortest_edge`` None trained on centre crops and was then explained, collected and
+    evaluated by ``vx.explain`` on whole frames squeezed to its size."""
+    if tuple(frames.shape[1:3]) == tuple(view.size):
         return frames
-    scale = max(h / fh, w / fw)
-    sh, sw = max(h, round(fh * scale)), max(w, round(fw * scale))
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(sh, sw), mode="bilinear", align_corners=False, antialias=scale < 1)
-    top, left = (sh - h) // 2, (sw - w) // 2
-    x = x[:, :, top:top + h, left:left + w]
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)[None]
+    x = view.view(x)[0]
+    return x.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def recorded_spec(spec: str) -> str:
@@ -287,4 +308,4 @@ def recorded_spec(spec: str) -> str:
     return f"{kind}:{argument}" + "".join(f",{key}={absolute(value.strip())}" for key, value in options.items())
 
 
-__all__ = ["ClipSet", "open_dataset", "recorded_spec"]
+__all__ = ["ClipSet", "decoded_shortest_edge", "decoded_view", "open_dataset", "recorded_spec"]

@@ -24,7 +24,8 @@ from typing import Callable
 import torch
 
 from ..errors import InputError
-from .data import ClipSet, open_dataset, recorded_spec
+from ..models.preprocess import Preprocess
+from .data import ClipSet, decoded_shortest_edge, open_dataset, recorded_spec
 from .designs import DEFAULT_DESIGN, design as named_design
 from .loop import TrainResult, fit
 from .model import STABNConfig, STABNVideoModel, build
@@ -110,7 +111,12 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
         STABNConfig(num_classes=2, num_frames=num_frames, input_size=size, backbone=backbone, **model_options)
     except TypeError as e:  # an option STABNConfig does not have
         raise InputError(f"unknown ST-ABN option: {e}") from None
-    train_set = open_dataset(data, "train", num_frames=num_frames, frame_size=size)
+    if not _synthetic(data) and "shortest_edge" not in model_options:
+        # the model is saved with the geometry its decoded clips were made with, so that
+        # vx.explain on a video of them sees what training saw (it squeezed whole frames instead)
+        model_options["shortest_edge"] = decoded_shortest_edge(size)
+    view = Preprocess(size=size, shortest_edge=model_options.get("shortest_edge"))
+    train_set = open_dataset(data, "train", num_frames=num_frames, frame_size=size, view=view)
     if train_set.num_classes < 2:
         # a labels.csv naming one class, or indices all 0: it was "num_classes must be ≥ 2, got 1",
         # naming an option nobody had given
@@ -121,7 +127,7 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
         val_spec = None
     val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names,
-                            labels_from=f"the training data {recorded_spec(data)}")
+                            labels_from=f"the training data {recorded_spec(data)}", view=view)
                if val_spec is not None else None)
     model_config = STABNConfig(num_classes=train_set.num_classes, num_frames=num_frames, input_size=size,
                                backbone=backbone, labels=train_set.label_names, **model_options)
@@ -159,6 +165,12 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
         if out is not None:  # finished: the ST-ABN's checkpoint makes the warm start's redundant
             (out / WARM_START_DIR / CHECKPOINT).unlink(missing_ok=True)
         return result
+
+
+def _synthetic(spec: str) -> bool:
+    """Whether ``spec`` names the synthetic benchmark (rendered at the model's size: no view)."""
+    spec = str(spec).strip()
+    return spec == "synthetic" or spec.startswith("synthetic:")
 
 
 def _check_warm_start(out: Path, warm: int) -> None:
