@@ -895,3 +895,26 @@ def test_a_model_trained_on_videos_of_another_shape_sees_them_explained_as_it_sa
     assert model.config.shortest_edge == 16
     exp = vx.explain(model, clip, "stabn")
     assert exp.spatial.shape == (4, 16, 32) and exp.temporal.shape == (4,) and exp.label in ("cat", "dog")
+
+
+def test_windows_spanning_every_frame_leave_the_run_files_valid_json(tmp_path):
+    """A labels.csv whose windows cover whole clips has no defined window correlation: it was NaN,
+    written as `NaN` into history.json and the model's videoxai.json, which strict JSON readers
+    refuse; now null, printed as n/a."""
+    from videoxai.data.video import write_video
+    from videoxai.stabn.evaluate import temporal_agreement
+
+    agree = temporal_agreement(np.array([[0.1, 0.9], [0.5, 0.5]]), np.array([[0, 2], [0, 2]]))
+    assert agree["window_corr"] is None and agree["window_hit"] == 1.0 and agree["window_chance"] == 1.0
+    synth = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(16, 16))
+    lines = ["video,label,start,end"]
+    for i in range(4):
+        write_video(synth.frames[i], tmp_path / "data" / f"v{i}.mp4", fps=8)
+        lines.append(f"v{i}.mp4,{['cat', 'dog'][i % 2]},0,4")
+    (tmp_path / "data" / "labels.csv").write_text("\n".join(lines) + "\n")
+    spec = f"folder:{tmp_path / 'data'}"
+    result = train(spec, tmp_path / "run", val_data=spec, num_frames=4, input_size=16,
+                   config=TrainConfig(epochs=1, batch_size=4), warm_start=0)
+    assert "corr n/a" in str(result.evaluation)
+    for path in (tmp_path / "run" / "history.json", tmp_path / "run" / "model" / "videoxai.json"):
+        json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path.name} holds {c}"))

@@ -7,7 +7,7 @@ synthetic benchmark has it). Three numbers, each a mean over clips:
   to the earliest frame; chance is ``window length / T``);
 * ``window_corr``: Pearson correlation between ``M_t`` and the window's 0/1 indicator over the
   clip's frames (clips whose ``M_t`` is constant count as 0: no agreement; clips whose window
-  covers every frame have no defined correlation and are left out);
+  covers every frame have no defined correlation and are left out; ``None`` where no clip has one);
 * ``window_mass``: the share of the clip's total temporal attention that lies inside the window
   (chance, for flat attention, is again ``window length / T``).
 
@@ -62,8 +62,9 @@ class Evaluation:
         if self.attention_accuracy is not None:
             s += f" (attention branch {self.attention_accuracy:.3f})"
         if self.window_hit is not None:
+            corr = "n/a" if self.window_corr is None else f"{self.window_corr:.3f}"
             s += (f", temporal attention vs window: hit {self.window_hit:.3f}, corr "
-                  f"{self.window_corr:.3f}, mass {self.window_mass:.3f} (chance {self.window_chance:.3f})")
+                  f"{corr}, mass {self.window_mass:.3f} (chance {self.window_chance:.3f})")
         if self.spatial_hit is not None:
             s += f", spatial peak on the object {self.spatial_hit:.3f} (chance {self.spatial_chance:.3f})"
         return s + f", {self.clips} clips"
@@ -103,7 +104,7 @@ def predict(model: STABNVideoModel, data: ClipSet, batch_size: int = 64,
     return Predictions(cat(logits, k), cat(att, k), cat(temporal, t), grid)
 
 
-def temporal_agreement(temporal: np.ndarray, windows: np.ndarray) -> dict[str, float]:
+def temporal_agreement(temporal: np.ndarray, windows: np.ndarray) -> dict[str, float | None]:
     """``window_hit``, ``window_corr``, ``window_mass`` and ``window_chance`` (see the module docstring).
 
     Args:
@@ -123,7 +124,9 @@ def temporal_agreement(temporal: np.ndarray, windows: np.ndarray) -> dict[str, f
     defined = si > 0
     corr = np.where(sm > 1e-12, (mc * ic).sum(1) / np.maximum(sm * si, 1e-30), 0.0)
     return {"window_hit": float(hit.mean()),
-            "window_corr": float(corr[defined].mean()) if defined.any() else float("nan"),
+            # None, not NaN, where every window spans its whole clip: NaN made history.json and
+            # the model's videoxai.json invalid JSON (strict readers, a browser, refuse `NaN`)
+            "window_corr": float(corr[defined].mean()) if defined.any() else None,
             "window_mass": float(mass.mean()), "window_chance": float(inside.mean())}
 
 
