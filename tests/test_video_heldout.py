@@ -474,3 +474,27 @@ def test_an_h264_program_stream_whose_start_code_straddles_two_pes_packets_keeps
         best = [int(np.argmin(np.abs(_noise(24).astype(int) - f.astype(int)).mean((1, 2, 3)))) for f in clip.frames]
         assert best == list(range(24))
         assert read_video(path, 4, start=0.5).indices.tolist() == [13, 16, 20, 23]
+
+
+def test_a_dvd_program_stream_is_whole_where_its_last_packet_is_stuffed_and_cut_where_not(tmp_path):
+    """A DVD's packs are all 2048 bytes: its muxer fills the last one with stuffing in the last
+    video packet's header, not a padding packet. Taken for a file cut after a full pack, a whole
+    10-frame .vob was read as 7 frames. A pack ending with a video packet stuffed no more than
+    the others is cut (a 1 GiB piece of a title), and read as the frames before the cut."""
+    for codec, options in (("libx264", B_FRAMES), ("mpeg2video", {"bf": "2", "g": "12", "qscale": "4"})):
+        src = _encode(tmp_path / f"{codec}.vob", _noise(10, 48), codec=codec, fmt="dvd", options=options)
+        whole = read_video(src)
+        assert len(whole) == 10 and probe(src)["frames"] == 10
+        data, cut, read = src.read_bytes(), tmp_path / "cut.vob", 0
+        for keep in range(4096, len(data), 2048):
+            cut.write_bytes(data[:keep])
+            try:
+                clip = read_video(cut)
+            except VideoReadError as e:  # cut in its first frames: one left, or none
+                assert re.search("decodes to 1 frame|has no decodable frame", str(e)) and keep <= 8192, (codec, keep)
+                continue
+            assert len(clip) < 10
+            np.testing.assert_array_equal(clip.frames, whole.frames[:len(clip)], err_msg=f"{codec} cut at {keep}")
+            np.testing.assert_allclose(clip.times, whole.times[:len(clip)])
+            read += 1
+        assert read >= 3

@@ -26,6 +26,7 @@ start of a stream cut at an open-GOP keyframe):
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -394,20 +395,52 @@ def _ps_cut_inside(name: str, size: int | None) -> bool:
         return False
     if i >= len(tail):                 # a pack with no packet
         return True
-    code = 0
+    code, start = 0, i
     while i + 4 <= len(tail):
         if tail[i:i + 3] != b"\x00\x00\x01":
             return False                # not a packet: no verdict
-        code = tail[i + 3]
+        code, start = tail[i + 3], i
         if code == 0xB9:               # the program's end
             return False
         if code == 0xBA or i + 6 > len(tail):
             return code != 0xBA        # a pack header cut short, or the next pack (not the last)
         i += 6 + int.from_bytes(tail[i + 4:i + 6], "big")
-    # ending with a video packet: a muxer pads the pack a stream's last frame ends in (or ends the
-    # program), and the packs before are full of frames that go on in the next one (a 1 GiB
-    # piece of a DVD's title, a recorder stopped between two packs)
-    return i != len(tail) or 0xE0 <= code <= 0xEF
+    # ending with a video packet: a muxer pads the pack a stream's last frame ends in (a padding
+    # packet, the program's end, or stuffing in the packet's header beyond the usual), and the
+    # packs before are full of frames that go on in the next one (a 1 GiB piece of a DVD's
+    # title, a recorder stopped between two packs)
+    if i != len(tail):
+        return True
+    if not 0xE0 <= code <= 0xEF:
+        return False
+    usual = [_stuffing(tail, m.start()) for m in re.finditer(b"\x00\x00\x01[\xe0-\xef]", tail[:start])]
+    last = _stuffing(tail, start)
+    # (with no packet to compare, a byte: some muxers (DVD's) stuff one into every header)
+    return last is not None and last <= max((u for u in usual if u is not None), default=1)
+
+
+def _stuffing(data: bytes, i: int) -> int | None:
+    """How many stuffing bytes the header of the PES packet at ``data[i]`` has: an MPEG-2 one's
+    beyond the fields its flags name, an MPEG-1 one's before them; ``None`` where it does not
+    say (cut, or an MPEG-2 header extension)."""
+    if i + 9 > len(data):
+        return None
+    if data[i + 6] >> 6 == 2:          # MPEG-2: flags, then the header's length
+        flags = data[i + 7]
+        named = {2: 5, 3: 10}.get(flags >> 6, 0) + 6 * bool(flags & 0x20) + 3 * bool(flags & 0x10) + \
+            bool(flags & 0x08) + bool(flags & 0x04) + 2 * bool(flags & 0x02)
+        if flags & 0x01:               # the extension: its flags, then what they name
+            if i + 9 + named >= len(data):
+                return None
+            more = data[i + 9 + named]
+            if more & 0x40 or more & 0x01:  # a pack header inside, or a second extension: not read
+                return None
+            named += 1 + 16 * bool(more & 0x80) + 2 * bool(more & 0x20) + 2 * bool(more & 0x10)
+        return data[i + 8] - named
+    n = 0
+    while i + 6 + n < len(data) and data[i + 6 + n] == 0xFF and n < 16:
+        n += 1
+    return n
 
 
 def _gif_image_ends(data: bytes) -> bool:
