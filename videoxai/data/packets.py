@@ -367,8 +367,9 @@ def _ps_cut_inside(name: str, size: int | None) -> bool:
     ends where its last packet does. A file cut inside a packet ends inside a frame's data (or,
     in another stream's packet, very likely while a frame was still coming); so does one cut
     inside a pack header, or after a video packet that fills its pack (a muxer pads the pack the
-    last frame ends in, or ends the program). No pack header in the last 64 KiB, or bytes that
-    are not packets: no verdict."""
+    last frame ends in, with a padding packet or stuffing in the packet's header beyond the
+    others', or ends the program). No pack header in the last 64 KiB, or bytes that are not
+    packets: no verdict."""
     path = name[len("file:"):] if name.startswith("file:") else name
     if not size:
         return False
