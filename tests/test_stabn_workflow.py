@@ -918,3 +918,32 @@ def test_windows_spanning_every_frame_leave_the_run_files_valid_json(tmp_path):
     assert "corr n/a" in str(result.evaluation)
     for path in (tmp_path / "run" / "history.json", tmp_path / "run" / "model" / "videoxai.json"):
         json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path.name} holds {c}"))
+
+
+def test_a_model_in_the_output_directory_that_no_checkpoint_continues_is_not_replaced_without_a_word(tmp_path, monkeypatch):
+    """A finished run whose checkpoint.pt was removed (it holds the optimizer too), trained again
+    by the same command, started over and replaced its model/ at the first epoch; now refused,
+    naming it, and --no-resume replaces it. A run stopped between an epoch's writes leaves the
+    checkpoint, not a model/ without one (the checkpoint is written first)."""
+    from videoxai.stabn import loop
+    from videoxai.stabn.loader import save_stabn
+
+    save_stabn(build(num_classes=4, num_frames=4, input_size=16, labels=list("abcd")), tmp_path / "run" / "model")
+    before = (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
+    kwargs = dict(num_frames=4, input_size=16, config=TrainConfig(epochs=1, batch_size=4), warm_start=0)
+    with pytest.raises(InputError, match=r"run/model holds a model that no .*run/checkpoint.pt continues .* "
+                                         r"--no-resume to replace it"):
+        train("synthetic:4", tmp_path / "run", **kwargs)
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == before
+    train("synthetic:4", tmp_path / "run", resume=False, **kwargs)
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() != before
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patched:
+        patched.setattr(loop, "_save_model", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            train("synthetic:4", tmp_path / "again", **kwargs)
+    assert (tmp_path / "again" / "checkpoint.pt").is_file()
+    result = train("synthetic:4", tmp_path / "again", **kwargs)  # resumed: model/ made whole from it
+    assert len(result.history) == 1 and (tmp_path / "again" / "model" / "videoxai.json").is_file()

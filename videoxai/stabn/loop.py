@@ -26,7 +26,8 @@ from .losses import stabn_loss
 from .model import STABNVideoModel
 from .recipe import FreezeSchedule, TemporalTargets, TrainConfig
 from .run_directory import (CHECKPOINT, HISTORY, MODEL_DIR, EpochRecord, _load_checkpoint, _run_facts,
-                            _save_checkpoint, _save_history, _save_model, check_out_dir, output_lock)
+                            _save_checkpoint, _save_history, _save_model, check_no_model_without_checkpoint,
+                            check_out_dir, output_lock)
 
 log = logging.getLogger("videoxai.stabn")
 
@@ -96,6 +97,8 @@ def fit(model: STABNVideoModel, train: ClipSet, config: TrainConfig, *, val: Cli
                 _save_history(out / HISTORY, history)
             elif not resume:  # starting over: a run stopped before its first epoch must not resume the old one
                 (out / CHECKPOINT).unlink(missing_ok=True)
+            elif stage is None:  # (a warm start's model/ is its run's by-product, replaced as it goes)
+                check_no_model_without_checkpoint(out)
 
         evaluation = None
         if history and history[-1].val is not None:
@@ -171,8 +174,10 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
                          epochs=config.epochs, stage=stage)
     history.append(record)
     if out is not None:
-        _save_model(out, model, config, epoch + 1, history, training_meta)
+        # the checkpoint first: it is the run (a resume rewrites model/ from it), so a run stopped
+        # between the writes never leaves a model/ that no checkpoint continues
         _save_checkpoint(out / CHECKPOINT, model, opt, config, epoch + 1, history, run)
+        _save_model(out, model, config, epoch + 1, history, training_meta)
         _save_history(out / HISTORY, history)
     log.info("%s", record)
     if on_epoch is not None:

@@ -139,6 +139,21 @@ def check_out_dir(out: str | Path) -> None:
             return
 
 
+def check_no_model_without_checkpoint(out: Path) -> None:
+    """Refuse to resume into ``out`` when its ``model/`` is a model that no ``checkpoint.pt``
+    continues (the checkpoint removed to save space, a model copied there): the run started over
+    and replaced it at its first epoch without a word. A run in its warm start (``warm-start/``
+    has a checkpoint: one begun with ``--no-resume`` keeps the old model until its first epoch)
+    continues."""
+    from .loader import META
+
+    running = (out / CHECKPOINT).is_file() or (out / WARM_START_DIR / CHECKPOINT).is_file()
+    if not running and (out / MODEL_DIR / META).is_file():
+        raise InputError(f"{out / MODEL_DIR} holds a model that no {out / CHECKPOINT} continues (removed, or the "
+                         f"model put there): this run would start over and replace it; give another output "
+                         f"directory, or --no-resume to replace it")
+
+
 def _run_facts(train: ClipSet, targets: TemporalTargets | None, freeze: FreezeSchedule) -> dict[str, str]:
     """What a run resumed from a checkpoint must share with it besides the model and the training
     settings: the training clips (ids, labels and decoded frames), the edited attention (fine-tuning) and the
@@ -221,4 +236,5 @@ def _changes(saved: dict, now: dict) -> str:
                      for k in {**saved, **now} if saved.get(k, missing) != now.get(k, missing))
 
 
-__all__ = ["CHECKPOINT", "HISTORY", "MODEL_DIR", "WARM_START_DIR", "EpochRecord", "check_out_dir", "output_lock"]
+__all__ = ["CHECKPOINT", "HISTORY", "MODEL_DIR", "WARM_START_DIR", "EpochRecord", "check_no_model_without_checkpoint",
+           "check_out_dir", "output_lock"]

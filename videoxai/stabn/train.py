@@ -30,7 +30,8 @@ from .designs import DEFAULT_DESIGN, design as named_design
 from .loop import TrainResult, fit
 from .model import STABNConfig, STABNVideoModel, build
 from .recipe import FreezeSchedule, TemporalTargets, TrainConfig
-from .run_directory import CHECKPOINT, MODEL_DIR, WARM_START_DIR, EpochRecord, check_out_dir, output_lock
+from .run_directory import (CHECKPOINT, MODEL_DIR, WARM_START_DIR, EpochRecord, check_no_model_without_checkpoint,
+                            check_out_dir, output_lock)
 
 log = logging.getLogger("videoxai.stabn")
 
@@ -105,6 +106,8 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
         raise InputError(f"frames and size must be ≥ 1, got {num_frames} frames of {size}")
     if out is not None:
         check_out_dir(out)
+        if resume:  # before the clips are decoded and the warm start trains (fit checks it again)
+            check_no_model_without_checkpoint(Path(out))
     # the model's options too (a backbone too big for the size, a misspelt pool): they were
     # checked only once every clip was decoded; the class count is the data's, 2 stands in for it
     try:
