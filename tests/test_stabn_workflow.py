@@ -947,3 +947,21 @@ def test_a_model_in_the_output_directory_that_no_checkpoint_continues_is_not_rep
     assert (tmp_path / "again" / "checkpoint.pt").is_file()
     result = train("synthetic:4", tmp_path / "again", **kwargs)  # resumed: model/ made whole from it
     assert len(result.history) == 1 and (tmp_path / "again" / "model" / "videoxai.json").is_file()
+
+
+@pytest.mark.parametrize("change, says", [({"format": "1"}, r"has format '1', not a whole number"),
+                                          ({"config": {"num_classes": "3"}}, r"num_classes must be a whole number, got '3'"),
+                                          ({"config": {"num_frames": 4.5}}, r"num_frames must be a whole number, got 4.5")])
+def test_a_hand_edited_model_json_with_a_number_as_text_is_refused_in_one_line(tmp_path, change, says):
+    # a TypeError from deep in the loader or the network's build before
+    import videoxai as vx
+    from videoxai.errors import UnknownModelError
+    from videoxai.stabn.loader import save_stabn
+
+    save_stabn(build(num_classes=np.int64(2), num_frames=4, input_size=16), tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "videoxai.json").read_text())
+    assert meta["config"]["num_classes"] == 2 and vx.load_model(tmp_path / "m").num_classes == 2
+    meta = {**meta, **{k: ({**meta[k], **v} if isinstance(v, dict) else v) for k, v in change.items()}}
+    (tmp_path / "m" / "videoxai.json").write_text(json.dumps(meta))
+    with pytest.raises(UnknownModelError, match=says):
+        vx.load_model(tmp_path / "m")

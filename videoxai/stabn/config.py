@@ -9,6 +9,8 @@ meaning what it meant when a default changes. ``NORMS`` are the attention squash
 
 from __future__ import annotations
 
+import numbers
+
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
@@ -119,6 +121,10 @@ class STABNConfig:
         if self.backbone not in BACKBONES:
             raise InputError(f"unknown ST-ABN backbone {self.backbone!r}; "
                              f"sizes: {', '.join(BACKBONES)}")
+        for name in ("num_classes", "num_frames"):  # a hand-edited "3" failed deep in the network's build
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), numbers.Integral):
+                raise InputError(f"{name} must be a whole number, got {getattr(self, name)!r}")
+            setattr(self, name, int(getattr(self, name)))  # (a NumPy integer is saved as JSON too)
         if int(self.num_classes) < 2:
             raise InputError(f"num_classes must be ≥ 2, got {self.num_classes}")
         if int(self.num_frames) < 1:

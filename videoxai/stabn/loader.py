@@ -88,6 +88,8 @@ def read_meta(directory: str | Path) -> dict:
         raise UnknownModelError(f"{path} is not valid JSON: {e}") from None
     if meta.get("loader") != "stabn":
         raise UnknownModelError(f"{path} is for loader {meta.get('loader')!r}, not 'stabn'")
+    if isinstance(meta.get("format", FORMAT), bool) or not isinstance(meta.get("format", FORMAT), int):
+        raise UnknownModelError(f"{path} has format {meta['format']!r}, not a whole number")
     if meta.get("format", FORMAT) > FORMAT:
         raise UnknownModelError(f"{path} has format {meta['format']}; this videoxai reads ≤ {FORMAT}")
     return meta
