@@ -965,3 +965,21 @@ def test_a_hand_edited_model_json_with_a_number_as_text_is_refused_in_one_line(t
     (tmp_path / "m" / "videoxai.json").write_text(json.dumps(meta))
     with pytest.raises(UnknownModelError, match=says):
         vx.load_model(tmp_path / "m")
+
+
+def test_training_data_with_a_class_without_clips_is_named(tmp_path):
+    """labels.csv with class numbers 1 and 2: numeric labels are indices from 0, so class 0 was a
+    class without a clip, which the model learnt never to predict, without a word."""
+    from videoxai.data.video import write_video
+
+    synth = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(16, 16))
+    lines = ["video,label"]
+    for i in range(4):
+        write_video(synth.frames[i], tmp_path / "data" / f"v{i}.mp4", fps=8)
+        lines.append(f"v{i}.mp4,{1 + i % 2}")
+    (tmp_path / "data" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match=r"has no clip of 1 of its 3 classes \('class_0'\): the model learns never "
+                                         r"to predict them \(numeric labels are class indices counted from 0\)"):
+        result = train(f"folder:{tmp_path / 'data'}", None, num_frames=4, input_size=16,
+                       config=TrainConfig(epochs=1, batch_size=4), warm_start=0)
+    assert result.model.num_classes == 3

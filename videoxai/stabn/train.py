@@ -17,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ..errors import InputError
@@ -126,6 +128,14 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
         names = ", ".join(map(repr, train_set.label_names))
         raise InputError(f"the training data {data} has {train_set.num_classes} class ({names}); "
                          "an ST-ABN is trained on clips of at least 2 classes")
+    empty = [name for name, n in zip(train_set.label_names, np.bincount(train_set.labels, minlength=train_set.num_classes))
+             if n == 0]
+    if empty and not _synthetic(data):  # (a few synthetic clips may miss a class: that is chance)
+        # labels 1…K in a labels.csv are class indices: class 0 became a class without a clip,
+        # which the model learnt never to predict, without a word
+        warnings.warn(f"the training data {data} has no clip of {len(empty)} of its {train_set.num_classes} classes "
+                      f"({', '.join(map(repr, empty[:5]))}{', …' if len(empty) > 5 else ''}): the model learns never to "
+                      "predict them (numeric labels are class indices counted from 0)", stacklevel=2)
     val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
     if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
         val_spec = None
