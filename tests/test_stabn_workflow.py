@@ -983,3 +983,19 @@ def test_training_data_with_a_class_without_clips_is_named(tmp_path):
         result = train(f"folder:{tmp_path / 'data'}", None, num_frames=4, input_size=16,
                        config=TrainConfig(epochs=1, batch_size=4), warm_start=0)
     assert result.model.num_classes == 3
+
+
+def test_a_batch_of_one_single_frame_clip_is_refused_in_one_line(tmp_path):
+    # 5 clips of 1 frame at 8 px, 4 a step: the last batch's one clip gave a batch-norm layer one
+    # value per channel, a ValueError from inside torch
+    from videoxai.data.video import write_video
+
+    lines = ["video,label"]
+    for i in range(5):
+        write_video(np.full((2, 16, 16, 3), 60 * i, np.uint8), tmp_path / "data" / f"v{i}.mp4", fps=8)
+        lines.append(f"v{i}.mp4,{'ab'[i % 2]}")
+    (tmp_path / "data" / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"a training batch of 1 clip of 1 frame\(s\) at \(8, 8\) pixels leaves a "
+                                         r"batch-norm layer one value per channel \(5 clips, batch size 4\)"):
+        train(f"folder:{tmp_path / 'data'}", None, num_frames=1, input_size=8,
+              config=TrainConfig(epochs=1, batch_size=4), warm_start=0)

@@ -142,7 +142,16 @@ def _epoch(model: STABNVideoModel, train: ClipSet, val: ClipSet | None, config: 
             group["lr"] = lr
         x = train.pixels(idx).to(device)
         y = torch.from_numpy(train.labels[idx]).to(device)
-        output = model.outputs(x)
+        try:
+            output = model.outputs(x)
+        except ValueError as e:
+            if "more than 1 value per channel" not in str(e):
+                raise
+            # one clip of 1 frame at a small size: a batch-norm layer sees one value per channel
+            raise InputError(f"a training batch of {len(idx)} clip of {model.num_frames} frame(s) at "
+                             f"{tuple(model.config.input_size)} pixels leaves a batch-norm layer one value per "
+                             f"channel ({len(train)} clips, batch size {config.batch_size}): choose a batch size "
+                             "that leaves no batch of one clip, or more frames or pixels") from None
         if targets is not None:
             terms = stabn_loss(output, y, torch.from_numpy(targets.values[idx]).to(device),
                                torch.from_numpy(targets.has_edit[idx]).to(device), targets.gamma_t,
