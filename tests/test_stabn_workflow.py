@@ -897,6 +897,45 @@ def test_a_model_trained_on_videos_of_another_shape_sees_them_explained_as_it_sa
     assert exp.spatial.shape == (4, 16, 32) and exp.temporal.shape == (4,) and exp.label in ("cat", "dog")
 
 
+def test_collect_shows_the_model_its_clips_as_vx_explain_shows_it_the_videos(tmp_path):
+    """A model whose view of a video is the whole frame squeezed (``shortest_edge`` None) collected
+    clips of 16×32 videos centre-cropped (the default view of decoded data), so the editor and
+    fine-tuning worked on frames the model is never shown; collect (and finetune) now read the data
+    through the model's own preprocessing."""
+    import videoxai as vx
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+    from videoxai.data.video import write_video
+
+    rng = np.random.default_rng(0)
+    square = ["video,label"]
+    wide = ["video,label"]
+    for i in range(4):
+        frames = rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+        write_video(frames, tmp_path / "square" / f"v{i}.mp4", fps=8)
+        square.append(f"v{i}.mp4,{['cat', 'dog'][i % 2]}")
+        frames = np.zeros((4, 16, 32, 3), np.uint8)
+        frames[:, :, :8] = 255  # a bright left quarter: outside a centre crop, inside a squeezed frame
+        write_video(frames, tmp_path / "wide" / f"w{i}.mp4", fps=8)
+        wide.append(f"w{i}.mp4,{['cat', 'dog'][i % 2]}")
+    (tmp_path / "square" / "labels.csv").write_text("\n".join(square) + "\n")
+    (tmp_path / "wide" / "labels.csv").write_text("\n".join(wide) + "\n")
+    train(f"folder:{tmp_path / 'square'}", tmp_path / "run", design="mil", num_frames=4, input_size=16,
+          config=TrainConfig(epochs=1, batch_size=4), warm_start=0, shortest_edge=None)
+    model = vx.load_model(tmp_path / "run" / "model")
+    assert model.preprocess.shortest_edge is None
+    r = CliRunner().invoke(app, ["stabn", "collect", "--model", str(tmp_path / "run" / "model"), "--data",
+                                 f"folder:{tmp_path / 'wide'}", "--all", "--out", str(tmp_path / "edits")])
+    assert r.exit_code == 0, r.output
+    clip = vx.read_video(tmp_path / "wide" / "w1.mp4", num_frames=4)
+    pixels = torch.from_numpy(clip.uint8()).permute(0, 3, 1, 2).float()[None] / 255
+    seen = model.preprocess.view(pixels)[0].permute(0, 2, 3, 1).numpy() * 255
+    key = next(p for p in (tmp_path / "edits" / "clips").glob("*.npz") if "w1" in p.name)
+    collected = np.load(key)["frames"].astype(np.float32)
+    assert np.abs(collected - seen).mean() < 2.0  # a centre crop differs by ~60 (the white quarter)
+
+
 def test_windows_spanning_every_frame_leave_the_run_files_valid_json(tmp_path):
     """A labels.csv whose windows cover whole clips has no defined window correlation: it was NaN,
     written as `NaN` into history.json and the model's videoxai.json, which strict JSON readers

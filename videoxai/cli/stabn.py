@@ -236,7 +236,8 @@ def collect_cmd(
         console.print(f"collecting from the data {model} was trained on: {data} (recorded in its videoxai.json)", markup=False)
     with console.status(f"loading {data}…"):
         try:
-            train_set = open_dataset(data, "train", num_frames=vm.num_frames, frame_size=(h, w), labels=vm.labels)
+            train_set = open_dataset(data, "train", num_frames=vm.num_frames, frame_size=(h, w), labels=vm.labels,
+                                     view=vm.preprocess)  # as vx.explain shows the model a video
         except InputError as e:
             if data != recorded:
                 raise
@@ -361,7 +362,8 @@ def finetune_cmd(
     size = vm.input_size
     with console.status(f"loading {spec}…"):
         try:
-            train_set = open_dataset(spec, es.split, num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
+            train_set = open_dataset(spec, es.split, num_frames=vm.num_frames, frame_size=size, labels=vm.labels,
+                                     view=vm.preprocess)
         except InputError as e:
             if data is not None:
                 raise
@@ -372,7 +374,8 @@ def finetune_cmd(
         val_spec = val_data or (spec if spec.startswith("synthetic") else None)
         if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
             val_spec = None
-        val_set = (open_dataset(val_spec, "val", num_frames=vm.num_frames, frame_size=size, labels=vm.labels)
+        val_set = (open_dataset(val_spec, "val", num_frames=vm.num_frames, frame_size=size, labels=vm.labels,
+                                view=vm.preprocess)
                    if val_spec else None)
     printed: list = []
     with _saying_what_is_kept(out, printed, resume):
