@@ -484,6 +484,46 @@ def test_cli_says_when_a_finished_run_is_resumed_and_nothing_trains(tmp_path):
     assert "epoch 1/1" not in said and "holds a finished run (1 epoch): nothing left to train" in said
 
 
+def test_finetune_refuses_to_replace_a_model_no_checkpoint_continues_before_reading_its_data(tmp_path):
+    # the refusal came only once every clip was decoded (here: a folder that does not exist, which
+    # named the data instead of the model about to be replaced)
+    from typer.testing import CliRunner
+
+    import videoxai as vx
+    from videoxai.cli import app
+    from videoxai.stabn.loader import save_stabn
+
+    torch.manual_seed(0)
+    save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "m")
+    model = vx.load_model(tmp_path / "m")
+    data = open_dataset("synthetic:6", "train", num_frames=4, frame_size=(32, 32))
+    es = collect(model, data, tmp_path / "edits", model_spec=str(tmp_path / "m"), misclassified_only=False)
+    es.save_edit(es.items[0].key, [1.0, 0.0, 0.0, 0.0])
+    save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "ft" / "model")  # no checkpoint.pt
+    r = CliRunner().invoke(app, ["stabn", "finetune", str(tmp_path / "edits"), "--out", str(tmp_path / "ft"),
+                                 "--epochs", "1", "--data", f"folder:{tmp_path / 'gone'}"])
+    assert r.exit_code != 0 and "holds a model that no" in " ".join(str(r.exception).split()), r.output
+
+
+def test_a_commands_warnings_are_one_line_without_the_library_source_line(tmp_path, capsys):
+    # `videoxai stabn train` printed "…/videoxai/stabn/train.py:131: UserWarning: …" and the source
+    # line after it; evaluate alone had the one-line format
+    from videoxai.cli import main
+    from videoxai.data.video import write_video
+
+    synth = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(16, 16))
+    lines = ["video,label"]
+    for i in range(4):
+        write_video(synth.frames[i], tmp_path / "data" / f"v{i}.mp4", fps=8)
+        lines.append(f"v{i}.mp4,{1 + i % 2}")  # class 0 without a clip: a warning
+    (tmp_path / "data" / "labels.csv").write_text("\n".join(lines) + "\n")
+    main(["stabn", "train", "--data", f"folder:{tmp_path / 'data'}", "--out", str(tmp_path / "run"), "--frames", "4",
+          "--size", "16", "--epochs", "1", "--batch-size", "4", "--warm-start", "0"])
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "class_0" in line]
+    assert said and said[0].startswith("warning: ") and "UserWarning" not in err and ".py:" not in err, err
+
+
 def test_numpy_integers_are_whole_numbers_and_are_stored_as_json():
     # a sweep's np.int64 epochs reached the saved videoxai.json as "int64 is not JSON serializable"
     config = TrainConfig(epochs=np.int64(3), batch_size=np.int32(4), seed=np.int64(2))

@@ -12,6 +12,7 @@ command line shows the traceback instead.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -104,6 +105,17 @@ def describe(exc: BaseException) -> str:
     return " ".join(text.split())  # one line, whatever the message held
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr, ``warning: …``, as the commands' errors are: Python's format
+    added the library's source line that called ``warn()`` (``videoxai/stabn/train.py:194:
+    UserWarning: …``), which means nothing to a user. (``warnings.showwarning`` for a command.)"""
+    from rich.console import Console
+    from rich.text import Text
+
+    # the message as text: a folder named 'clips [2024]' is not Rich markup
+    Console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
+
+
 # the commands (after the helpers above, which they use)
 for _mod in import_submodules(__name__):
     if hasattr(_mod, "register"):
@@ -116,7 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        code = app(args=args, prog_name="videoxai", standalone_mode=False)
+        with warnings.catch_warnings():
+            if not debug:  # --debug: Python's own format, with the line that warned
+                warnings.showwarning = show_warning
+            code = app(args=args, prog_name="videoxai", standalone_mode=False)
         # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns that code
         # instead of raising it: without this check an interrupted run would exit 0
         if code == 130:
@@ -137,4 +152,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_ERROR)
 
 
-__all__ = ["app", "main", "check_device", "describe", "EXIT_ERROR"]
+__all__ = ["app", "main", "check_device", "describe", "show_warning", "EXIT_ERROR"]

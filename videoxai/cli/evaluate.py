@@ -54,16 +54,11 @@ def evaluate_cmd(
     with warnings.catch_warnings():
         # one line each, as the command's errors are: Python's format added the line of library
         # source that called warn() ('ds = factory(argument, …)'), which means nothing to a user
-        warnings.showwarning = _show_warning
+        from . import show_warning
+
+        warnings.showwarning = show_warning
         _evaluate(data, model, methods, metrics, out, backend, address, workers, device, target, refine, seed,
                   limit, report_only)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    from rich.text import Text
-
-    # the message as text: a folder named 'clips [2024]' is not Rich markup
-    Console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
 
 
 def _evaluate(data, model, methods, metrics, out, backend, address, workers, device, target, refine, seed,

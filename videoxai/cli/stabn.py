@@ -336,7 +336,7 @@ def finetune_cmd(
     from ..stabn.data import open_dataset
     from ..errors import InputError
     from ..stabn.knowledge import COLLECTION, EditSet, check_collection, finetune, finetune_config
-    from ..stabn.run_directory import check_out_dir
+    from ..stabn.run_directory import check_no_model_without_checkpoint, check_out_dir
 
     import math
 
@@ -352,6 +352,8 @@ def finetune_cmd(
     FreezeSchedule(frozen, unfreeze_at)
     config = finetune_config(epochs=epochs, batch_size=batch_size, seed=seed, **({"lr": lr} if lr is not None else {}))
     check_out_dir(out)  # before the data is decoded
+    if resume:  # as fine-tuning would refuse it, once every clip was decoded
+        check_no_model_without_checkpoint(Path(out))
     es = EditSet.open(edits)
     vm = _load(model or es.model, device)
     # before the data is decoded: what finetune would refuse after it
