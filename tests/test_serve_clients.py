@@ -490,6 +490,25 @@ def test_serve_refuses_an_empty_api_key(capsys, monkeypatch):
                                                    "give a key, or none for a server that needs no key")
 
 
+@pytest.mark.parametrize("name", ["", ".", "http://viewer.lan", "viewer.lan:8000"])
+def test_serve_refuses_an_allowed_host_that_is_no_host_name(name, capsys, monkeypatch):
+    # each was taken and matched no request, silently ("." matched every name with its final dot,
+    # 'evil.example.'); IP addresses, the --host the server listens on, stay allowed
+    import videoxai.models
+    from videoxai.core.hosts import host_allowed
+
+    monkeypatch.setattr(videoxai.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    assert host_allowed((".",), "evil.example.")  # why "." may not pass
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--port", "0", "--allowed-host", name])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == (f"error: --allowed-host: {name!r} is not a host name (e.g. myhost.lan, "
+                                               ".corp.example for a domain and its subdomains, or * for any): no "
+                                               "scheme, port or path")
+    assert ServeSettings(allowed_hosts=("::1", "127.0.0.1", ".corp.example", "*")).allowed_hosts[:3] == \
+        ("::1", "127.0.0.1", ".corp.example")
+
+
 def wait_for(predicate, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -96,7 +96,8 @@ def serve_cmd(
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "option"
-        option = "--" + (field[:-2] if field.endswith("_s") else field).replace("_", "-")
+        option = {"allowed_hosts": "--allowed-host"}.get(field) or \
+            "--" + (field[:-2] if field.endswith("_s") else field).replace("_", "-")
         msg = err["msg"].removeprefix("Value error, ")  # a validator's own message names the value
         raise InputError(f"{option}: {msg}" + ("" if msg != err["msg"] else f", got {err.get('input')!r}")) from None
     if work_dir is not None:  # a second server on the folder: one line now, not a failed startup later

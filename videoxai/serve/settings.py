@@ -11,8 +11,22 @@ CPU machine serving a few clients; ``videoxai serve`` exposes the common ones as
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def _is_address(name: str) -> bool:
+    """An IP address (the one ``videoxai serve --host`` listens on: ``::1`` is no name)."""
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+#: a host name as the Host check compares it, or a ``.suffix`` (a domain and its subdomains)
+_HOST_NAME = re.compile(r"\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
 
 
 class ServeSettings(BaseModel):
@@ -150,6 +164,21 @@ class ServeSettings(BaseModel):
             raise ValueError("the key is empty (a variable set to nothing?); give a key, or none for a server "
                              "that needs no key")
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Each entry a name, a ``.suffix`` or ``*``: an empty entry (``--allowed-host "$HOST"`` with
+        ``HOST`` unset), a URL or a name with a port matched no request, silently, and ``"."``
+        matched every name written with its final dot (``evil.example.``)."""
+        out = []
+        for entry in value:
+            name = entry.strip().lower()
+            if name != "*" and not _HOST_NAME.fullmatch(name) and not _is_address(name):
+                raise ValueError(f"{entry!r} is not a host name (e.g. myhost.lan, .corp.example for a domain and "
+                                 "its subdomains, or * for any): no scheme, port or path")
+            out.append(name)
+        return tuple(out)
 
     @field_validator("forwarded_allow_ips")
     @classmethod
