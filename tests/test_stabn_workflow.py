@@ -461,12 +461,10 @@ def test_collecting_other_videos_into_an_edit_set_with_edits_is_refused_and_data
     assert list(again.edits()) == [a.ids[0]]
 
 
-def test_cli_says_when_a_finished_run_is_resumed_and_nothing_trains(tmp_path):
-    # `stabn finetune` run again on its finished output printed "model: …" as if it had just trained
-    from typer.testing import CliRunner
-
+def _saved_model_and_one_edit(tmp_path) -> None:
+    """A 4-class ST-ABN saved in ``tmp_path/m`` and a collection of its clips in ``tmp_path/edits``
+    with one clip edited."""
     import videoxai as vx
-    from videoxai.cli import app
     from videoxai.stabn.loader import save_stabn
 
     torch.manual_seed(0)
@@ -475,6 +473,15 @@ def test_cli_says_when_a_finished_run_is_resumed_and_nothing_trains(tmp_path):
     data = open_dataset("synthetic:6", "train", num_frames=4, frame_size=(32, 32))
     es = collect(model, data, tmp_path / "edits", model_spec=str(tmp_path / "m"), misclassified_only=False)
     es.save_edit(es.items[0].key, [1.0, 0.0, 0.0, 0.0])
+
+
+def test_cli_says_when_a_finished_run_is_resumed_and_nothing_trains(tmp_path):
+    # `stabn finetune` run again on its finished output printed "model: …" as if it had just trained
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+
+    _saved_model_and_one_edit(tmp_path)
     run = lambda: CliRunner().invoke(app, ["stabn", "finetune", str(tmp_path / "edits"), "--out",  # noqa: E731
                                            str(tmp_path / "ft"), "--epochs", "1", "--data", "synthetic:6"])
     first, second = run(), run()
@@ -489,16 +496,10 @@ def test_finetune_refuses_to_replace_a_model_no_checkpoint_continues_before_read
     # named the data instead of the model about to be replaced)
     from typer.testing import CliRunner
 
-    import videoxai as vx
     from videoxai.cli import app
     from videoxai.stabn.loader import save_stabn
 
-    torch.manual_seed(0)
-    save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "m")
-    model = vx.load_model(tmp_path / "m")
-    data = open_dataset("synthetic:6", "train", num_frames=4, frame_size=(32, 32))
-    es = collect(model, data, tmp_path / "edits", model_spec=str(tmp_path / "m"), misclassified_only=False)
-    es.save_edit(es.items[0].key, [1.0, 0.0, 0.0, 0.0])
+    _saved_model_and_one_edit(tmp_path)
     save_stabn(build(num_classes=4, num_frames=4, input_size=32), tmp_path / "ft" / "model")  # no checkpoint.pt
     r = CliRunner().invoke(app, ["stabn", "finetune", str(tmp_path / "edits"), "--out", str(tmp_path / "ft"),
                                  "--epochs", "1", "--data", f"folder:{tmp_path / 'gone'}"])
