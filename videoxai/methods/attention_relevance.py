@@ -29,7 +29,7 @@ import torch
 from ..models.attention import AttentionTap
 from .attention import AttentionMethod, Layers
 from .base import Attribution, Target, register
-from .gradients import check_pixels, frozen_parameters, quantized_refusal
+from .gradients import check_pixels, frozen_parameters
 from .rollout import layer_mixings, start_vector, token_attribution
 
 
@@ -41,14 +41,11 @@ class AttentionRelevance(AttentionMethod):
     name = "attention_relevance"
     paper = ('Chefer, Gur & Wolf, Generic Attention-model Explainability for Interpreting Bi-Modal '
              'and Encoder-Decoder Transformers, ICCV 2021')
+    uses_gradients = True
 
     def __init__(self, model, layers: Layers = None) -> None:
         super().__init__(model)
         self.layers = self.attention_layers(layers)
-
-    @classmethod
-    def unsupported(cls, model) -> str | None:
-        return super().unsupported(model) or quantized_refusal(cls.name, model)
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         x = check_pixels(self.model, inputs)

@@ -151,6 +151,9 @@ class Method(Configurable):
     paper: ClassVar[str] = ""
     #: what the model must provide, checked at construction: "attention", "cam_layer", "token_grid"
     requires: ClassVar[tuple[str, ...]] = ()
+    #: whether the method follows the gradient of the target's logit: :meth:`unsupported` then
+    #: refuses a network with quantized layers, which do not pass it
+    uses_gradients: ClassVar[bool] = False
     #: the models it explains, in words, for a method whose :meth:`unsupported` checks more than
     #: :attr:`requires` says (``videoxai methods`` shows this instead); "" when ``requires`` says it
     applies_to: ClassVar[str] = ""
@@ -190,6 +193,13 @@ class Method(Configurable):
                             f"can read{_hf_hint(model)} (gradient and perturbation methods work on any model)")
                 return (f"method {cls.name!r} needs a model with {need.replace('_', ' ')}; "
                         f"{model.name} ({model.family}) has none")
+        if cls.uses_gradients and isinstance(model, VideoModel):
+            # here, not in each family's override: an override is run holding the model's lock
+            # (it may run the network), and a server building a saliency job waited for the job
+            # running before it to finish
+            from .gradients import quantized_refusal
+
+            return quantized_refusal(cls.name, model)
         return None
 
     def unsupported_with_options(self, model: VideoModel) -> str | None:

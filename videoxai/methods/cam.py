@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,7 @@ from ..models.base import VideoModel
 from ..models.cam_layer import NoCamLayerError
 from ..options import OptionError
 from .base import Attribution, Method, Target, _hf_hint
-from .gradients import check_pixels, frozen_parameters, quantized_refusal
+from .gradients import check_pixels, frozen_parameters
 
 
 def _split_output(out: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]]:
@@ -193,7 +193,7 @@ class CAMMethod(Method):
     """
 
     #: whether the variant needs the gradient at the layer (one backward pass from the logits)
-    uses_gradients: ClassVar[bool] = True
+    uses_gradients = True
     # what :meth:`unsupported` checks beyond ``requires``: "any model" was listed for networks it refuses
     applies_to = ("3D CNNs and video transformers: networks with a layer on a (T', H', W') grid "
                   "(not MLPs, per-frame 2D CNNs or TorchScript)")
@@ -207,8 +207,6 @@ class CAMMethod(Method):
         # remembered by the model: no forward pass on the next call), and a network that fails to
         # run (a wrong layout) keeps its own error, raised when the method is built
         reason = super().unsupported(model)
-        if reason is None and cls.uses_gradients and isinstance(model, VideoModel):
-            reason = quantized_refusal(cls.name, model)
         if reason is not None or not isinstance(model, VideoModel) or model.cam_layer is not None:
             return reason
         try:

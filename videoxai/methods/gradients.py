@@ -206,15 +206,11 @@ class InputGradientMethod(Method):
     """
 
     channel_reduce: str
-    #: default post-processing in ``vx.explain`` (raw gradients are left as they are)
+    uses_gradients = True
 
     def __init__(self, model: VideoModel, channel_reduce: ChannelReduce) -> None:
         super().__init__(model)
         self.channel_reduce = channel_reduce
-
-    @classmethod
-    def unsupported(cls, model: VideoModel) -> str | None:
-        return super().unsupported(model) or quantized_refusal(cls.name, model)
 
     def attribute_pixels(self, inputs: torch.Tensor, target: Target = None) -> PixelAttribution:
         """The signed ``(B, T, 3, H, W)`` attribution that the map is derived from."""

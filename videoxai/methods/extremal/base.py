@@ -13,7 +13,7 @@ from ...core.refine import gaussian_blur_2d
 from ...errors import InputError, UnsupportedModelError
 from ...options import Opt, OptionError, as_list
 from ..base import BatchSize, Seed
-from ..gradients import frozen_parameters, leaf_gradients, quantized_refusal
+from ..gradients import frozen_parameters, leaf_gradients
 from ..perturbation import Canvas, ClipResult, PerturbationMethod
 from .energy import area_loss, log_reward
 from .masks import BlurPyramid, MaskGenerator, smallest_area
@@ -131,6 +131,9 @@ class ExtremalPerturbation(PerturbationMethod):
     """
 
     per_frame_area: ClassVar[bool] = False
+    # the masks follow the gradient of the game's reward (quantized layers drop it: the masks
+    # were shaped by the area term alone, without a word)
+    uses_gradients = True
     #: ``fine_iterations`` left to the default preset, as a share of ``iterations``: measured for
     #: 3D-EP and STEP (README, round 9), not for 2D-EP, so 0 here
     fine_share: ClassVar[float] = 0.0
@@ -193,12 +196,6 @@ class ExtremalPerturbation(PerturbationMethod):
         self.reward_weight = float(reward_weight)
         self.area_weight = float(area_weight)
         self.area_growth = float(area_growth)
-
-    @classmethod
-    def unsupported(cls, model) -> str | None:
-        # the masks follow the gradient of the game's reward: through quantized layers it is
-        # dropped, and the masks were shaped by the area term alone, without a word
-        return super().unsupported(model) or quantized_refusal(cls.name, model)
 
     # -- what the variants override ----------------------------------------------------------------
     def regulariser(self, padded: torch.Tensor, areas: torch.Tensor, progress: float,
