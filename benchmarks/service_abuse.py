@@ -58,6 +58,19 @@ def timed(fn) -> tuple[bool, float]:
         return False, time.monotonic() - t0
 
 
+def raw_request(host: str, port: str, request: bytes) -> str:
+    """Send ``request`` as it is on a new connection; the reply's status line (or what happened)."""
+    s = socket.create_connection((host, int(port)))
+    s.settimeout(15)
+    try:
+        s.sendall(request)
+        reply = s.recv(64)
+    except OSError:
+        reply = b"(connection closed)"
+    s.close()
+    return reply.splitlines()[0].decode(errors="replace") if reply else "(nothing)"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="demo")
@@ -200,28 +213,13 @@ def main() -> None:
              f"{settings.header_timeout_s + 1:g} s: {still}")
 
         # 20 MB header line
-        s = socket.create_connection((host, int(port)))
-        s.settimeout(15)
-        try:
-            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (20 * 2**20) + b"\r\n\r\n")
-            reply = s.recv(64)
-        except OSError:
-            reply = b"(connection closed)"
-        s.close()
-        first = reply.splitlines()[0].decode(errors="replace") if reply else "(nothing)"
-        line("20 MB header line", not reply.startswith(b"HTTP/1.1 200"), f"answer: {first}")
+        reply = raw_request(host, port, b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (20 * 2**20) + b"\r\n\r\n")
+        line("20 MB header line", not reply.startswith("HTTP/1.1 200"), f"answer: {reply}")
 
         # headers over max_header_bytes sent in one write (h11 bounds only headers that arrive in pieces)
-        s = socket.create_connection((host, int(port)))
-        s.settimeout(15)
-        try:
-            s.sendall(f"GET /api/health HTTP/1.1\r\nHost: {host}:{port}\r\nX-Big: ".encode() + b"a" * 40_000 + b"\r\n\r\n")
-            reply = s.recv(64)
-        except OSError:
-            reply = b"(connection closed)"
-        s.close()
-        first = reply.splitlines()[0].decode(errors="replace") if reply else "(nothing)"
-        line("40 KB of headers in one write", not reply.startswith(b"HTTP/1.1 200"), f"answer: {first}")
+        reply = raw_request(host, port, f"GET /api/health HTTP/1.1\r\nHost: {host}:{port}\r\nX-Big: ".encode()
+                            + b"a" * 40_000 + b"\r\n\r\n")
+        line("40 KB of headers in one write", not reply.startswith("HTTP/1.1 200"), f"answer: {reply}")
 
         # foreign Origin
         with connect(url.replace("http", "ws") + "/api/stream", origin="http://evil.example", open_timeout=20) as ws:

@@ -14,6 +14,8 @@ import sys
 import textwrap
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,19 @@ def values(db: Path) -> dict[tuple, float | None]:
     with sqlite3.connect(db) as c:
         return {(v, m, k): x for v, m, k, x in c.execute(
             "SELECT video, method, metric, value FROM results WHERE metric != 'cost'")}
+
+
+@contextmanager
+def _run_store(db: Path, *metrics: str) -> Iterator[ResultStore]:
+    """A results store at ``db`` bound to a stand-in run (model ``m`` on data ``d``) with
+    ``metrics`` registered and a run started: rows written by hand, as the runner would."""
+    from videoxai.metrics import build
+
+    with ResultStore(db) as store:
+        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
+        store.register_metrics([build(m) for m in metrics])
+        store.start_run({})
+        yield store
 
 
 def assert_same_results(a, b):
@@ -827,15 +842,11 @@ def test_intervals_are_cut_at_the_values_the_metric_can_take(tmp_path):
     assert hi > 1
     assert confidence_interval([1.0, 1.0, 2 / 3], bounds=(0.0, 1.0)) == pytest.approx((mean, lo, 1.0))
     from videoxai.evaluation.report import _cell_text, _legend, metric_bounds
-    from videoxai.metrics import build
 
     assert metric_bounds("pointing_game") == (0, 1) and metric_bounds("temporal_grounding") == (0, 1)
     assert metric_bounds("randomisation") == (-1, 1) and metric_bounds("no_longer_registered") is None
     db = tmp_path / "r.sqlite"
-    with ResultStore(db) as store:
-        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
-        store.register_metrics([build("pointing_game"), build("monotonicity")])
-        store.start_run({})
+    with _run_store(db, "pointing_game", "monotonicity") as store:
         for v, (hit, tau) in enumerate([(1.0, -0.9), (1.0, -1.0), (2 / 3, 0.1)]):
             store.write(ResultRow(f"v{v}", "a", "pointing_game", hit))
             store.write(ResultRow(f"v{v}", "a", "monotonicity", tau))
@@ -853,13 +864,9 @@ def test_intervals_are_cut_at_the_values_the_metric_can_take(tmp_path):
 def test_a_cost_of_milliseconds_is_not_shown_as_nothing(tmp_path):
     # 2 decimals for seconds: a method of 4 ms was "0.00 ± 0.00", as if it cost nothing
     from videoxai.evaluation.report import _cell_text
-    from videoxai.metrics import build
 
     db = tmp_path / "r.sqlite"
-    with ResultStore(db) as store:
-        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
-        store.register_metrics([build("cost")])
-        store.start_run({})
+    with _run_store(db, "cost") as store:
         for v, (fast, slow) in enumerate([(0.0041, 12.5), (0.0043, 13.5)]):
             store.write(ResultRow(f"v{v}", "fast", "cost", fast))
             store.write(ResultRow(f"v{v}", "slow", "cost", slow))
@@ -877,10 +884,7 @@ def test_the_legend_says_what_the_order_averages_when_no_ranked_family_ran(tmp_p
     from videoxai.metrics import build
 
     db = tmp_path / "r.sqlite"
-    with ResultStore(db) as store:
-        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
-        store.register_metrics([build("sparseness"), build("cost")])
-        store.start_run({})
+    with _run_store(db, "sparseness", "cost") as store:
         for v, (a, b) in enumerate([(0.2, 0.5), (0.3, 0.4)]):
             store.write(ResultRow(f"v{v}", "a", "sparseness", a))
             store.write(ResultRow(f"v{v}", "b", "sparseness", b))
@@ -891,10 +895,7 @@ def test_the_legend_says_what_the_order_averages_when_no_ranked_family_ran(tmp_p
     assert only.overall == {"a": 1.5, "b": 1.5}  # each first on one metric: ranked on both
     assert "over every metric shown (no faithfulness or localisation or randomisation metric was run)" in _legend(only)
     db2 = tmp_path / "r2.sqlite"
-    with ResultStore(db2) as store:
-        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
-        store.register_metrics([build("pointing_game"), build("cost")])
-        store.start_run({})
+    with _run_store(db2, "pointing_game", "cost") as store:
         store.write(ResultRow("v0", "a", "pointing_game", 1.0))
         store.write(ResultRow("v0", "a", "cost", 1.0))
     with ResultStore(db2) as store:
@@ -925,12 +926,8 @@ def test_the_methods_metrics_plot_fits_one_long_metric_spec_and_one_method(tmp_p
 
 
 def filled_store(path: Path) -> None:
-    from videoxai.metrics import build
 
-    with ResultStore(path) as store:
-        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
-        store.register_metrics([build("insertion"), build("deletion"), build("cost")])
-        store.start_run({})
+    with _run_store(path, "insertion", "deletion", "cost") as store:
         table = {  # video → (random, a, b) for insertion ↑ and deletion ↓
             "insertion": [[0.1, 0.5, 0.9], [0.2, 0.8, 0.6], [0.4, 0.3, 0.5]],
             "deletion": [[0.5, 0.4, 0.1], [0.5, 0.2, 0.3], [0.5, 0.3, 0.4]],
@@ -1082,14 +1079,10 @@ def test_a_label_outside_the_models_classes_is_an_error_row_of_its_clip_for_the_
 def test_a_metric_undefined_on_every_clip_is_named_with_why_and_no_nan_is_written(tmp_path):
     """monotonicity undefined on every clip (the output never changed) was a column of dashes with no
     word why, and summary.csv wrote 'nan' where there is no value (one clip's interval, its mean)."""
-    from videoxai.metrics import build
 
     db = tmp_path / "r.sqlite"
     why = "output does not change with the kept share"
-    with ResultStore(db) as store:
-        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
-        store.register_metrics([build("deletion"), build("monotonicity")])
-        store.start_run({})
+    with _run_store(db, "deletion", "monotonicity") as store:
         for v, (a, b) in enumerate([(0.2, 0.4), (0.3, None)]):
             store.write(ResultRow(f"v{v}", "a", "deletion", a))
             store.write(ResultRow(f"v{v}", "b", "deletion", b, "ok" if b is not None else "error",
@@ -1115,13 +1108,9 @@ def test_a_cell_without_a_value_says_why_under_the_table(tmp_path):
     """Methods and metrics that each have values elsewhere, but not together: one method's maps are
     blank for another class (undefined), another's metric failed on one clip and had no ground truth
     on the other. Each such cell was a bare '–', as if a value were lost."""
-    from videoxai.metrics import build
 
     db = tmp_path / "r.sqlite"
-    with ResultStore(db) as store:
-        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
-        store.register_metrics([build("deletion"), build("class_sensitivity")])
-        store.start_run({})
+    with _run_store(db, "deletion", "class_sensitivity") as store:
         for v in ("v0", "v1"):
             for m, x in (("a", 0.2), ("b", 0.3), ("c", 0.4)):
                 store.write(ResultRow(v, m, "deletion", x + (v == "v1") / 10))
@@ -1146,13 +1135,9 @@ def test_a_cell_without_a_value_says_why_under_the_table(tmp_path):
 
 def test_a_metric_without_values_names_five_reasons_and_counts_the_rest(tmp_path):
     # each unreadable video of a folder is a reason of its own: the line listed every one of them
-    from videoxai.metrics import build
 
     db = tmp_path / "r.sqlite"
-    with ResultStore(db) as store:
-        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
-        store.register_metrics([build("deletion"), build("energy")])
-        store.start_run({})
+    with _run_store(db, "deletion", "energy") as store:
         store.write(ResultRow("ok.mp4", "a", "deletion", 0.5))
         for v in range(7):
             store.write(ResultRow(f"v{v}.mp4", "a", "energy", None, "error", details={"error": f"v{v}.mp4: the file is empty"}))
@@ -1672,13 +1657,9 @@ def test_cli_huge_sizes_are_one_line_errors(tmp_path):
 
 
 def test_a_pipe_in_a_method_spec_keeps_the_markdown_table_whole(tmp_path):
-    from videoxai.metrics import build
 
     db = tmp_path / "results.sqlite"
-    with ResultStore(db) as store:
-        store.bind({"model": "m", "data": "d", "target": "label", "refine": None, "seed": 0})
-        store.register_metrics([build("sparseness")])
-        store.start_run({})
+    with _run_store(db, "sparseness") as store:
         for v in range(2):
             for m in ("random", 'rise(baseline="a|b")'):
                 store.write(ResultRow(f"v{v}", m, "sparseness", 0.3 + v * 0.1))

@@ -461,6 +461,17 @@ def test_collecting_other_videos_into_an_edit_set_with_edits_is_refused_and_data
     assert list(again.edits()) == [a.ids[0]]
 
 
+def _four_synthetic_videos(folder, rows: list[str], header: str = "video,label") -> None:
+    """Four synthetic 4-frame 16×16 clips as ``folder/v0.mp4 …`` with a ``labels.csv`` giving
+    clip ``i`` the row ``v{i}.mp4,{rows[i]}``."""
+    from videoxai.data.video import write_video
+
+    synth = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(16, 16))
+    for i in range(4):
+        write_video(synth.frames[i], folder / f"v{i}.mp4", fps=8)
+    (folder / "labels.csv").write_text("\n".join([header, *(f"v{i}.mp4,{row}" for i, row in enumerate(rows))]) + "\n")
+
+
 def _saved_model_and_one_edit(tmp_path) -> None:
     """A 4-class ST-ABN saved in ``tmp_path/m`` and a collection of its clips in ``tmp_path/edits``
     with one clip edited."""
@@ -510,14 +521,8 @@ def test_a_commands_warnings_are_one_line_without_the_library_source_line(tmp_pa
     # `videoxai stabn train` printed "…/videoxai/stabn/train.py:131: UserWarning: …" and the source
     # line after it; evaluate alone had the one-line format
     from videoxai.cli import main
-    from videoxai.data.video import write_video
 
-    synth = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(16, 16))
-    lines = ["video,label"]
-    for i in range(4):
-        write_video(synth.frames[i], tmp_path / "data" / f"v{i}.mp4", fps=8)
-        lines.append(f"v{i}.mp4,{1 + i % 2}")  # class 0 without a clip: a warning
-    (tmp_path / "data" / "labels.csv").write_text("\n".join(lines) + "\n")
+    _four_synthetic_videos(tmp_path / "data", ["1", "2", "1", "2"])  # class 0 without a clip: a warning
     main(["stabn", "train", "--data", f"folder:{tmp_path / 'data'}", "--out", str(tmp_path / "run"), "--frames", "4",
           "--size", "16", "--epochs", "1", "--batch-size", "4", "--warm-start", "0"])
     err = capsys.readouterr().err
@@ -981,17 +986,11 @@ def test_windows_spanning_every_frame_leave_the_run_files_valid_json(tmp_path):
     """A labels.csv whose windows cover whole clips has no defined window correlation: it was NaN,
     written as `NaN` into history.json and the model's videoxai.json, which strict JSON readers
     refuse; now null, printed as n/a."""
-    from videoxai.data.video import write_video
     from videoxai.stabn.evaluate import temporal_agreement
 
     agree = temporal_agreement(np.array([[0.1, 0.9], [0.5, 0.5]]), np.array([[0, 2], [0, 2]]))
     assert agree["window_corr"] is None and agree["window_hit"] == 1.0 and agree["window_chance"] == 1.0
-    synth = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(16, 16))
-    lines = ["video,label,start,end"]
-    for i in range(4):
-        write_video(synth.frames[i], tmp_path / "data" / f"v{i}.mp4", fps=8)
-        lines.append(f"v{i}.mp4,{['cat', 'dog'][i % 2]},0,4")
-    (tmp_path / "data" / "labels.csv").write_text("\n".join(lines) + "\n")
+    _four_synthetic_videos(tmp_path / "data", ["cat,0,4", "dog,0,4"] * 2, header="video,label,start,end")
     spec = f"folder:{tmp_path / 'data'}"
     result = train(spec, tmp_path / "run", val_data=spec, num_frames=4, input_size=16,
                    config=TrainConfig(epochs=1, batch_size=4), warm_start=0)
@@ -1050,14 +1049,8 @@ def test_a_hand_edited_model_json_with_a_number_as_text_is_refused_in_one_line(t
 def test_training_data_with_a_class_without_clips_is_named(tmp_path):
     """labels.csv with class numbers 1 and 2: numeric labels are indices from 0, so class 0 was a
     class without a clip, which the model learnt never to predict, without a word."""
-    from videoxai.data.video import write_video
 
-    synth = open_dataset("synthetic:4", "train", num_frames=4, frame_size=(16, 16))
-    lines = ["video,label"]
-    for i in range(4):
-        write_video(synth.frames[i], tmp_path / "data" / f"v{i}.mp4", fps=8)
-        lines.append(f"v{i}.mp4,{1 + i % 2}")
-    (tmp_path / "data" / "labels.csv").write_text("\n".join(lines) + "\n")
+    _four_synthetic_videos(tmp_path / "data", ["1", "2", "1", "2"])
     with pytest.warns(UserWarning, match=r"has no clip of 1 of its 3 classes \('class_0'\): the model learns never "
                                          r"to predict them \(numeric labels are class indices counted from 0\)"):
         result = train(f"folder:{tmp_path / 'data'}", None, num_frames=4, input_size=16,
