@@ -801,6 +801,37 @@ def test_local_workers_that_die_cost_their_tasks_and_only_deaths_before_any_prog
             f"{1 + backends.DEATHS_BEFORE_PROGRESS + 1} workers died in the middle of a task before any task was "
             "done, the last one was killed by SIGKILL")):
         backends.run("local", iter(tasks), settings, [].append, workers=1)
+    # a resumed run (the model explained clips here before): every death costs its own task only
+    got = []
+    backends.run("local", iter(tasks), settings, got.append, workers=1, proven=True)
+    rows = [r for r in got if isinstance(r, ResultRow)]
+    assert len(rows) == len({r.key for r in rows}) == 12 and all(r.status == "error" for r in rows)
+
+
+def test_a_resumed_run_whose_first_clips_kill_their_workers_records_them_and_goes_on(model_dir, tmp_path,
+                                                                                    monkeypatch):
+    """A first run computes clip 0, then four clips kill their Ray worker on every try (longer
+    clips than the node's memory holds), then clip 5: stored as errors, and the run goes on. The
+    resumed run computes those four again first, before any clip is done, and took their deaths
+    for a model that kills every worker: it stopped at the same place on every resume. Now a run
+    of a folder where the model already explained a clip records them as errors again and
+    finishes; each key is stored once."""
+    from videoxai.evaluation import backends
+
+    monkeypatch.setattr(backends, "RAY_RETRIES", 1)
+    kills = {f"synthetic:test:0/{i}" for i in (1, 2, 3, 4)}
+    fake_ray(monkeypatch, lambda key, method: "metric" if key in kills else None)
+    run = lambda: evaluate(model_dir, "synthetic:6", "saliency", "energy,sparseness", tmp_path,  # noqa: E731
+                           backend="ray", workers=1, progress=False, report=False)
+    first = run()
+    assert (first.computed, first.errors) == (12, 8)
+    resumed = run()
+    assert (resumed.computed, resumed.errors, resumed.skipped) == (8, 8, 4)
+    with ResultStore(resumed.database) as store:
+        rows = store.rows()
+    assert len(rows) == len({r.key for r in rows}) == 12
+    assert {r.video for r in rows if r.status == "error"} == kills
+    assert {r.video for r in rows if r.status == "ok"} == {"synthetic:test:0/0", "synthetic:test:0/5"}
 
 
 @pytest.mark.parametrize("first", [True, False])

@@ -20,7 +20,9 @@ the only writer of the results file.
   resume; the clip's later methods go on in a new task (a method that ends its process on every
   clip costs its own results, not the others' or the run). On both backends, deaths before any
   method was done on a clip (a model that kills every worker) end the run after a few
-  (:data:`DEATHS_BEFORE_PROGRESS`); after that, each costs only its own results.
+  (:data:`DEATHS_BEFORE_PROGRESS`); after that, each costs only its own results. A run whose
+  model has already explained a clip in this folder (``proven``: a resumed run) never stops on
+  deaths: its first clips are the ones whose workers died before, computed again.
   A local instance stops with the run (``ray.shutdown()``; Ray's own handler on SIGTERM). A
   driver killed with SIGKILL takes the raylet, the GCS and the workers down with it (Ray
   fate-shares them), but Ray's dashboard and runtime-env agents stay about 60 s, a timeout fixed
@@ -94,16 +96,18 @@ def _failed(proc) -> WorkerFailed:
 
 
 def run(backend: str, tasks: Iterable[Task], settings: RunSettings, emit: Emit, *,
-        workers: int, model: VideoModel | None = None, address: str | None = None) -> None:
-    """Run ``tasks`` on ``backend`` (see the module docs)."""
+        workers: int, model: VideoModel | None = None, address: str | None = None, proven: bool = False) -> None:
+    """Run ``tasks`` on ``backend`` (see the module docs). ``proven``: the model is known to work
+    (an earlier run of this evaluation explained a clip with it), so worker deaths never end the
+    run (:data:`DEATHS_BEFORE_PROGRESS`)."""
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "inline":
         _run_inline(tasks, settings, emit, model)
     elif backend == "local":
-        _run_local(tasks, settings, emit, workers)
+        _run_local(tasks, settings, emit, workers, proven)
     else:
-        _run_ray(tasks, settings, emit, workers, address)
+        _run_ray(tasks, settings, emit, workers, address, proven)
 
 
 # -- inline ----------------------------------------------------------------------------------------
@@ -186,11 +190,14 @@ def _send(conn: Connection, message) -> None:
 #: worker count), before the run stops: a model that kills every worker ends the run instead of
 #: dying once per clip. Once a task is done the model works, and each death costs only what its
 #: task had not sent: clips that need more memory than the machine has, one after another (one
-#: long clip with several methods), ended the run, and every resume, at the same clips
+#: long clip with several methods), ended the run, and every resume, at the same clips. A resumed
+#: run starts with the clips whose workers died before (the others are done), so it counts no
+#: deaths where the model already explained a clip (``proven``): four such clips stopped every
+#: resume at the same place
 DEATHS_BEFORE_PROGRESS = 2
 
 
-def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
+def _run_local(tasks: Iterable[Task], settings, emit, workers: int, proven: bool = False) -> None:
     if workers < 1:
         raise InputError(f"the local backend needs workers >= 1, got {workers}")
     ctx = mp.get_context("spawn")  # fork after torch has started its thread pools can deadlock
@@ -215,7 +222,7 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int) -> None:
     busy: dict[int, Task] = {}           # worker -> the task it runs (one at a time, so a send never waits)
     ready: set[int] = set()              # workers that have loaded the model
     arrived: dict[int, set] = {}         # worker -> the rows of its task received so far
-    deaths = 0                           # workers dead in a task, while no task is done (then None)
+    deaths = None if proven else 0       # workers dead in a task, while no task is done (then None)
     exhausted = False
     try:
         while True:
@@ -327,7 +334,7 @@ def _ray_task(settings: RunSettings, task: Task):
 RAY_RETRIES = 3
 
 
-def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str | None) -> None:
+def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str | None, proven: bool = False) -> None:
     try:
         import ray
     except ImportError:
@@ -348,7 +355,7 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
         capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // max(1, settings.threads)))
         pending: dict = {}          # generator -> task
         arrived: dict = {}          # generator -> the rows of its task received so far
-        deaths = 0                  # tasks whose worker died (on every try), while no method is done (then None)
+        deaths = None if proven else 0   # tasks whose worker died (on every try), while no method is done (then None)
         source = iter(tasks)
         exhausted = False
         while True:

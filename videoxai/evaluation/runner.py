@@ -272,8 +272,11 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
                                    refine=refine, seed=int(seed), threads=threads)
             try:
                 if work.total:
+                    # resumed: the clips whose workers died before come first, and are no sign of a
+                    # model that kills every worker (it explained clips here before)
                     backends.run(backend, _with_samples(dataset, work.tasks, emit), settings, emit,
-                                 workers=started, model=vm if backend == "inline" else None, address=address)
+                                 workers=started, model=vm if backend == "inline" else None, address=address,
+                                 proven=store.explained_any())
             finally:
                 bar.close()
                 store.finish_run(counts["computed"])

@@ -270,6 +270,10 @@ class ResultStore:
         return {(v, m): label for v, m, label in
                 self.db.execute("SELECT video, method, label FROM explanations WHERE status != 'error'")}
 
+    def explained_any(self) -> bool:
+        """Whether some clip was explained (status ``ok``): the model of this file works."""
+        return self.db.execute("SELECT 1 FROM explanations WHERE status = 'ok' LIMIT 1").fetchone() is not None
+
     def explanations(self) -> list[ExplanationRow]:
         cols = [f.name for f in ExplanationRow.__dataclass_fields__.values()]
         q = f"SELECT {', '.join(cols)} FROM explanations ORDER BY rowid"
