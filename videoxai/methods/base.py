@@ -118,6 +118,16 @@ def _probing_in_eval_mode(fn: Callable) -> Callable:
     return probing
 
 
+def manages_model_lock(fn: Callable) -> Callable:
+    """Marks an override of ``unsupported`` that takes the model's lock itself, only around the
+    network it runs (a search or a probe whose answer the model remembers): left to
+    :func:`_probing_in_eval_mode`, every ``supports()`` waited for the explanation running on the
+    model — the server's ``/api/info`` and the building of a Grad-CAM or ST-ABN job waited for
+    the job before them."""
+    fn.holds_model_lock = True
+    return fn
+
+
 def _hf_hint(model: VideoModel, reads: str = "its attention") -> str:
     """For a Hugging Face video transformer given to ``vx.wrap`` (a network fine-tuned in the
     session, never saved), which adapter reads ``reads``; else ``""``."""

@@ -49,7 +49,7 @@ from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
 from ..models.cam_layer import NoCamLayerError
 from ..options import OptionError
-from .base import Attribution, Method, Target, _hf_hint
+from .base import Attribution, Method, Target, _hf_hint, manages_model_lock
 from .gradients import check_pixels, frozen_parameters
 
 
@@ -199,6 +199,7 @@ class CAMMethod(Method):
                   "(not MLPs, per-frame 2D CNNs or TorchScript)")
 
     @classmethod
+    @manages_model_lock  # the layer search takes the lock for its one forward pass, and is remembered
     def unsupported(cls, model: VideoModel) -> str | None:
         # with the default layer, a network with no (T', H', W') grid to read (an MLP over the
         # flattened clip, a per-frame 2D CNN, a TorchScript module) was said to be supported

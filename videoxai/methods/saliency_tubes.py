@@ -30,7 +30,7 @@ from torch import nn
 from ..errors import InputError, UnsupportedModelError
 from ..models.cam_layer import NoCamLayerError
 from ..options import OptionError
-from .base import _hf_hint, register
+from .base import _hf_hint, manages_model_lock, register
 from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
 
 
@@ -178,7 +178,9 @@ def _probe_head(model) -> str | None:
 
     h, w = model.input_size
     x = torch.rand(1, model.num_frames, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
-    with model.exclusive():  # the hook must see this forward only
+    # the hook must see this forward only, and a network left in training mode must not move its
+    # batch-norm statistics or answer from a dropout draw: the lock and eval mode
+    with model.inference():
         handles = [module.register_forward_hook(keep)] + [
             m.register_forward_hook(pooled(n)) for n, m in model.net.named_modules() if isinstance(m, nn.AvgPool3d)]
         try:
@@ -228,6 +230,7 @@ class SaliencyTubes(CAMMethod):
                   "on the model; not the bundled models: use gradcam there)")
 
     @classmethod
+    @manages_model_lock  # _probe_head takes it for its forward pass; its answer is remembered
     def unsupported(cls, model) -> str | None:
         reason = cls._unsupported_kind(model)
         if reason is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Attribution, Method, Target, register
+from .base import Attribution, Method, Target, manages_model_lock, register
 
 
 @register
@@ -36,6 +36,7 @@ class STABNAttention(Method):
     applies_to = "ST-ABN models only (videoxai stabn train, or 'demo-stabn')"
 
     @classmethod
+    @manages_model_lock  # it reads the model's class and config only
     def unsupported(cls, model) -> str | None:
         from ..stabn.model import STABNVideoModel
 
