@@ -63,7 +63,7 @@ def evaluated(model_dir, tmp_path_factory):
 def test_report_files_are_replaced_all_or_nothing(evaluated, monkeypatch):
     out = evaluated
     before = {name: (out / name).read_bytes() for name in ("report.md", "report.html", "summary.csv")}
-    assert not list(out.glob("*.part"))
+    assert not list(out.glob("*.part")) and not list(out.glob(".*.tmp"))
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("killed while rendering the report")
@@ -75,7 +75,7 @@ def test_report_files_are_replaced_all_or_nothing(evaluated, monkeypatch):
     assert {name: (out / name).read_bytes() for name in before} == before
     monkeypatch.undo()
     paths = report_module.write_report(out / DATABASE, out)
-    assert paths["html"].is_file() and paths["markdown"].is_file() and not list(out.glob("*.part"))
+    assert paths["html"].is_file() and paths["markdown"].is_file() and not list(out.glob(".*.tmp"))
 
 
 def test_a_worker_ends_with_its_parent_even_mid_task(tmp_path):
@@ -121,3 +121,61 @@ def _alive(pid: int) -> bool:
             return f.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_two_report_writers_at_once_publish_only_whole_files(evaluated, monkeypatch):
+    """Two ``--report-only`` writers on one folder shared ``report.md.part``: writer A had written
+    its file in full and was about to rename it when writer B opened the same name and had written
+    half of its own; A's rename published B's half file. Played here in that order with two
+    threads: each writer now has temporary files of its own, and report.md is whole."""
+    import pathlib
+    import threading
+
+    from videoxai.stabn.atomic import TEMPORARY
+
+    out = evaluated
+    dead = out / f".report.md.{'0' * 32}.tmp"   # a writer killed before its rename, an hour ago
+    dead.write_bytes(b"half")
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    whole = report_module.write_report(out / DATABASE, out)["markdown"].read_bytes()
+    assert not dead.exists()
+    a_written, b_half, a_done = threading.Event(), threading.Event(), threading.Event()
+    write_bytes = pathlib.Path.write_bytes
+
+    def interleaved(self, data):
+        who = threading.current_thread().name
+        if "report.md" not in self.name or who not in ("writer-a", "writer-b"):
+            return write_bytes(self, data)
+        if who == "writer-a":
+            n = write_bytes(self, data)
+            a_written.set()
+            assert b_half.wait(10)     # B is in the middle of its write as A renames
+            return n
+        assert a_written.wait(10)
+        write_bytes(self, data[: len(data) // 2])
+        b_half.set()
+        assert a_done.wait(10)
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", interleaved)
+    errors = []
+
+    def writer(done=None):
+        try:
+            report_module.write_report(out / DATABASE, out)
+        except BaseException as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+        finally:
+            if done is not None:
+                done.set()
+
+    a = threading.Thread(target=writer, args=(a_done,), name="writer-a")
+    b = threading.Thread(target=writer, name="writer-b")
+    a.start()
+    b.start()
+    a.join(30)
+    published = (out / "report.md").read_bytes()   # A has renamed; B has not finished
+    b.join(30)
+    assert published == whole and not errors
+    assert (out / "report.md").read_bytes() == whole
+    assert not [p.name for p in out.iterdir() if TEMPORARY.fullmatch(p.name) or p.name.endswith(".part")]

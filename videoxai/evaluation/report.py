@@ -25,13 +25,13 @@ import csv
 import html
 import io
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..metrics.reliability import reliability_alpha
+from ..stabn.atomic import remove_stale_temporaries, write_atomically
 from ..viz.page import data_uri, figure_png, page, plain
 from .store import ResultStore
 from .tasks import RANDOM
@@ -245,13 +245,17 @@ def _why_no_value(r) -> str:
 def write_report(database: str | Path, out_dir: str | Path, title: str | None = None) -> dict[str, Path]:
     """Write ``report.md``, ``summary.csv``, the plots and ``report.html`` into ``out_dir``.
 
-    Atomically, as far as files go: everything is rendered in memory and written to ``.part``
-    files first, then renamed into place with ``report.md`` last, so a run killed while writing
-    leaves the previous report or the new one, and never a ``report.md`` without its
-    ``report.html``.
+    Atomically, as far as files go: everything is rendered in memory first, then each file is
+    written to a temporary file of this writer's own and renamed into place
+    (:func:`~videoxai.stabn.atomic.write_atomically`), ``report.md`` last, so a run killed while
+    writing leaves the previous report or the new one, and never a ``report.md`` without its
+    ``report.html``. Two writers at once (two ``--report-only``, or one beside a finishing run)
+    each publish whole files of their own: a shared ``report.md.part`` let one rename the other's
+    half-written file into place. Temporary files a killed writer left are removed once stale.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     with ResultStore(database) as store:
         s = summarise(store)
     title = title or f"Evaluation of {s.meta.get('model', 'a model')} on {s.meta.get('data', 'a dataset')}"
@@ -267,12 +271,8 @@ def write_report(database: str | Path, out_dir: str | Path, title: str | None = 
             images[name] = data_uri(contents[name], "image/png")
     contents["html"] = _html(s, title, images).encode()
     contents["markdown"] = markdown(s, title).encode()  # last: its presence means the rest is there
-    parts = {}
     for key, data in contents.items():
-        parts[key] = paths[key].with_name(paths[key].name + ".part")
-        parts[key].write_bytes(data)
-    for key in contents:
-        os.replace(parts[key], paths[key])
+        write_atomically(paths[key], data)
     return paths
 
 
