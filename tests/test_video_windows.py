@@ -421,8 +421,29 @@ def test_the_library_workflow_saves_each_methods_windows_too(video, model, tmp_p
 def test_a_frame_step_that_keeps_one_frame_is_refused_as_a_one_frame_range_is(video, model):
     """frame_step=30 on a 24-frame video explained frame #0 repeated as "the video" (1 frame, 1
     window), where a file or a range of one frame is refused; two frames kept are explained."""
-    with pytest.raises(InputError, match="frame_step 30 keeps 1 frame of the video; a video classifier needs"):
+    with pytest.raises(InputError, match="frame_step 30 keeps 1 of the 24 frames of the video; a video classifier needs"):
         vx.explain_video(model, video, "saliency", frame_step=30)
-    with pytest.raises(InputError, match="frame_step 12 keeps 1 frame of the video range"):
+    with pytest.raises(InputError, match="frame_step 12 keeps 1 of the 11 frames of the video range"):
         vx.explain_video(model, video, "saliency", frame_step=12, start="13")
     assert list(vx.explain_video(model, video, "saliency", frame_step=12).frame_indices) == [0, 12]
+
+
+def test_sliding_windows_refuse_a_frame_step_that_keeps_one_frame_as_explain_video_does(tmp_path, model):
+    """A 2-frame file with frame_step=3 gave one window of frame #0 four times (a still picture as a
+    video) where explain_video refused; explain_video explained that window before refusing it. Now
+    the windows refuse it, of a file or a clip, before any window: explain_video calls no method."""
+    two = write_video(np.stack([np.full((16, 16, 3), v, np.uint8) for v in (0, 200)]), tmp_path / "two.mp4", fps=8)
+    message = "frame_step 3 keeps 1 of the 2 frames of the video; a video classifier needs a moving clip"
+    with pytest.raises(InputError, match=message):
+        next(sliding_windows(two, 4, frame_step=3))
+    with pytest.raises(InputError, match=message):
+        next(sliding_windows(vx.read_video(two), 4, frame_step=3))
+    explained = []
+    with pytest.raises(InputError, match=message):
+        vx.explain_video(model, two, "saliency", frame_step=3, on_window=explained.append)
+    assert explained == []
+    with pytest.raises(InputError, match=message):
+        vx.explain_video(model, vx.read_video(two), "saliency", frame_step=3)
+    # frames the step keeps, or a window of one frame (a stream's reading), are windows as before
+    assert [w.indices.tolist() for w in sliding_windows(two, 4, frame_step=1)] == [[0, 1, 1, 1]]
+    assert [w.indices.tolist() for w in sliding_windows(two, 1, frame_step=3)] == [[0]]

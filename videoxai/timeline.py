@@ -352,12 +352,6 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
             resolved_options=dict(exp.meta.get("resolved_options") or {})))
     if first is None:
         raise InputError(f"{source}: no frames to explain")
-    if len(frames) == 1 and frame_step > 1 and not isinstance(video, Clip):
-        # the readers refuse a file or a range of one frame; a frame_step past the end made one
-        # silently (frame_step=30 on 20 frames explained frame #0 eight times as "the video")
-        raise InputError(f"{source}: frame_step {frame_step} keeps 1 frame of the video"
-                         f"{' range' if start is not None or end is not None else ''}; a video classifier "
-                         "needs a moving clip of 2 frames or more: give a smaller frame_step")
     order = sorted(frames)
     spatial = _stack(map_mean, order, np.float32)
     peak = float(spatial.max())

@@ -42,7 +42,9 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
     window is emitted only if it holds a frame no earlier window reached, so the end of the video
     is never reported twice. A video shorter than one window gives one padded window; a file of
     one frame (a still picture), or a range holding one, is refused as by
-    :func:`~videoxai.data.video.read_video`, unless ``num_frames`` is 1 (a stream's reading).
+    :func:`~videoxai.data.video.read_video`, unless ``num_frames`` is 1 (a stream's reading); so is
+    a ``frame_step`` that keeps one frame of a file, range or clip of more (an
+    :class:`~videoxai.errors.InputError`, before that frame's window is given out).
 
     Args:
         path_or_clip: a video file or a :class:`~videoxai.Clip` already in memory.
@@ -74,6 +76,7 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
         if max_side is not None:  # it was ignored: the windows kept the clip's full size
             raise InputError("max_side applies to video files; a clip's frames are windowed at their size")
         clip = path_or_clip
+        _check_step(name, len(clip), frame_step, num_frames, False, InputError)
         source = ((int(i), clip.frames[k]) for k, i in enumerate(clip.indices))
         shown = None if clip.times is None else dict(zip(clip.indices.tolist(), clip.times.tolist()))
         return _timed(_windows(source, num_frames, stride, frame_step, tail, clip.source, lambda: clip.fps), shown)
@@ -130,6 +133,7 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
         if ended:  # a still picture's one frame came as a window padded with copies of it
             check_decoded(path, reported, decoded, missing)  # unless the file was cut short: that says more
             check_moving(path, decoded, ranged, lo, hi, given)
+            _check_step(path, decoded, frame_step, num_frames, ranged, InputError)
         yielded = True
         yield window
     if not yielded:
@@ -138,6 +142,19 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
     # came as they were read, and the error after them says the rest of the video is missing
     check_decoded(path, reported, decoded, missing)
     warn_avi_miscount(path, header, decoded)
+
+
+def _check_step(name, count: int, frame_step: int, num_frames: int, ranged: bool, error: type[Exception]) -> None:
+    """The error for a ``frame_step`` that keeps one of ``count`` frames (2 or more, up to
+    ``frame_step``) for windows of ``num_frames`` > 1: the window was that frame repeated, a still
+    picture explained as a video, which the readers refuse for a file or a range of one frame and
+    :func:`~videoxai.timeline.explain_video` refused after explaining it (a 2-frame file with
+    ``frame_step=3`` gave one window of frame #0 four times here). ``error``: the caller's
+    argument errors' type."""
+    if num_frames > 1 and frame_step > 1 and 1 < count <= frame_step:
+        raise error(f"{name}: frame_step {frame_step} keeps 1 of the {count} frames of the video"
+                    f"{' range' if ranged else ''}; a video classifier needs a moving clip of 2 frames or more: "
+                    "give a smaller frame_step")
 
 
 def _windows(source: Iterator[tuple[int, object]], num_frames: int, stride: int, frame_step: int,
