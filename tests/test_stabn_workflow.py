@@ -1072,3 +1072,33 @@ def test_a_batch_of_one_single_frame_clip_is_refused_in_one_line(tmp_path):
                                          r"batch-norm layer one value per channel \(5 clips, batch size 4\)"):
         train(f"folder:{tmp_path / 'data'}", None, num_frames=1, input_size=8,
               config=TrainConfig(epochs=1, batch_size=4), warm_start=0)
+
+
+def test_validation_data_that_cannot_be_opened_is_refused_before_the_training_clips_are_decoded(tmp_path, monkeypatch):
+    # `stabn train` and `stabn finetune` opened --val-data only once every training clip was
+    # decoded: a misspelt folder, or a validation CSV naming a class the training data lacks, was
+    # refused after minutes of decoding. Any decoding here fails the test
+    from typer.testing import CliRunner
+
+    import videoxai.stabn.data as stabn_data
+    from videoxai.cli import app
+
+    _saved_model_and_one_edit(tmp_path)  # (decodes its synthetic clips before the patch)
+    (tmp_path / "train").mkdir()
+    _four_synthetic_videos(tmp_path / "train", ["cat", "dog", "cat", "dog"])
+    (tmp_path / "val").mkdir()
+    _four_synthetic_videos(tmp_path / "val", ["cat", "emu", "cat", "dog"])
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("a clip was decoded before the validation data was checked")
+
+    monkeypatch.setattr(stabn_data, "_decoded", decoded)
+    monkeypatch.setattr(stabn_data, "_synthetic", decoded)
+    kw = dict(backbone="tiny", num_frames=4, input_size=16, warm_start=0, config=TrainConfig(epochs=1))
+    with pytest.raises(InputError, match="missing"):
+        train(f"folder:{tmp_path / 'train'}", tmp_path / "a", val_data=f"folder:{tmp_path / 'missing'}", **kw)
+    with pytest.raises(InputError, match=r"labels.csv:3: class 'emu' is not one of the classes of the training data"):
+        train(f"folder:{tmp_path / 'train'}", tmp_path / "a", val_data=f"folder:{tmp_path / 'val'}", **kw)
+    r = CliRunner().invoke(app, ["stabn", "finetune", str(tmp_path / "edits"), "--out", str(tmp_path / "ft"),
+                                 "--epochs", "1", "--data", "synthetic:6", "--val-data", f"folder:{tmp_path / 'missing'}"])
+    assert isinstance(r.exception, InputError) and "missing is not a directory" in str(r.exception), r.exception

@@ -333,7 +333,7 @@ def finetune_cmd(
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
 ) -> None:
     """Step 3: fine-tune with L_att + L_per + γ_t · L_temp(edited, predicted temporal attention)."""
-    from ..stabn.data import open_dataset
+    from ..stabn.data import check_dataset, open_dataset
     from ..errors import InputError
     from ..stabn.knowledge import COLLECTION, EditSet, check_collection, finetune, finetune_config
     from ..stabn.run_directory import check_no_model_without_checkpoint, check_out_dir
@@ -362,6 +362,11 @@ def finetune_cmd(
         raise InputError(f"no saved edits in {edits}: edit some clips first (`videoxai stabn edit {edits}`)")
     spec = data or es.data
     size = vm.input_size
+    val_spec = val_data or (spec if spec.startswith("synthetic") else None)
+    if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
+        val_spec = None
+    if val_spec is not None:  # opened (no clip decoded) before the training clips are decoded
+        check_dataset(val_spec, num_frames=vm.num_frames, labels=vm.labels)
     with console.status(f"loading {spec}…"):
         try:
             train_set = open_dataset(spec, es.split, num_frames=vm.num_frames, frame_size=size, labels=vm.labels,
@@ -373,9 +378,6 @@ def finetune_cmd(
             # machine): "folder: /x is not a directory" did not say where /x came from
             raise InputError(f"{e} (the data the clips were collected from, recorded in {edits / COLLECTION}; "
                              "give --data to read it from elsewhere)") from None
-        val_spec = val_data or (spec if spec.startswith("synthetic") else None)
-        if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
-            val_spec = None
         val_set = (open_dataset(val_spec, "val", num_frames=vm.num_frames, frame_size=size, labels=vm.labels,
                                 view=vm.preprocess)
                    if val_spec else None)

@@ -147,6 +147,26 @@ def open_dataset(spec: str, split: str = "train", *, num_frames: int = 8,
     return _decoded(spec, split, num_frames, tuple(frame_size), labels, labels_from, view)
 
 
+def check_dataset(spec: str, *, num_frames: int = 8, labels: Sequence[str] | None = None,
+                  labels_from: str = "the model") -> list[str]:
+    """Open the dataset ``spec`` names as :func:`open_dataset` would, decoding no clip, and return
+    its class names (``[]`` where it names none, or for the synthetic benchmark): a spec that
+    cannot be opened (a missing folder, a ``labels.csv`` naming a class not in ``labels``) is
+    refused in seconds, before minutes of decoding another spec. Warnings are left to the real
+    opening, which repeats them."""
+    from ..data.datasets import ClassNames, load_dataset
+
+    spec = str(spec).strip()
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        _parse_synthetic(spec)  # its options only: the clips are rendered when opened
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = load_dataset(spec, num_frames=num_frames,
+                          labels=ClassNames(labels, owner=labels_from) if labels is not None else None)
+    return list(getattr(ds, "class_names", None) or [])
+
+
 def decoded_shortest_edge(frame_size: tuple[int, int]) -> int | None:
     """The ``shortest_edge`` of a model trained on decoded videos at ``frame_size``: to a square
     size the shorter side is scaled to it and the centre cropped (no distortion); to another
@@ -187,14 +207,19 @@ def _check_fits_in_memory(spec: str, split: str, clips: int, clip_bytes: int) ->
                          f"{free / 2**30:.1f} GiB is available; use fewer clips or a smaller frame size")
 
 
-def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]) -> ClipSet:
-    from ..data.synthetic import SyntheticVideos
-
+def _parse_synthetic(spec: str) -> dict:
+    """The options of a ``synthetic[:N,…]`` spec (:func:`_synthetic_options`)."""
     rest = spec.partition(":")[2]
     parts = [p.strip() for p in rest.split(",") if p.strip()]
     given = {"size": parts.pop(0)} if parts and "=" not in parts[0] else {}
     given.update(parse_assignments(parts, where=f"dataset spec {spec!r}"))
-    opts = parse_options(declared_options(_synthetic_options), given, f"dataset spec {spec!r}")
+    return parse_options(declared_options(_synthetic_options), given, f"dataset spec {spec!r}")
+
+
+def _synthetic(spec: str, split: str, num_frames: int, frame_size: tuple[int, int]) -> ClipSet:
+    from ..data.synthetic import SyntheticVideos
+
+    opts = _parse_synthetic(spec)
     size, seed = opts["size"], opts["seed"]
     n = size if split == "train" else (opts.get(split) or max(1, size // 4))
     h, w = frame_size

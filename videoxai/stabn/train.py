@@ -27,7 +27,7 @@ import torch
 
 from ..errors import InputError
 from ..models.preprocess import Preprocess
-from .data import ClipSet, decoded_shortest_edge, open_dataset, recorded_spec
+from .data import ClipSet, check_dataset, decoded_shortest_edge, open_dataset, recorded_spec
 from .designs import DEFAULT_DESIGN, design as named_design
 from .loop import TrainResult, fit
 from .model import STABNConfig, STABNVideoModel, build
@@ -121,6 +121,15 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
         # vx.explain on a video of them sees what training saw (it squeezed whole frames instead)
         model_options["shortest_edge"] = decoded_shortest_edge(size)
     view = Preprocess(size=size, shortest_edge=model_options.get("shortest_edge"))
+    val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
+    if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
+        val_spec = None
+    if val_spec is not None:
+        # opened (no clip decoded) before the training clips are decoded: a misspelt --val-data,
+        # or a validation CSV naming a class the training data lacks, was refused only after
+        # minutes of decoding
+        check_dataset(val_spec, num_frames=num_frames, labels=check_dataset(data, num_frames=num_frames) or None,
+                      labels_from=f"the training data {recorded_spec(data)}")
     train_set = open_dataset(data, "train", num_frames=num_frames, frame_size=size, view=view)
     if train_set.num_classes < 2:
         # a labels.csv naming one class, or indices all 0: it was "num_classes must be ≥ 2, got 1",
@@ -136,9 +145,6 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
         warnings.warn(f"the training data {data} has no clip of {len(empty)} of its {train_set.num_classes} classes "
                       f"({', '.join(map(repr, empty[:5]))}{', …' if len(empty) > 5 else ''}): the model learns never to "
                       "predict them (numeric labels are class indices counted from 0)", stacklevel=2)
-    val_spec = val_data if val_data is not None else (data if data.startswith("synthetic") else None)
-    if val_spec is not None and val_spec.strip().lower() == "none":  # asked for no validation
-        val_spec = None
     val_set = (open_dataset(val_spec, "val", num_frames=num_frames, frame_size=size, labels=train_set.label_names,
                             labels_from=f"the training data {recorded_spec(data)}", view=view)
                if val_spec is not None else None)
