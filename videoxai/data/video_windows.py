@@ -92,12 +92,15 @@ def _timed(windows: Iterator[Clip], shown: dict[int, float | None] | None,
     """``windows`` with ``times`` from ``shown`` (source index → seconds, filled as frames are
     read; entries before a window's first frame are dropped once it is out, so that a long video's
     times are not held whole), unless ``timed()`` says the file has no timestamps (its decoder
-    counts ``index / fps``, which :func:`~videoxai.data.video.read_video` gives no clip either)."""
+    counts ``index / fps``, which :func:`~videoxai.data.video.read_video` gives no clip either).
+    The entries are dropped in a file without timestamps too: there they were kept, a time per
+    frame of the whole video (a raw ``.h264`` stream's windows grew by about 90 bytes a frame)."""
     for window in windows:
-        if shown is not None and timed():
-            seconds = [shown.get(i) for i in window.indices.tolist()]
-            if None not in seconds:
-                window = replace(window, times=np.asarray(seconds, dtype=np.float64))
+        if shown is not None:
+            if timed():
+                seconds = [shown.get(i) for i in window.indices.tolist()]
+                if None not in seconds:
+                    window = replace(window, times=np.asarray(seconds, dtype=np.float64))
             first = int(window.indices.min())
             for i in [i for i in shown if i < first]:
                 del shown[i]
