@@ -16,6 +16,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 import videoxai as vx
 
@@ -140,3 +141,68 @@ def test_a_float64_default_dtype_of_the_callers_leaves_the_map_as_it_is():
         torch.set_default_dtype(before)
     for a, b in zip(plain, in_float64):
         assert np.array_equal(a.raw, b.raw) and a.raw.max() > 0
+
+
+class _MonteCarloDropout(torch.nn.Module):
+    """Dropout that stays on in eval mode (Monte-Carlo dropout, ``F.dropout(x, training=True)``)."""
+
+    def forward(self, x):
+        return torch.nn.functional.dropout(x, 0.5, training=True)
+
+
+class _RandomInEvalNet(torch.nn.Module):
+    """A 3D CNN whose features pass Monte-Carlo dropout: every forward pass draws from torch's generator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.conv, self.act = torch.nn.Conv3d(3, 6, 3, padding=1), torch.nn.ReLU()
+        self.drop, self.head = _MonteCarloDropout(), torch.nn.Linear(6, 3)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+
+    def forward(self, x):  # (B, 3, T, H, W)
+        return self.head(self.drop(self.act(self.conv(x))).mean((2, 3, 4)))
+
+
+def _random_models() -> list[vx.VideoModel]:
+    """A CNN and a TimeSformer (for the attention methods) drawing random numbers in eval mode."""
+    from conftest import tiny_hf
+    from videoxai.models.hf import from_hf_module
+
+    net = tiny_hf("timesformer")
+    net.classifier = torch.nn.Sequential(_MonteCarloDropout(), net.classifier)
+    return [vx.wrap(_RandomInEvalNet(), num_frames=8, input_size=16, cam_layer="drop", labels=["a", "b", "c"]),
+            from_hf_module(net)]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_model_with_random_layers_in_eval_mode_gives_every_method_the_same_map_and_leaves_the_callers_draws():
+    # Monte-Carlo dropout draws from torch's generator in eval mode: each call gave another map
+    # and another score for the same clip and seed (SPEC §8), and consumed the caller's random
+    # stream. The forward passes are now seeded with the method's seed and the generator put back
+    from test_model_invariants import fast_options
+    from videoxai.methods import available, get
+
+    explained = set()
+    for model in _random_models():
+        clip = np.random.default_rng(0).random((8, *model.input_size, 3), dtype=np.float32)
+        for name in available():
+            cls = get(name)
+            if not cls.supports(model):
+                continue
+            options = fast_options(cls)
+            torch.manual_seed(7)
+            first = vx.explain(model, clip, name, **options)
+            after_first = torch.rand(4)
+            again = vx.explain(model, clip, name, **options)
+            torch.manual_seed(7)
+            assert torch.equal(torch.rand(4), after_first), name   # the caller's stream as if not called
+            assert np.array_equal(first.raw, again.raw) and np.array_equal(first.temporal, again.temporal), name
+            assert np.array_equal(first.probs, again.probs), name
+            explained.add(name)
+            if "seed" in cls.declared_options():   # the draws follow the seed
+                other = vx.explain(model, clip, name, **options, seed=5)
+                assert not (np.array_equal(other.raw, first.raw) and np.array_equal(other.probs, first.probs)), name
+    assert explained == set(available()) - {"stabn"}

@@ -83,15 +83,19 @@ class Attribution:
 
 
 def _holding_model_lock(fn: Callable) -> Callable:
-    """``fn(self, …)`` run while holding ``self.model``'s lock, the network in eval mode and
-    outside ``torch.inference_mode`` (see :meth:`Method.__init_subclass__` and
-    :meth:`VideoModel.inference`). Input tensors made under inference mode (which autograd
+    """``fn(self, …)`` run while holding ``self.model``'s lock, the network in eval mode,
+    outside ``torch.inference_mode`` and torch's generators seeded with the method's ``seed``
+    (see :meth:`Method.__init_subclass__` and :meth:`VideoModel.inference`). Input tensors made under inference mode (which autograd
     refuses to record) are copied into ordinary ones.
     """
 
     @functools.wraps(fn)
     def holding(self, *args, **kwargs):
-        with self.model.inference():
+        # the forward passes seeded with the method's seed (0 for a method without one): a
+        # network drawing random numbers in eval mode (Monte-Carlo dropout) gave another map at
+        # every call; the caller's generators are put back after (VideoModel.seeded_draws)
+        seed = getattr(self, "options", {}).get("seed", 0)
+        with self.model.inference(), self.model.seeded_draws(seed):
             args = tuple(_ordinary(a) for a in args)
             kwargs = {k: _ordinary(v) for k, v in kwargs.items()}
             return fn(self, *args, **kwargs)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.seeding import cuda_indices, seeded_draws
 from ..errors import InputError
 from .cam_layer import CamLayerMixin
 from .failure_hints import failure_hint
@@ -273,12 +274,17 @@ class VideoModel(CamLayerMixin, nn.Module):
         model. Each module's own flag is put back afterwards, also when the body raises (a
         network with frozen batch-norm layers in a training model keeps exactly its mix).
 
+        Torch's generators are seeded for the block (:meth:`seeded_draws`, seed 0 where no block
+        of this thread seeded them already; a method seeds them again with its ``seed``): a network
+        that draws random numbers in eval mode (Monte-Carlo dropout) gave another map and another
+        score at every call, and consumed the caller's random stream, which is put back after.
+
         ``torch.inference_mode()`` (a serving loop's usual guard) is left for the block: inside it
         ``torch.enable_grad()`` is not enough, so every gradient method failed with autograd's
         "element 0 of tensors does not require grad", and the randomisation check's re-initialised
         copies were inference tensors the re-run method could not differentiate.
         """
-        with self._exclusive, torch.inference_mode(False):
+        with self._exclusive, torch.inference_mode(False), self.seeded_draws(0, outermost_only=True):
             modes = [(m, m.training) for m in self.modules()]
             if not any(training for _, training in modes):  # the usual case: nothing to switch
                 yield
@@ -289,6 +295,11 @@ class VideoModel(CamLayerMixin, nn.Module):
             finally:
                 for m, training in modes:
                     m.training = training
+
+    def seeded_draws(self, seed: int, *, outermost_only: bool = False) -> contextlib.AbstractContextManager:
+        """The generators this network draws from (torch's CPU one, its CUDA device's) seeded with
+        ``seed`` for a block, restored after (:func:`videoxai.core.seeding.seeded_draws`)."""
+        return seeded_draws(seed, cuda_indices(self.device), outermost_only=outermost_only)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
