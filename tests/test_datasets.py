@@ -108,3 +108,19 @@ def test_unreadable_subfolders_where_root_would_read_them(data, monkeypatch):
                                          r"\('bird': Permission denied, 'cat': Permission denied, 'dog': "), \
             pytest.warns(UserWarning, match="3 subfolders cannot be read"):
         load_dataset(f"folder:{data}", num_frames=4, labels=CLASSES)
+
+
+def test_a_csv_names_a_video_whose_name_starts_with_a_space_and_both_lines_of_a_repeated_one(tmp_path):
+    """A video named ' intro.mp4' (quoted in the CSV, spaces and all) was "no video file intro.mp4":
+    the cell was stripped, as 'a.mp4, 0' typed by hand needs; the name as written is tried next.
+    A video listed twice (two exports joined) said so without saying where: both lines now."""
+    rng = np.random.default_rng(0)
+    for name in (" intro.mp4", "b.mp4"):
+        write_video(rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8), tmp_path / name, fps=10)
+    (tmp_path / "labels.csv").write_text('video,label\n" intro.mp4",cat\nb.mp4, dog\n')
+    ds = load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES)
+    assert [(s.key, s.label) for s in ds] == [(" intro.mp4", 1), ("b.mp4", 2)]
+    assert ds[0].clip.frames.shape == (4, 16, 16, 3)
+    (tmp_path / "labels.csv").write_text("video,label\nb.mp4,dog\n\" intro.mp4\",cat\nb.mp4,dog\n")
+    with pytest.raises(InputError, match=r"labels\.csv:2 and 4: video 'b\.mp4' is listed twice$"):
+        load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES)

@@ -74,7 +74,7 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
                       f"clip is {_without_class(classes)}", stacklevel=3)
     if classes is None:  # no model's classes to map names onto: named labels define them
         classes = _classes_from_names(rows, csv_path)
-    entries = []
+    entries, lines = [], []   # lines: each entry's line in the CSV
     # every missing file and every unknown class at once: a 100-clip CSV with five of each
     # took ten runs, each naming the next one
     missing: list[tuple[int, str]] = []
@@ -85,6 +85,11 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         if not rel:
             raise InputError(f"{where}: empty video path")
         path = _existing(root, rel)
+        if path is None and rel != row["video"] and _existing(root, row["video"]) is not None:
+            # the spaces are the name's own ('" intro.mp4"', quoted in the CSV): stripped, a file
+            # that is there was "no video file"; the stripped name still wins ('a.mp4, 0' by hand)
+            rel = row["video"]
+            path = _existing(root, rel)
         if path is None:
             missing.append((n, rel))
             continue
@@ -112,6 +117,7 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
                 raise InputError(f"{where}: window [{start}, {end}) is empty or negative")
             window = (start, end)
         entries.append(_Entry(rel, path, label, name, window))
+        lines.append(n)
     if len(missing) == 1:
         raise InputError(f"{csv_path}:{missing[0][0]}: no video file {root / missing[0][1]}")
     if missing:
@@ -127,13 +133,15 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
                          + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
                          + f"; its classes: {', '.join(classes[:8])}{', …' if len(classes) > 8 else ''}")
     # by the file, not the text: 'a.mp4' and './a.mp4' are one video under two keys
-    seen: dict[Path, str] = {}
-    for e in entries:
+    # both lines named: a CSV of thousands (two exports joined) said "listed twice", not where
+    seen: dict[Path, tuple[str, int]] = {}
+    for e, n in zip(entries, lines):
         path = e.path.resolve()
         if path in seen:
-            also = f" (also as {seen[path]!r})" if seen[path] != e.key else ""
-            raise InputError(f"{csv_path}: video {e.key!r} is listed twice{also}")
-        seen[path] = e.key
+            key, first = seen[path]
+            also = f" (also as {key!r})" if key != e.key else ""
+            raise InputError(f"{csv_path}:{first} and {n}: video {e.key!r} is listed twice{also}")
+        seen[path] = (e.key, n)
     ds = VideoListDataset(entries, num_frames, side)
     ds.class_names = list(classes) if classes is not None else None
     return ds
