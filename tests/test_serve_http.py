@@ -814,3 +814,16 @@ def test_a_work_dir_on_a_file_system_without_locks_is_one_line_not_a_traceback(m
             pass
     result = CliRunner().invoke(cli, ["serve", "--work-dir", str(tmp_path), "--model", "demo"])
     assert isinstance(result.exception, InputError) and re.search(said, str(result.exception))
+
+
+def test_a_method_not_allowed_is_answered_with_every_method_the_address_takes(client, videos):
+    # GET and HEAD are two routes (and DELETE a third): starlette's Allow named the first route's
+    # methods only, so PUT /api/jobs/ID was told 'Allow: HEAD', as if the job could not be read
+    job_id = upload(client, videos["short"], overlay="false").json()["id"]
+    for method, path, allowed in [("PUT", f"/api/jobs/{job_id}", "DELETE, GET, HEAD"),
+                                  ("OPTIONS", f"/api/jobs/{job_id}/result", "GET, HEAD"),
+                                  ("PATCH", "/api/jobs", "POST"), ("POST", "/", "GET, HEAD")]:
+        r = client.request(method, path)
+        message = assert_error(r, 405, "method_not_allowed")
+        assert r.headers["allow"] == allowed and message.endswith(f"this address takes {allowed}"), (path, message)
+    wait(client, job_id)

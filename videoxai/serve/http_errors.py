@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from ..errors import VideoXAIError
 from .protocol import ErrorInfo, ErrorResponse, ServiceError, to_service_error
@@ -27,6 +28,16 @@ _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "
                405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 422: "bad_request"}
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app takes on the request's path, sorted (RFC 9110 §15.5.6:
+    a 405 lists them all in ``Allow``); empty where no route on the path lists its methods."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if getattr(route, "methods", None) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
@@ -39,6 +50,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
+        allowed = _allowed_methods(request) if exc.status_code == 405 else []
+        if allowed:
+            # starlette's Allow named the methods of the first route on the path only: GET and HEAD
+            # are two routes here (and DELETE a third), so PUT /api/jobs/ID was told "Allow: HEAD"
+            message = f"{request.method} is not allowed here; this address takes {', '.join(allowed)}"
+            return _error_response(ServiceError(405, code, message, headers={"Allow": ", ".join(allowed)}))
         return _error_response(ServiceError(exc.status_code, code, str(exc.detail), headers=exc.headers))
 
     @app.exception_handler(RequestValidationError)
