@@ -827,3 +827,16 @@ def test_a_method_not_allowed_is_answered_with_every_method_the_address_takes(cl
         message = assert_error(r, 405, "method_not_allowed")
         assert r.headers["allow"] == allowed and message.endswith(f"this address takes {allowed}"), (path, message)
     wait(client, job_id)
+
+
+def test_an_address_that_is_no_job_id_or_no_route_is_named_as_such(client):
+    # an id the server never hands out was told it "was deleted (by a DELETE, …)", echoed whole
+    for job_id in ("....", "%C3%A9t%C3%A9", "0123", "a" * 5000, "0123456789ABCDEF0123456789ABCDEF"):
+        for r in (client.get(f"/api/jobs/{job_id}"), client.get(f"/api/jobs/{job_id}/result"),
+                  client.delete(f"/api/jobs/{job_id}")):
+            message = assert_error(r, 404, "not_found")
+            assert "is not a job id" in message and "deleted" not in message and len(message) < 200, message
+    # a path separator in the id (or any unknown address) was a bare 'Not Found'
+    for path in ("/api/jobs/a%2Fb", "/api/jobs/0123456789abcdef0123456789abcdef/raw.npz", "/api/" + "x" * 3000):
+        message = assert_error(client.get(path), 404, "not_found")
+        assert message.startswith("no such address: '/api/") and "/docs" in message and len(message) < 200, message

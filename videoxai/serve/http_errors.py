@@ -56,6 +56,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             # are two routes here (and DELETE a third), so PUT /api/jobs/ID was told "Allow: HEAD"
             message = f"{request.method} is not allowed here; this address takes {', '.join(allowed)}"
             return _error_response(ServiceError(405, code, message, headers={"Allow": ", ".join(allowed)}))
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route: starlette's words only
+            path = request.scope.get("path", "")  # with a proxy's prefix, as the client asked for it
+            shown = path if len(path) <= 80 else f"{path[:79]}…"
+            message = f"no such address: {shown!r} (the service's addresses are listed at /docs)"
+            return _error_response(ServiceError(404, code, message))
         return _error_response(ServiceError(exc.status_code, code, str(exc.detail), headers=exc.headers))
 
     @app.exception_handler(RequestValidationError)

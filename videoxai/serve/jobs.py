@@ -350,6 +350,12 @@ class JobQueue:
     def get(self, job_id: str) -> Job:
         with self.lock:
             job = self._jobs.get(job_id)
+        if job is None and not _JOB_ID.fullmatch(job_id):
+            # an id this server never hands out ('..', a path, 5 000 characters echoed back in full)
+            # was told it "was deleted", sending the client to look for who deleted it
+            shown = job_id if len(job_id) <= 40 else f"{job_id[:39]}…"
+            raise ServiceError(404, "not_found", f"{shown!r} is not a job id: ids are the 32 hexadecimal digits "
+                                                 "POST /api/jobs answered with")
         if job is None:
             why = "it was deleted (by a DELETE, or as one of the oldest finished jobs)"
             if not self.durable:
