@@ -840,3 +840,19 @@ def test_an_address_that_is_no_job_id_or_no_route_is_named_as_such(client):
     for path in ("/api/jobs/a%2Fb", "/api/jobs/0123456789abcdef0123456789abcdef/raw.npz", "/api/" + "x" * 3000):
         message = assert_error(client.get(path), 404, "not_found")
         assert message.startswith("no such address: '/api/") and "/docs" in message and len(message) < 200, message
+
+
+def test_a_work_folder_removed_or_replaced_by_a_file_while_serving(model, videos, tmp_path):
+    # a /tmp cleaner removing the folder, or an operator's mistake: every upload was a 500
+    # 'internal error (FileNotFoundError)' with a traceback in the log, for as long as the server ran
+    settings = SETTINGS.model_copy(update={"work_dir": str(tmp_path / "work")})
+    with BackgroundServer(create_app(model, settings)) as server, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+        shutil.rmtree(tmp_path / "work")
+        assert wait(c, upload(c, videos["short"], overlay="false").json()["id"])["state"] == "done"
+        shutil.rmtree(tmp_path / "work")
+        (tmp_path / "work").write_text("not a folder")
+        message = assert_error(upload(c, videos["short"], overlay="false"), 503, "storage_unavailable")
+        assert str(tmp_path) not in message  # the server's paths stay in its log
+        (tmp_path / "work").unlink()
+        assert wait(c, upload(c, videos["short"], overlay="false").json()["id"])["state"] == "done"

@@ -307,7 +307,19 @@ class JobQueue:
         """A fresh job id and its folder, for an upload in progress."""
         job_id = uuid.uuid4().hex
         path = self.root / job_id
-        path.mkdir()
+        try:
+            path.mkdir()
+        except FileNotFoundError:
+            # the work folder was removed while the server ran (a /tmp cleaner takes the default
+            # one after days unused; an operator's rm): every upload was a 500 from then on
+            log.warning("the work folder %s was removed while the server ran; making it again", self.root)
+            path.mkdir(parents=True)
+        except (NotADirectoryError, PermissionError) as e:
+            # replaced by a file, or made unwritable: not the client's fault, nor a bug to trace
+            log.error("cannot make a job folder in %s: %s; restore the work folder", self.root, e.strerror or e)
+            raise ServiceError(503, "storage_unavailable", "the server cannot store uploads: its work folder "
+                                                           "is not a writable folder any more; ask its operator",
+                               headers={"Retry-After": "60"}) from None
         return job_id, path
 
     def check_room(self, client: str | None = None) -> None:
