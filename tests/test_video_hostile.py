@@ -8,8 +8,10 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
-from videoxai.data.video import sliding_windows
+from videoxai.data.video import probe, read_video, sliding_windows
+from videoxai.errors import VideoReadError
 
 
 def _encode(path: Path, count: int, *, fmt: str | None = None, size: int = 16, rate: int = 25) -> Path:
@@ -46,3 +48,20 @@ def test_the_windows_of_a_stream_without_timestamps_hold_no_more_for_a_longer_vi
     _peak_bytes(short, 8)   # imports and caches, once
     grown = _peak_bytes(long, 8) - _peak_bytes(short, 8)
     assert grown < 32 * 1024, f"reading 1600 more frames held {grown} bytes more"
+
+
+def test_a_picture_whose_name_holds_a_percent_pattern_is_that_file_not_its_numbered_neighbours(tmp_path):
+    """FFmpeg's image demuxer takes 'shot%d.png' for a numbered sequence: beside shot0.png …
+    shot2.png it was read as those three pictures, a 3-frame video of other files, and explained."""
+    from PIL import Image
+
+    for k in range(3):
+        Image.fromarray(np.full((16, 16, 3), 50 * k, np.uint8)).save(tmp_path / f"shot{k}.png")
+    given = tmp_path / "shot%d.png"
+    Image.fromarray(np.full((16, 16, 3), 250, np.uint8)).save(given)
+    assert probe(given)["frames"] == 1
+    with pytest.raises(VideoReadError, match=r"shot%d\.png: the file decodes to 1 frame \(a still picture\)"):
+        read_video(given)
+    with pytest.raises(VideoReadError, match=r"the file decodes to 1 frame"):
+        next(sliding_windows(given, 4))
+    assert sliding_windows(given, 1).__next__().frames[0, 0, 0].tolist() == [250, 250, 250]

@@ -94,8 +94,10 @@ def open_video(path: Path, max_pixels: int | None = None
     _refuse_a_playlist(path)
     try:
         # "file:": FFmpeg reads a name with a colon as a protocol (cam1:take2.mp4 was "Protocol
-        # not found", http:x.mp4 a network request, pipe:0.mp4 standard input); this is a file
-        container = av.open(f"file:{path}", mode="r")
+        # not found", http:x.mp4 a network request, pipe:0.mp4 standard input); this is a file.
+        # pattern_type none: FFmpeg's image demuxer read 'shot%d.png' as the numbered pictures
+        # beside it (shot0.png, shot1.png, … explained as a video), not as the file given
+        container = av.open(f"file:{path}", mode="r", options={"pattern_type": "none"})
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise VideoReadError(f"{path}: not a readable video file ({ffmpeg_reason(e)})") from None
     try:
