@@ -4,6 +4,7 @@ write them, and annotations with mistakes that must be named, not scored."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from pathlib import Path
@@ -706,3 +707,45 @@ def test_a_folder_whose_name_looks_like_an_option_or_ends_in_a_space(tmp_path):
     ds = load_dataset(f'folder:"{tmp_path}/clips "', num_frames=4)
     assert ds.spec == f'folder:"{tmp_path}/clips "'
     assert load_dataset(ds.spec, num_frames=4).entries[0].path == tmp_path / "clips " / "a.mp4"
+
+
+def test_a_video_deleted_from_the_folder_leaves_the_resumed_report_and_stays_in_the_file(tmp_path):
+    """The results of a video deleted from a ``folder:`` stayed in every resumed report (its
+    table, clip count and accuracy) as if the data still had it. Now the report lists the data's
+    current clips and says how many stored results it left out; the rows stay in results.sqlite,
+    and the clip is back in the report once its video is."""
+    from videoxai.evaluation import ResultStore, evaluate, summarise
+
+    folder = tmp_path / "videos"
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        video(folder / name)
+    out = tmp_path / "out"
+    run = dict(methods="random", metrics="sparseness,energy", out=out, backend="inline", progress=False)
+
+    def reported():
+        with ResultStore(out / "results.sqlite") as store:
+            s = summarise(store)
+            return s, {r.video for r in store.rows()}
+
+    assert evaluate("demo", f"folder:{folder}", **run).computed == 6
+    kept, stat = (folder / "c.mp4").read_bytes(), (folder / "c.mp4").stat()
+    (folder / "c.mp4").unlink()
+    with pytest.warns(UserWarning, match=re.escape("2 stored results of 1 clip no longer in the data (e.g. 'c.mp4') "
+                                                   "are left out of the report; kept in results.sqlite")):
+        again = evaluate("demo", f"folder:{folder}", **run)
+    assert (again.computed, again.skipped) == (0, 4)
+    s, stored = reported()
+    assert s.videos == 2 and s.counts == {"ok": 2, "n/a": 2, "error": 0} and s.gone == (2, 1)
+    assert all(c.n == 2 for c in s.cells.values()) and stored == {"a.mp4", "b.mp4", "c.mp4"}
+    md = (out / "report.md").read_text()
+    assert md.startswith(f"# Evaluation of demo on folder:{folder}\n\n2 clips; results: 2 ok, 2 n/a")
+    assert "2 stored results of 1 clip no longer in the data are left out (kept in the results file)." in md
+    assert "2 stored results of 1 clip no longer in the data" in (out / "report.html").read_text()
+
+    (folder / "c.mp4").write_bytes(kept)     # put back as it was: current again, nothing computed twice
+    os.utime(folder / "c.mp4", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert evaluate("demo", f"folder:{folder}", **run).computed == 0
+    s, _ = reported()
+    assert s.videos == 3 and s.gone == (0, 0) and "no longer in the data" not in (out / "report.md").read_text()

@@ -81,6 +81,7 @@ class Summary:
     errors: dict[str, list[str]] = field(default_factory=dict)   # error message -> "video / method"s
     empty: dict[tuple[str, str], str] = field(default_factory=dict)  # (method, metric) shown as "–" -> why
     ranked_on: list[str] | None = None  # the metrics the overall rank averages (None: the ranked families')
+    gone: tuple[int, int] = (0, 0)      # results left out, of how many clips no longer in the data
 
 
 def metric_bounds(name: str) -> tuple[float, float] | None:
@@ -128,7 +129,11 @@ def summarise(store: ResultStore) -> Summary:
     counts = {"ok": 0, "n/a": 0, "error": 0}
     no_value: dict[tuple[str, str], set[str]] = {}   # (method, metric) -> why rows have no value
     places: dict[str, dict[str, None]] = {}          # error message -> "video / method"s
+    gone, left_out = store.gone(), 0   # clips no longer in the data: kept in the file, not shown
     for r in store.iter_rows():
+        if r.video in gone:
+            left_out += 1
+            continue
         counts[r.status] = counts.get(r.status, 0) + 1
         methods.setdefault(r.method)
         videos.add(r.video)
@@ -161,7 +166,8 @@ def summarise(store: ResultStore) -> Summary:
     errors = {message: list(where) for message, where in places.items()}
     # methods that produced no value at all (not applicable to the model) are listed, not ranked
     inapplicable = {m: "" for m in methods if not any((m, k) in valued for k in metrics)}
-    for e in store.explanations():
+    expl = [e for e in store.explanations() if e.video not in gone]
+    for e in expl:
         if e.method in inapplicable and e.error and not inapplicable[e.method]:
             inapplicable[e.method] = e.error
     methods = [m for m in methods if m not in inapplicable]
@@ -218,13 +224,13 @@ def summarise(store: ResultStore) -> Summary:
     for (metric, method), (total, n) in curve_sums.items():
         curves.setdefault(metric, {})[method] = total / n
 
-    expl = store.explanations()
     labelled = [e for e in expl if e.status == "ok" and e.label is not None and e.predicted is not None]
     per_video = {e.video: e.predicted == e.label for e in labelled}
     accuracy = float(np.mean(list(per_video.values()))) if per_video else None
     empty = {(m, metric): empty[(m, metric)] for m in methods for metric in metrics if (m, metric) in empty}
     return Summary(methods, metrics, info, cells, ranks, overall, alpha, curves, len(videos), accuracy,
-                   counts, store.meta(), inapplicable, unavailable, store.model_warnings(), errors, ranked_on=ranked, empty=empty)
+                   counts, store.meta(), inapplicable, unavailable, store.model_warnings(), errors, ranked_on=ranked, empty=empty,
+                   gone=(left_out, len(gone)))
 
 
 def _reasons(why, most: int = 5) -> str:
@@ -320,6 +326,8 @@ def markdown(s: Summary, title: str) -> str:
                  f"{s.counts.get('error', 0)} errors."
                  + (f" Model accuracy on these clips: {s.accuracy:.1%}." if s.accuracy is not None else ""))
     lines += [f"**Warning:** {t(w)}" for w in s.warnings]
+    if s.gone[0]:
+        lines += ["", _gone_text(s)]
     # a '|' in a cell (a method spec's text option) would end the cell: escaped as GFM does
     cells = lambda r: " | ".join(t(c).replace("|", "\\|") for c in r)  # noqa: E731
     lines += ["", "| " + cells(header) + " |", "|" + "---|" * len(header)]
@@ -338,6 +346,13 @@ def markdown(s: Summary, title: str) -> str:
         lines += ["", "Errors (running the same command again computes these results again):", ""]
         lines += [f"- {t(message)} — {t(_places(where))}" for message, where in _top_errors(s)]
     return "\n".join(lines) + "\n"
+
+
+def _gone_text(s: Summary) -> str:
+    """The note on results left out because their clips are no longer in the data."""
+    n, clips = s.gone
+    return (f"{n} stored result{'s' if n != 1 else ''} of {_clips(clips)} no longer in the data "
+            f"{'are' if n != 1 else 'is'} left out (kept in the results file).")
 
 
 def _md_text(text: str) -> str:
@@ -556,6 +571,7 @@ def _html(s: Summary, title: str, images: dict[str, str]) -> str:
 <p>{_clips(s.videos)}; results: {s.counts.get('ok', 0)} ok, {s.counts.get('n/a', 0)} n/a,
 {s.counts.get('error', 0)} errors.{acc}</p>
 {''.join(f'<p class="warning"><strong>Warning:</strong> {html.escape(w)}</p>' for w in s.warnings)}
+{f'<p>{html.escape(_gone_text(s))}</p>' if s.gone[0] else ''}
 <div class="card"><div class="scroll" id="results"><table>{''.join(body)}</table></div>
 <p class="note">{html.escape(_legend(s))}</p></div>
 {_inapplicable_html(s)}

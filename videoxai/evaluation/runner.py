@@ -231,6 +231,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             if isinstance(dataset, EvalDataset):
                 store.forget_errors(lambda key: dataset.index_of(key) is not None)
             done = _forget_changed(store, dataset, n_videos, store.done())
+            _mark_gone(store, dataset)
             if target == "label":
                 done = _forget_relabelled(store.labels(), dataset, n_videos, done)
             work = plan(dataset, n_videos, method_sel, metric_sel, done)
@@ -496,6 +497,21 @@ def _forget_changed(store: ResultStore, dataset, n_videos: int,
     store.record_fingerprints({k: fp for k, fp in now.items() if stored.get(k) != fp})
     gone = set(changed)
     return {k for k in done if k[0] not in gone}
+
+
+def _mark_gone(store: ResultStore, dataset) -> None:
+    """Record the clips whose content was tracked and that the data no longer has (a video deleted
+    from a ``folder:``): their results stayed in every resumed report as if they were the data's.
+    Their rows are kept (the clip may come back); the report leaves them out, and a warning says
+    how many."""
+    if not isinstance(dataset, EvalDataset):
+        return
+    results, clips = store.mark_gone(lambda key: dataset.index_of(key) is not None)
+    if results:
+        warnings.warn(f"{results} stored result{'s' if results > 1 else ''} of {len(clips)} clip"
+                      f"{'s' if len(clips) > 1 else ''} no longer in the data (e.g. {clips[0]!r}) "
+                      f"{'are' if results > 1 else 'is'} left out of the report; kept in {store.path.name}",
+                      stacklevel=3)
 
 
 def _forget_relabelled(stored: dict[tuple[str, str], int | None], dataset, n_videos: int,

@@ -18,6 +18,8 @@ Tables:
 * ``runs``: one row per invocation, with how many results it computed.
 * ``clips``: the content fingerprint each clip's rows were computed from, where the data has one
   (:mod:`videoxai.evaluation.fingerprint`): a clip whose content changed is computed again.
+* ``gone``: the clips with stored rows that the data no longer has when the latest run started
+  (a video deleted from a ``folder:``): their rows are kept, and the report leaves them out.
 
 Resuming skips the keys whose status is ``ok`` or ``n/a``; ``error`` rows are computed again, and
 dropped where their clip is no longer in the data (:meth:`ResultStore.forget_errors`).
@@ -58,6 +60,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS clips (video TEXT PRIMARY KEY, fingerprint TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS gone (video TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL, computed INTEGER,
     config TEXT
@@ -255,6 +258,21 @@ class ResultStore:
         """Record the content each clip's rows are (to be) computed from."""
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO clips VALUES (?, ?)", fingerprints.items())
+
+    def mark_gone(self, keep: Callable[[str], bool]) -> tuple[int, list[str]]:
+        """Record as gone the clips with a fingerprint (their content was tracked) that ``keep``
+        says are no longer in the data, replacing the previous run's record (a clip put back is
+        current again); how many results they hold, and the clips."""
+        videos = sorted(v for (v,) in self.db.execute("SELECT video FROM clips") if not keep(v))
+        with self.db:
+            self.db.execute("DELETE FROM gone")
+            self.db.executemany("INSERT INTO gone VALUES (?)", ((v,) for v in videos))
+        results = self.db.execute("SELECT COUNT(*) FROM results WHERE video IN (SELECT video FROM gone)").fetchone()[0]
+        return int(results), videos
+
+    def gone(self) -> set[str]:
+        """The clips the latest run found no longer in the data (:meth:`mark_gone`)."""
+        return {v for (v,) in self.db.execute("SELECT video FROM gone")}
 
     def forget_clips(self, videos) -> int:
         """Delete every row of ``videos`` (results and explanations); how many results that was."""
