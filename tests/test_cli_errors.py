@@ -297,3 +297,27 @@ def test_stabn_finetune_settings_are_checked_before_the_edit_set_and_its_data(ca
     # to minutes): the edit set here does not even exist
     assert run(capsys, "stabn", "finetune", str(tmp_path / "no edit set"), "-o", str(tmp_path / "ft"),
                option, value) == (2, f"error: {says}\n")
+
+
+def test_numbers_with_digits_other_than_0_to_9_are_refused_by_every_numeric_option(capsys, tmp_path):
+    # Python reads '٣' as 3: `--start ٣` started at frame 3 and `--target ٣` explained class 3,
+    # while `--end 1:٣٠` was "not a time" and `--window-stride ٣` not an integer. Every numeric
+    # option now refuses such digits before anything is loaded, naming the option
+    out = str(tmp_path / "out")
+    for args, option in [(("explain", str(VIDEO), "--start", "٣"), "--start"),
+                         (("explain", str(VIDEO), "--end", "1:٣٠"), "--end"),
+                         (("explain", str(VIDEO), "--start", "2.٥s"), "--start"),
+                         (("explain", str(VIDEO), "--target", "٣"), "--target"),
+                         (("explain", str(VIDEO), "--target", "３"), "--target"),
+                         (("stream", str(VIDEO), "--target", "+٣"), "--target"),
+                         (("explain", str(VIDEO), "--window-stride", "٣"), "--window-stride"),
+                         (("serve", "--port", "٨٠٠٠"), "--port"),
+                         (("serve", "--max-upload-mb", "١٢"), "--max-upload-mb")]:
+        code, err = run(capsys, *args, "--out", out) if args[0] == "explain" else run(capsys, *args)
+        assert code == 2 and err.startswith(f"error: Invalid value for '{option}'") and len(err.splitlines()) == 1, \
+            (args, err)
+    assert not (tmp_path / "out").exists()  # refused before the model or the video was read
+    # a class name with such a digit among its letters is a name, not an index
+    from videoxai.cli import check_target
+
+    assert check_target("x²") == "x²" and check_target("3") == "3"

@@ -89,6 +89,40 @@ def check_threads(threads: int | None) -> int | None:
     return threads
 
 
+def _non_ascii_digit(text: str) -> str | None:
+    """The first digit of ``text`` that is not 0-9 ('٣', '३', '３', '²'), else ``None``."""
+    return next((c for c in text if c.isdigit() and not c.isascii()), None)
+
+
+def _refuse_digit(value: str, digit: str) -> None:
+    import unicodedata
+
+    raise typer.BadParameter(f"{value!r} holds the digit {digit!r} ({unicodedata.name(digit, 'not 0-9').lower()}); "
+                             "write numbers with the digits 0-9")
+
+
+def check_position(value: str | None) -> str | None:
+    """Typer callback for ``--start``/``--end`` (seconds, a clock time or a frame number, as text):
+    a digit other than 0-9 is refused in one line, as ``--window-stride`` and every other numeric
+    option refuse one. Python reads '٣' as 3, so ``--start ٣`` started at frame 3 while
+    ``--end 1:٣٠`` was "not a time": a number in another script is more likely a keyboard layout's
+    accident than meant, and is one nobody can check by reading the command."""
+    digit = None if value is None else _non_ascii_digit(value)
+    if digit is not None:
+        _refuse_digit(value, digit)
+    return value
+
+
+def check_target(value: str | None) -> str | None:
+    """Typer callback for ``--target`` (a class index or name): an index written with digits other
+    than 0-9 ('٣' was class 3) is refused as :func:`check_position` refuses them; a name that holds
+    such a digit among letters ('x²') is a name, and stays one."""
+    digit = None if value is None else _non_ascii_digit(value)
+    if digit is not None and value.strip().lstrip("+-").isdigit():
+        _refuse_digit(value, digit)
+    return value
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what went wrong, for people (no traceback, no repr noise)."""
     if isinstance(exc, ClickException):
@@ -152,4 +186,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_ERROR)
 
 
-__all__ = ["app", "main", "check_device", "describe", "show_warning", "EXIT_ERROR"]
+__all__ = ["app", "main", "check_device", "check_position", "check_target", "describe", "show_warning",
+           "EXIT_ERROR"]

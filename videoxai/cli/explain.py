@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.output_folder import make_directory, remove_if_empty
-from . import DEVICE_HELP, check_device
+from . import DEVICE_HELP, check_device, check_position, check_target
 
 console = Console()
 
@@ -110,11 +110,11 @@ def explain_cmd(
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name> (add ,weights=download to fetch its weights), or a directory."),
     method: str = typer.Option("staa", "--method", help="Method name or spec, or several separated by commas, e.g. staa or 'rise(n_samples=500), gradcam' (as evaluate --methods takes them)."),
     out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory. The files an earlier explain run wrote there and this one does not write again are removed (they are listed in its videoxai_files.json). A run stopped partway changes nothing there."),
-    target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' (default: the prediction)."),
+    target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' (default: the prediction).", callback=check_target),
     full_resolution: bool = typer.Option(False, "--full-resolution", help="Perturb and differentiate the original frames instead of the model's view of them (its crop box at its input size; slower, finer gradient maps)."),
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Threshold/focus/smooth the maps (default: per method)."),
-    start: Optional[str] = typer.Option(None, help="Where to start: seconds ('2.5s'), a player's time ('1:30') or a frame number ('60')."),
-    end: Optional[str] = typer.Option(None, help="Where to stop (excluded): seconds ('7s'), a player's time ('1:45') or a frame number ('120')."),
+    start: Optional[str] = typer.Option(None, help="Where to start: seconds ('2.5s'), a player's time ('1:30') or a frame number ('60').", callback=check_position),
+    end: Optional[str] = typer.Option(None, help="Where to stop (excluded): seconds ('7s'), a player's time ('1:45') or a frame number ('120').", callback=check_position),
     window_stride: Optional[int] = typer.Option(None, "--window-stride", help="Explain sliding windows of the model's clip length over the whole video (or --start/--end), this many frames apart; the report gets a timeline, and each method's windows are saved as METHOD.npz (vx.VideoExplanation.load)."),
     frame_step: int = typer.Option(1, "--frame-step", help="With --window-stride: use every N-th frame of the video."),
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),

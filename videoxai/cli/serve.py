@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import DEVICE_HELP, EXIT_ERROR, check_device, check_threads
+from . import DEVICE_HELP, EXIT_ERROR, check_device, check_target, check_threads
 
 console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
@@ -154,7 +154,7 @@ def stream_cmd(
     stride: Optional[int] = typer.Option(None, help="Frames between windows (default: half a window)."),
     window: Optional[int] = typer.Option(None, help="Frames per window (default: the model's)."),
     target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' "
-                                                    "(default: each window's prediction)."),
+                                                    "(default: each window's prediction).", callback=check_target),
     live: Optional[bool] = typer.Option(None, "--live/--file",
                                         help="Live: send at the source's rate and let the server drop stale "
                                              "windows. File: lossless, at the server's pace. Default: live for "
