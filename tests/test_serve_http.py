@@ -856,3 +856,17 @@ def test_a_work_folder_removed_or_replaced_by_a_file_while_serving(model, videos
         assert str(tmp_path) not in message  # the server's paths stay in its log
         (tmp_path / "work").unlink()
         assert wait(c, upload(c, videos["short"], overlay="false").json()["id"])["state"] == "done"
+
+
+def test_a_target_index_in_digits_other_than_0_to_9_is_refused_for_jobs_and_streams(served, client, videos):
+    # '٣' was class 3 (Python reads it so), as `videoxai explain --target ٣` was before it refused it
+    for target in ("٣", "３", "+٣"):
+        message = assert_error(upload(client, videos["short"], target=target), 422, "bad_request")
+        assert message.startswith("target: ") and "digits other than 0-9" in message, message
+    from websockets.sync.client import connect
+
+    server, _ = served
+    with connect(server.url.replace("http://", "ws://") + "/api/stream", proxy=None, open_timeout=20) as ws:
+        ws.send(json.dumps({"type": "start", "target": "٣"}))
+        error = json.loads(ws.recv(timeout=30))
+        assert error["type"] == "error" and "digits other than 0-9" in error["error"]["message"], error

@@ -287,6 +287,10 @@ def _short_target(value: Any) -> Any:
     # in the model, answered as an internal error (500) with a traceback in the server's log
     if isinstance(value, str) and len(value) > MAX_TARGET_CHARS:
         raise ValueError(f"a class name or index of at most {MAX_TARGET_CHARS} characters, got {len(value)}")
+    # an index written in another script ('٣', '３') was read as class 3, as `videoxai explain
+    # --target` refuses it (videoxai.cli.check_target); a name with such a digit among letters stays a name
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and not value.isascii():
+        raise ValueError(f"{value!r} is a class index written with digits other than 0-9; write it with 0-9")
     return value
 
 
