@@ -65,3 +65,18 @@ def test_a_picture_whose_name_holds_a_percent_pattern_is_that_file_not_its_numbe
     with pytest.raises(VideoReadError, match=r"the file decodes to 1 frame"):
         next(sliding_windows(given, 4))
     assert sliding_windows(given, 1).__next__().frames[0, 0, 0].tolist() == [250, 250, 250]
+
+
+def test_a_gif_without_delays_plays_at_the_rate_its_frames_are_shown(tmp_path):
+    """A GIF saved with delays of 0 (frame by frame tools, Pillow's duration=0) is shown 0.1 s a
+    frame, and FFmpeg times its frames so; its rate was FFmpeg's length without the last frame's
+    delay, 5 frames over 0.4 s, 12.5 fps: overlays and the report played it 25 % fast."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(np.full((16, 16, 3), 40 * k, np.uint8)) for k in range(5)]
+    path = tmp_path / "no_delays.gif"
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=0, loop=0)
+    clip = read_video(path)
+    np.testing.assert_allclose(clip.times, [0, 0.1, 0.2, 0.3, 0.4], atol=1e-9)
+    assert clip.fps == pytest.approx(10) and probe(path)["fps"] == pytest.approx(10)
+    assert probe(path)["duration"] == pytest.approx(0.5)

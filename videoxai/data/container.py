@@ -190,11 +190,14 @@ def read_header(container, stream, path: Path | None = None) -> Header:
         measured = _packets(path).rate
         if fps is None or (measured and abs(measured - fps) > 0.1 * fps):
             fps = measured
-    if path is not None and container.format.name == "apng" and not (stream.frames and stream.duration):
+    if path is not None and (container.format.name == "gif"
+                             or container.format.name == "apng" and not (stream.frames and stream.duration)):
         # an APNG's demuxer counts neither its frames nor their length, and its rate is FFmpeg's
         # guess from the first delays (1 fps for frames shown 0.02, 0.02 and 1 s: overlays played
         # the 1.04 s animation in 3 s); each frame's delay is its packet's duration, so the
-        # animation's average rate is its frames over their whole length, as a GIF's
+        # animation's average rate is its frames over their whole length. A GIF's too: FFmpeg's
+        # length of one whose delays are 0 (shown 0.1 s each, as browsers do) leaves out the last
+        # frame's, so 5 frames 0.1 s apart said 12.5 fps (the overlays played them 25 % fast)
         packets = _packets(path)
         if packets.end:
             fps = len(packets.times) / packets.end
