@@ -818,12 +818,20 @@ def test_stream_command_against_a_foreign_or_failing_server_exits_with_one_line(
         assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], err
 
 
-@pytest.mark.parametrize("args,says", [(["--live", "--fps", "-5"], "--fps must be a positive number"),
-                                       (["--live", "--fps", "0"], "--fps must be a positive number"),
-                                       (["--fps", "12"], "add --live, or drop --fps")])
+@pytest.mark.parametrize("args,says", [(["--live", "--fps", "-5"], "--fps must be a positive, finite number"),
+                                       (["--live", "--fps", "0"], "--fps must be a positive, finite number"),
+                                       (["--fps", "12"], "add --live, or drop --fps"),
+                                       # inf sent every frame at once, as -5 did
+                                       (["--live", "--fps", "inf"], "--fps must be a positive, finite number"),
+                                       # the server refused these, naming its protocol's field, not the option
+                                       (["--window", "0"], "--window must be 1 frame or more, got 0"),
+                                       (["--stride", "-1"], "--stride must be 1 frame or more, got -1"),
+                                       # named the video: 'clip.mp4: max_side must be >= 1'
+                                       (["--max-side", "-1"], "--max-side must be a number of pixels")])
 def test_stream_command_refuses_a_send_rate_it_would_not_use(capsys, video, args, says):
     # --fps -5 streamed every frame at once, and --fps on a file (streamed at the server's pace)
-    # was ignored; both silently. Refused before any connection (the server here does not exist).
+    # was ignored; both silently. Refused before any connection (the server here does not exist),
+    # as are a window, stride or frame size no stream can have.
     with pytest.raises(SystemExit) as exit_info:
         main(["stream", str(video), "--server", "http://127.0.0.1:9", *args])
     err = capsys.readouterr().err.strip()

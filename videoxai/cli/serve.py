@@ -185,8 +185,15 @@ def stream_cmd(
     live = (not is_file) if live is None else live
     if not 0 < timeout < float("inf"):  # inf: an OverflowError from the socket's deadline
         raise InputError(f"--timeout must be a positive, finite number of seconds, got {timeout:g}")
-    if fps is not None and not fps > 0:  # a negative or zero rate sent every frame at once, silently
-        raise InputError(f"--fps must be a positive number of frames per second, got {fps:g}")
+    if fps is not None and not 0 < fps < float("inf"):  # negative, zero or inf: every frame at once, silently
+        raise InputError(f"--fps must be a positive, finite number of frames per second, got {fps:g}")
+    # checked here, before the source is read and the server asked: the server's refusal named its
+    # protocol's field ("invalid 'start' message: window: …"), and --max-side -1 named the video
+    for name, count in (("--window", window), ("--stride", stride)):
+        if count is not None and count < 1:
+            raise InputError(f"{name} must be 1 frame or more, got {count}")
+    if max_side is not None and max_side < 0:
+        raise InputError(f"--max-side must be a number of pixels, or 0 to send frames at their size; got {max_side}")
     if fps is not None and not live:  # a file streams at the server's pace: the rate would be ignored
         raise InputError(f"--fps sets the rate of a live stream, and {source} streams as a file (at the server's "
                          "pace): add --live, or drop --fps")
