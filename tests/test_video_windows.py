@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -137,6 +139,27 @@ def test_explain_video_places_windows_at_the_times_frames_are_shown(tmp_path, mo
     assert list(first.frame_indices) == list(range(3, 11))
     assert (first.start_s, first.end_s) == pytest.approx((shown[3], shown[10]))   # 0.35 s, not 0.45
     np.testing.assert_allclose(v.times, shown[v.frame_indices])
+
+
+def test_a_clip_read_from_a_variable_rate_file_is_explained_at_its_own_times(tmp_path, model):
+    """The clip carries when each frame is shown (``clip.times``), but its windows were placed at
+    index / fps: a second window shown from 5.0 s said 3.0 s, as if the 4 s pause were spread
+    over the video; the file's windows said 5.0 s."""
+    frames = np.concatenate([s.frames for s in SyntheticVideos(2, split="test", seed=0)])
+    path = tmp_path / "pause.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=8)
+        s.width, s.height, s.pix_fmt, s.time_base = 64, 64, "yuv420p", Fraction(1, 8)
+        for k, rgb in enumerate(frames):   # 8 frames, a 4-second pause, 8 frames
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = k + (32 if k >= 8 else 0), Fraction(1, 8)
+            out.mux(s.encode(frame))
+        out.mux(s.encode())
+    clip = vx.read_video(path)
+    for video in (path, clip):
+        v = vx.explain_video(model, video, "saliency")
+        assert [(w.start_s, w.end_s) for w in v.windows] == [(0.0, 0.875), (5.0, 5.875)]
+        np.testing.assert_allclose(v.times, clip.times)
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -261,7 +261,7 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
     Returns:
         A :class:`VideoExplanation`.
     """
-    from .data.container import frame_times, probe
+    from .data.container import probe
     from .data.video_windows import sliding_windows
     from .core.resize import resize_frames, resize_maps
 
@@ -287,21 +287,23 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
         if start is not None or end is not None:
             raise InputError("start and end apply to video files; select a clip's frames with clip.subclip")
         source, fps = video.source, video.fps
-        shown_at = None
         windows_iter = sliding_windows(video, model.num_frames, window_stride, frame_step=frame_step, tail="shift")
     else:
         info = probe(video)
         fps = info["fps"]
         lo, hi = parse_time(start, fps, "start"), parse_time(end, fps, "end")
         source = os.fsdecode(video)
-        # when each frame is shown: at a variable frame rate (phones, GIFs) not index / fps
-        shown_at = frame_times(video)
         windows_iter = sliding_windows(video, model.num_frames, window_stride, frame_step=frame_step,
                                        start=lo, end=hi, tail="shift")
 
+    # when each frame is shown, as the windows say (a file's timestamps, a clip's own times): at a
+    # variable frame rate (phones, GIFs) not index / fps, which placed a clip read from such a
+    # file (its times known) at the wrong seconds (a window shown from 5.0 s said 3.0 s)
+    shown: dict[int, float] = {}
+
     def seconds(i: int) -> float | None:
-        if shown_at is not None and 0 <= i < len(shown_at):
-            return float(shown_at[i])
+        if i in shown:
+            return shown[i]
         return i / fps if fps else None
 
     results: list[WindowResult] = []
@@ -315,6 +317,8 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
     for window in windows_iter:
         if on_window:
             on_window(window.meta["window"])
+        if window.times is not None:
+            shown.update(zip(window.indices.tolist(), window.times.tolist()))
         exp = explain(model, window, method, target=target, refine=refine, working_size=working_size, **options)
         first = first or exp
         warned.update(dict.fromkeys(exp.meta.get("warnings") or []))
