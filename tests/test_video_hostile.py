@@ -80,3 +80,25 @@ def test_a_gif_without_delays_plays_at_the_rate_its_frames_are_shown(tmp_path):
     np.testing.assert_allclose(clip.times, [0, 0.1, 0.2, 0.3, 0.4], atol=1e-9)
     assert clip.fps == pytest.approx(10) and probe(path)["fps"] == pytest.approx(10)
     assert probe(path)["duration"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("pix_fmt", ["gbrp16le", "gray16le"])
+def test_sixteen_bit_rgb_and_grey_keep_every_level(tmp_path, pix_fmt):
+    """FFV1 (archives), 16-bit PNG and TIFF store each level v as v * 257; FFmpeg's step down to
+    8 bits divides by 256, so every level from 128 up was read one brighter (200 as 201)."""
+    levels = np.arange(256, dtype=np.uint16).reshape(16, 16)   # every level once, stored as v * 257
+    stored = np.repeat((levels * 257)[:, :, None], 3, axis=2).astype("<u2") if pix_fmt == "gbrp16le" \
+        else (levels * 257).astype("<u2")
+    path = tmp_path / f"{pix_fmt}.mkv"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("ffv1", rate=8)
+        s.width = s.height = 16
+        s.pix_fmt = pix_fmt
+        for k in range(3):
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb48le" if stored.ndim == 3 else "gray16le")
+            out.mux(s.encode(frame))
+        out.mux(s.encode())
+    clip = read_video(path)
+    np.testing.assert_array_equal(clip.frames[:, :, :, 0], np.broadcast_to(levels, (3, 16, 16)))
+    np.testing.assert_array_equal(clip.frames[..., 1], clip.frames[..., 0])
+    assert read_video(path, max_side=8).frames.shape == (3, 8, 8, 3)

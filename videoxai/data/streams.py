@@ -8,7 +8,8 @@ over the stored pictures. The differences a model would otherwise see:
 * the pixels' shape: DVD, DV and broadcast video store non-square pixels (:func:`display_size`);
 * the turn: phones store portrait clips as landscape pictures with a display matrix, which
   may mirror the picture too (:func:`orientation`);
-* the colours: 10-bit YUV converted without FFmpeg's default darkening (:func:`_deep_yuv`).
+* the colours: 10-bit YUV converted without FFmpeg's default darkening (:func:`_deep_yuv`), and
+  16-bit RGB and grey rounded to 8 bits, not brightened (:func:`_deep_rgb`).
 
 :class:`PictureConverter` applies all of them; :func:`videoxai.data.video.read_video` and the
 stream client's URL reader both use it.
@@ -84,7 +85,7 @@ def display_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
 class PictureConverter:
     """Decoded frames → ``(H, W, 3)`` uint8 RGB as players show them: in square pixels at the
     display aspect ratio (:func:`display_size`), upright (:func:`orientation`), 10-bit YUV
-    converted without FFmpeg's darkening (:func:`_deep_yuv`), the longer side at most
+    converted without FFmpeg's darkening (:func:`_deep_yuv`), 16-bit RGB rounded (:func:`_deep_rgb`), the longer side at most
     ``max_side``. The size and the turn are the first frame's, for every frame of the stream.
 
     Args:
@@ -103,14 +104,18 @@ class PictureConverter:
             self.turns, self.mirror = orientation(frame)
         w, h = self.size
         resize = (frame.width, frame.height) != (w, h)
-        deep = _deep_yuv(frame.format.name)
-        if resize or deep:
-            # AREA averages the source pixels a target pixel covers (no aliasing when shrinking)
-            interpolation = Interpolation.AREA if resize else Interpolation.BILINEAR
-            if deep:
-                interpolation |= Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
-            frame = frame.reformat(width=w, height=h, format="rgb24", interpolation=interpolation)
-        rgb = frame.to_ndarray(format="rgb24")
+        # AREA averages the source pixels a target pixel covers (no aliasing when shrinking)
+        interpolation = Interpolation.AREA if resize else Interpolation.BILINEAR
+        if _deep_rgb(frame.format.name):
+            wide = frame.reformat(width=w, height=h, format="rgb48le", interpolation=interpolation).to_ndarray()
+            rgb = _eight_bits(wide)
+        else:
+            deep = _deep_yuv(frame.format.name)
+            if resize or deep:
+                if deep:
+                    interpolation |= Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+                frame = frame.reformat(width=w, height=h, format="rgb24", interpolation=interpolation)
+            rgb = frame.to_ndarray(format="rgb24")
         if self.turns or self.mirror:
             rgb = np.rot90(rgb, self.turns)
             rgb = np.ascontiguousarray(rgb[:, ::-1] if self.mirror else rgb)
@@ -125,13 +130,43 @@ def _deep_yuv(pix_fmt: str) -> bool:
     FFmpeg's default conversion of those to 8-bit RGB comes out darker by about 1.4 levels on
     average (220 became 218); its accurate rounding with full chroma interpolation does not, so
     they are converted that way. 8-bit YUV keeps the default conversion (what ``ffmpeg`` and
-    PyAV give).
+    PyAV give). (Through 16-bit RGB, as :func:`_deep_rgb` formats are, 10-bit 4:2:0 came out
+    worse: FFmpeg 8.1's conversion with those flags added 2.5 levels of blue far from any edge.)
     """
+    fmt = _format(pix_fmt)
+    return fmt is not None and not fmt.is_rgb and _bits(fmt) > 8 and len(fmt.components) >= 3
+
+
+@lru_cache(maxsize=None)
+def _deep_rgb(pix_fmt: str) -> bool:
+    """Whether frames in ``pix_fmt`` are RGB or grey with more than 8 bits a sample (16-bit PNG,
+    FFV1, TIFF, DPX).
+
+    FFmpeg's step from 16 bits to 8 divides by 256, not 257: every level from 128 up came out
+    one brighter (a 16-bit PNG's 200, stored as 51400, was read as 201). They are converted to
+    16-bit RGB, which needs no colour matrix, and rounded to 8 bits here (:func:`_eight_bits`).
+    """
+    fmt = _format(pix_fmt)
+    return fmt is not None and (fmt.is_rgb or len(fmt.components) <= 2) and _bits(fmt) > 8
+
+
+def _format(pix_fmt: str):
     try:
         fmt = av.VideoFormat(pix_fmt)
     except (ValueError, av.FFmpegError):
-        return False
-    return not fmt.is_rgb and bool(fmt.components) and max(c.bits for c in fmt.components) > 8
+        return None
+    return fmt if fmt.components else None
+
+
+def _bits(fmt) -> int:
+    return max(c.bits for c in fmt.components)
+
+
+def _eight_bits(wide: np.ndarray) -> np.ndarray:
+    """16-bit samples ``(H, W, 3)`` to 8 bits, each rounded to the nearest level (``x / 257``,
+    exactly, in integers)."""
+    x = wide.astype(np.uint32)
+    return ((x * 255 + 32895) >> 16).astype(np.uint8)
 
 
 def quarter_turns(frame: av.VideoFrame) -> int:
