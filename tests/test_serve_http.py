@@ -622,6 +622,23 @@ def test_api_key(model, videos):
 
 
 
+
+def test_an_api_key_beyond_ascii_is_taken_as_curl_and_as_browsers_send_it(model):
+    # header bytes are read as Latin-1: a browser sends 'é' as one byte, curl as the two UTF-8 bytes
+    # a terminal typed, which were refused (401) although the key was right
+    app = create_app(model, ServeSettings(api_key="sécret ключ"))
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, trust_env=False, timeout=30) as c:
+        utf8 = "sécret ключ".encode()
+        assert c.get("/api/info", headers={"X-API-Key": utf8}).status_code == 200
+        assert c.get("/api/info", headers={"Authorization": b"Bearer " + utf8}).status_code == 200
+        assert_error(c.get("/api/info", headers={"X-API-Key": "sécret ключа".encode()}), 401, "unauthorized")
+    app = create_app(model, ServeSettings(api_key="sécret"))
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, trust_env=False, timeout=30) as c:
+        for sent in ("sécret".encode("latin-1"), "sécret".encode()):  # a browser's bytes, curl's bytes
+            assert c.get("/api/info", headers={"X-API-Key": sent}).status_code == 200, sent
+        assert_error(c.get("/api/info", headers={"X-API-Key": b"secret"}), 401, "unauthorized")
+
+
 def test_serve_command(tmp_path, videos, monkeypatch):
     """``videoxai serve`` loads a saved model directory and serves it with the given options."""
     import uvicorn

@@ -43,10 +43,19 @@ def authorised(settings: ServeSettings, header_key: str | None, authorization: s
     given = header_key or query_key
     if given is None and authorization and authorization.lower().startswith("bearer "):
         given = authorization[7:].strip()
+    if not given:
+        return False
     # surrogatepass: JSON may carry a lone surrogate ("\\ud800"), which plain UTF-8 cannot encode: a
     # stream whose first message sent one as its key ended with a traceback and no close frame
-    return bool(given) and hmac.compare_digest(given.encode("utf-8", "surrogatepass"),
-                                                     settings.api_key.encode("utf-8", "surrogatepass"))
+    key = settings.api_key.encode("utf-8", "surrogatepass")
+    ok = hmac.compare_digest(given.encode("utf-8", "surrogatepass"), key)
+    try:
+        # a header's bytes are read as Latin-1: browsers send 'é' so (one byte), but curl sends a key
+        # typed in a UTF-8 terminal as its UTF-8 bytes, read as 'Ã©', and the right key was a 401
+        ok |= hmac.compare_digest(given.encode("latin-1"), key)
+    except UnicodeEncodeError:  # not bytes read as Latin-1: the key as typed (JSON, a query string)
+        pass
+    return ok
 
 
 def client_key(host: str | None) -> str | None:
