@@ -124,3 +124,18 @@ def test_a_csv_names_a_video_whose_name_starts_with_a_space_and_both_lines_of_a_
     (tmp_path / "labels.csv").write_text("video,label\nb.mp4,dog\n\" intro.mp4\",cat\nb.mp4,dog\n")
     with pytest.raises(InputError, match=r"labels\.csv:2 and 4: video 'b\.mp4' is listed twice$"):
         load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES)
+
+
+@pytest.mark.parametrize("content, message", [
+    # UTF-16 without a byte-order mark decodes as UTF-8 with a NUL after each letter: the header
+    # was "no 'video' column, got ['v\x00i\x00d\x00…']"; a stray NUL made a class 'cat\x00'
+    ("video,label\na.mp4,cat\n".encode("utf-16-le"), r"labels\.csv:1: holds a NUL byte \(UTF-16 saved without"),
+    (b"video,label\na.mp4,cat\x00\n", r"labels\.csv:2: holds a NUL byte"),
+    # a quote left open took the rest of the file into one field: past 131 072 characters a raw _csv.Error
+    (b'video,label\na.mp4,cat\n"b.mp4,cat\n' + b"x" * 200_000 + b"\n", r"labels\.csv:4: not a CSV line \(field larger"),
+])
+def test_a_labels_csv_that_is_not_text_or_not_csv_is_named_with_its_line(tmp_path, content, message):
+    write_video(np.zeros((6, 16, 16, 3), np.uint8), tmp_path / "a.mp4", fps=10)
+    (tmp_path / "labels.csv").write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES)

@@ -184,13 +184,24 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
         line = raw[:e.start].count(b"\n") + 1
         raise InputError(f"{csv_path}:{line}: not {'UTF-16' if utf16 else 'UTF-8'} text (byte "
                          f"0x{raw[e.start]:02x}: {e.reason}); save it as UTF-8") from None
+    if "\x00" in text:
+        # UTF-16 without a byte-order mark decodes as UTF-8 with a NUL after every letter: its
+        # header was "no 'video' column, got ['v\x00i\x00…']", and a stray NUL made a class 'cat\x00'
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise InputError(f"{csv_path}:{line}: holds a NUL byte (UTF-16 saved without a byte-order mark, or "
+                         "not a text file); save it as UTF-8")
     first = text.lstrip("\r\n").split("\n", 1)[0]
     delimiter = ","
     if "," not in first and '"' not in first:
         delimiter = next((d for d in (";", "\t") if d in first), ",")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    lines: list[tuple[int, list[str]]] = [(reader.line_num, cells) for cells in reader
-                                          if any(c.strip() for c in cells)]
+    try:
+        lines: list[tuple[int, list[str]]] = [(reader.line_num, cells) for cells in reader
+                                              if any(c.strip() for c in cells)]
+    except csv.Error as e:
+        # a quote left open swallows the rest of the file into one field: past the csv module's
+        # 131 072 characters that was a raw _csv.Error, not a line to look at
+        raise InputError(f"{csv_path}:{reader.line_num}: not a CSV line ({e}); an unclosed quote?") from None
     if not lines:
         raise InputError(f"{csv_path}: the file is empty; it needs a header line video,label and a line per video")
     header = [c.strip().lower() for c in lines[0][1]]
