@@ -887,3 +887,17 @@ def test_a_target_index_in_digits_other_than_0_to_9_is_refused_for_jobs_and_stre
         ws.send(json.dumps({"type": "start", "target": "٣"}))
         error = json.loads(ws.recv(timeout=30))
         assert error["type"] == "error" and "digits other than 0-9" in error["error"]["message"], error
+
+
+def test_a_video_curl_d_sent_as_a_form_is_refused_naming_curls_option(client, videos):
+    # `curl -d @clip.mp4` sends the file as a URL-encoded form without its line-break bytes: the
+    # answer was only "not a readable video file", which named nothing the client could change
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    r = client.post("/api/jobs", content=videos["text"].read_bytes().replace(b"\n", b""), headers=form)
+    assert "send it with curl --data-binary @clip.mp4" in assert_error(r, 415, "bad_video")
+    # --data-binary sends the same header with the file whole: a video as any other
+    r = client.post("/api/jobs", content=videos["short"].read_bytes(), headers=form, params={"overlay": "false"})
+    assert r.status_code == 202 and wait(client, r.json()["id"])["state"] == "done", r.text
+    message = assert_error(client.post("/api/jobs", content=b"not a video", headers={"content-type": "video/mp4"}),
+                           415, "bad_video")
+    assert "curl" not in message  # a raw body's bytes are as the client sent them

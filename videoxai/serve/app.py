@@ -38,6 +38,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
 from ..version import __version__
+from ..errors import VideoReadError
 from ..core.hosts import HostCheck
 from ..core.page_headers import PageHeaders
 from ..models.base import VideoModel
@@ -51,7 +52,7 @@ from .protocol import ErrorResponse, JobResult, JobStatus, ServerInfo, ServiceEr
 from .server import work_dir_lock
 from .settings import ServeSettings
 from .stream import StreamSession
-from .uploads import _job_request, _receive_upload, _too_big
+from .uploads import _as_form_hint, _job_request, _receive_upload, _too_big
 
 log = logging.getLogger("videoxai.serve")
 
@@ -182,7 +183,10 @@ def create_app(model: VideoModel, settings: ServeSettings | None = None) -> Fast
                                            job_request.target, job_request.maps,
                                            job_request.map_size or settings.map_size, job_request.map_dtype)
             check_batch(spec, settings.max_batch_size)
-            video = await asyncio.to_thread(check_video, folder / UPLOAD_NAME, settings)
+            try:
+                video = await asyncio.to_thread(check_video, folder / UPLOAD_NAME, settings)
+            except VideoReadError as e:
+                raise VideoReadError(f"{e}{_as_form_hint(request.headers.get('content-type'))}") from None
             check_work(spec, video, job_request, engine.model.num_frames, settings)
             check_result_size(spec, video, job_request, engine.model.num_frames, engine.model.input_size, settings)
             job = jobs.submit(job_id, folder, job_request, video, client)

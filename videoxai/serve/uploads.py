@@ -56,6 +56,16 @@ async def _limited(request: Request, settings: ServeSettings) -> AsyncIterator[b
         yield chunk
 
 
+def _as_form_hint(content_type: str | None) -> str:
+    """What to add to "not a readable video file" for an upload sent as a URL-encoded form: what
+    ``curl -d @clip.mp4`` sends, having dropped every line-break byte of the file (``""`` for other
+    uploads, whose bytes are as the client sent them)."""
+    if (content_type or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        return ""
+    return (" (it came as a URL-encoded form, as curl -d sends one after dropping the file's line-break "
+            "bytes: send it with curl --data-binary @clip.mp4 or -F file=@clip.mp4)")
+
+
 def _too_big(settings: ServeSettings) -> ServiceError:
     return ServiceError(413, "upload_too_large", f"the upload exceeds the server's limit of "
                                                  f"{settings.max_upload_mb:g} MiB")
