@@ -901,3 +901,11 @@ def test_a_video_curl_d_sent_as_a_form_is_refused_naming_curls_option(client, vi
     message = assert_error(client.post("/api/jobs", content=b"not a video", headers={"content-type": "video/mp4"}),
                            415, "bad_video")
     assert "curl" not in message  # a raw body's bytes are as the client sent them
+
+
+def test_a_form_with_a_second_file_part_says_the_fields_are_text(client, videos):
+    # curl -F file=@clip.mp4 -F options=@opts.json: 'Too many files. Maximum number of files is 1.'
+    r = client.post("/api/jobs", files={"file": ("a.mp4", videos["short"].read_bytes(), "video/mp4"),
+                                        "options": ("opts.json", b'{"n_samples": 10}', "application/json")})
+    message = assert_error(r, 400, "bad_upload")
+    assert "the form takes one file, the video as 'file'" in message and "-F 'options=<opts.json'" in message

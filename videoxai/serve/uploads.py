@@ -85,6 +85,10 @@ async def _receive_upload(request: Request, dest: Path, settings: ServeSettings)
             # a part without a filename is a form field, and fields are small: such a part is
             # most likely the video sent without one
             hint = f" ({_NO_FILENAME})" if e.message.startswith("Part exceeded maximum size") else ""
+            if e.message.startswith("Too many files"):  # curl -F options=@opts.json: a second file part
+                hint = (" (the form takes one file, the video as 'file'; send the other fields as text: "
+                        "curl -F 'options=<opts.json' reads a file into a text field, -F options=@opts.json "
+                        "sends it as a file)")
             raise ServiceError(400, "bad_upload", f"malformed multipart upload: {e.message}{hint}") from None
         try:
             if not parser.ended:
