@@ -247,7 +247,10 @@ def test_malformed_messages_get_errors_and_the_stream_goes_on(served, model, fra
 
     with open_stream(server) as ws:
         ws.send(rgb(good))
-        expect_error(ws, "bad_message")                                   # a frame before 'start'
+        assert expect_error(ws, "bad_message").endswith("before any frame")  # a frame before 'start'
+        # a start sent as bytes was told to send a start, which it had
+        ws.send(json.dumps({"type": "start"}).encode())
+        assert "as a text message; this JSON came as a binary one" in expect_error(ws, "bad_message")
         ws.send("{not json")
         expect_error(ws, "bad_message")
         ws.send(json.dumps({"type": "start", "window": 5}))

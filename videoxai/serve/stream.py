@@ -207,7 +207,10 @@ class StreamSession(StreamConnection):
         while True:
             msg = await self._receive()
             if "bytes" in msg and msg["bytes"] is not None:
-                self._error(ServiceError(400, "bad_message", "send a 'start' message before any frame"))
+                # a start sent as a binary message (ws.send(json_bytes)) was told to send a start
+                as_text = (" as a text message; this JSON came as a binary one (frames only are binary)"
+                           if msg["bytes"].lstrip()[:1] == b"{" else " before any frame")
+                self._error(ServiceError(400, "bad_message", f"send a 'start' message{as_text}"))
                 continue
             try:
                 start = parse_client_text(msg.get("text") or "")
