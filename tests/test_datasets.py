@@ -139,3 +139,31 @@ def test_a_labels_csv_that_is_not_text_or_not_csv_is_named_with_its_line(tmp_pat
     (tmp_path / "labels.csv").write_bytes(content)
     with pytest.raises(InputError, match=message):
         load_dataset(f"folder:{tmp_path}", num_frames=4, labels=CLASSES)
+
+
+def test_class_folders_of_digits_beside_named_ones_are_names_and_non_ascii_digits_are_no_index(tmp_path):
+    """Folders '1', '2' and 'cat' are three named classes (sorted: '1', '2', 'cat'), but each
+    folder of digits was mapped as an index into them: the clips of '1' went to class 1, '2', and
+    those of '2' to 'cat'. '²'.isdigit() holds: folders '1' and '²' were read as indices, '²' was
+    "not among the model's classes" (there were none) and every clip left unlabelled; an SSv2
+    labels file mapping a template to '²' was a raw ValueError from int()."""
+    import json
+
+    for c in ("1", "2", "cat"):
+        write_video(np.zeros((6, 16, 16, 3), np.uint8), tmp_path / "mixed" / c / "a.mp4", fps=10)
+    ds = load_dataset(f"folder:{tmp_path / 'mixed'}", num_frames=4)
+    assert [(s.key, s.label, s.label_name) for s in ds] == [("1/a.mp4", 0, "1"), ("2/a.mp4", 1, "2"),
+                                                            ("cat/a.mp4", 2, "cat")]
+    assert ds.class_names == ["1", "2", "cat"]
+    for c in ("1", "²"):
+        write_video(np.zeros((6, 16, 16, 3), np.uint8), tmp_path / "f" / c / "a.mp4", fps=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_dataset(f"folder:{tmp_path / 'f'}", num_frames=4)
+    assert [(s.key, s.label, s.label_name) for s in ds] == [("1/a.mp4", 0, "1"), ("²/a.mp4", 1, "²")]
+    write_video(np.zeros((6, 16, 16, 3), np.uint8), tmp_path / "s" / "7.webm", fps=10)
+    (tmp_path / "val.json").write_text(json.dumps([{"id": 7, "template": "Putting [something]"}]))
+    (tmp_path / "labels.json").write_text(json.dumps({"Putting something": "²"}))
+    with pytest.raises(InputError, match=r"labels.json: 'Putting something': class index must be an integer ≥ 0, got '²'"):
+        load_dataset(f"ssv2:{tmp_path / 's'},annotations={tmp_path / 'val.json'},labels={tmp_path / 'labels.json'}",
+                     num_frames=4)

@@ -310,7 +310,10 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
     # one subfolder alone (``DIR/videos/…``) is taken for a class only if the model has it, and
     # subfolders beside loose videos only if they are the model's classes (not a guess of classes)
     if distinct and (len(distinct) > 1 or classes is not None) and not (stray and classes is None):
-        if classes is None and not all(f.strip().isdigit() for f in folders):
+        # ASCII digits: '²'.isdigit() holds, so folders '1' and '²' were taken for class indices,
+        # '²' was "not among the model's classes" (there were none) and every clip lost its class
+        named = classes is None and not all(f.strip().isascii() and f.strip().isdigit() for f in folders)
+        if named:
             classes = sorted(distinct)
             lowered = {}
             for c in classes:
@@ -319,6 +322,9 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
                                      f"{c!r} differ only by case or surrounding spaces")
         mapped, unknown = {}, []
         for f in sorted(distinct):
+            if named:   # its own name's place: folders '1', '2', 'cat' put the clips of '1' in class 1, '2'
+                mapped[f] = (classes.index(f), f)
+                continue
             try:
                 mapped[f] = _label_index(f, classes, str(root / f))
             except InputError:

@@ -55,9 +55,10 @@ def _ssv2(argument: str, *, num_frames: int, classes=None, annotations: str | No
 
 
 def _class_index(value, where: str) -> int:
-    """A class index of a labels file: an integer ≥ 0 (SSv2 writes them as strings, "12")."""
+    """A class index of a labels file: an integer ≥ 0 (SSv2 writes them as strings, "12"), in ASCII
+    digits (str.isdigit() also holds for '²', which int() refuses: a raw ValueError)."""
     text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit():
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
         raise InputError(f"{where}: class index must be an integer ≥ 0, got {value!r}")
     return int(text)
 
