@@ -703,3 +703,14 @@ def test_stream_command_takes_the_target_by_index_or_name(served, frames, tmp_pa
     result = CliRunner().invoke(cli, ["stream", str(video), "--server", server.url, "--target", "no such class"])
     # the server's one-line error (the CLI's main() prints it and exits 2)
     assert isinstance(result.exception, StreamError) and "has no class 'no such class'" in str(result.exception)
+
+
+def test_an_error_quoting_a_huge_value_is_cut(served):
+    # a 4 000-digit window (a valid JSON integer) was quoted whole in the bad_input error
+    server, _ = served
+    with open_stream(server) as ws:
+        ws.send('{"type": "start", "window": ' + "9" * 4000 + "}")
+        msg = recv(ws)
+        message = msg["error"]["message"]
+        assert msg["type"] == "error" and len(message) < 1100 and message.endswith("more characters cut)"), msg
+        start(ws)  # and the stream goes on

@@ -56,10 +56,18 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
+#: longest error message a client is sent (characters; longer ones are cut, saying so)
+MAX_MESSAGE_CHARS = 1000
+
+
 class ServiceError(Exception):
     """An error the server reports to a client as JSON, with its HTTP status."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            # messages quote what the client sent: a start with a 4 000-digit window was answered
+            # with all of them, an option name of 3 000 characters with itself
+            message = f"{message[:MAX_MESSAGE_CHARS]}… ({len(message) - MAX_MESSAGE_CHARS} more characters cut)"
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
