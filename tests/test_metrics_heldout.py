@@ -438,6 +438,12 @@ def test_blank_and_constant_maps_have_documented_scores():
                            r"size: .* videoxai.core.align.to_frames"),
     (a_map()[:, :32, :40], r"does not match the clip's \(T, H, W\) = \(3, 48, 80\)$"),
     (a_map()[:2], "2 frames, the clip 3"),
+    # complex values lost their imaginary part with only numpy's ComplexWarning; text was numpy's
+    # ValueError traceback; None was "must be (T, H, W), got shape (1,)"
+    (a_map().astype(np.complex64), r"a \(T, H, W\) map of real numbers, got values of dtype complex64$"),
+    (torch.from_numpy(a_map().astype(np.complex64)), "real numbers, got values of dtype complex64$"),
+    (np.full((T, H, W), "0.5"), "real numbers, got values of dtype <U3$"),
+    (None, "an explanation must be an Explanation or a .* got NoneType$"),
 ])
 def test_bad_maps_are_one_clear_error(bad, message):
     model, x = cropped_model(), frames()
@@ -445,6 +451,25 @@ def test_bad_maps_are_one_clear_error(bad, message):
         sample = SimpleNamespace(masks=box_truth()[1], boxes=None, window=None)
         with pytest.raises(InputError, match=message):
             build(spec)(model, x, bad, target=0, sample=sample)
+
+
+@pytest.mark.parametrize("spec", ["deletion", "insertion(unit=frame)", "faithfulness", "pointing_game", "energy",
+                                  "iou", "sparseness", "frame_faithfulness"])
+def test_a_map_of_any_real_dtype_scores_as_its_float32_values(spec):
+    """float16, float64, integer, boolean and object maps, numpy or torch, score as the float32
+    map of the same values (a float16 map is compared with its own values, not the float32 map
+    it was rounded from)."""
+    model, x = cropped_model(), frames()
+    sample = SimpleNamespace(masks=box_truth()[1], boxes=None, window=None)
+    quantised = (a_map() * 100).round()           # integers: exact in every dtype below
+    score = lambda m: build(spec)(model, x, m, target=0, sample=sample).value  # noqa: E731
+    want = score(quantised.astype(np.float32))
+    for m in (quantised.astype(np.float16), quantised.astype(np.float64), quantised.astype(np.int64),
+              quantised.astype(np.uint8), quantised.astype(object), torch.from_numpy(quantised).half(),
+              torch.from_numpy(quantised).to(torch.int32)):
+        assert score(m) == want, (type(m), m.dtype)
+    binary = a_map() > 0.5
+    assert score(binary) == score(binary.astype(np.float32))
 
 
 @pytest.mark.parametrize("temporal, spatial, message", [

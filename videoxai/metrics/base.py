@@ -290,10 +290,21 @@ def as_explanation(exp, target: int | None, num_frames: int, num_classes: int,
     else:
         if target is None:
             raise InputError("give target= when the explanation is a bare map")
+        raw = exp.detach().cpu() if isinstance(exp, torch.Tensor) else exp
+        kind = np.asarray(raw).dtype if raw is not None else None
+        if kind is not None and kind.kind == "O":   # numbers held as Python objects (a list of arrays)
+            try:
+                raw, kind = np.asarray(raw, dtype=np.float32), np.dtype(np.float32)
+            except (TypeError, ValueError):
+                pass
+        if kind is None or kind.kind not in "biuf":
+            # None was "must be (T, H, W), got shape (1,)"; complex values lost their imaginary part
+            # with only numpy's ComplexWarning; text was numpy's ValueError traceback
+            what = type(exp).__name__ if kind is None else f"values of dtype {kind}"
+            raise InputError(f"an explanation must be an Explanation or a (T, H, W) map of real numbers, got {what}")
         # contiguous: a flipped view (np.flip, [..., ::-1]) has negative strides, which torch.from_numpy
         # refused deep inside the unit and localisation metrics (a ValueError traceback)
-        spatial = np.ascontiguousarray(exp.detach().cpu() if isinstance(exp, torch.Tensor) else exp,
-                                       dtype=np.float32)
+        spatial = np.ascontiguousarray(raw, dtype=np.float32)
     if spatial.ndim != 3:
         raise InputError(f"an explanation map must be (T, H, W), got shape {spatial.shape}")
     if not np.isfinite(spatial).all():
