@@ -300,9 +300,10 @@ def test_stabn_finetune_settings_are_checked_before_the_edit_set_and_its_data(ca
 
 
 def test_numbers_with_digits_other_than_0_to_9_are_refused_by_every_numeric_option(capsys, tmp_path):
-    # Python reads '٣' as 3: `--start ٣` started at frame 3 and `--target ٣` explained class 3,
-    # while `--end 1:٣٠` was "not a time" and `--window-stride ٣` not an integer. Every numeric
-    # option now refuses such digits before anything is loaded, naming the option
+    # Python reads '٣' as 3: `--start ٣` started at frame 3, `--target ٣` explained class 3 and
+    # `-O n_samples=٣٠` drew 30 samples, while `--end 1:٣٠` was "not a time" and `--window-stride ٣`
+    # not an integer. Every numeric option now refuses such digits before anything is loaded,
+    # naming the option
     out = str(tmp_path / "out")
     for args, option in [(("explain", str(VIDEO), "--start", "٣"), "--start"),
                          (("explain", str(VIDEO), "--end", "1:٣٠"), "--end"),
@@ -316,6 +317,14 @@ def test_numbers_with_digits_other_than_0_to_9_are_refused_by_every_numeric_opti
         code, err = run(capsys, *args, "--out", out) if args[0] == "explain" else run(capsys, *args)
         assert code == 2 and err.startswith(f"error: Invalid value for '{option}'") and len(err.splitlines()) == 1, \
             (args, err)
+    # method options too: the options' types read '٣٠' as 30 (Python's int and float do)
+    for args, says in [(("-O", "peak_share=٠.٥"), "-O peak_share='٠.٥' holds the digit '٠'"),
+                       (("--method", "rise(n_samples=٣٠)"), "--method 'rise(n_samples=٣٠)': n_samples='٣٠' holds"),
+                       (("--method", "rise,staa", "-O", "rise.n_samples=٣٠"), "-O rise.n_samples='٣٠' holds")]:
+        code, err = run(capsys, "explain", str(VIDEO), *args, "--out", out)
+        assert code == 2 and err.startswith(f"error: {says}") and len(err.splitlines()) == 1, (args, err)
+    code, err = run(capsys, "stream", str(VIDEO), "--method", "rise", "-O", "n_samples=٣٠")
+    assert code == 2 and err.startswith("error: -O n_samples='٣٠' holds the digit '٣'"), err
     assert not (tmp_path / "out").exists()  # refused before the model or the video was read
     # a class name with such a digit among its letters is a name, not an index
     from videoxai.cli import check_target

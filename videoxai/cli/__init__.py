@@ -94,11 +94,33 @@ def _non_ascii_digit(text: str) -> str | None:
     return next((c for c in text if c.isdigit() and not c.isascii()), None)
 
 
-def _refuse_digit(value: str, digit: str) -> None:
+def _digit_message(value: str, digit: str) -> str:
     import unicodedata
 
-    raise typer.BadParameter(f"{value!r} holds the digit {digit!r} ({unicodedata.name(digit, 'not 0-9').lower()}); "
-                             "write numbers with the digits 0-9")
+    return (f"{value!r} holds the digit {digit!r} ({unicodedata.name(digit, 'not 0-9').lower()}); write numbers "
+            "with the digits 0-9")
+
+
+def _refuse_digit(value: str, digit: str) -> None:
+    raise typer.BadParameter(_digit_message(value, digit))
+
+
+def check_option_digits(options: dict, where: str) -> dict:
+    """Method options as text (``-O``, a ``--method`` spec): a value that Python reads as a number
+    but writes with digits other than 0-9 (``n_samples=٣٠``, which the options' types took for 30)
+    is refused as :func:`check_position` refuses one, naming ``where`` and the option."""
+    from ..errors import InputError
+
+    for key, value in options.items():
+        digit = _non_ascii_digit(value) if isinstance(value, str) else None
+        if digit is None:
+            continue
+        try:
+            float(value)
+        except ValueError:  # not a number in any script: a name, for the option's type to judge
+            continue
+        raise InputError(f"{where}{key}={_digit_message(value, digit)}")
+    return options
 
 
 def check_position(value: str | None) -> str | None:
@@ -186,5 +208,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_ERROR)
 
 
-__all__ = ["app", "main", "check_device", "check_position", "check_target", "describe", "show_warning",
-           "EXIT_ERROR"]
+__all__ = ["app", "main", "check_device", "check_option_digits", "check_position", "check_target", "describe",
+           "show_warning", "EXIT_ERROR"]

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.output_folder import make_directory, remove_if_empty
-from . import DEVICE_HELP, check_device, check_position, check_target
+from . import DEVICE_HELP, check_device, check_option_digits, check_position, check_target
 
 console = Console()
 
@@ -26,7 +26,7 @@ def _parse_options(pairs: list[str]) -> dict:
     typed by the method's declarations (:mod:`videoxai.options`)."""
     from ..options import parse_assignments
 
-    return parse_assignments(pairs, where="-O")
+    return check_option_digits(parse_assignments(pairs, where="-O"), "-O ")
 
 
 def _scoped_options(pairs: list[str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
@@ -44,8 +44,8 @@ def _scoped_options(pairs: list[str]) -> tuple[dict[str, str], dict[str, dict[st
             scoped.setdefault(method.strip(), []).append(f"{name}={value}")
         else:
             unscoped.append(pair)
-    return (parse_assignments(unscoped, where="-O"),
-            {m: parse_assignments(p, where=f"-O {m}.") for m, p in scoped.items()})
+    return (check_option_digits(parse_assignments(unscoped, where="-O"), "-O "),
+            {m: check_option_digits(parse_assignments(p, where=f"-O {m}."), f"-O {m}.") for m, p in scoped.items()})
 
 
 def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str, dict[str, str]], str | None]:
@@ -79,6 +79,7 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
             raise InputError(f"-O {scope}.{own[0]}=…: {own[0]} is not an option of the method; give it in "
                              f"its spec, e.g. --method '{scope}({own[0]}=…)'")
     for spec in specs:
+        check_option_digits(parse_spec(spec)[1], f"--method {spec!r}: ")
         _split_spec(spec)  # unknown methods and bad option values in a spec fail here
     parsed = {spec: parse_spec(spec) for spec in specs}   # the options each spec gives itself
     names = [name for name, _ in parsed.values()]
