@@ -4,6 +4,7 @@ odd names, read through ``vx.read_video``, ``sliding_windows``, ``explain_video`
 from __future__ import annotations
 
 import tracemalloc
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -102,3 +103,24 @@ def test_sixteen_bit_rgb_and_grey_keep_every_level(tmp_path, pix_fmt):
     np.testing.assert_array_equal(clip.frames[:, :, :, 0], np.broadcast_to(levels, (3, 16, 16)))
     np.testing.assert_array_equal(clip.frames[..., 1], clip.frames[..., 0])
     assert read_video(path, max_side=8).frames.shape == (3, 8, 8, 3)
+
+
+def test_a_camcorder_dv_file_plays_at_its_frame_rate_not_its_clock(tmp_path):
+    """FFmpeg's DV demuxer gives 60000 as the average rate (its 1/60000 s clock): a 29.97 fps DV
+    file said fps 60000, and its overlays were written at 60000 fps; its frames are 1001/30000 s
+    apart."""
+    try:
+        av.codec.Codec("dvvideo", "w")
+    except (av.FFmpegError, ValueError):
+        pytest.skip("this FFmpeg build has no DV encoder")
+    path = tmp_path / "camcorder.dv"
+    with av.open(str(path), "w", format="dv") as out:
+        s = out.add_stream("dvvideo", rate=Fraction(30000, 1001))
+        s.width, s.height, s.pix_fmt = 720, 480, "yuv411p"
+        for k in range(6):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((480, 720, 3), 40 * k, np.uint8), format="rgb24")))
+        out.mux(s.encode())
+    clip = read_video(path)
+    assert clip.fps == pytest.approx(30000 / 1001) and probe(path)["fps"] == pytest.approx(30000 / 1001)
+    np.testing.assert_allclose(clip.times, np.arange(6) * 1001 / 30000, atol=1e-6)
+    np.testing.assert_allclose(clip.frames.reshape(6, -1).mean(1), 40 * np.arange(6), atol=3)

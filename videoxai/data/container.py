@@ -218,17 +218,25 @@ def _stream_rate(stream) -> float | None:
 
     The average rate where there is one; else FFmpeg's guess, unless the guess is merely the
     clock the timestamps count in: a variable-rate MPEG-TS stream has no average rate and a
-    guess of 90000 (its 90 kHz clock), which made every frame number a few microseconds.
+    guess of 90000 (its 90 kHz clock), which made every frame number a few microseconds. An
+    average that is that clock is no average either: FFmpeg's DV demuxer gives 60000 (its
+    1/60000 s clock) for a camcorder's 29.97 fps, and overlays were written at 60000 fps.
     """
+    tb = stream.time_base
+
+    def clock(rate) -> bool:
+        return bool(rate and tb and rate == 1 / tb and rate >= 1000)
+
     rate = stream.average_rate
+    if clock(rate):
+        rate = None
     if stream.codec_context.name in ("gif", "apng") and stream.frames and stream.duration and stream.time_base:
         # FFmpeg's average for an animation is its first frame's delay: a GIF timed 3, 4, 3, 4, …
         # hundredths (30 fps) said 33.3 fps; its demuxer counts the frames and their whole length
         rate = Fraction(int(stream.frames)) / (stream.duration * stream.time_base)
     if not rate or rate <= 0:
         rate = stream.guessed_rate or stream.base_rate
-        tb = stream.time_base
-        if rate and tb and rate == 1 / tb and rate >= 1000:
+        if clock(rate):
             rate = None
     return float(rate) if rate and rate > 0 else None
 
