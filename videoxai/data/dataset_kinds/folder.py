@@ -24,10 +24,11 @@ from ..datasets import (ClassNames, EvalDataset, VideoListDataset, _Entry, _inde
                         register_dataset)
 
 #: what a ``folder:`` takes for a video (FFmpeg reads them all): MPEG-1/2 (``.mpg``, the
-#: camcorders' ``.mts``), phones' ``.3gp``, Flash and Windows Media files were left out silently.
+#: camcorders' ``.mts``), phones' ``.3gp``, Flash and Windows Media files were left out silently;
+#: so were DVD (``.vob``), DV camcorder (``.dv``), broadcast (``.mxf``) and ``.asf`` files.
 #: Not ``.ts`` (TypeScript sources as often as MPEG transport streams) nor still images.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg", ".mts", ".m2ts",
-                  ".3gp", ".flv", ".wmv", ".ogv")
+                  ".3gp", ".flv", ".wmv", ".ogv", ".vob", ".dv", ".mxf", ".asf")
 
 
 @register_dataset("folder")
