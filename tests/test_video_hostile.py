@@ -124,3 +124,23 @@ def test_a_camcorder_dv_file_plays_at_its_frame_rate_not_its_clock(tmp_path):
     assert clip.fps == pytest.approx(30000 / 1001) and probe(path)["fps"] == pytest.approx(30000 / 1001)
     np.testing.assert_allclose(clip.times, np.arange(6) * 1001 / 30000, atol=1e-6)
     np.testing.assert_allclose(clip.frames.reshape(6, -1).mean(1), 40 * np.arange(6), atol=3)
+
+
+def test_a_video_track_without_a_frame_is_named_empty_not_undecodable(tmp_path):
+    """An mkv whose video track holds no frame (a recording stopped before its first, sound only)
+    was "the video has no decodable frame", as if its frames were corrupt."""
+    path = tmp_path / "stopped.mkv"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width = video.height = 16
+        video.pix_fmt = "yuv420p"
+        sound = out.add_stream("aac", rate=8000)
+        for k in range(5):
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 8000, k * 1024
+            out.mux(sound.encode(samples))
+        out.mux(sound.encode())
+    said = r"stopped\.mkv: its video stream holds no frame \(a recording that stopped before its first frame\?\)"
+    for read in (lambda: read_video(path), lambda: read_video(path, 8), lambda: next(sliding_windows(path, 4))):
+        with pytest.raises(VideoReadError, match=said):
+            read()

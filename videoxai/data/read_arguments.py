@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 
 from ..errors import InputError, VideoReadError
-from .container import packet_times, probe
+from .container import open_video, packet_times, probe
 from .times import FrameNumber, parse_time
 
 def check_count(path, value, name: str, error=VideoReadError) -> int | None:
@@ -144,7 +145,25 @@ def check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float, g
             length = None
         known = f"; the video is {length:.2f} s long" if length else ""
         raise VideoReadError(f"{path}: no frame in the time range {_range_words(path, given, lo, hi)}{known}")
+    if _holds_no_frame(path):
+        # an mkv or mp4 with a video track but no frame in it (a recording stopped before its
+        # first frame, a screen recorder that captured sound only) is not a file that fails to decode
+        raise VideoReadError(f"{path}: its video stream holds no frame (a recording that stopped before its "
+                             "first frame?)")
     raise VideoReadError(f"{path}: the video has no decodable frame")
+
+
+def _holds_no_frame(path: Path) -> bool:
+    """Whether the video stream has no frame at all: no packet, and no count in the header
+    (which an mp4 cut after its index keeps). A program stream cut inside its first frame has
+    packets: it is a cut file, not an empty one."""
+    try:
+        if probe(path)["frames"]:
+            return False
+        with open_video(path) as (container, stream):
+            return not any(packet.size for packet in container.demux(stream))
+    except (VideoReadError, av.FFmpegError, OSError):
+        return False
 
 
 def check_moving(path: Path, count: int, ranged: bool, lo: float, hi: float, given: tuple | None = None) -> None:
