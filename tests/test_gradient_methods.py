@@ -284,6 +284,28 @@ def test_saliency_tubes_refuses_swin3d_without_a_forward_pass_and_reads_its_norm
     torch.testing.assert_close(get("saliency_tubes")(model, layer="norm").attribute(x, [1, 2]).maps, ref)
 
 
+def test_a_channels_last_layer_whose_channels_fit_in_the_input_is_refused_naming_the_reshape():
+    # a small Swin3D (32 channels at its last stage) on 32-pixel frames: its final LayerNorm's
+    # (B, T', H', W', C) output fits in the 8×32×32 input read as (B, C, T', H', W'), so the size
+    # check let it through and Grad-CAM "mapped" its 4×4×32 (H', W', channels) grid without a word
+    from torchvision.models.video.swin_transformer import SwinTransformer3d
+
+    torch.manual_seed(0)
+    swin = SwinTransformer3d(patch_size=[2, 4, 4], embed_dim=16, depths=[1, 1], num_heads=[2, 2],
+                             window_size=[2, 4, 4], num_classes=4).eval()
+    x = torch.rand(1, 8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = vx.wrap(swin, num_frames=8, input_size=32)
+    assert plain.locate_cam_layer() == "norm"
+    for name in ("gradcam", "gradcam_pp"):
+        with pytest.raises(vx.UnsupportedModelError, match=r"^layer 'norm' of custom is a LayerNorm over the last axis "
+                                                           r"of its output \(1, 4, 4, 4, 32\), so that axis holds its 32 "
+                                                           r"features: it is laid out channels-last.*cam_reshape=lambda t"):
+            get(name)(plain).attribute(x, 1)
+    # with the reshape the error names, the map is over the (T', H', W') = 4×4×4 grid
+    wrapped = vx.wrap(swin, num_frames=8, input_size=32, cam_reshape=lambda t: t.permute(0, 4, 1, 2, 3))
+    assert get("gradcam")(wrapped).attribute(x, 1).maps.shape == (1, 4, 4, 4)
+
+
 # -- CAM details -------------------------------------------------------------------------------
 def small_cnn() -> vx.VideoModel:
     """A small non-linear 3D CNN (fast; gradients depend on the input)."""

@@ -284,9 +284,11 @@ class CAMMethod(Method):
                 "give the model a cam_reshape (vx.wrap(..., cam_reshape=fn)) or choose another layer")
         return vol
 
-    def check_grid(self, vol: torch.Tensor, frames: int, clips: int | None = None) -> None:
+    def check_grid(self, vol: torch.Tensor, frames: int, clips: int | None = None,
+                   module: nn.Module | None = None) -> None:
         """Refuse a ``(B, C, T', H', W')`` volume whose grid does not fit in the network's input
-        ``frames × h × w``: the layer is not laid out channels-first; and one whose first axis is
+        ``frames × h × w``, or that ``module`` (the layer) made with a ``LayerNorm`` or ``Linear``
+        over its last axis: the layer is not laid out channels-first; and one whose first axis is
         not the batch of ``clips`` clips (MViT's pooled queries, keys and values are
         ``(B·heads, C, T', H', W')``: read as one map per clip they made 8 maps for 1 clip, and
         a RuntimeError that named no layer).
@@ -302,11 +304,19 @@ class CAMMethod(Method):
                 f"{clips} clip{'s' * (clips != 1)}: its first axis is not the batch (attention heads or frames folded "
                 "into it), so it holds no map per clip; choose another layer (layer=...)")
         grid, limit = tuple(vol.shape[2:]), (frames, *self.model.input_size)
-        if all(g <= n for g, n in zip(grid, limit)):
-            return
         hint = ("a channels-last (B, T', H', W', C) layer (Swin3D) needs vx.wrap(..., cam_reshape=lambda t: "
                 "t.permute(0, 4, 1, 2, 3)), or choose another layer" if self.model.cam_reshape is None
                 else "check the model's cam_reshape, or choose another layer (layer=...)")
+        if all(g <= n for g, n in zip(grid, limit)):
+            features = _last_axis_features(module) if self.model.cam_reshape is None else None
+            if features is not None and features == vol.shape[-1]:
+                # a channels-last layer whose channels fit in the input (a small Swin3D: 32 channels
+                # on 32-pixel frames) passed the size check, and its (H', W', C) "map" was upsampled
+                raise UnsupportedModelError(
+                    f"layer {self.layer!r} of {self.model.name} is a {type(module).__name__} over the last axis of "
+                    f"its output {tuple(vol.shape)}, so that axis holds its {features} features: it is laid out "
+                    f"channels-last, not (B, C, T', H', W'); {hint}")
+            return
         raise UnsupportedModelError(
             f"layer {self.layer!r} of {self.model.name} gives {tuple(vol.shape)} as (B, C, T', H', W'): "
             f"a {'×'.join(map(str, grid))} grid, larger than the {'×'.join(map(str, limit))} input, so "
@@ -363,7 +373,7 @@ class CAMMethod(Method):
                         "any torch.no_grad() or torch.inference_mode() of the network")
                 grads = self.volume(cap.output(g))
             acts = self.volume(cap.output(cap.leaf.detach()))
-        self.check_grid(acts, x.shape[1], x.shape[0])
+        self.check_grid(acts, x.shape[1], x.shape[0], module)
         with torch.no_grad():
             # in float32 whatever the network's precision: a half-precision layer's sum over its
             # (T', H', W') grid (Grad-CAM++'s denominator) overflows float16 and blanked the map
@@ -390,6 +400,16 @@ class CAMMethod(Method):
                            target=torch.cat([p.target for p in parts]),
                            logits=torch.cat([p.logits for p in parts]),
                            temporal=torch.cat([p.temporal for p in parts]), time_align=parts[0].time_align)
+
+
+def _last_axis_features(module: nn.Module | None) -> int | None:
+    """The features of a layer that acts on the last axis of its output (an ``nn.LayerNorm`` over
+    one axis, an ``nn.Linear``): that axis holds the channels. ``None`` for other layers."""
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+        return int(module.normalized_shape[0])
+    if isinstance(module, nn.Linear):
+        return int(module.out_features)
+    return None
 
 
 def _shape_of(out: Any) -> str:
