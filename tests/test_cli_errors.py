@@ -330,3 +330,16 @@ def test_numbers_with_digits_other_than_0_to_9_are_refused_by_every_numeric_opti
     from videoxai.cli import check_target
 
     assert check_target("x²") == "x²" and check_target("3") == "3"
+
+
+def test_an_empty_path_option_is_refused_not_read_as_the_current_folder(capsys, tmp_path, monkeypatch):
+    # `--out "$OUT"` with OUT unset: Path('') is '.', and explain wrote report.html, overlays and
+    # maps into the current folder (serve --work-dir kept its jobs there), without a word
+    monkeypatch.chdir(tmp_path)
+    for args in [("explain", str(VIDEO), "--out", ""), ("demo", "-o", ""), ("serve", "--work-dir", ""),
+                 ("stream", str(VIDEO), "--save", ""), ("stabn", "collect", "--out", ""),
+                 ("stabn", "finetune", str(tmp_path), "--out", " ")]:
+        code, err = run(capsys, *args)
+        assert code == 2 and "the path is empty (a variable set to nothing?)" in err and len(err.splitlines()) == 1, \
+            (args, err)
+    assert list(tmp_path.iterdir()) == []

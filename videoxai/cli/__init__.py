@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 
 import typer
 
@@ -145,6 +146,17 @@ def check_target(value: str | None) -> str | None:
     return value
 
 
+def given_path(value: str | Path) -> Path:
+    """Typer parser of a path option (``parser=given_path, metavar="<path>"``): an empty value is
+    refused. ``--out "$DIR"`` with ``DIR`` unset is ``--out ''``, which ``Path`` reads as ``.``:
+    ``explain`` wrote its report, overlays and maps into the current folder, and ``serve
+    --work-dir`` kept its jobs there, without a word."""
+    if isinstance(value, str) and not value.strip():
+        raise typer.BadParameter("the path is empty (a variable set to nothing?); give a file or folder name, "
+                                 "or . for the current folder")
+    return Path(value)
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what went wrong, for people (no traceback, no repr noise)."""
     if isinstance(exc, ClickException):
@@ -209,4 +221,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = ["app", "main", "check_device", "check_option_digits", "check_position", "check_target", "describe",
-           "show_warning", "EXIT_ERROR"]
+           "given_path", "show_warning", "EXIT_ERROR"]

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.output_folder import make_directory, remove_if_empty
-from . import DEVICE_HELP, check_device, check_option_digits, check_position, check_target
+from . import DEVICE_HELP, check_device, check_option_digits, check_position, check_target, given_path
 
 console = Console()
 
@@ -110,7 +110,7 @@ def explain_cmd(
     video: Path = typer.Argument(..., help="Video file: any format FFmpeg reads (mp4, mov, avi, webm, mkv, gif, …)."),
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name> (add ,weights=download to fetch its weights), or a directory."),
     method: str = typer.Option("staa", "--method", help="Method name or spec, or several separated by commas, e.g. staa or 'rise(n_samples=500), gradcam' (as evaluate --methods takes them)."),
-    out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", help="Output directory. The files an earlier explain run wrote there and this one does not write again are removed (they are listed in its videoxai_files.json). A run stopped partway changes nothing there."),
+    out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", parser=given_path, metavar="<path>", help="Output directory. The files an earlier explain run wrote there and this one does not write again are removed (they are listed in its videoxai_files.json). A run stopped partway changes nothing there."),
     target: Optional[str] = typer.Option(None, help="Class to explain, by index or name, e.g. 3 or 'blue square' (default: the prediction).", callback=check_target),
     full_resolution: bool = typer.Option(False, "--full-resolution", help="Perturb and differentiate the original frames instead of the model's view of them (its crop box at its input size; slower, finer gradient maps)."),
     refine: Optional[bool] = typer.Option(None, "--refine/--no-refine", help="Threshold/focus/smooth the maps (default: per method)."),
@@ -265,7 +265,7 @@ def _replace_earlier_run(out: Path, written: list[Path], keep: Path | None = Non
 
 
 def demo_cmd(
-    out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output directory."),
+    out: Path = typer.Option(Path("demo_out"), "--out", "-o", parser=given_path, metavar="<path>", help="Output directory."),
     clips: int = typer.Option(100, min=1, help="Held-out synthetic clips to score localisation on."),
     method: str = typer.Option("staa", "--method", help="Method(s) to show in the report, comma-separated."),
 ) -> None:

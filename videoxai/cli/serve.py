@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import DEVICE_HELP, EXIT_ERROR, check_device, check_target, check_threads
+from . import DEVICE_HELP, EXIT_ERROR, check_device, check_target, check_threads, given_path
 
 console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
@@ -51,7 +51,7 @@ def serve_cmd(
                                                         "cost; larger requests are refused when submitted."),
     shutdown_timeout: float = typer.Option(10.0, help="On SIGTERM/Ctrl-C, seconds running work may finish "
                                                       "before it is cancelled."),
-    work_dir: Optional[Path] = typer.Option(None, help="Folder for uploads and results; jobs kept there "
+    work_dir: Optional[Path] = typer.Option(None, parser=given_path, metavar="<path>", help="Folder for uploads and results; jobs kept there "
                                                        "survive a restart (default: a temporary folder removed "
                                                        "at exit)."),
     allowed_host: list[str] = typer.Option([], "--allowed-host",
@@ -162,7 +162,7 @@ def stream_cmd(
     fps: Optional[float] = typer.Option(None, help="Send rate for --live (default: the source's)."),
     max_side: Optional[int] = typer.Option(320, help="Shrink frames to this longer side before sending (0: never)."),
     frame_format: str = typer.Option("jpeg", "--format", help="jpeg, png or rgb."),
-    save: Optional[Path] = typer.Option(None, help="Write the overlay video here (.mp4), once the stream has "
+    save: Optional[Path] = typer.Option(None, parser=given_path, metavar="<path>", help="Write the overlay video here (.mp4), once the stream has "
                                                    "ended (a stream cut short saves none)."),
     as_json: bool = typer.Option(False, "--json", help="Print each server message as one JSON line."),
     option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable)."),

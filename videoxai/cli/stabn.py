@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import DEVICE_HELP, check_device, check_threads
+from . import DEVICE_HELP, check_device, check_threads, given_path
 
 console = Console()
 
@@ -99,7 +99,7 @@ def _load(model: str, device: str):
 @stabn_app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/ "
+    out: Path = typer.Option(..., "--out", "-o", parser=given_path, metavar="<path>", help="Output directory: checkpoint.pt, history.json, model/ "
                              "(and warm-start/: the plain backbone's warm start)."),
     data: str = typer.Option("synthetic", "--data", "-d", help=_DATA_HELP),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the synthetic val split; none for other data); "
@@ -203,7 +203,7 @@ def train_cmd(
 
 @stabn_app.command("collect")
 def collect_cmd(
-    out: Path = typer.Option(..., "--out", "-o", help="Edit-set directory to create."),
+    out: Path = typer.Option(..., "--out", "-o", parser=given_path, metavar="<path>", help="Edit-set directory to create."),
     model: str = typer.Option("demo-stabn", "--model", "-m", help="ST-ABN model: a directory or demo-stabn."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset spec (synthetic[:N,seed=S], folder:DIR, "
                                        "ssv2:…, ucf24:…) of the data the model was trained on; default: what its "
@@ -312,7 +312,7 @@ def _check_port(host: str, port: int) -> None:
 def finetune_cmd(
     ctx: typer.Context,
     edits: Path = typer.Argument(..., help="Edit-set directory with saved edits."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory: checkpoint.pt, history.json, model/."),
+    out: Path = typer.Option(..., "--out", "-o", parser=given_path, metavar="<path>", help="Output directory: checkpoint.pt, history.json, model/."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model to fine-tune (default: the collection's)."),
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data (default: the collection's)."),
     val_data: Optional[str] = typer.Option(None, "--val-data", help="Validation spec (default: the val split of the training data when it is synthetic; none for other "
