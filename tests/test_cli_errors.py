@@ -6,6 +6,7 @@ the traceback back.
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -343,3 +344,12 @@ def test_an_empty_path_option_is_refused_not_read_as_the_current_folder(capsys, 
         assert code == 2 and "the path is empty (a variable set to nothing?)" in err and len(err.splitlines()) == 1, \
             (args, err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_explain_names_a_device_or_a_pipe_as_such(capsys, tmp_path):
+    # /dev/zero or a named pipe given as the video was 'no such video file', though it is there
+    os.mkfifo(tmp_path / "pipe.mp4")
+    for source in ("/dev/zero", str(tmp_path / "pipe.mp4")):
+        code, err = run(capsys, "explain", source, "--out", str(tmp_path / "out"))
+        assert code == 2 and err.strip() == f"error: {source} is not a regular file (a device, a pipe or a socket); " \
+                                            "give a video file", err

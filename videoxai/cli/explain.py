@@ -146,6 +146,8 @@ def explain_cmd(
         raise InputError(f"--frame-step must be at least 1 (every frame), got {frame_step}")
     if video.is_dir():
         raise VideoReadError(f"{video} is a directory, not a video file; give one video file")
+    if video.exists() and not video.is_file():  # /dev/zero, a named pipe: it was 'no such video file'
+        raise VideoReadError(f"{video} is not a regular file (a device, a pipe or a socket); give a video file")
     if not video.is_file():
         raise VideoReadError(f"no such video file: {video}")
     probe(video)  # not a video, or no readable header: say so before loading a model
