@@ -490,6 +490,23 @@ def test_serve_refuses_an_empty_api_key(capsys, monkeypatch):
                                                    "give a key, or none for a server that needs no key")
 
 
+
+def test_serve_refuses_an_api_key_no_header_can_carry(capsys, monkeypatch):
+    # a key read from a file with its final newline (a Kubernetes secret, an env file) served, and
+    # every HTTP request was a 401: header values are trimmed and hold no control characters
+    import videoxai.models
+
+    monkeypatch.setattr(videoxai.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    for key in ("s3cret\n", " s3cret", "s3c\x1bret"):
+        monkeypatch.setenv("VIDEOXAI_API_KEY", key)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["serve", "--port", "0"])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and err.startswith("error: --api-key: the key starts or ends with a space or "
+                                                            "line break, or holds a control character"), (key, err)
+    assert ServeSettings(api_key="s3 cr ét").api_key == "s3 cr ét"  # spaces inside, and beyond ASCII, are fine
+
+
 @pytest.mark.parametrize("name", ["", ".", "http://viewer.lan", "viewer.lan:8000"])
 def test_serve_refuses_an_allowed_host_that_is_no_host_name(name, capsys, monkeypatch):
     # each was taken and matched no request, silently ("." matched every name with its final dot,

@@ -163,6 +163,12 @@ class ServeSettings(BaseModel):
         if value is not None and not value.strip():
             raise ValueError("the key is empty (a variable set to nothing?); give a key, or none for a server "
                              "that needs no key")
+        # a key read from a file with its final line break (a Kubernetes secret, an env file) was
+        # a 401 for every HTTP request: header values are trimmed and cannot hold control characters
+        if value is not None and (value != value.strip() or any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value)):
+            raise ValueError("the key starts or ends with a space or line break, or holds a control character, "
+                             "which no HTTP header can carry (read from a file with its final newline?); "
+                             "remove them")
         return value
 
     @field_validator("allowed_hosts")
