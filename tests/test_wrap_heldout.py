@@ -204,6 +204,30 @@ def test_the_layer_search_on_a_compiled_network_runs_it_eagerly():
     assert not torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
+@pytest.mark.skipif(not hasattr(torch.compiler, "set_stance"), reason="torch < 2.6 compiles the probe's pass")
+def test_saliency_tubes_probes_a_compiled_network_whose_graph_was_compiled_without_its_hook():
+    # the compiler does not guard on the hooks of submodules: once passes of several batch sizes had
+    # compiled the network for any batch (an explanation's perturbations), saliency_tubes' probe of
+    # the head ran that graph without its hook and failed with KeyError: 'a'
+    class GapHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv, self.act, self.fc = nn.Conv3d(3, 6, 3, padding=1), nn.ReLU(), nn.Linear(6, K)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.act(self.conv(x)).mean((2, 3, 4)))
+
+    torch._dynamo.reset()
+    compiled = vx.wrap(torch.compile(GapHead(), backend="eager"), num_frames=T, input_size=S)
+    with torch.no_grad():
+        for b in (1, 2, 3):
+            compiled(torch.rand(b, T, 3, S, S))
+    exp = vx.explain(compiled, clip(), "saliency_tubes")
+    plain = vx.explain(vx.wrap(GapHead(), num_frames=T, input_size=S), clip(), "saliency_tubes")
+    assert np.array_equal(exp.raw, plain.raw) and exp.raw.max() > 0
+
+
 def test_the_default_cam_layer_may_be_given_as_the_layer_itself():
     # as a method's layer= takes it: vx.wrap said the network's own layer "is not a module" of it
     net = Net()
@@ -353,3 +377,24 @@ def test_a_dynamically_quantized_network_is_explained_by_perturbations_and_refus
                                                         r"which its quantized layers 'fc' \(torch.ao.nn.quantized."
                                                         r"dynamic.Linear\) do not pass; explain the float network [^\n]*$"):
             vx.explain(model, clip(), method, target=0)
+
+
+def test_a_network_built_for_another_clip_length_than_num_frames_is_told_the_length_it_runs_on():
+    # an MViT built for 4-frame clips (its position embedding) wrapped with num_frames=8: every
+    # method failed with the network's own "The size of tensor a (257) must match the size of
+    # tensor b (129) at non-singleton dimension 1", which names no option
+    from torchvision.models.video.mvit import MSBlockConfig, MViT
+
+    torch.manual_seed(0)
+    block = MSBlockConfig(num_heads=1, input_channels=16, output_channels=16, kernel_q=[3, 3, 3],
+                          kernel_kv=[3, 3, 3], stride_q=[1, 1, 1], stride_kv=[1, 2, 2])
+    net = MViT(spatial_size=(32, 32), temporal_size=4, block_setting=[block, block], residual_pool=False,
+               residual_with_cls_embed=True, rel_pos_embed=False, proj_after_attn=False, num_classes=3)
+    wrong = vx.wrap(net, num_frames=8, input_size=32, fixed_num_frames=True)
+    for method in ("saliency", "rise"):
+        with pytest.raises(vx.InputError, match=r"^custom failed on a clip of 8 frames: The size of tensor a \(257\) .*"
+                                                r"It runs on clips of 4 frames: wrap it with "
+                                                r"vx\.wrap\(\.\.\., num_frames=4, fixed_num_frames=True\)"):
+            vx.explain(wrong, torch.rand(8, 3, 32, 32), method)
+    right = vx.wrap(net, num_frames=4, input_size=32, fixed_num_frames=True)
+    assert vx.explain(right, torch.rand(4, 3, 32, 32), "saliency").raw.shape == (4, 32, 32)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, UnsupportedModelError
-from ..models.cam_layer import NoCamLayerError
+from ..models.cam_layer import NoCamLayerError, run_eagerly
 from ..options import OptionError
 from .base import _hf_hint, manages_model_lock, register
 from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
@@ -184,7 +184,7 @@ def _probe_head(model) -> str | None:
         handles = [module.register_forward_hook(keep)] + [
             m.register_forward_hook(pooled(n)) for n, m in model.net.named_modules() if isinstance(m, nn.AvgPool3d)]
         try:
-            with torch.no_grad():
+            with torch.no_grad(), run_eagerly():   # a compiled graph may run without the hook
                 logits = model(x).float()
         except InputError as e:
             raise _NetworkFailed from e

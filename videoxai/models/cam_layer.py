@@ -18,12 +18,15 @@ from torch import nn
 from ..errors import InputError
 
 
-def _eager() -> contextlib.AbstractContextManager:
-    """A ``torch.compile``'d network run eagerly for the block (torch ≥ 2.6; else as it is).
+def run_eagerly() -> contextlib.AbstractContextManager:
+    """A ``torch.compile``'d network run eagerly for the block (torch ≥ 2.6; else as it is), for a
+    probe that hooks its modules.
 
     The search hooks every module, and the compiler traces each hook it meets: it recompiled the
     network once per hook, past its limit (a page of warnings, and seconds), for a pass that only
-    reads shapes.
+    reads shapes. And a graph compiled before a hook was added runs without it (the compiler does
+    not guard on the hooks of submodules): saliency_tubes' probe of the head, after passes that had
+    compiled the network for batches of any size, failed with ``KeyError: 'a'``.
     """
     stance = getattr(torch.compiler, "set_stance", None)
     return stance("force_eager") if stance is not None else contextlib.nullcontext()
@@ -127,7 +130,7 @@ class CamLayerMixin:
             try:
                 blank = torch.zeros(1, self.num_frames, 3, *self.input_size, device=self.device)
                 x = self.preprocess(blank)
-                with torch.no_grad(), _eager():
+                with torch.no_grad(), run_eagerly():
                     self._net_logits((x.transpose(1, 2) if self.layout == "BCTHW" else x).to(self.dtype))
                 # a pass the network ran: an explanation's cost (and a work budget) counts it
                 self.passes.forward += 1

@@ -1,14 +1,16 @@
 """Why a wrapped network failed on its input, when the cause is an option of :func:`vx.wrap`
 or of the method.
 
-A network given the wrong ``layout``, a clip of another length than it was built for, frames
-smaller than it needs or a batch of several clips when it takes one fails deep inside (a channel or size mismatch) with a
-message that names no option. On such a failure the forward probes one sample the other way;
+A network given the wrong ``layout``, a clip of another length than it was built for (or
+wrapped with another ``num_frames``), frames smaller than it needs or a batch of several clips
+when it takes one fails deep inside (a channel or size mismatch) with a message that names no
+option. On such a failure the forward probes one sample the other way;
 when that runs, the error names the option to give.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,7 +31,8 @@ def failure_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | No
         return hint
     first_runs = _runs_alone(model, x[:1])
     return (layout_hint(model, x, err, first_runs) or frames_hint(model, x, err)
-            or size_hint(model, x, err, first_runs) or batch_hint(model, x, err, first_runs))
+            or size_hint(model, x, err, first_runs) or batch_hint(model, x, err, first_runs)
+            or length_hint(model, x, err, first_runs))
 
 
 def layout_hint(model: VideoModel, x: torch.Tensor, err: Exception, first_runs: bool) -> str | None:
@@ -81,6 +84,33 @@ def frames_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | Non
     return (f"{model.name} failed on a clip of {t} frames: {_one_line(err)}. It runs on {model.num_frames}: wrap it with "
             f"vx.wrap(..., fixed_num_frames=True) (clips of another length are then refused), or give "
             f"clips of {model.num_frames} frames")
+
+
+#: clip lengths tried by :func:`length_hint`, those nearest the failing one first
+COMMON_LENGTHS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def length_hint(model: VideoModel, x: torch.Tensor, err: Exception, first_runs: bool) -> str | None:
+    """Why a wrapped network failed, when the cause is ``num_frames`` itself: a network built for
+    clips of another length (position embeddings or a reshape of that many frames: an MViT of
+    4 frames wrapped with ``num_frames=8``), which fails on every clip of the length it was
+    wrapped with; else ``None``.
+
+    On a failure of one clip, the clip resampled to the common lengths (nearest first, up to 64)
+    is run: the first that runs is named with the option, instead of the network's own message
+    ("The size of tensor a (257) must match the size of tensor b (129)").
+    """
+    if first_runs:
+        return None
+    dim = 2 if model.layout == "BCTHW" else 1
+    t = x.shape[dim]
+    for n in sorted((n for n in COMMON_LENGTHS if n != t), key=lambda n: (abs(math.log(n / t)), n)):
+        idx = torch.linspace(0, t - 1, n, device=x.device).round().long()
+        if _runs_alone(model, x[:1].detach().index_select(dim, idx)):
+            fixed = ", fixed_num_frames=True" if model.fixed_num_frames else ""
+            return (f"{model.name} failed on a clip of {t} frames: {_one_line(err)}. It runs on clips of {n} frames: "
+                    f"wrap it with vx.wrap(..., num_frames={n}{fixed}) (the length it was built for)")
+    return None
 
 
 def statistics_hint(model: VideoModel, x: torch.Tensor, err: Exception) -> str | None:
