@@ -507,6 +507,21 @@ def test_serve_refuses_an_api_key_no_header_can_carry(capsys, monkeypatch):
     assert ServeSettings(api_key="s3 cr ét").api_key == "s3 cr ét"  # spaces inside, and beyond ASCII, are fine
 
 
+
+@pytest.mark.parametrize("host", ["", "localhost:8000", "http://0.0.0.0", "[::1]"])
+def test_serve_refuses_a_host_with_a_port_or_scheme_naming_host(host, capsys, monkeypatch):
+    # the server answers to the name it listens on (it joins --allowed-host), and such a --host
+    # was refused as "--allowed-host: … is not a host name", an option the command did not give
+    import videoxai.models
+
+    monkeypatch.setattr(videoxai.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--port", "0", "--host", host])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.startswith(f"error: --host {host!r}: give the address or name to "
+                                                        "listen on") and "--allowed-host" not in err, err
+
+
 @pytest.mark.parametrize("name", ["", ".", "http://viewer.lan", "viewer.lan:8000"])
 def test_serve_refuses_an_allowed_host_that_is_no_host_name(name, capsys, monkeypatch):
     # each was taken and matched no request, silently ("." matched every name with its final dot,

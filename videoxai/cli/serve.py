@@ -79,6 +79,7 @@ def serve_cmd(
     from ..models import load_model
     from ..serve import ServeSettings, create_app, uvicorn_config
 
+    _check_host(host)
     if root_path and (not root_path.startswith("/") or any(c in root_path for c in "?#\\ ")):
         raise InputError(f"--root-path {root_path!r}: a URL path starting with '/', e.g. /vx")
     root_path = root_path.rstrip("/")  # '/vx/' and '/' as a proxy's configuration writes them
@@ -126,6 +127,25 @@ def serve_cmd(
                   f"on http://{shown}:{sock.getsockname()[1]}  (viewer: /, API: /docs"
                   + (f"; behind the proxy under {escape(root_path)}/" if root_path else "") + ")")
     server.run(sockets=[sock])
+
+
+def _check_host(host: str) -> None:
+    """``--host`` is an address or a name to listen on: an empty one, a URL or one with a port was
+    refused naming ``--allowed-host`` (the server answers to the name it listens on, so it is
+    added to those), an option the command line did not give."""
+    import ipaddress
+
+    from ..errors import InputError
+
+    bad = not host.strip() or host != host.strip() or "/" in host or " " in host
+    if not bad and ":" in host:  # an IPv6 address, or a name or IPv4 address with a port
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            bad = True
+    if bad:
+        raise InputError(f"--host {host!r}: give the address or name to listen on, such as 127.0.0.1, 0.0.0.0, ::1 "
+                         "or myhost.lan (no scheme, port or path: the port is --port)")
 
 
 def _listen_socket(host: str, port: int):
