@@ -507,7 +507,6 @@ def test_serve_refuses_an_api_key_no_header_can_carry(capsys, monkeypatch):
     assert ServeSettings(api_key="s3 cr ét").api_key == "s3 cr ét"  # spaces inside, and beyond ASCII, are fine
 
 
-
 @pytest.mark.parametrize("host", ["", "localhost:8000", "http://0.0.0.0", "[::1]"])
 def test_serve_refuses_a_host_with_a_port_or_scheme_naming_host(host, capsys, monkeypatch):
     # the server answers to the name it listens on (it joins --allowed-host), and such a --host
