@@ -40,6 +40,7 @@ from typing import Callable, Iterator
 
 from ..errors import InputError
 from .canonical import canonicalise
+from .damaged import Connection
 from .fingerprint import same_data, same_folder_hint, wider_data
 
 _SCHEMA = """
@@ -116,7 +117,8 @@ class ResultStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            # a damaged page found later (a resumed run reading its rows) names the file: damaged.py
+            self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0, factory=Connection)
             self.db.execute("PRAGMA journal_mode=WAL")
             # NORMAL is durable against a killed process in WAL mode (not against power loss)
             self.db.execute("PRAGMA synchronous=NORMAL")
