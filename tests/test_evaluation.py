@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -368,18 +369,21 @@ KILLED_RUN = textwrap.dedent("""
     def write_then_die(self, row):
         write(self, row)
         if self.count() >= int(sys.argv[3]):
-            os.kill(os.getpid(), signal.SIGKILL)   # a crash between two committed rows
+            os.kill(os.getpid(), getattr(signal, sys.argv[5]))   # a crash (Ctrl-C, a scheduler's SIGTERM)
     store.ResultStore.write = write_then_die
     evaluate(sys.argv[1], "synthetic:3", "staa,random", sys.argv[4], sys.argv[2], backend="local",
              workers=1, progress=False)
 """)
 
 
-def test_resume_after_a_killed_run_loses_and_duplicates_nothing(model_dir, tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM", "SIGINT"])
+def test_resume_after_a_killed_run_loses_and_duplicates_nothing(model_dir, tmp_path, signal_name):
+    """Killed between two committed rows (a crash, a scheduler's SIGTERM, Ctrl-C: SIGINT is a
+    KeyboardInterrupt that ends the run through its cleanup), then resumed inline."""
     import psutil
 
     out = tmp_path / "eval"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, model_dir, str(out), "5", FEW],
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, model_dir, str(out), "5", FEW, signal_name],
                             cwd=TESTS.parent, stderr=subprocess.PIPE)
     workers = {}
     while proc.poll() is None:  # note the worker processes, to check they do not outlive the parent
@@ -388,7 +392,7 @@ def test_resume_after_a_killed_run_loses_and_duplicates_nothing(model_dir, tmp_p
         except psutil.Error:
             pass
         time.sleep(0.05)
-    assert proc.returncode == -9, proc.stderr.read().decode()[-2000:]
+    assert proc.returncode == -getattr(signal, signal_name), proc.stderr.read().decode()[-2000:]
     db = out / "results.sqlite"
     first = keys(db)
     assert len(first) == 5
@@ -832,6 +836,28 @@ def test_a_resumed_run_whose_first_clips_kill_their_workers_records_them_and_goe
     assert len(rows) == len({r.key for r in rows}) == 12
     assert {r.video for r in rows if r.status == "error"} == kills
     assert {r.video for r in rows if r.status == "ok"} == {"synthetic:test:0/0", "synthetic:test:0/5"}
+
+
+def test_local_workers_start_only_for_tasks(monkeypatch):
+    """Tasks come from the parent's loads: a run whose clips all failed to load (a folder of broken
+    files, or only those left on resume) started every worker and waited for each to load the
+    model and stop (10 s for 2 clips on 2 busy cores, 0.4 s now). A worker starts when a task is
+    there for it."""
+    import types
+
+    from videoxai.evaluation import backends
+    from videoxai.evaluation.tasks import RunSettings
+
+    started = []
+
+    def process(**kwargs):
+        started.append(kwargs["name"])
+        raise AssertionError("a worker started without a task")
+
+    monkeypatch.setattr(backends.mp, "get_context", lambda method: types.SimpleNamespace(
+        Pipe=lambda duplex=True: (None, None), Process=process))
+    backends.run("local", iter(()), RunSettings(model="m", metrics=("energy",)), [].append, workers=4)
+    assert started == []
 
 
 @pytest.mark.parametrize("first", [True, False])

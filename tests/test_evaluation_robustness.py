@@ -4,6 +4,7 @@ reports written all or nothing, worker processes that end with their parent."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from videoxai.errors import InputError
@@ -179,3 +181,68 @@ def test_two_report_writers_at_once_publish_only_whole_files(evaluated, monkeypa
     assert published == whole and not errors
     assert (out / "report.md").read_bytes() == whole
     assert not [p.name for p in out.iterdir() if TEMPORARY.fullmatch(p.name) or p.name.endswith(".part")]
+
+
+def test_a_results_file_damaged_inside_names_itself_on_resume_and_in_the_report(tmp_path):
+    """SQLite finds a damaged page only when it reads it: a results file whose results table was
+    overwritten (a disk error, a copy cut short) opened, and the resumed run or --report-only
+    ended on 'DatabaseError: database disk image is malformed', naming neither the file nor what
+    to do. Now it is one line naming both; a file that is no SQLite database at all is still
+    'not a videoxai results database'."""
+    import sqlite3
+
+    from videoxai.evaluation.store import ResultStore
+
+    out = tmp_path / "eval"
+    run = dict(methods="random", metrics="sparseness", out=out, backend="inline", progress=False, report=False)
+    assert evaluate("demo", "synthetic:2", **run).computed == 2
+    db = out / DATABASE
+    with sqlite3.connect(db) as c:
+        c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = c.execute("PRAGMA page_size").fetchone()[0]
+        root = c.execute("SELECT rootpage FROM sqlite_master WHERE name = 'results'").fetchone()[0]
+    with open(db, "r+b") as f:   # the results table's page, all but its first bytes
+        f.seek((root - 1) * page_size + 8)
+        f.write(np.random.default_rng(0).bytes(page_size - 8))
+    said = (f"{db} is damaged (database disk image is malformed): move it aside and run again to start over "
+            f"(`sqlite3 {db} .recover` may save its rows)")
+    with pytest.raises(InputError) as e:
+        evaluate("demo", "synthetic:2", **run)
+    assert str(e.value) == said
+    with pytest.raises(InputError) as e:
+        report_module.write_report(db, out)
+    assert str(e.value) == said
+    db.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(InputError, match=re.escape(f"{db} is not a videoxai results database: file is not a database")):
+        ResultStore(db)
+
+
+def test_a_dataset_where_every_clip_fails_on_more_workers_than_clips_is_reported_and_retried(tmp_path):
+    """Held out: every video of the folder is unreadable and -j is larger than the clip count. The
+    run ends normally with one error row per result (none twice) and a report that says why; once
+    one video is fixed, a resume computes every error again: the fixed clip's results, and the
+    other's errors once more, each key still once."""
+    from videoxai.data.video import write_video
+    from videoxai.evaluation.store import ResultStore
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.mp4").write_bytes(b"")
+    (data / "b.mp4").write_bytes(b"not a video" * 50)
+    run = dict(methods="random", metrics="sparseness,energy", out=tmp_path / "out", backend="local",
+               workers=4, progress=False)
+    s = evaluate("demo", f"folder:{data}", **run)
+    assert (s.computed, s.errors, s.skipped) == (4, 4, 0)
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "2 clips; results: 0 ok, 0 n/a, 4 errors." in md
+    assert "a.mp4: the file is empty — a.mp4 / random" in md
+    write_video(np.zeros((8, 24, 32, 3), np.uint8), data / "b.mp4", fps=8)
+    with pytest.warns(UserWarning, match=r"1 clip \(e.g. 'b.mp4'\) has other content"):
+        s = evaluate("demo", f"folder:{data}", **run)
+    assert (s.computed, s.errors, s.skipped) == (4, 2, 0)
+    with ResultStore(s.database) as store:
+        rows = store.rows()
+    assert len(rows) == len({r.key for r in rows}) == 4
+    assert {(r.video, r.metric, r.status) for r in rows} == {
+        ("a.mp4", "sparseness", "error"), ("a.mp4", "energy", "error"), ("b.mp4", "sparseness", "ok"),
+        ("b.mp4", "energy", "n/a")}

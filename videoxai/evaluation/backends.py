@@ -201,23 +201,21 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int, proven: bool
     if workers < 1:
         raise InputError(f"the local backend needs workers >= 1, got {workers}")
     ctx = mp.get_context("spawn")  # fork after torch has started its thread pools can deadlock
-    conns: list[Connection] = []
-    procs = []
+    # a worker starts when there is a task for it: tasks come from the parent's loads, and a run
+    # whose clips all failed to load (a folder of broken files, or only those left on resume)
+    # started every worker, and waited for each to load the model and stop (48 s for 2 clips)
+    conns: list[Connection | None] = [None] * workers
+    procs: list = [None] * workers
 
     def start(i: int) -> None:
         mine, theirs = ctx.Pipe(duplex=True)
         p = ctx.Process(target=_worker_main, args=(settings, theirs), daemon=True, name=f"videoxai-eval-{i}")
         p.start()
         theirs.close()  # only the worker holds its end, so its death is our EOF and ours is its
-        if i < len(conns):
+        if conns[i] is not None:
             conns[i].close()
-            conns[i], procs[i] = mine, p
-        else:
-            conns.append(mine)
-            procs.append(p)
+        conns[i], procs[i] = mine, p
 
-    for i in range(workers):
-        start(i)
     source = _split_per_method(tasks)
     busy: dict[int, Task] = {}           # worker -> the task it runs (one at a time, so a send never waits)
     ready: set[int] = set()              # workers that have loaded the model
@@ -233,6 +231,8 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int, proven: bool
                 if task is None:
                     exhausted = True
                     break
+                if procs[i] is None:
+                    start(i)
                 try:
                     conns[i].send(task)
                 except OSError:
@@ -257,7 +257,8 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int, proven: bool
                     _emit_died(busy.pop(i), arrived.pop(i),
                                f"worker {procs[i].name} {_exit_reason(procs[i])} while computing this", emit)
                     ready.discard(i)
-                    start(i)
+                    conns[i].close()
+                    conns[i] = procs[i] = None   # replaced when the next task comes
                     continue
                 if kind == "row":
                     arrived[i].add(payload.key if isinstance(payload, ResultRow) else payload.method)
@@ -271,14 +272,18 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int, proven: bool
                     raise WorkerFailed(payload)
     finally:
         for conn in conns:
-            _send(conn, None)
+            if conn is not None:
+                _send(conn, None)
         for p in procs:
+            if p is None:
+                continue
             p.join(timeout=5)
             if p.is_alive():
                 p.terminate()
                 p.join(timeout=5)
         for conn in conns:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
 
 def _exit_reason(proc) -> str:
