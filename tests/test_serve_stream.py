@@ -662,7 +662,7 @@ def test_stream_command_puts_the_overlay_at_save_only_when_the_stream_ends(serve
 def test_stream_client_refuses_a_server_address_without_a_host():
     from videoxai.errors import InputError
 
-    for bad in ("", "http://", "http://127.0.0.1:99999"):
+    for bad in ("", "http://", "http://127.0.0.1:99999", "ws://[::1", "http://[::1:8000"):  # a ']' left out: ValueError
         with pytest.raises(InputError, match=f"^server {re.escape(repr(bad))} is not an address such as "):
             StreamClient(bad)
 

@@ -56,7 +56,11 @@ def stream_url(server: str, api_key: str | None = None) -> str:
     given = server
     if "://" not in server:
         server = "ws://" + server
-    parts = urlsplit(server)
+    try:
+        parts = urlsplit(server)
+    except ValueError:  # 'ws://[::1' (an IPv6 address without its ']'): a ValueError the CLI took for a bug
+        raise InputError(f"server {given!r} is not an address such as http://127.0.0.1:8000 or http://[::1]:8000"
+                         ) from None
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
     if scheme is None:
         raise InputError(f"server must be an http(s):// or ws(s):// address, got {server!r}")
