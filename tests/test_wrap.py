@@ -204,6 +204,27 @@ def test_logits_shaped_b_c_1_name_the_expected_shape():
         model(pixels(1, 4, 24, 24))
 
 
+def test_a_binary_classifier_returning_one_logit_per_clip_as_a_vector_is_explained_as_its_column():
+    # a binary network trained with BCEWithLogitsLoss squeezes its logit to (B,): every method
+    # failed on it ("logits of shape (1,), expected (B, classes) = (1, 1)")
+    class Squeezed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = TinyCNN(classes=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)[:, 0]                             # (B,)
+
+    squeezed = vx.wrap(Squeezed(), num_frames=4, input_size=24)
+    column = vx.wrap(squeezed.net.net, num_frames=4, input_size=24)
+    x = pixels(3, 4, 24, 24)
+    assert torch.equal(squeezed(x), column(x)) and squeezed(x).shape == (3, 1)
+    for method in ("saliency", "rise(n_samples=8)"):
+        a, b = vx.explain(squeezed, x[:1], method), vx.explain(column, x[:1], method)
+        assert np.array_equal(a.raw, b.raw) and a.raw.max() > 0
+        assert a.score == b.score == pytest.approx(float(torch.sigmoid(column(x[:1]))))   # its probability
+
+
 @pytest.mark.parametrize("bad, match", [
     (torch.rand(4, 3, 24, 24), r"shape \(B, T, 3, H, W\), got \(4, 3, 24, 24\)"),  # no batch axis
     (torch.rand(1, 4, 1, 24, 24), r"shape \(B, T, 3, H, W\), got \(1, 4, 1, 24, 24\)"),  # grey frames
@@ -485,8 +506,16 @@ def test_a_wrong_layout_is_named_with_the_one_that_works(module, wrong, right, m
 
 
 def test_a_network_that_fails_in_both_layouts_keeps_its_own_error():
-    # 4 frames in, but the network needs 8 (a Linear over the flattened volume): no layout helps
-    net = nn.Sequential(nn.Conv3d(3, 2, 1), nn.Flatten(), nn.Linear(2 * 8 * 24 * 24, 4))
+    # 4 frames in, but the network needs 7 (a Linear over the flattened volume): no layout helps,
+    # nor a common clip length
+    net = nn.Sequential(nn.Conv3d(3, 2, 1), nn.Flatten(), nn.Linear(2 * 7 * 24 * 24, 4))
     model = vx.wrap(net, num_frames=4, input_size=24, num_classes=4)
     with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        model(pixels(1, 4, 24, 24))
+    # one that needs 8 frames is told so, with its own message
+    net = nn.Sequential(nn.Conv3d(3, 2, 1), nn.Flatten(), nn.Linear(2 * 8 * 24 * 24, 4))
+    model = vx.wrap(net, num_frames=4, input_size=24, num_classes=4)
+    with pytest.raises(InputError, match=r"^custom failed on a clip of 4 frames: mat1 and mat2 shapes cannot be "
+                                         r"multiplied .* It runs on clips of 8 frames: wrap it with "
+                                         r"vx\.wrap\(\.\.\., num_frames=8\)"):
         model(pixels(1, 4, 24, 24))

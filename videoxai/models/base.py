@@ -174,8 +174,17 @@ class VideoModel(CamLayerMixin, nn.Module):
         With :attr:`output` set, that part (index, key or attribute, or function). Otherwise a tensor is the
         logits; an object with ``.logits`` (Hugging Face) or a dict with ``"logits"`` gives those;
         a tuple, list or dict gives its one tensor shaped ``(B, num_classes)`` — two such, or
-        none, is an error asking for ``output=``, never a guess.
+        none, is an error asking for ``output=``, never a guess. A binary classifier's one logit
+        per clip, ``(B,)`` (squeezed for ``BCEWithLogitsLoss``), is its column ``(B, 1)``: every
+        method failed on it, told to reshape it.
         """
+        logits = self._selected(out)
+        if isinstance(logits, torch.Tensor) and logits.ndim == 1 and self.num_classes == 1:
+            return logits[:, None]
+        return logits
+
+    def _selected(self, out) -> torch.Tensor:
+        """:meth:`select_logits` before a binary classifier's ``(B,)`` logit is made a column."""
         if self.output is not None:
             if callable(self.output):
                 return self.output(out)
