@@ -9,8 +9,9 @@ restores their states when the last such block of the process ends.
 
 Torch has one global generator per device for the whole process, not one per thread: two
 threads explaining two models that draw random numbers at once interleave their draws (each is
-seeded when it starts, the other's draws then come between). The states are restored when the
-last block open in any thread closes, so the caller's stream is the one it had before.
+seeded when it starts, the other's draws then come between), and a thread that draws while
+another explains draws from the seeded stream, which is then rewound. The states are restored
+when the last block open in any thread closes, so the caller's stream is the one it had before.
 """
 
 from __future__ import annotations
@@ -68,11 +69,12 @@ def seeded_draws(seed: int, cuda: Sequence[int] = (), *, outermost_only: bool = 
             if index not in _saved:
                 _saved[index] = _state(index)
         _open += 1
-        if depth == 0 or not outermost_only:
-            for index in devices:
-                _seed(index, int(seed))
     _local.depth = depth + 1
-    try:
+    try:   # (seeded inside: a seed that fails still closes the block, and the states are put back)
+        if depth == 0 or not outermost_only:
+            with _lock:
+                for index in devices:
+                    _seed(index, int(seed))
         yield
     finally:
         _local.depth = depth
