@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -100,11 +101,11 @@ def test_strict_build_fails_on_a_broken_link_and_a_broken_api_reference(tmp_path
     assert proc.returncode != 0 and "no_such_function" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "tutorial.md", "architecture.md", "stabn.md"])
+@pytest.mark.parametrize("page", ["quickstart.md", "tutorial.md", "architecture.md", "stabn.md", "methods/index.md"])
 def test_page_code_runs(page, tmp_path, monkeypatch, capsys):
     """Every ```python block of the page, in order, in one namespace, as a reader would paste them."""
     blocks = python_blocks(DOCS / page)
-    assert len(blocks) >= (1 if page == "stabn.md" else 2), f"{page} lost its code"
+    assert len(blocks) >= (1 if page in ("stabn.md", "methods/index.md") else 2), f"{page} lost its code"
     (tmp_path / "tests" / "data").mkdir(parents=True)
     (tmp_path / "tests" / "data" / VIDEO.name).symlink_to(VIDEO)
     monkeypatch.chdir(tmp_path)  # the pages write overlays and an evaluation next to the reader
@@ -130,6 +131,8 @@ def test_page_code_runs(page, tmp_path, monkeypatch, capsys):
         exp = namespace["exp"]
         assert exp.method == "stabn" and exp.label in namespace["model"].labels
         assert exp.temporal.shape == (8,) and abs(float(exp.temporal.sum()) - 1) < 1e-5
+    elif page == "methods/index.md":  # a Monte-Carlo-dropout network: same seed, same map (the block asserts it)
+        assert namespace["a"].method == "smoothgrad" and namespace["a"].options["seed"] == 3
     else:  # architecture.md: its recipes assert their own results and unregister what they add
         from videoxai.methods import available
         from videoxai.metrics import available as metrics
@@ -365,3 +368,32 @@ def test_every_command_line_option_in_the_docs_exists():
     assert [line for line, _ in found] == [5, 7, 8, 1]
     assert [wrong_options(c, cli, names) for _, c in found] == [
         ["--epoch"], ["--repeat"], ["no command 'videoxai stabn trian'"], ["--window-strides"]]
+
+
+_CONSOLE = re.compile(r"^```console\n\$ (videoxai [^\n]*)\n([^\n]*)\n```", re.M)
+
+
+def test_the_troubleshooting_pages_commands_print_the_errors_it_quotes(tmp_path, monkeypatch, capsys):
+    """docs/troubleshooting.md quotes real one-line errors: each ``$ videoxai …`` block, run in a
+    folder holding the files the page names, prints its quoted line (``[…]`` a part left out) on
+    stderr and exits with status 2. A reworded message leaves the page quoting one nobody sees."""
+    import numpy as np
+    from PIL import Image
+
+    from videoxai.cli import main
+
+    examples = _CONSOLE.findall((DOCS / "troubleshooting.md").read_text(encoding="utf-8"))
+    assert len(examples) >= 15, f"only {len(examples)} examples found: the page or the pattern changed"
+    (tmp_path / "clip.mp4").symlink_to(VIDEO)
+    (tmp_path / "notes.mp4").write_text("a text file named .mp4\n", encoding="utf-8")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "frame.png")
+    monkeypatch.chdir(tmp_path)
+    wrong = []
+    for command, quoted in examples:
+        with pytest.raises(SystemExit) as exit_:
+            main(shlex.split(command)[1:])
+        err = capsys.readouterr().err.strip()
+        pattern = ".*".join(re.escape(part) for part in quoted.split("[…]"))
+        if exit_.value.code != 2 or not re.fullmatch(pattern, err.splitlines()[-1] if err else ""):
+            wrong.append(f"{command}: exit {exit_.value.code}, printed {err!r}")
+    assert not wrong, "\n".join(wrong)
