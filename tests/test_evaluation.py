@@ -718,7 +718,9 @@ def test_ray_clips_whose_workers_die_cost_their_results_and_only_deaths_before_a
             "any method was done on a clip; the last: WorkerCrashedError: The worker died unexpectedly while "
             "executing this task.")):
         backends.run("ray", iter(tasks), settings, got.append, workers=1)
-    assert {r.video for r in got if isinstance(r, ResultRow)} == {"a/0", "a/1", "a/2"}
+    # the last death is stored too: a resume computes those clips after the others
+    assert {r.video for r in got if isinstance(r, ResultRow)} == {"a/0", "a/1", "a/2", "a/3"}
+    assert all(r.details["worker_died"] for r in got if isinstance(r, ResultRow))
 
 
 def test_local_workers_that_die_cost_their_tasks_and_only_deaths_before_any_progress_stop_the_run(monkeypatch):
@@ -858,6 +860,33 @@ def test_local_workers_start_only_for_tasks(monkeypatch):
         Pipe=lambda duplex=True: (None, None), Process=process))
     backends.run("local", iter(()), RunSettings(model="m", metrics=("energy",)), [].append, workers=4)
     assert started == []
+
+
+def test_a_first_run_stopped_by_clips_that_kill_their_workers_gets_past_them_on_resume(model_dir, tmp_path,
+                                                                                      monkeypatch):
+    """The first four clips of a folder kill their worker on every try (longer than a node's
+    memory holds): before any clip is done that looks like a model that kills every worker, and
+    the run stops. Every resume started with the same four clips and stopped there: the folder
+    could never be evaluated. Now their results are stored as errors marked as lost with their
+    worker, and a resume computes the other clips first, then those again (still errors), once each."""
+    from videoxai.evaluation import backends
+
+    monkeypatch.setattr(backends, "RAY_RETRIES", 1)
+    kills = {f"synthetic:test:0/{i}" for i in range(4)}   # before their explanation: none of the run's is ok
+    fake_ray(monkeypatch, lambda key, method: "explanation" if key in kills else None)
+    run = lambda: evaluate(model_dir, "synthetic:6", "saliency", "energy,sparseness", tmp_path,  # noqa: E731
+                           backend="ray", workers=1, progress=False, report=False)
+    with pytest.raises(backends.WorkerFailed, match="4 Ray tasks lost their worker on every try"):
+        run()
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        assert store.died_clips() == kills and store.count("ok") == 0
+    resumed = run()
+    assert (resumed.computed, resumed.errors, resumed.skipped) == (12, 8, 0)
+    with ResultStore(resumed.database) as store:
+        rows = store.rows()
+    assert len(rows) == len({r.key for r in rows}) == 12
+    assert {r.video for r in rows if r.status == "error"} == kills
+    assert {r.video for r in rows if r.status == "ok"} == {"synthetic:test:0/4", "synthetic:test:0/5"}
 
 
 @pytest.mark.parametrize("first", [True, False])

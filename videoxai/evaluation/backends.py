@@ -20,9 +20,10 @@ the only writer of the results file.
   resume; the clip's later methods go on in a new task (a method that ends its process on every
   clip costs its own results, not the others' or the run). On both backends, deaths before any
   method was done on a clip (a model that kills every worker) end the run after a few
-  (:data:`DEATHS_BEFORE_PROGRESS`); after that, each costs only its own results. A run whose
-  model has already explained a clip in this folder (``proven``: a resumed run) never stops on
-  deaths: its first clips are the ones whose workers died before, computed again.
+  (:data:`DEATHS_BEFORE_PROGRESS`); after that, each costs only its own results. Every death is
+  stored (error rows marked :data:`WORKER_DIED`), the last one too, and a resumed run computes
+  those clips after the others; a run whose model has already explained a clip in this folder
+  (``proven``) never stops on deaths.
   A local instance stops with the run (``ray.shutdown()``; Ray's own handler on SIGTERM). A
   driver killed with SIGKILL takes the raylet, the GCS and the workers down with it (Ray
   fate-shares them), but Ray's dashboard and runtime-env agents stay about 60 s, a timeout fixed
@@ -249,13 +250,13 @@ def _run_local(tasks: Iterable[Task], settings, emit, workers: int, proven: bool
                         raise _failed(procs[i]) from None   # it never ran a task: the model, not a clip
                     # killed in the middle of a task (the kernel's out-of-memory killer, a crash in
                     # native code): the rest of that task are errors, and a new worker goes on
+                    _emit_died(busy.pop(i), arrived.pop(i),
+                               f"worker {procs[i].name} {_exit_reason(procs[i])} while computing this", emit)
                     if deaths is not None:
                         deaths += 1
                         if deaths > workers + DEATHS_BEFORE_PROGRESS:
                             raise WorkerFailed(f"{deaths} workers died in the middle of a task before any task was "
                                                f"done, the last one {_exit_reason(procs[i])}") from None
-                    _emit_died(busy.pop(i), arrived.pop(i),
-                               f"worker {procs[i].name} {_exit_reason(procs[i])} while computing this", emit)
                     ready.discard(i)
                     conns[i].close()
                     conns[i] = procs[i] = None   # replaced when the next task comes
@@ -299,15 +300,20 @@ def _exit_reason(proc) -> str:
     return f"exited with code {code}"
 
 
+#: the mark in an error row's details of a result lost with its worker: a resumed run computes
+#: those clips after the others (:meth:`~videoxai.evaluation.store.ResultStore.died_clips`)
+WORKER_DIED = "worker_died"
+
+
 def _emit_died(task: Task, arrived: set, error: str, emit: Emit) -> None:
-    """Error rows for what ``task`` had not sent when its worker died (computed again on resume);
-    ``error`` says which worker and how it ended."""
+    """Error rows for what ``task`` had not sent when its worker died (computed again on resume,
+    after the other clips); ``error`` says which worker and how it ended."""
     for method, specs in task.work.items():
         if method not in arrived:
             emit(ExplanationRow(task.key, method, status="error", error=error))
         for spec in specs:
             if (task.key, method, spec) not in arrived:
-                emit(ResultRow(task.key, method, spec, None, "error", details={"error": error}))
+                emit(ResultRow(task.key, method, spec, None, "error", details={"error": error, WORKER_DIED: True}))
 
 
 def _split_per_method(tasks: Iterable[Task]) -> Iterator[Task]:
@@ -391,14 +397,14 @@ def _run_ray(tasks: Iterable[Task], settings, emit, workers: int, address: str |
                     # method that kills its worker on every clip costs its own results, not the run
                     why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
                     tries = f"on each of its {RAY_RETRIES + 1} tries" if RAY_RETRIES else "on its only try"
+                    task, got = pending.pop(gen), arrived.pop(gen)
+                    running, rest = _running_and_rest(task, got)
+                    _emit_died(running, got, f"the Ray worker died while computing this, {tries} ({why})", emit)
                     if deaths is not None:
                         deaths += 1
                         if deaths > capacity + DEATHS_BEFORE_PROGRESS:
                             raise WorkerFailed(f"{deaths} Ray tasks lost their worker on every try ({RAY_RETRIES + 1} "
                                                f"each) before any method was done on a clip; the last: {why}") from None
-                    task, got = pending.pop(gen), arrived.pop(gen)
-                    running, rest = _running_and_rest(task, got)
-                    _emit_died(running, got, f"the Ray worker died while computing this, {tries} ({why})", emit)
                     if rest is not None:
                         gen = remote.remote(settings, rest)
                         pending[gen], arrived[gen] = rest, set()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import numbers
 import os
 import sys
@@ -43,7 +44,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, Iterable, Iterator, Sequence
+from typing import Annotated, Callable, Collection, Iterable, Iterator, Sequence
 
 import torch
 
@@ -234,7 +235,7 @@ def evaluate(model: str | VideoModel, data: str | EvalDataset | Sequence[EvalSam
             _mark_gone(store, dataset)
             if target == "label":
                 done = _forget_relabelled(store.labels(), dataset, n_videos, done)
-            work = plan(dataset, n_videos, method_sel, metric_sel, done)
+            work = plan(dataset, n_videos, method_sel, metric_sel, done, last=store.died_clips())
             clips = {**method_sel.clips, **metric_sel.clips}
             store.start_run({**identity, "methods": method_specs, "metrics": metric_specs, "clips": clips,
                              "backend": backend, "workers": n_workers, "address": address,
@@ -434,9 +435,11 @@ class Plan:
 
 
 def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selection,
-         done: set[tuple[str, str, str]]) -> Plan:
+         done: set[tuple[str, str, str]], last: Collection[str] = ()) -> Plan:
     """The tasks still to do (by the clips' keys, without loading them), how many results they
-    compute and how many are already stored.
+    compute and how many are already stored. The clips of ``last`` (whose workers died before:
+    :meth:`~videoxai.evaluation.store.ResultStore.died_clips`) come after the others, so that a
+    run whose first clips kill every worker they meet gets past them on resume.
 
     Every scope (``clips=N``, the re-run budget, ``limit``) is a number of first clips, so the
     (method, metric) pair ``(m, s)`` runs on the clips ``[0, scope[m, s])``: the totals are
@@ -457,24 +460,34 @@ def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selec
                 i = index_of(key)
                 skipped += i is not None and i < scope[(m, s)]
     total = sum(scope.values()) - skipped
-    return Plan(total, skipped, _tasks(dataset, methods, metrics, done, scope),
+    return Plan(total, skipped, _tasks(dataset, methods, metrics, done, scope, last),
                 most_tasks=min(total, max(scope.values(), default=0)))
 
 
 def _tasks(dataset, methods: Selection, metrics: Selection, done: set[tuple[str, str, str]],
-           scope: dict[tuple[str, str], int]) -> Iterator[Task]:
+           scope: dict[tuple[str, str], int], last: Collection[str] = ()) -> Iterator[Task]:
+    """The tasks in clip order, those of the clips in ``last`` after all the others."""
     end = max(scope.values(), default=0)      # no clip at or past it has any work
-    n = 0
-    for i in range(end):
-        key = dataset.key(i)
+    ids = itertools.count()
+    deferred: list[tuple[int, str]] = []
+
+    def task(i: int, key: str) -> Task | None:
         work = {}
         for m in methods.specs:
             missing = [s for s in metrics.specs if i < scope[(m, s)] and (key, m, s) not in done]
             if missing:
                 work[m] = missing
-        if work:
-            yield Task(id=n, index=i, key=key, work=work)
-            n += 1
+        return Task(id=next(ids), index=i, key=key, work=work) if work else None
+
+    for i in range(end):
+        key = dataset.key(i)
+        if key in last:
+            deferred.append((i, key))
+        elif (t := task(i, key)) is not None:
+            yield t
+    for i, key in deferred:
+        if (t := task(i, key)) is not None:
+            yield t
 
 
 def _forget_changed(store: ResultStore, dataset, n_videos: int,

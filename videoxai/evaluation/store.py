@@ -290,6 +290,12 @@ class ResultStore:
         return {(v, m): label for v, m, label in
                 self.db.execute("SELECT video, method, label FROM explanations WHERE status != 'error'")}
 
+    def died_clips(self) -> set[str]:
+        """The clips with a result lost with its worker process (an error row marked
+        ``worker_died``: more memory than the machine has, a crash in native code)."""
+        q = "SELECT DISTINCT video FROM results WHERE status = 'error' AND json_extract(details, '$.worker_died')"
+        return {v for (v,) in self.db.execute(q)}
+
     def explained_any(self) -> bool:
         """Whether some clip was explained (status ``ok``): the model of this file works."""
         return self.db.execute("SELECT 1 FROM explanations WHERE status = 'ok' LIMIT 1").fetchone() is not None
