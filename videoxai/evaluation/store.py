@@ -293,7 +293,8 @@ class ResultStore:
     def died_clips(self) -> set[str]:
         """The clips with a result lost with its worker process (an error row marked
         ``worker_died``: more memory than the machine has, a crash in native code)."""
-        q = "SELECT DISTINCT video FROM results WHERE status = 'error' AND json_extract(details, '$.worker_died')"
+        # LIKE, not json_extract: SQLite builds without JSON functions exist (before 3.38 they were optional)
+        q = "SELECT DISTINCT video FROM results WHERE status = 'error' AND details LIKE '%\"worker_died\": true%'"
         return {v for (v,) in self.db.execute(q)}
 
     def explained_any(self) -> bool:
