@@ -540,6 +540,19 @@ def test_serve_refuses_an_allowed_host_that_is_no_host_name(name, capsys, monkey
         ("::1", "127.0.0.1", ".corp.example")
 
 
+
+def test_an_international_allowed_host_is_taken_in_the_ascii_form_browsers_send(model):
+    # 'bücher.example' was refused as 'not a host name: no scheme, port or path'; browsers send it
+    # as xn--bcher-kva.example in the Host header, which is what it must match
+    settings = ServeSettings(allowed_hosts=("Bücher.example", ".straße.example"))
+    assert settings.allowed_hosts == ("xn--bcher-kva.example", ".xn--strae-oqa.example")  # as Chrome writes ß
+    with BackgroundServer(create_app(model, settings)) as server, \
+            httpx.Client(base_url=server.url, timeout=30, trust_env=False) as c:
+        assert c.get("/api/health", headers={"Host": "xn--bcher-kva.example"}).status_code == 200
+        assert c.get("/api/health", headers={"Host": "www.xn--strae-oqa.example"}).status_code == 200
+        assert c.get("/api/health", headers={"Host": "buecher.example"}).json()["error"]["code"] == "forbidden_host"
+
+
 def wait_for(predicate, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

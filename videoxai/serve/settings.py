@@ -16,6 +16,20 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+def _ascii_label(label: str) -> str:
+    """One label of a host name as browsers write it in ``Host`` (UTS 46, IDNA 2008: 'straße' is
+    xn--strae-oqa, as Chrome and Firefox send it, where Python's IDNA 2003 codec wrote 'strasse').
+    The ``idna`` package comes with httpx (the serve extra); without it, Python's codec."""
+    try:
+        import idna
+    except ImportError:  # pragma: no cover
+        return label.encode("idna").decode("ascii")
+    try:
+        return idna.encode(label, uts46=True).decode("ascii")
+    except idna.IDNAError as e:
+        raise UnicodeError(str(e)) from None
+
+
 def _is_address(name: str) -> bool:
     """An IP address (the one ``videoxai serve --host`` listens on: ``::1`` is no name)."""
     try:
@@ -180,6 +194,14 @@ class ServeSettings(BaseModel):
         out = []
         for entry in value:
             name = entry.strip().lower()
+            if not name.isascii():
+                # an international name ('bücher.example'): browsers send it in its ASCII form
+                # (xn--bcher-kva.example); it was refused as having 'a scheme, port or path'
+                try:
+                    name = ".".join(_ascii_label(label) if label else "" for label in name.split("."))
+                except UnicodeError:
+                    raise ValueError(f"{entry!r} is not a host name: an international name must be one IDNA "
+                                     "can write in ASCII (letters, digits and hyphens per label)") from None
             if name != "*" and not _HOST_NAME.fullmatch(name) and not _is_address(name):
                 raise ValueError(f"{entry!r} is not a host name (e.g. myhost.lan, .corp.example for a domain and "
                                  "its subdomains, or * for any): no scheme, port or path")
