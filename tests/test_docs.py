@@ -397,3 +397,18 @@ def test_the_troubleshooting_pages_commands_print_the_errors_it_quotes(tmp_path,
         if exit_.value.code != 2 or not re.fullmatch(pattern, err.splitlines()[-1] if err else ""):
             wrong.append(f"{command}: exit {exit_.value.code}, printed {err!r}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_error_code_the_service_answers_is_in_the_protocols_table():
+    """docs/protocol.md's table of HTTP errors names each code the server raises under its status
+    (``503 storage_unavailable`` was left out of it), and the codes only streams send are in its
+    section on stream errors."""
+    raised = {(int(status), code) for path in (ROOT / "videoxai" / "serve").glob("*.py")
+              for status, code in re.findall(r"ServiceError\(\s*(\d{3}),\s*\"(\w+)\"", path.read_text(encoding="utf-8"))}
+    assert len(raised) >= 25, "the pattern no longer finds the server's errors"
+    page = (DOCS / "protocol.md").read_text(encoding="utf-8")
+    rows = {int(m[1]): m[2] for m in re.finditer(r"^\| (\d{3}) \| ([^|]*)\|", page, re.M)}
+    streams = page.split("### 4.5 Errors and closing", 1)[1]
+    missing = [f"{status} {code}" for status, code in sorted(raised)
+               if f"`{code}`" not in rows.get(status, "") and f"`{code}`" not in streams]
+    assert not missing, f"not in docs/protocol.md under their status: {missing}"
