@@ -157,6 +157,31 @@ def given_path(value: str | Path) -> Path:
     return Path(value)
 
 
+def _given_value(param, args: list[str]) -> str | None:
+    """The text ``args`` gave the option ``param`` (``--port 80`` or ``--port=80``), if any."""
+    opts = getattr(param, "opts", None) or []
+    for i, arg in enumerate(args):
+        if arg in opts and i + 1 < len(args):
+            return args[i + 1]
+        for opt in opts:
+            if opt.startswith("--") and arg.startswith(opt + "="):
+                return arg[len(opt) + 1:]
+    return None
+
+
+def _digit_reason(exc: Exception, args: list[str]) -> Exception:
+    """``exc`` worded as :func:`check_position` words it where the value refused holds a digit
+    other than 0-9: an int or float option (``--port ٨٠٠٠``) was refused with "Input should be a
+    valid integer, unable to parse string as an integer", which did not say what was wrong."""
+    if not isinstance(exc, typer.BadParameter) or getattr(exc, "param", None) is None:
+        return exc
+    value = _given_value(exc.param, args)
+    digit = None if value is None else _non_ascii_digit(value)
+    if digit is None:
+        return exc
+    return typer.BadParameter(_digit_message(value, digit), ctx=exc.ctx, param=exc.param)
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what went wrong, for people (no traceback, no repr noise)."""
     if isinstance(exc, ClickException):
@@ -216,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         hint = "" if isinstance(e, (ClickException, VideoXAIError, OSError)) else \
             " (run again with --debug for the traceback)"
-        print(f"error: {describe(e)}{hint}", file=sys.stderr, flush=True)
+        print(f"error: {describe(_digit_reason(e, args))}{hint}", file=sys.stderr, flush=True)
         sys.exit(EXIT_ERROR)
 
 
