@@ -101,13 +101,15 @@ def test_strict_build_fails_on_a_broken_link_and_a_broken_api_reference(tmp_path
     assert proc.returncode != 0 and "no_such_function" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("page", ["quickstart.md", "tutorial.md", "architecture.md", "stabn.md", "methods/index.md"])
+@pytest.mark.parametrize("page", ["index.md", "quickstart.md", "tutorial.md", "architecture.md", "stabn.md",
+                                  "methods/index.md"])
 def test_page_code_runs(page, tmp_path, monkeypatch, capsys):
     """Every ```python block of the page, in order, in one namespace, as a reader would paste them."""
     blocks = python_blocks(DOCS / page)
-    assert len(blocks) >= (1 if page in ("stabn.md", "methods/index.md") else 2), f"{page} lost its code"
+    assert len(blocks) >= (1 if page in ("index.md", "stabn.md", "methods/index.md") else 2), f"{page} lost its code"
     (tmp_path / "tests" / "data").mkdir(parents=True)
     (tmp_path / "tests" / "data" / VIDEO.name).symlink_to(VIDEO)
+    (tmp_path / "clip.mp4").symlink_to(VIDEO)  # the home page's example names its video clip.mp4
     monkeypatch.chdir(tmp_path)  # the pages write overlays and an evaluation next to the reader
     namespace: dict = {"__name__": "__docs__"}
     for i, code in enumerate(blocks):
@@ -125,6 +127,8 @@ def test_page_code_runs(page, tmp_path, monkeypatch, capsys):
         assert Path(namespace["summary"].report["html"]).is_file()
         assert (tmp_path / "tutorial_gradcam.gif").stat().st_size > 0
         assert "deletion(unit=frame) (lower is better)" in out
+    elif page == "index.md":
+        assert namespace["exp"].method == "staa" and (tmp_path / "overlay.mp4").stat().st_size > 0
     elif page == "quickstart.md":
         assert (tmp_path / "overlay.mp4").is_file() and (tmp_path / "staa.npz").is_file()
     elif page == "stabn.md":  # the ST-ABN's own attention: a temporal score per frame
