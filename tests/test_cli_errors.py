@@ -356,3 +356,17 @@ def test_explain_names_a_device_or_a_pipe_as_such(capsys, tmp_path):
         code, err = run(capsys, "explain", source, "--out", str(tmp_path / "out"))
         assert code == 2 and err.strip() == f"error: {source} is not a regular file (a device, a pipe or a socket); " \
                                             "give a video file", err
+
+
+def test_a_video_whose_name_starts_with_a_dash_is_told_how_to_name_it(capsys, tmp_path, monkeypatch):
+    # `videoxai explain -take2.mp4` was "No such option: -t", without a word on the file
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-take2.mp4").write_bytes(b"")
+    code, err = run(capsys, "explain", "-take2.mp4")
+    assert code == 2
+    assert "'-take2.mp4' is a file whose name starts with '-'; name it ./-take2.mp4 (or put -- before it)" in err
+    assert len(err.strip().splitlines()) == 1
+    code, err = run(capsys, "explain", "./-take2.mp4")  # named so, it is read (and found empty)
+    assert code == 2 and "the file is empty" in err and "No such option" not in err
+    code, err = run(capsys, "explain", "-nothing.mp4")  # no such file: click's own message
+    assert "No such option: -n" in err and "is a file" not in err

@@ -18,9 +18,9 @@ from pathlib import Path
 import typer
 
 try:  # recent Typer vendors Click as typer._click; older ones use Click itself
-    from typer._click.exceptions import ClickException, UsageError
+    from typer._click.exceptions import ClickException, NoSuchOption, UsageError
 except ImportError:  # pragma: no cover
-    from click import ClickException, UsageError
+    from click import ClickException, NoSuchOption, UsageError
 
 from ..errors import VideoXAIError
 from ..registry import import_submodules
@@ -182,6 +182,18 @@ def _digit_reason(exc: Exception, args: list[str]) -> Exception:
     return typer.BadParameter(_digit_message(value, digit), ctx=exc.ctx, param=exc.param)
 
 
+def _file_taken_for_options(exc: Exception, args: list[str]) -> Exception:
+    """``exc`` with the way out where an argument refused as options is a file whose name starts
+    with '-' (``videoxai explain -take2.mp4`` was "No such option: -t")."""
+    if not isinstance(exc, NoSuchOption):
+        return exc
+    named = next((a for a in args if a.startswith("-") and a != "-" and Path(a).exists()), None)
+    if named is None:
+        return exc
+    return UsageError(f"{exc.format_message()}: {named!r} is a file whose name starts with '-'; "
+                      f"name it ./{named} (or put -- before it)", ctx=exc.ctx)
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what went wrong, for people (no traceback, no repr noise)."""
     if isinstance(exc, ClickException):
@@ -241,7 +253,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         hint = "" if isinstance(e, (ClickException, VideoXAIError, OSError)) else \
             " (run again with --debug for the traceback)"
-        print(f"error: {describe(_digit_reason(e, args))}{hint}", file=sys.stderr, flush=True)
+        print(f"error: {describe(_file_taken_for_options(_digit_reason(e, args), args))}{hint}", file=sys.stderr,
+              flush=True)
         sys.exit(EXIT_ERROR)
 
 
