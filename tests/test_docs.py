@@ -416,3 +416,29 @@ def test_every_error_code_the_service_answers_is_in_the_protocols_table():
     missing = [f"{status} {code}" for status, code in sorted(raised)
                if f"`{code}`" not in rows.get(status, "") and f"`{code}`" not in streams]
     assert not missing, f"not in docs/protocol.md under their status: {missing}"
+
+
+def test_the_protocols_limits_table_shows_the_settings_defaults():
+    """Each row of docs/protocol.md's limits table gives ``ServeSettings``' default: a limit
+    changed in the code leaves operators reading the old one."""
+    from videoxai.serve.settings import ServeSettings
+
+    def value(text: str) -> object:
+        text = text.strip().replace(" ", "")
+        if text == "none":
+            return ()
+        if m := re.fullmatch(r"(\d+)×(\d+)", text):
+            return int(m[1]) * int(m[2])
+        if m := re.fullmatch(r"(\d+)KiB", text):
+            return int(m[1]) * 1024
+        return float(text)
+
+    table = (DOCS / "protocol.md").read_text(encoding="utf-8").split("**Limits**", 1)[1].split("**Running for days.**")[0]
+    fields, checked, wrong = ServeSettings.model_fields, 0, []
+    for names, defaults in re.findall(r"^\| (`\w+`(?: / `\w+`)?) \| ([^|`]*) \|", table, re.M):
+        for name, shown in zip(re.findall(r"`(\w+)`", names), defaults.split("/"), strict=True):
+            checked += 1
+            if value(shown) != fields[name].default:
+                wrong.append(f"{name}: the page says {shown.strip()!r}, the default is {fields[name].default!r}")
+    assert not wrong, wrong
+    assert checked >= 25, f"only {checked} limits found: the table or the pattern changed"
