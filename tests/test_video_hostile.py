@@ -144,3 +144,15 @@ def test_a_video_track_without_a_frame_is_named_empty_not_undecodable(tmp_path):
     for read in (lambda: read_video(path), lambda: read_video(path, 8), lambda: next(sliding_windows(path, 4))):
         with pytest.raises(VideoReadError, match=said):
             read()
+
+
+def test_a_device_or_a_named_pipe_is_named_so_by_the_readers(tmp_path):
+    # read_video('/dev/zero') and a named pipe (a size of 0) said "the file is empty"
+    import os
+
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo):
+        for read in (read_video, probe, lambda p: next(sliding_windows(p, 4))):
+            with pytest.raises(VideoReadError, match="is not a regular file \\(a device, a pipe or a socket\\)"):
+                read(path)

@@ -58,6 +58,8 @@ def check_path(path: str | bytes | os.PathLike) -> Path:
         raise VideoReadError(f"{p}: cannot be read ({e.strerror or e})") from None
     if stat.S_ISDIR(info.st_mode):
         raise VideoReadError(f"{p}: is a directory, not a video file")
+    if not stat.S_ISREG(info.st_mode):  # /dev/zero, a named pipe: their size of 0 was "the file is empty"
+        raise VideoReadError(f"{p}: is not a regular file (a device, a pipe or a socket); give a video file")
     if info.st_size == 0:
         raise VideoReadError(f"{p}: the file is empty")
     return p
