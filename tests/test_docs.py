@@ -331,7 +331,8 @@ def wrong_options(command: str, cli, names) -> list[str]:
     else:  # a script's argparse options, read from its source (importing it would run a benchmark's imports)
         source = (ROOT / words[1]).read_text(encoding="utf-8")
         known, rest = set(re.findall(r"add_argument\(\s*\"(-[\w-]+)\"", source)) | {"--help", "-h"}, words[2:]
-    rest = re.sub(r"\"[^\"]*\"|'[^']*'", "", " ".join(rest))
+    rest = " ".join(rest).split(" -- ")[0]   # after --, every word is an argument
+    rest = re.sub(r"\"[^\"]*\"|'[^']*'", "", rest)
     return [o for o in _OPTION.findall(rest) if o not in known]
 
 
@@ -342,7 +343,11 @@ def test_every_command_line_option_in_the_docs_exists():
     pages = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
     commands, options, wrong = 0, 0, []
     for page in pages:
+        # the troubleshooting page's examples go wrong on purpose: its own test runs them
+        mistakes = {c for c, _ in _CONSOLE.findall(page.read_text(encoding="utf-8"))}
         for line, command in command_lines(page.read_text(encoding="utf-8")):
+            if command in mistakes:
+                continue
             commands += command.startswith("videoxai")
             options += len(_OPTION.findall(command))
             if bad := wrong_options(command, cli, names):
@@ -389,6 +394,7 @@ def test_the_troubleshooting_pages_commands_print_the_errors_it_quotes(tmp_path,
     examples = _CONSOLE.findall((DOCS / "troubleshooting.md").read_text(encoding="utf-8"))
     assert len(examples) >= 15, f"only {len(examples)} examples found: the page or the pattern changed"
     (tmp_path / "clip.mp4").symlink_to(VIDEO)
+    (tmp_path / "-take2.mp4").symlink_to(VIDEO)
     (tmp_path / "notes.mp4").write_text("a text file named .mp4\n", encoding="utf-8")
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "frame.png")
     monkeypatch.chdir(tmp_path)
