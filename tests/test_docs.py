@@ -448,3 +448,45 @@ def test_the_protocols_limits_table_shows_the_settings_defaults():
                 wrong.append(f"{name}: the page says {shown.strip()!r}, the default is {fields[name].default!r}")
     assert not wrong, wrong
     assert checked >= 25, f"only {checked} limits found: the table or the pattern changed"
+
+
+def test_the_protocols_compact_array_decoding_gives_the_servers_arrays():
+    """The few lines docs/protocol.md gives a client to decode a map (without videoxai) give
+    ``CompactArray.decode``'s array for both dtypes."""
+    import base64
+
+    import numpy as np
+
+    from videoxai.serve.protocol import CompactArray
+
+    snippet = next(b for b in python_blocks(DOCS / "protocol.md") if "b64decode" in b)
+    values = np.random.default_rng(0).random((8, 24, 32)).astype(np.float32) * 3
+    for dtype in ("uint8", "float16"):
+        message = CompactArray.encode(values, dtype).model_dump()
+        namespace = {"np": np, "base64": base64, "m": message}
+        exec(compile(snippet, "protocol.md, compact arrays", "exec"), namespace)
+        assert np.array_equal(namespace["a"], CompactArray.model_validate(message).decode())
+        assert np.abs(namespace["a"] - values).max() <= (3 / 510 if dtype == "uint8" else 3e-3)
+
+
+def test_the_protocols_python_stream_client_runs_against_a_server(tmp_path, monkeypatch, capsys):
+    """docs/protocol.md's Python client, run as written against a demo server (its address put in
+    place of the page's http://127.0.0.1:8000), prints a line per window."""
+    import torch
+
+    import videoxai as vx
+    from videoxai.serve import BackgroundServer, create_app
+
+    snippet = next(b for b in python_blocks(DOCS / "protocol.md") if "StreamClient(" in b)
+    assert "http://127.0.0.1:8000" in snippet
+    (tmp_path / "clip.mp4").symlink_to(VIDEO)
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as `videoxai serve --threads 1`: with more, the idle threads spun and took 10 x longer
+    try:
+        with BackgroundServer(create_app(vx.load_model("demo"))) as server:
+            exec(compile(snippet.replace("http://127.0.0.1:8000", server.url), "protocol.md, Python client", "exec"), {})
+    finally:
+        torch.set_num_threads(threads)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 32 and lines[0].split()[0] == "0", lines[:3]   # 132 frames, window 8, stride 4
