@@ -370,3 +370,36 @@ def test_a_video_whose_name_starts_with_a_dash_is_told_how_to_name_it(capsys, tm
     assert code == 2 and "the file is empty" in err and "No such option" not in err
     code, err = run(capsys, "explain", "-nothing.mp4")  # no such file: click's own message
     assert "No such option: -n" in err and "is a file" not in err
+
+
+TERMINATED_RUN = """
+import os, signal, sys
+from pathlib import Path
+import videoxai.evaluation as evaluation
+from videoxai.evaluation.store import ResultStore
+from videoxai.cli import main
+
+def terminated(model, data, methods, metrics, out, **kw):
+    ResultStore(Path(out) / "results.sqlite").close()   # as a run that has started writing
+    os.kill(os.getpid(), signal.SIGTERM)                # kill PID, a scheduler's stop
+    raise AssertionError("SIGTERM did not stop the run")
+
+evaluation.evaluate = terminated
+main(["evaluate", "--data", "synthetic:1", "--out", sys.argv[1]])
+"""
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_saying_what_is_kept(tmp_path):
+    # `kill PID` on `videoxai evaluate` ended the process at once with -15, saying nothing: not
+    # that the rows computed are kept, nor how to go on (Ctrl-C said both)
+    import subprocess
+    import sys
+
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-c", TERMINATED_RUN, str(out)], capture_output=True, text=True,
+                          timeout=120)
+    err = " ".join(proc.stderr.split())
+    assert proc.returncode == 143, proc.stderr[-2000:]
+    assert err.endswith("terminated")
+    assert (f"interrupted: the results computed so far are stored in {out / 'results.sqlite'}; "
+            "run the same command again to resume") in err

@@ -11,9 +11,13 @@ command line shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import typer
 
@@ -227,11 +231,42 @@ for _mod in import_submodules(__name__):
         _mod.register(app)
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM (``kill``, a scheduler's or ``docker stop``'s stop) handled as Ctrl-C is, through
+    each command's own interruption path: ``evaluate`` says its results are stored and how to
+    resume, ``explain`` removes its half-written folder, ``stabn train`` says which epoch it keeps.
+    The process ended at once with -15, saying nothing. Yields the signals received (exit 143).
+    Left alone off the main thread, or where the process was given another handler (a server's
+    own: uvicorn installs and restores its handlers itself)."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield got
+        return
+
+    def interrupt(signum: int, _frame) -> None:
+        got.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield got
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every error is one line on stderr and exit code 2 (``--debug``: traceback)."""
+    """Entry point: every error is one line on stderr and exit code 2 (``--debug``: traceback);
+    Ctrl-C is "aborted" and exit code 130, SIGTERM "terminated" and 143."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    with _terminate_as_interrupt() as terminated:
+        _run(args, debug, terminated)
+
+
+def _run(args: list[str], debug: bool, terminated: list[int]) -> None:
     try:
         with warnings.catch_warnings():
             if not debug:  # --debug: Python's own format, with the line that warned
@@ -244,10 +279,10 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except typer.Exit as e:
-        sys.exit(e.exit_code)
+        sys.exit(143 if terminated and e.exit_code == 130 else e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
+        print("terminated" if terminated else "aborted", file=sys.stderr)
+        sys.exit(143 if terminated else 130)
     except Exception as e:
         if debug:
             raise
