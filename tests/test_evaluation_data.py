@@ -749,3 +749,26 @@ def test_a_video_deleted_from_the_folder_leaves_the_resumed_report_and_stays_in_
         assert evaluate("demo", f"folder:{folder}", **run).computed == 0
     s, _ = reported()
     assert s.videos == 3 and s.gone == (0, 0) and "no longer in the data" not in (out / "report.md").read_text()
+
+
+def test_the_cli_exits_with_an_error_when_every_result_of_its_run_is_one(tmp_path, capsys):
+    # a folder of broken files (or a method failing on every clip) exited 0 after its table, as a
+    # script or a scheduler reads "it worked"; a run with one good clip still exits 0
+    from videoxai.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "broken.mp4").write_bytes(b"not a video")
+    (data / "empty.mp4").write_bytes(b"")
+    args = ["evaluate", "--model", "demo", "--data", f"folder:{data}", "--methods", "random", "--metrics",
+            "sparseness", "--backend", "inline", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert err.strip().splitlines()[-1] == ("error: every result this run computed (2) is an error (see above and "
+                                            "the report); the same command computes them again once the cause is "
+                                            "fixed")
+    assert (tmp_path / "out" / "report.html").is_file()  # the report is written first
+    video(data / "good.mp4")
+    main(args)  # the good clip is computed, the broken ones are errors again: no exit
