@@ -364,7 +364,7 @@ def test_a_video_whose_name_starts_with_a_dash_is_told_how_to_name_it(capsys, tm
     (tmp_path / "-take2.mp4").write_bytes(b"")
     code, err = run(capsys, "explain", "-take2.mp4")
     assert code == 2
-    assert "'-take2.mp4' is a file whose name starts with '-'; name it ./-take2.mp4 (or put -- before it)" in err
+    assert "'-take2.mp4' is a file whose name starts with '-'; name it ./-take2.mp4 (or put -- before it, after the options)" in err
     assert len(err.strip().splitlines()) == 1
     code, err = run(capsys, "explain", "./-take2.mp4")  # named so, it is read (and found empty)
     assert code == 2 and "the file is empty" in err and "No such option" not in err

@@ -195,7 +195,7 @@ def _file_taken_for_options(exc: Exception, args: list[str]) -> Exception:
     if named is None:
         return exc
     return UsageError(f"{exc.format_message()}: {named!r} is a file whose name starts with '-'; "
-                      f"name it ./{named} (or put -- before it)", ctx=exc.ctx)
+                      f"name it ./{named} (or put -- before it, after the options)", ctx=exc.ctx)
 
 
 def describe(exc: BaseException) -> str:
