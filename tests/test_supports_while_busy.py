@@ -51,6 +51,16 @@ def _while_the_model_is_busy(model, work) -> dict:
     return out
 
 
+def test_a_gradient_method_is_built_while_another_thread_explains_with_the_model():
+    # the quantized-layer check was an override of unsupported(), which runs holding the model's
+    # lock (an override may run the network): the server building a saliency job waited for the
+    # job running before it to finish, and the upload's reply with it
+    model = vx.wrap(Net(), num_frames=T, input_size=S)
+    names = ("saliency", "integrated_gradients", "ep3d")
+    built = _while_the_model_is_busy(model, lambda: {name: vx.methods.get(name)(model) for name in names})
+    assert sorted(built) == sorted(names)
+
+
 def test_supports_of_every_method_and_building_cam_methods_do_not_wait_for_a_running_explanation():
     # CAM methods and saliency_tubes overrode `unsupported`, which then ran holding the model's
     # lock: once their layer search and head probe were done (remembered by the model), every

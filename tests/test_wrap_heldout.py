@@ -331,35 +331,6 @@ def test_a_batch_norm_without_running_statistics_that_one_clip_cannot_run_is_nam
         vx.explain(model, clip(), "saliency", target=0)
 
 
-def test_a_gradient_method_is_built_while_another_thread_explains_with_the_model():
-    # the quantized-layer check was an override of unsupported(), which runs holding the model's
-    # lock (an override may run the network): the server building a saliency job waited for the
-    # job running before it to finish, and the upload's reply with it
-    import threading
-
-    model = vx.wrap(Net(), num_frames=T, input_size=S)
-    busy, done = threading.Event(), threading.Event()
-
-    def explaining() -> None:
-        with model.inference():
-            busy.set()
-            done.wait(60)
-
-    holder = threading.Thread(target=explaining)
-    holder.start()
-    try:
-        assert busy.wait(30)
-        methods = {}
-        builder = threading.Thread(target=lambda: methods.update(
-            {name: vx.methods.get(name)(model) for name in ("saliency", "integrated_gradients", "ep3d")}))
-        builder.start()
-        builder.join(30)
-        assert not builder.is_alive() and sorted(methods) == ["ep3d", "integrated_gradients", "saliency"]
-    finally:
-        done.set()
-        holder.join()
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*quantiz:UserWarning",
                             "ignore:.*autograd kernel was not registered:UserWarning")
 def test_a_dynamically_quantized_network_is_explained_by_perturbations_and_refused_by_gradients_in_one_line():
