@@ -751,7 +751,7 @@ def test_a_video_deleted_from_the_folder_leaves_the_resumed_report_and_stays_in_
     assert s.videos == 3 and s.gone == (0, 0) and "no longer in the data" not in (out / "report.md").read_text()
 
 
-def test_the_cli_exits_with_an_error_when_every_result_of_its_run_is_one(tmp_path, capsys):
+def test_the_cli_exits_with_an_error_when_every_stored_result_is_one(tmp_path, capsys):
     # a folder of broken files (or a method failing on every clip) exited 0 after its table, as a
     # script or a scheduler reads "it worked"; a run with one good clip still exits 0
     from videoxai.cli import main
@@ -766,9 +766,12 @@ def test_the_cli_exits_with_an_error_when_every_result_of_its_run_is_one(tmp_pat
         main(args)
     err = capsys.readouterr().err
     assert e.value.code == 2
-    assert err.strip().splitlines()[-1] == ("error: every result this run computed (2) is an error (see above and "
-                                            "the report); the same command computes them again once the cause is "
-                                            "fixed")
+    assert err.strip().splitlines()[-1] == (f"error: every result in {tmp_path / 'out' / 'results.sqlite'} is an "
+                                            "error (2; see above and the report); the same command computes them "
+                                            "again once the cause is fixed")
     assert (tmp_path / "out" / "report.html").is_file()  # the report is written first
+    with pytest.raises(SystemExit) as e:
+        main([*args[:-2], "--report-only", "--out", str(tmp_path / "out")])  # what the folder holds: the same
+    assert e.value.code == 2
     video(data / "good.mp4")
     main(args)  # the good clip is computed, the broken ones are errors again: no exit

@@ -107,11 +107,12 @@ def _evaluate(data, model, methods, metrics, out, backend, address, workers, dev
     _print_errors(stored)
     console.print(f"report: [bold]{escape(str(paths['html']))}[/] ({escape(paths['markdown'].name)}, "
                   f"{escape(paths['csv'].name)})")
-    if not report_only and summary.computed and summary.errors == summary.computed:
-        # a run of nothing but errors (a folder of broken files, a method failing on every clip)
-        # exited 0, as a script or a scheduler reads "it worked"
-        raise VideoXAIError(f"every result this run computed ({summary.computed}) is an error (see above and the "
-                            "report); the same command computes them again once the cause is fixed")
+    if stored.counts.get("error", 0) and not stored.counts.get("ok", 0):
+        # an evaluation of nothing but errors (a folder of broken files, a method failing on every
+        # clip) exited 0, as a script or a scheduler reads "it worked"; one with results and some
+        # errors (a resume recomputing a broken file) still does, its report has something to say
+        raise VideoXAIError(f"every result in {out / DATABASE} is an error ({stored.counts['error']}; see above and "
+                            "the report); the same command computes them again once the cause is fixed")
 
 
 def _print_errors(s) -> None:
