@@ -105,6 +105,36 @@ def test_sixteen_bit_rgb_and_grey_keep_every_level(tmp_path, pix_fmt):
     assert read_video(path, max_side=8).frames.shape == (3, 8, 8, 3)
 
 
+@pytest.mark.parametrize("pix_fmt, bits, chroma", [("yuv444p16le", 16, (16, 16)), ("yuv420p10le", 10, (8, 8)),
+                                                   ("yuv422p12le", 12, (16, 8))])
+def test_full_range_deep_yuv_keeps_every_level(tmp_path, pix_fmt, bits, chroma):
+    """Full-range (JPEG range) YUV of more than 8 bits stores level v as v * (2**bits - 1) / 255:
+    FFmpeg's step to 8-bit RGB scales by 2**(bits - 8), so every level from 128 up was read one
+    brighter (a 16-bit grey 200, stored as 51400, as 201). Limited range is the test above's."""
+    levels = np.arange(256).reshape(16, 16)
+    planes = np.round(levels * ((1 << bits) - 1) / 255), np.full(chroma, 1 << (bits - 1))
+    path = tmp_path / f"full_{pix_fmt}.mkv"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("ffv1", rate=8)
+        s.width = s.height = 16
+        s.pix_fmt = pix_fmt
+        s.codec_context.color_range = 2
+        for _ in range(2):
+            frame = av.VideoFrame(16, 16, pix_fmt)
+            frame.color_range = 2
+            for plane, values in zip(frame.planes, (planes[0], planes[1], planes[1])):
+                rows = np.zeros((values.shape[0], plane.line_size // 2), "<u2")
+                rows[:, :values.shape[1]] = values
+                plane.update(rows.tobytes())
+            out.mux(s.encode(frame))
+        out.mux(s.encode())
+    clip = read_video(path)
+    for channel in range(3):
+        np.testing.assert_array_equal(clip.frames[:, :, :, channel], np.broadcast_to(levels, (2, 16, 16)))
+    small = read_video(path, max_side=8).frames[0, :, :, 0].astype(int)  # shrunk: the levels averaged
+    assert np.abs(small - levels.reshape(8, 2, 8, 2).mean((1, 3))).max() <= 1
+
+
 def test_a_camcorder_dv_file_plays_at_its_frame_rate_not_its_clock(tmp_path):
     """FFmpeg's DV demuxer gives 60000 as the average rate (its 1/60000 s clock): a 29.97 fps DV
     file said fps 60000, and its overlays were written at 60000 fps; its frames are 1001/30000 s

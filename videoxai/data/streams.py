@@ -9,7 +9,8 @@ over the stored pictures. The differences a model would otherwise see:
 * the turn: phones store portrait clips as landscape pictures with a display matrix, which
   may mirror the picture too (:func:`orientation`);
 * the colours: 10-bit YUV converted without FFmpeg's default darkening (:func:`_deep_yuv`), and
-  16-bit RGB and grey rounded to 8 bits, not brightened (:func:`_deep_rgb`).
+  16-bit RGB and grey, and full-range deep YUV, rounded to 8 bits, not brightened
+  (:func:`_deep_rgb`, :func:`_full_range`).
 
 :class:`PictureConverter` applies all of them; :func:`videoxai.data.video.read_video` and the
 stream client's URL reader both use it.
@@ -85,7 +86,8 @@ def display_size(width: int, height: int, sar: Fraction) -> tuple[int, int]:
 class PictureConverter:
     """Decoded frames → ``(H, W, 3)`` uint8 RGB as players show them: in square pixels at the
     display aspect ratio (:func:`display_size`), upright (:func:`orientation`), 10-bit YUV
-    converted without FFmpeg's darkening (:func:`_deep_yuv`), 16-bit RGB rounded (:func:`_deep_rgb`), the longer side at most
+    converted without FFmpeg's darkening (:func:`_deep_yuv`), 16-bit RGB and full-range deep YUV rounded
+    (:func:`_deep_rgb`, :func:`_full_range`), the longer side at most
     ``max_side``. The size and the turn are the first frame's, for every frame of the stream.
 
     Args:
@@ -106,7 +108,7 @@ class PictureConverter:
         resize = (frame.width, frame.height) != (w, h)
         # AREA averages the source pixels a target pixel covers (no aliasing when shrinking)
         interpolation = Interpolation.AREA if resize else Interpolation.BILINEAR
-        if _deep_rgb(frame.format.name):
+        if _deep_rgb(frame.format.name) or (_deep_yuv(frame.format.name) and _full_range(frame)):
             wide = frame.reformat(width=w, height=h, format="rgb48le", interpolation=interpolation).to_ndarray()
             rgb = _eight_bits(wide)
         else:
@@ -135,6 +137,20 @@ def _deep_yuv(pix_fmt: str) -> bool:
     """
     fmt = _format(pix_fmt)
     return fmt is not None and not fmt.is_rgb and _bits(fmt) > 8 and len(fmt.components) >= 3
+
+
+def _full_range(frame: av.VideoFrame) -> bool:
+    """Whether ``frame``'s YUV levels use the full range of its bits (JPEG range: black 0, white
+    ``2**bits - 1``), as some cameras, screen recorders and 16-bit FFV1 archives write them.
+
+    FFmpeg's step from such deep YUV to 8-bit RGB scales by ``2**(bits - 8)``, not by
+    ``(2**bits - 1) / 255``: every level from 128 up came out one brighter (a full-range 16-bit
+    grey 200, stored as 51400, was read as 201; 10 and 12 bits alike). Its conversion to 16-bit
+    RGB (without the flags :func:`_deep_yuv` adds, which wreck 4:2:0 there) is exact, and is
+    rounded to 8 bits as :func:`_deep_rgb` formats are. Limited-range deep YUV (the usual) stays
+    on :func:`_deep_yuv`'s path, which is exact for it and a level dark through 16-bit RGB.
+    """
+    return int(getattr(frame, "color_range", 0) or 0) == 2  # AVCOL_RANGE_JPEG
 
 
 @lru_cache(maxsize=None)
