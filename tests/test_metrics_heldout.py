@@ -973,3 +973,37 @@ def test_randomisation_of_a_network_that_cannot_be_copied_names_why():
                                          r"'_thread.lock' object\); give that attribute a __deepcopy__"):
         build("randomisation(stages=1, seeds=1)")(model, torch.rand(1, T, 3, 8, 8), a_map()[:, :8, :8], target=0,
                                                   explain_fn=lambda m, target=0, clip=None: a_map()[:, :8, :8])
+
+
+# -- issue 13 review: robustness noise that changes nothing, signed re-run maps ----------------------------
+@pytest.mark.parametrize("name", ["max_sensitivity", "local_lipschitz"])
+def test_noise_below_the_pixels_resolution_is_undefined_not_perfect_robustness(name):
+    # 1e-9 added to a float32 pixel near 0.5 rounds back to it: no input changed, so nothing was
+    # measured; max_sensitivity scored 0.0 (perfectly robust) and local_lipschitz's 0 / 0 was "the map is empty"
+    model, x = cropped_model(), 0.3 + 0.4 * frames()
+    calls = []
+
+    def recording(m, target=0, clip=None):
+        calls.append(clip)
+        return grey_level(m, target, x if clip is None else clip)
+
+    score = build(f"{name}(n_samples=2, radius=1e-9)")(model, x, grey_level(model, clip=x), explain_fn=recording)
+    assert math.isnan(score.value) and not calls
+    assert score.details["undefined"] == ("noise of radius=1e-09 changed no pixel the model sees (pixels are float32 "
+                                          "in [0, 1]): choose a larger radius")
+    # a radius the pixels resolve is measured as before
+    assert math.isfinite(build(f"{name}(n_samples=1, radius=1e-4)")(model, x, grey_level(model, clip=x),
+                                                                     explain_fn=recording).value)
+
+
+@pytest.mark.parametrize("spec", ["max_sensitivity(n_samples=1)", "local_lipschitz(n_samples=1)",
+                                  "class_sensitivity", "randomisation(stages=1, seeds=1)"])
+def test_a_signed_rerun_map_is_refused_as_a_signed_explanation_is(spec):
+    # the explanation must be non-negative (metrics rank relevance); a user's explain_fn returning raw,
+    # signed gradients was compared with the absolute original: the score measured the sign convention
+    model, x = cropped_model(), frames()
+    exp = grey_level(model)
+    signed = lambda m, target=0, clip=None: a_map() - 0.5          # noqa: E731
+    with pytest.raises(InputError, match=rf"^{spec.split('(')[0]}: explain_fn returned a map with negative values "
+                                         r"\(a signed attribution\?\)"):
+        build(spec)(model, x, exp, explain_fn=signed)

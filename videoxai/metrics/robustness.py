@@ -12,7 +12,9 @@ Both are **lower is better**, and both are blind to whether the map is right: a 
 the clip (the ``random`` reference of an evaluation is seeded by the clip's name) scores 0. Maps
 are compared as the method returns them (``spatial``, in [0, 1]), and the input change ``‖x' − x‖``
 measured, over the pixels the model sees (its crop box: the noise elsewhere changes nothing).
-Each sample re-runs the method once: the cost is ``n_samples`` explanations.
+Each sample re-runs the method once: the cost is ``n_samples`` explanations. A noisy copy that
+the noise leaves unchanged (a radius below the resolution of float32 pixels) is not re-run and
+scores nothing; if none changed, the score is undefined (``nan``, saying so), not a perfect 0.
 """
 
 from __future__ import annotations
@@ -69,16 +71,27 @@ class _Robustness(Metric):
         seen = view_mask(model, t, h, w, device=x.device)
         visible = seen.cpu().numpy()
         e0 = explanation.spatial[visible].astype(np.float64)
-        ratios = []
+        ratios, unchanged = [], 0
         for i in range(self.n_samples):
             xi = self.perturb(x, i)
+            x0, x1 = x.transpose(1, 2)[:, :, seen], xi.transpose(1, 2)[:, :, seen]
+            if bool(torch.equal(x0, x1)):
+                # noise below the pixels' float32 resolution (radius=1e-9) left the clip as it was:
+                # max_sensitivity scored the unperturbed map as perfectly robust (0.0), and
+                # local_lipschitz's 0 / 0 was reported as "the map is empty"
+                ratios.append(math.nan)
+                unchanged += 1
+                continue
             ei = rerun_map(run(model, target=target, clip=xi), (t, h, w), self.name)[visible]
             # the input's change over the pixels the model sees, as the map's: noise outside its
             # crop box changes nothing, and counting it made the score depend on the frame's margins
-            ratios.append(self.ratio(e0, ei, x.transpose(1, 2)[:, :, seen], xi.transpose(1, 2)[:, :, seen]))
+            ratios.append(self.ratio(e0, ei, x0, x1))
         finite = [r for r in ratios if math.isfinite(r)]
         details = {"per_sample": [r if math.isfinite(r) else None for r in ratios]}
         if not finite:
+            if unchanged == self.n_samples:
+                return Score.undefined(f"noise of radius={self.radius:g} changed no pixel the model sees (pixels "
+                                       f"are float32 in [0, 1]): choose a larger radius", **details)
             return Score.undefined("the map is empty", **details)
         return Score(max(finite), details=details)
 

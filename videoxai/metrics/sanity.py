@@ -181,6 +181,13 @@ def rerun_map(result: Explanation | np.ndarray | torch.Tensor, shape: tuple[int,
                          f"{tuple(shape)} (maps live on the clip's original frames)")
     if not np.isfinite(spatial).all():
         raise InputError(f"{who}: explain_fn returned a map with NaN or infinite values")
+    if (spatial < 0).any():
+        # as the explanation's own map is refused (metrics.base.as_explanation): a signed re-run
+        # (raw gradients) was compared with the non-negative original, and the distance or rank
+        # correlation measured the sign convention, not the method
+        raise InputError(f"{who}: explain_fn returned a map with negative values (a signed attribution?); the "
+                         "explanation's map is non-negative: return its absolute value or its positive part, as "
+                         "for the original")
     return spatial
 
 
