@@ -3,6 +3,7 @@ odd names, read through ``vx.read_video``, ``sliding_windows``, ``explain_video`
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -186,3 +187,29 @@ def test_a_device_or_a_named_pipe_is_named_so_by_the_readers(tmp_path):
         for read in (read_video, probe, lambda p: next(sliding_windows(p, 4))):
             with pytest.raises(VideoReadError, match="is not a regular file \\(a device, a pipe or a socket\\)"):
                 read(path)
+
+
+def test_positions_and_method_options_written_with_other_digits_are_refused_as_the_cli_refuses_them(tmp_path):
+    """Python reads '٣' as 3 and '２.5' as 2.5: ``read_video(start="٣")`` started at frame 3 and a
+    method option given as text (JSON from the service, a spec) took '٣٠' for 30, while the
+    command line refused both. One check (videoxai.options.digits) words every refusal."""
+    from videoxai.options import OptionError, parse_options
+    from videoxai.options.declaration import Option
+
+    path = _encode(tmp_path / "v.mp4", 8)
+    reason = "holds the digit '٣' (arabic-indic digit three); write numbers with the digits 0-9"
+    for kwargs in ({"start": "٣"}, {"end": "0:0٣"}, {"start": "1", "end": "٣s"}):
+        with pytest.raises(VideoReadError, match=re.escape(f"{path}: ")) as e:
+            read_video(path, 4, **kwargs)
+        assert str(e.value).endswith(reason), e.value
+        with pytest.raises(VideoReadError, match=re.escape(reason)):
+            next(iter(sliding_windows(path, 4, **kwargs)))
+    assert read_video(path, 2, start="3").indices.tolist() == [3, 7]  # 0-9 as before
+    declared = {"n_samples": Option("n_samples", int | None, None), "p_keep": Option("p_keep", float, 0.5),
+                "layers": Option("layers", list[int], [1])}
+    for name, value in [("n_samples", "٣٠"), ("p_keep", "0.٣"), ("layers", "[1, ٣]")]:
+        with pytest.raises(OptionError, match=re.escape(f"method 'rise': option {name} must be ")) as e:
+            parse_options(declared, {name: value}, "method 'rise'", defaults=False)
+        assert str(e.value).endswith(f"got {value!r}, which {reason}"), e.value
+    assert parse_options(declared, {"n_samples": "30", "p_keep": "0.3", "layers": "[1, 3]"}, "rise") == \
+        {"n_samples": 30, "p_keep": 0.3, "layers": [1, 3]}

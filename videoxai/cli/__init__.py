@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover
     from click import ClickException, NoSuchOption, UsageError
 
 from ..errors import VideoXAIError
+from ..options.digits import digit_message, foreign_digit
 from ..registry import import_submodules
 
 app = typer.Typer(name="videoxai", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -94,16 +95,8 @@ def check_threads(threads: int | None) -> int | None:
     return threads
 
 
-def _non_ascii_digit(text: str) -> str | None:
-    """The first digit of ``text`` that is not 0-9 ('٣', '३', '３', '²'), else ``None``."""
-    return next((c for c in text if c.isdigit() and not c.isascii()), None)
-
-
-def _digit_message(value: str, digit: str) -> str:
-    import unicodedata
-
-    return (f"{value!r} holds the digit {digit!r} ({unicodedata.name(digit, 'not 0-9').lower()}); write numbers "
-            "with the digits 0-9")
+# one check for every reader of numbers as text (method options, positions in a video, these options)
+_non_ascii_digit, _digit_message = foreign_digit, digit_message
 
 
 def _refuse_digit(value: str, digit: str) -> None:

@@ -12,6 +12,7 @@ import re
 import numpy as np
 
 from ..errors import InputError
+from ..options.digits import digit_message, foreign_digit
 
 __all__ = ["parse_time", "FrameNumber"]
 
@@ -59,6 +60,11 @@ def parse_time(value: float | int | str | None, fps: float | None, what: str = "
     if isinstance(value, (int, float, np.integer, np.floating)):
         seconds = float(value)
     else:
+        digit = foreign_digit(str(value))
+        if digit is not None:
+            # '\d' matches '٣' and float() reads it: start="٣" started at frame 3, as the command
+            # line's --start no longer does (videoxai.options.digits)
+            raise InputError(f"{what}: {digit_message(str(value), digit)}")
         clock = _CLOCK.match(str(value))
         m = _TIME.match(str(value))
         if clock:  # "1:30" was refused: the time a player shows is how people find a moment

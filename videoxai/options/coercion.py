@@ -21,11 +21,21 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import numpy as np
 
 from .annotation import _PLAIN, Opt
+from .digits import digit_reason, foreign_digit
 from .spec import _unquote, split_top_level
 
 
 class _Mismatch(Exception):
-    pass
+    """A value that does not fit its type; its argument, if any, says why in words."""
+
+
+def _ascii_number(v: str) -> str:
+    """``v`` (text read as a number), :class:`_Mismatch` saying why where it holds a digit other
+    than 0-9, which Python reads as one (:mod:`~videoxai.options.digits`)."""
+    digit = foreign_digit(v)
+    if digit is not None:
+        raise _Mismatch(digit_reason(digit))
+    return v
 
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -98,12 +108,13 @@ def _coerce(v, tp, opt: Opt):
         if type(None) in members and _is_none(v):
             return None
         # text is tried against the typed members first: "4" is an int before it is a string
+        why = None
         for m in sorted((m for m in members if m is not type(None)), key=lambda m: m is str):
             try:
                 return _coerce(v, m, opt)
-            except _Mismatch:
-                pass
-        raise _Mismatch
+            except _Mismatch as e:
+                why = why or e
+        raise why or _Mismatch()
     if tp is type(None):
         if _is_none(v):
             return None
@@ -130,7 +141,7 @@ def _coerce(v, tp, opt: Opt):
             # 500.0 (a JSON number, a division) is the count 500; beyond 2**53 a float holds no exact
             # integer, and n_samples=1e308 was taken as a count of 10**308 samples
             out = int(v)
-        elif isinstance(v, str) and _INT.match(v.strip()):
+        elif isinstance(v, str) and _INT.match(_ascii_number(v).strip()):
             out = int(v.strip())
         else:
             raise _Mismatch
@@ -144,7 +155,7 @@ def _coerce(v, tp, opt: Opt):
             out = float(v) if abs(v) < 1e308 or isinstance(v, float) else math.inf
         elif isinstance(v, str):
             try:
-                out = float(v.strip())
+                out = float(_ascii_number(v).strip())
             except ValueError:
                 raise _Mismatch from None
         else:

@@ -51,9 +51,10 @@ class Option:
         """
         try:
             out = _coerce(value, self.type, self.opt)
-        except _Mismatch:
+        except _Mismatch as e:
             name = self.name if given_as in (None, self.name) else f"{self.name} (given as {given_as})"
-            raise OptionError(f"{owner}: option {name} must be {self.describe()}, got {shown(value)}") from None
+            why = f", which {e}" if e.args else ""  # holds the digit '٣' …
+            raise OptionError(f"{owner}: option {name} must be {self.describe()}, got {shown(value)}{why}") from None
         return self.opt.normalise(out) if self.opt.normalise is not None else out
 
     @property
