@@ -1007,3 +1007,33 @@ def test_a_signed_rerun_map_is_refused_as_a_signed_explanation_is(spec):
     with pytest.raises(InputError, match=rf"^{spec.split('(')[0]}: explain_fn returned a map with negative values "
                                          r"\(a signed attribution\?\)"):
         build(spec)(model, x, exp, explain_fn=signed)
+
+
+def test_metrics_help_states_each_metrics_direction_and_range_and_insertions_order_help_is_its_own():
+    from typer.testing import CliRunner
+
+    from videoxai.cli import app
+    from videoxai.metrics import available, get
+
+    expected = {"deletion": ("lower (order=morf)", "[0, 1]"), "insertion": ("higher (order=morf)", "[0, 1]"),
+                "faithfulness": ("higher", "[0, 1]"), "monotonicity": ("higher", "[-1, 1]"),
+                "frame_faithfulness": ("higher", "[-1, 1]"), "pointing_game": ("higher", "[0, 1]"),
+                "energy": ("higher", "[0, 1]"), "iou": ("higher", "[0, 1]"), "temporal_grounding": ("higher", "[0, 1]"),
+                "sparseness": ("higher", "[0, 1]"), "randomisation": ("lower", "[-1, 1]"),
+                "class_sensitivity": ("lower", "[-1, 1]"), "max_sensitivity": ("lower", "[0, ∞)"),
+                "local_lipschitz": ("lower", "[0, ∞)"), "cost": ("lower", "[0, ∞)")}
+    assert set(available()) == set(expected)
+    runner = CliRunner()
+    for name, (better, values) in expected.items():
+        out = runner.invoke(app, ["metrics", name], env={"COLUMNS": "200"}).output
+        assert f"\nbetter: {better}\nrange: {values}\n" in out, (name, out)
+        assert better.startswith("higher") == get(name)().higher_is_better
+    # the order option's help was deletion's ("morf … lower AUC is better") under insertion, whose
+    # MoRF curve is better high
+    def squash(text: str) -> str:   # the table wraps its cells: compare without spaces and rules
+        return "".join(c for c in text if not c.isspace() and c != "│")
+
+    out = squash(runner.invoke(app, ["metrics", "insertion"]).output)
+    assert squash("lower AUC is better) or") not in out
+    assert squash("Lower AUC is better for deletion-MoRF and insertion-LeRF, higher for insertion-MoRF and "
+                  "deletion-LeRF") in out

@@ -174,6 +174,8 @@ def metrics_cmd(name: Optional[str] = typer.Argument(None, help="A metric: show 
         what = summary(cls)
         out.print(f"[bold]{name}[/] ({cls.family}) — {what}")
         out.print(f"better: {_better(name, cls)}")
+        if cls.bounds is not None:  # the values it can take: a rate, a correlation, a distance
+            out.print(f"range: {_range(cls.bounds)}")
         if cls.requires:
             out.print(f"needs: {needs(cls.requires, of='clip')}")
         about = plain(_first_paragraph(sys.modules[cls.__module__].__doc__))
@@ -193,6 +195,11 @@ def metrics_cmd(name: Optional[str] = typer.Argument(None, help="A metric: show 
     for kind, help_line in dataset_kinds().items():
         kinds.add_row(kind, help_line)
     out.print(kinds)
+
+
+def _range(bounds: tuple[float, float]) -> str:
+    lo, hi = (f"{b:g}".replace("inf", "∞") for b in bounds)
+    return f"[{lo}, {hi}" + (")" if hi.endswith("∞") else "]")
 
 
 def _better(name: str, cls: type) -> str:

@@ -59,7 +59,8 @@ class _CausalCurve(UnitMetric):
     """Shared body of :class:`Deletion` and :class:`Insertion`.
 
     Options:
-        order: ``"morf"`` (most relevant first; lower AUC is better) or ``"lerf"`` (higher is better).
+        order: ``"morf"`` (most relevant first) or ``"lerf"`` (least relevant first). Lower AUC is
+            better for deletion-MoRF and insertion-LeRF, higher for insertion-MoRF and deletion-LeRF.
         baseline: what a removed unit becomes: ``"fade"`` (grey 0.5), ``"mean_colour"``,
             ``"blur"``, ``"mean"`` (mean frame), ``"black"``, ``"freeze"`` or ``"road"``.
         n_steps: points of the curve after its start: ``min(n_steps, units)`` equal steps.
