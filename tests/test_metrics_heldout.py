@@ -1037,3 +1037,53 @@ def test_metrics_help_states_each_metrics_direction_and_range_and_insertions_ord
     assert squash("lower AUC is better) or") not in out
     assert squash("Lower AUC is better for deletion-MoRF and insertion-LeRF, higher for insertion-MoRF and "
                   "deletion-LeRF") in out
+
+
+def _road_by_sparse_solve(clip: np.ndarray, kept: np.ndarray, time_weight: float) -> np.ndarray:
+    """ROAD's linear fill written from the paper: for every removed voxel i, Σ_j w_ij (v_i − v_j) = 0 over
+    its neighbours inside the clip (1/6 direct, 1/12 diagonal in the frame, time_weight the same pixel
+    one frame before and after), assembled voxel by voxel and solved exactly by scipy."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import spsolve
+
+    t, c, h, w = clip.shape
+    nb = [((0, dy, dx), 1 / 6 if dy == 0 or dx == 0 else 1 / 12)
+          for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    nb += [((dt, 0, 0), time_weight) for dt in (-1, 1)] if time_weight else []
+    removed = np.argwhere(~kept)
+    index = np.full(kept.shape, -1)
+    index[~kept] = np.arange(len(removed))
+    a, b = sp.lil_matrix((len(removed), len(removed))), np.zeros((len(removed), c))
+    for n, (i, y, x) in enumerate(removed):
+        for (dt, dy, dx), wt in nb:
+            j, yy, xx = i + dt, y + dy, x + dx
+            if 0 <= j < t and 0 <= yy < h and 0 <= xx < w:
+                a[n, n] += wt
+                if kept[j, yy, xx]:
+                    b[n] += wt * clip[j, :, yy, xx]
+                else:
+                    a[n, index[j, yy, xx]] -= wt
+    out = clip.copy()
+    out.transpose(0, 2, 3, 1)[~kept] = spsolve(a.tocsc(), b).reshape(len(removed), c)
+    return out
+
+
+@pytest.mark.parametrize("time_weight", [0.0, 1 / 6, 0.5])
+def test_road_fill_equals_an_exact_sparse_solve_in_space_and_time_and_its_noise_is_as_documented(time_weight):
+    from videoxai.metrics.road import NoisyLinearImputer
+
+    rng = np.random.default_rng(3)
+    clip = rng.random((3, 3, 9, 11)).astype(np.float32)
+    kept = rng.random((3, 9, 11)) > 0.6
+    kept[1, 2:7, 3:9] = False                                      # a hole wider than one voxel
+    fill = NoisyLinearImputer(noise=0, time_weight=time_weight, tolerance=1e-9)(torch.from_numpy(clip),
+                                                                                torch.from_numpy(kept))[0]
+    expected = _road_by_sparse_solve(clip.astype(np.float64), kept, time_weight)
+    # (to the documented 1e-6 pull towards the mean colour: a few 1e-6 here, far below the noise)
+    np.testing.assert_allclose(fill.double().numpy(), expected, atol=1e-5, rtol=0)
+    # the reference's noise: N(0, 0.01²) added to every removed value and only to them
+    noisy = NoisyLinearImputer(time_weight=time_weight, tolerance=1e-9)(
+        torch.from_numpy(clip), torch.from_numpy(kept), torch.Generator().manual_seed(0))[0]
+    diff = (noisy - fill).double().numpy().transpose(0, 2, 3, 1)
+    assert np.abs(diff[kept]).max() == 0
+    assert diff[~kept].std() == pytest.approx(0.01, rel=0.08) and abs(diff[~kept].mean()) < 0.002
