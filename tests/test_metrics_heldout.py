@@ -1087,3 +1087,40 @@ def test_road_fill_equals_an_exact_sparse_solve_in_space_and_time_and_its_noise_
     diff = (noisy - fill).double().numpy().transpose(0, 2, 3, 1)
     assert np.abs(diff[kept]).max() == 0
     assert diff[~kept].std() == pytest.approx(0.01, rel=0.08) and abs(diff[~kept].mean()) < 0.002
+
+
+@pytest.mark.parametrize("name, quantus_name", [("max_sensitivity", "MaxSensitivity"),
+                                                ("local_lipschitz", "LocalLipschitzEstimate")])
+def test_robustness_equals_quantus_on_the_same_noisy_clips(name, quantus_name):
+    # Quantus draws its own noise: it is given the noisy clips ours drew, and computes the ratios
+    # (Frobenius ‖Δe‖/‖e‖; Euclidean ‖Δe‖/‖Δx‖) and their maximum itself; the frame is the model's view
+    quantus = pytest.importorskip("quantus")
+    from test_metrics_new import linear_model
+
+    g = torch.Generator().manual_seed(0)
+    model = linear_model(torch.rand(3, 1, 3, 12, 12, generator=g))
+    x = 0.2 + 0.6 * torch.rand(1, 1, 3, 12, 12, generator=g)
+
+    def squared_grey(inputs: np.ndarray) -> np.ndarray:            # (B, 3, H, W) → (B, 1, H, W)
+        return np.asarray(inputs).mean(1, keepdims=True) ** 2
+
+    seen = []
+
+    def explain_fn(m, target=0, clip=None):
+        seen.append(clip[:, 0].numpy().reshape(1, -1).copy())
+        return as_explanation(squared_grey(clip[:, 0].numpy())[:, 0], target=target)
+
+    ours = build(f"{name}(n_samples=4, radius=0.05, seed=3)")(
+        model, x, as_explanation(squared_grey(x[:, 0].numpy())[:, 0]), explain_fn=explain_fn)
+    replay = iter(seen)
+
+    class Image(nn.Module):
+        def forward(self, images):
+            return model.net(images.unsqueeze(1))
+
+    ref = getattr(quantus, quantus_name)(
+        nr_samples=4, perturb_func=lambda arr, indices, **_: next(replay).astype(arr.dtype), normalise=False,
+        abs=False, disable_warnings=True)(
+        model=Image().eval(), x_batch=x[:, 0].numpy(), y_batch=np.array([0]), a_batch=squared_grey(x[:, 0].numpy()),
+        explain_func=lambda model, inputs, targets, **_: squared_grey(inputs), channel_first=True, device="cpu")
+    assert len(seen) == 4 and ours.value == pytest.approx(float(ref[0]), rel=1e-6)
