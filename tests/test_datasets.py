@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from videoxai.data.datasets import load_dataset
-from videoxai.data.video import write_video
+from videoxai.data.video import read_video, write_video
 from videoxai.errors import InputError, VideoReadError
 
 CLASSES = ["bird", "cat", "dog"]
@@ -177,3 +177,21 @@ def test_a_folder_takes_dvd_dv_and_broadcast_files(tmp_path):
     for name in names + ["notes.txt", "player.ts"]:
         (tmp_path / name).write_bytes(b"")
     assert load_dataset(f"folder:{tmp_path}", num_frames=4).keys() == names
+
+
+def test_a_link_that_loops_is_a_link_to_no_file_not_the_end_of_the_listing(data):
+    """A link that resolves to itself ('clip.mp4 -> clip.mp4', or a folder 'a -> b -> a') fails
+    with ELOOP when followed: the folder listing stopped with an OSError traceback. A video link
+    that loops is named as a link to no file, another is passed over; reading one named in a CSV
+    is one line."""
+    (data / "cat" / "loop.mp4").symlink_to("loop.mp4")
+    (data / "dog" / "a_dir").symlink_to("b_dir")
+    (data / "dog" / "b_dir").symlink_to("a_dir")
+    with pytest.warns(UserWarning, match=r"data: 1 video link \('cat/loop.mp4'\) points to no file; left out$"):
+        ds = load_dataset(f"folder:{data}", num_frames=4, labels=CLASSES)
+    assert [(s.key, s.label) for s in ds] == [("bird/a.mp4", 0), ("cat/a.mp4", 1), ("dog/a.mp4", 2)]
+    (data.parent / "loop.csv").write_text("video,label\ncat/loop.mp4,cat\n")
+    with pytest.raises(InputError, match=r"loop\.csv:2: no video file .*cat/loop\.mp4$"):
+        load_dataset(f"folder:{data},labels={data.parent / 'loop.csv'}", num_frames=4, labels=CLASSES)
+    with pytest.raises(VideoReadError, match=r"cat/loop\.mp4: cannot be read \(Too many levels of symbolic links\)$"):
+        read_video(data / "cat" / "loop.mp4")

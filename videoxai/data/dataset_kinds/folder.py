@@ -248,12 +248,18 @@ def _video_files(root: Path) -> tuple[list[Path], list[Path], list[tuple[Path, s
             if entry.name.startswith("."):
                 continue
             path = folder / entry.name
-            if entry.is_dir():   # follows links
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()   # both follow links
+            except OSError:
+                # a link that resolves to nothing by looping ('clip.mp4 -> clip.mp4', 'a -> b -> a':
+                # ELOOP) was an OSError traceback that stopped the whole data set: a dangling link
+                is_dir = is_file = False
+            if is_dir:
                 real = os.path.realpath(path)
                 if real not in above:
                     walk(path, above | {real})
             elif os.path.splitext(entry.name)[1].lower() in VIDEO_SUFFIXES:
-                if entry.is_file():
+                if is_file:
                     files.append(path)
                 elif entry.is_symlink() and not path.exists():
                     broken.append(path)
