@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import signal
 import socket
@@ -18,7 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -908,3 +910,73 @@ def test_dns_rebinding_is_refused_by_host_name(model):
         port = server.url.rsplit(":", 1)[1]
         with httpx.Client(base_url=server.url, trust_env=False, timeout=30) as c:
             assert c.get("/api/info", headers={"Host": f"viewer.lan:{port}"}).status_code == 200
+
+
+# -- 10. bodies that turn out malformed after an answer; text that is not UTF-8 -------------------------------
+
+
+@contextmanager
+def logged_errors() -> Iterator[list[logging.LogRecord]]:
+    """Records of level ERROR the server's loggers (asyncio's, uvicorn's, videoxai's) emit meanwhile."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = records.append  # type: ignore[method-assign]
+    loggers = [logging.getLogger(name) for name in ("asyncio", "uvicorn.error", "videoxai.serve")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+def read_to_end(s: socket.socket) -> bytes:
+    reply = b""
+    while chunk := s.recv(4096):
+        reply += chunk
+    return reply
+
+
+def test_a_body_found_malformed_after_the_answer_closes_the_connection_without_a_traceback(model):
+    # a request answered without reading its body (405, 401) whose chunked body then turned out
+    # malformed: h11 was told to send a second answer, and raised from data_received ("Fatal error
+    # on transport") or from the app's send ("Exception in ASGI application"): a traceback each
+    with BackgroundServer(create_app(model, ServeSettings(api_key="k"))) as server, logged_errors() as errors:
+        host, port = server.url.split("//")[1].split(":")
+        for path in (b"POST /api/health", b"GET /api/info"):
+            head = path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            with socket.create_connection((host, int(port)), timeout=15) as s:  # answered, then the bad chunk
+                s.sendall(head)
+                reply = b""
+                while b"}}" not in reply:
+                    reply += s.recv(4096)
+                s.sendall(b"zz\r\nabc\r\n0\r\n\r\n")
+                reply += read_to_end(s)
+            assert reply.count(b"HTTP/1.1 4") == 1 and reply.startswith((b"HTTP/1.1 405", b"HTTP/1.1 401")), reply
+            with socket.create_connection((host, int(port)), timeout=15) as s:  # the bad chunk with the headers
+                s.sendall(head + b"zz\r\nabc\r\n0\r\n\r\n")
+                reply = read_to_end(s)
+            assert reply.count(b"HTTP/1.1 4") == 1, reply  # one answer, whichever came first
+            if reply.startswith(b"HTTP/1.1 400"):
+                assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["code"] == "bad_request", reply
+        wait_until(lambda: not server.server.server_state.tasks, 10, "the requests' tasks end")
+        assert not errors, [r.getMessage() for r in errors]
+        assert httpx.get(server.url + "/api/health", timeout=10).status_code == 200
+
+
+def test_a_text_message_that_is_not_utf8_closes_the_stream_with_1007_saying_why(model, frames):
+    # uvicorn closed with 1007 and no reason, and logged a traceback for each such message
+    with BackgroundServer(create_app(model, ServeSettings())) as server, logged_errors() as errors:
+        s = raw_ws(server)
+        mask = os.urandom(4)
+        s.sendall(bytes([0x81, 0x80 | 3]) + mask + bytes(b ^ mask[i] for i, b in enumerate(b"{\xff}")))
+        reply = read_to_end(s)
+        s.close()
+        assert reply[0] == 0x88, reply  # a close frame, and nothing before it
+        n = reply[1] & 0x7F
+        code, reason = struct.unpack(">H", reply[2:4])[0], reply[4:2 + n].decode()
+        assert code == 1007 and reason == ("bad_message: a text message is not valid UTF-8 (byte 1); send JSON as "
+                                           "UTF-8 text"), reply
+        assert not errors, [r.getMessage() for r in errors]
+        assert good_stream(server, frames)[-1]["type"] == "end"  # the server goes on

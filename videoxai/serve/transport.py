@@ -297,7 +297,21 @@ class HTTPProtocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes h11 cannot parse, with the JSON error body of every other error
-        (uvicorn's own is plain text, which clients of this API do not expect)."""
+        (uvicorn's own is plain text, which clients of this API do not expect).
+
+        The app's own answer to the request, if it comes after this one, goes nowhere: a request
+        answered without reading its body (405, 401) whose body turned out malformed had the app
+        answer a second time, which h11 refused with a traceback ("Exception in ASGI
+        application"). A request already answered (its refused body malformed while it was
+        drained) gets no second answer, only the connection closed: h11 raised from
+        ``data_received`` ("Fatal error on transport", a traceback per such request)."""
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None:
+            cycle.disconnected = True  # uvicorn drops what the app sends from now on
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):  # IDLE: the headers did not parse
+            log.debug("closing a connection from %s: %s after its answer", _host(self) or "?", msg)
+            self.transport.close()
+            return
         body = json.dumps({"error": {"code": "bad_request", "message": f"not a valid HTTP/1.1 request ({msg})"}})
         data = body.encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
@@ -395,6 +409,25 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if event.fin:
             self.frames = [bytes(buffer)]
             self.send_receive_event_to_app()
+
+    def send_receive_event_to_app(self) -> None:
+        """A whole message to the app, or, for a text message that is not UTF-8, the close RFC 6455
+        §8.1 asks for (1007) with a reason that says so: uvicorn closed with 1007 and no reason,
+        and logged a traceback ("Invalid UTF-8 sequence received from client") for each such
+        message a client cared to send."""
+        if self.curr_msg_data_type == "text" and self.frames and not self.close_sent:
+            data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+            try:
+                bytes(data).decode()
+            except UnicodeDecodeError as e:
+                self.frames = []
+                log.info("closing a stream from %s: a text message is not UTF-8", _host(self) or "?")
+                self.conn.send_close(1007, f"bad_message: a text message is not valid UTF-8 (byte {e.start}); "
+                                           "send JSON as UTF-8 text")
+                self.handle_parser_exception()
+                return
+            self.frames = [data]
+        super().send_receive_event_to_app()
 
     def pause_writing(self) -> None:
         super().pause_writing()
