@@ -1124,3 +1124,36 @@ def test_robustness_equals_quantus_on_the_same_noisy_clips(name, quantus_name):
         model=Image().eval(), x_batch=x[:, 0].numpy(), y_batch=np.array([0]), a_batch=squared_grey(x[:, 0].numpy()),
         explain_func=lambda model, inputs, targets, **_: squared_grey(inputs), channel_first=True, device="cpu")
     assert len(seen) == 4 and ours.value == pytest.approx(float(ref[0]), rel=1e-6)
+
+
+def test_pointing_game_energy_and_sparseness_equal_quantus_frame_by_frame():
+    # Quantus scores images: each frame of a clip the model sees whole (no crop) is one image;
+    # tie-free maps (Quantus counts a hit on any maximum) and Quantus' + 1e-7 in the Gini index
+    quantus = pytest.importorskip("quantus")
+    from test_metrics_new import linear_model
+
+    t, h, w = 3, 10, 12
+    g = torch.Generator().manual_seed(2)
+    model = linear_model(torch.rand(3, t, 3, h, w, generator=g))
+    x = torch.rand(1, t, 3, h, w, generator=g)
+    rng = np.random.default_rng(2)
+    maps = rng.random((t, h, w)).astype(np.float32)
+    maps[0, 1, 1] = 5                                     # frame 0 peaks on the object, 1 and 2 not
+    masks = np.zeros((t, h, w), bool)
+    masks[:, 0:4, 0:5] = True
+    maps[1:, 0:4, 0:5] *= 0.5
+    sample = SimpleNamespace(masks=masks, boxes=None, window=None)
+    exp = as_explanation(maps)
+    images, a, s = x[0].numpy(), maps[:, None], masks[:, None]
+    kwargs = dict(model=None, x_batch=images, y_batch=np.zeros(t, int), a_batch=a, s_batch=s, channel_first=True)
+    hits = quantus.PointingGame(disable_warnings=True)(**kwargs)
+    assert build("pointing_game(tolerance=0)")(model, x, exp, sample=sample).value == pytest.approx(np.mean(hits))
+    assert np.mean(hits) == pytest.approx(1 / 3)
+    inside = quantus.AttributionLocalisation(disable_warnings=True)(**kwargs)
+    sparse = quantus.Sparseness(disable_warnings=True)(**{k: v for k, v in kwargs.items() if k != "s_batch"})
+    for f in range(t):                                    # one frame: energy's ratio is Quantus' per image
+        one = dict(model=linear_model(torch.rand(3, 1, 3, h, w, generator=g)), clip=x[:, f:f + 1],
+                   explanation=as_explanation(maps[f:f + 1]))
+        assert build("energy")(**one, sample=SimpleNamespace(masks=masks[f:f + 1], boxes=None,
+                                                             window=None)).value == pytest.approx(inside[f], rel=1e-6)
+        assert build("sparseness")(**one).value == pytest.approx(sparse[f], abs=1e-6)
