@@ -369,3 +369,18 @@ def test_a_network_built_for_another_clip_length_than_num_frames_is_told_the_len
             vx.explain(wrong, torch.rand(8, 3, 32, 32), method)
     right = vx.wrap(net, num_frames=4, input_size=32, fixed_num_frames=True)
     assert vx.explain(right, torch.rand(4, 3, 32, 32), "saliency").raw.shape == (4, 32, 32)
+
+
+def test_saliency_tubes_refuses_a_network_whose_logits_are_not_finite_in_one_line():
+    # its head probe compared the head's map of the pooled layer with NaN logits: supports()
+    # raised torch's "atol must be greater than or equal to zero, but got nan"
+    class Broken(Net):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * float("nan")
+
+    model = vx.wrap(Broken(), num_frames=T, input_size=S)
+    assert not vx.methods.get("saliency_tubes").supports(model)
+    with pytest.raises(UnsupportedModelError, match=r"^method 'saliency_tubes' checks that custom's logits are a "
+                                                    r"linear classifier on the global average of layer 'conv', but on "
+                                                    r"a random clip they are not finite \(NaN or infinite\)$"):
+        vx.explain(model, clip(), "saliency_tubes")

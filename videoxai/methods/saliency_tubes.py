@@ -191,6 +191,11 @@ def _probe_head(model) -> str | None:
         finally:
             for handle in handles:
                 handle.remove()
+    if not torch.isfinite(logits).all():
+        # the comparison below has no tolerance for them: torch.allclose raised "atol must be
+        # greater than or equal to zero, but got nan" from supports()
+        return (f"method 'saliency_tubes' checks that {model.name}'s logits are a linear classifier on the "
+                f"global average of layer {layer!r}, but on a random clip they are not finite (NaN or infinite)")
     acts = model.cam_reshape(captured["a"]) if getattr(model, "cam_reshape", None) else captured["a"]
     w = class_weights(heads[-1])[0]
     if not isinstance(acts, torch.Tensor) or acts.ndim != 5 or all(
