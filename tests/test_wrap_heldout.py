@@ -384,3 +384,18 @@ def test_saliency_tubes_refuses_a_network_whose_logits_are_not_finite_in_one_lin
                                                     r"linear classifier on the global average of layer 'conv', but on "
                                                     r"a random clip they are not finite \(NaN or infinite\)$"):
         vx.explain(model, clip(), "saliency_tubes")
+
+
+def test_a_network_whose_grid_layers_run_twice_is_told_so_not_that_it_has_no_grid():
+    # a network that runs its convolution on the clip and on the clip reversed in time: the layer
+    # search said "no layer of custom outputs a (B, C, T', H', W') grid", which it plainly has
+    class TwoViews(Net):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + super().forward(x.flip(2))
+
+    model = vx.wrap(TwoViews(), num_frames=T, input_size=S)
+    with pytest.raises(UnsupportedModelError, match=r"the layers of custom with a \(T', H', W'\) grid \('conv'\) run "
+                                                    r"more than once per forward pass, so no one output is the map; "
+                                                    r"pass layer=<a layer that runs once>, or give each use"):
+        vx.explain(model, clip(), "gradcam", target=0)
+    assert vx.explain(model, clip(), "saliency", target=0).spatial.max() > 0

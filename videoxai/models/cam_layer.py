@@ -174,6 +174,14 @@ class CamLayerMixin:
                 return name
         if self.cam_reshape is None:
             self._refuse_per_frame_grids(found)
+        # grids there are, but from layers the forward runs more than once (a block applied to two
+        # views, features computed twice): "no layer outputs a grid" was not true
+        repeated = list(dict.fromkeys(n for n, g, *_ in reversed(found) if g and runs[n] > 1))
+        if repeated:
+            raise NoCamLayerError(
+                f"the layers of {self.name} with a (T', H', W') grid ({', '.join(map(repr, repeated[:3]))}"
+                f"{', …' if len(repeated) > 3 else ''}) run more than once per forward pass, so no one output is the "
+                "map; pass layer=<a layer that runs once>, or give each use of the layer a module of its own")
         raise NoCamLayerError(f"no layer of {self.name} outputs a (B, C, T', H', W') grid; pass layer=<name> "
                          "(and vx.wrap(..., cam_reshape=fn) for token or channels-last outputs)")
 
