@@ -164,6 +164,8 @@ def decode_at(container: av.container.InputContainer, stream, index: PacketIndex
                 raise SeekMiss(f"a frame of {frame.width}x{frame.height} pixels")
             if frame.pts is None:
                 raise SeekMiss("a frame without a timestamp")
+            if getattr(frame, "is_corrupt", False):  # decoding in order leaves out a cut last frame
+                raise SeekMiss(f"a damaged frame at pts {frame.pts}")
             position = int(np.searchsorted(index.pts, frame.pts))
             if position >= len(index) or index.pts[position] != frame.pts:
                 raise SeekMiss(f"a frame at pts {frame.pts} that no packet lists")

@@ -14,7 +14,8 @@ start of a stream cut at an open-GOP keyframe):
   seven frames and a damaged one (a mean error of 30-75 grey levels on random pictures). Where the
   container has no index to tell the file is cut (MPEG-TS and program streams, GIF:
   :func:`~videoxai.data.video.read_video` reads them as the shorter video they have become), the
-  frame the cut falls in is left out: a GIF's by its data blocks (:func:`_gif_image_ends`), an
+  frame the cut falls in is left out (in any container whose demuxer flags the packet it read
+  short at the file's end, as FLV, AVI past its frames' index, IVF and NUT do): a GIF's by its data blocks (:func:`_gif_image_ends`), an
   MPEG-TS one by the TS packet the file ends inside, or by the last TS packet not ending the frame
   where the file ends between two (:func:`_ts_cut_inside`), a program stream's by the packet or
   pack header it ends inside, or by its last packet being the video's (:func:`_ps_cut_inside`);
@@ -55,7 +56,8 @@ def stream_packets(container: av.container.InputContainer, stream, continuous: C
     continuous = continuous or Continuous(container, stream)
     cut, cut_short = _cut_inside(container, stream)
     demuxed = container.demux(stream)
-    packets = _whole(_timed_once(demuxed) if container.format.name == "mpeg" else demuxed, continuous, cut)
+    packets = _whole(_timed_once(demuxed) if container.format.name == "mpeg" else demuxed, continuous, cut,
+                     alone=cut is _short_read)
     if cut_short and container.format.name == "mpeg":
         name = container.name
         changed = os.stat(name[len("file:"):] if name.startswith("file:") else name).st_mtime_ns
@@ -92,21 +94,24 @@ def _timed_once(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
 
 
 def _whole(packets: Iterator[av.Packet], continuous: Continuous,
-           cut: Callable[[av.Packet], bool]) -> Iterator[av.Packet]:
-    """:func:`stream_packets` before :func:`_before_a_gap`."""
+           cut: Callable[[av.Packet], bool], alone: bool = False) -> Iterator[av.Packet]:
+    """:func:`stream_packets` before :func:`_before_a_gap`; ``alone``: a cut packet with none
+    before it is kept (the readers' checks then name the file truncated, or one frame)."""
     held = None  # the last packet with data: yielded once another follows, or if it is whole
+    given = False  # whether a packet with data was yielded
     for packet in packets:
         packet = continuous(packet)
         if packet.size == 0:
-            if held is not None and not cut(held):
+            if held is not None and (not cut(held) or (alone and not given)):
                 yield held
             held = None
             yield packet
             continue
         if held is not None:
+            given = True
             yield held
         held = packet
-    if held is not None and not cut(held):
+    if held is not None and (not cut(held) or (alone and not given)):
         yield held
 
 
@@ -148,12 +153,37 @@ def shown_packets(container: av.container.InputContainer, stream,
 
 
 def decode(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
-    """``container.decode(stream)`` from :func:`stream_packets`."""
+    """``container.decode(stream)`` from :func:`stream_packets`, less the frames the decoder marks
+    damaged once the stream's packets have run out (:func:`_damaged_at_the_end`)."""
     hidden: set[int] = set()
-    for packet in stream_packets(container, stream, hidden=hidden):
+    given = False  # a damaged frame with none before it is kept: the readers name the file cut
+    for packet, at_the_end in _last_marked(stream_packets(container, stream, hidden=hidden)):
         for frame in packet.decode():
-            if frame.pts is None or frame.pts not in hidden:
+            if (frame.pts is None or frame.pts not in hidden) and not (at_the_end and given and _damaged(frame)):
+                given = True
                 yield frame
+
+
+def _last_marked(packets: Iterator[av.Packet]) -> Iterator[tuple[av.Packet, bool]]:
+    """``(packet, at_the_end)``: whether no packet with data follows it (the last frame's packet,
+    and the empty one that flushes the decoder)."""
+    pending: list[av.Packet] = []  # the last packet with data so far, and the empty ones after it
+    for packet in packets:
+        if packet.size:
+            yield from ((p, False) for p in pending)
+            pending = []
+        pending.append(packet)
+    yield from ((p, True) for p in pending)
+
+
+def _damaged(frame: av.VideoFrame) -> bool:
+    """Whether the decoder marks ``frame`` as damaged (FFmpeg's ``AV_FRAME_FLAG_CORRUPT``).
+
+    A stream without a container index (raw H.264, NUT, an ASF) cut inside its last frame
+    demuxes the frame's first part as a whole packet; the decoder conceals the rest and says so.
+    Such a frame given out from the last packet or the flush is the one the cut fell in
+    (:func:`decode` leaves it out); a damaged frame earlier in the stream is kept, as before."""
+    return bool(getattr(frame, "is_corrupt", False))
 
 
 def _cut_inside(container: av.container.InputContainer, stream) -> tuple[Callable[[av.Packet], bool], bool]:
@@ -168,7 +198,16 @@ def _cut_inside(container: av.container.InputContainer, stream) -> tuple[Callabl
         return (lambda packet: cut), cut
     if name == "gif":
         return (lambda packet: not _gif_image_ends(bytes(packet))), False
-    return (lambda packet: False), False
+    # elsewhere FFmpeg flags the packet it read short at the end of the file (FLV, AVI, IVF, NUT,
+    # ASF, …: the demuxer asked for the frame's size and the file ended): its frame was decoded
+    # with the missing part concealed, a damaged last frame that num_frames always takes
+    return _short_read, False
+
+
+def _short_read(packet: av.Packet) -> bool:
+    """Whether the demuxer flagged ``packet`` as read short (``AV_PKT_FLAG_CORRUPT``), as FFmpeg
+    does where the file ends inside the frame's data."""
+    return bool(packet.is_corrupt)
 
 
 def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None,

@@ -31,7 +31,8 @@ mkv and webm sizes and durations: :mod:`~videoxai.data.matroska`) or by an index
 data lies past its end (mp4, mov, fragmented MP4 inside a fragment); where the container gives
 none before the frames (MPEG-TS, GIF, a browser's WebM recording, fragmented MP4 between two
 fragments) it is read as the shorter video it has become, without the frame the cut falls in
-(MPEG-TS, MPEG-PS, GIF: :mod:`~videoxai.data.packets`).
+(MPEG-TS, MPEG-PS, GIF, and wherever FFmpeg flags that frame's packet as read short or the frame
+as concealed: FLV, AVI, IVF, NUT, ASF, raw H.264; :mod:`~videoxai.data.packets`).
 """
 
 from __future__ import annotations
