@@ -154,26 +154,26 @@ def shown_packets(container: av.container.InputContainer, stream,
 
 def decode(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
     """``container.decode(stream)`` from :func:`stream_packets`, less the frames the decoder marks
-    damaged once the stream's packets have run out (:func:`_damaged_at_the_end`)."""
+    damaged once the stream's packets have run out (:func:`_damaged`).
+
+    A damaged frame (rare) is held, with the frames after it, until another packet with data
+    follows; every other frame is given out as soon as it is decoded (a live stream's latency)."""
     hidden: set[int] = set()
     given = False  # a damaged frame with none before it is kept: the readers name the file cut
-    for packet, at_the_end in _last_marked(stream_packets(container, stream, hidden=hidden)):
+    held: list[av.VideoFrame] = []  # from the first damaged frame on, until a packet with data follows
+    for packet in stream_packets(container, stream, hidden=hidden):
+        if packet.size and held:
+            yield from held
+            held = []
         for frame in packet.decode():
-            if (frame.pts is None or frame.pts not in hidden) and not (at_the_end and given and _damaged(frame)):
-                given = True
-                yield frame
-
-
-def _last_marked(packets: Iterator[av.Packet]) -> Iterator[tuple[av.Packet, bool]]:
-    """``(packet, at_the_end)``: whether no packet with data follows it (the last frame's packet,
-    and the empty one that flushes the decoder)."""
-    pending: list[av.Packet] = []  # the last packet with data so far, and the empty ones after it
-    for packet in packets:
-        if packet.size:
-            yield from ((p, False) for p in pending)
-            pending = []
-        pending.append(packet)
-    yield from ((p, True) for p in pending)
+            if frame.pts is not None and frame.pts in hidden:
+                continue
+            if held or (given and _damaged(frame)):
+                held.append(frame)
+                continue
+            given = True
+            yield frame
+    yield from (frame for frame in held if not _damaged(frame))
 
 
 def _damaged(frame: av.VideoFrame) -> bool:
