@@ -195,3 +195,25 @@ def test_a_link_that_loops_is_a_link_to_no_file_not_the_end_of_the_listing(data)
         load_dataset(f"folder:{data},labels={data.parent / 'loop.csv'}", num_frames=4, labels=CLASSES)
     with pytest.raises(VideoReadError, match=r"cat/loop\.mp4: cannot be read \(Too many levels of symbolic links\)$"):
         read_video(data / "cat" / "loop.mp4")
+
+
+def test_a_class_named_in_the_other_unicode_form_is_that_class(tmp_path):
+    """A class folder made on a Mac is named 'café' with an 'e' and a combining accent (NFD); the
+    model's class, and a CSV typed elsewhere, have one 'é' (NFC). On Linux these were two names:
+    the folder's clips were "not among the model's classes" (a warning showing the same 'café')
+    and every clip lost its class."""
+    import unicodedata
+
+    classes = ["café", "crème brûlée", "dog"]
+    frames = np.random.default_rng(0).integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    for folder in (unicodedata.normalize("NFD", "café"), "crème_brûlée", "dog"):
+        write_video(frames, tmp_path / "data" / folder / "a.mp4", fps=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_dataset(f"folder:{tmp_path / 'data'}", num_frames=4, labels=classes)
+    assert sorted(ds.label_of(i) for i in range(len(ds))) == [0, 1, 2]
+    (tmp_path / "l.csv").write_text(f"video,label\ndog/a.mp4,{unicodedata.normalize('NFD', 'Crème Brûlée')}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load_dataset(f"folder:{tmp_path / 'data'},labels={tmp_path / 'l.csv'}", num_frames=4, labels=classes)
+    assert ds.label_of(0) == 1 and ds[0].label_name == "crème brûlée"

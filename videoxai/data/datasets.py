@@ -66,6 +66,7 @@ import json
 import numbers
 import os
 import re
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -392,9 +393,12 @@ def _label_index(value: str | int, labels: Sequence[str] | None, where: str) -> 
         return i, (labels[i] if labels is not None else None)
     if labels is None:
         raise InputError(f"{where}: label {text!r} is a name; give the model's labels to map it")
-    lookup = {name.strip().lower(): i for i, name in enumerate(labels)}
-    if text.lower() in lookup:
-        return lookup[text.lower()], labels[lookup[text.lower()]]
+    # in one Unicode form: a class folder made on a Mac is named 'café' with 'e' and a combining
+    # accent (NFD), the model's class (and what a CSV is typed with) with one 'é' (NFC); on Linux
+    # those were two names, and the folder's clips "not among the model's classes"
+    lookup = {_nfc(name.strip()).lower(): i for i, name in enumerate(labels)}
+    if _nfc(text).lower() in lookup:
+        return lookup[_nfc(text).lower()], labels[lookup[_nfc(text).lower()]]
     # dataset scripts name Kinetics' class 'air drumming' 'air_drumming' (a folder name without
     # spaces): the same class once '_' and '-' read as spaces, where that names one class only
     hits = [i for i, name in enumerate(labels) if _loose(name) == _loose(text)]
@@ -433,7 +437,12 @@ def _index_digits(text: str) -> str | None:
 
 def _loose(name: str) -> str:
     """A class name without case, with ``_`` and ``-`` as spaces and runs of spaces as one."""
-    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
+    return " ".join(_nfc(name).lower().replace("_", " ").replace("-", " ").split())
+
+
+def _nfc(text: str) -> str:
+    """``text`` in Unicode's composed form (NFC), as :func:`_label_index` compares names."""
+    return unicodedata.normalize("NFC", text)
 
 
 def _window_from_source(indices: np.ndarray, start: int, end: int) -> tuple[int, int] | None:
