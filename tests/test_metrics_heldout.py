@@ -1157,3 +1157,40 @@ def test_pointing_game_energy_and_sparseness_equal_quantus_frame_by_frame():
         assert build("energy")(**one, sample=SimpleNamespace(masks=masks[f:f + 1], boxes=None,
                                                              window=None)).value == pytest.approx(inside[f], rel=1e-6)
         assert build("sparseness")(**one).value == pytest.approx(sparse[f], abs=1e-6)
+
+
+class FrameAverage(nn.Module):
+    """A 2-D conv per frame, averaged over the frames: every frame counts alike."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 4)
+
+    def forward(self, x):                                          # (B, T, 3, H, W)
+        b, t = x.shape[:2]
+        return self.fc(torch.relu(self.conv(x.flatten(0, 1))).mean((2, 3)).view(b, t, -1).mean(1))
+
+
+def test_frame_faithfulness_of_drops_equal_but_for_rounding_is_undefined_not_a_correlation_of_noise():
+    # a still clip through a model that treats every frame alike: removing any one frame drops the
+    # probability by the same amount, to ~1e-9 of float32 rounding; Pearson's r of that noise with the
+    # map was anywhere in [-1, 1] (0.28, -0.67, 0.11 for three random maps)
+    torch.manual_seed(0)
+    model = vx.wrap(FrameAverage().eval(), num_frames=8, input_size=16, layout="BTCHW", num_classes=4)
+    frame = np.random.default_rng(0).random((16, 16, 3), dtype=np.float32)
+    still = vx.Clip.from_array(np.repeat(frame[None], 8, 0))
+    for seed in range(3):
+        score = build("frame_faithfulness")(model, still, np.random.default_rng(seed).random((8, 16, 16)), target=0)
+        drops = np.array(score.details["drops"])
+        assert 0 < np.ptp(drops) < 1e-6 * np.abs(drops).max()        # the same drop, to rounding
+        assert math.isnan(score.value) and score.details["undefined"] == ("the attribution or the drop is the "
+                                                                          "same for every frame")
+    # frames that differ are scored as before: r of the map's frame sums and the drops, by numpy
+    moving = vx.Clip.from_array(np.random.default_rng(1).random((8, 16, 16, 3), dtype=np.float32))
+    m = np.random.default_rng(2).random((8, 16, 16))
+    score = build("frame_faithfulness")(model, moving, m, target=0)
+    assert score.value == pytest.approx(np.corrcoef(m.reshape(8, -1).sum(1), score.details["drops"])[0, 1])
+    # a map whose frames' sums agree to float32 rounding (per-frame normalised) attributes alike too
+    same = np.random.default_rng(3).random((16, 16)).astype(np.float32)
+    near = np.stack([same * np.float32(1 + 1e-7 * k) for k in range(8)])
+    assert math.isnan(build("frame_faithfulness")(model, moving, near, target=0).value)

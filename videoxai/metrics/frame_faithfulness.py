@@ -14,7 +14,9 @@ explanation's own temporal scores (``scores="temporal"``, what frame-unit deleti
 differ for methods with their own temporal estimate, like STAA). Unlike the STAA paper's keep-70 %
 faithfulness, where a random map scores 0.96–0.98, a random map scores about 0 here. ``nan`` when
 the attribution or the drops are the same for every frame (the correlation is undefined): a clip
-whose frames each change nothing.
+whose frames each change nothing, or a still clip through a model that treats every frame alike.
+Values that agree to ``1e-6`` of the largest (probability, or attribution) are the same: the
+float32 rounding of the model's outputs is no evidence to correlate with.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 from ..core import baselines
 from ..methods.base import check_baseline
-from .base import BatchSize, Metric, Score, register, view_mask
+from .base import TIE_TOLERANCE, BatchSize, Metric, Score, register, view_mask
 
 
 @register
@@ -54,6 +56,11 @@ class FrameFaithfulness(Metric):
 
     def drops(self, model, x: torch.Tensor, target: int) -> np.ndarray:
         """``(T,)``: the target probability's drop when each frame alone is replaced by the baseline."""
+        probs = self.probabilities(model, x, target)
+        return probs[0] - probs[1:]
+
+    def probabilities(self, model, x: torch.Tensor, target: int) -> np.ndarray:
+        """``(T + 1,)``: the target probability on the clip, then with each frame alone replaced."""
         clip, t = x[0], x.shape[1]
         base = self.baseline(x)[0]
         eye = torch.eye(t, dtype=torch.bool, device=x.device)                     # row k removes frame k
@@ -62,8 +69,8 @@ class FrameFaithfulness(Metric):
             rows = torch.cat([torch.zeros(1, t, dtype=torch.bool, device=x.device), eye])[s]
             return torch.where(rows[:, :, None, None, None], base, clip)
 
-        probs = model.probabilities(self.forward_batched(model, t + 1, build, self.batch_size).double())[:, target]
-        return (probs[0] - probs[1:]).cpu().numpy()
+        return model.probabilities(self.forward_batched(model, t + 1, build, self.batch_size).double())[:, target] \
+            .cpu().numpy()
 
     def compute(self, model, x, explanation, target, sample) -> Score:
         t, h, w = explanation.spatial.shape
@@ -74,9 +81,14 @@ class FrameFaithfulness(Metric):
         else:
             visible = view_mask(model, t, h, w).numpy()
             attribution = (explanation.spatial.astype(np.float64) * visible).reshape(t, -1).sum(1)
-        drops = self.drops(model, x, target)
+        probs = self.probabilities(model, x, target)
+        drops = probs[0] - probs[1:]
         details = {"drops": drops.tolist(), "attribution": attribution.tolist()}
-        if np.ptp(attribution) == 0 or np.ptp(drops) == 0:
+        # equal to rounding: a still clip through a model that treats every frame alike dropped by
+        # the same amount for every frame but for ~1e-9 of float32 rounding, and r of that noise
+        # with the map was a number anywhere in [-1, 1] (0.28, -0.67, 0.11 for three random maps)
+        if (np.ptp(attribution) <= TIE_TOLERANCE * np.abs(attribution).max()
+                or np.ptp(drops) <= TIE_TOLERANCE * np.abs(probs).max()):
             return Score(math.nan, details={**details, "undefined": "the attribution or the drop is the same "
                                                                      "for every frame"})
         return Score(float(np.corrcoef(attribution, drops)[0, 1]), details=details)
