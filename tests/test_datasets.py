@@ -217,3 +217,32 @@ def test_a_class_named_in_the_other_unicode_form_is_that_class(tmp_path):
         warnings.simplefilter("error")
         ds = load_dataset(f"folder:{tmp_path / 'data'},labels={tmp_path / 'l.csv'}", num_frames=4, labels=classes)
     assert ds.label_of(0) == 1 and ds[0].label_name == "crème brûlée"
+
+
+def test_a_link_into_a_folder_that_cannot_be_searched_is_named_not_a_traceback(data, monkeypatch):
+    """Following a link into a folder the user may not search fails with EACCES (as root, put in
+    its place): a linked video is taken, and fails alone when read (as a listed video in such a
+    folder does); a linked folder is named among the subfolders that cannot be read."""
+    (data / "cat" / "linked.mp4").symlink_to(data / "bird" / "a.mp4")
+    (data / "dog" / "linked_dir").symlink_to(data / "bird")
+    scandir = os.scandir
+
+    class Refused:
+        def __init__(self, entry):
+            self._entry, self.name = entry, entry.name
+
+        def is_dir(self):
+            raise PermissionError(13, "Permission denied", self._entry.path)
+
+        is_file = is_dir
+
+        def is_symlink(self):
+            return True
+
+    def listing(path="."):
+        return [Refused(e) if e.name.startswith("linked") else e for e in scandir(path)]
+
+    monkeypatch.setattr(os, "scandir", listing)
+    with pytest.warns(UserWarning, match=r"data: 1 subfolder cannot be read \('dog/linked_dir': Permission denied\)"):
+        ds = load_dataset(f"folder:{data}", num_frames=4, labels=CLASSES)
+    assert ds.keys() == ["bird/a.mp4", "cat/a.mp4", "cat/linked.mp4", "dog/a.mp4"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
 import os
 import re
@@ -248,20 +249,29 @@ def _video_files(root: Path) -> tuple[list[Path], list[Path], list[tuple[Path, s
             if entry.name.startswith("."):
                 continue
             path = folder / entry.name
+            video = os.path.splitext(entry.name)[1].lower() in VIDEO_SUFFIXES
             try:
                 is_dir, is_file = entry.is_dir(), entry.is_file()   # both follow links
-            except OSError:
+            except OSError as e:
                 # a link that resolves to nothing by looping ('clip.mp4 -> clip.mp4', 'a -> b -> a':
                 # ELOOP) was an OSError traceback that stopped the whole data set: a dangling link
+                if e.errno != errno.ELOOP:
+                    # a link into a folder that may not be searched: a video is taken, and fails
+                    # alone when read (as a listed one does), anything else is named unreadable
+                    if video:
+                        files.append(path)
+                    else:
+                        unreadable.append((path, str(e.strerror or e)))
+                    continue
                 is_dir = is_file = False
             if is_dir:
                 real = os.path.realpath(path)
                 if real not in above:
                     walk(path, above | {real})
-            elif os.path.splitext(entry.name)[1].lower() in VIDEO_SUFFIXES:
+            elif video:
                 if is_file:
                     files.append(path)
-                elif entry.is_symlink() and not path.exists():
+                elif entry.is_symlink() and not os.path.exists(path):   # (False, not an error, where it cannot be told)
                     broken.append(path)
 
     walk(root, frozenset({os.path.realpath(root)}))
