@@ -71,3 +71,27 @@ def test_cam_methods_on_a_wrapped_hugging_face_transformer_name_its_adapter(fami
     if family == "timesformer":
         per_frame = vx.wrap(tiny_hf(family), num_frames=8, input_size=32, layout="BTCHW", cam_reshape="per_frame")
         assert per_frame.locate_cam_layer() == "timesformer.embeddings.patch_embeddings.projection"
+
+
+def test_a_wrapped_swin3d_whose_last_grid_is_channels_last_is_refused_by_supports_not_only_by_explain():
+    # a Video Swin the user built: the layer search returns its final LayerNorm, whose output
+    # (B, T', H', W', C) is 5-D; supports() of gradcam said yes (`videoxai methods --model`, the
+    # evaluation runner's skip) and explain then refused the layer, and saliency_tubes said its
+    # head "takes 32 features", which its CAM layer "does not give"
+    from torchvision.models.video.swin_transformer import SwinTransformer3d
+
+    torch.manual_seed(0)
+    net = SwinTransformer3d(patch_size=[2, 4, 4], embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+                            window_size=[2, 4, 4], num_classes=3)
+    clip = np.random.default_rng(0).random((4, 32, 32, 3), dtype=np.float32)
+    model = vx.wrap(net, num_frames=4, input_size=32)
+    reason = (r"^(method 'saliency_tubes' needs a CAM layer: )?layer 'norm' of custom is a LayerNorm over the last "
+              r"axis of its output \(1, 2, 4, 4, 32\), so that axis holds its 32 features: it is laid out channels-last, "
+              r"not \(B, C, T', H', W'\); .* needs vx.wrap\(\.\.\., cam_reshape=lambda t: t.permute\(0, 4, 1, 2, 3\)\)")
+    for method in ("gradcam", "gradcam_pp", "saliency_tubes"):
+        assert not vx.methods.get(method).supports(model)
+        with pytest.raises(UnsupportedModelError, match=reason):
+            vx.explain(model, clip, method)
+    permuted = vx.wrap(net, num_frames=4, input_size=32, cam_reshape=lambda t: t.permute(0, 4, 1, 2, 3))
+    exp = vx.explain(permuted, clip, "gradcam")
+    assert exp.options["layer"] == "norm" and exp.spatial.shape == (4, 32, 32) and exp.spatial.max() > 0

@@ -47,7 +47,7 @@ from ..core.align import align_time
 from ..core.token_layout import token_frames_on_input, token_maps_on_input
 from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
-from ..models.cam_layer import NoCamLayerError
+from ..models.cam_layer import CHANNELS_LAST_HINT, NoCamLayerError, channels_last_refusal
 from ..options import OptionError
 from .base import Attribution, Method, Target, _hf_hint, manages_model_lock
 from .gradients import check_pixels, frozen_parameters
@@ -212,6 +212,9 @@ class CAMMethod(Method):
             return reason
         try:
             model.resolve_cam_layer(None)
+            # a channels-last layer found (a wrapped Swin3D's final LayerNorm): supports() said yes
+            # and the method refused it when it ran
+            return model.located_layer_refusal()
         except NoCamLayerError as e:
             # a Hugging Face transformer given to vx.wrap: the search's advice for an unknown network
             # (a per-frame reshape, read from its spatial attention's (B·T, heads, N, N) dropout on
@@ -304,18 +307,15 @@ class CAMMethod(Method):
                 f"{clips} clip{'s' * (clips != 1)}: its first axis is not the batch (attention heads or frames folded "
                 "into it), so it holds no map per clip; choose another layer (layer=...)")
         grid, limit = tuple(vol.shape[2:]), (frames, *self.model.input_size)
-        hint = ("a channels-last (B, T', H', W', C) layer (Swin3D) needs vx.wrap(..., cam_reshape=lambda t: "
-                "t.permute(0, 4, 1, 2, 3)), or choose another layer" if self.model.cam_reshape is None
+        hint = (CHANNELS_LAST_HINT if self.model.cam_reshape is None
                 else "check the model's cam_reshape, or choose another layer (layer=...)")
         if all(g <= n for g, n in zip(grid, limit)):
-            features = _last_axis_features(module) if self.model.cam_reshape is None else None
-            if features is not None and features == vol.shape[-1]:
-                # a channels-last layer whose channels fit in the input (a small Swin3D: 32 channels
-                # on 32-pixel frames) passed the size check, and its (H', W', C) "map" was upsampled
-                raise UnsupportedModelError(
-                    f"layer {self.layer!r} of {self.model.name} is a {type(module).__name__} over the last axis of "
-                    f"its output {tuple(vol.shape)}, so that axis holds its {features} features: it is laid out "
-                    f"channels-last, not (B, C, T', H', W'); {hint}")
+            # a channels-last layer whose channels fit in the input (a small Swin3D: 32 channels
+            # on 32-pixel frames) passed the size check, and its (H', W', C) "map" was upsampled
+            refusal = (channels_last_refusal(self.model.name, self.layer, module, vol)
+                       if self.model.cam_reshape is None else None)
+            if refusal is not None:
+                raise UnsupportedModelError(refusal)
             return
         raise UnsupportedModelError(
             f"layer {self.layer!r} of {self.model.name} gives {tuple(vol.shape)} as (B, C, T', H', W'): "
@@ -400,16 +400,6 @@ class CAMMethod(Method):
                            target=torch.cat([p.target for p in parts]),
                            logits=torch.cat([p.logits for p in parts]),
                            temporal=torch.cat([p.temporal for p in parts]), time_align=parts[0].time_align)
-
-
-def _last_axis_features(module: nn.Module | None) -> int | None:
-    """The features of a layer that acts on the last axis of its output (an ``nn.LayerNorm`` over
-    one axis, an ``nn.Linear``): that axis holds the channels. ``None`` for other layers."""
-    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
-        return int(module.normalized_shape[0])
-    if isinstance(module, nn.Linear):
-        return int(module.out_features)
-    return None
 
 
 def _shape_of(out: Any) -> str:

@@ -152,6 +152,9 @@ def _probe_head(model) -> str | None:
         if isinstance(model.net, torch.jit.ScriptModule):
             return f"method 'saliency_tubes' needs a CAM layer: {e}"
         raise _NetworkFailed from e
+    refusal = model.located_layer_refusal() if model.cam_layer is None else None
+    if refusal is not None:   # its head "takes 32 features", which a channels-last layer "does not give"
+        return f"method 'saliency_tubes' needs a CAM layer: {refusal}"
     heads = [m for m in model.net.modules() if is_classifier(m, model.num_classes)]
     if not heads:
         return (f"method 'saliency_tubes' needs a classifier with {model.num_classes} outputs (an nn.Linear "

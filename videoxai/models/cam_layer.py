@@ -37,6 +37,34 @@ def _is_tokens(value) -> bool:
     return isinstance(value, torch.Tensor) and value.ndim == 3 and value.is_floating_point()
 
 
+#: what :func:`channels_last_refusal` advises a model without a ``cam_reshape``
+CHANNELS_LAST_HINT = ("a channels-last (B, T', H', W', C) layer (Swin3D) needs vx.wrap(..., cam_reshape=lambda t: "
+                      "t.permute(0, 4, 1, 2, 3)), or choose another layer")
+
+
+def channels_last_refusal(model_name: str, layer: str, module: nn.Module | None, out,
+                          hint: str = CHANNELS_LAST_HINT) -> str | None:
+    """Why layer ``layer`` (``module``, which gave ``out``) is laid out channels-last: a
+    ``LayerNorm`` or ``Linear`` over the last axis of a 5-D output, as a Swin3D's stages and final
+    norm ``(B, T', H', W', C)`` are; ``None`` for any other layer."""
+    features = last_axis_features(module)
+    if features is None or not isinstance(out, torch.Tensor) or out.ndim != 5 or out.shape[-1] != features:
+        return None
+    return (f"layer {layer!r} of {model_name} is a {type(module).__name__} over the last axis of its output "
+            f"{tuple(out.shape)}, so that axis holds its {features} features: it is laid out channels-last, "
+            f"not (B, C, T', H', W'); {hint}")
+
+
+def last_axis_features(module: nn.Module | None) -> int | None:
+    """The features of a layer that acts on the last axis of its output (an ``nn.LayerNorm`` over
+    one axis, an ``nn.Linear``): that axis holds the channels. ``None`` for other layers."""
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+        return int(module.normalized_shape[0])
+    if isinstance(module, nn.Linear):
+        return int(module.out_features)
+    return None
+
+
 class NoCamLayerError(InputError):
     """The layer search's refusal: the network has no layer with a ``(T', H', W')`` grid that it
     can read (or only a patch embedding, or per-frame grids). Its message says what to give instead."""
@@ -154,6 +182,13 @@ class CamLayerMixin:
         self._located_cam_layer["layer"] = name
         return name
 
+    def located_layer_refusal(self) -> str | None:
+        """Why the layer :meth:`locate_cam_layer` found cannot be read as ``(B, C, T', H', W')``
+        (it is laid out channels-last: a wrapped Swin3D's final LayerNorm); ``None`` if it can.
+        Before, ``supports()`` of every CAM method said yes and the method refused it when run."""
+        self.locate_cam_layer()
+        return self._located_cam_layer.get("channels_last")
+
     def _choose_cam_layer(self, found: list, modules: dict[str, nn.Module]) -> str:
         """The layer :meth:`locate_cam_layer` returns, from the outputs its forward pass recorded
         (``found``, in the order the modules finished), or :class:`NoCamLayerError`."""
@@ -171,6 +206,11 @@ class CamLayerMixin:
                 name = max(blocks, key=lambda n: n.count("."))
                 if self.cam_reshape is None:
                     self._refuse_a_patch_embedding(name, found, i)
+                    # kept beside the layer, not raised: the layer is the search's answer, and
+                    # CAM methods refuse it (CAMMethod.unsupported) before they are built
+                    refusal = channels_last_refusal(self.name, found[i][0], modules[found[i][0]], key)
+                    if refusal is not None:
+                        self._located_cam_layer["channels_last"] = refusal
                 return name
         if self.cam_reshape is None:
             self._refuse_per_frame_grids(found)
