@@ -213,3 +213,21 @@ def test_positions_and_method_options_written_with_other_digits_are_refused_as_t
         assert str(e.value).endswith(f"got {value!r}, which {reason}"), e.value
     assert parse_options(declared, {"n_samples": "30", "p_keep": "0.3", "layers": "[1, 3]"}, "rise") == \
         {"n_samples": 30, "p_keep": 0.3, "layers": [1, 3]}
+
+
+@pytest.mark.parametrize("name, body", [
+    ("stream.m3u8", "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{segment}\n#EXT-X-ENDLIST\n"),
+    ("list.m3u", "\ufeff#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{segment}\n#EXT-X-ENDLIST\n"),
+])
+def test_an_hls_playlist_is_refused_before_ffmpeg_follows_it(tmp_path, name, body):
+    """FFmpeg reads a .m3u8 (or .m3u) HLS playlist as the video its segments make, other files it
+    opens; a live one (no #EXT-X-ENDLIST, as a live stream's playlist is saved) it reloads for new
+    segments forever: read_video never returned. Refused as the concat playlist is."""
+    segment = _encode(tmp_path / "seg.ts", 8, fmt="mpegts")
+    playlist = tmp_path / name
+    playlist.write_text(body.format(segment=segment), encoding="utf-8")
+    message = re.escape(f"{playlist}: an HLS playlist, not a video (it lists segments, other files or URLs); read a "
+                        "segment, or give the stream's URL to `videoxai stream`")
+    for read in (read_video, probe, lambda p: next(iter(sliding_windows(p, 4)))):
+        with pytest.raises(VideoReadError, match=f"^{message}$"):
+            read(playlist)

@@ -1,7 +1,7 @@
 """What a video file's container says about it, before (or without) decoding its frames.
 
 Every reader opens a file through :func:`open_video`, which refuses what FFmpeg would misread as
-a video (a concat playlist, which it would follow; a text file, which it would draw as "ANSI art";
+a video (a concat or HLS playlist, which it would follow; a text file, which it would draw as "ANSI art";
 an animated WebP, which it cannot decode) and turns FFmpeg's failures into
 :class:`~videoxai.errors.VideoReadError` naming the file. :func:`read_header` is what the container
 reports about the video stream (frame count less the frames an edit list hides, frame rate, size,
@@ -132,6 +132,8 @@ def open_video(path: Path, max_pixels: int | None = None
 
 #: the first bytes by which FFmpeg's concat demuxer knows a playlist, whatever the file's name
 CONCAT_MAGIC = b"ffconcat version 1.0"
+#: the first bytes of an HLS playlist (FFmpeg's HLS demuxer takes it by them and by its name)
+HLS_MAGIC = b"#EXTM3U"
 
 
 def _refuse_a_playlist(path: Path) -> None:
@@ -145,6 +147,12 @@ def _refuse_a_playlist(path: Path) -> None:
         return  # FFmpeg's own open says what is wrong with the path
     if head == CONCAT_MAGIC:
         raise VideoReadError(f"{path}: an FFmpeg concat playlist, not a video (read the videos it lists)")
+    if head.removeprefix(b"\xef\xbb\xbf").startswith(HLS_MAGIC):
+        # FFmpeg's HLS demuxer (a .m3u8 or .m3u name) reads the segments the playlist lists, other
+        # files; one without #EXT-X-ENDLIST (a live stream's, saved) it reloads for new segments
+        # forever: read_video never returned
+        raise VideoReadError(f"{path}: an HLS playlist, not a video (it lists segments, other files or URLs); "
+                             "read a segment, or give the stream's URL to `videoxai stream`")
 
 
 def _animated_webp(path: Path) -> bool:
