@@ -403,3 +403,35 @@ def test_sigterm_stops_a_command_as_ctrl_c_does_saying_what_is_kept(tmp_path):
     assert err.endswith("terminated")
     assert (f"interrupted: the results computed so far are stored in {out / 'results.sqlite'}; "
             "run the same command again to resume") in err
+
+
+def test_an_option_given_twice_or_with_its_opposite_is_refused_not_half_taken(capsys):
+    # Click keeps the last value silently: --method staa --method rise explained with RISE alone
+    # and --refine --no-refine did not refine, where -O given twice is refused
+    from videoxai.cli import _check_options_given_once
+
+    for args, message in [
+        (("explain", str(VIDEO), "--method", "staa", "--method", "rise"),
+         "error: --method given more than once ('staa', then 'rise'); give it once (several: --method staa,rise)"),
+        (("explain", str(VIDEO), "-m", "demo", "--model=demo-cnn"),
+         "error: --model given more than once ('demo', then 'demo-cnn'); give it once"),
+        (("explain", str(VIDEO), "--refine", "--no-refine"),
+         "error: --refine and --no-refine both given; give one of --refine / --no-refine once"),
+        (("stabn", "collect", "--out", "a", "--out", "b"), "error: --out given more than once ('a', then 'b'); give it once"),
+    ]:
+        code, err = run(capsys, *args)
+        assert (code, err.strip()) == (2, message), (args, err)
+    # options taken many times, values that look like options, and what follows -- are not counted
+    _check_options_given_once(["explain", "v.mp4", "-O", "a=1", "-O", "b=2", "--target", "--out", "--out", "x"])
+    _check_options_given_once(["explain", "v.mp4", "--out", "x", "--", "--out"])
+
+
+def test_an_empty_model_spec_is_refused_not_read_as_the_current_folder(capsys, tmp_path, monkeypatch):
+    # `--model "$MODEL"` with MODEL unset: Path('') is '.', and the error was "'.' holds neither
+    # config.json (Hugging Face) nor videoxai.json"
+    monkeypatch.chdir(tmp_path)
+    for spec in ("", " "):
+        code, err = run(capsys, "explain", str(VIDEO), "--model", spec)
+        assert code == 2 and err.startswith("error: the model spec is empty (a variable set to nothing?); give one "
+                                            "of demo, ") and len(err.splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []

@@ -191,6 +191,46 @@ def _file_taken_for_options(exc: Exception, args: list[str]) -> Exception:
                       f"name it ./{named} (or put -- before it, after the options)", ctx=exc.ctx)
 
 
+def _check_options_given_once(args: list[str]) -> None:
+    """Refuse (UsageError) an option of one value given more than once, or a flag given with its
+    opposite: Click keeps the last silently, so ``explain --method staa --method rise`` explained
+    with RISE alone and ``--refine --no-refine`` did not refine, where ``-O`` given twice, and a
+    service parameter given twice, are refused. Options Click takes many times (``-O``) are not
+    checked; nothing after ``--`` is an option."""
+    from typer.main import get_command
+
+    command = get_command(app)
+    i = 0
+    while hasattr(command, "commands"):  # down to the command the arguments name
+        while i < len(args) and args[i].startswith("-"):
+            i += 1
+        if i >= len(args) or args[i] not in command.commands:
+            return  # no command, or an unknown one: Click says so
+        command, i = command.commands[args[i]], i + 1
+    options = {opt: param for param in command.params if getattr(param, "param_type_name", "") == "option"
+               for opt in (*param.opts, *param.secondary_opts)}
+    seen: dict[str, tuple[str, str | None]] = {}
+    while i < len(args) and args[i] != "--":
+        name, eq, value = args[i].partition("=") if args[i].startswith("--") else (args[i], "", "")
+        param = options.get(name)
+        i += 1
+        if param is None:
+            continue
+        if not param.is_flag and not eq:  # its value is the next argument
+            value, i = (args[i] if i < len(args) else None), i + 1
+        if param.multiple or param.count or param.name == "help":
+            continue
+        if param.name in seen:
+            first, first_value = seen[param.name]
+            if param.is_flag:
+                said = f"{first} and {name} both given" if first != name else f"{name} given twice"
+                raise UsageError(f"{said}; give one of {' / '.join(param.opts + param.secondary_opts)} once")
+            several = f" (several: {name} {first_value},{value})" if param.name in ("method", "methods", "metrics") \
+                else ""
+            raise UsageError(f"{name} given more than once ({first_value!r}, then {value!r}); give it once{several}")
+        seen[param.name] = (name, value if not param.is_flag else None)
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what went wrong, for people (no traceback, no repr noise)."""
     if isinstance(exc, ClickException):
@@ -264,6 +304,7 @@ def _run(args: list[str], debug: bool, terminated: list[int]) -> None:
         with warnings.catch_warnings():
             if not debug:  # --debug: Python's own format, with the line that warned
                 warnings.showwarning = show_warning
+            _check_options_given_once(args)
             code = app(args=args, prog_name="videoxai", standalone_mode=False)
         # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns that code
         # instead of raising it: without this check an interrupted run would exit 0

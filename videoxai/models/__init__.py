@@ -70,6 +70,11 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", **options) 
     _ensure_loaders()
     device = torch.device(device)
     spec = str(spec)
+    if not spec.strip():
+        # Path("") is ".": `--model "$MODEL"` with MODEL unset was "'.' holds neither config.json …"
+        raise UnknownModelError(f"the model spec is empty (a variable set to nothing?); give one of "
+                                f"{', '.join(sorted(_BUNDLED))}, {', '.join(f'{p}:…' for p in LOADERS.names())} "
+                                "or a directory")
     if spec in _BUNDLED:
         model = load_model(_BUNDLED[spec], device, **options)
         model.name = spec  # reports and results say "demo", not the install path
