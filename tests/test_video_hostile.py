@@ -231,3 +231,27 @@ def test_an_hls_playlist_is_refused_before_ffmpeg_follows_it(tmp_path, name, bod
     for read in (read_video, probe, lambda p: next(iter(sliding_windows(p, 4)))):
         with pytest.raises(VideoReadError, match=f"^{message}$"):
             read(playlist)
+
+
+def test_pixels_stored_far_wider_than_tall_are_held_to_max_pixels_at_their_shown_size(tmp_path):
+    """Frames come out at their display size; max_pixels was checked on the stored size only. A
+    2 KB file of 256x256 frames whose pixels claim to be 100 times as wide as tall read as 78 MB
+    of 25600x256 frames under max_pixels=1 000 000 (an 8192x8192 one: 20 GB a frame)."""
+    path = tmp_path / "wide_pixels.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width = s.height = 256
+        s.pix_fmt = "yuv420p"
+        s.codec_context.sample_aspect_ratio = Fraction(100, 1)
+        for k in range(3):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((256, 256, 3), 60 * k, np.uint8), format="rgb24")))
+        out.mux(s.encode())
+    assert path.stat().st_size < 4096 and (probe(path)["width"], probe(path)["height"]) == (25600, 256)
+    message = re.escape(f"{path}: its frames are shown at 25600x256 (stored 256x256, pixels 100 as wide as tall), "
+                        "over the limit of 1000000 pixels per frame; give max_side to read them smaller")
+    for read in (lambda: read_video(path, max_pixels=1_000_000), lambda: read_video(path, 2, max_pixels=1_000_000),
+                 lambda: next(iter(sliding_windows(path, 2, max_pixels=1_000_000)))):
+        with pytest.raises(VideoReadError, match=f"^{message}$"):
+            read()
+    assert read_video(path, max_pixels=1_000_000, max_side=512).frames.shape == (3, 5, 512, 3)
+    assert read_video(path).frames.shape == (3, 256, 25600, 3)  # within the default limit

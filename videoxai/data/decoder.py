@@ -24,7 +24,7 @@ from .container import (MAX_PIXELS, Header, check_whole, declared_end, matroska_
                         read_header)
 from .keyframes import SeekMiss, SeekStart, seconds, start_at
 from .packets import decode
-from .streams import PictureConverter, ffmpeg_reason
+from .streams import PictureConverter, display_size, ffmpeg_reason, target_size
 
 
 
@@ -112,7 +112,17 @@ class Decoder:
         first frame's size and turn."""
         if self._picture is None:
             sar = self.header.sar if self.header is not None else Fraction(1)
-            self._picture = PictureConverter(max_side, sar)
+            picture = PictureConverter(max_side, sar)
+            w, h = target_size(*display_size(frame.width, frame.height, sar), max_side)
+            if self.max_pixels is not None and w * h > self.max_pixels:
+                # the frames come out at their display size: pixels stored 100 times as wide as
+                # tall (a forged aspect ratio) made a 2 KB file of 256x256 frames 78 MB of
+                # 25600x256 ones, past max_pixels (an 8192x8192 frame would be 20 GB)
+                raise FrameTooLargeError(
+                    f"{self.path}: its frames are shown at {w}x{h} (stored {frame.width}x{frame.height}, pixels "
+                    f"{sar} as wide as tall), over the limit of {self.max_pixels} pixels per frame; "
+                    "give max_side to read them smaller")
+            self._picture = picture
         return self._picture(frame)
 
 
