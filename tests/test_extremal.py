@@ -591,8 +591,8 @@ def test_ep3d_map_on_a_randomised_cnn_carries_no_ranking():
     """The randomisation check on one held-out clip of the bundled 3D CNN (reduced budget). With
     its layers re-initialised the model's output no longer depends on the masks (evidence
     share 0.03 against 0.6–0.9 trained, measured at the defaults), and the map is blank, so it
-    shares no ranking with the trained model's map: ρ is undefined at every stage (the recipe's
-    map, ``min_evidence=0``, gave ρ 0.76 against the fully randomised model at the defaults)."""
+    shares no ranking with the trained model's map: ρ = 0 at every stage (the recipe's map,
+    ``min_evidence=0``, gave ρ 0.76 against the fully randomised model at the defaults)."""
     from videoxai.metrics.base import evaluate
 
     model = vx.load_model("demo-cnn")
@@ -601,7 +601,7 @@ def test_ep3d_map_on_a_randomised_cnn_carries_no_ranking():
     exp = vx.explain(model, s.clip, method="ep3d", target=s.label, **opts)
     assert float(exp.meta["evidence_share"][0]) > 0.5 and exp.spatial.any()
     score = evaluate("randomisation", model, s.clip, exp, stages=2, seeds=1)
-    assert np.isnan(score.value) and "constant" in score.details["undefined"], score
+    assert score.value == 0.0 and score.details["blank_reruns"] == 2, score
 
 
 def test_step_on_the_bundled_cnn_reaches_its_target_area():

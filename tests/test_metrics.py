@@ -338,6 +338,34 @@ def test_randomisation_copies_the_model_and_separates_dependent_from_independent
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
 
 
+def test_a_blank_rerun_map_shares_no_ranking_and_a_blank_original_has_none_to_share():
+    """A method that answers "no evidence" on a randomised model (a constant map, as extremal
+    perturbation's evidence test gives) has shown that its map depends on the weights: ρ = 0 for
+    that stage. It was left undefined and dropped from the mean, so a method blank on 3 of 4
+    re-runs scored the fourth's ρ alone (here 1.0 against 0.25)."""
+    torch.manual_seed(0)
+    model = vx.wrap(Linear3(2, 8, 8), num_frames=2, input_size=8, layout="BTCHW", num_classes=3)
+    clip = vx.Clip.from_array(np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32))
+    exp = saliency(model, clip.to_tensor(), 0)
+    runs = []
+
+    def blank_but_once(m, target=0, clip=None):      # the original map once, then blank
+        runs.append(m)
+        return exp if len(runs) == 1 else explanation(np.full_like(exp.spatial, 0.5))
+    score = build("randomisation(stages=2, seeds=2)")(model, clip, exp, explain_fn=blank_but_once)
+    assert score.value == pytest.approx(0.25) and score.details["blank_reruns"] == 3
+    assert score.details["per_seed_stage"] == [[1.0, 0.0], [0.0, 0.0]]
+    assert score.curve.tolist() == [0.5, 0.0] and score.details["per_seed"] == [0.5, 0.0]
+
+    runs.clear()
+    undefined = build("randomisation(stages=2, seeds=2)")(model, clip, np.zeros_like(exp.spatial), target=0,
+                                                         explain_fn=blank_but_once)
+    assert math.isnan(undefined.value) and "no ranking" in undefined.details["undefined"] and runs == []
+
+    other = build("class_sensitivity")(model, clip, exp, explain_fn=lambda m, target=0, clip=None: np.zeros_like(exp.spatial))
+    assert other.value == 0.0
+
+
 def test_randomisation_reruns_staa_on_a_copy_of_a_transformer():
     from conftest import tiny_hf
     from videoxai.models.hf import from_hf_module

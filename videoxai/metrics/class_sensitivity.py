@@ -4,7 +4,8 @@ The clip is explained again for another class, drawn with a seed from the classe
 explained one (as Quantus draws it: ``RandomState(seed).randint(0, C − 1)`` indexes the other
 classes in order), and the two maps are compared over the voxels the model sees:
 
-* ``similarity="spearman"``: Spearman's ρ of the two maps (as the randomisation check);
+* ``similarity="spearman"``: Spearman's ρ of the two maps (as the randomisation check: a blank
+  map for the other class counts as ρ = 0, it keeps none of the ranking);
 * ``similarity="ssim"``: the structural similarity of the flattened maps, with the data range of
   both (Quantus' default for RandomLogit).
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import ClassSeed, Metric, Score, register, view_mask
-from .sanity import default_explainer, rerun_map, spearman
+from .sanity import default_explainer, rank_similarity, rerun_map
 
 
 def other_class(target: int, num_classes: int, seed: int) -> int:
@@ -82,10 +83,10 @@ class ClassSensitivity(Metric):
         again = rerun_map(run(model, target=other), (t, h, w), self.name)
         visible = view_mask(model, t, h, w).numpy()
         a, b = explanation.spatial[visible], again[visible]
-        value = spearman(a, b) if self.similarity == "spearman" else ssim_flat(a, b)
+        value = rank_similarity(a, b) if self.similarity == "spearman" else ssim_flat(a, b)
         details = {"other_class": other}
         if math.isnan(value):
             why = ("SSIM's window is 7 voxels, the model's view has fewer" if self.similarity == "ssim" and a.size < 7
-                   else "a map is constant")
+                   else "the explained class's map is constant" if self.similarity == "spearman" else "a map is constant")
             return Score.undefined(why, **details)
         return Score(value, details=details)
