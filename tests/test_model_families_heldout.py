@@ -95,3 +95,19 @@ def test_a_wrapped_swin3d_whose_last_grid_is_channels_last_is_refused_by_support
     permuted = vx.wrap(net, num_frames=4, input_size=32, cam_reshape=lambda t: t.permute(0, 4, 1, 2, 3))
     exp = vx.explain(permuted, clip, "gradcam")
     assert exp.options["layer"] == "norm" and exp.spatial.shape == (4, 32, 32) and exp.spatial.max() > 0
+
+
+@pytest.mark.skipif(not hasattr(torch.compiler, "set_stance"), reason="torch < 2.6 has no eager stance")
+def test_grad_cam_on_a_compiled_hugging_face_transformer_reads_its_layer():
+    # torch.compile(vivit): the compiled graph ran without the capture's hook on its CAM layer, and
+    # gradcam said "layer 'vivit.layers.1.layernorm_before' did not run during the forward pass"
+    from videoxai.models.hf import from_hf_module
+
+    torch._dynamo.reset()
+    clip = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+    compiled = from_hf_module(torch.compile(tiny_hf("vivit"), backend="eager"))
+    plain = from_hf_module(tiny_hf("vivit"))
+    for method in ("gradcam", "gradcam_pp"):
+        exp = vx.explain(compiled, clip, method, target=1)
+        np.testing.assert_allclose(exp.raw, vx.explain(plain, clip, method, target=1).raw, rtol=1e-5, atol=1e-8)
+        assert exp.raw.max() > 0

@@ -47,7 +47,7 @@ from ..core.align import align_time
 from ..core.token_layout import token_frames_on_input, token_maps_on_input
 from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
-from ..models.cam_layer import CHANNELS_LAST_HINT, NoCamLayerError, channels_last_refusal
+from ..models.cam_layer import CHANNELS_LAST_HINT, NoCamLayerError, channels_last_refusal, run_eagerly
 from ..options import OptionError
 from .base import Attribution, Method, Target, _hf_hint, manages_model_lock
 from .gradients import check_pixels, frozen_parameters
@@ -349,8 +349,11 @@ class CAMMethod(Method):
         # explanation, which then runs the forward again); pixels that require grad in every forward
         # would keep the activations below the layer of every other network for a backward pass
         x.requires_grad_(self.uses_gradients and module in _NO_GRAD_LAYERS)
+        # a torch.compile'd network runs eagerly here, as the layer search and saliency_tubes' probe
+        # do: its compiled graph ran without the capture's hook (a compiled ViViT: "layer
+        # 'vivit.layers.1.layernorm_before' did not run during the forward pass")
         with frozen_parameters(self.model), LayerCapture(module, self.layer, self.uses_gradients) as cap, \
-                torch.set_grad_enabled(self.uses_gradients):
+                torch.set_grad_enabled(self.uses_gradients), run_eagerly():
             logits = self.model(x)
             if self.uses_gradients and cap.no_grad_forward and not x.requires_grad:
                 # (a network's own no_grad block is still refused below)
