@@ -435,3 +435,16 @@ def test_an_empty_model_spec_is_refused_not_read_as_the_current_folder(capsys, t
         assert code == 2 and err.startswith("error: the model spec is empty (a variable set to nothing?); give one "
                                             "of demo, ") and len(err.splitlines()) == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["0", "false", "False", "OFF", " no "])
+def test_progress_bars_are_silenced_by_every_spelling_of_off(monkeypatch, value):
+    # the evaluation's heartbeat lower-cased VIDEOXAI_PROGRESS and the bars did not: False or OFF
+    # silenced one and drew the other, on a terminal too
+    from videoxai.progress import enabled
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    monkeypatch.setenv("VIDEOXAI_PROGRESS", value)
+    assert enabled() is False
+    monkeypatch.setenv("VIDEOXAI_PROGRESS", "1")
+    assert enabled() is True

@@ -18,7 +18,8 @@ MIN_STEPS = 8
 def enabled() -> bool:
     flag = os.environ.get("VIDEOXAI_PROGRESS")
     if flag is not None:
-        return flag not in ("0", "false", "no")
+        # as the evaluation's heartbeat reads it: VIDEOXAI_PROGRESS=False or OFF silenced it and drew the bars
+        return flag.strip().lower() not in ("0", "false", "no", "off")
     return sys.stderr.isatty()
 
 

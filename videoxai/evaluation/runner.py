@@ -614,7 +614,7 @@ class _Progress:
         self._bar = None
         self.total, self.done = total, 0
         self._t0 = time.perf_counter()
-        silenced = os.environ.get("VIDEOXAI_PROGRESS", "").lower() in ("0", "false", "no")
+        silenced = os.environ.get("VIDEOXAI_PROGRESS", "").strip().lower() in ("0", "false", "no", "off")
         self._lines = bool(total) and show is None and not silenced and not enabled()
         self._stop = threading.Event()
         self._beat = None
