@@ -429,6 +429,12 @@ def test_malformed_multipart(client):
         body = b'--B\r\nContent-Disposition: form-data; name="file"\r\n\r\n' + b"\0" * size + b"\r\n--B--\r\n"
         r = client.post("/api/jobs", content=body, headers={"content-type": "multipart/form-data; boundary=B"})
         assert "send the video as a file, with a filename" in assert_error(r, 400, "bad_upload")
+    # a field of the job's over 64 KiB is not the video: it was told to send the video with a filename
+    body = b'--B\r\nContent-Disposition: form-data; name="options"\r\n\r\n{"a": "' + b"x" * 70_000 + b'"}\r\n--B--\r\n'
+    r = client.post("/api/jobs", content=body, headers={"content-type": "multipart/form-data; boundary=B"})
+    assert assert_error(r, 400, "bad_upload") == ("malformed multipart upload: Part exceeded maximum size of 64KB. "
+                                                  "(the form field 'options' is over 64 KiB; the job's fields are "
+                                                  "short text, its options at most 64 KiB of JSON)")
 
 
 def test_a_multipart_upload_cut_short_is_refused_as_such(client, videos):

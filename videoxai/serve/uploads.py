@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from .protocol import JobRequest, ServiceError, loads_json
+from .protocol import MAX_JSON_BYTES, JobRequest, ServiceError, loads_json
 from .settings import ServeSettings
 
 
@@ -85,6 +85,11 @@ async def _receive_upload(request: Request, dest: Path, settings: ServeSettings)
             # a part without a filename is a form field, and fields are small: such a part is
             # most likely the video sent without one
             hint = f" ({_NO_FILENAME})" if e.message.startswith("Part exceeded maximum size") else ""
+            field = getattr(getattr(parser, "_current_part", None), "field_name", "")
+            if hint and field in JobRequest.model_fields:
+                # options of 70 KB were told to send "the video as a file, with a filename"
+                hint = (f" (the form field {field!r} is over {parser.max_part_size // 1024} KiB; the job's fields "
+                        f"are short text, its options at most {MAX_JSON_BYTES // 1024} KiB of JSON)")
             if e.message.startswith("Too many files"):  # curl -F options=@opts.json: a second file part
                 hint = (" (the form takes one file, the video as 'file'; send the other fields as text: "
                         "curl -F 'options=<opts.json' reads a file into a text field, -F options=@opts.json "
