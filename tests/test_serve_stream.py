@@ -714,3 +714,27 @@ def test_an_error_quoting_a_huge_value_is_cut(served):
         message = msg["error"]["message"]
         assert msg["type"] == "error" and len(message) < 1100 and message.endswith("more characters cut)"), msg
         start(ws)  # and the stream goes on
+
+
+def test_a_server_that_sends_json_nested_too_deep_is_named_as_not_speaking_the_protocol():
+    # json.loads raised RecursionError, which the client let through: "error: RecursionError:
+    # maximum recursion depth exceeded …" from the stream command, naming no server
+    from websockets.sync.server import serve
+
+    def handler(ws):
+        ws.recv()  # the client's 'start'
+        ws.send("[" * 100_000 + "]" * 100_000)
+
+    with serve(handler, "127.0.0.1", 0) as srv:
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(StreamError) as info:
+                list(StreamClient(f"http://127.0.0.1:{srv.socket.getsockname()[1]}", timeout=20)
+                     .stream(iter(np.zeros((12, 16, 16, 3), np.uint8))))
+        finally:
+            srv.shutdown()
+            thread.join(timeout=10)
+    assert info.value.code == "protocol"
+    assert "JSON nested too deep to read" in str(info.value) and "does not speak the videoxai stream protocol" \
+        in str(info.value), str(info.value)

@@ -326,6 +326,8 @@ class StreamClient:
             msg = json.loads(text)
         except ValueError:
             raise self._foreign(f"it sent {text[:40]!r}, which is not JSON") from None
+        except RecursionError:  # json's recursion: a RecursionError from deep inside, as "error: RecursionError: …"
+            raise self._foreign(f"it sent {text[:40]!r}…, JSON nested too deep to read") from None
         kind = msg.get("type") if isinstance(msg, dict) else None
         if not isinstance(kind, str):
             raise self._foreign(f"it sent {text[:40]!r}, not a JSON object with a 'type'")
