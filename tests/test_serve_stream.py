@@ -738,3 +738,17 @@ def test_a_server_that_sends_json_nested_too_deep_is_named_as_not_speaking_the_p
     assert info.value.code == "protocol"
     assert "JSON nested too deep to read" in str(info.value) and "does not speak the videoxai stream protocol" \
         in str(info.value), str(info.value)
+
+
+def test_a_frame_header_that_gives_a_key_twice_is_refused_not_half_taken():
+    # pydantic's JSON reader kept the last: {"width": 2, …, "width": 1} was a 1-pixel-wide frame
+    from videoxai.serve.protocol import ServiceError, unpack_frame
+
+    head = b'{"format":"rgb","width":2,"height":1,"width":1}'
+    with pytest.raises(ServiceError) as info:
+        unpack_frame(struct.pack(">I", len(head)) + head + b"\0" * 6)
+    assert (info.value.status, info.value.code, info.value.message) == \
+        (400, "bad_frame", "the frame header must be valid JSON: key 'width' is given more than once")
+    head = b'{"format":"rgb","width":2,"height":1,"ts":1}'  # one of each: read as before
+    header, payload = unpack_frame(struct.pack(">I", len(head)) + head + b"\0" * 6)
+    assert (header.width, header.height, header.ts, bytes(payload)) == (2, 1, 1.0, b"\0" * 6)

@@ -143,20 +143,22 @@ def loads_json(text: str | bytes, what: str, code: str = "bad_request") -> Any:
     def constant(token: str) -> float:
         raise ValueError(f"{token} is not a number JSON allows")
 
-    def once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        # json keeps the last of a key given twice: {"n_samples": 100, "n_samples": 5000} was
-        # explained with 5000 and not a word (as a query parameter given twice is refused)
-        data: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in data:
-                raise ValueError(f"key {key!r} is given more than once")
-            data[key] = value
-        return data
-
     try:
-        return json.loads(text, parse_float=finite, parse_constant=constant, object_pairs_hook=once_each)
+        return json.loads(text, parse_float=finite, parse_constant=constant, object_pairs_hook=_each_key_once)
     except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         raise ServiceError(400, code, f"{what} must be valid JSON: {e}") from None
+
+
+def _each_key_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` refusing a key given twice. json keeps the last: {"n_samples": 100,
+    "n_samples": 5000} was explained with 5000 and not a word (as a query parameter given twice is
+    refused)."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"key {key!r} is given more than once")
+        data[key] = value
+    return data
 
 
 def _nesting_depth(text: str) -> int:
@@ -565,8 +567,15 @@ def unpack_frame(message: bytes) -> tuple[FrameHeader, memoryview]:
     if n == 0 or n > MAX_HEADER_BYTES or 4 + n > len(message):
         raise ServiceError(400, "bad_frame", f"frame header length {n} is invalid for a message of "
                                              f"{len(message)} bytes (at most {MAX_HEADER_BYTES})")
+    # each key once, as in every other JSON of a client's: pydantic's own reader kept the last of a
+    # key given twice ({"width": 640, …, "width": 64} was a 64-pixel-wide frame, silently). NaN and
+    # Infinity are read, for the model to refuse naming the field (ts)
     try:
-        header = FrameHeader.model_validate_json(message[4:4 + n])
+        data = json.loads(bytes(message[4:4 + n]), object_pairs_hook=_each_key_once)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ServiceError(400, "bad_frame", f"the frame header must be valid JSON: {e}") from None
+    try:
+        header = FrameHeader.model_validate(data)
     except ValidationError as e:
         raise ServiceError(400, "bad_frame", f"invalid frame header: {_first_errors(e)}") from None
     return header, memoryview(message)[4 + n:]
