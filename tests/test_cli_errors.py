@@ -448,3 +448,15 @@ def test_progress_bars_are_silenced_by_every_spelling_of_off(monkeypatch, value)
     assert enabled() is False
     monkeypatch.setenv("VIDEOXAI_PROGRESS", "1")
     assert enabled() is True
+
+
+def test_a_listing_of_an_earlier_run_that_cannot_be_read_names_no_file(tmp_path):
+    # read after the whole run: JSON nested too deep was "error: RecursionError: …" once every
+    # method had been explained, and nothing of the run was kept
+    from videoxai.cli.explain import MANIFEST, _earlier_files
+
+    for text in ("[" * 100_000 + "]" * 100_000, "not json", '["a.mp4"]', '{"files": {"a": 1}}', "\udcff"):
+        (tmp_path / MANIFEST).write_text(text, encoding="utf-8", errors="surrogateescape")
+        assert _earlier_files(tmp_path) == [], text
+    (tmp_path / MANIFEST).write_text('{"files": ["a.mp4", "../b.mp4", "", 3]}')
+    assert _earlier_files(tmp_path) == ["a.mp4"]

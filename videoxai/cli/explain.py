@@ -238,7 +238,7 @@ def _earlier_files(out: Path) -> list[str]:
 
     try:
         names = json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("files", [])
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # unreadable, not JSON, too deep to read
         return []
     return [n for n in names if isinstance(n, str) and n not in ("", ".", "..") and Path(n).name == n] \
         if isinstance(names, list) else []
