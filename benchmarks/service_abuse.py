@@ -10,9 +10,10 @@ figures that decide it.
 Scenarios: a late decompression bomb (PNG .mov, small header, huge later frames); a flood of
 non-reading file streams on every slot followed by a good client; a job hog stopped by DELETE
 followed by a good stream; a stream abandoned while a long job runs; 70 slow-header sockets; a
-20 MB header line; 40 KB of headers in one write; a WebSocket from a foreign Origin; invalid option
-values; one address on every stream slot (also naming another address in each ``X-Forwarded-For``),
-filling the job queue, or deleting the others' results with a burst of small jobs. SIGTERM and the API
+20 MB header line; 40 KB of headers in one write; a WebSocket from a foreign Origin; chunked bodies
+found malformed after their answer and text messages that are not UTF-8; invalid option values; one
+address on every stream slot (also naming another address in each ``X-Forwarded-For``), filling the
+job queue, or deleting the others' results with a burst of small jobs. SIGTERM and the API
 key in logs need a server process of their own: ``tests/test_serve_abuse.py`` covers them.
 """
 
@@ -35,7 +36,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_serve_abuse import good_stream, late_bomb, raw_ws, wait_until, ws_send  # noqa: E402
+from test_serve_abuse import (good_stream, late_bomb, logged_errors, raw_ws, read_to_end,  # noqa: E402
+                              wait_until, ws_send)
 from websockets.sync.client import connect  # noqa: E402
 
 import videoxai as vx  # noqa: E402
@@ -226,6 +228,29 @@ def main() -> None:
             msg = json.loads(ws.recv(timeout=20))
         line("WebSocket from a foreign Origin", msg.get("error", {}).get("code") == "forbidden_origin",
              f"answer: {msg.get('error', {}).get('code')}")
+
+        # bodies found malformed after their answer; text messages that are not UTF-8 (a traceback each before)
+        with logged_errors() as errors:
+            answered = 0
+            for _ in range(50):
+                with socket.create_connection((host, int(port)), timeout=15) as s:
+                    s.sendall(b"POST /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    answered += s.recv(64).startswith(b"HTTP/1.1 405")
+                    s.sendall(b"zz\r\n")
+                    while s.recv(4096):
+                        pass
+            closes = []
+            for _ in range(50):
+                s = raw_ws(server)
+                s.sendall(bytes([0x81, 0x82, 0, 0, 0, 0]) + b"\xff\xfe")  # a masked text frame, mask 0
+                reply = read_to_end(s)
+                s.close()
+                closes.append(int.from_bytes(reply[2:4], "big") if reply[:1] == b"\x88" else None)
+            wait_until(lambda: not server.server.server_state.tasks, 10, "the requests' tasks end")
+        code = httpx.get(url + "/api/health", timeout=30).status_code
+        line("bad body after answer, bad UTF-8", code == 200 and not errors and answered == 50
+             and closes == [1007] * 50, f"{answered}/50 answered 405, closes {sorted(set(closes), key=str)}, "
+                                        f"error records logged {len(errors)}, then health HTTP {code}")
 
         # invalid option values
         bad = ['{"n_samples": "abc"}', '{"n_samples": NaN}', '{"n_samples": 1e400}', "[" * 30000,
