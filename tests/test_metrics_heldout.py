@@ -397,36 +397,108 @@ def test_pointing_game_takes_the_largest_seed():
     _, masks = box_truth()
     model, x = cropped_model(), frames()
     sample = SimpleNamespace(masks=masks, boxes=None, window=None)
-    flat = np.ones((T, H, W), np.float32)                  # every pixel a tie: the draw decides
+    # every pixel of a frame a tie (a blank map, all equal, is undefined): the draw decides
+    flat = np.broadcast_to(np.arange(1, T + 1, dtype=np.float32)[:, None, None], (T, H, W)).copy()
     values = [build("pointing_game", seed=seed)(model, x, flat, target=0, sample=sample).value
               for seed in (2 ** 64 - 1, 2 ** 64 - 1)]
     assert values[0] == values[1] and 0 <= values[0] <= 1
 
 
-def test_blank_and_constant_maps_have_documented_scores():
+#: what each registered metric makes of a blank map (constant where the model sees: all zeros, or all
+#: 0.5 here), as videoxai.metrics.base documents it: the metrics of the map's order are undefined
+#: (BLANK), those of its values keep their definition's value, for (all zeros, all 0.5): a number, or
+#: why it is undefined. A new metric must say here which it is.
+BLANK = "the map is blank: it ranks nothing"
+EMPTY = "the map is empty"
+BLANK_MAP_SCORES = {
+    "deletion": {"deletion": BLANK, "deletion(unit=frame, order=lerf)": BLANK},
+    "insertion": {"insertion(unit=pixel)": BLANK, "insertion(unit=frame)": BLANK},
+    "faithfulness": {"faithfulness": BLANK, "faithfulness(unit=frame)": BLANK},
+    "monotonicity": {"monotonicity(unit=patch, grid=4)": BLANK},
+    "frame_faithfulness": {"frame_faithfulness": BLANK, "frame_faithfulness(scores=temporal)": BLANK},
+    "pointing_game": {"pointing_game(seed=5)": BLANK},
+    "iou": {"iou": BLANK, "iou(share=0.1, seed=3)": BLANK},
+    "temporal_grounding": {"temporal_grounding": BLANK, "temporal_grounding(k=2, seed=1)": BLANK},
+    "randomisation": {"randomisation(stages=2, seeds=1)": BLANK},
+    # the values: Spearman's ρ is of an order, SSIM of the values (of two blank maps: undefined)
+    "class_sensitivity": {"class_sensitivity": BLANK,
+                          "class_sensitivity(similarity=ssim)": ("a map is constant", "a map is constant")},
+    # a share of the mass (no mass: none on the evidence), a Gini index (equal values: 0; no mass:
+    # undefined), distances between maps (relative to an all-zero map: undefined), the cost
+    "energy": {"energy": (0.0, "annotated share"), "energy(scope=frames)": (0.0, "annotated share of frames")},
+    "sparseness": {"sparseness": (EMPTY, 0.0), "sparseness(of=temporal)": (0.0, 0.0)},
+    "max_sensitivity": {"max_sensitivity(n_samples=1)": (EMPTY, 0.0)},
+    "local_lipschitz": {"local_lipschitz(n_samples=1)": (0.0, 0.0)},
+    "cost": {"cost(measure=forward_passes)": (3.0, 3.0)},
+}
+
+
+def test_every_metric_scores_a_blank_map_as_documented():
+    """A blank map (extremal perturbation's "no evidence", a saturated model's gradients) has no
+    order of voxels or frames: deletion, insertion, faithfulness and monotonicity scored a seeded
+    random order as the map's (faithfulness 0.87, monotonicity 0.61 here), the pointing game, IoU
+    and temporal grounding 0 for all zeros and a chance draw for all 0.5. They are undefined, without
+    a forward pass or a re-run; the metrics of the map's values keep their definition's value."""
+    from videoxai.cost import Cost
+    from videoxai.metrics import available
+
+    assert set(BLANK_MAP_SCORES) == set(available())
     _, masks = box_truth()
     model, x = cropped_model(), frames()
-    sample = SimpleNamespace(masks=masks, boxes=None, window=None)
-    blank = np.zeros((T, H, W), np.float32)
-    assert build("pointing_game")(model, x, blank, target=0, sample=sample).value == 0.0      # an empty map misses
-    assert build("energy")(model, x, blank, target=0, sample=sample).value == 0.0
-    # an empty map selects no voxels: it scored k seeded random voxels' chance IoU (0.019 here)
-    assert build("iou")(model, x, blank, target=0, sample=sample).value == 0.0
-    assert build("iou(share=0.1, seed=3)")(model, x, blank, target=0, sample=sample).value == 0.0
-    assert math.isnan(build("sparseness")(model, x, blank, target=0).value)
-    # frame_faithfulness: the same attribution for every frame leaves Pearson's r undefined
-    assert math.isnan(build("frame_faithfulness")(model, x, blank, target=0).value)
-    # temporal grounding: an empty map has no important frame (equal shares of no mass, or all 0):
-    # it misses, whatever the seed; its top frame was a seeded draw, inside the window 2 times in 3
-    window = SimpleNamespace(masks=None, boxes=None, window=(0, 2))
-    for seed in range(6):
-        tg = build(f"temporal_grounding(seed={seed})")
-        assert tg(model, x, blank, target=0, sample=window).value == 0.0
-        assert tg(model, x, as_explanation(blank, np.zeros(T)), sample=window).value == 0.0
-    # a map with mass on equal frames still draws its top frame among them (not a miss)
-    even = np.ones((T, H, W), np.float32)
-    assert {build(f"temporal_grounding(seed={seed})")(model, x, even, target=0, sample=window).value
-            for seed in range(6)} == {0.0, 1.0}
+    sample = SimpleNamespace(masks=masks, boxes=None, window=(0, 2))
+    passes, reruns = [], []
+    model.net.register_forward_hook(lambda *a: passes.append(1))
+    share = {"annotated share": masks.sum() / masks.size,
+             "annotated share of frames": masks.sum() / (masks.any((1, 2)).sum() * H * W)}
+    for value in (0.0, 0.5):
+        blank = as_explanation(np.full((T, H, W), value, np.float32))
+        blank.cost = Cost(seconds=0.25, forward_passes=3)
+
+        def again(m, target=0, clip=None, blank=blank):
+            reruns.append(m)
+            return blank
+        for spec, want in (item for specs in BLANK_MAP_SCORES.values() for item in specs.items()):
+            metric = build(spec)
+            passes.clear(), reruns.clear()
+            score = metric(model, x, blank, sample=sample, **({"explain_fn": again} if metric.needs_explainer else {}))
+            if want == BLANK:
+                assert metric.ranks in ("voxels", "frames"), spec
+                assert math.isnan(score.value) and score.details == {"undefined": BLANK}, (spec, value, score)
+                assert passes == [] and reruns == [], spec               # nothing run for nothing to rank
+                continue
+            assert metric.ranks is None, spec
+            want = want[value == 0.5]
+            if isinstance(want, str) and want not in share:
+                assert math.isnan(score.value) and score.details["undefined"] == want, (spec, value, score)
+            else:
+                assert score.value == pytest.approx(share.get(want, want), abs=1e-12), (spec, value, score)
+    build("faithfulness(unit=frame)")(model, x, a_map(), target=0)          # a map that ranks: the model runs
+    assert passes
+
+
+def test_blank_means_equal_to_the_tie_tolerance_and_frames_rank_by_their_scores():
+    _, masks = box_truth()
+    model, x = cropped_model(), frames()
+    window = SimpleNamespace(masks=masks, boxes=None, window=(0, 2))
+    # rounding noise on a plateau (1e-8 of it) is no ranking: blank; 1e-4 of it is one
+    noise = np.random.default_rng(0).random((T, H, W)).astype(np.float32)
+    assert build("iou")(model, x, 0.5 + noise * 1e-8, target=0, sample=window).details == {"undefined": BLANK}
+    assert 0 <= build("iou")(model, x, 0.5 + noise * 1e-4, target=0, sample=window).value <= 1
+    # values the model never sees rank nothing: a map blank inside the crop box is blank
+    outside = np.zeros((T, H, W), np.float32)
+    outside[:, :, :LEFT] = noise[:, :, :LEFT]
+    assert build("pointing_game")(model, x, outside, target=0, sample=window).details == {"undefined": BLANK}
+    # frames are ranked by the temporal scores: a blank map with its own frame scores still ranks frames,
+    # and a map with mass whose frames score alike ranks none
+    ranked = as_explanation(np.zeros((T, H, W)), temporal=[0.1, 0.7, 0.2])
+    assert build("temporal_grounding")(model, x, ranked, sample=window).value == 1.0
+    assert 0 < build("deletion(unit=frame)")(model, x, ranked).value < 1
+    assert build("deletion")(model, x, ranked).details == {"undefined": BLANK}
+    alike = as_explanation(a_map(), temporal=[1 / 3] * 3)
+    for spec in ("temporal_grounding", "insertion(unit=frame)", "frame_faithfulness(scores=temporal)"):
+        assert build(spec)(model, x, alike, sample=window).details == {
+            "undefined": "the frames' scores are all equal: they rank no frame"}, spec
+    assert 0 <= build("pointing_game")(model, x, alike, sample=window).value <= 1
 
 
 # -- bad maps ---------------------------------------------------------------------------------------

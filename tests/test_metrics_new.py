@@ -239,8 +239,9 @@ def test_pointing_game_on_a_constant_map_is_chance_not_a_corner():
     masks[:, 0:8, 0:8] = True                                                # the top-left quadrant
     sample = SimpleNamespace(masks=masks, boxes=None, window=None)
     model, clip = analytic(np.ones((4, 16, 16))), ones_clip(4, 16, 16)
-    # per-frame constant map as the library now makes it, plus 1e-7 rounding noise of the old upsampling
-    m = np.ones((4, 16, 16)) + np.linspace(0, 1e-7, 256).reshape(16, 16)     # largest: bottom-right
+    # per-frame constant map as the library now makes it (frames of their own scores: all equal would be
+    # blank, undefined), plus 1e-7 rounding noise of the old upsampling; largest: bottom-right
+    m = np.arange(1, 5)[:, None, None] * (np.ones((4, 16, 16)) + np.linspace(0, 1e-7, 256).reshape(16, 16))
     hits = [build(f"pointing_game(tolerance=0, seed={s})")(model, clip, explanation(m), sample=sample).value
             for s in range(30)]
     assert 0.1 < np.mean(hits) < 0.45                                        # chance: a quarter

@@ -34,6 +34,12 @@ cost                   cost            lower      seconds (or passes, memory) of
 insertion take ``baseline="road"`` (ROAD's noisy linear imputation, :mod:`.road`). Each metric
 object's ``higher_is_better`` is the one place the report reads the direction from.
 
+A **blank** map (constant where the model looks: all zeros, or all equal) ranks nothing: the
+metrics of its order (deletion, insertion, faithfulness, monotonicity, frame_faithfulness,
+pointing_game, iou, temporal_grounding, randomisation, class_sensitivity's ρ) are undefined on it,
+those of its values (energy, sparseness, the robustness distances, cost) keep their definition's
+value (``Metric.ranks``, :func:`~videoxai.metrics.base.blank_reason`).
+
 The reliability of a metric over a set of videos and methods is
 :func:`~videoxai.metrics.reliability.reliability_alpha` (a table-level statistic, not a
 per-explanation metric).

@@ -22,6 +22,16 @@ Specs name a metric with options in one string: ``"deletion"``, ``"deletion(unit
 :mod:`videoxai.options`, shared with methods). :attr:`Metric.spec` gives the canonical form
 (options that differ from the defaults, sorted, normalised), which is the key results are stored
 under.
+
+A **blank** map (constant over the voxels the model sees — all zeros, or all equal —, values
+within :data:`TIE_TOLERANCE` of the largest being equal, as ties are everywhere) ranks nothing.
+A metric declares what it reads of the map in :attr:`Metric.ranks`: the metrics that score the
+map's *order* of voxels (``"voxels"``: deletion, insertion, faithfulness, monotonicity, pointing
+game, IoU, the rank correlations) or of frames (``"frames"``: their frame units, temporal
+grounding, ``frame_faithfulness(scores=temporal)``) are undefined on a map that has none to give
+(:func:`blank_reason`, checked once in :meth:`Metric.__call__`, before any forward pass); they
+scored a seeded random order as if it were the map's. The metrics of the map's *values*
+(``None``: energy, sparseness, robustness distances, cost) keep the value their definition gives.
 """
 
 from __future__ import annotations
@@ -115,6 +125,11 @@ class Metric(Configurable):
     #: its confidence intervals there, which a Student-t interval over a few clips overshoots
     #: (a pointing game of 0.889 ± 0.48). ``None``: no known bounds
     bounds: ClassVar[tuple[float, float] | None] = None
+    #: what the score ranks: ``"voxels"`` (the spatial map's voxels, or units and frame sums made
+    #: from them), ``"frames"`` (the explanation's temporal scores), or ``None`` (it reads the
+    #: map's values, not an order). A ranking metric is undefined on a blank map, or on equal
+    #: frame scores (:func:`blank_reason`); a subclass may make it a property of its options
+    ranks: ClassVar[Literal["voxels", "frames"] | None] = None
 
     options: dict
 
@@ -219,6 +234,10 @@ class Metric(Configurable):
                              f"class {target}")
         if "ground_truth" in self.requires or "window" in self.requires:
             _check_sample(self, sample, x.shape[1], x.shape[3], x.shape[4])
+        if self.ranks is not None and (blank := blank_reason(exp, view, self.ranks)) is not None:
+            # a blank map has no order: the curves, top shares and peaks of a seeded random one
+            # were scored as the map's (faithfulness 0.87, a chance pointing game and IoU)
+            return Score.undefined(blank)
         kwargs = {"explain_fn": explain_fn} if self.needs_explainer else {}
         # dropout off, batch-norm statistics left alone, modes put back, out of torch.inference_mode
         # (VideoModel.inference)
@@ -350,6 +369,32 @@ def view_mask(model: VideoModel, t: int, h: int, w: int, device=None) -> torch.T
 
 #: scores that agree to this fraction of the largest |score| are ties (float rounding, not evidence)
 TIE_TOLERANCE = 1e-6
+
+
+#: the reason a ranking metric gives for a blank map
+BLANK = "the map is blank: it ranks nothing"
+
+
+def is_blank(values: np.ndarray) -> bool:
+    """Whether ``values`` are all equal, to :data:`TIE_TOLERANCE` of the largest ``|value|`` (the
+    tolerance within which :func:`descending_order` takes values as ties); all zeros are."""
+    a = np.asarray(values, dtype=np.float64).reshape(-1)
+    return a.size == 0 or float(np.ptp(a)) <= TIE_TOLERANCE * float(np.abs(a).max())
+
+
+def blank_reason(explanation: Explanation, view: np.ndarray | None, ranks: str) -> str | None:
+    """Why a metric that ranks ``"voxels"`` or ``"frames"`` (:attr:`Metric.ranks`) has nothing to
+    rank in ``explanation``, or ``None``. Voxels: its map is blank over ``view`` (bool ``(H, W)``,
+    the pixels the model sees; the whole frame without one). Frames: its temporal scores are all
+    equal (:data:`BLANK` when its map is blank as well). One frame (or voxel) has one order: it is
+    ranked."""
+    spatial = explanation.spatial
+    seen = spatial[:, view] if view is not None and view.shape == spatial.shape[1:] else spatial
+    if ranks == "frames":
+        if len(explanation.temporal) < 2 or not is_blank(explanation.temporal):
+            return None
+        return BLANK if is_blank(seen) else "the frames' scores are all equal: they rank no frame"
+    return BLANK if seen.size > 1 and is_blank(seen) else None
 
 
 def descending_order(scores: torch.Tensor, seed: int) -> torch.Tensor:

@@ -72,6 +72,11 @@ class ClassSensitivity(Metric):
     def reruns_per_clip(self) -> int:
         return 1
 
+    @property
+    def ranks(self) -> str | None:
+        # Spearman's ρ of a blank map is undefined (not re-run); SSIM compares values
+        return "voxels" if self.similarity == "spearman" else None
+
     def compute(self, model, x, explanation, target, sample, explain_fn=None) -> Score:
         if model.num_classes < 2:
             return Score.undefined("the model has one class")

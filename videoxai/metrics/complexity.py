@@ -48,6 +48,7 @@ class Sparseness(Metric):
     name = "sparseness"
     family = "complexity"
     bounds = (0.0, 1.0)  # a Gini index
+    ranks = None         # of the values: a constant map's Gini is 0, an all-zero map's undefined (no mass)
 
     def __init__(self, *, of: Literal["spatial", "temporal"] = "spatial") -> None:
         self.of = of

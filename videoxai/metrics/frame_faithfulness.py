@@ -54,6 +54,11 @@ class FrameFaithfulness(Metric):
         check_baseline(self._owner(), baseline)
         self.scores, self.baseline, self.batch_size = scores, baselines.get(baseline), batch_size
 
+    @property
+    def ranks(self) -> str:
+        # a blank map (or equal temporal scores) gives every frame the same attribution: r undefined
+        return "frames" if self.scores == "temporal" else "voxels"
+
     def drops(self, model, x: torch.Tensor, target: int) -> np.ndarray:
         """``(T,)``: the target probability's drop when each frame alone is replaced by the baseline."""
         probs = self.probabilities(model, x, target)

@@ -10,17 +10,21 @@ model's crop box (where no map of ``vx.explain`` has mass) counts there too.
 * **pointing game** (per frame): the peak of the frame's map is a hit if it lies within
   ``tolerance`` (a fraction of the frame's shorter side; 0.0625 ≈ the reference's 7 px at 112²)
   of the annotated region, Euclidean distance. Scored over the frames with an annotation; a
-  frame whose map is empty is a miss. Several equal maxima: one is drawn (seeded), not the first
+  frame whose map is empty (in a map that is not blank) is a miss. Several equal maxima: one is drawn (seeded), not the first
   in raster order.
 * **energy**: share of the map's mass on the annotated voxels. ``scope="clip"`` divides by the
   mass of the whole clip, so mass on frames without the evidence counts against the map;
   ``"frames"`` only looks at the annotated frames (a purely spatial score).
 * **iou**: the top ``k`` voxels of the map vs the annotated voxels; ``k`` is the annotation's own
-  size by default (so a perfect map scores 1), or ``share`` of the visible voxels. A map that is
-  empty where the model looks scores 0.
+  size by default (so a perfect map scores 1), or ``share`` of the visible voxels.
 * **temporal grounding**: share of the ``k`` most important frames (by the explanation's
   temporal scores) that lie inside the annotated window; ``k = 1`` is the reference's hit test.
-  An empty map (no mass on any frame) has no important frame: it misses (0).
+
+A **blank** map (constant where the model looks: all zeros, or all equal) has no peak and no top
+voxels, and equal temporal scores have no top frame: the pointing game, IoU and temporal
+grounding are then undefined (:func:`~videoxai.metrics.base.blank_reason`; they scored a blank
+map 0, a constant one a seeded draw's chance hit). Energy reads the map's values: a constant map
+scores the annotation's share of its mass, an all-zero map 0 (no energy on the evidence).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import numpy as np
 import torch
 
 from ..options import Opt, OptionError
-from .base import TIE_TOLERANCE, Metric, Score, Seed, descending_order, register, view_mask
+from .base import Metric, Score, Seed, descending_order, register, view_mask
 from .truth import boxes_to_masks, ground_truth, truth_window  # noqa: F401  (public here since 0.1)
 
 
@@ -53,6 +57,7 @@ class PointingGame(Metric):
 
     name = "pointing_game"
     family = "localisation"
+    ranks = "voxels"     # its peak: a blank map has none (undefined)
     bounds = (0.0, 1.0)
     requires = ("ground_truth",)
 
@@ -92,6 +97,7 @@ class Energy(Metric):
 
     name = "energy"
     family = "localisation"
+    ranks = None         # a share of the mass: a constant map's is the annotation's share of it; no mass: 0
     bounds = (0.0, 1.0)
     requires = ("ground_truth",)
 
@@ -123,6 +129,7 @@ class TopShareIoU(Metric):
 
     name = "iou"
     family = "localisation"
+    ranks = "voxels"     # its top k: a blank map has none (undefined)
     bounds = (0.0, 1.0)
     requires = ("ground_truth",)
 
@@ -137,11 +144,9 @@ class TopShareIoU(Metric):
         n_truth = int(truth.sum())
         if n_truth == 0:
             return Score.undefined("no voxel is annotated")
-        peak = float(scores[visible].max()) if bool(visible.any()) else 0.0
-        if peak <= 0:
-            # an empty map selects nothing (as it misses in the pointing game and puts no energy on
-            # the evidence): its "top" was k seeded random voxels, a chance IoU for a blank map
-            return Score(0.0, details={"top": 0, "annotated": n_truth})
+        # > 0: a map blank where the model looks (all zero there) is undefined before this (Metric.ranks);
+        # it scored 0, and a constant one k seeded random voxels' chance IoU
+        peak = float(scores[visible].max())
         # never pick unseen voxels: below every seen one on the map's own scale, since ties are
         # values within TIE_TOLERANCE of the largest |score|; a fixed -1 set that scale, and a map
         # whose values are below 1e-6 (gradients, a user's map) became all ties, its top k a draw
@@ -165,6 +170,7 @@ class TemporalGrounding(Metric):
 
     name = "temporal_grounding"
     family = "localisation"
+    ranks = "frames"     # its top frames: equal frame scores have none (undefined)
     bounds = (0.0, 1.0)
     requires = ("window",)
 
@@ -177,11 +183,9 @@ class TemporalGrounding(Metric):
             raise OptionError(f"{self._owner()}: option k={self.k} is more than the clip's {t} frames; "
                               f"choose k ≤ {t}")
         window = truth_window(sample, t)
+        # equal frame scores (a blank map's) have no top frame: undefined before this (Metric.ranks); a
+        # blank map scored a miss (0), equal scores of a map with mass a seeded draw, a chance hit
         scores = np.asarray(explanation.temporal, dtype=np.float64)
-        if scores.max() <= 0 or np.ptp(scores) <= TIE_TOLERANCE * scores.max() and not (explanation.spatial > 0).any():
-            # an empty map (its frames' scores all 0, or equal shares of no mass at all) has no important
-            # frame: it misses, as in the pointing game; its top frame was a seeded draw, a chance hit
-            return Score(0.0, details={"top_frames": [], "blank": True})
         top = descending_order(torch.from_numpy(scores), self.seed)[:self.k].numpy()
         inside = _in_window(window, top)
         return Score(float(inside.mean()), details={"top_frames": top.tolist()})

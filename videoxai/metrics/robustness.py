@@ -38,6 +38,7 @@ class _Robustness(Metric):
     bounds = (0.0, float("inf"))  # a distance
     needs_explainer = True
     _higher_is_better = False
+    ranks = None         # distances between maps' values (max_sensitivity: undefined for an all-zero map)
     noise: ClassVar[str]
 
     def __init__(self, *, n_samples: Annotated[int, Opt(ge=1, aliases=("samples",))] = 5,

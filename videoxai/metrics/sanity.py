@@ -35,7 +35,7 @@ from ..errors import InputError
 from ..explanation import Explanation
 from ..models.base import VideoModel
 from ..options import Opt
-from .base import Metric, ReinitSeed, Score, register, view_mask
+from .base import BLANK, Metric, ReinitSeed, Score, is_blank, register, view_mask
 
 
 class _FirstReads(TorchDispatchMode):
@@ -157,8 +157,9 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def rank_similarity(original: np.ndarray, again: np.ndarray) -> float:
-    """Spearman's ρ of a map and its re-run; **0 when the re-run map is blank** (constant) and the
-    original is not, ``nan`` when the original itself is constant.
+    """Spearman's ρ of a map and its re-run; **0 when the re-run map is blank** (constant, to
+    :data:`~videoxai.metrics.base.TIE_TOLERANCE`: :func:`~videoxai.metrics.base.is_blank`) and
+    the original is not, ``nan`` when the original itself is blank.
 
     A blank re-run keeps none of the original's ranking: that is the answer the check looks for
     (the map changed with the model or the class), not a failure to measure. Left undefined (the
@@ -166,9 +167,9 @@ def rank_similarity(original: np.ndarray, again: np.ndarray) -> float:
     whose maps survived only: a method whose maps went blank on 11 of 12 randomised models scored
     the one that did not (ρ 0.86) as if it were all of them.
     """
-    if np.ptp(original) == 0:
+    if is_blank(original):
         return math.nan
-    if np.ptp(again) == 0:
+    if is_blank(again):
         return 0.0
     return spearman(original, again)
 
@@ -241,6 +242,7 @@ class ModelRandomisation(Metric):
     bounds = (-1.0, 1.0)  # Spearman's ρ
     needs_explainer = True
     _higher_is_better = False
+    ranks = "voxels"     # Spearman's ρ: a blank original has no ranking (undefined, nothing re-run)
 
     def __init__(self, *, stages: Annotated[int | None, Opt(ge=1)] = 4, seeds: Annotated[int, Opt(ge=1)] = 3,
                  seed: ReinitSeed = 0) -> None:
@@ -258,15 +260,15 @@ class ModelRandomisation(Metric):
         t, h, w = explanation.spatial.shape
         visible = view_mask(model, t, h, w).numpy()
         original = explanation.spatial[visible]
-        if np.ptp(original) == 0:
-            return Score.undefined("the explanation's map is constant: it has no ranking to keep or lose")
+        if is_blank(original):   # as Metric.__call__ finds it (ranks="voxels"), for a direct compute()
+            return Score.undefined(BLANK)
         rhos, names, blank = [], [], 0
         for k in range(self.seeds):
             per_stage = []
             for _, group, randomised in cascade(model, self.stages, self.seed + k, x):
                 again = rerun_map(run(randomised), explanation.spatial.shape, self.name)
                 per_stage.append(rank_similarity(original, again[visible]))
-                blank += bool(np.ptp(again[visible]) == 0)
+                blank += is_blank(again[visible])
                 if k == 0:
                     names.append(group[0])
             rhos.append(per_stage)

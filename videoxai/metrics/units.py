@@ -148,6 +148,12 @@ class UnitMetric(Metric):
                                   f"unit={unit} ignores it (drop it, or use unit={owner})")
         self.unit, self.grid, self.segments, self.batch_size, self.seed = unit, grid, segments, batch_size, seed
 
+    @property
+    def ranks(self) -> str:
+        """Frames are ranked by the temporal scores, other units by the map (a blank one, or equal
+        frame scores, leave the metric undefined: :func:`~videoxai.metrics.base.blank_reason`)."""
+        return "frames" if self.unit == "frame" else "voxels"
+
     def unit_order(self, model: VideoModel, clip: torch.Tensor, explanation: Explanation,
                    most_relevant_first: bool = True) -> tuple[torch.Tensor, int]:
         """``(place (T, H, W), U)``: each pixel's unit's place in the switching order (``U``
