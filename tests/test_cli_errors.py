@@ -460,3 +460,23 @@ def test_a_listing_of_an_earlier_run_that_cannot_be_read_names_no_file(tmp_path)
         assert _earlier_files(tmp_path) == [], text
     (tmp_path / MANIFEST).write_text('{"files": ["a.mp4", "../b.mp4", "", 3]}')
     assert _earlier_files(tmp_path) == ["a.mp4"]
+
+
+def test_control_characters_from_a_server_or_an_error_reach_the_terminal_as_escapes(capsys):
+    # a label or message holding ESC [2J cleared the screen (OSC sequences retitle the window or
+    # write the clipboard), and a foreign server's dropped reason '[/x]' raised Rich's MarkupError
+    from videoxai.cli import describe, printable
+    from videoxai.cli import serve as serve_cli
+    from videoxai.errors import InputError
+
+    assert printable("a\x1b[2Jb\x07 é 🎬") == "a\\x1b[2Jb\\x07 é 🎬"
+    assert describe(InputError("no class '\x1b]52;c;QUFB\x07x'")) == "no class '\\x1b]52;c;QUFB\\x07x'"
+    serve_cli._print({"type": "window", "index": 0, "frame_indices": [0, 1], "temporal": [0.4, 0.6],
+                      "latency_ms": 5.0, "prediction": {"label": "\x1b[2Ja", "score": 0.5},
+                      "smoothed": {"label": "b\x9b", "score": 0.5}})
+    serve_cli._print({"type": "dropped", "first_frame": 0, "last_frame": 7, "total": 1, "reason": "[/x] busy\x1b[K"})
+    serve_cli._print({"type": "error", "error": {"code": "x\x1b", "message": "m\x1b]0;title\x07"}})
+    out = capsys.readouterr()  # (Rich's own colours, where forced, are escape sequences too: not these)
+    assert not any(raw in out.out + out.err for raw in ("\x1b[2J", "\x9b", "\x1b[K", "\x1b]0;", "\x07"))
+    assert "\\x1b[2Ja 0.50" in out.out and "(smoothed b\\x9b 0.50)" in out.out
+    assert "[/x] busy\\x1b[K" in out.err and "x\\x1b: m\\x1b]0;title\\x07" in out.err

@@ -231,6 +231,15 @@ def _check_options_given_once(args: list[str]) -> None:
         seen[param.name] = (name, value if not param.is_flag else None)
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters written as escapes (``\\x1b``), for a terminal: a name or
+    message from a server, a file or a model (a class label, an error) that held ``ESC [2J`` cleared
+    the user's screen, and other sequences retitle the window or write the clipboard (OSC 52)."""
+    import unicodedata
+
+    return "".join(c if unicodedata.category(c) != "Cc" or c in "\n\t" else repr(c)[1:-1] for c in text)
+
+
 def describe(exc: BaseException) -> str:
     """One line saying what went wrong, for people (no traceback, no repr noise)."""
     if isinstance(exc, ClickException):
@@ -244,7 +253,7 @@ def describe(exc: BaseException) -> str:
         text = str(exc)
     else:  # not raised on purpose: name the kind of failure
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return " ".join(text.split())  # one line, whatever the message held
+    return printable(" ".join(text.split()))  # one line, whatever the message held, and no terminal sequence
 
 
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -328,4 +337,4 @@ def _run(args: list[str], debug: bool, terminated: list[int]) -> None:
 
 
 __all__ = ["app", "main", "check_device", "check_option_digits", "check_position", "check_target", "describe",
-           "given_path", "show_warning", "EXIT_ERROR"]
+           "given_path", "printable", "show_warning", "EXIT_ERROR"]

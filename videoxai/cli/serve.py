@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import DEVICE_HELP, EXIT_ERROR, check_device, check_target, check_threads, given_path
+from . import DEVICE_HELP, EXIT_ERROR, check_device, check_target, check_threads, given_path, printable
 
 console = Console(soft_wrap=True)  # one line per message, whatever the terminal width
 err_console = Console(stderr=True, soft_wrap=True)
@@ -302,22 +302,30 @@ class StreamTally:
 
 
 def _print(msg: dict) -> None:
+    """One line per server message. Every string from the server is text (no Rich markup) with its
+    control characters escaped (:func:`~videoxai.cli.printable`): a foreign server's ``dropped``
+    reason ``[/x]`` raised Rich's MarkupError and ended the stream, and a label holding ``ESC [2J``
+    cleared the terminal."""
     kind = msg["type"]
+
+    def text(value) -> str:
+        return escape(printable(str(value)))
+
     if kind == "ready":
-        console.print(f"[bold]{escape(str(msg['model']['name']))}[/] · {escape(str(msg['method']))} · window {msg['window']}, "
+        console.print(f"[bold]{text(msg['model']['name'])}[/] · {text(msg['method'])} · window {msg['window']}, "
                       f"stride {msg['stride']} · {'live' if msg['live'] else 'file'}")
     elif kind == "window":
         f = msg["frame_indices"]
         p, s = msg["prediction"], msg["smoothed"]
         peak = f[max(range(len(f)), key=lambda i: msg["temporal"][i])]
-        console.print(f"window {msg['index']:>4}  frames {f[0]:>5}-{f[-1]:<5}  {p['label']} {p['score']:.2f}  "
-                      f"(smoothed {s['label']} {s['score']:.2f})  peak frame {peak}  "
-                      f"{msg['latency_ms']:.0f} ms", markup=False)
+        console.print(f"window {msg['index']:>4}  frames {f[0]:>5}-{f[-1]:<5}  {text(p['label'])} {p['score']:.2f}  "
+                      f"(smoothed {text(s['label'])} {s['score']:.2f})  peak frame {peak}  "
+                      f"{msg['latency_ms']:.0f} ms")
     elif kind == "dropped":
         err_console.print(f"[yellow]dropped[/] frames {msg['first_frame']}-{msg['last_frame']} "
-                          f"({msg['total']} windows so far): {msg['reason']}")
+                          f"({msg['total']} windows so far): {text(msg['reason'])}")
     elif kind == "error":
-        err_console.print(f"[red]error[/] {escape(str(msg['error']['code']))}: {escape(str(msg['error']['message']))}")
+        err_console.print(f"[red]error[/] {text(msg['error']['code'])}: {text(msg['error']['message'])}")
     elif kind == "end":
         console.print(f"end: {msg['frames']} frames, {msg['windows']} windows, {msg['dropped']} dropped", markup=False)
 
