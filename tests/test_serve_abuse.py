@@ -217,10 +217,16 @@ def test_non_reading_file_stream_flood_then_a_good_client_gets_a_slot(model, fra
         for _ in range(2):  # every slot
             s = raw_ws(server)
             ws_send(s, json.dumps({"type": "start", "live": False, "stride": 1}))
-            for message in jpegs:  # 3000 frames, a window each; never reads a reply
-                ws_send(s, message)
+            try:
+                for message in jpegs:  # 3000 frames, a window each; never reads a reply
+                    ws_send(s, message)
+            except OSError:
+                # the server stopped reading from it (its buffers full while it decodes, or the
+                # stream aborted as a non-reader): on a loaded machine the flooder's 20 s send
+                # timeout ran out first, and the test failed on the flooder, not on the server
+                pass
             s.close()
-        wait_until(lambda: app.state.slots.active == 0, 30, "the flooders' slots are released")
+        wait_until(lambda: app.state.slots.active == 0, 60, "the flooders' slots are released")
         messages = good_stream(server, frames)
         assert [m["type"] for m in messages] == ["window", "end"]
 
