@@ -908,3 +908,31 @@ def test_serve_command_on_a_port_in_use_says_so_before_loading_the_model(capsys,
     assert exit_info.value.code == 2 and "serving" not in out.out
     assert out.err.strip() == (f"error: cannot listen on 127.0.0.1:{port}: Address already in use (another server "
                                "on it? --port 0 picks a free one)")
+
+
+def test_the_stream_clients_frames_are_held_to_max_pixels_at_their_shown_size(tmp_path):
+    """video_frames converted a stream URL's frames without read_video's limit (309f9b0): 256x256
+    frames whose pixels claim to be 100 times as wide as tall came out 25600x256 whatever the limit
+    (an 8192x8192 one: 20 GB a frame). A file and a stream URL (FFmpeg's async: protocol) alike."""
+    import av
+    from fractions import Fraction
+
+    from videoxai.data.video import FrameTooLargeError
+    from videoxai.serve.client import video_frames
+
+    path = tmp_path / "wide_pixels.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width = s.height = 256
+        s.pix_fmt = "yuv420p"
+        s.codec_context.sample_aspect_ratio = Fraction(100, 1)
+        for k in range(3):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((256, 256, 3), 60 * k, np.uint8), format="rgb24")))
+        out.mux(s.encode())
+    for source in (str(path), f"async:{path}"):
+        message = re.escape(f"{source}: its frames are shown at 25600x256 (stored 256x256, pixels 100 as wide as "
+                            "tall), over the limit of 1000000 pixels per frame; give max_side to read them smaller")
+        with pytest.raises(FrameTooLargeError, match=f"^{message}$"):
+            next(video_frames(source, max_pixels=1_000_000))
+        assert [f.shape for f in video_frames(source, max_side=512, max_pixels=1_000_000)] == [(5, 512, 3)] * 3
+        assert next(video_frames(source)).shape == (256, 25600, 3)  # within the default limit

@@ -112,18 +112,25 @@ class Decoder:
         first frame's size and turn."""
         if self._picture is None:
             sar = self.header.sar if self.header is not None else Fraction(1)
-            picture = PictureConverter(max_side, sar)
-            w, h = target_size(*display_size(frame.width, frame.height, sar), max_side)
-            if self.max_pixels is not None and w * h > self.max_pixels:
-                # the frames come out at their display size: pixels stored 100 times as wide as
-                # tall (a forged aspect ratio) made a 2 KB file of 256x256 frames 78 MB of
-                # 25600x256 ones, past max_pixels (an 8192x8192 frame would be 20 GB)
-                raise FrameTooLargeError(
-                    f"{self.path}: its frames are shown at {w}x{h} (stored {frame.width}x{frame.height}, pixels "
-                    f"{sar} as wide as tall), over the limit of {self.max_pixels} pixels per frame; "
-                    "give max_side to read them smaller")
-            self._picture = picture
+            self._picture = shown_picture(self.path, frame, sar, max_side, self.max_pixels)
         return self._picture(frame)
+
+
+def shown_picture(name: object, frame: av.VideoFrame, sar: Fraction, max_side: int | None,
+                  max_pixels: int | None) -> PictureConverter:
+    """The :class:`PictureConverter` of a stream whose first frame is ``frame``, once the size
+    its frames come out at (their display size, after ``max_side``) is within ``max_pixels``
+    (:class:`FrameTooLargeError` naming ``name`` otherwise)."""
+    w, h = target_size(*display_size(frame.width, frame.height, sar), max_side)
+    if max_pixels is not None and w * h > max_pixels:
+        # the frames come out at their display size: pixels stored 100 times as wide as
+        # tall (a forged aspect ratio) made a 2 KB file of 256x256 frames 78 MB of
+        # 25600x256 ones, past max_pixels (an 8192x8192 frame would be 20 GB)
+        raise FrameTooLargeError(
+            f"{name}: its frames are shown at {w}x{h} (stored {frame.width}x{frame.height}, pixels "
+            f"{sar} as wide as tall), over the limit of {max_pixels} pixels per frame; "
+            "give max_side to read them smaller")
+    return PictureConverter(max_side, sar)
 
 
 def frames_from(dec: Decoder, lo: float) -> Iterator[tuple[int, float, av.VideoFrame]]:

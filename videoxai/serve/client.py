@@ -114,24 +114,29 @@ def stream_frame(frame) -> np.ndarray:
     return np.ascontiguousarray(Clip.from_array(frame[None]).uint8()[0])
 
 
-def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np.ndarray]:
+def video_frames(source: str | Path, max_side: int | None = None,
+                 max_pixels: int | None = None) -> Iterator[np.ndarray]:
     """Decode a file or a stream URL (rtsp://, http://, …) frame by frame: ``(H, W, 3)`` uint8.
 
     A file, or a ``file:`` URL, is read as :func:`~videoxai.data.video.read_video` reads it
-    (:func:`~videoxai.data.container.local_file`): a file cut short fails saying so."""
-    from ..data.container import local_file
+    (:func:`~videoxai.data.container.local_file`): a file cut short fails saying so.
+    ``max_pixels`` (default :data:`~videoxai.data.video.MAX_PIXELS`) holds the frames at the size
+    they come out at, as ``read_video`` does (:class:`~videoxai.data.video.FrameTooLargeError`)."""
+    from ..data.container import MAX_PIXELS, local_file
 
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     path = local_file(source)
     if path is not None:
         from ..data.video_windows import sliding_windows
 
-        for clip in sliding_windows(path, num_frames=1, stride=1, max_side=max_side):
+        for clip in sliding_windows(path, num_frames=1, stride=1, max_side=max_side, max_pixels=max_pixels):
             yield clip.frames[0]
         return
     import av
 
+    from ..data.decoder import shown_picture
     from ..data.packets import decode
-    from ..data.video import PictureConverter, sample_aspect, video_stream
+    from ..data.video import sample_aspect, video_stream
 
     try:
         container = av.open(str(source), mode="r", timeout=10.0)
@@ -141,11 +146,15 @@ def video_frames(source: str | Path, max_side: int | None = None) -> Iterator[np
         stream = video_stream(container)  # never a cover picture
         if stream is None:
             raise InputError(f"{source} has no video stream")
-        # as files are read: upright, square pixels, 10-bit without darkening
-        picture = PictureConverter(max_side, sample_aspect(stream))
+        # as files are read: FFmpeg refuses a frame stored over the limit before it costs memory
+        stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(int(max_pixels))}
+        picture = None
         # as files are read: on one clock, without a frame the source was cut inside (an http://
         # download stopped partway decodes that frame concealed, without an error)
         for frame in decode(container, stream):
+            if picture is None:  # as files are read: upright, square pixels, 10-bit without darkening,
+                # and no larger than max_pixels at the size the frames come out at
+                picture = shown_picture(source, frame, sample_aspect(stream), max_side, max_pixels)
             yield picture(frame)
 
 
