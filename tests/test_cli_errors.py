@@ -480,3 +480,28 @@ def test_control_characters_from_a_server_or_an_error_reach_the_terminal_as_esca
     assert not any(raw in out.out + out.err for raw in ("\x1b[2J", "\x9b", "\x1b[K", "\x1b]0;", "\x07"))
     assert "\\x1b[2Ja 0.50" in out.out and "(smoothed b\\x9b 0.50)" in out.out
     assert "[/x] busy\\x1b[K" in out.err and "x\\x1b: m\\x1b]0;title\\x07" in out.err
+
+
+def test_explain_prints_a_models_labels_and_names_with_their_control_characters_escaped(capsys):
+    # `videoxai explain` printed a wrapped model's class labels as they were (Text(e.label)): a
+    # label holding ESC [2J cleared the screen, in the table of a clip's explanation, of a video's
+    # windows, and in matplotlib's warning of the glyph missing from its font
+    import numpy as np
+    import torch
+
+    import videoxai as vx
+    from videoxai.cli import show_warning
+    from videoxai.cli.explain import _summary, _window_summary
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 16 * 16, 2))
+    with torch.no_grad():
+        net[1].bias.copy_(torch.tensor([5.0, 0.0]))  # the prediction is the first label
+    model = vx.wrap(net, num_frames=8, input_size=16, labels=["\x1b[2Jcls", "other"])
+    clip = np.random.default_rng(0).random((16, 16, 16, 3)).astype(np.float32)
+    _summary([vx.explain(model, clip[:8], "saliency")])
+    _window_summary([vx.explain_video(model, clip, "saliency", window_stride=8)])
+    show_warning("Glyph 27 (\x1b) missing from font(s) DejaVu Sans.", UserWarning, "x", 1)
+    out = capsys.readouterr()
+    assert "\x1b[2J" not in out.out and "\x1b)" not in out.err
+    assert out.out.count("\\x1b[2Jcls") == 1 + 2 * 2  # the clip's prediction; each window's prediction and target
+    assert "Glyph 27 (\\x1b) missing" in out.err

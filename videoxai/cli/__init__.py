@@ -263,8 +263,10 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     from rich.console import Console
     from rich.text import Text
 
-    # the message as text: a folder named 'clips [2024]' is not Rich markup
-    Console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
+    # the message as text: a folder named 'clips [2024]' is not Rich markup; and its control characters
+    # escaped: matplotlib's "Glyph 27 (\x1b) missing" of a label holding ESC [2J cleared the screen
+    Console(stderr=True).print(Text.assemble(("warning:", "yellow"), f" {printable(str(message))}"), highlight=False,
+                               soft_wrap=True)
 
 
 # the commands (after the helpers above, which they use)

@@ -153,7 +153,9 @@ def methods_cmd(name: Optional[str] = typer.Argument(None, help="A method: show 
     if vm is not None:  # was ignored with a NAME: say whether it applies to that model
         why = cls.unsupported(vm)
         # a model's name is its directory's: text, not Rich markup ('m[red]x' printed as 'mx')
-        out.print(escape(f"{vm.name} ({vm.family}): " + ("applicable" if why is None else f"not applicable: {why}")))
+        from . import printable
+
+        out.print(escape(printable(f"{vm.name} ({vm.family}): " + ("applicable" if why is None else f"not applicable: {why}"))))
     if cls.evaluation_clips:
         out.print(f"evaluation: `--methods all` runs it on the first {cls.evaluation_clips} clips")
     out.print(_options_table("options (videoxai explain … -O NAME=VALUE; vx.explain(…, NAME=VALUE))",

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import DEVICE_HELP, UsageError, check_device
+from . import DEVICE_HELP, UsageError, check_device, printable
 
 console = Console()
 
@@ -95,7 +95,7 @@ def _evaluate(data, model, methods, metrics, out, backend, address, workers, dev
                                            markup=False, highlight=False, soft_wrap=True)
             raise
         for name, reason in summary.dropped_methods.items():
-            console.print(f"[yellow]skipped {escape(name)}[/]: {escape(str(reason))}")
+            console.print(f"[yellow]skipped {escape(printable(name))}[/]: {escape(printable(str(reason)))}")
         if summary.clips:
             console.print("on the first clips only: " + ", ".join(f"{k} ({n})" for k, n in summary.clips.items()), markup=False)
         console.print(f"{summary.computed} results computed ({summary.errors} errors), {summary.skipped} already "
@@ -105,8 +105,8 @@ def _evaluate(data, model, methods, metrics, out, backend, address, workers, dev
         stored = summarise(store)
     _print_table(stored)
     _print_errors(stored)
-    console.print(f"report: [bold]{escape(str(paths['html']))}[/] ({escape(paths['markdown'].name)}, "
-                  f"{escape(paths['csv'].name)})")
+    console.print(f"report: [bold]{escape(printable(str(paths['html'])))}[/] ({escape(printable(paths['markdown'].name))}, "
+                  f"{escape(printable(paths['csv'].name))})")
     if stored.counts.get("error", 0) and not stored.counts.get("ok", 0):
         # an evaluation of nothing but errors (a folder of broken files, a method failing on every
         # clip) exited 0, as a script or a scheduler reads "it worked"; one with results and some
@@ -123,7 +123,7 @@ def _print_errors(s) -> None:
     if s.errors:
         console.print("errors (the same command computes these results again):", markup=False, highlight=False)
         for message, where in _top_errors(s, most=5):
-            console.print(f"  {message} — {_places(where)}", markup=False, highlight=False, soft_wrap=True)
+            console.print(printable(f"  {message} — {_places(where)}"), markup=False, highlight=False, soft_wrap=True)
         if len(s.errors) > 5:
             console.print(f"  and {len(s.errors) - 5} other errors: see the report", markup=False, highlight=False)
 
@@ -156,9 +156,9 @@ def _print_table(s) -> None:
 
     # a metric asked for but missing from the table said nothing here (only the report said why)
     for metric, why in s.unavailable.items():
-        console.print(Text.assemble(("no value: ", "yellow"), f"{metric} ({why})"), highlight=False)
+        console.print(Text.assemble(("no value: ", "yellow"), printable(f"{metric} ({why})")), highlight=False)
     for method, why in s.inapplicable.items():
-        console.print(Text.assemble(("no value: ", "yellow"), method + (f" ({why})" if why else "")), highlight=False)
+        console.print(Text.assemble(("no value: ", "yellow"), printable(method + (f" ({why})" if why else ""))), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

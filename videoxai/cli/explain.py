@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.output_folder import make_directory, remove_if_empty
-from . import DEVICE_HELP, check_device, check_option_digits, check_position, check_target, given_path
+from . import DEVICE_HELP, check_device, check_option_digits, check_position, check_target, given_path, printable
 
 console = Console()
 
@@ -167,7 +167,7 @@ def explain_cmd(
                                    options=options,
                                    on_method=lambda m: status.update(f"explaining with {escape(m)}…"),
                                    on_window=lambda m, k: status.update(
-                                       f"explaining with {escape(m)}: window {k + 1}…"))
+                                       f"explaining with {escape(printable(m))}: window {k + 1}…"))
             _publish(staging, out)
     except BaseException:
         # a bad model, --target, --start/--end or option value left an empty folder behind
@@ -179,7 +179,7 @@ def explain_cmd(
         _window_summary(result.videos)
     else:
         _summary(result.explanations)
-    console.print(f"report: [bold]{escape(str(out / result.report.name))}[/]")
+    console.print(f"report: [bold]{escape(printable(str(out / result.report.name)))}[/]")
 
 
 @contextlib.contextmanager
@@ -313,7 +313,7 @@ def demo_cmd(
     table.add_row("time per explanation", f"{rates.seconds_per_clip * 1000:.1f} ms", "")
     console.print(table)
     _summary(result.explanations)
-    console.print(f"report: [bold]{escape(str((out / result.report.name).resolve()))}[/]")
+    console.print(f"report: [bold]{escape(printable(str((out / result.report.name).resolve())))}[/]")
 
 
 def models_cmd() -> None:
@@ -336,8 +336,9 @@ def _summary(exps) -> None:
     for col in ("method", "prediction", "score", "top frames", "seconds", "fwd", "bwd", "peak MiB"):
         table.add_column(col, overflow="fold")
     for e, name in zip(exps, unique_names(exps)):   # as the report names them: two specs of one method
-        # a class name is text, not Rich markup: '[/x]' raised MarkupError, '[red]' vanished
-        table.add_row(name, Text(e.label), f"{e.score:.3f}", ", ".join(str(int(e.frame_indices[i])) for i, _ in top_source_frames(e, 3)),
+        # a class name is text, not Rich markup: '[/x]' raised MarkupError, '[red]' vanished; and
+        # its control characters are escapes (printable): a label holding ESC [2J cleared the screen
+        table.add_row(Text(printable(name)), Text(printable(e.label)), f"{e.score:.3f}", ", ".join(str(int(e.frame_indices[i])) for i, _ in top_source_frames(e, 3)),
                       f"{e.cost.seconds:.3f}", str(e.cost.forward_passes), str(e.cost.backward_passes),
                       f"{e.cost.peak_memory_mb:.0f}")
     console.print(table)
@@ -357,7 +358,7 @@ def _score_note(metas) -> None:
 def _print_warnings(warnings) -> None:
     """Each distinct ``meta["warnings"]`` line once (random weights, a constant map), as the report shows them."""
     for w in dict.fromkeys(str(w) for w in warnings):
-        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(printable(w))}", highlight=False)
 
 
 _ENDS = 10  # windows listed from each end of a long video in the terminal
@@ -367,7 +368,7 @@ def _window_summary(videos) -> None:
     from ..viz.report_sections import unique_names
 
     for v, name in zip(videos, unique_names(videos)):   # as the report names them: two specs of one method
-        table = Table(title=f"{escape(name)}: {len(v.windows)} windows")
+        table = Table(title=f"{escape(printable(name))}: {len(v.windows)} windows")
         for col in ("window", "time", "frames", "prediction", "p", "explained", "seconds"):
             table.add_column(col)
         # the first and last windows of a long video: every window of a 10-minute one was
@@ -378,8 +379,8 @@ def _window_summary(videos) -> None:
                 table.add_row("…", f"{len(v.windows) - 2 * _ENDS} more (all in the report)", "", "", "", "", "")
                 continue
             when = f"{w.start_s:.2f}–{w.end_s:.2f} s" if w.start_s is not None else ""
-            table.add_row(str(w.index), when, f"#{w.frame_indices[0]}–#{w.frame_indices[-1]}", Text(w.predicted_label),
-                          f"{w.predicted_score:.3f}", Text(w.label), f"{w.cost.seconds:.2f}")
+            table.add_row(str(w.index), when, f"#{w.frame_indices[0]}–#{w.frame_indices[-1]}", Text(printable(w.predicted_label)),
+                          f"{w.predicted_score:.3f}", Text(printable(w.label)), f"{w.cost.seconds:.2f}")
         console.print(table)
         _score_note([v.meta])
         _print_warnings(v.meta.get("warnings") or [])

@@ -123,7 +123,7 @@ def serve_cmd(
     app = create_app(vm, settings)
     config = uvicorn_config(app, host=host, port=sock.getsockname()[1], log_level="info", root_path=root_path)
     server = uvicorn.Server(config)
-    console.print(f"serving [bold]{escape(vm.name)}[/] ({vm.family}, {vm.num_frames} frames) with {escape(method)} "
+    console.print(f"serving [bold]{escape(printable(vm.name))}[/] ({vm.family}, {vm.num_frames} frames) with {escape(method)} "
                   f"on http://{shown}:{sock.getsockname()[1]}  (viewer: /, API: /docs"
                   + (f"; behind the proxy under {escape(root_path)}/" if root_path else "") + ")")
     server.run(sockets=[sock])
@@ -259,7 +259,7 @@ def stream_cmd(
     if tally.windows == 0 and tally.errors:  # nothing explained, and the error said why (too few frames,
         raise typer.Exit(EXIT_ERROR)         # every window failed): not a success for a script to build on
     if saved and not as_json:
-        console.print(f"overlay: [bold]{escape(str(save))}[/]")
+        console.print(f"overlay: [bold]{escape(printable(str(save)))}[/]")
 
 
 @dataclass
