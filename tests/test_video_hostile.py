@@ -3,6 +3,7 @@ odd names, read through ``vx.read_video``, ``sliding_windows``, ``explain_video`
 
 from __future__ import annotations
 
+import os
 import re
 import tracemalloc
 from fractions import Fraction
@@ -255,3 +256,24 @@ def test_pixels_stored_far_wider_than_tall_are_held_to_max_pixels_at_their_shown
             read()
     assert read_video(path, max_pixels=1_000_000, max_side=512).frames.shape == (3, 5, 512, 3)
     assert read_video(path).frames.shape == (3, 256, 25600, 3)  # within the default limit
+
+
+def test_a_file_name_holding_a_newline_or_an_escape_is_named_on_one_line(tmp_path):
+    """The errors naming a file printed its name as it was: a newline in it made a two-line error,
+    an ESC [2J in it cleared the terminal; they escape what is unprintable, as repr does."""
+    shown = f"{tmp_path}/a\\nb\\x1b[2J"
+    missing, empty, text, video = (tmp_path / f"a\nb\x1b[2J{s}" for s in (".mp4", "_empty.mp4", "_text.mp4", "_ok.mp4"))
+    empty.write_bytes(b"")
+    text.write_bytes(b"\x00\x01 not a video at all " * 64)
+    _encode(video, 4)
+    for read, says in ((lambda: read_video(missing), f"{shown}.mp4: no such file"),
+                       (lambda: read_video(empty), f"{shown}_empty.mp4: the file is empty"),
+                       (lambda: read_video(text), f"{shown}_text.mp4: not a readable video file ("),
+                       (lambda: read_video(video, num_frames=0), f"{shown}_ok.mp4: num_frames must be >= 1, got 0"),
+                       (lambda: read_video(video, max_pixels=1), f"{shown}_ok.mp4: frame 0 ")):
+        with pytest.raises(VideoReadError) as info:
+            read()
+        assert str(info.value).startswith(says) and "\n" not in str(info.value) and "\x1b" not in str(info.value)
+    latin1 = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.mp4")  # a legal Linux name, not UTF-8
+    with pytest.raises(VideoReadError, match=f"^{re.escape(str(tmp_path))}/caf\\\\xe9.mp4: no such file$"):
+        read_video(latin1)

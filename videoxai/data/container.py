@@ -32,7 +32,7 @@ from ..errors import VideoReadError
 from .keyframes import PacketIndex, index_packets, seconds
 from .matroska import cut_inside_frames
 from .packets import shown_packets
-from .streams import display_size, ffmpeg_reason, quarter_turns, sample_aspect, video_stream
+from .streams import display_size, ffmpeg_reason, quarter_turns, sample_aspect, shown_path, video_stream
 
 
 #: default limit on the pixels of one decoded frame (8192 × 8192): a file whose later frames are
@@ -53,15 +53,15 @@ def check_path(path: str | bytes | os.PathLike) -> Path:
     try:
         info = p.stat()
     except (FileNotFoundError, NotADirectoryError):
-        raise VideoReadError(f"{p}: no such file") from None
+        raise VideoReadError(f"{shown_path(p)}: no such file") from None
     except OSError as e:   # a folder on the way the user may not enter was a PermissionError traceback
-        raise VideoReadError(f"{p}: cannot be read ({e.strerror or e})") from None
+        raise VideoReadError(f"{shown_path(p)}: cannot be read ({e.strerror or e})") from None
     if stat.S_ISDIR(info.st_mode):
-        raise VideoReadError(f"{p}: is a directory, not a video file")
+        raise VideoReadError(f"{shown_path(p)}: is a directory, not a video file")
     if not stat.S_ISREG(info.st_mode):  # /dev/zero, a named pipe: their size of 0 was "the file is empty"
-        raise VideoReadError(f"{p}: is not a regular file (a device, a pipe or a socket); give a video file")
+        raise VideoReadError(f"{shown_path(p)}: is not a regular file (a device, a pipe or a socket); give a video file")
     if info.st_size == 0:
-        raise VideoReadError(f"{p}: the file is empty")
+        raise VideoReadError(f"{shown_path(p)}: the file is empty")
     return p
 
 
@@ -101,24 +101,24 @@ def open_video(path: Path, max_pixels: int | None = None
         # beside it (shot0.png, shot1.png, … explained as a video), not as the file given
         container = av.open(f"file:{path}", mode="r", options={"pattern_type": "none"})
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise VideoReadError(f"{path}: not a readable video file ({ffmpeg_reason(e)})") from None
+        raise VideoReadError(f"{shown_path(path)}: not a readable video file ({ffmpeg_reason(e)})") from None
     try:
         stream = video_stream(container)
         if stream is None:
             covers = " (only a cover picture: an audio file?)" if container.streams.video else ""
-            raise VideoReadError(f"{path}: the file has no video stream{covers}")
+            raise VideoReadError(f"{shown_path(path)}: the file has no video stream{covers}")
         if stream.codec_context is None:
             # a codec FFmpeg does not know (an AVI's unknown FourCC, a damaged codec id): PyAV gives
             # no decoder, and the next line was an AttributeError on None
-            raise VideoReadError(f"{path}: its video stream is in a format FFmpeg cannot decode (an unknown "
+            raise VideoReadError(f"{shown_path(path)}: its video stream is in a format FFmpeg cannot decode (an unknown "
                                  "codec)")
         if stream.codec_context.name in _TEXT_ART:
             # FFmpeg opens .txt, .nfo, .asc, .diz (and .bin, .adf, .idf, .xb) as "ANSI art" videos
             # of their characters: a text file given by mistake was explained as a video
-            raise VideoReadError(f"{path}: a text file, not a video (FFmpeg would draw its characters "
+            raise VideoReadError(f"{shown_path(path)}: a text file, not a video (FFmpeg would draw its characters "
                                  "as pictures)")
         if stream.codec_context.name == "webp" and _animated_webp(path):
-            raise VideoReadError(f"{path}: an animated WebP, whose frames FFmpeg cannot decode; convert it "
+            raise VideoReadError(f"{shown_path(path)}: an animated WebP, whose frames FFmpeg cannot decode; convert it "
                                  "to .gif or .mp4 first (Pillow reads it)")
         # Slice threading only: FFmpeg's frame threading swallows the decoder's error at the
         # point where a truncated file ends, which would turn a damaged file into a short clip.
@@ -146,12 +146,12 @@ def _refuse_a_playlist(path: Path) -> None:
     except OSError:
         return  # FFmpeg's own open says what is wrong with the path
     if head == CONCAT_MAGIC:
-        raise VideoReadError(f"{path}: an FFmpeg concat playlist, not a video (read the videos it lists)")
+        raise VideoReadError(f"{shown_path(path)}: an FFmpeg concat playlist, not a video (read the videos it lists)")
     if head.removeprefix(b"\xef\xbb\xbf").startswith(HLS_MAGIC):
         # FFmpeg's HLS demuxer (a .m3u8 or .m3u name) reads the segments the playlist lists, other
         # files; one without #EXT-X-ENDLIST (a live stream's, saved) it reloads for new segments
         # forever: read_video never returned
-        raise VideoReadError(f"{path}: an HLS playlist, not a video (it lists segments, other files or URLs); "
+        raise VideoReadError(f"{shown_path(path)}: an HLS playlist, not a video (it lists segments, other files or URLs); "
                              "read a segment, or give the stream's URL to `videoxai stream`")
 
 
@@ -349,7 +349,7 @@ def warn_avi_miscount(path: Path, header: int, count: int) -> None:
     """Say that a whole AVI was read as the ``count`` frames it holds, not the ``header``'s count
     (:func:`avi_miscount`): the count players show differs from what other tools may report."""
     if header and header != count:
-        warnings.warn(f"{path}: its AVI header says {header} frames but the file is whole and holds {count} "
+        warnings.warn(f"{shown_path(path)}: its AVI header says {header} frames but the file is whole and holds {count} "
                       f"(its header and its index disagree: a tool did not update the header); read as the "
                       f"{count} frames it holds", stacklevel=3)
 
@@ -408,7 +408,7 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
                 if ts is not None and (last is None or ts >= last[0]):
                     last = (ts, packet.duration)
         except (av.FFmpegError, OSError) as e:
-            raise VideoReadError(f"{path}: truncated or corrupt after {len(ticks)} packets "
+            raise VideoReadError(f"{shown_path(path)}: truncated or corrupt after {len(ticks)} packets "
                                  f"({ffmpeg_reason(e)})") from None
     check_whole(path, declared, seconds(sum(last), tb) if last and last[1] and tb is not None else None, len(ticks),
                 cut)
@@ -460,14 +460,14 @@ def check_whole(path: Path, declared: float | None, end: float | None, frames: i
     """
     read = f"{frames} frame{'s' * (frames != 1)} could be read"
     if cut is not None:
-        raise VideoReadError(f"{path}: truncated video: the file ends inside its frames, at byte {cut[0]} of "
+        raise VideoReadError(f"{shown_path(path)}: truncated video: the file ends inside its frames, at byte {cut[0]} of "
                              f"the {cut[1]} its header declares; {read}")
     if declared is None or (end is None and frames):
         return
     end = end or 0.0
     if end < declared - max(0.02 * declared, 2 * end / max(frames, 1)):
         found = f"its frames end at {end:.2f} s" if frames else "no frame of it is left"
-        raise VideoReadError(f"{path}: truncated video: its header says the video lasts until {declared:.2f} s "
+        raise VideoReadError(f"{shown_path(path)}: truncated video: its header says the video lasts until {declared:.2f} s "
                              f"but {found}; {read}")
 
 

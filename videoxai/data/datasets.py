@@ -79,6 +79,7 @@ from ..clip import Clip
 from ..errors import InputError, UnknownNameError
 from ..options import declared_options, parse_assignments, parse_options
 from ..registry import Registry
+from .streams import shown_path
 
 
 @dataclass
@@ -334,7 +335,7 @@ def load_dataset(spec: str | EvalDataset | Sequence[EvalSample], *, num_frames: 
         # a folder on the way the user may not search ('folder:/data/private/clips', a labels file
         # there): Path.is_dir() and is_file() raise rather than say no, and the traceback came
         # from deep inside the kind; its videos that cannot be read are error rows, not this
-        raise InputError(f"{kind.strip()}: cannot read {e.filename or argument}: {e.strerror or e}") from None
+        raise InputError(f"{kind.strip()}: cannot read {shown_path(e.filename or argument)}: {e.strerror or e}") from None
     # the canonical spec names the data: an option given at its default value, or the options in
     # another order, are the same data ('synthetic:2' and 'synthetic:2,split=test' resume each other)
     differing = sorted(k for k, v in typed.items()
@@ -573,13 +574,13 @@ class BoxesDataset(VideoListDataset):
 def _read_json(path: Path, kind: str):
     """The JSON annotation file of a ``kind:`` spec; one missing or not JSON is an :class:`InputError`."""
     if not path.is_file():
-        raise InputError(f"{kind}: no annotation file {path}")
+        raise InputError(f"{kind}: no annotation file {shown_path(path)}")
     try:
         # utf-8-sig: Windows tools (Notepad, PowerShell) start UTF-8 files with a byte-order mark,
         # which json refuses ('Unexpected UTF-8 BOM')
         return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{path} is not valid JSON: {e}") from None
+        raise InputError(f"{shown_path(path)} is not valid JSON: {e}") from None
 
 
 __all__ = ["EvalSample", "EvalDataset", "SamplesDataset", "VideoListDataset", "BoxesDataset", "ClassNames",

@@ -24,7 +24,7 @@ from .container import (MAX_PIXELS, Header, check_whole, declared_end, matroska_
                         read_header)
 from .keyframes import SeekMiss, SeekStart, seconds, start_at
 from .packets import decode
-from .streams import PictureConverter, display_size, ffmpeg_reason, target_size
+from .streams import PictureConverter, display_size, ffmpeg_reason, shown_path, target_size
 
 
 
@@ -52,7 +52,7 @@ class Decoder:
         self._picture: PictureConverter | None = None  # made at the first frame, with the header's SAR
 
     def _too_large(self, index: int, detail: str) -> FrameTooLargeError:
-        return FrameTooLargeError(f"{self.path}: frame {index} {detail} the limit of {self.max_pixels} pixels "
+        return FrameTooLargeError(f"{shown_path(self.path)}: frame {index} {detail} the limit of {self.max_pixels} pixels "
                                   "per frame (the stream's header said "
                                   f"{self.header.width}x{self.header.height})")
 
@@ -101,10 +101,10 @@ class Decoder:
                     # EINVAL: how FFmpeg's decoders refuse a frame over max_pixels (or bad data)
                     raise self._too_large(index, "could not be decoded within") from None
                 if index == 0:
-                    raise VideoReadError(f"{self.path}: cannot decode its {h.codec} video stream; the "
+                    raise VideoReadError(f"{shown_path(self.path)}: cannot decode its {h.codec} video stream; the "
                                          "file is truncated, corrupt or in an unsupported format "
                                          f"({ffmpeg_reason(e)})") from None
-                raise VideoReadError(f"{self.path}: truncated or corrupt video, decoding failed "
+                raise VideoReadError(f"{shown_path(self.path)}: truncated or corrupt video, decoding failed "
                                      f"after {index} frames ({ffmpeg_reason(e)})") from None
 
     def to_rgb(self, frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
@@ -127,7 +127,7 @@ def shown_picture(name: object, frame: av.VideoFrame, sar: Fraction, max_side: i
         # tall (a forged aspect ratio) made a 2 KB file of 256x256 frames 78 MB of
         # 25600x256 ones, past max_pixels (an 8192x8192 frame would be 20 GB)
         raise FrameTooLargeError(
-            f"{name}: its frames are shown at {w}x{h} (stored {frame.width}x{frame.height}, pixels "
+            f"{shown_path(name)}: its frames are shown at {w}x{h} (stored {frame.width}x{frame.height}, pixels "
             f"{sar} as wide as tall), over the limit of {max_pixels} pixels per frame; "
             "give max_side to read them smaller")
     return PictureConverter(max_side, sar)

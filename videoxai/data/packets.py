@@ -36,6 +36,7 @@ from functools import lru_cache
 import av
 
 from .clock import Continuous
+from .streams import shown_path
 
 #: the packet sizes of MPEG-TS and where their sync byte is: plain, Blu-ray's M2TS (a 4-byte time
 #: code first), DVB with error correction; a whole file is a multiple of its packet size
@@ -269,7 +270,7 @@ def _before_a_gap(packets: Iterator[av.Packet], hidden: set[int] | None,
                 expected = packet.pts + (packet.duration or step)
         if gone and name is not None:
             last = f"last {len(gone)} frames" if len(gone) > 1 else "last frame"
-            warnings.warn(f"{name}: its {last} left out: shown {gap:.2g} frame length{'s' * (gap != 1)} later than the frame before "
+            warnings.warn(f"{shown_path(name)}: its {last} left out: shown {gap:.2g} frame length{'s' * (gap != 1)} later than the frame before "
                           "it would end, after B-frames a cut between two frames may have taken (a whole MPEG-TS "
                           "whose last frame is shown late looks the same)", stacklevel=2)
     for packet in held:

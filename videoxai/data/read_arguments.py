@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputError, VideoReadError
 from .container import open_video, packet_times, probe
+from .streams import shown_path
 from .times import FrameNumber, parse_time
 
 def check_count(path, value, name: str, error=VideoReadError) -> int | None:
@@ -25,9 +26,9 @@ def check_count(path, value, name: str, error=VideoReadError) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise error(f"{path}: {name} must be a positive integer, got {value!r}")
+        raise error(f"{shown_path(path)}: {name} must be a positive integer, got {value!r}")
     if value < 1:
-        raise error(f"{path}: {name} must be >= 1, got {value}")
+        raise error(f"{shown_path(path)}: {name} must be >= 1, got {value}")
     return int(value)
 
 
@@ -42,20 +43,20 @@ def check_range(path, start, end) -> tuple[float, float]:
         try:
             start, end = parse_time(start, fps, "start"), parse_time(end, fps, "end")
         except InputError as e:
-            raise VideoReadError(f"{path}: {e}") from None
+            raise VideoReadError(f"{shown_path(path)}: {e}") from None
     given = start, end
     start, end = _at_frames(path, start, end)
     try:
         lo = 0.0 if start is None else float(start)
         hi = float("inf") if end is None else float(end)
     except (TypeError, ValueError):
-        raise VideoReadError(f"{path}: start and end must be times in seconds, got "
+        raise VideoReadError(f"{shown_path(path)}: start and end must be times in seconds, got "
                              f"{start!r} and {end!r}") from None
     if not (np.isfinite(lo) and lo >= 0):
-        raise VideoReadError(f"{path}: start must be a time >= 0 in seconds, got {start!r}")
+        raise VideoReadError(f"{shown_path(path)}: start must be a time >= 0 in seconds, got {start!r}")
     if np.isnan(hi) or lo >= hi:
         # frames named as the user gave them: "start (0.3 s) must be before end (0.2 s)" answered --start 3 --end 2
-        raise VideoReadError(f"{path}: start ({_position(given[0], lo)}) must be before end ({_position(given[1], hi)})")
+        raise VideoReadError(f"{shown_path(path)}: start ({_position(given[0], lo)}) must be before end ({_position(given[1], hi)})")
     return lo, hi
 
 
@@ -101,7 +102,7 @@ def _at_frames(path: Path, start, end):
     if isinstance(start, FrameNumber):
         if start.frame >= len(times):
             # said in frames: "[4.95, inf) s; the video is 1.20 s long" answered --start 50
-            raise VideoReadError(f"{path}: no frame in the time range: start frame {start.frame} is past the "
+            raise VideoReadError(f"{shown_path(path)}: no frame in the time range: start frame {start.frame} is past the "
                                  f"video's last frame, {len(times) - 1}")
         start = times[start.frame]
     if isinstance(end, FrameNumber):
@@ -123,11 +124,11 @@ def check_decoded(path: Path, reported: int, count: int, missing: int = 0) -> No
     if reported > path.stat().st_size:
         return
     if missing and not reported:  # a fragmented mp4 counts its frames nowhere but in its fragments
-        raise VideoReadError(f"{path}: truncated video: the file ends before the data of {missing} of the frames "
+        raise VideoReadError(f"{shown_path(path)}: truncated video: the file ends before the data of {missing} of the frames "
                              f"its index lists; {count} could be decoded")
     if reported and (count < reported - max(2, reported // 50) or (missing and count < reported)):
         cut = f" (the file ends before the data of {missing} of them)" if missing else ""
-        raise VideoReadError(f"{path}: truncated video: the container lists {reported} frames "
+        raise VideoReadError(f"{shown_path(path)}: truncated video: the container lists {reported} frames "
                              f"but only {count} could be decoded{cut}")
 
 
@@ -144,13 +145,13 @@ def check_nonempty(path: Path, count: int, ranged: bool, lo: float, hi: float, g
         except VideoReadError:
             length = None
         known = f"; the video is {length:.2f} s long" if length else ""
-        raise VideoReadError(f"{path}: no frame in the time range {_range_words(path, given, lo, hi)}{known}")
+        raise VideoReadError(f"{shown_path(path)}: no frame in the time range {_range_words(path, given, lo, hi)}{known}")
     if _holds_no_frame(path):
         # an mkv or mp4 with a video track but no frame in it (a recording stopped before its
         # first frame, a screen recorder that captured sound only) is not a file that fails to decode
-        raise VideoReadError(f"{path}: its video stream holds no frame (a recording that stopped before its "
+        raise VideoReadError(f"{shown_path(path)}: its video stream holds no frame (a recording that stopped before its "
                              "first frame?)")
-    raise VideoReadError(f"{path}: the video has no decodable frame")
+    raise VideoReadError(f"{shown_path(path)}: the video has no decodable frame")
 
 
 def _holds_no_frame(path: Path) -> bool:
@@ -177,8 +178,8 @@ def check_moving(path: Path, count: int, ranged: bool, lo: float, hi: float, giv
         return
     need = "a video classifier needs a moving clip of 2 frames or more"
     if ranged:
-        raise VideoReadError(f"{path}: only 1 frame in the time range {_range_words(path, given, lo, hi)}; {need}: "
+        raise VideoReadError(f"{shown_path(path)}: only 1 frame in the time range {_range_words(path, given, lo, hi)}; {need}: "
                               "widen the range")
-    raise VideoReadError(f"{path}: the file decodes to 1 frame (a still picture); {need}. To explain a single "
+    raise VideoReadError(f"{shown_path(path)}: the file decodes to 1 frame (a still picture); {need}. To explain a single "
                          f"image anyway, repeat its frame into a clip: "
                          f"vx.explain(model, np.repeat(frame[None], model.num_frames, axis=0))")

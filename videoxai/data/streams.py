@@ -18,6 +18,7 @@ stream client's URL reader both use it.
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from functools import lru_cache
 
@@ -243,6 +244,19 @@ def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int
         return width, height
     scale = max_side / max(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def shown_path(path) -> str:
+    """``path`` as an error names it: as given, its unprintable characters escaped as ``repr``
+    escapes them (a newline as ``\\n``) and a byte that is not UTF-8 as the folder datasets' keys
+    show it (``\\xe9``): a file name holding a newline made a two-line error, and one holding
+    ``ESC [2J`` cleared the terminal it was printed to."""
+    text = path if isinstance(path, str) else os.fsdecode(path) if isinstance(path, (bytes, os.PathLike)) else str(path)
+    try:
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeError:  # a lone surrogate no file name decodes to: repr's escape below
+        pass
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def ffmpeg_reason(e: Exception) -> str:

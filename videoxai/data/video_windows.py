@@ -20,6 +20,7 @@ from ..errors import InputError, VideoReadError
 from .container import avi_miscount, check_path, cut_off_frames, open_video, shown_frames, warn_avi_miscount
 from .decoder import MAX_PIXELS, Decoder, frames_from
 from .read_arguments import check_count, check_decoded, check_moving, check_nonempty, check_range
+from .streams import shown_path
 from .windows import Tail, WindowPlanner, WindowSpan
 
 def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: int | None = None, *,
@@ -69,7 +70,7 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
     stride = num_frames if stride is None else check_count(name, stride, "stride", error)
     frame_step = check_count(name, frame_step, "frame_step", error)
     if tail not in ("pad", "shift"):
-        raise error(f"{name}: tail must be 'pad' or 'shift', got {tail!r}")
+        raise error(f"{shown_path(name)}: tail must be 'pad' or 'shift', got {tail!r}")
     if is_clip:
         if start is not None or end is not None:
             raise InputError("start and end apply to video files; select a clip's frames with clip.subclip")
@@ -155,7 +156,7 @@ def _check_step(name, count: int, frame_step: int, num_frames: int, ranged: bool
     ``frame_step=3`` gave one window of frame #0 four times here). ``error``: the caller's
     argument errors' type."""
     if num_frames > 1 and frame_step > 1 and 1 < count <= frame_step:
-        raise error(f"{name}: frame_step {frame_step} keeps 1 of the {count} frames of the video"
+        raise error(f"{shown_path(name)}: frame_step {frame_step} keeps 1 of the {count} frames of the video"
                     f"{' range' if ranged else ''}; a video classifier needs a moving clip of 2 frames or more: "
                     "give a smaller frame_step")
 

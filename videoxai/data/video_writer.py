@@ -17,7 +17,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError, VideoXAIError
-from .streams import ffmpeg_reason
+from .streams import ffmpeg_reason, shown_path
 
 __all__ = ["write_video", "WRITERS"]
 
@@ -44,7 +44,7 @@ def _encode_av(frames: np.ndarray, path: Path, fps: float, codec: str, options: 
         t, h, w, _ = frames.shape
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     if not _has_encoder(codec):
-        raise VideoXAIError(f"{path}: this FFmpeg build has no {codec} encoder; choose another "
+        raise VideoXAIError(f"{shown_path(path)}: this FFmpeg build has no {codec} encoder; choose another "
                             f"format among {', '.join(sorted(WRITERS))}")
     t, h, w, _ = frames.shape
     rate = _rate(fps)
@@ -166,10 +166,10 @@ def _check_fps(path: Path, fps: float) -> None:
     """One line naming the format's limit where ``path``'s format cannot time frames at ``fps``."""
     lo, hi = FPS_RANGES.get(path.suffix.lower(), (0.0, float("inf")))
     if fps > hi:
-        raise InputError(f"cannot write {path}: a {path.suffix} file times frames at most {hi:g} a second, "
+        raise InputError(f"cannot write {shown_path(path)}: a {path.suffix} file times frames at most {hi:g} a second, "
                          f"got fps={fps:g} (write .mp4 for faster rates)")
     if fps < lo:
-        raise InputError(f"cannot write {path}: a {path.suffix} frame lasts {1 / lo:g} s at most, got "
+        raise InputError(f"cannot write {shown_path(path)}: a {path.suffix} frame lasts {1 / lo:g} s at most, got "
                          f"fps={fps:g} (one frame every {1 / fps:g} s)")
 
 
@@ -206,7 +206,7 @@ def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18
     path = Path(path)
     writer = WRITERS.get(path.suffix.lower())
     if writer is None:
-        raise InputError(f"cannot write {path}: unknown video suffix {path.suffix!r}; "
+        raise InputError(f"cannot write {shown_path(path)}: unknown video suffix {path.suffix!r}; "
                          f"use one of {', '.join(sorted(WRITERS))}")
     frames = _frames_uint8(frames)
     _rate(fps)
@@ -220,9 +220,9 @@ def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18
         # a file where a folder of the path should be: mkdir said "File exists: 'out'"
         file = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
         why = f"{file} is a file, not a folder" if file is not None else ffmpeg_reason(e)
-        raise VideoXAIError(f"cannot write {path}: {why}") from None
+        raise VideoXAIError(f"cannot write {shown_path(path)}: {why}") from None
     try:
         writer(frames, path, float(fps), int(quality))
     except (av.FFmpegError, OSError) as e:
-        raise VideoXAIError(f"{path}: could not write the video ({ffmpeg_reason(e)})") from None
+        raise VideoXAIError(f"{shown_path(path)}: could not write the video ({ffmpeg_reason(e)})") from None
     return path
