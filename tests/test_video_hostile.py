@@ -277,3 +277,33 @@ def test_a_file_name_holding_a_newline_or_an_escape_is_named_on_one_line(tmp_pat
     latin1 = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.mp4")  # a legal Linux name, not UTF-8
     with pytest.raises(VideoReadError, match=f"^{re.escape(str(tmp_path))}/caf\\\\xe9.mp4: no such file$"):
         read_video(latin1)
+
+
+@pytest.mark.parametrize("name, codec, options", [
+    ("cut.nut", "mpeg4", {"qscale": "2"}),
+    ("cut.h264", "libx264", {"x264-params": "bframes=0"}),
+])
+def test_probe_counts_the_frames_read_of_a_file_cut_inside_its_last_frame(tmp_path, name, codec, options):
+    """A NUT or raw H.264 file cut inside its last frame is read without it (1f360dc: the decoder
+    marks it damaged), but probe counted it from the packets: 10 frames for the 9 read_video
+    returns; the demux pass now leaves it out by the same rule (packets.decode)."""
+    from videoxai.data.video import frame_times
+
+    whole = tmp_path / f"whole{Path(name).suffix}"
+    with av.open(str(whole), "w") as out:
+        s = out.add_stream(codec, rate=25, options=options)
+        s.width = s.height = 32
+        s.pix_fmt = "yuv420p"
+        for rgb in np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(s.encode())
+    with av.open(str(whole)) as c:
+        last = [p for p in c.demux(video=0) if p.size][-1]
+    path = tmp_path / name
+    path.write_bytes(whole.read_bytes()[:last.pos + last.size // 2])
+    assert probe(whole)["frames"] == 10
+    assert probe(path)["frames"] == len(read_video(path)) == 9
+    times = frame_times(path)  # raw H.264 times no frame
+    assert (times is None) if name.endswith(".h264") else np.allclose(times, np.arange(9) / 25)
+    assert probe(path)["duration"] == pytest.approx(9 / 25)
+    assert read_video(path, 3).indices.tolist() == [0, 4, 8]

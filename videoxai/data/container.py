@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import VideoReadError
 from .keyframes import PacketIndex, index_packets, seconds
 from .matroska import cut_inside_frames
-from .packets import shown_packets
+from .packets import damaged_at_the_end, shown_packets
 from .streams import display_size, ffmpeg_reason, quarter_turns, sample_aspect, shown_path, video_stream
 
 
@@ -354,6 +354,11 @@ def warn_avi_miscount(path: Path, header: int, count: int) -> None:
                       f"{count} frames it holds", stacklevel=3)
 
 
+#: the containers without an index or sizes that tell a file cut inside its last frame: only the
+#: decoder does (FLV, whose demuxer flags the packet it read short, and the others, tell before)
+_CUT_FOUND_BY_DECODING = frozenset({"nut", "h264", "hevc", "ivf", "asf", "avi"})
+
+
 @dataclass(frozen=True)
 class _Packets:
     """What demuxing the video stream's packets (no decoding) says about its frames."""
@@ -392,11 +397,13 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
     """
     path = Path(name)
     ticks: list[int | None] = []
-    end = None
+    ends: dict[int, int] = {}  # a packet's time: when its frame ends, where its packet says how long it lasts
     last = None  # the end of the last frame (largest time), None where its packet has no duration
+    key_pos = None  # the byte position of the last keyframe's packet
     with open_video(path, MAX_PIXELS) as (container, stream):  # shown_packets decodes a frame
         tb = stream.time_base
         declared, cut = declared_end(container, stream), matroska_cut(container, path)
+        damaged_cut = container.format.name in _CUT_FOUND_BY_DECODING
         try:
             for packet in shown_packets(container, stream):
                 if packet.size == 0 or getattr(packet, "is_discard", False):  # the flush packet at
@@ -404,14 +411,28 @@ def _demux(name: str, mtime_ns: int, size: int) -> _Packets:
                 ts = packet.pts if packet.pts is not None else packet.dts
                 ticks.append(ts if tb is not None else None)
                 if ts is not None and packet.duration:
-                    end = max(end, ts + packet.duration) if end is not None else ts + packet.duration
+                    ends[ts] = max(ends.get(ts, ts), ts + packet.duration)
                 if ts is not None and (last is None or ts >= last[0]):
                     last = (ts, packet.duration)
+                if packet.is_keyframe:
+                    key_pos = packet.pos if packet.pos is not None and packet.pos >= 0 else None
         except (av.FFmpegError, OSError) as e:
             raise VideoReadError(f"{shown_path(path)}: truncated or corrupt after {len(ticks)} packets "
                                  f"({ffmpeg_reason(e)})") from None
     check_whole(path, declared, seconds(sum(last), tb) if last and last[1] and tb is not None else None, len(ticks),
                 cut)
+    if damaged_cut and key_pos is not None and len(ticks) > 1:
+        # a file cut inside its last frame where no index tells: the readers leave that frame out
+        # (the decoder marks it damaged, :func:`~videoxai.data.packets.decode`), so do its counts
+        try:
+            with open_video(path, MAX_PIXELS) as (container, stream):
+                lost = min(damaged_at_the_end(container, stream, key_pos), len(ticks) - 1)
+        except (av.FFmpegError, OSError):  # decoding in order says what is wrong
+            lost = 0
+        if lost:
+            ticks = ticks if any(t is None for t in ticks) else sorted(ticks)
+            ticks = ticks[:-lost]
+    end = max((ends[t] for t in ticks if t in ends), default=None)
     if not ticks or any(t is None for t in ticks):
         return _Packets((None,) * len(ticks), None)
     ticks.sort()

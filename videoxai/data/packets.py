@@ -153,16 +153,23 @@ def shown_packets(container: av.container.InputContainer, stream,
     yield from pending or []
 
 
-def decode(container: av.container.InputContainer, stream) -> Iterator[av.VideoFrame]:
+def decode(container: av.container.InputContainer, stream, *, start_pos: int | None = None,
+           left_out: list | None = None) -> Iterator[av.VideoFrame]:
     """``container.decode(stream)`` from :func:`stream_packets`, less the frames the decoder marks
     damaged once the stream's packets have run out (:func:`_damaged`).
 
     A damaged frame (rare) is held, with the frames after it, until another packet with data
-    follows; every other frame is given out as soon as it is decoded (a live stream's latency)."""
+    follows; every other frame is given out as soon as it is decoded (a live stream's latency).
+    ``start_pos``: decode from the packet at that byte position (a keyframe) on, as the end of
+    the whole stream (:func:`damaged_at_the_end`); ``left_out`` gets each damaged frame left out."""
     hidden: set[int] = set()
-    given = False  # a damaged frame with none before it is kept: the readers name the file cut
+    given = start_pos is not None  # a damaged frame with none before it is kept: the readers name the file cut
     held: list[av.VideoFrame] = []  # from the first damaged frame on, until a packet with data follows
     for packet in stream_packets(container, stream, hidden=hidden):
+        if start_pos is not None and packet.size:
+            if packet.pos != start_pos:
+                continue
+            start_pos = None
         if packet.size and held:
             yield from held
             held = []
@@ -174,7 +181,21 @@ def decode(container: av.container.InputContainer, stream) -> Iterator[av.VideoF
                 continue
             given = True
             yield frame
-    yield from (frame for frame in held if not _damaged(frame))
+    for frame in held:
+        if not _damaged(frame):
+            yield frame
+        elif left_out is not None:
+            left_out.append(frame)
+
+
+def damaged_at_the_end(container: av.container.InputContainer, stream, key_pos: int) -> int:
+    """How many frames :func:`decode` leaves out at the end of the stream as damaged (the frame
+    a file without an index was cut inside, which demuxing alone counts), decoding only from the
+    keyframe packet at byte ``key_pos`` (the last one) on."""
+    lost: list[av.VideoFrame] = []
+    for _ in decode(container, stream, start_pos=key_pos, left_out=lost):
+        pass
+    return len(lost)
 
 
 def _damaged(frame: av.VideoFrame) -> bool:
