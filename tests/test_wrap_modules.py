@@ -182,3 +182,77 @@ def test_mean_and_std_on_a_0_255_scale_are_refused_with_the_values_for_pixels_in
         vx.wrap(Conv3DNet(), num_frames=T, input_size=S, num_classes=K,
                 mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
     assert vx.wrap(Conv3DNet(), num_frames=T, input_size=S, num_classes=K, mean=(1, 1, 1), std=(1, 1, 1)).num_classes == K
+
+
+class StridedConv3DNet(nn.Module):
+    """One unpadded Conv3d of kernel (2, 4, 4), stride 2: on 5 frames it reads frames 0–3, never 4;
+    on 17-pixel frames rows and columns 0–15, never 16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv3d(3, 8, (2, 4, 4), stride=2)
+        self.fc = nn.Linear(8, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3, 4)))
+
+
+def gradcam_by_hand(net: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+    """Textbook Grad-CAM ``relu(Σ_c mean(∂y/∂A_c) · A_c)`` on ``net.conv``, ``(T', H', W')``."""
+    a = net.conv(x.transpose(1, 2))
+    (g,) = torch.autograd.grad(net.fc(torch.relu(a).mean((2, 3, 4)))[0, target], a)
+    return torch.relu((g.mean((2, 3, 4), keepdim=True) * a).sum(1))[0].detach()
+
+
+@pytest.mark.parametrize("frames, size", [(5, 17), (3, 16)])
+def test_cam_maps_of_a_grid_that_does_not_cover_the_clip_are_zero_on_what_the_layer_never_reads(frames, size):
+    # the (T', H', W') grid was stretched over the whole clip: on 5 frames the unread frame 4 had
+    # the largest score (0.233), on 3 frames the unread frame 2 had a third of the evidence
+    net = StridedConv3DNet()
+    model = vx.wrap(net, num_frames=frames, input_size=size, layout="BCTHW", mean=(0, 0, 0), std=(1, 1, 1))
+    x = torch.rand(frames, 3, size, size, generator=torch.Generator().manual_seed(0))
+    cam = gradcam_by_hand(net, x[None], 0)                        # (T', H', W')
+    mass = cam.flatten(1).sum(1)                                  # each feature frame reads 2 frames
+    by_hand = torch.cat([mass.repeat_interleave(2), torch.zeros(frames - 2 * len(mass))])
+    exp = vx.explain(model, x, "gradcam", target=0)
+    np.testing.assert_allclose(exp.temporal, (by_hand / by_hand.sum()).numpy(), rtol=1e-5, atol=1e-7)
+    assert exp.temporal[-1] == 0 and (exp.spatial[-1] == 0).all()
+    np.testing.assert_array_equal(exp.spatial[0], exp.spatial[1])   # one feature frame, two input frames
+    if size == 17:   # row and column 16 are never read either
+        assert (exp.spatial[:, 16] == 0).all() and (exp.spatial[:, :, 16] == 0).all()
+        assert (exp.spatial[:4, :16, :16].reshape(4, -1).max(1) > 0).all()
+    # Grad-CAM++ lays its map on the same footprint
+    assert vx.explain(model, x, "gradcam_pp", target=0).temporal[-1] == 0
+
+
+def test_cam_maps_of_a_grid_that_covers_the_clip_are_stretched_over_it_as_before():
+    # a padded network (and the bundled demo-cnn) reads every frame, row and column: the footprint
+    # probe finds nothing to cut, and the maps take the "linear" alignment unchanged
+    from videoxai.methods import cam
+
+    net = Conv3DNet()
+    model = vx.wrap(net, num_frames=T, input_size=S, layout="BCTHW", mean=(0, 0, 0), std=(1, 1, 1))
+    x = clip(6)
+    exp = vx.explain(model, x, "gradcam", target=0)
+    assert set(cam._FOOTPRINTS[net].values()) == {None}
+    a = net.features(x[None].transpose(1, 2))
+    (g,) = torch.autograd.grad(net.fc(a.mean((2, 3, 4)))[0, 0], a)
+    mass = torch.relu((g.mean((2, 3, 4), keepdim=True) * a).sum(1)).flatten(2).sum(-1).detach()
+    np.testing.assert_allclose(exp.temporal, (mass / mass.sum())[0].numpy(), rtol=1e-5)
+
+
+def test_the_bundled_demo_cnns_cam_layer_reads_the_whole_clip_so_its_maps_are_unchanged():
+    # the built-in adapters' default layers are not probed (CAMMethod.probes_footprint): the probe,
+    # run here, finds every frame read (None), the case whose maps take the unchanged path
+    from videoxai.methods import get
+
+    demo = vx.load_model("demo-cnn")
+    method = get("gradcam")(demo)
+    assert not method.probes_footprint()
+    for frames in (demo.num_frames, 5):
+        x = torch.rand(1, frames, 3, *demo.input_size, generator=torch.Generator().manual_seed(0))
+        grid = tuple(method.attribute(x, 0).maps.shape[1:])
+        before = demo.passes.forward
+        assert method.footprint(method.module, grid, frames) is None
+        assert demo.passes.forward == before + 1   # the probe ran its forward pass up to the layer
