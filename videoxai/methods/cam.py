@@ -26,9 +26,6 @@ design); everything else is here:
   input frame ``(i + ½)·T/T' − ½``). pytorch-grad-cam's ``scipy.ndimage.zoom`` instead pins the
   first and last feature frames to the first and last input frames, which shifts evidence towards
   the clip's ends. The per-frame scores are the map's mass per input frame after that alignment.
-  Where the layer never reads some frames (an unpadded strided layer: kernel 2, stride 2 on 5
-  frames leaves frame 4 out), each feature frame is laid on the frames it reads and the unread
-  frames, rows and columns get zero (:meth:`CAMMethod.footprint`, a probe once per network).
   Where a transformer's tokens do not tile its input (9 frames in tubelets of 2, a 36-pixel input
   in 8-pixel patches) the token map is laid on the frames and pixels the tokens cover, as the
   attention methods do (:mod:`videoxai.core.token_layout`).
@@ -390,94 +387,10 @@ class CAMMethod(Method):
             if align == "repeat" and maps.shape[2:] == (grid.rows, grid.cols):
                 temporal = token_frames_on_input(maps.flatten(2).sum(-1), grid, x.shape[1])
                 maps = token_maps_on_input(maps, grid, self.model.preprocess.size, x.shape[1])
-            elif self.probes_footprint() and (seen := self.footprint(module, tuple(maps.shape[1:]), x.shape[1])):
-                maps, temporal = grid_maps_on_input(maps, seen, x.shape[1], self.model.input_size)
             else:
                 temporal = align_time(maps.flatten(2).sum(-1)[..., None, None], x.shape[1], align)[..., 0, 0]
         return Attribution(maps=maps, space="crop", target=target, logits=logits.detach(),
                            temporal=temporal, time_align=align)
-
-    def probes_footprint(self) -> bool:
-        """Whether :meth:`attribute` asks :meth:`footprint` what the layer reads: for a ``vx.wrap``-ped
-        network, or a layer named by the caller. The built-in adapters' default layers read every
-        frame of their clips (torchvision's R3D, R(2+1)D, MC3 and S3D pad their strided layers; the
-        bundled demo CNNs too; their transformers are token grids), and the probe's passes would
-        double the cost of an explanation in a fresh process (the CLI's: 1 forward pass, 2 with it)."""
-        return self.model.family == "custom" or self._layer_given
-
-    def footprint(self, module: nn.Module, grid: tuple[int, int, int], frames: int) -> "Footprint | None":
-        """What input the layer's ``(T', H', W')`` grid reads on a clip of ``frames`` frames, where it
-        does not read every frame (an unpadded strided layer: a Conv3d of kernel 2, stride 2 on 5
-        frames never reads frame 4); ``None`` where it reads every frame, or where the probe cannot
-        run (the maps are then stretched over the clip, as before).
-
-        Probed once per network, wrapping, layer and clip length, remembered: one forward pass up to
-        the layer (stopped by the layer's hook) on seeded random network inputs and one backward pass
-        (frame t, row or column is read where ``∂ Σ A / ∂ x`` there is not zero); only where a frame is
-        unread, one more backward pass per feature frame (frame t is read by feature frame k where
-        ``∂ Σ A[:, :, k] / ∂ x_t`` is not zero). Holes inside the span read are taken as read (a
-        max-pooling's losers): only the edges are cut. The passes are counted in the model's cost.
-        """
-        from .saliency_tubes import _wrapping   # (that module builds on this one)
-
-        # by network, as saliency_tubes' probe: vx.explain explains a working view of the model (a
-        # copy per call), which ran the probe again on every explanation
-        key = (self.layer, grid, frames, _wrapping(self.model))
-        cache = _FOOTPRINTS.setdefault(self.model.net, {})
-        if key not in cache:
-            cache[key] = self._probe_footprint(module, grid, frames)
-        return cache[key]
-
-    def _probe_footprint(self, module: nn.Module, grid: tuple[int, int, int], frames: int) -> "Footprint | None":
-        model = self.model
-        h, w = model.input_size
-        held: dict[str, Any] = {}
-        backward = 0
-
-        def stop(_module, _inputs, out):
-            held["out"] = out
-            raise _StopAtLayer
-
-        try:
-            with model.inference(), frozen_parameters(model), torch.enable_grad(), run_eagerly():
-                z = torch.rand(1, frames, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
-                z.requires_grad_(True)
-                handle = module.register_forward_hook(stop)
-                try:
-                    model._net_logits((z.transpose(1, 2) if model.layout == "BCTHW" else z).to(model.dtype))
-                except _StopAtLayer:
-                    pass
-                finally:
-                    handle.remove()
-                if "out" not in held:
-                    return None
-                # a pass the network ran (up to the layer), and the backward passes: counted as passes
-                model.passes.forward += 1
-                vol = self.volume(held["out"]).float()
-                if tuple(vol.shape[2:]) != grid or not vol.requires_grad:
-                    return None
-                (g,) = torch.autograd.grad(vol.sum(), z, retain_graph=True, allow_unused=True)
-                backward += 1
-                if g is None:
-                    return None
-                read = [_span(g.abs().sum(axes) > 0) for axes in ((0, 2, 3, 4), (0, 1, 2, 4), (0, 1, 2, 3))]
-                if read[0] == (0, frames - 1):
-                    # the usual case: one backward pass says the layer reads every frame. (A grid short of
-                    # the last rows or columns, a stride-4 kernel-3 layer on 16 pixels, is stretched over
-                    # them still: space is cut only with time)
-                    return None
-                cells = []
-                for k in range(grid[0]):
-                    (g,) = torch.autograd.grad(vol[:, :, k].sum(), z, retain_graph=k + 1 < grid[0], allow_unused=True)
-                    backward += 1
-                    cells.append(None if g is None else _span(g.abs().sum((0, 2, 3, 4)) > 0))
-        except Exception:   # a network the probe cannot run or differentiate: the maps as before
-            return None
-        finally:
-            model._count_backward(backward)
-        if any(c is None for c in cells) or None in read:
-            return None
-        return Footprint(tuple(cells), read[1], read[2])
 
     def _clip_by_clip(self, x: torch.Tensor, target: Target) -> Attribution:
         """:meth:`attribute` of each clip of ``x`` ``(B, T, 3, H, W)`` on its own, joined."""
@@ -490,65 +403,6 @@ class CAMMethod(Method):
                            target=torch.cat([p.target for p in parts]),
                            logits=torch.cat([p.logits for p in parts]),
                            temporal=torch.cat([p.temporal for p in parts]), time_align=parts[0].time_align)
-
-
-class _StopAtLayer(Exception):
-    """Raised by the footprint probe's hook: the forward pass need not go past the layer."""
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """The input a layer's grid reads: each feature frame's input frames ``(first, last)``, and the
-    rows and columns of the network's input the whole grid reads (:meth:`CAMMethod.footprint`)."""
-
-    cells: tuple[tuple[int, int], ...]
-    rows: tuple[int, int]
-    cols: tuple[int, int]
-
-    def frames(self) -> tuple[int, int]:
-        """The first and last input frames read."""
-        return min(c[0] for c in self.cells), max(c[1] for c in self.cells)
-
-    def tiles(self) -> int | None:
-        """Frames per feature frame where the feature frames read disjoint runs of equal length,
-        one after the other (a kernel equal to its stride); else ``None``."""
-        n = self.cells[0][1] - self.cells[0][0] + 1
-        ok = all(c == (self.cells[0][0] + k * n, self.cells[0][0] + k * n + n - 1) for k, c in enumerate(self.cells))
-        return n if ok else None
-
-
-#: footprints probed, per network: {(layer, (T', H', W'), frames, its wrapping): Footprint or None}
-_FOOTPRINTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-
-
-def _span(read: torch.Tensor) -> tuple[int, int] | None:
-    """First and last index where the bool vector ``read`` is true; ``None`` where none is."""
-    idx = torch.nonzero(read).flatten()
-    return None if idx.numel() == 0 else (int(idx[0]), int(idx[-1]))
-
-
-def grid_maps_on_input(maps: torch.Tensor, seen: Footprint, frames: int,
-                       input_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """A CNN layer's maps ``(B, T', H', W')`` laid on what the layer reads (``seen``) → maps
-    ``(B, T, H, W)`` at the network's input size and per-frame scores ``(B, T)``, zero on the frames,
-    rows and columns the layer never reads. Feature frames that tile the frames they read (a kernel
-    equal to its stride) cover those frames each; others are placed over the span read as the
-    ``"linear"`` alignment places them over a whole clip. Space: bilinear over the rows and columns read."""
-    first, last = seen.frames()
-    n = seen.tiles()
-    if n is not None:
-        inner = maps.repeat_interleave(n, dim=1)
-    else:
-        inner = align_time(maps, last - first + 1, "linear")
-    mass = inner.flatten(2).sum(-1)
-    temporal = F.pad(mass, (first, frames - 1 - last))
-    (r0, r1), (c0, c1) = seen.rows, seen.cols
-    h, w = input_size
-    inner = F.interpolate(inner, size=(r1 - r0 + 1, c1 - c0 + 1), mode="bilinear", align_corners=False)
-    out = F.pad(inner, (c0, w - 1 - c1, r0, h - 1 - r1))
-    out = torch.cat([out.new_zeros(out.shape[0], first, h, w), out,
-                     out.new_zeros(out.shape[0], frames - 1 - last, h, w)], dim=1)
-    return out, temporal
 
 
 def _shape_of(out: Any) -> str:
