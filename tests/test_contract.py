@@ -271,7 +271,8 @@ def test_a_model_in_training_mode_is_explained_in_eval_mode_and_left_in_it(clip,
     model.train()
     model.net.bn.eval()
     score = vx.metrics.Deletion(unit="frame")(model, clip, exp)
-    assert score.value == vx.metrics.Deletion(unit="frame")(model, clip, exp).value
+    # (undefined for ep3d's map here, whose frame scores are equal: a blank ranking, d57be4d)
+    np.testing.assert_equal(score.value, vx.metrics.Deletion(unit="frame")(model, clip, exp).value)
     after = _state(model)
     assert after[1:] == before[1:] and all(torch.equal(before[0][k], after[0][k]) for k in before[0])
     assert [m.training for m in model.modules()] == [m is not model.net.bn for m in model.modules()]
