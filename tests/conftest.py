@@ -84,3 +84,21 @@ def headless_chrome():
     # them in one directory of the test run, removed when the run ends, not in the user's /tmp
     env = {**os.environ, "TMPDIR": _CHROMIUM_TMP.name}
     return webdriver.Chrome(service=Service(driver, env=env), options=opts)
+
+
+def wide_pixels_video(path):
+    """A ~2 KB H.264 file of three 256×256 frames whose pixels claim to be 100 times as wide as tall
+    (sample aspect ratio 100:1): shown at 25600×256, an "aspect-ratio bomb" for ``max_pixels``."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=10)
+        s.width = s.height = 256
+        s.pix_fmt = "yuv420p"
+        s.codec_context.sample_aspect_ratio = Fraction(100, 1)
+        for k in range(3):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((256, 256, 3), 60 * k, np.uint8), format="rgb24")))
+        out.mux(s.encode())
+    return path

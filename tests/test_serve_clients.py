@@ -914,21 +914,11 @@ def test_the_stream_clients_frames_are_held_to_max_pixels_at_their_shown_size(tm
     """video_frames converted a stream URL's frames without read_video's limit (309f9b0): 256x256
     frames whose pixels claim to be 100 times as wide as tall came out 25600x256 whatever the limit
     (an 8192x8192 one: 20 GB a frame). A file and a stream URL (FFmpeg's async: protocol) alike."""
-    import av
-    from fractions import Fraction
-
+    from conftest import wide_pixels_video
     from videoxai.data.video import FrameTooLargeError
     from videoxai.serve.client import video_frames
 
-    path = tmp_path / "wide_pixels.mp4"
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=10)
-        s.width = s.height = 256
-        s.pix_fmt = "yuv420p"
-        s.codec_context.sample_aspect_ratio = Fraction(100, 1)
-        for k in range(3):
-            out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((256, 256, 3), 60 * k, np.uint8), format="rgb24")))
-        out.mux(s.encode())
+    path = wide_pixels_video(tmp_path / "wide_pixels.mp4")
     for source in (str(path), f"async:{path}"):
         message = re.escape(f"{source}: its frames are shown at 25600x256 (stored 256x256, pixels 100 as wide as "
                             "tall), over the limit of 1000000 pixels per frame; give max_side to read them smaller")

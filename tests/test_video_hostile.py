@@ -238,15 +238,9 @@ def test_pixels_stored_far_wider_than_tall_are_held_to_max_pixels_at_their_shown
     """Frames come out at their display size; max_pixels was checked on the stored size only. A
     2 KB file of 256x256 frames whose pixels claim to be 100 times as wide as tall read as 78 MB
     of 25600x256 frames under max_pixels=1 000 000 (an 8192x8192 one: 20 GB a frame)."""
-    path = tmp_path / "wide_pixels.mp4"
-    with av.open(str(path), "w") as out:
-        s = out.add_stream("libx264", rate=10)
-        s.width = s.height = 256
-        s.pix_fmt = "yuv420p"
-        s.codec_context.sample_aspect_ratio = Fraction(100, 1)
-        for k in range(3):
-            out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((256, 256, 3), 60 * k, np.uint8), format="rgb24")))
-        out.mux(s.encode())
+    from conftest import wide_pixels_video
+
+    path = wide_pixels_video(tmp_path / "wide_pixels.mp4")
     assert path.stat().st_size < 4096 and (probe(path)["width"], probe(path)["height"]) == (25600, 256)
     message = re.escape(f"{path}: its frames are shown at 25600x256 (stored 256x256, pixels 100 as wide as tall), "
                         "over the limit of 1000000 pixels per frame; give max_side to read them smaller")
