@@ -68,6 +68,10 @@ log = logging.getLogger("videoxai.serve")
 #: seconds a WebSocket may stay open after the app has closed it (time for a polite peer to answer)
 ABORT_AFTER_CLOSE_S = 5.0
 
+#: seconds a WebSocket closed for a bad message (too large, not UTF-8) still reads and drops what
+#: its peer sends, so that the close frame reaches it (see ``WebSocketProtocol.handle_parser_exception``)
+LINGER_S = 2.0
+
 #: seconds without complete headers before a connection counts against ``max_pending_per_client``
 #: (at most half the header timeout). A burst of N connections is accepted in one go, before any
 #: of them is read: counted at once, all but the newest few were closed unanswered.
@@ -377,6 +381,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     _probe_timer: asyncio.TimerHandle | None = None
     _probes = 0
     _unprobed_since: float | None = None   # loop time of the first message sent after the probe
+    _lingering = False                     # closed for a bad message: reading only to drop it
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -428,6 +433,35 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                 return
             self.frames = [data]
         super().send_receive_event_to_app()
+
+    def handle_parser_exception(self) -> None:  # type: ignore[override]
+        """Send the close frame the failure asks for (1009 for a message over ``ws_max_size``,
+        1007, 1002), then close *lingering*: half-close our side and read and drop what the peer
+        still sends for :data:`LINGER_S`, or until it closes.
+
+        uvicorn closed the socket at once, with the rest of the refused message unread in the
+        kernel's buffer; closing a socket with unread data sends a reset, and a reset makes the
+        peer's kernel drop what it has not yet read, the close frame included: the client saw a
+        connection reset, not "message too big" (how often depended on timing: a flaky test).
+        """
+        if self._lingering:  # uvicorn calls it again for every chunk after the failure
+            return
+        self._lingering = True
+        assert self.conn.close_sent is not None
+        close = self.conn.close_sent
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": close.code, "reason": close.reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self._stop_probe()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()  # FIN after the close frame: the peer reads both, then sees the end
+        # uvicorn closes the socket when the app returns unless a close timer is set
+        self.close_timer = self.loop.call_later(LINGER_S, self._abort_if_open)
+
+    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+        if self._lingering:
+            return  # the rest of a refused message, or what followed it: dropped
+        super().data_received(data)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -501,7 +535,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         try:
             await super().run_asgi()
         finally:
-            if not self.disconnected:
+            if not self.disconnected and not self._lingering:  # a lingering close ends on its own
                 # a session that never authenticated asks for no grace: waiting for such peers let
                 # a stream of them hold connections for ABORT_AFTER_CLOSE_S each
                 now = self.scope.get(ABORT_ON_CLOSE, False)
