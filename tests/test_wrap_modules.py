@@ -182,3 +182,135 @@ def test_mean_and_std_on_a_0_255_scale_are_refused_with_the_values_for_pixels_in
         vx.wrap(Conv3DNet(), num_frames=T, input_size=S, num_classes=K,
                 mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
     assert vx.wrap(Conv3DNet(), num_frames=T, input_size=S, num_classes=K, mean=(1, 1, 1), std=(1, 1, 1)).num_classes == K
+
+
+class StridedConv3DNet(nn.Module):
+    """One unpadded Conv3d of kernel (2, 4, 4), stride 2: on 5 frames it reads frames 0–3, never 4;
+    on 17-pixel frames rows and columns 0–15, never 16."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv3d(3, 8, (2, 4, 4), stride=2)
+        self.fc = nn.Linear(8, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3, 4)))
+
+
+def gradcam_by_hand(net: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+    """Textbook Grad-CAM ``relu(Σ_c mean(∂y/∂A_c) · A_c)`` on ``net.conv`` for ``x`` ``(1, T, 3, H, W)``
+    → ``(T', H', W')``."""
+    a = net.conv(x.transpose(1, 2))
+    (g,) = torch.autograd.grad(net.fc(torch.relu(a).mean((2, 3, 4)))[0, target], a)
+    return torch.relu((g.mean((2, 3, 4), keepdim=True) * a).sum(1))[0].detach()
+
+
+def strided_model(frames: int, size: int, net: nn.Module | None = None) -> vx.VideoModel:
+    return vx.wrap(net or StridedConv3DNet(), num_frames=frames, input_size=size, layout="BCTHW",
+                   mean=(0, 0, 0), std=(1, 1, 1), cam_layer="conv")
+
+
+@pytest.mark.parametrize("frames, size", [(5, 17), (3, 16)])
+def test_cam_maps_of_a_grid_that_does_not_cover_the_clip_are_zero_on_what_the_layer_never_reads(frames, size):
+    # the (T', H', W') grid was stretched over the whole clip: on 5 frames the unread frame 4 had
+    # the largest score (0.233), on 3 frames the unread frame 2 had a third of the evidence
+    net = StridedConv3DNet()
+    model = strided_model(frames, size, net)
+    x = torch.rand(frames, 3, size, size, generator=torch.Generator().manual_seed(0))
+    cam = gradcam_by_hand(net, x[None], 0)                        # (T', H', W')
+    mass = cam.flatten(1).sum(1)                                  # each feature frame reads 2 frames
+    by_hand = torch.cat([mass.repeat_interleave(2), torch.zeros(frames - 2 * len(mass))])
+    exp = vx.explain(model, x, "gradcam", target=0)
+    np.testing.assert_allclose(exp.temporal, (by_hand / by_hand.sum()).numpy(), rtol=1e-5, atol=1e-7)
+    # the raw maps stay the layer's grid, Grad-CAM's own numbers
+    assert exp.raw.shape == tuple(cam.shape)
+    np.testing.assert_allclose(exp.raw, cam.numpy(), rtol=1e-5, atol=1e-7)
+    assert exp.temporal[-1] == 0 and (exp.spatial[-1] == 0).all() and exp.spatial[:-1].max() == 1
+    np.testing.assert_array_equal(exp.spatial[0], exp.spatial[1])   # one feature frame, two input frames
+    if size == 17:   # row and column 16 are never read either
+        assert (exp.spatial[:, 16] == 0).all() and (exp.spatial[:, :, 16] == 0).all()
+        assert (exp.spatial[:4, :16, :16].reshape(4, -1).max(1) > 0).all()
+    # Grad-CAM++ lays its map on the same footprint
+    pp = vx.explain(model, x, "gradcam_pp", target=0)
+    assert pp.temporal[-1] == 0 and (pp.spatial[-1] == 0).all() and pp.raw.shape == tuple(cam.shape)
+
+
+def test_the_first_cam_explanation_of_a_strided_network_costs_what_the_later_ones_do():
+    # the footprint is read off the explanation's own forward pass: no probe of its own (a probe
+    # made the first explanation cost one forward and one backward pass more than the later ones)
+    from videoxai.methods import cam
+
+    net = StridedConv3DNet()
+    model = strided_model(5, 17, net)
+    runs = []
+    net.register_forward_pre_hook(lambda *_: runs.append(1))
+    x = torch.rand(5, 3, 17, 17, generator=torch.Generator().manual_seed(0))
+    costs = []
+    for _ in range(3):
+        runs.clear()
+        exp = vx.explain(model, x, "gradcam", target=0)
+        costs.append((exp.cost.forward_passes, exp.cost.backward_passes, len(runs)))
+        assert exp.temporal[-1] == 0
+    assert costs == [(1, 1, 1)] * 3
+    assert [f.reads_every_frame for f in cam._FOOTPRINTS[net].values()] == [False]   # found once
+
+
+class Raises(Exception):
+    """A network's own error."""
+
+
+class RaisingNet(StridedConv3DNet):
+    """Raises its own error inside forward, after the CAM layer, while ``fail`` is set."""
+
+    fail = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.conv(x)
+        if self.fail:
+            raise Raises("the network's own error")
+        return self.fc(torch.relu(a).mean((2, 3, 4)))
+
+
+def test_a_network_raising_inside_forward_raises_its_own_error_and_leaves_no_hook_or_footprint():
+    from videoxai.methods import cam
+
+    net = RaisingNet()
+    model = strided_model(5, 17, net)
+    x = torch.rand(5, 3, 17, 17, generator=torch.Generator().manual_seed(0))
+    for method in ("gradcam", "gradcam_pp"):
+        with pytest.raises(Raises, match="the network's own error"):
+            vx.explain(model, x, method, target=0)
+    assert not net._forward_pre_hooks and not net.conv._forward_hooks
+    assert not cam._FOOTPRINTS.get(net)   # nothing kept from a forward that failed
+    net.fail = False
+    assert vx.explain(model, x, "gradcam", target=0).temporal[-1] == 0
+    # an operation of the network that torch refuses keeps torch's own error and message
+    bad = StridedConv3DNet()
+    bad.fc = nn.Linear(7, K)
+    with pytest.raises(RuntimeError) as bare:
+        bad(x[None].transpose(1, 2))
+    with pytest.raises(RuntimeError) as explained:
+        vx.explain(strided_model(5, 17, bad), x, "gradcam", target=0)
+    assert str(explained.value) == str(bare.value)
+
+
+def test_cam_maps_of_a_grid_that_covers_the_clip_are_bit_identical_to_the_stretched_ones(monkeypatch):
+    # a padded network and the bundled demo CNN read every frame, row and column: their footprint
+    # is found, and their maps and scores are those of the stretch, bit for bit
+    from videoxai.methods import cam
+
+    demo = vx.load_model("demo-cnn")
+    padded = vx.wrap(Conv3DNet(), num_frames=T, input_size=S, layout="BCTHW", mean=(0, 0, 0), std=(1, 1, 1))
+    cases = [(padded, clip(6), "gradcam"), (padded, clip(T), "gradcam_pp"),
+             (demo, torch.rand(demo.num_frames, 3, *demo.input_size, generator=torch.Generator().manual_seed(0)),
+              "gradcam")]
+    found = [vx.explain(model, x, method, target=0) for model, x, method in cases]
+    for model, _, _ in cases:
+        seen = list(cam._FOOTPRINTS[model.net].values())
+        assert seen and all(f is not None and f.reads_everything for f in seen)
+    monkeypatch.setattr(cam.CAMMethod, "footprint_key", lambda self, x: None)   # the stretch alone
+    for (model, x, method), exp in zip(cases, found):
+        stretched = vx.explain(model, x, method, target=0)
+        for name in ("spatial", "temporal", "raw"):
+            np.testing.assert_array_equal(getattr(exp, name), getattr(stretched, name))

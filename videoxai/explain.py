@@ -380,6 +380,10 @@ def finish_maps(attr: Attribution, model: VideoModel, num_frames: int, frame_siz
         temporal = align_time(mass, num_frames, attr.time_align)[..., 0, 0]
     temporal = _normalise_sum(temporal)
     refined = settings(raw)
+    if attr.footprint is not None:
+        # a CNN layer's grid that leaves frames, rows or columns unread, laid on what it reads
+        # (zero on the rest) rather than stretched over the clip; the raw maps stay the grid
+        refined = attr.footprint.maps_on_input(refined)
     spatial = to_frames(refined, space=attr.space, preprocess=model.preprocess, frame_size=frame_size,
                         num_frames=num_frames, time_align=attr.time_align)
     if spatial.untyped_storage().data_ptr() in (raw.untyped_storage().data_ptr(),

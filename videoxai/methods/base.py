@@ -20,6 +20,7 @@ import torch
 
 from ..core import baselines
 from ..core.batching import batched
+from ..core.footprint import Footprint
 from ..errors import InputError, UnknownMethodError, UnknownNameError, UnsupportedModelError
 from ..models.base import VideoModel
 from ..options import Configurable, Opt, OptionError
@@ -71,6 +72,9 @@ class Attribution:
         time_align: how the ``T'`` map frames spread over the T input frames: ``"repeat"``
             (each covers ``T/T'`` frames, e.g. tubelets) or ``"linear"`` (feature-map centres).
         extras: method-specific arrays kept in ``Explanation.meta`` (e.g. segment Shapley values).
+        footprint: where ``maps`` is a CNN layer's grid that leaves some input frames, rows or
+            columns unread (an unpadded strided layer), what each cell reads: the upsampling lays
+            the maps on it, zero on the rest (:mod:`~videoxai.core.footprint`); ``maps`` stays the grid.
     """
 
     maps: torch.Tensor
@@ -80,6 +84,7 @@ class Attribution:
     temporal: torch.Tensor | None = None
     time_align: Literal["repeat", "linear"] = "repeat"
     extras: dict | None = None
+    footprint: Footprint | None = None
 
 
 def _holding_model_lock(fn: Callable) -> Callable:

@@ -26,6 +26,12 @@ design); everything else is here:
   input frame ``(i + ½)·T/T' − ½``). pytorch-grad-cam's ``scipy.ndimage.zoom`` instead pins the
   first and last feature frames to the first and last input frames, which shifts evidence towards
   the clip's ends. The per-frame scores are the map's mass per input frame after that alignment.
+  Where the layer never reads some frames, rows or columns (an unpadded strided layer: kernel 2,
+  stride 2 on 5 frames never reads frame 4), each feature frame's mass is spread over the frames
+  it reads and the map is laid on the rows and columns read, zero on the rest
+  (:mod:`videoxai.core.footprint`: found by watching the explanation's own first forward pass,
+  no pass of its own). The maps the method returns (``Explanation.raw``) stay on the layer's
+  grid; the footprint goes with them (``Attribution.footprint``) to the upsampling.
   Where a transformer's tokens do not tile its input (9 frames in tubelets of 2, a 36-pixel input
   in 8-pixel patches) the token map is laid on the frames and pixels the tokens cover, as the
   attention methods do (:mod:`videoxai.core.token_layout`).
@@ -35,6 +41,7 @@ design); everything else is here:
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -44,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.align import align_time
+from ..core.footprint import Footprint, FootprintTracker
 from ..core.token_layout import token_frames_on_input, token_maps_on_input
 from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
@@ -70,6 +78,14 @@ LayerOption = str | nn.Module | None
 #: checkpoint segment): their network is run with pixels that require grad from the first forward
 #: pass on (see :meth:`CAMMethod.attribute`)
 _NO_GRAD_LAYERS: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+
+#: what a CNN layer's grid reads (:mod:`videoxai.core.footprint`), per network:
+#: {(layer, clip shape, its wrapping): Footprint, or None where it cannot be known}. By network, as
+#: saliency_tubes' probe: vx.explain explains a working view of the model, a copy per call
+_FOOTPRINTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+#: where a network's input holds the clip's frames, rows and columns, by layout
+_CLIP_AXES = {"BCTHW": {"T": 2, "H": 3, "W": 4}, "BTCHW": {"T": 1, "H": 3, "W": 4}}
 
 
 class LayerCapture:
@@ -336,6 +352,19 @@ class CAMMethod(Method):
             return module
         return self.model.submodule(name)
 
+    def footprint_key(self, x: torch.Tensor) -> tuple | None:
+        """The key of the layer's footprint on clips shaped as ``x`` ``(B, T, 3, H, W)`` in
+        :data:`_FOOTPRINTS`; ``None`` where it is not looked for: a transformer's token grid (laid
+        on its input by :mod:`~videoxai.core.token_layout`), a layer read through a ``cam_reshape``
+        (a per-frame CNN folds its frames into the batch, which the footprint does not follow)."""
+        model = self.model
+        if model.token_grid is not None or model.cam_reshape is not None or model.layout not in _CLIP_AXES:
+            return None
+        from .saliency_tubes import _wrapping   # (that module builds on this one)
+
+        # (the batch too: frames folded into it are followed for one clip, not for several)
+        return self.layer, tuple(x.shape), _wrapping(model)
+
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         x = check_pixels(self.model, inputs)
         if x.shape[0] > 1 and self.model.batch_statistics_layers():
@@ -349,12 +378,22 @@ class CAMMethod(Method):
         # explanation, which then runs the forward again); pixels that require grad in every forward
         # would keep the activations below the layer of every other network for a backward pass
         x.requires_grad_(self.uses_gradients and module in _NO_GRAD_LAYERS)
+        # what the layer reads is found on the first explanation's own forward pass (no pass of its
+        # own: the pass counts of the first explanation and the later ones are the same), once per
+        # network, layer, clip shape and wrapping
+        key = self.footprint_key(x)
+        known = _FOOTPRINTS.setdefault(self.model.net, {}) if key is not None else {}
+        tracker = (FootprintTracker(self.model.net, module, _CLIP_AXES[self.model.layout])
+                   if key is not None and key not in known else contextlib.nullcontext())
         # a torch.compile'd network runs eagerly here, as the layer search and saliency_tubes' probe
         # do: its compiled graph ran without the capture's hook (a compiled ViViT: "layer
         # 'vivit.layers.1.layernorm_before' did not run during the forward pass")
         with frozen_parameters(self.model), LayerCapture(module, self.layer, self.uses_gradients) as cap, \
                 torch.set_grad_enabled(self.uses_gradients), run_eagerly():
-            logits = self.model(x)
+            with tracker:   # (an error of the network's own passes through, and nothing is kept)
+                logits = self.model(x)
+            if isinstance(tracker, FootprintTracker):
+                known[key] = tracker.footprint()
             if self.uses_gradients and cap.no_grad_forward and not x.requires_grad:
                 # (a network's own no_grad block is still refused below)
                 _NO_GRAD_LAYERS.add(module)
@@ -384,13 +423,19 @@ class CAMMethod(Method):
             maps = self.combine(state, self.weights(state))
             align = self.time_align(maps.shape[1])
             grid = self.model.token_grid
+            seen = _partial(known.get(key), maps.shape[1:])
             if align == "repeat" and maps.shape[2:] == (grid.rows, grid.cols):
                 temporal = token_frames_on_input(maps.flatten(2).sum(-1), grid, x.shape[1])
                 maps = token_maps_on_input(maps, grid, self.model.preprocess.size, x.shape[1])
+            elif seen is not None and not seen.reads_every_frame:
+                # each feature frame's mass spread over the frames it reads, none on the others
+                temporal = seen.frames_on_input(maps.flatten(2).sum(-1))
             else:
                 temporal = align_time(maps.flatten(2).sum(-1)[..., None, None], x.shape[1], align)[..., 0, 0]
+        # the maps stay on the layer's grid (Explanation.raw); the footprint lays them on the input
+        # when they are upsampled (vx.explain's finish_maps)
         return Attribution(maps=maps, space="crop", target=target, logits=logits.detach(),
-                           temporal=temporal, time_align=align)
+                           temporal=temporal, time_align=align, footprint=seen)
 
     def _clip_by_clip(self, x: torch.Tensor, target: Target) -> Attribution:
         """:meth:`attribute` of each clip of ``x`` ``(B, T, 3, H, W)`` on its own, joined."""
@@ -402,7 +447,17 @@ class CAMMethod(Method):
         return Attribution(maps=torch.cat([p.maps for p in parts]), space="crop",
                            target=torch.cat([p.target for p in parts]),
                            logits=torch.cat([p.logits for p in parts]),
-                           temporal=torch.cat([p.temporal for p in parts]), time_align=parts[0].time_align)
+                           temporal=torch.cat([p.temporal for p in parts]), time_align=parts[0].time_align,
+                           footprint=parts[0].footprint)
+
+
+def _partial(seen: Footprint | None, grid: tuple[int, ...]) -> Footprint | None:
+    """``seen`` where it is the footprint of a ``(T', H', W')`` grid that leaves some frames, rows
+    or columns unread; else ``None``: a layer that reads all of its input (the usual case: a
+    padded network, the bundled demo CNNs) keeps the stretched maps and scores, bit for bit."""
+    if seen is None or tuple(grid) != (seen.frames.shape[0], seen.rows.shape[0], seen.cols.shape[0]):
+        return None
+    return None if seen.reads_everything else seen
 
 
 def _shape_of(out: Any) -> str:
