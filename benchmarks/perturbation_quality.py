@@ -158,7 +158,8 @@ def main() -> None:
     model = vx.load_model(args.model)
     ds = SyntheticVideos(args.clips, split=args.split, seed=args.seed, num_frames=model.num_frames, **data)
     chance = chance_rates(ds)
-    fields = ("t", "s", "px", "pg", "iou", "cons", "sec", "fwd", "bwd", "rho", "reached", "chosen", "share")
+    fields = ("t", "s", "px", "pg", "iou", "cons", "sec", "fwd", "bwd", "rho", "reached", "chosen", "share",
+              "frames", "one_frame")
     # rows[group][method]: group "object" (the blurred clip loses the class) or "nothing"
     rows = {g: {m: {k: [] for k in fields} for m in methods} for g in ("object", "nothing")}
     done = {m: 0 for m in methods}
@@ -203,6 +204,11 @@ def main() -> None:
                 r["reached"].append(exp.meta["area_reached"][0])
                 r["chosen"].append(float(exp.meta["area_chosen"][0]))
                 r["share"].append(float(exp.meta["evidence_share"][0]))
+                r["frames"].append(exp.meta["frame_area_reached"][0])    # (areas, T) shares of a frame
+                # kept masks that keep voxels (≥ ½) in at most one frame of a window of several
+                # (round 11's "one-frame masks", read without the object's pixels)
+                kept = r["frames"][-1][list(areas[m]).index(r["chosen"][-1]):, slice(*sample.window)]
+                r["one_frame"].append(int(((kept > 0).sum(-1) <= 1).sum()) if np.diff(sample.window)[0] > 1 else 0)
         print(f"  clip {i + 1}/{args.clips} done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
 
     print(f"\nLocalisation on {args.clips} held-out synthetic clips (model accuracy on them: "
@@ -253,6 +259,15 @@ def main() -> None:
             per_clip = [f"{a:g}→{r[list(areas[m]).index(a)]:.4f}" for a, r in
                         zip(merged[m]["chosen"], merged[m]["reached"])]
             print(f"{m}: kept area target→reached per clip: " + ", ".join(per_clip))
+            # how each area's mask is spread in time (what max_frame_area caps): frames it keeps
+            # voxels in, and its largest share of one padded frame
+            frames = np.stack(merged[m]["frames"])                            # (clips, areas, T)
+            one = rows["object"][m]["one_frame"]
+            print(f"{m}: frames kept (mean) / largest share of one frame (mean) per area: " + ", ".join(
+                f"{a:g}: {n:.1f} / {mx:.3f}" for a, n, mx in
+                zip(areas[m], (frames > 0).sum(-1).mean(0), frames.max(-1).mean(0)))
+                + f"; kept masks in at most one window frame: {sum(one)} on {sum(n > 0 for n in one)} of "
+                f"{len(one)} object clips")
     classes = np.bincount([b for b, _ in blurred], minlength=len(model.labels))
     print("\nfully blurred clips classified as: " + ", ".join(
         f"{model.labels[c]} {n}" for c, n in enumerate(classes) if n) +

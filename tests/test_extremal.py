@@ -161,6 +161,26 @@ def test_area_loss_by_hand():
     assert shuffled.item() == pytest.approx(area_loss(m, torch.tensor([0.25]), False).item())
 
 
+def test_area_loss_with_a_frame_cap_by_hand_and_its_two_limits():
+    # frame 0 [.9, .8], frame 1 [.3, 0]; a = 0.5: two ones of V = 4
+    m = torch.tensor([[0.9, 0.8], [0.3, 0.0]]).reshape(1, 2, 1, 2)
+    a = torch.tensor([0.5])
+    # the volume's two largest are both in frame 0: (.1² + .2² + .3² + 0²) / 4
+    assert area_loss(m, a, per_frame=False).item() == pytest.approx((0.01 + 0.04 + 0.09) / 4)
+    # at most half a frame (one voxel) each: 0.8, second in its frame, gives its one to 0.3
+    assert area_loss(m, a, False, frame_caps=torch.tensor([0.5])).item() == pytest.approx(
+        (0.01 + 0.64 + 0.49 + 0) / 4)
+    # a cap of 1 is the volume's loss; a cap equal to the area, 2D-EP's per-frame loss (shares of
+    # 8-voxel frames exact in float32, so both count the same ones)
+    r = torch.rand(3, 4, 2, 4, generator=torch.Generator().manual_seed(0))
+    areas = torch.tensor([0.125, 0.25, 0.5])
+    order = torch.randperm(32, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(area_loss(r, areas, False, order, frame_caps=torch.ones(3)),
+                               area_loss(r, areas, False, order))
+    torch.testing.assert_close(area_loss(r, areas, False, order, frame_caps=areas), area_loss(r, areas, True))
+    assert (area_loss(r, areas, False, order, frame_caps=torch.full((3,), 0.5)) >= area_loss(r, areas, False)).all()
+
+
 def test_ellipsoid_kernel_is_the_recipes_and_a_cross_at_3x3x3():
     k = ellipsoid_kernel(3, 3, 3)
     assert k.sum() == 7 and k[1, 1, 1] == 1 and k[0, 1, 1] == 1 and k[0, 0, 1] == 0
@@ -274,6 +294,42 @@ def test_ep_masks_find_the_box(case, method):
                      game="preserve")
     for t in range(*WINDOW):
         assert truth[t].ravel()[exp.spatial[t].argmax()], f"{method} frame {t}"
+
+
+@pytest.mark.usefixtures("one_thread")  # 2 × 48 small optimisation steps
+def test_max_frame_area_spreads_an_area_over_frames_at_most_its_cap_each(case):
+    """``max_frame_area`` caps each frame's share of an area's mask: the box's 4 frames hold 0.05
+    of the clip's volume at about 0.1 of each frame without a cap; capped at 0.06 a frame, the
+    same area keeps about the cap in each of the box's frames (0.9–1.3 ×: one cell's bump is 0.024
+    of a 24-px frame, and the mask keeps its bumps' fringe ≥ ½), spills the rest into at least
+    ⌈0.05 · 8 / 0.06⌉ = 7 frames, reaches its area within 25 % (0.060: seven parts have more
+    fringe than one) and still peaks on the box in every window frame."""
+    model, clip, truth = case
+    opts = {"areas": (0.05,), "iterations": 40, "lr": 0.1, "game": "preserve", "min_evidence": 0}
+    free = vx.explain(model, clip, method="ep3d", target=0, **opts).meta
+    exp = vx.explain(model, clip, method="ep3d", target=0, max_frame_area=0.06, **opts)
+    uncapped, capped = free["frame_area_reached"][0, 0], exp.meta["frame_area_reached"][0, 0]   # (T,)
+    box = slice(*WINDOW)
+    assert (uncapped[box] > 1.5 * 0.06).all(), uncapped
+    assert (capped[box] >= 0.9 * 0.06).all() and (capped <= 1.3 * 0.06).all(), capped
+    assert (capped > 0).sum() >= 7, capped
+    reached = float(exp.meta["area_reached"][0, 0])
+    assert abs(reached - 0.05) <= 0.25 * 0.05 and capped.sum() / T == pytest.approx(reached)   # frames sum to it
+    for t in range(*WINDOW):
+        assert truth[t].ravel()[exp.spatial[t].argmax()], f"frame {t}"
+    # "bump": one cell's bump of a padded frame; 2D-EP's areas are per frame already: refused by name
+    gen = MaskGenerator((S, S), 2, 11 * S / 112)
+    assert vx.methods.get("ep3d")(model, max_frame_area="bump").frame_cap(gen) == smallest_area(gen, 1)
+    with pytest.raises(InputError, match="ep2d.*max_frame_area.*per frame already"):
+        vx.methods.get("ep2d")(model, max_frame_area="bump")
+    # STEP passes the caps to its area term
+    step = vx.methods.get("step")(model, smooth_start=0.5)
+    step.check_clip(T, (31, 31))
+    padded = torch.rand(2, T, 31, 31, generator=torch.Generator().manual_seed(0))
+    areas, caps = torch.tensor([0.01, 0.1]), torch.tensor([0.02, 0.1])
+    orders = step.draw_orders(torch.Generator().manual_seed(0), T, (31, 31))
+    torch.testing.assert_close(step.regulariser(padded, areas, 0.0, orders, caps),
+                               300 * area_loss(padded, areas, False, orders["area"], frame_caps=caps))
 
 
 def test_delete_game_finds_the_box_too(case):

@@ -39,6 +39,10 @@ MaskStep = Annotated[int | None, Opt(ge=1)]
 MaskSigma = Annotated[float | None, Opt(gt=0)]
 FinalSigma = Annotated[float | None, Opt(ge=0)]
 Weight = Annotated[float, Opt(ge=0)]
+#: the most of any one frame an area's mask may keep (3D-EP and STEP): a share of the padded
+#: frame (1: no cap, the recipe's volume constraint) or ``"bump"`` (one parameter cell's bump,
+#: the smallest region the generator draws)
+MaxFrameArea = Annotated[float | Literal["bump"], Opt(gt=0, le=1)]
 #: iterations of the refinement stage (cells and bumps half as wide, started from the finished masks)
 FineIterations = Annotated[int, Opt(ge=0)] | None
 #: each pyramid level is a blurred copy of the clip held in memory (the recipe uses 8)
@@ -90,6 +94,19 @@ class ExtremalPerturbation(PerturbationMethod):
             the synthetic benchmark the peak lands on the object more often and the IoU rises,
             README "Round 9"), none for 2D-EP (not measured) and for ``preset="paper"``. Each
             costs what an iteration of the first stage costs.
+        max_frame_area: the most of any one frame that an area's mask may keep, as a share of the
+            padded frame, or ``"bump"``: one parameter cell's bump (:func:`smallest_area` of one
+            frame, 150 px of a 64-px frame); 1 (default): no cap, the recipe's constraint over the
+            volume. 3D-EP and STEP only (2D-EP's areas are per frame already). An area a
+            is capped at max(cap, a) of each frame, so that its a·V voxels always fit. The cap
+            stays inside the recipe's area term, adding none: the sorted mask is still pulled to
+            a·V ones, taken from the largest voxels but at most the cap's from one frame
+            (:func:`area_loss`), so a cap of 1 is 3D-EP's constraint and a cap of a 2D-EP's (a
+            in every frame), and the reward alone decides which frames. With ``"bump"`` a rung of k bumps spreads
+            over at least k frames, one bump each: where the evidence is redundant in time (one
+            frame of the object keeps the class, but removing it leaves the class to the others)
+            the small rungs otherwise stack their budget in one frame and lose the delete game
+            (README, extremal "Round 11" and "Round 12"). Not a default: see "Round 12".
         game: ``"dual"`` (default: preserve + delete, the recipe's own sum), ``"preserve"``
             (the recipe's runs) or ``"delete"``. Preserving alone is under-determined in time: a
             model that needs its evidence in one frame only is content with a mask on one frame.
@@ -163,7 +180,8 @@ class ExtremalPerturbation(PerturbationMethod):
                  area_growth: Annotated[float, Opt(gt=0)] = AREA_GROWTH,
                  min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None,
                  weighting: Literal["score", "density", "sum"] | None = None, batch_size: BatchSize = 32,
-                 seed: Seed = 0, fine_iterations: FineIterations = None) -> None:
+                 seed: Seed = 0, fine_iterations: FineIterations = None,
+                 max_frame_area: MaxFrameArea = 1.0) -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, seed=seed)
         given = {"areas": areas, "keep": keep, "iterations": iterations, "game": game, "lr": lr,
@@ -196,17 +214,30 @@ class ExtremalPerturbation(PerturbationMethod):
         self.reward_weight = float(reward_weight)
         self.area_weight = float(area_weight)
         self.area_growth = float(area_growth)
+        if max_frame_area != 1 and self.per_frame_area:
+            raise OptionError(f"{self._owner()}: option max_frame_area caps a share of each frame in a constraint "
+                              f"over the whole clip; {self.name}'s areas are per frame already (every frame keeps "
+                              "its area), so it has nothing to cap: use ep3d or step")
+        self.max_frame_area = max_frame_area
 
     # -- what the variants override ----------------------------------------------------------------
     def regulariser(self, padded: torch.Tensor, areas: torch.Tensor, progress: float,
-                    orders: dict[str, torch.Tensor]) -> torch.Tensor:
+                    orders: dict[str, torch.Tensor], caps: torch.Tensor | None = None) -> torch.Tensor:
         """The constraint terms of E for padded masks ``(A, T, Ho, Wo)`` → ``(A,)``.
 
         ``progress`` is the fraction of the run done (weights are scheduled on it); ``orders``
-        are this iteration's tie-breaking shuffles (:meth:`draw_orders`).
+        are this iteration's tie-breaking shuffles (:meth:`draw_orders`); ``caps`` ``(A,)`` the
+        most of one frame each area may keep (``max_frame_area``; ``None``: no cap).
         """
         weight = self.area_weight * self.area_growth ** progress
-        return weight * area_loss(padded, areas, self.per_frame_area, orders["area"])
+        return weight * area_loss(padded, areas, self.per_frame_area, orders["area"], frame_caps=caps)
+
+    def frame_cap(self, gen: MaskGenerator) -> float | None:
+        """``max_frame_area`` as a share of one of ``gen``'s padded frames; ``None`` for 1, the
+        recipe's loss, which the capped one equals (not run, so the default's maps keep their bits)."""
+        if self.max_frame_area == 1:
+            return None
+        return smallest_area(gen, 1) if self.max_frame_area == "bump" else float(self.max_frame_area)
 
     def draw_orders(self, generator: torch.Generator, t: int, padded: tuple[int, int]) -> dict[str, torch.Tensor]:
         """One iteration's shuffles, drawn before the areas are split into batches so that the
@@ -281,16 +312,20 @@ class ExtremalPerturbation(PerturbationMethod):
         # float32 whatever the caller's default dtype (a float64 default moved the maps' bits)
         areas = torch.tensor(clip_areas, device=device, dtype=torch.float32)
         params = torch.ones(n_areas, t, 1, *gen.shape_in, device=device, dtype=torch.float32, requires_grad=True)
-        last_p = self.optimise(gen, params, areas, self.iterations, lr, canvas, pyramid, target, generator)
+        cap = self.frame_cap(gen)
+        last_p = self.optimise(gen, params, areas, self.iterations, lr, canvas, pyramid, target, generator,
+                               frame_cap=cap)
         volume = t * gen.shape_out[0] * gen.shape_out[1]  # the areas are shares of this stage's padded volume
         if self.fine_iterations:
             gen, params = self.refined(gen, params, canvas)
             self.check_clip(t, gen.shape_out)
-            # the same number of voxels kept: the finer grid's padded margin is narrower
-            fine_areas = areas * volume / (t * gen.shape_out[0] * gen.shape_out[1])
+            # the same number of voxels kept: the finer grid's padded margin is narrower (and the
+            # same number per frame under max_frame_area: the coarse stage's cap, a coarse bump
+            # for "bump", not the fine grid's smaller one)
+            ratio = volume / (t * gen.shape_out[0] * gen.shape_out[1])
             fine_lr = self.lr * (recipe_step / gen.step) ** 2
-            last_p = self.optimise(gen, params, fine_areas, self.fine_iterations, fine_lr, canvas, pyramid, target,
-                                   generator, final=True)
+            last_p = self.optimise(gen, params, areas * ratio, self.fine_iterations, fine_lr, canvas, pyramid,
+                                   target, generator, final=True, frame_cap=None if cap is None else cap * ratio)
 
         with torch.no_grad():
             mask, padded = gen(params.reshape(-1, 1, *gen.shape_in))
@@ -318,6 +353,8 @@ class ExtremalPerturbation(PerturbationMethod):
         # after a refinement the finer grid's padded volume is smaller: shares of the first's
         scale = padded.shape[1] / volume
         reached = (padded >= 0.5).float().mean(1) * scale
+        # per frame, as shares of the first stage's padded frame (what max_frame_area caps)
+        frame_reached = (padded.reshape(n_areas, t, -1) >= 0.5).float().mean(-1) * scale
         resolved = {"areas": list(clip_areas), "keep": self.keep, "iterations": self.iterations,
                     "fine_iterations": self.fine_iterations, "game": self.game, "lr": self.lr,
                     "min_evidence": self.min_evidence, "weighting": self.weighting,
@@ -325,6 +362,7 @@ class ExtremalPerturbation(PerturbationMethod):
                     "sigma": self.size("sigma", side), "final_sigma": self.size("final_sigma", side),
                     **self.resolved_geometry(t)}
         return ClipResult(maps=total, extras={"areas": areas.float(), "area_reached": reached,
+                                              "frame_area_reached": frame_reached.float(),
                                               "area_mean": (padded.mean(1) * scale).float(),
                                               "area_chosen": areas[chosen].float(),
                                               "evidence": evidence[chosen].float(),
@@ -334,11 +372,13 @@ class ExtremalPerturbation(PerturbationMethod):
 
     def optimise(self, gen: MaskGenerator, params: torch.Tensor, areas: torch.Tensor, iterations: int,
                  lr: float, canvas: Canvas, pyramid: BlurPyramid, target: int, generator: torch.Generator,
-                 final: bool = False) -> torch.Tensor:
+                 final: bool = False, frame_cap: float | None = None) -> torch.Tensor:
         """Run ``iterations`` steps on the mask parameters ``(A, T, 1, hi, wi)`` (in place) and
         return the last iteration's target probabilities ``(A, games)``. The regularisers'
         weights follow the run's progress, or stay at their final values (``final``: the
-        refinement stage, which continues a finished run)."""
+        refinement stage, which continues a finished run). ``frame_cap``: the most of one padded
+        frame an area's mask may keep (:meth:`frame_cap`), raised to the area itself where that
+        is larger (a·V voxels fit in T frames of a each)."""
         device = params.device
         t, (h, w) = canvas.num_frames, canvas.grid
         n_areas = params.shape[0]
@@ -347,6 +387,7 @@ class ExtremalPerturbation(PerturbationMethod):
         games = ["preserve", "delete"] if self.game == "dual" else [self.game]
         per_pass = max(1, self.batch_size // len(games))
         last_p = torch.zeros(n_areas, len(games), dtype=torch.float64)
+        caps = None if frame_cap is None else areas.clamp(min=frame_cap)
 
         # gradients of the masks only: with the model's parameters frozen nothing lands in their .grad
         with torch.enable_grad(), frozen_parameters(self.model):  # also when called under torch.no_grad()
@@ -377,7 +418,8 @@ class ExtremalPerturbation(PerturbationMethod):
                     reward = sum(log_reward(logits[j * k:(j + 1) * k], target, g, self.model.activation)
                                  for j, g in enumerate(games))
                     energy = (self.reward_weight * reward
-                              + self.regulariser(padded, areas[sl], progress, orders)).sum()
+                              + self.regulariser(padded, areas[sl], progress, orders,
+                                                 None if caps is None else caps[sl])).sum()
                     # by backward, which a network checkpointed with use_reentrant=True accepts
                     grad[sl] += leaf_gradients(energy, [params])[0][sl]
                     with torch.no_grad():

@@ -15,15 +15,24 @@ ELLIPSOID_SHARE = 0.5236
 
 
 def area_loss(padded: torch.Tensor, areas: torch.Tensor, per_frame: bool,
-              order: torch.Tensor | None = None) -> torch.Tensor:
+              order: torch.Tensor | None = None, frame_caps: torch.Tensor | None = None) -> torch.Tensor:
     """L_area of padded masks ``(A, T, Ho, Wo)`` for target areas ``(A,)`` → ``(A,)``.
 
     ``mean((sort(m) − r)²)`` with r = (1 − a)·V zeros then ones, over the whole volume
     (V = T·Ho·Wo) or, ``per_frame``, over each frame (V = Ho·Wo) and then averaged over frames.
     ``order`` (a permutation of the flattened elements) is applied before sorting so that ties
     are broken at random, as in the reference.
+
+    ``frame_caps`` ``(A,)`` (over the volume only; the option ``max_frame_area``): the most of
+    any one frame, as a share of its Ho·Wo voxels, that an area's ones may take. The a·V voxels
+    pulled to 1 are still the volume's largest, as above, except those beyond the cap in their
+    frame, whose places go to the next largest voxels of other frames; the rest are pulled to 0.
+    A cap of 1 is the loss above; a cap equal to the area puts a·Ho·Wo ones in every frame, the
+    per-frame loss (2D-EP's); in between, a mask of k frames' caps spreads over at least k frames.
     """
     a_, t = padded.shape[:2]
+    if frame_caps is not None and not per_frame:
+        return _capped_area_loss(padded, areas, frame_caps, order)
     flat = padded.reshape(a_, t, -1) if per_frame else padded.reshape(a_, 1, -1)
     if order is not None:
         flat = flat[..., order]
@@ -31,6 +40,28 @@ def area_loss(padded: torch.Tensor, areas: torch.Tensor, per_frame: bool,
     zeros = (v * (1 - areas)).long()                                           # int(V·(1−a))
     ref = (torch.arange(v, device=padded.device)[None] >= zeros[:, None]).to(padded.dtype)
     return ((flat.sort(-1).values - ref[:, None]) ** 2).mean(-1).mean(-1)
+
+
+def _capped_area_loss(padded: torch.Tensor, areas: torch.Tensor, caps: torch.Tensor,
+                      order: torch.Tensor | None) -> torch.Tensor:
+    """:func:`area_loss` over the volume with at most ``caps`` ``(A,)`` of each frame among the ones."""
+    a_, t = padded.shape[:2]
+    flat = padded.reshape(a_, -1)
+    v = flat.shape[-1]
+    per = v // t
+    frame = torch.arange(t, device=padded.device).repeat_interleave(per)          # (V,) each voxel's frame
+    if order is not None:
+        flat, frame = flat[:, order], frame[order]
+    # descending and stable: after the shuffle, ties fall in a random order, as in the plain loss
+    values, idx = flat.sort(dim=-1, descending=True, stable=True)
+    frames = frame[idx]                                                             # (A, V)
+    # rank of each voxel among its frame's (1 for the frame's largest): the running count of its frame
+    rank = F.one_hot(frames, t).cumsum(1).gather(2, frames[..., None])[..., 0]
+    ones = v - (v * (1 - areas)).long()                                             # as above: V − int(V·(1−a))
+    cap = per - (per * (1 - caps)).long()
+    allowed = rank <= cap[:, None]
+    ref = (allowed & (allowed.cumsum(1) <= ones[:, None])).to(padded.dtype)
+    return ((values - ref) ** 2).mean(-1)
 
 
 def ellipsoid_kernel(frames: int, rows: int, cols: int, shape: str = "ellipsoid",
