@@ -926,3 +926,89 @@ def test_the_stream_clients_frames_are_held_to_max_pixels_at_their_shown_size(tm
             next(video_frames(source, max_pixels=1_000_000))
         assert [f.shape for f in video_frames(source, max_side=512, max_pixels=1_000_000)] == [(5, 512, 3)] * 3
         assert next(video_frames(source)).shape == (256, 25600, 3)  # within the default limit
+
+
+# -- a server's messages are bounded in size ------------------------------------------------------
+
+def announce(ws, size: int) -> None:
+    """Write the header of a text frame announcing ``size`` bytes (a server's frames are not
+    masked), and a few of them: a client that reads on waits for the rest, one that takes the
+    header's word refuses it at once."""
+    ws.socket.sendall(b"\x81\x7f" + size.to_bytes(8, "big") + b'{"type": "window", ')
+
+
+def test_a_server_message_over_the_clients_bound_is_refused_naming_its_size(capsys, video):
+    """The client took messages of any size (websockets' max_size=None): a broken or hostile
+    server that announced a 1 TiB message had it wait for all of it (buffering what came), here
+    until the timeout. The frame header's length is checked against the bound before any of the
+    message is read: 16 MiB before the 'ready' and, for a 'ready' of small windows, after it;
+    ``max_message_bytes`` sets another for the whole stream. In the CLI, one line."""
+    frames = np.zeros((12, 16, 16, 3), np.uint8)
+
+    def ready_then_huge(ws):
+        ws.send(READY)
+        ws.recv()  # a frame: the client has read the 'ready'
+        announce(ws, 2**40)
+        drain(ws)
+
+    def huge_first(ws):
+        announce(ws, 2**24 + 1)
+        drain(ws)
+
+    def ready_then_text(ws):
+        ws.send(READY)
+        ws.recv()
+        ws.send(json.dumps({"type": "note", "text": "x" * 2000}))
+        drain(ws)
+
+    said = "over this client's limit of 16777216 bytes"
+    for behave, client, says in [
+            (ready_then_huge, StreamClient, f"a message of 1099511627776 bytes, {said} (derived from its 'ready'"),
+            (huge_first, StreamClient, f"a message of 16777217 bytes, {said} (the default before its 'ready')"),
+            (ready_then_text, lambda url, timeout: StreamClient(url, timeout=timeout, max_message_bytes=1000),
+             "a message of 2028 bytes, over this client's limit of 1000 bytes (max_message_bytes); give a larger")]:
+        with fake_server(behave) as url, pytest.raises(StreamError) as info:
+            list(client(url, timeout=10).stream(iter(frames)))
+        assert info.value.code == "message_too_large" and says in str(info.value), str(info.value)
+    with fake_server(ready_then_huge) as url, pytest.raises(SystemExit) as exit_info:
+        main(["stream", str(video), "--server", url, "--timeout", "10"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("error: message_too_large: the server sent a message of 1099511627776 bytes"), err
+    with pytest.raises(InputError, match=r"^max_message_bytes must be a positive whole number of bytes, got 0$"):
+        StreamClient("http://127.0.0.1:9", max_message_bytes=0)
+
+
+def test_the_bound_after_the_ready_is_what_its_windows_may_hold():
+    """A 'ready' of long windows of large float16 maps announces messages over the 16 MiB taken
+    before it: the bound is raised to twice the largest window it may send (64 frames of 256 x 256
+    spatial and 224 x 224 raw maps, 2 bytes a value in base64, 2 classes: 39 636 168 bytes), and
+    a message of 30 MB arrives whole, one of 40 MB is refused."""
+    from videoxai.serve.client import DEFAULT_MAX_MESSAGE_BYTES, message_limit
+
+    big = json.loads(READY)
+    big.update(window=64, map_size=256, map_dtype="float16", maps=["spatial", "raw"])
+    big["model"]["input_size"] = [224, 224]
+    maps = -(-64 * (256 * 256 + 224 * 224) * 2 // 3) * 4
+    assert message_limit(big) == 2 * (maps + 4 * (len('"a"') + 64) + 64 * 64 + 65536) == 39_636_168
+    assert message_limit(json.loads(READY)) == DEFAULT_MAX_MESSAGE_BYTES  # small windows: the floor
+    for size, arrives in ((30_000_000, True), (40_000_000, False)):
+        def behave(ws, size=size):
+            ws.send(json.dumps(big))
+            ws.recv()
+            if size < 39_636_168:
+                ws.send(json.dumps({"type": "note", "text": "x" * (size - 30)}))
+                ws.send(json.dumps({"type": "end", "frames": 1, "windows": 0, "dropped": 0}))
+            else:
+                announce(ws, size)
+            drain(ws)
+
+        with fake_server(behave) as url:
+            stream = StreamClient(url, timeout=10).stream(iter(np.zeros((12, 16, 16, 3), np.uint8)))
+            if arrives:
+                assert [len(m.get("text", "")) for m in stream] == [0, size - 30, 0]
+            else:
+                with pytest.raises(StreamError, match="a message of 40000000 bytes, over this client's limit of "
+                                                      "39636168 bytes"):
+                    list(stream)

@@ -39,6 +39,49 @@ SERVER_MESSAGES: dict[str, type[BaseModel]] = {"ready": ReadyMessage, "window": 
                                                "dropped": DroppedMessage, "error": ErrorMessage, "end": EndAck}
 
 
+#: the largest server message this client takes where it knows nothing better: before the
+#: server's 'ready' (which holds the model's class names: 16 MiB is some 300 000 of them), and
+#: the least it takes after it. websockets' own default (1 MiB) is less than a long window's
+#: maps, and ``None`` (no limit) let a broken or hostile server fill this process's memory with one
+#: message, announced in a frame header and buffered whole before it was looked at.
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 2**20
+#: the most :func:`message_limit` derives from what a server announces: past it (a 'ready'
+#: announcing windows of millions of frames, broken or hostile) ``max_message_bytes`` says how
+#: much to take. A job's whole result is 256 MiB at most by the server's default limits.
+MAX_DERIVED_MESSAGE_BYTES = 2**30
+
+
+def message_limit(ready: dict) -> int:
+    """The largest message a server that sent this ``ready`` may send afterwards, in bytes.
+
+    A ``window`` message is the largest: ``window`` frames of each map asked for (the spatial
+    map's longer side at most ``map_size``; the raw map the method's own grid, at most the
+    model's input per frame, as the server's result estimate takes it), one or two bytes a value
+    (``map_dtype``) in base64 (4 characters per 3 bytes), plus the predictions (class names:
+    the model's, all of them at most) and a few numbers per frame. Twice that, for what this
+    estimate does not know (a newer server's fields), and at least
+    :data:`DEFAULT_MAX_MESSAGE_BYTES`; at most :data:`MAX_DERIVED_MESSAGE_BYTES`.
+    """
+    window = max(int(ready.get("window") or 0), 0)
+    map_size = max(int(ready.get("map_size") or 0), 0)
+    model = ready.get("model") or {}
+    size = [int(v) for v in (model.get("input_size") or []) if isinstance(v, int) and v > 0][-2:]
+    spatial = map_size ** 2
+    raw = size[0] * size[1] if len(size) == 2 else spatial
+    cells = 0
+    for name in ready.get("maps") or []:
+        # the spatial map is map_size on its longer side, the raw one the method's grid (at most the
+        # model's input); a map a newer server adds, whichever is larger
+        cells += spatial if name == "spatial" else raw if name == "raw" else max(spatial, raw)
+    per_value = 2 if ready.get("map_dtype") == "float16" else 1
+    maps = -(-window * cells * per_value // 3) * 4
+    labels = [str(label) for label in model.get("labels") or []]
+    longest = max((len(json.dumps(label)) for label in labels), default=0)
+    predictions = (len(labels) + 2) * (longest + 64)  # 'top', 'prediction' and 'smoothed'
+    estimate = maps + predictions + 64 * window + 64 * 1024  # frame indices and temporal scores, the rest
+    return min(max(2 * estimate, DEFAULT_MAX_MESSAGE_BYTES), MAX_DERIVED_MESSAGE_BYTES)
+
+
 class StreamError(VideoXAIError):
     """The server refused the stream or ended it with a fatal error."""
 
@@ -196,6 +239,14 @@ class StreamClient:
         fps: if set, frames are sent at this rate (a live source); otherwise as fast as the
             server takes them.
         timeout: seconds to wait for the server's next message before giving up.
+        max_message_bytes: the largest message taken from the server; a larger one ends the
+            stream with a :class:`StreamError` (``message_too_large``) as soon as its frame
+            header announces it, before any of it is buffered. ``None``:
+            :data:`DEFAULT_MAX_MESSAGE_BYTES` up to the server's ``ready``, then what its
+            windows may hold (:func:`message_limit`).
+
+    Raises:
+        InputError: ``max_message_bytes`` is not a positive whole number of bytes.
     """
 
     def __init__(self, server: str, *, api_key: str | None = None, window: int | None = None,
@@ -204,7 +255,10 @@ class StreamClient:
                  maps: tuple[str, ...] = ("spatial",), map_size: int | None = None,
                  map_dtype: Literal["uint8", "float16"] = "uint8",
                  frame_format: Literal["jpeg", "png", "rgb"] = "jpeg", quality: int = 85,
-                 fps: float | None = None, timeout: float = 60.0) -> None:
+                 fps: float | None = None, timeout: float = 60.0, max_message_bytes: int | None = None) -> None:
+        if max_message_bytes is not None and (isinstance(max_message_bytes, bool) or not isinstance(
+                max_message_bytes, int) or max_message_bytes < 1):
+            raise InputError(f"max_message_bytes must be a positive whole number of bytes, got {max_message_bytes!r}")
         self.url = stream_url(server)
         self.headers = {"X-API-Key": api_key} if api_key else {}
         start = {"type": "start", "window": window, "stride": stride, "method": method,
@@ -213,6 +267,8 @@ class StreamClient:
         self.start = {k: v for k, v in start.items() if v is not None}
         self.frame_format, self.quality, self.fps, self.timeout = frame_format, quality, fps, timeout
         self.ready: dict | None = None
+        self.max_message_bytes = max_message_bytes
+        self._limit, self._limit_from = self._first_bound()
         self.frames_sent = 0
         self._covered = 0  # frames [0, covered) lie in windows already received
         self._progress = threading.Condition()
@@ -227,9 +283,10 @@ class StreamClient:
         from websockets.exceptions import ConnectionClosed, InvalidHandshake
         from websockets.sync.client import connect
 
+        self._limit, self._limit_from = self._first_bound()  # (a stream before may have raised it)
         # no compression (frames are JPEG already) and no proxy (the server is addressed directly)
         try:
-            ws = connect(self.url, compression=None, proxy=None, max_size=None, open_timeout=self.timeout,
+            ws = connect(self.url, compression=None, proxy=None, max_size=self._limit, open_timeout=self.timeout,
                          additional_headers=self.headers)
         except (OSError, TimeoutError, InvalidHandshake) as e:  # refused, unreachable, no answer, not a server
             reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
@@ -245,6 +302,9 @@ class StreamClient:
             if first["type"] != "ready":
                 raise self._foreign(f"its first message is {first['type']!r}, not 'ready'")
             self.ready = first
+            if self.max_message_bytes is None:
+                self._bound(ws, message_limit(first), "derived from its 'ready': twice the largest window it "
+                                                      "announces")
             yield first
             failure: list[BaseException] = []
             stop = threading.Event()
@@ -308,6 +368,26 @@ class StreamClient:
             failure.append(e)
             ws.close()
 
+    def _first_bound(self) -> tuple[int, str]:
+        """The bound on the server's messages up to its 'ready', and where it comes from (for the
+        error that names it)."""
+        if self.max_message_bytes is not None:
+            return self.max_message_bytes, "max_message_bytes"
+        return DEFAULT_MAX_MESSAGE_BYTES, "the default before its 'ready'"
+
+    def _bound(self, ws, limit: int, why: str) -> None:
+        """Take messages of at most ``limit`` bytes from now on (``why``: for the error's words).
+
+        websockets checks each frame's announced length against its protocol's bound before it
+        reads the frame; the bound is read when a frame's first bytes arrive, and a server sends
+        windows only for frames this client sends after the 'ready' (a message it sends unasked
+        before then meets the bound before the 'ready'). websockets 14 split ``max_size`` into
+        ``max_message_size`` and ``max_fragment_size``; 12 and 13 have ``max_size`` alone."""
+        protocol = ws.protocol
+        with ws.protocol_mutex:  # the thread that reads the socket parses under it
+            setattr(protocol, "max_message_size" if hasattr(protocol, "max_message_size") else "max_size", limit)
+        self._limit, self._limit_from = limit, why
+
     def _recv(self, ws) -> dict:
         from websockets.exceptions import ConnectionClosed
 
@@ -318,6 +398,10 @@ class StreamClient:
                                          "method can take longer: a larger timeout, videoxai stream --timeout, "
                                          "waits for it)") from None
         except ConnectionClosed as e:
+            if e.sent is not None and e.sent.code == 1009 and (e.rcvd is None or e.rcvd_then_sent is False):
+                # this client closed it (1009: message too big): a frame header announced more
+                # than the bound, and websockets refused it before reading it
+                raise self._too_large(e) from None
             if e.rcvd is None:  # no close frame: the server's process or the network went away, or the
                 # server aborted a client that read nothing (its messages waited unread in this process)
                 idle = ((self.ready or {}).get("limits") or {}).get("stream_idle_timeout_s")
@@ -348,6 +432,22 @@ class StreamClient:
                 where = ".".join(str(p) for p in err["loc"]) or "message"
                 raise self._foreign(f"its {kind!r} message has {where}: {err['msg'].lower()}") from None
         return msg
+
+    def _too_large(self, closed) -> StreamError:
+        """The error for a message over the bound, naming its size (``closed``: websockets'
+        ConnectionClosed, caused by its PayloadTooBig, which knows the size from websockets 14)."""
+        cause = closed.__cause__
+        size, before = getattr(cause, "size", None), getattr(cause, "current_size", None) or 0
+        if size is None:  # websockets 12, 13: the size is in the reason's words only
+            said = f" ({closed.sent.reason})" if closed.sent.reason else ""
+            what = f"a message over {self._limit} bytes{said}"
+        else:  # a message in several frames: its first frames' bytes, and the frame over the bound
+            what = f"a message of {'at least ' if before else ''}{before + size} bytes"
+        advice = ("give a larger max_message_bytes if the server's windows are this large"
+                  if self.max_message_bytes else "a videoxai server sends no such message: is it broken, or not "
+                  "a videoxai server? (StreamClient's max_message_bytes takes more)")
+        return StreamError("message_too_large", f"the server sent {what}, over this client's limit of {self._limit} "
+                                                f"bytes ({self._limit_from}); {advice}")
 
     def _foreign(self, what: str) -> StreamError:
         """The error for a server that does not speak this client's protocol."""
