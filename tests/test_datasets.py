@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import warnings
 from pathlib import Path
 
@@ -223,7 +224,8 @@ def test_a_link_into_a_folder_that_cannot_be_searched_is_named_not_a_traceback(d
     """Following a link into a folder the user may not search fails with EACCES (as root, put in
     its place): a linked video is taken, and fails alone when read (as a listed video in such a
     folder does); a linked folder is named among the subfolders that cannot be read."""
-    (data / "cat" / "linked.mp4").symlink_to(data / "bird" / "a.mp4")
+    # (to a video outside the data: one reached in two classes is refused, as the test below says)
+    (data / "cat" / "linked.mp4").symlink_to(data.parent / "private" / "a.mp4")
     (data / "dog" / "linked_dir").symlink_to(data / "bird")
     scandir = os.scandir
 
@@ -246,3 +248,28 @@ def test_a_link_into_a_folder_that_cannot_be_searched_is_named_not_a_traceback(d
     with pytest.warns(UserWarning, match=r"data: 1 subfolder cannot be read \('dog/linked_dir': Permission denied\)"):
         ds = load_dataset(f"folder:{data}", num_frames=4, labels=CLASSES)
     assert ds.keys() == ["bird/a.mp4", "cat/a.mp4", "cat/linked.mp4", "dog/a.mp4"]
+
+
+def test_a_video_linked_into_two_class_folders_is_refused_and_into_one_twice_listed_once(data):
+    """One folder of videos linked into two class folders (as scripts build evaluation subsets)
+    listed each of its videos once per class, under two keys: a clip explained for two classes
+    and scored against both, one of them "wrong" whatever the model said. Which class is meant
+    cannot be told: refused, naming the file and both classes (classes from the model, or from
+    the folders). Linked twice into one class, it is listed once, with a warning."""
+    pool = data.parent / "pool"
+    write_video(np.zeros((6, 16, 16, 3), np.uint8), pool / "x.mp4", fps=10)
+    (data / "cat" / "shared").symlink_to(pool)
+    (data / "dog" / "shared").symlink_to(pool, target_is_directory=True)
+    said = (rf"^folder: {re.escape(str(data))}: {re.escape(os.path.realpath(pool / 'x.mp4'))} is in two classes through linked "
+            r"folders: class 'cat' as 'cat/shared/x\.mp4' and class 'dog' as 'dog/shared/x\.mp4'; a clip has one "
+            r"class: link it into one class folder only, or label the clips in a labels\.csv$")
+    for labels in (CLASSES, None):
+        with pytest.raises(InputError, match=said):
+            load_dataset(f"folder:{data}", num_frames=4, labels=labels)
+    (data / "dog" / "shared").unlink()
+    (data / "cat" / "again").symlink_to(pool)
+    with pytest.warns(UserWarning, match=r"data: 1 video is reached again through linked folders and listed once "
+                                         r"\('cat/shared/x\.mp4' is 'cat/again/x\.mp4'\)$"):
+        ds = load_dataset(f"folder:{data}", num_frames=4, labels=CLASSES)
+    assert [(s.key, s.label) for s in ds] == [("bird/a.mp4", 0), ("cat/a.mp4", 1), ("cat/again/x.mp4", 1),
+                                              ("dog/a.mp4", 2)]

@@ -23,7 +23,8 @@ is the home folder; an empty value or an unclosed quote is refused):
   that order; fields are separated by commas (``;`` or tabs where the first line has no comma). A
   row with an empty label is unlabelled (the model's prediction is explained). Other columns are
   ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file
-  below ``DIR`` is used (linked files and folders followed, hidden ones not; a subfolder that
+  below ``DIR`` is used (linked files and folders followed, hidden ones not; a video reached
+  along two paths is listed once, with a warning, and refused where they lie in two classes; a subfolder that
   cannot be listed is left out with a warning naming it, while a video in one that a CSV lists is
   an error of its own clip when read); where videos lie
   below first-level subfolders (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder

@@ -360,10 +360,51 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
                               f"({', '.join(map(repr, stray[:3]))}{', …' if len(stray) > 3 else ''}) "
                               f"{'lie' if len(stray) > 1 else 'lies'} beside the class subfolders, in no "
                               f"class: {_without_class(classes)}", stacklevel=3)
-    entries = [_Entry(r, p, label, name) for r, p, (label, name) in zip(rel, files, labels)]
+    keep = _reached_once(root, files, rel, labels)
+    entries = [_Entry(rel[k], files[k], *labels[k]) for k in keep]
     ds = VideoListDataset(entries, num_frames, max_side)
     ds.class_names = names
     return ds
+
+
+def _reached_once(root: Path, files: Sequence[Path], rel: Sequence[str],
+                  labels: Sequence[tuple[int | None, str | None]]) -> list[int]:
+    """The positions in ``files`` (sorted) to list: each file once, where linked folders reach it
+    along two paths (one folder of videos linked into two class folders, as scripts build
+    evaluation subsets), with a warning naming those left out; a file so reached in two classes
+    is refused, naming it and both.
+
+    Image-folder loaders (torchvision's ``DatasetFolder``) follow links and list such a file once
+    per class, silently: a clip with two labels. Here a clip is explained for one class and
+    scored against it, so it was counted twice, once "wrong" whatever the model said, and which
+    class is meant cannot be told from the folders: refused, as a labels CSV that lists one
+    video twice is. Reached twice in one class (or in none), nothing is ambiguous, only counted
+    twice: listed once, at its first path in sorted order."""
+    first: dict[str, int] = {}  # real path -> position of the first path that reaches it
+    keep: list[int] = []
+    again: list[tuple[str, str]] = []  # (path left out, path listed)
+    for k, path in enumerate(files):
+        j = first.setdefault(os.path.realpath(path), k)
+        if j == k:
+            keep.append(k)
+        elif labels[j] != labels[k]:
+            raise InputError(f"folder: {root}: {_text(os.path.realpath(path))} is in two classes through linked "
+                             f"folders: class {_class_text(labels[j])} as {rel[j]!r} and class {_class_text(labels[k])} as "
+                             f"{rel[k]!r}; a clip has one class: link it into one class folder only, or label the "
+                             "clips in a labels.csv")
+        else:
+            again.append((rel[k], rel[j]))
+    if again:
+        shown = ", ".join(f"{left!r} is {listed!r}" for left, listed in again[:3])
+        n = len(again)
+        warnings.warn(f"folder: {root}: {n} video{'s are' if n > 1 else ' is'} reached again through linked folders "
+                      f"and listed once ({shown}{', …' if n > 3 else ''})", stacklevel=4)
+    return keep
+
+
+def _class_text(label: tuple[int | None, str | None]) -> str:
+    """A clip's class (index, name) as messages name it: its name, else its index, else none."""
+    return repr(label[1]) if label[1] is not None else "none" if label[0] is None else str(label[0])
 
 
 def _text(name: str) -> str:
