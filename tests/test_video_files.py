@@ -163,7 +163,7 @@ def test_a_header_that_counts_billions_of_frames_costs_no_memory(tmp_path, monke
     cut.write_bytes(bytes(data[:-8]))
     clip = vx.read_video(cut)
     assert np.abs(clip.frames.astype(int) - frames).max() <= 3
-    assert vio.probe(cut)["frames"] == 2**31 - 1
+    assert vio.probe(cut)["frames"] == 12  # what is read (a cut AVI's packets; the header's count was taken)
     assert sizes[-1] <= cut.stat().st_size
 
 

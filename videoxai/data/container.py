@@ -355,7 +355,9 @@ def warn_avi_miscount(path: Path, header: int, count: int) -> None:
 
 
 #: the containers without an index or sizes that tell a file cut inside its last frame: only the
-#: decoder does (FLV, whose demuxer flags the packet it read short, and the others, tell before)
+#: decoder does (FLV, whose demuxer flags the packet it read short, and the others, tell before);
+#: HEVC's decoder does not (:func:`~videoxai.data.packets._damaged`), but where it comes to flag
+#: such a frame, the readers leave it out and so do the counts
 _CUT_FOUND_BY_DECODING = frozenset({"nut", "h264", "hevc", "ivf", "asf", "avi"})
 
 
@@ -506,7 +508,8 @@ def probe(path: str | Path) -> dict:
         clips do) and in square pixels (:func:`display_size`: 853 × 480 for a 720 × 480 DVD
         picture shown at 16:9);
         ``frames`` is the container's count (less the frames an edit list hides) or, when it
-        reports none, the number of packets (demux only); ``duration`` in seconds from the first
+        reports none (or for a GIF, or an AVI cut short), the number of packets the readers
+        decode (demux only, but for the frame the file was cut inside); ``duration`` in seconds from the first
         frame to the end of the last (the span of its packets' times where a demux pass lists
         them, else the stream's, else ``frames / fps``); ``fps`` the container's average rate,
         else the one its packets' times give.
@@ -515,11 +518,20 @@ def probe(path: str | Path) -> dict:
     with open_video(path) as (container, stream):
         h = read_header(container, stream, path)
         turns = _first_frame_turns(container, stream)
+        # an AVI cut short (its index, at the end, gone with its last frames) keeps its header's
+        # count, by which the readers know it is cut; cut inside its last frame, it is read
+        # without that frame (within the count's margin), and probe said 10 frames for 9 read
+        cut_avi = h.container == "avi" and h.frames > 0 and not _riff_whole(container.name, container.size)
     # a GIF's count is FFmpeg's scan of the file, which counts a frame the file was cut inside;
-    # its packets, as the readers take them, leave that frame out (:mod:`~videoxai.data.packets`)
-    scanned = h.container == "gif"
+    # its packets, as the readers take them, leave that frame out (:mod:`~videoxai.data.packets`),
+    # as they leave out a cut AVI's
+    scanned = h.container == "gif" or cut_avi
     packets = None if h.frames and h.stream_duration and not scanned else _packets(path)
     frames = len(packets.times) if scanned else h.frames or len(packets.times)
+    if cut_avi:  # cut well before its end: truncated, as the readers say (no count to give)
+        from .read_arguments import check_decoded  # (which imports this module)
+
+        check_decoded(path, h.frames, frames)
     # the frames' own span wherever they were listed: the container's duration counts from 0 in
     # mkv, not from the first frame (a clip cut from 5 s on said 6.2 s for 1.2 s of frames), and an
     # MPEG program stream's estimate can be one frame (0.04 s for 1.2 s)
