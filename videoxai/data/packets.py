@@ -204,7 +204,17 @@ def _damaged(frame: av.VideoFrame) -> bool:
     A stream without a container index (raw H.264, NUT, an ASF) cut inside its last frame
     demuxes the frame's first part as a whole packet; the decoder conceals the rest and says so.
     Such a frame given out from the last packet or the flush is the one the cut fell in
-    (:func:`decode` leaves it out); a damaged frame earlier in the stream is kept, as before."""
+    (:func:`decode` leaves it out); a damaged frame earlier in the stream is kept, as before.
+
+    A raw HEVC stream (``.hevc``, ``.h265``) cut inside its last frame keeps it, damaged: this
+    cannot be told reliably. Its last packet ends at the file's end whether the file is cut or
+    whole (no container says how long a frame is), and FFmpeg's HEVC decoder (libavcodec 62)
+    gives the frame out with no flag, no ``decode_error_flags`` and no error. Cut in its last
+    row of coding units (anywhere, in a picture of one row), not even a log line at debug level
+    shows it (x265's noise frames: a mean error of 1-50 levels); cut earlier, its wavefront entry
+    points lie past the data, which it logs, and only ``err_detect=explode`` makes an error of,
+    one that would also fail a read at any damaged frame earlier in the stream. (An encoder's
+    MD5 picture hash SEI would tell, where one is written: x265 writes none by default.)"""
     return bool(getattr(frame, "is_corrupt", False))
 
 

@@ -32,7 +32,9 @@ data lies past its end (mp4, mov, fragmented MP4 inside a fragment); where the c
 none before the frames (MPEG-TS, GIF, a browser's WebM recording, fragmented MP4 between two
 fragments) it is read as the shorter video it has become, without the frame the cut falls in
 (MPEG-TS, MPEG-PS, GIF, and wherever FFmpeg flags that frame's packet as read short or the frame
-as concealed: FLV, AVI, IVF, NUT, ASF, raw H.264; :mod:`~videoxai.data.packets`).
+as concealed: FLV, AVI, IVF, NUT, ASF, raw H.264; :mod:`~videoxai.data.packets`). A raw HEVC
+stream cut inside its last frame keeps that frame, damaged: FFmpeg's HEVC decoder gives no sign
+of the cut (:func:`~videoxai.data.packets._damaged`).
 """
 
 from __future__ import annotations
