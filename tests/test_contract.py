@@ -331,12 +331,15 @@ def test_ground_truth_of_another_shape_is_refused_by_every_localisation_metric(f
 
 
 class _TimeCollapsingCNN(nn.Module):
-    """A 3D CNN whose last feature map keeps ``frames`` of the clip's 8 (r3d_18 on 8 frames keeps one)."""
+    """A 3D CNN whose last feature map keeps ``8 / time_stride`` frames of the clip's 8, which read
+    all 8 between them (r3d_18 on 8 frames keeps one, which reads them all). (A kernel of 3 frames,
+    padded by 1, strided by 8 read frames 0 and 1 only: its maps are laid on those since 25d226e.)"""
 
     def __init__(self, time_stride: int) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.features = nn.Sequential(nn.Conv3d(3, 8, 3, padding=1, stride=(time_stride, 1, 1)), nn.ReLU())
+        self.features = nn.Sequential(nn.Conv3d(3, 8, (time_stride, 3, 3), padding=(0, 1, 1),
+                                                stride=(time_stride, 1, 1)), nn.ReLU())
         self.head = nn.Linear(8, 3)
 
     def forward(self, x):  # (B, C, T, H, W)
