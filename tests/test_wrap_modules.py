@@ -255,6 +255,19 @@ def test_the_first_cam_explanation_of_a_strided_network_costs_what_the_later_one
     assert costs == [(1, 1, 1)] * 3
     assert [f.reads_every_frame for f in cam._FOOTPRINTS[net].values()] == [False]   # found once
 
+    # Saliency Tubes (a linear head on the layer's average: no ReLU) lays its map on the same
+    # frames; its check of the head is one forward pass, once per network, as before
+    class Linear(StridedConv3DNet):
+        def forward(self, x):
+            return self.fc(self.conv(x).mean((2, 3, 4)))
+    tubes = Linear()
+    model = strided_model(5, 17, tubes)
+    tubes.register_forward_pre_hook(lambda *_: runs.append(1))
+    for expected in (2, 1, 1):
+        runs.clear()
+        exp = vx.explain(model, x, "saliency_tubes", target=0)
+        assert len(runs) == expected and exp.temporal[-1] == 0 and exp.temporal[:-1].min() > 0
+
 
 class Raises(Exception):
     """A network's own error."""

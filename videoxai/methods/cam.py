@@ -201,7 +201,9 @@ class CAMMethod(Method):
 
     :meth:`attribute` returns ``maps (B, T', H', W')`` on the layer's grid (``space="crop"``:
     it covers the model's crop box), the per-frame scores ``temporal (B, T)`` and ``time_align``
-    ``"repeat"`` for a transformer's token frames, ``"linear"`` for a CNN's feature frames.
+    ``"repeat"`` for a transformer's token frames, ``"linear"`` for a CNN's feature frames; for a
+    CNN layer that leaves some frames, rows or columns unread, ``footprint``: what each cell reads
+    (:mod:`videoxai.core.footprint`), on which ``vx.explain`` lays the maps.
 
     Args:
         layer: dotted module name in ``model.net`` or the module itself (default: the model's
