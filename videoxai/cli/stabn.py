@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from . import DEVICE_HELP, check_device, check_threads, given_path
 
-console = Console()
+console = Console(soft_wrap=True)  # one line per message: a path broken across lines cannot be copied
 
 stabn_app = typer.Typer(name="stabn", no_args_is_help=True,
                         help="Train an ST-ABN (a video model that explains itself) and correct its "
