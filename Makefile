@@ -30,7 +30,9 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/ruff check videoxai tests benchmarks scripts
-	$(BIN)/python -m pytest -q tests
+	# two processes (pytest-xdist), a test file each at a time: the suite alone kept 2 cores
+	# 60 % busy (Python, file I/O, subprocesses, servers waiting); files keep their module fixtures
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
 # The documentation site (MkDocs + mkdocstrings, API pages from the docstrings) into site/.
 # `make test` builds it too, in strict mode, and runs the tutorial's code (tests/test_docs.py).

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 os.environ.setdefault("VIDEOXAI_PROGRESS", "0")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one share of the cores per pytest-xdist worker (`make test` runs two): two workers of two
+# threads each on 2 cores spend their time waiting for each other
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, num_labels=5)
 
