@@ -23,7 +23,9 @@ find it. ``--randomisation N`` adds the cascading model-randomisation check (Spe
 the map and the maps of 4 progressively randomised copies, lower is better; ``--randomisation-seeds``
 independent randomisations each) on the first N clips of each method. A clip whose randomised
 models all gave a constant map (the extremal methods' blank map, when the masks carry no
-evidence) has no ρ: the table counts those clips apart instead of averaging them.
+evidence) has no ρ: the table counts those clips apart instead of averaging them. For the extremal
+methods, and for any clip the check ran on, a line per clip gives its group, whether the map was on
+the object (top frame, peak, pointing, IoU) and its ρ after each stage (a blank re-run map: ρ 0).
 
 Methods run clip by clip, interleaved, so that a busy machine slows them alike. The extremal
 perturbation variants cost a few hundred forward *and* backward passes per clip, so by default
@@ -196,8 +198,10 @@ def main() -> None:
             r["sec"].append(exp.cost.seconds)
             r["fwd"].append(exp.cost.forward_passes)
             r["bwd"].append(exp.cost.backward_passes)
+            check = None
             if done[m] < args.randomisation:
-                r["rho"].append(float(evaluate("randomisation", model, clip, exp, seeds=args.randomisation_seeds)))
+                check = evaluate("randomisation", model, clip, exp, seeds=args.randomisation_seeds)
+                r["rho"].append(float(check))
             done[m] += 1
             if m in EXTREMAL:  # how close the optimised masks came to their target areas
                 areas[m] = exp.meta["areas"][0]
@@ -209,6 +213,19 @@ def main() -> None:
                 # (round 11's "one-frame masks", read without the object's pixels)
                 kept = r["frames"][-1][list(areas[m]).index(r["chosen"][-1]):, slice(*sample.window)]
                 r["one_frame"].append(int(((kept > 0).sum(-1) <= 1).sum()) if np.diff(sample.window)[0] > 1 else 0)
+            if m in EXTREMAL or check is not None:  # each clip's line: was the map on the object, and its ρ
+                print(f"  clip {i} ({group}) {m}: top frame {'in' if temporal else 'out of'} the window, peak on "
+                      f"the object in {sum(spatial)} of {len(spatial)} window frames, pointing {r['pg'][-1]:.2f}, "
+                      f"IoU {r['iou'][-1]:.3f}"
+                      + (f", evidence share {r['share'][-1]:.2f}" if m in EXTREMAL else "")
+                      + ("" if check is None else "; ρ " + (
+                          f"undefined ({check.details.get('undefined', 'nan')})" if np.isnan(check.value) else
+                          " | ".join("/".join("blank" if v == 0.0 and check.details["blank_reruns"] else f"{v:.2f}"
+                                              for v in stage) for stage in zip(*check.details["per_seed_stage"]))
+                          + f" per stage (seeds /; blank: a constant re-run map, ρ 0), mean {check.value:.2f}, blank re-runs "
+                          f"{check.details['blank_reruns']} of {check.details['stages'] * check.details['seeds']}"
+                          + f", stages from {', '.join(check.details['first_module_per_stage'])}")),
+                      flush=True)
         print(f"  clip {i + 1}/{args.clips} done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
 
     print(f"\nLocalisation on {args.clips} held-out synthetic clips (model accuracy on them: "
