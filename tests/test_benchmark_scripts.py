@@ -359,3 +359,24 @@ def test_stabn_experiment_refuses_bad_arguments_before_it_makes_clips(monkeypatc
     with pytest.raises(SystemExit):
         module.main([*args, "--bases-only"])
     assert message in capsys.readouterr().err
+
+
+def test_randomisation_positional_prints_the_checks_rho_per_stage(capsys):
+    """Its ρ column is the randomisation metric's curve on the same clip (seed 0, one seed), and
+    the trained 3D CNN answers to the object far more than a copy with its classifier re-drawn."""
+    import videoxai as vx
+    from videoxai.data.synthetic import SyntheticVideos
+    from videoxai.metrics.base import evaluate
+
+    out = _run("benchmarks/randomisation_positional.py", "--model", "demo-cnn", "--method", "saliency",
+               "--peer", "saliency", "--clip", "2", capsys=capsys)
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in out.splitlines() if re.match(r"\| \d ", ln)]
+    assert [r[0] for r in rows] == ["1", "2", "3", "4"] and rows[0][1] == "fc", out
+    model = vx.load_model("demo-cnn")
+    sample = SyntheticVideos(3, split="test", num_frames=model.num_frames)[2]
+    exp = vx.explain(model, sample.clip, method="saliency", target=sample.label)
+    curve = evaluate("randomisation", model, sample.clip, exp, seeds=1).curve
+    assert [_number(r[2]) for r in rows] == pytest.approx(list(curve), abs=0.006)
+    assert [r[7] for r in rows] == [r[2] for r in rows]          # the peer is the method itself
+    trained = _number(re.search(r"object drop ([+-][\d.]+)", out).group(1))
+    assert trained > 0.3 and _number(rows[0][6]) < trained / 3
