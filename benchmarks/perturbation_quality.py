@@ -100,6 +100,19 @@ def blurred_class(model, clip) -> int:
         return int(model(blur(x, sigma=sigma)).argmax(-1).item())
 
 
+def randomisation_line(check) -> str:
+    """The randomisation check's ``Score`` as one line: ρ per stage (seeds separated by /), its
+    mean, the blank re-runs and the first module of each stage."""
+    d = check.details
+    if np.isnan(check.value):
+        return f"undefined ({d.get('undefined', 'nan')})"
+    stages = " | ".join("/".join("blank" if v == 0.0 and d["blank_reruns"] else f"{v:.2f}" for v in stage)
+                        for stage in zip(*d["per_seed_stage"]))
+    return (f"{stages} per stage (seeds /; blank: a constant re-run map, ρ 0), mean {check.value:.2f}, blank "
+            f"re-runs {d['blank_reruns']} of {d['stages'] * d['seeds']}, stages from "
+            f"{', '.join(d['first_module_per_stage'])}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="demo", help="model spec for vx.load_model (default: demo)")
@@ -218,14 +231,7 @@ def main() -> None:
                       f"the object in {sum(spatial)} of {len(spatial)} window frames, pointing {r['pg'][-1]:.2f}, "
                       f"IoU {r['iou'][-1]:.3f}"
                       + (f", evidence share {r['share'][-1]:.2f}" if m in EXTREMAL else "")
-                      + ("" if check is None else "; ρ " + (
-                          f"undefined ({check.details.get('undefined', 'nan')})" if np.isnan(check.value) else
-                          " | ".join("/".join("blank" if v == 0.0 and check.details["blank_reruns"] else f"{v:.2f}"
-                                              for v in stage) for stage in zip(*check.details["per_seed_stage"]))
-                          + f" per stage (seeds /; blank: a constant re-run map, ρ 0), mean {check.value:.2f}, blank re-runs "
-                          f"{check.details['blank_reruns']} of {check.details['stages'] * check.details['seeds']}"
-                          + f", stages from {', '.join(check.details['first_module_per_stage'])}")),
-                      flush=True)
+                      + ("" if check is None else "; ρ " + randomisation_line(check)), flush=True)
         print(f"  clip {i + 1}/{args.clips} done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
 
     print(f"\nLocalisation on {args.clips} held-out synthetic clips (model accuracy on them: "

@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 import videoxai as vx
+from videoxai.core.baselines import mean_colour
 from videoxai.data.synthetic import SyntheticVideos
 from videoxai.metrics.sanity import cascade, rank_similarity, spearman
 
@@ -43,9 +44,8 @@ def object_drop(model, x: torch.Tensor, masks: np.ndarray, target: int) -> float
     ``masks`` ``(T, H, W)`` (grown by 4 px) filled with the clip's mean colour."""
     grown = torch.nn.functional.max_pool2d(torch.as_tensor(masks, dtype=torch.float32)[:, None], 9, 1, 4)
     grown = grown[None].to(x)                                      # (1, T, 1, H, W)
-    mean = x.mean(dim=(1, 3, 4), keepdim=True)
     with torch.no_grad():
-        both = model.predict(torch.cat([x, x * (1 - grown) + mean * grown]))
+        both = model.predict(torch.cat([x, x * (1 - grown) + mean_colour(x) * grown]))
     return float(both[0, target] - both[1, target])
 
 
