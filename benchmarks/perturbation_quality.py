@@ -119,6 +119,9 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=20, help="held-out clips (default 20)")
     ap.add_argument("--ep-clips", type=int, default=2,
                     help="clips for ep2d/ep3d/step, the first of --clips (default 2)")
+    ap.add_argument("--only", default=None, metavar="I,J,…",
+                    help="run these clips of the split (0-based indices, in this order) instead of the "
+                         "first --clips; --ep-clips and --randomisation count along this list")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     ap.add_argument("--split", default="test",
@@ -152,6 +155,14 @@ def main() -> None:
                  f"available: {', '.join(vx.methods.available())}")
     if args.clips < 1:
         ap.error(f"--clips {args.clips}: at least 1")
+    indices = list(range(args.clips))
+    if args.only is not None:
+        try:
+            indices = [int(v) for v in args.only.split(",")]
+        except ValueError:
+            indices = []
+        if not indices or min(indices) < 0 or len(set(indices)) < len(indices):
+            ap.error(f"--only {args.only!r}: expected distinct clip indices ≥ 0, e.g. 4,2")
     options: dict[str, dict] = {m: {} for m in methods}
     for item in args.option:
         key, eq, value = item.partition("=")
@@ -171,8 +182,8 @@ def main() -> None:
         ap.error(str(e))
 
     model = vx.load_model(args.model)
-    ds = SyntheticVideos(args.clips, split=args.split, seed=args.seed, num_frames=model.num_frames, **data)
-    chance = chance_rates(ds)
+    ds = SyntheticVideos(max(indices) + 1, split=args.split, seed=args.seed, num_frames=model.num_frames, **data)
+    chance = chance_rates(ds)  # with --only: over the split's clips up to the largest index
     fields = ("t", "s", "px", "pg", "iou", "cons", "sec", "fwd", "bwd", "rho", "reached", "chosen", "share",
               "frames", "one_frame")
     # rows[group][method]: group "object" (the blurred clip loses the class) or "nothing"
@@ -183,11 +194,11 @@ def main() -> None:
     areas = {}    # extremal method → its target areas
     # on stdout, with the tables: s/clip means nothing without the device and threads
     print(f"model {args.model} ({model.family}, {model.num_frames} frames, {model.input_size}) on {model.device}, "
-          f"{args.clips} held-out clips, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{len(indices)} held-out clips, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
           + (f"; data {data}" if data else ""))
     t_start = time.perf_counter()
-    for i in range(args.clips):
+    for pos, i in enumerate(indices):
         sample = ds[i]
         clip = sample.clip
         if args.noise:  # the same grain for every method; the ground truth is the clean clip's
@@ -197,7 +208,7 @@ def main() -> None:
         blurred.append((blurred_class(model, clip), sample.label))
         group = "nothing" if blurred[-1][0] == sample.label else "object"
         for m in methods:
-            if m in EXTREMAL and i >= args.ep_clips:
+            if m in EXTREMAL and pos >= args.ep_clips:
                 continue
             exp = vx.explain(model, clip, method=m, target=sample.label, **options.get(m, {}))
             temporal, spatial, distance = localisation(exp, sample)
@@ -232,10 +243,11 @@ def main() -> None:
                       f"IoU {r['iou'][-1]:.3f}"
                       + (f", evidence share {r['share'][-1]:.2f}" if m in EXTREMAL else "")
                       + ("" if check is None else "; ρ " + randomisation_line(check)), flush=True)
-        print(f"  clip {i + 1}/{args.clips} done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
+        print(f"  clip {pos + 1}/{len(indices)} done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr)
 
-    print(f"\nLocalisation on {args.clips} held-out synthetic clips (model accuracy on them: "
-          f"{correct}/{args.clips}); explained class: the true one.")
+    print(f"\nLocalisation on {len(indices)} held-out synthetic clips"
+          + (f" ({', '.join(map(str, indices))} of the split)" if args.only is not None else "")
+          + f" (model accuracy on them: {correct}/{len(indices)}); explained class: the true one.")
     for group, title in (("object", "clips whose fully blurred copy loses the class"),
                          ("nothing", "clips whose fully blurred copy keeps the class (the model's "
                                      "'nothing' class: no removal method can localise here)")):

@@ -157,6 +157,16 @@ def test_perturbation_quality_prints_a_row_per_method_with_the_device(capsys):
     assert 0 < _number(chance.split("|")[3]) < 1
 
 
+def test_perturbation_quality_runs_the_clips_named_by_only(capsys):
+    """``--only 3,1`` explains clips 3 and 1 of the split, in that order (a clip's randomisation
+    check over more seeds needs one clip, not the first N)."""
+    out = _run("benchmarks/perturbation_quality.py", "--only", "3,1", "--methods", "staa", "--threads", "1",
+               capsys=capsys)
+    assert "2 held-out clips" in out and "(3, 1 of the split)" in out, out
+    row = next(ln for ln in out.splitlines() if ln.startswith("| staa |"))
+    assert [c.strip() for c in row.strip("|").split("|")][1] == "2", row
+
+
 @pytest.fixture
 def restore_determinism():
     """train_demo switches deterministic algorithms on for the process; put them back."""
@@ -265,6 +275,8 @@ def test_evaluation_throughput_names_a_before_revision_that_is_not_there(monkeyp
     (["--methods", "staa", "--option", "staa.layers"], "--option 'staa.layers': expected METHOD.KEY=VALUE"),
     (["--methods", "staa", "--clips", "0"], "--clips 0: at least 1"),
     (["--methods", "staa", "--object-size", "0.3"], "--object-size '0.3': expected MIN,MAX"),
+    (["--methods", "staa", "--only", "4,x"], "--only '4,x': expected distinct clip indices ≥ 0"),
+    (["--methods", "staa", "--only", "2,2"], "--only '2,2': expected distinct clip indices ≥ 0"),
 ])
 def test_perturbation_quality_refuses_bad_arguments_before_it_starts(monkeypatch, capsys, args, message):
     """An option for a method not run was dropped (a misspelt method name went unnoticed); an
