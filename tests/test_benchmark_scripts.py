@@ -392,3 +392,52 @@ def test_randomisation_positional_prints_the_checks_rho_per_stage(capsys):
     assert [r[7] for r in rows] == [r[2] for r in rows]          # the peer is the method itself
     trained = _number(re.search(r"object drop ([+-][\d.]+)", out).group(1))
     assert trained > 0.3 and _number(rows[0][6]) < trained / 3
+
+
+def _extremal_margin():
+    spec = importlib.util.spec_from_file_location("extremal_margin", ROOT / "benchmarks" / "extremal_margin.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_extremal_margin_frame_term_charges_nothing_outside_the_frame():
+    """The variant's area term sees only the frame: a mask that keeps the padded margin alone
+    costs what an empty mask costs, where the shipped (TorchRay's) term charges for it; inside
+    the frame both charge the same mask, with the area rescaled to the same voxel count."""
+    import videoxai as vx
+    from videoxai.methods.extremal.masks import MaskGenerator
+
+    module = _extremal_margin()
+    model = vx.load_model("demo-cnn")
+    gen = MaskGenerator((64, 64), 4, 6.3)
+    t, (ho, wo) = 2, gen.shape_out
+    shipped, frame = vx.methods.get("ep3d")(model), module.EP3DFrameArea(model)
+    frame._frame_gen = gen
+    orders = frame.draw_orders(torch.Generator().manual_seed(0), t, gen.shape_out)
+    areas = torch.tensor([0.02])
+    empty = torch.zeros(1, t, ho, wo)
+    outside = torch.ones(1, t, ho, wo)
+    top = gen.margin
+    outside[..., top:top + 64, top:top + 64] = 0
+    assert float(frame.regulariser(outside, areas, 0.0, orders)) == pytest.approx(
+        float(frame.regulariser(empty, areas, 0.0, orders)), abs=1e-9)
+    assert float(shipped.regulariser(outside, areas, 0.0, orders)) > 2 * float(
+        shipped.regulariser(empty, areas, 0.0, orders))
+    # a mask holding exactly the target's voxels inside the frame costs nothing in the variant
+    core = torch.zeros(1, t, 64, 64)
+    core.view(-1)[:round(0.02 * t * ho * wo)] = 1
+    inside = empty.clone()
+    inside[..., top:top + 64, top:top + 64] = core
+    one_voxel = 300 / core.numel()                # λ_0 × one voxel off the count after rounding
+    assert float(frame.regulariser(inside, areas, 0.0, orders)) <= one_voxel
+    assert float(frame.regulariser(empty, areas, 0.0, orders)) > 100 * one_voxel
+
+
+def test_extremal_margin_prints_both_variants_per_clip(capsys):
+    out = _run("benchmarks/extremal_margin.py", "--model", "demo-cnn", "--clips", "1", "--threads", "1",
+               "--option", "iterations=2", "--option", "fine_iterations=0", capsys=capsys)
+    line = next(ln for ln in out.splitlines() if ln.startswith("  clip 0 "))
+    assert "shipped: peak" in line and "frame: peak" in line, out
+    rows = [ln for ln in out.splitlines() if ln.startswith(("| shipped |", "| frame |"))]
+    assert len(rows) == 4, out                   # each variant: its border group and "all"
