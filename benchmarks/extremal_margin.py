@@ -100,7 +100,30 @@ def clip_scores(model, sample, method, options: dict) -> dict:
             "pointing": float(evaluate("pointing_game", model, sample.clip, exp, sample=sample)),
             "iou": float(evaluate("iou", model, sample.clip, exp, sample=sample)),
             "margin": float(maps[:, ring].mean()), "inside": float(maps[:, ~ring].mean()),
-            "seconds": exp.cost.seconds}
+            "seconds": exp.cost.seconds, "blank": bool(maps.max() == 0)}
+
+
+def summary(rows: dict[str, list[dict]]) -> list[str]:
+    """The table's lines: per variant, clips with the object near the edge, the others, all.
+    A blank map (no evidence: the model's "nothing" class) has no peak, pointing game or IoU and
+    is left out of the means, with its count in the clips column."""
+    lines = [f"| variant | clips | temporal | peak on object | pointing | IoU | margin / inside "
+             f"(object > {NEAR} px from the edge) | s/clip |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for v, runs in rows.items():
+        for name, keep in ((f"object ≤ {NEAR} px from the edge", lambda r: r["border"] <= NEAR),
+                           (f"object > {NEAR} px", lambda r: r["border"] > NEAR), ("all", lambda r: True)):
+            sel = [r for r in runs if keep(r) and not r["blank"]]
+            blank = sum(keep(r) and r["blank"] for r in runs)
+            if not sel:
+                continue
+            inner = [r for r in sel if r["border"] > NEAR]
+            ratio = f"{np.mean([r['margin'] / r['inside'] for r in inner]):.2f}" if inner else "–"
+            lines.append(f"| {v} | {name} ({len(sel)}" + (f"; {blank} blank left out" if blank else "") + ") | "
+                         + " | ".join(f"{np.mean([r[k] for r in sel]):.{d}f}"
+                                      for k, d in (("temporal", 2), ("peak", 2), ("pointing", 2), ("iou", 3)))
+                         + f" | {ratio} | {np.mean([r['seconds'] for r in sel]):.1f} |")
+    return lines
 
 
 def main() -> None:
@@ -146,25 +169,13 @@ def main() -> None:
         for v in variants:
             r = {"border": border, **clip_scores(model, sample, VARIANTS[args.method][v], options)}
             rows[v].append(r)
-            cells.append(f"{v}: peak {r['peak']:.2f}, pointing {r['pointing']:.2f}, IoU {r['iou']:.3f}, "
+            cells.append(f"{v}: blank map (no evidence)" if r["blank"] else
+                         f"{v}: top frame {'in' if r['temporal'] else 'out of'} the window, peak {r['peak']:.2f}, "
+                         f"pointing {r['pointing']:.2f}, IoU {r['iou']:.3f}, "
                          f"margin / inside {r['margin']:.4f} / {r['inside']:.4f}")
         print(f"  clip {i} (object {border} px from the edge) " + "; ".join(cells), flush=True)
 
-    print(f"\n| variant | clips | temporal | peak on object | pointing | IoU | margin / inside "
-          f"(object > {NEAR} px from the edge) | s/clip |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for v in variants:
-        for name, keep in ((f"object ≤ {NEAR} px from the edge", lambda r: r["border"] <= NEAR),
-                           (f"object > {NEAR} px", lambda r: r["border"] > NEAR), ("all", lambda r: True)):
-            sel = [r for r in rows[v] if keep(r)]
-            if not sel:
-                continue
-            inner = [r for r in sel if r["border"] > NEAR]
-            ratio = (f"{np.mean([r['margin'] / max(r['inside'], 1e-12) for r in inner]):.2f}" if inner else "–")
-            print(f"| {v} | {name} ({len(sel)}) | {np.mean([r['temporal'] for r in sel]):.2f} | "
-                  f"{np.mean([r['peak'] for r in sel]):.2f} | {np.mean([r['pointing'] for r in sel]):.2f} | "
-                  f"{np.mean([r['iou'] for r in sel]):.3f} | {ratio} | "
-                  f"{np.mean([r['seconds'] for r in sel]):.1f} |")
+    print("\n" + "\n".join(summary(rows)))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

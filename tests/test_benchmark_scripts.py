@@ -438,6 +438,20 @@ def test_extremal_margin_prints_both_variants_per_clip(capsys):
     out = _run("benchmarks/extremal_margin.py", "--model", "demo-cnn", "--clips", "1", "--threads", "1",
                "--option", "iterations=2", "--option", "fine_iterations=0", capsys=capsys)
     line = next(ln for ln in out.splitlines() if ln.startswith("  clip 0 "))
-    assert "shipped: peak" in line and "frame: peak" in line, out
+    assert re.search(r"shipped: (top frame .*, peak [\d.]+|blank map).*; frame: (top frame|blank map)", line), out
     rows = [ln for ln in out.splitlines() if ln.startswith(("| shipped |", "| frame |"))]
     assert len(rows) == 4, out                   # each variant: its border group and "all"
+
+
+def test_extremal_margin_summary_leaves_blank_maps_out():
+    """A blank map (the model's "nothing" class) has no IoU (nan): it is counted, not averaged."""
+    row = {"temporal": 1.0, "peak": 1.0, "pointing": 1.0, "iou": 0.5, "margin": 0.01, "inside": 0.02,
+           "seconds": 1.0, "blank": False}
+    blank = {**row, "temporal": 0.0, "peak": 0.0, "pointing": float("nan"), "iou": float("nan"),
+             "margin": 0.0, "inside": 0.0, "blank": True}
+    lines = _extremal_margin().summary({"shipped": [{**row, "border": 2}, {**row, "border": 20},
+                                                    {**blank, "border": 11}]})
+    rows = {ln.split("|")[2].strip(): [c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]}
+    assert rows["all (2; 1 blank left out)"][2:7] == ["1.00", "1.00", "1.00", "0.500", "0.50"], lines
+    assert rows["object > 7 px (1; 1 blank left out)"][6] == "0.50"
+    assert rows["object ≤ 7 px from the edge (1)"][6] == "–"
