@@ -20,18 +20,24 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-import videoxai as vx
-from videoxai.data.synthetic import SyntheticVideos
-from videoxai.methods.extremal.base import ExtremalPerturbation
-from videoxai.methods.extremal.energy import area_loss
-from videoxai.methods.extremal.ep3d import EP3D
-from videoxai.methods.extremal.step import STEP
-from videoxai.metrics.base import evaluate
+ROOT = Path(__file__).resolve().parent
+sys.path[:0] = [str(ROOT.parent), str(ROOT)]
+
+import videoxai as vx  # noqa: E402
+from perturbation_quality import localisation  # noqa: E402
+from videoxai.data.synthetic import SyntheticVideos  # noqa: E402
+from videoxai.methods.extremal.base import ExtremalPerturbation  # noqa: E402
+from videoxai.methods.extremal.energy import area_loss  # noqa: E402
+from videoxai.methods.extremal.ep3d import EP3D  # noqa: E402
+from videoxai.methods.extremal.step import STEP  # noqa: E402
+from videoxai.metrics.base import evaluate  # noqa: E402
 
 #: the border ring the map's margin mean is taken over (pixels of the model's grid)
 MARGIN = 4
@@ -90,13 +96,11 @@ def border_distance(sample) -> int:
 def clip_scores(model, sample, method, options: dict) -> dict:
     """Localisation of one explanation and its map's mean on the margin and inside."""
     exp = vx.explain(model, sample.clip, method, target=sample.label, **options)
-    start, end = sample.window
+    temporal, peak, _ = localisation(exp, sample)
     maps = exp.spatial
-    peak = [bool(sample.masks[t][np.unravel_index(int(np.argmax(maps[t])), maps[t].shape)])
-            for t in range(start, end)]
     ring = np.ones(maps.shape[1:], bool)
     ring[MARGIN:-MARGIN, MARGIN:-MARGIN] = False
-    return {"temporal": float(start <= int(np.argmax(exp.temporal)) < end), "peak": float(np.mean(peak)),
+    return {"temporal": float(temporal), "peak": float(np.mean(peak)),
             "pointing": float(evaluate("pointing_game", model, sample.clip, exp, sample=sample)),
             "iou": float(evaluate("iou", model, sample.clip, exp, sample=sample)),
             "margin": float(maps[:, ring].mean()), "inside": float(maps[:, ~ring].mean()),
