@@ -8,17 +8,21 @@ maps with the saved RISE maps of the same clips: the top-k IoU miss split into v
 wrong frames and misplaced within frames; the object's 8-px patches whose part alone keeps the
 class (key tokens); kept masks that hold the object in at most one window frame; kept masks
 whose delete half is won off the object (their on-object part removed alone keeps ≥ ½ of the
-intact probability) or by their soft fringe (their ≥ ½ region removed alone keeps ≥ ½).
+intact probability) or by their soft fringe (their ≥ ½ region removed alone keeps ≥ ½). ``rules``
+replays other ways of summing the saved masks into a map (README, extremal "Round 14"): the
+masks stay those of ``run``, only the map's rule changes, so no optimisation is run again.
 
     python benchmarks/extremal_decomposition.py run --model demo --split holdout --method rise
     python benchmarks/extremal_decomposition.py run --model demo --split holdout --method ep3d
     python benchmarks/extremal_decomposition.py causes --model demo --split holdout --method ep3d
+    python benchmarks/extremal_decomposition.py rules --model demo --split val --method ep3d
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -33,6 +37,7 @@ import videoxai as vx  # noqa: E402
 from perturbation_quality import blurred_class, localisation  # noqa: E402
 from videoxai.data.synthetic import SyntheticVideos  # noqa: E402
 from videoxai.methods.extremal.base import ExtremalPerturbation  # noqa: E402
+from videoxai.core.refine import gaussian_blur_2d  # noqa: E402
 from videoxai.methods.extremal.masks import BlurPyramid  # noqa: E402
 from videoxai.metrics.base import evaluate  # noqa: E402
 
@@ -149,10 +154,63 @@ def causes(args, model, ds) -> None:
               flush=True)
     print(f"{args.method}: causes counted over the clips it loses (IoU 0.02 below RISE's): {counts}")
 
+#: ways of weighting the kept masks ``(A,)`` from their target areas ``a`` and their game scores
+#: relative to the best ``rel`` (the shipped rule, ``weighting="score"``, is rel / a)
+RULES = {
+    "shipped (score / area)": lambda a, rel: rel / a,
+    "density (1 / area)": lambda a, rel: 1 / a,
+    "score² / area": lambda a, rel: rel ** 2 / a,
+    "score / √area": lambda a, rel: rel / np.sqrt(a),
+    "score": lambda a, rel: rel,
+    "as they are (the recipe's sum)": lambda a, rel: np.ones_like(a),
+    "lost games dropped (score < ½ best)": lambda a, rel: np.where(rel >= 0.5, rel, 0) / a,
+}
+
+
+def rules(args, model, ds) -> None:
+    method = vx.methods.get(args.method)(model, **args.options)
+    sigma = method.size("final_sigma", min(model.input_size))
+    rows: dict[str, list] = {}
+    for i in range(args.clips):
+        f = path(args, args.method, i)
+        if not f.exists():
+            continue
+        z, s = np.load(f), ds[i]
+        # the explanation the metrics read, with its maps replaced (a cheap method's, same clip and target)
+        base = vx.explain(model, s.clip, method="saliency", target=s.label)
+        start = int(z["cap_chosen"])
+        kept, areas = z["cap_masks"][start:], z["cap_areas"][start:].astype(np.float64)
+        scores = z["cap_scores"][start:].astype(np.float64)
+        rel = scores / scores.max() if scores.max() > 0 else np.ones_like(scores)
+        ladder = {**RULES, **{f"rung {a:.4g} alone": (lambda a, rel, j=j: np.eye(len(a))[j])
+                              for j, a in enumerate(areas)}}
+        for name, rule in ladder.items():
+            raw = torch.from_numpy(np.einsum("a,athw->thw", rule(areas, rel), kept)).float()
+            raw = gaussian_blur_2d(raw[None], sigma)[0].numpy()
+            raw = raw / max(float(raw.max()), 1e-12)
+            low, high = float(raw.min()), float(raw.max())
+            spatial = (raw - low) / (high - low) if high > low else raw
+            temporal = raw.reshape(len(raw), -1).sum(1)
+            exp = dataclasses.replace(base, spatial=spatial.astype(np.float32), raw=raw[None].astype(np.float32),
+                                      temporal=(temporal / max(float(temporal.sum()), 1e-12)).astype(np.float32))
+            top, peaks, _ = localisation(exp, s)
+            iou = float(evaluate("iou", model, s.clip, exp, sample=s))
+            rows.setdefault(name, []).append((top, peaks, float(evaluate("pointing_game", model, s.clip, exp,
+                                                                          sample=s)), iou))
+            if name == next(iter(RULES)) and abs(iou - float(z["iou"])) > 1e-6:
+                print(f"clip {i}: the shipped rule replays IoU {iou:.3f}, the run saved {float(z['iou']):.3f}")
+    print(f"{args.method} on {len(next(iter(rows.values()), []))} object clips, temporal / peak on object / "
+          "pointing / IoU, and the IoU per clip:")
+    for name, r in rows.items():
+        peaks = [p for row in r for p in row[1]]
+        print(f"  {name:36s} {np.mean([x[0] for x in r]):.2f} / {np.mean(peaks):.2f} / "
+              f"{np.mean([x[2] for x in r]):.2f} / {np.mean([x[3] for x in r]):.3f}   "
+              + " ".join(f"{x[3]:.2f}" for x in r))
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("action", choices=("run", "causes"))
+    ap.add_argument("action", choices=("run", "causes", "rules"))
     ap.add_argument("--model", default="demo")
     ap.add_argument("--split", default="val")
     ap.add_argument("--method", default="ep3d")
@@ -172,7 +230,7 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     model = vx.load_model(args.model)
     ds = SyntheticVideos(args.clips, split=args.split, seed=0, num_frames=model.num_frames)
-    (run if args.action == "run" else causes)(args, model, ds)
+    {"run": run, "causes": causes, "rules": rules}[args.action](args, model, ds)
 
 
 if __name__ == "__main__":

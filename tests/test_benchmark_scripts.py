@@ -455,3 +455,19 @@ def test_extremal_margin_summary_leaves_blank_maps_out():
     assert rows["all (2; 1 blank left out)"][2:7] == ["1.00", "1.00", "1.00", "0.500", "0.50"], lines
     assert rows["object > 7 px (1; 1 blank left out)"][6] == "0.50"
     assert rows["object ≤ 7 px from the edge (1)"][6] == "–"
+
+
+def test_extremal_decomposition_rules_replay_the_saved_masks_into_the_shipped_map(tmp_path, capsys):
+    """``rules`` rebuilds each clip's map from the masks ``run`` saved: the shipped rule must give
+    back the IoU of the map the method returned, or the other rules' rows compare with nothing."""
+    script, out = "benchmarks/extremal_decomposition.py", str(tmp_path)
+    ran = _run(script, "run", "--model", "demo-cnn", "--split", "val", "--clips", "2", "--out", out,
+               "--option", "iterations=3", "--option", "fine_iterations=1", capsys=capsys)
+    assert re.search(r"ep3d on [12] object clips", ran), ran
+    printed = _run(script, "rules", "--model", "demo-cnn", "--split", "val", "--clips", "2", "--out", out,
+                   "--option", "iterations=3", "--option", "fine_iterations=1", capsys=capsys)
+    assert "replays IoU" not in printed, printed
+    rows = {ln[:38].strip(): ln[38:].split() for ln in printed.splitlines() if ln.startswith("  ")}
+    assert {"shipped (score / area)", "as they are (the recipe's sum)"} <= set(rows), printed
+    saved = [float(np.load(f)["iou"]) for f in sorted(tmp_path.glob("demo-cnn_val_ep3d_*.npz"))]
+    assert [float(v) for v in rows["shipped (score / area)"][7:]] == pytest.approx(saved, abs=0.006)

@@ -410,6 +410,67 @@ def test_a_finer_mask_grid_scales_the_learning_rate_as_documented(case, monkeypa
     assert used == pytest.approx([0.1, 0.1, 0.4])
 
 
+@pytest.mark.parametrize("method", ["ep3d", "step"])
+def test_init_sets_where_the_first_stage_starts_and_the_refinement_continues(case, method, monkeypatch):
+    # the recipe starts every mask parameter at 1; init moves only the first stage's start
+    from videoxai.methods.extremal.base import ExtremalPerturbation
+    model, clip, _ = case
+    x = clip.to_tensor()
+    starts = []
+    optimise = ExtremalPerturbation.optimise
+
+    def spy(self, gen, params, *args, **kwargs):
+        starts.append(params.detach().clone())
+        return optimise(self, gen, params, *args, **kwargs)
+
+    monkeypatch.setattr(ExtremalPerturbation, "optimise", spy)
+    vx.methods.get(method)(model, init=0.25, iterations=3, fine_iterations=2, areas=(0.1,)).attribute(x, 0)
+    vx.methods.get(method)(model, iterations=1, fine_iterations=0, areas=(0.1,)).attribute(x, 0)
+    assert len(starts) == 3
+    assert torch.all(starts[0] == 0.25) and torch.all(starts[2] == 1)
+    # the refinement starts from the finished coarse masks (moved by 3 steps), not from init
+    assert starts[1].amax() - starts[1].amin() > 0.1
+    with pytest.raises(InputError, match=rf"method '{method}': option init must be a number in \[0, 1\]"):
+        vx.methods.get(method)(model, init=1.5)
+
+
+def test_winning_sources_start_a_lost_area_from_the_smallest_larger_winner(case):
+    ep3d = vx.methods.get("ep3d")(case[0], fine_start="winner")
+    # won: at least half the best score; a lost area takes the next larger winner, the largest keeps its own
+    assert ep3d.winning_sources(torch.tensor([0.07, 0.08, 0.07, 0.92, 0.90])).tolist() == [3, 3, 3, 3, 4]
+    assert ep3d.winning_sources(torch.tensor([0.90, 0.08, 0.92, 0.10, 0.05])).tolist() == [0, 2, 2, 3, 4]
+    assert ep3d.winning_sources(torch.tensor([0.0, 0.0])).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("fine_start", ["own", "winner"])
+def test_the_refinement_starts_each_area_from_the_mask_fine_start_names(case, fine_start, monkeypatch):
+    from videoxai.methods.extremal.base import ExtremalPerturbation
+    model, clip, _ = case
+    seen = {}
+    refined, optimise = ExtremalPerturbation.refined, ExtremalPerturbation.optimise
+
+    def spy_optimise(self, gen, params, *args, **kwargs):
+        last_p = optimise(self, gen, params, *args, **kwargs)
+        seen.setdefault("coarse", params.detach().clone())
+        seen.setdefault("scores", self.game_scores(last_p))
+        return last_p
+
+    def spy_refined(self, gen, params, canvas):
+        seen["start"] = params.detach().clone()
+        return refined(self, gen, params, canvas)
+
+    monkeypatch.setattr(ExtremalPerturbation, "optimise", spy_optimise)
+    monkeypatch.setattr(ExtremalPerturbation, "refined", spy_refined)
+    # 0.0005 of the clip cannot hold the box (1.6 %): it loses the delete half, 0.05 wins
+    ep3d = vx.methods.get("ep3d")(model, areas=(0.0005, 0.05), iterations=40, fine_iterations=2,
+                                  fine_start=fine_start, min_evidence=0)
+    ep3d.attribute(clip.to_tensor(), 0)
+    scores = seen["scores"]
+    assert scores[0] < 0.5 * scores[1]
+    source = [1, 1] if fine_start == "winner" else [0, 1]
+    torch.testing.assert_close(seen["start"], seen["coarse"][source])
+
+
 def test_short_clips_and_bad_options_raise_clear_errors(case):
     model, clip, _ = case
     x = clip.to_tensor()

@@ -45,6 +45,11 @@ Weight = Annotated[float, Opt(ge=0)]
 MaxFrameArea = Annotated[float | Literal["bump"], Opt(gt=0, le=1)]
 #: iterations of the refinement stage (cells and bumps half as wide, started from the finished masks)
 FineIterations = Annotated[int, Opt(ge=0)] | None
+#: the mask parameters' value before the first step (the recipe's 1: every voxel kept)
+MaskInit = Annotated[float, Opt(ge=0, le=1)]
+#: where each area's refinement starts: its own finished mask, or that of the smallest larger area
+#: that won its game where its own lost (:meth:`winning_sources`)
+FineStart = Literal["own", "winner"]
 #: each pyramid level is a blurred copy of the clip held in memory (the recipe uses 8)
 MAX_LEVELS = 64
 #: the mask lives in [0, 1]: a step of 10 crosses it ten times (an lr above float32's range
@@ -107,6 +112,15 @@ class ExtremalPerturbation(PerturbationMethod):
             frame of the object keeps the class, but removing it leaves the class to the others)
             the small rungs otherwise stack their budget in one frame and lose the delete game
             (README, extremal "Round 11" and "Round 12"). Not a default: see "Round 12".
+        init: the value every mask parameter starts from (the recipe's 1: the preserve game
+            starts from the intact clip, the delete game from the fully perturbed one); the
+            refinement stage starts from the finished masks whatever it is. Not a default (0.5
+            lost on the 3D CNN's validation clips: README, extremal "Round 14").
+        fine_start: where each area's refinement starts: ``"own"`` (default), its own finished
+            mask; ``"winner"``, for an area that lost its game (a score under half the best's),
+            the finished mask of the smallest larger area that won (:meth:`winning_sources`), so
+            that it shrinks from a mask holding evidence that is redundant in time in every
+            frame. Not a default (it lost on the TimeSformer's test clips: "Round 14").
         game: ``"dual"`` (default: preserve + delete, the recipe's own sum), ``"preserve"``
             (the recipe's runs) or ``"delete"``. Preserving alone is under-determined in time: a
             model that needs its evidence in one frame only is content with a mask on one frame.
@@ -181,7 +195,8 @@ class ExtremalPerturbation(PerturbationMethod):
                  min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None,
                  weighting: Literal["score", "density", "sum"] | None = None, batch_size: BatchSize = 32,
                  seed: Seed = 0, fine_iterations: FineIterations = None,
-                 max_frame_area: MaxFrameArea = 1.0) -> None:
+                 max_frame_area: MaxFrameArea = 1.0, init: MaskInit = 1.0,
+                 fine_start: FineStart = "own") -> None:
         super().__init__(model)
         self._setup(batch_size=batch_size, seed=seed)
         given = {"areas": areas, "keep": keep, "iterations": iterations, "game": game, "lr": lr,
@@ -219,6 +234,8 @@ class ExtremalPerturbation(PerturbationMethod):
                               f"over the whole clip; {self.name}'s areas are per frame already (every frame keeps "
                               "its area), so it has nothing to cap: use ep3d or step")
         self.max_frame_area = max_frame_area
+        self.init = float(init)
+        self.fine_start = fine_start
 
     # -- what the variants override ----------------------------------------------------------------
     def regulariser(self, padded: torch.Tensor, areas: torch.Tensor, progress: float,
@@ -311,12 +328,15 @@ class ExtremalPerturbation(PerturbationMethod):
         n_areas = len(clip_areas)
         # float32 whatever the caller's default dtype (a float64 default moved the maps' bits)
         areas = torch.tensor(clip_areas, device=device, dtype=torch.float32)
-        params = torch.ones(n_areas, t, 1, *gen.shape_in, device=device, dtype=torch.float32, requires_grad=True)
+        params = torch.full((n_areas, t, 1, *gen.shape_in), self.init, device=device, dtype=torch.float32,
+                            requires_grad=True)
         cap = self.frame_cap(gen)
         last_p = self.optimise(gen, params, areas, self.iterations, lr, canvas, pyramid, target, generator,
                                frame_cap=cap)
         volume = t * gen.shape_out[0] * gen.shape_out[1]  # the areas are shares of this stage's padded volume
         if self.fine_iterations:
+            if self.fine_start == "winner":
+                params = params.detach()[self.winning_sources(self.game_scores(last_p))]
             gen, params = self.refined(gen, params, canvas)
             self.check_clip(t, gen.shape_out)
             # the same number of voxels kept: the finer grid's padded margin is narrower (and the
@@ -465,6 +485,20 @@ class ExtremalPerturbation(PerturbationMethod):
             start = padded[:, 0][:, idx[0][:, None], idx[1][None, :]]
         start = start.reshape(len(params), t, 1, *fine.shape_in).clone().requires_grad_(True)
         return fine, start
+
+    def winning_sources(self, scores: torch.Tensor) -> torch.Tensor:
+        """``(A,)`` for each area (ascending), the area whose finished mask its refinement starts
+        from under ``fine_start="winner"``: its own where it won its game (a score at least half
+        the best area's, :meth:`game_scores`), else the smallest larger area that won (its own if
+        none did)."""
+        won = scores >= 0.5 * scores.max()
+        source = torch.arange(len(scores))
+        for i in range(len(scores)):
+            if not won[i]:
+                larger = won[i + 1:].nonzero()
+                if len(larger):
+                    source[i] = i + 1 + int(larger[0])
+        return source
 
     def blank_map_reason(self, extras: dict) -> str | None:
         # the evidence test blanked the map: the generic line blamed the model ("its output may

@@ -10,7 +10,7 @@ from ...options import Opt, OptionError
 from ..base import BatchSize, Seed, register
 from ..perturbation import check_fits
 from .base import (_REF, _REF_SIDE, AREA_GROWTH, MAX_LEVELS, PAPER, Areas, ExtremalPerturbation, FinalSigma,
-                   FineIterations, LearningRate, MaskSigma, MaskStep, MaxBlur, MaxFrameArea, Weight)
+                   FineIterations, FineStart, LearningRate, MaskInit, MaskSigma, MaskStep, MaxBlur, MaxFrameArea, Weight)
 from .energy import ellipsoid_kernel, smoothness_loss
 
 
@@ -77,14 +77,15 @@ class STEP(ExtremalPerturbation):
                  min_evidence: Annotated[float, Opt(ge=0, le=1)] | None = None,
                  weighting: Literal["score", "density", "sum"] | None = None,
                  batch_size: BatchSize = 32, seed: Seed = 0, fine_iterations: FineIterations = None,
-                 max_frame_area: MaxFrameArea = 1.0) -> None:
+                 max_frame_area: MaxFrameArea = 1.0, init: MaskInit = 1.0,
+                 fine_start: FineStart = "own") -> None:
         super().__init__(model, preset=preset, areas=areas, keep=keep, iterations=iterations, game=game,
                          perturbation=perturbation, levels=levels, max_blur=max_blur, step=step,
                          sigma=sigma, final_sigma=final_sigma, optimizer=optimizer, lr=lr,
                          reward_weight=reward_weight, area_weight=area_weight,
                          area_growth=area_growth, min_evidence=min_evidence, weighting=weighting,
                          batch_size=batch_size, seed=seed, fine_iterations=fine_iterations,
-                         max_frame_area=max_frame_area)
+                         max_frame_area=max_frame_area, init=init, fine_start=fine_start)
         self.kernel_frames = None if kernel_frames is None else int(kernel_frames)
         self.kernel_size = None if kernel_size is None else int(kernel_size)
         self.kernel_shape = kernel_shape
