@@ -35,9 +35,9 @@ sys.path[:0] = [str(ROOT.parent), str(ROOT)]
 
 import videoxai as vx  # noqa: E402
 from perturbation_quality import blurred_class, localisation  # noqa: E402
+from videoxai.core.refine import gaussian_blur_2d  # noqa: E402
 from videoxai.data.synthetic import SyntheticVideos  # noqa: E402
 from videoxai.methods.extremal.base import ExtremalPerturbation  # noqa: E402
-from videoxai.core.refine import gaussian_blur_2d  # noqa: E402
 from videoxai.methods.extremal.masks import BlurPyramid  # noqa: E402
 from videoxai.metrics.base import evaluate  # noqa: E402
 
@@ -153,6 +153,7 @@ def causes(args, model, ds) -> None:
               f"delete won off the object {off_object}, by the fringe {fringe}; causes: {', '.join(found) or '-'}",
               flush=True)
     print(f"{args.method}: causes counted over the clips it loses (IoU 0.02 below RISE's): {counts}")
+
 
 #: ways of weighting the kept masks ``(A,)`` from their target areas ``a`` and their game scores
 #: relative to the best ``rel`` (the shipped rule, ``weighting="score"``, is rel / a)
