@@ -434,6 +434,31 @@ def test_init_sets_where_the_first_stage_starts_and_the_refinement_continues(cas
         vx.methods.get(method)(model, init=1.5)
 
 
+class AnyFrameEvidence(BoxEvidence):
+    """logit_0 = scale · a soft maximum over the frames in ``WINDOW`` of the box's mean intensity:
+    the box in any one of its 4 frames keeps the class, so only removing all four removes it."""
+
+    def forward(self, x):
+        (t0, t1), (y0, y1, x0, x1) = self.window, BOX
+        v = self.mix(x)[:, 0, t0:t1, y0:y1, x0:x1].mean((2, 3))                 # (B, frames)
+        v = torch.logsumexp(8 * v, 1) / 8
+        return torch.stack([self.scale * v, torch.full_like(v, self.offset)], 1)
+
+
+@pytest.mark.parametrize("init", [1.0, 0.5])
+@pytest.mark.usefixtures("one_thread")  # 180 small optimisation steps
+def test_the_dual_game_keeps_evidence_redundant_in_time_in_every_frame(case, init):
+    # the delete half is won only by removing the box from all 4 frames: the mask must hold each,
+    # whether the preserve half starts saturated (init 1: the intact clip) or half-way (README, round 14)
+    _, clip, _ = case
+    model = vx.wrap(AnyFrameEvidence(), num_frames=T, input_size=S, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1))
+    exp = vx.explain(model, clip, method="ep3d", target=0, areas=(0.02,), init=init)
+    (t0, t1), (y0, y1, x0, x1) = WINDOW, BOX
+    box = exp.spatial[:, y0:y1, x0:x1].mean((1, 2))
+    assert box[t0:t1].min() > 0.5, box
+    assert np.delete(box, range(t0, t1)).max() < 0.1, box
+
+
 def test_winning_sources_start_a_lost_area_from_the_smallest_larger_winner(case):
     ep3d = vx.methods.get("ep3d")(case[0], fine_start="winner")
     # won: at least half the best score; a lost area takes the next larger winner, the largest keeps its own
