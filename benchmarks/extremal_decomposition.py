@@ -155,10 +155,11 @@ def causes(args, model, ds) -> None:
     print(f"{args.method}: causes counted over the clips it loses (IoU 0.02 below RISE's): {counts}")
 
 
-#: ways of weighting the kept masks ``(A,)`` from their target areas ``a`` and their game scores
-#: relative to the best ``rel`` (the shipped rule, ``weighting="score"``, is rel / a)
+#: the shipped rule's row: the method's own :meth:`ExtremalPerturbation.combine`
+SHIPPED = "shipped (score / area)"
+#: other ways of weighting the kept masks ``(A,)`` from their target areas ``a`` and their game
+#: scores relative to the best ``rel``
 RULES = {
-    "shipped (score / area)": lambda a, rel: rel / a,
     "density (1 / area)": lambda a, rel: 1 / a,
     "score² / area": lambda a, rel: rel ** 2 / a,
     "score / √area": lambda a, rel: rel / np.sqrt(a),
@@ -183,11 +184,13 @@ def rules(args, model, ds) -> None:
         kept, areas = z["cap_masks"][start:], z["cap_areas"][start:].astype(np.float64)
         scores = z["cap_scores"][start:].astype(np.float64)
         rel = scores / scores.max() if scores.max() > 0 else np.ones_like(scores)
-        ladder = {**RULES, **{f"rung {a:.4g} alone": (lambda a, rel, j=j: np.eye(len(a))[j])
-                              for j, a in enumerate(areas)}}
-        for name, rule in ladder.items():
-            raw = torch.from_numpy(np.einsum("a,athw->thw", rule(areas, rel), kept)).float()
-            raw = gaussian_blur_2d(raw[None], sigma)[0].numpy()
+        maps = {SHIPPED: method.combine(torch.from_numpy(z["cap_masks"]), torch.from_numpy(z["cap_areas"]),
+                                        start, torch.from_numpy(z["cap_scores"]))}
+        rungs = {f"rung {a:.4g} alone": np.eye(len(areas))[j] for j, a in enumerate(areas)}
+        for name, weights in {**{k: rule(areas, rel) for k, rule in RULES.items()}, **rungs}.items():
+            maps[name] = torch.from_numpy(np.einsum("a,athw->thw", weights, kept)).float()
+        for name, raw in maps.items():
+            raw = gaussian_blur_2d(raw[None].float(), sigma)[0].numpy()
             raw = raw / max(float(raw.max()), 1e-12)
             low, high = float(raw.min()), float(raw.max())
             spatial = (raw - low) / (high - low) if high > low else raw
@@ -198,7 +201,7 @@ def rules(args, model, ds) -> None:
             iou = float(evaluate("iou", model, s.clip, exp, sample=s))
             rows.setdefault(name, []).append((top, peaks, float(evaluate("pointing_game", model, s.clip, exp,
                                                                           sample=s)), iou))
-            if name == next(iter(RULES)) and abs(iou - float(z["iou"])) > 1e-6:
+            if name == SHIPPED and abs(iou - float(z["iou"])) > 1e-6:
                 print(f"clip {i}: the shipped rule replays IoU {iou:.3f}, the run saved {float(z['iou']):.3f}")
     print(f"{args.method} on {len(next(iter(rows.values()), []))} object clips, temporal / peak on object / "
           "pointing / IoU, and the IoU per clip:")
