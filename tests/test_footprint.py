@@ -199,3 +199,83 @@ def test_maps_are_laid_on_the_frames_and_pixels_read():
     assert placed.shape == (1, 5, 5, 4)
     torch.testing.assert_close(placed[0, :, :4, 0], torch.tensor([[0.5] * 4, [0.5] * 4, [1.5] * 4, [1.5] * 4, [0.0] * 4]))
     assert (placed[0, :, 4] == 0).all()
+
+
+class Linear3D(nn.Module):
+    """A linear network of all-ones kernels (float64, no bias): every path from a cell to a pixel
+    counts once, so the gradient of a cell whose windows stay inside the input is symmetric about
+    the input index the cell is centred on. Strided padded convolutions, an even kernel, a dilation,
+    a padded average pool, an asymmetric ``F.pad``, a strided 1×1 shortcut added, a slice and a
+    concatenation along time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv3d(1, 2, 3, stride=(1, 2, 2), padding=1, bias=False)
+        self.b = nn.Conv3d(2, 2, (2, 4, 4), stride=(2, 2, 1), padding=(0, 1, 1), bias=False)
+        self.c = nn.Conv3d(2, 2, 3, dilation=(1, 2, 1), padding=(1, 2, 1), bias=False)
+        self.pool = nn.AvgPool3d(3, stride=(1, 2, 2), padding=1, count_include_pad=True)
+        self.short = nn.Conv3d(2, 2, 1, stride=(1, 2, 2), bias=False)
+        for conv in (self.a, self.b, self.c, self.short):
+            nn.init.ones_(conv.weight)
+
+    def forward(self, x):
+        y = self.b(F.pad(self.a(x), (1, 0, 0, 0, 0, 0)))
+        y = self.pool(self.c(y)) + self.short(y)
+        return torch.cat([y[:, :, :2], y[:, :, 2:]], dim=2)
+
+
+def test_each_cell_is_centred_where_its_gradient_is():
+    # the tracked centre of every cell whose gradient stays clear of the input's edges is the
+    # centroid of that gradient along each axis (zero padding truncates the others)
+    net = Linear3D().double().eval()
+    x = torch.rand(1, 1, 21, 61, 57, dtype=torch.float64)
+    seen = tracked(net, net, x)
+    assert seen is not None
+    x = x.clone().requires_grad_(True)
+    out = net(x)
+    checked = 0
+    for dim, centres, reads in ((2, seen.frame_centres, seen.frames), (3, seen.row_centres, seen.rows),
+                                (4, seen.col_centres, seen.cols)):
+        assert centres is not None and centres.shape == (out.shape[dim],)
+        n = x.shape[dim]
+        for k in range(out.shape[dim]):
+            (g,) = torch.autograd.grad(out.select(dim, k).sum(), x, retain_graph=True)
+            along = g.abs().sum([d for d in range(5) if d != dim])
+            read = torch.nonzero(along > 0).flatten()
+            assert torch.equal(read, torch.nonzero(reads[k]).flatten())
+            if read[0] == 0 or read[-1] == n - 1:
+                continue
+            centroid = float((along * torch.arange(n)).sum() / along.sum())
+            assert float(centres[k]) == pytest.approx(centroid, abs=1e-9), (dim, k)
+            checked += 1
+    assert checked >= 12
+
+
+def test_a_padded_stride_2_grid_is_centred_on_even_pixels_and_laid_there():
+    # a 3-convolution of stride 2 and padding 1, twice: cell o is centred on pixel 4·o (and frame
+    # o), not on 4·o + 1.5 where stretching the grid over the input puts it
+    net = nn.Sequential(nn.Conv3d(3, 4, 3, stride=(1, 2, 2), padding=1), nn.ReLU(),
+                        nn.Conv3d(4, 4, 3, stride=(1, 2, 2), padding=1))
+    seen = tracked(net, net, torch.rand(1, 3, 4, 16, 16))
+    assert seen.reads_everything and not seen.stretched
+    assert seen.row_centres.tolist() == seen.col_centres.tolist() == [0.0, 4.0, 8.0, 12.0]
+    assert seen.frame_centres.tolist() == [0.0, 1.0, 2.0, 3.0]
+    grid = torch.zeros(1, 4, 4, 4)
+    grid[0, :, 1, 2] = 1.0                               # one cell: row 1, column 2
+    placed = seen.maps_on_input(grid)
+    assert placed.shape == (1, 4, 16, 16)
+    peak = divmod(int(placed[0, 0].argmax()), 16)
+    assert peak == (4, 8) and float(placed[0, 0, 4, 8]) == 1.0
+    # linear between the centres, held beyond the last one (pixels 12-15)
+    assert placed[0, 0, 4, 4:13].tolist() == pytest.approx([0, 0.25, 0.5, 0.75, 1, 0.75, 0.5, 0.25, 0])
+    edge = torch.zeros(1, 4, 4, 4)
+    edge[0, :, 3, 3] = 1.0
+    assert (seen.maps_on_input(edge)[0, 0, 12:, 12:] == 1).all()
+
+
+def test_a_grid_centred_where_the_stretch_puts_it_is_left_to_the_stretch():
+    # stride 1 and padding 1 (cell o on pixel o), kernel = stride without padding (patches: cell o
+    # on 2·o + 0.5): the stretch places them right already, and the footprint says so
+    for net in (nn.Conv3d(3, 4, 3, padding=1), nn.Conv3d(3, 4, 2, stride=2)):
+        seen = tracked(nn.Sequential(net), net, torch.rand(1, 3, 4, 8, 8))
+        assert seen.reads_everything and seen.stretched

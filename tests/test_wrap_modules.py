@@ -308,22 +308,45 @@ def test_a_network_raising_inside_forward_raises_its_own_error_and_leaves_no_hoo
     assert str(explained.value) == str(bare.value)
 
 
-def test_cam_maps_of_a_grid_that_covers_the_clip_are_bit_identical_to_the_stretched_ones(monkeypatch):
-    # a padded network and the bundled demo CNN read every frame, row and column: their footprint
-    # is found, and their maps and scores are those of the stretch, bit for bit
+def test_cam_maps_of_a_grid_centred_where_the_stretch_puts_it_are_bit_identical_to_the_stretched_ones(monkeypatch):
+    # a padded network of stride 1 reads every frame, row and column and centres cell o on pixel o:
+    # its footprint is found, and its maps and scores are those of the stretch, bit for bit
     from videoxai.methods import cam
 
-    demo = vx.load_model("demo-cnn")
     padded = vx.wrap(Conv3DNet(), num_frames=T, input_size=S, layout="BCTHW", mean=(0, 0, 0), std=(1, 1, 1))
-    cases = [(padded, clip(6), "gradcam"), (padded, clip(T), "gradcam_pp"),
-             (demo, torch.rand(demo.num_frames, 3, *demo.input_size, generator=torch.Generator().manual_seed(0)),
-              "gradcam")]
-    found = [vx.explain(model, x, method, target=0) for model, x, method in cases]
-    for model, _, _ in cases:
-        seen = list(cam._FOOTPRINTS[model.net].values())
-        assert seen and all(f is not None and f.reads_everything for f in seen)
+    cases = [(clip(6), "gradcam"), (clip(T), "gradcam_pp")]
+    found = [vx.explain(padded, x, method, target=0) for x, method in cases]
+    seen = list(cam._FOOTPRINTS[padded.net].values())
+    assert seen and all(f is not None and f.reads_everything and f.stretched for f in seen)
     monkeypatch.setattr(cam.CAMMethod, "footprint_key", lambda self, x: None)   # the stretch alone
-    for (model, x, method), exp in zip(cases, found):
-        stretched = vx.explain(model, x, method, target=0)
+    for (x, method), exp in zip(cases, found):
+        stretched = vx.explain(padded, x, method, target=0)
         for name in ("spatial", "temporal", "raw"):
             np.testing.assert_array_equal(getattr(exp, name), getattr(stretched, name))
+
+
+def test_the_bundled_3d_cnns_grid_is_laid_on_the_pixels_its_cells_are_centred_on():
+    # its stem and two stages are padded stride-2 convolutions: cell o of its 8 × 8 grid is centred
+    # on pixel 8·o of its 64, and the map is the grid interpolated linearly between those pixels
+    # (held beyond pixel 56); stretched over the frame it sat 3.5 pixels down and to the right
+    demo = vx.load_model("demo-cnn")
+    x = torch.rand(demo.num_frames, 3, *demo.input_size, generator=torch.Generator().manual_seed(0))
+    exp = vx.explain(demo, x, "gradcam", target=0, refine=False)
+    raw = exp.raw.astype(np.float64)
+    assert raw.shape == (demo.num_frames, 8, 8)
+    pixels, centres = np.arange(64), 8.0 * np.arange(8)
+    rows = np.apply_along_axis(lambda v: np.interp(pixels, centres, v), 1, raw)
+    laid = np.apply_along_axis(lambda v: np.interp(pixels, centres, v), 2, rows)
+    lo = laid[laid > 0].min()                            # vx.explain's scaling of the evidence region
+    expected = np.where(laid > 0, (laid - lo) / (laid.max() - lo), 0.0)
+    np.testing.assert_allclose(exp.spatial, expected, atol=1e-5)
+    # time is not strided: a feature frame per input frame, its mass that frame's score
+    np.testing.assert_allclose(exp.temporal, raw.sum((1, 2)) / raw.sum(), atol=1e-6)
+    # placement="stretch" is the stretch pytorch-grad-cam makes: align_corners=False, no footprint
+    stretched = vx.explain(demo, x, "gradcam", target=0, refine=False, placement="stretch")
+    np.testing.assert_array_equal(stretched.raw, exp.raw)
+    up = torch.nn.functional.interpolate(torch.from_numpy(exp.raw)[None], size=(64, 64), mode="bilinear",
+                                         align_corners=False)[0].numpy().astype(np.float64)
+    lo = up[up > 0].min()
+    np.testing.assert_allclose(stretched.spatial, np.where(up > 0, (up - lo) / (up.max() - lo), 0.0), atol=1e-5)
+    assert stretched.options["placement"] == "stretch" and exp.options["placement"] == "centres"

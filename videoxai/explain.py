@@ -381,8 +381,8 @@ def finish_maps(attr: Attribution, model: VideoModel, num_frames: int, frame_siz
     temporal = _normalise_sum(temporal)
     refined = settings(raw)
     if attr.footprint is not None:
-        # a CNN layer's grid that leaves frames, rows or columns unread, laid on what it reads
-        # (zero on the rest) rather than stretched over the clip; the raw maps stay the grid
+        # a CNN layer's grid laid on the frames and pixels its cells are centred on (zero on what
+        # it never reads) rather than stretched over the clip; the raw maps stay the grid
         refined = attr.footprint.maps_on_input(refined)
     spatial = to_frames(refined, space=attr.space, preprocess=model.preprocess, frame_size=frame_size,
                         num_frames=num_frames, time_align=attr.time_align)

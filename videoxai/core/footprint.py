@@ -19,6 +19,15 @@ padding and reductions. Branches that join (a residual ``out + x``, a ``torch.ca
 of what each reads, so a cell reads an input index if any path from it to the cell does (holes
 inside a window, such as a max-pool's losers, count as read: the structure reads them).
 
+Each position also carries where it is *centred* on the input axis: the position, in input
+indices, that its window is symmetric about — ``o·stride − padding + (kernel − 1)·dilation / 2`` of
+the position below it, composed down to the pixels, whether or not the window reaches past the
+input's edge. A padded strided layer is centred on ``o·stride``, not on the middle of the cells it
+stands for: the bundled 3D CNN's 8 × 8 grid sits on pixels 0, 8, …, 56 of its 64-pixel input, and
+stretching it over the clip (``align_corners=False``, which puts cell ``o`` at ``8·o + 3.5``) shifted
+every CAM map 3.5 pixels down and to the right of what the layer saw. :meth:`Footprint.maps_on_input`
+lays the grid's values on those centres and interpolates between them.
+
 Anything else on the way — an upsampling, a matrix product, an indexing by values, a view that
 folds the frames into the batch (a per-frame 2D CNN), a write into a view of a tracked tensor — and
 the footprint is unknown: :meth:`FootprintTracker.footprint` returns ``None`` and the maps are
@@ -41,12 +50,15 @@ from .align import align_time
 
 aten = torch.ops.aten
 
-# A note on a tensor: {axis: (dim, reads)}. ``dim`` is the tensor's dimension that indexes the axis
-# and ``reads`` a bool (size of dim, n) matrix: position i of dim reads input indices reads[i]; or
-# ``dim`` is None and ``reads`` a bool (n,) vector that every position reads. An axis missing from
-# the note is not read at all. A tensor that is not computed from the pixels has no note; a tensor
-# computed in a way the rules do not know has the note None (unknown), which spreads.
-Note = dict[str, tuple[int | None, torch.Tensor]]
+# A note on a tensor: {axis: (dim, reads, centres)}. ``dim`` is the tensor's dimension that indexes
+# the axis, ``reads`` a bool (size of dim, n) matrix: position i of dim reads input indices reads[i],
+# and ``centres`` a float64 (size of dim,) vector: the input index position i is centred on (None
+# where that is not known); or ``dim`` is None, ``reads`` a bool (n,) vector that every position
+# reads and ``centres`` None. An axis missing from the note is not read at all. A tensor that is not
+# computed from the pixels has no note; a tensor computed in a way the rules do not know has the
+# note None (unknown), which spreads.
+Entry = tuple[int | None, torch.Tensor, torch.Tensor | None]
+Note = dict[str, Entry]
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,11 +68,17 @@ class Footprint:
     Attributes:
         frames: bool ``(T', T)``: feature frame k reads input frame t where ``frames[k, t]``.
         rows: bool ``(H', H)``; cols: bool ``(W', W)``: the same for rows and columns.
+        frame_centres: float ``(T',)``: the input frame (fractional) each feature frame is centred
+            on; ``row_centres`` ``(H',)`` and ``col_centres`` ``(W',)`` the same for rows and
+            columns. ``None`` where not known: the grid is then stretched over the input.
     """
 
     frames: torch.Tensor
     rows: torch.Tensor
     cols: torch.Tensor
+    frame_centres: torch.Tensor | None = None
+    row_centres: torch.Tensor | None = None
+    col_centres: torch.Tensor | None = None
 
     @property
     def reads_every_frame(self) -> bool:
@@ -74,37 +92,81 @@ class Footprint:
     def reads_everything(self) -> bool:
         return self.reads_every_frame and self.reads_every_pixel
 
+    @property
+    def stretched(self) -> bool:
+        """Whether laying the grid on its input is what stretching it over the input does: every
+        frame, row and column read, and each cell centred where the stretch puts it (cell ``o`` of
+        ``n'`` over ``n`` at ``(o + ½)·n/n' − ½``, where centres are known)."""
+        return self.reads_everything and all(
+            c is None or torch.allclose(c, _stretch_centres(len(c), n).to(c.dtype), atol=1e-6)
+            for c, n in ((self.frame_centres, self.frames.shape[1]), (self.row_centres, self.rows.shape[1]),
+                         (self.col_centres, self.cols.shape[1])))
+
     def spread(self) -> torch.Tensor:
-        """``(T, T')`` float: each feature frame's share on each input frame, its mass spread evenly
-        over the frames it reads (a feature frame of a kernel-2 layer gives half to each of its 2)."""
+        """``(T, T')`` float: each feature frame's share on each input frame. Where every frame is
+        read and the feature frames' centres are known, the linear interpolation between those
+        centres (the frame a feature frame is centred on gets all of it); else its mass spread
+        evenly over the frames it reads (a feature frame of a kernel-2 layer gives half to each of
+        its 2), zero on frames never read, or, where the centres are not known, the ``"linear"``
+        alignment of a CNN's feature frames (:func:`~videoxai.core.align.align_time`)."""
+        t_in, t = self.frames.shape
+        if self.reads_every_frame:
+            weights = _interpolation(self.frame_centres, t)
+            if weights is not None:
+                return weights
+            return align_time(torch.eye(t_in)[None, :, :, None], t, "linear")[0, :, :, 0]
         counts = self.frames.sum(1, keepdim=True).clamp_min(1)
         return (self.frames.float() / counts).T
 
     def frames_on_input(self, values: torch.Tensor) -> torch.Tensor:
-        """Per feature frame ``(B, T')`` → per input frame ``(B, T)``: zero on frames never read."""
+        """Per feature frame ``(B, T')`` → per input frame ``(B, T)`` (:meth:`spread`)."""
         return values.float() @ self.spread().to(values.device).T
 
     def maps_on_input(self, maps: torch.Tensor) -> torch.Tensor:
-        """Maps on the grid ``(B, T', H', W')`` → ``(B, T, h, w)`` laid on what the grid reads.
+        """Maps on the grid ``(B, T', H', W')`` → ``(B, T, H, W)`` laid on what the grid reads.
 
-        Time: where every frame is read, the ``"linear"`` alignment of a CNN's feature frames
-        (:func:`~videoxai.core.align.align_time`), as for a layer whose footprint is not known;
-        else each feature frame spread over the frames it reads (:meth:`spread`), zero on the others.
-        Space: where every row and column is read, the grid as it is (``h, w = H', W'``, stretched
-        over the crop box later); else bilinear over the span of rows and columns read (holes
-        inside it taken as read) at the input's size ``h, w = H, W``, zero outside it.
+        Time: :meth:`spread`. Space: where the cells' centres are known, linear interpolation
+        between them (held constant beyond the first and last), zero on rows and columns never
+        read; else bilinear over the span of rows and columns read (holes inside it taken as read),
+        zero outside it.
         """
-        maps = maps.float()
-        if self.reads_every_frame:
-            maps = align_time(maps, self.frames.shape[1], "linear")
-        else:
-            maps = torch.einsum("bkhw,tk->bthw", maps, self.spread().to(maps.device))
-        if self.reads_every_pixel:
-            return maps
+        maps = torch.einsum("bkhw,tk->bthw", maps.float(), self.spread().to(maps.device))
         (r0, r1), (c0, c1) = _span(self.rows.any(0)), _span(self.cols.any(0))
         h, w = self.rows.shape[1], self.cols.shape[1]
-        inner = F.interpolate(maps, size=(r1 - r0 + 1, c1 - c0 + 1), mode="bilinear", align_corners=False)
-        return F.pad(inner, (c0, w - 1 - c1, r0, h - 1 - r1))
+        along_rows, along_cols = _interpolation(self.row_centres, h), _interpolation(self.col_centres, w)
+        if along_rows is None or along_cols is None:
+            inner = F.interpolate(maps, size=(r1 - r0 + 1, c1 - c0 + 1), mode="bilinear", align_corners=False)
+            return F.pad(inner, (c0, w - 1 - c1, r0, h - 1 - r1))
+        along_rows = along_rows * self.rows.any(0)[:, None]
+        along_cols = along_cols * self.cols.any(0)[:, None]
+        return torch.einsum("bthw,yh,xw->btyx", maps, along_rows.to(maps.device), along_cols.to(maps.device))
+
+
+def _stretch_centres(cells: int, n: int) -> torch.Tensor:
+    """Where stretching ``cells`` cells over ``n`` (``align_corners=False``) centres each of them."""
+    return (torch.arange(cells, dtype=torch.float64) + 0.5) * n / cells - 0.5
+
+
+def _interpolation(centres: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """``(n, K)`` float: the weights that interpolate values at ``centres`` ``(K,)`` (increasing, in
+    input indices) linearly at each input index ``0 … n − 1``, held constant beyond the first and
+    last centre; None where ``centres`` is None or not increasing."""
+    if centres is None:
+        return None
+    c = centres.double()
+    k = c.numel()
+    if k == 1:
+        return torch.ones(n, 1)
+    if not bool((c[1:] > c[:-1]).all()):
+        return None
+    x = torch.arange(n, dtype=torch.float64).clamp(float(c[0]), float(c[-1]))
+    seg = (torch.searchsorted(c, x, right=True) - 1).clamp(0, k - 2)      # c[seg] <= x <= c[seg + 1]
+    frac = (x - c[seg]) / (c[seg + 1] - c[seg])
+    weights = torch.zeros(n, k, dtype=torch.float64)
+    rows = torch.arange(n)
+    weights[rows, seg] = 1 - frac
+    weights[rows, seg + 1] += frac
+    return weights.float()
 
 
 def _span(read: torch.Tensor) -> tuple[int, int]:
@@ -172,7 +234,9 @@ class FootprintTracker(TorchDispatchMode):
         self._seeded = True
         x = args[0] if args and isinstance(args[0], torch.Tensor) else None
         if x is not None and x.dim() > max(self._axes.values()):
-            self._notes[x] = {axis: (dim, torch.eye(x.shape[dim], dtype=torch.bool)) for axis, dim in self._axes.items()}
+            self._notes[x] = {axis: (dim, torch.eye(x.shape[dim], dtype=torch.bool),
+                                     torch.arange(x.shape[dim], dtype=torch.float64))
+                              for axis, dim in self._axes.items()}
 
     def _at_layer(self, _module: nn.Module, _inputs: Any, out: Any) -> None:
         if self._done:
@@ -190,16 +254,18 @@ class FootprintTracker(TorchDispatchMode):
         note, shape = self._layer_note, self._layer_shape
         if self._unsure or note is None or shape is None or len(shape) != 5 or set(note) != set(self._axes):
             return None
-        mats = []
+        mats, centres = [], []
         for axis, dim in zip(("T", "H", "W"), (2, 3, 4)):
-            at, reads = note[axis]
+            at, reads, at_centres = note[axis]
             if at == dim:
                 mats.append(reads)
+                centres.append(at_centres)
             elif at is None and shape[dim] == 1:   # one cell along the axis: it reads what all read
                 mats.append(reads[None])
+                centres.append(None)
             else:
                 return None
-        return Footprint(*mats)
+        return Footprint(*mats, *centres)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -240,6 +306,21 @@ def _same(a: Note | None, b: Note | None) -> bool:
         a[k][0] == b[k][0] and a[k][1].shape == b[k][1].shape and torch.equal(a[k][1], b[k][1]) for k in a)
 
 
+def _centred_at(centres: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    """Where the (fractional, possibly outside) positions ``index`` of an axis whose positions are
+    centred on ``centres`` would be centred: linear between positions, and beyond the ends at the
+    spacing of the last two (a padded position continues the grid); None where unknown (an axis
+    of one position has no spacing)."""
+    if centres is None:
+        return None
+    n = centres.numel()
+    index = index.double()
+    if n == 1:
+        return centres.expand(index.shape).clone() if bool((index == 0).all()) else None
+    low = index.floor().clamp(0, n - 2).long()
+    return centres[low] + (index - low) * (centres[low + 1] - centres[low])
+
+
 def _main(out: Any) -> torch.Tensor | None:
     """A layer's (or an operation's) main output tensor: itself, or the first of a tuple."""
     if isinstance(out, torch.Tensor):
@@ -265,35 +346,40 @@ def _merge(notes: list[tuple[Note, tuple[int, ...]]], out_shape: tuple[int, ...]
     merged: Note = {}
     for note, shape in notes:
         offset = len(out_shape) - len(shape)
-        for axis, (dim, reads) in note.items():
+        for axis, (dim, reads, centres) in note.items():
             if dim is not None:
                 new = dim + offset
                 if shape[dim] == out_shape[new]:
                     pass
                 elif shape[dim] == 1:       # broadcast: every position reads what the one did
-                    reads = reads.expand(out_shape[new], -1)
+                    reads, centres = reads.expand(out_shape[new], -1), None
                 else:
                     return None
                 dim = new
-            merged[axis] = _join(merged.get(axis), (dim, reads))
+            merged[axis] = _join(merged.get(axis), (dim, reads, centres))
             if merged[axis] is None:
                 return None
     return merged
 
 
-def _join(a, b):
-    """Two ``(dim, reads)`` of one axis on the same tensor → their union; None where the axis sits on
-    two different dimensions."""
+def _join(a: Entry | None, b: Entry) -> Entry | None:
+    """Two ``(dim, reads, centres)`` of one axis on the same tensor → their union; None where the
+    axis sits on two different dimensions. Two branches centred differently (a shortcut that pools
+    beside a strided convolution) are centred between them; a branch that holds no position along
+    the axis (a broadcast, a vector) leaves the other's centres."""
     if a is None:
         return b
-    (da, ra), (db, rb) = a, b
+    (da, ra, ca), (db, rb, cb) = a, b
     if da is not None and db is not None:
-        return (da, ra | rb) if da == db else None
+        if da != db:
+            return None
+        centres = ca if cb is None else cb if ca is None else (ca + cb) / 2
+        return da, ra | rb, centres
     if da is None and db is None:
-        return None, ra | rb
+        return None, ra | rb, None
     if da is None:
-        return db, rb | ra[None]
-    return da, ra | rb[None]
+        return db, rb | ra[None], cb
+    return da, ra | rb[None], ca
 
 
 def _mixed(note: Note, dims: set[int], drop: bool) -> Note:
@@ -301,13 +387,13 @@ def _mixed(note: Note, dims: set[int], drop: bool) -> Note:
     a normalisation over them): an axis on one of them becomes one vector, the union; with
     ``drop`` those dimensions disappear and the later ones move down."""
     out: Note = {}
-    for axis, (dim, reads) in note.items():
+    for axis, (dim, reads, centres) in note.items():
         if dim is not None and dim in dims:
-            entry = (None, reads.any(0))
+            entry = (None, reads.any(0), None)
         elif dim is not None and drop:
-            entry = (dim - sum(d < dim for d in dims), reads)
+            entry = (dim - sum(d < dim for d in dims), reads, centres)
         else:
-            entry = (dim, reads)
+            entry = (dim, reads, centres)
         out[axis] = _join(out.get(axis), entry)
     return out
 
@@ -323,11 +409,13 @@ def _windows(reads: torch.Tensor, out_size: int, kernel: int, stride: int, paddi
     return rows.any(1)
 
 
-def _adaptive(reads: torch.Tensor, out_size: int) -> torch.Tensor:
-    """An adaptive pool's footprint: output position o reads ``⌊o·n/out⌋ … ⌈(o+1)·n/out⌉ − 1``."""
+def _adaptive(reads: torch.Tensor, centres: torch.Tensor | None, out_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """An adaptive pool's footprint: output position o reads ``⌊o·n/out⌋ … ⌈(o+1)·n/out⌉ − 1``,
+    centred on the mean of their centres."""
     n = reads.shape[0]
-    rows = [reads[(o * n) // out_size: math.ceil((o + 1) * n / out_size)].any(0) for o in range(out_size)]
-    return torch.stack(rows)
+    windows = [slice((o * n) // out_size, math.ceil((o + 1) * n / out_size)) for o in range(out_size)]
+    rows = torch.stack([reads[w].any(0) for w in windows])
+    return rows, None if centres is None else torch.stack([centres[w].mean() for w in windows])
 
 
 def _sliding(note: Note, in_shape, out_shape, kernel, stride, padding, dilation, channels: bool) -> Note:
@@ -335,14 +423,17 @@ def _sliding(note: Note, in_shape, out_shape, kernel, stride, padding, dilation,
     convolution) the dimension before them, the channels, is mixed too."""
     first = len(in_shape) - len(kernel)
     out: Note = {}
-    for axis, (dim, reads) in note.items():
+    for axis, (dim, reads, centres) in note.items():
         if dim is not None and dim >= first:
             j = dim - first
-            entry = (dim, _windows(reads, out_shape[dim], kernel[j], stride[j], padding[j], dilation[j]))
+            # each window is centred where its middle tap is: o·stride − padding + (kernel − 1)·dilation / 2
+            middle = torch.arange(out_shape[dim]) * stride[j] - padding[j] + (kernel[j] - 1) * dilation[j] / 2
+            entry = (dim, _windows(reads, out_shape[dim], kernel[j], stride[j], padding[j], dilation[j]),
+                     _centred_at(centres, middle))
         elif channels and dim is not None and dim == first - 1:
-            entry = (None, reads.any(0))
+            entry = (None, reads.any(0), None)
         else:
-            entry = (dim, reads)
+            entry = (dim, reads, centres)
         out[axis] = _join(out.get(axis), entry)
     return out
 
@@ -356,16 +447,16 @@ def _reshaped(note: Note, in_shape, out_shape) -> Note | None:
     """A view: a dimension kept whole (the same size, after the same number of elements) keeps its
     axis; one of size 1 leaves a vector; a dimension merged or split makes the footprint unknown."""
     out: Note = {}
-    for axis, (dim, reads) in note.items():
+    for axis, (dim, reads, centres) in note.items():
         if dim is None or in_shape[dim] == 1:
-            entry = (None, reads if dim is None else reads[0])
+            entry = (None, reads if dim is None else reads[0], None)
         else:
             before = math.prod(in_shape[:dim])
             match = [e for e in range(len(out_shape))
                      if out_shape[e] == in_shape[dim] and math.prod(out_shape[:e]) == before]
             if len(match) != 1:
                 return None
-            entry = (match[0], reads)
+            entry = (match[0], reads, centres)
         out[axis] = _join(out.get(axis), entry)
         if out[axis] is None:
             return None
@@ -424,19 +515,20 @@ def _propagate(func, args, kwargs, out, notes) -> Note | None:
         return _reshaped(note0, shape0, out_shape)
     if packet is aten.permute:
         dims = [_dim(d, ndim) for d in named["dims"]]
-        return {a: (None if d is None else dims.index(d), r) for a, (d, r) in note0.items()}
+        return {a: (None if d is None else dims.index(d), r, c) for a, (d, r, c) in note0.items()}
     if packet is aten.transpose or packet is aten.t:
         d0, d1 = _dim(named.get("dim0", 0), ndim), _dim(named.get("dim1", 1), ndim)
         swap = {d0: d1, d1: d0}
-        return {a: (None if d is None else swap.get(d, d), r) for a, (d, r) in note0.items()}
+        return {a: (None if d is None else swap.get(d, d), r, c) for a, (d, r, c) in note0.items()}
     if packet is aten.slice:
         dim = _dim(named.get("dim", 0), ndim)
         cut = slice(named.get("start"), named.get("end"), named.get("step", 1))
-        return {a: (d, r[cut] if d == dim else r) for a, (d, r) in note0.items()}
+        return {a: (d, r[cut], None if c is None else c[cut]) if d == dim else (d, r, c)
+                for a, (d, r, c) in note0.items()}
     if packet is aten.select:
         dim, index = _dim(named["dim"], ndim), named["index"]
-        return {a: ((None, r[index]) if d == dim else (d if d is None or d < dim else d - 1, r))
-                for a, (d, r) in note0.items()}
+        return {a: ((None, r[index], None) if d == dim else (d if d is None or d < dim else d - 1, r, c))
+                for a, (d, r, c) in note0.items()}
     if packet is aten.constant_pad_nd:
         return _padded(note0, shape0, list(named["pad"]))
     if packet in _REDUCTIONS:
@@ -465,8 +557,8 @@ def _propagate(func, args, kwargs, out, notes) -> Note | None:
                         channels=False)
     if packet in _ADAPTIVE:
         first_dim = ndim - len(named["output_size"])
-        return {a: (d, _adaptive(r, out_shape[d])) if d is not None and d >= first_dim else (d, r)
-                for a, (d, r) in note0.items()}
+        return {a: (d, *_adaptive(r, c, out_shape[d])) if d is not None and d >= first_dim else (d, r, c)
+                for a, (d, r, c) in note0.items()}
     return None
 
 
@@ -476,7 +568,7 @@ def _concatenated(tensors, dim: int, out_shape, notes) -> Note | None:
     is joined as by an element-wise operation."""
     parts = [t for t in tensors if not (t.dim() == 1 and t.numel() == 0)]   # cat's legacy empty tensors
     axes = {a for t in parts if t in notes for a in notes[t]}
-    if not any(d == dim for t in parts if t in notes for d, _ in notes[t].values()):
+    if not any(d == dim for t in parts if t in notes for d, *_ in notes[t].values()):
         return _merge([(notes[t], tuple(t.shape)) for t in parts if t in notes], out_shape)
     out: Note = {}
     for axis in axes:
@@ -491,17 +583,21 @@ def _concatenated(tensors, dim: int, out_shape, notes) -> Note | None:
             out[axis] = joined
             continue
         n = next(e[1].shape[-1] for e in entries if e is not None)
-        rows = []
+        rows, centres = [], []
         for t, e in zip(parts, entries):
             if e is None:
                 rows.append(torch.zeros(t.shape[dim], n, dtype=torch.bool))
+                centres.append(None)
             elif e[0] == dim:
                 rows.append(e[1])
+                centres.append(e[2])
             elif e[0] is None:
                 rows.append(e[1][None].expand(t.shape[dim], -1))
+                centres.append(None)
             else:   # the axis on the concatenated dimension in one input, on another in one more
                 return None
-        out[axis] = (dim, torch.cat(rows))
+        # positions that do not come from the axis's own positions have no centre of their own
+        out[axis] = (dim, torch.cat(rows), None if any(c is None for c in centres) else torch.cat(centres))
     return out
 
 
@@ -510,13 +606,16 @@ def _padded(note: Note, shape, pad: list[int]) -> Note:
     negative one crops."""
     out: Note = {}
     ndim = len(shape)
-    for axis, (dim, reads) in note.items():
+    for axis, (dim, reads, centres) in note.items():
         k = ndim - 1 - dim if dim is not None else None
         if dim is not None and 2 * k + 1 < len(pad):
             lo, hi = pad[2 * k], pad[2 * k + 1]
-            reads = reads[max(-lo, 0): reads.shape[0] - max(-hi, 0)]
+            size = reads.shape[0]
+            reads = reads[max(-lo, 0): size - max(-hi, 0)]
             n = reads.shape[1]
             reads = torch.cat([torch.zeros(max(lo, 0), n, dtype=torch.bool), reads,
                                torch.zeros(max(hi, 0), n, dtype=torch.bool)])
-        out[axis] = (dim, reads)
+            # the padded positions continue the grid: position i was position i − lo
+            centres = _centred_at(centres, torch.arange(reads.shape[0]) - lo)
+        out[axis] = (dim, reads, centres)
     return out

@@ -72,9 +72,11 @@ class Attribution:
         time_align: how the ``T'`` map frames spread over the T input frames: ``"repeat"``
             (each covers ``T/T'`` frames, e.g. tubelets) or ``"linear"`` (feature-map centres).
         extras: method-specific arrays kept in ``Explanation.meta`` (e.g. segment Shapley values).
-        footprint: where ``maps`` is a CNN layer's grid that leaves some input frames, rows or
-            columns unread (an unpadded strided layer), what each cell reads: the upsampling lays
-            the maps on it, zero on the rest (:mod:`~videoxai.core.footprint`); ``maps`` stays the grid.
+        footprint: where ``maps`` is a CNN layer's grid that stretching over the input would
+            misplace (input frames, rows or columns left unread by an unpadded strided layer;
+            cells centred elsewhere than the stretch puts them, by a padded strided one), what each
+            cell reads and where it is centred: the upsampling lays the maps there, zero on what
+            is never read (:mod:`~videoxai.core.footprint`); ``maps`` stays the grid.
     """
 
     maps: torch.Tensor

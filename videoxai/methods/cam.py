@@ -21,17 +21,26 @@ design); everything else is here:
   whose grid is larger than the network's input (a channels-last output read as channels-first)
   is refused, naming the reshape to give.
 * **Time.** A feature map usually has fewer frames than the clip. Token grids (``T'`` equal to the
-  model's token frames) cover ``tubelet`` frames each (``time_align="repeat"``); CNN feature frames
-  are placed at their centres and interpolated linearly (``"linear"``: feature frame i sits at
-  input frame ``(i + ½)·T/T' − ½``). pytorch-grad-cam's ``scipy.ndimage.zoom`` instead pins the
-  first and last feature frames to the first and last input frames, which shifts evidence towards
-  the clip's ends. The per-frame scores are the map's mass per input frame after that alignment.
-  Where the layer never reads some frames, rows or columns (an unpadded strided layer: kernel 2,
-  stride 2 on 5 frames never reads frame 4), each feature frame's mass is spread over the frames
-  it reads and the map is laid on the rows and columns read, zero on the rest
-  (:mod:`videoxai.core.footprint`: found by watching the explanation's own first forward pass,
-  no pass of its own). The maps the method returns (``Explanation.raw``) stay on the layer's
-  grid; the footprint goes with them (``Attribution.footprint``) to the upsampling.
+  model's token frames) cover ``tubelet`` frames each (``time_align="repeat"``). A CNN's feature
+  frames, rows and columns are placed where the layer's windows are centred on the input and
+  interpolated linearly between them (:mod:`videoxai.core.footprint`: found by watching the
+  explanation's own first forward pass, no pass of its own): a padded stride-2 stage centres
+  cell ``o`` on input index ``2·o``, so the bundled 3D CNN's 8 × 8 grid sits on pixels 0, 8, …,
+  56 of its 64. Stretching the grid over the input instead (``align_corners=False``, cell ``o``
+  at ``(o + ½)·n/n' − ½``, as an image resize does: pytorch-grad-cam's ``cv2.resize`` of 2D
+  maps, and this package before) shifted every map 3.5 pixels down and to the right there — and
+  7.5 pixels and 3.5 frames on torchvision's R3D at 112 pixels and 16 frames; on the bundled 3D
+  CNN's validation clips Grad-CAM's peak fell on the object in 0.28 of the window frames, 0.61
+  placed on the centres (``benchmarks/cam_placement.py``). pytorch-grad-cam's
+  ``scipy.ndimage.zoom`` of 3D maps pins the first and last cells to the first and last frames
+  and pixels instead (cell ``o`` at ``o·(n − 1)/(n' − 1)``). The stretch is kept where the
+  footprint is not known (an operation the tracker does not follow).
+  The per-frame scores are the map's mass per input frame after that alignment. Where the layer
+  never reads some frames, rows or columns (an unpadded strided layer: kernel 2, stride 2 on 5
+  frames never reads frame 4), each feature frame's mass is spread over the frames it reads and
+  the map is laid on the rows and columns read, zero on the rest. The maps the method returns
+  (``Explanation.raw``) stay on the layer's grid; the footprint goes with them
+  (``Attribution.footprint``) to the upsampling.
   Where a transformer's tokens do not tile its input (9 frames in tubelets of 2, a 36-pixel input
   in 8-pixel patches) the token map is laid on the frames and pixels the tokens cover, as the
   attention methods do (:mod:`videoxai.core.token_layout`).
@@ -42,9 +51,10 @@ design); everything else is here:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +83,9 @@ def _split_output(out: Any) -> tuple[torch.Tensor, Callable[[torch.Tensor], Any]
 
 #: a CAM layer: dotted module name in ``model.net``, the module itself, or ``None`` (found for you)
 LayerOption = str | nn.Module | None
+#: where a CNN layer's grid is laid on the input: on the input indices its cells are centred on, or
+#: stretched over the input as an image is resized (``align_corners=False``)
+Placement = Literal["centres", "stretch"]
 
 #: layers seen running under ``no_grad`` inside a forward that records gradients (a reentrant
 #: checkpoint segment): their network is run with pixels that require grad from the first forward
@@ -202,12 +215,20 @@ class CAMMethod(Method):
     :meth:`attribute` returns ``maps (B, T', H', W')`` on the layer's grid (``space="crop"``:
     it covers the model's crop box), the per-frame scores ``temporal (B, T)`` and ``time_align``
     ``"repeat"`` for a transformer's token frames, ``"linear"`` for a CNN's feature frames; for a
-    CNN layer that leaves some frames, rows or columns unread, ``footprint``: what each cell reads
+    CNN layer whose grid stretching over the input would misplace (frames, rows or columns left
+    unread, cells centred elsewhere), ``footprint``: what each cell reads and where it is centred
     (:mod:`videoxai.core.footprint`), on which ``vx.explain`` lays the maps.
 
     Args:
         layer: dotted module name in ``model.net`` or the module itself (default: the model's
             ``cam_layer``, else the last layer with a (T', H', W') grid; see :mod:`~videoxai.methods.cam`).
+        placement: where a CNN layer's grid goes on the input: ``"centres"`` (default), each cell
+            on the input frame and pixel its windows are centred on, interpolated linearly
+            between them; ``"stretch"``, the grid stretched over the input as an image is resized
+            (``align_corners=False``: off by half a stride minus half a pixel per padded strided
+            stage, 3.5 pixels on the bundled 3D CNN; the placement of earlier versions). Layers
+            the stretch centres right (stride 1, patches) and transformer tokens are placed the
+            same either way.
     """
 
     #: whether the variant needs the gradient at the layer (one backward pass from the logits)
@@ -252,9 +273,10 @@ class CAMMethod(Method):
             return super(CAMMethod, type(self)).unsupported(model)
         return self.unsupported(model)
 
-    def __init__(self, model: VideoModel, layer: LayerOption) -> None:
+    def __init__(self, model: VideoModel, layer: LayerOption, placement: Placement = "centres") -> None:
         self._layer_given = layer is not None  # read by unsupported_with_options, called by super().__init__
         super().__init__(model)
+        self.placement = placement
         self._found = layer is None and model.cam_layer is None   # located by a search, not named
         try:
             self.layer, self.module = model.resolve_cam_layer(layer)
@@ -425,12 +447,13 @@ class CAMMethod(Method):
             maps = self.combine(state, self.weights(state))
             align = self.time_align(maps.shape[1])
             grid = self.model.token_grid
-            seen = _partial(known.get(key), maps.shape[1:])
+            seen = _partial(known.get(key), maps.shape[1:], self.placement)
             if align == "repeat" and maps.shape[2:] == (grid.rows, grid.cols):
                 temporal = token_frames_on_input(maps.flatten(2).sum(-1), grid, x.shape[1])
                 maps = token_maps_on_input(maps, grid, self.model.preprocess.size, x.shape[1])
-            elif seen is not None and not seen.reads_every_frame:
-                # each feature frame's mass spread over the frames it reads, none on the others
+            elif seen is not None:
+                # each feature frame's mass laid on the frames it is centred on, or spread over the
+                # frames it reads, none on the others
                 temporal = seen.frames_on_input(maps.flatten(2).sum(-1))
             else:
                 temporal = align_time(maps.flatten(2).sum(-1)[..., None, None], x.shape[1], align)[..., 0, 0]
@@ -453,13 +476,17 @@ class CAMMethod(Method):
                            footprint=parts[0].footprint)
 
 
-def _partial(seen: Footprint | None, grid: tuple[int, ...]) -> Footprint | None:
-    """``seen`` where it is the footprint of a ``(T', H', W')`` grid that leaves some frames, rows
-    or columns unread; else ``None``: a layer that reads all of its input (the usual case: a
-    padded network, the bundled demo CNNs) keeps the stretched maps and scores, bit for bit."""
+def _partial(seen: Footprint | None, grid: tuple[int, ...], placement: Placement) -> Footprint | None:
+    """``seen`` where it is the footprint of a ``(T', H', W')`` grid that stretching over the input
+    would misplace: a grid that leaves some frames, rows or columns unread, or (``placement=
+    "centres"``) whose cells are centred elsewhere than the stretch puts them (a padded strided
+    network: the bundled 3D CNN, torchvision's video ResNets); else ``None``: the stretched maps
+    and scores, bit for bit."""
     if seen is None or tuple(grid) != (seen.frames.shape[0], seen.rows.shape[0], seen.cols.shape[0]):
         return None
-    return None if seen.reads_everything else seen
+    if placement == "stretch":
+        seen = dataclasses.replace(seen, frame_centres=None, row_centres=None, col_centres=None)
+    return None if seen.stretched else seen
 
 
 def _shape_of(out: Any) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .base import register
-from .cam import CAMMethod, LayerOption, LayerState
+from .cam import CAMMethod, LayerOption, LayerState, Placement
 
 
 @register
@@ -21,14 +21,18 @@ class GradCAM(CAMMethod):
 
     Args:
         per_frame_weights: one weight per channel and feature frame instead of per channel.
+        placement: where a CNN layer's grid goes on the input: ``"centres"``, each cell on the frame
+            and pixel its windows are centred on, or ``"stretch"``, stretched over the input as an
+            image is resized (:class:`~videoxai.methods.cam.CAMMethod`).
     """
 
     name = "gradcam"
     paper = ('Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via Gradient-based '
              'Localization, ICCV 2017')
 
-    def __init__(self, model, layer: LayerOption = None, per_frame_weights: bool = False) -> None:
-        super().__init__(model, layer)
+    def __init__(self, model, layer: LayerOption = None, per_frame_weights: bool = False,
+                 placement: Placement = "centres") -> None:
+        super().__init__(model, layer, placement)
         self.per_frame_weights = per_frame_weights
 
     def weights(self, state: LayerState) -> torch.Tensor:

@@ -20,19 +20,25 @@ from __future__ import annotations
 import torch
 
 from .base import register
-from .cam import CAMMethod, LayerOption, LayerState
+from .cam import CAMMethod, LayerOption, LayerState, Placement
 
 
 @register
 class GradCAMPlusPlus(CAMMethod):
-    """Grad-CAM++; see the module docstring. ``layer`` and the shapes: :class:`~videoxai.methods.cam.CAMMethod`."""
+    """Grad-CAM++; see the module docstring. ``layer`` and the shapes: :class:`~videoxai.methods.cam.CAMMethod`.
+
+    Args:
+        placement: where a CNN layer's grid goes on the input: ``"centres"``, each cell on the frame
+            and pixel its windows are centred on, or ``"stretch"``, stretched over the input as an
+            image is resized (:class:`~videoxai.methods.cam.CAMMethod`).
+    """
 
     name = "gradcam_pp"
     paper = ('Chattopadhay et al., Grad-CAM++: Generalized Gradient-based Visual Explanations for '
              'Deep Convolutional Networks, WACV 2018')
 
-    def __init__(self, model, layer: LayerOption = None) -> None:
-        super().__init__(model, layer)
+    def __init__(self, model, layer: LayerOption = None, placement: Placement = "centres") -> None:
+        super().__init__(model, layer, placement)
 
     def weights(self, state: LayerState) -> torch.Tensor:
         a, g = state.activations, state.gradients

@@ -31,7 +31,7 @@ from ..errors import InputError, UnsupportedModelError
 from ..models.cam_layer import NoCamLayerError, run_eagerly
 from ..options import OptionError
 from .base import _hf_hint, manages_model_lock, register
-from .cam import CAMMethod, LayerOption, LayerState, weighted_sum
+from .cam import CAMMethod, LayerOption, LayerState, Placement, weighted_sum
 
 
 #: network → {its wrapping (:func:`_wrapping`) → why its default CAM layer and head do not fit
@@ -228,6 +228,9 @@ class SaliencyTubes(CAMMethod):
     Args:
         classifier: dotted name of the classifier in ``model.net``, an ``nn.Linear`` or a ``1×1×1``
             ``nn.Conv3d`` with one output per class (default: the last such layer that gives the logits).
+        placement: where a CNN layer's grid goes on the input: ``"centres"``, each cell on the frame
+            and pixel its windows are centred on, or ``"stretch"``, stretched over the input as an
+            image is resized (:class:`~videoxai.methods.cam.CAMMethod`).
     """
 
     name = "saliency_tubes"
@@ -276,9 +279,10 @@ class SaliencyTubes(CAMMethod):
             return self._unsupported_kind(model)
         return self.unsupported(model)
 
-    def __init__(self, model, layer: LayerOption = None, classifier: str | None = None) -> None:
+    def __init__(self, model, layer: LayerOption = None, classifier: str | None = None,
+                 placement: Placement = "centres") -> None:
         self._named = layer is not None or classifier is not None  # read by unsupported_with_options
-        super().__init__(model, layer)
+        super().__init__(model, layer, placement)
         if classifier is not None:
             try:
                 self.classifier = model.submodule(classifier)
