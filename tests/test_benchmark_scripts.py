@@ -471,3 +471,19 @@ def test_extremal_decomposition_rules_replay_the_saved_masks_into_the_shipped_ma
     assert {"shipped (score / area)", "as they are (the recipe's sum)"} <= set(rows), printed
     saved = [float(np.load(f)["iou"]) for f in sorted(tmp_path.glob("demo-cnn_val_ep3d_*.npz"))]
     assert [float(v) for v in rows["shipped (score / area)"][7:]] == pytest.approx(saved, abs=0.006)
+
+
+def test_cam_placement_prints_each_placement_and_the_peer_on_the_same_clips(capsys):
+    # on 12 validation clips of the bundled 3D CNN the grid laid on its cells' centres puts
+    # Grad-CAM's peak on the object more often than the stretch and the peer's zoom
+    out = _run("benchmarks/cam_placement.py", "--clips", "12", "--methods", "gradcam", capsys=capsys)
+    assert re.search(r"^model demo-cnn, split val: \d+ of 12 clips", out, re.M), out
+    rows = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "gradcam":
+            rows[parts[1]] = [float(v) for v in parts[2:]]   # temporal, peak, px, pointing, IoU
+    assert set(rows) == {"centres", "stretch", "pytorch-grad-cam"}
+    assert rows["centres"][0] == rows["stretch"][0]            # time is not strided: same top frame
+    assert rows["centres"][1] > rows["stretch"][1] and rows["centres"][1] > rows["pytorch-grad-cam"][1]
+    assert rows["centres"][4] > rows["stretch"][4]
