@@ -411,3 +411,48 @@ def test_the_layer_search_on_a_wrapped_mvit_does_not_return_an_attention_pooling
     with pytest.raises(UnsupportedModelError, match=r"layer 'blocks\.1\.attn\.pool_q\.pool' of custom gives "
                                                     r"\(2, 8, 2, 2, 2\) .* for 1 clip: its first axis is not the batch"):
         vx.explain(model, clip, "gradcam", layer="blocks.1.attn.pool_q.pool")
+
+
+@pytest.mark.parametrize("arch", ["mvit_v1_b", "mvit_v2_s"])
+def test_mvit_token_centres_compose_its_embedding_and_poolings(arch):
+    # composed from the network's own modules, not from the grid's numbers: the embedding and the
+    # query poolings of the blocks that halve the grid (their skip paths' poolings agree), in order
+    net = getattr(tv_video, arch)()
+
+    def window(m):
+        k, s, p = (getattr(m, a) for a in ("kernel_size", "stride", "padding"))
+        k, s, p = ([v] * 3 if isinstance(v, int) else list(v) for v in (k, s, p))
+        return k, s, p
+
+    step, offset = [1.0] * 3, [0.0] * 3          # input index of cell o: offset + step·o
+
+    def compose(m):
+        k, s, p = window(m)
+        return ([step[a] * s[a] for a in range(3)],
+                [offset[a] + step[a] * (-p[a] + (k[a] - 1) / 2) for a in range(3)])
+
+    step, offset = compose(net.conv_proj)
+    for block in net.blocks:
+        pool = getattr(block.attn, "pool_q", None)
+        if pool is None or max(window(pool.pool)[1]) == 1:
+            continue
+        skipped = compose(block.pool_skip.pool)
+        step, offset = compose(pool.pool)
+        assert (step, offset) == skipped
+    assert step == [MVIT_GRID.tubelet, *MVIT_GRID.patch]
+    assert tuple(offset) == MVIT_GRID.centred == (0.0, 0.0, 0.0)
+
+
+def test_mvit_token_maps_are_laid_on_the_tokens_centres():
+    # token (t, o, o') on frame 2·t and pixel (32·o, 32·o'), linear between, held past the last
+    from videoxai.core.token_layout import token_frames_on_input, token_maps_on_input
+
+    maps = torch.zeros(1, 8, 7, 7)
+    maps[0, 3, 2, 5] = 1.0
+    placed = token_maps_on_input(maps, MVIT_GRID, (224, 224), 16)
+    assert placed.shape == (1, 16, 224, 224)
+    peak = tuple(int(i) for i in torch.unravel_index(placed[0].argmax(), placed.shape[1:]))
+    assert peak == (6, 64, 160) and float(placed[0, 6, 64, 160]) == 1.0
+    assert float(placed[0, 7, 64, 160]) == pytest.approx(0.5) and float(placed[0, 6, 80, 160]) == pytest.approx(0.5)
+    frames = token_frames_on_input(torch.eye(8)[None, 7], MVIT_GRID, 16)
+    assert frames[0, 14:].tolist() == [1.0, 1.0] and float(frames[0, 13]) == pytest.approx(0.5)

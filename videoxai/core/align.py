@@ -35,6 +35,28 @@ def align_time(maps: torch.Tensor, num_frames: int, mode: str = "repeat") -> tor
     return x.reshape(b, h, w, num_frames).permute(0, 3, 1, 2)
 
 
+def interpolation_weights(centres: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """``(n, K)`` float: the weights that interpolate values at ``centres`` ``(K,)`` (increasing, in
+    input indices) linearly at each input index ``0 … n − 1``, held constant beyond the first and
+    last centre; None where ``centres`` is None or not increasing."""
+    if centres is None:
+        return None
+    c = centres.double()
+    k = c.numel()
+    if k == 1:
+        return torch.ones(n, 1)
+    if not bool((c[1:] > c[:-1]).all()):
+        return None
+    x = torch.arange(n, dtype=torch.float64).clamp(float(c[0]), float(c[-1]))
+    seg = (torch.searchsorted(c, x, right=True) - 1).clamp(0, k - 2)      # c[seg] <= x <= c[seg + 1]
+    frac = (x - c[seg]) / (c[seg + 1] - c[seg])
+    weights = torch.zeros(n, k, dtype=torch.float64)
+    rows = torch.arange(n)
+    weights[rows, seg] = 1 - frac
+    weights[rows, seg + 1] += frac
+    return weights.float()
+
+
 def to_frames(maps: torch.Tensor, *, space: str, preprocess: Preprocess, frame_size: tuple[int, int],
               num_frames: int, time_align: str = "repeat") -> torch.Tensor:
     """Align ``(B, T', h, w)`` with ``(B, T, H, W)`` original frames.

@@ -46,7 +46,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from .align import align_time
+from .align import align_time, interpolation_weights
 
 aten = torch.ops.aten
 
@@ -111,7 +111,7 @@ class Footprint:
         alignment of a CNN's feature frames (:func:`~videoxai.core.align.align_time`)."""
         t_in, t = self.frames.shape
         if self.reads_every_frame:
-            weights = _interpolation(self.frame_centres, t)
+            weights = interpolation_weights(self.frame_centres, t)
             if weights is not None:
                 return weights
             return align_time(torch.eye(t_in)[None, :, :, None], t, "linear")[0, :, :, 0]
@@ -133,7 +133,7 @@ class Footprint:
         maps = torch.einsum("bkhw,tk->bthw", maps.float(), self.spread().to(maps.device))
         (r0, r1), (c0, c1) = _span(self.rows.any(0)), _span(self.cols.any(0))
         h, w = self.rows.shape[1], self.cols.shape[1]
-        along_rows, along_cols = _interpolation(self.row_centres, h), _interpolation(self.col_centres, w)
+        along_rows, along_cols = interpolation_weights(self.row_centres, h), interpolation_weights(self.col_centres, w)
         if along_rows is None or along_cols is None:
             inner = F.interpolate(maps, size=(r1 - r0 + 1, c1 - c0 + 1), mode="bilinear", align_corners=False)
             return F.pad(inner, (c0, w - 1 - c1, r0, h - 1 - r1))
@@ -145,28 +145,6 @@ class Footprint:
 def _stretch_centres(cells: int, n: int) -> torch.Tensor:
     """Where stretching ``cells`` cells over ``n`` (``align_corners=False``) centres each of them."""
     return (torch.arange(cells, dtype=torch.float64) + 0.5) * n / cells - 0.5
-
-
-def _interpolation(centres: torch.Tensor | None, n: int) -> torch.Tensor | None:
-    """``(n, K)`` float: the weights that interpolate values at ``centres`` ``(K,)`` (increasing, in
-    input indices) linearly at each input index ``0 … n − 1``, held constant beyond the first and
-    last centre; None where ``centres`` is None or not increasing."""
-    if centres is None:
-        return None
-    c = centres.double()
-    k = c.numel()
-    if k == 1:
-        return torch.ones(n, 1)
-    if not bool((c[1:] > c[:-1]).all()):
-        return None
-    x = torch.arange(n, dtype=torch.float64).clamp(float(c[0]), float(c[-1]))
-    seg = (torch.searchsorted(c, x, right=True) - 1).clamp(0, k - 2)      # c[seg] <= x <= c[seg + 1]
-    frac = (x - c[seg]) / (c[seg + 1] - c[seg])
-    weights = torch.zeros(n, k, dtype=torch.float64)
-    rows = torch.arange(n)
-    weights[rows, seg] = 1 - frac
-    weights[rows, seg + 1] += frac
-    return weights.float()
 
 
 def _span(read: torch.Tensor) -> tuple[int, int]:

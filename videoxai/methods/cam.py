@@ -228,7 +228,8 @@ class CAMMethod(Method):
             (``align_corners=False``: off by half a stride minus half a pixel per padded strided
             stage, 3.5 pixels on the bundled 3D CNN; the placement of earlier versions). Layers
             the stretch centres right (stride 1, patches) and transformer tokens are placed the
-            same either way.
+            same either way (MViT's tokens always on their centres:
+            :attr:`~videoxai.models.token_grid.TokenGrid.centred`).
     """
 
     #: whether the variant needs the gradient at the layer (one backward pass from the logits)

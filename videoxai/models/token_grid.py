@@ -29,6 +29,11 @@ class TokenGrid:
             VideoMAE's first *patch* token with ``use_mean_pooling=False``), ``"mean"`` the mean
             of all tokens (VideoMAE's default). Attention methods follow that token's row, or
             the attention every token receives.
+        centred: ``(frame, row, col)``, the input index the first token is centred on, the
+            others following ``tubelet`` frames and ``patch`` pixels apart; ``None`` (default):
+            each token centred on the middle of the tubelet and patch it covers, as a patch
+            embedding of stride = kernel makes it. A padded embedding or a padded pooling moves
+            it: MViT's tokens sit on frame ``2·t`` and pixel ``32·o`` (:data:`~videoxai.models.torchvision_zoo.MVIT_GRID`).
     """
 
     frames: int
@@ -39,6 +44,7 @@ class TokenGrid:
     prefix_tokens: int = 0
     order: str = "thw"
     readout: Literal["first", "mean"] = "first"
+    centred: tuple[float, float, float] | None = None
 
     @property
     def num_patches(self) -> int:

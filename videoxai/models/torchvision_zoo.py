@@ -95,7 +95,12 @@ class ClsTokensToVolume:
 
 # MViT v1-B and v2-S both embed a 16×224×224 clip with a (2, 4, 4)-strided convolution and halve
 # the spatial grid three times (blocks 1, 3, 14): 8×7×7 tokens after the CLS token at the end.
-MVIT_GRID = TokenGrid(frames=8, rows=7, cols=7, tubelet=2, patch=(32, 32), prefix_tokens=1, order="thw")
+# The embedding (kernel (3, 7, 7), padding (1, 3, 3)) centres token (t, o) on frame 2·t and pixel
+# 4·o, and each halving (a kernel-3 pooling of padding 1, on the query and on the skip path) on
+# pixel 2·o of the grid before: the last grid's tokens sit on frames 0, 2, … and pixels 0, 32, …
+# (test_mvit_token_centres_compose_its_embedding_and_poolings)
+MVIT_GRID = TokenGrid(frames=8, rows=7, cols=7, tubelet=2, patch=(32, 32), prefix_tokens=1, order="thw",
+                      centred=(0.0, 0.0, 0.0))
 
 
 # -- the registry --------------------------------------------------------------------------------
