@@ -558,6 +558,22 @@ def test_stabn_method_returns_the_models_own_attention():
     np.testing.assert_allclose(weighted.raw, exp.raw * own.temporal.detach().numpy()[0][:, None, None], rtol=1e-5)
 
 
+def test_stabn_methods_map_is_laid_on_the_pixels_its_cells_are_centred_on():
+    # the bundled ST-ABN's 16 × 16 attention grid (stride 4, padded convolutions) sits on pixels
+    # 0, 4, …, 60 of its 64: the map is the grid interpolated linearly between them, held past 60
+    model = vx.load_model("demo-stabn")
+    frames = (np.random.default_rng(1).random((8, 64, 64, 3)) * 255).astype(np.uint8)
+    exp = vx.explain(model, frames, method="stabn", refine=False)
+    raw = exp.raw.astype(np.float64)
+    assert raw.shape == (8, 16, 16)
+    pixels, centres = np.arange(64), 4.0 * np.arange(16)
+    laid = np.apply_along_axis(lambda v: np.interp(pixels, centres, v), 2,
+                               np.apply_along_axis(lambda v: np.interp(pixels, centres, v), 1, raw))
+    lo = laid[laid > 0].min()
+    np.testing.assert_allclose(exp.spatial, np.where(laid > 0, (laid - lo) / (laid.max() - lo), 0.0), atol=1e-5)
+    assert exp.cost.forward_passes == 1            # found on the explanation's own pass
+
+
 def test_stabn_method_refuses_other_models():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
     other = vx.wrap(net, num_frames=8, input_size=16, layout="BCTHW", num_classes=3)

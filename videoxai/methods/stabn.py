@@ -9,13 +9,27 @@ input window), ``temporal`` is ``M_t``. One forward pass, no gradients.
 The attention is the model's, not the target's: it is the same whichever class is asked about
 (``target`` only selects the class whose score is reported). ``weight_by_temporal=True``
 multiplies each frame's map by its ``M_t`` so that one map shows both where and when.
+
+The grid goes on the frame as a CNN's does for the CAM methods (:mod:`videoxai.methods.cam`):
+each cell on the pixel its windows are centred on, found by watching the first explanation's
+forward pass up to the attention branch (:mod:`videoxai.core.footprint`). The bundled
+``demo-stabn``'s 16 × 16 grid sits on pixels 0, 4, …, 60 of its 64; stretched over the frame it
+sat 1.5 pixels down and to the right.
 """
 
 from __future__ import annotations
 
+import contextlib
+import weakref
+
 import torch
 
+from ..core.footprint import Footprint, FootprintTracker
 from .base import Attribution, Method, Target, manages_model_lock, register
+
+#: where an ST-ABN's attention grid lies on its input, per network and input shape (see
+#: :mod:`videoxai.methods.cam`'s cache of the same)
+_FOOTPRINTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, Footprint | None]]" = weakref.WeakKeyDictionary()
 
 
 @register
@@ -54,12 +68,23 @@ class STABNAttention(Method):
         self.weight_by_temporal = bool(weight_by_temporal)
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
-        with torch.no_grad():
+        net = self.model.net
+        known = _FOOTPRINTS.setdefault(net, {})
+        key = tuple(inputs.shape[1:])
+        # the attention maps are on the branch's first layer's grid (its later convolutions are 1×1)
+        tracker = (FootprintTracker(net, net.att_layer4, {"T": 2, "H": 3, "W": 4})
+                   if key not in known else contextlib.nullcontext())
+        with torch.no_grad(), tracker:
             out = self.model.outputs(inputs)
+        if isinstance(tracker, FootprintTracker):
+            known[key] = tracker.footprint()
         target = self.resolve_target(target, out.logits)
         maps = out.spatial
         if self.weight_by_temporal:
             maps = maps * out.temporal[:, :, None, None]
+        seen = known[key]
+        if seen is None or seen.stretched or (seen.frames.shape[0], seen.rows.shape[0], seen.cols.shape[0]) != maps.shape[1:]:
+            seen = None
         return Attribution(maps=maps.float(), space="crop", target=target, logits=out.logits,
                            temporal=out.temporal.float(), time_align="repeat",
-                           extras={"attention_logits": out.att_logits})
+                           extras={"attention_logits": out.att_logits}, footprint=seen)

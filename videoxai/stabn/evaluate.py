@@ -13,7 +13,11 @@ synthetic benchmark has it). Three numbers, each a mean over clips:
 
 Where the clips have ground-truth masks (the synthetic benchmark), ``spatial_hit`` is the share of
 window frames whose spatial attention map, resized bilinearly to the frame, peaks on the
-evidence object (``spatial_chance``: the object's mean share of those frames' pixels).
+evidence object (``spatial_chance``: the object's mean share of those frames' pixels). The
+resize stretches the grid over the frame (``align_corners=False``), as every recorded run was
+measured; the ``stabn`` explanation method lays it on its cells' centres instead
+(:mod:`videoxai.methods.stabn`), which puts the bundled model's peak on the object more often
+(0.73 → 0.77 of the test clips' window frames).
 """
 
 from __future__ import annotations
