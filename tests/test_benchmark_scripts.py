@@ -198,7 +198,8 @@ def test_train_demo_trains_saves_and_scores_a_tiny_model(tmp_path, restore_deter
 
 @pytest.mark.parametrize("model, flag", [("stabn", ["--steps", "10"]), ("stabn-backbone", ["--explain-clips", "5"]),
                                          ("stabn", ["--precision", "bf16"]), ("cnn3d", ["--warm-start", "2"]),
-                                         ("stabn", ["--object-size", "0.3,0.45"])])
+                                         ("stabn", ["--object-size", "0.3,0.45"]),
+                                         ("timesformer", ["--temporal-strides", "1,2,2,1"])])
 def test_train_demo_refuses_an_option_its_training_would_ignore(tmp_path, monkeypatch, capsys, model, flag):
     module = _train_demo()
 
