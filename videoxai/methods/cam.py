@@ -30,7 +30,7 @@ design); everything else is here:
   at ``(o + ½)·n/n' − ½``, as an image resize does: pytorch-grad-cam's ``cv2.resize`` of 2D
   maps, and this package before) shifted every map 3.5 pixels down and to the right there — and
   7.5 pixels and 3.5 frames on torchvision's R3D at 112 pixels and 16 frames; on the bundled 3D
-  CNN's validation clips Grad-CAM's peak fell on the object in 0.28 of the window frames, 0.61
+  CNN's validation clips Grad-CAM's peak fell on the object in 0.30 of the window frames, 0.61
   placed on the centres (``benchmarks/cam_placement.py``). pytorch-grad-cam's
   ``scipy.ndimage.zoom`` of 3D maps pins the first and last cells to the first and last frames
   and pixels instead (cell ``o`` at ``o·(n − 1)/(n' − 1)``). The stretch is kept where the
