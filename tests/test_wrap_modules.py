@@ -342,7 +342,7 @@ def test_the_bundled_3d_cnns_grid_is_laid_on_the_pixels_its_cells_are_centred_on
     np.testing.assert_allclose(exp.spatial, expected, atol=1e-5)
     # time is not strided: a feature frame per input frame, its mass that frame's score
     np.testing.assert_allclose(exp.temporal, raw.sum((1, 2)) / raw.sum(), atol=1e-6)
-    # placement="stretch" is the stretch pytorch-grad-cam makes: align_corners=False, no footprint
+    # placement="stretch" is the stretch an image resize makes: align_corners=False, no footprint
     stretched = vx.explain(demo, x, "gradcam", target=0, refine=False, placement="stretch")
     np.testing.assert_array_equal(stretched.raw, exp.raw)
     up = torch.nn.functional.interpolate(torch.from_numpy(exp.raw)[None], size=(64, 64), mode="bilinear",
