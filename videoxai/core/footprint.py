@@ -36,9 +36,11 @@ stretched over the clip as before. Values taken out of torch (``.numpy()``) are 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Hashable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -140,6 +142,35 @@ class Footprint:
         along_rows = along_rows * self.rows.any(0)[:, None]
         along_cols = along_cols * self.cols.any(0)[:, None]
         return torch.einsum("bthw,yh,xw->btyx", maps, along_rows.to(maps.device), along_cols.to(maps.device))
+
+
+#: footprints found per network: {network: {key (a layer, a clip shape, a wrapping): Footprint, or None
+#: where it cannot be known}}; by network, weakly, so a network's entries go with it
+FootprintCache = weakref.WeakKeyDictionary
+
+
+@contextlib.contextmanager
+def watching(cache: FootprintCache, net: nn.Module, layer: nn.Module, axes: dict[str, int],
+             key: Hashable | None) -> Iterator[None]:
+    """Watch the forward pass run inside (:class:`FootprintTracker`) and keep what ``layer`` reads in
+    ``cache[net][key]``, once per key: a key already there, or ``None`` (not looked for), watches
+    nothing. A forward that raises keeps nothing (its error passes through)."""
+    known = cache.setdefault(net, {}) if key is not None else None
+    if known is None or key in known:
+        yield
+        return
+    with FootprintTracker(net, layer, axes) as tracker:
+        yield
+    known[key] = tracker.footprint()
+
+
+def laying(seen: Footprint | None, grid: tuple[int, ...]) -> Footprint | None:
+    """``seen`` where it is the footprint of a ``(T', H', W')`` ``grid`` that stretching over the
+    input would misplace (frames, rows or columns left unread; cells centred elsewhere than the
+    stretch puts them); else ``None``: the stretch places it the same, bit for bit."""
+    if seen is None or tuple(grid) != (seen.frames.shape[0], seen.rows.shape[0], seen.cols.shape[0]):
+        return None
+    return None if seen.stretched else seen
 
 
 def _stretch_centres(cells: int, n: int) -> torch.Tensor:

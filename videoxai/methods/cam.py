@@ -50,7 +50,6 @@ design); everything else is here:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import weakref
 from dataclasses import dataclass
@@ -61,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.align import align_time
-from ..core.footprint import Footprint, FootprintTracker
+from ..core.footprint import Footprint, FootprintCache, laying, watching
 from ..core.token_layout import token_frames_on_input, token_maps_on_input
 from ..errors import InputError, UnsupportedModelError
 from ..models.base import VideoModel
@@ -95,7 +94,7 @@ _NO_GRAD_LAYERS: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
 #: what a CNN layer's grid reads (:mod:`videoxai.core.footprint`), per network:
 #: {(layer, clip shape, its wrapping): Footprint, or None where it cannot be known}. By network, as
 #: saliency_tubes' probe: vx.explain explains a working view of the model, a copy per call
-_FOOTPRINTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_FOOTPRINTS: FootprintCache = FootprintCache()
 
 #: where a network's input holds the clip's frames, rows and columns, by layout
 _CLIP_AXES = {"BCTHW": {"T": 2, "H": 3, "W": 4}, "BTCHW": {"T": 1, "H": 3, "W": 4}}
@@ -407,18 +406,13 @@ class CAMMethod(Method):
         # own: the pass counts of the first explanation and the later ones are the same), once per
         # network, layer, clip shape and wrapping
         key = self.footprint_key(x)
-        known = _FOOTPRINTS.setdefault(self.model.net, {}) if key is not None else {}
-        tracker = (FootprintTracker(self.model.net, module, _CLIP_AXES[self.model.layout])
-                   if key is not None and key not in known else contextlib.nullcontext())
         # a torch.compile'd network runs eagerly here, as the layer search and saliency_tubes' probe
         # do: its compiled graph ran without the capture's hook (a compiled ViViT: "layer
         # 'vivit.layers.1.layernorm_before' did not run during the forward pass")
         with frozen_parameters(self.model), LayerCapture(module, self.layer, self.uses_gradients) as cap, \
                 torch.set_grad_enabled(self.uses_gradients), run_eagerly():
-            with tracker:   # (an error of the network's own passes through, and nothing is kept)
-                logits = self.model(x)
-            if isinstance(tracker, FootprintTracker):
-                known[key] = tracker.footprint()
+            with watching(_FOOTPRINTS, self.model.net, module, _CLIP_AXES.get(self.model.layout, {}), key):
+                logits = self.model(x)   # (an error of the network's own passes through, and nothing is kept)
             if self.uses_gradients and cap.no_grad_forward and not x.requires_grad:
                 # (a network's own no_grad block is still refused below)
                 _NO_GRAD_LAYERS.add(module)
@@ -448,7 +442,7 @@ class CAMMethod(Method):
             maps = self.combine(state, self.weights(state))
             align = self.time_align(maps.shape[1])
             grid = self.model.token_grid
-            seen = _partial(known.get(key), maps.shape[1:], self.placement)
+            seen = _partial(_FOOTPRINTS.get(self.model.net, {}).get(key), maps.shape[1:], self.placement)
             if align == "repeat" and maps.shape[2:] == (grid.rows, grid.cols):
                 temporal = token_frames_on_input(maps.flatten(2).sum(-1), grid, x.shape[1])
                 maps = token_maps_on_input(maps, grid, self.model.preprocess.size, x.shape[1])
@@ -483,11 +477,9 @@ def _partial(seen: Footprint | None, grid: tuple[int, ...], placement: Placement
     "centres"``) whose cells are centred elsewhere than the stretch puts them (a padded strided
     network: the bundled 3D CNN, torchvision's video ResNets); else ``None``: the stretched maps
     and scores, bit for bit."""
-    if seen is None or tuple(grid) != (seen.frames.shape[0], seen.rows.shape[0], seen.cols.shape[0]):
-        return None
-    if placement == "stretch":
+    if seen is not None and placement == "stretch":
         seen = dataclasses.replace(seen, frame_centres=None, row_centres=None, col_centres=None)
-    return None if seen.stretched else seen
+    return laying(seen, grid)
 
 
 def _shape_of(out: Any) -> str:

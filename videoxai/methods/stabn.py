@@ -19,17 +19,13 @@ sat 1.5 pixels down and to the right.
 
 from __future__ import annotations
 
-import contextlib
-import weakref
-
 import torch
 
-from ..core.footprint import Footprint, FootprintTracker
+from ..core.footprint import FootprintCache, laying, watching
 from .base import Attribution, Method, Target, manages_model_lock, register
 
-#: where an ST-ABN's attention grid lies on its input, per network and input shape (see
-#: :mod:`videoxai.methods.cam`'s cache of the same)
-_FOOTPRINTS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, Footprint | None]]" = weakref.WeakKeyDictionary()
+#: where an ST-ABN's attention grid lies on its input, per network and input shape
+_FOOTPRINTS: FootprintCache = FootprintCache()
 
 
 @register
@@ -69,22 +65,15 @@ class STABNAttention(Method):
 
     def attribute(self, inputs: torch.Tensor, target: Target = None) -> Attribution:
         net = self.model.net
-        known = _FOOTPRINTS.setdefault(net, {})
         key = tuple(inputs.shape[1:])
         # the attention maps are on the branch's first layer's grid (its later convolutions are 1×1)
-        tracker = (FootprintTracker(net, net.att_layer4, {"T": 2, "H": 3, "W": 4})
-                   if key not in known else contextlib.nullcontext())
-        with torch.no_grad(), tracker:
+        with torch.no_grad(), watching(_FOOTPRINTS, net, net.att_layer4, {"T": 2, "H": 3, "W": 4}, key):
             out = self.model.outputs(inputs)
-        if isinstance(tracker, FootprintTracker):
-            known[key] = tracker.footprint()
         target = self.resolve_target(target, out.logits)
         maps = out.spatial
         if self.weight_by_temporal:
             maps = maps * out.temporal[:, :, None, None]
-        seen = known[key]
-        if seen is None or seen.stretched or (seen.frames.shape[0], seen.rows.shape[0], seen.cols.shape[0]) != maps.shape[1:]:
-            seen = None
+        seen = laying(_FOOTPRINTS[net][key], maps.shape[1:])
         return Attribution(maps=maps.float(), space="crop", target=target, logits=out.logits,
                            temporal=out.temporal.float(), time_align="repeat",
                            extras={"attention_logits": out.att_logits}, footprint=seen)
