@@ -1,5 +1,5 @@
-"""Per-clip decomposition of an extremal method's localisation against RISE (README, extremal
-section, "Round 11").
+"""Per-clip decomposition of an extremal method's localisation against RISE (docs/experiments/extremal-perturbation.md,
+"Round 11").
 
 ``run`` explains each object clip (the fully blurred copy loses the class) of a synthetic split
 with one method at its defaults (or ``--option``), capturing the extremal masks the map is built
@@ -9,7 +9,7 @@ wrong frames and misplaced within frames; the object's 8-px patches whose part a
 class (key tokens); kept masks that hold the object in at most one window frame; kept masks
 whose delete half is won off the object (their on-object part removed alone keeps ≥ ½ of the
 intact probability) or by their soft fringe (their ≥ ½ region removed alone keeps ≥ ½). ``rules``
-replays other ways of summing the saved masks into a map (README, extremal "Round 14"): the
+replays other ways of summing the saved masks into a map (docs/experiments/extremal-perturbation.md, "Round 14"): the
 masks stay those of ``run``, only the map's rule changes, so no optimisation is run again.
 
     python benchmarks/extremal_decomposition.py run --model demo --split holdout --method rise

@@ -27,7 +27,7 @@ edits the training clips whose prediction or top attention frame is wrong (1.0 i
 window, 0.0 outside: ``videoxai.stabn.experiment.edits_from_truth``), fine-tunes the model with
 :func:`videoxai.stabn.knowledge.finetune`'s defaults (``--gamma-t 0``: the same fine-tuning
 without the edits, the control), saves it (default: beside the model, ``model-hk`` /
-``model-ft0``) and prints its row. README "ST-ABN", held-out task, has the results and what they
+``model-ft0``) and prints its row. docs/experiments/stabn.md, "Held-out task", has the results and what they
 showed (the stem's resolution, label smoothing, the attention design, the batch, the padding, the edits).
 
 ``OUT_DIR/train``, ``OUT_DIR/val`` (for choosing designs and epochs) and ``OUT_DIR/test`` each

@@ -449,7 +449,8 @@ class AnyFrameEvidence(BoxEvidence):
 @pytest.mark.usefixtures("one_thread")  # 180 small optimisation steps
 def test_the_dual_game_keeps_evidence_redundant_in_time_in_every_frame(case, init):
     # the delete half is won only by removing the box from all 4 frames: the mask must hold each,
-    # whether the preserve half starts saturated (init 1: the intact clip) or half-way (README, round 14)
+    # whether the preserve half starts saturated (init 1: the intact clip) or half-way
+    # (docs/experiments/extremal-perturbation.md, round 14)
     _, clip, _ = case
     model = vx.wrap(AnyFrameEvidence(), num_frames=T, input_size=S, num_classes=2, mean=(0, 0, 0), std=(1, 1, 1))
     exp = vx.explain(model, clip, method="ep3d", target=0, areas=(0.02,), init=init)
@@ -838,7 +839,8 @@ def test_score_weighting_on_the_bundled_timesformer(monkeypatch):
 
 @pytest.mark.usefixtures("one_thread")  # 144 small optimisation steps: a second thread only adds waiting
 def test_ep3d_refinement_puts_the_peak_on_the_object_of_a_validation_clip():
-    """Round 9 (README): the coarse masks cover the object with a bump wider than it and their
+    """Round 9 (docs/experiments/extremal-perturbation.md): the coarse masks cover the object
+    with a bump wider than it and their
     peak sits a few pixels off it; continued on a grid with cells and bumps half as wide they
     follow it. Bundled 3D CNN, validation clip 5 (object in frames 4–7), one area at a reduced
     budget: peak on the object in 0 → 4 of the 4 window frames, IoU 0.12 → 0.21 when measured.
@@ -879,7 +881,8 @@ def test_the_estimate_of_forward_passes_is_what_an_explanation_costs(method):
 
 
 def test_the_timesformer_reads_the_blurred_object_as_gone_and_the_object_through_one_patch_token():
-    """Round 10 (README): two measurements behind the TimeSformer's spatial gap, on its
+    """Round 10 (docs/experiments/extremal-perturbation.md): two measurements behind the
+    TimeSformer's spatial gap, on its
     validation clip 0 (object in frames 3–4, spread over four of the model's 8-px patches).
     (i) The perturbation is not the cause: the object alone (2-px margin) replaced by the
     pyramid's most perturbed level leaves the target as little as black does — the blurred blob

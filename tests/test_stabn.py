@@ -186,7 +186,7 @@ def test_softmax_attention_competes_and_attention_readout_pools_the_class_scores
 
 
 def test_attention_readout_lets_the_branch_loss_train_the_temporal_attention():
-    """Why the default design ``mil`` finds evidence frames (README "ST-ABN", held-out task).
+    """Why the default design ``mil`` finds evidence frames (docs/experiments/stabn.md, "Held-out task").
     With the reference's linear readout, z_att does not depend on M_t: the branch's own loss
     never reaches the temporal attention (only the perception loss does, through the
     weighting). With the attention readout, z_k = Σ_t p_t s_kt (p_t: frame t's share of the
@@ -1005,7 +1005,7 @@ def test_flashing_shapes_benchmark_writes_its_splits_and_scores_a_model(tmp_path
 
 
 def test_default_design_finds_the_flash_on_the_held_out_task():
-    """Floors for the default design on the held-out task (README "ST-ABN", held-out task).
+    """Floors for the default design on the held-out task (docs/experiments/stabn.md, "Held-out task").
     ``tests/data/flash_mil`` is ``videoxai stabn train --data folder:DIR/train --val-data
     folder:DIR/val --threads 1`` (all defaults: design ``mil`` with replicate padding, 8 clips a
     step, seed 0) on ``python benchmarks/flashing_shapes.py DIR``; on the 300 test clips it scores
@@ -1233,7 +1233,7 @@ def test_replicate_padding_gives_no_cell_a_position_of_its_own(tmp_path):
     """``padding="replicate"`` (the ``mil`` design's) reaches every padded convolution, survives
     saving, and does what it is for: on a clip of one flat colour every cell of the spatial
     attention is the same, where zero padding makes the border cells differ — the cue by which
-    a corner cell became a constant class vote (README "ST-ABN", held-out task)."""
+    a corner cell became a constant class vote (docs/experiments/stabn.md, "Held-out task")."""
     from videoxai.stabn.designs import DESIGNS
 
     assert DESIGNS["mil"].options["padding"] == "replicate"

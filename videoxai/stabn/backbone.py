@@ -68,7 +68,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "tiny-fine": BackboneSpec("basic", (1, 1, 1, 1), (8, 16, 24, 32), 8, strides=(1, 1, 1, 2), pool="attention",
                               dropout=0.0, help="tiny with layer2 at stride 1: attention maps at 1/4 of the input "
                                                 "(16×16 at 64 px, 4-pixel cells) for ~2.4× the compute"),
-    # for small evidence at small inputs (README "ST-ABN", held-out task): ResNet's 7×7/2 stem and
+    # for small evidence at small inputs (docs/experiments/stabn.md, "Held-out task"): ResNet's 7×7/2 stem and
     # its pool leave a 9-px shape ~2 px wide before any block sees it; a 3×3 stem at full
     # resolution took the plain backbone on a held-out task from 0.49 to 0.99 (16×16 maps as tiny-fine)
     "tiny-hires": BackboneSpec("basic", (1, 1, 1, 1), (16, 32, 32, 64), 16, stem_kernel=3, stem_stride=1,

@@ -86,7 +86,7 @@ class STABNConfig:
             features differ from the inside ones, so a border cell can learn a constant class
             vote: on a held-out task the ``mil`` branch of one seed attended a corner cell that
             saw only the lower-left 30 px and favoured "triangle", for every triangle clip
-            (README "ST-ABN", held-out task). Replicate padding leaves no cell a position of its
+            (docs/experiments/stabn.md, "Held-out task"). Replicate padding leaves no cell a position of its
             own; it is ``mil``'s choice there, but on the synthetic benchmark (textured
             background, distractors) it halved ``mil``'s spatial peak on the object (0.59 → 0.32),
             so which localises better depends on the data.

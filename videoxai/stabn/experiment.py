@@ -179,7 +179,7 @@ class Settings:
     #: the start models' design, a key of :data:`.designs.DESIGNS`
     design: str = "localising"
     train: TrainConfig = field(default_factory=lambda: TrainConfig.recipe("demo", epochs=3, batch_size=16))
-    # chosen on the validation split by choose_settings (README "Human knowledge")
+    # chosen on the validation split by choose_settings (docs/experiments/stabn.md, "Human knowledge")
     gamma_t: float = 10.0
     finetune: TrainConfig = field(default_factory=finetune_config)
     frozen: tuple[str, ...] = ("feature_extractor",)
@@ -194,7 +194,7 @@ class Settings:
     select: str = "attention"
     #: with ``select="attention"``: at most this many edits (the misclassified clips first, then a
     #: seeded draw of the others) — the simulated person's budget; with two confounds 300 edits
-    #: left the validation window hit at 0.68 where 1000 reached 0.99 (README "Human knowledge")
+    #: left the validation window hit at 0.68 where 1000 reached 0.99 (docs/experiments/stabn.md, "Human knowledge")
     max_edits: int = 1000
     #: ``L_temp``'s form (:func:`.losses.temporal_loss`): ``"auto"`` is the KL for the softmax
     #: attention of the ``localising`` design, the paper's MSE for a sigmoid one

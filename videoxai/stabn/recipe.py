@@ -38,7 +38,8 @@ class TrainConfig:
     Attributes:
         epochs: passes over the training set.
         batch_size: clips per step. 8 by default, the reference's per GPU: on a held-out task
-            (README "ST-ABN", which of two shapes flashes, 800 training clips) 16 left 8 epochs
+            (docs/experiments/stabn.md, "Held-out task": which of two shapes flashes, 800
+            training clips) 16 left 8 epochs
             at 400 steps, where both the plain ``tiny-hires`` backbone and the ``mil`` ST-ABN
             still fitted their training clips without the rule (validation accuracy 0.65 and
             0.69–0.77); with 8 they reached 0.76–0.98 and 0.93–0.98 in 8 epochs, and 0.95–1.00

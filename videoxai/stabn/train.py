@@ -91,10 +91,10 @@ def train(data: str = "synthetic", out: str | Path | None = None, *, val_data: s
     backbone is checkpointed in ``out/warm-start/``; resuming from the ST-ABN's own checkpoint
     does not run the warm start again: see the module docstring). Why: trained
     jointly from scratch, two seeds of three stall with one class pair unsolved, whatever the
-    pooling or learning rate tried, while the plain backbone did not stall on any seed (README
-    "ST-ABN"). The default design's backbone ``tiny-hires`` keeps small shapes at 64 px and its
-    branch finds the evidence frames (README "ST-ABN", held-out task); the same defaults as
-    ``videoxai stabn train``.
+    pooling or learning rate tried, while the plain backbone did not stall on any seed
+    (docs/experiments/stabn.md). The default design's backbone ``tiny-hires`` keeps small shapes
+    at 64 px and its branch finds the evidence frames (docs/experiments/stabn.md, "Held-out
+    task"); the same defaults as ``videoxai stabn train``.
     """
     config = config or TrainConfig()
     chosen = named_design(design) if design is not None else None

@@ -97,7 +97,8 @@ class ExtremalPerturbation(PerturbationMethod):
             (:meth:`refined`), with the regularisers at their final weights and the same number
             of voxels per area. Default: a fifth of ``iterations`` for 3D-EP and STEP (30 at 150; on
             the synthetic benchmark the peak lands on the object more often and the IoU rises,
-            README "Round 9"), none for 2D-EP (not measured) and for ``preset="paper"``. Each
+            docs/experiments/extremal-perturbation.md, "Round 9"), none for 2D-EP (not measured) and
+            for ``preset="paper"``. Each
             costs what an iteration of the first stage costs.
         max_frame_area: the most of any one frame that an area's mask may keep, as a share of the
             padded frame, or ``"bump"``: one parameter cell's bump (:func:`smallest_area` of one
@@ -111,11 +112,11 @@ class ExtremalPerturbation(PerturbationMethod):
             over at least k frames, one bump each: where the evidence is redundant in time (one
             frame of the object keeps the class, but removing it leaves the class to the others)
             the small rungs otherwise stack their budget in one frame and lose the delete game
-            (README, extremal "Round 11" and "Round 12"). Not a default: see "Round 12".
+            (docs/experiments/extremal-perturbation.md, "Round 11" and "Round 12"). Not a default: see "Round 12".
         init: the value every mask parameter starts from (the recipe's 1: the preserve game
             starts from the intact clip, the delete game from the fully perturbed one); the
             refinement stage starts from the finished masks whatever it is. Not a default (0.5
-            lost on the 3D CNN's validation clips: README, extremal "Round 14").
+            lost on the 3D CNN's validation clips: docs/experiments/extremal-perturbation.md, "Round 14").
         fine_start: where each area's refinement starts: ``"own"`` (default), its own finished
             mask; ``"winner"``, for an area that lost its game (a score under half the best's),
             the finished mask of the smallest larger area that won (:meth:`winning_sources`), so
@@ -166,7 +167,7 @@ class ExtremalPerturbation(PerturbationMethod):
     # were shaped by the area term alone, without a word)
     uses_gradients = True
     #: ``fine_iterations`` left to the default preset, as a share of ``iterations``: measured for
-    #: 3D-EP and STEP (README, round 9), not for 2D-EP, so 0 here
+    #: 3D-EP and STEP (docs/experiments/extremal-perturbation.md, round 9), not for 2D-EP, so 0 here
     fine_share: ClassVar[float] = 0.0
     # 150 iterations (3D-EP and STEP: + 30 refining) × 5 areas × 2 games forward and backward
     # per clip (about 30–40 s on 2 CPU cores for the demo model): an evaluation's

@@ -53,7 +53,7 @@ class STEP(ExtremalPerturbation):
     per_frame_area = False
     #: a refinement of a fifth of the iterations, as 3D-EP (:attr:`EP3D.fine_share`): on 9
     #: validation clips per bundled model the IoU 0.338 → 0.414 (3D CNN), 0.366 → 0.414
-    #: (TimeSformer), README "Round 9"
+    #: (TimeSformer), docs/experiments/extremal-perturbation.md, "Round 9"
     fine_share = 0.2
 
     def __init__(self, model, preset: Literal["default", "paper"] = "default", areas: Areas = None,
