@@ -83,8 +83,15 @@ def test_stream_reads_its_source_before_it_asks_the_server(capsys, tmp_path):
 
 
 def test_debug_shows_the_traceback(capsys):
-    with pytest.raises(Exception):
+    # --debug lets the error itself through (its traceback printed by Python), instead of the
+    # one line on stderr and exit 2
+    from videoxai.errors import InputError
+
+    with pytest.raises(InputError, match=r"^--work-dir .*test_cli_errors\.py is a file, not a folder$"):
         main(["serve", "--work-dir", __file__, "--debug"])
+    assert "error:" not in capsys.readouterr().err   # the one-line message, "error: --work-dir …"
+    assert run(capsys, "serve", "--work-dir", __file__) == (  # which it is without --debug
+        2, f"error: --work-dir {__file__} is a file, not a folder\n")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -73,10 +73,15 @@ def test_explanation_save_load_round_trip(tmp_path, rng):
     np.testing.assert_array_equal(back.spatial, exp.spatial.astype(np.float32))
     np.testing.assert_array_equal(back.temporal, exp.temporal.astype(np.float32))
     np.testing.assert_array_equal(back.raw, exp.raw.astype(np.float32))
+    np.testing.assert_array_equal(back.probs, exp.probs.astype(np.float32))
     np.testing.assert_array_equal(back.frame_indices, [0, 10, 20])
-    assert (back.target, back.label, back.method, back.options, back.meta) == \
-        (2, "jump", "staa", exp.options, {"model": "demo"})
+    assert (back.target, back.label, back.score, back.method, back.options, back.meta) == \
+        (2, "jump", 0.7, "staa", exp.options, {"model": "demo"})
     assert back.cost == exp.cost
+    # every field is compared above: a field added to Explanation must be added here too
+    assert set(vx.Explanation.__dataclass_fields__) == {
+        "spatial", "temporal", "target", "label", "score", "probs", "method", "options", "cost", "raw",
+        "frame_indices", "meta"}
     # the file holds no pickle: loading with allow_pickle=False must succeed (done above) and the
     # metadata is plain JSON
     with np.load(path, allow_pickle=False) as z:

@@ -87,23 +87,29 @@ def test_unreadable_subfolders_where_root_would_read_them(data, monkeypatch):
     refused = [str(data / "dog")]
     scandir, is_file, stat = os.scandir, pathlib.Path.is_file, pathlib.Path.stat
 
-    def refuse(path) -> None:
+    def refuse(path, named=None) -> None:
+        # the error names the path asked about (a file in the folder, as stat(2) answers for it)
         if any(os.fspath(path) == f or os.fspath(path).startswith(f + os.sep) for f in refused):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
+            raise PermissionError(13, "Permission denied", os.fspath(path if named is None else named))
 
     def no_listing(path="."):
         refuse(path)
         return scandir(path)
 
     def no_search(self):
-        refuse(self.parent)  # as Path.is_file() of a file in a folder that cannot be searched
+        refuse(self.parent, self)  # as Path.is_file() of a file in a folder that cannot be searched
         return is_file(self)
 
     monkeypatch.setattr(os, "scandir", no_listing)
     monkeypatch.setattr(pathlib.Path, "is_file", no_search)
     check_left_out(data)
-    monkeypatch.setattr(pathlib.Path, "stat", lambda self, **kw: refuse(self.parent) or stat(self, **kw))
+    monkeypatch.setattr(pathlib.Path, "stat", lambda self, **kw: refuse(self.parent, self) or stat(self, **kw))
     check_listed_video_fails_alone(data)
+    # the data folder itself, or a path through it, cannot be read: one error naming it
+    with pytest.raises(InputError, match=r"^folder: cannot read \S*/data/dog: Permission denied$"):
+        load_dataset(f"folder:{data / 'dog'}", num_frames=4)
+    with pytest.raises(InputError, match=r"^folder: cannot read .*dog/a\.mp4: Permission denied"):
+        load_dataset(f"folder:{data / 'dog'}/a.mp4", num_frames=4)
     refused[:] = [str(data / c) for c in CLASSES]
     with pytest.raises(InputError, match=r"^folder: no video files in .*data \(3 subfolders cannot be read "
                                          r"\('bird': Permission denied, 'cat': Permission denied, 'dog': "), \

@@ -1475,7 +1475,7 @@ def test_cli_evaluate_and_metrics(model_dir, tmp_path):
     assert r.exit_code == 0 and "deletion" in r.output and "synthetic" in r.output
     r = CliRunner().invoke(app, ["evaluate", "--model", model_dir, "--data", "synthetic:1", "--metrics", "nope",
                                  "--out", str(tmp_path)])
-    assert isinstance(r.exception, InputError)
+    assert isinstance(r.exception, InputError) and str(r.exception).startswith("unknown metric 'nope'; available: ")
 
 
 
@@ -1787,13 +1787,15 @@ def test_a_run_refused_before_it_starts_leaves_no_output_folder(tmp_path):
     refused but left an empty ``X``, and its missing parents, behind."""
     kept = tmp_path / "kept"
     kept.mkdir()
-    for bad in ({"data": "synthetic:1e9"}, {"methods": "staa(clips=0)"}, {"model": "nosuch"}):
+    for bad, said in (({"data": "synthetic:1e9"}, "the clip count N must be an integer from 1 to"),
+                      ({"methods": "staa(clips=0)"}, "method 'staa': option clips must be an integer ≥ 1, got '0'"),
+                      ({"model": "nosuch"}, "unknown model 'nosuch'")):
         args = {"model": "demo", "data": "synthetic:2", "methods": "saliency", "metrics": "cost",
                 "out": tmp_path / "a" / "b", "backend": "inline", **bad}
-        with pytest.raises(InputError):
+        with pytest.raises(InputError, match=re.escape(said)):
             evaluate(**args)
         assert sorted(os.listdir(tmp_path)) == ["kept"]
-    with pytest.raises(InputError):  # a folder that was there before stays
+    with pytest.raises(InputError, match="the clip count N"):  # a folder that was there before stays
         evaluate("demo", "synthetic:1e9", "saliency", "cost", out=kept, backend="inline")
     assert kept.is_dir()
     summary = evaluate("demo", "synthetic:1", "saliency", "cost", out=tmp_path / "a" / "b", backend="inline",

@@ -187,10 +187,16 @@ def test_a_tiny3d_model_keeps_its_preprocessing_through_save_and_load(tmp_path):
 def test_a_resize_smaller_than_the_crop_still_gives_the_models_input_size():
     # torchvision and Hugging Face pad such a crop with zeros; videoxai stretches the frame to the
     # input instead (the resized-then-cropped path sliced past the frame: a view error)
-    pre = Preprocess(size=(32, 32), resize=(20, 20), crop_offset="round")
-    assert pre(torch.rand(1, 2, 3, 10, 10)).shape == (1, 2, 3, 32, 32)
-    pre = Preprocess(size=(32, 48), shortest_edge=32, crop_offset="floor")
-    assert pre(torch.rand(1, 2, 3, 10, 10)).shape == (1, 2, 3, 32, 48)
+    plain = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))   # the output is the pixels themselves
+    ramp = torch.linspace(0.1, 0.9, 10).expand(1, 2, 3, 10, 10)   # brighter to the right
+    for pre, size in ((Preprocess(size=(32, 32), resize=(20, 20), crop_offset="round", **plain), (32, 32)),
+                      (Preprocess(size=(32, 48), shortest_edge=32, crop_offset="floor", **plain), (32, 48))):
+        assert pre(torch.rand(1, 2, 3, 10, 10)).shape == (1, 2, 3, *size)
+        # a grey frame stays grey everywhere: no zero padding at the edges
+        torch.testing.assert_close(pre(torch.full((1, 2, 3, 10, 10), 0.5)), torch.full((1, 2, 3, *size), 0.5))
+        # the whole frame, stretched: the ramp spans the output's width from its first to its last column
+        row = pre(ramp)[0, 0, 0, 0]
+        assert bool((row[1:] >= row[:-1] - 1e-6).all()) and float(row[0]) < 0.15 and float(row[-1]) > 0.85
 
 
 def test_a_misspelt_crop_offset_or_interpolation_is_named():
