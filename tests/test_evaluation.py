@@ -1524,7 +1524,7 @@ def test_metrics_share_identical_perturbed_clips_and_keep_their_values(model_dir
     assert cache.misses == 17 and cache.hits == 5 + 22
     assert shared == pytest.approx(plain, abs=1e-6) and again == shared
     other = vx.load_model(model_dir)                        # a cache serves only its own model
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^the cache belongs to another model$"):
         with sharing(other, ForwardCache(model)):
             pass
 

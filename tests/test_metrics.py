@@ -291,7 +291,7 @@ def test_gini_by_hand():
     # ((−3)·1 + (−1)·2 + 1·3 + 3·4) / (4 · 10) = 0.25
     assert gini([4, 1, 3, 2]) == pytest.approx(0.25)
     assert math.isnan(gini([0, 0]))
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="^gini needs non-negative values$"):
         gini([1, -1])
 
 

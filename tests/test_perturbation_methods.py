@@ -108,7 +108,7 @@ def test_frame_segments_cover_the_clip_in_order():
 def test_window_starts_cover_every_position():
     assert window_starts(10, 4, 3) == [0, 3, 6]
     assert window_starts(11, 4, 3) == [0, 3, 6, 7]
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"^window 4 is longer than the axis \(3\)$"):
         window_starts(3, 4, 1)
 
 
