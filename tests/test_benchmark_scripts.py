@@ -260,6 +260,42 @@ def test_service_soak_gives_no_verdict_on_too_few_measurements():
     assert soak.no_verdict(many, warm=200).startswith("0 measurements")
 
 
+def test_evaluation_cost_extrapolates_each_pair_over_its_own_clips(tmp_path, capsys):
+    """A finished run's extrapolation is its recorded seconds; with a result missing, that pair's
+    mean over its other clips stands in for it; the plan's scopes (clips=N) are the run's."""
+    import re
+    import sqlite3
+
+    from videoxai.evaluation import evaluate
+
+    methods, metrics = "saliency,rise(n_samples=20,clips=2),random", "deletion,sparseness(clips=1)"
+    evaluate("demo", "synthetic:3", methods, metrics, tmp_path / "run", backend="inline", progress=False,
+             report=False)
+    args = ("benchmarks/evaluation_cost.py", str(tmp_path / "run"), "--methods", methods, "--metrics", metrics)
+
+    def printed(out: str) -> tuple[int, int, float, float]:
+        stored, planned, done = re.search(r"(\d+) of (\d+) results stored .*, (\d+) worker-s recorded", out).groups()
+        whole = re.search(r"whole table, extrapolated: (\d+) worker-s", out).group(1)
+        return int(stored), int(planned), float(done), float(whole)
+
+    db = sqlite3.connect(tmp_path / "run" / "results.sqlite")
+    recorded = (db.execute("SELECT SUM(seconds) FROM results").fetchone()[0]
+                + db.execute("SELECT SUM(seconds) FROM explanations").fetchone()[0])
+    # saliency and random: 3 clips × 1 deletion + 1 sparseness; rise: 2 deletion + 1 sparseness
+    stored, planned, done, whole = printed(_run(*args, capsys=capsys))
+    assert (stored, planned) == (11, 11) and done == round(recorded) and whole == round(recorded)
+    pair = "method = 'rise(n_samples=20)' AND metric = 'deletion'"
+    kept = [s for (s,) in db.execute(f"SELECT seconds FROM results WHERE {pair} ORDER BY video")]
+    with db:
+        db.execute(f"DELETE FROM results WHERE {pair} AND video LIKE '%/1'")
+    stored, planned, done, whole = printed(_run(*args, capsys=capsys))
+    assert (stored, planned) == (10, 11)
+    assert done == round(recorded - kept[1]) and whole == round(recorded - kept[1] + kept[0])
+    with pytest.raises(SystemExit, match="do not give the run's specs"):
+        _run("benchmarks/evaluation_cost.py", str(tmp_path / "run"), "--methods", "saliency,random",
+             "--metrics", metrics, capsys=capsys)
+
+
 def test_evaluation_throughput_names_a_before_revision_that_is_not_there(monkeypatch):
     spec = importlib.util.spec_from_file_location("evaluation_throughput",
                                                   ROOT / "benchmarks" / "evaluation_throughput.py")

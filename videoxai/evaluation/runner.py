@@ -446,12 +446,7 @@ def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selec
     sums over the pairs and over the stored results, not over the clips, and the tasks are
     generated lazily. Planning costs the same for 10 clips and for 10^12.
     """
-    # the first clips each (slow method of `all`, metric) pair is limited to, computed once
-    rerun_scope = {(m, s): rerun_clips(budget, metric) for m, budget in methods.rerun_budget.items()
-                   for s, metric in zip(metrics.specs, metrics.metrics)}
-    scope = {(m, s): min(n_videos, methods.clips.get(m, n_videos), metrics.clips.get(s, n_videos),
-                         rerun_scope.get((m, s), n_videos))
-             for m in methods.specs for s in metrics.specs}
+    scope = scopes(n_videos, methods, metrics)
     skipped = 0
     if done:
         index_of = _key_index(dataset, n_videos)
@@ -462,6 +457,17 @@ def plan(dataset: EvalDataset, n_videos: int, methods: Selection, metrics: Selec
     total = sum(scope.values()) - skipped
     return Plan(total, skipped, _tasks(dataset, methods, metrics, done, scope, last),
                 most_tasks=min(total, max(scope.values(), default=0)))
+
+
+def scopes(n_videos: int, methods: Selection, metrics: Selection) -> dict[tuple[str, str], int]:
+    """On how many first clips each (method, metric) pair runs: the data's ``n_videos``, the
+    ``clips=N`` of either spec and, for the slow methods of ``"all"``, the re-run budget
+    (:func:`rerun_clips`), whichever is smallest."""
+    rerun_scope = {(m, s): rerun_clips(budget, metric) for m, budget in methods.rerun_budget.items()
+                   for s, metric in zip(metrics.specs, metrics.metrics)}
+    return {(m, s): min(n_videos, methods.clips.get(m, n_videos), metrics.clips.get(s, n_videos),
+                        rerun_scope.get((m, s), n_videos))
+            for m in methods.specs for s in metrics.specs}
 
 
 def _tasks(dataset, methods: Selection, metrics: Selection, done: set[tuple[str, str, str]],
