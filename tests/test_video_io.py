@@ -621,6 +621,28 @@ def test_a_display_matrix_that_mirrors_the_picture_is_read_as_players_show_it(tm
             assert (probe(path)["height"], probe(path)["width"]) == shown.shape[1:3]
 
 
+def test_the_display_matrix_is_found_in_either_pyav_side_data_layout():
+    """PyAV 18 made ``frame.side_data`` a mapping from type to data; earlier releases iterate
+    the data. Read only one way, a mirrored clip lost its mirroring on the other (it was read
+    upside down with PyAV 18, where iterating gives the types)."""
+    from types import SimpleNamespace
+
+    from videoxai.data.streams import orientation
+
+    class Data(bytes):
+        type = "Type.DISPLAYMATRIX"
+
+    class Other(bytes):
+        type = "Type.SEI_UNREGISTERED"
+
+    mirror = Data(np.array([-65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30], "<i4").tobytes())
+    noise = Other(b"x" * 7)
+    as_list = SimpleNamespace(rotation=180.0, side_data=[noise, mirror])                 # PyAV < 18
+    as_mapping = SimpleNamespace(rotation=180.0, side_data={"SEI": noise, "DISPLAYMATRIX": mirror})
+    assert orientation(as_list) == orientation(as_mapping) == (0, True)   # a left-right mirror
+    assert orientation(SimpleNamespace(rotation=180.0, side_data={})) == (2, False)  # a half turn
+
+
 def test_a_stream_url_with_a_display_rotation_is_read_upright(tmp_path):
     from videoxai.serve.client import video_frames
 

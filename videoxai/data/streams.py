@@ -19,6 +19,7 @@ stream client's URL reader both use it.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from fractions import Fraction
 from functools import lru_cache
 
@@ -227,10 +228,14 @@ def orientation(frame: av.VideoFrame) -> tuple[int, bool]:
 
 def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
     """The frame's display matrix, 9 int32 in FFmpeg's layout, or ``None`` (none, or a PyAV
-    that does not give side data)."""
+    that does not give side data).
+
+    PyAV 18 made ``frame.side_data`` a mapping from each type to its data (iterating it gives
+    the types); earlier ones iterate the data themselves. Both are read."""
     try:
-        for data in frame.side_data:
-            if "DISPLAYMATRIX" in str(data.type).upper():
+        side = frame.side_data
+        for data in side.values() if isinstance(side, Mapping) else side:
+            if "DISPLAYMATRIX" in str(getattr(data, "type", "")).upper():
                 m = np.frombuffer(memoryview(data).tobytes(), dtype="<i4")
                 return m if m.size == 9 else None
     except (AttributeError, TypeError, ValueError, KeyError):
