@@ -407,8 +407,8 @@ def _audio_only(dst: Path) -> Path:
     ("mkv_cut", r"truncated video: the file ends inside its frames, at byte \d+ of the \d+ its header declares; "
                 r"\d+ frames could be read"),
     ("webm_cut", r"truncated video: the file ends inside its frames, at byte \d+ of the \d+ its header declares"),
-    # FFmpeg decodes still WebP only: an animated one was called truncated or corrupt
-    ("animated_webp", "an animated WebP, whose frames FFmpeg cannot decode; convert it to .gif or .mp4"),
+    # an animated WebP cut short: libwebp's animation decoder reads none of its frames
+    ("webp_cut", r"truncated video: the file ends at byte \d+ of the \d+ its RIFF header declares"),
     # FFmpeg's tty demuxer draws a .txt file's characters: it was read as a 640x400 video
     ("notes_txt", "a text file, not a video"),
 ])
@@ -424,7 +424,7 @@ def test_bad_files(tmp_path, videos, case, match):
         "audio": lambda: _audio_only(tmp_path / "sound.wav"),
         "mkv_cut": lambda: _truncated(videos[".mkv"], tmp_path / "cut.mkv", 0.8),
         "webm_cut": lambda: _truncated(videos[".webm"], tmp_path / "cut.webm", 0.8),
-        "animated_webp": lambda: write_video(make_frames(), tmp_path / "animated.webp", fps=10),
+        "webp_cut": lambda: _truncated(_written(make_frames(), tmp_path / "whole.webp"), tmp_path / "cut.webp", 0.8),
         "notes_txt": lambda: (tmp_path / "notes.txt").write_text("not a video\n" * 60) and tmp_path / "notes.txt",
     }[case]()
     calls = (lambda: read_video(path), lambda: read_video(path, 4), lambda: list(sliding_windows(path, 4)))
@@ -434,6 +434,62 @@ def test_bad_files(tmp_path, videos, case, match):
         assert path.name in str(info.value)
         assert "Traceback" not in str(info.value)
         assert info.value.__cause__ is None  # no chained av exception
+
+
+def _written(frames: np.ndarray, path: Path) -> Path:
+    write_video(frames, path, fps=10)
+    return path
+
+
+def test_an_animated_webp_is_read_as_pillow_composites_it_timed_as_browsers_show_it(tmp_path):
+    """FFmpeg decodes still WebP only (an animated one failed as invalid data, and was refused):
+    it is read through Pillow, every reader alike — each frame as Pillow composites it, bit for
+    bit; its frames timed by their delays, a delay of 10 ms or less shown 100 ms as browsers
+    show it; its rate its frames over their whole length, as a GIF's."""
+    from PIL import Image
+
+    from videoxai.data.container import probe
+    from videoxai.data.video import frame_times
+
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 256, (5, 16, 24, 3), dtype=np.uint8)
+    stored[3, :8] = stored[2, :8]                  # a frame half unchanged: libwebp stores the change
+    path = tmp_path / "sticker.webp"
+    pictures = [Image.fromarray(f) for f in stored]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=[100, 40, 250, 0, 100],
+                     loop=0, lossless=True)
+    with Image.open(path) as im:                                    # what Pillow decodes, composited
+        decoded = []
+        for k in range(im.n_frames):
+            im.seek(k)
+            decoded.append(np.asarray(im.convert("RGB")))
+    clip = read_video(path)
+    assert clip.frames.shape == (5, 16, 24, 3) and np.array_equal(clip.frames, np.stack(decoded))
+    assert np.array_equal(clip.frames, stored)                      # lossless, as written
+    assert frame_times(path) == pytest.approx([0, 0.1, 0.14, 0.39, 0.49])   # the 0 delay: 100 ms
+    assert clip.fps == pytest.approx(5 / 0.59)
+    info = probe(path)
+    assert (info["frames"], info["codec"], info["container"], info["width"], info["height"]) == (5, "webp", "webp",
+                                                                                                24, 16)
+    assert info["duration"] == pytest.approx(0.59)
+    assert list(read_video(path, 3).indices) == [0, 2, 4]
+    assert list(read_video(path, start=0.12, end=0.45).indices) == [2, 3]   # by the frames' own times
+    windows = list(sliding_windows(path, 2))
+    assert [list(w.indices) for w in windows][:2] == [[0, 1], [2, 3]]
+    assert np.array_equal(windows[1].frames, stored[2:4])
+    with pytest.raises(vio.FrameTooLargeError, match=r"sticker.webp: its frames are 24x16, over the limit of 100 "):
+        read_video(path, max_pixels=100)
+
+
+def test_write_video_s_animated_webp_reads_back(tmp_path):
+    """``write_video`` writes animated WebP (lossy, for viewing); ``read_video`` reads it back."""
+    frames = make_frames()
+    clip = read_video(_written(frames, tmp_path / "overlay.webp"))
+    assert clip.frames.shape == frames.shape and clip.fps == pytest.approx(10)
+    assert np.abs(clip.frames.astype(int) - frames).mean() < 3      # lossy, but the same pictures
+    row = clip.frames[:, 15, :, 0].astype(int)                     # the square's row: its brightest
+    brightest = [int(np.argmax(np.convolve(r, np.ones(10), "valid"))) for r in row]   # 10 columns
+    assert brightest == [4 * k for k in range(12)]                  # move as written, in order
 
 
 def test_a_video_in_a_folder_that_cannot_be_searched_is_one_clear_error(tmp_path, videos, monkeypatch):

@@ -1,8 +1,9 @@
 """What a video file's container says about it, before (or without) decoding its frames.
 
 Every reader opens a file through :func:`open_video`, which refuses what FFmpeg would misread as
-a video (a concat or HLS playlist, which it would follow; a text file, which it would draw as "ANSI art";
-an animated WebP, which it cannot decode) and turns FFmpeg's failures into
+a video (a concat or HLS playlist, which it would follow; a text file, which it would draw as "ANSI
+art"), gives an animated WebP, whose frames FFmpeg cannot decode, as Pillow decodes them
+(:mod:`~videoxai.data.animated_webp`), and turns FFmpeg's failures into
 :class:`~videoxai.errors.VideoReadError` naming the file. :func:`read_header` is what the container
 reports about the video stream (frame count less the frames an edit list hides, frame rate, size,
 duration); where it reports no count or no rate, a demux pass over the packets (no decoding,
@@ -29,6 +30,7 @@ import av
 import numpy as np
 
 from ..errors import VideoReadError
+from .animated_webp import as_quicktime, is_animated_webp
 from .keyframes import PacketIndex, index_packets, seconds
 from .matroska import cut_inside_frames
 from .packets import damaged_at_the_end, shown_packets
@@ -95,11 +97,14 @@ def open_video(path: Path, max_pixels: int | None = None
     """
     _refuse_a_playlist(path)
     try:
-        # "file:": FFmpeg reads a name with a colon as a protocol (cam1:take2.mp4 was "Protocol
-        # not found", http:x.mp4 a network request, pipe:0.mp4 standard input); this is a file.
-        # pattern_type none: FFmpeg's image demuxer read 'shot%d.png' as the numbered pictures
-        # beside it (shot0.png, shot1.png, … explained as a video), not as the file given
-        container = av.open(f"file:{path}", mode="r", options={"pattern_type": "none"})
+        if is_animated_webp(path):  # FFmpeg cannot decode its frames; Pillow can
+            container = av.open(as_quicktime(path, max_pixels), mode="r", format="mov")
+        else:
+            # "file:": FFmpeg reads a name with a colon as a protocol (cam1:take2.mp4 was "Protocol
+            # not found", http:x.mp4 a network request, pipe:0.mp4 standard input); this is a file.
+            # pattern_type none: FFmpeg's image demuxer read 'shot%d.png' as the numbered pictures
+            # beside it (shot0.png, shot1.png, … explained as a video), not as the file given
+            container = av.open(f"file:{path}", mode="r", options={"pattern_type": "none"})
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise VideoReadError(f"{shown_path(path)}: not a readable video file ({ffmpeg_reason(e)})") from None
     try:
@@ -117,9 +122,6 @@ def open_video(path: Path, max_pixels: int | None = None
             # of their characters: a text file given by mistake was explained as a video
             raise VideoReadError(f"{shown_path(path)}: a text file, not a video (FFmpeg would draw its characters "
                                  "as pictures)")
-        if stream.codec_context.name == "webp" and _animated_webp(path):
-            raise VideoReadError(f"{shown_path(path)}: an animated WebP, whose frames FFmpeg cannot decode; convert it "
-                                 "to .gif or .mp4 first (Pillow reads it)")
         # Slice threading only: FFmpeg's frame threading swallows the decoder's error at the
         # point where a truncated file ends, which would turn a damaged file into a short clip.
         stream.thread_type = "SLICE"
@@ -153,18 +155,6 @@ def _refuse_a_playlist(path: Path) -> None:
         # forever: read_video never returned
         raise VideoReadError(f"{shown_path(path)}: an HLS playlist, not a video (it lists segments, other files or URLs); "
                              "read a segment, or give the stream's URL to `videoxai stream`")
-
-
-def _animated_webp(path: Path) -> bool:
-    """Whether ``path`` is an animated WebP (the animation flag of its extended header).
-
-    FFmpeg's WebP decoder reads still pictures only: an animated one (what browsers, chat apps
-    and :func:`~videoxai.data.video_writer.write_video`'s ``.webp`` make) failed as "truncated,
-    corrupt or in an unsupported format", as if the file were damaged.
-    """
-    with open(path, "rb") as f:
-        head = f.read(21)
-    return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and bool(head[20] & 0x02)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,9 +207,11 @@ def read_header(container, stream, path: Path | None = None) -> Header:
         duration = float(stream.duration * tb)
     elif container.duration is not None:
         duration = container.duration / av.time_base
+    codec, name = stream.codec_context.name, container.format.name
+    if path is not None and is_animated_webp(path):  # read as open_video gives it: its frames as PNG in QuickTime
+        codec = name = "webp"
     return Header(frames=shown_frames(stream), fps=fps, width=int(stream.codec_context.width or 0),
-                  height=int(stream.codec_context.height or 0), duration=duration,
-                  codec=stream.codec_context.name, container=container.format.name,
+                  height=int(stream.codec_context.height or 0), duration=duration, codec=codec, container=name,
                   stream_duration=stream.duration is not None and tb is not None, sar=sample_aspect(stream))
 
 

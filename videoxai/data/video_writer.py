@@ -191,8 +191,9 @@ def write_video(frames, path: str | Path, fps: float = 8.0, *, quality: int = 18
     * ``.avi``: MPEG-4 part 2 at high quality, odd sizes padded as for H.264; ``.gif``: Pillow,
       one adaptive palette per frame, looping, frames timed in 1/100 s (3 and 4 hundredths in turn
       for 30 fps; at most 50 fps; identical consecutive frames become one, shown as long);
-      ``.webp``: animated WebP (Pillow), looping, for
-      viewing: FFmpeg, and so :func:`~videoxai.data.video.read_video`, cannot decode animated WebP.
+      ``.webp``: animated WebP (Pillow), lossy, looping, frames timed in milliseconds (identical
+      consecutive frames become one, as in a GIF); :func:`~videoxai.data.video.read_video` reads it
+      through Pillow (FFmpeg cannot decode animated WebP: :mod:`~videoxai.data.animated_webp`).
 
     Args:
         frames: ``(T, H, W, 3)`` uint8 (or float in [0, 1], or a :class:`~videoxai.Clip`).
