@@ -1265,6 +1265,20 @@ def test_folder_with_csv_maps_names_and_windows(tmp_path):
         load_dataset("synthetic:2,splt=val", num_frames=8)
 
 
+def test_a_folder_takes_an_animated_webp_as_a_video_and_a_still_one_as_a_picture(tmp_path):
+    """A ``.webp`` is a video where it is animated (read through Pillow) and a still picture
+    otherwise, left out as ``.png`` files are: a folder of stickers and thumbnails is its
+    animations."""
+    from PIL import Image
+
+    video(tmp_path / "cats" / "jump.webp", t=4)                         # write_video: animated
+    Image.new("RGB", (32, 24), (200, 10, 10)).save(tmp_path / "cats" / "thumb.webp")  # still
+    video(tmp_path / "dogs" / "run.mp4", t=4)
+    ds = load_dataset(f"folder:{tmp_path}", num_frames=4)
+    assert ds.keys() == ["cats/jump.webp", "dogs/run.mp4"] and ds.class_names == ["cats", "dogs"]
+    assert ds[0].clip.frames.shape == (4, 24, 32, 3) and ds[0].label == 0
+
+
 def test_folder_of_class_subfolders_labels_each_clip(tmp_path):
     """``DIR/<class>/clip.mp4`` (UCF101's layout) without a labels.csv: the subfolder is the class —
     mapped onto the model's classes (case-insensitively), or defining them (sorted) when there is

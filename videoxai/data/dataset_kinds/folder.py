@@ -21,13 +21,15 @@ from typing import Annotated, Sequence
 
 from ...errors import InputError
 from ...options import Opt
+from ..animated_webp import is_animated_webp
 from ..datasets import (ClassNames, EvalDataset, VideoListDataset, _Entry, _index_digits, _label_index,
                         register_dataset)
 
 #: what a ``folder:`` takes for a video (FFmpeg reads them all): MPEG-1/2 (``.mpg``, the
 #: camcorders' ``.mts``), phones' ``.3gp``, Flash and Windows Media files were left out silently;
 #: so were DVD (``.vob``), DV camcorder (``.dv``), broadcast (``.mxf``) and ``.asf`` files.
-#: Not ``.ts`` (TypeScript sources as often as MPEG transport streams) nor still images.
+#: Not ``.ts`` (TypeScript sources as often as MPEG transport streams) nor still images; a
+#: ``.webp`` where it is animated (:func:`~videoxai.data.animated_webp.is_animated_webp`).
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg", ".mts", ".m2ts",
                   ".3gp", ".flv", ".wmv", ".ogv", ".vob", ".dv", ".mxf", ".asf")
 
@@ -212,7 +214,7 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
         raise InputError(f"{csv_path}:{lines[0][0]}: column {twice!r} appears {header.count(twice)} times")
     if "video" in header:
         columns, body = header, lines[1:]
-    elif header and header[0].endswith(VIDEO_SUFFIXES):
+    elif header and header[0].endswith(VIDEO_SUFFIXES + (".webp",)):
         columns, body = list(CSV_COLUMNS[:len(header)]), lines   # no header line: the first is a video
     else:
         raise InputError(f"{csv_path}: the first line must be a header naming a 'video' column "
@@ -249,7 +251,9 @@ def _video_files(root: Path) -> tuple[list[Path], list[Path], list[tuple[Path, s
             if entry.name.startswith("."):
                 continue
             path = folder / entry.name
-            video = os.path.splitext(entry.name)[1].lower() in VIDEO_SUFFIXES
+            suffix = os.path.splitext(entry.name)[1].lower()
+            # a WebP is a video where it is animated (read through Pillow), else a still picture
+            video = suffix in VIDEO_SUFFIXES or suffix == ".webp" and is_animated_webp(path)
             try:
                 is_dir, is_file = entry.is_dir(), entry.is_file()   # both follow links
             except OSError as e:
