@@ -551,3 +551,27 @@ def test_a_raw_hevc_cut_inside_its_last_frame_keeps_it_and_probe_counts_it(tmp_p
     assert probe(path)["frames"] == len(clip) == len(list(sliding_windows(path, 1))) == 10
     np.testing.assert_array_equal(clip.frames[:9], expected.frames[:9])
     assert np.abs(clip.frames[9].astype(int) - expected.frames[9]).mean() > 5  # damaged
+
+
+@pytest.mark.skipif("libsvtav1" not in av.codecs_available or "libdav1d" not in av.codecs_available,
+                    reason="FFmpeg without an AV1 encoder and decoder")
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", ".mkv"])
+def test_av1_in_every_container_browsers_and_phones_use_is_read_whole_in_order(tmp_path, suffix):
+    """AV1 (what YouTube, Netflix and newer phones and screen recorders write; PyAV's wheels
+    decode it with dav1d since they dropped libaom): every frame, in order, at the encoder's
+    quality, timed as written; sampling and sliding windows read it as other codecs."""
+    frames = np.zeros((12, 64, 96, 3), np.uint8)
+    for k in range(12):                                   # a bright square moving 6 px a frame
+        frames[k] = 30 + 10 * k
+        frames[k, 20:40, 6 * k:6 * k + 20] = 240
+    path = _encode(tmp_path / f"av1{suffix}", frames, codec="libsvtav1", rate=12, options={"crf": "20", "preset": "8"})
+    info = probe(path)
+    assert (info["frames"], info["width"], info["height"], info["codec"]) == (12, 96, 64, "av1")   # the format, not the decoder
+    assert info["fps"] == pytest.approx(12)
+    clip = read_video(path)
+    assert clip.frames.shape == frames.shape and np.abs(clip.frames.astype(int) - frames).mean() < 3
+    centre = clip.frames[:, 30, :, 0].astype(int)
+    assert [int(np.argmax(np.convolve(r, np.ones(20), "valid"))) for r in centre] == [6 * k for k in range(12)]
+    assert frame_times(path) == pytest.approx(np.arange(12) / 12, abs=1e-3)
+    assert list(read_video(path, 4).indices) == [0, 4, 7, 11]
+    assert [list(w.indices) for w in sliding_windows(path, 6)] == [list(range(6)), list(range(6, 12))]

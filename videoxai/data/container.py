@@ -207,7 +207,9 @@ def read_header(container, stream, path: Path | None = None) -> Header:
         duration = float(stream.duration * tb)
     elif container.duration is not None:
         duration = container.duration / av.time_base
-    codec, name = stream.codec_context.name, container.format.name
+    # the format, not the decoder FFmpeg chose for it: AV1 is decoded by "libdav1d"
+    codec, name = getattr(stream.codec_context.codec, "canonical_name", None) or stream.codec_context.name, \
+        container.format.name
     if path is not None and is_animated_webp(path):  # read as open_video gives it: its frames as PNG in QuickTime
         codec = name = "webp"
     return Header(frames=shown_frames(stream), fps=fps, width=int(stream.codec_context.width or 0),
