@@ -27,6 +27,8 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation
 
+from .hdr import ToneMap, tone_map_for
+
 __all__ = ["video_stream", "sample_aspect", "display_size", "target_size", "PictureConverter", "quarter_turns", "orientation",
            "ffmpeg_reason"]
 
@@ -89,8 +91,9 @@ class PictureConverter:
     """Decoded frames → ``(H, W, 3)`` uint8 RGB as players show them: in square pixels at the
     display aspect ratio (:func:`display_size`), upright (:func:`orientation`), 10-bit YUV
     converted without FFmpeg's darkening (:func:`_deep_yuv`), 16-bit RGB and full-range deep YUV rounded
-    (:func:`_deep_rgb`, :func:`_full_range`), the longer side at most
-    ``max_side``. The size and the turn are the first frame's, for every frame of the stream.
+    (:func:`_deep_rgb`, :func:`_full_range`), HDR (PQ, HLG) tone-mapped to SDR
+    (:mod:`~videoxai.data.hdr`), the longer side at most ``max_side``. The size, the turn and the
+    tone mapping are the first frame's, for every frame of the stream.
 
     Args:
         max_side: shrink larger frames to this longer side (aspect ratio kept); ``None``: never.
@@ -101,16 +104,22 @@ class PictureConverter:
         self.max_side, self.sar = max_side, sar
         self.size: tuple[int, int] | None = None
         self.turns, self.mirror = 0, False
+        self.tone_map: ToneMap | None = None
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         if self.size is None:
             self.size = target_size(*display_size(frame.width, frame.height, self.sar), self.max_side)
             self.turns, self.mirror = orientation(frame)
+            self.tone_map = tone_map_for(frame)
         w, h = self.size
         resize = (frame.width, frame.height) != (w, h)
         # AREA averages the source pixels a target pixel covers (no aliasing when shrinking)
         interpolation = Interpolation.AREA if resize else Interpolation.BILINEAR
-        if _deep_rgb(frame.format.name) or (_deep_yuv(frame.format.name) and _full_range(frame)):
+        if self.tone_map is not None:  # HDR: its full-precision signal, tone-mapped as players show it
+            wide = frame.reformat(width=w, height=h, format="rgb48le", interpolation=interpolation
+                                  | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT).to_ndarray()
+            rgb = self.tone_map(wide)
+        elif _deep_rgb(frame.format.name) or (_deep_yuv(frame.format.name) and _full_range(frame)):
             wide = frame.reformat(width=w, height=h, format="rgb48le", interpolation=interpolation).to_ndarray()
             rgb = _eight_bits(wide)
         else:

@@ -1,0 +1,111 @@
+"""HDR video (PQ, HLG) is shown in SDR as players tone-map it: known values of BT.2100, BT.2390
+and BT.2408, and 10-bit HEVC files tagged as phones and HDR10 masters tag them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from videoxai.data.hdr import (BT2020_TO_BT709, HLG, PQ, REFERENCE_WHITE, ToneMap, bt2390, hlg_to_scene, nits_to_pq,
+                               pq_to_nits)
+from videoxai.data.video import read_video
+
+
+def test_the_transfer_functions_give_bt2100_s_and_bt2408_s_known_values():
+    assert float(nits_to_pq(203)) == pytest.approx(0.5807, abs=1e-4)       # BT.2408: reference white at 58 %
+    assert float(nits_to_pq(10000)) == pytest.approx(1.0)
+    assert float(nits_to_pq(100)) == pytest.approx(0.5081, abs=1e-4)
+    levels = np.linspace(0, 1, 101, dtype=np.float32)
+    assert np.allclose(nits_to_pq(pq_to_nits(levels)), levels, atol=1e-5)     # inverse of each other
+    # BT.2408: HLG's reference white (75 % signal) is 203 cd/m² on the nominal 1000 cd/m² display
+    scene = float(hlg_to_scene(np.float32(0.75)))
+    assert 1000 * scene * scene ** 0.2 == pytest.approx(203, abs=1)
+    assert float(hlg_to_scene(np.float32(0.5))) == pytest.approx(1 / 12)     # where its two pieces meet
+    assert float(hlg_to_scene(np.float32(1.0))) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_bt2390_keeps_what_the_display_shows_and_rolls_off_the_rest_to_its_peak():
+    nits = np.linspace(0, 1000, 2001, dtype=np.float32)
+    out = bt2390(nits, 1000, REFERENCE_WHITE)
+    knee = float(pq_to_nits(np.float32((1.5 * nits_to_pq(203) / nits_to_pq(1000) - 0.5) * nits_to_pq(1000))))
+    below = nits < knee * 0.999
+    assert np.allclose(out[below], nits[below], rtol=1e-4)                   # unchanged below the knee
+    assert np.all(np.diff(out) >= -1e-3) and out[-1] == pytest.approx(REFERENCE_WHITE, rel=1e-3)   # monotone, to the peak
+    assert out.max() <= REFERENCE_WHITE * 1.0001 and out[nits >= knee].min() < REFERENCE_WHITE
+    assert np.allclose(bt2390(nits, 150, REFERENCE_WHITE), np.minimum(nits, REFERENCE_WHITE))    # nothing to compress
+
+
+def test_the_tone_map_keeps_hues_and_takes_bt2020_colours_to_bt709():
+    # a warm highlight in BT.709 primaries: its channels keep their ratios in light while compressed
+    colour = np.array([900.0, 450.0, 90.0], np.float32)                    # cd/m², R:G:B = 10:5:1
+    signal = np.rint(nits_to_pq(colour) * 65535).astype(np.uint16)[None, None]
+    sdr = ToneMap(PQ, bt2020=False)(signal)[0, 0].astype(np.float64)
+    light = (sdr / 255) ** 2.4
+    assert light[0] / light[1] == pytest.approx(2, rel=0.03) and light[0] / light[2] == pytest.approx(10, rel=0.1)
+    # BT.709's pure red at 100 cd/m², as BT.2020 stores it, is shown as pure red
+    red709 = np.array([100.0, 0.0, 0.0], np.float32)
+    as2020 = np.linalg.solve(BT2020_TO_BT709.astype(np.float64), red709)
+    signal = np.rint(nits_to_pq(as2020.astype(np.float32)) * 65535).astype(np.uint16)[None, None]
+    shown = ToneMap(PQ, bt2020=True)(signal)[0, 0]
+    assert shown[0] == pytest.approx(255 * (100 / REFERENCE_WHITE) ** (1 / 2.4), abs=2) and shown[1] <= 2 and shown[2] <= 2
+    with pytest.raises(ValueError, match="not an HDR transfer"):
+        ToneMap(1)
+
+
+def _hdr_hevc(path: Path, signals, transfer: int, primaries: int = 9, matrix: int = 9,
+              params: str = "lossless=1") -> Path:
+    """Grey 10-bit HEVC frames (R' = G' = B' = each signal, limited range), tagged as phones and
+    HDR10 masters tag them (transfer, primaries, matrix); lossless unless ``params`` (x265's) say
+    otherwise."""
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx265", rate=10, options={"x265-params": f"log-level=error:{params}"})
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p10le"
+        cc = s.codec_context
+        cc.color_trc, cc.color_primaries, cc.colorspace = transfer, primaries, matrix
+        for v in signals:
+            frame = av.VideoFrame(32, 32, "yuv420p10le")
+            for plane, level in zip(frame.planes, (round(64 + 876 * v), 512, 512)):
+                plane.update(np.full(plane.buffer_size // 2, level, "<u2").tobytes())
+            frame.color_trc, frame.color_primaries, frame.colorspace = transfer, primaries, matrix
+            out.mux(s.encode(frame))
+        out.mux(s.encode())
+    return path
+
+
+@pytest.mark.skipif("libx265" not in av.codecs_available, reason="FFmpeg without libx265")
+def test_pq_and_hlg_hevc_are_read_tone_mapped_and_sdr_as_before(tmp_path):
+    """A PQ clip read as SDR was grey and flat (reference white at 148 of 255, the peak at 192);
+    tone-mapped, what lies below the knee is shown as a player shows it (50 cd/m² at a quarter
+    of reference white's light: level 142) and the highlights roll off to white."""
+    nits = [0, 50, 100, 203, 500, 1000]
+    pq = read_video(_hdr_hevc(tmp_path / "hdr10.mp4", [float(nits_to_pq(n)) for n in nits], PQ)).frames[:, 16, 16]
+    assert np.all(pq[:, 0] == pq[:, 1]) and np.all(pq[:, 1] == pq[:, 2])          # grey stays grey
+    expected = 255 * (np.array([0, 50]) / REFERENCE_WHITE) ** (1 / 2.4)         # below the knee (~90 cd/m²)
+    assert np.abs(pq[:2, 0] - expected).max() <= 1.5                             # (10-bit steps)
+    assert list(pq[:, 0]) == sorted(pq[:, 0]) and pq[-1, 0] == 255 and 225 <= pq[3, 0] < 255
+    sdr = read_video(_hdr_hevc(tmp_path / "sdr.mp4", [float(nits_to_pq(n)) for n in nits], 1, 1, 1)).frames[:, 16, 16]
+    assert list(sdr[:, 0]) == pytest.approx([0, 112, 130, 148, 173, 192], abs=1)   # SDR: signal as it is
+    # HLG (a phone's): 75 % is reference white, as PQ's 203 cd/m²; 50 % is 1/12 of scene light
+    hlg = read_video(_hdr_hevc(tmp_path / "phone.mp4", [0, 0.5, 0.75, 1.0], HLG)).frames[:, 16, 16, 0]
+    assert abs(int(hlg[2]) - int(pq[3, 0])) <= 2 and hlg[3] == 255
+    assert hlg[1] == pytest.approx(255 * (1000 / 12 * (1 / 12) ** 0.2 / REFERENCE_WHITE) ** (1 / 2.4), abs=1.5)
+
+
+@pytest.mark.skipif("libx265" not in av.codecs_available, reason="FFmpeg without libx265")
+def test_a_pq_master_s_peak_is_read_from_its_mastering_display(tmp_path):
+    """HDR10 says the peak of the display it was mastered on (SEI, as FFmpeg's side data): 1000
+    cd/m² of a 4000 cd/m² master is a highlight still below the top, where a master without
+    the metadata (1000 cd/m² assumed) shows it as white."""
+    from videoxai.data.hdr import mastering_peak
+
+    signal = [float(nits_to_pq(1000))] * 2
+    master = "hdr10=1:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(40000000,50)"
+    with_peak = _hdr_hevc(tmp_path / "master4000.mp4", signal, PQ, params=master)
+    with av.open(str(with_peak)) as c:
+        assert mastering_peak(next(c.decode(video=0))) == pytest.approx(4000)
+    bright = read_video(with_peak).frames[0, 16, 16, 0]
+    plain = read_video(_hdr_hevc(tmp_path / "plain.mp4", signal, PQ)).frames[0, 16, 16, 0]
+    assert plain == 255 and 230 < bright < 255

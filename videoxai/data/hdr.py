@@ -1,0 +1,142 @@
+"""HDR video (HDR10's PQ, phones' HLG) shown in SDR, as players tone-map it.
+
+Phones record HDR by default (an iPhone's HLG in 10-bit HEVC, Android's HDR10), and HDR
+streams and films are PQ. Their samples are not the brightness an SDR picture's are: converted
+to RGB as if they were, a PQ clip came out grey and flat (its reference white at 58 % of full
+scale) and an HLG one desaturated (BT.2020 primaries read as BT.709's) — not what a model
+trained on SDR video saw, nor what a player shows. A player maps them to the display: signal
+to light (the PQ or HLG transfer of ITU-R BT.2100), the highlights above the display's peak
+compressed (the BT.2390 EETF), BT.2020 primaries to BT.709's, and light back to an SDR signal
+(BT.1886's gamma 2.4). :class:`ToneMap` does the same, with the HDR reference white of 203 cd/m²
+(ITU-R BT.2408) as SDR's full white, as libplacebo (mpv, VLC) does.
+
+The curve acts on the largest of a pixel's R, G and B (each is scaled by the same factor), so
+hues are kept as highlights are compressed; colours outside BT.709 after the primaries change
+are clipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the transfer characteristics of HDR (FFmpeg's AVColorTransferCharacteristic)
+PQ, HLG = 16, 18            # SMPTE ST 2084, ARIB STD-B67
+#: BT.2020 primaries (AVColorPrimaries)
+BT2020_PRIMARIES = 9
+#: HDR luminance (cd/m²) shown as SDR's full white: the HDR reference white of ITU-R BT.2408
+REFERENCE_WHITE = 203.0
+#: the peak of a PQ stream that says nothing of its mastering display, and HLG's nominal peak
+DEFAULT_PEAK = 1000.0
+
+# SMPTE ST 2084 constants
+_M1, _M2 = 2610 / 16384, 2523 / 4096 * 128
+_C1, _C2, _C3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
+# ARIB STD-B67 (HLG) constants
+_A, _B, _C = 0.17883277, 1 - 4 * 0.17883277, 0.5 - 0.17883277 * np.log(4 * 0.17883277)
+
+#: linear BT.2020 RGB → linear BT.709 RGB (ITU-R BT.2087)
+BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728],
+                            [-0.1246, 1.1329, -0.0083],
+                            [-0.0182, -0.1006, 1.1187]], np.float32)
+
+
+def pq_to_nits(signal: np.ndarray) -> np.ndarray:
+    """PQ signal (0–1) → luminance in cd/m² (0–10 000): ST 2084's EOTF."""
+    p = np.power(np.clip(signal, 0, 1), 1 / _M2)
+    return 10000 * np.power(np.maximum(p - _C1, 0) / (_C2 - _C3 * p), 1 / _M1)
+
+
+def nits_to_pq(nits: np.ndarray) -> np.ndarray:
+    """Luminance in cd/m² → PQ signal (0–1): ST 2084's inverse EOTF."""
+    y = np.power(np.clip(np.asarray(nits, np.float64 if np.ndim(nits) == 0 else np.float32) / 10000, 0, 1), _M1)
+    return np.power((_C1 + _C2 * y) / (1 + _C3 * y), _M2)
+
+
+def hlg_to_scene(signal: np.ndarray) -> np.ndarray:
+    """HLG signal (0–1) → scene light (0–1): BT.2100's inverse OETF."""
+    e = np.clip(signal, 0, 1)
+    return np.where(e <= 0.5, e * e / 3, (np.exp((e - _C) / _A) + _B) / 12)
+
+
+def bt2390(nits: np.ndarray, peak: float, target: float) -> np.ndarray:
+    """ITU-R BT.2390's EETF: luminance mastered up to ``peak`` cd/m² onto a display of
+    ``target`` cd/m², in PQ: unchanged below the knee, highlights rolled off smoothly to
+    ``target`` (a Hermite spline). Black stays black (no black-level lift)."""
+    if peak <= target:
+        return np.minimum(nits, target)
+    top = float(nits_to_pq(peak))
+    e1 = nits_to_pq(nits) / top
+    max_lum = float(nits_to_pq(target)) / top
+    knee = 1.5 * max_lum - 0.5
+    t = np.clip((e1 - knee) / (1 - knee), 0, None)
+    spline = (2 * t**3 - 3 * t**2 + 1) * knee + (t**3 - 2 * t**2 + t) * (1 - knee) + (-2 * t**3 + 3 * t**2) * max_lum
+    e2 = np.where(e1 < knee, e1, spline)
+    return pq_to_nits(np.minimum(e2, max_lum) * top)
+
+
+class ToneMap:
+    """An HDR frame's RGB signal → SDR RGB, as :mod:`this module <videoxai.data.hdr>` says.
+
+    Args:
+        transfer: :data:`PQ` or :data:`HLG`.
+        bt2020: whether the primaries are BT.2020's (converted to BT.709's).
+        peak: the stream's peak luminance in cd/m² (a PQ stream's mastering display;
+            :data:`DEFAULT_PEAK` when unknown; HLG's nominal display peak).
+    """
+
+    def __init__(self, transfer: int, bt2020: bool = True, peak: float | None = None) -> None:
+        if transfer not in (PQ, HLG):
+            raise ValueError(f"not an HDR transfer: {transfer}")
+        self.transfer, self.bt2020 = transfer, bt2020
+        self.peak = float(peak) if peak and peak > REFERENCE_WHITE else DEFAULT_PEAK
+
+    def __call__(self, rgb16: np.ndarray) -> np.ndarray:
+        """``(H, W, 3)`` uint16 full-scale RGB signal → ``(H, W, 3)`` uint8 SDR RGB."""
+        signal = rgb16.astype(np.float32) / 65535
+        if self.transfer == PQ:
+            light = pq_to_nits(signal)
+        else:  # HLG: scene light, then BT.2100's OOTF for a display of the nominal peak (system gamma 1.2)
+            scene = hlg_to_scene(signal)
+            y = scene @ (np.array([0.2627, 0.6780, 0.0593], np.float32) if self.bt2020
+                         else np.array([0.2126, 0.7152, 0.0722], np.float32))
+            light = DEFAULT_PEAK * scene * np.power(np.maximum(y, 1e-12), 0.2)[..., None]
+        top = light.max(axis=-1, keepdims=True)
+        mapped = bt2390(top, self.peak, REFERENCE_WHITE)
+        light = light * np.divide(mapped, top, out=np.zeros_like(top), where=top > 0)
+        relative = light / REFERENCE_WHITE
+        if self.bt2020:
+            relative = relative @ BT2020_TO_BT709.T
+        sdr = np.power(np.clip(relative, 0, 1), 1 / 2.4)        # BT.1886: the display's gamma 2.4
+        return np.rint(sdr * 255).astype(np.uint8)
+
+
+def tone_map_for(frame) -> ToneMap | None:
+    """The :class:`ToneMap` that shows ``frame`` (a decoded ``av.VideoFrame``) in SDR, or
+    ``None`` for an SDR frame (or a PyAV that does not say a frame's transfer)."""
+    transfer = int(getattr(frame, "color_trc", 0) or 0)
+    if transfer not in (PQ, HLG):
+        return None
+    bt2020 = int(getattr(frame, "color_primaries", BT2020_PRIMARIES) or BT2020_PRIMARIES) == BT2020_PRIMARIES
+    return ToneMap(transfer, bt2020, mastering_peak(frame) if transfer == PQ else None)
+
+
+def mastering_peak(frame) -> float | None:
+    """The peak luminance (cd/m²) of the mastering display a PQ frame's side data names, if any.
+
+    The side data is FFmpeg's ``AVMasteringDisplayMetadata``: primaries (6 rationals of two
+    int32), white point (2), minimum and maximum luminance, then whether the primaries and the
+    luminances are set; the maximum is the 10th rational."""
+    from collections.abc import Mapping
+
+    try:
+        side = frame.side_data
+        for data in side.values() if isinstance(side, Mapping) else side:
+            if "MASTERING_DISPLAY" in str(getattr(data, "type", "")).upper():
+                raw = np.frombuffer(memoryview(data).tobytes()[:88], dtype="<i4")
+                if raw.size < 22 or not raw[21]:  # has_luminance
+                    return None
+                num, den = int(raw[18]), int(raw[19])
+                return num / den if den > 0 and num > 0 else None
+    except (AttributeError, TypeError, ValueError, KeyError):
+        pass
+    return None
