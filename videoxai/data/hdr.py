@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .side_data import side_data
+
 #: the transfer characteristics of HDR (FFmpeg's AVColorTransferCharacteristic)
 PQ, HLG = 16, 18            # SMPTE ST 2084, ARIB STD-B67
 #: BT.2020 primaries (AVColorPrimaries)
@@ -136,17 +138,9 @@ def mastering_peak(frame) -> float | None:
     The side data is FFmpeg's ``AVMasteringDisplayMetadata``: primaries (6 rationals of two
     int32), white point (2), minimum and maximum luminance, then whether the primaries and the
     luminances are set; the maximum is the 10th rational."""
-    from collections.abc import Mapping
-
-    try:
-        side = frame.side_data
-        for data in side.values() if isinstance(side, Mapping) else side:
-            if "MASTERING_DISPLAY" in str(getattr(data, "type", "")).upper():
-                raw = np.frombuffer(memoryview(data).tobytes()[:88], dtype="<i4")
-                if raw.size < 22 or not raw[21]:  # has_luminance
-                    return None
-                num, den = int(raw[18]), int(raw[19])
-                return num / den if den > 0 and num > 0 else None
-    except (AttributeError, TypeError, ValueError, KeyError):
-        pass
-    return None
+    data = side_data(frame, "MASTERING_DISPLAY")
+    if data is None or len(data) < 88:
+        return None
+    raw = np.frombuffer(data[:88], dtype="<i4")
+    num, den = int(raw[18]), int(raw[19])
+    return num / den if raw[21] and den > 0 and num > 0 else None   # raw[21]: has_luminance

@@ -19,7 +19,6 @@ stream client's URL reader both use it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from fractions import Fraction
 from functools import lru_cache
 
@@ -28,6 +27,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from .hdr import ToneMap, tone_map_for
+from .side_data import side_data
 
 __all__ = ["video_stream", "sample_aspect", "display_size", "target_size", "PictureConverter", "quarter_turns", "orientation",
            "ffmpeg_reason"]
@@ -237,19 +237,11 @@ def orientation(frame: av.VideoFrame) -> tuple[int, bool]:
 
 def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
     """The frame's display matrix, 9 int32 in FFmpeg's layout, or ``None`` (none, or a PyAV
-    that does not give side data).
-
-    PyAV 18 made ``frame.side_data`` a mapping from each type to its data (iterating it gives
-    the types); earlier ones iterate the data themselves. Both are read."""
-    try:
-        side = frame.side_data
-        for data in side.values() if isinstance(side, Mapping) else side:
-            if "DISPLAYMATRIX" in str(getattr(data, "type", "")).upper():
-                m = np.frombuffer(memoryview(data).tobytes(), dtype="<i4")
-                return m if m.size == 9 else None
-    except (AttributeError, TypeError, ValueError, KeyError):
-        pass
-    return None
+    that does not give side data)."""
+    data = side_data(frame, "DISPLAYMATRIX")
+    if data is None or len(data) != 36:
+        return None
+    return np.frombuffer(data, dtype="<i4")
 
 
 def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
