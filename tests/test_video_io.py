@@ -479,6 +479,13 @@ def test_an_animated_webp_is_read_as_pillow_composites_it_timed_as_browsers_show
     assert np.array_equal(windows[1].frames, stored[2:4])
     with pytest.raises(vio.FrameTooLargeError, match=r"sticker.webp: its frames are 24x16, over the limit of 100 "):
         read_video(path, max_pixels=100)
+    import videoxai.data.animated_webp as animated_webp
+
+    animated_webp._converted.cache_clear()
+    with pytest.MonkeyPatch.context() as patch:                      # held in memory: bounded
+        patch.setattr(animated_webp, "MAX_DECODED_BYTES", 5 * 16 * 24 * 3 - 1)
+        with pytest.raises(VideoReadError, match=r"sticker.webp: an animated WebP of 5 frames of 24x16, more than"):
+            read_video(path)
 
 
 def test_write_video_s_animated_webp_reads_back(tmp_path):

@@ -30,6 +30,9 @@ from .streams import shown_path
 
 #: QuickTime time base the frames are timed in: WebP delays are whole milliseconds
 MILLISECOND = Fraction(1, 1000)
+#: the most decoded frame bytes (RGB) an animation may have: its frames are held in memory (as
+#: PNG pictures, no larger than that for pictures, far smaller for drawn animations)
+MAX_DECODED_BYTES = 4 << 30
 #: a delay at most this long (ms) is shown for :data:`SHORT_DELAY_SHOWN` ms, as browsers show it
 SHORT_DELAY = 10
 SHORT_DELAY_SHOWN = 100
@@ -76,13 +79,18 @@ def _converted(path: str, size: int, mtime_ns: int, max_pixels: int | None) -> b
 
                 raise FrameTooLargeError(f"{shown_path(path)}: its frames are {im.width}x{im.height}, over the limit of "
                                          f"{max_pixels} pixels per frame")
+            frames = getattr(im, "n_frames", 1)
+            if frames * im.width * im.height * 3 > MAX_DECODED_BYTES:
+                raise VideoReadError(f"{shown_path(path)}: an animated WebP of {frames} frames of {im.width}x{im.height}, "
+                                     f"more than the {MAX_DECODED_BYTES >> 30} GiB of frames it is read into memory "
+                                     "within; convert it to a video file first")
             with av.open(buffer, "w", format="mov") as out:
                 stream = out.add_stream("png")
                 stream.width, stream.height, stream.pix_fmt = im.width, im.height, "rgb24"
                 stream.codec_context.time_base = stream.time_base = MILLISECOND
                 stream.options = {"compression_level": "1"}  # fast: the file lives only in memory
                 start = 0
-                for index in range(getattr(im, "n_frames", 1)):
+                for index in range(frames):
                     im.seek(index)
                     im.load()  # the frame's delay is known once it is decoded
                     delay = int(im.info.get("duration") or 0)
