@@ -78,10 +78,10 @@ def test_the_tables_give_the_closed_form_within_one_level(transfer, peak):
 
 
 def _hdr_hevc(path: Path, signals, transfer: int, primaries: int = 9, matrix: int = 9,
-              params: str = "lossless=1") -> Path:
-    """Grey 10-bit HEVC frames (R' = G' = B' = each signal, limited range), tagged as phones and
-    HDR10 masters tag them (transfer, primaries, matrix); lossless unless ``params`` (x265's) say
-    otherwise."""
+              params: str = "lossless=1", chroma: tuple[int, int] = (512, 512)) -> Path:
+    """10-bit 4:2:0 HEVC frames of one colour each: luma level ``64 + 876 · signal``, chroma
+    levels ``chroma`` (grey: R' = G' = B' = the signal), tagged as phones and HDR10 masters tag
+    them (transfer, primaries, matrix); lossless unless ``params`` (x265's) say otherwise."""
     with av.open(str(path), "w") as out:
         # no B-frames, and each packet's decoding time its presentation time: FFmpeg 8.1's x265
         # wrapper gave packets garbage decoding times now and then (a third of the runs with
@@ -93,7 +93,7 @@ def _hdr_hevc(path: Path, signals, transfer: int, primaries: int = 9, matrix: in
         for k, v in enumerate(signals):
             frame = av.VideoFrame(32, 32, "yuv420p10le")
             frame.pts = k
-            for plane, level in zip(frame.planes, (round(64 + 876 * v), 512, 512)):
+            for plane, level in zip(frame.planes, (round(64 + 876 * v), *chroma)):
                 plane.update(np.full(plane.buffer_size // 2, level, "<u2").tobytes())
             frame.color_trc, frame.color_primaries, frame.colorspace = transfer, primaries, matrix
             packets = s.encode(frame)
@@ -141,3 +141,21 @@ def test_a_pq_master_s_peak_is_read_from_its_mastering_display(tmp_path):
     bright = read_video(with_peak).frames[0, 16, 16, 0]
     plain = read_video(_hdr_hevc(tmp_path / "plain.mp4", signal, PQ)).frames[0, 16, 16, 0]
     assert plain == 255 and 230 < bright < 255
+
+
+@pytest.mark.skipif("libx265" not in av.codecs_available, reason="FFmpeg without libx265")
+def test_a_coloured_hlg_frame_is_converted_with_bt2020_s_matrix_then_tone_mapped(tmp_path):
+    """Y'CbCr → R'G'B' by BT.2020's matrix, in 16 bits, then the tone map: FFmpeg 8.1's 16-bit
+    conversion with full chroma interpolation zeroed red and green of 10-bit 4:2:0 (a bluish
+    grey came out pure blue)."""
+    luma, cb, cr = 301, 598, 449
+    y, u, v = (luma - 64) / 876, (cb - 512) / 896, (cr - 512) / 896
+    kr, kb = 0.2627, 0.0593                                            # BT.2020's matrix
+    r, b = y + 2 * (1 - kr) * v, y + 2 * (1 - kb) * u
+    g = (y - kr * r - kb * b) / (1 - kr - kb)
+    signal = np.rint(np.array([[[r, g, b]]]) * 65535).astype(np.uint16)
+    expected = ToneMap(HLG)(signal)[0, 0].astype(int)
+    assert expected[1] > 50                                            # green is there to lose
+    path = _hdr_hevc(tmp_path / "phone.mp4", [y, y], HLG, chroma=(cb, cr))
+    got = read_video(path).frames[0, 16, 16].astype(int)
+    assert np.abs(got - expected).max() <= 2, (got, expected)

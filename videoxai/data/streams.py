@@ -116,8 +116,9 @@ class PictureConverter:
         # AREA averages the source pixels a target pixel covers (no aliasing when shrinking)
         interpolation = Interpolation.AREA if resize else Interpolation.BILINEAR
         if self.tone_map is not None:  # HDR: its full-precision signal, tone-mapped as players show it
-            wide = frame.reformat(width=w, height=h, format="rgb48le", interpolation=interpolation
-                                  | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT).to_ndarray()
+            # (not FULL_CHR_H_INT: FFmpeg 8.1 then zeroed red and green of 10-bit 4:2:0 in 16-bit RGB)
+            wide = frame.reformat(width=w, height=h, format="rgb48le",
+                                  interpolation=interpolation | Interpolation.ACCURATE_RND).to_ndarray()
             rgb = self.tone_map(wide)
         elif _deep_rgb(frame.format.name) or (_deep_yuv(frame.format.name) and _full_range(frame)):
             wide = frame.reformat(width=w, height=h, format="rgb48le", interpolation=interpolation).to_ndarray()
