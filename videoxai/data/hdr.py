@@ -102,6 +102,7 @@ class ToneMap:
         factor = np.divide(bt2390(nits, self.peak, REFERENCE_WHITE), nits, out=np.ones_like(nits), where=nits > 0)
         self._factor = (factor / REFERENCE_WHITE).astype(np.float32)      # to SDR's scale, white 1
         self._gamma = np.rint(255 * np.power(levels, 2 / 2.4)).astype(np.uint8)   # BT.1886: gamma 2.4
+        self._ootf = (DEFAULT_PEAK * np.power(levels**2, 0.2)).astype(np.float32)   # HLG's Lw · Ys^(γ-1)
 
     def __call__(self, rgb16: np.ndarray) -> np.ndarray:
         """``(H, W, 3)`` uint16 full-scale RGB signal → ``(H, W, 3)`` uint8 SDR RGB."""
@@ -109,7 +110,7 @@ class ToneMap:
         if self.transfer == HLG:  # scene light, then BT.2100's OOTF on a display of the nominal peak (gamma 1.2)
             y = light @ (np.array([0.2627, 0.6780, 0.0593], np.float32) if self.bt2020
                          else np.array([0.2126, 0.7152, 0.0722], np.float32))
-            light *= (DEFAULT_PEAK * np.power(np.maximum(y, 1e-12), 0.2))[..., None]
+            light *= self._ootf[_index(y)][..., None]
         top = np.maximum(np.maximum(light[..., 0], light[..., 1]), light[..., 2])
         light *= self._factor[_index(top / self._top)][..., None]
         if self.bt2020:
