@@ -143,6 +143,16 @@ def test_long_video_reading_compares_both_paths_on_the_same_frames(capsys):
         assert same == "True", row
 
 
+@pytest.mark.skipif("libx265" not in __import__("av").codecs_available, reason="FFmpeg without libx265")
+def test_hdr_reading_times_the_same_frames_tagged_sdr_and_hdr(capsys):
+    out = _run("benchmarks/hdr_reading.py", "--frames", "3", "--repeat", "1", "--transfer", "pq", capsys=capsys)
+    rows = {ln.split()[0]: ln.split() for ln in out.splitlines() if " read_video " in ln}
+    assert set(rows) == {"sdr", "pq"}, out
+    for row in rows.values():
+        assert _number(row[2]) > 0 and 20 < _number(row[-1]) < 235, out       # seconds; mean level of real pictures
+    assert re.search(r"hdr/sdr = \d+\.\d\d", out), out
+
+
 def test_perturbation_quality_prints_a_row_per_method_with_the_device(capsys):
     out = _run("benchmarks/perturbation_quality.py", "--clips", "1", "--methods", "staa", "--threads", "1",
                capsys=capsys)
