@@ -33,8 +33,8 @@ TAGS = {"sdr": (1, 1, 1), "hlg": (HLG, 9, 9), "pq": (PQ, 9, 9)}
 
 
 def write_hevc(path: Path, frames, tags: tuple[int, int, int]) -> None:
-    """``frames`` (RGB uint8) as 10-bit 4:2:0 HEVC tagged ``tags``; the same pictures whatever
-    the tags (the encoder converts RGB with the BT.709 matrix either way)."""
+    """``frames`` (RGB uint8) as 10-bit 4:2:0 HEVC tagged ``tags``: the same samples whatever the
+    tags (converted to YUV once, by FFmpeg's default matrix), so only their reading differs."""
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx265", rate=24, options={"x265-params": "log-level=error:bframes=0", "preset": "ultrafast"})
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p10le"

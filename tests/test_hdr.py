@@ -27,14 +27,46 @@ def test_the_transfer_functions_give_bt2100_s_and_bt2408_s_known_values():
     assert float(hlg_to_scene(np.float32(1.0))) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_the_primaries_matrices_are_the_published_ones():
+    from videoxai.data.hdr import rgb_to_xyz, to_bt709
+
+    bt2087 = [[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]]   # ITU-R BT.2087
+    assert np.allclose(BT2020_TO_BT709, bt2087, atol=1e-4)
+    assert np.allclose(rgb_to_xyz("bt2020")[1], [0.2627, 0.6780, 0.0593], atol=1e-4)         # BT.2020's luma weights
+    assert np.allclose(rgb_to_xyz("bt709")[1], [0.2126, 0.7152, 0.0722], atol=1e-4)          # BT.709's
+    assert np.allclose(to_bt709("p3"), [[1.2249, -0.2249, 0], [-0.0421, 1.0421, 0], [-0.0196, -0.0786, 1.0983]],
+                       atol=1e-4)                                                         # Display P3 → sRGB
+    assert np.allclose(to_bt709("bt709"), np.eye(3), atol=1e-6)
+
+
+def test_a_frame_s_tags_choose_the_tone_map():
+    """PQ and HLG come with BT.2020 primaries by definition (BT.2100): a stream that leaves them
+    unspecified (2) is read so, not as BT.709; Display P3 and BT.709 as themselves; SDR is not
+    tone-mapped; a master's stated peak is kept even below reference white."""
+    from types import SimpleNamespace
+
+    from videoxai.data.hdr import tone_map_for
+
+    def frame(trc, primaries):
+        return SimpleNamespace(color_trc=trc, color_primaries=primaries, side_data={})
+
+    assert tone_map_for(frame(1, 1)) is None and tone_map_for(frame(0, 9)) is None
+    assert [tone_map_for(frame(PQ, p)).primaries for p in (9, 2, 0, 12, 1)] == ["bt2020"] * 3 + ["p3", "bt709"]
+    assert tone_map_for(frame(HLG, 2)).transfer == HLG and tone_map_for(frame(PQ, 9)).peak == 1000
+    assert ToneMap(PQ, peak=150).peak == 150                                 # a dim master: nothing rolled off
+    signal = np.rint(nits_to_pq(np.float32(150)) * 65535).astype(np.uint16).repeat(3)[None, None]
+    assert ToneMap(PQ, "bt709", peak=150)(signal)[0, 0, 0] == round(255 * (150 / REFERENCE_WHITE) ** (1 / 2.4))
+
+
 def test_bt2390_keeps_what_the_display_shows_and_rolls_off_the_rest_to_its_peak():
     nits = np.linspace(0, 1000, 2001, dtype=np.float32)
     out = bt2390(nits, 1000, REFERENCE_WHITE)
-    knee = float(pq_to_nits(np.float32((1.5 * nits_to_pq(203) / nits_to_pq(1000) - 0.5) * nits_to_pq(1000))))
-    below = nits < knee * 0.999
-    assert np.allclose(out[below], nits[below], rtol=1e-4)                   # unchanged below the knee
+    # BT.2390's knee for a 1000 cd/m² master on a 203 cd/m² display lies at 88 cd/m²
+    assert np.allclose(out[nits <= 87], nits[nits <= 87], rtol=1e-4)       # unchanged below it
+    assert np.all(out[nits >= 95] < nits[nits >= 95] - 0.01)                 # compressed above it
     assert np.all(np.diff(out) >= -1e-3) and out[-1] == pytest.approx(REFERENCE_WHITE, rel=1e-3)   # monotone, to the peak
-    assert out.max() <= REFERENCE_WHITE * 1.0001 and out[nits >= knee].min() < REFERENCE_WHITE
+    assert out.max() <= REFERENCE_WHITE * 1.0001
+    assert 150 < float(bt2390(np.float32(203), 1000, REFERENCE_WHITE)) < 175   # reference white dimmed (~165 by hand)
     assert np.allclose(bt2390(nits, 150, REFERENCE_WHITE), np.minimum(nits, REFERENCE_WHITE))    # nothing to compress
 
 
@@ -42,14 +74,14 @@ def test_the_tone_map_keeps_hues_and_takes_bt2020_colours_to_bt709():
     # a warm highlight in BT.709 primaries: its channels keep their ratios in light while compressed
     colour = np.array([900.0, 450.0, 90.0], np.float32)                    # cd/m², R:G:B = 10:5:1
     signal = np.rint(nits_to_pq(colour) * 65535).astype(np.uint16)[None, None]
-    sdr = ToneMap(PQ, bt2020=False)(signal)[0, 0].astype(np.float64)
+    sdr = ToneMap(PQ, "bt709")(signal)[0, 0].astype(np.float64)
     light = (sdr / 255) ** 2.4
     assert light[0] / light[1] == pytest.approx(2, rel=0.03) and light[0] / light[2] == pytest.approx(10, rel=0.1)
     # BT.709's pure red at 100 cd/m², as BT.2020 stores it, is shown as pure red
     red709 = np.array([100.0, 0.0, 0.0], np.float32)
     as2020 = np.linalg.solve(BT2020_TO_BT709.astype(np.float64), red709)
     signal = np.rint(nits_to_pq(as2020.astype(np.float32)) * 65535).astype(np.uint16)[None, None]
-    shown = ToneMap(PQ, bt2020=True)(signal)[0, 0]
+    shown = ToneMap(PQ, "bt2020")(signal)[0, 0]
     assert shown[0] == pytest.approx(255 * (100 / REFERENCE_WHITE) ** (1 / 2.4), abs=2) and shown[1] <= 2 and shown[2] <= 2
     with pytest.raises(ValueError, match="not an HDR transfer"):
         ToneMap(1)
@@ -63,7 +95,7 @@ def test_the_tables_give_the_closed_form_within_one_level(transfer, peak):
 
     rgb16 = np.random.default_rng(1).integers(0, 65536, (200, 200, 3)).astype(np.uint16)
     rgb16[:80] //= 8                                                        # dark pixels too
-    tone_map = ToneMap(transfer, True, peak)
+    tone_map = ToneMap(transfer, "bt2020", peak)
     signal = rgb16 / 65535
     if transfer == PQ:
         light = pq_to_nits(signal)
@@ -144,10 +176,12 @@ def test_a_pq_master_s_peak_is_read_from_its_mastering_display(tmp_path):
 
 
 @pytest.mark.skipif("libx265" not in av.codecs_available, reason="FFmpeg without libx265")
-def test_a_coloured_hlg_frame_is_converted_with_bt2020_s_matrix_then_tone_mapped(tmp_path):
+@pytest.mark.parametrize("matrix", [9, 2])
+def test_a_coloured_hlg_frame_is_converted_with_bt2020_s_matrix_then_tone_mapped(tmp_path, matrix):
     """Y'CbCr → R'G'B' by BT.2020's matrix, in 16 bits, then the tone map: FFmpeg 8.1's 16-bit
     conversion with full chroma interpolation zeroed red and green of 10-bit 4:2:0 (a bluish
-    grey came out pure blue)."""
+    grey came out pure blue). A matrix left unspecified (2) is BT.2020's too (swscale's default
+    is BT.601's)."""
     luma, cb, cr = 301, 598, 449
     y, u, v = (luma - 64) / 876, (cb - 512) / 896, (cr - 512) / 896
     kr, kb = 0.2627, 0.0593                                            # BT.2020's matrix
@@ -156,6 +190,6 @@ def test_a_coloured_hlg_frame_is_converted_with_bt2020_s_matrix_then_tone_mapped
     signal = np.rint(np.array([[[r, g, b]]]) * 65535).astype(np.uint16)
     expected = ToneMap(HLG)(signal)[0, 0].astype(int)
     assert expected[1] > 50                                            # green is there to lose
-    path = _hdr_hevc(tmp_path / "phone.mp4", [y, y], HLG, chroma=(cb, cr))
+    path = _hdr_hevc(tmp_path / "phone.mp4", [y, y], HLG, matrix=matrix, chroma=(cb, cr))
     got = read_video(path).frames[0, 16, 16].astype(int)
     assert np.abs(got - expected).max() <= 2, (got, expected)

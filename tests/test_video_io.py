@@ -481,6 +481,9 @@ def test_an_animated_webp_is_read_as_pillow_composites_it_timed_as_browsers_show
         read_video(path, max_pixels=100)
     import videoxai.data.animated_webp as animated_webp
 
+    animated_webp._converted.cache_clear()                          # decoded once for all its readers
+    read_video(path), probe(path), list(sliding_windows(path, 2)), read_video(path, 3, max_pixels=None)
+    assert animated_webp._converted.cache_info().misses == 1
     animated_webp._converted.cache_clear()
     with pytest.MonkeyPatch.context() as patch:                      # held in memory: bounded
         patch.setattr(animated_webp, "MAX_DECODED_BYTES", 5 * 16 * 24 * 3 - 1)

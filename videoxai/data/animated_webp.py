@@ -30,9 +30,10 @@ from .streams import shown_path
 
 #: QuickTime time base the frames are timed in: WebP delays are whole milliseconds
 MILLISECOND = Fraction(1, 1000)
-#: the most decoded frame bytes (RGB) an animation may have: its frames are held in memory (as
-#: PNG pictures, no larger than that for pictures, far smaller for drawn animations)
-MAX_DECODED_BYTES = 4 << 30
+#: the most decoded frame bytes (RGB) an animation may have: its frames are held in memory, as PNG
+#: pictures (about that size for photographs, a little more for noise, far less for drawings),
+#: once more while the conversion is copied out, and the last file's for as long as it is read
+MAX_DECODED_BYTES = 2 << 30
 #: a delay at most this long (ms) is shown for :data:`SHORT_DELAY_SHOWN` ms, as browsers show it
 SHORT_DELAY = 10
 SHORT_DELAY_SHOWN = 100
@@ -50,40 +51,50 @@ def is_animated_webp(path: str | os.PathLike) -> bool:
     return head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and len(head) == 21 and bool(head[20] & 0x02)
 
 
+def canvas_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an animated WebP's canvas, from its ``VP8X`` header (each stored
+    less one, in 24 bits), without decoding anything."""
+    with open(path, "rb") as f:
+        head = f.read(30)
+    return int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+
+
 def as_quicktime(path: str | os.PathLike, max_pixels: int | None = None) -> io.BytesIO:
     """The animated WebP at ``path`` as an in-memory QuickTime file to open with PyAV: each
     frame as Pillow composites it, stored as a PNG picture (lossless) timed in milliseconds by
     the animation's delays (:data:`SHORT_DELAY` rule above); the last frame lasts its own delay.
 
-    The conversion of the last file converted is remembered (keyed by its size and modification
-    time), so opening it again — a probe, then a read — does not decode it again.
+    The last file's conversion is remembered (keyed by its real path, size and modification
+    time), so opening it again — a probe, a read, the windows after it — does not decode it again.
 
     Raises:
-        VideoReadError: Pillow cannot read the file (damaged, cut short), or its canvas has
-            more than ``max_pixels`` pixels (nothing is decoded then).
+        FrameTooLargeError: its canvas has more than ``max_pixels`` pixels (checked on the
+            header, before anything is decoded).
+        VideoReadError: Pillow cannot read the file (damaged, cut short), or its frames are more
+            than :data:`MAX_DECODED_BYTES`.
     """
+    width, height = canvas_size(path)
+    if max_pixels is not None and width * height > max_pixels:
+        from .decoder import FrameTooLargeError  # (the decoder imports this module's importer)
+
+        raise FrameTooLargeError(f"{shown_path(path)}: its frames are {width}x{height}, over the limit of {max_pixels} "
+                                 "pixels per frame")
     st = os.stat(path)
-    data = _converted(os.fspath(path), st.st_size, st.st_mtime_ns, max_pixels)
-    return io.BytesIO(data)
+    return io.BytesIO(_converted(os.path.realpath(path), st.st_size, st.st_mtime_ns))  # (shares the bytes)
 
 
 @lru_cache(maxsize=1)
-def _converted(path: str, size: int, mtime_ns: int, max_pixels: int | None) -> bytes:
+def _converted(path: str, size: int, mtime_ns: int) -> bytes:
     from PIL import Image  # a dependency of the package; imported where an animated WebP is read
 
     buffer = io.BytesIO()
     try:
         with Image.open(path) as im:
-            if max_pixels is not None and im.width * im.height > max_pixels:
-                from .decoder import FrameTooLargeError  # (the decoder imports this module's importer)
-
-                raise FrameTooLargeError(f"{shown_path(path)}: its frames are {im.width}x{im.height}, over the limit of "
-                                         f"{max_pixels} pixels per frame")
             frames = getattr(im, "n_frames", 1)
             if frames * im.width * im.height * 3 > MAX_DECODED_BYTES:
                 raise VideoReadError(f"{shown_path(path)}: an animated WebP of {frames} frames of {im.width}x{im.height}, "
-                                     f"more than the {MAX_DECODED_BYTES >> 30} GiB of frames it is read into memory "
-                                     "within; convert it to a video file first")
+                                     f"more than the {MAX_DECODED_BYTES / 2**30:g} GiB of frames it is read into "
+                                     "memory within; convert it to a video file first")
             with av.open(buffer, "w", format="mov") as out:
                 stream = out.add_stream("png")
                 stream.width, stream.height, stream.pix_fmt = im.width, im.height, "rgb24"
@@ -104,6 +115,8 @@ def _converted(path: str, size: int, mtime_ns: int, max_pixels: int | None) -> b
                 out.mux(stream.encode())
     except VideoReadError:
         raise
+    except Image.DecompressionBombError as e:  # past Pillow's own limit (max_pixels=None was given)
+        raise VideoReadError(f"{shown_path(path)}: its frames are larger than Pillow decodes ({e})") from None
     except (OSError, ValueError, EOFError, SyntaxError) as e:  # what Pillow raises on a damaged file
         declared = _declared_size(path)
         if declared > size:  # libwebp's animation decoder reads no frame of a file cut short

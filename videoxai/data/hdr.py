@@ -7,12 +7,17 @@ scale) and an HLG one desaturated (BT.2020 primaries read as BT.709's) — not w
 trained on SDR video saw, nor what a player shows. A player maps them to the display: signal
 to light (the PQ or HLG transfer of ITU-R BT.2100), the highlights above the display's peak
 compressed (the BT.2390 EETF), BT.2020 primaries to BT.709's, and light back to an SDR signal
-(BT.1886's gamma 2.4). :class:`ToneMap` does the same, with the HDR reference white of 203 cd/m²
-(ITU-R BT.2408) as SDR's full white, as libplacebo (mpv, VLC) does.
+(BT.1886's gamma 2.4). :class:`ToneMap` does the same, the SDR display's peak standing for the
+HDR reference white of 203 cd/m² (ITU-R BT.2408), as libplacebo (mpv, VLC) takes it: light up
+to about 90 cd/m² is shown as it is, and the roll-off above brings the master's peak (its
+mastering display's, else 1000 cd/m²) to full white — reference white itself comes out at 230 of
+255 from a 1000 cd/m² master, 210 from a 4000 cd/m² one. A stream's content light level
+(MaxCLL) is not read.
 
 The curve acts on the largest of a pixel's R, G and B (each is scaled by the same factor), so
 hues are kept as highlights are compressed; colours outside BT.709 after the primaries change
-are clipped.
+are clipped. Primaries the stream leaves unspecified are BT.2020's, as BT.2100 defines PQ and HLG
+with them; Display P3 (Apple's HDR exports) is converted as such.
 """
 
 from __future__ import annotations
@@ -23,8 +28,6 @@ from .side_data import side_data
 
 #: the transfer characteristics of HDR (FFmpeg's AVColorTransferCharacteristic)
 PQ, HLG = 16, 18            # SMPTE ST 2084, ARIB STD-B67
-#: BT.2020 primaries (AVColorPrimaries)
-BT2020_PRIMARIES = 9
 #: HDR luminance (cd/m²) shown as SDR's full white: the HDR reference white of ITU-R BT.2408
 REFERENCE_WHITE = 203.0
 #: the peak of a PQ stream that says nothing of its mastering display, and HLG's nominal peak
@@ -36,10 +39,30 @@ _C1, _C2, _C3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
 # ARIB STD-B67 (HLG) constants
 _A, _B, _C = 0.17883277, 1 - 4 * 0.17883277, 0.5 - 0.17883277 * np.log(4 * 0.17883277)
 
-#: linear BT.2020 RGB → linear BT.709 RGB (ITU-R BT.2087)
-BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728],
-                            [-0.1246, 1.1329, -0.0083],
-                            [-0.0182, -0.1006, 1.1187]], np.float32)
+#: chromaticities (x, y) of red, green and blue, each with the D65 white
+CHROMATICITIES = {"bt709": ((0.64, 0.33), (0.30, 0.60), (0.15, 0.06)),
+                  "bt2020": ((0.708, 0.292), (0.170, 0.797), (0.131, 0.046)),
+                  "p3": ((0.680, 0.320), (0.265, 0.690), (0.150, 0.060))}
+D65 = (0.3127, 0.3290)
+#: FFmpeg's AVColorPrimaries → those; any other (unspecified: 2) is BT.2020, as BT.2100 has it
+PRIMARIES = {1: "bt709", 9: "bt2020", 12: "p3"}
+
+
+def rgb_to_xyz(primaries: str) -> np.ndarray:
+    """``(3, 3)`` linear RGB → CIE XYZ of ``primaries`` (a :data:`CHROMATICITIES` key), white D65
+    at Y = 1; its middle row is the luminance of R, G and B (BT.2020: 0.2627, 0.6780, 0.0593)."""
+    xy = np.array(CHROMATICITIES[primaries])
+    columns = np.stack([xy[:, 0] / xy[:, 1], np.ones(3), (1 - xy.sum(axis=1)) / xy[:, 1]])
+    white = np.array([D65[0] / D65[1], 1.0, (1 - sum(D65)) / D65[1]])
+    return columns * np.linalg.solve(columns, white)
+
+
+def to_bt709(primaries: str) -> np.ndarray:
+    """``(3, 3)`` linear RGB of ``primaries`` → linear BT.709 RGB (BT.2020's is ITU-R BT.2087's)."""
+    return np.linalg.solve(rgb_to_xyz("bt709"), rgb_to_xyz(primaries)).astype(np.float32)
+
+
+BT2020_TO_BT709 = to_bt709("bt2020")
 
 
 def pq_to_nits(signal: np.ndarray) -> np.ndarray:
@@ -81,16 +104,18 @@ class ToneMap:
 
     Args:
         transfer: :data:`PQ` or :data:`HLG`.
-        bt2020: whether the primaries are BT.2020's (converted to BT.709's).
+        primaries: the stream's, a :data:`CHROMATICITIES` key (converted to BT.709's).
         peak: the stream's peak luminance in cd/m² (a PQ stream's mastering display;
             :data:`DEFAULT_PEAK` when unknown; HLG's nominal display peak).
     """
 
-    def __init__(self, transfer: int, bt2020: bool = True, peak: float | None = None) -> None:
+    def __init__(self, transfer: int, primaries: str = "bt2020", peak: float | None = None) -> None:
         if transfer not in (PQ, HLG):
             raise ValueError(f"not an HDR transfer: {transfer}")
-        self.transfer, self.bt2020 = transfer, bt2020
-        self.peak = float(peak) if peak and peak > REFERENCE_WHITE else DEFAULT_PEAK
+        self.transfer, self.primaries = transfer, primaries
+        self.peak = float(peak) if peak and peak > 0 else DEFAULT_PEAK
+        self._to_bt709 = None if primaries == "bt709" else to_bt709(primaries).T
+        self._luminance = rgb_to_xyz(primaries)[1].astype(np.float32)
         # Tables instead of powers per pixel (a 1080p frame took 0.5 s): each 16-bit signal
         # level's light; the EETF's factor and the display gamma each indexed by the square root
         # of their light (dense where the eye is: gamma's steps are 1e-4 of a level near black,
@@ -108,13 +133,11 @@ class ToneMap:
         """``(H, W, 3)`` uint16 full-scale RGB signal → ``(H, W, 3)`` uint8 SDR RGB."""
         light = self._light[rgb16]
         if self.transfer == HLG:  # scene light, then BT.2100's OOTF on a display of the nominal peak (gamma 1.2)
-            y = light @ (np.array([0.2627, 0.6780, 0.0593], np.float32) if self.bt2020
-                         else np.array([0.2126, 0.7152, 0.0722], np.float32))
-            light *= self._ootf[_index(y)][..., None]
+            light *= self._ootf[_index(light @ self._luminance)][..., None]
         top = np.maximum(np.maximum(light[..., 0], light[..., 1]), light[..., 2])
         light *= self._factor[_index(top / self._top)][..., None]
-        if self.bt2020:
-            light = light @ BT2020_TO_BT709.T
+        if self._to_bt709 is not None:
+            light = light @ self._to_bt709
         return self._gamma[_index(light)]
 
 
@@ -129,8 +152,8 @@ def tone_map_for(frame) -> ToneMap | None:
     transfer = int(getattr(frame, "color_trc", 0) or 0)
     if transfer not in (PQ, HLG):
         return None
-    bt2020 = int(getattr(frame, "color_primaries", BT2020_PRIMARIES) or BT2020_PRIMARIES) == BT2020_PRIMARIES
-    return ToneMap(transfer, bt2020, mastering_peak(frame) if transfer == PQ else None)
+    primaries = PRIMARIES.get(int(getattr(frame, "color_primaries", 0) or 0), "bt2020")
+    return ToneMap(transfer, primaries, mastering_peak(frame) if transfer == PQ else None)
 
 
 def mastering_peak(frame) -> float | None:
@@ -142,6 +165,6 @@ def mastering_peak(frame) -> float | None:
     data = side_data(frame, "MASTERING_DISPLAY")
     if data is None or len(data) < 88:
         return None
-    raw = np.frombuffer(data[:88], dtype="<i4")
+    raw = np.frombuffer(data[:88], dtype="=i4")   # the struct in this machine's byte order
     num, den = int(raw[18]), int(raw[19])
     return num / den if raw[21] and den > 0 and num > 0 else None   # raw[21]: has_luminance

@@ -15,9 +15,13 @@ def side_data(frame, kind: str) -> bytes | None:
     """
     try:
         found = frame.side_data
-        for data in found.values() if isinstance(found, Mapping) else found:
+        entries = list(found.values() if isinstance(found, Mapping) else found)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None
+    for data in entries:
+        try:  # one entry PyAV cannot describe (a type it does not know) does not hide the others
             if kind in str(getattr(data, "type", "")).upper():
                 return memoryview(data).tobytes()
-    except (AttributeError, TypeError, ValueError, KeyError):
-        pass
+        except (AttributeError, TypeError, ValueError, KeyError):
+            continue
     return None

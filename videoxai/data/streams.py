@@ -117,7 +117,9 @@ class PictureConverter:
         interpolation = Interpolation.AREA if resize else Interpolation.BILINEAR
         if self.tone_map is not None:  # HDR: its full-precision signal, tone-mapped as players show it
             # (not FULL_CHR_H_INT: FFmpeg 8.1 then zeroed red and green of 10-bit 4:2:0 in 16-bit RGB)
-            wide = frame.reformat(width=w, height=h, format="rgb48le",
+            # a matrix left unspecified is BT.2020's (swscale's default is BT.601's)
+            matrix = "BT2020" if int(getattr(frame, "colorspace", 0) or 0) == 2 else None
+            wide = frame.reformat(width=w, height=h, format="rgb48le", src_colorspace=matrix,
                                   interpolation=interpolation | Interpolation.ACCURATE_RND).to_ndarray()
             rgb = self.tone_map(wide)
         elif _deep_rgb(frame.format.name) or (_deep_yuv(frame.format.name) and _full_range(frame)):
