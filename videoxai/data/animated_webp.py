@@ -9,9 +9,9 @@ in-memory QuickTime file whose frame times are the animation's. Every reader —
 ``probe``, ``frame_times``, sliding windows, seeking by time — then reads it as it reads any
 video, with no second code path to keep in step.
 
-Timing follows browsers: a frame whose delay is 10 ms or less is shown for 100 ms (as Chromium
-and Firefox show GIF and WebP frames), so a 0-delay animation plays at 10 fps, as its GIF
-copy does (:func:`~videoxai.data.container.read_header`). Alpha is dropped, as FFmpeg drops it
+Timing follows browsers: a frame whose delay is 10 ms or less is shown for 100 ms (Chromium's
+rule for every animated image, after Firefox's for GIF), so a 0-delay animation plays at 10 fps,
+as its GIF copy does (:func:`~videoxai.data.container.read_header`). Alpha is dropped, as FFmpeg drops it
 when other videos with an alpha channel are read as RGB.
 """
 
