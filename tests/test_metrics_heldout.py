@@ -120,6 +120,11 @@ def reference_curve(model, x, spatial, temporal, unit, deletes, n_steps, grid=16
     return p, (p.sum() - p[0] / 2 - p[-1] / 2) / n
 
 
+#: float32 probabilities of the same clips computed in batches of another size: CPU kernels pick
+#: their algorithm by the batch (an Intel Xeon's differed from an AMD EPYC's by 1.2e-6 at 0.51;
+#: a wrong step, patch or order moves a curve point by 1e-3 or more)
+BATCH_ROUNDING = 5e-6
+
 @pytest.mark.parametrize("unit, opts", [("pixel", "n_steps=7"), ("patch", "grid=5"), ("patch", "grid=7, n_steps=500"),
                                         ("frame", "n_steps=100")])
 @pytest.mark.parametrize("name", ["deletion", "insertion"])
@@ -130,8 +135,8 @@ def test_curves_on_cropped_frames_equal_a_frame_space_reference(name, unit, opts
     n_steps = int(opts.split("n_steps=")[1]) if "n_steps" in opts else 32
     score = build(f"{name}(unit={unit}, {opts})")(model, x, as_explanation(m, temporal))
     curve, auc = reference_curve(model, x, m, temporal, unit, name == "deletion", n_steps, grid)
-    np.testing.assert_allclose(score.curve, curve, atol=1e-6)
-    assert score.value == pytest.approx(auc, abs=1e-6)
+    np.testing.assert_allclose(score.curve, curve, atol=BATCH_ROUNDING)
+    assert score.value == pytest.approx(auc, abs=BATCH_ROUNDING)
     assert score.details["steps"] == len(curve) - 1 == min(n_steps, score.details["units"])
 
 
@@ -143,8 +148,8 @@ def test_each_deletion_step_keeps_what_the_matching_insertion_step_restores(unit
     for first, second in (("insertion", "deletion"), ("deletion", "insertion")):
         a = build(f"{first}(unit={unit}, {opts})")(model, x, m, target=0)
         b = build(f"{second}(unit={unit}, {opts}, order=lerf)")(model, x, m, target=0)
-        np.testing.assert_allclose(a.curve, b.curve[::-1], atol=1e-6)
-        assert a.value == pytest.approx(b.value, abs=1e-6)
+        np.testing.assert_allclose(a.curve, b.curve[::-1], atol=BATCH_ROUNDING)
+        assert a.value == pytest.approx(b.value, abs=BATCH_ROUNDING)
 
 
 @pytest.mark.parametrize("k, activation, probabilities", [(2, "softmax", False), (1, "softmax", False),
@@ -154,8 +159,8 @@ def test_curves_follow_the_documented_probability_of_each_activation(k, activati
     target = k - 1
     score = build("deletion(unit=patch, grid=4, n_steps=8)")(model, x, m, target=target)
     curve, auc = reference_curve(model, x, m, None, "patch", True, 8, grid=4, target=target)
-    np.testing.assert_allclose(score.curve, curve, atol=1e-6)
-    assert score.value == pytest.approx(auc, abs=1e-6)
+    np.testing.assert_allclose(score.curve, curve, atol=BATCH_ROUNDING)
+    assert score.value == pytest.approx(auc, abs=BATCH_ROUNDING)
 
 
 def test_a_bare_maps_frames_are_ranked_by_the_mass_the_model_sees():
@@ -168,7 +173,7 @@ def test_a_bare_maps_frames_are_ranked_by_the_mass_the_model_sees():
     inside = m[:, :, LEFT:LEFT + 48].sum((1, 2))
     score = build("deletion(unit=frame)")(model, x, m, target=0)
     curve, auc = reference_curve(model, x, m, inside, "frame", True, 32)
-    np.testing.assert_allclose(score.curve, curve, atol=1e-6)
+    np.testing.assert_allclose(score.curve, curve, atol=BATCH_ROUNDING)
     sample = SimpleNamespace(window=(0, 1), masks=None, boxes=None)
     assert build("temporal_grounding")(model, x, m, target=0, sample=sample).value == 0.0
 
@@ -182,8 +187,8 @@ def test_one_frame_curve_has_one_step():
     grey[..., LEFT:LEFT + 48] = GREY
     p = probability(model, torch.cat([x, grey]), 0)
     score = build("deletion(unit=frame)")(model, x, a_map()[:1], target=0)
-    np.testing.assert_allclose(score.curve, p, atol=1e-6)
-    assert score.value == pytest.approx(p.mean(), abs=1e-6)
+    np.testing.assert_allclose(score.curve, p, atol=BATCH_ROUNDING)
+    assert score.value == pytest.approx(p.mean(), abs=BATCH_ROUNDING)
 
 
 def test_faithfulness_on_cropped_frames_equals_the_definition():
@@ -198,7 +203,7 @@ def test_faithfulness_on_cropped_frames_equals_the_definition():
         z = model(torch.cat([x, torch.where(keep, x[0], torch.full_like(x[0], GREY))[None]])).double().numpy()
     norm = (z - z.min(1, keepdims=True)) / (z.max(1, keepdims=True) - z.min(1, keepdims=True) + 1e-8)
     expected = 1 - np.abs(norm[0] - norm[1]).mean()
-    assert build("faithfulness")(model, x, m, target=0).value == pytest.approx(expected, abs=1e-6)
+    assert build("faithfulness")(model, x, m, target=0).value == pytest.approx(expected, abs=BATCH_ROUNDING)
 
 
 def test_monotonicity_on_cropped_frames_equals_the_definition():
@@ -252,7 +257,7 @@ def test_monotonicity_of_two_outputs_ranks_the_prediction_not_the_normalisations
         assert math.isnan(score.value) and "does not change" in score.details["undefined"]
     else:                                               # class 1 wins until the kept evidence (~2p) passes 0.5
         step = [0.0 if p <= flips_after else 1.0 for p in shares]
-        np.testing.assert_allclose(score.curve, step, atol=1e-6)
+        np.testing.assert_allclose(score.curve, step, atol=BATCH_ROUNDING)
         from scipy.stats import kendalltau
         assert score.value == pytest.approx(kendalltau(shares, step).statistic)
 
@@ -277,7 +282,7 @@ def test_superpixels_are_slic_of_the_crop_split_per_frame():
     p = probability(model, torch.stack(clips), 0)
     score = build(f"deletion(unit=superpixel, segments=40, n_steps={n})")(model, x, m, target=0)
     assert score.details["units"] == len(units)
-    np.testing.assert_allclose(score.curve, p, atol=1e-6)
+    np.testing.assert_allclose(score.curve, p, atol=BATCH_ROUNDING)
 
 
 def test_frame_faithfulness_reads_the_map_inside_the_crop_and_the_outputs_as_probabilities():
@@ -290,7 +295,7 @@ def test_frame_faithfulness_reads_the_map_inside_the_crop_and_the_outputs_as_pro
         faded.append(y)
     p = probability(model, torch.cat([x, torch.stack(faded)]), 1)
     expected = np.corrcoef(attribution, p[0] - p[1:])[0, 1]
-    assert build("frame_faithfulness")(model, x, m, target=1).value == pytest.approx(expected, abs=1e-6)
+    assert build("frame_faithfulness")(model, x, m, target=1).value == pytest.approx(expected, abs=BATCH_ROUNDING)
 
 
 # -- localisation -----------------------------------------------------------------------------------
@@ -667,7 +672,8 @@ def test_road_curve_does_not_depend_on_the_batch_size():
     m = np.random.default_rng(0).random((3, 12, 12))
     values = [build(f"deletion(baseline=road, unit=patch, grid=3, n_steps=8, batch_size={b})")(model, x, m, target=0).value
               for b in (1, 4, 16)]
-    assert values[0] == pytest.approx(values[1], abs=1e-9) and values[0] == pytest.approx(values[2], abs=1e-9)
+    # (the bug moved it by 3e-4; batches of other sizes round float32 differently: 2.4e-8 on a Xeon)
+    assert values[0] == pytest.approx(values[1], abs=1e-6) and values[0] == pytest.approx(values[2], abs=1e-6)
     other_seed = build("deletion(baseline=road, unit=patch, grid=3, n_steps=8, seed=1)")(model, x, m, target=0).value
     assert other_seed != values[0]
 
