@@ -28,7 +28,7 @@ from .side_data import side_data
 
 #: the transfer characteristics of HDR (FFmpeg's AVColorTransferCharacteristic)
 PQ, HLG = 16, 18            # SMPTE ST 2084, ARIB STD-B67
-#: HDR luminance (cd/m²) shown as SDR's full white: the HDR reference white of ITU-R BT.2408
+#: the SDR display's peak in HDR cd/m² (the tone map's target): the HDR reference white of ITU-R BT.2408
 REFERENCE_WHITE = 203.0
 #: the peak of a PQ stream that says nothing of its mastering display, and HLG's nominal peak
 DEFAULT_PEAK = 1000.0
