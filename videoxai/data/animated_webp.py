@@ -64,7 +64,7 @@ def as_quicktime(path: str | os.PathLike, max_pixels: int | None = None) -> io.B
     frame as Pillow composites it, stored as a PNG picture (lossless) timed in milliseconds by
     the animation's delays (:data:`SHORT_DELAY` rule above); the last frame lasts its own delay.
 
-    The last file's conversion is remembered (keyed by its real path, size and modification
+    The last file's conversion is remembered (keyed by its path, size and modification
     time), so opening it again — a probe, a read, the windows after it — does not decode it again.
 
     Raises:
@@ -80,7 +80,7 @@ def as_quicktime(path: str | os.PathLike, max_pixels: int | None = None) -> io.B
         raise FrameTooLargeError(f"{shown_path(path)}: its frames are {width}x{height}, over the limit of {max_pixels} "
                                  "pixels per frame")
     st = os.stat(path)
-    return io.BytesIO(_converted(os.path.realpath(path), st.st_size, st.st_mtime_ns))  # (shares the bytes)
+    return io.BytesIO(_converted(os.fspath(path), st.st_size, st.st_mtime_ns))  # (shares the bytes)
 
 
 @lru_cache(maxsize=1)
