@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import VideoReadError
 from .container import (MAX_PIXELS, Header, check_whole, declared_end, matroska_cut, open_video, packet_index,
                         read_header)
+from .deinterlace import progressive
 from .keyframes import SeekMiss, SeekStart, seconds, start_at
 from .packets import decode
 from .streams import PictureConverter, display_size, ffmpeg_reason, shown_path, target_size
@@ -72,7 +73,7 @@ class Decoder:
                 index, origin = start.first, start.origin_pts
                 self.timed = True
             try:
-                for frame in decode(container, stream):
+                for frame in progressive(decode(container, stream), tb):  # interlaced frames made whole
                     if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
                         # decoders that ignore FFmpeg's limit: refuse right after decoding
                         raise self._too_large(index, f"is {frame.width}x{frame.height}, over")

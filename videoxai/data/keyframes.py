@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from .clock import Continuous
+from .deinterlace import progressive
 from .packets import counts_from_the_start, decode, shown_packets
 
 
@@ -42,11 +43,15 @@ class PacketIndex:
         pts: ``(N,)`` int64 presentation timestamps, sorted, in ``time_base`` units.
         key: ``(N,)`` bool, True for keyframes.
         time_base: the stream's time base (seconds per unit).
+        lead: frames to decode before a wanted one: 1 where the stream may be interlaced, whose
+            deinterlacing looks at the frame before (:mod:`~videoxai.data.deinterlace`: seeking
+            then gives the frame reading in order gives), 0 where its header says progressive.
     """
 
     pts: np.ndarray
     key: np.ndarray
     time_base: Fraction
+    lead: int = 0
 
     def __len__(self) -> int:
         return len(self.pts)
@@ -92,7 +97,7 @@ def start_at(index: PacketIndex, seconds: float) -> SeekStart | None:
     first = int(np.searchsorted(index.times, seconds, side="left"))
     if first >= len(index):
         return None
-    keys = np.flatnonzero(index.key[:first + 1])
+    keys = np.flatnonzero(index.key[:max(first - index.lead, 0) + 1])
     keyframe = int(keys[-1]) if len(keys) else 0
     if 2 * (first - keyframe + 1) > first + 1:
         return None
@@ -120,7 +125,10 @@ def index_packets(container: av.container.InputContainer, stream) -> PacketIndex
     if not pts or continuous.jumps:  # seeking goes by the file's own timestamps, which restart
         return None
     order = np.argsort(pts, kind="stable")
-    index = PacketIndex(np.asarray(pts, dtype=np.int64)[order], np.asarray(key, dtype=bool)[order], Fraction(tb))
+    # DV, and VP9 or MJPEG, leave the field order unknown (0); 1 is progressive
+    progressive = getattr(stream.codec_context, "field_order", 0) == 1
+    index = PacketIndex(np.asarray(pts, dtype=np.int64)[order], np.asarray(key, dtype=bool)[order], Fraction(tb),
+                        lead=0 if progressive else 1)
     if not index.key.any() or (np.diff(index.pts) <= 0).any():
         return None
     return index
@@ -133,7 +141,7 @@ def seek_plan(index: PacketIndex, targets: list[int]) -> tuple[list[int | None],
     plan: list[int | None] = []
     decoded, last = 0, -1
     for target in targets:
-        before = keys[keys <= target]
+        before = keys[keys <= max(target - index.lead, 0)]
         start = int(before[-1]) if len(before) else 0
         if last >= start:  # its keyframe is behind the frame decoded last: decoding on is cheaper
             plan.append(None)
@@ -158,7 +166,7 @@ def decode_at(container: av.container.InputContainer, stream, index: PacketIndex
     for target, start in zip(targets, plan):
         if start is not None:  # always for the first target
             container.seek(int(index.pts[start]), stream=stream, backward=True, any_frame=False)
-            frames = decode(container, stream)
+            frames = progressive(decode(container, stream), stream.time_base)
         for frame in frames:
             if max_pixels is not None and frame.width * frame.height > max_pixels:
                 raise SeekMiss(f"a frame of {frame.width}x{frame.height} pixels")
