@@ -176,6 +176,32 @@ def test_a_pq_master_s_peak_is_read_from_its_mastering_display(tmp_path):
 
 
 @pytest.mark.skipif("libx265" not in av.codecs_available, reason="FFmpeg without libx265")
+def test_a_pq_stream_s_content_light_level_is_its_peak_within_the_mastering_display_s(tmp_path):
+    """HDR10's MaxCLL says how bright the stream's brightest pixel is: a 4000 cd/m² master whose
+    pixels stop at 1000 cd/m² is shown as a 1000 cd/m² master is (203 cd/m² white at 230, not
+    210); a MaxCLL above the mastering display's peak changes nothing, and a MaxCLL alone is the
+    peak."""
+    from videoxai.data.hdr import max_content_light, stream_peak
+
+    master = "hdr10=1:master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(40000000,50)"
+    white = [float(nits_to_pq(REFERENCE_WHITE))] * 2
+
+    def read(name: str, params: str) -> tuple[int, float | None, float | None]:
+        path = _hdr_hevc(tmp_path / f"{name}.mp4", white, PQ, params=params)
+        with av.open(str(path)) as c:
+            frame = next(c.decode(video=0))
+            cll, peak = max_content_light(frame), stream_peak(frame)
+        return int(read_video(path).frames[0, 16, 16, 0]), cll, peak
+
+    assert read("master", master) == (pytest.approx(210, abs=2), None, pytest.approx(4000))
+    assert read("cll1000", master + ":max-cll=1000,400") == (pytest.approx(230, abs=2), 1000, 1000)
+    assert read("cll6000", master + ":max-cll=6000,400")[1:] == (6000, pytest.approx(4000))
+    assert read("cll600", "hdr10=1:max-cll=600,200") == (pytest.approx(ToneMap(PQ, peak=600)(
+        np.full((1, 1, 3), round(65535 * white[0]), np.uint16))[0, 0, 0], abs=2), 600, 600)
+    assert read("plain", "lossless=1") == (pytest.approx(230, abs=2), None, None)
+
+
+@pytest.mark.skipif("libx265" not in av.codecs_available, reason="FFmpeg without libx265")
 @pytest.mark.parametrize("matrix", [9, 2])
 def test_a_coloured_hlg_frame_is_converted_with_bt2020_s_matrix_then_tone_mapped(tmp_path, matrix):
     """Y'CbCr → R'G'B' by BT.2020's matrix, in 16 bits, then the tone map: FFmpeg 8.1's 16-bit

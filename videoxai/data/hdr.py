@@ -9,10 +9,13 @@ to light (the PQ or HLG transfer of ITU-R BT.2100), the highlights above the dis
 compressed (the BT.2390 EETF), BT.2020 primaries to BT.709's, and light back to an SDR signal
 (BT.1886's gamma 2.4). :class:`ToneMap` does the same, the SDR display's peak standing for the
 HDR reference white of 203 cd/m² (ITU-R BT.2408), as libplacebo (mpv, VLC) takes it: light up
-to about 90 cd/m² is shown as it is, and the roll-off above brings the master's peak (its
-mastering display's, else 1000 cd/m²) to full white — reference white itself comes out at 230 of
-255 from a 1000 cd/m² master, 210 from a 4000 cd/m² one. A stream's content light level
-(MaxCLL) is not read.
+to about 90 cd/m² is shown as it is, and the roll-off above brings the stream's peak to full
+white — reference white itself comes out at 230 of 255 from a 1000 cd/m² master, 210 from a 4000
+cd/m² one. A PQ stream's peak (:func:`stream_peak`) is the brightest its pixels get (its content
+light level, MaxCLL) where it says so, no more than its mastering display's peak, as Kodi takes
+it: a film graded on a 4000 cd/m² monitor whose brightest pixel is 1000 cd/m² would otherwise
+be compressed for highlights it never has (reference white at 210 instead of 230); else its
+mastering display's peak, else 1000 cd/m².
 
 The curve acts on the largest of a pixel's R, G and B (each is scaled by the same factor), so
 hues are kept as highlights are compressed; colours outside BT.709 after the primaries change
@@ -105,7 +108,7 @@ class ToneMap:
     Args:
         transfer: :data:`PQ` or :data:`HLG`.
         primaries: the stream's, a :data:`CHROMATICITIES` key (converted to BT.709's).
-        peak: the stream's peak luminance in cd/m² (a PQ stream's mastering display;
+        peak: the stream's peak luminance in cd/m² (a PQ stream's, :func:`stream_peak`;
             :data:`DEFAULT_PEAK` when unknown; HLG's nominal display peak).
     """
 
@@ -153,7 +156,26 @@ def tone_map_for(frame) -> ToneMap | None:
     if transfer not in (PQ, HLG):
         return None
     primaries = PRIMARIES.get(int(getattr(frame, "color_primaries", 0) or 0), "bt2020")
-    return ToneMap(transfer, primaries, mastering_peak(frame) if transfer == PQ else None)
+    return ToneMap(transfer, primaries, stream_peak(frame) if transfer == PQ else None)
+
+
+def stream_peak(frame) -> float | None:
+    """The peak luminance (cd/m²) a PQ frame's side data gives its stream: its content light
+    level (MaxCLL) within its mastering display's peak, either where only one is given, or
+    ``None``."""
+    known = [p for p in (mastering_peak(frame), max_content_light(frame)) if p is not None]
+    return min(known) if known else None
+
+
+def max_content_light(frame) -> float | None:
+    """A frame's MaxCLL (cd/m²): the brightest pixel of the whole stream, as HDR10's content
+    light level says (FFmpeg's ``AVContentLightMetadata``: MaxCLL, MaxFALL, two unsigned ints);
+    ``None`` where absent or 0 (unknown)."""
+    data = side_data(frame, "CONTENT_LIGHT_LEVEL")
+    if data is None or len(data) < 8:
+        return None
+    max_cll = int(np.frombuffer(data[:4], dtype="=u4")[0])   # this machine's byte order
+    return float(min(max_cll, 10_000)) if max_cll > 0 else None   # PQ ends at 10 000 cd/m²
 
 
 def mastering_peak(frame) -> float | None:
