@@ -31,6 +31,11 @@ from .deinterlace import progressive
 from .packets import counts_from_the_start, decode, shown_packets
 
 
+#: codecs without interlaced coding: their frames are never deinterlaced (seeking needs no lead)
+PROGRESSIVE_CODECS = frozenset({"vp8", "libvpx", "vp9", "libvpx-vp9", "av1", "libdav1d", "libaom-av1", "gif", "png",
+                                "apng", "webp"})
+
+
 class SeekMiss(Exception):
     """Seeking did not deliver the frames the packet index promised (decode in order instead)."""
 
@@ -125,8 +130,9 @@ def index_packets(container: av.container.InputContainer, stream) -> PacketIndex
     if not pts or continuous.jumps:  # seeking goes by the file's own timestamps, which restart
         return None
     order = np.argsort(pts, kind="stable")
-    # DV, and VP9 or MJPEG, leave the field order unknown (0); 1 is progressive
-    progressive = getattr(stream.codec_context, "field_order", 0) == 1
+    # 1 is progressive; DV, MJPEG and VP9 leave the field order unknown (0), and VP9 cannot be interlaced
+    progressive = (getattr(stream.codec_context, "field_order", 0) == 1
+                   or stream.codec_context.name in PROGRESSIVE_CODECS)
     index = PacketIndex(np.asarray(pts, dtype=np.int64)[order], np.asarray(key, dtype=bool)[order], Fraction(tb),
                         lead=0 if progressive else 1)
     if not index.key.any() or (np.diff(index.pts) <= 0).any():
