@@ -244,7 +244,7 @@ def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
     data = side_data(frame, "DISPLAYMATRIX")
     if data is None or len(data) != 36:
         return None
-    return np.frombuffer(data, dtype="<i4")
+    return np.frombuffer(data, dtype="=i4")  # FFmpeg's int32_t array, in this machine's byte order
 
 
 def target_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
