@@ -199,6 +199,15 @@ def test_a_stream_that_cannot_be_interlaced_seeks_as_before(tmp_path, suffix, fi
         assert index_packets(c, s).lead == 0
 
 
+def test_frames_too_small_to_deinterlace_are_read_as_stored(tmp_path):
+    """bwdif takes no plane under 3 lines (16 x 4 in 4:2:0: chroma 8 x 2); configuring it failed
+    with EINVAL, which the reader took for a frame over the pixel limit."""
+    path = write_interlaced(tmp_path / "tiny.mp4", "libx264", "tff", frames=5, size=(16, 4))
+    raw, _ = stored(path)
+    clip = read_video(path)
+    np.testing.assert_array_equal(clip.frames, np.stack(raw))
+
+
 def test_dv_and_stream_urls_are_deinterlaced(interlaced, tmp_path):
     """DV (every frame interlaced, the field order unknown to the container) and a stream read
     through its URL (the stream client's path) come out deinterlaced too."""

@@ -12,9 +12,11 @@ in, with its timestamp: a clip's frame count, times and rate are those of the st
 Only frames the decoder flags interlaced are changed; a progressive stream never goes through the
 filter (its frames are the decoder's, bit for bit). From the first interlaced frame on, frames
 come out one decoded frame late (the filter looks at the next frame), the stream's last ones when
-it ends. A frame reached by seeking to its keyframe has no frame before it, so its missing lines
-are interpolated from the next frame and along the field only: a few levels from the frame read
-in order, where its keyframe is what the reader seeked to.
+it ends. The first frame decoded after a seek has no frame before it (its missing lines would
+come from the next frame and along the field only, a few levels from the frame read in order), so
+the readers seek to the keyframe before the frame *before* the one they want, unless the stream
+cannot be interlaced (:attr:`~videoxai.data.keyframes.PacketIndex.lead`). Frames too small for the filter (a plane
+under 3 lines or columns) are given as stored.
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ def progressive(frames: Iterable[av.VideoFrame], time_base: Fraction | None) -> 
             yield from filtered.finish()
             filtered = None
         if filtered is None:
-            filtered = _Bwdif(frame, time_base)
+            try:
+                filtered = _Bwdif(frame, time_base)
+            except av.FFmpegError:  # bwdif takes no plane under 3 lines or columns (16x4 4:2:0)
+                yield frame  # nothing to interpolate from: shown as stored
+                continue
         yield from filtered.push(frame)
     if filtered is not None:
         yield from filtered.finish()
