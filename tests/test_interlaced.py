@@ -8,6 +8,7 @@ scene at its first field's time; one that weaves gives both positions, combed a 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import av
@@ -137,7 +138,7 @@ def test_progressive_frames_pass_through_untouched(tmp_path):
         s = c.streams.video[0]
         frames = list(c.decode(s))
         assert not any(f.interlaced_frame for f in frames)
-        out = list(progressive(iter(frames), s.time_base))
+        out = list(progressive(iter(frames), s))
     assert len(out) == len(frames) and all(a is b for a, b in zip(out, frames))  # no filter, no copy
 
 
@@ -147,19 +148,16 @@ def test_a_stream_that_turns_interlaced_or_changes_size_keeps_every_frame_in_ord
     path = tmp_path / "p.mp4"
     vio.write_video(np.stack([scene(2 * k) for k in range(6)]), path, fps=25)
     small = write_interlaced(tmp_path / "small.mp4", "libx264", "tff", frames=8, size=(64, 32))
-    parts = []
-    for p in (path, interlaced["h264-tff"], small):
-        with av.open(str(p)) as c:
-            s = c.streams.video[0]
-            assert s.time_base == parts[0][1] if parts else True
-            parts.append((list(c.decode(s))[:20], s.time_base))
-    frames = [f for part, _ in parts for f in part]
-    keys = [(f.width, f.height, f.pts, f.duration) for f in frames]
-    out = list(progressive(iter(frames), parts[0][1]))
-    assert [(f.width, f.height, f.pts, f.duration) for f in out] == keys
-    assert all(a is b for a, b in zip(out[:6], frames[:6]))  # the progressive start: untouched
-    assert not any(f.interlaced_frame for f in out)
-    assert all(f.time_base == parts[0][1] for f in out[6:])
+    with contextlib.ExitStack() as opened:
+        streams = [opened.enter_context(av.open(str(p))).streams.video[0] for p in (path, interlaced["h264-tff"], small)]
+        assert len({s.time_base for s in streams}) == 1
+        frames = [f for s in streams for f in list(s.container.decode(s))[:20]]
+        keys = [(f.width, f.height, f.pts, f.duration) for f in frames]
+        out = list(progressive(iter(frames), streams[0]))
+        assert [(f.width, f.height, f.pts, f.duration) for f in out] == keys
+        assert all(a is b for a, b in zip(out[:6], frames[:6]))  # the progressive start: untouched
+        assert not any(f.interlaced_frame for f in out)
+        assert all(f.time_base == streams[0].time_base for f in out[6:])
 
 
 @pytest.mark.parametrize("kwargs", [{"num_frames": 8}, {"num_frames": 6, "start": 0.96}, {"num_frames": 5, "start": 2.4}])
@@ -197,6 +195,31 @@ def test_a_stream_that_cannot_be_interlaced_seeks_as_before(tmp_path, suffix, fi
         s = c.streams.video[0]
         assert s.codec_context.field_order == field_order
         assert index_packets(c, s).lead == 0
+
+
+@pytest.mark.skipif("libx265" not in av.codecs_available, reason="FFmpeg without libx265")
+def test_hevc_fields_are_not_deinterlaced_again(tmp_path):
+    """FFmpeg decodes field-coded HEVC into one frame per field, flagged interlaced: no two
+    fields are woven in it, so bwdif would only blur it (and its seeking needs no lead)."""
+    path = tmp_path / "fields.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx265", rate=25, options={"x265-params": "log-level=error:interlace=tff:bframes=0"})
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for k in range(6):
+            frame = av.VideoFrame.from_ndarray(woven(k, True), format="rgb24").reformat(format="yuv420p")
+            frame.pts = k
+            packets = s.encode(frame)
+            for p in packets:  # FFmpeg 8.1's x265 wrapper gives garbage decoding times now and then
+                p.dts = p.pts
+            out.mux(packets)
+        packets = s.encode()
+        for p in packets:
+            p.dts = p.pts
+        out.mux(packets)
+    raw, _ = stored(path)  # every frame flagged interlaced
+    np.testing.assert_array_equal(read_video(path).frames, np.stack(raw))
+    with av.open(str(path)) as c:
+        assert index_packets(c, c.streams.video[0]).lead == 0
 
 
 def test_frames_too_small_to_deinterlace_are_read_as_stored(tmp_path):

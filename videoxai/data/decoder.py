@@ -73,7 +73,7 @@ class Decoder:
                 index, origin = start.first, start.origin_pts
                 self.timed = True
             try:
-                for frame in progressive(decode(container, stream), tb):  # interlaced frames made whole
+                for frame in progressive(decode(container, stream), stream):  # interlaced frames made whole
                     if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
                         # decoders that ignore FFmpeg's limit: refuse right after decoding
                         raise self._too_large(index, f"is {frame.width}x{frame.height}, over")

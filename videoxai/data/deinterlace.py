@@ -10,12 +10,13 @@ around it where nothing moves, along the field where something does), one frame 
 in, with its timestamp: a clip's frame count, times and rate are those of the stream.
 
 Only frames the decoder flags interlaced are changed; a progressive stream never goes through the
-filter (its frames are the decoder's, bit for bit). From the first interlaced frame on, frames
+filter (its frames are the decoder's, bit for bit), nor do HEVC's and VVC's, whose field-coded
+streams FFmpeg decodes into a frame per field (:data:`UNWOVEN_CODECS`). From the first interlaced frame on, frames
 come out one decoded frame late (the filter looks at the next frame), the stream's last ones when
 it ends. The first frame decoded after a seek has no frame before it (its missing lines would
 come from the next frame and along the field only, a few levels from the frame read in order), so
-the readers seek to the keyframe before the frame *before* the one they want, unless the stream
-cannot be interlaced (:attr:`~videoxai.data.keyframes.PacketIndex.lead`). Frames too small for the filter (a plane
+the readers seek to the keyframe before the frame *before* the one they want, unless the stream's
+frames cannot be woven (:func:`may_be_woven`, :attr:`~videoxai.data.keyframes.PacketIndex.lead`). Frames too small for the filter (a plane
 under 3 lines or columns) are given as stored.
 """
 
@@ -31,15 +32,34 @@ import av.filter
 # the field order each frame declares; frames not flagged interlaced passed through unchanged
 BWDIF = "mode=send_frame:parity=auto:deint=interlaced"
 
+#: decoders whose frames are never two fields woven together: codecs without interlaced coding
+#: (VP8, VP9, AV1, pictures), and HEVC and VVC, whose field-coded streams FFmpeg decodes into one
+#: frame per field (flagged interlaced, with no other field in it to undo)
+UNWOVEN_CODECS = frozenset({"vp8", "libvpx", "vp9", "libvpx-vp9", "av1", "libdav1d", "libaom-av1", "hevc", "vvc",
+                            "gif", "png", "apng", "webp"})
 
-def progressive(frames: Iterable[av.VideoFrame], time_base: Fraction | None) -> Iterator[av.VideoFrame]:
+
+def may_be_woven(stream) -> bool:
+    """Whether ``stream``'s decoded frames may be interlaced ones :func:`progressive` changes:
+    not where its decoder never weaves fields, nor where its header says progressive (DV, MJPEG,
+    MPEG-4 part 2 and HEVC leave the field order unknown)."""
+    cc = stream.codec_context
+    return cc.name not in UNWOVEN_CODECS and getattr(cc, "field_order", 0) != 1   # 1: AV_FIELD_PROGRESSIVE
+
+
+def progressive(frames: Iterable[av.VideoFrame], stream) -> Iterator[av.VideoFrame]:
     """``frames`` (one stream's, in presentation order) with every interlaced one deinterlaced.
 
     Args:
         frames: decoded frames, as ``container.decode(stream)`` gives them.
-        time_base: the stream's time base, in which the frames' ``pts`` and ``duration`` count
-            (and still count on the frames given out).
+        stream: their stream. Its time base is the one the frames' ``pts`` and ``duration``
+            count in (and still count in on the frames given out); a decoder of
+            :data:`UNWOVEN_CODECS` gives its frames as they are.
     """
+    if stream.codec_context.name in UNWOVEN_CODECS:
+        yield from frames
+        return
+    time_base = stream.time_base
     filtered: _Bwdif | None = None
     for frame in frames:
         if filtered is None and not frame.interlaced_frame:

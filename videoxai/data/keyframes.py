@@ -27,13 +27,8 @@ import av
 import numpy as np
 
 from .clock import Continuous
-from .deinterlace import progressive
+from .deinterlace import may_be_woven, progressive
 from .packets import counts_from_the_start, decode, shown_packets
-
-
-#: codecs without interlaced coding: their frames are never deinterlaced (seeking needs no lead)
-PROGRESSIVE_CODECS = frozenset({"vp8", "libvpx", "vp9", "libvpx-vp9", "av1", "libdav1d", "libaom-av1", "gif", "png",
-                                "apng", "webp"})
 
 
 class SeekMiss(Exception):
@@ -48,9 +43,9 @@ class PacketIndex:
         pts: ``(N,)`` int64 presentation timestamps, sorted, in ``time_base`` units.
         key: ``(N,)`` bool, True for keyframes.
         time_base: the stream's time base (seconds per unit).
-        lead: frames to decode before a wanted one: 1 where the stream may be interlaced, whose
-            deinterlacing looks at the frame before (:mod:`~videoxai.data.deinterlace`: seeking
-            then gives the frame reading in order gives), 0 where its header says progressive.
+        lead: frames to decode before a wanted one: 1 where the stream's frames may be interlaced
+            (:func:`~videoxai.data.deinterlace.may_be_woven`), whose deinterlacing looks at the
+            frame before (seeking then gives the frame reading in order gives), else 0.
     """
 
     pts: np.ndarray
@@ -130,11 +125,8 @@ def index_packets(container: av.container.InputContainer, stream) -> PacketIndex
     if not pts or continuous.jumps:  # seeking goes by the file's own timestamps, which restart
         return None
     order = np.argsort(pts, kind="stable")
-    # 1 is progressive; DV, MJPEG and VP9 leave the field order unknown (0), and VP9 cannot be interlaced
-    progressive = (getattr(stream.codec_context, "field_order", 0) == 1
-                   or stream.codec_context.name in PROGRESSIVE_CODECS)
     index = PacketIndex(np.asarray(pts, dtype=np.int64)[order], np.asarray(key, dtype=bool)[order], Fraction(tb),
-                        lead=0 if progressive else 1)
+                        lead=1 if may_be_woven(stream) else 0)
     if not index.key.any() or (np.diff(index.pts) <= 0).any():
         return None
     return index
@@ -172,7 +164,7 @@ def decode_at(container: av.container.InputContainer, stream, index: PacketIndex
     for target, start in zip(targets, plan):
         if start is not None:  # always for the first target
             container.seek(int(index.pts[start]), stream=stream, backward=True, any_frame=False)
-            frames = progressive(decode(container, stream), stream.time_base)
+            frames = progressive(decode(container, stream), stream)
         for frame in frames:
             if max_pixels is not None and frame.width * frame.height > max_pixels:
                 raise SeekMiss(f"a frame of {frame.width}x{frame.height} pixels")

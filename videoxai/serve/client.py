@@ -195,7 +195,7 @@ def video_frames(source: str | Path, max_side: int | None = None,
         picture = None
         # as files are read: on one clock, without a frame the source was cut inside (an http://
         # download stopped partway decodes that frame concealed, without an error)
-        for frame in progressive(decode(container, stream), stream.time_base):  # interlaced made whole
+        for frame in progressive(decode(container, stream), stream):  # interlaced made whole
             if picture is None:  # as files are read: upright, square pixels, 10-bit without darkening,
                 # and no larger than max_pixels at the size the frames come out at
                 picture = shown_picture(source, frame, sample_aspect(stream), max_side, max_pixels)
