@@ -11,12 +11,13 @@ in, with its timestamp: a clip's frame count, times and rate are those of the st
 
 Only frames the decoder flags interlaced are changed; a progressive stream never goes through the
 filter (its frames are the decoder's, bit for bit), nor do HEVC's and VVC's, whose field-coded
-streams FFmpeg decodes into a frame per field (:data:`UNWOVEN_CODECS`). From the first interlaced frame on, frames
-come out one decoded frame late (the filter looks at the next frame), the stream's last ones when
-it ends. The first frame decoded after a seek has no frame before it (its missing lines would
-come from the next frame and along the field only, a few levels from the frame read in order), so
-the readers seek to the keyframe before the frame *before* the one they want, unless the stream's
-frames cannot be woven (:func:`may_be_woven`, :attr:`~videoxai.data.keyframes.PacketIndex.lead`). Frames too small for the filter (a plane
+streams FFmpeg decodes into a frame per field (:data:`UNWOVEN_CODECS`). From the first interlaced
+frame on, frames come out one decoded frame late (the filter looks at the next frame), the
+stream's last ones when it ends. The first frame decoded after a seek has no frame before it (its
+missing lines would come from the next frame and along the field only, a few levels from the
+frame read in order), so the readers seek to the keyframe before the frame *before* the one they
+want, unless the stream's frames cannot be woven (:func:`may_be_woven`,
+:attr:`~videoxai.data.keyframes.PacketIndex.lead`). Frames too small for the filter (a plane
 under 3 lines or columns) are given as stored.
 """
 
@@ -41,8 +42,8 @@ UNWOVEN_CODECS = frozenset({"vp8", "libvpx", "vp9", "libvpx-vp9", "av1", "libdav
 
 def may_be_woven(stream) -> bool:
     """Whether ``stream``'s decoded frames may be interlaced ones :func:`progressive` changes:
-    not where its decoder never weaves fields, nor where its header says progressive (DV, MJPEG,
-    MPEG-4 part 2 and HEVC leave the field order unknown)."""
+    not where its decoder never weaves fields, nor where its header says progressive (DV, MJPEG
+    and MPEG-4 part 2 leave the field order unknown)."""
     cc = stream.codec_context
     return cc.name not in UNWOVEN_CODECS and getattr(cc, "field_order", 0) != 1   # 1: AV_FIELD_PROGRESSIVE
 
