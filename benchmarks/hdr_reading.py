@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # run from a checkout without installing
 
 import av  # noqa: E402
+from test_hdr import mux_x265  # noqa: E402
 
 import videoxai as vx  # noqa: E402
 from videoxai.data.hdr import HLG, PQ  # noqa: E402
@@ -43,14 +43,8 @@ def write_hevc(path: Path, frames, tags: tuple[int, int, int]) -> None:
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p10le")
             frame.pts = k
             frame.color_trc, frame.color_primaries, frame.colorspace = tags
-            packets = s.encode(frame)
-            for p in packets:  # FFmpeg 8.1's x265 wrapper gives garbage decoding times now and then
-                p.dts = p.pts
-            out.mux(packets)
-        packets = s.encode()
-        for p in packets:
-            p.dts = p.pts
-        out.mux(packets)
+            mux_x265(out, s.encode(frame))  # garbage decoding times from FFmpeg 8.1's wrapper fixed
+        mux_x265(out, s.encode())
 
 
 def best_cpu_seconds(fn, repeat: int) -> tuple[float, object]:

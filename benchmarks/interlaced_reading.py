@@ -10,7 +10,7 @@ gives them, :func:`~videoxai.data.deinterlace.progressive` bypassed) and as the 
 field was taken from (mean absolute difference in levels; the encoder's own loss is in both).
 
     python benchmarks/interlaced_reading.py                # 66 frames of 720p, best of 3
-    python benchmarks/interlaced_reading.py --repeat 5
+    python benchmarks/interlaced_reading.py --repeat 5 --frames 40
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # run from a checkout without installing
 
 import av  # noqa: E402
 import av.filter  # noqa: E402
 import numpy as np  # noqa: E402
+from hdr_reading import best_cpu_seconds  # noqa: E402
 
 import videoxai as vx  # noqa: E402
 from videoxai.data import decoder, keyframes  # noqa: E402
@@ -59,24 +58,16 @@ def write_interlaced(path: Path, frames: np.ndarray, fps: int = 25) -> None:
         out.mux(s.encode())
 
 
-def best_cpu_seconds(fn, repeat: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t = time.process_time()
-        result = fn()
-        best = min(best, time.process_time() - t)
-    return best, result
-
-
 def woven(frames, time_base):
     return frames
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=132, help="sample frames to weave, two a frame (at most 132)")
     ap.add_argument("--repeat", type=int, default=3, help="timed reads of each kind (the best is printed)")
     args = ap.parse_args(argv)
-    sample = vx.read_video(ROOT / "tests" / "data" / "bigbuckbunny.mp4").frames
+    sample = vx.read_video(ROOT / "tests" / "data" / "bigbuckbunny.mp4").frames[:max(4, args.frames)]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "interlaced.mp4"
         write_interlaced(path, sample)

@@ -153,6 +153,17 @@ def test_hdr_reading_times_the_same_frames_tagged_sdr_and_hdr(capsys):
     assert re.search(r"hdr/sdr = \d+\.\d\d", out), out
 
 
+def test_interlaced_reading_reads_the_same_file_woven_and_deinterlaced(capsys):
+    out = _run("benchmarks/interlaced_reading.py", "--frames", "20", "--repeat", "1", capsys=capsys)
+    rows = {ln.split(":")[0].strip(): ln for ln in out.splitlines() if "levels from the first field" in ln}
+    assert set(rows) == {"woven", "deinterlaced"}, out
+    levels = {k: _number(re.search(r"([\d.]+) levels", row).group(1)) for k, row in rows.items()}
+    assert 0 < levels["deinterlaced"] < levels["woven"], out   # closer to the first field's frame
+    assert re.search(r"deinterlaced / woven: whole file \d+\.\d\d, 8 frames \d+\.\d\d", out), out
+    from videoxai.data import decoder, deinterlace, keyframes
+    assert decoder.progressive is keyframes.progressive is deinterlace.progressive   # put back
+
+
 def test_perturbation_quality_prints_a_row_per_method_with_the_device(capsys):
     out = _run("benchmarks/perturbation_quality.py", "--clips", "1", "--methods", "staa", "--threads", "1",
                capsys=capsys)

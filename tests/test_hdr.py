@@ -109,15 +109,21 @@ def test_the_tables_give_the_closed_form_within_one_level(transfer, peak):
     assert difference.max() <= 1 and (difference > 0).mean() < 0.005
 
 
+def mux_x265(out: av.container.OutputContainer, packets: list[av.Packet]) -> None:
+    """Mux x265's ``packets`` with each decoding time set to its presentation time (encode
+    without B-frames): FFmpeg 8.1's x265 wrapper gave packets garbage decoding times now and then
+    (a third of the runs with hdr10=1), which the muxer refused."""
+    for packet in packets:
+        packet.dts = packet.pts
+    out.mux(packets)
+
+
 def _hdr_hevc(path: Path, signals, transfer: int, primaries: int = 9, matrix: int = 9,
               params: str = "lossless=1", chroma: tuple[int, int] = (512, 512)) -> Path:
     """10-bit 4:2:0 HEVC frames of one colour each: luma level ``64 + 876 · signal``, chroma
     levels ``chroma`` (grey: R' = G' = B' = the signal), tagged as phones and HDR10 masters tag
     them (transfer, primaries, matrix); lossless unless ``params`` (x265's) say otherwise."""
     with av.open(str(path), "w") as out:
-        # no B-frames, and each packet's decoding time its presentation time: FFmpeg 8.1's x265
-        # wrapper gave packets garbage decoding times now and then (a third of the runs with
-        # hdr10=1), which the muxer refused
         s = out.add_stream("libx265", rate=10, options={"x265-params": f"log-level=error:bframes=0:{params}"})
         s.width, s.height, s.pix_fmt = 32, 32, "yuv420p10le"
         cc = s.codec_context
@@ -128,14 +134,8 @@ def _hdr_hevc(path: Path, signals, transfer: int, primaries: int = 9, matrix: in
             for plane, level in zip(frame.planes, (round(64 + 876 * v), *chroma)):
                 plane.update(np.full(plane.buffer_size // 2, level, "<u2").tobytes())
             frame.color_trc, frame.color_primaries, frame.colorspace = transfer, primaries, matrix
-            packets = s.encode(frame)
-            for packet in packets:
-                packet.dts = packet.pts
-            out.mux(packets)
-        packets = s.encode()
-        for packet in packets:
-            packet.dts = packet.pts
-        out.mux(packets)
+            mux_x265(out, s.encode(frame))
+        mux_x265(out, s.encode())
     return path
 
 

@@ -16,6 +16,7 @@ import av.filter
 import numpy as np
 import pytest
 
+from test_hdr import mux_x265
 from videoxai.data import decoder
 from videoxai.data import video as vio
 from videoxai.data.deinterlace import progressive
@@ -208,14 +209,8 @@ def test_hevc_fields_are_not_deinterlaced_again(tmp_path):
         for k in range(6):
             frame = av.VideoFrame.from_ndarray(woven(k, True), format="rgb24").reformat(format="yuv420p")
             frame.pts = k
-            packets = s.encode(frame)
-            for p in packets:  # FFmpeg 8.1's x265 wrapper gives garbage decoding times now and then
-                p.dts = p.pts
-            out.mux(packets)
-        packets = s.encode()
-        for p in packets:
-            p.dts = p.pts
-        out.mux(packets)
+            mux_x265(out, s.encode(frame))
+        mux_x265(out, s.encode())
     raw, _ = stored(path)  # every frame flagged interlaced
     np.testing.assert_array_equal(read_video(path).frames, np.stack(raw))
     with av.open(str(path)) as c:
