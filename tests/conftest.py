@@ -19,7 +19,7 @@ TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermed
 
 
 def tiny_hf(family: str, seed: int = 0, **overrides):
-    """A tiny random HF video classifier of ``family`` (timesformer | videomae | vivit)."""
+    """A tiny random HF video classifier of ``family`` (timesformer | videomae | vivit | vjepa2)."""
     from transformers import (TimesformerConfig, TimesformerForVideoClassification, VideoMAEConfig,
                               VideoMAEForVideoClassification, VivitConfig, VivitForVideoClassification)
 
@@ -32,6 +32,14 @@ def tiny_hf(family: str, seed: int = 0, **overrides):
                                                             tubelet_size=2, **kw))
     elif family == "vivit":
         net = VivitForVideoClassification(VivitConfig(num_frames=8, image_size=32, tubelet_size=[2, 8, 8], **kw))
+    elif family == "vjepa2":  # its own names: frames_per_clip, crop_size, in_chans, mlp_ratio
+        from transformers import VJEPA2Config, VJEPA2ForVideoClassification
+
+        kw["in_chans"] = kw.pop("num_channels", 3)
+        kw["mlp_ratio"] = kw.pop("intermediate_size") / kw["hidden_size"]
+        net = VJEPA2ForVideoClassification(VJEPA2Config(frames_per_clip=8, crop_size=32, patch_size=8, tubelet_size=2,
+                                                        num_pooler_layers=1, pred_hidden_size=16,
+                                                        pred_num_hidden_layers=1, pred_num_attention_heads=2, **kw))
     else:
         raise ValueError(family)
     # Random init gives near-uniform attention; sharpen it so attention maps carry structure.
@@ -53,7 +61,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(params=["timesformer", "videomae", "vivit"])
+@pytest.fixture(params=["timesformer", "videomae", "vivit", "vjepa2"])
 def hf_family(request):
     return request.param
 

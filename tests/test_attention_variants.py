@@ -23,6 +23,8 @@ VARIANTS = {
     "vivit_wide_patches": ("vivit", dict(tubelet_size=[2, 8, 16])),
     "timesformer_joint_2_frames": ("timesformer", dict(attention_type="joint_space_time", num_frames=2,
                                                        num_attention_heads=1, image_size=40)),
+    # rotary position embeddings: the maps must come from the rotated queries and keys
+    "vjepa2_rope_odd_grid": ("vjepa2", dict(image_size=40, num_frames=6)),
 }
 
 
@@ -33,7 +35,15 @@ def tiny_hf(family: str, **overrides):
 
     torch.manual_seed(0)
     kw = {"num_frames": 8, "image_size": 32, **TINY, **overrides}
-    if family == "timesformer":
+    if family == "vjepa2":  # its own names
+        from transformers import VJEPA2Config, VJEPA2ForVideoClassification
+
+        kw.update(frames_per_clip=kw.pop("num_frames"), crop_size=kw.pop("image_size"),
+                  mlp_ratio=kw.pop("intermediate_size") / kw["hidden_size"])
+        net = VJEPA2ForVideoClassification(VJEPA2Config(**{"patch_size": 8, "tubelet_size": 2, "num_pooler_layers": 1,
+                                                           "pred_hidden_size": 16, "pred_num_hidden_layers": 1,
+                                                           "pred_num_attention_heads": 2, **kw}))
+    elif family == "timesformer":
         net = TimesformerForVideoClassification(TimesformerConfig(**{"patch_size": 8, **kw}))
     elif family == "videomae":
         net = VideoMAEForVideoClassification(VideoMAEConfig(**{"patch_size": 8, "tubelet_size": 2, **kw}))
@@ -73,12 +83,14 @@ def _layout(scores: torch.Tensor, frames: int, rows: int, cols: int, timesformer
 def test_attention_methods_match_the_eager_attention_of_variants(variant, tmp_path):
     model, net = _loaded(variant, tmp_path)
     cfg, grid = net.config, model.token_grid
-    tube = getattr(cfg, "tubelet_size", 1)       # ViViT: [t, h, w]; VideoMAE: t; TimeSformer: none
+    tube = getattr(cfg, "tubelet_size", 1)       # ViViT: [t, h, w]; VideoMAE, V-JEPA 2: t; TimeSformer: none
     tubelet, patch = (tube[0], tube[1:]) if isinstance(tube, list) else (tube, [cfg.patch_size] * 2)
-    rows, cols = cfg.image_size // patch[0], cfg.image_size // patch[1]
-    frames = cfg.num_frames // tubelet
-    x = torch.rand(1, cfg.num_frames, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1))
-    out = net(pixel_values=model.preprocess(x), output_attentions=True)
+    size, num_frames = getattr(cfg, "image_size", None) or cfg.crop_size, model.num_frames
+    rows, cols = size // patch[0], size // patch[1]
+    frames = num_frames // tubelet
+    x = torch.rand(1, num_frames, 3, size, size, generator=torch.Generator().manual_seed(1))
+    pixels = {"pixel_values_videos" if variant.startswith("vjepa2") else "pixel_values": model.preprocess(x)}
+    out = net(**pixels, output_attentions=True)
     for a in out.attentions:
         a.retain_grad()
     target = int(out.logits[0].argmin())          # not the predicted class
@@ -103,7 +115,7 @@ def test_attention_methods_match_the_eager_attention_of_variants(variant, tmp_pa
         attr = get(method)(model, **options).attribute(x, target=torch.tensor([target]))
         torch.testing.assert_close(attr.maps, ref, rtol=1e-4, atol=1e-6, msg=f"{variant} {name}")
         assert int(attr.target[0]) == target
-        assert attr.temporal.shape == (1, cfg.num_frames)
+        assert attr.temporal.shape == (1, num_frames)
 
 
 # -- a model whose attention is steered onto one token ------------------------------------------

@@ -57,7 +57,11 @@ def _hf_directory(family: str, path) -> "vx.VideoModel":
               intermediate_size=64, num_labels=3)
     net = {"timesformer": lambda: tf.TimesformerForVideoClassification(tf.TimesformerConfig(patch_size=8, **kw)),
            "videomae": lambda: tf.VideoMAEForVideoClassification(tf.VideoMAEConfig(patch_size=8, tubelet_size=2, **kw)),
-           "vivit": lambda: tf.VivitForVideoClassification(tf.VivitConfig(tubelet_size=[2, 8, 8], **kw))}[family]()
+           "vivit": lambda: tf.VivitForVideoClassification(tf.VivitConfig(tubelet_size=[2, 8, 8], **kw)),
+           "vjepa2": lambda: tf.VJEPA2ForVideoClassification(tf.VJEPA2Config(  # its own names
+               frames_per_clip=4, crop_size=32, patch_size=8, tubelet_size=2, hidden_size=32, num_hidden_layers=2,
+               num_attention_heads=2, mlp_ratio=2.0, num_labels=3, num_pooler_layers=1, pred_hidden_size=16,
+               pred_num_hidden_layers=1, pred_num_attention_heads=2))}[family]()
     net.save_pretrained(path)
     return vx.load_model(str(path))
 
@@ -66,7 +70,7 @@ def _models(tmp) -> dict:
     from conftest import tiny_hf
     from videoxai.models.hf import from_hf_module
 
-    return {**{f"{f}-dir": _hf_directory(f, tmp / f) for f in ("timesformer", "videomae", "vivit")},
+    return {**{f"{f}-dir": _hf_directory(f, tmp / f) for f in ("timesformer", "videomae", "vivit", "vjepa2")},
         "demo": vx.load_model("demo"),
         "demo-cnn": vx.load_model("demo-cnn"),
         "demo-stabn": vx.load_model("demo-stabn"),
@@ -116,7 +120,7 @@ def _state(model) -> tuple:
     return params, flags, net.training, hooks
 
 
-MODEL_NAMES = ["demo", "demo-cnn", "demo-stabn", "wrapped", "token", "timesformer-dir", "videomae-dir", "vivit-dir"]
+MODEL_NAMES = ["demo", "demo-cnn", "demo-stabn", "wrapped", "token", "timesformer-dir", "videomae-dir", "vivit-dir", "vjepa2-dir"]
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)

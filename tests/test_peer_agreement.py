@@ -215,7 +215,8 @@ class _PixelValues(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(pixel_values=x.transpose(1, 2)).logits
+        name = "pixel_values_videos" if self.net.config.model_type == "vjepa2" else "pixel_values"
+        return self.net(**{name: x.transpose(1, 2)}).logits
 
 
 @pytest.mark.parametrize("family", ["timesformer", "videomae"])
@@ -384,16 +385,17 @@ def _held_out(name: str) -> tuple[vx.VideoModel, nn.Module, nn.Module, nn.Linear
         net, model = _tiny_mvit()
         return (model, net, net.blocks[1].norm1, net.head[1],
                 lambda t: t[:, 1:].reshape(len(t), 4, 4, 4, -1).permute(0, 4, 1, 2, 3))
-    net = tiny_hf(name)                                   # vivit: [CLS] + (frame/2, row, col) tokens
+    net = tiny_hf(name)            # vivit: [CLS] + (frame/2, row, col) tokens; vjepa2: no [CLS]
     model = from_hf_module(net)
+    prefix = 1 if name == "vivit" else 0
     return (model, _PixelValues(net), model.submodule(model.cam_layer), net.classifier,
-            lambda t: t[:, 1:].reshape(len(t), 4, 4, 4, -1).permute(0, 4, 1, 2, 3))
+            lambda t: t[:, prefix:].reshape(len(t), 4, 4, 4, -1).permute(0, 4, 1, 2, 3))
 
 
-@pytest.mark.parametrize("name", ["videomae", "vivit", "timesformer", "custom", "mvit"])
+@pytest.mark.parametrize("name", ["videomae", "vivit", "timesformer", "vjepa2", "custom", "mvit"])
 def test_input_gradients_equal_captum_on_held_out_networks(name):
     # frames larger than the input and not square: the models resize and crop inside their forward
-    model = from_hf_module(tiny_hf(name)) if name in ("videomae", "vivit", "timesformer") else (
+    model = from_hf_module(tiny_hf(name)) if name in ("videomae", "vivit", "timesformer", "vjepa2") else (
         _tiny_mvit()[1] if name == "mvit" else _held_out(name)[0])
     t, size = model.num_frames, model.input_size[0]
     x = torch.rand(2, t, 3, size + 8, size + 4, generator=torch.Generator().manual_seed(0))
@@ -412,7 +414,7 @@ def test_input_gradients_equal_captum_on_held_out_networks(name):
         one, nt_type="smoothgrad", nt_samples=2, nt_samples_batch_size=2, stdevs=0.2, target=1, abs=False))
 
 
-@pytest.mark.parametrize("name", ["mc3_18", "custom", "vivit", "mvit"])
+@pytest.mark.parametrize("name", ["mc3_18", "custom", "vivit", "vjepa2", "mvit"])
 def test_gradcam_and_gradcam_pp_equal_pytorch_grad_cam_on_held_out_networks(name):
     model, net, layer, head, reshape = _held_out(name)
     with torch.no_grad():

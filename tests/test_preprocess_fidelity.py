@@ -44,7 +44,7 @@ def frames() -> dict[str, torch.Tensor]:
 
 
 def _processor(kind: str):
-    from transformers import VideoMAEImageProcessor, VivitImageProcessor, VivitVideoProcessor
+    from transformers import VideoMAEImageProcessor, VivitImageProcessor, VivitVideoProcessor, VJEPA2VideoProcessor
 
     crop = {"crop_size": {"height": 32, "width": 32}}
     stats = {"image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.3, 0.25]}
@@ -60,6 +60,8 @@ def _processor(kind: str):
                                                             image_std=0.2)),
         # saved as video_preprocessor_config.json, no "offset" key, rescale to [-1, 1] all the same
         "vivit_video": ("vivit", VivitVideoProcessor(size={"shortest_edge": 36}, **crop)),
+        # V-JEPA 2's: a shortest edge of 256/224 of the crop, as its checkpoints (292 for 256)
+        "vjepa2_video": ("vjepa2", VJEPA2VideoProcessor(size={"shortest_edge": 36}, **crop)),
     }[kind]
 
 
@@ -69,13 +71,14 @@ def _hf_pixel_values(proc, video: torch.Tensor) -> torch.Tensor:
 
     if isinstance(proc, VivitImageProcessor):  # numpy / PIL processor: HWC arrays
         return proc([f.permute(1, 2, 0).numpy() for f in video], return_tensors="pt")["pixel_values"][0]
-    if type(proc).__name__.endswith("VideoProcessor"):
-        return proc(video, return_tensors="pt")["pixel_values"][0]
+    if type(proc).__name__.endswith("VideoProcessor"):  # V-JEPA 2's names its output pixel_values_videos
+        out = proc(video, return_tensors="pt")
+        return out["pixel_values_videos" if "pixel_values_videos" in out else "pixel_values"][0]
     return proc(list(video), return_tensors="pt")["pixel_values"][0]
 
 
 @pytest.mark.parametrize("kind", ["shortest_edge", "height_width", "no_crop", "bicubic", "vivit_offset",
-                                  "vivit_video", "scalar_stats"])
+                                  "vivit_video", "vjepa2_video", "scalar_stats"])
 def test_hf_model_input_and_logits_equal_the_processors(kind, frames, tmp_path, one_thread):
     family, proc = _processor(kind)
     net = tiny_hf(family)
@@ -92,7 +95,7 @@ def test_hf_model_input_and_logits_equal_the_processors(kind, frames, tmp_path, 
         diff = (ours - ref).abs()
         assert diff.mean() < 0.015 and diff.max() < 0.1, (kind, shape, float(diff.mean()), float(diff.max()))
         with torch.no_grad():
-            expected = net(pixel_values=ref[None]).logits
+            expected = net(**{"pixel_values_videos" if family == "vjepa2" else "pixel_values": ref[None]}).logits
             got = model(pixels)
         scale = float(expected.abs().max())
         assert float((got - expected).abs().max()) < 0.1 * scale, (kind, shape)

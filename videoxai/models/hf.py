@@ -1,4 +1,4 @@
-"""Hugging Face video transformers: TimeSformer, VideoMAE and ViViT.
+"""Hugging Face video transformers: TimeSformer, VideoMAE, ViViT and V-JEPA 2.
 
 Each family is one small adapter class that says what is special about it: how its tokens lie on
 the (time, row, col) grid, where its attention projections are, and its default CAM layer.
@@ -41,7 +41,7 @@ class HFVideoModel(VideoModel):
 
     def __init__(self, net: nn.Module, preprocess: Preprocess, name: str | None = None) -> None:
         cfg = net.config
-        channels = getattr(cfg, "num_channels", 3)
+        channels = getattr(cfg, "num_channels", getattr(cfg, "in_chans", 3))
         if channels != 3:
             # frames are read and normalised as RGB: the network would fail deep in its patch
             # embedding on the first clip (a conv weight / channel-dimension message from torch or HF)
@@ -49,7 +49,7 @@ class HFVideoModel(VideoModel):
                                     "videoxai feeds it RGB frames (3 channels)")
         labels = _labels(cfg)
         grid = self.build_grid(cfg)
-        super().__init__(net, num_frames=cfg.num_frames, preprocess=preprocess, labels=labels,
+        super().__init__(net, num_frames=self.frames_of(cfg), preprocess=preprocess, labels=labels,
                          num_classes=cfg.num_labels, layout="BTCHW", fixed_num_frames=True,
                          token_grid=grid, cam_layer=self.build_cam_layer(cfg),
                          cam_reshape=self._cam_reshape, family=self.model_type, name=name,
@@ -67,6 +67,11 @@ class HFVideoModel(VideoModel):
         return self.token_grid.to_volume(hidden)
 
     # -- per family --------------------------------------------------------------------------
+    @staticmethod
+    def frames_of(cfg) -> int:
+        """The number of frames the network takes."""
+        return cfg.num_frames
+
     @staticmethod
     def build_grid(cfg) -> TokenGrid:
         raise NotImplementedError
@@ -312,8 +317,63 @@ def _vivit_layers_path() -> str:
     return "vivit.encoder.layer" if hasattr(modeling_vivit, "VivitEncoder") else "vivit.layers"
 
 
+class VJEPA2Adapter(HFVideoModel):
+    """V-JEPA 2: joint space-time attention over ``(tubelet, row, col)`` tokens, no CLS token,
+    rotary position embeddings (RoPE) on the queries and keys; an attentive pooler (learned
+    queries cross-attending to every token) reads the last layer out for the classifier.
+
+    The attention methods read the queries and keys as the model uses them, rotated: the tap
+    computes them from the attention's input with the module's own projections and rotations.
+    """
+
+    model_type = "vjepa2"
+    auto_class = "VJEPA2ForVideoClassification"
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        with returning_dicts(self.net):
+            return self.net(pixel_values_videos=x, return_dict=True).logits
+
+    @staticmethod
+    def frames_of(cfg) -> int:
+        return cfg.frames_per_clip
+
+    @staticmethod
+    def build_grid(cfg) -> TokenGrid:
+        (h, w), (ph, pw) = _pair(cfg.crop_size), _pair(cfg.patch_size)
+        return TokenGrid(cfg.frames_per_clip // cfg.tubelet_size, h // ph, w // pw, tubelet=cfg.tubelet_size,
+                         patch=(ph, pw), prefix_tokens=0, order="thw", readout="mean")
+
+    @staticmethod
+    def build_cam_layer(cfg) -> str:
+        # the pooler's learned queries attend to every token of the encoder's output (its final
+        # layer norm's): each token has a gradient there, as under mean pooling
+        return "vjepa2.encoder.layernorm"
+
+    @staticmethod
+    def build_attention(net) -> AttentionSites:
+        layers = []
+        for layer in net.vjepa2.encoder.layer:
+            sa = layer.attention
+            layers.append({"joint": AttentionCall(sa, sa.query, sa.key, sa.value, sa.num_attention_heads, sa.scaling,
+                                                  finish=sa.proj, project=_rotated_projections(sa))})
+        return AttentionSites(layers)
+
+
+def _rotated_projections(sa: nn.Module):
+    """``hidden (B, N, D) → (q, k, v)`` each ``(B, N, D)`` as ``VJEPA2RopeAttention.forward``
+    uses them: the queries and keys rotated by their tokens' (frame, row, column) positions."""
+    def project(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n, _ = hidden.shape
+        heads = (b, n, -1, sa.attention_head_size)
+        positions = sa.get_position_ids(hidden)
+        q, k = (sa.apply_rotary_embeddings(proj(hidden).view(heads).transpose(1, 2), positions)
+                .transpose(1, 2).reshape(b, n, -1) for proj in (sa.query, sa.key))
+        return q, k, sa.value(hidden)
+    return project
+
+
 HF_FAMILIES: dict[str, type[HFVideoModel]] = {
-    cls.model_type: cls for cls in (TimesformerAdapter, VideoMAEAdapter, VivitAdapter)
+    cls.model_type: cls for cls in (TimesformerAdapter, VideoMAEAdapter, VivitAdapter, VJEPA2Adapter)
 }
 
 
@@ -346,7 +406,7 @@ def preprocess_from_config(pp: dict | None, cfg) -> Preprocess:
     ``crop_size`` (offset floored), rescale (``rescale_factor``; ViViT then subtracts 1: ``offset``,
     on by default for its processors), normalise, with the ``resample`` filter.
     """
-    image = _pair(cfg.image_size)
+    image = _pair(getattr(cfg, "image_size", None) or cfg.crop_size)   # V-JEPA 2 calls it crop_size
     pp = pp or {}
     kind = str(pp.get("image_processor_type") or pp.get("video_processor_type") or "")
     size = pp.get("size") or {}
