@@ -1,7 +1,8 @@
 """STAA's overhead over a plain prediction, measured side by side in one run.
 
-For TimeSformer-base (8×224), VideoMAE-base (16×224, its default SDPA attention) and ViViT-base
-(32×224) built from their default configs with random weights, times, interleaved and repeated:
+For TimeSformer-base (8×224), VideoMAE-base (16×224, its default SDPA attention), ViViT-base
+(32×224) and V-JEPA 2 ViT-L (16×256, as its fpc16 classifiers; RoPE, SDPA) built from their
+default configs with random weights, times, interleaved and repeated:
 
 * ``hf``: the plain Hugging Face forward, ``net(pixel_values=…)`` on the already normalised clip,
   no grad (what a user runs without videoxai);
@@ -32,7 +33,8 @@ from videoxai.methods import get
 from videoxai.models.hf import from_hf_module
 
 
-FAMILIES = ("timesformer-base 8x224", "videomae-base 16x224 (sdpa)", "vivit-base 32x224 (sdpa)")
+FAMILIES = ("timesformer-base 8x224", "videomae-base 16x224 (sdpa)", "vivit-base 32x224 (sdpa)",
+            "vjepa2-vitl 16x256 (sdpa)")
 
 
 def build(family: str):
@@ -45,6 +47,11 @@ def build(family: str):
         return VideoMAEForVideoClassification(VideoMAEConfig(num_labels=400, attn_implementation="sdpa"))
     if family == "vivit-base 32x224 (sdpa)":
         return VivitForVideoClassification(VivitConfig(num_labels=400, attn_implementation="sdpa"))
+    if family == "vjepa2-vitl 16x256 (sdpa)":
+        from transformers import VJEPA2Config, VJEPA2ForVideoClassification
+
+        return VJEPA2ForVideoClassification(VJEPA2Config(frames_per_clip=16, num_labels=174,
+                                                         attn_implementation="sdpa"))
     raise ValueError(family)
 
 
@@ -68,9 +75,11 @@ def measure(family: str, device: torch.device, repeats: int) -> None:
         pixel_values = model.preprocess(x)
     staa = get("staa")(model)
 
+    name = "pixel_values_videos" if model.family == "vjepa2" else "pixel_values"
+
     def hf():
         with torch.no_grad():
-            return model.net(pixel_values=pixel_values).logits
+            return model.net(**{name: pixel_values}).logits
 
     calls = {"hf": hf, "predict": lambda: model.predict(x), "staa": lambda: staa.attribute(x),
              "explain": lambda: vx.explain(model, clip, staa)}
