@@ -120,7 +120,8 @@ def _state(model) -> tuple:
     return params, flags, net.training, hooks
 
 
-MODEL_NAMES = ["demo", "demo-cnn", "demo-stabn", "wrapped", "token", "timesformer-dir", "videomae-dir", "vivit-dir", "vjepa2-dir"]
+MODEL_NAMES = ["demo", "demo-cnn", "demo-stabn", "wrapped", "token", "timesformer-dir", "videomae-dir", "vivit-dir",
+               "vjepa2-dir"]
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
