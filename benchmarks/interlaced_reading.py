@@ -58,7 +58,8 @@ def write_interlaced(path: Path, frames: np.ndarray, fps: int = 25) -> None:
         out.mux(s.encode())
 
 
-def woven(frames, time_base):
+def woven(frames, stream):
+    """:func:`~videoxai.data.deinterlace.progressive` bypassed: the decoder's frames as they are."""
     return frames
 
 
