@@ -237,7 +237,7 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
                   start: float | str | None = None, end: float | str | None = None,
                   target: int | str | None = None, refine=None, working_size: str = "model",
                   display_side: int = 640, on_window: Callable[[int], None] | None = None,
-                  **options) -> VideoExplanation:
+                  fps: float | None = None, **options) -> VideoExplanation:
     """Explain every window of ``model.num_frames`` frames of a video (see the module docstring).
 
     Args:
@@ -251,6 +251,8 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
         frame_step: use every ``frame_step``-th frame of the video.
         start, end: the stretch to explain (files only): seconds (numbers, or ``"2.5s"``) or
             frame numbers (``"60"``); see :func:`parse_time`. ``end`` is excluded.
+        fps: the frame rate of a folder of frames (as :func:`vx.read_video` takes it): the
+            timeline's seconds; without it the timeline counts frames.
         target: the class every window explains (index or name); ``None``: each window's own
             prediction.
         refine, working_size: as in :func:`vx.explain`.
@@ -262,6 +264,7 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
         A :class:`VideoExplanation`.
     """
     from .data.container import probe
+    from .data.frame_folder import frame_series, names_frame_series
     from .data.video_windows import sliding_windows
     from .core.resize import resize_frames, resize_maps
 
@@ -286,9 +289,17 @@ def explain_video(model: VideoModel, video: str | bytes | os.PathLike | Clip | n
     if isinstance(video, Clip):
         if start is not None or end is not None:
             raise InputError("start and end apply to video files; select a clip's frames with clip.subclip")
+        if fps is not None:
+            raise InputError("fps applies to a folder of frames; a Clip has its own (Clip.fps)")
         source, fps = video.source, video.fps
         windows_iter = sliding_windows(video, model.num_frames, window_stride, frame_step=frame_step, tail="shift")
+    elif names_frame_series(video):  # pictures: no clock to read a time by but the one given
+        source = frame_series(video).source
+        windows_iter = sliding_windows(video, model.num_frames, window_stride, frame_step=frame_step,
+                                       start=start, end=end, tail="shift", fps=fps)
     else:
+        if fps is not None:
+            raise InputError(f"fps applies to a folder of frames; {os.fsdecode(video)} has its own frame rate")
         info = probe(video)
         fps = info["fps"]
         lo, hi = parse_time(start, fps, "start"), parse_time(end, fps, "end")

@@ -36,7 +36,7 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
                   working_size: str = "model",
                   notes: dict | None = None, window: tuple[int, int] | None = None,
                   start: float | str | None = None, end: float | str | None = None,
-                  window_stride: int | None = None, frame_step: int = 1,
+                  window_stride: int | None = None, frame_step: int = 1, fps: float | None = None,
                   on_method: Callable[[str], None] | None = None,
                   on_window: Callable[[str, int], None] | None = None) -> ExplainResult:
     """Explain one video with one or more methods and write a report.
@@ -54,10 +54,15 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     per-frame maps and times: :meth:`VideoExplanation.load <videoxai.timeline.VideoExplanation.load>`)
     and ``<method>.mp4`` (the overlay of the whole video), and ``report.html`` with the timeline.
 
+    ``video`` may be a folder of frames (or a glob naming one series in it), read as
+    :func:`vx.read_video` reads it, at the frame rate ``fps`` (pictures have none: without it
+    ``start``/``end`` are frame numbers and the report counts frames).
+
     ``on_method(spec)`` is called before each method, and with ``window_stride``
     ``on_window(spec, window)`` before each of its windows (progress).
     """
     from .data.container import probe
+    from .data.frame_folder import names_frame_series
     from .data.video import read_video
     from .timeline import parse_time
     from .viz.curve import temporal_curve
@@ -70,12 +75,18 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
     _check_methods_apply(model, methods, options or {})
     if window_stride is not None:
         return _explain_windows(video, model, methods, out, target=target, refine=refine, options=options,
-                                working_size=working_size, notes=notes, start=start, end=end,
+                                working_size=working_size, notes=notes, start=start, end=end, fps=fps,
                                 window_stride=window_stride, frame_step=frame_step, on_method=on_method,
                                 on_window=on_window)
     if isinstance(video, Clip):
+        if fps is not None:
+            raise InputError("fps applies to a folder of frames; a Clip has its own (Clip.fps)")
         clip = video
+    elif names_frame_series(video):  # a folder of pictures: its frame numbers and rate as given
+        clip = read_video(video, num_frames=model.num_frames, start=start, end=end, fps=fps)
     else:
+        if fps is not None:
+            raise InputError(f"fps applies to a folder of frames; {video} has its own frame rate")
         fps = probe(video)["fps"] if start is not None or end is not None else None
         clip = read_video(video, num_frames=model.num_frames, start=parse_time(start, fps, "start"),
                           end=parse_time(end, fps, "end"))
@@ -96,7 +107,7 @@ def explain_video(video: str | Path | Clip, model: str | VideoModel, methods: Se
 
 
 def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path, *, target, refine, options,
-                     working_size, notes, start, end, window_stride, frame_step, on_method,
+                     working_size, notes, start, end, window_stride, frame_step, on_method, fps,
                      on_window=None) -> ExplainResult:
     from .data.video import write_video
     from .timeline import explain_video as explain_windows
@@ -110,7 +121,7 @@ def _explain_windows(video, model: VideoModel, methods: Sequence[str], out: Path
             on_method(name)
         # the windows of a long video take minutes: the CLI's status said only the method
         each = None if on_window is None else (lambda k, name=name: on_window(name, k))
-        v = explain_windows(model, video, name, window_stride=window_stride, frame_step=frame_step, start=start,
+        v = explain_windows(model, video, name, window_stride=window_stride, frame_step=frame_step, start=start, fps=fps,
                             end=end, target=target, refine=refine, working_size=working_size, on_window=each,
                             **(options or {}).get(name, {}))
         videos.append(v)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import tempfile
@@ -107,7 +108,7 @@ def _method_options(method: str, pairs: list[str]) -> tuple[list[str], dict[str,
 
 
 def explain_cmd(
-    video: Path = typer.Argument(..., help="Video file: any format FFmpeg reads (mp4, mov, avi, webm, mkv, gif, …)."),
+    video: Path = typer.Argument(..., help="Video file: any format FFmpeg reads (mp4, mov, avi, webm, mkv, gif, …); or a folder of numbered frames (img_00001.jpg, …), or a glob naming one series in it ('frames/img_*.jpg')."),
     model: str = typer.Option("demo", "--model", "-m", help="Model spec: demo, hf:<id|dir>, torchvision:<name> (add ,weights=download to fetch its weights), or a directory."),
     method: str = typer.Option("staa", "--method", help="Method name or spec, or several separated by commas, e.g. staa or 'rise(n_samples=500), gradcam' (as evaluate --methods takes them)."),
     out: Path = typer.Option(Path("videoxai_out"), "--out", "-o", parser=given_path, metavar="<path>", help="Output directory. The files an earlier explain run wrote there and this one does not write again are removed (they are listed in its videoxai_files.json). A run stopped partway changes nothing there."),
@@ -118,6 +119,7 @@ def explain_cmd(
     end: Optional[str] = typer.Option(None, help="Where to stop (excluded): seconds ('7s'), a player's time ('1:45') or a frame number ('120').", callback=check_position),
     window_stride: Optional[int] = typer.Option(None, "--window-stride", help="Explain sliding windows of the model's clip length over the whole video (or --start/--end), this many frames apart; the report gets a timeline, and each method's windows are saved as METHOD.npz (vx.VideoExplanation.load)."),
     frame_step: int = typer.Option(1, "--frame-step", help="With --window-stride: use every N-th frame of the video."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Frame rate of a folder of frames (pictures carry none; without it --start/--end are frame numbers and the timeline counts frames)."),
     device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
     option: list[str] = typer.Option([], "--option", "-O", help="Method option KEY=VALUE (repeatable), e.g. -O n_steps=32; METHOD.KEY=VALUE gives it to one of several methods, e.g. -O rise.n_samples=500."),
 ) -> None:
@@ -126,6 +128,7 @@ def explain_cmd(
     from ..workflows import explain_video
 
     from ..data.container import probe
+    from ..data.frame_folder import names_frame_series
     from ..errors import InputError, VideoReadError
 
     # the cheap checks first: methods and options, then the file, then (slow) the model
@@ -144,14 +147,19 @@ def explain_cmd(
         raise InputError(f"--window-stride must be at least 1 frame, got {window_stride}")
     if frame_step < 1:
         raise InputError(f"--frame-step must be at least 1 (every frame), got {frame_step}")
-    if video.is_dir():
-        raise VideoReadError(f"{video} is a directory, not a video file; give one video file")
-    if video.exists() and not video.is_file():  # /dev/zero, a named pipe: it was 'no such video file'
-        raise VideoReadError(f"{video} is not a regular file (a device, a pipe or a socket); give a video file")
-    if not video.is_file():
-        raise VideoReadError(f"no such video file: {video}")
-    probe(video)  # not a video, or no readable header: say so before loading a model
-    _check_video_is_not_an_output(video, out, methods)
+    if fps is not None and not (fps > 0 and math.isfinite(fps)):
+        raise InputError(f"--fps must be a number of frames per second > 0, got {fps:g}")
+    folder = names_frame_series(video)
+    if not folder:
+        if fps is not None:
+            raise InputError(f"--fps applies to a folder of frames; {video} is a video file with its own frame rate")
+        if video.exists() and not video.is_file():  # /dev/zero, a named pipe: it was 'no such video file'
+            raise VideoReadError(f"{video} is not a regular file (a device, a pipe or a socket); give a video file")
+        if not video.is_file():
+            raise VideoReadError(f"no such video file: {video}")
+    probe(video)  # not a video (or no series of pictures), or no readable header: say so before loading a model
+    if not folder:  # a run writes no picture: only a file can be one of its outputs
+        _check_video_is_not_an_output(video, out, methods)
     try:  # and an --out that cannot be made (below a file, no permission): before the work, not after
         created = make_directory(out)
     except OSError as e:
@@ -163,7 +171,7 @@ def explain_cmd(
         with _staging(out) as staging, console.status("explaining…") as status:
             result = explain_video(video, vm, methods, staging, target=target_index, refine=refine,
                                    working_size=working_size,
-                                   start=start, end=end, window_stride=window_stride, frame_step=frame_step,
+                                   start=start, end=end, window_stride=window_stride, frame_step=frame_step, fps=fps,
                                    options=options,
                                    on_method=lambda m: status.update(f"explaining with {escape(m)}…"),
                                    on_window=lambda m, k: status.update(
@@ -174,7 +182,8 @@ def explain_cmd(
         # under the name the user chose: the run never wrote anything
         remove_if_empty(created)
         raise
-    _replace_earlier_run(out, [result.report, *(f for files in result.files.values() for f in files)], keep=video)
+    _replace_earlier_run(out, [result.report, *(f for files in result.files.values() for f in files)],
+                        keep=None if folder else video)
     if result.videos:
         _window_summary(result.videos)
     else:

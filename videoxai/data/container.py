@@ -508,6 +508,10 @@ def probe(path: str | Path) -> dict:
         them, else the stream's, else ``frames / fps``); ``fps`` the container's average rate,
         else the one its packets' times give.
     """
+    from .frame_folder import describe, names_frame_series  # (which imports this module)
+
+    if names_frame_series(path):  # a folder of frames (:mod:`~videoxai.data.frame_folder`): no fps, no duration
+        return describe(path)
     path = check_path(path)
     with open_video(path) as (container, stream):
         h = read_header(container, stream, path)

@@ -51,9 +51,11 @@ from ..errors import VideoReadError
 from .container import (avi_miscount, check_path, cut_off_frames, frame_times, open_video, packet_index,
                         packet_times, probe, read_header, shown_frames, warn_avi_miscount)
 from .decoder import MAX_PIXELS, Decoder, FrameTooLargeError, frames_from
+from .frame_folder import (PictureReader, check_frame_rate, check_pictures_move, frame_range, frame_series,
+                           names_frame_series)
 from .keyframes import SeekMiss, decode_at, seek_plan
 from .read_arguments import check_count, check_decoded, check_moving, check_nonempty, check_range
-from .streams import PictureConverter, display_size, quarter_turns, sample_aspect, video_stream
+from .streams import PictureConverter, display_size, quarter_turns, sample_aspect, shown_path, video_stream
 from .video_windows import sliding_windows
 from .video_writer import WRITERS, write_video  # noqa: F401  (part of this module's API, as before)
 
@@ -84,11 +86,13 @@ def uniform_indices(count: int, num: int) -> np.ndarray:
 
 def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *, start: float | None = None,
                end: float | None = None, max_side: int | None = None,
-               max_pixels: int | None = MAX_PIXELS) -> Clip:
-    """Decode a video file (mp4, mov, mkv, webm, avi, gif, ...) into a :class:`~videoxai.Clip`.
+               max_pixels: int | None = MAX_PIXELS, fps: float | None = None) -> Clip:
+    """Decode a video file (mp4, mov, mkv, webm, avi, gif, ...) or a folder of frames into a :class:`~videoxai.Clip`.
 
     Args:
-        path: the file (a str, bytes or path-like).
+        path: the file (a str, bytes or path-like), or a folder of numbered pictures
+            (``img_00001.jpg``, …) or a glob naming one series in a folder (``frames/img_*.jpg``),
+            read in the order of their numbers (:mod:`~videoxai.data.frame_folder`).
         num_frames: how many frames to return, sampled uniformly over the file (or over
             ``[start, end)``) with the first and last frame included (:func:`uniform_indices`);
             ``None`` returns every frame. A video with fewer frames than ``num_frames`` is sampled
@@ -105,6 +109,9 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
         max_pixels: refuse any decoded frame with more pixels (:class:`FrameTooLargeError`),
             checked frame by frame, since a stream's later frames may be larger than its header
             says; ``None``: no limit.
+        fps: the frame rate of a folder of frames (pictures carry none; without it the clip has
+            no ``fps`` or ``times`` and ``start``/``end`` are frame numbers). A video file has its
+            own rate: giving one is an error.
 
     Returns:
         A clip with ``frames`` uint8 ``(T, H, W, 3)``, upright as players show them (a
@@ -118,11 +125,16 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
         ``source=str(path)``.
 
     Raises:
-        VideoReadError: the file is missing, a directory, not a video, truncated or corrupt, has
-            no decodable frame in the range or only one (a still picture), or the arguments are
-            invalid.
+        VideoReadError: the file is missing, not a video, truncated or corrupt, has no decodable
+            frame in the range or only one (a still picture), a folder holds no series of
+            pictures of one size, or the arguments are invalid.
     """
+    if names_frame_series(path):
+        return _read_frame_folder(path, num_frames, start, end, max_side, max_pixels, fps)
     path = check_path(path)
+    if fps is not None:
+        raise VideoReadError(f"{shown_path(path)}: fps applies to a folder of frames; a video file has its own frame "
+                             "rate")
     num_frames = check_count(path, num_frames, "num_frames")
     max_pixels = check_count(path, max_pixels, "max_pixels")
     max_side = check_count(path, max_side, "max_side")
@@ -178,6 +190,27 @@ def read_video(path: str | bytes | os.PathLike, num_frames: int | None = None, *
     indices = np.asarray([src[p] for p in wanted.tolist()], dtype=np.int64)
     return Clip(frames, fps=dec.header.fps, indices=indices, source=str(path),
                 times=_known(dec, [shown[p] for p in wanted.tolist()]))
+
+
+def _read_frame_folder(path, num_frames, start, end, max_side, max_pixels, fps) -> Clip:
+    """:func:`read_video` of a folder of pictures: only the pictures of the kept frames are decoded."""
+    series = frame_series(path)
+    num_frames = check_count(series.source, num_frames, "num_frames")
+    max_pixels = check_count(series.source, max_pixels, "max_pixels")
+    max_side = check_count(series.source, max_side, "max_side")
+    fps = check_frame_rate(series.source, fps)
+    positions = frame_range(series, start, end, fps)
+    check_pictures_move(series, positions, start is not None or end is not None)
+    chosen = list(positions) if num_frames is None else [positions[i] for i in uniform_indices(len(positions),
+                                                                                                  num_frames)]
+    read, kept, last = PictureReader(series, max_side, max_pixels), _FrameBuffer(len(chosen)), (-1, None)
+    for p in chosen:  # in order, repeats (fewer pictures than num_frames) side by side: each decoded once
+        if p != last[0]:
+            last = p, read(p)
+        kept.append(last[1])
+    indices = np.asarray(chosen, dtype=np.int64)
+    return Clip(kept.array(), fps=fps, indices=indices, source=series.source,
+                times=None if fps is None else indices / fps)
 
 
 def _read_seeking(path: Path, num_frames: int, lo: float, hi: float, reported: int,

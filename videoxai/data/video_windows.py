@@ -19,6 +19,8 @@ from ..clip import Clip
 from ..errors import InputError, VideoReadError
 from .container import avi_miscount, check_path, cut_off_frames, open_video, shown_frames, warn_avi_miscount
 from .decoder import MAX_PIXELS, Decoder, frames_from
+from .frame_folder import (PictureReader, check_frame_rate, check_pictures_move, frame_range, frame_series,
+                           names_frame_series)
 from .read_arguments import check_count, check_decoded, check_moving, check_nonempty, check_range
 from .streams import shown_path
 from .windows import Tail, WindowPlanner, WindowSpan
@@ -26,7 +28,7 @@ from .windows import Tail, WindowPlanner, WindowSpan
 def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: int | None = None, *,
                     frame_step: int = 1, max_side: int | None = None, start: float | None = None,
                     end: float | None = None, tail: Tail = "pad",
-                    max_pixels: int | None = MAX_PIXELS) -> Iterator[Clip]:
+                    max_pixels: int | None = MAX_PIXELS, fps: float | None = None) -> Iterator[Clip]:
     """Windows of ``num_frames`` consecutive (sub-sampled) frames, decoded as a stream.
 
     The video is read frame by frame and never held whole: at most ``num_frames`` frames are in
@@ -48,7 +50,9 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
     :class:`~videoxai.errors.InputError`, before that frame's window is given out).
 
     Args:
-        path_or_clip: a video file or a :class:`~videoxai.Clip` already in memory.
+        path_or_clip: a video file, a folder of frames (or a glob naming one series in it, as
+            :func:`~videoxai.data.video.read_video` reads them) or a :class:`~videoxai.Clip` already
+            in memory.
         num_frames: frames per window.
         stride: sub-sampled frames between window starts.
         frame_step: take every ``frame_step``-th frame.
@@ -56,6 +60,7 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
         start, end: time range (files only): seconds or a frame number, as in :func:`~videoxai.data.video.read_video`.
         tail: ``"pad"`` or ``"shift"`` (see above).
         max_pixels: refuse larger decoded frames (files only, as in :func:`~videoxai.data.video.read_video`).
+        fps: a folder of frames' frame rate (as in :func:`~videoxai.data.video.read_video`).
 
     Yields:
         Clips with ``fps`` the source frame rate, ``indices`` the source frame indices, ``times``
@@ -81,7 +86,13 @@ def sliding_windows(path_or_clip: str | Path | Clip, num_frames: int, stride: in
         source = ((int(i), clip.frames[k]) for k, i in enumerate(clip.indices))
         shown = None if clip.times is None else dict(zip(clip.indices.tolist(), clip.times.tolist()))
         return _timed(_windows(source, num_frames, stride, frame_step, tail, clip.source, lambda: clip.fps), shown)
+    if names_frame_series(path_or_clip):
+        return _folder_windows(path_or_clip, num_frames, stride, frame_step, tail, max_side, max_pixels, start, end,
+                               fps)
     path = check_path(path_or_clip)
+    if fps is not None:
+        raise VideoReadError(f"{shown_path(path)}: fps applies to a folder of frames; a video file has its own frame "
+                             "rate")
     max_side = check_count(path, max_side, "max_side")
     max_pixels = check_count(path, max_pixels, "max_pixels")
     lo, hi = check_range(path, start, end)
@@ -146,6 +157,23 @@ def _file_windows(path: Path, num_frames: int, stride: int, frame_step: int, tai
     # came as they were read, and the error after them says the rest of the video is missing
     check_decoded(path, reported, decoded, missing)
     warn_avi_miscount(path, header, decoded)
+
+
+def _folder_windows(path, num_frames: int, stride: int, frame_step: int, tail: Tail, max_side, max_pixels,
+                    start, end, fps) -> Iterator[Clip]:
+    """:func:`sliding_windows` over a folder of pictures: each decoded when its frame is kept."""
+    series = frame_series(path)
+    max_side = check_count(series.source, max_side, "max_side")
+    max_pixels = check_count(series.source, max_pixels, "max_pixels")
+    fps = check_frame_rate(series.source, fps)
+    positions = frame_range(series, start, end, fps)
+    ranged = start is not None or end is not None
+    if num_frames > 1:
+        check_pictures_move(series, positions, ranged)
+    _check_step(series.source, len(positions), frame_step, num_frames, ranged, InputError)
+    windows = _windows(((p, p) for p in positions), num_frames, stride, frame_step, tail, series.source,
+                       lambda: fps, convert=PictureReader(series, max_side, max_pixels))
+    return windows if fps is None else (replace(w, times=w.indices / fps) for w in windows)
 
 
 def _check_step(name, count: int, frame_step: int, num_frames: int, ranged: bool, error: type[Exception]) -> None:
