@@ -148,7 +148,7 @@ def test_a_method_the_model_cannot_serve_fails_before_the_others_run(capsys, tmp
 
 def test_explain_names_a_directory_as_a_directory(capsys, tmp_path):
     code, err = run(capsys, "explain", str(tmp_path), "--out", str(tmp_path / "out"))
-    assert code == 2 and f"{tmp_path} is a directory, not a video file" in err, err
+    assert code == 2 and f"{tmp_path}: is a directory without numbered pictures" in err, err   # not frames either
 
 
 def test_demo_needs_at_least_one_clip(capsys, tmp_path):

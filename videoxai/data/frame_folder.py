@@ -23,6 +23,7 @@ PyAV, as a file's frames are, and every picture must have the first one's size.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
@@ -31,11 +32,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from ..errors import InputError, VideoReadError
-from .decoder import shown_picture
-from .streams import PictureConverter, shown_path
+from .decoder import FrameTooLargeError, shown_picture
+from .streams import PictureConverter, ffmpeg_reason, shown_path
 from .times import FrameNumber, parse_time
 
 __all__ = ["FrameSeries", "frame_series", "names_frame_series", "IMAGE_SUFFIXES"]
@@ -69,7 +71,8 @@ class FrameSeries:
 
 def names_frame_series(path: str | bytes | os.PathLike) -> bool:
     """Whether ``path`` is read as a folder of frames: an existing directory, or a glob
-    (``*``, ``?``, ``[``) whose folder exists and which names no existing file."""
+    (``*``, ``?``, ``[``) of pictures (``img_*.jpg``, or ending in ``*``) whose folder exists and
+    which names no existing file."""
     p = Path(os.fsdecode(path))
     try:
         return stat.S_ISDIR(p.stat().st_mode)
@@ -78,7 +81,10 @@ def names_frame_series(path: str | bytes | os.PathLike) -> bool:
 
 
 def _is_glob(name: str) -> bool:
-    return any(c in name for c in "*?[")
+    """A name with glob characters that can only mean pictures (``img_*.jpg``, ``*``): a missing
+    ``take[1].mp4`` is a missing file, not a pattern matching no picture."""
+    return any(c in name for c in "*?[") and (os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+                                               or name.endswith("*"))
 
 
 def frame_series(path: str | bytes | os.PathLike) -> FrameSeries:
@@ -88,7 +94,8 @@ def frame_series(path: str | bytes | os.PathLike) -> FrameSeries:
     p = Path(os.fsdecode(path))
     folder, glob = (p.parent, p.name) if _is_glob(p.name) and not p.is_dir() else (p, None)
     try:
-        names = sorted(e.name for e in os.scandir(folder) if e.is_file())
+        # hidden files are not frames: macOS writes '._img_00001.jpg' beside each picture copied
+        names = sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
     except OSError as e:
         raise VideoReadError(f"{shown_path(folder)}: cannot be read ({e.strerror or e})") from None
     series: dict[tuple[str, str], list[tuple[int, str]]] = {}
@@ -100,8 +107,11 @@ def frame_series(path: str | bytes | os.PathLike) -> FrameSeries:
             continue
         series.setdefault((m.group(1), m.group(3)), []).append((int(m.group(2)), name))
     if not series:
-        what = f"no numbered picture matches {glob!r}" if glob else "no numbered pictures (frames such as img_00001.jpg)"
-        raise VideoReadError(f"{shown_path(p)}: a folder with {what}; give a video file or a folder of frames")
+        if glob is not None:
+            raise VideoReadError(f"{shown_path(p)}: no numbered picture in {shown_path(folder)} matches {glob!r}; "
+                                 "give a video file or a folder of frames")
+        raise VideoReadError(f"{shown_path(p)}: is a directory without numbered pictures (frames such as "
+                             "img_00001.jpg), not a video file; give a video file or a folder of frames")
     key = _rgb_series(p, series)
     numbered = sorted(series[key])
     for (a, first), (b, second) in zip(numbered, numbered[1:]):
@@ -158,11 +168,11 @@ def frame_range(series: FrameSeries, start, end, fps: float | None) -> range:
         return int(np.ceil(seconds * fps - 1e-9))  # the first frame shown at or after the time
 
     lo, hi = position(start, "start", 0), position(end, "end", len(series))
-    if lo >= hi:
-        raise VideoReadError(f"{shown_path(name)}: start (frame {lo}) must be before end (frame {hi})")
     if lo >= len(series):
         raise VideoReadError(f"{shown_path(name)}: no frame in the time range: start frame {lo} is past the "
                              f"series' last frame, {len(series) - 1}")
+    if lo >= hi:
+        raise VideoReadError(f"{shown_path(name)}: start (frame {lo}) must be before end (frame {hi})")
     return range(lo, min(hi, len(series)))
 
 
@@ -198,15 +208,21 @@ class PictureReader:
         from .container import open_video  # (which imports the decoder, as this module does)
 
         file = self.series.files[position]
+        where = f"frame {position} of {shown_path(self.series.source)}"
         with open_video(file, self.max_pixels) as (container, stream):
+            width, height = stream.codec_context.width, stream.codec_context.height
+            too_large = FrameTooLargeError(f"{shown_path(file)}: {where} is {width}x{height}, over the limit of "
+                                           f"{self.max_pixels} pixels per frame (max_pixels)")
+            if self.max_pixels is not None and width * height > self.max_pixels:
+                raise too_large  # before its pixels are allocated
             try:
                 frame = next(container.decode(stream), None)
-            except Exception as e:  # noqa: BLE001 — PyAV's errors; the picture is named below
-                raise VideoReadError(f"{shown_path(file)}: frame {position} of {shown_path(self.series.source)} "
-                                     f"cannot be decoded ({e})") from None
+            except (av.FFmpegError, OSError) as e:
+                if self.max_pixels is not None and getattr(e, "errno", None) == errno.EINVAL:
+                    raise too_large from None  # how FFmpeg's decoders refuse a picture over max_pixels
+                raise VideoReadError(f"{shown_path(file)}: {where} cannot be decoded ({ffmpeg_reason(e)})") from None
             if frame is None:
-                raise VideoReadError(f"{shown_path(file)}: frame {position} of {shown_path(self.series.source)} "
-                                     "holds no picture")
+                raise VideoReadError(f"{shown_path(file)}: {where} holds no picture")
             if self._picture is None:
                 self._picture = shown_picture(file, frame, Fraction(1), self.max_side, self.max_pixels)
                 self._stored = (frame.width, frame.height, file)
