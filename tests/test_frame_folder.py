@@ -96,6 +96,24 @@ def test_rgb_frames_are_chosen_beside_optical_flow_and_a_glob_names_another_seri
         vx.read_video(only_flow)
 
 
+@pytest.mark.parametrize("name", ["{:05d}_rgb.png", "v_Basketball_g01_c01_{:05d}.png", "frame_{:04d}_v2.png"])
+def test_the_frame_number_is_the_run_of_digits_that_varies(tmp_path, name):
+    frames = scene(11)
+    folder = write_series(tmp_path / "f", frames, name=name)
+    np.testing.assert_array_equal(vx.read_video(folder).frames, frames)
+
+
+def test_a_folder_of_many_series_lists_the_largest_few(tmp_path):
+    for camera in range(7):
+        write_series(tmp_path / "f", scene(3 + (camera == 4)), name=f"cam{camera}_{{:03d}}.png")
+    # 7 cameras' series, and 3 of each frame across the cameras: listed by their last number first
+    with pytest.raises(VideoReadError, match=r"holds 10 series of numbered pictures \(cam4_#\.png \(4\), "
+                                             r"cam0_#\.png \(3\), .* and 6 more\); name one with a glob, e\.g\. "
+                                             r"'.*/f/cam4_\*\.png'$"):
+        vx.read_video(tmp_path / "f")
+    np.testing.assert_array_equal(vx.read_video(tmp_path / "f" / "cam4_*.png").frames, scene(4))
+
+
 def test_a_file_whose_name_looks_like_a_glob_is_read_as_the_file(tmp_path):
     frames = scene(6)
     write_series(tmp_path, frames[::-1], name="take1{}.png")   # what the names would match as globs

@@ -47,8 +47,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".
                             ".jp2", ".exr", ".dpx"})
 #: names an RGB series goes by beside other series (flow, masks) in the same folder
 _RGB_NAMES = frozenset({"", "img", "image", "images", "frame", "frames", "rgb", "im", "color", "colour"})
-#: a picture's name: what comes before its last number, the number, the suffix
-_NUMBERED = re.compile(r"^(.*?)(\d+)(\.[^.]+)$", re.S)
+#: a run of digits in a picture's name: one of them numbers the frames
+_DIGITS = re.compile(r"\d+")
+#: series listed by an error, at most
+_LISTED = 4
 
 
 @dataclass(frozen=True)
@@ -98,14 +100,7 @@ def frame_series(path: str | bytes | os.PathLike) -> FrameSeries:
         names = sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
     except OSError as e:
         raise VideoReadError(f"{shown_path(folder)}: cannot be read ({e.strerror or e})") from None
-    series: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    for name in names:
-        if glob is not None and not fnmatch.fnmatchcase(name, glob):
-            continue
-        m = _NUMBERED.match(name)
-        if m is None or m.group(3).lower() not in IMAGE_SUFFIXES:
-            continue
-        series.setdefault((m.group(1), m.group(3)), []).append((int(m.group(2)), name))
+    series = _series_of([n for n in names if glob is None or fnmatch.fnmatchcase(n, glob)])
     if not series:
         if glob is not None:
             raise VideoReadError(f"{shown_path(p)}: no numbered picture in {shown_path(folder)} matches {glob!r}; "
@@ -120,21 +115,48 @@ def frame_series(path: str | bytes | os.PathLike) -> FrameSeries:
                                  "a series numbers each frame once")
     prefix, suffix = key
     width = min(len(name) - len(prefix) - len(suffix) for _, name in numbered)
-    pattern = f"{prefix}%0{width}d{suffix}" if width > 1 else f"{prefix}%d{suffix}"
+    pattern = f"{prefix}%0{width}d{suffix}" if width > 1 else f"{prefix}%d{suffix}"  # (printf's '%' unescaped)
     return FrameSeries(source=str(p), files=tuple(folder / name for _, name in numbered), pattern=pattern)
+
+
+def _series_of(names: list[str]) -> dict[tuple[str, str], list[tuple[int, str]]]:
+    """The series among ``names``: ``(text before, text after the frame number) → [(number,
+    name)]``. Any run of digits may number the frames (``img_00001.jpg``, ``00001_rgb.png``,
+    ``v_Basketball_g01_c01_00001.jpg``): a series is the pictures whose names differ in one run
+    only, so each run is tried and those that vary over no other picture (``g01`` above: one
+    picture each) make no series. Where none does, each numbered picture is its own (one
+    picture, refused as such, or a list for the error)."""
+    candidates: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for name in names:
+        if os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
+            continue
+        for m in _DIGITS.finditer(name):
+            candidates.setdefault((name[:m.start()], name[m.end():]), []).append((int(m.group()), name))
+    series = {key: files for key, files in candidates.items() if len(files) > 1}
+    if series:
+        return series
+    return {key: files for key, files in candidates.items()
+            if _DIGITS.search(key[1]) is None}  # one key per picture: its last number's
 
 
 def _rgb_series(path: Path, series: dict[tuple[str, str], list]) -> tuple[str, str]:
     """The one series to read: the only one, else the only one named as RGB frames are."""
     if len(series) == 1:
         return next(iter(series))
-    rgb = [k for k in series if k[0].strip("_-. ").lower() in _RGB_NAMES]
+    rgb = [k for k in series if _words(k).strip("_-. ").lower() in _RGB_NAMES]
     if len(rgb) == 1:
         return rgb[0]
-    listed = ", ".join(f"{prefix}#{suffix} ({len(files)})" for (prefix, suffix), files in sorted(series.items()))
-    example = sorted(series)[0]
-    raise VideoReadError(f"{shown_path(path)}: holds {len(series)} series of numbered pictures ({listed}); name one "
-                         f"with a glob, e.g. {shown_path(path / (example[0] + '*' + example[1]))!r}")
+    # numbered by their last number first (per camera, not per frame across cameras), the largest first
+    keys = sorted(series, key=lambda k: (_DIGITS.search(k[1]) is not None, -len(series[k]), k))
+    listed = ", ".join(f"{prefix}#{suffix} ({len(series[prefix, suffix])})" for prefix, suffix in keys[:_LISTED])
+    more = f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
+    raise VideoReadError(f"{shown_path(path)}: holds {len(series)} series of numbered pictures ({listed}{more}); "
+                         f"name one with a glob, e.g. {shown_path(path / (keys[0][0] + '*' + keys[0][1]))!r}")
+
+
+def _words(key: tuple[str, str]) -> str:
+    """A series' name without its number and suffix: ``img_`` of ``img_#.jpg``, ``_rgb`` of ``#_rgb.png``."""
+    return key[0] + os.path.splitext("#" + key[1])[0][1:]   # ('.jpg' alone is a name to splitext, not a suffix)
 
 
 # ----------------------------------------------------------------------------------------------
