@@ -97,7 +97,7 @@ def frame_series(path: str | bytes | os.PathLike) -> FrameSeries:
     folder, glob = (p.parent, p.name) if _is_glob(p.name) and not p.is_dir() else (p, None)
     try:
         # hidden files are not frames: macOS writes '._img_00001.jpg' beside each picture copied
-        names = sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
+        names = sorted(e.name for e in os.scandir(folder) if not e.name.startswith(".") and _is_file(e))
     except OSError as e:
         raise VideoReadError(f"{shown_path(folder)}: cannot be read ({e.strerror or e})") from None
     series = _series_of([n for n in names if glob is None or fnmatch.fnmatchcase(n, glob)])
@@ -117,6 +117,15 @@ def frame_series(path: str | bytes | os.PathLike) -> FrameSeries:
     width = min(len(name) - len(prefix) - len(suffix) for _, name in numbered)
     pattern = f"{prefix}%0{width}d{suffix}" if width > 1 else f"{prefix}%d{suffix}"  # (printf's '%' unescaped)
     return FrameSeries(source=str(p), files=tuple(folder / name for _, name in numbered), pattern=pattern)
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether ``entry`` is a file (through links); a link that loops is none (its OSError
+    made the whole folder unreadable)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _series_of(names: list[str]) -> dict[tuple[str, str], list[tuple[int, str]]]:
