@@ -10,21 +10,27 @@ is the home folder; an empty value or an unclosed quote is refused):
   (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window (2 to 4
   frames: for models of 4 frames or more);
   ``1 ≤ N ≤ 10^12`` (clips are rendered when used, so ``N`` costs nothing up front).
-* ``folder:DIR[,labels=FILE.csv][,max_side=N]`` — the videos in ``DIR``; the CSV (default
+* ``folder:DIR[,labels=FILE.csv][,max_side=N][,fps=F]`` — the videos in ``DIR``, files or folders
+  of numbered pictures (``<class>/<video>/img_00001.jpg`` …, :mod:`~videoxai.data.frame_folder`;
+  read at ``fps`` frames per second, else with no frame rate; ``fps`` is refused where every clip
+  is a file, which has its own); the CSV (default
   ``DIR/labels.csv`` if it exists; UTF-8, or UTF-16 with a byte-order mark) has a header with
   columns ``video`` (path relative to ``DIR``; an absolute one, or one through ``..``, is read as
-  it is, and the path as written is the clip's key) and ``label`` (class index, ``3.0`` read as 3,
+  it is, and the path as written is the clip's key; a folder of frames, or a glob naming one series
+  in a folder, ``v1/img_*.jpg``) and ``label`` (class index, ``3.0`` read as 3,
   or class name), and
   optionally ``start`` and ``end``: the evidence window in *source* frame indices (whole numbers,
-  ``4.0`` read as 4), ``end`` excluded (an empty or negative window is refused before the run,
+  ``4.0`` read as 4; a folder's pictures count from 0 in the order of their numbers, with or
+  without ``fps``), ``end`` excluded (an empty or negative window is refused before the run,
   naming its line; one that starts after the video's end makes that clip an error row; one that
   ends after it, or lies between two sampled frames, warns). Column names are read in any case; a
   file whose first line is a video's (``clip.mp4,3``) has no header and gives those columns in
   that order; fields are separated by commas (``;`` or tabs where the first line has no comma). A
   row with an empty label is unlabelled (the model's prediction is explained). Other columns are
   ignored, and so are videos in ``DIR`` the CSV does not list. Without a CSV every video file
-  below ``DIR`` is used (linked files and folders followed, hidden ones not; a video reached
-  along two paths is listed once, with a warning, and refused where they lie in two classes; a subfolder that
+  below ``DIR`` is used, and every folder of two numbered pictures or more with no video file or
+  subfolder beside them is one video, not walked into (linked files and folders followed, hidden
+  ones not; a video reached along two paths is listed once, with a warning, and refused where they lie in two classes; a subfolder that
   cannot be listed is left out with a warning naming it, while a video in one that a CSV lists is
   an error of its own clip when read); where videos lie
   below first-level subfolders (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder
@@ -32,8 +38,10 @@ is the home folder; an empty value or an unclosed quote is refused):
   unlabelled (the model's prediction is explained), as are videos beside the class subfolders (a
   warning names them).
 * ``ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt]`` — UCF101-24-style per-frame boxes:
-  ``ROOT/<key>.avi`` (or ``.mp4``) and a JSON file (default ``ROOT/annotations.json``) in the
-  layout of the corrected annotations' ``pyannot.pkl`` (convert the pickle once with
+  ``ROOT/<key>.avi`` (or ``.mp4``, else the folder of its numbered pictures
+  ``ROOT/<key>/00001.jpg`` …, as the release's ``rgb-images`` stores them: the pictures in the
+  order of their numbers are frames 0, 1, … of the annotations, as a file's frames are) and a
+  JSON file (default ``ROOT/annotations.json``) in the layout of the corrected annotations' ``pyannot.pkl`` (convert the pickle once with
   ``json.dump({k: {**v, "annotations": [{**a, "boxes": a["boxes"].tolist()} for a in
   v["annotations"]]} for k, v in pickle.load(f).items()}, out)``; videoxai never unpickles
   data): ``{key: {"label": int, "numf": int, "annotations": [{"label": int, "sf": int, "ef": int,
@@ -466,9 +474,11 @@ class _Entry:
 
 
 class VideoListDataset(EvalDataset):
-    """Videos on disk, each with an optional label and source-frame window."""
+    """Videos on disk (files, or folders of numbered pictures read at ``fps``, which a file takes
+    from itself), each with an optional label and source-frame window."""
 
-    def __init__(self, entries: Sequence[_Entry], num_frames: int, max_side: int | None = None) -> None:
+    def __init__(self, entries: Sequence[_Entry], num_frames: int, max_side: int | None = None,
+                 fps: float | None = None) -> None:
         if not entries:
             raise InputError("the dataset has no videos")
         self.entries = list(entries)
@@ -480,6 +490,7 @@ class VideoListDataset(EvalDataset):
             seen.add(e.key)
         self.num_frames = num_frames
         self.max_side = max_side
+        self.fps = fps
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -491,8 +502,11 @@ class VideoListDataset(EvalDataset):
         return self.entries[i].label
 
     def read(self, i: int) -> Clip:
+        from .frame_folder import names_frame_series
         from .video import read_video
-        return read_video(self.entries[i].path, num_frames=self.num_frames, max_side=self.max_side)
+        path = self.entries[i].path
+        fps = self.fps if self.fps is not None and names_frame_series(path) else None   # a file has its own
+        return read_video(path, num_frames=self.num_frames, max_side=self.max_side, fps=fps)
 
     def load(self, i: int) -> EvalSample:
         e = self.entries[i]

@@ -1,5 +1,9 @@
 """The ``folder:`` dataset kind: a directory of videos, labelled by a CSV or by class subfolders.
 
+A video is a file, or a folder of numbered pictures (``<class>/<video>/img_00001.jpg`` …, as
+MMAction2's *rawframes* and UCF101-24's ``rgb-images`` are stored; :mod:`~videoxai.data.frame_folder`)
+taken whole as one clip, or, in a CSV, a glob naming one series in a folder (``vid1/img_*.jpg``).
+
 The spec, the CSV's columns and how class subfolders map onto the model's classes are documented
 in :mod:`videoxai.data.datasets`. This module reads what users hand-make or export from
 spreadsheets (headers in any case, ``;`` and tab separators, byte-order marks, Windows paths,
@@ -11,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import errno
+import fnmatch
 import io
 import os
 import re
@@ -24,6 +29,7 @@ from ...options import Opt
 from ..animated_webp import is_animated_webp
 from ..datasets import (ClassNames, EvalDataset, VideoListDataset, _Entry, _index_digits, _label_index,
                         register_dataset)
+from ..frame_folder import IMAGE_SUFFIXES, names_frame_series
 
 #: what a ``folder:`` takes for a video (FFmpeg reads them all): MPEG-1/2 (``.mpg``, the
 #: camcorders' ``.mts``), phones' ``.3gp``, Flash and Windows Media files were left out silently;
@@ -36,8 +42,13 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg
 
 @register_dataset("folder")
 def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None = None,
-            max_side: Annotated[int | None, Opt(ge=1)] = None) -> EvalDataset:
-    """folder:DIR[,labels=FILE.csv][,max_side=N] — videos with a CSV of labels (video,label[,start,end]) or in one subfolder per class."""
+            max_side: Annotated[int | None, Opt(ge=1)] = None,
+            fps: Annotated[float | None, Opt(gt=0, help="frame rate of the folders of frames")] = None) -> EvalDataset:
+    """folder:DIR[,labels=FILE.csv][,max_side=N][,fps=F] — videos or frame folders, by a CSV (video,label[,start,end]) or class subfolders.
+
+    ``fps`` is the frame rate of the clips stored as folders of numbered pictures (which carry
+    none): without it their clips have no ``fps`` or ``times``; video files have their own.
+    """
     root = Path(argument).expanduser()
     if not root.is_dir():
         raise InputError(f"folder: {root} is not a directory")
@@ -67,10 +78,13 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
                           f"{', …' if len(broken) > 3 else ''}) point{'' if len(broken) > 1 else 's'} to no file; "
                           f"left out", stacklevel=3)
         if not files:
+            # DIR the frames of one video: its folder (or the video's spec elsewhere) was meant
+            hint = (f"; it is one video's folder of frames: give the folder above it (folder:{root.parent}), "
+                    "where each video's frames are a subfolder" if _is_frame_folder(root) else "")
             raise InputError(f"folder: no video files in {root}"
-                             + (f" ({_unreadable_text(root, unreadable)})" if unreadable else ""))
-        return _class_folders(root, files, classes, num_frames, side)
-    rows = _read_labels_csv(csv_path)
+                             + (f" ({_unreadable_text(root, unreadable)})" if unreadable else "") + hint)
+        return _with_frame_rate(_class_folders(root, files, classes, num_frames, side), fps, root)
+    rows = _read_labels_csv(csv_path, root)
     columns = {c for _, row in rows for c in row}
     if "label" not in columns and columns - set(CSV_COLUMNS):
         # 'video,class' or 'video,category': every clip was silently explained for the prediction
@@ -148,6 +162,17 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         seen[path] = (e.key, n)
     ds = VideoListDataset(entries, num_frames, side)
     ds.class_names = list(classes) if classes is not None else None
+    return _with_frame_rate(ds, fps, root)
+
+
+def _with_frame_rate(ds: VideoListDataset, fps: float | None, root: Path) -> VideoListDataset:
+    """``ds`` reading its folders of frames at ``fps``; refused where every clip is a video file
+    (which has its own frame rate, and ``fps`` would silently change nothing)."""
+    if fps is not None:
+        if not any(names_frame_series(e.path) for e in ds.entries):
+            raise InputError(f"folder: {root}: fps={fps:g} is the frame rate of folders of frames, and every clip "
+                             "is a video file (which has its own); leave fps out")
+        ds.fps = float(fps)
     return ds
 
 
@@ -165,7 +190,7 @@ def _without_class(classes: Sequence[str] | None) -> str:
     return "left unlabelled"
 
 
-def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
+def _read_labels_csv(csv_path: Path, root: Path | None = None) -> list[tuple[int, dict[str, str]]]:
     """The rows of a labels CSV as ``(line number, {column: text})``.
 
     Column names are read without surrounding spaces or case (``Video, Label`` as saved by hand or
@@ -173,7 +198,8 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
     whose first line is already a video (``clip.mp4,3``) has no header: its columns are
     :data:`CSV_COLUMNS` in order. A spreadsheet in a locale whose decimal mark is a comma saves
     with ``;`` between fields, and TSV files use tabs: a first line with neither a comma nor a
-    quote but one of those is split on it.
+    quote but one of those is split on it. A first line whose first field names a folder of
+    frames in ``root`` (``Jump/v1,0``) is a video's too.
     """
     raw = csv_path.read_bytes()
     # Excel's "Unicode Text" is UTF-16 with a byte-order mark (and tabs): unambiguous, so read;
@@ -214,7 +240,8 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
         raise InputError(f"{csv_path}:{lines[0][0]}: column {twice!r} appears {header.count(twice)} times")
     if "video" in header:
         columns, body = header, lines[1:]
-    elif header and header[0].endswith(VIDEO_SUFFIXES + (".webp",)):
+    elif header and (header[0].endswith(VIDEO_SUFFIXES + (".webp",))
+                     or root is not None and _names_frames(root, lines[0][1][0].strip())):
         columns, body = list(CSV_COLUMNS[:len(header)]), lines   # no header line: the first is a video
     else:
         raise InputError(f"{csv_path}: the first line must be a header naming a 'video' column "
@@ -226,7 +253,8 @@ def _read_labels_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
 
 def _video_files(root: Path) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
     """The video files below ``root``, sorted, the video links that point to no file, and the
-    subfolders that cannot be listed, with why (``root`` itself that cannot is an error).
+    subfolders that cannot be listed, with why (``root`` itself that cannot is an error). A
+    subfolder of numbered pictures (:func:`_is_frame_folder`) is a video, not walked into.
 
     Linked folders are followed (``DIR/<class>`` linked to where a class's videos are, as scripts
     build evaluation subsets: ``rglob`` did not follow them, and the class was left out without a
@@ -270,7 +298,11 @@ def _video_files(root: Path) -> tuple[list[Path], list[Path], list[tuple[Path, s
                 is_dir = is_file = False
             if is_dir:
                 real = os.path.realpath(path)
-                if real not in above:
+                if real in above:
+                    continue
+                if _is_frame_folder(path):   # one video's pictures: a clip, not a folder of clips
+                    files.append(path)
+                else:
                     walk(path, above | {real})
             elif video:
                 if is_file:
@@ -280,6 +312,52 @@ def _video_files(root: Path) -> tuple[list[Path], list[Path], list[tuple[Path, s
 
     walk(root, frozenset({os.path.realpath(root)}))
     return sorted(files), sorted(broken), sorted(unreadable)
+
+
+def _is_frame_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds one video as numbered pictures (``v1/00001.jpg``, ``v1/img_00002.png``):
+    two or more, and no video file and no subfolder beside them (a class folder of clips, or of
+    such folders, is walked into). Only names are listed (an animated ``.webp`` is a video, as the walk takes it); hidden entries are not
+    looked at; a folder that cannot be listed is not one (walked into, it is named unreadable)."""
+    pictures = 0
+    try:
+        for entry in list(os.scandir(folder)):
+            if entry.name.startswith("."):
+                continue
+            suffix = os.path.splitext(entry.name)[1].lower()
+            if suffix in VIDEO_SUFFIXES or entry.is_dir() or suffix == ".webp" and is_animated_webp(folder / entry.name):
+                return False
+            pictures += _numbered_picture(entry.name)
+    except OSError:
+        return False
+    return pictures >= 2
+
+
+def _names_frames(root: Path, rel: str) -> bool:
+    """Whether ``root / rel`` is a folder of frames (:func:`_is_frame_folder`) or a glob of
+    pictures in a folder (``v1/img_*.jpg``) — for a labels CSV whose first line may be a row."""
+    path = _existing(root, rel) if rel else None
+    return path is not None and not path.is_file() and (not path.is_dir() or _is_frame_folder(path))
+
+
+def _frames_path(path: Path) -> bool:
+    """Whether ``path`` is a folder, or a glob (``v1/img_*.jpg``) that matches numbered pictures in
+    its folder: one that matches none is no video file, not a clip that fails when read."""
+    if not names_frame_series(path):
+        return False
+    if os.path.isdir(path):
+        return True
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return False
+    return any(fnmatch.fnmatchcase(name, path.name) and _numbered_picture(name) for name in names)
+
+
+def _numbered_picture(name: str) -> bool:
+    """A picture with a number in its name (``img_00001.jpg``, ``00001_rgb.png``), which may be a
+    frame (:func:`~videoxai.data.frame_folder.frame_series` tells which run of digits numbers them)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and any(c in "0123456789" for c in name)
 
 
 def _unreadable_text(root: Path, unreadable: Sequence[tuple[Path, str]]) -> str:
@@ -293,13 +371,15 @@ def _existing(root: Path, rel: str) -> Path | None:
     """The file ``root / rel``, also where its name is in the other Unicode normal form (macOS
     writes 'é' in file names as 'e' and a combining accent, NFD; a spreadsheet types it as one
     character, NFC; on Linux the two are different names) or where a CSV written on Windows
-    separates folders with ``\\`` (``train\\a.mp4``)."""
+    separates folders with ``\\`` (``train\\a.mp4``). A folder, or a glob in one
+    (``v1/img_*.jpg``), is a video stored as pictures: taken without listing it (one that holds no
+    frames is an error of its own clip when read, as an unreadable video file is)."""
     forms = [rel] + ([rel.replace("\\", "/")] if "\\" in rel and os.sep == "/" else [])
     for form in list(forms):
         forms += [unicodedata.normalize("NFC", form), unicodedata.normalize("NFD", form)]
     for text in dict.fromkeys(forms):
         try:
-            if (root / text).is_file():
+            if (root / text).is_file() or _frames_path(root / text):
                 return root / text
         except PermissionError:
             # in a folder the user may not search: the file cannot even be looked at. Taken, so that

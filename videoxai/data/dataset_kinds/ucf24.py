@@ -3,6 +3,11 @@
 The JSON layout and how to convert the corrected annotations' pickle are documented in
 :mod:`videoxai.data.datasets`. Every tube is checked when the dataset is opened, so a bad
 annotation is named before the run rather than ending it, or passing as 'no ground truth'.
+
+A key's video is ``ROOT/<key>.avi`` or ``.mp4``, else the folder ``ROOT/<key>/`` of its numbered
+pictures (``00001.jpg`` …: the release's ``rgb-images``, read by :mod:`~videoxai.data.frame_folder`).
+The annotations' 0-based frames count the pictures in the order of their numbers, as they count a
+file's frames: picture ``00001.jpg`` is frame 0, and its boxes are those of ``sf`` 0.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from ..datasets import BoxesDataset, EvalDataset, _Entry, _label_index, _read_js
 @register_dataset("ucf24")
 def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | None = None,
            split: str | None = None) -> EvalDataset:
-    """ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt] — UCF101-24-style per-frame boxes."""
+    """ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt] — UCF101-24-style per-frame boxes.
+
+    A key's video is ``ROOT/<key>.avi`` or ``.mp4``, else the folder of its frames ``ROOT/<key>/``.
+    """
     root = Path(argument).expanduser()
     if not root.is_dir():
         raise InputError(f"ucf24: {root} is not a directory")
@@ -50,8 +58,11 @@ def _ucf24(argument: str, *, num_frames: int, classes=None, annotations: str | N
         if not isinstance(rec, dict) or not isinstance(rec.get("annotations"), list):
             raise InputError(f"{where}: expected {{'label', 'annotations': [...]}}")
         path = next((root / f"{key}{s}" for s in (".avi", ".mp4") if (root / f"{key}{s}").is_file()), None)
+        if path is None and key and (root / key).is_dir():
+            # the release's rgb-images/<class>/<video>/00001.jpg …: its pictures are the video's frames
+            path = root / key
         if path is None:
-            raise InputError(f"{where}: no video {root / key}.avi or .mp4")
+            raise InputError(f"{where}: no video {root / key}.avi or .mp4, nor a folder of its frames {root / key}/")
         for a in rec["annotations"]:
             _check_tube(a, where, rec.get("numf"))
         # the class is the key's folder when the model knows it by that name, else the index
