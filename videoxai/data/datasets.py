@@ -55,13 +55,21 @@ is the home folder; an empty value or an unclosed quote is refused):
 * ``ssv2:VIDEOS,annotations=FILE.json[,labels=FILE.json]`` — Something-Something-style JSON: a
   list of ``{"id": …, "template": "Putting [something] on a surface", …}`` (``VIDEOS/<id>.webm``)
   and a labels file mapping each template (brackets removed) to its class index.
+* ``kinetics:ROOT[,annotations=FILE.csv][,split=NAME][,max_side=N]`` — Kinetics-400/600/700 clips
+  listed by the release's CSV (``label,youtube_id,time_start,time_end,split``; default: the one
+  CSV in ``ROOT`` or ``ROOT/annotations``), each found below ``ROOT`` by name wherever a
+  downloader put it (``<youtube_id>_<start:06d>_<end:06d>.mp4`` in class folders or flat, a
+  folder of its frames so named, or the whole video ``<youtube_id>.mp4``, whose segment is read);
+  clips found nowhere are left out with a warning counting them
+  (:mod:`~videoxai.data.dataset_kinds.kinetics`).
 
 Clips are sampled uniformly with the model's number of frames (``num_frames``). Datasets know
 each clip's ``key`` without decoding it, so a resumed evaluation skips finished clips for free.
 Class names are mapped onto the model's labels when ``labels=`` is given to
 :func:`load_dataset` (a class the model does not know is an error, not a silent mismatch).
-Without ``labels=``, a ``folder:`` CSV whose labels are names (or class subfolders) defines the
-classes itself: the distinct names, sorted (as image-folder loaders do), in ``dataset.class_names``.
+Without ``labels=``, a ``folder:`` CSV whose labels are names (or class subfolders), and a
+``kinetics:`` CSV, define the classes themselves: the distinct names, sorted (as image-folder
+loaders do), in ``dataset.class_names``.
 
 Each kind is a plug-in: a module of :mod:`videoxai.data.dataset_kinds` that registers its factory
 with :func:`register_dataset` (imported on the registry's first look-up, so a new kind is a new file).
@@ -471,6 +479,8 @@ class _Entry:
     label: int | None = None
     label_name: str | None = None
     source_window: tuple[int, int] | None = None
+    #: the stretch of the video to read, in seconds (a Kinetics clip's segment of its whole video)
+    span: tuple[float, float] | None = None
 
 
 class VideoListDataset(EvalDataset):
@@ -504,9 +514,10 @@ class VideoListDataset(EvalDataset):
     def read(self, i: int) -> Clip:
         from .frame_folder import names_frame_series
         from .video import read_video
-        path = self.entries[i].path
+        path, span = self.entries[i].path, self.entries[i].span
         fps = self.fps if self.fps is not None and names_frame_series(path) else None   # a file has its own
-        return read_video(path, num_frames=self.num_frames, max_side=self.max_side, fps=fps)
+        start, end = span if span is not None else (None, None)
+        return read_video(path, num_frames=self.num_frames, max_side=self.max_side, fps=fps, start=start, end=end)
 
     def load(self, i: int) -> EvalSample:
         e = self.entries[i]
