@@ -115,6 +115,15 @@ def test_a_folder_of_many_series_lists_the_largest_few(tmp_path):
     np.testing.assert_array_equal(vx.read_video(tmp_path / "f" / "cam4_*.png").frames, scene(4))
 
 
+def test_what_is_no_path_is_named_as_before(tmp_path):
+    with pytest.raises(VideoReadError, match="a video path must be a str, bytes or os.PathLike, got int"):
+        vx.read_video(3)
+    with pytest.raises(VideoReadError, match=r"a\\x00b.mp4: no such file \(a file name cannot hold a NUL byte\)"):
+        vx.read_video(str(tmp_path / "a\x00b.mp4"))
+    with pytest.raises(VideoReadError, match="a video path must be a str, bytes or os.PathLike, got NoneType"):
+        list(vx.sliding_windows(None, 4))
+
+
 def test_a_file_whose_name_looks_like_a_glob_is_read_as_the_file(tmp_path):
     frames = scene(6)
     write_series(tmp_path, frames[::-1], name="take1{}.png")   # what the names would match as globs

@@ -58,6 +58,8 @@ def check_path(path: str | bytes | os.PathLike) -> Path:
         raise VideoReadError(f"{shown_path(p)}: no such file") from None
     except OSError as e:   # a folder on the way the user may not enter was a PermissionError traceback
         raise VideoReadError(f"{shown_path(p)}: cannot be read ({e.strerror or e})") from None
+    except ValueError:   # a NUL byte: no file can have that name (a raw ValueError from os.stat)
+        raise VideoReadError(f"{shown_path(p)}: no such file (a file name cannot hold a NUL byte)") from None
     if stat.S_ISDIR(info.st_mode):
         raise VideoReadError(f"{shown_path(p)}: is a directory, not a video file")
     if not stat.S_ISREG(info.st_mode):  # /dev/zero, a named pipe: their size of 0 was "the file is empty"

@@ -75,11 +75,15 @@ def names_frame_series(path: str | bytes | os.PathLike) -> bool:
     """Whether ``path`` is read as a folder of frames: an existing directory, or a glob
     (``*``, ``?``, ``[``) of pictures (``img_*.jpg``, or ending in ``*``) whose folder exists and
     which names no existing file."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        return False   # the file reader names what a path must be
     p = Path(os.fsdecode(path))
     try:
         return stat.S_ISDIR(p.stat().st_mode)
     except OSError:  # no such file: a glob, or a missing file for the file reader to name
         return _is_glob(p.name) and p.parent.is_dir()
+    except ValueError:   # a NUL in the name: the file reader's error
+        return False
 
 
 def _is_glob(name: str) -> bool:
