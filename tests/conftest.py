@@ -19,7 +19,7 @@ TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermed
 
 
 def tiny_hf(family: str, seed: int = 0, **overrides):
-    """A tiny random HF video classifier of ``family`` (timesformer | videomae | vivit | vjepa2)."""
+    """A tiny random HF video classifier of ``family`` (timesformer | videomae | vivit | vjepa2 | videoprism)."""
     from transformers import (TimesformerConfig, TimesformerForVideoClassification, VideoMAEConfig,
                               VideoMAEForVideoClassification, VivitConfig, VivitForVideoClassification)
 
@@ -40,6 +40,14 @@ def tiny_hf(family: str, seed: int = 0, **overrides):
         net = VJEPA2ForVideoClassification(VJEPA2Config(frames_per_clip=8, crop_size=32, patch_size=8, tubelet_size=2,
                                                         num_pooler_layers=1, pred_hidden_size=16,
                                                         pred_num_hidden_layers=1, pred_num_attention_heads=2, **kw))
+    elif family == "videoprism":  # a factorised encoder: spatial layers, then temporal ones
+        from transformers import VideoPrismForVideoClassification, VideoPrismVisionConfig
+
+        layers = kw.pop("num_hidden_layers")
+        kw.setdefault("num_spatial_layers", layers)
+        kw.setdefault("num_temporal_layers", layers)
+        net = VideoPrismForVideoClassification(VideoPrismVisionConfig(num_frames=8, image_size=32, tubelet_size=[1, 8, 8],
+                                                                      **kw))
     else:
         raise ValueError(family)
     # Random init gives near-uniform attention; sharpen it so attention maps carry structure.
@@ -61,7 +69,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(params=["timesformer", "videomae", "vivit", "vjepa2"])
+@pytest.fixture(params=["timesformer", "videomae", "vivit", "vjepa2", "videoprism"])
 def hf_family(request):
     return request.param
 

@@ -61,7 +61,10 @@ def _hf_directory(family: str, path) -> "vx.VideoModel":
            "vjepa2": lambda: tf.VJEPA2ForVideoClassification(tf.VJEPA2Config(  # its own names
                frames_per_clip=4, crop_size=32, patch_size=8, tubelet_size=2, hidden_size=32, num_hidden_layers=2,
                num_attention_heads=2, mlp_ratio=2.0, num_labels=3, num_pooler_layers=1, pred_hidden_size=16,
-               pred_num_hidden_layers=1, pred_num_attention_heads=2))}[family]()
+               pred_num_hidden_layers=1, pred_num_attention_heads=2)),
+           "videoprism": lambda: tf.VideoPrismForVideoClassification(tf.VideoPrismVisionConfig(  # factorised
+               num_frames=4, image_size=32, tubelet_size=[1, 8, 8], hidden_size=32, num_spatial_layers=2,
+               num_temporal_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=3))}[family]()
     net.save_pretrained(path)
     return vx.load_model(str(path))
 
@@ -70,7 +73,8 @@ def _models(tmp) -> dict:
     from conftest import tiny_hf
     from videoxai.models.hf import from_hf_module
 
-    return {**{f"{f}-dir": _hf_directory(f, tmp / f) for f in ("timesformer", "videomae", "vivit", "vjepa2")},
+    return {**{f"{f}-dir": _hf_directory(f, tmp / f) for f in ("timesformer", "videomae", "vivit", "vjepa2",
+                                                                                "videoprism")},
         "demo": vx.load_model("demo"),
         "demo-cnn": vx.load_model("demo-cnn"),
         "demo-stabn": vx.load_model("demo-stabn"),
@@ -121,7 +125,7 @@ def _state(model) -> tuple:
 
 
 MODEL_NAMES = ["demo", "demo-cnn", "demo-stabn", "wrapped", "token", "timesformer-dir", "videomae-dir", "vivit-dir",
-               "vjepa2-dir"]
+               "vjepa2-dir", "videoprism-dir"]
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)

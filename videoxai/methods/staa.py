@@ -15,6 +15,12 @@ One forward pass of a video transformer gives both maps from its own attention:
   ``(T/tubelet, rows, cols)`` grid.
 * **Joint attention without CLS** (VideoMAE, mean pooling): the attention each token receives,
   averaged over queries.
+* **A factorised encoder** (VideoPrism: spatial layers on each frame alone, then temporal layers
+  on each patch position alone, no CLS, an attention-pooling head over every token): the
+  attention each patch of frame t receives in the spatial layers, ``S[t, p]``, times ``T`` × the
+  attention frame t receives at patch p in the temporal layers, ``τ[p, t]`` — the spatial layers
+  see one frame at a time, so only the temporal ones can say when. ``"auto"`` reads the last
+  half of each (at least one of each).
 
 Only the asked-for layers' queries and keys are kept (:class:`~videoxai.models.attention.AttentionTap`);
 the model keeps its fast attention kernels. ``layers=k`` averages the maps of the last k layers
@@ -85,6 +91,10 @@ class STAA(AttentionMethod):
         n = model.attention.num_layers
         received = "joint" in model.attention.kinds() and model.token_grid.readout == "mean"
         named = {"half": max(1, n // 2), "auto": 1 if received else max(1, n // 2)}
+        if model.attention.factorised:  # the last half of the spatial layers and of the temporal ones
+            named["auto"] = [i for kind in ("spatial", "temporal")
+                             for group in [[j for j, layer in enumerate(model.attention.layers) if kind in layer]]
+                             for i in group[len(group) - max(1, len(group) // 2):]]
         self.layers = self.attention_layers(named.get(layers, layers) if isinstance(layers, str) else layers)
         self.peak_share = peak_share
         if temporal_weighting and "temporal" not in model.attention.kinds():
@@ -121,7 +131,8 @@ class STAA(AttentionMethod):
                 target = self.resolve_target(target, logits)
             b = inputs.shape[0]
             with torch.no_grad():
-                maps = torch.stack([self._layer_map(tap, layer, b) for layer in self.layers]).mean(0)
+                maps = (self._factorised_map(tap, b) if self.model.attention.factorised else
+                        torch.stack([self._layer_map(tap, layer, b) for layer in self.layers]).mean(0))
         t = inputs.shape[1]
         return Attribution(maps=self.on_input(maps, t), space="crop", target=target, logits=logits.detach(),
                            temporal=self.peak_scores(maps, t), time_align="repeat")
@@ -139,7 +150,9 @@ class STAA(AttentionMethod):
         """What the map needs of one attention call, ``(B', N)``: the row of the token the
         classifier reads (spatial attention; joint attention read from its first token) or the
         attention each token receives (temporal attention; joint attention, mean-pooled)."""
-        if kind == "temporal" or (kind == "joint" and self.model.token_grid.readout == "mean"):
+        grid = self.model.token_grid
+        # a spatial attention without a CLS token (VideoPrism's) is read as a mean-pooled joint one
+        if kind == "temporal" or grid.readout == "mean" and (kind == "joint" or not grid.prefix_tokens):
             return self._received(rec)
         return self._rows(rec, 0)
 
@@ -151,7 +164,7 @@ class STAA(AttentionMethod):
             return rec.summary if rec.summary is not None else self._summary(kind, rec)
 
         if (layer, "spatial") in tap.records:
-            spatial = summary("spatial")[..., 1:]                                      # (B·T, P)
+            spatial = summary("spatial")[..., grid.prefix_tokens:]                     # (B·T, P)
             spatial = spatial.reshape(batch, grid.frames, grid.rows * grid.cols)
             if not self.temporal_weighting:
                 return spatial.reshape(batch, grid.frames, grid.rows, grid.cols)
@@ -162,6 +175,24 @@ class STAA(AttentionMethod):
         if grid.prefix_tokens:
             scores = scores[:, grid.prefix_tokens:]                                     # (B, P)
         return grid.scores_to_volume(scores)
+
+    def _factorised_map(self, tap: AttentionTap, batch: int) -> torch.Tensor:
+        """A factorised encoder's map ``(B, T', rows, cols)``: the chosen spatial layers' mean
+        ``S`` times ``T`` × the chosen temporal layers' mean ``τ`` (either alone where the other
+        kind is not read)."""
+        grid = self.model.token_grid
+        by_kind: dict[str, list[torch.Tensor]] = {"spatial": [], "temporal": []}
+        for (layer, kind), rec in tap.records.items():
+            by_kind[kind].append(rec.summary if rec.summary is not None else self._summary(kind, rec))
+        shape = (batch, grid.frames, grid.rows, grid.cols)
+        maps = None
+        if by_kind["spatial"]:   # (B·T, P) each: the attention each patch of a frame receives
+            maps = torch.stack(by_kind["spatial"]).mean(0).reshape(shape)
+        if by_kind["temporal"]:  # (B·P, T) each: the attention each frame receives at a patch
+            tau = torch.stack(by_kind["temporal"]).mean(0).reshape(batch, grid.rows * grid.cols, grid.frames)
+            weight = grid.frames * tau.transpose(1, 2).reshape(shape)   # mean 1 at each patch
+            maps = weight if maps is None else maps * weight
+        return maps
 
     def _rows(self, rec: AttentionRecord, index: int) -> torch.Tensor:
         """Head-averaged attention row of query ``index``: ``(B', N)``."""

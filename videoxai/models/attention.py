@@ -46,6 +46,8 @@ class AttentionCall:
         project: for a module that does not call its projection modules (transformers 4's
             VideoMAE applies their weights with its own biases), ``hidden (B', N, D) → (q, k, v)``
             each ``(B', N, D)``, computed from the module's input (a forward pre-hook) instead.
+        softcap: where the logits are soft-capped before the softmax (VideoPrism:
+            ``c · tanh(logits / c)``), ``c``; ``None`` (default): they are not.
     """
 
     module: nn.Module
@@ -57,11 +59,17 @@ class AttentionCall:
     fused: bool = False
     finish: Callable[[torch.Tensor], torch.Tensor] = lambda ctx: ctx
     project: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+    softcap: float | None = None
 
 
 @dataclass
 class AttentionSites:
-    """The attention calls of a model, per layer and kind (``"spatial"``/``"temporal"``/``"joint"``)."""
+    """The attention calls of a model, per layer and kind (``"spatial"``/``"temporal"``/``"joint"``).
+
+    A layer holds the calls it runs, in order: TimeSformer's a temporal and a spatial one each;
+    a factorised encoder's (VideoPrism) spatial layers a spatial one, its temporal layers a
+    temporal one.
+    """
 
     layers: list[dict[str, AttentionCall]]
 
@@ -70,7 +78,14 @@ class AttentionSites:
         return len(self.layers)
 
     def kinds(self) -> tuple[str, ...]:
-        return tuple(self.layers[0].keys())
+        """Every kind some layer runs, in the order they first appear."""
+        return tuple(dict.fromkeys(kind for layer in self.layers for kind in layer))
+
+    @property
+    def factorised(self) -> bool:
+        """Whether the spatial and the temporal attention lie in layers of their own (a
+        factorised encoder: all spatial layers, then all temporal ones)."""
+        return all(len(layer) == 1 for layer in self.layers) and set(self.kinds()) == {"spatial", "temporal"}
 
     def resolve_layers(self, layers: int | Iterable[int]) -> list[int]:
         """``k`` → the last k layers; a list → those indices (negative allowed), in the order
@@ -112,6 +127,13 @@ class AttentionRecord:
     v: torch.Tensor | None = None
     probs: torch.Tensor | None = None
     summary: torch.Tensor | None = None
+    softcap: float | None = None
+
+    def capped(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits as the softmax takes them: soft-capped where the model caps them."""
+        if self.softcap is None:
+            return logits
+        return torch.tanh(logits / self.softcap) * self.softcap
 
     def rows(self, index: int | slice) -> torch.Tensor:
         """Attention rows of the given queries, ``(B', heads, n_q, N)``."""
@@ -120,7 +142,7 @@ class AttentionRecord:
             return p if p.ndim == 4 else p.unsqueeze(2)
         q = self.q[:, :, index]
         q = q if q.ndim == 4 else q.unsqueeze(2)
-        return (q @ self.k.transpose(-2, -1) * self.scale).softmax(-1)
+        return self.capped(q @ self.k.transpose(-2, -1) * self.scale).softmax(-1)
 
     def full(self) -> torch.Tensor:
         """The whole attention matrix ``(B', heads, N, N)``."""
@@ -141,7 +163,7 @@ class AttentionRecord:
         total = self.q.new_zeros(*self.q.shape[:2], keys.shape[-1])
         for start in range(0, n, chunk):
             logits = torch.matmul(self.q[:, :, start:start + chunk] * self.scale, keys)
-            total += torch.softmax(logits, dim=-1).sum(2)
+            total += torch.softmax(self.capped(logits), dim=-1).sum(2)
         return total / n
 
 
@@ -164,7 +186,7 @@ class AttentionTap:
             raise ValueError("reduce needs the queries and keys of a no-grad tap")
         self.sites = sites
         self.layers = list(layers)
-        self.kinds = tuple(kinds) if kinds is not None else sites.kinds()
+        self.kinds = tuple(kinds) if kinds is not None else None   # None: every call of each layer
         self.grad = grad
         self.reduce = reduce
         self.records: dict[tuple[int, str], AttentionRecord] = {}
@@ -173,7 +195,7 @@ class AttentionTap:
     def __enter__(self) -> "AttentionTap":
         try:
             for layer in self.layers:
-                for kind in self.kinds:
+                for kind in self.kinds if self.kinds is not None else self.sites.layers[layer]:
                     if kind not in self.sites.layers[layer]:
                         raise UnsupportedModelError(f"layer {layer} has no {kind} attention")
                     self._hook(layer, kind, self.sites.layers[layer][kind])
@@ -191,7 +213,7 @@ class AttentionTap:
         self._handles.clear()
 
     def _hook(self, layer: int, kind: str, call: AttentionCall) -> None:
-        rec = AttentionRecord(scale=call.scale)
+        rec = AttentionRecord(scale=call.scale, softcap=call.softcap)
         self.records[(layer, kind)] = rec
         keep = (lambda t: t) if self.grad else (lambda t: t.detach())
 
@@ -235,7 +257,7 @@ class AttentionTap:
         if self.grad:
             def substitute(_m, _inp, out):
                 # Recompute this layer's attention eagerly so the probabilities are in the graph.
-                probs = (rec.q @ rec.k.transpose(-2, -1) * rec.scale).softmax(-1)
+                probs = rec.capped(rec.q @ rec.k.transpose(-2, -1) * rec.scale).softmax(-1)
                 if probs.requires_grad:
                     probs.retain_grad()
                 rec.probs = probs

@@ -1,4 +1,4 @@
-"""Hugging Face video transformers: TimeSformer, VideoMAE, ViViT and V-JEPA 2.
+"""Hugging Face video transformers: TimeSformer, VideoMAE, ViViT, V-JEPA 2 and VideoPrism.
 
 Each family is one small adapter class that says what is special about it: how its tokens lie on
 the (time, row, col) grid, where its attention projections are, and its default CAM layer.
@@ -38,6 +38,11 @@ class HFVideoModel(VideoModel):
 
     model_type: ClassVar[str]
     auto_class: ClassVar[str]
+    #: the family's name (``model.family``) where it is not the config's ``model_type``
+    family_name: ClassVar[str | None] = None
+    #: the processor settings of a checkpoint saved without a processor config (``None``: the
+    #: model's image size with ImageNet statistics)
+    default_processor: ClassVar[dict | None] = None
 
     def __init__(self, net: nn.Module, preprocess: Preprocess, name: str | None = None) -> None:
         cfg = net.config
@@ -45,14 +50,15 @@ class HFVideoModel(VideoModel):
         if channels != 3:
             # frames are read and normalised as RGB: the network would fail deep in its patch
             # embedding on the first clip (a conv weight / channel-dimension message from torch or HF)
-            raise UnknownModelError(f"{self.model_type} model with num_channels={channels} is not supported: "
+            raise UnknownModelError(f"{self.family_name or self.model_type} model with num_channels={channels} is not supported: "
                                     "videoxai feeds it RGB frames (3 channels)")
         labels = _labels(cfg)
         grid = self.build_grid(cfg)
         super().__init__(net, num_frames=self.frames_of(cfg), preprocess=preprocess, labels=labels,
                          num_classes=cfg.num_labels, layout="BTCHW", fixed_num_frames=True,
                          token_grid=grid, cam_layer=self.build_cam_layer(cfg),
-                         cam_reshape=self._cam_reshape, family=self.model_type, name=name,
+                         cam_reshape=self._cam_reshape, family=self.family_name or self.model_type,
+                         name=name,
                          # a model fine-tuned for several labels per clip scores each on its own
                          activation="sigmoid" if cfg.problem_type == "multi_label_classification" else "softmax")
         self.attention = self.build_attention(net)
@@ -372,8 +378,61 @@ def _rotated_projections(sa: nn.Module):
     return project
 
 
+class VideoPrismAdapter(HFVideoModel):
+    """VideoPrism: a factorised encoder (ViViT's "model 2"). Its spatial layers attend over the
+    patches of each frame alone (``B·T`` sequences, no CLS token), then its temporal layers over
+    the frames of each patch position alone (``B·P`` sequences); an attention-pooling head (a
+    learned query over every token) reads the result out. Attention logits are soft-capped
+    (``attn_logit_softcapping``), which the attention methods apply as the model does.
+    """
+
+    model_type = "videoprism_vision_model"
+    family_name = "videoprism"
+    auto_class = "VideoPrismForVideoClassification"
+    #: VideoPrism's processor: the whole frame resized (no crop), pixels in [0, 1], not normalised
+    default_processor = {"video_processor_type": "LlavaOnevisionVideoProcessor", "do_center_crop": False,
+                         "do_normalize": False, "resample": 3}
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        with returning_dicts(self.net):
+            logits = self.net(pixel_values_videos=x, return_dict=True).logits
+        # the pooling head keeps its query's axis: Hugging Face returns (B, 1, classes)
+        return logits[:, 0] if logits.ndim == 3 else logits
+
+    def _cam_reshape(self, out) -> torch.Tensor:
+        """The temporal layers' output ``(B·P, T, D)`` (a sequence per patch position) →
+        ``(B, D, T, H', W')``."""
+        hidden = out[0] if isinstance(out, (tuple, list)) else out
+        g = self.token_grid
+        b = hidden.shape[0] // (g.rows * g.cols)
+        return hidden.reshape(b, g.rows, g.cols, g.frames, -1).permute(0, 4, 3, 1, 2).contiguous()
+
+    @staticmethod
+    def build_grid(cfg) -> TokenGrid:
+        (h, w), (_, ph, pw) = _pair(cfg.image_size), cfg.tubelet_size
+        return TokenGrid(cfg.num_frames, h // ph, w // pw, tubelet=1, patch=(ph, pw), prefix_tokens=0,
+                         order="thw", readout="mean")
+
+    @staticmethod
+    def build_cam_layer(cfg) -> str:
+        # the encoder's last layer norm: every token reaches the pooling head from there
+        return "vision_model.layernorm2"
+
+    @staticmethod
+    def build_attention(net) -> AttentionSites:
+        vm = net.vision_model
+        layers = [{kind: AttentionCall(layer.attention, layer.attention.q_proj, layer.attention.k_proj,
+                                       layer.attention.v_proj, net.config.num_attention_heads,
+                                       layer.attention.scaling, finish=layer.attention.o_proj,
+                                       softcap=layer.attention.attn_logit_softcapping)}
+                  for kind, stack in (("spatial", vm.spatial_layers), ("temporal", vm.temporal_layers))
+                  for layer in stack]
+        return AttentionSites(layers)
+
+
 HF_FAMILIES: dict[str, type[HFVideoModel]] = {
-    cls.model_type: cls for cls in (TimesformerAdapter, VideoMAEAdapter, VivitAdapter, VJEPA2Adapter)
+    cls.model_type: cls for cls in (TimesformerAdapter, VideoMAEAdapter, VivitAdapter, VJEPA2Adapter,
+                                    VideoPrismAdapter)
 }
 
 
@@ -510,7 +569,7 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
         pp = _read_preprocessor(spec)
     except ValueError as e:  # a preprocessor_config.json that is not JSON
         raise UnknownModelError(f"cannot read the preprocessor config of {spec!r}: {e}") from e
-    model = family(net.eval(), preprocess_from_config(pp, cfg), name=name or spec)
+    model = family(net.eval(), preprocess_from_config(pp or family.default_processor, cfg), name=name or spec)
     return model.to(device).eval()
 
 
@@ -560,4 +619,4 @@ def from_hf_module(net: nn.Module, preprocess: Preprocess | None = None, name: s
     if family is None:
         raise UnknownModelError(f"unsupported Hugging Face model type {net.config.model_type!r}")
     net.eval()  # (not its return value: see vx.wrap)
-    return family(net, preprocess or preprocess_from_config(None, net.config), name=name)
+    return family(net, preprocess or preprocess_from_config(family.default_processor, net.config), name=name)
