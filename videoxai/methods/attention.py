@@ -1,7 +1,7 @@
 """What the methods that read a video transformer's attention share: which layers they read.
 
 ``rollout``, ``attention_relevance`` and ``staa`` read the attention of Hugging Face
-TimeSformer, VideoMAE, ViViT and V-JEPA 2 models (:class:`~videoxai.models.attention.AttentionSites`) and
+TimeSformer, VideoMAE, ViViT, V-JEPA 2 and VideoPrism models (:class:`~videoxai.models.attention.AttentionSites`) and
 take one ``layers`` option with one meaning: ``k`` (an integer ≥ 1) the last k layers, a list
 the layers at those indices (negative ones count from the end), ``"all"`` every layer. A
 value the model cannot satisfy is an :class:`~videoxai.options.OptionError` naming the method,

@@ -210,7 +210,7 @@ class Method(Configurable):
             if getattr(model, need, None) is None:
                 if need == "attention":  # MViT and Swin3D do attend, but not in a form read here
                     return (f"method {cls.name!r} reads the attention of Hugging Face TimeSformer, "
-                            f"VideoMAE, ViViT and V-JEPA 2 models; {model.name} ({model.family}) exposes none it "
+                            f"VideoMAE, ViViT, V-JEPA 2 and VideoPrism models; {model.name} ({model.family}) exposes none it "
                             f"can read{_hf_hint(model)} (gradient and perturbation methods work on any model)")
                 return (f"method {cls.name!r} needs a model with {need.replace('_', ' ')}; "
                         f"{model.name} ({model.family}) has none")

@@ -4,7 +4,7 @@ A model spec is a string:
 
 * ``"demo"`` — the tiny TimeSformer trained on the synthetic benchmark, shipped with the package
   (other bundled models: see :func:`available`);
-* ``"hf:<hub id or directory>"`` — a Hugging Face TimeSformer / VideoMAE / ViViT / V-JEPA 2 classifier;
+* ``"hf:<hub id or directory>"`` — a Hugging Face TimeSformer / VideoMAE / ViViT / V-JEPA 2 / VideoPrism classifier;
 * ``"torchvision:<name>"`` — a torchvision video model (``r3d_18``, ``r2plus1d_18``, …);
   a loader's options may follow, as in dataset specs: ``"torchvision:r3d_18,weights=download"``;
 * a local directory — a Hugging Face ``save_pretrained`` directory or a videoxai model directory.

@@ -10,7 +10,7 @@ from .hf import load_hf
 
 @register_loader("hf")
 def _hf(rest: str, device: torch.device, **options):
-    """Hugging Face TimeSformer / VideoMAE / ViViT / V-JEPA 2: hub id or save_pretrained directory."""
+    """Hugging Face TimeSformer / VideoMAE / ViViT / V-JEPA 2 / VideoPrism: hub id or save_pretrained directory."""
     return load_hf(rest, device=device, **options)
 
 
