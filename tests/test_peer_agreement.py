@@ -215,8 +215,9 @@ class _PixelValues(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        name = "pixel_values_videos" if self.net.config.model_type == "vjepa2" else "pixel_values"
-        return self.net(**{name: x.transpose(1, 2)}).logits
+        videos = self.net.config.model_type in ("vjepa2", "videoprism_vision_model")
+        logits = self.net(**{"pixel_values_videos" if videos else "pixel_values": x.transpose(1, 2)}).logits
+        return logits.reshape(len(x), -1)   # VideoPrism's pooling head keeps its query's axis
 
 
 @pytest.mark.parametrize("family", ["timesformer", "videomae"])
@@ -387,15 +388,19 @@ def _held_out(name: str) -> tuple[vx.VideoModel, nn.Module, nn.Module, nn.Linear
                 lambda t: t[:, 1:].reshape(len(t), 4, 4, 4, -1).permute(0, 4, 1, 2, 3))
     net = tiny_hf(name)            # vivit: [CLS] + (frame/2, row, col) tokens; vjepa2: no [CLS]
     model = from_hf_module(net)
+    if name == "videoprism":       # the temporal layers' norm: a sequence of 8 frames per patch position
+        return (model, _PixelValues(net), model.submodule(model.cam_layer), net.classifier,
+                lambda t: t.reshape(len(t) // 16, 4, 4, 8, -1).permute(0, 4, 3, 1, 2))
     prefix = 1 if name == "vivit" else 0
     return (model, _PixelValues(net), model.submodule(model.cam_layer), net.classifier,
             lambda t: t[:, prefix:].reshape(len(t), 4, 4, 4, -1).permute(0, 4, 1, 2, 3))
 
 
-@pytest.mark.parametrize("name", ["videomae", "vivit", "timesformer", "vjepa2", "custom", "mvit"])
+@pytest.mark.parametrize("name", ["videomae", "vivit", "timesformer", "vjepa2", "videoprism", "custom", "mvit"])
 def test_input_gradients_equal_captum_on_held_out_networks(name):
     # frames larger than the input and not square: the models resize and crop inside their forward
-    model = from_hf_module(tiny_hf(name)) if name in ("videomae", "vivit", "timesformer", "vjepa2") else (
+    hf = ("videomae", "vivit", "timesformer", "vjepa2", "videoprism")
+    model = from_hf_module(tiny_hf(name)) if name in hf else (
         _tiny_mvit()[1] if name == "mvit" else _held_out(name)[0])
     t, size = model.num_frames, model.input_size[0]
     x = torch.rand(2, t, 3, size + 8, size + 4, generator=torch.Generator().manual_seed(0))
@@ -414,7 +419,7 @@ def test_input_gradients_equal_captum_on_held_out_networks(name):
         one, nt_type="smoothgrad", nt_samples=2, nt_samples_batch_size=2, stdevs=0.2, target=1, abs=False))
 
 
-@pytest.mark.parametrize("name", ["mc3_18", "custom", "vivit", "vjepa2", "mvit"])
+@pytest.mark.parametrize("name", ["mc3_18", "custom", "vivit", "vjepa2", "videoprism", "mvit"])
 def test_gradcam_and_gradcam_pp_equal_pytorch_grad_cam_on_held_out_networks(name):
     model, net, layer, head, reshape = _held_out(name)
     with torch.no_grad():
@@ -440,7 +445,10 @@ def test_gradcam_and_gradcam_pp_equal_pytorch_grad_cam_on_held_out_networks(name
         # a transformer's LayerNorm features take both signs: where 2 + g·ΣA nears 0 (2e-3 on the
         # MViT), the peer's eps moves α by a few per cent, so the peer's tensors go through the formula
         g3 = grads.pow(3)
-        alpha = grads.square() / (2 * grads.square() + acts.sum((2, 3, 4), keepdim=True) * g3)
+        den = 2 * grads.square() + acts.sum((2, 3, 4), keepdim=True) * g3
+        # a gradient so small that its square underflows (VideoPrism's sharpened pooling attention
+        # leaves ~1e-30 on most tokens) is 0/0 here: α 0 there, as the peer's eps makes it
+        alpha = torch.where(den != 0, grads.square() / den, 0)
         weights = (torch.where(grads != 0, alpha, 0) * grads.clamp_min(0)).sum((2, 3, 4), keepdim=True)
         _close(ours_pp, torch.relu((weights * acts).sum(1)), rtol=1e-3)
 

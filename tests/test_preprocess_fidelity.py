@@ -44,7 +44,8 @@ def frames() -> dict[str, torch.Tensor]:
 
 
 def _processor(kind: str):
-    from transformers import VideoMAEImageProcessor, VivitImageProcessor, VivitVideoProcessor, VJEPA2VideoProcessor
+    from transformers import (LlavaOnevisionVideoProcessor, VideoMAEImageProcessor, VivitImageProcessor,
+                              VivitVideoProcessor, VJEPA2VideoProcessor)
 
     crop = {"crop_size": {"height": 32, "width": 32}}
     stats = {"image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.3, 0.25]}
@@ -62,6 +63,10 @@ def _processor(kind: str):
         "vivit_video": ("vivit", VivitVideoProcessor(size={"shortest_edge": 36}, **crop)),
         # V-JEPA 2's: a shortest edge of 256/224 of the crop, as its checkpoints (292 for 256)
         "vjepa2_video": ("vjepa2", VJEPA2VideoProcessor(size={"shortest_edge": 36}, **crop)),
+        # VideoPrism's: LLaVA-OneVision's video processor with VideoPrism's settings (the whole frame
+        # resized, bicubic, no normalisation)
+        "videoprism_video": ("videoprism", LlavaOnevisionVideoProcessor(size={"height": 32, "width": 32},
+                                                                        do_normalize=False)),
     }[kind]
 
 
@@ -78,10 +83,16 @@ def _hf_pixel_values(proc, video: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", ["shortest_edge", "height_width", "no_crop", "bicubic", "vivit_offset",
-                                  "vivit_video", "vjepa2_video", "scalar_stats"])
+                                  "vivit_video", "vjepa2_video", "videoprism_video", "scalar_stats"])
 def test_hf_model_input_and_logits_equal_the_processors(kind, frames, tmp_path, one_thread):
     family, proc = _processor(kind)
     net = tiny_hf(family)
+    if family == "videoprism":
+        # conftest sharpens every query and key, the pooling head's too: its one-hot pooling then
+        # moved the logits by 4 % for half a level of noise on the pixels; the head as initialised
+        with torch.no_grad():
+            net.head.q_proj.weight.div_(25.0)
+            net.head.k_proj.weight.div_(25.0)
     net.save_pretrained(tmp_path)
     proc.save_pretrained(tmp_path)
     model = vx.load_model(str(tmp_path))
@@ -95,7 +106,8 @@ def test_hf_model_input_and_logits_equal_the_processors(kind, frames, tmp_path, 
         diff = (ours - ref).abs()
         assert diff.mean() < 0.015 and diff.max() < 0.1, (kind, shape, float(diff.mean()), float(diff.max()))
         with torch.no_grad():
-            expected = net(**{"pixel_values_videos" if family == "vjepa2" else "pixel_values": ref[None]}).logits
+            videos = family in ("vjepa2", "videoprism")
+            expected = net(**{"pixel_values_videos" if videos else "pixel_values": ref[None]}).logits.reshape(1, -1)
             got = model(pixels)
         scale = float(expected.abs().max())
         assert float((got - expected).abs().max()) < 0.1 * scale, (kind, shape)
