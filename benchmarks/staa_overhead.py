@@ -34,7 +34,7 @@ from videoxai.models.hf import from_hf_module
 
 
 FAMILIES = ("timesformer-base 8x224", "videomae-base 16x224 (sdpa)", "vivit-base 32x224 (sdpa)",
-            "vjepa2-vitl 16x256 (sdpa)")
+            "vjepa2-vitl 16x256 (sdpa)", "videoprism-base 16x288")
 
 
 def build(family: str):
@@ -52,6 +52,10 @@ def build(family: str):
 
         return VJEPA2ForVideoClassification(VJEPA2Config(frames_per_clip=16, num_labels=174,
                                                          attn_implementation="sdpa"))
+    if family == "videoprism-base 16x288":   # factorised: 12 spatial layers over 324 patches, 4 temporal over 16 frames
+        from transformers import VideoPrismForVideoClassification, VideoPrismVisionConfig
+
+        return VideoPrismForVideoClassification(VideoPrismVisionConfig(num_labels=400))
     raise ValueError(family)
 
 
@@ -75,7 +79,7 @@ def measure(family: str, device: torch.device, repeats: int) -> None:
         pixel_values = model.preprocess(x)
     staa = get("staa")(model)
 
-    name = "pixel_values_videos" if model.family == "vjepa2" else "pixel_values"
+    name = "pixel_values_videos" if model.family in ("vjepa2", "videoprism") else "pixel_values"
 
     def hf():
         with torch.no_grad():
