@@ -49,7 +49,7 @@ def test_the_layer_search_with_a_token_reshape_names_the_last_block_inside_an_en
     assert vx.explain(model, clip, "gradcam").options["layer"] == "1.1"
 
 
-@pytest.mark.parametrize("family", ["timesformer", "videomae", "vivit", "vjepa2"])
+@pytest.mark.parametrize("family", ["timesformer", "videomae", "vivit", "vjepa2", "videoprism"])
 def test_cam_methods_on_a_wrapped_hugging_face_transformer_name_its_adapter(family):
     # given to vx.wrap (a network fine-tuned in the session), a Hugging Face video transformer got
     # the search's advice for an unknown network: on TimeSformer "its last grids are per frame, e.g.

@@ -147,7 +147,8 @@ def _hf_hint(model: VideoModel, reads: str = "its attention") -> str:
     model_type = getattr(getattr(model.net, "config", None), "model_type", None)
     if model.family != "custom" or model_type not in HF_FAMILIES:
         return ""
-    return (f": it wraps a Hugging Face {model_type} model, which "
+    family = HF_FAMILIES[model_type].family_name or model_type   # VideoPrism's model_type is longer
+    return (f": it wraps a Hugging Face {family} model, which "
             f"videoxai.models.hf.from_hf_module(net) adapts with {reads}")
 
 

@@ -266,9 +266,12 @@ class SaliencyTubes(CAMMethod):
             return (f"method 'saliency_tubes' explains CNNs whose last feature map feeds a linear head "
                     f"through global pooling; {model.name} ({model.family}) is a transformer")
         if _hf_hint(model):  # given to vx.wrap: the search's advice for an unknown network misled
+            from ..models.hf import HF_FAMILIES
+
+            family = HF_FAMILIES[model.net.config.model_type]
             return (f"method 'saliency_tubes' explains CNNs whose last feature map feeds a linear head "
                     f"through global pooling; {model.name} ({model.family}) wraps a Hugging Face "
-                    f"{model.net.config.model_type} transformer")
+                    f"{family.family_name or family.model_type} transformer")
         # the kind only: the default layer is checked by _probe_head, a named one by __init__
         return super(CAMMethod, cls).unsupported(model)
 
