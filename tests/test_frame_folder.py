@@ -255,3 +255,13 @@ def test_the_cli_explains_a_folder_as_the_same_frames_in_memory(tmp_path, capsys
     assert _explain_here(str(tmp_path), "-o", str(tmp_path / "o3")) == 2
     assert "is a directory without numbered pictures" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_the_stream_client_reads_a_folder_and_a_glob_frame_by_frame(tmp_path):
+    from videoxai.serve.client import source_fps, video_frames
+
+    frames = scene(5)
+    folder = write_series(tmp_path / "f", frames)
+    for source in (folder, str(folder / "img_*.png")):
+        np.testing.assert_array_equal(np.stack(list(video_frames(source))), frames)
+        assert source_fps(source) is None   # pictures carry no rate: the stream's own pace

@@ -71,7 +71,8 @@ def check_path(path: str | bytes | os.PathLike) -> Path:
 
 def local_file(source: str | os.PathLike) -> Path | None:
     """The local file ``source`` names, to be read as a file (:func:`check_path` says whether it
-    is one): ``source`` itself where it exists, the name after a ``file:`` URL's scheme as FFmpeg
+    is one): ``source`` itself where it exists (or names a folder's pictures by a glob,
+    ``frames/img_*.jpg``), the name after a ``file:`` URL's scheme as FFmpeg
     reads it (``file:/a.mp4`` and ``file:///a.mp4`` are ``/a.mp4``, no %-decoding), else ``None``
     (a stream URL such as ``rtsp://…``).
 
@@ -79,8 +80,10 @@ def local_file(source: str | os.PathLike) -> Path | None:
     makes: a download cut short (an mp4 whose index lists frames past its end, an mkv that ends
     inside a Cluster) streamed as the frames before the cut, without a word.
     """
+    from .frame_folder import names_frame_series  # (which imports this module)
+
     text = os.fsdecode(source)
-    if Path(text).exists():
+    if Path(text).exists() or names_frame_series(text):   # a glob of pictures is read as its folder is
         return Path(text)
     return Path(text[len("file:"):]) if text.startswith("file:") and len(text) > len("file:") else None
 
