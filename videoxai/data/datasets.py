@@ -10,7 +10,7 @@ is the home folder; an empty value or an unclosed quote is refused):
   (:mod:`videoxai.data.synthetic`), with per-frame masks, boxes and the evidence window (2 to 4
   frames: for models of 4 frames or more);
   ``1 ≤ N ≤ 10^12`` (clips are rendered when used, so ``N`` costs nothing up front).
-* ``folder:DIR[,labels=FILE.csv][,max_side=N][,fps=F]`` — the videos in ``DIR``, files or folders
+* ``folder:DIR[,labels=FILE.csv][,split=FILE.txt][,max_side=N][,fps=F]`` — the videos in ``DIR``, files or folders
   of numbered pictures (``<class>/<video>/img_00001.jpg`` …, :mod:`~videoxai.data.frame_folder`;
   read at ``fps`` frames per second, else with no frame rate; ``fps`` is refused where every clip
   is a file, which has its own); the CSV (default
@@ -36,7 +36,11 @@ is the home folder; an empty value or an unclosed quote is refused):
   below first-level subfolders (``DIR/<class>/clip.mp4``, as UCF101 and HMDB51 ship) the subfolder
   is their class (``air_drumming`` matches the model's ``air drumming``), otherwise the clips are
   unlabelled (the model's prediction is explained), as are videos beside the class subfolders (a
-  warning names them).
+  warning names them). ``split`` keeps the class subfolders' clips an official list names, one per
+  line (UCF101's ``testlist01.txt``: ``.avi`` names match folders of frames too, and case is
+  forgiven where only that finds a clip; what follows a path on its line, a class number or
+  MMAction2's frame count and label, is not read: the subfolders name the classes, every one of
+  them, so that a class without a clip in the split moves no index).
 * ``ucf24:ROOT[,annotations=FILE.json][,split=FILE.txt]`` — UCF101-24-style per-frame boxes:
   ``ROOT/<key>.avi`` (or ``.mp4``, else the folder of its numbered pictures
   ``ROOT/<key>/00001.jpg`` …, as the release's ``rgb-images`` stores them: the pictures in the

@@ -69,7 +69,8 @@ class STAA(AttentionMethod):
             map costs a second attention product: VideoMAE; the last half of the spatial and of
             the temporal layers of a factorised encoder: VideoPrism), ``"half"`` (the last half
             of the layers, at least one), ``"all"``, ``k`` (the last k layers) or a list of layer
-            indices; their maps are averaged (a factorised encoder's: see the module docstring).
+            indices; their maps are averaged (a factorised encoder's spatial layers' map is weighed
+            by its temporal layers' attention instead).
         gradient_weighted: weight each attention entry by its positive gradient for the target
             (one backward pass through the chosen layers' eager attention).
         peak_share: the share of each frame's highest map values whose mean is the frame's
@@ -78,7 +79,7 @@ class STAA(AttentionMethod):
             row by the temporal attention that frame receives at each patch (off by default: on
             the bundled demo model it moved both the top frame and the spatial peak off the
             evidence more often). Refused on joint attention, which has no temporal attention. A
-            factorised encoder's temporal layers always weigh its map (see the module docstring).
+            factorised encoder's temporal layers always weigh its map.
     """
 
     name = "staa"

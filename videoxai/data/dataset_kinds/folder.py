@@ -43,11 +43,14 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg
 @register_dataset("folder")
 def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None = None,
             max_side: Annotated[int | None, Opt(ge=1)] = None,
-            fps: Annotated[float | None, Opt(gt=0, help="frame rate of the folders of frames")] = None) -> EvalDataset:
-    """folder:DIR[,labels=FILE.csv][,max_side=N][,fps=F] — videos or frame folders, by a CSV (video,label[,start,end]) or class subfolders.
+            fps: Annotated[float | None, Opt(gt=0, help="frame rate of the folders of frames")] = None,
+            split: str | None = None) -> EvalDataset:
+    """folder:DIR[,labels=FILE.csv][,split=FILE][,max_side=N][,fps=F] — videos or frame folders, by a CSV or class subfolders.
 
     ``fps`` is the frame rate of the clips stored as folders of numbered pictures (which carry
     none): without it their clips have no ``fps`` or ``times``; video files have their own.
+    ``split`` lists the clips of class subfolders to use, one per line (UCF101's
+    ``testlist01.txt``, MMAction2's lists): see :func:`_split_clips`.
     """
     root = Path(argument).expanduser()
     if not root.is_dir():
@@ -59,6 +62,9 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
         has_csv = csv_path.is_file()
     except PermissionError as e:  # DIR (or the labels file's folder) may not be searched: say which
         raise InputError(f"folder: cannot read {csv_path if explicit else root}: {e.strerror or e}") from None
+    if has_csv and split is not None:   # the CSV lists its clips itself: one of the two would be ignored
+        raise InputError(f"folder: split={split} chooses among class subfolders' clips; {csv_path} lists the "
+                         "clips itself (list only the split's clips in it, or drop split=)")
     if not has_csv:
         if explicit:
             # a relative labels= is read from the working directory, not from DIR
@@ -83,7 +89,8 @@ def _folder(argument: str, *, num_frames: int, classes=None, labels: str | None 
                     "where each video's frames are a subfolder" if _is_frame_folder(root) else "")
             raise InputError(f"folder: no video files in {root}"
                              + (f" ({_unreadable_text(root, unreadable)})" if unreadable else "") + hint)
-        return _with_frame_rate(_class_folders(root, files, classes, num_frames, side), fps, root)
+        chosen = _split_clips(root, files, Path(split).expanduser()) if split is not None else None
+        return _with_frame_rate(_class_folders(root, files, classes, num_frames, side, chosen), fps, root)
     rows = _read_labels_csv(csv_path, root)
     columns = {c for _, row in rows for c in row}
     if "label" not in columns and columns - set(CSV_COLUMNS):
@@ -390,7 +397,7 @@ def _existing(root: Path, rel: str) -> Path | None:
 
 
 def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | None, num_frames: int,
-                   max_side: int | None) -> VideoListDataset:
+                   max_side: int | None, chosen: set[Path] | None = None) -> VideoListDataset:
     """The videos of a folder without a labels CSV. Where every video lies below a first-level
     subfolder (``DIR/<class>/clip.mp4``, the layout of UCF101, HMDB51 and torchvision's
     ``DatasetFolder``), the subfolder names the clip's class: mapped onto the model's
@@ -400,7 +407,10 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
     (``DIR/clip.mp4``) are unlabelled (the model's prediction is explained), which a warning
     says; every clip is unlabelled where there is one subfolder only and the model has no class
     of that name (``DIR/videos/…``), where a subfolder is not one of the model's classes (a
-    warning), or where videos lie beside the subfolders and there are no model classes."""
+    warning), or where videos lie beside the subfolders and there are no model classes.
+    ``chosen``: the clips of a split (:func:`_split_clips`; every clip where ``None``); the
+    classes are named from every subfolder all the same, so that a class without a clip in the
+    split does not move the others' indices."""
     parts = [p.relative_to(root).parts for p in files]
     rel = [_text("/".join(r)) for r in parts]
     folders = [_text(r[0]) if len(r) > 1 else None for r in parts]
@@ -445,10 +455,61 @@ def _class_folders(root: Path, files: Sequence[Path], classes: Sequence[str] | N
                               f"{'lie' if len(stray) > 1 else 'lies'} beside the class subfolders, in no "
                               f"class: {_without_class(classes)}", stacklevel=3)
     keep = _reached_once(root, files, rel, labels)
+    if chosen is not None:   # a split's clips; the classes above are every subfolder's, as in the whole set
+        keep = [k for k in keep if files[k] in chosen]
     entries = [_Entry(rel[k], files[k], *labels[k]) for k in keep]
     ds = VideoListDataset(entries, num_frames, max_side)
     ds.class_names = names
     return ds
+
+
+def _split_clips(root: Path, files: Sequence[Path], split: Path) -> set[Path]:
+    """The clips among ``files`` that the split file lists: one per line, a path relative to
+    ``root`` and, after a space, anything (UCF101's ``trainlist01.txt`` gives a class number,
+    1-based; MMAction2's lists a frame count and a 0-based label: the class subfolders name the
+    classes, so these are not read). A listed ``a/v1.avi`` is also the folder of frames ``a/v1``
+    and the other way round (UCF101's lists name ``.avi`` files, its frames are folders), and a
+    name is matched without regard to case where only that finds it (UCF101's lists write
+    ``HandStandPushups/`` for the folder ``HandstandPushups/``). Listed clips not below ``root``
+    are left out with a warning counting them; a list that names none is an error."""
+    if not split.is_file():
+        raise InputError(f"folder: no split file {split}")
+    try:   # a byte-order mark stuck to the first path ('\ufeffApplyEyeMakeup/…': not found)
+        lines = split.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise InputError(f"{split}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+    def forms(rel: str) -> tuple[str, str]:
+        rel = rel.replace("\\", "/").strip("/")
+        stem, suffix = os.path.splitext(rel)
+        return (stem if suffix.lower() in VIDEO_SUFFIXES else rel), rel
+
+    by_name: dict[str, Path] = {}
+    for path in files:
+        for form in forms("/".join(path.relative_to(root).parts)):
+            by_name.setdefault(form, path)
+    by_lower: dict[str, list[Path]] = {}
+    for name, path in by_name.items():
+        by_lower.setdefault(name.lower(), []).append(path)
+    chosen, missing = set(), []
+    listed = [ln.split()[0] for ln in lines if ln.strip()]
+    for rel in listed:
+        found = by_name.get(forms(rel)[0])
+        if found is None:
+            same = set(by_lower.get(forms(rel)[0].lower(), ()))
+            found = same.pop() if len(same) == 1 else None
+        if found is None:
+            missing.append(rel)
+        else:
+            chosen.add(found)
+    if not chosen:
+        raise InputError(f"folder: {split} lists {len(listed)} clips, none of them below {root}"
+                         + (f" (e.g. {missing[0]!r})" if missing else ""))
+    if missing:
+        warnings.warn(f"folder: {len(missing)} of the {len(listed)} clips {split.name} lists are not below {root} "
+                      f"({', '.join(map(repr, missing[:3]))}{', …' if len(missing) > 3 else ''}); left out",
+                      stacklevel=4)
+    return chosen
 
 
 def _reached_once(root: Path, files: Sequence[Path], rel: Sequence[str],
