@@ -15,6 +15,7 @@ from videoxai.data.container import probe
 from videoxai.data.synthetic import SyntheticVideos
 from videoxai.data.video import FrameTooLargeError, uniform_indices
 from videoxai.errors import InputError, VideoReadError
+from test_cli import _explain_here
 
 
 def scene(count: int, height: int = 24, width: int = 32) -> np.ndarray:
@@ -227,17 +228,6 @@ def test_explain_video_over_a_folder_counts_seconds_by_the_rate_given(tmp_path):
     assert [w.frame_indices[0] for w in by_number.windows] == [4, 8] and by_number.windows[0].start_s is None
     with pytest.raises(InputError, match="fps applies to a folder of frames"):
         vx.explain_video(model, vx.Clip(sample.frames, fps=8), "saliency", fps=4)
-
-
-def _explain_here(*args: str) -> int:
-    """``videoxai explain ARGS`` in this process: its exit code."""
-    from videoxai.cli import main
-
-    try:
-        main(["explain", *args])
-    except SystemExit as e:
-        return e.code
-    return 0
 
 
 def test_the_cli_explains_a_folder_as_the_same_frames_in_memory(tmp_path, capsys):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_frame_folder import write_series
 
 from videoxai.data.datasets import load_dataset
 from videoxai.errors import InputError, VideoReadError
@@ -27,20 +28,13 @@ def pictures(seed: int = 0) -> np.ndarray:
     return frames
 
 
-def write_frames(folder: Path, frames: np.ndarray, name: str = "img_{:05d}.png", first: int = 1) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for t, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / name.format(first + t))
-    return folder
-
-
 @pytest.fixture
 def rawframes(tmp_path) -> tuple[Path, dict[str, np.ndarray]]:
     """``data/<class>/<video>/img_00001.png`` …: two classes of two videos, each 12 frames."""
     data, stored = tmp_path / "data", {}
     for k, key in enumerate(["cat/v1", "cat/v2", "dog/v1", "dog/v3"]):
         stored[key] = pictures(k)
-        write_frames(data / key, stored[key])
+        write_series(data / key, stored[key])
     return data, stored
 
 
@@ -68,7 +62,7 @@ def test_frame_folders_beside_video_files_and_mixed_series(rawframes):
 
     data, stored = rawframes
     write_video(pictures(9), data / "cat" / "clip.mp4", fps=10)
-    write_frames(data / "dog" / "v3", pictures(5)[:, :, :, :1].repeat(3, -1), name="flow_x_{:05d}.png")
+    write_series(data / "dog" / "v3", pictures(5)[:, :, :, :1].repeat(3, -1), name="flow_x_{:05d}.png")
     ds = load_dataset(f"folder:{data}", num_frames=4)
     assert ds.keys() == ["cat/clip.mp4", "cat/v1", "cat/v2", "dog/v1", "dog/v3"]
     s = ds[4]
@@ -79,20 +73,20 @@ def test_frame_folders_beside_video_files_and_mixed_series(rawframes):
 def test_a_folder_without_pictures_is_still_a_class_folder(tmp_path):
     """Folders holding one picture, pictures without numbers, or subfolders are walked into, not taken for videos."""
     data = tmp_path / "data"
-    write_frames(data / "cat" / "v1", pictures(0))
+    write_series(data / "cat" / "v1", pictures(0))
     Image.fromarray(pictures(1)[0]).save((data / "cat" / "cover.png"))      # beside the video: no number
     (data / "dog").mkdir()
-    write_frames(data / "dog" / "v2", pictures(2))
+    write_series(data / "dog" / "v2", pictures(2))
     Image.fromarray(pictures(3)[0]).save(data / "dog" / "poster_1.png")   # one numbered picture only
     ds = load_dataset(f"folder:{data}", num_frames=4)
     assert [(s.key, s.label_name) for s in ds] == [("cat/v1", "cat"), ("dog/v2", "dog")]
     # a class folder holding numbered pictures beside a video folder is walked into
-    write_frames(data / "dog", pictures(4)[:2], name="still_{}.png")
+    write_series(data / "dog", pictures(4)[:2], name="still_{}.png")
     assert load_dataset(f"folder:{data}", num_frames=4).keys() == ["cat/v1", "dog/v2"]
 
 
 def test_one_videos_frames_given_as_the_data_folder_is_named(tmp_path):
-    write_frames(tmp_path / "v1", pictures(0))
+    write_series(tmp_path / "v1", pictures(0))
     with pytest.raises(InputError, match=r"^folder: no video files in .*v1; it is one video's folder of frames: "
                                          r"give the folder above it \(folder:"):
         load_dataset(f"folder:{tmp_path / 'v1'}", num_frames=4)
@@ -173,7 +167,7 @@ def test_fps_for_video_files_only_is_refused(tmp_path):
 
 def ucf24_frames(root: Path, annotations: list[dict], key: str = "Jump/v_Jump_g01_c01") -> str:
     """``ROOT/<key>/00001.png`` … (UCF101-24's rgb-images, numbered from 1) and their annotations."""
-    write_frames(root / key, pictures(0), name="{:05d}.png")
+    write_series(root / key, pictures(0), name="{:05d}.png")
     (root / "annotations.json").write_text(json.dumps(
         {key: {"label": 0, "numf": T, "annotations": [{"label": 0, **a} for a in annotations]}}))
     return f"ucf24:{root}"
