@@ -60,12 +60,10 @@ class FrameSeries:
     Attributes:
         source: the folder or glob it was read from, as the clips' ``source``.
         files: the pictures, ordered by their numbers.
-        pattern: the series as ``printf`` would name it (``img_%05d.jpg``), for messages.
     """
 
     source: str
     files: tuple[Path, ...]
-    pattern: str
 
     def __len__(self) -> int:
         return len(self.files)
@@ -117,10 +115,7 @@ def frame_series(path: str | bytes | os.PathLike) -> FrameSeries:
         if a == b:
             raise VideoReadError(f"{shown_path(folder)}: two pictures are frame {a} ({first} and {second}); "
                                  "a series numbers each frame once")
-    prefix, suffix = key
-    width = min(len(name) - len(prefix) - len(suffix) for _, name in numbered)
-    pattern = f"{prefix}%0{width}d{suffix}" if width > 1 else f"{prefix}%d{suffix}"  # (printf's '%' unescaped)
-    return FrameSeries(source=str(p), files=tuple(folder / name for _, name in numbered), pattern=pattern)
+    return FrameSeries(source=str(p), files=tuple(folder / name for _, name in numbered))
 
 
 def _is_file(entry: os.DirEntry) -> bool:
