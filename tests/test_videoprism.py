@@ -148,3 +148,18 @@ def test_explain_and_the_model_are_left_as_they_were(loaded):
         assert exp.spatial.shape == (T, 36, 44) and abs(float(exp.temporal.sum()) - 1) < 1e-5
     assert all(torch.equal(before[k], v) for k, v in model.net.state_dict().items())
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.net.modules())
+
+
+def test_a_video_text_checkpoint_is_named_as_one(tmp_path):
+    from transformers import VideoPrismClipModel, VideoPrismConfig
+
+    from videoxai.errors import UnknownModelError
+
+    small = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64)
+    VideoPrismClipModel(VideoPrismConfig(
+        vision_config=dict(image_size=32, tubelet_size=[1, 8, 8], num_frames=4, num_spatial_layers=1,
+                           num_temporal_layers=1, **small),
+        text_config=dict(num_hidden_layers=1, **small))).save_pretrained(tmp_path)
+    with pytest.raises(UnknownModelError, match=r"is a VideoPrism video-text model \(VideoPrismClipModel\), not a "
+                                                r"video classifier"):
+        vx.load_model(f"hf:{tmp_path}")

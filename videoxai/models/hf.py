@@ -540,9 +540,12 @@ def load_hf(spec: str, *, device: str | torch.device = "cpu", name: str | None =
     except (OSError, ValueError) as e:
         raise UnknownModelError(f"cannot load a Hugging Face config from {spec!r}: {e}") from e
     family = HF_FAMILIES.get(cfg.model_type)
+    if cfg.model_type == "videoprism":   # VideoPrism's video-text checkpoints: no classes to explain
+        raise UnknownModelError(f"{spec!r} is a VideoPrism video-text model (VideoPrismClipModel), not a video "
+                                "classifier; videoxai explains VideoPrismForVideoClassification checkpoints")
     if family is None:
         raise UnknownModelError(f"{spec!r} is a {cfg.model_type!r} model; supported Hugging Face video "
-                                f"families: {', '.join(sorted(HF_FAMILIES))}")
+                                f"families: {', '.join(sorted(c.family_name or c.model_type for c in HF_FAMILIES.values()))}")
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     # transformers prints a "Loading weights" bar on every load: noise for a local directory,
     # but a hub download keeps its bars (the switch also silences huggingface_hub's)
