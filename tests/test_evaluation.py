@@ -259,7 +259,7 @@ def test_bad_runner_arguments(model_dir, tmp_path):
     with pytest.raises(InputError, match="backend must be"):
         evaluate(model_dir, "synthetic:1", "staa", "energy", tmp_path, backend="dask")
     with pytest.raises(InputError, match="unknown dataset kind"):
-        evaluate(model_dir, "kinetics:1", "staa", "energy", tmp_path, backend="inline")
+        evaluate(model_dir, "nosuchkind:1", "staa", "energy", tmp_path, backend="inline")
     with pytest.raises(InputError, match="model spec"):
         from videoxai.models import load_model
         evaluate(load_model(model_dir), "synthetic:1", "staa", "energy", tmp_path, backend="local")
