@@ -95,9 +95,7 @@ class STAA(AttentionMethod):
         received = "joint" in model.attention.kinds() and model.token_grid.readout == "mean"
         named = {"half": max(1, n // 2), "auto": 1 if received else max(1, n // 2)}
         if model.attention.factorised:  # the last half of the spatial layers and of the temporal ones
-            named["auto"] = [i for kind in ("spatial", "temporal")
-                             for group in [[j for j, layer in enumerate(model.attention.layers) if kind in layer]]
-                             for i in group[len(group) - max(1, len(group) // 2):]]
+            named["auto"] = [i for kind in ("spatial", "temporal") for i in _last_half(model.attention.layers, kind)]
         self.layers = self.attention_layers(named.get(layers, layers) if isinstance(layers, str) else layers)
         self.peak_share = peak_share
         if temporal_weighting and "temporal" not in model.attention.kinds():
@@ -210,3 +208,9 @@ class STAA(AttentionMethod):
         if self.gradient_weighted:
             return (rec.probs * rec.probs.grad.clamp_min(0)).mean(2).mean(1)
         return rec.received().mean(1)
+
+
+def _last_half(layers: list[dict], kind: str) -> list[int]:
+    """The indices of the last half (at least one) of the layers that run attention of ``kind``."""
+    of_kind = [i for i, layer in enumerate(layers) if kind in layer]
+    return of_kind[len(of_kind) - max(1, len(of_kind) // 2):]
